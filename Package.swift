@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom to top (a module depends only on those below it):
+//   CLMDB, CBLAS         system libraries (apt: liblmdb-dev, libopenblas-dev)
+//   LMDB                 storage: environment, transactions, tables, cursors
+//   Tensor               math: dense float buffers, BLAS, SIMD kernels
+//   Embedding            tokenizer, safetensors, BERT encoder (inference)
+//   HNSW                 the graph index over a storage protocol
+//   Training             backward pass, losses, optimiser, metrics
+//   VectorDB             the public library: ties storage, index, encoder, training
+//   vdb                  the shell
+let package = Package(
+  name: "vdb",
+  platforms: [.macOS(.v13)],
+  products: [
+    .library(name: "VectorDB", targets: ["VectorDB"]),
+    .executable(name: "vdb", targets: ["vdb"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CLMDB", pkgConfig: "lmdb",
+      providers: [.apt(["liblmdb-dev"])]),
+    .systemLibrary(
+      name: "CBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "LMDB", dependencies: ["CLMDB"]),
+    .target(name: "Tensor", dependencies: ["CBLAS"]),
+    .target(name: "Embedding", dependencies: ["Tensor"]),
+    .target(name: "HNSW", dependencies: ["Tensor"]),
+    .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
+    .target(
+      name: "VectorDB",
+      dependencies: ["LMDB", "Tensor", "Embedding", "HNSW", "Training"]),
+    .executableTarget(
+      name: "vdb",
+      dependencies: [
+        "VectorDB",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
+    .executableTarget(
+      name: "storage-bench", dependencies: ["VectorDB", "LMDB"],
+      path: "Benchmarks/storage-bench"),
+    .executableTarget(
+      name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
+      path: "Benchmarks/encoder-bench"),
+    .executableTarget(
+      name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
+      path: "Benchmarks/index-bench"),
+    .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
+    .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
+    .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+    .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// The Embedding module; see docs/architecture.md.

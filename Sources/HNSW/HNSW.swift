@@ -1,0 +1,1 @@
+// The HNSW module; see docs/architecture.md.

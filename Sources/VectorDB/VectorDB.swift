@@ -1,0 +1,1 @@
+// The VectorDB module; see docs/architecture.md.
