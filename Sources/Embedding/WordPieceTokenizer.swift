@@ -45,6 +45,10 @@ public struct WordPieceTokenizer: Sendable {
     public var separatorToken: String = "[SEP]"
     /// Marks a piece that continues a word.
     public var continuationPrefix: String = "##"
+    /// Tokens recognised verbatim (case and all) in the input, before normalisation,
+    /// as Hugging Face does for added special tokens: "a [MASK] b" has the `[MASK]` id.
+    /// Those missing from the vocabulary are ignored.
+    public var specialTokens: [String] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
     public init() {}
   }
@@ -58,6 +62,10 @@ public struct WordPieceTokenizer: Sendable {
 
   private let trie: Trie
   private let normalizer: ScalarNormalizer
+  /// The special tokens' UTF-8 bytes and ids, longest first.
+  private let specialTokens: [(bytes: [UInt8], id: Int)]
+  /// Whether a byte can start a special token.
+  private let specialTokenLeads: [Bool]
 
   /// A tokenizer over `vocabulary` (token *i* has id *i*). `source` names the
   /// vocabulary in errors. Throws ``EmbeddingError/invalidVocabulary(source:reason:)``
@@ -82,6 +90,12 @@ public struct WordPieceTokenizer: Sendable {
     unknownID = try special(options.unknownToken)
     classifierID = try special(options.classifierToken)
     separatorID = try special(options.separatorToken)
+    specialTokens = options.specialTokens.compactMap { token in
+      trie.id(of: Array(token.utf8)).map { (Array(token.utf8), $0) }
+    }.sorted { $0.bytes.count > $1.bytes.count }
+    specialTokenLeads = (0..<256).map { byte in
+      options.specialTokens.contains { $0.utf8.first == UInt8(byte) }
+    }
     normalizer = ScalarNormalizer(
       lowercase: options.lowercase, stripAccents: options.stripAccents ?? options.lowercase)
   }
@@ -125,11 +139,19 @@ public struct WordPieceTokenizer: Sendable {
 
   /// Appends at most `limit` word-piece ids of `text` to `ids`.
   private func appendWordPieces(of text: String, limit: Int, to ids: inout [Int]) {
-    let end = ids.count + limit
     guard limit > 0 else { return }
+    let end = ids.count + limit
+    var text = text
+    text.withUTF8 { scan($0, until: end, into: &ids) }
+    if ids.count > end { ids.removeLast(ids.count - end) }
+  }
+
+  /// Appends the pieces of `bytes` (valid UTF-8) until the text ends or `ids` has
+  /// reached `end` entries (it may then hold a few more, from the last word).
+  private func scan(_ bytes: UnsafeBufferPointer<UInt8>, until end: Int, into ids: inout [Int]) {
     var word = WordBuffer()
     word.bytes.reserveCapacity(64)
-    // Emits the word collected so far; false once `limit` pieces are out.
+    // Emits the word collected so far; false once `end` is reached.
     func flush() -> Bool {
       if !word.bytes.isEmpty {
         wordPieces(of: word, into: &ids)
@@ -137,71 +159,72 @@ public struct WordPieceTokenizer: Sendable {
       }
       return ids.count < end
     }
-    var stopped = false
-    scanning: for scalar in text.unicodeScalars {
-      let value = scalar.value
-      if value < 0x80 {
-        switch asciiClass[Int(value)] {
-        case .letter(let byte):
-          word.append(byte)
+    let asciiClass = options.lowercase ? asciiClassUncased : asciiClassCased
+    var i = 0
+    while i < bytes.count {
+      let byte = bytes[i]
+      if specialTokenLeads[Int(byte)], let (id, length) = specialToken(in: bytes, at: i) {
+        guard flush() else { return }
+        ids.append(id)
+        guard ids.count < end else { return }
+        i += length
+        continue
+      }
+      if byte < 0x80 {
+        i += 1
+        switch asciiClass[Int(byte)] {
+        case .letter(let normalized):
+          word.append(normalized)
         case .space:
-          if !flush() {
-            stopped = true
-            break scanning
-          }
+          guard flush() else { return }
         case .punctuation:
-          if !flush() {
-            stopped = true
-            break scanning
-          }
-          word.append(UInt8(value))
-          if !flush() {
-            stopped = true
-            break scanning
-          }
+          guard flush() else { return }
+          word.append(byte)
+          guard flush() else { return }
         case .dropped:
-          continue
+          break
         }
         continue
       }
+      let (scalar, length) = decodeScalar(bytes, at: i)
+      i += length
       switch ScalarClass(scalar) {
       case .dropped:
-        continue
+        break
       case .space:
-        if !flush() {
-          stopped = true
-          break scanning
-        }
+        guard flush() else { return }
       case .cjk where options.splitCJKCharacters:
-        if !flush() {
-          stopped = true
-          break scanning
-        }
+        guard flush() else { return }
         normalizer.forEachNormalized(scalar) { word.append($0) }
-        if !flush() {
-          stopped = true
-          break scanning
-        }
+        guard flush() else { return }
       case .cjk, .other:
-        var keepGoing = true
+        var belowEnd = true
         normalizer.forEachNormalized(scalar) { normalized in
-          guard keepGoing else { return }
+          guard belowEnd else { return }
           if isPunctuation(normalized) {
-            keepGoing = flush()
+            belowEnd = flush()
             word.append(normalized)
-            keepGoing = keepGoing && flush()
+            belowEnd = belowEnd && flush()
           } else {
             word.append(normalized)
           }
         }
-        if !keepGoing {
-          stopped = true
-          break scanning
-        }
+        guard belowEnd else { return }
       }
     }
-    if !stopped { _ = flush() }
-    if ids.count > end { ids.removeLast(ids.count - end) }
+    _ = flush()
+  }
+
+  /// The special token (such as `[UNK]`) spelled out in `bytes` at `start`, if any.
+  private func specialToken(in bytes: UnsafeBufferPointer<UInt8>, at start: Int)
+    -> (id: Int, length: Int)?
+  {
+    for (token, id) in specialTokens where start + token.count <= bytes.count {
+      if token.indices.allSatisfy({ token[$0] == bytes[start + $0] }) {
+        return (id, token.count)
+      }
+    }
+    return nil
   }
 
   /// Appends the pieces of one normalised word (or the unknown id).
@@ -256,6 +279,29 @@ private struct WordBuffer {
 
 // MARK: - Character classes
 
+/// The scalar whose UTF-8 encoding starts at `bytes[i]` (a lead byte of valid UTF-8),
+/// and the encoding's length.
+@inline(__always)
+private func decodeScalar(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int)
+  -> (Unicode.Scalar, Int)
+{
+  let lead = UInt32(bytes[i])
+  func continuation(_ k: Int) -> UInt32 { UInt32(bytes[i + k]) & 0x3F }
+  let value: UInt32
+  let length: Int
+  if lead < 0xE0 {
+    value = (lead & 0x1F) << 6 | continuation(1)
+    length = 2
+  } else if lead < 0xF0 {
+    value = (lead & 0x0F) << 12 | continuation(1) << 6 | continuation(2)
+    length = 3
+  } else {
+    value = (lead & 0x07) << 18 | continuation(1) << 12 | continuation(2) << 6 | continuation(3)
+    length = 4
+  }
+  return (Unicode.Scalar(value) ?? "\u{FFFD}", length)
+}
+
 private enum ASCIIClass {
   case letter(UInt8)
   case space
@@ -276,12 +322,6 @@ private func classify(_ byte: UInt8, lowercase: Bool) -> ASCIIClass {
   case 0x21...0x2F, 0x3A...0x40, 0x5B...0x60, 0x7B...0x7E: return .punctuation
   case 0x41...0x5A where lowercase: return .letter(byte + 0x20)
   default: return .letter(byte)
-  }
-}
-
-extension WordPieceTokenizer {
-  fileprivate var asciiClass: [ASCIIClass] {
-    options.lowercase ? asciiClassUncased : asciiClassCased
   }
 }
 
