@@ -174,8 +174,8 @@ public enum Kernels {
   /// eˣ = 2ⁿ · eʳ with n = round(x / ln 2) and r = x − n · ln 2 ∈ [−ln 2 / 2, ln 2 / 2];
   /// eʳ by its Taylor polynomial of degree 7, 2ⁿ by writing n into the exponent bits.
   @inline(__always)
-  public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let x = x.clamped(lowerBound: SIMD8(repeating: -87.33), upperBound: SIMD8(repeating: 88.72))
+  public static func exp(_ input: SIMD8<Float>) -> SIMD8<Float> {
+    let x = input.clamped(lowerBound: SIMD8(repeating: -87.33), upperBound: SIMD8(repeating: 88.72))
     // Adding 1.5 · 2²³ rounds to an integer held in the low mantissa bits.
     let shifter = SIMD8<Float>(repeating: 12_582_912)
     let shifted = x * 1.442_695_04 + shifter
@@ -191,10 +191,11 @@ public enum Kernels {
     p = p * r + 1
     let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
     let scale = unsafeBitCast((integer &+ 127) &<< 23, to: SIMD8<Float>.self)
-    return p * scale
+    return (p * scale).replacing(with: 0, where: input .< -87.33)
   }
 
-  /// erf(x) for each lane, absolute error below 2·10⁻⁷ (Abramowitz & Stegun 7.1.26):
+  /// erf(x) for each lane, absolute error below 10⁻⁶ (the 1.5·10⁻⁷ of Abramowitz & Stegun
+  /// 7.1.26, plus float rounding):
   /// erf(x) = 1 − (a₁t + a₂t² + a₃t³ + a₄t⁴ + a₅t⁵) · e^(−x²), t = 1 / (1 + p·x), x ≥ 0,
   /// and erf(−x) = −erf(x).
   @inline(__always)
