@@ -124,7 +124,8 @@ public struct SafeTensors: Sendable {
     }
 
     var entries: [String: Entry] = [:]
-    for (name, fields) in header.entries {
+    // In name order, so that the error for a damaged file is always the same one.
+    for (name, fields) in header.entries.sorted(by: { $0.0 < $1.0 }) {
       guard let dtype = DType(rawValue: fields.dtype) else {
         throw invalid("unknown dtype '\(fields.dtype)'", tensor: name)
       }
