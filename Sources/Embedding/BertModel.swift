@@ -44,20 +44,17 @@ final class FloatBuffer: @unchecked Sendable {
   let pointer: UnsafeMutablePointer<Float>
   let count: Int
 
-  init(count: Int) {
+  /// A buffer of `count` floats whose contents are undefined until written.
+  init(uninitializedCount count: Int) {
     self.count = count
     pointer = .allocate(capacity: max(count, 1))
-    pointer.initialize(repeating: 0, count: count)
   }
 
   convenience init(_ values: [Float]) {
-    self.init(count: values.count)
-    values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
-  }
-
-  /// `parts` concatenated.
-  convenience init(concatenating parts: [[Float]]) {
-    self.init(parts.flatMap { $0 })
+    self.init(uninitializedCount: values.count)
+    values.withUnsafeBufferPointer {
+      pointer.initialize(from: $0.baseAddress!, count: values.count)
+    }
   }
 
   var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
@@ -67,12 +64,14 @@ final class FloatBuffer: @unchecked Sendable {
 
 /// A BERT encoder's weights in the layout the forward pass uses, and the pass itself.
 ///
-/// Query, key and value projections are stored stacked as one `[3H, H]` matrix so each
-/// layer starts with a single gemm. Immutable after initialisation: `forward` may run
-/// on several threads at once.
+/// The query, key and value projections are stored as one `[3H, H]` matrix whose rows
+/// are grouped by head — head 0's query, key and value rows, then head 1's, and so
+/// on — so one gemm computes all three, and any range of heads is a contiguous slice
+/// of the weights and of each output row: threads can split a layer by heads.
+/// Immutable after initialisation: `forward` may run on several threads at once.
 final class BertModel: Sendable {
   struct Layer {
-    /// [3H, H]: query, key, value weights stacked; `qkvBias` [3H].
+    /// [3H, H], rows grouped by head as [query | key | value] × head; `qkvBias` [3H].
     let qkvWeight, qkvBias: FloatBuffer
     let attentionOutputWeight, attentionOutputBias: FloatBuffer
     let attentionNormGamma, attentionNormBeta: FloatBuffer
@@ -104,6 +103,19 @@ final class BertModel: Sendable {
       return tensor.values
     }
     func buffer(_ name: String) throws -> FloatBuffer { FloatBuffer(try values(name)) }
+    let headWidth = config.headSize
+    let rowWidth = config.hiddenSize
+    /// Query, key and value parameters interleaved head by head, `width` floats per row.
+    func stackedByHead(_ parts: [[Float]], width: Int) -> FloatBuffer {
+      var stacked: [Float] = []
+      stacked.reserveCapacity(parts.count * parts[0].count)
+      for head in 0..<config.headCount {
+        for part in parts {
+          stacked += part[head * headWidth * width..<(head + 1) * headWidth * width]
+        }
+      }
+      return FloatBuffer(stacked)
+    }
 
     wordEmbeddings = try buffer("embeddings.word_embeddings.weight")
     positionEmbeddings = try buffer("embeddings.position_embeddings.weight")
@@ -114,8 +126,9 @@ final class BertModel: Sendable {
       let prefix = "encoder.layer.\(index)."
       let projections = ["query", "key", "value"].map { prefix + "attention.self.\($0)" }
       return Layer(
-        qkvWeight: FloatBuffer(concatenating: try projections.map { try values($0 + ".weight") }),
-        qkvBias: FloatBuffer(concatenating: try projections.map { try values($0 + ".bias") }),
+        qkvWeight: stackedByHead(
+          try projections.map { try values($0 + ".weight") }, width: rowWidth),
+        qkvBias: stackedByHead(try projections.map { try values($0 + ".bias") }, width: 1),
         attentionOutputWeight: try buffer(prefix + "attention.output.dense.weight"),
         attentionOutputBias: try buffer(prefix + "attention.output.dense.bias"),
         attentionNormGamma: try buffer(prefix + "attention.output.LayerNorm.weight"),
@@ -131,37 +144,65 @@ final class BertModel: Sendable {
 
   /// The weights under their safetensors names (copies).
   var namedWeights: [String: Tensor] {
-    let h = config.hiddenSize
+    let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
     var result: [String: Tensor] = [:]
-    func put(_ name: String, _ buffer: FloatBuffer, _ range: Range<Int>? = nil) {
-      let shape = config.parameterShapes().first { $0.name == name }!.shape
-      let values = buffer.array
-      result[name] = Tensor(shape: shape, values: range.map { Array(values[$0]) } ?? values)
+    func put(_ name: String, _ values: [Float]) {
+      result[name] = Tensor(shape: shapes[name]!, values: values)
     }
-    put("embeddings.word_embeddings.weight", wordEmbeddings)
-    put("embeddings.position_embeddings.weight", positionEmbeddings)
-    put("embeddings.token_type_embeddings.weight", tokenTypeEmbeddings)
-    put("embeddings.LayerNorm.weight", embeddingNormGamma)
-    put("embeddings.LayerNorm.bias", embeddingNormBeta)
+    /// Part `part` (0 query, 1 key, 2 value) of head-interleaved rows of `width` floats.
+    func unstacked(_ buffer: FloatBuffer, part: Int, width: Int) -> [Float] {
+      let block = config.headSize * width
+      let all = buffer.array
+      return (0..<config.headCount).flatMap { head in
+        all[(3 * head + part) * block..<(3 * head + part + 1) * block]
+      }
+    }
+    put("embeddings.word_embeddings.weight", wordEmbeddings.array)
+    put("embeddings.position_embeddings.weight", positionEmbeddings.array)
+    put("embeddings.token_type_embeddings.weight", tokenTypeEmbeddings.array)
+    put("embeddings.LayerNorm.weight", embeddingNormGamma.array)
+    put("embeddings.LayerNorm.bias", embeddingNormBeta.array)
     for (index, layer) in layers.enumerated() {
       let prefix = "encoder.layer.\(index)."
       for (part, projection) in ["query", "key", "value"].enumerated() {
         let name = prefix + "attention.self.\(projection)"
-        put(name + ".weight", layer.qkvWeight, part * h * h..<(part + 1) * h * h)
-        put(name + ".bias", layer.qkvBias, part * h..<(part + 1) * h)
+        put(name + ".weight", unstacked(layer.qkvWeight, part: part, width: config.hiddenSize))
+        put(name + ".bias", unstacked(layer.qkvBias, part: part, width: 1))
       }
-      put(prefix + "attention.output.dense.weight", layer.attentionOutputWeight)
-      put(prefix + "attention.output.dense.bias", layer.attentionOutputBias)
-      put(prefix + "attention.output.LayerNorm.weight", layer.attentionNormGamma)
-      put(prefix + "attention.output.LayerNorm.bias", layer.attentionNormBeta)
-      put(prefix + "intermediate.dense.weight", layer.intermediateWeight)
-      put(prefix + "intermediate.dense.bias", layer.intermediateBias)
-      put(prefix + "output.dense.weight", layer.outputWeight)
-      put(prefix + "output.dense.bias", layer.outputBias)
-      put(prefix + "output.LayerNorm.weight", layer.outputNormGamma)
-      put(prefix + "output.LayerNorm.bias", layer.outputNormBeta)
+      put(prefix + "attention.output.dense.weight", layer.attentionOutputWeight.array)
+      put(prefix + "attention.output.dense.bias", layer.attentionOutputBias.array)
+      put(prefix + "attention.output.LayerNorm.weight", layer.attentionNormGamma.array)
+      put(prefix + "attention.output.LayerNorm.bias", layer.attentionNormBeta.array)
+      put(prefix + "intermediate.dense.weight", layer.intermediateWeight.array)
+      put(prefix + "intermediate.dense.bias", layer.intermediateBias.array)
+      put(prefix + "output.dense.weight", layer.outputWeight.array)
+      put(prefix + "output.dense.bias", layer.outputBias.array)
+      put(prefix + "output.LayerNorm.weight", layer.outputNormGamma.array)
+      put(prefix + "output.LayerNorm.bias", layer.outputNormBeta.array)
     }
     return result
+  }
+
+  /// Scratch memory for forward passes of up to `tokens` tokens in all, no sequence
+  /// longer than `longest`, split over `threads` threads. One per concurrent pass.
+  final class Workspace {
+    let tokens: Int
+    let longest: Int
+    let hidden, qkv, context, projection, expanded: FloatBuffer
+    /// One T × T score matrix per thread.
+    let scores: [FloatBuffer]
+
+    init(config: BertConfig, tokens: Int, longest: Int, threads: Int) {
+      self.tokens = tokens
+      self.longest = longest
+      let h = config.hiddenSize
+      hidden = FloatBuffer(uninitializedCount: tokens * h)
+      qkv = FloatBuffer(uninitializedCount: tokens * 3 * h)
+      context = FloatBuffer(uninitializedCount: tokens * h)
+      projection = FloatBuffer(uninitializedCount: tokens * h)
+      expanded = FloatBuffer(uninitializedCount: tokens * config.intermediateSize)
+      scores = (0..<threads).map { _ in FloatBuffer(uninitializedCount: longest * longest) }
+    }
   }
 
   /// Runs the encoder over `sequences` (token ids, each within the position table) and
@@ -169,26 +210,22 @@ final class BertModel: Sendable {
   ///
   /// The sequences are packed end to end with no padding: every linear layer is one
   /// gemm over all their tokens, and attention runs per sequence and head on exactly
-  /// its own tokens. `threads > 1` splits each step's work over that many threads;
-  /// with 1, everything runs on the calling thread.
+  /// its own tokens. With `workspace.scores.count > 1` threads, each step is split
+  /// over them (by output columns, and by heads for attention); with one, everything
+  /// runs on the calling thread.
   func forward(
-    _ sequences: [[Int]], pooling: SentenceEncoder.Pooling, threads: Int,
+    _ sequences: [[Int]], pooling: SentenceEncoder.Pooling, workspace: Workspace,
     output: UnsafeMutablePointer<Float>
   ) {
     let h = config.hiddenSize
     let intermediate = config.intermediateSize
     let offsets = sequences.reduce(into: [0]) { $0.append($0.last! + $1.count) }
     let tokenCount = offsets.last!
-    let longest = sequences.map(\.count).max() ?? 0
     guard tokenCount > 0 else { return }
-
-    let hidden = FloatBuffer(count: tokenCount * h)
-    let qkv = FloatBuffer(count: tokenCount * 3 * h)
-    let context = FloatBuffer(count: tokenCount * h)
-    let projection = FloatBuffer(count: tokenCount * h)
-    let expanded = FloatBuffer(count: tokenCount * intermediate)
-    let scores = (0..<threads).map { _ in FloatBuffer(count: longest * longest) }
-    let x = hidden.pointer
+    precondition(tokenCount <= workspace.tokens, "forward: workspace too small")
+    precondition(sequences.allSatisfy { $0.count <= workspace.longest }, "forward: too long")
+    let threads = workspace.scores.count
+    let x = workspace.hidden.pointer
     let epsilon = config.layerNormEpsilon
 
     // Embeddings: word + position + token type 0, then LayerNorm.
@@ -204,36 +241,47 @@ final class BertModel: Sendable {
       tokenCount, x, residual: nil, embeddingNormGamma, embeddingNormBeta, epsilon, threads)
 
     for layer in layers {
-      BLAS.linear(
-        rows: tokenCount, inFeatures: h, outFeatures: 3 * h, input: x,
-        weight: layer.qkvWeight.pointer, bias: layer.qkvBias.pointer, output: qkv.pointer,
-        threads: threads)
-      attention(
-        qkv: qkv.pointer, context: context.pointer, sequences: sequences, offsets: offsets,
-        scores: scores, threads: threads)
-      BLAS.linear(
-        rows: tokenCount, inFeatures: h, outFeatures: h, input: context.pointer,
-        weight: layer.attentionOutputWeight.pointer, bias: layer.attentionOutputBias.pointer,
-        output: projection.pointer, threads: threads)
-      normalizeRows(
-        tokenCount, projection.pointer, residual: x, layer.attentionNormGamma,
-        layer.attentionNormBeta, epsilon, threads)
-      BLAS.linear(
-        rows: tokenCount, inFeatures: h, outFeatures: intermediate, input: x,
-        weight: layer.intermediateWeight.pointer, bias: layer.intermediateBias.pointer,
-        output: expanded.pointer, threads: threads)
-      let slices = Parallel.split(tokenCount, into: threads)
-      Parallel.forEach(slices.count) { i in
-        Kernels.gelu(
-          count: slices[i].count * intermediate,
-          expanded.pointer + slices[i].lowerBound * intermediate)
+      // Query, key and value for a range of heads, then attention over those heads.
+      let headRanges = Parallel.split(config.headCount, into: threads)
+      Parallel.forEach(headRanges.count) { part in
+        let heads = headRanges[part]
+        let columns =
+          heads.lowerBound * 3 * config.headSize..<heads.upperBound * 3 * config.headSize
+        linear(
+          tokenCount, input: x, inFeatures: h, weight: layer.qkvWeight, bias: layer.qkvBias,
+          output: workspace.qkv.pointer, outFeatures: 3 * h, columns: columns)
+        attention(
+          heads: heads, qkv: workspace.qkv.pointer, context: workspace.context.pointer,
+          sequences: sequences, offsets: offsets, scores: workspace.scores[part].pointer)
       }
-      BLAS.linear(
-        rows: tokenCount, inFeatures: intermediate, outFeatures: h, input: expanded.pointer,
-        weight: layer.outputWeight.pointer, bias: layer.outputBias.pointer,
-        output: projection.pointer, threads: threads)
+      splitColumns(h, threads) { columns in
+        linear(
+          tokenCount, input: workspace.context.pointer, inFeatures: h,
+          weight: layer.attentionOutputWeight, bias: layer.attentionOutputBias,
+          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+      }
       normalizeRows(
-        tokenCount, projection.pointer, residual: x, layer.outputNormGamma,
+        tokenCount, workspace.projection.pointer, residual: x, layer.attentionNormGamma,
+        layer.attentionNormBeta, epsilon, threads)
+      splitColumns(intermediate, threads) { columns in
+        linear(
+          tokenCount, input: x, inFeatures: h, weight: layer.intermediateWeight,
+          bias: layer.intermediateBias, output: workspace.expanded.pointer,
+          outFeatures: intermediate, columns: columns)
+        for row in 0..<tokenCount {
+          Kernels.gelu(
+            count: columns.count,
+            workspace.expanded.pointer + row * intermediate + columns.lowerBound)
+        }
+      }
+      splitColumns(h, threads) { columns in
+        linear(
+          tokenCount, input: workspace.expanded.pointer, inFeatures: intermediate,
+          weight: layer.outputWeight, bias: layer.outputBias,
+          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+      }
+      normalizeRows(
+        tokenCount, workspace.projection.pointer, residual: x, layer.outputNormGamma,
         layer.outputNormBeta, epsilon, threads)
     }
 
@@ -253,15 +301,38 @@ final class BertModel: Sendable {
     }
   }
 
+  /// Runs `body` on column ranges of `0..<width` split over `threads` threads.
+  private func splitColumns(_ width: Int, _ threads: Int, _ body: (Range<Int>) -> Void) {
+    let ranges = Parallel.split(width, into: threads, multipleOf: 16)
+    Parallel.forEach(ranges.count) { body(ranges[$0]) }
+  }
+
+  /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows (one gemm).
+  private func linear(
+    _ rows: Int, input x: UnsafePointer<Float>, inFeatures: Int,
+    weight: FloatBuffer, bias: FloatBuffer, output y: UnsafeMutablePointer<Float>,
+    outFeatures: Int, columns: Range<Int>
+  ) {
+    for row in 0..<rows {
+      (y + row * outFeatures + columns.lowerBound).update(
+        from: bias.pointer + columns.lowerBound, count: columns.count)
+    }
+    BLAS.gemm(
+      .none, .transposed, m: rows, n: columns.count, k: inFeatures,
+      a: x, lda: inFeatures, b: weight.pointer + columns.lowerBound * inFeatures, ldb: inFeatures,
+      beta: 1, c: y + columns.lowerBound, ldc: outFeatures)
+  }
+
   /// x ← LayerNorm(input + residual) · γ + β, where x is `residual` when there is one
-  /// and `input` otherwise; rows split over `threads`.
+  /// and `input` otherwise. Rows are split over `threads` only when there are enough
+  /// of them to pay for the hand-off.
   private func normalizeRows(
     _ rows: Int, _ input: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
     _ gamma: FloatBuffer, _ beta: FloatBuffer, _ epsilon: Float, _ threads: Int
   ) {
     let h = config.hiddenSize
     let destination = residual ?? input
-    let slices = Parallel.split(rows, into: threads)
+    let slices = Parallel.split(rows, into: rows >= 128 ? threads : 1)
     Parallel.forEach(slices.count) { i in
       let offset = slices[i].lowerBound * h
       Kernels.addLayerNorm(
@@ -271,35 +342,32 @@ final class BertModel: Sendable {
     }
   }
 
-  /// Scaled dot-product attention, per sequence and head, over the packed `qkv` rows
-  /// ([query | key | value], each `hiddenSize` wide); writes `context` [tokens, H].
+  /// Scaled dot-product attention for `heads` of every sequence, over the packed `qkv`
+  /// rows (per head: query, key, value, each `headSize` wide); writes those heads'
+  /// columns of `context` [tokens, H].
   ///
   /// For head h of a sequence of T tokens: S = Q·Kᵀ / √d (T × T), P = softmax(S) row
   /// by row, context[:, head h] = P·V. No mask is needed: every sequence attends to
   /// exactly its own tokens.
   private func attention(
-    qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
-    sequences: [[Int]], offsets: [Int], scores: [FloatBuffer], threads: Int
+    heads: Range<Int>, qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
+    sequences: [[Int]], offsets: [Int], scores: UnsafeMutablePointer<Float>
   ) {
     let h = config.hiddenSize
     let d = config.headSize
-    let heads = config.headCount
     let scale = 1 / Float(d).squareRoot()
-    let work = Parallel.split(sequences.count * heads, into: threads)
-    Parallel.forEach(work.count) { part in
-      let s = scores[part].pointer
-      for item in work[part] {
-        let (sequence, head) = item.quotientAndRemainder(dividingBy: heads)
-        let length = sequences[sequence].count
-        let q = qkv + offsets[sequence] * 3 * h + head * d
+    for (s, sequence) in sequences.enumerated() {
+      let length = sequence.count
+      for head in heads {
+        let q = qkv + offsets[s] * 3 * h + head * 3 * d
         BLAS.gemm(
           .none, .transposed, m: length, n: length, k: d, alpha: scale,
-          a: q, lda: 3 * h, b: q + h, ldb: 3 * h, c: s, ldc: length)
-        Kernels.softmax(rows: length, width: length, s)
+          a: q, lda: 3 * h, b: q + d, ldb: 3 * h, c: scores, ldc: length)
+        Kernels.softmax(rows: length, width: length, scores)
         BLAS.gemm(
           .none, .none, m: length, n: d, k: length,
-          a: s, lda: length, b: q + 2 * h, ldb: 3 * h,
-          c: context + offsets[sequence] * h + head * d, ldc: h)
+          a: scores, lda: length, b: q + 2 * d, ldb: 3 * h,
+          c: context + offsets[s] * h + head * d, ldc: h)
       }
     }
   }

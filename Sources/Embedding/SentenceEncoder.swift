@@ -127,9 +127,12 @@ public final class SentenceEncoder: Sendable {
   /// The vectors of `texts` as the rows of a `[texts.count, dimension]` tensor.
   ///
   /// `batchSize` bounds how many texts go through the network together; results do
-  /// not depend on it beyond float rounding.
-  public func embedMatrix(_ texts: [String], batchSize: Int = 32) -> Tensor {
-    embedSequences(texts.map(tokenize), batchSize: batchSize)
+  /// not depend on it beyond float rounding. `threads` caps the cores used (all by
+  /// default).
+  public func embedMatrix(
+    _ texts: [String], batchSize: Int = 32, threads: Int = Parallel.coreCount
+  ) -> Tensor {
+    embedSequences(texts.map(tokenize), batchSize: batchSize, threads: threads)
   }
 
   /// The vectors of already tokenised inputs (ids as from ``tokenize(_:)``, used as
@@ -137,7 +140,9 @@ public final class SentenceEncoder: Sendable {
   ///
   /// Throws ``EmbeddingError/invalidTokenIDs(sequence:reason:)`` for an empty sequence,
   /// one longer than ``maxSequenceLength``, or an id outside the vocabulary.
-  public func embed(tokenIDs sequences: [[Int]], batchSize: Int = 32) throws -> Tensor {
+  public func embed(
+    tokenIDs sequences: [[Int]], batchSize: Int = 32, threads: Int = Parallel.coreCount
+  ) throws -> Tensor {
     for (index, sequence) in sequences.enumerated() {
       guard !sequence.isEmpty, sequence.count <= maxSequenceLength else {
         throw EmbeddingError.invalidTokenIDs(
@@ -149,30 +154,41 @@ public final class SentenceEncoder: Sendable {
           sequence: index, reason: "token id \(bad) is outside 0..<\(config.vocabularySize)")
       }
     }
-    return embedSequences(sequences, batchSize: batchSize)
+    return embedSequences(sequences, batchSize: batchSize, threads: threads)
   }
 
-  private func embedSequences(_ sequences: [[Int]], batchSize: Int) -> Tensor {
+  private func embedSequences(_ sequences: [[Int]], batchSize: Int, threads: Int) -> Tensor {
     var result = Tensor(shape: [sequences.count, dimension])
     guard !sequences.isEmpty else { return result }
+    let threads = max(1, threads)
     let batches = Self.batches(
-      lengths: sequences.map(\.count), batchSize: max(1, batchSize),
-      minimumCount: Parallel.coreCount)
-    // Enough batches to occupy every core: run them side by side, one thread each.
-    // Otherwise (one input), split each step of the single batch over the cores.
-    let threadsPerBatch = batches.count >= Parallel.coreCount ? 1 : Parallel.coreCount
+      lengths: sequences.map(\.count), batchSize: max(1, batchSize), minimumCount: threads)
+    // Enough batches for every thread: run them side by side, one thread each.
+    // Otherwise (a single input), split each step of the one batch over the threads.
+    let workers = min(threads, batches.count)
+    let threadsPerBatch = workers == 1 ? threads : 1
+    let largest = batches.map { $0.reduce(0) { $0 + sequences[$1].count } }.max()!
+    let longest = sequences.map(\.count).max()!
+    let widest = batches.map(\.count).max()!
     let h = dimension
+    let next = NextIndex()
     result.values.withUnsafeMutableBufferPointer { output in
       let output = output.baseAddress!
-      Parallel.forEach(batches.count) { b in
-        let members = batches[b]
-        let pooled = FloatBuffer(count: members.count * h)
-        model.forward(
-          members.map { sequences[$0] }, pooling: pooling, threads: threadsPerBatch,
-          output: pooled.pointer)
-        if normalizesOutput { Kernels.l2Normalize(rows: members.count, width: h, pooled.pointer) }
-        for (row, index) in members.enumerated() {
-          (output + index * h).update(from: pooled.pointer + row * h, count: h)
+      Parallel.forEach(workers) { _ in
+        let workspace = BertModel.Workspace(
+          config: config, tokens: largest, longest: longest, threads: threadsPerBatch)
+        let pooled = FloatBuffer(uninitializedCount: widest * h)
+        while let b = next.take(below: batches.count) {
+          let members = batches[b]
+          model.forward(
+            members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
+            output: pooled.pointer)
+          if normalizesOutput {
+            Kernels.l2Normalize(rows: members.count, width: h, pooled.pointer)
+          }
+          for (row, index) in members.enumerated() {
+            (output + index * h).update(from: pooled.pointer + row * h, count: h)
+          }
         }
       }
     }
@@ -180,8 +196,8 @@ public final class SentenceEncoder: Sendable {
   }
 
   /// Groups input indices into batches of similar length: sorted longest first, cut
-  /// into at least `minimumCount` batches (when there are that many inputs) of at most
-  /// `batchSize`, with cuts placed so that batches carry similar amounts of work.
+  /// into batches of at most `batchSize`, at least `minimumCount` of them when there
+  /// are that many inputs, with cuts placed so that batches carry similar work.
   static func batches(lengths: [Int], batchSize: Int, minimumCount: Int) -> [[Int]] {
     let order = lengths.indices.sorted { lengths[$0] > lengths[$1] }
     let count = max((order.count + batchSize - 1) / batchSize, min(order.count, minimumCount))
@@ -201,15 +217,28 @@ public final class SentenceEncoder: Sendable {
       let remainingInputs = order.count - position - 1
       let remainingBatches = count - batches.count - 1
       let target = total * Double(batches.count + 1) / Double(count)
-      if remainingBatches > 0,
-        current.count == batchSize || done >= target || remainingInputs == remainingBatches
-      {
+      let full = current.count == batchSize
+      if full || (remainingBatches > 0 && (done >= target || remainingInputs == remainingBatches)) {
         batches.append(current)
         current = []
       }
     }
     if !current.isEmpty { batches.append(current) }
     return batches
+  }
+}
+
+/// Hands out 0, 1, 2, ... to the threads that ask, once each.
+private final class NextIndex: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value = 0
+
+  func take(below limit: Int) -> Int? {
+    lock.lock()
+    defer { lock.unlock() }
+    guard value < limit else { return nil }
+    value += 1
+    return value - 1
   }
 }
 

@@ -113,7 +113,8 @@ public enum Kernels {
       var maximum8 = SIMD8<Float>(repeating: -.infinity)
       var i = 0
       while i < vectorEnd {
-        maximum8 = pointwiseMax(maximum8, load8(p + i))
+        let v = load8(p + i)
+        maximum8 = maximum8.replacing(with: v, where: v .> maximum8)
         i += 8
       }
       var maximum = maximum8.max()
@@ -200,7 +201,9 @@ public enum Kernels {
   /// and erf(−x) = −erf(x).
   @inline(__always)
   public static func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let magnitude = pointwiseMax(x, -x)
+    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+    let sign = bits & 0x8000_0000
+    let magnitude = unsafeBitCast(bits ^ sign, to: SIMD8<Float>.self)
     let t = 1 / (1 + 0.327_591_1 * magnitude)
     var poly = SIMD8<Float>(repeating: 1.061_405_429)
     poly = poly * t - 1.453_152_027
@@ -209,7 +212,7 @@ public enum Kernels {
     poly = poly * t + 0.254_829_592
     poly = poly * t
     let value = 1 - poly * exp(-(magnitude * magnitude))
-    return value.replacing(with: -value, where: x .< 0)
+    return unsafeBitCast(unsafeBitCast(value, to: SIMD8<UInt32>.self) | sign, to: SIMD8<Float>.self)
   }
 }
 
