@@ -9,7 +9,8 @@
 //
 // Usage (release build, from the project root):
 //   swift run -c release encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
-//       [--json] peer-results/passages.txt peer-results/short.txt
+//       [--kernels SkylakeX|Haswell] [--json] peer-results/passages.txt peer-results/short.txt
+// --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
 
 import Embedding
@@ -25,6 +26,7 @@ struct Options {
   var reps = 5
   var batch1 = 200
   var json = false
+  var kernels: BLAS.KernelSet? = nil
   var files: [String] = []
 
   init(arguments: [String]) {
@@ -45,6 +47,14 @@ struct Options {
       case "--reps": reps = max(1, number(argument))
       case "--batch1": batch1 = number(argument)
       case "--json": json = true
+      case "--kernels":
+        let name = value(argument)
+        guard
+          let set = BLAS.KernelSet.allCases.first(where: {
+            $0.rawValue.lowercased() == name.lowercased()
+          })
+        else { fail("--kernels: '\(name)' is not one of SkylakeX, Haswell") }
+        kernels = set
       case "-h", "--help":
         print(
           "usage: encoder-bench [--model DIR] [--batch N] [--reps N] [--batch1 N] [--json] FILE...")
@@ -127,6 +137,9 @@ func flops(tokens t: Int, config: BertConfig) -> Double {
 }
 
 let options = Options(arguments: CommandLine.arguments)
+if let kernels = options.kernels, !BLAS.use(kernels) {
+  fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
+}
 let loadStart = now()
 let encoder: SentenceEncoder
 do {

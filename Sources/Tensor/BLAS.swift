@@ -122,7 +122,7 @@ public enum BLAS {
     set { openblas_set_num_threads(Int32(max(1, newValue))) }
   }
 
-  /// The name of the kernel set OpenBLAS uses on this CPU, e.g. "SkylakeX" or "Haswell".
+  /// The name of the kernel set OpenBLAS uses, e.g. "SkylakeX" or "Haswell".
   public static var coreName: String {
     prepare()
     return openBLASCoreName() ?? "unknown"
@@ -134,19 +134,71 @@ public enum BLAS {
   ///
   /// Kernels: OpenBLAS 0.3.21 (Debian 12) predates AMD Zen 4/5 detection and picks its
   /// AVX2 "Haswell" kernels on those AVX-512 CPUs, at half the speed of its "SkylakeX"
-  /// AVX-512 kernels. When OpenBLAS reports Haswell or Zen, the CPU has the AVX-512
-  /// subsets SkylakeX needs, and the user has not chosen with `OPENBLAS_CORETYPE`, we
-  /// switch OpenBLAS's dispatch table to SkylakeX, exactly as `OPENBLAS_CORETYPE=SkylakeX`
-  /// does at start-up. Nothing changes on other CPUs or BLAS builds.
+  /// AVX-512 kernels. Unless `OPENBLAS_CORETYPE` is set (an explicit choice, which is
+  /// respected), such a CPU is switched to SkylakeX with ``use(_:)``.
   public static func prepare() {
     _ = configured
   }
 
   private static let configured: Bool = {
-    selectAVX512KernelsIfMissed()
+    if getenv("OPENBLAS_CORETYPE") == nil, let core = openBLASCoreName(),
+      core == "Haswell" || core == "Zen"
+    {
+      _ = switchKernels(to: .skylakeX)
+    }
     openblas_set_num_threads(1)
     return true
   }()
+
+  /// OpenBLAS kernel sets worth choosing on x86-64.
+  public enum KernelSet: String, Sendable, CaseIterable {
+    /// AVX-512 (needs AVX-512 F, BW, DQ, VL and CD).
+    case skylakeX = "SkylakeX"
+    /// AVX2 with FMA.
+    case haswell = "Haswell"
+
+    var requiredCPUFlags: [String] {
+      switch self {
+      case .skylakeX: return ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "fma"]
+      case .haswell: return ["avx2", "fma"]
+      }
+    }
+  }
+
+  /// Switches OpenBLAS to `kernels`, as `OPENBLAS_CORETYPE` would at start-up, whatever
+  /// that variable says, and returns whether OpenBLAS now uses them. False (and no
+  /// change) when the CPU lacks the instructions, or the BLAS is not an OpenBLAS built
+  /// with dynamic kernel selection. Call it before other threads use BLAS.
+  ///
+  /// ```swift
+  /// if BLAS.use(.skylakeX) { print(BLAS.coreName) }   // "SkylakeX"
+  /// ```
+  @discardableResult
+  public static func use(_ kernels: KernelSet) -> Bool {
+    prepare()
+    return switchKernels(to: kernels)
+  }
+
+  private static func switchKernels(to kernels: KernelSet) -> Bool {
+    #if os(Linux) && arch(x86_64)
+      guard openBLASCoreName() != nil, cpuHas(kernels.requiredCPUFlags),
+        let quit = lookUp("gotoblas_dynamic_quit"), let initialise = lookUp("gotoblas_dynamic_init")
+      else { return openBLASCoreName() == kernels.rawValue }
+      typealias Hook = @convention(c) () -> Void
+      let previous = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
+      setenv("OPENBLAS_CORETYPE", kernels.rawValue, 1)
+      unsafeBitCast(quit, to: Hook.self)()
+      unsafeBitCast(initialise, to: Hook.self)()
+      if let previous {
+        setenv("OPENBLAS_CORETYPE", previous, 1)
+      } else {
+        unsetenv("OPENBLAS_CORETYPE")
+      }
+      return openBLASCoreName() == kernels.rawValue
+    #else
+      return openBLASCoreName() == kernels.rawValue
+    #endif
+  }
 
   private static func openBLASCoreName() -> String? {
     typealias CoreName = @convention(c) () -> UnsafePointer<CChar>?
@@ -154,23 +206,8 @@ public enum BLAS {
     return unsafeBitCast(symbol, to: CoreName.self)().map { String(cString: $0) }
   }
 
-  private static func selectAVX512KernelsIfMissed() {
-    #if os(Linux) && arch(x86_64)
-      guard getenv("OPENBLAS_CORETYPE") == nil,
-        let core = openBLASCoreName(), core == "Haswell" || core == "Zen",
-        cpuHasSkylakeXFeatures(),
-        let quit = lookUp("gotoblas_dynamic_quit"), let initialise = lookUp("gotoblas_dynamic_init")
-      else { return }
-      typealias Hook = @convention(c) () -> Void
-      setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
-      unsafeBitCast(quit, to: Hook.self)()
-      unsafeBitCast(initialise, to: Hook.self)()
-      unsetenv("OPENBLAS_CORETYPE")
-    #endif
-  }
-
-  /// Whether /proc/cpuinfo lists the AVX-512 subsets OpenBLAS's SkylakeX kernels use.
-  private static func cpuHasSkylakeXFeatures() -> Bool {
+  /// Whether /proc/cpuinfo lists all of `required` among the CPU's flags.
+  private static func cpuHas(_ required: [String]) -> Bool {
     guard let file = fopen("/proc/cpuinfo", "r") else { return false }
     defer { fclose(file) }
     var line: UnsafeMutablePointer<CChar>? = nil
@@ -180,9 +217,7 @@ public enum BLAS {
       let text = String(cString: line)
       guard text.hasPrefix("flags") else { continue }
       let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }))
-      return ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "fma"].allSatisfy {
-        flags.contains(Substring($0))
-      }
+      return required.allSatisfy { flags.contains(Substring($0)) }
     }
     return false
   }
