@@ -176,7 +176,12 @@ public enum Kernels {
   /// eʳ by its Taylor polynomial of degree 7, 2ⁿ by writing n into the exponent bits.
   @inline(__always)
   public static func exp(_ input: SIMD8<Float>) -> SIMD8<Float> {
-    let x = input.clamped(lowerBound: SIMD8(repeating: -87.33), upperBound: SIMD8(repeating: 88.72))
+    // Clamped with compare-and-select: the stdlib's `clamped` is not inlined here.
+    let low = SIMD8<Float>(repeating: -87.33)
+    let high = SIMD8<Float>(repeating: 88.72)
+    let underflows = input .< low
+    var x = input.replacing(with: low, where: underflows)
+    x.replace(with: high, where: x .> high)
     // Adding 1.5 · 2²³ rounds to an integer held in the low mantissa bits.
     let shifter = SIMD8<Float>(repeating: 12_582_912)
     let shifted = x * 1.442_695_04 + shifter
@@ -192,7 +197,7 @@ public enum Kernels {
     p = p * r + 1
     let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
     let scale = unsafeBitCast((integer &+ 127) &<< 23, to: SIMD8<Float>.self)
-    return (p * scale).replacing(with: 0, where: input .< -87.33)
+    return (p * scale).replacing(with: 0, where: underflows)
   }
 
   /// erf(x) for each lane, absolute error below 10⁻⁶ (the 1.5·10⁻⁷ of Abramowitz & Stegun
