@@ -313,14 +313,9 @@ final class BertModel: Sendable {
     weight: FloatBuffer, bias: FloatBuffer, output y: UnsafeMutablePointer<Float>,
     outFeatures: Int, columns: Range<Int>
   ) {
-    for row in 0..<rows {
-      (y + row * outFeatures + columns.lowerBound).update(
-        from: bias.pointer + columns.lowerBound, count: columns.count)
-    }
-    BLAS.gemm(
-      .none, .transposed, m: rows, n: columns.count, k: inFeatures,
-      a: x, lda: inFeatures, b: weight.pointer + columns.lowerBound * inFeatures, ldb: inFeatures,
-      beta: 1, c: y + columns.lowerBound, ldc: outFeatures)
+    BLAS.linear(
+      rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x,
+      weight: weight.pointer, bias: bias.pointer, output: y, columns: columns)
   }
 
   /// x ← LayerNorm(input + residual) · γ + β, where x is `residual` when there is one

@@ -10,8 +10,8 @@ import CBLAS
 ///
 /// Threading model: parallelism belongs to the callers (see ``Parallel``). The first
 /// call into this type sets OpenBLAS to one thread, so each `gemm` runs on the thread
-/// that calls it and two threads may call it at once; ``linear(rows:input:weight:bias:output:)``
-/// splits its work over the cores when asked to.
+/// that calls it and two threads may call it at once; `linear(…, columns:)` computes a
+/// slice of a layer, so threads can share one product.
 ///
 /// ```swift
 /// // y = x·Wᵀ + b for x [3, 4], W [5, 4] (PyTorch's [out, in]), b [5]: y is [3, 5]
@@ -55,40 +55,48 @@ public enum BLAS {
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
-  /// A fully connected layer as PyTorch stores it: y = x · Wᵀ + b.
+  /// A fully connected layer as PyTorch stores it: y = x · Wᵀ + b, one gemm.
   ///
   /// - `input` x is `rows × inFeatures`, `weight` W is `outFeatures × inFeatures`
   ///   (row-major, as in safetensors files), `bias` b has `outFeatures` elements (or is
   ///   nil), and `output` y is `rows × outFeatures`.
-  /// - `threads > 1` splits the output columns (that is, the rows of W) into contiguous
-  ///   slices, one per thread, which keeps small-`rows` products on all cores.
+  /// - `columns` restricts the work to those output columns (rows of W), leaving the
+  ///   others untouched, so that threads can each compute a slice of one layer:
+  ///
+  /// ```swift
+  /// let slices = Parallel.split(out, into: Parallel.coreCount, multipleOf: 16)
+  /// Parallel.forEach(slices.count) { i in
+  ///   BLAS.linear(rows: n, inFeatures: k, outFeatures: out, input: x, weight: w, bias: b,
+  ///               output: y, columns: slices[i])
+  /// }
+  /// ```
   public static func linear(
     rows: Int, inFeatures: Int, outFeatures: Int,
     input x: UnsafePointer<Float>,
     weight w: UnsafePointer<Float>,
     bias b: UnsafePointer<Float>?,
     output y: UnsafeMutablePointer<Float>,
-    threads: Int = 1
+    columns: Range<Int>? = nil
   ) {
-    let slices = Parallel.split(outFeatures, into: threads, multipleOf: 16)
-    Parallel.forEach(slices.count) { slice in
-      let columns = slices[slice]
-      if let b {
-        for row in 0..<rows {
-          (y + row * outFeatures + columns.lowerBound).update(
-            from: b + columns.lowerBound, count: columns.count)
-        }
+    let columns = columns ?? 0..<outFeatures
+    precondition(
+      columns.lowerBound >= 0 && columns.upperBound <= outFeatures,
+      "linear: columns \(columns) outside 0..<\(outFeatures)")
+    if let b {
+      for row in 0..<rows {
+        (y + row * outFeatures + columns.lowerBound).update(
+          from: b + columns.lowerBound, count: columns.count)
       }
-      gemm(
-        .none, .transposed, m: rows, n: columns.count, k: inFeatures,
-        a: x, lda: inFeatures,
-        b: w + columns.lowerBound * inFeatures, ldb: inFeatures,
-        beta: b == nil ? 0 : 1,
-        c: y + columns.lowerBound, ldc: outFeatures)
     }
+    gemm(
+      .none, .transposed, m: rows, n: columns.count, k: inFeatures,
+      a: x, lda: inFeatures,
+      b: w + columns.lowerBound * inFeatures, ldb: inFeatures,
+      beta: b == nil ? 0 : 1,
+      c: y + columns.lowerBound, ldc: outFeatures)
   }
 
-  /// ``linear(rows:inFeatures:outFeatures:input:weight:bias:output:threads:)`` on tensors:
+  /// ``linear(rows:inFeatures:outFeatures:input:weight:bias:output:columns:)`` on tensors:
   /// `input` is `[rows, in]`, `weight` `[out, in]`, `bias` `[out]`; returns `[rows, out]`.
   public static func linear(_ input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(input.rank == 2 && weight.rank == 2, "linear: input and weight must be matrices")

@@ -64,12 +64,16 @@ final class BLASTests: XCTestCase {
           accuracy: 1e-4)
       }
     }
-    // The same product split over threads by output column gives the same numbers.
+    // The same product computed in column slices on several threads.
     var split = [Float](repeating: 0, count: rows * outFeatures)
     split.withUnsafeMutableBufferPointer { out in
-      BLAS.linear(
-        rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x.values,
-        weight: w.values, bias: b.values, output: out.baseAddress!, threads: 2)
+      let slices = Parallel.split(outFeatures, into: 3, multipleOf: 16)
+      XCTAssertEqual(slices, [0..<16, 16..<32, 32..<40])
+      Parallel.forEach(slices.count) { i in
+        BLAS.linear(
+          rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x.values,
+          weight: w.values, bias: b.values, output: out.baseAddress!, columns: slices[i])
+      }
     }
     XCTAssertEqual(split, y.values)
   }
