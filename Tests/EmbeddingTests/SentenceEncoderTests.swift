@@ -53,11 +53,14 @@ final class SentenceEncoderTests: XCTestCase {
 
   func testInMemoryModelRoundTripGivesIdenticalEmbeddings() throws {
     let encoder = try Fixtures.encoder.get()
+    // What a database stores: settings as JSON, the vocabulary, the weights' bytes.
+    let settings = try JSONEncoder().encode(encoder.settings)
     let bytes = SafeTensors.serialize(encoder.weights)
     let copy = try SentenceEncoder(
-      config: encoder.config, tokenizer: encoder.tokenizer,
-      weights: try SafeTensors(bytes: bytes, source: "stored model").floatTensors(),
-      maxSequenceLength: encoder.maxSequenceLength)
+      settings: try JSONDecoder().decode(SentenceEncoder.Settings.self, from: settings),
+      vocabulary: encoder.tokenizer.vocabulary,
+      weights: try SafeTensors(bytes: bytes, source: "stored model").floatTensors())
+    XCTAssertEqual(copy.settings, encoder.settings)
     let texts = ["hello world", "a second, longer sentence for the round trip"]
     XCTAssertEqual(copy.embed(texts), encoder.embed(texts))
   }
