@@ -95,6 +95,9 @@ public final class Environment: @unchecked Sendable {
     var flags = UInt32(MDB_NOTLS)
     if options.noSync { flags |= UInt32(MDB_NOSYNC) }
     try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")
+    // Free reader slots left by processes that died inside a read transaction.
+    var dead: Int32 = 0
+    mdb_reader_check(handle, &dead)
   }
 
   deinit {
@@ -122,11 +125,22 @@ public final class Environment: @unchecked Sendable {
     return table
   }
 
+  /// Last page in use and page size: `data.mdb` must hold at least that many bytes,
+  /// or the file was truncated (reading past its end would crash the process).
+  public func usedBytes() -> Int {
+    var info = MDB_envinfo()
+    mdb_env_info(handle, &info)
+    var stat = MDB_stat()
+    mdb_env_stat(handle, &stat)
+    return (info.me_last_pgno + 1) * Int(stat.ms_psize)
+  }
+
   /// The names of the tables that exist in the environment, in byte order.
   public func tableNames() throws -> [String] {
     try read { txn in
       var names: [String] = []
-      try txn.forEach(in: Table(name: "(main)", dbi: 0)) { key, _ in
+      // MAIN_DBI (1) maps table names to their roots; 0 is the free list.
+      try txn.forEach(in: Table(name: "(main)", dbi: 1)) { key, _ in
         names.append(String(decoding: key, as: UTF8.self))
         return true
       }
