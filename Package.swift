@@ -61,7 +61,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )
