@@ -59,8 +59,7 @@ public final class Database: @unchecked Sendable {
       )
     }
     let names = try storage { try environment.tableNames() }
-    let ours = Set(["meta", "collections", "docs", "rows"])
-    if !isNew && !names.isEmpty && !names.contains("meta") && !Set(names).isSubset(of: ours) {
+    if !isNew && !names.isEmpty && !names.contains("meta") && !Set(names).isSubset(of: Schema.tableNames) {
       throw VectorDBError.notADatabase(
         path: path,
         reason:

@@ -17,6 +17,7 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case collectionNotFound(String)
   case documentNotFound(id: String, collection: String)
   case invalidDocument(id: String, reason: String)
+  case logEntryNotFound(UInt64)
   /// Bad input data: `source` is a file name or "argument", `line` is 1-based.
   case invalidInput(source: String, line: Int?, reason: String)
   /// The storage engine failed (disk full, permissions, …).
@@ -36,6 +37,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "no collection named \"\(name)\""
     case .documentNotFound(let id, let collection):
       return "no document \"\(id)\" in collection \"\(collection)\""
+    case .logEntryNotFound(let id):
+      return "no query log entry \(id)"
     case .invalidDocument(let id, let reason):
       return "document \"\(id)\": \(reason)"
     case .invalidInput(let source, let line, let reason):
@@ -52,6 +55,7 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .notADatabase: return "choose an empty or new directory for a vdb database"
     case .newerFormat: return "upgrade vdb to open this database"
     case .collectionNotFound: return "`vdb status` lists the collections"
+    case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

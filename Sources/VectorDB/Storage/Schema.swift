@@ -18,11 +18,18 @@ struct Schema {
   /// collection id (UInt32 BE) ++ row id (UInt32 BE) → document id (UTF-8).
   let rows: Table
 
+  /// The query log and its feedback.
+  let log: QueryLogStore
+
+  /// Every table name of this format (a database holding others is not ours).
+  static let tableNames: Set<String> = ["meta", "collections", "docs", "rows", "querylog", "feedback"]
+
   init(environment: Environment) throws {
     meta = try environment.table("meta")
     collections = try environment.table("collections")
     docs = try environment.table("docs")
     rows = try environment.table("rows")
+    log = try QueryLogStore(environment: environment, meta: meta)
   }
 
   static func docKey(collection: UInt32, id: String) -> KeyBuilder {
