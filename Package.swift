@@ -28,6 +28,9 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CEditLine", pkgConfig: "libedit",
+      providers: [.apt(["libedit-dev"])]),
     .target(name: "LMDB", dependencies: ["CLMDB"]),
     .target(name: "Tensor", dependencies: ["CBLAS"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
@@ -42,7 +45,7 @@ let package = Package(
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB",
+        "VectorDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).

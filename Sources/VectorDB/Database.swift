@@ -59,7 +59,9 @@ public final class Database: @unchecked Sendable {
       )
     }
     let names = try storage { try environment.tableNames() }
-    if !isNew && !names.isEmpty && !names.contains("meta") && !Set(names).isSubset(of: Schema.tableNames) {
+    if !isNew && !names.isEmpty && !names.contains("meta")
+      && !Set(names).isSubset(of: Schema.tableNames)
+    {
       throw VectorDBError.notADatabase(
         path: path,
         reason:

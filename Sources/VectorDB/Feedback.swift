@@ -18,20 +18,26 @@ extension Collection {
   /// - Throws: `VectorDBError.logEntryNotFound`, `.documentNotFound` (no such document
   ///   in this collection), `.invalidInput` (the entry belongs to another collection).
   @discardableResult
-  public func feedback(logID: UInt64, documentID: String, relevant: Bool = true) throws -> Feedback.Kind {
+  public func feedback(logID: UInt64, documentID: String, relevant: Bool = true) throws
+    -> Feedback.Kind
+  {
     let log = database.schema.log
     let name = self.name
     return try writeLog { txn in
-      guard let entry = try log.entry(logID, in: txn) else { throw VectorDBError.logEntryNotFound(logID) }
+      guard let entry = try log.entry(logID, in: txn) else {
+        throw VectorDBError.logEntryNotFound(logID)
+      }
       guard entry.collection == name else {
         throw VectorDBError.invalidInput(
-          source: "feedback", line: nil, reason: "log entry \(logID) is a query of collection \"\(entry.collection)\"")
+          source: "feedback", line: nil,
+          reason: "log entry \(logID) is a query of collection \"\(entry.collection)\"")
       }
       try requireDocument(documentID, in: txn)
       let shown = entry.hits.contains { $0.id == documentID }
       let kind: Feedback.Kind = relevant ? (shown ? .click : .correction) : .notRelevant
       try log.record(
-        Feedback(documentID: documentID, kind: kind, relevance: relevant ? 1 : 0, time: Date()), for: logID, in: txn)
+        Feedback(documentID: documentID, kind: kind, relevance: relevant ? 1 : 0, time: Date()),
+        for: logID, in: txn)
       return kind
     }
   }
@@ -57,11 +63,14 @@ extension Collection {
         for documentID in judgement.relevant.keys { try requireDocument(documentID, in: txn) }
         let now = Date()
         let entry = LogEntry(
-          id: 0, time: now, collection: name, kind: .judgement, text: judgement.query, model: 0, generation: 0,
+          id: 0, time: now, collection: name, kind: .judgement, text: judgement.query, model: 0,
+          generation: 0,
           k: 0, filter: nil, hits: [])
         let id = try log.append(entry, retention: retention, in: txn)
         for (documentID, grade) in judgement.relevant.sorted(by: { $0.key < $1.key }) {
-          try log.record(Feedback(documentID: documentID, kind: .judgement, relevance: grade, time: now), for: id, in: txn)
+          try log.record(
+            Feedback(documentID: documentID, kind: .judgement, relevance: grade, time: now),
+            for: id, in: txn)
         }
         return id
       }
@@ -125,7 +134,9 @@ extension Database {
     let meta = schema.meta
     return try storage {
       try environment.read { txn in
-        try txn.get(meta, key: "logRetention").map { try JSONDecoder().decode(LogRetention.self, from: Data($0)) }
+        try txn.get(meta, key: "logRetention").map {
+          try JSONDecoder().decode(LogRetention.self, from: Data($0))
+        }
           ?? LogRetention()
       }
     }

@@ -106,9 +106,13 @@ struct QueryLogStore {
   }()
 
   /// Appends `entry` with a fresh id (returned), then prunes by `retention`.
-  func append(_ entry: LogEntry, retention: LogRetention, in txn: WriteTransaction) throws -> UInt64 {
-    let id = (try txn.get(meta, key: "nextLogID").map { $0.loadUnaligned(as: UInt64.self).littleEndian }) ?? 1
-    try txn.put(meta, key: "nextLogID", value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
+  func append(_ entry: LogEntry, retention: LogRetention, in txn: WriteTransaction) throws -> UInt64
+  {
+    let id =
+      (try txn.get(meta, key: "nextLogID").map { $0.loadUnaligned(as: UInt64.self).littleEndian })
+      ?? 1
+    try txn.put(
+      meta, key: "nextLogID", value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
     var stored = entry
     stored.id = id
     stored.feedback = []
@@ -136,7 +140,9 @@ struct QueryLogStore {
   }
 
   func record(_ item: Feedback, for id: UInt64, in txn: WriteTransaction) throws {
-    try txn.put(feedback, key: KeyBuilder().uint64(id).string(item.documentID), value: try QueryLogStore.encoder.encode(item))
+    try txn.put(
+      feedback, key: KeyBuilder().uint64(id).string(item.documentID),
+      value: try QueryLogStore.encoder.encode(item))
   }
 
   /// Deletes the oldest entries (and their feedback) beyond the retention limits.

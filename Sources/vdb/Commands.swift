@@ -13,7 +13,7 @@ struct Init: ParsableCommand {
   func run() throws {
     let db = try Database(path: database.path)
     let status = try db.status()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(status)
     } else {
       print(
@@ -47,12 +47,12 @@ struct Upsert: ParsableCommand {
       }
       metadata = object
     }
-    let collection = try database.open().collection(target.collection)
+    let collection = try database.open().collection(try target.name())
     try collection.upsert(Document(id: id, text: text, metadata: metadata))
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(["upserted": id])
     } else {
-      print("upserted \(id) into \(target.collection)")
+      print("upserted \(id) into \(collection.name)")
     }
   }
 }
@@ -85,15 +85,15 @@ struct Import: ParsableCommand {
   }
 
   func run() throws {
-    let collection = try database.open().collection(target.collection)
+    let collection = try database.open().collection(try target.name())
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
     let bar = ProgressLine(label: "import", unit: "docs")
-    let report = try collection.importJSONL(path: path, options: options) { bar.update($0) }
+    let report = try collection.importJSONL(path: path, options: options) { try bar.update($0) }
     bar.finish()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(report)
     } else {
       for skipped in report.skipped {
@@ -101,7 +101,7 @@ struct Import: ParsableCommand {
       }
       let rate = Double(report.imported) / max(report.seconds, 1e-9)
       print(
-        "imported \(report.imported) documents into \(target.collection) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+        "imported \(report.imported) documents into \(collection.name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
           + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad lines"))
     }
   }
@@ -125,7 +125,7 @@ struct Get: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let collection = try database.open().collection(target.collection, create: false)
+    let collection = try database.open().collection(try target.name(), create: false)
     if ids.isEmpty {
       let documents = try collection.documents(after: after, limit: limit)
       try show(documents)
@@ -134,13 +134,13 @@ struct Get: ParsableCommand {
     let found = try collection.get(ids)
     try show(found.compactMap { $0 })
     if let missing = zip(ids, found).first(where: { $0.1 == nil })?.0 {
-      throw VectorDBError.documentNotFound(id: missing, collection: target.collection)
+      throw VectorDBError.documentNotFound(id: missing, collection: collection.name)
     }
   }
 
   private func show(_ documents: [Document]) throws {
     if documents.isEmpty { return }
-    if output.json {
+    if output.isJSON {
       for document in documents { try Terminal.printJSONLine(document) }
       return
     }
@@ -164,9 +164,9 @@ struct Delete: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let collection = try database.open().collection(target.collection, create: false)
+    let collection = try database.open().collection(try target.name(), create: false)
     let deleted = try collection.delete(ids)
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(["deleted": deleted])
     } else {
       print("deleted \(deleted) of \(ids.count) documents")
@@ -184,7 +184,7 @@ struct Status: ParsableCommand {
 
   func run() throws {
     let status = try database.open().status()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(status)
       return
     }

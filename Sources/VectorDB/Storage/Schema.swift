@@ -22,7 +22,9 @@ struct Schema {
   let log: QueryLogStore
 
   /// Every table name of this format (a database holding others is not ours).
-  static let tableNames: Set<String> = ["meta", "collections", "docs", "rows", "querylog", "feedback"]
+  static let tableNames: Set<String> = [
+    "meta", "collections", "docs", "rows", "querylog", "feedback",
+  ]
 
   init(environment: Environment) throws {
     meta = try environment.table("meta")
