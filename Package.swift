@@ -18,7 +18,8 @@ let package = Package(
     .executable(name: "vdb", targets: ["vdb"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
   ],
   targets: [
     .systemLibrary(
@@ -34,7 +35,10 @@ let package = Package(
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
     .target(
       name: "VectorDB",
-      dependencies: ["LMDB", "Tensor", "Embedding", "HNSW", "Training"]),
+      dependencies: [
+        "LMDB", "Tensor", "Embedding", "HNSW", "Training",
+        .product(name: "Crypto", package: "swift-crypto"),
+      ]),
     .executableTarget(
       name: "vdb",
       dependencies: [
@@ -57,7 +61,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )
