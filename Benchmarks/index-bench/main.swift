@@ -123,7 +123,7 @@ func exactTopK(
   live: [Bool]? = nil
 ) throws -> [[UInt32]] {
   let storage = MemoryStorage(dimension: base.dimension, parameters: HNSWParameters())
-  var graph = HNSWGraph(storage: storage, metric: metric)
+  let graph = HNSWGraph(storage: storage, metric: metric)
   // Only the vectors are needed: store them without linking.
   var prepared = base.elements
   if metric == .cosine {

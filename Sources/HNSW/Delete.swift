@@ -51,13 +51,13 @@ extension HNSWGraph {
       if !isDeleted[Int(id)], let level = try storage.level(of: id) { live.append((id, level)) }
     }
 
-    let graph = self
+    let readers = readerGraphs(threads)
     var repairs = [[(level: Int, neighbors: [UInt32])]](repeating: [], count: live.count)
     try repairs.withUnsafeMutableBufferPointer { repairs in
-      try forEachInParallel(live.count, threads: threads) { i, _ in
+      try forEachInParallel(live.count, threads: threads) { i, worker in
         let node = live[i]
         for level in 0...node.level {
-          if let neighbors = try graph.repairedNeighbors(
+          if let neighbors = try readers[worker].repairedNeighbors(
             of: node.id, level: level, isDeleted: isDeleted)
           {
             repairs[i].append((level, neighbors))

@@ -85,11 +85,11 @@ extension HNSWGraph {
     _ chunk: [(id: UInt32, level: Int)], threads: Int, scratches: [SearchScratch]
   ) throws {
     let entry = try storage.entryPoint
-    let graph = self
+    var readers = readerGraphs(threads)
     var plans = [[[UInt32]]](repeating: [], count: chunk.count)
     try plans.withUnsafeMutableBufferPointer { plans in
       try forEachInParallel(chunk.count, threads: threads) { i, worker in
-        plans[i] = try graph.planLinks(
+        plans[i] = try readers[worker].planLinks(
           for: chunk[i], chunk: chunk, entry: entry, scratch: scratches[worker])
       }
     }
@@ -106,11 +106,11 @@ extension HNSWGraph {
 
     let targets = Array(incoming)
     var updated = [[UInt32]?](repeating: nil, count: targets.count)
-    let linked = self
+    readers = readerGraphs(threads)
     try updated.withUnsafeMutableBufferPointer { updated in
-      try forEachInParallel(targets.count, threads: threads) { i, _ in
+      try forEachInParallel(targets.count, threads: threads) { i, worker in
         let (key, sources) = targets[i]
-        updated[i] = try linked.addingLinks(
+        updated[i] = try readers[worker].addingLinks(
           to: UInt32(truncatingIfNeeded: key), level: Int(key >> 32), from: sources)
       }
     }
@@ -122,6 +122,14 @@ extension HNSWGraph {
 
     if let top = chunk.max(by: { $0.level < $1.level }), top.level > entry?.level ?? -1 {
       try storage.setEntryPoint(EntryPoint(node: top.id, level: top.level))
+    }
+  }
+
+  /// One graph per thread for a parallel phase, over ``HNSWStorage/concurrentReaders(_:)``.
+  @inlinable
+  func readerGraphs(_ threads: Int) -> [HNSWGraph] {
+    storage.concurrentReaders(max(1, threads)).map {
+      HNSWGraph(storage: $0, metric: metric, parameters: parameters)
     }
   }
 

@@ -93,4 +93,15 @@ public protocol HNSWStorage {
   mutating func setDeleted(_ node: UInt32, _ deleted: Bool) throws
   /// Removes a stored node and its lists. Links to it must already be gone.
   mutating func removeNode(_ node: UInt32) throws
+
+  /// `count` storage values for as many threads to read from at once while no write
+  /// happens (the parallel phases of batch inserts and consolidation). A storage with
+  /// per-reader state, such as a cache, gives each its own; the default repeats `self`.
+  func concurrentReaders(_ count: Int) -> [Self]
+}
+
+extension HNSWStorage {
+  public func concurrentReaders(_ count: Int) -> [Self] {
+    Array(repeating: self, count: count)
+  }
 }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+  import Glibc  // links libm, which Float.squareRoot() calls in unoptimised builds
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// SIMD distance kernels over raw float32 memory.
 ///
 /// The vectors may live anywhere: in Swift arrays, or in an LMDB memory map where
