@@ -22,7 +22,9 @@ struct VDB: ParsableCommand {
       3 database error (damaged, newer format, I/O).
       """,
     subcommands: [
-      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Status.self, ShellCommand.self,
+      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
+      Status.self,
+      ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions
