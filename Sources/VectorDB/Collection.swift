@@ -88,7 +88,8 @@ public final class Collection: @unchecked Sendable {
           "collection \"\(name)\" has no vectors (it was created without a model)")
       }
       let done = try write { txn, collection -> Bool in
-        guard collection.active == plan?.generation.id else { return false }  // switched: embed again
+        // A re-embed switched generations meanwhile: embed again with the new model.
+        guard collection.active == plan?.generation.id else { return false }
         let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
         var rows: [UInt32] = []
         for (document, var record) in zip(unique, records) {
