@@ -54,15 +54,35 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     touchedWordRows.removeAll(keepingCapacity: true)
   }
 
-  /// Indices of `gradients` that may be non-zero: everything but the untouched word rows.
-  /// Visiting only these makes norms and scaling cost O(touched rows), not O(vocabulary).
-  func forEachGradientRange(_ body: (Range<Int>) -> Void) {
+  /// Calls `body` with each index range of `gradients` that may be non-zero: everything but the
+  /// untouched word-embedding rows, so norms and scaling cost O(touched rows), not O(vocabulary).
+  private func forEachGradientRange(_ body: (UnsafeMutablePointer<Scalar>, Range<Int>) -> Void) {
     let h = shape.hidden
     let word = layout.wordEmbeddingRange
-    body(word.upperBound..<layout.count)
-    for row in touchedWordRows {
-      let start = word.lowerBound + Int(row) * h
-      body(start..<(start + h))
+    gradients.withUnsafeMutableBufferPointer { g in
+      body(g.baseAddress!, word.upperBound..<layout.count)
+      for row in touchedWordRows {
+        let start = word.lowerBound + Int(row) * h
+        body(g.baseAddress!, start..<(start + h))
+      }
+    }
+  }
+
+  /// `‖gradients‖²`, accumulated in Double.
+  public func gradientSquaredNorm() -> Double {
+    var total = 0.0
+    forEachGradientRange { g, range in
+      var sum = 0.0
+      for i in range { sum += Double(g[i]) * Double(g[i]) }
+      total += sum
+    }
+    return total
+  }
+
+  /// Multiplies every gradient by `factor` (gradient clipping).
+  public func scaleGradients(by factor: Scalar) {
+    forEachGradientRange { g, range in
+      for i in range { g[i] *= factor }
     }
   }
 
