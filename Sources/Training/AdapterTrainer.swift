@@ -148,11 +148,8 @@ public final class AdapterTrainer {
   public convenience init(resuming checkpoint: Data, examples: [AdapterExample])
     throws(TrainingError)
   {
-    let file = try CheckpointFile<CheckpointHeader>.decode(checkpoint)
+    let file = try CheckpointFile<CheckpointHeader>.decode(checkpoint, kind: "adapter")
     let header = file.header
-    guard header.kind == "adapter" else {
-      throw .badCheckpoint("a \(header.kind) checkpoint, not an adapter one")
-    }
     guard header.examples == examples.count,
       header.examplesFingerprint == Self.fingerprint(of: examples)
     else {

@@ -42,7 +42,14 @@ struct CheckpointFile<Header: Codable> {
     return data
   }
 
-  static func decode(_ data: Data) throws(TrainingError) -> CheckpointFile {
+  /// Just enough of the header to tell an encoder checkpoint from an adapter one.
+  private struct KindProbe: Decodable {
+    struct Header: Decodable { var kind: String }
+    var header: Header
+  }
+
+  /// Reads a checkpoint written by `encoded()` whose header says `kind`.
+  static func decode(_ data: Data, kind: String) throws(TrainingError) -> CheckpointFile {
     let bytes = [UInt8](data)
     guard bytes.count >= 16, Array(bytes[0..<8]) == magic else {
       throw .badCheckpoint("not a vdb training checkpoint (magic bytes differ)")
@@ -59,9 +66,14 @@ struct CheckpointFile<Header: Codable> {
     guard 16 + headerLength <= bytes.count else {
       throw .badCheckpoint("truncated: header of \(headerLength) bytes, file of \(bytes.count)")
     }
+    let json = Data(bytes[16..<(16 + headerLength)])
+    if let probe = try? JSONDecoder().decode(KindProbe.self, from: json), probe.header.kind != kind
+    {
+      throw .badCheckpoint("a \(probe.header.kind) checkpoint, not an \(kind) one")
+    }
     let envelope: Envelope
     do {
-      envelope = try JSONDecoder().decode(Envelope.self, from: Data(bytes[16..<(16 + headerLength)]))
+      envelope = try JSONDecoder().decode(Envelope.self, from: json)
     } catch {
       throw .badCheckpoint("header is not valid: \(error)")
     }

@@ -107,6 +107,31 @@ public final class EncoderTrainer {
     return batchLoss
   }
 
+  /// The ranking loss of `examples` under the current weights, without dropout or gradients:
+  /// the mean over consecutive batches of ``TrainingConfiguration/batchSize`` examples
+  /// (in the order given, so a fixed batch gives a comparable number before and after steps).
+  public func evaluateLoss(_ examples: [TrainingExample]) -> Double {
+    let size = configuration.batchSize
+    var total = 0.0
+    var batches = 0
+    for start in stride(from: 0, to: examples.count, by: size) {
+      let batch = Array(examples[start..<min(start + size, examples.count)])
+      let sequences =
+        batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
+      let tokens = try! TokenBatch(
+        sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+      let embeddings = encoder.embed(tokens)
+      let split = batch.count * encoder.shape.hidden
+      total += Double(
+        loss.evaluate(
+          queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]),
+          dimension: encoder.shape.hidden
+        ).loss)
+      batches += 1
+    }
+    return total / Double(max(1, batches))
+  }
+
   /// Adds d(loss)/d(parameters) for `batch` to the encoder's gradients and returns the loss,
   /// with dropout seeds drawn from the trainer's generator. Uses GradCache when
   /// ``TrainingConfiguration/miniBatchSize`` is set.
@@ -210,12 +235,9 @@ public final class EncoderTrainer {
   public convenience init(resuming checkpoint: Data, examples: [TrainingExample])
     throws(TrainingError)
   {
-    let file = try CheckpointFile<CheckpointHeader>.decode(checkpoint)
+    let file = try CheckpointFile<CheckpointHeader>.decode(checkpoint, kind: "encoder")
     let header = file.header
     guard header.random.count == 4 else { throw .badCheckpoint("random state is not 4 words") }
-    guard header.kind == "encoder" else {
-      throw .badCheckpoint("a \(header.kind) checkpoint, not an encoder one")
-    }
     guard header.examples == examples.count,
       header.examplesFingerprint == fingerprint(of: examples)
     else {
