@@ -67,7 +67,8 @@ public struct AdamW<Scalar: TrainingScalar>: Sendable {
           secondMoment.withUnsafeMutableBufferPointer { v in
             for (range, decays) in ranges {
               parallelChunks(range.count, minimumPerChunk: 1 << 15) { chunk in
-                for i in (range.lowerBound + chunk.lowerBound)..<(range.lowerBound + chunk.upperBound)
+                for i
+                  in (range.lowerBound + chunk.lowerBound)..<(range.lowerBound + chunk.upperBound)
                 {
                   if decays { theta[i] *= decayFactor }
                   let gi = g[i]

@@ -46,7 +46,8 @@ public final class AdapterTrainer {
     for (i, example) in examples.enumerated() {
       for vector in [example.query, example.positive] + example.negatives
       where vector.count != dimension {
-        throw .badInput("example \(i) has a vector of \(vector.count) values, expected \(dimension)")
+        throw .badInput(
+          "example \(i) has a vector of \(vector.count) values, expected \(dimension)")
       }
     }
     self.configuration = configuration

@@ -83,11 +83,14 @@ struct CheckpointFile<Header: Codable> {
       let length = entry.count * 4
       guard entry.count >= 0, offset + length <= bytes.count else {
         throw .badCheckpoint(
-          "truncated in array \(entry.name): needs \(length) bytes at \(offset), file has \(bytes.count)")
+          "truncated in array \(entry.name): needs \(length) bytes at \(offset), file has \(bytes.count)"
+        )
       }
       let values = bytes[offset..<(offset + length)].withUnsafeBytes { raw in
         (0..<entry.count).map {
-          Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+          Float(
+            bitPattern: UInt32(
+              littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
         }
       }
       arrays.append((entry.name, values))

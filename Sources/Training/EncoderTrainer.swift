@@ -39,10 +39,13 @@ public final class EncoderTrainer {
     guard !examples.isEmpty else { throw .badInput("no training examples") }
     for (i, example) in examples.enumerated() {
       for sequence in [example.query, example.positive] + example.negatives {
-        if sequence.isEmpty { throw .badSequence(index: i, reason: "example has an empty sequence") }
+        if sequence.isEmpty {
+          throw .badSequence(index: i, reason: "example has an empty sequence")
+        }
         if sequence.count > parameters.shape.positions {
           throw .badSequence(
-            index: i, reason: "example has \(sequence.count) tokens, more than the model's "
+            index: i,
+            reason: "example has \(sequence.count) tokens, more than the model's "
               + "\(parameters.shape.positions) positions")
         }
         if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.shape.vocabulary }) {
@@ -183,9 +186,10 @@ public final class EncoderTrainer {
     }
     var embeddings: [Scalar] = []
     for group in groups() {
-      embeddings += encoder.forward(
-        sequences.slice(group), dropoutSeeds: seeds(group), keepActivations: false
-      ).embeddings
+      embeddings +=
+        encoder.forward(
+          sequences.slice(group), dropoutSeeds: seeds(group), keepActivations: false
+        ).embeddings
     }
     let result = loss.evaluate(
       queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]), dimension: h)

@@ -28,7 +28,8 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
   public init(dimension: Int, matrix: [Scalar]) throws(TrainingError) {
     guard dimension > 0, matrix.count == dimension * dimension else {
       throw .badInput(
-        "adapter matrix has \(matrix.count) values, expected \(dimension)² = \(dimension * dimension)")
+        "adapter matrix has \(matrix.count) values, expected \(dimension)² = \(dimension * dimension)"
+      )
     }
     self.dimension = dimension
     self.matrix = matrix

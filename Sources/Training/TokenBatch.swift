@@ -46,7 +46,8 @@ public struct TokenBatch: Sendable, Equatable {
         let typesOfSequence = tokenTypes[s]
         if typesOfSequence.count != sequence.count {
           throw .badSequence(
-            index: s, reason: "has \(typesOfSequence.count) token types for \(sequence.count) tokens")
+            index: s,
+            reason: "has \(typesOfSequence.count) token types for \(sequence.count) tokens")
         }
         if let bad = typesOfSequence.firstIndex(where: { $0 < 0 || Int($0) >= tokenTypeCount }) {
           throw .badSequence(

@@ -266,7 +266,10 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     cache.probabilities = Buffer(count: pass.attentionEntries)
     if p > 0 {
       let segments = (0..<batch.count).map { s in
-        (start: pass.attentionOffsets[s], count: heads * batch.rows(of: s).count * batch.rows(of: s).count)
+        (
+          start: pass.attentionOffsets[s],
+          count: heads * batch.rows(of: s).count * batch.rows(of: s).count
+        )
       }
       cache.probabilityMask = Kernels.dropoutMask(
         count: pass.attentionEntries, segments: segments, streams: &streams, probability: p)

@@ -171,12 +171,16 @@ final class GradientCheckTests: XCTestCase {
   func testAdapterGradientMatchesFiniteDifferences() {
     let d = 6
     var random = TrainingRandom(seed: 4)
-    func rows(_ n: Int) -> [Double] { (0..<(n * d)).map { _ in Double(random.nextUnitFloat()) - 0.5 } }
+    func rows(_ n: Int) -> [Double] {
+      (0..<(n * d)).map { _ in Double(random.nextUnitFloat()) - 0.5 }
+    }
     let queries = rows(3)
     let documents = rows(4)
     var adapter = QueryAdapter<Double>(dimension: d)
     // Move away from the identity so the check covers a general matrix.
-    for i in adapter.matrix.indices { adapter.matrix[i] += 0.3 * (Double(random.nextUnitFloat()) - 0.5) }
+    for i in adapter.matrix.indices {
+      adapter.matrix[i] += 0.3 * (Double(random.nextUnitFloat()) - 0.5)
+    }
     let loss = MultipleNegativesRankingLoss()
     func lossValue(_ a: QueryAdapter<Double>) -> Double {
       loss.evaluate(queries: a.apply(to: queries), documents: documents, dimension: d).loss

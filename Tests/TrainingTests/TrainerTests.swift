@@ -86,7 +86,8 @@ final class TrainerTests: XCTestCase {
   }
 
   func testTrainingLowersTheLossOnAToyTask() throws {
-    let parameters = try EncoderParameters<Float>(randomFor: Self.tiny, seed: 1, standardDeviation: 0.05)
+    let parameters = try EncoderParameters<Float>(
+      randomFor: Self.tiny, seed: 1, standardDeviation: 0.05)
     let examples = Self.examples(count: 16)
     var configuration = Self.configuration(epochs: 8)
     configuration.dropout = 0
@@ -128,7 +129,11 @@ final class TrainerTests: XCTestCase {
 
     let otherSeed = try EncoderTrainer(
       parameters: parameters, examples: examples,
-      configuration: { var c = configuration; c.seed = 7; return c }())
+      configuration: {
+        var c = configuration
+        c.seed = 7
+        return c
+      }())
     otherSeed.run()
     XCTAssertNotEqual(otherSeed.encoder.parameters, straight.encoder.parameters)
   }
@@ -140,10 +145,13 @@ final class TrainerTests: XCTestCase {
     trainer.run(steps: 1)
     let saved = try trainer.checkpoint()
     XCTAssertThrowsError(try EncoderTrainer(resuming: saved, examples: Self.examples(count: 11)))
-    XCTAssertThrowsError(try EncoderTrainer(resuming: saved.dropLast(10), examples: Self.examples())) {
+    XCTAssertThrowsError(
+      try EncoderTrainer(resuming: saved.dropLast(10), examples: Self.examples())
+    ) {
       XCTAssertTrue("\($0)".contains("truncated"), "\($0)")
     }
-    XCTAssertThrowsError(try EncoderTrainer(resuming: Data("hello".utf8), examples: Self.examples()))
+    XCTAssertThrowsError(
+      try EncoderTrainer(resuming: Data("hello".utf8), examples: Self.examples()))
     XCTAssertThrowsError(try AdapterTrainer(resuming: saved, examples: [])) {
       XCTAssertTrue("\($0)".contains("not an adapter"), "\($0)")
     }
