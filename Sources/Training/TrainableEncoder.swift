@@ -25,11 +25,22 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   /// Word-embedding rows with a (possibly) non-zero gradient, in order of first touch.
   public private(set) var touchedWordRows: [Int32] = []
   private var wordRowTouched: [Bool]
+  /// Activation memory reused from pass to pass.
+  let pool = BufferPool()
   /// Drop probability used when a forward pass is given dropout seeds.
   public var dropout: Double
 
   public var shape: EncoderShape { parameters.shape }
   var layout: ParameterLayout { parameters.layout }
+
+  /// Bytes of activation memory kept for reuse by later passes.
+  public var cachedActivationBytes: Int { pool.cachedBytes }
+
+  /// Returns the activation memory kept for reuse to the system.
+  public func releaseCachedMemory() { pool.drain() }
+
+  /// A scratch matrix of `count` values from the pool; its contents are undefined.
+  func scratch(_ count: Int) -> Buffer<Scalar> { Buffer(uninitializedCount: count, pool: pool) }
 
   public init(parameters: EncoderParameters<Scalar>, dropout: Double = 0.1) {
     precondition((0..<1).contains(dropout), "dropout must be in [0, 1), got \(dropout)")
@@ -156,7 +167,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     }
 
     // Embeddings: word + position + token type, LayerNorm, dropout.
-    let summed = Buffer<Scalar>(count: tokens * h)
+    let summed = scratch(tokens * h)
     let word = w + layout.wordEmbeddings
     let position = w + layout.positionEmbeddings
     let tokenType = w + layout.tokenTypeEmbeddings
@@ -173,7 +184,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     if let inputPerturbation {
       for i in 0..<(tokens * h) { summed[i] += inputPerturbation[i] }
     }
-    let embedded = NormalizedActivation<Scalar>(rows: tokens, width: h)
+    let embedded = NormalizedActivation<Scalar>(rows: tokens, width: h, allocate: scratch)
     Kernels.layerNorm(
       summed.base, rows: tokens, width: h, gain: w + layout.embeddingNormGain,
       bias: w + layout.embeddingNormBias, epsilon: epsilon, output: embedded.output.base,
@@ -190,7 +201,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     for l in 0..<shape.layers {
       let offsets = layout.layers[l]
       let cache = LayerActivations<Scalar>(
-        input: hidden, tokens: tokens, hidden: h, intermediate: inter)
+        input: hidden, tokens: tokens, hidden: h, intermediate: inter, allocate: scratch)
 
       // Self-attention projections, one matrix product each over all tokens.
       for (weight, bias, out) in [
@@ -205,7 +216,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
       attentionForward(cache, pass: pass, streams: &streams)
 
       // Attention output projection, dropout, residual, LayerNorm.
-      let attended = Buffer<Scalar>(count: tokens * h)
+      let attended = scratch(tokens * h)
       Kernels.linear(
         cache.context.base, rows: tokens, inputs: h, weight: w + offsets.attentionOutput,
         bias: w + offsets.attentionOutputBias, outputs: h, into: attended.base)
@@ -263,7 +274,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     let d = shape.headSize
     let scale = 1 / Scalar(d).squareRoot()
     let p = pass.dropout
-    cache.probabilities = Buffer(count: pass.attentionEntries)
+    cache.probabilities = scratch(pass.attentionEntries)
     if p > 0 {
       let segments = (0..<batch.count).map { s in
         (
@@ -370,7 +381,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     let ones = Buffer<Scalar>(count: tokens, repeating: 1)
 
     // Normalisation and mean pooling: dp = (de − e·(e·de)) / ‖p‖, every token gets dp / n.
-    var dHidden = Buffer<Scalar>(count: tokens * h)
+    var dHidden = scratch(tokens * h)
     for s in 0..<batch.count {
       let rows = batch.rows(of: s)
       var dot: Scalar = 0
@@ -384,8 +395,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
       }
     }
 
-    let dScratch = Buffer<Scalar>(count: tokens * h)
-    let dIntermediate = Buffer<Scalar>(count: tokens * inter)
+    let dScratch = scratch(tokens * h)
+    let dIntermediate = scratch(tokens * inter)
     for l in stride(from: shape.layers - 1, through: 0, by: -1) {
       let offsets = layout.layers[l]
       let cache = pass.layers[l]
@@ -432,7 +443,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
       if let mask = cache.attentionOutputMask {
         Kernels.applyDropout(dAttended.base, mask: mask.base, count: tokens * h, probability: p)
       }
-      let dContext = Buffer<Scalar>(count: tokens * h)
+      let dContext = scratch(tokens * h)
       Kernels.linearBackward(
         outputGradient: dAttended.base, input: cache.context.base, rows: tokens, inputs: h,
         outputs: h, weight: w + offsets.attentionOutput, ones: ones.base,
@@ -442,8 +453,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
 
       // Attention core, then the Q/K/V projections into the layer input's gradient, which
       // already holds the residual part (dH1).
-      let dQuery = Buffer<Scalar>(count: tokens * h)
-      let dKey = Buffer<Scalar>(count: tokens * h)
+      let dQuery = scratch(tokens * h)
+      let dKey = scratch(tokens * h)
       let dValue = dScratch
       attentionBackward(
         cache, pass: pass, contextGradient: dContext, queryGradient: dQuery, keyGradient: dKey,
@@ -556,10 +567,10 @@ final class NormalizedActivation<Scalar: TrainingScalar> {
   let inverseDeviation: Buffer<Scalar>
   var dropoutMask: Buffer<UInt8>?
 
-  init(rows: Int, width: Int) {
-    output = Buffer(count: rows * width)
-    normalized = Buffer(count: rows * width)
-    inverseDeviation = Buffer(count: rows)
+  init(rows: Int, width: Int, allocate: (Int) -> Buffer<Scalar>) {
+    output = allocate(rows * width)
+    normalized = allocate(rows * width)
+    inverseDeviation = allocate(rows)
   }
 
   var byteCount: Int {
@@ -585,17 +596,20 @@ final class LayerActivations<Scalar: TrainingScalar> {
   var outputMask: Buffer<UInt8>?
   let outputNorm: NormalizedActivation<Scalar>
 
-  init(input: Buffer<Scalar>, tokens: Int, hidden: Int, intermediate: Int) {
+  init(
+    input: Buffer<Scalar>, tokens: Int, hidden: Int, intermediate: Int,
+    allocate: (Int) -> Buffer<Scalar>
+  ) {
     self.input = input
-    query = Buffer(count: tokens * hidden)
-    key = Buffer(count: tokens * hidden)
-    value = Buffer(count: tokens * hidden)
-    context = Buffer(count: tokens * hidden)
-    probabilities = Buffer(count: 0)
-    attentionNorm = NormalizedActivation(rows: tokens, width: hidden)
-    preActivation = Buffer(count: tokens * intermediate)
-    activation = Buffer(count: tokens * intermediate)
-    outputNorm = NormalizedActivation(rows: tokens, width: hidden)
+    query = allocate(tokens * hidden)
+    key = allocate(tokens * hidden)
+    value = allocate(tokens * hidden)
+    context = allocate(tokens * hidden)
+    probabilities = allocate(0)
+    attentionNorm = NormalizedActivation(rows: tokens, width: hidden, allocate: allocate)
+    preActivation = allocate(tokens * intermediate)
+    activation = allocate(tokens * intermediate)
+    outputNorm = NormalizedActivation(rows: tokens, width: hidden, allocate: allocate)
   }
 
   /// Bytes held, not counting ``input`` (counted as the previous layer's output).
