@@ -123,12 +123,8 @@ enum Kernels {
   static func gelu<S: TrainingScalar>(
     _ u: UnsafePointer<S>, count: Int, into g: UnsafeMutablePointer<S>
   ) {
-    let invSqrt2 = 1 / S(2).squareRoot()
     parallelChunks(count, minimumPerChunk: 4096) { range in
-      for i in range {
-        let x = u[i]
-        g[i] = x * (0.5 * (1 + S.erf(x * invSqrt2)))
-      }
+      S.gelu(u + range.lowerBound, into: g + range.lowerBound, count: range.count)
     }
   }
 
@@ -136,15 +132,8 @@ enum Kernels {
   static func geluBackward<S: TrainingScalar>(
     _ u: UnsafePointer<S>, count: Int, gradient d: UnsafeMutablePointer<S>
   ) {
-    let invSqrt2 = 1 / S(2).squareRoot()
-    let invSqrt2Pi = 1 / (2 * S.pi).squareRoot()
     parallelChunks(count, minimumPerChunk: 4096) { range in
-      for i in range {
-        let x = u[i]
-        let cdf = 0.5 * (1 + S.erf(x * invSqrt2))
-        let pdf = S.exp(-0.5 * x * x) * invSqrt2Pi
-        d[i] *= cdf + x * pdf
-      }
+      S.geluBackward(u + range.lowerBound, gradient: d + range.lowerBound, count: range.count)
     }
   }
 
@@ -157,13 +146,7 @@ enum Kernels {
       let si = s + row * width
       var maximum = si[0]
       for j in 1..<width where si[j] > maximum { maximum = si[j] }
-      var sum: S = 0
-      for j in 0..<width {
-        let e = S.exp(si[j] - maximum)
-        si[j] = e
-        sum += e
-      }
-      let inverse = 1 / sum
+      let inverse = 1 / S.expShifted(si, count: width, shift: maximum)
       for j in 0..<width { si[j] *= inverse }
     }
   }

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Every matrix product goes through ``gemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``,
 /// which calls `cblas_sgemm` or `cblas_dgemm`; the elementwise functions call the C library.
-public protocol TrainingScalar: BinaryFloatingPoint, Sendable, Codable
+public protocol TrainingScalar: BinaryFloatingPoint, Sendable, Codable, VectorMath
 where RawSignificand: FixedWidthInteger {
   /// Row-major `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`, where `op` transposes
   /// when asked. `lda`, `ldb`, `ldc` are the row strides of the matrices as stored.
