@@ -50,3 +50,15 @@ extension Double: TrainingScalar {
   @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
   @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
 }
+
+/// Runs `body` with OpenBLAS limited to one thread, for code that calls BLAS from several
+/// threads at once on small matrices, then restores the previous thread count.
+///
+/// The setting is process-wide: BLAS calls made meanwhile by other threads run single-threaded
+/// too (correctly, just without OpenBLAS's own threads).
+func withSingleThreadedBLAS(_ body: () -> Void) {
+  let previous = openblas_get_num_threads()
+  if previous > 1 { openblas_set_num_threads(1) }
+  defer { if previous > 1 { openblas_set_num_threads(previous) } }
+  body()
+}

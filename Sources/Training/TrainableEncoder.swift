@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A BERT sentence encoder that can be trained: forward pass with activation caching, backward
 /// pass for every parameter, masked mean pooling and L2 normalisation, as sentence-transformers
 /// runs all-MiniLM-L6-v2 (`BertModel` → mean pooling → normalise).
@@ -285,11 +287,10 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
       cache.probabilityMask = Kernels.dropoutMask(
         count: pass.attentionEntries, segments: segments, streams: &streams, probability: p)
     }
-    let longest = batch.longest
-    let scratch = Buffer<Scalar>(count: p > 0 ? longest * longest : 0)
-    for s in 0..<batch.count {
+    forEachSequence(batch) { s in
       let rows = batch.rows(of: s)
       let n = rows.count
+      let scratch = Buffer<Scalar>(count: p > 0 ? n * n : 0)
       for head in 0..<heads {
         let column = rows.lowerBound * h + head * d
         let probabilities = cache.probabilities.base + pass.attentionOffsets[s] + head * n * n
@@ -309,6 +310,20 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
           transposeA: false, transposeB: false, m: n, n: d, k: n, alpha: 1, a: used, lda: n,
           b: cache.value.base + column, ldb: h, beta: 0, c: cache.context.base + column, ldc: h)
       }
+    }
+  }
+
+  /// Runs `body` for every sequence of `batch`, sequences spread over the threads. Each
+  /// sequence's attention is a dozen small matrix products: too small for BLAS to split well
+  /// (its threads spend more time handing over than multiplying), so BLAS runs single-threaded
+  /// inside and the sequences run in parallel instead.
+  private func forEachSequence(_ batch: TokenBatch, _ body: (Int) -> Void) {
+    guard trainingThreadCount > 1 && batch.count > 1 else {
+      for s in 0..<batch.count { body(s) }
+      return
+    }
+    withSingleThreadedBLAS {
+      DispatchQueue.concurrentPerform(iterations: batch.count, execute: body)
     }
   }
 
@@ -517,12 +532,11 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     let scale = 1 / Scalar(d).squareRoot()
     let p = pass.dropout
     let keepScale = 1 / Scalar(1 - p)
-    let longest = batch.longest
-    let dropped = Buffer<Scalar>(count: cache.probabilityMask == nil ? 0 : longest * longest)
-    let dScores = Buffer<Scalar>(count: longest * longest)
-    for s in 0..<batch.count {
+    forEachSequence(batch) { s in
       let rows = batch.rows(of: s)
       let n = rows.count
+      let dropped = Buffer<Scalar>(count: cache.probabilityMask == nil ? 0 : n * n)
+      let dScores = Buffer<Scalar>(count: n * n)
       for head in 0..<shape.heads {
         let column = rows.lowerBound * h + head * d
         let entry = pass.attentionOffsets[s] + head * n * n
