@@ -359,13 +359,16 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
 
   /// Backpropagates `embeddingGradient` (d(loss)/d(embeddings), sequences × hidden) through a
   /// pass that kept its activations, adding d(loss)/d(parameters) to ``gradients``.
-  ///
-  /// - Returns: d(loss)/d(summed input embeddings) (tokens × hidden), the gradient that the
-  ///   word, position and token-type tables receive.
+  public func backward(_ pass: EncoderForwardPass<Scalar>, embeddingGradient: [Scalar]) {
+    backward(pass, embeddingGradient: embeddingGradient, returningInputGradient: false)
+  }
+
+  /// As the public `backward`; when asked, also returns d(loss)/d(summed input embeddings)
+  /// (tokens × hidden), the gradient the word, position and token-type rows receive.
   @discardableResult
-  public func backward(_ pass: EncoderForwardPass<Scalar>, embeddingGradient: [Scalar])
-    -> [Scalar]
-  {
+  func backward(
+    _ pass: EncoderForwardPass<Scalar>, embeddingGradient: [Scalar], returningInputGradient: Bool
+  ) -> [Scalar] {
     precondition(
       pass.embeddingLayer != nil && pass.layers.count == shape.layers,
       "backward needs a forward pass run with keepActivations: true")
@@ -376,9 +379,12 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     var inputGradient: [Scalar] = []
     parameters.values.withUnsafeBufferPointer { w in
       gradients.withUnsafeMutableBufferPointer { g in
-        inputGradient = runBackward(
+        let dInput = runBackward(
           pass, embeddingGradient: embeddingGradient, weights: w.baseAddress!,
           gradients: g.baseAddress!)
+        if returningInputGradient {
+          inputGradient = Array(UnsafeBufferPointer(start: dInput.base, count: dInput.count))
+        }
       }
     }
     return inputGradient
@@ -387,7 +393,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   private func runBackward(
     _ pass: EncoderForwardPass<Scalar>, embeddingGradient: [Scalar],
     weights w: UnsafePointer<Scalar>, gradients g: UnsafeMutablePointer<Scalar>
-  ) -> [Scalar] {
+  ) -> Buffer<Scalar> {
     let batch = pass.batch
     let tokens = batch.tokenCount
     let h = shape.hidden
@@ -515,7 +521,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
         }
       }
     }
-    return Array(UnsafeBufferPointer(start: dHidden.base, count: tokens * h))
+    return dHidden
   }
 
   /// Backward of ``attentionForward``, per sequence and head, with `P̃ = dropout(P)`:

@@ -53,7 +53,8 @@ final class GradientCheckTests: XCTestCase {
       let parameterGradient = encoder.gradients
       encoder.zeroGradients()
       let inputGradient = encoder.backward(
-        pass, embeddingGradient: result.queryGradient + result.documentGradient)
+        pass, embeddingGradient: result.queryGradient + result.documentGradient,
+        returningInputGradient: true)
       encoder.zeroGradients()
       return (parameterGradient, inputGradient)
     }
