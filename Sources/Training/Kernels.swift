@@ -11,7 +11,7 @@ enum Kernels {
     parallelChunks(rows, minimumPerChunk: 64) { range in
       for r in range { (y + r * outputs).update(from: bias, count: outputs) }
     }
-    S.gemm(
+    parallelGemm(
       transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, alpha: 1,
       a: x, lda: inputs, b: weight, ldb: inputs, beta: 1, c: y, ldc: outputs)
   }
@@ -25,14 +25,14 @@ enum Kernels {
     weightGradient dW: UnsafeMutablePointer<S>, biasGradient db: UnsafeMutablePointer<S>
   ) {
     if let dx {
-      S.gemm(
+      parallelGemm(
         transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1,
         a: dy, lda: outputs, b: weight, ldb: inputs, beta: accumulate ? 1 : 0, c: dx, ldc: inputs)
     }
-    S.gemm(
+    parallelGemm(
       transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
       a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
-    S.gemm(
+    parallelGemm(
       transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
       a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)
   }

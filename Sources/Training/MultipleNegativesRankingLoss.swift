@@ -56,7 +56,7 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
     queries.withUnsafeBufferPointer { q in
       documents.withUnsafeBufferPointer { d in
         scores.withUnsafeMutableBufferPointer { c in
-          Scalar.gemm(
+          parallelGemm(
             transposeA: false, transposeB: true, m: b, n: m, k: dimension, alpha: s,
             a: q.baseAddress!, lda: dimension, b: d.baseAddress!, ldb: dimension, beta: 0,
             c: c.baseAddress!, ldc: m)
@@ -85,13 +85,13 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
       queries.withUnsafeBufferPointer { q in
         documents.withUnsafeBufferPointer { d in
           queryGradient.withUnsafeMutableBufferPointer { dq in
-            Scalar.gemm(
+            parallelGemm(
               transposeA: false, transposeB: false, m: b, n: dimension, k: m, alpha: s,
               a: g.baseAddress!, lda: m, b: d.baseAddress!, ldb: dimension, beta: 0,
               c: dq.baseAddress!, ldc: dimension)
           }
           documentGradient.withUnsafeMutableBufferPointer { dd in
-            Scalar.gemm(
+            parallelGemm(
               transposeA: true, transposeB: false, m: m, n: dimension, k: b, alpha: s,
               a: g.baseAddress!, lda: m, b: q.baseAddress!, ldb: dimension, beta: 0,
               c: dd.baseAddress!, ldc: dimension)

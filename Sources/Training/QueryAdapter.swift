@@ -52,7 +52,7 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
     queries.withUnsafeBufferPointer { q in
       matrix.withUnsafeBufferPointer { w in
         out.withUnsafeMutableBufferPointer { u in
-          Scalar.gemm(
+          parallelGemm(
             transposeA: false, transposeB: true, m: rows, n: d, k: d, alpha: 1,
             a: q.baseAddress!, lda: d, b: w.baseAddress!, ldb: d, beta: 0, c: u.baseAddress!,
             ldc: d)
@@ -88,7 +88,7 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
     du.withUnsafeBufferPointer { g in
       queries.withUnsafeBufferPointer { q in
         gradient.withUnsafeMutableBufferPointer { dw in
-          Scalar.gemm(
+          parallelGemm(
             transposeA: true, transposeB: false, m: d, n: d, k: rows, alpha: 1,
             a: g.baseAddress!, lda: d, b: q.baseAddress!, ldb: d, beta: 0, c: dw.baseAddress!,
             ldc: d)

@@ -51,14 +51,43 @@ extension Double: TrainingScalar {
   @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
 }
 
-/// Runs `body` with OpenBLAS limited to one thread, for code that calls BLAS from several
-/// threads at once on small matrices, then restores the previous thread count.
+/// `C = alpha·op(A)·op(B) + beta·C` as ``TrainingScalar/gemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``,
+/// split over ``trainingThreadCount`` threads: by rows of C when it has more rows than columns,
+/// else by columns. Each thread makes one single-threaded BLAS call on its slice.
 ///
-/// The setting is process-wide: BLAS calls made meanwhile by other threads run single-threaded
-/// too (correctly, just without OpenBLAS's own threads).
-func withSingleThreadedBLAS(_ body: () -> Void) {
-  let previous = openblas_get_num_threads()
-  if previous > 1 { openblas_set_num_threads(1) }
-  defer { if previous > 1 { openblas_set_num_threads(previous) } }
-  body()
+/// The project runs OpenBLAS with one thread per call and threads itself (the encoder calls
+/// BLAS from several threads at once); OpenBLAS's own pool would also spin between calls and
+/// take the core from the elementwise loops that run in between.
+func parallelGemm<S: TrainingScalar>(
+  transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: S,
+  a: UnsafePointer<S>, lda: Int, b: UnsafePointer<S>, ldb: Int,
+  beta: S, c: UnsafeMutablePointer<S>, ldc: Int
+) {
+  // Below ~2M multiply-adds a thread hop costs more than it saves.
+  let chunks = m * n * k < 1 << 21 ? 1 : min(trainingThreadCount, max(m, n) / 16)
+  if chunks <= 1 {
+    S.gemm(
+      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a,
+      lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    return
+  }
+  let byRows = m >= n
+  parallelChunks(byRows ? m : n, chunks: chunks) { _, range in
+    if byRows {
+      // Rows i of op(A) start at a + i·lda, or at column i when A is stored transposed.
+      let aSlice = transposeA ? a + range.lowerBound : a + range.lowerBound * lda
+      S.gemm(
+        transposeA: transposeA, transposeB: transposeB, m: range.count, n: n, k: k, alpha: alpha,
+        a: aSlice, lda: lda, b: b, ldb: ldb, beta: beta, c: c + range.lowerBound * ldc, ldc: ldc)
+    } else {
+      // Columns j of op(B) start at column j of B, or at row j when B is stored transposed.
+      let bSlice = transposeB ? b + range.lowerBound * ldb : b + range.lowerBound
+      S.gemm(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: range.count, k: k, alpha: alpha,
+        a: a, lda: lda, b: bSlice, ldb: ldb, beta: beta, c: c + range.lowerBound, ldc: ldc)
+    }
+  }
 }
+
+/// Sets OpenBLAS to one thread per call, once per process (see ``parallelGemm``).
+let singleThreadedBLAS: Void = openblas_set_num_threads(1)

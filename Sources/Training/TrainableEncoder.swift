@@ -49,6 +49,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     self.parameters = parameters
     self.dropout = dropout
     gradients = [Scalar](repeating: 0, count: parameters.layout.count)
+    _ = singleThreadedBLAS
     wordRowTouched = [Bool](repeating: false, count: parameters.shape.vocabulary)
   }
 
@@ -313,17 +314,13 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     }
   }
 
-  /// Runs `body` for every sequence of `batch`, sequences spread over the threads. Each
-  /// sequence's attention is a dozen small matrix products: too small for BLAS to split well
-  /// (its threads spend more time handing over than multiplying), so BLAS runs single-threaded
-  /// inside and the sequences run in parallel instead.
+  /// Runs `body` for every sequence of `batch`, sequences spread over the threads: a
+  /// sequence's attention is a dozen products of at most 128×128 matrices, too small to split.
   private func forEachSequence(_ batch: TokenBatch, _ body: (Int) -> Void) {
-    guard trainingThreadCount > 1 && batch.count > 1 else {
-      for s in 0..<batch.count { body(s) }
-      return
-    }
-    withSingleThreadedBLAS {
+    if trainingThreadCount > 1 && batch.count > 1 {
       DispatchQueue.concurrentPerform(iterations: batch.count, execute: body)
+    } else {
+      for s in 0..<batch.count { body(s) }
     }
   }
 
