@@ -88,6 +88,3 @@ func parallelGemm<S: TrainingScalar>(
     }
   }
 }
-
-/// Sets OpenBLAS to one thread per call, once per process (see ``parallelGemm``).
-let singleThreadedBLAS: Void = openblas_set_num_threads(1)

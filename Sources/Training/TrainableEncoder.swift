@@ -1,4 +1,5 @@
 import Dispatch
+import Tensor
 
 /// A BERT sentence encoder that can be trained: forward pass with activation caching, backward
 /// pass for every parameter, masked mean pooling and L2 normalisation, as sentence-transformers
@@ -49,7 +50,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     self.parameters = parameters
     self.dropout = dropout
     gradients = [Scalar](repeating: 0, count: parameters.layout.count)
-    _ = singleThreadedBLAS
+    // One OpenBLAS thread per call and the best kernels for the CPU (see parallelGemm).
+    BLAS.prepare()
     wordRowTouched = [Bool](repeating: false, count: parameters.shape.vocabulary)
   }
 
