@@ -58,6 +58,9 @@ let package = Package(
     .executableTarget(
       name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
       path: "Benchmarks/index-bench"),
+    .executableTarget(
+      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
+      path: "Benchmarks/train-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
