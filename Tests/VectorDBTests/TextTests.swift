@@ -9,11 +9,19 @@ import XCTest
 final class TextTests: XCTestCase {
   var path: String!
   static let notes = [
-    Document(id: "lmdb", text: "LMDB is a memory-mapped B+tree key-value store with ACID transactions."),
-    Document(id: "hnsw", text: "HNSW builds a hierarchy of proximity graphs for approximate nearest neighbour search."),
-    Document(id: "bert", text: "BERT is a transformer encoder pretrained with masked language modelling."),
-    Document(id: "cake", text: "Bake the sponge cake for thirty minutes until golden.", metadata: ["topic": "food"]),
-    Document(id: "tea", text: "Green tea is brewed at eighty degrees for two minutes.", metadata: ["topic": "food"]),
+    Document(
+      id: "lmdb", text: "LMDB is a memory-mapped B+tree key-value store with ACID transactions."),
+    Document(
+      id: "hnsw",
+      text: "HNSW builds a hierarchy of proximity graphs for approximate nearest neighbour search."),
+    Document(
+      id: "bert", text: "BERT is a transformer encoder pretrained with masked language modelling."),
+    Document(
+      id: "cake", text: "Bake the sponge cake for thirty minutes until golden.",
+      metadata: ["topic": "food"]),
+    Document(
+      id: "tea", text: "Green tea is brewed at eighty degrees for two minutes.",
+      metadata: ["topic": "food"]),
   ]
 
   override func setUpWithError() throws {
@@ -34,23 +42,29 @@ final class TextTests: XCTestCase {
   func testModelRoundTripThroughTheDatabaseGivesIdenticalEmbeddings() throws {
     let db = try database()
     XCTAssertEqual(try db.modelVersions().map(\.version), [1])
-    XCTAssertEqual(try db.importModel(directory: DefaultModel.directory).version, 1, "same weights: same version")
+    XCTAssertEqual(
+      try db.importModel(directory: DefaultModel.directory).version, 1, "same weights: same version"
+    )
     let stored = try db.encoder(version: 1)
     let direct = try SentenceEncoder(directory: URL(fileURLWithPath: DefaultModel.directory))
-    let texts = Self.notes.map(\.text) + ["", "a much longer text " + String(repeating: "word ", count: 300)]
+    let texts =
+      Self.notes.map(\.text) + ["", "a much longer text " + String(repeating: "word ", count: 300)]
     XCTAssertEqual(stored.embed(texts), direct.embed(texts))
   }
 
   func testTextQueriesFindTheRightDocument() throws {
     let notes = try database().collection("notes")
     try notes.upsert(Self.notes)
-    XCTAssertEqual(try notes.query(text: "which database uses memory mapping?", k: 1).hits.first?.id, "lmdb")
+    XCTAssertEqual(
+      try notes.query(text: "which database uses memory mapping?", k: 1).hits.first?.id, "lmdb")
     XCTAssertEqual(try notes.query(text: "graph-based vector search", k: 1).hits.first?.id, "hnsw")
-    let food = try notes.query(text: "database", k: 5, filter: try Filter(json: #"{"topic": "food"}"#))
+    let food = try notes.query(
+      text: "database", k: 5, filter: try Filter(json: #"{"topic": "food"}"#))
     XCTAssertEqual(Set(food.hits.map(\.id)), ["cake", "tea"])
     // Replacing the text re-embeds it.
     try notes.upsert(Document(id: "tea", text: "Approximate nearest neighbour graphs with layers."))
-    XCTAssertEqual(Set(try notes.query(text: "layered neighbour graphs", k: 2).hits.map(\.id)), ["hnsw", "tea"])
+    XCTAssertEqual(
+      Set(try notes.query(text: "layered neighbour graphs", k: 2).hits.map(\.id)), ["hnsw", "tea"])
   }
 
   func testLogAndFeedbackRoundTrip() throws {
@@ -61,7 +75,8 @@ final class TextTests: XCTestCase {
     let logID = try XCTUnwrap(result.logID)
     let shown = result.hits.map(\.id)
     XCTAssertEqual(try notes.feedback(logID: logID, documentID: shown[0]), .click)
-    XCTAssertEqual(try notes.feedback(logID: logID, documentID: shown[1], relevant: false), .notRelevant)
+    XCTAssertEqual(
+      try notes.feedback(logID: logID, documentID: shown[1], relevant: false), .notRelevant)
     let hidden = Self.notes.map(\.id).first { !shown.contains($0) }!
     XCTAssertEqual(try notes.feedback(logID: logID, documentID: hidden), .correction)
     let entry = try XCTUnwrap(try db.logEntry(logID))
