@@ -18,7 +18,8 @@ let package = Package(
     .executable(name: "vdb", targets: ["vdb"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
   ],
   targets: [
     .systemLibrary(
@@ -27,6 +28,9 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CEditLine", pkgConfig: "libedit",
+      providers: [.apt(["libedit-dev"])]),
     .target(name: "LMDB", dependencies: ["CLMDB"]),
     .target(name: "Tensor", dependencies: ["CBLAS"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
@@ -34,11 +38,14 @@ let package = Package(
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
     .target(
       name: "VectorDB",
-      dependencies: ["LMDB", "Tensor", "Embedding", "HNSW", "Training"]),
+      dependencies: [
+        "LMDB", "Tensor", "Embedding", "HNSW", "Training",
+        .product(name: "Crypto", package: "swift-crypto"),
+      ]),
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB",
+        "VectorDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
@@ -51,13 +58,16 @@ let package = Package(
     .executableTarget(
       name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
       path: "Benchmarks/index-bench"),
+    .executableTarget(
+      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
+      path: "Benchmarks/train-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )

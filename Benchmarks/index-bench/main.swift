@@ -1,1 +1,345 @@
-print("not yet")
+// index-bench: HNSW build and query figures on TEXMEX files, in the format of
+// ../shared/bench/peer_ann.py so the two can be set side by side. See docs/index.md.
+//
+//   swift run -c release index-bench --metric cosine \
+//     --base ../shared/datasets/scifact-minilm/base.fvecs \
+//     --query ../shared/datasets/scifact-minilm/queries.fvecs \
+//     --gt ../shared/datasets/scifact-minilm/gt.ivecs
+
+import Dispatch
+import Foundation
+import HNSW
+import Tensor
+
+struct Options {
+  var base = ""
+  var query = ""
+  var groundTruth = ""
+  var metric = Metric.cosine
+  var efs = [16, 32, 64, 128, 256]
+  var threads = [1, 2]
+  var reps = 3
+  var baseLimit = Int.max
+  var queryLimit = Int.max
+  var k = 10
+  var parameters = HNSWParameters()
+  var churn = false
+  var storage = "memory"
+  var workDir = ""
+
+  static let usage = """
+    usage: index-bench --base B.fvecs --query Q.fvecs [--gt GT.ivecs] [options]
+      --metric cosine|dot|l2    (default cosine; use l2 for SIFT)
+      --efs 16,32,64,128,256    query-time ef values
+      --threads 1,2             build thread counts (one build each)
+      --reps 3                  timed query passes per ef (after one warm-up)
+      --n-base N --n-queries N  use the first N rows (ground truth recomputed for --n-base)
+      --k 10 --M 16 --ef-construction 200
+      --churn                   also: delete 30%, re-insert half, compare with a fresh build
+      --storage memory|lmdb     where the graph lives (lmdb: under --work-dir)
+    """
+
+  static func parse(_ arguments: [String]) throws -> Options {
+    var options = Options()
+    var rest = arguments[...]
+    func value(_ name: String) throws -> String {
+      guard let v = rest.popFirst() else { throw UsageError("\(name) needs a value") }
+      return v
+    }
+    func ints(_ name: String) throws -> [Int] {
+      let text = try value(name)
+      let parsed = text.split(separator: ",").compactMap { Int($0) }
+      guard !parsed.isEmpty else {
+        throw UsageError("\(name): '\(text)' is not a list of integers")
+      }
+      return parsed
+    }
+    func int(_ name: String) throws -> Int { try ints(name)[0] }
+    while let flag = rest.popFirst() {
+      switch flag {
+      case "--base": options.base = try value(flag)
+      case "--query": options.query = try value(flag)
+      case "--gt": options.groundTruth = try value(flag)
+      case "--metric":
+        let name = try value(flag)
+        guard let metric = Metric(rawValue: name == "ip" ? "dot" : name) else {
+          throw UsageError("--metric: unknown metric '\(name)'")
+        }
+        options.metric = metric
+      case "--efs": options.efs = try ints(flag)
+      case "--threads": options.threads = try ints(flag)
+      case "--reps": options.reps = try int(flag)
+      case "--n-base": options.baseLimit = try int(flag)
+      case "--n-queries": options.queryLimit = try int(flag)
+      case "--k": options.k = try int(flag)
+      case "--M":
+        options.parameters.m = try int(flag)
+        options.parameters.mMax0 = 2 * options.parameters.m
+      case "--ef-construction": options.parameters.efConstruction = try int(flag)
+      case "--churn": options.churn = true
+      case "--storage": options.storage = try value(flag)
+      case "--work-dir": options.workDir = try value(flag)
+      case "-h", "--help":
+        print(usage)
+        exit(0)
+      default: throw UsageError("unknown option '\(flag)'")
+      }
+    }
+    guard !options.base.isEmpty, !options.query.isEmpty else {
+      throw UsageError("--base and --query are required")
+    }
+    try options.parameters.validate()
+    return options
+  }
+}
+
+struct UsageError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
+func seconds(_ duration: Duration) -> Double {
+  Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+}
+
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+  sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+func formatRange(_ values: [Double], _ digits: Int = 0) -> String {
+  let f = "%.\(digits)f"
+  return "\(String(format: f, median(values))) [\(String(format: f, values.min() ?? .nan))-"
+    + "\(String(format: f, values.max() ?? .nan))]"
+}
+
+/// Exact top-k rows of `base` for every query row (ids), by brute force on 2 threads.
+func exactTopK(
+  base: Texmex.Matrix<Float>, queries: Texmex.Matrix<Float>, k: Int, metric: Metric,
+  live: [Bool]? = nil
+) throws -> [[UInt32]] {
+  let storage = MemoryStorage(dimension: base.dimension, parameters: HNSWParameters())
+  let graph = HNSWGraph(storage: storage, metric: metric)
+  // Only the vectors are needed: store them without linking.
+  var prepared = base.elements
+  if metric == .cosine {
+    for row in 0..<base.rows {
+      var v = base.row(row)
+      Distance.normalize(&v)
+      prepared.replaceSubrange(row * base.dimension..<(row + 1) * base.dimension, with: v)
+    }
+  }
+  try prepared.withUnsafeBytes { rows in
+    for row in 0..<base.rows where live?[row] ?? true {
+      try graph.storage.addNode(
+        UInt32(row), level: 0, vector: rows.baseAddress! + row * base.dimension * 4)
+    }
+  }
+  var result = [[UInt32]](repeating: [], count: queries.rows)
+  let lock = NSLock()
+  DispatchQueue.concurrentPerform(iterations: 2) { worker in
+    for q in stride(from: worker, to: queries.rows, by: 2) {
+      let hits = (try? graph.exactSearch(queries.row(q), k: k)) ?? []
+      lock.lock()
+      result[q] = hits.map(\.id)
+      lock.unlock()
+    }
+  }
+  return result
+}
+
+func recall(_ found: [[UInt32]], _ truth: [[UInt32]], k: Int) -> Double {
+  var hits = 0
+  for (f, t) in zip(found, truth) {
+    hits += Set(f.prefix(k)).intersection(t.prefix(k)).count
+  }
+  return Double(hits) / Double(k * found.count)
+}
+
+struct QueryRow {
+  var ef: Int
+  var recall: Double
+  var qps: [Double]
+  var p50: Double
+  var p99: Double
+}
+
+/// Runs every query `reps + 1` times per ef (the first pass is a warm-up) on one thread.
+func measureQueries<S: HNSWStorage>(
+  _ graph: HNSWGraph<S>, queries: Texmex.Matrix<Float>, truth: [[UInt32]], options: Options
+) throws -> [QueryRow] {
+  let scratch = SearchScratch()
+  let clock = ContinuousClock()
+  var prepared: [[Float]] = []
+  for q in 0..<queries.rows { prepared.append(try graph.prepare(queries.row(q))) }
+  var rows: [QueryRow] = []
+  for ef in options.efs {
+    var found = [[UInt32]](repeating: [], count: queries.rows)
+    var qps: [Double] = []
+    var latencies: [Double] = []
+    for pass in 0...options.reps {
+      var passLatencies: [Double] = []
+      passLatencies.reserveCapacity(queries.rows)
+      let passStart = clock.now
+      for q in 0..<queries.rows {
+        let start = clock.now
+        let hits = try prepared[q].withUnsafeBytes {
+          try graph.search(prepared: $0.baseAddress!, k: options.k, ef: ef, scratch: scratch)
+        }
+        passLatencies.append(seconds(clock.now - start))
+        if pass == 0 { found[q] = hits.map(\.id) }
+      }
+      if pass > 0 {
+        qps.append(Double(queries.rows) / seconds(clock.now - passStart))
+        latencies += passLatencies
+      }
+    }
+    latencies.sort()
+    rows.append(
+      QueryRow(
+        ef: ef, recall: recall(found, truth, k: options.k), qps: qps,
+        p50: percentile(latencies, 0.5) * 1000, p99: percentile(latencies, 0.99) * 1000))
+  }
+  return rows
+}
+
+/// q/s at a recall target, interpolated linearly between the neighbouring ef values
+/// whose recalls bracket it (as peer_ann.py does).
+func qpsAtRecall(_ rows: [QueryRow], target: Double) -> String {
+  for (a, b) in zip(rows, rows.dropFirst()) where a.recall < target && b.recall >= target {
+    let q0 = median(a.qps)
+    let q1 = median(b.qps)
+    let q = q0 + (target - a.recall) * (q1 - q0) / (b.recall - a.recall)
+    return String(format: "%.0f (between ef %d and %d)", q, a.ef, b.ef)
+  }
+  if let first = rows.first, first.recall >= target {
+    return "recall \(String(format: "%.4f", first.recall)) ≥ target already at ef \(first.ef)"
+  }
+  return "target not reached"
+}
+
+func printQueries(_ rows: [QueryRow], title: String) {
+  print("queries (\(title), 1 thread; q/s median [min-max]):")
+  print("  ef    recall@10  q/s                      p50 ms  p99 ms")
+  for row in rows {
+    print(
+      String(
+        format: "  %-5d %.4f     %-24@ %.3f   %.3f", row.ef, row.recall,
+        formatRange(row.qps) as NSString, row.p50, row.p99))
+  }
+  print("  q/s at recall@10 = 0.95: \(qpsAtRecall(rows, target: 0.95))")
+}
+
+func loadAverage() -> String {
+  (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
+    .split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}
+
+func run() throws {
+  let options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+  let clock = ContinuousClock()
+  let base = try Texmex.readFloats(path: options.base, limit: options.baseLimit)
+  let queries = try Texmex.readFloats(path: options.query, limit: options.queryLimit)
+  var truth: [[UInt32]]
+  if options.groundTruth.isEmpty || options.baseLimit != .max {
+    FileHandle.standardError.write("computing exact ground truth...\n".data(using: .utf8)!)
+    truth = try exactTopK(base: base, queries: queries, k: options.k, metric: options.metric)
+  } else {
+    let gt = try Texmex.readInts(path: options.groundTruth, limit: options.queryLimit)
+    truth = (0..<gt.rows).map { gt.row($0).map { UInt32($0) } }
+  }
+  let ids = (0..<UInt32(base.rows)).map { $0 }
+  print(
+    "index-bench: \(base.rows) × \(base.dimension) base, \(queries.rows) queries, "
+      + "metric \(options.metric), k \(options.k), M \(options.parameters.m), "
+      + "efConstruction \(options.parameters.efConstruction), storage \(options.storage)")
+  print("load average at start: \(loadAverage())")
+
+  var builds: [(threads: Int, graph: HNSWGraph<MemoryStorage>)] = []
+  for threads in options.threads {
+    var graph = HNSWGraph(
+      storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
+      metric: options.metric, parameters: options.parameters)
+    let start = clock.now
+    try graph.insert(ids: ids, vectors: base.elements, threads: threads)
+    let elapsed = seconds(clock.now - start)
+    let report = try graph.checkIntegrity()
+    print(
+      String(
+        format:
+          "build, %d thread(s): %.2f s (%.0f inserts/s); max level %d, %d unreachable, %d problems",
+        threads, elapsed, Double(base.rows) / elapsed, report.maxLevel, report.unreachable.count,
+        report.problems.count))
+    builds.append((threads, graph))
+  }
+
+  for (threads, graph) in builds {
+    let rows = try measureQueries(graph, queries: queries, truth: truth, options: options)
+    printQueries(rows, title: "\(threads)-thread build")
+  }
+
+  if options.churn, var graph = builds.first?.graph {
+    var rng = SplitMix64(seed: 42)
+    let deleted = ids.shuffled(using: &rng).prefix(base.rows * 3 / 10)
+    let reinserted = Array(deleted.prefix(deleted.count / 2))
+    var start = clock.now
+    try graph.delete(ids: deleted, threads: 1)
+    try graph.consolidate()
+    let deleteTime = seconds(clock.now - start)
+    start = clock.now
+    let reinsertVectors = reinserted.flatMap { base.row(Int($0)) }
+    try graph.insert(ids: reinserted, vectors: reinsertVectors, threads: 1)
+    let reinsertTime = seconds(clock.now - start)
+    var live = [Bool](repeating: true, count: base.rows)
+    for id in deleted { live[Int(id)] = false }
+    for id in reinserted { live[Int(id)] = true }
+    let liveTruth = try exactTopK(
+      base: base, queries: queries, k: options.k, metric: options.metric, live: live)
+    var fresh = HNSWGraph(
+      storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
+      metric: options.metric, parameters: options.parameters)
+    let liveIDs = ids.filter { live[Int($0)] }
+    try fresh.insert(
+      ids: liveIDs, vectors: liveIDs.flatMap { base.row(Int($0)) }, threads: 2)
+    var churnOptions = options
+    churnOptions.efs = [64]
+    churnOptions.reps = 1
+    let churned = try measureQueries(
+      graph, queries: queries, truth: liveTruth, options: churnOptions)[0]
+    let baseline = try measureQueries(
+      fresh, queries: queries, truth: liveTruth, options: churnOptions)[0]
+    let report = try graph.checkIntegrity()
+    print(
+      String(
+        format:
+          "churn: deleted %d (%.2f s incl. repair), re-inserted %d (%.2f s); recall@10 at ef 64: "
+          + "churned %.4f, fresh %.4f, difference %+.4f; %d unreachable, %d problems",
+        deleted.count, deleteTime, reinserted.count, reinsertTime, churned.recall,
+        baseline.recall, churned.recall - baseline.recall, report.unreachable.count,
+        report.problems.count))
+  }
+}
+
+/// A small seeded generator, so that churn runs are repeatable.
+struct SplitMix64: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+do {
+  try run()
+} catch {
+  FileHandle.standardError.write("index-bench: \(error)\n".data(using: .utf8)!)
+  exit(1)
+}

@@ -1,1 +1,0 @@
-// The HNSW module; see docs/architecture.md.

@@ -1,0 +1,158 @@
+/// An ``HNSWStorage`` in process memory, for tests, benchmarks and temporary indexes.
+///
+/// Layer 0 is one flat block per node, `[count, id₀, …, id_{Mmax0−1}]` (hnswlib's level-0
+/// layout), so a node's layer-0 list is one array read. Vectors are one flat array
+/// indexed by node id; upper layers are allocated only for the nodes that have them.
+///
+/// ```swift
+/// let storage = MemoryStorage(dimension: 384, parameters: HNSWParameters())
+/// var graph = HNSWGraph(storage: storage, metric: .cosine)
+/// ```
+///
+/// A class: copies of a graph share it. Reads may run on several threads at once;
+/// mutations need exclusive access.
+public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
+  public let dimension: Int
+  @usableFromInline let m: Int
+  @usableFromInline let mMax0: Int
+  @usableFromInline var capacity = 0
+  /// `capacity × dimension` floats.
+  @usableFromInline var vectors: UnsafeMutablePointer<Float>
+  /// `capacity × (1 + Mmax0)` words: a count, then the ids.
+  @usableFromInline var layer0: UnsafeMutablePointer<UInt32>
+  /// Per node, `level × (1 + M)` words for layers 1...level (nil below level 1).
+  @usableFromInline var upper: [UnsafeMutablePointer<UInt32>?] = []
+  /// Per node, its level, or −1 when no node has that id.
+  @usableFromInline var levels: [Int8] = []
+  @usableFromInline var deleted: [Bool] = []
+  @usableFromInline var deletedSet: Set<UInt32> = []
+  @usableFromInline var storedCount = 0
+  @usableFromInline var entry: EntryPoint?
+  public private(set) var nodeIDBound = 0
+
+  /// An empty storage for vectors of `dimension` floats and lists sized by `parameters`.
+  public init(dimension: Int, parameters: HNSWParameters) {
+    self.dimension = dimension
+    self.m = parameters.m
+    self.mMax0 = parameters.mMax0
+    vectors = .allocate(capacity: 0)
+    layer0 = .allocate(capacity: 0)
+  }
+
+  deinit {
+    vectors.deallocate()
+    layer0.deallocate()
+    for block in upper { block?.deallocate() }
+  }
+
+  public var nodeCount: Int { storedCount }
+  public var entryPoint: EntryPoint? { entry }
+  public var deletedNodes: [UInt32] { deletedSet.sorted() }
+  @inlinable public var deletedCount: Int { deletedSet.count }
+
+  @inlinable
+  public func level(of node: UInt32) -> Int? {
+    let i = Int(node)
+    guard i < levels.count, levels[i] >= 0 else { return nil }
+    return Int(levels[i])
+  }
+
+  @inlinable @inline(__always)
+  public func vector(of node: UInt32) -> UnsafeRawPointer {
+    UnsafeRawPointer(vectors + Int(node) &* dimension)
+  }
+
+  @inlinable @inline(__always)
+  public func neighbors(of node: UInt32, level: Int) -> NeighborList {
+    let block = listBlock(node, level)
+    return NeighborList(base: UnsafeRawPointer(block + 1), count: Int(block.pointee))
+  }
+
+  @inlinable @inline(__always)
+  public func isDeleted(_ node: UInt32) -> Bool { deleted[Int(node)] }
+
+  public func forEachNode(_ body: (UInt32) throws -> Void) rethrows {
+    for i in levels.indices where levels[i] >= 0 { try body(UInt32(i)) }
+  }
+
+  public func setEntryPoint(_ entryPoint: EntryPoint?) { entry = entryPoint }
+
+  public func addNode(_ node: UInt32, level: Int, vector: UnsafeRawPointer) throws {
+    guard self.level(of: node) == nil else {
+      throw HNSWError.corrupt("node \(node) is already stored")
+    }
+    let i = Int(node)
+    reserve(i + 1)
+    levels[i] = Int8(level)
+    deleted[i] = false
+    (layer0 + i * (1 + mMax0)).pointee = 0
+    if level > 0 {
+      let block = UnsafeMutablePointer<UInt32>.allocate(capacity: level * (1 + m))
+      for l in 0..<level { block[l * (1 + m)] = 0 }
+      upper[i] = block
+    }
+    setVector(of: node, to: vector)
+    storedCount += 1
+    nodeIDBound = max(nodeIDBound, i + 1)
+  }
+
+  public func setVector(of node: UInt32, to vector: UnsafeRawPointer) {
+    UnsafeMutableRawPointer(vectors + Int(node) * dimension)
+      .copyMemory(from: vector, byteCount: dimension * 4)
+  }
+
+  public func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {
+    let capacity = level == 0 ? mMax0 : m
+    guard neighbors.count <= capacity else {
+      throw HNSWError.corrupt(
+        "\(neighbors.count) neighbours for node \(node) on layer \(level) (capacity \(capacity))")
+    }
+    let block = listBlock(node, level)
+    block.pointee = UInt32(neighbors.count)
+    for (j, id) in neighbors.enumerated() { block[1 + j] = id.littleEndian }
+  }
+
+  public func setDeleted(_ node: UInt32, _ isDeleted: Bool) {
+    deleted[Int(node)] = isDeleted
+    if isDeleted { deletedSet.insert(node) } else { deletedSet.remove(node) }
+  }
+
+  public func removeNode(_ node: UInt32) {
+    let i = Int(node)
+    guard level(of: node) != nil else { return }
+    upper[i]?.deallocate()
+    upper[i] = nil
+    levels[i] = -1
+    deleted[i] = false
+    deletedSet.remove(node)
+    storedCount -= 1
+  }
+
+  /// The `[count, ids…]` block of a node's list on `level`.
+  @inlinable @inline(__always)
+  func listBlock(_ node: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
+    let i = Int(node)
+    if level == 0 { return layer0 + i &* (1 &+ mMax0) }
+    return upper[i].unsafelyUnwrapped + (level &- 1) &* (1 &+ m)
+  }
+
+  /// Grows the per-node arrays to hold ids below `count`, doubling to keep adds
+  /// amortised O(1).
+  private func reserve(_ count: Int) {
+    guard count > capacity else { return }
+    let newCapacity = max(count, capacity * 2, 1024)
+    let newVectors = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * dimension)
+    newVectors.update(from: vectors, count: capacity * dimension)
+    vectors.deallocate()
+    vectors = newVectors
+    let newLayer0 = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity * (1 + mMax0))
+    newLayer0.update(from: layer0, count: capacity * (1 + mMax0))
+    layer0.deallocate()
+    layer0 = newLayer0
+    let added = newCapacity - capacity
+    upper += repeatElement(nil, count: added)
+    levels += repeatElement(-1, count: added)
+    deleted += repeatElement(false, count: added)
+    capacity = newCapacity
+  }
+}

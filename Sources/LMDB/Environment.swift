@@ -1,0 +1,281 @@
+import CLMDB
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`.
+///
+/// Open it once per process with `Environment.open(path:)` (LMDB forbids opening the
+/// same environment twice in one process; `open` hands back the live instance), then
+/// run transactions:
+///
+///     let env = try Environment.open(path: "/tmp/db")
+///     let docs = try env.table("docs")
+///     try env.write { txn in try txn.put(docs, key: "a", value: Array("hello".utf8)) }
+///     let text = try env.read { txn in try txn.get(docs, key: "a").map { String(decoding: $0, as: UTF8.self) } }
+///
+/// - Transactions: `read` and `write` run a closure in a transaction that commits when
+///   the closure returns and aborts when it throws. Many readers run at once, in this
+///   process and others; one writer at a time (a second writer, in any process, waits).
+/// - Threads: the environment is opened with `MDB_NOTLS`, so a read transaction is not
+///   tied to a thread and `read` may be called from any number of threads at once.
+///   Bytes handed out by a transaction are valid only inside its closure.
+/// - Map size: the user never chooses one. A write that fills the map (`MDB_MAP_FULL`)
+///   is rolled back, the map doubles, and the write closure runs again from the start;
+///   so a write closure must have no side effects outside the transaction. When another
+///   process grew the map (`MDB_MAP_RESIZED`), this one adopts the new size and retries.
+/// - Files are created with mode 0600, the directory with 0700.
+public final class Environment: @unchecked Sendable {
+  /// Settings for opening an environment.
+  public struct Options: Sendable {
+    /// The most named tables the environment may hold.
+    public var maxTables: Int = 256
+    /// The most concurrent read transactions over all processes.
+    public var maxReaders: Int = 510
+    /// The map size to start with; it grows by itself when full.
+    public var initialMapSize: Int = 1 << 30
+    /// Skip the `fsync` at commit: faster, but a crash may lose recent commits
+    /// (never corrupts). For bulk loads that can be redone.
+    public var noSync: Bool = false
+
+    public init() {}
+  }
+
+  /// The environment's directory.
+  public let path: String
+  let handle: OpaquePointer
+  /// Held shared by every transaction and exclusively while the map is resized:
+  /// LMDB requires that no transaction of this process is active during a resize.
+  private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
+  /// Serialises `mdb_dbi_open`, which must not run in concurrent transactions.
+  private let tableLock: UnsafeMutablePointer<pthread_mutex_t>
+  private var tables: [String: Table] = [:]
+
+  private static let registryLock: UnsafeMutablePointer<pthread_mutex_t> = {
+    let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    pthread_mutex_init(lock, nil)
+    return lock
+  }()
+  nonisolated(unsafe) private static var registry: [String: WeakEnvironment] = [:]
+
+  /// Opens the environment in directory `path`, creating the directory (0700) and the
+  /// files (0600) when missing. Returns the instance already open in this process, if any.
+  ///
+  /// - Throws: `LMDBError` with `ENOTDIR` when `path` is a file, `EACCES` when the
+  ///   directory cannot be read or written, `MDB_INVALID` when `data.mdb` is not an
+  ///   LMDB file, `MDB_VERSION_MISMATCH` when it was written by another LMDB version.
+  public static func open(path: String, options: Options = Options()) throws -> Environment {
+    try createDirectory(path)
+    let key = realPath(path) ?? path
+    pthread_mutex_lock(registryLock)
+    defer { pthread_mutex_unlock(registryLock) }
+    if let live = registry[key]?.environment { return live }
+    let environment = try Environment(path: path, options: options)
+    registry[key] = WeakEnvironment(environment: environment)
+    return environment
+  }
+
+  private init(path: String, options: Options) throws {
+    var handle: OpaquePointer?
+    try check(mdb_env_create(&handle), "create environment")
+    guard let handle else { throw LMDBError(code: ENOMEM, operation: "create environment") }
+    self.handle = handle
+    self.path = path
+    resizeLock = .allocate(capacity: 1)
+    pthread_rwlock_init(resizeLock, nil)
+    tableLock = .allocate(capacity: 1)
+    pthread_mutex_init(tableLock, nil)
+    // On a throw below, deinit closes the handle (every stored property is set).
+    try check(mdb_env_set_maxdbs(handle, MDB_dbi(options.maxTables)), "set max tables")
+    try check(mdb_env_set_maxreaders(handle, UInt32(options.maxReaders)), "set max readers")
+    try check(mdb_env_set_mapsize(handle, options.initialMapSize), "set map size")
+    var flags = UInt32(MDB_NOTLS)
+    if options.noSync { flags |= UInt32(MDB_NOSYNC) }
+    try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")
+    // Free reader slots left by processes that died inside a read transaction.
+    var dead: Int32 = 0
+    mdb_reader_check(handle, &dead)
+  }
+
+  deinit {
+    mdb_env_close(handle)
+    pthread_rwlock_destroy(resizeLock)
+    resizeLock.deallocate()
+    pthread_mutex_destroy(tableLock)
+    tableLock.deallocate()
+  }
+
+  /// Opens the named table, creating it when missing. Handles are cached: later calls
+  /// cost a dictionary lookup.
+  ///
+  /// - Throws: `MDB_DBS_FULL` when `Options.maxTables` tables already exist.
+  public func table(_ name: String) throws -> Table {
+    pthread_mutex_lock(tableLock)
+    defer { pthread_mutex_unlock(tableLock) }
+    if let table = tables[name] { return table }
+    let table = try write { txn in
+      var dbi: MDB_dbi = 0
+      try check(mdb_dbi_open(txn.handle, name, UInt32(MDB_CREATE), &dbi), "open", table: name)
+      return Table(name: name, dbi: dbi)
+    }
+    tables[name] = table
+    return table
+  }
+
+  /// Last page in use and page size: `data.mdb` must hold at least that many bytes,
+  /// or the file was truncated (reading past its end would crash the process).
+  public func usedBytes() -> Int {
+    var info = MDB_envinfo()
+    mdb_env_info(handle, &info)
+    var stat = MDB_stat()
+    mdb_env_stat(handle, &stat)
+    return (info.me_last_pgno + 1) * Int(stat.ms_psize)
+  }
+
+  /// The names of the tables that exist in the environment, in byte order.
+  public func tableNames() throws -> [String] {
+    try read { txn in
+      var names: [String] = []
+      // MAIN_DBI (1) maps table names to their roots; 0 is the free list.
+      try txn.forEach(in: Table(name: "(main)", dbi: 1)) { key, _ in
+        names.append(String(decoding: key, as: UTF8.self))
+        return true
+      }
+      return names
+    }
+  }
+
+  /// Runs `body` in a read transaction: a consistent snapshot of the whole environment.
+  ///
+  /// - Throws: whatever `body` throws; `MDB_READERS_FULL` when too many readers are
+  ///   open at once.
+  public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
+    try withTransaction(flags: UInt32(MDB_RDONLY)) { handle in
+      let txn = Transaction(handle: handle, environment: self)
+      defer { txn.isOpen = false }
+      let result = try body(txn)
+      mdb_txn_abort(handle)
+      return result
+    }
+  }
+
+  /// Runs `body` in a write transaction and commits when it returns; aborts when it
+  /// throws. Waits while another writer (in any process) is active.
+  ///
+  /// `body` may run more than once: when the map fills up, the transaction is rolled
+  /// back, the map grows, and `body` runs again. Keep side effects inside the transaction.
+  ///
+  /// - Throws: whatever `body` throws; `LMDBError` from the commit (e.g. `ENOSPC`
+  ///   when the disk is full: the transaction is then rolled back as a whole).
+  public func write<R>(_ body: (WriteTransaction) throws -> R) throws -> R {
+    while true {
+      var mapFull = false
+      do {
+        return try withTransaction(flags: 0) { handle in
+          let txn = WriteTransaction(handle: handle, environment: self)
+          defer {
+            txn.isOpen = false
+            mapFull = txn.sawMapFull
+          }
+          let result: R
+          do {
+            result = try body(txn)
+          } catch {
+            mdb_txn_abort(handle)
+            throw error
+          }
+          let code = mdb_txn_commit(handle)
+          if code == MDB_MAP_FULL { txn.sawMapFull = true }
+          try check(code, "commit write transaction")
+          return result
+        }
+      } catch  where mapFull {
+        try growMap()
+      }
+    }
+  }
+
+  /// Begins a transaction with the resize lock held shared, adopting a map grown by
+  /// another process when LMDB asks for it.
+  private func withTransaction<R>(
+    flags: UInt32, _ body: (OpaquePointer) throws -> R
+  ) throws -> R {
+    while true {
+      pthread_rwlock_rdlock(resizeLock)
+      var handle: OpaquePointer?
+      let code = mdb_txn_begin(self.handle, nil, flags, &handle)
+      if code == MDB_MAP_RESIZED {
+        pthread_rwlock_unlock(resizeLock)
+        try resizeMap(to: 0)
+        continue
+      }
+      defer { pthread_rwlock_unlock(resizeLock) }
+      let kind = flags & UInt32(MDB_RDONLY) != 0 ? "read" : "write"
+      try check(code, "begin \(kind) transaction")
+      return try body(handle!)
+    }
+  }
+
+  /// The current map size in bytes.
+  public var mapSize: Int {
+    var info = MDB_envinfo()
+    mdb_env_info(handle, &info)
+    return info.me_mapsize
+  }
+
+  private func growMap() throws {
+    try resizeMap(to: mapSize * 2)
+  }
+
+  /// Sets the map size with no transaction of this process active (0 = adopt the size
+  /// recorded in the file by another process).
+  private func resizeMap(to size: Int) throws {
+    pthread_rwlock_wrlock(resizeLock)
+    defer { pthread_rwlock_unlock(resizeLock) }
+    try check(mdb_env_set_mapsize(handle, size), "resize map to \(size) bytes")
+  }
+
+  /// Flushes buffers to disk (useful after writes with `Options.noSync`).
+  public func sync() throws {
+    try check(mdb_env_sync(handle, 1), "sync environment")
+  }
+
+  /// The size of `data.mdb` in bytes (what the environment takes on disk).
+  public func fileSize() -> Int {
+    var info = stat()
+    guard stat(path + "/data.mdb", &info) == 0 else { return 0 }
+    return Int(info.st_size)
+  }
+
+  private static func createDirectory(_ path: String) throws {
+    var info = stat()
+    if stat(path, &info) == 0 {
+      if info.st_mode & S_IFMT != S_IFDIR {
+        throw LMDBError(code: ENOTDIR, operation: "open environment at \(path)")
+      }
+      return
+    }
+    if mkdir(path, 0o700) != 0 && errno != EEXIST {
+      throw LMDBError(code: errno, operation: "create directory \(path)")
+    }
+  }
+
+  private static func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+}
+
+private struct WeakEnvironment {
+  weak var environment: Environment?
+}
+
+/// A named table (an LMDB sub-database). A cheap value, valid for the environment's life.
+public struct Table: Sendable, Hashable {
+  public let name: String
+  let dbi: MDB_dbi
+}

@@ -1,1 +1,0 @@
-// The LMDB module; see docs/architecture.md.

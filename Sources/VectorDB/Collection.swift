@@ -1,0 +1,280 @@
+import Foundation
+import HNSW
+import LMDB
+import Tensor
+
+/// A named set of documents in a `Database`.
+///
+///     let docs = try db.collection("docs")
+///     try docs.upsert([
+///       Document(id: "a", text: "first"),
+///       Document(id: "b", text: "second", metadata: ["tag": "x"]),
+///     ])                                   // one transaction: both or neither
+///     let b = try docs.get("b")            // Document?
+///     try docs.delete("a")
+///     for doc in try docs.documents(after: nil, limit: 100) { print(doc.id) }
+///
+/// A `Collection` is a handle: cheap, thread-safe, and always reading the latest
+/// committed state, including other processes' writes.
+public final class Collection: @unchecked Sendable {
+  public let name: String
+  let id: UInt32
+  let database: Database
+
+  init(database: Database, record: CollectionRecord) {
+    self.database = database
+    self.name = record.name
+    self.id = record.id
+  }
+
+  private var schema: Schema { database.schema }
+  private var environment: Environment { database.environment }
+
+  // MARK: Writing
+
+  /// Inserts `document`, or replaces the document with the same id.
+  public func upsert(_ document: Document) throws {
+    try upsert([document])
+  }
+
+  /// Inserts or replaces `documents` in one transaction: all of them or, on any
+  /// error, none. When an id appears twice, the last one wins.
+  ///
+  /// In a collection with a model, the texts are embedded with the model of the
+  /// active generation and indexed in the same transaction. In a collection of given
+  /// vectors, pass one vector per document in `vectors`; a text collection also
+  /// accepts given vectors (they must come from its model to be meaningful).
+  ///
+  /// - Throws: `VectorDBError.invalidDocument` (empty or over-long id) and
+  ///   `.invalidVector` (wrong count, dimension, NaN) before anything is written;
+  ///   `.collectionNotFound` if the collection was dropped meanwhile.
+  public func upsert(_ documents: [Document], vectors: [[Float]]? = nil) throws {
+    for document in documents { try document.validate() }
+    if let vectors, vectors.count != documents.count {
+      throw VectorDBError.invalidVector(
+        reason: "\(vectors.count) vectors for \(documents.count) documents")
+    }
+    // Last one wins: keep the last occurrence of each id, in order.
+    var seen = Set<String>()
+    var keep: [Int] = []
+    for index in documents.indices.reversed() where seen.insert(documents[index].id).inserted {
+      keep.append(index)
+    }
+    keep.reverse()
+    let unique = keep.map { documents[$0] }
+    let records = try unique.map { try DocumentRecord(row: 0, document: $0) }
+    while true {
+      let plan = try indexPlan()
+      var matrix: [Float] = []
+      if let settings = plan?.settings {
+        if let vectors {
+          for index in keep where vectors[index].count != settings.dimension {
+            throw VectorDBError.invalidVector(
+              reason:
+                "document \"\(documents[index].id)\" has a vector of \(vectors[index].count) floats;"
+                + " collection \"\(name)\" holds \(settings.dimension)")
+          }
+          matrix = keep.flatMap { vectors[$0] }
+        } else if let model = plan?.generation.model {
+          matrix = try database.encoder(version: model).embedMatrix(unique.map(\.text)).values
+        } else {
+          throw VectorDBError.invalidVector(
+            reason:
+              "collection \"\(name)\" stores given vectors (\(settings.dimension) floats each): pass one per document"
+          )
+        }
+      } else if vectors != nil {
+        throw VectorDBError.unsupported(
+          "collection \"\(name)\" has no vectors (it was created without a model)")
+      }
+      let done = try write { txn, collection -> Bool in
+        // A re-embed switched generations meanwhile: embed again with the new model.
+        guard collection.active == plan?.generation.id else { return false }
+        let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+        var rows: [UInt32] = []
+        for (document, var record) in zip(unique, records) {
+          let key = Schema.docKey(collection: id, id: document.id)
+          if let existing = try txn.get(schema.docs, key: key) {
+            let old = try DocumentRecord(bytes: existing, path: database.path)
+            record.row = old.row
+            try metadataIndex.update(
+              row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+          } else {
+            record.row = collection.nextRow
+            collection.nextRow += 1
+            collection.count += 1
+            try txn.put(
+              schema.rows, key: Schema.rowKey(collection: id, row: record.row),
+              value: Array(document.id.utf8))
+          }
+          try metadataIndex.update(
+            row: record.row, metadata: document.metadata, remove: false, in: txn)
+          try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
+          rows.append(record.row)
+        }
+        if let plan, !rows.isEmpty {
+          try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
+        }
+        return true
+      }
+      if done { return }
+    }
+  }
+
+  /// Deletes the document `id`; returns whether it existed.
+  @discardableResult
+  public func delete(_ id: String) throws -> Bool {
+    try delete([id]) == 1
+  }
+
+  /// Deletes the documents (and their vectors) in one transaction; returns how many
+  /// existed.
+  @discardableResult
+  public func delete(_ ids: [String]) throws -> Int {
+    let plan = try indexPlan()
+    return try write { txn, collection in
+      let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+      var rows: [UInt32] = []
+      for documentID in Set(ids)
+      where !documentID.isEmpty && documentID.utf8.count <= Document.maxIDBytes {
+        let key = Schema.docKey(collection: id, id: documentID)
+        guard let existing = try txn.get(schema.docs, key: key) else { continue }
+        let old = try DocumentRecord(bytes: existing, path: database.path)
+        try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+        try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
+        try txn.delete(schema.docs, key: key)
+        collection.count -= 1
+        rows.append(old.row)
+      }
+      if let plan, collection.active == plan.generation.id, !rows.isEmpty {
+        try plan.index.delete(ids: rows, in: txn)
+      }
+      return rows.count
+    }
+  }
+
+  /// The active generation and its index, opened outside any write transaction (LMDB
+  /// forbids opening tables inside one). Callers re-check the generation in their
+  /// transaction.
+  struct IndexPlan {
+    var settings: VectorSettings
+    var generation: GenerationRecord
+    var index: VectorIndex
+  }
+
+  func indexPlan() throws -> IndexPlan? {
+    let schema = self.schema
+    let name = self.name
+    let found = try read { txn -> (VectorSettings, GenerationRecord)? in
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
+        throw VectorDBError.collectionNotFound(name)
+      }
+      guard let settings = record.vectors, let active = record.active else { return nil }
+      let key = Schema.generationKey(collection: record.id, generation: active)
+      guard let bytes = try txn.get(schema.generations, key: key) else {
+        throw VectorDBError.damaged(
+          path: database.path, detail: "generation \(active) of \"\(name)\" is missing")
+      }
+      return (settings, try JSONDecoder().decode(GenerationRecord.self, from: Data(bytes)))
+    }
+    guard let (settings, generation) = found else { return nil }
+    let index = try storage {
+      try database.indexCache.open(
+        GenerationRecord.indexName(collection: id, generation: generation.id),
+        environment: environment,
+        create: settings)
+    }
+    return IndexPlan(settings: settings, generation: generation, index: index)
+  }
+
+  /// Runs `body` in a write transaction with the collection's record, saved after.
+  private func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R
+  {
+    let schema = self.schema
+    let name = self.name
+    return try storage {
+      try environment.write { txn in
+        guard var record = try Database.collectionRecord(name, in: txn, schema: schema),
+          record.id == id
+        else {
+          throw VectorDBError.collectionNotFound(name)
+        }
+        let before = record
+        let result = try body(txn, &record)
+        if record != before {
+          try txn.put(schema.collections, key: name, value: try JSONEncoder().encode(record))
+        }
+        return result
+      }
+    }
+  }
+
+  // MARK: Reading
+
+  /// The document `id`, or `nil`.
+  public func get(_ id: String) throws -> Document? {
+    try get([id])[0]
+  }
+
+  /// The documents with these ids, in the same order (`nil` where missing), read
+  /// from one snapshot.
+  public func get(_ ids: [String]) throws -> [Document?] {
+    try read { txn in
+      try ids.map { documentID in
+        guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
+          let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID))
+        else { return nil }
+        return try document(id: documentID, bytes: bytes)
+      }
+    }
+  }
+
+  /// The number of documents.
+  public func count() throws -> Int {
+    try read { txn in
+      try Database.collectionRecord(name, in: txn, schema: schema)?.count ?? 0
+    }
+  }
+
+  /// Up to `limit` documents in id order, starting after the id `after` (exclusive)
+  /// or at the first. Page through a collection by passing the last id of a page as
+  /// the next page's `after`.
+  public func documents(after: String? = nil, limit: Int = 100) throws -> [Document] {
+    try scan(
+      from: after.map { Schema.docKey(collection: id, id: $0).bytes + [0] }, skip: 0, limit: limit)
+  }
+
+  /// Up to `limit` documents in id order after skipping `offset` of them.
+  public func documents(offset: Int, limit: Int) throws -> [Document] {
+    try scan(from: nil, skip: offset, limit: limit)
+  }
+
+  private func scan(from start: [UInt8]?, skip: Int, limit: Int) throws -> [Document] {
+    let prefix = KeyBuilder().uint32(id)
+    return try read { txn in
+      var result: [Document] = []
+      var skipped = 0
+      guard limit > 0 else { return result }
+      try txn.forEach(in: schema.docs, from: start ?? prefix.bytes) { key, value in
+        guard key.starts(with: prefix.bytes) else { return false }
+        if skipped < skip {
+          skipped += 1
+          return true
+        }
+        let documentID = String(decoding: key.dropFirst(4), as: UTF8.self)
+        result.append(try document(id: documentID, bytes: value))
+        return result.count < limit
+      }
+      return result
+    }
+  }
+
+  private func document(id documentID: String, bytes: UnsafeRawBufferPointer) throws -> Document {
+    let record = try DocumentRecord(bytes: bytes, path: database.path)
+    return Document(id: documentID, text: record.text, metadata: try record.metadata())
+  }
+
+  func read<R>(_ body: (Transaction) throws -> R) throws -> R {
+    try storage { try environment.read(body) }
+  }
+}

@@ -1,0 +1,364 @@
+import Foundation
+import LMDB
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A vdb database: one directory holding one LMDB environment.
+///
+///     let db = try Database(path: "notes.vdb")          // opens, or creates
+///     let notes = try db.collection("notes")
+///     try notes.upsert(Document(id: "1", text: "Buy milk", metadata: ["list": "home"]))
+///     print(try notes.get("1")?.text ?? "-")
+///
+/// Open one `Database` per path and process and share it: it is thread-safe, and any
+/// number of processes may open the same directory (one writer at a time, readers
+/// never blocked). Every public write is one transaction: after a crash it is either
+/// all there or not at all.
+public final class Database: @unchecked Sendable {
+  /// How to open a database.
+  public struct Options: Sendable {
+    /// Create the database when `path` does not exist or is an empty directory.
+    public var create = true
+    /// Skip the fsync at each commit (faster bulk loads; a crash may lose the latest
+    /// commits, never corrupts).
+    public var noSync = false
+    public init() {}
+  }
+
+  /// The database directory.
+  public let path: String
+  let environment: Environment
+  let schema: Schema
+  let encoderCache = EncoderCache()
+  let indexCache = IndexCache()
+  var models: ModelStore { schema.models }
+
+  /// Opens the database at `path`, creating it when allowed and missing.
+  ///
+  /// - Throws: `VectorDBError.databaseNotFound` (missing and `create` is false),
+  ///   `.notADatabase` (a file, or a directory of another program), `.newerFormat`,
+  ///   `.damaged` (not an LMDB file, truncated, or inconsistent), `.storage` (e.g.
+  ///   permission denied).
+  public init(path: String, options: Options = Options()) throws {
+    self.path = path
+    let isNew = try Database.inspect(path: path, create: options.create)
+    var environmentOptions = Environment.Options()
+    environmentOptions.noSync = options.noSync
+    let environment: Environment
+    do {
+      environment = try Environment.open(path: path, options: environmentOptions)
+    } catch let error as LMDBError where error.isInvalidFile {
+      throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
+    } catch let error as LMDBError {
+      throw VectorDBError.storage(error)
+    }
+    if environment.fileSize() < environment.usedBytes() {
+      throw VectorDBError.damaged(
+        path: path,
+        detail:
+          "data.mdb is \(environment.fileSize()) bytes but its pages need \(environment.usedBytes()) (truncated)"
+      )
+    }
+    let names = try storage { try environment.tableNames() }
+    if !isNew && !names.isEmpty && !names.contains("meta")
+      && !Set(names).isSubset(of: Schema.tableNames)
+    {
+      throw VectorDBError.notADatabase(
+        path: path,
+        reason:
+          "data.mdb is an LMDB environment of another program (tables: \(names.prefix(5).joined(separator: ", ")))"
+      )
+    }
+    self.environment = environment
+    schema = try storage { try Schema(environment: environment) }
+    try checkFormat()
+  }
+
+  /// Classifies `path`; returns whether a new database will be created there.
+  private static func inspect(path: String, create: Bool) throws -> Bool {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      if !create { throw VectorDBError.databaseNotFound(path: path) }
+      return true
+    }
+    guard isDirectory.boolValue else {
+      throw VectorDBError.notADatabase(path: path, reason: "it is a file, not a directory")
+    }
+    guard access(path, R_OK | W_OK | X_OK) == 0 else {
+      throw VectorDBError.storage(LMDBError(code: errno, operation: "open directory \(path)"))
+    }
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+    if entries.contains("data.mdb") { return false }
+    if entries.isEmpty {
+      if !create { throw VectorDBError.databaseNotFound(path: path) }
+      return true
+    }
+    throw VectorDBError.notADatabase(
+      path: path,
+      reason:
+        "the directory holds other files (\(entries.sorted().prefix(3).joined(separator: ", "))) and no data.mdb"
+    )
+  }
+
+  /// Writes the format record of a new database, or checks that of an existing one.
+  private func checkFormat() throws {
+    let schema = self.schema
+    let path = self.path
+    try storage {
+      try environment.write { txn in
+        guard let format = try txn.get(schema.meta, key: "format") else {
+          // New (or an init interrupted before this transaction): claim the directory.
+          guard try txn.count(schema.collections) == 0, try txn.count(schema.docs) == 0 else {
+            throw VectorDBError.damaged(path: path, detail: "the format record is missing")
+          }
+          try txn.put(schema.meta, key: "magic", value: Array(Schema.magic.utf8))
+          try txn.put(
+            schema.meta, key: "format",
+            value: withUnsafeBytes(of: Schema.formatVersion.littleEndian) { Array($0) })
+          let created = ISO8601DateFormatter().string(from: Date())
+          try txn.put(schema.meta, key: "created", value: Array(created.utf8))
+          return
+        }
+        guard format.count == 4 else {
+          throw VectorDBError.damaged(
+            path: path, detail: "the format record is \(format.count) bytes")
+        }
+        let version = format.loadUnaligned(as: UInt32.self).littleEndian
+        if version > Schema.formatVersion {
+          throw VectorDBError.newerFormat(
+            path: path, found: version, supported: Schema.formatVersion)
+        }
+        let magic = try txn.get(schema.meta, key: "magic").map {
+          String(decoding: $0, as: UTF8.self)
+        }
+        guard magic == Schema.magic else {
+          throw VectorDBError.notADatabase(path: path, reason: "its meta table is not vdb's")
+        }
+      }
+    }
+  }
+
+  /// The format version of the files.
+  public var formatVersion: UInt32 { Schema.formatVersion }
+
+  // MARK: Collections
+
+  /// The collection named `name`; created when missing and `create` is true, with
+  /// `options` (by default: text embedded by the database's default model, if it has
+  /// one, under cosine similarity; otherwise documents only).
+  ///
+  ///     let notes = try db.collection("notes")                      // text, default model
+  ///     let sift = try db.collection("sift", options: .vectors(dimension: 128, metric: .l2))
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when missing and `create` is false;
+  ///   `.invalidInput` for an empty name, one over 200 bytes, or with control
+  ///   characters; `.modelNotFound` for an unknown model version.
+  public func collection(
+    _ name: String, create: Bool = true, options: CollectionOptions? = nil
+  ) throws -> Collection {
+    if let record = try collectionRecord(name) {
+      return Collection(database: self, record: record)
+    }
+    guard create else { throw VectorDBError.collectionNotFound(name) }
+    try Database.validateCollectionName(name)
+    let vectors = try vectorSettings(for: options ?? CollectionOptions())
+    let schema = self.schema
+    let record = try storage {
+      try environment.write { txn -> CollectionRecord in
+        if let existing = try txn.get(schema.collections, key: name) {
+          return try JSONDecoder().decode(CollectionRecord.self, from: Data(existing))
+        }
+        let next =
+          try txn.get(schema.meta, key: "nextCollection").map {
+            $0.loadUnaligned(as: UInt32.self).littleEndian
+          } ?? 1
+        try txn.put(
+          schema.meta, key: "nextCollection",
+          value: withUnsafeBytes(of: (next + 1).littleEndian) { Array($0) })
+        var record = CollectionRecord(
+          id: next, name: name, created: Date(), nextRow: 0, count: 0, vectors: vectors)
+        if let vectors {
+          let generation = GenerationRecord(
+            id: 1, model: vectors.model, state: .active, created: Date(), completed: Date(),
+            count: 0)
+          try txn.put(
+            schema.generations, key: Schema.generationKey(collection: next, generation: 1),
+            value: try JSONEncoder().encode(generation))
+          record.active = 1
+          record.nextGeneration = 2
+        }
+        try txn.put(schema.collections, key: name, value: try JSONEncoder().encode(record))
+        return record
+      }
+    }
+    return Collection(database: self, record: record)
+  }
+
+  private func vectorSettings(for options: CollectionOptions) throws -> VectorSettings? {
+    switch options.vectors {
+    case .none:
+      return nil
+    case .given(let dimension, let metric):
+      guard (1...65_536).contains(dimension) else {
+        throw VectorDBError.invalidVector(reason: "dimension \(dimension) is not in 1...65536")
+      }
+      return VectorSettings(dimension: dimension, metric: metric, model: nil, index: options.index)
+    case .model(let version):
+      guard let version = try version ?? defaultModelVersion() else { return nil }
+      let encoder = try encoder(version: version)
+      return VectorSettings(
+        dimension: encoder.dimension, metric: options.metric, model: version, index: options.index)
+    }
+  }
+
+  /// The names of all collections, sorted.
+  public func collectionNames() throws -> [String] {
+    try storage {
+      try environment.read { txn in
+        var names: [String] = []
+        try txn.forEach(in: schema.collections) { key, _ in
+          names.append(String(decoding: key, as: UTF8.self))
+          return true
+        }
+        return names
+      }
+    }
+  }
+
+  /// Deletes a collection and all its documents in one transaction.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound`.
+  public func dropCollection(_ name: String) throws {
+    guard let record = try collectionRecord(name) else {
+      throw VectorDBError.collectionNotFound(name)
+    }
+    let schema = self.schema
+    try storage {
+      try environment.write { txn in
+        try txn.deleteRange(
+          schema.docs, from: KeyBuilder().uint32(record.id), to: KeyBuilder().uint32(record.id + 1))
+        try txn.deleteRange(
+          schema.rows, from: KeyBuilder().uint32(record.id), to: KeyBuilder().uint32(record.id + 1))
+        try txn.delete(schema.collections, key: name)
+      }
+    }
+  }
+
+  func collectionRecord(_ name: String) throws -> CollectionRecord? {
+    let schema = self.schema
+    return try storage {
+      try environment.read { txn in try Database.collectionRecord(name, in: txn, schema: schema) }
+    }
+  }
+
+  static func collectionRecord(_ name: String, in txn: Transaction, schema: Schema) throws
+    -> CollectionRecord?
+  {
+    guard let bytes = try txn.get(schema.collections, key: name) else { return nil }
+    return try JSONDecoder().decode(CollectionRecord.self, from: Data(bytes))
+  }
+
+  static func validateCollectionName(_ name: String) throws {
+    let problem: String?
+    if name.isEmpty {
+      problem = "a collection name cannot be empty"
+    } else if name.utf8.count > 200 {
+      problem = "a collection name is at most 200 bytes"
+    } else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+      problem = "a collection name cannot contain control characters"
+    } else {
+      problem = nil
+    }
+    if let problem {
+      throw VectorDBError.invalidInput(source: "collection name", line: nil, reason: problem)
+    }
+  }
+
+  // MARK: Status
+
+  /// What `vdb status` shows: format, size on disk, collections and their counts.
+  public func status() throws -> DatabaseStatus {
+    let schema = self.schema
+    let collections = try storage {
+      try environment.read { txn in
+        var result: [DatabaseStatus.CollectionStatus] = []
+        try txn.forEach(in: schema.collections) { _, value in
+          let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
+          result.append(.init(name: record.name, documents: record.count, created: record.created))
+          return true
+        }
+        return result
+      }
+    }
+    return DatabaseStatus(
+      path: path, formatVersion: Schema.formatVersion, bytesOnDisk: environment.fileSize(),
+      collections: collections)
+  }
+
+  /// Reads every table and checks that they agree: every document's row maps back to
+  /// it, every row names a document, and each collection's count is right.
+  ///
+  /// - Throws: `VectorDBError.damaged` naming the first inconsistency.
+  public func verify() throws {
+    let schema = self.schema
+    let path = self.path
+    try storage {
+      try environment.read { txn in
+        var records: [CollectionRecord] = []
+        try txn.forEach(in: schema.collections) { _, value in
+          records.append(try JSONDecoder().decode(CollectionRecord.self, from: Data(value)))
+          return true
+        }
+        for record in records {
+          let prefix = KeyBuilder().uint32(record.id)
+          var documents = 0
+          try txn.forEach(in: schema.docs, from: prefix) { key, value in
+            guard key.starts(with: prefix.bytes) else { return false }
+            let id = String(decoding: key.dropFirst(4), as: UTF8.self)
+            let doc = try DocumentRecord(bytes: value, path: path)
+            let back = try txn.get(
+              schema.rows, key: Schema.rowKey(collection: record.id, row: doc.row))
+            guard let back, String(decoding: back, as: UTF8.self) == id else {
+              throw VectorDBError.damaged(
+                path: path, detail: "document \"\(id)\" has no row \(doc.row)")
+            }
+            guard ContentHash(text: doc.text) == doc.hash else {
+              throw VectorDBError.damaged(
+                path: path, detail: "document \"\(id)\" fails its content hash")
+            }
+            documents += 1
+            return true
+          }
+          var rows = 0
+          try txn.forEach(in: schema.rows, from: prefix) { key, _ in
+            guard key.starts(with: prefix.bytes) else { return false }
+            rows += 1
+            return true
+          }
+          guard documents == record.count, rows == record.count else {
+            throw VectorDBError.damaged(
+              path: path,
+              detail:
+                "collection \"\(record.name)\" records \(record.count) documents, holds \(documents) with \(rows) rows"
+            )
+          }
+        }
+      }
+    }
+  }
+}
+
+/// A summary of a database, as `vdb status` prints it.
+public struct DatabaseStatus: Codable, Sendable {
+  public struct CollectionStatus: Codable, Sendable {
+    public var name: String
+    public var documents: Int
+    public var created: Date
+  }
+  public var path: String
+  public var formatVersion: UInt32
+  public var bytesOnDisk: Int
+  public var collections: [CollectionStatus]
+}

@@ -1,0 +1,184 @@
+import Foundation
+
+/// How `Collection.importJSONL` treats its input.
+public struct ImportOptions: Sendable {
+  /// Report and skip bad lines instead of stopping at the first one.
+  public var skipBadLines = false
+  /// Documents per write transaction.
+  public var batchSize = 1000
+  public init() {}
+}
+
+/// What an import did.
+public struct ImportReport: Codable, Sendable {
+  /// A line that was skipped, and why.
+  public struct SkippedLine: Codable, Sendable, CustomStringConvertible {
+    public var line: Int
+    public var reason: String
+    public var description: String { "line \(line): \(reason)" }
+  }
+  /// Documents written (a repeated id counts each time; the last one wins).
+  public var imported: Int
+  public var skipped: [SkippedLine]
+  public var seconds: Double
+}
+
+/// OperationProgress of a long operation: `done` out of `total` units.
+public struct OperationProgress: Sendable {
+  public var done: Int
+  public var total: Int
+}
+
+extension Collection {
+  /// Imports a JSON Lines file of documents.
+  ///
+  /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
+  /// `text` (a string), optionally `title` (a string, prepended to the text with a
+  /// space, as BEIR does) and `metadata` (an object). Other fields are ignored.
+  ///
+  ///     {"_id": "4983", "title": "Microstructural development…", "text": "Alterations of…"}
+  ///
+  /// `progress` is called after each committed batch; if it throws (to cancel), the
+  /// import stops with that error and the batches committed so far stay.
+  ///
+  /// The file is checked whole before anything is written: by default the first bad
+  /// line stops the import and nothing from the file is committed; with
+  /// `skipBadLines`, bad lines are reported in the result and the rest imported. The
+  /// documents are then written in transactions of `batchSize`; if the process dies
+  /// meanwhile, the batches written so far stay (re-running the import is safe: it
+  /// upserts).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line (invalid UTF-8,
+  ///   invalid JSON, a missing or mistyped field); `.storage` for I/O errors.
+  @discardableResult
+  public func importJSONL(
+    path: String, options: ImportOptions = ImportOptions(),
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    let start = Date()
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    var skipped: [ImportReport.SkippedLine] = []
+    var total = 0
+    try JSONLines.forEach(in: data) { line, bytes in
+      do {
+        _ = try JSONLines.document(from: bytes, source: path, line: line)
+        total += 1
+      } catch let error as VectorDBError where options.skipBadLines {
+        if case .invalidInput(_, _, let reason) = error {
+          skipped.append(.init(line: line, reason: reason))
+        }
+      }
+    }
+    var batch: [Document] = []
+    var imported = 0
+    let skippedLines = Set(skipped.map(\.line))
+    func flush() throws {
+      try upsert(batch)
+      imported += batch.count
+      batch.removeAll(keepingCapacity: true)
+      try progress?(OperationProgress(done: imported, total: total))
+    }
+    try JSONLines.forEach(in: data) { line, bytes in
+      guard !skippedLines.contains(line) else { return }
+      batch.append(try JSONLines.document(from: bytes, source: path, line: line))
+      if batch.count >= max(1, options.batchSize) { try flush() }
+    }
+    if !batch.isEmpty { try flush() }
+    return ImportReport(
+      imported: imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+  }
+
+  /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).
+  @discardableResult
+  public func importBEIR(
+    directory: String, options: ImportOptions = ImportOptions(),
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    try importJSONL(path: directory + "/corpus.jsonl", options: options, progress: progress)
+  }
+}
+
+/// Reading JSON Lines: line splitting, UTF-8 and field validation with positions.
+enum JSONLines {
+  /// Calls `body` with each non-blank line (1-based number, bytes without the line
+  /// end; CRLF tolerated).
+  static func forEach(in data: Data, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+    try data.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
+      var lineStart = 0
+      var lineNumber = 0
+      while lineStart < all.count {
+        lineNumber += 1
+        var lineEnd = lineStart
+        while lineEnd < all.count && all[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+        var contentEnd = lineEnd
+        if contentEnd > lineStart && all[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: all[lineStart..<contentEnd])
+        if line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) {
+          try body(lineNumber, line)
+        }
+        lineStart = lineEnd + 1
+      }
+    }
+  }
+
+  /// Parses one line into a JSON object.
+  static func object(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
+    -> [String: JSONValue]
+  {
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid UTF-8")
+    }
+    guard case .object(let object) = try JSONValue(parsing: text, source: source, line: line) else {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "expected a JSON object")
+    }
+    return object
+  }
+
+  /// Parses one line of a documents file (see `Collection.importJSONL`).
+  static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
+    -> Document
+  {
+    let object = try object(from: bytes, source: source, line: line)
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: source, line: line, reason: reason)
+    }
+    let id: String
+    switch object["_id"] ?? object["id"] {
+    case .string(let string): id = string
+    case .number(let number) where number.rounded() == number: id = String(Int64(number))
+    case nil: throw fail("missing field \"_id\" (or \"id\")")
+    default: throw fail("field \"_id\" must be a string")
+    }
+    guard case .string(let body) = object["text"] ?? .null else {
+      throw fail(
+        object["text"] == nil ? "missing field \"text\"" : "field \"text\" must be a string")
+    }
+    var title = ""
+    switch object["title"] {
+    case nil, .null: break
+    case .string(let string): title = string.trimmingCharacters(in: .whitespacesAndNewlines)
+    default: throw fail("field \"title\" must be a string")
+    }
+    var metadata: [String: JSONValue] = [:]
+    switch object["metadata"] {
+    case nil, .null: break
+    case .object(let object): metadata = object
+    default: throw fail("field \"metadata\" must be a JSON object")
+    }
+    let text = body.trimmingCharacters(in: .whitespacesAndNewlines)
+    let document = Document(
+      id: id, text: title.isEmpty ? text : title + " " + text, metadata: metadata)
+    do {
+      try document.validate()
+    } catch let error as VectorDBError {
+      if case .invalidDocument(_, let reason) = error { throw fail(reason) }
+      throw error
+    }
+    return document
+  }
+}

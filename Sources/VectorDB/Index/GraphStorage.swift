@@ -1,0 +1,455 @@
+import HNSW
+import LMDB
+
+/// How one index lays out its graph in its LMDB table. Keys are a one-byte tag, then
+/// (for nodes) the node id big-endian, so each kind of record is one contiguous key
+/// range in node order. Values are little-endian and fixed-size, so rewriting a list
+/// never changes a record's size.
+///
+///     0x00 ++ node   node record: vector (dimension × Float32), then the layer-0 list:
+///                    count UInt16, level UInt8, flags UInt8 (bit 0: deleted),
+///                    Mmax0 × UInt32 ids (the first `count` are used)
+///     0x01 ++ node   upper layers, only for level ≥ 1: for each layer 1...level,
+///                    count UInt32 then M × UInt32 ids
+///     0x02 ++ node   empty value: the node is deleted and awaits consolidation
+///     0x03 "params"  JSON `IndexSettings` (written once)
+///     0x03 "state"   `GraphState` (entry point, counts), rewritten by every change
+///
+/// One lookup of a node record gives both the vector and its layer-0 neighbours (like
+/// hnswlib's level-0 block), which is all a layer-0 search step needs.
+struct GraphLayout {
+  static let nodeTag: UInt8 = 0
+  static let upperTag: UInt8 = 1
+  static let deletedTag: UInt8 = 2
+  static let metaTag: UInt8 = 3
+
+  let dimension: Int
+  let m: Int
+  let mMax0: Int
+
+  init(dimension: Int, parameters: HNSWParameters) {
+    self.dimension = dimension
+    m = parameters.m
+    mMax0 = parameters.mMax0
+  }
+
+  var countOffset: Int { dimension * 4 }
+  var levelOffset: Int { countOffset + 2 }
+  var flagsOffset: Int { countOffset + 3 }
+  var idsOffset: Int { countOffset + 4 }
+  var nodeRecordSize: Int { idsOffset + mMax0 * 4 }
+  /// Bytes of one upper layer in the upper record.
+  var upperLayerSize: Int { 4 + m * 4 }
+
+  static func nodeKey(_ node: UInt32) -> NodeKey { NodeKey(tag: nodeTag, node: node) }
+  static func upperKey(_ node: UInt32) -> NodeKey { NodeKey(tag: upperTag, node: node) }
+  static func deletedKey(_ node: UInt32) -> NodeKey { NodeKey(tag: deletedTag, node: node) }
+  static let paramsKey: [UInt8] = [metaTag] + Array("params".utf8)
+  static let stateKey: [UInt8] = [metaTag] + Array("state".utf8)
+}
+
+/// A 5-byte key: tag, then node id big-endian; built without allocating.
+struct NodeKey: LMDBKey {
+  var tag: UInt8
+  var node: UInt32
+
+  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    let bytes: (UInt8, UInt8, UInt8, UInt8, UInt8) = (
+      tag, UInt8(node >> 24), UInt8(truncatingIfNeeded: node >> 16),
+      UInt8(truncatingIfNeeded: node >> 8), UInt8(truncatingIfNeeded: node)
+    )
+    return try withUnsafeBytes(of: bytes, body)
+  }
+
+  /// The node id of a key with this tag, or `nil` for another tag or length.
+  static func node(from key: UnsafeRawBufferPointer, tag: UInt8) -> UInt32? {
+    guard key.count == 5, key[0] == tag else { return nil }
+    return UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+  }
+}
+
+/// The mutable graph-wide facts: entry point and counts. 32 bytes little-endian:
+/// entry node UInt32, entry level Int32 (−1: empty graph), stored nodes UInt64,
+/// deleted nodes UInt64, node-id bound UInt64.
+struct GraphState: Equatable {
+  var entryPoint: EntryPoint?
+  var nodeCount = 0
+  var deletedCount = 0
+  var nodeIDBound = 0
+
+  static let size = 32
+
+  init() {}
+
+  init(bytes: UnsafeRawBufferPointer) throws {
+    guard bytes.count == Self.size else {
+      throw VectorIndexError.corrupt("graph state record is \(bytes.count) bytes, not \(Self.size)")
+    }
+    func word<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
+      T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+    let level = Int(word(4, Int32.self))
+    entryPoint = level < 0 ? nil : EntryPoint(node: word(0, UInt32.self), level: level)
+    nodeCount = Int(word(8, UInt64.self))
+    deletedCount = Int(word(16, UInt64.self))
+    nodeIDBound = Int(word(24, UInt64.self))
+  }
+
+  var bytes: [UInt8] {
+    var out = [UInt8](repeating: 0, count: Self.size)
+    out.withUnsafeMutableBytes { raw in
+      raw.storeBytes(of: (entryPoint?.node ?? 0).littleEndian, toByteOffset: 0, as: UInt32.self)
+      raw.storeBytes(
+        of: Int32(entryPoint?.level ?? -1).littleEndian, toByteOffset: 4, as: Int32.self)
+      raw.storeBytes(of: UInt64(nodeCount).littleEndian, toByteOffset: 8, as: UInt64.self)
+      raw.storeBytes(of: UInt64(deletedCount).littleEndian, toByteOffset: 16, as: UInt64.self)
+      raw.storeBytes(of: UInt64(nodeIDBound).littleEndian, toByteOffset: 24, as: UInt64.self)
+    }
+    return out
+  }
+}
+
+/// Node id → pointer to its record in the memory map, so that repeated visits skip the
+/// B-tree. An entry is valid while the cache's epoch is unchanged: the owner bumps it
+/// whenever the pointers may have moved (a write in the transaction, another snapshot,
+/// a remapped map). Bumping is O(1); the tags are cleared only when the epoch wraps.
+final class PointerCache {
+  private var pointers = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: 0)
+  private var tags = UnsafeMutablePointer<UInt32>.allocate(capacity: 0)
+  private var capacity = 0
+  private var epoch: UInt32 = 1
+
+  deinit {
+    pointers.deallocate()
+    tags.deallocate()
+  }
+
+  func invalidate() {
+    epoch &+= 1
+    if epoch == 0 {
+      tags.update(repeating: 0, count: capacity)
+      epoch = 1
+    }
+  }
+
+  @inline(__always)
+  func pointer(_ node: UInt32) -> UnsafeRawPointer? {
+    let i = Int(node)
+    return i < capacity && tags[i] == epoch ? pointers[i] : nil
+  }
+
+  @inline(__always)
+  func store(_ pointer: UnsafeRawPointer, for node: UInt32) {
+    let i = Int(node)
+    if i >= capacity { grow(to: i + 1) }
+    pointers[i] = pointer
+    tags[i] = epoch
+  }
+
+  private func grow(to bound: Int) {
+    let newCapacity = max(bound, capacity * 2, 1024)
+    let newPointers = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: newCapacity)
+    newPointers.update(from: pointers, count: capacity)
+    (newPointers + capacity).initialize(repeating: nil, count: newCapacity - capacity)
+    let newTags = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity)
+    newTags.update(from: tags, count: capacity)
+    (newTags + capacity).initialize(repeating: 0, count: newCapacity - capacity)
+    pointers.deallocate()
+    tags.deallocate()
+    pointers = newPointers
+    tags = newTags
+    capacity = newCapacity
+  }
+}
+
+/// The caches of one reader: node records and upper-layer records.
+final class ReaderCache {
+  let nodes = PointerCache()
+  let upper = PointerCache()
+  /// The snapshot the pointers belong to: transaction id and map size (a grown map
+  /// may sit at another address, and it never shrinks back to an earlier size).
+  var snapshot: (transaction: Int, mapSize: Int)?
+
+  func invalidate() {
+    nodes.invalidate()
+    upper.invalidate()
+  }
+
+  /// Keeps the pointers if they were taken in the same snapshot, else drops them.
+  func adopt(transaction: Int, mapSize: Int) {
+    if let snapshot, snapshot == (transaction, mapSize) { return }
+    invalidate()
+    snapshot = (transaction, mapSize)
+  }
+}
+
+/// An ``HNSWStorage`` over one index's LMDB table, inside one transaction. Reads are
+/// zero-copy pointers into the memory map (through a ``ReaderCache``); writes need a
+/// `WriteTransaction` and rewrite whole fixed-size records.
+struct LMDBGraphStorage: HNSWStorage {
+  let transaction: Transaction
+  let writer: WriteTransaction?
+  let table: Table
+  let layout: GraphLayout
+  let cache: ReaderCache
+  /// Extra caches for concurrent readers during a write transaction's parallel phases.
+  let workerCaches: [ReaderCache]
+  var state: GraphState
+  var stateChanged = false
+
+  init(
+    transaction: Transaction, table: Table, layout: GraphLayout, cache: ReaderCache,
+    workerCaches: [ReaderCache] = []
+  ) throws {
+    self.transaction = transaction
+    writer = transaction as? WriteTransaction
+    self.table = table
+    self.layout = layout
+    self.cache = cache
+    self.workerCaches = workerCaches
+    if let bytes = try transaction.get(table, key: GraphLayout.stateKey) {
+      state = try GraphState(bytes: bytes)
+    } else {
+      state = GraphState()
+    }
+  }
+
+  var dimension: Int { layout.dimension }
+  var nodeIDBound: Int { state.nodeIDBound }
+  var nodeCount: Int { state.nodeCount }
+  var deletedCount: Int { state.deletedCount }
+  var entryPoint: EntryPoint? { state.entryPoint }
+
+  var deletedNodes: [UInt32] {
+    get throws {
+      var nodes: [UInt32] = []
+      try transaction.forEach(in: table, from: GraphLayout.deletedKey(0)) { key, _ in
+        guard let node = NodeKey.node(from: key, tag: GraphLayout.deletedTag) else {
+          return false
+        }
+        nodes.append(node)
+        return true
+      }
+      return nodes
+    }
+  }
+
+  func concurrentReaders(_ count: Int) -> [LMDBGraphStorage] {
+    (0..<count).map { i in
+      var reader = self
+      if i > 0 {
+        let worker = workerCaches[(i - 1) % max(1, workerCaches.count)]
+        worker.invalidate()
+        reader = LMDBGraphStorage(copying: self, cache: worker)
+      }
+      return reader
+    }
+  }
+
+  private init(copying other: LMDBGraphStorage, cache: ReaderCache) {
+    transaction = other.transaction
+    writer = other.writer
+    table = other.table
+    layout = other.layout
+    self.cache = cache
+    workerCaches = []
+    state = other.state
+  }
+
+  // MARK: Reads
+
+  /// The node record, or `nil` if no such node is stored.
+  @inline(__always)
+  func record(_ node: UInt32) throws -> UnsafeRawPointer? {
+    if let pointer = cache.nodes.pointer(node) { return pointer }
+    guard let value = try transaction.get(table, key: GraphLayout.nodeKey(node)) else {
+      return nil
+    }
+    guard value.count == layout.nodeRecordSize else {
+      throw VectorIndexError.corrupt(
+        "node \(node): record is \(value.count) bytes, expected \(layout.nodeRecordSize)")
+    }
+    cache.nodes.store(value.baseAddress!, for: node)
+    return value.baseAddress!
+  }
+
+  @inline(__always)
+  func storedRecord(_ node: UInt32) throws -> UnsafeRawPointer {
+    guard let record = try record(node) else {
+      throw VectorIndexError.corrupt("node \(node) is linked but not stored")
+    }
+    return record
+  }
+
+  func upperRecord(_ node: UInt32, level: Int) throws -> UnsafeRawPointer {
+    if let pointer = cache.upper.pointer(node) { return pointer }
+    guard let value = try transaction.get(table, key: GraphLayout.upperKey(node)),
+      value.count >= level * layout.upperLayerSize
+    else {
+      throw VectorIndexError.corrupt("node \(node): no upper-layer record for layer \(level)")
+    }
+    cache.upper.store(value.baseAddress!, for: node)
+    return value.baseAddress!
+  }
+
+  func level(of node: UInt32) throws -> Int? {
+    try record(node).map { Int($0.load(fromByteOffset: layout.levelOffset, as: UInt8.self)) }
+  }
+
+  @inline(__always)
+  func vector(of node: UInt32) throws -> UnsafeRawPointer {
+    try storedRecord(node)
+  }
+
+  @inline(__always)
+  func neighbors(of node: UInt32, level: Int) throws -> NeighborList {
+    if level == 0 {
+      let record = try storedRecord(node)
+      let count = UInt16(
+        littleEndian: record.loadUnaligned(fromByteOffset: layout.countOffset, as: UInt16.self))
+      guard count <= layout.mMax0 else {
+        throw VectorIndexError.corrupt("node \(node): \(count) layer-0 links")
+      }
+      return NeighborList(base: record + layout.idsOffset, count: Int(count))
+    }
+    let layer = try upperRecord(node, level: level) + (level - 1) * layout.upperLayerSize
+    let count = UInt32(littleEndian: layer.loadUnaligned(as: UInt32.self))
+    guard count <= layout.m else {
+      throw VectorIndexError.corrupt("node \(node): \(count) links on layer \(level)")
+    }
+    return NeighborList(base: layer + 4, count: Int(count))
+  }
+
+  func isDeleted(_ node: UInt32) throws -> Bool {
+    try storedRecord(node).load(fromByteOffset: layout.flagsOffset, as: UInt8.self) & 1 != 0
+  }
+
+  func forEachNode(_ body: (UInt32) throws -> Void) throws {
+    try transaction.forEach(in: table, from: GraphLayout.nodeKey(0)) { key, _ in
+      guard let node = NodeKey.node(from: key, tag: GraphLayout.nodeTag) else { return false }
+      try body(node)
+      return true
+    }
+  }
+
+  // MARK: Writes
+
+  private func requireWriter() throws -> WriteTransaction {
+    guard let writer else { throw VectorIndexError.readOnly }
+    return writer
+  }
+
+  /// Copies a node record, lets `change` edit the copy, and stores it back.
+  private mutating func rewriteRecord(
+    _ node: UInt32, _ change: (UnsafeMutableRawBufferPointer) throws -> Void
+  ) throws {
+    let writer = try requireWriter()
+    var bytes = [UInt8](
+      UnsafeRawBufferPointer(start: try storedRecord(node), count: layout.nodeRecordSize))
+    try bytes.withUnsafeMutableBytes(change)
+    cache.invalidate()
+    try writer.put(table, key: GraphLayout.nodeKey(node), value: bytes)
+  }
+
+  mutating func setEntryPoint(_ entryPoint: EntryPoint?) throws {
+    state.entryPoint = entryPoint
+    stateChanged = true
+  }
+
+  mutating func addNode(_ node: UInt32, level: Int, vector: UnsafeRawPointer) throws {
+    let writer = try requireWriter()
+    var bytes = [UInt8](repeating: 0, count: layout.nodeRecordSize)
+    bytes.withUnsafeMutableBytes { raw in
+      raw.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      raw[layout.levelOffset] = UInt8(level)
+    }
+    cache.invalidate()
+    try writer.put(table, key: GraphLayout.nodeKey(node), value: bytes)
+    if level > 0 {
+      try writer.put(
+        table, key: GraphLayout.upperKey(node),
+        value: [UInt8](repeating: 0, count: level * layout.upperLayerSize))
+    }
+    state.nodeCount += 1
+    state.nodeIDBound = max(state.nodeIDBound, Int(node) + 1)
+    stateChanged = true
+  }
+
+  mutating func setVector(of node: UInt32, to vector: UnsafeRawPointer) throws {
+    let size = layout.dimension * 4
+    try rewriteRecord(node) { $0.baseAddress!.copyMemory(from: vector, byteCount: size) }
+  }
+
+  mutating func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {
+    let capacity = level == 0 ? layout.mMax0 : layout.m
+    guard neighbors.count <= capacity else {
+      throw VectorIndexError.corrupt(
+        "\(neighbors.count) links for node \(node) on layer \(level) (capacity \(capacity))")
+    }
+    if level == 0 {
+      let layout = self.layout
+      try rewriteRecord(node) { raw in
+        raw.storeBytes(
+          of: UInt16(neighbors.count).littleEndian, toByteOffset: layout.countOffset,
+          as: UInt16.self)
+        for (i, id) in neighbors.enumerated() {
+          raw.storeBytes(
+            of: id.littleEndian, toByteOffset: layout.idsOffset + 4 * i, as: UInt32.self)
+        }
+      }
+      return
+    }
+    let writer = try requireWriter()
+    let levels = try self.level(of: node) ?? 0
+    let size = levels * layout.upperLayerSize
+    var bytes = [UInt8](
+      UnsafeRawBufferPointer(start: try upperRecord(node, level: level), count: size))
+    let offset = (level - 1) * layout.upperLayerSize
+    bytes.withUnsafeMutableBytes { raw in
+      raw.storeBytes(
+        of: UInt32(neighbors.count).littleEndian, toByteOffset: offset, as: UInt32.self)
+      for (i, id) in neighbors.enumerated() {
+        raw.storeBytes(of: id.littleEndian, toByteOffset: offset + 4 + 4 * i, as: UInt32.self)
+      }
+    }
+    cache.invalidate()
+    try writer.put(table, key: GraphLayout.upperKey(node), value: bytes)
+  }
+
+  mutating func setDeleted(_ node: UInt32, _ deleted: Bool) throws {
+    let writer = try requireWriter()
+    guard try isDeleted(node) != deleted else { return }
+    let offset = layout.flagsOffset
+    try rewriteRecord(node) { raw in
+      raw[offset] = deleted ? raw[offset] | 1 : raw[offset] & ~1
+    }
+    if deleted {
+      try writer.put(table, key: GraphLayout.deletedKey(node), value: [UInt8]())
+      state.deletedCount += 1
+    } else {
+      try writer.delete(table, key: GraphLayout.deletedKey(node))
+      state.deletedCount -= 1
+    }
+    stateChanged = true
+  }
+
+  mutating func removeNode(_ node: UInt32) throws {
+    let writer = try requireWriter()
+    guard try record(node) != nil else { return }
+    let wasDeleted = try isDeleted(node)
+    cache.invalidate()
+    try writer.delete(table, key: GraphLayout.nodeKey(node))
+    try writer.delete(table, key: GraphLayout.upperKey(node))
+    try writer.delete(table, key: GraphLayout.deletedKey(node))
+    if wasDeleted { state.deletedCount -= 1 }
+    state.nodeCount -= 1
+    stateChanged = true
+  }
+
+  /// Writes the state record if anything changed it.
+  mutating func saveState() throws {
+    guard stateChanged else { return }
+    try requireWriter().put(table, key: GraphLayout.stateKey, value: state.bytes)
+    stateChanged = false
+  }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import HNSW
+import LMDB
+
+/// The tables of a vdb database and the layout of their keys and values.
+/// docs/storage-format.md describes the same thing for people; keep them in step.
+struct Schema {
+  /// The format this code writes. Bump it on any incompatible layout change.
+  static let formatVersion: UInt32 = 1
+  /// Written once at creation, checked at every open: tells our files from others'.
+  static let magic = "vdb database"
+
+  /// `"format"` → UInt32 LE, `"magic"` → UTF-8, `"created"` → ISO 8601 UTF-8.
+  let meta: Table
+  /// Collection name (UTF-8) → JSON `CollectionRecord`.
+  let collections: Table
+  /// collection id (UInt32 BE) ++ document id (UTF-8) → `DocumentRecord` bytes.
+  let docs: Table
+  /// collection id (UInt32 BE) ++ row id (UInt32 BE) → document id (UTF-8).
+  let rows: Table
+
+  /// The query log and its feedback.
+  let log: QueryLogStore
+
+  /// Model versions and their parts.
+  let models: ModelStore
+  /// collection id (UInt32 BE) ++ generation id (UInt32 BE) → JSON `GenerationRecord`.
+  let generations: Table
+  /// collection id ++ field path (length-prefixed) ++ encoded value ++ row id → empty:
+  /// the metadata index that makes selective filters cheap (see `MetadataIndex`).
+  let metadataIndex: Table
+
+  /// Every fixed table name of this format; index tables are named `index.*`.
+  static let tableNames: Set<String> = [
+    "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
+    "generations",
+    "metaindex",
+  ]
+
+  /// Whether `name` is one of ours (a database holding others is not ours).
+  static func isOurs(_ name: String) -> Bool {
+    tableNames.contains(name) || name.hasPrefix("index.")
+  }
+
+  static func generationKey(collection: UInt32, generation: UInt32) -> KeyBuilder {
+    KeyBuilder().uint32(collection).uint32(generation)
+  }
+
+  init(environment: Environment) throws {
+    meta = try environment.table("meta")
+    collections = try environment.table("collections")
+    docs = try environment.table("docs")
+    rows = try environment.table("rows")
+    log = try QueryLogStore(environment: environment, meta: meta)
+    models = try ModelStore(environment: environment)
+    generations = try environment.table("generations")
+    metadataIndex = try environment.table("metaindex")
+  }
+
+  static func docKey(collection: UInt32, id: String) -> KeyBuilder {
+    KeyBuilder().uint32(collection).string(id)
+  }
+
+  static func rowKey(collection: UInt32, row: UInt32) -> KeyBuilder {
+    KeyBuilder().uint32(collection).uint32(row)
+  }
+}
+
+/// A collection's record in the `collections` table.
+struct CollectionRecord: Codable, Equatable {
+  /// Dense id used as the key prefix of the collection's documents.
+  var id: UInt32
+  var name: String
+  var created: Date
+  /// Row ids are handed out from here and never reused, so a row id names one
+  /// document for the life of the collection.
+  var nextRow: UInt32
+  /// Number of documents (kept so `count` needs no scan).
+  var count: Int
+  /// How documents become vectors; nil for a collection of documents only.
+  var vectors: VectorSettings?
+  /// The generation queries read (nil without vectors).
+  var active: UInt32?
+  var nextGeneration: UInt32 = 1
+}
+
+/// A collection's vector space: dimension, metric, index parameters, and the model
+/// that embeds text (nil when the caller gives vectors).
+public struct VectorSettings: Codable, Equatable, Sendable {
+  public var dimension: Int
+  public var metric: Metric
+  public var model: Int?
+  public var index: HNSWParameters
+}
+
+/// A generation: one model's vectors and graph for one collection.
+struct GenerationRecord: Codable, Equatable {
+  enum State: String, Codable {
+    case building, active, retained, dropped
+  }
+  var id: UInt32
+  var model: Int?
+  var state: State
+  var created: Date
+  var completed: Date?
+  var count: Int
+  /// The last document id embedded by a building generation's job.
+  var cursor: String?
+
+  static func indexName(collection: UInt32, generation: UInt32) -> String {
+    "index.\(collection).\(generation)"
+  }
+}
+
+/// A document as stored in `docs`: the row id, the content hash, the text and the
+/// metadata. Layout (little-endian):
+///
+///     row id   UInt32
+///     hash     32 bytes (SHA-256 of the text)
+///     text     UInt32 byte count, then UTF-8 bytes
+///     metadata the rest: compact JSON object, sorted keys ("" means {})
+struct DocumentRecord {
+  static let headerSize = 4 + 32 + 4
+
+  var row: UInt32
+  var hash: ContentHash
+  var text: String
+  var metadataJSON: Data
+
+  init(row: UInt32, document: Document) throws {
+    self.row = row
+    hash = document.contentHash
+    text = document.text
+    metadataJSON =
+      document.metadata.isEmpty ? Data() : try JSONEncoder.sorted.encode(document.metadata)
+  }
+
+  /// Decodes the bytes of a `docs` value.
+  ///
+  /// - Throws: `VectorDBError.damaged` when the bytes are too short for their header.
+  init(bytes: UnsafeRawBufferPointer, path: String) throws {
+    guard bytes.count >= DocumentRecord.headerSize else {
+      throw VectorDBError.damaged(path: path, detail: "a document record is \(bytes.count) bytes")
+    }
+    row = bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian
+    hash = ContentHash(bytes: Array(bytes[4..<36]))
+    let textCount = Int(bytes.loadUnaligned(fromByteOffset: 36, as: UInt32.self).littleEndian)
+    let textEnd = DocumentRecord.headerSize + textCount
+    guard textEnd <= bytes.count else {
+      throw VectorDBError.damaged(path: path, detail: "a document's text runs past its record")
+    }
+    text = String(decoding: bytes[DocumentRecord.headerSize..<textEnd], as: UTF8.self)
+    metadataJSON = Data(bytes[textEnd...])
+  }
+
+  /// Reads only the row id (for deletes and lookups that need nothing else).
+  static func row(of bytes: UnsafeRawBufferPointer) -> UInt32 {
+    bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian
+  }
+
+  func metadata() throws -> [String: JSONValue] {
+    metadataJSON.isEmpty
+      ? [:] : try JSONDecoder().decode([String: JSONValue].self, from: metadataJSON)
+  }
+
+  var byteCount: Int { DocumentRecord.headerSize + text.utf8.count + metadataJSON.count }
+
+  func write(into buffer: UnsafeMutableRawBufferPointer) {
+    buffer.storeBytes(of: row.littleEndian, toByteOffset: 0, as: UInt32.self)
+    hash.bytes.withUnsafeBytes {
+      buffer.baseAddress!.advanced(by: 4).copyMemory(from: $0.baseAddress!, byteCount: 32)
+    }
+    let utf8 = Array(text.utf8)
+    buffer.storeBytes(of: UInt32(utf8.count).littleEndian, toByteOffset: 36, as: UInt32.self)
+    utf8.withUnsafeBytes {
+      if $0.count > 0 {
+        buffer.baseAddress!.advanced(by: DocumentRecord.headerSize).copyMemory(
+          from: $0.baseAddress!, byteCount: $0.count)
+      }
+    }
+    metadataJSON.withUnsafeBytes {
+      if $0.count > 0 {
+        buffer.baseAddress!.advanced(by: DocumentRecord.headerSize + utf8.count)
+          .copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+      }
+    }
+  }
+}

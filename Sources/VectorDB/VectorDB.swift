@@ -1,1 +1,0 @@
-// The VectorDB module; see docs/architecture.md.

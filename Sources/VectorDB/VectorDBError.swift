@@ -1,0 +1,91 @@
+import LMDB
+
+/// Everything that can go wrong in vdb, each with a message that names the input
+/// and where it went wrong.
+///
+///     do { try db.collection("docs").upsert(doc) }
+///     catch let error as VectorDBError { print(error) }   // one line a user can act on
+public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
+  /// `path` exists but is not a vdb database (a file, a directory of another program).
+  case notADatabase(path: String, reason: String)
+  /// The database was written by a newer vdb.
+  case newerFormat(path: String, found: UInt32, supported: UInt32)
+  /// The database files are damaged: `detail` says where.
+  case damaged(path: String, detail: String)
+  /// No database at `path` and the caller asked not to create one.
+  case databaseNotFound(path: String)
+  case collectionNotFound(String)
+  case documentNotFound(id: String, collection: String)
+  case invalidDocument(id: String, reason: String)
+  case logEntryNotFound(UInt64)
+  case modelNotFound(Int)
+  /// A model directory that cannot be loaded: `reason` names the file and problem.
+  case invalidModel(directory: String, reason: String)
+  /// A vector of the wrong length, NaN, or a collection that needs vectors or text.
+  case invalidVector(reason: String)
+  /// The collection cannot do this (e.g. a text query on a collection without a model).
+  case unsupported(String)
+  /// Bad input data: `source` is a file name or "argument", `line` is 1-based.
+  case invalidInput(source: String, line: Int?, reason: String)
+  /// The storage engine failed (disk full, permissions, …).
+  case storage(LMDBError)
+
+  public var description: String {
+    switch self {
+    case .notADatabase(let path, let reason):
+      return "\(path) is not a vdb database: \(reason)"
+    case .newerFormat(let path, let found, let supported):
+      return "\(path) has format version \(found), newer than this vdb supports (\(supported))"
+    case .damaged(let path, let detail):
+      return "\(path) is damaged: \(detail)"
+    case .databaseNotFound(let path):
+      return "no database at \(path)"
+    case .collectionNotFound(let name):
+      return "no collection named \"\(name)\""
+    case .documentNotFound(let id, let collection):
+      return "no document \"\(id)\" in collection \"\(collection)\""
+    case .logEntryNotFound(let id):
+      return "no query log entry \(id)"
+    case .modelNotFound(let version):
+      return "no model version \(version)"
+    case .invalidModel(let directory, let reason):
+      return "cannot load the model in \(directory): \(reason)"
+    case .invalidVector(let reason):
+      return "invalid vector: \(reason)"
+    case .unsupported(let reason):
+      return reason
+    case .invalidDocument(let id, let reason):
+      return "document \"\(id)\": \(reason)"
+    case .invalidInput(let source, let line, let reason):
+      return line.map { "\(source):\($0): \(reason)" } ?? "\(source): \(reason)"
+    case .storage(let error):
+      return "storage: \(error)"
+    }
+  }
+
+  /// A suggestion for the user, when there is an obvious one.
+  public var hint: String? {
+    switch self {
+    case .databaseNotFound: return "create one with `vdb init`, or point --db / $VDB_PATH at one"
+    case .notADatabase: return "choose an empty or new directory for a vdb database"
+    case .newerFormat: return "upgrade vdb to open this database"
+    case .collectionNotFound: return "`vdb status` lists the collections"
+    case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
+    case .modelNotFound: return "`vdb models` lists the model versions"
+    case .invalidModel:
+      return "fetch the default model with tools/fetch-model.sh, or check the directory"
+    case .storage(let error) where error.code == 28:
+      return "the disk is full: free space and retry (nothing was half-written)"
+    default: return nil
+    }
+  }
+}
+
+/// Runs `body`, turning storage errors into `VectorDBError.storage`.
+func storage<R>(_ body: () throws -> R) throws -> R {
+  do {
+    return try body()
+  } catch let error as LMDBError {
+    throw VectorDBError.storage(error)
+  }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+/// The `vdb` shell: one subcommand per operation of the `VectorDB` library.
+@main
+struct VDB: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "vdb",
+    abstract: "A local vector database that trains its own retriever.",
+    discussion: """
+      The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
+
+      Getting started:
+        vdb init                                   create the database
+        vdb import docs.jsonl -c notes             import JSON Lines documents
+        vdb upsert -c notes --id n1 --text "…"     add or replace one document
+        vdb get -c notes n1                        read documents back
+        vdb status                                 collections, counts, size
+
+      Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
+      3 database error (damaged, newer format, I/O).
+      """,
+    subcommands: [
+      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
+      Status.self,
+      ShellCommand.self,
+    ])
+
+  @OptionGroup var database: DatabaseOptions
+
+  /// With no subcommand: the interactive shell (or a script read from stdin).
+  func run() throws {
+    try REPL(databasePath: database.path).run()
+  }
+
+  static func main() {
+    Interrupt.install()
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch {
+      Foundation.exit(report(error))
+    }
+  }
+
+  /// Prints `error` as one `error:` line (plus a `hint:` line) — or the help text it
+  /// carries — and returns the documented exit code.
+  static func report(_ error: Error) -> Int32 {
+    switch error {
+    case let error as VectorDBError:
+      Terminal.error(error.description, hint: error.hint)
+      return error.exitCode
+    case let error as CLIError:
+      Terminal.error(error.message, hint: error.hint)
+      return 1
+    case let code as ExitCode:
+      return code.rawValue
+    case is CancellationError:
+      Terminal.error(
+        "interrupted; work committed so far is kept", hint: "run the same command again to finish")
+      return 130
+    default:
+      let code = exitCode(for: error)
+      if code == .success {
+        print(fullMessage(for: error))
+        return 0
+      }
+      let message =
+        fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+      let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+      Terminal.error(text, hint: "see `vdb help` or `vdb help SUBCOMMAND`")
+      return 2
+    }
+  }
+}
+
+/// An error in the shell's own input (arguments that parse but make no sense).
+struct CLIError: Error {
+  var message: String
+  var hint: String? = nil
+}
+
+extension VectorDBError {
+  /// 1 for the user's input, 3 for the database itself.
+  var exitCode: Int32 {
+    switch self {
+    case .storage, .damaged, .newerFormat, .notADatabase: return 3
+    default: return 1
+    }
+  }
+}
+
+/// Options every command that touches a database takes.
+struct DatabaseOptions: ParsableArguments {
+  @Option(name: .long, help: "Database directory (default: $VDB_PATH, else ./vdb.db).")
+  var db: String?
+
+  var path: String {
+    db ?? ProcessInfo.processInfo.environment["VDB_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+      ?? "vdb.db"
+  }
+
+  /// Opens the existing database (commands other than `init` never create one).
+  func open() throws -> Database {
+    var options = Database.Options()
+    options.create = false
+    return try Database(path: path, options: options)
+  }
+}
+
+struct OutputOptions: ParsableArguments {
+  @Flag(
+    name: .long, help: "Print JSON instead of a table (default in the shell after `.mode json`).")
+  var json = false
+
+  var isJSON: Bool { json || ProcessInfo.processInfo.environment["VDB_OUTPUT"] == "json" }
+}
+
+struct CollectionOption: ParsableArguments {
+  @Option(
+    name: [.customShort("c"), .long],
+    help: "The collection (default: $VDB_COLLECTION, set by `use` in the shell).")
+  var collection: String?
+
+  /// The collection named by -c, else by $VDB_COLLECTION.
+  func name() throws -> String {
+    if let collection { return collection }
+    if let name = ProcessInfo.processInfo.environment["VDB_COLLECTION"], !name.isEmpty {
+      return name
+    }
+    throw CLIError(
+      message: "no collection given", hint: "pass -c NAME (or `use NAME` in the shell)")
+  }
+}

@@ -1,0 +1,61 @@
+import HNSW
+import XCTest
+
+/// The shared data sets, found from this file's path: the checkout sits beside
+/// `shared/`.
+enum TestData {
+  static let datasets = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("shared/datasets").path
+
+  static func path(_ relative: String) throws -> String {
+    let path = datasets + "/" + relative
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw XCTSkip("data set file \(path) is missing")
+    }
+    return path
+  }
+
+  static func floats(_ relative: String, limit: Int = .max) throws -> Texmex.Matrix<Float> {
+    try Texmex.readFloats(path: try path(relative), limit: limit)
+  }
+}
+
+/// Recall@k of `found` against `truth`, averaged over queries.
+func recall(_ found: [[UInt32]], _ truth: [[UInt32]], k: Int) -> Double {
+  var hits = 0
+  for (f, t) in zip(found, truth) { hits += Set(f.prefix(k)).intersection(t.prefix(k)).count }
+  return Double(hits) / Double(k * max(1, found.count))
+}
+
+/// Builds an in-memory graph of the rows of `base` (ids 0, 1, …).
+func buildGraph(
+  _ base: Texmex.Matrix<Float>, metric: Metric, parameters: HNSWParameters = HNSWParameters(),
+  threads: Int = 2
+) throws -> HNSWGraph<MemoryStorage> {
+  var graph = HNSWGraph(
+    storage: MemoryStorage(dimension: base.dimension, parameters: parameters), metric: metric,
+    parameters: parameters)
+  try graph.insert(
+    ids: (0..<UInt32(base.rows)).map { $0 }, vectors: base.elements, threads: threads)
+  return graph
+}
+
+/// A deterministic generator for test data.
+struct SplitMix64: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// `count` random vectors of `dimension` components in [-1, 1).
+func randomVectors(_ count: Int, dimension: Int, seed: UInt64) -> [Float] {
+  var rng = SplitMix64(seed: seed)
+  return (0..<count * dimension).map { _ in Float.random(in: -1..<1, using: &rng) }
+}

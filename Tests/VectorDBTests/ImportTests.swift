@@ -1,0 +1,125 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+final class ImportTests: XCTestCase {
+  var directory: String!
+
+  override func setUpWithError() throws {
+    directory = NSTemporaryDirectory() + "vdb-import-tests-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  private func file(_ name: String, _ lines: [String], crlf: Bool = false) throws -> String {
+    let path = directory + "/" + name
+    try Data(lines.joined(separator: crlf ? "\r\n" : "\n").utf8).write(
+      to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  private func collection() throws -> VectorDB.Collection {
+    try Database(path: directory + "/db").collection("c")
+  }
+
+  func testImportsIdsTitlesAndMetadata() throws {
+    let path = try file(
+      "docs.jsonl",
+      [
+        #"{"_id": "1", "title": "Title", "text": "Body."}"#,
+        "",
+        #"{"id": 2, "text": "  Second  ", "metadata": {"year": 2020}}"#,
+        #"{"_id": "3", "title": "", "text": "No title", "extra": true}"#,
+      ], crlf: true)
+    let docs = try collection()
+    let report = try docs.importJSONL(path: path)
+    XCTAssertEqual(report.imported, 3)
+    XCTAssertEqual(try docs.get("1")?.text, "Title Body.")
+    XCTAssertEqual(try docs.get("2"), Document(id: "2", text: "Second", metadata: ["year": 2020]))
+    XCTAssertEqual(try docs.get("3")?.text, "No title")
+  }
+
+  func testBadLineStopsTheImportAndWritesNothing() throws {
+    let path = try file(
+      "bad.jsonl",
+      [
+        #"{"_id": "1", "text": "fine"}"#, #"{"_id": "2", "text": "fine"}"#,
+        #"{"_id": "3", "text": 42}"#,
+      ])
+    let docs = try collection()
+    XCTAssertThrowsError(try docs.importJSONL(path: path)) { error in
+      XCTAssertEqual("\(error)", "\(path):3: field \"text\" must be a string")
+    }
+    XCTAssertEqual(try docs.count(), 0)
+  }
+
+  func testEachKindOfBadLineIsNamed() throws {
+    let cases: [(String, String)] = [
+      (#"{"text": "no id"}"#, "missing field \"_id\" (or \"id\")"),
+      (#"{"_id": "1"}"#, "missing field \"text\""),
+      (#"{"_id": "1", "text": "t", "metadata": [1]}"#, "field \"metadata\" must be a JSON object"),
+      (#"{"_id": "1", "text": "t", "title": 5}"#, "field \"title\" must be a string"),
+      (#"{"_id": "", "text": "t"}"#, "the id is empty"),
+      (#"{"_id": "1", "text": "unterminated"#, "invalid JSON"),
+      (#"["not", "an", "object"]"#, "expected a JSON object"),
+    ]
+    for (line, reason) in cases {
+      let path = try file("case.jsonl", [#"{"_id": "ok", "text": "fine"}"#, line])
+      XCTAssertThrowsError(try collection().importJSONL(path: path), line) { error in
+        XCTAssertEqual("\(error)", "\(path):2: \(reason)")
+      }
+    }
+  }
+
+  func testInvalidUTF8IsReportedWithItsLine() throws {
+    let path = directory + "/latin1.jsonl"
+    var bytes = Array(#"{"_id": "1", "text": "ok"}"#.utf8) + [10]
+    bytes += Array(#"{"_id": "2", "text": "caf"#.utf8) + [0xE9] + Array(#""}"#.utf8)
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    XCTAssertThrowsError(try collection().importJSONL(path: path)) { error in
+      XCTAssertEqual("\(error)", "\(path):2: invalid UTF-8")
+    }
+  }
+
+  func testSkipBadReportsAndImportsTheRest() throws {
+    let path = try file(
+      "mixed.jsonl",
+      [#"{"_id": "1", "text": "a"}"#, "not json", #"{"_id": "2", "text": "b"}"#, #"{"_id": 3}"#])
+    var options = ImportOptions()
+    options.skipBadLines = true
+    let docs = try collection()
+    let report = try docs.importJSONL(path: path, options: options)
+    XCTAssertEqual(report.imported, 2)
+    XCTAssertEqual(report.skipped.map(\.line), [2, 4])
+    XCTAssertEqual(try docs.count(), 2)
+  }
+
+  func testDuplicateIdsInAFileLastWins() throws {
+    let path = try file(
+      "dup.jsonl", [#"{"_id": "1", "text": "old"}"#, #"{"_id": "1", "text": "new"}"#])
+    let docs = try collection()
+    try docs.importJSONL(path: path)
+    XCTAssertEqual(try docs.count(), 1)
+    XCTAssertEqual(try docs.get("1")?.text, "new")
+  }
+
+  func testSciFactCorpus() throws {
+    let scifact = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("../../../shared/datasets/scifact").standardized.path
+    let docs = try collection()
+    var updates = 0
+    var options = ImportOptions()
+    options.batchSize = 1000
+    let report = try docs.importBEIR(directory: scifact, options: options) { _ in updates += 1 }
+    XCTAssertEqual(report.imported, 5183)
+    XCTAssertEqual(updates, 6)
+    XCTAssertEqual(try docs.count(), 5183)
+    XCTAssertTrue(
+      try docs.get("4983")?.text.hasPrefix("Microstructural development of human newborn") ?? false)
+    try Database(path: directory + "/db").verify()
+  }
+}

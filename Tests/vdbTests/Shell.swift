@@ -1,0 +1,117 @@
+import Foundation
+import XCTest
+
+/// Runs the real `vdb` binary (built next to the test bundle) as a child process.
+enum Shell {
+  static var binary: String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("vdb").path
+  }
+
+  struct Result {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+  }
+
+  /// Runs `vdb ARGS` to completion.
+  @discardableResult
+  static func vdb(_ arguments: [String], environment: [String: String] = [:], input: String? = nil)
+    throws -> Result
+  {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    if let input {
+      let pipe = Pipe()
+      process.standardInput = pipe
+      pipe.fileHandleForWriting.write(Data(input.utf8))
+      try pipe.fileHandleForWriting.close()
+    }
+    try process.run()
+    // Read both pipes before waiting so a full pipe cannot block the child.
+    let errData = Locked(Data())
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+      errData.value = err.fileHandleForReading.readDataToEndOfFile()
+      group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return Result(
+      status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+      stderr: String(decoding: errData.value, as: UTF8.self))
+  }
+
+  /// A `bash -c script` child in a session (and process group) of its own, so the whole
+  /// group (bash and any vdb it runs) can be killed at once.
+  struct Group {
+    let process: Process
+    let output: FileHandle
+    /// The group's id: the pid of the bash that leads it.
+    let id: pid_t
+  }
+
+  static func startGroup(_ script: String) throws -> Group {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+    // setsid may fork; the script reports the pid that leads the new group.
+    process.arguments = ["--wait", "bash", "-c", "echo $$\n" + script]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var first = Data()
+    while !first.contains(UInt8(ascii: "\n")) {
+      let byte = try out.fileHandleForReading.read(upToCount: 1) ?? Data()
+      if byte.isEmpty { break }
+      first.append(byte)
+    }
+    let id =
+      pid_t(String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+      ?? 0
+    return Group(process: process, output: out.fileHandleForReading, id: id)
+  }
+
+  /// SIGKILLs the group and returns what it printed; `killed` tells whether the signal
+  /// found it still running.
+  static func killGroup(_ group: Group) -> (output: String, killed: Bool) {
+    let killed = kill(-group.id, SIGKILL) == 0 && group.process.isRunning
+    group.process.waitUntilExit()
+    return (String(decoding: group.output.readDataToEndOfFile(), as: UTF8.self), killed)
+  }
+
+  /// A fresh temporary directory.
+  static func temporaryDirectory(_ label: String) throws -> String {
+    let path = NSTemporaryDirectory() + "vdb-\(label)-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+  }
+
+  /// Writes a JSON Lines batch file of `count` documents with ids `PREFIX-j`.
+  static func writeBatch(_ path: String, prefix: String, count: Int, textBytes: Int = 1000) throws {
+    let filler = String(repeating: "lorem ipsum ", count: textBytes / 12)
+    let lines = (0..<count).map { j in
+      #"{"_id": "\#(prefix)-\#(j)", "text": "\#(prefix) document \#(j) \#(filler)", "metadata": {"batch": "\#(prefix)"}}"#
+    }
+    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+  }
+}
+
+/// A value shared between threads.
+final class Locked<Value>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var stored: Value
+  init(_ value: Value) { stored = value }
+  var value: Value {
+    get { lock.withLock { stored } }
+    set { lock.withLock { stored = newValue } }
+  }
+}

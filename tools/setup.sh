@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what vdb needs on Debian and fetches the model. Safe to run again: it does
+# only what is missing. Used by both README commands (tools/main.sh, tools/test.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(liblmdb-dev libopenblas-dev libedit-dev pkg-config python3 python3-pip unzip tmux)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH (https://swift.org/install)" >&2; exit 1; }
+
+if [ -x tools/fetch-model.sh ]; then
+  tools/fetch-model.sh >/dev/null
+fi
