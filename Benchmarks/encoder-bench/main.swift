@@ -14,7 +14,8 @@
 // Usage (release build, from the project root):
 //   swift build -c release --product encoder-bench
 //   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
-//       [--batch1-threads N] [--kernels SkylakeX|Haswell] [--peer .peer-venv/bin/python]
+//       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
+//       [--peer .peer-venv/bin/python]
 //       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
 //       peer-results/passages.txt peer-results/short.txt
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
@@ -33,6 +34,8 @@ struct Options {
   var reps = 5
   var batch1 = 200
   var batch1Threads = Parallel.coreCount
+  var threads = Parallel.coreCount
+  var measurePeak = true
   var json = false
   var kernels: BLAS.KernelSet? = nil
   var peerPython: String? = nil
@@ -58,6 +61,8 @@ struct Options {
       case "--reps": reps = max(1, number(argument))
       case "--batch1": batch1 = number(argument)
       case "--batch1-threads": batch1Threads = max(1, number(argument))
+      case "--threads": threads = max(1, number(argument))
+      case "--no-peak": measurePeak = false
       case "--json": json = true
       case "--peer": peerPython = value(argument)
       case "--peer-script": peerScript = value(argument)
@@ -193,10 +198,10 @@ func runPeer(_ options: Options, file: String, batch1Limit: Int? = nil) -> PeerR
 
 /// vdb's throughput on `texts`: sentences/s of each timed pass.
 func measureThroughput(_ texts: [String]) -> [Double] {
-  _ = encoder.embedMatrix(texts, batchSize: options.batch)
+  _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
   return (0..<options.reps).map { _ in
     let start = now()
-    _ = encoder.embedMatrix(texts, batchSize: options.batch)
+    _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
     return Double(texts.count) / (now() - start)
   }
 }
@@ -252,12 +257,16 @@ var lines: [String] = [
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",
 ]
 
-let peak = [
-  sgemmRate(m: 4096, n: 1536, k: 384), sgemmRate(m: 4096, n: 384, k: 1536),
-  sgemmRate(m: 2048, n: 2048, k: 2048),
-].max()!
+let peak =
+  options.measurePeak
+  ? [
+    sgemmRate(m: 4096, n: 1536, k: 384), sgemmRate(m: 4096, n: 384, k: 1536),
+    sgemmRate(m: 2048, n: 2048, k: 2048),
+  ].max()! : .nan
 report["sgemm_peak_gflops"] = peak
-lines.append(String(format: "sgemm peak (x·Wᵀ, all cores)  %.0f GFLOP/s", peak))
+if options.measurePeak {
+  lines.append(String(format: "sgemm peak (x·Wᵀ, all cores)  %.0f GFLOP/s", peak))
+}
 
 for file in options.files {
   let texts = readTexts(file)
@@ -299,7 +308,7 @@ for file in options.files {
     "  sentences/s   " + summary(sentences),
     "  tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
     "  GFLOP/s       " + summary(gflops, "%.0f")
-      + String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak),
+      + (peak.isNaN ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
     "  tokenizer     "
       + String(format: "%.2f M tokens/s (one thread)", median(tokenizerRates) / 1e6),
   ]
@@ -348,9 +357,18 @@ if options.batch1 > 0 {
   report["batch1"] = entry
 }
 
+/// `value` with NaN numbers (figures not measured) replaced by JSON null.
+func jsonSafe(_ value: Any) -> Any {
+  switch value {
+  case let number as Double where number.isNaN: return NSNull()
+  case let dictionary as [String: Any]: return dictionary.mapValues(jsonSafe)
+  default: return value
+  }
+}
+
 if options.json {
   let data = try JSONSerialization.data(
-    withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+    withJSONObject: jsonSafe(report), options: [.sortedKeys, .prettyPrinted])
   print(String(decoding: data, as: UTF8.self))
 } else {
   print(lines.joined(separator: "\n"))
