@@ -114,6 +114,12 @@ public final class Collection: @unchecked Sendable {
         }
         if let plan, !rows.isEmpty {
           try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
+          for (row, record) in zip(rows, records) {
+            try txn.put(
+              schema.sources,
+              key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row),
+              value: record.hash.bytes)
+          }
         }
         return true
       }
@@ -148,6 +154,11 @@ public final class Collection: @unchecked Sendable {
       }
       if let plan, collection.active == plan.generation.id, !rows.isEmpty {
         try plan.index.delete(ids: rows, in: txn)
+        for row in rows {
+          try txn.delete(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
+        }
       }
       return rows.count
     }
@@ -188,8 +199,7 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// Runs `body` in a write transaction with the collection's record, saved after.
-  private func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R
-  {
+  func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R {
     let schema = self.schema
     let name = self.name
     return try storage {
