@@ -27,7 +27,7 @@ public final class Collection: @unchecked Sendable {
     self.id = record.id
   }
 
-  private var schema: Schema { database.schema }
+  var schema: Schema { database.schema }
   private var environment: Environment { database.environment }
 
   // MARK: Writing
@@ -173,14 +173,15 @@ public final class Collection: @unchecked Sendable {
     var index: VectorIndex
   }
 
-  func indexPlan() throws -> IndexPlan? {
+  /// The plan of the active generation, or of `generation` when given.
+  func indexPlan(generation chosen: UInt32? = nil) throws -> IndexPlan? {
     let schema = self.schema
     let name = self.name
     let found = try read { txn -> (VectorSettings, GenerationRecord)? in
       guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
         throw VectorDBError.collectionNotFound(name)
       }
-      guard let settings = record.vectors, let active = record.active else { return nil }
+      guard let settings = record.vectors, let active = chosen ?? record.active else { return nil }
       let key = Schema.generationKey(collection: record.id, generation: active)
       guard let bytes = try txn.get(schema.generations, key: key) else {
         throw VectorDBError.damaged(

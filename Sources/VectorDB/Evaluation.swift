@@ -114,6 +114,15 @@ extension Collection {
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,
     perQuery: Bool = false, progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> EvaluationReport {
+    try evaluate(
+      queries: queries, qrels: qrels, exact: exact, ef: ef, perQuery: perQuery, generation: nil,
+      progress: progress)
+  }
+
+  func evaluate(
+    queries: [String: String], qrels: [String: [String: Int]], exact: Bool, ef: Int, perQuery: Bool,
+    generation: UInt32?, progress: ((OperationProgress) throws -> Void)?
+  ) throws -> EvaluationReport {
     let start = Date()
     let cutoffs = MetricCutoffs()
     let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
@@ -121,10 +130,11 @@ extension Collection {
     let chunk = 64
     for first in stride(from: 0, to: ids.count, by: chunk) {
       let part = Array(ids[first..<min(first + chunk, ids.count)])
-      let found = try query(
-        texts: part.map { queries[$0]! },
+      let found = try search(
+        texts: part.map { queries[$0]! }, vectors: nil,
         options: QueryOptions(
-          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false))
+          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false),
+        generation: generation)
       for (id, result) in zip(part, found) {
         results[id] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
       }

@@ -165,6 +165,47 @@ extension Collection {
 
   // MARK: The job's steps
 
+  /// Starts (or resumes) a building generation of model `version` and embeds every
+  /// document into it, without switching. Returns the generation id.
+  func build(model version: Int, batchSize: Int, progress: ((OperationProgress) throws -> Void)?)
+    throws -> UInt32
+  {
+    var (record, _) = try state()
+    guard let settings = record.vectors else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+    }
+    if let building = record.building, try generationRecord(building)?.model != version {
+      try abandon(building)
+      record.building = nil
+    }
+    if record.building == nil { record = try startGeneration(model: version) }
+    let generation = try generationRecord(record.building!)!
+    _ = try catchUp(
+      generation: generation, settings: settings, batchSize: batchSize, progress: progress)
+    return generation.id
+  }
+
+  /// Switches to a generation made by `build` (catching up writes made since).
+  func promote(_ generation: UInt32, batchSize: Int = 256) throws {
+    let (record, _) = try state()
+    guard let settings = record.vectors else { return }
+    try switchTo(generation, settings: settings, batchSize: batchSize)
+  }
+
+  /// Drops a building generation that will not be switched to.
+  func abandon(_ generation: UInt32) throws {
+    let schema = database.schema
+    try write { txn, collection in
+      if collection.building == generation { collection.building = nil }
+      try txn.delete(
+        schema.generations, key: Schema.generationKey(collection: id, generation: generation))
+      try txn.deleteRange(
+        schema.sources, from: KeyBuilder().uint32(id).uint32(generation),
+        to: KeyBuilder().uint32(id).uint32(generation + 1))
+    }
+    try dropIndex(generation)
+  }
+
   private func state() throws -> (CollectionRecord, GenerationRecord?) {
     let schema = database.schema
     let name = self.name
