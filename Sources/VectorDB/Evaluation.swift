@@ -155,17 +155,11 @@ extension Collection {
   ) {
     var queries: [String: String] = [:]
     var qrels: [String: [String: Int]] = [:]
-    var after: UInt64 = 0
-    while true {
-      let entries = try database.logEntries(collection: name, after: after, limit: 1000)
-      guard let last = entries.last else { break }
-      after = last.id
-      for entry in entries {
-        guard let text = entry.text, entry.feedback.contains(where: \.isRelevant) else { continue }
-        let id = "log:\(entry.id)"
-        queries[id] = text
-        for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
-      }
+    try database.forEachLogEntry(collection: name) { entry in
+      guard let text = entry.text, entry.feedback.contains(where: \.isRelevant) else { return }
+      let id = "log:\(entry.id)"
+      queries[id] = text
+      for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
     }
     return (queries, qrels)
   }
@@ -175,21 +169,15 @@ extension Collection {
   /// were never shown, in what the collection returns now for the top `k`).
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
-    var after: UInt64 = 0
-    while true {
-      let entries = try database.logEntries(collection: name, after: after, limit: 1000)
-      guard let last = entries.last else { break }
-      after = last.id
-      for entry in entries {
-        let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
-        guard let text = entry.text, !relevant.isEmpty else { continue }
-        let shown =
-          entry.kind == .query
-          ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
-        let rank = shown.prefix(k).firstIndex { relevant.contains($0) }.map { $0 + 1 }
-        let document = rank.map { shown[$0 - 1] } ?? relevant.sorted()[0]
-        cases.append(Diagnosis.Case(logID: entry.id, query: text, document: document, rank: rank))
-      }
+    try database.forEachLogEntry(collection: name) { entry in
+      let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
+      guard let text = entry.text, !relevant.isEmpty else { return }
+      let shown =
+        entry.kind == .query
+        ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
+      let rank = shown.prefix(k).firstIndex { relevant.contains($0) }.map { $0 + 1 }
+      let document = rank.map { shown[$0 - 1] } ?? relevant.sorted()[0]
+      cases.append(Diagnosis.Case(logID: entry.id, query: text, document: document, rank: rank))
     }
     let total = Double(max(cases.count, 1))
     let notFound = cases.filter { $0.rank == nil }

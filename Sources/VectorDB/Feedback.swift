@@ -168,6 +168,18 @@ extension Database {
     }
   }
 
+  /// Calls `body` with every log entry of `collection` (with its feedback), oldest
+  /// first, reading a page of entries per transaction.
+  func forEachLogEntry(collection: String, _ body: (LogEntry) throws -> Void) throws {
+    var after: UInt64 = 0
+    while true {
+      let entries = try logEntries(collection: collection, after: after, limit: 1000)
+      guard let last = entries.last else { return }
+      after = last.id
+      for entry in entries { try body(entry) }
+    }
+  }
+
   /// The log entry `id` with its feedback, or `nil` (never logged, or pruned).
   public func logEntry(_ id: UInt64) throws -> LogEntry? {
     let log = schema.log

@@ -58,6 +58,8 @@ public struct TrainingReport: Codable, Sendable {
   public var heldOutBefore: [String: Double]
   public var heldOutAfter: [String: Double]
   public var data: TrainingData
+  /// (query, positive) pairs trained on (the same as `data.trainPairs`, for scripts).
+  public var trainPairs: Int
   /// Loss of every step.
   public var losses: [Double]
   public var trainingSeconds: Double
@@ -75,48 +77,6 @@ public struct TrainingReport: Codable, Sendable {
     case seconds
   }
 
-  public init(
-    modelVersion: Int, promoted: Bool, reason: String, heldOutBefore: [String: Double],
-    heldOutAfter: [String: Double], data: TrainingData, losses: [Double], trainingSeconds: Double,
-    seconds: Double
-  ) {
-    self.modelVersion = modelVersion
-    self.promoted = promoted
-    self.reason = reason
-    self.heldOutBefore = heldOutBefore
-    self.heldOutAfter = heldOutAfter
-    self.data = data
-    self.losses = losses
-    self.trainingSeconds = trainingSeconds
-    self.seconds = seconds
-  }
-
-  public init(from decoder: Decoder) throws {
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    modelVersion = try c.decode(Int.self, forKey: .modelVersion)
-    promoted = try c.decode(Bool.self, forKey: .promoted)
-    reason = try c.decode(String.self, forKey: .reason)
-    heldOutBefore = try c.decode([String: Double].self, forKey: .heldOutBefore)
-    heldOutAfter = try c.decode([String: Double].self, forKey: .heldOutAfter)
-    data = try c.decode(TrainingData.self, forKey: .data)
-    losses = try c.decode([Double].self, forKey: .losses)
-    trainingSeconds = try c.decode(Double.self, forKey: .trainingSeconds)
-    seconds = try c.decode(Double.self, forKey: .seconds)
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(modelVersion, forKey: .modelVersion)
-    try c.encode(promoted, forKey: .promoted)
-    try c.encode(reason, forKey: .reason)
-    try c.encode(heldOutBefore, forKey: .heldOutBefore)
-    try c.encode(heldOutAfter, forKey: .heldOutAfter)
-    try c.encode(data, forKey: .data)
-    try c.encode(data.trainPairs, forKey: .trainPairs)
-    try c.encode(losses, forKey: .losses)
-    try c.encode(trainingSeconds, forKey: .trainingSeconds)
-    try c.encode(seconds, forKey: .seconds)
-  }
 }
 
 /// A stage of `Collection.train`, for progress reports.
@@ -267,8 +227,8 @@ extension Collection {
     }
     return TrainingReport(
       modelVersion: info.version, promoted: promoted, reason: reason, heldOutBefore: before.metrics,
-      heldOutAfter: after.metrics, data: run.data, losses: trainer.lossHistory,
-      trainingSeconds: trainingSeconds,
+      heldOutAfter: after.metrics, data: run.data, trainPairs: run.data.trainPairs,
+      losses: trainer.lossHistory, trainingSeconds: trainingSeconds,
       seconds: Date().timeIntervalSince(start))
   }
 
@@ -286,20 +246,14 @@ extension Collection {
     // Group the judgements by query text.
     var judged: [String: [String: Int]] = [:]
     var notRelevant: [String: [String]] = [:]
-    var after: UInt64 = 0
-    while true {
-      let entries = try database.logEntries(collection: name, after: after, limit: 1000)
-      guard let last = entries.last else { break }
-      after = last.id
-      for entry in entries {
-        guard let text = entry.text else { continue }
-        for item in entry.feedback {
-          if item.isRelevant {
-            judged[text, default: [:]][item.documentID] = max(
-              judged[text]?[item.documentID] ?? 0, item.relevance)
-          } else {
-            notRelevant[text, default: []].append(item.documentID)
-          }
+    try database.forEachLogEntry(collection: name) { entry in
+      guard let text = entry.text else { return }
+      for item in entry.feedback {
+        if item.isRelevant {
+          judged[text, default: [:]][item.documentID] = max(
+            judged[text]?[item.documentID] ?? 0, item.relevance)
+        } else {
+          notRelevant[text, default: []].append(item.documentID)
         }
       }
     }
