@@ -67,7 +67,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )
