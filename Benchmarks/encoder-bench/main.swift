@@ -9,7 +9,9 @@
 //   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
 // With --peer PYTHON, each measurement is followed at once by the peer's on the same
 // texts and settings (batch, reps, 2 threads), and the report gives vdb/peer ratios;
-// --rounds N repeats the alternation.
+// --rounds N repeats the alternation. --cpu-time also reports processor seconds per pass
+// (all threads), for vdb and the peer (from two peer runs of different length, so that
+// start-up cancels out): a figure that a busy machine disturbs far less than wall time.
 //
 // Usage (release build, from the project root):
 //   swift build -c release --product encoder-bench
@@ -36,6 +38,7 @@ struct Options {
   var batch1Threads = Parallel.coreCount
   var threads = Parallel.coreCount
   var measurePeak = true
+  var cpuTime = false
   var json = false
   var kernels: BLAS.KernelSet? = nil
   var peerPython: String? = nil
@@ -63,6 +66,7 @@ struct Options {
       case "--batch1-threads": batch1Threads = max(1, number(argument))
       case "--threads": threads = max(1, number(argument))
       case "--no-peak": measurePeak = false
+      case "--cpu-time": cpuTime = true
       case "--json": json = true
       case "--peer": peerPython = value(argument)
       case "--peer-script": peerScript = value(argument)
@@ -163,15 +167,19 @@ struct PeerResult {
   var p95: Double?
 }
 
-func runPeer(_ options: Options, file: String, batch1Limit: Int? = nil) -> PeerResult {
+func runPeer(
+  _ options: Options, file: String, batch1Limit: Int? = nil, passes: Int? = nil
+) -> PeerResult {
   guard let python = options.peerPython else { fail("no --peer") }
   let output = FileManager.default.temporaryDirectory
     .appendingPathComponent("encoder-bench-peer-\(getpid()).json")
   defer { try? FileManager.default.removeItem(at: output) }
   var arguments = [
     options.peerScript, file, "--json", "--out", output.path, "--batch", String(options.batch),
-    "--reps", String(batch1Limit == nil ? options.reps : 2),
+    "--reps", String(passes ?? (batch1Limit == nil ? options.reps : 2)),
+    "--threads", String(options.threads),
   ]
+  if passes != nil { arguments += ["--warmup", "0"] }
   if let limit = batch1Limit { arguments += ["--batch1", "--limit", String(limit)] }
   let process = Process()
   process.executableURL = URL(fileURLWithPath: python)
@@ -196,14 +204,40 @@ func runPeer(_ options: Options, file: String, batch1Limit: Int? = nil) -> PeerR
     p95: median("latency_ms_p95"))
 }
 
-/// vdb's throughput on `texts`: sentences/s of each timed pass.
-func measureThroughput(_ texts: [String]) -> [Double] {
+/// Processor seconds (user + system, all threads) used so far by this process, or by
+/// its finished children.
+func cpuSeconds(children: Bool = false) -> Double {
+  var usage = rusage()
+  getrusage(__rusage_who_t((children ? RUSAGE_CHILDREN : RUSAGE_SELF).rawValue), &usage)
+  func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) * 1e-6 }
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The peer's processor seconds per pass over `file`: two runs without warm-up, of
+/// 1 and 1 + `options.reps` passes; the difference cancels start-up and model loading.
+func peerCPUSecondsPerPass(file: String) -> Double {
+  let start = cpuSeconds(children: true)
+  _ = runPeer(options, file: file, passes: 1)
+  let short = cpuSeconds(children: true)
+  _ = runPeer(options, file: file, passes: 1 + options.reps)
+  let long = cpuSeconds(children: true)
+  return ((long - short) - (short - start)) / Double(options.reps)
+}
+
+/// vdb's throughput on `texts`: sentences/s of each timed pass, and the processor
+/// seconds each pass used.
+func measureThroughput(_ texts: [String]) -> (sentences: [Double], cpuSeconds: [Double]) {
   _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
-  return (0..<options.reps).map { _ in
+  var sentences: [Double] = []
+  var processor: [Double] = []
+  for _ in 0..<options.reps {
     let start = now()
+    let cpuStart = cpuSeconds()
     _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
-    return Double(texts.count) / (now() - start)
+    sentences.append(Double(texts.count) / (now() - start))
+    processor.append(cpuSeconds() - cpuStart)
   }
+  return (sentences, processor)
 }
 
 /// vdb's batch-1 latency on `texts`, one call each: p50 and p95 in ms (medians of 2 passes).
@@ -287,12 +321,17 @@ for file in options.files {
   }
 
   var sentences: [Double] = []
+  var processor: [Double] = []
   var peerSentences: [Double] = []
+  var peerProcessor: [Double] = []
   for _ in 0..<options.rounds {
     if options.peerPython != nil {
       peerSentences.append(runPeer(options, file: file).sentencesPerSecond)
+      if options.cpuTime { peerProcessor.append(peerCPUSecondsPerPass(file: file)) }
     }
-    sentences += measureThroughput(texts)
+    let measured = measureThroughput(texts)
+    sentences += measured.sentences
+    processor += measured.cpuSeconds
   }
   let gflops = sentences.map { work * $0 / Double(texts.count) / 1e9 }
   var entry: [String: Any] = [
@@ -301,6 +340,7 @@ for file in options.files {
     "sentences_per_s_max": sentences.max()!, "tokens_per_s": median(sentences) * meanTokens,
     "gflops": median(gflops), "fraction_of_peak": median(gflops) / peak,
     "tokenizer_tokens_per_s": median(tokenizerRates),
+    "cpu_seconds_per_pass": median(processor),
   ]
   lines += [
     "\(file): \(texts.count) texts, tokens/text mean "
@@ -312,6 +352,20 @@ for file in options.files {
     "  tokenizer     "
       + String(format: "%.2f M tokens/s (one thread)", median(tokenizerRates) / 1e6),
   ]
+  if options.cpuTime {
+    lines.append(
+      "  CPU-s/pass    " + summary(processor, "%.2f")
+        + String(
+          format: "  (%.1f sentences per CPU-second)", Double(texts.count) / median(processor)))
+  }
+  if !peerProcessor.isEmpty {
+    entry["peer_cpu_seconds_per_pass"] = median(peerProcessor)
+    lines.append(
+      "  peer CPU-s    " + summary(peerProcessor, "%.2f")
+        + String(
+          format: " per pass;  vdb/peer sentences per CPU-second %.2f×",
+          median(peerProcessor) / median(processor)))
+  }
   if !peerSentences.isEmpty {
     entry["peer_sentences_per_s"] = median(peerSentences)
     entry["ratio"] = median(sentences) / median(peerSentences)

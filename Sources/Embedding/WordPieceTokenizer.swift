@@ -3,6 +3,7 @@ import Foundation
 /// BERT's WordPiece tokenizer, matching Hugging Face's `BertTokenizerFast` id for id.
 ///
 /// The pipeline, one pass over the text's Unicode scalars:
+/// 0. **Special tokens** written out in the text (`[UNK]`, `[MASK]`, …) stay whole.
 /// 1. **Clean**: drop NUL, U+FFFD and control/format characters (Unicode C*, except
 ///    tab, newline and carriage return); every whitespace character separates words.
 /// 2. **CJK**: each CJK ideograph becomes a word of its own.
