@@ -174,6 +174,12 @@ struct QueryRow {
 protocol BenchIndex {
   /// Searches one query (as read from the file) on the calling thread.
   func search(_ query: [Float], k: Int, ef: Int) throws -> [Neighbor]
+  /// Deletes nodes (repairing the graph as the index does by itself).
+  func delete(ids: [UInt32]) throws
+  /// Inserts rows of `vectors` under `ids`.
+  func insert(ids: [UInt32], vectors: [Float]) throws
+  /// The graph's integrity report.
+  func integrity() throws -> IntegrityReport
 }
 
 /// The in-memory graph, searched with queries prepared once up front (as hnswlib's
@@ -189,6 +195,12 @@ final class MemoryIndex: BenchIndex {
       try graph.search(prepared: $0.baseAddress!, k: k, ef: ef, scratch: scratch)
     }
   }
+
+  func delete(ids: [UInt32]) throws { try graph.delete(ids: ids) }
+  func insert(ids: [UInt32], vectors: [Float]) throws {
+    try graph.insert(ids: ids, vectors: vectors)
+  }
+  func integrity() throws -> IntegrityReport { try graph.checkIntegrity() }
 }
 
 /// The LMDB index: each query in its own read transaction, as vdb runs them.
@@ -203,6 +215,16 @@ final class StoredIndex: BenchIndex {
 
   func search(_ query: [Float], k: Int, ef: Int) throws -> [Neighbor] {
     try environment.read { txn in try index.search(query, k: k, ef: ef, in: txn) }
+  }
+
+  func delete(ids: [UInt32]) throws {
+    try environment.write { txn in _ = try index.delete(ids: ids, in: txn) }
+  }
+  func insert(ids: [UInt32], vectors: [Float]) throws {
+    try environment.write { txn in try index.insert(ids: ids, vectors: vectors, in: txn) }
+  }
+  func integrity() throws -> IntegrityReport {
+    try environment.read { txn in try index.checkIntegrity(in: txn) }
   }
 }
 
@@ -375,18 +397,16 @@ func run() throws {
     printQueries(rows, title: "\(threads)-thread build")
   }
 
-  if options.churn, let memory = builds.first?.index as? MemoryIndex {
-    var graph = memory.graph
+  if options.churn, let index = builds.first?.index {
     var rng = SplitMix64(seed: 42)
     let deleted = ids.shuffled(using: &rng).prefix(base.rows * 3 / 10)
     let reinserted = Array(deleted.prefix(deleted.count / 2))
     var start = clock.now
-    try graph.delete(ids: deleted, threads: 1)
-    try graph.consolidate()
+    try index.delete(ids: Array(deleted))
     let deleteTime = seconds(clock.now - start)
     start = clock.now
     let reinsertVectors = reinserted.flatMap { base.row(Int($0)) }
-    try graph.insert(ids: reinserted, vectors: reinsertVectors, threads: 1)
+    try index.insert(ids: reinserted, vectors: reinsertVectors)
     let reinsertTime = seconds(clock.now - start)
     var live = [Bool](repeating: true, count: base.rows)
     for id in deleted { live[Int(id)] = false }
@@ -403,14 +423,14 @@ func run() throws {
     churnOptions.efs = [64]
     churnOptions.reps = 1
     let churned = try measureQueries(
-      MemoryIndex(graph), queries: queries, truth: liveTruth, options: churnOptions)[0]
+      index, queries: queries, truth: liveTruth, options: churnOptions)[0]
     let baseline = try measureQueries(
       MemoryIndex(fresh), queries: queries, truth: liveTruth, options: churnOptions)[0]
-    let report = try graph.checkIntegrity()
+    let report = try index.integrity()
     print(
       String(
         format:
-          "churn: deleted %d (%.2f s incl. repair), re-inserted %d (%.2f s); recall@10 at ef 64: "
+          "churn (fresh build in memory): deleted %d (%.2f s incl. repair), re-inserted %d (%.2f s); recall@10 at ef 64: "
           + "churned %.4f, fresh %.4f, difference %+.4f; %d unreachable, %d problems",
         deleted.count, deleteTime, reinserted.count, reinsertTime, churned.recall,
         baseline.recall, churned.recall - baseline.recall, report.unreachable.count,

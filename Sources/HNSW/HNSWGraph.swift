@@ -193,21 +193,24 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     while candidates.count > 0 {
       let current = candidates.pop()
       if results.count >= ef && current.distance > results.top.distance { break }
-      // Three passes over the neighbours: the unvisited ones, their distances, then
-      // the heap updates. With no data-dependent branch between two distance
-      // computations, the CPU overlaps their memory loads (most vectors are cache
-      // misses), which it cannot do across the unpredictable `d < bound` tests.
+      // Three passes over the neighbours: find the unvisited ones and start loading
+      // their vectors (prefetch), compute their distances, then update the heaps.
+      // The loads of a whole list overlap, instead of one cache miss per distance.
       let neighbors = try storage.neighbors(of: current.id, level: level)
       let fresh = scratch.fresh(capacity: neighbors.count)
+      let vectors = scratch.freshVectors
       var count = 0
       for i in 0..<neighbors.count {
         let id = neighbors[i]
         if visited.insert(id) {
+          let vector = try storage.vector(of: id)
+          Distance.prefetch(vector)
           fresh[count] = Neighbor(id: id, distance: 0)
+          vectors[count] = vector
           count &+= 1
         }
       }
-      for j in 0..<count { fresh[j].distance = try distance(query, fresh[j].id) }
+      for j in 0..<count { fresh[j].distance = distance(query, vectors[j]) }
       for j in 0..<count {
         let neighbor = fresh[j]
         if results.count < ef || neighbor.distance < results.top.distance {

@@ -16,6 +16,9 @@ public final class SearchScratch {
 
   /// Room for one neighbour list's unvisited nodes.
   @usableFromInline var freshNeighbors = UnsafeMutablePointer<Neighbor>.allocate(capacity: 0)
+  /// Their vectors.
+  @usableFromInline var freshVectors = UnsafeMutablePointer<UnsafeRawPointer>.allocate(
+    capacity: 0)
   @usableFromInline var freshCapacity = 0
 
   public init() {}
@@ -25,6 +28,7 @@ public final class SearchScratch {
     candidates.deallocate()
     results.deallocate()
     freshNeighbors.deallocate()
+    freshVectors.deallocate()
   }
 
   /// A buffer for at least `capacity` neighbours, valid until the next call.
@@ -32,7 +36,9 @@ public final class SearchScratch {
   func fresh(capacity: Int) -> UnsafeMutablePointer<Neighbor> {
     if freshCapacity < capacity {
       freshNeighbors.deallocate()
+      freshVectors.deallocate()
       freshNeighbors = .allocate(capacity: capacity)
+      freshVectors = .allocate(capacity: capacity)
       freshCapacity = capacity
     }
     return freshNeighbors

@@ -1,3 +1,5 @@
+import CPrefetch
+
 #if canImport(Glibc)
   import Glibc  // links libm, which Float.squareRoot() calls in unoptimised builds
 #elseif canImport(Darwin)
@@ -124,6 +126,14 @@ public enum Distance {
       i &+= 1
     }
     return sum
+  }
+
+  /// Hints the CPU to start loading the first cache lines of a vector that will be read
+  /// soon, so that several vectors' memory loads overlap. Never faults.
+  @inlinable @inline(__always)
+  public static func prefetch(_ vector: UnsafeRawPointer) {
+    vdb_prefetch(vector)
+    vdb_prefetch(vector + 64)
   }
 
   /// The inner product of two equally long arrays.

@@ -71,7 +71,8 @@ final class IndexTests: XCTestCase {
       XCTAssertGreaterThanOrEqual(Double(agree) / 500, 0.95)
     }
 
-    // One transaction, one call: the same chunks as the in-memory build, the same lists.
+    // One transaction, one call: the same chunks as the in-memory build (below 1,024
+    // nodes no chunk reaches either storage's limit), so the same lists.
     let single = try VectorIndex.create(
       "single", in: env, dimension: dimension, metric: .l2, parameters: parameters)
     try env.write { txn in try single.insert(ids: ids, vectors: vectors, threads: 2, in: txn) }

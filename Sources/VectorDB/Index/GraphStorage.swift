@@ -254,6 +254,11 @@ struct LMDBGraphStorage: HNSWStorage {
     state = other.state
   }
 
+  /// Every write empties the pointer caches, and the next chunk's searches refill them
+  /// through B-tree lookups, so fewer, larger chunks cost less here: 256 took 15–25%
+  /// less CPU than 64 or 1,024 building 25,000 scifact-minilm vectors.
+  var linkChunkLimit: Int { 256 }
+
   // MARK: Reads
 
   /// The node record, or `nil` if no such node is stored.
