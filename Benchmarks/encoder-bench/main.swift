@@ -1,4 +1,5 @@
-// encoder-bench: throughput and latency of vdb's native sentence encoder.
+// encoder-bench: throughput and latency of vdb's native sentence encoder, optionally
+// side by side with the peer (sentence-transformers on PyTorch CPU).
 //
 // Measures, on the same texts as the peer script (../shared/bench/peer_embed.py):
 //   - the machine's sgemm peak (large products, all cores, the way the encoder calls BLAS),
@@ -6,12 +7,19 @@
 //   - sentences/s for each text file at --batch (1 warm-up + --reps timed passes),
 //     the GFLOP/s that implies and its fraction of the sgemm peak,
 //   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
+// With --peer PYTHON, each measurement is followed at once by the peer's on the same
+// texts and settings (batch, reps, 2 threads), and the report gives vdb/peer ratios;
+// --rounds N repeats the alternation.
 //
 // Usage (release build, from the project root):
-//   swift run -c release encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
-//       [--kernels SkylakeX|Haswell] [--json] peer-results/passages.txt peer-results/short.txt
-// --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
+//   swift build -c release --product encoder-bench
+//   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
+//       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
+//       [--peer .peer-venv/bin/python]
+//       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
+//       peer-results/passages.txt peer-results/short.txt
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
+// --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
 
 import Embedding
 import Foundation
@@ -26,8 +34,13 @@ struct Options {
   var reps = 5
   var batch1 = 200
   var batch1Threads = Parallel.coreCount
+  var threads = Parallel.coreCount
+  var measurePeak = true
   var json = false
   var kernels: BLAS.KernelSet? = nil
+  var peerPython: String? = nil
+  var peerScript = "../shared/bench/peer_embed.py"
+  var rounds = 1
   var files: [String] = []
 
   init(arguments: [String]) {
@@ -48,7 +61,12 @@ struct Options {
       case "--reps": reps = max(1, number(argument))
       case "--batch1": batch1 = number(argument)
       case "--batch1-threads": batch1Threads = max(1, number(argument))
+      case "--threads": threads = max(1, number(argument))
+      case "--no-peak": measurePeak = false
       case "--json": json = true
+      case "--peer": peerPython = value(argument)
+      case "--peer-script": peerScript = value(argument)
+      case "--rounds": rounds = max(1, number(argument))
       case "--kernels":
         let name = value(argument)
         guard
@@ -138,6 +156,85 @@ func flops(tokens t: Int, config: BertConfig) -> Double {
   return Double(config.layerCount) * (linear + attention)
 }
 
+/// The peer script's figures for `file`: median sentences/s, or batch-1 p50/p95 ms.
+struct PeerResult {
+  var sentencesPerSecond: Double
+  var p50: Double?
+  var p95: Double?
+}
+
+func runPeer(_ options: Options, file: String, batch1Limit: Int? = nil) -> PeerResult {
+  guard let python = options.peerPython else { fail("no --peer") }
+  let output = FileManager.default.temporaryDirectory
+    .appendingPathComponent("encoder-bench-peer-\(getpid()).json")
+  defer { try? FileManager.default.removeItem(at: output) }
+  var arguments = [
+    options.peerScript, file, "--json", "--out", output.path, "--batch", String(options.batch),
+    "--reps", String(batch1Limit == nil ? options.reps : 2),
+  ]
+  if let limit = batch1Limit { arguments += ["--batch1", "--limit", String(limit)] }
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: python)
+  process.arguments = arguments
+  process.standardOutput = FileHandle.nullDevice
+  process.standardError = FileHandle.nullDevice
+  do {
+    try process.run()
+  } catch {
+    fail("cannot run the peer \(python): \(error)")
+  }
+  process.waitUntilExit()
+  guard process.terminationStatus == 0,
+    let data = FileManager.default.contents(atPath: output.path),
+    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+  else { fail("the peer failed on \(file): \(python) \(arguments.joined(separator: " "))") }
+  func median(_ key: String) -> Double? {
+    (json[key] as? [String: Any])?["median"] as? Double
+  }
+  return PeerResult(
+    sentencesPerSecond: median("sentences_per_sec") ?? 0, p50: median("latency_ms_p50"),
+    p95: median("latency_ms_p95"))
+}
+
+/// vdb's throughput on `texts`: sentences/s of each timed pass.
+func measureThroughput(_ texts: [String]) -> [Double] {
+  _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
+  return (0..<options.reps).map { _ in
+    let start = now()
+    _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
+    return Double(texts.count) / (now() - start)
+  }
+}
+
+/// vdb's batch-1 latency on `texts`, one call each: p50 and p95 in ms (medians of 2 passes).
+func measureLatency(_ texts: [String]) -> (p50: Double, p95: Double) {
+  for text in texts.prefix(10) { _ = encoder.embedMatrix([text], threads: options.batch1Threads) }
+  var p50s: [Double] = []
+  var p95s: [Double] = []
+  for _ in 0..<2 {
+    var latencies: [Double] = []
+    for text in texts {
+      let start = now()
+      _ = encoder.embedMatrix([text], threads: options.batch1Threads)
+      latencies.append((now() - start) * 1000)
+    }
+    p50s.append(percentile(latencies, 0.5))
+    p95s.append(percentile(latencies, 0.95))
+  }
+  return (median(p50s), median(p95s))
+}
+
+func readTexts(_ file: String) -> [String] {
+  guard let content = try? String(contentsOfFile: file, encoding: .utf8) else {
+    fail("cannot read \(file)")
+  }
+  let texts = content.split(separator: "\n").map(String.init).filter {
+    !$0.trimmingCharacters(in: .whitespaces).isEmpty
+  }
+  guard !texts.isEmpty else { fail("\(file) holds no texts") }
+  return texts
+}
+
 let options = Options(arguments: CommandLine.arguments)
 if let kernels = options.kernels, !BLAS.use(kernels) {
   fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
@@ -160,25 +257,22 @@ var lines: [String] = [
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",
 ]
 
-let peak = [
-  sgemmRate(m: 4096, n: 1536, k: 384), sgemmRate(m: 4096, n: 384, k: 1536),
-  sgemmRate(m: 2048, n: 2048, k: 2048),
-].max()!
+let peak =
+  options.measurePeak
+  ? [
+    sgemmRate(m: 4096, n: 1536, k: 384), sgemmRate(m: 4096, n: 384, k: 1536),
+    sgemmRate(m: 2048, n: 2048, k: 2048),
+  ].max()! : .nan
 report["sgemm_peak_gflops"] = peak
-lines.append(String(format: "sgemm peak (x·Wᵀ, all cores)  %.0f GFLOP/s", peak))
+if options.measurePeak {
+  lines.append(String(format: "sgemm peak (x·Wᵀ, all cores)  %.0f GFLOP/s", peak))
+}
 
-var lastTexts: [String] = []
 for file in options.files {
-  guard let content = try? String(contentsOfFile: file, encoding: .utf8) else {
-    fail("cannot read \(file)")
-  }
-  let texts = content.split(separator: "\n").map(String.init).filter {
-    !$0.trimmingCharacters(in: .whitespaces).isEmpty
-  }
-  guard !texts.isEmpty else { fail("\(file) holds no texts") }
-  lastTexts = texts
+  let texts = readTexts(file)
   let tokenCounts = texts.map { encoder.tokenize($0).count }
   let tokens = tokenCounts.reduce(0, +)
+  let meanTokens = Double(tokens) / Double(texts.count)
   let work = tokenCounts.map { flops(tokens: $0, config: encoder.config) }.reduce(0, +)
 
   // Tokenizer alone, one thread.
@@ -192,17 +286,16 @@ for file in options.files {
     tokenizerRates.append(Double(produced) / (now() - start))
   }
 
-  _ = encoder.embedMatrix(texts, batchSize: options.batch)
-  var seconds: [Double] = []
-  for _ in 0..<options.reps {
-    let start = now()
-    _ = encoder.embedMatrix(texts, batchSize: options.batch)
-    seconds.append(now() - start)
+  var sentences: [Double] = []
+  var peerSentences: [Double] = []
+  for _ in 0..<options.rounds {
+    if options.peerPython != nil {
+      peerSentences.append(runPeer(options, file: file).sentencesPerSecond)
+    }
+    sentences += measureThroughput(texts)
   }
-  let sentences = seconds.map { Double(texts.count) / $0 }
-  let gflops = seconds.map { work / $0 / 1e9 }
-  let meanTokens = Double(tokens) / Double(texts.count)
-  report[file] = [
+  let gflops = sentences.map { work * $0 / Double(texts.count) / 1e9 }
+  var entry: [String: Any] = [
     "texts": texts.count, "mean_tokens": meanTokens,
     "sentences_per_s": median(sentences), "sentences_per_s_min": sentences.min()!,
     "sentences_per_s_max": sentences.max()!, "tokens_per_s": median(sentences) * meanTokens,
@@ -215,37 +308,67 @@ for file in options.files {
     "  sentences/s   " + summary(sentences),
     "  tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
     "  GFLOP/s       " + summary(gflops, "%.0f")
-      + String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak),
+      + (peak.isNaN ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
     "  tokenizer     "
       + String(format: "%.2f M tokens/s (one thread)", median(tokenizerRates) / 1e6),
   ]
+  if !peerSentences.isEmpty {
+    entry["peer_sentences_per_s"] = median(peerSentences)
+    entry["ratio"] = median(sentences) / median(peerSentences)
+    lines.append(
+      "  peer          " + summary(peerSentences) + " sentences/s (medians of its passes)"
+        + String(format: ";  vdb/peer %.2f×", median(sentences) / median(peerSentences)))
+  }
+  report[file] = entry
 }
 
 if options.batch1 > 0 {
-  let texts = Array(lastTexts.prefix(options.batch1))
-  for text in texts.prefix(10) { _ = encoder.embed(text) }
+  let file = options.files.last!
+  let texts = Array(readTexts(file).prefix(options.batch1))
   var p50s: [Double] = []
   var p95s: [Double] = []
-  for _ in 0..<2 {
-    var latencies: [Double] = []
-    for text in texts {
-      let start = now()
-      _ = encoder.embedMatrix([text], threads: options.batch1Threads)
-      latencies.append((now() - start) * 1000)
+  var peerP50s: [Double] = []
+  var peerP95s: [Double] = []
+  for _ in 0..<options.rounds {
+    if options.peerPython != nil {
+      let peer = runPeer(options, file: file, batch1Limit: texts.count)
+      peerP50s.append(peer.p50 ?? 0)
+      peerP95s.append(peer.p95 ?? 0)
     }
-    p50s.append(percentile(latencies, 0.5))
-    p95s.append(percentile(latencies, 0.95))
+    let (p50, p95) = measureLatency(texts)
+    p50s.append(p50)
+    p95s.append(p95)
   }
-  report["batch1"] = ["texts": texts.count, "p50_ms": median(p50s), "p95_ms": median(p95s)]
+  var entry: [String: Any] = [
+    "texts": texts.count, "threads": options.batch1Threads, "p50_ms": median(p50s),
+    "p95_ms": median(p95s),
+  ]
   lines.append(
-    "batch 1 (\(texts.count) texts of \(options.files.last!), one call each,"
-      + " \(options.batch1Threads) threads): "
+    "batch 1 (\(texts.count) texts of \(file), one call each, \(options.batch1Threads) threads): "
       + String(format: "p50 %.2f ms, p95 %.2f ms", median(p50s), median(p95s)))
+  if !peerP50s.isEmpty {
+    entry["peer_p50_ms"] = median(peerP50s)
+    entry["peer_p95_ms"] = median(peerP95s)
+    lines.append(
+      String(
+        format: "  peer          p50 %.2f ms, p95 %.2f ms;  peer/vdb p50 %.2f×", median(peerP50s),
+        median(peerP95s), median(peerP50s) / median(p50s)))
+  }
+  report["batch1"] = entry
+}
+
+/// `value` with NaN numbers (figures not measured) replaced by JSON null.
+func jsonSafe(_ value: Any) -> Any {
+  switch value {
+  case let number as Double where number.isNaN: return NSNull()
+  case let dictionary as [String: Any]: return dictionary.mapValues(jsonSafe)
+  default: return value
+  }
 }
 
 if options.json {
   let data = try JSONSerialization.data(
-    withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+    withJSONObject: jsonSafe(report), options: [.sortedKeys, .prettyPrinted])
   print(String(decoding: data, as: UTF8.self))
 } else {
   print(lines.joined(separator: "\n"))

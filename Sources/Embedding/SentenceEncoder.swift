@@ -31,7 +31,7 @@ import Tensor
 /// threads share the cores rather than add to them.
 public final class SentenceEncoder: Sendable {
   /// How token vectors become one sentence vector.
-  public enum Pooling: String, Sendable {
+  public enum Pooling: String, Codable, Sendable {
     /// The mean of all token vectors (including `[CLS]` and `[SEP]`).
     case mean
     /// The first token's (`[CLS]`) vector.
@@ -107,6 +107,56 @@ public final class SentenceEncoder: Sendable {
   /// The weights under their safetensors names, as copies (for training, or to store
   /// the model with ``SafeTensors/serialize(_:metadata:)``).
   public var weights: [String: Tensor] { model.namedWeights }
+
+  /// Everything that defines this encoder except its vocabulary and weights.
+  public var settings: Settings {
+    Settings(
+      config: config, tokenizer: tokenizer.options, maxSequenceLength: maxSequenceLength,
+      pooling: pooling, normalizesOutput: normalizesOutput)
+  }
+
+  /// An encoder's definition apart from its vocabulary and weights, as one `Codable`
+  /// value: with ``WordPieceTokenizer/vocabulary`` and the safetensors bytes of
+  /// ``weights``, all a store needs to rebuild the same encoder.
+  ///
+  /// ```swift
+  /// let stored = (try JSONEncoder().encode(encoder.settings),
+  ///               encoder.tokenizer.vocabulary, SafeTensors.serialize(encoder.weights))
+  /// let again = try SentenceEncoder(
+  ///   settings: try JSONDecoder().decode(SentenceEncoder.Settings.self, from: stored.0),
+  ///   vocabulary: stored.1, weights: try SafeTensors(bytes: stored.2).floatTensors())
+  /// ```
+  public struct Settings: Codable, Equatable, Sendable {
+    public var config: BertConfig
+    public var tokenizer: WordPieceTokenizer.Options
+    public var maxSequenceLength: Int
+    public var pooling: Pooling
+    public var normalizesOutput: Bool
+
+    public init(
+      config: BertConfig, tokenizer: WordPieceTokenizer.Options = .init(),
+      maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true
+    ) {
+      self.config = config
+      self.tokenizer = tokenizer
+      self.maxSequenceLength = maxSequenceLength
+      self.pooling = pooling
+      self.normalizesOutput = normalizesOutput
+    }
+  }
+
+  /// Rebuilds an encoder from its ``settings``, vocabulary and weights.
+  public convenience init(
+    settings: Settings, vocabulary: [String], weights: [String: Tensor],
+    source: String = "<memory>"
+  ) throws {
+    try self.init(
+      config: settings.config,
+      tokenizer: try WordPieceTokenizer(
+        vocabulary: vocabulary, options: settings.tokenizer, source: source),
+      weights: weights, maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
+      normalizesOutput: settings.normalizesOutput, source: source)
+  }
 
   /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.
   public func tokenize(_ text: String) -> [Int] {

@@ -31,7 +31,7 @@ import Foundation
 /// Immutable, so safe to share between threads.
 public struct WordPieceTokenizer: Sendable {
   /// How text is normalised and which special tokens frame a sequence.
-  public struct Options: Equatable, Sendable {
+  public struct Options: Codable, Equatable, Sendable {
     /// Lowercase the text (`do_lower_case`; true for uncased models).
     public var lowercase: Bool = true
     /// Strip accents; `nil` follows `lowercase`, as BERT's tokenizers do.

@@ -193,15 +193,27 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     while candidates.count > 0 {
       let current = candidates.pop()
       if results.count >= ef && current.distance > results.top.distance { break }
+      // Three passes over the neighbours: the unvisited ones, their distances, then
+      // the heap updates. With no data-dependent branch between two distance
+      // computations, the CPU overlaps their memory loads (most vectors are cache
+      // misses), which it cannot do across the unpredictable `d < bound` tests.
       let neighbors = try storage.neighbors(of: current.id, level: level)
+      let fresh = scratch.fresh(capacity: neighbors.count)
+      var count = 0
       for i in 0..<neighbors.count {
         let id = neighbors[i]
-        guard visited.insert(id) else { continue }
-        let d = try distance(query, id)
-        if results.count < ef || d < results.top.distance {
-          candidates.push(Neighbor(id: id, distance: d))
-          if try accept(id) {
-            results.push(Neighbor(id: id, distance: d))
+        if visited.insert(id) {
+          fresh[count] = Neighbor(id: id, distance: 0)
+          count &+= 1
+        }
+      }
+      for j in 0..<count { fresh[j].distance = try distance(query, fresh[j].id) }
+      for j in 0..<count {
+        let neighbor = fresh[j]
+        if results.count < ef || neighbor.distance < results.top.distance {
+          candidates.push(neighbor)
+          if try accept(neighbor.id) {
+            results.push(neighbor)
             if results.count > ef { _ = results.pop() }
           }
         }

@@ -23,10 +23,36 @@
 ///   }
 /// }
 /// ```
+///
+/// Unoptimised (debug) builds run a plain scalar loop instead: there every SIMD lane
+/// operation is a function call, which makes the SIMD loop about 300 times slower than
+/// in a release build and 5 times slower than the scalar one. Both loops are tested
+/// against each other in every build.
 public enum Distance {
   /// The inner product `Σ aᵢ·bᵢ` of two vectors of `count` floats.
-  @inlinable
+  @inlinable @inline(__always)
   public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
+    #if DEBUG
+      return scalarDot(a, b, count: count)
+    #else
+      return simdDot(a, b, count: count)
+    #endif
+  }
+
+  /// The squared Euclidean distance `Σ (aᵢ − bᵢ)²` of two vectors of `count` floats.
+  @inlinable @inline(__always)
+  public static func squaredEuclidean(
+    _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
+  ) -> Float {
+    #if DEBUG
+      return scalarSquaredEuclidean(a, b, count: count)
+    #else
+      return simdSquaredEuclidean(a, b, count: count)
+    #endif
+  }
+
+  @inlinable
+  static func simdDot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
     var sum0 = SIMD16<Float>()
     var sum1 = SIMD16<Float>()
     var i = 0
@@ -47,9 +73,8 @@ public enum Distance {
     return sum
   }
 
-  /// The squared Euclidean distance `Σ (aᵢ − bᵢ)²` of two vectors of `count` floats.
   @inlinable
-  public static func squaredEuclidean(
+  static func simdSquaredEuclidean(
     _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
   ) -> Float {
     var sum0 = SIMD16<Float>()
@@ -68,6 +93,31 @@ public enum Distance {
       i &+= 16
     }
     var sum = horizontalSum(sum0 + sum1)
+    while i < count {
+      let d = load1(a, i) - load1(b, i)
+      sum += d * d
+      i &+= 1
+    }
+    return sum
+  }
+
+  @inlinable
+  static func scalarDot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
+    var sum: Float = 0
+    var i = 0
+    while i < count {
+      sum += load1(a, i) * load1(b, i)
+      i &+= 1
+    }
+    return sum
+  }
+
+  @inlinable
+  static func scalarSquaredEuclidean(
+    _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
+  ) -> Float {
+    var sum: Float = 0
+    var i = 0
     while i < count {
       let d = load1(a, i) - load1(b, i)
       sum += d * d

@@ -176,3 +176,28 @@ extension Filter.Condition {
     }
   }
 }
+
+extension Filter: CustomStringConvertible {
+  /// The filter as canonical JSON (operators spelled out), e.g. for the query log.
+  public var jsonValue: JSONValue {
+    switch self {
+    case .all(let parts): return ["$and": .array(parts.map(\.jsonValue))]
+    case .any(let parts): return ["$or": .array(parts.map(\.jsonValue))]
+    case .not(let part): return ["$not": part.jsonValue]
+    case .field(let path, let condition):
+      let operand: JSONValue
+      switch condition {
+      case .equal(let value): operand = ["$eq": value]
+      case .notEqual(let value): operand = ["$ne": value]
+      case .oneOf(let values): operand = ["$in": .array(values)]
+      case .noneOf(let values): operand = ["$nin": .array(values)]
+      case .greater(let value, let orEqual): operand = .object([orEqual ? "$gte" : "$gt": value])
+      case .less(let value, let orEqual): operand = .object([orEqual ? "$lte" : "$lt": value])
+      case .exists(let flag): operand = ["$exists": .bool(flag)]
+      }
+      return .object([path.joined(separator: "."): operand])
+    }
+  }
+
+  public var description: String { jsonValue.jsonString }
+}

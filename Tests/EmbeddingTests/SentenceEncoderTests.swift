@@ -1,7 +1,8 @@
-import Embedding
 import Foundation
 import Tensor
 import XCTest
+
+@testable import Embedding
 
 final class SentenceEncoderTests: XCTestCase {
   func testGoldenEmbeddingsMatch() throws {
@@ -53,12 +54,36 @@ final class SentenceEncoderTests: XCTestCase {
 
   func testInMemoryModelRoundTripGivesIdenticalEmbeddings() throws {
     let encoder = try Fixtures.encoder.get()
+    // What a database stores: settings as JSON, the vocabulary, the weights' bytes.
+    let settings = try JSONEncoder().encode(encoder.settings)
     let bytes = SafeTensors.serialize(encoder.weights)
     let copy = try SentenceEncoder(
-      config: encoder.config, tokenizer: encoder.tokenizer,
-      weights: try SafeTensors(bytes: bytes, source: "stored model").floatTensors(),
-      maxSequenceLength: encoder.maxSequenceLength)
+      settings: try JSONDecoder().decode(SentenceEncoder.Settings.self, from: settings),
+      vocabulary: encoder.tokenizer.vocabulary,
+      weights: try SafeTensors(bytes: bytes, source: "stored model").floatTensors())
+    XCTAssertEqual(copy.settings, encoder.settings)
     let texts = ["hello world", "a second, longer sentence for the round trip"]
     XCTAssertEqual(copy.embed(texts), encoder.embed(texts))
+  }
+}
+
+final class BatchingTests: XCTestCase {
+  func testBatchesCoverEveryInputOnceWithinTheSizeLimit() {
+    let lengths = (0..<100).map { 2 + ($0 * 37) % 255 }
+    for (batchSize, minimum) in [(32, 2), (7, 2), (1, 2), (200, 2), (200, 1)] {
+      let batches = SentenceEncoder.batches(
+        lengths: lengths, batchSize: batchSize, minimumCount: minimum)
+      XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(0..<100))
+      XCTAssertTrue(batches.allSatisfy { !$0.isEmpty && $0.count <= batchSize })
+      XCTAssertGreaterThanOrEqual(batches.count, max(minimum, (100 + batchSize - 1) / batchSize))
+      // Longest first: each batch holds inputs no longer than the previous batch's.
+      for (earlier, later) in zip(batches, batches.dropFirst()) {
+        XCTAssertGreaterThanOrEqual(
+          earlier.map { lengths[$0] }.min()!, later.map { lengths[$0] }.max()!)
+      }
+    }
+    XCTAssertEqual(SentenceEncoder.batches(lengths: [5], batchSize: 32, minimumCount: 2), [[0]])
+    XCTAssertEqual(
+      SentenceEncoder.batches(lengths: [5, 9], batchSize: 32, minimumCount: 2), [[1], [0]])
   }
 }

@@ -14,7 +14,7 @@ final class ConcurrencyTests: XCTestCase {
       try Shell.vdb([
         "import", directory + "/seed.jsonl", "-c", "mp", "--db", db, "--batch-size", "1000",
       ]).status, 1)
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
       try Shell.vdb(["import", directory + "/seed.jsonl", "-c", "mp", "--db", db]).status, 0)
 

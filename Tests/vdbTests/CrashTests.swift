@@ -11,7 +11,7 @@ final class CrashTests: XCTestCase {
     let directory = try Shell.temporaryDirectory("crash")
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let db = directory + "/db"
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let batchSize = 1000
     let batchesPerRound = 12
     var generator = SystemRandomNumberGenerator()

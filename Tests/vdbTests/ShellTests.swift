@@ -17,7 +17,7 @@ final class ShellTests: XCTestCase {
 
   func testExitCodesForEachErrorClass() throws {
     XCTAssertEqual(try Shell.vdb(["status", "--db", db]).status, 1, "no database: user error")
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(try Shell.vdb(["frobnicate"]).status, 2, "unknown subcommand: usage")
     XCTAssertEqual(
       try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "x"]).status, 2, "missing --text")
@@ -32,7 +32,7 @@ final class ShellTests: XCTestCase {
   }
 
   func testJSONOutputParses() throws {
-    try Shell.vdb(["init", "--db", db])
+    try Shell.vdb(["init", "--no-model", "--db", db])
     try Shell.vdb([
       "upsert", "--db", db, "-c", "c", "--id", "a", "--text", "alpha", "--meta", #"{"n": 1}"#,
     ])
@@ -45,7 +45,7 @@ final class ShellTests: XCTestCase {
   }
 
   func testImportReportsTheBadLineAndWritesNothing() throws {
-    try Shell.vdb(["init", "--db", db])
+    try Shell.vdb(["init", "--no-model", "--db", db])
     let file = directory + "/docs.jsonl"
     try Data("{\"_id\": \"1\", \"text\": \"ok\"}\n{\"_id\": \"2\"}\n".utf8).write(
       to: URL(fileURLWithPath: file))
@@ -63,7 +63,7 @@ final class ShellTests: XCTestCase {
   }
 
   func testPipedScriptStopsAtFirstError() throws {
-    try Shell.vdb(["init", "--db", db])
+    try Shell.vdb(["init", "--no-model", "--db", db])
     let script = """
       # a comment
       use notes
@@ -79,7 +79,7 @@ final class ShellTests: XCTestCase {
   }
 
   func testInteractiveShellPromptHistoryCompletionAndTiming() throws {
-    try Shell.vdb(["init", "--db", db])
+    try Shell.vdb(["init", "--no-model", "--db", db])
     try Shell.vdb(["upsert", "--db", db, "-c", "papers", "--id", "p1", "--text", "graphs"])
     let session = "vdb-test-\(getpid())"
     let tmux = TMux(session: session, home: directory)
