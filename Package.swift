@@ -32,7 +32,9 @@ let package = Package(
       name: "CEditLine", pkgConfig: "libedit",
       providers: [.apt(["libedit-dev"])]),
     .target(name: "LMDB", dependencies: ["CLMDB"]),
-    .target(name: "Tensor", dependencies: ["CBLAS"]),
+    // A cache prefetch hint for the HNSW search loop (Swift has no prefetch intrinsic).
+    .target(name: "CPrefetch"),
+    .target(name: "Tensor", dependencies: ["CBLAS", "CPrefetch"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
     .target(name: "HNSW", dependencies: ["Tensor"]),
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
@@ -67,7 +69,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-flags=(-c release -Xswiftc -enable-testing)
+# A scratch path of its own, so this build and command 1's plain release build do not
+# keep rebuilding each other's modules.
+flags=(-c release -Xswiftc -enable-testing --scratch-path .build-tests)
 swift build "${flags[@]}" --build-tests
 swift test "${flags[@]}" --skip-build "$@"

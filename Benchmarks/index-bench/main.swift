@@ -9,7 +9,9 @@
 import Dispatch
 import Foundation
 import HNSW
+import LMDB
 import Tensor
+import VectorDB
 
 struct Options {
   var base = ""
@@ -168,14 +170,75 @@ struct QueryRow {
   var p99: Double
 }
 
-/// Runs every query `reps + 1` times per ef (the first pass is a warm-up) on one thread.
-func measureQueries<S: HNSWStorage>(
-  _ graph: HNSWGraph<S>, queries: Texmex.Matrix<Float>, truth: [[UInt32]], options: Options
-) throws -> [QueryRow] {
+/// One built index, whichever storage it lives in.
+protocol BenchIndex {
+  /// Searches one query (as read from the file) on the calling thread.
+  func search(_ query: [Float], k: Int, ef: Int) throws -> [Neighbor]
+  /// Deletes nodes (repairing the graph as the index does by itself).
+  func delete(ids: [UInt32]) throws
+  /// Inserts rows of `vectors` under `ids`.
+  func insert(ids: [UInt32], vectors: [Float]) throws
+  /// The graph's integrity report.
+  func integrity() throws -> IntegrityReport
+}
+
+/// The in-memory graph, searched with queries prepared once up front (as hnswlib's
+/// batch call receives them).
+final class MemoryIndex: BenchIndex {
+  var graph: HNSWGraph<MemoryStorage>
   let scratch = SearchScratch()
+
+  init(_ graph: HNSWGraph<MemoryStorage>) { self.graph = graph }
+
+  func search(_ query: [Float], k: Int, ef: Int) throws -> [Neighbor] {
+    try query.withUnsafeBytes {
+      try graph.search(prepared: $0.baseAddress!, k: k, ef: ef, scratch: scratch)
+    }
+  }
+
+  func delete(ids: [UInt32]) throws { try graph.delete(ids: ids) }
+  func insert(ids: [UInt32], vectors: [Float]) throws {
+    try graph.insert(ids: ids, vectors: vectors)
+  }
+  func integrity() throws -> IntegrityReport { try graph.checkIntegrity() }
+}
+
+/// The LMDB index: each query in its own read transaction, as vdb runs them.
+final class StoredIndex: BenchIndex {
+  let environment: Environment
+  let index: VectorIndex
+
+  init(environment: Environment, index: VectorIndex) {
+    self.environment = environment
+    self.index = index
+  }
+
+  func search(_ query: [Float], k: Int, ef: Int) throws -> [Neighbor] {
+    try environment.read { txn in try index.search(query, k: k, ef: ef, in: txn) }
+  }
+
+  func delete(ids: [UInt32]) throws {
+    try environment.write { txn in _ = try index.delete(ids: ids, in: txn) }
+  }
+  func insert(ids: [UInt32], vectors: [Float]) throws {
+    try environment.write { txn in try index.insert(ids: ids, vectors: vectors, in: txn) }
+  }
+  func integrity() throws -> IntegrityReport {
+    try environment.read { txn in try index.checkIntegrity(in: txn) }
+  }
+}
+
+/// Runs every query `reps + 1` times per ef (the first pass is a warm-up) on one thread.
+func measureQueries(
+  _ index: BenchIndex, queries: Texmex.Matrix<Float>, truth: [[UInt32]], options: Options
+) throws -> [QueryRow] {
   let clock = ContinuousClock()
   var prepared: [[Float]] = []
-  for q in 0..<queries.rows { prepared.append(try graph.prepare(queries.row(q))) }
+  for q in 0..<queries.rows {
+    var query = queries.row(q)
+    if options.metric == .cosine { Distance.normalize(&query) }
+    prepared.append(query)
+  }
   var rows: [QueryRow] = []
   for ef in options.efs {
     var found = [[UInt32]](repeating: [], count: queries.rows)
@@ -187,9 +250,7 @@ func measureQueries<S: HNSWStorage>(
       let passStart = clock.now
       for q in 0..<queries.rows {
         let start = clock.now
-        let hits = try prepared[q].withUnsafeBytes {
-          try graph.search(prepared: $0.baseAddress!, k: options.k, ef: ef, scratch: scratch)
-        }
+        let hits = try index.search(prepared[q], k: options.k, ef: ef)
         passLatencies.append(seconds(clock.now - start))
         if pass == 0 { found[q] = hits.map(\.id) }
       }
@@ -259,40 +320,93 @@ func run() throws {
       + "efConstruction \(options.parameters.efConstruction), storage \(options.storage)")
   print("load average at start: \(loadAverage())")
 
-  var builds: [(threads: Int, graph: HNSWGraph<MemoryStorage>)] = []
+  var builds: [(threads: Int, index: BenchIndex)] = []
   for threads in options.threads {
-    var graph = HNSWGraph(
-      storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
-      metric: options.metric, parameters: options.parameters)
     let start = clock.now
-    try graph.insert(ids: ids, vectors: base.elements, threads: threads)
-    let elapsed = seconds(clock.now - start)
-    let report = try graph.checkIntegrity()
+    let index: BenchIndex
+    let report: IntegrityReport
+    var storageNote = ""
+    if options.storage == "lmdb" {
+      let directory =
+        (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
+        + "index-bench-\(threads)-\(UUID().uuidString)"
+      defer {
+        if options.workDir.isEmpty { try? FileManager.default.removeItem(atPath: directory) }
+      }
+      do {
+        let environment = try Environment.open(path: directory)
+        let stored = try VectorIndex.create(
+          "bench", in: environment, dimension: base.dimension, metric: options.metric,
+          parameters: options.parameters)
+        // Batches of 10,000 vectors, one write transaction each.
+        for first in stride(from: 0, to: base.rows, by: 10_000) {
+          let rows = first..<min(first + 10_000, base.rows)
+          try environment.write { txn in
+            try stored.insert(
+              ids: Array(ids[rows]),
+              vectors: Array(
+                base.elements[rows.lowerBound * base.dimension..<rows.upperBound * base.dimension]),
+              threads: threads, in: txn)
+          }
+        }
+      }
+      let buildTime = seconds(clock.now - start)
+      // Reopen from disk (every reference above is gone, so the environment closed).
+      let openStart = clock.now
+      let environment = try Environment.open(path: directory)
+      let stored = try VectorIndex.open("bench", in: environment)
+      let first = try environment.read { txn in
+        try stored.search(queries.row(0), k: options.k, ef: 64, in: txn)
+      }
+      let openTime = seconds(clock.now - openStart)
+      _ = first
+      report = try environment.read { try stored.checkIntegrity(in: $0) }
+      let tableBytes = try environment.read { try stored.byteSize(in: $0) }
+      let fileBytes = environment.fileSize()
+      storageNote = String(
+        format: "; LMDB table %.1f MiB = %.0f bytes/vector (raw vector %d), data.mdb %.1f MiB; "
+          + "reopen + first query %.1f ms",
+        Double(tableBytes) / 1_048_576, Double(tableBytes) / Double(base.rows), base.dimension * 4,
+        Double(fileBytes) / 1_048_576, openTime * 1000)
+      index = StoredIndex(environment: environment, index: stored)
+      print(
+        String(
+          format: "build, %d thread(s): %.2f s (%.0f inserts/s)", threads, buildTime,
+          Double(base.rows) / buildTime), terminator: "")
+    } else {
+      var graph = HNSWGraph(
+        storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
+        metric: options.metric, parameters: options.parameters)
+      try graph.insert(ids: ids, vectors: base.elements, threads: threads)
+      let elapsed = seconds(clock.now - start)
+      report = try graph.checkIntegrity()
+      index = MemoryIndex(graph)
+      print(
+        String(
+          format: "build, %d thread(s): %.2f s (%.0f inserts/s)", threads, elapsed,
+          Double(base.rows) / elapsed), terminator: "")
+    }
     print(
-      String(
-        format:
-          "build, %d thread(s): %.2f s (%.0f inserts/s); max level %d, %d unreachable, %d problems",
-        threads, elapsed, Double(base.rows) / elapsed, report.maxLevel, report.unreachable.count,
-        report.problems.count))
-    builds.append((threads, graph))
+      "; max level \(report.maxLevel), \(report.unreachable.count) unreachable, "
+        + "\(report.problems.count) problems\(storageNote)")
+    builds.append((threads, index))
   }
 
-  for (threads, graph) in builds {
-    let rows = try measureQueries(graph, queries: queries, truth: truth, options: options)
+  for (threads, index) in builds {
+    let rows = try measureQueries(index, queries: queries, truth: truth, options: options)
     printQueries(rows, title: "\(threads)-thread build")
   }
 
-  if options.churn, var graph = builds.first?.graph {
+  if options.churn, let index = builds.first?.index {
     var rng = SplitMix64(seed: 42)
     let deleted = ids.shuffled(using: &rng).prefix(base.rows * 3 / 10)
     let reinserted = Array(deleted.prefix(deleted.count / 2))
     var start = clock.now
-    try graph.delete(ids: deleted, threads: 1)
-    try graph.consolidate()
+    try index.delete(ids: Array(deleted))
     let deleteTime = seconds(clock.now - start)
     start = clock.now
     let reinsertVectors = reinserted.flatMap { base.row(Int($0)) }
-    try graph.insert(ids: reinserted, vectors: reinsertVectors, threads: 1)
+    try index.insert(ids: reinserted, vectors: reinsertVectors)
     let reinsertTime = seconds(clock.now - start)
     var live = [Bool](repeating: true, count: base.rows)
     for id in deleted { live[Int(id)] = false }
@@ -309,14 +423,14 @@ func run() throws {
     churnOptions.efs = [64]
     churnOptions.reps = 1
     let churned = try measureQueries(
-      graph, queries: queries, truth: liveTruth, options: churnOptions)[0]
+      index, queries: queries, truth: liveTruth, options: churnOptions)[0]
     let baseline = try measureQueries(
-      fresh, queries: queries, truth: liveTruth, options: churnOptions)[0]
-    let report = try graph.checkIntegrity()
+      MemoryIndex(fresh), queries: queries, truth: liveTruth, options: churnOptions)[0]
+    let report = try index.integrity()
     print(
       String(
         format:
-          "churn: deleted %d (%.2f s incl. repair), re-inserted %d (%.2f s); recall@10 at ef 64: "
+          "churn (fresh build in memory): deleted %d (%.2f s incl. repair), re-inserted %d (%.2f s); recall@10 at ef 64: "
           + "churned %.4f, fresh %.4f, difference %+.4f; %d unreachable, %d problems",
         deleted.count, deleteTime, reinserted.count, reinsertTime, churned.recall,
         baseline.recall, churned.recall - baseline.recall, report.unreachable.count,

@@ -10,7 +10,8 @@
 // --negatives mined hard negatives per pair, as the peer mines them: the top-ranked
 //             documents of the whole corpus under the starting model that are not positives
 //             of the query (train or test qrels) and score at most 0.95 × the positive.
-// --evaluate  exact cosine search over the corpus for the test queries, before and after.
+// --evaluate  exact cosine search over the corpus for the test queries, before and after
+//             (--no-eval-before: after only). --seed S: the run's seed (default 42).
 import Embedding
 import Foundation
 import Tensor
@@ -28,6 +29,8 @@ struct Options {
   var epochs = 1
   var miniBatch: Int?
   var evaluate = false
+  var evaluateBefore = true
+  var seed: UInt64 = 42
   var maxSequenceLength = 128
 
   init(_ arguments: [String]) {
@@ -53,6 +56,8 @@ struct Options {
       case "--mini-batch": miniBatch = number()
       case "--max-seq-length": maxSequenceLength = number()
       case "--evaluate": evaluate = true
+      case "--no-eval-before": evaluateBefore = false
+      case "--seed": seed = UInt64(number())
       default: fail("unknown option \(arguments[i])")
       }
       i += 1
@@ -188,10 +193,10 @@ func report(_ name: String, _ evaluation: RetrievalMetrics.Evaluation) {
 
 var baseCorpus: [Float] = []
 var before: RetrievalMetrics.Evaluation?
-if options.evaluate || (options.negatives > 0 && options.steps == nil) {
+if (options.evaluate && options.evaluateBefore) || (options.negatives > 0 && options.steps == nil) {
   baseCorpus = embedCorpus(model)
 }
-if options.evaluate { before = evaluate(model, corpus: baseCorpus) }
+if options.evaluate && options.evaluateBefore { before = evaluate(model, corpus: baseCorpus) }
 
 // Hard negatives: mined with the starting model when training for real; for a timing run
 // (--steps) any documents of the same length do, so they are picked without a model.
@@ -248,6 +253,7 @@ var configuration = TrainingConfiguration()
 configuration.batchSize = options.batch
 configuration.epochs = options.epochs
 configuration.miniBatchSize = options.miniBatch
+configuration.seed = options.seed
 let trainer = try EncoderTrainer(
   parameters: try EncoderParameters(model), examples: examples, configuration: configuration)
 let load =
@@ -315,12 +321,12 @@ if let steps = options.steps {
       Double(trainer.peakActivationBytes) / 1_048_576))
 }
 
-if let before {
+if options.evaluate {
   let tuned = try SentenceEncoder(
     config: model.config, tokenizer: model.tokenizer,
     weights: trainer.encoder.parameters.namedTensors())
   let after = evaluate(tuned, corpus: embedCorpus(tuned))
   print("test metrics (\(after.queries) queries, exact search, max length 256):")
-  report("before", before)
+  if let before { report("before", before) }
   report("after", after)
 }

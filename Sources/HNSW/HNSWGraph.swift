@@ -193,15 +193,30 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     while candidates.count > 0 {
       let current = candidates.pop()
       if results.count >= ef && current.distance > results.top.distance { break }
+      // Three passes over the neighbours: find the unvisited ones and start loading
+      // their vectors (prefetch), compute their distances, then update the heaps.
+      // The loads of a whole list overlap, instead of one cache miss per distance.
       let neighbors = try storage.neighbors(of: current.id, level: level)
+      let fresh = scratch.fresh(capacity: neighbors.count)
+      let vectors = scratch.freshVectors
+      var count = 0
       for i in 0..<neighbors.count {
         let id = neighbors[i]
-        guard visited.insert(id) else { continue }
-        let d = try distance(query, id)
-        if results.count < ef || d < results.top.distance {
-          candidates.push(Neighbor(id: id, distance: d))
-          if try accept(id) {
-            results.push(Neighbor(id: id, distance: d))
+        if visited.insert(id) {
+          let vector = try storage.vector(of: id)
+          Distance.prefetch(vector)
+          fresh[count] = Neighbor(id: id, distance: 0)
+          vectors[count] = vector
+          count &+= 1
+        }
+      }
+      for j in 0..<count { fresh[j].distance = distance(query, vectors[j]) }
+      for j in 0..<count {
+        let neighbor = fresh[j]
+        if results.count < ef || neighbor.distance < results.top.distance {
+          candidates.push(neighbor)
+          if try accept(neighbor.id) {
+            results.push(neighbor)
             if results.count > ef { _ = results.pop() }
           }
         }

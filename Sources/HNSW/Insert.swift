@@ -21,7 +21,8 @@ extension HNSWGraph {
   /// With `threads > 1` the nodes are linked in chunks: the searches of a chunk run in
   /// parallel against the graph as it was before the chunk, members of the chunk see
   /// each other by direct comparison, and then the links are written. Chunks are at
-  /// most 1/16 of the linked nodes, so each new node sees nearly the whole graph.
+  /// most 1/16 of the linked nodes, so each new node sees nearly the whole graph, and at
+  /// most ``HNSWStorage/linkChunkLimit``.
   /// The chunking is the same for every thread count, so the graph is too.
   ///
   /// - Throws: ``HNSWError/dimensionMismatch(expected:got:)`` if `vectors.count` is not
@@ -71,7 +72,7 @@ extension HNSWGraph {
     let scratches = (0..<max(1, threads)).map { _ in SearchScratch() }
     var start = 0
     while start < pending.count {
-      let size = min(pending.count - start, max(1, min(256, alreadyLinked / 16)))
+      let size = min(pending.count - start, max(1, min(storage.linkChunkLimit, alreadyLinked / 16)))
       try link(Array(pending[start..<start + size]), threads: threads, scratches: scratches)
       alreadyLinked += size
       start += size

@@ -1,8 +1,9 @@
 /// An ``HNSWStorage`` in process memory, for tests, benchmarks and temporary indexes.
 ///
-/// Layer 0 is one flat block per node, `[count, id₀, …, id_{Mmax0−1}]` (hnswlib's level-0
-/// layout), so a node's layer-0 list is one array read. Vectors are one flat array
-/// indexed by node id; upper layers are allocated only for the nodes that have them.
+/// Each node has one fixed-size block, `[count, id₀ … id_{Mmax0−1}, vector]` (hnswlib's
+/// level-0 layout): the layer-0 list sits next to the vector, so a node whose distance
+/// was just computed usually has its list in cache when it is expanded. Upper layers
+/// are allocated only for the nodes that have them.
 ///
 /// ```swift
 /// let storage = MemoryStorage(dimension: 384, parameters: HNSWParameters())
@@ -16,10 +17,9 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   @usableFromInline let m: Int
   @usableFromInline let mMax0: Int
   @usableFromInline var capacity = 0
-  /// `capacity × dimension` floats.
-  @usableFromInline var vectors: UnsafeMutablePointer<Float>
-  /// `capacity × (1 + Mmax0)` words: a count, then the ids.
-  @usableFromInline var layer0: UnsafeMutablePointer<UInt32>
+  /// `capacity` blocks of `blockWords` words: a count, Mmax0 ids, the vector.
+  @usableFromInline var blocks: UnsafeMutablePointer<UInt32>
+  @usableFromInline let blockWords: Int
   /// Per node, `level × (1 + M)` words for layers 1...level (nil below level 1).
   @usableFromInline var upper: [UnsafeMutablePointer<UInt32>?] = []
   /// Per node, its level, or −1 when no node has that id.
@@ -35,13 +35,12 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
     self.dimension = dimension
     self.m = parameters.m
     self.mMax0 = parameters.mMax0
-    vectors = .allocate(capacity: 0)
-    layer0 = .allocate(capacity: 0)
+    blockWords = 1 + parameters.mMax0 + dimension
+    blocks = .allocate(capacity: 0)
   }
 
   deinit {
-    vectors.deallocate()
-    layer0.deallocate()
+    blocks.deallocate()
     for block in upper { block?.deallocate() }
   }
 
@@ -59,7 +58,8 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
 
   @inlinable @inline(__always)
   public func vector(of node: UInt32) -> UnsafeRawPointer {
-    UnsafeRawPointer(vectors + Int(node) &* dimension)
+    let offset: Int = Int(node) &* blockWords &+ 1 &+ mMax0
+    return UnsafeRawPointer(blocks + offset)
   }
 
   @inlinable @inline(__always)
@@ -85,7 +85,7 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
     reserve(i + 1)
     levels[i] = Int8(level)
     deleted[i] = false
-    (layer0 + i * (1 + mMax0)).pointee = 0
+    blocks[i * blockWords] = 0
     if level > 0 {
       let block = UnsafeMutablePointer<UInt32>.allocate(capacity: level * (1 + m))
       for l in 0..<level { block[l * (1 + m)] = 0 }
@@ -97,7 +97,7 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   }
 
   public func setVector(of node: UInt32, to vector: UnsafeRawPointer) {
-    UnsafeMutableRawPointer(vectors + Int(node) * dimension)
+    UnsafeMutableRawPointer(blocks + Int(node) * blockWords + 1 + mMax0)
       .copyMemory(from: vector, byteCount: dimension * 4)
   }
 
@@ -132,7 +132,7 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   @inlinable @inline(__always)
   func listBlock(_ node: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
     let i = Int(node)
-    if level == 0 { return layer0 + i &* (1 &+ mMax0) }
+    if level == 0 { return blocks + i &* blockWords }
     return upper[i].unsafelyUnwrapped + (level &- 1) &* (1 &+ m)
   }
 
@@ -141,14 +141,10 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   private func reserve(_ count: Int) {
     guard count > capacity else { return }
     let newCapacity = max(count, capacity * 2, 1024)
-    let newVectors = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * dimension)
-    newVectors.update(from: vectors, count: capacity * dimension)
-    vectors.deallocate()
-    vectors = newVectors
-    let newLayer0 = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity * (1 + mMax0))
-    newLayer0.update(from: layer0, count: capacity * (1 + mMax0))
-    layer0.deallocate()
-    layer0 = newLayer0
+    let newBlocks = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity * blockWords)
+    newBlocks.update(from: blocks, count: capacity * blockWords)
+    blocks.deallocate()
+    blocks = newBlocks
     let added = newCapacity - capacity
     upper += repeatElement(nil, count: added)
     levels += repeatElement(-1, count: added)

@@ -14,12 +14,34 @@ public final class SearchScratch {
   /// W in the paper: the best nodes found so far, farthest on top.
   @usableFromInline var results = NeighborHeap<FarthestOnTop>()
 
+  /// Room for one neighbour list's unvisited nodes.
+  @usableFromInline var freshNeighbors = UnsafeMutablePointer<Neighbor>.allocate(capacity: 0)
+  /// Their vectors.
+  @usableFromInline var freshVectors = UnsafeMutablePointer<UnsafeRawPointer>.allocate(
+    capacity: 0)
+  @usableFromInline var freshCapacity = 0
+
   public init() {}
 
   deinit {
     visited.deallocate()
     candidates.deallocate()
     results.deallocate()
+    freshNeighbors.deallocate()
+    freshVectors.deallocate()
+  }
+
+  /// A buffer for at least `capacity` neighbours, valid until the next call.
+  @inlinable
+  func fresh(capacity: Int) -> UnsafeMutablePointer<Neighbor> {
+    if freshCapacity < capacity {
+      freshNeighbors.deallocate()
+      freshVectors.deallocate()
+      freshNeighbors = .allocate(capacity: capacity)
+      freshVectors = .allocate(capacity: capacity)
+      freshCapacity = capacity
+    }
+    return freshNeighbors
   }
 
   /// Empties `results` into an array, nearest first, keeping at most `k`.

@@ -98,9 +98,17 @@ public protocol HNSWStorage {
   /// happens (the parallel phases of batch inserts and consolidation). A storage with
   /// per-reader state, such as a cache, gives each its own; the default repeats `self`.
   func concurrentReaders(_ count: Int) -> [Self]
+
+  /// The most nodes a batch insert links between two rounds of writes (see
+  /// ``HNSWGraph/insert(ids:vectors:threads:)``). Larger chunks compare more members
+  /// with each other; smaller ones write more often. The default is 64; a storage
+  /// whose reads slow down after each write (LMDB drops its pointer cache) prefers more.
+  var linkChunkLimit: Int { get }
 }
 
 extension HNSWStorage {
+  public var linkChunkLimit: Int { 64 }
+
   public func concurrentReaders(_ count: Int) -> [Self] {
     Array(repeating: self, count: count)
   }

@@ -22,6 +22,18 @@ public enum Texmex {
     /// `rows × dimension` elements, row-major.
     public var elements: [Element]
 
+    /// A matrix of `rows` rows of `dimension` elements, row-major.
+    ///
+    /// - Precondition: `elements.count == rows * dimension`.
+    public init(rows: Int, dimension: Int, elements: [Element]) {
+      precondition(
+        elements.count == rows * dimension,
+        "matrix: \(elements.count) elements for \(rows) × \(dimension)")
+      self.rows = rows
+      self.dimension = dimension
+      self.elements = elements
+    }
+
     /// Row `i` as an array.
     public func row(_ i: Int) -> [Element] {
       Array(elements[i * dimension..<(i + 1) * dimension])

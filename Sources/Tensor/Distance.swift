@@ -1,3 +1,5 @@
+import CPrefetch
+
 #if canImport(Glibc)
   import Glibc  // links libm, which Float.squareRoot() calls in unoptimised builds
 #elseif canImport(Darwin)
@@ -23,10 +25,36 @@
 ///   }
 /// }
 /// ```
+///
+/// Unoptimised (debug) builds run a plain scalar loop instead: there every SIMD lane
+/// operation is a function call, which makes the SIMD loop about 300 times slower than
+/// in a release build and 5 times slower than the scalar one. Both loops are tested
+/// against each other in every build.
 public enum Distance {
   /// The inner product `Σ aᵢ·bᵢ` of two vectors of `count` floats.
-  @inlinable
+  @inlinable @inline(__always)
   public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
+    #if DEBUG
+      return scalarDot(a, b, count: count)
+    #else
+      return simdDot(a, b, count: count)
+    #endif
+  }
+
+  /// The squared Euclidean distance `Σ (aᵢ − bᵢ)²` of two vectors of `count` floats.
+  @inlinable @inline(__always)
+  public static func squaredEuclidean(
+    _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
+  ) -> Float {
+    #if DEBUG
+      return scalarSquaredEuclidean(a, b, count: count)
+    #else
+      return simdSquaredEuclidean(a, b, count: count)
+    #endif
+  }
+
+  @inlinable
+  static func simdDot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
     var sum0 = SIMD16<Float>()
     var sum1 = SIMD16<Float>()
     var i = 0
@@ -47,9 +75,8 @@ public enum Distance {
     return sum
   }
 
-  /// The squared Euclidean distance `Σ (aᵢ − bᵢ)²` of two vectors of `count` floats.
   @inlinable
-  public static func squaredEuclidean(
+  static func simdSquaredEuclidean(
     _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
   ) -> Float {
     var sum0 = SIMD16<Float>()
@@ -74,6 +101,39 @@ public enum Distance {
       i &+= 1
     }
     return sum
+  }
+
+  @inlinable
+  static func scalarDot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Float {
+    var sum: Float = 0
+    var i = 0
+    while i < count {
+      sum += load1(a, i) * load1(b, i)
+      i &+= 1
+    }
+    return sum
+  }
+
+  @inlinable
+  static func scalarSquaredEuclidean(
+    _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int
+  ) -> Float {
+    var sum: Float = 0
+    var i = 0
+    while i < count {
+      let d = load1(a, i) - load1(b, i)
+      sum += d * d
+      i &+= 1
+    }
+    return sum
+  }
+
+  /// Hints the CPU to start loading the first cache lines of a vector that will be read
+  /// soon, so that several vectors' memory loads overlap. Never faults.
+  @inlinable @inline(__always)
+  public static func prefetch(_ vector: UnsafeRawPointer) {
+    vdb_prefetch(vector)
+    vdb_prefetch(vector + 64)
   }
 
   /// The inner product of two equally long arrays.

@@ -34,3 +34,28 @@ extension EncoderParameters where Scalar == Float {
       })
   }
 }
+
+extension TrainingExample {
+  /// An example from texts, tokenised as the encoder sees them (`[CLS] … [SEP]`, cut to
+  /// `maxLength` tokens; 128 is the length all-MiniLM-L6-v2 was trained at). Documents are
+  /// identified by id for the no-duplicates sampler, the query by its text.
+  ///
+  /// ```swift
+  /// let example = TrainingExample(
+  ///   query: "what causes scurvy", positive: (id: "d17", text: "Scurvy is …"),
+  ///   negatives: [(id: "d42", text: "Rickets is …")], tokenizer: encoder.tokenizer)
+  /// ```
+  public init(
+    query: String, positive: (id: String, text: String),
+    negatives: [(id: String, text: String)] = [], tokenizer: WordPieceTokenizer,
+    maxLength: Int = 128
+  ) {
+    func tokens(_ text: String) -> [Int32] {
+      tokenizer.encode(text, maxLength: maxLength).map(Int32.init)
+    }
+    self.init(
+      query: tokens(query), positive: tokens(positive.text),
+      negatives: negatives.map { tokens($0.text) },
+      keys: ["query:" + query, "doc:" + positive.id] + negatives.map { "doc:" + $0.id })
+  }
+}

@@ -6,12 +6,12 @@ import Foundation
 /// moments, step and random state so that ``init(resuming:examples:)`` continues bit for bit.
 ///
 /// ```swift
-/// let trainer = try EncoderTrainer(parameters: weights, examples: examples)
-/// try trainer.run { progress in
+/// let trainer = try EncoderTrainer(parameters: EncoderParameters(sentenceEncoder), examples: examples)
+/// trainer.run { progress in
 ///   print("step \(progress.step)/\(progress.totalSteps) loss \(progress.loss)")
 ///   if progress.step % 100 == 0 { try? trainer.checkpoint().write(to: url) }
 /// }
-/// let tuned = trainer.encoder.parameters.tensors()   // name → [Float], safetensors naming
+/// let tuned = trainer.encoder.parameters.namedTensors()   // safetensors names → Tensor
 /// ```
 public final class EncoderTrainer {
   public let configuration: TrainingConfiguration

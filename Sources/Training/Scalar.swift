@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import Tensor
 
 /// The floating-point types the trainer computes in: `Float` for speed, `Double` for the
 /// finite-difference gradient check.
@@ -52,7 +53,7 @@ extension Double: TrainingScalar {
 }
 
 /// `C = alpha·op(A)·op(B) + beta·C` as ``TrainingScalar/gemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``,
-/// split over ``trainingThreadCount`` threads: by rows of C when it has more rows than columns,
+/// split over the cores: by rows of C when it has more rows than columns,
 /// else by columns. Each thread makes one single-threaded BLAS call on its slice.
 ///
 /// The project runs OpenBLAS with one thread per call and threads itself (the encoder calls
@@ -64,7 +65,7 @@ func parallelGemm<S: TrainingScalar>(
   beta: S, c: UnsafeMutablePointer<S>, ldc: Int
 ) {
   // Below ~2M multiply-adds a thread hop costs more than it saves.
-  let chunks = m * n * k < 1 << 21 ? 1 : min(trainingThreadCount, max(m, n) / 16)
+  let chunks = m * n * k < 1 << 21 ? 1 : min(Parallel.coreCount, max(m, n) / 16)
   if chunks <= 1 {
     S.gemm(
       transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a,

@@ -1,4 +1,3 @@
-import Dispatch
 import Tensor
 
 /// A BERT sentence encoder that can be trained: forward pass with activation caching, backward
@@ -319,11 +318,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   /// Runs `body` for every sequence of `batch`, sequences spread over the threads: a
   /// sequence's attention is a dozen products of at most 128×128 matrices, too small to split.
   private func forEachSequence(_ batch: TokenBatch, _ body: (Int) -> Void) {
-    if trainingThreadCount > 1 && batch.count > 1 {
-      DispatchQueue.concurrentPerform(iterations: batch.count, execute: body)
-    } else {
-      for s in 0..<batch.count { body(s) }
-    }
+    Parallel.forEach(batch.count, body)
   }
 
   /// Mean of each sequence's token vectors, then `e = p / max(‖p‖, 1e-12)`.

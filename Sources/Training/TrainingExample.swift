@@ -86,6 +86,9 @@ public struct TrainingConfiguration: Sendable, Equatable, Codable {
     if !(learningRate > 0) { throw .badInput("learning rate must be positive") }
     if !(0..<1).contains(warmupRatio) { throw .badInput("warm-up ratio must be in [0, 1)") }
     if !(0..<1).contains(dropout) { throw .badInput("dropout must be in [0, 1)") }
+    if !(maxGradientNorm > 0) { throw .badInput("max gradient norm must be positive") }
+    if !(scale > 0) { throw .badInput("loss scale must be positive") }
+    if !(weightDecay >= 0) { throw .badInput("weight decay must not be negative") }
     if let miniBatchSize, miniBatchSize < 1 {
       throw .badInput("mini-batch size must be at least 1, got \(miniBatchSize)")
     }

@@ -27,7 +27,7 @@ public final class Collection: @unchecked Sendable {
     self.id = record.id
   }
 
-  private var schema: Schema { database.schema }
+  var schema: Schema { database.schema }
   private var environment: Environment { database.environment }
 
   // MARK: Writing
@@ -114,6 +114,12 @@ public final class Collection: @unchecked Sendable {
         }
         if let plan, !rows.isEmpty {
           try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
+          for (row, record) in zip(rows, records) {
+            try txn.put(
+              schema.sources,
+              key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row),
+              value: record.hash.bytes)
+          }
         }
         return true
       }
@@ -148,6 +154,11 @@ public final class Collection: @unchecked Sendable {
       }
       if let plan, collection.active == plan.generation.id, !rows.isEmpty {
         try plan.index.delete(ids: rows, in: txn)
+        for row in rows {
+          try txn.delete(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
+        }
       }
       return rows.count
     }
@@ -162,14 +173,15 @@ public final class Collection: @unchecked Sendable {
     var index: VectorIndex
   }
 
-  func indexPlan() throws -> IndexPlan? {
+  /// The plan of the active generation, or of `generation` when given.
+  func indexPlan(generation chosen: UInt32? = nil) throws -> IndexPlan? {
     let schema = self.schema
     let name = self.name
     let found = try read { txn -> (VectorSettings, GenerationRecord)? in
       guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
         throw VectorDBError.collectionNotFound(name)
       }
-      guard let settings = record.vectors, let active = record.active else { return nil }
+      guard let settings = record.vectors, let active = chosen ?? record.active else { return nil }
       let key = Schema.generationKey(collection: record.id, generation: active)
       guard let bytes = try txn.get(schema.generations, key: key) else {
         throw VectorDBError.damaged(
@@ -188,8 +200,7 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// Runs `body` in a write transaction with the collection's record, saved after.
-  private func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R
-  {
+  func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R {
     let schema = self.schema
     let name = self.name
     return try storage {

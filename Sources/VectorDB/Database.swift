@@ -286,7 +286,26 @@ public final class Database: @unchecked Sendable {
         var result: [DatabaseStatus.CollectionStatus] = []
         try txn.forEach(in: schema.collections) { _, value in
           let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
-          result.append(.init(name: record.name, documents: record.count, created: record.created))
+          func generation(_ id: UInt32?) throws -> GenerationRecord? {
+            try id.flatMap { id in
+              try txn.get(
+                schema.generations, key: Schema.generationKey(collection: record.id, generation: id)
+              ).map {
+                try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
+              }
+            }
+          }
+          let active = try generation(record.active)
+          let building = try generation(record.building)
+          result.append(
+            .init(
+              name: record.name, documents: record.count, created: record.created,
+              model: active?.model,
+              generation: active.map { Int($0.id) }, dimension: record.vectors?.dimension,
+              metric: record.vectors?.metric.rawValue,
+              job: building.map {
+                .init(generation: Int($0.id), model: $0.model, vectors: $0.count, cursor: $0.cursor)
+              }))
           return true
         }
         return result
@@ -356,6 +375,19 @@ public struct DatabaseStatus: Codable, Sendable {
     public var name: String
     public var documents: Int
     public var created: Date
+    /// The active generation's model version (nil: given vectors or none).
+    public var model: Int?
+    public var generation: Int?
+    public var dimension: Int?
+    public var metric: String?
+    /// A re-embed job in progress (resumable), if any.
+    public var job: Job?
+  }
+  public struct Job: Codable, Sendable {
+    public var generation: Int
+    public var model: Int?
+    public var vectors: Int
+    public var cursor: String?
   }
   public var path: String
   public var formatVersion: UInt32

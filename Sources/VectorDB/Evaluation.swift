@@ -114,6 +114,15 @@ extension Collection {
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,
     perQuery: Bool = false, progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> EvaluationReport {
+    try evaluate(
+      queries: queries, qrels: qrels, exact: exact, ef: ef, perQuery: perQuery, generation: nil,
+      progress: progress)
+  }
+
+  func evaluate(
+    queries: [String: String], qrels: [String: [String: Int]], exact: Bool, ef: Int, perQuery: Bool,
+    generation: UInt32?, progress: ((OperationProgress) throws -> Void)?
+  ) throws -> EvaluationReport {
     let start = Date()
     let cutoffs = MetricCutoffs()
     let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
@@ -121,10 +130,11 @@ extension Collection {
     let chunk = 64
     for first in stride(from: 0, to: ids.count, by: chunk) {
       let part = Array(ids[first..<min(first + chunk, ids.count)])
-      let found = try query(
-        texts: part.map { queries[$0]! },
+      let found = try search(
+        texts: part.map { queries[$0]! }, vectors: nil,
         options: QueryOptions(
-          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false))
+          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false),
+        generation: generation)
       for (id, result) in zip(part, found) {
         results[id] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
       }
@@ -145,17 +155,11 @@ extension Collection {
   ) {
     var queries: [String: String] = [:]
     var qrels: [String: [String: Int]] = [:]
-    var after: UInt64 = 0
-    while true {
-      let entries = try database.logEntries(collection: name, after: after, limit: 1000)
-      guard let last = entries.last else { break }
-      after = last.id
-      for entry in entries {
-        guard let text = entry.text, entry.feedback.contains(where: \.isRelevant) else { continue }
-        let id = "log:\(entry.id)"
-        queries[id] = text
-        for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
-      }
+    try database.forEachLogEntry(collection: name) { entry in
+      guard let text = entry.text, entry.feedback.contains(where: \.isRelevant) else { return }
+      let id = "log:\(entry.id)"
+      queries[id] = text
+      for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
     }
     return (queries, qrels)
   }
@@ -165,21 +169,15 @@ extension Collection {
   /// were never shown, in what the collection returns now for the top `k`).
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
-    var after: UInt64 = 0
-    while true {
-      let entries = try database.logEntries(collection: name, after: after, limit: 1000)
-      guard let last = entries.last else { break }
-      after = last.id
-      for entry in entries {
-        let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
-        guard let text = entry.text, !relevant.isEmpty else { continue }
-        let shown =
-          entry.kind == .query
-          ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
-        let rank = shown.prefix(k).firstIndex { relevant.contains($0) }.map { $0 + 1 }
-        let document = rank.map { shown[$0 - 1] } ?? relevant.sorted()[0]
-        cases.append(Diagnosis.Case(logID: entry.id, query: text, document: document, rank: rank))
-      }
+    try database.forEachLogEntry(collection: name) { entry in
+      let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
+      guard let text = entry.text, !relevant.isEmpty else { return }
+      let shown =
+        entry.kind == .query
+        ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
+      let rank = shown.prefix(k).firstIndex { relevant.contains($0) }.map { $0 + 1 }
+      let document = rank.map { shown[$0 - 1] } ?? relevant.sorted()[0]
+      cases.append(Diagnosis.Case(logID: entry.id, query: text, document: document, rank: rank))
     }
     let total = Double(max(cases.count, 1))
     let notFound = cases.filter { $0.rank == nil }

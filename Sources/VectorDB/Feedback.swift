@@ -88,14 +88,59 @@ extension Collection {
   }
 }
 
-/// Relevance judgements for one query, as an admin imports them (qrels).
+/// Relevance judgements for one query, as an admin imports them (qrels, triples).
 public struct Judgement: Sendable, Equatable {
   public var query: String
-  /// Document id → grade (1 = relevant).
+  /// Document id → grade (1 = relevant; 0 = judged not relevant, e.g. a hard negative).
   public var relevant: [String: Int]
   public init(query: String, relevant: [String: Int]) {
     self.query = query
     self.relevant = relevant
+  }
+
+  /// Reads training triples in JSON Lines:
+  /// `{"query": "…", "positive": "DOC-ID", "hard_negatives": ["DOC-ID", …]}` (also
+  /// `"positives": [...]`). Positives get grade 1, hard negatives grade 0.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line.
+  public static func triples(path: String) throws -> [Judgement] {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    var judgements: [Judgement] = []
+    try JSONLines.forEach(in: data) { line, bytes in
+      let object = try JSONLines.object(from: bytes, source: path, line: line)
+      func fail(_ reason: String) -> VectorDBError {
+        .invalidInput(source: path, line: line, reason: reason)
+      }
+      guard case .string(let query) = object["query"], !query.isEmpty else {
+        throw fail("missing field \"query\" (a non-empty string)")
+      }
+      func strings(_ key: String) throws -> [String] {
+        switch object[key] {
+        case nil, .null: return []
+        case .string(let one): return [one]
+        case .array(let many):
+          return try many.map {
+            guard case .string(let id) = $0 else {
+              throw fail("field \"\(key)\" must hold document ids (strings)")
+            }
+            return id
+          }
+        default: throw fail("field \"\(key)\" must be a document id or an array of them")
+        }
+      }
+      let positives = try strings("positive") + strings("positives")
+      guard !positives.isEmpty else { throw fail("missing field \"positive\"") }
+      var relevant: [String: Int] = [:]
+      for id in try strings("hard_negatives") { relevant[id] = 0 }
+      for id in positives { relevant[id] = 1 }
+      judgements.append(Judgement(query: query, relevant: relevant))
+    }
+    return judgements
   }
 }
 
@@ -120,6 +165,18 @@ extension Database {
         }
         return result
       }
+    }
+  }
+
+  /// Calls `body` with every log entry of `collection` (with its feedback), oldest
+  /// first, reading a page of entries per transaction.
+  func forEachLogEntry(collection: String, _ body: (LogEntry) throws -> Void) throws {
+    var after: UInt64 = 0
+    while true {
+      let entries = try logEntries(collection: collection, after: after, limit: 1000)
+      guard let last = entries.last else { return }
+      after = last.id
+      for entry in entries { try body(entry) }
     }
   }
 

@@ -27,6 +27,10 @@ public struct ImportReport: Codable, Sendable {
 public struct OperationProgress: Sendable {
   public var done: Int
   public var total: Int
+  public init(done: Int, total: Int) {
+    self.done = done
+    self.total = total
+  }
 }
 
 extension Collection {

@@ -40,54 +40,6 @@ public struct ModelInfo: Codable, Equatable, Sendable {
   public var lineage: [String: JSONValue]
 }
 
-/// What is stored besides the weights: enough to rebuild the encoder exactly.
-struct EncoderSettings: Codable, Equatable {
-  var config: BertConfig
-  var maxSequenceLength: Int
-  var pooling: String
-  var normalizesOutput: Bool
-  var lowercase: Bool
-  var stripAccents: Bool?
-  var splitCJKCharacters: Bool
-  var maxCharactersPerWord: Int
-  var unknownToken: String
-  var classifierToken: String
-  var separatorToken: String
-  var continuationPrefix: String
-  var specialTokens: [String]
-
-  init(_ encoder: SentenceEncoder) {
-    config = encoder.config
-    maxSequenceLength = encoder.maxSequenceLength
-    pooling = encoder.pooling.rawValue
-    normalizesOutput = encoder.normalizesOutput
-    let options = encoder.tokenizer.options
-    lowercase = options.lowercase
-    stripAccents = options.stripAccents
-    splitCJKCharacters = options.splitCJKCharacters
-    maxCharactersPerWord = options.maxCharactersPerWord
-    unknownToken = options.unknownToken
-    classifierToken = options.classifierToken
-    separatorToken = options.separatorToken
-    continuationPrefix = options.continuationPrefix
-    specialTokens = options.specialTokens
-  }
-
-  var tokenizerOptions: WordPieceTokenizer.Options {
-    var options = WordPieceTokenizer.Options()
-    options.lowercase = lowercase
-    options.stripAccents = stripAccents
-    options.splitCJKCharacters = splitCJKCharacters
-    options.maxCharactersPerWord = maxCharactersPerWord
-    options.unknownToken = unknownToken
-    options.classifierToken = classifierToken
-    options.separatorToken = separatorToken
-    options.continuationPrefix = continuationPrefix
-    options.specialTokens = specialTokens
-    return options
-  }
-}
-
 /// The `models` table (version UInt32 BE → JSON `ModelInfo`) and `modelblobs`
 /// (version UInt32 BE ++ part name → bytes: "settings" JSON, "vocab" one token per
 /// line, "weights" safetensors, "adapter" safetensors).
@@ -135,7 +87,7 @@ struct ModelStore {
       weightsBytes: weights.count, lineage: lineage)
     let key = KeyBuilder().uint32(UInt32(version))
     try txn.put(
-      blobs, key: key.string("settings"), value: try JSONEncoder().encode(EncoderSettings(encoder)))
+      blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
     try txn.put(
       blobs, key: key.string("vocab"),
       value: Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8))
@@ -159,20 +111,15 @@ struct ModelStore {
     else {
       throw VectorDBError.damaged(path: path, detail: "model version \(version) is missing parts")
     }
-    let settings = try JSONDecoder().decode(EncoderSettings.self, from: Data(settingsBytes))
-    let vocabulary = String(decoding: vocabBytes, as: UTF8.self).split(
-      separator: "\n", omittingEmptySubsequences: false
-    )
-    .map(String.init)
+    let settings = try JSONDecoder().decode(
+      SentenceEncoder.Settings.self, from: Data(settingsBytes))
+    let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
+      .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
-    let tokenizer = try WordPieceTokenizer(
-      vocabulary: vocabulary, options: settings.tokenizerOptions, source: source)
-    let weights = try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors()
     return try SentenceEncoder(
-      config: settings.config, tokenizer: tokenizer, weights: weights,
-      maxSequenceLength: settings.maxSequenceLength,
-      pooling: SentenceEncoder.Pooling(rawValue: settings.pooling) ?? .mean,
-      normalizesOutput: settings.normalizesOutput, source: source)
+      settings: settings, vocabulary: vocabulary,
+      weights: try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors(),
+      source: source)
   }
 }
 

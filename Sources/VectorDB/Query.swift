@@ -89,9 +89,11 @@ extension Collection {
     try search(texts: nil, vectors: vectors, options: options)
   }
 
-  private func search(texts: [String]?, vectors: [[Float]]?, options: QueryOptions) throws
-    -> [QueryResult]
-  {
+  /// Searches the active generation, or `generation` (a building one, for the
+  /// training gate) when given.
+  func search(
+    texts: [String]?, vectors: [[Float]]?, options: QueryOptions, generation: UInt32? = nil
+  ) throws -> [QueryResult] {
     guard options.k > 0 else {
       throw VectorDBError.invalidInput(source: "query", line: nil, reason: "k must be positive")
     }
@@ -99,7 +101,7 @@ extension Collection {
       throw VectorDBError.invalidInput(source: "query", line: nil, reason: "ef must be positive")
     }
     while true {
-      guard let plan = try indexPlan() else {
+      guard let plan = try indexPlan(generation: generation) else {
         throw VectorDBError.unsupported(
           "collection \"\(name)\" has no vectors to search (it was created without a model)")
       }
@@ -121,7 +123,8 @@ extension Collection {
       }
       guard
         let hits = try read({ txn in
-          try searchSnapshot(queryVectors, plan: plan, options: options, in: txn)
+          try searchSnapshot(
+            queryVectors, plan: plan, options: options, pinned: generation != nil, in: txn)
         })
       else {
         continue  // the active generation changed under us: search the new one
@@ -138,10 +141,10 @@ extension Collection {
 
   /// Searches in one snapshot; nil when the active generation is no longer `plan`'s.
   private func searchSnapshot(
-    _ queries: [[Float]], plan: IndexPlan, options: QueryOptions, in txn: Transaction
+    _ queries: [[Float]], plan: IndexPlan, options: QueryOptions, pinned: Bool, in txn: Transaction
   ) throws -> [[SearchHit]]? {
     guard let record = try Database.collectionRecord(name, in: txn, schema: database.schema),
-      record.active == plan.generation.id
+      pinned || record.active == plan.generation.id
     else { return nil }
     let candidates = try options.filter.map { try rows(matching: $0, in: txn) }
     return try queries.map { vector in

@@ -230,8 +230,18 @@ struct Status: ParsableCommand {
     print("size      \(Terminal.bytes(status.bytesOnDisk))")
     print("")
     Terminal.printTable(
-      headers: ["collection", "documents"],
-      rows: status.collections.map { [$0.name, String($0.documents)] })
+      headers: ["collection", "documents", "vectors", "model", "generation", "re-embed job"],
+      rows: status.collections.map { collection in
+        [
+          collection.name, String(collection.documents),
+          collection.dimension.map { "\($0)-d \(collection.metric ?? "")" } ?? "-",
+          collection.model.map { "v\($0)" } ?? "-", collection.generation.map(String.init) ?? "-",
+          collection.job.map {
+            "g\($0.generation) model v\($0.model ?? 0): \($0.vectors) done, at \($0.cursor ?? "start")"
+          }
+            ?? "-",
+        ]
+      })
   }
 }
 

@@ -68,8 +68,9 @@ struct FeedbackCommand: ParsableCommand {
         vdb feedback 12 doc-3 --not-relevant  doc-3 was shown but wrong
       For a query that was never run (an admin judgement):
         vdb feedback -c scifact --query "…" --doc 4983
-      In bulk, BEIR judgements (qrels TSV and queries.jsonl):
+      In bulk, BEIR judgements (qrels TSV and queries.jsonl), or training triples:
         vdb feedback -c scifact --qrels qrels/train.tsv --queries queries.jsonl
+        vdb feedback -c scifact --triples triples.jsonl
       """)
 
   @OptionGroup var database: DatabaseOptions
@@ -82,6 +83,9 @@ struct FeedbackCommand: ParsableCommand {
   @Option(help: "A relevant document for --query (repeatable).") var doc: [String] = []
   @Option(help: "A qrels TSV file (query-id, corpus-id, score).") var qrels: String?
   @Option(help: "The queries.jsonl that names the qrels' queries.") var queries: String?
+  @Option(
+    help: "Training triples, JSON Lines: {\"query\", \"positive\": ID, \"hard_negatives\": [ID]}.")
+  var triples: String?
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -119,6 +123,11 @@ struct FeedbackCommand: ParsableCommand {
       let id = try target.judge(
         query: query, relevant: Dictionary(doc.map { ($0, 1) }, uniquingKeysWith: max))
       try report(["log_id": Int(id)], "logged judgement \(id): \(doc.count) relevant documents")
+      return
+    }
+    if let triples {
+      let ids = try target.judge(try Judgement.triples(path: triples))
+      try report(["judgements": ids.count], "logged \(ids.count) judged queries from \(triples)")
       return
     }
     let texts = try BEIR.queries(path: queries!)

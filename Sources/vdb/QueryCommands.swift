@@ -52,14 +52,7 @@ struct Query: ParsableCommand {
     let start = Date()
     let results: [QueryResult]
     if let file {
-      guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
-        throw VectorDBError.invalidInput(
-          source: file, line: nil, reason: "cannot read the file as UTF-8 text")
-      }
-      let texts = contents.split(separator: "\n", omittingEmptySubsequences: false).map {
-        $0.trimmingCharacters(in: .whitespaces)
-      }.filter { !$0.isEmpty }
-      results = try collection.query(texts: texts, options: options)
+      results = try collection.query(texts: try readLines(file), options: options)
     } else {
       results = try collection.query(vectors: try VectorFile.read(vectors!).rows, options: options)
     }
@@ -119,11 +112,7 @@ struct Embed: ParsableCommand {
   func run() throws {
     var inputs = texts
     if let file {
-      guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
-        throw VectorDBError.invalidInput(
-          source: file, line: nil, reason: "cannot read the file as UTF-8 text")
-      }
-      inputs += contents.split(separator: "\n").map(String.init)
+      inputs += try readLines(file)
     }
     guard !inputs.isEmpty else { throw ValidationError("give texts or --file FILE") }
     let directory = model ?? DefaultModel.directory
@@ -150,5 +139,16 @@ struct Embed: ParsableCommand {
           format: "%d texts in %.3f s (%.0f/s)\n", inputs.count, seconds,
           Double(inputs.count) / max(seconds, 1e-9)
         ).utf8))
+  }
+}
+
+/// The non-blank lines of a UTF-8 text file, trimmed.
+func readLines(_ path: String) throws -> [String] {
+  guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+    throw VectorDBError.invalidInput(
+      source: path, line: nil, reason: "cannot read the file as UTF-8 text")
+  }
+  return contents.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    !$0.isEmpty
   }
 }

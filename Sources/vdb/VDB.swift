@@ -12,18 +12,23 @@ struct VDB: ParsableCommand {
       The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
 
       Getting started:
-        vdb init                                   create the database
-        vdb import docs.jsonl -c notes             import JSON Lines documents
-        vdb upsert -c notes --id n1 --text "…"     add or replace one document
-        vdb get -c notes n1                        read documents back
-        vdb status                                 collections, counts, size
+        vdb init                                   create the database (stores the model)
+        vdb import docs.jsonl -c notes             import JSON Lines documents (embeds them)
+        vdb query -c notes "how do I …" -k 5       search; prints a log id
+        vdb feedback LOG_ID DOC_ID                 that document was the right one
+        vdb eval -c notes --from-log               how good is retrieval?
+        vdb train -c notes                         fine-tune the encoder from the log
+        vdb reembed -c notes --model 2             re-embed with a model, switch at once
+        vdb models rollback -c notes               go back to the previous generation
+        vdb status                                 collections, models, jobs, size
+        vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
       3 database error (damaged, newer format, I/O).
       """,
     subcommands: [
       Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
-      Status.self,
+      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
       ShellCommand.self,
     ])
 

@@ -40,3 +40,31 @@ final class VectorMathTests: XCTestCase {
     XCTAssertEqual(Double(sum), exactSum, accuracy: 1e-5 * exactSum)
   }
 }
+
+final class ParallelGemmTests: XCTestCase {
+  /// The threaded product equals one BLAS call, for every transpose and both split directions.
+  func testSplitProductsEqualOneCall() {
+    var random = TrainingRandom(seed: 21)
+    for (m, n, k) in [(300, 40, 200), (40, 300, 200)] {  // split by rows, then by columns
+      for transposeA in [false, true] {
+        for transposeB in [false, true] {
+          let a = (0..<(m * k)).map { _ in Double(random.nextUnitFloat()) - 0.5 }
+          let b = (0..<(k * n)).map { _ in Double(random.nextUnitFloat()) - 0.5 }
+          let start = (0..<(m * n)).map { _ in Double(random.nextUnitFloat()) }
+          var expected = start
+          var split = start
+          let lda = transposeA ? m : k
+          let ldb = transposeB ? k : n
+          Double.gemm(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a,
+            lda: lda, b: b, ldb: ldb, beta: 2, c: &expected, ldc: n)
+          parallelGemm(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a,
+            lda: lda, b: b, ldb: ldb, beta: 2, c: &split, ldc: n)
+          let worst = zip(expected, split).map { abs($0 - $1) }.max()!
+          XCTAssertLessThan(worst, 1e-12, "m \(m) n \(n) transposes \(transposeA) \(transposeB)")
+        }
+      }
+    }
+  }
+}

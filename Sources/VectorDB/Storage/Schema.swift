@@ -29,17 +29,25 @@ struct Schema {
   /// collection id ++ field path (length-prefixed) ++ encoded value ++ row id → empty:
   /// the metadata index that makes selective filters cheap (see `MetadataIndex`).
   let metadataIndex: Table
+  /// collection id ++ generation id ++ row id (UInt32 BE each) → the SHA-256 of the text
+  /// the row's vector in that generation was made from: how a generation tells which
+  /// of its vectors are stale (text changed) or orphaned (document deleted).
+  let sources: Table
 
   /// Every fixed table name of this format; index tables are named `index.*`.
   static let tableNames: Set<String> = [
     "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
     "generations",
-    "metaindex",
+    "metaindex", "sources",
   ]
 
   /// Whether `name` is one of ours (a database holding others is not ours).
   static func isOurs(_ name: String) -> Bool {
     tableNames.contains(name) || name.hasPrefix("index.")
+  }
+
+  static func sourceKey(collection: UInt32, generation: UInt32, row: UInt32) -> KeyBuilder {
+    KeyBuilder().uint32(collection).uint32(generation).uint32(row)
   }
 
   static func generationKey(collection: UInt32, generation: UInt32) -> KeyBuilder {
@@ -55,6 +63,7 @@ struct Schema {
     models = try ModelStore(environment: environment)
     generations = try environment.table("generations")
     metadataIndex = try environment.table("metaindex")
+    sources = try environment.table("sources")
   }
 
   static func docKey(collection: UInt32, id: String) -> KeyBuilder {
@@ -81,6 +90,10 @@ struct CollectionRecord: Codable, Equatable {
   var vectors: VectorSettings?
   /// The generation queries read (nil without vectors).
   var active: UInt32?
+  /// The generation a re-embed job is building, if any.
+  var building: UInt32?
+  /// How many previous generations to keep for rollback.
+  var retain: Int?
   var nextGeneration: UInt32 = 1
 }
 

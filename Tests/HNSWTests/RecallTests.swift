@@ -1,0 +1,101 @@
+import HNSW
+import XCTest
+
+/// Recall of the graph against exact ground truth on real data. The 384-d set is cut
+/// to 2,000 rows to keep the test within seconds in a debug build; index-bench measures
+/// the full sets.
+final class RecallTests: XCTestCase {
+  func testSiftSmallRecallAtEf64() throws {
+    let base = try TestData.floats("siftsmall/siftsmall_base.fvecs")
+    let queries = try TestData.floats("siftsmall/siftsmall_query.fvecs")
+    let truth = try Texmex.readInts(
+      path: try TestData.path("siftsmall/siftsmall_groundtruth.ivecs"))
+    let graph = try buildGraph(base, metric: .l2)
+    let scratch = SearchScratch()
+    let found = try (0..<queries.rows).map {
+      try graph.search(queries.row($0), k: 10, ef: 64, scratch: scratch).map(\.id)
+    }
+    let expected = (0..<truth.rows).map { truth.row($0).map { UInt32($0) } }
+    let r = recall(found, expected, k: 10)
+    XCTAssertGreaterThanOrEqual(r, 0.95, "siftsmall recall@10 at ef 64")
+    let report = try graph.checkIntegrity()
+    XCTAssertEqual(report.problems, [])
+    XCTAssertEqual(report.nodeCount, base.rows)
+  }
+
+  /// MiniLM embeddings of SciFact (384-d, cosine), the distribution vdb holds.
+  func testSciFactMiniLMRecallAtEf64() throws {
+    let queries = try TestData.floats("scifact-minilm/queries.fvecs", limit: 100)
+    let graph = try SharedGraphs.sciFact.get()
+    let scratch = SearchScratch()
+    var found: [[UInt32]] = []
+    var truth: [[UInt32]] = []
+    for q in 0..<queries.rows {
+      found.append(try graph.search(queries.row(q), k: 10, ef: 64, scratch: scratch).map(\.id))
+      truth.append(try graph.exactSearch(queries.row(q), k: 10).map(\.id))
+    }
+    XCTAssertGreaterThanOrEqual(recall(found, truth, k: 10), 0.95)
+  }
+
+  func testParallelBuildIsTheSameGraphAsSequential() throws {
+    let base = Texmex.Matrix(
+      rows: 600, dimension: 24, elements: randomVectors(600, dimension: 24, seed: 3))
+    let one = try buildGraph(base, metric: .l2, threads: 1)
+    let two = try buildGraph(base, metric: .l2, threads: 2)
+    XCTAssertEqual(try one.storage.entryPoint, try two.storage.entryPoint)
+    for node in 0..<UInt32(base.rows) {
+      let level = try XCTUnwrap(one.storage.level(of: node))
+      for l in 0...level {
+        XCTAssertEqual(
+          Array(one.storage.neighbors(of: node, level: l)),
+          Array(two.storage.neighbors(of: node, level: l)), "node \(node) layer \(l)")
+      }
+    }
+  }
+
+  func testSearchOnEmptyGraphAndSmallK() throws {
+    var graph = HNSWGraph(
+      storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: .l2)
+    let scratch = SearchScratch()
+    XCTAssertEqual(try graph.search([0, 0], k: 5, scratch: scratch), [])
+    try graph.insert(ids: [7, 3, 9], vectors: [0, 0, 1, 0, 5, 0])
+    let hits = try graph.search([0.9, 0], k: 2, scratch: scratch)
+    XCTAssertEqual(hits.map(\.id), [3, 7])
+    XCTAssertEqual(hits[0].distance, 0.01, accuracy: 1e-6)
+    XCTAssertEqual(try graph.search([0.9, 0], k: 10, scratch: scratch).map(\.id), [3, 7, 9])
+    XCTAssertEqual(try graph.search([0.9, 0], k: 0, scratch: scratch), [])
+  }
+
+  func testBadVectorsAreRejectedBeforeAnyChange() throws {
+    var graph = HNSWGraph(
+      storage: MemoryStorage(dimension: 3, parameters: HNSWParameters()), metric: .cosine)
+    XCTAssertThrowsError(try graph.insert(ids: [0, 1], vectors: [1, 0, 0, 0, 1])) {
+      XCTAssertEqual($0 as? HNSWError, .dimensionMismatch(expected: 6, got: 5))
+    }
+    XCTAssertThrowsError(try graph.insert(ids: [0, 1], vectors: [1, 0, 0, 0, .nan, 1])) {
+      XCTAssertEqual($0 as? HNSWError, .nonFiniteComponent(index: 1))
+    }
+    XCTAssertThrowsError(try graph.insert(ids: [0, 1], vectors: [1, 0, 0, 0, 0, 0])) {
+      XCTAssertEqual($0 as? HNSWError, .zeroVector)
+    }
+    XCTAssertThrowsError(try graph.insert(ids: [4, 4], vectors: [1, 0, 0, 0, 1, 0])) {
+      XCTAssertEqual($0 as? HNSWError, .duplicateNode(4))
+    }
+    XCTAssertEqual(try graph.storage.nodeCount, 0)
+    XCTAssertThrowsError(try graph.search([1, 0], k: 1, scratch: SearchScratch())) {
+      XCTAssertEqual("\($0)", "vector has 2 components; the index holds 3-dimensional vectors")
+    }
+  }
+
+  func testCosineVectorsAreNormalisedAndScoredAsCosine() throws {
+    var graph = HNSWGraph(
+      storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: .cosine)
+    try graph.insert(ids: [0, 1], vectors: [10, 0, 0, 3])
+    let hits = try graph.search([1, 1], k: 2, scratch: SearchScratch())
+    XCTAssertEqual(
+      graph.metric.similarity(fromDistance: hits[0].distance), Float(0.5).squareRoot(),
+      accuracy: 1e-6)
+    let stored = graph.storage.vector(of: 1).assumingMemoryBound(to: Float.self)
+    XCTAssertEqual(stored[1], 1, accuracy: 1e-6)
+  }
+}
