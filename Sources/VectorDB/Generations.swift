@@ -137,30 +137,48 @@ extension Collection {
         generation: Int(active.id), model: version, embedded: 0, resumed: false, switched: false,
         seconds: 0)
     }
-    let retained = try generations().last { $0.state == .retained && $0.model == version }
-    guard let retained, let generation = try generationRecord(UInt32(retained.id)) else {
+    guard
+      let retained = try generations().last(where: { $0.state == .retained && $0.model == version })
+    else {
       return try reembed(to: version, progress: progress)
+    }
+    return try activate(
+      generation: UInt32(retained.id), settings: settings, start: start, progress: progress)
+  }
+
+  /// Switches back to the most recent retained generation (whatever its model).
+  ///
+  /// - Throws: `VectorDBError.unsupported` when none is retained.
+  @discardableResult
+  public func rollback(progress: ((OperationProgress) throws -> Void)? = nil) throws
+    -> ReembedReport
+  {
+    let (record, _) = try state()
+    guard let settings = record.vectors,
+      let previous = try generations().last(where: { $0.state == .retained })
+    else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" has no retained generation to roll back to")
+    }
+    return try activate(
+      generation: UInt32(previous.id), settings: settings, start: Date(), progress: progress)
+  }
+
+  /// Catches a retained generation up with the documents, then switches to it.
+  private func activate(
+    generation id: UInt32, settings: VectorSettings, start: Date,
+    progress: ((OperationProgress) throws -> Void)?
+  ) throws -> ReembedReport {
+    guard let generation = try generationRecord(id) else {
+      throw VectorDBError.unsupported("generation \(id) of \"\(name)\" is gone")
     }
     let embedded = try catchUp(
       generation: generation, settings: settings, batchSize: 256, progress: progress)
     try switchTo(generation.id, settings: settings, batchSize: 256)
     return ReembedReport(
-      generation: retained.id, model: version, embedded: embedded, resumed: false, switched: true,
+      generation: Int(id), model: generation.model, embedded: embedded, resumed: false,
+      switched: true,
       seconds: Date().timeIntervalSince(start))
-  }
-
-  /// Switches back to the most recent retained generation.
-  ///
-  /// - Throws: `VectorDBError.unsupported` when none is retained.
-  @discardableResult
-  public func rollback() throws -> ReembedReport {
-    guard let previous = try generations().last(where: { $0.state == .retained }),
-      let model = previous.model
-    else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" has no retained generation to roll back to")
-    }
-    return try activate(model: model)
   }
 
   // MARK: The job's steps

@@ -132,6 +132,15 @@ final class GenerationTests: XCTestCase {
     XCTAssertEqual(try docs.query(text: "topic 3", k: 5, log: false), after)
   }
 
+  func testRollbackAfterARebuildWithTheSameModel() throws {
+    let (_, docs) = try setUp()
+    try docs.reembed(all: true)
+    XCTAssertEqual(try docs.generations().first { $0.state == .active }?.id, 2)
+    XCTAssertEqual(try docs.rollback().generation, 1)
+    XCTAssertEqual(try docs.generations().first { $0.state == .active }?.id, 1)
+    XCTAssertEqual(try docs.generations().first { $0.state == .retained }?.id, 2)
+  }
+
   func testSameModelTouchesOnlyStaleVectors() throws {
     let (_, docs) = try setUp()
     XCTAssertEqual(try docs.reembed().embedded, 0)
