@@ -28,6 +28,9 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CEditLine", pkgConfig: "libedit",
+      providers: [.apt(["libedit-dev"])]),
     .target(name: "LMDB", dependencies: ["CLMDB"]),
     // A cache prefetch hint for the HNSW search loop (Swift has no prefetch intrinsic).
     .target(name: "CPrefetch"),
@@ -44,7 +47,7 @@ let package = Package(
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB",
+        "VectorDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
@@ -57,13 +60,16 @@ let package = Package(
     .executableTarget(
       name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
       path: "Benchmarks/index-bench"),
+    .executableTarget(
+      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
+      path: "Benchmarks/train-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "vdb"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )

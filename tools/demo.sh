@@ -1,25 +1,62 @@
 #!/usr/bin/env bash
 # The main job: what vdb is for, step by step, each step a visible `vdb` command.
 #   tools/demo.sh [PATH-TO-VDB]
-# The demo database is ./demo.vdb (re-created on each run); the corpus is the
-# project's own docs/, one document per section.
+# The demo database is ./demo.vdb (re-created on each run). The corpus is the
+# project's own docs/, one document per section; tools/demo-queries.tsv holds
+# questions a user might ask, each with the section that answers it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vdb=${1:-.build/release/vdb}
 export VDB_PATH=$PWD/demo.vdb
 rm -rf "$VDB_PATH"
-corpus=$(mktemp --suffix=.jsonl)
-trap 'rm -f "$corpus"' EXIT
-python3 tools/docs_corpus.py docs > "$corpus"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 tools/docs_corpus.py docs > "$work/corpus.jsonl"
+cut -f1 tools/demo-queries.tsv > "$work/questions.txt"
 
 step() {
   printf '\n\033[1m$ vdb %s\033[0m\n' "$*"
   "$vdb" "$@"
 }
 
+echo "== 1. A database that carries its own encoder, and our docs as a collection"
 step init
-step import "$corpus" -c docs
+step import "$work/corpus.jsonl" -c docs
 step status
-step get -c docs --limit 5
-first=$("$vdb" get -c docs --limit 1 --json | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')
-step get -c docs "$first" --json
+
+echo
+echo "== 2. Ask questions"
+step query -c docs "can two processes write to the database at the same time" -k 3
+step query -c docs "how is a document stored" -k 3 --filter '{"file": "storage-format.md"}'
+
+echo
+echo "== 3. Users ask more; every query is logged. They click the right section, or"
+echo "      name it when it was not shown (a correction: the retriever failed)."
+"$vdb" query -c docs --file "$work/questions.txt" -k 3 --json > "$work/results.jsonl"
+python3 - "$work/results.jsonl" tools/demo-queries.tsv > "$work/feedback.txt" <<'PY'
+import json, sys
+results = [json.loads(line) for line in open(sys.argv[1])]
+truth = [line.rstrip("\n").split("\t")[1] for line in open(sys.argv[2])]
+for result, relevant in zip(results, truth):
+    print(result["log_id"], relevant)
+PY
+while read -r log doc; do "$vdb" feedback "$log" "$doc"; done < "$work/feedback.txt"
+step log --limit 5
+
+echo
+echo "== 4. How good is retrieval, and is the retriever the broken part?"
+step eval -c docs --from-log
+step eval -c docs --diagnose
+
+echo
+echo "== 5. Fine-tune the encoder on the log; the held-out gate decides"
+step train -c docs --epochs 2 --batch-size 8 --seed 7
+step models
+
+echo
+echo "== 6. Re-embed into a new generation (queries keep working), then roll back"
+step reembed -c docs --all
+step status
+step query -c docs "can two processes write to the database at the same time" -k 3 --no-log
+step models rollback -c docs
+step query -c docs "can two processes write to the database at the same time" -k 3 --no-log

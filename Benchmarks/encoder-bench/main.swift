@@ -1,1 +1,429 @@
-print("not yet")
+// encoder-bench: throughput and latency of vdb's native sentence encoder, optionally
+// side by side with the peer (sentence-transformers on PyTorch CPU).
+//
+// Measures, on the same texts as the peer script (../shared/bench/peer_embed.py):
+//   - the machine's sgemm peak (large products, all cores, the way the encoder calls BLAS),
+//   - tokenizer tokens/s (one thread),
+//   - sentences/s for each text file at --batch (1 warm-up + --reps timed passes),
+//     the GFLOP/s that implies and its fraction of the sgemm peak,
+//   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
+// With --peer PYTHON, each measurement is followed at once by the peer's on the same
+// texts and settings (batch, reps, 2 threads), and the report gives vdb/peer ratios;
+// --rounds N repeats the alternation. --cpu-time also reports processor seconds per pass
+// (all threads), for vdb and the peer (from two peer runs of different length, so that
+// start-up cancels out): a figure that a busy machine disturbs far less than wall time.
+//
+// Usage (release build, from the project root):
+//   swift build -c release --product encoder-bench
+//   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
+//       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
+//       [--peer .peer-venv/bin/python]
+//       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
+//       peer-results/passages.txt peer-results/short.txt
+// Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
+// --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
+
+import Embedding
+import Foundation
+import Tensor
+
+struct Options {
+  var model =
+    ProcessInfo.processInfo.environment["VDB_MODEL_DIR"]
+    ?? FileManager.default.homeDirectoryForCurrentUser
+    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2").path
+  var batch = 32
+  var reps = 5
+  var batch1 = 200
+  var batch1Threads = Parallel.coreCount
+  var threads = Parallel.coreCount
+  var measurePeak = true
+  var cpuTime = false
+  var json = false
+  var kernels: BLAS.KernelSet? = nil
+  var peerPython: String? = nil
+  var peerScript = "../shared/bench/peer_embed.py"
+  var rounds = 1
+  var files: [String] = []
+
+  init(arguments: [String]) {
+    var rest = arguments.dropFirst()
+    func value(_ flag: String) -> String {
+      guard let next = rest.popFirst() else { fail("\(flag) needs a value") }
+      return next
+    }
+    func number(_ flag: String) -> Int {
+      let text = value(flag)
+      guard let n = Int(text), n >= 0 else { fail("\(flag): '\(text)' is not a count") }
+      return n
+    }
+    while let argument = rest.popFirst() {
+      switch argument {
+      case "--model": model = value(argument)
+      case "--batch": batch = max(1, number(argument))
+      case "--reps": reps = max(1, number(argument))
+      case "--batch1": batch1 = number(argument)
+      case "--batch1-threads": batch1Threads = max(1, number(argument))
+      case "--threads": threads = max(1, number(argument))
+      case "--no-peak": measurePeak = false
+      case "--cpu-time": cpuTime = true
+      case "--json": json = true
+      case "--peer": peerPython = value(argument)
+      case "--peer-script": peerScript = value(argument)
+      case "--rounds": rounds = max(1, number(argument))
+      case "--kernels":
+        let name = value(argument)
+        guard
+          let set = BLAS.KernelSet.allCases.first(where: {
+            $0.rawValue.lowercased() == name.lowercased()
+          })
+        else { fail("--kernels: '\(name)' is not one of SkylakeX, Haswell") }
+        kernels = set
+      case "-h", "--help":
+        print(
+          "usage: encoder-bench [--model DIR] [--batch N] [--reps N] [--batch1 N] [--json] FILE...")
+        exit(0)
+      default:
+        if argument.hasPrefix("-") { fail("unknown option \(argument)") }
+        files.append(argument)
+      }
+    }
+    if files.isEmpty { fail("give at least one text file (one text per line)") }
+  }
+}
+
+func fail(_ message: String) -> Never {
+  FileHandle.standardError.write(Data("encoder-bench: \(message)\n".utf8))
+  exit(1)
+}
+
+func now() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+}
+
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted.count % 2 == 1
+    ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+  let sorted = values.sorted()
+  return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+func summary(_ values: [Double], _ format: String = "%.1f") -> String {
+  String(format: "\(format) [\(format)-\(format)]", median(values), values.min()!, values.max()!)
+}
+
+/// GFLOP/s of y = x·Wᵀ with x [m, k], W [n, k], split over all cores as the encoder does.
+func sgemmRate(m: Int, n: Int, k: Int) -> Double {
+  let x = [Float](repeating: 0.01, count: m * k)
+  let w = [Float](repeating: 0.02, count: n * k)
+  var y = [Float](repeating: 0, count: m * n)
+  var rates: [Double] = []
+  x.withUnsafeBufferPointer { x in
+    w.withUnsafeBufferPointer { w in
+      y.withUnsafeMutableBufferPointer { y in
+        for _ in 0..<5 {
+          let start = now()
+          var calls = 0
+          repeat {
+            // Rows split over the cores (each a full-width product), as the encoder's
+            // batches are.
+            let parts = Parallel.split(m, into: Parallel.coreCount)
+            Parallel.forEach(parts.count) { i in
+              BLAS.gemm(
+                .none, .transposed, m: parts[i].count, n: n, k: k,
+                a: x.baseAddress! + parts[i].lowerBound * k, lda: k, b: w.baseAddress!, ldb: k,
+                c: y.baseAddress! + parts[i].lowerBound * n, ldc: n)
+            }
+            calls += 1
+          } while now() - start < 0.3
+          rates.append(2.0 * Double(m * n * k) * Double(calls) / (now() - start) / 1e9)
+        }
+      }
+    }
+  }
+  return rates.max()!
+}
+
+/// Forward-pass floating-point operations for one sequence of `t` tokens.
+func flops(tokens t: Int, config: BertConfig) -> Double {
+  let h = Double(config.hiddenSize)
+  let i = Double(config.intermediateSize)
+  let t = Double(t)
+  let linear = 2 * t * (4 * h * h + 2 * h * i)
+  let attention = 2 * 2 * t * t * h
+  return Double(config.layerCount) * (linear + attention)
+}
+
+/// The peer script's figures for `file`: median sentences/s, or batch-1 p50/p95 ms.
+struct PeerResult {
+  var sentencesPerSecond: Double
+  var p50: Double?
+  var p95: Double?
+}
+
+func runPeer(
+  _ options: Options, file: String, batch1Limit: Int? = nil, passes: Int? = nil
+) -> PeerResult {
+  guard let python = options.peerPython else { fail("no --peer") }
+  let output = FileManager.default.temporaryDirectory
+    .appendingPathComponent("encoder-bench-peer-\(getpid()).json")
+  defer { try? FileManager.default.removeItem(at: output) }
+  var arguments = [
+    options.peerScript, file, "--json", "--out", output.path, "--batch", String(options.batch),
+    "--reps", String(passes ?? (batch1Limit == nil ? options.reps : 2)),
+    "--threads", String(options.threads),
+  ]
+  if passes != nil { arguments += ["--warmup", "0"] }
+  if let limit = batch1Limit { arguments += ["--batch1", "--limit", String(limit)] }
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: python)
+  process.arguments = arguments
+  process.standardOutput = FileHandle.nullDevice
+  process.standardError = FileHandle.nullDevice
+  do {
+    try process.run()
+  } catch {
+    fail("cannot run the peer \(python): \(error)")
+  }
+  process.waitUntilExit()
+  guard process.terminationStatus == 0,
+    let data = FileManager.default.contents(atPath: output.path),
+    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+  else { fail("the peer failed on \(file): \(python) \(arguments.joined(separator: " "))") }
+  func median(_ key: String) -> Double? {
+    (json[key] as? [String: Any])?["median"] as? Double
+  }
+  return PeerResult(
+    sentencesPerSecond: median("sentences_per_sec") ?? 0, p50: median("latency_ms_p50"),
+    p95: median("latency_ms_p95"))
+}
+
+/// Processor seconds (user + system, all threads) used so far by this process, or by
+/// its finished children.
+func cpuSeconds(children: Bool = false) -> Double {
+  var usage = rusage()
+  getrusage(__rusage_who_t((children ? RUSAGE_CHILDREN : RUSAGE_SELF).rawValue), &usage)
+  func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) * 1e-6 }
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The peer's processor seconds per pass over `file`: two runs without warm-up, of
+/// 1 and 1 + `options.reps` passes; the difference cancels start-up and model loading.
+func peerCPUSecondsPerPass(file: String) -> Double {
+  let start = cpuSeconds(children: true)
+  _ = runPeer(options, file: file, passes: 1)
+  let short = cpuSeconds(children: true)
+  _ = runPeer(options, file: file, passes: 1 + options.reps)
+  let long = cpuSeconds(children: true)
+  return ((long - short) - (short - start)) / Double(options.reps)
+}
+
+/// vdb's throughput on `texts`: sentences/s of each timed pass, and the processor
+/// seconds each pass used.
+func measureThroughput(_ texts: [String]) -> (sentences: [Double], cpuSeconds: [Double]) {
+  _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
+  var sentences: [Double] = []
+  var processor: [Double] = []
+  for _ in 0..<options.reps {
+    let start = now()
+    let cpuStart = cpuSeconds()
+    _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
+    sentences.append(Double(texts.count) / (now() - start))
+    processor.append(cpuSeconds() - cpuStart)
+  }
+  return (sentences, processor)
+}
+
+/// vdb's batch-1 latency on `texts`, one call each: p50 and p95 in ms (medians of 2 passes).
+func measureLatency(_ texts: [String]) -> (p50: Double, p95: Double) {
+  for text in texts.prefix(10) { _ = encoder.embedMatrix([text], threads: options.batch1Threads) }
+  var p50s: [Double] = []
+  var p95s: [Double] = []
+  for _ in 0..<2 {
+    var latencies: [Double] = []
+    for text in texts {
+      let start = now()
+      _ = encoder.embedMatrix([text], threads: options.batch1Threads)
+      latencies.append((now() - start) * 1000)
+    }
+    p50s.append(percentile(latencies, 0.5))
+    p95s.append(percentile(latencies, 0.95))
+  }
+  return (median(p50s), median(p95s))
+}
+
+func readTexts(_ file: String) -> [String] {
+  guard let content = try? String(contentsOfFile: file, encoding: .utf8) else {
+    fail("cannot read \(file)")
+  }
+  let texts = content.split(separator: "\n").map(String.init).filter {
+    !$0.trimmingCharacters(in: .whitespaces).isEmpty
+  }
+  guard !texts.isEmpty else { fail("\(file) holds no texts") }
+  return texts
+}
+
+let options = Options(arguments: CommandLine.arguments)
+if let kernels = options.kernels, !BLAS.use(kernels) {
+  fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
+}
+let loadStart = now()
+let encoder: SentenceEncoder
+do {
+  encoder = try SentenceEncoder(directory: URL(fileURLWithPath: options.model))
+} catch {
+  fail("\(error)")
+}
+let loadSeconds = now() - loadStart
+var report: [String: Any] = [
+  "model": options.model, "batch": options.batch, "reps": options.reps,
+  "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
+]
+var lines: [String] = [
+  "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName);"
+    + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
+  "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",
+]
+
+let peak =
+  options.measurePeak
+  ? [
+    sgemmRate(m: 4096, n: 1536, k: 384), sgemmRate(m: 4096, n: 384, k: 1536),
+    sgemmRate(m: 2048, n: 2048, k: 2048),
+  ].max()! : .nan
+report["sgemm_peak_gflops"] = peak
+if options.measurePeak {
+  lines.append(String(format: "sgemm peak (x·Wᵀ, all cores)  %.0f GFLOP/s", peak))
+}
+
+for file in options.files {
+  let texts = readTexts(file)
+  let tokenCounts = texts.map { encoder.tokenize($0).count }
+  let tokens = tokenCounts.reduce(0, +)
+  let meanTokens = Double(tokens) / Double(texts.count)
+  let work = tokenCounts.map { flops(tokens: $0, config: encoder.config) }.reduce(0, +)
+
+  // Tokenizer alone, one thread.
+  var tokenizerRates: [Double] = []
+  for _ in 0..<options.reps {
+    let start = now()
+    var produced = 0
+    repeat {
+      for text in texts { produced += encoder.tokenize(text).count }
+    } while now() - start < 0.2
+    tokenizerRates.append(Double(produced) / (now() - start))
+  }
+
+  var sentences: [Double] = []
+  var processor: [Double] = []
+  var peerSentences: [Double] = []
+  var peerProcessor: [Double] = []
+  for _ in 0..<options.rounds {
+    if options.peerPython != nil {
+      peerSentences.append(runPeer(options, file: file).sentencesPerSecond)
+      if options.cpuTime { peerProcessor.append(peerCPUSecondsPerPass(file: file)) }
+    }
+    let measured = measureThroughput(texts)
+    sentences += measured.sentences
+    processor += measured.cpuSeconds
+  }
+  let gflops = sentences.map { work * $0 / Double(texts.count) / 1e9 }
+  var entry: [String: Any] = [
+    "texts": texts.count, "mean_tokens": meanTokens,
+    "sentences_per_s": median(sentences), "sentences_per_s_min": sentences.min()!,
+    "sentences_per_s_max": sentences.max()!, "tokens_per_s": median(sentences) * meanTokens,
+    "gflops": median(gflops), "fraction_of_peak": median(gflops) / peak,
+    "tokenizer_tokens_per_s": median(tokenizerRates),
+    "cpu_seconds_per_pass": median(processor),
+  ]
+  lines += [
+    "\(file): \(texts.count) texts, tokens/text mean "
+      + String(format: "%.1f [%d-%d]", meanTokens, tokenCounts.min()!, tokenCounts.max()!),
+    "  sentences/s   " + summary(sentences),
+    "  tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
+    "  GFLOP/s       " + summary(gflops, "%.0f")
+      + (peak.isNaN ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
+    "  tokenizer     "
+      + String(format: "%.2f M tokens/s (one thread)", median(tokenizerRates) / 1e6),
+  ]
+  if options.cpuTime {
+    lines.append(
+      "  CPU-s/pass    " + summary(processor, "%.2f")
+        + String(
+          format: "  (%.1f sentences per CPU-second)", Double(texts.count) / median(processor)))
+  }
+  if !peerProcessor.isEmpty {
+    entry["peer_cpu_seconds_per_pass"] = median(peerProcessor)
+    lines.append(
+      "  peer CPU-s    " + summary(peerProcessor, "%.2f")
+        + String(
+          format: " per pass;  vdb/peer sentences per CPU-second %.2f×",
+          median(peerProcessor) / median(processor)))
+  }
+  if !peerSentences.isEmpty {
+    entry["peer_sentences_per_s"] = median(peerSentences)
+    entry["ratio"] = median(sentences) / median(peerSentences)
+    lines.append(
+      "  peer          " + summary(peerSentences) + " sentences/s (medians of its passes)"
+        + String(format: ";  vdb/peer %.2f×", median(sentences) / median(peerSentences)))
+  }
+  report[file] = entry
+}
+
+if options.batch1 > 0 {
+  let file = options.files.last!
+  let texts = Array(readTexts(file).prefix(options.batch1))
+  var p50s: [Double] = []
+  var p95s: [Double] = []
+  var peerP50s: [Double] = []
+  var peerP95s: [Double] = []
+  for _ in 0..<options.rounds {
+    if options.peerPython != nil {
+      let peer = runPeer(options, file: file, batch1Limit: texts.count)
+      peerP50s.append(peer.p50 ?? 0)
+      peerP95s.append(peer.p95 ?? 0)
+    }
+    let (p50, p95) = measureLatency(texts)
+    p50s.append(p50)
+    p95s.append(p95)
+  }
+  var entry: [String: Any] = [
+    "texts": texts.count, "threads": options.batch1Threads, "p50_ms": median(p50s),
+    "p95_ms": median(p95s),
+  ]
+  lines.append(
+    "batch 1 (\(texts.count) texts of \(file), one call each, \(options.batch1Threads) threads): "
+      + String(format: "p50 %.2f ms, p95 %.2f ms", median(p50s), median(p95s)))
+  if !peerP50s.isEmpty {
+    entry["peer_p50_ms"] = median(peerP50s)
+    entry["peer_p95_ms"] = median(peerP95s)
+    lines.append(
+      String(
+        format: "  peer          p50 %.2f ms, p95 %.2f ms;  peer/vdb p50 %.2f×", median(peerP50s),
+        median(peerP95s), median(peerP50s) / median(p50s)))
+  }
+  report["batch1"] = entry
+}
+
+/// `value` with NaN numbers (figures not measured) replaced by JSON null.
+func jsonSafe(_ value: Any) -> Any {
+  switch value {
+  case let number as Double where number.isNaN: return NSNull()
+  case let dictionary as [String: Any]: return dictionary.mapValues(jsonSafe)
+  default: return value
+  }
+}
+
+if options.json {
+  let data = try JSONSerialization.data(
+    withJSONObject: jsonSafe(report), options: [.sortedKeys, .prettyPrinted])
+  print(String(decoding: data, as: UTF8.self))
+} else {
+  print(lines.joined(separator: "\n"))
+}

@@ -1,1 +1,94 @@
-print("not yet")
+// Durable upsert throughput and get latency of the document store.
+//
+//   swift run -c release storage-bench [--documents N] [--batch B] [--dir PATH]
+//
+// Documents are ~1 KB of text with a small metadata object; every batch is one
+// durable (fsync'ed) write transaction, as users get by default.
+import Foundation
+import VectorDB
+
+var documents = 100_000
+var batch = 1000
+var directory = NSTemporaryDirectory() + "vdb-storage-bench-\(getpid())"
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+  switch argument {
+  case "--documents": documents = Int(arguments.next() ?? "") ?? documents
+  case "--batch": batch = Int(arguments.next() ?? "") ?? batch
+  case "--dir": directory = arguments.next() ?? directory
+  default:
+    FileHandle.standardError.write(
+      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH]\n".utf8))
+    exit(2)
+  }
+}
+try? FileManager.default.removeItem(atPath: directory)
+defer { try? FileManager.default.removeItem(atPath: directory) }
+
+let words = "vector index storage query model train embed graph layer neighbour".split(
+  separator: " ")
+func text(_ i: Int) -> String {
+  var generator = i &* 2_654_435_761
+  var parts: [Substring] = []
+  var length = 0
+  while length < 1000 {
+    generator = generator &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+    let word = words[Int(UInt64(bitPattern: Int64(generator)) >> 33) % words.count]
+    parts.append(word)
+    length += word.count + 1
+  }
+  return parts.joined(separator: " ")
+}
+
+let ids = (0..<documents).map { String(format: "doc-%08d", $0) }
+
+/// Writes every document in batches; returns the seconds taken. The database is
+/// closed when this returns (its handles are released).
+func fill() throws -> Double {
+  let collection = try Database(path: directory).collection("bench")
+  let all = ids.enumerated().map { i, id in
+    Document(
+      id: id, text: text(i), metadata: ["n": .number(Double(i)), "group": .string("g\(i % 10)")])
+  }
+  let start = Date()
+  for first in stride(from: 0, to: documents, by: batch) {
+    try collection.upsert(Array(all[first..<min(first + batch, documents)]))
+  }
+  return Date().timeIntervalSince(start)
+}
+
+let writeSeconds = try fill()
+
+// Reopen the filled database: this is the open time users see.
+let opened = DispatchTime.now().uptimeNanoseconds
+let db = try Database(path: directory)
+let collection = try db.collection("bench", create: false)
+let openMilliseconds = Double(DispatchTime.now().uptimeNanoseconds - opened) / 1e6
+
+var latencies: [Double] = []
+var generator = SystemRandomNumberGenerator()
+for _ in 0..<20_000 {
+  let id = ids[Int.random(in: 0..<documents, using: &generator)]
+  let t0 = DispatchTime.now().uptimeNanoseconds
+  _ = try collection.get(id)
+  latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+}
+latencies.sort()
+let bytesOnDisk = try db.status().bytesOnDisk
+
+print(
+  "storage-bench: \(documents) documents of ~1 KB + metadata, batches of \(batch), durable commits")
+print(
+  String(
+    format: "  upsert      %.0f documents/s (%.2f s total, %.1f ms per batch)",
+    Double(documents) / writeSeconds, writeSeconds,
+    1000 * writeSeconds / Double(max(1, documents / batch))))
+print(
+  String(
+    format: "  get         p50 %.1f µs, p99 %.1f µs (random ids, one read transaction each)",
+    latencies[latencies.count / 2], latencies[latencies.count * 99 / 100]))
+print(
+  String(
+    format: "  open        %.2f ms (existing database of %d documents)", openMilliseconds, documents
+  ))
+print("  size        \(bytesOnDisk / documents) bytes/document on disk")

@@ -155,10 +155,13 @@ public final class Environment: @unchecked Sendable {
   public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
     try withTransaction(flags: UInt32(MDB_RDONLY)) { handle in
       let txn = Transaction(handle: handle, environment: self)
-      defer { txn.isOpen = false }
-      let result = try body(txn)
-      mdb_txn_abort(handle)
-      return result
+      // Abort also when `body` throws: a leaked reader pins its snapshot, and LMDB
+      // could then never reuse the pages freed after it.
+      defer {
+        txn.isOpen = false
+        mdb_txn_abort(handle)
+      }
+      return try body(txn)
     }
   }
 

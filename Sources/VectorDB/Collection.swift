@@ -1,5 +1,7 @@
 import Foundation
+import HNSW
 import LMDB
+import Tensor
 
 /// A named set of documents in a `Database`.
 ///
@@ -25,7 +27,7 @@ public final class Collection: @unchecked Sendable {
     self.id = record.id
   }
 
-  private var schema: Schema { database.schema }
+  var schema: Schema { database.schema }
   private var environment: Environment { database.environment }
 
   // MARK: Writing
@@ -38,26 +40,90 @@ public final class Collection: @unchecked Sendable {
   /// Inserts or replaces `documents` in one transaction: all of them or, on any
   /// error, none. When an id appears twice, the last one wins.
   ///
-  /// - Throws: `VectorDBError.invalidDocument` (empty or over-long id) before anything
-  ///   is written; `.collectionNotFound` if the collection was dropped meanwhile.
-  public func upsert(_ documents: [Document]) throws {
+  /// In a collection with a model, the texts are embedded with the model of the
+  /// active generation and indexed in the same transaction. In a collection of given
+  /// vectors, pass one vector per document in `vectors`; a text collection also
+  /// accepts given vectors (they must come from its model to be meaningful).
+  ///
+  /// - Throws: `VectorDBError.invalidDocument` (empty or over-long id) and
+  ///   `.invalidVector` (wrong count, dimension, NaN) before anything is written;
+  ///   `.collectionNotFound` if the collection was dropped meanwhile.
+  public func upsert(_ documents: [Document], vectors: [[Float]]? = nil) throws {
     for document in documents { try document.validate() }
-    let records = try documents.map { try DocumentRecord(row: 0, document: $0) }
-    try write { txn, collection in
-      for (document, var record) in zip(documents, records) {
-        let key = Schema.docKey(collection: id, id: document.id)
-        if let existing = try txn.get(schema.docs, key: key) {
-          record.row = DocumentRecord.row(of: existing)
+    if let vectors, vectors.count != documents.count {
+      throw VectorDBError.invalidVector(
+        reason: "\(vectors.count) vectors for \(documents.count) documents")
+    }
+    // Last one wins: keep the last occurrence of each id, in order.
+    var seen = Set<String>()
+    var keep: [Int] = []
+    for index in documents.indices.reversed() where seen.insert(documents[index].id).inserted {
+      keep.append(index)
+    }
+    keep.reverse()
+    let unique = keep.map { documents[$0] }
+    let records = try unique.map { try DocumentRecord(row: 0, document: $0) }
+    while true {
+      let plan = try indexPlan()
+      var matrix: [Float] = []
+      if let settings = plan?.settings {
+        if let vectors {
+          for index in keep where vectors[index].count != settings.dimension {
+            throw VectorDBError.invalidVector(
+              reason:
+                "document \"\(documents[index].id)\" has a vector of \(vectors[index].count) floats;"
+                + " collection \"\(name)\" holds \(settings.dimension)")
+          }
+          matrix = keep.flatMap { vectors[$0] }
+        } else if let model = plan?.generation.model {
+          matrix = try database.encoder(version: model).embedMatrix(unique.map(\.text)).values
         } else {
-          record.row = collection.nextRow
-          collection.nextRow += 1
-          collection.count += 1
-          try txn.put(
-            schema.rows, key: Schema.rowKey(collection: id, row: record.row),
-            value: Array(document.id.utf8))
+          throw VectorDBError.invalidVector(
+            reason:
+              "collection \"\(name)\" stores given vectors (\(settings.dimension) floats each): pass one per document"
+          )
         }
-        try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
+      } else if vectors != nil {
+        throw VectorDBError.unsupported(
+          "collection \"\(name)\" has no vectors (it was created without a model)")
       }
+      let done = try write { txn, collection -> Bool in
+        // A re-embed switched generations meanwhile: embed again with the new model.
+        guard collection.active == plan?.generation.id else { return false }
+        let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+        var rows: [UInt32] = []
+        for (document, var record) in zip(unique, records) {
+          let key = Schema.docKey(collection: id, id: document.id)
+          if let existing = try txn.get(schema.docs, key: key) {
+            let old = try DocumentRecord(bytes: existing, path: database.path)
+            record.row = old.row
+            try metadataIndex.update(
+              row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+          } else {
+            record.row = collection.nextRow
+            collection.nextRow += 1
+            collection.count += 1
+            try txn.put(
+              schema.rows, key: Schema.rowKey(collection: id, row: record.row),
+              value: Array(document.id.utf8))
+          }
+          try metadataIndex.update(
+            row: record.row, metadata: document.metadata, remove: false, in: txn)
+          try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
+          rows.append(record.row)
+        }
+        if let plan, !rows.isEmpty {
+          try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
+          for (row, record) in zip(rows, records) {
+            try txn.put(
+              schema.sources,
+              key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row),
+              value: record.hash.bytes)
+          }
+        }
+        return true
+      }
+      if done { return }
     }
   }
 
@@ -67,28 +133,74 @@ public final class Collection: @unchecked Sendable {
     try delete([id]) == 1
   }
 
-  /// Deletes the documents in one transaction; returns how many existed.
+  /// Deletes the documents (and their vectors) in one transaction; returns how many
+  /// existed.
   @discardableResult
   public func delete(_ ids: [String]) throws -> Int {
-    try write { txn, collection in
-      var deleted = 0
-      for documentID in ids
+    let plan = try indexPlan()
+    return try write { txn, collection in
+      let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+      var rows: [UInt32] = []
+      for documentID in Set(ids)
       where !documentID.isEmpty && documentID.utf8.count <= Document.maxIDBytes {
         let key = Schema.docKey(collection: id, id: documentID)
         guard let existing = try txn.get(schema.docs, key: key) else { continue }
-        let row = DocumentRecord.row(of: existing)
-        try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: row))
+        let old = try DocumentRecord(bytes: existing, path: database.path)
+        try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+        try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
         try txn.delete(schema.docs, key: key)
         collection.count -= 1
-        deleted += 1
+        rows.append(old.row)
       }
-      return deleted
+      if let plan, collection.active == plan.generation.id, !rows.isEmpty {
+        try plan.index.delete(ids: rows, in: txn)
+        for row in rows {
+          try txn.delete(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
+        }
+      }
+      return rows.count
     }
   }
 
+  /// The active generation and its index, opened outside any write transaction (LMDB
+  /// forbids opening tables inside one). Callers re-check the generation in their
+  /// transaction.
+  struct IndexPlan {
+    var settings: VectorSettings
+    var generation: GenerationRecord
+    var index: VectorIndex
+  }
+
+  /// The plan of the active generation, or of `generation` when given.
+  func indexPlan(generation chosen: UInt32? = nil) throws -> IndexPlan? {
+    let schema = self.schema
+    let name = self.name
+    let found = try read { txn -> (VectorSettings, GenerationRecord)? in
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
+        throw VectorDBError.collectionNotFound(name)
+      }
+      guard let settings = record.vectors, let active = chosen ?? record.active else { return nil }
+      let key = Schema.generationKey(collection: record.id, generation: active)
+      guard let bytes = try txn.get(schema.generations, key: key) else {
+        throw VectorDBError.damaged(
+          path: database.path, detail: "generation \(active) of \"\(name)\" is missing")
+      }
+      return (settings, try JSONDecoder().decode(GenerationRecord.self, from: Data(bytes)))
+    }
+    guard let (settings, generation) = found else { return nil }
+    let index = try storage {
+      try database.indexCache.open(
+        GenerationRecord.indexName(collection: id, generation: generation.id),
+        environment: environment,
+        create: settings)
+    }
+    return IndexPlan(settings: settings, generation: generation, index: index)
+  }
+
   /// Runs `body` in a write transaction with the collection's record, saved after.
-  private func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R
-  {
+  func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R {
     let schema = self.schema
     let name = self.name
     return try storage {
@@ -173,7 +285,7 @@ public final class Collection: @unchecked Sendable {
     return Document(id: documentID, text: record.text, metadata: try record.metadata())
   }
 
-  private func read<R>(_ body: (Transaction) throws -> R) throws -> R {
+  func read<R>(_ body: (Transaction) throws -> R) throws -> R {
     try storage { try environment.read(body) }
   }
 }

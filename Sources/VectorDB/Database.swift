@@ -31,6 +31,9 @@ public final class Database: @unchecked Sendable {
   public let path: String
   let environment: Environment
   let schema: Schema
+  let encoderCache = EncoderCache()
+  let indexCache = IndexCache()
+  var models: ModelStore { schema.models }
 
   /// Opens the database at `path`, creating it when allowed and missing.
   ///
@@ -59,8 +62,9 @@ public final class Database: @unchecked Sendable {
       )
     }
     let names = try storage { try environment.tableNames() }
-    let ours = Set(["meta", "collections", "docs", "rows"])
-    if !isNew && !names.isEmpty && !names.contains("meta") && !Set(names).isSubset(of: ours) {
+    if !isNew && !names.isEmpty && !names.contains("meta")
+      && !Set(names).isSubset(of: Schema.tableNames)
+    {
       throw VectorDBError.notADatabase(
         path: path,
         reason:
@@ -141,16 +145,25 @@ public final class Database: @unchecked Sendable {
 
   // MARK: Collections
 
-  /// The collection named `name`; created (empty) when missing and `create` is true.
+  /// The collection named `name`; created when missing and `create` is true, with
+  /// `options` (by default: text embedded by the database's default model, if it has
+  /// one, under cosine similarity; otherwise documents only).
+  ///
+  ///     let notes = try db.collection("notes")                      // text, default model
+  ///     let sift = try db.collection("sift", options: .vectors(dimension: 128, metric: .l2))
   ///
   /// - Throws: `VectorDBError.collectionNotFound` when missing and `create` is false;
-  ///   `.invalidInput` for an empty name, one over 200 bytes, or with control characters.
-  public func collection(_ name: String, create: Bool = true) throws -> Collection {
+  ///   `.invalidInput` for an empty name, one over 200 bytes, or with control
+  ///   characters; `.modelNotFound` for an unknown model version.
+  public func collection(
+    _ name: String, create: Bool = true, options: CollectionOptions? = nil
+  ) throws -> Collection {
     if let record = try collectionRecord(name) {
       return Collection(database: self, record: record)
     }
     guard create else { throw VectorDBError.collectionNotFound(name) }
     try Database.validateCollectionName(name)
+    let vectors = try vectorSettings(for: options ?? CollectionOptions())
     let schema = self.schema
     let record = try storage {
       try environment.write { txn -> CollectionRecord in
@@ -164,12 +177,40 @@ public final class Database: @unchecked Sendable {
         try txn.put(
           schema.meta, key: "nextCollection",
           value: withUnsafeBytes(of: (next + 1).littleEndian) { Array($0) })
-        let record = CollectionRecord(id: next, name: name, created: Date(), nextRow: 0, count: 0)
+        var record = CollectionRecord(
+          id: next, name: name, created: Date(), nextRow: 0, count: 0, vectors: vectors)
+        if let vectors {
+          let generation = GenerationRecord(
+            id: 1, model: vectors.model, state: .active, created: Date(), completed: Date(),
+            count: 0)
+          try txn.put(
+            schema.generations, key: Schema.generationKey(collection: next, generation: 1),
+            value: try JSONEncoder().encode(generation))
+          record.active = 1
+          record.nextGeneration = 2
+        }
         try txn.put(schema.collections, key: name, value: try JSONEncoder().encode(record))
         return record
       }
     }
     return Collection(database: self, record: record)
+  }
+
+  private func vectorSettings(for options: CollectionOptions) throws -> VectorSettings? {
+    switch options.vectors {
+    case .none:
+      return nil
+    case .given(let dimension, let metric):
+      guard (1...65_536).contains(dimension) else {
+        throw VectorDBError.invalidVector(reason: "dimension \(dimension) is not in 1...65536")
+      }
+      return VectorSettings(dimension: dimension, metric: metric, model: nil, index: options.index)
+    case .model(let version):
+      guard let version = try version ?? defaultModelVersion() else { return nil }
+      let encoder = try encoder(version: version)
+      return VectorSettings(
+        dimension: encoder.dimension, metric: options.metric, model: version, index: options.index)
+    }
   }
 
   /// The names of all collections, sorted.
@@ -245,7 +286,26 @@ public final class Database: @unchecked Sendable {
         var result: [DatabaseStatus.CollectionStatus] = []
         try txn.forEach(in: schema.collections) { _, value in
           let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
-          result.append(.init(name: record.name, documents: record.count, created: record.created))
+          func generation(_ id: UInt32?) throws -> GenerationRecord? {
+            try id.flatMap { id in
+              try txn.get(
+                schema.generations, key: Schema.generationKey(collection: record.id, generation: id)
+              ).map {
+                try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
+              }
+            }
+          }
+          let active = try generation(record.active)
+          let building = try generation(record.building)
+          result.append(
+            .init(
+              name: record.name, documents: record.count, created: record.created,
+              model: active?.model,
+              generation: active.map { Int($0.id) }, dimension: record.vectors?.dimension,
+              metric: record.vectors?.metric.rawValue,
+              job: building.map {
+                .init(generation: Int($0.id), model: $0.model, vectors: $0.count, cursor: $0.cursor)
+              }))
           return true
         }
         return result
@@ -315,6 +375,19 @@ public struct DatabaseStatus: Codable, Sendable {
     public var name: String
     public var documents: Int
     public var created: Date
+    /// The active generation's model version (nil: given vectors or none).
+    public var model: Int?
+    public var generation: Int?
+    public var dimension: Int?
+    public var metric: String?
+    /// A re-embed job in progress (resumable), if any.
+    public var job: Job?
+  }
+  public struct Job: Codable, Sendable {
+    public var generation: Int
+    public var model: Int?
+    public var vectors: Int
+    public var cursor: String?
   }
   public var path: String
   public var formatVersion: UInt32

@@ -27,6 +27,10 @@ public struct ImportReport: Codable, Sendable {
 public struct OperationProgress: Sendable {
   public var done: Int
   public var total: Int
+  public init(done: Int, total: Int) {
+    self.done = done
+    self.total = total
+  }
 }
 
 extension Collection {
@@ -37,6 +41,9 @@ extension Collection {
   /// space, as BEIR does) and `metadata` (an object). Other fields are ignored.
   ///
   ///     {"_id": "4983", "title": "Microstructural development…", "text": "Alterations of…"}
+  ///
+  /// `progress` is called after each committed batch; if it throws (to cancel), the
+  /// import stops with that error and the batches committed so far stay.
   ///
   /// The file is checked whole before anything is written: by default the first bad
   /// line stops the import and nothing from the file is committed; with
@@ -50,7 +57,7 @@ extension Collection {
   @discardableResult
   public func importJSONL(
     path: String, options: ImportOptions = ImportOptions(),
-    progress: ((OperationProgress) -> Void)? = nil
+    progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
     let data: Data
@@ -78,7 +85,7 @@ extension Collection {
       try upsert(batch)
       imported += batch.count
       batch.removeAll(keepingCapacity: true)
-      progress?(OperationProgress(done: imported, total: total))
+      try progress?(OperationProgress(done: imported, total: total))
     }
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
@@ -94,7 +101,7 @@ extension Collection {
   @discardableResult
   public func importBEIR(
     directory: String, options: ImportOptions = ImportOptions(),
-    progress: ((OperationProgress) -> Void)? = nil
+    progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     try importJSONL(path: directory + "/corpus.jsonl", options: options, progress: progress)
   }

@@ -17,6 +17,14 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case collectionNotFound(String)
   case documentNotFound(id: String, collection: String)
   case invalidDocument(id: String, reason: String)
+  case logEntryNotFound(UInt64)
+  case modelNotFound(Int)
+  /// A model directory that cannot be loaded: `reason` names the file and problem.
+  case invalidModel(directory: String, reason: String)
+  /// A vector of the wrong length, NaN, or a collection that needs vectors or text.
+  case invalidVector(reason: String)
+  /// The collection cannot do this (e.g. a text query on a collection without a model).
+  case unsupported(String)
   /// Bad input data: `source` is a file name or "argument", `line` is 1-based.
   case invalidInput(source: String, line: Int?, reason: String)
   /// The storage engine failed (disk full, permissions, …).
@@ -36,6 +44,16 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "no collection named \"\(name)\""
     case .documentNotFound(let id, let collection):
       return "no document \"\(id)\" in collection \"\(collection)\""
+    case .logEntryNotFound(let id):
+      return "no query log entry \(id)"
+    case .modelNotFound(let version):
+      return "no model version \(version)"
+    case .invalidModel(let directory, let reason):
+      return "cannot load the model in \(directory): \(reason)"
+    case .invalidVector(let reason):
+      return "invalid vector: \(reason)"
+    case .unsupported(let reason):
+      return reason
     case .invalidDocument(let id, let reason):
       return "document \"\(id)\": \(reason)"
     case .invalidInput(let source, let line, let reason):
@@ -52,6 +70,10 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .notADatabase: return "choose an empty or new directory for a vdb database"
     case .newerFormat: return "upgrade vdb to open this database"
     case .collectionNotFound: return "`vdb status` lists the collections"
+    case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
+    case .modelNotFound: return "`vdb models` lists the model versions"
+    case .invalidModel:
+      return "fetch the default model with tools/fetch-model.sh, or check the directory"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

@@ -4,21 +4,49 @@ import VectorDB
 
 struct Init: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Create a database (does nothing to an existing one).",
-    discussion: "Example: vdb init --db ./notes.vdb")
+    abstract: "Create a database and import the encoder model into it.",
+    discussion: """
+      The model (default: all-MiniLM-L6-v2 as fetched by tools/fetch-model.sh) is stored
+      in the database as model version 1, so the directory is self-contained. Running
+      init again on a database changes nothing (a new --model is added as a version).
+
+      Examples:
+        vdb init --db ./notes.vdb
+        vdb init --model ~/models/my-bert        any BERT sentence-transformers directory
+        vdb init --no-model                      documents and given vectors only
+      """)
 
   @OptionGroup var database: DatabaseOptions
+  @Option(help: "A sentence-transformers model directory (default: the fetched all-MiniLM-L6-v2).")
+  var model: String?
+  @Flag(help: "Create the database without a model.") var noModel = false
   @OptionGroup var output: OutputOptions
 
   func run() throws {
     let db = try Database(path: database.path)
+    var imported: ModelInfo?
+    if !noModel {
+      let directory = model ?? DefaultModel.directory
+      if model != nil || DefaultModel.isFetched {
+        imported = try db.importModel(directory: directory)
+      } else if try db.defaultModelVersion() == nil {
+        Terminal.warn("no model at \(directory): collections will hold documents only")
+        FileHandle.standardError.write(
+          Data("hint: run tools/fetch-model.sh, then `vdb init` again\n".utf8))
+      }
+    }
     let status = try db.status()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(status)
     } else {
       print(
         "database \(db.path) (format \(status.formatVersion)): \(status.collections.count) collections"
       )
+      if let imported {
+        print(
+          "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)))"
+        )
+      }
     }
   }
 }
@@ -35,6 +63,8 @@ struct Upsert: ParsableCommand {
   @Option(help: "Document id.") var id: String
   @Option(help: "Document text.") var text: String
   @Option(help: "Metadata: a JSON object.") var meta: String?
+  @Option(help: "The document's vector as a JSON array (default: embed the text).") var vector:
+    String?
   @OptionGroup var output: OutputOptions
 
   func run() throws {
@@ -47,12 +77,14 @@ struct Upsert: ParsableCommand {
       }
       metadata = object
     }
-    let collection = try database.open().collection(target.collection)
-    try collection.upsert(Document(id: id, text: text, metadata: metadata))
-    if output.json {
+    let given = try vector.map { try parseVector($0, source: "--vector") }
+    let collection = try database.open().collection(try target.name())
+    try collection.upsert(
+      [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+    if output.isJSON {
       try Terminal.printJSON(["upserted": id])
     } else {
-      print("upserted \(id) into \(target.collection)")
+      print("upserted \(id) into \(collection.name)")
     }
   }
 }
@@ -74,26 +106,31 @@ struct Import: ParsableCommand {
   @OptionGroup var target: CollectionOption
   @Argument(help: "A JSON Lines file of documents.") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
+  @Option(help: "A .fvecs or float32 .npy file: rows become documents \"0\", \"1\", … (no text).")
+  var vectors: String?
+  @Option(help: "With --vectors, for a new collection: cosine, dot or l2.") var metric: Metric =
+    .cosine
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
-  @Option(help: "Documents per transaction.") var batchSize = 1000
+  @Option(help: "Documents per transaction.") var batchSize = 256
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if (file == nil) == (beir == nil) {
-      throw ValidationError("give either a FILE or --beir DIR")
+    if [file, beir, vectors].compactMap({ $0 }).count != 1 {
+      throw ValidationError("give one of FILE, --beir DIR, --vectors FILE")
     }
   }
 
   func run() throws {
-    let collection = try database.open().collection(target.collection)
+    if let vectors { return try importVectors(vectors) }
+    let collection = try database.open().collection(try target.name())
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
     let bar = ProgressLine(label: "import", unit: "docs")
-    let report = try collection.importJSONL(path: path, options: options) { bar.update($0) }
+    let report = try collection.importJSONL(path: path, options: options) { try bar.update($0) }
     bar.finish()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(report)
     } else {
       for skipped in report.skipped {
@@ -101,7 +138,7 @@ struct Import: ParsableCommand {
       }
       let rate = Double(report.imported) / max(report.seconds, 1e-9)
       print(
-        "imported \(report.imported) documents into \(target.collection) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+        "imported \(report.imported) documents into \(collection.name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
           + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad lines"))
     }
   }
@@ -125,7 +162,7 @@ struct Get: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let collection = try database.open().collection(target.collection, create: false)
+    let collection = try database.open().collection(try target.name(), create: false)
     if ids.isEmpty {
       let documents = try collection.documents(after: after, limit: limit)
       try show(documents)
@@ -134,13 +171,13 @@ struct Get: ParsableCommand {
     let found = try collection.get(ids)
     try show(found.compactMap { $0 })
     if let missing = zip(ids, found).first(where: { $0.1 == nil })?.0 {
-      throw VectorDBError.documentNotFound(id: missing, collection: target.collection)
+      throw VectorDBError.documentNotFound(id: missing, collection: collection.name)
     }
   }
 
   private func show(_ documents: [Document]) throws {
     if documents.isEmpty { return }
-    if output.json {
+    if output.isJSON {
       for document in documents { try Terminal.printJSONLine(document) }
       return
     }
@@ -164,9 +201,9 @@ struct Delete: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let collection = try database.open().collection(target.collection, create: false)
+    let collection = try database.open().collection(try target.name(), create: false)
     let deleted = try collection.delete(ids)
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(["deleted": deleted])
     } else {
       print("deleted \(deleted) of \(ids.count) documents")
@@ -184,7 +221,7 @@ struct Status: ParsableCommand {
 
   func run() throws {
     let status = try database.open().status()
-    if output.json {
+    if output.isJSON {
       try Terminal.printJSON(status)
       return
     }
@@ -193,7 +230,54 @@ struct Status: ParsableCommand {
     print("size      \(Terminal.bytes(status.bytesOnDisk))")
     print("")
     Terminal.printTable(
-      headers: ["collection", "documents"],
-      rows: status.collections.map { [$0.name, String($0.documents)] })
+      headers: ["collection", "documents", "vectors", "model", "generation", "re-embed job"],
+      rows: status.collections.map { collection in
+        [
+          collection.name, String(collection.documents),
+          collection.dimension.map { "\($0)-d \(collection.metric ?? "")" } ?? "-",
+          collection.model.map { "v\($0)" } ?? "-", collection.generation.map(String.init) ?? "-",
+          collection.job.map {
+            "g\($0.generation) model v\($0.model ?? 0): \($0.vectors) done, at \($0.cursor ?? "start")"
+          }
+            ?? "-",
+        ]
+      })
+  }
+}
+
+extension Import {
+  private func importVectors(_ path: String) throws {
+    let (_, dimension) = try VectorFile.read(path)
+    let collection = try database.open().collection(
+      try target.name(), options: .vectors(dimension: dimension, metric: metric))
+    let bar = ProgressLine(label: "import", unit: "vectors")
+    let report = try collection.importVectors(path: path, batchSize: batchSize) {
+      try bar.update($0)
+    }
+    bar.finish()
+    if output.isJSON {
+      try Terminal.printJSON(report)
+    } else {
+      print(
+        "imported \(report.imported) vectors into \(collection.name) in \(Terminal.seconds(report.seconds))"
+          + " (\(Int(Double(report.imported) / max(report.seconds, 1e-9))) vectors/s)")
+    }
+  }
+}
+
+extension Metric: ExpressibleByArgument {}
+
+/// Parses a JSON array of numbers.
+func parseVector(_ text: String, source: String) throws -> [Float] {
+  guard case .array(let elements) = try JSONValue(parsing: text, source: source) else {
+    throw CLIError(
+      message: "\(source) must be a JSON array of numbers",
+      hint: "for example --vector '[0.1, 0.2]'")
+  }
+  return try elements.map { element in
+    guard case .number(let number) = element else {
+      throw CLIError(message: "\(source) must be a JSON array of numbers")
+    }
+    return Float(number)
   }
 }

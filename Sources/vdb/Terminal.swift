@@ -7,10 +7,9 @@ import VectorDB
 
 /// Printing for people (aligned tables, one-line errors) and for scripts (JSON).
 enum Terminal {
-  static func fail(_ message: String, hint: String?, code: Int32) -> Never {
+  static func error(_ message: String, hint: String?) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
     if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
-    exit(code)
   }
 
   static func warn(_ message: String) {
@@ -96,7 +95,13 @@ final class ProgressLine {
     self.unit = unit
   }
 
-  func update(_ progress: OperationProgress, extra: String = "") {
+  /// Shows `progress`; throws `CancellationError` once Ctrl-C was pressed, which
+  /// stops the operation after its last committed step.
+  func update(_ progress: OperationProgress, extra: String = "") throws {
+    if Interrupt.requested {
+      finish()
+      throw CancellationError()
+    }
     let now = Date()
     let interval = isTerminal ? 0.1 : 5
     guard now.timeIntervalSince(lastPrint) >= interval || progress.done == progress.total else {
@@ -118,5 +123,28 @@ final class ProgressLine {
     if isTerminal && lastPrint != .distantPast {
       FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
     }
+  }
+}
+
+/// Ctrl-C during a long operation: the first press asks the operation to stop at its
+/// next commit point; the default action (exit) is restored meanwhile, so a second
+/// press ends the process (committed work is still safe).
+enum Interrupt {
+  nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+
+  static var requested: Bool { flag != 0 }
+
+  /// Installs the handler (the shell does this; one-shot commands keep the default).
+  static func install() {
+    signal(SIGINT) { _ in
+      Interrupt.flag = 1
+      signal(SIGINT, SIG_DFL)
+    }
+  }
+
+  /// Re-arms after an interrupted command.
+  static func reset() {
+    flag = 0
+    install()
   }
 }

@@ -12,36 +12,70 @@ struct VDB: ParsableCommand {
       The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
 
       Getting started:
-        vdb init                                   create the database
-        vdb import docs.jsonl -c notes             import JSON Lines documents
-        vdb upsert -c notes --id n1 --text "…"     add or replace one document
-        vdb get -c notes n1                        read documents back
-        vdb status                                 collections, counts, size
+        vdb init                                   create the database (stores the model)
+        vdb import docs.jsonl -c notes             import JSON Lines documents (embeds them)
+        vdb query -c notes "how do I …" -k 5       search; prints a log id
+        vdb feedback LOG_ID DOC_ID                 that document was the right one
+        vdb eval -c notes --from-log               how good is retrieval?
+        vdb train -c notes                         fine-tune the encoder from the log
+        vdb reembed -c notes --model 2             re-embed with a model, switch at once
+        vdb models rollback -c notes               go back to the previous generation
+        vdb status                                 collections, models, jobs, size
+        vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
       3 database error (damaged, newer format, I/O).
       """,
     subcommands: [
-      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Status.self,
+      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
+      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
+      ShellCommand.self,
     ])
 
-  /// Runs the command and maps errors to one `error:` line (plus a `hint:`) and the
-  /// documented exit codes.
+  @OptionGroup var database: DatabaseOptions
+
+  /// With no subcommand: the interactive shell (or a script read from stdin).
+  func run() throws {
+    try REPL(databasePath: database.path).run()
+  }
+
   static func main() {
+    Interrupt.install()
     do {
       var command = try parseAsRoot()
       try command.run()
-    } catch let error as VectorDBError {
-      Terminal.fail(error.description, hint: error.hint, code: error.exitCode)
-    } catch let error as CLIError {
-      Terminal.fail(error.message, hint: error.hint, code: 1)
     } catch {
+      Foundation.exit(report(error))
+    }
+  }
+
+  /// Prints `error` as one `error:` line (plus a `hint:` line) — or the help text it
+  /// carries — and returns the documented exit code.
+  static func report(_ error: Error) -> Int32 {
+    switch error {
+    case let error as VectorDBError:
+      Terminal.error(error.description, hint: error.hint)
+      return error.exitCode
+    case let error as CLIError:
+      Terminal.error(error.message, hint: error.hint)
+      return 1
+    case let code as ExitCode:
+      return code.rawValue
+    case is CancellationError:
+      Terminal.error(
+        "interrupted; work committed so far is kept", hint: "run the same command again to finish")
+      return 130
+    default:
       let code = exitCode(for: error)
-      if code == .success || error is CleanExit { exit(withError: error) }
+      if code == .success {
+        print(fullMessage(for: error))
+        return 0
+      }
       let message =
         fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
       let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-      Terminal.fail(text, hint: "see `vdb help` or `vdb help SUBCOMMAND`", code: 2)
+      Terminal.error(text, hint: "see `vdb help` or `vdb help SUBCOMMAND`")
+      return 2
     }
   }
 }
@@ -81,11 +115,26 @@ struct DatabaseOptions: ParsableArguments {
 }
 
 struct OutputOptions: ParsableArguments {
-  @Flag(name: .long, help: "Print JSON instead of a table.")
+  @Flag(
+    name: .long, help: "Print JSON instead of a table (default in the shell after `.mode json`).")
   var json = false
+
+  var isJSON: Bool { json || ProcessInfo.processInfo.environment["VDB_OUTPUT"] == "json" }
 }
 
 struct CollectionOption: ParsableArguments {
-  @Option(name: [.customShort("c"), .long], help: "The collection.")
-  var collection: String
+  @Option(
+    name: [.customShort("c"), .long],
+    help: "The collection (default: $VDB_COLLECTION, set by `use` in the shell).")
+  var collection: String?
+
+  /// The collection named by -c, else by $VDB_COLLECTION.
+  func name() throws -> String {
+    if let collection { return collection }
+    if let name = ProcessInfo.processInfo.environment["VDB_COLLECTION"], !name.isEmpty {
+      return name
+    }
+    throw CLIError(
+      message: "no collection given", hint: "pass -c NAME (or `use NAME` in the shell)")
+  }
 }

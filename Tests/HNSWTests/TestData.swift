@@ -11,7 +11,7 @@ enum TestData {
   static func path(_ relative: String) throws -> String {
     let path = datasets + "/" + relative
     guard FileManager.default.fileExists(atPath: path) else {
-      throw XCTSkip("data set file \(path) is missing")
+      throw MissingData(path: path)
     }
     return path
   }
@@ -74,5 +74,14 @@ enum SharedGraphs {
   /// The first 2,000 rows of scifact-minilm, cosine, built with ``testParameters``.
   static let sciFact = Result {
     try buildGraph(TestData.floats("scifact-minilm/base.fvecs", limit: 2_000), metric: .cosine)
+  }
+}
+
+/// A data set file of ../shared/datasets is missing: the test fails (it cannot pass
+/// without its data).
+struct MissingData: Error, CustomStringConvertible {
+  var path: String
+  var description: String {
+    "data set file \(path) is missing (the checkout must sit beside shared/)"
   }
 }

@@ -190,3 +190,24 @@ final class Counter: @unchecked Sendable {
   func increment() { lock.withLock { count += 1 } }
   var value: Int { lock.withLock { count } }
 }
+
+final class ReaderTests: XCTestCase {
+  func testAThrowingReadReleasesItsSnapshotSoFreedPagesAreReused() throws {
+    struct Boom: Error {}
+    let directory = NSTemporaryDirectory() + "lmdb-reader-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let env = try Environment.open(path: directory)
+    let table = try env.table("t")
+    let value = [UInt8](repeating: 1, count: 3000)
+    for round in 0..<20 {
+      XCTAssertThrowsError(try env.read { _ in throw Boom() })
+      try env.write { txn in
+        try txn.clear(table)
+        for i in 0..<200 { try txn.put(table, key: UInt32(i), value: value) }
+      }
+      if round == 4 { XCTAssertGreaterThan(env.fileSize(), 0) }
+    }
+    // A round writes ~200 pages (800 KB); without reuse 20 rounds would take 16 MB.
+    XCTAssertLessThan(env.fileSize(), 6_000_000)
+  }
+}

@@ -17,7 +17,8 @@ final class DocumentTests: XCTestCase {
   func testUpsertGetReplaceDelete() throws {
     let notes = try Database(path: path).collection("notes")
     try notes.upsert(Document(id: "a", text: "first", metadata: ["tag": "x", "n": 3]))
-    XCTAssertEqual(try notes.get("a"), Document(id: "a", text: "first", metadata: ["tag": "x", "n": 3]))
+    XCTAssertEqual(
+      try notes.get("a"), Document(id: "a", text: "first", metadata: ["tag": "x", "n": 3]))
     try notes.upsert(Document(id: "a", text: "second"))
     XCTAssertEqual(try notes.get("a")?.text, "second")
     XCTAssertEqual(try notes.get("a")?.metadata, [:])
@@ -32,12 +33,14 @@ final class DocumentTests: XCTestCase {
   func testBatchIsOneTransactionAndLastDuplicateWins() throws {
     let docs = try Database(path: path).collection("docs")
     try docs.upsert([
-      Document(id: "x", text: "one"), Document(id: "y", text: "two"), Document(id: "x", text: "three"),
+      Document(id: "x", text: "one"), Document(id: "y", text: "two"),
+      Document(id: "x", text: "three"),
     ])
     XCTAssertEqual(try docs.count(), 2)
     XCTAssertEqual(try docs.get("x")?.text, "three")
     // An invalid document anywhere in the batch: nothing is written.
-    XCTAssertThrowsError(try docs.upsert([Document(id: "z", text: "ok"), Document(id: "", text: "bad")]))
+    XCTAssertThrowsError(
+      try docs.upsert([Document(id: "z", text: "ok"), Document(id: "", text: "bad")]))
     XCTAssertNil(try docs.get("z"))
     try Database(path: path).verify()
   }
@@ -76,10 +79,13 @@ final class DocumentTests: XCTestCase {
   }
 
   func testContentHashFollowsTheText() throws {
-    XCTAssertEqual(Document(id: "a", text: "same").contentHash, Document(id: "b", text: "same").contentHash)
-    XCTAssertNotEqual(Document(id: "a", text: "same").contentHash, Document(id: "a", text: "other").contentHash)
     XCTAssertEqual(
-      ContentHash(text: "abc").description, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+      Document(id: "a", text: "same").contentHash, Document(id: "b", text: "same").contentHash)
+    XCTAssertNotEqual(
+      Document(id: "a", text: "same").contentHash, Document(id: "a", text: "other").contentHash)
+    XCTAssertEqual(
+      ContentHash(text: "abc").description,
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
   }
 
   func testCollectionsAreSeparateAndDroppable() throws {
@@ -99,9 +105,16 @@ final class DocumentTests: XCTestCase {
 
   func testReopenKeepsEverything() throws {
     do {
-      try Database(path: path).collection("keep").upsert(Document(id: "k", text: "kept", metadata: ["a": [1, 2]]))
+      try Database(path: path).collection("keep").upsert(
+        Document(id: "k", text: "kept", metadata: ["a": [1, 2]]))
     }
-    let reopened = try Database(path: path, options: { var o = Database.Options(); o.create = false; return o }())
+    let reopened = try Database(
+      path: path,
+      options: {
+        var o = Database.Options()
+        o.create = false
+        return o
+      }())
     XCTAssertEqual(try reopened.collection("keep").get("k")?.metadata, ["a": [1, 2]])
   }
 }
@@ -140,7 +153,9 @@ final class OpenTests: XCTestCase {
   func testDirectoryOfAnotherProgram() throws {
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     FileManager.default.createFile(atPath: path + "/notes.txt", contents: Data("x".utf8))
-    guard case .notADatabase(_, let reason) = openError() else { return XCTFail("expected notADatabase") }
+    guard case .notADatabase(_, let reason) = openError() else {
+      return XCTFail("expected notADatabase")
+    }
     XCTAssertTrue(reason.contains("notes.txt"), reason)
   }
 
@@ -153,20 +168,27 @@ final class OpenTests: XCTestCase {
   func testNewerFormatIsRefused() throws {
     let db = try Database(path: path)
     try db.environment.write { txn in
-      try txn.put(db.schema.meta, key: "format", value: withUnsafeBytes(of: UInt32(99).littleEndian) { Array($0) })
+      try txn.put(
+        db.schema.meta, key: "format",
+        value: withUnsafeBytes(of: UInt32(99).littleEndian) { Array($0) })
     }
     XCTAssertThrowsError(try Database(path: path)) { error in
-      XCTAssertEqual(error as? VectorDBError, .newerFormat(path: path, found: 99, supported: Schema.formatVersion))
+      XCTAssertEqual(
+        error as? VectorDBError,
+        .newerFormat(path: path, found: 99, supported: Schema.formatVersion))
     }
     try db.environment.write { txn in
-      try txn.put(db.schema.meta, key: "format", value: withUnsafeBytes(of: Schema.formatVersion.littleEndian) { Array($0) })
+      try txn.put(
+        db.schema.meta, key: "format",
+        value: withUnsafeBytes(of: Schema.formatVersion.littleEndian) { Array($0) })
     }
   }
 
   func testTruncatedDataFileIsDamaged() throws {
     do {
       let docs = try Database(path: path).collection("docs")
-      try docs.upsert((0..<2000).map { Document(id: "d\($0)", text: String(repeating: "x", count: 500)) })
+      try docs.upsert(
+        (0..<2000).map { Document(id: "d\($0)", text: String(repeating: "x", count: 500)) })
     }
     // A fresh process would map the truncated file; simulate with a copy.
     let copy = path + "-copy"
@@ -175,7 +197,9 @@ final class OpenTests: XCTestCase {
     let data = try Data(contentsOf: URL(fileURLWithPath: path + "/data.mdb"))
     try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: copy + "/data.mdb"))
     XCTAssertThrowsError(try Database(path: copy)) { error in
-      guard case .damaged(_, let detail) = error as? VectorDBError else { return XCTFail("\(error)") }
+      guard case .damaged(_, let detail) = error as? VectorDBError else {
+        return XCTFail("\(error)")
+      }
       XCTAssertTrue(detail.contains("truncated"), detail)
     }
   }

@@ -17,7 +17,8 @@ final class ImportTests: XCTestCase {
 
   private func file(_ name: String, _ lines: [String], crlf: Bool = false) throws -> String {
     let path = directory + "/" + name
-    try Data(lines.joined(separator: crlf ? "\r\n" : "\n").utf8).write(to: URL(fileURLWithPath: path))
+    try Data(lines.joined(separator: crlf ? "\r\n" : "\n").utf8).write(
+      to: URL(fileURLWithPath: path))
     return path
   }
 
@@ -45,7 +46,10 @@ final class ImportTests: XCTestCase {
   func testBadLineStopsTheImportAndWritesNothing() throws {
     let path = try file(
       "bad.jsonl",
-      [#"{"_id": "1", "text": "fine"}"#, #"{"_id": "2", "text": "fine"}"#, #"{"_id": "3", "text": 42}"#])
+      [
+        #"{"_id": "1", "text": "fine"}"#, #"{"_id": "2", "text": "fine"}"#,
+        #"{"_id": "3", "text": 42}"#,
+      ])
     let docs = try collection()
     XCTAssertThrowsError(try docs.importJSONL(path: path)) { error in
       XCTAssertEqual("\(error)", "\(path):3: field \"text\" must be a string")
@@ -83,7 +87,8 @@ final class ImportTests: XCTestCase {
 
   func testSkipBadReportsAndImportsTheRest() throws {
     let path = try file(
-      "mixed.jsonl", [#"{"_id": "1", "text": "a"}"#, "not json", #"{"_id": "2", "text": "b"}"#, #"{"_id": 3}"#])
+      "mixed.jsonl",
+      [#"{"_id": "1", "text": "a"}"#, "not json", #"{"_id": "2", "text": "b"}"#, #"{"_id": 3}"#])
     var options = ImportOptions()
     options.skipBadLines = true
     let docs = try collection()
@@ -94,7 +99,8 @@ final class ImportTests: XCTestCase {
   }
 
   func testDuplicateIdsInAFileLastWins() throws {
-    let path = try file("dup.jsonl", [#"{"_id": "1", "text": "old"}"#, #"{"_id": "1", "text": "new"}"#])
+    let path = try file(
+      "dup.jsonl", [#"{"_id": "1", "text": "old"}"#, #"{"_id": "1", "text": "new"}"#])
     let docs = try collection()
     try docs.importJSONL(path: path)
     XCTAssertEqual(try docs.count(), 1)
@@ -112,7 +118,8 @@ final class ImportTests: XCTestCase {
     XCTAssertEqual(report.imported, 5183)
     XCTAssertEqual(updates, 6)
     XCTAssertEqual(try docs.count(), 5183)
-    XCTAssertTrue(try docs.get("4983")?.text.hasPrefix("Microstructural development of human newborn") ?? false)
+    XCTAssertTrue(
+      try docs.get("4983")?.text.hasPrefix("Microstructural development of human newborn") ?? false)
     try Database(path: directory + "/db").verify()
   }
 }

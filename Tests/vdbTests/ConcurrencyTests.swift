@@ -10,17 +10,23 @@ final class ConcurrencyTests: XCTestCase {
     let db = directory + "/db"
     let batchSize = 100
     try Shell.writeBatch(directory + "/seed.jsonl", prefix: "seed", count: batchSize)
-    XCTAssertEqual(try Shell.vdb(["import", directory + "/seed.jsonl", "-c", "mp", "--db", db, "--batch-size", "1000"]).status, 1)
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
-    XCTAssertEqual(try Shell.vdb(["import", directory + "/seed.jsonl", "-c", "mp", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb([
+        "import", directory + "/seed.jsonl", "-c", "mp", "--db", db, "--batch-size", "1000",
+      ]).status, 1)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["import", directory + "/seed.jsonl", "-c", "mp", "--db", db]).status, 0)
 
     var writers: [Shell.Group] = []
     for writer in ["w1", "w2"] {
       var script = "set -e\n"
       for batch in 0..<60 {
         let name = "\(writer)b\(batch)"
-        try Shell.writeBatch("\(directory)/\(name).jsonl", prefix: name, count: batchSize, textBytes: 200)
-        script += "'\(Shell.binary)' import '\(directory)/\(name).jsonl' -c mp --db '\(db)' > /dev/null\n"
+        try Shell.writeBatch(
+          "\(directory)/\(name).jsonl", prefix: name, count: batchSize, textBytes: 200)
+        script +=
+          "'\(Shell.binary)' import '\(directory)/\(name).jsonl' -c mp --db '\(db)' > /dev/null\n"
         script += "echo committed \(name)\n"
       }
       writers.append(try Shell.startGroup(script))
@@ -31,7 +37,9 @@ final class ConcurrencyTests: XCTestCase {
     DispatchQueue.concurrentPerform(iterations: 3) { _ in
       while Date() < deadline {
         do {
-          let result = try Shell.vdb(["get", "-c", "mp", "--db", db, "--limit", "1000000", "--json"])
+          let result = try Shell.vdb([
+            "get", "-c", "mp", "--db", db, "--limit", "1000000", "--json",
+          ])
           guard result.status == 0 else {
             failures.add("reader exited \(result.status): \(result.stderr)")
             continue

@@ -11,7 +11,7 @@ final class CrashTests: XCTestCase {
     let directory = try Shell.temporaryDirectory("crash")
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let db = directory + "/db"
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let batchSize = 1000
     let batchesPerRound = 12
     var generator = SystemRandomNumberGenerator()
@@ -22,7 +22,8 @@ final class CrashTests: XCTestCase {
       for batch in 0..<batchesPerRound {
         let name = "r\(round)b\(batch)"
         try Shell.writeBatch("\(directory)/\(name).jsonl", prefix: name, count: batchSize)
-        script += "'\(Shell.binary)' import '\(directory)/\(name).jsonl' -c crash --db '\(db)' --batch-size \(batchSize) > /dev/null\n"
+        script +=
+          "'\(Shell.binary)' import '\(directory)/\(name).jsonl' -c crash --db '\(db)' --batch-size \(batchSize) > /dev/null\n"
         script += "echo committed \(name)\n"
       }
       let child = try Shell.startGroup(script)
@@ -40,13 +41,16 @@ final class CrashTests: XCTestCase {
       while true {
         let page = try database.collection("crash").documents(after: after, limit: 5000)
         guard let last = page.last else { break }
-        for document in page { perBatch[String(document.id.split(separator: "-")[0]), default: 0] += 1 }
+        for document in page {
+          perBatch[String(document.id.split(separator: "-")[0]), default: 0] += 1
+        }
         after = last.id
       }
       for batch in 0..<batchesPerRound {
         let name = "r\(round)b\(batch)"
         let found = perBatch[name] ?? 0
-        XCTAssertTrue(found == 0 || found == batchSize, "batch \(name) is partial: \(found) of \(batchSize)")
+        XCTAssertTrue(
+          found == 0 || found == batchSize, "batch \(name) is partial: \(found) of \(batchSize)")
         if reported.contains(name) {
           XCTAssertEqual(found, batchSize, "batch \(name) was reported committed but is missing")
         }

@@ -16,7 +16,9 @@ enum Shell {
 
   /// Runs `vdb ARGS` to completion.
   @discardableResult
-  static func vdb(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws -> Result {
+  static func vdb(_ arguments: [String], environment: [String: String] = [:], input: String? = nil)
+    throws -> Result
+  {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
@@ -72,7 +74,9 @@ enum Shell {
       if byte.isEmpty { break }
       first.append(byte)
     }
-    let id = pid_t(String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    let id =
+      pid_t(String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+      ?? 0
     return Group(process: process, output: out.fileHandleForReading, id: id)
   }
 

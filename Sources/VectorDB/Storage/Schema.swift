@@ -1,4 +1,5 @@
 import Foundation
+import HNSW
 import LMDB
 
 /// The tables of a vdb database and the layout of their keys and values.
@@ -18,11 +19,51 @@ struct Schema {
   /// collection id (UInt32 BE) ++ row id (UInt32 BE) → document id (UTF-8).
   let rows: Table
 
+  /// The query log and its feedback.
+  let log: QueryLogStore
+
+  /// Model versions and their parts.
+  let models: ModelStore
+  /// collection id (UInt32 BE) ++ generation id (UInt32 BE) → JSON `GenerationRecord`.
+  let generations: Table
+  /// collection id ++ field path (length-prefixed) ++ encoded value ++ row id → empty:
+  /// the metadata index that makes selective filters cheap (see `MetadataIndex`).
+  let metadataIndex: Table
+  /// collection id ++ generation id ++ row id (UInt32 BE each) → the SHA-256 of the text
+  /// the row's vector in that generation was made from: how a generation tells which
+  /// of its vectors are stale (text changed) or orphaned (document deleted).
+  let sources: Table
+
+  /// Every fixed table name of this format; index tables are named `index.*`.
+  static let tableNames: Set<String> = [
+    "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
+    "generations",
+    "metaindex", "sources",
+  ]
+
+  /// Whether `name` is one of ours (a database holding others is not ours).
+  static func isOurs(_ name: String) -> Bool {
+    tableNames.contains(name) || name.hasPrefix("index.")
+  }
+
+  static func sourceKey(collection: UInt32, generation: UInt32, row: UInt32) -> KeyBuilder {
+    KeyBuilder().uint32(collection).uint32(generation).uint32(row)
+  }
+
+  static func generationKey(collection: UInt32, generation: UInt32) -> KeyBuilder {
+    KeyBuilder().uint32(collection).uint32(generation)
+  }
+
   init(environment: Environment) throws {
     meta = try environment.table("meta")
     collections = try environment.table("collections")
     docs = try environment.table("docs")
     rows = try environment.table("rows")
+    log = try QueryLogStore(environment: environment, meta: meta)
+    models = try ModelStore(environment: environment)
+    generations = try environment.table("generations")
+    metadataIndex = try environment.table("metaindex")
+    sources = try environment.table("sources")
   }
 
   static func docKey(collection: UInt32, id: String) -> KeyBuilder {
@@ -45,6 +86,43 @@ struct CollectionRecord: Codable, Equatable {
   var nextRow: UInt32
   /// Number of documents (kept so `count` needs no scan).
   var count: Int
+  /// How documents become vectors; nil for a collection of documents only.
+  var vectors: VectorSettings?
+  /// The generation queries read (nil without vectors).
+  var active: UInt32?
+  /// The generation a re-embed job is building, if any.
+  var building: UInt32?
+  /// How many previous generations to keep for rollback.
+  var retain: Int?
+  var nextGeneration: UInt32 = 1
+}
+
+/// A collection's vector space: dimension, metric, index parameters, and the model
+/// that embeds text (nil when the caller gives vectors).
+public struct VectorSettings: Codable, Equatable, Sendable {
+  public var dimension: Int
+  public var metric: Metric
+  public var model: Int?
+  public var index: HNSWParameters
+}
+
+/// A generation: one model's vectors and graph for one collection.
+struct GenerationRecord: Codable, Equatable {
+  enum State: String, Codable {
+    case building, active, retained, dropped
+  }
+  var id: UInt32
+  var model: Int?
+  var state: State
+  var created: Date
+  var completed: Date?
+  var count: Int
+  /// The last document id embedded by a building generation's job.
+  var cursor: String?
+
+  static func indexName(collection: UInt32, generation: UInt32) -> String {
+    "index.\(collection).\(generation)"
+  }
 }
 
 /// A document as stored in `docs`: the row id, the content hash, the text and the

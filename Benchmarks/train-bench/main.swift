@@ -1,0 +1,332 @@
+// train-bench: fine-tunes all-MiniLM-L6-v2 on a BEIR dataset's training qrels with the
+// recipe of ../shared/bench/peer_finetune.py, and reports seconds per step and per epoch
+// (and, with --evaluate, test metrics before and after). See Benchmarks/README.md.
+//
+//   swift run -c release train-bench [--steps N] [--negatives 0|1|2|3] [--batch 32]
+//       [--epochs 1] [--mini-batch N] [--evaluate] [--dataset DIR] [--model DIR]
+//
+// --steps N   time N steps (after two untimed ones) and extrapolate an epoch; without it,
+//             train every epoch and time each.
+// --negatives mined hard negatives per pair, as the peer mines them: the top-ranked
+//             documents of the whole corpus under the starting model that are not positives
+//             of the query (train or test qrels) and score at most 0.95 × the positive.
+// --evaluate  exact cosine search over the corpus for the test queries, before and after
+//             (--no-eval-before: after only). --seed S: the run's seed (default 42).
+import Embedding
+import Foundation
+import Tensor
+import Training
+
+struct Options {
+  var dataset = "../shared/datasets/scifact"
+  var model =
+    ProcessInfo.processInfo.environment["VDB_MODEL_DIR"]
+    ?? FileManager.default.homeDirectoryForCurrentUser
+    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2").path
+  var batch = 32
+  var negatives = 0
+  var steps: Int?
+  var epochs = 1
+  var miniBatch: Int?
+  var evaluate = false
+  var evaluateBefore = true
+  var seed: UInt64 = 42
+  var maxSequenceLength = 128
+
+  init(_ arguments: [String]) {
+    var i = 1
+    func value() -> String {
+      i += 1
+      guard i < arguments.count else { fail("\(arguments[i - 1]) needs a value") }
+      return arguments[i]
+    }
+    func number() -> Int {
+      let text = value()
+      guard let n = Int(text), n >= 0 else { fail("\(arguments[i - 1]): '\(text)' is not a count") }
+      return n
+    }
+    while i < arguments.count {
+      switch arguments[i] {
+      case "--dataset": dataset = value()
+      case "--model": model = value()
+      case "--batch": batch = number()
+      case "--negatives": negatives = number()
+      case "--steps": steps = number()
+      case "--epochs": epochs = number()
+      case "--mini-batch": miniBatch = number()
+      case "--max-seq-length": maxSequenceLength = number()
+      case "--evaluate": evaluate = true
+      case "--no-eval-before": evaluateBefore = false
+      case "--seed": seed = UInt64(number())
+      default: fail("unknown option \(arguments[i])")
+      }
+      i += 1
+    }
+  }
+}
+
+func fail(_ message: String) -> Never {
+  FileHandle.standardError.write(Data("train-bench: \(message)\n".utf8))
+  exit(2)
+}
+
+func log(_ message: String) {
+  FileHandle.standardError.write(Data("\(message)\n".utf8))
+}
+
+func cpuSeconds() -> Double {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+    + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+// MARK: - BEIR data
+
+struct Record: Decodable {
+  var _id: String
+  var title: String?
+  var text: String
+}
+
+func lines(_ path: String) -> [Substring] {
+  guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+    fail("cannot read \(path)")
+  }
+  return text.split(whereSeparator: \.isNewline)
+}
+
+func records(_ path: String) -> [Record] {
+  lines(path).enumerated().map { n, line in
+    guard let record = try? JSONDecoder().decode(Record.self, from: Data(line.utf8)) else {
+      fail("\(path):\(n + 1): not a BEIR record")
+    }
+    return record
+  }
+}
+
+/// query id → document id → grade, rows with grade > 0 only.
+func qrels(_ path: String) -> [String: [String: Int]] {
+  var result: [String: [String: Int]] = [:]
+  for line in lines(path) {
+    let fields = line.split(separator: "\t").map {
+      $0.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    guard fields.count == 3, let grade = Int(fields[2]), grade > 0 else { continue }
+    result[fields[0], default: [:]][fields[1]] = grade
+  }
+  return result
+}
+
+// MARK: - Setup
+
+let options = Options(CommandLine.arguments)
+let model: SentenceEncoder
+do {
+  model = try SentenceEncoder(directory: URL(fileURLWithPath: options.model))
+} catch {
+  fail("cannot load the model at \(options.model) (tools/fetch-model.sh): \(error)")
+}
+let corpusRecords = records(options.dataset + "/corpus.jsonl")
+let corpusIDs = corpusRecords.map(\._id)
+let corpusText = Dictionary(
+  uniqueKeysWithValues: corpusRecords.map { record in
+    let title = (record.title ?? "").trimmingCharacters(in: .whitespaces)
+    let text = record.text.trimmingCharacters(in: .whitespaces)
+    return (record._id, title.isEmpty ? text : title + " " + text)
+  })
+let queryText = Dictionary(
+  uniqueKeysWithValues: records(options.dataset + "/queries.jsonl").map { ($0._id, $0.text) })
+let train = qrels(options.dataset + "/qrels/train.tsv")
+let test = qrels(options.dataset + "/qrels/test.tsv")
+let pairs = train.keys.sorted().flatMap { q in
+  train[q]!.keys.sorted().filter { corpusText[$0] != nil }.map { (query: q, document: $0) }
+}.filter { queryText[$0.query] != nil }
+log("\(corpusIDs.count) documents, \(pairs.count) training pairs, \(test.count) test queries")
+
+/// Unit vectors of the whole corpus at the evaluation length (256), row per document.
+func embedCorpus(_ encoder: SentenceEncoder) -> [Float] {
+  let start = Date()
+  let matrix = encoder.embedMatrix(corpusIDs.map { corpusText[$0]! }, batchSize: 64).values
+  log(String(format: "embedded the corpus in %.0f s", Date().timeIntervalSince(start)))
+  return matrix
+}
+
+/// Scores of `queries` (rows) against the corpus: one row of corpus scores per query.
+func scores(_ queries: [Float], _ corpus: [Float]) -> [Float] {
+  let d = 384
+  let rows = queries.count / d
+  let columns = corpus.count / d
+  var out = [Float](repeating: 0, count: rows * columns)
+  queries.withUnsafeBufferPointer { q in
+    corpus.withUnsafeBufferPointer { c in
+      out.withUnsafeMutableBufferPointer { o in
+        BLAS.gemm(
+          .none, .transposed, m: rows, n: columns, k: d, a: q.baseAddress!, lda: d,
+          b: c.baseAddress!, ldb: d, c: o.baseAddress!, ldc: columns)
+      }
+    }
+  }
+  return out
+}
+
+func evaluate(_ encoder: SentenceEncoder, corpus: [Float]) -> RetrievalMetrics.Evaluation {
+  let ids = test.keys.sorted().filter { queryText[$0] != nil }
+  let queryVectors = encoder.embedMatrix(ids.map { queryText[$0]! }).values
+  let all = scores(queryVectors, corpus)
+  var results: [String: [ScoredHit]] = [:]
+  for (row, id) in ids.enumerated() {
+    let rowScores = all[(row * corpusIDs.count)..<((row + 1) * corpusIDs.count)]
+    let top = zip(corpusIDs, rowScores).map { ScoredHit(id: $0.0, score: Double($0.1)) }
+    results[id] = Array(
+      top.sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }.prefix(100))
+  }
+  return RetrievalMetrics.evaluate(results: results, qrels: test)
+}
+
+func report(_ name: String, _ evaluation: RetrievalMetrics.Evaluation) {
+  let keys = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
+  print(
+    "  \(name.padding(toLength: 7, withPad: " ", startingAt: 0))"
+      + keys.map { String(format: " %@ %.4f", $0, evaluation.means[$0]!) }.joined())
+}
+
+var baseCorpus: [Float] = []
+var before: RetrievalMetrics.Evaluation?
+if (options.evaluate && options.evaluateBefore) || (options.negatives > 0 && options.steps == nil) {
+  baseCorpus = embedCorpus(model)
+}
+if options.evaluate && options.evaluateBefore { before = evaluate(model, corpus: baseCorpus) }
+
+// Hard negatives: mined with the starting model when training for real; for a timing run
+// (--steps) any documents of the same length do, so they are picked without a model.
+var negativesOf: [Int: [String]] = [:]
+if options.negatives > 0 {
+  if options.steps != nil {
+    for i in pairs.indices {
+      negativesOf[i] = (1...options.negatives).map { corpusIDs[(i * 7919 * $0) % corpusIDs.count] }
+    }
+  } else {
+    let start = Date()
+    let mining = HardNegativeMining(count: options.negatives)
+    let queryIDs = Array(Set(pairs.map(\.query))).sorted()
+    let queryRow = Dictionary(uniqueKeysWithValues: queryIDs.enumerated().map { ($1, $0) })
+    let corpusRow = Dictionary(uniqueKeysWithValues: corpusIDs.enumerated().map { ($1, $0) })
+    let all = scores(model.embedMatrix(queryIDs.map { queryText[$0]! }).values, baseCorpus)
+    var dropped = 0
+    for (i, pair) in pairs.enumerated() {
+      let row = all[(queryRow[pair.query]! * corpusIDs.count)...].prefix(corpusIDs.count)
+      let ranked = zip(corpusIDs, row).map { (id: $0.0, score: Double($0.1)) }
+        .sorted { $0.score > $1.score }
+      let positives = Set((train[pair.query] ?? [:]).keys).union((test[pair.query] ?? [:]).keys)
+      let mined = mining.negatives(
+        ranked: ranked, positiveScore: Double(row[row.startIndex + corpusRow[pair.document]!]),
+        positives: positives)
+      if mined.negatives.count == options.negatives {
+        negativesOf[i] = mined.negatives
+      } else {
+        dropped += 1
+      }
+    }
+    log(
+      String(
+        format: "mined %d negative(s) for %d pairs (%d dropped) in %.0f s", options.negatives,
+        negativesOf.count, dropped, Date().timeIntervalSince(start)))
+  }
+}
+
+func tokens(_ text: String) -> [Int32] {
+  model.tokenizer.encode(text, maxLength: options.maxSequenceLength).map(Int32.init)
+}
+
+let examples = pairs.indices.compactMap { i -> TrainingExample? in
+  let pair = pairs[i]
+  let negatives = negativesOf[i] ?? []
+  if options.negatives > 0 && negatives.isEmpty { return nil }
+  return TrainingExample(
+    query: tokens(queryText[pair.query]!), positive: tokens(corpusText[pair.document]!),
+    negatives: negatives.map { tokens(corpusText[$0]!) },
+    keys: [queryText[pair.query]!, pair.document] + negatives)
+}
+
+var configuration = TrainingConfiguration()
+configuration.batchSize = options.batch
+configuration.epochs = options.epochs
+configuration.miniBatchSize = options.miniBatch
+configuration.seed = options.seed
+let trainer = try EncoderTrainer(
+  parameters: try EncoderParameters(model), examples: examples, configuration: configuration)
+let load =
+  (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
+  .split(separator: " ").first ?? "?"
+print(
+  "train-bench: \(examples.count) examples, batch \(options.batch), \(options.negatives) "
+    + "negative(s), max length \(options.maxSequenceLength), mini-batch "
+    + "\(options.miniBatch.map(String.init) ?? "off"), \(trainer.totalSteps) steps, "
+    + "kernels \(BLAS.coreName), load \(load)")
+
+// MARK: - Training
+
+if let steps = options.steps {
+  // Two untimed steps (first-touch page faults, the activation pool), then the timed ones.
+  trainer.run(steps: 2)
+  var times: [Double] = []
+  for _ in 0..<min(steps, trainer.totalSteps - trainer.step) {
+    let start = Date()
+    let cpuStart = cpuSeconds()
+    let loss = trainer.takeStep()
+    times.append(Date().timeIntervalSince(start))
+    print(
+      String(
+        format: "  step %d: %.3f s (cpu %.2f s), loss %.4f", trainer.step, times.last!,
+        cpuSeconds() - cpuStart, loss))
+  }
+  let sorted = times.sorted()
+  let median = sorted[sorted.count / 2]
+  let perEpoch = (examples.count + options.batch - 1) / options.batch
+  print(
+    String(
+      format: "median %.3f s/step [%.3f-%.3f]; %d steps/epoch -> %.1f s/epoch; "
+        + "peak activations %.0f MiB",
+      median, sorted.first!, sorted.last!, perEpoch, median * Double(perEpoch),
+      Double(trainer.peakActivationBytes) / 1_048_576))
+} else {
+  var epochStart = Date()
+  var cpuStart = cpuSeconds()
+  var epoch = 0
+  trainer.run { progress in
+    if progress.step % 5 == 0 || progress.step == progress.totalSteps {
+      log(
+        String(
+          format: "step %d/%d loss %.4f lr %.2e %.2f steps/s", progress.step,
+          progress.totalSteps, progress.loss, progress.learningRate, progress.stepsPerSecond))
+    }
+    let finishedEpoch =
+      progress.step == progress.totalSteps
+      || trainer.isFinished == false && progress.epoch != epoch
+    if finishedEpoch {
+      print(
+        String(
+          format: "  epoch %d: %.1f s (cpu %.1f s)", progress.epoch + 1,
+          Date().timeIntervalSince(epochStart), cpuSeconds() - cpuStart))
+      epochStart = Date()
+      cpuStart = cpuSeconds()
+      epoch = progress.epoch + 1
+    }
+  }
+  print(
+    String(
+      format: "mean loss %.4f; peak activations %.0f MiB",
+      trainer.lossHistory.reduce(0, +) / Double(trainer.lossHistory.count),
+      Double(trainer.peakActivationBytes) / 1_048_576))
+}
+
+if options.evaluate {
+  let tuned = try SentenceEncoder(
+    config: model.config, tokenizer: model.tokenizer,
+    weights: trainer.encoder.parameters.namedTensors())
+  let after = evaluate(tuned, corpus: embedCorpus(tuned))
+  print("test metrics (\(after.queries) queries, exact search, max length 256):")
+  if let before { report("before", before) }
+  report("after", after)
+}

@@ -1,0 +1,369 @@
+import Tensor
+
+extension BertConfig {
+  /// The name and shape of every weight a BERT model with this configuration needs,
+  /// as named in sentence-transformers' `model.safetensors` (no `bert.` prefix).
+  ///
+  /// ```swift
+  /// config.parameterShapes().first!   // ("embeddings.word_embeddings.weight", [30522, 384])
+  /// ```
+  public func parameterShapes() -> [(name: String, shape: [Int])] {
+    let h = hiddenSize
+    var shapes: [(name: String, shape: [Int])] = [
+      ("embeddings.word_embeddings.weight", [vocabularySize, h]),
+      ("embeddings.position_embeddings.weight", [maxPositions, h]),
+      ("embeddings.token_type_embeddings.weight", [typeVocabularySize, h]),
+      ("embeddings.LayerNorm.weight", [h]),
+      ("embeddings.LayerNorm.bias", [h]),
+    ]
+    for layer in 0..<layerCount {
+      let prefix = "encoder.layer.\(layer)."
+      for projection in ["query", "key", "value"] {
+        shapes.append((prefix + "attention.self.\(projection).weight", [h, h]))
+        shapes.append((prefix + "attention.self.\(projection).bias", [h]))
+      }
+      shapes += [
+        (prefix + "attention.output.dense.weight", [h, h]),
+        (prefix + "attention.output.dense.bias", [h]),
+        (prefix + "attention.output.LayerNorm.weight", [h]),
+        (prefix + "attention.output.LayerNorm.bias", [h]),
+        (prefix + "intermediate.dense.weight", [intermediateSize, h]),
+        (prefix + "intermediate.dense.bias", [intermediateSize]),
+        (prefix + "output.dense.weight", [h, intermediateSize]),
+        (prefix + "output.dense.bias", [h]),
+        (prefix + "output.LayerNorm.weight", [h]),
+        (prefix + "output.LayerNorm.bias", [h]),
+      ]
+    }
+    return shapes
+  }
+}
+
+/// A float array at a fixed address, for the forward pass's hot loops.
+final class FloatBuffer: @unchecked Sendable {
+  let pointer: UnsafeMutablePointer<Float>
+  let count: Int
+
+  /// A buffer of `count` floats whose contents are undefined until written.
+  init(uninitializedCount count: Int) {
+    self.count = count
+    pointer = .allocate(capacity: max(count, 1))
+  }
+
+  convenience init(_ values: [Float]) {
+    self.init(uninitializedCount: values.count)
+    values.withUnsafeBufferPointer {
+      pointer.initialize(from: $0.baseAddress!, count: values.count)
+    }
+  }
+
+  var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+  deinit { pointer.deallocate() }
+}
+
+/// A BERT encoder's weights in the layout the forward pass uses, and the pass itself.
+///
+/// The query, key and value projections are stored as one `[3H, H]` matrix whose rows
+/// are grouped by head — head 0's query, key and value rows, then head 1's, and so
+/// on — so one gemm computes all three, and any range of heads is a contiguous slice
+/// of the weights and of each output row: threads can split a layer by heads.
+/// Immutable after initialisation: `forward` may run on several threads at once.
+final class BertModel: Sendable {
+  struct Layer {
+    /// [3H, H], rows grouped by head as [query | key | value] × head; `qkvBias` [3H].
+    let qkvWeight, qkvBias: FloatBuffer
+    let attentionOutputWeight, attentionOutputBias: FloatBuffer
+    let attentionNormGamma, attentionNormBeta: FloatBuffer
+    let intermediateWeight, intermediateBias: FloatBuffer
+    let outputWeight, outputBias: FloatBuffer
+    let outputNormGamma, outputNormBeta: FloatBuffer
+  }
+
+  let config: BertConfig
+  let wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings: FloatBuffer
+  let embeddingNormGamma, embeddingNormBeta: FloatBuffer
+  let layers: [Layer]
+
+  /// Takes the weights named as in ``BertConfig/parameterShapes()``; a `bert.` prefix
+  /// on the names is accepted. Extra tensors (pooler, `position_ids`) are ignored.
+  init(config: BertConfig, weights: [String: Tensor], source: String) throws {
+    try config.validate(source: source)
+    self.config = config
+    let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
+    func values(_ name: String) throws -> [Float] {
+      guard let tensor = weights[name] ?? weights["bert." + name] else {
+        throw EmbeddingError.missingTensor(source: source, tensor: name)
+      }
+      let expected = shapes[name]!
+      guard tensor.shape == expected else {
+        throw EmbeddingError.wrongShape(
+          source: source, tensor: name, shape: tensor.shape, expected: expected)
+      }
+      return tensor.values
+    }
+    func buffer(_ name: String) throws -> FloatBuffer { FloatBuffer(try values(name)) }
+    let headWidth = config.headSize
+    let rowWidth = config.hiddenSize
+    /// Query, key and value parameters interleaved head by head, `width` floats per row.
+    func stackedByHead(_ parts: [[Float]], width: Int) -> FloatBuffer {
+      var stacked: [Float] = []
+      stacked.reserveCapacity(parts.count * parts[0].count)
+      for head in 0..<config.headCount {
+        for part in parts {
+          stacked += part[head * headWidth * width..<(head + 1) * headWidth * width]
+        }
+      }
+      return FloatBuffer(stacked)
+    }
+
+    wordEmbeddings = try buffer("embeddings.word_embeddings.weight")
+    positionEmbeddings = try buffer("embeddings.position_embeddings.weight")
+    tokenTypeEmbeddings = try buffer("embeddings.token_type_embeddings.weight")
+    embeddingNormGamma = try buffer("embeddings.LayerNorm.weight")
+    embeddingNormBeta = try buffer("embeddings.LayerNorm.bias")
+    layers = try (0..<config.layerCount).map { index in
+      let prefix = "encoder.layer.\(index)."
+      let projections = ["query", "key", "value"].map { prefix + "attention.self.\($0)" }
+      return Layer(
+        qkvWeight: stackedByHead(
+          try projections.map { try values($0 + ".weight") }, width: rowWidth),
+        qkvBias: stackedByHead(try projections.map { try values($0 + ".bias") }, width: 1),
+        attentionOutputWeight: try buffer(prefix + "attention.output.dense.weight"),
+        attentionOutputBias: try buffer(prefix + "attention.output.dense.bias"),
+        attentionNormGamma: try buffer(prefix + "attention.output.LayerNorm.weight"),
+        attentionNormBeta: try buffer(prefix + "attention.output.LayerNorm.bias"),
+        intermediateWeight: try buffer(prefix + "intermediate.dense.weight"),
+        intermediateBias: try buffer(prefix + "intermediate.dense.bias"),
+        outputWeight: try buffer(prefix + "output.dense.weight"),
+        outputBias: try buffer(prefix + "output.dense.bias"),
+        outputNormGamma: try buffer(prefix + "output.LayerNorm.weight"),
+        outputNormBeta: try buffer(prefix + "output.LayerNorm.bias"))
+    }
+  }
+
+  /// The weights under their safetensors names (copies).
+  var namedWeights: [String: Tensor] {
+    let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
+    var result: [String: Tensor] = [:]
+    func put(_ name: String, _ values: [Float]) {
+      result[name] = Tensor(shape: shapes[name]!, values: values)
+    }
+    /// Part `part` (0 query, 1 key, 2 value) of head-interleaved rows of `width` floats.
+    func unstacked(_ buffer: FloatBuffer, part: Int, width: Int) -> [Float] {
+      let block = config.headSize * width
+      let all = buffer.array
+      return (0..<config.headCount).flatMap { head in
+        all[(3 * head + part) * block..<(3 * head + part + 1) * block]
+      }
+    }
+    put("embeddings.word_embeddings.weight", wordEmbeddings.array)
+    put("embeddings.position_embeddings.weight", positionEmbeddings.array)
+    put("embeddings.token_type_embeddings.weight", tokenTypeEmbeddings.array)
+    put("embeddings.LayerNorm.weight", embeddingNormGamma.array)
+    put("embeddings.LayerNorm.bias", embeddingNormBeta.array)
+    for (index, layer) in layers.enumerated() {
+      let prefix = "encoder.layer.\(index)."
+      for (part, projection) in ["query", "key", "value"].enumerated() {
+        let name = prefix + "attention.self.\(projection)"
+        put(name + ".weight", unstacked(layer.qkvWeight, part: part, width: config.hiddenSize))
+        put(name + ".bias", unstacked(layer.qkvBias, part: part, width: 1))
+      }
+      put(prefix + "attention.output.dense.weight", layer.attentionOutputWeight.array)
+      put(prefix + "attention.output.dense.bias", layer.attentionOutputBias.array)
+      put(prefix + "attention.output.LayerNorm.weight", layer.attentionNormGamma.array)
+      put(prefix + "attention.output.LayerNorm.bias", layer.attentionNormBeta.array)
+      put(prefix + "intermediate.dense.weight", layer.intermediateWeight.array)
+      put(prefix + "intermediate.dense.bias", layer.intermediateBias.array)
+      put(prefix + "output.dense.weight", layer.outputWeight.array)
+      put(prefix + "output.dense.bias", layer.outputBias.array)
+      put(prefix + "output.LayerNorm.weight", layer.outputNormGamma.array)
+      put(prefix + "output.LayerNorm.bias", layer.outputNormBeta.array)
+    }
+    return result
+  }
+
+  /// Scratch memory for forward passes of up to `tokens` tokens in all, no sequence
+  /// longer than `longest`, split over `threads` threads. One per concurrent pass.
+  final class Workspace {
+    let tokens: Int
+    let longest: Int
+    let hidden, qkv, context, projection, expanded: FloatBuffer
+    /// One T × T score matrix per thread.
+    let scores: [FloatBuffer]
+
+    init(config: BertConfig, tokens: Int, longest: Int, threads: Int) {
+      self.tokens = tokens
+      self.longest = longest
+      let h = config.hiddenSize
+      hidden = FloatBuffer(uninitializedCount: tokens * h)
+      qkv = FloatBuffer(uninitializedCount: tokens * 3 * h)
+      context = FloatBuffer(uninitializedCount: tokens * h)
+      projection = FloatBuffer(uninitializedCount: tokens * h)
+      expanded = FloatBuffer(uninitializedCount: tokens * config.intermediateSize)
+      scores = (0..<threads).map { _ in FloatBuffer(uninitializedCount: longest * longest) }
+    }
+  }
+
+  /// Runs the encoder over `sequences` (token ids, each within the position table) and
+  /// writes one pooled vector of `hiddenSize` floats per sequence to `output`.
+  ///
+  /// The sequences are packed end to end with no padding: every linear layer is one
+  /// gemm over all their tokens, and attention runs per sequence and head on exactly
+  /// its own tokens. With `workspace.scores.count > 1` threads, each step is split
+  /// over them (by output columns, and by heads for attention); with one, everything
+  /// runs on the calling thread.
+  func forward(
+    _ sequences: [[Int]], pooling: SentenceEncoder.Pooling, workspace: Workspace,
+    output: UnsafeMutablePointer<Float>
+  ) {
+    let h = config.hiddenSize
+    let intermediate = config.intermediateSize
+    let offsets = sequences.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+    let tokenCount = offsets.last!
+    guard tokenCount > 0 else { return }
+    precondition(tokenCount <= workspace.tokens, "forward: workspace too small")
+    precondition(sequences.allSatisfy { $0.count <= workspace.longest }, "forward: too long")
+    let threads = workspace.scores.count
+    let x = workspace.hidden.pointer
+    let epsilon = config.layerNormEpsilon
+
+    // Embeddings: word + position + token type 0, then LayerNorm.
+    for (s, sequence) in sequences.enumerated() {
+      for (position, token) in sequence.enumerated() {
+        let row = x + (offsets[s] + position) * h
+        row.update(from: wordEmbeddings.pointer + token * h, count: h)
+        Kernels.addScaled(count: h, 1, positionEmbeddings.pointer + position * h, to: row)
+        Kernels.addScaled(count: h, 1, tokenTypeEmbeddings.pointer, to: row)
+      }
+    }
+    normalizeRows(
+      tokenCount, x, residual: nil, embeddingNormGamma, embeddingNormBeta, epsilon, threads)
+
+    for layer in layers {
+      // Query, key and value for a range of heads, then attention over those heads.
+      let headRanges = Parallel.split(config.headCount, into: threads)
+      Parallel.forEach(headRanges.count) { part in
+        let heads = headRanges[part]
+        let columns =
+          heads.lowerBound * 3 * config.headSize..<heads.upperBound * 3 * config.headSize
+        linear(
+          tokenCount, input: x, inFeatures: h, weight: layer.qkvWeight, bias: layer.qkvBias,
+          output: workspace.qkv.pointer, outFeatures: 3 * h, columns: columns)
+        attention(
+          heads: heads, qkv: workspace.qkv.pointer, context: workspace.context.pointer,
+          sequences: sequences, offsets: offsets, scores: workspace.scores[part].pointer)
+      }
+      splitColumns(h, threads) { columns in
+        linear(
+          tokenCount, input: workspace.context.pointer, inFeatures: h,
+          weight: layer.attentionOutputWeight, bias: layer.attentionOutputBias,
+          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+      }
+      normalizeRows(
+        tokenCount, workspace.projection.pointer, residual: x, layer.attentionNormGamma,
+        layer.attentionNormBeta, epsilon, threads)
+      splitColumns(intermediate, threads) { columns in
+        linear(
+          tokenCount, input: x, inFeatures: h, weight: layer.intermediateWeight,
+          bias: layer.intermediateBias, output: workspace.expanded.pointer,
+          outFeatures: intermediate, columns: columns)
+        for row in 0..<tokenCount {
+          Kernels.gelu(
+            count: columns.count,
+            workspace.expanded.pointer + row * intermediate + columns.lowerBound)
+        }
+      }
+      splitColumns(h, threads) { columns in
+        linear(
+          tokenCount, input: workspace.expanded.pointer, inFeatures: intermediate,
+          weight: layer.outputWeight, bias: layer.outputBias,
+          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+      }
+      normalizeRows(
+        tokenCount, workspace.projection.pointer, residual: x, layer.outputNormGamma,
+        layer.outputNormBeta, epsilon, threads)
+    }
+
+    // Pooling: mean over each sequence's tokens (there is no padding to mask), or the
+    // first ([CLS]) token.
+    for (s, sequence) in sequences.enumerated() {
+      let pooled = output + s * h
+      let first = x + offsets[s] * h
+      pooled.update(from: first, count: h)
+      if pooling == .mean {
+        for row in 1..<max(1, sequence.count) {
+          Kernels.addScaled(count: h, 1, first + row * h, to: pooled)
+        }
+        let inverse = 1 / Float(sequence.count)
+        for j in 0..<h { pooled[j] *= inverse }
+      }
+    }
+  }
+
+  /// Runs `body` on column ranges of `0..<width` split over `threads` threads.
+  private func splitColumns(_ width: Int, _ threads: Int, _ body: (Range<Int>) -> Void) {
+    let ranges = Parallel.split(width, into: threads, multipleOf: 16)
+    Parallel.forEach(ranges.count) { body(ranges[$0]) }
+  }
+
+  /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows (one gemm).
+  private func linear(
+    _ rows: Int, input x: UnsafePointer<Float>, inFeatures: Int,
+    weight: FloatBuffer, bias: FloatBuffer, output y: UnsafeMutablePointer<Float>,
+    outFeatures: Int, columns: Range<Int>
+  ) {
+    BLAS.linear(
+      rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x,
+      weight: weight.pointer, bias: bias.pointer, output: y, columns: columns)
+  }
+
+  /// x ← LayerNorm(input + residual) · γ + β, where x is `residual` when there is one
+  /// and `input` otherwise. Rows are split over `threads` only when there are enough
+  /// of them to pay for the hand-off.
+  private func normalizeRows(
+    _ rows: Int, _ input: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+    _ gamma: FloatBuffer, _ beta: FloatBuffer, _ epsilon: Float, _ threads: Int
+  ) {
+    let h = config.hiddenSize
+    let destination = residual ?? input
+    let slices = Parallel.split(rows, into: rows >= 128 ? threads : 1)
+    Parallel.forEach(slices.count) { i in
+      let offset = slices[i].lowerBound * h
+      Kernels.addLayerNorm(
+        rows: slices[i].count, width: h, input + offset, residual: residual.map { $0 + offset },
+        gamma: gamma.pointer, beta: beta.pointer, epsilon: epsilon,
+        output: destination + offset)
+    }
+  }
+
+  /// Scaled dot-product attention for `heads` of every sequence, over the packed `qkv`
+  /// rows (per head: query, key, value, each `headSize` wide); writes those heads'
+  /// columns of `context` [tokens, H].
+  ///
+  /// For head h of a sequence of T tokens: S = Q·Kᵀ / √d (T × T), P = softmax(S) row
+  /// by row, context[:, head h] = P·V. No mask is needed: every sequence attends to
+  /// exactly its own tokens.
+  private func attention(
+    heads: Range<Int>, qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
+    sequences: [[Int]], offsets: [Int], scores: UnsafeMutablePointer<Float>
+  ) {
+    let h = config.hiddenSize
+    let d = config.headSize
+    let scale = 1 / Float(d).squareRoot()
+    for (s, sequence) in sequences.enumerated() {
+      let length = sequence.count
+      for head in heads {
+        let q = qkv + offsets[s] * 3 * h + head * 3 * d
+        BLAS.gemm(
+          .none, .transposed, m: length, n: length, k: d, alpha: scale,
+          a: q, lda: 3 * h, b: q + d, ldb: 3 * h, c: scores, ldc: length)
+        Kernels.softmax(rows: length, width: length, scores)
+        BLAS.gemm(
+          .none, .none, m: length, n: d, k: length,
+          a: scores, lda: length, b: q + 2 * d, ldb: 3 * h,
+          c: context + offsets[s] * h + head * d, ldc: h)
+      }
+    }
+  }
+}

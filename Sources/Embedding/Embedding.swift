@@ -1,1 +1,0 @@
-// The Embedding module; see docs/architecture.md.

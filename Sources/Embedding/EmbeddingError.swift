@@ -1,0 +1,58 @@
+/// Why a model, its files or an input could not be used.
+///
+/// Every case names the file (or in-memory source) and, where there is one, the tensor
+/// or token involved, so the message alone tells a user what to fix:
+///
+/// ```
+/// model.safetensors: tensor 'encoder.layer.0.attention.self.query.weight' has shape [384, 383], expected [384, 384]
+/// ```
+public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible {
+  /// A file the model needs does not exist.
+  case missingFile(path: String)
+  /// A file exists but could not be read (permissions, I/O error, not UTF-8 text, ...).
+  case unreadableFile(path: String, reason: String)
+  /// A safetensors file or buffer is malformed: bad header, truncated data, overlapping
+  /// or out-of-range offsets, a size that does not match its shape and dtype.
+  case invalidSafeTensors(source: String, tensor: String?, reason: String)
+  /// A configuration file is malformed or describes an impossible model.
+  case invalidConfiguration(source: String, reason: String)
+  /// The configuration asks for a feature this encoder does not implement.
+  case unsupported(source: String, feature: String)
+  /// A weight the architecture needs is absent.
+  case missingTensor(source: String, tensor: String)
+  /// A weight has the wrong shape for the configuration.
+  case wrongShape(source: String, tensor: String, shape: [Int], expected: [Int])
+  /// A weight is stored in a type this encoder cannot use (only F32 is supported).
+  case unsupportedDType(source: String, tensor: String, dtype: String)
+  /// A vocabulary is unusable (empty, duplicate tokens, a required special token missing).
+  case invalidVocabulary(source: String, reason: String)
+  /// Token ids passed to the encoder directly are out of range or too many.
+  case invalidTokenIDs(sequence: Int, reason: String)
+
+  public var description: String {
+    switch self {
+    case .missingFile(let path):
+      return "\(path): file not found"
+    case .unreadableFile(let path, let reason):
+      return "\(path): cannot read: \(reason)"
+    case .invalidSafeTensors(let source, let tensor?, let reason):
+      return "\(source): tensor '\(tensor)': \(reason)"
+    case .invalidSafeTensors(let source, nil, let reason):
+      return "\(source): invalid safetensors: \(reason)"
+    case .invalidConfiguration(let source, let reason):
+      return "\(source): \(reason)"
+    case .unsupported(let source, let feature):
+      return "\(source): unsupported: \(feature)"
+    case .missingTensor(let source, let tensor):
+      return "\(source): tensor '\(tensor)' is missing"
+    case .wrongShape(let source, let tensor, let shape, let expected):
+      return "\(source): tensor '\(tensor)' has shape \(shape), expected \(expected)"
+    case .unsupportedDType(let source, let tensor, let dtype):
+      return "\(source): tensor '\(tensor)' has dtype \(dtype); only F32 weights are supported"
+    case .invalidVocabulary(let source, let reason):
+      return "\(source): invalid vocabulary: \(reason)"
+    case .invalidTokenIDs(let sequence, let reason):
+      return "token sequence \(sequence): \(reason)"
+    }
+  }
+}

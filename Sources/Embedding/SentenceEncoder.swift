@@ -1,0 +1,388 @@
+import Foundation
+import Tensor
+
+/// A sentence-transformers bi-encoder run natively: text in, unit vectors out.
+///
+/// Pipeline: WordPiece tokens (`[CLS] … [SEP]`, truncated to ``maxSequenceLength``)
+/// → BERT → mean pooling over the tokens → L2 normalisation.
+///
+/// ```swift
+/// let encoder = try SentenceEncoder(directory: URL(fileURLWithPath: modelPath))
+/// let vectors = encoder.embed(["What is HNSW?", "LMDB is a B+tree"])  // 2 × 384 floats
+/// let matrix = encoder.embedMatrix(texts)                            // Tensor [n, 384]
+/// ```
+///
+/// A model can also be assembled from parts held in memory, for example a model stored
+/// in a database or weights produced by fine-tuning:
+///
+/// ```swift
+/// let encoder = try SentenceEncoder(
+///   config: config, tokenizer: tokenizer,
+///   weights: try SafeTensors(bytes: storedBytes).floatTensors())
+/// ```
+///
+/// Speed: inputs are sorted by length and cut into batches of similar lengths; each
+/// batch is packed without padding and every linear layer is one gemm over all its
+/// tokens. Batches run in parallel, one per core; a single short input instead splits
+/// each layer's work over the cores.
+///
+/// Thread safety: immutable after initialisation. Any number of threads may call the
+/// `embed` methods at once (each call uses its own workspace); calls from several
+/// threads share the cores rather than add to them.
+public final class SentenceEncoder: Sendable {
+  /// How token vectors become one sentence vector.
+  public enum Pooling: String, Codable, Sendable {
+    /// The mean of all token vectors (including `[CLS]` and `[SEP]`).
+    case mean
+    /// The first token's (`[CLS]`) vector.
+    case cls
+  }
+
+  public let config: BertConfig
+  public let tokenizer: WordPieceTokenizer
+  /// Inputs are cut to this many tokens, `[CLS]` and `[SEP]` included.
+  public let maxSequenceLength: Int
+  public let pooling: Pooling
+  /// Whether output vectors are scaled to unit length.
+  public let normalizesOutput: Bool
+  private let model: BertModel
+
+  /// The length of every output vector.
+  public var dimension: Int { config.hiddenSize }
+
+  /// Assembles an encoder from a configuration, a tokenizer and weights named as in
+  /// ``BertConfig/parameterShapes()`` (extra tensors are ignored).
+  ///
+  /// Throws ``EmbeddingError/missingTensor(source:tensor:)`` or
+  /// ``EmbeddingError/wrongShape(source:tensor:shape:expected:)`` for unusable weights,
+  /// ``EmbeddingError/invalidConfiguration(source:reason:)`` when the configuration,
+  /// the vocabulary size and `maxSequenceLength` disagree. `source` names the model in
+  /// those errors.
+  public init(
+    config: BertConfig, tokenizer: WordPieceTokenizer, weights: [String: Tensor],
+    maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
+    source: String = "<memory>"
+  ) throws {
+    guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
+      throw EmbeddingError.invalidConfiguration(
+        source: source,
+        reason: "max sequence length \(maxSequenceLength) is outside 2...\(config.maxPositions)"
+          + " (max_position_embeddings)")
+    }
+    guard tokenizer.vocabulary.count <= config.vocabularySize else {
+      throw EmbeddingError.invalidConfiguration(
+        source: source,
+        reason: "the vocabulary has \(tokenizer.vocabulary.count) tokens but vocab_size is"
+          + " \(config.vocabularySize)")
+    }
+    self.config = config
+    self.tokenizer = tokenizer
+    self.maxSequenceLength = maxSequenceLength
+    self.pooling = pooling
+    self.normalizesOutput = normalizesOutput
+    model = try BertModel(config: config, weights: weights, source: source)
+  }
+
+  /// Loads a sentence-transformers model directory.
+  ///
+  /// Required: `config.json`, `vocab.txt`, `model.safetensors`. Read when present:
+  /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`,
+  /// `tokenize_chinese_chars`, special tokens; defaults: uncased BERT),
+  /// `sentence_bert_config.json` (`max_seq_length`; default 512 or the position table),
+  /// `1_Pooling/config.json` (mean or CLS pooling; default mean), and `modules.json`
+  /// (a `Normalize` module turns on L2 normalisation; default on).
+  public convenience init(directory: URL) throws {
+    let config = try BertConfig(contentsOf: directory.appendingPathComponent("config.json"))
+    let settings = try DirectorySettings(directory: directory, config: config)
+    let tokenizer = try WordPieceTokenizer(
+      contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
+    let weightsURL = directory.appendingPathComponent("model.safetensors")
+    let weights = try SafeTensors(contentsOf: weightsURL).floatTensors()
+    try self.init(
+      config: config, tokenizer: tokenizer, weights: weights,
+      maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
+      normalizesOutput: settings.normalizesOutput, source: weightsURL.path)
+  }
+
+  /// The weights under their safetensors names, as copies (for training, or to store
+  /// the model with ``SafeTensors/serialize(_:metadata:)``).
+  public var weights: [String: Tensor] { model.namedWeights }
+
+  /// Everything that defines this encoder except its vocabulary and weights.
+  public var settings: Settings {
+    Settings(
+      config: config, tokenizer: tokenizer.options, maxSequenceLength: maxSequenceLength,
+      pooling: pooling, normalizesOutput: normalizesOutput)
+  }
+
+  /// An encoder's definition apart from its vocabulary and weights, as one `Codable`
+  /// value: with ``WordPieceTokenizer/vocabulary`` and the safetensors bytes of
+  /// ``weights``, all a store needs to rebuild the same encoder.
+  ///
+  /// ```swift
+  /// let stored = (try JSONEncoder().encode(encoder.settings),
+  ///               encoder.tokenizer.vocabulary, SafeTensors.serialize(encoder.weights))
+  /// let again = try SentenceEncoder(
+  ///   settings: try JSONDecoder().decode(SentenceEncoder.Settings.self, from: stored.0),
+  ///   vocabulary: stored.1, weights: try SafeTensors(bytes: stored.2).floatTensors())
+  /// ```
+  public struct Settings: Codable, Equatable, Sendable {
+    public var config: BertConfig
+    public var tokenizer: WordPieceTokenizer.Options
+    public var maxSequenceLength: Int
+    public var pooling: Pooling
+    public var normalizesOutput: Bool
+
+    public init(
+      config: BertConfig, tokenizer: WordPieceTokenizer.Options = .init(),
+      maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true
+    ) {
+      self.config = config
+      self.tokenizer = tokenizer
+      self.maxSequenceLength = maxSequenceLength
+      self.pooling = pooling
+      self.normalizesOutput = normalizesOutput
+    }
+  }
+
+  /// Rebuilds an encoder from its ``settings``, vocabulary and weights.
+  public convenience init(
+    settings: Settings, vocabulary: [String], weights: [String: Tensor],
+    source: String = "<memory>"
+  ) throws {
+    try self.init(
+      config: settings.config,
+      tokenizer: try WordPieceTokenizer(
+        vocabulary: vocabulary, options: settings.tokenizer, source: source),
+      weights: weights, maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
+      normalizesOutput: settings.normalizesOutput, source: source)
+  }
+
+  /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.
+  public func tokenize(_ text: String) -> [Int] {
+    tokenizer.encode(text, maxLength: maxSequenceLength)
+  }
+
+  /// The vector of one text.
+  public func embed(_ text: String) -> [Float] {
+    embedMatrix([text]).values
+  }
+
+  /// One vector per text, in input order.
+  public func embed(_ texts: [String], batchSize: Int = 32) -> [[Float]] {
+    let matrix = embedMatrix(texts, batchSize: batchSize)
+    return (0..<texts.count).map { Array(matrix.values[$0 * dimension..<($0 + 1) * dimension]) }
+  }
+
+  /// The vectors of `texts` as the rows of a `[texts.count, dimension]` tensor.
+  ///
+  /// `batchSize` bounds how many texts go through the network together; results do
+  /// not depend on it beyond float rounding. `threads` caps the cores used (all by
+  /// default).
+  public func embedMatrix(
+    _ texts: [String], batchSize: Int = 32, threads: Int = Parallel.coreCount
+  ) -> Tensor {
+    embedSequences(texts.map(tokenize), batchSize: batchSize, threads: threads)
+  }
+
+  /// The vectors of already tokenised inputs (ids as from ``tokenize(_:)``, used as
+  /// given: no `[CLS]`/`[SEP]` is added).
+  ///
+  /// Throws ``EmbeddingError/invalidTokenIDs(sequence:reason:)`` for an empty sequence,
+  /// one longer than ``maxSequenceLength``, or an id outside the vocabulary.
+  public func embed(
+    tokenIDs sequences: [[Int]], batchSize: Int = 32, threads: Int = Parallel.coreCount
+  ) throws -> Tensor {
+    for (index, sequence) in sequences.enumerated() {
+      guard !sequence.isEmpty, sequence.count <= maxSequenceLength else {
+        throw EmbeddingError.invalidTokenIDs(
+          sequence: index,
+          reason: "\(sequence.count) tokens; expected 1...\(maxSequenceLength)")
+      }
+      if let bad = sequence.first(where: { $0 < 0 || $0 >= config.vocabularySize }) {
+        throw EmbeddingError.invalidTokenIDs(
+          sequence: index, reason: "token id \(bad) is outside 0..<\(config.vocabularySize)")
+      }
+    }
+    return embedSequences(sequences, batchSize: batchSize, threads: threads)
+  }
+
+  private func embedSequences(_ sequences: [[Int]], batchSize: Int, threads: Int) -> Tensor {
+    var result = Tensor(shape: [sequences.count, dimension])
+    guard !sequences.isEmpty else { return result }
+    let threads = max(1, threads)
+    let batches = Self.batches(
+      lengths: sequences.map(\.count), batchSize: max(1, batchSize), minimumCount: threads)
+    // Enough batches for every thread: run them side by side, one thread each.
+    // Otherwise (a single input), split each step of the one batch over the threads.
+    let workers = min(threads, batches.count)
+    let threadsPerBatch = workers == 1 ? threads : 1
+    let largest = batches.map { $0.reduce(0) { $0 + sequences[$1].count } }.max()!
+    let longest = sequences.map(\.count).max()!
+    let widest = batches.map(\.count).max()!
+    let h = dimension
+    let next = NextIndex()
+    result.values.withUnsafeMutableBufferPointer { output in
+      let output = output.baseAddress!
+      Parallel.forEach(workers) { _ in
+        let workspace = BertModel.Workspace(
+          config: config, tokens: largest, longest: longest, threads: threadsPerBatch)
+        let pooled = FloatBuffer(uninitializedCount: widest * h)
+        while let b = next.take(below: batches.count) {
+          let members = batches[b]
+          model.forward(
+            members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
+            output: pooled.pointer)
+          if normalizesOutput {
+            Kernels.l2Normalize(rows: members.count, width: h, pooled.pointer)
+          }
+          for (row, index) in members.enumerated() {
+            (output + index * h).update(from: pooled.pointer + row * h, count: h)
+          }
+        }
+      }
+    }
+    return result
+  }
+
+  /// Groups input indices into batches of similar length: sorted longest first, cut
+  /// into batches of at most `batchSize`, at least `minimumCount` of them when there
+  /// are that many inputs, with cuts placed so that batches carry similar work.
+  static func batches(lengths: [Int], batchSize: Int, minimumCount: Int) -> [[Int]] {
+    let order = lengths.indices.sorted { lengths[$0] > lengths[$1] }
+    let count = max((order.count + batchSize - 1) / batchSize, min(order.count, minimumCount))
+    // Work per input: its tokens through the linear layers plus attention's T² term
+    // (weighted as for a 384-wide model; only the balance matters).
+    let costs = order.map { index -> Double in
+      let t = Double(lengths[index])
+      return t * 4_608 + t * t * 4
+    }
+    let total = costs.reduce(0, +)
+    var batches: [[Int]] = []
+    var current: [Int] = []
+    var done = 0.0
+    for (position, index) in order.enumerated() {
+      current.append(index)
+      done += costs[position]
+      let remainingInputs = order.count - position - 1
+      let remainingBatches = count - batches.count - 1
+      let target = total * Double(batches.count + 1) / Double(count)
+      let full = current.count == batchSize
+      if full || (remainingBatches > 0 && (done >= target || remainingInputs == remainingBatches)) {
+        batches.append(current)
+        current = []
+      }
+    }
+    if !current.isEmpty { batches.append(current) }
+    return batches
+  }
+}
+
+/// Hands out 0, 1, 2, ... to the threads that ask, once each.
+private final class NextIndex: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value = 0
+
+  func take(below limit: Int) -> Int? {
+    lock.lock()
+    defer { lock.unlock() }
+    guard value < limit else { return nil }
+    value += 1
+    return value - 1
+  }
+}
+
+/// What a model directory's optional sentence-transformers files say.
+private struct DirectorySettings {
+  var tokenizer = WordPieceTokenizer.Options()
+  var maxSequenceLength: Int
+  var pooling = SentenceEncoder.Pooling.mean
+  var normalizesOutput = true
+
+  private struct TokenizerConfig: Decodable {
+    var doLowerCase: Bool?
+    var stripAccents: Bool?
+    var tokenizeChineseChars: Bool?
+    var unkToken: String?
+    var clsToken: String?
+    var sepToken: String?
+
+    enum CodingKeys: String, CodingKey {
+      case doLowerCase = "do_lower_case"
+      case stripAccents = "strip_accents"
+      case tokenizeChineseChars = "tokenize_chinese_chars"
+      case unkToken = "unk_token"
+      case clsToken = "cls_token"
+      case sepToken = "sep_token"
+    }
+  }
+
+  private struct SentenceBertConfig: Decodable {
+    var maxSeqLength: Int?
+    enum CodingKeys: String, CodingKey { case maxSeqLength = "max_seq_length" }
+  }
+
+  private struct PoolingConfig: Decodable {
+    var meanTokens: Bool?
+    var clsToken: Bool?
+    var maxTokens: Bool?
+    var meanSqrtLengthTokens: Bool?
+    enum CodingKeys: String, CodingKey {
+      case meanTokens = "pooling_mode_mean_tokens"
+      case clsToken = "pooling_mode_cls_token"
+      case maxTokens = "pooling_mode_max_tokens"
+      case meanSqrtLengthTokens = "pooling_mode_mean_sqrt_len_tokens"
+    }
+  }
+
+  private struct Module: Decodable {
+    var type: String
+  }
+
+  init(directory: URL, config: BertConfig) throws {
+    maxSequenceLength = config.maxPositions
+    if let tokenizerConfig = try Self.decodeIfPresent(
+      TokenizerConfig.self, directory.appendingPathComponent("tokenizer_config.json"))
+    {
+      tokenizer.lowercase = tokenizerConfig.doLowerCase ?? true
+      tokenizer.stripAccents = tokenizerConfig.stripAccents
+      tokenizer.splitCJKCharacters = tokenizerConfig.tokenizeChineseChars ?? true
+      tokenizerConfig.unkToken.map { tokenizer.unknownToken = $0 }
+      tokenizerConfig.clsToken.map { tokenizer.classifierToken = $0 }
+      tokenizerConfig.sepToken.map { tokenizer.separatorToken = $0 }
+    }
+    let sentenceURL = directory.appendingPathComponent("sentence_bert_config.json")
+    if let sentence = try Self.decodeIfPresent(SentenceBertConfig.self, sentenceURL),
+      let length = sentence.maxSeqLength
+    {
+      maxSequenceLength = length
+    }
+    let poolingURL = directory.appendingPathComponent("1_Pooling/config.json")
+    if let poolingConfig = try Self.decodeIfPresent(PoolingConfig.self, poolingURL) {
+      if poolingConfig.maxTokens == true || poolingConfig.meanSqrtLengthTokens == true {
+        throw EmbeddingError.unsupported(
+          source: poolingURL.path, feature: "max or mean-sqrt-length pooling")
+      }
+      switch (poolingConfig.meanTokens ?? false, poolingConfig.clsToken ?? false) {
+      case (true, false): pooling = .mean
+      case (false, true): pooling = .cls
+      default:
+        throw EmbeddingError.unsupported(
+          source: poolingURL.path, feature: "pooling other than exactly one of mean or CLS")
+      }
+    }
+    let modulesURL = directory.appendingPathComponent("modules.json")
+    if let modules = try Self.decodeIfPresent([Module].self, modulesURL) {
+      normalizesOutput = modules.contains { $0.type.hasSuffix(".Normalize") }
+    }
+  }
+
+  private static func decodeIfPresent<T: Decodable>(_ type: T.Type, _ url: URL) throws -> T? {
+    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+    do {
+      return try JSONDecoder().decode(type, from: try readFile(url))
+    } catch let error as DecodingError {
+      throw EmbeddingError.invalidConfiguration(source: url.path, reason: describe(error))
+    }
+  }
+}

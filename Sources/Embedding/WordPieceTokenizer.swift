@@ -1,0 +1,541 @@
+import Foundation
+
+/// BERT's WordPiece tokenizer, matching Hugging Face's `BertTokenizerFast` id for id.
+///
+/// The pipeline, one pass over the text's Unicode scalars:
+/// 0. **Special tokens** written out in the text (`[UNK]`, `[MASK]`, …) stay whole.
+/// 1. **Clean**: drop NUL, U+FFFD and control/format characters (Unicode C*, except
+///    tab, newline and carriage return); every whitespace character separates words.
+/// 2. **CJK**: each CJK ideograph becomes a word of its own.
+/// 3. **Normalise**: strip accents (canonical decomposition, then drop nonspacing
+///    marks) and lowercase, for uncased models.
+/// 4. **Split punctuation**: every ASCII punctuation character and every Unicode P*
+///    character is a word of its own.
+/// 5. **WordPiece**: each word becomes its longest vocabulary prefix, then the longest
+///    `##`-continuation, and so on; a word longer than 100 characters, or with a part
+///    no piece matches, becomes `[UNK]`.
+/// 6. `[CLS]` … `[SEP]` around the pieces, truncated to the maximum length (which
+///    counts both).
+///
+/// ```swift
+/// let tokenizer = try WordPieceTokenizer(contentsOf: directory.appending(path: "vocab.txt"))
+/// tokenizer.encode("Hello, world!")         // [101, 7592, 1010, 2088, 999, 102]
+/// tokenizer.encode(longText, maxLength: 256) // at most 256 ids
+/// ```
+///
+/// Matching uses a byte trie over the vocabulary, so a word costs time linear in its
+/// length, and tokenising stops as soon as the maximum length is reached: a 1 MB
+/// text is as cheap as its first few hundred words. ASCII takes a table-driven fast
+/// path; other scalars are normalised through a table built at initialisation (up to
+/// U+2FFF) or, beyond it, on the fly.
+///
+/// Immutable, so safe to share between threads.
+public struct WordPieceTokenizer: Sendable {
+  /// How text is normalised and which special tokens frame a sequence.
+  public struct Options: Codable, Equatable, Sendable {
+    /// Lowercase the text (`do_lower_case`; true for uncased models).
+    public var lowercase: Bool = true
+    /// Strip accents; `nil` follows `lowercase`, as BERT's tokenizers do.
+    public var stripAccents: Bool? = nil
+    /// Make each CJK ideograph a word (`tokenize_chinese_chars`).
+    public var splitCJKCharacters: Bool = true
+    /// Longer words become the unknown token (`max_input_chars_per_word`).
+    public var maxCharactersPerWord: Int = 100
+    public var unknownToken: String = "[UNK]"
+    public var classifierToken: String = "[CLS]"
+    public var separatorToken: String = "[SEP]"
+    /// Marks a piece that continues a word.
+    public var continuationPrefix: String = "##"
+    /// Tokens recognised verbatim (case and all) in the input, before normalisation,
+    /// as Hugging Face does for added special tokens: "a [MASK] b" has the `[MASK]` id.
+    /// Those missing from the vocabulary are ignored.
+    public var specialTokens: [String] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+    public init() {}
+  }
+
+  /// The tokens, indexed by id.
+  public let vocabulary: [String]
+  public let options: Options
+  public let unknownID: Int
+  public let classifierID: Int
+  public let separatorID: Int
+
+  private let trie: Trie
+  private let normalizer: ScalarNormalizer
+  /// The special tokens' UTF-8 bytes and ids, longest first.
+  private let specialTokens: [(bytes: [UInt8], id: Int)]
+  /// Whether a byte can start a special token.
+  private let specialTokenLeads: [Bool]
+
+  /// A tokenizer over `vocabulary` (token *i* has id *i*). `source` names the
+  /// vocabulary in errors. Throws ``EmbeddingError/invalidVocabulary(source:reason:)``
+  /// when it is empty or lacks one of the special tokens.
+  public init(vocabulary: [String], options: Options = Options(), source: String = "<memory>")
+    throws
+  {
+    guard !vocabulary.isEmpty else {
+      throw EmbeddingError.invalidVocabulary(source: source, reason: "no tokens")
+    }
+    self.vocabulary = vocabulary
+    self.options = options
+    let trie = Trie(vocabulary: vocabulary, continuationPrefix: options.continuationPrefix)
+    self.trie = trie
+    func special(_ token: String) throws -> Int {
+      guard let id = trie.id(of: Array(token.utf8)) else {
+        throw EmbeddingError.invalidVocabulary(
+          source: source, reason: "special token '\(token)' is missing")
+      }
+      return id
+    }
+    unknownID = try special(options.unknownToken)
+    classifierID = try special(options.classifierToken)
+    separatorID = try special(options.separatorToken)
+    specialTokens = options.specialTokens.compactMap { token in
+      trie.id(of: Array(token.utf8)).map { (Array(token.utf8), $0) }
+    }.sorted { $0.bytes.count > $1.bytes.count }
+    specialTokenLeads = (0..<256).map { byte in
+      options.specialTokens.contains { $0.utf8.first == UInt8(byte) }
+    }
+    normalizer = ScalarNormalizer(
+      lowercase: options.lowercase, stripAccents: options.stripAccents ?? options.lowercase)
+  }
+
+  /// Reads a `vocab.txt` (one token per line, line *i* is id *i*).
+  public init(contentsOf url: URL, options: Options = Options()) throws {
+    let data = try readFile(url)
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw EmbeddingError.invalidVocabulary(source: url.path, reason: "not UTF-8 text")
+    }
+    var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    if lines.last == "" { lines.removeLast() }
+    try self.init(vocabulary: lines, options: options, source: url.path)
+  }
+
+  /// The id of `token`, if it is in the vocabulary.
+  public func id(of token: String) -> Int? {
+    trie.id(of: Array(token.utf8))
+  }
+
+  /// The tokens for `ids` (an out-of-range id shows as the unknown token).
+  public func tokens(_ ids: [Int]) -> [String] {
+    ids.map { vocabulary.indices.contains($0) ? vocabulary[$0] : options.unknownToken }
+  }
+
+  /// `[CLS]`, the word pieces of `text`, `[SEP]`: at most `maxLength` ids (at least 2).
+  public func encode(_ text: String, maxLength: Int = .max) -> [Int] {
+    var ids = [classifierID]
+    ids.reserveCapacity(min(maxLength, text.utf8.count / 3 + 8))
+    appendWordPieces(of: text, limit: max(0, maxLength - 2), to: &ids)
+    ids.append(separatorID)
+    return ids
+  }
+
+  /// The word-piece ids of `text` without special tokens, at most `limit` of them.
+  public func wordPieceIDs(_ text: String, limit: Int = .max) -> [Int] {
+    var ids: [Int] = []
+    appendWordPieces(of: text, limit: limit, to: &ids)
+    return ids
+  }
+
+  /// Appends at most `limit` word-piece ids of `text` to `ids`.
+  private func appendWordPieces(of text: String, limit: Int, to ids: inout [Int]) {
+    guard limit > 0 else { return }
+    let end = ids.count + limit
+    var text = text
+    text.withUTF8 { scan($0, until: end, into: &ids) }
+    if ids.count > end { ids.removeLast(ids.count - end) }
+  }
+
+  /// Appends the pieces of `bytes` (valid UTF-8) until the text ends or `ids` has
+  /// reached `end` entries (it may then hold a few more, from the last word).
+  private func scan(_ bytes: UnsafeBufferPointer<UInt8>, until end: Int, into ids: inout [Int]) {
+    var word = WordBuffer()
+    word.bytes.reserveCapacity(64)
+    // Emits the word collected so far; false once `end` is reached.
+    func flush() -> Bool {
+      if !word.bytes.isEmpty {
+        wordPieces(of: word, into: &ids)
+        word.clear()
+      }
+      return ids.count < end
+    }
+    let asciiClass = options.lowercase ? asciiClassUncased : asciiClassCased
+    var i = 0
+    while i < bytes.count {
+      let byte = bytes[i]
+      if specialTokenLeads[Int(byte)], let (id, length) = specialToken(in: bytes, at: i) {
+        guard flush() else { return }
+        ids.append(id)
+        guard ids.count < end else { return }
+        i += length
+        continue
+      }
+      if byte < 0x80 {
+        i += 1
+        switch asciiClass[Int(byte)] {
+        case .letter(let normalized):
+          word.append(normalized)
+        case .space:
+          guard flush() else { return }
+        case .punctuation:
+          guard flush() else { return }
+          word.append(byte)
+          guard flush() else { return }
+        case .dropped:
+          break
+        }
+        continue
+      }
+      let (scalar, length) = decodeScalar(bytes, at: i)
+      i += length
+      switch ScalarClass(scalar) {
+      case .dropped:
+        break
+      case .space:
+        guard flush() else { return }
+      case .cjk where options.splitCJKCharacters:
+        guard flush() else { return }
+        normalizer.forEachNormalized(scalar) { word.append($0) }
+        guard flush() else { return }
+      case .cjk, .other:
+        var belowEnd = true
+        normalizer.forEachNormalized(scalar) { normalized in
+          guard belowEnd else { return }
+          if isPunctuation(normalized) {
+            belowEnd = flush()
+            word.append(normalized)
+            belowEnd = belowEnd && flush()
+          } else {
+            word.append(normalized)
+          }
+        }
+        guard belowEnd else { return }
+      }
+    }
+    _ = flush()
+  }
+
+  /// The special token (such as `[UNK]`) spelled out in `bytes` at `start`, if any.
+  private func specialToken(in bytes: UnsafeBufferPointer<UInt8>, at start: Int)
+    -> (id: Int, length: Int)?
+  {
+    for (token, id) in specialTokens where start + token.count <= bytes.count {
+      if token.indices.allSatisfy({ token[$0] == bytes[start + $0] }) {
+        return (id, token.count)
+      }
+    }
+    return nil
+  }
+
+  /// Appends the pieces of one normalised word (or the unknown id).
+  private func wordPieces(of word: WordBuffer, into ids: inout [Int]) {
+    if word.characterCount > options.maxCharactersPerWord {
+      ids.append(unknownID)
+      return
+    }
+    let firstPiece = ids.count
+    word.bytes.withUnsafeBufferPointer { bytes in
+      var start = 0
+      while start < bytes.count {
+        guard let (id, length) = trie.longestMatch(in: bytes, from: start, continuation: start > 0)
+        else {
+          ids.removeLast(ids.count - firstPiece)
+          ids.append(unknownID)
+          return
+        }
+        ids.append(id)
+        start += length
+      }
+    }
+  }
+}
+
+// MARK: - Words
+
+/// The UTF-8 bytes of the word being collected, and its length in scalars.
+private struct WordBuffer {
+  var bytes: [UInt8] = []
+  var characterCount = 0
+
+  mutating func append(_ byte: UInt8) {
+    bytes.append(byte)
+    characterCount += 1
+  }
+
+  mutating func append(_ scalar: Unicode.Scalar) {
+    if scalar.value < 0x80 {
+      append(UInt8(scalar.value))
+      return
+    }
+    bytes.append(contentsOf: UTF8.encode(scalar)!)
+    characterCount += 1
+  }
+
+  mutating func clear() {
+    bytes.removeAll(keepingCapacity: true)
+    characterCount = 0
+  }
+}
+
+// MARK: - Character classes
+
+/// The scalar whose UTF-8 encoding starts at `bytes[i]` (a lead byte of valid UTF-8),
+/// and the encoding's length.
+@inline(__always)
+private func decodeScalar(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int)
+  -> (Unicode.Scalar, Int)
+{
+  let lead = UInt32(bytes[i])
+  func continuation(_ k: Int) -> UInt32 { UInt32(bytes[i + k]) & 0x3F }
+  let value: UInt32
+  let length: Int
+  if lead < 0xE0 {
+    value = (lead & 0x1F) << 6 | continuation(1)
+    length = 2
+  } else if lead < 0xF0 {
+    value = (lead & 0x0F) << 12 | continuation(1) << 6 | continuation(2)
+    length = 3
+  } else {
+    value = (lead & 0x07) << 18 | continuation(1) << 12 | continuation(2) << 6 | continuation(3)
+    length = 4
+  }
+  return (Unicode.Scalar(value) ?? "\u{FFFD}", length)
+}
+
+private enum ASCIIClass {
+  case letter(UInt8)
+  case space
+  case punctuation
+  case dropped
+}
+
+/// What each ASCII character does, for an uncased model (lowercasing is the only
+/// normalisation ASCII needs, and it is applied only when the tokenizer lowercases:
+/// see `asciiClassCased`).
+private let asciiClassUncased: [ASCIIClass] = (0..<128).map { classify(UInt8($0), lowercase: true) }
+private let asciiClassCased: [ASCIIClass] = (0..<128).map { classify(UInt8($0), lowercase: false) }
+
+private func classify(_ byte: UInt8, lowercase: Bool) -> ASCIIClass {
+  switch byte {
+  case 0x09, 0x0A, 0x0D, 0x20: return .space
+  case 0x00..<0x20, 0x7F: return .dropped
+  case 0x21...0x2F, 0x3A...0x40, 0x5B...0x60, 0x7B...0x7E: return .punctuation
+  case 0x41...0x5A where lowercase: return .letter(byte + 0x20)
+  default: return .letter(byte)
+  }
+}
+
+/// The class of a non-ASCII scalar before normalisation.
+private enum ScalarClass {
+  case dropped, space, cjk, other
+
+  init(_ scalar: Unicode.Scalar) {
+    let properties = scalar.properties
+    switch properties.generalCategory {
+    case .control, .format, .surrogate, .privateUse, .unassigned:
+      self = .dropped
+      return
+    default: break
+    }
+    if scalar.value == 0xFFFD {
+      self = .dropped
+    } else if properties.isWhitespace {
+      self = .space
+    } else if isCJKIdeograph(scalar.value) {
+      self = .cjk
+    } else {
+      self = .other
+    }
+  }
+}
+
+/// The CJK ideograph blocks BERT isolates (as in Hugging Face's tokenizers).
+private func isCJKIdeograph(_ value: UInt32) -> Bool {
+  switch value {
+  case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F,
+    0x2B740...0x2B81F, 0x2B920...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+    return true
+  default:
+    return false
+  }
+}
+
+/// ASCII punctuation (which includes symbols such as `$`, `+`, `^`) or Unicode P*.
+private func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
+  if scalar.value < 0x80 {
+    if case .punctuation = classify(UInt8(scalar.value), lowercase: false) { return true }
+    return false
+  }
+  switch scalar.properties.generalCategory {
+  case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+    .initialPunctuation, .finalPunctuation, .otherPunctuation:
+    return true
+  default:
+    return false
+  }
+}
+
+// MARK: - Normalisation
+
+/// Accent stripping (NFD, then dropping nonspacing marks) and lowercasing of single
+/// scalars, in that order, as Hugging Face's BertNormalizer does. Decomposition is per
+/// scalar, so it is NFD of the text except for the reordering of combining marks, which
+/// stripping removes anyway.
+private final class ScalarNormalizer: Sendable {
+  /// Scalars below this value are looked up in `table`.
+  static let tableLimit: UInt32 = 0x3000
+
+  let lowercase: Bool
+  let stripAccents: Bool
+  /// For scalar v: `start[v] ..< start[v + 1]` indexes its output in `output`.
+  let start: [Int32]
+  let output: [Unicode.Scalar]
+
+  init(lowercase: Bool, stripAccents: Bool) {
+    self.lowercase = lowercase
+    self.stripAccents = stripAccents
+    var start: [Int32] = [0]
+    var output: [Unicode.Scalar] = []
+    start.reserveCapacity(Int(Self.tableLimit) + 1)
+    for value in 0..<Self.tableLimit {
+      if let scalar = Unicode.Scalar(value) {
+        output.append(
+          contentsOf: Self.normalize(scalar, lowercase: lowercase, stripAccents: stripAccents))
+      }
+      start.append(Int32(output.count))
+    }
+    self.start = start
+    self.output = output
+  }
+
+  @inline(__always)
+  func forEachNormalized(_ scalar: Unicode.Scalar, _ body: (Unicode.Scalar) -> Void) {
+    if scalar.value < Self.tableLimit {
+      let value = Int(scalar.value)
+      for i in Int(start[value])..<Int(start[value + 1]) { body(output[i]) }
+    } else {
+      for normalized in Self.normalize(scalar, lowercase: lowercase, stripAccents: stripAccents) {
+        body(normalized)
+      }
+    }
+  }
+
+  static func normalize(_ scalar: Unicode.Scalar, lowercase: Bool, stripAccents: Bool)
+    -> [Unicode.Scalar]
+  {
+    var scalars = [scalar]
+    if stripAccents {
+      scalars = String(String.UnicodeScalarView([scalar])).decomposedStringWithCanonicalMapping
+        .unicodeScalars.filter { $0.properties.generalCategory != .nonspacingMark }
+    }
+    if lowercase {
+      scalars = scalars.flatMap { $0.properties.lowercaseMapping.unicodeScalars }
+    }
+    return scalars
+  }
+}
+
+// MARK: - Vocabulary trie
+
+/// The vocabulary as a trie over UTF-8 bytes, flattened into arrays.
+///
+/// Continuation pieces ("##ing") are found by starting the walk at the node for the
+/// prefix "##", so one trie serves both kinds of lookup.
+private struct Trie: Sendable {
+  /// Token id ending at each node, or -1.
+  private var tokenID: [Int32] = []
+  /// Each node's children: `edgeStart[n] ..< edgeStart[n + 1]` in the edge arrays,
+  /// sorted by byte.
+  private var edgeStart: [Int32] = []
+  private var edgeByte: [UInt8] = []
+  private var edgeTarget: [Int32] = []
+  /// The node reached by the continuation prefix, if any token has it.
+  private var continuationRoot: Int32 = -1
+
+  init(vocabulary: [String], continuationPrefix: String) {
+    // Build with per-node dictionaries, then flatten breadth-first.
+    var children: [[UInt8: Int32]] = [[:]]
+    var ids: [Int32] = [-1]
+    for (id, token) in vocabulary.enumerated() {
+      var node = 0
+      for byte in token.utf8 {
+        if let next = children[node][byte] {
+          node = Int(next)
+        } else {
+          children.append([:])
+          ids.append(-1)
+          children[node][byte] = Int32(children.count - 1)
+          node = children.count - 1
+        }
+      }
+      ids[node] = Int32(id)  // A repeated token keeps its last id, as in BERT's loaders.
+    }
+    var order: [Int32] = [0]
+    var position = [Int32](repeating: 0, count: children.count)
+    var head = 0
+    while head < order.count {
+      for (_, child) in children[Int(order[head])].sorted(by: { $0.key < $1.key }) {
+        position[Int(child)] = Int32(order.count)
+        order.append(child)
+      }
+      head += 1
+    }
+    for old in order {
+      tokenID.append(ids[Int(old)])
+      edgeStart.append(Int32(edgeByte.count))
+      for (byte, child) in children[Int(old)].sorted(by: { $0.key < $1.key }) {
+        edgeByte.append(byte)
+        edgeTarget.append(position[Int(child)])
+      }
+    }
+    edgeStart.append(Int32(edgeByte.count))
+    continuationRoot = walk(Array(continuationPrefix.utf8), from: 0) ?? -1
+  }
+
+  @inline(__always)
+  private func child(of node: Int32, byte: UInt8) -> Int32? {
+    var low = Int(edgeStart[Int(node)])
+    var high = Int(edgeStart[Int(node) + 1])
+    while low < high {
+      let middle = (low + high) / 2
+      let candidate = edgeByte[middle]
+      if candidate == byte { return edgeTarget[middle] }
+      if candidate < byte { low = middle + 1 } else { high = middle }
+    }
+    return nil
+  }
+
+  private func walk(_ bytes: [UInt8], from start: Int32) -> Int32? {
+    var node = start
+    for byte in bytes {
+      guard let next = child(of: node, byte: byte) else { return nil }
+      node = next
+    }
+    return node
+  }
+
+  func id(of token: [UInt8]) -> Int? {
+    guard let node = walk(token, from: 0), tokenID[Int(node)] >= 0 else { return nil }
+    return Int(tokenID[Int(node)])
+  }
+
+  /// The longest token that `bytes[start...]` begins with: its id and byte length.
+  /// `continuation` looks among the "##" pieces instead of the word starts.
+  @inline(__always)
+  func longestMatch(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, continuation: Bool)
+    -> (id: Int, length: Int)?
+  {
+    var node: Int32 = continuation ? continuationRoot : 0
+    guard node >= 0 else { return nil }
+    var best: (id: Int, length: Int)? = nil
+    var i = start
+    while i < bytes.count, let next = child(of: node, byte: bytes[i]) {
+      node = next
+      i += 1
+      let id = tokenID[Int(node)]
+      if id >= 0 { best = (Int(id), i - start) }
+    }
+    return best
+  }
+}

@@ -1,0 +1,237 @@
+/// Fused element-wise kernels over row-major float buffers.
+///
+/// Each kernel makes as few passes over memory as it can and allocates nothing. They
+/// work on raw pointers so callers can run them on slices of preallocated workspaces;
+/// `rows × width` elements must be readable (and writable for outputs) at each pointer.
+/// Inputs and outputs may be the same buffer unless a parameter says otherwise.
+///
+/// ```swift
+/// // x ← LayerNorm(x + residual) · γ + β over rows of 384
+/// Kernels.addLayerNorm(rows: n, width: 384, x, residual: r, gamma: g, beta: b, epsilon: 1e-12, output: x)
+/// ```
+public enum Kernels {
+  /// y = LayerNorm(x + residual) · γ + β, row by row.
+  ///
+  /// LayerNorm(v) = (v − mean(v)) / √(var(v) + ε) with the biased variance, as in
+  /// PyTorch. `residual` may be nil. `output` may alias `x` (not `residual`).
+  public static func addLayerNorm(
+    rows: Int, width: Int,
+    _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, epsilon: Float,
+    output: UnsafeMutablePointer<Float>
+  ) {
+    let vectorEnd = width & ~7
+    for row in 0..<rows {
+      let y = output + row * width
+      let a = x + row * width
+      // Pass 1: y = x + residual, and its sum.
+      var sum8 = SIMD8<Float>()
+      var sum: Float = 0
+      if let residual {
+        let r = residual + row * width
+        var i = 0
+        while i < vectorEnd {
+          let v = load8(a + i) + load8(r + i)
+          store8(v, y + i)
+          sum8 += v
+          i += 8
+        }
+        for j in vectorEnd..<width {
+          y[j] = a[j] + r[j]
+          sum += y[j]
+        }
+      } else {
+        var i = 0
+        while i < vectorEnd {
+          let v = load8(a + i)
+          store8(v, y + i)
+          sum8 += v
+          i += 8
+        }
+        for j in vectorEnd..<width {
+          y[j] = a[j]
+          sum += y[j]
+        }
+      }
+      let mean = (sum + sum8.sum()) / Float(width)
+      // Pass 2: the variance around the mean (two passes: stable for large means).
+      var squares8 = SIMD8<Float>()
+      var squares: Float = 0
+      var i = 0
+      while i < vectorEnd {
+        let d = load8(y + i) - mean
+        squares8 += d * d
+        i += 8
+      }
+      for j in vectorEnd..<width {
+        squares += (y[j] - mean) * (y[j] - mean)
+      }
+      let inverseDeviation =
+        1 / (((squares + squares8.sum()) / Float(width)) + epsilon).squareRoot()
+      // Pass 3: normalise, scale, shift.
+      i = 0
+      while i < vectorEnd {
+        store8((load8(y + i) - mean) * inverseDeviation * load8(gamma + i) + load8(beta + i), y + i)
+        i += 8
+      }
+      for j in vectorEnd..<width {
+        y[j] = (y[j] - mean) * inverseDeviation * gamma[j] + beta[j]
+      }
+    }
+  }
+
+  /// x ← GELU(x) in place, with the exact (erf) form used by BERT:
+  /// GELU(x) = x · ½ · (1 + erf(x / √2)).
+  public static func gelu(count: Int, _ x: UnsafeMutablePointer<Float>) {
+    let vectorEnd = count & ~7
+    var i = 0
+    while i < vectorEnd {
+      let v = load8(x + i)
+      store8(v * 0.5 * (1 + erf(v * 0.707_106_77)), x + i)
+      i += 8
+    }
+    for j in vectorEnd..<count {
+      let v = SIMD8<Float>(repeating: x[j])
+      x[j] = (v * 0.5 * (1 + erf(v * 0.707_106_77)))[0]
+    }
+  }
+
+  /// Softmax of each row over its first `validWidth` entries; the rest of the row
+  /// (masked positions, such as padding) is set to 0. Rows are `stride` apart.
+  ///
+  /// softmax(x)ᵢ = exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x).
+  public static func softmax(
+    rows: Int, width: Int, validWidth: Int? = nil, stride: Int? = nil,
+    _ x: UnsafeMutablePointer<Float>
+  ) {
+    let valid = validWidth ?? width
+    let stride = stride ?? width
+    precondition(valid >= 1 && valid <= width && stride >= width, "softmax: bad widths")
+    let vectorEnd = valid & ~7
+    for row in 0..<rows {
+      let p = x + row * stride
+      var maximum8 = SIMD8<Float>(repeating: -.infinity)
+      var i = 0
+      while i < vectorEnd {
+        let v = load8(p + i)
+        maximum8 = maximum8.replacing(with: v, where: v .> maximum8)
+        i += 8
+      }
+      var maximum = maximum8.max()
+      for j in vectorEnd..<valid { maximum = max(maximum, p[j]) }
+      var sum8 = SIMD8<Float>()
+      i = 0
+      while i < vectorEnd {
+        let e = exp(load8(p + i) - maximum)
+        store8(e, p + i)
+        sum8 += e
+        i += 8
+      }
+      var sum = sum8.sum()
+      for j in vectorEnd..<valid {
+        p[j] = exp(SIMD8(repeating: p[j] - maximum))[0]
+        sum += p[j]
+      }
+      let inverse = 1 / sum
+      i = 0
+      while i < vectorEnd {
+        store8(load8(p + i) * inverse, p + i)
+        i += 8
+      }
+      for j in vectorEnd..<valid { p[j] *= inverse }
+      for j in valid..<width { p[j] = 0 }
+    }
+  }
+
+  /// Scales each row to unit Euclidean length; an all-zero row stays zero.
+  public static func l2Normalize(rows: Int, width: Int, _ x: UnsafeMutablePointer<Float>) {
+    for row in 0..<rows {
+      let p = x + row * width
+      var squares: Float = 0
+      for j in 0..<width { squares += p[j] * p[j] }
+      guard squares > 0 else { continue }
+      let inverse = 1 / squares.squareRoot()
+      for j in 0..<width { p[j] *= inverse }
+    }
+  }
+
+  /// y ← y + a · x over `count` elements.
+  public static func addScaled(
+    count: Int, _ a: Float, _ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>
+  ) {
+    let vectorEnd = count & ~7
+    var i = 0
+    while i < vectorEnd {
+      store8(load8(y + i) + a * load8(x + i), y + i)
+      i += 8
+    }
+    for j in vectorEnd..<count { y[j] += a * x[j] }
+  }
+
+  // MARK: Vector math
+
+  /// eˣ for each lane, relative error below 2·10⁻⁷; 0 below −87.3, +∞ above 88.7.
+  ///
+  /// eˣ = 2ⁿ · eʳ with n = round(x / ln 2) and r = x − n · ln 2 ∈ [−ln 2 / 2, ln 2 / 2];
+  /// eʳ by a degree-6 polynomial (interpolating eʳ at the Chebyshev nodes of that
+  /// interval: relative error 10⁻⁷), 2ⁿ by writing n into the exponent bits.
+  @inline(__always)
+  public static func exp(_ input: SIMD8<Float>) -> SIMD8<Float> {
+    // Clamped with compare-and-select: the stdlib's `clamped` is not inlined here.
+    let low = SIMD8<Float>(repeating: -87.33)
+    let high = SIMD8<Float>(repeating: 88.72)
+    let underflows = input .< low
+    var x = input.replacing(with: low, where: underflows)
+    x.replace(with: high, where: x .> high)
+    // Adding 1.5 · 2²³ rounds to an integer held in the low mantissa bits.
+    let shifter = SIMD8<Float>(repeating: 12_582_912)
+    let shifted = x * 1.442_695_04 + shifter
+    let n = shifted - shifter
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6  // ln 2 split in two for precision
+    var p = SIMD8<Float>(repeating: 0.001_394_110_85)
+    p = p * r + 0.008_375_125_94
+    p = p * r + 0.041_666_351_3
+    p = p * r + 0.166_664_153
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let scale = unsafeBitCast((integer &+ 127) &<< 23, to: SIMD8<Float>.self)
+    return (p * scale).replacing(with: 0, where: underflows)
+  }
+
+  /// erf(x) for each lane, absolute error below 10⁻⁶ (the 1.5·10⁻⁷ of Abramowitz & Stegun
+  /// 7.1.26, plus float rounding):
+  /// erf(x) = 1 − (a₁t + a₂t² + a₃t³ + a₄t⁴ + a₅t⁵) · e^(−x²), t = 1 / (1 + p·x), x ≥ 0,
+  /// and erf(−x) = −erf(x).
+  @inline(__always)
+  public static func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+    let sign = bits & 0x8000_0000
+    let magnitude = unsafeBitCast(bits ^ sign, to: SIMD8<Float>.self)
+    let t = 1 / (1 + 0.327_591_1 * magnitude)
+    var poly = SIMD8<Float>(repeating: 1.061_405_429)
+    poly = poly * t - 1.453_152_027
+    poly = poly * t + 1.421_413_741
+    poly = poly * t - 0.284_496_736
+    poly = poly * t + 0.254_829_592
+    poly = poly * t
+    let value = 1 - poly * exp(-(magnitude * magnitude))
+    return unsafeBitCast(unsafeBitCast(value, to: SIMD8<UInt32>.self) | sign, to: SIMD8<Float>.self)
+  }
+}
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}

@@ -1,0 +1,267 @@
+import Foundation
+
+/// The full-encoder training loop: no-duplicates batches, multiple-negatives ranking loss
+/// (optionally through GradCache), gradient-norm clipping, AdamW with linear warm-up and decay.
+/// Every step is deterministic given the seed; ``checkpoint()`` captures weights, optimiser
+/// moments, step and random state so that ``init(resuming:examples:)`` continues bit for bit.
+///
+/// ```swift
+/// let trainer = try EncoderTrainer(parameters: EncoderParameters(sentenceEncoder), examples: examples)
+/// trainer.run { progress in
+///   print("step \(progress.step)/\(progress.totalSteps) loss \(progress.loss)")
+///   if progress.step % 100 == 0 { try? trainer.checkpoint().write(to: url) }
+/// }
+/// let tuned = trainer.encoder.parameters.namedTensors()   // safetensors names → Tensor
+/// ```
+public final class EncoderTrainer {
+  public let configuration: TrainingConfiguration
+  public let encoder: TrainableEncoder<Float>
+  public private(set) var optimizer: AdamW<Float>
+  public let schedule: LinearWarmupSchedule
+  public let loss: MultipleNegativesRankingLoss
+  /// Steps taken so far.
+  public private(set) var step = 0
+  /// Loss of every step taken, in order.
+  public private(set) var lossHistory: [Double] = []
+  /// Peak bytes of activations one forward pass kept (largest so far).
+  public private(set) var peakActivationBytes = 0
+  private let examples: [TrainingExample]
+  private let plan: TrainingPlan
+  /// Source of the per-sequence dropout seeds.
+  private var random: TrainingRandom
+
+  /// Prepares a run over `examples` from `parameters`.
+  public init(
+    parameters: EncoderParameters<Float>, examples: [TrainingExample],
+    configuration: TrainingConfiguration = TrainingConfiguration()
+  ) throws(TrainingError) {
+    try configuration.validate()
+    guard !examples.isEmpty else { throw .badInput("no training examples") }
+    for (i, example) in examples.enumerated() {
+      for sequence in [example.query, example.positive] + example.negatives {
+        if sequence.isEmpty {
+          throw .badSequence(index: i, reason: "example has an empty sequence")
+        }
+        if sequence.count > parameters.shape.positions {
+          throw .badSequence(
+            index: i,
+            reason: "example has \(sequence.count) tokens, more than the model's "
+              + "\(parameters.shape.positions) positions")
+        }
+        if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.shape.vocabulary }) {
+          throw .badSequence(index: i, reason: "example has token id \(bad) outside the vocabulary")
+        }
+      }
+    }
+    self.configuration = configuration
+    self.examples = examples
+    encoder = TrainableEncoder(parameters: parameters, dropout: configuration.dropout)
+    optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
+    plan = TrainingPlan(
+      keys: examples.map(\.keys), batchSize: configuration.batchSize, epochs: configuration.epochs,
+      seed: configuration.seed)
+    schedule = LinearWarmupSchedule(
+      peak: configuration.learningRate, totalSteps: plan.totalSteps,
+      warmupRatio: configuration.warmupRatio)
+    loss = MultipleNegativesRankingLoss(scale: configuration.scale)
+    random = TrainingRandom(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
+  }
+
+  /// Steps in the whole run.
+  public var totalSteps: Int { plan.totalSteps }
+  /// Whether every planned step has been taken.
+  public var isFinished: Bool { step >= plan.totalSteps }
+
+  /// Takes steps until the run is finished or `steps` more were taken, calling `progress`
+  /// after each.
+  public func run(steps: Int? = nil, progress: ((TrainingProgress) -> Void)? = nil) {
+    let start = Date()
+    let first = step
+    let last = min(plan.totalSteps, steps.map { step + $0 } ?? plan.totalSteps)
+    while step < last {
+      let (epoch, _) = plan.batch(atStep: step)
+      let rate = schedule.learningRate(atStep: step)
+      let stepLoss = takeStep()
+      let elapsed = max(Date().timeIntervalSince(start), 1e-9)
+      progress?(
+        TrainingProgress(
+          step: step, totalSteps: plan.totalSteps, epoch: epoch, loss: stepLoss,
+          learningRate: rate, stepsPerSecond: Double(step - first) / elapsed))
+    }
+  }
+
+  /// One optimiser step on the next planned batch; returns its loss.
+  @discardableResult
+  public func takeStep() -> Double {
+    precondition(!isFinished, "the run is finished")
+    let (_, indices) = plan.batch(atStep: step)
+    let batch = indices.map { examples[$0] }
+    encoder.zeroGradients()
+    let batchLoss = accumulateGradients(batch)
+    // Clip the global gradient norm, then update.
+    let norm = encoder.gradientSquaredNorm().squareRoot()
+    let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
+    if factor < 1 { encoder.scaleGradients(by: Float(factor)) }
+    optimizer.step(
+      parameters: &encoder.parameters.values, gradients: encoder.gradients,
+      learningRate: schedule.learningRate(atStep: step))
+    step += 1
+    lossHistory.append(batchLoss)
+    return batchLoss
+  }
+
+  /// The ranking loss of `examples` under the current weights, without dropout or gradients:
+  /// the mean over consecutive batches of ``TrainingConfiguration/batchSize`` examples
+  /// (in the order given, so a fixed batch gives a comparable number before and after steps).
+  public func evaluateLoss(_ examples: [TrainingExample]) -> Double {
+    let size = configuration.batchSize
+    var total = 0.0
+    var batches = 0
+    for start in stride(from: 0, to: examples.count, by: size) {
+      let batch = Array(examples[start..<min(start + size, examples.count)])
+      let sequences =
+        batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
+      let tokens = try! TokenBatch(
+        sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+      let embeddings = encoder.embed(tokens)
+      let split = batch.count * encoder.shape.hidden
+      total += Double(
+        loss.evaluate(
+          queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]),
+          dimension: encoder.shape.hidden
+        ).loss)
+      batches += 1
+    }
+    return total / Double(max(1, batches))
+  }
+
+  /// Adds d(loss)/d(parameters) for `batch` to the encoder's gradients and returns the loss,
+  /// with dropout seeds drawn from the trainer's generator. Uses GradCache when
+  /// ``TrainingConfiguration/miniBatchSize`` is set.
+  func accumulateGradients(_ batch: [TrainingExample]) -> Double {
+    let sequences =
+      batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
+    let tokens = try! TokenBatch(
+      sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+    let seeds = (0..<sequences.count).map { _ in random.next() }
+    return Self.rankingLossGradients(
+      encoder: encoder, sequences: tokens, queryCount: batch.count, loss: loss,
+      dropoutSeeds: seeds, miniBatchSize: configuration.miniBatchSize,
+      peakActivationBytes: &peakActivationBytes)
+  }
+
+  /// The ranking loss of `sequences` (the first `queryCount` are queries, the next
+  /// `queryCount` their positives, the rest hard negatives) with its gradient added to
+  /// `encoder.gradients`.
+  ///
+  /// Without `miniBatchSize`, one forward pass over all sequences keeps its activations and one
+  /// backward pass follows. With it (GradCache, Gao et al. 2021): embed all sequences in groups
+  /// without keeping activations; compute the loss and d(loss)/d(embeddings) over the whole
+  /// batch; then per group run the forward pass again, keeping activations, and backpropagate
+  /// that group's rows of d(loss)/d(embeddings). Each sequence's dropout masks come from its
+  /// own seed, so the second pass reproduces the first and the gradient equals the plain one.
+  static func rankingLossGradients<Scalar: TrainingScalar>(
+    encoder: TrainableEncoder<Scalar>, sequences: TokenBatch, queryCount: Int,
+    loss: MultipleNegativesRankingLoss, dropoutSeeds: [UInt64]?, miniBatchSize: Int?,
+    peakActivationBytes: inout Int
+  ) -> Double {
+    let h = encoder.shape.hidden
+    let split = queryCount * h
+    func groups() -> [Range<Int>] {
+      let size = miniBatchSize ?? sequences.count
+      return stride(from: 0, to: sequences.count, by: size).map {
+        $0..<min($0 + size, sequences.count)
+      }
+    }
+    func seeds(_ range: Range<Int>) -> [UInt64]? { dropoutSeeds.map { Array($0[range]) } }
+
+    guard miniBatchSize != nil else {
+      let pass = encoder.forward(sequences, dropoutSeeds: dropoutSeeds, keepActivations: true)
+      peakActivationBytes = max(peakActivationBytes, pass.activationBytes)
+      let result = loss.evaluate(
+        queries: Array(pass.embeddings[..<split]), documents: Array(pass.embeddings[split...]),
+        dimension: h)
+      encoder.backward(pass, embeddingGradient: result.queryGradient + result.documentGradient)
+      return Double(result.loss)
+    }
+    var embeddings: [Scalar] = []
+    for group in groups() {
+      embeddings +=
+        encoder.forward(
+          sequences.slice(group), dropoutSeeds: seeds(group), keepActivations: false
+        ).embeddings
+    }
+    let result = loss.evaluate(
+      queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]), dimension: h)
+    let gradient = result.queryGradient + result.documentGradient
+    for group in groups() {
+      let pass = encoder.forward(
+        sequences.slice(group), dropoutSeeds: seeds(group), keepActivations: true)
+      peakActivationBytes = max(peakActivationBytes, pass.activationBytes)
+      encoder.backward(
+        pass, embeddingGradient: Array(gradient[(group.lowerBound * h)..<(group.upperBound * h)]))
+    }
+    return Double(result.loss)
+  }
+
+  // MARK: - Checkpoints
+
+  struct CheckpointHeader: Codable {
+    var kind = "encoder"
+    var shape: EncoderShape
+    var configuration: TrainingConfiguration
+    var step: Int
+    var optimizerStep: Int
+    var random: [UInt64]
+    var lossHistory: [Double]
+    var peakActivationBytes: Int
+    var examples: Int
+    var examplesFingerprint: UInt64
+  }
+
+  /// The complete state of the run as bytes (see ``init(resuming:examples:)``).
+  public func checkpoint() throws -> Data {
+    let header = CheckpointHeader(
+      shape: encoder.shape, configuration: configuration, step: step,
+      optimizerStep: optimizer.step, random: random.state, lossHistory: lossHistory,
+      peakActivationBytes: peakActivationBytes, examples: examples.count,
+      examplesFingerprint: fingerprint(of: examples))
+    return try CheckpointFile(
+      header: header,
+      arrays: [
+        ("parameters", encoder.parameters.values), ("firstMoment", optimizer.firstMoment),
+        ("secondMoment", optimizer.secondMoment),
+      ]
+    ).encoded()
+  }
+
+  /// Continues the run saved in `checkpoint`; `examples` must be those it was started with.
+  public convenience init(resuming checkpoint: Data, examples: [TrainingExample])
+    throws(TrainingError)
+  {
+    let file = try CheckpointFile<CheckpointHeader>.decode(checkpoint, kind: "encoder")
+    let header = file.header
+    guard header.random.count == 4 else { throw .badCheckpoint("random state is not 4 words") }
+    guard header.examples == examples.count,
+      header.examplesFingerprint == fingerprint(of: examples)
+    else {
+      throw .badCheckpoint(
+        "it was made with other training examples (\(header.examples) examples; given "
+          + "\(examples.count) that differ)")
+    }
+    let layout = ParameterLayout(shape: header.shape)
+    var parameters = try EncoderParameters<Float>(randomFor: header.shape, seed: 0)
+    parameters.values = try file.array("parameters", count: layout.count)
+    try self.init(parameters: parameters, examples: examples, configuration: header.configuration)
+    guard (0...plan.totalSteps).contains(header.step) else {
+      throw .badCheckpoint("step \(header.step) is outside the run's \(plan.totalSteps) steps")
+    }
+    optimizer.firstMoment = try file.array("firstMoment", count: layout.count)
+    optimizer.secondMoment = try file.array("secondMoment", count: layout.count)
+    optimizer.step = header.optimizerStep
+    step = header.step
+    lossHistory = header.lossHistory
+    peakActivationBytes = header.peakActivationBytes
+    random = TrainingRandom(state: header.random)
+  }
+}

@@ -1,0 +1,222 @@
+/// The building blocks of the encoder's forward and backward passes, over row-major matrices
+/// given as raw pointers. Each forward kernel sits next to its derivative.
+enum Kernels {
+  // MARK: Linear layer  y = x·Wᵀ + b   (W stored [out, in], as PyTorch does)
+
+  /// `y[rows×out] = x[rows×in] · Wᵀ + b`.
+  static func linear<S: TrainingScalar>(
+    _ x: UnsafePointer<S>, rows: Int, inputs: Int, weight: UnsafePointer<S>,
+    bias: UnsafePointer<S>, outputs: Int, into y: UnsafeMutablePointer<S>
+  ) {
+    parallelChunks(rows, minimumPerChunk: 64) { range in
+      for r in range { (y + r * outputs).update(from: bias, count: outputs) }
+    }
+    parallelGemm(
+      transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, alpha: 1,
+      a: x, lda: inputs, b: weight, ldb: inputs, beta: 1, c: y, ldc: outputs)
+  }
+
+  /// Backward of ``linear``: `dx = dy·W` (added to `dx` when `accumulate`), `dW += dyᵀ·x`,
+  /// `db += Σ_rows dy`. `ones` holds at least `rows` ones (the bias sum is a matrix product).
+  static func linearBackward<S: TrainingScalar>(
+    outputGradient dy: UnsafePointer<S>, input x: UnsafePointer<S>, rows: Int, inputs: Int,
+    outputs: Int, weight: UnsafePointer<S>, ones: UnsafePointer<S>,
+    inputGradient dx: UnsafeMutablePointer<S>?, accumulate: Bool,
+    weightGradient dW: UnsafeMutablePointer<S>, biasGradient db: UnsafeMutablePointer<S>
+  ) {
+    if let dx {
+      parallelGemm(
+        transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1,
+        a: dy, lda: outputs, b: weight, ldb: inputs, beta: accumulate ? 1 : 0, c: dx, ldc: inputs)
+    }
+    parallelGemm(
+      transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
+      a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
+    parallelGemm(
+      transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
+      a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)
+  }
+
+  // MARK: LayerNorm  y = γ·x̂ + β,  x̂ = (x − μ)·r,  r = 1/√(σ² + ε)
+
+  /// Normalises each row of `x` into `y`, keeping `x̂` and `r` for the backward pass.
+  static func layerNorm<S: TrainingScalar>(
+    _ x: UnsafePointer<S>, rows: Int, width: Int, gain: UnsafePointer<S>,
+    bias: UnsafePointer<S>, epsilon: S, output y: UnsafeMutablePointer<S>,
+    normalized xHat: UnsafeMutablePointer<S>, inverseDeviation r: UnsafeMutablePointer<S>
+  ) {
+    let n = S(width)
+    parallelChunks(rows, minimumPerChunk: 16) { range in
+      for row in range {
+        let xi = x + row * width
+        var mean: S = 0
+        for j in 0..<width { mean += xi[j] }
+        mean /= n
+        var variance: S = 0
+        for j in 0..<width {
+          let d = xi[j] - mean
+          variance += d * d
+        }
+        let inverse = 1 / (variance / n + epsilon).squareRoot()
+        r[row] = inverse
+        let hi = xHat + row * width
+        let yi = y + row * width
+        for j in 0..<width {
+          let h = (xi[j] - mean) * inverse
+          hi[j] = h
+          yi[j] = gain[j] * h + bias[j]
+        }
+      }
+    }
+  }
+
+  /// Backward of ``layerNorm``:
+  /// `dx = r·(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))` with `dx̂ = dy⊙γ`; `dγ += Σ dy⊙x̂`, `dβ += Σ dy`.
+  /// `dx` may alias `dy`.
+  static func layerNormBackward<S: TrainingScalar>(
+    outputGradient dy: UnsafePointer<S>, normalized xHat: UnsafePointer<S>,
+    inverseDeviation r: UnsafePointer<S>, rows: Int, width: Int, gain: UnsafePointer<S>,
+    inputGradient dx: UnsafeMutablePointer<S>, gainGradient dGain: UnsafeMutablePointer<S>,
+    biasGradient dBias: UnsafeMutablePointer<S>
+  ) {
+    let chunks = chunkCount(rows, minimumPerChunk: 16)
+    // Per-chunk partial sums of dγ and dβ, added up at the end: no sharing between threads.
+    let partial = Buffer<S>(count: chunks * 2 * width)
+    let n = S(width)
+    parallelChunks(rows, chunks: chunks) { chunk, range in
+      let pGain = partial.base + chunk * 2 * width
+      let pBias = pGain + width
+      for row in range {
+        let dyi = dy + row * width
+        let hi = xHat + row * width
+        var meanD: S = 0
+        var meanDH: S = 0
+        for j in 0..<width {
+          let g = dyi[j]
+          pGain[j] += g * hi[j]
+          pBias[j] += g
+          let d = g * gain[j]
+          meanD += d
+          meanDH += d * hi[j]
+        }
+        meanD /= n
+        meanDH /= n
+        let dxi = dx + row * width
+        let ri = r[row]
+        for j in 0..<width {
+          dxi[j] = ri * (dyi[j] * gain[j] - meanD - hi[j] * meanDH)
+        }
+      }
+    }
+    for chunk in 0..<chunks {
+      let pGain = partial.base + chunk * 2 * width
+      for j in 0..<width {
+        dGain[j] += pGain[j]
+        dBias[j] += pGain[width + j]
+      }
+    }
+  }
+
+  // MARK: GELU (exact)  g(u) = u·Φ(u),  g'(u) = Φ(u) + u·φ(u)
+
+  /// `g = u·Φ(u)` with `Φ(u) = ½(1 + erf(u/√2))`.
+  static func gelu<S: TrainingScalar>(
+    _ u: UnsafePointer<S>, count: Int, into g: UnsafeMutablePointer<S>
+  ) {
+    parallelChunks(count, minimumPerChunk: 4096) { range in
+      S.gelu(u + range.lowerBound, into: g + range.lowerBound, count: range.count)
+    }
+  }
+
+  /// In place `d ← d · g'(u)` with `g'(u) = Φ(u) + u·exp(−u²/2)/√(2π)`.
+  static func geluBackward<S: TrainingScalar>(
+    _ u: UnsafePointer<S>, count: Int, gradient d: UnsafeMutablePointer<S>
+  ) {
+    parallelChunks(count, minimumPerChunk: 4096) { range in
+      S.geluBackward(u + range.lowerBound, gradient: d + range.lowerBound, count: range.count)
+    }
+  }
+
+  // MARK: Softmax over rows
+
+  /// Row-wise softmax in place: `p_j = exp(s_j − max s) / Σ exp(s_k − max s)`.
+  @inline(__always)
+  static func softmaxRows<S: TrainingScalar>(_ s: UnsafeMutablePointer<S>, rows: Int, width: Int) {
+    for row in 0..<rows {
+      let si = s + row * width
+      var maximum = si[0]
+      for j in 1..<width where si[j] > maximum { maximum = si[j] }
+      let inverse = 1 / S.expShifted(si, count: width, shift: maximum)
+      for j in 0..<width { si[j] *= inverse }
+    }
+  }
+
+  /// Backward of a row softmax: `ds_j = p_j·(dp_j − Σ_k dp_k·p_k)`, in place over `dp`.
+  @inline(__always)
+  static func softmaxRowsBackward<S: TrainingScalar>(
+    probabilities p: UnsafePointer<S>, gradient dp: UnsafeMutablePointer<S>, rows: Int,
+    width: Int
+  ) {
+    for row in 0..<rows {
+      let pi = p + row * width
+      let di = dp + row * width
+      var dot: S = 0
+      for j in 0..<width { dot += pi[j] * di[j] }
+      for j in 0..<width { di[j] = pi[j] * (di[j] - dot) }
+    }
+  }
+
+  // MARK: Dropout  y = x·m/(1 − p),  m ~ Bernoulli(1 − p)
+
+  /// Draws a keep-mask (1 keep, 0 drop) with drop probability `p`, made of `segments`
+  /// (start, count), segment `i` drawn from `streams[i]`. One stream per sequence makes the
+  /// masks a sequence gets independent of how sequences are grouped into batches.
+  static func dropoutMask(
+    count: Int, segments: [(start: Int, count: Int)], streams: inout [TrainingRandom],
+    probability p: Double
+  ) -> Buffer<UInt8> {
+    let mask = Buffer<UInt8>(count: count, repeating: 1)
+    // Each 64-bit draw decides four entries: 16 random bits against p·2¹⁶ (p = 0.1 becomes
+    // 0.100006), a quarter of the generator calls of one draw per entry.
+    let threshold = UInt64((p * 65_536).rounded())
+    streams.withUnsafeMutableBufferPointer { streams in
+      parallelChunks(segments.count, minimumPerChunk: 4) { range in
+        for i in range {
+          let (start, length) = segments[i]
+          var j = start
+          let end = start + length
+          while j < end {
+            var bits = streams[i].next()
+            for _ in 0..<min(4, end - j) {
+              if bits & 0xffff < threshold { mask[j] = 0 }
+              bits >>= 16
+              j += 1
+            }
+          }
+        }
+      }
+    }
+    return mask
+  }
+
+  /// `x ← x · m / (1 − p)`; also the backward, since the map is linear and diagonal.
+  static func applyDropout<S: TrainingScalar>(
+    _ x: UnsafeMutablePointer<S>, mask: UnsafePointer<UInt8>, count: Int, probability p: Double
+  ) {
+    let keepScale = 1 / S(1 - p)
+    parallelChunks(count, minimumPerChunk: 4096) { range in
+      for i in range { x[i] = mask[i] == 0 ? 0 : x[i] * keepScale }
+    }
+  }
+
+  // MARK: Elementwise helpers
+
+  /// `y += x`.
+  static func add<S: TrainingScalar>(
+    _ x: UnsafePointer<S>, into y: UnsafeMutablePointer<S>, count: Int
+  ) {
+    parallelChunks(count, minimumPerChunk: 8192) { range in
+      for i in range { y[i] += x[i] }
+    }
+  }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import HNSW
+import LMDB
+
+/// How a new collection turns documents into vectors.
+///
+///     CollectionOptions()                                          // the default model
+///     CollectionOptions(vectors: .model(version: 3))               // a given model version
+///     CollectionOptions.vectors(dimension: 128, metric: .l2)       // vectors given by you
+///     CollectionOptions(vectors: .none)                            // documents only
+public struct CollectionOptions: Sendable {
+  public enum Vectors: Sendable {
+    /// Text is embedded by this model version (nil: the database's default model;
+    /// documents only when the database has no model).
+    case model(version: Int?)
+    /// The caller gives a vector with every document (`upsert(_:vectors:)`).
+    case given(dimension: Int, metric: Metric)
+    /// No vectors, no index: a document store.
+    case none
+  }
+
+  public var vectors: Vectors
+  /// The similarity of text embeddings (they are unit length: cosine = dot).
+  public var metric: Metric
+  /// HNSW construction parameters (M, efConstruction; see docs/index.md).
+  public var index: HNSWParameters
+
+  public init(
+    vectors: Vectors = .model(version: nil), metric: Metric = .cosine,
+    index: HNSWParameters = HNSWParameters()
+  ) {
+    self.vectors = vectors
+    self.metric = metric
+    self.index = index
+  }
+
+  /// A collection of vectors given by the caller.
+  public static func vectors(
+    dimension: Int, metric: Metric, index: HNSWParameters = HNSWParameters()
+  ) -> Self {
+    CollectionOptions(
+      vectors: .given(dimension: dimension, metric: metric), metric: metric, index: index)
+  }
+}
+
+/// The distance of a collection's vectors (from the index module).
+public typealias Metric = HNSW.Metric
+public typealias HNSWParameters = HNSW.HNSWParameters
+
+/// Open `VectorIndex` handles by table name (they keep reader caches worth keeping).
+final class IndexCache: @unchecked Sendable {
+  private let lock = NSLock()
+  private var indexes: [String: VectorIndex] = [:]
+
+  /// Opens index `name`; when it does not exist, creates it with `create` settings
+  /// (or fails when `create` is nil). Must run outside any write transaction.
+  func open(_ name: String, environment: Environment, create settings: VectorSettings?) throws
+    -> VectorIndex
+  {
+    if let index = lock.withLock({ indexes[name] }) { return index }
+    let index: VectorIndex
+    do {
+      index = try VectorIndex.open(name, in: environment)
+    } catch VectorIndexError.notFound where settings != nil {
+      do {
+        index = try VectorIndex.create(
+          name, in: environment, dimension: settings!.dimension, metric: settings!.metric,
+          parameters: settings!.index)
+      } catch VectorIndexError.alreadyExists {
+        index = try VectorIndex.open(name, in: environment)
+      }
+    }
+    lock.withLock { indexes[name] = index }
+    return index
+  }
+
+  func forget(_ name: String) {
+    _ = lock.withLock { indexes.removeValue(forKey: name) }
+  }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import LMDB
+
+extension Collection {
+  /// Records feedback on document `documentID` for the logged query `logID`.
+  ///
+  /// - `relevant: true` on a returned hit is a click; on a document that was not
+  ///   returned it is a correction ("the right document was never found" — the signal
+  ///   that training learns most from).
+  /// - `relevant: false` marks a returned hit as wrong (a preferred hard negative).
+  ///
+  /// Giving feedback again for the same pair replaces it.
+  ///
+  ///     let result = try docs.query(text: "sugar and diabetes", k: 10)
+  ///     try docs.feedback(logID: result.logID, documentID: result.hits[2].id)
+  ///
+  /// - Returns: the kind recorded.
+  /// - Throws: `VectorDBError.logEntryNotFound`, `.documentNotFound` (no such document
+  ///   in this collection), `.invalidInput` (the entry belongs to another collection).
+  @discardableResult
+  public func feedback(logID: UInt64, documentID: String, relevant: Bool = true) throws
+    -> Feedback.Kind
+  {
+    let log = database.schema.log
+    let name = self.name
+    return try writeLog { txn in
+      guard let entry = try log.entry(logID, in: txn) else {
+        throw VectorDBError.logEntryNotFound(logID)
+      }
+      guard entry.collection == name else {
+        throw VectorDBError.invalidInput(
+          source: "feedback", line: nil,
+          reason: "log entry \(logID) is a query of collection \"\(entry.collection)\"")
+      }
+      try requireDocument(documentID, in: txn)
+      let shown = entry.hits.contains { $0.id == documentID }
+      let kind: Feedback.Kind = relevant ? (shown ? .click : .correction) : .notRelevant
+      try log.record(
+        Feedback(documentID: documentID, kind: kind, relevance: relevant ? 1 : 0, time: Date()),
+        for: logID, in: txn)
+      return kind
+    }
+  }
+
+  /// Logs an admin judgement: for `query` (never run), these documents are relevant
+  /// with the given grades (1 = relevant; higher = more relevant). Returns its log id.
+  ///
+  /// - Throws: `VectorDBError.documentNotFound` for an unknown document (nothing is
+  ///   written).
+  @discardableResult
+  public func judge(query: String, relevant: [String: Int]) throws -> UInt64 {
+    try judge([Judgement(query: query, relevant: relevant)])[0]
+  }
+
+  /// Logs many judgements in one transaction (all or none); returns their log ids.
+  @discardableResult
+  public func judge(_ judgements: [Judgement]) throws -> [UInt64] {
+    let log = database.schema.log
+    let retention = try database.logRetention()
+    let name = self.name
+    return try writeLog { txn in
+      try judgements.map { judgement in
+        for documentID in judgement.relevant.keys { try requireDocument(documentID, in: txn) }
+        let now = Date()
+        let entry = LogEntry(
+          id: 0, time: now, collection: name, kind: .judgement, text: judgement.query, model: 0,
+          generation: 0,
+          k: 0, filter: nil, hits: [])
+        let id = try log.append(entry, retention: retention, in: txn)
+        for (documentID, grade) in judgement.relevant.sorted(by: { $0.key < $1.key }) {
+          try log.record(
+            Feedback(documentID: documentID, kind: .judgement, relevance: grade, time: now),
+            for: id, in: txn)
+        }
+        return id
+      }
+    }
+  }
+
+  private func requireDocument(_ documentID: String, in txn: Transaction) throws {
+    guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
+      try txn.get(database.schema.docs, key: Schema.docKey(collection: id, id: documentID)) != nil
+    else { throw VectorDBError.documentNotFound(id: documentID, collection: name) }
+  }
+
+  private func writeLog<R>(_ body: (WriteTransaction) throws -> R) throws -> R {
+    try storage { try database.environment.write(body) }
+  }
+}
+
+/// Relevance judgements for one query, as an admin imports them (qrels, triples).
+public struct Judgement: Sendable, Equatable {
+  public var query: String
+  /// Document id → grade (1 = relevant; 0 = judged not relevant, e.g. a hard negative).
+  public var relevant: [String: Int]
+  public init(query: String, relevant: [String: Int]) {
+    self.query = query
+    self.relevant = relevant
+  }
+
+  /// Reads training triples in JSON Lines:
+  /// `{"query": "…", "positive": "DOC-ID", "hard_negatives": ["DOC-ID", …]}` (also
+  /// `"positives": [...]`). Positives get grade 1, hard negatives grade 0.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line.
+  public static func triples(path: String) throws -> [Judgement] {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    var judgements: [Judgement] = []
+    try JSONLines.forEach(in: data) { line, bytes in
+      let object = try JSONLines.object(from: bytes, source: path, line: line)
+      func fail(_ reason: String) -> VectorDBError {
+        .invalidInput(source: path, line: line, reason: reason)
+      }
+      guard case .string(let query) = object["query"], !query.isEmpty else {
+        throw fail("missing field \"query\" (a non-empty string)")
+      }
+      func strings(_ key: String) throws -> [String] {
+        switch object[key] {
+        case nil, .null: return []
+        case .string(let one): return [one]
+        case .array(let many):
+          return try many.map {
+            guard case .string(let id) = $0 else {
+              throw fail("field \"\(key)\" must hold document ids (strings)")
+            }
+            return id
+          }
+        default: throw fail("field \"\(key)\" must be a document id or an array of them")
+        }
+      }
+      let positives = try strings("positive") + strings("positives")
+      guard !positives.isEmpty else { throw fail("missing field \"positive\"") }
+      var relevant: [String: Int] = [:]
+      for id in try strings("hard_negatives") { relevant[id] = 0 }
+      for id in positives { relevant[id] = 1 }
+      judgements.append(Judgement(query: query, relevant: relevant))
+    }
+    return judgements
+  }
+}
+
+extension Database {
+  /// Log entries with their feedback, oldest first: those after log id `after`
+  /// and not older than `since`, of `collection` if given, at most `limit`.
+  public func logEntries(
+    collection: String? = nil, since: Date? = nil, after: UInt64 = 0, limit: Int = 100
+  ) throws -> [LogEntry] {
+    let log = schema.log
+    return try storage {
+      try environment.read { txn in
+        var result: [LogEntry] = []
+        guard limit > 0 else { return result }
+        try txn.forEach(in: log.entries, from: after + 1) { key, value in
+          var entry = try QueryLogStore.decoder.decode(LogEntry.self, from: Data(value))
+          if let since, entry.time < since { return true }
+          if let collection, entry.collection != collection { return true }
+          entry.feedback = try log.feedback(for: entry.id, in: txn)
+          result.append(entry)
+          return result.count < limit
+        }
+        return result
+      }
+    }
+  }
+
+  /// Calls `body` with every log entry of `collection` (with its feedback), oldest
+  /// first, reading a page of entries per transaction.
+  func forEachLogEntry(collection: String, _ body: (LogEntry) throws -> Void) throws {
+    var after: UInt64 = 0
+    while true {
+      let entries = try logEntries(collection: collection, after: after, limit: 1000)
+      guard let last = entries.last else { return }
+      after = last.id
+      for entry in entries { try body(entry) }
+    }
+  }
+
+  /// The log entry `id` with its feedback, or `nil` (never logged, or pruned).
+  public func logEntry(_ id: UInt64) throws -> LogEntry? {
+    let log = schema.log
+    return try storage { try environment.read { try log.entry(id, in: $0) } }
+  }
+
+  /// How long the query log keeps entries (default: the last 1,000,000).
+  public func logRetention() throws -> LogRetention {
+    let meta = schema.meta
+    return try storage {
+      try environment.read { txn in
+        try txn.get(meta, key: "logRetention").map {
+          try JSONDecoder().decode(LogRetention.self, from: Data($0))
+        }
+          ?? LogRetention()
+      }
+    }
+  }
+
+  /// Changes the retention and prunes what falls outside it, in one transaction.
+  public func setLogRetention(_ retention: LogRetention) throws {
+    let meta = schema.meta
+    let log = schema.log
+    try storage {
+      try environment.write { txn in
+        try txn.put(meta, key: "logRetention", value: try JSONEncoder().encode(retention))
+        try log.prune(retention, now: Date(), in: txn)
+      }
+    }
+  }
+}

@@ -1,0 +1,432 @@
+import Foundation
+import LMDB
+import Tensor
+
+/// A generation as users see it: one model's vectors and graph for a collection.
+public struct GenerationInfo: Codable, Sendable, Equatable {
+  public enum State: String, Codable, Sendable {
+    /// Being built by a re-embed job (resumable).
+    case building
+    /// The one queries read.
+    case active
+    /// A previous active generation, kept for rollback.
+    case retained
+  }
+  public var id: Int
+  public var model: Int?
+  public var state: State
+  public var created: Date
+  public var completed: Date?
+  /// Vectors stored.
+  public var vectors: Int
+  /// How far a building generation's job got (the last document id embedded).
+  public var cursor: String?
+}
+
+/// What a re-embed did.
+public struct ReembedReport: Codable, Sendable {
+  public var generation: Int
+  public var model: Int?
+  /// Documents embedded by this call.
+  public var embedded: Int
+  /// Whether it continued a job that an earlier process started.
+  public var resumed: Bool
+  /// Whether the new generation became active.
+  public var switched: Bool
+  public var seconds: Double
+}
+
+extension Collection {
+  /// The collection's generations, oldest first.
+  public func generations() throws -> [GenerationInfo] {
+    let schema = database.schema
+    return try read { txn in
+      var result: [GenerationInfo] = []
+      let prefix = KeyBuilder().uint32(id)
+      try txn.forEach(in: schema.generations, from: prefix) { key, value in
+        guard key.starts(with: prefix.bytes) else { return false }
+        let record = try JSONDecoder().decode(GenerationRecord.self, from: Data(value))
+        guard let state = GenerationInfo.State(rawValue: record.state.rawValue) else { return true }
+        result.append(
+          GenerationInfo(
+            id: Int(record.id), model: record.model, state: state, created: record.created,
+            completed: record.completed, vectors: record.count, cursor: record.cursor))
+        return true
+      }
+      return result
+    }
+  }
+
+  /// Re-embeds the collection with model `version` (default: the collection's current
+  /// model) into a new generation, then makes it active in one transaction.
+  ///
+  /// The job works in batches of `batchSize` documents in id order; each batch is one
+  /// write transaction that also records the job's cursor, so a job killed at any
+  /// moment resumes where it stopped on the next call (a building generation is always
+  /// resumed first). Queries keep reading the active generation throughout. Documents
+  /// upserted or deleted meanwhile are caught up before the switch: every vector
+  /// records the hash of the text it was made from, so changed and deleted documents
+  /// are found by comparison. The previous generation is retained for rollback.
+  ///
+  /// When `version` is the active generation's model and `all` is false, only stale
+  /// vectors (text changed since they were made) are re-embedded, in place.
+  ///
+  /// `progress` is called after each batch; throwing from it stops the job (resumable).
+  @discardableResult
+  public func reembed(
+    to version: Int? = nil, all: Bool = false, batchSize: Int = 256,
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ReembedReport {
+    let start = Date()
+    var (record, active) = try state()
+    guard let settings = record.vectors, let active else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors to re-embed")
+    }
+    let target =
+      version ?? record.building.flatMap { try? generationRecord($0)?.model } ?? active.model
+    guard let model = target else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" holds given vectors: there is no model to re-embed with")
+    }
+    _ = try database.encoder(version: model)  // fails early for an unknown version
+    if record.building == nil && model == active.model && !all {
+      let embedded = try catchUp(
+        generation: active, settings: settings, batchSize: batchSize, progress: progress)
+      return ReembedReport(
+        generation: Int(active.id), model: model, embedded: embedded, resumed: false,
+        switched: false,
+        seconds: Date().timeIntervalSince(start))
+    }
+    var resumed = true
+    if let building = record.building, let existing = try generationRecord(building),
+      existing.model != model
+    {
+      throw VectorDBError.unsupported(
+        "a re-embed of \"\(name)\" to model \(existing.model ?? 0) is in progress: resume it first (`vdb reembed`)"
+      )
+    }
+    if record.building == nil {
+      resumed = false
+      record = try startGeneration(model: model)
+    }
+    let generation = try generationRecord(record.building!)!
+    let embedded = try catchUp(
+      generation: generation, settings: settings, batchSize: batchSize, progress: progress)
+    try switchTo(generation.id, settings: settings, batchSize: batchSize)
+    return ReembedReport(
+      generation: Int(generation.id), model: model, embedded: embedded, resumed: resumed,
+      switched: true,
+      seconds: Date().timeIntervalSince(start))
+  }
+
+  /// Makes the retained generation of model `version` active again (instant), keeping
+  /// the current one retained. Documents changed since it was active are caught up
+  /// first. Without a retained generation of that model, re-embeds into a new one.
+  @discardableResult
+  public func activate(model version: Int, progress: ((OperationProgress) throws -> Void)? = nil)
+    throws
+    -> ReembedReport
+  {
+    let start = Date()
+    let (record, active) = try state()
+    guard let settings = record.vectors, let active else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+    }
+    if active.model == version {
+      return ReembedReport(
+        generation: Int(active.id), model: version, embedded: 0, resumed: false, switched: false,
+        seconds: 0)
+    }
+    let retained = try generations().last { $0.state == .retained && $0.model == version }
+    guard let retained, let generation = try generationRecord(UInt32(retained.id)) else {
+      return try reembed(to: version, progress: progress)
+    }
+    let embedded = try catchUp(
+      generation: generation, settings: settings, batchSize: 256, progress: progress)
+    try switchTo(generation.id, settings: settings, batchSize: 256)
+    return ReembedReport(
+      generation: retained.id, model: version, embedded: embedded, resumed: false, switched: true,
+      seconds: Date().timeIntervalSince(start))
+  }
+
+  /// Switches back to the most recent retained generation.
+  ///
+  /// - Throws: `VectorDBError.unsupported` when none is retained.
+  @discardableResult
+  public func rollback() throws -> ReembedReport {
+    guard let previous = try generations().last(where: { $0.state == .retained }),
+      let model = previous.model
+    else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" has no retained generation to roll back to")
+    }
+    return try activate(model: model)
+  }
+
+  // MARK: The job's steps
+
+  /// Starts (or resumes) a building generation of model `version` and embeds every
+  /// document into it, without switching. Returns the generation id.
+  func build(model version: Int, batchSize: Int, progress: ((OperationProgress) throws -> Void)?)
+    throws -> UInt32
+  {
+    var (record, _) = try state()
+    guard let settings = record.vectors else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+    }
+    if let building = record.building, try generationRecord(building)?.model != version {
+      try abandon(building)
+      record.building = nil
+    }
+    if record.building == nil { record = try startGeneration(model: version) }
+    let generation = try generationRecord(record.building!)!
+    _ = try catchUp(
+      generation: generation, settings: settings, batchSize: batchSize, progress: progress)
+    return generation.id
+  }
+
+  /// Switches to a generation made by `build` (catching up writes made since).
+  func promote(_ generation: UInt32, batchSize: Int = 256) throws {
+    let (record, _) = try state()
+    guard let settings = record.vectors else { return }
+    try switchTo(generation, settings: settings, batchSize: batchSize)
+  }
+
+  /// Drops a building generation that will not be switched to.
+  func abandon(_ generation: UInt32) throws {
+    let schema = database.schema
+    try write { txn, collection in
+      if collection.building == generation { collection.building = nil }
+      try txn.delete(
+        schema.generations, key: Schema.generationKey(collection: id, generation: generation))
+      try txn.deleteRange(
+        schema.sources, from: KeyBuilder().uint32(id).uint32(generation),
+        to: KeyBuilder().uint32(id).uint32(generation + 1))
+    }
+    try dropIndex(generation)
+  }
+
+  private func state() throws -> (CollectionRecord, GenerationRecord?) {
+    let schema = database.schema
+    let name = self.name
+    return try read { txn in
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
+        throw VectorDBError.collectionNotFound(name)
+      }
+      let active = try record.active.flatMap { try generationRecord($0, in: txn) }
+      return (record, active)
+    }
+  }
+
+  func generationRecord(_ generation: UInt32) throws -> GenerationRecord? {
+    try read { try generationRecord(generation, in: $0) }
+  }
+
+  private func generationRecord(_ generation: UInt32, in txn: Transaction) throws
+    -> GenerationRecord?
+  {
+    try txn.get(
+      database.schema.generations, key: Schema.generationKey(collection: id, generation: generation)
+    ).map {
+      try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
+    }
+  }
+
+  private func putGeneration(_ generation: GenerationRecord, in txn: WriteTransaction) throws {
+    try txn.put(
+      database.schema.generations,
+      key: Schema.generationKey(collection: id, generation: generation.id),
+      value: try JSONEncoder().encode(generation))
+  }
+
+  private func startGeneration(model: Int) throws -> CollectionRecord {
+    try write { txn, collection -> CollectionRecord in
+      let generation = GenerationRecord(
+        id: collection.nextGeneration, model: model, state: .building, created: Date(),
+        completed: nil, count: 0)
+      collection.nextGeneration += 1
+      collection.building = generation.id
+      try putGeneration(generation, in: txn)
+      return collection
+    }
+  }
+
+  /// Embeds every document whose vector in `generation` is missing or stale, and
+  /// removes vectors whose document is gone; batch by batch, each batch one write
+  /// transaction that checks the documents did not change meanwhile. Returns how many
+  /// documents it embedded.
+  private func catchUp(
+    generation: GenerationRecord, settings: VectorSettings, batchSize: Int,
+    progress: ((OperationProgress) throws -> Void)?
+  ) throws -> Int {
+    guard let model = generation.model else { return 0 }
+    let encoder = try database.encoder(version: model)
+    let index = try storage {
+      try database.indexCache.open(
+        GenerationRecord.indexName(collection: id, generation: generation.id),
+        environment: database.environment,
+        create: settings)
+    }
+    let schema = database.schema
+    let total = try count()
+    var embedded = 0
+    var cursor = generation.cursor
+    while true {
+      // Read the next batch of documents needing work, from the cursor on.
+      let (batch, orphans, next) = try read {
+        txn -> ([(String, DocumentRecord)], [UInt32], String?) in
+        var batch: [(String, DocumentRecord)] = []
+        var last: String?
+        let prefix = KeyBuilder().uint32(id)
+        let start = cursor.map { Schema.docKey(collection: id, id: $0).bytes + [0] } ?? prefix.bytes
+        try txn.forEach(in: schema.docs, from: start) { key, value in
+          guard key.starts(with: prefix.bytes), batch.count < batchSize else { return false }
+          let documentID = String(decoding: key.dropFirst(4), as: UTF8.self)
+          last = documentID
+          let document = try DocumentRecord(bytes: value, path: database.path)
+          let source = try txn.get(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: generation.id, row: document.row))
+          if source.map(Array.init) != document.hash.bytes { batch.append((documentID, document)) }
+          return true
+        }
+        // At the end of the documents: vectors whose document is gone.
+        var orphans: [UInt32] = []
+        if last == nil {
+          let sourcePrefix = KeyBuilder().uint32(id).uint32(generation.id)
+          try txn.forEach(in: schema.sources, from: sourcePrefix) { key, _ in
+            guard key.starts(with: sourcePrefix.bytes) else { return false }
+            let row = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            if try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
+              orphans.append(row)
+            }
+            return true
+          }
+        }
+        return (batch, orphans, last)
+      }
+      let vectors = batch.isEmpty ? [] : encoder.embedMatrix(batch.map(\.1.text)).values
+      let advanced = try write { txn, collection -> Bool in
+        guard try generationRecord(generation.id, in: txn) != nil else {
+          throw VectorDBError.unsupported(
+            "generation \(generation.id) of \"\(name)\" was dropped during the job")
+        }
+        // Keep only documents unchanged since they were read.
+        var rows: [UInt32] = []
+        var values: [Float] = []
+        for (offset, (documentID, document)) in batch.enumerated() {
+          guard
+            let bytes = try txn.get(
+              schema.docs, key: Schema.docKey(collection: id, id: documentID)),
+            try DocumentRecord(bytes: bytes, path: database.path).hash == document.hash
+          else { continue }
+          rows.append(document.row)
+          values += vectors[offset * settings.dimension..<(offset + 1) * settings.dimension]
+          try txn.put(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: generation.id, row: document.row),
+            value: document.hash.bytes)
+        }
+        if !rows.isEmpty {
+          try index.insert(ids: rows, vectors: values, threads: Parallel.coreCount, in: txn)
+        }
+        for row in orphans
+        where try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
+          try index.delete(row, in: txn)
+          try txn.delete(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: generation.id, row: row))
+        }
+        if var stored = try generationRecord(generation.id, in: txn) {
+          stored.cursor = next
+          stored.count = try index.count(in: txn)
+          try putGeneration(stored, in: txn)
+        }
+        embedded += rows.count
+        return next != nil
+      }
+      cursor = next
+      try progress?(OperationProgress(done: min(embedded, total), total: total))
+      if !advanced { return embedded }
+    }
+  }
+
+  /// Makes `generation` active in one transaction once a last check finds nothing
+  /// stale; the previous active generation is retained and older ones dropped.
+  private func switchTo(_ generation: UInt32, settings: VectorSettings, batchSize: Int) throws {
+    while true {
+      guard let record = try generationRecord(generation) else { return }
+      // Catch up from the start: writes may have landed behind the job's cursor.
+      var restart = record
+      restart.cursor = nil
+      _ = try catchUp(generation: restart, settings: settings, batchSize: batchSize, progress: nil)
+      let schema = database.schema
+      var dropped: [UInt32] = []
+      let switched = try write { txn, collection -> Bool in
+        // Anything changed since the catch-up? Then catch up again.
+        let prefix = KeyBuilder().uint32(id)
+        var clean = true
+        try txn.forEach(in: schema.docs, from: prefix) { key, value in
+          guard key.starts(with: prefix.bytes) else { return false }
+          let document = try DocumentRecord(bytes: value, path: database.path)
+          let source = try txn.get(
+            schema.sources,
+            key: Schema.sourceKey(collection: id, generation: generation, row: document.row))
+          clean = source.map(Array.init) == document.hash.bytes
+          return clean
+        }
+        guard clean else { return false }
+        let previous = collection.active
+        if var old = try previous.flatMap({ try generationRecord($0, in: txn) }),
+          old.id != generation
+        {
+          old.state = .retained
+          try putGeneration(old, in: txn)
+        }
+        var new = try generationRecord(generation, in: txn)!
+        new.state = .active
+        new.completed = new.completed ?? Date()
+        new.cursor = nil
+        try putGeneration(new, in: txn)
+        collection.active = generation
+        if collection.building == generation { collection.building = nil }
+        // Retain the newest `retain` previous generations; drop the rest.
+        var retained: [GenerationRecord] = []
+        try txn.forEach(in: schema.generations, from: prefix) { key, value in
+          guard key.starts(with: prefix.bytes) else { return false }
+          let other = try JSONDecoder().decode(GenerationRecord.self, from: Data(value))
+          if other.state == .retained { retained.append(other) }
+          return true
+        }
+        for old in retained.sorted(by: { $0.completed ?? $0.created > $1.completed ?? $1.created })
+          .dropFirst(collection.retain ?? 1)
+        {
+          try txn.delete(
+            schema.generations, key: Schema.generationKey(collection: id, generation: old.id))
+          try txn.deleteRange(
+            schema.sources, from: KeyBuilder().uint32(id).uint32(old.id),
+            to: KeyBuilder().uint32(id).uint32(old.id + 1))
+          dropped.append(old.id)
+        }
+        return true
+      }
+      if switched {
+        for old in dropped { try dropIndex(old) }
+        return
+      }
+    }
+  }
+
+  /// Frees the pages of a dropped generation's index (its own transaction).
+  private func dropIndex(_ generation: UInt32) throws {
+    let name = GenerationRecord.indexName(collection: id, generation: generation)
+    guard
+      let index = try? database.indexCache.open(
+        name, environment: database.environment, create: nil)
+    else {
+      return
+    }
+    try storage { try database.environment.write { try index.drop(in: $0) } }
+    database.indexCache.forget(name)
+  }
+}

@@ -1,0 +1,233 @@
+import Crypto
+import Embedding
+import Foundation
+import LMDB
+import Tensor
+
+/// A version of the encoder stored in the database, with where it came from.
+///
+/// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
+/// `parent` is the model they started from. A database directory therefore holds
+/// every model that produced its vectors.
+public struct ModelInfo: Codable, Equatable, Sendable {
+  public enum Kind: String, Codable, Sendable {
+    /// A full encoder: documents must be embedded with it (a new generation).
+    case encoder
+    /// A query-side adapter over its parent encoder: document vectors stay.
+    case adapter
+  }
+  public enum State: String, Codable, Sendable {
+    /// Imported or promoted: usable by collections.
+    case ready
+    /// Trained but not promoted by the gate (kept for inspection, `--force` to use).
+    case rejected
+  }
+
+  public var version: Int
+  /// Where the model came from: a directory path, or "fine-tune of v1".
+  public var name: String
+  public var kind: Kind
+  public var state: State
+  public var parent: Int?
+  public var created: Date
+  public var dimension: Int
+  public var maxSequenceLength: Int
+  /// SHA-256 of the stored weights (hex).
+  public var weightsHash: String
+  /// Bytes of the stored weights.
+  public var weightsBytes: Int
+  /// Free-form record of how it was made (training run, data, metrics).
+  public var lineage: [String: JSONValue]
+}
+
+/// The `models` table (version UInt32 BE → JSON `ModelInfo`) and `modelblobs`
+/// (version UInt32 BE ++ part name → bytes: "settings" JSON, "vocab" one token per
+/// line, "weights" safetensors, "adapter" safetensors).
+struct ModelStore {
+  let models: Table
+  let blobs: Table
+
+  init(environment: Environment) throws {
+    models = try environment.table("models")
+    blobs = try environment.table("modelblobs")
+  }
+
+  func info(_ version: Int, in txn: Transaction) throws -> ModelInfo? {
+    guard let bytes = try txn.get(models, key: UInt32(version)) else { return nil }
+    return try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(bytes))
+  }
+
+  func all(in txn: Transaction) throws -> [ModelInfo] {
+    var result: [ModelInfo] = []
+    try txn.forEach(in: models) { _, value in
+      result.append(try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(value)))
+      return true
+    }
+    return result
+  }
+
+  func blob(_ version: Int, _ part: String, in txn: Transaction) throws -> UnsafeRawBufferPointer? {
+    try txn.get(blobs, key: KeyBuilder().uint32(UInt32(version)).string(part))
+  }
+
+  /// Stores a new version (numbered after the last) and returns its info.
+  func add(
+    encoder: SentenceEncoder, name: String, kind: ModelInfo.Kind, state: ModelInfo.State,
+    parent: Int?,
+    lineage: [String: JSONValue], adapter: [UInt8]? = nil, in txn: WriteTransaction
+  ) throws -> ModelInfo {
+    let weights = SafeTensors.serialize(encoder.weights)
+    let last =
+      try txn.withCursor(models) { try $0.last().flatMap { UInt32(keyBytes: $0.key) } } ?? 0
+    let version = Int(last) + 1
+    let info = ModelInfo(
+      version: version, name: name, kind: kind, state: state, parent: parent, created: Date(),
+      dimension: encoder.dimension, maxSequenceLength: encoder.maxSequenceLength,
+      weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
+      weightsBytes: weights.count, lineage: lineage)
+    let key = KeyBuilder().uint32(UInt32(version))
+    try txn.put(
+      blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
+    try txn.put(
+      blobs, key: key.string("vocab"),
+      value: Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8))
+    try txn.reserve(blobs, key: key.string("weights"), count: weights.count) { buffer in
+      weights.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
+    if let adapter { try txn.put(blobs, key: key.string("adapter"), value: adapter) }
+    try txn.put(models, key: UInt32(version), value: try QueryLogStore.encoder.encode(info))
+    return info
+  }
+
+  func update(_ info: ModelInfo, in txn: WriteTransaction) throws {
+    try txn.put(models, key: UInt32(info.version), value: try QueryLogStore.encoder.encode(info))
+  }
+
+  /// Rebuilds the encoder of `version` from its stored parts.
+  func encoder(_ version: Int, path: String, in txn: Transaction) throws -> SentenceEncoder {
+    guard let settingsBytes = try blob(version, "settings", in: txn),
+      let vocabBytes = try blob(version, "vocab", in: txn),
+      let weightBytes = try blob(version, "weights", in: txn)
+    else {
+      throw VectorDBError.damaged(path: path, detail: "model version \(version) is missing parts")
+    }
+    let settings = try JSONDecoder().decode(
+      SentenceEncoder.Settings.self, from: Data(settingsBytes))
+    let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
+      .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let source = "model version \(version) in \(path)"
+    return try SentenceEncoder(
+      settings: settings, vocabulary: vocabulary,
+      weights: try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors(),
+      source: source)
+  }
+}
+
+extension Database {
+  /// Imports a sentence-transformers model directory as a new model version (or
+  /// returns the version that already holds the same weights).
+  ///
+  /// - Throws: `VectorDBError.invalidModel` naming the file and the problem (missing
+  ///   file, wrong shape, unknown activation, truncated weights); nothing is written.
+  @discardableResult
+  public func importModel(directory: String) throws -> ModelInfo {
+    let encoder: SentenceEncoder
+    do {
+      encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
+    } catch {
+      throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
+    }
+    let store = models
+    let weights = SafeTensors.serialize(encoder.weights)
+    let hash = SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined()
+    return try storage {
+      try environment.write { txn in
+        if let existing = try store.all(in: txn).first(where: {
+          $0.weightsHash == hash && $0.kind == .encoder
+        }) {
+          return existing
+        }
+        let info = try store.add(
+          encoder: encoder, name: directory, kind: .encoder, state: .ready, parent: nil,
+          lineage: [:], in: txn)
+        if try txn.get(schema.meta, key: "defaultModel") == nil {
+          try txn.put(
+            schema.meta, key: "defaultModel",
+            value: withUnsafeBytes(of: UInt32(info.version).littleEndian) { Array($0) })
+        }
+        return info
+      }
+    }
+  }
+
+  /// Every model version, oldest first.
+  public func modelVersions() throws -> [ModelInfo] {
+    let store = models
+    return try storage { try environment.read { try store.all(in: $0) } }
+  }
+
+  /// The model version new text collections use (the first imported), if any.
+  public func defaultModelVersion() throws -> Int? {
+    let meta = schema.meta
+    return try storage {
+      try environment.read { txn in
+        try txn.get(meta, key: "defaultModel").map {
+          Int($0.loadUnaligned(as: UInt32.self).littleEndian)
+        }
+      }
+    }
+  }
+
+  /// The encoder of model `version`, loaded from the database once and cached.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`.
+  public func encoder(version: Int) throws -> SentenceEncoder {
+    if let cached = encoderCache.value(version) { return cached }
+    let store = models
+    let path = self.path
+    let encoder = try storage {
+      try environment.read { txn -> SentenceEncoder in
+        guard try store.info(version, in: txn) != nil else {
+          throw VectorDBError.modelNotFound(version)
+        }
+        do {
+          return try store.encoder(version, path: path, in: txn)
+        } catch let error as VectorDBError {
+          throw error
+        } catch {
+          throw VectorDBError.damaged(path: path, detail: "model version \(version): \(error)")
+        }
+      }
+    }
+    encoderCache.set(version, encoder)
+    return encoder
+  }
+}
+
+/// A small thread-safe map from model version to loaded encoder.
+final class EncoderCache: @unchecked Sendable {
+  private let lock = NSLock()
+  private var encoders: [Int: SentenceEncoder] = [:]
+
+  func value(_ version: Int) -> SentenceEncoder? { lock.withLock { encoders[version] } }
+  func set(_ version: Int, _ encoder: SentenceEncoder) {
+    lock.withLock { encoders[version] = encoder }
+  }
+}
+
+/// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
+/// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
+public enum DefaultModel {
+  public static var directory: String {
+    if let path = ProcessInfo.processInfo.environment["VDB_MODEL_DIR"], !path.isEmpty {
+      return path
+    }
+    return (ProcessInfo.processInfo.environment["HOME"] ?? ".")
+      + "/.cache/vdb/models/all-MiniLM-L6-v2"
+  }
+
+  /// Whether the model files are there.
+  public static var isFetched: Bool {
+    FileManager.default.fileExists(atPath: directory + "/model.safetensors")
+  }
+}

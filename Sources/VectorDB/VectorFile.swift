@@ -1,0 +1,136 @@
+import Foundation
+
+/// Reads a matrix of float32 rows from a `.fvecs` (TEXMEX: per row an Int32 dimension,
+/// then the floats, little-endian) or a `.npy` file (NumPy format 1.0–3.0, dtype
+/// `<f4`, C order, 2-D).
+public enum VectorFile {
+  /// The rows of the file at `path`, and their dimension.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and the problem (unknown
+  ///   extension, truncated record, changing dimension, unsupported npy dtype or order).
+  public static func read(_ path: String) throws -> (rows: [[Float]], dimension: Int) {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+    case "fvecs": return try fvecs(data, path: path)
+    case "npy": return try npy(data, path: path)
+    default:
+      throw VectorDBError.invalidInput(
+        source: path, line: nil, reason: "expected a .fvecs or .npy file")
+    }
+  }
+
+  static func fvecs(_ data: Data, path: String) throws -> (rows: [[Float]], dimension: Int) {
+    try data.withUnsafeBytes { bytes in
+      var rows: [[Float]] = []
+      var offset = 0
+      var dimension = -1
+      while offset < bytes.count {
+        guard offset + 4 <= bytes.count else {
+          throw VectorDBError.invalidInput(
+            source: path, line: rows.count + 1, reason: "truncated record")
+        }
+        let d = Int(
+          Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+        if dimension < 0 { dimension = d }
+        guard d == dimension, d > 0 else {
+          throw VectorDBError.invalidInput(
+            source: path, line: rows.count + 1,
+            reason: "record of dimension \(d); earlier records have \(dimension)")
+        }
+        guard offset + 4 + 4 * d <= bytes.count else {
+          throw VectorDBError.invalidInput(
+            source: path, line: rows.count + 1, reason: "truncated record")
+        }
+        rows.append(
+          (0..<d).map {
+            Float(
+              bitPattern: UInt32(
+                littleEndian: bytes.loadUnaligned(
+                  fromByteOffset: offset + 4 + 4 * $0, as: UInt32.self)))
+          })
+        offset += 4 + 4 * d
+      }
+      return (rows, max(dimension, 0))
+    }
+  }
+
+  static func npy(_ data: Data, path: String) throws -> (rows: [[Float]], dimension: Int) {
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: path, line: nil, reason: reason)
+    }
+    let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+    guard data.count >= 10, Array(data.prefix(6)) == magic else { throw fail("not a .npy file") }
+    let major = data[data.startIndex + 6]
+    let headerLength: Int
+    let headerStart: Int
+    if major == 1 {
+      headerLength = Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
+      headerStart = 10
+    } else {
+      guard data.count >= 12 else { throw fail("truncated header") }
+      headerLength = (0..<4).reduce(0) { $0 | Int(data[data.startIndex + 8 + $1]) << (8 * $1) }
+      headerStart = 12
+    }
+    guard headerStart + headerLength <= data.count else { throw fail("truncated header") }
+    let header = String(
+      decoding: data[
+        (data.startIndex + headerStart)..<(data.startIndex + headerStart + headerLength)],
+      as: UTF8.self)
+    guard header.contains("'descr': '<f4'") else {
+      throw fail("dtype must be float32 ('<f4'); header: \(header)")
+    }
+    guard header.contains("'fortran_order': False") else { throw fail("arrays must be in C order") }
+    guard let open = header.range(of: "'shape': ("),
+      let close = header[open.upperBound...].firstIndex(of: ")")
+    else {
+      throw fail("no shape in header")
+    }
+    let shape = header[open.upperBound..<close].split(separator: ",").compactMap {
+      Int($0.trimmingCharacters(in: .whitespaces))
+    }
+    guard shape.count == 2 else { throw fail("expected a 2-D array; shape is \(shape)") }
+    let (count, dimension) = (shape[0], shape[1])
+    let start = headerStart + headerLength
+    guard data.count - start >= count * dimension * 4 else { throw fail("truncated data") }
+    return data.withUnsafeBytes { bytes in
+      let rows = (0..<count).map { row in
+        (0..<dimension).map {
+          Float(
+            bitPattern: UInt32(
+              littleEndian: bytes.loadUnaligned(
+                fromByteOffset: start + 4 * (row * dimension + $0), as: UInt32.self)))
+        }
+      }
+      return (rows, dimension)
+    }
+  }
+}
+
+extension Collection {
+  /// Imports the rows of a `.fvecs` or `.npy` file as documents "0", "1", … with no
+  /// text, in transactions of `batchSize` rows.
+  ///
+  /// The collection must hold given vectors of the file's dimension (create it with
+  /// `CollectionOptions.vectors(dimension:metric:)`).
+  @discardableResult
+  public func importVectors(
+    path: String, batchSize: Int = 10_000, progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    let start = Date()
+    let (rows, _) = try VectorFile.read(path)
+    var done = 0
+    while done < rows.count {
+      let end = min(done + max(1, batchSize), rows.count)
+      try upsert(
+        (done..<end).map { Document(id: String($0), text: "") }, vectors: Array(rows[done..<end]))
+      done = end
+      try progress?(OperationProgress(done: done, total: rows.count))
+    }
+    return ImportReport(imported: rows.count, skipped: [], seconds: Date().timeIntervalSince(start))
+  }
+}

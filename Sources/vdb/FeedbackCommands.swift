@@ -1,0 +1,261 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+struct Log: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "List logged queries with their feedback, oldest first.",
+    discussion: """
+      Examples:
+        vdb log --limit 20                 the 20 oldest entries kept
+        vdb log -c scifact --since 1h      the last hour of one collection
+        vdb log --after 120 --json         entries after log id 120, as JSON Lines
+
+      JSON Lines: {"id", "time", "collection", "kind": "query"|"judgement", "text",
+      "model", "generation", "k", "filter", "hits": [{"id", "score"}],
+      "feedback": [{"doc", "kind": "click"|"not_relevant"|"correction"|"judgement",
+      "relevance", "time"}]}
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @Option(name: [.customShort("c"), .long], help: "Only this collection.") var collection: String?
+  @Option(help: "Only entries younger than this: 90s, 30m, 12h, 7d.") var since: String?
+  @Option(help: "Only entries after this log id.") var after: UInt64 = 0
+  @Option(help: "At most this many entries.") var limit = 50
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
+    let entries = try database.open().logEntries(
+      collection: collection, since: cutoff, after: after, limit: limit)
+    if output.isJSON {
+      for entry in entries { try Terminal.printJSONLine(entry) }
+      return
+    }
+    let formatter = ISO8601DateFormatter()
+    Terminal.printTable(
+      headers: ["id", "time", "collection", "kind", "hits", "feedback", "query"],
+      rows: entries.map { entry in
+        [
+          String(entry.id), formatter.string(from: entry.time), entry.collection,
+          entry.kind.rawValue,
+          String(entry.hits.count),
+          entry.feedback.map { "\($0.kind.rawValue):\($0.documentID)" }.joined(separator: " "),
+          entry.text ?? "(vector)",
+        ]
+      }, flexibleColumn: 6)
+  }
+}
+
+/// "90s", "30m", "12h", "7d" → seconds.
+func parseDuration(_ text: String) throws -> Double {
+  let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+  guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()) else {
+    throw CLIError(
+      message: "cannot read the duration \"\(text)\"", hint: "use a number and s, m, h or d: 30m")
+  }
+  return value * unit
+}
+
+struct FeedbackCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "feedback",
+    abstract: "Record which documents were relevant for a query.",
+    discussion: """
+      On a logged query (its log id is printed by `vdb query`):
+        vdb feedback 12 doc-7                 doc-7 was relevant (a click, or a correction
+                                              when doc-7 was not among the hits)
+        vdb feedback 12 doc-3 --not-relevant  doc-3 was shown but wrong
+      For a query that was never run (an admin judgement):
+        vdb feedback -c scifact --query "…" --doc 4983
+      In bulk, BEIR judgements (qrels TSV and queries.jsonl), or training triples:
+        vdb feedback -c scifact --qrels qrels/train.tsv --queries queries.jsonl
+        vdb feedback -c scifact --triples triples.jsonl
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @Option(name: [.customShort("c"), .long], help: "The collection (default: the logged query's).")
+  var collection: String?
+  @Argument(help: "The log id of the query.") var logID: UInt64?
+  @Argument(help: "The document id.") var documentID: String?
+  @Flag(help: "The document was not relevant.") var notRelevant = false
+  @Option(help: "A query text to judge (with --doc).") var query: String?
+  @Option(help: "A relevant document for --query (repeatable).") var doc: [String] = []
+  @Option(help: "A qrels TSV file (query-id, corpus-id, score).") var qrels: String?
+  @Option(help: "The queries.jsonl that names the qrels' queries.") var queries: String?
+  @Option(
+    help: "Training triples, JSON Lines: {\"query\", \"positive\": ID, \"hard_negatives\": [ID]}.")
+  var triples: String?
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    let modes = [logID != nil, query != nil, qrels != nil].filter { $0 }.count
+    guard modes == 1 else {
+      throw ValidationError(
+        "give LOG_ID DOC_ID, or --query TEXT --doc ID, or --qrels FILE --queries FILE")
+    }
+    if logID != nil && documentID == nil {
+      throw ValidationError("give the document id after the log id")
+    }
+    if query != nil && doc.isEmpty { throw ValidationError("--query needs at least one --doc") }
+    if qrels != nil && queries == nil { throw ValidationError("--qrels needs --queries") }
+  }
+
+  func run() throws {
+    let db = try database.open()
+    if let logID, let documentID {
+      let name =
+        try collection
+        ?? (db.logEntry(logID)?.collection).orThrow(VectorDBError.logEntryNotFound(logID))
+      let kind = try db.collection(name, create: false).feedback(
+        logID: logID, documentID: documentID, relevant: !notRelevant)
+      try report(
+        ["recorded": kind.rawValue], "recorded \(kind.rawValue) of \(documentID) for query \(logID)"
+      )
+      return
+    }
+    let name =
+      try collection
+      ?? ProcessInfo.processInfo.environment["VDB_COLLECTION"]
+      .orThrow(CLIError(message: "no collection given", hint: "pass -c NAME"))
+    let target = try db.collection(name, create: false)
+    if let query {
+      let id = try target.judge(
+        query: query, relevant: Dictionary(doc.map { ($0, 1) }, uniquingKeysWith: max))
+      try report(["log_id": Int(id)], "logged judgement \(id): \(doc.count) relevant documents")
+      return
+    }
+    if let triples {
+      let ids = try target.judge(try Judgement.triples(path: triples))
+      try report(["judgements": ids.count], "logged \(ids.count) judged queries from \(triples)")
+      return
+    }
+    let texts = try BEIR.queries(path: queries!)
+    let judged = try BEIR.qrels(path: qrels!)
+    var judgements: [Judgement] = []
+    for (queryID, relevant) in judged.sorted(by: { $0.key < $1.key }) {
+      guard let text = texts[queryID] else {
+        throw VectorDBError.invalidInput(
+          source: qrels!, line: nil, reason: "query \"\(queryID)\" is not in \(queries!)")
+      }
+      judgements.append(Judgement(query: text, relevant: relevant.filter { $0.value > 0 }))
+    }
+    let ids = try target.judge(judgements.filter { !$0.relevant.isEmpty })
+    try report(["judgements": ids.count], "logged \(ids.count) judged queries")
+  }
+
+  private func report(_ json: [String: some Encodable], _ text: String) throws {
+    if output.isJSON { try Terminal.printJSON(json) } else { print(text) }
+  }
+}
+
+extension Optional {
+  func orThrow(_ error: @autoclosure () -> Error) throws -> Wrapped {
+    guard let self else { throw error() }
+    return self
+  }
+}
+
+struct Eval: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Measure retrieval quality (nDCG@10, MRR@10, Recall@k, MAP@100, …).",
+    discussion: """
+      Metrics and tie rules are those of sentence-transformers'
+      InformationRetrievalEvaluator (docs/evaluation.md).
+
+      Examples:
+        vdb eval -c scifact --beir ../datasets/scifact --split test
+        vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
+        vdb eval -c scifact --from-log           logged queries with feedback
+        vdb eval -c scifact --diagnose           where the retriever fails, from the log
+
+      JSON: {"ndcg@10": …, "mrr@10": …, "recall@10": …, "map@100": …, "queries": 300, …}
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "A BEIR directory (queries.jsonl, qrels/SPLIT.tsv).") var beir: String?
+  @Option(help: "With --beir: the qrels split.") var split = "test"
+  @Option(help: "A queries.jsonl file.") var queries: String?
+  @Option(help: "A qrels TSV file.") var qrels: String?
+  @Flag(help: "Evaluate on the logged queries with feedback.") var fromLog = false
+  @Flag(help: "Diagnose retrieval failures over the logged queries with feedback.") var diagnose =
+    false
+  @Flag(help: "Exact search instead of the index.") var exact = false
+  @Option(help: "HNSW search width (at least 100, the deepest cut-off).") var ef = 64
+  @Option(help: "Write each query's metrics to this JSON file.") var perQuery: String?
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    let sources = [beir != nil, queries != nil || qrels != nil, fromLog, diagnose].filter { $0 }
+      .count
+    guard sources == 1 else {
+      throw ValidationError("give one of --beir DIR, --queries + --qrels, --from-log, --diagnose")
+    }
+    if (queries == nil) != (qrels == nil) {
+      throw ValidationError("--queries and --qrels go together")
+    }
+  }
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    if diagnose { return try showDiagnosis(try collection.diagnose()) }
+    let input: (queries: [String: String], qrels: [String: [String: Int]])
+    if let beir {
+      input = (
+        try BEIR.queries(path: beir + "/queries.jsonl"),
+        try BEIR.qrels(path: beir + "/qrels/\(split).tsv")
+      )
+    } else if let queries, let qrels {
+      input = (try BEIR.queries(path: queries), try BEIR.qrels(path: qrels))
+    } else {
+      input = try collection.loggedJudgements()
+    }
+    let bar = ProgressLine(label: "eval", unit: "queries")
+    let report = try collection.evaluate(
+      queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil
+    ) { try bar.update($0) }
+    bar.finish()
+    if let perQuery {
+      let data = try Terminal.jsonEncoder.encode(report.perQuery ?? [:])
+      try data.write(to: URL(fileURLWithPath: perQuery))
+    }
+    if output.isJSON {
+      var object: [String: Double] = report.metrics
+      object["queries"] = Double(report.queries)
+      try Terminal.printJSON(object)
+      return
+    }
+    let order = [
+      "ndcg@10", "mrr@10", "map@100", "recall@1", "recall@3", "recall@5", "recall@10", "recall@100",
+      "accuracy@1", "accuracy@3", "accuracy@5", "accuracy@10",
+    ]
+    Terminal.printTable(
+      headers: ["metric", "value"],
+      rows: order.compactMap { key in report.metrics[key].map { [key, String(format: "%.4f", $0)] }
+      })
+    print(
+      "\(report.queries) queries, \(exact ? "exact search" : "index (ef \(max(ef, 100)))"), \(Terminal.seconds(report.seconds))"
+    )
+  }
+
+  private func showDiagnosis(_ diagnosis: Diagnosis) throws {
+    if output.isJSON { return try Terminal.printJSON(diagnosis) }
+    print("\(diagnosis.queries) logged queries with relevant feedback, top \(diagnosis.k):")
+    print(
+      String(
+        format: "  not found at all   %5.1f%%  (retriever failure: train the retriever)",
+        100 * diagnosis.notFound))
+    print(String(format: "  found, not first   %5.1f%%  (ranking)", 100 * diagnosis.rankedLow))
+    print(String(format: "  found first        %5.1f%%", 100 * diagnosis.first))
+    if !diagnosis.worst.isEmpty {
+      print("\nworst queries:")
+      Terminal.printTable(
+        headers: ["log id", "rank", "relevant doc", "query"],
+        rows: diagnosis.worst.map {
+          [String($0.logID), $0.rank.map(String.init) ?? "-", $0.document, $0.query]
+        },
+        flexibleColumn: 3)
+    }
+  }
+}

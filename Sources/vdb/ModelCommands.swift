@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+struct Reembed: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Re-embed a collection into a new generation, then switch to it at once.",
+    discussion: """
+      Queries keep using the active generation while the job runs. Each batch is
+      committed with the job's position, so a job that is stopped (Ctrl-C, kill -9,
+      power loss) resumes where it stopped on the next `vdb reembed`. With the model
+      unchanged, only stale vectors are re-embedded unless --all is given.
+
+      Examples:
+        vdb reembed -c scifact --model 2      embed with model version 2, then switch
+        vdb reembed -c scifact                resume a job, or refresh stale vectors
+        vdb reembed -c scifact --all          rebuild the whole generation
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "The model version (default: the collection's current model).") var model: Int?
+  @Flag(help: "Build a full new generation even when the model is unchanged.") var all = false
+  @Option(help: "Documents per transaction.") var batchSize = 256
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let bar = ProgressLine(label: "reembed", unit: "docs")
+    let report = try collection.reembed(to: model, all: all, batchSize: batchSize) {
+      try bar.update($0)
+    }
+    bar.finish()
+    if output.isJSON { return try Terminal.printJSON(report) }
+    let action =
+      report.switched
+      ? "switched to generation \(report.generation)"
+      : "generation \(report.generation) is up to date"
+    print(
+      "\(report.resumed ? "resumed; " : "")embedded \(report.embedded) documents with model v\(report.model ?? 0)"
+        + " in \(Terminal.seconds(report.seconds)); \(action)")
+  }
+}
+
+struct Models: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "List model versions; activate one or roll back a collection.",
+    discussion: """
+      Examples:
+        vdb models                              every version with lineage and metrics
+        vdb models activate 1 -c scifact        switch back to model 1 (instant if retained)
+        vdb models rollback -c scifact          the previous generation, at once
+      """,
+    subcommands: [ModelList.self, ModelActivate.self, ModelRollback.self],
+    defaultSubcommand: ModelList.self)
+}
+
+struct ModelList: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "list", abstract: "List model versions.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var output: OutputOptions
+
+  struct Row: Encodable {
+    var model: ModelInfo
+    var collections: [String: [GenerationInfo]]
+  }
+
+  func run() throws {
+    let db = try database.open()
+    let models = try db.modelVersions()
+    var uses: [Int: [String: [GenerationInfo]]] = [:]
+    for name in try db.collectionNames() {
+      for generation in try db.collection(name, create: false).generations() {
+        if let model = generation.model {
+          uses[model, default: [:]][name, default: []].append(generation)
+        }
+      }
+    }
+    if output.isJSON {
+      for model in models {
+        try Terminal.printJSONLine(Row(model: model, collections: uses[model.version] ?? [:]))
+      }
+      return
+    }
+    Terminal.printTable(
+      headers: ["version", "kind", "state", "parent", "size", "used by", "name"],
+      rows: models.map { model in
+        let used = (uses[model.version] ?? [:]).sorted { $0.key < $1.key }.map {
+          name, generations in
+          "\(name):" + generations.map { "g\($0.id)(\($0.state.rawValue))" }.joined(separator: ",")
+        }
+        return [
+          "v\(model.version)", model.kind.rawValue, model.state.rawValue,
+          model.parent.map { "v\($0)" } ?? "-",
+          Terminal.bytes(model.weightsBytes), used.joined(separator: " "), model.name,
+        ]
+      }, flexibleColumn: 6)
+  }
+}
+
+struct ModelActivate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "activate",
+    abstract: "Make a collection use model VERSION (instant when retained).")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Argument(help: "The model version.") var version: Int
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let bar = ProgressLine(label: "activate", unit: "docs")
+    let report = try collection.activate(model: version) { try bar.update($0) }
+    bar.finish()
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      "\(collection.name) now uses model v\(version) (generation \(report.generation), \(Terminal.seconds(report.seconds)))"
+    )
+  }
+}
+
+struct ModelRollback: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rollback", abstract: "Switch a collection back to its previous generation.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let report = try collection.rollback()
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      "\(collection.name) rolled back to generation \(report.generation) (model v\(report.model ?? 0), \(Terminal.seconds(report.seconds)))"
+    )
+  }
+}

@@ -1,0 +1,154 @@
+import ArgumentParser
+import Embedding
+import Foundation
+import VectorDB
+
+struct Query: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Find the documents nearest to a text or a vector.",
+    discussion: """
+      Every query is logged (its log id is printed) so feedback can name it later;
+      --no-log skips that.
+
+      Examples:
+        vdb query -c scifact "sugar consumption and diabetes risk" -k 5
+        vdb query -c notes "graphs" --filter '{"topic": {"$in": ["index", "storage"]}}'
+        vdb query -c notes --file questions.txt --json      one text per line → JSON Lines
+        vdb query -c sift --vectors queries.fvecs --json --no-log
+
+      JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…", "metadata": {…}}]}
+      (for --file and --vectors: one such line per query, in input order, and a
+      summary on stderr).
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Argument(help: "The query text.") var text: String?
+  @Option(name: .shortAndLong, help: "How many hits.") var k = 10
+  @Option(help: "Only documents whose metadata matches this JSON filter (see docs/shell.md).")
+  var filter: String?
+  @Option(help: "HNSW search width: larger is more exact and slower.") var ef = 64
+  @Flag(help: "Compare with every document (exact, slow): ground truth.") var exact = false
+  @Flag(help: "Do not record the query in the query log.") var noLog = false
+  @Option(help: "A file of query texts, one per line.") var file: String?
+  @Option(help: "A .fvecs or float32 .npy file of query vectors.") var vectors: String?
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if [text, file, vectors].compactMap({ $0 }).count != 1 {
+      throw ValidationError("give one of TEXT, --file FILE, --vectors FILE")
+    }
+  }
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let options = QueryOptions(
+      k: k, ef: ef, filter: try filter.map { try Filter(json: $0) }, exact: exact, log: !noLog)
+    if let text {
+      let result = try collection.query(texts: [text], options: options)[0]
+      try show(result)
+      return
+    }
+    let start = Date()
+    let results: [QueryResult]
+    if let file {
+      results = try collection.query(texts: try readLines(file), options: options)
+    } else {
+      results = try collection.query(vectors: try VectorFile.read(vectors!).rows, options: options)
+    }
+    let seconds = Date().timeIntervalSince(start)
+    for result in results {
+      if output.isJSON {
+        try Terminal.printJSONLine(result)
+      } else {
+        try show(result)
+        print("")
+      }
+    }
+    FileHandle.standardError.write(
+      Data(
+        String(
+          format: "%d queries in %.3f s (%.0f queries/s)\n", results.count, seconds,
+          Double(results.count) / max(seconds, 1e-9)
+        ).utf8))
+  }
+
+  private func show(_ result: QueryResult) throws {
+    if output.isJSON {
+      try Terminal.printJSON(result)
+      return
+    }
+    Terminal.printTable(
+      headers: ["rank", "score", "id", "text"],
+      rows: result.hits.enumerated().map { rank, hit in
+        [String(rank + 1), String(format: "%.4f", hit.score), hit.id, hit.text]
+      }, flexibleColumn: 3)
+    if let logID = result.logID { print("log id \(logID) (vdb feedback \(logID) DOC_ID)") }
+  }
+}
+
+struct Embed: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Print the embedding of texts (needs no database).",
+    discussion: """
+      Examples:
+        vdb embed "What is HNSW?" "LMDB is a B+tree" --json
+        vdb embed --file sentences.txt --json > vectors.jsonl
+        vdb embed --model ~/models/my-bert "hello"
+
+      JSON Lines: {"text": "…", "vector": [0.01, …]} per input, in input order.
+      """)
+
+  @Argument(help: "Texts to embed.") var texts: [String] = []
+  @Option(help: "A file of texts, one per line.") var file: String?
+  @Option(help: "A model directory (default: the fetched all-MiniLM-L6-v2).") var model: String?
+  @OptionGroup var output: OutputOptions
+
+  struct Line: Encodable {
+    var text: String
+    var vector: [Float]
+  }
+
+  func run() throws {
+    var inputs = texts
+    if let file {
+      inputs += try readLines(file)
+    }
+    guard !inputs.isEmpty else { throw ValidationError("give texts or --file FILE") }
+    let directory = model ?? DefaultModel.directory
+    let encoder: SentenceEncoder
+    do {
+      encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
+    } catch {
+      throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
+    }
+    let start = Date()
+    let vectors = encoder.embed(inputs)
+    let seconds = Date().timeIntervalSince(start)
+    for (text, vector) in zip(inputs, vectors) {
+      if output.isJSON {
+        try Terminal.printJSONLine(Line(text: text, vector: vector))
+      } else {
+        let head = vector.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: ", ")
+        print("\(text.prefix(50))\t[\(head), … \(vector.count) floats]")
+      }
+    }
+    FileHandle.standardError.write(
+      Data(
+        String(
+          format: "%d texts in %.3f s (%.0f/s)\n", inputs.count, seconds,
+          Double(inputs.count) / max(seconds, 1e-9)
+        ).utf8))
+  }
+}
+
+/// The non-blank lines of a UTF-8 text file, trimmed.
+func readLines(_ path: String) throws -> [String] {
+  guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+    throw VectorDBError.invalidInput(
+      source: path, line: nil, reason: "cannot read the file as UTF-8 text")
+  }
+  return contents.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    !$0.isEmpty
+  }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract:
+      "Fine-tune the encoder on the query log; promote it only if held-out quality improves.",
+    discussion: """
+      Training pairs are the logged queries with relevant feedback (clicks, corrections,
+      judgements); hard negatives are mined with the current model. 20% of the judged
+      queries are held out: the candidate model is promoted (and the collection switched
+      to a generation embedded with it) only when held-out nDCG@10 improves beyond noise
+      (paired bootstrap). A rejected candidate is kept as a model version.
+
+      Examples:
+        vdb train -c scifact --dry-run                   what would be trained on
+        vdb train -c scifact --epochs 1 --batch-size 32  train, gate, maybe switch
+        vdb train -c scifact --resume                    continue an interrupted run
+
+      JSON: {"model_version", "promoted", "reason", "heldout_before": {…}, "heldout_after":
+      {…}, "train_pairs", "seconds", …}
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "Passes over the training pairs.") var epochs = 1
+  @Option(help: "Pairs per step (in-batch negatives).") var batchSize = 32
+  @Option(help: "Peak learning rate.") var lr = 2e-5
+  @Option(help: "Training tier: full (the whole encoder; re-embeds the corpus).") var tier = "full"
+  @Option(help: "Tokens per training sequence.") var maxSeqLength = 128
+  @Option(help: "Mined hard negatives per pair (0-3).") var hardNegatives = 1
+  @Option(help: "Random seed (batches, dropout, split).") var seed: UInt64 = 42
+  @Option(help: "Save a checkpoint every N steps.") var checkpointEvery = 20
+  @Flag(help: "Continue the last interrupted run.") var resume = false
+  @Flag(help: "Show the mined data and exit.") var dryRun = false
+  @Flag(help: "Promote even if the gate says no.") var force = false
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    guard tier == "full" else {
+      throw ValidationError("--tier: only `full` is available in this version")
+    }
+    guard (0...3).contains(hardNegatives) else {
+      throw ValidationError("--hard-negatives must be 0...3")
+    }
+  }
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    var options = TrainingOptions()
+    options.epochs = epochs
+    options.batchSize = batchSize
+    options.learningRate = lr
+    options.maxSequenceLength = maxSeqLength
+    options.hardNegatives = hardNegatives
+    options.seed = seed
+    options.checkpointEvery = checkpointEvery
+    options.resume = resume
+    options.force = force
+    if dryRun {
+      let data = try collection.trainingData(options: options)
+      if output.isJSON { return try Terminal.printJSON(data) }
+      print(
+        "\(data.trainPairs) training pairs from \(data.trainQueries) queries, \(data.negatives) hard negatives"
+      )
+      print("\(data.heldOutQueries) queries held out for the gate")
+      return
+    }
+    let mining = ProgressLine(label: "mine", unit: "queries")
+    let evaluating = ProgressLine(label: "evaluate", unit: "queries")
+    let embedding = ProgressLine(label: "embed", unit: "docs")
+    let training = ProgressLine(label: "train", unit: "steps")
+    let report = try collection.train(options: options) { stage in
+      switch stage {
+      case .mining(let progress): try mining.update(progress)
+      case .evaluating(let progress): try evaluating.update(progress)
+      case .embedding(let progress): try embedding.update(progress)
+      case .training(let step):
+        try training.update(
+          OperationProgress(done: step.step, total: step.totalSteps),
+          extra: String(format: ", loss %.4f, lr %.2e", step.loss, step.learningRate))
+      }
+    }
+    for line in [mining, evaluating, embedding, training] { line.finish() }
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      "trained model v\(report.modelVersion) on \(report.data.trainPairs) pairs (\(report.data.negatives) hard negatives)"
+        + " in \(Terminal.seconds(report.trainingSeconds)); total \(Terminal.seconds(report.seconds))"
+    )
+    let keys = ["ndcg@10", "mrr@10", "recall@10", "map@100"]
+    Terminal.printTable(
+      headers: ["held-out (\(report.data.heldOutQueries) queries)"] + keys,
+      rows: [
+        ["before"] + keys.map { String(format: "%.4f", report.heldOutBefore[$0] ?? 0) },
+        ["after"] + keys.map { String(format: "%.4f", report.heldOutAfter[$0] ?? 0) },
+      ])
+    print((report.promoted ? "promoted: " : "") + report.reason)
+  }
+}

@@ -1,0 +1,104 @@
+import Embedding
+import Foundation
+import Tensor
+import XCTest
+
+/// Bad model directories: each error names the file and the problem.
+final class ModelDirectoryTests: XCTestCase {
+  private var directory: URL!
+
+  /// A copy of the real model directory (the weights file is linked, not copied).
+  override func setUpWithError() throws {
+    let source = Fixtures.modelDirectory
+    guard FileManager.default.fileExists(atPath: source.path) else {
+      throw FixtureError("model not found at \(source.path): run tools/fetch-model.sh first")
+    }
+    directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("vdb-model-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(
+      at: directory.appendingPathComponent("1_Pooling"), withIntermediateDirectories: true)
+    for name in [
+      "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
+      "1_Pooling/config.json", "modules.json",
+    ] {
+      try FileManager.default.copyItem(
+        at: source.appendingPathComponent(name), to: directory.appendingPathComponent(name))
+    }
+    try FileManager.default.createSymbolicLink(
+      at: directory.appendingPathComponent("model.safetensors"),
+      withDestinationURL: source.appendingPathComponent("model.safetensors"))
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(at: directory)
+  }
+
+  private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+  private func editConfig(_ edit: (inout [String: Any]) -> Void) throws {
+    let url = directory.appendingPathComponent("config.json")
+    var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    edit(&object)
+    try JSONSerialization.data(withJSONObject: object).write(to: url)
+  }
+
+  private func assertLoadFails(_ message: String, line: UInt = #line) {
+    XCTAssertThrowsError(try SentenceEncoder(directory: directory), line: line) {
+      XCTAssertEqual("\($0)", message, line: line)
+    }
+  }
+
+  func testMissingFilesAreNamed() throws {
+    for name in ["config.json", "vocab.txt", "model.safetensors"] {
+      try setUpWithError()
+      try FileManager.default.removeItem(atPath: path(name))
+      assertLoadFails("\(path(name)): file not found")
+    }
+  }
+
+  func testUnknownActivationIsRejected() throws {
+    try editConfig { $0["hidden_act"] = "gelu_new" }
+    assertLoadFails(
+      "\(path("config.json")): unsupported: hidden_act 'gelu_new' (only \"gelu\", the exact erf"
+        + " form, is implemented)")
+  }
+
+  func testMalformedConfigIsRejected() throws {
+    try editConfig { $0["num_attention_heads"] = 7 }
+    assertLoadFails(
+      "\(path("config.json")): hidden_size 384 is not a multiple of num_attention_heads 7")
+    try editConfig { $0.removeValue(forKey: "hidden_size") }
+    assertLoadFails("\(path("config.json")): missing field 'hidden_size'")
+  }
+
+  func testWrongShapeIsNamed() throws {
+    try editConfig { $0["intermediate_size"] = 1024 }
+    assertLoadFails(
+      "\(path("model.safetensors")): tensor 'encoder.layer.0.intermediate.dense.weight' has"
+        + " shape [1536, 384], expected [1024, 384]")
+  }
+
+  func testTruncatedWeightsAreRejected() throws {
+    let url = directory.appendingPathComponent("model.safetensors")
+    let bytes = try Data(contentsOf: url.resolvingSymlinksInPath())
+    try FileManager.default.removeItem(at: url)
+    try bytes.prefix(bytes.count / 2).write(to: url)
+    XCTAssertThrowsError(try SentenceEncoder(directory: directory)) {
+      let message = "\($0)"
+      XCTAssertTrue(message.hasPrefix("\(url.path): tensor '"), message)
+      XCTAssertTrue(message.hasSuffix("(file truncated?)"), message)
+    }
+  }
+
+  func testMissingTensorIsNamed() throws {
+    let encoder = try Fixtures.encoder.get()
+    var weights = encoder.weights
+    weights["encoder.layer.3.output.dense.bias"] = nil
+    XCTAssertThrowsError(
+      try SentenceEncoder(
+        config: encoder.config, tokenizer: encoder.tokenizer, weights: weights, source: "stored")
+    ) {
+      XCTAssertEqual("\($0)", "stored: tensor 'encoder.layer.3.output.dense.bias' is missing")
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import Embedding
+import Foundation
+import Tensor
+import XCTest
+
+final class SafeTensorsTests: XCTestCase {
+  private let tensors: [String: Tensor] = [
+    "b.weight": Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, -6.5]),
+    "a.bias": Tensor(shape: [3], values: [0.25, .infinity, -0]),
+    "empty": Tensor(shape: [0, 4], values: []),
+  ]
+
+  /// Safetensors bytes with a hand-written header and `dataSize` bytes of data.
+  private func file(header: String, dataSize: Int) -> [UInt8] {
+    var length = UInt64(header.utf8.count).littleEndian
+    return withUnsafeBytes(of: &length) { Array($0) } + Array(header.utf8)
+      + [UInt8](repeating: 0, count: dataSize)
+  }
+
+  private func assertInvalid(
+    _ bytes: [UInt8], _ message: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertThrowsError(
+      try SafeTensors(bytes: bytes, source: "m.safetensors"), file: file, line: line
+    ) {
+      XCTAssertEqual("\($0)", message, file: file, line: line)
+    }
+  }
+
+  func testWriteThenReadRoundTrips() throws {
+    let bytes = SafeTensors.serialize(
+      tensors, metadata: ["format": "pt", "note": "a \"quoted\" value"])
+    XCTAssertEqual(bytes.count % 4, 0)
+    let file = try SafeTensors(bytes: bytes)
+    XCTAssertEqual(file.names, ["a.bias", "b.weight", "empty"])
+    XCTAssertEqual(file.metadata, ["format": "pt", "note": "a \"quoted\" value"])
+    for (name, tensor) in tensors {
+      XCTAssertEqual(try file.tensor(name), tensor, name)
+    }
+    XCTAssertEqual(try file.floatTensors(), tensors)
+  }
+
+  func testMemoryMappedFileReadsLikeBytes() throws {
+    let url = FileManager.default.temporaryDirectory
+      .appendingPathComponent("vdb-safetensors-\(UUID().uuidString).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try Data(SafeTensors.serialize(tensors)).write(to: url)
+    let file = try SafeTensors(contentsOf: url)
+    XCTAssertEqual(file.source, url.path)
+    XCTAssertEqual(try file.floatTensors(), tensors)
+  }
+
+  func testMissingFileAndMissingTensorAreNamed() throws {
+    XCTAssertThrowsError(
+      try SafeTensors(contentsOf: URL(fileURLWithPath: "/nonexistent/m.safetensors"))
+    ) {
+      XCTAssertEqual("\($0)", "/nonexistent/m.safetensors: file not found")
+    }
+    let file = try SafeTensors(bytes: SafeTensors.serialize(tensors), source: "m.safetensors")
+    XCTAssertThrowsError(try file.tensor("c")) {
+      XCTAssertEqual("\($0)", "m.safetensors: tensor 'c' is missing")
+    }
+  }
+
+  func testTruncatedFilesAreRejected() {
+    let bytes = SafeTensors.serialize(tensors)
+    assertInvalid(
+      Array(bytes.prefix(5)),
+      "m.safetensors: invalid safetensors: 5 bytes is too short for the 8-byte header length (truncated?)"
+    )
+    assertInvalid(
+      Array(bytes.prefix(20)),
+      "m.safetensors: invalid safetensors: header length \(bytes.count - 8 - 36) exceeds the 12 bytes"
+        + " that follow it (truncated?)")
+    assertInvalid(
+      Array(bytes.dropLast(4)),
+      "m.safetensors: tensor 'b.weight': data ends at byte 36 of a data section of 32 bytes"
+        + " (file truncated?)")
+  }
+
+  func testMalformedHeadersAreRejected() {
+    assertInvalid(
+      file(header: "{not json", dataSize: 0),
+      "m.safetensors: invalid safetensors: header is not valid JSON")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': unknown dtype 'F33'")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': data_offsets [0, 4] hold 4 bytes but shape [2] of F32 needs 8")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': data_offsets [4, 0] is not [begin, end] with 0 ≤ begin ≤ end")
+    assertInvalid(
+      file(
+        header: #"{"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+          + #""w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, dataSize: 8),
+      "m.safetensors: tensor 'w': data overlaps tensor 'v'")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[1]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': missing field 'data_offsets'")
+  }
+
+  func testOnlyFloat32TensorsAreReadAsFloats() throws {
+    let bytes = file(
+      header: #"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#, dataSize: 16)
+    let file = try SafeTensors(bytes: bytes, source: "m.safetensors")
+    XCTAssertEqual(file.entries["ids"]?.dtype, .i64)
+    XCTAssertThrowsError(try file.tensor("ids")) {
+      XCTAssertEqual(
+        "\($0)", "m.safetensors: tensor 'ids' has dtype I64; only F32 weights are supported")
+    }
+    XCTAssertEqual(try file.floatTensors(), [:])
+  }
+}

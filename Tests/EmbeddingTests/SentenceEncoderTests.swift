@@ -1,0 +1,89 @@
+import Foundation
+import Tensor
+import XCTest
+
+@testable import Embedding
+
+final class SentenceEncoderTests: XCTestCase {
+  func testGoldenEmbeddingsMatch() throws {
+    let encoder = try Fixtures.encoder.get()
+    let items = try Fixtures.golden("minilm_reference_embeddings.json")
+    XCTAssertEqual(items.count, 22)
+    XCTAssertEqual(encoder.dimension, 384)
+    let vectors = encoder.embed(items.map(\.text))
+    for (item, vector) in zip(items, vectors) {
+      let similarity = cosine(vector, item.embedding ?? [])
+      XCTAssertGreaterThanOrEqual(similarity, 0.9999, "item \(item.id): \(item.text.prefix(40))")
+      let norm = vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+      XCTAssertEqual(norm, 1, accuracy: 1e-5)
+    }
+  }
+
+  func testBatchResultsEqualSingleResults() throws {
+    let encoder = try Fixtures.encoder.get()
+    let texts = [
+      "short", "", "a somewhat longer sentence about vector search and graphs",
+      String(repeating: "many words here ", count: 40), "What is the capital of France?",
+    ]
+    let batched = encoder.embed(texts, batchSize: 2)
+    for (text, vector) in zip(texts, batched) {
+      let single = encoder.embed(text)
+      XCTAssertEqual(vector.count, single.count)
+      let largest = zip(vector, single).map { abs($0 - $1) }.max() ?? 0
+      XCTAssertLessThan(largest, 1e-5, "'\(text.prefix(20))'")
+    }
+    XCTAssertEqual(encoder.embed([]).count, 0)
+  }
+
+  func testEmptyStringEmbedsClassifierAndSeparator() throws {
+    let encoder = try Fixtures.encoder.get()
+    XCTAssertEqual(encoder.tokenize(""), [101, 102])
+    let fromText = encoder.embed("")
+    let fromIDs = try encoder.embed(tokenIDs: [[101, 102]])
+    XCTAssertEqual(fromText, fromIDs.values)
+  }
+
+  func testTokenIDsAreValidated() throws {
+    let encoder = try Fixtures.encoder.get()
+    XCTAssertThrowsError(try encoder.embed(tokenIDs: [[101, 102], [101, 40_000, 102]])) {
+      XCTAssertEqual("\($0)", "token sequence 1: token id 40000 is outside 0..<30522")
+    }
+    XCTAssertThrowsError(try encoder.embed(tokenIDs: [[]]))
+    XCTAssertThrowsError(try encoder.embed(tokenIDs: [Array(repeating: 1000, count: 257)]))
+  }
+
+  func testInMemoryModelRoundTripGivesIdenticalEmbeddings() throws {
+    let encoder = try Fixtures.encoder.get()
+    // What a database stores: settings as JSON, the vocabulary, the weights' bytes.
+    let settings = try JSONEncoder().encode(encoder.settings)
+    let bytes = SafeTensors.serialize(encoder.weights)
+    let copy = try SentenceEncoder(
+      settings: try JSONDecoder().decode(SentenceEncoder.Settings.self, from: settings),
+      vocabulary: encoder.tokenizer.vocabulary,
+      weights: try SafeTensors(bytes: bytes, source: "stored model").floatTensors())
+    XCTAssertEqual(copy.settings, encoder.settings)
+    let texts = ["hello world", "a second, longer sentence for the round trip"]
+    XCTAssertEqual(copy.embed(texts), encoder.embed(texts))
+  }
+}
+
+final class BatchingTests: XCTestCase {
+  func testBatchesCoverEveryInputOnceWithinTheSizeLimit() {
+    let lengths = (0..<100).map { 2 + ($0 * 37) % 255 }
+    for (batchSize, minimum) in [(32, 2), (7, 2), (1, 2), (200, 2), (200, 1)] {
+      let batches = SentenceEncoder.batches(
+        lengths: lengths, batchSize: batchSize, minimumCount: minimum)
+      XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(0..<100))
+      XCTAssertTrue(batches.allSatisfy { !$0.isEmpty && $0.count <= batchSize })
+      XCTAssertGreaterThanOrEqual(batches.count, max(minimum, (100 + batchSize - 1) / batchSize))
+      // Longest first: each batch holds inputs no longer than the previous batch's.
+      for (earlier, later) in zip(batches, batches.dropFirst()) {
+        XCTAssertGreaterThanOrEqual(
+          earlier.map { lengths[$0] }.min()!, later.map { lengths[$0] }.max()!)
+      }
+    }
+    XCTAssertEqual(SentenceEncoder.batches(lengths: [5], batchSize: 32, minimumCount: 2), [[0]])
+    XCTAssertEqual(
+      SentenceEncoder.batches(lengths: [5, 9], batchSize: 32, minimumCount: 2), [[1], [0]])
+  }
+}

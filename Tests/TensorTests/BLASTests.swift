@@ -1,0 +1,99 @@
+import Tensor
+import XCTest
+
+final class BLASTests: XCTestCase {
+  private func matrix(_ rows: Int, _ columns: Int, seed: Int) -> [Float] {
+    (0..<rows * columns).map { Float(($0 * 7 + seed * 13) % 23) / 11 - 1 }
+  }
+
+  /// op(A)·op(B) computed naively in double precision.
+  private func reference(
+    _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool
+  ) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+      for j in 0..<n {
+        for p in 0..<k {
+          let x = transposeA ? a[p * m + i] : a[i * k + p]
+          let y = transposeB ? b[j * k + p] : b[p * n + j]
+          c[i * n + j] += Double(x) * Double(y)
+        }
+      }
+    }
+    return c
+  }
+
+  func testGemmAgreesWithTheDefinitionForEveryTransposition() {
+    let (m, n, k) = (5, 7, 9)
+    for transposeA in [false, true] {
+      for transposeB in [false, true] {
+        let a = matrix(transposeA ? k : m, transposeA ? m : k, seed: 1)
+        let b = matrix(transposeB ? n : k, transposeB ? k : n, seed: 2)
+        var c = [Float](repeating: 1, count: m * n)
+        c.withUnsafeMutableBufferPointer { c in
+          BLAS.gemm(
+            transposeA ? .transposed : .none, transposeB ? .transposed : .none,
+            m: m, n: n, k: k, alpha: 2, a: a, lda: transposeA ? m : k,
+            b: b, ldb: transposeB ? k : n, beta: 0.5, c: c.baseAddress!, ldc: n)
+        }
+        let expected = reference(
+          a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+        for (got, want) in zip(c, expected) {
+          XCTAssertEqual(
+            Double(got), 2 * want + 0.5, accuracy: 1e-4, "A\(transposeA) B\(transposeB)")
+        }
+      }
+    }
+  }
+
+  func testLinearIsXTimesWTransposedPlusBias() {
+    let (rows, inFeatures, outFeatures) = (4, 6, 40)
+    let x = Tensor(shape: [rows, inFeatures], values: matrix(rows, inFeatures, seed: 3))
+    let w = Tensor(
+      shape: [outFeatures, inFeatures], values: matrix(outFeatures, inFeatures, seed: 4))
+    let b = Tensor(shape: [outFeatures], values: (0..<outFeatures).map { Float($0) })
+    let y = BLAS.linear(x, weight: w, bias: b)
+    XCTAssertEqual(y.shape, [rows, outFeatures])
+    let product = reference(
+      x.values, w.values, m: rows, n: outFeatures, k: inFeatures, transposeA: false,
+      transposeB: true)
+    for row in 0..<rows {
+      for column in 0..<outFeatures {
+        XCTAssertEqual(
+          Double(y[row, column]), product[row * outFeatures + column] + Double(column),
+          accuracy: 1e-4)
+      }
+    }
+    // The same product computed in column slices on several threads.
+    var split = [Float](repeating: 0, count: rows * outFeatures)
+    split.withUnsafeMutableBufferPointer { out in
+      let slices = Parallel.split(outFeatures, into: 3, multipleOf: 16)
+      XCTAssertEqual(slices, [0..<16, 16..<32, 32..<40])
+      Parallel.forEach(slices.count) { i in
+        BLAS.linear(
+          rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x.values,
+          weight: w.values, bias: b.values, output: out.baseAddress!, columns: slices[i])
+      }
+    }
+    XCTAssertEqual(split, y.values)
+  }
+
+  func testPrepareLeavesOpenBLASSingleThreaded() {
+    BLAS.prepare()
+    XCTAssertEqual(BLAS.openBLASThreads, 1)
+    XCTAssertFalse(BLAS.coreName.isEmpty)
+  }
+}
+
+final class TensorTests: XCTestCase {
+  func testShapeAndIndexing() {
+    var t = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+    XCTAssertEqual(t[1, 2], 6)
+    t[0, 1] = 9
+    XCTAssertEqual(t.values, [1, 9, 3, 4, 5, 6])
+    XCTAssertEqual(t.rowCount, 2)
+    XCTAssertEqual(t.rowWidth, 3)
+    XCTAssertEqual(Tensor(shape: [4, 0]).values.count, 0)
+    XCTAssertEqual(Tensor(shape: []).values, [0])
+  }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Tensor
+import XCTest
+
+final class KernelsTests: XCTestCase {
+  /// Deterministic pseudo-random values in [-scale, scale).
+  private func values(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var state = seed
+    return (0..<count).map { _ in
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+  }
+
+  func testExpMatchesFoundationAcrossItsRange() {
+    var worst: Float = 0
+    var x: Float = -87
+    while x < 88 {
+      let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.013 })
+      let result = Kernels.exp(lanes)
+      for lane in 0..<8 {
+        let expected = Foundation.exp(Double(lanes[lane]))
+        worst = max(worst, Float(abs(Double(result[lane]) - expected) / expected))
+      }
+      x += 0.37
+    }
+    XCTAssertLessThan(worst, 3e-7)
+    XCTAssertEqual(Kernels.exp(SIMD8(repeating: -1000))[0], 0)
+    XCTAssertEqual(Kernels.exp(SIMD8(repeating: 0))[0], 1)
+  }
+
+  func testErfMatchesFoundation() {
+    var worst = 0.0
+    var x: Float = -6
+    while x < 6 {
+      let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.001 })
+      let result = Kernels.erf(lanes)
+      for lane in 0..<8 {
+        worst = max(worst, abs(Double(result[lane]) - Foundation.erf(Double(lanes[lane]))))
+      }
+      x += 0.011
+    }
+    XCTAssertLessThan(worst, 1e-6)
+  }
+
+  func testGELUIsTheExactErfForm() {
+    var x = values(1003, seed: 1, scale: 6)  // odd length: exercises the scalar tail
+    let input = x
+    x.withUnsafeMutableBufferPointer { Kernels.gelu(count: $0.count, $0.baseAddress!) }
+    for (value, result) in zip(input, x) {
+      let expected = Double(value) * 0.5 * (1 + Foundation.erf(Double(value) / 2.0.squareRoot()))
+      XCTAssertEqual(Double(result), expected, accuracy: 2e-6)
+    }
+  }
+
+  func testAddLayerNormMatchesTheDefinition() {
+    let rows = 3
+    let width = 21
+    let x = values(rows * width, seed: 2, scale: 3)
+    let residual = values(rows * width, seed: 3)
+    let gamma = values(width, seed: 4)
+    let beta = values(width, seed: 5)
+    var output = [Float](repeating: 0, count: rows * width)
+    output.withUnsafeMutableBufferPointer { out in
+      Kernels.addLayerNorm(
+        rows: rows, width: width, x, residual: residual, gamma: gamma, beta: beta,
+        epsilon: 1e-12, output: out.baseAddress!)
+    }
+    for row in 0..<rows {
+      let v = (0..<width).map { Double(x[row * width + $0] + residual[row * width + $0]) }
+      let mean = v.reduce(0, +) / Double(width)
+      let variance = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(width)
+      for j in 0..<width {
+        let expected =
+          (v[j] - mean) / (variance + 1e-12).squareRoot() * Double(gamma[j]) + Double(beta[j])
+        XCTAssertEqual(Double(output[row * width + j]), expected, accuracy: 1e-5)
+      }
+    }
+  }
+
+  func testSoftmaxRowsSumToOneAndMaskedEntriesAreZero() {
+    var x = values(2 * 13, seed: 6, scale: 20)
+    let input = x
+    x.withUnsafeMutableBufferPointer {
+      Kernels.softmax(rows: 2, width: 13, validWidth: 11, $0.baseAddress!)
+    }
+    for row in 0..<2 {
+      let logits = (0..<11).map { Double(input[row * 13 + $0]) }
+      let largest = logits.max()!
+      let total = logits.map { Foundation.exp($0 - largest) }.reduce(0, +)
+      for j in 0..<11 {
+        XCTAssertEqual(
+          Double(x[row * 13 + j]), Foundation.exp(logits[j] - largest) / total, accuracy: 1e-6)
+      }
+      XCTAssertEqual(x[row * 13 + 11], 0)
+      XCTAssertEqual(x[row * 13 + 12], 0)
+    }
+  }
+
+  func testL2NormalizeMakesUnitRowsAndLeavesZeroRowsAlone() {
+    var x: [Float] = [3, 4, 0, 0]
+    x.withUnsafeMutableBufferPointer { Kernels.l2Normalize(rows: 2, width: 2, $0.baseAddress!) }
+    XCTAssertEqual(x, [0.6, 0.8, 0, 0])
+  }
+
+  func testSplitCoversTheRangeInAlignedPieces() {
+    XCTAssertEqual(Parallel.split(1000, into: 2), [0..<500, 500..<1000])
+    XCTAssertEqual(Parallel.split(384, into: 2, multipleOf: 16), [0..<192, 192..<384])
+    XCTAssertEqual(Parallel.split(20, into: 4, multipleOf: 16), [0..<16, 16..<20])
+    XCTAssertEqual(Parallel.split(3, into: 8), [0..<1, 1..<2, 2..<3])
+    XCTAssertEqual(Parallel.split(0, into: 2), [])
+    var seen = [Int](repeating: 0, count: 100)
+    seen.withUnsafeMutableBufferPointer { counts in
+      let parts = Parallel.split(100, into: 3)
+      Parallel.forEach(parts.count) { part in
+        for i in parts[part] { counts[i] += 1 }
+      }
+    }
+    XCTAssertEqual(seen, [Int](repeating: 1, count: 100))
+  }
+}

@@ -1,0 +1,180 @@
+import Embedding
+import Foundation
+import Tensor
+import XCTest
+
+@testable import VectorDB
+
+/// Re-embedding into new generations: switch, writes during the job, resume, rollback,
+/// and freeing dropped generations.
+final class GenerationTests: XCTestCase {
+  var path: String!
+
+  override func setUpWithError() throws {
+    path = NSTemporaryDirectory() + "vdb-generation-tests-" + UUID().uuidString
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  struct Stop: Error {}
+
+  /// A database with the default model (v1), a perturbed copy of it (v2), and a
+  /// collection of 120 short documents embedded with v1.
+  private func setUp() throws -> (Database, VectorDB.Collection) {
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    let base = try db.encoder(version: 1)
+    var weights = base.weights
+    var query = weights["encoder.layer.0.attention.self.query.weight"]!
+    for i in stride(from: 0, to: query.values.count, by: 7) { query.values[i] *= 1.5 }
+    weights["encoder.layer.0.attention.self.query.weight"] = query
+    let changed = try SentenceEncoder(
+      config: base.config, tokenizer: base.tokenizer, weights: weights)
+    try db.environment.write { txn in
+      _ = try db.models.add(
+        encoder: changed, name: "perturbed", kind: .encoder, state: .ready, parent: 1, lineage: [:],
+        in: txn)
+    }
+    let docs = try db.collection("docs")
+    try docs.upsert(
+      (0..<120).map {
+        Document(id: String(format: "doc%03d", $0), text: "note number \($0) about topic \($0 % 7)")
+      })
+    return (db, docs)
+  }
+
+  private func storedVectors(_ docs: VectorDB.Collection) throws -> [String: [Float]] {
+    let plan = try XCTUnwrap(try docs.indexPlan())
+    var result: [String: [Float]] = [:]
+    for document in try docs.documents(limit: 10_000) {
+      let row = try docs.read { txn in
+        DocumentRecord.row(
+          of: try txn.get(
+            docs.database.schema.docs, key: Schema.docKey(collection: docs.id, id: document.id))!)
+      }
+      result[document.id] = try docs.read { try plan.index.vector(of: row, in: $0) }
+    }
+    return result
+  }
+
+  func testReembedSwitchesAndEqualsACleanBuild() throws {
+    let (db, docs) = try setUp()
+    let report = try docs.reembed(to: 2, batchSize: 50)
+    XCTAssertTrue(report.switched)
+    XCTAssertEqual(report.embedded, 120)
+    XCTAssertEqual(try docs.generations().map(\.state), [.retained, .active])
+    let expected = try db.encoder(version: 2)
+    let stored = try storedVectors(docs)
+    for document in try docs.documents(limit: 200) {
+      // Equal up to float rounding, which depends on how texts were batched.
+      XCTAssertGreaterThan(cosine(stored[document.id]!, expected.embed(document.text)), 0.99999)
+    }
+    XCTAssertEqual(try docs.query(text: "note number 5", k: 1).hits.first?.id, "doc005")
+    XCTAssertEqual(try db.logEntries().last?.model, 2)
+  }
+
+  func testWritesDuringTheJobAreInTheNewGeneration() throws {
+    let (_, docs) = try setUp()
+    var batches = 0
+    try docs.reembed(to: 2, batchSize: 30) { _ in
+      batches += 1
+      if batches == 2 {
+        try docs.upsert(Document(id: "doc000", text: "rewritten behind the cursor"))
+        try docs.upsert(Document(id: "zzz-new", text: "added after the job started"))
+        try docs.delete(["doc001", "doc119"])
+      }
+    }
+    let stored = try storedVectors(docs)
+    XCTAssertEqual(stored.count, 119)
+    XCTAssertNil(stored["doc001"])
+    let model2 = try docs.database.encoder(version: 2)
+    XCTAssertGreaterThan(
+      cosine(stored["doc000"]!, model2.embed("rewritten behind the cursor")), 0.99999)
+    XCTAssertGreaterThan(
+      cosine(stored["zzz-new"]!, model2.embed("added after the job started")), 0.99999)
+    XCTAssertEqual(
+      try docs.query(text: "rewritten behind the cursor", k: 1).hits.first?.id, "doc000")
+    XCTAssertFalse(
+      try docs.query(text: "note number 1 about topic 1", k: 5).hits.contains { $0.id == "doc001" })
+  }
+
+  func testStoppedJobResumesWithoutRedoingBatches() throws {
+    let (_, docs) = try setUp()
+    var batches = 0
+    XCTAssertThrowsError(
+      try docs.reembed(to: 2, batchSize: 40) { _ in
+        batches += 1
+        if batches == 2 { throw Stop() }
+      })
+    let building = try XCTUnwrap(try docs.generations().first { $0.state == .building })
+    XCTAssertEqual(building.vectors, 80)
+    XCTAssertEqual(
+      try docs.query(text: "note", k: 1).hits.count, 1, "queries still use generation 1")
+    let resumed = try docs.reembed()
+    XCTAssertTrue(resumed.resumed)
+    XCTAssertEqual(resumed.embedded, 40, "only the documents after the cursor")
+    XCTAssertEqual(try docs.generations().last?.state, .active)
+  }
+
+  func testRollbackIsInstantAndReturnsTheOldResults() throws {
+    let (_, docs) = try setUp()
+    let before = try docs.query(text: "topic 3", k: 5, log: false)
+    try docs.reembed(to: 2)
+    let after = try docs.query(text: "topic 3", k: 5, log: false)
+    XCTAssertNotEqual(before.hits.map(\.score), after.hits.map(\.score))
+    let rollback = try docs.rollback()
+    XCTAssertEqual(rollback.embedded, 0)
+    XCTAssertEqual(try docs.query(text: "topic 3", k: 5, log: false), before)
+    XCTAssertEqual(try docs.activate(model: 2).embedded, 0, "model 2's generation was retained")
+    XCTAssertEqual(try docs.query(text: "topic 3", k: 5, log: false), after)
+  }
+
+  func testSameModelTouchesOnlyStaleVectors() throws {
+    let (_, docs) = try setUp()
+    XCTAssertEqual(try docs.reembed().embedded, 0)
+    // Give a text document a foreign vector: its source hash no longer matches.
+    let plan = try XCTUnwrap(try docs.indexPlan())
+    try docs.database.environment.write { txn in
+      try txn.delete(
+        docs.database.schema.sources,
+        key: Schema.sourceKey(collection: docs.id, generation: plan.generation.id, row: 3))
+    }
+    let report = try docs.reembed()
+    XCTAssertEqual(report.embedded, 1)
+    XCTAssertFalse(report.switched)
+  }
+
+  func testDroppedGenerationsFreeTheirPages() throws {
+    let (db, docs) = try setUp()
+    var sizes: [Int] = []
+    for round in 0..<8 {
+      try docs.reembed(to: round % 2 == 0 ? 2 : 1, all: true)
+      sizes.append(db.environment.fileSize())
+    }
+    XCTAssertEqual(try docs.generations().count, 2, "one active, one retained")
+    let indexTables = try db.environment.tableNames().filter { $0.hasPrefix("index.") }
+    let used = try db.environment.read { txn in
+      try indexTables.map { try txn.count(try db.environment.table($0)) }
+    }
+    XCTAssertEqual(
+      used.filter { $0 > 0 }.count, 2,
+      "dropped generations' tables are empty: \(zip(indexTables, used).map { "\($0)=\($1)" })")
+    XCTAssertLessThanOrEqual(
+      sizes[7] - sizes[3], sizes[3] - sizes[0], "the file stops growing: \(sizes)")
+  }
+}
+
+func cosine(_ a: [Float], _ b: [Float]) -> Float {
+  var dot: Float = 0
+  var na: Float = 0
+  var nb: Float = 0
+  for (x, y) in zip(a, b) {
+    dot += x * y
+    na += x * x
+    nb += y * y
+  }
+  return dot / (na.squareRoot() * nb.squareRoot())
+}

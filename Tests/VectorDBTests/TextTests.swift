@@ -1,0 +1,131 @@
+import Embedding
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// Text collections with the real model: embedding on upsert, text queries, the query
+/// log and feedback.
+final class TextTests: XCTestCase {
+  var path: String!
+  static let notes = [
+    Document(
+      id: "lmdb", text: "LMDB is a memory-mapped B+tree key-value store with ACID transactions."),
+    Document(
+      id: "hnsw",
+      text: "HNSW builds a hierarchy of proximity graphs for approximate nearest neighbour search."),
+    Document(
+      id: "bert", text: "BERT is a transformer encoder pretrained with masked language modelling."),
+    Document(
+      id: "cake", text: "Bake the sponge cake for thirty minutes until golden.",
+      metadata: ["topic": "food"]),
+    Document(
+      id: "tea", text: "Green tea is brewed at eighty degrees for two minutes.",
+      metadata: ["topic": "food"]),
+  ]
+
+  override func setUpWithError() throws {
+    path = NSTemporaryDirectory() + "vdb-text-tests-" + UUID().uuidString
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  private func database() throws -> Database {
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    return db
+  }
+
+  func testModelRoundTripThroughTheDatabaseGivesIdenticalEmbeddings() throws {
+    let db = try database()
+    XCTAssertEqual(try db.modelVersions().map(\.version), [1])
+    XCTAssertEqual(
+      try db.importModel(directory: DefaultModel.directory).version, 1, "same weights: same version"
+    )
+    let stored = try db.encoder(version: 1)
+    let direct = try SentenceEncoder(directory: URL(fileURLWithPath: DefaultModel.directory))
+    let texts =
+      Self.notes.map(\.text) + ["", "a much longer text " + String(repeating: "word ", count: 300)]
+    XCTAssertEqual(stored.embed(texts), direct.embed(texts))
+  }
+
+  func testTextQueriesFindTheRightDocument() throws {
+    let notes = try database().collection("notes")
+    try notes.upsert(Self.notes)
+    XCTAssertEqual(
+      try notes.query(text: "which database uses memory mapping?", k: 1).hits.first?.id, "lmdb")
+    XCTAssertEqual(try notes.query(text: "graph-based vector search", k: 1).hits.first?.id, "hnsw")
+    let food = try notes.query(
+      text: "database", k: 5, filter: try Filter(json: #"{"topic": "food"}"#))
+    XCTAssertEqual(Set(food.hits.map(\.id)), ["cake", "tea"])
+    // Replacing the text re-embeds it.
+    try notes.upsert(Document(id: "tea", text: "Approximate nearest neighbour graphs with layers."))
+    XCTAssertEqual(
+      Set(try notes.query(text: "layered neighbour graphs", k: 2).hits.map(\.id)), ["hnsw", "tea"])
+  }
+
+  func testLogAndFeedbackRoundTrip() throws {
+    let db = try database()
+    let notes = try db.collection("notes")
+    try notes.upsert(Self.notes)
+    let result = try notes.query(text: "how long to brew tea", k: 2)
+    let logID = try XCTUnwrap(result.logID)
+    let shown = result.hits.map(\.id)
+    XCTAssertEqual(try notes.feedback(logID: logID, documentID: shown[0]), .click)
+    XCTAssertEqual(
+      try notes.feedback(logID: logID, documentID: shown[1], relevant: false), .notRelevant)
+    let hidden = Self.notes.map(\.id).first { !shown.contains($0) }!
+    XCTAssertEqual(try notes.feedback(logID: logID, documentID: hidden), .correction)
+    let entry = try XCTUnwrap(try db.logEntry(logID))
+    XCTAssertEqual(entry.text, "how long to brew tea")
+    XCTAssertEqual(entry.kind, .query)
+    XCTAssertEqual(entry.model, 1)
+    XCTAssertEqual(entry.hits.map(\.id), shown)
+    XCTAssertEqual(Set(entry.feedback.map(\.documentID)), Set([shown[0], shown[1], hidden]))
+    XCTAssertEqual(entry.feedback.first { $0.documentID == hidden }?.kind, .correction)
+    // Unlogged queries get no id and leave no entry.
+    XCTAssertNil(try notes.query(text: "tea", k: 1, log: false).logID)
+    XCTAssertEqual(try db.logEntries().count, 1)
+  }
+
+  func testFeedbackErrors() throws {
+    let db = try database()
+    let notes = try db.collection("notes")
+    try notes.upsert(Self.notes)
+    let logID = try XCTUnwrap(try notes.query(text: "tea", k: 1).logID)
+    XCTAssertThrowsError(try notes.feedback(logID: 999, documentID: "tea")) { error in
+      XCTAssertEqual(error as? VectorDBError, .logEntryNotFound(999))
+    }
+    XCTAssertThrowsError(try notes.feedback(logID: logID, documentID: "nope")) { error in
+      XCTAssertEqual(error as? VectorDBError, .documentNotFound(id: "nope", collection: "notes"))
+    }
+    XCTAssertThrowsError(try notes.judge(query: "q", relevant: ["tea": 1, "ghost": 1]))
+    XCTAssertEqual(try db.logEntries().count, 1, "a failed judgement writes nothing")
+  }
+
+  func testJudgementsAndRetention() throws {
+    let db = try database()
+    let notes = try db.collection("notes")
+    try notes.upsert(Self.notes)
+    let ids = try notes.judge([
+      Judgement(query: "key-value stores", relevant: ["lmdb": 1]),
+      Judgement(query: "desserts", relevant: ["cake": 2]),
+    ])
+    XCTAssertEqual(ids.count, 2)
+    let entry = try XCTUnwrap(try db.logEntry(ids[1]))
+    XCTAssertEqual(entry.kind, .judgement)
+    XCTAssertEqual(entry.feedback.map(\.relevance), [2])
+    for i in 0..<5 { _ = try notes.query(text: "query \(i)", k: 1) }
+    try db.setLogRetention(LogRetention(maxEntries: 3))
+    let kept = try db.logEntries()
+    XCTAssertEqual(kept.count, 3)
+    XCTAssertEqual(kept.map(\.text), ["query 2", "query 3", "query 4"])
+    XCTAssertNil(try db.logEntry(ids[0]), "pruned entries are gone, with their feedback")
+    _ = try notes.query(text: "one more", k: 1)
+    XCTAssertEqual(try db.logEntries().count, 3, "appending prunes the oldest")
+    XCTAssertGreaterThan(try db.logEntries().last!.id, ids[1], "ids keep increasing")
+  }
+}

@@ -1,0 +1,135 @@
+import Embedding
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// Re-embedding with real processes: a job killed with SIGKILL again and again resumes
+/// to the same result as a clean build, and queries from another process succeed
+/// throughout, always against one complete generation.
+final class ReembedProcessTests: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory("reembed")
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// A copy of the default model with perturbed weights: a second, different model.
+  private func perturbedModel() throws -> String {
+    let source = DefaultModel.directory
+    let target = directory + "/model2"
+    try FileManager.default.createDirectory(
+      atPath: target + "/1_Pooling", withIntermediateDirectories: true)
+    for file in [
+      "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
+      "modules.json",
+      "1_Pooling/config.json",
+    ]
+    where FileManager.default.fileExists(atPath: source + "/" + file) {
+      try FileManager.default.copyItem(atPath: source + "/" + file, toPath: target + "/" + file)
+    }
+    var weights = try SafeTensors(contentsOf: URL(fileURLWithPath: source + "/model.safetensors"))
+      .floatTensors()
+    var query = weights["encoder.layer.0.attention.self.query.weight"]!
+    for i in stride(from: 0, to: query.values.count, by: 5) { query.values[i] *= 1.4 }
+    weights["encoder.layer.0.attention.self.query.weight"] = query
+    try Data(SafeTensors.serialize(weights)).write(
+      to: URL(fileURLWithPath: target + "/model.safetensors"))
+    return target
+  }
+
+  private func prepare(documents: Int) throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", try perturbedModel()]).status, 0)
+    let lines = (0..<documents).map { i in
+      #"{"_id": "d\#(String(format: "%04d", i))", "text": "record \#(i) on subject \#(i % 13) and detail \#(i % 7)"}"#
+    }
+    try Data(lines.joined(separator: "\n").utf8).write(
+      to: URL(fileURLWithPath: directory + "/docs.jsonl"))
+    XCTAssertEqual(
+      try Shell.vdb(["import", directory + "/docs.jsonl", "-c", "c", "--db", db]).status, 0)
+  }
+
+  func testKilledJobResumesToACleanBuild() throws {
+    try prepare(documents: 600)
+    var generator = SystemRandomNumberGenerator()
+    var kills = 0
+    for _ in 0..<10 {
+      let job = try Shell.startGroup(
+        "'\(Shell.binary)' reembed -c c --model 2 --batch-size 25 --db '\(db)'")
+      usleep(UInt32.random(in: 300_000...1_500_000, using: &generator))
+      if Shell.killGroup(job).killed { kills += 1 }
+      let database = try Database(path: db)
+      try database.verify()
+      XCTAssertEqual(
+        try database.collection("c").generations().first { $0.state == .active }?.model, 1,
+        "until the switch")
+    }
+    XCTAssertGreaterThan(kills, 5)
+    let finish = try Shell.vdb(["reembed", "-c", "c", "--model", "2", "--db", db, "--json"])
+    XCTAssertEqual(finish.status, 0, finish.stderr)
+    // The result equals a clean embedding of every document with model 2.
+    let database = try Database(path: db)
+    let collection = try database.collection("c")
+    XCTAssertEqual(try collection.generations().first { $0.state == .active }?.model, 2)
+    let encoder = try database.encoder(version: 2)
+    let plan = try XCTUnwrap(try collection.indexPlan())
+    let documents = try collection.documents(limit: 10_000)
+    XCTAssertEqual(documents.count, 600)
+    let expected = encoder.embed(documents.map(\.text))
+    for (document, vector) in zip(documents, expected) {
+      let row = try collection.read { txn in
+        DocumentRecord.row(
+          of: try txn.get(
+            database.schema.docs, key: Schema.docKey(collection: collection.id, id: document.id))!)
+      }
+      let stored = try XCTUnwrap(try collection.read { try plan.index.vector(of: row, in: $0) })
+      let dot = zip(stored, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+      XCTAssertGreaterThan(dot, 0.99999, document.id)
+    }
+    XCTAssertEqual(try collection.read { try plan.index.count(in: $0) }, 600)
+    // And its graph finds what exact search finds.
+    let queries = (0..<50).map { "subject \($0 % 13) detail \($0 % 7)" }
+    let approximate = try collection.query(texts: queries, options: QueryOptions(k: 10, log: false))
+    let exact = try collection.query(
+      texts: queries, options: QueryOptions(k: 10, exact: true, log: false))
+    let found = zip(approximate, exact).map {
+      Set($0.hits.map(\.id)).intersection($1.hits.map(\.id)).count
+    }
+    XCTAssertGreaterThanOrEqual(Double(found.reduce(0, +)) / 500, 0.95)
+  }
+
+  func testQueriesFromAnotherProcessSucceedThroughoutTheJob() throws {
+    try prepare(documents: 400)
+    let job = try Shell.startGroup(
+      "'\(Shell.binary)' reembed -c c --model 2 --batch-size 20 --db '\(db)' > /dev/null; echo done"
+    )
+    var generations = Set<Int>()
+    var failures: [String] = []
+    while job.process.isRunning {
+      let result = try Shell.vdb([
+        "query", "-c", "c", "record 7 on subject 7", "-k", "3", "--json", "--db", db,
+      ])
+      if result.status != 0 { failures.append(result.stderr) }
+      if let entry = try Database(path: db).logEntries(limit: 100_000).last {
+        generations.insert(entry.generation)
+      }
+    }
+    let (output, _) = Shell.killGroup(job)
+    XCTAssertTrue(output.contains("done"))
+    XCTAssertEqual(failures, [])
+    XCTAssertTrue(
+      generations.isSubset(of: [1, 2]), "queries saw generation 1, then 2: \(generations)")
+    let after = try Shell.vdb([
+      "query", "-c", "c", "record 7 on subject 7", "-k", "3", "--json", "--db", db,
+    ])
+    XCTAssertEqual(after.status, 0)
+    XCTAssertEqual(try Database(path: db).logEntries(limit: 100_000).last?.generation, 2)
+  }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import XCTest
+
+/// The shell as users meet it: subcommands, exit codes, JSON, piped scripts, and the
+/// interactive REPL driven through tmux.
+final class ShellTests: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory("shell")
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  func testExitCodesForEachErrorClass() throws {
+    XCTAssertEqual(try Shell.vdb(["status", "--db", db]).status, 1, "no database: user error")
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["frobnicate"]).status, 2, "unknown subcommand: usage")
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "x"]).status, 2, "missing --text")
+    let missing = try Shell.vdb(["get", "--db", db, "-c", "c", "nope"])
+    XCTAssertEqual(missing.status, 1)
+    XCTAssertTrue(missing.stderr.hasPrefix("error: "), missing.stderr)
+    let file = directory + "/file"
+    try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+    let notOurs = try Shell.vdb(["status", "--db", file])
+    XCTAssertEqual(notOurs.status, 3, "not a database: database error")
+    XCTAssertTrue(notOurs.stderr.contains("hint: "), notOurs.stderr)
+  }
+
+  func testJSONOutputParses() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    try Shell.vdb([
+      "upsert", "--db", db, "-c", "c", "--id", "a", "--text", "alpha", "--meta", #"{"n": 1}"#,
+    ])
+    let status = try Shell.vdb(["status", "--db", db, "--json"])
+    let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual((object?["collections"] as? [[String: Any]])?.first?["documents"] as? Int, 1)
+    let get = try Shell.vdb(["get", "--db", db, "-c", "c", "a", "--json"])
+    let document = try JSONSerialization.jsonObject(with: Data(get.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual(document?["text"] as? String, "alpha")
+  }
+
+  func testImportReportsTheBadLineAndWritesNothing() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    let file = directory + "/docs.jsonl"
+    try Data("{\"_id\": \"1\", \"text\": \"ok\"}\n{\"_id\": \"2\"}\n".utf8).write(
+      to: URL(fileURLWithPath: file))
+    let result = try Shell.vdb(["import", file, "-c", "c", "--db", db])
+    XCTAssertEqual(result.status, 1)
+    XCTAssertEqual(
+      result.stderr.split(separator: "\n").first.map(String.init),
+      "error: \(file):2: missing field \"text\"")
+    XCTAssertEqual(
+      try Shell.vdb(["get", "--db", db, "-c", "c", "1"]).status, 1, "nothing was imported")
+    let skipping = try Shell.vdb(["import", file, "-c", "c", "--db", db, "--skip-bad"])
+    XCTAssertEqual(skipping.status, 0)
+    XCTAssertTrue(
+      skipping.stderr.contains("\(file):2: missing field \"text\" (skipped)"), skipping.stderr)
+  }
+
+  func testPipedScriptStopsAtFirstError() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    let script = """
+      # a comment
+      use notes
+      upsert --id a --text "first note"
+      get missing
+      upsert --id b --text "never written"
+      """
+    let result = try Shell.vdb(["--db", db], input: script)
+    XCTAssertEqual(result.status, 1)
+    XCTAssertTrue(result.stderr.contains("error at line 4: get missing"), result.stderr)
+    XCTAssertEqual(try Shell.vdb(["get", "--db", db, "-c", "notes", "a"]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["get", "--db", db, "-c", "notes", "b"]).status, 1)
+  }
+
+  func testInteractiveShellPromptHistoryCompletionAndTiming() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    try Shell.vdb(["upsert", "--db", db, "-c", "papers", "--id", "p1", "--text", "graphs"])
+    let session = "vdb-test-\(getpid())"
+    let tmux = TMux(session: session, home: directory)
+    try tmux.start("'\(Shell.binary)' shell --db '\(db)'")
+    defer { tmux.kill() }
+    try tmux.waitFor("vdb>")
+    tmux.type("use pap\t")  // completes the collection name
+    tmux.press("Enter")
+    try tmux.waitFor("vdb:papers>")
+    tmux.type(".timing on")
+    tmux.press("Enter")
+    tmux.type("sta\t")  // completes `status`
+    tmux.press("Enter")
+    try tmux.waitFor("time: ")
+    tmux.press("Up")  // history: the status line again
+    tmux.press("Enter")
+    try tmux.waitFor { screen in screen.components(separatedBy: "papers      1").count >= 3 }
+    tmux.type(".quit")
+    tmux.press("Enter")
+  }
+}
+
+/// A tmux session running a program in a pseudo-terminal. tmux is driven through
+/// `popen` (Foundation's Process loses track of tmux's daemonising client).
+struct TMux {
+  let session: String
+  let home: String
+
+  func start(_ command: String) throws {
+    let line = "tmux new-session -d -s \(session) -x 120 -y 40 \"env HOME='\(home)' \(command)\""
+    guard TMux.shell(line).status == 0 else { throw CLIFailure(message: "tmux new-session failed") }
+  }
+
+  /// Types `text` literally; a trailing tab is sent as the Tab key.
+  func type(_ text: String) {
+    let literal = text.hasSuffix("\t") ? String(text.dropLast()) : text
+    TMux.shell("tmux send-keys -t \(session) -l '\(literal)'")
+    if text.hasSuffix("\t") { press("Tab") }
+    usleep(100_000)
+  }
+
+  func press(_ key: String) {
+    TMux.shell("tmux send-keys -t \(session) \(key)")
+    usleep(100_000)
+  }
+
+  func kill() { TMux.shell("tmux kill-session -t \(session)") }
+
+  func screen() -> String { TMux.shell("tmux capture-pane -p -t \(session)").output }
+
+  func waitFor(_ text: String) throws {
+    try waitFor { $0.contains(text) }
+  }
+
+  func waitFor(timeout: Double = 10, _ condition: (String) -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+      if condition(screen()) { return }
+      usleep(50_000)
+    }
+    throw CLIFailure(message: "timed out; screen:\n\(screen())")
+  }
+
+  @discardableResult
+  static func shell(_ command: String) -> (status: Int32, output: String) {
+    guard let pipe = popen(command + " 2>&1", "r") else { return (-1, "") }
+    var output = Data()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let count = fread(&buffer, 1, buffer.count, pipe)
+      if count <= 0 { break }
+      output.append(contentsOf: buffer[0..<count])
+    }
+    return (pclose(pipe), String(decoding: output, as: UTF8.self))
+  }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+  var message: String
+  var description: String { message }
+}
