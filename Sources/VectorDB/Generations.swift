@@ -40,20 +40,26 @@ extension Collection {
   /// The collection's generations, oldest first.
   public func generations() throws -> [GenerationInfo] {
     let schema = database.schema
-    return try read { txn in
-      var result: [GenerationInfo] = []
+    let records = try read { txn in
+      var records: [GenerationRecord] = []
       let prefix = KeyBuilder().uint32(id)
       try txn.forEach(in: schema.generations, from: prefix) { key, value in
         guard key.starts(with: prefix.bytes) else { return false }
-        let record = try JSONDecoder().decode(GenerationRecord.self, from: Data(value))
-        guard let state = GenerationInfo.State(rawValue: record.state.rawValue) else { return true }
-        result.append(
-          GenerationInfo(
-            id: Int(record.id), model: record.model, state: state, created: record.created,
-            completed: record.completed, vectors: record.count, cursor: record.cursor))
+        records.append(try JSONDecoder().decode(GenerationRecord.self, from: Data(value)))
         return true
       }
-      return result
+      return records
+    }
+    return try records.compactMap { record in
+      guard let state = GenerationInfo.State(rawValue: record.state.rawValue) else { return nil }
+      // The live count: upserts into the active generation do not rewrite its record.
+      let name = GenerationRecord.indexName(collection: id, generation: record.id)
+      let index = try? database.indexCache.open(
+        name, environment: database.environment, create: nil)
+      let vectors = try index.map { index in try read { try index.count(in: $0) } } ?? record.count
+      return GenerationInfo(
+        id: Int(record.id), model: record.model, state: state, created: record.created,
+        completed: record.completed, vectors: vectors, cursor: record.cursor)
     }
   }
 
