@@ -67,7 +67,7 @@ let package = Package(
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
-    .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
     .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
   ],

@@ -79,8 +79,11 @@ final class RealModelTests: XCTestCase {
     }
   }
 
-  /// (query, relevant abstract) pairs of SciFact's training qrels, tokenised at 64.
-  func scifactExamples(_ model: SentenceEncoder, count: Int) throws -> [TrainingExample] {
+  /// (query, relevant abstract) pairs of SciFact's training qrels, tokenised at `maxLength`
+  /// (short by default: the debug build is slow).
+  func scifactExamples(_ model: SentenceEncoder, count: Int, maxLength: Int = 64) throws
+    -> [TrainingExample]
+  {
     let directory = Self.projectRoot.deletingLastPathComponent()
       .appendingPathComponent("shared/datasets/scifact")
     func lines(_ name: String) throws -> [Substring] {
@@ -118,7 +121,7 @@ final class RealModelTests: XCTestCase {
     return pairs.map { query, document in
       TrainingExample(
         query: queries[query]!, positive: (id: document, text: documents[document]!),
-        tokenizer: model.tokenizer, maxLength: 64)  // short: the debug build is slow
+        tokenizer: model.tokenizer, maxLength: maxLength)
     }
   }
 
@@ -138,5 +141,39 @@ final class RealModelTests: XCTestCase {
     XCTAssertEqual(trainer.step, 2)
     XCTAssertLessThan(after, before * 0.5, "loss on the fixed batch: \(before) → \(after)")
     XCTAssertGreaterThan(trainer.peakActivationBytes, 0)
+  }
+}
+
+extension RealModelTests {
+  /// Loss and gradients on the real model equal PyTorch's. Reference values from
+  /// sentence-transformers 6.2.0 on torch 2.15 (CPU, `model.eval()` so no dropout,
+  /// `max_seq_length` 128): `MultipleNegativesRankingLoss(model)([queries, documents])` for the
+  /// first 8 positive rows of SciFact's `qrels/train.tsv`, then `loss.backward()`, and the
+  /// Frobenius norm of every parameter's `.grad` (and of all of them together).
+  func testLossAndGradientsMatchPyTorch() throws {
+    let model = try loadModel()
+    let examples = try scifactExamples(model, count: 8, maxLength: 128)
+    let encoder = TrainableEncoder(parameters: try EncoderParameters(model))
+    let batch = try TokenBatch(
+      examples.map(\.query) + examples.map(\.positive), vocabulary: encoder.shape.vocabulary)
+    var peak = 0
+    let loss = EncoderTrainer.rankingLossGradients(
+      encoder: encoder, sequences: batch, queryCount: 8, loss: MultipleNegativesRankingLoss(),
+      dropoutSeeds: nil, miniBatchSize: nil, peakActivationBytes: &peak)
+    XCTAssertEqual(loss, 0.196_531_534_194_946_3, accuracy: 2e-5)
+    XCTAssertEqual(
+      encoder.gradientSquaredNorm().squareRoot(), 1.865_097_487_368_964_7, accuracy: 2e-4)
+    let torchNorms: [String: Double] = [
+      "embeddings.word_embeddings.weight": 0.361_233_926_985_099_1,
+      "embeddings.LayerNorm.weight": 0.038_438_355_141_275_19,
+      "encoder.layer.0.attention.self.query.weight": 0.070_956_197_187_008_49,
+      "encoder.layer.5.output.dense.weight": 0.417_790_119_099_632_43,
+    ]
+    for (name, expected) in torchNorms {
+      let range = try XCTUnwrap(encoder.layout.entry(named: name)).range
+      let norm = encoder.gradients[range].reduce(0.0) { $0 + Double($1) * Double($1) }
+        .squareRoot()
+      XCTAssertEqual(norm, expected, accuracy: expected * 1e-4, name)
+    }
   }
 }
