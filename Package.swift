@@ -58,6 +58,9 @@ let package = Package(
       name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
+      name: "reembed-bench", dependencies: ["VectorDB"],
+      path: "Benchmarks/reembed-bench"),
+    .executableTarget(
       name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
       path: "Benchmarks/index-bench"),
     .executableTarget(
