@@ -13,11 +13,11 @@ final class CrashTests: XCTestCase {
     let db = directory + "/db"
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let batchSize = 1000
-    let batchesPerRound = 12
+    let batchesPerRound = 20
     var generator = SystemRandomNumberGenerator()
     var reported = Set<String>()
     var kills = 0
-    for round in 0..<20 {
+    for round in 0..<24 {
       var script = "set -e\n"
       for batch in 0..<batchesPerRound {
         let name = "r\(round)b\(batch)"
