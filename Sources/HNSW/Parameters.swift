@@ -72,10 +72,7 @@ public struct HNSWParameters: Codable, Sendable, Equatable {
   /// a SplitMix64 hash of the id and ``seed`` (so no generator state is stored).
   @inlinable
   public func level(of id: UInt32) -> Int {
-    var z = (UInt64(id) &+ 1) &* 0x9E37_79B9_7F4A_7C15 ^ seed
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
+    let z = SplitMix64.mix((UInt64(id) &+ 1) &* 0x9E37_79B9_7F4A_7C15 ^ seed)
     let u = Double((z >> 11) &+ 1) * 0x1p-53
     return min(Int(-log(u) * mL), Self.levelLimit - 1)
   }

@@ -160,22 +160,29 @@ extension Collection {
         neighbors = try plan.index.search(vector, k: options.k, ef: options.ef, in: txn)
       }
       return try neighbors.map { neighbor in
-        guard
-          let idBytes = try txn.get(
-            database.schema.rows, key: Schema.rowKey(collection: id, row: neighbor.id)),
-          let recordBytes = try txn.get(
-            database.schema.docs, key: KeyBuilder().uint32(id).bytes + Array(idBytes))
-        else {
+        guard let (documentID, document) = try document(row: neighbor.id, in: txn) else {
           throw VectorDBError.damaged(
             path: database.path, detail: "index node \(neighbor.id) has no document")
         }
-        let document = try DocumentRecord(bytes: recordBytes, path: database.path)
         return SearchHit(
-          id: String(decoding: idBytes, as: UTF8.self),
+          id: documentID,
           score: plan.settings.metric.similarity(fromDistance: neighbor.distance),
           text: document.text, metadata: try document.metadata())
       }
     }
+  }
+
+  /// The id and record of the document with row id `row`, or nil.
+  func document(row: UInt32, in txn: Transaction) throws -> (String, DocumentRecord)? {
+    guard
+      let idBytes = try txn.get(database.schema.rows, key: Schema.rowKey(collection: id, row: row)),
+      let bytes = try txn.get(
+        database.schema.docs, key: KeyBuilder().uint32(id).bytes + Array(idBytes))
+    else { return nil }
+    return (
+      String(decoding: idBytes, as: UTF8.self),
+      try DocumentRecord(bytes: bytes, path: database.path)
+    )
   }
 
   /// The rows whose metadata matches `filter`: from the metadata index where it can
@@ -186,13 +193,8 @@ extension Collection {
     if let found = try index.rows(matching: filter, in: txn) {
       if found.exact { return found.rows.sorted() }
       return try found.rows.sorted().filter { row in
-        guard
-          let idBytes = try txn.get(
-            database.schema.rows, key: Schema.rowKey(collection: id, row: row)),
-          let bytes = try txn.get(
-            database.schema.docs, key: KeyBuilder().uint32(id).bytes + Array(idBytes))
-        else { return false }
-        return filter.matches(try DocumentRecord(bytes: bytes, path: database.path).metadata())
+        guard let (_, document) = try document(row: row, in: txn) else { return false }
+        return filter.matches(try document.metadata())
       }
     }
     var rows: [UInt32] = []

@@ -1,3 +1,4 @@
+import HNSW
 import XCTest
 
 @testable import Tensor

@@ -50,19 +50,6 @@ func buildGraph(
   return graph
 }
 
-/// A deterministic generator for test data.
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// `count` random vectors of `dimension` components in [-1, 1).
 func randomVectors(_ count: Int, dimension: Int, seed: UInt64) -> [Float] {
   var rng = SplitMix64(seed: seed)
