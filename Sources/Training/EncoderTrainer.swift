@@ -13,7 +13,7 @@ import Foundation
 /// }
 /// let tuned = trainer.encoder.parameters.namedTensors()   // safetensors names → Tensor
 /// ```
-public final class EncoderTrainer {
+public final class EncoderTrainer: RankingTrainer {
   public let configuration: TrainingConfiguration
   public let encoder: TrainableEncoder<Float>
   public private(set) var optimizer: AdamW<Float>
@@ -69,26 +69,9 @@ public final class EncoderTrainer {
 
   /// Steps in the whole run.
   public var totalSteps: Int { plan.totalSteps }
-  /// Whether every planned step has been taken.
-  public var isFinished: Bool { step >= plan.totalSteps }
 
-  /// Takes steps until the run is finished or `steps` more were taken, calling `progress`
-  /// after each.
-  public func run(steps: Int? = nil, progress: ((TrainingProgress) -> Void)? = nil) {
-    let start = Date()
-    let first = step
-    let last = min(plan.totalSteps, steps.map { step + $0 } ?? plan.totalSteps)
-    while step < last {
-      let (epoch, _) = plan.batch(atStep: step)
-      let rate = schedule.learningRate(atStep: step)
-      let stepLoss = takeStep()
-      let elapsed = max(Date().timeIntervalSince(start), 1e-9)
-      progress?(
-        TrainingProgress(
-          step: step, totalSteps: plan.totalSteps, epoch: epoch, loss: stepLoss,
-          learningRate: rate, stepsPerSecond: Double(step - first) / elapsed))
-    }
-  }
+  public func epoch(atStep step: Int) -> Int { plan.batch(atStep: step).epoch }
+  public func learningRate(atStep step: Int) -> Double { schedule.learningRate(atStep: step) }
 
   /// One optimiser step on the next planned batch; returns its loss.
   @discardableResult

@@ -72,6 +72,12 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
   /// The adapted, unit-length queries.
   public func apply(to queries: [Scalar]) -> [Scalar] { forward(queries).adapted }
 
+  /// The adapted, unit-length vectors, one per row.
+  public func apply(to rows: [[Scalar]]) -> [[Scalar]] {
+    let adapted = apply(to: rows.flatMap { $0 })
+    return rows.indices.map { Array(adapted[$0 * dimension..<($0 + 1) * dimension]) }
+  }
+
   /// `∂L/∂W` given the queries, their pass and `∂L/∂a`.
   public func backward(queries: [Scalar], pass: Pass, adaptedGradient: [Scalar]) -> [Scalar] {
     let d = dimension

@@ -1,5 +1,7 @@
+import Embedding
 import Foundation
 import LMDB
+import Training
 
 #if canImport(Glibc)
   import Glibc
@@ -31,7 +33,8 @@ public final class Database: @unchecked Sendable {
   public let path: String
   let environment: Environment
   let schema: Schema
-  let encoderCache = EncoderCache()
+  let encoderCache = VersionCache<SentenceEncoder>()
+  let adapterCache = VersionCache<QueryAdapter<Float>>()
   let indexCache = IndexCache()
   var models: ModelStore { schema.models }
 
@@ -300,7 +303,7 @@ public final class Database: @unchecked Sendable {
           result.append(
             .init(
               name: record.name, documents: record.count, created: record.created,
-              model: active?.model,
+              model: active?.model, adapter: active?.adapter,
               generation: active.map { Int($0.id) }, dimension: record.vectors?.dimension,
               metric: record.vectors?.metric.rawValue,
               job: building.map {
@@ -377,6 +380,8 @@ public struct DatabaseStatus: Codable, Sendable {
     public var created: Date
     /// The active generation's model version (nil: given vectors or none).
     public var model: Int?
+    /// The query adapter mapping its queries, if any.
+    public var adapter: Int?
     public var generation: Int?
     public var dimension: Int?
     public var metric: String?

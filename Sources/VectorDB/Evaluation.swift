@@ -116,12 +116,12 @@ extension Collection {
   ) throws -> EvaluationReport {
     try evaluate(
       queries: queries, qrels: qrels, exact: exact, ef: ef, perQuery: perQuery, generation: nil,
-      progress: progress)
+      adapter: .generation, progress: progress)
   }
 
   func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool, ef: Int, perQuery: Bool,
-    generation: UInt32?, progress: ((OperationProgress) throws -> Void)?
+    generation: UInt32?, adapter: AdapterChoice, progress: ((OperationProgress) throws -> Void)?
   ) throws -> EvaluationReport {
     let start = Date()
     let cutoffs = MetricCutoffs()
@@ -134,7 +134,7 @@ extension Collection {
         texts: part.map { queries[$0]! }, vectors: nil,
         options: QueryOptions(
           k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false),
-        generation: generation)
+        generation: generation, adapter: adapter)
       for (id, result) in zip(part, found) {
         results[id] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
       }

@@ -14,6 +14,8 @@ public struct GenerationInfo: Codable, Sendable, Equatable {
   }
   public var id: Int
   public var model: Int?
+  /// The query adapter (a model version over `model`) that maps queries, if any.
+  public var adapter: Int?
   public var state: State
   public var created: Date
   public var completed: Date?
@@ -58,7 +60,8 @@ extension Collection {
         name, environment: database.environment, create: nil)
       let vectors = try index.map { index in try read { try index.count(in: $0) } } ?? record.count
       return GenerationInfo(
-        id: Int(record.id), model: record.model, state: state, created: record.created,
+        id: Int(record.id), model: record.model, adapter: record.adapter, state: state,
+        created: record.created,
         completed: record.completed, vectors: vectors, cursor: record.cursor)
     }
   }
@@ -125,9 +128,17 @@ extension Collection {
       seconds: Date().timeIntervalSince(start))
   }
 
-  /// Makes the retained generation of model `version` active again (instant), keeping
-  /// the current one retained. Documents changed since it was active are caught up
-  /// first. Without a retained generation of that model, re-embeds into a new one.
+  /// Makes model `version` the one that answers queries.
+  ///
+  /// - A query adapter (instant): it maps the queries of the active generation, which
+  ///   must hold its parent encoder's vectors.
+  /// - An encoder: the retained generation of that model becomes active again (instant),
+  ///   keeping the current one retained; documents changed since it was active are caught
+  ///   up first. Without a retained generation of that model, re-embeds into a new one.
+  ///   The active generation's own model: its query adapter, if any, is switched off.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` for an adapter over another
+  ///   model than the active generation's.
   @discardableResult
   public func activate(model version: Int, progress: ((OperationProgress) throws -> Void)? = nil)
     throws
@@ -138,10 +149,12 @@ extension Collection {
     guard let settings = record.vectors, let active else {
       throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
     }
-    if active.model == version {
+    let model = try database.model(version: version)
+    if model.kind == .adapter || active.model == version {
+      try setAdapter(model.kind == .adapter ? model : nil)
       return ReembedReport(
-        generation: Int(active.id), model: version, embedded: 0, resumed: false, switched: false,
-        seconds: 0)
+        generation: Int(active.id), model: version, embedded: 0, resumed: false,
+        switched: false, seconds: Date().timeIntervalSince(start))
     }
     guard
       let retained = try generations().last(where: { $0.state == .retained && $0.model == version })
@@ -152,14 +165,28 @@ extension Collection {
       generation: UInt32(retained.id), settings: settings, start: start, progress: progress)
   }
 
-  /// Switches back to the most recent retained generation (whatever its model).
+  /// Undoes the last switch: the last query adapter activation on the active generation
+  /// if there is one (instant), else back to the most recent retained generation
+  /// (whatever its model).
   ///
-  /// - Throws: `VectorDBError.unsupported` when none is retained.
+  /// - Throws: `VectorDBError.unsupported` when there is nothing to roll back to.
   @discardableResult
   public func rollback(progress: ((OperationProgress) throws -> Void)? = nil) throws
     -> ReembedReport
   {
-    let (record, _) = try state()
+    let (record, active) = try state()
+    if let active, active.adapters?.isEmpty == false {
+      let start = Date()
+      let restored = try write { txn, _ -> GenerationRecord in
+        guard var current = try generationRecord(active.id, in: txn) else { return active }
+        current.adapters?.removeLast()
+        try putGeneration(current, in: txn)
+        return current
+      }
+      return ReembedReport(
+        generation: Int(active.id), model: restored.adapter ?? restored.model, embedded: 0,
+        resumed: false, switched: false, seconds: Date().timeIntervalSince(start))
+    }
     guard let settings = record.vectors,
       let previous = try generations().last(where: { $0.state == .retained })
     else {
@@ -168,6 +195,30 @@ extension Collection {
     }
     return try activate(
       generation: UInt32(previous.id), settings: settings, start: Date(), progress: progress)
+  }
+
+  /// Makes `adapter` (nil: none) map the queries of the active generation, in one
+  /// transaction; a no-op when it already does.
+  func setAdapter(_ adapter: ModelInfo?) throws {
+    try write { txn, collection in try setAdapter(adapter, in: txn, collection: collection) }
+  }
+
+  /// `setAdapter` inside the caller's transaction.
+  func setAdapter(_ adapter: ModelInfo?, in txn: WriteTransaction, collection: CollectionRecord)
+    throws
+  {
+    guard let id = collection.active, var active = try generationRecord(id, in: txn) else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+    }
+    if let adapter, adapter.parent != active.model {
+      throw VectorDBError.unsupported(
+        "adapter v\(adapter.version) maps queries for model v\(adapter.parent ?? 0), but "
+          + "\"\(name)\" holds vectors of model v\(active.model ?? 0): activate v\(adapter.parent ?? 0) first"
+      )
+    }
+    guard active.adapter != adapter?.version else { return }
+    active.adapters = (active.adapters ?? []) + [adapter?.version ?? 0]
+    try putGeneration(active, in: txn)
   }
 
   /// Catches a retained generation up with the documents, then switches to it.

@@ -3,6 +3,7 @@ import Embedding
 import Foundation
 import LMDB
 import Tensor
+import Training
 
 /// A version of the encoder stored in the database, with where it came from.
 ///
@@ -70,22 +71,16 @@ struct ModelStore {
     try txn.get(blobs, key: KeyBuilder().uint32(UInt32(version)).string(part))
   }
 
-  /// Stores a new version (numbered after the last) and returns its info.
+  /// Stores a new encoder version (numbered after the last) and returns its info.
   func add(
-    encoder: SentenceEncoder, name: String, kind: ModelInfo.Kind, state: ModelInfo.State,
-    parent: Int?,
-    lineage: [String: JSONValue], adapter: [UInt8]? = nil, in txn: WriteTransaction
+    encoder: SentenceEncoder, name: String, state: ModelInfo.State, parent: Int?,
+    lineage: [String: JSONValue], in txn: WriteTransaction
   ) throws -> ModelInfo {
     let weights = SafeTensors.serialize(encoder.weights)
-    let last =
-      try txn.withCursor(models) { try $0.last().flatMap { UInt32(keyBytes: $0.key) } } ?? 0
-    let version = Int(last) + 1
-    let info = ModelInfo(
-      version: version, name: name, kind: kind, state: state, parent: parent, created: Date(),
-      dimension: encoder.dimension, maxSequenceLength: encoder.maxSequenceLength,
-      weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
-      weightsBytes: weights.count, lineage: lineage)
-    let key = KeyBuilder().uint32(UInt32(version))
+    let info = try newVersion(
+      name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
+      maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage, in: txn)
+    let key = KeyBuilder().uint32(UInt32(info.version))
     try txn.put(
       blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
     try txn.put(
@@ -94,8 +89,41 @@ struct ModelStore {
     try txn.reserve(blobs, key: key.string("weights"), count: weights.count) { buffer in
       weights.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
-    if let adapter { try txn.put(blobs, key: key.string("adapter"), value: adapter) }
-    try txn.put(models, key: UInt32(version), value: try QueryLogStore.encoder.encode(info))
+    return info
+  }
+
+  /// Stores a query adapter over encoder version `parent` as a new version: only its
+  /// `d×d` matrix (safetensors, "adapter.weight"); the encoder is the parent's.
+  func add(
+    adapter: QueryAdapter<Float>, name: String, state: ModelInfo.State, parent: ModelInfo,
+    lineage: [String: JSONValue], in txn: WriteTransaction
+  ) throws -> ModelInfo {
+    let d = adapter.dimension
+    let weights = SafeTensors.serialize([
+      Self.adapterTensor: Tensor(shape: [d, d], values: adapter.matrix)
+    ])
+    let info = try newVersion(
+      name: name, kind: .adapter, state: state, parent: parent.version, dimension: d,
+      maxSequenceLength: parent.maxSequenceLength, weights: weights, lineage: lineage, in: txn)
+    try txn.put(
+      blobs, key: KeyBuilder().uint32(UInt32(info.version)).string("adapter"), value: weights)
+    return info
+  }
+
+  private static let adapterTensor = "adapter.weight"
+
+  private func newVersion(
+    name: String, kind: ModelInfo.Kind, state: ModelInfo.State, parent: Int?, dimension: Int,
+    maxSequenceLength: Int, weights: [UInt8], lineage: [String: JSONValue], in txn: WriteTransaction
+  ) throws -> ModelInfo {
+    let last =
+      try txn.withCursor(models) { try $0.last().flatMap { UInt32(keyBytes: $0.key) } } ?? 0
+    let info = ModelInfo(
+      version: Int(last) + 1, name: name, kind: kind, state: state, parent: parent,
+      created: Date(), dimension: dimension, maxSequenceLength: maxSequenceLength,
+      weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
+      weightsBytes: weights.count, lineage: lineage)
+    try update(info, in: txn)
     return info
   }
 
@@ -120,6 +148,20 @@ struct ModelStore {
       settings: settings, vocabulary: vocabulary,
       weights: try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors(),
       source: source)
+  }
+
+  /// Rebuilds the query adapter of `version` from its stored matrix.
+  func adapter(_ version: Int, path: String, in txn: Transaction) throws -> QueryAdapter<Float> {
+    let source = "model version \(version) in \(path)"
+    guard let bytes = try blob(version, "adapter", in: txn),
+      let tensor = try SafeTensors(bytes: Array(bytes), source: source).floatTensors()[
+        Self.adapterTensor],
+      tensor.shape.count == 2, tensor.shape[0] == tensor.shape[1]
+    else {
+      throw VectorDBError.damaged(
+        path: path, detail: "model version \(version) has no adapter matrix")
+    }
+    return try QueryAdapter(dimension: tensor.shape[0], matrix: tensor.values)
   }
 }
 
@@ -148,8 +190,7 @@ extension Database {
           return existing
         }
         let info = try store.add(
-          encoder: encoder, name: directory, kind: .encoder, state: .ready, parent: nil,
-          lineage: [:], in: txn)
+          encoder: encoder, name: directory, state: .ready, parent: nil, lineage: [:], in: txn)
         if try txn.get(schema.meta, key: "defaultModel") == nil {
           try txn.put(
             schema.meta, key: "defaultModel",
@@ -164,6 +205,21 @@ extension Database {
   public func modelVersions() throws -> [ModelInfo] {
     let store = models
     return try storage { try environment.read { try store.all(in: $0) } }
+  }
+
+  /// The record of model `version`.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`.
+  public func model(version: Int) throws -> ModelInfo {
+    let store = models
+    return try storage {
+      try environment.read { txn in
+        guard let info = try store.info(version, in: txn) else {
+          throw VectorDBError.modelNotFound(version)
+        }
+        return info
+      }
+    }
   }
 
   /// The model version new text collections use (the first imported), if any.
@@ -187,8 +243,13 @@ extension Database {
     let path = self.path
     let encoder = try storage {
       try environment.read { txn -> SentenceEncoder in
-        guard try store.info(version, in: txn) != nil else {
+        guard let info = try store.info(version, in: txn) else {
           throw VectorDBError.modelNotFound(version)
+        }
+        guard info.kind == .encoder else {
+          throw VectorDBError.unsupported(
+            "model version \(version) is a query adapter over version \(info.parent ?? 0), not an encoder"
+          )
         }
         do {
           return try store.encoder(version, path: path, in: txn)
@@ -202,16 +263,38 @@ extension Database {
     encoderCache.set(version, encoder)
     return encoder
   }
+
+  /// The query adapter of model `version`, loaded once and cached.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` when it is an encoder.
+  func queryAdapter(version: Int) throws -> QueryAdapter<Float> {
+    if let cached = adapterCache.value(version) { return cached }
+    let store = models
+    let path = self.path
+    let adapter = try storage {
+      try environment.read { txn -> QueryAdapter<Float> in
+        guard let info = try store.info(version, in: txn) else {
+          throw VectorDBError.modelNotFound(version)
+        }
+        guard info.kind == .adapter else {
+          throw VectorDBError.unsupported("model version \(version) is an encoder, not an adapter")
+        }
+        return try store.adapter(version, path: path, in: txn)
+      }
+    }
+    adapterCache.set(version, adapter)
+    return adapter
+  }
 }
 
-/// A small thread-safe map from model version to loaded encoder.
-final class EncoderCache: @unchecked Sendable {
+/// A small thread-safe map from model version to something loaded from it.
+final class VersionCache<Value>: @unchecked Sendable {
   private let lock = NSLock()
-  private var encoders: [Int: SentenceEncoder] = [:]
+  private var values: [Int: Value] = [:]
 
-  func value(_ version: Int) -> SentenceEncoder? { lock.withLock { encoders[version] } }
-  func set(_ version: Int, _ encoder: SentenceEncoder) {
-    lock.withLock { encoders[version] = encoder }
+  func value(_ version: Int) -> Value? { lock.withLock { values[version] } }
+  func set(_ version: Int, _ value: Value) {
+    lock.withLock { values[version] = value }
   }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HNSW
 import LMDB
+import Training
 
 /// One document returned by a query.
 public struct SearchHit: Codable, Equatable, Sendable {
@@ -89,10 +90,22 @@ extension Collection {
     try search(texts: nil, vectors: vectors, options: options)
   }
 
+  /// Which query adapter maps text queries before the search.
+  enum AdapterChoice {
+    /// The generation's own (if it has one).
+    case generation
+    /// None: the encoder's vectors as they are.
+    case none
+    /// A candidate under evaluation.
+    case candidate(QueryAdapter<Float>)
+  }
+
   /// Searches the active generation, or `generation` (a building one, for the
-  /// training gate) when given.
+  /// training gate) when given. Text queries are embedded with the generation's model
+  /// and mapped by `adapter`; given vectors are searched as they are.
   func search(
-    texts: [String]?, vectors: [[Float]]?, options: QueryOptions, generation: UInt32? = nil
+    texts: [String]?, vectors: [[Float]]?, options: QueryOptions, generation: UInt32? = nil,
+    adapter choice: AdapterChoice = .generation
   ) throws -> [QueryResult] {
     guard options.k > 0 else {
       throw VectorDBError.invalidInput(source: "query", line: nil, reason: "k must be positive")
@@ -119,7 +132,14 @@ extension Collection {
           throw VectorDBError.unsupported(
             "collection \"\(name)\" holds given vectors: query it with a vector")
         }
-        queryVectors = try database.encoder(version: model).embed(texts ?? [])
+        let embedded = try database.encoder(version: model).embed(texts ?? [])
+        let adapter: QueryAdapter<Float>?
+        switch choice {
+        case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)
+        case .none: adapter = nil
+        case .candidate(let candidate): adapter = candidate
+        }
+        queryVectors = adapter.map { $0.apply(to: embedded) } ?? embedded
       }
       guard
         let hits = try read({ txn in
@@ -131,8 +151,7 @@ extension Collection {
       }
       var results = hits.map { QueryResult(logID: nil, hits: $0) }
       if options.log {
-        let ids = try appendLog(
-          results, texts: texts, plan: plan, options: options)
+        let ids = try appendLog(results, texts: texts, plan: plan, options: options)
         for index in results.indices { results[index].logID = ids[index] }
       }
       return results
@@ -221,7 +240,8 @@ extension Collection {
           let entry = LogEntry(
             id: 0, time: Date(), collection: name, kind: .query, text: texts?[index],
             model: plan.generation.model ?? 0, generation: Int(plan.generation.id), k: options.k,
-            filter: filterJSON, hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) })
+            filter: filterJSON, hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
+            adapter: texts == nil ? nil : plan.generation.adapter)
           return try log.append(entry, retention: retention, in: txn)
         }
       }

@@ -38,6 +38,8 @@ public struct LogEntry: Codable, Equatable, Sendable {
   /// The filter as JSON text, if any.
   public var filter: String?
   public var hits: [Hit]
+  /// The query adapter version that mapped the query, if one was active.
+  public var adapter: Int?
   /// Feedback given on this entry, oldest first (filled in when read).
   public var feedback: [Feedback] = []
 }

@@ -235,7 +235,9 @@ struct Status: ParsableCommand {
         [
           collection.name, String(collection.documents),
           collection.dimension.map { "\($0)-d \(collection.metric ?? "")" } ?? "-",
-          collection.model.map { "v\($0)" } ?? "-", collection.generation.map(String.init) ?? "-",
+          (collection.model.map { "v\($0)" } ?? "-")
+            + (collection.adapter.map { " + adapter v\($0)" } ?? ""),
+          collection.generation.map(String.init) ?? "-",
           collection.job.map {
             "g\($0.generation) model v\($0.model ?? 0): \($0.vectors) done, at \($0.cursor ?? "start")"
           }

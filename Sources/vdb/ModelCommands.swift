@@ -49,7 +49,8 @@ struct Models: ParsableCommand {
       Examples:
         vdb models                              every version with lineage and metrics
         vdb models activate 1 -c scifact        switch back to model 1 (instant if retained)
-        vdb models rollback -c scifact          the previous generation, at once
+        vdb models activate 3 -c scifact        query adapter v3 maps the queries (instant)
+        vdb models rollback -c scifact          undo the last switch, at once
       """,
     subcommands: [ModelList.self, ModelActivate.self, ModelRollback.self],
     defaultSubcommand: ModelList.self)
@@ -72,7 +73,7 @@ struct ModelList: ParsableCommand {
     var uses: [Int: [String: [GenerationInfo]]] = [:]
     for name in try db.collectionNames() {
       for generation in try db.collection(name, create: false).generations() {
-        if let model = generation.model {
+        for model in [generation.model, generation.adapter].compactMap({ $0 }) {
           uses[model, default: [:]][name, default: []].append(generation)
         }
       }
@@ -102,7 +103,7 @@ struct ModelList: ParsableCommand {
 struct ModelActivate: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "activate",
-    abstract: "Make a collection use model VERSION (instant when retained).")
+    abstract: "Make a collection use model VERSION (instant when retained or an adapter).")
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "The model version.") var version: Int
@@ -122,7 +123,8 @@ struct ModelActivate: ParsableCommand {
 
 struct ModelRollback: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "rollback", abstract: "Switch a collection back to its previous generation.")
+    commandName: "rollback",
+    abstract: "Undo a collection's last switch: its last query adapter, else its generation.")
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @OptionGroup var output: OutputOptions

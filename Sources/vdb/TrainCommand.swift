@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import VectorDB
 
+extension TrainingOptions.Tier: ExpressibleByArgument {}
+
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
@@ -9,25 +11,31 @@ struct Train: ParsableCommand {
     discussion: """
       Training pairs are the logged queries with relevant feedback (clicks, corrections,
       judgements); hard negatives are mined with the current model. 20% of the judged
-      queries are held out: the candidate model is promoted (and the collection switched
-      to a generation embedded with it) only when held-out nDCG@10 improves beyond noise
-      (paired bootstrap). A rejected candidate is kept as a model version.
+      queries are held out: the candidate is promoted only when held-out nDCG@10 improves
+      beyond noise (paired bootstrap). A rejected candidate is kept as a model version.
+
+      Tiers: `full` trains the whole encoder (lr 2e-5); a promoted candidate re-embeds the
+      corpus into a new generation. `adapter` trains a map of the query vectors against
+      the stored document vectors (lr 1e-3): seconds to train, no re-embedding, instant
+      to activate and to roll back.
 
       Examples:
         vdb train -c scifact --dry-run                   what would be trained on
         vdb train -c scifact --epochs 1 --batch-size 32  train, gate, maybe switch
+        vdb train -c scifact --tier adapter              the query-side adapter
         vdb train -c scifact --resume                    continue an interrupted run
 
-      JSON: {"model_version", "promoted", "reason", "heldout_before": {…}, "heldout_after":
-      {…}, "train_pairs", "seconds", …}
+      JSON: {"tier", "model_version", "promoted", "reason", "heldout_before": {…},
+      "heldout_after": {…}, "train_pairs", "seconds", …}
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Option(help: "Passes over the training pairs.") var epochs = 1
+  @Option(help: "Passes over the training pairs (default: 1 full, 10 adapter).") var epochs: Int?
   @Option(help: "Pairs per step (in-batch negatives).") var batchSize = 32
-  @Option(help: "Peak learning rate.") var lr = 2e-5
-  @Option(help: "Training tier: full (the whole encoder; re-embeds the corpus).") var tier = "full"
+  @Option(help: "Peak learning rate (default: 2e-5 full, 1e-3 adapter).") var lr: Double?
+  @Option(help: "full (the whole encoder; re-embeds the corpus) or adapter (query side only).")
+  var tier = TrainingOptions.Tier.full
   @Option(help: "Tokens per training sequence.") var maxSeqLength = 128
   @Option(help: "Mined hard negatives per pair (0-3).") var hardNegatives = 1
   @Option(help: "Random seed (batches, dropout, split).") var seed: UInt64 = 42
@@ -38,9 +46,8 @@ struct Train: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    guard tier == "full" else {
-      throw ValidationError("--tier: only `full` is available in this version")
-    }
+    if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
+    if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
     guard (0...3).contains(hardNegatives) else {
       throw ValidationError("--hard-negatives must be 0...3")
     }
@@ -49,6 +56,7 @@ struct Train: ParsableCommand {
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     var options = TrainingOptions()
+    options.tier = tier
     options.epochs = epochs
     options.batchSize = batchSize
     options.learningRate = lr
@@ -85,7 +93,7 @@ struct Train: ParsableCommand {
     for line in [mining, evaluating, embedding, training] { line.finish() }
     if output.isJSON { return try Terminal.printJSON(report) }
     print(
-      "trained model v\(report.modelVersion) on \(report.data.trainPairs) pairs (\(report.data.negatives) hard negatives)"
+      "trained \(report.tier == .adapter ? "query adapter" : "model") v\(report.modelVersion) on \(report.data.trainPairs) pairs (\(report.data.negatives) hard negatives)"
         + " in \(Terminal.seconds(report.trainingSeconds)); total \(Terminal.seconds(report.seconds))"
     )
     let keys = ["ndcg@10", "mrr@10", "recall@10", "map@100"]

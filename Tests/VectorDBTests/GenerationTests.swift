@@ -35,7 +35,7 @@ final class GenerationTests: XCTestCase {
       config: base.config, tokenizer: base.tokenizer, weights: weights)
     try db.environment.write { txn in
       _ = try db.models.add(
-        encoder: changed, name: "perturbed", kind: .encoder, state: .ready, parent: 1, lineage: [:],
+        encoder: changed, name: "perturbed", state: .ready, parent: 1, lineage: [:],
         in: txn)
     }
     let docs = try db.collection("docs")

@@ -66,6 +66,64 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertTrue(report.reason.contains("not promoted"), report.reason)
   }
 
+  func testGateRejectsAnAdapterTrainedOnWrongLabels() throws {
+    let collection = try prepare(shuffled: true)
+    var options = TrainingOptions()
+    options.tier = .adapter
+    options.batchSize = 8
+    options.heldOutFraction = 0.3
+    let report = try collection.train(options: options)
+    XCTAssertFalse(report.promoted, report.reason)
+    XCTAssertNil(try collection.generations().first?.adapter, "nothing maps the queries")
+    let stored = try collection.database.modelVersions().last!
+    XCTAssertEqual(stored.kind, .adapter)
+    XCTAssertEqual(stored.state, .rejected)
+  }
+
+  /// The adapter tier from the shell: trained over the stored vectors (no new
+  /// generation), applied to text queries once active, undone by rollback.
+  func testAdapterTierMapsQueriesWithoutReembedding() throws {
+    let collection = try prepare(shuffled: false)
+    let query = "vitamin d and bone density"
+    let before = try collection.query(text: query, k: 5, log: false)
+    let trained = try Shell.vdb([
+      "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--force", "--json", "--db", db,
+    ])
+    XCTAssertEqual(trained.status, 0, trained.stderr)
+    let report = try JSONDecoder().decode(TrainingReport.self, from: Data(trained.stdout.utf8))
+    XCTAssertEqual(report.tier, .adapter)
+    XCTAssertTrue(report.promoted)
+    XCTAssertLessThan(
+      report.losses.suffix(5).reduce(0, +), report.losses.prefix(5).reduce(0, +),
+      "the ranking loss falls")
+    let database = try Database(path: db)
+    let model = try database.model(version: report.modelVersion)
+    XCTAssertEqual(model.kind, .adapter)
+    XCTAssertEqual(model.parent, 1)
+    let reopened = try database.collection("s", create: false)
+    XCTAssertEqual(
+      try reopened.generations().map { [$0.id, $0.model, $0.adapter] },
+      [[1, 1, report.modelVersion]], "the same generation, its queries mapped")
+
+    // A text query is the encoder's vector mapped by the adapter.
+    let adapter = try database.queryAdapter(version: report.modelVersion)
+    let mapped = adapter.apply(to: try database.encoder(version: 1).embed([query]))[0]
+    let byText = try reopened.query(text: query, k: 5, log: false)
+    XCTAssertEqual(
+      byText.hits.map(\.id), try reopened.query(vector: mapped, k: 5, log: false).hits.map(\.id))
+    XCTAssertNotEqual(byText.hits.map(\.score), before.hits.map(\.score))
+    let logged = try reopened.query(text: query, k: 1)
+    XCTAssertEqual(try database.logEntry(logged.logID!)?.adapter, report.modelVersion)
+
+    // Rollback undoes the adapter at once; activate brings it back.
+    XCTAssertEqual(try Shell.vdb(["models", "rollback", "-c", "s", "--db", db]).status, 0)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before)
+    try reopened.activate(model: report.modelVersion)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), byText)
+    try reopened.activate(model: 1)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before, "adapter off")
+  }
+
   func testKilledRunLeavesTheDatabaseAsItWasAndResumes() throws {
     _ = try prepare(shuffled: false)
     let before = try Shell.vdb([

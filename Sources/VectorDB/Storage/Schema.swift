@@ -119,6 +119,12 @@ struct GenerationRecord: Codable, Equatable {
   var count: Int
   /// The last document id embedded by a building generation's job.
   var cursor: String?
+  /// Query adapters activated on this generation, oldest first; the last one maps the
+  /// queries (0: none). `rollback` removes the last. Absent in records of older builds.
+  var adapters: [Int]?
+
+  /// The query adapter in use, if any.
+  var adapter: Int? { adapters?.last.flatMap { $0 == 0 ? nil : $0 } }
 
   static func indexName(collection: UInt32, generation: UInt32) -> String {
     "index.\(collection).\(generation)"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Reproduces the SciFact training figures of docs/training.md through the database, the
+# way a deployment would get them: import the corpus, run the 809 training queries
+# (logged), feed their relevant documents back (a click when shown, else a correction),
+# train on the log, and score the 300 test queries, which training never sees.
+#
+#   tools/scifact.sh [DB] [vdb train options…]
+#   tools/scifact.sh /tmp/scifact.vdb                      full tier, 1 epoch
+#   tools/scifact.sh /tmp/scifact.vdb --tier adapter       query-side adapter
+#
+# DB is created and fed once (about 5 minutes on 2 cores); later runs reuse it, so one
+# database can try several recipes: `vdb models rollback -c scifact` undoes the last one.
+# Needs the dataset at $SCIFACT (default ../shared/datasets/scifact) and a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+db=${1:-/tmp/scifact.vdb}
+shift || true
+data=${SCIFACT:-../shared/datasets/scifact}
+vdb=.build/release/vdb
+export VDB_PATH=$db
+[ -x "$vdb" ] || swift build -c release --product vdb
+
+if [ ! -d "$db" ]; then
+  "$vdb" init
+  "$vdb" import -c scifact --beir "$data"
+  work=$(mktemp -d)
+  # The training queries with relevant documents, in a fixed order.
+  python3 - "$data" "$work" <<'EOF'
+import csv, json, sys
+data, work = sys.argv[1], sys.argv[2]
+texts = {}
+with open(f"{data}/queries.jsonl") as f:
+    for line in f:
+        q = json.loads(line)
+        texts[str(q["_id"])] = q["text"]
+relevant = {}
+with open(f"{data}/qrels/train.tsv") as f:
+    for row in csv.reader(f, delimiter="\t"):
+        if len(row) == 3 and row[2].isdigit() and int(row[2]) > 0:
+            relevant.setdefault(row[0], []).append(row[1])
+ids = sorted(relevant)
+with open(f"{work}/queries.txt", "w") as f:
+    f.writelines(texts[q].replace("\n", " ") + "\n" for q in ids)
+with open(f"{work}/relevant.json", "w") as f:
+    json.dump([relevant[q] for q in ids], f)
+EOF
+  "$vdb" query -c scifact --file "$work/queries.txt" --json > "$work/results.jsonl"
+  # One `feedback LOG-ID DOC` per relevant document, through the shell in one process.
+  python3 - "$work" <<'EOF' | "$vdb" shell
+import json, sys
+work = sys.argv[1]
+relevant = json.load(open(f"{work}/relevant.json"))
+with open(f"{work}/results.jsonl") as f:
+    for docs, line in zip(relevant, f):
+        for doc in docs:
+            print(f"feedback {json.loads(line)['log_id']} {doc}")
+EOF
+  rm -rf "$work"
+  "$vdb" eval -c scifact --diagnose | sed -n 1,4p
+fi
+
+echo "== test queries, current model"
+"$vdb" eval -c scifact --beir "$data" --split test --exact | grep -E "ndcg@10|mrr@10|recall@10 "
+echo "== vdb train $*"
+time "$vdb" train -c scifact "$@"
+echo "== test queries, after"
+"$vdb" eval -c scifact --beir "$data" --split test --exact | grep -E "ndcg@10|mrr@10|recall@10 "
+"$vdb" status | tail -2
