@@ -51,6 +51,8 @@ step eval -c docs --diagnose
 echo
 echo "== 5. Fine-tune the encoder on the log; the held-out gate decides"
 step train -c docs --epochs 2 --batch-size 8 --seed 7
+echo "-- the adapter tier: a map of the query vectors, seconds to train, no re-embedding"
+step train -c docs --tier adapter --batch-size 8 --seed 7
 step models
 
 echo

@@ -175,7 +175,7 @@ extension Collection {
     -> ReembedReport
   {
     let (record, active) = try state()
-    if let active, active.adapters?.isEmpty == false {
+    if let active, (active.adapters?.count ?? 0) > 1 {
       let start = Date()
       let restored = try write { txn, _ -> GenerationRecord in
         guard var current = try generationRecord(active.id, in: txn) else { return active }
@@ -217,7 +217,7 @@ extension Collection {
       )
     }
     guard active.adapter != adapter?.version else { return }
-    active.adapters = (active.adapters ?? []) + [adapter?.version ?? 0]
+    active.adapters = (active.adapters ?? [0]) + [adapter?.version ?? 0]
     try putGeneration(active, in: txn)
   }
 
@@ -316,9 +316,13 @@ extension Collection {
 
   private func startGeneration(model: Int) throws -> CollectionRecord {
     try write { txn, collection -> CollectionRecord in
+      // A rebuild with the same model keeps the query adapter: the vectors it maps
+      // against are the same.
+      let active = try collection.active.flatMap { try generationRecord($0, in: txn) }
       let generation = GenerationRecord(
         id: collection.nextGeneration, model: model, state: .building, created: Date(),
-        completed: nil, count: 0)
+        completed: nil, count: 0,
+        adapters: active.flatMap { $0.model == model ? $0.adapter : nil }.map { [$0] })
       collection.nextGeneration += 1
       collection.building = generation.id
       try putGeneration(generation, in: txn)

@@ -18,8 +18,9 @@ struct VDB: ParsableCommand {
         vdb feedback LOG_ID DOC_ID                 that document was the right one
         vdb eval -c notes --from-log               how good is retrieval?
         vdb train -c notes                         fine-tune the encoder from the log
+        vdb train -c notes --tier adapter          or only a query adapter (no re-embed)
         vdb reembed -c notes --model 2             re-embed with a model, switch at once
-        vdb models rollback -c notes               go back to the previous generation
+        vdb models rollback -c notes               undo the last switch (adapter or generation)
         vdb status                                 collections, models, jobs, size
         vdb                                        the interactive shell
 

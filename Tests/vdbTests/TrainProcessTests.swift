@@ -120,6 +120,15 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before)
     try reopened.activate(model: report.modelVersion)
     XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), byText)
+
+    // A rebuild with the same model keeps the adapter; rollback returns to generation 1.
+    try reopened.reembed(all: true)
+    XCTAssertEqual(try reopened.generations().last?.adapter, report.modelVersion)
+    XCTAssertEqual(
+      try reopened.query(text: query, k: 5, log: false).hits.map(\.id), byText.hits.map(\.id))
+    try reopened.rollback()
+    XCTAssertEqual(try reopened.generations().first { $0.state == .active }?.id, 1)
+
     try reopened.activate(model: 1)
     XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before, "adapter off")
   }

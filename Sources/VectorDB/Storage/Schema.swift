@@ -119,8 +119,9 @@ struct GenerationRecord: Codable, Equatable {
   var count: Int
   /// The last document id embedded by a building generation's job.
   var cursor: String?
-  /// Query adapters activated on this generation, oldest first; the last one maps the
-  /// queries (0: none). `rollback` removes the last. Absent in records of older builds.
+  /// The query adapter the generation started with, then each one activated on it,
+  /// oldest first (0: none); the last maps the queries. `rollback` removes the last
+  /// while more than one is left. Nil means `[0]`.
   var adapters: [Int]?
 
   /// The query adapter in use, if any.
