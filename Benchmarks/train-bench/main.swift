@@ -4,6 +4,7 @@
 //
 //   swift run -c release train-bench [--steps N] [--negatives 0|1|2|3] [--batch 32]
 //       [--epochs 1] [--mini-batch N] [--evaluate] [--dataset DIR] [--model DIR]
+//       [--tier full|adapter]
 //
 // --steps N   time N steps (after two untimed ones) and extrapolate an epoch; without it,
 //             train every epoch and time each.
@@ -12,6 +13,8 @@
 //             of the query (train or test qrels) and score at most 0.95 × the positive.
 // --evaluate  exact cosine search over the corpus for the test queries, before and after
 //             (--no-eval-before: after only). --seed S: the run's seed (default 42).
+// --tier adapter  train the query-side adapter over the starting model's corpus vectors
+//             instead of the encoder (lr 1e-3, 10 epochs unless --epochs).
 import Embedding
 import Foundation
 import Tensor
@@ -26,7 +29,8 @@ struct Options {
   var batch = 32
   var negatives = 0
   var steps: Int?
-  var epochs = 1
+  var epochs: Int?
+  var adapter = false
   var miniBatch: Int?
   var evaluate = false
   var evaluateBefore = true
@@ -58,6 +62,12 @@ struct Options {
       case "--evaluate": evaluate = true
       case "--no-eval-before": evaluateBefore = false
       case "--seed": seed = UInt64(number())
+      case "--tier":
+        switch value() {
+        case "full": adapter = false
+        case "adapter": adapter = true
+        case let other: fail("--tier: '\(other)' is not full or adapter")
+        }
       default: fail("unknown option \(arguments[i])")
       }
       i += 1
@@ -170,9 +180,12 @@ func scores(_ queries: [Float], _ corpus: [Float]) -> [Float] {
   return out
 }
 
-func evaluate(_ encoder: SentenceEncoder, corpus: [Float]) -> RetrievalMetrics.Evaluation {
+func evaluate(
+  _ encoder: SentenceEncoder, corpus: [Float], adapter: QueryAdapter<Float>? = nil
+) -> RetrievalMetrics.Evaluation {
   let ids = test.keys.sorted().filter { queryText[$0] != nil }
-  let queryVectors = encoder.embedMatrix(ids.map { queryText[$0]! }).values
+  let embedded = encoder.embedMatrix(ids.map { queryText[$0]! }).values
+  let queryVectors = adapter?.apply(to: embedded) ?? embedded
   let all = scores(queryVectors, corpus)
   var results: [String: [ScoredHit]] = [:]
   for (row, id) in ids.enumerated() {
@@ -193,7 +206,9 @@ func report(_ name: String, _ evaluation: RetrievalMetrics.Evaluation) {
 
 var baseCorpus: [Float] = []
 var before: RetrievalMetrics.Evaluation?
-if (options.evaluate && options.evaluateBefore) || (options.negatives > 0 && options.steps == nil) {
+if (options.evaluate && options.evaluateBefore) || (options.negatives > 0 && options.steps == nil)
+  || options.adapter
+{
   baseCorpus = embedCorpus(model)
 }
 if options.evaluate && options.evaluateBefore { before = evaluate(model, corpus: baseCorpus) }
@@ -235,6 +250,71 @@ if options.negatives > 0 {
   }
 }
 
+/// The run's epoch timing: a line when a step ends an epoch.
+final class EpochClock {
+  var start = Date()
+  var cpuStart = cpuSeconds()
+
+  func observe(_ progress: TrainingProgress, of trainer: any RankingTrainer) {
+    if progress.step % 5 == 0 || progress.step == progress.totalSteps {
+      log(
+        String(
+          format: "step %d/%d loss %.4f lr %.2e %.2f steps/s", progress.step,
+          progress.totalSteps, progress.loss, progress.learningRate, progress.stepsPerSecond))
+    }
+    guard trainer.isFinished || trainer.epoch(atStep: progress.step) != progress.epoch else {
+      return
+    }
+    print(
+      String(
+        format: "  epoch %d: %.1f s (cpu %.1f s)", progress.epoch + 1,
+        Date().timeIntervalSince(start), cpuSeconds() - cpuStart))
+    start = Date()
+    cpuStart = cpuSeconds()
+  }
+}
+
+if options.adapter {
+  // The adapter tier: frozen vectors of the starting model, only the query map trains.
+  let d = model.dimension
+  let queryIDs = Array(Set(pairs.map(\.query))).sorted()
+  let queryVectors = model.embedMatrix(queryIDs.map { queryText[$0]! }).values
+  let queryRow = Dictionary(uniqueKeysWithValues: queryIDs.enumerated().map { ($1, $0) })
+  let corpusRow = Dictionary(uniqueKeysWithValues: corpusIDs.enumerated().map { ($1, $0) })
+  func row(_ matrix: [Float], _ index: Int) -> [Float] {
+    Array(matrix[(index * d)..<((index + 1) * d)])
+  }
+  let examples = pairs.indices.compactMap { i -> AdapterExample? in
+    let pair = pairs[i]
+    let negatives = negativesOf[i] ?? []
+    if options.negatives > 0 && negatives.isEmpty { return nil }
+    return AdapterExample(
+      query: row(queryVectors, queryRow[pair.query]!),
+      positive: row(baseCorpus, corpusRow[pair.document]!),
+      negatives: negatives.map { row(baseCorpus, corpusRow[$0]!) },
+      keys: [queryText[pair.query]!, pair.document] + negatives)
+  }
+  var configuration = TrainingConfiguration.adapter
+  configuration.batchSize = options.batch
+  configuration.epochs = options.epochs ?? 10
+  configuration.seed = options.seed
+  let trainer = try AdapterTrainer(dimension: d, examples: examples, configuration: configuration)
+  print(
+    "train-bench: adapter tier, \(examples.count) examples, batch \(options.batch), "
+      + "\(options.negatives) negative(s), \(trainer.totalSteps) steps")
+  let clock = EpochClock()
+  let start = Date()
+  trainer.run { clock.observe($0, of: trainer) }
+  print(String(format: "trained in %.2f s", Date().timeIntervalSince(start)))
+  if options.evaluate {
+    let after = evaluate(model, corpus: baseCorpus, adapter: trainer.adapter)
+    print("test metrics (\(after.queries) queries, exact search, max length 256):")
+    if let before { report("before", before) }
+    report("after", after)
+  }
+  exit(0)
+}
+
 func tokens(_ text: String) -> [Int32] {
   model.tokenizer.encode(text, maxLength: options.maxSequenceLength).map(Int32.init)
 }
@@ -251,7 +331,7 @@ let examples = pairs.indices.compactMap { i -> TrainingExample? in
 
 var configuration = TrainingConfiguration()
 configuration.batchSize = options.batch
-configuration.epochs = options.epochs
+configuration.epochs = options.epochs ?? 1
 configuration.miniBatchSize = options.miniBatch
 configuration.seed = options.seed
 let trainer = try EncoderTrainer(
@@ -291,29 +371,8 @@ if let steps = options.steps {
       median, sorted.first!, sorted.last!, perEpoch, median * Double(perEpoch),
       Double(trainer.peakActivationBytes) / 1_048_576))
 } else {
-  var epochStart = Date()
-  var cpuStart = cpuSeconds()
-  var epoch = 0
-  trainer.run { progress in
-    if progress.step % 5 == 0 || progress.step == progress.totalSteps {
-      log(
-        String(
-          format: "step %d/%d loss %.4f lr %.2e %.2f steps/s", progress.step,
-          progress.totalSteps, progress.loss, progress.learningRate, progress.stepsPerSecond))
-    }
-    let finishedEpoch =
-      progress.step == progress.totalSteps
-      || trainer.isFinished == false && progress.epoch != epoch
-    if finishedEpoch {
-      print(
-        String(
-          format: "  epoch %d: %.1f s (cpu %.1f s)", progress.epoch + 1,
-          Date().timeIntervalSince(epochStart), cpuSeconds() - cpuStart))
-      epochStart = Date()
-      cpuStart = cpuSeconds()
-      epoch = progress.epoch + 1
-    }
-  }
+  let clock = EpochClock()
+  trainer.run { clock.observe($0, of: trainer) }
   print(
     String(
       format: "mean loss %.4f; peak activations %.0f MiB",
