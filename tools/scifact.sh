@@ -46,7 +46,7 @@ with open(f"{work}/relevant.json", "w") as f:
 EOF
   "$vdb" query -c scifact --file "$work/queries.txt" --json > "$work/results.jsonl"
   # One `feedback LOG-ID DOC` per relevant document, through the shell in one process.
-  python3 - "$work" <<'EOF' | "$vdb" shell
+  python3 - "$work" <<'EOF' | "$vdb" shell > /dev/null
 import json, sys
 work = sys.argv[1]
 relevant = json.load(open(f"{work}/relevant.json"))
@@ -56,6 +56,10 @@ with open(f"{work}/results.jsonl") as f:
             print(f"feedback {json.loads(line)['log_id']} {doc}")
 EOF
   rm -rf "$work"
+  "$vdb" log -c scifact --limit 1000000 --json | python3 -c "
+import json, sys
+kinds = [f['kind'] for line in sys.stdin for f in json.loads(line)['feedback']]
+print('feedback:', kinds.count('click'), 'clicks,', kinds.count('correction'), 'corrections')"
   "$vdb" eval -c scifact --diagnose | sed -n 1,4p
 fi
 

@@ -267,7 +267,7 @@ final class EpochClock {
     }
     print(
       String(
-        format: "  epoch %d: %.1f s (cpu %.1f s)", progress.epoch + 1,
+        format: "  epoch %d: %.2f s (cpu %.2f s)", progress.epoch + 1,
         Date().timeIntervalSince(start), cpuSeconds() - cpuStart))
     start = Date()
     cpuStart = cpuSeconds()
