@@ -6,13 +6,14 @@ struct Init: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Create a database and import the encoder model into it.",
     discussion: """
-      The model (default: all-MiniLM-L6-v2 as fetched by tools/fetch-model.sh) is stored
-      in the database as model version 1, so the directory is self-contained. Running
-      init again on a database changes nothing (a new --model is added as a version).
+      The model (default: all-MiniLM-L6-v2 as fetched by tools/fetch-model.sh) is \
+      stored in the database as model version 1, so the directory is \
+      self-contained. Running init again on a database changes nothing (a new \
+      --model is added as a version).
 
       Examples:
         vdb init --db ./notes.vdb
-        vdb init --model ~/models/my-bert        any BERT sentence-transformers directory
+        vdb init --model ~/models/my-bert        a sentence-transformers BERT dir
         vdb init --no-model                      documents and given vectors only
       """)
 
@@ -93,9 +94,9 @@ struct Import: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Import documents from a JSON Lines file or a BEIR directory.",
     discussion: """
-      Each line: {"_id" or "id": "…", "text": "…", "title": "…" (optional, prepended),
-      "metadata": {…} (optional)}. A bad line stops the import and nothing from the
-      file is written, unless --skip-bad is given.
+      Each line: {"_id" or "id": "…", "text": "…", "title": "…" (optional, \
+      prepended), "metadata": {…} (optional)}. A bad line stops the import and \
+      nothing from the file is written, unless --skip-bad is given.
 
       Examples:
         vdb import docs.jsonl -c notes

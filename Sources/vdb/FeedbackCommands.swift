@@ -63,8 +63,8 @@ struct FeedbackCommand: ParsableCommand {
     abstract: "Record which documents were relevant for a query.",
     discussion: """
       On a logged query (its log id is printed by `vdb query`):
-        vdb feedback 12 doc-7                 doc-7 was relevant (a click, or a correction
-                                              when doc-7 was not among the hits)
+        vdb feedback 12 doc-7                 doc-7 was relevant (a click, or a
+                                              correction when it was not shown)
         vdb feedback 12 doc-3 --not-relevant  doc-3 was shown but wrong
       For a query that was never run (an admin judgement):
         vdb feedback -c scifact --query "…" --doc 4983
@@ -167,7 +167,7 @@ struct Eval: ParsableCommand {
         vdb eval -c scifact --beir ../datasets/scifact --split test
         vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
         vdb eval -c scifact --from-log           logged queries with feedback
-        vdb eval -c scifact --diagnose           where the retriever fails, from the log
+        vdb eval -c scifact --diagnose           where the retriever fails
 
       JSON: {"ndcg@10": …, "mrr@10": …, "recall@10": …, "map@100": …, "queries": 300, …}
       """)

@@ -4,7 +4,7 @@ import VectorDB
 
 struct Reembed: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Re-embed a collection into a new generation, then switch to it at once.",
+    abstract: "Re-embed a collection into a new generation, then switch to it.",
     discussion: """
       Queries keep using the active generation while the job runs. Each batch is
       committed with the job's position, so a job that is stopped (Ctrl-C, kill -9,
@@ -47,10 +47,10 @@ struct Models: ParsableCommand {
     abstract: "List model versions; activate one or roll back a collection.",
     discussion: """
       Examples:
-        vdb models                              every version with lineage and metrics
-        vdb models activate 1 -c scifact        switch back to model 1 (instant if retained)
-        vdb models activate 3 -c scifact        query adapter v3 maps the queries (instant)
-        vdb models rollback -c scifact          undo the last switch, at once
+        vdb models                          every version, its lineage and metrics
+        vdb models activate 1 -c scifact    back to model 1 (instant if retained)
+        vdb models activate 3 -c scifact    adapter v3 maps the queries (instant)
+        vdb models rollback -c scifact      undo the last switch, at once
       """,
     subcommands: [ModelList.self, ModelActivate.self, ModelRollback.self],
     defaultSubcommand: ModelList.self)

@@ -17,7 +17,7 @@ struct Query: ParsableCommand {
         vdb query -c sift --vectors queries.fvecs --json --no-log
 
       JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…", "metadata": {…}}]}
-      (for --file and --vectors: one such line per query, in input order, and a
+      (for --file and --vectors: one such line per query, in input order, and a \
       summary on stderr).
       """)
 

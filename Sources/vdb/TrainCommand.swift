@@ -9,15 +9,16 @@ struct Train: ParsableCommand {
     abstract:
       "Fine-tune the encoder on the query log; promote it only if held-out quality improves.",
     discussion: """
-      Training pairs are the logged queries with relevant feedback (clicks, corrections,
-      judgements); hard negatives are mined with the current model. 20% of the judged
-      queries are held out: the candidate is promoted only when held-out nDCG@10 improves
-      beyond noise (paired bootstrap). A rejected candidate is kept as a model version.
+      Training pairs are the logged queries with relevant feedback (clicks, \
+      corrections, judgements); hard negatives are mined with the current model. \
+      20% of the judged queries are held out: the candidate is promoted only when \
+      held-out nDCG@10 improves beyond noise (paired bootstrap). A rejected \
+      candidate is kept as a model version.
 
-      Tiers: `full` trains the whole encoder (lr 2e-5); a promoted candidate re-embeds the
-      corpus into a new generation. `adapter` trains a map of the query vectors against
-      the stored document vectors (lr 1e-3): seconds to train, no re-embedding, instant
-      to activate and to roll back.
+      Tiers: `full` trains the whole encoder (lr 2e-5); a promoted candidate \
+      re-embeds the corpus into a new generation. `adapter` trains a map of the \
+      query vectors against the stored document vectors (lr 1e-3): seconds to \
+      train, no re-embedding, instant to activate and to roll back.
 
       Examples:
         vdb train -c scifact --dry-run                   what would be trained on
