@@ -94,8 +94,6 @@ extension Collection {
   enum AdapterChoice {
     /// The generation's own (if it has one).
     case generation
-    /// None: the encoder's vectors as they are.
-    case none
     /// A candidate under evaluation.
     case candidate(QueryAdapter<Float>)
   }
@@ -136,7 +134,6 @@ extension Collection {
         let adapter: QueryAdapter<Float>?
         switch choice {
         case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)
-        case .none: adapter = nil
         case .candidate(let candidate): adapter = candidate
         }
         queryVectors = adapter.map { $0.apply(to: embedded) } ?? embedded

@@ -392,8 +392,11 @@ extension Collection {
     throws -> TrainingRun
   {
     if options.resume, let saved = try loadBlob("train.run") {
+      // The recipe is the saved one; what to do with the result may be said anew.
       var run = try JSONDecoder().decode(TrainingRun.self, from: saved)
       run.options.resume = true
+      run.options.force = run.options.force || options.force
+      run.options.checkpointEvery = options.checkpointEvery
       return run
     }
     guard let plan = try indexPlan(), let baseModel = plan.generation.model else {
