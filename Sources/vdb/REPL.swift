@@ -222,8 +222,23 @@ enum Completion {
     }
     if command == "help" { return VDB.subcommandNames }
     guard let type = VDB.subcommandType(command) else { return [] }
-    return type.helpMessage().split(whereSeparator: { $0.isWhitespace || $0 == "," || $0 == "<" })
+    let help = type.helpMessage()
+    if let option = words.last, let values = values(of: option, in: help) { return values }
+    return help.split(whereSeparator: { $0.isWhitespace || $0 == "," || $0 == "<" })
       .map(String.init).filter { $0.hasPrefix("--") }
+  }
+
+  /// For an option that takes a value: the values its help lists ("(values: full,
+  /// adapter; …)"), none when any value goes. Nil for a flag or an unknown option.
+  static func values(of option: String, in help: String) -> [String]? {
+    guard option.hasPrefix("-") else { return nil }
+    let text = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    guard let start = text.range(of: " \(option) <") else { return nil }
+    let entry = text[start.upperBound...]
+    let end = entry.range(of: " --")?.lowerBound ?? entry.endIndex
+    guard let values = entry[..<end].range(of: "(values: ") else { return [] }
+    return entry[values.upperBound..<end].prefix { $0 != ";" && $0 != ")" }
+      .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
   }
 }
 

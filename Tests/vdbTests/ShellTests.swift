@@ -97,6 +97,10 @@ final class ShellTests: XCTestCase {
     tmux.press("Up")  // history: the status line again
     tmux.press("Enter")
     try tmux.waitFor { screen in screen.components(separatedBy: "papers      1").count >= 3 }
+    tmux.type("train --tier ad\t")  // completes an option's value
+    try tmux.waitFor("train --tier adapter")
+    tmux.press("Enter")
+    try tmux.waitFor("error:")  // a failed command leaves the shell running
     tmux.type(".quit")
     tmux.press("Enter")
   }
