@@ -34,7 +34,9 @@ let package = Package(
     .target(name: "LMDB", dependencies: ["CLMDB"]),
     // A cache prefetch hint for the HNSW search loop (Swift has no prefetch intrinsic).
     .target(name: "CPrefetch"),
-    .target(name: "Tensor", dependencies: ["CBLAS", "CPrefetch"]),
+    // Small linear layers with CPU-specific SIMD chosen at run time (one query's tokens).
+    .target(name: "CKernels"),
+    .target(name: "Tensor", dependencies: ["CBLAS", "CKernels", "CPrefetch"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
     .target(name: "HNSW", dependencies: ["Tensor"]),
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),

@@ -17,10 +17,12 @@
 //   swift build -c release --product encoder-bench
 //   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
 //       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
+//       [--small-linear-rows N]
 //       [--peer .peer-venv/bin/python]
 //       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
 //       peer-results/passages.txt peer-results/short.txt
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
+// --small-linear-rows N: layers over at most N token rows skip BLAS (default 32; 0: never).
 // --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
 
 import Embedding
@@ -66,6 +68,7 @@ struct Options {
       case "--batch1-threads": batch1Threads = max(1, number(argument))
       case "--threads": threads = max(1, number(argument))
       case "--no-peak": measurePeak = false
+      case "--small-linear-rows": BLAS.smallLinearRows = number(argument)
       case "--cpu-time": cpuTime = true
       case "--json": json = true
       case "--peer": peerPython = value(argument)

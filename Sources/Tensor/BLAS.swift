@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 #if canImport(Glibc)
   import Glibc
@@ -55,6 +56,10 @@ public enum BLAS {
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
+  /// Up to this many rows, ``linear(rows:inFeatures:outFeatures:input:weight:bias:output:columns:)``
+  /// uses the unpacked kernel instead of a gemm (measured with encoder-bench).
+  public nonisolated(unsafe) static var smallLinearRows = 32
+
   /// A fully connected layer as PyTorch stores it: y = x · Wᵀ + b, one gemm.
   ///
   /// - `input` x is `rows × inFeatures`, `weight` W is `outFeatures × inFeatures`
@@ -82,6 +87,14 @@ public enum BLAS {
     precondition(
       columns.lowerBound >= 0 && columns.upperBound <= outFeatures,
       "linear: columns \(columns) outside 0..<\(outFeatures)")
+    if rows <= smallLinearRows {
+      // A gemm would spend as long packing W as multiplying (see vdb_linear_rows).
+      vdb_linear_rows(
+        Int32(rows), Int32(inFeatures), Int32(columns.count), x,
+        w + columns.lowerBound * inFeatures, b.map { $0 + columns.lowerBound },
+        y + columns.lowerBound, Int32(outFeatures))
+      return
+    }
     if let b {
       for row in 0..<rows {
         (y + row * outFeatures + columns.lowerBound).update(

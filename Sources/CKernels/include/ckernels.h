@@ -1,0 +1,16 @@
+#ifndef VDB_CKERNELS_H
+#define VDB_CKERNELS_H
+
+/// y[r * ldy + c] = (bias ? bias[c] : 0) + Σ_i x[r * k + i] · w[c * k + i]
+/// for rows r < `rows` and output columns c < `columns`: a linear layer (x · Wᵀ + b,
+/// W row-major [columns, k]) for a few rows, reading W straight from memory.
+///
+/// Why: for the handful of token rows of one short query, a BLAS gemm spends as long
+/// packing W into its panel layout as multiplying; this kernel streams each block of
+/// W rows once from memory and keeps it in L1 while every input row passes over it.
+/// Uses AVX-512 or AVX2 with FMA when the CPU has them (checked once at run time),
+/// else plain C. Never fails; the caller guarantees the pointers cover the ranges.
+void vdb_linear_rows(int rows, int k, int columns, const float *x, const float *w,
+                     const float *bias, float *y, int ldy);
+
+#endif
