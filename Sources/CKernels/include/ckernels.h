@@ -13,4 +13,11 @@
 void vdb_linear_rows(int rows, int k, int columns, const float *x, const float *w,
                      const float *bias, float *y, int ldy);
 
+/// Σ aᵢ·bᵢ over `n` floats. The pointers need no alignment (vectors in an LMDB map are
+/// 2-byte aligned). AVX-512 or AVX2+FMA when the CPU has them, chosen once at load.
+float vdb_dot(const float *a, const float *b, int n);
+
+/// Σ (aᵢ − bᵢ)² over `n` floats; as `vdb_dot`.
+float vdb_squared_euclidean(const float *a, const float *b, int n);
+
 #endif
