@@ -17,14 +17,9 @@ __attribute__((target("avx512f,fma"))) static float dot_avx512(const float *a, c
     s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
     s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
   }
-  if (i < n) {  // up to 31 left: one full or masked step, then a masked one
-    __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+  for (; i < n; i += 16) {  // at most 31 left: a full or masked step, then a masked one
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
     s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
-    i += 16;
-    if (i < n) {
-      m = (__mmask16)((1u << (n - i)) - 1);
-      s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
-    }
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
