@@ -135,7 +135,8 @@ private struct TrainingRun: Codable {
 }
 
 extension Collection {
-  /// The training data the log yields now, without training (`vdb train --dry-run`).
+  /// The training data the log yields now, without training or writing anything
+  /// (`vdb train --dry-run`).
   public func trainingData(options: TrainingOptions = TrainingOptions()) throws -> TrainingData {
     try prepareRun(options: options, progress: nil).data
   }
@@ -180,6 +181,7 @@ extension Collection {
       throw VectorDBError.unsupported("too few judged queries to hold some out for the gate")
     }
     let options = run.options  // a resumed run keeps the options it started with
+    try saveBlob("train.run", try JSONEncoder().encode(run))  // what `resume` continues
     let base = try database.encoder(version: run.baseModel)
     let before = try evaluateHeldOut(run, generation: nil, adapter: .generation, progress: progress)
 
@@ -481,7 +483,6 @@ extension Collection {
     let run = TrainingRun(
       baseModel: baseModel, generation: plan.generation.id, options: options, pairs: pairs,
       heldOut: heldOut, heldOutQrels: heldOutQrels, data: data)
-    try saveBlob("train.run", try JSONEncoder().encode(run))
     return run
   }
 

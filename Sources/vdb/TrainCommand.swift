@@ -11,7 +11,7 @@ struct Train: ParsableCommand {
     discussion: """
       Training pairs are the logged queries with relevant feedback (clicks, \
       corrections, judgements); hard negatives are mined with the current model. \
-      20% of the judged queries are held out: the candidate is promoted only when \
+      20% of the judged queries (--held-out) are held out: the candidate is promoted only when \
       held-out nDCG@10 improves beyond noise (paired bootstrap). A rejected \
       candidate is kept as a model version.
 
@@ -39,6 +39,7 @@ struct Train: ParsableCommand {
   var tier = TrainingOptions.Tier.full
   @Option(help: "Tokens per training sequence.") var maxSeqLength = 128
   @Option(help: "Mined hard negatives per pair (0-3).") var hardNegatives = 1
+  @Option(help: "Share of the judged queries held out for the gate.") var heldOut = 0.2
   @Option(help: "Random seed (batches, dropout, split).") var seed: UInt64 = 42
   @Option(help: "Save a checkpoint every N steps.") var checkpointEvery = 20
   @Flag(help: "Continue the last interrupted run.") var resume = false
@@ -49,6 +50,9 @@ struct Train: ParsableCommand {
   func validate() throws {
     if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
     if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+    guard heldOut > 0 && heldOut < 1 else {
+      throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
+    }
     guard (0...3).contains(hardNegatives) else {
       throw ValidationError("--hard-negatives must be 0...3")
     }
@@ -64,6 +68,7 @@ struct Train: ParsableCommand {
     options.maxSequenceLength = maxSeqLength
     options.hardNegatives = hardNegatives
     options.seed = seed
+    options.heldOutFraction = heldOut
     options.checkpointEvery = checkpointEvery
     options.resume = resume
     options.force = force

@@ -84,6 +84,15 @@ final class TrainProcessTests: XCTestCase {
   /// generation), applied to text queries once active, undone by rollback.
   func testAdapterTierMapsQueriesWithoutReembedding() throws {
     let collection = try prepare(shuffled: false)
+    func heldOut(_ share: String) throws -> Int {
+      let dryRun = try Shell.vdb(
+        ["train", "-c", "s", "--dry-run", "--held-out", share, "--json", "--db", db])
+      XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+      return try JSONDecoder().decode(TrainingData.self, from: Data(dryRun.stdout.utf8))
+        .heldOutQueries
+    }
+    XCTAssertLessThan(try heldOut("0.2"), try heldOut("0.6"))
+    XCTAssertEqual(try Shell.vdb(["train", "-c", "s", "--held-out", "1", "--db", db]).status, 2)
     let query = "vitamin d and bone density"
     let before = try collection.query(text: query, k: 5, log: false)
     let trained = try Shell.vdb([
