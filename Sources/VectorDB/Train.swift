@@ -359,21 +359,30 @@ extension Collection {
       throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
     }
     let documents = Set(run.pairs.flatMap { [$0.positive] + $0.negatives })
-    let vectors = try read { txn -> [String: [Float]] in
-      var vectors: [String: [Float]] = [:]
-      for id in documents {
-        guard
-          let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: self.id, id: id)),
-          let vector = try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
-        else { throw VectorDBError.documentNotFound(id: id, collection: name) }
-        vectors[id] = vector
-      }
-      return vectors
+    let vectors = try storedVectors(documents, plan: plan)
+    if let missing = documents.first(where: { vectors[$0] == nil }) {
+      throw VectorDBError.documentNotFound(id: missing, collection: name)
     }
     return run.pairs.map { pair in
       AdapterExample(
         query: queryVectors[pair.query]!, positive: vectors[pair.positive]!,
         negatives: pair.negatives.map { vectors[$0]! }, keys: pair.keys)
+    }
+  }
+
+  /// The vectors `plan`'s generation stores for documents `ids`, in one snapshot; ids
+  /// without a document or a vector are left out.
+  private func storedVectors(_ ids: Set<String>, plan: IndexPlan) throws -> [String: [Float]] {
+    try read { txn in
+      var vectors: [String: [Float]] = [:]
+      for id in ids {
+        if let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: self.id, id: id)),
+          let vector = try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
+        {
+          vectors[id] = vector
+        }
+      }
+      return vectors
     }
   }
 
@@ -440,20 +449,23 @@ extension Collection {
     let chunk = 64
     for first in stride(from: 0, to: train.count, by: chunk) {
       let part = Array(train[first..<min(first + chunk, train.count)])
-      // The current retriever's ranking (adapter included), and the base vectors of
-      // the queries to score the positives with the same measure.
-      let ranked =
-        mining == nil
-        ? []
-        : try search(
-          texts: part, vectors: nil,
+      // The current retriever's query vectors (adapter included), embedded once: they
+      // rank the candidates and score the positives with the same measure.
+      var queryVectors: [[Float]] = []
+      var ranked: [QueryResult] = []
+      var positiveVectors: [String: [Float]] = [:]
+      if mining != nil {
+        let embedded = encoder.embed(part)
+        queryVectors =
+          try plan.generation.adapter.map { try database.queryAdapter(version: $0) }?
+          .apply(to: embedded) ?? embedded
+        ranked = try search(
+          texts: nil, vectors: queryVectors,
           options: QueryOptions(
             k: options.miningDepth, ef: max(100, options.miningDepth), log: false))
-      let queryVectors =
-        mining == nil
-        ? []
-        : try plan.generation.adapter.map(database.queryAdapter)?.apply(to: encoder.embed(part))
-          ?? encoder.embed(part)
+        positiveVectors = try storedVectors(
+          Set(part.flatMap { judged[$0]!.keys }), plan: plan)
+      }
       for (offset, text) in part.enumerated() {
         let positives = judged[text]!
         for positive in positives.keys.sorted()
@@ -463,8 +475,8 @@ extension Collection {
             negatives =
               mining.negatives(
                 ranked: ranked[offset].hits.map { (id: $0.id, score: Double($0.score)) },
-                positiveScore: try positiveSimilarity(
-                  queryVectors[offset], documentID: positive, plan: plan),
+                positiveScore: Double(
+                  positiveVectors[positive].map { Distance.dot(queryVectors[offset], $0) } ?? 0),
                 positives: Set(positives.keys), notRelevant: notRelevant[text] ?? []
               ).negatives
           }
@@ -484,18 +496,6 @@ extension Collection {
       baseModel: baseModel, generation: plan.generation.id, options: options, pairs: pairs,
       heldOut: heldOut, heldOutQrels: heldOutQrels, data: data)
     return run
-  }
-
-  private func positiveSimilarity(_ query: [Float], documentID: String, plan: IndexPlan) throws
-    -> Double
-  {
-    try read { txn in
-      guard
-        let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID)),
-        let vector = try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
-      else { return 0 }
-      return Double(zip(query, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 })
-    }
   }
 
   /// FNV-1a of the text's UTF-8 mixed with `seed`: the same split on every run.
