@@ -18,9 +18,11 @@ def slug(text):
 
 
 def sections(path):
-    title, body = path.stem, []
+    title, body, fenced = path.stem, [], False
     for line in path.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^#{1,3}\s+(.*)", line)
+        if line.lstrip().startswith("```"):
+            fenced = not fenced  # a '# comment' inside a code block is not a heading
+        match = None if fenced else re.match(r"^#{1,3}\s+(.*)", line)
         if match:
             if "".join(body).strip():
                 yield title, "\n".join(body).strip()
