@@ -314,7 +314,7 @@ extension Collection {
       value: try JSONEncoder().encode(generation))
   }
 
-  private func startGeneration(model: Int) throws -> CollectionRecord {
+  func startGeneration(model: Int) throws -> CollectionRecord {
     try write { txn, collection -> CollectionRecord in
       // A rebuild with the same model keeps the query adapter: the vectors it maps
       // against are the same.

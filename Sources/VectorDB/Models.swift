@@ -39,6 +39,10 @@ public struct ModelInfo: Codable, Equatable, Sendable {
   public var weightsBytes: Int
   /// Free-form record of how it was made (training run, data, metrics).
   public var lineage: [String: JSONValue]
+
+  /// Whether the weights are stored (a rejected candidate keeps only its lineage unless
+  /// trained with `keepRejected`; `Database.pruneModels` drops them too).
+  public var hasWeights: Bool { weightsBytes > 0 }
 }
 
 /// The `models` table (version UInt32 BE → JSON `ModelInfo`) and `modelblobs`
@@ -112,7 +116,7 @@ struct ModelStore {
 
   private static let adapterTensor = "adapter.weight"
 
-  private func newVersion(
+  func newVersion(
     name: String, kind: ModelInfo.Kind, state: ModelInfo.State, parent: Int?, dimension: Int,
     maxSequenceLength: Int, weights: [UInt8], lineage: [String: JSONValue], in txn: WriteTransaction
   ) throws -> ModelInfo {
@@ -236,7 +240,8 @@ extension Database {
 
   /// The encoder of model `version`, loaded from the database once and cached.
   ///
-  /// - Throws: `VectorDBError.modelNotFound`.
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelWithoutWeights` for a rejected
+  ///   candidate whose weights were not kept; `.damaged` when its stored parts are.
   public func encoder(version: Int) throws -> SentenceEncoder {
     if let cached = encoderCache.value(version) { return cached }
     let store = models
@@ -251,6 +256,7 @@ extension Database {
             "model version \(version) is a query adapter over version \(info.parent ?? 0), not an encoder"
           )
         }
+        guard info.hasWeights else { throw VectorDBError.modelWithoutWeights(version) }
         do {
           return try store.encoder(version, path: path, in: txn)
         } catch let error as VectorDBError {
@@ -293,6 +299,7 @@ final class VersionCache<Value>: @unchecked Sendable {
   private var values: [Int: Value] = [:]
 
   func value(_ version: Int) -> Value? { lock.withLock { values[version] } }
+  func remove(_ version: Int) { _ = lock.withLock { values.removeValue(forKey: version) } }
   func set(_ version: Int, _ value: Value) {
     lock.withLock { values[version] = value }
   }

@@ -19,6 +19,10 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case invalidDocument(id: String, reason: String)
   case logEntryNotFound(UInt64)
   case modelNotFound(Int)
+  /// A model version kept as lineage and metrics only (a rejected candidate).
+  case modelWithoutWeights(Int)
+  /// A model version that a generation, a rollback or another version still needs.
+  case modelInUse(version: Int, by: String)
   /// A model directory that cannot be loaded: `reason` names the file and problem.
   case invalidModel(directory: String, reason: String)
   /// A vector of the wrong length, NaN, or a collection that needs vectors or text.
@@ -29,6 +33,12 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case invalidInput(source: String, line: Int?, reason: String)
   /// The storage engine failed (disk full, permissions, …).
   case storage(LMDBError)
+  /// Training needs more judged queries than the log holds.
+  case notEnoughJudgements(collection: String, judged: Int, needed: Int)
+  /// Another job works on the collection: `job` names it (and its process).
+  case jobRunning(collection: String, job: String)
+  /// `resume` asked for, but the collection has no interrupted training run.
+  case nothingToResume(collection: String)
 
   public var description: String {
     switch self {
@@ -48,6 +58,10 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "no query log entry \(id)"
     case .modelNotFound(let version):
       return "no model version \(version)"
+    case .modelWithoutWeights(let version):
+      return "model version \(version) was rejected and its weights were not kept"
+    case .modelInUse(let version, let user):
+      return "model version \(version) is in use: \(user)"
     case .invalidModel(let directory, let reason):
       return "cannot load the model in \(directory): \(reason)"
     case .invalidVector(let reason):
@@ -60,6 +74,14 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return line.map { "\(source):\($0): \(reason)" } ?? "\(source): \(reason)"
     case .storage(let error):
       return "storage: \(error)"
+    case .notEnoughJudgements(let collection, let judged, let needed):
+      return "collection \"\(collection)\" has \(judged) judged queries: too few to train and"
+        + " judge a candidate (the gate needs about \(needed) to tell a gain of +0.02 nDCG@10"
+        + " from noise)"
+    case .jobRunning(let collection, let job):
+      return "collection \"\(collection)\" is busy: \(job) is running"
+    case .nothingToResume(let collection):
+      return "collection \"\(collection)\" has no interrupted training run to resume"
     }
   }
 
@@ -72,8 +94,16 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .collectionNotFound: return "`vdb status` lists the collections"
     case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
     case .modelNotFound: return "`vdb models` lists the model versions"
+    case .modelWithoutWeights:
+      return "train again with --keep-rejected to keep a rejected candidate's weights"
+    case .modelInUse: return "`vdb models` shows where each version is used"
     case .invalidModel:
       return "fetch the default model with tools/fetch-model.sh, or check the directory"
+    case .notEnoughJudgements:
+      return "log queries and say which document was right: `vdb feedback LOG_ID DOC_ID`,"
+        + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
+    case .jobRunning: return "wait for it to finish, or stop that process"
+    case .nothingToResume: return "start a new run without --resume"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

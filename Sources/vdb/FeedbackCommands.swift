@@ -168,6 +168,8 @@ struct Eval: ParsableCommand {
         vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
         vdb eval -c scifact --from-log           logged queries with feedback
         vdb eval -c scifact --diagnose           where the retriever fails
+        vdb eval -c scifact --beir DIR --model 3 --pool 100
+                                                 a model with no generation, as the gate does
 
       JSON: {"ndcg@10": …, "mrr@10": …, "recall@10": …, "map@100": …, "queries": 300, …}
       """)
@@ -184,6 +186,10 @@ struct Eval: ParsableCommand {
   @Flag(help: "Exact search instead of the index.") var exact = false
   @Option(help: "HNSW search width (at least 100, the deepest cut-off).") var ef = 64
   @Option(help: "Write each query's metrics to this JSON file.") var perQuery: String?
+  @Option(
+    help: "Evaluate model version V, which needs no generation, by re-scoring a pool (--pool).")
+  var model: Int?
+  @Option(help: "With --model: the current top N documents per query to re-score.") var pool = 100
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -211,10 +217,16 @@ struct Eval: ParsableCommand {
     } else {
       input = try collection.loggedJudgements()
     }
-    let bar = ProgressLine(label: "eval", unit: "queries")
-    let report = try collection.evaluate(
-      queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil
-    ) { try bar.update($0) }
+    let bar = ProgressLine(label: "eval", unit: model == nil ? "queries" : "docs")
+    let report =
+      try model.map {
+        try collection.evaluate(
+          queries: input.queries, qrels: input.qrels, model: $0, pool: pool
+        ) { try bar.update($0) }
+      }
+      ?? collection.evaluate(
+        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil
+      ) { try bar.update($0) }
     bar.finish()
     if let perQuery {
       let data = try Terminal.jsonEncoder.encode(report.perQuery ?? [:])
@@ -234,9 +246,10 @@ struct Eval: ParsableCommand {
       headers: ["metric", "value"],
       rows: order.compactMap { key in report.metrics[key].map { [key, String(format: "%.4f", $0)] }
       })
-    print(
-      "\(report.queries) queries, \(exact ? "exact search" : "index (ef \(max(ef, 100)))"), \(Terminal.seconds(report.seconds))"
-    )
+    let method =
+      model.map { "model v\($0) over pools of the current top \(pool)" }
+      ?? (exact ? "exact search" : "index (ef \(max(ef, 100)))")
+    print("\(report.queries) queries, \(method), \(Terminal.seconds(report.seconds))")
   }
 
   private func showDiagnosis(_ diagnosis: Diagnosis) throws {

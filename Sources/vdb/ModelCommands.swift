@@ -51,8 +51,12 @@ struct Models: ParsableCommand {
         vdb models activate 1 -c scifact    back to model 1 (instant if retained)
         vdb models activate 3 -c scifact    adapter v3 maps the queries (instant)
         vdb models rollback -c scifact      undo the last switch, at once
+        vdb models delete 4                 remove a version nothing uses
+        vdb models prune --dry-run          what prune would remove
       """,
-    subcommands: [ModelList.self, ModelActivate.self, ModelRollback.self],
+    subcommands: [
+      ModelList.self, ModelActivate.self, ModelRollback.self, ModelDelete.self, ModelPrune.self,
+    ],
     defaultSubcommand: ModelList.self)
 }
 
@@ -94,7 +98,8 @@ struct ModelList: ParsableCommand {
         return [
           "v\(model.version)", model.kind.rawValue, model.state.rawValue,
           model.parent.map { "v\($0)" } ?? "-",
-          Terminal.bytes(model.weightsBytes), used.joined(separator: " "), model.name,
+          model.hasWeights ? Terminal.bytes(model.weightsBytes) : "lineage only",
+          used.joined(separator: " "), model.name,
         ]
       }, flexibleColumn: 6)
   }
@@ -136,5 +141,56 @@ struct ModelRollback: ParsableCommand {
     print(
       "\(collection.name) rolled back to generation \(report.generation) (model v\(report.model ?? 0), \(Terminal.seconds(report.seconds)))"
     )
+  }
+}
+
+struct ModelDelete: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "delete",
+    abstract:
+      "Delete model VERSION; refused while a generation, a rollback or a kept version needs it.")
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The model version.") var version: Int
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    try database.open().deleteModel(version: version)
+    if output.isJSON { return try Terminal.printJSON(["deleted": [version]]) }
+    print("deleted model v\(version)")
+  }
+}
+
+struct ModelPrune: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "prune",
+    abstract: "Delete every model version nothing needs.",
+    discussion: """
+      Kept: the default model, every generation's model and query adapter (active, \
+      retained for rollback, building), an unfinished training run's base model, and \
+      the ancestors of all of these. Everything else (rejected candidates, versions \
+      whose generations were dropped) is deleted in one transaction.
+
+      JSON: {"deleted": [VERSION, …], "dry_run": BOOL}
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @Flag(help: "List what would be deleted; delete nothing.") var dryRun = false
+  @OptionGroup var output: OutputOptions
+
+  struct Report: Encodable {
+    var deleted: [Int]
+    var dryRun: Bool
+    enum CodingKeys: String, CodingKey {
+      case deleted
+      case dryRun = "dry_run"
+    }
+  }
+
+  func run() throws {
+    let deleted = try database.open().pruneModels(dryRun: dryRun)
+    if output.isJSON { return try Terminal.printJSON(Report(deleted: deleted, dryRun: dryRun)) }
+    let list = deleted.map { "v\($0)" }.joined(separator: ", ")
+    print(
+      deleted.isEmpty
+        ? "nothing to prune" : (dryRun ? "would delete " : "deleted ") + list)
   }
 }

@@ -7,44 +7,69 @@ extension TrainingOptions.Tier: ExpressibleByArgument {}
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Fine-tune the encoder on the query log; promote it only if held-out quality improves.",
+      "Fine-tune the retriever on the query log; promote it only if judged queries improve.",
     discussion: """
       Training pairs are the logged queries with relevant feedback (clicks, \
       corrections, judgements); hard negatives are mined with the current model. \
-      20% of the judged queries (--held-out) are held out: the candidate is promoted only when \
-      held-out nDCG@10 improves beyond noise (paired bootstrap). A rejected \
-      candidate is kept as a model version.
+      The gate judges the candidate on queries it never trained on: below 400 judged \
+      queries it cross-fits (5 folds: each fold judged by a candidate trained on the \
+      others, so every judged query votes; the published model then trains on all), \
+      else it holds out 20% (--held-out). A candidate is promoted only when the 95% \
+      interval of the nDCG@10 change lies above zero (paired bootstrap).
 
-      Tiers: `full` trains the whole encoder (lr 2e-5); a promoted candidate \
-      re-embeds the corpus into a new generation. `adapter` trains a map of the \
-      query vectors against the stored document vectors (lr 1e-3): seconds to \
-      train, no re-embedding, instant to activate and to roll back.
+      Tiers: `full` trains the whole encoder (lr 2e-5, 3 epochs, 3 hard negatives). \
+      The gate re-scores a pool per query (the current top 100 plus the judged \
+      documents), so a rejected candidate embeds no corpus; a promoted one is stored \
+      and re-embeds the corpus into a new generation (a resumable job; queries keep \
+      using the active generation). `adapter` trains a map of the query vectors \
+      against the stored document vectors (lr 1e-3): seconds, no re-embedding, \
+      instant to activate and to roll back.
 
       Examples:
         vdb train -c scifact --dry-run                   what would be trained on
-        vdb train -c scifact --epochs 1 --batch-size 32  train, gate, maybe switch
+        vdb train -c scifact                             train, gate, maybe switch
         vdb train -c scifact --tier adapter              the query-side adapter
+        vdb train -c scifact --no-wait                   re-embed in the background
         vdb train -c scifact --resume                    continue an interrupted run
 
-      JSON: {"tier", "model_version", "promoted", "reason", "heldout_before": {…},
-      "heldout_after": {…}, "train_pairs", "seconds", …}
+      JSON: {"tier", "model_version", "promoted", "reason", "gate": {"delta", "ci_low",
+      "ci_high", "queries", "promoted", "method", "folds", "documents_embedded"},
+      "heldout_before": {…}, "heldout_after": {…}, "changes": […], "data": {…},
+      "losses": […], "generation", "reembedded", "seconds", …}
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Option(help: "Passes over the training pairs (default: 1 full, 10 adapter).") var epochs: Int?
+  @Option(help: "Passes over the training pairs (default: 3 full, 10 adapter).") var epochs: Int?
   @Option(help: "Pairs per step (in-batch negatives).") var batchSize = 32
+  @Option(
+    help: "GradCache mini-batch: embed a step's batch in chunks of N (same result, less memory).")
+  var miniBatch: Int?
   @Option(help: "Peak learning rate (default: 2e-5 full, 1e-3 adapter).") var lr: Double?
   @Option(help: "full (the whole encoder; re-embeds the corpus) or adapter (query side only).")
   var tier = TrainingOptions.Tier.full
-  @Option(help: "Tokens per training sequence.") var maxSeqLength = 128
-  @Option(help: "Mined hard negatives per pair (0-3).") var hardNegatives = 1
-  @Option(help: "Share of the judged queries held out for the gate.") var heldOut = 0.2
-  @Option(help: "Random seed (batches, dropout, split).") var seed: UInt64 = 42
+  @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
+  var maxSeqLength = 128
+  @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = 3
+  @Option(help: "Ranked candidates looked at per query when mining negatives.")
+  var miningDepth = 200
+  @Option(help: "Gate folds: 1 a held-out split, 2+ cross-fitting (default: automatic).")
+  var folds: Int?
+  @Option(help: "With a held-out split: the share of judged queries held out.")
+  var heldOut = 0.2
+  @Option(help: "Documents per gate query a full-tier candidate re-scores (its pool).")
+  var gatePool = 100
+  @Option(help: "Documents per transaction when a promoted candidate re-embeds the corpus.")
+  var reembedBatchSize = 256
+  @Option(help: "Random seed (batches, dropout, folds).") var seed: UInt64 = 42
   @Option(help: "Save a checkpoint every N steps.") var checkpointEvery = 20
   @Flag(help: "Continue the last interrupted run.") var resume = false
-  @Flag(help: "Show the mined data and exit.") var dryRun = false
+  @Flag(help: "Show the mined data and what the gate can tell; train nothing.") var dryRun = false
   @Flag(help: "Promote even if the gate says no.") var force = false
+  @Flag(help: "Keep a rejected full-tier candidate's weights (default: lineage only).")
+  var keepRejected = false
+  @Flag(help: "Return once the candidate is stored; re-embed in a background `vdb reembed`.")
+  var noWait = false
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -53,62 +78,165 @@ struct Train: ParsableCommand {
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
     }
-    guard (0...3).contains(hardNegatives) else {
-      throw ValidationError("--hard-negatives must be 0...3")
+    guard (0...10).contains(hardNegatives) else {
+      throw ValidationError("--hard-negatives must be 0...10")
     }
   }
 
-  func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+  var options: TrainingOptions {
     var options = TrainingOptions()
     options.tier = tier
     options.epochs = epochs
     options.batchSize = batchSize
+    options.miniBatchSize = miniBatch
     options.learningRate = lr
     options.maxSequenceLength = maxSeqLength
     options.hardNegatives = hardNegatives
-    options.seed = seed
+    options.miningDepth = miningDepth
+    options.folds = folds
     options.heldOutFraction = heldOut
+    options.gatePool = gatePool
+    options.seed = seed
     options.checkpointEvery = checkpointEvery
     options.resume = resume
     options.force = force
+    options.keepRejected = keepRejected
+    options.waitForReembed = !noWait
+    options.reembedBatchSize = reembedBatchSize
+    return options
+  }
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
     if dryRun {
       let data = try collection.trainingData(options: options)
       if output.isJSON { return try Terminal.printJSON(data) }
       print(
-        "\(data.trainPairs) training pairs from \(data.trainQueries) queries, \(data.negatives) hard negatives"
-      )
-      print("\(data.heldOutQueries) queries held out for the gate")
+        "\(data.judgedQueries) judged queries; \(data.trainPairs) training pairs from"
+          + " \(data.trainQueries) queries, \(data.negatives) hard negatives")
+      print(
+        data.folds > 1
+          ? "the gate cross-fits \(data.folds) folds: all \(data.heldOutQueries) judged queries vote"
+          : "\(data.heldOutQueries) queries held out for the gate")
+      if data.heldOutQueries < data.queriesNeeded {
+        print(
+          "note: about \(data.queriesNeeded) voting queries are needed for a gain of +0.02"
+            + " nDCG@10 to be told from noise; smaller logs pass only larger gains")
+      }
       return
     }
-    let mining = ProgressLine(label: "mine", unit: "queries")
-    let evaluating = ProgressLine(label: "evaluate", unit: "queries")
-    let embedding = ProgressLine(label: "embed", unit: "docs")
-    let training = ProgressLine(label: "train", unit: "steps")
+    let stages = StageLines()
     let report = try collection.train(options: options) { stage in
       switch stage {
-      case .mining(let progress): try mining.update(progress)
-      case .evaluating(let progress): try evaluating.update(progress)
-      case .embedding(let progress): try embedding.update(progress)
-      case .training(let step):
-        try training.update(
+      case .mining(let progress): try stages.line("mine", unit: "queries").update(progress)
+      case .evaluating(let progress):
+        try stages.line("evaluate", unit: "queries").update(progress)
+      case .embedding(let progress): try stages.line("embed", unit: "docs").update(progress)
+      case .training(let step, let fold, let folds):
+        let label = folds > 1 ? "train \(fold)/\(folds)" : "train"
+        try stages.line(label, unit: "steps").update(
           OperationProgress(done: step.step, total: step.totalSteps),
           extra: String(format: ", loss %.4f, lr %.2e", step.loss, step.learningRate))
       }
     }
-    for line in [mining, evaluating, embedding, training] { line.finish() }
+    stages.finish()
+    if noWait && report.promoted && report.tier == .full {
+      try startBackgroundReembed(collection: collection.name)
+    }
     if output.isJSON { return try Terminal.printJSON(report) }
-    print(
-      "trained \(report.tier == .adapter ? "query adapter" : "model") v\(report.modelVersion) on \(report.data.trainPairs) pairs (\(report.data.negatives) hard negatives)"
-        + " in \(Terminal.seconds(report.trainingSeconds)); total \(Terminal.seconds(report.seconds))"
-    )
-    let keys = ["ndcg@10", "mrr@10", "recall@10", "map@100"]
+    print(summary(report))
+  }
+
+  /// What a person reads after a run: data, loss curve, before/after, verdict, next step.
+  private func summary(_ report: TrainingReport) -> String {
+    var lines: [String] = []
+    let what = report.tier == .adapter ? "query adapter" : "model"
+    lines.append(
+      "trained \(what) v\(report.modelVersion) on \(report.data.trainPairs) pairs"
+        + " (\(report.data.negatives) hard negatives) in \(Terminal.seconds(report.trainingSeconds));"
+        + " total \(Terminal.seconds(report.seconds))")
+    if !report.losses.isEmpty {
+      lines.append(
+        "loss \(Terminal.sparkline(report.losses, width: 40))"
+          + String(format: " %.3f → %.3f", report.losses.first!, report.losses.last!))
+    }
+    let gate = report.gate
+    let judged =
+      gate.method == "cross_fit"
+      ? "\(gate.queries) judged queries, out of fold (\(gate.folds) folds)"
+      : "\(gate.queries) held-out queries"
+    lines.append("gate: \(judged)")
+    print(lines.joined(separator: "\n"))
+    lines = []
+    let keys = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
     Terminal.printTable(
-      headers: ["held-out (\(report.data.heldOutQueries) queries)"] + keys,
-      rows: [
-        ["before"] + keys.map { String(format: "%.4f", report.heldOutBefore[$0] ?? 0) },
-        ["after"] + keys.map { String(format: "%.4f", report.heldOutAfter[$0] ?? 0) },
-      ])
-    print((report.promoted ? "promoted: " : "") + report.reason)
+      headers: ["metric", "before", "after", "change"],
+      rows: keys.map { key in
+        let before = report.heldOutBefore[key] ?? 0
+        let after = report.heldOutAfter[key] ?? 0
+        return [
+          key, String(format: "%.4f", before), String(format: "%.4f", after),
+          String(format: "%+.4f", after - before),
+        ]
+      })
+    lines.append((report.promoted ? "promoted: " : "") + report.reason)
+    if report.promoted, report.tier == .full {
+      lines.append(
+        report.reembedded
+          ? "generation \(report.generation ?? 0) is active (model v\(report.modelVersion))"
+          : "generation \(report.generation ?? 0) is being built; `vdb status` shows it,"
+            + " `vdb reembed -c \((try? target.name()) ?? "C")` resumes it")
+    }
+    return lines.joined(separator: "\n")
+  }
+
+  /// Starts `vdb reembed` for the collection as a detached process that outlives this one.
+  private func startBackgroundReembed(collection: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
+      process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    }
+    process.arguments = ["reembed", "-c", collection, "--db", database.path]
+    let log = database.path + "/reembed.log"
+    FileManager.default.createFile(atPath: log, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+    process.standardOutput = handle
+    process.standardError = handle
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    Terminal.warn(
+      "re-embedding in the background (process \(process.processIdentifier), log \(log))")
+  }
+}
+
+/// One progress line per stage, each left on screen when the next starts.
+final class StageLines {
+  private var current: (label: String, line: ProgressLine)?
+
+  func line(_ label: String, unit: String) -> ProgressLine {
+    if let current, current.label == label { return current.line }
+    current?.line.finish()
+    let line = ProgressLine(label: label, unit: unit)
+    current = (label, line)
+    return line
+  }
+
+  func finish() { current?.line.finish() }
+}
+
+extension Terminal {
+  /// `values` as a line of block characters (▁…█), averaged into at most `width` cells.
+  static func sparkline(_ values: [Double], width: Int) -> String {
+    guard let low = values.min(), let high = values.max(), !values.isEmpty else { return "" }
+    let blocks = Array("▁▂▃▄▅▆▇█")
+    let cells = min(width, values.count)
+    return String(
+      (0..<cells).map { cell in
+        let part = values[(cell * values.count / cells)..<((cell + 1) * values.count / cells)]
+        let mean = part.reduce(0, +) / Double(part.count)
+        let level = high > low ? (mean - low) / (high - low) : 0
+        return blocks[min(blocks.count - 1, Int(level * Double(blocks.count)))]
+      })
   }
 }

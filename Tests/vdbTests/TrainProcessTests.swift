@@ -19,35 +19,8 @@ final class TrainProcessTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: directory)
   }
 
-  /// 40 train queries of SciFact, their documents and 160 others; judgements logged,
-  /// with the positives shuffled between queries when `shuffled`.
   private func prepare(shuffled: Bool) throws -> VectorDB.Collection {
-    let scifact = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("../../../shared/datasets/scifact").standardized.path
-    let database = try Database(path: db)
-    try database.importModel(directory: DefaultModel.directory)
-    let collection = try database.collection("s")
-    let queries = try BEIR.queries(path: scifact + "/queries.jsonl")
-    let qrels = try BEIR.qrels(path: scifact + "/qrels/train.tsv")
-    let chosen = Array(qrels.keys.sorted().prefix(40))
-    let needed = Set(chosen.flatMap { qrels[$0]!.keys })
-    var documents: [Document] = []
-    var others = 0
-    try JSONLines.forEach(in: try Data(contentsOf: URL(fileURLWithPath: scifact + "/corpus.jsonl")))
-    { line, bytes in
-      let document = try JSONLines.document(from: bytes, source: "corpus", line: line)
-      let isNeeded = needed.contains(document.id)
-      if isNeeded || others < 160 {
-        if !isNeeded { others += 1 }
-        documents.append(Document(id: document.id, text: String(document.text.prefix(600))))
-      }
-    }
-    try collection.upsert(documents)
-    var positives = chosen.map { qrels[$0]! }
-    if shuffled { positives = Array(positives[1...]) + [positives[0]] }
-    try collection.judge(
-      zip(chosen, positives).map { Judgement(query: queries[$0]!, relevant: $1) })
-    return collection
+    try SciFactSlice.make(database: db, shuffled: shuffled)
   }
 
   func testGateRejectsACandidateTrainedOnWrongLabels() throws {
@@ -56,13 +29,23 @@ final class TrainProcessTests: XCTestCase {
     options.epochs = 2
     options.batchSize = 8
     options.learningRate = 1e-4
+    options.hardNegatives = 1
     options.heldOutFraction = 0.3
+    options.folds = 1
     let report = try collection.train(options: options)
     XCTAssertFalse(report.promoted, report.reason)
+    XCTAssertEqual(report.gate.method, "split")
+    XCTAssertLessThanOrEqual(report.gate.ciLow, 0)
+    XCTAssertTrue((1...200).contains(report.gate.documentsEmbedded), "the pools, not more")
     XCTAssertEqual(
       try collection.generations().map(\.model), [1],
       "the rejected candidate's generation is dropped")
-    XCTAssertEqual(try collection.database.modelVersions().last?.state, .rejected)
+    let rejected = try collection.database.modelVersions().last!
+    XCTAssertEqual(rejected.state, .rejected)
+    XCTAssertFalse(rejected.hasWeights, "a rejected candidate keeps its lineage only")
+    XCTAssertThrowsError(try collection.activate(model: rejected.version)) {
+      XCTAssertEqual($0 as? VectorDBError, .modelWithoutWeights(rejected.version))
+    }
     XCTAssertTrue(report.reason.contains("not promoted"), report.reason)
   }
 
@@ -86,7 +69,10 @@ final class TrainProcessTests: XCTestCase {
     let collection = try prepare(shuffled: false)
     func heldOut(_ share: String) throws -> Int {
       let dryRun = try Shell.vdb(
-        ["train", "-c", "s", "--dry-run", "--held-out", share, "--json", "--db", db])
+        [
+          "train", "-c", "s", "--dry-run", "--folds", "1", "--held-out", share, "--json", "--db",
+          db,
+        ])
       XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
       return try JSONDecoder().decode(TrainingData.self, from: Data(dryRun.stdout.utf8))
         .heldOutQueries
@@ -148,7 +134,7 @@ final class TrainProcessTests: XCTestCase {
       "query", "-c", "s", "vitamin d and bone density", "--no-log", "--json", "--db", db,
     ]).stdout
     let run = try Shell.startGroup(
-      "'\(Shell.binary)' train -c s --epochs 4 --batch-size 4 --checkpoint-every 2 --db '\(db)' > /dev/null"
+      "'\(Shell.binary)' train -c s --folds 2 --epochs 2 --hard-negatives 0 --batch-size 4 --checkpoint-every 2 --db '\(db)' > /dev/null"
     )
     // Wait for the first checkpoint, then kill.
     let deadline = Date().addingTimeInterval(300)

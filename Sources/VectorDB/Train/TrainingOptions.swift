@@ -1,0 +1,231 @@
+import Foundation
+import Training
+
+/// How `Collection.train` fine-tunes. The defaults are the recipe docs/training.md
+/// justifies by measurement; every field has a shell flag of the same name.
+///
+/// ```swift
+/// var options = TrainingOptions()
+/// options.tier = .adapter          // seconds, no re-embedding
+/// options.hardNegatives = 1
+/// let report = try docs.train(options: options)
+/// ```
+public struct TrainingOptions: Sendable, Codable {
+  /// What a run trains.
+  public enum Tier: String, Sendable, Codable, CaseIterable {
+    /// The whole encoder: a promoted candidate re-embeds the corpus into a new generation.
+    case full
+    /// A query-side adapter (a `d×d` map on query vectors) over frozen document vectors:
+    /// no re-embedding, activation is instant.
+    case adapter
+  }
+  public var tier = Tier.full
+  /// Passes over the pairs; nil: the tier's default (`defaultEpochs`).
+  public var epochs: Int?
+  public var batchSize = 32
+  /// Peak learning rate; nil: the tier's default (2e-5 full, 1e-3 adapter).
+  public var learningRate: Double?
+  /// Tokens per training sequence, 2 up to the model's maximum.
+  public var maxSequenceLength = 128
+  public var seed: UInt64 = 42
+  /// Mined hard negatives per (query, positive) pair (0–10).
+  public var hardNegatives = 3
+  /// Share of judged queries held out for the gate when it uses a plain split.
+  public var heldOutFraction = 0.2
+  /// Gate folds: 1 is a plain split (`heldOutFraction`); k ≥ 2 cross-fits (every judged
+  /// query is judged once, by a candidate trained on the other folds). nil: automatic —
+  /// `crossFitFolds` folds below `crossFitBelow` judged queries, else a plain split.
+  public var folds: Int?
+  /// Candidates per held-out query that the gate re-scores with a full-tier candidate:
+  /// the current retriever's top `gatePool` plus the judged documents.
+  public var gatePool = 100
+  /// Promote the candidate even when the gate says no.
+  public var force = false
+  /// Save a checkpoint every this many steps (resumable with `resume`).
+  public var checkpointEvery = 20
+  /// Continue the interrupted run of this collection from its last checkpoint.
+  public var resume = false
+  /// GradCache mini-batch (nil: the whole batch at once). Same result, less memory.
+  public var miniBatchSize: Int?
+  /// Ranked candidates looked at per query when mining negatives.
+  public var miningDepth = 200
+  /// Keep the weights of a rejected full-tier candidate (by default only its lineage and
+  /// metrics are kept: 86 MiB saved per rejected run).
+  public var keepRejected = false
+  /// Full tier: build the promoted candidate's generation before returning (false: the
+  /// building generation is left for `reembed()`, e.g. a background `vdb reembed`).
+  public var waitForReembed = true
+  /// Documents per write transaction of the promoted candidate's re-embed job.
+  public var reembedBatchSize = 256
+
+  public init() {}
+
+  /// Below this many judged queries the automatic gate cross-fits.
+  public static let crossFitBelow = 400
+  public static let crossFitFolds = 5
+
+  /// The learning rate the run uses.
+  public var peakLearningRate: Double {
+    learningRate ?? (tier == .full ? 2e-5 : 1e-3)
+  }
+
+  /// The passes the run makes.
+  public var epochCount: Int {
+    epochs ?? (tier == .full ? 3 : 10)
+  }
+
+  /// The gate's folds for `judged` judged queries (1: a plain split).
+  public func foldCount(judged: Int) -> Int {
+    folds ?? (judged < Self.crossFitBelow ? Self.crossFitFolds : 1)
+  }
+
+  /// Checks the counts and ranges, naming the option.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` (source "option") naming the option and range.
+  public func validate(modelMaxSequenceLength: Int = 512) throws {
+    func check(_ ok: Bool, _ reason: String) throws {
+      if !ok { throw VectorDBError.invalidInput(source: "option", line: nil, reason: reason) }
+    }
+    try check((epochs ?? 1) >= 1, "epochs must be at least 1")
+    try check(batchSize >= 2, "batch size must be at least 2 (in-batch negatives)")
+    try check((learningRate ?? 1) > 0, "the learning rate must be positive")
+    try check(
+      (2...modelMaxSequenceLength).contains(maxSequenceLength),
+      "max sequence length must be 2…\(modelMaxSequenceLength) (the model's maximum)")
+    try check((0...10).contains(hardNegatives), "hard negatives must be 0…10")
+    try check(heldOutFraction > 0 && heldOutFraction < 1, "held-out share must be in (0, 1)")
+    try check((folds ?? 1) >= 1 && (folds ?? 1) <= 20, "folds must be 1…20")
+    try check(gatePool >= 10, "the gate pool must hold at least 10 documents per query")
+    try check(checkpointEvery >= 1, "checkpoint interval must be at least 1 step")
+    try check((miniBatchSize ?? 1) >= 1, "mini-batch size must be at least 1")
+    try check(miningDepth >= 1, "mining depth must be at least 1")
+    try check(reembedBatchSize >= 1, "re-embed batch size must be at least 1")
+  }
+}
+
+/// What the log yields for training (`vdb train --dry-run`), and what the gate can tell.
+public struct TrainingData: Codable, Sendable {
+  /// Logged queries with at least one relevant document that still exists.
+  public var judgedQueries: Int
+  /// Judged queries the final candidate trains on, and their (query, positive) pairs.
+  public var trainQueries: Int
+  public var trainPairs: Int
+  /// Hard negatives mined in all.
+  public var negatives: Int
+  /// Judged queries the gate judges candidates on (all of them when cross-fitting).
+  public var heldOutQueries: Int
+  /// Gate folds: 1 a plain split, k ≥ 2 cross-fitting.
+  public var folds: Int
+  /// Roughly how many judged queries the gate needs to tell a gain of +0.02 nDCG@10 from
+  /// noise (see `TrainingData.queriesNeeded`).
+  public var queriesNeeded: Int
+
+  enum CodingKeys: String, CodingKey {
+    case judgedQueries = "judged_queries"
+    case trainQueries = "train_queries"
+    case trainPairs = "train_pairs"
+    case negatives
+    case heldOutQueries = "heldout_queries"
+    case folds
+    case queriesNeeded = "queries_needed"
+  }
+
+  /// Per-query nDCG@10 changes of a fine-tune vary with a standard deviation of about
+  /// 0.16 (measured on SciFact's held-out queries). The 95% interval of a mean over n
+  /// queries is ±1.96·σ/√n; it excludes zero for a gain δ when n ≥ (1.96·σ/δ)².
+  public static func queriesNeeded(gain: Double = 0.02, spread: Double = 0.16) -> Int {
+    Int(((1.96 * spread / gain) * (1.96 * spread / gain)).rounded(.up))
+  }
+}
+
+/// The gate's verdict: the mean change of nDCG@10 over the judged queries and its 95%
+/// paired-bootstrap interval.
+public struct GateVerdict: Codable, Sendable, Equatable {
+  public var delta: Double
+  public var ciLow: Double
+  public var ciHigh: Double
+  public var queries: Int
+  public var promoted: Bool
+  /// "split" (a held-out share) or "cross_fit" (every judged query, out of fold).
+  public var method: String
+  public var folds: Int
+  /// Full tier: documents the candidate embedded to judge (the pools), not the corpus.
+  public var documentsEmbedded: Int
+
+  enum CodingKeys: String, CodingKey {
+    case delta
+    case ciLow = "ci_low"
+    case ciHigh = "ci_high"
+    case queries, promoted, method, folds
+    case documentsEmbedded = "documents_embedded"
+  }
+}
+
+/// The outcome of `Collection.train`.
+public struct TrainingReport: Codable, Sendable {
+  public var tier: TrainingOptions.Tier
+  /// The candidate's model version: an encoder, or a query adapter over the collection's
+  /// encoder. A rejected full-tier candidate keeps only its lineage unless `keepRejected`.
+  public var modelVersion: Int
+  public var promoted: Bool
+  /// Why it was (not) promoted, in words.
+  public var reason: String
+  public var gate: GateVerdict
+  /// Gate-query metrics of the current and the candidate retriever (out of fold when
+  /// cross-fitting).
+  public var heldOutBefore: [String: Double]
+  public var heldOutAfter: [String: Double]
+  public var data: TrainingData
+  /// (query, positive) pairs the published candidate trained on.
+  public var trainPairs: Int
+  /// Loss of every step of the published candidate's fit.
+  public var losses: [Double]
+  /// The gate queries whose nDCG@10 changed most, best first (at most 5 each way).
+  public var changes: [QueryChange]
+  /// Full tier, promoted: the generation being built (`reembedded` says if it is active).
+  public var generation: Int?
+  public var reembedded: Bool
+  public var trainingSeconds: Double
+  public var seconds: Double
+
+  enum CodingKeys: String, CodingKey {
+    case tier
+    case modelVersion = "model_version"
+    case promoted, reason, gate
+    case heldOutBefore = "heldout_before"
+    case heldOutAfter = "heldout_after"
+    case data
+    case trainPairs = "train_pairs"
+    case losses, changes, generation, reembedded
+    case trainingSeconds = "training_seconds"
+    case seconds
+  }
+}
+
+/// One gate query, before and after: its nDCG@10 and the rank of its best relevant
+/// document (nil: not in the top 100).
+public struct QueryChange: Codable, Sendable, Equatable {
+  public var query: String
+  public var ndcgBefore: Double
+  public var ndcgAfter: Double
+  public var rankBefore: Int?
+  public var rankAfter: Int?
+
+  enum CodingKeys: String, CodingKey {
+    case query
+    case ndcgBefore = "ndcg_before"
+    case ndcgAfter = "ndcg_after"
+    case rankBefore = "rank_before"
+    case rankAfter = "rank_after"
+  }
+}
+
+/// A stage of `Collection.train`, for progress reports.
+public enum TrainingStage: Sendable {
+  case mining(OperationProgress)
+  case evaluating(OperationProgress)
+  /// Fitting a candidate: `fold` of `folds` (the last is the published one when
+  /// cross-fitting).
+  case training(TrainingProgress, fold: Int, folds: Int)
+  case embedding(OperationProgress)
+}

@@ -1,0 +1,172 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// The training gate and model storage: pooled evaluation, folds, refusals, pruning, and a
+/// promoted candidate's re-embed killed half-way.
+final class TrainGateTests: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory("gate")
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// The gate's pooled evaluation is the full evaluation when the pool is the corpus, and
+  /// close to it when the pool is the current top 20 of 200 documents.
+  func testPoolEvaluationEqualsFullEvaluationWhenThePoolIsTheCorpus() throws {
+    let collection = try SciFactSlice.make(database: db)
+    let (queries, qrels) = try collection.loggedJudgements()
+    let full = try collection.evaluate(queries: queries, qrels: qrels, exact: true, perQuery: true)
+    let pooled = try collection.evaluate(queries: queries, qrels: qrels, model: 1, pool: 1_000)
+    XCTAssertEqual(pooled.queries, full.queries)
+    for (key, value) in full.metrics {
+      XCTAssertEqual(pooled.metrics[key]!, value, accuracy: 1e-6, key)
+    }
+    let small = try collection.evaluate(queries: queries, qrels: qrels, model: 1, pool: 20)
+    // The current model re-scoring its own top 20 plus the judged documents: its top 10
+    // is unchanged, so nDCG@10 is too.
+    XCTAssertEqual(small.metrics["ndcg@10"]!, full.metrics["ndcg@10"]!, accuracy: 1e-6)
+  }
+
+  func testFoldsCoverEveryQueryOnceAndDependOnlyOnTextAndSeed() {
+    let texts = (0..<103).map { "query \($0)" }
+    let folds = VectorDB.Collection.folds(of: texts, count: 5, heldOutFraction: 0.2, seed: 7)
+    XCTAssertEqual(folds.count, 5)
+    XCTAssertEqual(folds.flatMap { $0 }.sorted(), texts.sorted())
+    XCTAssertEqual(Set(folds.map(\.count)), [20, 21])
+    XCTAssertEqual(
+      VectorDB.Collection.folds(of: texts.reversed(), count: 5, heldOutFraction: 0.2, seed: 7)
+        .map { $0.sorted() }, folds.map { $0.sorted() })
+    let split = VectorDB.Collection.folds(of: texts, count: 1, heldOutFraction: 0.2, seed: 7)
+    XCTAssertEqual(split.count, 1)
+    XCTAssertTrue((10...32).contains(split[0].count), "about a fifth held out")
+    XCTAssertEqual(TrainingOptions().foldCount(judged: 113), 5)
+    XCTAssertEqual(TrainingOptions().foldCount(judged: 809), 1)
+  }
+
+  func testTrainingRefusalsSayWhatIsMissingAndChangeNothing() throws {
+    let database = try Database(path: db)
+    try database.importModel(directory: DefaultModel.directory)
+    let collection = try database.collection("s")
+    try collection.upsert([Document(id: "a", text: "alpha"), Document(id: "b", text: "beta")])
+    let untrained = try Shell.vdb(["train", "-c", "s", "--db", db])
+    XCTAssertEqual(untrained.status, 1, untrained.stderr)
+    XCTAssertTrue(untrained.stderr.contains("0 judged queries"), untrained.stderr)
+    XCTAssertTrue(untrained.stderr.contains("vdb feedback"), untrained.stderr)
+    let resume = try Shell.vdb(["train", "-c", "s", "--resume", "--db", db])
+    XCTAssertEqual(resume.status, 1, resume.stderr)
+    XCTAssertTrue(resume.stderr.contains("no interrupted training run"), resume.stderr)
+    let length = try Shell.vdb(["train", "-c", "s", "--max-seq-length", "1", "--db", db])
+    XCTAssertEqual(length.status, 1, length.stderr)
+    XCTAssertTrue(length.stderr.contains("max sequence length"), length.stderr)
+    let dryRun = try Shell.vdb(["train", "-c", "s", "--dry-run", "--db", db])
+    XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+    XCTAssertTrue(dryRun.stdout.contains("voting queries are needed"), dryRun.stdout)
+    XCTAssertEqual(try database.modelVersions().count, 1)
+    XCTAssertEqual(try collection.generations().map(\.model), [1])
+  }
+
+  /// A second `vdb train` on a collection that a live process trains is refused, naming
+  /// the process; once that process is gone, training starts again.
+  func testASecondTrainingRunIsRefusedWhileOneIsAlive() throws {
+    let collection = try SciFactSlice.make(database: db)
+    let key = "collection.\(collection.id).train.owner"
+    let run = try Shell.startGroup(
+      "'\(Shell.binary)' train -c s --epochs 20 --batch-size 4 --db '\(db)' > /dev/null")
+    let deadline = Date().addingTimeInterval(120)
+    var claimed = false
+    while !claimed && Date() < deadline {
+      claimed = try collection.read { txn in
+        try txn.get(collection.schema.meta, key: key) != nil
+      }
+      if !claimed { usleep(100_000) }
+    }
+    XCTAssertTrue(claimed, "the first run records itself")
+    let second = try Shell.vdb(["train", "-c", "s", "--db", db])
+    XCTAssertEqual(second.status, 1, second.stderr)
+    XCTAssertTrue(second.stderr.contains("is busy: training (process"), second.stderr)
+    XCTAssertTrue(Shell.killGroup(run).killed)
+    let dryRun = try Shell.vdb(["train", "-c", "s", "--dry-run", "--db", db])
+    XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+  }
+
+  /// A promoted candidate builds its generation as a re-embed job: killed half-way, the
+  /// old model still answers, and `vdb reembed` finishes the switch.
+  func testKilledReembedOfAPromotedCandidateResumes() throws {
+    _ = try SciFactSlice.make(database: db)
+    let query = [
+      "query", "-c", "s", "vitamin d and bone density", "--no-log", "--json", "--db", db,
+    ]
+    let before = try Shell.vdb(query).stdout
+    // Small re-embed batches make the job long enough to be caught half-way.
+    let run = try Shell.startGroup(
+      "'\(Shell.binary)' train -c s --folds 1 --epochs 1 --hard-negatives 0 --batch-size 8"
+        + " --reembed-batch-size 2 --force --db '\(db)' > /dev/null")
+    let deadline = Date().addingTimeInterval(300)
+    var building: GenerationInfo?
+    while building == nil && Date() < deadline {
+      let generations = try Database(path: db).collection("s", create: false).generations()
+      building = generations.first { $0.state == .building && $0.vectors > 0 }
+      if building == nil { usleep(50_000) }
+    }
+    XCTAssertNotNil(building, "the promoted candidate's generation is being built")
+    XCTAssertTrue(Shell.killGroup(run).killed, "killed while re-embedding")
+    let database = try Database(path: db)
+    try database.verify()
+    XCTAssertEqual(try database.model(version: 2).state, .ready, "the candidate is stored")
+    XCTAssertEqual(try Shell.vdb(query).stdout, before, "the old model still answers")
+    let resumed = try Shell.vdb(["reembed", "-c", "s", "--json", "--db", db])
+    XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    XCTAssertTrue(resumed.stdout.contains("\"resumed\":true"), resumed.stdout)
+    let generations = try database.collection("s", create: false).generations()
+    XCTAssertEqual(generations.first { $0.state == .active }?.model, 2)
+  }
+
+  /// Prune deletes what nothing needs and keeps what generations and rollback need.
+  func testPruneKeepsWhatGenerationsAndRollbackNeed() throws {
+    let database = try Database(path: db)
+    try database.importModel(directory: DefaultModel.directory)
+    let collection = try database.collection("s")
+    try collection.upsert((0..<5).map { Document(id: "d\($0)", text: "document number \($0)") })
+    let encoder = try database.encoder(version: 1)
+    let store = database.models
+    func add(parent: Int) throws -> Int {
+      try database.environment.write { txn in
+        try store.add(
+          encoder: encoder, name: "copy", state: .ready, parent: parent, lineage: [:], in: txn)
+      }.version
+    }
+    let v2 = try add(parent: 1)
+    let v3 = try database.environment.write { txn in
+      try store.addLineage(
+        name: "rejected", parent: try database.model(version: v2), lineage: [:], in: txn)
+    }.version
+    let v4 = try add(parent: 1)
+    try collection.reembed(to: v2)  // generation 2 active (v2), generation 1 retained (v1)
+    XCTAssertThrowsError(try database.deleteModel(version: v2)) {
+      guard case .modelInUse(let version, let user) = $0 as? VectorDBError else {
+        return XCTFail("\($0)")
+      }
+      XCTAssertEqual(version, v2)
+      XCTAssertTrue(user.contains("active"), user)
+    }
+    XCTAssertEqual(try database.pruneModels(dryRun: true), [v3, v4])
+    XCTAssertEqual(try database.modelVersions().count, 4, "a dry run deletes nothing")
+    let pruned = try Shell.vdb(["models", "prune", "--json", "--db", db])
+    XCTAssertEqual(pruned.status, 0, pruned.stderr)
+    XCTAssertTrue(pruned.stdout.contains("\"deleted\":[3,4]"), pruned.stdout)
+    XCTAssertEqual(try database.modelVersions().map(\.version), [1, v2])
+    try collection.rollback()
+    XCTAssertEqual(try collection.query(text: "document", k: 1, log: false).hits.count, 1)
+    let refused = try Shell.vdb(["models", "delete", "1", "--db", db])
+    XCTAssertEqual(refused.status, 1, refused.stderr)
+    XCTAssertTrue(refused.stderr.contains("the default model"), refused.stderr)
+  }
+}
