@@ -49,10 +49,11 @@ step eval -c docs --from-log
 step eval -c docs --diagnose
 
 echo
-echo "== 5. Fine-tune the encoder on the log; the held-out gate decides"
-step train -c docs --epochs 2 --batch-size 8 --seed 7
+echo "== 5. Fine-tune the encoder on the log; the gate decides on questions each"
+echo "      candidate never trained on (cross-fitted: every judged question votes)"
+step train -c docs
 echo "-- the adapter tier: a map of the query vectors, seconds to train, no re-embedding"
-step train -c docs --tier adapter --batch-size 8 --seed 7
+step train -c docs --tier adapter
 step models
 
 echo

@@ -179,6 +179,19 @@ struct Train: ParsableCommand {
           String(format: "%+.4f", after - before),
         ]
       })
+    if !report.changes.isEmpty {
+      print(
+        "\njudged queries that changed most (\(gate.method == "cross_fit" ? "out of fold" : "held out"),"
+          + " rank of the relevant document):")
+      Terminal.printTable(
+        headers: ["before", "after", "query"],
+        rows: report.changes.map { change in
+          [
+            change.rankBefore.map { "#\($0)" } ?? ">100", change.rankAfter.map { "#\($0)" } ?? ">100",
+            change.query,
+          ]
+        }, flexibleColumn: 2)
+    }
     lines.append((report.promoted ? "promoted: " : "") + report.reason)
     if report.promoted, report.tier == .full {
       lines.append(
