@@ -66,6 +66,12 @@ let package = Package(
       name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
       path: "Benchmarks/index-bench"),
     .executableTarget(
+      name: "gate-bench",
+      dependencies: [
+        "VectorDB", "HNSW", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Benchmarks/gate-bench"),
+    .executableTarget(
       name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
       path: "Benchmarks/train-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),

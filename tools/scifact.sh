@@ -10,13 +10,14 @@
 #
 # DB is created and fed once (about 5 minutes on 2 cores); later runs reuse it, so one
 # database can try several recipes: `vdb models rollback -c scifact` undoes the last one.
-# Needs the dataset at $SCIFACT (default ../shared/datasets/scifact) and a release build.
+# Needs the dataset at $SCIFACT (default ../shared/datasets/scifact) and a release build
+# (or $VDB, the vdb binary to use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db=${1:-/tmp/scifact.vdb}
 shift || true
 data=${SCIFACT:-../shared/datasets/scifact}
-vdb=.build/release/vdb
+vdb=${VDB:-.build/release/vdb}
 export VDB_PATH=$db
 [ -x "$vdb" ] || swift build -c release --product vdb
 

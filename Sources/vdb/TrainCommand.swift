@@ -181,13 +181,15 @@ struct Train: ParsableCommand {
       })
     if !report.changes.isEmpty {
       print(
-        "\njudged queries that changed most (\(gate.method == "cross_fit" ? "out of fold" : "held out"),"
+        "\njudged queries that changed most"
+          + " (\(gate.method == "cross_fit" ? "out of fold" : "held out"),"
           + " rank of the relevant document):")
       Terminal.printTable(
         headers: ["before", "after", "query"],
         rows: report.changes.map { change in
           [
-            change.rankBefore.map { "#\($0)" } ?? ">100", change.rankAfter.map { "#\($0)" } ?? ">100",
+            change.rankBefore.map { "#\($0)" } ?? ">100",
+            change.rankAfter.map { "#\($0)" } ?? ">100",
             change.query,
           ]
         }, flexibleColumn: 2)
