@@ -31,6 +31,7 @@ struct Train: ParsableCommand {
         vdb train -c scifact --tier adapter              the query-side adapter
         vdb train -c scifact --no-wait                   re-embed in the background
         vdb train -c scifact --resume                    continue an interrupted run
+        vdb train -c scifact --report train.html         also write an HTML report
 
       JSON: {"tier", "model_version", "promoted", "reason", "gate": {"delta", "ci_low",
       "ci_high", "queries", "promoted", "method", "folds", "documents_embedded"},
@@ -70,6 +71,8 @@ struct Train: ParsableCommand {
   var keepRejected = false
   @Flag(help: "Return once the candidate is stored; re-embed in a background `vdb reembed`.")
   var noWait = false
+  @Option(help: "Also write the report as a self-contained HTML page to this file.")
+  var report: String?
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -140,6 +143,16 @@ struct Train: ParsableCommand {
       }
     }
     stages.finish()
+    if let page = self.report {
+      do {
+        try report.htmlPage(collection: collection.name).write(
+          toFile: page, atomically: true, encoding: .utf8)
+      } catch {
+        throw CLIError(
+          message: "cannot write the report to \(page): \(error.localizedDescription)",
+          hint: "the training itself finished: `vdb models` shows model v\(report.modelVersion)")
+      }
+    }
     if noWait && report.promoted && report.tier == .full {
       try startBackgroundReembed(collection: collection.name)
     }

@@ -170,3 +170,51 @@ final class TrainGateTests: XCTestCase {
     XCTAssertTrue(refused.stderr.contains("the default model"), refused.stderr)
   }
 }
+
+/// `vdb train --report` writes a page that a real browser renders, with both plots.
+final class TrainReportPageTests: XCTestCase {
+  func testTheReportRendersInHeadlessChromiumWithItsPlots() throws {
+    let directory = try Shell.temporaryDirectory("report")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let db = directory + "/db"
+    _ = try SciFactSlice.make(database: db)
+    let page = directory + "/train.html"
+    let trained = try Shell.vdb([
+      "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--report", page, "--db", db,
+    ])
+    XCTAssertEqual(trained.status, 0, trained.stderr)
+    let html = try String(contentsOfFile: page, encoding: .utf8)
+    XCTAssertFalse(html.contains("http://") || html.contains("https://"), "no network")
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
+      FileManager.default.isExecutableFile(atPath: $0)
+    }
+    guard let chromium else {
+      return XCTFail("chromium is missing: tools/setup.sh installs it")
+    }
+    let flags = "--headless --no-sandbox --disable-gpu --no-first-run"
+    let rendered = try bash("'\(chromium)' \(flags) --dump-dom 'file://\(page)' 2>/dev/null")
+    XCTAssertTrue(rendered.contains("<svg id=\"loss-curve\""), "the loss curve is in the DOM")
+    XCTAssertTrue(rendered.contains("<polyline"), "the curve is drawn")
+    XCTAssertTrue(rendered.contains("<svg id=\"interval\""), "the interval plot is in the DOM")
+    let shot = directory + "/shot.png"
+    _ = try bash(
+      "'\(chromium)' \(flags) --window-size=1000,1400 --screenshot='\(shot)' 'file://\(page)'"
+        + " >/dev/null 2>&1")
+    let png = try Data(contentsOf: URL(fileURLWithPath: shot))
+    XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG screenshot")
+    XCTAssertGreaterThan(png.count, 10_000, "a page with content, not a blank")
+  }
+
+  /// Runs `script` with bash and returns what it printed.
+  private func bash(_ script: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", script]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+  }
+}

@@ -125,7 +125,8 @@ extension Collection {
     let (info, generation, reembedded) = try publish(
       published, run: run, promoted: promoted, lineage: lineage, progress: progress)
     return TrainingReport(
-      tier: options.tier, modelVersion: info.version, promoted: promoted, reason: reason,
+      tier: options.tier, options: options, modelVersion: info.version, promoted: promoted,
+      reason: reason,
       gate: verdict, heldOutBefore: evaluation.means, heldOutAfter: after, data: run.data,
       trainPairs: run.data.trainPairs, losses: published?.losses ?? [],
       changes: changes(ids, run: run, current: current, before: evaluation.perQuery),

@@ -60,6 +60,22 @@ public struct TrainingOptions: Sendable, Codable {
 
   public init() {}
 
+  enum CodingKeys: String, CodingKey {
+    case tier, epochs, seed, resume, force, folds
+    case batchSize = "batch_size"
+    case learningRate = "learning_rate"
+    case maxSequenceLength = "max_seq_length"
+    case hardNegatives = "hard_negatives"
+    case heldOutFraction = "held_out"
+    case gatePool = "gate_pool"
+    case checkpointEvery = "checkpoint_every"
+    case miniBatchSize = "mini_batch"
+    case miningDepth = "mining_depth"
+    case keepRejected = "keep_rejected"
+    case waitForReembed = "wait_for_reembed"
+    case reembedBatchSize = "reembed_batch_size"
+  }
+
   /// Below this many judged queries the automatic gate cross-fits.
   public static let crossFitBelow = 400
   public static let crossFitFolds = 5
@@ -164,6 +180,8 @@ public struct GateVerdict: Codable, Sendable, Equatable {
 /// The outcome of `Collection.train`.
 public struct TrainingReport: Codable, Sendable {
   public var tier: TrainingOptions.Tier
+  /// The recipe the run used (a resumed run's is the one it started with).
+  public var options: TrainingOptions
   /// The candidate's model version: an encoder, or a query adapter over the collection's
   /// encoder. A rejected full-tier candidate keeps only its lineage unless `keepRejected`.
   public var modelVersion: Int
@@ -189,7 +207,7 @@ public struct TrainingReport: Codable, Sendable {
   public var seconds: Double
 
   enum CodingKeys: String, CodingKey {
-    case tier
+    case tier, options
     case modelVersion = "model_version"
     case promoted, reason, gate
     case heldOutBefore = "heldout_before"
