@@ -33,9 +33,10 @@ extension Collection {
   ///    `gatePool` plus the judged documents — so judging it embeds no corpus. The
   ///    candidate is promoted when the 95% paired-bootstrap interval of the nDCG@10 change
   ///    lies above zero (or `force`).
-  /// 6. **Publish.** Cross-fitted and promoted: the published candidate is fitted on every
-  ///    judged query. A promoted encoder is stored and its generation built by a resumable
-  ///    re-embed job (`waitForReembed`), while the active generation keeps answering; an
+  /// 6. **Publish.** Promoted: the published candidate is fitted once more, on every
+  ///    judged query (the verdict is on the recipe). A promoted encoder is stored and its
+  ///    generation built by a resumable re-embed job (`waitForReembed`), while the active
+  ///    generation keeps answering; an
   ///    adapter is stored and activated in one transaction. A rejected candidate is kept as
   ///    lineage and metrics only (`keepRejected` keeps its weights).
   ///
@@ -71,8 +72,8 @@ extension Collection {
     let current = try rankCurrent(run.gateQueries, depth: max(options.gatePool, 100)) {
       try progress?(.evaluating($0))
     }
-    let fits = run.folds.count + (run.crossFits ? 1 : 0)
-    var published: Candidate?
+    let fits = run.folds.count + 1
+    var splitCandidate: Candidate?
     var trainingSeconds = 0.0
     for fold in run.folds.indices where run.folds[fold].contains(where: { run.scored[$0] == nil }) {
       let fitStart = Date()
@@ -84,11 +85,8 @@ extension Collection {
         candidate, queries: run.folds[fold], run: run, current: current, progress: progress)
       run.scored.merge(scores) { $1 }
       run.documentsEmbedded += embedded
-      if run.crossFits {
-        try saveRun(run, droppingCheckpoint: true)  // a resumed run skips this fold
-      } else {
-        published = candidate
-      }
+      try saveRun(run, droppingCheckpoint: true)  // a resumed run skips this fold
+      if !run.crossFits { splitCandidate = candidate }
     }
 
     // The verdict over every gate query.
@@ -108,9 +106,10 @@ extension Collection {
         ? "nDCG@10 improved: " : options.force ? "promoted by --force; " : "not promoted: nDCG@10 ")
       + test.reason + (run.crossFits ? " (cross-fitted, \(run.folds.count) folds)" : "")
 
-    // The published candidate: fitted on every judged query when cross-fitting (only when
-    // promoted: a rejected recipe costs no further fit).
-    if published == nil && (promoted || options.tier == .adapter) {
+    // The published candidate is fitted on every judged query once the verdict on the
+    // recipe is in (a rejected recipe costs no further fit; a rejected adapter is kept).
+    var published = promoted ? nil : splitCandidate
+    if promoted || (published == nil && options.tier == .adapter) {
       let fitStart = Date()
       published = try fit(
         run, excluding: nil, base: base, fitIndex: run.folds.count, fits: fits

@@ -45,16 +45,10 @@ struct TrainingRun: Codable {
   var crossFits: Bool { folds.count > 1 }
   var gateQueries: [String] { folds.flatMap { $0 }.sorted() }
 
-  /// The queries a fit trains on: all but `fold` (nil: the published fit — all judged
-  /// queries when cross-fitting, the training side of a split).
+  /// The queries a fit trains on: all but those of `fold`; nil: every judged query (the
+  /// published fit, made once the verdict on the recipe is in).
   func trainingQueries(excluding fold: Int?) -> Set<String> {
-    let excluded: Set<String>
-    if let fold {
-      excluded = Set(folds[fold])
-    } else {
-      excluded = crossFits ? [] : Set(folds[0])
-    }
-    return Set(judged.keys).subtracting(excluded)
+    Set(judged.keys).subtracting(fold.map { folds[$0] } ?? [])
   }
 }
 
