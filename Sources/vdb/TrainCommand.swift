@@ -60,6 +60,8 @@ struct Train: ParsableCommand {
   var heldOut = 0.2
   @Option(help: "Documents per gate query a full-tier candidate re-scores (its pool).")
   var gatePool = 100
+  @Option(help: "Random documents of the corpus added to every pool (catches wild rankings).")
+  var gateSample = 200
   @Option(help: "Documents per transaction when a promoted candidate re-embeds the corpus.")
   var reembedBatchSize = 256
   @Option(help: "Random seed (batches, dropout, folds).") var seed: UInt64 = 42
@@ -99,6 +101,7 @@ struct Train: ParsableCommand {
     options.folds = folds
     options.heldOutFraction = heldOut
     options.gatePool = gatePool
+    options.gateSample = gateSample
     options.seed = seed
     options.checkpointEvery = checkpointEvery
     options.resume = resume

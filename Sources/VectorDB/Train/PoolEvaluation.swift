@@ -6,12 +6,14 @@ import Training
 
 /// The gate's way of judging an encoder that has no generation: re-score a pool.
 ///
-/// For each query, the pool is the current retriever's exact top `pool` plus the judged
-/// documents; only the pools' documents are embedded with the candidate, and each query's
-/// hits are its pool ranked by the candidate. A document outside the pool that the
-/// candidate would rank high is missed, so the estimate can only flatter the candidate by
-/// what the current top `pool` leaves out; when the pool is the whole corpus it equals
-/// the full evaluation. docs/training.md gives how closely it tracks on SciFact.
+/// For each query, the pool is the current retriever's exact top `pool`, the judged
+/// documents, and a random sample of the corpus shared by all queries (`sample`); only the
+/// pools' documents are embedded with the candidate, and each query's hits are its pool
+/// ranked by the candidate. A document outside the pool that the candidate would rank high
+/// is missed, so the estimate can flatter the candidate by what the pool leaves out; the
+/// shared sample is there to catch a candidate that ranks unrelated documents high. When
+/// the pool is the whole corpus it equals the full evaluation. docs/training.md gives how
+/// closely it tracks on SciFact.
 extension Collection {
   /// Evaluates encoder model `version` on `queries` by re-scoring each query's pool of
   /// `pool` current top documents plus its judged ones (`vdb eval --model V --pool N`).
@@ -24,6 +26,7 @@ extension Collection {
   ///   collection without vectors or a query adapter version.
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], model version: Int, pool: Int,
+    sample: Int = TrainingOptions().gateSample,
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> EvaluationReport {
     let start = Date()
@@ -33,8 +36,13 @@ extension Collection {
     let current = try search(
       texts: texts, vectors: nil,
       options: QueryOptions(k: max(pool, 100), ef: max(pool, 100), exact: true, log: false))
+    let shared = try sampleDocuments(sample, seed: 42)
     let pools = zip(ids, current).map { id, result in
-      (id, Self.pool(result.hits.map(\.id), depth: pool, judged: qrels[id]!.keys.sorted()))
+      (
+        id,
+        Self.pool(
+          result.hits.map(\.id), depth: pool, judged: qrels[id]!.keys.sorted(), sample: shared)
+      )
     }
     let (results, _) = try rescore(pools, with: encoder, queryTexts: queries, progress: progress)
     let evaluation = RetrievalMetrics.evaluate(
@@ -44,10 +52,32 @@ extension Collection {
       seconds: Date().timeIntervalSince(start))
   }
 
-  /// A query's pool: the first `depth` of `ranked`, then the judged documents not in it.
-  static func pool(_ ranked: [String], depth: Int, judged: [String]) -> [String] {
+  /// A query's pool: the first `depth` of `ranked`, then the judged documents and the
+  /// shared sample, each document once.
+  static func pool(_ ranked: [String], depth: Int, judged: [String], sample: [String]) -> [String] {
     var seen = Set<String>()
-    return (ranked.prefix(depth) + judged).filter { seen.insert($0).inserted }
+    return (ranked.prefix(depth) + judged + sample).filter { seen.insert($0).inserted }
+  }
+
+  /// Up to `count` document ids drawn at random (seeded) from the collection, by row id:
+  /// as many reads as draws, whatever the corpus size.
+  func sampleDocuments(_ count: Int, seed: UInt64) throws -> [String] {
+    guard count > 0 else { return [] }
+    return try read { txn in
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema),
+        record.nextRow > 0
+      else { return [] }
+      var random = TrainingRandom(seed: seed)
+      var found = Set<String>()
+      // Rows of deleted documents are gaps: draw a few times the count at most.
+      for _ in 0..<(count * 4) where found.count < min(count, record.count) {
+        let row = UInt32(random.next() % UInt64(record.nextRow))
+        if let id = try txn.get(schema.rows, key: Schema.rowKey(collection: self.id, row: row)) {
+          found.insert(String(decoding: id, as: UTF8.self))
+        }
+      }
+      return found.sorted()
+    }
   }
 
   /// Ranks each pool with `encoder`: query key → its pool's documents scored as the index

@@ -295,12 +295,13 @@ extension Collection {
         try progress?(.evaluating(OperationProgress(done: results.count, total: queries.count)))
       }
     case .encoder(let encoder):
+      let shared = try sampleDocuments(run.options.gateSample, seed: run.options.seed)
       let pools = queries.map { text in
         (
           text,
           Self.pool(
             (current.results[text] ?? []).map(\.id), depth: run.options.gatePool,
-            judged: run.judged[text]!.keys.sorted())
+            judged: run.judged[text]!.keys.sorted(), sample: shared)
         )
       }
       (results, embedded) = try rescore(pools, with: encoder) {

@@ -39,6 +39,9 @@ public struct TrainingOptions: Sendable, Codable {
   /// Candidates per held-out query that the gate re-scores with a full-tier candidate:
   /// the current retriever's top `gatePool` plus the judged documents.
   public var gatePool = 100
+  /// Documents drawn at random from the corpus and added to every pool, so that a
+  /// candidate that ranks unrelated documents high is caught.
+  public var gateSample = 200
   /// Promote the candidate even when the gate says no.
   public var force = false
   /// Save a checkpoint every this many steps (resumable with `resume`).
@@ -68,6 +71,7 @@ public struct TrainingOptions: Sendable, Codable {
     case hardNegatives = "hard_negatives"
     case heldOutFraction = "held_out"
     case gatePool = "gate_pool"
+    case gateSample = "gate_sample"
     case checkpointEvery = "checkpoint_every"
     case miniBatchSize = "mini_batch"
     case miningDepth = "mining_depth"
@@ -112,6 +116,7 @@ public struct TrainingOptions: Sendable, Codable {
     try check(heldOutFraction > 0 && heldOutFraction < 1, "held-out share must be in (0, 1)")
     try check((folds ?? 1) >= 1 && (folds ?? 1) <= 20, "folds must be 1…20")
     try check(gatePool >= 10, "the gate pool must hold at least 10 documents per query")
+    try check(gateSample >= 0, "the gate sample cannot be negative")
     try check(checkpointEvery >= 1, "checkpoint interval must be at least 1 step")
     try check((miniBatchSize ?? 1) >= 1, "mini-batch size must be at least 1")
     try check(miningDepth >= 1, "mining depth must be at least 1")
