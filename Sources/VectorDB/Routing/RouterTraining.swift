@@ -54,6 +54,8 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var unlabelled: Int
   public var trainExamples: Int
   public var heldOutExamples: Int
+  /// The held-out inputs (the gate, the calibration and the threshold are measured on them).
+  public var heldOutInputs: [String]
   /// Held-out figures: macro_f1, accuracy, the baselines' (nearest_centroid_macro_f1,
   /// active_macro_f1 or majority_macro_f1), ece_before, ece_after, temperature, threshold,
   /// escalation, quality, always_escalate_quality, never_escalate_quality.
@@ -66,6 +68,7 @@ public struct RouterTrainingReport: Codable, Sendable {
     case version, activated, reason, examples, unlabelled
     case trainExamples = "train_examples"
     case heldOutExamples = "heldout_examples"
+    case heldOutInputs = "heldout_inputs"
     case metrics, curve, losses, seconds
   }
 }
@@ -290,7 +293,8 @@ extension Router {
       version: version, activated: activated, reason: reason,
       examples: Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0].name, counts[$0]) }),
       unlabelled: all.count - labelled.count, trainExamples: train.count,
-      heldOutExamples: heldOut.count, metrics: metrics, curve: curve, losses: losses,
+      heldOutExamples: heldOut.count, heldOutInputs: heldOut.map { labelled[$0].input },
+      metrics: metrics, curve: curve, losses: losses,
       seconds: Date().timeIntervalSince(start))
   }
 
