@@ -153,10 +153,11 @@ public struct SoftmaxClassifier<Scalar: TrainingScalar>: Sendable {
   /// Trains with AdamW on shuffled mini-batches (the same seed gives the same parameters) and
   /// returns the mean loss of each epoch. `progress` gets (epoch, its loss) after each one;
   /// if it throws, training stops with that error.
+  @discardableResult
   public mutating func fit(
     inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil, options: Options,
     progress: ((Int, Double) throws -> Void)? = nil
-  ) rethrows -> [Double] {
+  ) throws -> [Double] {
     let n = labels.count
     precondition(inputs.count == n * dimension && n > 0, "one label per input")
     var optimizer = AdamW<Scalar>(

@@ -140,7 +140,7 @@ struct RouteList: ParsableCommand {
       rows: summaries.map { summary in
         [
           summary.name, summary.active.map { "v\($0)" } ?? "-", summary.escalation ?? "-",
-          summary.paths.map { $0.cost.map { c in "\($0.name)=\(c)" } ?? $0.name }
+          summary.paths.map { path in path.cost.map { "\(path.name)=\($0)" } ?? path.name }
             .joined(separator: " "),
         ]
       })

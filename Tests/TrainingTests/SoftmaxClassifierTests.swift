@@ -42,12 +42,12 @@ final class SoftmaxClassifierTests: XCTestCase {
     }
   }
 
-  func testFitLearnsSeparableClassesAndIsDeterministic() {
+  func testFitLearnsSeparableClassesAndIsDeterministic() throws {
     let (inputs, labels) = Self.clusters(
       classes: 4, perClass: 20, dimension: 8, spread: 0.3, seed: 9)
     let floats = inputs.map(Float.init)
     var first = SoftmaxClassifier<Float>(classes: 4, dimension: 8)
-    let losses = first.fit(
+    let losses = try first.fit(
       inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 1))
     XCTAssertLessThan(losses.last!, losses.first! / 4, "the loss falls")
     let logits = first.logits(floats)
@@ -57,10 +57,10 @@ final class SoftmaxClassifierTests: XCTestCase {
     XCTAssertEqual(
       ClassificationMetrics(labels: labels, predictions: predictions, classes: 4).accuracy, 1)
     var second = SoftmaxClassifier<Float>(classes: 4, dimension: 8)
-    second.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 1))
+    try second.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 1))
     XCTAssertEqual(first.parameters, second.parameters, "the same seed, the same head")
     var third = SoftmaxClassifier<Float>(classes: 4, dimension: 8)
-    third.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 2))
+    try third.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 2))
     XCTAssertNotEqual(first.parameters, third.parameters, "the seed orders the batches")
   }
 

@@ -245,7 +245,11 @@ extension Database {
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: "router \"\(name)\"", line: nil, reason: reason)
     }
-    try Database.validateCollectionName(name)
+    guard !name.isEmpty, name.utf8.count <= 200,
+      !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+      throw fail("a router name is 1 to 200 bytes without control characters")
+    }
     guard paths.count >= 2 else {
       throw fail("a router needs at least two paths to choose from, got \(paths.count)")
     }

@@ -82,7 +82,7 @@ extension Router {
     let metrics = ClassificationMetrics(
       labels: labelled.map(\.label), predictions: labelled.map { Self.argmax($0.probabilities) },
       classes: paths.count)
-    let point = point(scored, threshold: served.info.threshold)
+    let atThreshold = point(scored, threshold: served.info.threshold)
     return RouterEvaluation(
       version: served.info.version, examples: labelled.count, accuracy: metrics.accuracy,
       macroF1: metrics.macroF1,
@@ -91,7 +91,7 @@ extension Router {
           path: paths[$0].name, precision: metrics.precision[$0], recall: metrics.recall[$0],
           support: metrics.confusion[$0].reduce(0, +))
       }, paths: paths.map(\.name), confusion: metrics.confusion,
-      threshold: served.info.threshold, escalation: point.escalation, quality: point.quality)
+      threshold: served.info.threshold, escalation: atThreshold.escalation, quality: atThreshold.quality)
   }
 
   /// Over-escalation and under-escalation in the log: the logged decisions that have

@@ -211,7 +211,8 @@ extension Router {
       (verdict.improves
         ? "activated: held-out macro-F1 improved"
         : options.force ? "activated by force; held-out macro-F1" : "not activated: held-out macro-F1 did not improve beyond noise")
-      + String(format: " (%.4f vs %.4f for %@)", metrics["macro_f1"]!, macroF1(current), currentName)
+      + String(format: " (%.4f vs %.4f", metrics["macro_f1"]!, macroF1(current))
+      + " for \(currentName))"
       + ": mean delta \(signed(verdict.meanDelta)), 95% interval [\(signed(verdict.lower)), \(signed(verdict.upper))] over \(heldOut.count) examples"
 
     // Calibration: ECE after is measured on the half the temperature was not fitted on.

@@ -37,11 +37,11 @@ struct Schema {
   let routing: RouterStore
 
   /// Every fixed table name of this format; index tables are named `index.*`.
-  static let tableNames: Set<String> = [
+  static let tableNames = Set<String>([
     "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
     "generations",
     "metaindex", "sources",
-  ].union(RouterStore.tableNames)
+  ]).union(RouterStore.tableNames)
 
   /// Whether `name` is one of ours (a database holding others is not ours).
   static func isOurs(_ name: String) -> Bool {

@@ -1,0 +1,144 @@
+// Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
+// batch-1 routing latency against the encoder's batch-1 latency.
+//
+//   swift run -c release route-bench [--seeds N] [--repeats R]
+//
+// Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
+// split per seed) and tools/route-test.jsonl (never trained on); (2) collection routing,
+// the docs questions against 150 SciFact claims (../shared/datasets/scifact).
+import Dispatch
+import Foundation
+import Training
+import VectorDB
+
+var seeds = 5
+var repeats = 300
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+  switch argument {
+  case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
+  case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+  default:
+    FileHandle.standardError.write(Data("usage: route-bench [--seeds N] [--repeats R]\n".utf8))
+    exit(2)
+  }
+}
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let tools = here.appendingPathComponent("../../tools").standardized.path
+let scifact = here.appendingPathComponent("../../../shared/datasets/scifact").standardized.path
+let directory = NSTemporaryDirectory() + "vdb-route-bench-\(getpid())"
+defer { try? FileManager.default.removeItem(atPath: directory) }
+try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+
+let db = try Database(path: directory + "/db")
+try db.importModel(directory: DefaultModel.directory)
+let encoder = try db.encoder(version: 1)
+
+func nanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
+
+/// Trains `router` once per seed; prints and returns the held-out figures.
+func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
+  var reports: [RouterTrainingReport] = []
+  for seed in 1...seeds {
+    var options = RouterTrainingOptions()
+    options.seed = UInt64(seed)
+    options.force = true  // each seed's version is measured, whatever the gate says
+    if router.escalation != nil { options.maxEscalation = 0.3 }
+    reports.append(try router.train(options: options))
+  }
+  func figure(_ key: String) -> String {
+    let values = reports.compactMap { $0.metrics[key] }
+    let m = mean(values)
+    let sd = (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(max(1, values.count - 1)))
+      .squareRoot()
+    return String(format: "%.3f ± %.3f", m, sd)
+  }
+  print("\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)")
+  for key in [
+    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "ece_before",
+    "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
+    "never_escalate_quality",
+  ] where reports[0].metrics[key] != nil {
+    print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(figure(key))")
+  }
+  print(String(format: "  training %.2f s per run (embedding included)", mean(reports.map(\.seconds))))
+  return reports.last!
+}
+
+// (1) The docs set.
+let docs = try db.createRouter(
+  "docs",
+  paths: ["storage", "search", "training", "shell"].map { RoutePath(name: $0, cost: 1) }
+    + [RoutePath(name: "general", cost: 4)], escalation: "general")
+try docs.importJSONL(path: tools + "/route-examples.jsonl")
+_ = try heldOut(docs, label: "docs set, held-out split")
+// The test file: the last trained version against nearest centroid on all training inputs.
+let test = try docs.evaluate(path: tools + "/route-test.jsonl")
+let trainingExamples = try docs.examples().filter { $0.best != nil }
+let pathNames = docs.paths.map(\.name)
+let centroid = NearestCentroid(
+  inputs: encoder.embed(trainingExamples.map(\.input)),
+  labels: trainingExamples.map { pathNames.firstIndex(of: $0.best!)! }, classes: pathNames.count)
+let testLines = try String(contentsOfFile: tools + "/route-test.jsonl", encoding: .utf8)
+  .split(separator: "\n").map {
+    try JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+  }
+let centroidTest = ClassificationMetrics(
+  labels: testLines.map { pathNames.firstIndex(of: $0["path"]!)! },
+  predictions: centroid.predict(encoder.embed(testLines.map { $0["input"]! })),
+  classes: pathNames.count)
+print(
+  String(
+    format: "docs set, route-test.jsonl (%d inputs): router macro-F1 %.3f, accuracy %.3f; nearest centroid macro-F1 %.3f, accuracy %.3f; escalation %.3f, quality %.3f",
+    test.examples, test.macroF1, test.accuracy, centroidTest.macroF1, centroidTest.accuracy,
+    test.escalation, test.quality))
+
+// (2) Collection routing: docs questions against SciFact claims.
+let claims = try BEIR.queries(path: scifact + "/queries.jsonl").sorted { $0.key < $1.key }
+  .prefix(150).map(\.value)
+let questions = try (String(contentsOfFile: tools + "/route-examples.jsonl", encoding: .utf8)
+  + String(contentsOfFile: tools + "/route-test.jsonl", encoding: .utf8))
+  .split(separator: "\n").map {
+    try JSONDecoder().decode([String: String].self, from: Data($0.utf8))["input"]!
+  }
+let collections = try db.createRouter(
+  "collections", paths: [RoutePath(name: "docs"), RoutePath(name: "scifact")])
+var lines: [String] = []
+for (texts, path) in [(Array(Set(questions)).sorted(), "docs"), (claims, "scifact")] {
+  for text in texts {
+    let object = ["input": text, "path": path]
+    lines.append(String(decoding: try JSONEncoder().encode(object), as: UTF8.self))
+  }
+}
+try lines.joined(separator: "\n").write(
+  toFile: directory + "/collections.jsonl", atomically: false, encoding: .utf8)
+try collections.importJSONL(path: directory + "/collections.jsonl")
+_ = try heldOut(collections, label: "collections set (docs questions vs SciFact claims)")
+
+// Latency, one request at a time.
+let request = "how do I delete a document by its id"
+func latency(_ body: () throws -> Void) rethrows -> (p50: Double, mean: Double) {
+  for _ in 0..<20 { try body() }
+  var times: [Double] = []
+  for _ in 0..<repeats {
+    let start = nanoseconds()
+    try body()
+    times.append(Double(nanoseconds() - start) / 1e6)
+  }
+  times.sort()
+  return (times[times.count / 2], mean(times))
+}
+let encoderOnly = latency { _ = encoder.embed(request) }
+let routed = try latency { _ = try docs.route([request], log: false) }
+let logged = try latency { _ = try docs.route([request]) }
+print("\nbatch-1 latency over \(repeats) requests (ms): p50 / mean")
+print(String(format: "  encoder alone               %.3f / %.3f", encoderOnly.p50, encoderOnly.mean))
+print(
+  String(
+    format: "  route, not logged           %.3f / %.3f  (+%.3f ms p50)", routed.p50, routed.mean,
+    routed.p50 - encoderOnly.p50))
+print(
+  String(
+    format: "  route, logged (fsync'd)     %.3f / %.3f  (+%.3f ms p50)", logged.p50, logged.mean,
+    logged.p50 - encoderOnly.p50))
