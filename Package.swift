@@ -75,7 +75,7 @@ let package = Package(
       name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
       path: "Benchmarks/train-bench"),
     .executableTarget(
-      name: "route-bench", dependencies: ["VectorDB", "Training"],
+      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW"],
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

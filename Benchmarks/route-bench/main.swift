@@ -4,10 +4,11 @@
 //   swift run -c release route-bench [--seeds N] [--repeats R]
 //
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
-// split per seed) and tools/route-test.jsonl (never trained on); (2) collection routing,
-// the docs questions against 150 SciFact claims (../shared/datasets/scifact).
+// split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
+// dense sentence search enough, or must the request escalate (built below).
 import Dispatch
 import Foundation
+import HNSW
 import Training
 import VectorDB
 
@@ -94,27 +95,59 @@ print(
     test.examples, test.macroF1, test.accuracy, centroidTest.macroF1, centroidTest.accuracy,
     test.escalation, test.quality))
 
-// (2) Collection routing: docs questions against SciFact claims.
-let claims = try BEIR.queries(path: scifact + "/queries.jsonl").sorted { $0.key < $1.key }
-  .prefix(150).map(\.value)
-let questions = try (String(contentsOfFile: tools + "/route-examples.jsonl", encoding: .utf8)
-  + String(contentsOfFile: tools + "/route-test.jsonl", encoding: .utf8))
-  .split(separator: "\n").map {
-    try JSONDecoder().decode([String: String].self, from: Data($0.utf8))["input"]!
-  }
-let collections = try db.createRouter(
-  "collections", paths: [RoutePath(name: "docs"), RoutePath(name: "scifact")])
-var lines: [String] = []
-for (texts, path) in [(Array(Set(questions)).sorted(), "docs"), (claims, "scifact")] {
-  for text in texts {
-    let object = ["input": text, "path": path]
-    lines.append(String(decoding: try JSONEncoder().encode(object), as: UTF8.self))
+// (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
+// titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
+// the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
+// path ("reranker", the escalation) is taken to be good.
+let minilm = scifact + "-minilm"
+let nearest = try Texmex.readInts(path: minilm + "/gt.ivecs")
+let gunzip = Process()
+gunzip.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
+gunzip.arguments = ["-dc", minilm + "/base_texts.jsonl.gz"]
+let pipe = Pipe()
+gunzip.standardOutput = pipe
+try gunzip.run()
+let baseTexts = pipe.fileHandleForReading.readDataToEndOfFile()
+gunzip.waitUntilExit()
+struct BaseRow: Decodable { var doc_id: String }
+let rowDocument = try baseTexts.split(separator: UInt8(ascii: "\n")).map {
+  try JSONDecoder().decode(BaseRow.self, from: Data($0)).doc_id
+}
+var relevant: [String: Set<String>] = [:]
+for split in ["train", "test"] {
+  for (query, documents) in try BEIR.qrels(path: scifact + "/qrels/\(split).tsv") {
+    relevant[query, default: []].formUnion(documents.filter { $0.value > 0 }.keys)
   }
 }
-try lines.joined(separator: "\n").write(
-  toFile: directory + "/collections.jsonl", atomically: false, encoding: .utf8)
-try collections.importJSONL(path: directory + "/collections.jsonl")
-_ = try heldOut(collections, label: "collections set (docs questions vs SciFact claims)")
+struct QueryRow: Decodable {
+  var row: Int
+  var query_id: String
+  var text: String
+}
+var sciLines: [String] = []
+var cheapGood = 0
+for line in try String(contentsOfFile: minilm + "/queries.jsonl", encoding: .utf8).split(
+  separator: "\n")
+{
+  let query = try JSONDecoder().decode(QueryRow.self, from: Data(line.utf8))
+  guard let documents = relevant[query.query_id] else { continue }
+  let good = documents.contains(rowDocument[Int(nearest.row(query.row)[0])])
+  cheapGood += good ? 1 : 0
+  var outcomes = [("sentences", good ? "good" : "bad")]
+  if !good { outcomes.append(("reranker", "good")) }
+  for (path, outcome) in outcomes {
+    let object = ["input": query.text, "path": path, "outcome": outcome]
+    sciLines.append(String(decoding: try JSONEncoder().encode(object), as: UTF8.self))
+  }
+}
+try sciLines.joined(separator: "\n").write(
+  toFile: directory + "/scifact-routing.jsonl", atomically: false, encoding: .utf8)
+let sci = try db.createRouter(
+  "scifact", paths: [RoutePath(name: "sentences", cost: 1), RoutePath(name: "reranker", cost: 10)],
+  escalation: "reranker")
+try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
+print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
+_ = try heldOut(sci, label: "SciFact set (sentence search enough, or escalate), held-out split")
 
 // Latency, one request at a time.
 let request = "how do I delete a document by its id"

@@ -154,8 +154,10 @@ extension Router {
     let encoder = try database.encoder(version: model)
     let vectors = try embed(labelled.map(\.input), encoder: encoder, progress: progress)
     func matrix(_ indices: [Int]) -> [Float] { indices.flatMap { vectors[$0] } }
-    var head = SoftmaxClassifier<Float>(classes: paths.count, dimension: encoder.dimension)
     let trainLabels = train.map { labels[$0] }
+    let centroids = NearestCentroid(
+      inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count)
+    var head = SoftmaxClassifier<Float>(classes: paths.count, dimension: encoder.dimension)
     let hyper = SoftmaxClassifier<Float>.Options(
       epochs: options.epochs, batchSize: options.batchSize, learningRate: options.learningRate,
       weightDecay: options.weightDecay, seed: options.seed)
@@ -175,9 +177,7 @@ extension Router {
       Array(logits[$0..<($0 + paths.count)])
     }
     let candidate = rows.map(Self.argmax)
-    let centroid = NearestCentroid(
-      inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count
-    ).predict(heldOut.map { vectors[$0] })
+    let centroid = centroids.predict(heldOut.map { vectors[$0] })
     var metrics: [String: Double] = [:]
     func macroF1(_ predictions: [Int]) -> Double {
       ClassificationMetrics(labels: heldLabels, predictions: predictions, classes: paths.count)
