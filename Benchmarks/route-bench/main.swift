@@ -55,7 +55,9 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
       .squareRoot()
     return String(format: "%.3f ± %.3f", m, sd)
   }
-  print("\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)")
+  print(
+    "\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
+  )
   for key in [
     "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "ece_before",
     "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
@@ -63,7 +65,8 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
   ] where reports[0].metrics[key] != nil {
     print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(figure(key))")
   }
-  print(String(format: "  training %.2f s per run (embedding included)", mean(reports.map(\.seconds))))
+  print(
+    String(format: "  training %.2f s per run (embedding included)", mean(reports.map(\.seconds))))
   return reports.last!
 }
 
@@ -91,7 +94,8 @@ let centroidTest = ClassificationMetrics(
   classes: pathNames.count)
 print(
   String(
-    format: "docs set, route-test.jsonl (%d inputs): router macro-F1 %.3f, accuracy %.3f; nearest centroid macro-F1 %.3f, accuracy %.3f; escalation %.3f, quality %.3f",
+    format:
+      "docs set, route-test.jsonl (%d inputs): router macro-F1 %.3f, accuracy %.3f; nearest centroid macro-F1 %.3f, accuracy %.3f; escalation %.3f, quality %.3f",
     test.examples, test.macroF1, test.accuracy, centroidTest.macroF1, centroidTest.accuracy,
     test.escalation, test.quality))
 
@@ -109,9 +113,12 @@ gunzip.standardOutput = pipe
 try gunzip.run()
 let baseTexts = pipe.fileHandleForReading.readDataToEndOfFile()
 gunzip.waitUntilExit()
-struct BaseRow: Decodable { var doc_id: String }
+struct BaseRow: Decodable {
+  var document: String
+  enum CodingKeys: String, CodingKey { case document = "doc_id" }
+}
 let rowDocument = try baseTexts.split(separator: UInt8(ascii: "\n")).map {
-  try JSONDecoder().decode(BaseRow.self, from: Data($0)).doc_id
+  try JSONDecoder().decode(BaseRow.self, from: Data($0)).document
 }
 var relevant: [String: Set<String>] = [:]
 for split in ["train", "test"] {
@@ -121,8 +128,12 @@ for split in ["train", "test"] {
 }
 struct QueryRow: Decodable {
   var row: Int
-  var query_id: String
+  var query: String
   var text: String
+  enum CodingKeys: String, CodingKey {
+    case row, text
+    case query = "query_id"
+  }
 }
 var sciLines: [String] = []
 var cheapGood = 0
@@ -130,7 +141,7 @@ for line in try String(contentsOfFile: minilm + "/queries.jsonl", encoding: .utf
   separator: "\n")
 {
   let query = try JSONDecoder().decode(QueryRow.self, from: Data(line.utf8))
-  guard let documents = relevant[query.query_id] else { continue }
+  guard let documents = relevant[query.query] else { continue }
   let good = documents.contains(rowDocument[Int(nearest.row(query.row)[0])])
   cheapGood += good ? 1 : 0
   var outcomes = [("sentences", good ? "good" : "bad")]
@@ -166,7 +177,8 @@ let encoderOnly = latency { _ = encoder.embed(request) }
 let routed = try latency { _ = try docs.route([request], log: false) }
 let logged = try latency { _ = try docs.route([request]) }
 print("\nbatch-1 latency over \(repeats) requests (ms): p50 / mean")
-print(String(format: "  encoder alone               %.3f / %.3f", encoderOnly.p50, encoderOnly.mean))
+print(
+  String(format: "  encoder alone               %.3f / %.3f", encoderOnly.p50, encoderOnly.mean))
 print(
   String(
     format: "  route, not logged           %.3f / %.3f  (+%.3f ms p50)", routed.p50, routed.mean,

@@ -313,7 +313,8 @@ struct RouteEval: ParsableCommand {
     if output.isJSON { return try Terminal.printJSON(report) }
     print(
       String(
-        format: "v%d on %d inputs: accuracy %.3f, macro-F1 %.3f; at threshold %.3f: escalation %.3f, quality %.3f",
+        format:
+          "v%d on %d inputs: accuracy %.3f, macro-F1 %.3f; at threshold %.3f: escalation %.3f, quality %.3f",
         report.version, report.examples, report.accuracy, report.macroF1, report.threshold,
         report.escalation, report.quality))
     Terminal.printTable(
@@ -344,7 +345,10 @@ struct RouteDiagnose: ParsableCommand {
     Terminal.printTable(
       headers: ["share of judged decisions", "value"],
       rows: [
-        ["over-escalation (a cheaper path was good)", String(format: "%.3f", report.overEscalation)],
+        [
+          "over-escalation (a cheaper path was good)",
+          String(format: "%.3f", report.overEscalation),
+        ],
         ["under-escalation (chosen path was bad)", String(format: "%.3f", report.underEscalation)],
         ["not escalated, chosen path good", String(format: "%.3f", report.correct)],
       ])

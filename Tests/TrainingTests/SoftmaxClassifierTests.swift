@@ -57,10 +57,12 @@ final class SoftmaxClassifierTests: XCTestCase {
     XCTAssertEqual(
       ClassificationMetrics(labels: labels, predictions: predictions, classes: 4).accuracy, 1)
     var second = SoftmaxClassifier<Float>(classes: 4, dimension: 8)
-    try second.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 1))
+    try second.fit(
+      inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 1))
     XCTAssertEqual(first.parameters, second.parameters, "the same seed, the same head")
     var third = SoftmaxClassifier<Float>(classes: 4, dimension: 8)
-    try third.fit(inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 2))
+    try third.fit(
+      inputs: floats, labels: labels, options: .init(epochs: 60, batchSize: 16, seed: 2))
     XCTAssertNotEqual(first.parameters, third.parameters, "the seed orders the batches")
   }
 
@@ -107,7 +109,8 @@ final class SoftmaxClassifierTests: XCTestCase {
 
   func testCalibrationErrorOfAPerfectAndAWrongPredictor() {
     XCTAssertEqual(
-      expectedCalibrationError(confidences: [1, 1, 0.55, 0.55], correct: [true, true, true, false]),
+      expectedCalibrationError(
+        confidences: [1, 1, 0.55, 0.55], correct: [true, true, true, false]),
       0.025, accuracy: 1e-12)
     XCTAssertEqual(
       expectedCalibrationError(confidences: [0.9, 0.9], correct: [false, false]), 0.9,

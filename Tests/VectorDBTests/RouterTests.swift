@@ -34,7 +34,10 @@ final class RouterTests: XCTestCase {
   /// The docs router: one path per docs family (cost 1) and "general" (cost 4) for the rest.
   private func docsRouter() throws -> Router {
     try db.createRouter(
-      "docs", paths: Self.families.map { RoutePath(name: $0, cost: 1) } + [RoutePath(name: "general", cost: 4)],
+      "docs",
+      paths: Self.families.map { RoutePath(name: $0, cost: 1) } + [
+        RoutePath(name: "general", cost: 4)
+      ],
       escalation: "general")
   }
 
@@ -50,15 +53,18 @@ final class RouterTests: XCTestCase {
     refused([RoutePath(name: "a", cost: -1), RoutePath(name: "b")], "cost")
     XCTAssertEqual(try db.routerNames(), [])
     try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")])
-    XCTAssertThrowsError(try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")]))
+    XCTAssertThrowsError(
+      try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")]))
     XCTAssertThrowsError(try db.router("nope")) { XCTAssertTrue("\($0)".contains("no router")) }
   }
 
   func testBadImportsNameFileAndLineAndImportNothing() throws {
     let router = try docsRouter()
     let cases: [([String], String)] = [
-      ([#"{"input": "a", "path": "shell"}"#, #"{"input": "b", "path": "nowhere"}"#],
-       #":2: unknown path "nowhere""#),
+      (
+        [#"{"input": "a", "path": "shell"}"#, #"{"input": "b", "path": "nowhere"}"#],
+        #":2: unknown path "nowhere""#
+      ),
       ([#"{"input": "a", "path": "shell"}"#, "", #"{"path": "shell"}"#], #":3: missing "input""#),
       ([#"{"input": "  ", "path": "shell"}"#], ":1: the input is empty"),
       ([#"{"input": "a", "path": "shell", "outcome": "great"}"#], #":1: "outcome" must be"#),
@@ -79,7 +85,10 @@ final class RouterTests: XCTestCase {
   func testBestPathIsTheCheapestGoodOne() throws {
     let router = try db.createRouter(
       "support",
-      paths: [RoutePath(name: "agent", cost: 20), RoutePath(name: "faq", cost: 1), RoutePath(name: "docs")],
+      paths: [
+        RoutePath(name: "agent", cost: 20), RoutePath(name: "faq", cost: 1),
+        RoutePath(name: "docs"),
+      ],
       escalation: "agent")
     try router.record(input: "q1", path: "agent", outcome: .good)
     try router.record(input: "q1", path: "faq", outcome: .good)
@@ -99,7 +108,9 @@ final class RouterTests: XCTestCase {
   func testTooFewExamplesAreRefusedWithHowManyAreNeeded() throws {
     let router = try docsRouter()
     for (index, family) in Self.families.enumerated() {
-      for j in 0..<(index + 3) { try router.record(input: "\(family) \(j)", path: family, outcome: .good) }
+      for j in 0..<(index + 3) {
+        try router.record(input: "\(family) \(j)", path: family, outcome: .good)
+      }
     }
     XCTAssertThrowsError(try router.train()) { error in
       let text = "\(error)"

@@ -82,8 +82,12 @@ final class RouteProcessTests: XCTestCase {
       "route", "log", "-r", "docs", "--id", String(decision.logID!), "--path", decision.path,
       "--outcome", "good",
     ])
-    try vdb(["route", "log", "-r", "docs", "--id", "12345", "--path", "shell", "--outcome", "good"], status: 1)
-    try vdb(["route", "log", "-r", "docs", "--input", "x", "--path", "shell", "--outcome", "fine"], status: 2)
+    try vdb(
+      ["route", "log", "-r", "docs", "--id", "12345", "--path", "shell", "--outcome", "good"],
+      status: 1)
+    try vdb(
+      ["route", "log", "-r", "docs", "--input", "x", "--path", "shell", "--outcome", "fine"],
+      status: 2)
     result = try vdb(["route", "diagnose", "-r", "docs", "--json"])
     XCTAssertTrue(result.stdout.contains(#""judged":1"#), result.stdout)
     result = try vdb(["route", "eval", "-r", "docs", Self.tools + "/route-test.jsonl", "--json"])

@@ -67,7 +67,8 @@ extension Router {
   public func evaluate(path file: String) throws -> RouterEvaluation {
     let examples = merge(try entries(fromJSONL: file))
     guard examples.contains(where: { $0.best != nil }) else {
-      throw VectorDBError.unsupported("\(file): no input has a best path (a label or a good outcome)")
+      throw VectorDBError.unsupported(
+        "\(file): no input has a best path (a label or a good outcome)")
     }
     let served = try activeVersion()
     let probabilities = try served.probabilities(examples.map(\.input), database: database)
@@ -75,7 +76,9 @@ extension Router {
       ScoredExample(
         label: try example.best.map { try pathIndex($0, source: file) } ?? -1,
         outcomes: Dictionary(
-          uniqueKeysWithValues: try example.outcomes.map { (try pathIndex($0.key, source: file), $0.value) }),
+          uniqueKeysWithValues: try example.outcomes.map {
+            (try pathIndex($0.key, source: file), $0.value)
+          }),
         probabilities: row)
     }
     let labelled = scored.filter { $0.label >= 0 }
@@ -91,7 +94,8 @@ extension Router {
           path: paths[$0].name, precision: metrics.precision[$0], recall: metrics.recall[$0],
           support: metrics.confusion[$0].reduce(0, +))
       }, paths: paths.map(\.name), confusion: metrics.confusion,
-      threshold: served.info.threshold, escalation: atThreshold.escalation, quality: atThreshold.quality)
+      threshold: served.info.threshold, escalation: atThreshold.escalation,
+      quality: atThreshold.quality)
   }
 
   /// Over-escalation and under-escalation in the log: the logged decisions that have

@@ -179,7 +179,8 @@ struct RouterStore {
       ids.append(next)
       next += 1
     }
-    try txn.put(meta, key: "nextRouteLogID", value: withUnsafeBytes(of: next.littleEndian) { Array($0) })
+    try txn.put(
+      meta, key: "nextRouteLogID", value: withUnsafeBytes(of: next.littleEndian) { Array($0) })
     return ids
   }
 

@@ -191,7 +191,8 @@ extension Router {
     let current: [Int]
     let currentName: String
     if let active = record.active, let served = try loadVersion(active) {
-      current = try served.probabilities(heldOut.map { labelled[$0].input }, database: database).map {
+      current = try served.probabilities(heldOut.map { labelled[$0].input }, database: database).map
+      {
         Self.argmax($0)
       }
       currentName = "active v\(active)"
@@ -210,7 +211,9 @@ extension Router {
     let reason =
       (verdict.improves
         ? "activated: held-out macro-F1 improved"
-        : options.force ? "activated by force; held-out macro-F1" : "not activated: held-out macro-F1 did not improve beyond noise")
+        : options.force
+          ? "activated by force; held-out macro-F1"
+          : "not activated: held-out macro-F1 did not improve beyond noise")
       + String(format: " (%.4f vs %.4f", metrics["macro_f1"]!, macroF1(current))
       + " for \(currentName))"
       + ": mean delta \(signed(verdict.meanDelta)), 95% interval [\(signed(verdict.lower)), \(signed(verdict.upper))] over \(heldOut.count) examples"
@@ -225,7 +228,8 @@ extension Router {
         logits: fitOn.flatMap { rows[$0] }, labels: fitOn.map { heldLabels[$0] },
         classes: paths.count)
       for i in heldOut.indices where i % 2 != half {
-        crossFitted[i] = SoftmaxClassifier<Double>.softmax(rows[i], classes: paths.count, temperature: t)
+        crossFitted[i] = SoftmaxClassifier<Double>.softmax(
+          rows[i], classes: paths.count, temperature: t)
       }
     }
     func ece(_ probabilities: [[Double]]) -> Double {
@@ -233,7 +237,8 @@ extension Router {
         confidences: probabilities.map { $0.max()! },
         correct: zip(probabilities, heldLabels).map { Self.argmax($0) == $1 })
     }
-    metrics["ece_before"] = ece(rows.map { SoftmaxClassifier<Double>.softmax($0, classes: paths.count) })
+    metrics["ece_before"] = ece(
+      rows.map { SoftmaxClassifier<Double>.softmax($0, classes: paths.count) })
     metrics["ece_after"] = ece(crossFitted)
     metrics["temperature"] = temperature
 
@@ -258,7 +263,8 @@ extension Router {
     }
     metrics["never_escalate_quality"] = point(scored, threshold: 0).quality
     let curve =
-      (escalation == nil ? [] : stride(from: 0.0, through: 1.0, by: 0.1).map { point(scored, threshold: $0) })
+      (escalation == nil
+        ? [] : stride(from: 0.0, through: 1.0, by: 0.1).map { point(scored, threshold: $0) })
 
     var lineage: [String: JSONValue] = [
       "train_examples": .number(Double(train.count)),
@@ -292,7 +298,8 @@ extension Router {
     }
     return RouterTrainingReport(
       version: version, activated: activated, reason: reason,
-      examples: Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0].name, counts[$0]) }),
+      examples: Dictionary(
+        uniqueKeysWithValues: paths.indices.map { (paths[$0].name, counts[$0]) }),
       unlabelled: all.count - labelled.count, trainExamples: train.count,
       heldOutExamples: heldOut.count, heldOutInputs: heldOut.map { labelled[$0].input },
       metrics: metrics, curve: curve, losses: losses,
