@@ -148,7 +148,8 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(decision.path, "general")
         XCTAssertLessThan(decision.confidence, m["threshold"]!)
       } else {
-        XCTAssertTrue(decision.path == "general" || decision.confidence >= m["threshold"]!)
+        XCTAssertNotEqual(decision.path, "general", "the generalist is reached by escalation only")
+        XCTAssertGreaterThanOrEqual(decision.confidence, m["threshold"]!)
       }
     }
 
@@ -175,11 +176,19 @@ final class RouterTests: XCTestCase {
   }
 
   func testUnreachableTargetNamesTheClosestAndWritesNothing() throws {
+    // The generalist fails every family question: escalating stops being a safe default,
+    // and no threshold reaches a quality of 0.99.
     let router = try docsRouter()
-    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    let lines = try String(contentsOfFile: Self.tools + "/route-examples.jsonl", encoding: .utf8)
+      .split(separator: "\n").map(String.init)
+    let generalistFails = lines.filter { !$0.contains(#""general""#) && $0.contains(#""good""#) }
+      .map { $0.replacingOccurrences(of: #""good""#, with: #""bad""#) }
+      .map { $0.replacing(#/"path": "[a-z]+"/#, with: #""path": "general""#) }
+    try router.importJSONL(path: try write("harsh.jsonl", lines + generalistFails))
     var options = RouterTrainingOptions()
-    options.maxEscalation = 0
+    options.minQuality = 0.99
     XCTAssertThrowsError(try router.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("no threshold reaches quality 0.99"), "\(error)")
       XCTAssertTrue("\(error)".contains("the closest is escalation"), "\(error)")
     }
     XCTAssertEqual(try router.versions().versions, [])

@@ -7,7 +7,8 @@ public struct RouteDecision: Codable, Equatable, Sendable {
   /// The path chosen: the most probable one, or the escalation path when the router is
   /// less confident than its threshold.
   public var path: String
-  /// The calibrated probability of the most probable path.
+  /// The calibrated probability of the most probable path other than the escalation path
+  /// (the one the threshold is compared with); of the most probable path without one.
   public var confidence: Double
   /// Calibrated probabilities of every path.
   public var probabilities: [String: Double]
@@ -93,9 +94,9 @@ extension Router {
     let served = try activeVersion()
     let probabilities = try served.probabilities(inputs, database: database)
     var decisions = probabilities.map { row -> RouteDecision in
-      let (path, escalated) = decide(row, threshold: served.info.threshold)
+      let (path, confidence, escalated) = decide(row, threshold: served.info.threshold)
       return RouteDecision(
-        path: served.info.paths[path], confidence: row.max()!,
+        path: served.info.paths[path], confidence: confidence,
         probabilities: Dictionary(uniqueKeysWithValues: zip(served.info.paths, row)),
         escalated: escalated, logID: nil, version: served.info.version)
     }

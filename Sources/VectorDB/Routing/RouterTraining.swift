@@ -331,16 +331,22 @@ extension Router {
     return paths[index].name == escalation
   }
 
-  /// The path a request takes: the most probable one, unless its probability is below
-  /// `threshold` and there is an escalation path.
-  func decide(_ probabilities: [Double], threshold: Double) -> (path: Int, escalated: Bool) {
-    let top = Self.argmax(probabilities)
-    if let escalation, paths[top].name != escalation, probabilities[top] < threshold,
-      let index = paths.firstIndex(where: { $0.name == escalation })
-    {
-      return (index, true)
+  /// The path a request takes. Without an escalation path: the most probable one. With one:
+  /// the most probable of the other paths when its probability (the confidence) reaches
+  /// `threshold`, else the escalation path. Threshold 0 never escalates, above 1 always.
+  func decide(_ probabilities: [Double], threshold: Double) -> (
+    path: Int, confidence: Double, escalated: Bool
+  ) {
+    guard let escalation = paths.firstIndex(where: { $0.name == escalation }) else {
+      let top = Self.argmax(probabilities)
+      return (top, probabilities[top], false)
     }
-    return (top, false)
+    let best = probabilities.indices.filter { $0 != escalation }.max {
+      probabilities[$0] < probabilities[$1]
+    }!
+    let confidence = probabilities[best]
+    return confidence < threshold
+      ? (escalation, confidence, true) : (best, confidence, false)
   }
 
   /// Escalation share, quality and mean cost of `threshold` on `examples`.
@@ -350,7 +356,7 @@ extension Router {
     var cost = 0.0
     for example in examples {
       let decision = decide(example.probabilities, threshold: threshold)
-      if paths[decision.path].name == escalation { escalated += 1 }
+      if decision.escalated { escalated += 1 }
       if isGood(decision.path, for: example) { good += 1 }
       cost += paths[decision.path].cost ?? .nan
     }
@@ -362,13 +368,18 @@ extension Router {
 
   /// The threshold meeting the options' target on `examples`: for `maxEscalation`, the one
   /// with the best quality among those escalating at most that share; for `minQuality`, the
-  /// one escalating least among those reaching that quality; 0 without a target.
+  /// one escalating least among those reaching that quality; without a target, 0.5 (with an
+  /// escalation path: escalate when no other path is more likely right than not).
   func chooseThreshold(_ examples: [ScoredExample], options: RouterTrainingOptions) throws
     -> Double
   {
-    guard options.maxEscalation != nil || options.minQuality != nil else { return 0 }
-    // Every distinct outcome: 0, and just above each example's top probability.
-    let candidates = [0.0] + Set(examples.map { $0.probabilities.max()!.nextUp }).sorted()
+    guard options.maxEscalation != nil || options.minQuality != nil else {
+      return escalation == nil ? 0 : 0.5
+    }
+    // Every distinct decision: 0, and just above each example's confidence.
+    let candidates =
+      [0.0]
+      + Set(examples.map { decide($0.probabilities, threshold: 0).confidence.nextUp }).sorted()
     let points = candidates.map { point(examples, threshold: $0) }
     func describe(_ p: CostQualityPoint) -> String {
       String(
