@@ -1,7 +1,7 @@
 // Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
 // batch-1 routing latency against the encoder's batch-1 latency.
 //
-//   swift run -c release route-bench [--seeds N] [--repeats R]
+//   swift run -c release route-bench [--seeds N] [--repeats R] [--no-scifact]
 //
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
 // split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
@@ -14,13 +14,16 @@ import VectorDB
 
 var seeds = 5
 var repeats = 300
+var scifactSet = true
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
   switch argument {
   case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
   case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+  case "--no-scifact": scifactSet = false
   default:
-    FileHandle.standardError.write(Data("usage: route-bench [--seeds N] [--repeats R]\n".utf8))
+    FileHandle.standardError.write(
+      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact]\n".utf8))
     exit(2)
   }
 }
@@ -99,10 +102,39 @@ print(
     test.examples, test.macroF1, test.accuracy, centroidTest.macroF1, centroidTest.accuracy,
     test.escalation, test.quality))
 
+// Latency, one request at a time.
+let request = "how do I delete a document by its id"
+func latency(_ body: () throws -> Void) rethrows -> (p50: Double, mean: Double) {
+  for _ in 0..<20 { try body() }
+  var times: [Double] = []
+  for _ in 0..<repeats {
+    let start = nanoseconds()
+    try body()
+    times.append(Double(nanoseconds() - start) / 1e6)
+  }
+  times.sort()
+  return (times[times.count / 2], mean(times))
+}
+let encoderOnly = latency { _ = encoder.embed(request) }
+let routed = try latency { _ = try docs.route([request], log: false) }
+let logged = try latency { _ = try docs.route([request]) }
+print("\nbatch-1 latency over \(repeats) requests (ms): p50 / mean")
+print(
+  String(format: "  encoder alone               %.3f / %.3f", encoderOnly.p50, encoderOnly.mean))
+print(
+  String(
+    format: "  route, not logged           %.3f / %.3f  (+%.3f ms p50)", routed.p50, routed.mean,
+    routed.p50 - encoderOnly.p50))
+print(
+  String(
+    format: "  route, logged (fsync'd)     %.3f / %.3f  (+%.3f ms p50)", logged.p50, logged.mean,
+    logged.p50 - encoderOnly.p50))
+
 // (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
 // the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
 // path ("reranker", the escalation) is taken to be good.
+guard scifactSet else { exit(0) }
 let minilm = scifact + "-minilm"
 let nearest = try Texmex.readInts(path: minilm + "/gt.ivecs")
 let gunzip = Process()
@@ -159,31 +191,3 @@ let sci = try db.createRouter(
 try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
 print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
 _ = try heldOut(sci, label: "SciFact set (sentence search enough, or escalate), held-out split")
-
-// Latency, one request at a time.
-let request = "how do I delete a document by its id"
-func latency(_ body: () throws -> Void) rethrows -> (p50: Double, mean: Double) {
-  for _ in 0..<20 { try body() }
-  var times: [Double] = []
-  for _ in 0..<repeats {
-    let start = nanoseconds()
-    try body()
-    times.append(Double(nanoseconds() - start) / 1e6)
-  }
-  times.sort()
-  return (times[times.count / 2], mean(times))
-}
-let encoderOnly = latency { _ = encoder.embed(request) }
-let routed = try latency { _ = try docs.route([request], log: false) }
-let logged = try latency { _ = try docs.route([request]) }
-print("\nbatch-1 latency over \(repeats) requests (ms): p50 / mean")
-print(
-  String(format: "  encoder alone               %.3f / %.3f", encoderOnly.p50, encoderOnly.mean))
-print(
-  String(
-    format: "  route, not logged           %.3f / %.3f  (+%.3f ms p50)", routed.p50, routed.mean,
-    routed.p50 - encoderOnly.p50))
-print(
-  String(
-    format: "  route, logged (fsync'd)     %.3f / %.3f  (+%.3f ms p50)", logged.p50, logged.mean,
-    logged.p50 - encoderOnly.p50))

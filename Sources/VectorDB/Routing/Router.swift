@@ -23,6 +23,8 @@ public final class Router: @unchecked Sendable {
   public let escalation: String?
   let id: UInt32
   var store: RouterStore { database.schema.routing }
+  /// Versions loaded for serving (a version never changes once stored, only its state).
+  let versionCache = VersionCache<ServedVersion>()
 
   init(database: Database, record: RouterRecord) {
     self.database = database

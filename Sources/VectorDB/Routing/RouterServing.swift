@@ -71,11 +71,17 @@ extension Router {
   /// - Throws: `VectorDBError.unsupported` when none has been trained and activated.
   func activeVersion() throws -> ServedVersion {
     let record = try storage { try database.environment.read { try self.record(in: $0) } }
-    guard let active = record.active, let served = try loadVersion(active) else {
+    guard let active = record.active else {
       throw VectorDBError.unsupported(
         "router \"\(name)\" has no active version yet: train one with `vdb route train -r \(name)`")
     }
-    return served
+    if let cached = versionCache.value(active) { return cached }
+    guard let version = try loadVersion(active) else {
+      throw VectorDBError.damaged(
+        path: database.path, detail: "router \"\(name)\" has no version \(active)")
+    }
+    versionCache.set(active, version)
+    return version
   }
 
   /// Decides the path of each input, in one batch through the encoder. Each decision is

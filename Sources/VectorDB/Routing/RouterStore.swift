@@ -122,25 +122,40 @@ struct RouterStore {
   }
 
   func record(_ name: String, in txn: Transaction) throws -> RouterRecord? {
-    try txn.get(routers, key: name).map {
-      try QueryLogStore.decoder.decode(RouterRecord.self, from: Data($0))
-    }
+    try get(RouterRecord.self, routers, name, in: txn)
   }
 
   func put(_ record: RouterRecord, in txn: WriteTransaction) throws {
-    try txn.put(routers, key: record.name, value: try QueryLogStore.encoder.encode(record))
+    try put(record, routers, record.name, in: txn)
   }
 
   func version(router: UInt32, _ version: Int, in txn: Transaction) throws -> RouterVersion? {
-    try txn.get(versions, key: Self.versionKey(router: router, version: version)).map {
-      try QueryLogStore.decoder.decode(RouterVersion.self, from: Data($0))
-    }
+    try get(
+      RouterVersion.self, versions, Self.versionKey(router: router, version: version), in: txn)
   }
 
   func put(_ version: RouterVersion, router: UInt32, in txn: WriteTransaction) throws {
-    try txn.put(
-      versions, key: Self.versionKey(router: router, version: version.version),
-      value: try QueryLogStore.encoder.encode(version))
+    try put(version, versions, Self.versionKey(router: router, version: version.version), in: txn)
+  }
+
+  func entry(router: UInt32, id: UInt64, in txn: Transaction) throws -> RouteLogEntry? {
+    try get(RouteLogEntry.self, log, Self.logKey(router: router, id: id), in: txn)
+  }
+
+  func put(_ entry: RouteLogEntry, router: UInt32, in txn: WriteTransaction) throws {
+    try put(entry, log, Self.logKey(router: router, id: entry.logID), in: txn)
+  }
+
+  private func get<Value: Decodable>(
+    _ type: Value.Type, _ table: Table, _ key: some LMDBKey, in txn: Transaction
+  ) throws -> Value? {
+    try txn.get(table, key: key).map { try QueryLogStore.decoder.decode(type, from: Data($0)) }
+  }
+
+  private func put(
+    _ value: some Encodable, _ table: Table, _ key: some LMDBKey, in txn: WriteTransaction
+  ) throws {
+    try txn.put(table, key: key, value: try QueryLogStore.encoder.encode(value))
   }
 
   func parameters(router: UInt32, version: Int, in txn: Transaction) throws -> [Float]? {
@@ -173,27 +188,13 @@ struct RouterStore {
     var ids: [UInt64] = []
     for var entry in entries {
       entry.logID = next
-      try txn.put(
-        log, key: Self.logKey(router: router, id: next),
-        value: try QueryLogStore.encoder.encode(entry))
+      try put(entry, router: router, in: txn)
       ids.append(next)
       next += 1
     }
     try txn.put(
       meta, key: "nextRouteLogID", value: withUnsafeBytes(of: next.littleEndian) { Array($0) })
     return ids
-  }
-
-  func entry(router: UInt32, id: UInt64, in txn: Transaction) throws -> RouteLogEntry? {
-    try txn.get(log, key: Self.logKey(router: router, id: id)).map {
-      try QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data($0))
-    }
-  }
-
-  func put(_ entry: RouteLogEntry, router: UInt32, in txn: WriteTransaction) throws {
-    try txn.put(
-      log, key: Self.logKey(router: router, id: entry.logID),
-      value: try QueryLogStore.encoder.encode(entry))
   }
 
   /// Calls `body` with each log entry of `router`, oldest first.
