@@ -367,7 +367,8 @@ extension Router {
   }
 
   /// The threshold meeting the options' target on `examples`: for `maxEscalation`, the one
-  /// with the best quality among those escalating at most that share; for `minQuality`, the
+  /// with the best quality (then the highest) among those escalating at most that share; for
+  /// `minQuality`, the
   /// one escalating least among those reaching that quality; without a target, 0.5 (with an
   /// escalation path: escalate when no other path is more likely right than not).
   func chooseThreshold(_ examples: [ScoredExample], options: RouterTrainingOptions) throws
@@ -376,10 +377,12 @@ extension Router {
     guard options.maxEscalation != nil || options.minQuality != nil else {
       return escalation == nil ? 0 : 0.5
     }
-    // Every distinct decision: 0, and just above each example's confidence.
+    // One threshold per distinct set of decisions: 0 (never escalate), the midpoints between
+    // consecutive confidences (robust to the noise of a small split), and just above 1.
+    let confidences = Set(examples.map { decide($0.probabilities, threshold: 0).confidence })
+      .sorted()
     let candidates =
-      [0.0]
-      + Set(examples.map { decide($0.probabilities, threshold: 0).confidence.nextUp }).sorted()
+      [0.0] + zip(confidences, confidences.dropFirst()).map { ($0 + $1) / 2 } + [Double(1).nextUp]
     let points = candidates.map { point(examples, threshold: $0) }
     func describe(_ p: CostQualityPoint) -> String {
       String(
@@ -388,9 +391,10 @@ extension Router {
     }
     if let target = options.maxEscalation {
       let feasible = points.filter { $0.escalation <= target }
+      // Equal quality: the higher threshold, which uses the escalation budget.
       guard
         let best = feasible.max(by: {
-          ($0.quality, -$0.threshold) < ($1.quality, -$1.threshold)
+          ($0.quality, $0.threshold) < ($1.quality, $1.threshold)
         })
       else {
         let closest = points.min { $0.escalation < $1.escalation }!
