@@ -35,7 +35,7 @@ public final class Router: @unchecked Sendable {
   }
 
   /// Reads the router's record as stored now.
-  func record(in txn: Transaction) throws -> RouterRecord {
+  func storedRecord(in txn: Transaction) throws -> RouterRecord {
     guard let record = try store.record(name, in: txn) else {
       throw VectorDBError.unsupported("router \"\(name)\" was deleted")
     }

@@ -70,7 +70,7 @@ extension Router {
   ///
   /// - Throws: `VectorDBError.unsupported` when none has been trained and activated.
   func activeVersion() throws -> ServedVersion {
-    let record = try storage { try database.environment.read { try self.record(in: $0) } }
+    let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     guard let active = record.active else {
       throw VectorDBError.unsupported(
         "router \"\(name)\" has no active version yet: train one with `vdb route train -r \(name)`")
@@ -132,7 +132,7 @@ extension Router {
     let id = self.id
     return try storage {
       try database.environment.read { txn in
-        let record = try self.record(in: txn)
+        let record = try self.storedRecord(in: txn)
         let versions = try (1..<max(1, record.nextVersion)).compactMap {
           try store.version(router: id, $0, in: txn)
         }
@@ -177,7 +177,7 @@ extension Router {
     let store = self.store
     try storage {
       try database.environment.write { txn in
-        var record = try self.record(in: txn)
+        var record = try self.storedRecord(in: txn)
         try body(&record, store, txn)
         try store.put(record, in: txn)
       }

@@ -187,7 +187,7 @@ extension Router {
     metrics["accuracy"] =
       Double(zip(candidate, heldLabels).filter { $0 == $1 }.count) / Double(heldOut.count)
     metrics["nearest_centroid_macro_f1"] = macroF1(centroid)
-    let record = try storage { try database.environment.read { try self.record(in: $0) } }
+    let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     let current: [Int]
     let currentName: String
     if let active = record.active, let served = try loadVersion(active) {
@@ -283,7 +283,7 @@ extension Router {
     let parameters = head.parameters
     let version = try storage {
       try database.environment.write { txn -> Int in
-        var record = try self.record(in: txn)
+        var record = try self.storedRecord(in: txn)
         let info = RouterVersion(
           version: record.nextVersion, state: activated ? .ready : .rejected, parent: record.active,
           created: Date(), model: model, paths: paths.map(\.name), temperature: temperature,
