@@ -74,6 +74,9 @@ let package = Package(
     .executableTarget(
       name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
       path: "Benchmarks/train-bench"),
+    .executableTarget(
+      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW"],
+      path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),

@@ -63,3 +63,14 @@ step status
 step query -c docs "can two processes write to the database at the same time" -k 3 --no-log
 step models rollback -c docs
 step query -c docs "can two processes write to the database at the same time" -k 3 --no-log
+
+echo
+echo "== 7. A router: which docs family answers a question, or escalate to all the docs"
+echo "      (tools/route-examples.jsonl: outcomes of earlier requests, see docs/routing.md)"
+step route create docs storage=1 search=1 training=1 shell=1 general=4 --escalation general
+step route log -r docs --input "how do I list the collections" --path shell --outcome good
+step route import -r docs tools/route-examples.jsonl
+step route train -r docs --max-escalation 0.3 --seed 7
+step route -r docs "how do I delete a collection" "which key does a routing version use" \
+  "what does the gate compare" "is vdb a good fit for my project"
+step route eval -r docs tools/route-test.jsonl

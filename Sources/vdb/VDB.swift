@@ -22,6 +22,7 @@ struct VDB: ParsableCommand {
         vdb reembed -c notes --model 2             re-embed with a model, switch at once
         vdb models rollback -c notes               undo the last switch (adapter or generation)
         vdb status                                 collections, models, jobs, size
+        vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
         vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
@@ -30,7 +31,7 @@ struct VDB: ParsableCommand {
     subcommands: [
       Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      ShellCommand.self,
+      Route.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions

@@ -33,13 +33,15 @@ struct Schema {
   /// the row's vector in that generation was made from: how a generation tells which
   /// of its vectors are stale (text changed) or orphaned (document deleted).
   let sources: Table
+  /// Routers, their versions and their logs (see `RouterStore`).
+  let routing: RouterStore
 
   /// Every fixed table name of this format; index tables are named `index.*`.
-  static let tableNames: Set<String> = [
+  static let tableNames = Set<String>([
     "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
     "generations",
     "metaindex", "sources",
-  ]
+  ]).union(RouterStore.tableNames)
 
   /// Whether `name` is one of ours (a database holding others is not ours).
   static func isOurs(_ name: String) -> Bool {
@@ -64,6 +66,7 @@ struct Schema {
     generations = try environment.table("generations")
     metadataIndex = try environment.table("metaindex")
     sources = try environment.table("sources")
+    routing = try RouterStore(environment: environment, meta: meta)
   }
 
   static func docKey(collection: UInt32, id: String) -> KeyBuilder {

@@ -1,0 +1,191 @@
+// Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
+// batch-1 routing latency against the encoder's batch-1 latency.
+//
+//   swift run -c release route-bench [--seeds N] [--repeats R] [--no-scifact]
+//
+// Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
+// split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
+// dense sentence search enough, or must the request escalate (built below).
+import Dispatch
+import Foundation
+import HNSW
+import Training
+import VectorDB
+
+var seeds = 5
+var repeats = 300
+var scifactSet = true
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+  switch argument {
+  case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
+  case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+  case "--no-scifact": scifactSet = false
+  default:
+    FileHandle.standardError.write(
+      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact]\n".utf8))
+    exit(2)
+  }
+}
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let tools = here.appendingPathComponent("../../tools").standardized.path
+let scifact = here.appendingPathComponent("../../../shared/datasets/scifact").standardized.path
+let directory = NSTemporaryDirectory() + "vdb-route-bench-\(getpid())"
+defer { try? FileManager.default.removeItem(atPath: directory) }
+try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+
+let db = try Database(path: directory + "/db")
+try db.importModel(directory: DefaultModel.directory)
+let encoder = try db.encoder(version: 1)
+
+func nanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
+
+/// Trains `router` once per seed; prints and returns the held-out figures.
+func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
+  var reports: [RouterTrainingReport] = []
+  for seed in 1...seeds {
+    var options = RouterTrainingOptions()
+    options.seed = UInt64(seed)
+    options.force = true  // each seed's version is measured, whatever the gate says
+    if router.escalation != nil { options.maxEscalation = 0.3 }
+    reports.append(try router.train(options: options))
+  }
+  func figure(_ key: String) -> String {
+    let values = reports.compactMap { $0.metrics[key] }
+    let m = mean(values)
+    let sd = (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(max(1, values.count - 1)))
+      .squareRoot()
+    return String(format: "%.3f ± %.3f", m, sd)
+  }
+  print(
+    "\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
+  )
+  for key in [
+    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "ece_before",
+    "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
+    "never_escalate_quality",
+  ] where reports[0].metrics[key] != nil {
+    print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(figure(key))")
+  }
+  print(
+    String(format: "  training %.2f s per run (embedding included)", mean(reports.map(\.seconds))))
+  return reports.last!
+}
+
+// (1) The docs set.
+let docs = try db.createRouter(
+  "docs",
+  paths: ["storage", "search", "training", "shell"].map { RoutePath(name: $0, cost: 1) }
+    + [RoutePath(name: "general", cost: 4)], escalation: "general")
+try docs.importJSONL(path: tools + "/route-examples.jsonl")
+_ = try heldOut(docs, label: "docs set, held-out split")
+// The test file: the last trained version against nearest centroid on all training inputs.
+let test = try docs.evaluate(path: tools + "/route-test.jsonl")
+let trainingExamples = try docs.examples().filter { $0.best != nil }
+let pathNames = docs.paths.map(\.name)
+let centroid = NearestCentroid(
+  inputs: encoder.embed(trainingExamples.map(\.input)),
+  labels: trainingExamples.map { pathNames.firstIndex(of: $0.best!)! }, classes: pathNames.count)
+let testLines = try String(contentsOfFile: tools + "/route-test.jsonl", encoding: .utf8)
+  .split(separator: "\n").map {
+    try JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+  }
+let centroidTest = ClassificationMetrics(
+  labels: testLines.map { pathNames.firstIndex(of: $0["path"]!)! },
+  predictions: centroid.predict(encoder.embed(testLines.map { $0["input"]! })),
+  classes: pathNames.count)
+print(
+  String(
+    format:
+      "docs set, route-test.jsonl (%d inputs): router macro-F1 %.3f, accuracy %.3f; nearest centroid macro-F1 %.3f, accuracy %.3f; escalation %.3f, quality %.3f",
+    test.examples, test.macroF1, test.accuracy, centroidTest.macroF1, centroidTest.accuracy,
+    test.escalation, test.quality))
+
+// Latency, one request at a time. The three are timed in turn within each round, so that
+// they see the same load (the machine is shared); the median of the paired differences is
+// the routing overhead.
+let request = "how do I delete a document by its id"
+let candidates: [(String, () throws -> Void)] = [
+  ("encoder alone", { _ = encoder.embed(request) }),
+  ("route, not logged", { _ = try docs.route([request], log: false) }),
+  ("route, logged (fsync'd)", { _ = try docs.route([request]) }),
+]
+var times = [[Double]](repeating: [], count: candidates.count)
+for round in 0..<(repeats + 20) {
+  for (index, candidate) in candidates.enumerated() {
+    let start = nanoseconds()
+    try candidate.1()
+    if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
+  }
+}
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+print("\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
+for (index, candidate) in candidates.enumerated() {
+  let overhead = median(zip(times[index], times[0]).map { $0 - $1 })
+  print(
+    "  " + candidate.0.padding(toLength: 26, withPad: " ", startingAt: 0)
+      + String(format: "%.3f  %.3f  %+.3f", median(times[index]), mean(times[index]), overhead))
+}
+
+// (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
+// titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
+// the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
+// path ("reranker", the escalation) is taken to be good.
+guard scifactSet else { exit(0) }
+let minilm = scifact + "-minilm"
+let nearest = try Texmex.readInts(path: minilm + "/gt.ivecs")
+let gunzip = Process()
+gunzip.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
+gunzip.arguments = ["-dc", minilm + "/base_texts.jsonl.gz"]
+let pipe = Pipe()
+gunzip.standardOutput = pipe
+try gunzip.run()
+let baseTexts = pipe.fileHandleForReading.readDataToEndOfFile()
+gunzip.waitUntilExit()
+struct BaseRow: Decodable {
+  var document: String
+  enum CodingKeys: String, CodingKey { case document = "doc_id" }
+}
+let rowDocument = try baseTexts.split(separator: UInt8(ascii: "\n")).map {
+  try JSONDecoder().decode(BaseRow.self, from: Data($0)).document
+}
+var relevant: [String: Set<String>] = [:]
+for split in ["train", "test"] {
+  for (query, documents) in try BEIR.qrels(path: scifact + "/qrels/\(split).tsv") {
+    relevant[query, default: []].formUnion(documents.filter { $0.value > 0 }.keys)
+  }
+}
+struct QueryRow: Decodable {
+  var row: Int
+  var query: String
+  var text: String
+  enum CodingKeys: String, CodingKey {
+    case row, text
+    case query = "query_id"
+  }
+}
+var sciLines: [String] = []
+var cheapGood = 0
+for line in try String(contentsOfFile: minilm + "/queries.jsonl", encoding: .utf8).split(
+  separator: "\n")
+{
+  let query = try JSONDecoder().decode(QueryRow.self, from: Data(line.utf8))
+  guard let documents = relevant[query.query] else { continue }
+  let good = documents.contains(rowDocument[Int(nearest.row(query.row)[0])])
+  cheapGood += good ? 1 : 0
+  var outcomes = [("sentences", good ? "good" : "bad")]
+  if !good { outcomes.append(("reranker", "good")) }
+  for (path, outcome) in outcomes {
+    let object = ["input": query.text, "path": path, "outcome": outcome]
+    sciLines.append(String(decoding: try JSONEncoder().encode(object), as: UTF8.self))
+  }
+}
+try sciLines.joined(separator: "\n").write(
+  toFile: directory + "/scifact-routing.jsonl", atomically: false, encoding: .utf8)
+let sci = try db.createRouter(
+  "scifact", paths: [RoutePath(name: "sentences", cost: 1), RoutePath(name: "reranker", cost: 10)],
+  escalation: "reranker")
+try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
+print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
+_ = try heldOut(sci, label: "SciFact set (sentence search enough, or escalate), held-out split")

@@ -1,0 +1,320 @@
+import Foundation
+import LMDB
+
+/// A named classifier that decides which path handles a request: a cheap specialist or an
+/// expensive generalist, one collection or another, one tool or another (docs/routing.md).
+///
+///     let router = try db.createRouter(
+///       "support", paths: [RoutePath(name: "faq", cost: 1), RoutePath(name: "agent", cost: 20)],
+///       escalation: "agent")
+///     try router.record(input: "reset my password", path: "faq", outcome: .good)
+///     let report = try router.train()                       // gated like the retriever
+///     let decision = try router.route(["where is my invoice"])[0]
+///     print(decision.path, decision.confidence, decision.escalated)
+///
+/// Data comes from its log: routing decisions (logged by `route` unless asked not to),
+/// outcomes recorded for them or for any input, and labelled examples imported in bulk.
+public final class Router: @unchecked Sendable {
+  public let database: Database
+  public let name: String
+  /// The paths, in the order of the classifier's classes.
+  public let paths: [RoutePath]
+  /// The path that takes the requests the router is unsure of (nil: none).
+  public let escalation: String?
+  let id: UInt32
+  var store: RouterStore { database.schema.routing }
+  /// Versions loaded for serving (a version never changes once stored, only its state).
+  let versionCache = VersionCache<ServedVersion>()
+
+  init(database: Database, record: RouterRecord) {
+    self.database = database
+    name = record.name
+    paths = record.paths
+    escalation = record.escalation
+    id = record.id
+  }
+
+  /// Reads the router's record as stored now.
+  func storedRecord(in txn: Transaction) throws -> RouterRecord {
+    guard let record = try store.record(name, in: txn) else {
+      throw VectorDBError.unsupported("router \"\(name)\" was deleted")
+    }
+    return record
+  }
+
+  /// The index of path `name`.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `source`, `line` and the known paths.
+  func pathIndex(_ path: String, source: String, line: Int? = nil) throws -> Int {
+    guard let index = paths.firstIndex(where: { $0.name == path }) else {
+      throw VectorDBError.invalidInput(
+        source: source, line: line,
+        reason:
+          "unknown path \"\(path)\" (router \"\(name)\" has \(paths.map { "\"\($0.name)\"" }.joined(separator: ", ")))"
+      )
+    }
+    return index
+  }
+
+  // MARK: Data
+
+  /// Logs that `path` served `input` well or badly; returns the entry's log id.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` for empty input or an unknown path; nothing
+  ///   is written then.
+  @discardableResult
+  public func record(input: String, path: String, outcome: RouteOutcome) throws -> UInt64 {
+    try record([(input, path, outcome)], source: "argument")[0]
+  }
+
+  /// Logs an outcome for an earlier logged decision (by the `log_id` `route` returned).
+  ///
+  /// - Throws: `VectorDBError.logEntryNotFound` for an unknown id; `.invalidInput` for an
+  ///   unknown path.
+  public func record(outcome: RouteOutcome, path: String, for logID: UInt64) throws {
+    _ = try pathIndex(path, source: "argument")
+    let store = self.store
+    let id = self.id
+    try storage {
+      try database.environment.write { txn in
+        guard var entry = try store.entry(router: id, id: logID, in: txn) else {
+          throw VectorDBError.logEntryNotFound(logID)
+        }
+        entry.outcomes[path] = outcome
+        try store.put(entry, router: id, in: txn)
+      }
+    }
+  }
+
+  /// Writes labelled entries in one transaction: a nil outcome makes `path` the input's
+  /// best path, an outcome records how `path` did.
+  private func record(_ items: [(String, String, RouteOutcome?)], source: String) throws
+    -> [UInt64]
+  {
+    let entries = try items.map { input, path, outcome in
+      try entry(input: input, path: path, outcome: outcome, source: source, line: nil)
+    }
+    let store = self.store
+    let id = self.id
+    return try storage {
+      try database.environment.write { txn in try store.append(entries, router: id, in: txn) }
+    }
+  }
+
+  /// A labelled log entry (not yet numbered), checked.
+  private func entry(
+    input: String, path: String, outcome: RouteOutcome?, source: String, line: Int?
+  ) throws -> RouteLogEntry {
+    guard !input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "the input is empty")
+    }
+    _ = try pathIndex(path, source: source, line: line)
+    return RouteLogEntry(
+      logID: 0, time: Date(), input: input, label: outcome == nil ? path : nil,
+      outcomes: outcome.map { [path: $0] } ?? [:], decision: nil)
+  }
+
+  /// What `importJSONL` did.
+  public struct ImportReport: Codable, Sendable {
+    /// Lines with only a path (the best path of the input).
+    public var labelled: Int
+    /// Lines with an outcome.
+    public var outcomes: Int
+  }
+
+  /// Imports labelled examples from a JSON Lines file, all or nothing. Each non-blank line is
+  /// `{"input": "…", "path": "P"}` (P is the input's best path) or
+  /// `{"input": "…", "path": "P", "outcome": "good"|"bad"}` (how P did).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line (unreadable file,
+  ///   invalid JSON, a missing or mistyped field, empty input, an unknown path, an outcome
+  ///   other than good/bad) or an empty file; nothing is written then.
+  @discardableResult
+  public func importJSONL(path file: String) throws -> ImportReport {
+    let entries = try entries(fromJSONL: file)
+    let store = self.store
+    let id = self.id
+    try storage {
+      try database.environment.write { txn in _ = try store.append(entries, router: id, in: txn) }
+    }
+    let labelled = entries.filter { $0.label != nil }.count
+    return ImportReport(labelled: labelled, outcomes: entries.count - labelled)
+  }
+
+  /// The lines of a routing examples file as log entries (see `importJSONL`).
+  func entries(fromJSONL file: String) throws -> [RouteLogEntry] {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: file))
+    } catch {
+      throw VectorDBError.invalidInput(source: file, line: nil, reason: "cannot read the file")
+    }
+    var entries: [RouteLogEntry] = []
+    try JSONLines.forEach(in: data) { line, bytes in
+      let object = try JSONLines.object(from: bytes, source: file, line: line)
+      func string(_ key: String) throws -> String {
+        guard case .string(let value) = object[key] else {
+          throw VectorDBError.invalidInput(
+            source: file, line: line,
+            reason: object[key] == nil ? "missing \"\(key)\"" : "\"\(key)\" must be a string")
+        }
+        return value
+      }
+      var outcome: RouteOutcome?
+      if let value = object["outcome"], value != .null {
+        guard case .string(let text) = value, let parsed = RouteOutcome(rawValue: text) else {
+          throw VectorDBError.invalidInput(
+            source: file, line: line, reason: "\"outcome\" must be \"good\" or \"bad\"")
+        }
+        outcome = parsed
+      }
+      entries.append(
+        try entry(
+          input: try string("input"), path: try string("path"), outcome: outcome, source: file,
+          line: line))
+    }
+    guard !entries.isEmpty else {
+      throw VectorDBError.invalidInput(source: file, line: nil, reason: "the file has no examples")
+    }
+    return entries
+  }
+
+  /// One input and what its log entries say about it.
+  public struct Example: Codable, Equatable, Sendable {
+    public var input: String
+    /// The best path: the label given last, else the cheapest path with a good outcome
+    /// (nil: nothing says which path serves it).
+    public var best: String?
+    /// Outcomes by path, the latest for each.
+    public var outcomes: [String: RouteOutcome]
+  }
+
+  /// The router's data: its log entries merged by input text (see `merge`).
+  public func examples() throws -> [Example] {
+    let store = self.store
+    let id = self.id
+    var entries: [RouteLogEntry] = []
+    try storage {
+      try database.environment.read { txn in
+        try store.forEachEntry(router: id, in: txn) { entries.append($0) }
+      }
+    }
+    return merge(entries)
+  }
+
+  /// Merges entries by input text, in order of first appearance: later outcomes for a path
+  /// override earlier ones, the last label wins. The best path is the label, else the
+  /// cheapest path with a good outcome: the lowest cost, paths without a cost after those
+  /// with one, ties in the router's order.
+  func merge(_ entries: [RouteLogEntry]) -> [Example] {
+    var merged: [String: Example] = [:]
+    var order: [String] = []
+    var labels: [String: String] = [:]
+    for entry in entries {
+      if merged[entry.input] == nil {
+        merged[entry.input] = Example(input: entry.input, best: nil, outcomes: [:])
+        order.append(entry.input)
+      }
+      merged[entry.input]!.outcomes.merge(entry.outcomes) { $1 }
+      if let label = entry.label { labels[entry.input] = label }
+    }
+    let rank = Dictionary(
+      uniqueKeysWithValues: paths.indices.sorted {
+        (paths[$0].cost ?? .infinity, $0) < (paths[$1].cost ?? .infinity, $1)
+      }.enumerated().map { (paths[$0.element].name, $0.offset) })
+    return order.map { input in
+      var example = merged[input]!
+      example.best =
+        labels[input]
+        ?? example.outcomes.filter { $0.value == .good && rank[$0.key] != nil }
+        .min { rank[$0.key]! < rank[$1.key]! }?.key
+      return example
+    }
+  }
+}
+
+extension Database {
+  /// Creates router `name` with its paths (at least two, unique names) and an optional
+  /// escalation path (one of them) for the requests it is unsure of.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` for a bad name, fewer than two paths, a
+  ///   repeated or empty path name, a negative cost, an unknown escalation path, or a
+  ///   router of that name that exists; nothing is written then.
+  @discardableResult
+  public func createRouter(_ name: String, paths: [RoutePath], escalation: String? = nil) throws
+    -> Router
+  {
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: "router \"\(name)\"", line: nil, reason: reason)
+    }
+    guard !name.isEmpty, name.utf8.count <= 200,
+      !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+      throw fail("a router name is 1 to 200 bytes without control characters")
+    }
+    guard paths.count >= 2 else {
+      throw fail("a router needs at least two paths to choose from, got \(paths.count)")
+    }
+    for path in paths {
+      guard !path.name.isEmpty else { throw fail("a path name cannot be empty") }
+      guard paths.filter({ $0.name == path.name }).count == 1 else {
+        throw fail("path \"\(path.name)\" is given twice")
+      }
+      if let cost = path.cost, !(cost >= 0 && cost.isFinite) {
+        throw fail("path \"\(path.name)\" has cost \(cost); costs are finite and ≥ 0")
+      }
+    }
+    if let escalation, !paths.contains(where: { $0.name == escalation }) {
+      throw fail("the escalation path \"\(escalation)\" is not one of its paths")
+    }
+    let store = schema.routing
+    let meta = schema.meta
+    let record = try storage {
+      try environment.write { txn -> RouterRecord in
+        if try store.record(name, in: txn) != nil {
+          throw fail("a router with this name exists")
+        }
+        let id =
+          try txn.get(meta, key: "nextRouter").map {
+            $0.loadUnaligned(as: UInt32.self).littleEndian
+          } ?? 1
+        try txn.put(
+          meta, key: "nextRouter", value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
+        let record = RouterRecord(
+          id: id, name: name, paths: paths, escalation: escalation, created: Date())
+        try store.put(record, in: txn)
+        return record
+      }
+    }
+    return Router(database: self, record: record)
+  }
+
+  /// The router named `name`.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` when there is none.
+  public func router(_ name: String) throws -> Router {
+    let store = schema.routing
+    guard let record = try storage({ try environment.read { try store.record(name, in: $0) } })
+    else {
+      throw VectorDBError.invalidInput(
+        source: "router", line: nil,
+        reason: "no router named \"\(name)\" (`vdb route list` lists them)")
+    }
+    return Router(database: self, record: record)
+  }
+
+  /// The names of all routers, sorted.
+  public func routerNames() throws -> [String] {
+    let routers = schema.routing.routers
+    return try storage {
+      try environment.read { txn in
+        var names: [String] = []
+        try txn.forEach(in: routers) { key, _ in
+          names.append(String(decoding: key, as: UTF8.self))
+          return true
+        }
+        return names
+      }
+    }
+  }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import LMDB
+import Training
+
+/// Where one request goes, as `Router.route` decides it.
+public struct RouteDecision: Codable, Equatable, Sendable {
+  /// The path chosen: the most probable one, or the escalation path when the router is
+  /// less confident than its threshold.
+  public var path: String
+  /// The calibrated probability of the most probable path other than the escalation path
+  /// (the one the threshold is compared with); of the most probable path without one.
+  public var confidence: Double
+  /// Calibrated probabilities of every path.
+  public var probabilities: [String: Double]
+  /// Whether the request was sent to the escalation path for lack of confidence.
+  public var escalated: Bool
+  /// The log entry to attach an outcome to (nil when not logged).
+  public var logID: UInt64?
+  /// The router version that decided.
+  public var version: Int
+
+  enum CodingKeys: String, CodingKey {
+    case path, confidence, probabilities, escalated
+    case logID = "log_id"
+    case version
+  }
+}
+
+/// A stored version with its head, ready to classify.
+struct ServedVersion {
+  var info: RouterVersion
+  var head: SoftmaxClassifier<Float>
+
+  /// Calibrated class probabilities of each input (embedded by the version's encoder).
+  func probabilities(_ inputs: [String], database: Database) throws -> [[Double]] {
+    let encoder = try database.encoder(version: info.model)
+    let logits = head.logits(encoder.embed(inputs).flatMap { $0 }).map(Double.init)
+    let classes = head.classes
+    return stride(from: 0, to: logits.count, by: classes).map {
+      SoftmaxClassifier<Double>.softmax(
+        Array(logits[$0..<($0 + classes)]), classes: classes, temperature: info.temperature)
+    }
+  }
+}
+
+extension Router {
+  /// Stored version `version` and its head (nil when there is no such version).
+  func loadVersion(_ version: Int) throws -> ServedVersion? {
+    let store = self.store
+    let id = self.id
+    let path = database.path
+    return try storage {
+      try database.environment.read { txn -> ServedVersion? in
+        guard let info = try store.version(router: id, version, in: txn) else { return nil }
+        let classes = info.paths.count
+        guard let parameters = try store.parameters(router: id, version: version, in: txn),
+          let head = try? SoftmaxClassifier<Float>(
+            classes: classes, dimension: (parameters.count - classes) / max(1, classes),
+            parameters: parameters)
+        else {
+          throw VectorDBError.damaged(
+            path: path, detail: "router \"\(name)\" version \(version) has no valid head")
+        }
+        return ServedVersion(info: info, head: head)
+      }
+    }
+  }
+
+  /// The version that serves now.
+  ///
+  /// - Throws: `VectorDBError.unsupported` when none has been trained and activated.
+  func activeVersion() throws -> ServedVersion {
+    let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
+    guard let active = record.active else {
+      throw VectorDBError.unsupported(
+        "router \"\(name)\" has no active version yet: train one with `vdb route train -r \(name)`")
+    }
+    if let cached = versionCache.value(active) { return cached }
+    guard let version = try loadVersion(active) else {
+      throw VectorDBError.damaged(
+        path: database.path, detail: "router \"\(name)\" has no version \(active)")
+    }
+    versionCache.set(active, version)
+    return version
+  }
+
+  /// Decides the path of each input, in one batch through the encoder. Each decision is
+  /// logged (one transaction for the batch) unless `log` is false, so an outcome can be
+  /// attached to it later by its `log_id`.
+  ///
+  /// - Throws: `VectorDBError.unsupported` when the router has no active version;
+  ///   `.invalidInput` for an empty input (nothing is logged then).
+  public func route(_ inputs: [String], log: Bool = true) throws -> [RouteDecision] {
+    for (index, input) in inputs.enumerated()
+    where input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+      throw VectorDBError.invalidInput(
+        source: "input \(index + 1)", line: nil, reason: "the input is empty")
+    }
+    guard !inputs.isEmpty else { return [] }
+    let served = try activeVersion()
+    let probabilities = try served.probabilities(inputs, database: database)
+    var decisions = probabilities.map { row -> RouteDecision in
+      let (path, confidence, escalated) = decide(row, threshold: served.info.threshold)
+      return RouteDecision(
+        path: served.info.paths[path], confidence: confidence,
+        probabilities: Dictionary(uniqueKeysWithValues: zip(served.info.paths, row)),
+        escalated: escalated, logID: nil, version: served.info.version)
+    }
+    guard log else { return decisions }
+    let now = Date()
+    let entries = zip(inputs, decisions).map { input, decision in
+      RouteLogEntry(
+        logID: 0, time: now, input: input, label: nil, outcomes: [:],
+        decision: .init(
+          path: decision.path, confidence: decision.confidence, escalated: decision.escalated,
+          version: decision.version))
+    }
+    let store = self.store
+    let id = self.id
+    let ids = try storage {
+      try database.environment.write { txn in try store.append(entries, router: id, in: txn) }
+    }
+    for index in decisions.indices { decisions[index].logID = ids[index] }
+    return decisions
+  }
+
+  // MARK: Versions
+
+  /// Every version, oldest first, and which one serves.
+  public func versions() throws -> (versions: [RouterVersion], active: Int?) {
+    let store = self.store
+    let id = self.id
+    return try storage {
+      try database.environment.read { txn in
+        let record = try self.storedRecord(in: txn)
+        let versions = try (1..<max(1, record.nextVersion)).compactMap {
+          try store.version(router: id, $0, in: txn)
+        }
+        return (versions, record.active)
+      }
+    }
+  }
+
+  /// Makes `version` serve (a rejected one too: the admin overrides the gate).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` for an unknown version.
+  public func activate(version: Int) throws {
+    try changeHistory { record, store, txn in
+      guard var info = try store.version(router: record.id, version, in: txn) else {
+        throw VectorDBError.invalidInput(
+          source: "router \"\(name)\"", line: nil, reason: "no version \(version)")
+      }
+      info.state = .ready
+      try store.put(info, router: record.id, in: txn)
+      record.history.append(version)
+    }
+  }
+
+  /// Undoes the last activation: the version that served before serves again. Returns it.
+  ///
+  /// - Throws: `VectorDBError.unsupported` when fewer than two versions were activated.
+  @discardableResult
+  public func rollback() throws -> Int {
+    try changeHistory { record, _, _ in
+      guard record.history.count >= 2 else {
+        throw VectorDBError.unsupported(
+          "router \"\(name)\" has no earlier version to roll back to")
+      }
+      record.history.removeLast()
+    }
+    return try versions().active!
+  }
+
+  private func changeHistory(
+    _ body: (inout RouterRecord, RouterStore, WriteTransaction) throws -> Void
+  ) throws {
+    let store = self.store
+    try storage {
+      try database.environment.write { txn in
+        var record = try self.storedRecord(in: txn)
+        try body(&record, store, txn)
+        try store.put(record, in: txn)
+      }
+    }
+  }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import LMDB
+
+/// One path a router can send a request to.
+public struct RoutePath: Codable, Equatable, Sendable {
+  public var name: String
+  /// What a request on this path costs, in the admin's unit (nil: not given).
+  public var cost: Double?
+  public init(name: String, cost: Double? = nil) {
+    self.name = name
+    self.cost = cost
+  }
+}
+
+/// Whether a path served a request well.
+public enum RouteOutcome: String, Codable, Sendable, CaseIterable {
+  case good, bad
+}
+
+/// A router's record in the `routers` table.
+struct RouterRecord: Codable, Equatable {
+  var id: UInt32
+  var name: String
+  var paths: [RoutePath]
+  /// The expensive generalist that takes what the router is unsure of (nil: none).
+  var escalation: String?
+  var created: Date
+  /// The versions activated, oldest first; the last one serves. `rollback` drops it.
+  var history: [Int] = []
+  var nextVersion = 1
+
+  var active: Int? { history.last }
+}
+
+/// One version of a router's classifier: its head, calibration, threshold and lineage.
+public struct RouterVersion: Codable, Equatable, Sendable {
+  public enum State: String, Codable, Sendable {
+    /// Serving, or served before (rollback can return to it).
+    case ready
+    /// Not better than the active version on the held-out split; kept with the reason.
+    case rejected
+  }
+  public var version: Int
+  public var state: RouterVersion.State
+  /// The version that was active when this one was trained.
+  public var parent: Int?
+  public var created: Date
+  /// The encoder (model version) whose sentence embeddings the head reads.
+  public var model: Int
+  /// The head's class order: the router's paths when trained.
+  public var paths: [String]
+  /// Divides the logits before the softmax (temperature scaling on the held-out split).
+  public var temperature: Double
+  /// Below this confidence the request goes to the escalation path (0: never escalates).
+  public var threshold: Double
+  /// Why the gate activated it or not.
+  public var reason: String
+  /// Held-out metrics (macro-F1, baselines, ECE before/after, …).
+  public var metrics: [String: Double]
+  /// How it was made: data counts, hyperparameters, target, losses.
+  public var lineage: [String: JSONValue]
+
+  enum CodingKeys: String, CodingKey {
+    case version, state, parent, created, model, paths, temperature, threshold, reason, metrics,
+      lineage
+  }
+}
+
+/// One entry of a router's log: a routing decision, a recorded outcome or a labelled
+/// example. Entries about the same input text are merged for training (see
+/// `Router.examples()`).
+public struct RouteLogEntry: Codable, Equatable, Sendable {
+  /// What the router decided, when the entry is a logged decision.
+  public struct Decision: Codable, Equatable, Sendable {
+    public var path: String
+    public var confidence: Double
+    public var escalated: Bool
+    public var version: Int
+  }
+  public var logID: UInt64
+  public var time: Date
+  public var input: String
+  /// The best path, when an admin gave it (an import line without an outcome).
+  public var label: String?
+  /// Outcomes recorded for this input, by path.
+  public var outcomes: [String: RouteOutcome]
+  public var decision: Decision?
+
+  enum CodingKeys: String, CodingKey {
+    case logID = "log_id"
+    case time, input, label, outcomes, decision
+  }
+}
+
+/// The router tables: `routers` (name → JSON `RouterRecord`), `routerversions` (router id
+/// UInt32 BE ++ version UInt32 BE → JSON `RouterVersion`), `routerweights` (same key →
+/// the head's parameters, Float32 LE) and `routelog` (router id UInt32 BE ++ log id
+/// UInt64 BE → JSON `RouteLogEntry`). Log ids come from the meta key `nextRouteLogID`.
+struct RouterStore {
+  let routers: Table
+  let versions: Table
+  let weights: Table
+  let log: Table
+  let meta: Table
+
+  static let tableNames: Set<String> = ["routers", "routerversions", "routerweights", "routelog"]
+
+  init(environment: Environment, meta: Table) throws {
+    routers = try environment.table("routers")
+    versions = try environment.table("routerversions")
+    weights = try environment.table("routerweights")
+    log = try environment.table("routelog")
+    self.meta = meta
+  }
+
+  static func versionKey(router: UInt32, version: Int) -> KeyBuilder {
+    KeyBuilder().uint32(router).uint32(UInt32(version))
+  }
+
+  static func logKey(router: UInt32, id: UInt64) -> KeyBuilder {
+    KeyBuilder().uint32(router).uint64(id)
+  }
+
+  func record(_ name: String, in txn: Transaction) throws -> RouterRecord? {
+    try get(RouterRecord.self, routers, name, in: txn)
+  }
+
+  func put(_ record: RouterRecord, in txn: WriteTransaction) throws {
+    try put(record, routers, record.name, in: txn)
+  }
+
+  func version(router: UInt32, _ version: Int, in txn: Transaction) throws -> RouterVersion? {
+    try get(
+      RouterVersion.self, versions, Self.versionKey(router: router, version: version), in: txn)
+  }
+
+  func put(_ version: RouterVersion, router: UInt32, in txn: WriteTransaction) throws {
+    try put(version, versions, Self.versionKey(router: router, version: version.version), in: txn)
+  }
+
+  func entry(router: UInt32, id: UInt64, in txn: Transaction) throws -> RouteLogEntry? {
+    try get(RouteLogEntry.self, log, Self.logKey(router: router, id: id), in: txn)
+  }
+
+  func put(_ entry: RouteLogEntry, router: UInt32, in txn: WriteTransaction) throws {
+    try put(entry, log, Self.logKey(router: router, id: entry.logID), in: txn)
+  }
+
+  private func get<Value: Decodable>(
+    _ type: Value.Type, _ table: Table, _ key: some LMDBKey, in txn: Transaction
+  ) throws -> Value? {
+    try txn.get(table, key: key).map { try QueryLogStore.decoder.decode(type, from: Data($0)) }
+  }
+
+  private func put(
+    _ value: some Encodable, _ table: Table, _ key: some LMDBKey, in txn: WriteTransaction
+  ) throws {
+    try txn.put(table, key: key, value: try QueryLogStore.encoder.encode(value))
+  }
+
+  func parameters(router: UInt32, version: Int, in txn: Transaction) throws -> [Float]? {
+    try txn.get(weights, key: Self.versionKey(router: router, version: version)).map { bytes in
+      (0..<(bytes.count / 4)).map {
+        Float(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self).littleEndian)
+      }
+    }
+  }
+
+  func putParameters(
+    _ parameters: [Float], router: UInt32, version: Int, in txn: WriteTransaction
+  ) throws {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(parameters.count * 4)
+    for value in parameters {
+      withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+    try txn.put(weights, key: Self.versionKey(router: router, version: version), value: bytes)
+  }
+
+  /// Appends entries with fresh log ids (returned in order).
+  func append(_ entries: [RouteLogEntry], router: UInt32, in txn: WriteTransaction) throws
+    -> [UInt64]
+  {
+    var next =
+      (try txn.get(meta, key: "nextRouteLogID").map {
+        $0.loadUnaligned(as: UInt64.self).littleEndian
+      }) ?? 1
+    var ids: [UInt64] = []
+    for var entry in entries {
+      entry.logID = next
+      try put(entry, router: router, in: txn)
+      ids.append(next)
+      next += 1
+    }
+    try txn.put(
+      meta, key: "nextRouteLogID", value: withUnsafeBytes(of: next.littleEndian) { Array($0) })
+    return ids
+  }
+
+  /// Calls `body` with each log entry of `router`, oldest first.
+  func forEachEntry(router: UInt32, in txn: Transaction, _ body: (RouteLogEntry) throws -> Void)
+    throws
+  {
+    let prefix = KeyBuilder().uint32(router)
+    try txn.forEach(in: log, from: prefix) { key, value in
+      guard key.starts(with: prefix.bytes) else { return false }
+      try body(try QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value)))
+      return true
+    }
+  }
+}

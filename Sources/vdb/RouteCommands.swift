@@ -1,0 +1,396 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+extension RouteOutcome: ExpressibleByArgument {}
+
+/// `vdb route`: routers trained from the log (docs/routing.md).
+struct Route: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Decide which path handles a request with a router trained from the log.",
+    discussion: """
+      A router chooses among paths (a cheap specialist, an expensive generalist, one
+      collection or another). It learns from logged outcomes and labelled examples: a
+      softmax head on the sentence embeddings of the database's encoder, calibrated, and
+      activated only when held-out macro-F1 beats the active version beyond noise.
+
+      Examples:
+        vdb route create support faq=1 agent=20 --escalation agent
+        vdb route import -r support examples.jsonl     lines {"input", "path"[, "outcome"]}
+        vdb route log -r support --input "reset my password" --path faq --outcome good
+        vdb route train -r support --max-escalation 0.3
+        vdb route -r support "where is my invoice"     route (logged; prints log ids)
+        vdb route log -r support --id 42 --path faq --outcome bad
+        vdb route eval -r support test.jsonl
+        vdb route diagnose -r support
+        vdb route versions -r support
+        vdb route rollback -r support
+      """,
+    subcommands: [
+      RouteRequest.self, RouteCreate.self, RouteList.self, RouteLog.self, RouteImport.self,
+      RouteTrain.self, RouteEval.self, RouteDiagnose.self, RouteVersions.self, RouteRollback.self,
+    ],
+    defaultSubcommand: RouteRequest.self)
+}
+
+struct RouterOption: ParsableArguments {
+  @Option(name: [.customShort("r"), .long], help: "The router.") var router: String
+
+  func open(_ database: DatabaseOptions) throws -> Router {
+    try database.open().router(router)
+  }
+}
+
+struct RouteRequest: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "decide",
+    abstract: "Route each TEXT (the default: `vdb route -r NAME TEXT...`).",
+    discussion: """
+      JSON: one line per input: {"path", "confidence", "probabilities": {path: p},
+      "escalated", "log_id", "version"}.
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Argument(help: "The requests to route.") var texts: [String]
+  @Flag(help: "Do not log the decisions.") var noLog = false
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if texts.isEmpty { throw ValidationError("give at least one TEXT to route") }
+  }
+
+  func run() throws {
+    let decisions = try target.open(database).route(texts, log: !noLog)
+    if output.isJSON {
+      for decision in decisions { try Terminal.printJSONLine(decision) }
+      return
+    }
+    Terminal.printTable(
+      headers: ["log id", "path", "confidence", "escalated", "input"],
+      rows: zip(texts, decisions).map { text, decision in
+        [
+          decision.logID.map(String.init) ?? "-", decision.path,
+          String(format: "%.3f", decision.confidence), decision.escalated ? "yes" : "no", text,
+        ]
+      }, flexibleColumn: 4)
+  }
+}
+
+struct RouteCreate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "create", abstract: "Create a router with its paths (PATH or PATH=COST).")
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The router's name.") var name: String
+  @Argument(help: "Its paths, at least two: NAME or NAME=COST.") var paths: [String]
+  @Option(help: "The path that takes requests the router is unsure of.") var escalation: String?
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let parsed = try paths.map { text -> RoutePath in
+      let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+      guard parts.count == 2 else { return RoutePath(name: text) }
+      guard let cost = Double(parts[1]) else {
+        throw CLIError(
+          message: "path \"\(text)\": the cost \"\(parts[1])\" is not a number",
+          hint: "write a path as NAME or NAME=COST, e.g. faq=1")
+      }
+      return RoutePath(name: parts[0], cost: cost)
+    }
+    let router = try database.open().createRouter(name, paths: parsed, escalation: escalation)
+    if output.isJSON { return try Terminal.printJSON(RouterSummary(router, active: nil)) }
+    print(
+      "created router \"\(name)\" with paths \(parsed.map(\.name).joined(separator: ", "))"
+        + (escalation.map { "; escalates to \($0)" } ?? ""))
+  }
+}
+
+/// A router as `route list` shows it.
+struct RouterSummary: Encodable {
+  var name: String
+  var paths: [RoutePath]
+  var escalation: String?
+  var active: Int?
+
+  init(_ router: Router, active: Int?) {
+    name = router.name
+    paths = router.paths
+    escalation = router.escalation
+    self.active = active
+  }
+}
+
+struct RouteList: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "list", abstract: "List the routers.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let db = try database.open()
+    let summaries = try db.routerNames().map { name in
+      let router = try db.router(name)
+      return RouterSummary(router, active: try router.versions().active)
+    }
+    if output.isJSON {
+      for summary in summaries { try Terminal.printJSONLine(summary) }
+      return
+    }
+    Terminal.printTable(
+      headers: ["router", "active", "escalation", "paths"],
+      rows: summaries.map { summary in
+        [
+          summary.name, summary.active.map { "v\($0)" } ?? "-", summary.escalation ?? "-",
+          summary.paths.map { path in path.cost.map { "\(path.name)=\($0)" } ?? path.name }
+            .joined(separator: " "),
+        ]
+      })
+  }
+}
+
+struct RouteLog: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "log",
+    abstract: "Record how a path did: for an input (--input) or a logged decision (--id).")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Option(help: "The request text.") var input: String?
+  @Option(help: "The log id of a routing decision.") var id: UInt64?
+  @Option(help: "The path that served it.") var path: String
+  @Option(help: "good or bad.") var outcome: RouteOutcome
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if (input == nil) == (id == nil) { throw ValidationError("give either --input or --id") }
+  }
+
+  func run() throws {
+    let router = try target.open(database)
+    if let id {
+      try router.record(outcome: outcome, path: path, for: id)
+      if output.isJSON { return try Terminal.printJSON(["log_id": id]) }
+      print("recorded: \(path) was \(outcome.rawValue) for decision \(id)")
+    } else if let input {
+      let logID = try router.record(input: input, path: path, outcome: outcome)
+      if output.isJSON { return try Terminal.printJSON(["log_id": logID]) }
+      print("recorded as log id \(logID): \(path) was \(outcome.rawValue)")
+    }
+  }
+}
+
+struct RouteImport: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "import",
+    abstract: "Import labelled examples: JSON Lines {\"input\", \"path\"[, \"outcome\"]}.",
+    discussion: """
+      A line without "outcome" says PATH is the input's best path; with "outcome": "good"
+      or "bad", how PATH did. The whole file is checked first: a bad line is reported with
+      its number and nothing is imported.
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Argument(help: "The JSON Lines file.") var file: String
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let report = try target.open(database).importJSONL(path: file)
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print("imported \(report.labelled) labelled examples and \(report.outcomes) outcomes")
+  }
+}
+
+struct RouteTrain: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Train a new router version from the log; activate it only if it is better.",
+    discussion: """
+      A softmax head on the frozen sentence embeddings, balanced class weights, AdamW.
+      --held-out of each path's inputs are held out: the gate (paired bootstrap of
+      macro-F1 against the active version), the temperature and the threshold come from
+      them. With an escalation path, --max-escalation or --min-quality picks the threshold.
+
+      JSON: {"version", "activated", "reason", "examples", "metrics": {"macro_f1",
+      "nearest_centroid_macro_f1", "ece_before", "ece_after", "threshold", …}, "curve", …}
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Option(help: "Passes over the training examples.") var epochs = 100
+  @Option(help: "Examples per step.") var batchSize = 32
+  @Option(help: "Learning rate (AdamW).") var lr = 0.01
+  @Option(help: "Share of each path's inputs held out.") var heldOut = 0.25
+  @Option(help: "Random seed (batches, split, bootstrap).") var seed: UInt64 = 42
+  @Option(help: "Escalate at most this share of requests (0-1).") var maxEscalation: Double?
+  @Option(help: "Send at least this share of requests to a good path (0-1).")
+  var minQuality: Double?
+  @Flag(help: "Activate even if the gate says no.") var force = false
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+    if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    if !(lr > 0) { throw ValidationError("--lr must be positive") }
+    guard heldOut > 0 && heldOut < 1 else {
+      throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
+    }
+    if maxEscalation != nil && minQuality != nil {
+      throw ValidationError("give --max-escalation or --min-quality, not both")
+    }
+    for (name, value) in [("--max-escalation", maxEscalation), ("--min-quality", minQuality)] {
+      if let value, !(0...1).contains(value) {
+        throw ValidationError("\(name) must be between 0 and 1")
+      }
+    }
+  }
+
+  func run() throws {
+    let router = try target.open(database)
+    var options = RouterTrainingOptions()
+    options.epochs = epochs
+    options.batchSize = batchSize
+    options.learningRate = lr
+    options.heldOutFraction = heldOut
+    options.seed = seed
+    options.maxEscalation = maxEscalation
+    options.minQuality = minQuality
+    options.force = force
+    let embedding = ProgressLine(label: "embed", unit: "inputs")
+    let training = ProgressLine(label: "train", unit: "epochs")
+    let report = try router.train(options: options) { stage in
+      switch stage {
+      case .embedding(let progress): try embedding.update(progress)
+      case .training(let epoch, let epochs, let loss):
+        try training.update(
+          OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
+      }
+    }
+    embedding.finish()
+    training.finish()
+    if output.isJSON { return try Terminal.printJSON(report) }
+    let m = report.metrics
+    func f(_ key: String) -> String { m[key].map { String(format: "%.3f", $0) } ?? "-" }
+    print(
+      "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
+        + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds))")
+    Terminal.printTable(
+      headers: ["held-out", "macro-F1", "accuracy"],
+      rows: [
+        ["router", f("macro_f1"), f("accuracy")],
+        ["nearest centroid", f("nearest_centroid_macro_f1"), "-"],
+        m["active_macro_f1"] != nil
+          ? ["active version", f("active_macro_f1"), "-"]
+          : ["most common path", f("majority_macro_f1"), "-"],
+      ])
+    print(
+      "calibration: temperature \(f("temperature")), ECE \(f("ece_before")) -> \(f("ece_after"))")
+    if !report.curve.isEmpty {
+      print(
+        "threshold \(f("threshold")): escalation \(f("escalation")), quality \(f("quality"))"
+          + " (always escalate: quality \(f("always_escalate_quality")); never: \(f("never_escalate_quality")))"
+      )
+      Terminal.printTable(
+        headers: ["threshold", "escalation", "quality", "mean cost"],
+        rows: report.curve.map { point in
+          [
+            String(format: "%.1f", point.threshold), String(format: "%.3f", point.escalation),
+            String(format: "%.3f", point.quality),
+            point.cost.map { String(format: "%.2f", $0) } ?? "-",
+          ]
+        })
+    }
+    print(report.reason)
+  }
+}
+
+struct RouteEval: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eval", abstract: "Evaluate the active version on a labelled file.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Argument(help: "JSON Lines in the import format.") var file: String
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let report = try target.open(database).evaluate(path: file)
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      String(
+        format:
+          "v%d on %d inputs: accuracy %.3f, macro-F1 %.3f; at threshold %.3f: escalation %.3f, quality %.3f",
+        report.version, report.examples, report.accuracy, report.macroF1, report.threshold,
+        report.escalation, report.quality))
+    Terminal.printTable(
+      headers: ["path", "precision", "recall", "support"] + report.paths.map { "→\($0)" },
+      rows: report.perPath.enumerated().map { index, path in
+        [
+          path.path, String(format: "%.3f", path.precision), String(format: "%.3f", path.recall),
+          String(path.support),
+        ] + report.confusion[index].map(String.init)
+      })
+  }
+}
+
+struct RouteDiagnose: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "diagnose",
+    abstract: "Over- and under-escalation among logged decisions with outcomes.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let report = try target.open(database).diagnose()
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      "\(report.decisions) logged decisions, \(report.judged) with outcomes (\(report.escalated) escalated)"
+    )
+    Terminal.printTable(
+      headers: ["share of judged decisions", "value"],
+      rows: [
+        [
+          "over-escalation (a cheaper path was good)",
+          String(format: "%.3f", report.overEscalation),
+        ],
+        ["under-escalation (chosen path was bad)", String(format: "%.3f", report.underEscalation)],
+        ["not escalated, chosen path good", String(format: "%.3f", report.correct)],
+      ])
+  }
+}
+
+struct RouteVersions: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "versions", abstract: "List a router's versions; --activate N to switch.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Option(help: "Make this version serve (a rejected one too).") var activate: Int?
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let router = try target.open(database)
+    if let activate { try router.activate(version: activate) }
+    let (versions, active) = try router.versions()
+    if output.isJSON {
+      for version in versions { try Terminal.printJSONLine(version) }
+      return
+    }
+    Terminal.printTable(
+      headers: ["version", "state", "parent", "macro-F1", "threshold", "reason"],
+      rows: versions.map { v in
+        [
+          "v\(v.version)" + (v.version == active ? " (active)" : ""), v.state.rawValue,
+          v.parent.map { "v\($0)" } ?? "-", String(format: "%.3f", v.metrics["macro_f1"] ?? 0),
+          String(format: "%.3f", v.threshold), v.reason,
+        ]
+      }, flexibleColumn: 5)
+  }
+}
+
+struct RouteRollback: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rollback", abstract: "Undo the last activation of a router's version.")
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+
+  func run() throws {
+    let router = try target.open(database)
+    print("router \"\(router.name)\" is served by v\(try router.rollback()) again")
+  }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// Routers with the real encoder on the project's own set (tools/route-examples.jsonl:
+/// questions about vdb routed to the docs family that answers them, or escalated).
+final class RouterTests: XCTestCase {
+  var directory: String!
+  var db: Database!
+
+  static let tools = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../tools").standardized.path
+  static let families = ["storage", "search", "training", "shell"]
+
+  override func setUpWithError() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    directory = NSTemporaryDirectory() + "vdb-router-tests-" + UUID().uuidString
+    db = try Database(path: directory)
+    try db.importModel(directory: DefaultModel.directory)
+  }
+
+  override func tearDownWithError() throws {
+    db = nil
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  private func write(_ name: String, _ lines: [String]) throws -> String {
+    let path = directory + "/" + name
+    try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  /// The docs router: one path per docs family (cost 1) and "general" (cost 4) for the rest.
+  private func docsRouter() throws -> Router {
+    try db.createRouter(
+      "docs",
+      paths: Self.families.map { RoutePath(name: $0, cost: 1) } + [
+        RoutePath(name: "general", cost: 4)
+      ],
+      escalation: "general")
+  }
+
+  func testBadRoutersAreRefusedAndNothingIsWritten() throws {
+    func refused(_ paths: [RoutePath], escalation: String? = nil, _ message: String) {
+      XCTAssertThrowsError(try db.createRouter("r", paths: paths, escalation: escalation)) {
+        XCTAssertTrue("\($0)".contains(message), "\($0)")
+      }
+    }
+    refused([RoutePath(name: "only")], "at least two paths")
+    refused([RoutePath(name: "a"), RoutePath(name: "a")], "given twice")
+    refused([RoutePath(name: "a"), RoutePath(name: "b")], escalation: "c", "not one of its paths")
+    refused([RoutePath(name: "a", cost: -1), RoutePath(name: "b")], "cost")
+    XCTAssertEqual(try db.routerNames(), [])
+    try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")])
+    XCTAssertThrowsError(
+      try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")]))
+    XCTAssertThrowsError(try db.router("nope")) { XCTAssertTrue("\($0)".contains("no router")) }
+  }
+
+  func testBadImportsNameFileAndLineAndImportNothing() throws {
+    let router = try docsRouter()
+    let cases: [([String], String)] = [
+      (
+        [#"{"input": "a", "path": "shell"}"#, #"{"input": "b", "path": "nowhere"}"#],
+        #":2: unknown path "nowhere""#
+      ),
+      ([#"{"input": "a", "path": "shell"}"#, "", #"{"path": "shell"}"#], #":3: missing "input""#),
+      ([#"{"input": "  ", "path": "shell"}"#], ":1: the input is empty"),
+      ([#"{"input": "a", "path": "shell", "outcome": "great"}"#], #":1: "outcome" must be"#),
+      ([#"{"input": "a", "path": "shell""#], ":1: invalid JSON"),
+      (["", "  "], "the file has no examples"),
+    ]
+    for (index, (lines, message)) in cases.enumerated() {
+      let file = try write("bad\(index).jsonl", lines)
+      XCTAssertThrowsError(try router.importJSONL(path: file)) { error in
+        XCTAssertTrue("\(error)".hasPrefix(file), "\(error)")
+        XCTAssertTrue("\(error)".contains(message), "\(error) should say \(message)")
+      }
+    }
+    XCTAssertEqual(try router.examples(), [], "nothing was imported")
+    XCTAssertThrowsError(try router.record(input: "x", path: "elsewhere", outcome: .good))
+  }
+
+  func testBestPathIsTheCheapestGoodOne() throws {
+    let router = try db.createRouter(
+      "support",
+      paths: [
+        RoutePath(name: "agent", cost: 20), RoutePath(name: "faq", cost: 1),
+        RoutePath(name: "docs"),
+      ],
+      escalation: "agent")
+    try router.record(input: "q1", path: "agent", outcome: .good)
+    try router.record(input: "q1", path: "faq", outcome: .good)
+    try router.record(input: "q2", path: "faq", outcome: .bad)
+    try router.record(input: "q2", path: "docs", outcome: .good)
+    try router.record(input: "q2", path: "agent", outcome: .good)
+    try router.record(input: "q3", path: "faq", outcome: .bad)
+    try router.record(input: "q4", path: "faq", outcome: .good)
+    try router.record(input: "q4", path: "faq", outcome: .bad)  // the later outcome wins
+    let best = Dictionary(uniqueKeysWithValues: try router.examples().map { ($0.input, $0.best) })
+    XCTAssertEqual(best["q1"], "faq")
+    XCTAssertEqual(best["q2"], "agent", "a path with a cost comes before one without")
+    XCTAssertEqual(best["q3"], .some(nil), "no good outcome: no label")
+    XCTAssertEqual(best["q4"], .some(nil))
+  }
+
+  func testTooFewExamplesAreRefusedWithHowManyAreNeeded() throws {
+    let router = try docsRouter()
+    for (index, family) in Self.families.enumerated() {
+      for j in 0..<(index + 3) {
+        try router.record(input: "\(family) \(j)", path: family, outcome: .good)
+      }
+    }
+    XCTAssertThrowsError(try router.train()) { error in
+      let text = "\(error)"
+      XCTAssertTrue(text.contains(#"path "storage" has 3 (2 more needed)"#), text)
+      XCTAssertTrue(text.contains(#"path "general" has 0 (5 more needed)"#), text)
+      XCTAssertFalse(text.contains(#""training""#), text)
+    }
+    XCTAssertEqual(try router.versions().versions, [])
+  }
+
+  func testTrainGateServeAndRollback() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    var options = RouterTrainingOptions()
+    options.maxEscalation = 0.3
+    let report = try router.train(options: options)
+    XCTAssertTrue(report.activated, report.reason)
+    XCTAssertEqual(report.examples.values.reduce(0, +), 110)
+    let m = report.metrics
+    // The first version is gated against always choosing the most common path. (Against
+    // nearest centroid this small set shows no difference beyond noise: route-bench.)
+    XCTAssertGreaterThan(m["macro_f1"]!, m["majority_macro_f1"]! + 0.3)
+    XCTAssertNotNil(m["nearest_centroid_macro_f1"])
+    XCTAssertEqual(report.curve.count, 11)
+
+    // Serving applies the threshold chosen on the held-out split: the target holds there.
+    let decisions = try router.route(report.heldOutInputs, log: false)
+    let escalated = decisions.filter { $0.path == "general" }.count
+    XCTAssertLessThanOrEqual(Double(escalated) / Double(decisions.count), 0.3 + 1e-9)
+    XCTAssertEqual(Double(escalated) / Double(decisions.count), m["escalation"]!, accuracy: 1e-9)
+    for decision in decisions {
+      XCTAssertEqual(decision.probabilities.values.reduce(0, +), 1, accuracy: 1e-6)
+      XCTAssertNil(decision.logID)
+      if decision.escalated {
+        XCTAssertEqual(decision.path, "general")
+        XCTAssertLessThan(decision.confidence, m["threshold"]!)
+      } else {
+        XCTAssertNotEqual(decision.path, "general", "the generalist is reached by escalation only")
+        XCTAssertGreaterThanOrEqual(decision.confidence, m["threshold"]!)
+      }
+    }
+
+    // The same data and seed give the same head: no gain, so the gate rejects it.
+    let again = try router.train()
+    XCTAssertFalse(again.activated)
+    XCTAssertTrue(again.reason.hasPrefix("not activated"), again.reason)
+    var (versions, active) = try router.versions()
+    XCTAssertEqual(versions.map(\.state), [.ready, .rejected])
+    XCTAssertEqual(active, 1)
+    XCTAssertEqual(versions[1].reason, again.reason)
+    XCTAssertEqual(versions[1].parent, 1)
+    try router.activate(version: 2)
+    XCTAssertEqual(try router.versions().active, 2)
+    XCTAssertEqual(try router.rollback(), 1)
+    (versions, active) = try router.versions()
+    XCTAssertEqual(active, 1)
+    XCTAssertThrowsError(try router.rollback())
+
+    let evaluation = try router.evaluate(path: Self.tools + "/route-test.jsonl")
+    XCTAssertEqual(evaluation.examples, 36)
+    XCTAssertEqual(evaluation.confusion.flatMap { $0 }.reduce(0, +), 36)
+    XCTAssertGreaterThan(evaluation.macroF1, 0.5)
+  }
+
+  func testUnreachableTargetNamesTheClosestAndWritesNothing() throws {
+    // The generalist fails every family question: escalating stops being a safe default,
+    // and no threshold reaches a quality of 0.99.
+    let router = try docsRouter()
+    let lines = try String(contentsOfFile: Self.tools + "/route-examples.jsonl", encoding: .utf8)
+      .split(separator: "\n").map(String.init)
+    let generalistFails = lines.filter { !$0.contains(#""general""#) && $0.contains(#""good""#) }
+      .map { $0.replacingOccurrences(of: #""good""#, with: #""bad""#) }
+      .map { $0.replacing(#/"path": "[a-z]+"/#, with: #""path": "general""#) }
+    try router.importJSONL(path: try write("harsh.jsonl", lines + generalistFails))
+    var options = RouterTrainingOptions()
+    options.minQuality = 0.99
+    XCTAssertThrowsError(try router.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("no threshold reaches quality 0.99"), "\(error)")
+      XCTAssertTrue("\(error)".contains("the closest is escalation"), "\(error)")
+    }
+    XCTAssertEqual(try router.versions().versions, [])
+    let plain = try db.createRouter("plain", paths: [RoutePath(name: "a"), RoutePath(name: "b")])
+    options.maxEscalation = 0.3
+    XCTAssertThrowsError(try plain.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("no escalation path"), "\(error)")
+    }
+  }
+
+  func testDecisionsAreLoggedAndOutcomesAttachedLaterFeedDiagnosis() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    var options = RouterTrainingOptions()
+    options.minQuality = 0.9
+    XCTAssertTrue(try router.train(options: options).activated)
+    let inputs = ["how do I delete a document", "what is the layout of a key", "what is vdb"]
+    let decisions = try router.route(inputs)
+    XCTAssertEqual(decisions.compactMap(\.logID).count, 3)
+    let first = decisions[0]
+    let second = decisions[1]
+    try router.record(outcome: .bad, path: first.path, for: first.logID!)
+    try router.record(outcome: .good, path: second.path, for: second.logID!)
+    XCTAssertThrowsError(try router.record(outcome: .good, path: "shell", for: 999_999)) {
+      XCTAssertEqual($0 as? VectorDBError, .logEntryNotFound(999_999))
+    }
+    let diagnosis = try router.diagnose()
+    XCTAssertEqual(diagnosis.decisions, 3)
+    XCTAssertEqual(diagnosis.judged, 2)
+    let expectedUnder = first.escalated ? 0.0 : 0.5
+    XCTAssertEqual(diagnosis.underEscalation, expectedUnder, accuracy: 1e-12)
+    // The outcome joins the router's data for the next training.
+    let example = try router.examples().first { $0.input == inputs[1] }
+    XCTAssertEqual(example?.best, second.path)
+  }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// `vdb route` through the real binary: the whole flow, bad input with its exit codes, and a
+/// training run killed with SIGKILL that leaves the active version serving.
+final class RouteProcessTests: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+  static let tools = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../tools").standardized.path
+
+  override func setUpWithError() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    directory = try Shell.temporaryDirectory("route")
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  @discardableResult
+  private func vdb(_ arguments: [String], status: Int32 = 0) throws -> Shell.Result {
+    let result = try Shell.vdb(arguments + ["--db", db])
+    XCTAssertEqual(result.status, status, "vdb \(arguments): \(result.stderr)")
+    return result
+  }
+
+  private func createAndImport() throws {
+    try vdb([
+      "route", "create", "docs", "storage=1", "search=1", "training=1", "shell=1", "general=4",
+      "--escalation", "general",
+    ])
+    try vdb(["route", "import", "-r", "docs", Self.tools + "/route-examples.jsonl"])
+  }
+
+  func testFlowAndBadInput() throws {
+    // A router with one path, an unknown escalation path: user errors, nothing created.
+    var result = try vdb(["route", "create", "one", "only"], status: 1)
+    XCTAssertTrue(result.stderr.contains("at least two paths"), result.stderr)
+    try vdb(["route", "create", "two", "a", "b", "--escalation", "c"], status: 1)
+    try vdb(["route", "create", "bad", "a=cheap", "b"], status: 1)
+    XCTAssertEqual(try vdb(["route", "list", "--json"]).stdout, "")
+
+    try createAndImport()
+    // A bad line names file and line; nothing of the file is imported.
+    let bad = directory + "/bad.jsonl"
+    try Data(
+      (#"{"input": "fine", "path": "shell"}"# + "\n" + #"{"input": "x", "path": "web"}"# + "\n")
+        .utf8
+    ).write(to: URL(fileURLWithPath: bad))
+    result = try vdb(["route", "import", "-r", "docs", bad], status: 1)
+    XCTAssertTrue(result.stderr.contains("\(bad):2: unknown path \"web\""), result.stderr)
+    let empty = directory + "/empty.jsonl"
+    try Data().write(to: URL(fileURLWithPath: empty))
+    result = try vdb(["route", "import", "-r", "docs", empty], status: 1)
+    XCTAssertTrue(result.stderr.contains("no examples"), result.stderr)
+    // Routing before any training says what to do.
+    result = try vdb(["route", "-r", "docs", "how do I delete a document"], status: 1)
+    XCTAssertTrue(result.stderr.contains("vdb route train -r docs"), result.stderr)
+    try vdb(["route", "train", "-r", "docs", "--max-escalation", "2"], status: 2)
+
+    result = try vdb(["route", "train", "-r", "docs", "--max-escalation", "0.3", "--json"])
+    let report = try JSONDecoder().decode(RouterTrainingReport.self, from: Data(result.stdout.utf8))
+    XCTAssertTrue(report.activated, report.reason)
+    XCTAssertEqual(report.examples.count, 5)
+
+    result = try vdb([
+      "route", "-r", "docs", "--json", "how do I delete a document",
+      "which tables does the database have",
+    ])
+    let lines = result.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 2)
+    let decision = try JSONDecoder().decode(RouteDecision.self, from: Data(lines[0].utf8))
+    XCTAssertNotNil(decision.logID)
+    for key in [#""path""#, #""confidence""#, #""probabilities""#, #""escalated""#, #""log_id""#] {
+      XCTAssertTrue(lines[0].contains(key), String(lines[0]))
+    }
+    try vdb([
+      "route", "log", "-r", "docs", "--id", String(decision.logID!), "--path", decision.path,
+      "--outcome", "good",
+    ])
+    try vdb(
+      ["route", "log", "-r", "docs", "--id", "12345", "--path", "shell", "--outcome", "good"],
+      status: 1)
+    try vdb(
+      ["route", "log", "-r", "docs", "--input", "x", "--path", "shell", "--outcome", "fine"],
+      status: 2)
+    result = try vdb(["route", "diagnose", "-r", "docs", "--json"])
+    XCTAssertTrue(result.stdout.contains(#""judged":1"#), result.stdout)
+    result = try vdb(["route", "eval", "-r", "docs", Self.tools + "/route-test.jsonl", "--json"])
+    XCTAssertTrue(result.stdout.contains(#""macro_f1""#), result.stdout)
+    try vdb(["route", "eval", "-r", "nope", Self.tools + "/route-test.jsonl"], status: 1)
+  }
+
+  func testKilledTrainingLeavesTheActiveVersionServing() throws {
+    try createAndImport()
+    try vdb(["route", "train", "-r", "docs"])
+    let question = ["route", "-r", "docs", "--no-log", "--json", "how are row ids assigned"]
+    let before = try vdb(question).stdout
+    let log = directory + "/train.log"
+    let run = try Shell.startGroup(
+      "'\(Shell.binary)' route train -r docs --epochs 1000000 --seed 3 --db '\(db)' 2> '\(log)'")
+    // Wait until the run is in its training loop, then kill it.
+    let deadline = Date().addingTimeInterval(300)
+    while Date() < deadline {
+      if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains("train ") {
+        break
+      }
+      usleep(100_000)
+    }
+    XCTAssertTrue(Shell.killGroup(run).killed, "the run should still be training")
+    let database = try Database(path: db)
+    try database.verify()
+    let (versions, active) = try database.router("docs").versions()
+    XCTAssertEqual(versions.map(\.version), [1], "nothing of the killed run was stored")
+    XCTAssertEqual(active, 1)
+    XCTAssertEqual(try vdb(question).stdout, before, "the active version answers as before")
+  }
+}
