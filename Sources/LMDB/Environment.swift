@@ -125,6 +125,13 @@ public final class Environment: @unchecked Sendable {
     return table
   }
 
+  /// Drops the cached handle of a deleted table.
+  func forgetTable(_ name: String) {
+    pthread_mutex_lock(tableLock)
+    defer { pthread_mutex_unlock(tableLock) }
+    tables[name] = nil
+  }
+
   /// Last page in use and page size: `data.mdb` must hold at least that many bytes,
   /// or the file was truncated (reading past its end would crash the process).
   public func usedBytes() -> Int {

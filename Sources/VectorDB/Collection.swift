@@ -28,6 +28,9 @@ public final class Collection: @unchecked Sendable {
   }
 
   var schema: Schema { database.schema }
+
+  /// The prefix of the collection's keys in `meta` (training state: `train.run`, …).
+  static func blobPrefix(_ id: UInt32) -> String { "collection.\(id)." }
   private var environment: Environment { database.environment }
 
   // MARK: Writing

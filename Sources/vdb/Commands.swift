@@ -79,9 +79,11 @@ struct Upsert: ParsableCommand {
       metadata = object
     }
     let given = try vector.map { try parseVector($0, source: "--vector") }
-    let collection = try database.open().collection(try target.name())
-    try collection.upsert(
-      [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+    let collection = try database.open().writing(into: try target.name()) { collection in
+      try collection.upsert(
+        [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+      return collection
+    }
     if output.isJSON {
       try Terminal.printJSON(["upserted": id])
     } else {
@@ -123,13 +125,14 @@ struct Import: ParsableCommand {
 
   func run() throws {
     if let vectors { return try importVectors(vectors) }
-    let collection = try database.open().collection(try target.name())
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
     let bar = ProgressLine(label: "import", unit: "docs")
-    let report = try collection.importJSONL(path: path, options: options) { try bar.update($0) }
+    let (collection, report) = try database.open().writing(into: try target.name()) {
+      ($0, try $0.importJSONL(path: path, options: options) { try bar.update($0) })
+    }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)
@@ -230,33 +233,17 @@ struct Status: ParsableCommand {
     print("format    \(status.formatVersion)")
     print("size      \(Terminal.bytes(status.bytesOnDisk))")
     print("")
-    Terminal.printTable(
-      headers: ["collection", "documents", "vectors", "model", "generation", "re-embed job"],
-      rows: status.collections.map { collection in
-        [
-          collection.name, String(collection.documents),
-          collection.dimension.map { "\($0)-d \(collection.metric ?? "")" } ?? "-",
-          (collection.model.map { "v\($0)" } ?? "-")
-            + (collection.adapter.map { " + adapter v\($0)" } ?? ""),
-          collection.generation.map(String.init) ?? "-",
-          collection.job.map {
-            "g\($0.generation) model v\($0.model ?? 0): \($0.vectors) done, at \($0.cursor ?? "start")"
-          }
-            ?? "-",
-        ]
-      })
+    printCollections(status.collections)
   }
 }
 
 extension Import {
   private func importVectors(_ path: String) throws {
     let (_, dimension) = try VectorFile.read(path)
-    let collection = try database.open().collection(
-      try target.name(), options: .vectors(dimension: dimension, metric: metric))
     let bar = ProgressLine(label: "import", unit: "vectors")
-    let report = try collection.importVectors(path: path, batchSize: batchSize) {
-      try bar.update($0)
-    }
+    let (collection, report) = try database.open().writing(
+      into: try target.name(), options: .vectors(dimension: dimension, metric: metric)
+    ) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)

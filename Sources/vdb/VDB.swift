@@ -21,6 +21,7 @@ struct VDB: ParsableCommand {
         vdb train -c notes --tier adapter          or only a query adapter (no re-embed)
         vdb reembed -c notes --model 2             re-embed with a model, switch at once
         vdb models rollback -c notes               undo the last switch (adapter or generation)
+        vdb collections                            list (create, drop, rename) collections
         vdb status                                 collections, models, jobs, size
         vdb                                        the interactive shell
 
@@ -28,7 +29,7 @@ struct VDB: ParsableCommand {
       3 database error (damaged, newer format, I/O).
       """,
     subcommands: [
-      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
+      Init.self, Collections.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
       ShellCommand.self,
     ])
