@@ -57,6 +57,8 @@ let package = Package(
       name: "storage-bench", dependencies: ["VectorDB", "LMDB"],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
+      name: "log-bench", dependencies: ["VectorDB"], path: "Benchmarks/log-bench"),
+    .executableTarget(
       name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
