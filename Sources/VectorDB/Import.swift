@@ -38,7 +38,9 @@ extension Collection {
   ///
   /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
   /// `text` (a string), optionally `title` (a string, prepended to the text with a
-  /// space, as BEIR does) and `metadata` (an object). Other fields are ignored.
+  /// space, as BEIR does) and `metadata` (an object). Other top-level fields are kept
+  /// as metadata too (`{"id": "1", "text": "…", "year": 2024}` has metadata
+  /// `{"year": 2024}`); a field both there and in `metadata` is an error.
   ///
   ///     {"_id": "4983", "title": "Microstructural development…", "text": "Alterations of…"}
   ///
@@ -143,6 +145,9 @@ enum JSONLines {
     return object
   }
 
+  /// The top-level fields of a documents line that are not metadata.
+  static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata"]
+
   /// Parses one line of a documents file (see `Collection.importJSONL`).
   static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
     -> Document
@@ -173,6 +178,14 @@ enum JSONLines {
     case nil, .null: break
     case .object(let object): metadata = object
     default: throw fail("field \"metadata\" must be a JSON object")
+    }
+    // Other top-level fields are metadata too (never dropped); one that is also in
+    // "metadata" is ambiguous.
+    for (key, value) in object where !JSONLines.documentFields.contains(key) {
+      guard metadata[key] == nil else {
+        throw fail("field \"\(key)\" is both a top-level field and in \"metadata\"")
+      }
+      metadata[key] = value
     }
     let text = body.trimmingCharacters(in: .whitespacesAndNewlines)
     let document = Document(

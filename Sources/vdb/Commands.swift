@@ -69,15 +69,7 @@ struct Upsert: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    var metadata: [String: JSONValue] = [:]
-    if let meta {
-      guard case .object(let object) = try JSONValue(parsing: meta, source: "--meta") else {
-        throw CLIError(
-          message: "--meta must be a JSON object",
-          hint: #"for example --meta '{"topic": "storage"}'"#)
-      }
-      metadata = object
-    }
+    let metadata = try meta.map(parseMetadata) ?? [:]
     let given = try vector.map { try parseVector($0, source: "--vector") }
     let collection = try database.open().writing(into: try target.name()) { collection in
       try collection.upsert(
@@ -150,45 +142,85 @@ struct Import: ParsableCommand {
 
 struct Get: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Print documents by id, or list a collection in id order.",
+    abstract: "Print documents by id or by filter, or list a collection in id order.",
     discussion: """
       Examples:
-        vdb get -c notes n1 n2         two documents
-        vdb get -c notes --limit 20    the first 20 documents
-        vdb get -c notes --after n20   the next page
+        vdb get -c notes n1 n2                      two documents
+        vdb get -c notes --limit 20                 the first 20 documents
+        vdb get -c notes --after n20                the next page
+        vdb get -c notes --filter '{"topic": "storage"}' --limit 100
+        vdb get -c notes n1 --include vector --json with the stored vector
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "Document ids (none: list the collection).") var ids: [String] = []
+  @Option(help: "With no ids: only documents whose metadata matches this JSON filter.")
+  var filter: String?
   @Option(help: "With no ids: how many documents to list.") var limit = 20
   @Option(help: "With no ids: list documents after this id.") var after: String?
+  @Option(help: "Also return `vector` (the stored vector of the active generation).")
+  var include: [Include] = []
   @OptionGroup var output: OutputOptions
+
+  enum Include: String, ExpressibleByArgument { case vector }
+
+  func validate() throws {
+    if !ids.isEmpty && (filter != nil || after != nil) {
+      throw ValidationError("give ids, or --filter/--after, not both")
+    }
+  }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     if ids.isEmpty {
-      let documents = try collection.documents(after: after, limit: limit)
-      try show(documents)
+      let documents =
+        try filter.map {
+          try collection.documents(matching: Filter(json: $0), after: after, limit: limit)
+        } ?? collection.documents(after: after, limit: limit)
+      try show(documents, from: collection)
       return
     }
     let found = try collection.get(ids)
-    try show(found.compactMap { $0 })
+    try show(found.compactMap { $0 }, from: collection)
     if let missing = zip(ids, found).first(where: { $0.1 == nil })?.0 {
       throw VectorDBError.documentNotFound(id: missing, collection: collection.name)
     }
   }
 
-  private func show(_ documents: [Document]) throws {
+  /// A document as `get` prints it: `vector` only when asked for (`null` if none).
+  struct Row: Encodable {
+    var document: Document
+    var vector: [Float]??
+
+    func encode(to encoder: Encoder) throws {
+      try document.encode(to: encoder)
+      if let vector {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(vector, forKey: .vector)
+      }
+    }
+    enum Key: String, CodingKey { case vector }
+  }
+
+  private func show(_ documents: [Document], from collection: VectorDB.Collection) throws {
     if documents.isEmpty { return }
+    let vectors: [[Float]?]? =
+      include.contains(.vector) ? try collection.vectors(documents.map(\.id)) : nil
     if output.isJSON {
-      for document in documents { try Terminal.printJSONLine(document) }
+      for (index, document) in documents.enumerated() {
+        try Terminal.printJSONLine(Row(document: document, vector: vectors.map { $0[index] }))
+      }
       return
     }
     Terminal.printTable(
-      headers: ["id", "text", "metadata"],
-      rows: documents.map {
-        [$0.id, $0.text, $0.metadata.isEmpty ? "" : JSONValue.object($0.metadata).jsonString]
+      headers: ["id", "text", "metadata"] + (vectors == nil ? [] : ["vector"]),
+      rows: documents.enumerated().map { index, document in
+        [
+          document.id, document.text,
+          document.metadata.isEmpty ? "" : JSONValue.object(document.metadata).jsonString,
+        ]
+          + (vectors.map { [$0[index].map { "[\($0.count) floats]" } ?? "-"] } ?? [])
       },
       flexibleColumn: 1)
   }
@@ -196,23 +228,105 @@ struct Get: ParsableCommand {
 
 struct Delete: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Delete documents by id (one transaction).",
-    discussion: "Example: vdb delete -c notes n1 n2")
+    abstract: "Delete documents by id or by filter (one transaction).",
+    discussion: """
+      Examples:
+        vdb delete -c notes n1 n2
+        vdb delete -c notes --filter '{"draft": true}' --dry-run   what would go
+        vdb delete -c notes --filter '{"draft": true}'
+      """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Argument(help: "Document ids.") var ids: [String]
+  @Argument(help: "Document ids.") var ids: [String] = []
+  @Option(help: "Delete the documents whose metadata matches this JSON filter.")
+  var filter: String?
+  @Flag(help: "With --filter: list what would be deleted, delete nothing.") var dryRun = false
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if ids.isEmpty == (filter == nil) { throw ValidationError("give ids or --filter JSON") }
+    if dryRun && filter == nil { throw ValidationError("--dry-run goes with --filter") }
+  }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
+    if let filter {
+      let deleted = try collection.delete(matching: Filter(json: filter), dryRun: dryRun)
+      if output.isJSON {
+        return try Terminal.printJSON(
+          DeleteReport(deleted: dryRun ? 0 : deleted.count, matched: deleted.count, ids: deleted))
+      }
+      if dryRun { for id in deleted { print(id) } }
+      print(
+        dryRun
+          ? "would delete \(deleted.count) documents (dry run: nothing deleted)"
+          : "deleted \(deleted.count) documents")
+      return
+    }
     let deleted = try collection.delete(ids)
     if output.isJSON {
-      try Terminal.printJSON(["deleted": deleted])
+      try Terminal.printJSON(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
     } else {
       print("deleted \(deleted) of \(ids.count) documents")
     }
   }
+
+  struct DeleteReport: Encodable {
+    var deleted: Int
+    var matched: Int
+    /// With --filter: the matching ids.
+    var ids: [String]?
+  }
+}
+
+struct Count: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Count the documents of a collection, or those matching a filter.",
+    discussion: #"Example: vdb count -c notes --filter '{"topic": "storage"}'"#)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "Count only documents whose metadata matches this JSON filter.")
+  var filter: String?
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let count = try filter.map { try collection.count(matching: Filter(json: $0)) }
+      ?? collection.count()
+    if output.isJSON { return try Terminal.printJSON(["count": count]) }
+    print(count)
+  }
+}
+
+struct Update: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Replace a document's metadata (its text and vector stay; nothing is re-embedded).",
+    discussion: #"Example: vdb update -c notes n1 --meta '{"topic": "storage", "done": true}'"#)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Argument(help: "The document id.") var id: String
+  @Option(help: "The new metadata: a JSON object (replaces the old one).") var meta: String
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let metadata = try parseMetadata(meta)
+    let collection = try database.open().collection(try target.name(), create: false)
+    try collection.update(id: id, metadata: metadata)
+    if output.isJSON { return try Terminal.printJSON(["updated": id]) }
+    print("updated \(id) in \(collection.name)")
+  }
+}
+
+/// Parses `--meta`: a JSON object.
+func parseMetadata(_ text: String) throws -> [String: JSONValue] {
+  guard case .object(let object) = try JSONValue(parsing: text, source: "--meta") else {
+    throw CLIError(
+      message: "--meta must be a JSON object", hint: #"for example --meta '{"topic": "storage"}'"#)
+  }
+  return object
 }
 
 struct Status: ParsableCommand {
