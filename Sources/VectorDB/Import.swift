@@ -61,13 +61,25 @@ extension Collection {
     path: String, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
-    let start = Date()
     let data: Data
     do {
       data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
     } catch {
       throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
     }
+    return try importJSONL(data: data, source: path, options: options, progress: progress)
+  }
+
+  /// Imports JSON Lines documents from `data` (standard input, a download…) as
+  /// `importJSONL(path:)` does; errors name `source` and the line.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and the line.
+  @discardableResult
+  public func importJSONL(
+    data: Data, source path: String, options: ImportOptions = ImportOptions(),
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
     var total = 0
     try JSONLines.forEach(in: data) { line, bytes in

@@ -127,6 +127,16 @@ struct QueryLogStore {
     return first..<end
   }
 
+  /// Returns `ids` (reserved, never used) when they are the last reserved.
+  func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
+    let next = try txn.get(meta, key: "nextLogID").map {
+      $0.loadUnaligned(as: UInt64.self).littleEndian
+    }
+    guard next == ids.upperBound else { return }
+    try txn.put(
+      meta, key: "nextLogID", value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+  }
+
   /// Stores `entry` under `id` (without its feedback, which has its own table).
   func put(_ entry: LogEntry, id: UInt64, in txn: WriteTransaction) throws {
     var stored = entry
@@ -230,8 +240,10 @@ struct QueryLogStore {
 /// Log ids are handed out from blocks reserved in the database (`nextLogID` moves by
 /// `blockSize`), so `append` knows an entry's id before it is committed and ids stay
 /// unique across processes. The writer reserves the next block in its own commits
-/// before the current one runs out; a query reserves one itself only when a burst
-/// used every id. What a crash can lose: the entries queued and not yet committed —
+/// before the current one runs out; a query reserves one itself (a short write that
+/// waits for the writer lock) only for the process's first logged query or when a
+/// burst used every id. Closing gives back the ids never handed out when no other
+/// process reserved after them, so one process at a time sees dense ids. What a crash can lose: the entries queued and not yet committed —
 /// normally those of the last few milliseconds, while another writer holds the lock
 /// (an import batch) those since it took it, and never more than `maxPending`. Never
 /// documents: they are written by their own transactions.
@@ -324,6 +336,14 @@ final class LogWriter: @unchecked Sendable {
     while true {
       while pending.isEmpty && !closing { condition.wait() }
       if pending.isEmpty {
+        // Give back the ids never handed out, when no one reserved after us: the
+        // next process goes on from there, so ids stay dense for one process at a time.
+        if let unused = free.last {
+          free = []
+          condition.unlock()
+          try? environment.write { txn in try store.giveBack(unused, in: txn) }
+          condition.lock()
+        }
         running = false
         condition.broadcast()
         condition.unlock()

@@ -94,12 +94,13 @@ struct Import: ParsableCommand {
 
       Examples:
         vdb import docs.jsonl -c notes
+        jq -c '…' dump.json | vdb import - -c notes     from standard input
         vdb import --beir ../datasets/scifact -c scifact
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Argument(help: "A JSON Lines file of documents.") var file: String?
+  @Argument(help: "A JSON Lines file of documents (`-`: standard input).") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
   @Option(help: "A .fvecs or float32 .npy file: rows become documents \"0\", \"1\", … (no text).")
   var vectors: String?
@@ -121,16 +122,17 @@ struct Import: ParsableCommand {
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
+    let data = try readInput(path)
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report) = try database.open().writing(into: try target.name()) {
-      ($0, try $0.importJSONL(path: path, options: options) { try bar.update($0) })
+      ($0, try $0.importJSONL(data: data, source: inputName(path), options: options) { try bar.update($0) })
     }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)
     } else {
       for skipped in report.skipped {
-        Terminal.warn("\(path):\(skipped.line): \(skipped.reason) (skipped)")
+        Terminal.warn("\(inputName(path)):\(skipped.line): \(skipped.reason) (skipped)")
       }
       let rate = Double(report.imported) / max(report.seconds, 1e-9)
       print(
@@ -385,3 +387,18 @@ func parseVector(_ text: String, source: String) throws -> [Float] {
     return Float(number)
   }
 }
+
+/// The bytes of the file at `path`, or of standard input for `-` (read to its end).
+///
+/// - Throws: `VectorDBError.invalidInput` naming the file when it cannot be read.
+func readInput(_ path: String) throws -> Data {
+  if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+  do {
+    return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+  } catch {
+    throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+  }
+}
+
+/// How errors name an input: the path, or `<stdin>` for `-`.
+func inputName(_ path: String) -> String { path == "-" ? "<stdin>" : path }
