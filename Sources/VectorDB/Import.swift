@@ -38,7 +38,9 @@ extension Collection {
   ///
   /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
   /// `text` (a string), optionally `title` (a string, prepended to the text with a
-  /// space, as BEIR does) and `metadata` (an object). Other top-level fields are kept
+  /// space, as BEIR does), `metadata` (an object) and `vector` (an array of numbers, on
+  /// every line or none: what `vdb export --include vector` writes; without it the text
+  /// is embedded). Other top-level fields are kept
   /// as metadata too (`{"id": "1", "text": "…", "year": 2024}` has metadata
   /// `{"year": 2024}`); a field both there and in `metadata` is an error.
   ///
@@ -82,9 +84,19 @@ extension Collection {
     let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
     var total = 0
+    // Lines carry vectors all or none, of one length: the first good line decides.
+    var first: (line: Int, vectorLength: Int?)?
     try JSONLines.forEach(in: data) { line, bytes in
       do {
-        _ = try JSONLines.document(from: bytes, source: path, line: line)
+        let (_, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+        if let first, first.vectorLength != vector?.count {
+          throw VectorDBError.invalidInput(
+            source: path, line: line,
+            reason: (vector.map { "a vector of \($0.count) floats" } ?? "no \"vector\"")
+              + "; line \(first.line) has "
+              + (first.vectorLength.map { "a vector of \($0) floats" } ?? "none"))
+        }
+        first = first ?? (line, vector?.count)
         total += 1
       } catch let error as VectorDBError where options.skipBadLines {
         if case .invalidInput(_, _, let reason) = error {
@@ -93,17 +105,21 @@ extension Collection {
       }
     }
     var batch: [Document] = []
+    var vectors: [[Float]] = []
     var imported = 0
     let skippedLines = Set(skipped.map(\.line))
     func flush() throws {
-      try upsert(batch)
+      try upsert(batch, vectors: vectors.isEmpty ? nil : vectors)
       imported += batch.count
       batch.removeAll(keepingCapacity: true)
+      vectors.removeAll(keepingCapacity: true)
       try progress?(OperationProgress(done: imported, total: total))
     }
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
-      batch.append(try JSONLines.document(from: bytes, source: path, line: line))
+      let (document, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+      batch.append(document)
+      if let vector { vectors.append(vector) }
       if batch.count >= max(1, options.batchSize) { try flush() }
     }
     if !batch.isEmpty { try flush() }
@@ -158,15 +174,34 @@ enum JSONLines {
   }
 
   /// The top-level fields of a documents line that are not metadata.
-  static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata"]
+  static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata", "vector"]
 
   /// Parses one line of a documents file (see `Collection.importJSONL`).
   static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
     -> Document
   {
+    try documentAndVector(from: bytes, source: source, line: line).document
+  }
+
+  /// Parses one line of a documents file and its `vector`, if it has one.
+  static func documentAndVector(from bytes: UnsafeRawBufferPointer, source: String, line: Int)
+    throws -> (document: Document, vector: [Float]?)
+  {
     let object = try object(from: bytes, source: source, line: line)
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: source, line: line, reason: reason)
+    }
+    var vector: [Float]?
+    switch object["vector"] {
+    case nil, .null: break
+    case .array(let elements):
+      vector = try elements.map {
+        guard case .number(let number) = $0 else {
+          throw fail("field \"vector\" must be an array of numbers")
+        }
+        return Float(number)
+      }
+    default: throw fail("field \"vector\" must be an array of numbers")
     }
     let id: String
     switch object["_id"] ?? object["id"] {
@@ -208,6 +243,6 @@ enum JSONLines {
       if case .invalidDocument(_, let reason) = error { throw fail(reason) }
       throw error
     }
-    return document
+    return (document, vector)
   }
 }

@@ -30,7 +30,7 @@ struct VDB: ParsableCommand {
       """,
     subcommands: [
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self, Count.self, Query.self, Embed.self,
-      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
+      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self, Export.self, Backup.self,
       ShellCommand.self,
     ])
 
