@@ -92,4 +92,37 @@ final class DocumentShellTests: XCTestCase {
     }
     XCTAssertEqual(hits, ["cat", "car"])
   }
+
+  /// export → import equal (documents and vectors), and a backup that opens.
+  func testExportImportRoundTripAndBackup() throws {
+    try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
+    for i in 0..<5 {
+      try Shell.vdb([
+        "upsert", "-c", "v", "--db", db, "--id", "d\(i)", "--text", "line\tone\n", "--meta",
+        #"{"i": \#(i)}"#, "--vector", "[\(i), 0.25]",
+      ])
+    }
+    let exported = try Shell.vdb(["export", "-c", "v", "--db", db, "--include", "vector"])
+    XCTAssertEqual(exported.status, 0, exported.stderr)
+    XCTAssertEqual(exported.stdout.split(separator: "\n").count, 5)
+    try Shell.vdb(["collections", "create", "w", "--vectors", "2", "--metric", "l2", "--db", db])
+    let imported = try Shell.vdb(["import", "-", "-c", "w", "--db", db], input: exported.stdout)
+    XCTAssertEqual(imported.status, 0, imported.stderr)
+    let again = try Shell.vdb(["export", "-c", "w", "--db", db, "--include", "vector"])
+    XCTAssertEqual(again.stdout, exported.stdout)
+
+    let npy = directory + "/v.npy"
+    let file = directory + "/v.jsonl"
+    XCTAssertEqual(
+      try Shell.vdb(["export", "-c", "v", "--db", db, "--npy", npy, "-o", file]).status, 0)
+    XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: npy)).count, 128 + 5 * 2 * 4)
+
+    let backup = directory + "/backup"
+    XCTAssertEqual(try Shell.vdb(["backup", backup, "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "w", "--db", backup]).stdout, "5\n")
+    let refused = try Shell.vdb(["backup", backup, "--db", db])
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.stderr.contains("a database is already there"), refused.stderr)
+  }
 }
