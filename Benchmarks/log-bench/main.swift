@@ -119,7 +119,8 @@ for _ in 0..<rounds {
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
   sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
 }
-let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+let flags =
+  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
   .split(separator: "\n").first { $0.hasPrefix("flags") }
   .map { line in
     line.split(separator: " ").filter { $0.hasPrefix("avx") || $0 == "fma" }.joined(separator: " ")
@@ -138,8 +139,8 @@ for mode in Mode.allCases {
     mode.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
       + String(
         format: "%7d  %7.0f  %7.1f  %7.1f  %7.1f  %d", sorted.count, rate,
-      percentile(sorted, 0.5), percentile(sorted, 0.99), (sorted.last ?? 0) / 1e3,
-      batchesDuring[mode] ?? 0))
+        percentile(sorted, 0.5), percentile(sorted, 0.99), (sorted.last ?? 0) / 1e3,
+        batchesDuring[mode] ?? 0))
 }
 if let on = summary[.on], let off = summary[.off], let sync = summary[.sync] {
   print(

@@ -287,9 +287,15 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// The number of documents.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped or
+  ///   renamed.
   public func count() throws -> Int {
     try read { txn in
-      try Database.collectionRecord(name, in: txn, schema: schema)?.count ?? 0
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema),
+        record.id == id
+      else { throw VectorDBError.collectionNotFound(name) }
+      return record.count
     }
   }
 

@@ -73,7 +73,8 @@ extension Database {
       }
     }
     let parent = URL(fileURLWithPath: destination).deletingLastPathComponent().path
-    let temporary = parent + "/." + URL(fileURLWithPath: destination).lastPathComponent
+    let temporary =
+      parent + "/." + URL(fileURLWithPath: destination).lastPathComponent
       + ".partial-\(getpid())"
     try? FileManager.default.removeItem(atPath: temporary)
     do {

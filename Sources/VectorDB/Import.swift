@@ -117,7 +117,8 @@ extension Collection {
     }
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
-      let (document, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+      let (document, vector) = try JSONLines.documentAndVector(
+        from: bytes, source: path, line: line)
       batch.append(document)
       if let vector { vectors.append(vector) }
       if batch.count >= max(1, options.batchSize) { try flush() }
@@ -234,7 +235,9 @@ enum JSONLines {
       }
       metadata[key] = value
     }
-    let text = body.trimmingCharacters(in: .whitespacesAndNewlines)
+    // The text is kept as given (an export imports back byte for byte); only a title
+    // is trimmed, to join it to the text with one space.
+    let text = body
     let document = Document(
       id: id, text: title.isEmpty ? text : title + " " + text, metadata: metadata)
     do {

@@ -187,9 +187,11 @@ struct QueryLogStore {
   /// Points the entries of `collection` at its new name (a full scan of the log).
   func renameEntries(collection: String, to newName: String, in txn: WriteTransaction) throws {
     for id in try entryIDs(collection: collection, in: txn) {
-      guard var entry = try txn.get(entries, key: id).map({
-        try QueryLogStore.decoder.decode(LogEntry.self, from: Data($0))
-      }) else { continue }
+      guard
+        var entry = try txn.get(entries, key: id).map({
+          try QueryLogStore.decoder.decode(LogEntry.self, from: Data($0))
+        })
+      else { continue }
       entry.collection = newName
       try txn.put(entries, key: id, value: try QueryLogStore.encoder.encode(entry))
     }
@@ -264,11 +266,22 @@ final class LogWriter: @unchecked Sendable {
   private var written = 0
   private var failure: Error?
   private var running = false
+  private var reserving = false
   private var closing = false
 
   init(environment: Environment, store: QueryLogStore) {
     self.environment = environment
     self.store = store
+  }
+
+  /// Adds reserved ids, merged with the last block when they follow it (no one else
+  /// reserved in between), so that closing can give them all back.
+  private func addFree(_ block: Range<UInt64>) {
+    if let last = free.last, last.upperBound == block.lowerBound {
+      free[free.count - 1] = last.lowerBound..<block.upperBound
+    } else {
+      free.append(block)
+    }
   }
 
   /// Queues `entries` and returns their log ids; they are committed shortly after.
@@ -279,8 +292,14 @@ final class LogWriter: @unchecked Sendable {
     defer { condition.unlock() }
     while pending.count >= LogWriter.maxPending { condition.wait() }
     while freeCount < entries.count {
-      // A burst used every reserved id: reserve now (the lock is released meanwhile,
-      // so the writer and other queries go on).
+      // The first query, or a burst used every reserved id: reserve now (the lock is
+      // released meanwhile, so the writer and other queries go on). One thread
+      // reserves; the others wait for its block.
+      if reserving {
+        condition.wait()
+        continue
+      }
+      reserving = true
       condition.unlock()
       let block = Result {
         try environment.write { txn in
@@ -288,7 +307,9 @@ final class LogWriter: @unchecked Sendable {
         }
       }
       condition.lock()
-      free.append(try block.get())
+      reserving = false
+      condition.broadcast()
+      addFree(try block.get())
     }
     var ids: [UInt64] = []
     for entry in entries {
@@ -362,7 +383,7 @@ final class LogWriter: @unchecked Sendable {
       }
       condition.lock()
       switch result {
-      case .success(let block): if let block { free.append(block) }
+      case .success(let block): if let block { addFree(block) }
       case .failure(let error): failure = error
       }
       written += batch.count

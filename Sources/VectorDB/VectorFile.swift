@@ -27,7 +27,8 @@ public enum VectorFile {
   /// The bytes of a `.npy` file (format 1.0, `<f4`, C order) holding `rows`, each of
   /// `dimension` floats: what NumPy's `np.load` reads.
   public static func npyBytes(_ rows: [[Float]], dimension: Int) -> Data {
-    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(dimension)), }"
+    var header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(dimension)), }"
     // Magic (6) + version (2) + length (2) + header + "\n" is a multiple of 64.
     header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
     var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
@@ -36,7 +37,9 @@ public enum VectorFile {
     data.reserveCapacity(data.count + rows.count * dimension * 4)
     for row in rows {
       row.withUnsafeBufferPointer { floats in
-        for value in floats { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        for value in floats {
+          withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+        }
       }
     }
     return data

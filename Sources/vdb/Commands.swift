@@ -125,7 +125,12 @@ struct Import: ParsableCommand {
     let data = try readInput(path)
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report) = try database.open().writing(into: try target.name()) {
-      ($0, try $0.importJSONL(data: data, source: inputName(path), options: options) { try bar.update($0) })
+      (
+        $0,
+        try $0.importJSONL(data: data, source: inputName(path), options: options) {
+          try bar.update($0)
+        }
+      )
     }
     bar.finish()
     if output.isJSON {
@@ -295,7 +300,8 @@ struct Count: ParsableCommand {
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
-    let count = try filter.map { try collection.count(matching: Filter(json: $0)) }
+    let count =
+      try filter.map { try collection.count(matching: Filter(json: $0)) }
       ?? collection.count()
     if output.isJSON { return try Terminal.printJSON(["count": count]) }
     print(count)

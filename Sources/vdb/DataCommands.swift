@@ -72,7 +72,8 @@ final class OutputFile {
       return
     }
     let url = URL(fileURLWithPath: path)
-    let temporary = url.deletingLastPathComponent().path + "/." + url.lastPathComponent
+    let temporary =
+      url.deletingLastPathComponent().path + "/." + url.lastPathComponent
       + ".partial-\(getpid())"
     guard FileManager.default.createFile(atPath: temporary, contents: nil),
       let handle = FileHandle(forWritingAtPath: temporary)
@@ -143,7 +144,8 @@ struct Backup: ParsableCommand {
     var options = Database.Options()
     options.create = false
     let report = Report(
-      path: destination, bytes: try Database(path: destination, options: options).status().bytesOnDisk,
+      path: destination,
+      bytes: try Database(path: destination, options: options).status().bytesOnDisk,
       seconds: Date().timeIntervalSince(start))
     if output.isJSON { return try Terminal.printJSON(report) }
     print(

@@ -29,8 +29,10 @@ struct VDB: ParsableCommand {
       3 database error (damaged, newer format, I/O).
       """,
     subcommands: [
-      Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self, Count.self, Query.self, Embed.self,
-      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self, Export.self, Backup.self,
+      Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
+      Count.self, Query.self, Embed.self,
+      FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
+      Export.self, Backup.self,
       ShellCommand.self,
     ])
 

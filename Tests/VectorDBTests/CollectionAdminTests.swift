@@ -51,7 +51,9 @@ final class CollectionAdminTests: XCTestCase {
     let docs = try db.createCollection("docs")
     try docs.upsert(
       (0..<40).map {
-        Document(id: "d\($0)", text: "note \($0) about topic \($0 % 5)", metadata: ["n": .number(Double($0))])
+        Document(
+          id: "d\($0)", text: "note \($0) about topic \($0 % 5)",
+          metadata: ["n": .number(Double($0))])
       })
     try docs.reembed(all: true)  // generation 2 active, 1 retained
     try docs.delete("d3")

@@ -69,7 +69,7 @@ final class ExportBackupTests: XCTestCase {
   func testBackupWhileWriting() throws {
     let db = try Database(path: directory + "/db")
     let c = try db.createCollection("c", options: .vectors(dimension: 8, metric: .l2))
-    func batch(_ b: Int) throws {
+    @Sendable func batch(_ b: Int) throws {
       try c.upsert(
         (0..<100).map { Document(id: "b\(b)-\($0)", text: String(repeating: "x", count: 500)) },
         vectors: (0..<100).map { i in (0..<8).map { Float((b * 100 + i) % (7 + $0)) } })

@@ -39,7 +39,9 @@ final class ImportTests: XCTestCase {
     let report = try docs.importJSONL(path: path)
     XCTAssertEqual(report.imported, 3)
     XCTAssertEqual(try docs.get("1")?.text, "Title Body.")
-    XCTAssertEqual(try docs.get("2"), Document(id: "2", text: "Second", metadata: ["year": 2020]))
+    XCTAssertEqual(
+      try docs.get("2"), Document(id: "2", text: "  Second  ", metadata: ["year": 2020]),
+      "the text is kept as given")
     XCTAssertEqual(try docs.get("3")?.text, "No title")
     XCTAssertEqual(try docs.get("3")?.metadata, ["extra": true], "unknown fields are metadata")
   }

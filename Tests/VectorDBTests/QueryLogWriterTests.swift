@@ -28,17 +28,26 @@ final class QueryLogWriterTests: XCTestCase {
     let docs = try collection(db)
     for i in 0..<50 {
       let result = try docs.query(vector: [Float(i % 20), 1], k: 3)
-      XCTAssertEqual(try docs.feedback(logID: XCTUnwrap(result.logID), documentID: "d0"),
+      XCTAssertEqual(
+        try docs.feedback(logID: XCTUnwrap(result.logID), documentID: "d0"),
         i % 20 <= 1 ? .click : .correction)
     }
     XCTAssertEqual(try db.logEntries(limit: 100).count, 50)
   }
 
   /// Threads querying at once (more queries than a block of ids): every id unique,
-  /// every entry committed with its own hits; ids are dense again after a reopen.
+  /// every entry committed with its own hits; ids go on densely after a reopen.
   func testConcurrentQueriesGetUniqueIDs() throws {
-    var db: Database? = try Database(path: path)
-    let docs = try collection(db!)
+    let last = try queryConcurrently()  // the database is closed when it returns
+    let reopened = try Database(path: path)
+    let next = try reopened.collection("c", create: false).query(vector: [0, 1], k: 1)
+    XCTAssertEqual(next.logID, last + 1, "closing gave back the ids never handed out")
+  }
+
+  /// 4 threads × 400 queries; returns the largest log id.
+  private func queryConcurrently() throws -> UInt64 {
+    let db = try Database(path: path)
+    let docs = try collection(db)
     let lock = NSLock()
     nonisolated(unsafe) var ids: [UInt64: Int] = [:]
     DispatchQueue.concurrentPerform(iterations: 4) { thread in
@@ -49,16 +58,12 @@ final class QueryLogWriterTests: XCTestCase {
       }
     }
     XCTAssertEqual(ids.count, 1600)
-    let entries = try db!.logEntries(limit: 10_000)
+    let entries = try db.logEntries(limit: 10_000)
     XCTAssertEqual(entries.count, 1600)
     for entry in entries {
       XCTAssertEqual(entry.hits.map(\.id), ["d\(ids[entry.id]!)"])
     }
-    let last = entries.map(\.id).max()!
-    db = nil  // closing gives back the unused ids
-    let reopened = try Database(path: path)
-    let next = try reopened.collection("c", create: false).query(vector: [0, 1], k: 1)
-    XCTAssertEqual(next.logID, last + 1)
+    return entries.map(\.id).max()!
   }
 
   /// A writer holds the lock (as an import batch does) while queries run: they all

@@ -115,7 +115,8 @@ final class DocumentShellTests: XCTestCase {
     let file = directory + "/v.jsonl"
     XCTAssertEqual(
       try Shell.vdb(["export", "-c", "v", "--db", db, "--npy", npy, "-o", file]).status, 0)
-    XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
+    XCTAssertEqual(
+      try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
     XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: npy)).count, 128 + 5 * 2 * 4)
 
     let backup = directory + "/backup"
