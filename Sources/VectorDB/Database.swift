@@ -152,6 +152,9 @@ public final class Database: @unchecked Sendable {
   /// The format version of the files.
   public var formatVersion: UInt32 { Schema.formatVersion }
 
+  /// The format version this library reads and writes.
+  public static var currentFormatVersion: UInt32 { Schema.formatVersion }
+
   // MARK: Collections
 
   /// The collection named `name`; created when missing and `create` is true, with
