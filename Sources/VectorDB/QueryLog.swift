@@ -43,6 +43,11 @@ public struct LogEntry: Codable, Equatable, Sendable {
   public var adapter: Int?
   /// Feedback given on this entry, oldest first (filled in when read).
   public var feedback: [Feedback] = []
+
+  enum CodingKeys: String, CodingKey {
+    case id = "log_id"  // the one name of a log id, in every output
+    case time, collection, kind, text, model, generation, k, filter, hits, adapter, feedback
+  }
 }
 
 /// A judgement of one document for one logged query.
@@ -105,6 +110,10 @@ struct QueryLogStore {
   static let decoder: JSONDecoder = {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .millisecondsSince1970
+    // Entries written before the log id was named `log_id` call it `id`.
+    decoder.keyDecodingStrategy = .custom { path in
+      path.count == 1 && path[0].stringValue == "id" ? LogEntry.CodingKeys.id : path.last!
+    }
     return decoder
   }()
 

@@ -150,7 +150,11 @@ final class REPL {
       return 0
     case ".timing", ".headers":
       guard let value = setting(["on", "off"]) else { return usage("\(command) on|off") }
-      if command == ".timing" { state.timing = value == "on" } else { state.headers = value == "on" }
+      if command == ".timing" {
+        state.timing = value == "on"
+      } else {
+        state.headers = value == "on"
+      }
       return 0
     case ".mode":
       guard let value = setting(ShellState.Mode.allCases.map(\.rawValue)) else {

@@ -16,8 +16,11 @@ enum Terminal {
     FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
   }
 
+  /// The one JSON convention of every `--json` output: snake_case keys (from the
+  /// Swift property names; metadata and other dictionary keys are left as they are).
   static let jsonEncoder: JSONEncoder = {
     let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     return encoder
@@ -76,7 +79,9 @@ enum Terminal {
       for (index, row) in rows.enumerated() {
         if index > 0 { print("") }
         for (name, cell) in zip(headers, row) {
-          print(String(repeating: " ", count: nameWidth - displayWidth(name)) + name + " = " + escaped(cell))
+          print(
+            String(repeating: " ", count: nameWidth - displayWidth(name)) + name + " = "
+              + escaped(cell))
         }
       }
     case .table, .json:
@@ -252,7 +257,8 @@ final class ProgressLine {
     let eta =
       progress.done >= progress.total
       ? "done in " + Terminal.seconds(now.timeIntervalSince(start))
-      : rate > 0 ? "ETA " + Terminal.seconds(Double(progress.total - progress.done) / rate) : "ETA ?"
+      : rate > 0
+        ? "ETA " + Terminal.seconds(Double(progress.total - progress.done) / rate) : "ETA ?"
     text =
       "\(label) \(String(format: "%3.0f%%", percent)) \(progress.done)/\(progress.total) \(unit), "
       + "\(speed), \(eta)\(extra)"

@@ -8,7 +8,6 @@ struct VDB: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "vdb",
     abstract: "A local vector database that trains its own retriever.",
-    version: "vdb \(version) (database format \(Database.currentFormatVersion))",
     discussion: """
       The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
 
@@ -29,6 +28,7 @@ struct VDB: ParsableCommand {
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
       3 database error (damaged, newer format, I/O).
       """,
+    version: "vdb \(version) (database format \(Database.currentFormatVersion))",
     subcommands: [
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
       Count.self, Query.self, Embed.self,

@@ -56,18 +56,19 @@ final class ReplTests: XCTestCase {
     let sent = script.replacingOccurrences(of: #"\u{7}"#, with: "\u{7}")
     let result = try Shell.vdb(["--db", db], input: sent)
     XCTAssertEqual(result.status, 0, result.stderr)
-    let expected = [
-      "id,text,metadata",
-      #""a,1","say ""hi""","{""k"":1}""#,
-      "b,bell\u{7},",
-      "b,bell\u{7},",
-      "| id | text | metadata |",
-      "|---|---|---|",
-      #"| a,1 | say "hi" | {"k":1} |"#,
-      "      id = a,1",
-      #"    text = say "hi""#,
-      #"metadata = {"k":1}"#,
-    ].joined(separator: "\n") + "\n"
+    let expected =
+      [
+        "id,text,metadata",
+        #""a,1","say ""hi""","{""k"":1}""#,
+        "b,bell\u{7},",
+        "b,bell\u{7},",
+        "| id | text | metadata |",
+        "|---|---|---|",
+        #"| a,1 | say "hi" | {"k":1} |"#,
+        "      id = a,1",
+        #"    text = say "hi""#,
+        #"metadata = {"k":1}"#,
+      ].joined(separator: "\n") + "\n"
     XCTAssertEqual(result.stdout, expected)
     let table = try Shell.vdb(["get", "-c", "c", "b", "--db", db])
     XCTAssertEqual(table.stdout, "id  text       metadata\nb   bell\\u{7}\n")
@@ -81,8 +82,10 @@ final class ReplTests: XCTestCase {
     let result = try Shell.vdb(["get", "-c", "c", "--db", db], environment: ["COLUMNS": "40"])
     XCTAssertEqual(
       result.stdout.split(separator: "\n").map(String.init),
-      ["id    text" + String(repeating: " ", count: long.count - 4) + "  metadata",
-       "abcd  " + long, "日本  x"])
+      [
+        "id    text" + String(repeating: " ", count: long.count - 4) + "  metadata",
+        "abcd  " + long, "日本  x",
+      ])
   }
 
   func testDidYouMeanAndVersion() throws {
