@@ -58,6 +58,8 @@ final class ReplTests: XCTestCase {
     XCTAssertEqual(result.status, 0, result.stderr)
     let expected =
       [
+        "upserted a,1 into c",
+        "upserted b into c",
         "id,text,metadata",
         #""a,1","say ""hi""","{""k"":1}""#,
         "b,bell\u{7},",
