@@ -104,28 +104,18 @@ extension Collection {
         }
       }
     }
-    var batch: [Document] = []
-    var vectors: [[Float]] = []
-    var imported = 0
+    var writer = BatchWriter(
+      collection: self, batchSize: options.batchSize, total: total, progress: progress)
     let skippedLines = Set(skipped.map(\.line))
-    func flush() throws {
-      try upsert(batch, vectors: vectors.isEmpty ? nil : vectors)
-      imported += batch.count
-      batch.removeAll(keepingCapacity: true)
-      vectors.removeAll(keepingCapacity: true)
-      try progress?(OperationProgress(done: imported, total: total))
-    }
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
       let (document, vector) = try JSONLines.documentAndVector(
         from: bytes, source: path, line: line)
-      batch.append(document)
-      if let vector { vectors.append(vector) }
-      if batch.count >= max(1, options.batchSize) { try flush() }
+      try writer.add(document, vector: vector)
     }
-    if !batch.isEmpty { try flush() }
+    try writer.finish()
     return ImportReport(
-      imported: imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+      imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
   }
 
   /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).
@@ -135,6 +125,47 @@ extension Collection {
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     try importJSONL(path: directory + "/corpus.jsonl", options: options, progress: progress)
+  }
+}
+
+/// Writes documents in transactions of `batchSize`, reporting progress after each.
+struct BatchWriter {
+  let collection: Collection
+  let batchSize: Int
+  let total: Int
+  let progress: ((OperationProgress) throws -> Void)?
+  private var batch: [Document] = []
+  private var vectors: [[Float]] = []
+  private(set) var imported = 0
+
+  init(
+    collection: Collection, batchSize: Int, total: Int,
+    progress: ((OperationProgress) throws -> Void)?
+  ) {
+    self.collection = collection
+    self.batchSize = max(1, batchSize)
+    self.total = total
+    self.progress = progress
+  }
+
+  /// Adds a document (with its vector: all or none of them have one).
+  mutating func add(_ document: Document, vector: [Float]? = nil) throws {
+    batch.append(document)
+    if let vector { vectors.append(vector) }
+    if batch.count >= batchSize { try flush() }
+  }
+
+  /// Writes what is left.
+  mutating func finish() throws {
+    if !batch.isEmpty { try flush() }
+  }
+
+  private mutating func flush() throws {
+    try collection.upsert(batch, vectors: vectors.isEmpty ? nil : vectors)
+    imported += batch.count
+    batch.removeAll(keepingCapacity: true)
+    vectors.removeAll(keepingCapacity: true)
+    try progress?(OperationProgress(done: imported, total: total))
   }
 }
 

@@ -96,6 +96,7 @@ struct Import: ParsableCommand {
         vdb import docs.jsonl -c notes
         jq -c '…' dump.json | vdb import - -c notes     from standard input
         vdb import --beir ../datasets/scifact -c scifact
+        vdb import --csv notes.csv --text-column body -c notes   other columns: metadata
       """)
 
   @OptionGroup var database: DatabaseOptions
@@ -104,6 +105,12 @@ struct Import: ParsableCommand {
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
   @Option(help: "A .fvecs or float32 .npy file: rows become documents \"0\", \"1\", … (no text).")
   var vectors: String?
+  @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
+  var csv: String?
+  @Option(help: "With --csv: the column holding the text.") var textColumn = "text"
+  @Option(
+    help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
+  var idColumn: String?
   @Option(help: "With --vectors, for a new collection: cosine, dot or l2.") var metric: Metric =
     .cosine
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
@@ -111,13 +118,14 @@ struct Import: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if [file, beir, vectors].compactMap({ $0 }).count != 1 {
-      throw ValidationError("give one of FILE, --beir DIR, --vectors FILE")
+    if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
+      throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
     }
   }
 
   func run() throws {
     if let vectors { return try importVectors(vectors) }
+    if let csv { return try importCSV(csv) }
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
@@ -133,16 +141,41 @@ struct Import: ParsableCommand {
       )
     }
     bar.finish()
-    if output.isJSON {
-      try Terminal.printJSON(report)
-    } else {
-      for skipped in report.skipped {
-        Terminal.warn("\(inputName(path)):\(skipped.line): \(skipped.reason) (skipped)")
-      }
-      let rate = Double(report.imported) / max(report.seconds, 1e-9)
-      print(
-        "imported \(report.imported) documents into \(collection.name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
-          + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad lines"))
+    try show(report, into: collection.name, records: "lines") { "\(inputName(path)):\($0)" }
+  }
+
+  /// Prints an import's report; `place` names a skipped line or record.
+  private func show(
+    _ report: ImportReport, into name: String, records: String, place: (Int) -> String
+  ) throws {
+    if output.isJSON { return try Terminal.printJSON(report) }
+    for skipped in report.skipped {
+      Terminal.warn("\(place(skipped.line)): \(skipped.reason) (skipped)")
+    }
+    let rate = Double(report.imported) / max(report.seconds, 1e-9)
+    print(
+      "imported \(report.imported) documents into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+        + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)"))
+  }
+
+  private func importCSV(_ path: String) throws {
+    var options = ImportOptions()
+    options.skipBadLines = skipBad
+    options.batchSize = batchSize
+    let data = try readInput(path)
+    let bar = ProgressLine(label: "import", unit: "docs")
+    let (collection, report) = try database.open().writing(into: try target.name()) {
+      (
+        $0,
+        try $0.importCSV(
+          data: data, source: inputName(path), textColumn: textColumn, idColumn: idColumn,
+          options: options
+        ) { try bar.update($0) }
+      )
+    }
+    bar.finish()
+    try show(report, into: collection.name, records: "records") {
+      "\(inputName(path)): record \($0)"
     }
   }
 }

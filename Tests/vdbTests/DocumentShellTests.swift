@@ -126,4 +126,21 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(refused.status, 1)
     XCTAssertTrue(refused.stderr.contains("a database is already there"), refused.stderr)
   }
+
+  func testCSVImportFromStdin() throws {
+    let csv = "key,body,lang\nk1,\"hello, world\",en\nk2,bonjour,fr\n"
+    let result = try Shell.vdb(
+      [
+        "import", "--csv", "-", "--text-column", "body", "--id-column", "key", "-c", "c",
+        "--db", db,
+      ], input: csv)
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let document = try json(Shell.vdb(["get", "-c", "c", "--db", db, "k1", "--json"]))
+    XCTAssertEqual(document["text"] as? String, "hello, world")
+    XCTAssertEqual(document["metadata"] as? [String: String], ["lang": "en"])
+    let bad = try Shell.vdb(
+      ["import", "--csv", "-", "--text-column", "text", "-c", "d", "--db", db], input: csv)
+    XCTAssertEqual(bad.status, 1)
+    XCTAssertTrue(bad.stderr.hasPrefix(#"error: <stdin>: no column "text""#), bad.stderr)
+  }
 }
