@@ -51,8 +51,6 @@ func runImporter() throws -> Never {
     let ids = (next..<next + 1000).map { "load-\($0)" }
     try load.upsert(ids.map { Document(id: $0, text: "") }, vectors: randomVectors(ids.count))
     next += 1000
-    print(next)  // one line per committed batch
-    fflush(stdout)
   }
 }
 
@@ -72,26 +70,14 @@ for first in stride(from: 0, to: documents, by: 1000) {
 let child = Process()
 child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
 child.arguments = ["--importer", "--dir", directory]
-let childOutput = Pipe()
-child.standardOutput = childOutput
+child.standardOutput = FileHandle.nullDevice
 try child.run()
 defer { child.terminate() }
-// Count the child's committed batches as they come.
-let batches = Locked(0)
-Thread.detachNewThread {
-  while !childOutput.fileHandleForReading.availableData.isEmpty { batches.value += 1 }
-}
-while batches.value == 0 { usleep(10_000) }
-
-final class Locked<Value>: @unchecked Sendable {
-  private let lock = NSLock()
-  private var stored: Value
-  init(_ value: Value) { stored = value }
-  var value: Value {
-    get { lock.withLock { stored } }
-    set { lock.withLock { stored = newValue } }
-  }
-}
+// Committed import batches, read from the database (each is 1,000 documents).
+let load = try db.collection(
+  "load", options: .vectors(dimension: dimension, metric: .cosine))
+func batches() throws -> Int { try load.count() / 1000 }
+while try batches() == 0 { usleep(10_000) }
 
 enum Mode: String, CaseIterable { case off, on, sync }
 var latencies: [Mode: [Double]] = [:]
@@ -101,7 +87,7 @@ let queries = randomVectors(1000)
 for _ in 0..<rounds {
   for mode in Mode.allCases {
     let start = DispatchTime.now().uptimeNanoseconds
-    let batchesBefore = batches.value
+    let batchesBefore = try batches()
     var index = 0
     while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds {
       let t0 = DispatchTime.now().uptimeNanoseconds
@@ -112,7 +98,7 @@ for _ in 0..<rounds {
     }
     try db.flushLog()  // the queue drains before the next mode's clock starts
     elapsed[mode, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    batchesDuring[mode, default: 0] += batches.value - batchesBefore
+    batchesDuring[mode, default: 0] += try batches() - batchesBefore
   }
 }
 
