@@ -249,16 +249,22 @@ final class ProgressLine {
       return
     }
     lastPrint = now
-    let rate = recentRate ?? Double(progress.done) / max(now.timeIntervalSince(start), 1e-9)
+    let finished = progress.done >= progress.total
+    // The first update has no interval to measure; a finished line shows the average.
+    let rate =
+      finished ? Double(progress.done) / max(now.timeIntervalSince(start), 1e-9) : recentRate
     let percent = progress.total > 0 ? 100 * Double(progress.done) / Double(progress.total) : 100
     let speed =
-      rate >= 1 || rate == 0
-      ? String(format: "%.0f/s", rate) : String(format: "%.1f s/%@", 1 / rate, singular)
-    let eta =
-      progress.done >= progress.total
-      ? "done in " + Terminal.seconds(now.timeIntervalSince(start))
-      : rate > 0
-        ? "ETA " + Terminal.seconds(Double(progress.total - progress.done) / rate) : "ETA ?"
+      rate.map {
+        $0 >= 1 || $0 == 0
+          ? String(format: "%.0f/s", $0) : String(format: "%.1f s/%@", 1 / $0, singular)
+      } ?? "…/s"
+    var eta = "ETA ?"
+    if finished {
+      eta = "done in " + Terminal.seconds(now.timeIntervalSince(start))
+    } else if let rate, rate > 0 {
+      eta = "ETA " + Terminal.seconds(Double(progress.total - progress.done) / rate)
+    }
     text =
       "\(label) \(String(format: "%3.0f%%", percent)) \(progress.done)/\(progress.total) \(unit), "
       + "\(speed), \(eta)\(extra)"
