@@ -20,6 +20,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    .package(url: "https://github.com/yaslab/CSV.swift", exact: "2.5.2"),
   ],
   targets: [
     .systemLibrary(
@@ -45,6 +46,7 @@ let package = Package(
       dependencies: [
         "LMDB", "Tensor", "Embedding", "HNSW", "Training",
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "CSV", package: "CSV.swift"),
       ]),
     .executableTarget(
       name: "vdb",
@@ -56,6 +58,8 @@ let package = Package(
     .executableTarget(
       name: "storage-bench", dependencies: ["VectorDB", "LMDB"],
       path: "Benchmarks/storage-bench"),
+    .executableTarget(
+      name: "log-bench", dependencies: ["VectorDB"], path: "Benchmarks/log-bench"),
     .executableTarget(
       name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
       path: "Benchmarks/encoder-bench"),

@@ -125,6 +125,24 @@ public final class Environment: @unchecked Sendable {
     return table
   }
 
+  /// Copies the environment into the existing empty directory `path`, as one read
+  /// transaction sees it (writers go on); `compact` leaves out free pages and renumbers
+  /// the rest (`MDB_CP_COMPACT`).
+  ///
+  /// - Throws: `LMDBError` (e.g. `ENOSPC` for a full disk, `EEXIST`).
+  public func copy(to path: String, compact: Bool) throws {
+    pthread_rwlock_rdlock(resizeLock)
+    defer { pthread_rwlock_unlock(resizeLock) }
+    try check(mdb_env_copy2(handle, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "copy to \(path)")
+  }
+
+  /// Drops the cached handle of a deleted table.
+  func forgetTable(_ name: String) {
+    pthread_mutex_lock(tableLock)
+    defer { pthread_mutex_unlock(tableLock) }
+    tables[name] = nil
+  }
+
   /// Last page in use and page size: `data.mdb` must hold at least that many bytes,
   /// or the file was truncated (reading past its end would crash the process).
   public func usedBytes() -> Int {

@@ -138,6 +138,14 @@ public final class WriteTransaction: Transaction {
     try record(mdb_drop(handle, table.dbi, 0), "clear", table)
   }
 
+  /// Deletes `table` itself: its entries and its name. LMDB closes the handle at once
+  /// (even if this transaction aborts), so the environment forgets it either way and
+  /// `Environment.table` opens it afresh.
+  public func deleteTable(_ table: Table) throws {
+    defer { environment.forgetTable(table.name) }
+    try record(mdb_drop(handle, table.dbi, 1), "delete table", table)
+  }
+
   /// Deletes every entry in the key range [`start`, `end`) and returns how many.
   @discardableResult
   public func deleteRange(_ table: Table, from start: some LMDBKey, to end: some LMDBKey) throws

@@ -28,6 +28,9 @@ public final class Collection: @unchecked Sendable {
   }
 
   var schema: Schema { database.schema }
+
+  /// The prefix of the collection's keys in `meta` (training state: `train.run`, …).
+  static func blobPrefix(_ id: UInt32) -> String { "collection.\(id)." }
   private var environment: Environment { database.environment }
 
   // MARK: Writing
@@ -139,28 +142,71 @@ public final class Collection: @unchecked Sendable {
   public func delete(_ ids: [String]) throws -> Int {
     let plan = try indexPlan()
     return try write { txn, collection in
-      let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
-      var rows: [UInt32] = []
-      for documentID in Set(ids)
-      where !documentID.isEmpty && documentID.utf8.count <= Document.maxIDBytes {
-        let key = Schema.docKey(collection: id, id: documentID)
-        guard let existing = try txn.get(schema.docs, key: key) else { continue }
-        let old = try DocumentRecord(bytes: existing, path: database.path)
-        try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
-        try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
-        try txn.delete(schema.docs, key: key)
-        collection.count -= 1
-        rows.append(old.row)
+      try delete(
+        Set(ids).filter { !$0.isEmpty && $0.utf8.count <= Document.maxIDBytes }, plan: plan,
+        in: txn, collection: &collection)
+    }
+  }
+
+  /// Deletes the documents whose metadata matches `filter`, in one transaction (the
+  /// match and the delete see the same snapshot); returns their ids, sorted. With
+  /// `dryRun`, returns them and deletes nothing.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound`.
+  @discardableResult
+  public func delete(matching filter: Filter, dryRun: Bool = false) throws -> [String] {
+    if dryRun { return try read { try ids(matching: filter, in: $0) } }
+    let plan = try indexPlan()
+    return try write { txn, collection in
+      let ids = try ids(matching: filter, in: txn)
+      try delete(Set(ids), plan: plan, in: txn, collection: &collection)
+      return ids
+    }
+  }
+
+  private func delete(
+    _ ids: Set<String>, plan: IndexPlan?, in txn: WriteTransaction,
+    collection: inout CollectionRecord
+  ) throws -> Int {
+    let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+    var rows: [UInt32] = []
+    for documentID in ids {
+      let key = Schema.docKey(collection: id, id: documentID)
+      guard let existing = try txn.get(schema.docs, key: key) else { continue }
+      let old = try DocumentRecord(bytes: existing, path: database.path)
+      try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+      try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
+      try txn.delete(schema.docs, key: key)
+      collection.count -= 1
+      rows.append(old.row)
+    }
+    if let plan, collection.active == plan.generation.id, !rows.isEmpty {
+      try plan.index.delete(ids: rows, in: txn)
+      for row in rows {
+        try txn.delete(
+          schema.sources,
+          key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
       }
-      if let plan, collection.active == plan.generation.id, !rows.isEmpty {
-        try plan.index.delete(ids: rows, in: txn)
-        for row in rows {
-          try txn.delete(
-            schema.sources,
-            key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
-        }
-      }
-      return rows.count
+    }
+    return rows.count
+  }
+
+  /// Replaces the metadata of document `id`, keeping its text and vector (nothing is
+  /// re-embedded).
+  ///
+  /// - Throws: `VectorDBError.documentNotFound`, `.collectionNotFound`.
+  public func update(id documentID: String, metadata: [String: JSONValue]) throws {
+    try write { txn, _ in
+      let key = Schema.docKey(collection: id, id: documentID)
+      guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
+        let bytes = try txn.get(schema.docs, key: key)
+      else { throw VectorDBError.documentNotFound(id: documentID, collection: name) }
+      var record = try DocumentRecord(bytes: bytes, path: database.path)
+      let index = MetadataIndex(table: schema.metadataIndex, collection: id)
+      try index.update(row: record.row, metadata: try record.metadata(), remove: true, in: txn)
+      try index.update(row: record.row, metadata: metadata, remove: false, in: txn)
+      record.metadataJSON = metadata.isEmpty ? Data() : try JSONEncoder.sorted.encode(metadata)
+      try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
     }
   }
 
@@ -241,10 +287,64 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// The number of documents.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped or
+  ///   renamed.
   public func count() throws -> Int {
     try read { txn in
-      try Database.collectionRecord(name, in: txn, schema: schema)?.count ?? 0
+      guard let record = try Database.collectionRecord(name, in: txn, schema: schema),
+        record.id == id
+      else { throw VectorDBError.collectionNotFound(name) }
+      return record.count
     }
+  }
+
+  /// The number of documents whose metadata matches `filter`.
+  public func count(matching filter: Filter) throws -> Int {
+    try read { try rows(matching: filter, in: $0).count }
+  }
+
+  /// Up to `limit` documents whose metadata matches `filter`, in id order, after the
+  /// id `after` (exclusive) when given: page with the last id of a page.
+  public func documents(matching filter: Filter, after: String? = nil, limit: Int = 100) throws
+    -> [Document]
+  {
+    try read { txn in
+      var ids = try ids(matching: filter, in: txn)
+      if let after { ids = ids.filter { after.utf8.lexicographicallyPrecedes($0.utf8) } }
+      return try ids.prefix(max(0, limit)).compactMap { documentID in
+        try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID)).map {
+          try document(id: documentID, bytes: $0)
+        }
+      }
+    }
+  }
+
+  /// The stored vectors of these documents in the active generation, in the same
+  /// order (`nil` where a document is missing or has no vector yet); one snapshot.
+  ///
+  /// - Throws: `VectorDBError.unsupported` for a collection without vectors.
+  public func vectors(_ ids: [String]) throws -> [[Float]?] {
+    guard let plan = try indexPlan() else {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+    }
+    return try read { txn in
+      try ids.map { documentID in
+        guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
+          let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID))
+        else { return nil }
+        return try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
+      }
+    }
+  }
+
+  /// The ids of the documents matching `filter`, sorted (byte order, as stored).
+  private func ids(matching filter: Filter, in txn: Transaction) throws -> [String] {
+    try rows(matching: filter, in: txn).compactMap { row in
+      try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)).map {
+        String(decoding: $0, as: UTF8.self)
+      }
+    }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
   }
 
   /// Up to `limit` documents in id order, starting after the id `after` (exclusive)

@@ -36,6 +36,7 @@ public final class Database: @unchecked Sendable {
   let encoderCache = VersionCache<SentenceEncoder>()
   let adapterCache = VersionCache<QueryAdapter<Float>>()
   let indexCache = IndexCache()
+  let logWriter: LogWriter
   var models: ModelStore { schema.models }
 
   /// Opens the database at `path`, creating it when allowed and missing.
@@ -76,7 +77,12 @@ public final class Database: @unchecked Sendable {
     }
     self.environment = environment
     schema = try storage { try Schema(environment: environment) }
+    logWriter = LogWriter(environment: environment, store: schema.log)
     try checkFormat()
+  }
+
+  deinit {
+    logWriter.close()
   }
 
   /// Classifies `path`; returns whether a new database will be created there.
@@ -145,6 +151,9 @@ public final class Database: @unchecked Sendable {
 
   /// The format version of the files.
   public var formatVersion: UInt32 { Schema.formatVersion }
+
+  /// The format version this library reads and writes.
+  public static var currentFormatVersion: UInt32 { Schema.formatVersion }
 
   // MARK: Collections
 
@@ -230,21 +239,114 @@ public final class Database: @unchecked Sendable {
     }
   }
 
-  /// Deletes a collection and all its documents in one transaction.
+  /// Creates the collection `name` with `options` (see `collection(_:create:options:)`).
   ///
-  /// - Throws: `VectorDBError.collectionNotFound`.
-  public func dropCollection(_ name: String) throws {
+  /// - Throws: `VectorDBError.collectionExists`; `.invalidInput` for a bad name;
+  ///   `.modelNotFound` for an unknown model version.
+  @discardableResult
+  public func createCollection(_ name: String, options: CollectionOptions? = nil) throws
+    -> Collection
+  {
+    if try collectionRecord(name) != nil { throw VectorDBError.collectionExists(name) }
+    return try collection(name, options: options)
+  }
+
+  /// Deletes a collection and everything it owns, in one transaction: documents, rows,
+  /// metadata index, every generation (records, source hashes, index tables), its
+  /// training state and, unless `keepLog`, its query log entries and their feedback.
+  /// Model versions stay (they belong to the database).
+  ///
+  /// A collection with a re-embed job or a training run (running, or interrupted and
+  /// resumable) is refused unless `force`: the job's next batch then fails with
+  /// `collectionNotFound`. Handles to the collection fail the same way afterwards.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound`, `.collectionBusy` naming the job.
+  public func dropCollection(_ name: String, keepLog: Bool = false, force: Bool = false) throws {
     guard let record = try collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)
+    }
+    if !force, let job = try job(of: record) {
+      throw VectorDBError.collectionBusy(name: name, job: job)
+    }
+    try flushLog()  // no entry of ours may land after the drop
+    // Tables are opened outside the write transaction (LMDB's rule); every index table
+    // of the collection goes, including any a crashed job left without a record.
+    let indexPrefix = "index.\(record.id)."
+    let indexes = try storage {
+      try environment.tableNames().filter { $0.hasPrefix(indexPrefix) }.map(environment.table)
     }
     let schema = self.schema
     try storage {
       try environment.write { txn in
-        try txn.deleteRange(
-          schema.docs, from: KeyBuilder().uint32(record.id), to: KeyBuilder().uint32(record.id + 1))
-        try txn.deleteRange(
-          schema.rows, from: KeyBuilder().uint32(record.id), to: KeyBuilder().uint32(record.id + 1))
+        guard let current = try Database.collectionRecord(name, in: txn, schema: schema),
+          current.id == record.id
+        else { throw VectorDBError.collectionNotFound(name) }
+        let (start, end) = (KeyBuilder().uint32(record.id), KeyBuilder().uint32(record.id + 1))
+        for table in [
+          schema.docs, schema.rows, schema.generations, schema.metadataIndex, schema.sources,
+        ] {
+          try txn.deleteRange(table, from: start, to: end)
+        }
+        let blobs = Collection.blobPrefix(record.id)
+        try txn.deleteRange(schema.meta, from: blobs, to: String(blobs.dropLast()) + "/")
+        for table in indexes { try txn.deleteTable(table) }
+        if !keepLog { try schema.log.deleteEntries(collection: name, in: txn) }
         try txn.delete(schema.collections, key: name)
+      }
+    }
+    for table in indexes { indexCache.forget(table.name) }
+  }
+
+  /// Renames a collection in one transaction; its query log entries follow it. Handles
+  /// to the old name fail with `collectionNotFound` afterwards.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound`, `.collectionExists` (`newName` is
+  ///   taken), `.invalidInput` (a bad new name), `.collectionBusy` (a re-embed job or
+  ///   training run holds the collection by name).
+  public func renameCollection(_ name: String, to newName: String) throws {
+    try Database.validateCollectionName(newName)
+    guard var record = try collectionRecord(name) else {
+      throw VectorDBError.collectionNotFound(name)
+    }
+    if let job = try job(of: record) {
+      throw VectorDBError.collectionBusy(name: name, job: job)
+    }
+    try flushLog()  // our queued entries carry the old name
+    let schema = self.schema
+    try storage {
+      try environment.write { txn in
+        guard try Database.collectionRecord(name, in: txn, schema: schema)?.id == record.id else {
+          throw VectorDBError.collectionNotFound(name)
+        }
+        guard try txn.get(schema.collections, key: newName) == nil else {
+          throw VectorDBError.collectionExists(newName)
+        }
+        record.name = newName
+        try txn.delete(schema.collections, key: name)
+        try txn.put(schema.collections, key: newName, value: try JSONEncoder().encode(record))
+        try schema.log.renameEntries(collection: name, to: newName, in: txn)
+      }
+    }
+  }
+
+  /// The job holding a collection, described for an error message; nil when none.
+  private func job(of record: CollectionRecord) throws -> String? {
+    let schema = self.schema
+    return try storage {
+      try environment.read { txn -> String? in
+        if let building = record.building {
+          let model = try txn.get(
+            schema.generations,
+            key: Schema.generationKey(collection: record.id, generation: building)
+          ).map { try JSONDecoder().decode(GenerationRecord.self, from: Data($0)).model }
+          return "a re-embed job building generation \(building)"
+            + (model.flatMap { $0 }.map { " with model v\($0)" } ?? "")
+            + " (running, or interrupted and resumable with `vdb reembed`)"
+        }
+        if try txn.get(schema.meta, key: Collection.blobPrefix(record.id) + "train.run") != nil {
+          return "a training run (running, or interrupted and resumable with `vdb train`)"
+        }
+        return nil
       }
     }
   }
@@ -283,10 +385,20 @@ public final class Database: @unchecked Sendable {
 
   /// What `vdb status` shows: format, size on disk, collections and their counts.
   public func status() throws -> DatabaseStatus {
+    DatabaseStatus(
+      path: path, formatVersion: Schema.formatVersion, bytesOnDisk: environment.fileSize(),
+      collections: try collections())
+  }
+
+  /// Every collection, sorted by name, with its count, vector settings, active model
+  /// and generation, and any re-embed job.
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` (an unreadable record).
+  public func collections() throws -> [CollectionInfo] {
     let schema = self.schema
-    let collections = try storage {
+    return try storage {
       try environment.read { txn in
-        var result: [DatabaseStatus.CollectionStatus] = []
+        var result: [CollectionInfo] = []
         try txn.forEach(in: schema.collections) { _, value in
           let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
           func generation(_ id: UInt32?) throws -> GenerationRecord? {
@@ -314,9 +426,6 @@ public final class Database: @unchecked Sendable {
         return result
       }
     }
-    return DatabaseStatus(
-      path: path, formatVersion: Schema.formatVersion, bytesOnDisk: environment.fileSize(),
-      collections: collections)
   }
 
   /// Reads every table and checks that they agree: every document's row maps back to
@@ -374,28 +483,30 @@ public final class Database: @unchecked Sendable {
 
 /// A summary of a database, as `vdb status` prints it.
 public struct DatabaseStatus: Codable, Sendable {
-  public struct CollectionStatus: Codable, Sendable {
-    public var name: String
-    public var documents: Int
-    public var created: Date
-    /// The active generation's model version (nil: given vectors or none).
-    public var model: Int?
-    /// The query adapter mapping its queries, if any.
-    public var adapter: Int?
-    public var generation: Int?
-    public var dimension: Int?
-    public var metric: String?
-    /// A re-embed job in progress (resumable), if any.
-    public var job: Job?
-  }
+  public var path: String
+  public var formatVersion: UInt32
+  public var bytesOnDisk: Int
+  public var collections: [CollectionInfo]
+}
+
+/// A collection as `vdb collections` lists it.
+public struct CollectionInfo: Codable, Sendable {
+  public var name: String
+  public var documents: Int
+  public var created: Date
+  /// The active generation's model version (nil: given vectors or none).
+  public var model: Int?
+  /// The query adapter mapping its queries, if any.
+  public var adapter: Int?
+  public var generation: Int?
+  public var dimension: Int?
+  public var metric: String?
+  /// A re-embed job in progress (resumable), if any.
+  public var job: Job?
   public struct Job: Codable, Sendable {
     public var generation: Int
     public var model: Int?
     public var vectors: Int
     public var cursor: String?
   }
-  public var path: String
-  public var formatVersion: UInt32
-  public var bytesOnDisk: Int
-  public var collections: [CollectionStatus]
 }

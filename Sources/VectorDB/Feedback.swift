@@ -21,6 +21,7 @@ extension Collection {
   public func feedback(logID: UInt64, documentID: String, relevant: Bool = true) throws
     -> Feedback.Kind
   {
+    try database.flushLog()  // the query may have been logged a moment ago
     let log = database.schema.log
     let name = self.name
     return try writeLog { txn in
@@ -150,6 +151,7 @@ extension Database {
   public func logEntries(
     collection: String? = nil, since: Date? = nil, after: UInt64 = 0, limit: Int = 100
   ) throws -> [LogEntry] {
+    try flushLog()
     let log = schema.log
     return try storage {
       try environment.read { txn in
@@ -182,25 +184,30 @@ extension Database {
 
   /// The log entry `id` with its feedback, or `nil` (never logged, or pruned).
   public func logEntry(_ id: UInt64) throws -> LogEntry? {
+    try flushLog()
     let log = schema.log
     return try storage { try environment.read { try log.entry(id, in: $0) } }
   }
 
   /// How long the query log keeps entries (default: the last 1,000,000).
   public func logRetention() throws -> LogRetention {
-    let meta = schema.meta
-    return try storage {
-      try environment.read { txn in
-        try txn.get(meta, key: "logRetention").map {
-          try JSONDecoder().decode(LogRetention.self, from: Data($0))
-        }
-          ?? LogRetention()
-      }
-    }
+    let log = schema.log
+    return try storage { try environment.read { try log.retention(in: $0) } }
+  }
+
+  /// Waits until the log entries of this process's queries are committed (they are
+  /// written in the background, see `LogWriter`). Reading the log, feedback and
+  /// collection changes do it themselves.
+  ///
+  /// - Throws: `VectorDBError.storage` when a background log commit failed (its
+  ///   entries are lost).
+  public func flushLog() throws {
+    try storage { try logWriter.flush() }
   }
 
   /// Changes the retention and prunes what falls outside it, in one transaction.
   public func setLogRetention(_ retention: LogRetention) throws {
+    try flushLog()
     let meta = schema.meta
     let log = schema.log
     try storage {

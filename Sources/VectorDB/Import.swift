@@ -38,7 +38,11 @@ extension Collection {
   ///
   /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
   /// `text` (a string), optionally `title` (a string, prepended to the text with a
-  /// space, as BEIR does) and `metadata` (an object). Other fields are ignored.
+  /// space, as BEIR does), `metadata` (an object) and `vector` (an array of numbers, on
+  /// every line or none: what `vdb export --include vector` writes; without it the text
+  /// is embedded). Other top-level fields are kept
+  /// as metadata too (`{"id": "1", "text": "…", "year": 2024}` has metadata
+  /// `{"year": 2024}`); a field both there and in `metadata` is an error.
   ///
   ///     {"_id": "4983", "title": "Microstructural development…", "text": "Alterations of…"}
   ///
@@ -59,18 +63,40 @@ extension Collection {
     path: String, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
-    let start = Date()
     let data: Data
     do {
       data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
     } catch {
       throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
     }
+    return try importJSONL(data: data, source: path, options: options, progress: progress)
+  }
+
+  /// Imports JSON Lines documents from `data` (standard input, a download…) as
+  /// `importJSONL(path:)` does; errors name `source` and the line.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and the line.
+  @discardableResult
+  public func importJSONL(
+    data: Data, source path: String, options: ImportOptions = ImportOptions(),
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
     var total = 0
+    // Lines carry vectors all or none, of one length: the first good line decides.
+    var first: (line: Int, vectorLength: Int?)?
     try JSONLines.forEach(in: data) { line, bytes in
       do {
-        _ = try JSONLines.document(from: bytes, source: path, line: line)
+        let (_, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+        if let first, first.vectorLength != vector?.count {
+          throw VectorDBError.invalidInput(
+            source: path, line: line,
+            reason: (vector.map { "a vector of \($0.count) floats" } ?? "no \"vector\"")
+              + "; line \(first.line) has "
+              + (first.vectorLength.map { "a vector of \($0) floats" } ?? "none"))
+        }
+        first = first ?? (line, vector?.count)
         total += 1
       } catch let error as VectorDBError where options.skipBadLines {
         if case .invalidInput(_, _, let reason) = error {
@@ -78,23 +104,18 @@ extension Collection {
         }
       }
     }
-    var batch: [Document] = []
-    var imported = 0
+    var writer = BatchWriter(
+      collection: self, batchSize: options.batchSize, total: total, progress: progress)
     let skippedLines = Set(skipped.map(\.line))
-    func flush() throws {
-      try upsert(batch)
-      imported += batch.count
-      batch.removeAll(keepingCapacity: true)
-      try progress?(OperationProgress(done: imported, total: total))
-    }
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
-      batch.append(try JSONLines.document(from: bytes, source: path, line: line))
-      if batch.count >= max(1, options.batchSize) { try flush() }
+      let (document, vector) = try JSONLines.documentAndVector(
+        from: bytes, source: path, line: line)
+      try writer.add(document, vector: vector)
     }
-    if !batch.isEmpty { try flush() }
+    try writer.finish()
     return ImportReport(
-      imported: imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+      imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
   }
 
   /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).
@@ -104,6 +125,47 @@ extension Collection {
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     try importJSONL(path: directory + "/corpus.jsonl", options: options, progress: progress)
+  }
+}
+
+/// Writes documents in transactions of `batchSize`, reporting progress after each.
+struct BatchWriter {
+  let collection: Collection
+  let batchSize: Int
+  let total: Int
+  let progress: ((OperationProgress) throws -> Void)?
+  private var batch: [Document] = []
+  private var vectors: [[Float]] = []
+  private(set) var imported = 0
+
+  init(
+    collection: Collection, batchSize: Int, total: Int,
+    progress: ((OperationProgress) throws -> Void)?
+  ) {
+    self.collection = collection
+    self.batchSize = max(1, batchSize)
+    self.total = total
+    self.progress = progress
+  }
+
+  /// Adds a document (with its vector: all or none of them have one).
+  mutating func add(_ document: Document, vector: [Float]? = nil) throws {
+    batch.append(document)
+    if let vector { vectors.append(vector) }
+    if batch.count >= batchSize { try flush() }
+  }
+
+  /// Writes what is left.
+  mutating func finish() throws {
+    if !batch.isEmpty { try flush() }
+  }
+
+  private mutating func flush() throws {
+    try collection.upsert(batch, vectors: vectors.isEmpty ? nil : vectors)
+    imported += batch.count
+    batch.removeAll(keepingCapacity: true)
+    vectors.removeAll(keepingCapacity: true)
+    try progress?(OperationProgress(done: imported, total: total))
   }
 }
 
@@ -143,13 +205,35 @@ enum JSONLines {
     return object
   }
 
+  /// The top-level fields of a documents line that are not metadata.
+  static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata", "vector"]
+
   /// Parses one line of a documents file (see `Collection.importJSONL`).
   static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
     -> Document
   {
+    try documentAndVector(from: bytes, source: source, line: line).document
+  }
+
+  /// Parses one line of a documents file and its `vector`, if it has one.
+  static func documentAndVector(from bytes: UnsafeRawBufferPointer, source: String, line: Int)
+    throws -> (document: Document, vector: [Float]?)
+  {
     let object = try object(from: bytes, source: source, line: line)
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: source, line: line, reason: reason)
+    }
+    var vector: [Float]?
+    switch object["vector"] {
+    case nil, .null: break
+    case .array(let elements):
+      vector = try elements.map {
+        guard case .number(let number) = $0 else {
+          throw fail("field \"vector\" must be an array of numbers")
+        }
+        return Float(number)
+      }
+    default: throw fail("field \"vector\" must be an array of numbers")
     }
     let id: String
     switch object["_id"] ?? object["id"] {
@@ -174,7 +258,17 @@ enum JSONLines {
     case .object(let object): metadata = object
     default: throw fail("field \"metadata\" must be a JSON object")
     }
-    let text = body.trimmingCharacters(in: .whitespacesAndNewlines)
+    // Other top-level fields are metadata too (never dropped); one that is also in
+    // "metadata" is ambiguous.
+    for (key, value) in object where !JSONLines.documentFields.contains(key) {
+      guard metadata[key] == nil else {
+        throw fail("field \"\(key)\" is both a top-level field and in \"metadata\"")
+      }
+      metadata[key] = value
+    }
+    // The text is kept as given (an export imports back byte for byte); only a title
+    // is trimmed, to join it to the text with one space.
+    let text = body
     let document = Document(
       id: id, text: title.isEmpty ? text : title + " " + text, metadata: metadata)
     do {
@@ -183,6 +277,6 @@ enum JSONLines {
       if case .invalidDocument(_, let reason) = error { throw fail(reason) }
       throw error
     }
-    return document
+    return (document, vector)
   }
 }

@@ -224,24 +224,19 @@ extension Collection {
     return rows
   }
 
+  /// Queues the log entries (committed in the background; see `LogWriter`).
   private func appendLog(
     _ results: [QueryResult], texts: [String]?, plan: IndexPlan, options: QueryOptions
   ) throws -> [UInt64] {
-    let retention = try database.logRetention()
-    let log = database.schema.log
     let filterJSON = options.filter?.description
-    let name = self.name
-    return try storage {
-      try database.environment.write { txn in
-        try results.enumerated().map { index, result in
-          let entry = LogEntry(
-            id: 0, time: Date(), collection: name, kind: .query, text: texts?[index],
-            model: plan.generation.model ?? 0, generation: Int(plan.generation.id), k: options.k,
-            filter: filterJSON, hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
-            adapter: texts == nil ? nil : plan.generation.adapter)
-          return try log.append(entry, retention: retention, in: txn)
-        }
-      }
+    let now = Date()
+    let entries = results.enumerated().map { index, result in
+      LogEntry(
+        id: 0, time: now, collection: name, kind: .query, text: texts?[index],
+        model: plan.generation.model ?? 0, generation: Int(plan.generation.id), k: options.k,
+        filter: filterJSON, hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
+        adapter: texts == nil ? nil : plan.generation.adapter)
     }
+    return try storage { try database.logWriter.append(entries) }
   }
 }

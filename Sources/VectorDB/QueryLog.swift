@@ -24,7 +24,8 @@ public struct LogEntry: Codable, Equatable, Sendable {
     }
   }
 
-  /// Increases with every entry; never reused, even after pruning.
+  /// Unique, never reused (even after pruning). Within one process it increases with
+  /// every entry; processes take ids in blocks, so two processes' entries interleave.
   public var id: UInt64
   public var time: Date
   public var collection: String
@@ -42,6 +43,11 @@ public struct LogEntry: Codable, Equatable, Sendable {
   public var adapter: Int?
   /// Feedback given on this entry, oldest first (filled in when read).
   public var feedback: [Feedback] = []
+
+  enum CodingKeys: String, CodingKey {
+    case id = "log_id"  // the one name of a log id, in every output
+    case time, collection, kind, text, model, generation, k, filter, hits, adapter, feedback
+  }
 }
 
 /// A judgement of one document for one logged query.
@@ -104,23 +110,55 @@ struct QueryLogStore {
   static let decoder: JSONDecoder = {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .millisecondsSince1970
+    // Entries written before the log id was named `log_id` call it `id`.
+    decoder.keyDecodingStrategy = .custom { path in
+      path.count == 1 && path[0].stringValue == "id" ? LogEntry.CodingKeys.id : path.last!
+    }
     return decoder
   }()
 
   /// Appends `entry` with a fresh id (returned), then prunes by `retention`.
   func append(_ entry: LogEntry, retention: LogRetention, in txn: WriteTransaction) throws -> UInt64
   {
-    let id =
+    let id = try reserveIDs(1, in: txn).lowerBound
+    try put(entry, id: id, in: txn)
+    try prune(retention, now: entry.time, in: txn)
+    return id
+  }
+
+  /// Takes `count` consecutive unused log ids.
+  func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
+    let first =
       (try txn.get(meta, key: "nextLogID").map { $0.loadUnaligned(as: UInt64.self).littleEndian })
       ?? 1
+    let end = first + UInt64(count)
+    try txn.put(meta, key: "nextLogID", value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
+    return first..<end
+  }
+
+  /// Returns `ids` (reserved, never used) when they are the last reserved.
+  func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
+    let next = try txn.get(meta, key: "nextLogID").map {
+      $0.loadUnaligned(as: UInt64.self).littleEndian
+    }
+    guard next == ids.upperBound else { return }
     try txn.put(
-      meta, key: "nextLogID", value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
+      meta, key: "nextLogID", value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+  }
+
+  /// Stores `entry` under `id` (without its feedback, which has its own table).
+  func put(_ entry: LogEntry, id: UInt64, in txn: WriteTransaction) throws {
     var stored = entry
     stored.id = id
     stored.feedback = []
     try txn.put(entries, key: id, value: try QueryLogStore.encoder.encode(stored))
-    try prune(retention, now: entry.time, in: txn)
-    return id
+  }
+
+  /// The retention stored in `meta` (default: the last 1,000,000 entries).
+  func retention(in txn: Transaction) throws -> LogRetention {
+    try txn.get(meta, key: "logRetention").map {
+      try JSONDecoder().decode(LogRetention.self, from: Data($0))
+    } ?? LogRetention()
   }
 
   func entry(_ id: UInt64, in txn: Transaction) throws -> LogEntry? {
@@ -147,6 +185,39 @@ struct QueryLogStore {
       value: try QueryLogStore.encoder.encode(item))
   }
 
+  /// Deletes the entries of `collection` and their feedback (a full scan of the log).
+  func deleteEntries(collection: String, in txn: WriteTransaction) throws {
+    for id in try entryIDs(collection: collection, in: txn) {
+      try txn.delete(entries, key: id)
+      try txn.deleteRange(feedback, from: KeyBuilder().uint64(id), to: KeyBuilder().uint64(id + 1))
+    }
+  }
+
+  /// Points the entries of `collection` at its new name (a full scan of the log).
+  func renameEntries(collection: String, to newName: String, in txn: WriteTransaction) throws {
+    for id in try entryIDs(collection: collection, in: txn) {
+      guard
+        var entry = try txn.get(entries, key: id).map({
+          try QueryLogStore.decoder.decode(LogEntry.self, from: Data($0))
+        })
+      else { continue }
+      entry.collection = newName
+      try txn.put(entries, key: id, value: try QueryLogStore.encoder.encode(entry))
+    }
+  }
+
+  private func entryIDs(collection: String, in txn: Transaction) throws -> [UInt64] {
+    struct Owner: Decodable { var collection: String }
+    var ids: [UInt64] = []
+    try txn.forEach(in: entries) { key, value in
+      if try QueryLogStore.decoder.decode(Owner.self, from: Data(value)).collection == collection {
+        ids.append(UInt64(keyBytes: key)!)
+      }
+      return true
+    }
+    return ids
+  }
+
   /// Deletes the oldest entries (and their feedback) beyond the retention limits.
   func prune(_ retention: LogRetention, now: Date, in txn: WriteTransaction) throws {
     var excess = max(0, try txn.count(entries) - (retention.maxEntries ?? Int.max))
@@ -169,6 +240,163 @@ struct QueryLogStore {
     for id in doomed {
       try txn.delete(entries, key: id)
       try txn.deleteRange(feedback, from: KeyBuilder().uint64(id), to: KeyBuilder().uint64(id + 1))
+    }
+  }
+}
+
+/// The query log's writer: queries hand it their entries and return at once; a
+/// background thread commits whatever has queued up in one transaction (a group
+/// commit), so a query never waits for the writer lock nor pays an fsync.
+///
+/// Log ids are handed out from blocks reserved in the database (`nextLogID` moves by
+/// `blockSize`), so `append` knows an entry's id before it is committed and ids stay
+/// unique across processes. The writer reserves the next block in its own commits
+/// before the current one runs out; a query reserves one itself (a short write that
+/// waits for the writer lock) only for the process's first logged query or when a
+/// burst used every id. Closing gives back the ids never handed out when no other
+/// process reserved after them, so one process at a time sees dense ids. What a crash can lose: the entries queued and not yet committed —
+/// normally those of the last few milliseconds, while another writer holds the lock
+/// (an import batch) those since it took it, and never more than `maxPending`. Never
+/// documents: they are written by their own transactions.
+final class LogWriter: @unchecked Sendable {
+  /// Ids reserved per commit that takes a block.
+  static let blockSize = 1024
+  /// Entries queued before `append` waits for the writer (back-pressure, not a loss).
+  static let maxPending = 65_536
+
+  private let environment: Environment
+  private let store: QueryLogStore
+  private let condition = NSCondition()
+  private var pending: [(id: UInt64, entry: LogEntry)] = []
+  /// Reserved ids not handed out yet, in order.
+  private var free: [Range<UInt64>] = []
+  private var freeCount: Int { free.reduce(0) { $0 + $1.count } }
+  private var handedIn = 0
+  private var written = 0
+  private var failure: Error?
+  private var running = false
+  private var reserving = false
+  private var closing = false
+
+  init(environment: Environment, store: QueryLogStore) {
+    self.environment = environment
+    self.store = store
+  }
+
+  /// Adds reserved ids, merged with the last block when they follow it (no one else
+  /// reserved in between), so that closing can give them all back.
+  private func addFree(_ block: Range<UInt64>) {
+    if let last = free.last, last.upperBound == block.lowerBound {
+      free[free.count - 1] = last.lowerBound..<block.upperBound
+    } else {
+      free.append(block)
+    }
+  }
+
+  /// Queues `entries` and returns their log ids; they are committed shortly after.
+  ///
+  /// - Throws: `LMDBError` only when it must reserve ids itself and that write fails.
+  func append(_ entries: [LogEntry]) throws -> [UInt64] {
+    condition.lock()
+    defer { condition.unlock() }
+    while pending.count >= LogWriter.maxPending { condition.wait() }
+    while freeCount < entries.count {
+      // The first query, or a burst used every reserved id: reserve now (the lock is
+      // released meanwhile, so the writer and other queries go on). One thread
+      // reserves; the others wait for its block.
+      if reserving {
+        condition.wait()
+        continue
+      }
+      reserving = true
+      condition.unlock()
+      let block = Result {
+        try environment.write { txn in
+          try store.reserveIDs(max(LogWriter.blockSize, entries.count), in: txn)
+        }
+      }
+      condition.lock()
+      reserving = false
+      condition.broadcast()
+      addFree(try block.get())
+    }
+    var ids: [UInt64] = []
+    for entry in entries {
+      let id = free[0].lowerBound
+      free[0] = (id + 1)..<free[0].upperBound
+      if free[0].isEmpty { free.removeFirst() }
+      ids.append(id)
+      pending.append((id, entry))
+    }
+    handedIn += entries.count
+    if !running {
+      running = true
+      Thread.detachNewThread { [self] in writeLoop() }
+    }
+    condition.broadcast()
+    return ids
+  }
+
+  /// Waits until every entry queued so far is committed.
+  ///
+  /// - Throws: the error of a group commit that failed since the last `flush` (its
+  ///   entries are lost; later ones are not).
+  func flush() throws {
+    condition.lock()
+    defer { condition.unlock() }
+    let target = handedIn
+    while written < target { condition.wait() }
+    if let failure {
+      self.failure = nil
+      throw failure
+    }
+  }
+
+  /// Commits what is queued and stops the thread.
+  func close() {
+    condition.lock()
+    closing = true
+    condition.broadcast()
+    while running { condition.wait() }
+    condition.unlock()
+  }
+
+  private func writeLoop() {
+    condition.lock()
+    while true {
+      while pending.isEmpty && !closing { condition.wait() }
+      if pending.isEmpty {
+        // Give back the ids never handed out, when no one reserved after us: the
+        // next process goes on from there, so ids stay dense for one process at a time.
+        if let unused = free.last {
+          free = []
+          condition.unlock()
+          try? environment.write { txn in try store.giveBack(unused, in: txn) }
+          condition.lock()
+        }
+        running = false
+        condition.broadcast()
+        condition.unlock()
+        return
+      }
+      let batch = pending
+      pending = []
+      let refill = !closing && freeCount < LogWriter.blockSize / 2
+      condition.unlock()
+      let result = Result {
+        try environment.write { txn -> Range<UInt64>? in
+          for (id, entry) in batch { try store.put(entry, id: id, in: txn) }
+          try store.prune(try store.retention(in: txn), now: Date(), in: txn)
+          return refill ? try store.reserveIDs(LogWriter.blockSize, in: txn) : nil
+        }
+      }
+      condition.lock()
+      switch result {
+      case .success(let block): if let block { addFree(block) }
+      case .failure(let error): failure = error
+      }
+      written += batch.count
+      condition.broadcast()
     }
   }
 }

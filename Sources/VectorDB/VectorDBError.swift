@@ -15,6 +15,11 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   /// No database at `path` and the caller asked not to create one.
   case databaseNotFound(path: String)
   case collectionNotFound(String)
+  /// `collections create` or `rename` onto a name in use.
+  case collectionExists(String)
+  /// The collection has a re-embed or training job (running or interrupted): `job`
+  /// says which.
+  case collectionBusy(name: String, job: String)
   case documentNotFound(id: String, collection: String)
   case invalidDocument(id: String, reason: String)
   case logEntryNotFound(UInt64)
@@ -52,6 +57,10 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "no database at \(path)"
     case .collectionNotFound(let name):
       return "no collection named \"\(name)\""
+    case .collectionExists(let name):
+      return "a collection named \"\(name)\" already exists"
+    case .collectionBusy(let name, let job):
+      return "collection \"\(name)\" has \(job)"
     case .documentNotFound(let id, let collection):
       return "no document \"\(id)\" in collection \"\(collection)\""
     case .logEntryNotFound(let id):
@@ -91,7 +100,10 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .databaseNotFound: return "create one with `vdb init`, or point --db / $VDB_PATH at one"
     case .notADatabase: return "choose an empty or new directory for a vdb database"
     case .newerFormat: return "upgrade vdb to open this database"
-    case .collectionNotFound: return "`vdb status` lists the collections"
+    case .collectionNotFound: return "`vdb collections` lists the collections"
+    case .collectionExists: return "choose another name, or `vdb collections drop` the old one"
+    case .collectionBusy:
+      return "let the job finish (or resume it), or pass --force to stop it and go on"
     case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
     case .modelNotFound: return "`vdb models` lists the model versions"
     case .modelWithoutWeights:

@@ -24,6 +24,27 @@ public enum VectorFile {
     }
   }
 
+  /// The bytes of a `.npy` file (format 1.0, `<f4`, C order) holding `rows`, each of
+  /// `dimension` floats: what NumPy's `np.load` reads.
+  public static func npyBytes(_ rows: [[Float]], dimension: Int) -> Data {
+    var header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(dimension)), }"
+    // Magic (6) + version (2) + length (2) + header + "\n" is a multiple of 64.
+    header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+    data.append(contentsOf: [UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)])
+    data.append(contentsOf: Array(header.utf8))
+    data.reserveCapacity(data.count + rows.count * dimension * 4)
+    for row in rows {
+      row.withUnsafeBufferPointer { floats in
+        for value in floats {
+          withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+        }
+      }
+    }
+    return data
+  }
+
   static func fvecs(_ data: Data, path: String) throws -> (rows: [[Float]], dimension: Int) {
     try data.withUnsafeBytes { bytes in
       var rows: [[Float]] = []

@@ -69,19 +69,13 @@ struct Upsert: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    var metadata: [String: JSONValue] = [:]
-    if let meta {
-      guard case .object(let object) = try JSONValue(parsing: meta, source: "--meta") else {
-        throw CLIError(
-          message: "--meta must be a JSON object",
-          hint: #"for example --meta '{"topic": "storage"}'"#)
-      }
-      metadata = object
-    }
+    let metadata = try meta.map(parseMetadata) ?? [:]
     let given = try vector.map { try parseVector($0, source: "--vector") }
-    let collection = try database.open().collection(try target.name())
-    try collection.upsert(
-      [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+    let collection = try database.open().writing(into: try target.name()) { collection in
+      try collection.upsert(
+        [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+      return collection
+    }
     if output.isJSON {
       try Terminal.printJSON(["upserted": id])
     } else {
@@ -100,15 +94,23 @@ struct Import: ParsableCommand {
 
       Examples:
         vdb import docs.jsonl -c notes
+        jq -c '…' dump.json | vdb import - -c notes     from standard input
         vdb import --beir ../datasets/scifact -c scifact
+        vdb import --csv notes.csv --text-column body -c notes   other columns: metadata
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Argument(help: "A JSON Lines file of documents.") var file: String?
+  @Argument(help: "A JSON Lines file of documents (`-`: standard input).") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
   @Option(help: "A .fvecs or float32 .npy file: rows become documents \"0\", \"1\", … (no text).")
   var vectors: String?
+  @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
+  var csv: String?
+  @Option(help: "With --csv: the column holding the text.") var textColumn = "text"
+  @Option(
+    help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
+  var idColumn: String?
   @Option(help: "With --vectors, for a new collection: cosine, dot or l2.") var metric: Metric =
     .cosine
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
@@ -116,76 +118,149 @@ struct Import: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if [file, beir, vectors].compactMap({ $0 }).count != 1 {
-      throw ValidationError("give one of FILE, --beir DIR, --vectors FILE")
+    if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
+      throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
     }
   }
 
   func run() throws {
     if let vectors { return try importVectors(vectors) }
-    let collection = try database.open().collection(try target.name())
+    if let csv { return try importCSV(csv) }
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
+    let data = try readInput(path)
     let bar = ProgressLine(label: "import", unit: "docs")
-    let report = try collection.importJSONL(path: path, options: options) { try bar.update($0) }
+    let (collection, report) = try database.open().writing(into: try target.name()) {
+      (
+        $0,
+        try $0.importJSONL(data: data, source: inputName(path), options: options) {
+          try bar.update($0)
+        }
+      )
+    }
     bar.finish()
-    if output.isJSON {
-      try Terminal.printJSON(report)
-    } else {
-      for skipped in report.skipped {
-        Terminal.warn("\(path):\(skipped.line): \(skipped.reason) (skipped)")
-      }
-      let rate = Double(report.imported) / max(report.seconds, 1e-9)
-      print(
-        "imported \(report.imported) documents into \(collection.name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
-          + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad lines"))
+    try show(report, into: collection.name, records: "lines") { "\(inputName(path)):\($0)" }
+  }
+
+  /// Prints an import's report; `place` names a skipped line or record.
+  private func show(
+    _ report: ImportReport, into name: String, records: String, place: (Int) -> String
+  ) throws {
+    if output.isJSON { return try Terminal.printJSON(report) }
+    for skipped in report.skipped {
+      Terminal.warn("\(place(skipped.line)): \(skipped.reason) (skipped)")
+    }
+    let rate = Double(report.imported) / max(report.seconds, 1e-9)
+    print(
+      "imported \(report.imported) documents into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+        + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)"))
+  }
+
+  private func importCSV(_ path: String) throws {
+    var options = ImportOptions()
+    options.skipBadLines = skipBad
+    options.batchSize = batchSize
+    let data = try readInput(path)
+    let bar = ProgressLine(label: "import", unit: "docs")
+    let (collection, report) = try database.open().writing(into: try target.name()) {
+      (
+        $0,
+        try $0.importCSV(
+          data: data, source: inputName(path), textColumn: textColumn, idColumn: idColumn,
+          options: options
+        ) { try bar.update($0) }
+      )
+    }
+    bar.finish()
+    try show(report, into: collection.name, records: "records") {
+      "\(inputName(path)): record \($0)"
     }
   }
 }
 
 struct Get: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Print documents by id, or list a collection in id order.",
+    abstract: "Print documents by id or by filter, or list a collection in id order.",
     discussion: """
       Examples:
-        vdb get -c notes n1 n2         two documents
-        vdb get -c notes --limit 20    the first 20 documents
-        vdb get -c notes --after n20   the next page
+        vdb get -c notes n1 n2                      two documents
+        vdb get -c notes --limit 20                 the first 20 documents
+        vdb get -c notes --after n20                the next page
+        vdb get -c notes --filter '{"topic": "storage"}' --limit 100
+        vdb get -c notes n1 --include vector --json with the stored vector
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "Document ids (none: list the collection).") var ids: [String] = []
+  @Option(help: "With no ids: only documents whose metadata matches this JSON filter.")
+  var filter: String?
   @Option(help: "With no ids: how many documents to list.") var limit = 20
   @Option(help: "With no ids: list documents after this id.") var after: String?
+  @Option(help: "Also return `vector` (the stored vector of the active generation).")
+  var include: [Include] = []
   @OptionGroup var output: OutputOptions
+
+  enum Include: String, ExpressibleByArgument { case vector }
+
+  func validate() throws {
+    if !ids.isEmpty && (filter != nil || after != nil) {
+      throw ValidationError("give ids, or --filter/--after, not both")
+    }
+  }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     if ids.isEmpty {
-      let documents = try collection.documents(after: after, limit: limit)
-      try show(documents)
+      let documents =
+        try filter.map {
+          try collection.documents(matching: Filter(json: $0), after: after, limit: limit)
+        } ?? collection.documents(after: after, limit: limit)
+      try show(documents, from: collection)
       return
     }
     let found = try collection.get(ids)
-    try show(found.compactMap { $0 })
+    try show(found.compactMap { $0 }, from: collection)
     if let missing = zip(ids, found).first(where: { $0.1 == nil })?.0 {
       throw VectorDBError.documentNotFound(id: missing, collection: collection.name)
     }
   }
 
-  private func show(_ documents: [Document]) throws {
+  /// A document as `get` prints it: `vector` only when asked for (`null` if none).
+  struct Row: Encodable {
+    var document: Document
+    var vector: [Float]??
+
+    func encode(to encoder: Encoder) throws {
+      try document.encode(to: encoder)
+      if let vector {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(vector, forKey: .vector)
+      }
+    }
+    enum Key: String, CodingKey { case vector }
+  }
+
+  private func show(_ documents: [Document], from collection: VectorDB.Collection) throws {
     if documents.isEmpty { return }
+    let vectors: [[Float]?]? =
+      include.contains(.vector) ? try collection.vectors(documents.map(\.id)) : nil
     if output.isJSON {
-      for document in documents { try Terminal.printJSONLine(document) }
+      for (index, document) in documents.enumerated() {
+        try Terminal.printJSONLine(Row(document: document, vector: vectors.map { $0[index] }))
+      }
       return
     }
     Terminal.printTable(
-      headers: ["id", "text", "metadata"],
-      rows: documents.map {
-        [$0.id, $0.text, $0.metadata.isEmpty ? "" : JSONValue.object($0.metadata).jsonString]
+      headers: ["id", "text", "metadata"] + (vectors == nil ? [] : ["vector"]),
+      rows: documents.enumerated().map { index, document in
+        [
+          document.id, document.text,
+          document.metadata.isEmpty ? "" : JSONValue.object(document.metadata).jsonString,
+        ]
+          + (vectors.map { [$0[index].map { "[\($0.count) floats]" } ?? "-"] } ?? [])
       },
       flexibleColumn: 1)
   }
@@ -193,23 +268,106 @@ struct Get: ParsableCommand {
 
 struct Delete: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Delete documents by id (one transaction).",
-    discussion: "Example: vdb delete -c notes n1 n2")
+    abstract: "Delete documents by id or by filter (one transaction).",
+    discussion: """
+      Examples:
+        vdb delete -c notes n1 n2
+        vdb delete -c notes --filter '{"draft": true}' --dry-run   what would go
+        vdb delete -c notes --filter '{"draft": true}'
+      """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Argument(help: "Document ids.") var ids: [String]
+  @Argument(help: "Document ids.") var ids: [String] = []
+  @Option(help: "Delete the documents whose metadata matches this JSON filter.")
+  var filter: String?
+  @Flag(help: "With --filter: list what would be deleted, delete nothing.") var dryRun = false
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if ids.isEmpty == (filter == nil) { throw ValidationError("give ids or --filter JSON") }
+    if dryRun && filter == nil { throw ValidationError("--dry-run goes with --filter") }
+  }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
+    if let filter {
+      let deleted = try collection.delete(matching: Filter(json: filter), dryRun: dryRun)
+      if output.isJSON {
+        return try Terminal.printJSON(
+          DeleteReport(deleted: dryRun ? 0 : deleted.count, matched: deleted.count, ids: deleted))
+      }
+      if dryRun { for id in deleted { print(id) } }
+      print(
+        dryRun
+          ? "would delete \(deleted.count) documents (dry run: nothing deleted)"
+          : "deleted \(deleted.count) documents")
+      return
+    }
     let deleted = try collection.delete(ids)
     if output.isJSON {
-      try Terminal.printJSON(["deleted": deleted])
+      try Terminal.printJSON(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
     } else {
       print("deleted \(deleted) of \(ids.count) documents")
     }
   }
+
+  struct DeleteReport: Encodable {
+    var deleted: Int
+    var matched: Int
+    /// With --filter: the matching ids.
+    var ids: [String]?
+  }
+}
+
+struct Count: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Count the documents of a collection, or those matching a filter.",
+    discussion: #"Example: vdb count -c notes --filter '{"topic": "storage"}'"#)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "Count only documents whose metadata matches this JSON filter.")
+  var filter: String?
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let count =
+      try filter.map { try collection.count(matching: Filter(json: $0)) }
+      ?? collection.count()
+    if output.isJSON { return try Terminal.printJSON(["count": count]) }
+    print(count)
+  }
+}
+
+struct Update: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Replace a document's metadata (its text and vector stay; nothing is re-embedded).",
+    discussion: #"Example: vdb update -c notes n1 --meta '{"topic": "storage", "done": true}'"#)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Argument(help: "The document id.") var id: String
+  @Option(help: "The new metadata: a JSON object (replaces the old one).") var meta: String
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let metadata = try parseMetadata(meta)
+    let collection = try database.open().collection(try target.name(), create: false)
+    try collection.update(id: id, metadata: metadata)
+    if output.isJSON { return try Terminal.printJSON(["updated": id]) }
+    print("updated \(id) in \(collection.name)")
+  }
+}
+
+/// Parses `--meta`: a JSON object.
+func parseMetadata(_ text: String) throws -> [String: JSONValue] {
+  guard case .object(let object) = try JSONValue(parsing: text, source: "--meta") else {
+    throw CLIError(
+      message: "--meta must be a JSON object", hint: #"for example --meta '{"topic": "storage"}'"#)
+  }
+  return object
 }
 
 struct Status: ParsableCommand {
@@ -230,33 +388,17 @@ struct Status: ParsableCommand {
     print("format    \(status.formatVersion)")
     print("size      \(Terminal.bytes(status.bytesOnDisk))")
     print("")
-    Terminal.printTable(
-      headers: ["collection", "documents", "vectors", "model", "generation", "re-embed job"],
-      rows: status.collections.map { collection in
-        [
-          collection.name, String(collection.documents),
-          collection.dimension.map { "\($0)-d \(collection.metric ?? "")" } ?? "-",
-          (collection.model.map { "v\($0)" } ?? "-")
-            + (collection.adapter.map { " + adapter v\($0)" } ?? ""),
-          collection.generation.map(String.init) ?? "-",
-          collection.job.map {
-            "g\($0.generation) model v\($0.model ?? 0): \($0.vectors) done, at \($0.cursor ?? "start")"
-          }
-            ?? "-",
-        ]
-      })
+    printCollections(status.collections)
   }
 }
 
 extension Import {
   private func importVectors(_ path: String) throws {
     let (_, dimension) = try VectorFile.read(path)
-    let collection = try database.open().collection(
-      try target.name(), options: .vectors(dimension: dimension, metric: metric))
     let bar = ProgressLine(label: "import", unit: "vectors")
-    let report = try collection.importVectors(path: path, batchSize: batchSize) {
-      try bar.update($0)
-    }
+    let (collection, report) = try database.open().writing(
+      into: try target.name(), options: .vectors(dimension: dimension, metric: metric)
+    ) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)
@@ -284,3 +426,18 @@ func parseVector(_ text: String, source: String) throws -> [Float] {
     return Float(number)
   }
 }
+
+/// The bytes of the file at `path`, or of standard input for `-` (read to its end).
+///
+/// - Throws: `VectorDBError.invalidInput` naming the file when it cannot be read.
+func readInput(_ path: String) throws -> Data {
+  if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+  do {
+    return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+  } catch {
+    throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+  }
+}
+
+/// How errors name an input: the path, or `<stdin>` for `-`.
+func inputName(_ path: String) -> String { path == "-" ? "<stdin>" : path }

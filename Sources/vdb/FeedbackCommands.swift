@@ -116,7 +116,7 @@ struct FeedbackCommand: ParsableCommand {
     }
     let name =
       try collection
-      ?? ProcessInfo.processInfo.environment["VDB_COLLECTION"]
+      ?? CollectionOption.defaultName
       .orThrow(CLIError(message: "no collection given", hint: "pass -c NAME"))
     let target = try db.collection(name, create: false)
     if let query {

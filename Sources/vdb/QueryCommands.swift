@@ -30,7 +30,7 @@ struct Query: ParsableCommand {
   @Option(help: "HNSW search width: larger is more exact and slower.") var ef = 64
   @Flag(help: "Compare with every document (exact, slow): ground truth.") var exact = false
   @Flag(help: "Do not record the query in the query log.") var noLog = false
-  @Option(help: "A file of query texts, one per line.") var file: String?
+  @Option(help: "A file of query texts, one per line (`-`: standard input).") var file: String?
   @Option(help: "A .fvecs or float32 .npy file of query vectors.") var vectors: String?
   @OptionGroup var output: OutputOptions
 
@@ -142,11 +142,11 @@ struct Embed: ParsableCommand {
   }
 }
 
-/// The non-blank lines of a UTF-8 text file, trimmed.
+/// The non-blank lines of a UTF-8 text file (`-`: standard input), trimmed.
 func readLines(_ path: String) throws -> [String] {
-  guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+  guard let contents = String(data: try readInput(path), encoding: .utf8) else {
     throw VectorDBError.invalidInput(
-      source: path, line: nil, reason: "cannot read the file as UTF-8 text")
+      source: inputName(path), line: nil, reason: "cannot read the file as UTF-8 text")
   }
   return contents.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
     !$0.isEmpty

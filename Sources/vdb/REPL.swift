@@ -10,13 +10,17 @@ struct ShellCommand: ParsableCommand {
     discussion: """
       Every subcommand works in the shell with the same arguments, without the `vdb`.
       Shell-only commands:
-        use COLLECTION     later commands default to -c COLLECTION
-        .mode table|json   output format of later commands
-        .timing on|off     print each command's wall time
-        help [COMMAND]     list commands, or one command's options
-        .quit              leave (or Ctrl-D)
-      Piped input (`vdb < script.vdb`) runs the commands without prompts and stops
-      with a non-zero exit at the first error. Lines starting with # are comments.
+        use COLLECTION                          later commands default to -c COLLECTION
+        .collections (.tables)                  list the collections
+        .mode table|json|csv|markdown|line      output format of later commands
+        .headers on|off                         column names in table, csv, markdown
+        .timing on|off                          print each command's wall time
+        help [COMMAND]                          list commands, or one command's options
+        .quit                                   leave (or Ctrl-D; Ctrl-C clears the line)
+      Lines pasted with a leading `vdb ` run as they are. The database (and the models
+      it loads) stay open for the whole session. Piped input (`vdb < script.vdb`) runs
+      the commands without prompts and stops with a non-zero exit at the first error.
+      Lines starting with # are comments.
       """)
 
   @OptionGroup var database: DatabaseOptions
@@ -26,23 +30,58 @@ struct ShellCommand: ParsableCommand {
   }
 }
 
+/// What the shell remembers between commands: the database, the collection of `use`,
+/// and the output settings. Commands read it through `Session.state` (nil outside the
+/// shell), so one parser serves both.
+struct ShellState {
+  enum Mode: String, CaseIterable {
+    case table, json, csv, markdown, line
+  }
+  var databasePath: String
+  var collection: String?
+  var mode = Mode.table
+  var headers = true
+  var timing = false
+}
+
+/// The running shell's state and its one open `Database`.
+enum Session {
+  nonisolated(unsafe) static var state: ShellState?
+  nonisolated(unsafe) private static var database: Database?
+
+  /// The session's database, opened by `open` the first time (and again only if that
+  /// failed): its encoders, adapters and index caches live as long as the shell.
+  static func database(_ open: () throws -> Database) rethrows -> Database {
+    if let database { return database }
+    let opened = try open()
+    database = opened
+    return opened
+  }
+}
+
 /// The interactive shell: reads a line, splits it like a POSIX shell would, and runs
 /// it through the same parser as the command line.
 final class REPL {
   private let interactive = isatty(STDIN_FILENO) != 0
-  private var timing = false
   private let historyPath = (ProcessInfo.processInfo.environment["HOME"] ?? ".") + "/.vdb_history"
 
   init(databasePath: String) {
-    // Subcommands read their defaults from the environment: one parser, not two.
-    setenv("VDB_PATH", databasePath, 1)
+    Session.state = ShellState(
+      databasePath: databasePath,
+      collection: ProcessInfo.processInfo.environment["VDB_COLLECTION"].flatMap {
+        $0.isEmpty ? nil : $0
+      })
+  }
+
+  private var state: ShellState {
+    get { Session.state! }
+    set { Session.state = newValue }
   }
 
   func run() throws {
     if interactive {
       print(
-        "vdb shell on \(ProcessInfo.processInfo.environment["VDB_PATH"]!): `help` for commands, `.quit` or Ctrl-D to leave"
-      )
+        "vdb shell on \(state.databasePath): `help` for commands, `.quit` or Ctrl-D to leave")
       read_history(historyPath)
       Completion.install()
     }
@@ -55,12 +94,10 @@ final class REPL {
         add_history(trimmed)
         write_history(historyPath)
       }
-      if trimmed == ".quit" || trimmed == ".exit" || trimmed == "exit" || trimmed == "quit" {
-        break
-      }
+      if [".quit", ".exit", "exit", "quit"].contains(trimmed) { break }
       let start = Date()
       let code = execute(trimmed)
-      if timing {
+      if state.timing {
         print(String(format: "time: %.3f s", Date().timeIntervalSince(start)))
       }
       if code != 0 && !interactive {
@@ -72,41 +109,62 @@ final class REPL {
   }
 
   private var prompt: String {
-    let collection = ProcessInfo.processInfo.environment["VDB_COLLECTION"].flatMap {
-      $0.isEmpty ? nil : $0
-    }
-    return collection.map { "vdb:\($0)> " } ?? "vdb> "
+    state.collection.map { "vdb:\($0)> " } ?? "vdb> "
   }
 
+  /// The next line; nil at the end of input (Ctrl-D). Ctrl-C at the prompt abandons
+  /// the line being typed and prompts again, as sqlite3 and psql do.
   private func readLine() -> String? {
     guard interactive else { return Swift.readLine() }
-    guard let raw = readline(prompt) else { return nil }
-    defer { free(raw) }
-    return String(cString: raw)
+    while true {
+      Interrupt.reset()
+      guard let raw = readline(prompt) else {
+        if Interrupt.requested {
+          print("^C")
+          continue
+        }
+        return nil
+      }
+      defer { free(raw) }
+      return String(cString: raw)
+    }
   }
 
   /// Runs one line; returns its exit code (0 ok).
   private func execute(_ line: String) -> Int32 {
-    let words: [String]
+    var words: [String]
     do {
       words = try REPL.split(line)
     } catch {
       return VDB.report(error)
     }
-    switch (words.first ?? "", words.count) {
-    case ("use", 2):
-      setenv("VDB_COLLECTION", words[1], 1)
+    if words.first == "vdb" { words.removeFirst() }  // a pasted command line
+    guard let command = words.first else { return 0 }
+    func setting(_ values: [String]) -> String? {
+      words.count == 2 && values.contains(words[1]) ? words[1] : nil
+    }
+    switch command {
+    case "use":
+      guard words.count == 2 else { return usage("use COLLECTION") }
+      state.collection = words[1]
       return 0
-    case (".timing", 2) where ["on", "off"].contains(words[1]):
-      timing = words[1] == "on"
+    case ".timing", ".headers":
+      guard let value = setting(["on", "off"]) else { return usage("\(command) on|off") }
+      if command == ".timing" {
+        state.timing = value == "on"
+      } else {
+        state.headers = value == "on"
+      }
       return 0
-    case (".mode", 2) where ["table", "json"].contains(words[1]):
-      setenv("VDB_OUTPUT", words[1], 1)
+    case ".mode":
+      guard let value = setting(ShellState.Mode.allCases.map(\.rawValue)) else {
+        return usage(".mode " + ShellState.Mode.allCases.map(\.rawValue).joined(separator: "|"))
+      }
+      state.mode = ShellState.Mode(rawValue: value)!
       return 0
-    case ("use", _), (".timing", _), (".mode", _):
-      return VDB.report(
-        CLIError(message: "usage: use COLLECTION | .timing on|off | .mode table|json"))
-    case ("help", _), (".help", _):
+    case ".collections", ".tables":
+      words = ["collections"]
+    case "help", ".help":
       print(
         VDB.helpMessage(for: words.count > 1 ? VDB.subcommandType(words[1]) ?? VDB.self : VDB.self))
       print(ShellCommand.configuration.discussion)
@@ -115,16 +173,21 @@ final class REPL {
       break
     }
     do {
-      var command = try VDB.parseAsRoot(words)
-      if command is ShellCommand || command is VDB {
+      if let unknown = VDB.unknownCommand(words[0], shell: true) { throw unknown }
+      var parsed = try VDB.parseAsRoot(words)
+      if parsed is ShellCommand || parsed is VDB {
         throw CLIError(message: "already in the shell")
       }
       Interrupt.reset()
-      try command.run()
+      try parsed.run()
       return 0
     } catch {
       return VDB.report(error)
     }
+  }
+
+  private func usage(_ text: String) -> Int32 {
+    VDB.report(CLIError(message: "usage: \(text)", usage: true))
   }
 
   struct UnterminatedQuote: Error, CustomStringConvertible {
@@ -175,6 +238,40 @@ final class REPL {
 }
 
 extension VDB {
+  /// The shell's own commands, for completion and "did you mean".
+  static let shellCommands = [
+    "use", "help", ".collections", ".tables", ".mode", ".headers", ".timing", ".quit",
+  ]
+
+  /// An error for a word that names no command, with the closest one as a hint; nil
+  /// for a command (or an option, left to the parser).
+  static func unknownCommand(_ word: String, shell: Bool) -> CLIError? {
+    let names = subcommandNames + ["help"] + (shell ? shellCommands : [])
+    guard !word.hasPrefix("-"), !names.contains(word) else { return nil }
+    let closest = names.map { ($0, editDistance(word, $0)) }.min { $0.1 < $1.1 }
+    return CLIError(
+      message: "unknown command \"\(word)\"",
+      hint: closest.flatMap { $0.1 <= max(1, word.count / 3) ? "did you mean `\($0.0)`?" : nil }
+        ?? (shell ? "`help` lists the commands" : "`vdb help` lists the commands"),
+      usage: true)
+  }
+
+  /// Levenshtein distance between two words.
+  static func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a)
+    let b = Array(b)
+    var previous = Array(0...b.count)
+    for i in 1...max(1, a.count) where !a.isEmpty {
+      var current = [i] + Array(repeating: 0, count: b.count)
+      for j in 1...max(1, b.count) where !b.isEmpty {
+        current[j] = min(
+          previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+      }
+      previous = current
+    }
+    return a.isEmpty ? b.count : previous[b.count]
+  }
+
   /// The subcommand type named `name`, if any.
   static func subcommandType(_ name: String) -> ParsableCommand.Type? {
     configuration.subcommands.first { $0._commandName == name }
@@ -212,13 +309,10 @@ enum Completion {
 
   static func options(before words: [String]) -> [String] {
     guard let command = words.first else {
-      return VDB.subcommandNames + ["use", "help", ".mode", ".timing", ".quit"]
+      return VDB.subcommandNames + VDB.shellCommands
     }
     if ["-c", "--collection", "use"].contains(words.last ?? "") {
-      let path = ProcessInfo.processInfo.environment["VDB_PATH"] ?? "vdb.db"
-      var options = Database.Options()
-      options.create = false
-      return (try? Database(path: path, options: options).collectionNames()) ?? []
+      return (try? DatabaseOptions.parse([]).open().collectionNames()) ?? []
     }
     if command == "help" { return VDB.subcommandNames }
     guard let type = VDB.subcommandType(command) else { return [] }

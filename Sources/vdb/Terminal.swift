@@ -16,8 +16,11 @@ enum Terminal {
     FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
   }
 
+  /// The one JSON convention of every `--json` output: snake_case keys (from the
+  /// Swift property names; metadata and other dictionary keys are left as they are).
   static let jsonEncoder: JSONEncoder = {
     let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     return encoder
@@ -35,8 +38,15 @@ enum Terminal {
     print(String(decoding: try jsonEncoder.encode(value), as: UTF8.self))
   }
 
-  /// Terminal width, or 100 when not a terminal.
-  static var width: Int {
+  /// The width tables fit: `$COLUMNS`, else the terminal's; nil when stdout is not a
+  /// terminal (nothing is truncated then).
+  static var width: Int? {
+    guard isatty(STDOUT_FILENO) != 0 else { return nil }
+    if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap({ Int($0) }),
+      columns > 0
+    {
+      return columns
+    }
     var size = winsize()
     if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 {
       return Int(size.ws_col)
@@ -44,23 +54,139 @@ enum Terminal {
     return 100
   }
 
-  /// Prints an aligned table; `flexibleColumn` is truncated with … to fit the width.
+  /// Prints rows in the shell's output mode (`.mode`, `.headers`; an aligned table
+  /// outside the shell). In a table on a terminal, `flexibleColumn` is truncated with
+  /// … to fit the width; control characters are escaped in every mode but csv (they
+  /// could rewrite the terminal).
   static func printTable(headers: [String], rows: [[String]], flexibleColumn: Int? = nil) {
-    let cells = ([headers] + rows).map { $0.map { $0.replacingOccurrences(of: "\n", with: " ") } }
-    var widths = headers.indices.map { column in cells.map { $0[column].count }.max() ?? 0 }
-    if let flexible = flexibleColumn {
+    let state = Session.state
+    let mode = state?.mode ?? .table
+    let showHeaders = state?.headers ?? true
+    switch mode {
+    case .csv:
+      for row in (showHeaders ? [headers] : []) + rows {
+        print(row.map(csvField).joined(separator: ","))
+      }
+    case .markdown:
+      let cells = rows.map { $0.map { escaped($0).replacingOccurrences(of: "|", with: "\\|") } }
+      if showHeaders {
+        print("| " + headers.joined(separator: " | ") + " |")
+        print("|" + headers.map { _ in "---|" }.joined())
+      }
+      for row in cells { print("| " + row.joined(separator: " | ") + " |") }
+    case .line:
+      let nameWidth = headers.map(displayWidth).max() ?? 0
+      for (index, row) in rows.enumerated() {
+        if index > 0 { print("") }
+        for (name, cell) in zip(headers, row) {
+          print(
+            String(repeating: " ", count: nameWidth - displayWidth(name)) + name + " = "
+              + escaped(cell))
+        }
+      }
+    case .table, .json:
+      printAligned(
+        headers: showHeaders ? headers : nil, rows: rows.map { $0.map(escaped) },
+        flexibleColumn: flexibleColumn)
+    }
+  }
+
+  private static func printAligned(headers: [String]?, rows: [[String]], flexibleColumn: Int?) {
+    let cells = (headers.map { [$0] } ?? []) + rows
+    guard let columns = cells.first?.count else { return }
+    var widths = (0..<columns).map { column in cells.map { displayWidth($0[column]) }.max() ?? 0 }
+    if let flexible = flexibleColumn, let width {
       let others = widths.enumerated().filter { $0.offset != flexible }.map(\.element).reduce(0, +)
       widths[flexible] = max(10, min(widths[flexible], width - others - 2 * (widths.count - 1)))
     }
     for row in cells {
       let line = row.enumerated().map { column, cell in
-        let fitted =
-          cell.count > widths[column] ? String(cell.prefix(widths[column] - 1)) + "…" : cell
+        let fitted = truncated(cell, to: widths[column])
         return column == row.count - 1
-          ? fitted : fitted.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+          ? fitted : fitted + String(repeating: " ", count: widths[column] - displayWidth(fitted))
       }
-      print(line.joined(separator: "  "))
+      var joined = line.joined(separator: "  ")
+      while joined.last == " " { joined.removeLast() }
+      print(joined)
     }
+  }
+
+  /// `text` cut to `width` terminal cells, ending in … when cut.
+  static func truncated(_ text: String, to width: Int) -> String {
+    guard displayWidth(text) > width else { return text }
+    var result = ""
+    var used = 0
+    for character in text {
+      let cells = displayWidth(character)
+      if used + cells > width - 1 { break }
+      result.append(character)
+      used += cells
+    }
+    return result + "…"
+  }
+
+  /// Terminal cells `text` takes: 2 for wide (CJK) and emoji characters, 0 for
+  /// combining marks and zero-width characters, 1 otherwise.
+  static func displayWidth(_ text: String) -> Int {
+    text.reduce(0) { $0 + displayWidth($1) }
+  }
+
+  static func displayWidth(_ character: Character) -> Int {
+    let scalars = character.unicodeScalars
+    guard let first = scalars.first else { return 0 }
+    if first.properties.isEmojiPresentation
+      || (first.properties.isEmoji && scalars.contains { $0.value == 0xFE0F })
+    {
+      return 2
+    }
+    switch first.properties.generalCategory {
+    case .nonspacingMark, .enclosingMark, .format, .control: return 0
+    default: break
+    }
+    return isWide(first.value) ? 2 : 1
+  }
+
+  /// East Asian Wide and Fullwidth ranges (Unicode 15, UAX #11), condensed.
+  private static func isWide(_ value: UInt32) -> Bool {
+    switch value {
+    case 0x1100...0x115F, 0x231A...0x231B, 0x2329...0x232A, 0x2E80...0x303E, 0x3041...0x33FF,
+      0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3,
+      0xF900...0xFAFF, 0xFE10...0xFE19, 0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6,
+      0x1F300...0x1F64F, 0x1F900...0x1F9FF, 0x20000...0x2FFFD, 0x30000...0x3FFFD:
+      return true
+    default:
+      return false
+    }
+  }
+
+  /// `text` with control characters written as escapes (`\n`, `\t`, `\r`, `\u{1B}`):
+  /// ids, texts and queries are shown, never obeyed by the terminal.
+  static func escaped(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: isControl) else { return text }
+    var result = ""
+    for scalar in text.unicodeScalars {
+      switch scalar {
+      case "\n": result += "\\n"
+      case "\t": result += "\\t"
+      case "\r": result += "\\r"
+      case _ where isControl(scalar):
+        result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+      default: result.unicodeScalars.append(scalar)
+      }
+    }
+    return result
+  }
+
+  private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.properties.generalCategory == .control || scalar.value == 0x2028
+      || scalar.value == 0x2029 || (0x202A...0x202E).contains(scalar.value)
+      || (0x2066...0x2069).contains(scalar.value)
+  }
+
+  /// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+  static func csvField(_ text: String) -> String {
+    guard text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return text }
+    return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
   }
 
   static func bytes(_ count: Int) -> String {
@@ -82,17 +208,27 @@ enum Terminal {
 }
 
 /// A progress line on stderr: updated in place on a terminal, a plain line every
-/// few seconds otherwise. Shows percentage, count, rate and ETA.
+/// few seconds otherwise. Shows percentage, count, rate (as seconds per step when
+/// slower than one a second) and an ETA from a moving average of the recent rate;
+/// a finished line stays on screen.
 final class ProgressLine {
   private let label: String
   private let unit: String
+  private let singular: String
   private let start = Date()
   private var lastPrint = Date.distantPast
+  private var last: (time: Date, done: Int)?
+  /// Units per second, averaged over recent updates (exponentially).
+  private var recentRate: Double?
+  private var text = ""
   private let isTerminal = isatty(STDERR_FILENO) != 0
 
   init(label: String, unit: String) {
     self.label = label
     self.unit = unit
+    singular =
+      unit.hasSuffix("ies")
+      ? String(unit.dropLast(3)) + "y" : unit.hasSuffix("s") ? String(unit.dropLast()) : unit
   }
 
   /// Shows `progress`; throws `CancellationError` once Ctrl-C was pressed, which
@@ -103,25 +239,43 @@ final class ProgressLine {
       throw CancellationError()
     }
     let now = Date()
+    if let last, progress.done > last.done {
+      let rate = Double(progress.done - last.done) / max(now.timeIntervalSince(last.time), 1e-9)
+      recentRate = recentRate.map { 0.7 * $0 + 0.3 * rate } ?? rate
+    }
+    last = (now, progress.done)
     let interval = isTerminal ? 0.1 : 5
     guard now.timeIntervalSince(lastPrint) >= interval || progress.done == progress.total else {
       return
     }
     lastPrint = now
-    let elapsed = now.timeIntervalSince(start)
-    let rate = Double(progress.done) / max(elapsed, 1e-9)
+    let finished = progress.done >= progress.total
+    // The first update has no interval to measure; a finished line shows the average.
+    let rate =
+      finished ? Double(progress.done) / max(now.timeIntervalSince(start), 1e-9) : recentRate
     let percent = progress.total > 0 ? 100 * Double(progress.done) / Double(progress.total) : 100
-    let eta = rate > 0 ? Double(progress.total - progress.done) / rate : 0
-    let text = String(
-      format: "%@ %3.0f%% %d/%d %@, %.0f/s, ETA %@%@", label, percent, progress.done,
-      progress.total, unit, rate,
-      Terminal.seconds(eta), extra)
+    let speed =
+      rate.map {
+        $0 >= 1 || $0 == 0
+          ? String(format: "%.0f/s", $0) : String(format: "%.1f s/%@", 1 / $0, singular)
+      } ?? "…/s"
+    var eta = "ETA ?"
+    if finished {
+      eta = "done in " + Terminal.seconds(now.timeIntervalSince(start))
+    } else if let rate, rate > 0 {
+      eta = "ETA " + Terminal.seconds(Double(progress.total - progress.done) / rate)
+    }
+    text =
+      "\(label) \(String(format: "%3.0f%%", percent)) \(progress.done)/\(progress.total) \(unit), "
+      + "\(speed), \(eta)\(extra)"
     FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[2K" + text : text + "\n").utf8))
   }
 
+  /// Ends the line on a terminal, leaving its last state on screen.
   func finish() {
     if isTerminal && lastPrint != .distantPast {
-      FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
+      FileHandle.standardError.write(Data("\n".utf8))
+      lastPrint = .distantPast
     }
   }
 }

@@ -21,6 +21,7 @@ struct VDB: ParsableCommand {
         vdb train -c notes --tier adapter          or only a query adapter (no re-embed)
         vdb reembed -c notes --model 2             re-embed with a model, switch at once
         vdb models rollback -c notes               undo the last switch (adapter or generation)
+        vdb collections                            list (create, drop, rename) collections
         vdb status                                 collections, models, jobs, size
         vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
         vdb                                        the interactive shell
@@ -28,10 +29,12 @@ struct VDB: ParsableCommand {
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
       3 database error (damaged, newer format, I/O).
       """,
+    version: "vdb \(version) (database format \(Database.currentFormatVersion))",
     subcommands: [
-      Init.self, Import.self, Upsert.self, Get.self, Delete.self, Query.self, Embed.self,
+      Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
+      Count.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      Route.self, ShellCommand.self,
+      Export.self, Backup.self, Route.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions
@@ -44,6 +47,11 @@ struct VDB: ParsableCommand {
   static func main() {
     Interrupt.install()
     do {
+      if let first = CommandLine.arguments.dropFirst().first,
+        let unknown = unknownCommand(first, shell: false)
+      {
+        throw unknown
+      }
       var command = try parseAsRoot()
       try command.run()
     } catch {
@@ -60,7 +68,7 @@ struct VDB: ParsableCommand {
       return error.exitCode
     case let error as CLIError:
       Terminal.error(error.message, hint: error.hint)
-      return 1
+      return error.usage ? 2 : 1
     case let code as ExitCode:
       return code.rawValue
     case is CancellationError:
@@ -82,10 +90,17 @@ struct VDB: ParsableCommand {
   }
 }
 
+extension VDB {
+  /// The release, as `vdb --version` prints it.
+  static let version = "0.1.0"
+}
+
 /// An error in the shell's own input (arguments that parse but make no sense).
 struct CLIError: Error {
   var message: String
   var hint: String? = nil
+  /// A usage error (exit 2), not bad input (exit 1).
+  var usage = false
 }
 
 extension VectorDBError {
@@ -104,15 +119,25 @@ struct DatabaseOptions: ParsableArguments {
   var db: String?
 
   var path: String {
-    db ?? ProcessInfo.processInfo.environment["VDB_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+    db ?? Session.state?.databasePath
+      ?? ProcessInfo.processInfo.environment["VDB_PATH"].flatMap { $0.isEmpty ? nil : $0 }
       ?? "vdb.db"
   }
 
-  /// Opens the existing database (commands other than `init` never create one).
+  /// Opens the existing database (commands other than `init` never create one); in
+  /// the shell, the session's database, opened once.
   func open() throws -> Database {
-    var options = Database.Options()
-    options.create = false
-    return try Database(path: path, options: options)
+    let path = self.path
+    func open() throws -> Database {
+      if ProcessInfo.processInfo.environment["VDB_TRACE"] != nil {
+        FileHandle.standardError.write(Data("trace: open database \(path)\n".utf8))
+      }
+      var options = Database.Options()
+      options.create = false
+      return try Database(path: path, options: options)
+    }
+    if let state = Session.state, state.databasePath == path { return try Session.database(open) }
+    return try open()
   }
 }
 
@@ -121,7 +146,7 @@ struct OutputOptions: ParsableArguments {
     name: .long, help: "Print JSON instead of a table (default in the shell after `.mode json`).")
   var json = false
 
-  var isJSON: Bool { json || ProcessInfo.processInfo.environment["VDB_OUTPUT"] == "json" }
+  var isJSON: Bool { json || Session.state?.mode == .json }
 }
 
 struct CollectionOption: ParsableArguments {
@@ -130,13 +155,16 @@ struct CollectionOption: ParsableArguments {
     help: "The collection (default: $VDB_COLLECTION, set by `use` in the shell).")
   var collection: String?
 
-  /// The collection named by -c, else by $VDB_COLLECTION.
+  /// The collection named by -c, else by `use` in the shell, else by $VDB_COLLECTION.
   func name() throws -> String {
-    if let collection { return collection }
-    if let name = ProcessInfo.processInfo.environment["VDB_COLLECTION"], !name.isEmpty {
-      return name
-    }
+    if let name = collection ?? CollectionOption.defaultName { return name }
     throw CLIError(
       message: "no collection given", hint: "pass -c NAME (or `use NAME` in the shell)")
+  }
+
+  /// The collection of `use` in the shell, else $VDB_COLLECTION.
+  static var defaultName: String? {
+    Session.state?.collection
+      ?? ProcessInfo.processInfo.environment["VDB_COLLECTION"].flatMap { $0.isEmpty ? nil : $0 }
   }
 }

@@ -39,8 +39,20 @@ final class ImportTests: XCTestCase {
     let report = try docs.importJSONL(path: path)
     XCTAssertEqual(report.imported, 3)
     XCTAssertEqual(try docs.get("1")?.text, "Title Body.")
-    XCTAssertEqual(try docs.get("2"), Document(id: "2", text: "Second", metadata: ["year": 2020]))
+    XCTAssertEqual(
+      try docs.get("2"), Document(id: "2", text: "  Second  ", metadata: ["year": 2020]),
+      "the text is kept as given")
     XCTAssertEqual(try docs.get("3")?.text, "No title")
+    XCTAssertEqual(try docs.get("3")?.metadata, ["extra": true], "unknown fields are metadata")
+  }
+
+  func testATopLevelFieldAlsoInMetadataIsAnError() throws {
+    let path = try file(
+      "both.jsonl", [#"{"_id": "1", "text": "t", "year": 1, "metadata": {"year": 2}}"#])
+    XCTAssertThrowsError(try collection().importJSONL(path: path)) { error in
+      XCTAssertEqual(
+        "\(error)", "\(path):1: field \"year\" is both a top-level field and in \"metadata\"")
+    }
   }
 
   func testBadLineStopsTheImportAndWritesNothing() throws {

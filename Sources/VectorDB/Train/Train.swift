@@ -498,7 +498,7 @@ extension Collection {
     }
   }
 
-  private func blobKey(_ name: String) -> String { "collection.\(id).\(name)" }
+  private func blobKey(_ name: String) -> String { Collection.blobPrefix(id) + name }
 
   func loadBlob(_ name: String) throws -> Data? {
     let key = blobKey(name)

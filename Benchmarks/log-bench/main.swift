@@ -1,0 +1,136 @@
+// Query latency while another process imports: does a logged query wait for a writer?
+//
+//   swift run -c release log-bench [--seconds S] [--rounds R] [--documents N] [--dir PATH]
+//
+// One collection of N given 64-d vectors is queried by vector (k 10, ef 64) from this
+// process while a child process (this executable, `--importer`) upserts 1,000-document
+// batches into another collection, each one durable transaction holding the writer
+// lock for its whole HNSW insert. Three modes take turns for S seconds each, R rounds:
+//   off    queries with `log: false`
+//   on     logged queries (entries queued, committed in groups in the background)
+//   sync   logged queries, each followed by `flushLog()`: a durable log write per
+//          query that waits for the writer lock, as every query did before the queue
+import Foundation
+import VectorDB
+
+let dimension = 64
+var seconds = 3.0
+var rounds = 3
+var documents = 10_000
+var directory = NSTemporaryDirectory() + "vdb-log-bench-\(getpid())"
+var importer = false
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+  switch argument {
+  case "--seconds": seconds = Double(arguments.next() ?? "") ?? seconds
+  case "--rounds": rounds = Int(arguments.next() ?? "") ?? rounds
+  case "--documents": documents = Int(arguments.next() ?? "") ?? documents
+  case "--dir": directory = arguments.next() ?? directory
+  case "--importer": importer = true
+  default:
+    FileHandle.standardError.write(
+      Data(
+        "usage: log-bench [--seconds S] [--rounds R] [--documents N] [--dir PATH]\n".utf8))
+    exit(2)
+  }
+}
+
+var generator = SystemRandomNumberGenerator()
+func randomVectors(_ count: Int) -> [[Float]] {
+  (0..<count).map { _ in
+    (0..<dimension).map { _ in Float.random(in: -1...1, using: &generator) }
+  }
+}
+
+/// The child: imports batches of 1,000 into "load" until killed.
+func runImporter() throws -> Never {
+  let load = try Database(path: directory).collection(
+    "load", options: .vectors(dimension: dimension, metric: .cosine))
+  var next = 0
+  while true {
+    let ids = (next..<next + 1000).map { "load-\($0)" }
+    try load.upsert(ids.map { Document(id: $0, text: "") }, vectors: randomVectors(ids.count))
+    next += 1000
+  }
+}
+
+if importer { try runImporter() }
+
+try? FileManager.default.removeItem(atPath: directory)
+defer { try? FileManager.default.removeItem(atPath: directory) }
+let db = try Database(path: directory)
+let queried = try db.collection("queried", options: .vectors(dimension: dimension, metric: .cosine))
+for first in stride(from: 0, to: documents, by: 1000) {
+  let count = min(1000, documents - first)
+  try queried.upsert(
+    (first..<first + count).map { Document(id: "doc-\($0)", text: "") },
+    vectors: randomVectors(count))
+}
+
+let child = Process()
+child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+child.arguments = ["--importer", "--dir", directory]
+child.standardOutput = FileHandle.nullDevice
+try child.run()
+defer { child.terminate() }
+// Committed import batches, read from the database (each is 1,000 documents).
+let load = try db.collection(
+  "load", options: .vectors(dimension: dimension, metric: .cosine))
+func batches() throws -> Int { try load.count() / 1000 }
+while try batches() == 0 { usleep(10_000) }
+
+enum Mode: String, CaseIterable { case off, on, sync }
+var latencies: [Mode: [Double]] = [:]
+var elapsed: [Mode: Double] = [:]
+var batchesDuring: [Mode: Int] = [:]
+let queries = randomVectors(1000)
+for _ in 0..<rounds {
+  for mode in Mode.allCases {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let batchesBefore = try batches()
+    var index = 0
+    while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds {
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      _ = try queried.query(vector: queries[index % queries.count], k: 10, log: mode != .off)
+      if mode == .sync { try db.flushLog() }
+      latencies[mode, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e3)
+      index += 1
+    }
+    try db.flushLog()  // the queue drains before the next mode's clock starts
+    elapsed[mode, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    batchesDuring[mode, default: 0] += try batches() - batchesBefore
+  }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+  sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+let flags =
+  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+  .split(separator: "\n").first { $0.hasPrefix("flags") }
+  .map { line in
+    line.split(separator: " ").filter { $0.hasPrefix("avx") || $0 == "fma" }.joined(separator: " ")
+  } ?? "?"
+print(
+  "log-bench: \(documents) vectors of \(dimension)-d queried (k 10, ef 64) while another process"
+    + " upserts 1,000-vector batches; \(rounds) rounds of \(seconds) s per mode")
+print("cpu flags: \(flags)")
+print("mode  queries   q/s      p50 µs   p99 µs   max ms  import batches")
+var summary: [Mode: (p50: Double, p99: Double, rate: Double)] = [:]
+for mode in Mode.allCases {
+  let sorted = (latencies[mode] ?? []).sorted()
+  let rate = Double(sorted.count) / (elapsed[mode] ?? 1)
+  summary[mode] = (percentile(sorted, 0.5), percentile(sorted, 0.99), rate)
+  print(
+    mode.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
+      + String(
+        format: "%7d  %7.0f  %7.1f  %7.1f  %7.1f  %d", sorted.count, rate,
+        percentile(sorted, 0.5), percentile(sorted, 0.99), (sorted.last ?? 0) / 1e3,
+        batchesDuring[mode] ?? 0))
+}
+if let on = summary[.on], let off = summary[.off], let sync = summary[.sync] {
+  print(
+    String(
+      format: "logging on / off: p99 %.2fx, throughput %.2fx;  sync (before) / off: p99 %.1fx",
+      on.p99 / off.p99, on.rate / off.rate, sync.p99 / off.p99))
+}

@@ -1,0 +1,96 @@
+import Foundation
+import LMDB
+
+/// A document as `vdb export` writes it: one JSON line that `importJSONL` reads back.
+public struct ExportedDocument: Codable, Equatable, Sendable {
+  public var id: String
+  public var text: String
+  public var metadata: [String: JSONValue]
+  /// The stored vector, when asked for (nil: not asked for, or none yet).
+  public var vector: [Float]?
+}
+
+extension Collection {
+  /// Calls `body` with every document (those matching `filter`, if given) in id
+  /// order, from one snapshot — writers go on meanwhile — and returns how many. With
+  /// `includeVectors`, each comes with its vector in the active generation.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound`; `.unsupported` when vectors are
+  ///   asked of a collection without them; whatever `body` throws (it stops the export).
+  @discardableResult
+  public func export(
+    filter: Filter? = nil, includeVectors: Bool = false,
+    _ body: (ExportedDocument) throws -> Void
+  ) throws -> Int {
+    let plan = includeVectors ? try indexPlan() : nil
+    if includeVectors && plan == nil {
+      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors to export")
+    }
+    let prefix = KeyBuilder().uint32(id)
+    let path = database.path
+    return try read { txn in
+      guard try Database.collectionRecord(name, in: txn, schema: schema)?.id == id else {
+        throw VectorDBError.collectionNotFound(name)
+      }
+      var count = 0
+      try txn.forEach(in: schema.docs, from: prefix) { key, value in
+        guard key.starts(with: prefix.bytes) else { return false }
+        let record = try DocumentRecord(bytes: value, path: path)
+        let metadata = try record.metadata()
+        if let filter, !filter.matches(metadata) { return true }
+        let vector = try plan.flatMap { try $0.index.vector(of: record.row, in: txn) }
+        try body(
+          ExportedDocument(
+            id: String(decoding: key.dropFirst(4), as: UTF8.self), text: record.text,
+            metadata: metadata, vector: vector))
+        count += 1
+        return true
+      }
+      return count
+    }
+  }
+}
+
+extension Database {
+  /// Writes a consistent, compacted copy of the database into the directory
+  /// `destination` (created; it must not exist, or be empty). Writers go on meanwhile:
+  /// the copy is the snapshot of the moment it starts (LMDB's `mdb_env_copy2` with
+  /// `MDB_CP_COMPACT`, which also leaves free pages out). The copy is written under a
+  /// temporary name and renamed when complete, so a failed backup leaves nothing.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` when `destination` holds a database or other
+  ///   files; `.storage` for I/O errors (a full disk, permissions).
+  public func backup(to destination: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) {
+      let entries = (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []
+      guard isDirectory.boolValue, entries.isEmpty else {
+        throw VectorDBError.invalidInput(
+          source: destination, line: nil,
+          reason: entries.contains("data.mdb")
+            ? "a database is already there: back up to a new directory"
+            : "it exists and is not an empty directory")
+      }
+    }
+    let parent = URL(fileURLWithPath: destination).deletingLastPathComponent().path
+    let temporary =
+      parent + "/." + URL(fileURLWithPath: destination).lastPathComponent
+      + ".partial-\(getpid())"
+    try? FileManager.default.removeItem(atPath: temporary)
+    do {
+      try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+      try storage { try environment.copy(to: temporary, compact: true) }
+      if FileManager.default.fileExists(atPath: destination) {
+        try FileManager.default.removeItem(atPath: destination)  // the empty directory
+      }
+      try FileManager.default.moveItem(atPath: temporary, toPath: destination)
+    } catch let error as VectorDBError {
+      try? FileManager.default.removeItem(atPath: temporary)
+      throw error
+    } catch {
+      try? FileManager.default.removeItem(atPath: temporary)
+      throw VectorDBError.invalidInput(
+        source: destination, line: nil, reason: "cannot write the backup (\(error))")
+    }
+  }
+}

@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import VectorDB
+
+struct Export: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write a collection's documents as JSON Lines (what `import` reads back).",
+    discussion: """
+      One snapshot, in id order; writers go on meanwhile. Lines are \
+      {"id", "text", "metadata"} and, with --include vector, "vector".
+
+      Examples:
+        vdb export -c notes > notes.jsonl
+        vdb export -c notes --filter '{"topic": "storage"}' -o storage.jsonl
+        vdb export -c notes --include vector -o notes.jsonl   re-import without re-embedding
+        vdb export -c notes --npy vectors.npy -o ids.jsonl    vectors as a float32 matrix
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: CollectionOption
+  @Option(help: "Only documents whose metadata matches this JSON filter.") var filter: String?
+  @Option(help: "Also write `vector` (the stored vector of the active generation).")
+  var include: [Get.Include] = []
+  @Option(name: [.customShort("o"), .long], help: "Write to FILE (default: standard output).")
+  var output: String?
+  @Option(help: "Also write the vectors, in the order of the lines, as a float32 .npy file.")
+  var npy: String?
+
+  func run() throws {
+    let collection = try database.open().collection(try target.name(), create: false)
+    let filter = try filter.map { try Filter(json: $0) }
+    let lines = try OutputFile(output)
+    let npyFile = try npy.map { try OutputFile($0) }
+    var vectors: [[Float]] = []
+    let count = try collection.export(
+      filter: filter, includeVectors: include.contains(.vector) || npy != nil
+    ) { document in
+      var line = document
+      if npy != nil {
+        vectors.append(document.vector ?? [])
+        if !include.contains(.vector) { line.vector = nil }
+      }
+      try lines.write(Terminal.jsonEncoder.encode(line) + Data("\n".utf8))
+    }
+    if let npyFile {
+      let dimension = vectors.first?.count ?? 0
+      if let missing = vectors.firstIndex(where: { $0.count != dimension }) {
+        throw CLIError(
+          message: "document \(missing + 1) of the export has no vector yet",
+          hint: "finish the re-embed job (`vdb reembed`), then export again")
+      }
+      try npyFile.write(VectorFile.npyBytes(vectors, dimension: dimension))
+      try npyFile.commit()
+    }
+    try lines.commit()
+    FileHandle.standardError.write(Data("exported \(count) documents\n".utf8))
+  }
+}
+
+/// A file written under a temporary name and renamed when complete (nothing
+/// half-written is left on error), or standard output.
+final class OutputFile {
+  private let path: String?
+  private let temporary: String?
+  private let handle: FileHandle
+
+  init(_ path: String?) throws {
+    self.path = path
+    guard let path else {
+      temporary = nil
+      handle = FileHandle.standardOutput
+      return
+    }
+    let url = URL(fileURLWithPath: path)
+    let temporary =
+      url.deletingLastPathComponent().path + "/." + url.lastPathComponent
+      + ".partial-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: nil),
+      let handle = FileHandle(forWritingAtPath: temporary)
+    else {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot create the file")
+    }
+    self.temporary = temporary
+    self.handle = handle
+  }
+
+  deinit {
+    if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
+  }
+
+  /// - Throws: `VectorDBError.invalidInput` naming the file (e.g. the disk is full).
+  func write(_ data: Data) throws {
+    do {
+      try handle.write(contentsOf: data)
+    } catch {
+      throw VectorDBError.invalidInput(
+        source: path ?? "standard output", line: nil,
+        reason: "cannot write (\(error.localizedDescription))")
+    }
+  }
+
+  /// Flushes the file to disk and gives it its name.
+  func commit() throws {
+    guard let path, let temporary else { return }
+    do {
+      try handle.synchronize()
+      try handle.close()
+      if FileManager.default.fileExists(atPath: path) {
+        try FileManager.default.removeItem(atPath: path)
+      }
+      try FileManager.default.moveItem(atPath: temporary, toPath: path)
+    } catch {
+      throw VectorDBError.invalidInput(
+        source: path, line: nil, reason: "cannot write (\(error.localizedDescription))")
+    }
+  }
+}
+
+struct Backup: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Copy the database, compacted and consistent, into a new directory.",
+    discussion: """
+      Writers may go on meanwhile: the copy is the snapshot of the moment it starts. \
+      DEST must not exist (or be an empty directory); a database there is never \
+      overwritten. The copy opens as a database of its own (`vdb status --db DEST`).
+
+      Example: vdb backup /backups/notes-2026-12-01.vdb
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The new directory.") var destination: String
+  @OptionGroup var output: OutputOptions
+
+  struct Report: Encodable {
+    var path: String
+    var bytes: Int
+    var seconds: Double
+  }
+
+  func run() throws {
+    let db = try database.open()
+    let start = Date()
+    try db.backup(to: destination)
+    var options = Database.Options()
+    options.create = false
+    let report = Report(
+      path: destination,
+      bytes: try Database(path: destination, options: options).status().bytesOnDisk,
+      seconds: Date().timeIntervalSince(start))
+    if output.isJSON { return try Terminal.printJSON(report) }
+    print(
+      "backed up \(db.path) to \(destination) (\(Terminal.bytes(report.bytes)), \(Terminal.seconds(report.seconds)))"
+    )
+  }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+final class CSVImportTests: XCTestCase {
+  var path: String!
+
+  override func setUpWithError() throws {
+    path = NSTemporaryDirectory() + "vdb-csv-" + UUID().uuidString
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  private func collection() throws -> VectorDB.Collection {
+    try Database(path: path).collection("c", options: CollectionOptions(vectors: .none))
+  }
+
+  func testColumnsBecomeIdTextAndMetadata() throws {
+    let csv = [
+      "id,body,year,tag",
+      #"a,"first, with a comma",2020,x"#,
+      #"b,"two"# + "\n" + #"lines and ""quotes""",,y"#,
+      "",
+    ].joined(separator: "\r\n")
+    let docs = try collection()
+    let report = try docs.importCSV(data: Data(csv.utf8), source: "in.csv", textColumn: "body")
+    XCTAssertEqual(report.imported, 2)
+    XCTAssertEqual(
+      try docs.get("a"),
+      Document(id: "a", text: "first, with a comma", metadata: ["year": "2020", "tag": "x"]))
+    XCTAssertEqual(
+      try docs.get("b"),
+      Document(id: "b", text: "two\nlines and \"quotes\"", metadata: ["tag": "y"]))
+  }
+
+  func testRecordNumbersWithoutAnIdColumn() throws {
+    let docs = try collection()
+    try docs.importCSV(data: Data("text\nalpha\nbeta\n".utf8), source: "in.csv", textColumn: "text")
+    XCTAssertEqual(try docs.documents().map(\.id), ["1", "2"])
+  }
+
+  func testBadInputIsNamedAndNothingIsWritten() throws {
+    let docs = try collection()
+    XCTAssertThrowsError(
+      try docs.importCSV(data: Data("id,body\na,x\n".utf8), source: "in.csv", textColumn: "text")
+    ) {
+      XCTAssertEqual("\($0)", #"in.csv: no column "text" for the text (columns: id, body)"#)
+    }
+    let short = Data("id,text,n\na,x,1\nb,y\nc,z,3\n".utf8)
+    XCTAssertThrowsError(try docs.importCSV(data: short, source: "in.csv", textColumn: "text")) {
+      XCTAssertEqual("\($0)", "in.csv: record 2: 2 fields; the header has 3")
+    }
+    XCTAssertEqual(try docs.count(), 0)
+    var options = ImportOptions()
+    options.skipBadLines = true
+    let report = try docs.importCSV(
+      data: short, source: "in.csv", textColumn: "text", options: options)
+    XCTAssertEqual(report.imported, 2)
+    XCTAssertEqual(report.skipped.map(\.line), [2])
+    XCTAssertEqual(try docs.documents().map(\.id), ["a", "c"])
+  }
+}

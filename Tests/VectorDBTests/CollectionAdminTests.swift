@@ -1,0 +1,148 @@
+import Foundation
+import LMDB
+import XCTest
+
+@testable import VectorDB
+
+/// Creating, listing, renaming and dropping collections; a drop leaves no key behind.
+final class CollectionAdminTests: XCTestCase {
+  var path: String!
+
+  override func setUpWithError() throws {
+    path = NSTemporaryDirectory() + "vdb-collection-admin-" + UUID().uuidString
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  struct Stop: Error {}
+
+  /// Every table and every key/value in it (the whole database, as bytes).
+  private func contents(_ db: Database) throws -> [String: [[UInt8]: [UInt8]]] {
+    var result: [String: [[UInt8]: [UInt8]]] = [:]
+    for name in try db.environment.tableNames() {
+      let table = try db.environment.table(name)
+      result[name] = try db.environment.read { txn in
+        var entries: [[UInt8]: [UInt8]] = [:]
+        try txn.forEach(in: table) { key, value in
+          entries[Array(key)] = Array(value)
+          return true
+        }
+        return entries
+      }
+    }
+    return result
+  }
+
+  /// A collection with two generations (one retained), an interrupted-free state, log
+  /// entries with feedback and a metadata index, dropped: the database holds exactly
+  /// what it held before the collection was created (but for the id counters).
+  func testDropLeavesNoTableOrKeyBehind() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first")
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    let keep = try db.createCollection("keep")
+    try keep.upsert(Document(id: "k", text: "a document that stays", metadata: ["tag": "x"]))
+    let kept = try keep.query(text: "stays", k: 1)
+    try keep.feedback(logID: XCTUnwrap(kept.logID), documentID: "k")
+    let before = try contents(db)
+
+    let docs = try db.createCollection("docs")
+    try docs.upsert(
+      (0..<40).map {
+        Document(
+          id: "d\($0)", text: "note \($0) about topic \($0 % 5)",
+          metadata: ["n": .number(Double($0))])
+      })
+    try docs.reembed(all: true)  // generation 2 active, 1 retained
+    try docs.delete("d3")
+    let result = try docs.query(text: "topic 2", k: 3)
+    try docs.feedback(logID: XCTUnwrap(result.logID), documentID: "d7")
+    try docs.judge(query: "topic 4", relevant: ["d4": 1])
+    XCTAssertEqual(try docs.generations().count, 2)
+
+    try db.dropCollection("docs")
+    XCTAssertThrowsError(try docs.count()) {
+      XCTAssertEqual($0 as? VectorDBError, .collectionNotFound("docs"))
+    }
+    var after = try contents(db)
+    // Counters move on (ids are never reused); nothing else may differ.
+    for counter in ["nextCollection", "nextLogID"] {
+      after["meta"]?[Array(counter.utf8)] = before["meta"]?[Array(counter.utf8)]
+    }
+    XCTAssertEqual(Set(after.keys), Set(before.keys), "tables")
+    for (table, entries) in before {
+      XCTAssertEqual(after[table]?.count, entries.count, "entries of \(table)")
+      XCTAssertTrue(after[table] == entries, "table \(table) differs")
+    }
+    XCTAssertEqual(try db.collectionNames(), ["keep"])
+    XCTAssertEqual(try keep.query(text: "stays", k: 1).hits.map(\.id), ["k"])
+    try db.verify()
+  }
+
+  /// A re-embed job (interrupted here) holds the collection: drop and rename are
+  /// refused naming it; `force` drops it and everything the job built.
+  func testDropWithJobIsRefusedUnlessForced() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first")
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    let before = try contents(db)
+    let docs = try db.createCollection("docs")
+    try docs.upsert((0..<30).map { Document(id: "d\($0)", text: "text \($0)") })
+    XCTAssertThrowsError(try docs.reembed(all: true, batchSize: 10) { _ in throw Stop() })
+    XCTAssertThrowsError(try db.dropCollection("docs")) { error in
+      guard case .collectionBusy(let name, let job) = error as? VectorDBError else {
+        return XCTFail("\(error)")
+      }
+      XCTAssertEqual(name, "docs")
+      XCTAssertTrue(job.contains("re-embed job building generation 2"), job)
+    }
+    XCTAssertThrowsError(try db.renameCollection("docs", to: "other")) {
+      guard case .collectionBusy = $0 as? VectorDBError else { return XCTFail("\($0)") }
+    }
+    try db.dropCollection("docs", force: true)
+    var after = try contents(db)
+    after["meta"]?[Array("nextCollection".utf8)] = before["meta"]?[Array("nextCollection".utf8)]
+    XCTAssertEqual(Set(after.keys), Set(before.keys))
+    XCTAssertTrue(after == before)
+  }
+
+  func testCreateListRename() throws {
+    let db = try Database(path: path)
+    let sift = try db.createCollection("sift", options: .vectors(dimension: 4, metric: .l2))
+    try sift.upsert([Document(id: "a", text: "")], vectors: [[1, 2, 3, 4]])
+    try db.createCollection("plain", options: CollectionOptions(vectors: .none))
+    XCTAssertThrowsError(try db.createCollection("sift")) {
+      XCTAssertEqual($0 as? VectorDBError, .collectionExists("sift"))
+    }
+    let listed = try db.collections()
+    XCTAssertEqual(listed.map(\.name), ["plain", "sift"])
+    XCTAssertEqual(listed[1].documents, 1)
+    XCTAssertEqual(listed[1].dimension, 4)
+    XCTAssertEqual(listed[1].metric, "l2")
+    XCTAssertNil(listed[0].dimension)
+
+    let result = try sift.query(vector: [1, 2, 3, 4], k: 1)
+    XCTAssertThrowsError(try db.renameCollection("sift", to: "plain")) {
+      XCTAssertEqual($0 as? VectorDBError, .collectionExists("plain"))
+    }
+    XCTAssertThrowsError(try db.renameCollection("nope", to: "x")) {
+      XCTAssertEqual($0 as? VectorDBError, .collectionNotFound("nope"))
+    }
+    XCTAssertThrowsError(try db.renameCollection("sift", to: "")) {
+      guard case .invalidInput = $0 as? VectorDBError else { return XCTFail("\($0)") }
+    }
+    try db.renameCollection("sift", to: "vectors")
+    XCTAssertEqual(try db.collectionNames(), ["plain", "vectors"])
+    XCTAssertThrowsError(try sift.count()) {
+      XCTAssertEqual($0 as? VectorDBError, .collectionNotFound("sift"))
+    }
+    let renamed = try db.collection("vectors", create: false)
+    XCTAssertEqual(try renamed.get("a")?.id, "a")
+    XCTAssertEqual(try renamed.query(vector: [1, 2, 3, 4], k: 1).hits.map(\.id), ["a"])
+    // The log followed the collection: feedback on the old query works under the new name.
+    XCTAssertEqual(try renamed.feedback(logID: XCTUnwrap(result.logID), documentID: "a"), .click)
+    try db.verify()
+  }
+}

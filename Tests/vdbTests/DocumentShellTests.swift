@@ -1,0 +1,146 @@
+import Foundation
+import XCTest
+
+/// Documents through the real binary: stdin import, filters, count, update, vectors.
+final class DocumentShellTests: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory("documents")
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  private func json(_ result: Shell.Result) throws -> [String: Any] {
+    XCTAssertEqual(result.status, 0, result.stderr)
+    return try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+  }
+
+  func testStdinImportFiltersCountUpdate() throws {
+    let lines = (0..<10).map { #"{"id": "d\#($0)", "text": "text \#($0)", "n": \#($0)}"# }
+    let imported = try Shell.vdb(
+      ["import", "-", "-c", "c", "--db", db, "--json"], input: lines.joined(separator: "\n"))
+    XCTAssertEqual(try json(imported)["imported"] as? Int, 10)
+    let bad = try Shell.vdb(["import", "-", "-c", "c", "--db", db], input: "{\"id\": 1}\n")
+    XCTAssertEqual(bad.status, 1)
+    XCTAssertTrue(bad.stderr.hasPrefix("error: <stdin>:1: missing field \"text\""), bad.stderr)
+
+    let filter = #"{"n": {"$gte": 7}}"#
+    XCTAssertEqual(
+      try json(Shell.vdb(["count", "-c", "c", "--db", db, "--json"]))["count"] as? Int, 10)
+    XCTAssertEqual(
+      try Shell.vdb(["count", "-c", "c", "--db", db, "--filter", filter]).stdout, "3\n")
+    let listed = try Shell.vdb(["get", "-c", "c", "--db", db, "--filter", filter, "--json"])
+    XCTAssertEqual(
+      listed.stdout.split(separator: "\n").compactMap {
+        (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["id"]
+          as? String
+      }, ["d7", "d8", "d9"])
+
+    let dry = try json(
+      Shell.vdb(["delete", "-c", "c", "--db", db, "--filter", filter, "--dry-run", "--json"]))
+    XCTAssertEqual(dry["matched"] as? Int, 3)
+    XCTAssertEqual(dry["deleted"] as? Int, 0)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "10\n")
+    let deleted = try json(
+      Shell.vdb(["delete", "-c", "c", "--db", db, "--filter", filter, "--json"]))
+    XCTAssertEqual(deleted["deleted"] as? Int, 3)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "7\n")
+
+    XCTAssertEqual(
+      try Shell.vdb(["update", "-c", "c", "--db", db, "d1", "--meta", #"{"tag": "x"}"#]).status, 0)
+    let updated = try json(Shell.vdb(["get", "-c", "c", "--db", db, "d1", "--json"]))
+    XCTAssertEqual(updated["text"] as? String, "text 1")
+    XCTAssertEqual(updated["metadata"] as? [String: String], ["tag": "x"])
+    let missing = try Shell.vdb(["update", "-c", "c", "--db", db, "zz", "--meta", "{}"])
+    XCTAssertEqual(missing.status, 1)
+    XCTAssertTrue(missing.stderr.hasPrefix(#"error: no document "zz""#), missing.stderr)
+    let notObject = try Shell.vdb(["update", "-c", "c", "--db", db, "d1", "--meta", "[1]"])
+    XCTAssertEqual(notObject.status, 1)
+  }
+
+  func testIncludeVector() throws {
+    try Shell.vdb(
+      ["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
+    try Shell.vdb(
+      ["upsert", "-c", "v", "--db", db, "--id", "a", "--text", "", "--vector", "[0.5, 2]"])
+    let row = try json(
+      Shell.vdb(["get", "-c", "v", "--db", db, "a", "--include", "vector", "--json"]))
+    XCTAssertEqual(row["vector"] as? [Double], [0.5, 2])
+    let plain = try json(Shell.vdb(["get", "-c", "v", "--db", db, "a", "--json"]))
+    XCTAssertNil(plain["vector"], "only on request")
+  }
+
+  func testQueryFileFromStdin() throws {
+    let withModel = directory + "/model-db"
+    XCTAssertEqual(try Shell.vdb(["init", "--db", withModel]).status, 0)
+    for (id, text) in [("cat", "cats purr and sleep"), ("car", "engines burn fuel")] {
+      try Shell.vdb(["upsert", "-c", "c", "--db", withModel, "--id", id, "--text", text])
+    }
+    let result = try Shell.vdb(
+      ["query", "-c", "c", "--db", withModel, "--file", "-", "-k", "1", "--json"],
+      input: "a kitten\n\nmotor oil\n")
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let hits = result.stdout.split(separator: "\n").map {
+      ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["hits"]
+        as? [[String: Any]])?.first?["id"] as? String
+    }
+    XCTAssertEqual(hits, ["cat", "car"])
+  }
+
+  /// export → import equal (documents and vectors), and a backup that opens.
+  func testExportImportRoundTripAndBackup() throws {
+    try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
+    for i in 0..<5 {
+      try Shell.vdb([
+        "upsert", "-c", "v", "--db", db, "--id", "d\(i)", "--text", "line\tone\n", "--meta",
+        #"{"i": \#(i)}"#, "--vector", "[\(i), 0.25]",
+      ])
+    }
+    let exported = try Shell.vdb(["export", "-c", "v", "--db", db, "--include", "vector"])
+    XCTAssertEqual(exported.status, 0, exported.stderr)
+    XCTAssertEqual(exported.stdout.split(separator: "\n").count, 5)
+    try Shell.vdb(["collections", "create", "w", "--vectors", "2", "--metric", "l2", "--db", db])
+    let imported = try Shell.vdb(["import", "-", "-c", "w", "--db", db], input: exported.stdout)
+    XCTAssertEqual(imported.status, 0, imported.stderr)
+    let again = try Shell.vdb(["export", "-c", "w", "--db", db, "--include", "vector"])
+    XCTAssertEqual(again.stdout, exported.stdout)
+
+    let npy = directory + "/v.npy"
+    let file = directory + "/v.jsonl"
+    XCTAssertEqual(
+      try Shell.vdb(["export", "-c", "v", "--db", db, "--npy", npy, "-o", file]).status, 0)
+    XCTAssertEqual(
+      try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: npy)).count, 128 + 5 * 2 * 4)
+
+    let backup = directory + "/backup"
+    XCTAssertEqual(try Shell.vdb(["backup", backup, "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "w", "--db", backup]).stdout, "5\n")
+    let refused = try Shell.vdb(["backup", backup, "--db", db])
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.stderr.contains("a database is already there"), refused.stderr)
+  }
+
+  func testCSVImportFromStdin() throws {
+    let csv = "key,body,lang\nk1,\"hello, world\",en\nk2,bonjour,fr\n"
+    let result = try Shell.vdb(
+      [
+        "import", "--csv", "-", "--text-column", "body", "--id-column", "key", "-c", "c",
+        "--db", db,
+      ], input: csv)
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let document = try json(Shell.vdb(["get", "-c", "c", "--db", db, "k1", "--json"]))
+    XCTAssertEqual(document["text"] as? String, "hello, world")
+    XCTAssertEqual(document["metadata"] as? [String: String], ["lang": "en"])
+    let bad = try Shell.vdb(
+      ["import", "--csv", "-", "--text-column", "text", "-c", "d", "--db", db], input: csv)
+    XCTAssertEqual(bad.status, 1)
+    XCTAssertTrue(bad.stderr.hasPrefix(#"error: <stdin>: no column "text""#), bad.stderr)
+  }
+}
