@@ -158,7 +158,7 @@ extension Database {
         var result: [LogEntry] = []
         guard limit > 0 else { return result }
         try txn.forEach(in: log.entries, from: after + 1) { key, value in
-          var entry = try QueryLogStore.decoder.decode(LogEntry.self, from: Data(value))
+          var entry = try QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(value))
           if let since, entry.time < since { return true }
           if let collection, entry.collection != collection { return true }
           entry.feedback = try log.feedback(for: entry.id, in: txn)

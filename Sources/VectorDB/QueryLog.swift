@@ -110,7 +110,14 @@ struct QueryLogStore {
   static let decoder: JSONDecoder = {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .millisecondsSince1970
-    // Entries written before the log id was named `log_id` call it `id`.
+    return decoder
+  }()
+
+  /// Reads `LogEntry` records: those written before the log id was named `log_id` call
+  /// it `id` (only the entry's own top-level key is renamed).
+  static let entryDecoder: JSONDecoder = {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .millisecondsSince1970
     decoder.keyDecodingStrategy = .custom { path in
       path.count == 1 && path[0].stringValue == "id" ? LogEntry.CodingKeys.id : path.last!
     }
@@ -163,7 +170,7 @@ struct QueryLogStore {
 
   func entry(_ id: UInt64, in txn: Transaction) throws -> LogEntry? {
     guard let bytes = try txn.get(entries, key: id) else { return nil }
-    var entry = try QueryLogStore.decoder.decode(LogEntry.self, from: Data(bytes))
+    var entry = try QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(bytes))
     entry.feedback = try feedback(for: id, in: txn)
     return entry
   }
@@ -198,7 +205,7 @@ struct QueryLogStore {
     for id in try entryIDs(collection: collection, in: txn) {
       guard
         var entry = try txn.get(entries, key: id).map({
-          try QueryLogStore.decoder.decode(LogEntry.self, from: Data($0))
+          try QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data($0))
         })
       else { continue }
       entry.collection = newName
@@ -232,7 +239,7 @@ struct QueryLogStore {
         return true
       }
       guard let cutoff else { return false }
-      let entry = try QueryLogStore.decoder.decode(LogEntry.self, from: Data(value))
+      let entry = try QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(value))
       guard entry.time < cutoff else { return false }
       doomed.append(id)
       return true
