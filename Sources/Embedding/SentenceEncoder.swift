@@ -50,6 +50,20 @@ public final class SentenceEncoder: Sendable {
   /// The length of every output vector.
   public var dimension: Int { config.hiddenSize }
 
+  /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
+  /// `$VDB_MODEL_DIR` when set, else `~/.cache/vdb/models/all-MiniLM-L6-v2`. The one place
+  /// the project looks this up.
+  public static var defaultModelDirectory: URL {
+    let environment = ProcessInfo.processInfo.environment
+    if let path = environment["VDB_MODEL_DIR"], !path.isEmpty {
+      return URL(fileURLWithPath: path)
+    }
+    return URL(
+      fileURLWithPath: environment["HOME"] ?? FileManager.default.homeDirectoryForCurrentUser.path
+    )
+    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2")
+  }
+
   /// Assembles an encoder from a configuration, a tokenizer and weights named as in
   /// ``BertConfig/parameterShapes()`` (extra tensors are ignored).
   ///
@@ -227,17 +241,17 @@ public final class SentenceEncoder: Sendable {
       Parallel.forEach(workers) { _ in
         let workspace = BertModel.Workspace(
           config: config, tokens: largest, longest: longest, threads: threadsPerBatch)
-        let pooled = FloatBuffer(uninitializedCount: widest * h)
+        let pooled = Buffer<Float>(uninitializedCount: widest * h)
         while let b = next.take(below: batches.count) {
           let members = batches[b]
           model.forward(
             members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
-            output: pooled.pointer)
+            output: pooled.base)
           if normalizesOutput {
-            Kernels.l2Normalize(rows: members.count, width: h, pooled.pointer)
+            Kernels.l2Normalize(rows: members.count, width: h, pooled.base)
           }
           for (row, index) in members.enumerated() {
-            (output + index * h).update(from: pooled.pointer + row * h, count: h)
+            (output + index * h).update(from: pooled.base + row * h, count: h)
           }
         }
       }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// One example for the query-adapter tier: the frozen model's query and document vectors
 /// (unit length), with ``TrainingExample/keys``-style keys for the no-duplicates sampler.

@@ -1,4 +1,6 @@
+import Embedding
 import Foundation
+import Tensor
 
 /// The full-encoder training loop: no-duplicates batches, multiple-negatives ranking loss
 /// (optionally through GradCache), gradient-norm clipping, AdamW with linear warm-up and decay.
@@ -28,7 +30,7 @@ public final class EncoderTrainer: RankingTrainer {
   private let examples: [TrainingExample]
   private let plan: TrainingPlan
   /// Source of the per-sequence dropout seeds.
-  private var random: TrainingRandom
+  private var random: Xoshiro256
 
   /// Prepares a run over `examples` from `parameters`.
   public init(
@@ -42,13 +44,14 @@ public final class EncoderTrainer: RankingTrainer {
         if sequence.isEmpty {
           throw .badSequence(index: i, reason: "example has an empty sequence")
         }
-        if sequence.count > parameters.shape.positions {
+        if sequence.count > parameters.config.maxPositions {
           throw .badSequence(
             index: i,
             reason: "example has \(sequence.count) tokens, more than the model's "
-              + "\(parameters.shape.positions) positions")
+              + "\(parameters.config.maxPositions) positions")
         }
-        if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.shape.vocabulary }) {
+        if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.config.vocabularySize }
+        ) {
           throw .badSequence(index: i, reason: "example has token id \(bad) outside the vocabulary")
         }
       }
@@ -64,7 +67,7 @@ public final class EncoderTrainer: RankingTrainer {
       peak: configuration.learningRate, totalSteps: plan.totalSteps,
       warmupRatio: configuration.warmupRatio)
     loss = MultipleNegativesRankingLoss(scale: configuration.scale)
-    random = TrainingRandom(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
+    random = Xoshiro256(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
   }
 
   /// Steps in the whole run.
@@ -105,13 +108,14 @@ public final class EncoderTrainer: RankingTrainer {
       let sequences =
         batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
       let tokens = try! TokenBatch(
-        sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+        sequences, vocabulary: encoder.config.vocabularySize,
+        maximumLength: encoder.config.maxPositions)
       let embeddings = encoder.embed(tokens)
-      let split = batch.count * encoder.shape.hidden
+      let split = batch.count * encoder.config.hiddenSize
       total += Double(
         loss.evaluate(
           queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]),
-          dimension: encoder.shape.hidden
+          dimension: encoder.config.hiddenSize
         ).loss)
       batches += 1
     }
@@ -125,7 +129,8 @@ public final class EncoderTrainer: RankingTrainer {
     let sequences =
       batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
     let tokens = try! TokenBatch(
-      sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+      sequences, vocabulary: encoder.config.vocabularySize,
+      maximumLength: encoder.config.maxPositions)
     let seeds = (0..<sequences.count).map { _ in random.next() }
     return Self.rankingLossGradients(
       encoder: encoder, sequences: tokens, queryCount: batch.count, loss: loss,
@@ -143,12 +148,12 @@ public final class EncoderTrainer: RankingTrainer {
   /// batch; then per group run the forward pass again, keeping activations, and backpropagate
   /// that group's rows of d(loss)/d(embeddings). Each sequence's dropout masks come from its
   /// own seed, so the second pass reproduces the first and the gradient equals the plain one.
-  static func rankingLossGradients<Scalar: TrainingScalar>(
+  static func rankingLossGradients<Scalar: TensorScalar>(
     encoder: TrainableEncoder<Scalar>, sequences: TokenBatch, queryCount: Int,
     loss: MultipleNegativesRankingLoss, dropoutSeeds: [UInt64]?, miniBatchSize: Int?,
     peakActivationBytes: inout Int
   ) -> Double {
-    let h = encoder.shape.hidden
+    let h = encoder.config.hiddenSize
     let split = queryCount * h
     func groups() -> [Range<Int>] {
       let size = miniBatchSize ?? sequences.count
@@ -191,7 +196,8 @@ public final class EncoderTrainer: RankingTrainer {
 
   struct CheckpointHeader: Codable {
     var kind = "encoder"
-    var shape: EncoderShape
+    var config: BertConfig
+    var pooling: SentenceEncoder.Pooling
     var configuration: TrainingConfiguration
     var step: Int
     var optimizerStep: Int
@@ -205,7 +211,7 @@ public final class EncoderTrainer: RankingTrainer {
   /// The complete state of the run as bytes (see ``init(resuming:examples:)``).
   public func checkpoint() throws -> Data {
     let header = CheckpointHeader(
-      shape: encoder.shape, configuration: configuration, step: step,
+      config: encoder.config, pooling: encoder.pooling, configuration: configuration, step: step,
       optimizerStep: optimizer.step, random: random.state, lossHistory: lossHistory,
       peakActivationBytes: peakActivationBytes, examples: examples.count,
       examplesFingerprint: fingerprint(of: examples))
@@ -232,8 +238,9 @@ public final class EncoderTrainer: RankingTrainer {
         "it was made with other training examples (\(header.examples) examples; given "
           + "\(examples.count) that differ)")
     }
-    let layout = ParameterLayout(shape: header.shape)
-    var parameters = try EncoderParameters<Float>(randomFor: header.shape, seed: 0)
+    let layout = ParameterLayout(config: header.config)
+    var parameters = try EncoderParameters<Float>(
+      randomFor: header.config, pooling: header.pooling, seed: 0)
     parameters.values = try file.array("parameters", count: layout.count)
     try self.init(parameters: parameters, examples: examples, configuration: header.configuration)
     guard (0...plan.totalSteps).contains(header.step) else {
@@ -245,6 +252,6 @@ public final class EncoderTrainer: RankingTrainer {
     step = header.step
     lossHistory = header.lossHistory
     peakActivationBytes = header.peakActivationBytes
-    random = TrainingRandom(state: header.random)
+    random = Xoshiro256(state: header.random)
   }
 }

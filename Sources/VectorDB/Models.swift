@@ -308,13 +308,7 @@ final class VersionCache<Value>: @unchecked Sendable {
 /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
 /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
 public enum DefaultModel {
-  public static var directory: String {
-    if let path = ProcessInfo.processInfo.environment["VDB_MODEL_DIR"], !path.isEmpty {
-      return path
-    }
-    return (ProcessInfo.processInfo.environment["HOME"] ?? ".")
-      + "/.cache/vdb/models/all-MiniLM-L6-v2"
-  }
+  public static var directory: String { SentenceEncoder.defaultModelDirectory.path }
 
   /// Whether the model files are there.
   public static var isFetched: Bool {

@@ -185,11 +185,8 @@ extension Collection {
             parameters: try EncoderParameters(base), examples: examples,
             configuration: configuration)
         let losses = try loop(trainer)
-        let encoder = try SentenceEncoder(
-          config: base.config, tokenizer: base.tokenizer,
-          weights: trainer.encoder.parameters.namedTensors(),
-          maxSequenceLength: base.maxSequenceLength, pooling: base.pooling,
-          normalizesOutput: base.normalizesOutput)
+        // Served as trained: the trainer's configuration and pooling, the base's tokenizer.
+        let encoder = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)
         return Candidate(model: .encoder(encoder), losses: losses)
       case .adapter:
         let examples = try adapterExamples(pairs, run: run, encoder: base)
