@@ -31,11 +31,21 @@ public final class EncoderTrainer: RankingTrainer {
   private let plan: TrainingPlan
   /// Source of the per-sequence dropout seeds.
   private var random: Xoshiro256
+  /// The low-rank adapters a LoRA run trains (nil: the run trains every weight). The
+  /// encoder then always holds the base weights merged with them.
+  public private(set) var lora: LoRAAdapters<Float>?
+  /// The frozen weights under ``lora`` (LoRA runs only).
+  private let base: EncoderParameters<Float>?
 
-  /// Prepares a run over `examples` from `parameters`.
+  /// Prepares a run over `examples` from `parameters`: of every weight, or with `lora`, of
+  /// low-rank adapters on the weights it names (the rest frozen).
+  ///
+  /// - Throws: ``TrainingError`` for an invalid configuration or LoRA configuration, no
+  ///   examples, or an example that does not fit the model.
   public init(
     parameters: EncoderParameters<Float>, examples: [TrainingExample],
-    configuration: TrainingConfiguration = TrainingConfiguration()
+    configuration: TrainingConfiguration = TrainingConfiguration(),
+    lora: LoRAConfiguration? = nil
   ) throws(TrainingError) {
     try configuration.validate()
     guard !examples.isEmpty else { throw .badInput("no training examples") }
@@ -59,7 +69,17 @@ public final class EncoderTrainer: RankingTrainer {
     self.configuration = configuration
     self.examples = examples
     encoder = TrainableEncoder(parameters: parameters, dropout: configuration.dropout)
-    optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
+    base = lora == nil ? nil : parameters
+    if let lora {
+      let adapters = try LoRAAdapters<Float>(
+        config: parameters.config, configuration: lora, seed: configuration.seed)
+      self.lora = adapters
+      optimizer = AdamW(
+        count: adapters.values.count, decays: configuration.weightDecay > 0,
+        weightDecay: configuration.weightDecay)
+    } else {
+      optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
+    }
     plan = TrainingPlan(
       keys: examples.map(\.keys), batchSize: configuration.batchSize, epochs: configuration.epochs,
       seed: configuration.seed)
@@ -84,13 +104,27 @@ public final class EncoderTrainer: RankingTrainer {
     let batch = indices.map { examples[$0] }
     encoder.zeroGradients()
     let batchLoss = accumulateGradients(batch)
-    // Clip the global gradient norm, then update.
-    let norm = encoder.gradientSquaredNorm().squareRoot()
-    let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
-    if factor < 1 { encoder.scaleGradients(by: Float(factor)) }
-    optimizer.step(
-      parameters: &encoder.parameters.values, gradients: encoder.gradients,
-      learningRate: schedule.learningRate(atStep: step))
+    let rate = schedule.learningRate(atStep: step)
+    if var adapters = lora, let base {
+      // The adapters' gradient from the merged weights' (see LoRAAdapters), clipped, then
+      // the update, and the encoder re-merged for the next step.
+      var gradient = adapters.gradients(
+        weightGradients: encoder.gradients, layout: encoder.parameters.layout)
+      let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+      let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
+      if factor < 1 { for i in gradient.indices { gradient[i] *= Float(factor) } }
+      optimizer.step(parameters: &adapters.values, gradients: gradient, learningRate: rate)
+      lora = adapters
+      encoder.parameters = adapters.merged(into: base)
+    } else {
+      // Clip the global gradient norm, then update.
+      let norm = encoder.gradientSquaredNorm().squareRoot()
+      let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
+      if factor < 1 { encoder.scaleGradients(by: Float(factor)) }
+      optimizer.step(
+        parameters: &encoder.parameters.values, gradients: encoder.gradients,
+        learningRate: rate)
+    }
     step += 1
     lossHistory.append(batchLoss)
     return batchLoss
@@ -198,6 +232,8 @@ public final class EncoderTrainer: RankingTrainer {
     var kind = "encoder"
     var config: BertConfig
     var pooling: SentenceEncoder.Pooling
+    /// The adapters' configuration of a LoRA run (their values are the "lora" array).
+    var lora: LoRAConfiguration?
     var configuration: TrainingConfiguration
     var step: Int
     var optimizerStep: Int
@@ -211,17 +247,17 @@ public final class EncoderTrainer: RankingTrainer {
   /// The complete state of the run as bytes (see ``init(resuming:examples:)``).
   public func checkpoint() throws -> Data {
     let header = CheckpointHeader(
-      config: encoder.config, pooling: encoder.pooling, configuration: configuration, step: step,
+      config: encoder.config, pooling: encoder.pooling, lora: lora?.configuration,
+      configuration: configuration, step: step,
       optimizerStep: optimizer.step, random: random.state, lossHistory: lossHistory,
       peakActivationBytes: peakActivationBytes, examples: examples.count,
       examplesFingerprint: fingerprint(of: examples))
-    return try CheckpointFile(
-      header: header,
-      arrays: [
-        ("parameters", encoder.parameters.values), ("firstMoment", optimizer.firstMoment),
-        ("secondMoment", optimizer.secondMoment),
-      ]
-    ).encoded()
+    var arrays: [(name: String, values: [Float])] = [
+      ("parameters", (base ?? encoder.parameters).values), ("firstMoment", optimizer.firstMoment),
+      ("secondMoment", optimizer.secondMoment),
+    ]
+    if let lora { arrays.append(("lora", lora.values)) }
+    return try CheckpointFile(header: header, arrays: arrays).encoded()
   }
 
   /// Continues the run saved in `checkpoint`; `examples` must be those it was started with.
@@ -242,12 +278,20 @@ public final class EncoderTrainer: RankingTrainer {
     var parameters = try EncoderParameters<Float>(
       randomFor: header.config, pooling: header.pooling, seed: 0)
     parameters.values = try file.array("parameters", count: layout.count)
-    try self.init(parameters: parameters, examples: examples, configuration: header.configuration)
+    try self.init(
+      parameters: parameters, examples: examples, configuration: header.configuration,
+      lora: header.lora)
     guard (0...plan.totalSteps).contains(header.step) else {
       throw .badCheckpoint("step \(header.step) is outside the run's \(plan.totalSteps) steps")
     }
-    optimizer.firstMoment = try file.array("firstMoment", count: layout.count)
-    optimizer.secondMoment = try file.array("secondMoment", count: layout.count)
+    if var adapters = lora {
+      adapters.values = try file.array("lora", count: adapters.values.count)
+      lora = adapters
+      encoder.parameters = adapters.merged(into: parameters)
+    }
+    let trained = lora?.values.count ?? layout.count
+    optimizer.firstMoment = try file.array("firstMoment", count: trained)
+    optimizer.secondMoment = try file.array("secondMoment", count: trained)
     optimizer.step = header.optimizerStep
     step = header.step
     lossHistory = header.lossHistory
