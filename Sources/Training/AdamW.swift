@@ -118,4 +118,11 @@ public enum GradientClipping {
   public static func factor(norm: Double, maxNorm: Double) -> Double {
     min(1, maxNorm / (norm + 1e-6))
   }
+
+  /// Scales `gradient` down to norm `maxNorm` when it is longer (norm accumulated in Double).
+  public static func clip(_ gradient: inout [Float], maxNorm: Double) {
+    let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+    let factor = Float(factor(norm: norm, maxNorm: maxNorm))
+    if factor < 1 { for i in gradient.indices { gradient[i] *= factor } }
+  }
 }

@@ -110,9 +110,7 @@ public final class EncoderTrainer: RankingTrainer {
       // the update, and the encoder re-merged for the next step.
       var gradient = adapters.gradients(
         weightGradients: encoder.gradients, layout: encoder.parameters.layout)
-      let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-      let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
-      if factor < 1 { for i in gradient.indices { gradient[i] *= Float(factor) } }
+      GradientClipping.clip(&gradient, maxNorm: configuration.maxGradientNorm)
       optimizer.step(parameters: &adapters.values, gradients: gradient, learningRate: rate)
       lora = adapters
       encoder.parameters = adapters.merged(into: base)
