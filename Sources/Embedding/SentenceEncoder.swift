@@ -235,24 +235,27 @@ public final class SentenceEncoder: Sendable {
     let longest = sequences.map(\.count).max()!
     let widest = batches.map(\.count).max()!
     let h = dimension
-    let next = NextIndex()
+    // Scratch memory per worker; a worker takes the next batch as soon as it is free.
+    let workspaces = (0..<workers).map { _ in
+      (
+        BertModel.Workspace(
+          config: config, tokens: largest, longest: longest, threads: threadsPerBatch),
+        pooled: Buffer<Float>(uninitializedCount: widest * h)
+      )
+    }
     result.values.withUnsafeMutableBufferPointer { output in
       let output = output.baseAddress!
-      Parallel.forEach(workers) { _ in
-        let workspace = BertModel.Workspace(
-          config: config, tokens: largest, longest: longest, threads: threadsPerBatch)
-        let pooled = Buffer<Float>(uninitializedCount: widest * h)
-        while let b = next.take(below: batches.count) {
-          let members = batches[b]
-          model.forward(
-            members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
-            output: pooled.base)
-          if normalizesOutput {
-            Kernels.l2Normalize(rows: members.count, width: h, pooled.base)
-          }
-          for (row, index) in members.enumerated() {
-            (output + index * h).update(from: pooled.base + row * h, count: h)
-          }
+      Parallel.forEachDynamically(batches.count, threads: workers) { b, worker in
+        let (workspace, pooled) = workspaces[worker]
+        let members = batches[b]
+        model.forward(
+          members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
+          output: pooled.base)
+        if normalizesOutput {
+          Kernels.l2Normalize(rows: members.count, width: h, pooled.base)
+        }
+        for (row, index) in members.enumerated() {
+          (output + index * h).update(from: pooled.base + row * h, count: h)
         }
       }
     }
@@ -289,20 +292,6 @@ public final class SentenceEncoder: Sendable {
     }
     if !current.isEmpty { batches.append(current) }
     return batches
-  }
-}
-
-/// Hands out 0, 1, 2, ... to the threads that ask, once each.
-private final class NextIndex: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value = 0
-
-  func take(below limit: Int) -> Int? {
-    lock.lock()
-    defer { lock.unlock() }
-    guard value < limit else { return nil }
-    value += 1
-    return value - 1
   }
 }
 

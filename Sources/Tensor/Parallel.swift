@@ -73,6 +73,16 @@ public enum Parallel {
     forEachChunk(count, chunks: chunkCount(count, minimumPerChunk: minimumPerChunk)) { body($1) }
   }
 
+  /// As the throwing `forEachDynamically` below, for a body that cannot fail.
+  public static func forEachDynamically(
+    _ count: Int, threads: Int, _ body: (_ index: Int, _ worker: Int) -> Void
+  ) {
+    withoutActuallyEscaping(body) { body in
+      let throwing: (Int, Int) throws -> Void = body  // selects the throwing overload
+      try! forEachDynamically(count, threads: threads, throwing)
+    }
+  }
+
   /// Runs `body(index, worker)` for every index in `0..<count` on up to `threads` threads,
   /// and rethrows the first error. With one thread it is a plain loop on the caller's
   /// thread.
