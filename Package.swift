@@ -72,7 +72,7 @@ let package = Package(
     .executableTarget(
       name: "gate-bench",
       dependencies: [
-        "VectorDB", "HNSW", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "VectorDB", "Tensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(

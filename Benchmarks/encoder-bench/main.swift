@@ -30,10 +30,7 @@ import Foundation
 import Tensor
 
 struct Options {
-  var model =
-    ProcessInfo.processInfo.environment["VDB_MODEL_DIR"]
-    ?? FileManager.default.homeDirectoryForCurrentUser
-    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2").path
+  var model = SentenceEncoder.defaultModelDirectory.path
   var batch = 32
   var reps = 5
   var batch1 = 200

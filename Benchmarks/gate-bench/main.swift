@@ -13,7 +13,7 @@
 // of helping and of hurting candidates.
 import ArgumentParser
 import Foundation
-import HNSW
+import Tensor
 import VectorDB
 
 @main

@@ -22,10 +22,7 @@ import Training
 
 struct Options {
   var dataset = "../shared/datasets/scifact"
-  var model =
-    ProcessInfo.processInfo.environment["VDB_MODEL_DIR"]
-    ?? FileManager.default.homeDirectoryForCurrentUser
-    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2").path
+  var model = SentenceEncoder.defaultModelDirectory.path
   var batch = 32
   var negatives = 0
   var steps: Int?

@@ -39,29 +39,6 @@ extension BertConfig {
   }
 }
 
-/// A float array at a fixed address, for the forward pass's hot loops.
-final class FloatBuffer: @unchecked Sendable {
-  let pointer: UnsafeMutablePointer<Float>
-  let count: Int
-
-  /// A buffer of `count` floats whose contents are undefined until written.
-  init(uninitializedCount count: Int) {
-    self.count = count
-    pointer = .allocate(capacity: max(count, 1))
-  }
-
-  convenience init(_ values: [Float]) {
-    self.init(uninitializedCount: values.count)
-    values.withUnsafeBufferPointer {
-      pointer.initialize(from: $0.baseAddress!, count: values.count)
-    }
-  }
-
-  var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
-
-  deinit { pointer.deallocate() }
-}
-
 /// A BERT encoder's weights in the layout the forward pass uses, and the pass itself.
 ///
 /// The query, key and value projections are stored as one `[3H, H]` matrix whose rows
@@ -72,24 +49,32 @@ final class FloatBuffer: @unchecked Sendable {
 final class BertModel: Sendable {
   struct Layer {
     /// [3H, H], rows grouped by head as [query | key | value] × head; `qkvBias` [3H].
-    let qkvWeight, qkvBias: FloatBuffer
-    let attentionOutputWeight, attentionOutputBias: FloatBuffer
-    let attentionNormGamma, attentionNormBeta: FloatBuffer
-    let intermediateWeight, intermediateBias: FloatBuffer
-    let outputWeight, outputBias: FloatBuffer
-    let outputNormGamma, outputNormBeta: FloatBuffer
+    let qkvWeight, qkvBias: Buffer<Float>
+    let attentionOutputWeight, attentionOutputBias: Buffer<Float>
+    let attentionNormGamma, attentionNormBeta: Buffer<Float>
+    let intermediateWeight, intermediateBias: Buffer<Float>
+    let outputWeight, outputBias: Buffer<Float>
+    let outputNormGamma, outputNormBeta: Buffer<Float>
   }
 
   let config: BertConfig
-  let wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings: FloatBuffer
-  let embeddingNormGamma, embeddingNormBeta: FloatBuffer
+  let wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings: Buffer<Float>
+  let embeddingNormGamma, embeddingNormBeta: Buffer<Float>
   let layers: [Layer]
 
   /// Takes the weights named as in ``BertConfig/parameterShapes()``; a `bert.` prefix
   /// on the names is accepted. Extra tensors (pooler, `position_ids`) are ignored.
+  ///
+  /// - Throws: ``EmbeddingError/invalidConfiguration(source:reason:)`` when the
+  ///   configuration is impossible or claims more (or fewer) layers than the weights hold,
+  ///   ``EmbeddingError/missingTensor(source:tensor:)``,
+  ///   ``EmbeddingError/wrongShape(source:tensor:shape:expected:)`` and
+  ///   ``EmbeddingError/nonFiniteWeight(source:tensor:index:)`` for unusable weights.
   init(config: BertConfig, weights: [String: Tensor], source: String) throws {
     try config.validate(source: source)
+    try Self.checkLayerCount(config, weights: weights, source: source)
     self.config = config
+    // Bounded now: every size is checked against a tensor the weights really hold.
     let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
     func values(_ name: String) throws -> [Float] {
       guard let tensor = weights[name] ?? weights["bert." + name] else {
@@ -100,13 +85,16 @@ final class BertModel: Sendable {
         throw EmbeddingError.wrongShape(
           source: source, tensor: name, shape: tensor.shape, expected: expected)
       }
+      if let bad = tensor.values.firstIndex(where: { !$0.isFinite }) {
+        throw EmbeddingError.nonFiniteWeight(source: source, tensor: name, index: bad)
+      }
       return tensor.values
     }
-    func buffer(_ name: String) throws -> FloatBuffer { FloatBuffer(try values(name)) }
+    func buffer(_ name: String) throws -> Buffer<Float> { Buffer<Float>(try values(name)) }
     let headWidth = config.headSize
     let rowWidth = config.hiddenSize
     /// Query, key and value parameters interleaved head by head, `width` floats per row.
-    func stackedByHead(_ parts: [[Float]], width: Int) -> FloatBuffer {
+    func stackedByHead(_ parts: [[Float]], width: Int) -> Buffer<Float> {
       var stacked: [Float] = []
       stacked.reserveCapacity(parts.count * parts[0].count)
       for head in 0..<config.headCount {
@@ -114,7 +102,7 @@ final class BertModel: Sendable {
           stacked += part[head * headWidth * width..<(head + 1) * headWidth * width]
         }
       }
-      return FloatBuffer(stacked)
+      return Buffer<Float>(stacked)
     }
 
     wordEmbeddings = try buffer("embeddings.word_embeddings.weight")
@@ -142,6 +130,27 @@ final class BertModel: Sendable {
     }
   }
 
+  /// Fails unless `weights` hold exactly the layers `encoder.layer.0 …` that
+  /// `num_hidden_layers` claims: checked before anything sized by the configuration is
+  /// built, so a `config.json` claiming 10⁹ layers is an error, not a 10⁹-entry table.
+  private static func checkLayerCount(
+    _ config: BertConfig, weights: [String: Tensor], source: String
+  ) throws {
+    var layers = Set<Int>()
+    for name in weights.keys {
+      let local = name.hasPrefix("bert.") ? name.dropFirst(5) : Substring(name)
+      guard local.hasPrefix("encoder.layer.") else { continue }
+      let number = local.dropFirst("encoder.layer.".count).prefix { $0.isASCII && $0.isNumber }
+      if let layer = Int(number) { layers.insert(layer) }
+    }
+    guard layers.count == config.layerCount, layers.allSatisfy({ $0 < config.layerCount }) else {
+      throw EmbeddingError.invalidConfiguration(
+        source: source,
+        reason: "config.json says num_hidden_layers \(config.layerCount) but the weights hold"
+          + " \(layers.count) layers (encoder.layer.N tensors)")
+    }
+  }
+
   /// The weights under their safetensors names (copies).
   var namedWeights: [String: Tensor] {
     let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
@@ -150,7 +159,7 @@ final class BertModel: Sendable {
       result[name] = Tensor(shape: shapes[name]!, values: values)
     }
     /// Part `part` (0 query, 1 key, 2 value) of head-interleaved rows of `width` floats.
-    func unstacked(_ buffer: FloatBuffer, part: Int, width: Int) -> [Float] {
+    func unstacked(_ buffer: Buffer<Float>, part: Int, width: Int) -> [Float] {
       let block = config.headSize * width
       let all = buffer.array
       return (0..<config.headCount).flatMap { head in
@@ -188,20 +197,20 @@ final class BertModel: Sendable {
   final class Workspace {
     let tokens: Int
     let longest: Int
-    let hidden, qkv, context, projection, expanded: FloatBuffer
+    let hidden, qkv, context, projection, expanded: Buffer<Float>
     /// One T × T score matrix per thread.
-    let scores: [FloatBuffer]
+    let scores: [Buffer<Float>]
 
     init(config: BertConfig, tokens: Int, longest: Int, threads: Int) {
       self.tokens = tokens
       self.longest = longest
       let h = config.hiddenSize
-      hidden = FloatBuffer(uninitializedCount: tokens * h)
-      qkv = FloatBuffer(uninitializedCount: tokens * 3 * h)
-      context = FloatBuffer(uninitializedCount: tokens * h)
-      projection = FloatBuffer(uninitializedCount: tokens * h)
-      expanded = FloatBuffer(uninitializedCount: tokens * config.intermediateSize)
-      scores = (0..<threads).map { _ in FloatBuffer(uninitializedCount: longest * longest) }
+      hidden = Buffer<Float>(uninitializedCount: tokens * h)
+      qkv = Buffer<Float>(uninitializedCount: tokens * 3 * h)
+      context = Buffer<Float>(uninitializedCount: tokens * h)
+      projection = Buffer<Float>(uninitializedCount: tokens * h)
+      expanded = Buffer<Float>(uninitializedCount: tokens * config.intermediateSize)
+      scores = (0..<threads).map { _ in Buffer<Float>(uninitializedCount: longest * longest) }
     }
   }
 
@@ -225,16 +234,16 @@ final class BertModel: Sendable {
     precondition(tokenCount <= workspace.tokens, "forward: workspace too small")
     precondition(sequences.allSatisfy { $0.count <= workspace.longest }, "forward: too long")
     let threads = workspace.scores.count
-    let x = workspace.hidden.pointer
+    let x = workspace.hidden.base
     let epsilon = config.layerNormEpsilon
 
     // Embeddings: word + position + token type 0, then LayerNorm.
     for (s, sequence) in sequences.enumerated() {
       for (position, token) in sequence.enumerated() {
         let row = x + (offsets[s] + position) * h
-        row.update(from: wordEmbeddings.pointer + token * h, count: h)
-        Kernels.addScaled(count: h, 1, positionEmbeddings.pointer + position * h, to: row)
-        Kernels.addScaled(count: h, 1, tokenTypeEmbeddings.pointer, to: row)
+        row.update(from: wordEmbeddings.base + token * h, count: h)
+        Kernels.addScaled(count: h, 1, positionEmbeddings.base + position * h, to: row)
+        Kernels.addScaled(count: h, 1, tokenTypeEmbeddings.base, to: row)
       }
     }
     normalizeRows(
@@ -249,39 +258,39 @@ final class BertModel: Sendable {
           heads.lowerBound * 3 * config.headSize..<heads.upperBound * 3 * config.headSize
         linear(
           tokenCount, input: x, inFeatures: h, weight: layer.qkvWeight, bias: layer.qkvBias,
-          output: workspace.qkv.pointer, outFeatures: 3 * h, columns: columns)
+          output: workspace.qkv.base, outFeatures: 3 * h, columns: columns)
         attention(
-          heads: heads, qkv: workspace.qkv.pointer, context: workspace.context.pointer,
-          sequences: sequences, offsets: offsets, scores: workspace.scores[part].pointer)
+          heads: heads, qkv: workspace.qkv.base, context: workspace.context.base,
+          sequences: sequences, offsets: offsets, scores: workspace.scores[part].base)
       }
       splitColumns(h, threads) { columns in
         linear(
-          tokenCount, input: workspace.context.pointer, inFeatures: h,
+          tokenCount, input: workspace.context.base, inFeatures: h,
           weight: layer.attentionOutputWeight, bias: layer.attentionOutputBias,
-          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+          output: workspace.projection.base, outFeatures: h, columns: columns)
       }
       normalizeRows(
-        tokenCount, workspace.projection.pointer, residual: x, layer.attentionNormGamma,
+        tokenCount, workspace.projection.base, residual: x, layer.attentionNormGamma,
         layer.attentionNormBeta, epsilon, threads)
       splitColumns(intermediate, threads) { columns in
         linear(
           tokenCount, input: x, inFeatures: h, weight: layer.intermediateWeight,
-          bias: layer.intermediateBias, output: workspace.expanded.pointer,
+          bias: layer.intermediateBias, output: workspace.expanded.base,
           outFeatures: intermediate, columns: columns)
         for row in 0..<tokenCount {
           Kernels.gelu(
             count: columns.count,
-            workspace.expanded.pointer + row * intermediate + columns.lowerBound)
+            workspace.expanded.base + row * intermediate + columns.lowerBound)
         }
       }
       splitColumns(h, threads) { columns in
         linear(
-          tokenCount, input: workspace.expanded.pointer, inFeatures: intermediate,
+          tokenCount, input: workspace.expanded.base, inFeatures: intermediate,
           weight: layer.outputWeight, bias: layer.outputBias,
-          output: workspace.projection.pointer, outFeatures: h, columns: columns)
+          output: workspace.projection.base, outFeatures: h, columns: columns)
       }
       normalizeRows(
-        tokenCount, workspace.projection.pointer, residual: x, layer.outputNormGamma,
+        tokenCount, workspace.projection.base, residual: x, layer.outputNormGamma,
         layer.outputNormBeta, epsilon, threads)
     }
 
@@ -310,12 +319,12 @@ final class BertModel: Sendable {
   /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows (one gemm).
   private func linear(
     _ rows: Int, input x: UnsafePointer<Float>, inFeatures: Int,
-    weight: FloatBuffer, bias: FloatBuffer, output y: UnsafeMutablePointer<Float>,
+    weight: Buffer<Float>, bias: Buffer<Float>, output y: UnsafeMutablePointer<Float>,
     outFeatures: Int, columns: Range<Int>
   ) {
     BLAS.linear(
       rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x,
-      weight: weight.pointer, bias: bias.pointer, output: y, columns: columns)
+      weight: weight.base, bias: bias.base, output: y, columns: columns)
   }
 
   /// x ← LayerNorm(input + residual) · γ + β, where x is `residual` when there is one
@@ -323,7 +332,7 @@ final class BertModel: Sendable {
   /// of them to pay for the hand-off.
   private func normalizeRows(
     _ rows: Int, _ input: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
-    _ gamma: FloatBuffer, _ beta: FloatBuffer, _ epsilon: Float, _ threads: Int
+    _ gamma: Buffer<Float>, _ beta: Buffer<Float>, _ epsilon: Float, _ threads: Int
   ) {
     let h = config.hiddenSize
     let destination = residual ?? input
@@ -332,7 +341,7 @@ final class BertModel: Sendable {
       let offset = slices[i].lowerBound * h
       Kernels.addLayerNorm(
         rows: slices[i].count, width: h, input + offset, residual: residual.map { $0 + offset },
-        gamma: gamma.pointer, beta: beta.pointer, epsilon: epsilon,
+        gamma: gamma.base, beta: beta.base, epsilon: epsilon,
         output: destination + offset)
     }
   }

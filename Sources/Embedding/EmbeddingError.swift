@@ -22,6 +22,9 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
   case missingTensor(source: String, tensor: String)
   /// A weight has the wrong shape for the configuration.
   case wrongShape(source: String, tensor: String, shape: [Int], expected: [Int])
+  /// A weight holds NaN or an infinity (at flat position `index`): every vector it
+  /// touched would be NaN.
+  case nonFiniteWeight(source: String, tensor: String, index: Int)
   /// A weight is stored in a type this encoder cannot use (only F32 is supported).
   case unsupportedDType(source: String, tensor: String, dtype: String)
   /// A vocabulary is unusable (empty, duplicate tokens, a required special token missing).
@@ -47,6 +50,8 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
       return "\(source): tensor '\(tensor)' is missing"
     case .wrongShape(let source, let tensor, let shape, let expected):
       return "\(source): tensor '\(tensor)' has shape \(shape), expected \(expected)"
+    case .nonFiniteWeight(let source, let tensor, let index):
+      return "\(source): tensor '\(tensor)' holds a NaN or infinite value (at index \(index))"
     case .unsupportedDType(let source, let tensor, let dtype):
       return "\(source): tensor '\(tensor)' has dtype \(dtype); only F32 weights are supported"
     case .invalidVocabulary(let source, let reason):

@@ -143,10 +143,13 @@ public struct SafeTensors: Sendable {
         return (product, partial.1 || overflow)
       }
       let (byteCount, byteOverflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
-      guard !overflow, !byteOverflow, offsets[1] - offsets[0] == byteCount else {
+      guard !overflow, !byteOverflow else {
+        throw invalid("shape \(shape) of \(fields.dtype) is too large to address", tensor: name)
+      }
+      guard offsets[1] - offsets[0] == byteCount else {
         throw invalid(
           "data_offsets \(offsets) hold \(offsets[1] - offsets[0]) bytes but shape \(shape)"
-            + " of \(fields.dtype) needs \(count &* dtype.byteSize)", tensor: name)
+            + " of \(fields.dtype) needs \(byteCount)", tensor: name)
       }
       guard offsets[1] <= dataSize else {
         throw invalid(

@@ -50,6 +50,20 @@ public final class SentenceEncoder: Sendable {
   /// The length of every output vector.
   public var dimension: Int { config.hiddenSize }
 
+  /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
+  /// `$VDB_MODEL_DIR` when set, else `~/.cache/vdb/models/all-MiniLM-L6-v2`. The one place
+  /// the project looks this up.
+  public static var defaultModelDirectory: URL {
+    let environment = ProcessInfo.processInfo.environment
+    if let path = environment["VDB_MODEL_DIR"], !path.isEmpty {
+      return URL(fileURLWithPath: path)
+    }
+    return URL(
+      fileURLWithPath: environment["HOME"] ?? FileManager.default.homeDirectoryForCurrentUser.path
+    )
+    .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2")
+  }
+
   /// Assembles an encoder from a configuration, a tokenizer and weights named as in
   /// ``BertConfig/parameterShapes()`` (extra tensors are ignored).
   ///
@@ -221,24 +235,27 @@ public final class SentenceEncoder: Sendable {
     let longest = sequences.map(\.count).max()!
     let widest = batches.map(\.count).max()!
     let h = dimension
-    let next = NextIndex()
+    // Scratch memory per worker; a worker takes the next batch as soon as it is free.
+    let workspaces = (0..<workers).map { _ in
+      (
+        BertModel.Workspace(
+          config: config, tokens: largest, longest: longest, threads: threadsPerBatch),
+        pooled: Buffer<Float>(uninitializedCount: widest * h)
+      )
+    }
     result.values.withUnsafeMutableBufferPointer { output in
       let output = output.baseAddress!
-      Parallel.forEach(workers) { _ in
-        let workspace = BertModel.Workspace(
-          config: config, tokens: largest, longest: longest, threads: threadsPerBatch)
-        let pooled = FloatBuffer(uninitializedCount: widest * h)
-        while let b = next.take(below: batches.count) {
-          let members = batches[b]
-          model.forward(
-            members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
-            output: pooled.pointer)
-          if normalizesOutput {
-            Kernels.l2Normalize(rows: members.count, width: h, pooled.pointer)
-          }
-          for (row, index) in members.enumerated() {
-            (output + index * h).update(from: pooled.pointer + row * h, count: h)
-          }
+      Parallel.forEachDynamically(batches.count, threads: workers) { b, worker in
+        let (workspace, pooled) = workspaces[worker]
+        let members = batches[b]
+        model.forward(
+          members.map { sequences[$0] }, pooling: pooling, workspace: workspace,
+          output: pooled.base)
+        if normalizesOutput {
+          Kernels.l2Normalize(rows: members.count, width: h, pooled.base)
+        }
+        for (row, index) in members.enumerated() {
+          (output + index * h).update(from: pooled.base + row * h, count: h)
         }
       }
     }
@@ -275,20 +292,6 @@ public final class SentenceEncoder: Sendable {
     }
     if !current.isEmpty { batches.append(current) }
     return batches
-  }
-}
-
-/// Hands out 0, 1, 2, ... to the threads that ask, once each.
-private final class NextIndex: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value = 0
-
-  func take(below limit: Int) -> Int? {
-    lock.lock()
-    defer { lock.unlock() }
-    guard value < limit else { return nil }
-    value += 1
-    return value - 1
   }
 }
 

@@ -1,3 +1,5 @@
+import Tensor
+
 extension HNSWGraph {
   /// Deletes a node: marks it deleted at once (searches stop returning it, but still
   /// walk through it), and repairs the graph around all deleted nodes when they reach
@@ -54,7 +56,7 @@ extension HNSWGraph {
     let readers = readerGraphs(threads)
     var repairs = [[(level: Int, neighbors: [UInt32])]](repeating: [], count: live.count)
     try repairs.withUnsafeMutableBufferPointer { repairs in
-      try forEachInParallel(live.count, threads: threads) { i, worker in
+      try Parallel.forEachDynamically(live.count, threads: threads) { i, worker in
         let node = live[i]
         for level in 0...node.level {
           if let neighbors = try readers[worker].repairedNeighbors(

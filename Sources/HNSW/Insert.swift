@@ -1,3 +1,5 @@
+import Tensor
+
 extension HNSWGraph {
   /// INSERT (Algorithm 1) of one node; see ``insert(ids:vectors:threads:)``.
   @inlinable
@@ -89,7 +91,7 @@ extension HNSWGraph {
     var readers = readerGraphs(threads)
     var plans = [[[UInt32]]](repeating: [], count: chunk.count)
     try plans.withUnsafeMutableBufferPointer { plans in
-      try forEachInParallel(chunk.count, threads: threads) { i, worker in
+      try Parallel.forEachDynamically(chunk.count, threads: threads) { i, worker in
         plans[i] = try readers[worker].planLinks(
           for: chunk[i], chunk: chunk, entry: entry, scratch: scratches[worker])
       }
@@ -109,7 +111,7 @@ extension HNSWGraph {
     var updated = [[UInt32]?](repeating: nil, count: targets.count)
     readers = readerGraphs(threads)
     try updated.withUnsafeMutableBufferPointer { updated in
-      try forEachInParallel(targets.count, threads: threads) { i, worker in
+      try Parallel.forEachDynamically(targets.count, threads: threads) { i, worker in
         let (key, sources) = targets[i]
         updated[i] = try readers[worker].addingLinks(
           to: UInt32(truncatingIfNeeded: key), level: Int(key >> 32), from: sources)

@@ -1,3 +1,5 @@
+import Tensor
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)

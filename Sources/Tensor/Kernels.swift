@@ -14,11 +14,15 @@ public enum Kernels {
   ///
   /// LayerNorm(v) = (v − mean(v)) / √(var(v) + ε) with the biased variance, as in
   /// PyTorch. `residual` may be nil. `output` may alias `x` (not `residual`).
+  /// Training passes `normalized` (rows × width) and `inverseDeviation` (rows) to keep
+  /// x̂ = (v − mean) / σ and 1/σ for the backward pass.
   public static func addLayerNorm(
     rows: Int, width: Int,
     _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?,
     gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, epsilon: Float,
-    output: UnsafeMutablePointer<Float>
+    output: UnsafeMutablePointer<Float>,
+    normalized: UnsafeMutablePointer<Float>? = nil,
+    inverseDeviation saved: UnsafeMutablePointer<Float>? = nil
   ) {
     let vectorEnd = width & ~7
     for row in 0..<rows {
@@ -69,6 +73,15 @@ public enum Kernels {
       let inverseDeviation =
         1 / (((squares + squares8.sum()) / Float(width)) + epsilon).squareRoot()
       // Pass 3: normalise, scale, shift.
+      saved?[row] = inverseDeviation
+      if let normalized {
+        let n = normalized + row * width
+        for j in 0..<width {
+          n[j] = (y[j] - mean) * inverseDeviation
+          y[j] = n[j] * gamma[j] + beta[j]
+        }
+        continue
+      }
       i = 0
       while i < vectorEnd {
         store8((load8(y + i) - mean) * inverseDeviation * load8(gamma + i) + load8(beta + i), y + i)
@@ -83,17 +96,45 @@ public enum Kernels {
   /// x ← GELU(x) in place, with the exact (erf) form used by BERT:
   /// GELU(x) = x · ½ · (1 + erf(x / √2)).
   public static func gelu(count: Int, _ x: UnsafeMutablePointer<Float>) {
+    gelu(count: count, x, into: x)
+  }
+
+  /// y = GELU(x) (`y` may be `x`).
+  public static func gelu(
+    count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
+  ) {
+    forEachLane(count, x, y) { v in v * 0.5 * (1 + erf(v * 0.707_106_77)) }
+  }
+
+  /// d ← d · GELU′(u), GELU′(u) = Φ(u) + u · e^(−u²/2) / √(2π): the backward of ``gelu(count:_:into:)``.
+  public static func geluBackward(
+    count: Int, _ u: UnsafePointer<Float>, gradient d: UnsafeMutablePointer<Float>
+  ) {
+    let vectorEnd = count & ~7
+    @inline(__always) func derivative(_ v: SIMD8<Float>) -> SIMD8<Float> {
+      0.5 * (1 + erf(v * 0.707_106_77)) + v * exp(-0.5 * v * v) * 0.398_942_28
+    }
+    var i = 0
+    while i < vectorEnd {
+      store8(load8(d + i) * derivative(load8(u + i)), d + i)
+      i += 8
+    }
+    for j in vectorEnd..<count { d[j] *= derivative(SIMD8(repeating: u[j]))[0] }
+  }
+
+  /// y[i] = f(x[i]) eight lanes at a time; the tail through a broadcast vector.
+  @inline(__always)
+  private static func forEachLane(
+    _ count: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    _ f: (SIMD8<Float>) -> SIMD8<Float>
+  ) {
     let vectorEnd = count & ~7
     var i = 0
     while i < vectorEnd {
-      let v = load8(x + i)
-      store8(v * 0.5 * (1 + erf(v * 0.707_106_77)), x + i)
+      store8(f(load8(x + i)), y + i)
       i += 8
     }
-    for j in vectorEnd..<count {
-      let v = SIMD8<Float>(repeating: x[j])
-      x[j] = (v * 0.5 * (1 + erf(v * 0.707_106_77)))[0]
-    }
+    for j in vectorEnd..<count { y[j] = f(SIMD8(repeating: x[j]))[0] }
   }
 
   /// Softmax of each row over its first `validWidth` entries; the rest of the row

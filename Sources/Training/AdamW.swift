@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// AdamW (Loshchilov & Hutter) exactly as `torch.optim.AdamW` steps it, with weight decay only
 /// on the parameters whose ``ParameterLayout/Entry/decays`` is true (not biases, not LayerNorm),
@@ -19,7 +20,7 @@ import Foundation
 /// var optimizer = AdamW<Float>(layout: weights.layout)
 /// optimizer.step(parameters: &weights.values, gradients: grads, learningRate: 2e-5)
 /// ```
-public struct AdamW<Scalar: TrainingScalar>: Sendable {
+public struct AdamW<Scalar: TensorScalar>: Sendable {
   public var beta1: Double = 0.9
   public var beta2: Double = 0.999
   public var epsilon: Double = 1e-8
@@ -66,7 +67,7 @@ public struct AdamW<Scalar: TrainingScalar>: Sendable {
         firstMoment.withUnsafeMutableBufferPointer { m in
           secondMoment.withUnsafeMutableBufferPointer { v in
             for (range, decays) in ranges {
-              parallelChunks(range.count, minimumPerChunk: 1 << 15) { chunk in
+              Parallel.forEachChunk(range.count, minimumPerChunk: 1 << 15) { chunk in
                 for i
                   in (range.lowerBound + chunk.lowerBound)..<(range.lowerBound + chunk.upperBound)
                 {
@@ -116,5 +117,12 @@ public enum GradientClipping {
   /// The multiplier for a gradient of norm `norm`.
   public static func factor(norm: Double, maxNorm: Double) -> Double {
     min(1, maxNorm / (norm + 1e-6))
+  }
+
+  /// Scales `gradient` down to norm `maxNorm` when it is longer (norm accumulated in Double).
+  public static func clip(_ gradient: inout [Float], maxNorm: Double) {
+    let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+    let factor = Float(factor(norm: norm, maxNorm: maxNorm))
+    if factor < 1 { for i in gradient.indices { gradient[i] *= factor } }
   }
 }

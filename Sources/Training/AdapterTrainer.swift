@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// One example for the query-adapter tier: the frozen model's query and document vectors
 /// (unit length), with ``TrainingExample/keys``-style keys for the no-duplicates sampler.
@@ -82,9 +83,7 @@ public final class AdapterTrainer: RankingTrainer {
       queries: pass.adapted, documents: documents, dimension: adapter.dimension)
     var gradient = adapter.backward(
       queries: queries, pass: pass, adaptedGradient: result.queryGradient)
-    let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-    let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
-    if factor < 1 { gradient = gradient.map { $0 * Float(factor) } }
+    GradientClipping.clip(&gradient, maxNorm: configuration.maxGradientNorm)
     optimizer.step(
       parameters: &adapter.matrix, gradients: gradient,
       learningRate: schedule.learningRate(atStep: step))

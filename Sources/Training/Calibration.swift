@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// Temperature scaling (Guo et al., 2017): one scalar `T` divides the logits so that the
 /// softmax probabilities match how often the top class is right. The class ranking does not
@@ -131,7 +132,7 @@ public struct ClassificationMetrics: Sendable, Equatable, Codable {
       ).macroF1
     }
     let all = Array(0..<n)
-    var random = TrainingRandom(seed: seed)
+    var random = Xoshiro256(seed: seed)
     var deltas: [Double] = []
     deltas.reserveCapacity(resamples)
     for _ in 0..<resamples {

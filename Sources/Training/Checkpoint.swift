@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// The bytes of a training checkpoint: a small JSON header and named float arrays.
 ///
@@ -114,18 +115,13 @@ struct CheckpointFile<Header: Codable> {
   }
 }
 
-/// FNV-1a, 64-bit: a checkpoint remembers a fingerprint of the data it was trained on, and
-/// resuming with other data is refused.
+/// A fingerprint of training data (FNV-1a): a checkpoint remembers the data it was trained
+/// on, and resuming with other data is refused.
 struct Fingerprint {
-  private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+  private var hash = FNV1a()
+  var value: UInt64 { hash.value }
 
-  mutating func mix(_ word: UInt64) {
-    var v = word
-    for _ in 0..<8 {
-      value = (value ^ (v & 0xff)) &* 0x100_0000_01b3
-      v >>= 8
-    }
-  }
+  mutating func mix(_ word: UInt64) { hash.mix(word) }
 
   mutating func mix(_ string: String) {
     mix(UInt64(string.utf8.count))

@@ -1,17 +1,6 @@
 import Embedding
 import Tensor
 
-extension EncoderShape {
-  /// The shape of the encoder a sentence-transformers `config.json` describes.
-  public init(_ config: BertConfig) {
-    self.init(
-      layers: config.layerCount, hidden: config.hiddenSize, heads: config.headCount,
-      intermediate: config.intermediateSize, vocabulary: config.vocabularySize,
-      positions: config.maxPositions, tokenTypes: config.typeVocabularySize,
-      layerNormEpsilon: Double(config.layerNormEpsilon))
-  }
-}
-
 extension EncoderParameters where Scalar == Float {
   /// The weights of an inference encoder, ready to train.
   ///
@@ -20,9 +9,12 @@ extension EncoderParameters where Scalar == Float {
   /// let weights = try EncoderParameters(encoder)
   /// let trainer = try EncoderTrainer(parameters: weights, examples: examples)
   /// ```
+  ///
+  /// - Throws: ``TrainingError`` when the encoder's weights do not fit its configuration.
   public init(_ encoder: SentenceEncoder) throws(TrainingError) {
     try self.init(
-      shape: EncoderShape(encoder.config), tensors: encoder.weights.mapValues(\.values))
+      config: encoder.config, pooling: encoder.pooling,
+      tensors: encoder.weights.mapValues(\.values))
   }
 
   /// The weights as `Tensor`s with their safetensors shapes, for
@@ -32,6 +24,25 @@ extension EncoderParameters where Scalar == Float {
       uniqueKeysWithValues: layout.entries.map { entry in
         (entry.name, Tensor(shape: entry.dimensions, values: Array(values[entry.range])))
       })
+  }
+}
+
+extension SentenceEncoder {
+  /// The encoder that serves `parameters` as training computed them (same configuration,
+  /// pooling and weights), with `base`'s tokenizer, sequence length and output scaling.
+  ///
+  /// ```swift
+  /// let candidate = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)
+  /// ```
+  ///
+  /// - Throws: ``EmbeddingError`` when the weights do not fit the configuration.
+  public convenience init(trained parameters: EncoderParameters<Float>, like base: SentenceEncoder)
+    throws
+  {
+    try self.init(
+      config: parameters.config, tokenizer: base.tokenizer, weights: parameters.namedTensors(),
+      maxSequenceLength: base.maxSequenceLength, pooling: parameters.pooling,
+      normalizesOutput: base.normalizesOutput)
   }
 }
 

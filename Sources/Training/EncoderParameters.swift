@@ -1,4 +1,6 @@
+import Embedding
 import Foundation
+import Tensor
 
 /// Where each named tensor of a BERT encoder lives inside one flat buffer.
 ///
@@ -22,14 +24,15 @@ public struct ParameterLayout: Sendable, Equatable {
 
   /// Offsets of one transformer layer's tensors.
   struct Layer: Sendable, Equatable {
-    var query = 0, queryBias = 0, key = 0, keyBias = 0, value = 0, valueBias = 0
-    var attentionOutput = 0, attentionOutputBias = 0, attentionNormGain = 0, attentionNormBias = 0
-    var intermediate = 0, intermediateBias = 0, output = 0, outputBias = 0
-    var outputNormGain = 0, outputNormBias = 0
+    var query, queryBias, key, keyBias, value, valueBias: Int
+    var attentionOutput, attentionOutputBias, attentionNormGain, attentionNormBias: Int
+    var intermediate, intermediateBias, output, outputBias: Int
+    var outputNormGain, outputNormBias: Int
   }
 
-  public let shape: EncoderShape
-  /// All tensors in a fixed order.
+  /// The encoder's configuration (Embedding's: one config for inference and training).
+  public let config: BertConfig
+  /// All tensors in ``BertConfig/parameterShapes()`` order.
   public let entries: [Entry]
   /// Total number of scalars.
   public let count: Int
@@ -38,52 +41,47 @@ public struct ParameterLayout: Sendable, Equatable {
   let layers: [Layer]
   private let indexByName: [String: Int]
 
-  public init(shape: EncoderShape) {
-    self.shape = shape
-    var entries: [Entry] = []
+  /// The layout of `config`'s parameters, named and ordered as the inference model
+  /// names them (``BertConfig/parameterShapes()``).
+  public init(config: BertConfig) {
+    self.config = config
     var offset = 0
-    func add(_ name: String, _ dimensions: [Int], decays: Bool) -> Int {
+    let entries = config.parameterShapes().map { name, dimensions in
+      // No weight decay on biases and LayerNorm parameters, as Hugging Face's trainer.
+      let decays = !(name.hasSuffix(".bias") || name.contains("LayerNorm"))
       let entry = Entry(name: name, dimensions: dimensions, offset: offset, decays: decays)
-      entries.append(entry)
       offset += entry.count
-      return entry.offset
+      return entry
     }
-    let h = shape.hidden
-    let i = shape.intermediate
-    wordEmbeddings = add("embeddings.word_embeddings.weight", [shape.vocabulary, h], decays: true)
-    positionEmbeddings = add(
-      "embeddings.position_embeddings.weight", [shape.positions, h], decays: true)
-    tokenTypeEmbeddings = add(
-      "embeddings.token_type_embeddings.weight", [shape.tokenTypes, h], decays: true)
-    embeddingNormGain = add("embeddings.LayerNorm.weight", [h], decays: false)
-    embeddingNormBias = add("embeddings.LayerNorm.bias", [h], decays: false)
-    var layers: [Layer] = []
-    for l in 0..<shape.layers {
-      let p = "encoder.layer.\(l)."
-      var layer = Layer()
-      layer.query = add(p + "attention.self.query.weight", [h, h], decays: true)
-      layer.queryBias = add(p + "attention.self.query.bias", [h], decays: false)
-      layer.key = add(p + "attention.self.key.weight", [h, h], decays: true)
-      layer.keyBias = add(p + "attention.self.key.bias", [h], decays: false)
-      layer.value = add(p + "attention.self.value.weight", [h, h], decays: true)
-      layer.valueBias = add(p + "attention.self.value.bias", [h], decays: false)
-      layer.attentionOutput = add(p + "attention.output.dense.weight", [h, h], decays: true)
-      layer.attentionOutputBias = add(p + "attention.output.dense.bias", [h], decays: false)
-      layer.attentionNormGain = add(p + "attention.output.LayerNorm.weight", [h], decays: false)
-      layer.attentionNormBias = add(p + "attention.output.LayerNorm.bias", [h], decays: false)
-      layer.intermediate = add(p + "intermediate.dense.weight", [i, h], decays: true)
-      layer.intermediateBias = add(p + "intermediate.dense.bias", [i], decays: false)
-      layer.output = add(p + "output.dense.weight", [h, i], decays: true)
-      layer.outputBias = add(p + "output.dense.bias", [h], decays: false)
-      layer.outputNormGain = add(p + "output.LayerNorm.weight", [h], decays: false)
-      layer.outputNormBias = add(p + "output.LayerNorm.bias", [h], decays: false)
-      layers.append(layer)
-    }
-    self.layers = layers
     self.entries = entries
-    self.count = offset
-    self.indexByName = Dictionary(
+    count = offset
+    let indexByName = Dictionary(
       uniqueKeysWithValues: entries.enumerated().map { ($0.element.name, $0.offset) })
+    self.indexByName = indexByName
+    func at(_ name: String) -> Int { entries[indexByName[name]!].offset }
+    wordEmbeddings = at("embeddings.word_embeddings.weight")
+    positionEmbeddings = at("embeddings.position_embeddings.weight")
+    tokenTypeEmbeddings = at("embeddings.token_type_embeddings.weight")
+    embeddingNormGain = at("embeddings.LayerNorm.weight")
+    embeddingNormBias = at("embeddings.LayerNorm.bias")
+    layers = (0..<config.layerCount).map { l in
+      let p = "encoder.layer.\(l)."
+      return Layer(
+        query: at(p + "attention.self.query.weight"),
+        queryBias: at(p + "attention.self.query.bias"),
+        key: at(p + "attention.self.key.weight"), keyBias: at(p + "attention.self.key.bias"),
+        value: at(p + "attention.self.value.weight"),
+        valueBias: at(p + "attention.self.value.bias"),
+        attentionOutput: at(p + "attention.output.dense.weight"),
+        attentionOutputBias: at(p + "attention.output.dense.bias"),
+        attentionNormGain: at(p + "attention.output.LayerNorm.weight"),
+        attentionNormBias: at(p + "attention.output.LayerNorm.bias"),
+        intermediate: at(p + "intermediate.dense.weight"),
+        intermediateBias: at(p + "intermediate.dense.bias"),
+        output: at(p + "output.dense.weight"), outputBias: at(p + "output.dense.bias"),
+        outputNormGain: at(p + "output.LayerNorm.weight"),
+        outputNormBias: at(p + "output.LayerNorm.bias"))
+    }
   }
 
   /// The entry called `name`, or nil.
@@ -95,25 +93,35 @@ public struct ParameterLayout: Sendable, Equatable {
   var wordEmbeddingRange: Range<Int> { entries[0].range }
 }
 
-/// The weights of a BERT encoder in one flat buffer laid out by ``ParameterLayout``.
+/// The encoder being trained: its configuration, its pooling and its weights in one flat
+/// buffer laid out by ``ParameterLayout``. Training computes the function
+/// ``SentenceEncoder`` serves with the same configuration and pooling.
 ///
 /// ```swift
 /// // From a safetensors file read as name → [Float] (extra tensors such as
 /// // `embeddings.position_ids` or a pooler are ignored):
-/// let weights = try EncoderParameters<Float>(shape: .miniLML6, tensors: tensorsByName)
+/// let weights = try EncoderParameters<Float>(config: config, tensors: tensorsByName)
 /// let back: [String: [Float]] = weights.tensors()
 /// ```
-public struct EncoderParameters<Scalar: TrainingScalar>: Sendable, Equatable {
+public struct EncoderParameters<Scalar: TensorScalar>: Sendable, Equatable {
   public let layout: ParameterLayout
+  /// How token vectors become the sentence vector (mean or `[CLS]`), as at inference.
+  public var pooling: SentenceEncoder.Pooling
   /// Every parameter, tensor after tensor in ``ParameterLayout/entries`` order.
   public var values: [Scalar]
-  public var shape: EncoderShape { layout.shape }
+  public var config: BertConfig { layout.config }
 
   /// Copies the named tensors into place. Every tensor of the layout must be present with
   /// exactly its number of values; names the layout does not know are ignored.
-  public init(shape: EncoderShape, tensors: [String: [Float]]) throws(TrainingError) {
-    try shape.validate()
-    layout = ParameterLayout(shape: shape)
+  ///
+  /// - Throws: ``TrainingError/invalidShape(_:)`` for an impossible `config`,
+  ///   ``TrainingError/badParameter(name:reason:)`` for a missing or mis-sized tensor.
+  public init(
+    config: BertConfig, pooling: SentenceEncoder.Pooling = .mean, tensors: [String: [Float]]
+  ) throws(TrainingError) {
+    try Self.validate(config)
+    layout = ParameterLayout(config: config)
+    self.pooling = pooling
     values = [Scalar](repeating: 0, count: layout.count)
     for entry in layout.entries {
       guard let tensor = tensors[entry.name] else {
@@ -130,12 +138,16 @@ public struct EncoderParameters<Scalar: TrainingScalar>: Sendable, Equatable {
 
   /// Random weights for tests: normal(0, `standardDeviation`) matrices and embeddings,
   /// LayerNorm gains near 1 and small biases (all random, so no gradient is trivially zero).
-  public init(randomFor shape: EncoderShape, seed: UInt64, standardDeviation: Double = 0.2)
-    throws(TrainingError)
-  {
-    try shape.validate()
-    layout = ParameterLayout(shape: shape)
-    var rng = TrainingRandom(seed: seed)
+  ///
+  /// - Throws: ``TrainingError/invalidShape(_:)`` for an impossible `config`.
+  public init(
+    randomFor config: BertConfig, pooling: SentenceEncoder.Pooling = .mean, seed: UInt64,
+    standardDeviation: Double = 0.2
+  ) throws(TrainingError) {
+    try Self.validate(config)
+    layout = ParameterLayout(config: config)
+    self.pooling = pooling
+    var rng = Xoshiro256(seed: seed)
     func normal() -> Double {
       // Box–Muller; 1 − u keeps the logarithm finite.
       let u = 1 - Double(rng.nextUnitFloat())
@@ -152,9 +164,19 @@ public struct EncoderParameters<Scalar: TrainingScalar>: Sendable, Equatable {
   }
 
   /// The same weights in another scalar type (e.g. `Double` for a gradient check).
-  public init<Other: TrainingScalar>(converting other: EncoderParameters<Other>) {
+  public init<Other: TensorScalar>(converting other: EncoderParameters<Other>) {
     layout = other.layout
+    pooling = other.pooling
     values = other.values.map { Scalar($0) }
+  }
+
+  /// Checks `config` with the inference model's rules, as a training error.
+  private static func validate(_ config: BertConfig) throws(TrainingError) {
+    do {
+      try config.validate(source: "the encoder configuration")
+    } catch {
+      throw .invalidShape("\(error)")
+    }
   }
 
   /// The weights as name → values, in safetensors naming.

@@ -1,4 +1,6 @@
+import Embedding
 import Foundation
+import Tensor
 
 /// The full-encoder training loop: no-duplicates batches, multiple-negatives ranking loss
 /// (optionally through GradCache), gradient-norm clipping, AdamW with linear warm-up and decay.
@@ -28,12 +30,22 @@ public final class EncoderTrainer: RankingTrainer {
   private let examples: [TrainingExample]
   private let plan: TrainingPlan
   /// Source of the per-sequence dropout seeds.
-  private var random: TrainingRandom
+  private var random: Xoshiro256
+  /// The low-rank adapters a LoRA run trains (nil: the run trains every weight). The
+  /// encoder then always holds the base weights merged with them.
+  public private(set) var lora: LoRAAdapters<Float>?
+  /// The frozen weights under ``lora`` (LoRA runs only).
+  private let base: EncoderParameters<Float>?
 
-  /// Prepares a run over `examples` from `parameters`.
+  /// Prepares a run over `examples` from `parameters`: of every weight, or with `lora`, of
+  /// low-rank adapters on the weights it names (the rest frozen).
+  ///
+  /// - Throws: ``TrainingError`` for an invalid configuration or LoRA configuration, no
+  ///   examples, or an example that does not fit the model.
   public init(
     parameters: EncoderParameters<Float>, examples: [TrainingExample],
-    configuration: TrainingConfiguration = TrainingConfiguration()
+    configuration: TrainingConfiguration = TrainingConfiguration(),
+    lora: LoRAConfiguration? = nil
   ) throws(TrainingError) {
     try configuration.validate()
     guard !examples.isEmpty else { throw .badInput("no training examples") }
@@ -42,13 +54,14 @@ public final class EncoderTrainer: RankingTrainer {
         if sequence.isEmpty {
           throw .badSequence(index: i, reason: "example has an empty sequence")
         }
-        if sequence.count > parameters.shape.positions {
+        if sequence.count > parameters.config.maxPositions {
           throw .badSequence(
             index: i,
             reason: "example has \(sequence.count) tokens, more than the model's "
-              + "\(parameters.shape.positions) positions")
+              + "\(parameters.config.maxPositions) positions")
         }
-        if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.shape.vocabulary }) {
+        if let bad = sequence.first(where: { $0 < 0 || Int($0) >= parameters.config.vocabularySize }
+        ) {
           throw .badSequence(index: i, reason: "example has token id \(bad) outside the vocabulary")
         }
       }
@@ -56,7 +69,17 @@ public final class EncoderTrainer: RankingTrainer {
     self.configuration = configuration
     self.examples = examples
     encoder = TrainableEncoder(parameters: parameters, dropout: configuration.dropout)
-    optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
+    base = lora == nil ? nil : parameters
+    if let lora {
+      let adapters = try LoRAAdapters<Float>(
+        config: parameters.config, configuration: lora, seed: configuration.seed)
+      self.lora = adapters
+      optimizer = AdamW(
+        count: adapters.values.count, decays: configuration.weightDecay > 0,
+        weightDecay: configuration.weightDecay)
+    } else {
+      optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
+    }
     plan = TrainingPlan(
       keys: examples.map(\.keys), batchSize: configuration.batchSize, epochs: configuration.epochs,
       seed: configuration.seed)
@@ -64,7 +87,7 @@ public final class EncoderTrainer: RankingTrainer {
       peak: configuration.learningRate, totalSteps: plan.totalSteps,
       warmupRatio: configuration.warmupRatio)
     loss = MultipleNegativesRankingLoss(scale: configuration.scale)
-    random = TrainingRandom(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
+    random = Xoshiro256(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
   }
 
   /// Steps in the whole run.
@@ -81,13 +104,25 @@ public final class EncoderTrainer: RankingTrainer {
     let batch = indices.map { examples[$0] }
     encoder.zeroGradients()
     let batchLoss = accumulateGradients(batch)
-    // Clip the global gradient norm, then update.
-    let norm = encoder.gradientSquaredNorm().squareRoot()
-    let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
-    if factor < 1 { encoder.scaleGradients(by: Float(factor)) }
-    optimizer.step(
-      parameters: &encoder.parameters.values, gradients: encoder.gradients,
-      learningRate: schedule.learningRate(atStep: step))
+    let rate = schedule.learningRate(atStep: step)
+    if var adapters = lora, let base {
+      // The adapters' gradient from the merged weights' (see LoRAAdapters), clipped, then
+      // the update, and the encoder re-merged for the next step.
+      var gradient = adapters.gradients(
+        weightGradients: encoder.gradients, layout: encoder.parameters.layout)
+      GradientClipping.clip(&gradient, maxNorm: configuration.maxGradientNorm)
+      optimizer.step(parameters: &adapters.values, gradients: gradient, learningRate: rate)
+      lora = adapters
+      encoder.parameters = adapters.merged(into: base)
+    } else {
+      // Clip the global gradient norm, then update.
+      let norm = encoder.gradientSquaredNorm().squareRoot()
+      let factor = GradientClipping.factor(norm: norm, maxNorm: configuration.maxGradientNorm)
+      if factor < 1 { encoder.scaleGradients(by: Float(factor)) }
+      optimizer.step(
+        parameters: &encoder.parameters.values, gradients: encoder.gradients,
+        learningRate: rate)
+    }
     step += 1
     lossHistory.append(batchLoss)
     return batchLoss
@@ -105,13 +140,14 @@ public final class EncoderTrainer: RankingTrainer {
       let sequences =
         batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
       let tokens = try! TokenBatch(
-        sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+        sequences, vocabulary: encoder.config.vocabularySize,
+        maximumLength: encoder.config.maxPositions)
       let embeddings = encoder.embed(tokens)
-      let split = batch.count * encoder.shape.hidden
+      let split = batch.count * encoder.config.hiddenSize
       total += Double(
         loss.evaluate(
           queries: Array(embeddings[..<split]), documents: Array(embeddings[split...]),
-          dimension: encoder.shape.hidden
+          dimension: encoder.config.hiddenSize
         ).loss)
       batches += 1
     }
@@ -125,7 +161,8 @@ public final class EncoderTrainer: RankingTrainer {
     let sequences =
       batch.map(\.query) + batch.map(\.positive) + batch.flatMap(\.negatives)
     let tokens = try! TokenBatch(
-      sequences, vocabulary: encoder.shape.vocabulary, maximumLength: encoder.shape.positions)
+      sequences, vocabulary: encoder.config.vocabularySize,
+      maximumLength: encoder.config.maxPositions)
     let seeds = (0..<sequences.count).map { _ in random.next() }
     return Self.rankingLossGradients(
       encoder: encoder, sequences: tokens, queryCount: batch.count, loss: loss,
@@ -143,12 +180,12 @@ public final class EncoderTrainer: RankingTrainer {
   /// batch; then per group run the forward pass again, keeping activations, and backpropagate
   /// that group's rows of d(loss)/d(embeddings). Each sequence's dropout masks come from its
   /// own seed, so the second pass reproduces the first and the gradient equals the plain one.
-  static func rankingLossGradients<Scalar: TrainingScalar>(
+  static func rankingLossGradients<Scalar: TensorScalar>(
     encoder: TrainableEncoder<Scalar>, sequences: TokenBatch, queryCount: Int,
     loss: MultipleNegativesRankingLoss, dropoutSeeds: [UInt64]?, miniBatchSize: Int?,
     peakActivationBytes: inout Int
   ) -> Double {
-    let h = encoder.shape.hidden
+    let h = encoder.config.hiddenSize
     let split = queryCount * h
     func groups() -> [Range<Int>] {
       let size = miniBatchSize ?? sequences.count
@@ -191,7 +228,10 @@ public final class EncoderTrainer: RankingTrainer {
 
   struct CheckpointHeader: Codable {
     var kind = "encoder"
-    var shape: EncoderShape
+    var config: BertConfig
+    var pooling: SentenceEncoder.Pooling
+    /// The adapters' configuration of a LoRA run (their values are the "lora" array).
+    var lora: LoRAConfiguration?
     var configuration: TrainingConfiguration
     var step: Int
     var optimizerStep: Int
@@ -205,17 +245,17 @@ public final class EncoderTrainer: RankingTrainer {
   /// The complete state of the run as bytes (see ``init(resuming:examples:)``).
   public func checkpoint() throws -> Data {
     let header = CheckpointHeader(
-      shape: encoder.shape, configuration: configuration, step: step,
+      config: encoder.config, pooling: encoder.pooling, lora: lora?.configuration,
+      configuration: configuration, step: step,
       optimizerStep: optimizer.step, random: random.state, lossHistory: lossHistory,
       peakActivationBytes: peakActivationBytes, examples: examples.count,
       examplesFingerprint: fingerprint(of: examples))
-    return try CheckpointFile(
-      header: header,
-      arrays: [
-        ("parameters", encoder.parameters.values), ("firstMoment", optimizer.firstMoment),
-        ("secondMoment", optimizer.secondMoment),
-      ]
-    ).encoded()
+    var arrays: [(name: String, values: [Float])] = [
+      ("parameters", (base ?? encoder.parameters).values), ("firstMoment", optimizer.firstMoment),
+      ("secondMoment", optimizer.secondMoment),
+    ]
+    if let lora { arrays.append(("lora", lora.values)) }
+    return try CheckpointFile(header: header, arrays: arrays).encoded()
   }
 
   /// Continues the run saved in `checkpoint`; `examples` must be those it was started with.
@@ -232,19 +272,28 @@ public final class EncoderTrainer: RankingTrainer {
         "it was made with other training examples (\(header.examples) examples; given "
           + "\(examples.count) that differ)")
     }
-    let layout = ParameterLayout(shape: header.shape)
-    var parameters = try EncoderParameters<Float>(randomFor: header.shape, seed: 0)
+    let layout = ParameterLayout(config: header.config)
+    var parameters = try EncoderParameters<Float>(
+      randomFor: header.config, pooling: header.pooling, seed: 0)
     parameters.values = try file.array("parameters", count: layout.count)
-    try self.init(parameters: parameters, examples: examples, configuration: header.configuration)
+    try self.init(
+      parameters: parameters, examples: examples, configuration: header.configuration,
+      lora: header.lora)
     guard (0...plan.totalSteps).contains(header.step) else {
       throw .badCheckpoint("step \(header.step) is outside the run's \(plan.totalSteps) steps")
     }
-    optimizer.firstMoment = try file.array("firstMoment", count: layout.count)
-    optimizer.secondMoment = try file.array("secondMoment", count: layout.count)
+    if var adapters = lora {
+      adapters.values = try file.array("lora", count: adapters.values.count)
+      lora = adapters
+      encoder.parameters = adapters.merged(into: parameters)
+    }
+    let trained = lora?.values.count ?? layout.count
+    optimizer.firstMoment = try file.array("firstMoment", count: trained)
+    optimizer.secondMoment = try file.array("secondMoment", count: trained)
     optimizer.step = header.optimizerStep
     step = header.step
     lossHistory = header.lossHistory
     peakActivationBytes = header.peakActivationBytes
-    random = TrainingRandom(state: header.random)
+    random = Xoshiro256(state: header.random)
   }
 }

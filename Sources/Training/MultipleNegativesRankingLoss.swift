@@ -1,3 +1,5 @@
+import Tensor
+
 /// Multiple-negatives ranking loss (sentence-transformers `MultipleNegativesRankingLoss`, the
 /// InfoNCE objective of DPR): each query must score its own positive above every other document
 /// in the batch — the other queries' positives and all hard negatives.
@@ -32,7 +34,7 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
   }
 
   /// The loss and its gradients for one batch.
-  public struct Result<Scalar: TrainingScalar> {
+  public struct Result<Scalar: TensorScalar> {
     /// Mean cross-entropy over the queries.
     public var loss: Scalar
     /// ∂L/∂q, one row per query.
@@ -43,7 +45,7 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
 
   /// Computes the loss for `queries` (`B` rows of `dimension` values) against `documents`
   /// (at least `B` rows: row `i < B` is query `i`'s positive, any further rows are negatives).
-  public func evaluate<Scalar: TrainingScalar>(
+  public func evaluate<Scalar: TensorScalar>(
     queries: [Scalar], documents: [Scalar], dimension: Int
   ) -> Result<Scalar> {
     precondition(dimension > 0 && queries.count % dimension == 0, "ragged query matrix")
@@ -56,7 +58,7 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
     queries.withUnsafeBufferPointer { q in
       documents.withUnsafeBufferPointer { d in
         scores.withUnsafeMutableBufferPointer { c in
-          parallelGemm(
+          BLAS.parallelGemm(
             transposeA: false, transposeB: true, m: b, n: m, k: dimension, alpha: s,
             a: q.baseAddress!, lda: dimension, b: d.baseAddress!, ldb: dimension, beta: 0,
             c: c.baseAddress!, ldc: m)
@@ -85,13 +87,13 @@ public struct MultipleNegativesRankingLoss: Sendable, Equatable, Codable {
       queries.withUnsafeBufferPointer { q in
         documents.withUnsafeBufferPointer { d in
           queryGradient.withUnsafeMutableBufferPointer { dq in
-            parallelGemm(
+            BLAS.parallelGemm(
               transposeA: false, transposeB: false, m: b, n: dimension, k: m, alpha: s,
               a: g.baseAddress!, lda: m, b: d.baseAddress!, ldb: dimension, beta: 0,
               c: dq.baseAddress!, ldc: dimension)
           }
           documentGradient.withUnsafeMutableBufferPointer { dd in
-            parallelGemm(
+            BLAS.parallelGemm(
               transposeA: true, transposeB: false, m: m, n: dimension, k: b, alpha: s,
               a: g.baseAddress!, lda: m, b: q.baseAddress!, ldb: dimension, beta: 0,
               c: dd.baseAddress!, ldc: dimension)

@@ -1,3 +1,5 @@
+import Tensor
+
 /// Splits examples into batches in which no value appears twice, as sentence-transformers'
 /// `NoDuplicatesBatchSampler` does: with in-batch negatives, a repeated query or document
 /// would be its own negative.
@@ -23,7 +25,7 @@ public struct NoDuplicatesBatchSampler: Sendable, Equatable, Codable {
 
   /// The batches of one epoch, as indices into `keys` (one array of values per example).
   public func batches<Key: Hashable>(keys: [[Key]], epoch: Int) -> [[Int]] {
-    var random = TrainingRandom(seed: seed &+ UInt64(epoch))
+    var random = Xoshiro256(seed: seed &+ UInt64(epoch))
     var remaining = Array(keys.indices)
     remaining.shuffle(using: &random)
     var batches: [[Int]] = []

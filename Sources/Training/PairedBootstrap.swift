@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// The promotion gate's noise test: a paired bootstrap over per-query metric differences.
 ///
@@ -52,7 +53,7 @@ public struct PairedBootstrap: Sendable, Equatable, Codable {
     let deltas = zip(candidate, current).map { $0 - $1 }
     let n = deltas.count
     guard n > 0 else { return Verdict(meanDelta: 0, lower: 0, upper: 0, queries: 0) }
-    var random = TrainingRandom(seed: seed)
+    var random = Xoshiro256(seed: seed)
     var means = [Double](repeating: 0, count: resamples)
     for r in 0..<resamples {
       var sum = 0.0

@@ -1,3 +1,5 @@
+import Tensor
+
 /// The query-side adapter tier: a `d×d` matrix `W`, initialised to the identity, applied to
 /// query embeddings only — `a = Wq / ‖Wq‖` — and trained with the ranking loss against frozen
 /// document vectors. Documents need no re-embedding, so switching to an adapter is instant.
@@ -11,7 +13,7 @@
 /// var adapter = QueryAdapter<Float>(dimension: 384)
 /// let adapted = adapter.apply(to: queryVectors)   // rows stay unit length
 /// ```
-public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable {
+public struct QueryAdapter<Scalar: TensorScalar>: Sendable, Equatable, Codable {
   public let dimension: Int
   /// The map, row-major `[out, in]`.
   public var matrix: [Scalar]
@@ -52,7 +54,7 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
     queries.withUnsafeBufferPointer { q in
       matrix.withUnsafeBufferPointer { w in
         out.withUnsafeMutableBufferPointer { u in
-          parallelGemm(
+          BLAS.parallelGemm(
             transposeA: false, transposeB: true, m: rows, n: d, k: d, alpha: 1,
             a: q.baseAddress!, lda: d, b: w.baseAddress!, ldb: d, beta: 0, c: u.baseAddress!,
             ldc: d)
@@ -94,7 +96,7 @@ public struct QueryAdapter<Scalar: TrainingScalar>: Sendable, Equatable, Codable
     du.withUnsafeBufferPointer { g in
       queries.withUnsafeBufferPointer { q in
         gradient.withUnsafeMutableBufferPointer { dw in
-          parallelGemm(
+          BLAS.parallelGemm(
             transposeA: true, transposeB: false, m: d, n: d, k: rows, alpha: 1,
             a: g.baseAddress!, lda: d, b: q.baseAddress!, ldb: d, beta: 0, c: dw.baseAddress!,
             ldc: d)

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// A linear softmax classifier over fixed input vectors: `p = softmax(W·x + b)`, trained with
 /// class-weighted cross-entropy and AdamW. Routers put it on frozen sentence embeddings.
@@ -11,7 +12,7 @@ import Foundation
 /// let losses = head.fit(inputs: vectors, labels: labels, options: .init(seed: 7))
 /// let p = head.probabilities(for: query)      // sums to 1
 /// ```
-public struct SoftmaxClassifier<Scalar: TrainingScalar>: Sendable {
+public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   public let classes: Int
   public let dimension: Int
   /// The weights (`classes×dimension`, row-major), then the biases.
@@ -162,7 +163,7 @@ public struct SoftmaxClassifier<Scalar: TrainingScalar>: Sendable {
     precondition(inputs.count == n * dimension && n > 0, "one label per input")
     var optimizer = AdamW<Scalar>(
       count: parameters.count, decays: true, weightDecay: options.weightDecay)
-    var random = TrainingRandom(seed: options.seed)
+    var random = Xoshiro256(seed: options.seed)
     var order = Array(0..<n)
     var history: [Double] = []
     let batchSize = max(1, options.batchSize)

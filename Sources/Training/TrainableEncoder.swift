@@ -1,8 +1,9 @@
+import Embedding
 import Tensor
 
 /// A BERT sentence encoder that can be trained: forward pass with activation caching, backward
-/// pass for every parameter, masked mean pooling and L2 normalisation, as sentence-transformers
-/// runs all-MiniLM-L6-v2 (`BertModel` → mean pooling → normalise).
+/// pass for every parameter, pooling (mean or `[CLS]`, as the model's ``EncoderParameters/pooling``
+/// says) and L2 normalisation: the function ``SentenceEncoder`` computes for the same weights.
 ///
 /// Sequences are packed without padding (see ``TokenBatch``), so each attention block sees only
 /// its own sequence's tokens: the attention mask is implicit and no work is spent on padding.
@@ -16,7 +17,7 @@ import Tensor
 /// // … loss and d(loss)/d(embeddings) from pass.embeddings …
 /// encoder.backward(pass, embeddingGradient: gradient)   // accumulates into encoder.gradients
 /// ```
-public final class TrainableEncoder<Scalar: TrainingScalar> {
+public final class TrainableEncoder<Scalar: TensorScalar> {
   /// The weights; the optimiser updates them in place.
   public var parameters: EncoderParameters<Scalar>
   /// d(loss)/d(parameters), accumulated by ``backward(_:embeddingGradient:)`` until
@@ -32,7 +33,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   /// Drop probability used when a forward pass is given dropout seeds.
   public var dropout: Double
 
-  public var shape: EncoderShape { parameters.shape }
+  public var config: BertConfig { parameters.config }
+  public var pooling: SentenceEncoder.Pooling { parameters.pooling }
   var layout: ParameterLayout { parameters.layout }
 
   /// Bytes of activation memory kept for reuse by later passes.
@@ -51,12 +53,12 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     gradients = [Scalar](repeating: 0, count: parameters.layout.count)
     // One OpenBLAS thread per call and the best kernels for the CPU (see parallelGemm).
     BLAS.prepare()
-    wordRowTouched = [Bool](repeating: false, count: parameters.shape.vocabulary)
+    wordRowTouched = [Bool](repeating: false, count: parameters.config.vocabularySize)
   }
 
   /// Resets ``gradients`` to zero, visiting only the word-embedding rows that were touched.
   public func zeroGradients() {
-    let h = shape.hidden
+    let h = config.hiddenSize
     let word = layout.wordEmbeddingRange
     gradients.withUnsafeMutableBufferPointer { g in
       (g.baseAddress! + word.upperBound).update(
@@ -72,7 +74,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   /// Calls `body` with each index range of `gradients` that may be non-zero: everything but the
   /// untouched word-embedding rows, so norms and scaling cost O(touched rows), not O(vocabulary).
   private func forEachGradientRange(_ body: (UnsafeMutablePointer<Scalar>, Range<Int>) -> Void) {
-    let h = shape.hidden
+    let h = config.hiddenSize
     let word = layout.wordEmbeddingRange
     gradients.withUnsafeMutableBufferPointer { g in
       body(g.baseAddress!, word.upperBound..<layout.count)
@@ -104,7 +106,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   // MARK: - Forward
 
   /// Embeds `batch` without keeping activations (inference, or GradCache's first pass):
-  /// one L2-normalised vector of ``EncoderShape/hidden`` values per sequence, row after row.
+  /// one L2-normalised vector of ``BertConfig/hiddenSize`` values per sequence, row after row.
   public func embed(_ batch: TokenBatch) -> [Scalar] {
     forward(batch, dropoutSeeds: nil, keepActivations: false).embeddings
   }
@@ -134,16 +136,16 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   ) -> EncoderForwardPass<Scalar> {
     precondition(batch.count > 0, "empty batch")
     precondition(
-      batch.longest <= shape.positions,
-      "a sequence of \(batch.longest) tokens exceeds the \(shape.positions) positions")
+      batch.longest <= config.maxPositions,
+      "a sequence of \(batch.longest) tokens exceeds the \(config.maxPositions) positions")
     if let dropoutSeeds {
       precondition(
         dropoutSeeds.count == batch.count,
         "\(dropoutSeeds.count) dropout seeds for \(batch.count) sequences")
     }
     let p = dropoutSeeds == nil ? 0 : dropout
-    let pass = EncoderForwardPass<Scalar>(batch: batch, shape: shape, dropout: p)
-    var streams = (dropoutSeeds ?? []).map { TrainingRandom(seed: $0) }
+    let pass = EncoderForwardPass<Scalar>(batch: batch, config: config, dropout: p)
+    var streams = (dropoutSeeds ?? []).map { Xoshiro256(seed: $0) }
     parameters.values.withUnsafeBufferPointer { w in
       runForward(
         pass, weights: w.baseAddress!, streams: &streams, keep: keepActivations,
@@ -154,13 +156,13 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
 
   private func runForward(
     _ pass: EncoderForwardPass<Scalar>, weights w: UnsafePointer<Scalar>,
-    streams: inout [TrainingRandom], keep: Bool, inputPerturbation: [Scalar]?
+    streams: inout [Xoshiro256], keep: Bool, inputPerturbation: [Scalar]?
   ) {
     let batch = pass.batch
     let tokens = batch.tokenCount
-    let h = shape.hidden
-    let inter = shape.intermediate
-    let epsilon = Scalar(shape.layerNormEpsilon)
+    let h = config.hiddenSize
+    let inter = config.intermediateSize
+    let epsilon = Scalar(config.layerNormEpsilon)
     let p = pass.dropout
     let tokenSegments = (0..<batch.count).map { s in
       (start: batch.offsets[s] * h, count: batch.rows(of: s).count * h)
@@ -190,7 +192,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     }
     let embedded = NormalizedActivation<Scalar>(rows: tokens, width: h, allocate: scratch)
     Kernels.layerNorm(
-      summed.base, rows: tokens, width: h, gain: w + layout.embeddingNormGain,
+      summed.base, residual: nil, rows: tokens, width: h, gain: w + layout.embeddingNormGain,
       bias: w + layout.embeddingNormBias, epsilon: epsilon, output: embedded.output.base,
       normalized: embedded.normalized.base, inverseDeviation: embedded.inverseDeviation.base)
     if p > 0 {
@@ -202,7 +204,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     if keep { pass.embeddingLayer = embedded }
 
     var hidden = embedded.output
-    for l in 0..<shape.layers {
+    for l in 0..<config.layerCount {
       let offsets = layout.layers[l]
       let cache = LayerActivations<Scalar>(
         input: hidden, tokens: tokens, hidden: h, intermediate: inter, allocate: scratch)
@@ -230,9 +232,9 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
           attended.base, mask: cache.attentionOutputMask!.base, count: tokens * h,
           probability: p)
       }
-      Kernels.add(hidden.base, into: attended.base, count: tokens * h)
       Kernels.layerNorm(
-        attended.base, rows: tokens, width: h, gain: w + offsets.attentionNormGain,
+        attended.base, residual: hidden.base, rows: tokens, width: h,
+        gain: w + offsets.attentionNormGain,
         bias: w + offsets.attentionNormBias, epsilon: epsilon,
         output: cache.attentionNorm.output.base,
         normalized: cache.attentionNorm.normalized.base,
@@ -253,9 +255,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
         Kernels.applyDropout(
           ffnOut.base, mask: cache.outputMask!.base, count: tokens * h, probability: p)
       }
-      Kernels.add(h1.base, into: ffnOut.base, count: tokens * h)
       Kernels.layerNorm(
-        ffnOut.base, rows: tokens, width: h, gain: w + offsets.outputNormGain,
+        ffnOut.base, residual: h1.base, rows: tokens, width: h, gain: w + offsets.outputNormGain,
         bias: w + offsets.outputNormBias, epsilon: epsilon, output: cache.outputNorm.output.base,
         normalized: cache.outputNorm.normalized.base,
         inverseDeviation: cache.outputNorm.inverseDeviation.base)
@@ -270,12 +271,12 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   /// `P = softmax(Q_h·K_hᵀ/√d)`, `context_h = dropout(P)·V_h`.
   private func attentionForward(
     _ cache: LayerActivations<Scalar>, pass: EncoderForwardPass<Scalar>,
-    streams: inout [TrainingRandom]
+    streams: inout [Xoshiro256]
   ) {
     let batch = pass.batch
-    let h = shape.hidden
-    let heads = shape.heads
-    let d = shape.headSize
+    let h = config.hiddenSize
+    let heads = config.headCount
+    let d = config.headSize
     let scale = 1 / Scalar(d).squareRoot()
     let p = pass.dropout
     cache.probabilities = scratch(pass.attentionEntries)
@@ -300,7 +301,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
           transposeA: false, transposeB: true, m: n, n: n, k: d, alpha: scale,
           a: cache.query.base + column, lda: h, b: cache.key.base + column, ldb: h, beta: 0,
           c: probabilities, ldc: n)
-        Kernels.softmaxRows(probabilities, rows: n, width: n)
+        Scalar.softmaxRows(probabilities, rows: n, width: n)
         var used = UnsafePointer(probabilities)
         if let mask = cache.probabilityMask {
           let m = mask.base + pass.attentionOffsets[s] + head * n * n
@@ -321,16 +322,17 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     Parallel.forEach(batch.count, body)
   }
 
-  /// Mean of each sequence's token vectors, then `e = p / max(‖p‖, 1e-12)`.
+  /// Each sequence's pooled vector `p` (the mean of its token vectors, or its first token's
+  /// for `[CLS]` pooling, as ``SentenceEncoder`` pools), then `e = p / max(‖p‖, 1e-12)`.
   private func poolAndNormalize(_ pass: EncoderForwardPass<Scalar>) {
     let batch = pass.batch
-    let h = shape.hidden
+    let h = config.hiddenSize
     let hidden = pass.finalHidden!
     pass.pooledNorms = [Scalar](repeating: 0, count: batch.count)
     pass.embeddings = [Scalar](repeating: 0, count: batch.count * h)
     pass.embeddings.withUnsafeMutableBufferPointer { e in
       for s in 0..<batch.count {
-        let rows = batch.rows(of: s)
+        let rows = pooledRows(batch, s)
         let out = e.baseAddress! + s * h
         for t in rows {
           let x = hidden.base + t * h
@@ -349,6 +351,15 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     }
   }
 
+  /// The rows of sequence `s` that pooling averages: all of them, or the first for `[CLS]`.
+  private func pooledRows(_ batch: TokenBatch, _ s: Int) -> Range<Int> {
+    let rows = batch.rows(of: s)
+    switch pooling {
+    case .mean: return rows
+    case .cls: return rows.lowerBound..<(rows.lowerBound + 1)
+    }
+  }
+
   // MARK: - Backward
 
   /// Backpropagates `embeddingGradient` (d(loss)/d(embeddings), sequences × hidden) through a
@@ -364,12 +375,12 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     _ pass: EncoderForwardPass<Scalar>, embeddingGradient: [Scalar], returningInputGradient: Bool
   ) -> [Scalar] {
     precondition(
-      pass.embeddingLayer != nil && pass.layers.count == shape.layers,
+      pass.embeddingLayer != nil && pass.layers.count == config.layerCount,
       "backward needs a forward pass run with keepActivations: true")
     precondition(
-      embeddingGradient.count == pass.batch.count * shape.hidden,
+      embeddingGradient.count == pass.batch.count * config.hiddenSize,
       "embedding gradient has \(embeddingGradient.count) values, expected "
-        + "\(pass.batch.count) × \(shape.hidden)")
+        + "\(pass.batch.count) × \(config.hiddenSize)")
     var inputGradient: [Scalar] = []
     parameters.values.withUnsafeBufferPointer { w in
       gradients.withUnsafeMutableBufferPointer { g in
@@ -390,15 +401,17 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
   ) -> Buffer<Scalar> {
     let batch = pass.batch
     let tokens = batch.tokenCount
-    let h = shape.hidden
-    let inter = shape.intermediate
+    let h = config.hiddenSize
+    let inter = config.intermediateSize
     let p = pass.dropout
     let ones = Buffer<Scalar>(count: tokens, repeating: 1)
 
-    // Normalisation and mean pooling: dp = (de − e·(e·de)) / ‖p‖, every token gets dp / n.
+    // Normalisation and pooling: dp = (de − e·(e·de)) / ‖p‖; each of the n pooled tokens
+    // gets dp / n, the others (all but [CLS] under CLS pooling) nothing.
     var dHidden = scratch(tokens * h)
+    dHidden.base.update(repeating: 0, count: tokens * h)
     for s in 0..<batch.count {
-      let rows = batch.rows(of: s)
+      let rows = pooledRows(batch, s)
       var dot: Scalar = 0
       for j in 0..<h { dot += pass.embeddings[s * h + j] * embeddingGradient[s * h + j] }
       let factor = 1 / (pass.pooledNorms[s] * Scalar(rows.count))
@@ -412,7 +425,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
 
     let dScratch = scratch(tokens * h)
     let dIntermediate = scratch(tokens * inter)
-    for l in stride(from: shape.layers - 1, through: 0, by: -1) {
+    for l in stride(from: config.layerCount - 1, through: 0, by: -1) {
       let offsets = layout.layers[l]
       let cache = pass.layers[l]
 
@@ -527,8 +540,8 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
     keyGradient dKey: Buffer<Scalar>, valueGradient dValue: Buffer<Scalar>
   ) {
     let batch = pass.batch
-    let h = shape.hidden
-    let d = shape.headSize
+    let h = config.hiddenSize
+    let d = config.headSize
     let scale = 1 / Scalar(d).squareRoot()
     let p = pass.dropout
     let keepScale = 1 / Scalar(1 - p)
@@ -537,7 +550,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
       let n = rows.count
       let dropped = Buffer<Scalar>(count: cache.probabilityMask == nil ? 0 : n * n)
       let dScores = Buffer<Scalar>(count: n * n)
-      for head in 0..<shape.heads {
+      for head in 0..<config.headCount {
         let column = rows.lowerBound * h + head * d
         let entry = pass.attentionOffsets[s] + head * n * n
         let probabilities = UnsafePointer(cache.probabilities.base + entry)
@@ -575,7 +588,7 @@ public final class TrainableEncoder<Scalar: TrainingScalar> {
 
 /// A LayerNorm's output with what its backward pass needs (x̂ and 1/σ per row), and the
 /// dropout mask applied to the output, if any (the embedding block only).
-final class NormalizedActivation<Scalar: TrainingScalar> {
+final class NormalizedActivation<Scalar: TensorScalar> {
   let output: Buffer<Scalar>
   let normalized: Buffer<Scalar>
   let inverseDeviation: Buffer<Scalar>
@@ -594,7 +607,7 @@ final class NormalizedActivation<Scalar: TrainingScalar> {
 }
 
 /// What one transformer layer keeps from its forward pass for the backward pass.
-final class LayerActivations<Scalar: TrainingScalar> {
+final class LayerActivations<Scalar: TensorScalar> {
   /// The layer's input (the previous layer's output; shared, not copied).
   let input: Buffer<Scalar>
   let query: Buffer<Scalar>, key: Buffer<Scalar>, value: Buffer<Scalar>
@@ -637,7 +650,7 @@ final class LayerActivations<Scalar: TrainingScalar> {
 
 /// The result of ``TrainableEncoder/forward(_:training:random:keepActivations:)``: the
 /// sentence embeddings and, when kept, the activations the backward pass needs.
-public final class EncoderForwardPass<Scalar: TrainingScalar> {
+public final class EncoderForwardPass<Scalar: TensorScalar> {
   /// The batch that was encoded.
   public let batch: TokenBatch
   /// The drop probability that was applied (0 when not training).
@@ -654,14 +667,14 @@ public final class EncoderForwardPass<Scalar: TrainingScalar> {
   /// Attention matrix entries per layer over all sequences and heads.
   let attentionEntries: Int
 
-  init(batch: TokenBatch, shape: EncoderShape, dropout: Double) {
+  init(batch: TokenBatch, config: BertConfig, dropout: Double) {
     self.batch = batch
     self.dropout = dropout
     var offsets: [Int] = []
     var total = 0
     for s in 0..<batch.count {
       offsets.append(total)
-      total += shape.heads * batch.rows(of: s).count * batch.rows(of: s).count
+      total += config.headCount * batch.rows(of: s).count * batch.rows(of: s).count
     }
     attentionOffsets = offsets
     attentionEntries = total

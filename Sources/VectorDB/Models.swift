@@ -75,18 +75,24 @@ struct ModelStore {
     try txn.get(blobs, key: KeyBuilder().uint32(UInt32(version)).string(part))
   }
 
-  /// Stores a new encoder version (numbered after the last) and returns its info.
+  /// Stores a new encoder version (numbered after the last) and returns its info. With
+  /// `lora`, `encoder` is `parent` with those adapters merged, and only the adapters are
+  /// stored ("lora": safetensors with the configuration in its metadata).
   func add(
-    encoder: SentenceEncoder, name: String, state: ModelInfo.State, parent: Int?,
-    lineage: [String: JSONValue], in txn: WriteTransaction
+    encoder: SentenceEncoder, lora: LoRAAdapters<Float>? = nil, name: String,
+    state: ModelInfo.State, parent: Int?, lineage: [String: JSONValue], in txn: WriteTransaction
   ) throws -> ModelInfo {
-    let weights = SafeTensors.serialize(encoder.weights)
+    let weights = try lora.map(Self.loraBytes) ?? SafeTensors.serialize(encoder.weights)
     let info = try newVersion(
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
       maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage, in: txn)
     let key = KeyBuilder().uint32(UInt32(info.version))
     try txn.put(
       blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
+    if lora != nil {
+      try txn.put(blobs, key: key.string("lora"), value: weights)
+      return info
+    }
     try txn.put(
       blobs, key: key.string("vocab"),
       value: Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8))
@@ -116,6 +122,33 @@ struct ModelStore {
 
   private static let adapterTensor = "adapter.weight"
 
+  /// The stored form of LoRA adapters: their tensors, the configuration as JSON metadata.
+  private static func loraBytes(_ lora: LoRAAdapters<Float>) throws -> [UInt8] {
+    let configuration = try JSONEncoder().encode(lora.configuration)
+    return SafeTensors.serialize(
+      lora.tensors(), metadata: ["lora": String(decoding: configuration, as: UTF8.self)])
+  }
+
+  /// A LoRA version's encoder: its parent's, with the stored adapters merged into the weights.
+  private func loraEncoder(
+    _ version: Int, bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
+  ) throws -> SentenceEncoder {
+    let source = "model version \(version) in \(path)"
+    let file = try SafeTensors(bytes: Array(bytes), source: source)
+    guard let parent = try info(version, in: txn)?.parent,
+      let json = file.metadata["lora"],
+      let configuration = try? JSONDecoder().decode(LoRAConfiguration.self, from: Data(json.utf8))
+    else {
+      throw VectorDBError.damaged(
+        path: path, detail: "LoRA model version \(version) lacks its parent or configuration")
+    }
+    let base = try encoder(parent, path: path, in: txn)
+    let adapters = try LoRAAdapters<Float>(
+      config: base.config, configuration: configuration, tensors: try file.floatTensors())
+    return try SentenceEncoder(
+      trained: adapters.merged(into: try EncoderParameters(base)), like: base)
+  }
+
   func newVersion(
     name: String, kind: ModelInfo.Kind, state: ModelInfo.State, parent: Int?, dimension: Int,
     maxSequenceLength: Int, weights: [UInt8], lineage: [String: JSONValue], in txn: WriteTransaction
@@ -137,6 +170,9 @@ struct ModelStore {
 
   /// Rebuilds the encoder of `version` from its stored parts.
   func encoder(_ version: Int, path: String, in txn: Transaction) throws -> SentenceEncoder {
+    if let lora = try blob(version, "lora", in: txn) {
+      return try loraEncoder(version, bytes: lora, path: path, in: txn)
+    }
     guard let settingsBytes = try blob(version, "settings", in: txn),
       let vocabBytes = try blob(version, "vocab", in: txn),
       let weightBytes = try blob(version, "weights", in: txn)
@@ -308,13 +344,7 @@ final class VersionCache<Value>: @unchecked Sendable {
 /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
 /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
 public enum DefaultModel {
-  public static var directory: String {
-    if let path = ProcessInfo.processInfo.environment["VDB_MODEL_DIR"], !path.isEmpty {
-      return path
-    }
-    return (ProcessInfo.processInfo.environment["HOME"] ?? ".")
-      + "/.cache/vdb/models/all-MiniLM-L6-v2"
-  }
+  public static var directory: String { SentenceEncoder.defaultModelDirectory.path }
 
   /// Whether the model files are there.
   public static var isFetched: Bool {

@@ -23,7 +23,9 @@ struct Train: ParsableCommand {
       and re-embeds the corpus into a new generation (a resumable job; queries keep \
       using the active generation). `adapter` trains a map of the query vectors \
       against the stored document vectors (lr 1e-3): seconds, no re-embedding, \
-      instant to activate and to roll back.
+      instant to activate and to roll back. `lora` trains low-rank adapters on the \
+      attention projections like `full` (lr 1e-4, --lora-rank); stored as a few MB \
+      over the parent model, even when rejected; a promoted one re-embeds like `full`.
 
       Examples:
         vdb train -c scifact --dry-run                   what would be trained on
@@ -41,14 +43,19 @@ struct Train: ParsableCommand {
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
-  @Option(help: "Passes over the training pairs (default: 3 full, 10 adapter).") var epochs: Int?
+  @Option(help: "Passes over the training pairs (default: 3 full and lora, 10 adapter).")
+  var epochs: Int?
   @Option(help: "Pairs per step (in-batch negatives).") var batchSize = 32
   @Option(
     help: "GradCache mini-batch: embed a step's batch in chunks of N (same result, less memory).")
   var miniBatch: Int?
-  @Option(help: "Peak learning rate (default: 2e-5 full, 1e-3 adapter).") var lr: Double?
-  @Option(help: "full (the whole encoder; re-embeds the corpus) or adapter (query side only).")
+  @Option(help: "Peak learning rate (default: 2e-5 full, 1e-4 lora, 1e-3 adapter).")
+  var lr: Double?
+  @Option(
+    help:
+      "full (the whole encoder), lora (low-rank adapters on it) or adapter (query side only).")
   var tier = TrainingOptions.Tier.full
+  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
   var maxSeqLength = 128
   @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = 3
@@ -80,6 +87,7 @@ struct Train: ParsableCommand {
   func validate() throws {
     if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
     if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+    guard (1...256).contains(loraRank) else { throw ValidationError("--lora-rank must be 1...256") }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
     }
@@ -91,6 +99,7 @@ struct Train: ParsableCommand {
   var options: TrainingOptions {
     var options = TrainingOptions()
     options.tier = tier
+    options.loraRank = loraRank
     options.epochs = epochs
     options.batchSize = batchSize
     options.miniBatchSize = miniBatch
@@ -156,7 +165,7 @@ struct Train: ParsableCommand {
           hint: "the training itself finished: `vdb models` shows model v\(report.modelVersion)")
       }
     }
-    if noWait && report.promoted && report.tier == .full {
+    if noWait && report.promoted && report.tier != .adapter {
       try startBackgroundReembed(collection: collection.name)
     }
     if output.isJSON { return try Terminal.printJSON(report) }
@@ -211,7 +220,7 @@ struct Train: ParsableCommand {
         }, flexibleColumn: 2)
     }
     lines.append((report.promoted ? "promoted: " : "") + report.reason)
-    if report.promoted, report.tier == .full {
+    if report.promoted, report.tier != .adapter {
       lines.append(
         report.reembedded
           ? "generation \(report.generation ?? 0) is active (model v\(report.modelVersion))"

@@ -7,14 +7,7 @@ import XCTest
 /// The model comes from `tools/fetch-model.sh`; when it is missing the tests fail
 /// (they never skip), with a message that says how to fetch it.
 enum Fixtures {
-  /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
-  static let modelDirectory: URL = {
-    if let path = ProcessInfo.processInfo.environment["VDB_MODEL_DIR"], !path.isEmpty {
-      return URL(fileURLWithPath: path)
-    }
-    return FileManager.default.homeDirectoryForCurrentUser
-      .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2")
-  }()
+  static let modelDirectory = SentenceEncoder.defaultModelDirectory
 
   /// `../shared/reference` next to the project root.
   static let referenceDirectory = URL(fileURLWithPath: #filePath)

@@ -90,6 +90,36 @@ final class ModelDirectoryTests: XCTestCase {
     }
   }
 
+  /// A config.json claiming 10⁹ layers fails on the layer count, before any table the
+  /// size of the claim is built; so do more or fewer layers than the weights hold.
+  func testLayerCountIsCheckedAgainstTheWeights() throws {
+    for layers in [1_000_000_000, 7, 5] {
+      try editConfig { $0["num_hidden_layers"] = layers }
+      assertLoadFails(
+        "\(path("model.safetensors")): config.json says num_hidden_layers \(layers) but the"
+          + " weights hold 6 layers (encoder.layer.N tensors)")
+    }
+  }
+
+  /// Weights with a NaN or an infinity are refused, naming the tensor.
+  func testNonFiniteWeightsAreRefused() throws {
+    let encoder = try Fixtures.encoder.get()
+    for bad in [Float.nan, .infinity, -.infinity] {
+      var weights = encoder.weights
+      let name = "encoder.layer.2.attention.self.key.weight"
+      var values = weights[name]!.values
+      values[17] = bad
+      weights[name] = Tensor(shape: weights[name]!.shape, values: values)
+      XCTAssertThrowsError(
+        try SentenceEncoder(
+          config: encoder.config, tokenizer: encoder.tokenizer, weights: weights, source: "stored")
+      ) {
+        XCTAssertEqual(
+          "\($0)", "stored: tensor '\(name)' holds a NaN or infinite value (at index 17)")
+      }
+    }
+  }
+
   func testMissingTensorIsNamed() throws {
     let encoder = try Fixtures.encoder.get()
     var weights = encoder.weights

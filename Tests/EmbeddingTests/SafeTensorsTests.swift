@@ -101,6 +101,39 @@ final class SafeTensorsTests: XCTestCase {
       "m.safetensors: tensor 'w': missing field 'data_offsets'")
   }
 
+  /// Sizes that would trap or allocate without bound are errors, before any allocation.
+  func testHostileSizesAreRejected() {
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[-1,16],"data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': shape [-1, 16] has a negative dimension")
+    assertInvalid(
+      file(
+        header: #"{"w":{"dtype":"F32","shape":[9223372036854775807,16],"data_offsets":[0,4]}}"#,
+        dataSize: 4),
+      "m.safetensors: tensor 'w': shape [9223372036854775807, 16] of F32 is too large to address")
+    assertInvalid(
+      file(
+        header: #"{"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,4]}}"#,
+        dataSize: 4),
+      "m.safetensors: tensor 'w': shape [2305843009213693952] of F64 is too large to address")
+    assertInvalid(
+      file(
+        header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': data_offsets [-4, 0] is not [begin, end] with 0 ≤ begin ≤ end")
+    // An offset beyond Int64: a decoding error naming the tensor, not a trap.
+    let huge = file(
+      header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,99999999999999999999]}}"#,
+      dataSize: 4)
+    XCTAssertThrowsError(try SafeTensors(bytes: huge, source: "m.safetensors")) {
+      XCTAssertTrue("\($0)".hasPrefix("m.safetensors: "), "\($0)")
+    }
+    // A header length of 2⁶⁴ − 1 in a 16-byte file.
+    assertInvalid(
+      [UInt8](repeating: 0xFF, count: 8) + [UInt8](repeating: 0x20, count: 8),
+      "m.safetensors: invalid safetensors: header length 18446744073709551615 exceeds the 8"
+        + " bytes that follow it (truncated?)")
+  }
+
   func testOnlyFloat32TensorsAreReadAsFloats() throws {
     let bytes = file(
       header: #"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#, dataSize: 16)

@@ -1,4 +1,5 @@
 import HNSW
+import Tensor
 import XCTest
 
 /// Deletes, repair and updates.

@@ -1,4 +1,5 @@
 import HNSW
+import Tensor
 import XCTest
 
 /// The shared data sets, found from this file's path: the checkout sits beside

@@ -1,12 +1,16 @@
+import Embedding
+import Tensor
 import XCTest
 
 @testable import Training
 
 /// Analytic gradients against central finite differences, in Double, through the whole loss:
-/// token ids → encoder → mean pooling → L2 normalisation → multiple-negatives ranking loss.
+/// token ids → encoder → mean (or `[CLS]`) pooling → L2 normalisation → multiple-negatives
+/// ranking loss.
 final class GradientCheckTests: XCTestCase {
-  static let tiny = EncoderShape(
-    layers: 2, hidden: 32, heads: 4, intermediate: 64, vocabulary: 100, positions: 16)
+  static let tiny = BertConfig(
+    hiddenSize: 32, layerCount: 2, headCount: 4, intermediateSize: 64, vocabularySize: 100,
+    maxPositions: 16)
 
   /// 3 queries, their 3 positives and 2 hard negatives, of different lengths.
   static let sequences: [[Int32]] = [
@@ -21,20 +25,20 @@ final class GradientCheckTests: XCTestCase {
     let seeds: [UInt64]?
     let loss = MultipleNegativesRankingLoss()
 
-    init(dropout: Double) throws {
-      let parameters = try EncoderParameters<Double>(randomFor: tiny, seed: 11)
+    init(dropout: Double, pooling: SentenceEncoder.Pooling = .mean) throws {
+      let parameters = try EncoderParameters<Double>(randomFor: tiny, pooling: pooling, seed: 11)
       encoder = TrainableEncoder(parameters: parameters, dropout: dropout)
-      batch = try TokenBatch(sequences, vocabulary: tiny.vocabulary, maximumLength: 16)
+      batch = try TokenBatch(sequences, vocabulary: tiny.vocabularySize, maximumLength: 16)
       seeds = dropout > 0 ? (0..<sequences.count).map { UInt64($0 * 7 + 3) } : nil
     }
 
     func lossValue(perturbation: [Double]? = nil) -> Double {
       let pass = encoder.forward(
         batch, dropoutSeeds: seeds, keepActivations: false, inputPerturbation: perturbation)
-      let split = 3 * tiny.hidden
+      let split = 3 * tiny.hiddenSize
       return loss.evaluate(
         queries: Array(pass.embeddings[..<split]), documents: Array(pass.embeddings[split...]),
-        dimension: tiny.hidden
+        dimension: tiny.hiddenSize
       ).loss
     }
 
@@ -46,10 +50,10 @@ final class GradientCheckTests: XCTestCase {
         encoder: encoder, sequences: batch, queryCount: 3, loss: loss, dropoutSeeds: seeds,
         miniBatchSize: nil, peakActivationBytes: &peak)
       let pass = encoder.forward(batch, dropoutSeeds: seeds, keepActivations: true)
-      let split = 3 * tiny.hidden
+      let split = 3 * tiny.hiddenSize
       let result = loss.evaluate(
         queries: Array(pass.embeddings[..<split]), documents: Array(pass.embeddings[split...]),
-        dimension: tiny.hidden)
+        dimension: tiny.hiddenSize)
       let parameterGradient = encoder.gradients
       encoder.zeroGradients()
       let inputGradient = encoder.backward(
@@ -76,11 +80,13 @@ final class GradientCheckTests: XCTestCase {
       file: file, line: line)
   }
 
-  func checkEveryParameterTensor(dropout: Double) throws {
-    let setup = try Setup(dropout: dropout)
+  func checkEveryParameterTensor(
+    dropout: Double, pooling: SentenceEncoder.Pooling = .mean
+  ) throws {
+    let setup = try Setup(dropout: dropout, pooling: pooling)
     let (gradient, _) = setup.analytic()
     let encoder = setup.encoder
-    var random = TrainingRandom(seed: 5)
+    var random = Xoshiro256(seed: 5)
     var checked = 0
     var nonZero = 0
     for entry in encoder.parameters.layout.entries {
@@ -118,12 +124,17 @@ final class GradientCheckTests: XCTestCase {
     try checkEveryParameterTensor(dropout: 0.1)
   }
 
+  /// `[CLS]` pooling: only the first token's final vector reaches the loss directly.
+  func testEveryParameterTensorMatchesFiniteDifferencesWithCLSPooling() throws {
+    try checkEveryParameterTensor(dropout: 0.1, pooling: .cls)
+  }
+
   func testInputEmbeddingGradientMatchesFiniteDifferences() throws {
     let setup = try Setup(dropout: 0)
     let (_, inputGradient) = setup.analytic()
-    let count = setup.batch.tokenCount * Self.tiny.hidden
+    let count = setup.batch.tokenCount * Self.tiny.hiddenSize
     XCTAssertEqual(inputGradient.count, count)
-    var random = TrainingRandom(seed: 9)
+    var random = Xoshiro256(seed: 9)
     for _ in 0..<24 {
       let index = Int(random.next() % UInt64(count))
       let numeric = Self.numeric { delta in
@@ -136,7 +147,7 @@ final class GradientCheckTests: XCTestCase {
   }
 
   func testRankingLossGradientMatchesFiniteDifferences() {
-    var random = TrainingRandom(seed: 3)
+    var random = Xoshiro256(seed: 3)
     let d = 8
     func unitRows(_ n: Int) -> [Double] {
       var rows: [Double] = []
@@ -171,7 +182,7 @@ final class GradientCheckTests: XCTestCase {
 
   func testAdapterGradientMatchesFiniteDifferences() {
     let d = 6
-    var random = TrainingRandom(seed: 4)
+    var random = Xoshiro256(seed: 4)
     func rows(_ n: Int) -> [Double] {
       (0..<(n * d)).map { _ in Double(random.nextUnitFloat()) - 0.5 }
     }

@@ -10,13 +10,7 @@ final class RealModelTests: XCTestCase {
   static let projectRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-  static let modelDirectory: URL = {
-    if let path = ProcessInfo.processInfo.environment["VDB_MODEL_DIR"], !path.isEmpty {
-      return URL(fileURLWithPath: path)
-    }
-    return FileManager.default.homeDirectoryForCurrentUser
-      .appendingPathComponent(".cache/vdb/models/all-MiniLM-L6-v2")
-  }()
+  static let modelDirectory = SentenceEncoder.defaultModelDirectory
 
   static let model: Result<SentenceEncoder, Error> = Result {
     try SentenceEncoder(directory: modelDirectory)
@@ -70,7 +64,8 @@ final class RealModelTests: XCTestCase {
       expected.append(embedding)
     }
     XCTAssertGreaterThan(sequences.count, 10)
-    let embeddings = encoder.embed(try TokenBatch(sequences, vocabulary: encoder.shape.vocabulary))
+    let embeddings = encoder.embed(
+      try TokenBatch(sequences, vocabulary: encoder.config.vocabularySize))
     for (i, reference) in expected.enumerated() {
       let mine = Array(embeddings[(i * 384)..<((i + 1) * 384)])
       var dot = 0.0
@@ -155,7 +150,7 @@ extension RealModelTests {
     let examples = try scifactExamples(model, count: 8, maxLength: 128)
     let encoder = TrainableEncoder(parameters: try EncoderParameters(model))
     let batch = try TokenBatch(
-      examples.map(\.query) + examples.map(\.positive), vocabulary: encoder.shape.vocabulary)
+      examples.map(\.query) + examples.map(\.positive), vocabulary: encoder.config.vocabularySize)
     var peak = 0
     let loss = EncoderTrainer.rankingLossGradients(
       encoder: encoder, sequences: batch, queryCount: 8, loss: MultipleNegativesRankingLoss(),

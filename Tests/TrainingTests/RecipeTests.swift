@@ -1,3 +1,5 @@
+import Embedding
+import Tensor
 import XCTest
 
 @testable import Training
@@ -61,8 +63,9 @@ final class HardNegativeMiningTests: XCTestCase {
 final class OptimizerTests: XCTestCase {
   func testAdamWMatchesTheTorchUpdateByHand() {
     let layout = ParameterLayout(
-      shape: EncoderShape(
-        layers: 1, hidden: 2, heads: 1, intermediate: 2, vocabulary: 3, positions: 2))
+      config: BertConfig(
+        hiddenSize: 2, layerCount: 1, headCount: 1, intermediateSize: 2, vocabularySize: 3,
+        maxPositions: 2))
     var optimizer = AdamW<Double>(layout: layout, weightDecay: 0.01)
     var parameters = [Double](repeating: 0.5, count: layout.count)
     let gradients = (0..<layout.count).map { Double($0 % 5) - 2 }
@@ -107,11 +110,11 @@ final class OptimizerTests: XCTestCase {
   }
 
   func testRandomStateRoundTrips() {
-    var a = TrainingRandom(seed: 5)
+    var a = Xoshiro256(seed: 5)
     _ = a.next()
-    var b = TrainingRandom(state: a.state)
+    var b = Xoshiro256(state: a.state)
     XCTAssertEqual((0..<4).map { _ in a.next() }, (0..<4).map { _ in b.next() })
-    var c = TrainingRandom(seed: 6)
+    var c = Xoshiro256(seed: 6)
     XCTAssertNotEqual(a.next(), c.next())
   }
 }

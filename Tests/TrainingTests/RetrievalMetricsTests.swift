@@ -1,3 +1,4 @@
+import Tensor
 import XCTest
 
 @testable import Training
@@ -96,7 +97,7 @@ final class RetrievalMetricsTests: XCTestCase {
 
 final class PairedBootstrapTests: XCTestCase {
   func testAClearImprovementPassesAndNoiseDoesNot() {
-    var random = TrainingRandom(seed: 1)
+    var random = Xoshiro256(seed: 1)
     let current = (0..<200).map { _ in Double(random.nextUnitFloat()) }
     let better = current.map { min(1, $0 + 0.05 + 0.02 * (Double(random.nextUnitFloat()) - 0.5)) }
     let test = PairedBootstrap(resamples: 2000, seed: 7)

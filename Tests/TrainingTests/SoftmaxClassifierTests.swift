@@ -1,3 +1,4 @@
+import Tensor
 import XCTest
 
 @testable import Training
@@ -8,7 +9,7 @@ final class SoftmaxClassifierTests: XCTestCase {
   static func clusters(classes: Int, perClass: Int, dimension: Int, spread: Double, seed: UInt64)
     -> (inputs: [Double], labels: [Int])
   {
-    var random = TrainingRandom(seed: seed)
+    var random = Xoshiro256(seed: seed)
     func noise() -> Double { Double(random.nextUnitFloat()) * 2 - 1 }
     let centres = (0..<classes).map { _ in (0..<dimension).map { _ in noise() } }
     var inputs: [Double] = []
@@ -24,7 +25,7 @@ final class SoftmaxClassifierTests: XCTestCase {
   func testGradientsMatchFiniteDifferences() throws {
     let (inputs, labels) = Self.clusters(
       classes: 3, perClass: 3, dimension: 5, spread: 0.8, seed: 3)
-    var random = TrainingRandom(seed: 5)
+    var random = Xoshiro256(seed: 5)
     let parameters = (0..<(3 * 5 + 3)).map { _ in Double(random.nextUnitFloat()) - 0.5 }
     let head = try SoftmaxClassifier<Double>(classes: 3, dimension: 5, parameters: parameters)
     let weights: [Double] = [0.5, 2, 1.25]
@@ -75,7 +76,7 @@ final class SoftmaxClassifierTests: XCTestCase {
   /// Labels drawn from softmax(z); the model reports softmax(4z): overconfident. Temperature
   /// scaling should find T ≈ 4 and lower the calibration error.
   func testTemperatureScalingLowersCalibrationError() {
-    var random = TrainingRandom(seed: 21)
+    var random = Xoshiro256(seed: 21)
     let classes = 3
     var logits: [Double] = []
     var labels: [Int] = []

@@ -1,10 +1,13 @@
+import Embedding
+import Tensor
 import XCTest
 
 @testable import Training
 
 final class TrainerTests: XCTestCase {
-  static let tiny = EncoderShape(
-    layers: 2, hidden: 32, heads: 4, intermediate: 64, vocabulary: 100, positions: 16)
+  static let tiny = BertConfig(
+    hiddenSize: 32, layerCount: 2, headCount: 4, intermediateSize: 64, vocabularySize: 100,
+    maxPositions: 16)
 
   /// A toy retrieval task: query `i` is about topic `i` and so is its positive; topics are
   /// token ranges, so the model can learn to pair them.
@@ -160,7 +163,7 @@ final class TrainerTests: XCTestCase {
   func testAdapterTrainingLowersTheLossAndResumes() throws {
     // Queries are documents rotated in their first two coordinates: a linear map can undo it.
     let d = 8
-    var random = TrainingRandom(seed: 12)
+    var random = Xoshiro256(seed: 12)
     var examples: [AdapterExample] = []
     func unit(_ v: [Float]) -> [Float] {
       let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
@@ -200,15 +203,18 @@ final class TrainerTests: XCTestCase {
     }
     var tensors = parameters.tensors()
     tensors["encoder.layer.1.output.dense.bias"] = [1, 2, 3]
-    XCTAssertThrowsError(try EncoderParameters<Float>(shape: Self.tiny, tensors: tensors)) {
+    XCTAssertThrowsError(try EncoderParameters<Float>(config: Self.tiny, tensors: tensors)) {
       XCTAssertTrue("\($0)".contains("encoder.layer.1.output.dense.bias"), "\($0)")
     }
     tensors["encoder.layer.1.output.dense.bias"] = nil
-    XCTAssertThrowsError(try EncoderParameters<Float>(shape: Self.tiny, tensors: tensors))
+    XCTAssertThrowsError(try EncoderParameters<Float>(config: Self.tiny, tensors: tensors))
     tensors = parameters.tensors()
     tensors["embeddings.position_ids"] = [0, 1, 2]  // ignored, as in real model files
-    XCTAssertEqual(try EncoderParameters<Float>(shape: Self.tiny, tensors: tensors), parameters)
-    XCTAssertThrowsError(
-      try EncoderShape(layers: 1, hidden: 30, heads: 4, intermediate: 8, vocabulary: 5).validate())
+    XCTAssertEqual(try EncoderParameters<Float>(config: Self.tiny, tensors: tensors), parameters)
+    let badConfig = BertConfig(
+      hiddenSize: 30, layerCount: 1, headCount: 4, intermediateSize: 8, vocabularySize: 5)
+    XCTAssertThrowsError(try EncoderParameters<Float>(randomFor: badConfig, seed: 1)) {
+      XCTAssertTrue("\($0)".contains("num_attention_heads"), "\($0)")
+    }
   }
 }

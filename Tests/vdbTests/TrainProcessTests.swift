@@ -63,6 +63,36 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertEqual(stored.state, .rejected)
   }
 
+  /// The LoRA tier from the shell: stored as a small delta over its parent and merged into
+  /// the parent's weights at load; a promoted candidate answers from its own generation.
+  func testLoRATierStoresADeltaAndServesTheMergedModel() throws {
+    _ = try prepare(shuffled: false)
+    let trained = try Shell.vdb([
+      "train", "-c", "s", "--tier", "lora", "--lora-rank", "8", "--batch-size", "8",
+      "--epochs", "1", "--hard-negatives", "1", "--folds", "1", "--force", "--json", "--db", db,
+    ])
+    XCTAssertEqual(trained.status, 0, trained.stderr)
+    let report = try JSONDecoder().decode(TrainingReport.self, from: Data(trained.stdout.utf8))
+    XCTAssertEqual(report.tier, .lora)
+    XCTAssertTrue(report.promoted)
+    let database = try Database(path: db)
+    let model = try database.model(version: report.modelVersion)
+    XCTAssertEqual(model.kind, .encoder)
+    XCTAssertEqual(model.parent, 1)
+    XCTAssertTrue(model.hasWeights)
+    XCTAssertLessThan(
+      model.weightsBytes * 20, try database.model(version: 1).weightsBytes,
+      "a LoRA version stores its adapters, not the weights")
+    let query = "vitamin d and bone density"
+    let encoder = try database.encoder(version: report.modelVersion)
+    XCTAssertNotEqual(encoder.embed(query), try database.encoder(version: 1).embed(query))
+    let reopened = try database.collection("s", create: false)
+    XCTAssertEqual(try reopened.generations().last?.model, report.modelVersion)
+    XCTAssertEqual(
+      try reopened.query(text: query, k: 5, log: false).hits.map(\.id),
+      try reopened.query(vector: encoder.embed(query), k: 5, log: false).hits.map(\.id))
+  }
+
   /// The adapter tier from the shell: trained over the stored vectors (no new
   /// generation), applied to text queries once active, undone by rollback.
   func testAdapterTierMapsQueriesWithoutReembedding() throws {

@@ -67,7 +67,7 @@ extension Collection {
       guard let record = try Database.collectionRecord(name, in: txn, schema: schema),
         record.nextRow > 0
       else { return [] }
-      var random = TrainingRandom(seed: seed)
+      var random = Xoshiro256(seed: seed)
       var found = Set<String>()
       // Rows of deleted documents are gaps: draw a few times the count at most.
       for _ in 0..<(count * 4) where found.count < min(count, record.count) {

@@ -138,7 +138,8 @@ extension Collection {
   /// A fitted candidate and the loss of each of its steps.
   struct Candidate {
     enum Model {
-      case encoder(SentenceEncoder)
+      /// An encoder; with `lora`, its parent with those adapters merged (stored as the delta).
+      case encoder(SentenceEncoder, lora: LoRAAdapters<Float>?)
       case adapter(QueryAdapter<Float>)
     }
     var model: Model
@@ -154,7 +155,7 @@ extension Collection {
     let queries = run.trainingQueries(excluding: fold)
     let pairs = run.pairs.filter { queries.contains($0.query) }
     let options = run.options
-    var configuration = options.tier == .full ? TrainingConfiguration() : .adapter
+    var configuration = options.tier == .adapter ? .adapter : TrainingConfiguration()
     configuration.epochs = options.epochCount
     configuration.batchSize = options.batchSize
     configuration.learningRate = options.peakLearningRate
@@ -177,20 +178,17 @@ extension Collection {
     }
     do {
       switch options.tier {
-      case .full:
+      case .full, .lora:
         let examples = try encoderExamples(pairs, run: run, tokenizer: base.tokenizer)
         let trainer =
           try checkpoint.map { try EncoderTrainer(resuming: $0, examples: examples) }
           ?? EncoderTrainer(
             parameters: try EncoderParameters(base), examples: examples,
-            configuration: configuration)
+            configuration: configuration, lora: options.loraConfiguration)
         let losses = try loop(trainer)
-        let encoder = try SentenceEncoder(
-          config: base.config, tokenizer: base.tokenizer,
-          weights: trainer.encoder.parameters.namedTensors(),
-          maxSequenceLength: base.maxSequenceLength, pooling: base.pooling,
-          normalizesOutput: base.normalizesOutput)
-        return Candidate(model: .encoder(encoder), losses: losses)
+        // Served as trained: the trainer's configuration and pooling, the base's tokenizer.
+        let encoder = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)
+        return Candidate(model: .encoder(encoder, lora: trainer.lora), losses: losses)
       case .adapter:
         let examples = try adapterExamples(pairs, run: run, encoder: base)
         let trainer =
@@ -294,7 +292,7 @@ extension Collection {
         }
         try progress?(.evaluating(OperationProgress(done: results.count, total: queries.count)))
       }
-    case .encoder(let encoder):
+    case .encoder(let encoder, _):
       let shared = try sampleDocuments(run.options.gateSample, seed: run.options.seed)
       let pools = queries.map { text in
         (
@@ -378,11 +376,14 @@ extension Collection {
         return info
       }
       return (info, nil, false)
-    case .encoder(let encoder) where promoted || options.keepRejected:
+    case .encoder(let encoder, let lora) where promoted || options.keepRejected || lora != nil:
+      // A LoRA candidate is stored as its adapters (a few MB), even when rejected.
       let info = try storage {
         try database.environment.write { txn in
           let info = try models.add(
-            encoder: encoder, name: name, state: promoted ? .ready : .rejected,
+            encoder: encoder, lora: lora,
+            name: lora == nil ? name : "LoRA of v\(run.baseModel) on \(self.name)",
+            state: promoted ? .ready : .rejected,
             parent: run.baseModel, lineage: lineage, in: txn)
           for key in runKeys { try txn.delete(schema.meta, key: key) }
           return info

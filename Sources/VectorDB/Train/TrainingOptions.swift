@@ -18,12 +18,15 @@ public struct TrainingOptions: Sendable, Codable {
     /// A query-side adapter (a `d×d` map on query vectors) over frozen document vectors:
     /// no re-embedding, activation is instant.
     case adapter
+    /// Low-rank adapters (LoRA) on the encoder's attention projections, trained like the
+    /// full tier; stored as the adapters over their parent, merged into the weights at load.
+    case lora
   }
   public var tier = Tier.full
   /// Passes over the pairs; nil: the tier's default (`defaultEpochs`).
   public var epochs: Int?
   public var batchSize = 32
-  /// Peak learning rate; nil: the tier's default (2e-5 full, 1e-3 adapter).
+  /// Peak learning rate; nil: the tier's default (2e-5 full, 1e-4 lora, 1e-3 adapter).
   public var learningRate: Double?
   /// Tokens per training sequence, 2 up to the model's maximum.
   public var maxSequenceLength = 128
@@ -60,6 +63,8 @@ public struct TrainingOptions: Sendable, Codable {
   public var waitForReembed = true
   /// Documents per write transaction of the promoted candidate's re-embed job.
   public var reembedBatchSize = 256
+  /// Rank of the LoRA tier's adapters (1–256); nil: 16 (alpha is twice the rank).
+  public var loraRank: Int?
 
   public init() {}
 
@@ -86,12 +91,24 @@ public struct TrainingOptions: Sendable, Codable {
 
   /// The learning rate the run uses.
   public var peakLearningRate: Double {
-    learningRate ?? (tier == .full ? 2e-5 : 1e-3)
+    if let learningRate { return learningRate }
+    switch tier {
+    case .full: return 2e-5
+    case .lora: return 1e-4
+    case .adapter: return 1e-3
+    }
   }
 
   /// The passes the run makes.
   public var epochCount: Int {
-    epochs ?? (tier == .full ? 3 : 10)
+    epochs ?? (tier == .adapter ? 10 : 3)
+  }
+
+  /// The LoRA tier's adapters: rank ``loraRank`` (16), alpha twice the rank; nil otherwise.
+  var loraConfiguration: LoRAConfiguration? {
+    guard tier == .lora else { return nil }
+    let rank = loraRank ?? 16
+    return LoRAConfiguration(rank: rank, alpha: 2 * Double(rank))
   }
 
   /// The gate's folds for `judged` judged queries (1: a plain split).
@@ -119,6 +136,7 @@ public struct TrainingOptions: Sendable, Codable {
     try check(gateSample >= 0, "the gate sample cannot be negative")
     try check(checkpointEvery >= 1, "checkpoint interval must be at least 1 step")
     try check((miniBatchSize ?? 1) >= 1, "mini-batch size must be at least 1")
+    try check((1...256).contains(loraRank ?? 16), "LoRA rank must be 1…256")
     try check(miningDepth >= 1, "mining depth must be at least 1")
     try check(reembedBatchSize >= 1, "re-embed batch size must be at least 1")
   }

@@ -191,11 +191,8 @@ extension Collection {
 
   /// FNV-1a of the text's UTF-8 mixed with `seed`: the same split on every run.
   static func stableHash(_ text: String, seed: UInt64) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
-    for byte in text.utf8 {
-      hash ^= UInt64(byte)
-      hash = hash &* 0x100_0000_01b3
-    }
-    return hash
+    var hash = FNV1a(seed: seed)
+    hash.mix(bytes: text.utf8)
+    return hash.value
   }
 }

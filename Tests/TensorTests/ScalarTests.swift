@@ -1,9 +1,9 @@
 import XCTest
 
-@testable import Training
+@testable import Tensor
 
-/// The Float kernels' approximations against the C library in Double.
-final class VectorMathTests: XCTestCase {
+/// Float's layer math (the inference kernels) against Double's (the C library).
+final class ScalarTests: XCTestCase {
   let grid = (0...4000).map { -10 + Double($0) * 0.005 }  // 4001 points, includes a 16-lane tail
 
   func testGeluAndItsDerivativeMatchTheExactFunctions() {
@@ -27,24 +27,27 @@ final class VectorMathTests: XCTestCase {
     XCTAssertEqual(Double(d[2000]), 0.5, accuracy: 1e-7)  // gelu'(0) = ½
   }
 
-  func testShiftedExpMatchesTheCLibrary() {
-    let inputs = (0..<1000).map { -Float($0) * 0.087 }  // 0 down to −87
-    var x = inputs
-    let sum = Float.expShifted(&x, count: x.count, shift: 0)
-    var exactSum = 0.0
-    for i in x.indices {
-      let exact = Foundation.exp(Double(inputs[i]))
-      exactSum += exact
-      XCTAssertEqual(Double(x[i]), exact, accuracy: 1e-6 * exact + 1e-37, "exp(\(inputs[i]))")
+  func testSoftmaxRowsAgreeBetweenFloatAndDouble() {
+    var random = Xoshiro256(seed: 17)
+    let (rows, width) = (5, 37)  // a width with a SIMD tail
+    let scores = (0..<(rows * width)).map { _ in 20 * Double(random.nextUnitFloat()) - 10 }
+    var exact = scores
+    var float = scores.map { Float($0) }
+    Double.softmaxRows(&exact, rows: rows, width: width)
+    Float.softmaxRows(&float, rows: rows, width: width)
+    for i in scores.indices {
+      XCTAssertEqual(Double(float[i]), exact[i], accuracy: 1e-6, "entry \(i)")
     }
-    XCTAssertEqual(Double(sum), exactSum, accuracy: 1e-5 * exactSum)
+    for row in 0..<rows {
+      XCTAssertEqual(exact[(row * width)..<((row + 1) * width)].reduce(0, +), 1, accuracy: 1e-12)
+    }
   }
 }
 
 final class ParallelGemmTests: XCTestCase {
   /// The threaded product equals one BLAS call, for every transpose and both split directions.
   func testSplitProductsEqualOneCall() {
-    var random = TrainingRandom(seed: 21)
+    var random = Xoshiro256(seed: 21)
     for (m, n, k) in [(300, 40, 200), (40, 300, 200)] {  // split by rows, then by columns
       for transposeA in [false, true] {
         for transposeB in [false, true] {
@@ -58,7 +61,7 @@ final class ParallelGemmTests: XCTestCase {
           Double.gemm(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a,
             lda: lda, b: b, ldb: ldb, beta: 2, c: &expected, ldc: n)
-          parallelGemm(
+          BLAS.parallelGemm(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.5, a: a,
             lda: lda, b: b, ldb: ldb, beta: 2, c: &split, ldc: n)
           let worst = zip(expected, split).map { abs($0 - $1) }.max()!

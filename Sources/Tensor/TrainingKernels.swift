@@ -1,68 +1,89 @@
-/// The building blocks of the encoder's forward and backward passes, over row-major matrices
-/// given as raw pointers. Each forward kernel sits next to its derivative.
-enum Kernels {
+/// The building blocks of the trainable encoder's forward and backward passes, generic over
+/// Float and Double, over row-major matrices given as raw pointers. Each forward kernel sits
+/// next to its derivative; the Float forward math is the inference kernels' (LayerNorm, GELU,
+/// softmax), so training and serving compute one function.
+extension Kernels {
   // MARK: Linear layer  y = x·Wᵀ + b   (W stored [out, in], as PyTorch does)
 
   /// `y[rows×out] = x[rows×in] · Wᵀ + b`.
-  static func linear<S: TrainingScalar>(
+  package static func linear<S: TensorScalar>(
     _ x: UnsafePointer<S>, rows: Int, inputs: Int, weight: UnsafePointer<S>,
     bias: UnsafePointer<S>, outputs: Int, into y: UnsafeMutablePointer<S>
   ) {
-    parallelChunks(rows, minimumPerChunk: 64) { range in
+    Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
       for r in range { (y + r * outputs).update(from: bias, count: outputs) }
     }
-    parallelGemm(
+    BLAS.parallelGemm(
       transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, alpha: 1,
       a: x, lda: inputs, b: weight, ldb: inputs, beta: 1, c: y, ldc: outputs)
   }
 
   /// Backward of ``linear``: `dx = dy·W` (added to `dx` when `accumulate`), `dW += dyᵀ·x`,
   /// `db += Σ_rows dy`. `ones` holds at least `rows` ones (the bias sum is a matrix product).
-  static func linearBackward<S: TrainingScalar>(
+  package static func linearBackward<S: TensorScalar>(
     outputGradient dy: UnsafePointer<S>, input x: UnsafePointer<S>, rows: Int, inputs: Int,
     outputs: Int, weight: UnsafePointer<S>, ones: UnsafePointer<S>,
     inputGradient dx: UnsafeMutablePointer<S>?, accumulate: Bool,
     weightGradient dW: UnsafeMutablePointer<S>, biasGradient db: UnsafeMutablePointer<S>
   ) {
     if let dx {
-      parallelGemm(
+      BLAS.parallelGemm(
         transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1,
         a: dy, lda: outputs, b: weight, ldb: inputs, beta: accumulate ? 1 : 0, c: dx, ldc: inputs)
     }
-    parallelGemm(
+    BLAS.parallelGemm(
       transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
       a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
-    parallelGemm(
+    BLAS.parallelGemm(
       transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
       a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)
   }
 
   // MARK: LayerNorm  y = γ·x̂ + β,  x̂ = (x − μ)·r,  r = 1/√(σ² + ε)
 
-  /// Normalises each row of `x` into `y`, keeping `x̂` and `r` for the backward pass.
-  static func layerNorm<S: TrainingScalar>(
-    _ x: UnsafePointer<S>, rows: Int, width: Int, gain: UnsafePointer<S>,
-    bias: UnsafePointer<S>, epsilon: S, output y: UnsafeMutablePointer<S>,
+  /// `y = LayerNorm(x + residual)·γ + β` row by row (`residual` may be nil; `y` may alias
+  /// `x`, not `residual`), keeping `x̂` and `r` for the backward pass. Float runs
+  /// ``addLayerNorm(rows:width:_:residual:gamma:beta:epsilon:output:normalized:inverseDeviation:)``,
+  /// the inference kernel; Double the same arithmetic in plain loops, for gradient checks.
+  package static func layerNorm<S: TensorScalar>(
+    _ x: UnsafePointer<S>, residual: UnsafePointer<S>?, rows: Int, width: Int,
+    gain: UnsafePointer<S>, bias: UnsafePointer<S>, epsilon: S, output y: UnsafeMutablePointer<S>,
     normalized xHat: UnsafeMutablePointer<S>, inverseDeviation r: UnsafeMutablePointer<S>
   ) {
-    let n = S(width)
-    parallelChunks(rows, minimumPerChunk: 16) { range in
+    Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
+      let o = range.lowerBound * width
+      if S.self == Float.self {
+        // The same memory seen as Float: S is Float here.
+        func float(_ p: UnsafePointer<S>) -> UnsafePointer<Float> {
+          UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+        }
+        func float(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
+          UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+        }
+        addLayerNorm(
+          rows: range.count, width: width, float(x + o), residual: residual.map { float($0 + o) },
+          gamma: float(gain), beta: float(bias), epsilon: Float(epsilon), output: float(y + o),
+          normalized: float(xHat + o), inverseDeviation: float(r + range.lowerBound))
+        return
+      }
+      let n = S(width)
       for row in range {
+        let yi = y + row * width
         let xi = x + row * width
+        for j in 0..<width { yi[j] = xi[j] + (residual?[row * width + j] ?? 0) }
         var mean: S = 0
-        for j in 0..<width { mean += xi[j] }
+        for j in 0..<width { mean += yi[j] }
         mean /= n
         var variance: S = 0
         for j in 0..<width {
-          let d = xi[j] - mean
+          let d = yi[j] - mean
           variance += d * d
         }
         let inverse = 1 / (variance / n + epsilon).squareRoot()
         r[row] = inverse
         let hi = xHat + row * width
-        let yi = y + row * width
         for j in 0..<width {
-          let h = (xi[j] - mean) * inverse
+          let h = (yi[j] - mean) * inverse
           hi[j] = h
           yi[j] = gain[j] * h + bias[j]
         }
@@ -73,17 +94,17 @@ enum Kernels {
   /// Backward of ``layerNorm``:
   /// `dx = r·(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))` with `dx̂ = dy⊙γ`; `dγ += Σ dy⊙x̂`, `dβ += Σ dy`.
   /// `dx` may alias `dy`.
-  static func layerNormBackward<S: TrainingScalar>(
+  package static func layerNormBackward<S: TensorScalar>(
     outputGradient dy: UnsafePointer<S>, normalized xHat: UnsafePointer<S>,
     inverseDeviation r: UnsafePointer<S>, rows: Int, width: Int, gain: UnsafePointer<S>,
     inputGradient dx: UnsafeMutablePointer<S>, gainGradient dGain: UnsafeMutablePointer<S>,
     biasGradient dBias: UnsafeMutablePointer<S>
   ) {
-    let chunks = chunkCount(rows, minimumPerChunk: 16)
+    let chunks = Parallel.chunkCount(rows, minimumPerChunk: 16)
     // Per-chunk partial sums of dγ and dβ, added up at the end: no sharing between threads.
     let partial = Buffer<S>(count: chunks * 2 * width)
     let n = S(width)
-    parallelChunks(rows, chunks: chunks) { chunk, range in
+    Parallel.forEachChunk(rows, chunks: chunks) { chunk, range in
       let pGain = partial.base + chunk * 2 * width
       let pBias = pGain + width
       for row in range {
@@ -120,40 +141,28 @@ enum Kernels {
   // MARK: GELU (exact)  g(u) = u·Φ(u),  g'(u) = Φ(u) + u·φ(u)
 
   /// `g = u·Φ(u)` with `Φ(u) = ½(1 + erf(u/√2))`.
-  static func gelu<S: TrainingScalar>(
+  package static func gelu<S: TensorScalar>(
     _ u: UnsafePointer<S>, count: Int, into g: UnsafeMutablePointer<S>
   ) {
-    parallelChunks(count, minimumPerChunk: 4096) { range in
+    Parallel.forEachChunk(count, minimumPerChunk: 4096) { range in
       S.gelu(u + range.lowerBound, into: g + range.lowerBound, count: range.count)
     }
   }
 
   /// In place `d ← d · g'(u)` with `g'(u) = Φ(u) + u·exp(−u²/2)/√(2π)`.
-  static func geluBackward<S: TrainingScalar>(
+  package static func geluBackward<S: TensorScalar>(
     _ u: UnsafePointer<S>, count: Int, gradient d: UnsafeMutablePointer<S>
   ) {
-    parallelChunks(count, minimumPerChunk: 4096) { range in
+    Parallel.forEachChunk(count, minimumPerChunk: 4096) { range in
       S.geluBackward(u + range.lowerBound, gradient: d + range.lowerBound, count: range.count)
     }
   }
 
-  // MARK: Softmax over rows
-
-  /// Row-wise softmax in place: `p_j = exp(s_j − max s) / Σ exp(s_k − max s)`.
-  @inline(__always)
-  static func softmaxRows<S: TrainingScalar>(_ s: UnsafeMutablePointer<S>, rows: Int, width: Int) {
-    for row in 0..<rows {
-      let si = s + row * width
-      var maximum = si[0]
-      for j in 1..<width where si[j] > maximum { maximum = si[j] }
-      let inverse = 1 / S.expShifted(si, count: width, shift: maximum)
-      for j in 0..<width { si[j] *= inverse }
-    }
-  }
+  // MARK: Softmax over rows (forward: TensorScalar.softmaxRows)
 
   /// Backward of a row softmax: `ds_j = p_j·(dp_j − Σ_k dp_k·p_k)`, in place over `dp`.
   @inline(__always)
-  static func softmaxRowsBackward<S: TrainingScalar>(
+  package static func softmaxRowsBackward<S: TensorScalar>(
     probabilities p: UnsafePointer<S>, gradient dp: UnsafeMutablePointer<S>, rows: Int,
     width: Int
   ) {
@@ -171,8 +180,8 @@ enum Kernels {
   /// Draws a keep-mask (1 keep, 0 drop) with drop probability `p`, made of `segments`
   /// (start, count), segment `i` drawn from `streams[i]`. One stream per sequence makes the
   /// masks a sequence gets independent of how sequences are grouped into batches.
-  static func dropoutMask(
-    count: Int, segments: [(start: Int, count: Int)], streams: inout [TrainingRandom],
+  package static func dropoutMask(
+    count: Int, segments: [(start: Int, count: Int)], streams: inout [Xoshiro256],
     probability p: Double
   ) -> Buffer<UInt8> {
     let mask = Buffer<UInt8>(count: count, repeating: 1)
@@ -180,7 +189,7 @@ enum Kernels {
     // 0.100006), a quarter of the generator calls of one draw per entry.
     let threshold = UInt64((p * 65_536).rounded())
     streams.withUnsafeMutableBufferPointer { streams in
-      parallelChunks(segments.count, minimumPerChunk: 4) { range in
+      Parallel.forEachChunk(segments.count, minimumPerChunk: 4) { range in
         for i in range {
           let (start, length) = segments[i]
           var j = start
@@ -200,11 +209,11 @@ enum Kernels {
   }
 
   /// `x ← x · m / (1 − p)`; also the backward, since the map is linear and diagonal.
-  static func applyDropout<S: TrainingScalar>(
+  package static func applyDropout<S: TensorScalar>(
     _ x: UnsafeMutablePointer<S>, mask: UnsafePointer<UInt8>, count: Int, probability p: Double
   ) {
     let keepScale = 1 / S(1 - p)
-    parallelChunks(count, minimumPerChunk: 4096) { range in
+    Parallel.forEachChunk(count, minimumPerChunk: 4096) { range in
       for i in range { x[i] = mask[i] == 0 ? 0 : x[i] * keepScale }
     }
   }
@@ -212,10 +221,10 @@ enum Kernels {
   // MARK: Elementwise helpers
 
   /// `y += x`.
-  static func add<S: TrainingScalar>(
+  package static func add<S: TensorScalar>(
     _ x: UnsafePointer<S>, into y: UnsafeMutablePointer<S>, count: Int
   ) {
-    parallelChunks(count, minimumPerChunk: 8192) { range in
+    Parallel.forEachChunk(count, minimumPerChunk: 8192) { range in
       for i in range { y[i] += x[i] }
     }
   }

@@ -1,0 +1,158 @@
+import CBLAS
+import Foundation
+
+/// The floating-point types the layer math runs in: `Float` for inference and training,
+/// `Double` for the finite-difference gradient checks.
+///
+/// Float's elementwise functions are the SIMD kernels inference uses (``Kernels/exp(_:)``,
+/// ``Kernels/erf(_:)``, ``Kernels/softmax(rows:width:validWidth:stride:_:)``), so the
+/// trained and the served model compute the same function with the same approximations;
+/// Double calls the C library, so the gradient check compares against exact functions.
+///
+/// ```swift
+/// func activate<S: TensorScalar>(_ u: [S]) -> [S] {
+///   var g = u
+///   S.gelu(u, into: &g, count: u.count)
+///   return g
+/// }
+/// ```
+public protocol TensorScalar: BinaryFloatingPoint, Sendable, Codable
+where RawSignificand: FixedWidthInteger {
+  /// Row-major `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`, where `op` transposes
+  /// when asked. `lda`, `ldb`, `ldc` are the row strides of the matrices as stored.
+  static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+  static func exp(_ x: Self) -> Self
+  static func log(_ x: Self) -> Self
+  /// `g[i] = u[i]·Φ(u[i])`, `Φ(u) = ½(1 + erf(u/√2))` (exact GELU); `g` may be `u`.
+  static func gelu(_ u: UnsafePointer<Self>, into g: UnsafeMutablePointer<Self>, count: Int)
+  /// `d[i] *= Φ(u[i]) + u[i]·exp(−u[i]²/2)/√(2π)` (GELU′).
+  static func geluBackward(
+    _ u: UnsafePointer<Self>, gradient d: UnsafeMutablePointer<Self>, count: Int)
+  /// Row-wise softmax in place: `p_j = exp(s_j − max s) / Σ exp(s_k − max s)`.
+  static func softmaxRows(_ s: UnsafeMutablePointer<Self>, rows: Int, width: Int)
+}
+
+extension Float: TensorScalar {
+  @inline(__always)
+  public static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    BLAS.gemm(
+      transposeA ? .transposed : .none, transposeB ? .transposed : .none, m: m, n: n, k: k,
+      alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+  }
+  @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
+  @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
+
+  public static func gelu(
+    _ u: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    Kernels.gelu(count: count, u, into: g)
+  }
+
+  public static func geluBackward(
+    _ u: UnsafePointer<Float>, gradient d: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    Kernels.geluBackward(count: count, u, gradient: d)
+  }
+
+  public static func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    Kernels.softmax(rows: rows, width: width, s)
+  }
+}
+
+extension Double: TensorScalar {
+  @inline(__always)
+  public static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+    beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+  ) {
+    BLAS.prepare()
+    cblas_dgemm(
+      CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+      Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  }
+  @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+  @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
+
+  public static func gelu(
+    _ u: UnsafePointer<Double>, into g: UnsafeMutablePointer<Double>, count: Int
+  ) {
+    let invSqrt2 = 1 / 2.0.squareRoot()
+    for i in 0..<count { g[i] = u[i] * 0.5 * (1 + Foundation.erf(u[i] * invSqrt2)) }
+  }
+
+  public static func geluBackward(
+    _ u: UnsafePointer<Double>, gradient d: UnsafeMutablePointer<Double>, count: Int
+  ) {
+    let invSqrt2 = 1 / 2.0.squareRoot()
+    let invSqrt2Pi = 1 / (2 * Double.pi).squareRoot()
+    for i in 0..<count {
+      let x = u[i]
+      d[i] *=
+        0.5 * (1 + Foundation.erf(x * invSqrt2)) + x * Foundation.exp(-0.5 * x * x) * invSqrt2Pi
+    }
+  }
+
+  public static func softmaxRows(_ s: UnsafeMutablePointer<Double>, rows: Int, width: Int) {
+    for row in 0..<rows {
+      let si = s + row * width
+      var maximum = si[0]
+      for j in 1..<width where si[j] > maximum { maximum = si[j] }
+      var sum = 0.0
+      for j in 0..<width {
+        si[j] = Foundation.exp(si[j] - maximum)
+        sum += si[j]
+      }
+      for j in 0..<width { si[j] /= sum }
+    }
+  }
+}
+
+extension BLAS {
+  /// `C = alpha·op(A)·op(B) + beta·C` as ``TensorScalar/gemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``,
+  /// split over the cores: by rows of C when it has more rows than columns,
+  /// else by columns. Each thread makes one single-threaded BLAS call on its slice.
+  ///
+  /// The project runs OpenBLAS with one thread per call and threads itself (the encoder
+  /// calls BLAS from several threads at once); OpenBLAS's own pool would also spin between
+  /// calls and take the core from the elementwise loops that run in between.
+  package static func parallelGemm<S: TensorScalar>(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: S,
+    a: UnsafePointer<S>, lda: Int, b: UnsafePointer<S>, ldb: Int,
+    beta: S, c: UnsafeMutablePointer<S>, ldc: Int
+  ) {
+    // Below ~2M multiply-adds a thread hop costs more than it saves.
+    let chunks = m * n * k < 1 << 21 ? 1 : min(Parallel.coreCount, max(m, n) / 16)
+    if chunks <= 1 {
+      S.gemm(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a,
+        lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+      return
+    }
+    let byRows = m >= n
+    Parallel.forEachChunk(byRows ? m : n, chunks: chunks) { _, range in
+      if byRows {
+        // Rows i of op(A) start at a + i·lda, or at column i when A is stored transposed.
+        let aSlice = transposeA ? a + range.lowerBound : a + range.lowerBound * lda
+        S.gemm(
+          transposeA: transposeA, transposeB: transposeB, m: range.count, n: n, k: k,
+          alpha: alpha, a: aSlice, lda: lda, b: b, ldb: ldb, beta: beta,
+          c: c + range.lowerBound * ldc, ldc: ldc)
+      } else {
+        // Columns j of op(B) start at column j of B, or at row j when B is stored transposed.
+        let bSlice = transposeB ? b + range.lowerBound * ldb : b + range.lowerBound
+        S.gemm(
+          transposeA: transposeA, transposeB: transposeB, m: m, n: range.count, k: k,
+          alpha: alpha, a: a, lda: lda, b: bSlice, ldb: ldb, beta: beta,
+          c: c + range.lowerBound, ldc: ldc)
+      }
+    }
+  }
+}
