@@ -75,6 +75,7 @@ public final class Database: @unchecked Sendable {
           "data.mdb is an LMDB environment of another program (tables: \(names.prefix(5).joined(separator: ", ")))"
       )
     }
+    if isNew { try Database.tighten(path) }
     self.environment = environment
     schema = try storage { try Schema(environment: environment) }
     logWriter = LogWriter(environment: environment, store: schema.log)
@@ -99,7 +100,13 @@ public final class Database: @unchecked Sendable {
       throw VectorDBError.storage(LMDBError(code: errno, operation: "open directory \(path)"))
     }
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-    if entries.contains("data.mdb") { return false }
+    if entries.contains("data.mdb") {
+      try checkFiles(path: path, hasLock: entries.contains("lock.mdb"))
+      return false
+    }
+    if entries.contains("lock.mdb") {
+      throw VectorDBError.damaged(path: path, detail: "data.mdb is missing beside lock.mdb")
+    }
     if entries.isEmpty {
       if !create { throw VectorDBError.databaseNotFound(path: path) }
       return true
@@ -109,6 +116,55 @@ public final class Database: @unchecked Sendable {
       reason:
         "the directory holds other files (\(entries.sorted().prefix(3).joined(separator: ", "))) and no data.mdb"
     )
+  }
+
+  /// Refuses the layouts LMDB would silently take for a new, empty database (an empty
+  /// or missing data.mdb) or follow out of the directory (a symbolic link), before
+  /// LMDB opens — and so writes — anything.
+  private static func checkFiles(path: String, hasLock: Bool) throws {
+    let directory = realPath(path) ?? path
+    for name in hasLock ? ["data.mdb", "lock.mdb"] : ["data.mdb"] {
+      let file = path + "/" + name
+      var info = stat()
+      guard lstat(file, &info) == 0 else {
+        throw VectorDBError.storage(LMDBError(code: errno, operation: "stat \(file)"))
+      }
+      if info.st_mode & S_IFMT == S_IFLNK {
+        guard let target = realPath(file) else {
+          throw VectorDBError.damaged(
+            path: path, detail: "\(name) is a symbolic link to a missing file")
+        }
+        guard (target as NSString).deletingLastPathComponent == directory else {
+          throw VectorDBError.damaged(
+            path: path, detail: "\(name) is a symbolic link out of the directory (to \(target))")
+        }
+        guard stat(file, &info) == 0 else {
+          throw VectorDBError.storage(LMDBError(code: errno, operation: "stat \(file)"))
+        }
+      }
+      guard info.st_mode & S_IFMT == S_IFREG else {
+        throw VectorDBError.damaged(path: path, detail: "\(name) is not a regular file")
+      }
+      if name == "data.mdb" && info.st_size == 0 {
+        throw VectorDBError.damaged(path: path, detail: "data.mdb is empty (0 bytes)")
+      }
+    }
+  }
+
+  /// A new database's directory is the owner's alone (0700), even when it existed with
+  /// looser permissions: whoever can write the directory can replace data.mdb.
+  private static func tighten(_ path: String) throws {
+    var info = stat()
+    guard stat(path, &info) == 0, info.st_mode & 0o077 != 0 else { return }
+    guard chmod(path, 0o700) == 0 else {
+      throw VectorDBError.storage(LMDBError(code: errno, operation: "chmod 0700 \(path)"))
+    }
+  }
+
+  private static func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
   }
 
   /// Writes the format record of a new database, or checks that of an existing one.

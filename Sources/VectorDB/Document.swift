@@ -29,10 +29,24 @@ public struct Document: Equatable, Sendable, Codable {
   /// document's vector is stale.
   public var contentHash: ContentHash { ContentHash(text: text) }
 
-  /// Throws `VectorDBError.invalidDocument` when the id is empty or too long.
+  /// Throws `VectorDBError.invalidDocument` when the id is empty, too long, or holds a
+  /// control character (NUL, escape, newline, …: ids are printed to terminals), or
+  /// when the metadata nests deeper than ``JSONValue/maxDepth``.
   func validate() throws {
     if id.isEmpty {
       throw VectorDBError.invalidDocument(id: id, reason: "the id is empty")
+    }
+    if let scalar = id.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+      throw VectorDBError.invalidDocument(
+        id: id.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : String($0) }
+          .joined(),
+        reason: String(
+          format: "the id holds the control character U+%04X; ids cannot hold control characters",
+          scalar.value))
+    }
+    if JSONValue.object(metadata).depth > JSONValue.maxDepth {
+      throw VectorDBError.invalidDocument(
+        id: id, reason: "the metadata nests deeper than \(JSONValue.maxDepth) levels")
     }
     if id.utf8.count > Document.maxIDBytes {
       throw VectorDBError.invalidDocument(
@@ -75,11 +89,78 @@ public enum JSONValue: Equatable, Hashable, Sendable {
   /// - Throws: `VectorDBError.invalidInput` naming `source` and `line` when the text is
   ///   not valid JSON.
   public init(parsing text: some StringProtocol, source: String = "JSON", line: Int? = nil) throws {
+    if let problem = JSONValue.scan(text.utf8) {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: problem)
+    }
     do {
       self = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     } catch {
       throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid JSON")
     }
+  }
+
+  /// The deepest nesting of arrays and objects accepted in metadata and filters: deeper
+  /// values are refused when parsed or stored (their encoding would otherwise fail, or
+  /// exhaust the stack, later, on every query that returns them).
+  public static let maxDepth = 64
+
+  /// Arrays and objects nested in this value, counting itself (a scalar is 0).
+  public var depth: Int {
+    switch self {
+    case .array(let array): return 1 + (array.map(\.depth).max() ?? 0)
+    case .object(let object): return 1 + (object.values.map(\.depth).max() ?? 0)
+    default: return 0
+    }
+  }
+
+  /// What the decoder would accept wrongly or fail on obscurely, found by one pass over
+  /// the bytes before decoding: nesting deeper than `maxDepth`, and integers beyond
+  /// ±2^53 (a `Double` would silently round them). `nil` when there is none.
+  static func scan(_ bytes: some Collection<UInt8>) -> String? {
+    var depth = 0
+    var inString = false
+    var escaped = false
+    var inNumber = false
+    var number: [UInt8] = []
+    func bigInteger() -> String? {
+      defer { number.removeAll(keepingCapacity: true) }
+      guard !number.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }),
+        let value = Double(String(decoding: number, as: UTF8.self)), abs(value) > 9_007_199_254_740_992
+      else { return nil }
+      return
+        "the integer \(String(decoding: number, as: UTF8.self)) is beyond ±2^53 and cannot be kept exactly; write it as a string"
+    }
+    for byte in bytes {
+      if inString {
+        if escaped {
+          escaped = false
+        } else if byte == UInt8(ascii: "\\") {
+          escaped = true
+        } else if byte == UInt8(ascii: "\"") {
+          inString = false
+        }
+        continue
+      }
+      let isNumberByte =
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
+        || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
+      if inNumber && !isNumberByte {
+        inNumber = false
+        if let problem = bigInteger() { return problem }
+      }
+      switch byte {
+      case UInt8(ascii: "\""): inString = true
+      case UInt8(ascii: "["), UInt8(ascii: "{"):
+        depth += 1
+        if depth > maxDepth { return "values nest deeper than \(maxDepth) levels" }
+      case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+      case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        inNumber = true
+      default: break
+      }
+      if inNumber { number.append(byte) }
+    }
+    return inNumber ? bigInteger() : nil
   }
 
   /// Compact JSON with sorted keys (stable across runs, so it can be hashed or compared).

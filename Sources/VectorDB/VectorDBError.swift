@@ -100,6 +100,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .databaseNotFound: return "create one with `vdb init`, or point --db / $VDB_PATH at one"
     case .notADatabase: return "choose an empty or new directory for a vdb database"
     case .newerFormat: return "upgrade vdb to open this database"
+    case .damaged:
+      return "`vdb verify` lists what is damaged; restore the directory from a backup"
     case .collectionNotFound: return "`vdb collections` lists the collections"
     case .collectionExists: return "choose another name, or `vdb collections drop` the old one"
     case .collectionBusy:

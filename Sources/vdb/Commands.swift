@@ -24,6 +24,7 @@ struct Init: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
+    Fault.arm(path: database.path)
     let db = try Database(path: database.path)
     var imported: ModelInfo?
     if !noModel {
@@ -118,6 +119,7 @@ struct Import: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
+    try Counts.check("import", ["--batch-size": batchSize])
     if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
     }
@@ -206,6 +208,7 @@ struct Get: ParsableCommand {
   enum Include: String, ExpressibleByArgument { case vector }
 
   func validate() throws {
+    try Counts.check("get", ["--limit": limit])
     if !ids.isEmpty && (filter != nil || after != nil) {
       throw ValidationError("give ids, or --filter/--after, not both")
     }

@@ -24,6 +24,10 @@ struct Log: ParsableCommand {
   @Option(help: "At most this many entries.") var limit = 50
   @OptionGroup var output: OutputOptions
 
+  func validate() throws {
+    try Counts.check("log", ["--limit": limit])
+  }
+
   func run() throws {
     let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
     let entries = try database.open().logEntries(
@@ -193,6 +197,7 @@ struct Eval: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
+    try Counts.check("eval", ["--ef": ef])
     let sources = [beir != nil, queries != nil || qrels != nil, fromLog, diagnose].filter { $0 }
       .count
     guard sources == 1 else {

@@ -24,6 +24,10 @@ struct Reembed: ParsableCommand {
   @Option(help: "Documents per transaction.") var batchSize = 256
   @OptionGroup var output: OutputOptions
 
+  func validate() throws {
+    try Counts.check("reembed", ["--model": model, "--batch-size": batchSize])
+  }
+
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     let bar = ProgressLine(label: "reembed", unit: "docs")

@@ -128,6 +128,7 @@ struct DatabaseOptions: ParsableArguments {
   /// the shell, the session's database, opened once.
   func open() throws -> Database {
     let path = self.path
+    Fault.arm(path: path)
     func open() throws -> Database {
       if ProcessInfo.processInfo.environment["VDB_TRACE"] != nil {
         FileHandle.standardError.write(Data("trace: open database \(path)\n".utf8))
