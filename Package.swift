@@ -44,14 +44,14 @@ let package = Package(
     .target(
       name: "VectorDB",
       dependencies: [
-        "LMDB", "Tensor", "Embedding", "HNSW", "Training",
+        "LMDB", "Tensor", "Embedding", "HNSW", "Training", "CKernels",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CSV", package: "CSV.swift"),
       ]),
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB", "CEditLine",
+        "VectorDB", "LMDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).

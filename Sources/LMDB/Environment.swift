@@ -54,6 +54,13 @@ public final class Environment: @unchecked Sendable {
   private let tableLock: UnsafeMutablePointer<pthread_mutex_t>
   private var tables: [String: Table] = [:]
 
+  /// Called when one of LMDB's internal checks fails (a damaged page), with the check's
+  /// text, just before LMDB aborts the process. A library cannot recover from that; a
+  /// host that owns its process (the `vdb` shell) can report it and exit instead. Set
+  /// it before opening environments.
+  nonisolated(unsafe) public static var assertionHandler:
+    (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void)?
+
   private static let registryLock: UnsafeMutablePointer<pthread_mutex_t> = {
     let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     pthread_mutex_init(lock, nil)
@@ -92,6 +99,7 @@ public final class Environment: @unchecked Sendable {
     try check(mdb_env_set_maxdbs(handle, MDB_dbi(options.maxTables)), "set max tables")
     try check(mdb_env_set_maxreaders(handle, UInt32(options.maxReaders)), "set max readers")
     try check(mdb_env_set_mapsize(handle, options.initialMapSize), "set map size")
+    if let handler = Environment.assertionHandler { mdb_env_set_assert(handle, handler) }
     var flags = UInt32(MDB_NOTLS)
     if options.noSync { flags |= UInt32(MDB_NOSYNC) }
     try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")

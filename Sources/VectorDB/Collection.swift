@@ -71,11 +71,13 @@ public final class Collection: @unchecked Sendable {
       var matrix: [Float] = []
       if let settings = plan?.settings {
         if let vectors {
-          for index in keep where vectors[index].count != settings.dimension {
-            throw VectorDBError.invalidVector(
-              reason:
-                "document \"\(documents[index].id)\" has a vector of \(vectors[index].count) floats;"
-                + " collection \"\(name)\" holds \(settings.dimension)")
+          for index in keep {
+            if let problem = VectorFile.problem(
+              with: vectors[index], dimension: settings.dimension, metric: settings.metric)
+            {
+              throw VectorDBError.invalidVector(
+                reason: "document \"\(documents[index].id)\": \(problem) (collection \"\(name)\")")
+            }
           }
           matrix = keep.flatMap { vectors[$0] }
         } else if let model = plan?.generation.model {

@@ -222,15 +222,33 @@ public final class Database: @unchecked Sendable {
   ///
   /// - Throws: `VectorDBError.collectionNotFound` when missing and `create` is false;
   ///   `.invalidInput` for an empty name, one over 200 bytes, or with control
-  ///   characters; `.modelNotFound` for an unknown model version.
+  ///   characters, or when the collection exists and `options` ask for given vectors
+  ///   of another dimension or metric; `.modelNotFound` for an unknown model version.
   public func collection(
     _ name: String, create: Bool = true, options: CollectionOptions? = nil
   ) throws -> Collection {
+    try Database.validateCollectionName(name)
     if let record = try collectionRecord(name) {
+      if case .given(let dimension, let metric) = options?.vectors {
+        let found = record.vectors
+        guard let found, found.model == nil, found.dimension == dimension, found.metric == metric
+        else {
+          let holds =
+            found.map {
+              $0.model == nil
+                ? "given vectors of \($0.dimension) dimensions (\($0.metric.rawValue))"
+                : "text embedded by model \($0.model!)"
+            } ?? "no vectors"
+          throw VectorDBError.invalidInput(
+            source: "collection \"\(name)\"", line: nil,
+            reason:
+              "it exists and holds \(holds), not given vectors of \(dimension) dimensions (\(metric.rawValue))"
+          )
+        }
+      }
       return Collection(database: self, record: record)
     }
     guard create else { throw VectorDBError.collectionNotFound(name) }
-    try Database.validateCollectionName(name)
     let vectors = try vectorSettings(for: options ?? CollectionOptions())
     let schema = self.schema
     let record = try storage {
@@ -318,6 +336,7 @@ public final class Database: @unchecked Sendable {
   ///
   /// - Throws: `VectorDBError.collectionNotFound`, `.collectionBusy` naming the job.
   public func dropCollection(_ name: String, keepLog: Bool = false, force: Bool = false) throws {
+    try Database.validateCollectionName(name)
     guard let record = try collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)
     }
@@ -480,58 +499,6 @@ public final class Database: @unchecked Sendable {
           return true
         }
         return result
-      }
-    }
-  }
-
-  /// Reads every table and checks that they agree: every document's row maps back to
-  /// it, every row names a document, and each collection's count is right.
-  ///
-  /// - Throws: `VectorDBError.damaged` naming the first inconsistency.
-  public func verify() throws {
-    let schema = self.schema
-    let path = self.path
-    try storage {
-      try environment.read { txn in
-        var records: [CollectionRecord] = []
-        try txn.forEach(in: schema.collections) { _, value in
-          records.append(try JSONDecoder().decode(CollectionRecord.self, from: Data(value)))
-          return true
-        }
-        for record in records {
-          let prefix = KeyBuilder().uint32(record.id)
-          var documents = 0
-          try txn.forEach(in: schema.docs, from: prefix) { key, value in
-            guard key.starts(with: prefix.bytes) else { return false }
-            let id = String(decoding: key.dropFirst(4), as: UTF8.self)
-            let doc = try DocumentRecord(bytes: value, path: path)
-            let back = try txn.get(
-              schema.rows, key: Schema.rowKey(collection: record.id, row: doc.row))
-            guard let back, String(decoding: back, as: UTF8.self) == id else {
-              throw VectorDBError.damaged(
-                path: path, detail: "document \"\(id)\" has no row \(doc.row)")
-            }
-            guard ContentHash(text: doc.text) == doc.hash else {
-              throw VectorDBError.damaged(
-                path: path, detail: "document \"\(id)\" fails its content hash")
-            }
-            documents += 1
-            return true
-          }
-          var rows = 0
-          try txn.forEach(in: schema.rows, from: prefix) { key, _ in
-            guard key.starts(with: prefix.bytes) else { return false }
-            rows += 1
-            return true
-          }
-          guard documents == record.count, rows == record.count else {
-            throw VectorDBError.damaged(
-              path: path,
-              detail:
-                "collection \"\(record.name)\" records \(record.count) documents, holds \(documents) with \(rows) rows"
-            )
-          }
-        }
       }
     }
   }

@@ -150,6 +150,24 @@ public enum VectorFile {
   }
 }
 
+extension VectorFile {
+  /// Why `vector` cannot be stored in or searched with a collection of `dimension` and
+  /// `metric`, or nil: a wrong length, NaN or infinity (they poison every distance),
+  /// or, under cosine similarity, all zeros (no direction).
+  public static func problem(with vector: [Float], dimension: Int, metric: Metric) -> String? {
+    if vector.count != dimension {
+      return "a vector of \(vector.count) floats; the collection holds \(dimension)"
+    }
+    if let position = vector.firstIndex(where: { !$0.isFinite }) {
+      return "the vector holds \(vector[position]) at position \(position)"
+    }
+    if metric == .cosine && vector.allSatisfy({ $0 == 0 }) {
+      return "the vector is all zeros, which has no cosine similarity"
+    }
+    return nil
+  }
+}
+
 extension Collection {
   /// Imports the rows of a `.fvecs` or `.npy` file as documents "0", "1", … with no
   /// text, in transactions of `batchSize` rows.
@@ -162,6 +180,20 @@ extension Collection {
   ) throws -> ImportReport {
     let start = Date()
     let (rows, _) = try VectorFile.read(path)
+    if let settings = try indexPlan()?.settings {
+      if let model = settings.model {
+        throw VectorDBError.unsupported(
+          "collection \"\(name)\" embeds text with model \(model): vectors from a file would not compare with its own; import them into a collection of given vectors"
+        )
+      }
+      for (row, vector) in rows.enumerated() {
+        if let problem = VectorFile.problem(
+          with: vector, dimension: settings.dimension, metric: settings.metric)
+        {
+          throw VectorDBError.invalidInput(source: path, line: row + 1, reason: "row \(row): \(problem)")
+        }
+      }
+    }
     var done = 0
     while done < rows.count {
       let end = min(done + max(1, batchSize), rows.count)

@@ -112,8 +112,8 @@ struct Import: ParsableCommand {
   @Option(
     help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
   var idColumn: String?
-  @Option(help: "With --vectors, for a new collection: cosine, dot or l2.") var metric: Metric =
-    .cosine
+  @Option(help: "With --vectors, for a new collection: cosine (default), dot or l2.")
+  var metric: Metric?
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
   @Option(help: "Documents per transaction.") var batchSize = 256
   @OptionGroup var output: OutputOptions
@@ -398,10 +398,14 @@ struct Status: ParsableCommand {
 extension Import {
   private func importVectors(_ path: String) throws {
     let (_, dimension) = try VectorFile.read(path)
+    let db = try database.open()
+    let name = try target.name()
+    // An existing collection keeps its metric unless --metric asks for another (an error).
+    let options: CollectionOptions? =
+      try metric == nil && db.collectionNames().contains(name)
+      ? nil : .vectors(dimension: dimension, metric: metric ?? .cosine)
     let bar = ProgressLine(label: "import", unit: "vectors")
-    let (collection, report) = try database.open().writing(
-      into: try target.name(), options: .vectors(dimension: dimension, metric: metric)
-    ) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
+    let (collection, report) = try db.writing(into: name, options: options) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)

@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 
 #if canImport(Glibc)
   import Glibc
@@ -21,17 +22,25 @@ enum Fault {
     return table
   }()
   nonisolated(unsafe) private static var armed = false
+  /// The database the shell opened last, to name in error messages.
+  nonisolated(unsafe) private(set) static var databasePath: String?
+  /// The start and end of the message for a failed internal check of LMDB (its text
+  /// goes between), prepared like the signal messages.
+  nonisolated(unsafe) private static var assertionMessage:
+    (start: UnsafeMutablePointer<CChar>?, end: UnsafeMutablePointer<CChar>?) = (nil, nil)
   private static let handled: [(signal: Int32, name: String)] = [
     (SIGSEGV, "SIGSEGV: a read outside its pages"), (SIGBUS, "SIGBUS: a read past the file"),
     (SIGABRT, "SIGABRT: an internal check of the storage engine failed"),
   ]
 
-  /// Arms the handler for the database at `path` (called when the shell opens one).
-  static func arm(path: String) {
+  /// Arms the handler for the database at `path` (called when the shell opens one);
+  /// `context` says what is being read, when known.
+  static func arm(path: String, while context: String? = nil) {
+    databasePath = path
     // Prepare the messages before installing, so the handler only reads them.
     for (signal, name) in handled {
       let text = """
-        error: the database at \(path) appears damaged (\(name))
+        error: the database at \(path) appears damaged (\(name)\(context.map { ", while \($0)" } ?? ""))
         hint: `vdb verify --db \(path)` lists what is damaged; restore the directory from a backup
 
         """
@@ -39,7 +48,15 @@ enum Fault {
       messages[Int(signal)] = strdup(text)
       free(old)
     }
+    let start = "error: the database at \(path) appears damaged (a check of the storage engine failed\(context.map { " while \($0)" } ?? ""): "
+    let end = ")\nhint: `vdb verify --db \(path)` lists what is damaged; restore the directory from a backup\n"
+    let old = assertionMessage
+    assertionMessage = (strdup(start), strdup(end))
+    free(old.start)
+    free(old.end)
     guard !armed else { return }
+    // LMDB calls this before it prints the failed check and aborts.
+    Environment.assertionHandler = { _, check in Fault.assertionFailed(check) }
     armed = true
     // An alternate stack, so that a fault from an exhausted stack can be reported too.
     let size = 64 * 1024
@@ -55,6 +72,13 @@ enum Fault {
       sigemptyset(&action.sa_mask)
       sigaction(signal, &action, nil)
     }
+  }
+
+  private static func assertionFailed(_ check: UnsafePointer<CChar>?) {
+    for part in [assertionMessage.start.map(UnsafePointer.init), check, assertionMessage.end.map(UnsafePointer.init)] {
+      if let part { _ = write(STDERR_FILENO, part, strlen(part)) }
+    }
+    _exit(3)
   }
 
   private static func report(_ signal: Int32) {

@@ -24,6 +24,7 @@ struct VDB: ParsableCommand {
         vdb collections                            list (create, drop, rename) collections
         vdb status                                 collections, models, jobs, size
         vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
+        vdb verify                                 check every table, index and model
         vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
@@ -34,7 +35,7 @@ struct VDB: ParsableCommand {
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
       Count.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      Export.self, Backup.self, Route.self, ShellCommand.self,
+      Export.self, Backup.self, Route.self, Verify.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions
@@ -76,6 +77,10 @@ struct VDB: ParsableCommand {
         "interrupted; work committed so far is kept", hint: "run the same command again to finish")
       return 130
     default:
+      // Errors of lower modules (index, storage, training, files) as the case they are.
+      if let error = VectorDBError(wrapping: error, path: Fault.databasePath ?? "the database") {
+        return report(error)
+      }
       let code = exitCode(for: error)
       if code == .success {
         print(fullMessage(for: error))
