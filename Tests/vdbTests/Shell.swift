@@ -12,6 +12,8 @@ enum Shell {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// The process died of a signal (`status` is then the signal's number).
+    var signaled = false
   }
 
   /// Runs `vdb ARGS` to completion.
@@ -47,7 +49,8 @@ enum Shell {
     process.waitUntilExit()
     return Result(
       status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-      stderr: String(decoding: errData.value, as: UTF8.self))
+      stderr: String(decoding: errData.value, as: UTF8.self),
+      signaled: process.terminationReason == .uncaughtSignal)
   }
 
   /// A `bash -c script` child in a session (and process group) of its own, so the whole
