@@ -63,7 +63,10 @@ struct ModelStore {
   }
 
   func info(_ version: Int, in txn: Transaction) throws -> ModelInfo? {
-    guard let bytes = try txn.get(models, key: UInt32(version)) else { return nil }
+    // A version no UInt32 can hold (negative, huge) names no model; it must not trap.
+    guard let key = UInt32(exactly: version), let bytes = try txn.get(models, key: key) else {
+      return nil
+    }
     return try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(bytes))
   }
 
@@ -77,7 +80,8 @@ struct ModelStore {
   }
 
   func blob(_ version: Int, _ part: String, in txn: Transaction) throws -> UnsafeRawBufferPointer? {
-    try txn.get(blobs, key: KeyBuilder().uint32(UInt32(version)).string(part))
+    guard let key = UInt32(exactly: version) else { return nil }
+    return try txn.get(blobs, key: KeyBuilder().uint32(key).string(part))
   }
 
   /// Stores a new encoder version (numbered after the last) and returns its info.

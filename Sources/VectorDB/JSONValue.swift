@@ -1,0 +1,158 @@
+import Foundation
+
+/// A JSON value, as found in document metadata and filters.
+///
+/// Literals build it directly: `["year": 2024, "tags": ["a", "b"], "draft": false]`.
+/// Numbers are `Double`s (as in JavaScript), exact for integers up to 2^53.
+public enum JSONValue: Equatable, Hashable, Sendable {
+  case null
+  case bool(Bool)
+  case number(Double)
+  case string(String)
+  case array([JSONValue])
+  case object([String: JSONValue])
+
+  /// Parses JSON text (any value, not only objects).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and `line` when the text is
+  ///   not valid JSON.
+  public init(parsing text: some StringProtocol, source: String = "JSON", line: Int? = nil) throws {
+    if let problem = JSONValue.scan(text.utf8) {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: problem)
+    }
+    do {
+      self = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    } catch {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid JSON")
+    }
+  }
+
+  /// The deepest nesting of arrays and objects accepted in metadata and filters: deeper
+  /// values are refused when parsed or stored (their encoding would otherwise fail, or
+  /// exhaust the stack, later, on every query that returns them).
+  public static let maxDepth = 64
+
+  /// Arrays and objects nested in this value, counting itself (a scalar is 0).
+  public var depth: Int {
+    switch self {
+    case .array(let array): return 1 + (array.map(\.depth).max() ?? 0)
+    case .object(let object): return 1 + (object.values.map(\.depth).max() ?? 0)
+    default: return 0
+    }
+  }
+
+  /// What the decoder would accept wrongly or fail on obscurely, found by one pass over
+  /// the bytes before decoding: nesting deeper than `maxDepth`, and integers beyond
+  /// ±2^53 (a `Double` would silently round them). `nil` when there is none.
+  static func scan(_ bytes: some Collection<UInt8>) -> String? {
+    var depth = 0
+    var inString = false
+    var escaped = false
+    var inNumber = false
+    var number: [UInt8] = []
+    func bigInteger() -> String? {
+      defer { number.removeAll(keepingCapacity: true) }
+      guard !number.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }),
+        let value = Double(String(decoding: number, as: UTF8.self)), abs(value) > 9_007_199_254_740_992
+      else { return nil }
+      return
+        "the integer \(String(decoding: number, as: UTF8.self)) is beyond ±2^53 and cannot be kept exactly; write it as a string"
+    }
+    for byte in bytes {
+      if inString {
+        if escaped {
+          escaped = false
+        } else if byte == UInt8(ascii: "\\") {
+          escaped = true
+        } else if byte == UInt8(ascii: "\"") {
+          inString = false
+        }
+        continue
+      }
+      let isNumberByte =
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
+        || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
+      if inNumber && !isNumberByte {
+        inNumber = false
+        if let problem = bigInteger() { return problem }
+      }
+      switch byte {
+      case UInt8(ascii: "\""): inString = true
+      case UInt8(ascii: "["), UInt8(ascii: "{"):
+        depth += 1
+        if depth > maxDepth { return "values nest deeper than \(maxDepth) levels" }
+      case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+      case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        inNumber = true
+      default: break
+      }
+      if inNumber { number.append(byte) }
+    }
+    return inNumber ? bigInteger() : nil
+  }
+
+  /// Compact JSON with sorted keys (stable across runs, so it can be hashed or compared).
+  public var jsonString: String {
+    String(decoding: (try? JSONEncoder.sorted.encode(self)) ?? Data("null".utf8), as: UTF8.self)
+  }
+}
+
+extension JSONValue: Codable {
+  public init(from decoder: Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if container.decodeNil() {
+      self = .null
+    } else if let bool = try? container.decode(Bool.self) {
+      self = .bool(bool)
+    } else if let number = try? container.decode(Double.self) {
+      self = .number(number)
+    } else if let string = try? container.decode(String.self) {
+      self = .string(string)
+    } else if let array = try? container.decode([JSONValue].self) {
+      self = .array(array)
+    } else {
+      self = .object(try container.decode([String: JSONValue].self))
+    }
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.singleValueContainer()
+    switch self {
+    case .null: try container.encodeNil()
+    case .bool(let bool): try container.encode(bool)
+    case .number(let number):
+      if number.rounded() == number && abs(number) < 1e15 {
+        try container.encode(Int64(number))
+      } else {
+        try container.encode(number)
+      }
+    case .string(let string): try container.encode(string)
+    case .array(let array): try container.encode(array)
+    case .object(let object): try container.encode(object)
+    }
+  }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
+  ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral,
+  ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
+  public init(stringLiteral value: String) { self = .string(value) }
+  public init(integerLiteral value: Int) { self = .number(Double(value)) }
+  public init(floatLiteral value: Double) { self = .number(value) }
+  public init(booleanLiteral value: Bool) { self = .bool(value) }
+  public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+  public init(dictionaryLiteral elements: (String, JSONValue)...) {
+    self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+  }
+  public init(nilLiteral: ()) { self = .null }
+}
+
+extension JSONEncoder {
+  /// Compact output with sorted keys.
+  static var sorted: JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+  }
+}
