@@ -18,7 +18,8 @@ public enum BEIR {
       let id: String
       switch object["_id"] ?? object["id"] {
       case .string(let string): id = string
-      case .number(let number) where number.rounded() == number && abs(number) <= 0x20_0000_0000_0000:
+      case .number(let number)
+      where number.rounded() == number && abs(number) <= 0x20_0000_0000_0000:
         id = String(Int64(number))
       default:
         throw VectorDBError.invalidInput(source: path, line: line, reason: "missing field \"_id\"")

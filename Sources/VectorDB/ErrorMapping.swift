@@ -44,7 +44,9 @@ extension VectorDBError {
       self = .invalidModel(directory: path, reason: error.description)
     case let error as CocoaError:
       let file = error.filePath ?? error.url?.path ?? "a file"
-      let reason = (error.underlying as? POSIXError).map { String(cString: strerror($0.code.rawValue)) }
+      let reason = (error.underlying as? POSIXError).map {
+        String(cString: strerror($0.code.rawValue))
+      }
       // Cocoa's read errors are codes 256-511, write errors 512 and up.
       let verb = error.code.rawValue < 512 ? "read" : "write"
       self = .invalidInput(
@@ -52,11 +54,13 @@ extension VectorDBError {
     case let error as EncodingError:
       let reason: String
       if case .invalidValue(_, let context) = error {
-        reason = context.debugDescription.split(separator: "\n").first.map(String.init) ?? "invalid value"
+        reason =
+          context.debugDescription.split(separator: "\n").first.map(String.init) ?? "invalid value"
       } else {
         reason = "invalid value"
       }
-      self = .invalidInput(source: "output", line: nil, reason: "cannot encode as JSON: \(reason.prefix(200))")
+      self = .invalidInput(
+        source: "output", line: nil, reason: "cannot encode as JSON: \(reason.prefix(200))")
     default:
       return nil
     }

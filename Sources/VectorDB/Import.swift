@@ -191,7 +191,8 @@ extension Collection {
         if let problem = VectorFile.problem(
           with: vector, dimension: settings.dimension, metric: settings.metric)
         {
-          throw VectorDBError.invalidInput(source: path, line: row + 1, reason: "row \(row): \(problem)")
+          throw VectorDBError.invalidInput(
+            source: path, line: row + 1, reason: "row \(row): \(problem)")
         }
       }
     }

@@ -42,53 +42,74 @@ public enum JSONValue: Equatable, Hashable, Sendable {
   }
 
   /// What the decoder would accept wrongly or fail on obscurely, found by one pass over
-  /// the bytes before decoding: nesting deeper than `maxDepth`, and integers beyond
-  /// ±2^53 (a `Double` would silently round them). `nil` when there is none.
+  /// the bytes before decoding: nesting deeper than `maxDepth`, a key repeated in one
+  /// object (the decoder would silently keep one), and integers beyond ±2^53 (a
+  /// `Double` would silently round them). `nil` when there is none.
   static func scan(_ bytes: some Collection<UInt8>) -> String? {
-    var depth = 0
-    var inString = false
+    /// An open array, or an open object with its keys so far.
+    enum Container {
+      case array
+      case object(keys: Set<[UInt8]>, expectingKey: Bool)
+    }
+    var open: [Container] = []
+    var string: [UInt8]?  // the string being read, if any
     var escaped = false
-    var inNumber = false
-    var number: [UInt8] = []
-    func bigInteger() -> String? {
-      defer { number.removeAll(keepingCapacity: true) }
-      guard !number.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }),
-        let value = Double(String(decoding: number, as: UTF8.self)), abs(value) > 9_007_199_254_740_992
+    var number: [UInt8]?  // the number being read, if any
+    func numberProblem() -> String? {
+      defer { number = nil }
+      guard let number,
+        !number.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }),
+        let value = Double(String(decoding: number, as: UTF8.self)),
+        abs(value) > 9_007_199_254_740_992
       else { return nil }
       return
         "the integer \(String(decoding: number, as: UTF8.self)) is beyond ±2^53 and cannot be kept exactly; write it as a string"
     }
     for byte in bytes {
-      if inString {
+      if string != nil {
         if escaped {
           escaped = false
         } else if byte == UInt8(ascii: "\\") {
           escaped = true
         } else if byte == UInt8(ascii: "\"") {
-          inString = false
+          if case .object(var keys, true) = open.last {
+            guard keys.insert(string!).inserted else {
+              return
+                "the key \"\(String(decoding: string!, as: UTF8.self))\" appears twice in one object"
+            }
+            open[open.count - 1] = .object(keys: keys, expectingKey: false)
+          }
+          string = nil
+          continue
         }
+        string!.append(byte)
         continue
       }
-      let isNumberByte =
-        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
-        || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
-      if inNumber && !isNumberByte {
-        inNumber = false
-        if let problem = bigInteger() { return problem }
+      if number != nil {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"),
+          UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"):
+          number!.append(byte)
+          continue
+        default:
+          if let problem = numberProblem() { return problem }
+        }
       }
       switch byte {
-      case UInt8(ascii: "\""): inString = true
+      case UInt8(ascii: "\""): string = []
       case UInt8(ascii: "["), UInt8(ascii: "{"):
-        depth += 1
-        if depth > maxDepth { return "values nest deeper than \(maxDepth) levels" }
-      case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
-      case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-        inNumber = true
+        open.append(byte == UInt8(ascii: "[") ? .array : .object(keys: [], expectingKey: true))
+        if open.count > maxDepth { return "values nest deeper than \(maxDepth) levels" }
+      case UInt8(ascii: "]"), UInt8(ascii: "}"): _ = open.popLast()
+      case UInt8(ascii: ","):
+        if case .object(let keys, _) = open.last {
+          open[open.count - 1] = .object(keys: keys, expectingKey: true)
+        }
+      case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): number = [byte]
       default: break
       }
-      if inNumber { number.append(byte) }
     }
-    return inNumber ? bigInteger() : nil
+    return numberProblem()
   }
 
   /// Compact JSON with sorted keys (stable across runs, so it can be hashed or compared).

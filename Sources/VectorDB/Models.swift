@@ -175,12 +175,14 @@ struct ModelStore {
     if let checksum = info.weightsChecksum {
       sound = CRC32C.checksum(bytes) == checksum
     } else {
-      sound = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() == info.weightsHash
+      sound =
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() == info.weightsHash
     }
     guard sound, bytes.count == info.weightsBytes else {
       throw VectorDBError.damaged(
         path: path,
-        detail: "the weights of model version \(version) fail their checksum (\(bytes.count) bytes)")
+        detail: "the weights of model version \(version) fail their checksum (\(bytes.count) bytes)"
+      )
     }
   }
 
@@ -192,7 +194,8 @@ struct ModelStore {
         path: path, detail: "model version \(version) has no adapter matrix")
     }
     try checkWeights(version, bytes, path: path, in: txn)
-    guard let tensor = try SafeTensors(bytes: Array(bytes), source: source).floatTensors()[
+    guard
+      let tensor = try SafeTensors(bytes: Array(bytes), source: source).floatTensors()[
         Self.adapterTensor],
       tensor.shape.count == 2, tensor.shape[0] == tensor.shape[1]
     else {

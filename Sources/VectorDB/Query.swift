@@ -123,7 +123,8 @@ extension Collection {
             with: vector, dimension: plan.settings.dimension, metric: plan.settings.metric)
           {
             throw VectorDBError.invalidVector(
-              reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")")
+              reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")"
+            )
           }
         }
         queryVectors = vectors

@@ -116,8 +116,10 @@ public enum VectorFile {
     else {
       throw fail("no shape in header")
     }
-    let fields = header[open.upperBound..<close].split(separator: ",", omittingEmptySubsequences: true)
-      .map { $0.trimmingCharacters(in: .whitespaces) }
+    let fields = header[open.upperBound..<close].split(
+      separator: ",", omittingEmptySubsequences: true
+    )
+    .map { $0.trimmingCharacters(in: .whitespaces) }
     guard fields.count == 2 else {
       throw fail("expected a 2-D array; shape is (\(fields.joined(separator: ", ")))")
     }

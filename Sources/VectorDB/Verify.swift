@@ -54,7 +54,9 @@ extension Database {
       do {
         return try body()
       } catch let error as VectorDBError {
-        if case .damaged(_, let detail) = error { problem("\(what): \(detail)") } else {
+        if case .damaged(_, let detail) = error {
+          problem("\(what): \(detail)")
+        } else {
           problem("\(what): \(error)")
         }
       } catch {
@@ -101,13 +103,15 @@ extension Database {
           for part in parts where try store.blob(info.version, part, in: txn) == nil {
             throw VectorDBError.damaged(path: path, detail: "its \"\(part)\" part is missing")
           }
-          let weights = try store.blob(info.version, info.kind == .encoder ? "weights" : "adapter", in: txn)!
+          let weights = try store.blob(
+            info.version, info.kind == .encoder ? "weights" : "adapter", in: txn)!
           try store.checkWeights(info.version, weights, path: path, in: txn)
         }
       }
     }
     report.checks.append(
-      "checked the weights of \(versions.count) models (CRC-32C\(CRC32C.isAccelerated ? ", SSE4.2" : ""))")
+      "checked the weights of \(versions.count) models (CRC-32C\(CRC32C.isAccelerated ? ", SSE4.2" : ""))"
+    )
     return report
   }
 
@@ -160,7 +164,8 @@ extension Database {
             problem("collection \"\(record.name)\": document \"\(id)\" fails its content hash")
           }
           if (try? document.metadata()) == nil {
-            problem("collection \"\(record.name)\": the metadata of document \"\(id)\" is unreadable")
+            problem(
+              "collection \"\(record.name)\": the metadata of document \"\(id)\" is unreadable")
           }
           return true
         }
@@ -169,11 +174,13 @@ extension Database {
           guard key.starts(with: prefix.bytes) else { return false }
           rows += 1
           if try txn.get(
-            schema.docs, key: Schema.docKey(collection: record.id, id: String(decoding: value, as: UTF8.self)))
+            schema.docs,
+            key: Schema.docKey(collection: record.id, id: String(decoding: value, as: UTF8.self)))
             == nil
           {
             problem(
-              "collection \"\(record.name)\": row \(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self).bigEndian) names a missing document")
+              "collection \"\(record.name)\": row \(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self).bigEndian) names a missing document"
+            )
           }
           return true
         }
@@ -237,7 +244,8 @@ extension Database {
               return true
             }
             if vector.count != settings.dimension || !vector.allSatisfy(\.isFinite) {
-              problem("\(place): the vector of row \(row) is not \(settings.dimension) finite numbers")
+              problem(
+                "\(place): the vector of row \(row) is not \(settings.dimension) finite numbers")
             }
             return true
           }

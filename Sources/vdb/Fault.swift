@@ -48,8 +48,10 @@ enum Fault {
       messages[Int(signal)] = strdup(text)
       free(old)
     }
-    let start = "error: the database at \(path) appears damaged (a check of the storage engine failed\(context.map { " while \($0)" } ?? ""): "
-    let end = ")\nhint: `vdb verify --db \(path)` lists what is damaged; restore the directory from a backup\n"
+    let start =
+      "error: the database at \(path) appears damaged (a check of the storage engine failed\(context.map { " while \($0)" } ?? ""): "
+    let end =
+      ")\nhint: `vdb verify --db \(path)` lists what is damaged; restore the directory from a backup\n"
     let old = assertionMessage
     assertionMessage = (strdup(start), strdup(end))
     free(old.start)
@@ -75,7 +77,10 @@ enum Fault {
   }
 
   private static func assertionFailed(_ check: UnsafePointer<CChar>?) {
-    for part in [assertionMessage.start.map(UnsafePointer.init), check, assertionMessage.end.map(UnsafePointer.init)] {
+    for part in [
+      assertionMessage.start.map(UnsafePointer.init), check,
+      assertionMessage.end.map(UnsafePointer.init),
+    ] {
       if let part { _ = write(STDERR_FILENO, part, strlen(part)) }
     }
     _exit(3)

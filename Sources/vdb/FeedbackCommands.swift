@@ -294,6 +294,7 @@ func checkWritable(_ path: String) throws {
   guard writable else {
     throw VectorDBError.invalidInput(
       source: path, line: nil,
-      reason: exists ? "the file is not writable" : "its directory does not exist or is not writable")
+      reason: exists
+        ? "the file is not writable" : "its directory does not exist or is not writable")
   }
 }

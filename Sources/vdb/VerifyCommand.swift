@@ -22,7 +22,8 @@ struct Verify: ParsableCommand {
 
   func run() throws {
     let db = try database.open()
-    let report = try db.verifyReport { stage in Fault.arm(path: db.path, while: "reading \(stage)") }
+    let report = try db.verifyReport { stage in Fault.arm(path: db.path, while: "reading \(stage)")
+    }
     Fault.arm(path: db.path)
     if output.isJSON {
       try Terminal.printJSON(report)

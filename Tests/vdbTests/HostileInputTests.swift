@@ -41,8 +41,12 @@ final class HostileInputTests: XCTestCase {
     return path
   }
 
-  func assertNoCrash(_ result: Shell.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertFalse(result.signaled, "\(what): killed by signal \(result.status)\n\(result.stderr)", file: file, line: line)
+  func assertNoCrash(
+    _ result: Shell.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertFalse(
+      result.signaled, "\(what): killed by signal \(result.status)\n\(result.stderr)", file: file,
+      line: line)
     XCTAssertFalse(
       result.stderr.contains("Fatal error") || result.stderr.contains("Backtrace")
         || result.stderr.contains("Assertion"),
@@ -73,7 +77,8 @@ final class HostileInputTests: XCTestCase {
     XCTAssertTrue(fvecs.stderr.contains("\(negative):1: "), fvecs.stderr)
 
     // The same reader behind `query --vectors`.
-    let good = try writeFvecs("good.fvecs", rows: (0..<20).map { i in (0..<4).map { Float($0 + i) } })
+    let good = try writeFvecs(
+      "good.fvecs", rows: (0..<20).map { i in (0..<4).map { Float($0 + i) } })
     XCTAssertEqual(try Shell.vdb(["import", "--vectors", good, "-c", "v", "--db", db]).status, 0)
     let bad = directory + "/negative.npy"
     let query = try Shell.vdb(["query", "--vectors", bad, "-c", "v", "--db", db, "--no-log"])
@@ -115,12 +120,18 @@ final class HostileInputTests: XCTestCase {
     let layouts = [
       try layout("empty") { fm.createFile(atPath: $0 + "/data.mdb", contents: Data()) },
       try layout("dangling") {
-        try fm.createSymbolicLink(atPath: $0 + "/data.mdb", withDestinationPath: outside + "/gone.mdb")
+        try fm.createSymbolicLink(
+          atPath: $0 + "/data.mdb", withDestinationPath: outside + "/gone.mdb")
       },
-      try layout("lock-only") { fm.createFile(atPath: $0 + "/lock.mdb", contents: Data(count: 8192)) },
-      try layout("directory") { try fm.createDirectory(atPath: $0 + "/data.mdb", withIntermediateDirectories: false) },
+      try layout("lock-only") {
+        fm.createFile(atPath: $0 + "/lock.mdb", contents: Data(count: 8192))
+      },
+      try layout("directory") {
+        try fm.createDirectory(atPath: $0 + "/data.mdb", withIntermediateDirectories: false)
+      },
       try layout("escaping") {
-        try fm.createSymbolicLink(atPath: $0 + "/data.mdb", withDestinationPath: outside + "/data.mdb")
+        try fm.createSymbolicLink(
+          atPath: $0 + "/data.mdb", withDestinationPath: outside + "/data.mdb")
       },
     ]
     func snapshot(_ path: String) throws -> [String: Int] {
@@ -156,8 +167,11 @@ final class HostileInputTests: XCTestCase {
     XCTAssertEqual(try Shell.vdb(["import", docs, "-c", "docs", "--db", db]).status, 0)
     var generator = SystemRandomNumberGenerator()
     let vectors = try writeFvecs(
-      "v.fvecs", rows: (0..<400).map { _ in (0..<16).map { _ in Float.random(in: -1...1, using: &generator) } })
-    XCTAssertEqual(try Shell.vdb(["import", "--vectors", vectors, "-c", "v", "--db", db]).status, 0)
+      "v.fvecs",
+      rows: (0..<400).map { _ in (0..<16).map { _ in Float.random(in: -1...1, using: &generator) } }
+    )
+    XCTAssertEqual(
+      try Shell.vdb(["import", "--vectors", vectors, "-c", "v", "--db", db]).status, 0)
     let queries = try writeFvecs("q.fvecs", rows: [(0..<16).map { Float($0) / 16 }])
     let original = try Data(contentsOf: URL(fileURLWithPath: db + "/data.mdb"))
     let pages = original.count / 4096
@@ -169,7 +183,8 @@ final class HostileInputTests: XCTestCase {
       var bytes = original
       // Even trials: the flags of a page (leaf ↔ branch ↔ overflow); odd: any byte.
       let page = Int.random(in: 2..<pages, using: &generator)
-      let offset = trial % 2 == 0 ? page * 4096 + 10 : Int.random(in: 8192..<bytes.count, using: &generator)
+      let offset =
+        trial % 2 == 0 ? page * 4096 + 10 : Int.random(in: 8192..<bytes.count, using: &generator)
       bytes[offset] ^= trial % 2 == 0 ? 0x07 : UInt8.random(in: 1...255, using: &generator)
       try bytes.write(to: URL(fileURLWithPath: copy + "/data.mdb"))
       for command in [
@@ -178,7 +193,8 @@ final class HostileInputTests: XCTestCase {
       ] {
         let result = try Shell.vdb(command + ["--db", copy])
         assertNoCrash(result, "trial \(trial) (byte \(offset)) \(command)")
-        XCTAssertTrue([0, 1, 3].contains(result.status), "\(command): \(result.status) \(result.stderr)")
+        XCTAssertTrue(
+          [0, 1, 3].contains(result.status), "\(command): \(result.status) \(result.stderr)")
         if result.status == 3 {
           damaged += 1
           XCTAssertTrue(result.stderr.hasPrefix("error: "), result.stderr)
@@ -186,13 +202,15 @@ final class HostileInputTests: XCTestCase {
       }
       try FileManager.default.removeItem(atPath: copy)
     }
-    XCTAssertGreaterThan(damaged, 0, "no trial found the damage: the test flips nothing that matters")
+    XCTAssertGreaterThan(
+      damaged, 0, "no trial found the damage: the test flips nothing that matters")
   }
 
   func testVerifyFindsAChangedDocumentAndExitsThree() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
-      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "QUITEUNIQUETEXT"]).status, 0)
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "QUITEUNIQUETEXT"])
+        .status, 0)
     let sound = try Shell.vdb(["verify", "--db", db, "--json"])
     XCTAssertEqual(sound.status, 0, sound.stderr)
     let report = try JSONSerialization.jsonObject(with: Data(sound.stdout.utf8)) as? [String: Any]
@@ -218,7 +236,8 @@ final class HostileInputTests: XCTestCase {
     try bytes.write(to: url)
     let upsert = try Shell.vdb(["upsert", "--db", db, "-c", "t", "--id", "a", "--text", "hello"])
     XCTAssertEqual(upsert.status, 3, upsert.stderr)
-    XCTAssertTrue(upsert.stderr.contains("weights of model version 1 fail their checksum"), upsert.stderr)
+    XCTAssertTrue(
+      upsert.stderr.contains("weights of model version 1 fail their checksum"), upsert.stderr)
     let verify = try Shell.vdb(["verify", "--db", db])
     XCTAssertEqual(verify.status, 3)
     XCTAssertTrue(verify.stdout.contains("model version 1"), verify.stdout)
@@ -256,13 +275,15 @@ final class HostileInputTests: XCTestCase {
       #"{"_id": "nul\u0000", "text": "nul"}"#,
       #"{"_id": "deep", "text": "x", "metadata": {"a": \#(deep)}}"#,
       #"{"_id": "big", "text": "x", "metadata": {"n": 9007199254740993}}"#,
+      #"{"_id": "dup", "text": "a", "text": "b"}"#,
+      #"{"_id": 1e300, "text": "a number id no integer type holds"}"#,
     ]
     try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: file))
     let result = try Shell.vdb(["import", file, "-c", "c", "--db", db, "--skip-bad", "--json"])
     XCTAssertEqual(result.status, 0, result.stderr)
     let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
     let skipped = (report?["skipped"] as? [[String: Any]])?.compactMap { $0["line"] as? Int }
-    XCTAssertEqual(skipped, [2, 3, 4, 5], result.stdout)
+    XCTAssertEqual(skipped, [2, 3, 4, 5, 6, 7], result.stdout)
     let meta = try Shell.vdb([
       "upsert", "--db", db, "-c", "c", "--id", "m", "--text", "t", "--meta", #"{"a": \#(deep)}"#,
     ])
