@@ -26,11 +26,17 @@ public final class Database: @unchecked Sendable {
     /// Skip the fsync at each commit (faster bulk loads; a crash may lose the latest
     /// commits, never corrupts).
     public var noSync = false
+    /// Open for reading only: nothing is created or written (but LMDB's lock file),
+    /// and writes fail. A database the process may not write (read-only media,
+    /// another owner) is opened this way even when not asked.
+    public var readOnly = false
     public init() {}
   }
 
   /// The database directory.
   public let path: String
+  /// Opened for reading only (asked for, or the files are not writable).
+  public let isReadOnly: Bool
   let environment: Environment
   let schema: Schema
   let encoderCache = VersionCache<SentenceEncoder>()
@@ -47,9 +53,11 @@ public final class Database: @unchecked Sendable {
   ///   permission denied).
   public init(path: String, options: Options = Options()) throws {
     self.path = path
-    let isNew = try Database.inspect(path: path, create: options.create)
+    let isNew = try Database.inspect(path: path, create: options.create && !options.readOnly)
+    isReadOnly = options.readOnly || (!isNew && !Database.isWritable(path))
     var environmentOptions = Environment.Options()
     environmentOptions.noSync = options.noSync
+    environmentOptions.readOnly = isReadOnly
     let environment: Environment
     do {
       environment = try Environment.open(path: path, options: environmentOptions)
@@ -96,7 +104,7 @@ public final class Database: @unchecked Sendable {
     guard isDirectory.boolValue else {
       throw VectorDBError.notADatabase(path: path, reason: "it is a file, not a directory")
     }
-    guard access(path, R_OK | W_OK | X_OK) == 0 else {
+    guard access(path, R_OK | X_OK) == 0 else {
       throw VectorDBError.storage(LMDBError(code: errno, operation: "open directory \(path)"))
     }
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
@@ -151,6 +159,12 @@ public final class Database: @unchecked Sendable {
     }
   }
 
+  /// Whether this process may write the database's directory and files.
+  private static func isWritable(_ path: String) -> Bool {
+    access(path, W_OK) == 0 && access(path + "/data.mdb", W_OK) == 0
+      && (access(path + "/lock.mdb", F_OK) != 0 || access(path + "/lock.mdb", W_OK) == 0)
+  }
+
   /// A new database's directory is the owner's alone (0700), even when it existed with
   /// looser permissions: whoever can write the directory can replace data.mdb.
   private static func tighten(_ path: String) throws {
@@ -171,6 +185,17 @@ public final class Database: @unchecked Sendable {
   private func checkFormat() throws {
     let schema = self.schema
     let path = self.path
+    if isReadOnly {
+      try storage {
+        try environment.read { txn in
+          guard let format = try txn.get(schema.meta, key: "format") else {
+            throw VectorDBError.damaged(path: path, detail: "the format record is missing")
+          }
+          try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
+        }
+      }
+      return
+    }
     try storage {
       try environment.write { txn in
         guard let format = try txn.get(schema.meta, key: "format") else {
@@ -186,22 +211,23 @@ public final class Database: @unchecked Sendable {
           try txn.put(schema.meta, key: "created", value: Array(created.utf8))
           return
         }
-        guard format.count == 4 else {
-          throw VectorDBError.damaged(
-            path: path, detail: "the format record is \(format.count) bytes")
-        }
-        let version = format.loadUnaligned(as: UInt32.self).littleEndian
-        if version > Schema.formatVersion {
-          throw VectorDBError.newerFormat(
-            path: path, found: version, supported: Schema.formatVersion)
-        }
-        let magic = try txn.get(schema.meta, key: "magic").map {
-          String(decoding: $0, as: UTF8.self)
-        }
-        guard magic == Schema.magic else {
-          throw VectorDBError.notADatabase(path: path, reason: "its meta table is not vdb's")
-        }
+        try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
       }
+    }
+  }
+
+  private static func check(
+    format: UnsafeRawBufferPointer, magic: UnsafeRawBufferPointer?, path: String
+  ) throws {
+    guard format.count == 4 else {
+      throw VectorDBError.damaged(path: path, detail: "the format record is \(format.count) bytes")
+    }
+    let version = format.loadUnaligned(as: UInt32.self).littleEndian
+    if version > Schema.formatVersion {
+      throw VectorDBError.newerFormat(path: path, found: version, supported: Schema.formatVersion)
+    }
+    guard magic.map({ String(decoding: $0, as: UTF8.self) }) == Schema.magic else {
+      throw VectorDBError.notADatabase(path: path, reason: "its meta table is not vdb's")
     }
   }
 

@@ -1,3 +1,4 @@
+import Foundation
 import LMDB
 
 /// Everything that can go wrong in vdb, each with a message that names the input
@@ -118,6 +119,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
         + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
     case .jobRunning: return "wait for it to finish, or stop that process"
     case .nothingToResume: return "start a new run without --resume"
+    case .storage(let error) where error.code == EACCES || error.code == EROFS:
+      return "the database is read-only here (permissions or read-only media): it can be read, not written"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

@@ -215,7 +215,7 @@ struct Get: ParsableCommand {
   }
 
   func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+    let collection = try database.open(readOnly: true).collection(try target.name(), create: false)
     if ids.isEmpty {
       let documents =
         try filter.map {
@@ -382,7 +382,7 @@ struct Status: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let status = try database.open().status()
+    let status = try database.open(readOnly: true).status()
     if output.isJSON {
       try Terminal.printJSON(status)
       return

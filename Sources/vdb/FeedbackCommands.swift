@@ -30,7 +30,7 @@ struct Log: ParsableCommand {
 
   func run() throws {
     let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
-    let entries = try database.open().logEntries(
+    let entries = try database.open(readOnly: true).logEntries(
       collection: collection, since: cutoff, after: after, limit: limit)
     if output.isJSON {
       for entry in entries { try Terminal.printJSONLine(entry) }

@@ -76,7 +76,7 @@ struct ModelList: ParsableCommand {
   }
 
   func run() throws {
-    let db = try database.open()
+    let db = try database.open(readOnly: true)
     let models = try db.modelVersions()
     var uses: [Int: [String: [GenerationInfo]]] = [:]
     for name in try db.collectionNames() {

@@ -130,20 +130,28 @@ struct DatabaseOptions: ParsableArguments {
   }
 
   /// Opens the existing database (commands other than `init` never create one); in
-  /// the shell, the session's database, opened once.
-  func open() throws -> Database {
+  /// the shell, the session's database, opened once and writable. Commands that only
+  /// read pass `readOnly`, so that on their own they write nothing.
+  func open(readOnly: Bool = false) throws -> Database {
     let path = self.path
     Fault.arm(path: path)
-    func open() throws -> Database {
+    func open(readOnly: Bool) throws -> Database {
       if ProcessInfo.processInfo.environment["VDB_TRACE"] != nil {
         FileHandle.standardError.write(Data("trace: open database \(path)\n".utf8))
       }
       var options = Database.Options()
       options.create = false
-      return try Database(path: path, options: options)
+      options.readOnly = readOnly
+      let db = try Database(path: path, options: options)
+      if db.isReadOnly && !readOnly {
+        Terminal.warn("\(path) is not writable by this user: opened read-only")
+      }
+      return db
     }
-    if let state = Session.state, state.databasePath == path { return try Session.database(open) }
-    return try open()
+    if let state = Session.state, state.databasePath == path {
+      return try Session.database { try open(readOnly: false) }
+    }
+    return try open(readOnly: readOnly)
   }
 }
 

@@ -21,7 +21,7 @@ struct Verify: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let db = try database.open()
+    let db = try database.open(readOnly: true)
     let report = try db.verifyReport { stage in Fault.arm(path: db.path, while: "reading \(stage)")
     }
     Fault.arm(path: db.path)

@@ -313,4 +313,34 @@ final class HostileInputTests: XCTestCase {
     XCTAssertEqual(result.status, 1, result.stderr)
     XCTAssertTrue(result.stderr.hasPrefix("error: /nonexistent/dir/out.json: "), result.stderr)
   }
+
+  func testReadOnlyOpenReadsAndRefusesWritesClearly() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "alpha"]).status, 0)
+    func fileState() throws -> [FileAttributeKey: Any] {
+      try FileManager.default.attributesOfItem(atPath: db + "/data.mdb")
+    }
+    let before = try fileState()
+    for command in [["status"], ["get", "-c", "c", "a"], ["log"], ["models"], ["verify"]] {
+      let result = try Shell.vdb(command + ["--db", db])
+      XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)")
+    }
+    let after = try fileState()
+    XCTAssertEqual(before[.size] as? Int, after[.size] as? Int)
+    XCTAssertEqual(before[.modificationDate] as? Date, after[.modificationDate] as? Date)
+
+    var options = Database.Options()
+    options.readOnly = true
+    let database = try Database(path: db, options: options)
+    XCTAssertTrue(database.isReadOnly)
+    XCTAssertEqual(try database.collection("c", create: false).get("a")?.text, "alpha")
+    XCTAssertThrowsError(try database.collection("c").upsert(Document(id: "b", text: "x"))) {
+      guard case .storage(let error) = $0 as? VectorDBError else {
+        return XCTFail("\($0)")
+      }
+      XCTAssertEqual(error.code, EACCES)
+      XCTAssertNotNil(($0 as? VectorDBError)?.hint)
+    }
+  }
 }
