@@ -231,6 +231,7 @@ extension Database {
       }
       try storage {
         try environment.read { txn in
+          for line in try index.checksumFailures(in: txn).prefix(20) { problem("\(place): \(line)") }
           let integrity = try index.checkIntegrity(in: txn)
           for line in integrity.problems.prefix(20) { problem("\(place): \(line)") }
           var sources = 0
@@ -239,8 +240,8 @@ extension Database {
             guard key.starts(with: sourcePrefix.bytes) else { return false }
             sources += 1
             let row = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            guard let vector = try index.vector(of: row, in: txn) else {
-              problem("\(place): row \(row) has a source but no vector")
+            guard let vector = try? index.vector(of: row, in: txn) else {
+              problem("\(place): row \(row) has a source but no readable vector")
               return true
             }
             if vector.count != settings.dimension || !vector.allSatisfy(\.isFinite) {
