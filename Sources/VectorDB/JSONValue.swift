@@ -17,7 +17,7 @@ public enum JSONValue: Equatable, Hashable, Sendable {
   /// - Throws: `VectorDBError.invalidInput` naming `source` and `line` when the text is
   ///   not valid JSON.
   public init(parsing text: some StringProtocol, source: String = "JSON", line: Int? = nil) throws {
-    if let problem = JSONValue.scan(text.utf8) {
+    if let problem = JSONValue.scan(text) {
       throw VectorDBError.invalidInput(source: source, line: line, reason: problem)
     }
     do {
@@ -45,13 +45,8 @@ public enum JSONValue: Equatable, Hashable, Sendable {
   /// the bytes before decoding: nesting deeper than `maxDepth`, a key repeated in one
   /// object (the decoder would silently keep one), and integers beyond ±2^53 (a
   /// `Double` would silently round them). `nil` when there is none.
-  static func scan(_ bytes: some Collection<UInt8>) -> String? {
-    /// An open array, or an open object with its keys so far.
-    enum Container {
-      case array
-      case object(keys: Set<[UInt8]>, expectingKey: Bool)
-    }
-    var open: [Container] = []
+  static func scan(_ text: some StringProtocol) -> String? {
+    var open: [OpenContainer] = []
     var string: [UInt8]?  // the string being read, if any
     var escaped = false
     var number: [UInt8]?  // the number being read, if any
@@ -65,7 +60,7 @@ public enum JSONValue: Equatable, Hashable, Sendable {
       return
         "the integer \(String(decoding: number, as: UTF8.self)) is beyond ±2^53 and cannot be kept exactly; write it as a string"
     }
-    for byte in bytes {
+    for byte in text.utf8 {
       if string != nil {
         if escaped {
           escaped = false
@@ -176,4 +171,10 @@ extension JSONEncoder {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return encoder
   }
+}
+
+/// An array or object open at a point of `JSONValue.scan`, with an object's keys so far.
+private enum OpenContainer {
+  case array
+  case object(keys: Set<[UInt8]>, expectingKey: Bool)
 }

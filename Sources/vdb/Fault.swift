@@ -70,19 +70,17 @@ enum Fault {
     for (signal, _) in handled {
       var action = sigaction()
       action.__sigaction_handler.sa_handler = { signal in Fault.report(signal) }
-      action.sa_flags = Int32(SA_ONSTACK | SA_RESETHAND)
+      action.sa_flags = Int32(SA_ONSTACK) | Int32(SA_RESETHAND)
       sigemptyset(&action.sa_mask)
       sigaction(signal, &action, nil)
     }
   }
 
   private static func assertionFailed(_ check: UnsafePointer<CChar>?) {
-    for part in [
-      assertionMessage.start.map(UnsafePointer.init), check,
-      assertionMessage.end.map(UnsafePointer.init),
-    ] {
-      if let part { _ = write(STDERR_FILENO, part, strlen(part)) }
-    }
+    let parts: [UnsafePointer<CChar>?] = [
+      UnsafePointer(assertionMessage.start), check, UnsafePointer(assertionMessage.end),
+    ]
+    for case let part? in parts { _ = write(STDERR_FILENO, part, strlen(part)) }
     _exit(3)
   }
 
