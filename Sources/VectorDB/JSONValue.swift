@@ -54,8 +54,7 @@ public enum JSONValue: Equatable, Hashable, Sendable {
       defer { number = nil }
       guard let number,
         !number.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }),
-        let value = Double(String(decoding: number, as: UTF8.self)),
-        abs(value) > 9_007_199_254_740_992
+        Int64(String(decoding: number, as: UTF8.self)).map({ $0.magnitude > 1 << 53 }) ?? true
       else { return nil }
       return
         "the integer \(String(decoding: number, as: UTF8.self)) is beyond ±2^53 and cannot be kept exactly; write it as a string"

@@ -70,7 +70,7 @@ enum Fault {
     for (signal, _) in handled {
       var action = sigaction()
       action.__sigaction_handler.sa_handler = { signal in Fault.report(signal) }
-      action.sa_flags = Int32(SA_ONSTACK) | Int32(SA_RESETHAND)
+      action.sa_flags = Int32(bitPattern: UInt32(SA_ONSTACK) | UInt32(SA_RESETHAND))
       sigemptyset(&action.sa_mask)
       sigaction(signal, &action, nil)
     }

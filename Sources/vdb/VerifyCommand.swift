@@ -33,10 +33,13 @@ struct Verify: ParsableCommand {
       }
       for check in report.checks { print(check) }
       for problem in report.problems { print("problem: \(problem)") }
-      print(
-        report.isSound
-          ? "\(db.path) is sound" : "\(db.path): \(report.problems.count) problems")
+      if report.isSound { print("\(db.path) is sound") }
     }
-    if !report.isSound { throw ExitCode(3) }
+    if let first = report.problems.first {
+      throw VectorDBError.damaged(
+        path: db.path,
+        detail: report.problems.count == 1
+          ? first : "\(first) (and \(report.problems.count - 1) more)")
+    }
   }
 }
