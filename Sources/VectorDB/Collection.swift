@@ -72,9 +72,7 @@ public final class Collection: @unchecked Sendable {
       if let settings = plan?.settings {
         if let vectors {
           for index in keep {
-            if let problem = VectorFile.problem(
-              with: vectors[index], dimension: settings.dimension, metric: settings.metric)
-            {
+            if let problem = settings.problem(with: vectors[index]) {
               throw VectorDBError.invalidVector(
                 reason: "document \"\(documents[index].id)\": \(problem) (collection \"\(name)\")")
             }

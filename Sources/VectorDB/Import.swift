@@ -188,9 +188,7 @@ extension Collection {
         )
       }
       for (row, vector) in rows.enumerated() {
-        if let problem = VectorFile.problem(
-          with: vector, dimension: settings.dimension, metric: settings.metric)
-        {
+        if let problem = settings.problem(with: vector) {
           throw VectorDBError.invalidInput(
             source: path, line: row + 1, reason: "row \(row): \(problem)")
         }

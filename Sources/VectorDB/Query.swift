@@ -119,9 +119,7 @@ extension Collection {
       let queryVectors: [[Float]]
       if let vectors {
         for (number, vector) in vectors.enumerated() {
-          if let problem = VectorFile.problem(
-            with: vector, dimension: plan.settings.dimension, metric: plan.settings.metric)
-          {
+          if let problem = plan.settings.problem(with: vector) {
             throw VectorDBError.invalidVector(
               reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")"
             )

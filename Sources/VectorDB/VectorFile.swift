@@ -151,21 +151,3 @@ public enum VectorFile {
     }
   }
 }
-
-extension VectorFile {
-  /// Why `vector` cannot be stored in or searched with a collection of `dimension` and
-  /// `metric`, or nil: a wrong length, NaN or infinity (they poison every distance),
-  /// or, under cosine similarity, all zeros (no direction).
-  public static func problem(with vector: [Float], dimension: Int, metric: Metric) -> String? {
-    if vector.count != dimension {
-      return "a vector of \(vector.count) floats; the collection holds \(dimension)"
-    }
-    if let position = vector.firstIndex(where: { !$0.isFinite }) {
-      return "the vector holds \(vector[position]) at position \(position)"
-    }
-    if metric == .cosine && vector.allSatisfy({ $0 == 0 }) {
-      return "the vector is all zeros, which has no cosine similarity"
-    }
-    return nil
-  }
-}
