@@ -34,7 +34,7 @@ echo "soak: $trials trials in $work with $vdb" >&2
 for i in $(seq 0 199); do
   printf '{"_id": "base-%04d", "text": "%s"}\n' "$i" "$(sentence "$i")"
 done >"$work/base.jsonl"
-"$vdb" import "$work/base.jsonl" >/dev/null || exit 1
+"$vdb" import "$work/base.jsonl" >/dev/null 2>&1 || exit 1
 for i in $(seq 0 39); do
   "$vdb" feedback --query "$(sentence $((i * 3)))" --doc "base-$(printf %04d $((i * 3)))" \
     >/dev/null || exit 1
@@ -125,6 +125,6 @@ for trial in $(seq 1 "$trials"); do
   echo "trial $trial: $op $outcome, checks done (failures so far: $failures)"
 done
 
-echo "== soak: $trials trials, $failures failed checks"
+echo "== soak: $trials trials in $SECONDS s, $failures failed checks"
 for key in $(printf '%s\n' "${!outcomes[@]}" | sort); do echo "  $key: ${outcomes[$key]}"; done
 [ "$failures" -eq 0 ]
