@@ -5,18 +5,7 @@ import XCTest
 /// Careless and hostile input through the real binary: it must answer with the right
 /// exit code and a message naming the input, never crash, never take "damaged" for
 /// "empty", never write where it was not asked to.
-final class HostileInputTests: XCTestCase {
-  var directory: String!
-  var db: String { directory + "/db" }
-
-  override func setUpWithError() throws {
-    directory = try Shell.temporaryDirectory("hostile")
-  }
-
-  override func tearDownWithError() throws {
-    try? FileManager.default.removeItem(atPath: directory)
-  }
-
+final class HostileInputTests: ShellTestCase {
   /// A `.npy` file (format 1.0, `<f4`) with `shape` written verbatim and `floats`
   /// zero floats of data.
   func writeNPY(_ name: String, shape: String, floats: Int) throws -> String {

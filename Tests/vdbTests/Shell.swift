@@ -108,6 +108,21 @@ enum Shell {
   }
 }
 
+/// A test case with a fresh temporary directory for each test (removed after it) and
+/// a database path in it.
+class ShellTestCase: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory(String(describing: type(of: self)))
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+}
+
 /// A value shared between threads.
 final class Locked<Value>: @unchecked Sendable {
   private let lock = NSLock()
