@@ -316,6 +316,15 @@ extension Collection {
 
   func startGeneration(model: Int) throws -> CollectionRecord {
     try write { txn, collection -> CollectionRecord in
+      if let building = collection.building {
+        // Another process started a job since we looked: join it, never orphan it.
+        guard try generationRecord(building, in: txn)?.model == model else {
+          throw VectorDBError.unsupported(
+            "a re-embed of \"\(name)\" to another model started meanwhile: resume it first (`vdb reembed`)"
+          )
+        }
+        return collection
+      }
       // A rebuild with the same model keeps the query adapter: the vectors it maps
       // against are the same.
       let active = try collection.active.flatMap { try generationRecord($0, in: txn) }
