@@ -56,7 +56,7 @@ let package = Package(
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
     .executableTarget(
-      name: "storage-bench", dependencies: ["VectorDB", "LMDB"],
+      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels"],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
       name: "log-bench", dependencies: ["VectorDB"], path: "Benchmarks/log-bench"),
