@@ -108,7 +108,7 @@ for _ in 0..<5 {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &end)
   best = min(best, Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9)
 }
+let kind = vdb_crc32c_is_accelerated() != 0 ? "SSE4.2" : "table"
 print(
-  String(
-    format: "  checksum    %.1f ms CPU per 90 MiB of weights (CRC-32C, %@; %08x)", best * 1000,
-    vdb_crc32c_is_accelerated() != 0 ? "SSE4.2" : "table", sum))
+  String(format: "  checksum    %.1f ms CPU per 90 MiB of weights", best * 1000)
+    + " (CRC-32C, \(kind); \(String(sum, radix: 16)))")
