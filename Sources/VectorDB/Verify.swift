@@ -96,7 +96,7 @@ extension Database {
     report.checks.append("checked \(collections.count) collections: documents, rows, generations")
     let store = models
     let versions = checking("models") { try environment.read { try store.all(in: $0) } } ?? []
-    for info in versions {
+    for info in versions where info.hasWeights {
       _ = checking("model version \(info.version)") {
         try environment.read { txn in
           let parts = info.kind == .encoder ? ["settings", "vocab", "weights"] : ["adapter"]
