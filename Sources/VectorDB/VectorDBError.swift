@@ -120,7 +120,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .jobRunning: return "wait for it to finish, or stop that process"
     case .nothingToResume: return "start a new run without --resume"
     case .storage(let error) where error.code == EACCES || error.code == EROFS:
-      return "the database is read-only here (permissions or read-only media): it can be read, not written"
+      return
+        "the database is read-only here (permissions or read-only media): it can be read, not written"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

@@ -231,7 +231,9 @@ extension Database {
       }
       try storage {
         try environment.read { txn in
-          for line in try index.checksumFailures(in: txn).prefix(20) { problem("\(place): \(line)") }
+          for line in try index.checksumFailures(in: txn).prefix(20) {
+            problem("\(place): \(line)")
+          }
           let integrity = try index.checkIntegrity(in: txn)
           for line in integrity.problems.prefix(20) { problem("\(place): \(line)") }
           var sources = 0
