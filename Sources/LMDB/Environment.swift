@@ -88,7 +88,10 @@ public final class Environment: @unchecked Sendable {
       // A writable instance serves readers too; a read-only one cannot serve a writer,
       // and LMDB allows one instance per process.
       guard options.readOnly || !live.isReadOnly else {
-        throw LMDBError(code: EBUSY, operation: "open environment at \(path) for writing (it is open read-only in this process)")
+        throw LMDBError(
+          code: EBUSY,
+          operation:
+            "open environment at \(path) for writing (it is open read-only in this process)")
       }
       return live
     }

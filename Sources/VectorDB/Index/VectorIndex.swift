@@ -335,7 +335,9 @@ public final class VectorIndex: @unchecked Sendable {
     guard layout.isChecksummed else { return [] }
     var failures: [String] = []
     try txn.forEach(in: table, from: GraphLayout.nodeKey(0)) { key, value in
-      guard key.count == 5, key[0] <= GraphLayout.upperTag else { return key[0] <= GraphLayout.upperTag }
+      // Node records (tag 0), then upper records (tag 1); the metadata comes after.
+      guard key[0] <= GraphLayout.upperTag else { return false }
+      guard key.count == 5 else { return true }
       if !layout.isSound(value) {
         let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
         failures.append(
