@@ -2,7 +2,8 @@ import ArgumentParser
 
 /// The allowed values of every count option of every command, in one place: no count
 /// may make a command loop forever, allocate without bound, or silently do nothing.
-/// docs/shell.md lists the same ranges.
+/// docs/shell.md lists the same ranges. (`--max-seq-length` depends on the model: the
+/// training options check it, 2 up to the model's maximum, as a user error.)
 enum Counts {
   /// By option, or by "command option" where a command needs its own range.
   static let ranges: [String: ClosedRange<Int>] = [
@@ -12,7 +13,6 @@ enum Counts {
     "--ef": 1...100_000,
     "--limit": 1...1_000_000,
     "--epochs": 1...10_000,
-    "--max-seq-length": 2...512,  // [CLS] and [SEP]; BERT has 512 positions
     "--hard-negatives": 0...10,
     "--mini-batch": 1...4096,
     "--mining-depth": 1...10_000,

@@ -83,7 +83,7 @@ struct Train: ParsableCommand {
       "train",
       [
         "--epochs": epochs, "--batch-size": batchSize, "--mini-batch": miniBatch,
-        "--max-seq-length": maxSeqLength, "--hard-negatives": hardNegatives,
+        "--hard-negatives": hardNegatives,
         "--mining-depth": miningDepth, "--folds": folds, "--gate-pool": gatePool,
         "--reembed-batch-size": reembedBatchSize, "--checkpoint-every": checkpointEvery,
       ])

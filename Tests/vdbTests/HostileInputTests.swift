@@ -248,7 +248,6 @@ final class HostileInputTests: ShellTestCase {
       ["query", "-c", "c", "x", "--ef=-1"],
       ["get", "-c", "c", "--limit", "0"],
       ["log", "--limit=-1"],
-      ["train", "-c", "c", "--max-seq-length", "1"],
       ["train", "-c", "c", "--epochs", "0"],
       ["train", "-c", "c", "--batch-size", "1"],
       ["eval", "-c", "c", "--from-log", "--ef", "0"],
