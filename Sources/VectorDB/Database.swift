@@ -54,18 +54,16 @@ public final class Database: @unchecked Sendable {
   public init(path: String, options: Options = Options()) throws {
     self.path = path
     let isNew = try Database.inspect(path: path, create: options.create && !options.readOnly)
-    isReadOnly = options.readOnly || (!isNew && !Database.isWritable(path))
-    var environmentOptions = Environment.Options()
-    environmentOptions.noSync = options.noSync
-    environmentOptions.readOnly = isReadOnly
-    let environment: Environment
-    do {
-      environment = try Environment.open(path: path, options: environmentOptions)
-    } catch let error as LMDBError where error.isInvalidFile {
-      throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
-    } catch let error as LMDBError {
-      throw VectorDBError.storage(error)
+    let writable = isNew || Database.isWritable(path)
+    var readOnly = options.readOnly || !writable
+    // A database from an older vdb lacks the newer tables, which a read-only open cannot
+    // create: a writable open creates them, once. (The probe is closed before that.)
+    if readOnly && writable {
+      let probe = try Database.openEnvironment(path, options: options, readOnly: true)
+      readOnly = try Schema.tableNames.isSubset(of: storage { try probe.tableNames() })
     }
+    let environment = try Database.openEnvironment(path, options: options, readOnly: readOnly)
+    isReadOnly = readOnly
     if environment.fileSize() < environment.usedBytes() {
       throw VectorDBError.damaged(
         path: path,
@@ -92,6 +90,21 @@ public final class Database: @unchecked Sendable {
 
   deinit {
     logWriter.close()
+  }
+
+  private static func openEnvironment(_ path: String, options: Options, readOnly: Bool) throws
+    -> Environment
+  {
+    var environmentOptions = Environment.Options()
+    environmentOptions.noSync = options.noSync
+    environmentOptions.readOnly = readOnly
+    do {
+      return try Environment.open(path: path, options: environmentOptions)
+    } catch let error as LMDBError where error.isInvalidFile {
+      throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
+    } catch let error as LMDBError {
+      throw VectorDBError.storage(error)
+    }
   }
 
   /// Classifies `path`; returns whether a new database will be created there.
