@@ -51,6 +51,10 @@ extension VectorDBError {
       let verb = error.code.rawValue < 512 ? "read" : "write"
       self = .invalidInput(
         source: file, line: nil, reason: "cannot \(verb) it\(reason.map { ": \($0)" } ?? "")")
+    case is DecodingError:
+      // User JSON is parsed by `JSONValue(parsing:)`, which names the input; a decoding
+      // error here comes from a stored record.
+      self = .damaged(path: path, detail: "a stored record cannot be decoded")
     case let error as EncodingError:
       let reason: String
       if case .invalidValue(_, let context) = error {
