@@ -87,7 +87,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "HNSW", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )
