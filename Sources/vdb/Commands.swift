@@ -405,7 +405,9 @@ extension Import {
       try metric == nil && db.collectionNames().contains(name)
       ? nil : .vectors(dimension: dimension, metric: metric ?? .cosine)
     let bar = ProgressLine(label: "import", unit: "vectors")
-    let (collection, report) = try db.writing(into: name, options: options) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
+    let (collection, report) = try db.writing(into: name, options: options) {
+      ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) })
+    }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)
