@@ -83,6 +83,9 @@ final class HostileInputTests: ShellTestCase {
 
   func testBadVectorsNameTheRowAndAreUserErrors() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    // The collection exists first: a failed first import removes the collection it made.
+    let good = try writeFvecs("good.fvecs", rows: [[1, 0, 0], [0, 1, 0]])
+    XCTAssertEqual(try Shell.vdb(["import", "--vectors", good, "-c", "v", "--db", db]).status, 0)
     let rows: [[Float]] = [[1, 0, 0], [0, 1, 0], [0, .nan, 1]]
     let nan = try writeFvecs("nan.fvecs", rows: rows)
     let result = try Shell.vdb(["import", "--vectors", nan, "-c", "v", "--db", db])
