@@ -44,19 +44,19 @@ let package = Package(
     .target(
       name: "VectorDB",
       dependencies: [
-        "LMDB", "Tensor", "Embedding", "HNSW", "Training",
+        "LMDB", "Tensor", "Embedding", "HNSW", "Training", "CKernels",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CSV", package: "CSV.swift"),
       ]),
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB", "CEditLine",
+        "VectorDB", "LMDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
     .executableTarget(
-      name: "storage-bench", dependencies: ["VectorDB", "LMDB"],
+      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels"],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
       name: "log-bench", dependencies: ["VectorDB"], path: "Benchmarks/log-bench"),
@@ -87,7 +87,7 @@ let package = Package(
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "vdb"]),
+    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "Tensor", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )

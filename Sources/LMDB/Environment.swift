@@ -40,12 +40,17 @@ public final class Environment: @unchecked Sendable {
     /// Skip the `fsync` at commit: faster, but a crash may lose recent commits
     /// (never corrupts). For bulk loads that can be redone.
     public var noSync: Bool = false
+    /// Open for reading only (`MDB_RDONLY`): nothing is created or written but the lock
+    /// file; write transactions fail with `EACCES`, and tables must exist.
+    public var readOnly: Bool = false
 
     public init() {}
   }
 
   /// The environment's directory.
   public let path: String
+  /// Opened with `Options.readOnly`.
+  public let isReadOnly: Bool
   let handle: OpaquePointer
   /// Held shared by every transaction and exclusively while the map is resized:
   /// LMDB requires that no transaction of this process is active during a resize.
@@ -53,6 +58,13 @@ public final class Environment: @unchecked Sendable {
   /// Serialises `mdb_dbi_open`, which must not run in concurrent transactions.
   private let tableLock: UnsafeMutablePointer<pthread_mutex_t>
   private var tables: [String: Table] = [:]
+
+  /// Called when one of LMDB's internal checks fails (a damaged page), with the check's
+  /// text, just before LMDB aborts the process. A library cannot recover from that; a
+  /// host that owns its process (the `vdb` shell) can report it and exit instead. Set
+  /// it before opening environments.
+  nonisolated(unsafe) public static var assertionHandler:
+    (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void)?
 
   private static let registryLock: UnsafeMutablePointer<pthread_mutex_t> = {
     let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -68,11 +80,21 @@ public final class Environment: @unchecked Sendable {
   ///   directory cannot be read or written, `MDB_INVALID` when `data.mdb` is not an
   ///   LMDB file, `MDB_VERSION_MISMATCH` when it was written by another LMDB version.
   public static func open(path: String, options: Options = Options()) throws -> Environment {
-    try createDirectory(path)
+    if !options.readOnly { try createDirectory(path) }
     let key = realPath(path) ?? path
     pthread_mutex_lock(registryLock)
     defer { pthread_mutex_unlock(registryLock) }
-    if let live = registry[key]?.environment { return live }
+    if let live = registry[key]?.environment {
+      // A writable instance serves readers too; a read-only one cannot serve a writer,
+      // and LMDB allows one instance per process.
+      guard options.readOnly || !live.isReadOnly else {
+        throw LMDBError(
+          code: EBUSY,
+          operation:
+            "open environment at \(path) for writing (it is open read-only in this process)")
+      }
+      return live
+    }
     let environment = try Environment(path: path, options: options)
     registry[key] = WeakEnvironment(environment: environment)
     return environment
@@ -84,6 +106,7 @@ public final class Environment: @unchecked Sendable {
     guard let handle else { throw LMDBError(code: ENOMEM, operation: "create environment") }
     self.handle = handle
     self.path = path
+    isReadOnly = options.readOnly
     resizeLock = .allocate(capacity: 1)
     pthread_rwlock_init(resizeLock, nil)
     tableLock = .allocate(capacity: 1)
@@ -92,8 +115,10 @@ public final class Environment: @unchecked Sendable {
     try check(mdb_env_set_maxdbs(handle, MDB_dbi(options.maxTables)), "set max tables")
     try check(mdb_env_set_maxreaders(handle, UInt32(options.maxReaders)), "set max readers")
     try check(mdb_env_set_mapsize(handle, options.initialMapSize), "set map size")
+    if let handler = Environment.assertionHandler { mdb_env_set_assert(handle, handler) }
     var flags = UInt32(MDB_NOTLS)
     if options.noSync { flags |= UInt32(MDB_NOSYNC) }
+    if options.readOnly { flags |= UInt32(MDB_RDONLY) }
     try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")
     // Free reader slots left by processes that died inside a read transaction.
     var dead: Int32 = 0
@@ -108,18 +133,34 @@ public final class Environment: @unchecked Sendable {
     tableLock.deallocate()
   }
 
-  /// Opens the named table, creating it when missing. Handles are cached: later calls
-  /// cost a dictionary lookup.
+  /// Opens the named table, creating it when missing (unless read-only). Handles are
+  /// cached: later calls cost a dictionary lookup.
   ///
-  /// - Throws: `MDB_DBS_FULL` when `Options.maxTables` tables already exist.
+  /// - Throws: `MDB_DBS_FULL` when `Options.maxTables` tables already exist;
+  ///   `MDB_NOTFOUND` when read-only and the table does not exist.
   public func table(_ name: String) throws -> Table {
     pthread_mutex_lock(tableLock)
     defer { pthread_mutex_unlock(tableLock) }
     if let table = tables[name] { return table }
-    let table = try write { txn in
-      var dbi: MDB_dbi = 0
-      try check(mdb_dbi_open(txn.handle, name, UInt32(MDB_CREATE), &dbi), "open", table: name)
-      return Table(name: name, dbi: dbi)
+    let table: Table
+    if isReadOnly {
+      // Committed, not aborted: an aborted transaction would close the new handle.
+      table = try withTransaction(flags: UInt32(MDB_RDONLY)) { handle in
+        var dbi: MDB_dbi = 0
+        let code = mdb_dbi_open(handle, name, 0, &dbi)
+        guard code == MDB_SUCCESS else {
+          mdb_txn_abort(handle)
+          throw LMDBError(code: code, operation: "open", table: name)
+        }
+        try check(mdb_txn_commit(handle), "open", table: name)
+        return Table(name: name, dbi: dbi)
+      }
+    } else {
+      table = try write { txn in
+        var dbi: MDB_dbi = 0
+        try check(mdb_dbi_open(txn.handle, name, UInt32(MDB_CREATE), &dbi), "open", table: name)
+        return Table(name: name, dbi: dbi)
+      }
     }
     tables[name] = table
     return table

@@ -31,6 +31,8 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable, Sendable {
   public var isMapFull: Bool { code == MDB_MAP_FULL }
   /// Another process grew the map; adopt its size and retry.
   public var isMapResized: Bool { code == MDB_MAP_RESIZED }
+  /// A page that fails LMDB's own checks: the file is damaged.
+  public var isCorrupted: Bool { code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND }
   /// The file is not an LMDB environment, or its version is not ours.
   public var isInvalidFile: Bool { code == MDB_INVALID || code == MDB_VERSION_MISMATCH }
 }

@@ -71,11 +71,11 @@ public final class Collection: @unchecked Sendable {
       var matrix: [Float] = []
       if let settings = plan?.settings {
         if let vectors {
-          for index in keep where vectors[index].count != settings.dimension {
-            throw VectorDBError.invalidVector(
-              reason:
-                "document \"\(documents[index].id)\" has a vector of \(vectors[index].count) floats;"
-                + " collection \"\(name)\" holds \(settings.dimension)")
+          for index in keep {
+            if let problem = settings.problem(with: vectors[index]) {
+              throw VectorDBError.invalidVector(
+                reason: "document \"\(documents[index].id)\": \(problem) (collection \"\(name)\")")
+            }
           }
           matrix = keep.flatMap { vectors[$0] }
         } else if let model = plan?.generation.model {

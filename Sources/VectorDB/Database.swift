@@ -26,11 +26,17 @@ public final class Database: @unchecked Sendable {
     /// Skip the fsync at each commit (faster bulk loads; a crash may lose the latest
     /// commits, never corrupts).
     public var noSync = false
+    /// Open for reading only: nothing is created or written (but LMDB's lock file),
+    /// and writes fail. A database the process may not write (read-only media,
+    /// another owner) is opened this way even when not asked.
+    public var readOnly = false
     public init() {}
   }
 
   /// The database directory.
   public let path: String
+  /// Opened for reading only (asked for, or the files are not writable).
+  public let isReadOnly: Bool
   let environment: Environment
   let schema: Schema
   let encoderCache = VersionCache<SentenceEncoder>()
@@ -47,17 +53,17 @@ public final class Database: @unchecked Sendable {
   ///   permission denied).
   public init(path: String, options: Options = Options()) throws {
     self.path = path
-    let isNew = try Database.inspect(path: path, create: options.create)
-    var environmentOptions = Environment.Options()
-    environmentOptions.noSync = options.noSync
-    let environment: Environment
-    do {
-      environment = try Environment.open(path: path, options: environmentOptions)
-    } catch let error as LMDBError where error.isInvalidFile {
-      throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
-    } catch let error as LMDBError {
-      throw VectorDBError.storage(error)
+    let isNew = try Database.inspect(path: path, create: options.create && !options.readOnly)
+    let writable = isNew || Database.isWritable(path)
+    var readOnly = options.readOnly || !writable
+    // A database from an older vdb lacks the newer tables, which a read-only open cannot
+    // create: a writable open creates them, once. (The probe is closed before that.)
+    if readOnly && writable {
+      let probe = try Database.openEnvironment(path, options: options, readOnly: true)
+      readOnly = try Schema.tableNames.isSubset(of: storage { try probe.tableNames() })
     }
+    let environment = try Database.openEnvironment(path, options: options, readOnly: readOnly)
+    isReadOnly = readOnly
     if environment.fileSize() < environment.usedBytes() {
       throw VectorDBError.damaged(
         path: path,
@@ -75,6 +81,7 @@ public final class Database: @unchecked Sendable {
           "data.mdb is an LMDB environment of another program (tables: \(names.prefix(5).joined(separator: ", ")))"
       )
     }
+    if isNew { try Database.tighten(path) }
     self.environment = environment
     schema = try storage { try Schema(environment: environment) }
     logWriter = LogWriter(environment: environment, store: schema.log)
@@ -83,6 +90,21 @@ public final class Database: @unchecked Sendable {
 
   deinit {
     logWriter.close()
+  }
+
+  private static func openEnvironment(_ path: String, options: Options, readOnly: Bool) throws
+    -> Environment
+  {
+    var environmentOptions = Environment.Options()
+    environmentOptions.noSync = options.noSync
+    environmentOptions.readOnly = readOnly
+    do {
+      return try Environment.open(path: path, options: environmentOptions)
+    } catch let error as LMDBError where error.isInvalidFile {
+      throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
+    } catch let error as LMDBError {
+      throw VectorDBError.storage(error)
+    }
   }
 
   /// Classifies `path`; returns whether a new database will be created there.
@@ -95,11 +117,17 @@ public final class Database: @unchecked Sendable {
     guard isDirectory.boolValue else {
       throw VectorDBError.notADatabase(path: path, reason: "it is a file, not a directory")
     }
-    guard access(path, R_OK | W_OK | X_OK) == 0 else {
+    guard access(path, R_OK | X_OK) == 0 else {
       throw VectorDBError.storage(LMDBError(code: errno, operation: "open directory \(path)"))
     }
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-    if entries.contains("data.mdb") { return false }
+    if entries.contains("data.mdb") {
+      try checkFiles(path: path, hasLock: entries.contains("lock.mdb"))
+      return false
+    }
+    if entries.contains("lock.mdb") {
+      throw VectorDBError.damaged(path: path, detail: "data.mdb is missing beside lock.mdb")
+    }
     if entries.isEmpty {
       if !create { throw VectorDBError.databaseNotFound(path: path) }
       return true
@@ -111,10 +139,76 @@ public final class Database: @unchecked Sendable {
     )
   }
 
+  /// Refuses the layouts LMDB would silently take for a new, empty database (an empty
+  /// or missing data.mdb) or follow out of the directory (a symbolic link), before
+  /// LMDB opens — and so writes — anything.
+  private static func checkFiles(path: String, hasLock: Bool) throws {
+    let directory = realPath(path) ?? path
+    for name in hasLock ? ["data.mdb", "lock.mdb"] : ["data.mdb"] {
+      let file = path + "/" + name
+      var info = stat()
+      guard lstat(file, &info) == 0 else {
+        throw VectorDBError.storage(LMDBError(code: errno, operation: "stat \(file)"))
+      }
+      if info.st_mode & S_IFMT == S_IFLNK {
+        guard let target = realPath(file) else {
+          throw VectorDBError.damaged(
+            path: path, detail: "\(name) is a symbolic link to a missing file")
+        }
+        guard (target as NSString).deletingLastPathComponent == directory else {
+          throw VectorDBError.damaged(
+            path: path, detail: "\(name) is a symbolic link out of the directory (to \(target))")
+        }
+        guard stat(file, &info) == 0 else {
+          throw VectorDBError.storage(LMDBError(code: errno, operation: "stat \(file)"))
+        }
+      }
+      guard info.st_mode & S_IFMT == S_IFREG else {
+        throw VectorDBError.damaged(path: path, detail: "\(name) is not a regular file")
+      }
+      if name == "data.mdb" && info.st_size == 0 {
+        throw VectorDBError.damaged(path: path, detail: "data.mdb is empty (0 bytes)")
+      }
+    }
+  }
+
+  /// Whether this process may write the database's directory and files.
+  private static func isWritable(_ path: String) -> Bool {
+    access(path, W_OK) == 0 && access(path + "/data.mdb", W_OK) == 0
+      && (access(path + "/lock.mdb", F_OK) != 0 || access(path + "/lock.mdb", W_OK) == 0)
+  }
+
+  /// A new database's directory is the owner's alone (0700), even when it existed with
+  /// looser permissions: whoever can write the directory can replace data.mdb.
+  private static func tighten(_ path: String) throws {
+    var info = stat()
+    guard stat(path, &info) == 0, info.st_mode & 0o077 != 0 else { return }
+    guard chmod(path, 0o700) == 0 else {
+      throw VectorDBError.storage(LMDBError(code: errno, operation: "chmod 0700 \(path)"))
+    }
+  }
+
+  private static func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+
   /// Writes the format record of a new database, or checks that of an existing one.
   private func checkFormat() throws {
     let schema = self.schema
     let path = self.path
+    if isReadOnly {
+      try storage {
+        try environment.read { txn in
+          guard let format = try txn.get(schema.meta, key: "format") else {
+            throw VectorDBError.damaged(path: path, detail: "the format record is missing")
+          }
+          try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
+        }
+      }
+      return
+    }
     try storage {
       try environment.write { txn in
         guard let format = try txn.get(schema.meta, key: "format") else {
@@ -130,22 +224,23 @@ public final class Database: @unchecked Sendable {
           try txn.put(schema.meta, key: "created", value: Array(created.utf8))
           return
         }
-        guard format.count == 4 else {
-          throw VectorDBError.damaged(
-            path: path, detail: "the format record is \(format.count) bytes")
-        }
-        let version = format.loadUnaligned(as: UInt32.self).littleEndian
-        if version > Schema.formatVersion {
-          throw VectorDBError.newerFormat(
-            path: path, found: version, supported: Schema.formatVersion)
-        }
-        let magic = try txn.get(schema.meta, key: "magic").map {
-          String(decoding: $0, as: UTF8.self)
-        }
-        guard magic == Schema.magic else {
-          throw VectorDBError.notADatabase(path: path, reason: "its meta table is not vdb's")
-        }
+        try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
       }
+    }
+  }
+
+  private static func check(
+    format: UnsafeRawBufferPointer, magic: UnsafeRawBufferPointer?, path: String
+  ) throws {
+    guard format.count == 4 else {
+      throw VectorDBError.damaged(path: path, detail: "the format record is \(format.count) bytes")
+    }
+    let version = format.loadUnaligned(as: UInt32.self).littleEndian
+    if version > Schema.formatVersion {
+      throw VectorDBError.newerFormat(path: path, found: version, supported: Schema.formatVersion)
+    }
+    guard magic.map({ String(decoding: $0, as: UTF8.self) }) == Schema.magic else {
+      throw VectorDBError.notADatabase(path: path, reason: "its meta table is not vdb's")
     }
   }
 
@@ -166,15 +261,33 @@ public final class Database: @unchecked Sendable {
   ///
   /// - Throws: `VectorDBError.collectionNotFound` when missing and `create` is false;
   ///   `.invalidInput` for an empty name, one over 200 bytes, or with control
-  ///   characters; `.modelNotFound` for an unknown model version.
+  ///   characters, or when the collection exists and `options` ask for given vectors
+  ///   of another dimension or metric; `.modelNotFound` for an unknown model version.
   public func collection(
     _ name: String, create: Bool = true, options: CollectionOptions? = nil
   ) throws -> Collection {
+    try Database.validateCollectionName(name)
     if let record = try collectionRecord(name) {
+      if case .given(let dimension, let metric) = options?.vectors {
+        let found = record.vectors
+        guard let found, found.model == nil, found.dimension == dimension, found.metric == metric
+        else {
+          let holds =
+            found.map {
+              $0.model == nil
+                ? "given vectors of \($0.dimension) dimensions (\($0.metric.rawValue))"
+                : "text embedded by model \($0.model!)"
+            } ?? "no vectors"
+          throw VectorDBError.invalidInput(
+            source: "collection \"\(name)\"", line: nil,
+            reason:
+              "it exists and holds \(holds), not given vectors of \(dimension) dimensions (\(metric.rawValue))"
+          )
+        }
+      }
       return Collection(database: self, record: record)
     }
     guard create else { throw VectorDBError.collectionNotFound(name) }
-    try Database.validateCollectionName(name)
     let vectors = try vectorSettings(for: options ?? CollectionOptions())
     let schema = self.schema
     let record = try storage {
@@ -262,6 +375,7 @@ public final class Database: @unchecked Sendable {
   ///
   /// - Throws: `VectorDBError.collectionNotFound`, `.collectionBusy` naming the job.
   public func dropCollection(_ name: String, keepLog: Bool = false, force: Bool = false) throws {
+    try Database.validateCollectionName(name)
     guard let record = try collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)
     }
@@ -424,58 +538,6 @@ public final class Database: @unchecked Sendable {
           return true
         }
         return result
-      }
-    }
-  }
-
-  /// Reads every table and checks that they agree: every document's row maps back to
-  /// it, every row names a document, and each collection's count is right.
-  ///
-  /// - Throws: `VectorDBError.damaged` naming the first inconsistency.
-  public func verify() throws {
-    let schema = self.schema
-    let path = self.path
-    try storage {
-      try environment.read { txn in
-        var records: [CollectionRecord] = []
-        try txn.forEach(in: schema.collections) { _, value in
-          records.append(try JSONDecoder().decode(CollectionRecord.self, from: Data(value)))
-          return true
-        }
-        for record in records {
-          let prefix = KeyBuilder().uint32(record.id)
-          var documents = 0
-          try txn.forEach(in: schema.docs, from: prefix) { key, value in
-            guard key.starts(with: prefix.bytes) else { return false }
-            let id = String(decoding: key.dropFirst(4), as: UTF8.self)
-            let doc = try DocumentRecord(bytes: value, path: path)
-            let back = try txn.get(
-              schema.rows, key: Schema.rowKey(collection: record.id, row: doc.row))
-            guard let back, String(decoding: back, as: UTF8.self) == id else {
-              throw VectorDBError.damaged(
-                path: path, detail: "document \"\(id)\" has no row \(doc.row)")
-            }
-            guard ContentHash(text: doc.text) == doc.hash else {
-              throw VectorDBError.damaged(
-                path: path, detail: "document \"\(id)\" fails its content hash")
-            }
-            documents += 1
-            return true
-          }
-          var rows = 0
-          try txn.forEach(in: schema.rows, from: prefix) { key, _ in
-            guard key.starts(with: prefix.bytes) else { return false }
-            rows += 1
-            return true
-          }
-          guard documents == record.count, rows == record.count else {
-            throw VectorDBError.damaged(
-              path: path,
-              detail:
-                "collection \"\(record.name)\" records \(record.count) documents, holds \(documents) with \(rows) rows"
-            )
-          }
-        }
       }
     }
   }

@@ -29,10 +29,24 @@ public struct Document: Equatable, Sendable, Codable {
   /// document's vector is stale.
   public var contentHash: ContentHash { ContentHash(text: text) }
 
-  /// Throws `VectorDBError.invalidDocument` when the id is empty or too long.
+  /// Throws `VectorDBError.invalidDocument` when the id is empty, too long, or holds a
+  /// control character (NUL, escape, newline, …: ids are printed to terminals), or
+  /// when the metadata nests deeper than ``JSONValue/maxDepth``.
   func validate() throws {
     if id.isEmpty {
       throw VectorDBError.invalidDocument(id: id, reason: "the id is empty")
+    }
+    if let scalar = id.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+      throw VectorDBError.invalidDocument(
+        id: id.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : String($0) }
+          .joined(),
+        reason: String(
+          format: "the id holds the control character U+%04X; ids cannot hold control characters",
+          scalar.value))
+    }
+    if JSONValue.object(metadata).depth > JSONValue.maxDepth {
+      throw VectorDBError.invalidDocument(
+        id: id, reason: "the metadata nests deeper than \(JSONValue.maxDepth) levels")
     }
     if id.utf8.count > Document.maxIDBytes {
       throw VectorDBError.invalidDocument(
@@ -56,94 +70,4 @@ public struct ContentHash: Hashable, Sendable, CustomStringConvertible {
 
   /// Lower-case hex.
   public var description: String { bytes.map { String(format: "%02x", $0) }.joined() }
-}
-
-/// A JSON value, as found in document metadata and filters.
-///
-/// Literals build it directly: `["year": 2024, "tags": ["a", "b"], "draft": false]`.
-/// Numbers are `Double`s (as in JavaScript), exact for integers up to 2^53.
-public enum JSONValue: Equatable, Hashable, Sendable {
-  case null
-  case bool(Bool)
-  case number(Double)
-  case string(String)
-  case array([JSONValue])
-  case object([String: JSONValue])
-
-  /// Parses JSON text (any value, not only objects).
-  ///
-  /// - Throws: `VectorDBError.invalidInput` naming `source` and `line` when the text is
-  ///   not valid JSON.
-  public init(parsing text: some StringProtocol, source: String = "JSON", line: Int? = nil) throws {
-    do {
-      self = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-    } catch {
-      throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid JSON")
-    }
-  }
-
-  /// Compact JSON with sorted keys (stable across runs, so it can be hashed or compared).
-  public var jsonString: String {
-    String(decoding: (try? JSONEncoder.sorted.encode(self)) ?? Data("null".utf8), as: UTF8.self)
-  }
-}
-
-extension JSONValue: Codable {
-  public init(from decoder: Decoder) throws {
-    let container = try decoder.singleValueContainer()
-    if container.decodeNil() {
-      self = .null
-    } else if let bool = try? container.decode(Bool.self) {
-      self = .bool(bool)
-    } else if let number = try? container.decode(Double.self) {
-      self = .number(number)
-    } else if let string = try? container.decode(String.self) {
-      self = .string(string)
-    } else if let array = try? container.decode([JSONValue].self) {
-      self = .array(array)
-    } else {
-      self = .object(try container.decode([String: JSONValue].self))
-    }
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var container = encoder.singleValueContainer()
-    switch self {
-    case .null: try container.encodeNil()
-    case .bool(let bool): try container.encode(bool)
-    case .number(let number):
-      if number.rounded() == number && abs(number) < 1e15 {
-        try container.encode(Int64(number))
-      } else {
-        try container.encode(number)
-      }
-    case .string(let string): try container.encode(string)
-    case .array(let array): try container.encode(array)
-    case .object(let object): try container.encode(object)
-    }
-  }
-}
-
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
-  ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral,
-  ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
-{
-  public init(stringLiteral value: String) { self = .string(value) }
-  public init(integerLiteral value: Int) { self = .number(Double(value)) }
-  public init(floatLiteral value: Double) { self = .number(value) }
-  public init(booleanLiteral value: Bool) { self = .bool(value) }
-  public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-  public init(dictionaryLiteral elements: (String, JSONValue)...) {
-    self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
-  }
-  public init(nilLiteral: ()) { self = .null }
-}
-
-extension JSONEncoder {
-  /// Compact output with sorted keys.
-  static var sorted: JSONEncoder {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return encoder
-  }
 }

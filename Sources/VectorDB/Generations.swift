@@ -316,6 +316,15 @@ extension Collection {
 
   func startGeneration(model: Int) throws -> CollectionRecord {
     try write { txn, collection -> CollectionRecord in
+      if let building = collection.building {
+        // Another process started a job since we looked: join it, never orphan it.
+        guard try generationRecord(building, in: txn)?.model == model else {
+          throw VectorDBError.unsupported(
+            "a re-embed of \"\(name)\" to another model started meanwhile: resume it first (`vdb reembed`)"
+          )
+        }
+        return collection
+      }
       // A rebuild with the same model keeps the query adapter: the vectors it maps
       // against are the same.
       let active = try collection.active.flatMap { try generationRecord($0, in: txn) }
@@ -338,14 +347,13 @@ extension Collection {
     generation: GenerationRecord, settings: VectorSettings, batchSize: Int,
     progress: ((OperationProgress) throws -> Void)?
   ) throws -> Int {
+    guard batchSize >= 1 else {
+      throw VectorDBError.invalidInput(
+        source: "batch size", line: nil, reason: "it must be at least 1; it is \(batchSize)")
+    }
     guard let model = generation.model else { return 0 }
     let encoder = try database.encoder(version: model)
-    let index = try storage {
-      try database.indexCache.open(
-        GenerationRecord.indexName(collection: id, generation: generation.id),
-        environment: database.environment,
-        create: settings)
-    }
+    let index = try openIndex(generation.id, settings: settings)
     let schema = database.schema
     let total = try count()
     var embedded = 0
@@ -390,38 +398,14 @@ extension Collection {
           throw VectorDBError.unsupported(
             "generation \(generation.id) of \"\(name)\" was dropped during the job")
         }
-        // Keep only documents unchanged since they were read.
-        var rows: [UInt32] = []
-        var values: [Float] = []
-        for (offset, (documentID, document)) in batch.enumerated() {
-          guard
-            let bytes = try txn.get(
-              schema.docs, key: Schema.docKey(collection: id, id: documentID)),
-            try DocumentRecord(bytes: bytes, path: database.path).hash == document.hash
-          else { continue }
-          rows.append(document.row)
-          values += vectors[offset * settings.dimension..<(offset + 1) * settings.dimension]
-          try txn.put(
-            schema.sources,
-            key: Schema.sourceKey(collection: id, generation: generation.id, row: document.row),
-            value: document.hash.bytes)
-        }
-        if !rows.isEmpty {
-          try index.insert(ids: rows, vectors: values, threads: Parallel.coreCount, in: txn)
-        }
-        for row in orphans
-        where try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
-          try index.delete(row, in: txn)
-          try txn.delete(
-            schema.sources,
-            key: Schema.sourceKey(collection: id, generation: generation.id, row: row))
-        }
+        embedded += try store(
+          batch, vectors: vectors, orphans: orphans, generation: generation.id,
+          dimension: settings.dimension, index: index, in: txn)
         if var stored = try generationRecord(generation.id, in: txn) {
           stored.cursor = next
           stored.count = try index.count(in: txn)
           try putGeneration(stored, in: txn)
         }
-        embedded += rows.count
         return next != nil
       }
       cursor = next
@@ -430,31 +414,95 @@ extension Collection {
     }
   }
 
+  /// Writes the vectors of `batch` (documents unchanged since they were read) into
+  /// generation `generation`, and removes the vectors of `orphans` whose document is
+  /// still gone. Returns how many vectors it wrote.
+  private func store(
+    _ batch: [(String, DocumentRecord)], vectors: [Float], orphans: [UInt32],
+    generation: UInt32, dimension: Int, index: VectorIndex, in txn: WriteTransaction
+  ) throws -> Int {
+    let schema = database.schema
+    var rows: [UInt32] = []
+    var values: [Float] = []
+    for (offset, (documentID, document)) in batch.enumerated() {
+      guard
+        let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID)),
+        try DocumentRecord(bytes: bytes, path: database.path).hash == document.hash
+      else { continue }
+      rows.append(document.row)
+      values += vectors[offset * dimension..<(offset + 1) * dimension]
+      try txn.put(
+        schema.sources,
+        key: Schema.sourceKey(collection: id, generation: generation, row: document.row),
+        value: document.hash.bytes)
+    }
+    if !rows.isEmpty {
+      try index.insert(ids: rows, vectors: values, threads: Parallel.coreCount, in: txn)
+    }
+    for row in orphans
+    where try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
+      try index.delete(row, in: txn)
+      try txn.delete(
+        schema.sources, key: Schema.sourceKey(collection: id, generation: generation, row: row))
+    }
+    return rows.count
+  }
+
+  private func openIndex(_ generation: UInt32, settings: VectorSettings) throws -> VectorIndex {
+    try storage {
+      try database.indexCache.open(
+        GenerationRecord.indexName(collection: id, generation: generation),
+        environment: database.environment, create: settings)
+    }
+  }
+
+  /// Catch-up rounds before a switch that writes keep postponing takes the writer's
+  /// lock for its last round (see `switchTo`).
+  static let switchRounds = 3
+
   /// Makes `generation` active in one transaction once a last check finds nothing
   /// stale; the previous active generation is retained and older ones dropped.
+  ///
+  /// Each round catches up outside the switching transaction, so writers are held back
+  /// only for the check. If writes keep landing for `switchRounds` rounds, the last
+  /// catch-up runs inside the switching transaction: a steady stream of writes then
+  /// waits for it (as long as embedding what changed since the previous round takes)
+  /// instead of postponing the switch forever.
   private func switchTo(_ generation: UInt32, settings: VectorSettings, batchSize: Int) throws {
-    while true {
+    for round in 1... {
       guard let record = try generationRecord(generation) else { return }
       // Catch up from the start: writes may have landed behind the job's cursor.
       var restart = record
       restart.cursor = nil
       _ = try catchUp(generation: restart, settings: settings, batchSize: batchSize, progress: nil)
       let schema = database.schema
+      let final = round >= Collection.switchRounds
+      let encoder = try record.model.map { try database.encoder(version: $0) }
+      let index = try openIndex(generation, settings: settings)
       var dropped: [UInt32] = []
       let switched = try write { txn, collection -> Bool in
-        // Anything changed since the catch-up? Then catch up again.
+        // Anything changed since the catch-up? Then catch up again (in this
+        // transaction, on the last round).
         let prefix = KeyBuilder().uint32(id)
-        var clean = true
+        var stale: [(String, DocumentRecord)] = []
         try txn.forEach(in: schema.docs, from: prefix) { key, value in
           guard key.starts(with: prefix.bytes) else { return false }
           let document = try DocumentRecord(bytes: value, path: database.path)
           let source = try txn.get(
             schema.sources,
             key: Schema.sourceKey(collection: id, generation: generation, row: document.row))
-          clean = source.map(Array.init) == document.hash.bytes
-          return clean
+          if source.map(Array.init) != document.hash.bytes {
+            stale.append((String(decoding: key.dropFirst(4), as: UTF8.self), document))
+          }
+          return final || stale.isEmpty
         }
-        guard clean else { return false }
+        if !stale.isEmpty {
+          guard final, let encoder else { return false }
+          let vectors = encoder.embedMatrix(stale.map(\.1.text)).values
+          _ = try store(
+            stale, vectors: vectors, orphans: [], generation: generation,
+            dimension: settings.dimension, index: index, in: txn)
+        }
         let previous = collection.active
         if var old = try previous.flatMap({ try generationRecord($0, in: txn) }),
           old.id != generation

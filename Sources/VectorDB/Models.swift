@@ -33,8 +33,13 @@ public struct ModelInfo: Codable, Equatable, Sendable {
   public var created: Date
   public var dimension: Int
   public var maxSequenceLength: Int
-  /// SHA-256 of the stored weights (hex).
+  /// SHA-256 of the stored weights (hex): identifies the weights (an import of the
+  /// same model finds its version).
   public var weightsHash: String
+  /// CRC-32C of the stored weights, checked at every load (a damaged byte is refused,
+  /// never silently changes scores). Absent in versions stored before it existed: those
+  /// are checked against `weightsHash` instead.
+  public var weightsChecksum: UInt32?
   /// Bytes of the stored weights.
   public var weightsBytes: Int
   /// Free-form record of how it was made (training run, data, metrics).
@@ -58,7 +63,10 @@ struct ModelStore {
   }
 
   func info(_ version: Int, in txn: Transaction) throws -> ModelInfo? {
-    guard let bytes = try txn.get(models, key: UInt32(version)) else { return nil }
+    // A version no UInt32 can hold (negative, huge) names no model; it must not trap.
+    guard let key = UInt32(exactly: version), let bytes = try txn.get(models, key: key) else {
+      return nil
+    }
     return try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(bytes))
   }
 
@@ -72,7 +80,8 @@ struct ModelStore {
   }
 
   func blob(_ version: Int, _ part: String, in txn: Transaction) throws -> UnsafeRawBufferPointer? {
-    try txn.get(blobs, key: KeyBuilder().uint32(UInt32(version)).string(part))
+    guard let key = UInt32(exactly: version) else { return nil }
+    return try txn.get(blobs, key: KeyBuilder().uint32(key).string(part))
   }
 
   /// Stores a new encoder version (numbered after the last) and returns its info. With
@@ -159,7 +168,7 @@ struct ModelStore {
       version: Int(last) + 1, name: name, kind: kind, state: state, parent: parent,
       created: Date(), dimension: dimension, maxSequenceLength: maxSequenceLength,
       weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
-      weightsBytes: weights.count, lineage: lineage)
+      weightsChecksum: CRC32C.checksum(weights), weightsBytes: weights.count, lineage: lineage)
     try update(info, in: txn)
     return info
   }
@@ -184,16 +193,44 @@ struct ModelStore {
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
+    try checkWeights(version, weightBytes, path: path, in: txn)
     return try SentenceEncoder(
       settings: settings, vocabulary: vocabulary,
       weights: try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors(),
       source: source)
   }
 
+  /// Checks the stored weights of `version` against the checksum recorded with them.
+  ///
+  /// - Throws: `VectorDBError.damaged` naming the version when they differ.
+  func checkWeights(
+    _ version: Int, _ bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
+  ) throws {
+    guard let info = try info(version, in: txn) else { return }
+    let sound: Bool
+    if let checksum = info.weightsChecksum {
+      sound = CRC32C.checksum(bytes) == checksum
+    } else {
+      sound =
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() == info.weightsHash
+    }
+    guard sound, bytes.count == info.weightsBytes else {
+      throw VectorDBError.damaged(
+        path: path,
+        detail: "the weights of model version \(version) fail their checksum (\(bytes.count) bytes)"
+      )
+    }
+  }
+
   /// Rebuilds the query adapter of `version` from its stored matrix.
   func adapter(_ version: Int, path: String, in txn: Transaction) throws -> QueryAdapter<Float> {
     let source = "model version \(version) in \(path)"
-    guard let bytes = try blob(version, "adapter", in: txn),
+    guard let bytes = try blob(version, "adapter", in: txn) else {
+      throw VectorDBError.damaged(
+        path: path, detail: "model version \(version) has no adapter matrix")
+    }
+    try checkWeights(version, bytes, path: path, in: txn)
+    guard
       let tensor = try SafeTensors(bytes: Array(bytes), source: source).floatTensors()[
         Self.adapterTensor],
       tensor.shape.count == 2, tensor.shape[0] == tensor.shape[1]

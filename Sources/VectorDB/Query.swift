@@ -118,11 +118,12 @@ extension Collection {
       }
       let queryVectors: [[Float]]
       if let vectors {
-        if let bad = vectors.first(where: { $0.count != plan.settings.dimension }) {
-          throw VectorDBError.invalidVector(
-            reason:
-              "the query has \(bad.count) floats; collection \"\(name)\" holds \(plan.settings.dimension)"
-          )
+        for (number, vector) in vectors.enumerated() {
+          if let problem = plan.settings.problem(with: vector) {
+            throw VectorDBError.invalidVector(
+              reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")"
+            )
+          }
         }
         queryVectors = vectors
       } else {

@@ -1,3 +1,4 @@
+import Foundation
 import LMDB
 
 /// Everything that can go wrong in vdb, each with a message that names the input
@@ -100,6 +101,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .databaseNotFound: return "create one with `vdb init`, or point --db / $VDB_PATH at one"
     case .notADatabase: return "choose an empty or new directory for a vdb database"
     case .newerFormat: return "upgrade vdb to open this database"
+    case .damaged:
+      return "`vdb verify` lists what is damaged; restore the directory from a backup"
     case .collectionNotFound: return "`vdb collections` lists the collections"
     case .collectionExists: return "choose another name, or `vdb collections drop` the old one"
     case .collectionBusy:
@@ -116,6 +119,9 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
         + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
     case .jobRunning: return "wait for it to finish, or stop that process"
     case .nothingToResume: return "start a new run without --resume"
+    case .storage(let error) where error.code == EACCES || error.code == EROFS:
+      return
+        "the database is read-only here (permissions or read-only media): it can be read, not written"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

@@ -57,8 +57,12 @@ public enum VectorFile {
         }
         let d = Int(
           Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+        guard d > 0 else {
+          throw VectorDBError.invalidInput(
+            source: path, line: rows.count + 1, reason: "record of dimension \(d); it must be ≥ 1")
+        }
         if dimension < 0 { dimension = d }
-        guard d == dimension, d > 0 else {
+        guard d == dimension else {
           throw VectorDBError.invalidInput(
             source: path, line: rows.count + 1,
             reason: "record of dimension \(d); earlier records have \(dimension)")
@@ -89,6 +93,7 @@ public enum VectorFile {
     let major = data[data.startIndex + 6]
     let headerLength: Int
     let headerStart: Int
+    guard (1...3).contains(major) else { throw fail("unsupported .npy version \(major)") }
     if major == 1 {
       headerLength = Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
       headerStart = 10
@@ -103,7 +108,7 @@ public enum VectorFile {
         (data.startIndex + headerStart)..<(data.startIndex + headerStart + headerLength)],
       as: UTF8.self)
     guard header.contains("'descr': '<f4'") else {
-      throw fail("dtype must be float32 ('<f4'); header: \(header)")
+      throw fail("dtype must be float32 ('<f4'); header: \(header.prefix(120))")
     }
     guard header.contains("'fortran_order': False") else { throw fail("arrays must be in C order") }
     guard let open = header.range(of: "'shape': ("),
@@ -111,13 +116,28 @@ public enum VectorFile {
     else {
       throw fail("no shape in header")
     }
-    let shape = header[open.upperBound..<close].split(separator: ",").compactMap {
-      Int($0.trimmingCharacters(in: .whitespaces))
+    let fields = header[open.upperBound..<close].split(
+      separator: ",", omittingEmptySubsequences: true
+    )
+    .map { $0.trimmingCharacters(in: .whitespaces) }
+    guard fields.count == 2 else {
+      throw fail("expected a 2-D array; shape is (\(fields.joined(separator: ", ")))")
     }
-    guard shape.count == 2 else { throw fail("expected a 2-D array; shape is \(shape)") }
-    let (count, dimension) = (shape[0], shape[1])
+    guard let count = Int(fields[0]), count >= 0 else {
+      throw fail("the row count in the shape must be a whole number ≥ 0; it is \(fields[0])")
+    }
+    guard let dimension = Int(fields[1]), dimension >= 1 else {
+      throw fail("the dimension in the shape must be a whole number ≥ 1; it is \(fields[1])")
+    }
+    // Sizes are checked against the file before anything is allocated: a header must
+    // not make the reader promise more memory than the file holds.
     let start = headerStart + headerLength
-    guard data.count - start >= count * dimension * 4 else { throw fail("truncated data") }
+    let (values, overflow) = count.multipliedReportingOverflow(by: dimension)
+    guard !overflow, values <= (data.count - start) / 4 else {
+      throw fail(
+        "truncated data: the shape (\(count), \(dimension)) needs more than the \(data.count - start) bytes after the header"
+      )
+    }
     return data.withUnsafeBytes { bytes in
       let rows = (0..<count).map { row in
         (0..<dimension).map {
@@ -129,29 +149,5 @@ public enum VectorFile {
       }
       return (rows, dimension)
     }
-  }
-}
-
-extension Collection {
-  /// Imports the rows of a `.fvecs` or `.npy` file as documents "0", "1", … with no
-  /// text, in transactions of `batchSize` rows.
-  ///
-  /// The collection must hold given vectors of the file's dimension (create it with
-  /// `CollectionOptions.vectors(dimension:metric:)`).
-  @discardableResult
-  public func importVectors(
-    path: String, batchSize: Int = 10_000, progress: ((OperationProgress) throws -> Void)? = nil
-  ) throws -> ImportReport {
-    let start = Date()
-    let (rows, _) = try VectorFile.read(path)
-    var done = 0
-    while done < rows.count {
-      let end = min(done + max(1, batchSize), rows.count)
-      try upsert(
-        (done..<end).map { Document(id: String($0), text: "") }, vectors: Array(rows[done..<end]))
-      done = end
-      try progress?(OperationProgress(done: done, total: rows.count))
-    }
-    return ImportReport(imported: rows.count, skipped: [], seconds: Date().timeIntervalSince(start))
   }
 }

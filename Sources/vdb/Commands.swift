@@ -24,6 +24,7 @@ struct Init: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
+    Fault.arm(path: database.path)
     let db = try Database(path: database.path)
     var imported: ModelInfo?
     if !noModel {
@@ -111,13 +112,14 @@ struct Import: ParsableCommand {
   @Option(
     help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
   var idColumn: String?
-  @Option(help: "With --vectors, for a new collection: cosine, dot or l2.") var metric: Metric =
-    .cosine
+  @Option(help: "With --vectors, for a new collection: cosine (default), dot or l2.")
+  var metric: Metric?
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
   @Option(help: "Documents per transaction.") var batchSize = 256
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
+    try Counts.check("import", ["--batch-size": batchSize])
     if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
     }
@@ -206,13 +208,14 @@ struct Get: ParsableCommand {
   enum Include: String, ExpressibleByArgument { case vector }
 
   func validate() throws {
+    try Counts.check("get", ["--limit": limit])
     if !ids.isEmpty && (filter != nil || after != nil) {
       throw ValidationError("give ids, or --filter/--after, not both")
     }
   }
 
   func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+    let collection = try database.open(readOnly: true).collection(try target.name(), create: false)
     if ids.isEmpty {
       let documents =
         try filter.map {
@@ -379,7 +382,7 @@ struct Status: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let status = try database.open().status()
+    let status = try database.open(readOnly: true).status()
     if output.isJSON {
       try Terminal.printJSON(status)
       return
@@ -395,10 +398,16 @@ struct Status: ParsableCommand {
 extension Import {
   private func importVectors(_ path: String) throws {
     let (_, dimension) = try VectorFile.read(path)
+    let db = try database.open()
+    let name = try target.name()
+    // An existing collection keeps its metric unless --metric asks for another (an error).
+    let options: CollectionOptions? =
+      try metric == nil && db.collectionNames().contains(name)
+      ? nil : .vectors(dimension: dimension, metric: metric ?? .cosine)
     let bar = ProgressLine(label: "import", unit: "vectors")
-    let (collection, report) = try database.open().writing(
-      into: try target.name(), options: .vectors(dimension: dimension, metric: metric)
-    ) { ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) }) }
+    let (collection, report) = try db.writing(into: name, options: options) {
+      ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) })
+    }
     bar.finish()
     if output.isJSON {
       try Terminal.printJSON(report)

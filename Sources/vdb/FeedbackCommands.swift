@@ -24,9 +24,13 @@ struct Log: ParsableCommand {
   @Option(help: "At most this many entries.") var limit = 50
   @OptionGroup var output: OutputOptions
 
+  func validate() throws {
+    try Counts.check("log", ["--limit": limit])
+  }
+
   func run() throws {
     let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
-    let entries = try database.open().logEntries(
+    let entries = try database.open(readOnly: true).logEntries(
       collection: collection, since: cutoff, after: after, limit: limit)
     if output.isJSON {
       for entry in entries { try Terminal.printJSONLine(entry) }
@@ -89,10 +93,11 @@ struct FeedbackCommand: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    let modes = [logID != nil, query != nil, qrels != nil].filter { $0 }.count
+    let modes = [logID != nil, query != nil, qrels != nil, triples != nil].filter { $0 }.count
     guard modes == 1 else {
       throw ValidationError(
-        "give LOG_ID DOC_ID, or --query TEXT --doc ID, or --qrels FILE --queries FILE")
+        "give LOG_ID DOC_ID, or --query TEXT --doc ID, or --qrels FILE --queries FILE, or --triples FILE"
+      )
     }
     if logID != nil && documentID == nil {
       throw ValidationError("give the document id after the log id")
@@ -193,6 +198,7 @@ struct Eval: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
+    try Counts.check("eval", ["--ef": ef])
     let sources = [beir != nil, queries != nil || qrels != nil, fromLog, diagnose].filter { $0 }
       .count
     guard sources == 1 else {
@@ -204,6 +210,7 @@ struct Eval: ParsableCommand {
   }
 
   func run() throws {
+    if let perQuery { try checkWritable(perQuery) }
     let collection = try database.open().collection(try target.name(), create: false)
     if diagnose { return try showDiagnosis(try collection.diagnose()) }
     let input: (queries: [String: String], qrels: [String: [String: Int]])
@@ -270,5 +277,24 @@ struct Eval: ParsableCommand {
         },
         flexibleColumn: 3)
     }
+  }
+}
+
+/// Fails early, before a long run, when `path` cannot be written (the file is written
+/// at the end).
+///
+/// - Throws: `VectorDBError.invalidInput` naming the file.
+func checkWritable(_ path: String) throws {
+  let exists = FileManager.default.fileExists(atPath: path)
+  let directory = (path as NSString).deletingLastPathComponent
+  let writable =
+    exists
+    ? FileManager.default.isWritableFile(atPath: path)
+    : FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+  guard writable else {
+    throw VectorDBError.invalidInput(
+      source: path, line: nil,
+      reason: exists
+        ? "the file is not writable" : "its directory does not exist or is not writable")
   }
 }

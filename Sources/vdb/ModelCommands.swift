@@ -24,6 +24,10 @@ struct Reembed: ParsableCommand {
   @Option(help: "Documents per transaction.") var batchSize = 256
   @OptionGroup var output: OutputOptions
 
+  func validate() throws {
+    try Counts.check("reembed", ["--model": model, "--batch-size": batchSize])
+  }
+
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     let bar = ProgressLine(label: "reembed", unit: "docs")
@@ -72,7 +76,7 @@ struct ModelList: ParsableCommand {
   }
 
   func run() throws {
-    let db = try database.open()
+    let db = try database.open(readOnly: true)
     let models = try db.modelVersions()
     var uses: [Int: [String: [GenerationInfo]]] = [:]
     for name in try db.collectionNames() {

@@ -35,6 +35,7 @@ struct Query: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
+    try Counts.check("query", ["-k": k, "--ef": ef])
     if [text, file, vectors].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of TEXT, --file FILE, --vectors FILE")
     }

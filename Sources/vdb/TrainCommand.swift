@@ -86,13 +86,17 @@ struct Train: ParsableCommand {
 
   func validate() throws {
     if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
-    if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
-    guard (1...256).contains(loraRank) else { throw ValidationError("--lora-rank must be 1...256") }
+    try Counts.check(
+      "train",
+      [
+        "--epochs": epochs, "--batch-size": batchSize, "--mini-batch": miniBatch,
+        "--hard-negatives": hardNegatives, "--lora-rank": loraRank,
+        "--mining-depth": miningDepth, "--folds": folds, "--gate-pool": gatePool,
+        "--gate-sample": gateSample, "--reembed-batch-size": reembedBatchSize,
+        "--checkpoint-every": checkpointEvery,
+      ])
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
-    }
-    guard (0...10).contains(hardNegatives) else {
-      throw ValidationError("--hard-negatives must be 0...10")
     }
   }
 

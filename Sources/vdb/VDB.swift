@@ -24,6 +24,7 @@ struct VDB: ParsableCommand {
         vdb collections                            list (create, drop, rename) collections
         vdb status                                 collections, models, jobs, size
         vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
+        vdb verify                                 check every table, index and model
         vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
@@ -34,7 +35,7 @@ struct VDB: ParsableCommand {
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
       Count.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      Export.self, Backup.self, Route.self, ShellCommand.self,
+      Export.self, Backup.self, Route.self, Verify.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions
@@ -76,6 +77,10 @@ struct VDB: ParsableCommand {
         "interrupted; work committed so far is kept", hint: "run the same command again to finish")
       return 130
     default:
+      // Errors of lower modules (index, storage, training, files) as the case they are.
+      if let error = VectorDBError(wrapping: error, path: Fault.databasePath ?? "the database") {
+        return report(error)
+      }
       let code = exitCode(for: error)
       if code == .success {
         print(fullMessage(for: error))
@@ -125,19 +130,28 @@ struct DatabaseOptions: ParsableArguments {
   }
 
   /// Opens the existing database (commands other than `init` never create one); in
-  /// the shell, the session's database, opened once.
-  func open() throws -> Database {
+  /// the shell, the session's database, opened once and writable. Commands that only
+  /// read pass `readOnly`, so that on their own they write nothing.
+  func open(readOnly: Bool = false) throws -> Database {
     let path = self.path
-    func open() throws -> Database {
+    Fault.arm(path: path)
+    func open(readOnly: Bool) throws -> Database {
       if ProcessInfo.processInfo.environment["VDB_TRACE"] != nil {
         FileHandle.standardError.write(Data("trace: open database \(path)\n".utf8))
       }
       var options = Database.Options()
       options.create = false
-      return try Database(path: path, options: options)
+      options.readOnly = readOnly
+      let db = try Database(path: path, options: options)
+      if db.isReadOnly && !readOnly {
+        Terminal.warn("\(path) is not writable by this user: opened read-only")
+      }
+      return db
     }
-    if let state = Session.state, state.databasePath == path { return try Session.database(open) }
-    return try open()
+    if let state = Session.state, state.databasePath == path {
+      return try Session.database { try open(readOnly: false) }
+    }
+    return try open(readOnly: readOnly)
   }
 }
 

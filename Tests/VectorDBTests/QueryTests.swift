@@ -124,7 +124,8 @@ final class VectorQueryTests: XCTestCase {
       try collection.upsert([Document(id: "x", text: "")], vectors: [[1, 2, 3]])
     ) { error in
       XCTAssertTrue(
-        "\(error)".contains("has a vector of 3 floats; collection \"v\" holds 32"), "\(error)")
+        "\(error)".contains("document \"x\": a vector of 3 floats; the collection holds 32"),
+        "\(error)")
     }
     XCTAssertThrowsError(try collection.upsert([Document(id: "y", text: "no vector")]))
     XCTAssertThrowsError(try collection.query(vector: [1, 2], k: 1))

@@ -12,6 +12,8 @@ enum Shell {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// The process died of a signal (`status` is then the signal's number).
+    var signaled = false
   }
 
   /// Runs `vdb ARGS` to completion.
@@ -47,7 +49,8 @@ enum Shell {
     process.waitUntilExit()
     return Result(
       status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-      stderr: String(decoding: errData.value, as: UTF8.self))
+      stderr: String(decoding: errData.value, as: UTF8.self),
+      signaled: process.terminationReason == .uncaughtSignal)
   }
 
   /// A `bash -c script` child in a session (and process group) of its own, so the whole
@@ -102,6 +105,21 @@ enum Shell {
       #"{"_id": "\#(prefix)-\#(j)", "text": "\#(prefix) document \#(j) \#(filler)", "metadata": {"batch": "\#(prefix)"}}"#
     }
     try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+  }
+}
+
+/// A test case with a fresh temporary directory for each test (removed after it) and
+/// a database path in it.
+class ShellTestCase: XCTestCase {
+  var directory: String!
+  var db: String { directory + "/db" }
+
+  override func setUpWithError() throws {
+    directory = try Shell.temporaryDirectory(String(describing: type(of: self)))
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
   }
 }
 

@@ -3,18 +3,7 @@ import XCTest
 
 /// The shell as users meet it: subcommands, exit codes, JSON, piped scripts, and the
 /// interactive REPL driven through tmux.
-final class ShellTests: XCTestCase {
-  var directory: String!
-  var db: String { directory + "/db" }
-
-  override func setUpWithError() throws {
-    directory = try Shell.temporaryDirectory("shell")
-  }
-
-  override func tearDownWithError() throws {
-    try? FileManager.default.removeItem(atPath: directory)
-  }
-
+final class ShellTests: ShellTestCase {
   func testExitCodesForEachErrorClass() throws {
     XCTAssertEqual(try Shell.vdb(["status", "--db", db]).status, 1, "no database: user error")
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)

@@ -20,4 +20,16 @@ float vdb_dot(const float *a, const float *b, int n);
 /// Σ (aᵢ − bᵢ)² over `n` floats; as `vdb_dot`.
 float vdb_squared_euclidean(const float *a, const float *b, int n);
 
+#include <stddef.h>
+#include <stdint.h>
+
+/// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
+/// start): vdb_crc32c(vdb_crc32c(0, a, n), b, m) is the CRC of a then b. Uses the
+/// SSE4.2 crc32 instruction when the CPU has it (chosen once at load), else a table.
+/// No alignment needed. Never fails.
+uint32_t vdb_crc32c(uint32_t crc, const void *data, size_t count);
+
+/// 1 when `vdb_crc32c` runs on the CPU's crc32 instruction, else 0.
+int vdb_crc32c_is_accelerated(void);
+
 #endif

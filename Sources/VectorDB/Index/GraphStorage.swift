@@ -1,3 +1,4 @@
+import CKernels
 import HNSW
 import LMDB
 
@@ -8,9 +9,11 @@ import LMDB
 ///
 ///     0x00 ++ node   node record: vector (dimension × Float32), then the layer-0 list:
 ///                    count UInt16, level UInt8, flags UInt8 (bit 0: deleted),
-///                    Mmax0 × UInt32 ids (the first `count` are used)
+///                    Mmax0 × UInt32 ids (the first `count` are used); from layout
+///                    version 2, then the CRC-32C of all that (UInt32)
 ///     0x01 ++ node   upper layers, only for level ≥ 1: for each layer 1...level,
-///                    count UInt32 then M × UInt32 ids
+///                    count UInt32 then M × UInt32 ids; from version 2, then the
+///                    CRC-32C of all that
 ///     0x02 ++ node   empty value: the node is deleted and awaits consolidation
 ///     0x03 "params"  JSON `IndexSettings` (written once)
 ///     0x03 "state"   `GraphState` (entry point, counts), rewritten by every change
@@ -26,20 +29,45 @@ struct GraphLayout {
   let dimension: Int
   let m: Int
   let mMax0: Int
+  /// Records end with their CRC-32C (layout version 2 on): written with every record,
+  /// checked by `verify` (too costly for every read of a search).
+  let isChecksummed: Bool
 
-  init(dimension: Int, parameters: HNSWParameters) {
+  init(dimension: Int, parameters: HNSWParameters, version: Int = IndexSettings.currentFormat) {
     self.dimension = dimension
     m = parameters.m
     mMax0 = parameters.mMax0
+    isChecksummed = version >= 2
   }
 
   var countOffset: Int { dimension * 4 }
   var levelOffset: Int { countOffset + 2 }
   var flagsOffset: Int { countOffset + 3 }
   var idsOffset: Int { countOffset + 4 }
-  var nodeRecordSize: Int { idsOffset + mMax0 * 4 }
+  /// Where a node record's checksum starts (its bytes before it are checksummed).
+  var checksumOffset: Int { idsOffset + mMax0 * 4 }
+  var checksumSize: Int { isChecksummed ? 4 : 0 }
+  var nodeRecordSize: Int { checksumOffset + checksumSize }
   /// Bytes of one upper layer in the upper record.
   var upperLayerSize: Int { 4 + m * 4 }
+  func upperRecordSize(levels: Int) -> Int { levels * upperLayerSize + checksumSize }
+
+  /// Stores the checksum of `record` (a node or upper record) in its last 4 bytes.
+  func seal(_ record: UnsafeMutableRawBufferPointer) {
+    guard isChecksummed else { return }
+    let body = record.count - 4
+    record.storeBytes(
+      of: vdb_crc32c(0, record.baseAddress, body).littleEndian, toByteOffset: body, as: UInt32.self)
+  }
+
+  /// Whether `record` matches its stored checksum (always, before version 2).
+  func isSound(_ record: UnsafeRawBufferPointer) -> Bool {
+    guard isChecksummed else { return true }
+    guard record.count >= 4 else { return false }
+    let body = record.count - 4
+    return vdb_crc32c(0, record.baseAddress, body)
+      == UInt32(littleEndian: record.loadUnaligned(fromByteOffset: body, as: UInt32.self))
+  }
 
   static func nodeKey(_ node: UInt32) -> NodeKey { NodeKey(tag: nodeTag, node: node) }
   static func upperKey(_ node: UInt32) -> NodeKey { NodeKey(tag: upperTag, node: node) }
@@ -350,6 +378,7 @@ struct LMDBGraphStorage: HNSWStorage {
     var bytes = [UInt8](
       UnsafeRawBufferPointer(start: try storedRecord(node), count: layout.nodeRecordSize))
     try bytes.withUnsafeMutableBytes(change)
+    bytes.withUnsafeMutableBytes(layout.seal)
     cache.invalidate()
     try writer.put(table, key: GraphLayout.nodeKey(node), value: bytes)
   }
@@ -365,13 +394,14 @@ struct LMDBGraphStorage: HNSWStorage {
     bytes.withUnsafeMutableBytes { raw in
       raw.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
       raw[layout.levelOffset] = UInt8(level)
+      layout.seal(raw)
     }
     cache.invalidate()
     try writer.put(table, key: GraphLayout.nodeKey(node), value: bytes)
     if level > 0 {
-      try writer.put(
-        table, key: GraphLayout.upperKey(node),
-        value: [UInt8](repeating: 0, count: level * layout.upperLayerSize))
+      var upper = [UInt8](repeating: 0, count: layout.upperRecordSize(levels: level))
+      upper.withUnsafeMutableBytes(layout.seal)
+      try writer.put(table, key: GraphLayout.upperKey(node), value: upper)
     }
     state.nodeCount += 1
     state.nodeIDBound = max(state.nodeIDBound, Int(node) + 1)
@@ -404,7 +434,7 @@ struct LMDBGraphStorage: HNSWStorage {
     }
     let writer = try requireWriter()
     let levels = try self.level(of: node) ?? 0
-    let size = levels * layout.upperLayerSize
+    let size = layout.upperRecordSize(levels: levels)
     var bytes = [UInt8](
       UnsafeRawBufferPointer(start: try upperRecord(node, level: level), count: size))
     let offset = (level - 1) * layout.upperLayerSize
@@ -414,6 +444,7 @@ struct LMDBGraphStorage: HNSWStorage {
       for (i, id) in neighbors.enumerated() {
         raw.storeBytes(of: id.littleEndian, toByteOffset: offset + 4 + 4 * i, as: UInt32.self)
       }
+      layout.seal(raw)
     }
     cache.invalidate()
     try writer.put(table, key: GraphLayout.upperKey(node), value: bytes)

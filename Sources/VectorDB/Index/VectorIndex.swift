@@ -13,8 +13,10 @@ public struct IndexSettings: Codable, Equatable, Sendable {
   /// The layout version; see ``GraphLayout``.
   public var formatVersion: Int
 
-  /// The layout version this code writes and reads.
-  public static let currentFormat = 1
+  /// The layout version this code writes (and the newest it reads). Version 2 added
+  /// a CRC-32C to every node and upper record; version-1 indexes are read and written
+  /// as they are, without checksums.
+  public static let currentFormat = 2
 
   public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
     self.dimension = dimension
@@ -97,7 +99,9 @@ public final class VectorIndex: @unchecked Sendable {
     self.settings = settings
     self.environment = environment
     self.table = table
-    layout = GraphLayout(dimension: settings.dimension, parameters: settings.parameters)
+    layout = GraphLayout(
+      dimension: settings.dimension, parameters: settings.parameters,
+      version: settings.formatVersion)
   }
 
   // MARK: Creating and opening
@@ -308,14 +312,41 @@ public final class VectorIndex: @unchecked Sendable {
   }
 
   /// The stored vector of `id` (normalised, for cosine), or nil if it is not stored.
+  ///
+  /// - Throws: ``VectorIndexError/corrupt(_:)`` when its record fails its checksum
+  ///   (checked here, where one record is read, not in searches).
   public func vector(of id: UInt32, in txn: Transaction) throws -> [Float]? {
     try withReader(txn) { graph, _ in
       guard try graph.storage.level(of: id) != nil else { return nil }
       let pointer = try graph.storage.vector(of: id)
+      guard layout.isSound(UnsafeRawBufferPointer(start: pointer, count: layout.nodeRecordSize))
+      else {
+        throw VectorIndexError.corrupt("index \"\(name)\": node \(id) fails its checksum")
+      }
       return (0..<settings.dimension).map {
         pointer.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)
       }
     }
+  }
+
+  /// Node and upper records whose CRC-32C does not match, one line each (none for an
+  /// index of layout version 1, which has no checksums); reads every record.
+  public func checksumFailures(in txn: Transaction) throws -> [String] {
+    guard layout.isChecksummed else { return [] }
+    var failures: [String] = []
+    try txn.forEach(in: table, from: GraphLayout.nodeKey(0)) { key, value in
+      // Node records (tag 0), then upper records (tag 1); the metadata comes after.
+      guard key[0] <= GraphLayout.upperTag else { return false }
+      guard key.count == 5 else { return true }
+      if !layout.isSound(value) {
+        let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+        failures.append(
+          "node \(node): its \(key[0] == GraphLayout.nodeTag ? "vector and layer-0 links" : "upper-layer links") fail their checksum"
+        )
+      }
+      return true
+    }
+    return failures
   }
 
   /// Checks the stored graph (dangling links, capacities, entry point, reachability);

@@ -107,6 +107,22 @@ public struct VectorSettings: Codable, Equatable, Sendable {
   public var metric: Metric
   public var model: Int?
   public var index: HNSWParameters
+
+  /// Why `vector` cannot be stored in or searched with these settings, or nil: a wrong
+  /// length, NaN or infinity (they poison every distance), or, under cosine
+  /// similarity, all zeros (no direction).
+  func problem(with vector: [Float]) -> String? {
+    if vector.count != dimension {
+      return "a vector of \(vector.count) floats; the collection holds \(dimension)"
+    }
+    if let position = vector.firstIndex(where: { !$0.isFinite }) {
+      return "the vector holds \(vector[position]) at position \(position)"
+    }
+    if metric == .cosine && vector.allSatisfy({ $0 == 0 }) {
+      return "the vector is all zeros, which has no cosine similarity"
+    }
+    return nil
+  }
 }
 
 /// A generation: one model's vectors and graph for one collection.

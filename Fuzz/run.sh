@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# libFuzzer targets for vdb's input parsers, each run for a bounded time.
+#
+#   Fuzz/run.sh [SECONDS] [TARGET...]     # default 20 s each; targets: Fuzz/targets/*.swift
+#
+# Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
+# (coverage-guided, memory errors and traps are crashes) and links the modules they
+# import (LMDB, Crypto) from the release test build (`tools/test.sh` makes it). Seeds
+# are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not the repository.
+# A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
+#
+# A nightly-style run: Fuzz/run.sh 3600.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-20}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(jsonl filter npy fvecs qrels)
+
+bin=.build-tests/x86_64-unknown-linux-gnu/release
+[ -d "$bin/LMDB.build" ] || {
+  echo "no release test build: run tools/test.sh (or its swift build line) first" >&2
+  exit 2
+}
+# The parsers and what they need from the VectorDB module (nothing that opens a database).
+sources=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
+sources=("${sources[@]/#/Sources/VectorDB/}")
+sources=("${sources[@]/%/.swift}")
+# Modules the sources import, and the objects that implement them.
+flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap)
+for map in $(find "$bin" -maxdepth 2 -name module.modulemap -path '*CCrypto*'); do
+  flags+=(-Xcc "-fmodule-map-file=$map")
+done
+for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -type d -name include); do
+  flags+=(-Xcc -I -Xcc "$include")
+done
+objects=$(find "$bin"/{LMDB,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
+  -name '*.o' 2>/dev/null)
+
+work=Fuzz/.build
+mkdir -p "$work" Fuzz/crashes
+status=0
+for target in "${targets[@]}"; do
+  echo "== fuzz $target (${seconds} s)" >&2
+  # shellcheck disable=SC2086
+  swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "Fuzz_$target" \
+    "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects -llmdb \
+    -o "$work/$target" 2> >(grep -v 'Cannot export local symbol' >&2)
+  rm -rf "$work/$target.corpus"
+  cp -r "Fuzz/corpus/$target" "$work/$target.corpus"
+  if ! "$work/$target" "$work/$target.corpus" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    -max_len=4096 -artifact_prefix="Fuzz/crashes/$target-" -print_final_stats=1 \
+    2>"$work/$target.log"; then
+    status=1
+    tail -40 "$work/$target.log" >&2
+  fi
+  grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "$work/$target.log" | sed "s/^/  /" >&2
+done
+exit $status

@@ -1,0 +1,8 @@
+import Foundation
+
+/// libFuzzer entry: one `.npy` file (`VectorFile`'s reader).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+  _ = try? VectorFile.npy(Data(bytes: data, count: size), path: "fuzz.npy")
+  return 0
+}

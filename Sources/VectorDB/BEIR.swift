@@ -1,0 +1,73 @@
+import Foundation
+
+/// Relevance judgements and queries in BEIR's formats.
+public enum BEIR {
+  /// Reads `queries.jsonl`: `{"_id": "…", "text": "…"}` per line → id → text.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line.
+  public static func queries(path: String) throws -> [String: String] {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    var queries: [String: String] = [:]
+    try JSONLines.forEach(in: data) { line, bytes in
+      let object = try JSONLines.object(from: bytes, source: path, line: line)
+      let id: String
+      switch object["_id"] ?? object["id"] {
+      case .string(let string): id = string
+      case .number(let number)
+      where number.rounded() == number && abs(number) <= 0x20_0000_0000_0000:
+        id = String(Int64(number))
+      default:
+        throw VectorDBError.invalidInput(source: path, line: line, reason: "missing field \"_id\"")
+      }
+      guard case .string(let text) = object["text"] else {
+        throw VectorDBError.invalidInput(source: path, line: line, reason: "missing field \"text\"")
+      }
+      queries[id] = text
+    }
+    return queries
+  }
+
+  /// Reads a qrels TSV (`query-id`, `corpus-id`, `score`; a header line is optional;
+  /// CRLF tolerated) → query id → document id → grade.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line of a malformed row.
+  public static func qrels(path: String) throws -> [String: [String: Int]] {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
+    return try qrels(data, source: path)
+  }
+
+  /// Parses the bytes of a qrels TSV; `source` names it in errors.
+  static func qrels(_ data: Data, source path: String) throws -> [String: [String: Int]] {
+    var qrels: [String: [String: Int]] = [:]
+    try JSONLines.forEach(in: data) { line, bytes in
+      guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw VectorDBError.invalidInput(source: path, line: line, reason: "invalid UTF-8")
+      }
+      let fields = text.split(separator: "\t", omittingEmptySubsequences: false).map {
+        $0.trimmingCharacters(in: .whitespaces)
+      }
+      guard fields.count == 3, !fields[0].isEmpty, !fields[1].isEmpty else {
+        throw VectorDBError.invalidInput(
+          source: path, line: line,
+          reason: "expected 3 tab-separated fields (query-id, corpus-id, score)")
+      }
+      guard let grade = Int(fields[2]) else {
+        if line == 1 { return }  // the header
+        throw VectorDBError.invalidInput(
+          source: path, line: line, reason: "score \"\(fields[2])\" is not an integer")
+      }
+      qrels[fields[0], default: [:]][fields[1]] = grade
+    }
+    return qrels
+  }
+}

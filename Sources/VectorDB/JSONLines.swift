@@ -1,0 +1,114 @@
+import Foundation
+
+/// Reading JSON Lines: line splitting, UTF-8 and field validation with positions.
+enum JSONLines {
+  /// Calls `body` with each non-blank line (1-based number, bytes without the line
+  /// end; CRLF tolerated).
+  static func forEach(in data: Data, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+    try data.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
+      var lineStart = 0
+      var lineNumber = 0
+      while lineStart < all.count {
+        lineNumber += 1
+        var lineEnd = lineStart
+        while lineEnd < all.count && all[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+        var contentEnd = lineEnd
+        if contentEnd > lineStart && all[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: all[lineStart..<contentEnd])
+        if line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) {
+          try body(lineNumber, line)
+        }
+        lineStart = lineEnd + 1
+      }
+    }
+  }
+
+  /// Parses one line into a JSON object.
+  static func object(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
+    -> [String: JSONValue]
+  {
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid UTF-8")
+    }
+    guard case .object(let object) = try JSONValue(parsing: text, source: source, line: line) else {
+      throw VectorDBError.invalidInput(source: source, line: line, reason: "expected a JSON object")
+    }
+    return object
+  }
+
+  /// The top-level fields of a documents line that are not metadata.
+  static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata", "vector"]
+
+  /// Parses one line of a documents file (see `Collection.importJSONL`).
+  static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
+    -> Document
+  {
+    try documentAndVector(from: bytes, source: source, line: line).document
+  }
+
+  /// Parses one line of a documents file and its `vector`, if it has one.
+  static func documentAndVector(from bytes: UnsafeRawBufferPointer, source: String, line: Int)
+    throws -> (document: Document, vector: [Float]?)
+  {
+    let object = try object(from: bytes, source: source, line: line)
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: source, line: line, reason: reason)
+    }
+    var vector: [Float]?
+    switch object["vector"] {
+    case nil, .null: break
+    case .array(let elements):
+      vector = try elements.map {
+        guard case .number(let number) = $0 else {
+          throw fail("field \"vector\" must be an array of numbers")
+        }
+        return Float(number)
+      }
+    default: throw fail("field \"vector\" must be an array of numbers")
+    }
+    let id: String
+    switch object["_id"] ?? object["id"] {
+    case .string(let string): id = string
+    case .number(let number) where number.rounded() == number && abs(number) <= 0x20_0000_0000_0000:
+      id = String(Int64(number))
+    case nil: throw fail("missing field \"_id\" (or \"id\")")
+    default: throw fail("field \"_id\" must be a string")
+    }
+    guard case .string(let body) = object["text"] ?? .null else {
+      throw fail(
+        object["text"] == nil ? "missing field \"text\"" : "field \"text\" must be a string")
+    }
+    var title = ""
+    switch object["title"] {
+    case nil, .null: break
+    case .string(let string): title = string.trimmingCharacters(in: .whitespacesAndNewlines)
+    default: throw fail("field \"title\" must be a string")
+    }
+    var metadata: [String: JSONValue] = [:]
+    switch object["metadata"] {
+    case nil, .null: break
+    case .object(let object): metadata = object
+    default: throw fail("field \"metadata\" must be a JSON object")
+    }
+    // Other top-level fields are metadata too (never dropped); one that is also in
+    // "metadata" is ambiguous.
+    for (key, value) in object where !JSONLines.documentFields.contains(key) {
+      guard metadata[key] == nil else {
+        throw fail("field \"\(key)\" is both a top-level field and in \"metadata\"")
+      }
+      metadata[key] = value
+    }
+    // The text is kept as given (an export imports back byte for byte); only a title
+    // is trimmed, to join it to the text with one space.
+    let text = body
+    let document = Document(
+      id: id, text: title.isEmpty ? text : title + " " + text, metadata: metadata)
+    do {
+      try document.validate()
+    } catch let error as VectorDBError {
+      if case .invalidDocument(_, let reason) = error { throw fail(reason) }
+      throw error
+    }
+    return (document, vector)
+  }
+}

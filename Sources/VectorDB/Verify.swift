@@ -1,0 +1,263 @@
+import Foundation
+import LMDB
+
+/// What `Database.verifyReport()` found: every table it walked, and each problem.
+public struct VerifyReport: Codable, Sendable {
+  public struct TableReport: Codable, Sendable {
+    public var name: String
+    public var entries: Int
+    /// Bytes of keys and values.
+    public var bytes: Int
+  }
+  public var path: String
+  public var tables: [TableReport]
+  /// What was checked beyond reading every entry, one line each.
+  public var checks: [String]
+  /// One line per finding, naming the table, collection, document, row or model.
+  public var problems: [String]
+  public var isSound: Bool { problems.isEmpty }
+}
+
+extension Database {
+  /// Checks the whole database and throws at the first finding; see `verifyReport`.
+  ///
+  /// - Throws: `VectorDBError.damaged` naming the first problem (and how many more).
+  public func verify() throws {
+    let report = try verifyReport()
+    if let first = report.problems.first {
+      let more = report.problems.count - 1
+      throw VectorDBError.damaged(
+        path: path, detail: more > 0 ? "\(first) (and \(more) more problems)" : first)
+    }
+  }
+
+  /// Reads every entry of every table (so every page LMDB can reach) and checks that
+  /// the records agree: the format record; every collection record, every document
+  /// record and its content hash, rows ↔ documents, the counts; every generation's
+  /// record, index graph (links, levels, entry point), vector count and finite
+  /// vectors; every model's parts and weights checksum.
+  ///
+  /// `stage` is called with what is about to be read (a table or collection name), so
+  /// that a caller able to survive a fault can say where it happened: a damaged page
+  /// can make LMDB itself fault, which no library can catch (the `vdb` shell reports
+  /// it as a damaged database, exit code 3).
+  ///
+  /// - Throws: `VectorDBError.storage` when the database cannot be read at all;
+  ///   findings are returned, not thrown.
+  public func verifyReport(stage: ((String) -> Void)? = nil) throws -> VerifyReport {
+    var report = VerifyReport(path: path, tables: [], checks: [], problems: [])
+    func problem(_ line: String) {
+      if report.problems.count < 1000 { report.problems.append(line) }
+    }
+    func checking<R>(_ what: String, _ body: () throws -> R) -> R? {
+      stage?(what)
+      do {
+        return try body()
+      } catch let error as VectorDBError {
+        if case .damaged(_, let detail) = error {
+          problem("\(what): \(detail)")
+        } else {
+          problem("\(what): \(error)")
+        }
+      } catch {
+        problem("\(what): \(error)")
+      }
+      return nil
+    }
+    let names = try storage { try environment.tableNames() }
+    for name in names {
+      guard Schema.isOurs(name) else {
+        problem("table \"\(name)\" is not one of vdb's")
+        continue
+      }
+      _ = checking("table \(name)") {
+        let table = try environment.table(name)
+        var entry = VerifyReport.TableReport(name: name, entries: 0, bytes: 0)
+        try environment.read { txn in
+          try txn.forEach(in: table) { key, value in
+            entry.entries += 1
+            entry.bytes += key.count + value.count
+            return true
+          }
+        }
+        report.tables.append(entry)
+      }
+    }
+    report.checks.append("read \(report.tables.count) tables")
+    let collections = checking("collections") { try collectionRecords() } ?? []
+    for record in collections {
+      _ = checking("collection \"\(record.name)\"") {
+        try checkDocuments(of: record, problem: problem)
+      }
+      _ = checking("collection \"\(record.name)\" generations") {
+        try checkGenerations(of: record, problem: problem)
+      }
+    }
+    report.checks.append("checked \(collections.count) collections: documents, rows, generations")
+    let store = models
+    let versions = checking("models") { try environment.read { try store.all(in: $0) } } ?? []
+    for info in versions where info.hasWeights {
+      _ = checking("model version \(info.version)") {
+        try environment.read { txn in
+          let parts = info.kind == .encoder ? ["settings", "vocab", "weights"] : ["adapter"]
+          for part in parts where try store.blob(info.version, part, in: txn) == nil {
+            throw VectorDBError.damaged(path: path, detail: "its \"\(part)\" part is missing")
+          }
+          let weights = try store.blob(
+            info.version, info.kind == .encoder ? "weights" : "adapter", in: txn)!
+          try store.checkWeights(info.version, weights, path: path, in: txn)
+        }
+      }
+    }
+    report.checks.append(
+      "checked the weights of \(versions.count) models (CRC-32C\(CRC32C.isAccelerated ? ", SSE4.2" : ""))"
+    )
+    return report
+  }
+
+  private func collectionRecords() throws -> [CollectionRecord] {
+    let schema = self.schema
+    return try storage {
+      try environment.read { txn in
+        var records: [CollectionRecord] = []
+        try txn.forEach(in: schema.collections) { key, value in
+          let name = String(decoding: key, as: UTF8.self)
+          do {
+            records.append(try JSONDecoder().decode(CollectionRecord.self, from: Data(value)))
+          } catch {
+            throw VectorDBError.damaged(
+              path: path, detail: "the record of collection \"\(name)\" is unreadable")
+          }
+          return true
+        }
+        return records
+      }
+    }
+  }
+
+  /// Every document maps to its row and back, passes its content hash, and the
+  /// collection's count is right.
+  private func checkDocuments(of record: CollectionRecord, problem: (String) -> Void) throws {
+    let schema = self.schema
+    let path = self.path
+    try storage {
+      try environment.read { txn in
+        let prefix = KeyBuilder().uint32(record.id)
+        var documents = 0
+        try txn.forEach(in: schema.docs, from: prefix) { key, value in
+          guard key.starts(with: prefix.bytes) else { return false }
+          documents += 1
+          let id = String(decoding: key.dropFirst(4), as: UTF8.self)
+          let document: DocumentRecord
+          do {
+            document = try DocumentRecord(bytes: value, path: path)
+          } catch {
+            problem("collection \"\(record.name)\": the record of document \"\(id)\" is unreadable")
+            return true
+          }
+          let back = try txn.get(
+            schema.rows, key: Schema.rowKey(collection: record.id, row: document.row))
+          if back.map({ String(decoding: $0, as: UTF8.self) }) != id {
+            problem("collection \"\(record.name)\": document \"\(id)\" has no row \(document.row)")
+          }
+          if ContentHash(text: document.text) != document.hash {
+            problem("collection \"\(record.name)\": document \"\(id)\" fails its content hash")
+          }
+          if (try? document.metadata()) == nil {
+            problem(
+              "collection \"\(record.name)\": the metadata of document \"\(id)\" is unreadable")
+          }
+          return true
+        }
+        var rows = 0
+        try txn.forEach(in: schema.rows, from: prefix) { key, value in
+          guard key.starts(with: prefix.bytes) else { return false }
+          rows += 1
+          if try txn.get(
+            schema.docs,
+            key: Schema.docKey(collection: record.id, id: String(decoding: value, as: UTF8.self)))
+            == nil
+          {
+            problem(
+              "collection \"\(record.name)\": row \(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self).bigEndian) names a missing document"
+            )
+          }
+          return true
+        }
+        if documents != record.count || rows != record.count {
+          problem(
+            "collection \"\(record.name)\" records \(record.count) documents, holds \(documents) with \(rows) rows"
+          )
+        }
+      }
+    }
+  }
+
+  /// Every generation's record reads, its index graph is sound, holds one finite
+  /// vector of the right dimension per source row.
+  private func checkGenerations(of record: CollectionRecord, problem: (String) -> Void) throws {
+    guard let settings = record.vectors else { return }
+    let schema = self.schema
+    let prefix = KeyBuilder().uint32(record.id)
+    let generations = try storage {
+      try environment.read { txn in
+        var generations: [GenerationRecord] = []
+        try txn.forEach(in: schema.generations, from: prefix) { key, value in
+          guard key.starts(with: prefix.bytes) else { return false }
+          guard let generation = try? JSONDecoder().decode(GenerationRecord.self, from: Data(value))
+          else {
+            problem("collection \"\(record.name)\": a generation record is unreadable")
+            return true
+          }
+          generations.append(generation)
+          return true
+        }
+        return generations
+      }
+    }
+    for id in [record.active, record.building].compactMap({ $0 })
+    where !generations.contains(where: { $0.id == id }) {
+      problem("collection \"\(record.name)\": generation \(id) has no record")
+    }
+    for generation in generations where generation.state != .dropped {
+      let place = "collection \"\(record.name)\" generation \(generation.id)"
+      let name = GenerationRecord.indexName(collection: record.id, generation: generation.id)
+      let index: VectorIndex
+      do {
+        index = try indexCache.open(name, environment: environment, create: nil)
+      } catch {
+        problem("\(place): its index cannot be opened (\(error))")
+        continue
+      }
+      try storage {
+        try environment.read { txn in
+          for line in try index.checksumFailures(in: txn).prefix(20) {
+            problem("\(place): \(line)")
+          }
+          let integrity = try index.checkIntegrity(in: txn)
+          for line in integrity.problems.prefix(20) { problem("\(place): \(line)") }
+          var sources = 0
+          let sourcePrefix = KeyBuilder().uint32(record.id).uint32(generation.id)
+          try txn.forEach(in: schema.sources, from: sourcePrefix) { key, _ in
+            guard key.starts(with: sourcePrefix.bytes) else { return false }
+            sources += 1
+            let row = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            guard let vector = try? index.vector(of: row, in: txn) else {
+              problem("\(place): row \(row) has a source but no readable vector")
+              return true
+            }
+            if vector.count != settings.dimension || !vector.allSatisfy(\.isFinite) {
+              problem(
+                "\(place): the vector of row \(row) is not \(settings.dimension) finite numbers")
+            }
+            return true
+          }
+          let live = integrity.nodeCount - integrity.deletedCount
+          if live != sources {
+            problem("\(place): the index holds \(live) vectors, the sources table \(sources)")
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,344 @@
+import Foundation
+import Tensor
+import VectorDB
+import XCTest
+
+/// Careless and hostile input through the real binary: it must answer with the right
+/// exit code and a message naming the input, never crash, never take "damaged" for
+/// "empty", never write where it was not asked to.
+final class HostileInputTests: ShellTestCase {
+  /// A `.npy` file (format 1.0, `<f4`) with `shape` written verbatim and `floats`
+  /// zero floats of data.
+  func writeNPY(_ name: String, shape: String, floats: Int) throws -> String {
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
+    header += String(repeating: " ", count: 63 - (10 + header.utf8.count) % 64) + "\n"
+    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+    data += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+    data += Data(header.utf8) + Data(count: floats * 4)
+    let path = directory + "/" + name
+    try data.write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  func writeFvecs(_ name: String, rows: [[Float]], dimension: Int32? = nil) throws -> String {
+    var data = Data()
+    for row in rows {
+      withUnsafeBytes(of: (dimension ?? Int32(row.count)).littleEndian) { data += $0 }
+      for value in row { withUnsafeBytes(of: value.bitPattern.littleEndian) { data += $0 } }
+    }
+    let path = directory + "/" + name
+    try data.write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  func assertNoCrash(
+    _ result: Shell.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertFalse(
+      result.signaled, "\(what): killed by signal \(result.status)\n\(result.stderr)", file: file,
+      line: line)
+    XCTAssertFalse(
+      result.stderr.contains("Fatal error") || result.stderr.contains("Backtrace")
+        || result.stderr.contains("crashed"),
+      "\(what): raw crash output\n\(result.stderr)", file: file, line: line)
+    if result.status != 0 {
+      XCTAssertTrue(
+        result.stderr.hasPrefix("error: ") || result.stderr.hasPrefix("warning: "),
+        "\(what): \(result.stderr)", file: file, line: line)
+    }
+  }
+
+  func testVectorFileHeadersThatWouldTrapAreRefusedNamingTheFile() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let cases: [(String, String, Int)] = [
+      ("negative.npy", "(-1, 16)", 16),
+      ("overflow.npy", "(9223372036854775807, 16)", 16),
+      ("terabytes.npy", "(1000000000000, 0)", 0),
+      ("zero-dimension.npy", "(50000000, 0)", 0),
+      ("three-d.npy", "(2, 4, 4)", 32),
+      ("words.npy", "(two, 4)", 8),
+      ("short.npy", "(4, 16)", 63),
+    ]
+    for (name, shape, floats) in cases {
+      let path = try writeNPY(name, shape: shape, floats: floats)
+      let result = try Shell.vdb(["import", "--vectors", path, "-c", "v", "--db", db])
+      assertNoCrash(result, shape)
+      XCTAssertEqual(result.status, 1, "\(shape): \(result.stderr)")
+      XCTAssertTrue(result.stderr.hasPrefix("error: \(path): "), result.stderr)
+    }
+    let negative = try writeFvecs("negative.fvecs", rows: [[1, 2]], dimension: -5)
+    let fvecs = try Shell.vdb(["import", "--vectors", negative, "-c", "v", "--db", db])
+    XCTAssertEqual(fvecs.status, 1, fvecs.stderr)
+    XCTAssertTrue(fvecs.stderr.contains("\(negative):1: "), fvecs.stderr)
+
+    // The same reader behind `query --vectors`.
+    let good = try writeFvecs(
+      "good.fvecs", rows: (0..<20).map { i in (0..<4).map { Float($0 + i) } })
+    XCTAssertEqual(try Shell.vdb(["import", "--vectors", good, "-c", "v", "--db", db]).status, 0)
+    let bad = directory + "/negative.npy"
+    let query = try Shell.vdb(["query", "--vectors", bad, "-c", "v", "--db", db, "--no-log"])
+    assertNoCrash(query, "query --vectors")
+    XCTAssertEqual(query.status, 1, query.stderr)
+  }
+
+  func testBadVectorsNameTheRowAndAreUserErrors() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    // The collection exists first: a failed first import removes the collection it made.
+    let good = try writeFvecs("good.fvecs", rows: [[1, 0, 0], [0, 1, 0]])
+    XCTAssertEqual(try Shell.vdb(["import", "--vectors", good, "-c", "v", "--db", db]).status, 0)
+    let rows: [[Float]] = [[1, 0, 0], [0, 1, 0], [0, .nan, 1]]
+    let nan = try writeFvecs("nan.fvecs", rows: rows)
+    let result = try Shell.vdb(["import", "--vectors", nan, "-c", "v", "--db", db])
+    XCTAssertEqual(result.status, 1, result.stderr)
+    XCTAssertTrue(result.stderr.contains("\(nan):3: row 2: "), result.stderr)
+    let zero = try writeFvecs("zero.fvecs", rows: [[1, 0, 0], [0, 0, 0]])
+    let zeros = try Shell.vdb(["import", "--vectors", zero, "-c", "v", "--db", db])
+    XCTAssertEqual(zeros.status, 1, zeros.stderr)
+    XCTAssertTrue(zeros.stderr.contains("\(zero):2: row 1: the vector is all zeros"), zeros.stderr)
+    let infinite = try Shell.vdb([
+      "upsert", "--db", db, "-c", "v", "--id", "x", "--text", "", "--vector", "[1, 1e39, 0]",
+    ])
+    XCTAssertEqual(infinite.status, 1, infinite.stderr)
+    XCTAssertTrue(infinite.stderr.contains("document \"x\""), infinite.stderr)
+  }
+
+  /// Layouts LMDB would silently take for a new database, or follow outside.
+  func testDamagedLayoutsAreRefusedAndNothingIsWritten() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let fm = FileManager.default
+    func layout(_ name: String, _ make: (String) throws -> Void) throws -> String {
+      let path = directory + "/" + name
+      try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+      try make(path)
+      return path
+    }
+    let outside = directory + "/outside"
+    try fm.createDirectory(atPath: outside, withIntermediateDirectories: false)
+    try fm.copyItem(atPath: db + "/data.mdb", toPath: outside + "/data.mdb")
+    let layouts = [
+      try layout("empty") { fm.createFile(atPath: $0 + "/data.mdb", contents: Data()) },
+      try layout("dangling") {
+        try fm.createSymbolicLink(
+          atPath: $0 + "/data.mdb", withDestinationPath: outside + "/gone.mdb")
+      },
+      try layout("lock-only") {
+        fm.createFile(atPath: $0 + "/lock.mdb", contents: Data(count: 8192))
+      },
+      try layout("directory") {
+        try fm.createDirectory(atPath: $0 + "/data.mdb", withIntermediateDirectories: false)
+      },
+      try layout("escaping") {
+        try fm.createSymbolicLink(
+          atPath: $0 + "/data.mdb", withDestinationPath: outside + "/data.mdb")
+      },
+    ]
+    func snapshot(_ path: String) throws -> [String: Int] {
+      var result: [String: Int] = [:]
+      for name in try fm.contentsOfDirectory(atPath: path) {
+        var info = stat()
+        lstat(path + "/" + name, &info)
+        result[name] = Int(info.st_size)
+      }
+      return result
+    }
+    let outsideBefore = try snapshot(outside)
+    for path in layouts {
+      let before = try snapshot(path)
+      for command in [["status"], ["get", "-c", "c", "x"], ["init", "--no-model"]] {
+        let result = try Shell.vdb(command + ["--db", path])
+        assertNoCrash(result, path)
+        XCTAssertEqual(result.status, 3, "\(command) on \(path): \(result.stderr)")
+        XCTAssertTrue(result.stderr.contains("damaged"), result.stderr)
+        XCTAssertEqual(try snapshot(path), before, "\(command) wrote into \(path)")
+      }
+    }
+    XCTAssertEqual(try snapshot(outside), outsideBefore, "a file outside the database was written")
+    XCTAssertFalse(fm.fileExists(atPath: outside + "/gone.mdb"))
+  }
+
+  /// One flipped byte in data.mdb — a page's flags or anywhere — must not kill the
+  /// shell with a raw crash: the command works, or fails with exit code 1 or 3.
+  func testFlippedBytesInTheDataFileNeverCrashTheShell() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let docs = directory + "/docs.jsonl"
+    try Shell.writeBatch(docs, prefix: "d", count: 300, textBytes: 200)
+    XCTAssertEqual(try Shell.vdb(["import", docs, "-c", "docs", "--db", db]).status, 0)
+    // Seeded: the same flips every run (random ones found a raw DecodingError once).
+    var generator = SplitMix64(seed: 16)
+    let vectors = try writeFvecs(
+      "v.fvecs",
+      rows: (0..<400).map { _ in (0..<16).map { _ in Float.random(in: -1...1, using: &generator) } }
+    )
+    XCTAssertEqual(
+      try Shell.vdb(["import", "--vectors", vectors, "-c", "v", "--db", db]).status, 0)
+    let queries = try writeFvecs("q.fvecs", rows: [(0..<16).map { Float($0) / 16 }])
+    let original = try Data(contentsOf: URL(fileURLWithPath: db + "/data.mdb"))
+    let pages = original.count / 4096
+    XCTAssertGreaterThan(pages, 10)
+    var damaged = 0
+    for trial in 0..<30 {
+      let copy = directory + "/trial\(trial)"
+      try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: false)
+      var bytes = original
+      // Even trials: the flags of a page (leaf ↔ branch ↔ overflow); odd: any byte.
+      let page = Int.random(in: 2..<pages, using: &generator)
+      let offset =
+        trial % 2 == 0 ? page * 4096 + 10 : Int.random(in: 8192..<bytes.count, using: &generator)
+      bytes[offset] ^= trial % 2 == 0 ? 0x07 : UInt8.random(in: 1...255, using: &generator)
+      try bytes.write(to: URL(fileURLWithPath: copy + "/data.mdb"))
+      for command in [
+        ["status"], ["get", "-c", "docs", "d-7"], ["get", "-c", "docs", "--limit", "300"],
+        ["query", "-c", "v", "--vectors", queries, "--no-log"], ["verify"],
+      ] {
+        let result = try Shell.vdb(command + ["--db", copy])
+        assertNoCrash(result, "trial \(trial) (byte \(offset)) \(command)")
+        XCTAssertTrue(
+          [0, 1, 3].contains(result.status), "\(command): \(result.status) \(result.stderr)")
+        if result.status == 3 {
+          damaged += 1
+          XCTAssertTrue(result.stderr.hasPrefix("error: "), result.stderr)
+        }
+      }
+      try FileManager.default.removeItem(atPath: copy)
+    }
+    XCTAssertGreaterThan(
+      damaged, 0, "no trial found the damage: the test flips nothing that matters")
+  }
+
+  func testVerifyFindsAChangedDocumentAndExitsThree() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "QUITEUNIQUETEXT"])
+        .status, 0)
+    let sound = try Shell.vdb(["verify", "--db", db, "--json"])
+    XCTAssertEqual(sound.status, 0, sound.stderr)
+    let report = try JSONSerialization.jsonObject(with: Data(sound.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual((report?["problems"] as? [Any])?.count, 0)
+    XCTAssertGreaterThan((report?["tables"] as? [Any])?.count ?? 0, 3)
+    let url = URL(fileURLWithPath: db + "/data.mdb")
+    var bytes = try Data(contentsOf: url)
+    let at = try XCTUnwrap(bytes.range(of: Data("QUITEUNIQUETEXT".utf8)))
+    bytes[at.lowerBound] = UInt8(ascii: "X")
+    try bytes.write(to: url)
+    let found = try Shell.vdb(["verify", "--db", db])
+    XCTAssertEqual(found.status, 3, found.stdout + found.stderr)
+    XCTAssertTrue(found.stdout.contains("document \"a\" fails its content hash"), found.stdout)
+  }
+
+  func testFlippedModelWeightsAreRefusedNotUsed() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    let url = URL(fileURLWithPath: db + "/data.mdb")
+    var bytes = try Data(contentsOf: url)
+    // The weights are one ~90 MB overflow run: the file's middle is inside it.
+    bytes[bytes.count / 2 + 1001] ^= 0x10
+    try bytes.write(to: url)
+    let upsert = try Shell.vdb(["upsert", "--db", db, "-c", "t", "--id", "a", "--text", "hello"])
+    XCTAssertEqual(upsert.status, 3, upsert.stderr)
+    XCTAssertTrue(
+      upsert.stderr.contains("weights of model version 1 fail their checksum"), upsert.stderr)
+    let verify = try Shell.vdb(["verify", "--db", db])
+    XCTAssertEqual(verify.status, 3)
+    XCTAssertTrue(verify.stdout.contains("model version 1"), verify.stdout)
+  }
+
+  func testCountOptionsOutOfRangeAreUsageErrors() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let file = directory + "/d.jsonl"
+    try Shell.writeBatch(file, prefix: "d", count: 3)
+    for command in [
+      ["import", file, "-c", "c", "--batch-size", "0"],
+      ["reembed", "-c", "c", "--batch-size=-5"],
+      ["query", "-c", "c", "x", "-k", "0"],
+      ["query", "-c", "c", "x", "--ef=-1"],
+      ["get", "-c", "c", "--limit", "0"],
+      ["log", "--limit=-1"],
+      ["train", "-c", "c", "--epochs", "0"],
+      ["train", "-c", "c", "--batch-size", "1"],
+      ["eval", "-c", "c", "--from-log", "--ef", "0"],
+    ] {
+      let result = try Shell.vdb(command + ["--db", db])
+      XCTAssertEqual(result.status, 2, "\(command): \(result.stderr)")
+      XCTAssertTrue(result.stderr.contains("must be"), result.stderr)
+    }
+  }
+
+  func testIdsWithControlCharactersAndDeepMetadataAreRefusedAtTheirLine() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let file = directory + "/d.jsonl"
+    let deep = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+    let lines = [
+      #"{"_id": "ok", "text": "fine"}"#,
+      #"{"_id": "bad\u001b]0;owned\u0007", "text": "escape"}"#,
+      #"{"_id": "nul\u0000", "text": "nul"}"#,
+      #"{"_id": "deep", "text": "x", "metadata": {"a": \#(deep)}}"#,
+      #"{"_id": "big", "text": "x", "metadata": {"n": 9007199254740993}}"#,
+      #"{"_id": "dup", "text": "a", "text": "b"}"#,
+      #"{"_id": 1e300, "text": "a number id no integer type holds"}"#,
+    ]
+    try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: file))
+    let result = try Shell.vdb(["import", file, "-c", "c", "--db", db, "--skip-bad", "--json"])
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    let skipped = (report?["skipped"] as? [[String: Any]])?.compactMap { $0["line"] as? Int }
+    XCTAssertEqual(skipped, [2, 3, 4, 5, 6, 7], result.stdout)
+    let meta = try Shell.vdb([
+      "upsert", "--db", db, "-c", "c", "--id", "m", "--text", "t", "--meta", #"{"a": \#(deep)}"#,
+    ])
+    XCTAssertEqual(meta.status, 1, meta.stderr)
+    XCTAssertTrue(meta.stderr.contains("64 levels"), meta.stderr)
+    let filter = try Shell.vdb(["get", "--db", db, "-c", "", "x"])
+    XCTAssertEqual(filter.status, 1, "an empty collection name is a user error: \(filter.stderr)")
+  }
+
+  func testInitTightensAWorldWritableDirectory() throws {
+    let open = directory + "/open"
+    try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+    chmod(open, 0o777)
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", open]).status, 0)
+    var info = stat()
+    stat(open, &info)
+    XCTAssertEqual(info.st_mode & 0o777, 0o700)
+  }
+
+  func testUnwritablePerQueryPathFailsBeforeTheRun() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "t"]).status, 0)
+    let result = try Shell.vdb([
+      "eval", "--db", db, "-c", "c", "--from-log", "--per-query", "/nonexistent/dir/out.json",
+    ])
+    XCTAssertEqual(result.status, 1, result.stderr)
+    XCTAssertTrue(result.stderr.hasPrefix("error: /nonexistent/dir/out.json: "), result.stderr)
+  }
+
+  func testReadOnlyOpenReadsAndRefusesWritesClearly() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", "a", "--text", "alpha"]).status, 0)
+    func fileState() throws -> [FileAttributeKey: Any] {
+      try FileManager.default.attributesOfItem(atPath: db + "/data.mdb")
+    }
+    let before = try fileState()
+    for command in [["status"], ["get", "-c", "c", "a"], ["log"], ["models"], ["verify"]] {
+      let result = try Shell.vdb(command + ["--db", db])
+      XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)")
+    }
+    let after = try fileState()
+    XCTAssertEqual(before[.size] as? Int, after[.size] as? Int)
+    XCTAssertEqual(before[.modificationDate] as? Date, after[.modificationDate] as? Date)
+
+    var options = Database.Options()
+    options.readOnly = true
+    let database = try Database(path: db, options: options)
+    XCTAssertTrue(database.isReadOnly)
+    XCTAssertEqual(try database.collection("c", create: false).get("a")?.text, "alpha")
+    XCTAssertThrowsError(try database.collection("c").upsert(Document(id: "b", text: "x"))) {
+      guard case .storage(let error) = $0 as? VectorDBError else {
+        return XCTFail("\($0)")
+      }
+      XCTAssertEqual(error.code, EACCES)
+      XCTAssertNotNil(($0 as? VectorDBError)?.hint)
+    }
+  }
+}
