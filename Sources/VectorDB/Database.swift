@@ -284,6 +284,7 @@ public final class Database: @unchecked Sendable {
         let (start, end) = (KeyBuilder().uint32(record.id), KeyBuilder().uint32(record.id + 1))
         for table in [
           schema.docs, schema.rows, schema.generations, schema.metadataIndex, schema.sources,
+          schema.text,
         ] {
           try txn.deleteRange(table, from: start, to: end)
         }
