@@ -80,6 +80,8 @@ let package = Package(
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(
+      name: "search-bench", dependencies: ["VectorDB"], path: "Benchmarks/search-bench"),
+    .executableTarget(
       name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
       path: "Benchmarks/train-bench"),
     .executableTarget(

@@ -214,6 +214,10 @@ extension Collection {
   func searchMode(_ requested: SearchMode?, record: CollectionRecord, byVector: Bool) throws
     -> SearchMode
   {
+    guard record.vectors != nil || record.hasText else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" has neither vectors nor a text index: it cannot be searched")
+    }
     let mode =
       requested ?? (byVector || !record.hasText ? .dense : record.vectors == nil ? .keyword : .hybrid)
     if mode != .dense {

@@ -105,6 +105,8 @@ struct CollectionRecord: Codable, Equatable {
   /// The full-text index's analyzer, BM25 parameters and counts; nil before it is
   /// built and for a collection of given vectors.
   var text: TextIndexRecord?
+  /// False when the collection was created without a text index (nil: with one).
+  var textIndex: Bool?
 }
 
 /// A collection's vector space: dimension, metric, index parameters, and the model

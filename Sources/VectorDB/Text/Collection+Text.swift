@@ -7,8 +7,9 @@ import TextSearch
 
 extension CollectionRecord {
   /// Whether the collection keeps a text index: every collection except one of given
-  /// vectors only (its texts, if any, are labels; it is searched by vector).
-  var hasText: Bool { vectors == nil || vectors?.model != nil }
+  /// vectors only (its texts, if any, are labels; it is searched by vector) and one
+  /// created without (`CollectionOptions.textIndex`).
+  var hasText: Bool { textIndex != false && (vectors == nil || vectors?.model != nil) }
 
   /// Whether the text index must be (re)built before use: never built (a collection
   /// from before text search), or built by another analyzer.
@@ -84,7 +85,7 @@ extension Collection {
 
   var noTextIndex: VectorDBError {
     .unsupported(
-      "collection \"\(name)\" holds given vectors only and has no text index: search it with --mode dense"
+      "collection \"\(name)\" has no text index (given vectors only, or created without one): search it with --mode dense"
     )
   }
 
