@@ -166,18 +166,13 @@ extension Collection {
       throw VectorDBError.collectionNotFound(name)
     }
     let mode = try searchMode(options.mode, record: record, byVector: vectors != nil)
-    if options.filter?.hasText ?? false {
-      guard record.hasText else { throw noTextIndex }
-      try buildTextIndex()
+    if options.filter?.hasText ?? false, !record.hasText { throw noTextIndex }
+    if mode == .keyword, let empty = texts?.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
+      throw VectorDBError.invalidInput(
+        source: "query", line: texts!.count > 1 ? empty + 1 : nil,
+        reason: "the query text is empty (keyword search needs words)")
     }
-    if mode != .dense {
-      if mode == .keyword,
-        let empty = texts?.firstIndex(where: { $0.allSatisfy(\.isWhitespace) })
-      {
-        throw VectorDBError.invalidInput(
-          source: "query", line: texts!.count > 1 ? empty + 1 : nil,
-          reason: "the query text is empty (keyword search needs words)")
-      }
+    if mode != .dense || options.filter?.hasText ?? false, record.textIndexIsStale {
       try buildTextIndex()
     }
     while true {
