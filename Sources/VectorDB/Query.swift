@@ -72,14 +72,14 @@ public struct QueryOptions: Sendable {
   public var log = true
   /// Dense, keyword or hybrid; nil: the collection's default (`Collection.searchMode`).
   public var mode: SearchMode?
-  /// How hybrid merges its two lists.
-  public var fusion: Fusion = .reciprocalRank
+  /// How hybrid merges its two lists (docs/search.md says why this default).
+  public var fusion: Fusion = .defaultHybrid
   /// How many hits hybrid takes from each list before fusing (at least k).
   public var hybridDepth = 100
 
   public init(
     k: Int = 10, ef: Int = 64, filter: Filter? = nil, exact: Bool = false, log: Bool = true,
-    mode: SearchMode? = nil, fusion: Fusion = .reciprocalRank
+    mode: SearchMode? = nil, fusion: Fusion = .defaultHybrid
   ) {
     self.k = k
     self.ef = ef

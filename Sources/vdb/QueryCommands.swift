@@ -111,9 +111,9 @@ struct SearchModeOptions: ParsableArguments {
 
   @Option(help: "dense, keyword or hybrid (default: the collection's, see docs/search.md).")
   var mode: SearchMode?
-  @Option(help: "How hybrid fuses its lists: rrf (reciprocal rank) or convex.")
-  var fusion: FusionName = .rrf
-  @Option(help: "Convex fusion's weight of the dense scores, within [0, 1].")
+  @Option(help: "How hybrid fuses its lists: convex (normalised scores) or rrf (reciprocal rank).")
+  var fusion: FusionName = .convex
+  @Option(help: "Convex fusion's weight of the dense scores, within [0, 1] (default 0.5).")
   var alpha: Double?
 
   func validate() throws {
@@ -121,7 +121,7 @@ struct SearchModeOptions: ParsableArguments {
       guard (0...1).contains(alpha) else {
         throw ValidationError("--alpha must be within [0, 1] (got \(alpha))")
       }
-      guard fusion == .convex else { throw ValidationError("--alpha goes with --fusion convex") }
+      guard fusion == .convex else { throw ValidationError("--alpha goes with --fusion convex, not rrf") }
     }
   }
 
