@@ -36,11 +36,18 @@ public struct Analyzer: Sendable, Equatable {
     let stemmer = Stemmer()
     var terms: [String] = []
     for word in Analyzer.words(text) {
-      let lower = word.lowercased()
+      let lower = Analyzer.lowercased(word)
       if stopWords.contains(lower) { continue }
       terms.append(stemmer.stem(Analyzer.dropPossessive(lower)))
     }
     return terms
+  }
+
+  /// Unicode lower case, with a fast path for ASCII words (most of English text).
+  private static func lowercased(_ word: Substring) -> String {
+    guard word.utf8.allSatisfy({ $0 < 0x80 }) else { return word.lowercased() }
+    return String(
+      decoding: word.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
   }
 
   /// "ada's" → "ada" (Lucene's English possessive filter).
@@ -75,7 +82,7 @@ public struct Analyzer: Sendable, Equatable {
           start = index
         }
         // Combining marks belong to the letter before them: not a character of their own.
-        if !scalar.properties.generalCategory.isMark { count += 1 }
+        if scalar.isASCII || !scalar.properties.generalCategory.isMark { count += 1 }
       } else if start != nil, next < scalars.endIndex, joins(scalar, scalars[next], after: scalars[scalars.index(before: index)]) {
         // A mid-word apostrophe or period, or a digit separator: part of the word.
       } else {
@@ -93,11 +100,7 @@ public struct Analyzer: Sendable, Equatable {
   {
     switch middle {
     case "'", "\u{2019}", ".":
-      if before.properties.isAlphabetic && after.properties.isAlphabetic
-        && !isIdeographic(before) && !isIdeographic(after)
-      {
-        return true
-      }
+      if isLetter(before) && isLetter(after) { return true }
       return middle == "." && isDigit(before) && isDigit(after)
     case ",":
       return isDigit(before) && isDigit(after)
@@ -106,18 +109,28 @@ public struct Analyzer: Sendable, Equatable {
     }
   }
 
+  // ASCII answers come first: Unicode property lookups are most of the analyzer's time.
+
   private static func isDigit(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.properties.numericType == .decimal
+    if scalar.isASCII { return ("0"..."9").contains(scalar) }
+    return scalar.properties.numericType == .decimal
+  }
+
+  private static func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) }
+    return scalar.properties.isAlphabetic && !isIdeographic(scalar)
   }
 
   private static func isWordPart(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return isLetter(scalar) || isDigit(scalar) || scalar == "_" }
     let category = scalar.properties.generalCategory
     return scalar.properties.isAlphabetic || category.isMark || category == .decimalNumber
-      || category == .letterNumber || category == .otherNumber || scalar == "_"
+      || category == .letterNumber || category == .otherNumber
   }
 
   /// Han, Hiragana and Katakana: scripts written without spaces between words.
   private static func isIdeographic(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.value < 0x2E80 { return false }  // below the CJK blocks
     if scalar.properties.isIdeographic { return true }
     switch scalar.value {
     case 0x3040...0x309F, 0x30A0...0x30FF, 0x31F0...0x31FF, 0xFF66...0xFF9D: return true
