@@ -34,11 +34,18 @@ public struct Analyzer: Sendable, Equatable {
   /// The terms of `text`, in order, repeated as often as they occur.
   public func terms(_ text: String) -> [String] {
     let stemmer = Stemmer()
+    var stems: [String: String] = [:]  // words repeat: stem each once
     var terms: [String] = []
     for word in Analyzer.words(text) {
       let lower = Analyzer.lowercased(word)
       if stopWords.contains(lower) { continue }
-      terms.append(stemmer.stem(Analyzer.dropPossessive(lower)))
+      if let stem = stems[lower] {
+        terms.append(stem)
+      } else {
+        let stem = stemmer.stem(Analyzer.dropPossessive(lower))
+        stems[lower] = stem
+        terms.append(stem)
+      }
     }
     return terms
   }
