@@ -62,7 +62,8 @@ repeat {
 } while Date().timeIntervalSince(start) < minimumSeconds
 let seconds = Date().timeIntervalSince(start)
 
-let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+let cpu =
+  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
   .split(separator: "\n").first { $0.hasPrefix("flags") }
   .map { line in
     line.split(separator: " ").filter { $0.hasPrefix("avx") || $0 == "fma" || $0 == "sse4_2" }
@@ -87,7 +88,8 @@ if json {
   print("search-bench: BM25 on \(beir) (\(split)), CPU flags: \(cpu)")
   print(
     String(
-      format: "  import      %.2f s with the text index, %.2f s without (index: %.2f s) for %d documents",
+      format:
+        "  import      %.2f s with the text index, %.2f s without (index: %.2f s) for %d documents",
       withIndex.seconds, withoutIndex.seconds, withIndex.seconds - withoutIndex.seconds,
       withIndex.imported))
   print(

@@ -21,7 +21,8 @@ while let argument = arguments.next() {
   case "--no-text-index": textIndex = false
   default:
     FileHandle.standardError.write(
-      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]\n".utf8))
+      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]\n".utf8)
+    )
     exit(2)
   }
 }

@@ -90,7 +90,9 @@ public struct Analyzer: Sendable, Equatable {
         }
         // Combining marks belong to the letter before them: not a character of their own.
         if scalar.isASCII || !scalar.properties.generalCategory.isMark { count += 1 }
-      } else if start != nil, next < scalars.endIndex, joins(scalar, scalars[next], after: scalars[scalars.index(before: index)]) {
+      } else if start != nil, next < scalars.endIndex,
+        joins(scalar, scalars[next], after: scalars[scalars.index(before: index)])
+      {
         // A mid-word apostrophe or period, or a digit separator: part of the word.
       } else {
         close(at: index)
@@ -102,7 +104,9 @@ public struct Analyzer: Sendable, Equatable {
   }
 
   /// Whether `middle` between `before` and `after` continues a word (UAX #29 WB6/7, WB11/12).
-  private static func joins(_ middle: Unicode.Scalar, _ after: Unicode.Scalar, after before: Unicode.Scalar)
+  private static func joins(
+    _ middle: Unicode.Scalar, _ after: Unicode.Scalar, after before: Unicode.Scalar
+  )
     -> Bool
   {
     switch middle {

@@ -214,7 +214,8 @@ extension Collection {
         "collection \"\(name)\" has neither vectors nor a text index: it cannot be searched")
     }
     let mode =
-      requested ?? (byVector || !record.hasText ? .dense : record.vectors == nil ? .keyword : .hybrid)
+      requested
+      ?? (byVector || !record.hasText ? .dense : record.vectors == nil ? .keyword : .hybrid)
     if mode != .dense {
       guard record.hasText else { throw noTextIndex }
       if byVector {
@@ -280,16 +281,19 @@ extension Collection {
       }
       if mode != .dense, let text = record.text {
         keyword = try textIndex.search(
-          texts[index], k: depth, record: text, accept: accepted.map { set in { set.contains($0) } },
+          texts[index], k: depth, record: text,
+          accept: accepted.map { set in { set.contains($0) } },
           exhaustive: options.exact, in: txn)
       }
       let ranked: [ScoredDocument]
       switch mode {
       case .dense: ranked = dense
       case .keyword: ranked = keyword
-      case .hybrid: ranked = Array(options.fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
+      case .hybrid:
+        ranked = Array(options.fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
       }
-      let denseRanks = Dictionary(uniqueKeysWithValues: dense.enumerated().map { ($1.document, $0) })
+      let denseRanks = Dictionary(
+        uniqueKeysWithValues: dense.enumerated().map { ($1.document, $0) })
       let keywordRanks = Dictionary(
         uniqueKeysWithValues: keyword.enumerated().map { ($1.document, $0) })
       return try ranked.map { hit in
@@ -301,7 +305,9 @@ extension Collection {
           id: documentID, score: Float(hit.score), text: document.text,
           metadata: try document.metadata(),
           sources: HitSources(
-            dense: denseRanks[hit.document].map { HitSource(rank: $0 + 1, score: Float(dense[$0].score)) },
+            dense: denseRanks[hit.document].map {
+              HitSource(rank: $0 + 1, score: Float(dense[$0].score))
+            },
             keyword: keywordRanks[hit.document].map {
               HitSource(rank: $0 + 1, score: Float(keyword[$0].score))
             }))

@@ -88,7 +88,8 @@ struct Query: ParsableCommand {
       try Terminal.printJSON(result)
       return
     }
-    let hybrid = result.hits.contains { $0.sources?.dense != nil && $0.sources?.keyword != nil }
+    let hybrid =
+      result.hits.contains { $0.sources?.dense != nil && $0.sources?.keyword != nil }
       || search.mode == .hybrid
     func source(_ found: HitSource?) -> String {
       found.map { "#\($0.rank) " + String(format: "%.3f", $0.score) } ?? "-"
@@ -121,7 +122,9 @@ struct SearchModeOptions: ParsableArguments {
       guard (0...1).contains(alpha) else {
         throw ValidationError("--alpha must be within [0, 1] (got \(alpha))")
       }
-      guard fusion == .convex else { throw ValidationError("--alpha goes with --fusion convex, not rrf") }
+      guard fusion == .convex else {
+        throw ValidationError("--alpha goes with --fusion convex, not rrf")
+      }
     }
   }
 

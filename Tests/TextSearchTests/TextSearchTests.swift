@@ -95,7 +95,8 @@ final class AnalyzerTests: XCTestCase {
   let analyzer = Analyzer.english
 
   func testLowerCaseStopWordsAndStems() {
-    XCTAssertEqual(analyzer.terms("The Cats were RUNNING to the gardens."), ["cat", "were", "run", "garden"])
+    XCTAssertEqual(
+      analyzer.terms("The Cats were RUNNING to the gardens."), ["cat", "were", "run", "garden"])
   }
 
   func testWordsKeepInnerPunctuationOfUAX29() {
@@ -220,7 +221,8 @@ final class TopKTests: XCTestCase {
         corpus.scoringTerms(query, bm25: bm25), k: 20, bm25: bm25,
         averageLength: corpus.averageLength, accept: accept)
       XCTAssertEqual(
-        hits.map(\.document), corpus.bruteForce(query, k: 20, bm25: bm25, accept: accept).map(\.document))
+        hits.map(\.document),
+        corpus.bruteForce(query, k: 20, bm25: bm25, accept: accept).map(\.document))
     }
   }
 
@@ -248,7 +250,7 @@ final class FusionTests: XCTestCase {
     // Dense normalised: 1 → 1, 2 → 0.75, 3 → 0; keyword: 3 → 1, 4 → 0.
     let fused = Fusion.convex(alpha: 0.3).fuse(dense: dense, keyword: keyword)
     XCTAssertEqual(fused.map(\.document), [3, 1, 2, 4])
-    XCTAssertEqual(fused.map(\.score), [0.7, 0.3, 0.3 * 0.75, 0], accuracy: 1e-12)
+    assertClose(fused.map(\.score), [0.7, 0.3, 0.3 * 0.75, 0])
     XCTAssertEqual(
       Fusion.convex(alpha: 1).fuse(dense: dense, keyword: keyword).prefix(3).map(\.document),
       [1, 2, 3])
@@ -256,15 +258,16 @@ final class FusionTests: XCTestCase {
 
   func testEmptyListsFuseToTheOther() {
     XCTAssertEqual(Fusion.reciprocalRank.fuse(dense: [], keyword: keyword).map(\.document), [3, 4])
-    XCTAssertEqual(Fusion.convex(alpha: 0.5).fuse(dense: dense, keyword: []).map(\.document), [1, 2, 3])
+    XCTAssertEqual(
+      Fusion.convex(alpha: 0.5).fuse(dense: dense, keyword: []).map(\.document), [1, 2, 3])
   }
 }
 
-func XCTAssertEqual(
-  _ a: [Double], _ b: [Double], accuracy: Double, file: StaticString = #filePath, line: UInt = #line
+func assertClose(
+  _ a: [Double], _ b: [Double], file: StaticString = #filePath, line: UInt = #line
 ) {
   XCTAssertEqual(a.count, b.count, file: file, line: line)
-  for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+  for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-12, file: file, line: line) }
 }
 
 /// A small deterministic generator (tests must not depend on the system's randomness).

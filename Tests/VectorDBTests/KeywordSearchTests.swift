@@ -42,9 +42,10 @@ final class KeywordSearchTests: XCTestCase {
     return collection
   }
 
-  private func keyword(_ collection: VectorDB.Collection, _ text: String, k: Int = 10,
-    filter: Filter? = nil, exact: Bool = false) throws -> [String]
-  {
+  private func keyword(
+    _ collection: VectorDB.Collection, _ text: String, k: Int = 10,
+    filter: Filter? = nil, exact: Bool = false
+  ) throws -> [String] {
     try collection.query(
       texts: [text],
       options: QueryOptions(k: k, filter: filter, exact: exact, log: false, mode: .keyword)
@@ -54,7 +55,8 @@ final class KeywordSearchTests: XCTestCase {
   func testKeywordQueriesFindTheirTermsAndSayTheSource() throws {
     let collection = try notes()
     XCTAssertEqual(try keyword(collection, "error 0x80070005"), ["error"])
-    XCTAssertEqual(Set(try keyword(collection, "Stores")), ["lmdb", "error"])  // stemmed, lower case
+    // Stemmed and lower-cased: "Stores" finds "store".
+    XCTAssertEqual(Set(try keyword(collection, "Stores")), ["lmdb", "error"])
     let hit = try collection.query(text: "graphs", log: false).hits[0]  // documents only: keyword
     XCTAssertEqual(hit.id, "hnsw")
     XCTAssertNil(hit.sources?.dense)
@@ -77,7 +79,9 @@ final class KeywordSearchTests: XCTestCase {
           separator: " "), metadata: ["even": .bool(i % 2 == 0)])
     }
     try collection.upsert(documents)
-    for query in ["word0 word1", "word3 word17 word250", "word5", "word1 word2 word3 word4 word299"] {
+    for query in [
+      "word0 word1", "word3 word17 word250", "word5", "word1 word2 word3 word4 word299",
+    ] {
       for filter in [nil, try Filter(json: #"{"even": true}"#)] {
         let exact = try keyword(collection, query, k: 20, filter: filter, exact: true)
         XCTAssertEqual(try keyword(collection, query, k: 20, filter: filter), exact, query)
@@ -115,10 +119,12 @@ final class KeywordSearchTests: XCTestCase {
 
   func testIndexAfterInsertsUpdatesAndDeletesEqualsOneBuiltFresh() throws {
     let churned = try notes("churned")
-    try churned.upsert(Document(id: "lmdb", text: "LMDB stores keys in a B+tree; readers never block."))
+    try churned.upsert(
+      Document(id: "lmdb", text: "LMDB stores keys in a B+tree; readers never block."))
     try churned.upsert(Document(id: "extra", text: "a document that will be deleted again"))
     try churned.delete(["cake", "extra"])
-    try churned.upsert(Document(id: "cake", text: "Bake the sponge cake for thirty minutes until golden."))
+    try churned.upsert(
+      Document(id: "cake", text: "Bake the sponge cake for thirty minutes until golden."))
     try churned.upsert(Self.notes[1])  // unchanged text: nothing to do
     // The fresh collection gets the same rows by inserting in the churned one's row order.
     let final = try churned.documents(limit: 100)
@@ -126,7 +132,8 @@ final class KeywordSearchTests: XCTestCase {
     let fresh = try db.collection("fresh")
     let byRow = try churned.read { txn in
       try final.map { document -> (UInt32, Document) in
-        let bytes = try txn.get(churned.schema.docs, key: Schema.docKey(collection: churned.id, id: document.id))!
+        let bytes = try txn.get(
+          churned.schema.docs, key: Schema.docKey(collection: churned.id, id: document.id))!
         return (DocumentRecord.row(of: bytes), document)
       }
     }.sorted { $0.0 < $1.0 }
@@ -162,14 +169,20 @@ final class KeywordSearchTests: XCTestCase {
   func testTextFilterCombinesWithMetadata() throws {
     let collection = try notes()
     let storeText = try Filter(json: #"{"$text": {"$contains": "Stores"}}"#)
-    XCTAssertEqual(Set(try keyword(collection, "access B+tree", filter: storeText)), ["lmdb", "error"])
+    XCTAssertEqual(
+      Set(try keyword(collection, "access B+tree", filter: storeText)), ["lmdb", "error"])
     let both = try Filter(
-      json: #"{"$text": {"$contains": "store"}, "topic": "storage", "$not": {"$text": {"$contains": "ACID"}}}"#)
+      json:
+        #"{"$text": {"$contains": "store"}, "topic": "storage", "$not": {"$text": {"$contains": "ACID"}}}"#
+    )
     XCTAssertEqual(try keyword(collection, "store", filter: both), ["error"])
     let either = try Filter(
       json: #"{"$or": [{"$text": {"$contains": "cake golden"}}, {"topic": "index"}]}"#)
     XCTAssertEqual(Set(try keyword(collection, "bake graphs", filter: either)), ["cake", "hnsw"])
-    XCTAssertEqual(try keyword(collection, "store", filter: try Filter(json: #"{"$text": {"$contains": "cake store"}}"#)), [])
+    XCTAssertEqual(
+      try keyword(
+        collection, "store", filter: try Filter(json: #"{"$text": {"$contains": "cake store"}}"#)),
+      [])
     XCTAssertEqual(storeText.description, #"{"$text":{"$contains":"Stores"}}"#)
     XCTAssertThrowsError(try Filter(json: #"{"$text": "store"}"#))
     XCTAssertThrowsError(try Filter(json: #"{"$text": {"$contains": "the of"}}"#)) { error in
@@ -276,7 +289,8 @@ final class KeywordSearchTests: XCTestCase {
     try collection.upsert(Self.notes)
     for fusion in [Fusion.reciprocalRank, .convex(alpha: 0.5)] {
       let hits = try collection.query(
-        texts: ["error 0x80070005"], options: QueryOptions(k: 3, log: false, fusion: fusion))[0].hits
+        texts: ["error 0x80070005"], options: QueryOptions(k: 3, log: false, fusion: fusion))[0]
+        .hits
       XCTAssertEqual(hits.first?.id, "error")
       XCTAssertNotNil(hits[0].sources?.dense)
       XCTAssertEqual(hits[0].sources?.keyword?.rank, 1)

@@ -58,9 +58,11 @@ extension Collection {
   ///
   /// - Throws: `VectorDBError.collectionNotFound`, storage errors.
   public func buildTextIndex() throws {
-    guard try read({ txn in
-      try Database.collectionRecord(name, in: txn, schema: schema)?.textIndexIsStale ?? false
-    }) else { return }
+    guard
+      try read({ txn in
+        try Database.collectionRecord(name, in: txn, schema: schema)?.textIndexIsStale ?? false
+      })
+    else { return }
     try write { txn, collection in _ = try preparedText(&collection, in: txn) }
   }
 
@@ -72,7 +74,8 @@ extension Collection {
   public func setBM25(_ bm25: BM25) throws {
     guard bm25.isValid else {
       throw VectorDBError.invalidInput(
-        source: "bm25", line: nil, reason: "k1 must be ≥ 0 and b within [0, 1] (got \(bm25.k1), \(bm25.b))")
+        source: "bm25", line: nil,
+        reason: "k1 must be ≥ 0 and b within [0, 1] (got \(bm25.k1), \(bm25.b))")
     }
     try write { txn, collection in
       guard try preparedText(&collection, in: txn) != nil else { throw noTextIndex }

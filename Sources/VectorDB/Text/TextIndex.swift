@@ -140,7 +140,8 @@ struct TextIndex {
       let prefix = termPrefix(term).bytes
       try txn.forEach(in: table, from: prefix) { key, _ in
         guard key.starts(with: prefix) else { return false }
-        rows.insert(UInt32(bigEndian: key.loadUnaligned(fromByteOffset: key.count - 4, as: UInt32.self)))
+        rows.insert(
+          UInt32(bigEndian: key.loadUnaligned(fromByteOffset: key.count - 4, as: UInt32.self)))
         return true
       }
       result = result.map { $0.intersection(rows) } ?? rows
