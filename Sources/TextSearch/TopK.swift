@@ -105,16 +105,21 @@ public enum TopK {
 
       for position in terms.indices { contributions[position] = 0 }
       var partial = 0.0
-      for position in order[essentialFrom...] {
-        let cursor = terms[position].cursor
-        guard let posting = cursor.current, posting.document == candidate else { continue }
+      /// Scores the term at `position` if its cursor stands on the candidate.
+      func score(_ position: Int) -> Bool {
+        guard let posting = terms[position].cursor.current, posting.document == candidate else {
+          return false
+        }
         let score =
           terms[position].weight
           * bm25.termScore(
             frequency: posting.frequency, length: posting.length, averageLength: averageLength)
         contributions[position] = score
         partial += score
-        try cursor.next()
+        return true
+      }
+      for position in order[essentialFrom...] where score(position) {
+        try terms[position].cursor.next()
       }
       if let accept, try !accept(candidate) { continue }
 
@@ -124,16 +129,8 @@ public enum TopK {
           pruned = true
           break
         }
-        let position = order[rank]
-        let cursor = terms[position].cursor
-        try cursor.advance(to: candidate)
-        guard let posting = cursor.current, posting.document == candidate else { continue }
-        let score =
-          terms[position].weight
-          * bm25.termScore(
-            frequency: posting.frequency, length: posting.length, averageLength: averageLength)
-        contributions[position] = score
-        partial += score
+        try terms[order[rank]].cursor.advance(to: candidate)
+        _ = score(order[rank])
       }
       if pruned { continue }
 
