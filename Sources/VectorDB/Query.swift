@@ -105,19 +105,23 @@ public struct QueryOptions: Sendable {
 }
 
 extension Collection {
-  /// The `k` documents nearest to `text`, embedded with the active generation's model.
+  /// The `k` best documents for `text`, searched by `mode` (nil: the collection's
+  /// default, see `SearchMode`); dense search embeds it with the active generation's model.
   ///
   ///     let result = try docs.query(text: "sugar consumption and diabetes risk", k: 5)
   ///     for hit in result.hits { print(hit.score, hit.id, hit.text.prefix(60)) }
   ///     try docs.feedback(logID: result.logID!, documentID: result.hits[0].id)
   ///
-  /// - Throws: `VectorDBError.unsupported` for a collection without a model.
+  /// - Throws: `VectorDBError.unsupported` for a mode the collection cannot serve
+  ///   (dense without a model, keyword without a text index); `.invalidInput` for an
+  ///   empty text in keyword mode.
   public func query(
     text: String, k: Int = 10, filter: Filter? = nil, ef: Int = 64, exact: Bool = false,
-    log: Bool = true
+    log: Bool = true, mode: SearchMode? = nil
   ) throws -> QueryResult {
     try query(
-      texts: [text], options: QueryOptions(k: k, ef: ef, filter: filter, exact: exact, log: log))[0]
+      texts: [text],
+      options: QueryOptions(k: k, ef: ef, filter: filter, exact: exact, log: log, mode: mode))[0]
   }
 
   /// The `k` documents nearest to `vector` (see `query(text:…)`).

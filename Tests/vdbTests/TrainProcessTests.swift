@@ -80,7 +80,7 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertLessThan(try heldOut("0.2"), try heldOut("0.6"))
     XCTAssertEqual(try Shell.vdb(["train", "-c", "s", "--held-out", "1", "--db", db]).status, 2)
     let query = "vitamin d and bone density"
-    let before = try collection.query(text: query, k: 5, log: false)
+    let before = try collection.query(text: query, k: 5, log: false, mode: .dense)
     let trained = try Shell.vdb([
       "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--force", "--json", "--db", db,
     ])
@@ -103,7 +103,7 @@ final class TrainProcessTests: XCTestCase {
     // A text query is the encoder's vector mapped by the adapter.
     let adapter = try database.queryAdapter(version: report.modelVersion)
     let mapped = adapter.apply(to: try database.encoder(version: 1).embed([query]))[0]
-    let byText = try reopened.query(text: query, k: 5, log: false)
+    let byText = try reopened.query(text: query, k: 5, log: false, mode: .dense)
     XCTAssertEqual(
       byText.hits.map(\.id), try reopened.query(vector: mapped, k: 5, log: false).hits.map(\.id))
     XCTAssertNotEqual(byText.hits.map(\.score), before.hits.map(\.score))
