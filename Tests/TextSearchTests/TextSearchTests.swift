@@ -180,7 +180,7 @@ final class TopKTests: XCTestCase {
     let corpus = randomCorpus(documents: 2_000, vocabulary: 500, seed: 7)
     var generator = SplitMix(seed: 11)
     for bm25 in [BM25.defaults, BM25(k1: 1.2, b: 0.75), BM25(k1: 2, b: 0)] {
-      for _ in 0..<40 {
+      for _ in 0..<25 {
         let query = (0..<(1 + Int(generator.next() % 8))).map { _ in
           "w\(Int(generator.next() % 60))"
         }
