@@ -112,20 +112,22 @@ final class TrainProcessTests: XCTestCase {
 
     // Rollback undoes the adapter at once; activate brings it back.
     XCTAssertEqual(try Shell.vdb(["models", "rollback", "-c", "s", "--db", db]).status, 0)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false, mode: .dense), before)
     try reopened.activate(model: report.modelVersion)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), byText)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false, mode: .dense), byText)
 
     // A rebuild with the same model keeps the adapter; rollback returns to generation 1.
     try reopened.reembed(all: true)
     XCTAssertEqual(try reopened.generations().last?.adapter, report.modelVersion)
     XCTAssertEqual(
-      try reopened.query(text: query, k: 5, log: false).hits.map(\.id), byText.hits.map(\.id))
+      try reopened.query(text: query, k: 5, log: false, mode: .dense).hits.map(\.id),
+      byText.hits.map(\.id))
     try reopened.rollback()
     XCTAssertEqual(try reopened.generations().first { $0.state == .active }?.id, 1)
 
     try reopened.activate(model: 1)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before, "adapter off")
+    XCTAssertEqual(
+      try reopened.query(text: query, k: 5, log: false, mode: .dense), before, "adapter off")
   }
 
   func testKilledRunLeavesTheDatabaseAsItWasAndResumes() throws {
