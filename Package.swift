@@ -2,11 +2,12 @@
 import PackageDescription
 
 // Layers, bottom to top (a module depends only on those below it):
-//   CLMDB, CBLAS         system libraries (apt: liblmdb-dev, libopenblas-dev)
+//   CLMDB, CBLAS, …      system libraries (apt: liblmdb-dev, libopenblas-dev, libstemmer-dev)
 //   LMDB                 storage: environment, transactions, tables, cursors
 //   Tensor               math: dense float buffers, BLAS, SIMD kernels
 //   Embedding            tokenizer, safetensors, BERT encoder (inference)
 //   HNSW                 the graph index over a storage protocol
+//   TextSearch           analyzer, BM25, MaxScore top-k over a postings protocol, fusion
 //   Training             backward pass, losses, optimiser, metrics
 //   VectorDB             the public library: ties storage, index, encoder, training
 //   vdb                  the shell
@@ -32,6 +33,8 @@ let package = Package(
     .systemLibrary(
       name: "CEditLine", pkgConfig: "libedit",
       providers: [.apt(["libedit-dev"])]),
+    // Snowball stemmers; Debian's package has no pkg-config file (the module map links it).
+    .systemLibrary(name: "CStemmer", providers: [.apt(["libstemmer-dev"])]),
     .target(name: "LMDB", dependencies: ["CLMDB"]),
     // A cache prefetch hint for the HNSW search loop (Swift has no prefetch intrinsic).
     .target(name: "CPrefetch"),
@@ -40,11 +43,12 @@ let package = Package(
     .target(name: "Tensor", dependencies: ["CBLAS", "CKernels", "CPrefetch"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
     .target(name: "HNSW", dependencies: ["Tensor"]),
+    .target(name: "TextSearch", dependencies: ["CStemmer"]),
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
     .target(
       name: "VectorDB",
       dependencies: [
-        "LMDB", "Tensor", "Embedding", "HNSW", "Training", "CKernels",
+        "LMDB", "Tensor", "Embedding", "HNSW", "TextSearch", "Training", "CKernels",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CSV", package: "CSV.swift"),
       ]),
@@ -76,6 +80,8 @@ let package = Package(
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(
+      name: "search-bench", dependencies: ["VectorDB"], path: "Benchmarks/search-bench"),
+    .executableTarget(
       name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
       path: "Benchmarks/train-bench"),
     .executableTarget(
@@ -85,6 +91,7 @@ let package = Package(
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
     .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
+    .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
     .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "Tensor", "vdb"]),

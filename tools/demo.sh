@@ -28,6 +28,8 @@ echo
 echo "== 2. Ask questions"
 step query -c docs "can two processes write to the database at the same time" -k 3
 step query -c docs "how is a document stored" -k 3 --filter '{"file": "storage-format.md"}'
+echo "-- exact words: keyword search (BM25); the default above is hybrid, both fused"
+step query -c docs "MaxScore postings" -k 3 --mode keyword
 
 echo
 echo "== 3. Users ask more; every query is logged. They click the right section, or"

@@ -1,10 +1,11 @@
 // Durable upsert throughput and get latency of the document store, and the cost of
 // the weights checksum checked at every model load.
 //
-//   swift run -c release storage-bench [--documents N] [--batch B] [--dir PATH]
+//   swift run -c release storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]
 //
 // Documents are ~1 KB of text with a small metadata object; every batch is one
-// durable (fsync'ed) write transaction, as users get by default.
+// durable (fsync'ed) write transaction, as users get by default. The full-text index
+// is kept in the same transactions unless --no-text-index.
 import CKernels
 import Foundation
 import VectorDB
@@ -12,15 +13,18 @@ import VectorDB
 var documents = 100_000
 var batch = 1000
 var directory = NSTemporaryDirectory() + "vdb-storage-bench-\(getpid())"
+var textIndex = true
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
   switch argument {
   case "--documents": documents = Int(arguments.next() ?? "") ?? documents
   case "--batch": batch = Int(arguments.next() ?? "") ?? batch
   case "--dir": directory = arguments.next() ?? directory
+  case "--no-text-index": textIndex = false
   default:
     FileHandle.standardError.write(
-      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH]\n".utf8))
+      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]\n".utf8)
+    )
     exit(2)
   }
 }
@@ -47,7 +51,8 @@ let ids = (0..<documents).map { String(format: "doc-%08d", $0) }
 /// Writes every document in batches; returns the seconds taken. The database is
 /// closed when this returns (its handles are released).
 func fill() throws -> Double {
-  let collection = try Database(path: directory).collection("bench")
+  let collection = try Database(path: directory).collection(
+    "bench", options: CollectionOptions(textIndex: textIndex))
   let all = ids.enumerated().map { i, id in
     Document(
       id: id, text: text(i), metadata: ["n": .number(Double(i)), "group": .string("g\(i % 10)")])

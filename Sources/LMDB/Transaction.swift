@@ -79,6 +79,21 @@ public class Transaction {
     defer { mdb_cursor_close(cursorHandle) }
     return try body(cursor)
   }
+
+  /// Runs `body` with `count` independent cursors over `table` (a merge of several
+  /// key ranges, such as a search over many terms' postings); all are closed after.
+  public final func withCursors<R>(_ table: Table, count: Int, _ body: ([Cursor]) throws -> R)
+    throws -> R
+  {
+    var cursors: [Cursor] = []
+    defer { for cursor in cursors { mdb_cursor_close(cursor.handle) } }
+    for _ in 0..<count {
+      var cursorHandle: OpaquePointer?
+      try check(mdb_cursor_open(handle, table.dbi, &cursorHandle), "open cursor", table: table.name)
+      cursors.append(Cursor(handle: cursorHandle!, table: table))
+    }
+    return try body(cursors)
+  }
 }
 
 /// A write transaction: everything a `Transaction` reads, plus writes. All its writes

@@ -94,14 +94,17 @@ public final class Collection: @unchecked Sendable {
         // A re-embed switched generations meanwhile: embed again with the new model.
         guard collection.active == plan?.generation.id else { return false }
         let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+        var text = try preparedText(&collection, in: txn)
         var rows: [UInt32] = []
         for (document, var record) in zip(unique, records) {
           let key = Schema.docKey(collection: id, id: document.id)
+          var old: DocumentRecord?
           if let existing = try txn.get(schema.docs, key: key) {
-            let old = try DocumentRecord(bytes: existing, path: database.path)
-            record.row = old.row
+            let replaced = try DocumentRecord(bytes: existing, path: database.path)
+            old = replaced
+            record.row = replaced.row
             try metadataIndex.update(
-              row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+              row: replaced.row, metadata: try replaced.metadata(), remove: true, in: txn)
           } else {
             record.row = collection.nextRow
             collection.nextRow += 1
@@ -112,9 +115,11 @@ public final class Collection: @unchecked Sendable {
           }
           try metadataIndex.update(
             row: record.row, metadata: document.metadata, remove: false, in: txn)
+          try updateText(row: record.row, old: old, new: record, record: &text, in: txn)
           try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
           rows.append(record.row)
         }
+        collection.text = text
         if let plan, !rows.isEmpty {
           try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
           for (row, record) in zip(rows, records) {
@@ -169,17 +174,20 @@ public final class Collection: @unchecked Sendable {
     collection: inout CollectionRecord
   ) throws -> Int {
     let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
+    var text = try preparedText(&collection, in: txn)
     var rows: [UInt32] = []
     for documentID in ids {
       let key = Schema.docKey(collection: id, id: documentID)
       guard let existing = try txn.get(schema.docs, key: key) else { continue }
       let old = try DocumentRecord(bytes: existing, path: database.path)
       try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
+      try updateText(row: old.row, old: old, new: nil, record: &text, in: txn)
       try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
       try txn.delete(schema.docs, key: key)
       collection.count -= 1
       rows.append(old.row)
     }
+    collection.text = text
     if let plan, collection.active == plan.generation.id, !rows.isEmpty {
       try plan.index.delete(ids: rows, in: txn)
       for row in rows {

@@ -24,14 +24,18 @@ public struct CollectionOptions: Sendable {
   public var metric: Metric
   /// HNSW construction parameters (M, efConstruction; see docs/index.md).
   public var index: HNSWParameters
+  /// Keep a full-text index for keyword search (docs/search.md). Collections of given
+  /// vectors never have one.
+  public var textIndex = true
 
   public init(
     vectors: Vectors = .model(version: nil), metric: Metric = .cosine,
-    index: HNSWParameters = HNSWParameters()
+    index: HNSWParameters = HNSWParameters(), textIndex: Bool = true
   ) {
     self.vectors = vectors
     self.metric = metric
     self.index = index
+    self.textIndex = textIndex
   }
 
   /// A collection of vectors given by the caller.

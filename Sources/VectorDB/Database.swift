@@ -304,6 +304,7 @@ public final class Database: @unchecked Sendable {
           value: withUnsafeBytes(of: (next + 1).littleEndian) { Array($0) })
         var record = CollectionRecord(
           id: next, name: name, created: Date(), nextRow: 0, count: 0, vectors: vectors)
+        if !(options?.textIndex ?? true) { record.textIndex = false }
         if let vectors {
           let generation = GenerationRecord(
             id: 1, model: vectors.model, state: .active, created: Date(), completed: Date(),
@@ -398,6 +399,7 @@ public final class Database: @unchecked Sendable {
         let (start, end) = (KeyBuilder().uint32(record.id), KeyBuilder().uint32(record.id + 1))
         for table in [
           schema.docs, schema.rows, schema.generations, schema.metadataIndex, schema.sources,
+          schema.text,
         ] {
           try txn.deleteRange(table, from: start, to: end)
         }

@@ -12,6 +12,8 @@ public struct EvaluationReport: Codable, Sendable {
   /// Per query id: its metrics (only when asked for).
   public var perQuery: [String: [String: Double]]?
   public var seconds: Double
+  /// How the queries searched.
+  public var mode: SearchMode
 }
 
 /// Where the retriever fails, over logged queries with feedback (DESIGN.md §6): is the
@@ -45,19 +47,27 @@ extension Collection {
   /// - Parameters:
   ///   - exact: compare with every document instead of the index.
   ///   - perQuery: keep each query's metrics in the report.
+  ///   - mode, fusion: how the queries search (nil: the collection's default mode).
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,
-    perQuery: Bool = false, progress: ((OperationProgress) throws -> Void)? = nil
+    perQuery: Bool = false, mode: SearchMode? = nil, fusion: Fusion = .defaultHybrid,
+    progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> EvaluationReport {
     try evaluate(
       queries: queries, qrels: qrels, exact: exact, ef: ef, perQuery: perQuery, generation: nil,
-      adapter: .generation, progress: progress)
+      adapter: .generation, mode: mode, fusion: fusion, progress: progress)
   }
 
+  /// The training gate's evaluation leaves `mode` dense: it compares encoders.
   func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool, ef: Int, perQuery: Bool,
-    generation: UInt32?, adapter: AdapterChoice, progress: ((OperationProgress) throws -> Void)?
+    generation: UInt32?, adapter: AdapterChoice, mode requested: SearchMode? = .dense,
+    fusion: Fusion = .defaultHybrid, progress: ((OperationProgress) throws -> Void)?
   ) throws -> EvaluationReport {
+    guard let record = try database.collectionRecord(name) else {
+      throw VectorDBError.collectionNotFound(name)
+    }
+    let mode = try searchMode(requested, record: record, byVector: false)
     let start = Date()
     let cutoffs = MetricCutoffs()
     let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
@@ -68,7 +78,8 @@ extension Collection {
       let found = try search(
         texts: part.map { queries[$0]! }, vectors: nil,
         options: QueryOptions(
-          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false),
+          k: cutoffs.deepest, ef: max(ef, cutoffs.deepest), exact: exact, log: false, mode: mode,
+          fusion: fusion),
         generation: generation, adapter: adapter)
       for (id, result) in zip(part, found) {
         results[id] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
@@ -80,7 +91,7 @@ extension Collection {
     return EvaluationReport(
       metrics: evaluation.means, queries: evaluation.queries,
       perQuery: perQuery ? evaluation.perQuery : nil,
-      seconds: Date().timeIntervalSince(start))
+      seconds: Date().timeIntervalSince(start), mode: mode)
   }
 
   /// The logged queries with relevant feedback, as evaluation input: query id

@@ -11,6 +11,7 @@ import Foundation
 ///     {"$not": {"topic": "index"}}                          negation
 ///     {"author.name": "Ada"}                                dotted path into objects
 ///     {"tags": {"$exists": true}}                           the field is present
+///     {"$text": {"$contains": "error 0x80070005"}}           the text has every word
 ///
 /// Several keys in one object must all hold. A field whose value is an array matches
 /// an equality or `$in` when any element does. Comparisons (`$gt`, `$gte`, `$lt`,
@@ -24,6 +25,9 @@ public indirect enum Filter: Equatable, Sendable {
   case any([Filter])
   case not(Filter)
   case field(path: [String], Condition)
+  /// The document's text holds every term of this text (as the full-text index's
+  /// analyzer makes terms: "Errors" matches "error").
+  case text(contains: String)
 
   /// A condition on one field's value.
   public enum Condition: Equatable, Sendable {
@@ -61,8 +65,19 @@ public indirect enum Filter: Equatable, Sendable {
         parts.append(key == "$and" ? .all(children) : .any(children))
       case "$not":
         parts.append(.not(try Filter(value: operand)))
+      case "$text":
+        guard case .object(let condition) = operand, condition.count == 1,
+          case .string(let phrase) = condition["$contains"]
+        else {
+          throw Filter.error("$text takes {\"$contains\": \"words\"}")
+        }
+        guard !TextIndex.analyzer.terms(phrase).isEmpty else {
+          throw Filter.error("$text $contains \"\(phrase.prefix(40))\" has no searchable words")
+        }
+        parts.append(.text(contains: phrase))
       case let op where op.hasPrefix("$"):
-        throw Filter.error("unknown operator \(op) (expected $and, $or, $not, or a field name)")
+        throw Filter.error(
+          "unknown operator \(op) (expected $and, $or, $not, $text, or a field name)")
       default:
         let path = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard !path.contains(where: \.isEmpty) else {
@@ -115,14 +130,16 @@ public indirect enum Filter: Equatable, Sendable {
     .invalidInput(source: "filter", line: nil, reason: reason)
   }
 
-  /// Whether a document with this metadata passes.
-  public func matches(_ metadata: [String: JSONValue]) -> Bool {
+  /// Whether a document with this metadata (and text, for `$text`) passes.
+  public func matches(_ metadata: [String: JSONValue], text: String = "") -> Bool {
     switch self {
-    case .all(let parts): return parts.allSatisfy { $0.matches(metadata) }
-    case .any(let parts): return parts.contains { $0.matches(metadata) }
-    case .not(let part): return !part.matches(metadata)
+    case .all(let parts): return parts.allSatisfy { $0.matches(metadata, text: text) }
+    case .any(let parts): return parts.contains { $0.matches(metadata, text: text) }
+    case .not(let part): return !part.matches(metadata, text: text)
     case .field(let path, let condition):
       return condition.holds(for: Filter.lookup(path, in: metadata))
+    case .text(let phrase):
+      return Set(TextIndex.analyzer.terms(text)).isSuperset(of: TextIndex.analyzer.terms(phrase))
     }
   }
 
@@ -184,6 +201,7 @@ extension Filter: CustomStringConvertible {
     case .all(let parts): return ["$and": .array(parts.map(\.jsonValue))]
     case .any(let parts): return ["$or": .array(parts.map(\.jsonValue))]
     case .not(let part): return ["$not": part.jsonValue]
+    case .text(let phrase): return ["$text": ["$contains": .string(phrase)]]
     case .field(let path, let condition):
       let operand: JSONValue
       switch condition {

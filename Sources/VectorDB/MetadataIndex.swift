@@ -86,7 +86,7 @@ struct MetadataIndex {
         exact = exact && found.exact
       }
       return (rows, exact)
-    case .not:
+    case .not, .text:
       return nil
     }
   }

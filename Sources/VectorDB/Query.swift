@@ -1,6 +1,7 @@
 import Foundation
 import HNSW
 import LMDB
+import TextSearch
 import Training
 
 /// One document returned by a query.
@@ -11,6 +12,38 @@ public struct SearchHit: Codable, Equatable, Sendable {
   public var score: Float
   public var text: String
   public var metadata: [String: JSONValue]
+  /// Which searches found the document, with its rank and score in each.
+  public var sources: HitSources? = nil
+}
+
+/// Where a hit came from: its place in the dense and in the keyword list (null where
+/// that search did not return it, or did not run).
+public struct HitSources: Codable, Equatable, Sendable {
+  public var dense: HitSource?
+  public var keyword: HitSource?
+
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(dense, forKey: .dense)
+    try container.encode(keyword, forKey: .keyword)
+  }
+}
+
+/// A hit's rank (from 1) and score in one search's list.
+public struct HitSource: Codable, Equatable, Sendable {
+  public var rank: Int
+  /// The similarity (dense) or the BM25 score (keyword).
+  public var score: Float
+}
+
+/// How a text query searches (docs/search.md).
+public enum SearchMode: String, Codable, Sendable, CaseIterable {
+  /// Nearest neighbours of the query's embedding.
+  case dense
+  /// BM25 over the full-text index.
+  case keyword
+  /// Both, fused into one list (`QueryOptions.fusion`).
+  case hybrid
 }
 
 /// The hits of one query, best first, and the log id to send feedback to.
@@ -37,32 +70,58 @@ public struct QueryOptions: Sendable {
   public var exact = false
   /// Record the query in the query log (its id comes back in the result).
   public var log = true
+  /// Dense, keyword or hybrid; nil: the collection's default (`Collection.searchMode`).
+  public var mode: SearchMode?
+  /// How hybrid merges its two lists (docs/search.md says why this default).
+  public var fusion: Fusion = .defaultHybrid
+  /// How many hits hybrid takes from each list before fusing (at least k).
+  public var hybridDepth = 100
 
   public init(
-    k: Int = 10, ef: Int = 64, filter: Filter? = nil, exact: Bool = false, log: Bool = true
+    k: Int = 10, ef: Int = 64, filter: Filter? = nil, exact: Bool = false, log: Bool = true,
+    mode: SearchMode? = nil, fusion: Fusion = .defaultHybrid
   ) {
     self.k = k
     self.ef = ef
     self.filter = filter
     self.exact = exact
     self.log = log
+    self.mode = mode
+    self.fusion = fusion
+  }
+
+  /// - Throws: `VectorDBError.invalidInput` for k or ef below 1, or a convex alpha
+  ///   outside [0, 1].
+  func validate() throws {
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: "query", line: nil, reason: reason)
+    }
+    guard k > 0 else { throw fail("k must be positive") }
+    guard ef > 0 else { throw fail("ef must be positive") }
+    if case .convex(let alpha) = fusion, !(0...1).contains(alpha) {
+      throw fail("alpha must be within [0, 1] (got \(alpha))")
+    }
   }
 }
 
 extension Collection {
-  /// The `k` documents nearest to `text`, embedded with the active generation's model.
+  /// The `k` best documents for `text`, searched by `mode` (nil: the collection's
+  /// default, see `SearchMode`); dense search embeds it with the active generation's model.
   ///
   ///     let result = try docs.query(text: "sugar consumption and diabetes risk", k: 5)
   ///     for hit in result.hits { print(hit.score, hit.id, hit.text.prefix(60)) }
   ///     try docs.feedback(logID: result.logID!, documentID: result.hits[0].id)
   ///
-  /// - Throws: `VectorDBError.unsupported` for a collection without a model.
+  /// - Throws: `VectorDBError.unsupported` for a mode the collection cannot serve
+  ///   (dense without a model, keyword without a text index); `.invalidInput` for an
+  ///   empty text in keyword mode.
   public func query(
     text: String, k: Int = 10, filter: Filter? = nil, ef: Int = 64, exact: Bool = false,
-    log: Bool = true
+    log: Bool = true, mode: SearchMode? = nil
   ) throws -> QueryResult {
     try query(
-      texts: [text], options: QueryOptions(k: k, ef: ef, filter: filter, exact: exact, log: log))[0]
+      texts: [text],
+      options: QueryOptions(k: k, ef: ef, filter: filter, exact: exact, log: log, mode: mode))[0]
   }
 
   /// The `k` documents nearest to `vector` (see `query(text:…)`).
@@ -99,93 +158,185 @@ extension Collection {
   }
 
   /// Searches the active generation, or `generation` (a building one, for the
-  /// training gate) when given. Text queries are embedded with the generation's model
-  /// and mapped by `adapter`; given vectors are searched as they are.
+  /// training gate) when given, by the mode `options` asks for (or the collection's
+  /// default). Text queries are embedded with the generation's model and mapped by
+  /// `adapter`; given vectors are searched as they are.
   func search(
     texts: [String]?, vectors: [[Float]]?, options: QueryOptions, generation: UInt32? = nil,
     adapter choice: AdapterChoice = .generation
   ) throws -> [QueryResult] {
-    guard options.k > 0 else {
-      throw VectorDBError.invalidInput(source: "query", line: nil, reason: "k must be positive")
+    try options.validate()
+    guard let record = try database.collectionRecord(name), record.id == id else {
+      throw VectorDBError.collectionNotFound(name)
     }
-    guard options.ef > 0 else {
-      throw VectorDBError.invalidInput(source: "query", line: nil, reason: "ef must be positive")
+    let mode = try searchMode(options.mode, record: record, byVector: vectors != nil)
+    if options.filter?.hasText ?? false, !record.hasText { throw noTextIndex }
+    if mode == .keyword, let empty = texts?.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
+      throw VectorDBError.invalidInput(
+        source: "query", line: texts!.count > 1 ? empty + 1 : nil,
+        reason: "the query text is empty (keyword search needs words)")
+    }
+    if mode != .dense || options.filter?.hasText ?? false, record.textIndexIsStale {
+      try buildTextIndex()
     }
     while true {
-      guard let plan = try indexPlan(generation: generation) else {
-        throw VectorDBError.unsupported(
-          "collection \"\(name)\" has no vectors to search (it was created without a model)")
-      }
-      let queryVectors: [[Float]]
-      if let vectors {
-        for (number, vector) in vectors.enumerated() {
-          if let problem = plan.settings.problem(with: vector) {
-            throw VectorDBError.invalidVector(
-              reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")"
-            )
-          }
-        }
-        queryVectors = vectors
-      } else {
-        guard let model = plan.generation.model else {
-          throw VectorDBError.unsupported(
-            "collection \"\(name)\" holds given vectors: query it with a vector")
-        }
-        let embedded = try database.encoder(version: model).embed(texts ?? [])
-        let adapter: QueryAdapter<Float>?
-        switch choice {
-        case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)
-        case .candidate(let candidate): adapter = candidate
-        }
-        queryVectors = adapter.map { $0.apply(to: embedded) } ?? embedded
+      let plan = mode == .keyword ? nil : try indexPlan(generation: generation)
+      var queryVectors: [[Float]] = []
+      if let plan {
+        queryVectors = try self.queryVectors(
+          texts: texts, vectors: vectors, plan: plan, adapter: choice)
       }
       guard
         let hits = try read({ txn in
           try searchSnapshot(
-            queryVectors, plan: plan, options: options, pinned: generation != nil, in: txn)
+            texts: texts ?? [], vectors: queryVectors, mode: mode, plan: plan, options: options,
+            pinned: generation != nil, in: txn)
         })
       else {
         continue  // the active generation changed under us: search the new one
       }
       var results = hits.map { QueryResult(logID: nil, hits: $0) }
       if options.log {
-        let ids = try appendLog(results, texts: texts, plan: plan, options: options)
+        let ids = try appendLog(results, texts: texts, plan: plan, mode: mode, options: options)
         for index in results.indices { results[index].logID = ids[index] }
       }
       return results
     }
   }
 
+  /// The mode a query runs in: the one asked for, or the collection's default
+  /// (hybrid for texts embedded by a model, keyword for documents without vectors,
+  /// dense for given vectors and for queries by vector).
+  ///
+  /// - Throws: `VectorDBError.unsupported` for a mode the collection cannot serve,
+  ///   `.invalidInput` for keyword or hybrid with a query vector.
+  func searchMode(_ requested: SearchMode?, record: CollectionRecord, byVector: Bool) throws
+    -> SearchMode
+  {
+    guard record.vectors != nil || record.hasText else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" has neither vectors nor a text index: it cannot be searched")
+    }
+    let mode =
+      requested
+      ?? (byVector || !record.hasText ? .dense : record.vectors == nil ? .keyword : .hybrid)
+    if mode != .dense {
+      guard record.hasText else { throw noTextIndex }
+      if byVector {
+        throw VectorDBError.invalidInput(
+          source: "query", line: nil,
+          reason: "a query by vector can only be dense (\(mode.rawValue) search needs query text)")
+      }
+    }
+    if mode != .keyword, record.vectors == nil {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" has no vectors to search (it was created without a model): use --mode keyword"
+      )
+    }
+    return mode
+  }
+
+  /// The vectors to search: the given ones (checked), or the texts embedded with the
+  /// generation's model and mapped by the adapter.
+  private func queryVectors(
+    texts: [String]?, vectors: [[Float]]?, plan: IndexPlan, adapter choice: AdapterChoice
+  ) throws -> [[Float]] {
+    if let vectors {
+      for (number, vector) in vectors.enumerated() {
+        if let problem = plan.settings.problem(with: vector) {
+          throw VectorDBError.invalidVector(
+            reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")")
+        }
+      }
+      return vectors
+    }
+    guard let model = plan.generation.model else {
+      throw VectorDBError.unsupported(
+        "collection \"\(name)\" holds given vectors: query it with a vector")
+    }
+    let embedded = try database.encoder(version: model).embed(texts ?? [])
+    let adapter: QueryAdapter<Float>?
+    switch choice {
+    case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)
+    case .candidate(let candidate): adapter = candidate
+    }
+    return adapter.map { $0.apply(to: embedded) } ?? embedded
+  }
+
   /// Searches in one snapshot; nil when the active generation is no longer `plan`'s.
   private func searchSnapshot(
-    _ queries: [[Float]], plan: IndexPlan, options: QueryOptions, pinned: Bool, in txn: Transaction
+    texts: [String], vectors: [[Float]], mode: SearchMode, plan: IndexPlan?,
+    options: QueryOptions, pinned: Bool, in txn: Transaction
   ) throws -> [[SearchHit]]? {
-    guard let record = try Database.collectionRecord(name, in: txn, schema: database.schema),
-      pinned || record.active == plan.generation.id
-    else { return nil }
+    guard let record = try Database.collectionRecord(name, in: txn, schema: database.schema)
+    else { throw VectorDBError.collectionNotFound(name) }
+    if let plan, !pinned, record.active != plan.generation.id { return nil }
     let candidates = try options.filter.map { try rows(matching: $0, in: txn) }
-    return try queries.map { vector in
-      let neighbors: [Neighbor]
-      switch (options.exact, candidates) {
-      case (true, let candidates):
-        neighbors = try plan.index.exactSearch(
-          vector, k: options.k, candidates: candidates, in: txn)
-      case (false, .some(let candidates)):
-        neighbors = try plan.index.search(
-          vector, k: options.k, ef: options.ef, candidates: candidates, in: txn)
-      case (false, nil):
-        neighbors = try plan.index.search(vector, k: options.k, ef: options.ef, in: txn)
+    // Hybrid fuses deeper lists than it returns, so that a document one side ranks
+    // low can still rise.
+    let depth = mode == .hybrid ? max(options.k, options.hybridDepth) : options.k
+    let accepted = candidates.map(Set.init)
+    return try (0..<max(texts.count, vectors.count)).map { index in
+      var dense: [ScoredDocument] = []
+      var keyword: [ScoredDocument] = []
+      if let plan {
+        dense = try denseSearch(
+          vectors[index], k: depth, plan: plan, options: options, candidates: candidates, in: txn)
       }
-      return try neighbors.map { neighbor in
-        guard let (documentID, document) = try document(row: neighbor.id, in: txn) else {
+      if mode != .dense, let text = record.text {
+        keyword = try textIndex.search(
+          texts[index], k: depth, record: text,
+          accept: accepted.map { set in { set.contains($0) } },
+          exhaustive: options.exact, in: txn)
+      }
+      let ranked: [ScoredDocument]
+      switch mode {
+      case .dense: ranked = dense
+      case .keyword: ranked = keyword
+      case .hybrid:
+        ranked = Array(options.fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
+      }
+      let denseRanks = Dictionary(
+        uniqueKeysWithValues: dense.enumerated().map { ($1.document, $0) })
+      let keywordRanks = Dictionary(
+        uniqueKeysWithValues: keyword.enumerated().map { ($1.document, $0) })
+      return try ranked.map { hit in
+        guard let (documentID, document) = try document(row: hit.document, in: txn) else {
           throw VectorDBError.damaged(
-            path: database.path, detail: "index node \(neighbor.id) has no document")
+            path: database.path, detail: "index entry \(hit.document) has no document")
         }
         return SearchHit(
-          id: documentID,
-          score: plan.settings.metric.similarity(fromDistance: neighbor.distance),
-          text: document.text, metadata: try document.metadata())
+          id: documentID, score: Float(hit.score), text: document.text,
+          metadata: try document.metadata(),
+          sources: HitSources(
+            dense: denseRanks[hit.document].map {
+              HitSource(rank: $0 + 1, score: Float(dense[$0].score))
+            },
+            keyword: keywordRanks[hit.document].map {
+              HitSource(rank: $0 + 1, score: Float(keyword[$0].score))
+            }))
       }
+    }
+  }
+
+  /// The graph (or exact) search of one vector, scored by similarity.
+  private func denseSearch(
+    _ vector: [Float], k: Int, plan: IndexPlan, options: QueryOptions, candidates: [UInt32]?,
+    in txn: Transaction
+  ) throws -> [ScoredDocument] {
+    let neighbors: [Neighbor]
+    let ef = max(options.ef, k)
+    switch (options.exact, candidates) {
+    case (true, let candidates):
+      neighbors = try plan.index.exactSearch(vector, k: k, candidates: candidates, in: txn)
+    case (false, .some(let candidates)):
+      neighbors = try plan.index.search(vector, k: k, ef: ef, candidates: candidates, in: txn)
+    case (false, nil):
+      neighbors = try plan.index.search(vector, k: k, ef: ef, in: txn)
+    }
+    return neighbors.map {
+      ScoredDocument(
+        document: $0.id, score: Double(plan.settings.metric.similarity(fromDistance: $0.distance)))
     }
   }
 
@@ -202,16 +353,22 @@ extension Collection {
     )
   }
 
-  /// The rows whose metadata matches `filter`: from the metadata index where it can
-  /// answer (checking the documents when it gives a superset), else by reading every
-  /// document of the collection.
+  /// The rows that match `filter`: from the metadata and text indexes where they can
+  /// answer (checking the documents when they give a superset), else by reading
+  /// every document of the collection.
   func rows(matching filter: Filter, in txn: Transaction) throws -> [UInt32] {
     let index = MetadataIndex(table: database.schema.metadataIndex, collection: id)
-    if let found = try index.rows(matching: filter, in: txn) {
+    var found = try index.rows(matching: filter, in: txn)
+    if found != nil, filter.hasText { found!.exact = false }
+    if let words = filter.requiredText {
+      let rows = try textIndex.rows(containingAll: words, in: txn)
+      found = found.map { ($0.rows.intersection(rows), false) } ?? (rows, false)
+    }
+    if let found {
       if found.exact { return found.rows.sorted() }
       return try found.rows.sorted().filter { row in
         guard let (_, document) = try document(row: row, in: txn) else { return false }
-        return filter.matches(try document.metadata())
+        return filter.matches(try document.metadata(), text: document.text)
       }
     }
     var rows: [UInt32] = []
@@ -219,7 +376,7 @@ extension Collection {
     try txn.forEach(in: database.schema.docs, from: prefix) { key, value in
       guard key.starts(with: prefix.bytes) else { return false }
       let document = try DocumentRecord(bytes: value, path: database.path)
-      if filter.matches(try document.metadata()) { rows.append(document.row) }
+      if filter.matches(try document.metadata(), text: document.text) { rows.append(document.row) }
       return true
     }
     return rows
@@ -227,16 +384,18 @@ extension Collection {
 
   /// Queues the log entries (committed in the background; see `LogWriter`).
   private func appendLog(
-    _ results: [QueryResult], texts: [String]?, plan: IndexPlan, options: QueryOptions
+    _ results: [QueryResult], texts: [String]?, plan: IndexPlan?, mode: SearchMode,
+    options: QueryOptions
   ) throws -> [UInt64] {
     let filterJSON = options.filter?.description
     let now = Date()
     let entries = results.enumerated().map { index, result in
       LogEntry(
         id: 0, time: now, collection: name, kind: .query, text: texts?[index],
-        model: plan.generation.model ?? 0, generation: Int(plan.generation.id), k: options.k,
-        filter: filterJSON, hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
-        adapter: texts == nil ? nil : plan.generation.adapter)
+        model: plan?.generation.model ?? 0, generation: Int(plan?.generation.id ?? 0),
+        k: options.k, filter: filterJSON,
+        hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
+        adapter: texts == nil ? nil : plan?.generation.adapter, mode: mode)
     }
     return try storage { try database.logWriter.append(entries) }
   }

@@ -43,10 +43,12 @@ public struct LogEntry: Codable, Equatable, Sendable {
   public var adapter: Int?
   /// Feedback given on this entry, oldest first (filled in when read).
   public var feedback: [Feedback] = []
+  /// How the query searched; nil for entries from before keyword search (dense).
+  public var mode: SearchMode? = nil
 
   enum CodingKeys: String, CodingKey {
     case id = "log_id"  // the one name of a log id, in every output
-    case time, collection, kind, text, model, generation, k, filter, hits, adapter, feedback
+    case time, collection, kind, text, model, generation, k, filter, hits, adapter, feedback, mode
   }
 }
 

@@ -170,6 +170,8 @@ struct Eval: ParsableCommand {
 
       Examples:
         vdb eval -c scifact --beir ../datasets/scifact --split test
+        vdb eval -c scifact --beir ../datasets/scifact --mode keyword
+        vdb eval -c scifact --beir ../datasets/scifact --mode hybrid --fusion convex --alpha 0.6
         vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
         vdb eval -c scifact --from-log           logged queries with feedback
         vdb eval -c scifact --diagnose           where the retriever fails
@@ -195,6 +197,7 @@ struct Eval: ParsableCommand {
     help: "Evaluate model version V, which needs no generation, by re-scoring a pool (--pool).")
   var model: Int?
   @Option(help: "With --model: the current top N documents per query to re-score.") var pool = 100
+  @OptionGroup var search: SearchModeOptions
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -232,7 +235,8 @@ struct Eval: ParsableCommand {
         ) { try bar.update($0) }
       }
       ?? collection.evaluate(
-        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil
+        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil,
+        mode: search.mode, fusion: search.fusionMethod
       ) { try bar.update($0) }
     bar.finish()
     if let perQuery {
@@ -255,7 +259,7 @@ struct Eval: ParsableCommand {
       })
     let method =
       model.map { "model v\($0) over pools of the current top \(pool)" }
-      ?? (exact ? "exact search" : "index (ef \(max(ef, 100)))")
+      ?? "\(report.mode.rawValue), " + (exact ? "exact search" : "index (ef \(max(ef, 100)))")
     print("\(report.queries) queries, \(method), \(Terminal.seconds(report.seconds))")
   }
 

@@ -15,8 +15,16 @@ struct Query: ParsableCommand {
         vdb query -c notes "graphs" --filter '{"topic": {"$in": ["index", "storage"]}}'
         vdb query -c notes --file questions.txt --json      one text per line → JSON Lines
         vdb query -c sift --vectors queries.fvecs --json --no-log
+        vdb query -c scifact --mode keyword "BRCA1 mutation"
+        vdb query -c scifact --mode hybrid --fusion convex --alpha 0.6 "statins and memory"
+        vdb query -c notes "graphs" --filter '{"$text": {"$contains": "lmdb"}}'
 
-      JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…", "metadata": {…}}]}
+      Modes (docs/search.md): dense (embeddings), keyword (BM25), hybrid (both, fused);
+      the default is hybrid for text collections with a model, keyword for documents
+      without vectors, dense for given vectors.
+
+      JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…", "metadata": {…},
+      "sources": {"dense": {"rank": 1, "score": 0.71}, "keyword": null}}]}
       (for --file and --vectors: one such line per query, in input order, and a \
       summary on stderr).
       """)
@@ -32,6 +40,7 @@ struct Query: ParsableCommand {
   @Flag(help: "Do not record the query in the query log.") var noLog = false
   @Option(help: "A file of query texts, one per line (`-`: standard input).") var file: String?
   @Option(help: "A .fvecs or float32 .npy file of query vectors.") var vectors: String?
+  @OptionGroup var search: SearchModeOptions
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -44,7 +53,8 @@ struct Query: ParsableCommand {
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     let options = QueryOptions(
-      k: k, ef: ef, filter: try filter.map { try Filter(json: $0) }, exact: exact, log: !noLog)
+      k: k, ef: ef, filter: try filter.map { try Filter(json: $0) }, exact: exact, log: !noLog,
+      mode: search.mode, fusion: search.fusionMethod)
     if let text {
       let result = try collection.query(texts: [text], options: options)[0]
       try show(result)
@@ -79,14 +89,52 @@ struct Query: ParsableCommand {
       try Terminal.printJSON(result)
       return
     }
+    let hybrid =
+      result.hits.contains { $0.sources?.dense != nil && $0.sources?.keyword != nil }
+      || search.mode == .hybrid
+    func source(_ found: HitSource?) -> String {
+      found.map { "#\($0.rank) " + String(format: "%.3f", $0.score) } ?? "-"
+    }
     Terminal.printTable(
-      headers: ["rank", "score", "id", "text"],
+      headers: ["rank", "score", "id"] + (hybrid ? ["dense", "keyword"] : []) + ["text"],
       rows: result.hits.enumerated().map { rank, hit in
-        [String(rank + 1), String(format: "%.4f", hit.score), hit.id, hit.text]
-      }, flexibleColumn: 3)
+        [String(rank + 1), String(format: "%.4f", hit.score), hit.id]
+          + (hybrid ? [source(hit.sources?.dense), source(hit.sources?.keyword)] : []) + [hit.text]
+      }, flexibleColumn: hybrid ? 5 : 3)
     if let logID = result.logID { print("log id \(logID) (vdb feedback \(logID) DOC_ID)") }
   }
 }
+
+/// `--mode`, `--fusion`, `--alpha`: how text queries search (query and eval).
+struct SearchModeOptions: ParsableArguments {
+  enum FusionName: String, ExpressibleByArgument, CaseIterable {
+    case rrf, convex
+  }
+
+  @Option(help: "dense, keyword or hybrid (default: the collection's, see docs/search.md).")
+  var mode: SearchMode?
+  @Option(help: "How hybrid fuses its lists: convex (normalised scores) or rrf (reciprocal rank).")
+  var fusion: FusionName = .convex
+  @Option(help: "Convex fusion's weight of the dense scores, within [0, 1] (default 0.5).")
+  var alpha: Double?
+
+  func validate() throws {
+    if let alpha {
+      guard (0...1).contains(alpha) else {
+        throw ValidationError("--alpha must be within [0, 1] (got \(alpha))")
+      }
+      guard fusion == .convex else {
+        throw ValidationError("--alpha goes with --fusion convex, not rrf")
+      }
+    }
+  }
+
+  var fusionMethod: Fusion {
+    fusion == .rrf ? .reciprocalRank : .convex(alpha: alpha ?? 0.5)
+  }
+}
+
+extension SearchMode: ExpressibleByArgument {}
 
 struct Embed: ParsableCommand {
   static let configuration = CommandConfiguration(

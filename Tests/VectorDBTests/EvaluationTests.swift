@@ -93,7 +93,7 @@ final class SimulatedUsageTests: XCTestCase {
     }
     try collection.upsert(documents)
     let results = try collection.query(
-      texts: chosen.map { queries[$0]! }, options: QueryOptions(k: 10))
+      texts: chosen.map { queries[$0]! }, options: QueryOptions(k: 10, mode: .dense))
     var expected = Set<String>()
     var corrections = 0
     for (queryID, result) in zip(chosen, results) {

@@ -98,9 +98,10 @@ final class ReembedProcessTests: XCTestCase {
     XCTAssertEqual(try collection.read { try plan.index.count(in: $0) }, 1500)
     // And its graph finds what exact search finds.
     let queries = (0..<50).map { "subject \($0 % 13) detail \($0 % 7)" }
-    let approximate = try collection.query(texts: queries, options: QueryOptions(k: 10, log: false))
+    let approximate = try collection.query(
+      texts: queries, options: QueryOptions(k: 10, log: false, mode: .dense))
     let exact = try collection.query(
-      texts: queries, options: QueryOptions(k: 10, exact: true, log: false))
+      texts: queries, options: QueryOptions(k: 10, exact: true, log: false, mode: .dense))
     let found = zip(approximate, exact).map {
       Set($0.hits.map(\.id)).intersection($1.hits.map(\.id)).count
     }

@@ -110,7 +110,7 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertLessThan(try heldOut("0.2"), try heldOut("0.6"))
     XCTAssertEqual(try Shell.vdb(["train", "-c", "s", "--held-out", "1", "--db", db]).status, 2)
     let query = "vitamin d and bone density"
-    let before = try collection.query(text: query, k: 5, log: false)
+    let before = try collection.query(text: query, k: 5, log: false, mode: .dense)
     let trained = try Shell.vdb([
       "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--force", "--json", "--db", db,
     ])
@@ -133,7 +133,7 @@ final class TrainProcessTests: XCTestCase {
     // A text query is the encoder's vector mapped by the adapter.
     let adapter = try database.queryAdapter(version: report.modelVersion)
     let mapped = adapter.apply(to: try database.encoder(version: 1).embed([query]))[0]
-    let byText = try reopened.query(text: query, k: 5, log: false)
+    let byText = try reopened.query(text: query, k: 5, log: false, mode: .dense)
     XCTAssertEqual(
       byText.hits.map(\.id), try reopened.query(vector: mapped, k: 5, log: false).hits.map(\.id))
     XCTAssertNotEqual(byText.hits.map(\.score), before.hits.map(\.score))
@@ -142,20 +142,22 @@ final class TrainProcessTests: XCTestCase {
 
     // Rollback undoes the adapter at once; activate brings it back.
     XCTAssertEqual(try Shell.vdb(["models", "rollback", "-c", "s", "--db", db]).status, 0)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false, mode: .dense), before)
     try reopened.activate(model: report.modelVersion)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), byText)
+    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false, mode: .dense), byText)
 
     // A rebuild with the same model keeps the adapter; rollback returns to generation 1.
     try reopened.reembed(all: true)
     XCTAssertEqual(try reopened.generations().last?.adapter, report.modelVersion)
     XCTAssertEqual(
-      try reopened.query(text: query, k: 5, log: false).hits.map(\.id), byText.hits.map(\.id))
+      try reopened.query(text: query, k: 5, log: false, mode: .dense).hits.map(\.id),
+      byText.hits.map(\.id))
     try reopened.rollback()
     XCTAssertEqual(try reopened.generations().first { $0.state == .active }?.id, 1)
 
     try reopened.activate(model: 1)
-    XCTAssertEqual(try reopened.query(text: query, k: 5, log: false), before, "adapter off")
+    XCTAssertEqual(
+      try reopened.query(text: query, k: 5, log: false, mode: .dense), before, "adapter off")
   }
 
   func testKilledRunLeavesTheDatabaseAsItWasAndResumes() throws {

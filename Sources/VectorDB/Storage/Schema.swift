@@ -35,12 +35,15 @@ struct Schema {
   let sources: Table
   /// Routers, their versions and their logs (see `RouterStore`).
   let routing: RouterStore
+  /// The full-text index: collection id ++ kind ++ term ++ (row id) → counts
+  /// (see `TextIndex`).
+  let text: Table
 
   /// Every fixed table name of this format; index tables are named `index.*`.
   static let tableNames = Set<String>([
     "meta", "collections", "docs", "rows", "querylog", "feedback", "models", "modelblobs",
     "generations",
-    "metaindex", "sources",
+    "metaindex", "sources", "text",
   ]).union(RouterStore.tableNames)
 
   /// Whether `name` is one of ours (a database holding others is not ours).
@@ -67,6 +70,7 @@ struct Schema {
     metadataIndex = try environment.table("metaindex")
     sources = try environment.table("sources")
     routing = try RouterStore(environment: environment, meta: meta)
+    text = try environment.table("text")
   }
 
   static func docKey(collection: UInt32, id: String) -> KeyBuilder {
@@ -98,6 +102,11 @@ struct CollectionRecord: Codable, Equatable {
   /// How many previous generations to keep for rollback.
   var retain: Int?
   var nextGeneration: UInt32 = 1
+  /// The full-text index's analyzer, BM25 parameters and counts; nil before it is
+  /// built and for a collection of given vectors.
+  var text: TextIndexRecord?
+  /// False when the collection was created without a text index (nil: with one).
+  var textIndex: Bool?
 }
 
 /// A collection's vector space: dimension, metric, index parameters, and the model

@@ -35,7 +35,8 @@ extension Collection {
     let texts = ids.map { queries[$0]! }
     let current = try search(
       texts: texts, vectors: nil,
-      options: QueryOptions(k: max(pool, 100), ef: max(pool, 100), exact: true, log: false))
+      options: QueryOptions(
+        k: max(pool, 100), ef: max(pool, 100), exact: true, log: false, mode: .dense))
     let shared = try sampleDocuments(sample, seed: 42)
     let pools = zip(ids, current).map { id, result in
       (
@@ -49,7 +50,7 @@ extension Collection {
       results: results, qrels: qrels.filter { results[$0.key] != nil })
     return EvaluationReport(
       metrics: evaluation.means, queries: evaluation.queries, perQuery: evaluation.perQuery,
-      seconds: Date().timeIntervalSince(start))
+      seconds: Date().timeIntervalSince(start), mode: .dense)
   }
 
   /// A query's pool: the first `depth` of `ranked`, then the judged documents and the

@@ -260,7 +260,7 @@ extension Collection {
       let part = Array(queries[first..<min(first + chunk, queries.count)])
       let found = try search(
         texts: part, vectors: nil,
-        options: QueryOptions(k: depth, ef: depth, exact: true, log: false))
+        options: QueryOptions(k: depth, ef: depth, exact: true, log: false, mode: .dense))
       for (text, result) in zip(part, found) {
         results[text] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
       }
@@ -285,7 +285,7 @@ extension Collection {
         let part = Array(queries[first..<min(first + 64, queries.count)])
         let found = try search(
           texts: part, vectors: nil,
-          options: QueryOptions(k: 100, ef: 100, exact: true, log: false),
+          options: QueryOptions(k: 100, ef: 100, exact: true, log: false, mode: .dense),
           adapter: .candidate(adapter))
         for (text, result) in zip(part, found) {
           results[text] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }

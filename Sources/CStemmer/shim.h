@@ -1,0 +1,2 @@
+// Snowball stemmers (Debian: libstemmer-dev, which ships no pkg-config file).
+#include <libstemmer.h>
