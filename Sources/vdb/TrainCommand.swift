@@ -12,12 +12,12 @@ struct Train: ParsableCommand {
       Training pairs are the logged queries with relevant feedback (clicks, \
       corrections, judgements); hard negatives are mined with the current model. \
       The gate judges the candidate on queries it never trained on: below 400 judged \
-      queries it cross-fits (5 folds: each fold judged by a candidate trained on the \
+      queries it cross-fits (3 folds: each fold judged by a candidate trained on the \
       others, so every judged query votes; the published model then trains on all), \
       else it holds out 20% (--held-out). A candidate is promoted only when the 95% \
       interval of the nDCG@10 change lies above zero (paired bootstrap).
 
-      Tiers: `full` trains the whole encoder (lr 2e-5, 3 epochs, 3 hard negatives). \
+      Tiers: `full` trains the whole encoder (lr 2e-5, 3 epochs, 1 hard negative). \
       The gate re-scores a pool per query (the current top 100 plus the judged \
       documents), so a rejected candidate embeds no corpus; a promoted one is stored \
       and re-embeds the corpus into a new generation (a resumable job; queries keep \
@@ -58,7 +58,7 @@ struct Train: ParsableCommand {
   @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
   var maxSeqLength = 128
-  @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = 3
+  @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = 1
   @Option(help: "Ranked candidates looked at per query when mining negatives.")
   var miningDepth = 200
   @Option(help: "Gate folds: 1 a held-out split, 2+ cross-fitting (default: automatic).")

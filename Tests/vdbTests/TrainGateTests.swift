@@ -5,17 +5,10 @@ import XCTest
 
 /// The training gate and model storage: pooled evaluation, folds, refusals, pruning, and a
 /// promoted candidate's re-embed killed half-way.
-final class TrainGateTests: XCTestCase {
-  var directory: String!
-  var db: String { directory + "/db" }
-
+final class TrainGateTests: ShellTestCase {
   override func setUpWithError() throws {
-    directory = try Shell.temporaryDirectory("gate")
+    try super.setUpWithError()
     XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
-  }
-
-  override func tearDownWithError() throws {
-    try? FileManager.default.removeItem(atPath: directory)
   }
 
   /// The gate's pooled evaluation is the full evaluation when the pool is the corpus, and
@@ -48,7 +41,7 @@ final class TrainGateTests: XCTestCase {
     let split = VectorDB.Collection.folds(of: texts, count: 1, heldOutFraction: 0.2, seed: 7)
     XCTAssertEqual(split.count, 1)
     XCTAssertTrue((10...32).contains(split[0].count), "about a fifth held out")
-    XCTAssertEqual(TrainingOptions().foldCount(judged: 113), 5)
+    XCTAssertEqual(TrainingOptions().foldCount(judged: 113), 3)
     XCTAssertEqual(TrainingOptions().foldCount(judged: 809), 1)
   }
 

@@ -89,7 +89,7 @@ final class TrainProcessTests: XCTestCase {
     let reopened = try database.collection("s", create: false)
     XCTAssertEqual(try reopened.generations().last?.model, report.modelVersion)
     XCTAssertEqual(
-      try reopened.query(text: query, k: 5, log: false).hits.map(\.id),
+      try reopened.query(text: query, k: 5, log: false, mode: .dense).hits.map(\.id),
       try reopened.query(vector: encoder.embed(query), k: 5, log: false).hits.map(\.id))
   }
 
