@@ -64,12 +64,14 @@ public final class Database: @unchecked Sendable {
     }
     let environment = try Database.openEnvironment(path, options: options, readOnly: readOnly)
     isReadOnly = readOnly
-    if environment.fileSize() < environment.usedBytes() {
+    // The committed meta page first, the file's size after: a writer writes its pages
+    // before it commits the meta that counts them, so a whole file is never smaller than
+    // what was read first — unless it is truncated.
+    let used = environment.usedBytes()
+    let size = environment.fileSize()
+    if size < used {
       throw VectorDBError.damaged(
-        path: path,
-        detail:
-          "data.mdb is \(environment.fileSize()) bytes but its pages need \(environment.usedBytes()) (truncated)"
-      )
+        path: path, detail: "data.mdb is \(size) bytes but its pages need \(used) (truncated)")
     }
     let names = try storage { try environment.tableNames() }
     if !isNew && !names.isEmpty && !names.contains("meta")
