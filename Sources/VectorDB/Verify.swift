@@ -219,9 +219,13 @@ extension Database {
     where !generations.contains(where: { $0.id == id }) {
       problem("collection \"\(record.name)\": generation \(id) has no record")
     }
+    let tables = Set(try storage { try environment.tableNames() })
     for generation in generations where generation.state != .dropped {
       let place = "collection \"\(record.name)\" generation \(generation.id)"
       let name = GenerationRecord.indexName(collection: record.id, generation: generation.id)
+      // A job killed before its first batch leaves a building generation whose index
+      // does not exist yet: nothing was embedded, and `reembed` resumes it.
+      if generation.state == .building && !tables.contains(name) { continue }
       let index: VectorIndex
       do {
         index = try indexCache.open(name, environment: environment, create: nil)
