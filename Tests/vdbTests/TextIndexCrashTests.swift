@@ -13,7 +13,7 @@ final class TextIndexCrashTests: XCTestCase {
     let db = directory + "/db"
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let batchSize = 300
-    let batchesPerRound = 12
+    let batchesPerRound = 24
     var generator = SystemRandomNumberGenerator()
     var kills = 0
     for round in 0..<6 {
@@ -24,8 +24,15 @@ final class TextIndexCrashTests: XCTestCase {
         script +=
           "'\(Shell.binary)' import '\(directory)/\(name).jsonl' -c crash --db '\(db)' --batch-size \(batchSize) > /dev/null\n"
       }
+      let before = try Database(path: db).collection("crash").count()
       let child = try Shell.startGroup(script)
-      usleep(UInt32.random(in: 100_000...900_000, using: &generator))
+      // Kill at a random moment after the round's first batch is in, whatever the
+      // machine's speed.
+      let deadline = Date().addingTimeInterval(60)
+      while try Database(path: db).collection("crash").count() == before && Date() < deadline {
+        usleep(5_000)
+      }
+      usleep(UInt32.random(in: 0...300_000, using: &generator))
       if Shell.killGroup(child).killed { kills += 1 }
 
       let collection = try Database(path: db).collection("crash")
