@@ -5,7 +5,7 @@
 #
 # Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
 # (coverage-guided, memory errors and traps are crashes) and links the modules they
-# import (LMDB, Crypto) from the release test build (`tools/test.sh` makes it). Seeds
+# import (LMDB, TextSearch, Crypto) from the release test build (`tools/test.sh` makes it). Seeds
 # are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not the repository.
 # A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
 #
@@ -27,14 +27,15 @@ sources=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
 sources=("${sources[@]/#/Sources/VectorDB/}")
 sources=("${sources[@]/%/.swift}")
 # Modules the sources import, and the objects that implement them.
-flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap)
+flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
+  -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap)
 for map in $(find "$bin" -maxdepth 2 -name module.modulemap -path '*CCrypto*'); do
   flags+=(-Xcc "-fmodule-map-file=$map")
 done
 for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -type d -name include); do
   flags+=(-Xcc -I -Xcc "$include")
 done
-objects=$(find "$bin"/{LMDB,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
+objects=$(find "$bin"/{LMDB,TextSearch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
   -name '*.o' 2>/dev/null)
 
 work=Fuzz/.build
@@ -44,7 +45,7 @@ for target in "${targets[@]}"; do
   echo "== fuzz $target (${seconds} s)" >&2
   # shellcheck disable=SC2086
   swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "Fuzz_$target" \
-    "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects -llmdb \
+    "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects -llmdb -lstemmer \
     -o "$work/$target" 2> >(grep -v 'Cannot export local symbol' >&2)
   rm -rf "$work/$target.corpus"
   cp -r "Fuzz/corpus/$target" "$work/$target.corpus"

@@ -1,4 +1,5 @@
 import Foundation
+import TextSearch
 
 /// A condition on document metadata, written as JSON (a small subset of MongoDB's
 /// query language, as Chroma and others use).
@@ -71,7 +72,7 @@ public indirect enum Filter: Equatable, Sendable {
         else {
           throw Filter.error("$text takes {\"$contains\": \"words\"}")
         }
-        guard !TextIndex.analyzer.terms(phrase).isEmpty else {
+        guard !Analyzer.english.terms(phrase).isEmpty else {
           throw Filter.error("$text $contains \"\(phrase.prefix(40))\" has no searchable words")
         }
         parts.append(.text(contains: phrase))
@@ -139,7 +140,7 @@ public indirect enum Filter: Equatable, Sendable {
     case .field(let path, let condition):
       return condition.holds(for: Filter.lookup(path, in: metadata))
     case .text(let phrase):
-      return Set(TextIndex.analyzer.terms(text)).isSuperset(of: TextIndex.analyzer.terms(phrase))
+      return Set(Analyzer.english.terms(text)).isSuperset(of: Analyzer.english.terms(phrase))
     }
   }
 
