@@ -69,7 +69,7 @@ extension Collection {
     let base = try database.encoder(version: run.baseModel)
 
     // The current retriever on every gate query: its metrics, and the full tier's pools.
-    let current = try rankCurrent(run.gateQueries, depth: max(options.gatePool, 100)) {
+    let current = try rank(run.gateQueries, depth: max(options.gatePool, 100)) {
       try progress?(.evaluating($0))
     }
     let fits = run.folds.count + 1
@@ -92,7 +92,7 @@ extension Collection {
     // The verdict over every gate query.
     let ids = run.gateQueries
     let evaluation = RetrievalMetrics.evaluate(
-      results: current.results, qrels: run.judged.filter { ids.contains($0.key) })
+      results: current, qrels: run.judged.filter { ids.contains($0.key) })
     let test = PairedBootstrap(seed: options.seed).compare(
       current: ids.map { evaluation.perQuery[$0]?["ndcg@10"] ?? 0 },
       candidate: ids.map { run.scored[$0]?.metrics["ndcg@10"] ?? 0 })
@@ -246,27 +246,26 @@ extension Collection {
 
   // MARK: Gate
 
-  /// The current retriever's exact top `depth` for each query (text → hits).
-  struct CurrentRanking {
-    var results: [String: [ScoredHit]]
-  }
-
-  private func rankCurrent(
-    _ queries: [String], depth: Int, progress: (OperationProgress) throws -> Void
-  ) throws -> CurrentRanking {
+  /// Each query's exact top `depth` by dense search of the active generation, its text
+  /// queries mapped by `adapter` (text → hits).
+  private func rank(
+    _ queries: [String], depth: Int, adapter: AdapterChoice = .generation,
+    progress: (OperationProgress) throws -> Void
+  ) throws -> [String: [ScoredHit]] {
     var results: [String: [ScoredHit]] = [:]
     let chunk = 64
     for first in stride(from: 0, to: queries.count, by: chunk) {
       let part = Array(queries[first..<min(first + chunk, queries.count)])
       let found = try search(
         texts: part, vectors: nil,
-        options: QueryOptions(k: depth, ef: depth, exact: true, log: false, mode: .dense))
+        options: QueryOptions(k: depth, ef: depth, exact: true, log: false, mode: .dense),
+        adapter: adapter)
       for (text, result) in zip(part, found) {
         results[text] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
       }
       try progress(OperationProgress(done: results.count, total: queries.count))
     }
-    return CurrentRanking(results: results)
+    return results
   }
 
   /// Scores `queries` with `candidate`: an adapter by exact search over the active
@@ -274,23 +273,15 @@ extension Collection {
   /// `gatePool` plus its judged documents), embedding only the pools' documents.
   /// Returns each query's metrics and best relevant rank, and the documents embedded.
   private func score(
-    _ candidate: Candidate, queries: [String], run: TrainingRun, current: CurrentRanking,
+    _ candidate: Candidate, queries: [String], run: TrainingRun, current: [String: [ScoredHit]],
     progress: ((TrainingStage) throws -> Void)?
   ) throws -> (scores: [String: TrainingRun.ScoredQuery], embedded: Int) {
     var results: [String: [ScoredHit]] = [:]
     var embedded = 0
     switch candidate.model {
     case .adapter(let adapter):
-      for first in stride(from: 0, to: queries.count, by: 64) {
-        let part = Array(queries[first..<min(first + 64, queries.count)])
-        let found = try search(
-          texts: part, vectors: nil,
-          options: QueryOptions(k: 100, ef: 100, exact: true, log: false, mode: .dense),
-          adapter: .candidate(adapter))
-        for (text, result) in zip(part, found) {
-          results[text] = result.hits.map { ScoredHit(id: $0.id, score: Double($0.score)) }
-        }
-        try progress?(.evaluating(OperationProgress(done: results.count, total: queries.count)))
+      results = try rank(queries, depth: 100, adapter: .candidate(adapter)) {
+        try progress?(.evaluating($0))
       }
     case .encoder(let encoder, _):
       let shared = try sampleDocuments(run.options.gateSample, seed: run.options.seed)
@@ -298,7 +289,7 @@ extension Collection {
         (
           text,
           Self.pool(
-            (current.results[text] ?? []).map(\.id), depth: run.options.gatePool,
+            (current[text] ?? []).map(\.id), depth: run.options.gatePool,
             judged: run.judged[text]!.keys.sorted(), sample: shared)
         )
       }
@@ -334,14 +325,14 @@ extension Collection {
 
   /// The gate queries whose nDCG@10 changed most: up to 5 gains, then up to 5 losses.
   private func changes(
-    _ ids: [String], run: TrainingRun, current: CurrentRanking,
+    _ ids: [String], run: TrainingRun, current: [String: [ScoredHit]],
     before: [String: [String: Double]]
   ) -> [QueryChange] {
     let all = ids.map { text in
       QueryChange(
         query: text, ndcgBefore: before[text]?["ndcg@10"] ?? 0,
         ndcgAfter: run.scored[text]?.metrics["ndcg@10"] ?? 0,
-        rankBefore: Self.bestRank(current.results[text] ?? [], relevant: run.judged[text]!),
+        rankBefore: Self.bestRank(current[text] ?? [], relevant: run.judged[text]!),
         rankAfter: run.scored[text]?.rank)
     }
     let byChange = all.sorted {
@@ -448,24 +439,26 @@ extension Collection {
   private static let lock = NSLock()
 
   private func dropRunRecords() throws {
-    let keys = ["train.checkpoint", "train.run", "train.fit"].map(blobKey)
+    try writeRunRecord(nil, dropping: ["train.checkpoint", "train.run", "train.fit"])
+  }
+
+  /// Saves the run record; with `droppingCheckpoint`, drops the finished fit's checkpoint
+  /// in the same transaction.
+  private func saveRun(_ run: TrainingRun, droppingCheckpoint: Bool = false) throws {
+    try writeRunRecord(
+      try JSONEncoder().encode(run),
+      dropping: droppingCheckpoint ? ["train.checkpoint", "train.fit"] : [])
+  }
+
+  /// One write transaction: `run` (if any) saved as the run record, the `dropping` records
+  /// deleted.
+  private func writeRunRecord(_ run: Data?, dropping names: [String]) throws {
+    let (runKey, keys) = (blobKey("train.run"), names.map(blobKey))
     let schema = self.schema
     try storage {
       try database.environment.write { txn in
         for key in keys { try txn.delete(schema.meta, key: key) }
-      }
-    }
-  }
-
-  private func saveRun(_ run: TrainingRun, droppingCheckpoint: Bool = false) throws {
-    try saveBlob("train.run", try JSONEncoder().encode(run))
-    if droppingCheckpoint {
-      let keys = ["train.checkpoint", "train.fit"].map(blobKey)
-      let schema = self.schema
-      try storage {
-        try database.environment.write { txn in
-          for key in keys { try txn.delete(schema.meta, key: key) }
-        }
+        if let run { try txn.put(schema.meta, key: runKey, value: run) }
       }
     }
   }
