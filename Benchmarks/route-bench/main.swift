@@ -62,7 +62,7 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
     "\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
   )
   for key in [
-    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "ece_before",
+    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs", "ece_before",
     "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
     "never_escalate_quality",
   ] where reports[0].metrics[key] != nil {
@@ -109,7 +109,7 @@ let request = "how do I delete a document by its id"
 let candidates: [(String, () throws -> Void)] = [
   ("encoder alone", { _ = encoder.embed(request) }),
   ("route, not logged", { _ = try docs.route([request], log: false) }),
-  ("route, logged (fsync'd)", { _ = try docs.route([request]) }),
+  ("route, logged", { _ = try docs.route([request]) }),
 ]
 var times = [[Double]](repeating: [], count: candidates.count)
 for round in 0..<(repeats + 20) {

@@ -26,6 +26,17 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
     parameters = [Scalar](repeating: 0, count: classes * dimension + classes)
   }
 
+  /// The nearest-centroid classifier written as a head: row `c` of the weights is
+  /// `scale · ĉ_c` (class `c`'s unit centroid) and the biases are 0, so for unit inputs
+  /// `argmax W·x` is the class whose centroid is nearest in cosine. Training from here starts
+  /// at that baseline instead of at uniform probabilities; `scale` is an inverse temperature.
+  public init(centroids: NearestCentroid, scale: Scalar) {
+    self.init(classes: centroids.centroids.count, dimension: centroids.centroids[0].count)
+    for (c, centroid) in centroids.centroids.enumerated() {
+      for (j, value) in centroid.enumerated() { parameters[c * dimension + j] = scale * Scalar(value) }
+    }
+  }
+
   /// A classifier with the given parameters.
   ///
   /// - Throws: `TrainingError.badInput` when `parameters` has the wrong count.
@@ -152,7 +163,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   }
 
   /// Trains with AdamW on shuffled mini-batches (the same seed gives the same parameters) and
-  /// returns the mean loss of each epoch. `progress` gets (epoch, its loss) after each one;
+  /// returns the mean loss of each epoch (none for 0 epochs). `progress` gets (epoch, its loss) after each one;
   /// if it throws, training stops with that error.
   @discardableResult
   public mutating func fit(
@@ -167,7 +178,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
     var order = Array(0..<n)
     var history: [Double] = []
     let batchSize = max(1, options.batchSize)
-    for epoch in 1...max(1, options.epochs) {
+    for epoch in stride(from: 1, through: options.epochs, by: 1) {
       order.shuffle(using: &random)
       var epochLoss = 0.0
       for start in stride(from: 0, to: n, by: batchSize) {

@@ -42,7 +42,8 @@ public final class Database: @unchecked Sendable {
   let encoderCache = VersionCache<SentenceEncoder>()
   let adapterCache = VersionCache<QueryAdapter<Float>>()
   let indexCache = IndexCache()
-  let logWriter: LogWriter
+  let logWriter: LogWriter<QueryLogStore>
+  let routeLogWriter: LogWriter<RouterStore>
   var models: ModelStore { schema.models }
 
   /// Opens the database at `path`, creating it when allowed and missing.
@@ -87,11 +88,13 @@ public final class Database: @unchecked Sendable {
     self.environment = environment
     schema = try storage { try Schema(environment: environment) }
     logWriter = LogWriter(environment: environment, store: schema.log)
+    routeLogWriter = LogWriter(environment: environment, store: schema.routing)
     try checkFormat()
   }
 
   deinit {
     logWriter.close()
+    routeLogWriter.close()
   }
 
   private static func openEnvironment(_ path: String, options: Options, readOnly: Bool) throws

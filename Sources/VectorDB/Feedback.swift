@@ -195,14 +195,17 @@ extension Database {
     return try storage { try environment.read { try log.retention(in: $0) } }
   }
 
-  /// Waits until the log entries of this process's queries are committed (they are
-  /// written in the background, see `LogWriter`). Reading the log, feedback and
-  /// collection changes do it themselves.
+  /// Waits until the log entries of this process's queries and routing decisions are
+  /// committed (they are written in the background, see `LogWriter`). Reading the logs,
+  /// feedback, outcomes and collection changes do it themselves.
   ///
   /// - Throws: `VectorDBError.storage` when a background log commit failed (its
   ///   entries are lost).
   public func flushLog() throws {
-    try storage { try logWriter.flush() }
+    try storage {
+      try logWriter.flush()
+      try routeLogWriter.flush()
+    }
   }
 
   /// Changes the retention and prunes what falls outside it, in one transaction.

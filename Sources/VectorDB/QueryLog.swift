@@ -253,9 +253,28 @@ struct QueryLogStore {
   }
 }
 
-/// The query log's writer: queries hand it their entries and return at once; a
-/// background thread commits whatever has queued up in one transaction (a group
-/// commit), so a query never waits for the writer lock nor pays an fsync.
+/// A log table that `LogWriter` commits to: ids from a counter kept in the database, each
+/// entry stored under its id, and upkeep done in every group commit.
+protocol GroupCommitLog {
+  associatedtype Entry
+  /// Takes `count` consecutive unused ids.
+  func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64>
+  /// Returns `ids` (reserved, never used) when they are the last reserved.
+  func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws
+  func put(_ entry: Entry, id: UInt64, in txn: WriteTransaction) throws
+  /// Runs at the end of each group commit (the query log prunes by its retention).
+  func upkeep(in txn: WriteTransaction) throws
+}
+
+extension QueryLogStore: GroupCommitLog {
+  func upkeep(in txn: WriteTransaction) throws {
+    try prune(try retention(in: txn), now: Date(), in: txn)
+  }
+}
+
+/// A log's writer (the query log's, the routers'): callers hand it their entries and
+/// return at once; a background thread commits whatever has queued up in one transaction
+/// (a group commit), so a query never waits for the writer lock nor pays an fsync.
 ///
 /// Log ids are handed out from blocks reserved in the database (`nextLogID` moves by
 /// `blockSize`), so `append` knows an entry's id before it is committed and ids stay
@@ -267,16 +286,16 @@ struct QueryLogStore {
 /// normally those of the last few milliseconds, while another writer holds the lock
 /// (an import batch) those since it took it, and never more than `maxPending`. Never
 /// documents: they are written by their own transactions.
-final class LogWriter: @unchecked Sendable {
+final class LogWriter<Log: GroupCommitLog>: @unchecked Sendable {
   /// Ids reserved per commit that takes a block.
-  static let blockSize = 1024
+  static var blockSize: Int { 1024 }
   /// Entries queued before `append` waits for the writer (back-pressure, not a loss).
-  static let maxPending = 65_536
+  static var maxPending: Int { 65_536 }
 
   private let environment: Environment
-  private let store: QueryLogStore
+  private let store: Log
   private let condition = NSCondition()
-  private var pending: [(id: UInt64, entry: LogEntry)] = []
+  private var pending: [(id: UInt64, entry: Log.Entry)] = []
   /// Reserved ids not handed out yet, in order.
   private var free: [Range<UInt64>] = []
   private var freeCount: Int { free.reduce(0) { $0 + $1.count } }
@@ -287,7 +306,7 @@ final class LogWriter: @unchecked Sendable {
   private var reserving = false
   private var closing = false
 
-  init(environment: Environment, store: QueryLogStore) {
+  init(environment: Environment, store: Log) {
     self.environment = environment
     self.store = store
   }
@@ -305,10 +324,10 @@ final class LogWriter: @unchecked Sendable {
   /// Queues `entries` and returns their log ids; they are committed shortly after.
   ///
   /// - Throws: `LMDBError` only when it must reserve ids itself and that write fails.
-  func append(_ entries: [LogEntry]) throws -> [UInt64] {
+  func append(_ entries: [Log.Entry]) throws -> [UInt64] {
     condition.lock()
     defer { condition.unlock() }
-    while pending.count >= LogWriter.maxPending { condition.wait() }
+    while pending.count >= Self.maxPending { condition.wait() }
     while freeCount < entries.count {
       // The first query, or a burst used every reserved id: reserve now (the lock is
       // released meanwhile, so the writer and other queries go on). One thread
@@ -321,7 +340,7 @@ final class LogWriter: @unchecked Sendable {
       condition.unlock()
       let block = Result {
         try environment.write { txn in
-          try store.reserveIDs(max(LogWriter.blockSize, entries.count), in: txn)
+          try store.reserveIDs(max(Self.blockSize, entries.count), in: txn)
         }
       }
       condition.lock()
@@ -390,13 +409,13 @@ final class LogWriter: @unchecked Sendable {
       }
       let batch = pending
       pending = []
-      let refill = !closing && freeCount < LogWriter.blockSize / 2
+      let refill = !closing && freeCount < Self.blockSize / 2
       condition.unlock()
       let result = Result {
         try environment.write { txn -> Range<UInt64>? in
           for (id, entry) in batch { try store.put(entry, id: id, in: txn) }
-          try store.prune(try store.retention(in: txn), now: Date(), in: txn)
-          return refill ? try store.reserveIDs(LogWriter.blockSize, in: txn) : nil
+          try store.upkeep(in: txn)
+          return refill ? try store.reserveIDs(Self.blockSize, in: txn) : nil
         }
       }
       condition.lock()

@@ -213,7 +213,8 @@ struct RouteTrain: ParsableCommand {
       """)
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
-  @Option(help: "Passes over the training examples.") var epochs = 100
+  @Option(help: "Most passes over the training examples (fewer when cross-validation says so).")
+  var epochs = 100
   @Option(help: "Examples per step.") var batchSize = 32
   @Option(help: "Learning rate (AdamW).") var lr = 0.01
   @Option(help: "Share of each path's inputs held out.") var heldOut = 0.25
@@ -269,7 +270,8 @@ struct RouteTrain: ParsableCommand {
     func f(_ key: String) -> String { m[key].map { String(format: "%.3f", $0) } ?? "-" }
     print(
       "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
-        + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds))")
+        + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds));"
+        + " \(Int(m["epochs"] ?? 0)) epochs from the centroids, chosen on the training split")
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
       rows: [

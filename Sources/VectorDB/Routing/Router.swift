@@ -73,6 +73,7 @@ public final class Router: @unchecked Sendable {
   ///   unknown path.
   public func record(outcome: RouteOutcome, path: String, for logID: UInt64) throws {
     _ = try pathIndex(path, source: "argument")
+    try database.flushLog()  // the decision may have been logged a moment ago
     let store = self.store
     let id = self.id
     try storage {
@@ -191,6 +192,7 @@ public final class Router: @unchecked Sendable {
 
   /// The router's data: its log entries merged by input text (see `merge`).
   public func examples() throws -> [Example] {
+    try database.flushLog()
     let store = self.store
     let id = self.id
     var entries: [RouteLogEntry] = []

@@ -101,6 +101,7 @@ extension Router {
   /// Over-escalation and under-escalation in the log: the logged decisions that have
   /// outcomes attached, as shares of those.
   public func diagnose() throws -> RouterDiagnosis {
+    try database.flushLog()
     let store = self.store
     let id = self.id
     var diagnosis = RouterDiagnosis(

@@ -85,8 +85,9 @@ extension Router {
   }
 
   /// Decides the path of each input, in one batch through the encoder. Each decision is
-  /// logged (one transaction for the batch) unless `log` is false, so an outcome can be
-  /// attached to it later by its `log_id`.
+  /// logged unless `log` is false, so an outcome can be attached to it later by its
+  /// `log_id`; the entries are committed in the background (see `LogWriter`), so routing
+  /// never waits for the writer lock nor pays an fsync.
   ///
   /// - Throws: `VectorDBError.unsupported` when the router has no active version;
   ///   `.invalidInput` for an empty input (nothing is logged then).
@@ -115,11 +116,8 @@ extension Router {
           path: decision.path, confidence: decision.confidence, escalated: decision.escalated,
           version: decision.version))
     }
-    let store = self.store
     let id = self.id
-    let ids = try storage {
-      try database.environment.write { txn in try store.append(entries, router: id, in: txn) }
-    }
+    let ids = try storage { try database.routeLogWriter.append(entries.map { (id, $0) }) }
     for index in decisions.indices { decisions[index].logID = ids[index] }
     return decisions
   }

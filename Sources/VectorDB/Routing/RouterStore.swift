@@ -177,24 +177,13 @@ struct RouterStore {
     try txn.put(weights, key: Self.versionKey(router: router, version: version), value: bytes)
   }
 
-  /// Appends entries with fresh log ids (returned in order).
+  /// Appends `entries` with fresh ids (returned).
   func append(_ entries: [RouteLogEntry], router: UInt32, in txn: WriteTransaction) throws
     -> [UInt64]
   {
-    var next =
-      (try txn.get(meta, key: "nextRouteLogID").map {
-        $0.loadUnaligned(as: UInt64.self).littleEndian
-      }) ?? 1
-    var ids: [UInt64] = []
-    for var entry in entries {
-      entry.logID = next
-      try put(entry, router: router, in: txn)
-      ids.append(next)
-      next += 1
-    }
-    try txn.put(
-      meta, key: "nextRouteLogID", value: withUnsafeBytes(of: next.littleEndian) { Array($0) })
-    return ids
+    let ids = try reserveIDs(entries.count, in: txn)
+    for (entry, id) in zip(entries, ids) { try put((router, entry), id: id, in: txn) }
+    return Array(ids)
   }
 
   /// Calls `body` with each log entry of `router`, oldest first.
@@ -208,4 +197,39 @@ struct RouterStore {
       return true
     }
   }
+}
+
+extension RouterStore: GroupCommitLog {
+  /// A logged routing decision and the router it belongs to.
+  typealias Entry = (router: UInt32, entry: RouteLogEntry)
+
+  func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
+    let first =
+      (try txn.get(meta, key: "nextRouteLogID").map {
+        $0.loadUnaligned(as: UInt64.self).littleEndian
+      }) ?? 1
+    let end = first + UInt64(count)
+    try txn.put(
+      meta, key: "nextRouteLogID", value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
+    return first..<end
+  }
+
+  func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
+    let next = try txn.get(meta, key: "nextRouteLogID").map {
+      $0.loadUnaligned(as: UInt64.self).littleEndian
+    }
+    guard next == ids.upperBound else { return }
+    try txn.put(
+      meta, key: "nextRouteLogID",
+      value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+  }
+
+  func put(_ item: Entry, id: UInt64, in txn: WriteTransaction) throws {
+    var entry = item.entry
+    entry.logID = id
+    try put(entry, router: item.router, in: txn)
+  }
+
+  /// The routers' log keeps every entry (a router's drop removes its own).
+  func upkeep(in txn: WriteTransaction) throws {}
 }
