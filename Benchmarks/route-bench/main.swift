@@ -62,7 +62,8 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
     "\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
   )
   for key in [
-    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs", "ece_before",
+    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs",
+    "ece_before",
     "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
     "never_escalate_quality",
   ] where reports[0].metrics[key] != nil {

@@ -33,7 +33,9 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   public init(centroids: NearestCentroid, scale: Scalar) {
     self.init(classes: centroids.centroids.count, dimension: centroids.centroids[0].count)
     for (c, centroid) in centroids.centroids.enumerated() {
-      for (j, value) in centroid.enumerated() { parameters[c * dimension + j] = scale * Scalar(value) }
+      for (j, value) in centroid.enumerated() {
+        parameters[c * dimension + j] = scale * Scalar(value)
+      }
     }
   }
 

@@ -371,7 +371,8 @@ extension Router {
     let n = Double(scores[0].count)
     let means = scores.map { $0.reduce(0, +) / n }
     let best = means.indices.max { means[$0] < means[$1] }!
-    let variance = scores[best].map { ($0 - means[best]) * ($0 - means[best]) }.reduce(0, +) / (n - 1)
+    let variance =
+      scores[best].map { ($0 - means[best]) * ($0 - means[best]) }.reduce(0, +) / (n - 1)
     let bar = means[best] - (variance / n).squareRoot()
     return candidates[means.indices.first { means[$0] >= bar }!]
   }
