@@ -156,4 +156,23 @@ final class SoftmaxClassifierTests: XCTestCase {
       inputs: [[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], labels: [0, 0, 1, 1], classes: 2)
     XCTAssertEqual(model.predict([[0.8, 0.3], [0.2, 0.7]]), [0, 1])
   }
+
+  /// A head started from the centroids decides as nearest centroid does, before any training.
+  func testHeadFromCentroidsDecidesAsNearestCentroid() {
+    let (inputs, labels) = Self.clusters(
+      classes: 4, perClass: 10, dimension: 6, spread: 1.5, seed: 21)
+    let vectors = stride(from: 0, to: inputs.count, by: 6).map { start in
+      let v = inputs[start..<(start + 6)].map(Float.init)
+      let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+      return v.map { $0 / norm }
+    }
+    let centroids = NearestCentroid(inputs: vectors, labels: labels, classes: 4)
+    let head = SoftmaxClassifier<Float>(centroids: centroids, scale: 20)
+    let logits = head.logits(vectors.flatMap { $0 })
+    let predictions = vectors.indices.map { i in
+      (0..<4).max { logits[i * 4 + $0] < logits[i * 4 + $1] }!
+    }
+    XCTAssertEqual(predictions, centroids.predict(vectors))
+    XCTAssertNotEqual(predictions, labels, "the clusters overlap, so the check is not trivial")
+  }
 }

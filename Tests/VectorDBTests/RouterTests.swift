@@ -1,4 +1,6 @@
 import Foundation
+import Tensor
+import Training
 import XCTest
 
 @testable import VectorDB
@@ -39,6 +41,36 @@ final class RouterTests: XCTestCase {
         RoutePath(name: "general", cost: 4)
       ],
       escalation: "general")
+  }
+
+  /// The epochs are chosen on the training split: labels that carry no signal keep the
+  /// centroid classifier (0 epochs); a boundary the centroids misplace makes training pay.
+  func testEpochsAreChosenByCrossValidation() throws {
+    var random = Xoshiro256(seed: 5)
+    func unit(_ v: [Float]) -> [Float] {
+      let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+      return v.map { $0 / norm }
+    }
+    func noise() -> Float { random.nextUnitFloat() * 2 - 1 }
+    let options = Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3)
+    let noisy = (0..<60).map { _ in unit((0..<8).map { _ in noise() }) }
+    let noiseLabels = (0..<60).map { $0 % 3 }
+    XCTAssertEqual(
+      Router.chooseEpochs(inputs: noisy, labels: noiseLabels, classes: 3, options: options), 0)
+    // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
+    // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
+    // the wrong side; a linear head with a bias moves the boundary next to the tight class.
+    var inputs: [[Float]] = []
+    var labels: [Int] = []
+    for i in 0..<80 {
+      let y = i % 2
+      let degrees: Float = y == 0 ? 4 * noise() : 40 + 35 * noise()
+      let angle = degrees * .pi / 180
+      inputs.append([cos(angle), sin(angle)])
+      labels.append(y)
+    }
+    XCTAssertGreaterThan(
+      Router.chooseEpochs(inputs: inputs, labels: labels, classes: 2, options: options), 0)
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {
