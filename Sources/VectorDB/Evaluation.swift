@@ -38,6 +38,23 @@ public struct Diagnosis: Codable, Sendable {
   public var k: Int
   /// The worst cases: not found first, then by rank.
   public var worst: [Case]
+  /// Dense against keyword search on the same queries (nil: the collection lacks one of
+  /// them).
+  public var paths: PathComparison?
+
+  /// Which search path finds a relevant document in its top k, as shares of the judged
+  /// queries. A high `keywordOnly` says the encoder misses what the words say: training
+  /// the retriever (or hybrid search) should help; a high `denseOnly` is what the dense
+  /// path adds over words.
+  public struct PathComparison: Codable, Sendable {
+    public var both: Double
+    public var denseOnly: Double
+    public var keywordOnly: Double
+    public var neither: Double
+    /// Queries the keyword path answers and the dense path misses (`rank` is the keyword
+    /// path's), the first few by log id.
+    public var keywordOnlyCases: [Case]
+  }
 }
 
 extension Collection {
@@ -112,12 +129,16 @@ extension Collection {
 
   /// Diagnoses retrieval over logged queries with relevant feedback: where the best
   /// relevant document was in what the user was shown (for admin judgements, which
-  /// were never shown, in what the collection returns now for the top `k`).
+  /// were never shown, in what the collection returns now for the top `k`); and, for a
+  /// collection with vectors and a text index, which of dense and keyword search finds a
+  /// relevant document in its top `k` now (`Diagnosis.paths`).
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
+    var relevantByEntry: [UInt64: Set<String>] = [:]
     try database.forEachLogEntry(collection: name) { entry in
       let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
       guard let text = entry.text, !relevant.isEmpty else { return }
+      relevantByEntry[entry.id] = relevant
       let shown =
         entry.kind == .query
         ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
@@ -126,6 +147,10 @@ extension Collection {
       cases.append(Diagnosis.Case(logID: entry.id, query: text, document: document, rank: rank))
     }
     let total = Double(max(cases.count, 1))
+    let record = try database.collectionRecord(name)
+    let paths =
+      record?.vectors != nil && record?.hasText == true
+      ? try comparePaths(cases, relevant: relevantByEntry, k: k, examples: worst) : nil
     let notFound = cases.filter { $0.rank == nil }
     let first = cases.filter { $0.rank == 1 }
     let worstCases = cases.sorted {
@@ -135,6 +160,44 @@ extension Collection {
       queries: cases.count, notFound: Double(notFound.count) / total,
       rankedLow: Double(cases.count - notFound.count - first.count) / total,
       first: Double(first.count) / total, k: k,
-      worst: Array(worstCases.filter { $0.rank != 1 }.prefix(worst)))
+      worst: Array(worstCases.filter { $0.rank != 1 }.prefix(worst)), paths: paths)
+  }
+
+  /// Runs each case's query dense and keyword (top `k`, not logged) and counts which path
+  /// finds one of its relevant documents.
+  private func comparePaths(
+    _ cases: [Diagnosis.Case], relevant: [UInt64: Set<String>], k: Int, examples: Int
+  ) throws -> Diagnosis.PathComparison {
+    var counts = (both: 0, dense: 0, keyword: 0, neither: 0)
+    var keywordOnly: [Diagnosis.Case] = []
+    for first in stride(from: 0, to: cases.count, by: 64) {
+      let part = Array(cases[first..<min(first + 64, cases.count)])
+      let texts = part.map(\.query)
+      let ranked = try [SearchMode.dense, .keyword].map { mode in
+        try search(
+          texts: texts, vectors: nil, options: QueryOptions(k: k, log: false, mode: mode))
+      }
+      for (offset, item) in part.enumerated() {
+        let wanted = relevant[item.logID] ?? []
+        let dense = ranked[0][offset].hits.contains { wanted.contains($0.id) }
+        let keywordRank = ranked[1][offset].hits.firstIndex { wanted.contains($0.id) }
+        switch (dense, keywordRank != nil) {
+        case (true, true): counts.both += 1
+        case (true, false): counts.dense += 1
+        case (false, true):
+          counts.keyword += 1
+          var example = item
+          example.rank = keywordRank! + 1
+          example.document = ranked[1][offset].hits[keywordRank!].id
+          keywordOnly.append(example)
+        case (false, false): counts.neither += 1
+        }
+      }
+    }
+    let total = Double(max(cases.count, 1))
+    return Diagnosis.PathComparison(
+      both: Double(counts.both) / total, denseOnly: Double(counts.dense) / total,
+      keywordOnly: Double(counts.keyword) / total, neither: Double(counts.neither) / total,
+      keywordOnlyCases: Array(keywordOnly.sorted { $0.logID < $1.logID }.prefix(examples)))
   }
 }

@@ -272,6 +272,25 @@ struct Eval: ParsableCommand {
         100 * diagnosis.notFound))
     print(String(format: "  found, not first   %5.1f%%  (ranking)", 100 * diagnosis.rankedLow))
     print(String(format: "  found first        %5.1f%%", 100 * diagnosis.first))
+    if let paths = diagnosis.paths {
+      print("\ndense against keyword search, top \(diagnosis.k) now:")
+      print(String(format: "  both find it       %5.1f%%", 100 * paths.both))
+      print(String(format: "  dense only         %5.1f%%", 100 * paths.denseOnly))
+      print(
+        String(
+          format: "  keyword only       %5.1f%%  (the words find it, the encoder does not: train)",
+          100 * paths.keywordOnly))
+      print(String(format: "  neither            %5.1f%%", 100 * paths.neither))
+      if !paths.keywordOnlyCases.isEmpty {
+        print("\nfound by keyword search only:")
+        Terminal.printTable(
+          headers: ["log id", "keyword rank", "relevant doc", "query"],
+          rows: paths.keywordOnlyCases.map {
+            [String($0.logID), $0.rank.map(String.init) ?? "-", $0.document, $0.query]
+          },
+          flexibleColumn: 3)
+      }
+    }
     if !diagnosis.worst.isEmpty {
       print("\nworst queries:")
       Terminal.printTable(

@@ -115,5 +115,20 @@ final class SimulatedUsageTests: XCTestCase {
     let diagnosis = try collection.diagnose()
     XCTAssertEqual(diagnosis.queries, 60)
     XCTAssertEqual(diagnosis.notFound + diagnosis.rankedLow + diagnosis.first, 1, accuracy: 1e-9)
+    // Dense against keyword: the keyword path's share agrees with keyword search run here.
+    let paths = try XCTUnwrap(diagnosis.paths, "a text collection with vectors compares both")
+    XCTAssertEqual(
+      paths.both + paths.denseOnly + paths.keywordOnly + paths.neither, 1, accuracy: 1e-9)
+    let keyword = try collection.query(
+      texts: chosen.map { queries[$0]! }, options: QueryOptions(k: 10, log: false, mode: .keyword))
+    let keywordFinds = zip(chosen, keyword).filter { id, result in
+      result.hits.contains { (qrels[id]![$0.id] ?? 0) > 0 }
+    }.count
+    XCTAssertEqual(paths.both + paths.keywordOnly, Double(keywordFinds) / 60, accuracy: 1e-9)
+    XCTAssertGreaterThan(paths.keywordOnly, 0, "on SciFact the words find some the encoder misses")
+    for item in paths.keywordOnlyCases {
+      XCTAssertNotNil(item.rank)
+      XCTAssertTrue(qrels.values.contains { ($0[item.document] ?? 0) > 0 })
+    }
   }
 }
