@@ -5,7 +5,9 @@
 #
 # Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
 # (coverage-guided, memory errors and traps are crashes) and links the modules they
-# import (LMDB, TextSearch, Crypto) from the release test build (`tools/test.sh` makes it). Seeds
+# import (LMDB, TextSearch, Crypto, Tensor) from the release test build (`tools/test.sh`
+# makes it). Targets: the VectorDB readers (jsonl filter npy fvecs qrels) and the model
+# files the Embedding module reads (safetensors config tokenizer). Seeds
 # are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not the repository.
 # A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
 #
@@ -15,27 +17,31 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jsonl filter npy fvecs qrels)
+[ ${#targets[@]} -gt 0 ] || targets=(jsonl filter npy fvecs qrels safetensors config tokenizer)
 
 bin=.build-tests/x86_64-unknown-linux-gnu/release
 [ -d "$bin/LMDB.build" ] || {
   echo "no release test build: run tools/test.sh (or its swift build line) first" >&2
   exit 2
 }
-# The parsers and what they need from the VectorDB module (nothing that opens a database).
-sources=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
-sources=("${sources[@]/#/Sources/VectorDB/}")
-sources=("${sources[@]/%/.swift}")
+# The parsers and what they need from their module (nothing that opens a database or
+# builds a model), by the module the target tests.
+vectordb=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
+vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
+embedding=(EmbeddingError BertConfig SafeTensors WordPieceTokenizer)
+embedding=("${embedding[@]/#/Sources/Embedding/}")
 # Modules the sources import, and the objects that implement them.
 flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
-  -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap)
-for map in $(find "$bin" -maxdepth 2 -name module.modulemap -path '*CCrypto*'); do
+  -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap
+  -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap)
+for map in $(find "$bin" -maxdepth 2 -name module.modulemap \( -path '*CCrypto*' -o -path '*CKernels*' -o -path '*CPrefetch*' \)); do
   flags+=(-Xcc "-fmodule-map-file=$map")
 done
+flags+=(-Xcc -I -Xcc Sources/CKernels/include -Xcc -I -Xcc Sources/CPrefetch/include)
 for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -type d -name include); do
   flags+=(-Xcc -I -Xcc "$include")
 done
-objects=$(find "$bin"/{LMDB,TextSearch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
+objects=$(find "$bin"/{LMDB,TextSearch,Tensor,CKernels,CPrefetch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
   -name '*.o' 2>/dev/null)
 
 work=Fuzz/.build
@@ -43,9 +49,14 @@ mkdir -p "$work" Fuzz/crashes
 status=0
 for target in "${targets[@]}"; do
   echo "== fuzz $target (${seconds} s)" >&2
+  case $target in
+    safetensors | config | tokenizer) sources=("${embedding[@]/%/.swift}") ;;
+    *) sources=("${vectordb[@]/%/.swift}") ;;
+  esac
   # shellcheck disable=SC2086
   swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "Fuzz_$target" \
-    "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects -llmdb -lstemmer \
+    "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects \
+    -llmdb -lstemmer -lopenblas \
     -o "$work/$target" 2> >(grep -v 'Cannot export local symbol' >&2)
   rm -rf "$work/$target.corpus"
   cp -r "Fuzz/corpus/$target" "$work/$target.corpus"

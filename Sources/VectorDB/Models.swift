@@ -278,6 +278,66 @@ extension Database {
     }
   }
 
+  /// Writes encoder `version` (a fine-tuned one with its LoRA adapters merged) as a
+  /// sentence-transformers model directory at `directory`, which ``importModel(directory:)``,
+  /// `SentenceEncoder(directory:)` and Python's `SentenceTransformer` load back. Returns
+  /// the files written, by relative path.
+  ///
+  /// The files are written into a directory beside `directory` and renamed into place
+  /// when all are complete: a failed export leaves nothing behind.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`, `.modelWithoutWeights`; `.unsupported` for
+  ///   a query adapter (it maps queries only; its parent is the encoder);
+  ///   `.invalidInput` naming `directory` when it exists and is not an empty directory,
+  ///   or a file that cannot be written (permissions, disk full).
+  @discardableResult
+  public func exportModel(version: Int, to directory: String) throws -> [String] {
+    let info = try model(version: version)
+    guard info.kind == .encoder else {
+      throw VectorDBError.unsupported(
+        "model version \(version) is a query adapter: it maps queries only, so it has no"
+          + " model directory; export its encoder, version \(info.parent ?? 0)")
+    }
+    let files: [String: [UInt8]]
+    do {
+      files = try encoder(version: version).modelDirectoryFiles()
+    } catch let error as EmbeddingError {
+      throw VectorDBError.unsupported("model version \(version) cannot be exported: \(error)")
+    }
+    let manager = FileManager.default
+    let target = URL(fileURLWithPath: directory)
+    var isDirectory: ObjCBool = false
+    if manager.fileExists(atPath: directory, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue, try manager.contentsOfDirectory(atPath: directory).isEmpty
+      else {
+        throw VectorDBError.invalidInput(
+          source: directory, line: nil, reason: "exists and is not an empty directory")
+      }
+    }
+    let staging = target.deletingLastPathComponent().appendingPathComponent(
+      ".\(target.lastPathComponent).partial-\(getpid())")
+    do {
+      try? manager.removeItem(at: staging)
+      for (name, bytes) in files {
+        let url = staging.appendingPathComponent(name)
+        try manager.createDirectory(
+          at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: url)
+      }
+      // The target is absent or empty here; rmdir, unlike removeItem, never deletes
+      // what another process may have put there meanwhile.
+      if manager.fileExists(atPath: directory), rmdir(directory) != 0 {
+        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: directory])
+      }
+      try manager.moveItem(at: staging, to: target)
+    } catch {
+      try? manager.removeItem(at: staging)
+      throw VectorDBError(wrapping: error, path: directory)
+        ?? .invalidInput(source: directory, line: nil, reason: "cannot write it: \(error)")
+    }
+    return files.keys.sorted()
+  }
+
   /// Every model version, oldest first.
   public func modelVersions() throws -> [ModelInfo] {
     let store = models

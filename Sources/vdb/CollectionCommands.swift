@@ -48,6 +48,7 @@ struct Collections: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+      try Counts.check("collections create", ["--vectors": vectors, "--model": model])
       if [vectors != nil, model != nil, noVectors].filter({ $0 }).count > 1 {
         throw ValidationError("give at most one of --vectors, --model, --no-vectors")
       }

@@ -23,6 +23,10 @@ enum Counts {
     "--reembed-batch-size": 1...1_000_000,
     "--checkpoint-every": 1...1_000_000,
     "--model": 1...1_000_000_000,
+    "--model-version": 1...1_000_000_000,
+    "--activate": 1...1_000_000_000,
+    "--pool": 1...100_000,
+    "--vectors": 1...65_536,
   ]
 
   /// Checks each given value (nil: not given) against its option's range.

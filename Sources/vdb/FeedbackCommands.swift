@@ -201,7 +201,7 @@ struct Eval: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    try Counts.check("eval", ["--ef": ef])
+    try Counts.check("eval", ["--ef": ef, "--model": model, "--pool": pool])
     let sources = [beir != nil, queries != nil || qrels != nil, fromLog, diagnose].filter { $0 }
       .count
     guard sources == 1 else {

@@ -57,9 +57,11 @@ struct Models: ParsableCommand {
         vdb models rollback -c scifact      undo the last switch, at once
         vdb models delete 4                 remove a version nothing uses
         vdb models prune --dry-run          what prune would remove
+        vdb models export 2 ./my-model      a sentence-transformers directory
       """,
     subcommands: [
       ModelList.self, ModelActivate.self, ModelRollback.self, ModelDelete.self, ModelPrune.self,
+      ModelExport.self,
     ],
     defaultSubcommand: ModelList.self)
 }
@@ -196,5 +198,38 @@ struct ModelPrune: ParsableCommand {
     print(
       deleted.isEmpty
         ? "nothing to prune" : (dryRun ? "would delete " : "deleted ") + list)
+  }
+}
+
+struct ModelExport: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "export",
+    abstract: "Write model VERSION as a sentence-transformers model directory.",
+    discussion: """
+      DIR (new, or an empty directory) receives config.json, model.safetensors,
+      vocab.txt, the tokenizer files, modules.json and 1_Pooling/: `vdb init --model
+      DIR`, `vdb embed --model DIR` and Python's SentenceTransformer(DIR) load it and
+      embed as vdb does. A LoRA version is written with its adapters merged. The files
+      are written beside DIR and renamed into place when complete.
+
+      JSON: {"version": V, "directory": DIR, "files": [NAME, …]}
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The model version.") var version: Int
+  @Argument(help: "The directory to create.") var directory: String
+  @OptionGroup var output: OutputOptions
+
+  struct Report: Encodable {
+    var version: Int
+    var directory: String
+    var files: [String]
+  }
+
+  func run() throws {
+    let files = try database.open(readOnly: true).exportModel(version: version, to: directory)
+    if output.isJSON {
+      return try Terminal.printJSON(Report(version: version, directory: directory, files: files))
+    }
+    print("exported model v\(version) to \(directory) (\(files.count) files)")
   }
 }

@@ -144,6 +144,7 @@ struct Embed: ParsableCommand {
         vdb embed "What is HNSW?" "LMDB is a B+tree" --json
         vdb embed --file sentences.txt --json > vectors.jsonl
         vdb embed --model ~/models/my-bert "hello"
+        vdb embed --model-version 2 "hello"     a model stored in the database
 
       JSON Lines: {"text": "…", "vector": [0.01, …]} per input, in input order.
       """)
@@ -151,7 +152,16 @@ struct Embed: ParsableCommand {
   @Argument(help: "Texts to embed.") var texts: [String] = []
   @Option(help: "A file of texts, one per line.") var file: String?
   @Option(help: "A model directory (default: the fetched all-MiniLM-L6-v2).") var model: String?
+  @Option(help: "A model version stored in the database (--db).") var modelVersion: Int?
+  @OptionGroup var database: DatabaseOptions
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    try Counts.check("embed", ["--model-version": modelVersion])
+    if model != nil && modelVersion != nil {
+      throw ValidationError("give --model DIR or --model-version V, not both")
+    }
+  }
 
   struct Line: Encodable {
     var text: String
@@ -164,12 +174,16 @@ struct Embed: ParsableCommand {
       inputs += try readLines(file)
     }
     guard !inputs.isEmpty else { throw ValidationError("give texts or --file FILE") }
-    let directory = model ?? DefaultModel.directory
     let encoder: SentenceEncoder
-    do {
-      encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
-    } catch {
-      throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
+    if let modelVersion {
+      encoder = try database.open(readOnly: true).encoder(version: modelVersion)
+    } else {
+      let directory = model ?? DefaultModel.directory
+      do {
+        encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
+      } catch {
+        throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
+      }
     }
     let start = Date()
     let vectors = encoder.embed(inputs)

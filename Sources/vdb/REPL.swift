@@ -15,6 +15,8 @@ struct ShellCommand: ParsableCommand {
         .mode table|json|csv|markdown|line      output format of later commands
         .headers on|off                         column names in table, csv, markdown
         .timing on|off                          print each command's wall time
+        .output FILE                            later output goes to FILE (errors stay)
+        .output                                 output back to the terminal
         help [COMMAND]                          list commands, or one command's options
         .quit                                   leave (or Ctrl-D; Ctrl-C clears the line)
       Lines pasted with a leading `vdb ` run as they are. The database (and the models
@@ -64,6 +66,9 @@ enum Session {
 final class REPL {
   private let interactive = isatty(STDIN_FILENO) != 0
   private let historyPath = (ProcessInfo.processInfo.environment["HOME"] ?? ".") + "/.vdb_history"
+  /// The shell's own standard output, kept while `.output FILE` points descriptor 1 at
+  /// a file (the prompt keeps going to it).
+  private let terminalOutput = dup(STDOUT_FILENO)
 
   init(databasePath: String) {
     Session.state = ShellState(
@@ -84,6 +89,7 @@ final class REPL {
         "vdb shell on \(state.databasePath): `help` for commands, `.quit` or Ctrl-D to leave")
       read_history(historyPath)
       Completion.install()
+      rl_outstream = fdopen(dup(terminalOutput), "w")
     }
     var lineNumber = 0
     while let line = readLine() {
@@ -100,6 +106,7 @@ final class REPL {
       if state.timing {
         print(String(format: "time: %.3f s", Date().timeIntervalSince(start)))
       }
+      fflush(stdout)  // a command's output is whole when the next is read, pipes too
       if code != 0 && !interactive {
         FileHandle.standardError.write(Data("error at line \(lineNumber): \(trimmed)\n".utf8))
         throw ExitCode(code)
@@ -162,6 +169,9 @@ final class REPL {
       }
       state.mode = ShellState.Mode(rawValue: value)!
       return 0
+    case ".output":
+      guard words.count <= 2 else { return usage(".output [FILE]") }
+      return redirectOutput(to: words.count == 2 ? words[1] : nil)
     case ".collections", ".tables":
       words = ["collections"]
     case "help", ".help":
@@ -184,6 +194,25 @@ final class REPL {
     } catch {
       return VDB.report(error)
     }
+  }
+
+  /// Points standard output at `path` (created or truncated), or back at the shell's
+  /// own output for nil, as sqlite3's `.output` does. Every command's output follows,
+  /// since they all print to descriptor 1; errors stay on standard error.
+  private func redirectOutput(to path: String?) -> Int32 {
+    fflush(stdout)
+    guard let path else {
+      dup2(terminalOutput, STDOUT_FILENO)
+      return 0
+    }
+    let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard file >= 0 else {
+      let reason = String(cString: strerror(errno))
+      return VDB.report(CLIError(message: "\(path): cannot write it: \(reason)"))
+    }
+    dup2(file, STDOUT_FILENO)
+    close(file)
+    return 0
   }
 
   private func usage(_ text: String) -> Int32 {
@@ -240,7 +269,8 @@ final class REPL {
 extension VDB {
   /// The shell's own commands, for completion and "did you mean".
   static let shellCommands = [
-    "use", "help", ".collections", ".tables", ".mode", ".headers", ".timing", ".quit",
+    "use", "help", ".collections", ".tables", ".mode", ".headers", ".timing", ".output",
+    ".quit",
   ]
 
   /// An error for a word that names no command, with the closest one as a hint; nil

@@ -226,8 +226,7 @@ struct RouteTrain: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
-    if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    try Counts.check("route train", ["--epochs": epochs, "--batch-size": batchSize])
     if !(lr > 0) { throw ValidationError("--lr must be positive") }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
@@ -364,6 +363,10 @@ struct RouteVersions: ParsableCommand {
   @OptionGroup var target: RouterOption
   @Option(help: "Make this version serve (a rejected one too).") var activate: Int?
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    try Counts.check("route versions", ["--activate": activate])
+  }
 
   func run() throws {
     let router = try target.open(database)

@@ -341,4 +341,59 @@ final class HostileInputTests: ShellTestCase {
       XCTAssertNotNil(($0 as? VectorDBError)?.hint)
     }
   }
+
+  /// Another user's database (tests run as root; `nobody` may read the files, not
+  /// write them), through the real binary: reads answer, writes fail with a clear
+  /// error and exit 3, and not a byte of the directory changes.
+  func testAnotherUsersDatabaseServesReadsAndRefusesWrites() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    for (id, text) in [("a", "alpha"), ("b", "beta")] {
+      let upsert = try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", id, "--text", text])
+      XCTAssertEqual(upsert.status, 0, upsert.stderr)
+    }
+    // Readable by everyone, writable by its owner only.
+    for path in [directory!, db] { XCTAssertEqual(chmod(path, 0o755), 0) }
+    for name in ["data.mdb", "lock.mdb"] { XCTAssertEqual(chmod(db + "/" + name, 0o644), 0) }
+    let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    XCTAssertEqual(try Shell.vdb(["--version"], launcher: nobody).status, 0, "nobody runs vdb")
+    func snapshot() throws -> [String: Data] {
+      var files: [String: Data] = [:]
+      for name in try FileManager.default.contentsOfDirectory(atPath: db) {
+        files[name] = try Data(contentsOf: URL(fileURLWithPath: db + "/" + name))
+      }
+      return files
+    }
+    let before = try snapshot()
+
+    let reads: [[String]] = [
+      ["status"], ["collections"], ["get", "-c", "c", "a"], ["get", "-c", "c"],
+      ["count", "-c", "c"], ["export", "-c", "c"], ["log"], ["models"], ["verify"],
+    ]
+    for command in reads {
+      let result = try Shell.vdb(command + ["--db", db], launcher: nobody)
+      assertNoCrash(result, "\(command)")
+      XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)")
+    }
+    let get = try Shell.vdb(["get", "-c", "c", "a", "--db", db, "--json"], launcher: nobody)
+    XCTAssertTrue(get.stdout.contains("alpha"), get.stdout)
+    let count = try Shell.vdb(["count", "-c", "c", "--db", db], launcher: nobody)
+    XCTAssertEqual(count.stdout, "2\n")
+
+    let writes: [[String]] = [
+      ["upsert", "-c", "c", "--id", "x", "--text", "new"], ["delete", "-c", "c", "a"],
+      ["update", "-c", "c", "a", "--meta", "{}"], ["collections", "create", "d"],
+      ["collections", "drop", "c"], ["collections", "rename", "c", "e"], ["import", "-", "-c", "c"],
+    ]
+    for command in writes {
+      let result = try Shell.vdb(
+        command + ["--db", db], input: #"{"_id": "y", "text": "t"}"#, launcher: nobody)
+      assertNoCrash(result, "\(command)")
+      XCTAssertEqual(result.status, 3, "\(command): \(result.stderr)")
+      XCTAssertTrue(result.stderr.contains("read-only"), "\(command): \(result.stderr)")
+      XCTAssertFalse(result.stderr.contains("Backtrace"), result.stderr)
+    }
+    XCTAssertEqual(try snapshot(), before, "nothing in the directory changed")
+    XCTAssertEqual(
+      try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n", "and its owner reads it")
+  }
 }

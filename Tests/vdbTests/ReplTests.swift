@@ -38,6 +38,32 @@ final class ReplTests: XCTestCase {
     XCTAssertTrue(result.stdout.hasSuffix(#"{"id":"b","metadata":{},"text":"second"}"# + "\n"))
   }
 
+  /// `.output FILE` sends later output to the file, `.output` back; a file that cannot
+  /// be written is an error (on stderr) that leaves the output where it was.
+  func testOutputToAFileAndBack() throws {
+    let file = directory + "/out.txt"
+    let script = """
+      use notes
+      upsert --id a --text "first"
+      .output \(file)
+      get a
+      count
+      .output
+      vdb count -c notes
+      .output /nonexistent/dir/out.txt
+      count
+      """
+    let result = try Shell.vdb(["--db", db], input: script)
+    XCTAssertEqual(result.status, 1, "stops at the unwritable .output: \(result.stderr)")
+    let written = try String(contentsOfFile: file, encoding: .utf8)
+    XCTAssertTrue(written.contains("first"), written)
+    XCTAssertTrue(written.hasSuffix("1\n"), written)
+    XCTAssertFalse(result.stdout.contains("first"), result.stdout)
+    XCTAssertEqual(result.stdout, "1\n", "only the count after `.output`")
+    XCTAssertTrue(
+      result.stderr.contains("error: /nonexistent/dir/out.txt: cannot write it: "), result.stderr)
+  }
+
   func testModesHeadersAndEscapes() throws {
     let script = #"""
       use c

@@ -16,14 +16,16 @@ enum Shell {
     var signaled = false
   }
 
-  /// Runs `vdb ARGS` to completion.
+  /// Runs `vdb ARGS` to completion; with a `launcher` (such as `setpriv …`), runs
+  /// `LAUNCHER vdb ARGS`.
   @discardableResult
-  static func vdb(_ arguments: [String], environment: [String: String] = [:], input: String? = nil)
-    throws -> Result
-  {
+  static func vdb(
+    _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
+    launcher: [String] = []
+  ) throws -> Result {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
+    process.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
+    process.arguments = launcher.isEmpty ? arguments : launcher.dropFirst() + [binary] + arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let out = Pipe()
     let err = Pipe()

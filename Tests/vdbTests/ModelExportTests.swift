@@ -1,0 +1,63 @@
+import Foundation
+import VectorDB
+import XCTest
+
+/// `vdb models export` writes a stored model as a sentence-transformers directory;
+/// vdb loads it back and embeds exactly as the stored model does (`embed
+/// --model-version`), and importing it finds the same weights.
+final class ModelExportTests: ShellTestCase {
+  /// The vectors `vdb embed ARGS --json` prints, in input order.
+  func vectors(_ arguments: [String]) throws -> [[Float]] {
+    let result = try Shell.vdb(["embed"] + arguments + ["--json"])
+    XCTAssertEqual(result.status, 0, "\(arguments): \(result.stderr)")
+    return try result.stdout.split(separator: "\n").map { line in
+      let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+      return (object?["vector"] as? [Double] ?? []).map(Float.init)
+    }
+  }
+
+  func testExportedModelLoadsBackAndEmbedsLikeTheStoredOne() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    let exported = directory + "/exported"
+    let export = try Shell.vdb(["models", "export", "1", exported, "--db", db, "--json"])
+    XCTAssertEqual(export.status, 0, export.stderr)
+    let report = try JSONSerialization.jsonObject(with: Data(export.stdout.utf8)) as? [String: Any]
+    let files = report?["files"] as? [String] ?? []
+    for name in [
+      "config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "modules.json",
+      "sentence_bert_config.json", "1_Pooling/config.json",
+    ] {
+      XCTAssertTrue(files.contains(name), "\(name) in \(files)")
+      XCTAssertTrue(FileManager.default.fileExists(atPath: exported + "/" + name), name)
+    }
+
+    let texts = ["What is HNSW?", "LMDB est un arbre B+ — café, 中文 naïve"]
+    let stored = try vectors(texts + ["--model-version", "1", "--db", db])
+    XCTAssertEqual(stored.count, 2)
+    XCTAssertEqual(stored.first?.count, 384)
+    XCTAssertEqual(try vectors(texts + ["--model", exported]), stored, "same model, same floats")
+    XCTAssertEqual(try vectors(texts), stored, "the stored model is the default one")
+
+    let database = try Database(path: db)
+    XCTAssertEqual(
+      try database.importModel(directory: exported).version, 1, "the same weights: version 1")
+
+    // Refusals name the input, leave nothing behind.
+    let again = try Shell.vdb(["models", "export", "1", exported, "--db", db])
+    XCTAssertEqual(again.status, 1, again.stderr)
+    XCTAssertTrue(
+      again.stderr.hasPrefix("error: \(exported): exists and is not an empty directory"),
+      again.stderr)
+    let missing = try Shell.vdb(["models", "export", "7", directory + "/seven", "--db", db])
+    XCTAssertEqual(missing.status, 1)
+    XCTAssertTrue(missing.stderr.hasPrefix("error: no model version 7"), missing.stderr)
+    let unwritable = try Shell.vdb(["models", "export", "1", "/proc/vdb-export", "--db", db])
+    XCTAssertEqual(unwritable.status, 1, unwritable.stderr)
+    XCTAssertTrue(unwritable.stderr.hasPrefix("error: /proc/"), unwritable.stderr)
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), ["db", "exported"])
+    let both = try Shell.vdb(["embed", "x", "--model", exported, "--model-version", "1"])
+    XCTAssertEqual(both.status, 2, both.stderr)
+  }
+}
