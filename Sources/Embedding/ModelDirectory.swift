@@ -27,6 +27,8 @@ extension SentenceEncoder {
           + " \(options.maxCharactersPerWord) characters a word (BertTokenizer has '##', 100)")
     }
     let c = config
+    // The Float's shortest decimal (1e-12), not its binary value widened (9.99…e-13).
+    let epsilon = Double(c.layerNormEpsilon.description) ?? Double(c.layerNormEpsilon)
     let specials = Dictionary(
       uniqueKeysWithValues: [
         ("unk_token", options.unknownToken), ("cls_token", options.classifierToken),
@@ -55,7 +57,7 @@ extension SentenceEncoder {
         "hidden_size": c.hiddenSize, "num_hidden_layers": c.layerCount,
         "num_attention_heads": c.headCount, "intermediate_size": c.intermediateSize,
         "vocab_size": c.vocabularySize, "max_position_embeddings": c.maxPositions,
-        "type_vocab_size": c.typeVocabularySize, "layer_norm_eps": Double(c.layerNormEpsilon),
+        "type_vocab_size": c.typeVocabularySize, "layer_norm_eps": epsilon,
         "hidden_act": c.hiddenActivation, "position_embedding_type": c.positionEmbeddingType,
         "pad_token_id": tokenizer.id(of: "[PAD]") ?? 0,
       ],

@@ -43,6 +43,11 @@ public final class Environment: @unchecked Sendable {
     /// Open for reading only (`MDB_RDONLY`): nothing is created or written but the lock
     /// file; write transactions fail with `EACCES`, and tables must exist.
     public var readOnly: Bool = false
+    /// With `readOnly`, read without the lock file (`MDB_NOLOCK`), for a lock file this
+    /// process may not write (another owner's database). Such a reader does not hold
+    /// back a concurrent writer's page reuse: a long read while the owner writes can
+    /// see pages change under it.
+    public var noLock: Bool = false
 
     public init() {}
   }
@@ -119,6 +124,7 @@ public final class Environment: @unchecked Sendable {
     var flags = UInt32(MDB_NOTLS)
     if options.noSync { flags |= UInt32(MDB_NOSYNC) }
     if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+    if options.readOnly && options.noLock { flags |= UInt32(MDB_NOLOCK) }
     try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")
     // Free reader slots left by processes that died inside a read transaction.
     var dead: Int32 = 0

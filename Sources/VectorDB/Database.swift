@@ -103,6 +103,11 @@ public final class Database: @unchecked Sendable {
     var environmentOptions = Environment.Options()
     environmentOptions.noSync = options.noSync
     environmentOptions.readOnly = readOnly
+    // Another owner's database: LMDB cannot record a reader in a lock file it may not
+    // write (or create), so it reads without one.
+    let lock = path + "/lock.mdb"
+    environmentOptions.noLock =
+      access(lock, F_OK) == 0 ? access(lock, W_OK) != 0 : access(path, W_OK) != 0
     do {
       return try Environment.open(path: path, options: environmentOptions)
     } catch let error as LMDBError where error.isInvalidFile {

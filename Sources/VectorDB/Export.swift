@@ -8,6 +8,15 @@ public struct ExportedDocument: Codable, Equatable, Sendable {
   public var metadata: [String: JSONValue]
   /// The stored vector, when asked for (nil: not asked for, or none yet).
   public var vector: [Float]?
+
+  /// Leaves `vector` out when nil, in any encoder: a line reads back as it was.
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(id, forKey: .id)
+    try container.encode(text, forKey: .text)
+    try container.encode(metadata, forKey: .metadata)
+    if let vector { try container.encode(vector, forKey: .vector) }
+  }
 }
 
 extension Collection {

@@ -40,7 +40,7 @@ struct Export: ParsableCommand {
         vectors.append(document.vector ?? [])
         if !include.contains(.vector) { line.vector = nil }
       }
-      try lines.write(Terminal.jsonEncoder.encode(line) + Data("\n".utf8))
+      try lines.write(Terminal.json(line) + Data("\n".utf8))
     }
     if let npyFile {
       let dimension = vectors.first?.count ?? 0

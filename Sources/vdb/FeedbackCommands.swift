@@ -240,7 +240,7 @@ struct Eval: ParsableCommand {
       ) { try bar.update($0) }
     bar.finish()
     if let perQuery {
-      let data = try Terminal.jsonEncoder.encode(report.perQuery ?? [:])
+      let data = try Terminal.json(report.perQuery ?? [:])
       try data.write(to: URL(fileURLWithPath: perQuery))
     }
     if output.isJSON {

@@ -16,26 +16,24 @@ enum Terminal {
     FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
   }
 
-  /// The one JSON convention of every `--json` output: snake_case keys (from the
-  /// Swift property names; metadata and other dictionary keys are left as they are).
-  static let jsonEncoder: JSONEncoder = {
+  /// `value` in the one JSON convention of every `--json` output (`JSONOutput`):
+  /// snake_case keys, `null` for absent values, keys sorted; one line unless `pretty`.
+  static func json(_ value: some Encodable, pretty: Bool = false) throws -> Data {
     let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
-    return encoder
-  }()
+    if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
+    return try encoder.encode(JSONOutput.tree(value))
+  }
 
   /// Prints one JSON value (pretty when stdout is a terminal).
   static func printJSON(_ value: some Encodable) throws {
-    let encoder = jsonEncoder
-    if isatty(STDOUT_FILENO) != 0 { encoder.outputFormatting.insert(.prettyPrinted) }
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    let pretty = isatty(STDOUT_FILENO) != 0
+    print(String(decoding: try json(value, pretty: pretty), as: UTF8.self))
   }
 
   /// Prints one JSON value on one line (JSON Lines streams).
   static func printJSONLine(_ value: some Encodable) throws {
-    print(String(decoding: try jsonEncoder.encode(value), as: UTF8.self))
+    print(String(decoding: try json(value), as: UTF8.self))
   }
 
   /// The width tables fit: `$COLUMNS`, else the terminal's; nil when stdout is not a

@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 
-/// Every command's `--json` output follows one convention: snake_case keys, and a log
-/// id is always `log_id`.
+/// Every command's `--json` output follows one convention: snake_case keys, a log id
+/// is always `log_id`, and an absent value is `null`, never a missing key.
 final class JSONConventionTests: XCTestCase {
   var directory: String!
   var db: String { directory + "/db" }
@@ -41,6 +41,22 @@ final class JSONConventionTests: XCTestCase {
       }
     } else if let array = value as? [Any] {
       for element in array { checkKeys(element, `where`) }
+    }
+  }
+
+  /// The objects at one place of a command's output (its JSON Lines, the elements of
+  /// an array) all have the same keys: none is left out where it has no value.
+  private func checkSameKeys(_ values: [Any], _ where: String) {
+    let objects = values.compactMap { $0 as? [String: Any] }
+    guard let keys = objects.first.map({ Set($0.keys) }) else {
+      for case let array as [Any] in values { checkSameKeys(array, `where`) }
+      return
+    }
+    for object in objects {
+      XCTAssertEqual(Set(object.keys), keys, "\(`where`): \(object)")
+      for (key, inner) in object where key != "metadata" && key != "lineage" {
+        if let array = inner as? [Any] { checkSameKeys(array, "\(`where`) \(key)") }
+      }
     }
   }
 
@@ -83,6 +99,18 @@ final class JSONConventionTests: XCTestCase {
     for (command, values) in outputs {
       XCTAssertFalse(values.isEmpty, command)
       for value in values { checkKeys(value, command) }
+      checkSameKeys(values, command)
     }
+    // Absent values are null: a collection of given vectors has no model, the first
+    // model no parent, a query no adapter or filter.
+    let collections = try json(["collections"])
+    let vecs = try XCTUnwrap(
+      (collections.first as? [[String: Any]])?.first { $0["name"] as? String == "vecs" })
+    for key in ["model", "adapter", "job"] { XCTAssertTrue(vecs[key] is NSNull, "\(key) in \(vecs)") }
+    let models = try json(["models"])
+    let first = try XCTUnwrap((models.first as? [String: Any])?["model"] as? [String: Any])
+    XCTAssertTrue(first["parent"] is NSNull, "\(first)")
+    let entry = try XCTUnwrap(log.first as? [String: Any])
+    for key in ["adapter", "filter"] { XCTAssertTrue(entry[key] is NSNull, "\(key) in \(entry)") }
   }
 }

@@ -59,7 +59,7 @@ final class ReplTests: XCTestCase {
     XCTAssertTrue(written.contains("first"), written)
     XCTAssertTrue(written.hasSuffix("1\n"), written)
     XCTAssertFalse(result.stdout.contains("first"), result.stdout)
-    XCTAssertEqual(result.stdout, "1\n", "only the count after `.output`")
+    XCTAssertEqual(result.stdout, "upserted a into notes\n1\n", "nothing between the .outputs")
     XCTAssertTrue(
       result.stderr.contains("error: /nonexistent/dir/out.txt: cannot write it: "), result.stderr)
   }

@@ -1,0 +1,247 @@
+import Foundation
+import VectorDB
+
+/// The `--json` convention as an `Encoder`: any `Encodable` becomes a `JSONValue` with
+/// keys in snake_case (the keys of dictionaries, such as metadata, stay as they are),
+/// dates in ISO 8601, and an absent optional written as `null` — where `JSONEncoder`
+/// leaves the key out, so that every documented key is always there.
+///
+/// A type that leaves a key out on purpose (a field not asked for) does not encode it.
+enum JSONOutput {
+  /// `value` as the JSON tree `--json` prints.
+  ///
+  /// - Throws: `EncodingError.invalidValue` for a NaN or infinite number.
+  static func tree(_ value: some Encodable) throws -> JSONValue {
+    let node = Node()
+    try node.set(value, codingPath: [])
+    return node.json
+  }
+
+  /// `key` in snake_case: a `_` before each word's capital (`logID` → `log_id`,
+  /// `heldoutBefore` → `heldout_before`, `URLPath` → `url_path`), all lowercased.
+  static func snakeCase(_ key: String) -> String {
+    let characters = Array(key)
+    var result = ""
+    for (index, character) in characters.enumerated() {
+      if character.isUppercase && index > 0 {
+        let previous = characters[index - 1]
+        let next = index + 1 < characters.count ? characters[index + 1] : nil
+        if previous.isLowercase || previous.isNumber
+          || (previous.isUppercase && next?.isLowercase == true)
+        {
+          result.append("_")
+        }
+      }
+      result += character.lowercased()
+    }
+    return result
+  }
+}
+
+/// A value being built: a scalar, or an array or object whose members are built in
+/// turn (containers hand out child nodes and fill them later).
+private final class Node {
+  private enum Content {
+    case scalar(JSONValue)
+    case array([Node])
+    case object([String: Node])
+  }
+  private var content = Content.scalar(.null)
+
+  var json: JSONValue {
+    switch content {
+    case .scalar(let value): return value
+    case .array(let nodes): return .array(nodes.map(\.json))
+    case .object(let nodes): return .object(nodes.mapValues(\.json))
+    }
+  }
+
+  func setScalar(_ value: JSONValue) { content = .scalar(value) }
+
+  /// The child at `key`, created (with this node made an object) when missing.
+  func child(_ key: String) -> Node {
+    var members: [String: Node] = [:]
+    if case .object(let existing) = content { members = existing }
+    if let node = members[key] { return node }
+    let node = Node()
+    members[key] = node
+    content = .object(members)
+    return node
+  }
+
+  /// A new last element (this node made an array when it is not one).
+  func append() -> Node {
+    var elements: [Node] = []
+    if case .array(let existing) = content { elements = existing }
+    let node = Node()
+    elements.append(node)
+    content = .array(elements)
+    return node
+  }
+
+  var count: Int {
+    if case .array(let elements) = content { return elements.count }
+    return 0
+  }
+
+  func makeObject() { if case .object = content {} else { content = .object([:]) } }
+  func makeArray() { if case .array = content {} else { content = .array([]) } }
+
+  /// Encodes `value` here: the types `JSONEncoder` treats specially first.
+  func set(_ value: any Encodable, codingPath: [CodingKey]) throws {
+    switch value {
+    case let json as JSONValue:
+      setScalar(json)
+    case let bool as Bool:
+      setScalar(.bool(bool))
+    case let string as String:
+      setScalar(.string(string))
+    case let integer as any BinaryInteger:
+      setScalar(.number(Double(integer)))
+    case let date as Date:
+      setScalar(.string(Node.dateFormatter.string(from: date)))
+    case let float as Float:
+      // Through its shortest decimal, so 0.1 prints as 0.1, not as the Double 0.100000001….
+      try setNumber(Double(float.description) ?? Double(float), finite: float.isFinite, codingPath)
+    case let double as Double:
+      try setNumber(double, finite: double.isFinite, codingPath)
+    case let dictionary as [String: any Encodable]:
+      makeObject()
+      for (key, member) in dictionary {
+        try child(key).set(member, codingPath: codingPath + [AnyKey(key)])
+      }
+    default:
+      try value.encode(to: TreeEncoder(node: self, codingPath: codingPath))
+    }
+  }
+
+  private static let dateFormatter = ISO8601DateFormatter()
+
+  private func setNumber(_ value: Double, finite: Bool, _ codingPath: [CodingKey]) throws {
+    guard finite else {
+      throw EncodingError.invalidValue(
+        value, .init(codingPath: codingPath, debugDescription: "\(value) is not a JSON number"))
+    }
+    setScalar(.number(value))
+  }
+}
+
+private struct AnyKey: CodingKey {
+  var stringValue: String
+  var intValue: Int?
+  init(_ string: String) { stringValue = string }
+  init?(stringValue: String) { self.stringValue = stringValue }
+  init?(intValue: Int) {
+    stringValue = String(intValue)
+    self.intValue = intValue
+  }
+}
+
+private struct TreeEncoder: Encoder {
+  let node: Node
+  let codingPath: [CodingKey]
+  var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+  func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+    node.makeObject()
+    return KeyedEncodingContainer(Keyed<Key>(node: node, codingPath: codingPath))
+  }
+
+  func unkeyedContainer() -> UnkeyedEncodingContainer {
+    node.makeArray()
+    return Unkeyed(node: node, codingPath: codingPath)
+  }
+
+  func singleValueContainer() -> SingleValueEncodingContainer {
+    Single(node: node, codingPath: codingPath)
+  }
+}
+
+private struct Keyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
+  let node: Node
+  let codingPath: [CodingKey]
+
+  private func child(_ key: Key) -> Node { node.child(JSONOutput.snakeCase(key.stringValue)) }
+
+  mutating func encodeNil(forKey key: Key) throws { child(key).setScalar(.null) }
+  mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+    try child(key).set(value, codingPath: codingPath + [key])
+  }
+  // The point of this encoder: an absent optional is `null`, not a missing key.
+  mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
+    if let value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+  }
+  mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Double?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Float?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) throws { try put(value, key) }
+  mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) throws { try put(value, key) }
+  private mutating func put<T: Encodable>(_ value: T?, _ key: Key) throws {
+    try encodeIfPresent(value, forKey: key)
+  }
+
+  mutating func nestedContainer<NestedKey: CodingKey>(
+    keyedBy keyType: NestedKey.Type, forKey key: Key
+  ) -> KeyedEncodingContainer<NestedKey> {
+    let child = child(key)
+    child.makeObject()
+    return KeyedEncodingContainer(Keyed<NestedKey>(node: child, codingPath: codingPath + [key]))
+  }
+  mutating func nestedUnkeyedContainer(forKey key: Key) -> UnkeyedEncodingContainer {
+    let child = child(key)
+    child.makeArray()
+    return Unkeyed(node: child, codingPath: codingPath + [key])
+  }
+  mutating func superEncoder() -> Encoder {
+    TreeEncoder(node: node.child("super"), codingPath: codingPath)
+  }
+  mutating func superEncoder(forKey key: Key) -> Encoder {
+    TreeEncoder(node: child(key), codingPath: codingPath + [key])
+  }
+}
+
+private struct Unkeyed: UnkeyedEncodingContainer {
+  let node: Node
+  let codingPath: [CodingKey]
+  var count: Int { node.count }
+
+  mutating func encodeNil() throws { node.append().setScalar(.null) }
+  mutating func encode<T: Encodable>(_ value: T) throws {
+    let index = count
+    try node.append().set(value, codingPath: codingPath + [AnyKey(intValue: index)!])
+  }
+  mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type)
+    -> KeyedEncodingContainer<NestedKey>
+  {
+    let child = node.append()
+    child.makeObject()
+    return KeyedEncodingContainer(Keyed<NestedKey>(node: child, codingPath: codingPath))
+  }
+  mutating func nestedUnkeyedContainer() -> UnkeyedEncodingContainer {
+    let child = node.append()
+    child.makeArray()
+    return Unkeyed(node: child, codingPath: codingPath)
+  }
+  mutating func superEncoder() -> Encoder { TreeEncoder(node: node.append(), codingPath: codingPath) }
+}
+
+private struct Single: SingleValueEncodingContainer {
+  let node: Node
+  let codingPath: [CodingKey]
+
+  mutating func encodeNil() throws { node.setScalar(.null) }
+  mutating func encode(_ value: Bool) throws { node.setScalar(.bool(value)) }
+  mutating func encode(_ value: String) throws { node.setScalar(.string(value)) }
+  mutating func encode<T: Encodable>(_ value: T) throws {
+    try node.set(value, codingPath: codingPath)
+  }
+}
