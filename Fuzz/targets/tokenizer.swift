@@ -1,36 +1,49 @@
 import Foundation
 
 /// libFuzzer entry: a WordPiece vocabulary and a text. The first byte picks the
-/// options; up to the first NUL byte the input is the vocabulary (one token a line),
-/// the rest the text (with no NUL, all of it is text for a small fixed vocabulary).
-/// Every id the tokenizer returns must be in the vocabulary.
+/// options (bits 0-3) and whether the input brings its own vocabulary (bit 7): then up
+/// to the first NUL byte is the vocabulary (one token a line) and the rest the text;
+/// otherwise all of it is text for a small fixed vocabulary. Every id the tokenizer
+/// returns must be in the vocabulary.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   guard size > 0 else { return 0 }
   let bytes = UnsafeBufferPointer(start: data, count: size)
-  var options = WordPieceTokenizer.Options()
-  options.lowercase = bytes[0] & 1 != 0
-  options.stripAccents = bytes[0] & 6 == 0 ? nil : bytes[0] & 2 != 0
-  options.splitCJKCharacters = bytes[0] & 8 != 0
-  let rest = bytes.dropFirst()
-  var vocabulary = fixedVocabulary
-  var text = rest[...]
-  if let separator = rest.firstIndex(of: 0) {
-    vocabulary = String(decoding: rest[..<separator], as: UTF8.self)
+  let choice = bytes[0] & 0x0F
+  var text = bytes.dropFirst()
+  let tokenizer: WordPieceTokenizer
+  if bytes[0] & 0x80 != 0, let separator = text.firstIndex(of: 0) {
+    let vocabulary = String(decoding: text[..<separator], as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    text = rest[(separator + 1)...]
-  }
-  guard let tokenizer = try? WordPieceTokenizer(vocabulary: vocabulary, options: options) else {
-    return 0
+    text = text[(separator + 1)...]
+    // Building one costs tens of milliseconds (its normalisation table), so most inputs
+    // take the cached tokenizers below.
+    guard let built = try? WordPieceTokenizer(vocabulary: vocabulary, options: options(choice))
+    else { return 0 }
+    tokenizer = built
+  } else {
+    tokenizer = fixedTokenizers[Int(choice)]
   }
   let string = String(decoding: text, as: UTF8.self)
   for ids in [tokenizer.encode(string, maxLength: 64), tokenizer.wordPieceIDs(string)] {
-    precondition(ids.allSatisfy { vocabulary.indices.contains($0) }, "id outside the vocabulary")
+    precondition(
+      ids.allSatisfy { tokenizer.vocabulary.indices.contains($0) }, "id outside the vocabulary")
   }
   return 0
 }
 
-private let fixedVocabulary = [
-  "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un", "##aff", "##able", "hnsw", "graph",
-  "##s", "é", "中", "a", "##b", ",", ".", "!",
-]
+private func options(_ choice: UInt8) -> WordPieceTokenizer.Options {
+  var options = WordPieceTokenizer.Options()
+  options.lowercase = choice & 1 != 0
+  options.stripAccents = choice & 6 == 0 ? nil : choice & 2 != 0
+  options.splitCJKCharacters = choice & 8 != 0
+  return options
+}
+
+private let fixedTokenizers = (0..<16).map { choice in
+  try! WordPieceTokenizer(
+    vocabulary: [
+      "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un", "##aff", "##able", "hnsw",
+      "graph", "##s", "é", "中", "a", "##b", ",", ".", "!",
+    ], options: options(UInt8(choice)))
+}

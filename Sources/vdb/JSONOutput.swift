@@ -231,7 +231,9 @@ private struct Unkeyed: UnkeyedEncodingContainer {
     child.makeArray()
     return Unkeyed(node: child, codingPath: codingPath)
   }
-  mutating func superEncoder() -> Encoder { TreeEncoder(node: node.append(), codingPath: codingPath) }
+  mutating func superEncoder() -> Encoder {
+    TreeEncoder(node: node.append(), codingPath: codingPath)
+  }
 }
 
 private struct Single: SingleValueEncodingContainer {

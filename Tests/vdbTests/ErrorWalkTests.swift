@@ -15,7 +15,10 @@ import XCTest
 final class ErrorWalkTests: XCTestCase {
   /// The documented exit codes (docs/shell.md, `vdb --help`).
   enum Code: Int32 {
-    case user = 1, usage = 2, database = 3, interrupted = 130
+    case user = 1
+    case usage = 2
+    case database = 3
+    case interrupted = 130
   }
 
   /// One sample of every `VectorDBError` case; the words its message must hold; its code.
@@ -33,7 +36,10 @@ final class ErrorWalkTests: XCTestCase {
     (.modelNotFound(5), ["5"], .user),
     (.modelWithoutWeights(5), ["5"], .user),
     (.modelInUse(version: 5, by: "notes generation 2"), ["5", "notes generation 2"], .user),
-    (.invalidModel(directory: "/m", reason: "config.json: no vocab_size"), ["/m", "config.json"], .user),
+    (
+      .invalidModel(directory: "/m", reason: "config.json: no vocab_size"), ["/m", "config.json"],
+      .user
+    ),
     (.invalidVector(reason: "row 3 holds NaN"), ["row 3"], .user),
     (.unsupported("a text query on collection \"v\""), ["\"v\""], .user),
     (.invalidInput(source: "docs.jsonl", line: 12, reason: "bad JSON"), ["docs.jsonl:12"], .user),
@@ -82,7 +88,9 @@ final class ErrorWalkTests: XCTestCase {
     }
   }
 
-  func assertOneLine(_ text: String, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+  func assertOneLine(
+    _ text: String, _ what: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
     XCTAssertFalse(text.isEmpty, what, file: file, line: line)
     XCTAssertFalse(text.contains("\n"), "\(what): \(text)", file: file, line: line)
     for raw in ["Optional(", "Error(", "NSCocoaErrorDomain", "Swift.", "_GenericObjCError"] {
@@ -117,14 +125,23 @@ final class ErrorWalkTests: XCTestCase {
       (LMDBError(code: EIO, operation: "read page"), "storage", ["read page"], .database),
       (VectorIndexError.notFound(name: "c1.g2"), "damaged", ["c1.g2"], .database),
       (VectorIndexError.alreadyExists(name: "c1.g2"), "damaged", ["c1.g2"], .database),
-      (VectorIndexError.invalidSettings(name: "c1.g2", reason: "M is 0"), "invalidInput", ["M is 0"], .user),
-      (VectorIndexError.newerFormat(name: "c1.g2", found: 3, supported: 1), "damaged", ["c1.g2", "3"], .database),
+      (
+        VectorIndexError.invalidSettings(name: "c1.g2", reason: "M is 0"), "invalidInput",
+        ["M is 0"], .user
+      ),
+      (
+        VectorIndexError.newerFormat(name: "c1.g2", found: 3, supported: 1), "damaged",
+        ["c1.g2", "3"], .database
+      ),
       (VectorIndexError.corrupt("node 4"), "damaged", ["node 4"], .database),
       (VectorIndexError.readOnly, "damaged", ["read transaction"], .database),
       (HNSWError.dimensionMismatch(expected: 384, got: 3), "invalidVector", ["384", "3"], .user),
       (HNSWError.nonFiniteComponent(index: 7), "invalidVector", ["7"], .user),
       (HNSWError.zeroVector, "invalidVector", ["zero vector"], .user),
-      (HNSWError.invalidParameter(name: "ef", value: "0", reason: "at least 1"), "invalidInput", ["ef"], .user),
+      (
+        HNSWError.invalidParameter(name: "ef", value: "0", reason: "at least 1"), "invalidInput",
+        ["ef"], .user
+      ),
       (HNSWError.duplicateNode(9), "invalidInput", ["9"], .user),
       (HNSWError.corrupt("layer 2 of node 9"), "damaged", ["node 9"], .database),
       (TrainingError.invalidShape("heads 5"), "invalidModel", ["heads 5"], .user),
@@ -145,8 +162,14 @@ final class ErrorWalkTests: XCTestCase {
         EmbeddingError.invalidConfiguration(source: "/m/config.json", reason: "hidden_size is 0"),
         "invalidModel", ["/m/config.json", "hidden_size"], .user
       ),
-      (EmbeddingError.unsupported(source: "/m/c", feature: "gelu_new"), "invalidModel", ["gelu_new"], .user),
-      (EmbeddingError.missingTensor(source: "/m/w", tensor: "t.bias"), "invalidModel", ["t.bias"], .user),
+      (
+        EmbeddingError.unsupported(source: "/m/c", feature: "gelu_new"), "invalidModel",
+        ["gelu_new"], .user
+      ),
+      (
+        EmbeddingError.missingTensor(source: "/m/w", tensor: "t.bias"), "invalidModel", ["t.bias"],
+        .user
+      ),
       (
         EmbeddingError.wrongShape(source: "/m/w", tensor: "t", shape: [2], expected: [3]),
         "invalidModel", ["[2]", "[3]"], .user
@@ -160,10 +183,14 @@ final class ErrorWalkTests: XCTestCase {
         ["BF16"], .user
       ),
       (
-        EmbeddingError.invalidVocabulary(source: "/m/vocab.txt", reason: "no [UNK]"), "invalidModel",
+        EmbeddingError.invalidVocabulary(source: "/m/vocab.txt", reason: "no [UNK]"),
+        "invalidModel",
         ["[UNK]"], .user
       ),
-      (EmbeddingError.invalidTokenIDs(sequence: 2, reason: "id 99999"), "invalidModel", ["99999"], .user),
+      (
+        EmbeddingError.invalidTokenIDs(sequence: 2, reason: "id 99999"), "invalidModel", ["99999"],
+        .user
+      ),
       (
         CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: "/out/q.json"]),
         "invalidInput", ["/out/q.json", "write"], .user

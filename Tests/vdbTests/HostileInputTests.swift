@@ -382,7 +382,8 @@ final class HostileInputTests: ShellTestCase {
     let writes: [[String]] = [
       ["upsert", "-c", "c", "--id", "x", "--text", "new"], ["delete", "-c", "c", "a"],
       ["update", "-c", "c", "a", "--meta", "{}"], ["collections", "create", "d"],
-      ["collections", "drop", "c"], ["collections", "rename", "c", "e"], ["import", "-", "-c", "c"],
+      ["collections", "drop", "c"], ["collections", "rename", "c", "e"],
+      ["import", "-", "-c", "c"],
     ]
     for command in writes {
       let result = try Shell.vdb(

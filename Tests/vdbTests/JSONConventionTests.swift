@@ -103,10 +103,13 @@ final class JSONConventionTests: XCTestCase {
     }
     // Absent values are null: a collection of given vectors has no model, the first
     // model no parent, a query no adapter or filter.
+    _ = try json(["collections", "create", "given", "--vectors", "3"])
     let collections = try json(["collections"])
     let vecs = try XCTUnwrap(
-      (collections.first as? [[String: Any]])?.first { $0["name"] as? String == "vecs" })
-    for key in ["model", "adapter", "job"] { XCTAssertTrue(vecs[key] is NSNull, "\(key) in \(vecs)") }
+      (collections.first as? [[String: Any]])?.first { $0["name"] as? String == "given" })
+    for key in ["model", "adapter", "job"] {
+      XCTAssertTrue(vecs[key] is NSNull, "\(key) in \(vecs)")
+    }
     let models = try json(["models"])
     let first = try XCTUnwrap((models.first as? [String: Any])?["model"] as? [String: Any])
     XCTAssertTrue(first["parent"] is NSNull, "\(first)")

@@ -62,7 +62,9 @@ final class LogCrashTests: ShellTestCase {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
       try Shell.vdb(["collections", "create", "c", "--no-vectors", "--db", db]).status, 0)
-    let documents = (0..<40).map { #"{"_id": "d\#($0)", "text": "word\#($0) word\#($0 % 7) shared"}"# }
+    let documents = (0..<40).map {
+      #"{"_id": "d\#($0)", "text": "word\#($0) word\#($0 % 7) shared"}"#
+    }
     let imported = try Shell.vdb(
       ["import", "-", "-c", "c", "--db", db], input: documents.joined(separator: "\n"))
     XCTAssertEqual(imported.status, 0, imported.stderr)
@@ -88,7 +90,9 @@ final class LogCrashTests: ShellTestCase {
             committed[id] = object as NSDictionary
             last = max(last, id)
           } else {
-            queued[id] = (object["hits"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            queued[id] = (object["hits"] as? [[String: Any]] ?? []).compactMap {
+              $0["id"] as? String
+            }
           }
         }
       }
@@ -106,14 +110,17 @@ final class LogCrashTests: ShellTestCase {
         XCTAssertEqual(after[id], entry, "trial \(trial): committed entry \(id)")
       }
       for (id, hits) in queued where after[id] != nil {
-        let stored = (after[id]?["hits"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        let stored = (after[id]?["hits"] as? [[String: Any]] ?? []).compactMap {
+          $0["id"] as? String
+        }
         XCTAssertEqual(stored, hits, "trial \(trial): queued entry \(id) is whole")
       }
       // A new query's id is new, and after every id handed out so far.
       let query = try Shell.vdb(["query", "-c", "c", "word3 shared", "--json", "--db", db])
       XCTAssertEqual(query.status, 0, query.stderr)
-      let newID = (try JSONSerialization.jsonObject(with: Data(query.stdout.utf8)) as? [String: Any])?[
-        "log_id"] as? Int ?? 0
+      let newID =
+        (try JSONSerialization.jsonObject(with: Data(query.stdout.utf8)) as? [String: Any])?[
+          "log_id"] as? Int ?? 0
       XCTAssertNil(after[newID], "trial \(trial): id \(newID) is taken")
       XCTAssertGreaterThan(newID, max(after.keys.max() ?? 0, queued.keys.max() ?? 0))
       let verify = try Shell.vdb(["verify", "--db", db])
