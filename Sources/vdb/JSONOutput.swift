@@ -89,22 +89,26 @@ private final class Node {
 
   /// Encodes `value` here: the types `JSONEncoder` treats specially first.
   func set(_ value: any Encodable, codingPath: [CodingKey]) throws {
+    // The common leaves first: casts to protocols (BinaryInteger, dictionaries of
+    // Encodable) are the slow ones.
     switch value {
-    case let json as JSONValue:
-      setScalar(json)
-    case let bool as Bool:
-      setScalar(.bool(bool))
+    case let float as Float:
+      try setScalar(Node.number(float, codingPath))
+    case let floats as [Float]:
+      // A vector: one node, not one per component.
+      setScalar(.array(try floats.map { try Node.number($0, codingPath) }))
     case let string as String:
       setScalar(.string(string))
-    case let integer as any BinaryInteger:
-      setScalar(.number(Double(integer)))
+    case let double as Double:
+      try setScalar(Node.number(double, codingPath))
+    case let bool as Bool:
+      setScalar(.bool(bool))
+    case let json as JSONValue:
+      setScalar(json)
     case let date as Date:
       setScalar(.string(Node.dateFormatter.string(from: date)))
-    case let float as Float:
-      // Through its shortest decimal, so 0.1 prints as 0.1, not as the Double 0.100000001….
-      try setNumber(Double(float.description) ?? Double(float), finite: float.isFinite, codingPath)
-    case let double as Double:
-      try setNumber(double, finite: double.isFinite, codingPath)
+    case let integer as any BinaryInteger:
+      setScalar(.number(Double(integer)))
     case let dictionary as [String: any Encodable]:
       makeObject()
       for (key, member) in dictionary {
@@ -117,13 +121,19 @@ private final class Node {
 
   private static let dateFormatter = ISO8601DateFormatter()
 
-  private func setNumber(_ value: Double, finite: Bool, _ codingPath: [CodingKey]) throws {
-    guard finite else {
+  /// A finite number as JSON; a Float through its shortest decimal, so 0.1 prints
+  /// as 0.1, not as the Double 0.100000001….
+  private static func number<F: BinaryFloatingPoint & LosslessStringConvertible>(
+    _ value: F, _ codingPath: [CodingKey]
+  ) throws -> JSONValue {
+    guard value.isFinite else {
       throw EncodingError.invalidValue(
         value, .init(codingPath: codingPath, debugDescription: "\(value) is not a JSON number"))
     }
-    setScalar(.number(value))
+    return .number(
+      F.self == Double.self ? Double(value) : Double(value.description) ?? Double(value))
   }
+
 }
 
 private struct AnyKey: CodingKey {
