@@ -95,6 +95,19 @@ public struct SafeTensors: Sendable {
     try self.init(bytes: OwnedBytes(bytes), source: source)
   }
 
+  /// Validates safetensors bytes where they are, without copying them, and calls
+  /// `body` with the file: for bytes valid only for a while, such as a model read from
+  /// a database's memory map inside its transaction. The file must not outlive `body`
+  /// (copy its tensors out: ``floatTensors()`` does).
+  ///
+  /// - Throws: ``EmbeddingError/invalidSafeTensors(source:tensor:reason:)`` when the
+  ///   bytes are malformed; whatever `body` throws.
+  public static func withBytes<R>(
+    _ bytes: UnsafeRawBufferPointer, source: String, _ body: (SafeTensors) throws -> R
+  ) throws -> R {
+    try body(SafeTensors(bytes: BorrowedBytes(buffer: bytes), source: source))
+  }
+
   private init(bytes: Bytes, source: String) throws {
     self.bytes = bytes
     self.source = source
@@ -272,6 +285,11 @@ public struct SafeTensors: Sendable {
 /// Bytes that stay valid for the lifetime of the object.
 private protocol Bytes: Sendable {
   var buffer: UnsafeRawBufferPointer { get }
+}
+
+/// Bytes owned elsewhere, valid while `SafeTensors.withBytes` runs.
+private struct BorrowedBytes: Bytes, @unchecked Sendable {
+  let buffer: UnsafeRawBufferPointer
 }
 
 private final class OwnedBytes: Bytes, @unchecked Sendable {

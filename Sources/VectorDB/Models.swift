@@ -143,9 +143,11 @@ struct ModelStore {
     _ version: Int, bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
   ) throws -> SentenceEncoder {
     let source = "model version \(version) in \(path)"
-    let file = try SafeTensors(bytes: Array(bytes), source: source)
+    let (metadata, tensors) = try SafeTensors.withBytes(bytes, source: source) {
+      ($0.metadata, try $0.floatTensors())
+    }
     guard let parent = try info(version, in: txn)?.parent,
-      let json = file.metadata["lora"],
+      let json = metadata["lora"],
       let configuration = try? JSONDecoder().decode(LoRAConfiguration.self, from: Data(json.utf8))
     else {
       throw VectorDBError.damaged(
@@ -153,7 +155,7 @@ struct ModelStore {
     }
     let base = try encoder(parent, path: path, in: txn)
     let adapters = try LoRAAdapters<Float>(
-      config: base.config, configuration: configuration, tensors: try file.floatTensors())
+      config: base.config, configuration: configuration, tensors: tensors)
     return try SentenceEncoder(
       trained: adapters.merged(into: try EncoderParameters(base)), like: base)
   }
@@ -194,10 +196,10 @@ struct ModelStore {
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
     try checkWeights(version, weightBytes, path: path, in: txn)
+    // Read in place from the map (valid for the transaction): the tensors are the only copy.
+    let weights = try SafeTensors.withBytes(weightBytes, source: source) { try $0.floatTensors() }
     return try SentenceEncoder(
-      settings: settings, vocabulary: vocabulary,
-      weights: try SafeTensors(bytes: Array(weightBytes), source: source).floatTensors(),
-      source: source)
+      settings: settings, vocabulary: vocabulary, weights: weights, source: source)
   }
 
   /// Checks the stored weights of `version` against the checksum recorded with them.
@@ -231,7 +233,7 @@ struct ModelStore {
     }
     try checkWeights(version, bytes, path: path, in: txn)
     guard
-      let tensor = try SafeTensors(bytes: Array(bytes), source: source).floatTensors()[
+      let tensor = try SafeTensors.withBytes(bytes, source: source, { try $0.floatTensors() })[
         Self.adapterTensor],
       tensor.shape.count == 2, tensor.shape[0] == tensor.shape[1]
     else {
