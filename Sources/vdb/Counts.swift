@@ -13,6 +13,7 @@ enum Counts {
     "--ef": 1...100_000,
     "--limit": 1...1_000_000,
     "--epochs": 1...10_000,
+    "route train --epochs": 1...1_000_000,  // a small softmax head: an epoch is cheap
     "--hard-negatives": 0...10,
     "--mini-batch": 1...4096,
     "--mining-depth": 1...10_000,
