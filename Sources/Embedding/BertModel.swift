@@ -47,17 +47,48 @@ extension BertConfig {
 /// of the weights and of each output row: threads can split a layer by heads.
 /// Immutable after initialisation: `forward` may run on several threads at once.
 final class BertModel: Sendable {
+  /// A fully connected layer: W `[out, in]` and b `[out]` in float32 (the weights as
+  /// given), and W in bfloat16 when the model runs at that precision.
+  struct Linear {
+    let weight, bias: Buffer<Float>
+    let bfloat16: BFloat16Weights?
+
+    init(weight: Buffer<Float>, bias: Buffer<Float>, precision: SentenceEncoder.Precision) {
+      self.weight = weight
+      self.bias = bias
+      bfloat16 =
+        precision == .bfloat16
+        ? BFloat16Weights(
+          weight.base, outFeatures: bias.count, inFeatures: weight.count / bias.count) : nil
+    }
+
+    /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows.
+    func callAsFunction(
+      _ rows: Int, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+      columns: Range<Int>
+    ) {
+      if let bfloat16 {
+        bfloat16.linear(rows: rows, input: x, bias: bias.base, output: y, columns: columns)
+      } else {
+        BLAS.linear(
+          rows: rows, inFeatures: weight.count / bias.count, outFeatures: bias.count, input: x,
+          weight: weight.base, bias: bias.base, output: y, columns: columns)
+      }
+    }
+  }
+
   struct Layer {
-    /// [3H, H], rows grouped by head as [query | key | value] × head; `qkvBias` [3H].
-    let qkvWeight, qkvBias: Buffer<Float>
-    let attentionOutputWeight, attentionOutputBias: Buffer<Float>
+    /// W [3H, H], rows grouped by head as [query | key | value] × head; b [3H].
+    let qkv: Linear
+    let attentionOutput: Linear
     let attentionNormGamma, attentionNormBeta: Buffer<Float>
-    let intermediateWeight, intermediateBias: Buffer<Float>
-    let outputWeight, outputBias: Buffer<Float>
+    let intermediate: Linear
+    let output: Linear
     let outputNormGamma, outputNormBeta: Buffer<Float>
   }
 
   let config: BertConfig
+  let precision: SentenceEncoder.Precision
   let wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings: Buffer<Float>
   let embeddingNormGamma, embeddingNormBeta: Buffer<Float>
   let layers: [Layer]
@@ -70,10 +101,14 @@ final class BertModel: Sendable {
   ///   ``EmbeddingError/missingTensor(source:tensor:)``,
   ///   ``EmbeddingError/wrongShape(source:tensor:shape:expected:)`` and
   ///   ``EmbeddingError/nonFiniteWeight(source:tensor:index:)`` for unusable weights.
-  init(config: BertConfig, weights: [String: Tensor], source: String) throws {
+  init(
+    config: BertConfig, weights: [String: Tensor], precision: SentenceEncoder.Precision,
+    source: String
+  ) throws {
     try config.validate(source: source)
     try Self.checkLayerCount(config, weights: weights, source: source)
     self.config = config
+    self.precision = precision
     // Bounded now: every size is checked against a tensor the weights really hold.
     let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
     func values(_ name: String) throws -> [Float] {
@@ -113,18 +148,22 @@ final class BertModel: Sendable {
     layers = try (0..<config.layerCount).map { index in
       let prefix = "encoder.layer.\(index)."
       let projections = ["query", "key", "value"].map { prefix + "attention.self.\($0)" }
+      func linear(_ name: String) throws -> Linear {
+        Linear(
+          weight: try buffer(name + ".weight"), bias: try buffer(name + ".bias"),
+          precision: precision)
+      }
       return Layer(
-        qkvWeight: stackedByHead(
-          try projections.map { try values($0 + ".weight") }, width: rowWidth),
-        qkvBias: stackedByHead(try projections.map { try values($0 + ".bias") }, width: 1),
-        attentionOutputWeight: try buffer(prefix + "attention.output.dense.weight"),
-        attentionOutputBias: try buffer(prefix + "attention.output.dense.bias"),
+        qkv: Linear(
+          weight: stackedByHead(
+            try projections.map { try values($0 + ".weight") }, width: rowWidth),
+          bias: stackedByHead(try projections.map { try values($0 + ".bias") }, width: 1),
+          precision: precision),
+        attentionOutput: try linear(prefix + "attention.output.dense"),
         attentionNormGamma: try buffer(prefix + "attention.output.LayerNorm.weight"),
         attentionNormBeta: try buffer(prefix + "attention.output.LayerNorm.bias"),
-        intermediateWeight: try buffer(prefix + "intermediate.dense.weight"),
-        intermediateBias: try buffer(prefix + "intermediate.dense.bias"),
-        outputWeight: try buffer(prefix + "output.dense.weight"),
-        outputBias: try buffer(prefix + "output.dense.bias"),
+        intermediate: try linear(prefix + "intermediate.dense"),
+        output: try linear(prefix + "output.dense"),
         outputNormGamma: try buffer(prefix + "output.LayerNorm.weight"),
         outputNormBeta: try buffer(prefix + "output.LayerNorm.bias"))
     }
@@ -175,17 +214,17 @@ final class BertModel: Sendable {
       let prefix = "encoder.layer.\(index)."
       for (part, projection) in ["query", "key", "value"].enumerated() {
         let name = prefix + "attention.self.\(projection)"
-        put(name + ".weight", unstacked(layer.qkvWeight, part: part, width: config.hiddenSize))
-        put(name + ".bias", unstacked(layer.qkvBias, part: part, width: 1))
+        put(name + ".weight", unstacked(layer.qkv.weight, part: part, width: config.hiddenSize))
+        put(name + ".bias", unstacked(layer.qkv.bias, part: part, width: 1))
       }
-      put(prefix + "attention.output.dense.weight", layer.attentionOutputWeight.array)
-      put(prefix + "attention.output.dense.bias", layer.attentionOutputBias.array)
+      put(prefix + "attention.output.dense.weight", layer.attentionOutput.weight.array)
+      put(prefix + "attention.output.dense.bias", layer.attentionOutput.bias.array)
       put(prefix + "attention.output.LayerNorm.weight", layer.attentionNormGamma.array)
       put(prefix + "attention.output.LayerNorm.bias", layer.attentionNormBeta.array)
-      put(prefix + "intermediate.dense.weight", layer.intermediateWeight.array)
-      put(prefix + "intermediate.dense.bias", layer.intermediateBias.array)
-      put(prefix + "output.dense.weight", layer.outputWeight.array)
-      put(prefix + "output.dense.bias", layer.outputBias.array)
+      put(prefix + "intermediate.dense.weight", layer.intermediate.weight.array)
+      put(prefix + "intermediate.dense.bias", layer.intermediate.bias.array)
+      put(prefix + "output.dense.weight", layer.output.weight.array)
+      put(prefix + "output.dense.bias", layer.output.bias.array)
       put(prefix + "output.LayerNorm.weight", layer.outputNormGamma.array)
       put(prefix + "output.LayerNorm.bias", layer.outputNormBeta.array)
     }
@@ -256,27 +295,22 @@ final class BertModel: Sendable {
         let heads = headRanges[part]
         let columns =
           heads.lowerBound * 3 * config.headSize..<heads.upperBound * 3 * config.headSize
-        linear(
-          tokenCount, input: x, inFeatures: h, weight: layer.qkvWeight, bias: layer.qkvBias,
-          output: workspace.qkv.base, outFeatures: 3 * h, columns: columns)
+        layer.qkv(tokenCount, input: x, output: workspace.qkv.base, columns: columns)
         attention(
           heads: heads, qkv: workspace.qkv.base, context: workspace.context.base,
           sequences: sequences, offsets: offsets, scores: workspace.scores[part].base)
       }
       splitColumns(h, threads) { columns in
-        linear(
-          tokenCount, input: workspace.context.base, inFeatures: h,
-          weight: layer.attentionOutputWeight, bias: layer.attentionOutputBias,
-          output: workspace.projection.base, outFeatures: h, columns: columns)
+        layer.attentionOutput(
+          tokenCount, input: workspace.context.base, output: workspace.projection.base,
+          columns: columns)
       }
       normalizeRows(
         tokenCount, workspace.projection.base, residual: x, layer.attentionNormGamma,
         layer.attentionNormBeta, epsilon, threads)
       splitColumns(intermediate, threads) { columns in
-        linear(
-          tokenCount, input: x, inFeatures: h, weight: layer.intermediateWeight,
-          bias: layer.intermediateBias, output: workspace.expanded.base,
-          outFeatures: intermediate, columns: columns)
+        layer.intermediate(
+          tokenCount, input: x, output: workspace.expanded.base, columns: columns)
         for row in 0..<tokenCount {
           Kernels.gelu(
             count: columns.count,
@@ -284,10 +318,9 @@ final class BertModel: Sendable {
         }
       }
       splitColumns(h, threads) { columns in
-        linear(
-          tokenCount, input: workspace.expanded.base, inFeatures: intermediate,
-          weight: layer.outputWeight, bias: layer.outputBias,
-          output: workspace.projection.base, outFeatures: h, columns: columns)
+        layer.output(
+          tokenCount, input: workspace.expanded.base, output: workspace.projection.base,
+          columns: columns)
       }
       normalizeRows(
         tokenCount, workspace.projection.base, residual: x, layer.outputNormGamma,
@@ -314,17 +347,6 @@ final class BertModel: Sendable {
   private func splitColumns(_ width: Int, _ threads: Int, _ body: (Range<Int>) -> Void) {
     let ranges = Parallel.split(width, into: threads, multipleOf: 16)
     Parallel.forEach(ranges.count) { body(ranges[$0]) }
-  }
-
-  /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows (one gemm).
-  private func linear(
-    _ rows: Int, input x: UnsafePointer<Float>, inFeatures: Int,
-    weight: Buffer<Float>, bias: Buffer<Float>, output y: UnsafeMutablePointer<Float>,
-    outFeatures: Int, columns: Range<Int>
-  ) {
-    BLAS.linear(
-      rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: x,
-      weight: weight.base, bias: bias.base, output: y, columns: columns)
   }
 
   /// x ← LayerNorm(input + residual) · γ + β, where x is `residual` when there is one

@@ -23,6 +23,37 @@ float vdb_squared_euclidean(const float *a, const float *b, int n);
 #include <stddef.h>
 #include <stdint.h>
 
+/// bfloat16 linear layers (see bf16.c): W packed once, x rounded per call, float32 sums.
+enum {
+  VDB_BF16_PLAIN = 0,      ///< portable C
+  VDB_BF16_AVX2 = 1,       ///< AVX2 + FMA: bf16 widened to float32 in registers
+  VDB_BF16_AVX512BF16 = 2  ///< AVX-512 BF16: `vdpbf16ps`, two products per lane and step
+};
+
+/// How many bf16 values `vdb_bf16_pack` writes for a [columns, k] matrix (panels of 16
+/// columns, inputs in pairs, zero padded).
+size_t vdb_bf16_packed_count(int k, int columns);
+
+/// Packs W (float32, row-major [columns, k], as PyTorch stores a linear layer) into
+/// `packed` (`vdb_bf16_packed_count(k, columns)` values), rounding to nearest even.
+void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed);
+
+/// y[r * ldy + c] = bias[c] + Σ_i bf16(x[r * k + i]) · bf16(W[c][i]), summed in float32,
+/// for rows r < `rows` and columns `column_begin` ≤ c < `column_end` (others untouched):
+/// y = x · Wᵀ + b with W from `vdb_bf16_pack`. `y` and `bias` (or NULL) address column 0.
+/// Uses the level `vdb_bf16_level()` reports. Never fails; the caller guarantees the
+/// pointers cover the ranges.
+void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
+                     const float *x, const float *bias, float *y, int ldy);
+
+/// The instruction set `vdb_bf16_linear` uses: the widest the CPU has, chosen on first
+/// use, unless the environment variable VDB_BF16_KERNEL is "avx2" or "plain".
+int vdb_bf16_level(void);
+
+/// Makes `vdb_bf16_linear` use `level` (at most what the CPU has; negative: the widest)
+/// and returns the level now in effect. For tests and benchmarks; not thread-safe.
+int vdb_bf16_set_level(int level);
+
 /// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
 /// start): vdb_crc32c(vdb_crc32c(0, a, n), b, m) is the CRC of a then b. Uses the
 /// SSE4.2 crc32 instruction when the CPU has it (chosen once at load), else a table.

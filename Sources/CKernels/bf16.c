@@ -1,0 +1,273 @@
+#include "ckernels.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A linear layer y = x · Wᵀ + b with W and x rounded to bfloat16 and every product summed
+// in float32. W is packed once into panels of 16 output columns: for each pair of inputs
+// p (k = 2p, 2p + 1) a panel holds 16 × (w[c][2p], w[c][2p + 1]) — 32 bf16, one 512-bit
+// register, exactly the operand `vdpbf16ps` multiplies with a broadcast pair of x. Each
+// 32-bit lane holds one column's pair, so without BF16 instructions the two halves become
+// float32 by a shift and a mask, and the same layout serves AVX2 and plain C.
+
+enum { PANEL = 16, ROW_BLOCK = 64 };
+
+static int pairs_of(int k) { return (k + 1) / 2; }
+
+size_t vdb_bf16_packed_count(int k, int columns) {
+  return (size_t)((columns + PANEL - 1) / PANEL) * (size_t)pairs_of(k) * 2 * PANEL;
+}
+
+// Round to nearest even; NaN stays NaN (quiet). Written as a select so that loops over it
+// vectorise.
+static inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)rounded;
+}
+
+void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed) {
+  const int kp = pairs_of(k);
+  const size_t count = vdb_bf16_packed_count(k, columns);
+  memset(packed, 0, count * sizeof *packed);  // padding columns and an odd k's last input
+  for (int c = 0; c < columns; c++) {
+    uint16_t *panel = packed + (size_t)(c / PANEL) * kp * 2 * PANEL + (c % PANEL) * 2;
+    for (int i = 0; i < k; i++) panel[(size_t)(i / 2) * 2 * PANEL + i % 2] = to_bf16(w[(size_t)c * k + i]);
+  }
+}
+
+// Rows of x as bf16 pairs: xb[r * kp + p] holds (x[r][2p], x[r][2p + 1]) in one 32-bit word.
+static void convert_rows_plain(int rows, int k, const float *x, uint32_t *xb) {
+  const int kp = pairs_of(k);
+  for (int r = 0; r < rows; r++) {
+    uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
+    for (int i = 0; i < k; i++) out[i] = to_bf16(x[(size_t)r * k + i]);
+    if (k % 2) out[k] = 0;
+  }
+}
+
+__attribute__((target("avx2"))) static void convert_rows_avx2(
+    int rows, int k, const float *x, uint32_t *xb) {
+  const int kp = pairs_of(k);
+  for (int r = 0; r < rows; r++) {
+    uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
+    for (int i = 0; i < k; i++) out[i] = to_bf16(x[(size_t)r * k + i]);
+    if (k % 2) out[k] = 0;
+  }
+}
+
+// Columns [lo, hi) of panel `panel` as a lane mask (lanes outside are neither read nor
+// written in y or bias).
+static inline unsigned lanes(int panel, int lo, int hi) {
+  const int first = lo > panel * PANEL ? lo - panel * PANEL : 0;
+  const int end = hi < (panel + 1) * PANEL ? hi - panel * PANEL : PANEL;
+  return end <= first ? 0u : ((1u << end) - 1u) & ~((1u << first) - 1u);
+}
+
+// ---------------------------------------------------------------- AVX-512 BF16
+
+#define AVX512BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
+
+// `nr` rows (a constant after inlining) × `np` panels (1 or 2).
+AVX512BF16 static inline __attribute__((always_inline)) void tile_avx512bf16(
+    const int nr, const int np, int kp, const uint32_t *xb, const uint16_t *w0,
+    const uint16_t *w1, const float *bias, float *y, int ldy, __mmask16 m0, __mmask16 m1) {
+  __m512 acc[8][2];
+  for (int i = 0; i < nr; i++)
+    for (int j = 0; j < np; j++) acc[i][j] = _mm512_setzero_ps();
+  for (int p = 0; p < kp; p++) {
+    const __m512bh a = (__m512bh)_mm512_loadu_si512(w0 + (size_t)p * 2 * PANEL);
+    const __m512bh b =
+        np > 1 ? (__m512bh)_mm512_loadu_si512(w1 + (size_t)p * 2 * PANEL) : a;
+    for (int i = 0; i < nr; i++) {
+      const __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xb[(size_t)i * kp + p]);
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], xv, a);
+      if (np > 1) acc[i][1] = _mm512_dpbf16_ps(acc[i][1], xv, b);
+    }
+  }
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias && np > 1 ? _mm512_maskz_loadu_ps(m1, bias + PANEL) : _mm512_setzero_ps();
+  for (int i = 0; i < nr; i++) {
+    _mm512_mask_storeu_ps(y + (size_t)i * ldy, m0, _mm512_add_ps(acc[i][0], b0));
+    if (np > 1) _mm512_mask_storeu_ps(y + (size_t)i * ldy + PANEL, m1, _mm512_add_ps(acc[i][1], b1));
+  }
+}
+
+AVX512BF16 static void block_avx512bf16(int rows, int kp, const uint32_t *xb,
+                                        const uint16_t *packed, int lo, int hi,
+                                        const float *bias, float *y, int ldy) {
+  const size_t panel_size = (size_t)kp * 2 * PANEL;
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel += 2) {
+    const int np = (panel + 1) * PANEL < hi ? 2 : 1;
+    const __mmask16 m0 = (__mmask16)lanes(panel, lo, hi), m1 = (__mmask16)lanes(panel + 1, lo, hi);
+    const uint16_t *w0 = packed + panel * panel_size, *w1 = w0 + panel_size;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += 8) {
+      const uint32_t *xr = xb + (size_t)r * kp;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+      const int nr = rows - r < 8 ? rows - r : 8;
+#define TILE(n)                                                                  \
+  case n:                                                                        \
+    if (np == 2)                                                                 \
+      tile_avx512bf16(n, 2, kp, xr, w0, w1, b, yr, ldy, m0, m1);                 \
+    else                                                                         \
+      tile_avx512bf16(n, 1, kp, xr, w0, w1, b, yr, ldy, m0, m1);                 \
+    break;
+      switch (nr) {
+        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
+      }
+#undef TILE
+    }
+  }
+}
+
+// ---------------------------------------------------------------- AVX2 + FMA
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+// A 32-bit lane of bf16 pairs as two float32 vectors: the low halves (even inputs) and
+// the high halves (odd inputs).
+AVX2 static inline __m256 low_half(__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
+AVX2 static inline __m256 high_half(__m256i v) {
+  return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+// `nr` rows (≤ 4) × one panel (two halves of 8 columns).
+AVX2 static inline __attribute__((always_inline)) void tile_avx2(
+    const int nr, int kp, const uint32_t *xb, const uint16_t *w, const float *bias, float *y,
+    int ldy, unsigned mask) {
+  __m256 acc[4][2];
+  for (int i = 0; i < nr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int p = 0; p < kp; p++) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(w + (size_t)p * 2 * PANEL));
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(w + (size_t)p * 2 * PANEL + PANEL));
+    const __m256 a0 = low_half(a), a1 = high_half(a), b0 = low_half(b), b1 = high_half(b);
+    for (int i = 0; i < nr; i++) {
+      const __m256i xv = _mm256_set1_epi32((int)xb[(size_t)i * kp + p]);
+      const __m256 x0 = low_half(xv), x1 = high_half(xv);
+      acc[i][0] = _mm256_fmadd_ps(x1, a1, _mm256_fmadd_ps(x0, a0, acc[i][0]));
+      acc[i][1] = _mm256_fmadd_ps(x1, b1, _mm256_fmadd_ps(x0, b0, acc[i][1]));
+    }
+  }
+  for (int i = 0; i < nr; i++) {
+    float out[PANEL];
+    _mm256_storeu_ps(out, acc[i][0]);
+    _mm256_storeu_ps(out + 8, acc[i][1]);
+    for (int j = 0; j < PANEL; j++)
+      if (mask >> j & 1) y[(size_t)i * ldy + j] = out[j] + (bias ? bias[j] : 0.0f);
+  }
+}
+
+AVX2 static void block_avx2(int rows, int kp, const uint32_t *xb, const uint16_t *packed, int lo,
+                            int hi, const float *bias, float *y, int ldy) {
+  const size_t panel_size = (size_t)kp * 2 * PANEL;
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
+    const unsigned mask = lanes(panel, lo, hi);
+    const uint16_t *w = packed + panel * panel_size;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += 4) {
+      const uint32_t *xr = xb + (size_t)r * kp;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+      switch (rows - r < 4 ? rows - r : 4) {
+        case 1: tile_avx2(1, kp, xr, w, b, yr, ldy, mask); break;
+        case 2: tile_avx2(2, kp, xr, w, b, yr, ldy, mask); break;
+        case 3: tile_avx2(3, kp, xr, w, b, yr, ldy, mask); break;
+        default: tile_avx2(4, kp, xr, w, b, yr, ldy, mask); break;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- plain C
+
+static inline float low_float(uint32_t v) {
+  const uint32_t u = v << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+static inline float high_float(uint32_t v) {
+  const uint32_t u = v & 0xffff0000u;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static void block_plain(int rows, int kp, const uint32_t *xb, const uint16_t *packed, int lo,
+                        int hi, const float *bias, float *y, int ldy) {
+  const size_t panel_size = (size_t)kp * 2 * PANEL;
+  for (int c = lo; c < hi; c++) {
+    const uint16_t *w = packed + (size_t)(c / PANEL) * panel_size + (c % PANEL) * 2;
+    for (int r = 0; r < rows; r++) {
+      float s = 0;
+      for (int p = 0; p < kp; p++) {
+        uint32_t pair;
+        memcpy(&pair, w + (size_t)p * 2 * PANEL, sizeof pair);
+        const uint32_t xv = xb[(size_t)r * kp + p];
+        s += low_float(xv) * low_float(pair) + high_float(xv) * high_float(pair);
+      }
+      y[(size_t)r * ldy + c] = s + (bias ? bias[c] : 0.0f);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+static int best_level(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return VDB_BF16_AVX512BF16;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VDB_BF16_AVX2;
+  return VDB_BF16_PLAIN;
+}
+
+static int chosen_level = -1;  // racy but idempotent, like vdb_linear_rows's
+
+int vdb_bf16_level(void) {
+  if (chosen_level < 0) {
+    const char *forced = getenv("VDB_BF16_KERNEL");  // "plain" or "avx2": the fallbacks
+    const int best = best_level();
+    chosen_level = best;
+    if (forced && strcmp(forced, "plain") == 0) chosen_level = VDB_BF16_PLAIN;
+    if (forced && strcmp(forced, "avx2") == 0 && best >= VDB_BF16_AVX2) chosen_level = VDB_BF16_AVX2;
+  }
+  return chosen_level;
+}
+
+int vdb_bf16_set_level(int level) {
+  const int best = best_level();
+  chosen_level = level < 0 ? best : level > best ? best : level;
+  return chosen_level;
+}
+
+void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
+                     const float *x, const float *bias, float *y, int ldy) {
+  if (rows <= 0 || column_end <= column_begin) return;
+  const int level = vdb_bf16_level();
+  const int kp = pairs_of(k);
+  const int block = rows < ROW_BLOCK ? rows : ROW_BLOCK;
+  uint32_t stack[8 * 1024];  // a batch-1 query's rows fit; larger blocks go to the heap
+  uint32_t *xb = (size_t)block * kp <= sizeof stack / sizeof *stack
+                     ? stack
+                     : malloc((size_t)block * kp * sizeof *xb);
+  if (!xb) abort();  // a few hundred KiB
+  for (int r = 0; r < rows; r += ROW_BLOCK) {
+    const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
+    const float *xr = x + (size_t)r * k;
+    float *yr = y + (size_t)r * ldy;
+    if (level == VDB_BF16_AVX512BF16) {
+      convert_rows_avx2(n, k, xr, xb);
+      block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
+    } else if (level == VDB_BF16_AVX2) {
+      convert_rows_avx2(n, k, xr, xb);
+      block_avx2(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
+    } else {
+      convert_rows_plain(n, k, xr, xb);
+      block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
+    }
+  }
+  if (xb != stack) free(xb);
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Tensor
+import XCTest
+
+@testable import Embedding
+
+final class PrecisionTests: XCTestCase {
+  /// The float32 encoder's weights at bfloat16 precision.
+  private static let bfloat16: Result<SentenceEncoder, Error> = Result {
+    let encoder = try Fixtures.encoder.get()
+    var settings = encoder.settings
+    settings.precision = .bfloat16
+    return try SentenceEncoder(
+      settings: settings, vocabulary: encoder.tokenizer.vocabulary, weights: encoder.weights)
+  }
+
+  /// The quality bar: every golden text at cosine ≥ 0.999 against float32's
+  /// reference vectors (bfloat16 measures ≥ 0.9999), on the widest kernel and on the
+  /// AVX2 fallback where the CPU has it.
+  func testBFloat16GoldenCosines() throws {
+    let encoder = try Self.bfloat16.get()
+    XCTAssertEqual(encoder.precision, .bfloat16)
+    let items = try Fixtures.golden("minilm_reference_embeddings.json")
+    defer { BFloat16Weights.KernelLevel.use(nil) }
+    for level in [BFloat16Weights.KernelLevel.avx512BF16, .avx2] {
+      guard BFloat16Weights.KernelLevel.use(level) == level else { continue }
+      let vectors = encoder.embed(items.map(\.text))
+      for (item, vector) in zip(items, vectors) {
+        let similarity = cosine(vector, item.embedding ?? [])
+        XCTAssertGreaterThanOrEqual(
+          similarity, 0.9999, "\(level.name) item \(item.id): \(item.text.prefix(40))")
+      }
+    }
+  }
+
+  /// A single input splits each layer over the cores by columns; batches run whole on one
+  /// core: both give the same bfloat16 vectors.
+  func testBFloat16BatchedEqualsSingle() throws {
+    let encoder = try Self.bfloat16.get()
+    let texts = ["short", "", String(repeating: "many words here ", count: 40)]
+    for (text, vector) in zip(texts, encoder.embed(texts, batchSize: 2)) {
+      let single = encoder.embed(text)
+      let largest = zip(vector, single).map { abs($0 - $1) }.max() ?? 0
+      XCTAssertLessThan(largest, 1e-5, "'\(text.prefix(20))'")
+    }
+  }
+
+  /// Precision is part of the stored settings; settings stored before it existed are
+  /// float32, and the weights an encoder hands back are its float32 ones.
+  func testPrecisionRoundTripsThroughSettings() throws {
+    let float32 = try Fixtures.encoder.get()
+    let encoder = try Self.bfloat16.get()
+    let json = try JSONEncoder().encode(encoder.settings)
+    let decoded = try JSONDecoder().decode(SentenceEncoder.Settings.self, from: json)
+    XCTAssertEqual(decoded.precision, .bfloat16)
+    XCTAssertEqual(decoded, encoder.settings)
+    var old = try JSONSerialization.jsonObject(with: json) as! [String: Any]
+    old["precision"] = nil
+    let legacy = try JSONDecoder().decode(
+      SentenceEncoder.Settings.self, from: try JSONSerialization.data(withJSONObject: old))
+    XCTAssertEqual(legacy.precision, .float32)
+    let name = "encoder.layer.3.intermediate.dense.weight"
+    XCTAssertEqual(encoder.weights[name]?.values, float32.weights[name]?.values)
+  }
+}
