@@ -7,9 +7,12 @@
 //   - sentences/s for each text file at --batch (1 warm-up + --reps timed passes),
 //     the GFLOP/s that implies and its fraction of the sgemm peak,
 //   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
-// With --peer PYTHON, each measurement is followed at once by the peer's on the same
-// texts and settings (batch, reps, 2 threads), and the report gives vdb/peer ratios;
-// --rounds N repeats the alternation. --cpu-time also reports processor seconds per pass
+// Each measurement runs for every --precision (float32 and bfloat16 by default), with
+// the lower precision's vectors compared to float32's (min and mean cosine).
+// With --peer PYTHON, each measurement is preceded by the peers' on the same texts and
+// settings (batch, reps, threads): sentence-transformers (PyTorch) and ONNX Runtime
+// float32 (Benchmarks/peers/peer_onnx.py; --no-onnx skips it), and the report gives
+// vdb/peer ratios; --rounds N repeats the alternation. --cpu-time also reports processor seconds per pass
 // (all threads), for vdb and the peer (from two peer runs of different length, so that
 // start-up cancels out): a figure that a busy machine disturbs far less than wall time.
 //
@@ -17,8 +20,8 @@
 //   swift build -c release --product encoder-bench
 //   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
 //       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
-//       [--small-linear-rows N]
-//       [--peer .peer-venv/bin/python]
+//       [--small-linear-rows N] [--precision float32,bfloat16] [--bf16-kernel avx2|plain]
+//       [--peer .peer-venv/bin/python] [--no-onnx] [--onnx-script Benchmarks/peers/peer_onnx.py]
 //       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
 //       peer-results/passages.txt peer-results/short.txt
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
@@ -42,6 +45,8 @@ struct Options {
   var kernels: BLAS.KernelSet? = nil
   var peerPython: String? = nil
   var peerScript = "../shared/bench/peer_embed.py"
+  var onnxScript: String? = "Benchmarks/peers/peer_onnx.py"
+  var precisions: [SentenceEncoder.Precision] = [.float32, .bfloat16]
   var rounds = 1
   var files: [String] = []
 
@@ -70,6 +75,24 @@ struct Options {
       case "--json": json = true
       case "--peer": peerPython = value(argument)
       case "--peer-script": peerScript = value(argument)
+      case "--onnx-script": onnxScript = value(argument)
+      case "--no-onnx": onnxScript = nil
+      case "--precision":
+        let names = value(argument).split(separator: ",")
+        precisions = names.map { name in
+          guard let precision = SentenceEncoder.Precision(rawValue: String(name)) else {
+            fail("--precision: '\(name)' is not float32 or bfloat16")
+          }
+          return precision
+        }
+      case "--bf16-kernel":
+        let name = value(argument)
+        guard
+          let level = BFloat16Weights.KernelLevel.allCases.first(where: {
+            "\($0)".lowercased() == name.lowercased()
+          })
+        else { fail("--bf16-kernel: '\(name)' is not one of avx512BF16, avx2, plain") }
+        BFloat16Weights.KernelLevel.use(level)
       case "--rounds": rounds = max(1, number(argument))
       case "--kernels":
         let name = value(argument)
@@ -168,14 +191,16 @@ struct PeerResult {
 }
 
 func runPeer(
-  _ options: Options, file: String, batch1Limit: Int? = nil, passes: Int? = nil
+  _ options: Options, file: String, batch1Limit: Int? = nil, passes: Int? = nil,
+  script: String? = nil
 ) -> PeerResult {
   guard let python = options.peerPython else { fail("no --peer") }
+  let script = script ?? options.peerScript
   let output = FileManager.default.temporaryDirectory
     .appendingPathComponent("encoder-bench-peer-\(getpid()).json")
   defer { try? FileManager.default.removeItem(at: output) }
   var arguments = [
-    options.peerScript, file, "--json", "--out", output.path, "--batch", String(options.batch),
+    script, file, "--json", "--out", output.path, "--batch", String(options.batch),
     "--reps", String(passes ?? (batch1Limit == nil ? options.reps : 2)),
     "--threads", String(options.threads),
   ]
@@ -226,7 +251,9 @@ func peerCPUSecondsPerPass(file: String) -> Double {
 
 /// vdb's throughput on `texts`: sentences/s of each timed pass, and the processor
 /// seconds each pass used.
-func measureThroughput(_ texts: [String]) -> (sentences: [Double], cpuSeconds: [Double]) {
+func measureThroughput(
+  _ encoder: SentenceEncoder, _ texts: [String]
+) -> (sentences: [Double], cpuSeconds: [Double]) {
   _ = encoder.embedMatrix(texts, batchSize: options.batch, threads: options.threads)
   var sentences: [Double] = []
   var processor: [Double] = []
@@ -241,7 +268,7 @@ func measureThroughput(_ texts: [String]) -> (sentences: [Double], cpuSeconds: [
 }
 
 /// vdb's batch-1 latency on `texts`, one call each: p50 and p95 in ms (medians of 2 passes).
-func measureLatency(_ texts: [String]) -> (p50: Double, p95: Double) {
+func measureLatency(_ encoder: SentenceEncoder, _ texts: [String]) -> (p50: Double, p95: Double) {
   for text in texts.prefix(10) { _ = encoder.embedMatrix([text], threads: options.batch1Threads) }
   var p50s: [Double] = []
   var p95s: [Double] = []
@@ -269,25 +296,73 @@ func readTexts(_ file: String) -> [String] {
   return texts
 }
 
+/// The CPU's vector instruction sets, as /proc/cpuinfo lists them (every figure's context).
+func cpuFlags() -> String {
+  guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+    let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+  else { return "unknown" }
+  let wanted = line.split(separator: " ").filter {
+    $0 == "avx2" || $0 == "fma" || $0.hasPrefix("avx512")
+  }
+  return wanted.sorted().joined(separator: " ")
+}
+
+/// Min and mean cosine between the rows of two `[n, d]` matrices.
+func agreement(_ a: Tensor, _ b: Tensor) -> (min: Double, mean: Double) {
+  let n = a.shape[0]
+  let d = a.shape[1]
+  var cosines: [Double] = []
+  for row in 0..<n {
+    var (dot, aa, bb) = (0.0, 0.0, 0.0)
+    for j in 0..<d {
+      let x = Double(a.values[row * d + j])
+      let y = Double(b.values[row * d + j])
+      dot += x * y
+      aa += x * x
+      bb += y * y
+    }
+    cosines.append(dot / (aa * bb).squareRoot())
+  }
+  return (cosines.min()!, cosines.reduce(0, +) / Double(n))
+}
+
 let options = Options(arguments: CommandLine.arguments)
 if let kernels = options.kernels, !BLAS.use(kernels) {
   fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
 }
 let loadStart = now()
-let encoder: SentenceEncoder
+let float32Encoder: SentenceEncoder
+let encoders: [(precision: SentenceEncoder.Precision, encoder: SentenceEncoder)]
 do {
-  encoder = try SentenceEncoder(directory: URL(fileURLWithPath: options.model))
+  float32Encoder = try SentenceEncoder(directory: URL(fileURLWithPath: options.model))
+  encoders = try options.precisions.map { precision in
+    (
+      precision,
+      precision == .float32
+        ? float32Encoder
+        : try SentenceEncoder(directory: URL(fileURLWithPath: options.model), precision: precision)
+    )
+  }
 } catch {
   fail("\(error)")
 }
-let loadSeconds = now() - loadStart
+let loadSeconds =
+  (now() - loadStart) / Double(1 + encoders.filter { $0.precision != .float32 }.count)
+let peers: [(name: String, script: String)] =
+  options.peerPython == nil
+  ? []
+  : [("sentence-transformers", options.peerScript)]
+    + (options.onnxScript.map { [("onnxruntime", $0)] } ?? [])
 var report: [String: Any] = [
   "model": options.model, "batch": options.batch, "reps": options.reps,
   "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
+  "cpu_flags": cpuFlags(), "bf16_kernel": "\(BFloat16Weights.KernelLevel.current)",
 ]
 var lines: [String] = [
-  "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName);"
+  "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
+    + " bfloat16 kernel \(BFloat16Weights.KernelLevel.current.name);"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
+  "CPU flags: \(cpuFlags())",
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",
 ]
 
@@ -304,10 +379,10 @@ if options.measurePeak {
 
 for file in options.files {
   let texts = readTexts(file)
-  let tokenCounts = texts.map { encoder.tokenize($0).count }
+  let tokenCounts = texts.map { float32Encoder.tokenize($0).count }
   let tokens = tokenCounts.reduce(0, +)
   let meanTokens = Double(tokens) / Double(texts.count)
-  let work = tokenCounts.map { flops(tokens: $0, config: encoder.config) }.reduce(0, +)
+  let work = tokenCounts.map { flops(tokens: $0, config: float32Encoder.config) }.reduce(0, +)
 
   // Tokenizer alone, one thread.
   var tokenizerRates: [Double] = []
@@ -315,63 +390,94 @@ for file in options.files {
     let start = now()
     var produced = 0
     repeat {
-      for text in texts { produced += encoder.tokenize(text).count }
+      for text in texts { produced += float32Encoder.tokenize(text).count }
     } while now() - start < 0.2
     tokenizerRates.append(Double(produced) / (now() - start))
   }
-
-  var sentences: [Double] = []
-  var processor: [Double] = []
-  var peerSentences: [Double] = []
-  var peerProcessor: [Double] = []
-  for _ in 0..<options.rounds {
-    if options.peerPython != nil {
-      peerSentences.append(runPeer(options, file: file).sentencesPerSecond)
-      if options.cpuTime { peerProcessor.append(peerCPUSecondsPerPass(file: file)) }
-    }
-    let measured = measureThroughput(texts)
-    sentences += measured.sentences
-    processor += measured.cpuSeconds
-  }
-  let gflops = sentences.map { work * $0 / Double(texts.count) / 1e9 }
-  var entry: [String: Any] = [
-    "texts": texts.count, "mean_tokens": meanTokens,
-    "sentences_per_s": median(sentences), "sentences_per_s_min": sentences.min()!,
-    "sentences_per_s_max": sentences.max()!, "tokens_per_s": median(sentences) * meanTokens,
-    "gflops": median(gflops), "fraction_of_peak": median(gflops) / peak,
-    "tokenizer_tokens_per_s": median(tokenizerRates),
-    "cpu_seconds_per_pass": median(processor),
-  ]
   lines += [
     "\(file): \(texts.count) texts, tokens/text mean "
       + String(format: "%.1f [%d-%d]", meanTokens, tokenCounts.min()!, tokenCounts.max()!),
-    "  sentences/s   " + summary(sentences),
-    "  tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
-    "  GFLOP/s       " + summary(gflops, "%.0f")
-      + (peak.isNaN ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
     "  tokenizer     "
       + String(format: "%.2f M tokens/s (one thread)", median(tokenizerRates) / 1e6),
   ]
-  if options.cpuTime {
-    lines.append(
-      "  CPU-s/pass    " + summary(processor, "%.2f")
-        + String(
-          format: "  (%.1f sentences per CPU-second)", Double(texts.count) / median(processor)))
+  var entry: [String: Any] = [
+    "texts": texts.count, "mean_tokens": meanTokens,
+    "tokenizer_tokens_per_s": median(tokenizerRates),
+  ]
+
+  var sentences: [[Double]] = Array(repeating: [], count: encoders.count)
+  var processor: [[Double]] = Array(repeating: [], count: encoders.count)
+  var peerSentences: [[Double]] = Array(repeating: [], count: peers.count)
+  var peerProcessor: [Double] = []
+  for _ in 0..<options.rounds {
+    for (index, peer) in peers.enumerated() {
+      peerSentences[index].append(
+        runPeer(options, file: file, script: peer.script).sentencesPerSecond)
+    }
+    if options.cpuTime && !peers.isEmpty {
+      peerProcessor.append(peerCPUSecondsPerPass(file: file))
+    }
+    for (index, candidate) in encoders.enumerated() {
+      let measured = measureThroughput(candidate.encoder, texts)
+      sentences[index] += measured.sentences
+      processor[index] += measured.cpuSeconds
+    }
+  }
+  let reference = float32Encoder.embedMatrix(texts, batchSize: options.batch)
+  for (index, candidate) in encoders.enumerated() {
+    let sentences = sentences[index]
+    let processor = processor[index]
+    let gflops = sentences.map { work * $0 / Double(texts.count) / 1e9 }
+    var figures: [String: Any] = [
+      "sentences_per_s": median(sentences), "sentences_per_s_min": sentences.min()!,
+      "sentences_per_s_max": sentences.max()!, "tokens_per_s": median(sentences) * meanTokens,
+      "gflops": median(gflops), "fraction_of_peak": median(gflops) / peak,
+      "cpu_seconds_per_pass": median(processor),
+    ]
+    lines += [
+      "  \(candidate.precision)",
+      "    sentences/s   " + summary(sentences),
+      "    tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
+      "    GFLOP/s       " + summary(gflops, "%.0f")
+        + (peak.isNaN
+          ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
+    ]
+    if candidate.precision != .float32 {
+      let vectors = candidate.encoder.embedMatrix(texts, batchSize: options.batch)
+      let (least, mean) = agreement(vectors, reference)
+      figures["cosine_to_float32_min"] = least
+      figures["cosine_to_float32_mean"] = mean
+      lines.append(
+        String(format: "    cosine to float32: min %.6f, mean %.6f", least, mean))
+    }
+    if options.cpuTime {
+      lines.append(
+        "    CPU-s/pass    " + summary(processor, "%.2f")
+          + String(
+            format: "  (%.1f sentences per CPU-second)", Double(texts.count) / median(processor)))
+    }
+    if !peerProcessor.isEmpty {
+      lines.append(
+        String(
+          format: "    vdb/sentence-transformers sentences per CPU-second %.2f×",
+          median(peerProcessor) / median(processor)))
+    }
+    for (peerIndex, peer) in peers.enumerated() {
+      let ratio = median(sentences) / median(peerSentences[peerIndex])
+      figures["ratio_to_\(peer.name)"] = ratio
+      lines.append(String(format: "    vdb/\(peer.name) %.2f×", ratio))
+    }
+    entry["\(candidate.precision)"] = figures
   }
   if !peerProcessor.isEmpty {
     entry["peer_cpu_seconds_per_pass"] = median(peerProcessor)
-    lines.append(
-      "  peer CPU-s    " + summary(peerProcessor, "%.2f")
-        + String(
-          format: " per pass;  vdb/peer sentences per CPU-second %.2f×",
-          median(peerProcessor) / median(processor)))
+    lines.append("  sentence-transformers CPU-s/pass " + summary(peerProcessor, "%.2f"))
   }
-  if !peerSentences.isEmpty {
-    entry["peer_sentences_per_s"] = median(peerSentences)
-    entry["ratio"] = median(sentences) / median(peerSentences)
+  for (index, peer) in peers.enumerated() {
+    entry["\(peer.name)_sentences_per_s"] = median(peerSentences[index])
     lines.append(
-      "  peer          " + summary(peerSentences) + " sentences/s (medians of its passes)"
-        + String(format: ";  vdb/peer %.2f×", median(sentences) / median(peerSentences)))
+      "  \(peer.name) " + summary(peerSentences[index])
+        + " sentences/s (medians of its passes)")
   }
   report[file] = entry
 }
@@ -379,34 +485,45 @@ for file in options.files {
 if options.batch1 > 0 {
   let file = options.files.last!
   let texts = Array(readTexts(file).prefix(options.batch1))
-  var p50s: [Double] = []
-  var p95s: [Double] = []
-  var peerP50s: [Double] = []
-  var peerP95s: [Double] = []
+  var p50s: [[Double]] = Array(repeating: [], count: encoders.count)
+  var p95s: [[Double]] = Array(repeating: [], count: encoders.count)
+  var peerP50s: [[Double]] = Array(repeating: [], count: peers.count)
+  var peerP95s: [[Double]] = Array(repeating: [], count: peers.count)
   for _ in 0..<options.rounds {
-    if options.peerPython != nil {
-      let peer = runPeer(options, file: file, batch1Limit: texts.count)
-      peerP50s.append(peer.p50 ?? 0)
-      peerP95s.append(peer.p95 ?? 0)
+    for (index, peer) in peers.enumerated() {
+      let result = runPeer(options, file: file, batch1Limit: texts.count, script: peer.script)
+      peerP50s[index].append(result.p50 ?? 0)
+      peerP95s[index].append(result.p95 ?? 0)
     }
-    let (p50, p95) = measureLatency(texts)
-    p50s.append(p50)
-    p95s.append(p95)
+    for (index, candidate) in encoders.enumerated() {
+      let (p50, p95) = measureLatency(candidate.encoder, texts)
+      p50s[index].append(p50)
+      p95s[index].append(p95)
+    }
   }
-  var entry: [String: Any] = [
-    "texts": texts.count, "threads": options.batch1Threads, "p50_ms": median(p50s),
-    "p95_ms": median(p95s),
-  ]
+  var entry: [String: Any] = ["texts": texts.count, "threads": options.batch1Threads]
   lines.append(
-    "batch 1 (\(texts.count) texts of \(file), one call each, \(options.batch1Threads) threads): "
-      + String(format: "p50 %.2f ms, p95 %.2f ms", median(p50s), median(p95s)))
-  if !peerP50s.isEmpty {
-    entry["peer_p50_ms"] = median(peerP50s)
-    entry["peer_p95_ms"] = median(peerP95s)
+    "batch 1 (\(texts.count) texts of \(file), one call each, \(options.batch1Threads) threads):")
+  for (index, candidate) in encoders.enumerated() {
+    var figures: [String: Any] = ["p50_ms": median(p50s[index]), "p95_ms": median(p95s[index])]
+    var line =
+      "  \(candidate.precision) "
+      + String(format: "p50 %.2f ms, p95 %.2f ms", median(p50s[index]), median(p95s[index]))
+    for (peerIndex, peer) in peers.enumerated() {
+      let ratio = median(peerP50s[peerIndex]) / median(p50s[index])
+      figures["p50_ratio_\(peer.name)_to_vdb"] = ratio
+      line += String(format: ";  \(peer.name)/vdb p50 %.2f×", ratio)
+    }
+    entry["\(candidate.precision)"] = figures
+    lines.append(line)
+  }
+  for (index, peer) in peers.enumerated() {
+    entry["\(peer.name)_p50_ms"] = median(peerP50s[index])
+    entry["\(peer.name)_p95_ms"] = median(peerP95s[index])
     lines.append(
       String(
-        format: "  peer          p50 %.2f ms, p95 %.2f ms;  peer/vdb p50 %.2f×", median(peerP50s),
-        median(peerP95s), median(peerP50s) / median(p50s)))
+        format: "  \(peer.name) p50 %.2f ms, p95 %.2f ms", median(peerP50s[index]),
+        median(peerP95s[index])))
   }
   report["batch1"] = entry
 }
