@@ -5,6 +5,9 @@ import LMDB
 import Tensor
 import Training
 
+/// The number format an encoder computes in (`float32`, `bfloat16`; see docs/encoder.md).
+public typealias Precision = SentenceEncoder.Precision
+
 /// A version of the encoder stored in the database, with where it came from.
 ///
 /// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
@@ -44,6 +47,10 @@ public struct ModelInfo: Codable, Equatable, Sendable {
   public var weightsBytes: Int
   /// Free-form record of how it was made (training run, data, metrics).
   public var lineage: [String: JSONValue]
+  /// The number format an encoder version computes in (`nil` for query adapters, and
+  /// for versions stored before precision existed, which are float32). A generation's
+  /// vectors come from one version, so they are never mixed across precisions.
+  public var precision: Precision?
 
   /// Whether the weights are stored (a rejected candidate keeps only its lineage unless
   /// trained with `keepRejected`; `Database.pruneModels` drops them too).
@@ -94,7 +101,8 @@ struct ModelStore {
     let weights = try lora.map(Self.loraBytes) ?? SafeTensors.serialize(encoder.weights)
     let info = try newVersion(
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
-      maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage, in: txn)
+      maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage,
+      precision: encoder.precision, in: txn)
     let key = KeyBuilder().uint32(UInt32(info.version))
     try txn.put(
       blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
@@ -162,7 +170,8 @@ struct ModelStore {
 
   func newVersion(
     name: String, kind: ModelInfo.Kind, state: ModelInfo.State, parent: Int?, dimension: Int,
-    maxSequenceLength: Int, weights: [UInt8], lineage: [String: JSONValue], in txn: WriteTransaction
+    maxSequenceLength: Int, weights: [UInt8], lineage: [String: JSONValue],
+    precision: Precision? = nil, in txn: WriteTransaction
   ) throws -> ModelInfo {
     let last =
       try txn.withCursor(models) { try $0.last().flatMap { UInt32(keyBytes: $0.key) } } ?? 0
@@ -170,7 +179,8 @@ struct ModelStore {
       version: Int(last) + 1, name: name, kind: kind, state: state, parent: parent,
       created: Date(), dimension: dimension, maxSequenceLength: maxSequenceLength,
       weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
-      weightsChecksum: CRC32C.checksum(weights), weightsBytes: weights.count, lineage: lineage)
+      weightsChecksum: CRC32C.checksum(weights), weightsBytes: weights.count, lineage: lineage,
+      precision: precision)
     try update(info, in: txn)
     return info
   }
@@ -245,16 +255,18 @@ struct ModelStore {
 }
 
 extension Database {
-  /// Imports a sentence-transformers model directory as a new model version (or
-  /// returns the version that already holds the same weights).
+  /// Imports a sentence-transformers model directory as a new model version computing
+  /// at `precision` (or returns the version that already holds the same weights at that
+  /// precision).
   ///
   /// - Throws: `VectorDBError.invalidModel` naming the file and the problem (missing
   ///   file, wrong shape, unknown activation, truncated weights); nothing is written.
   @discardableResult
-  public func importModel(directory: String) throws -> ModelInfo {
+  public func importModel(directory: String, precision: Precision = .float32) throws -> ModelInfo {
     let encoder: SentenceEncoder
     do {
-      encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
+      encoder = try SentenceEncoder(
+        directory: URL(fileURLWithPath: directory), precision: precision)
     } catch {
       throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
     }
@@ -264,12 +276,13 @@ extension Database {
     return try storage {
       try environment.write { txn in
         if let existing = try store.all(in: txn).first(where: {
-          $0.weightsHash == hash && $0.kind == .encoder
+          $0.weightsHash == hash && $0.kind == .encoder && ($0.precision ?? .float32) == precision
         }) {
           return existing
         }
         let info = try store.add(
-          encoder: encoder, name: directory, state: .ready, parent: nil, lineage: [:], in: txn)
+          encoder: encoder, name: directory, state: .ready, parent: nil,
+          lineage: ["precision": .string(precision.rawValue)], in: txn)
         if try txn.get(schema.meta, key: "defaultModel") == nil {
           try txn.put(
             schema.meta, key: "defaultModel",
@@ -338,6 +351,46 @@ extension Database {
         ?? .invalidInput(source: directory, line: nil, reason: "cannot write it: \(error)")
     }
     return files.keys.sorted()
+  }
+
+  /// Adds encoder `version` at another `precision` as a new version (its parent), with
+  /// the same stored weights, or returns the version that already is that conversion.
+  /// Collections move to it like to any new version: `reembed` builds a new generation,
+  /// so no generation ever mixes vectors of two precisions.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` for a query adapter or when
+  ///   `version` already computes at `precision`; `.modelWithoutWeights`, `.damaged` as
+  ///   ``encoder(version:)``.
+  @discardableResult
+  public func convertModel(version: Int, precision: Precision) throws -> ModelInfo {
+    let source = try encoder(version: version)
+    guard source.precision != precision else {
+      throw VectorDBError.unsupported(
+        "model version \(version) already computes in \(precision.rawValue)")
+    }
+    let converted: SentenceEncoder
+    var settings = source.settings
+    settings.precision = precision
+    converted = try SentenceEncoder(
+      settings: settings, vocabulary: source.tokenizer.vocabulary, weights: source.weights,
+      source: "model version \(version) in \(path)")
+    let store = models
+    return try storage {
+      try environment.write { txn in
+        if let existing = try store.all(in: txn).first(where: {
+          $0.parent == version && $0.kind == .encoder && $0.precision == precision
+            && $0.lineage["converted_from"] == .number(Double(version))
+        }) {
+          return existing
+        }
+        return try store.add(
+          encoder: converted, name: "v\(version) in \(precision.rawValue)", state: .ready,
+          parent: version,
+          lineage: [
+            "converted_from": .number(Double(version)), "precision": .string(precision.rawValue),
+          ], in: txn)
+      }
+    }
   }
 
   /// Every model version, oldest first.

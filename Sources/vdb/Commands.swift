@@ -15,12 +15,15 @@ struct Init: ParsableCommand {
         vdb init --db ./notes.vdb
         vdb init --model ~/models/my-bert        a sentence-transformers BERT dir
         vdb init --no-model                      documents and given vectors only
+        vdb init --precision bfloat16            the model computing in bfloat16
       """)
 
   @OptionGroup var database: DatabaseOptions
   @Option(help: "A sentence-transformers model directory (default: the fetched all-MiniLM-L6-v2).")
   var model: String?
   @Flag(help: "Create the database without a model.") var noModel = false
+  @Option(help: "The number format the model computes in: float32 or bfloat16.")
+  var precision: Precision = .float32
   @OptionGroup var output: OutputOptions
 
   func run() throws {
@@ -30,7 +33,7 @@ struct Init: ParsableCommand {
     if !noModel {
       let directory = model ?? DefaultModel.directory
       if model != nil || DefaultModel.isFetched {
-        imported = try db.importModel(directory: directory)
+        imported = try db.importModel(directory: directory, precision: precision)
       } else if try db.defaultModelVersion() == nil {
         Terminal.warn("no model at \(directory): collections will hold documents only")
         FileHandle.standardError.write(
@@ -46,7 +49,7 @@ struct Init: ParsableCommand {
       )
       if let imported {
         print(
-          "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)))"
+          "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)), \(precision.rawValue))"
         )
       }
     }

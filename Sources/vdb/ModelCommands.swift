@@ -55,13 +55,14 @@ struct Models: ParsableCommand {
         vdb models activate 1 -c scifact    back to model 1 (instant if retained)
         vdb models activate 3 -c scifact    adapter v3 maps the queries (instant)
         vdb models rollback -c scifact      undo the last switch, at once
+        vdb models convert 1 --precision bfloat16   v1's weights computing in bfloat16
         vdb models delete 4                 remove a version nothing uses
         vdb models prune --dry-run          what prune would remove
         vdb models export 2 ./my-model      a sentence-transformers directory
       """,
     subcommands: [
-      ModelList.self, ModelActivate.self, ModelRollback.self, ModelDelete.self, ModelPrune.self,
-      ModelExport.self,
+      ModelList.self, ModelActivate.self, ModelRollback.self, ModelConvert.self, ModelDelete.self,
+      ModelPrune.self, ModelExport.self,
     ],
     defaultSubcommand: ModelList.self)
 }
@@ -95,7 +96,7 @@ struct ModelList: ParsableCommand {
       return
     }
     Terminal.printTable(
-      headers: ["version", "kind", "state", "parent", "size", "used by", "name"],
+      headers: ["version", "kind", "state", "parent", "precision", "size", "used by", "name"],
       rows: models.map { model in
         let used = (uses[model.version] ?? [:]).sorted { $0.key < $1.key }.map {
           name, generations in
@@ -104,10 +105,11 @@ struct ModelList: ParsableCommand {
         return [
           "v\(model.version)", model.kind.rawValue, model.state.rawValue,
           model.parent.map { "v\($0)" } ?? "-",
+          model.kind == .adapter ? "-" : (model.precision ?? .float32).rawValue,
           model.hasWeights ? Terminal.bytes(model.weightsBytes) : "lineage only",
           used.joined(separator: " "), model.name,
         ]
-      }, flexibleColumn: 6)
+      }, flexibleColumn: 7)
   }
 }
 
@@ -147,6 +149,32 @@ struct ModelRollback: ParsableCommand {
     print(
       "\(collection.name) rolled back to generation \(report.generation) (model v\(report.model ?? 0), \(Terminal.seconds(report.seconds)))"
     )
+  }
+}
+
+extension Precision: ExpressibleByArgument {}
+
+struct ModelConvert: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "convert",
+    abstract: "Add model VERSION computing at another precision as a new version.",
+    discussion: """
+      The new version keeps VERSION's weights and records the precision in its \
+      lineage. Collections move to it like to any new version (`vdb reembed -c NAME \
+      --model NEW`, a new generation), so a generation never mixes precisions; compare \
+      both with `vdb eval` before switching. Converting again returns the same version.
+
+      JSON: the new version's record.
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The model version to convert.") var version: Int
+  @Option(help: "float32 or bfloat16.") var precision: Precision
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let info = try database.open().convertModel(version: version, precision: precision)
+    if output.isJSON { return try Terminal.printJSON(info) }
+    print("model v\(info.version): v\(version) computing in \(precision.rawValue)")
   }
 }
 
