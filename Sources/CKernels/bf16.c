@@ -58,6 +58,18 @@ __attribute__((target("avx2"))) static void convert_rows_avx2(
   }
 }
 
+// Rows of x rounded to bf16 but kept as float32 (2·kp per row): what the AVX2 kernel
+// broadcasts straight from memory.
+__attribute__((target("avx2"))) static void round_rows_avx2(
+    int rows, int k, const float *x, float *xf) {
+  const int width = 2 * pairs_of(k);
+  for (int r = 0; r < rows; r++) {
+    uint32_t *out = (uint32_t *)(xf + (size_t)r * width);
+    for (int i = 0; i < k; i++) out[i] = (uint32_t)to_bf16(x[(size_t)r * k + i]) << 16;
+    if (k % 2) out[k] = 0;
+  }
+}
+
 // Columns [lo, hi) of panel `panel` as a lane mask (lanes outside are neither read nor
 // written in y or bias).
 static inline unsigned lanes(int panel, int lo, int hi) {
@@ -134,21 +146,30 @@ AVX2 static inline __m256 high_half(__m256i v) {
   return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
-// `nr` rows (≤ 4) × one panel (two halves of 8 columns).
+// `nr` rows (≤ 5) × one panel (two halves of 8 columns). x comes rounded, as float32
+// (`round_rows_avx2`), so each product needs only a broadcast load; the even and the odd
+// inputs of a pair take turns so that 10 accumulators, 2 raw and 2 widened weight
+// vectors and a broadcast fit the 16 registers.
 AVX2 static inline __attribute__((always_inline)) void tile_avx2(
-    const int nr, int kp, const uint32_t *xb, const uint16_t *w, const float *bias, float *y,
+    const int nr, int kp, const float *xf, const uint16_t *w, const float *bias, float *y,
     int ldy, unsigned mask) {
-  __m256 acc[4][2];
+  const size_t width = 2 * (size_t)kp;
+  __m256 acc[5][2];
   for (int i = 0; i < nr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int p = 0; p < kp; p++) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(w + (size_t)p * 2 * PANEL));
     const __m256i b = _mm256_loadu_si256((const __m256i *)(w + (size_t)p * 2 * PANEL + PANEL));
-    const __m256 a0 = low_half(a), a1 = high_half(a), b0 = low_half(b), b1 = high_half(b);
+    __m256 a0 = low_half(a), b0 = low_half(b);
     for (int i = 0; i < nr; i++) {
-      const __m256i xv = _mm256_set1_epi32((int)xb[(size_t)i * kp + p]);
-      const __m256 x0 = low_half(xv), x1 = high_half(xv);
-      acc[i][0] = _mm256_fmadd_ps(x1, a1, _mm256_fmadd_ps(x0, a0, acc[i][0]));
-      acc[i][1] = _mm256_fmadd_ps(x1, b1, _mm256_fmadd_ps(x0, b0, acc[i][1]));
+      const __m256 xv = _mm256_broadcast_ss(xf + i * width + 2 * p);
+      acc[i][0] = _mm256_fmadd_ps(xv, a0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xv, b0, acc[i][1]);
+    }
+    a0 = high_half(a), b0 = high_half(b);
+    for (int i = 0; i < nr; i++) {
+      const __m256 xv = _mm256_broadcast_ss(xf + i * width + 2 * p + 1);
+      acc[i][0] = _mm256_fmadd_ps(xv, a0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xv, b0, acc[i][1]);
     }
   }
   for (int i = 0; i < nr; i++) {
@@ -160,21 +181,22 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
   }
 }
 
-AVX2 static void block_avx2(int rows, int kp, const uint32_t *xb, const uint16_t *packed, int lo,
+AVX2 static void block_avx2(int rows, int kp, const float *xf, const uint16_t *packed, int lo,
                             int hi, const float *bias, float *y, int ldy) {
   const size_t panel_size = (size_t)kp * 2 * PANEL;
   for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
     const unsigned mask = lanes(panel, lo, hi);
     const uint16_t *w = packed + panel * panel_size;
     const float *b = bias ? bias + panel * PANEL : NULL;
-    for (int r = 0; r < rows; r += 4) {
-      const uint32_t *xr = xb + (size_t)r * kp;
+    for (int r = 0; r < rows; r += 5) {
+      const float *xr = xf + (size_t)r * 2 * kp;
       float *yr = y + (size_t)r * ldy + panel * PANEL;
-      switch (rows - r < 4 ? rows - r : 4) {
+      switch (rows - r < 5 ? rows - r : 5) {
         case 1: tile_avx2(1, kp, xr, w, b, yr, ldy, mask); break;
         case 2: tile_avx2(2, kp, xr, w, b, yr, ldy, mask); break;
         case 3: tile_avx2(3, kp, xr, w, b, yr, ldy, mask); break;
-        default: tile_avx2(4, kp, xr, w, b, yr, ldy, mask); break;
+        case 4: tile_avx2(4, kp, xr, w, b, yr, ldy, mask); break;
+        default: tile_avx2(5, kp, xr, w, b, yr, ldy, mask); break;
       }
     }
   }
@@ -249,10 +271,10 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
   const int level = vdb_bf16_level();
   const int kp = pairs_of(k);
   const int block = rows < ROW_BLOCK ? rows : ROW_BLOCK;
+  // Scratch for a block of x: bf16 pairs (one word per pair) or, for AVX2, float32 (two).
+  const size_t words = (size_t)block * kp * (level == VDB_BF16_AVX2 ? 2 : 1);
   uint32_t stack[8 * 1024];  // a batch-1 query's rows fit; larger blocks go to the heap
-  uint32_t *xb = (size_t)block * kp <= sizeof stack / sizeof *stack
-                     ? stack
-                     : malloc((size_t)block * kp * sizeof *xb);
+  uint32_t *xb = words <= sizeof stack / sizeof *stack ? stack : malloc(words * sizeof *xb);
   if (!xb) abort();  // a few hundred KiB
   for (int r = 0; r < rows; r += ROW_BLOCK) {
     const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
@@ -262,8 +284,8 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
       convert_rows_avx2(n, k, xr, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
-      convert_rows_avx2(n, k, xr, xb);
-      block_avx2(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
+      round_rows_avx2(n, k, xr, (float *)xb);
+      block_avx2(n, kp, (const float *)xb, packed, column_begin, column_end, bias, yr, ldy);
     } else {
       convert_rows_plain(n, k, xr, xb);
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
