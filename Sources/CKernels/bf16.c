@@ -39,17 +39,7 @@ void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed) {
 }
 
 // Rows of x as bf16 pairs: xb[r * kp + p] holds (x[r][2p], x[r][2p + 1]) in one 32-bit word.
-static void convert_rows_plain(int rows, int k, const float *x, uint32_t *xb) {
-  const int kp = pairs_of(k);
-  for (int r = 0; r < rows; r++) {
-    uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
-    for (int i = 0; i < k; i++) out[i] = to_bf16(x[(size_t)r * k + i]);
-    if (k % 2) out[k] = 0;
-  }
-}
-
-__attribute__((target("avx2"))) static void convert_rows_avx2(
-    int rows, int k, const float *x, uint32_t *xb) {
+static void convert_rows(int rows, int k, const float *x, uint32_t *xb) {
   const int kp = pairs_of(k);
   for (int r = 0; r < rows; r++) {
     uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
@@ -281,13 +271,13 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
     const float *xr = x + (size_t)r * k;
     float *yr = y + (size_t)r * ldy;
     if (level == VDB_BF16_AVX512BF16) {
-      convert_rows_avx2(n, k, xr, xb);
+      convert_rows(n, k, xr, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
       round_rows_avx2(n, k, xr, (float *)xb);
       block_avx2(n, kp, (const float *)xb, packed, column_begin, column_end, bias, yr, ldy);
     } else {
-      convert_rows_plain(n, k, xr, xb);
+      convert_rows(n, k, xr, xb);
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     }
   }

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Which low precision keeps all-MiniLM-L6-v2's sentence vectors at cosine ≥ 0.999?
+
+Simulates, in PyTorch, the number formats a CPU encoder could compute its linear layers
+in (q, k, v, attention output, FFN in and out; attention scores, softmax, LayerNorm and
+GELU stay float32), and prints the min and mean cosine to float32's vectors on the 22
+golden texts (../shared/reference) and on the first 300 SciFact passages:
+
+- int8 weights, symmetric per output channel, activations float32 / int16 / int8
+  (symmetric per token row, or asymmetric u8 per row as for `vpmaddubsw`/VNNI),
+- int8 with the FFN down-projection kept in float32,
+- bfloat16 weights and activations (round to nearest even), float32 sums.
+
+    /work/peer-venv/bin/python Benchmarks/peers/precision_sim.py
+"""
+import itertools
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
+
+REFERENCE = "../shared/reference/minilm_reference_embeddings.json"
+CORPUS = "../shared/datasets/scifact/corpus.jsonl"
+
+
+def main():
+    torch.set_num_threads(1)
+    golden = [item["text"] for item in json.load(open(REFERENCE))["items"]]
+    with open(CORPUS) as f:
+        passages = [(d.get("title", "") + " " + d["text"]).strip()
+                    for d in map(json.loads, itertools.islice(f, 300))]
+    model_dir = os.environ.get("VDB_MODEL_DIR") or os.path.expanduser("~/.cache/vdb/models/all-MiniLM-L6-v2")
+    model = SentenceTransformer(model_dir, device="cpu")
+    base = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    original = {m: m.weight.data.clone() for _, m in linears}
+
+    def int8_weights(w):
+        scale = w.abs().amax(1, keepdim=True) / 127
+        return torch.round(w / scale).clamp(-127, 127) * scale
+
+    def symmetric_rows(bits):
+        top = 2 ** (bits - 1) - 1
+
+        def quantize(x):
+            scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
+            return torch.round(x / scale).clamp(-top, top) * scale
+        return quantize
+
+    def asymmetric_u8_rows(x):
+        low, high = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+        scale = ((high - low) / 255).clamp_min(1e-12)
+        zero = torch.round(-low / scale)
+        return ((torch.round(x / scale) + zero).clamp(0, 255) - zero) * scale
+
+    def bfloat16(x):
+        return x.to(torch.bfloat16).to(torch.float32)
+
+    def run(label, weights, activations, keep_float32=()):
+        hooks = []
+        for name, m in linears:
+            m.weight.data = original[m].clone()
+            if any(part in name for part in keep_float32):
+                continue
+            m.weight.data = weights(original[m])
+            if activations:
+                hooks.append(m.register_forward_pre_hook(lambda _, args: (activations(args[0]),)))
+        vectors = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
+        for hook in hooks:
+            hook.remove()
+        for _, m in linears:
+            m.weight.data = original[m].clone()
+        cosines = [(v * b).sum(1) for v, b in zip(vectors, base)]
+        print(f"{label:44s} golden min {cosines[0].min():.5f} mean {cosines[0].mean():.5f}"
+              f"   SciFact min {cosines[1].min():.5f} mean {cosines[1].mean():.5f}", flush=True)
+
+    run("int8 weights, float32 activations", int8_weights, None)
+    run("int8 weights, int16 activations (per row)", int8_weights, symmetric_rows(16))
+    run("int8 weights, int8 activations (per row)", int8_weights, symmetric_rows(8))
+    run("int8 weights, u8 activations (per row)", int8_weights, asymmetric_u8_rows)
+    run("int8, FFN down-projection in float32", int8_weights, symmetric_rows(8), ("output.dense",))
+    run("bfloat16 weights and activations", bfloat16, bfloat16)
+
+
+if __name__ == "__main__":
+    main()
