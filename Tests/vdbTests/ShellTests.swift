@@ -20,6 +20,27 @@ final class ShellTests: ShellTestCase {
     XCTAssertTrue(notOurs.stderr.contains("hint: "), notOurs.stderr)
   }
 
+  /// `init --precision` and `models convert` record the precision on the version; an
+  /// unknown precision is a usage error, converting to the version's own one a user error.
+  func testInitAndConvertRecordThePrecision() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--precision", "int8", "--db", db]).status, 2)
+    XCTAssertEqual(try Shell.vdb(["init", "--precision", "bfloat16", "--db", db]).status, 0)
+    let listed = try Shell.vdb(["models", "--json", "--db", db])
+    let row = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual((row?["model"] as? [String: Any])?["precision"] as? String, "bfloat16")
+    let same = try Shell.vdb(["models", "convert", "1", "--precision", "bfloat16", "--db", db])
+    XCTAssertEqual(same.status, 1)
+    XCTAssertTrue(same.stderr.contains("already computes in bfloat16"), same.stderr)
+    let converted = try Shell.vdb([
+      "models", "convert", "1", "--precision", "float32", "--json", "--db", db,
+    ])
+    XCTAssertEqual(converted.status, 0, converted.stderr)
+    let info = try JSONSerialization.jsonObject(with: Data(converted.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual(info?["precision"] as? String, "float32")
+    XCTAssertEqual(info?["parent"] as? Int, 1)
+    XCTAssertEqual(info?["version"] as? Int, 2)
+  }
+
   func testJSONOutputParses() throws {
     try Shell.vdb(["init", "--no-model", "--db", db])
     try Shell.vdb([
