@@ -64,10 +64,18 @@ print('feedback:', kinds.count('click'), 'clicks,', kinds.count('correction'), '
   "$vdb" eval -c scifact --diagnose | sed -n 1,4p
 fi
 
+# The test queries in each search mode (hybrid is the default for a text collection).
+evaluate() {
+  for mode in dense keyword hybrid; do
+    echo "-- $mode"
+    "$vdb" eval -c scifact --beir "$data" --split test --exact --mode "$mode" 2>/dev/null \
+      | grep -E "ndcg@10|mrr@10|recall@100 "
+  done
+}
 echo "== test queries, current model"
-"$vdb" eval -c scifact --beir "$data" --split test --exact | grep -E "ndcg@10|mrr@10|recall@10 "
+evaluate
 echo "== vdb train $*"
 time "$vdb" train -c scifact "$@"
 echo "== test queries, after"
-"$vdb" eval -c scifact --beir "$data" --split test --exact | grep -E "ndcg@10|mrr@10|recall@10 "
+evaluate
 "$vdb" status | tail -2
