@@ -137,22 +137,12 @@ struct QueryLogStore {
 
   /// Takes `count` consecutive unused log ids.
   func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
-    let first =
-      (try txn.get(meta, key: "nextLogID").map { $0.loadUnaligned(as: UInt64.self).littleEndian })
-      ?? 1
-    let end = first + UInt64(count)
-    try txn.put(meta, key: "nextLogID", value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
-    return first..<end
+    try txn.advanceCounter("nextLogID", in: meta, by: count)
   }
 
   /// Returns `ids` (reserved, never used) when they are the last reserved.
   func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
-    let next = try txn.get(meta, key: "nextLogID").map {
-      $0.loadUnaligned(as: UInt64.self).littleEndian
-    }
-    guard next == ids.upperBound else { return }
-    try txn.put(
-      meta, key: "nextLogID", value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+    try txn.rewindCounter("nextLogID", in: meta, from: ids)
   }
 
   /// Stores `entry` under `id` (without its feedback, which has its own table).
@@ -264,6 +254,25 @@ protocol GroupCommitLog {
   func put(_ entry: Entry, id: UInt64, in txn: WriteTransaction) throws
   /// Runs at the end of each group commit (the query log prunes by its retention).
   func upkeep(in txn: WriteTransaction) throws
+}
+
+extension WriteTransaction {
+  /// Moves the counter stored at `key` in `table` (a little-endian `UInt64`, 1 when absent)
+  /// on by `count` and returns the values passed over: ids no one else will take.
+  func advanceCounter(_ key: String, in table: Table, by count: Int) throws -> Range<UInt64> {
+    let first = try get(table, key: key).map { $0.loadUnaligned(as: UInt64.self).littleEndian } ?? 1
+    let end = first + UInt64(count)
+    try put(table, key: key, value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
+    return first..<end
+  }
+
+  /// Moves the counter back to `ids.lowerBound` when it still stands at `ids.upperBound`
+  /// (nobody took ids after them).
+  func rewindCounter(_ key: String, in table: Table, from ids: Range<UInt64>) throws {
+    let next = try get(table, key: key).map { $0.loadUnaligned(as: UInt64.self).littleEndian }
+    guard next == ids.upperBound else { return }
+    try put(table, key: key, value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+  }
 }
 
 extension QueryLogStore: GroupCommitLog {

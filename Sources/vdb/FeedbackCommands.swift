@@ -281,25 +281,21 @@ struct Eval: ParsableCommand {
           format: "  keyword only       %5.1f%%  (the words find it, the encoder does not: train)",
           100 * paths.keywordOnly))
       print(String(format: "  neither            %5.1f%%", 100 * paths.neither))
-      if !paths.keywordOnlyCases.isEmpty {
-        print("\nfound by keyword search only:")
-        Terminal.printTable(
-          headers: ["log id", "keyword rank", "relevant doc", "query"],
-          rows: paths.keywordOnlyCases.map {
-            [String($0.logID), $0.rank.map(String.init) ?? "-", $0.document, $0.query]
-          },
-          flexibleColumn: 3)
-      }
+      printCases(
+        paths.keywordOnlyCases, title: "found by keyword search only", rank: "keyword rank")
     }
-    if !diagnosis.worst.isEmpty {
-      print("\nworst queries:")
-      Terminal.printTable(
-        headers: ["log id", "rank", "relevant doc", "query"],
-        rows: diagnosis.worst.map {
-          [String($0.logID), $0.rank.map(String.init) ?? "-", $0.document, $0.query]
-        },
-        flexibleColumn: 3)
-    }
+    printCases(diagnosis.worst, title: "worst queries", rank: "rank")
+  }
+
+  private func printCases(_ cases: [Diagnosis.Case], title: String, rank: String) {
+    guard !cases.isEmpty else { return }
+    print("\n\(title):")
+    Terminal.printTable(
+      headers: ["log id", rank, "relevant doc", "query"],
+      rows: cases.map {
+        [String($0.logID), $0.rank.map(String.init) ?? "-", $0.document, $0.query]
+      },
+      flexibleColumn: 3)
   }
 }
 

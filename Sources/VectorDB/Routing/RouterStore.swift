@@ -204,24 +204,11 @@ extension RouterStore: GroupCommitLog {
   typealias Entry = (router: UInt32, entry: RouteLogEntry)
 
   func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
-    let first =
-      (try txn.get(meta, key: "nextRouteLogID").map {
-        $0.loadUnaligned(as: UInt64.self).littleEndian
-      }) ?? 1
-    let end = first + UInt64(count)
-    try txn.put(
-      meta, key: "nextRouteLogID", value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
-    return first..<end
+    try txn.advanceCounter("nextRouteLogID", in: meta, by: count)
   }
 
   func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
-    let next = try txn.get(meta, key: "nextRouteLogID").map {
-      $0.loadUnaligned(as: UInt64.self).littleEndian
-    }
-    guard next == ids.upperBound else { return }
-    try txn.put(
-      meta, key: "nextRouteLogID",
-      value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })
+    try txn.rewindCounter("nextRouteLogID", in: meta, from: ids)
   }
 
   func put(_ item: Entry, id: UInt64, in txn: WriteTransaction) throws {
