@@ -24,6 +24,12 @@ struct APIError: Error {
       self = error
     case let error as HTTPError:
       self.init(http: error)
+    case let error as NIOTooManyBytesError:
+      self.init(
+        status: .contentTooLarge, code: "body_too_large",
+        message:
+          "the request body is larger than the server's limit of \(error.maxBytes.map { "\($0 >> 20) MiB" } ?? "its limit")",
+        hint: "send fewer documents per request, or start the server with a larger --max-body-mib")
     case let error as VectorDBError:
       self.init(database: error)
     default:

@@ -90,13 +90,31 @@ actor JobRunner: Service {
       let status = process.terminationStatus
       Task { await self?.finished(id, status: status) }
     }
-    try process.run()
+    try JobRunner.launch(process)
     let job = JobInfo(
       id: id, kind: kind, collection: collection, state: .running,
       pid: process.processIdentifier, started: Date())
     jobs[id] = job
     processes[id] = process
     return job
+  }
+
+  /// Starts `process` from a thread of its own with no signal blocked. A child inherits
+  /// the signal mask of the thread that spawns it, and NIO's and the task pool's threads
+  /// block nearly every signal: a job started from one would never see its SIGINT.
+  private static func launch(_ process: Process) throws {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var failure: (any Error)?
+    let thread = Thread {
+      var none = sigset_t()
+      sigemptyset(&none)
+      pthread_sigmask(SIG_SETMASK, &none, nil)
+      do { try process.run() } catch { failure = error }
+      done.signal()
+    }
+    thread.start()
+    done.wait()
+    if let failure { throw failure }
   }
 
   func job(_ id: Int) throws -> JobInfo {

@@ -182,7 +182,7 @@ final class ServerTests: XCTestCase {
     try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
     let server = try ServerProcess(database: db, extra: ["--token-file", tokenFile])
     defer { server.stop() }
-    var reply = try server.request("GET", "/collections", token: nil)
+    var reply = try server.request("GET", "/collections", token: .some(nil))
     XCTAssertEqual(reply.status, 401)
     XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "unauthorized")
     reply = try server.request("GET", "/collections", token: "s3cret-tokeN")
@@ -227,15 +227,18 @@ final class ServerTests: XCTestCase {
 
     // SIGTERM while a re-embed job runs: the server interrupts it, waits, and exits 0;
     // the job's work is kept and a new server resumes it.
-    reply = try server.request("POST", "/collections/docs/reembed", #"{"all": true, "batch_size": 16}"#)
+    // One document per (fsync'ed) transaction: long enough to be caught running.
+    reply = try server.request("POST", "/collections/docs/reembed", #"{"all": true, "batch_size": 1}"#)
     let pid = try XCTUnwrap(reply.json["pid"] as? Int)
     // Wait for its first committed batch (its position shows in the collection).
     let deadline = Date().addingTimeInterval(60)
-    while Date() < deadline {
+    var caught = false
+    while !caught && Date() < deadline {
       let job = try server.request("GET", "/collections").array?.first?["job"] as? [String: Any]
-      if let done = job?["vectors"] as? Int, done > 0 { break }
+      caught = (job?["vectors"] as? Int ?? 0) > 0
       Thread.sleep(forTimeInterval: 0.05)
     }
+    XCTAssertTrue(caught, "the job was seen running")
     let status = server.terminate()
     XCTAssertEqual(status, 0, server.errors)
     XCTAssertNotEqual(kill(pid_t(pid), 0), 0, "the job's process is gone")
@@ -270,7 +273,7 @@ final class ServerProcess {
 
   init(database: String, extra: [String] = []) throws {
     errorFile = NSTemporaryDirectory() + "vdb-serve-err-" + UUID().uuidString
-    FileManager.default.createFile(atPath: errorFile, contents: nil)
+    _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
     process.executableURL = URL(fileURLWithPath: Shell.binary)
     process.arguments = ["serve", "--db", database, "--port", "0"] + extra
     let out = Pipe()
@@ -317,7 +320,7 @@ final class ServerProcess {
     var arguments = ["-s", "-X", method, "-w", "\n%{http_code}", base + path]
     if let token = token ?? self.token { arguments += ["-H", "Authorization: Bearer \(token)"] }
     let input = Pipe()
-    if let body {
+    if body != nil {
       arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
       curl.standardInput = input
     }
