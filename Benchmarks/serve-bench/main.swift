@@ -35,7 +35,8 @@ while let argument = arguments.next() {
   }
 }
 guard let beir, let vdb else {
-  FileHandle.standardError.write(Data("serve-bench: --beir DIR and --vdb BINARY are required\n".utf8))
+  FileHandle.standardError.write(
+    Data("serve-bench: --beir DIR and --vdb BINARY are required\n".utf8))
   exit(2)
 }
 guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
@@ -178,7 +179,8 @@ func wrk(mode: SearchMode, connections: Int) throws -> (Figure, errors: Int) {
       return nil
     }
     let field = line.split(separator: " ").last.map(String.init) ?? ""
-    let scale: Double = field.hasSuffix("us") ? 0.001 : field.hasSuffix("ms") ? 1 : field.hasSuffix("s") ? 1000 : 1
+    let scale: Double =
+      field.hasSuffix("us") ? 0.001 : field.hasSuffix("ms") ? 1 : field.hasSuffix("s") ? 1000 : 1
     let digits = field.trimmingCharacters(in: CharacterSet(charactersIn: "0123456789.").inverted)
     return Double(digits).map { $0 * scale }
   }
@@ -217,6 +219,8 @@ let flags =
 print(
   "serve-bench: \(texts.count) SciFact test queries, k 10, unlogged, \(seconds) s per cell; "
     + "\(ProcessInfo.processInfo.activeProcessorCount) cores; CPU flags: \(flags)")
-print("| mode | connections (threads) | HTTP q/s | HTTP p50 / p99 ms | in-process q/s | in-process p50 / p99 ms | ratio |")
+print(
+  "| mode | connections (threads) | HTTP q/s | HTTP p50 / p99 ms | in-process q/s | in-process p50 / p99 ms | ratio |"
+)
 print("|---|---|---|---|---|---|---|")
 for row in rows { print(row) }

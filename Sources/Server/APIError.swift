@@ -94,7 +94,8 @@ struct APIError: Error {
       (status, code) = (
         storage.code == 28
           ? HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
-          : .internalServerError, "storage")
+          : .internalServerError, "storage"
+      )
     }
     self.init(status: status, code: code, message: error.description, hint: error.hint)
   }

@@ -72,7 +72,9 @@ actor JobRunner: Service {
   /// - Throws: `VectorDBError.jobRunning` when a job of this server already works on
   ///   the collection; `.storage`-class errors when the process cannot start.
   func start(kind: String, collection: String, arguments: [String]) throws -> JobInfo {
-    if let running = jobs.values.first(where: { $0.collection == collection && $0.state == .running }) {
+    if let running = jobs.values.first(where: {
+      $0.collection == collection && $0.state == .running
+    }) {
       throw VectorDBError.jobRunning(
         collection: collection, job: "job \(running.id) (\(running.kind), process \(running.pid))")
     }
@@ -83,8 +85,10 @@ actor JobRunner: Service {
     process.arguments = arguments + ["--db", databasePath, "--json"]
     FileManager.default.createFile(atPath: outputPath(id, "out"), contents: nil)
     FileManager.default.createFile(atPath: outputPath(id, "err"), contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath(id, "out")))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath(id, "err")))
+    process.standardOutput = try FileHandle(
+      forWritingTo: URL(fileURLWithPath: outputPath(id, "out")))
+    process.standardError = try FileHandle(
+      forWritingTo: URL(fileURLWithPath: outputPath(id, "err")))
     process.standardInput = FileHandle.nullDevice
     process.terminationHandler = { [weak self] process in
       let status = process.terminationStatus
@@ -148,7 +152,8 @@ actor JobRunner: Service {
       job.result = try? JSONValue(parsing: output, source: "job output")
     } else {
       job.state = interrupted.contains(id) ? .cancelled : .failed
-      job.error = errors.split(separator: "\n").last { $0.hasPrefix("error: ") }
+      job.error =
+        errors.split(separator: "\n").last { $0.hasPrefix("error: ") }
         .map { String($0.dropFirst(7)) }
         ?? (status == 130 || interrupted.contains(id)
           ? "interrupted; work committed so far is kept" : "exited with status \(status)")

@@ -134,7 +134,8 @@ struct RequestBody {
       return (mode, .convex(alpha: alpha ?? 0.5))
     case "rrf":
       if alpha != nil {
-        throw APIError.badRequest("request body: \"alpha\" goes with fusion \"convex\", not \"rrf\"")
+        throw APIError.badRequest(
+          "request body: \"alpha\" goes with fusion \"convex\", not \"rrf\"")
       }
       return (mode, .reciprocalRank)
     default: throw wrong("fusion", "\"convex\" or \"rrf\"")

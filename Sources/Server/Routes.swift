@@ -241,7 +241,10 @@ struct Routes: Sendable {
     let noVectors = try body.bool("no_vectors") ?? false
     let metric = try body.string("metric").map {
       try Metric(rawValue: $0)
-        ?? { throw APIError.badRequest("request body: field \"metric\" must be \"cosine\", \"dot\" or \"l2\"") }()
+        ?? {
+          throw APIError.badRequest(
+            "request body: field \"metric\" must be \"cosine\", \"dot\" or \"l2\"")
+        }()
     }
     if [dimension != nil, model != nil, noVectors].filter({ $0 }).count > 1 {
       throw APIError.badRequest(
@@ -292,7 +295,9 @@ struct Routes: Sendable {
   }
 
   private func query(_ body: RequestBody, in collection: Collection) throws -> Response {
-    try body.check(["text", "vector", "k", "ef", "filter", "mode", "fusion", "alpha", "exact", "log"])
+    try body.check([
+      "text", "vector", "k", "ef", "filter", "mode", "fusion", "alpha", "exact", "log",
+    ])
     let text = try body.string("text")
     let vector = try body.vector("vector")
     guard (text == nil) != (vector == nil) else {
@@ -312,12 +317,15 @@ struct Routes: Sendable {
   private func feedback(_ body: RequestBody) throws -> Response {
     try body.check(["log_id", "doc", "not_relevant", "collection", "query", "docs"])
     if let logID = try body.int("log_id") {
-      guard logID > 0 else { throw APIError.badRequest("request body: \"log_id\" must be positive") }
+      guard logID > 0 else {
+        throw APIError.badRequest("request body: \"log_id\" must be positive")
+      }
       let document = try body.required("doc", body.string)
       guard let name = try body.string("collection") ?? database.logEntry(UInt64(logID))?.collection
       else { throw VectorDBError.logEntryNotFound(UInt64(logID)) }
       let kind = try database.collection(name, create: false).feedback(
-        logID: UInt64(logID), documentID: document, relevant: !(try body.bool("not_relevant") ?? false))
+        logID: UInt64(logID), documentID: document,
+        relevant: !(try body.bool("not_relevant") ?? false))
       return JSONResponse.make(["recorded": kind.rawValue])
     }
     let query = try body.string("query")
@@ -388,7 +396,8 @@ struct Routes: Sendable {
     func option(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
     if let tier = try body.string("tier") {
       guard ["full", "lora", "adapter"].contains(tier) else {
-        throw APIError.badRequest("request body: field \"tier\" must be \"full\", \"lora\" or \"adapter\"")
+        throw APIError.badRequest(
+          "request body: field \"tier\" must be \"full\", \"lora\" or \"adapter\"")
       }
       arguments += ["--tier", tier]
     }
@@ -398,9 +407,13 @@ struct Routes: Sendable {
       }
     }
     // Checked by the job against the model (sequence length) or free (seed).
-    if let length = try body.int("max_seq_length") { arguments += ["--max-seq-length", String(length)] }
+    if let length = try body.int("max_seq_length") {
+      arguments += ["--max-seq-length", String(length)]
+    }
     if let seed = try body.int("seed") {
-      guard seed >= 0 else { throw APIError.badRequest("request body: \"seed\" must be at least 0") }
+      guard seed >= 0 else {
+        throw APIError.badRequest("request body: \"seed\" must be at least 0")
+      }
       arguments += ["--seed", String(seed)]
     }
     for key in numbers {

@@ -35,13 +35,15 @@ public struct Server: Sendable {
   ///   no token is given, or the token is empty.
   public init(database: Database, options: Options) throws {
     if let token = options.token, token.isEmpty {
-      throw VectorDBError.invalidInput(source: "--token-file", line: nil, reason: "the token is empty")
+      throw VectorDBError.invalidInput(
+        source: "--token-file", line: nil, reason: "the token is empty")
     }
     if options.token == nil && !Server.isLoopback(options.host) {
       throw VectorDBError.invalidInput(
         source: "--host", line: nil,
         reason:
-          "\(options.host) is not a loopback address: serving beyond this machine needs --token-file")
+          "\(options.host) is not a loopback address: serving beyond this machine needs --token-file"
+      )
     }
     self.database = database
     self.options = options
@@ -64,7 +66,9 @@ public struct Server: Sendable {
     let jobs = try JobRunner(executable: options.executable, databasePath: database.path)
     let router = Hummingbird.Router()
     router.middlewares.add(ErrorMiddleware(databasePath: database.path))
-    if let token = options.token { router.middlewares.add(TokenMiddleware(token: Array(token.utf8))) }
+    if let token = options.token {
+      router.middlewares.add(TokenMiddleware(token: Array(token.utf8)))
+    }
     Routes(database: database, jobs: jobs, maxBodyBytes: options.maxBodyBytes).add(to: router)
     let app = Application(
       router: router,

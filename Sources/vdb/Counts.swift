@@ -1,5 +1,4 @@
 import ArgumentParser
-
 import VectorDB
 
 /// Checks count options against `CountLimits`. (`--max-seq-length` depends on the

@@ -39,9 +39,10 @@ struct Serve: ParsableCommand {
     options.maxBodyBytes = maxBodyMib << 20
     if let tokenFile {
       let text = String(decoding: try readInput(tokenFile), as: UTF8.self)
-      options.token = text.split(separator: "\n").first.map {
-        $0.trimmingCharacters(in: .whitespaces)
-      } ?? ""
+      options.token =
+        text.split(separator: "\n").first.map {
+          $0.trimmingCharacters(in: .whitespaces)
+        } ?? ""
     }
     let db = try database.open()
     let server = try Server(database: db, options: options)
@@ -52,7 +53,9 @@ struct Serve: ParsableCommand {
     Task {
       do {
         try await server.run { port in
-          print("vdb serve: http://\(host.contains(":") ? "[\(host)]" : host):\(port) (database \(path))")
+          print(
+            "vdb serve: http://\(host.contains(":") ? "[\(host)]" : host):\(port) (database \(path))"
+          )
           fflush(stdout)
         }
       } catch {

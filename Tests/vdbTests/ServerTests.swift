@@ -40,14 +40,17 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(collections.first?["documents"] as? Int, 3)
 
     reply = try server.request("GET", "/collections/notes/documents/n2?include=vector")
-    XCTAssertEqual(reply.json["text"] as? String, "HNSW is a graph index for approximate nearest neighbours")
+    XCTAssertEqual(
+      reply.json["text"] as? String, "HNSW is a graph index for approximate nearest neighbours")
     XCTAssertEqual((reply.json["vector"] as? [Double])?.count, 384)
-    reply = try server.request("POST", "/collections/notes/documents/get", #"{"ids": ["n1", "zz"]}"#)
+    reply = try server.request(
+      "POST", "/collections/notes/documents/get", #"{"ids": ["n1", "zz"]}"#)
     let found = try XCTUnwrap(reply.json["documents"] as? [Any])
     XCTAssertEqual((found[0] as? [String: Any])?["id"] as? String, "n1")
     XCTAssertTrue(found[1] is NSNull, "a missing id is null: \(reply.text)")
     reply = try server.request("GET", "/collections/notes/documents?limit=2")
-    XCTAssertEqual((reply.json["documents"] as? [[String: Any]])?.map { $0["id"] as? String }, ["n1", "n2"])
+    XCTAssertEqual(
+      (reply.json["documents"] as? [[String: Any]])?.map { $0["id"] as? String }, ["n1", "n2"])
     reply = try server.request(
       "GET", "/collections/notes/count?filter=" + percent(#"{"topic": "index"}"#))
     XCTAssertEqual(reply.json["count"] as? Int, 1)
@@ -93,7 +96,8 @@ final class ServerTests: XCTestCase {
     XCTAssertNotNil((models.first?["collections"] as? [String: Any])?["notes"], reply.text)
 
     reply = try server.request(
-      "POST", "/collections/notes/documents/delete", #"{"filter": {"draft": true}, "dry_run": true}"#)
+      "POST", "/collections/notes/documents/delete",
+      #"{"filter": {"draft": true}, "dry_run": true}"#)
     XCTAssertEqual(reply.json["deleted"] as? Int, 0)
     XCTAssertEqual(reply.json["ids"] as? [String], ["n3"])
     reply = try server.request(
@@ -149,10 +153,14 @@ final class ServerTests: XCTestCase {
     let query = "/collections/notes/query"
     try expect("POST", query, #"{"text": "x", "k": }"#, 400, "invalid_json")
     try expect("POST", query, #"["text"]"#, 400, "invalid_json", mentioning: ["JSON object"])
-    try expect("POST", query, #"{"text": "x", "k": "ten"}"#, 400, "invalid_input", mentioning: ["\"k\""])
-    try expect("POST", query, #"{"text": "x", "k": 0}"#, 400, "invalid_input", mentioning: ["1...10000"])
-    try expect("POST", query, #"{"text": "x", "fitler": {}}"#, 400, "invalid_input", mentioning: ["fitler"])
-    try expect("POST", query, #"{"text": "x", "mode": "fuzzy"}"#, 400, "invalid_input", mentioning: ["mode"])
+    try expect(
+      "POST", query, #"{"text": "x", "k": "ten"}"#, 400, "invalid_input", mentioning: ["\"k\""])
+    try expect(
+      "POST", query, #"{"text": "x", "k": 0}"#, 400, "invalid_input", mentioning: ["1...10000"])
+    try expect(
+      "POST", query, #"{"text": "x", "fitler": {}}"#, 400, "invalid_input", mentioning: ["fitler"])
+    try expect(
+      "POST", query, #"{"text": "x", "mode": "fuzzy"}"#, 400, "invalid_input", mentioning: ["mode"])
     try expect("POST", query, #"{"text": "x", "filter": {"$nope": 1}}"#, 400, "invalid_input")
     try expect("POST", query, #"{"vector": [1, 2]}"#, 400, "invalid_vector")
     try expect("POST", "/collections/nope/query", #"{"text": "x"}"#, 404, "collection_not_found")
@@ -165,7 +173,8 @@ final class ServerTests: XCTestCase {
     try expect("GET", "/jobs/41", nil, 404, "job_not_found")
     try expect("GET", "/no/such/route", nil, 404, "not_found")
     // Over the 1 MiB limit: refused before anything is parsed or written.
-    let big = #"{"documents": [{"id": "big", "text": ""# + String(repeating: "a", count: 2 << 20)
+    let big =
+      #"{"documents": [{"id": "big", "text": ""# + String(repeating: "a", count: 2 << 20)
       + #""}]}"#
     try expect("POST", "/collections/notes/documents", big, 413, "body_too_large")
     XCTAssertEqual(try server.request("GET", "/collections/notes/count").json["count"] as? Int, 0)
@@ -193,11 +202,11 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(reply.status, 200, reply.text)
   }
 
-  func testJobsRunToCompletionAndSIGTERMInterruptsThemResumably() throws {
+  func testJobsRunToCompletionCancelAndSIGTERMInterruptsThemResumably() throws {
     let (directory, db) = try notesDatabase()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let corpus = directory + "/corpus.jsonl"
-    try Shell.writeBatch(corpus, prefix: "d", count: 600, textBytes: 400)
+    try Shell.writeBatch(corpus, prefix: "d", count: 300, textBytes: 200)
     XCTAssertEqual(try Shell.vdb(["import", corpus, "-c", "docs", "--db", db]).status, 0)
     var server = try ServerProcess(database: db)
 
@@ -212,9 +221,9 @@ final class ServerTests: XCTestCase {
     reply = try server.request("GET", "/jobs/\(id)?wait=120")
     XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
     let result = try XCTUnwrap(reply.json["result"] as? [String: Any])
-    XCTAssertEqual(result["embedded"] as? Int, 600)
+    XCTAssertEqual(result["embedded"] as? Int, 300)
     XCTAssertEqual(result["switched"] as? Bool, true)
-    XCTAssertEqual(try server.request("GET", "/jobs").json["jobs"].map { ($0 as? [Any])?.count }, 1)
+    XCTAssertEqual((try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count, 1)
 
     // A failing job reports the shell's error.
     reply = try server.request("POST", "/collections/docs/train", #"{"tier": "adapter"}"#)
@@ -225,25 +234,36 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(
       try server.request("POST", "/collections/docs/train", #"{"tier": "big"}"#).status, 400)
 
-    // SIGTERM while a re-embed job runs: the server interrupts it, waits, and exits 0;
-    // the job's work is kept and a new server resumes it.
-    // One document per (fsync'ed) transaction: long enough to be caught running.
-    reply = try server.request("POST", "/collections/docs/reembed", #"{"all": true, "batch_size": 1}"#)
-    let pid = try XCTUnwrap(reply.json["pid"] as? Int)
-    // Wait for its first committed batch (its position shows in the collection).
-    let deadline = Date().addingTimeInterval(60)
-    var caught = false
-    while !caught && Date() < deadline {
-      let job = try server.request("GET", "/collections").array?.first?["job"] as? [String: Any]
-      caught = (job?["vectors"] as? Int ?? 0) > 0
-      Thread.sleep(forTimeInterval: 0.05)
+    /// Starts a re-embed of one document per (fsync'ed) transaction, slow enough to be
+    /// caught running, and waits for its first committed batch.
+    func startSlowReembed(_ body: String) throws -> [String: Any] {
+      let job = try server.request("POST", "/collections/docs/reembed", body).json
+      let deadline = Date().addingTimeInterval(60)
+      while Date() < deadline {
+        let info = try server.request("GET", "/collections").array?.first?["job"] as? [String: Any]
+        if (info?["vectors"] as? Int ?? 0) > 0 { return job }
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+      XCTFail("the job was never seen running: \(job)")
+      return job
     }
-    XCTAssertTrue(caught, "the job was seen running")
-    let status = server.terminate()
-    XCTAssertEqual(status, 0, server.errors)
+
+    // Cancel: the job stops after its last commit and says so.
+    let cancelled = try XCTUnwrap(
+      startSlowReembed(#"{"all": true, "batch_size": 1}"#)["id"] as? Int)
+    XCTAssertEqual(try server.request("POST", "/jobs/\(cancelled)/cancel").status, 200)
+    reply = try server.request("GET", "/jobs/\(cancelled)?wait=60")
+    XCTAssertEqual(reply.json["state"] as? String, "cancelled", reply.text)
+    XCTAssertEqual(reply.json["exit_code"] as? Int, 130)
+
+    // SIGTERM while the resumed job runs: the server interrupts it, waits, and exits 0;
+    // the job's work is kept and a new server's job resumes it.
+    let pid = try XCTUnwrap(startSlowReembed(#"{"batch_size": 1}"#)["pid"] as? Int)
+    XCTAssertEqual(server.terminate(), 0, server.errors)
     XCTAssertNotEqual(kill(pid_t(pid), 0), 0, "the job's process is gone")
     let info = try Shell.vdb(["collections", "--db", db, "--json"])
-    XCTAssertTrue(info.stdout.contains(#""cursor""#), "an interrupted job is recorded: \(info.stdout)")
+    XCTAssertTrue(
+      info.stdout.contains(#""cursor""#), "an interrupted job is recorded: \(info.stdout)")
 
     server = try ServerProcess(database: db)
     defer { server.stop() }
@@ -252,7 +272,7 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
     let resumed = try XCTUnwrap(reply.json["result"] as? [String: Any])
     XCTAssertEqual(resumed["resumed"] as? Bool, true, reply.text)
-    XCTAssertLessThan(try XCTUnwrap(resumed["embedded"] as? Int), 600)
+    XCTAssertLessThan(try XCTUnwrap(resumed["embedded"] as? Int), 300)
   }
 
   private func percent(_ text: String) -> String {
@@ -281,13 +301,7 @@ final class ServerProcess {
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
     try process.run()
     // The first line names the bound address: "vdb serve: http://127.0.0.1:PORT (…)".
-    var line = Data()
-    while !line.contains(UInt8(ascii: "\n")) {
-      let byte = try out.fileHandleForReading.read(upToCount: 1) ?? Data()
-      if byte.isEmpty { break }
-      line.append(byte)
-    }
-    let text = String(decoding: line, as: UTF8.self)
+    let text = try Shell.firstLine(of: out.fileHandleForReading)
     guard let url = text.split(separator: " ").first(where: { $0.hasPrefix("http://") }) else {
       process.waitUntilExit()
       throw ServerDidNotStart(
@@ -342,7 +356,8 @@ final class ServerProcess {
     let status = Int(split.map { String(text[$0.upperBound...]) } ?? "") ?? 0
     return Reply(
       status: status, text: payload,
-      value: try? JSONSerialization.jsonObject(with: Data(payload.utf8), options: [.fragmentsAllowed]))
+      value: try? JSONSerialization.jsonObject(
+        with: Data(payload.utf8), options: [.fragmentsAllowed]))
   }
 
   /// SIGTERM, then the exit status (waits for the graceful shutdown).
