@@ -219,7 +219,7 @@ print(
   "serve-bench: \(texts.count) SciFact test queries, k 10, unlogged, \(seconds) s per cell; "
     + "\(ProcessInfo.processInfo.activeProcessorCount) cores; CPU flags: \(flags)")
 print(
-  "| mode | connections (threads) | HTTP q/s | HTTP p50 / p99 ms | in-process q/s | in-process p50 / p99 ms | ratio |"
+  "| mode | connections | HTTP q/s | HTTP p50 / p99 ms | in-process threads | in-process q/s | in-process p50 / p99 ms | ratio |"
 )
-print("|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|")
 for row in rows { print(row) }
