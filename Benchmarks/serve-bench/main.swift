@@ -3,7 +3,7 @@
 // same queries run in-process (by as many threads, at most one per core), each pair
 // back to back.
 //
-//   swift build -c release --product vdb --product serve-bench
+//   swift build -c release                    # vdb and serve-bench
 //   .build/release/serve-bench --beir ../shared/datasets/scifact --vdb .build/release/vdb
 //       [--dir PATH] [--seconds S] [--connections 1,8,64]
 //
