@@ -20,11 +20,13 @@ struct RequestBody {
     else {
       throw APIError.badRequest("the request body is not UTF-8 text", code: "invalid_json")
     }
-    let value: JSONValue
-    do {
-      value = try JSONValue(parsing: text, source: "request body")
-    } catch let error as VectorDBError {
-      throw APIError.badRequest(error.description, code: "invalid_json")
+    // Parsed on the thread pool: a body of many megabytes takes a while.
+    let value = try await blocking {
+      do {
+        return try JSONValue(parsing: text, source: "request body")
+      } catch let error as VectorDBError {
+        throw APIError.badRequest(error.description, code: "invalid_json")
+      }
     }
     guard case .object(let fields) = value else {
       throw APIError.badRequest("the request body must be a JSON object", code: "invalid_json")

@@ -453,13 +453,18 @@ struct Routes: Sendable {
     return true
   }
 
+  /// A count given as query parameter `name`: at least `lowest`, and within the shell's
+  /// range for `--name` where it has one (`CountLimits`).
   private func count(_ text: String, _ name: String, from lowest: Int = 1) throws -> Int {
-    guard let value = Int(text), value >= lowest else {
+    let range = CountLimits.range("--" + name) ?? lowest...Int.max
+    guard let value = Int(text), value >= lowest, range.contains(value) else {
       throw APIError.badRequest(
-        "query parameter \"\(name)\" must be an integer of at least \(lowest) (got \(text))")
+        "query parameter \"\(name)\" must be an integer within \(max(lowest, range.lowerBound))...\(range.upperBound) (got \(text))"
+      )
     }
     return value
   }
+
 }
 
 /// `{"documents": [...]}`: `null` for an id asked for and not found.

@@ -167,7 +167,8 @@ final class ServerTests: XCTestCase {
     try expect("GET", "/collections/notes/documents/zz", nil, 404, "document_not_found")
     try expect("POST", "/collections", #"{"name": "notes"}"#, 409, "collection_exists")
     // Found by schemathesis: an empty name reached LMDB as an empty key (a 500).
-    try expect("POST", "/collections", #"{"name": ""}"#, 400, "invalid_input", mentioning: ["empty"])
+    try expect(
+      "POST", "/collections", #"{"name": ""}"#, 400, "invalid_input", mentioning: ["empty"])
     try expect(
       "POST", "/collections/notes/documents", #"{"documents": [{"id": 7}]}"#, 400, "invalid_input",
       mentioning: ["documents[0]", "\"id\""])
