@@ -100,20 +100,12 @@ struct APIError: Error {
     self.init(status: status, code: code, message: error.description, hint: error.hint)
   }
 
-  /// The JSON body: `hint` is `null` when there is none.
+  /// The JSON body (`hint` is `null` when there is none).
   struct Body: Encodable {
     struct Detail: Encodable {
       var code: String
       var message: String
       var hint: String?
-
-      func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(code, forKey: .code)
-        try container.encode(message, forKey: .message)
-        try container.encode(hint, forKey: .hint)
-      }
-      enum CodingKeys: String, CodingKey { case code, message, hint }
     }
     var error: Detail
   }

@@ -29,23 +29,6 @@ public struct JobInfo: Encodable, Sendable {
   public var result: JSONValue?
   /// Its `error:` line, when it failed.
   public var error: String?
-
-  public func encode(to encoder: Encoder) throws {
-    var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encode(id, forKey: .id)
-    try container.encode(kind, forKey: .kind)
-    try container.encode(collection, forKey: .collection)
-    try container.encode(state, forKey: .state)
-    try container.encode(pid, forKey: .pid)
-    try container.encode(started, forKey: .started)
-    try container.encode(finished, forKey: .finished)
-    try container.encode(exitCode, forKey: .exitCode)
-    try container.encode(result, forKey: .result)
-    try container.encode(error, forKey: .error)
-  }
-  enum CodingKeys: String, CodingKey {
-    case id, kind, collection, state, pid, started, finished, exitCode, result, error
-  }
 }
 
 /// The server's jobs: started, watched, cancelled (SIGINT: the child commits what it

@@ -107,12 +107,4 @@ public struct DeleteReport: Codable, Sendable {
     self.matched = matched
     self.ids = ids
   }
-
-  /// `ids` is `null` when not listed (not left out).
-  public func encode(to encoder: Encoder) throws {
-    var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encode(deleted, forKey: .deleted)
-    try container.encode(matched, forKey: .matched)
-    try container.encode(ids, forKey: .ids)
-  }
 }

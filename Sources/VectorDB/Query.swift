@@ -56,13 +56,6 @@ public struct QueryResult: Codable, Equatable, Sendable {
     case logID = "log_id"
     case hits
   }
-
-  /// `log_id` is `null` when the query was not logged (not left out).
-  public func encode(to encoder: Encoder) throws {
-    var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encode(logID, forKey: .logID)
-    try container.encode(hits, forKey: .hits)
-  }
 }
 
 /// How a query searches.
