@@ -10,6 +10,7 @@ import PackageDescription
 //   TextSearch           analyzer, BM25, MaxScore top-k over a postings protocol, fusion
 //   Training             backward pass, losses, optimiser, metrics
 //   VectorDB             the public library: ties storage, index, encoder, training
+//   VDBServer            JSON over HTTP (Hummingbird) for `vdb serve`; the library stays free of it
 //   vdb                  the shell
 let package = Package(
   name: "vdb",
@@ -22,6 +23,11 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     .package(url: "https://github.com/yaslab/CSV.swift", exact: "2.5.2"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    // Already in Hummingbird's graph: named for the modules VDBServer imports directly.
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
   ],
   targets: [
     .systemLibrary(
@@ -52,10 +58,21 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CSV", package: "CSV.swift"),
       ]),
+    .target(
+      name: "VDBServer",
+      dependencies: [
+        "VectorDB",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      path: "Sources/Server", resources: [.embedInCode("openapi.json")]),
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB", "LMDB", "CEditLine",
+        "VectorDB", "VDBServer", "LMDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
@@ -79,6 +96,8 @@ let package = Package(
         "VectorDB", "Tensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Benchmarks/gate-bench"),
+    .executableTarget(
+      name: "serve-bench", dependencies: ["VectorDB"], path: "Benchmarks/serve-bench"),
     .executableTarget(
       name: "search-bench", dependencies: ["VectorDB"], path: "Benchmarks/search-bench"),
     .executableTarget(

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# chromium: the tests render `vdb train --report` pages headless.
-packages=(liblmdb-dev libopenblas-dev libedit-dev libstemmer-dev pkg-config python3 python3-pip unzip tmux chromium)
+# chromium: the tests render `vdb train --report` pages headless; curl: the server
+# tests drive `vdb serve` with it.
+packages=(liblmdb-dev libopenblas-dev libedit-dev libstemmer-dev pkg-config python3 python3-pip unzip tmux chromium curl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

@@ -371,6 +371,7 @@ public final class Database: @unchecked Sendable {
   public func createCollection(_ name: String, options: CollectionOptions? = nil) throws
     -> Collection
   {
+    try Database.validateCollectionName(name)
     if try collectionRecord(name) != nil { throw VectorDBError.collectionExists(name) }
     return try collection(name, options: options)
   }
@@ -430,6 +431,7 @@ public final class Database: @unchecked Sendable {
   ///   taken), `.invalidInput` (a bad new name), `.collectionBusy` (a re-embed job or
   ///   training run holds the collection by name).
   public func renameCollection(_ name: String, to newName: String) throws {
+    try Database.validateCollectionName(name)
     try Database.validateCollectionName(newName)
     guard var record = try collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)

@@ -71,3 +71,40 @@ public struct ContentHash: Hashable, Sendable, CustomStringConvertible {
   /// Lower-case hex.
   public var description: String { bytes.map { String(format: "%02x", $0) }.joined() }
 }
+
+/// A document as `get` returns it (shell `--json`, HTTP): its fields, plus `vector`
+/// when asked for (`null` when it has none).
+public struct DocumentRow: Encodable, Sendable {
+  public var document: Document
+  /// nil: not asked for (no `vector` key); `.some(nil)`: asked for, none stored.
+  public var vector: [Float]??
+
+  public init(document: Document, vector: [Float]?? = nil) {
+    self.document = document
+    self.vector = vector
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    try document.encode(to: encoder)
+    if let vector {
+      var container = encoder.container(keyedBy: Key.self)
+      try container.encode(vector, forKey: .vector)
+    }
+  }
+  enum Key: String, CodingKey { case vector }
+}
+
+/// What a delete did: documents deleted and matched (they differ on a dry run), and
+/// with a filter the matching ids.
+public struct DeleteReport: Codable, Sendable {
+  public var deleted: Int
+  public var matched: Int
+  /// With a filter: the matching ids (else nil).
+  public var ids: [String]?
+
+  public init(deleted: Int, matched: Int, ids: [String]?) {
+    self.deleted = deleted
+    self.matched = matched
+    self.ids = ids
+  }
+}

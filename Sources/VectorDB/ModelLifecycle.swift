@@ -25,7 +25,31 @@ extension ModelStore {
   }
 }
 
+/// A model version and, per collection, the generations that embed with it or map
+/// their queries through it: a row of `vdb models --json` and `GET /models`.
+public struct ModelListing: Encodable, Sendable {
+  public var model: ModelInfo
+  public var collections: [String: [GenerationInfo]]
+}
+
 extension Database {
+  /// Every model version, oldest first, with the generations that use it.
+  ///
+  /// - Throws: `.storage` when LMDB fails; `.damaged` for an unreadable record.
+  public func modelListing() throws -> [ModelListing] {
+    var uses: [Int: [String: [GenerationInfo]]] = [:]
+    for name in try collectionNames() {
+      for generation in try collection(name, create: false).generations() {
+        for model in [generation.model, generation.adapter].compactMap({ $0 }) {
+          uses[model, default: [:]][name, default: []].append(generation)
+        }
+      }
+    }
+    return try modelVersions().map {
+      ModelListing(model: $0, collections: uses[$0.version] ?? [:])
+    }
+  }
+
   /// The versions something still needs, each with who needs it: the default model (new
   /// collections embed with it), every generation's model and query adapters (active,
   /// retained for rollback, or building), a training run's base model, and the ancestors

@@ -234,28 +234,14 @@ struct Get: ParsableCommand {
     }
   }
 
-  /// A document as `get` prints it: `vector` only when asked for (`null` if none).
-  struct Row: Encodable {
-    var document: Document
-    var vector: [Float]??
-
-    func encode(to encoder: Encoder) throws {
-      try document.encode(to: encoder)
-      if let vector {
-        var container = encoder.container(keyedBy: Key.self)
-        try container.encode(vector, forKey: .vector)
-      }
-    }
-    enum Key: String, CodingKey { case vector }
-  }
-
   private func show(_ documents: [Document], from collection: VectorDB.Collection) throws {
     if documents.isEmpty { return }
     let vectors: [[Float]?]? =
       include.contains(.vector) ? try collection.vectors(documents.map(\.id)) : nil
     if output.isJSON {
       for (index, document) in documents.enumerated() {
-        try Terminal.printJSONLine(Row(document: document, vector: vectors.map { $0[index] }))
+        try Terminal.printJSONLine(
+          DocumentRow(document: document, vector: vectors.map { $0[index] }))
       }
       return
     }
@@ -318,12 +304,6 @@ struct Delete: ParsableCommand {
     }
   }
 
-  struct DeleteReport: Encodable {
-    var deleted: Int
-    var matched: Int
-    /// With --filter: the matching ids.
-    var ids: [String]?
-  }
 }
 
 struct Count: ParsableCommand {

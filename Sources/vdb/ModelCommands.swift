@@ -73,32 +73,17 @@ struct ModelList: ParsableCommand {
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var output: OutputOptions
 
-  struct Row: Encodable {
-    var model: ModelInfo
-    var collections: [String: [GenerationInfo]]
-  }
-
   func run() throws {
-    let db = try database.open(readOnly: true)
-    let models = try db.modelVersions()
-    var uses: [Int: [String: [GenerationInfo]]] = [:]
-    for name in try db.collectionNames() {
-      for generation in try db.collection(name, create: false).generations() {
-        for model in [generation.model, generation.adapter].compactMap({ $0 }) {
-          uses[model, default: [:]][name, default: []].append(generation)
-        }
-      }
-    }
+    let listing = try database.open(readOnly: true).modelListing()
     if output.isJSON {
-      for model in models {
-        try Terminal.printJSONLine(Row(model: model, collections: uses[model.version] ?? [:]))
-      }
+      for row in listing { try Terminal.printJSONLine(row) }
       return
     }
     Terminal.printTable(
       headers: ["version", "kind", "state", "parent", "precision", "size", "used by", "name"],
-      rows: models.map { model in
-        let used = (uses[model.version] ?? [:]).sorted { $0.key < $1.key }.map {
+      rows: listing.map { row in
+        let model = row.model
+        let used = row.collections.sorted { $0.key < $1.key }.map {
           name, generations in
           "\(name):" + generations.map { "g\($0.id)(\($0.state.rawValue))" }.joined(separator: ",")
         }

@@ -19,10 +19,7 @@ enum Terminal {
   /// `value` in the one JSON convention of every `--json` output (`JSONOutput`):
   /// snake_case keys, `null` for absent values, keys sorted; one line unless `pretty`.
   static func json(_ value: some Encodable, pretty: Bool = false) throws -> Data {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
-    return try encoder.encode(JSONOutput.tree(value))
+    try JSONOutput.data(value, pretty: pretty)
   }
 
   /// Prints one JSON value (pretty when stdout is a terminal).

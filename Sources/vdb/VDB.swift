@@ -25,6 +25,7 @@ struct VDB: ParsableCommand {
         vdb status                                 collections, models, jobs, size
         vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
         vdb verify                                 check every table, index and model
+        vdb serve                                  the database over HTTP (docs/server.md)
         vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
@@ -35,7 +36,7 @@ struct VDB: ParsableCommand {
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
       Count.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      Export.self, Backup.self, Route.self, Verify.self, ShellCommand.self,
+      Export.self, Backup.self, Route.self, Verify.self, Serve.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions

@@ -73,16 +73,23 @@ enum Shell {
     process.standardOutput = out
     process.standardError = FileHandle.nullDevice
     try process.run()
-    var first = Data()
-    while !first.contains(UInt8(ascii: "\n")) {
-      let byte = try out.fileHandleForReading.read(upToCount: 1) ?? Data()
-      if byte.isEmpty { break }
-      first.append(byte)
-    }
     let id =
-      pid_t(String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+      pid_t(
+        try firstLine(of: out.fileHandleForReading).trimmingCharacters(in: .whitespacesAndNewlines))
       ?? 0
     return Group(process: process, output: out.fileHandleForReading, id: id)
+  }
+
+  /// The first line a child writes to `handle` (read byte by byte, so nothing after
+  /// it is consumed); what there is if the child exits first.
+  static func firstLine(of handle: FileHandle) throws -> String {
+    var line = Data()
+    while !line.contains(UInt8(ascii: "\n")) {
+      let byte = try handle.read(upToCount: 1) ?? Data()
+      if byte.isEmpty { break }
+      line.append(byte)
+    }
+    return String(decoding: line, as: UTF8.self)
   }
 
   /// SIGKILLs the group and returns what it printed; `killed` tells whether the signal

@@ -1,17 +1,26 @@
 import Foundation
-import VectorDB
 
-/// The `--json` convention as an `Encoder`: any `Encodable` becomes a `JSONValue` with
+/// vdb's one JSON convention (the shell's `--json`, `vdb serve`) as an `Encoder`: any `Encodable` becomes a `JSONValue` with
 /// keys in snake_case (the keys of dictionaries, such as metadata, stay as they are),
 /// dates in ISO 8601, and an absent optional written as `null` — where `JSONEncoder`
 /// leaves the key out, so that every documented key is always there.
 ///
 /// A type that leaves a key out on purpose (a field not asked for) does not encode it.
-enum JSONOutput {
+public enum JSONOutput {
+  /// `value` as JSON text in the convention: keys sorted; one line unless `pretty`.
+  ///
+  /// - Throws: `EncodingError.invalidValue` for a NaN or infinite number.
+  public static func data(_ value: some Encodable, pretty: Bool = false) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
+    return try encoder.encode(tree(value))
+  }
+
   /// `value` as the JSON tree `--json` prints.
   ///
   /// - Throws: `EncodingError.invalidValue` for a NaN or infinite number.
-  static func tree(_ value: some Encodable) throws -> JSONValue {
+  public static func tree(_ value: some Encodable) throws -> JSONValue {
     let node = Node()
     try node.set(value, codingPath: [])
     return node.json

@@ -1,0 +1,225 @@
+// `vdb serve` under load: queries/s and p50/p99 latency with wrk at 1, 8 and 64
+// connections, dense and hybrid text queries on a BEIR data set (SciFact), against the
+// same queries run in-process (by as many threads, at most one per core), each pair
+// back to back.
+//
+//   swift build -c release                    # vdb and serve-bench
+//   .build/release/serve-bench --beir ../shared/datasets/scifact --vdb .build/release/vdb
+//       [--dir PATH] [--seconds S] [--connections 1,8,64]
+//
+// The database (model + corpus) is built once in --dir and kept for later runs. Queries
+// are the split's texts, cycled, k = 10, unlogged on both sides (logging costs the same
+// in both). wrk comes from Debian (`apt-get install wrk`).
+import Foundation
+import VectorDB
+
+var beir: String?
+var vdb: String?
+var directory = NSTemporaryDirectory() + "vdb-serve-bench"
+var seconds = 10
+var connections = [1, 8, 64]
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+  switch argument {
+  case "--beir": beir = arguments.next()
+  case "--vdb": vdb = arguments.next()
+  case "--dir": directory = arguments.next() ?? directory
+  case "--seconds": seconds = Int(arguments.next() ?? "") ?? seconds
+  case "--connections":
+    connections = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }
+  default:
+    FileHandle.standardError.write(
+      Data(
+        "usage: serve-bench --beir DIR --vdb BINARY [--dir PATH] [--seconds S] [--connections 1,8,64]\n"
+          .utf8))
+    exit(2)
+  }
+}
+guard let beir, let vdb else {
+  FileHandle.standardError.write(
+    Data("serve-bench: --beir DIR and --vdb BINARY are required\n".utf8))
+  exit(2)
+}
+guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
+  FileHandle.standardError.write(
+    Data("serve-bench: needs wrk: apt-get install wrk (Debian's package)\n".utf8))
+  exit(1)
+}
+
+func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+// MARK: The database, built once.
+
+let database = try Database(path: directory)
+if try !database.collectionNames().contains("scifact") {
+  log("building \(directory): model and \(beir)/corpus.jsonl (once) …")
+  try database.importModel(directory: DefaultModel.directory)
+  _ = try database.collection("scifact").importBEIR(directory: beir)
+}
+let queries = try BEIR.queries(path: beir + "/queries.jsonl")
+let texts = try BEIR.qrels(path: beir + "/qrels/test.tsv").keys.sorted().compactMap { queries[$0] }
+
+// MARK: In-process: N threads, each querying in turn, for `seconds`.
+
+final class Counter: @unchecked Sendable {
+  private let lock = NSLock()
+  private var latencies: [Double] = []
+  func add(_ values: [Double]) { lock.withLock { latencies += values } }
+  var all: [Double] { lock.withLock { latencies } }
+}
+
+struct Figure {
+  var perSecond: Double
+  var p50: Double  // milliseconds
+  var p99: Double
+}
+
+func inProcess(mode: SearchMode, threads: Int) throws -> Figure {
+  let collection = try database.collection("scifact", create: false)
+  let options = QueryOptions(k: 10, log: false, mode: mode)
+  for text in texts.prefix(20) { _ = try collection.query(texts: [text], options: options) }
+  let counter = Counter()
+  let start = Date()
+  let end = start.addingTimeInterval(Double(seconds))
+  // Threads of their own (concurrentPerform would run only as many at once as cores).
+  let group = DispatchGroup()
+  for thread in 0..<threads {
+    group.enter()
+    Thread {
+      var latencies: [Double] = []
+      var index = thread * 37
+      while Date() < end {
+        let began = Date()
+        _ = try? collection.query(texts: [texts[index % texts.count]], options: options)
+        latencies.append(Date().timeIntervalSince(began) * 1000)
+        index += 1
+      }
+      counter.add(latencies)
+      group.leave()
+    }.start()
+  }
+  group.wait()
+  let elapsed = Date().timeIntervalSince(start)
+  let sorted = counter.all.sorted()
+  return Figure(
+    perSecond: Double(sorted.count) / elapsed, p50: sorted[sorted.count / 2],
+    p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+}
+
+// MARK: Over HTTP: `vdb serve` (another process on the same database) and wrk.
+
+let work = NSTemporaryDirectory() + "serve-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: work) }
+let script = """
+  local bodies = {}
+  for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
+  local index = 0
+  setup = function(thread) thread:set("offset", math.random(#bodies)) end
+  init = function() index = tonumber(offset) or 0 end
+  request = function()
+    index = index % #bodies + 1
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[index])
+  end
+  """
+try script.write(toFile: work + "/query.lua", atomically: true, encoding: .utf8)
+
+let server = Process()
+server.executableURL = URL(fileURLWithPath: vdb)
+server.arguments = ["serve", "--db", directory, "--port", "0"]
+let serverOutput = Pipe()
+server.standardOutput = serverOutput
+try server.run()
+var firstLine = Data()
+while !firstLine.contains(UInt8(ascii: "\n")) {
+  let byte = try serverOutput.fileHandleForReading.read(upToCount: 1) ?? Data()
+  if byte.isEmpty { break }
+  firstLine.append(byte)
+}
+guard
+  let base = String(decoding: firstLine, as: UTF8.self).split(separator: " ")
+    .first(where: { $0.hasPrefix("http://") })
+else {
+  log("serve-bench: vdb serve did not start")
+  exit(1)
+}
+
+/// Runs wrk; returns requests/s, p50 and p99 (ms) and the non-2xx count.
+func wrk(mode: SearchMode, connections: Int) throws -> (Figure, errors: Int) {
+  let bodies = texts.map { text in
+    String(
+      decoding: try! JSONEncoder().encode(
+        ["text": JSONValue.string(text), "k": 10, "mode": .string(mode.rawValue), "log": false]),
+      as: UTF8.self)
+  }
+  let file = work + "/bodies-\(mode.rawValue).jsonl"
+  try (bodies.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+  process.arguments = [
+    "-t", String(min(connections, 2)), "-c", String(connections), "-d", "\(seconds)s",
+    "--latency", "--timeout", "30s", "-s", work + "/query.lua", base + "/collections/scifact/query",
+  ]
+  process.environment = ["BODIES": file]
+  let out = Pipe()
+  process.standardOutput = out
+  try process.run()
+  let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  process.waitUntilExit()
+  func number(after label: String) -> Double? {
+    guard let line = text.split(separator: "\n").first(where: { $0.contains(label) }) else {
+      return nil
+    }
+    let field = line.split(separator: " ").last.map(String.init) ?? ""
+    let scale: Double =
+      field.hasSuffix("us") ? 0.001 : field.hasSuffix("ms") ? 1 : field.hasSuffix("s") ? 1000 : 1
+    let digits = field.trimmingCharacters(in: CharacterSet(charactersIn: "0123456789.").inverted)
+    return Double(digits).map { $0 * scale }
+  }
+  guard let rate = number(after: "Requests/sec:") else {
+    log("wrk printed:\n\(text)")
+    exit(1)
+  }
+  return (
+    Figure(perSecond: rate, p50: number(after: " 50% ") ?? 0, p99: number(after: " 99% ") ?? 0),
+    Int(number(after: "Non-2xx") ?? 0)
+  )
+}
+
+// Each cell in-process, then over HTTP right after: the machine's load drifts, and
+// only back-to-back figures compare. (The server is idle while the in-process run goes.)
+var rows: [String] = []
+for mode in [SearchMode.dense, .hybrid] {
+  for count in connections {
+    // In-process, more threads than cores only oversubscribe (each query's encoder
+    // already splits over the cores): the fair figure is its best, at most one thread
+    // per core — as many as the server's pool runs at once.
+    let threads = min(count, ProcessInfo.processInfo.activeProcessorCount)
+    log("\(mode.rawValue), \(threads) threads in-process, then \(count) connections over HTTP …")
+    let inside = try inProcess(mode: mode, threads: threads)
+    let (http, errors) = try wrk(mode: mode, connections: count)
+    rows.append(
+      String(
+        format: "| %@ | %d | %.0f | %.1f / %.1f | %d | %.0f | %.1f / %.1f | %.2f× |%@",
+        mode.rawValue, count, http.perSecond, http.p50, http.p99, threads, inside.perSecond,
+        inside.p50, inside.p99,
+        http.perSecond / inside.perSecond, errors > 0 ? " \(errors) non-2xx!" : ""))
+  }
+}
+server.terminate()
+server.waitUntilExit()
+
+let flags =
+  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+  .first { $0.hasPrefix("flags") }.map { line in
+    line.split(separator: " ").filter { $0 == "avx2" || $0.hasPrefix("avx512") || $0 == "fma" }
+      .joined(separator: " ")
+  } ?? "?"
+print(
+  "serve-bench: \(texts.count) SciFact test queries, k 10, unlogged, \(seconds) s per cell; "
+    + "\(ProcessInfo.processInfo.activeProcessorCount) cores; CPU flags: \(flags)")
+print(
+  "| mode | connections | HTTP q/s | HTTP p50 / p99 ms | in-process threads | in-process q/s | in-process p50 / p99 ms | ratio |"
+)
+print("|---|---|---|---|---|---|---|---|")
+for row in rows { print(row) }

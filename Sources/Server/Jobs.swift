@@ -1,0 +1,166 @@
+import Foundation
+import ServiceLifecycle
+import VectorDB
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A long operation (training, re-embedding, a model switch that may re-embed) run by
+/// the server as a child `vdb` process, so a request only starts it: the child commits
+/// its work batch by batch, exactly as the same shell command would, and its `--json`
+/// output becomes the job's result.
+public struct JobInfo: Encodable, Sendable {
+  public enum State: String, Encodable, Sendable {
+    case running, succeeded, failed, cancelled
+  }
+
+  public var id: Int
+  /// `train`, `reembed`, `activate` or `rollback`.
+  public var kind: String
+  public var collection: String
+  public var state: State
+  public var pid: Int32
+  public var started: Date
+  public var finished: Date?
+  /// The child's exit code: 0, 1 (bad input), 2 (usage), 3 (database), 130 (cancelled).
+  public var exitCode: Int32?
+  /// The command's `--json` output, once it succeeded.
+  public var result: JSONValue?
+  /// Its `error:` line, when it failed.
+  public var error: String?
+}
+
+/// The server's jobs: started, watched, cancelled (SIGINT: the child commits what it
+/// has and stops, resumable), and on shutdown interrupted and waited for.
+actor JobRunner: Service {
+  private let executable: String
+  private let databasePath: String
+  private let outputDirectory: String
+  private var jobs: [Int: JobInfo] = [:]
+  private var processes: [Int: Process] = [:]
+  private var interrupted: Set<Int> = []
+  private var nextID = 1
+
+  init(executable: String, databasePath: String) throws {
+    self.executable = executable
+    self.databasePath = databasePath
+    outputDirectory = NSTemporaryDirectory() + "vdb-serve-\(getpid())"
+    try FileManager.default.createDirectory(
+      atPath: outputDirectory, withIntermediateDirectories: true)
+  }
+
+  /// Starts `vdb ARGUMENTS --db PATH --json` for `collection`.
+  ///
+  /// - Throws: `VectorDBError.jobRunning` when a job of this server already works on
+  ///   the collection; `.storage`-class errors when the process cannot start.
+  func start(kind: String, collection: String, arguments: [String]) throws -> JobInfo {
+    if let running = jobs.values.first(where: {
+      $0.collection == collection && $0.state == .running
+    }) {
+      throw VectorDBError.jobRunning(
+        collection: collection, job: "job \(running.id) (\(running.kind), process \(running.pid))")
+    }
+    let id = nextID
+    nextID += 1
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments + ["--db", databasePath, "--json"]
+    FileManager.default.createFile(atPath: outputPath(id, "out"), contents: nil)
+    FileManager.default.createFile(atPath: outputPath(id, "err"), contents: nil)
+    process.standardOutput = try FileHandle(
+      forWritingTo: URL(fileURLWithPath: outputPath(id, "out")))
+    process.standardError = try FileHandle(
+      forWritingTo: URL(fileURLWithPath: outputPath(id, "err")))
+    process.standardInput = FileHandle.nullDevice
+    process.terminationHandler = { [weak self] process in
+      let status = process.terminationStatus
+      Task { await self?.finished(id, status: status) }
+    }
+    try JobRunner.launch(process)
+    let job = JobInfo(
+      id: id, kind: kind, collection: collection, state: .running,
+      pid: process.processIdentifier, started: Date())
+    jobs[id] = job
+    processes[id] = process
+    return job
+  }
+
+  /// Starts `process` from a thread of its own with no signal blocked. A child inherits
+  /// the signal mask of the thread that spawns it, and NIO's and the task pool's threads
+  /// block nearly every signal: a job started from one would never see its SIGINT.
+  private static func launch(_ process: Process) throws {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var failure: (any Error)?
+    let thread = Thread {
+      var none = sigset_t()
+      sigemptyset(&none)
+      pthread_sigmask(SIG_SETMASK, &none, nil)
+      do { try process.run() } catch { failure = error }
+      done.signal()
+    }
+    thread.start()
+    done.wait()
+    if let failure { throw failure }
+  }
+
+  func job(_ id: Int) throws -> JobInfo {
+    guard let job = jobs[id] else {
+      throw APIError(status: .notFound, code: "job_not_found", message: "no job \(id)")
+    }
+    return job
+  }
+
+  func list() -> [JobInfo] { jobs.values.sorted { $0.id < $1.id } }
+
+  /// Asks a running job to stop (SIGINT, once): it commits what it has and exits.
+  func cancel(_ id: Int) throws -> JobInfo {
+    let job = try self.job(id)
+    if job.state == .running, !interrupted.contains(id) {
+      interrupted.insert(id)
+      kill(job.pid, SIGINT)
+    }
+    return job
+  }
+
+  private func finished(_ id: Int, status: Int32) {
+    guard var job = jobs[id] else { return }
+    processes[id] = nil
+    job.finished = Date()
+    job.exitCode = status
+    let output = (try? String(contentsOfFile: outputPath(id, "out"), encoding: .utf8)) ?? ""
+    let errors = (try? String(contentsOfFile: outputPath(id, "err"), encoding: .utf8)) ?? ""
+    if status == 0 {
+      job.state = .succeeded
+      job.result = try? JSONValue(parsing: output, source: "job output")
+    } else {
+      job.state = interrupted.contains(id) ? .cancelled : .failed
+      job.error =
+        errors.split(separator: "\n").last { $0.hasPrefix("error: ") }
+        .map { String($0.dropFirst(7)) }
+        ?? (status == 130 || interrupted.contains(id)
+          ? "interrupted; work committed so far is kept" : "exited with status \(status)")
+    }
+    try? FileManager.default.removeItem(atPath: outputPath(id, "out"))
+    try? FileManager.default.removeItem(atPath: outputPath(id, "err"))
+    jobs[id] = job
+  }
+
+  private func outputPath(_ id: Int, _ stream: String) -> String {
+    "\(outputDirectory)/job-\(id).\(stream)"
+  }
+
+  /// Runs until the server shuts down; then interrupts the running jobs (each commits
+  /// its work so far and can be resumed) and waits for them to exit.
+  func run() async throws {
+    try? await gracefulShutdown()
+    for (id, job) in jobs where job.state == .running && !interrupted.contains(id) {
+      interrupted.insert(id)
+      kill(job.pid, SIGINT)
+    }
+    while jobs.values.contains(where: { $0.state == .running }) {
+      try? await Task.sleep(nanoseconds: 50_000_000)
+    }
+    try? FileManager.default.removeItem(atPath: outputDirectory)
+  }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import VectorDB
+
+/// A request's JSON object body, read field by field: each accessor checks the type and
+/// names the field in its error, and `check` refuses fields the endpoint does not know
+/// (a misspelt `fitler` would otherwise be silently ignored).
+struct RequestBody {
+  let fields: [String: JSONValue]
+
+  /// Reads the body (at most `limit` bytes) and parses it as a JSON object; an empty
+  /// body is an empty object.
+  ///
+  /// - Throws: `APIError` 413 over the limit, 400 for text that is not a JSON object.
+  static func read(_ request: Request, limit: Int) async throws -> RequestBody {
+    let buffer = try await request.body.collect(upTo: limit)
+    guard buffer.readableBytes > 0 else { return RequestBody(fields: [:]) }
+    guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes)
+    else {
+      throw APIError.badRequest("the request body is not UTF-8 text", code: "invalid_json")
+    }
+    // Parsed on the thread pool: a body of many megabytes takes a while.
+    let value = try await blocking {
+      do {
+        return try JSONValue(parsing: text, source: "request body")
+      } catch let error as VectorDBError {
+        throw APIError.badRequest(error.description, code: "invalid_json")
+      }
+    }
+    guard case .object(let fields) = value else {
+      throw APIError.badRequest("the request body must be a JSON object", code: "invalid_json")
+    }
+    return RequestBody(fields: fields)
+  }
+
+  /// - Throws: 400 naming the first field not in `known`.
+  func check(_ known: Set<String>) throws {
+    if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+      throw APIError.badRequest(
+        "request body: unknown field \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))"
+      )
+    }
+  }
+
+  private func wrong(_ key: String, _ expected: String) -> APIError {
+    .badRequest("request body: field \"\(key)\" must be \(expected)")
+  }
+
+  /// The field, absent and `null` alike giving nil.
+  func value(_ key: String) -> JSONValue? {
+    guard let value = fields[key], value != .null else { return nil }
+    return value
+  }
+
+  func required<T>(_ key: String, _ read: (String) throws -> T?) throws -> T {
+    guard let value = try read(key) else {
+      throw APIError.badRequest("request body: field \"\(key)\" is required")
+    }
+    return value
+  }
+
+  func string(_ key: String) throws -> String? {
+    guard let value = value(key) else { return nil }
+    guard case .string(let string) = value else { throw wrong(key, "a string") }
+    return string
+  }
+
+  func int(_ key: String) throws -> Int? {
+    guard let value = value(key) else { return nil }
+    guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {
+      throw wrong(key, "an integer")
+    }
+    return Int(number)
+  }
+
+  func double(_ key: String) throws -> Double? {
+    guard let value = value(key) else { return nil }
+    guard case .number(let number) = value else { throw wrong(key, "a number") }
+    return number
+  }
+
+  func bool(_ key: String) throws -> Bool? {
+    guard let value = value(key) else { return nil }
+    guard case .bool(let bool) = value else { throw wrong(key, "true or false") }
+    return bool
+  }
+
+  func object(_ key: String) throws -> [String: JSONValue]? {
+    guard let value = value(key) else { return nil }
+    guard case .object(let object) = value else { throw wrong(key, "a JSON object") }
+    return object
+  }
+
+  func strings(_ key: String) throws -> [String]? {
+    guard let value = value(key) else { return nil }
+    guard case .array(let array) = value else { throw wrong(key, "an array of strings") }
+    return try array.map {
+      guard case .string(let string) = $0 else { throw wrong(key, "an array of strings") }
+      return string
+    }
+  }
+
+  func vector(_ key: String) throws -> [Float]? {
+    guard let value = value(key) else { return nil }
+    return try RequestBody.vector(value) ?? { throw wrong(key, "an array of numbers") }()
+  }
+
+  static func vector(_ value: JSONValue) -> [Float]? {
+    guard case .array(let array) = value else { return nil }
+    var vector: [Float] = []
+    vector.reserveCapacity(array.count)
+    for element in array {
+      guard case .number(let number) = element else { return nil }
+      vector.append(Float(number))
+    }
+    return vector
+  }
+
+  /// A metadata filter (docs/search.md), given as a JSON object.
+  func filter(_ key: String = "filter") throws -> Filter? {
+    guard let value = value(key) else { return nil }
+    return try Filter(value: value)
+  }
+
+  /// `mode`, `fusion` and `alpha`: how a text query searches (as the shell's options).
+  func searchMode() throws -> (mode: SearchMode?, fusion: Fusion) {
+    let mode = try string("mode").map { name in
+      try SearchMode(rawValue: name)
+        ?? { throw wrong("mode", "\"dense\", \"keyword\" or \"hybrid\"") }()
+    }
+    let alpha = try double("alpha")
+    switch try string("fusion") ?? "convex" {
+    case "convex":
+      if let alpha, !(0...1).contains(alpha) { throw wrong("alpha", "within [0, 1]") }
+      return (mode, .convex(alpha: alpha ?? 0.5))
+    case "rrf":
+      if alpha != nil {
+        throw APIError.badRequest(
+          "request body: \"alpha\" goes with fusion \"convex\", not \"rrf\"")
+      }
+      return (mode, .reciprocalRank)
+    default: throw wrong("fusion", "\"convex\" or \"rrf\"")
+    }
+  }
+
+  /// A count (k, ef, epochs, …) within the range `CountLimits` gives the shell's
+  /// option of the same name (`k` is `-k`, `batch_size` is `--batch-size`).
+  func count(_ key: String, command: String? = nil) throws -> Int? {
+    guard let value = try int(key) else { return nil }
+    let option = key.count == 1 ? "-" + key : "--" + key.replacingOccurrences(of: "_", with: "-")
+    guard let range = CountLimits.range(option, command: command) else {
+      preconditionFailure("no range for \(option)")
+    }
+    guard range.contains(value) else {
+      throw APIError.badRequest(
+        "request body: field \"\(key)\" must be within \(range.lowerBound)...\(range.upperBound) (got \(value))"
+      )
+    }
+    return value
+  }
+}
+
+extension Request {
+  /// The URI's query parameter `key`, when given.
+  func parameter(_ key: String) -> String? {
+    uri.queryParameters.get(key)
+  }
+
+  /// A boolean query parameter: `true`/`1` or `false`/`0`.
+  func flag(_ key: String) throws -> Bool {
+    switch parameter(key) {
+    case nil, "false", "0": return false
+    case "true", "1", "": return true
+    case let other?:
+      throw APIError.badRequest("query parameter \"\(key)\" must be true or false (got \(other))")
+    }
+  }
+}

@@ -1,0 +1,473 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import VectorDB
+
+/// The endpoints (docs/server.md). Each handler reads its input, runs the library call
+/// on the thread pool and answers in the shell's `--json` shapes.
+struct Routes: Sendable {
+  let database: Database
+  let jobs: JobRunner
+  let maxBodyBytes: Int
+
+  typealias Context = BasicRequestContext
+
+  func add(to router: Hummingbird.Router<Context>) {
+    router.get("/openapi.json") { _, _ in
+      Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_json)))
+    }
+    router.get("/status") { _, _ in
+      try await blocking { JSONResponse.make(try database.status()) }
+    }
+
+    // Collections.
+    router.get("/collections") { _, _ in
+      try await blocking { JSONResponse.make(try database.collections()) }
+    }
+    router.post("/collections") { request, _ in
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await blocking { try createCollection(body) }
+    }
+    router.delete("/collections/{collection}") { request, context in
+      let name = try context.parameters.require("collection")
+      let keepLog = try request.flag("keep_log")
+      let force = try request.flag("force")
+      return try await blocking {
+        try database.dropCollection(name, keepLog: keepLog, force: force)
+        return JSONResponse.make(["dropped": name])
+      }
+    }
+    router.post("/collections/{collection}/rename") { request, context in
+      let name = try context.parameters.require("collection")
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["name"])
+      let newName = try body.required("name", body.string)
+      return try await blocking {
+        try database.renameCollection(name, to: newName)
+        return JSONResponse.make(["renamed": name, "name": newName])
+      }
+    }
+
+    // Documents.
+    router.post("/collections/{collection}/documents") { request, context in
+      let collection = try collection(context)
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await blocking { try upsert(body, into: collection()) }
+    }
+    router.get("/collections/{collection}/documents") { request, context in
+      let collection = try collection(context)
+      let limit = try request.parameter("limit").map { try count($0, "limit") } ?? 20
+      let after = request.parameter("after")
+      let filter = try request.parameter("filter").map { try Filter(json: $0) }
+      let withVectors = try includesVector(request.parameter("include"))
+      return try await blocking {
+        let collection = try collection()
+        let documents =
+          try filter.map { try collection.documents(matching: $0, after: after, limit: limit) }
+          ?? collection.documents(after: after, limit: limit)
+        return try rows(documents, from: collection, withVectors: withVectors)
+      }
+    }
+    router.post("/collections/{collection}/documents/get") { request, context in
+      let collection = try collection(context)
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["ids", "include"])
+      let ids = try body.required("ids", body.strings)
+      let withVectors = try includesVector(body.strings("include")?.joined(separator: ","))
+      return try await blocking {
+        let collection = try collection()
+        let found = try collection.get(ids)
+        let vectors = withVectors ? try collection.vectors(ids) : nil
+        let documents = found.enumerated().map { index, document in
+          document.map { DocumentRow(document: $0, vector: vectors.map { $0[index] }) }
+        }
+        return JSONResponse.make(DocumentList(documents: documents))
+      }
+    }
+    router.get("/collections/{collection}/documents/{id}") { request, context in
+      let collection = try collection(context)
+      let id = try context.parameters.require("id")
+      let withVectors = try includesVector(request.parameter("include"))
+      return try await blocking {
+        let collection = try collection()
+        guard let document = try collection.get(id) else {
+          throw VectorDBError.documentNotFound(id: id, collection: collection.name)
+        }
+        let vector = withVectors ? try collection.vectors([id])[0] : nil
+        return JSONResponse.make(
+          DocumentRow(document: document, vector: withVectors ? .some(vector) : nil))
+      }
+    }
+    router.delete("/collections/{collection}/documents/{id}") { _, context in
+      let collection = try collection(context)
+      let id = try context.parameters.require("id")
+      return try await blocking {
+        let deleted = try collection().delete([id])
+        return JSONResponse.make(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
+      }
+    }
+    router.post("/collections/{collection}/documents/delete") { request, context in
+      let collection = try collection(context)
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["ids", "filter", "dry_run"])
+      let ids = try body.strings("ids")
+      let filter = try body.filter()
+      let dryRun = try body.bool("dry_run") ?? false
+      guard (ids == nil) != (filter == nil) else {
+        throw APIError.badRequest("request body: give \"ids\" or \"filter\", not both nor neither")
+      }
+      if dryRun && filter == nil {
+        throw APIError.badRequest("request body: \"dry_run\" goes with \"filter\"")
+      }
+      return try await blocking {
+        let collection = try collection()
+        if let filter {
+          let matched = try collection.delete(matching: filter, dryRun: dryRun)
+          return JSONResponse.make(
+            DeleteReport(deleted: dryRun ? 0 : matched.count, matched: matched.count, ids: matched))
+        }
+        let deleted = try collection.delete(ids!)
+        return JSONResponse.make(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
+      }
+    }
+    router.get("/collections/{collection}/count") { request, context in
+      let collection = try collection(context)
+      let filter = try request.parameter("filter").map { try Filter(json: $0) }
+      return try await blocking {
+        let collection = try collection()
+        let count = try filter.map { try collection.count(matching: $0) } ?? collection.count()
+        return JSONResponse.make(["count": count])
+      }
+    }
+
+    // Search, feedback, evaluation.
+    router.post("/collections/{collection}/query") { request, context in
+      let collection = try collection(context)
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await blocking { try query(body, in: collection()) }
+    }
+    router.post("/feedback") { request, _ in
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await blocking { try feedback(body) }
+    }
+    router.get("/log") { request, _ in
+      let collection = request.parameter("collection")
+      let after = try request.parameter("after").map { try count($0, "after", from: 0) } ?? 0
+      let limit = try request.parameter("limit").map { try count($0, "limit") } ?? 50
+      return try await blocking {
+        let entries = try database.logEntries(
+          collection: collection, after: UInt64(after), limit: limit)
+        return JSONResponse.make(["entries": entries])
+      }
+    }
+    router.post("/collections/{collection}/eval") { request, context in
+      let collection = try collection(context)
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await blocking { try evaluate(body, in: collection()) }
+    }
+
+    // Models.
+    router.get("/models") { _, _ in
+      try await blocking { JSONResponse.make(["models": try database.modelListing()]) }
+    }
+    router.post("/collections/{collection}/models/activate") { request, context in
+      let name = try context.parameters.require("collection")
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["version"])
+      let version = try body.required("version", body.int)
+      return try await startJob(
+        "activate", name, ["models", "activate", String(version), "-c", name])
+    }
+    router.post("/collections/{collection}/models/rollback") { _, context in
+      let name = try context.parameters.require("collection")
+      return try await startJob("rollback", name, ["models", "rollback", "-c", name])
+    }
+
+    // Jobs.
+    router.post("/collections/{collection}/train") { request, context in
+      let name = try context.parameters.require("collection")
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      return try await startJob("train", name, ["train", "-c", name] + trainArguments(body))
+    }
+    router.post("/collections/{collection}/reembed") { request, context in
+      let name = try context.parameters.require("collection")
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["model", "all", "batch_size"])
+      var arguments = ["reembed", "-c", name]
+      if let model = try body.count("model") {
+        arguments += ["--model", String(model)]
+      }
+      if try body.bool("all") == true { arguments.append("--all") }
+      if let size = try body.count("batch_size") {
+        arguments += ["--batch-size", String(size)]
+      }
+      return try await startJob("reembed", name, arguments)
+    }
+    router.get("/jobs") { _, _ in JSONResponse.make(["jobs": await jobs.list()]) }
+    router.get("/jobs/{id}") { request, context in
+      let id = try context.parameters.require("id", as: Int.self)
+      // ?wait=SECONDS: answer when the job ends or the time is up (long polling).
+      let wait = try request.parameter("wait").map { try count($0, "wait", from: 0) } ?? 0
+      let deadline = Date().addingTimeInterval(Double(min(wait, 600)))
+      var job = try await jobs.job(id)
+      while job.state == .running && Date() < deadline {
+        try await Task.sleep(nanoseconds: 100_000_000)
+        job = try await jobs.job(id)
+      }
+      return JSONResponse.make(job)
+    }
+    router.post("/jobs/{id}/cancel") { _, context in
+      let id = try context.parameters.require("id", as: Int.self)
+      return JSONResponse.make(try await jobs.cancel(id))
+    }
+  }
+
+  // MARK: Handlers
+
+  /// The collection named in the path, opened on the thread pool (a function, so the
+  /// lookup's storage errors surface there too).
+  private func collection(_ context: Context) throws -> @Sendable () throws -> Collection {
+    let name = try context.parameters.require("collection")
+    return { try database.collection(name, create: false) }
+  }
+
+  private func createCollection(_ body: RequestBody) throws -> Response {
+    try body.check(["name", "vectors", "metric", "model", "no_vectors"])
+    let name = try body.required("name", body.string)
+    let dimension = try body.int("vectors")
+    let model = try body.count("model")
+    let noVectors = try body.bool("no_vectors") ?? false
+    let metric = try body.string("metric").map {
+      try Metric(rawValue: $0)
+        ?? {
+          throw APIError.badRequest(
+            "request body: field \"metric\" must be \"cosine\", \"dot\" or \"l2\"")
+        }()
+    }
+    if [dimension != nil, model != nil, noVectors].filter({ $0 }).count > 1 {
+      throw APIError.badRequest(
+        "request body: give at most one of \"vectors\", \"model\", \"no_vectors\"")
+    }
+    let options =
+      dimension.map { CollectionOptions.vectors(dimension: $0, metric: metric ?? .cosine) }
+      ?? CollectionOptions(
+        vectors: noVectors ? .none : .model(version: model), metric: metric ?? .cosine)
+    let collection = try database.createCollection(name, options: options)
+    let info = try database.collections().first { $0.name == collection.name }
+    return JSONResponse.make(info, status: .created)
+  }
+
+  private func upsert(_ body: RequestBody, into collection: Collection) throws -> Response {
+    try body.check(["documents"])
+    guard case .array(let items)? = body.value("documents") else {
+      throw APIError.badRequest("request body: field \"documents\" must be an array of documents")
+    }
+    var documents: [Document] = []
+    var vectors: [[Float]] = []
+    for (index, item) in items.enumerated() {
+      let place = "request body: documents[\(index)]"
+      guard case .object(let fields) = item else {
+        throw APIError.badRequest("\(place) must be a JSON object")
+      }
+      let document = RequestBody(fields: fields)
+      do {
+        try document.check(["id", "text", "metadata", "vector"])
+        documents.append(
+          Document(
+            id: try document.required("id", document.string),
+            text: try document.string("text") ?? "",
+            metadata: try document.object("metadata") ?? [:]))
+        if let vector = try document.vector("vector") { vectors.append(vector) }
+      } catch let error as APIError {
+        throw APIError.badRequest(
+          error.message.replacingOccurrences(of: "request body:", with: "\(place):"))
+      }
+    }
+    guard vectors.isEmpty || vectors.count == documents.count else {
+      throw APIError.badRequest(
+        "request body: give a \"vector\" with every document or with none (\(vectors.count) of \(documents.count) have one)"
+      )
+    }
+    try collection.upsert(documents, vectors: vectors.isEmpty ? nil : vectors)
+    return JSONResponse.make(["upserted": documents.count])
+  }
+
+  private func query(_ body: RequestBody, in collection: Collection) throws -> Response {
+    try body.check([
+      "text", "vector", "k", "ef", "filter", "mode", "fusion", "alpha", "exact", "log",
+    ])
+    let text = try body.string("text")
+    let vector = try body.vector("vector")
+    guard (text == nil) != (vector == nil) else {
+      throw APIError.badRequest("request body: give \"text\" or \"vector\", not both nor neither")
+    }
+    let search = try body.searchMode()
+    let options = QueryOptions(
+      k: try body.count("k") ?? 10, ef: try body.count("ef") ?? 64,
+      filter: try body.filter(), exact: try body.bool("exact") ?? false,
+      log: try body.bool("log") ?? true, mode: search.mode, fusion: search.fusion)
+    let result =
+      try text.map { try collection.query(texts: [$0], options: options)[0] }
+      ?? collection.query(vectors: [vector!], options: options)[0]
+    return JSONResponse.make(result)
+  }
+
+  private func feedback(_ body: RequestBody) throws -> Response {
+    try body.check(["log_id", "doc", "not_relevant", "collection", "query", "docs"])
+    if let logID = try body.int("log_id") {
+      guard logID > 0 else {
+        throw APIError.badRequest("request body: \"log_id\" must be positive")
+      }
+      let document = try body.required("doc", body.string)
+      guard let name = try body.string("collection") ?? database.logEntry(UInt64(logID))?.collection
+      else { throw VectorDBError.logEntryNotFound(UInt64(logID)) }
+      let kind = try database.collection(name, create: false).feedback(
+        logID: UInt64(logID), documentID: document,
+        relevant: !(try body.bool("not_relevant") ?? false))
+      return JSONResponse.make(["recorded": kind.rawValue])
+    }
+    let query = try body.string("query")
+    let docs = try body.strings("docs")
+    guard let query, let docs, !docs.isEmpty, let name = try body.string("collection") else {
+      throw APIError.badRequest(
+        "request body: give \"log_id\" and \"doc\", or \"collection\", \"query\" and \"docs\" (a judgement)"
+      )
+    }
+    let id = try database.collection(name, create: false).judge(
+      query: query, relevant: Dictionary(docs.map { ($0, 1) }, uniquingKeysWith: max))
+    return JSONResponse.make(["log_id": Int(id)])
+  }
+
+  private func evaluate(_ body: RequestBody, in collection: Collection) throws -> Response {
+    try body.check(["queries", "qrels", "from_log", "exact", "ef", "mode", "fusion", "alpha"])
+    let input: (queries: [String: String], qrels: [String: [String: Int]])
+    if try body.bool("from_log") == true {
+      input = try collection.loggedJudgements()
+    } else {
+      guard let queries = try body.object("queries"), let qrels = try body.object("qrels") else {
+        throw APIError.badRequest(
+          "request body: give \"from_log\": true, or \"queries\" ({id: text}) and \"qrels\" ({query id: {doc id: grade}})"
+        )
+      }
+      input = (try textMap(queries), try gradeMap(qrels))
+    }
+    let search = try body.searchMode()
+    let report = try collection.evaluate(
+      queries: input.queries, qrels: input.qrels, exact: try body.bool("exact") ?? false,
+      ef: try body.count("ef") ?? 64, mode: search.mode, fusion: search.fusion)
+    var object = report.metrics
+    object["queries"] = Double(report.queries)
+    return JSONResponse.make(object)
+  }
+
+  private func textMap(_ object: [String: JSONValue]) throws -> [String: String] {
+    try object.mapValues {
+      guard case .string(let text) = $0 else {
+        throw APIError.badRequest("request body: \"queries\" maps query ids to texts")
+      }
+      return text
+    }
+  }
+
+  private func gradeMap(_ object: [String: JSONValue]) throws -> [String: [String: Int]] {
+    let wrong = APIError.badRequest(
+      "request body: \"qrels\" maps query ids to {document id: integer grade}")
+    return try object.mapValues { value in
+      guard case .object(let grades) = value else { throw wrong }
+      return try grades.mapValues { grade in
+        guard case .number(let number) = grade, number.rounded() == number else { throw wrong }
+        return Int(number)
+      }
+    }
+  }
+
+  /// The `vdb train` options a request may set, as its command-line arguments.
+  private func trainArguments(_ body: RequestBody) throws -> [String] {
+    let counts = [
+      "epochs", "batch_size", "mini_batch", "lora_rank", "hard_negatives", "mining_depth",
+      "folds", "gate_pool", "gate_sample", "checkpoint_every",
+    ]
+    let numbers = ["lr", "held_out"]
+    let flags = ["force", "resume", "keep_rejected"]
+    try body.check(Set(counts + numbers + flags + ["tier", "max_seq_length", "seed"]))
+    var arguments: [String] = []
+    func option(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
+    if let tier = try body.string("tier") {
+      guard ["full", "lora", "adapter"].contains(tier) else {
+        throw APIError.badRequest(
+          "request body: field \"tier\" must be \"full\", \"lora\" or \"adapter\"")
+      }
+      arguments += ["--tier", tier]
+    }
+    for key in counts {
+      if let value = try body.count(key, command: "train") {
+        arguments += [option(key), String(value)]
+      }
+    }
+    // Checked by the job against the model (sequence length) or free (seed).
+    if let length = try body.int("max_seq_length") {
+      arguments += ["--max-seq-length", String(length)]
+    }
+    if let seed = try body.int("seed") {
+      guard seed >= 0 else {
+        throw APIError.badRequest("request body: \"seed\" must be at least 0")
+      }
+      arguments += ["--seed", String(seed)]
+    }
+    for key in numbers {
+      if let value = try body.double(key) { arguments += [option(key), String(value)] }
+    }
+    for key in flags where try body.bool(key) == true { arguments.append(option(key)) }
+    return arguments
+  }
+
+  private func startJob(_ kind: String, _ collection: String, _ arguments: [String]) async throws
+    -> Response
+  {
+    // Unknown collections fail here, with a 404, rather than later in the job.
+    _ = try await blocking { try database.collection(collection, create: false) }
+    let job = try await jobs.start(kind: kind, collection: collection, arguments: arguments)
+    var response = JSONResponse.make(job, status: .accepted)
+    response.headers[.location] = "/jobs/\(job.id)"
+    return response
+  }
+
+  private func rows(_ documents: [Document], from collection: Collection, withVectors: Bool) throws
+    -> Response
+  {
+    let vectors = withVectors ? try collection.vectors(documents.map(\.id)) : nil
+    return JSONResponse.make(
+      DocumentList(
+        documents: documents.enumerated().map { index, document in
+          DocumentRow(document: document, vector: vectors.map { $0[index] })
+        }))
+  }
+
+  private func includesVector(_ include: String?) throws -> Bool {
+    guard let include, !include.isEmpty else { return false }
+    for part in include.split(separator: ",") where part != "vector" {
+      throw APIError.badRequest("include: unknown field \"\(part)\" (known: vector)")
+    }
+    return true
+  }
+
+  /// A count given as query parameter `name`: at least `lowest`, and within the shell's
+  /// range for `--name` where it has one (`CountLimits`).
+  private func count(_ text: String, _ name: String, from lowest: Int = 1) throws -> Int {
+    let range = CountLimits.range("--" + name) ?? lowest...Int.max
+    guard let value = Int(text), value >= lowest, range.contains(value) else {
+      throw APIError.badRequest(
+        "query parameter \"\(name)\" must be an integer within \(max(lowest, range.lowerBound))...\(range.upperBound) (got \(text))"
+      )
+    }
+    return value
+  }
+
+}
+
+/// `{"documents": [...]}`: `null` for an id asked for and not found.
+struct DocumentList<Row: Encodable>: Encodable {
+  var documents: [Row]
+}

@@ -1,0 +1,377 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// `vdb serve` as a real process on a loopback port, driven over HTTP by curl.
+final class ServerTests: XCTestCase {
+  /// A database with the default model and a collection `notes` of three documents.
+  private func notesDatabase() throws -> (directory: String, db: String) {
+    let directory = try Shell.temporaryDirectory("serve")
+    let db = directory + "/db"
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    return (directory, db)
+  }
+
+  func testEveryEndpointAnswersInTheShellsShapes() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db)
+    defer { server.stop() }
+
+    var reply = try server.request("POST", "/collections", #"{"name": "notes"}"#)
+    XCTAssertEqual(reply.status, 201, reply.text)
+    XCTAssertEqual(reply.json["name"] as? String, "notes")
+    XCTAssertEqual(reply.json["dimension"] as? Int, 384)
+    reply = try server.request(
+      "POST", "/collections/notes/documents",
+      """
+      {"documents": [
+        {"id": "n1", "text": "LMDB is a memory-mapped B+tree key-value store", "metadata": {"topic": "storage"}},
+        {"id": "n2", "text": "HNSW is a graph index for approximate nearest neighbours", "metadata": {"topic": "index"}},
+        {"id": "n3", "text": "BM25 ranks documents by term frequency", "metadata": {"topic": "search", "draft": true}}
+      ]}
+      """)
+    XCTAssertEqual(reply.status, 200, reply.text)
+    XCTAssertEqual(reply.json["upserted"] as? Int, 3)
+
+    reply = try server.request("GET", "/collections")
+    let collections = try XCTUnwrap(reply.array)
+    XCTAssertEqual(collections.first?["documents"] as? Int, 3)
+
+    reply = try server.request("GET", "/collections/notes/documents/n2?include=vector")
+    XCTAssertEqual(
+      reply.json["text"] as? String, "HNSW is a graph index for approximate nearest neighbours")
+    XCTAssertEqual((reply.json["vector"] as? [Double])?.count, 384)
+    reply = try server.request(
+      "POST", "/collections/notes/documents/get", #"{"ids": ["n1", "zz"]}"#)
+    let found = try XCTUnwrap(reply.json["documents"] as? [Any])
+    XCTAssertEqual((found[0] as? [String: Any])?["id"] as? String, "n1")
+    XCTAssertTrue(found[1] is NSNull, "a missing id is null: \(reply.text)")
+    reply = try server.request("GET", "/collections/notes/documents?limit=2")
+    XCTAssertEqual(
+      (reply.json["documents"] as? [[String: Any]])?.map { $0["id"] as? String }, ["n1", "n2"])
+    reply = try server.request(
+      "GET", "/collections/notes/count?filter=" + percent(#"{"topic": "index"}"#))
+    XCTAssertEqual(reply.json["count"] as? Int, 1)
+
+    // Queries in every mode, with a filter; each logged.
+    var logID = 0
+    for mode in ["dense", "keyword", "hybrid"] {
+      reply = try server.request(
+        "POST", "/collections/notes/query",
+        #"{"text": "graph index for nearest neighbours", "k": 2, "mode": "\#(mode)"}"#)
+      XCTAssertEqual(reply.status, 200, reply.text)
+      let hits = try XCTUnwrap(reply.json["hits"] as? [[String: Any]])
+      XCTAssertEqual(hits.first?["id"] as? String, "n2", "\(mode): \(reply.text)")
+      logID = try XCTUnwrap(reply.json["log_id"] as? Int)
+    }
+    reply = try server.request(
+      "POST", "/collections/notes/query",
+      #"{"text": "storage", "filter": {"topic": "search"}, "log": false}"#)
+    XCTAssertEqual((reply.json["hits"] as? [[String: Any]])?.map { $0["id"] as? String }, ["n3"])
+    XCTAssertTrue(reply.json["log_id"] is NSNull, reply.text)
+
+    reply = try server.request("POST", "/feedback", #"{"log_id": \#(logID), "doc": "n2"}"#)
+    XCTAssertEqual(reply.json["recorded"] as? String, "click", reply.text)
+    reply = try server.request(
+      "POST", "/feedback", #"{"collection": "notes", "query": "key-value store", "docs": ["n1"]}"#)
+    XCTAssertNotNil(reply.json["log_id"] as? Int, reply.text)
+    reply = try server.request("GET", "/log?collection=notes&limit=10")
+    let entries = try XCTUnwrap(reply.json["entries"] as? [[String: Any]])
+    XCTAssertEqual(entries.count, 4)
+    XCTAssertEqual((entries[2]["feedback"] as? [[String: Any]])?.first?["doc"] as? String, "n2")
+
+    reply = try server.request(
+      "POST", "/collections/notes/eval",
+      #"{"queries": {"q1": "graph index"}, "qrels": {"q1": {"n2": 1}}, "mode": "dense"}"#)
+    XCTAssertEqual(reply.json["ndcg@10"] as? Double, 1, reply.text)
+    XCTAssertEqual(reply.json["queries"] as? Double, 1)
+    reply = try server.request("POST", "/collections/notes/eval", #"{"from_log": true}"#)
+    XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
+
+    reply = try server.request("GET", "/models")
+    let models = try XCTUnwrap(reply.json["models"] as? [[String: Any]])
+    XCTAssertEqual((models.first?["model"] as? [String: Any])?["version"] as? Int, 1)
+    XCTAssertNotNil((models.first?["collections"] as? [String: Any])?["notes"], reply.text)
+
+    reply = try server.request(
+      "POST", "/collections/notes/documents/delete",
+      #"{"filter": {"draft": true}, "dry_run": true}"#)
+    XCTAssertEqual(reply.json["deleted"] as? Int, 0)
+    XCTAssertEqual(reply.json["ids"] as? [String], ["n3"])
+    reply = try server.request(
+      "POST", "/collections/notes/documents/delete", #"{"filter": {"draft": true}}"#)
+    XCTAssertEqual(reply.json["deleted"] as? Int, 1)
+    reply = try server.request("DELETE", "/collections/notes/documents/n1")
+    XCTAssertEqual(reply.json["deleted"] as? Int, 1)
+    XCTAssertTrue(reply.json["ids"] is NSNull)
+    reply = try server.request("GET", "/collections/notes/count")
+    XCTAssertEqual(reply.json["count"] as? Int, 1)
+
+    reply = try server.request("POST", "/collections/notes/rename", #"{"name": "journal"}"#)
+    XCTAssertEqual(reply.json["name"] as? String, "journal", reply.text)
+    reply = try server.request("GET", "/status")
+    XCTAssertEqual(
+      (reply.json["collections"] as? [[String: Any]])?.map { $0["name"] as? String }, ["journal"])
+    reply = try server.request("DELETE", "/collections/journal")
+    XCTAssertEqual(reply.json["dropped"] as? String, "journal")
+    XCTAssertEqual(try server.request("GET", "/collections").array?.count, 0)
+
+    // The served OpenAPI document names every route the server answers.
+    reply = try server.request("GET", "/openapi.json")
+    XCTAssertEqual(reply.json["openapi"] as? String, "3.1.0")
+    let paths = try XCTUnwrap(reply.json["paths"] as? [String: Any])
+    for path in [
+      "/collections", "/collections/{collection}/query", "/feedback", "/jobs/{id}",
+      "/collections/{collection}/train", "/models",
+    ] {
+      XCTAssertNotNil(paths[path], path)
+    }
+  }
+
+  func testBadRequestsGetJSONErrorsWithTheRightStatus() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db, extra: ["--max-body-mib", "1"])
+    defer { server.stop() }
+    XCTAssertEqual(try server.request("POST", "/collections", #"{"name": "notes"}"#).status, 201)
+
+    func expect(
+      _ method: String, _ path: String, _ body: String?, _ status: Int, _ code: String,
+      mentioning words: [String] = [], line: UInt = #line
+    ) throws {
+      let reply = try server.request(method, path, body)
+      XCTAssertEqual(reply.status, status, reply.text, line: line)
+      let error = reply.json["error"] as? [String: Any]
+      XCTAssertEqual(error?["code"] as? String, code, reply.text, line: line)
+      XCTAssertTrue(error?.keys.contains("hint") ?? false, reply.text, line: line)
+      for word in words {
+        XCTAssertTrue((error?["message"] as? String ?? "").contains(word), reply.text, line: line)
+      }
+    }
+    let query = "/collections/notes/query"
+    try expect("POST", query, #"{"text": "x", "k": }"#, 400, "invalid_json")
+    try expect("POST", query, #"["text"]"#, 400, "invalid_json", mentioning: ["JSON object"])
+    try expect(
+      "POST", query, #"{"text": "x", "k": "ten"}"#, 400, "invalid_input", mentioning: ["\"k\""])
+    try expect(
+      "POST", query, #"{"text": "x", "k": 0}"#, 400, "invalid_input", mentioning: ["1...10000"])
+    try expect(
+      "POST", query, #"{"text": "x", "fitler": {}}"#, 400, "invalid_input", mentioning: ["fitler"])
+    try expect(
+      "POST", query, #"{"text": "x", "mode": "fuzzy"}"#, 400, "invalid_input", mentioning: ["mode"])
+    try expect("POST", query, #"{"text": "x", "filter": {"$nope": 1}}"#, 400, "invalid_input")
+    try expect("POST", query, #"{"vector": [1, 2]}"#, 400, "invalid_vector")
+    try expect("POST", "/collections/nope/query", #"{"text": "x"}"#, 404, "collection_not_found")
+    try expect("GET", "/collections/notes/documents/zz", nil, 404, "document_not_found")
+    try expect("POST", "/collections", #"{"name": "notes"}"#, 409, "collection_exists")
+    // Found by schemathesis: an empty name reached LMDB as an empty key (a 500).
+    try expect(
+      "POST", "/collections", #"{"name": ""}"#, 400, "invalid_input", mentioning: ["empty"])
+    try expect(
+      "POST", "/collections/notes/documents", #"{"documents": [{"id": 7}]}"#, 400, "invalid_input",
+      mentioning: ["documents[0]", "\"id\""])
+    try expect("POST", "/feedback", #"{"log_id": 999, "doc": "x"}"#, 404, "log_entry_not_found")
+    try expect("GET", "/jobs/41", nil, 404, "job_not_found")
+    try expect("GET", "/no/such/route", nil, 404, "not_found")
+    // Over the 1 MiB limit: refused before anything is parsed or written.
+    let big =
+      #"{"documents": [{"id": "big", "text": ""# + String(repeating: "a", count: 2 << 20)
+      + #""}]}"#
+    try expect("POST", "/collections/notes/documents", big, 413, "body_too_large")
+    XCTAssertEqual(try server.request("GET", "/collections/notes/count").json["count"] as? Int, 0)
+  }
+
+  func testTokenIsRequiredBeyondLoopbackAndChecked() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let refused = try Shell.vdb(["serve", "--db", db, "--host", "0.0.0.0", "--port", "0"])
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.stderr.contains("--token-file"), refused.stderr)
+
+    let tokenFile = directory + "/token"
+    try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+    let server = try ServerProcess(database: db, extra: ["--token-file", tokenFile])
+    defer { server.stop() }
+    var reply = try server.request("GET", "/collections", token: .some(nil))
+    XCTAssertEqual(reply.status, 401)
+    XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "unauthorized")
+    reply = try server.request("GET", "/collections", token: "s3cret-tokeN")
+    XCTAssertEqual(reply.status, 401)
+    reply = try server.request("GET", "/collections", token: "s3cret")
+    XCTAssertEqual(reply.status, 401)
+    reply = try server.request("GET", "/collections", token: "s3cret-token")
+    XCTAssertEqual(reply.status, 200, reply.text)
+  }
+
+  func testJobsRunToCompletionCancelAndSIGTERMInterruptsThemResumably() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let corpus = directory + "/corpus.jsonl"
+    try Shell.writeBatch(corpus, prefix: "d", count: 300, textBytes: 200)
+    XCTAssertEqual(try Shell.vdb(["import", corpus, "-c", "docs", "--db", db]).status, 0)
+    var server = try ServerProcess(database: db)
+
+    // A re-embed job, polled (long polling) to completion.
+    var reply = try server.request("POST", "/collections/docs/reembed", #"{"all": true}"#)
+    XCTAssertEqual(reply.status, 202, reply.text)
+    let id = try XCTUnwrap(reply.json["id"] as? Int)
+    XCTAssertEqual(reply.json["state"] as? String, "running")
+    XCTAssertEqual(
+      try server.request("POST", "/collections/docs/reembed", "{}").status, 409,
+      "a second job on the collection is refused")
+    reply = try server.request("GET", "/jobs/\(id)?wait=120")
+    XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
+    let result = try XCTUnwrap(reply.json["result"] as? [String: Any])
+    XCTAssertEqual(result["embedded"] as? Int, 300)
+    XCTAssertEqual(result["switched"] as? Bool, true)
+    XCTAssertEqual((try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count, 1)
+
+    // A failing job reports the shell's error.
+    reply = try server.request("POST", "/collections/docs/train", #"{"tier": "adapter"}"#)
+    reply = try server.request("GET", "/jobs/\(try XCTUnwrap(reply.json["id"] as? Int))?wait=120")
+    XCTAssertEqual(reply.json["state"] as? String, "failed", reply.text)
+    XCTAssertEqual(reply.json["exit_code"] as? Int, 1)
+    XCTAssertTrue((reply.json["error"] as? String ?? "").contains("judged queries"), reply.text)
+    XCTAssertEqual(
+      try server.request("POST", "/collections/docs/train", #"{"tier": "big"}"#).status, 400)
+
+    /// Starts a re-embed of one document per (fsync'ed) transaction, slow enough to be
+    /// caught running, and waits for its first committed batch.
+    func startSlowReembed(_ body: String) throws -> [String: Any] {
+      let job = try server.request("POST", "/collections/docs/reembed", body).json
+      let deadline = Date().addingTimeInterval(60)
+      while Date() < deadline {
+        let info = try server.request("GET", "/collections").array?.first?["job"] as? [String: Any]
+        if (info?["vectors"] as? Int ?? 0) > 0 { return job }
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+      XCTFail("the job was never seen running: \(job)")
+      return job
+    }
+
+    // Cancel: the job stops after its last commit and says so.
+    let cancelled = try XCTUnwrap(
+      startSlowReembed(#"{"all": true, "batch_size": 1}"#)["id"] as? Int)
+    XCTAssertEqual(try server.request("POST", "/jobs/\(cancelled)/cancel").status, 200)
+    reply = try server.request("GET", "/jobs/\(cancelled)?wait=60")
+    XCTAssertEqual(reply.json["state"] as? String, "cancelled", reply.text)
+    XCTAssertEqual(reply.json["exit_code"] as? Int, 130)
+
+    // SIGTERM while the resumed job runs: the server interrupts it, waits, and exits 0;
+    // the job's work is kept and a new server's job resumes it.
+    let pid = try XCTUnwrap(startSlowReembed(#"{"batch_size": 1}"#)["pid"] as? Int)
+    XCTAssertEqual(server.terminate(), 0, server.errors)
+    XCTAssertNotEqual(kill(pid_t(pid), 0), 0, "the job's process is gone")
+    let info = try Shell.vdb(["collections", "--db", db, "--json"])
+    XCTAssertTrue(
+      info.stdout.contains(#""cursor""#), "an interrupted job is recorded: \(info.stdout)")
+
+    server = try ServerProcess(database: db)
+    defer { server.stop() }
+    reply = try server.request("POST", "/collections/docs/reembed", "{}")
+    reply = try server.request("GET", "/jobs/\(try XCTUnwrap(reply.json["id"] as? Int))?wait=120")
+    XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
+    let resumed = try XCTUnwrap(reply.json["result"] as? [String: Any])
+    XCTAssertEqual(resumed["resumed"] as? Bool, true, reply.text)
+    XCTAssertLessThan(try XCTUnwrap(resumed["embedded"] as? Int), 300)
+  }
+
+  private func percent(_ text: String) -> String {
+    text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+  }
+}
+
+struct ServerDidNotStart: Error {
+  var output: String
+}
+
+/// A `vdb serve --port 0` child process and a curl client for it.
+final class ServerProcess {
+  let process = Process()
+  let base: String
+  private let errorFile: String
+  private var token: String?
+
+  init(database: String, extra: [String] = []) throws {
+    errorFile = NSTemporaryDirectory() + "vdb-serve-err-" + UUID().uuidString
+    _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
+    process.executableURL = URL(fileURLWithPath: Shell.binary)
+    process.arguments = ["serve", "--db", database, "--port", "0"] + extra
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
+    try process.run()
+    // The first line names the bound address: "vdb serve: http://127.0.0.1:PORT (…)".
+    let text = try Shell.firstLine(of: out.fileHandleForReading)
+    guard let url = text.split(separator: " ").first(where: { $0.hasPrefix("http://") }) else {
+      process.waitUntilExit()
+      throw ServerDidNotStart(
+        output: text + ((try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""))
+    }
+    base = String(url)
+    if let index = extra.firstIndex(of: "--token-file") {
+      token = try String(contentsOfFile: extra[index + 1], encoding: .utf8)
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+  }
+
+  var errors: String { (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "" }
+
+  struct Reply {
+    var status: Int
+    var text: String
+    var value: Any?
+    var json: [String: Any] { value as? [String: Any] ?? [:] }
+    var array: [[String: Any]]? { value as? [[String: Any]] }
+  }
+
+  /// `METHOD base+path` with `body`, sending the server's token unless `token` says
+  /// otherwise (`.some(nil)`: none).
+  func request(_ method: String, _ path: String, _ body: String? = nil, token: String?? = .none)
+    throws -> Reply
+  {
+    let curl = Process()
+    curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    var arguments = ["-s", "-X", method, "-w", "\n%{http_code}", base + path]
+    if let token = token ?? self.token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+    let input = Pipe()
+    if body != nil {
+      arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+      curl.standardInput = input
+    }
+    curl.arguments = arguments
+    let out = Pipe()
+    curl.standardOutput = out
+    try curl.run()
+    if let body {
+      DispatchQueue.global().async {
+        input.fileHandleForWriting.write(Data(body.utf8))
+        try? input.fileHandleForWriting.close()
+      }
+    }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    curl.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    let split = text.range(of: "\n", options: .backwards)
+    let payload = split.map { String(text[..<$0.lowerBound]) } ?? ""
+    let status = Int(split.map { String(text[$0.upperBound...]) } ?? "") ?? 0
+    return Reply(
+      status: status, text: payload,
+      value: try? JSONSerialization.jsonObject(
+        with: Data(payload.utf8), options: [.fragmentsAllowed]))
+  }
+
+  /// SIGTERM, then the exit status (waits for the graceful shutdown).
+  func terminate() -> Int32 {
+    process.terminate()
+    process.waitUntilExit()
+    return process.terminationStatus
+  }
+
+  func stop() {
+    if process.isRunning { _ = terminate() }
+    try? FileManager.default.removeItem(atPath: errorFile)
+  }
+}
