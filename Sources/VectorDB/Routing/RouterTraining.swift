@@ -344,6 +344,8 @@ extension Router {
       // A fold whose fitting part lacks a class says nothing fair about it.
       guard !check.isEmpty, Set(fitLabels).count == classes else { continue }
       let checkInputs = check.flatMap { inputs[$0] }
+      let fitInputs = fit.flatMap { inputs[$0] }
+      let weights = SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes)
       let start = SoftmaxClassifier<Float>(
         centroids: NearestCentroid(
           inputs: fit.map { inputs[$0] }, labels: fitLabels, classes: classes),
@@ -353,10 +355,7 @@ extension Router {
         var hyper = options
         hyper.epochs = epochs
         _ = try? head.fit(
-          inputs: fit.flatMap { inputs[$0] }, labels: fitLabels,
-          classWeights: SoftmaxClassifier<Float>.balancedWeights(
-            labels: fitLabels, classes: classes),
-          options: hyper)
+          inputs: fitInputs, labels: fitLabels, classWeights: weights, options: hyper)
         let logits = head.logits(checkInputs)
         let predictions = check.indices.map { i in
           (0..<classes).max { logits[i * classes + $0] < logits[i * classes + $1] }!
