@@ -16,9 +16,13 @@ public struct JobInfo: Encodable, Sendable {
   }
 
   public var id: Int
-  /// `train`, `reembed`, `activate` or `rollback`.
+  /// `train`, `reembed`, `activate`, `rollback` (a collection's) or `route-train` (a
+  /// router's).
   public var kind: String
-  public var collection: String
+  /// The collection it works on, or nil for a router's job.
+  public var collection: String?
+  /// The router it trains, or nil for a collection's job.
+  public var router: String?
   public var state: State
   public var pid: Int32
   public var started: Date
@@ -29,6 +33,10 @@ public struct JobInfo: Encodable, Sendable {
   public var result: JSONValue?
   /// Its `error:` line, when it failed.
   public var error: String?
+
+  var target: JobRunner.Target {
+    collection.map { .collection($0) } ?? .router(router ?? "")
+  }
 }
 
 /// The server's jobs: started, watched, cancelled (SIGINT: the child commits what it
@@ -50,16 +58,28 @@ actor JobRunner: Service {
       atPath: outputDirectory, withIntermediateDirectories: true)
   }
 
-  /// Starts `vdb ARGUMENTS --db PATH --json` for `collection`.
+  /// What a job works on: one job at a time per collection and per router.
+  enum Target: Equatable {
+    case collection(String)
+    case router(String)
+  }
+
+  /// Starts `vdb ARGUMENTS --db PATH --json` for `target`.
   ///
-  /// - Throws: `VectorDBError.jobRunning` when a job of this server already works on
-  ///   the collection; `.storage`-class errors when the process cannot start.
-  func start(kind: String, collection: String, arguments: [String]) throws -> JobInfo {
-    if let running = jobs.values.first(where: {
-      $0.collection == collection && $0.state == .running
-    }) {
-      throw VectorDBError.jobRunning(
-        collection: collection, job: "job \(running.id) (\(running.kind), process \(running.pid))")
+  /// - Throws: `VectorDBError.jobRunning` (or 409 `job_running` for a router) when a job
+  ///   of this server already works on the target; `.storage`-class errors when the
+  ///   process cannot start.
+  func start(kind: String, target: Target, arguments: [String]) throws -> JobInfo {
+    if let running = jobs.values.first(where: { $0.target == target && $0.state == .running }) {
+      let job = "job \(running.id) (\(running.kind), process \(running.pid))"
+      switch target {
+      case .collection(let collection):
+        throw VectorDBError.jobRunning(collection: collection, job: job)
+      case .router(let router):
+        throw APIError(
+          status: .conflict, code: "job_running",
+          message: "router \"\(router)\" is being trained by \(job)")
+      }
     }
     let id = nextID
     nextID += 1
@@ -78,9 +98,12 @@ actor JobRunner: Service {
       Task { await self?.finished(id, status: status) }
     }
     try JobRunner.launch(process)
-    let job = JobInfo(
-      id: id, kind: kind, collection: collection, state: .running,
-      pid: process.processIdentifier, started: Date())
+    var job = JobInfo(
+      id: id, kind: kind, state: .running, pid: process.processIdentifier, started: Date())
+    switch target {
+    case .collection(let collection): job.collection = collection
+    case .router(let router): job.router = router
+    }
     jobs[id] = job
     processes[id] = process
     return job

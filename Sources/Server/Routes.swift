@@ -185,7 +185,7 @@ struct Routes: Sendable {
       return try await startJob("rollback", name, ["models", "rollback", "-c", name])
     }
 
-    // Jobs.
+    // Jobs on collections.
     router.post("/collections/{collection}/train") { request, context in
       let name = try context.parameters.require("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -205,6 +205,9 @@ struct Routes: Sendable {
       }
       return try await startJob("reembed", name, arguments)
     }
+    addRouters(to: router)
+
+    // Jobs.
     router.get("/jobs") { _, _ in JSONResponse.make(["jobs": await jobs.list()]) }
     router.get("/jobs/{id}") { request, context in
       let id = try context.parameters.require("id", as: Int.self)
@@ -428,7 +431,8 @@ struct Routes: Sendable {
   {
     // Unknown collections fail here, with a 404, rather than later in the job.
     _ = try await blocking { try database.collection(collection, create: false) }
-    let job = try await jobs.start(kind: kind, collection: collection, arguments: arguments)
+    let job = try await jobs.start(
+      kind: kind, target: .collection(collection), arguments: arguments)
     var response = JSONResponse.make(job, status: .accepted)
     response.headers[.location] = "/jobs/\(job.id)"
     return response

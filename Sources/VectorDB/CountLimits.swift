@@ -28,6 +28,7 @@ public enum CountLimits {
     "--vectors": 1...65_536,
     "--port": 0...65_535,
     "--max-body-mib": 1...4096,
+    "--idle-timeout": 1...86_400,
   ]
 
   /// The range of `option` ("-k", "--ef", …), or of "command option" where a command

@@ -97,25 +97,10 @@ struct RouteCreate: ParsableCommand {
       return RoutePath(name: parts[0], cost: cost)
     }
     let router = try database.open().createRouter(name, paths: parsed, escalation: escalation)
-    if output.isJSON { return try Terminal.printJSON(RouterSummary(router, active: nil)) }
+    if output.isJSON { return try Terminal.printJSON(try router.summary()) }
     print(
       "created router \"\(name)\" with paths \(parsed.map(\.name).joined(separator: ", "))"
         + (escalation.map { "; escalates to \($0)" } ?? ""))
-  }
-}
-
-/// A router as `route list` shows it.
-struct RouterSummary: Encodable {
-  var name: String
-  var paths: [RoutePath]
-  var escalation: String?
-  var active: Int?
-
-  init(_ router: Router, active: Int?) {
-    name = router.name
-    paths = router.paths
-    escalation = router.escalation
-    self.active = active
   }
 }
 
@@ -127,10 +112,7 @@ struct RouteList: ParsableCommand {
 
   func run() throws {
     let db = try database.open()
-    let summaries = try db.routerNames().map { name in
-      let router = try db.router(name)
-      return RouterSummary(router, active: try router.versions().active)
-    }
+    let summaries = try db.routerNames().map { try db.router($0).summary() }
     if output.isJSON {
       for summary in summaries { try Terminal.printJSONLine(summary) }
       return

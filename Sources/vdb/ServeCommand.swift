@@ -26,9 +26,12 @@ struct Serve: ParsableCommand {
   @Option(help: "Port (0: any free port).") var port = 8080
   @Option(help: "A file holding the bearer token (its first line).") var tokenFile: String?
   @Option(help: "Largest request body, in MiB.") var maxBodyMib = 64
+  @Option(help: "Close a connection that sends nothing for this many seconds.")
+  var idleTimeout = 60
 
   func validate() throws {
-    try Counts.check("serve", ["--port": port, "--max-body-mib": maxBodyMib])
+    try Counts.check(
+      "serve", ["--port": port, "--max-body-mib": maxBodyMib, "--idle-timeout": idleTimeout])
   }
 
   func run() throws {
@@ -37,6 +40,7 @@ struct Serve: ParsableCommand {
     options.host = host
     options.port = port
     options.maxBodyBytes = maxBodyMib << 20
+    options.idleTimeoutSeconds = Int64(idleTimeout)
     if let tokenFile {
       let text = String(decoding: try readInput(tokenFile), as: UTF8.self)
       options.token =

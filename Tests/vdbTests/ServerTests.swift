@@ -3,6 +3,10 @@ import XCTest
 
 @testable import VectorDB
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `vdb serve` as a real process on a loopback port, driven over HTTP by curl.
 final class ServerTests: XCTestCase {
   /// A database with the default model and a collection `notes` of three documents.
@@ -278,6 +282,97 @@ final class ServerTests: XCTestCase {
     XCTAssertLessThan(try XCTUnwrap(resumed["embedded"] as? Int), 300)
   }
 
+  func testRoutersAreCreatedFedTrainedAndServedOverHTTP() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db)
+    defer { server.stop() }
+
+    var reply = try server.request(
+      "POST", "/routers",
+      #"{"name": "docs", "paths": [{"name": "storage", "cost": 1}, {"name": "search", "cost": 1}, {"name": "training", "cost": 1}, {"name": "shell", "cost": 1}, {"name": "general", "cost": 4}], "escalation": "general"}"#
+    )
+    XCTAssertEqual(reply.status, 201, reply.text)
+    XCTAssertTrue(reply.json["active"] is NSNull, reply.text)
+    reply = try server.request(
+      "POST", "/routers", #"{"name": "one", "paths": [{"name": "only"}]}"#)
+    XCTAssertEqual(reply.status, 400, reply.text)
+    XCTAssertEqual(try server.request("GET", "/routers/nope/versions").status, 404)
+
+    // The project's labelled examples, as the request's "examples"; a bad one names its
+    // index and nothing is imported.
+    let lines = try String(
+      contentsOfFile: RouteProcessTests.tools + "/route-examples.jsonl", encoding: .utf8
+    ).split(separator: "\n")
+    reply = try server.request(
+      "POST", "/routers/docs/examples",
+      #"{"examples": [{"input": "fine", "path": "shell"}, {"input": "x", "path": "web"}]}"#)
+    XCTAssertEqual(reply.status, 400, reply.text)
+    XCTAssertTrue(reply.text.contains("examples[1]: unknown path"), reply.text)
+    reply = try server.request(
+      "POST", "/routers/docs/examples", #"{"examples": [\#(lines.joined(separator: ","))]}"#)
+    XCTAssertEqual(reply.status, 200, reply.text)
+    XCTAssertEqual(
+      (reply.json["labelled"] as? Int ?? 0) + (reply.json["outcomes"] as? Int ?? 0), lines.count)
+
+    // Training runs as a job; the version it made serves.
+    reply = try server.request("POST", "/routers/docs/train", #"{"seed": 7}"#)
+    XCTAssertEqual(reply.status, 202, reply.text)
+    XCTAssertEqual(reply.json["router"] as? String, "docs")
+    XCTAssertTrue(reply.json["collection"] is NSNull, reply.text)
+    reply = try server.request("GET", "/jobs/\(try XCTUnwrap(reply.json["id"] as? Int))?wait=300")
+    XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
+    let result = try XCTUnwrap(reply.json["result"] as? [String: Any])
+    XCTAssertEqual(result["activated"] as? Bool, true, reply.text)
+    reply = try server.request("GET", "/routers/docs/versions")
+    XCTAssertEqual(reply.json["active"] as? Int, 1, reply.text)
+
+    reply = try server.request(
+      "POST", "/routers/docs/route",
+      #"{"inputs": ["how do I rebuild the BM25 index", "fine-tune the encoder from feedback"]}"#)
+    XCTAssertEqual(reply.status, 200, reply.text)
+    let decisions = try XCTUnwrap(reply.json["decisions"] as? [[String: Any]])
+    XCTAssertEqual(decisions.count, 2)
+    let logID = try XCTUnwrap(decisions[0]["log_id"] as? Int)
+    XCTAssertEqual(decisions[0]["version"] as? Int, 1)
+    reply = try server.request(
+      "POST", "/routers/docs/outcomes",
+      #"{"log_id": \#(logID), "path": "search", "outcome": "good"}"#)
+    XCTAssertEqual(reply.json["log_id"] as? Int, logID, reply.text)
+    reply = try server.request(
+      "POST", "/routers/docs/outcomes",
+      #"{"log_id": \#(logID), "path": "search", "outcome": "fine"}"#)
+    XCTAssertEqual(reply.status, 400, reply.text)
+    reply = try server.request("GET", "/routers/docs/diagnose")
+    XCTAssertEqual(reply.json["judged"] as? Int, 1, reply.text)
+    reply = try server.request("GET", "/routers")
+    XCTAssertEqual(
+      (reply.json["routers"] as? [[String: Any]])?.first?["active"] as? Int, 1, reply.text)
+  }
+
+  /// A client that opens a connection and stops sending is cut off after the idle
+  /// timeout, and while it hangs, other clients are served.
+  func testASlowClientIsCutOffWhileOthersAreServed() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db, extra: ["--idle-timeout", "2"])
+    defer { server.stop() }
+    let port = try XCTUnwrap(server.base.split(separator: ":").last.flatMap { UInt16($0) })
+
+    // Twenty connections that each send half a request and stall.
+    let stalled = try (0..<20).map { _ in
+      try RawConnection(port: port, send: "POST /collections HTTP/1.1\r\nHost: x\r\nContent-Le")
+    }
+    let started = Date()
+    XCTAssertEqual(try server.request("GET", "/status").status, 200)
+    XCTAssertLessThan(Date().timeIntervalSince(started), 2, "served beside the stalled clients")
+    for connection in stalled {
+      XCTAssertTrue(connection.waitForClose(seconds: 15), "the stalled connection is closed")
+    }
+    XCTAssertLessThan(Date().timeIntervalSince(started), 15)
+    XCTAssertEqual(try server.request("GET", "/collections").status, 200)
+  }
+
   private func percent(_ text: String) -> String {
     text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
   }
@@ -374,4 +469,38 @@ final class ServerProcess {
     if process.isRunning { _ = terminate() }
     try? FileManager.default.removeItem(atPath: errorFile)
   }
+}
+
+/// A TCP connection to the loopback server that sends some bytes and then nothing.
+final class RawConnection {
+  private let socket: Int32
+
+  init(port: UInt16, send text: String) throws {
+    socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    _ = Array(text.utf8).withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, 0) }
+  }
+
+  /// Whether the server closes the connection (or answers and closes) within `seconds`.
+  func waitForClose(seconds: Int) -> Bool {
+    var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let count = recv(socket, &buffer, buffer.count, 0)
+      if count == 0 { return true }  // closed by the server
+      if count < 0 { return errno == ECONNRESET }
+    }
+  }
+
+  deinit { close(socket) }
 }

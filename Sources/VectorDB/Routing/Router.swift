@@ -115,11 +115,25 @@ public final class Router: @unchecked Sendable {
       outcomes: outcome.map { [path: $0] } ?? [:], decision: nil)
   }
 
-  /// What `importJSONL` did.
+  /// One labelled example as `importJSONL` reads it from a line and `vdb serve` from a
+  /// request: `path` is the input's best path, or — with an outcome — a path that did
+  /// well or badly for it.
+  public struct LabelledExample: Codable, Equatable, Sendable {
+    public var input: String
+    public var path: String
+    public var outcome: RouteOutcome?
+    public init(input: String, path: String, outcome: RouteOutcome? = nil) {
+      self.input = input
+      self.path = path
+      self.outcome = outcome
+    }
+  }
+
+  /// What an import did.
   public struct ImportReport: Codable, Sendable {
-    /// Lines with only a path (the best path of the input).
+    /// Examples with only a path (the best path of the input).
     public var labelled: Int
-    /// Lines with an outcome.
+    /// Examples with an outcome.
     public var outcomes: Int
   }
 
@@ -132,7 +146,30 @@ public final class Router: @unchecked Sendable {
   ///   other than good/bad) or an empty file; nothing is written then.
   @discardableResult
   public func importJSONL(path file: String) throws -> ImportReport {
-    let entries = try entries(fromJSONL: file)
+    try append(try entries(fromJSONL: file))
+  }
+
+  /// Imports labelled examples, all or nothing; errors name the example as
+  /// `source[index]`, counted from 0.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and the example (empty input,
+  ///   an unknown path) or an empty list; nothing is written then.
+  @discardableResult
+  public func importExamples(_ examples: [LabelledExample], source: String) throws
+    -> ImportReport
+  {
+    guard !examples.isEmpty else {
+      throw VectorDBError.invalidInput(source: source, line: nil, reason: "no examples given")
+    }
+    return try append(
+      examples.enumerated().map { index, example in
+        try entry(
+          input: example.input, path: example.path, outcome: example.outcome,
+          source: "\(source)[\(index)]", line: nil)
+      })
+  }
+
+  private func append(_ entries: [RouteLogEntry]) throws -> ImportReport {
     let store = self.store
     let id = self.id
     try storage {
@@ -178,6 +215,22 @@ public final class Router: @unchecked Sendable {
       throw VectorDBError.invalidInput(source: file, line: nil, reason: "the file has no examples")
     }
     return entries
+  }
+
+  /// A router as `vdb route list` and `GET /routers` show it.
+  public struct Summary: Encodable, Sendable {
+    public var name: String
+    public var paths: [RoutePath]
+    public var escalation: String?
+    /// The version that serves (nil: none trained yet).
+    public var active: Int?
+  }
+
+  /// The router's name, paths, escalation path and active version.
+  ///
+  /// - Throws: storage errors.
+  public func summary() throws -> Summary {
+    Summary(name: name, paths: paths, escalation: escalation, active: try versions().active)
   }
 
   /// One input and what its log entries say about it.
