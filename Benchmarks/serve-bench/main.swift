@@ -9,7 +9,8 @@
 //
 // The database (model + corpus) is built once in --dir and kept for later runs. Queries
 // are the split's texts, cycled, k = 10, unlogged on both sides (logging costs the same
-// in both). wrk comes from Debian (`apt-get install wrk`).
+// in both). Then a mixed run: the dense queries at 8 connections alone and beside one
+// connection upserting 10-document batches. wrk comes from Debian (`apt-get install wrk`).
 import Foundation
 import VectorDB
 
@@ -144,46 +145,66 @@ else {
   exit(1)
 }
 
-/// Runs wrk; returns requests/s, p50 and p99 (ms) and the non-2xx count.
-func wrk(mode: SearchMode, connections: Int) throws -> (Figure, errors: Int) {
-  let bodies = texts.map { text in
-    String(
-      decoding: try! JSONEncoder().encode(
-        ["text": JSONValue.string(text), "k": 10, "mode": .string(mode.rawValue), "log": false]),
-      as: UTF8.self)
-  }
-  let file = work + "/bodies-\(mode.rawValue).jsonl"
+/// Writes `bodies` (one request body per line) to a file named `name`; returns its path.
+func bodiesFile(_ name: String, _ bodies: [String]) throws -> String {
+  let file = work + "/" + name
   try (bodies.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+  return file
+}
+
+/// Starts wrk posting the bodies of `file`, cycled, to `path`; `finish` waits for it and
+/// returns requests/s, p50 and p99 (ms) and the non-2xx count.
+func startWrk(_ file: String, path: String, connections: Int) throws -> () -> (Figure, errors: Int)
+{
   let process = Process()
   process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
   process.arguments = [
     "-t", String(min(connections, 2)), "-c", String(connections), "-d", "\(seconds)s",
-    "--latency", "--timeout", "30s", "-s", work + "/query.lua", base + "/collections/scifact/query",
+    "--latency", "--timeout", "30s", "-s", work + "/query.lua", base + path,
   ]
   process.environment = ["BODIES": file]
   let out = Pipe()
   process.standardOutput = out
   try process.run()
-  let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  process.waitUntilExit()
-  func number(after label: String) -> Double? {
-    guard let line = text.split(separator: "\n").first(where: { $0.contains(label) }) else {
-      return nil
+  return {
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    func number(after label: String) -> Double? {
+      guard let line = text.split(separator: "\n").first(where: { $0.contains(label) }) else {
+        return nil
+      }
+      let field = line.split(separator: " ").last.map(String.init) ?? ""
+      let scale: Double =
+        field.hasSuffix("us") ? 0.001 : field.hasSuffix("ms") ? 1 : field.hasSuffix("s") ? 1000 : 1
+      let digits = field.trimmingCharacters(in: CharacterSet(charactersIn: "0123456789.").inverted)
+      return Double(digits).map { $0 * scale }
     }
-    let field = line.split(separator: " ").last.map(String.init) ?? ""
-    let scale: Double =
-      field.hasSuffix("us") ? 0.001 : field.hasSuffix("ms") ? 1 : field.hasSuffix("s") ? 1000 : 1
-    let digits = field.trimmingCharacters(in: CharacterSet(charactersIn: "0123456789.").inverted)
-    return Double(digits).map { $0 * scale }
+    guard let rate = number(after: "Requests/sec:") else {
+      log("wrk printed:\n\(text)")
+      exit(1)
+    }
+    return (
+      Figure(perSecond: rate, p50: number(after: " 50% ") ?? 0, p99: number(after: " 99% ") ?? 0),
+      Int(number(after: "Non-2xx") ?? 0)
+    )
   }
-  guard let rate = number(after: "Requests/sec:") else {
-    log("wrk printed:\n\(text)")
-    exit(1)
-  }
-  return (
-    Figure(perSecond: rate, p50: number(after: " 50% ") ?? 0, p99: number(after: " 99% ") ?? 0),
-    Int(number(after: "Non-2xx") ?? 0)
-  )
+}
+
+/// The query bodies of `mode`, as a file for wrk.
+func queryBodies(_ mode: SearchMode) throws -> String {
+  try bodiesFile(
+    "bodies-\(mode.rawValue).jsonl",
+    texts.map { text in
+      String(
+        decoding: try! JSONEncoder().encode(
+          ["text": JSONValue.string(text), "k": 10, "mode": .string(mode.rawValue), "log": false]),
+        as: UTF8.self)
+    })
+}
+
+func wrk(mode: SearchMode, connections: Int) throws -> (Figure, errors: Int) {
+  try startWrk(
+    try queryBodies(mode), path: "/collections/scifact/query", connections: connections)()
 }
 
 // Each cell in-process, then over HTTP right after: the machine's load drifts, and
@@ -206,6 +227,66 @@ for mode in [SearchMode.dense, .hybrid] {
         http.perSecond / inside.perSecond, errors > 0 ? " \(errors) non-2xx!" : ""))
   }
 }
+// Mixed reads and writes: dense queries at 8 connections alone, then the same while one
+// more connection upserts batches of 10 documents (one transaction each) into a
+// collection of their own — texts the server embeds (the writer competes for the cores),
+// then given vectors (only LMDB and the index: does a writer block readers?).
+log("mixed: dense queries at 8 connections alone, then beside a writer …")
+let passages = try String(contentsOfFile: beir + "/corpus.jsonl", encoding: .utf8)
+  .split(separator: "\n").prefix(1000).compactMap { line in
+    (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["text"]
+      as? String
+  }
+var generator = SystemRandomNumberGenerator()
+/// Upsert bodies of 10 documents each: texts, or random unit vectors.
+func writeBodies(vectors: Bool) throws -> String {
+  try bodiesFile(
+    vectors ? "writes-vectors.jsonl" : "writes-texts.jsonl",
+    stride(from: 0, to: passages.count, by: 10).map { first in
+      let documents = (first..<min(first + 10, passages.count)).map { index in
+        var fields: [String: JSONValue] = ["id": .string("w\(index)")]
+        if vectors {
+          let vector = (0..<384).map { _ in Double.random(in: -1...1, using: &generator) }
+          let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+          fields["vector"] = .array(vector.map { .number($0 / norm) })
+        } else {
+          fields["text"] = .string(passages[index])
+        }
+        return JSONValue.object(fields)
+      }
+      return String(
+        decoding: try! JSONEncoder().encode(["documents": JSONValue.array(documents)]),
+        as: UTF8.self)
+    })
+}
+for name in ["writes-texts", "writes-vectors"] where try database.collectionNames().contains(name) {
+  try database.dropCollection(name)  // left by an interrupted run
+}
+_ = try database.collection("writes-texts")
+_ = try database.createCollection(
+  "writes-vectors", options: .vectors(dimension: 384, metric: .cosine))
+let alone = try wrk(mode: .dense, connections: 8).0
+var mixedRows: [String] = []
+for vectors in [false, true] {
+  let name = vectors ? "writes-vectors" : "writes-texts"
+  let reading = try startWrk(
+    try queryBodies(.dense), path: "/collections/scifact/query", connections: 8)
+  let writing = try startWrk(
+    try writeBodies(vectors: vectors), path: "/collections/\(name)/documents", connections: 1)
+  let (reads, readErrors) = reading()
+  let (writes, writeErrors) = writing()
+  mixedRows.append(
+    String(
+      format:
+        "| beside a writer of %@ | %.0f (%.2f×) | %.1f / %.1f | %.1f (%.0f) | %.0f / %.0f |%@",
+      vectors ? "given vectors" : "texts (embedded)", reads.perSecond,
+      reads.perSecond / alone.perSecond, reads.p50, reads.p99, writes.perSecond,
+      writes.perSecond * 10, writes.p50, writes.p99,
+      readErrors + writeErrors > 0 ? " \(readErrors + writeErrors) non-2xx!" : ""))
+}
+try database.dropCollection("writes-texts")
+try database.dropCollection("writes-vectors")
+
 server.terminate()
 server.waitUntilExit()
 
@@ -223,3 +304,15 @@ print(
 )
 print("|---|---|---|---|---|---|---|---|")
 for row in rows { print(row) }
+print(
+  """
+
+  Mixed: dense queries at 8 connections, alone and beside one connection upserting
+  10-document batches:
+
+  | | queries/s | query p50 / p99 ms | upserts/s (documents/s) | upsert p50 / p99 ms |
+  |---|---|---|---|---|
+  """)
+print(
+  String(format: "| alone | %.0f | %.1f / %.1f | – | – |", alone.perSecond, alone.p50, alone.p99))
+for row in mixedRows { print(row) }
