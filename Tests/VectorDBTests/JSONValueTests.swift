@@ -1,0 +1,102 @@
+import Foundation
+import Tensor
+import XCTest
+
+@testable import VectorDB
+
+/// `JSONValue(parsing:)`, vdb's own JSON reader, against Foundation's decoder and RFC 8259.
+final class JSONValueTests: XCTestCase {
+  private func parse(_ text: String) throws -> JSONValue {
+    try JSONValue(parsing: text, source: "t")
+  }
+
+  private func reason(_ text: String) -> String? {
+    do {
+      _ = try parse(text)
+      return nil
+    } catch {
+      return "\(error)"
+    }
+  }
+
+  func testRandomValuesReadBackAsFoundationWroteThem() throws {
+    var random = SplitMix64(seed: 11)
+    let alphabet: [String] = [
+      "a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\u{01}", "\u{1F}", "é", "中", "😀", "\u{7F}",
+      "\u{0}",
+    ]
+    func value(_ depth: Int) -> JSONValue {
+      switch random.next() % (depth > 4 ? 4 : 6) {
+      case 0: return .null
+      case 1: return .bool(random.next() % 2 == 0)
+      case 2:
+        let choice = random.next() % 3
+        if choice == 0 { return .number(Double(Int64(random.next() % (1 << 53)) - (1 << 52))) }
+        if choice == 1 { return .number(Double(bitPattern: random.next() >> 2)) }
+        return .number(Double(Int(random.next() % 2_000_001) - 1_000_000) / 1000)
+      case 3:
+        return .string(
+          (0..<Int(random.next() % 12)).map { _ in alphabet[Int(random.next() % 15)] }.joined())
+      case 4: return .array((0..<Int(random.next() % 5)).map { _ in value(depth + 1) })
+      default:
+        return .object(
+          Dictionary(
+            (0..<Int(random.next() % 5)).map { _ in ("k\(random.next() % 1000)", value(depth + 1))
+            },
+            uniquingKeysWith: { first, _ in first }))
+      }
+    }
+    for _ in 0..<2000 {
+      let original = value(0)
+      let text = String(decoding: try JSONEncoder().encode(original), as: UTF8.self)
+      let parsed = try parse(text)
+      XCTAssertEqual(parsed, original, text)
+      XCTAssertEqual(parsed, try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), text)
+    }
+  }
+
+  func testEdgesOfTheGrammarAreRead() throws {
+    XCTAssertEqual(try parse(" \n\t[ ] "), .array([]))
+    XCTAssertEqual(try parse("{}"), .object([:]))
+    XCTAssertEqual(try parse("-0"), .number(-0.0))
+    XCTAssertEqual(try parse("1E+2"), .number(100))
+    XCTAssertEqual(try parse("2.5e-3"), .number(0.0025))
+    XCTAssertEqual(try parse("9007199254740992"), .number(9_007_199_254_740_992))
+    XCTAssertEqual(try parse("123456789012345.5"), .number(123_456_789_012_345.5))
+    XCTAssertEqual(
+      try parse(#""\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\""#), .string("é😀/\u{8}\u{C}\n\r\t\"\\"))
+    XCTAssertEqual(try parse(#"{"a": [true, false, null]}"#), ["a": [true, false, nil]])
+    let deepest =
+      String(repeating: "[", count: JSONValue.maxDepth)
+      + String(repeating: "]", count: JSONValue.maxDepth)
+    XCTAssertEqual(try parse(deepest).depth, JSONValue.maxDepth)
+  }
+
+  func testWhatIsNotJSONOrWouldLoseDataIsRefusedWithAReason() {
+    let syntax = [
+      "", "   ", "[", "[1,]", "[1 2]", "{\"a\":1,}", "{\"a\" 1}", "{a: 1}", "{\"a\":}", "01", "1.",
+      ".5", "-", "--1", "+1", "1e", "1e+", "'a'", "\"abc", "\"\u{01}\"", "\"\\x\"", "\"\\u12\"",
+      "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "nul", "truth", "1 2", "[1]]", "{}}",
+      "NaN", "Infinity",
+    ]
+    for text in syntax {
+      let reason = self.reason(text)
+      XCTAssertNotNil(reason, "accepted: \(text)")
+      XCTAssertTrue(reason?.contains("invalid JSON at byte") ?? false, "\(text): \(reason ?? "")")
+      // Foundation tolerates trailing commas; RFC 8259 does not, nor does vdb.
+      if !text.hasSuffix(",]") && !text.hasSuffix(",}") {
+        XCTAssertThrowsError(
+          try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
+          "Foundation agrees that \(text) is not JSON")
+      }
+    }
+    XCTAssertTrue(reason(#"{"a": 1, "a": 2}"#)?.contains(#"the key "a" appears twice"#) ?? false)
+    XCTAssertTrue(reason(#"{"a": {"b": 1, "\u0062": 2}}"#)?.contains("appears twice") ?? false)
+    XCTAssertTrue(reason("9007199254740993")?.contains("beyond ±2^53") ?? false)
+    XCTAssertTrue(reason("-99999999999999999999")?.contains("beyond ±2^53") ?? false)
+    XCTAssertTrue(reason("1e400")?.contains("beyond the range") ?? false)
+    let tooDeep = String(repeating: "[", count: JSONValue.maxDepth + 1)
+    XCTAssertTrue(reason(tooDeep)?.contains("deeper than 64") ?? false)
+    XCTAssertTrue(reason("[1,]")?.contains("t: invalid JSON at byte 3") ?? false)
+  }
+}
