@@ -128,7 +128,8 @@ final class ServerTests: XCTestCase {
     let paths = try XCTUnwrap(reply.json["paths"] as? [String: Any])
     for path in [
       "/collections", "/collections/{collection}/query", "/feedback", "/jobs/{id}",
-      "/collections/{collection}/train", "/models",
+      "/collections/{collection}/train", "/models", "/routers", "/routers/{router}/route",
+      "/routers/{router}/train",
     ] {
       XCTAssertNotNil(paths[path], path)
     }
@@ -343,6 +344,10 @@ final class ServerTests: XCTestCase {
       "POST", "/routers/docs/outcomes",
       #"{"log_id": \#(logID), "path": "search", "outcome": "fine"}"#)
     XCTAssertEqual(reply.status, 400, reply.text)
+    for version in ["-1", "0", "99", "4294967297"] {
+      reply = try server.request("POST", "/routers/docs/activate", #"{"version": \#(version)}"#)
+      XCTAssertEqual(reply.status, 400, "version \(version): \(reply.text)")
+    }
     reply = try server.request("GET", "/routers/docs/diagnose")
     XCTAssertEqual(reply.json["judged"] as? Int, 1, reply.text)
     reply = try server.request("GET", "/routers")

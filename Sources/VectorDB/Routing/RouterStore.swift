@@ -129,8 +129,11 @@ struct RouterStore {
     try put(record, routers, record.name, in: txn)
   }
 
+  /// The version numbered `version`; nil when there is none (any number outside
+  /// 1…UInt32.max included: it comes from users).
   func version(router: UInt32, _ version: Int, in txn: Transaction) throws -> RouterVersion? {
-    try get(
+    guard let number = UInt32(exactly: version), number > 0 else { return nil }
+    return try get(
       RouterVersion.self, versions, Self.versionKey(router: router, version: version), in: txn)
   }
 
