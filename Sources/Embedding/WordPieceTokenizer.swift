@@ -454,39 +454,64 @@ private struct Trie: Sendable {
   private var continuationRoot: Int32 = -1
 
   init(vocabulary: [String], continuationPrefix: String) {
-    // Build with per-node dictionaries, then flatten breadth-first.
-    var children: [[UInt8: Int32]] = [[:]]
+    // Tokens in byte order (ties by id): each token shares the previous one's path up to
+    // their common prefix, and every node's children are created in byte order, as
+    // first-child / next-sibling links: no per-node allocation.
+    let tokens = vocabulary.enumerated().map { (bytes: Array($0.element.utf8), id: $0.offset) }
+      .sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) || ($0.bytes == $1.bytes && $0.id < $1.id) }
     var ids: [Int32] = [-1]
-    for (id, token) in vocabulary.enumerated() {
-      var node = 0
-      for byte in token.utf8 {
-        if let next = children[node][byte] {
-          node = Int(next)
+    var bytes: [UInt8] = [0]
+    var firstChild: [Int32] = [-1]
+    var nextSibling: [Int32] = [-1]
+    var lastChild: [Int32] = [-1]
+    var path: [Int32] = [0]  // the previous token's nodes, root first
+    var previous: [UInt8] = []
+    for token in tokens {
+      let common = zip(previous, token.bytes).prefix { $0 == $1 }.count
+      path.removeLast(path.count - 1 - common)
+      for byte in token.bytes[common...] {
+        let parent = Int(path.last!)
+        let node = Int32(ids.count)
+        ids.append(-1)
+        bytes.append(byte)
+        firstChild.append(-1)
+        nextSibling.append(-1)
+        lastChild.append(-1)
+        if lastChild[parent] < 0 {
+          firstChild[parent] = node
         } else {
-          children.append([:])
-          ids.append(-1)
-          children[node][byte] = Int32(children.count - 1)
-          node = children.count - 1
+          nextSibling[Int(lastChild[parent])] = node
         }
+        lastChild[parent] = node
+        path.append(node)
       }
-      ids[node] = Int32(id)  // A repeated token keeps its last id, as in BERT's loaders.
+      ids[Int(path.last!)] = Int32(token.id)  // A repeated token keeps its last id, as in BERT's loaders.
+      previous = token.bytes
     }
+    // Flatten breadth-first: a node's children become one sorted run of edges.
     var order: [Int32] = [0]
-    var position = [Int32](repeating: 0, count: children.count)
+    order.reserveCapacity(ids.count)
     var head = 0
     while head < order.count {
-      for (_, child) in children[Int(order[head])].sorted(by: { $0.key < $1.key }) {
-        position[Int(child)] = Int32(order.count)
+      var child = firstChild[Int(order[head])]
+      while child >= 0 {
         order.append(child)
+        child = nextSibling[Int(child)]
       }
       head += 1
     }
-    for old in order {
-      tokenID.append(ids[Int(old)])
+    var position = [Int32](repeating: 0, count: ids.count)
+    for (index, node) in order.enumerated() { position[Int(node)] = Int32(index) }
+    tokenID.reserveCapacity(ids.count)
+    edgeStart.reserveCapacity(ids.count + 1)
+    for node in order {
+      tokenID.append(ids[Int(node)])
       edgeStart.append(Int32(edgeByte.count))
-      for (byte, child) in children[Int(old)].sorted(by: { $0.key < $1.key }) {
-        edgeByte.append(byte)
+      var child = firstChild[Int(node)]
+      while child >= 0 {
+        edgeByte.append(bytes[Int(child)])
         edgeTarget.append(position[Int(child)])
+        child = nextSibling[Int(child)]
       }
     }
     edgeStart.append(Int32(edgeByte.count))

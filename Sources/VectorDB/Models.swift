@@ -206,10 +206,27 @@ struct ModelStore {
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
     try checkWeights(version, weightBytes, path: path, in: txn)
-    // Read in place from the map (valid for the transaction): the tensors are the only copy.
-    let weights = try SafeTensors.withBytes(weightBytes, source: source) { try $0.floatTensors() }
-    return try SentenceEncoder(
-      settings: settings, vocabulary: vocabulary, weights: weights, source: source)
+    let encoder = try SafeTensors.withBytes(weightBytes, source: source) {
+      try SentenceEncoder(settings: settings, vocabulary: vocabulary, weights: $0, source: source)
+    }
+    Self.release(weightBytes)
+    return encoder
+  }
+
+  /// Stored weights are read in place from the map, inside the read transaction, and
+  /// copied once into the encoder, which keeps no pointer into the map: the map moves
+  /// when it grows (a write of any process can make this one remap), and the pages of a
+  /// deleted version (`models delete`, `prune`) are reused once no reader holds them.
+  /// After the copy, the map's pages of the weights leave this process's resident memory
+  /// (they stay in the page cache, and are read again on the next access), so a loaded
+  /// model costs its size once, not twice.
+  private static func release(_ bytes: UnsafeRawBufferPointer) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    guard let base = bytes.baseAddress else { return }
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes.count) / page * page
+    guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    madvise(address, end - start, Int32(MADV_DONTNEED))
   }
 
   /// Checks the stored weights of `version` against the checksum recorded with them.
