@@ -30,9 +30,9 @@ while let argument = arguments.next() {
     exit(0)
   default:
     FileHandle.standardError.write(
-      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]"
-        + " | --model-load [RUNS]\n".utf8)
-    )
+      Data(
+        ("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]"
+          + " | --model-load [RUNS]\n").utf8))
     exit(2)
   }
 }

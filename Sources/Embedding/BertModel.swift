@@ -129,10 +129,17 @@ final class BertModel: Sendable {
       guard try weights.withTensor(name, read) ?? weights.withTensor("bert." + name, read) != nil
       else { throw EmbeddingError.missingTensor(source: source, tensor: name) }
     }
+    // Every tensor's presence and shape first: only then is memory sized by the
+    // configuration allocated, in one arena.
+    for (name, _) in config.parameterShapes() { try withChecked(name) { _ in true } }
+    let arena = Arena(
+      bytes: Arena.bytes(
+        forBuffersOf: config.parameterShapes().map { Tensor.elementCount(of: $0.shape) },
+        stride: MemoryLayout<Float>.stride))
     func buffer(_ name: String) throws -> Buffer<Float> {
       var result: Buffer<Float>?
       try withChecked(name) { values in
-        let buffer = Buffer<Float>(uninitializedCount: values.count)
+        let buffer = Buffer<Float>(uninitializedCount: values.count, arena: arena)
         result = buffer
         return Self.copyFinite(values, to: buffer.base)
       }
@@ -145,7 +152,8 @@ final class BertModel: Sendable {
       var stacked: Buffer<Float>?
       for (part, name) in names.enumerated() {
         try withChecked(name) { values in
-          let target = stacked ?? Buffer<Float>(uninitializedCount: names.count * values.count)
+          let target =
+            stacked ?? Buffer<Float>(uninitializedCount: names.count * values.count, arena: arena)
           stacked = target
           var finite = true
           for head in 0..<config.headCount {

@@ -421,7 +421,8 @@ extension SafeTensors: WeightSource {
       if let base = raw.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
         return try body(
           entry.shape,
-          UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: raw.count / 4))
+          UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: raw.count / 4)
+        )
       }
     #endif
     return try tensor(name).values.withUnsafeBufferPointer { try body(entry.shape, $0) }
