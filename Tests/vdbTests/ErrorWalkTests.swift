@@ -98,7 +98,7 @@ final class ErrorWalkTests: XCTestCase {
   }
 
   func testEveryVectorDBErrorNamesWhatAndWhereWithItsExitCode() {
-    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 21, "a sample per case")
+    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 20, "a sample per case")
     for (error, names, code) in samples {
       let message = error.description
       assertOneLine(message, Self.caseName(error))
