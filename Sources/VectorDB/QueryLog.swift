@@ -304,14 +304,17 @@ extension QueryLogStore: GroupCommitLog {
 /// Log ids are handed out from blocks reserved in the database (`nextLogID` moves by a
 /// block), so `append` knows an entry's id before it is committed and ids stay unique
 /// across processes. The writer reserves the next block in its own commits before the
-/// current one runs out, sized to last through the longest wait for the lock seen so far
-/// (four groups as large as the last); a query reserves one itself (a short write that
-/// waits for the writer lock) only for the process's first logged query or when a
-/// burst used every id, and then the blocks double. Closing gives back the ids never handed out when no other
-/// process reserved after them, so one process at a time sees dense ids. What a crash can lose: the entries queued and not yet committed —
-/// normally those of the last few milliseconds, while another writer holds the lock
-/// (an import batch) those since it took it, and never more than `maxPending`. Never
-/// documents: they are written by their own transactions.
+/// current one runs out, sized to outlast the longest wait for the lock seen so far
+/// (four groups as large as the largest); a query reserves one itself (a short write
+/// that waits for the writer lock) only for the process's first logged query or when a
+/// burst used every id, and then the blocks double. Closing gives back the ids never
+/// handed out when no other process reserved after them, so one process at a time sees
+/// dense ids.
+///
+/// What a crash can lose: the entries queued and not yet committed — normally those of
+/// the last few milliseconds (a group gathers for at most `gathering` seconds), while
+/// another writer holds the lock (an import batch) those since it took it, and never
+/// more than `maxPending`. Never documents: they are written by their own transactions.
 final class LogWriter<Log: GroupCommitLog>: @unchecked Sendable {
   /// The smallest block of ids reserved at once.
   static var blockSize: Int { 1024 }
