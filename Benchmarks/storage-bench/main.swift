@@ -2,6 +2,7 @@
 // the weights checksum checked at every model load.
 //
 //   swift run -c release storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]
+//   swift run -c release storage-bench --model-load [RUNS]   (see ModelLoad.swift)
 //
 // Documents are ~1 KB of text with a small metadata object; every batch is one
 // durable (fsync'ed) write transaction, as users get by default. The full-text index
@@ -21,10 +22,17 @@ while let argument = arguments.next() {
   case "--batch": batch = Int(arguments.next() ?? "") ?? batch
   case "--dir": directory = arguments.next() ?? directory
   case "--no-text-index": textIndex = false
+  case "--model-load":
+    try modelLoadBenchmark(runs: Int(arguments.next() ?? "") ?? 7)
+    exit(0)
+  case "--model-load-child":
+    try modelLoadChild(directory: arguments.next() ?? "")
+    exit(0)
   default:
     FileHandle.standardError.write(
-      Data("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]\n".utf8)
-    )
+      Data(
+        ("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]"
+          + " | --model-load [RUNS]\n").utf8))
     exit(2)
   }
 }

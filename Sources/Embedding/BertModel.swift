@@ -95,6 +95,7 @@ final class BertModel: Sendable {
 
   /// Takes the weights named as in ``BertConfig/parameterShapes()``; a `bert.` prefix
   /// on the names is accepted. Extra tensors (pooler, `position_ids`) are ignored.
+  /// Each tensor is read where it lies and copied once, into this model's layout.
   ///
   /// - Throws: ``EmbeddingError/invalidConfiguration(source:reason:)`` when the
   ///   configuration is impossible or claims more (or fewer) layers than the weights hold,
@@ -102,42 +103,68 @@ final class BertModel: Sendable {
   ///   ``EmbeddingError/wrongShape(source:tensor:shape:expected:)`` and
   ///   ``EmbeddingError/nonFiniteWeight(source:tensor:index:)`` for unusable weights.
   init(
-    config: BertConfig, weights: [String: Tensor], precision: SentenceEncoder.Precision,
+    config: BertConfig, weights: some WeightSource, precision: SentenceEncoder.Precision,
     source: String
   ) throws {
     try config.validate(source: source)
-    try Self.checkLayerCount(config, weights: weights, source: source)
+    try Self.checkLayerCount(config, names: weights.tensorNames, source: source)
     self.config = config
     self.precision = precision
     // Bounded now: every size is checked against a tensor the weights really hold.
     let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
-    func values(_ name: String) throws -> [Float] {
-      guard let tensor = weights[name] ?? weights["bert." + name] else {
-        throw EmbeddingError.missingTensor(source: source, tensor: name)
-      }
-      let expected = shapes[name]!
-      guard tensor.shape == expected else {
-        throw EmbeddingError.wrongShape(
-          source: source, tensor: name, shape: tensor.shape, expected: expected)
-      }
-      if let bad = tensor.values.firstIndex(where: { !$0.isFinite }) {
-        throw EmbeddingError.nonFiniteWeight(source: source, tensor: name, index: bad)
-      }
-      return tensor.values
-    }
-    func buffer(_ name: String) throws -> Buffer<Float> { Buffer<Float>(try values(name)) }
-    let headWidth = config.headSize
-    let rowWidth = config.hiddenSize
-    /// Query, key and value parameters interleaved head by head, `width` floats per row.
-    func stackedByHead(_ parts: [[Float]], width: Int) -> Buffer<Float> {
-      var stacked: [Float] = []
-      stacked.reserveCapacity(parts.count * parts[0].count)
-      for head in 0..<config.headCount {
-        for part in parts {
-          stacked += part[head * headWidth * width..<(head + 1) * headWidth * width]
+    /// Calls `body` with the values of tensor `name` once its shape is checked; `body`
+    /// copies them out, and returns false when one is not finite.
+    func withChecked(_ name: String, _ body: (UnsafeBufferPointer<Float>) -> Bool) throws {
+      func read(_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws {
+        let expected = shapes[name]!
+        guard shape == expected else {
+          throw EmbeddingError.wrongShape(
+            source: source, tensor: name, shape: shape, expected: expected)
+        }
+        guard body(values) else {
+          throw EmbeddingError.nonFiniteWeight(
+            source: source, tensor: name, index: values.firstIndex { !$0.isFinite } ?? 0)
         }
       }
-      return Buffer<Float>(stacked)
+      guard try weights.withTensor(name, read) ?? weights.withTensor("bert." + name, read) != nil
+      else { throw EmbeddingError.missingTensor(source: source, tensor: name) }
+    }
+    // Every tensor's presence and shape first: only then is memory sized by the
+    // configuration allocated, in one arena.
+    for (name, _) in config.parameterShapes() { try withChecked(name) { _ in true } }
+    let arena = Arena(
+      bytes: Arena.bytes(
+        forBuffersOf: config.parameterShapes().map { Tensor.elementCount(of: $0.shape) },
+        stride: MemoryLayout<Float>.stride))
+    func buffer(_ name: String) throws -> Buffer<Float> {
+      var result: Buffer<Float>?
+      try withChecked(name) { values in
+        let buffer = Buffer<Float>(uninitializedCount: values.count, arena: arena)
+        result = buffer
+        return Self.copyFinite(values, to: buffer.base)
+      }
+      return result!
+    }
+    /// Query, key and value parameters interleaved head by head, `width` floats per row:
+    /// head h's rows of part p go to block 3h + p.
+    func stackedByHead(_ names: [String], width: Int) throws -> Buffer<Float> {
+      let block = config.headSize * width
+      var stacked: Buffer<Float>?
+      for (part, name) in names.enumerated() {
+        try withChecked(name) { values in
+          let target =
+            stacked ?? Buffer<Float>(uninitializedCount: names.count * values.count, arena: arena)
+          stacked = target
+          var finite = true
+          for head in 0..<config.headCount {
+            let slice = UnsafeBufferPointer(rebasing: values[head * block..<(head + 1) * block])
+            let offset = (names.count * head + part) * block
+            finite = Self.copyFinite(slice, to: target.base + offset) && finite
+          }
+          return finite
+        }
+      }
+      return stacked!
     }
 
     wordEmbeddings = try buffer("embeddings.word_embeddings.weight")
@@ -155,9 +182,8 @@ final class BertModel: Sendable {
       }
       return Layer(
         qkv: Linear(
-          weight: stackedByHead(
-            try projections.map { try values($0 + ".weight") }, width: rowWidth),
-          bias: stackedByHead(try projections.map { try values($0 + ".bias") }, width: 1),
+          weight: try stackedByHead(projections.map { $0 + ".weight" }, width: config.hiddenSize),
+          bias: try stackedByHead(projections.map { $0 + ".bias" }, width: 1),
           precision: precision),
         attentionOutput: try linear(prefix + "attention.output.dense"),
         attentionNormGamma: try buffer(prefix + "attention.output.LayerNorm.weight"),
@@ -169,14 +195,29 @@ final class BertModel: Sendable {
     }
   }
 
+  /// Copies `values` to `destination`; false when one of them is NaN or infinite.
+  /// One branch-free pass (it vectorises): loading a model is mostly this copy.
+  private static func copyFinite(
+    _ values: UnsafeBufferPointer<Float>, to destination: UnsafeMutablePointer<Float>
+  ) -> Bool {
+    let exponent: UInt32 = 0x7f80_0000
+    var special: UInt32 = 0
+    for index in values.indices {
+      let value = values[index]
+      destination[index] = value
+      special |= (value.bitPattern & exponent) == exponent ? 1 : 0
+    }
+    return special == 0
+  }
+
   /// Fails unless `weights` hold exactly the layers `encoder.layer.0 …` that
   /// `num_hidden_layers` claims: checked before anything sized by the configuration is
   /// built, so a `config.json` claiming 10⁹ layers is an error, not a 10⁹-entry table.
   private static func checkLayerCount(
-    _ config: BertConfig, weights: [String: Tensor], source: String
+    _ config: BertConfig, names: [String], source: String
   ) throws {
     var layers = Set<Int>()
-    for name in weights.keys {
+    for name in names {
       let local = name.hasPrefix("bert.") ? name.dropFirst(5) : Substring(name)
       guard local.hasPrefix("encoder.layer.") else { continue }
       let number = local.dropFirst("encoder.layer.".count).prefix { $0.isASCII && $0.isNumber }
@@ -396,5 +437,29 @@ final class BertModel: Sendable {
           c: context + offsets[s] * h + head * d, ldc: h)
       }
     }
+  }
+}
+
+/// Float32 tensors by name, read where they lie (a dictionary of tensors, a mapped
+/// safetensors file, a model stored in a database): ``BertModel`` copies each once into
+/// its own layout.
+protocol WeightSource {
+  /// The names of the float32 tensors.
+  var tensorNames: [String] { get }
+  /// Calls `body` with the shape and values of float32 tensor `name` (valid while it
+  /// runs); nil when there is no such tensor.
+  func withTensor<R>(
+    _ name: String, _ body: (_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws -> R
+  ) throws -> R?
+}
+
+extension Dictionary: WeightSource where Key == String, Value == Tensor {
+  var tensorNames: [String] { Array(keys) }
+
+  func withTensor<R>(
+    _ name: String, _ body: (_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws -> R
+  ) throws -> R? {
+    guard let tensor = self[name] else { return nil }
+    return try tensor.values.withUnsafeBufferPointer { try body(tensor.shape, $0) }
   }
 }

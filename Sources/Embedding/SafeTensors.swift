@@ -404,3 +404,27 @@ private final class MappedFile: Bytes, @unchecked Sendable {
     }
   }
 }
+
+extension SafeTensors: WeightSource {
+  var tensorNames: [String] { entries.values.filter { $0.dtype == .f32 }.map(\.name) }
+
+  /// Calls `body` with the shape and values of F32 tensor `name` where they lie in the
+  /// bytes (copied first only when they are not 4-byte aligned, or on a big-endian
+  /// machine); nil when there is no F32 tensor `name`.
+  func withTensor<R>(
+    _ name: String, _ body: (_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws -> R
+  ) throws -> R? {
+    guard let entry = entries[name], entry.dtype == .f32 else { return nil }
+    let start = dataStart + entry.dataRange.lowerBound
+    let raw = UnsafeRawBufferPointer(rebasing: bytes.buffer[start..<start + entry.dataRange.count])
+    #if _endian(little)
+      if let base = raw.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+        return try body(
+          entry.shape,
+          UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: raw.count / 4)
+        )
+      }
+    #endif
+    return try tensor(name).values.withUnsafeBufferPointer { try body(entry.shape, $0) }
+  }
+}

@@ -87,10 +87,23 @@ public final class SentenceEncoder: Sendable {
   /// ``EmbeddingError/invalidConfiguration(source:reason:)`` when the configuration,
   /// the vocabulary size and `maxSequenceLength` disagree. `source` names the model in
   /// those errors.
-  public init(
+  public convenience init(
     config: BertConfig, tokenizer: WordPieceTokenizer, weights: [String: Tensor],
     maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
     precision: Precision = .float32, source: String = "<memory>"
+  ) throws {
+    try self.init(
+      config: config, tokenizer: tokenizer, weightSource: weights,
+      maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
+      precision: precision, source: source)
+  }
+
+  /// The one place an encoder is built: from weights wherever they lie, each tensor
+  /// copied once into the model (see the public initialisers for the errors).
+  private init(
+    config: BertConfig, tokenizer: WordPieceTokenizer, weightSource weights: some WeightSource,
+    maxSequenceLength: Int, pooling: Pooling, normalizesOutput: Bool, precision: Precision,
+    source: String
   ) throws {
     guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
       throw EmbeddingError.invalidConfiguration(
@@ -127,9 +140,8 @@ public final class SentenceEncoder: Sendable {
     let tokenizer = try WordPieceTokenizer(
       contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
     let weightsURL = directory.appendingPathComponent("model.safetensors")
-    let weights = try SafeTensors(contentsOf: weightsURL).floatTensors()
     try self.init(
-      config: config, tokenizer: tokenizer, weights: weights,
+      config: config, tokenizer: tokenizer, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
       normalizesOutput: settings.normalizesOutput, precision: precision, source: weightsURL.path)
   }
@@ -201,6 +213,25 @@ public final class SentenceEncoder: Sendable {
         vocabulary: vocabulary, options: settings.tokenizer, source: source),
       weights: weights, maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
       normalizesOutput: settings.normalizesOutput, precision: settings.precision, source: source)
+  }
+
+  /// Rebuilds an encoder from its ``settings``, vocabulary and the safetensors file of
+  /// its weights, reading each tensor where it lies (a mapped file, or bytes borrowed
+  /// with ``SafeTensors/withBytes(_:source:_:)``) and copying it once into the model:
+  /// the encoder keeps no reference to `weights`.
+  ///
+  /// - Throws: as ``init(config:tokenizer:weights:maxSequenceLength:pooling:normalizesOutput:precision:source:)``,
+  ///   and ``EmbeddingError/invalidVocabulary(source:reason:)``.
+  public convenience init(
+    settings: Settings, vocabulary: [String], weights: SafeTensors, source: String = "<memory>"
+  ) throws {
+    try self.init(
+      config: settings.config,
+      tokenizer: try WordPieceTokenizer(
+        vocabulary: vocabulary, options: settings.tokenizer, source: source),
+      weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
+      pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
+      precision: settings.precision, source: source)
   }
 
   /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.

@@ -75,7 +75,6 @@ struct APIError: Error {
     case .modelNotFound: (status, code) = (.notFound, "model_not_found")
     case .collectionExists: (status, code) = (.conflict, "collection_exists")
     case .collectionBusy: (status, code) = (.conflict, "collection_busy")
-    case .jobRunning: (status, code) = (.conflict, "job_running")
     case .modelInUse: (status, code) = (.conflict, "model_in_use")
     case .modelWithoutWeights: (status, code) = (.conflict, "model_without_weights")
     case .invalidDocument: (status, code) = (.badRequest, "invalid_document")

@@ -66,15 +66,15 @@ actor JobRunner: Service {
 
   /// Starts `vdb ARGUMENTS --db PATH --json` for `target`.
   ///
-  /// - Throws: `VectorDBError.jobRunning` (or 409 `job_running` for a router) when a job
-  ///   of this server already works on the target; `.storage`-class errors when the
-  ///   process cannot start.
+  /// - Throws: `VectorDBError.collectionBusy` (or 409 `job_running` for a router) when
+  ///   a job of this server already works on the target; `.storage`-class errors when
+  ///   the process cannot start.
   func start(kind: String, target: Target, arguments: [String]) throws -> JobInfo {
     if let running = jobs.values.first(where: { $0.target == target && $0.state == .running }) {
-      let job = "job \(running.id) (\(running.kind), process \(running.pid))"
+      let job = "server job \(running.id) (\(running.kind), process \(running.pid))"
       switch target {
       case .collection(let collection):
-        throw VectorDBError.jobRunning(collection: collection, job: job)
+        throw VectorDBError.collectionBusy(name: collection, job: job)
       case .router(let router):
         throw APIError(
           status: .conflict, code: "job_running",

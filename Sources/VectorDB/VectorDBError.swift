@@ -18,8 +18,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case collectionNotFound(String)
   /// `collections create` or `rename` onto a name in use.
   case collectionExists(String)
-  /// The collection has a re-embed or training job (running or interrupted): `job`
-  /// says which.
+  /// A job holds the collection: a re-embed or training run (running, or interrupted
+  /// and resumable) or a server job. `job` names it and, when known, its process.
   case collectionBusy(name: String, job: String)
   case documentNotFound(id: String, collection: String)
   case invalidDocument(id: String, reason: String)
@@ -41,8 +41,6 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case storage(LMDBError)
   /// Training needs more judged queries than the log holds.
   case notEnoughJudgements(collection: String, judged: Int, needed: Int)
-  /// Another job works on the collection: `job` names it (and its process).
-  case jobRunning(collection: String, job: String)
   /// `resume` asked for, but the collection has no interrupted training run.
   case nothingToResume(collection: String)
 
@@ -61,7 +59,7 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .collectionExists(let name):
       return "a collection named \"\(name)\" already exists"
     case .collectionBusy(let name, let job):
-      return "collection \"\(name)\" has \(job)"
+      return "collection \"\(name)\" is busy: \(job)"
     case .documentNotFound(let id, let collection):
       return "no document \"\(id)\" in collection \"\(collection)\""
     case .logEntryNotFound(let id):
@@ -88,8 +86,6 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "collection \"\(collection)\" has \(judged) judged queries: too few to train and"
         + " judge a candidate (the gate needs about \(needed) to tell a gain of +0.02 nDCG@10"
         + " from noise)"
-    case .jobRunning(let collection, let job):
-      return "collection \"\(collection)\" is busy: \(job) is running"
     case .nothingToResume(let collection):
       return "collection \"\(collection)\" has no interrupted training run to resume"
     }
@@ -106,7 +102,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .collectionNotFound: return "`vdb collections` lists the collections"
     case .collectionExists: return "choose another name, or `vdb collections drop` the old one"
     case .collectionBusy:
-      return "let the job finish (or resume it), or pass --force to stop it and go on"
+      return "let the job finish (or resume an interrupted one); `collections drop --force`"
+        + " drops the collection anyway"
     case .logEntryNotFound: return "`vdb log` lists the logged queries (old entries are pruned)"
     case .modelNotFound: return "`vdb models` lists the model versions"
     case .modelWithoutWeights:
@@ -117,7 +114,6 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .notEnoughJudgements:
       return "log queries and say which document was right: `vdb feedback LOG_ID DOC_ID`,"
         + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
-    case .jobRunning: return "wait for it to finish, or stop that process"
     case .nothingToResume: return "start a new run without --resume"
     case .storage(let error) where error.code == EACCES || error.code == EROFS:
       return

@@ -224,11 +224,15 @@ extension Database {
       let place = "collection \"\(record.name)\" generation \(generation.id)"
       let name = GenerationRecord.indexName(collection: record.id, generation: generation.id)
       // A job killed before its first batch leaves a building generation whose index
-      // does not exist yet: nothing was embedded, and `reembed` resumes it.
+      // does not exist yet — no table, or an empty one (killed between creating the
+      // table and writing the index's settings): nothing was embedded, and `reembed`
+      // resumes it.
       if generation.state == .building && !tables.contains(name) { continue }
       let index: VectorIndex
       do {
         index = try indexCache.open(name, environment: environment, create: nil)
+      } catch VectorIndexError.notFound where generation.state == .building {
+        continue
       } catch {
         problem("\(place): its index cannot be opened (\(error))")
         continue

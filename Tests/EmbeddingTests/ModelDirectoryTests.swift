@@ -117,6 +117,40 @@ final class ModelDirectoryTests: XCTestCase {
         XCTAssertEqual(
           "\($0)", "stored: tensor '\(name)' holds a NaN or infinite value (at index 17)")
       }
+      // The same, read in place from safetensors bytes (as a stored model is).
+      XCTAssertThrowsError(
+        try SentenceEncoder(
+          settings: encoder.settings, vocabulary: encoder.tokenizer.vocabulary,
+          weights: SafeTensors(bytes: SafeTensors.serialize(weights)), source: "stored")
+      ) {
+        XCTAssertEqual(
+          "\($0)", "stored: tensor '\(name)' holds a NaN or infinite value (at index 17)")
+      }
+    }
+  }
+
+  /// An encoder built from safetensors bytes where they lie — 4-byte aligned, read in
+  /// place, or not, copied first — computes exactly what the one built from tensors does.
+  func testEncoderFromBytesInPlaceOrMisalignedEqualsFromTensors() throws {
+    let encoder = try Fixtures.encoder.get()
+    let bytes = SafeTensors.serialize(encoder.weights)
+    let texts = ["What is HNSW?", "LMDB is a B+tree key-value store"]
+    let expected = encoder.embed(texts)
+    for shift in [0, 1, 2] {
+      let raw = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: bytes.count + shift, alignment: 16)
+      defer { raw.deallocate() }
+      bytes.withUnsafeBytes {
+        raw.baseAddress!.advanced(by: shift).copyMemory(
+          from: $0.baseAddress!, byteCount: bytes.count)
+      }
+      let rebuilt = try SafeTensors.withBytes(
+        UnsafeRawBufferPointer(rebasing: raw[shift...]), source: "shifted by \(shift)"
+      ) {
+        try SentenceEncoder(
+          settings: encoder.settings, vocabulary: encoder.tokenizer.vocabulary, weights: $0)
+      }
+      XCTAssertEqual(rebuilt.embed(texts), expected, "shifted by \(shift) bytes")
     }
   }
 

@@ -23,6 +23,34 @@ final class QueryLogWriterTests: XCTestCase {
     return docs
   }
 
+  /// The hand-written stored JSON of an entry is the object `JSONEncoder` writes —
+  /// same keys, same values — for tricky strings and with optionals absent or present;
+  /// a score JSON cannot hold is refused, as by `JSONEncoder`.
+  func testStoredJSONIsWhatTheEncoderWrites() throws {
+    let tricky = "quote \" backslash \\ newline \n tab \t bell \u{7} nul \u{0} del \u{7F} 漢字 🧪 /"
+    let full = LogEntry(
+      id: 0, time: Date(timeIntervalSince1970: 1_764_617_000.123_456), collection: tricky,
+      kind: .query, text: tricky, model: 3, generation: 2, k: 10, filter: #"{"a":"\"b"}"#,
+      hits: [.init(id: tricky, score: 0.812_345_6), .init(id: "d2", score: -1e-7)], adapter: 4,
+      mode: .hybrid)
+    let bare = LogEntry(
+      id: 0, time: Date(timeIntervalSince1970: 0), collection: "c", kind: .judgement, text: nil,
+      model: 0, generation: 0, k: 1, filter: nil, hits: [], adapter: nil)
+    for entry in [full, bare] {
+      var stored = entry
+      stored.id = 77
+      let mine = try JSONSerialization.jsonObject(with: Data(try entry.storedJSON(id: 77)))
+      let theirs = try JSONSerialization.jsonObject(with: QueryLogStore.encoder.encode(stored))
+      XCTAssertEqual(mine as? NSDictionary, theirs as? NSDictionary)
+      XCTAssertEqual(
+        try QueryLogStore.entryDecoder.decode(
+          LogEntry.self, from: Data(try entry.storedJSON(id: 77))), stored)
+    }
+    var nan = bare
+    nan.hits = [.init(id: "d", score: .nan)]
+    XCTAssertThrowsError(try nan.storedJSON(id: 1))
+  }
+
   func testFeedbackRightAfterTheQuery() throws {
     let db = try Database(path: path)
     let docs = try collection(db)

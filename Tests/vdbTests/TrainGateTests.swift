@@ -85,7 +85,7 @@ final class TrainGateTests: ShellTestCase {
     XCTAssertTrue(claimed, "the first run records itself")
     let second = try Shell.vdb(["train", "-c", "s", "--db", db])
     XCTAssertEqual(second.status, 1, second.stderr)
-    XCTAssertTrue(second.stderr.contains("is busy: training (process"), second.stderr)
+    XCTAssertTrue(second.stderr.contains("is busy: a training run in process"), second.stderr)
     XCTAssertTrue(Shell.killGroup(run).killed)
     let dryRun = try Shell.vdb(["train", "-c", "s", "--dry-run", "--db", db])
     XCTAssertEqual(dryRun.status, 0, dryRun.stderr)

@@ -49,7 +49,7 @@ extension Collection {
   /// ```
   ///
   /// - Throws: `VectorDBError.notEnoughJudgements` (with how many are needed),
-  ///   `.jobRunning` (another process trains this collection), `.nothingToResume`,
+  ///   `.collectionBusy` (another process trains this collection), `.nothingToResume`,
   ///   `.invalidInput` for an option out of range, `.unsupported` for a collection without
   ///   a model, `.storage` when LMDB fails. Nothing the active model uses is changed then.
   public func train(
@@ -416,7 +416,8 @@ extension Collection {
         let owner = RunningProcess(String(decoding: bytes, as: UTF8.self)), owner != me,
         owner.isAlive
       {
-        throw VectorDBError.jobRunning(collection: name, job: "training (process \(owner.pid))")
+        throw VectorDBError.collectionBusy(
+          name: name, job: "a training run in process \(owner.pid)")
       }
       try txn.put(schema.meta, key: key, value: Array(me.description.utf8))
     }
@@ -424,7 +425,7 @@ extension Collection {
       Self.training.insert("\(database.path)\u{0}\(name)").inserted
     }
     if !inserted {
-      throw VectorDBError.jobRunning(collection: name, job: "training (this process)")
+      throw VectorDBError.collectionBusy(name: name, job: "a training run in this process")
     }
   }
 
