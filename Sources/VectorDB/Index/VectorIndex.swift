@@ -214,20 +214,24 @@ public final class VectorIndex: @unchecked Sendable {
   private func withWriter<R>(
     _ txn: WriteTransaction, _ body: (inout HNSWGraph<LMDBGraphStorage>) throws -> R
   ) throws -> R {
-    writerCache.invalidate()
+    // The caches may hold pointers of an earlier transaction.
+    let caches = [writerCache] + writerWorkerCaches
+    for cache in caches { cache.invalidate() }
+    defer { for cache in caches { cache.invalidate() } }
     let storage = try LMDBGraphStorage(
       transaction: txn, table: table, layout: layout, cache: writerCache,
       workerCaches: writerWorkerCaches)
     var graph = HNSWGraph(
       storage: storage, metric: settings.metric, parameters: settings.parameters)
-    // Save the state even when `body` fails half-way: the caller may still commit
-    // the records written so far, and the state must describe them.
-    defer { writerCache.invalidate() }
+    // Write the records and the state even when `body` fails half-way: the caller may
+    // still commit the changes made so far, and the state must describe them.
     do {
       let result = try body(&graph)
+      try graph.storage.flush()
       try graph.storage.saveState()
       return result
     } catch {
+      try? graph.storage.flush()
       try? graph.storage.saveState()
       throw error
     }
