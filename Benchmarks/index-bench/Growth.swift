@@ -148,10 +148,12 @@ func runGrowth(_ options: Options) throws {
     if count == largest {
       largestBuildSeconds = buildSeconds
       if options.peerPython != nil {
-        try writeTexmex((0..<count).map { base.row($0) }, to: options.workDir + "/growth-base.fvecs")
+        try writeTexmex(
+          (0..<count).map { base.row($0) }, to: options.workDir + "/growth-base.fvecs")
         try writeTexmex(
           (0..<queries.rows).map { queries.row($0) }, to: options.workDir + "/growth-queries.fvecs")
-        try writeTexmex(truth.map { $0.map { Int32($0) } }, to: options.workDir + "/growth-gt.ivecs")
+        try writeTexmex(
+          truth.map { $0.map { Int32($0) } }, to: options.workDir + "/growth-gt.ivecs")
       }
     }
   }

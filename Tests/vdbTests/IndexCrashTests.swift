@@ -63,4 +63,58 @@ final class IndexCrashTests: XCTestCase {
     XCTAssertGreaterThan(kills, 6)
     XCTAssertGreaterThanOrEqual(lastCommitted, 0, "some batches committed before the kills")
   }
+
+  /// SIGKILL while `vdb import` builds the graph from new documents, 2,000 a batch (one
+  /// write transaction each, records flushed at its end): after every kill the index
+  /// holds whole batches only, and the graph is whole.
+  func testKillNineDuringGrowingBatchBuildsLeavesWholeBatches() throws {
+    let directory = try Shell.temporaryDirectory("index-build-crash")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let db = directory + "/db"
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "g", "--vectors", "24", "--metric", "l2", "--db", db])
+        .status, 0)
+    let (rows, batches, dimension) = (2000, 12, 24)
+    var generator = SystemRandomNumberGenerator()
+    var script = "set -e\n"
+    for batch in 0..<batches {
+      var lines = ""
+      for row in 0..<rows {
+        let vector = (0..<dimension).map { _ in
+          String(format: "%.4f", Float.random(in: -1..<1, using: &generator))
+        }
+        lines += "{\"_id\": \"b\(batch)-\(row)\", \"vector\": [\(vector.joined(separator: ","))]}\n"
+      }
+      let file = "\(directory)/b\(batch).jsonl"
+      try lines.write(toFile: file, atomically: true, encoding: .utf8)
+      script +=
+        "'\(Shell.binary)' import '\(file)' -c g --batch-size \(rows) --db '\(db)' >/dev/null\n"
+      script += "echo committed \(batch)\n"
+    }
+    var kills = 0
+    var committed = Set<Int>()
+    for _ in 0..<10 {
+      let child = try Shell.startGroup(script)
+      usleep(UInt32.random(in: 100_000...1_500_000, using: &generator))
+      let (output, killed) = Shell.killGroup(child)
+      if killed { kills += 1 }
+      for line in output.split(separator: "\n") where line.hasPrefix("committed ") {
+        committed.insert(Int(line.dropFirst("committed ".count))!)
+      }
+      let database = try Database(path: db)
+      try database.verify()
+      let collection = try database.collection("g", create: false)
+      guard let plan = try collection.indexPlan() else { continue }
+      let report = try collection.read { try plan.index.checkIntegrity(in: $0) }
+      XCTAssertEqual(report.problems, [])
+      XCTAssertEqual(report.unreachable, [])
+      let stored = try collection.read { try plan.index.count(in: $0) }
+      XCTAssertEqual(stored % rows, 0, "\(stored) vectors: a batch is partly there")
+      XCTAssertGreaterThanOrEqual(stored, committed.count * rows)
+      XCTAssertEqual(try collection.count(), stored)
+    }
+    XCTAssertGreaterThan(kills, 5)
+    XCTAssertFalse(committed.isEmpty, "some batches committed before the kills")
+  }
 }

@@ -271,7 +271,7 @@ final class PendingRecords {
   }
 
   /// Calls `body` with each record, in node order.
-  func forEach(_ body: (UInt32, UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
+  func forEachRecord(_ body: (UInt32, UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
     var previous: UInt32?
     for node in touched.sorted() where node != previous {
       previous = node
@@ -466,7 +466,7 @@ struct LMDBGraphStorage: HNSWStorage {
       return true
     }
     guard tracksStored, let pending else { return }
-    try pending.forEach { node, _ in
+    try pending.forEachRecord { node, _ in
       if stored[Int(node) / 64] & (1 << UInt64(node % 64)) == 0 { try body(node) }
     }
   }
@@ -520,7 +520,7 @@ struct LMDBGraphStorage: HNSWStorage {
     let writer = try requireWriter()
     invalidateCaches()
     for (records, key) in [(pending, GraphLayout.nodeKey), (pendingUpper, GraphLayout.upperKey)] {
-      try records.forEach { node, record in
+      try records.forEachRecord { node, record in
         layout.seal(record)
         try writer.put(table, key: key(node), value: UnsafeRawBufferPointer(record))
       }
