@@ -84,16 +84,24 @@ final class IndexCrashTests: XCTestCase {
         let vector = (0..<dimension).map { _ in
           String(format: "%.4f", Float.random(in: -1..<1, using: &generator))
         }
-        lines += "{\"_id\": \"b\(batch)-\(row)\", \"vector\": [\(vector.joined(separator: ","))]}\n"
+        lines +=
+          "{\"_id\": \"b\(batch)-\(row)\", \"text\": \"row \(row)\", "
+          + "\"vector\": [\(vector.joined(separator: ","))]}\n"
       }
       let file = "\(directory)/b\(batch).jsonl"
       try lines.write(toFile: file, atomically: true, encoding: .utf8)
-      script +=
-        "'\(Shell.binary)' import '\(file)' -c g --batch-size \(rows) --db '\(db)' >/dev/null\n"
+      let arguments = ["import", file, "-c", "g", "--batch-size", "\(rows)", "--db", db]
+      if batch == 0 {
+        // The index table comes with the first vectors (`verify` wants it from then on).
+        XCTAssertEqual(try Shell.vdb(arguments).status, 0)
+        continue
+      }
+      let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
+      script += "'\(Shell.binary)' \(quoted) >/dev/null\n"
       script += "echo committed \(batch)\n"
     }
     var kills = 0
-    var committed = Set<Int>()
+    var committed: Set = [0]
     for _ in 0..<10 {
       let child = try Shell.startGroup(script)
       usleep(UInt32.random(in: 100_000...1_500_000, using: &generator))
@@ -105,7 +113,7 @@ final class IndexCrashTests: XCTestCase {
       let database = try Database(path: db)
       try database.verify()
       let collection = try database.collection("g", create: false)
-      guard let plan = try collection.indexPlan() else { continue }
+      let plan = try XCTUnwrap(try collection.indexPlan())
       let report = try collection.read { try plan.index.checkIntegrity(in: $0) }
       XCTAssertEqual(report.problems, [])
       XCTAssertEqual(report.unreachable, [])
@@ -115,6 +123,6 @@ final class IndexCrashTests: XCTestCase {
       XCTAssertEqual(try collection.count(), stored)
     }
     XCTAssertGreaterThan(kills, 5)
-    XCTAssertFalse(committed.isEmpty, "some batches committed before the kills")
+    XCTAssertGreaterThan(committed.count, 1, "some batches committed before the kills")
   }
 }
