@@ -7,7 +7,8 @@ import VectorDB
 /// `--growth 10000,100000`: how each cost grows with the number of vectors, on
 /// clustered synthetic unit vectors (`--dimension`, default 384) with exact ground
 /// truth for a query sample. Each size is a prefix of the same data, built in LMDB in
-/// write transactions of 10,000 (the first `--threads` value), reopened and queried.
+/// write transactions of `--batch` (with the first `--threads` value), reopened and
+/// queried.
 /// With `--peer`, hnswlib builds and queries the largest size from the same files.
 struct GrowthPoint {
   var count: Int
@@ -22,8 +23,8 @@ struct GrowthPoint {
   var p99: Double
 }
 
-/// Clustered unit vectors: 256 centres, 16 sub-centres each, then per-vector noise
-/// (relative norms 1, 0.5, 0.35), so that neighbourhoods have structure as real
+/// Clustered unit vectors: 1,024 centres, 16 sub-centres each, then per-vector noise
+/// (relative norms 1, 0.5, 0.7), so that neighbourhoods have structure as real
 /// embeddings do rather than the near-equidistance of uniform random vectors.
 func clusteredVectors(count: Int, dimension: Int, seed: UInt64) -> [Float] {
   var centres = SplitMix64(seed: 7)
@@ -33,7 +34,7 @@ func clusteredVectors(count: Int, dimension: Int, seed: UInt64) -> [Float] {
     let v = Double(rng.next() >> 11) / Double(1 << 53)
     return Float((-2 * log(u)).squareRoot() * cos(2 * .pi * v)) * scale
   }
-  let (clusters, subclusters) = (256, 16)
+  let (clusters, subclusters) = (1024, 16)
   let unit = 1 / Float(dimension).squareRoot()
   let centre = (0..<clusters * dimension).map { _ in gaussian(&centres, scale: unit) }
   let sub = (0..<clusters * subclusters * dimension).map { _ in
@@ -45,7 +46,7 @@ func clusteredVectors(count: Int, dimension: Int, seed: UInt64) -> [Float] {
     let c = Int(rng.next() % UInt64(clusters))
     let s = c * subclusters + Int(rng.next() % UInt64(subclusters))
     var v = (0..<dimension).map {
-      centre[c * dimension + $0] + sub[s * dimension + $0] + gaussian(&rng, scale: 0.35 * unit)
+      centre[c * dimension + $0] + sub[s * dimension + $0] + gaussian(&rng, scale: 0.7 * unit)
     }
     Distance.normalize(&v)
     out.replaceSubrange(row * dimension..<(row + 1) * dimension, with: v)
@@ -100,20 +101,15 @@ func runGrowth(_ options: Options) throws {
     let directory = options.workDir + "/growth-\(count)-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let start = clock.now
+    var commitSeconds = 0.0
     do {
       let environment = try Environment.open(path: directory)
       let index = try VectorIndex.create(
         "growth", in: environment, dimension: dimension, metric: .cosine,
         parameters: options.parameters)
-      for first in stride(from: 0, to: count, by: 10_000) {
-        let rows = first..<min(first + 10_000, count)
-        try environment.write { txn in
-          try index.insert(
-            ids: rows.map { UInt32($0) },
-            vectors: Array(all[rows.lowerBound * dimension..<rows.upperBound * dimension]),
-            threads: threads, in: txn)
-        }
-      }
+      commitSeconds = try buildStored(
+        index, in: environment, vectors: all, dimension: dimension, count: count,
+        threads: threads, batch: options.batch)
     }
     let buildSeconds = seconds(clock.now - start)
     let (anonymous, mapped) = (residentMiB("RssAnon"), residentMiB("RssFile"))
@@ -137,10 +133,11 @@ func runGrowth(_ options: Options) throws {
     print(
       String(
         format:
-          "  %9d vectors: build %.2f s, table %.1f MiB (%.0f B/vector), data.mdb %.1f MiB, "
+          "  %9d vectors: build %.2f s (commits %.2f s), table %.1f MiB (%.0f B/vector), data.mdb %.1f MiB, "
           + "open + first query %.2f ms, RSS +%.1f MiB heap +%.1f MiB map; q/s at 0.95 %@, "
           + "p99 %.3f ms (ef %d, recall %.4f)",
-        count, buildSeconds, point.tableBytes / 1_048_576, point.tableBytes / Double(count),
+        count, buildSeconds, commitSeconds, point.tableBytes / 1_048_576,
+        point.tableBytes / Double(count),
         point.fileBytes / 1_048_576, openMilliseconds, point.anonymousMiB, point.mappedMiB,
         point.qps.map { String(format: "%.0f", $0) } ?? "n/a", point.p99, reaching.ef,
         reaching.recall))

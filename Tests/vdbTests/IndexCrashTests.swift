@@ -33,23 +33,16 @@ final class IndexCrashTests: XCTestCase {
         "'\(Shell.binary)' import --vectors '\(file)' -c v --metric l2 --batch-size \(rows) --db '\(db)' >/dev/null\n"
       script += "echo committed \(batch)\n"
     }
-    var kills = 0
     var lastCommitted = -1
-    for _ in 0..<12 {
-      let child = try Shell.startGroup(script)
-      usleep(UInt32.random(in: 100_000...900_000, using: &generator))
-      let (output, killed) = Shell.killGroup(child)
-      if killed { kills += 1 }
-      for line in output.split(separator: "\n") where line.hasPrefix("committed ") {
-        lastCommitted = max(lastCommitted, Int(line.dropFirst("committed ".count))!)
-      }
-      guard FileManager.default.fileExists(atPath: db + "/data.mdb") else { continue }
+    let kills = try killRepeatedly(script, rounds: 12, delay: 100_000...900_000) { committed in
+      lastCommitted = committed.max() ?? -1
+      guard FileManager.default.fileExists(atPath: db + "/data.mdb") else { return }
       let database = try Database(path: db)
       try database.verify()
       guard let collection = try? database.collection("v", create: false),
         let plan = try collection.indexPlan()
       else {
-        continue
+        return
       }
       let report = try collection.read { try plan.index.checkIntegrity(in: $0) }
       XCTAssertEqual(report.problems, [])
@@ -100,16 +93,9 @@ final class IndexCrashTests: XCTestCase {
       script += "'\(Shell.binary)' \(quoted) >/dev/null\n"
       script += "echo committed \(batch)\n"
     }
-    var kills = 0
     var committed: Set = [0]
-    for _ in 0..<10 {
-      let child = try Shell.startGroup(script)
-      usleep(UInt32.random(in: 100_000...1_500_000, using: &generator))
-      let (output, killed) = Shell.killGroup(child)
-      if killed { kills += 1 }
-      for line in output.split(separator: "\n") where line.hasPrefix("committed ") {
-        committed.insert(Int(line.dropFirst("committed ".count))!)
-      }
+    let kills = try killRepeatedly(script, rounds: 10, delay: 100_000...1_500_000) { reported in
+      committed.formUnion(reported)
       let database = try Database(path: db)
       try database.verify()
       let collection = try database.collection("g", create: false)
@@ -124,5 +110,26 @@ final class IndexCrashTests: XCTestCase {
     }
     XCTAssertGreaterThan(kills, 5)
     XCTAssertGreaterThan(committed.count, 1, "some batches committed before the kills")
+  }
+
+  /// Runs `script` `rounds` times, each killed with SIGKILL after a random number of
+  /// microseconds in `delay`; after each kill calls `check` with the batches the
+  /// script reported committed so far (its `echo committed N` lines). Returns the kills.
+  private func killRepeatedly(
+    _ script: String, rounds: Int, delay: ClosedRange<UInt32>, check: (Set<Int>) throws -> Void
+  ) throws -> Int {
+    var kills = 0
+    var committed = Set<Int>()
+    for _ in 0..<rounds {
+      let child = try Shell.startGroup(script)
+      usleep(UInt32.random(in: delay))
+      let (output, killed) = Shell.killGroup(child)
+      if killed { kills += 1 }
+      for line in output.split(separator: "\n") where line.hasPrefix("committed ") {
+        committed.insert(Int(line.dropFirst("committed ".count))!)
+      }
+      try check(committed)
+    }
+    return kills
   }
 }
