@@ -72,21 +72,29 @@ final class IndexTests: XCTestCase {
     }
 
     // One transaction, one call: the same chunks as the in-memory build (both link at
-    // most 64 nodes a chunk; records reach LMDB once, at the end), so the same lists.
+    // most 64 nodes a chunk), so the same lists; whether the changed records reach
+    // LMDB once at the end or every few kilobytes (a batch larger than the overlay).
     let single = try VectorIndex.create(
       "single", in: env, dimension: dimension, metric: .l2, parameters: parameters)
-    try env.write { txn in try single.insert(ids: ids, vectors: vectors, threads: 2, in: txn) }
-    try env.read { txn in
-      let storage = try LMDBGraphStorage(
-        transaction: txn, table: single.table, layout: single.layout, cache: ReaderCache())
-      XCTAssertEqual(storage.entryPoint, memory.storage.entryPoint)
-      for node in ids {
-        let level = try XCTUnwrap(try storage.level(of: node))
-        XCTAssertEqual(level, memory.storage.level(of: node))
-        for l in 0...level {
-          XCTAssertEqual(
-            Array(try storage.neighbors(of: node, level: l)),
-            Array(memory.storage.neighbors(of: node, level: l)), "node \(node) layer \(l)")
+    let flushing = try VectorIndex.create(
+      "flushing", in: env, dimension: dimension, metric: .l2, parameters: parameters)
+    flushing.pendingLimit = 8_192
+    for built in [single, flushing] {
+      try env.write { txn in try built.insert(ids: ids, vectors: vectors, threads: 2, in: txn) }
+    }
+    for built in [single, flushing] {
+      try env.read { txn in
+        let storage = try LMDBGraphStorage(
+          transaction: txn, table: built.table, layout: built.layout, cache: ReaderCache())
+        XCTAssertEqual(storage.entryPoint, memory.storage.entryPoint)
+        for node in ids {
+          let level = try XCTUnwrap(try storage.level(of: node))
+          XCTAssertEqual(level, memory.storage.level(of: node))
+          for l in 0...level {
+            XCTAssertEqual(
+              Array(try storage.neighbors(of: node, level: l)),
+              Array(memory.storage.neighbors(of: node, level: l)), "node \(node) layer \(l)")
+          }
         }
       }
     }

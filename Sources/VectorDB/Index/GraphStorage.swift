@@ -319,9 +319,9 @@ struct LMDBGraphStorage: HNSWStorage {
   var state: GraphState
   var stateChanged = false
 
-  /// Pending records past this size are flushed before the next change, so that a
+  /// Pending records past this many bytes are flushed before the next change, so that a
   /// large batch holds a bounded copy of the graph (LMDB's dirty pages come on top).
-  static let pendingLimit = 128 << 20
+  var pendingLimit = 128 << 20
 
   init(
     transaction: Transaction, table: Table, layout: GraphLayout, cache: ReaderCache,
@@ -381,6 +381,7 @@ struct LMDBGraphStorage: HNSWStorage {
     workerCaches = []
     pending = other.pending
     pendingUpper = other.pendingUpper
+    pendingLimit = other.pendingLimit
     state = other.state
   }
 
@@ -508,7 +509,7 @@ struct LMDBGraphStorage: HNSWStorage {
 
   private func flushIfLarge() throws {
     let held = (pending?.byteCount ?? 0) + (pendingUpper?.byteCount ?? 0)
-    if held >= Self.pendingLimit { try flush() }
+    if held >= pendingLimit { try flush() }
   }
 
   /// Writes every pending record to LMDB (sealed with its checksum), each once and in

@@ -93,6 +93,8 @@ public final class VectorIndex: @unchecked Sendable {
   /// The writer's caches: LMDB runs one write transaction at a time.
   private let writerCache = ReaderCache()
   private let writerWorkerCaches = [ReaderCache()]
+  /// Bytes of changed records a write keeps before writing them out (tests lower it).
+  var pendingLimit = 128 << 20
 
   private init(name: String, settings: IndexSettings, environment: Environment, table: Table) {
     self.name = name
@@ -218,9 +220,10 @@ public final class VectorIndex: @unchecked Sendable {
     let caches = [writerCache] + writerWorkerCaches
     for cache in caches { cache.invalidate() }
     defer { for cache in caches { cache.invalidate() } }
-    let storage = try LMDBGraphStorage(
+    var storage = try LMDBGraphStorage(
       transaction: txn, table: table, layout: layout, cache: writerCache,
       workerCaches: writerWorkerCaches)
+    storage.pendingLimit = pendingLimit
     var graph = HNSWGraph(
       storage: storage, metric: settings.metric, parameters: settings.parameters)
     // Write the records and the state even when `body` fails half-way: the caller may
