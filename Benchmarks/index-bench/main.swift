@@ -1,10 +1,12 @@
 // index-bench: HNSW build and query figures on TEXMEX files, in the format of
-// ../shared/bench/peer_ann.py so the two can be set side by side. See docs/index.md.
+// ../shared/bench/peer_ann.py so the two can be set side by side; with --peer PYTHON
+// it runs that script (hnswlib) right after and prints the ratios. --growth N,N,…
+// measures how the costs grow on clustered synthetic vectors. See docs/index.md.
 //
 //   swift run -c release index-bench --metric cosine \
 //     --base ../shared/datasets/scifact-minilm/base.fvecs \
 //     --query ../shared/datasets/scifact-minilm/queries.fvecs \
-//     --gt ../shared/datasets/scifact-minilm/gt.ivecs
+//     --gt ../shared/datasets/scifact-minilm/gt.ivecs --peer /work/peer-venv/bin/python
 
 import Dispatch
 import Foundation
@@ -28,6 +30,11 @@ struct Options {
   var churn = false
   var storage = "memory"
   var workDir = ""
+  var peerPython: String?
+  var peerScript = "../shared/bench/peer_ann.py"
+  var growth: [Int] = []
+  var dimension = 384
+  var batch = 10_000
 
   static let usage = """
     usage: index-bench --base B.fvecs --query Q.fvecs [--gt GT.ivecs] [options]
@@ -39,6 +46,13 @@ struct Options {
       --k 10 --M 16 --ef-construction 200
       --churn                   also: delete 30%, re-insert half, compare with a fresh build
       --storage memory|lmdb     where the graph lives (lmdb: under --work-dir)
+      --batch 10000             vectors per write transaction (lmdb)
+      --peer PYTHON             then run hnswlib on the same data (--peer-script, default
+                                ../shared/bench/peer_ann.py) and print the ratios
+    or: index-bench --growth 10000,100000 --work-dir DIR [--dimension 384] [--threads T]
+          [--n-queries 200] [--efs …] [--peer PYTHON]
+                                clustered synthetic vectors: every cost per size, growth
+                                exponents, and hnswlib at the largest size
     """
 
   static func parse(_ arguments: [String]) throws -> Options {
@@ -81,13 +95,18 @@ struct Options {
       case "--churn": options.churn = true
       case "--storage": options.storage = try value(flag)
       case "--work-dir": options.workDir = try value(flag)
+      case "--peer": options.peerPython = try value(flag)
+      case "--peer-script": options.peerScript = try value(flag)
+      case "--growth": options.growth = try ints(flag)
+      case "--dimension": options.dimension = try int(flag)
+      case "--batch": options.batch = try int(flag)
       case "-h", "--help":
         print(usage)
         exit(0)
       default: throw UsageError("unknown option '\(flag)'")
       }
     }
-    guard !options.base.isEmpty, !options.query.isEmpty else {
+    guard !options.growth.isEmpty || (!options.base.isEmpty && !options.query.isEmpty) else {
       throw UsageError("--base and --query are required")
     }
     try options.parameters.validate()
@@ -228,6 +247,30 @@ final class StoredIndex: BenchIndex {
   }
 }
 
+/// Inserts `count` rows of `vectors` under ids 0..<count, `batch` rows per write
+/// transaction (as an import does), and returns the seconds spent in the commits (LMDB
+/// writing the dirty pages and syncing them); the rest of the time is the inserts.
+func buildStored(
+  _ index: VectorIndex, in environment: Environment, vectors: [Float], dimension: Int,
+  count: Int, threads: Int, batch: Int
+) throws -> Double {
+  let clock = ContinuousClock()
+  var committing = 0.0
+  for first in stride(from: 0, to: count, by: batch) {
+    let rows = first..<min(first + batch, count)
+    var inserted = clock.now
+    try environment.write { txn in
+      try index.insert(
+        ids: rows.map { UInt32($0) },
+        vectors: Array(vectors[rows.lowerBound * dimension..<rows.upperBound * dimension]),
+        threads: threads, in: txn)
+      inserted = clock.now
+    }
+    committing += seconds(clock.now - inserted)
+  }
+  return committing
+}
+
 /// Runs every query `reps + 1` times per ef (the first pass is a warm-up) on one thread.
 func measureQueries(
   _ index: BenchIndex, queries: Texmex.Matrix<Float>, truth: [[UInt32]], options: Options
@@ -269,13 +312,20 @@ func measureQueries(
 }
 
 /// q/s at a recall target, interpolated linearly between the neighbouring ef values
-/// whose recalls bracket it (as peer_ann.py does).
-func qpsAtRecall(_ rows: [QueryRow], target: Double) -> String {
+/// whose recalls bracket it (as peer_ann.py does); nil when no pair brackets it.
+func interpolatedQPS(_ rows: [QueryRow], target: Double) -> Double? {
   for (a, b) in zip(rows, rows.dropFirst()) where a.recall < target && b.recall >= target {
     let q0 = median(a.qps)
     let q1 = median(b.qps)
-    let q = q0 + (target - a.recall) * (q1 - q0) / (b.recall - a.recall)
-    return String(format: "%.0f (between ef %d and %d)", q, a.ef, b.ef)
+    return q0 + (target - a.recall) * (q1 - q0) / (b.recall - a.recall)
+  }
+  return nil
+}
+
+func qpsAtRecall(_ rows: [QueryRow], target: Double) -> String {
+  for (a, b) in zip(rows, rows.dropFirst()) where a.recall < target && b.recall >= target {
+    return String(
+      format: "%.0f (between ef %d and %d)", interpolatedQPS(rows, target: target)!, a.ef, b.ef)
   }
   if let first = rows.first, first.recall >= target {
     return "recall \(String(format: "%.4f", first.recall)) ≥ target already at ef \(first.ef)"
@@ -302,6 +352,7 @@ func loadAverage() -> String {
 
 func run() throws {
   let options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+  if !options.growth.isEmpty { return try runGrowth(options) }
   let clock = ContinuousClock()
   let base = try Texmex.readFloats(path: options.base, limit: options.baseLimit)
   let queries = try Texmex.readFloats(path: options.query, limit: options.queryLimit)
@@ -321,11 +372,13 @@ func run() throws {
   print("load average at start: \(loadAverage())")
 
   var builds: [(threads: Int, index: BenchIndex)] = []
+  var buildSeconds: [Int: Double] = [:]
   for threads in options.threads {
     let start = clock.now
     let index: BenchIndex
     let report: IntegrityReport
     var storageNote = ""
+    var commitSeconds = 0.0
     if options.storage == "lmdb" {
       let directory =
         (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
@@ -338,19 +391,12 @@ func run() throws {
         let stored = try VectorIndex.create(
           "bench", in: environment, dimension: base.dimension, metric: options.metric,
           parameters: options.parameters)
-        // Batches of 10,000 vectors, one write transaction each.
-        for first in stride(from: 0, to: base.rows, by: 10_000) {
-          let rows = first..<min(first + 10_000, base.rows)
-          try environment.write { txn in
-            try stored.insert(
-              ids: Array(ids[rows]),
-              vectors: Array(
-                base.elements[rows.lowerBound * base.dimension..<rows.upperBound * base.dimension]),
-              threads: threads, in: txn)
-          }
-        }
+        commitSeconds = try buildStored(
+          stored, in: environment, vectors: base.elements, dimension: base.dimension,
+          count: base.rows, threads: threads, batch: options.batch)
       }
       let buildTime = seconds(clock.now - start)
+      buildSeconds[threads] = buildTime
       // Reopen from disk (every reference above is gone, so the environment closed).
       let openStart = clock.now
       let environment = try Environment.open(path: directory)
@@ -364,9 +410,11 @@ func run() throws {
       let tableBytes = try environment.read { try stored.byteSize(in: $0) }
       let fileBytes = environment.fileSize()
       storageNote = String(
-        format: "; LMDB table %.1f MiB = %.0f bytes/vector (raw vector %d), data.mdb %.1f MiB; "
+        format:
+          "; commits %.2f s of it; LMDB table %.1f MiB = %.0f bytes/vector (raw vector %d), data.mdb %.1f MiB; "
           + "reopen + first query %.1f ms",
-        Double(tableBytes) / 1_048_576, Double(tableBytes) / Double(base.rows), base.dimension * 4,
+        commitSeconds, Double(tableBytes) / 1_048_576, Double(tableBytes) / Double(base.rows),
+        base.dimension * 4,
         Double(fileBytes) / 1_048_576, openTime * 1000)
       index = StoredIndex(environment: environment, index: stored)
       print(
@@ -379,6 +427,7 @@ func run() throws {
         metric: options.metric, parameters: options.parameters)
       try graph.insert(ids: ids, vectors: base.elements, threads: threads)
       let elapsed = seconds(clock.now - start)
+      buildSeconds[threads] = elapsed
       report = try graph.checkIntegrity()
       index = MemoryIndex(graph)
       print(
@@ -392,9 +441,17 @@ func run() throws {
     builds.append((threads, index))
   }
 
+  var qpsAtTarget: [Int: Double] = [:]
   for (threads, index) in builds {
     let rows = try measureQueries(index, queries: queries, truth: truth, options: options)
     printQueries(rows, title: "\(threads)-thread build")
+    qpsAtTarget[threads] = interpolatedQPS(rows, target: 0.95)
+  }
+  if let python = options.peerPython {
+    let peer = try runPeer(
+      python: python, script: options.peerScript, base: options.base, query: options.query,
+      groundTruth: options.groundTruth, options: options)
+    printComparison(vdbBuild: buildSeconds, vdbQPS: qpsAtTarget, peer: peer, k: options.k)
   }
 
   if options.churn, let index = builds.first?.index {

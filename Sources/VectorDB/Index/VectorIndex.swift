@@ -93,6 +93,8 @@ public final class VectorIndex: @unchecked Sendable {
   /// The writer's caches: LMDB runs one write transaction at a time.
   private let writerCache = ReaderCache()
   private let writerWorkerCaches = [ReaderCache()]
+  /// Bytes of changed records a write keeps before writing them out (tests lower it).
+  var pendingLimit = 128 << 20
 
   private init(name: String, settings: IndexSettings, environment: Environment, table: Table) {
     self.name = name
@@ -214,20 +216,25 @@ public final class VectorIndex: @unchecked Sendable {
   private func withWriter<R>(
     _ txn: WriteTransaction, _ body: (inout HNSWGraph<LMDBGraphStorage>) throws -> R
   ) throws -> R {
-    writerCache.invalidate()
-    let storage = try LMDBGraphStorage(
+    // The caches may hold pointers of an earlier transaction.
+    let caches = [writerCache] + writerWorkerCaches
+    for cache in caches { cache.invalidate() }
+    defer { for cache in caches { cache.invalidate() } }
+    var storage = try LMDBGraphStorage(
       transaction: txn, table: table, layout: layout, cache: writerCache,
       workerCaches: writerWorkerCaches)
+    storage.pendingLimit = pendingLimit
     var graph = HNSWGraph(
       storage: storage, metric: settings.metric, parameters: settings.parameters)
-    // Save the state even when `body` fails half-way: the caller may still commit
-    // the records written so far, and the state must describe them.
-    defer { writerCache.invalidate() }
+    // Write the records and the state even when `body` fails half-way: the caller may
+    // still commit the changes made so far, and the state must describe them.
     do {
       let result = try body(&graph)
+      try graph.storage.flush()
       try graph.storage.saveState()
       return result
     } catch {
+      try? graph.storage.flush()
       try? graph.storage.saveState()
       throw error
     }
