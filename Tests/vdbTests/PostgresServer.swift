@@ -48,8 +48,10 @@ final class PostgresServer {
   func psql(_ sql: String) throws -> String {
     try Self.run(
       bin + "/psql",
-      ["-h", directory, "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-qAt", "-v",
-        "ON_ERROR_STOP=1", "-c", sql]
+      [
+        "-h", directory, "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-qAt", "-v",
+        "ON_ERROR_STOP=1", "-c", sql,
+      ]
     ).trimmingCharacters(in: .whitespacesAndNewlines)
   }
 

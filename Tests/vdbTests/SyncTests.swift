@@ -79,7 +79,8 @@ final class SyncTests: ShellTestCase {
 
     // A text change, a metadata-only change, three new documents, four deleted.
     try collection.upsert(
-      [Document(id: "d2", text: "rewritten", metadata: ["n": 2])], vectors: [[1, 0, 0, 0, 0, 0, 0, 0]])
+      [Document(id: "d2", text: "rewritten", metadata: ["n": 2])],
+      vectors: [[1, 0, 0, 0, 0, 0, 0, 0]])
     try collection.update(id: "d3", metadata: ["n": 3, "tag": "x"])
     try collection.upsert(
       (50..<53).map { Document(id: "d\($0)", text: "new \($0)") },
@@ -182,7 +183,10 @@ final class SyncTests: ShellTestCase {
     let wrong = server.url.replacingOccurrences(of: server.password, with: "wrong")
     try fails(["-c", "eight", "--postgres", wrong], status: 3, "refused the login")
     try fails(
-      ["-c", "eight", "--postgres", server.url.replacingOccurrences(of: "/postgres?", with: "/nodb?")],
+      [
+        "-c", "eight", "--postgres",
+        server.url.replacingOccurrences(of: "/postgres?", with: "/nodb?"),
+      ],
       status: 3, "nodb")
 
     // A table vdb did not make; one holding another collection of another dimension.
