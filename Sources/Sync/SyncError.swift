@@ -1,6 +1,6 @@
 import Foundation
-import NIOCore
 import PostgresNIO
+import VectorDB
 
 /// Why a sync failed: the user's input (exit 1) or the PostgreSQL side (exit 3).
 /// Nothing was changed in PostgreSQL either way: a sync is one transaction.
@@ -25,10 +25,11 @@ public struct SyncError: Error, CustomStringConvertible {
   public var description: String { message }
 
   /// `error` (from postgres-nio, NIO or the system) as a remote error saying what
-  /// happened at `server`. Never includes the password or the bound values:
-  /// `PSQLError`'s own description is deliberately vague, so the fields are read here.
-  static func remote(_ error: Error, server: String) -> SyncError {
-    if let error = error as? SyncError { return error }
+  /// happened at `server`; vdb's own errors and a cancellation (Ctrl-C) as they are.
+  /// Never includes the password or the bound values: `PSQLError`'s own description
+  /// is deliberately vague, so the fields are read here.
+  static func remote(_ error: Error, server: String) -> Error {
+    if error is SyncError || error is VectorDBError || error is CancellationError { return error }
     guard let error = error as? PSQLError else {
       return SyncError(.remote, "PostgreSQL at \(server): \(error)")
     }

@@ -56,30 +56,11 @@ final class PostgresServer {
   }
 
   private static func run(_ executable: String, _ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let errData = Locked(Data())
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-      errData.value = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
+    let result = try Shell.run(executable, arguments)
+    guard result.status == 0 else {
+      throw Failure("\(executable) \(arguments.joined(separator: " ")) failed: \(result.stderr)")
     }
-    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    group.wait()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-      throw Failure(
-        "\(executable) \(arguments.joined(separator: " ")) failed: "
-          + String(decoding: errData.value, as: UTF8.self))
-    }
-    return output
+    return result.stdout
   }
 
   struct Failure: Error, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import XCTest
 
 @testable import VectorDB
@@ -31,12 +32,17 @@ final class SyncTests: ShellTestCase {
     let database = try Database(path: db)
     let collection = try database.collection(
       name, options: .vectors(dimension: dimension, metric: .cosine))
-    var random = SeededRandom(seed)
+    var random = SplitMix64(seed: seed)
     let documents = (0..<count).map {
       Document(id: "d\($0)", text: "document \($0)", metadata: ["n": .number(Double($0))])
     }
-    try collection.upsert(documents, vectors: documents.map { _ in random.vector(dimension) })
+    try collection.upsert(
+      documents, vectors: documents.map { _ in Self.vector(dimension, &random) })
     return collection
+  }
+
+  private static func vector(_ dimension: Int, _ random: inout SplitMix64) -> [Float] {
+    (0..<dimension).map { _ in Float.random(in: -1...1, using: &random) }
   }
 
   private func sync(_ arguments: [String], status: Int32 = 0) throws -> [String: Any] {
@@ -207,11 +213,11 @@ final class SyncTests: ShellTestCase {
   func testTopTenAgreesWithExactSearch() throws {
     let collection = try vectorCollection("agree", count: 3000, dimension: 32, seed: 7)
     _ = try sync(["-c", "agree", "--postgres", server.url, "--table", "agree"])
-    var random = SeededRandom(99)
+    var random = SplitMix64(seed: 99)
     var overlap = 0
     let queries = 30
     for _ in 0..<queries {
-      let query = random.vector(32)
+      let query = Self.vector(32, &random)
       let exact = try collection.query(vector: query, k: 10, exact: true, log: false).hits.map(\.id)
       let literal = "'[" + query.map { "\($0)" }.joined(separator: ",") + "]'"
       let rows = try server.psql(
@@ -222,23 +228,5 @@ final class SyncTests: ShellTestCase {
       overlap += Set(rows.split(separator: "\n").map(String.init)).intersection(exact).count
     }
     XCTAssertGreaterThanOrEqual(Double(overlap) / Double(queries * 10), 0.99)
-  }
-}
-
-/// A small reproducible generator (SplitMix64) for test vectors.
-private struct SeededRandom {
-  private var state: UInt64
-  init(_ seed: UInt64) { state = seed }
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  mutating func vector(_ dimension: Int) -> [Float] {
-    (0..<dimension).map { _ in Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
   }
 }
