@@ -270,7 +270,8 @@ public struct PostgresSync {
       try progress?(OperationProgress(done: done, total: work))
     }
     if rebuild {
-      try await swap(to: physical, from: record?.physical, source: source, on: connection)
+      try await swap(
+        to: physical, from: record?.physical, source: source, documents: total, on: connection)
     }
     try await saveRecord(physical: physical, source: source, documents: total, on: connection)
     let inserted = changed.filter { existing[$0.document.id] == nil }.count
@@ -379,8 +380,19 @@ public struct PostgresSync {
   /// Indexes the new table and points the view at it; the old table goes. Inside the
   /// sync's transaction, so readers switch at commit.
   private func swap(
-    to physical: String, from old: String?, source: Source, on connection: PostgresConnection
+    to physical: String, from old: String?, source: Source, documents: Int,
+    on connection: PostgresConnection
   ) async throws {
+    // pgvector builds the graph several times faster when it fits in
+    // maintenance_work_mem (64 MB by default: about 28,000 rows of 384 dimensions).
+    // Raised for this transaction only, never lowered; about 4·D bytes of vector and
+    // 1 KB of graph per row, with a margin.
+    let kilobytes = min(documents * (4 * source.dimension + 1024) / 1024 * 5 / 4, 4 << 20)
+    try await connection.query(
+      """
+      SELECT set_config('maintenance_work_mem', greatest(setting::bigint, \(kilobytes))::text || 'kB', true)
+      FROM pg_settings WHERE name = 'maintenance_work_mem'
+      """, logger: logger)
     try await connection.query(
       """
       CREATE INDEX \(unescaped: quoted(physical + "_hnsw")) ON \(unescaped: quoted(physical))
