@@ -240,6 +240,14 @@ public struct PostgresSync {
     var seen = Set<String>()
     let total = try collection.export(includeVectors: true) { document in
       let metadata = String(decoding: try JSONOutput.data(document.metadata), as: UTF8.self)
+      // PostgreSQL's text and jsonb cannot hold NUL: say which document, before writing.
+      let nulInMetadata = Self.holdsNUL(.object(document.metadata))
+      if document.text.utf8.contains(0) || nulInMetadata {
+        throw SyncError(
+          .input,
+          "document \(document.id) of \"\(collection.name)\" holds a NUL character in its \(nulInMetadata ? "metadata" : "text"), which PostgreSQL cannot store",
+          hint: "remove it in vdb (vdb upsert / vdb update), then sync again")
+      }
       let hash = Self.syncHash(document, metadata: metadata)
       seen.insert(document.id)
       if existing[document.id] != hash {
@@ -441,6 +449,17 @@ public struct PostgresSync {
     case "dot": return "<#>"
     case "l2": return "<->"
     default: return "<=>"
+    }
+  }
+
+  /// Whether a string (or key) in `value` holds U+0000.
+  static func holdsNUL(_ value: JSONValue) -> Bool {
+    switch value {
+    case .string(let string): return string.utf8.contains(0)
+    case .array(let values): return values.contains(where: holdsNUL)
+    case .object(let members):
+      return members.contains { $0.key.utf8.contains(0) || holdsNUL($0.value) }
+    case .null, .bool, .number: return false
     }
   }
 

@@ -182,6 +182,13 @@ final class SyncTests: ShellTestCase {
       ["-c", "eight", "--postgres", server.url, "--table", "Bad-Name"], status: 1,
       "not a table name")
     try fails(["-c", "plain", "--postgres", server.url], status: 1, "has no vectors")
+    let nul = try Database(path: db).collection(
+      "nul", options: .vectors(dimension: 2, metric: .cosine))
+    try nul.upsert([Document(id: "z", text: "a\u{0}b")], vectors: [[1, 0]])
+    try fails(
+      ["-c", "nul", "--postgres", server.url], status: 1,
+      "document z of \"nul\" holds a NUL character in its text")
+    XCTAssertEqual(try server.psql("SELECT to_regclass('nul') IS NULL"), "t")
     try fails(["-c", "missing", "--postgres", server.url], status: 1, "missing")
     // The server: down, wrong password.
     let closed = "postgres://postgres:x@127.0.0.1:\(server.port + 1)/postgres?sslmode=disable"
