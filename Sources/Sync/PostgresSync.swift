@@ -194,16 +194,21 @@ public struct PostgresSync {
       throw SyncError(
         .input,
         "table \(table) holds collection \"\(record.collection)\" (\(record.dimension) dimensions), not \"\(collection.name)\" (\(source.dimension))",
-        hint: "pass another --table, or drop that one first (DROP VIEW \(table))")
+        hint:
+          "pass another --table, or remove that sync first: DROP VIEW \(table); DROP TABLE \(record.physical); DELETE FROM vdb_sync WHERE table_name = '\(table)'"
+      )
     }
     if record == nil, try await relationExists(table, on: connection) {
       throw SyncError(
         .input, "table \(table) exists in PostgreSQL and was not made by vdb sync",
         hint: "pass another --table; vdb never writes into a table it did not create")
     }
+    // Incremental only into the same generation's table, still behind its view;
+    // anything else (a new generation, a dropped view or table) builds a new table.
     var rebuild = true
     if let record, record.generation == source.generation, record.dimension == source.dimension,
-      try await relationExists(record.physical, on: connection)
+      try await relationExists(record.physical, on: connection),
+      try await relationExists(table, on: connection)
     {
       rebuild = false
       let type = try await columnType(of: record.physical, on: connection)

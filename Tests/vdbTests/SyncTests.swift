@@ -103,6 +103,14 @@ final class SyncTests: ShellTestCase {
     XCTAssertEqual(try server.psql("SELECT count(*) FROM first WHERE id = 'd10'"), "0")
     // An unchanged row was not rewritten: the same row version as before.
     XCTAssertEqual(try server.psql("SELECT xmin FROM first_g1 WHERE id = 'd1'"), untouched)
+
+    // The view dropped by hand: the next sync rebuilds behind a new view.
+    try server.psql("DROP VIEW first")
+    report = try sync(["-c", "docs", "--postgres", server.url, "--table", "first"])
+    XCTAssertEqual(report["swapped"] as? Bool, true)
+    XCTAssertEqual(report["physical_table"] as? String, "first_g1_r")
+    XCTAssertEqual(try server.psql("SELECT count(*) FROM first"), "49")
+    XCTAssertEqual(try server.psql("SELECT to_regclass('first_g1') IS NULL"), "t")
   }
 
   func testReembedSyncsANewTableSwappedInAtOnce() throws {
