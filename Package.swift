@@ -11,6 +11,7 @@ import PackageDescription
 //   Training             backward pass, losses, optimiser, metrics
 //   VectorDB             the public library: ties storage, index, encoder, training
 //   VDBServer            JSON over HTTP (Hummingbird) for `vdb serve`; the library stays free of it
+//   VDBSync              copies a collection into PostgreSQL + pgvector (postgres-nio) for `vdb sync`
 //   vdb                  the shell
 let package = Package(
   name: "vdb",
@@ -28,6 +29,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+    // Already in postgres-nio's graph: named for the TLS options VDBSync passes it.
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.36.0"),
   ],
   targets: [
     .systemLibrary(
@@ -69,10 +73,20 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       path: "Sources/Server", resources: [.embedInCode("openapi.json")]),
+    .target(
+      name: "VDBSync",
+      dependencies: [
+        "VectorDB",
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      path: "Sources/Sync"),
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB", "VDBServer", "LMDB", "CEditLine",
+        "VectorDB", "VDBServer", "VDBSync", "LMDB", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).

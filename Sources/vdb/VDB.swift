@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VDBSync
 import VectorDB
 
 /// The `vdb` shell: one subcommand per operation of the `VectorDB` library.
@@ -26,6 +27,7 @@ struct VDB: ParsableCommand {
         vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
         vdb verify                                 check every table, index and model
         vdb serve                                  the database over HTTP (docs/server.md)
+        vdb sync -c notes --postgres URL           copy into PostgreSQL + pgvector (docs/scale-out.md)
         vdb                                        the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
@@ -36,7 +38,7 @@ struct VDB: ParsableCommand {
       Init.self, Collections.self, Import.self, Upsert.self, Update.self, Get.self, Delete.self,
       Count.self, Query.self, Embed.self,
       FeedbackCommand.self, Log.self, Eval.self, Train.self, Reembed.self, Models.self, Status.self,
-      Export.self, Backup.self, Route.self, Verify.self, Serve.self, ShellCommand.self,
+      Export.self, Backup.self, Route.self, Verify.self, Serve.self, Sync.self, ShellCommand.self,
     ])
 
   @OptionGroup var database: DatabaseOptions
@@ -68,6 +70,9 @@ struct VDB: ParsableCommand {
     case let error as VectorDBError:
       Terminal.error(error.description, hint: error.hint)
       return error.exitCode
+    case let error as SyncError:
+      Terminal.error(error.message, hint: error.hint)
+      return error.kind == .input ? 1 : 3
     case let error as CLIError:
       Terminal.error(error.message, hint: error.hint)
       return error.usage ? 2 : 1

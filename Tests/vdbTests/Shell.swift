@@ -23,9 +23,20 @@ enum Shell {
     _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
     launcher: [String] = []
   ) throws -> Result {
+    try run(
+      launcher.first ?? binary,
+      launcher.isEmpty ? arguments : launcher.dropFirst() + [binary] + arguments,
+      environment: environment, input: input)
+  }
+
+  /// Runs `executable ARGS` to completion.
+  static func run(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    input: String? = nil
+  ) throws -> Result {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
-    process.arguments = launcher.isEmpty ? arguments : launcher.dropFirst() + [binary] + arguments
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let out = Pipe()
     let err = Pipe()
