@@ -42,6 +42,7 @@ extension Collection {
       try index.clear(in: txn)
       var record = TextIndexRecord(
         analyzer: TextIndex.analyzer, bm25: collection.text?.bm25 ?? .defaults)
+      record.alpha = collection.text?.alpha
       let prefix = KeyBuilder().uint32(id)
       try txn.forEach(in: schema.docs, from: prefix) { key, value in
         guard key.starts(with: prefix.bytes) else { return false }

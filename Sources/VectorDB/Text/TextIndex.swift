@@ -12,6 +12,9 @@ struct TextIndexRecord: Codable, Equatable {
   /// Documents with at least one term (BM25's N), and their terms in all (for avgdl).
   var documents: Int
   var terms: Int
+  /// The serving fusion version's alpha (nil: `Fusion.defaultHybrid`), kept here so that
+  /// a hybrid query reads it with the rest (`Collection.trainFusion`).
+  var alpha: Double?
 
   init(analyzer: Analyzer, bm25: BM25 = .defaults) {
     self.analyzer = analyzer.name
