@@ -88,6 +88,10 @@ extension Collection {
         qrels: judged.filter { queries.contains($0.key) }
       ).perQuery
     }
+    var ranks: [String: (before: Int?, after: Int?)] = [:]
+    func rank(_ alpha: Double, _ text: String) -> Int? {
+      Self.bestRank(lists.fused([text], alpha: alpha)[text] ?? [], relevant: judged[text]!)
+    }
     func fit(_ queries: [String]) -> Double {
       let means = Self.alphaGrid.map { alpha in
         (alpha, scores(alpha, queries).values.reduce(0) { $0 + ($1["ndcg@10"] ?? 0) })
@@ -107,6 +111,7 @@ extension Collection {
       foldAlphas.append(alpha)
       after.merge(scores(alpha, fold)) { $1 }
       before.merge(scores(serving, fold)) { $1 }
+      for text in fold { ranks[text] = (rank(serving, text), rank(alpha, text)) }
     }
     let test = PairedBootstrap(seed: options.seed).compare(
       current: gateQueries.map { before[$0]?["ndcg@10"] ?? 0 },
@@ -147,7 +152,8 @@ extension Collection {
     let changes = gateQueries.map { text in
       QueryChange(
         query: text, ndcgBefore: before[text]?["ndcg@10"] ?? 0,
-        ndcgAfter: after[text]?["ndcg@10"] ?? 0, rankBefore: nil, rankAfter: nil)
+        ndcgAfter: after[text]?["ndcg@10"] ?? 0, rankBefore: ranks[text]?.before,
+        rankAfter: ranks[text]?.after)
     }.sorted { ($0.ndcgAfter - $0.ndcgBefore, $1.query) > ($1.ndcgAfter - $1.ndcgBefore, $0.query) }
     var report = TrainingReport(
       tier: .fusion, options: options, modelVersion: version.version, promoted: promoted,
