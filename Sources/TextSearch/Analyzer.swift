@@ -32,13 +32,16 @@ public struct Analyzer: Sendable, Equatable {
   public static let maxWordCharacters = 64
 
   /// The terms of `text`, in order, repeated as often as they occur.
-  public func terms(_ text: String) -> [String] {
+  public func terms(_ text: String) -> [String] { terms(text, asciiFastPath: true) }
+
+  /// `terms`, with the byte-level path for ASCII text on or off (it gives the same terms:
+  /// the tests compare the two).
+  func terms(_ text: String, asciiFastPath: Bool) -> [String] {
     let stemmer = Stemmer()
     var stems: [String: String] = [:]  // words repeat: stem each once
     var terms: [String] = []
-    for word in Analyzer.words(text) {
-      let lower = Analyzer.lowercased(word)
-      if stopWords.contains(lower) { continue }
+    func add(_ lower: String) {
+      if stopWords.contains(lower) { return }
       if let stem = stems[lower] {
         terms.append(stem)
       } else {
@@ -47,7 +50,94 @@ public struct Analyzer: Sendable, Equatable {
         terms.append(stem)
       }
     }
+    var text = text
+    let done =
+      asciiFastPath
+      && text.withUTF8 { bytes in
+        guard Analyzer.isASCII(bytes) else { return false }
+        Analyzer.asciiWords(bytes) { word in
+          add(
+            String(unsafeUninitializedCapacity: word.count) { lower in
+              for (offset, byte) in word.enumerated() {
+                lower[offset] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
+              }
+              return word.count
+            })
+        }
+        return true
+      }
+    if !done {
+      for word in Analyzer.words(text) { add(Analyzer.lowercased(word)) }
+    }
     return terms
+  }
+
+  /// Whether every byte is ASCII, eight at a time.
+  private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let base = bytes.baseAddress else { return true }
+    var index = 0
+    var high: UInt64 = 0
+    while index + 8 <= bytes.count {
+      high |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+      index += 8
+    }
+    while index < bytes.count {
+      high |= UInt64(base[index])
+      index += 1
+    }
+    return high & 0x8080_8080_8080_8080 == 0
+  }
+
+  /// `words` for ASCII text, on bytes: the same rules (no ideographs, no marks, one
+  /// byte per character), each word passed to `body` as it is found.
+  private static func asciiWords(
+    _ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void
+  ) {
+    var start = -1
+    var count = 0
+    func close(at end: Int) {
+      if start >= 0 { body(UnsafeBufferPointer(rebasing: bytes[start..<end])) }
+      start = -1
+      count = 0
+    }
+    for index in 0..<bytes.count {
+      let byte = bytes[index]
+      if isWordPart(byte) {
+        if start < 0 || count == maxWordCharacters {
+          close(at: index)
+          start = index
+        }
+        count += 1
+      } else if start >= 0, index + 1 < bytes.count,
+        joins(byte, bytes[index + 1], after: bytes[index - 1])
+      {
+        // A mid-word apostrophe or period, or a digit separator: part of the word.
+      } else {
+        close(at: index)
+      }
+    }
+    close(at: bytes.count)
+  }
+
+  private static func isWordPart(_ byte: UInt8) -> Bool {
+    isLetter(byte) || isDigit(byte) || byte == UInt8(ascii: "_")
+  }
+
+  private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) &- 0x61 < 26 }
+
+  private static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
+
+  /// `joins` for ASCII bytes.
+  private static func joins(_ middle: UInt8, _ after: UInt8, after before: UInt8) -> Bool {
+    switch middle {
+    case UInt8(ascii: "'"), UInt8(ascii: "."):
+      if isLetter(before) && isLetter(after) { return true }
+      return middle == UInt8(ascii: ".") && isDigit(before) && isDigit(after)
+    case UInt8(ascii: ","):
+      return isDigit(before) && isDigit(after)
+    default:
+      return false
+    }
   }
 
   /// Unicode lower case, with a fast path for ASCII words (most of English text).

@@ -92,12 +92,32 @@ public enum TopK {
     var essentialFrom = 0  // order[..<essentialFrom] are non-essential
     var contributions = [Double](repeating: 0, count: terms.count)
 
+    // Each cursor's posting, copied out after every move: the loops below read these
+    // plain arrays instead of calling through the protocol (which costs reference
+    // counting on every read). `done` marks a cursor past its end.
+    let cursors = terms.map(\.cursor)
+    let weights = terms.map(\.weight)
+    var documents = [UInt32](repeating: 0, count: terms.count)
+    var done = [Bool](repeating: false, count: terms.count)
+    var frequencies = [UInt32](repeating: 0, count: terms.count)
+    var lengths = [UInt32](repeating: 0, count: terms.count)
+    func load(_ position: Int) {
+      if let posting = cursors[position].current {
+        documents[position] = posting.document
+        frequencies[position] = posting.frequency
+        lengths[position] = posting.length
+      } else {
+        done[position] = true
+      }
+    }
+    for position in terms.indices { load(position) }
+
     while true {
       var candidate = UInt32.max
       var found = false
-      for position in order[essentialFrom...] {
-        if let posting = terms[position].cursor.current, posting.document <= candidate {
-          candidate = posting.document
+      for position in order[essentialFrom...] where !done[position] {
+        if documents[position] <= candidate {
+          candidate = documents[position]
           found = true
         }
       }
@@ -107,19 +127,19 @@ public enum TopK {
       var partial = 0.0
       /// Scores the term at `position` if its cursor stands on the candidate.
       func score(_ position: Int) -> Bool {
-        guard let posting = terms[position].cursor.current, posting.document == candidate else {
-          return false
-        }
+        guard !done[position], documents[position] == candidate else { return false }
         let score =
-          terms[position].weight
+          weights[position]
           * bm25.termScore(
-            frequency: posting.frequency, length: posting.length, averageLength: averageLength)
+            frequency: frequencies[position], length: lengths[position],
+            averageLength: averageLength)
         contributions[position] = score
         partial += score
         return true
       }
       for position in order[essentialFrom...] where score(position) {
-        try terms[position].cursor.next()
+        try cursors[position].next()
+        load(position)
       }
       if let accept, try !accept(candidate) { continue }
 
@@ -129,8 +149,12 @@ public enum TopK {
           pruned = true
           break
         }
-        try terms[order[rank]].cursor.advance(to: candidate)
-        _ = score(order[rank])
+        let position = order[rank]
+        if !done[position], documents[position] < candidate {
+          try cursors[position].advance(to: candidate)
+          load(position)
+        }
+        _ = score(position)
       }
       if pruned { continue }
 

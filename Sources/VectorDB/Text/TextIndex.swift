@@ -195,12 +195,15 @@ struct TextIndex {
 /// One term's postings read through an LMDB cursor.
 final class PostingsReader: PostingsCursor {
   private let cursor: Cursor
-  private let prefix: [UInt8]
+  /// The term's posting key prefix, followed by room for a row id (what `advance` seeks).
+  private var key: [UInt8]
+  private let prefixCount: Int
   private(set) var current: Posting?
 
   init(cursor: Cursor, prefix: KeyBuilder) throws {
     self.cursor = cursor
-    self.prefix = prefix.bytes
+    key = prefix.bytes + [0, 0, 0, 0]
+    prefixCount = prefix.bytes.count
     current = try read(cursor.seek(atLeast: prefix))
   }
 
@@ -210,16 +213,24 @@ final class PostingsReader: PostingsCursor {
 
   func advance(to target: UInt32) throws {
     guard let posting = current, posting.document < target else { return }
-    current = try read(cursor.seek(atLeast: prefix + KeyBuilder().uint32(target).bytes))
+    withUnsafeBytes(of: target.bigEndian) { row in
+      key.withUnsafeMutableBytes {
+        $0.baseAddress!.advanced(by: prefixCount).copyMemory(from: row.baseAddress!, byteCount: 4)
+      }
+    }
+    current = try read(cursor.seek(atLeast: key))
   }
 
   private func read(_ entry: Cursor.Entry?) -> Posting? {
-    guard let (key, value) = entry, key.count == prefix.count + 4, key.starts(with: prefix) else {
+    guard let (found, value) = entry, found.count == prefixCount + 4,
+      key.withUnsafeBytes({ memcmp($0.baseAddress!, found.baseAddress!, prefixCount) == 0 })
+    else {
       return nil
     }
     let (frequency, length) = TextIndex.pair(value)
     return Posting(
-      document: UInt32(bigEndian: key.loadUnaligned(fromByteOffset: prefix.count, as: UInt32.self)),
+      document: UInt32(
+        bigEndian: found.loadUnaligned(fromByteOffset: prefixCount, as: UInt32.self)),
       frequency: frequency, length: length)
   }
 }
