@@ -42,6 +42,7 @@ public final class Database: @unchecked Sendable {
   let encoderCache = VersionCache<SentenceEncoder>()
   let adapterCache = VersionCache<QueryAdapter<Float>>()
   let indexCache = IndexCache()
+  let postingsCache = PostingsCache()
   let logWriter: LogWriter<QueryLogStore>
   let routeLogWriter: LogWriter<RouterStore>
   var models: ModelStore { schema.models }

@@ -27,7 +27,8 @@ extension CollectionRecord {
 
 extension Collection {
   var textIndex: TextIndex {
-    TextIndex(table: schema.text, collection: id, path: database.path)
+    TextIndex(
+      table: schema.text, collection: id, path: database.path, cache: database.postingsCache)
   }
 
   /// The text index's record, built first if it is missing or stale: an existing

@@ -15,6 +15,9 @@ struct TextIndexRecord: Codable, Equatable {
   /// The serving fusion version's alpha (nil: `Fusion.defaultHybrid`), kept here so that
   /// a hybrid query reads it with the rest (`Collection.trainFusion`).
   var alpha: Double?
+  /// Drawn anew at every change of the postings (nil before the first since it
+  /// existed): what `PostingsCache` keys on.
+  var stamp: Int?
 
   init(analyzer: Analyzer, bm25: BM25 = .defaults) {
     self.analyzer = analyzer.name
@@ -51,6 +54,8 @@ struct TextIndex {
   let collection: UInt32
   /// The database's path, for errors.
   let path: String
+  /// Decoded postings of earlier queries (nil: read every query's from LMDB).
+  var cache: PostingsCache? = nil
 
   /// Indexes `text` as the document `row` (which must not be indexed yet).
   func add(row: UInt32, text: String, to record: inout TextIndexRecord, in txn: WriteTransaction)
@@ -68,6 +73,7 @@ struct TextIndex {
     }
     record.documents += 1
     record.terms += Int(length)
+    record.stamp = Int.random(in: 0..<(1 << 53))
   }
 
   /// Removes the document `row`, indexed from `text`.
@@ -92,6 +98,7 @@ struct TextIndex {
     }
     record.documents -= 1
     record.terms -= Int(length)
+    record.stamp = Int.random(in: 0..<(1 << 53))
   }
 
   /// Deletes every key of the collection's index.
@@ -121,6 +128,19 @@ struct TextIndex {
       found.append((term, counts[term]!, frequency, maxFrequency))
     }
     guard !found.isEmpty else { return [] }
+    if let cache, let stamp = record.stamp {
+      let terms = try found.map { entry in
+        let list = try cache.list(collection: collection, stamp: stamp, term: entry.term) {
+          try postings(entry.term, in: txn)
+        }
+        return ScoringTerm(
+          cursor: ListCursor(list), count: entry.count, frequency: Int(entry.frequency),
+          maxFrequency: entry.maxFrequency, documents: record.documents, bm25: record.bm25)
+      }
+      return try TopK.search(
+        terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
+        exhaustive: exhaustive)
+    }
     return try txn.withCursors(table, count: found.count) { cursors in
       let terms = try zip(found, cursors).map { entry, cursor in
         ScoringTerm(
@@ -132,6 +152,26 @@ struct TextIndex {
         terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
         exhaustive: exhaustive)
     }
+  }
+
+  /// Every posting of `term`, decoded.
+  private func postings(_ term: String, in txn: Transaction) throws -> PostingsList {
+    var documents: [UInt32] = []
+    var frequencies: [UInt32] = []
+    var lengths: [UInt32] = []
+    let prefix = termPrefix(term).bytes
+    try txn.forEach(in: table, from: prefix) { key, value in
+      guard key.count == prefix.count + 4,
+        prefix.withUnsafeBytes({ memcmp($0.baseAddress!, key.baseAddress!, prefix.count) == 0 })
+      else { return false }
+      let (frequency, length) = TextIndex.pair(value)
+      documents.append(
+        UInt32(bigEndian: key.loadUnaligned(fromByteOffset: prefix.count, as: UInt32.self)))
+      frequencies.append(frequency)
+      lengths.append(length)
+      return true
+    }
+    return PostingsList(documents: documents, frequencies: frequencies, lengths: lengths)
   }
 
   /// The rows holding every term of `text` (empty when a term is in no document).
