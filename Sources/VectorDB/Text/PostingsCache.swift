@@ -2,21 +2,6 @@ import Foundation
 import LMDB
 import TextSearch
 
-/// One term's postings decoded from the text table, in row order.
-final class PostingsList: Sendable {
-  let documents: [UInt32]
-  let frequencies: [UInt32]
-  let lengths: [UInt32]
-
-  init(documents: [UInt32], frequencies: [UInt32], lengths: [UInt32]) {
-    self.documents = documents
-    self.frequencies = frequencies
-    self.lengths = lengths
-  }
-
-  var count: Int { documents.count }
-}
-
 /// Decoded postings lists of the terms queried, per collection, valid for one state of
 /// its text index: `TextIndexRecord.stamp` changes with every write to the index, and
 /// the record is read in the same snapshot as the postings, so a list cached under a
@@ -60,43 +45,25 @@ final class PostingsCache: @unchecked Sendable {
   }
 }
 
-/// A position in a decoded postings list.
-final class ListCursor: PostingsCursor {
-  private let list: PostingsList
-  private var index = 0
+/// Collection records decoded from their stored bytes, by name: a record is decoded
+/// again only when its bytes differ from the last ones seen (any write, any database).
+final class DecodedRecords: @unchecked Sendable {
+  private var records: [String: (bytes: [UInt8], record: CollectionRecord)] = [:]
+  private let lock = NSLock()
 
-  init(_ list: PostingsList) { self.list = list }
-
-  var current: Posting? {
-    guard index < list.count else { return nil }
-    return Posting(
-      document: list.documents[index], frequency: list.frequencies[index],
-      length: list.lengths[index])
-  }
-
-  func next() { index += 1 }
-
-  /// Gallops forward, then searches the bracket found: cheap for the short hops MaxScore
-  /// makes most, logarithmic for long ones.
-  func advance(to target: UInt32) {
-    let documents = list.documents
-    guard index < documents.count, documents[index] < target else { return }
-    var low = index
-    var step = 1
-    var high = index + 1
-    while high < documents.count, documents[high] < target {
-      low = high
-      step *= 2
-      high = index + step
+  func record(
+    _ name: String, bytes: UnsafeRawBufferPointer, decode: () throws -> CollectionRecord
+  ) rethrows -> CollectionRecord {
+    if let known = lock.withLock({ records[name] }), known.bytes.count == bytes.count,
+      known.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 })
+    {
+      return known.record
     }
-    high = min(high, documents.count)
-    // documents[low] < target; the answer is in (low, high].
-    var first = low + 1
-    var last = high
-    while first < last {
-      let middle = (first + last) / 2
-      if documents[middle] < target { first = middle + 1 } else { last = middle }
+    let record = try decode()
+    lock.withLock {
+      if records.count >= 256 { records.removeAll() }
+      records[name] = (Array(bytes), record)
     }
-    index = first
+    return record
   }
 }
