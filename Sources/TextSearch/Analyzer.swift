@@ -18,6 +18,15 @@ public struct Analyzer: Sendable, Equatable {
   public let name: String
   public let version: Int
   let stopWords: Set<String>
+  /// The longest stop word's UTF-8 length: longer words skip the set lookup.
+  private let longestStopWord: Int
+
+  init(name: String, version: Int, stopWords: Set<String>) {
+    self.name = name
+    self.version = version
+    self.stopWords = stopWords
+    longestStopWord = stopWords.map(\.utf8.count).max() ?? 0
+  }
 
   /// Lucene's English stop words (33), as Anserini's BM25 baselines use them.
   public static let english = Analyzer(
@@ -40,8 +49,7 @@ public struct Analyzer: Sendable, Equatable {
     let stemmer = Stemmer()
     var stems: [String: String] = [:]  // words repeat: stem each once
     var terms: [String] = []
-    func add(_ lower: String) {
-      if stopWords.contains(lower) { return }
+    forEachWord(text, asciiFastPath: asciiFastPath) { lower in
       if let stem = stems[lower] {
         terms.append(stem)
       } else {
@@ -50,26 +58,58 @@ public struct Analyzer: Sendable, Equatable {
         terms.append(stem)
       }
     }
+    return terms
+  }
+
+  /// Each term's count in `text` and the number of terms: what indexing a document
+  /// needs, the same as counting `terms(text)` but with one hash lookup per word.
+  public func termCounts(_ text: String) -> (counts: [String: UInt32], length: Int) {
+    let stemmer = Stemmer()
+    var slots: [String: Int] = [:]  // word → its place in `stems` and `counts`
+    var stems: [String] = []
+    var wordCounts: [UInt32] = []
+    var length = 0
+    forEachWord(text, asciiFastPath: true) { lower in
+      length += 1
+      if let slot = slots[lower] {
+        wordCounts[slot] += 1
+      } else {
+        slots[lower] = stems.count
+        stems.append(stemmer.stem(Analyzer.dropPossessive(lower)))
+        wordCounts.append(1)
+      }
+    }
+    var counts: [String: UInt32] = [:]
+    counts.reserveCapacity(stems.count)
+    for (stem, count) in zip(stems, wordCounts) { counts[stem, default: 0] += count }
+    return (counts, length)
+  }
+
+  /// Calls `body` with each word of `text` lower-cased, stop words left out.
+  private func forEachWord(_ text: String, asciiFastPath: Bool, _ body: (String) -> Void) {
+    func word(_ lower: String) {
+      if lower.utf8.count <= longestStopWord, stopWords.contains(lower) { return }
+      body(lower)
+    }
     var text = text
     let done =
       asciiFastPath
       && text.withUTF8 { bytes in
         guard Analyzer.isASCII(bytes) else { return false }
-        Analyzer.asciiWords(bytes) { word in
-          add(
-            String(unsafeUninitializedCapacity: word.count) { lower in
-              for (offset, byte) in word.enumerated() {
+        Analyzer.asciiWords(bytes) { bytes in
+          word(
+            String(unsafeUninitializedCapacity: bytes.count) { lower in
+              for (offset, byte) in bytes.enumerated() {
                 lower[offset] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
               }
-              return word.count
+              return bytes.count
             })
         }
         return true
       }
     if !done {
-      for word in Analyzer.words(text) { add(Analyzer.lowercased(word)) }
+      for each in Analyzer.words(text) { word(Analyzer.lowercased(each)) }
     }
-    return terms
   }
 
   /// Whether every byte is ASCII, eight at a time.

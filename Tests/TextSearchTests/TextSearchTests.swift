@@ -304,7 +304,16 @@ final class AnalyzerFastPathTests: XCTestCase {
       XCTAssertEqual(
         analyzer.terms(text, asciiFastPath: true), analyzer.terms(text, asciiFastPath: false),
         text)
+      assertCountsMatchTerms(text)
     }
+  }
+
+  /// `termCounts` is `terms` counted.
+  func assertCountsMatchTerms(_ text: String) {
+    let terms = analyzer.terms(text)
+    let (counts, length) = analyzer.termCounts(text)
+    XCTAssertEqual(length, terms.count, text)
+    XCTAssertEqual(counts, terms.reduce(into: [:]) { $0[$1, default: 0] += 1 }, text)
   }
 
   func testASCIIFastPathEqualsTheUnicodePathOnRealText() throws {
@@ -324,6 +333,7 @@ final class AnalyzerFastPathTests: XCTestCase {
         XCTAssertEqual(
           analyzer.terms(line, asciiFastPath: true), analyzer.terms(line, asciiFastPath: false),
           line)
+        assertCountsMatchTerms(line)
       }
     }
     XCTAssertGreaterThan(ascii, 1_000)
@@ -333,5 +343,6 @@ final class AnalyzerFastPathTests: XCTestCase {
     XCTAssertEqual(analyzer.terms("Café CAFÉ naïve"), ["café", "café", "naïv"])
     XCTAssertEqual(analyzer.terms("Tokyo 東京"), ["tokyo", "東", "京"])
     XCTAssertEqual(analyzer.terms("RUNNING cats, don't"), ["run", "cat", "don't"])
+    assertCountsMatchTerms("Café café CAFÉ 東京 東 cats cat")
   }
 }

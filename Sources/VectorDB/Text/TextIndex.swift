@@ -213,10 +213,8 @@ struct TextIndex {
 
   /// Each term's count in `text`, and the number of terms.
   static func counts(_ text: String) -> (counts: [String: UInt32], length: UInt32) {
-    let terms = analyzer.terms(text)
-    var counts: [String: UInt32] = [:]
-    for term in terms { counts[term, default: 0] += 1 }
-    return (counts, UInt32(terms.count))
+    let (counts, length) = analyzer.termCounts(text)
+    return (counts, UInt32(length))
   }
 
   static func pair(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32) {
