@@ -51,9 +51,18 @@ extension Collection {
         try index.add(row: document.row, text: document.text, to: &record, in: txn)
         return true
       }
+      try index.flush(record, in: txn)
       collection.text = record
     }
+    // This transaction's own changes (a record read earlier may hold a failed one's).
+    collection.text?.pending = TermStatsChanges()
     return collection.text
+  }
+
+  /// Stores what `updateText` changed of the term statistics: call it once, after the
+  /// transaction's last `updateText`.
+  func flushText(_ record: TextIndexRecord?, in txn: WriteTransaction) throws {
+    if let record { try textIndex.flush(record, in: txn) }
   }
 
   /// Builds the text index now if it is missing or stale (see `preparedText`).
@@ -103,7 +112,8 @@ extension Collection {
 
   /// Keeps the text index in step with one document's change, in the write's
   /// transaction: `old` is the replaced text (nil for a new document), `new` the
-  /// new text (nil for a delete). Unchanged text costs nothing.
+  /// new text (nil for a delete). Unchanged text costs nothing. The term statistics are
+  /// stored by `flushText`, once per transaction.
   func updateText(
     row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?,
     in txn: WriteTransaction

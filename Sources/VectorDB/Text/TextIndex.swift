@@ -18,6 +18,19 @@ struct TextIndexRecord: Codable, Equatable {
   /// Drawn anew at every change of the postings (nil before the first since it
   /// existed): what `PostingsCache` keys on.
   var stamp: Int?
+  /// The term statistics this write transaction changed, not stored yet
+  /// (`TextIndex.flush`); never stored itself.
+  var pending = TermStatsChanges()
+
+  enum CodingKeys: String, CodingKey {
+    case analyzer, version, bm25, documents, terms, alpha, stamp
+  }
+
+  static func == (a: TextIndexRecord, b: TextIndexRecord) -> Bool {
+    (a.analyzer, a.version, a.bm25, a.documents, a.terms) == (
+      b.analyzer, b.version, b.bm25, b.documents, b.terms
+    ) && (a.alpha, a.stamp) == (b.alpha, b.stamp)
+  }
 
   init(analyzer: Analyzer, bm25: BM25 = .defaults) {
     self.analyzer = analyzer.name
@@ -32,6 +45,22 @@ struct TextIndexRecord: Codable, Equatable {
   }
 
   var averageLength: Double { documents == 0 ? 0 : Double(terms) / Double(documents) }
+}
+
+/// Per term, the change of its document frequency and the largest count added, over
+/// one write transaction's documents (a reference: every copy of the record shares it).
+final class TermStatsChanges {
+  var changes: [String: (documents: Int, maxFrequency: UInt32)] = [:]
+
+  func add(_ term: String, count: UInt32) {
+    let change = changes[term] ?? (0, 0)
+    changes[term] = (change.documents + 1, max(change.maxFrequency, count))
+  }
+
+  func remove(_ term: String) {
+    let change = changes[term] ?? (0, 0)
+    changes[term] = (change.documents - 1, change.maxFrequency)
+  }
 }
 
 /// The postings of one collection in the `text` table (docs/storage-format.md):
@@ -64,11 +93,7 @@ struct TextIndex {
     let (counts, length) = TextIndex.counts(text)
     guard length > 0 else { return }
     for (term, count) in counts {
-      let stats = termKey(term)
-      var (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
-      frequency += 1
-      maxFrequency = max(maxFrequency, count)
-      try txn.put(table, key: stats, value: TextIndex.bytes(frequency, maxFrequency))
+      record.pending.add(term, count: count)
       try txn.put(table, key: postingKey(term, row: row), value: TextIndex.bytes(count, length))
     }
     record.documents += 1
@@ -87,18 +112,30 @@ struct TextIndex {
         throw VectorDBError.damaged(
           path: path, detail: "the text index lacks term \"\(term)\" of row \(row)")
       }
-      let stats = termKey(term)
-      guard let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair)
-      else { continue }
-      if frequency <= 1 {
-        try txn.delete(table, key: stats)
-      } else {
-        try txn.put(table, key: stats, value: TextIndex.bytes(frequency - 1, maxFrequency))
-      }
+      record.pending.remove(term)
     }
     record.documents -= 1
     record.terms -= Int(length)
     record.stamp = Int.random(in: 0..<(1 << 53))
+  }
+
+  /// Stores the term statistics `record`'s writes changed: one read and one write per
+  /// term, however many documents of the transaction hold it. Must run before the
+  /// transaction that changed them commits.
+  func flush(_ record: TextIndexRecord, in txn: WriteTransaction) throws {
+    for (term, change) in record.pending.changes {
+      let stats = termKey(term)
+      let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
+      let documents = Int(frequency) + change.documents
+      if documents <= 0 {
+        try txn.delete(table, key: stats)
+      } else {
+        try txn.put(
+          table, key: stats,
+          value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
+      }
+    }
+    record.pending.changes.removeAll()
   }
 
   /// Deletes every key of the collection's index.
