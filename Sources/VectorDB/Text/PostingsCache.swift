@@ -6,7 +6,7 @@ import TextSearch
 /// its text index: `TextIndexRecord.stamp` changes with every write to the index, and
 /// the record is read in the same snapshot as the postings, so a list cached under a
 /// stamp is exactly what that snapshot holds. A keyword query then walks arrays instead
-/// of one LMDB key per posting (docs/search.md, "Query speed").
+/// of one LMDB key per posting (docs/search.md, "Figures").
 ///
 /// Bounded: past `capacity` postings in all, a collection's lists are dropped.
 final class PostingsCache: @unchecked Sendable {
