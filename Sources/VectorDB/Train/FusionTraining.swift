@@ -48,7 +48,7 @@ extension Collection {
   /// alpha is then fitted on every judged query. Seconds; nothing is embedded but the queries.
   ///
   /// - Throws: `VectorDBError.notEnoughJudgements`; `.unsupported` for a collection
-  ///   without both a model and a text index; `.jobRunning` while another run trains it;
+  ///   without both a model and a text index; `.collectionBusy` while another run trains it;
   ///   `.storage` when LMDB fails. Nothing is changed then.
   func trainFusion(options: TrainingOptions, progress: ((TrainingStage) throws -> Void)?)
     throws -> TrainingReport
