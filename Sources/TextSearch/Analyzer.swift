@@ -18,6 +18,15 @@ public struct Analyzer: Sendable, Equatable {
   public let name: String
   public let version: Int
   let stopWords: Set<String>
+  /// The longest stop word's UTF-8 length: longer words skip the set lookup.
+  private let longestStopWord: Int
+
+  init(name: String, version: Int, stopWords: Set<String>) {
+    self.name = name
+    self.version = version
+    self.stopWords = stopWords
+    longestStopWord = stopWords.map(\.utf8.count).max() ?? 0
+  }
 
   /// Lucene's English stop words (33), as Anserini's BM25 baselines use them.
   public static let english = Analyzer(
@@ -32,13 +41,15 @@ public struct Analyzer: Sendable, Equatable {
   public static let maxWordCharacters = 64
 
   /// The terms of `text`, in order, repeated as often as they occur.
-  public func terms(_ text: String) -> [String] {
+  public func terms(_ text: String) -> [String] { terms(text, asciiFastPath: true) }
+
+  /// `terms`, with the byte-level path for ASCII text on or off (it gives the same terms:
+  /// the tests compare the two).
+  func terms(_ text: String, asciiFastPath: Bool) -> [String] {
     let stemmer = Stemmer()
     var stems: [String: String] = [:]  // words repeat: stem each once
     var terms: [String] = []
-    for word in Analyzer.words(text) {
-      let lower = Analyzer.lowercased(word)
-      if stopWords.contains(lower) { continue }
+    forEachWord(text, asciiFastPath: asciiFastPath) { lower in
       if let stem = stems[lower] {
         terms.append(stem)
       } else {
@@ -48,6 +59,125 @@ public struct Analyzer: Sendable, Equatable {
       }
     }
     return terms
+  }
+
+  /// Each term's count in `text` and the number of terms: what indexing a document
+  /// needs, the same as counting `terms(text)` but with one hash lookup per word.
+  public func termCounts(_ text: String) -> (counts: [String: UInt32], length: Int) {
+    let stemmer = Stemmer()
+    var slots: [String: Int] = [:]  // word → its place in `stems` and `counts`
+    var stems: [String] = []
+    var wordCounts: [UInt32] = []
+    var length = 0
+    forEachWord(text, asciiFastPath: true) { lower in
+      length += 1
+      if let slot = slots[lower] {
+        wordCounts[slot] += 1
+      } else {
+        slots[lower] = stems.count
+        stems.append(stemmer.stem(Analyzer.dropPossessive(lower)))
+        wordCounts.append(1)
+      }
+    }
+    var counts: [String: UInt32] = [:]
+    counts.reserveCapacity(stems.count)
+    for (stem, count) in zip(stems, wordCounts) { counts[stem, default: 0] += count }
+    return (counts, length)
+  }
+
+  /// Calls `body` with each word of `text` lower-cased, stop words left out.
+  private func forEachWord(_ text: String, asciiFastPath: Bool, _ body: (String) -> Void) {
+    func word(_ lower: String) {
+      if lower.utf8.count <= longestStopWord, stopWords.contains(lower) { return }
+      body(lower)
+    }
+    var text = text
+    let done =
+      asciiFastPath
+      && text.withUTF8 { bytes in
+        guard Analyzer.isASCII(bytes) else { return false }
+        Analyzer.asciiWords(bytes) { bytes in
+          word(
+            String(unsafeUninitializedCapacity: bytes.count) { lower in
+              for (offset, byte) in bytes.enumerated() {
+                lower[offset] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
+              }
+              return bytes.count
+            })
+        }
+        return true
+      }
+    if !done {
+      for each in Analyzer.words(text) { word(Analyzer.lowercased(each)) }
+    }
+  }
+
+  /// Whether every byte is ASCII, eight at a time.
+  private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let base = bytes.baseAddress else { return true }
+    var index = 0
+    var high: UInt64 = 0
+    while index + 8 <= bytes.count {
+      high |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+      index += 8
+    }
+    while index < bytes.count {
+      high |= UInt64(base[index])
+      index += 1
+    }
+    return high & 0x8080_8080_8080_8080 == 0
+  }
+
+  /// `words` for ASCII text, on bytes: the same rules (no ideographs, no marks, one
+  /// byte per character), each word passed to `body` as it is found.
+  private static func asciiWords(
+    _ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void
+  ) {
+    var start = -1
+    var count = 0
+    func close(at end: Int) {
+      if start >= 0 { body(UnsafeBufferPointer(rebasing: bytes[start..<end])) }
+      start = -1
+      count = 0
+    }
+    for index in 0..<bytes.count {
+      let byte = bytes[index]
+      if isWordPart(byte) {
+        if start < 0 || count == maxWordCharacters {
+          close(at: index)
+          start = index
+        }
+        count += 1
+      } else if start >= 0, index + 1 < bytes.count,
+        joins(byte, bytes[index + 1], after: bytes[index - 1])
+      {
+        // A mid-word apostrophe or period, or a digit separator: part of the word.
+      } else {
+        close(at: index)
+      }
+    }
+    close(at: bytes.count)
+  }
+
+  private static func isWordPart(_ byte: UInt8) -> Bool {
+    isLetter(byte) || isDigit(byte) || byte == UInt8(ascii: "_")
+  }
+
+  private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) &- 0x61 < 26 }
+
+  private static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
+
+  /// `joins` for ASCII bytes.
+  private static func joins(_ middle: UInt8, _ after: UInt8, after before: UInt8) -> Bool {
+    switch middle {
+    case UInt8(ascii: "'"), UInt8(ascii: "."):
+      if isLetter(before) && isLetter(after) { return true }
+      return middle == UInt8(ascii: ".") && isDigit(before) && isDigit(after)
+    case UInt8(ascii: ","):
+      return isDigit(before) && isDigit(after)
+    default:
+      return false
+    }
   }
 
   /// Unicode lower case, with a fast path for ASCII words (most of English text).

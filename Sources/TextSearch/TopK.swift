@@ -83,6 +83,22 @@ public enum TopK {
     accept: ((UInt32) throws -> Bool)? = nil, exhaustive: Bool = false
   ) throws -> [ScoredDocument] {
     guard k > 0, !terms.isEmpty else { return [] }
+    // In-memory lists get a loop specialised to them (direct calls, no reference
+    // counting per posting); other cursors go through the protocol.
+    if let lists = terms.map(\.cursor) as? [ListCursor] {
+      return try run(
+        terms, cursors: lists, k: k, bm25: bm25, averageLength: averageLength, accept: accept,
+        exhaustive: exhaustive)
+    }
+    return try run(
+      terms, cursors: terms.map { AnyCursor($0.cursor) }, k: k, bm25: bm25,
+      averageLength: averageLength, accept: accept, exhaustive: exhaustive)
+  }
+
+  private static func run<Cursor: PostingsCursor>(
+    _ terms: [ScoringTerm], cursors: [Cursor], k: Int, bm25: BM25, averageLength: Double,
+    accept: ((UInt32) throws -> Bool)?, exhaustive: Bool
+  ) throws -> [ScoredDocument] {
     // Cheapest bound first; `order[i]` is the query position of the i-th cheapest.
     let order = terms.indices.sorted { (terms[$0].bound, $0) < (terms[$1].bound, $1) }
     var prefix: [Double] = []  // prefix[i]: sum of the bounds of order[0...i]
@@ -92,12 +108,31 @@ public enum TopK {
     var essentialFrom = 0  // order[..<essentialFrom] are non-essential
     var contributions = [Double](repeating: 0, count: terms.count)
 
+    // Each cursor's posting, copied out after every move: the loops below read these
+    // plain arrays instead of calling through the protocol (which costs reference
+    // counting on every read). `done` marks a cursor past its end.
+    let weights = terms.map(\.weight)
+    var documents = [UInt32](repeating: 0, count: terms.count)
+    var done = [Bool](repeating: false, count: terms.count)
+    var frequencies = [UInt32](repeating: 0, count: terms.count)
+    var lengths = [UInt32](repeating: 0, count: terms.count)
+    func load(_ position: Int) {
+      if let posting = cursors[position].current {
+        documents[position] = posting.document
+        frequencies[position] = posting.frequency
+        lengths[position] = posting.length
+      } else {
+        done[position] = true
+      }
+    }
+    for position in terms.indices { load(position) }
+
     while true {
       var candidate = UInt32.max
       var found = false
-      for position in order[essentialFrom...] {
-        if let posting = terms[position].cursor.current, posting.document <= candidate {
-          candidate = posting.document
+      for position in order[essentialFrom...] where !done[position] {
+        if documents[position] <= candidate {
+          candidate = documents[position]
           found = true
         }
       }
@@ -107,19 +142,19 @@ public enum TopK {
       var partial = 0.0
       /// Scores the term at `position` if its cursor stands on the candidate.
       func score(_ position: Int) -> Bool {
-        guard let posting = terms[position].cursor.current, posting.document == candidate else {
-          return false
-        }
+        guard !done[position], documents[position] == candidate else { return false }
         let score =
-          terms[position].weight
+          weights[position]
           * bm25.termScore(
-            frequency: posting.frequency, length: posting.length, averageLength: averageLength)
+            frequency: frequencies[position], length: lengths[position],
+            averageLength: averageLength)
         contributions[position] = score
         partial += score
         return true
       }
       for position in order[essentialFrom...] where score(position) {
-        try terms[position].cursor.next()
+        try cursors[position].next()
+        load(position)
       }
       if let accept, try !accept(candidate) { continue }
 
@@ -129,8 +164,12 @@ public enum TopK {
           pruned = true
           break
         }
-        try terms[order[rank]].cursor.advance(to: candidate)
-        _ = score(order[rank])
+        let position = order[rank]
+        if !done[position], documents[position] < candidate {
+          try cursors[position].advance(to: candidate)
+          load(position)
+        }
+        _ = score(position)
       }
       if pruned { continue }
 
@@ -156,6 +195,15 @@ public enum TopK {
   private static func slack(_ threshold: Double) -> Double {
     threshold.isFinite ? 1e-9 * max(1, abs(threshold)) : 0
   }
+}
+
+/// Any cursor, as one concrete type for `TopK.run`.
+private final class AnyCursor: PostingsCursor {
+  let base: any PostingsCursor
+  init(_ base: any PostingsCursor) { self.base = base }
+  var current: Posting? { base.current }
+  func next() throws { try base.next() }
+  func advance(to target: UInt32) throws { try base.advance(to: target) }
 }
 
 /// The k best documents seen so far: a binary heap with the worst on top.

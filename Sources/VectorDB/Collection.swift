@@ -119,6 +119,7 @@ public final class Collection: @unchecked Sendable {
           try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
           rows.append(record.row)
         }
+        try flushText(text, in: txn)
         collection.text = text
         if let plan, !rows.isEmpty {
           try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
@@ -187,6 +188,7 @@ public final class Collection: @unchecked Sendable {
       collection.count -= 1
       rows.append(old.row)
     }
+    try flushText(text, in: txn)
     collection.text = text
     if let plan, collection.active == plan.generation.id, !rows.isEmpty {
       try plan.index.delete(ids: rows, in: txn)

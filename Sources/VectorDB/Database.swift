@@ -42,6 +42,7 @@ public final class Database: @unchecked Sendable {
   let encoderCache = VersionCache<SentenceEncoder>()
   let adapterCache = VersionCache<QueryAdapter<Float>>()
   let indexCache = IndexCache()
+  let postingsCache = PostingsCache()
   let logWriter: LogWriter<QueryLogStore>
   let routeLogWriter: LogWriter<RouterStore>
   var models: ModelStore { schema.models }
@@ -490,8 +491,13 @@ public final class Database: @unchecked Sendable {
     -> CollectionRecord?
   {
     guard let bytes = try txn.get(schema.collections, key: name) else { return nil }
-    return try JSONDecoder().decode(CollectionRecord.self, from: Data(bytes))
+    return try decodedRecords.record(name, bytes: bytes) {
+      try JSONDecoder().decode(CollectionRecord.self, from: Data(bytes))
+    }
   }
+
+  /// Every query reads its collection's record: the same bytes decode once.
+  private static let decodedRecords = DecodedRecords()
 
   static func validateCollectionName(_ name: String) throws {
     let problem: String?

@@ -67,7 +67,7 @@ extension Collection {
   ///   - mode, fusion: how the queries search (nil: the collection's default mode).
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,
-    perQuery: Bool = false, mode: SearchMode? = nil, fusion: Fusion = .defaultHybrid,
+    perQuery: Bool = false, mode: SearchMode? = nil, fusion: Fusion? = nil,
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> EvaluationReport {
     try evaluate(
@@ -79,7 +79,7 @@ extension Collection {
   func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool, ef: Int, perQuery: Bool,
     generation: UInt32?, adapter: AdapterChoice, mode requested: SearchMode? = .dense,
-    fusion: Fusion = .defaultHybrid, progress: ((OperationProgress) throws -> Void)?
+    fusion: Fusion? = nil, progress: ((OperationProgress) throws -> Void)?
   ) throws -> EvaluationReport {
     guard let record = try database.collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)

@@ -72,14 +72,16 @@ public struct QueryOptions: Sendable {
   public var log = true
   /// Dense, keyword or hybrid; nil: the collection's default (`Collection.searchMode`).
   public var mode: SearchMode?
-  /// How hybrid merges its two lists (docs/search.md says why this default).
-  public var fusion: Fusion = .defaultHybrid
+  /// How hybrid merges its two lists; nil: convex with the alpha of the collection's
+  /// serving fusion version (`vdb train --tier fusion`), else `Fusion.defaultHybrid`
+  /// (docs/search.md says why).
+  public var fusion: Fusion?
   /// How many hits hybrid takes from each list before fusing (at least k).
   public var hybridDepth = 100
 
   public init(
     k: Int = 10, ef: Int = 64, filter: Filter? = nil, exact: Bool = false, log: Bool = true,
-    mode: SearchMode? = nil, fusion: Fusion = .defaultHybrid
+    mode: SearchMode? = nil, fusion: Fusion? = nil
   ) {
     self.k = k
     self.ef = ef
@@ -294,7 +296,9 @@ extension Collection {
       case .dense: ranked = dense
       case .keyword: ranked = keyword
       case .hybrid:
-        ranked = Array(options.fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
+        let fusion =
+          options.fusion ?? record.text?.alpha.map { .convex(alpha: $0) } ?? .defaultHybrid
+        ranked = Array(fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
       }
       let denseRanks = Dictionary(
         uniqueKeysWithValues: dense.enumerated().map { ($1.document, $0) })

@@ -55,6 +55,8 @@ struct Models: ParsableCommand {
         vdb models activate 1 -c scifact    back to model 1 (instant if retained)
         vdb models activate 3 -c scifact    adapter v3 maps the queries (instant)
         vdb models rollback -c scifact      undo the last switch, at once
+        vdb models fusion -c scifact        the fitted hybrid fusion versions
+        vdb models rollback -c scifact --fusion   undo the last promoted fusion
         vdb models convert 1 --precision bfloat16   v1's weights computing in bfloat16
         vdb models delete 4                 remove a version nothing uses
         vdb models prune --dry-run          what prune would remove
@@ -62,7 +64,7 @@ struct Models: ParsableCommand {
       """,
     subcommands: [
       ModelList.self, ModelActivate.self, ModelRollback.self, ModelConvert.self, ModelDelete.self,
-      ModelPrune.self, ModelExport.self,
+      ModelPrune.self, ModelExport.self, FusionList.self,
     ],
     defaultSubcommand: ModelList.self)
 }
@@ -125,10 +127,13 @@ struct ModelRollback: ParsableCommand {
     abstract: "Undo a collection's last switch: its last query adapter, else its generation.")
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
+  @Flag(help: "Undo the last promoted fusion version instead (`vdb train --tier fusion`).")
+  var fusion = false
   @OptionGroup var output: OutputOptions
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
+    if fusion { return try FusionList.rollback(collection, json: output.isJSON) }
     let report = try collection.rollback()
     if output.isJSON { return try Terminal.printJSON(report) }
     print(

@@ -115,7 +115,10 @@ struct SearchModeOptions: ParsableArguments {
   var mode: SearchMode?
   @Option(help: "How hybrid fuses its lists: convex (normalised scores) or rrf (reciprocal rank).")
   var fusion: FusionName = .convex
-  @Option(help: "Convex fusion's weight of the dense scores, within [0, 1] (default 0.5).")
+  @Option(
+    help:
+      "Convex fusion's weight of the dense scores, within [0, 1] (default: the fitted one, see `vdb train --tier fusion`, else 0.5)."
+  )
   var alpha: Double?
 
   func validate() throws {
@@ -129,8 +132,9 @@ struct SearchModeOptions: ParsableArguments {
     }
   }
 
-  var fusionMethod: Fusion {
-    fusion == .rrf ? .reciprocalRank : .convex(alpha: alpha ?? 0.5)
+  /// nil: the collection's serving fusion.
+  var fusionMethod: Fusion? {
+    fusion == .rrf ? .reciprocalRank : alpha.map { .convex(alpha: $0) }
   }
 }
 

@@ -25,12 +25,15 @@ struct Train: ParsableCommand {
       against the stored document vectors (lr 1e-3): seconds, no re-embedding, \
       instant to activate and to roll back. `lora` trains low-rank adapters on the \
       attention projections like `full` (lr 1e-4, --lora-rank); stored as a few MB \
-      over the parent model, even when rejected; a promoted one re-embeds like `full`.
+      over the parent model, even when rejected; a promoted one re-embeds like `full`. \
+      `fusion` fits hybrid search's weight alpha on the judged queries (seconds; \
+      `vdb models fusion` lists the versions, `vdb models rollback --fusion` undoes one).
 
       Examples:
         vdb train -c scifact --dry-run                   what would be trained on
         vdb train -c scifact                             train, gate, maybe switch
         vdb train -c scifact --tier adapter              the query-side adapter
+        vdb train -c scifact --tier fusion               hybrid search's weight alpha
         vdb train -c scifact --no-wait                   re-embed in the background
         vdb train -c scifact --resume                    continue an interrupted run
         vdb train -c scifact --report train.html         also write an HTML report
@@ -53,7 +56,8 @@ struct Train: ParsableCommand {
   var lr: Double?
   @Option(
     help:
-      "full (the whole encoder), lora (low-rank adapters on it) or adapter (query side only).")
+      "full (the whole encoder), lora (low-rank adapters on it), adapter (query side only) or fusion (hybrid's alpha)."
+  )
   var tier = TrainingOptions.Tier.full
   @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
@@ -169,7 +173,7 @@ struct Train: ParsableCommand {
           hint: "the training itself finished: `vdb models` shows model v\(report.modelVersion)")
       }
     }
-    if noWait && report.promoted && report.tier != .adapter {
+    if noWait && report.promoted && [.full, .lora].contains(report.tier) {
       try startBackgroundReembed(collection: collection.name)
     }
     if output.isJSON { return try Terminal.printJSON(report) }
@@ -179,11 +183,19 @@ struct Train: ParsableCommand {
   /// What a person reads after a run: data, loss curve, before/after, verdict, next step.
   private func summary(_ report: TrainingReport) -> String {
     var lines: [String] = []
+    if let fusion = report.fusion {
+      lines.append(
+        String(format: "fitted fusion v%d: alpha %.2f", fusion.version, fusion.alpha)
+          + " on \(report.data.judgedQueries) judged queries in \(Terminal.seconds(report.seconds))"
+      )
+    }
     let what = report.tier == .adapter ? "query adapter" : "model"
-    lines.append(
-      "trained \(what) v\(report.modelVersion) on \(report.data.trainPairs) pairs"
-        + " (\(report.data.negatives) hard negatives) in \(Terminal.seconds(report.trainingSeconds));"
-        + " total \(Terminal.seconds(report.seconds))")
+    if report.fusion == nil {
+      lines.append(
+        "trained \(what) v\(report.modelVersion) on \(report.data.trainPairs) pairs"
+          + " (\(report.data.negatives) hard negatives) in \(Terminal.seconds(report.trainingSeconds));"
+          + " total \(Terminal.seconds(report.seconds))")
+    }
     if !report.losses.isEmpty {
       lines.append(
         "loss \(Terminal.sparkline(report.losses, width: 40))"
@@ -224,7 +236,7 @@ struct Train: ParsableCommand {
         }, flexibleColumn: 2)
     }
     lines.append((report.promoted ? "promoted: " : "") + report.reason)
-    if report.promoted, report.tier != .adapter {
+    if report.promoted, report.tier != .adapter, report.tier != .fusion {
       lines.append(
         report.reembedded
           ? "generation \(report.generation ?? 0) is active (model v\(report.modelVersion))"

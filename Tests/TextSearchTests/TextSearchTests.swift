@@ -282,3 +282,67 @@ struct SplitMix {
     return z ^ (z >> 31)
   }
 }
+
+/// The byte-level ASCII path of the analyzer gives exactly the Unicode path's terms.
+final class AnalyzerFastPathTests: XCTestCase {
+  let analyzer = Analyzer.english
+
+  func testASCIIFastPathEqualsTheUnicodePathOnRandomText() {
+    // The characters the word rules treat specially, and runs longer than a word may be.
+    let alphabet =
+      Array("aAbZz09_'.,- \n\t!?()\"/:;Ss")
+      + ["The", "don't", "U.S.", "3.14", "1,000"]
+      .flatMap { Array($0) }
+    var state: UInt64 = 42
+    func next(_ bound: Int) -> Int {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return Int((state >> 33) % UInt64(bound))
+    }
+    for _ in 0..<2_000 {
+      var text = String((0..<next(120)).map { _ in alphabet[next(alphabet.count)] })
+      if next(10) == 0 { text += String(repeating: "x", count: 60 + next(80)) + "'s." }
+      XCTAssertEqual(
+        analyzer.terms(text, asciiFastPath: true), analyzer.terms(text, asciiFastPath: false),
+        text)
+      assertCountsMatchTerms(text)
+    }
+  }
+
+  /// `termCounts` is `terms` counted.
+  func assertCountsMatchTerms(_ text: String) {
+    let terms = analyzer.terms(text)
+    let (counts, length) = analyzer.termCounts(text)
+    XCTAssertEqual(length, terms.count, text)
+    XCTAssertEqual(counts, terms.reduce(into: [:]) { $0[$1, default: 0] += 1 }, text)
+  }
+
+  func testASCIIFastPathEqualsTheUnicodePathOnRealText() throws {
+    // The project's own documentation: English prose, code, numbers, and some non-ASCII
+    // lines (arrows, accents), which take the Unicode path whole.
+    let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("../../docs").standardized
+    let files = try FileManager.default.contentsOfDirectory(atPath: docs.path)
+      .filter { $0.hasSuffix(".md") }
+    XCTAssertFalse(files.isEmpty)
+    var ascii = 0
+    for file in files {
+      let text = try String(contentsOf: docs.appendingPathComponent(file), encoding: .utf8)
+      for line in text.split(separator: "\n") {
+        let line = String(line)
+        if line.utf8.allSatisfy({ $0 < 0x80 }) { ascii += 1 }
+        XCTAssertEqual(
+          analyzer.terms(line, asciiFastPath: true), analyzer.terms(line, asciiFastPath: false),
+          line)
+        assertCountsMatchTerms(line)
+      }
+    }
+    XCTAssertGreaterThan(ascii, 1_000)
+  }
+
+  func testNonASCIITextFallsBackToTheUnicodePath() {
+    XCTAssertEqual(analyzer.terms("Café CAFÉ naïve"), ["café", "café", "naïv"])
+    XCTAssertEqual(analyzer.terms("Tokyo 東京"), ["tokyo", "東", "京"])
+    XCTAssertEqual(analyzer.terms("RUNNING cats, don't"), ["run", "cat", "don't"])
+    assertCountsMatchTerms("Café café CAFÉ 東京 東 cats cat")
+  }
+}

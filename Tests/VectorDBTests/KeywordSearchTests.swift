@@ -64,6 +64,18 @@ final class KeywordSearchTests: XCTestCase {
     XCTAssertEqual(hit.sources?.keyword?.score, hit.score)
   }
 
+  func testCachedPostingsFollowEveryWrite() throws {
+    let collection = try notes()
+    XCTAssertEqual(try keyword(collection, "sponge cake"), ["cake"])  // now cached
+    try collection.upsert([Document(id: "cake", text: "Boil the pasta, then add the sponge.")])
+    XCTAssertEqual(try keyword(collection, "cake"), [])
+    XCTAssertEqual(try keyword(collection, "sponge pasta"), ["cake"])
+    try collection.upsert([Document(id: "pie", text: "A sponge and a pie.")])
+    XCTAssertEqual(Set(try keyword(collection, "sponge")), ["cake", "pie"])
+    XCTAssertEqual(try collection.delete(["cake"]), 1)
+    XCTAssertEqual(try keyword(collection, "sponge"), ["pie"])
+  }
+
   func testExhaustiveEqualsMaxScoreThroughTheDatabase() throws {
     let collection = try Database(path: path).collection("big")
     let words = (0..<300).map { "word\($0)" }

@@ -27,7 +27,8 @@ extension CollectionRecord {
 
 extension Collection {
   var textIndex: TextIndex {
-    TextIndex(table: schema.text, collection: id, path: database.path)
+    TextIndex(
+      table: schema.text, collection: id, path: database.path, cache: database.postingsCache)
   }
 
   /// The text index's record, built first if it is missing or stale: an existing
@@ -42,6 +43,7 @@ extension Collection {
       try index.clear(in: txn)
       var record = TextIndexRecord(
         analyzer: TextIndex.analyzer, bm25: collection.text?.bm25 ?? .defaults)
+      record.alpha = collection.text?.alpha
       let prefix = KeyBuilder().uint32(id)
       try txn.forEach(in: schema.docs, from: prefix) { key, value in
         guard key.starts(with: prefix.bytes) else { return false }
@@ -49,9 +51,18 @@ extension Collection {
         try index.add(row: document.row, text: document.text, to: &record, in: txn)
         return true
       }
+      try index.flush(record, in: txn)
       collection.text = record
     }
+    // This transaction's own changes (a record read earlier may hold a failed one's).
+    collection.text?.pending = TermStatsChanges()
     return collection.text
+  }
+
+  /// Stores what `updateText` changed of the term statistics: call it once, after the
+  /// transaction's last `updateText`.
+  func flushText(_ record: TextIndexRecord?, in txn: WriteTransaction) throws {
+    if let record { try textIndex.flush(record, in: txn) }
   }
 
   /// Builds the text index now if it is missing or stale (see `preparedText`).
@@ -101,7 +112,8 @@ extension Collection {
 
   /// Keeps the text index in step with one document's change, in the write's
   /// transaction: `old` is the replaced text (nil for a new document), `new` the
-  /// new text (nil for a delete). Unchanged text costs nothing.
+  /// new text (nil for a delete). Unchanged text costs nothing. The term statistics are
+  /// stored by `flushText`, once per transaction.
   func updateText(
     row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?,
     in txn: WriteTransaction

@@ -12,6 +12,25 @@ struct TextIndexRecord: Codable, Equatable {
   /// Documents with at least one term (BM25's N), and their terms in all (for avgdl).
   var documents: Int
   var terms: Int
+  /// The serving fusion version's alpha (nil: `Fusion.defaultHybrid`), kept here so that
+  /// a hybrid query reads it with the rest (`Collection.trainFusion`).
+  var alpha: Double?
+  /// Drawn anew at every change of the postings (nil before the first since it
+  /// existed): what `PostingsCache` keys on.
+  var stamp: Int?
+  /// The term statistics this write transaction changed, not stored yet
+  /// (`TextIndex.flush`); never stored itself.
+  var pending = TermStatsChanges()
+
+  enum CodingKeys: String, CodingKey {
+    case analyzer, version, bm25, documents, terms, alpha, stamp
+  }
+
+  static func == (a: TextIndexRecord, b: TextIndexRecord) -> Bool {
+    (a.analyzer, a.version, a.bm25, a.documents, a.terms) == (
+      b.analyzer, b.version, b.bm25, b.documents, b.terms
+    ) && (a.alpha, a.stamp) == (b.alpha, b.stamp)
+  }
 
   init(analyzer: Analyzer, bm25: BM25 = .defaults) {
     self.analyzer = analyzer.name
@@ -26,6 +45,22 @@ struct TextIndexRecord: Codable, Equatable {
   }
 
   var averageLength: Double { documents == 0 ? 0 : Double(terms) / Double(documents) }
+}
+
+/// Per term, the change of its document frequency and the largest count added, over
+/// one write transaction's documents (a reference: every copy of the record shares it).
+final class TermStatsChanges {
+  var changes: [String: (documents: Int, maxFrequency: UInt32)] = [:]
+
+  func add(_ term: String, count: UInt32) {
+    let change = changes[term] ?? (0, 0)
+    changes[term] = (change.documents + 1, max(change.maxFrequency, count))
+  }
+
+  func remove(_ term: String) {
+    let change = changes[term] ?? (0, 0)
+    changes[term] = (change.documents - 1, change.maxFrequency)
+  }
 }
 
 /// The postings of one collection in the `text` table (docs/storage-format.md):
@@ -48,6 +83,8 @@ struct TextIndex {
   let collection: UInt32
   /// The database's path, for errors.
   let path: String
+  /// Decoded postings of earlier queries (nil: read every query's from LMDB).
+  var cache: PostingsCache? = nil
 
   /// Indexes `text` as the document `row` (which must not be indexed yet).
   func add(row: UInt32, text: String, to record: inout TextIndexRecord, in txn: WriteTransaction)
@@ -56,15 +93,12 @@ struct TextIndex {
     let (counts, length) = TextIndex.counts(text)
     guard length > 0 else { return }
     for (term, count) in counts {
-      let stats = termKey(term)
-      var (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
-      frequency += 1
-      maxFrequency = max(maxFrequency, count)
-      try txn.put(table, key: stats, value: TextIndex.bytes(frequency, maxFrequency))
+      record.pending.add(term, count: count)
       try txn.put(table, key: postingKey(term, row: row), value: TextIndex.bytes(count, length))
     }
     record.documents += 1
     record.terms += Int(length)
+    record.stamp = Int.random(in: 0..<(1 << 53))
   }
 
   /// Removes the document `row`, indexed from `text`.
@@ -78,17 +112,30 @@ struct TextIndex {
         throw VectorDBError.damaged(
           path: path, detail: "the text index lacks term \"\(term)\" of row \(row)")
       }
-      let stats = termKey(term)
-      guard let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair)
-      else { continue }
-      if frequency <= 1 {
-        try txn.delete(table, key: stats)
-      } else {
-        try txn.put(table, key: stats, value: TextIndex.bytes(frequency - 1, maxFrequency))
-      }
+      record.pending.remove(term)
     }
     record.documents -= 1
     record.terms -= Int(length)
+    record.stamp = Int.random(in: 0..<(1 << 53))
+  }
+
+  /// Stores the term statistics `record`'s writes changed: one read and one write per
+  /// term, however many documents of the transaction hold it. Must run before the
+  /// transaction that changed them commits.
+  func flush(_ record: TextIndexRecord, in txn: WriteTransaction) throws {
+    for (term, change) in record.pending.changes {
+      let stats = termKey(term)
+      let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
+      let documents = Int(frequency) + change.documents
+      if documents <= 0 {
+        try txn.delete(table, key: stats)
+      } else {
+        try txn.put(
+          table, key: stats,
+          value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
+      }
+    }
+    record.pending.changes.removeAll()
   }
 
   /// Deletes every key of the collection's index.
@@ -118,6 +165,19 @@ struct TextIndex {
       found.append((term, counts[term]!, frequency, maxFrequency))
     }
     guard !found.isEmpty else { return [] }
+    if let cache, let stamp = record.stamp {
+      let terms = try found.map { entry in
+        let list = try cache.list(collection: collection, stamp: stamp, term: entry.term) {
+          try postings(entry.term, in: txn)
+        }
+        return ScoringTerm(
+          cursor: ListCursor(list), count: entry.count, frequency: Int(entry.frequency),
+          maxFrequency: entry.maxFrequency, documents: record.documents, bm25: record.bm25)
+      }
+      return try TopK.search(
+        terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
+        exhaustive: exhaustive)
+    }
     return try txn.withCursors(table, count: found.count) { cursors in
       let terms = try zip(found, cursors).map { entry, cursor in
         ScoringTerm(
@@ -129,6 +189,26 @@ struct TextIndex {
         terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
         exhaustive: exhaustive)
     }
+  }
+
+  /// Every posting of `term`, decoded.
+  private func postings(_ term: String, in txn: Transaction) throws -> PostingsList {
+    var documents: [UInt32] = []
+    var frequencies: [UInt32] = []
+    var lengths: [UInt32] = []
+    let prefix = termPrefix(term).bytes
+    try txn.forEach(in: table, from: prefix) { key, value in
+      guard key.count == prefix.count + 4,
+        prefix.withUnsafeBytes({ memcmp($0.baseAddress!, key.baseAddress!, prefix.count) == 0 })
+      else { return false }
+      let (frequency, length) = TextIndex.pair(value)
+      documents.append(
+        UInt32(bigEndian: key.loadUnaligned(fromByteOffset: prefix.count, as: UInt32.self)))
+      frequencies.append(frequency)
+      lengths.append(length)
+      return true
+    }
+    return PostingsList(documents: documents, frequencies: frequencies, lengths: lengths)
   }
 
   /// The rows holding every term of `text` (empty when a term is in no document).
@@ -170,10 +250,8 @@ struct TextIndex {
 
   /// Each term's count in `text`, and the number of terms.
   static func counts(_ text: String) -> (counts: [String: UInt32], length: UInt32) {
-    let terms = analyzer.terms(text)
-    var counts: [String: UInt32] = [:]
-    for term in terms { counts[term, default: 0] += 1 }
-    return (counts, UInt32(terms.count))
+    let (counts, length) = analyzer.termCounts(text)
+    return (counts, UInt32(length))
   }
 
   static func pair(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32) {
@@ -192,12 +270,15 @@ struct TextIndex {
 /// One term's postings read through an LMDB cursor.
 final class PostingsReader: PostingsCursor {
   private let cursor: Cursor
-  private let prefix: [UInt8]
+  /// The term's posting key prefix, followed by room for a row id (what `advance` seeks).
+  private var key: [UInt8]
+  private let prefixCount: Int
   private(set) var current: Posting?
 
   init(cursor: Cursor, prefix: KeyBuilder) throws {
     self.cursor = cursor
-    self.prefix = prefix.bytes
+    key = prefix.bytes + [0, 0, 0, 0]
+    prefixCount = prefix.bytes.count
     current = try read(cursor.seek(atLeast: prefix))
   }
 
@@ -207,16 +288,24 @@ final class PostingsReader: PostingsCursor {
 
   func advance(to target: UInt32) throws {
     guard let posting = current, posting.document < target else { return }
-    current = try read(cursor.seek(atLeast: prefix + KeyBuilder().uint32(target).bytes))
+    withUnsafeBytes(of: target.bigEndian) { row in
+      key.withUnsafeMutableBytes {
+        $0.baseAddress!.advanced(by: prefixCount).copyMemory(from: row.baseAddress!, byteCount: 4)
+      }
+    }
+    current = try read(cursor.seek(atLeast: key))
   }
 
   private func read(_ entry: Cursor.Entry?) -> Posting? {
-    guard let (key, value) = entry, key.count == prefix.count + 4, key.starts(with: prefix) else {
+    guard let (found, value) = entry, found.count == prefixCount + 4,
+      key.withUnsafeBytes({ memcmp($0.baseAddress!, found.baseAddress!, prefixCount) == 0 })
+    else {
       return nil
     }
     let (frequency, length) = TextIndex.pair(value)
     return Posting(
-      document: UInt32(bigEndian: key.loadUnaligned(fromByteOffset: prefix.count, as: UInt32.self)),
+      document: UInt32(
+        bigEndian: found.loadUnaligned(fromByteOffset: prefixCount, as: UInt32.self)),
       frequency: frequency, length: length)
   }
 }

@@ -55,6 +55,7 @@ extension Collection {
   public func train(
     options: TrainingOptions = TrainingOptions(), progress: ((TrainingStage) throws -> Void)? = nil
   ) throws -> TrainingReport {
+    if options.tier == .fusion { return try trainFusion(options: options, progress: progress) }
     let start = Date()
     try claimTraining()
     defer { try? releaseTraining() }
@@ -197,6 +198,8 @@ extension Collection {
             dimension: base.dimension, examples: examples, configuration: configuration)
         let losses = try loop(trainer)
         return Candidate(model: .adapter(trainer.adapter), losses: losses)
+      case .fusion:
+        throw VectorDBError.unsupported("the fusion tier fits a weight, not a model")
       }
     } catch let error as TrainingError {
       throw VectorDBError.unsupported("cannot train: \(error)")
@@ -408,7 +411,7 @@ extension Collection {
   // MARK: Run records
 
   /// Refuses when another live process trains this collection; else records this one.
-  private func claimTraining() throws {
+  func claimTraining() throws {
     let key = blobKey("train.owner")
     let me = RunningProcess.current
     try write { txn, _ in
@@ -429,7 +432,7 @@ extension Collection {
     }
   }
 
-  private func releaseTraining() throws {
+  func releaseTraining() throws {
     _ = Self.lock.withLock { Self.training.remove("\(database.path)\u{0}\(name)") }
     let key = blobKey("train.owner")
     try write { txn, _ in try txn.delete(schema.meta, key: key) }

@@ -21,6 +21,9 @@ public struct TrainingOptions: Sendable, Codable {
     /// Low-rank adapters (LoRA) on the encoder's attention projections, trained like the
     /// full tier; stored as the adapters over their parent, merged into the weights at load.
     case lora
+    /// The hybrid fusion weight alpha (`Collection.trainFusion`): seconds, nothing embedded
+    /// but the judged queries; stored as a fusion version of the collection.
+    case fusion
   }
   public var tier = Tier.full
   /// Passes over the pairs; nil: the tier's default (`defaultEpochs`).
@@ -97,7 +100,7 @@ public struct TrainingOptions: Sendable, Codable {
     switch tier {
     case .full: return 2e-5
     case .lora: return 1e-4
-    case .adapter: return 1e-3
+    case .adapter, .fusion: return 1e-3
     }
   }
 
@@ -230,9 +233,11 @@ public struct TrainingReport: Codable, Sendable {
   public var reembedded: Bool
   public var trainingSeconds: Double
   public var seconds: Double
+  /// Fusion tier: the fitted version (its alpha and lineage).
+  public var fusion: FusionVersion?
 
   enum CodingKeys: String, CodingKey {
-    case tier, options
+    case tier, options, fusion
     case modelVersion = "model_version"
     case promoted, reason, gate
     case heldOutBefore = "heldout_before"

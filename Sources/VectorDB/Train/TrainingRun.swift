@@ -72,6 +72,21 @@ extension Collection {
     return (relevant, notRelevant)
   }
 
+  /// `judgements()` of documents that still exist: a query left with no relevant one is
+  /// dropped.
+  func judgedQueries() throws -> (
+    relevant: [String: [String: Int]], notRelevant: [String: [String]]
+  ) {
+    let (allJudged, notRelevant) = try judgements()
+    let existing = try documentTexts(Set(allJudged.values.flatMap { $0.keys }))
+    var judged: [String: [String: Int]] = [:]
+    for (text, grades) in allJudged {
+      let kept = grades.filter { existing[$0.key] != nil }
+      if kept.values.contains(where: { $0 > 0 }) { judged[text] = kept }
+    }
+    return (judged, notRelevant)
+  }
+
   /// Judgements → folds → mined pairs (or the saved run when resuming).
   ///
   /// - Throws: `VectorDBError.nothingToResume` when resuming without a saved run;
@@ -97,14 +112,7 @@ extension Collection {
     }
     let encoder = try database.encoder(version: baseModel)
     try options.validate(modelMaxSequenceLength: encoder.config.maxPositions)
-    let (allJudged, notRelevant) = try judgements()
-    // Judged documents deleted since do not count; a query left with none is dropped.
-    let existing = try documentTexts(Set(allJudged.values.flatMap { $0.keys }))
-    var judged: [String: [String: Int]] = [:]
-    for (text, grades) in allJudged {
-      let kept = grades.filter { existing[$0.key] != nil }
-      if kept.values.contains(where: { $0 > 0 }) { judged[text] = kept }
-    }
+    let (judged, notRelevant) = try judgedQueries()
     let folds = Self.folds(
       of: judged.keys.sorted(), count: options.foldCount(judged: judged.count),
       heldOutFraction: options.heldOutFraction, seed: options.seed)
