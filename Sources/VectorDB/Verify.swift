@@ -228,6 +228,22 @@ extension Database {
       // table and writing the index's settings): nothing was embedded, and `reembed`
       // resumes it.
       if generation.state == .building && !tables.contains(name) { continue }
+      // An index is created with its first vectors: a generation of a collection that has
+      // none yet (created with `--vectors D`, nothing added) has no table.
+      if !tables.contains(name) {
+        let prefix = KeyBuilder().uint32(record.id).uint32(generation.id)
+        let sources = try storage {
+          try environment.read { txn in
+            var any = false
+            try txn.forEach(in: schema.sources, from: prefix) { key, _ in
+              any = key.starts(with: prefix.bytes)
+              return false
+            }
+            return any
+          }
+        }
+        if !sources { continue }
+      }
       let index: VectorIndex
       do {
         index = try indexCache.open(name, environment: environment, create: nil)

@@ -26,6 +26,9 @@ final class CollectionShellTests: XCTestCase {
     let created = try Shell.vdb(
       ["collections", "create", "sift", "--vectors", "4", "--metric", "l2", "--db", db])
     XCTAssertEqual(created.status, 0, created.stderr)
+    // A collection with no vectors yet has no index table, and is not damaged.
+    let verified = try Shell.vdb(["verify", "--db", db])
+    XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
     XCTAssertEqual(
       try Shell.vdb(["collections", "create", "notes", "--no-vectors", "--db", db]).status, 0)
     let again = try Shell.vdb(["collections", "create", "notes", "--db", db])
