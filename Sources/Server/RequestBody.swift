@@ -124,7 +124,9 @@ struct RequestBody {
   }
 
   /// `mode`, `fusion` and `alpha`: how a text query searches (as the shell's options).
-  func searchMode() throws -> (mode: SearchMode?, fusion: Fusion) {
+  /// `mode`, `fusion`, `alpha`; a nil fusion is the collection's serving one (the alpha
+  /// `vdb train --tier fusion` fitted, else convex 0.5), as in the shell.
+  func searchMode() throws -> (mode: SearchMode?, fusion: Fusion?) {
     let mode = try string("mode").map { name in
       try SearchMode(rawValue: name)
         ?? { throw wrong("mode", "\"dense\", \"keyword\" or \"hybrid\"") }()
@@ -133,7 +135,7 @@ struct RequestBody {
     switch try string("fusion") ?? "convex" {
     case "convex":
       if let alpha, !(0...1).contains(alpha) { throw wrong("alpha", "within [0, 1]") }
-      return (mode, .convex(alpha: alpha ?? 0.5))
+      return (mode, alpha.map { .convex(alpha: $0) })
     case "rrf":
       if alpha != nil {
         throw APIError.badRequest(
