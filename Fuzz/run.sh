@@ -28,7 +28,7 @@ bin=.build-tests/x86_64-unknown-linux-gnu/release
 # builds a model), by the module the target tests.
 vectordb=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
 vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
-embedding=(EmbeddingError BertConfig SafeTensors WordPieceTokenizer)
+embedding=(EmbeddingError BertConfig SafeTensors WeightSource WordPieceTokenizer)
 embedding=("${embedding[@]/#/Sources/Embedding/}")
 # Modules the sources import, and the objects that implement them.
 flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
