@@ -84,12 +84,8 @@ extension Routes {
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       let arguments = try routerTrainArguments(body)
       _ = try await blocking { try openRouter(name) }
-      let job = try await jobs.start(
-        kind: "route-train", target: .router(name),
-        arguments: ["route", "train", "-r", name] + arguments)
-      var response = JSONResponse.make(job, status: .accepted)
-      response.headers[.location] = "/jobs/\(job.id)"
-      return response
+      return try await startJob(
+        "route-train", .router(name), ["route", "train", "-r", name] + arguments)
     }
     router.get("/routers/{router}/versions") { _, context in
       let open = try routerNamed(context)
@@ -188,10 +184,9 @@ extension Routes {
     let fractions = ["lr", "held_out", "max_escalation", "min_quality"]
     try body.check(Set(fractions + ["epochs", "batch_size", "seed", "force"]))
     var arguments: [String] = []
-    func option(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
     for key in ["epochs", "batch_size"] {
       if let value = try body.count(key, command: "route train") {
-        arguments += [option(key), String(value)]
+        arguments += [commandOption(key), String(value)]
       }
     }
     if let seed = try body.int("seed") {
@@ -202,7 +197,7 @@ extension Routes {
     }
     // Ranges are checked by the command, whose error becomes the job's.
     for key in fractions {
-      if let value = try body.double(key) { arguments += [option(key), String(value)] }
+      if let value = try body.double(key) { arguments += [commandOption(key), String(value)] }
     }
     if try body.bool("force") == true { arguments.append("--force") }
     return arguments

@@ -396,7 +396,6 @@ struct Routes: Sendable {
     let flags = ["force", "resume", "keep_rejected"]
     try body.check(Set(counts + numbers + flags + ["tier", "max_seq_length", "seed"]))
     var arguments: [String] = []
-    func option(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
     if let tier = try body.string("tier") {
       guard ["full", "lora", "adapter"].contains(tier) else {
         throw APIError.badRequest(
@@ -406,7 +405,7 @@ struct Routes: Sendable {
     }
     for key in counts {
       if let value = try body.count(key, command: "train") {
-        arguments += [option(key), String(value)]
+        arguments += [commandOption(key), String(value)]
       }
     }
     // Checked by the job against the model (sequence length) or free (seed).
@@ -420,9 +419,9 @@ struct Routes: Sendable {
       arguments += ["--seed", String(seed)]
     }
     for key in numbers {
-      if let value = try body.double(key) { arguments += [option(key), String(value)] }
+      if let value = try body.double(key) { arguments += [commandOption(key), String(value)] }
     }
-    for key in flags where try body.bool(key) == true { arguments.append(option(key)) }
+    for key in flags where try body.bool(key) == true { arguments.append(commandOption(key)) }
     return arguments
   }
 
@@ -431,8 +430,14 @@ struct Routes: Sendable {
   {
     // Unknown collections fail here, with a 404, rather than later in the job.
     _ = try await blocking { try database.collection(collection, create: false) }
-    let job = try await jobs.start(
-      kind: kind, target: .collection(collection), arguments: arguments)
+    return try await startJob(kind, .collection(collection), arguments)
+  }
+
+  /// Starts a job and answers 202 with it and its `Location`.
+  func startJob(_ kind: String, _ target: JobRunner.Target, _ arguments: [String]) async throws
+    -> Response
+  {
+    let job = try await jobs.start(kind: kind, target: target, arguments: arguments)
     var response = JSONResponse.make(job, status: .accepted)
     response.headers[.location] = "/jobs/\(job.id)"
     return response
@@ -470,6 +475,9 @@ struct Routes: Sendable {
   }
 
 }
+
+/// The command-line option of request field `key` (`batch_size` is `--batch-size`).
+func commandOption(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
 
 /// `{"documents": [...]}`: `null` for an id asked for and not found.
 struct DocumentList<Row: Encodable>: Encodable {
