@@ -100,3 +100,58 @@ public struct KeyBuilder: LMDBKey, Sendable {
     try bytes.withUnsafeBytes(body)
   }
 }
+
+/// Reads a composite key part by part, in the order `KeyBuilder` wrote it.
+///
+///     var reader = KeyReader(key)
+///     let collection = reader.uint32(), id = reader.rest()
+///
+/// Each read returns nil (and reads nothing) when too few bytes are left.
+public struct KeyReader {
+  private let bytes: UnsafeRawBufferPointer
+  private var offset = 0
+
+  public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+  /// Whether every byte has been read.
+  public var isAtEnd: Bool { offset == bytes.count }
+
+  public mutating func uint8() -> UInt8? {
+    guard offset < bytes.count else { return nil }
+    defer { offset += 1 }
+    return bytes[offset]
+  }
+
+  public mutating func uint32() -> UInt32? { integer() }
+
+  public mutating func uint64() -> UInt64? { integer() }
+
+  private mutating func integer<T: FixedWidthInteger>() -> T? {
+    let size = MemoryLayout<T>.size
+    guard bytes.count - offset >= size else { return nil }
+    defer { offset += size }
+    return T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+  }
+
+  /// The bytes of a string written with `KeyBuilder.lengthPrefixed`, as UTF-8.
+  public mutating func lengthPrefixed() -> String? {
+    guard bytes.count - offset >= 2 else { return nil }
+    let count = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
+    guard bytes.count - offset - 2 >= count else { return nil }
+    defer { offset += 2 + count }
+    return String(decoding: bytes[(offset + 2)..<(offset + 2 + count)], as: UTF8.self)
+  }
+
+  /// The `count` bytes after the read ones, or nil when fewer are left.
+  public mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer.SubSequence? {
+    guard bytes.count - offset >= count else { return nil }
+    defer { offset += count }
+    return bytes[offset..<(offset + count)]
+  }
+
+  /// Every byte not read yet, as UTF-8 (a string written last, with `KeyBuilder.string`).
+  public mutating func rest() -> String {
+    defer { offset = bytes.count }
+    return String(decoding: bytes[offset...], as: UTF8.self)
+  }
+}

@@ -29,8 +29,6 @@ public final class Collection: @unchecked Sendable {
 
   var schema: Schema { database.schema }
 
-  /// The prefix of the collection's keys in `meta` (training state: `train.run`, …).
-  static func blobPrefix(_ id: UInt32) -> String { "collection.\(id)." }
   private var environment: Environment { database.environment }
 
   // MARK: Writing
@@ -97,7 +95,7 @@ public final class Collection: @unchecked Sendable {
         var text = try preparedText(&collection, in: txn)
         var rows: [UInt32] = []
         for (document, var record) in zip(unique, records) {
-          let key = Schema.docKey(collection: id, id: document.id)
+          let key = DocumentKey(collection: id, id: document.id)
           var old: DocumentRecord?
           if let existing = try txn.get(schema.docs, key: key) {
             let replaced = try DocumentRecord(bytes: existing, path: database.path)
@@ -110,7 +108,7 @@ public final class Collection: @unchecked Sendable {
             collection.nextRow += 1
             collection.count += 1
             try txn.put(
-              schema.rows, key: Schema.rowKey(collection: id, row: record.row),
+              schema.rows, key: RowKey(collection: id, row: record.row),
               value: Array(document.id.utf8))
           }
           try metadataIndex.update(
@@ -126,7 +124,7 @@ public final class Collection: @unchecked Sendable {
           for (row, record) in zip(rows, records) {
             try txn.put(
               schema.sources,
-              key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row),
+              key: SourceKey(collection: id, generation: plan.generation.id, row: row),
               value: record.hash.bytes)
           }
         }
@@ -178,12 +176,12 @@ public final class Collection: @unchecked Sendable {
     var text = try preparedText(&collection, in: txn)
     var rows: [UInt32] = []
     for documentID in ids {
-      let key = Schema.docKey(collection: id, id: documentID)
+      let key = DocumentKey(collection: id, id: documentID)
       guard let existing = try txn.get(schema.docs, key: key) else { continue }
       let old = try DocumentRecord(bytes: existing, path: database.path)
       try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
       try updateText(row: old.row, old: old, new: nil, record: &text, in: txn)
-      try txn.delete(schema.rows, key: Schema.rowKey(collection: id, row: old.row))
+      try txn.delete(schema.rows, key: RowKey(collection: id, row: old.row))
       try txn.delete(schema.docs, key: key)
       collection.count -= 1
       rows.append(old.row)
@@ -195,7 +193,7 @@ public final class Collection: @unchecked Sendable {
       for row in rows {
         try txn.delete(
           schema.sources,
-          key: Schema.sourceKey(collection: id, generation: plan.generation.id, row: row))
+          key: SourceKey(collection: id, generation: plan.generation.id, row: row))
       }
     }
     return rows.count
@@ -207,7 +205,7 @@ public final class Collection: @unchecked Sendable {
   /// - Throws: `VectorDBError.documentNotFound`, `.collectionNotFound`.
   public func update(id documentID: String, metadata: [String: JSONValue]) throws {
     try write { txn, _ in
-      let key = Schema.docKey(collection: id, id: documentID)
+      let key = DocumentKey(collection: id, id: documentID)
       guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
         let bytes = try txn.get(schema.docs, key: key)
       else { throw VectorDBError.documentNotFound(id: documentID, collection: name) }
@@ -238,7 +236,7 @@ public final class Collection: @unchecked Sendable {
         throw VectorDBError.collectionNotFound(name)
       }
       guard let settings = record.vectors, let active = chosen ?? record.active else { return nil }
-      let key = Schema.generationKey(collection: record.id, generation: active)
+      let key = GenerationKey(collection: record.id, generation: active)
       guard let bytes = try txn.get(schema.generations, key: key) else {
         throw VectorDBError.damaged(
           path: database.path, detail: "generation \(active) of \"\(name)\" is missing")
@@ -289,7 +287,7 @@ public final class Collection: @unchecked Sendable {
     try read { txn in
       try ids.map { documentID in
         guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
-          let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID))
+          let bytes = try txn.get(schema.docs, key: DocumentKey(collection: id, id: documentID))
         else { return nil }
         return try document(id: documentID, bytes: bytes)
       }
@@ -323,7 +321,7 @@ public final class Collection: @unchecked Sendable {
       var ids = try ids(matching: filter, in: txn)
       if let after { ids = ids.filter { after.utf8.lexicographicallyPrecedes($0.utf8) } }
       return try ids.prefix(max(0, limit)).compactMap { documentID in
-        try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID)).map {
+        try txn.get(schema.docs, key: DocumentKey(collection: id, id: documentID)).map {
           try document(id: documentID, bytes: $0)
         }
       }
@@ -341,7 +339,7 @@ public final class Collection: @unchecked Sendable {
     return try read { txn in
       try ids.map { documentID in
         guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
-          let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID))
+          let bytes = try txn.get(schema.docs, key: DocumentKey(collection: id, id: documentID))
         else { return nil }
         return try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
       }
@@ -351,7 +349,7 @@ public final class Collection: @unchecked Sendable {
   /// The ids of the documents matching `filter`, sorted (byte order, as stored).
   private func ids(matching filter: Filter, in txn: Transaction) throws -> [String] {
     try rows(matching: filter, in: txn).compactMap { row in
-      try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)).map {
+      try txn.get(schema.rows, key: RowKey(collection: id, row: row)).map {
         String(decoding: $0, as: UTF8.self)
       }
     }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
@@ -362,7 +360,7 @@ public final class Collection: @unchecked Sendable {
   /// the next page's `after`.
   public func documents(after: String? = nil, limit: Int = 100) throws -> [Document] {
     try scan(
-      from: after.map { Schema.docKey(collection: id, id: $0).bytes + [0] }, skip: 0, limit: limit)
+      from: after.map { DocumentKey(collection: id, id: $0).successor }, skip: 0, limit: limit)
   }
 
   /// Up to `limit` documents in id order after skipping `offset` of them.
@@ -371,18 +369,18 @@ public final class Collection: @unchecked Sendable {
   }
 
   private func scan(from start: [UInt8]?, skip: Int, limit: Int) throws -> [Document] {
-    let prefix = KeyBuilder().uint32(id)
+    let documents = KeyRange.collection(id)
     return try read { txn in
       var result: [Document] = []
       var skipped = 0
       guard limit > 0 else { return result }
-      try txn.forEach(in: schema.docs, from: start ?? prefix.bytes) { key, value in
-        guard key.starts(with: prefix.bytes) else { return false }
+      try txn.forEach(in: schema.docs, from: start ?? documents.prefix.bytes) { key, value in
+        guard documents.contains(key) else { return false }
         if skipped < skip {
           skipped += 1
           return true
         }
-        let documentID = String(decoding: key.dropFirst(4), as: UTF8.self)
+        let documentID = DocumentKey.id(of: key)
         result.append(try document(id: documentID, bytes: value))
         return result.count < limit
       }

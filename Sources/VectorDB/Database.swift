@@ -212,30 +212,32 @@ public final class Database: @unchecked Sendable {
     if isReadOnly {
       try storage {
         try environment.read { txn in
-          guard let format = try txn.get(schema.meta, key: "format") else {
+          guard let format = try txn.get(schema.meta, key: MetaKey.format) else {
             throw VectorDBError.damaged(path: path, detail: "the format record is missing")
           }
-          try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
+          try Database.check(
+            format: format, magic: txn.get(schema.meta, key: MetaKey.magic), path: path)
         }
       }
       return
     }
     try storage {
       try environment.write { txn in
-        guard let format = try txn.get(schema.meta, key: "format") else {
+        guard let format = try txn.get(schema.meta, key: MetaKey.format) else {
           // New (or an init interrupted before this transaction): claim the directory.
           guard try txn.count(schema.collections) == 0, try txn.count(schema.docs) == 0 else {
             throw VectorDBError.damaged(path: path, detail: "the format record is missing")
           }
-          try txn.put(schema.meta, key: "magic", value: Array(Schema.magic.utf8))
+          try txn.put(schema.meta, key: MetaKey.magic, value: Array(Schema.magic.utf8))
           try txn.put(
-            schema.meta, key: "format",
+            schema.meta, key: MetaKey.format,
             value: withUnsafeBytes(of: Schema.formatVersion.littleEndian) { Array($0) })
           let created = ISO8601DateFormatter().string(from: Date())
-          try txn.put(schema.meta, key: "created", value: Array(created.utf8))
+          try txn.put(schema.meta, key: MetaKey.created, value: Array(created.utf8))
           return
         }
-        try Database.check(format: format, magic: txn.get(schema.meta, key: "magic"), path: path)
+        try Database.check(
+          format: format, magic: txn.get(schema.meta, key: MetaKey.magic), path: path)
       }
     }
   }
@@ -307,11 +309,11 @@ public final class Database: @unchecked Sendable {
           return try JSONDecoder().decode(CollectionRecord.self, from: Data(existing))
         }
         let next =
-          try txn.get(schema.meta, key: "nextCollection").map {
+          try txn.get(schema.meta, key: MetaKey.nextCollection).map {
             $0.loadUnaligned(as: UInt32.self).littleEndian
           } ?? 1
         try txn.put(
-          schema.meta, key: "nextCollection",
+          schema.meta, key: MetaKey.nextCollection,
           value: withUnsafeBytes(of: (next + 1).littleEndian) { Array($0) })
         var record = CollectionRecord(
           id: next, name: name, created: Date(), nextRow: 0, count: 0, vectors: vectors)
@@ -321,7 +323,7 @@ public final class Database: @unchecked Sendable {
             id: 1, model: vectors.model, state: .active, created: Date(), completed: Date(),
             count: 0)
           try txn.put(
-            schema.generations, key: Schema.generationKey(collection: next, generation: 1),
+            schema.generations, key: GenerationKey(collection: next, generation: 1),
             value: try JSONEncoder().encode(generation))
           record.active = 1
           record.nextGeneration = 2
@@ -408,15 +410,13 @@ public final class Database: @unchecked Sendable {
         guard let current = try Database.collectionRecord(name, in: txn, schema: schema),
           current.id == record.id
         else { throw VectorDBError.collectionNotFound(name) }
-        let (start, end) = (KeyBuilder().uint32(record.id), KeyBuilder().uint32(record.id + 1))
         for table in [
           schema.docs, schema.rows, schema.generations, schema.metadataIndex, schema.sources,
           schema.text,
         ] {
-          try txn.deleteRange(table, from: start, to: end)
+          try txn.deleteRange(table, .collection(record.id))
         }
-        let blobs = Collection.blobPrefix(record.id)
-        try txn.deleteRange(schema.meta, from: blobs, to: String(blobs.dropLast()) + "/")
+        try txn.deleteRange(schema.meta, CollectionMetaKey.collection(record.id))
         for table in indexes { try txn.deleteTable(table) }
         if !keepLog { try schema.log.deleteEntries(collection: name, in: txn) }
         try txn.delete(schema.collections, key: name)
@@ -466,13 +466,15 @@ public final class Database: @unchecked Sendable {
         if let building = record.building {
           let model = try txn.get(
             schema.generations,
-            key: Schema.generationKey(collection: record.id, generation: building)
+            key: GenerationKey(collection: record.id, generation: building)
           ).map { try JSONDecoder().decode(GenerationRecord.self, from: Data($0)).model }
           return "a re-embed job building generation \(building)"
             + (model.flatMap { $0 }.map { " with model v\($0)" } ?? "")
             + " (running, or interrupted and resumable with `vdb reembed`)"
         }
-        if try txn.get(schema.meta, key: Collection.blobPrefix(record.id) + "train.run") != nil {
+        if try txn.get(
+          schema.meta, key: CollectionMetaKey(collection: record.id, record: .trainRun)) != nil
+        {
           return "a training run (running, or interrupted and resumable with `vdb train`)"
         }
         return nil
@@ -538,7 +540,7 @@ public final class Database: @unchecked Sendable {
           func generation(_ id: UInt32?) throws -> GenerationRecord? {
             try id.flatMap { id in
               try txn.get(
-                schema.generations, key: Schema.generationKey(collection: record.id, generation: id)
+                schema.generations, key: GenerationKey(collection: record.id, generation: id)
               ).map {
                 try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
               }

@@ -35,22 +35,20 @@ extension Collection {
     if includeVectors && plan == nil {
       throw VectorDBError.unsupported("collection \"\(name)\" has no vectors to export")
     }
-    let prefix = KeyBuilder().uint32(id)
     let path = database.path
     return try read { txn in
       guard try Database.collectionRecord(name, in: txn, schema: schema)?.id == id else {
         throw VectorDBError.collectionNotFound(name)
       }
       var count = 0
-      try txn.forEach(in: schema.docs, from: prefix) { key, value in
-        guard key.starts(with: prefix.bytes) else { return false }
+      try txn.forEach(in: schema.docs, under: .collection(id)) { key, value in
         let record = try DocumentRecord(bytes: value, path: path)
         let metadata = try record.metadata()
         if let filter, !filter.matches(metadata) { return true }
         let vector = try plan.flatMap { try $0.index.vector(of: record.row, in: txn) }
         try body(
           ExportedDocument(
-            id: String(decoding: key.dropFirst(4), as: UTF8.self), text: record.text,
+            id: DocumentKey.id(of: key), text: record.text,
             metadata: metadata, vector: vector))
         count += 1
         return true

@@ -80,7 +80,7 @@ extension Collection {
 
   private func requireDocument(_ documentID: String, in txn: Transaction) throws {
     guard !documentID.isEmpty, documentID.utf8.count <= Document.maxIDBytes,
-      try txn.get(database.schema.docs, key: Schema.docKey(collection: id, id: documentID)) != nil
+      try txn.get(database.schema.docs, key: DocumentKey(collection: id, id: documentID)) != nil
     else { throw VectorDBError.documentNotFound(id: documentID, collection: name) }
   }
 
@@ -215,7 +215,7 @@ extension Database {
     let log = schema.log
     try storage {
       try environment.write { txn in
-        try txn.put(meta, key: "logRetention", value: try JSONEncoder().encode(retention))
+        try txn.put(meta, key: MetaKey.logRetention, value: try JSONEncoder().encode(retention))
         try log.prune(retention, now: Date(), in: txn)
       }
     }

@@ -44,9 +44,7 @@ extension Collection {
     let schema = database.schema
     let records = try read { txn in
       var records: [GenerationRecord] = []
-      let prefix = KeyBuilder().uint32(id)
-      try txn.forEach(in: schema.generations, from: prefix) { key, value in
-        guard key.starts(with: prefix.bytes) else { return false }
+      try txn.forEach(in: schema.generations, under: .collection(id)) { _, value in
         records.append(try JSONDecoder().decode(GenerationRecord.self, from: Data(value)))
         return true
       }
@@ -273,10 +271,8 @@ extension Collection {
     try write { txn, collection in
       if collection.building == generation { collection.building = nil }
       try txn.delete(
-        schema.generations, key: Schema.generationKey(collection: id, generation: generation))
-      try txn.deleteRange(
-        schema.sources, from: KeyBuilder().uint32(id).uint32(generation),
-        to: KeyBuilder().uint32(id).uint32(generation + 1))
+        schema.generations, key: GenerationKey(collection: id, generation: generation))
+      try txn.deleteRange(schema.sources, SourceKey.generation(generation, of: id))
     }
     try dropIndex(generation)
   }
@@ -301,7 +297,7 @@ extension Collection {
     -> GenerationRecord?
   {
     try txn.get(
-      database.schema.generations, key: Schema.generationKey(collection: id, generation: generation)
+      database.schema.generations, key: GenerationKey(collection: id, generation: generation)
     ).map {
       try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
     }
@@ -310,7 +306,7 @@ extension Collection {
   private func putGeneration(_ generation: GenerationRecord, in txn: WriteTransaction) throws {
     try txn.put(
       database.schema.generations,
-      key: Schema.generationKey(collection: id, generation: generation.id),
+      key: GenerationKey(collection: id, generation: generation.id),
       value: try JSONEncoder().encode(generation))
   }
 
@@ -364,27 +360,26 @@ extension Collection {
         txn -> ([(String, DocumentRecord)], [UInt32], String?) in
         var batch: [(String, DocumentRecord)] = []
         var last: String?
-        let prefix = KeyBuilder().uint32(id)
-        let start = cursor.map { Schema.docKey(collection: id, id: $0).bytes + [0] } ?? prefix.bytes
-        try txn.forEach(in: schema.docs, from: start) { key, value in
-          guard key.starts(with: prefix.bytes), batch.count < batchSize else { return false }
-          let documentID = String(decoding: key.dropFirst(4), as: UTF8.self)
+        let documents = KeyRange.collection(id)
+        let start = cursor.map { DocumentKey(collection: id, id: $0).successor }
+        try txn.forEach(in: schema.docs, from: start ?? documents.prefix.bytes) { key, value in
+          guard documents.contains(key), batch.count < batchSize else { return false }
+          let documentID = DocumentKey.id(of: key)
           last = documentID
           let document = try DocumentRecord(bytes: value, path: database.path)
           let source = try txn.get(
             schema.sources,
-            key: Schema.sourceKey(collection: id, generation: generation.id, row: document.row))
+            key: SourceKey(collection: id, generation: generation.id, row: document.row))
           if source.map(Array.init) != document.hash.bytes { batch.append((documentID, document)) }
           return true
         }
         // At the end of the documents: vectors whose document is gone.
         var orphans: [UInt32] = []
         if last == nil {
-          let sourcePrefix = KeyBuilder().uint32(id).uint32(generation.id)
-          try txn.forEach(in: schema.sources, from: sourcePrefix) { key, _ in
-            guard key.starts(with: sourcePrefix.bytes) else { return false }
-            let row = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            if try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
+          let sources = SourceKey.generation(generation.id, of: id)
+          try txn.forEach(in: schema.sources, under: sources) { key, _ in
+            guard let row = SourceKey.row(of: key) else { return true }
+            if try txn.get(schema.rows, key: RowKey(collection: id, row: row)) == nil {
               orphans.append(row)
             }
             return true
@@ -426,24 +421,24 @@ extension Collection {
     var values: [Float] = []
     for (offset, (documentID, document)) in batch.enumerated() {
       guard
-        let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: id, id: documentID)),
+        let bytes = try txn.get(schema.docs, key: DocumentKey(collection: id, id: documentID)),
         try DocumentRecord(bytes: bytes, path: database.path).hash == document.hash
       else { continue }
       rows.append(document.row)
       values += vectors[offset * dimension..<(offset + 1) * dimension]
       try txn.put(
         schema.sources,
-        key: Schema.sourceKey(collection: id, generation: generation, row: document.row),
+        key: SourceKey(collection: id, generation: generation, row: document.row),
         value: document.hash.bytes)
     }
     if !rows.isEmpty {
       try index.insert(ids: rows, vectors: values, threads: Parallel.coreCount, in: txn)
     }
     for row in orphans
-    where try txn.get(schema.rows, key: Schema.rowKey(collection: id, row: row)) == nil {
+    where try txn.get(schema.rows, key: RowKey(collection: id, row: row)) == nil {
       try index.delete(row, in: txn)
       try txn.delete(
-        schema.sources, key: Schema.sourceKey(collection: id, generation: generation, row: row))
+        schema.sources, key: SourceKey(collection: id, generation: generation, row: row))
     }
     return rows.count
   }
@@ -483,16 +478,14 @@ extension Collection {
       let switched = try write { txn, collection -> Bool in
         // Anything changed since the catch-up? Then catch up again (in this
         // transaction, on the last round).
-        let prefix = KeyBuilder().uint32(id)
         var stale: [(String, DocumentRecord)] = []
-        try txn.forEach(in: schema.docs, from: prefix) { key, value in
-          guard key.starts(with: prefix.bytes) else { return false }
+        try txn.forEach(in: schema.docs, under: .collection(id)) { key, value in
           let document = try DocumentRecord(bytes: value, path: database.path)
           let source = try txn.get(
             schema.sources,
-            key: Schema.sourceKey(collection: id, generation: generation, row: document.row))
+            key: SourceKey(collection: id, generation: generation, row: document.row))
           if source.map(Array.init) != document.hash.bytes {
-            stale.append((String(decoding: key.dropFirst(4), as: UTF8.self), document))
+            stale.append((DocumentKey.id(of: key), document))
           }
           return final || stale.isEmpty
         }
@@ -519,8 +512,7 @@ extension Collection {
         if collection.building == generation { collection.building = nil }
         // Retain the newest `retain` previous generations; drop the rest.
         var retained: [GenerationRecord] = []
-        try txn.forEach(in: schema.generations, from: prefix) { key, value in
-          guard key.starts(with: prefix.bytes) else { return false }
+        try txn.forEach(in: schema.generations, under: .collection(id)) { _, value in
           let other = try JSONDecoder().decode(GenerationRecord.self, from: Data(value))
           if other.state == .retained { retained.append(other) }
           return true
@@ -529,10 +521,8 @@ extension Collection {
           .dropFirst(collection.retain ?? 1)
         {
           try txn.delete(
-            schema.generations, key: Schema.generationKey(collection: id, generation: old.id))
-          try txn.deleteRange(
-            schema.sources, from: KeyBuilder().uint32(id).uint32(old.id),
-            to: KeyBuilder().uint32(id).uint32(old.id + 1))
+            schema.generations, key: GenerationKey(collection: id, generation: old.id))
+          try txn.deleteRange(schema.sources, SourceKey.generation(old.id, of: id))
           dropped.append(old.id)
         }
         return true

@@ -9,6 +9,8 @@ import LMDB
 ///
 ///     collection id (UInt32 BE) ++ path (UInt16 BE length ++ UTF-8) ++ value ++ row id (UInt32 BE)
 ///
+/// (`MetadataIndexKey`)
+///
 /// where value is `0x01` false, `0x02` true, `0x03` + 8 bytes of an order-preserving
 /// encoding of a number, or `0x04` + UInt16 BE length + UTF-8 of a string. Numbers
 /// sort numerically, so a range is one key range.
@@ -22,7 +24,7 @@ struct MetadataIndex {
   {
     for (path, value) in MetadataIndex.leaves(metadata) {
       guard let encoded = MetadataIndex.encode(value) else { continue }
-      let key = prefix(path).bytes + encoded + KeyBuilder().uint32(row).bytes
+      let key = MetadataIndexKey(collection: collection, field: path, value: encoded, row: row)
       if remove {
         try txn.delete(table, key: key)
       } else {
@@ -95,21 +97,17 @@ struct MetadataIndex {
   private func scan(
     _ field: String, from low: [UInt8], through high: [UInt8], in txn: Transaction
   ) throws -> Set<UInt32> {
-    let head = prefix(field).bytes
+    let keys = MetadataIndexKey.field(field, of: collection)
     var rows = Set<UInt32>()
-    try txn.forEach(in: table, from: head + low) { key, _ in
-      guard key.starts(with: head), key.count >= head.count + 4 else { return false }
-      let value = Array(key[head.count..<key.count - 4])
+    try txn.forEach(in: table, from: keys.prefix.bytes + low) { key, _ in
+      guard keys.contains(key), let (value, row) = MetadataIndexKey.decode(key, in: keys) else {
+        return false
+      }
       guard !high.lexicographicallyPrecedes(value.prefix(high.count)) else { return false }
-      rows.insert(
-        UInt32(bigEndian: key.loadUnaligned(fromByteOffset: key.count - 4, as: UInt32.self)))
+      rows.insert(row)
       return true
     }
     return rows
-  }
-
-  private func prefix(_ field: String) -> KeyBuilder {
-    KeyBuilder().uint32(collection).lengthPrefixed(field)
   }
 
   /// (dotted path, scalar) for every scalar leaf; array elements share their path.

@@ -14,14 +14,8 @@ extension ModelStore {
 
   /// Removes every stored part of `version` (settings, vocabulary, weights, adapter).
   func removeParts(_ version: Int, in txn: WriteTransaction) throws {
-    let prefix = KeyBuilder().uint32(UInt32(version)).bytes
-    var keys: [[UInt8]] = []
-    try txn.forEach(in: blobs, from: prefix) { key, _ in
-      guard key.starts(with: prefix) else { return false }
-      keys.append(Array(key))
-      return true
-    }
-    for key in keys { try txn.delete(blobs, key: key) }
+    guard let version = UInt32(exactly: version) else { return }
+    try txn.deleteRange(blobs, ModelBlobKey.version(version))
   }
 }
 
@@ -60,7 +54,7 @@ extension Database {
     try storage {
       try environment.read { txn in
         var users: [Int: String] = [:]
-        if let bytes = try txn.get(schema.meta, key: "defaultModel") {
+        if let bytes = try txn.get(schema.meta, key: MetaKey.defaultModel) {
           users[Int(bytes.loadUnaligned(as: UInt32.self).littleEndian)] = "the default model"
         }
         var names: [UInt32: String] = [:]

@@ -86,9 +86,11 @@ struct ModelStore {
     return result
   }
 
-  func blob(_ version: Int, _ part: String, in txn: Transaction) throws -> UnsafeRawBufferPointer? {
-    guard let key = UInt32(exactly: version) else { return nil }
-    return try txn.get(blobs, key: KeyBuilder().uint32(key).string(part))
+  func blob(_ version: Int, _ part: ModelBlobKey.Part, in txn: Transaction) throws
+    -> UnsafeRawBufferPointer?
+  {
+    guard let version = UInt32(exactly: version) else { return nil }
+    return try txn.get(blobs, key: ModelBlobKey(version: version, part: part))
   }
 
   /// Stores a new encoder version (numbered after the last) and returns its info. With
@@ -103,17 +105,19 @@ struct ModelStore {
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
       maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage,
       precision: encoder.precision, in: txn)
-    let key = KeyBuilder().uint32(UInt32(info.version))
-    try txn.put(
-      blobs, key: key.string("settings"), value: try JSONEncoder().encode(encoder.settings))
+    let version = UInt32(info.version)
+    func key(_ part: ModelBlobKey.Part) -> ModelBlobKey {
+      ModelBlobKey(version: version, part: part)
+    }
+    try txn.put(blobs, key: key(.settings), value: try JSONEncoder().encode(encoder.settings))
     if lora != nil {
-      try txn.put(blobs, key: key.string("lora"), value: weights)
+      try txn.put(blobs, key: key(.lora), value: weights)
       return info
     }
     try txn.put(
-      blobs, key: key.string("vocab"),
+      blobs, key: key(.vocab),
       value: Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8))
-    try txn.reserve(blobs, key: key.string("weights"), count: weights.count) { buffer in
+    try txn.reserve(blobs, key: key(.weights), count: weights.count) { buffer in
       weights.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
     return info
@@ -133,7 +137,7 @@ struct ModelStore {
       name: name, kind: .adapter, state: state, parent: parent.version, dimension: d,
       maxSequenceLength: parent.maxSequenceLength, weights: weights, lineage: lineage, in: txn)
     try txn.put(
-      blobs, key: KeyBuilder().uint32(UInt32(info.version)).string("adapter"), value: weights)
+      blobs, key: ModelBlobKey(version: UInt32(info.version), part: .adapter), value: weights)
     return info
   }
 
@@ -174,7 +178,7 @@ struct ModelStore {
     precision: Precision? = nil, in txn: WriteTransaction
   ) throws -> ModelInfo {
     let last =
-      try txn.withCursor(models) { try $0.last().flatMap { UInt32(keyBytes: $0.key) } } ?? 0
+      try txn.withCursor(models) { try $0.last().flatMap { ModelKey(keyBytes: $0.key) } } ?? 0
     let info = ModelInfo(
       version: Int(last) + 1, name: name, kind: kind, state: state, parent: parent,
       created: Date(), dimension: dimension, maxSequenceLength: maxSequenceLength,
@@ -198,12 +202,12 @@ struct ModelStore {
   /// After the copy, the map's pages of the weights leave this process's resident memory
   /// (they stay in the page cache), so a loaded model costs its size once, not twice.
   func encoder(_ version: Int, path: String, in txn: Transaction) throws -> SentenceEncoder {
-    if let lora = try blob(version, "lora", in: txn) {
+    if let lora = try blob(version, .lora, in: txn) {
       return try loraEncoder(version, bytes: lora, path: path, in: txn)
     }
-    guard let settingsBytes = try blob(version, "settings", in: txn),
-      let vocabBytes = try blob(version, "vocab", in: txn),
-      let weightBytes = try blob(version, "weights", in: txn)
+    guard let settingsBytes = try blob(version, .settings, in: txn),
+      let vocabBytes = try blob(version, .vocab, in: txn),
+      let weightBytes = try blob(version, .weights, in: txn)
     else {
       throw VectorDBError.damaged(path: path, detail: "model version \(version) is missing parts")
     }
@@ -258,7 +262,7 @@ struct ModelStore {
   /// Rebuilds the query adapter of `version` from its stored matrix.
   func adapter(_ version: Int, path: String, in txn: Transaction) throws -> QueryAdapter<Float> {
     let source = "model version \(version) in \(path)"
-    guard let bytes = try blob(version, "adapter", in: txn) else {
+    guard let bytes = try blob(version, .adapter, in: txn) else {
       throw VectorDBError.damaged(
         path: path, detail: "model version \(version) has no adapter matrix")
     }
@@ -304,9 +308,9 @@ extension Database {
         let info = try store.add(
           encoder: encoder, name: directory, state: .ready, parent: nil,
           lineage: ["precision": .string(precision.rawValue)], in: txn)
-        if try txn.get(schema.meta, key: "defaultModel") == nil {
+        if try txn.get(schema.meta, key: MetaKey.defaultModel) == nil {
           try txn.put(
-            schema.meta, key: "defaultModel",
+            schema.meta, key: MetaKey.defaultModel,
             value: withUnsafeBytes(of: UInt32(info.version).littleEndian) { Array($0) })
         }
         return info
@@ -440,7 +444,7 @@ extension Database {
     let meta = schema.meta
     return try storage {
       try environment.read { txn in
-        try txn.get(meta, key: "defaultModel").map {
+        try txn.get(meta, key: MetaKey.defaultModel).map {
           Int($0.loadUnaligned(as: UInt32.self).littleEndian)
         }
       }

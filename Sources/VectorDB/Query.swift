@@ -347,14 +347,12 @@ extension Collection {
   /// The id and record of the document with row id `row`, or nil.
   func document(row: UInt32, in txn: Transaction) throws -> (String, DocumentRecord)? {
     guard
-      let idBytes = try txn.get(database.schema.rows, key: Schema.rowKey(collection: id, row: row)),
+      let idBytes = try txn.get(database.schema.rows, key: RowKey(collection: id, row: row)),
+      case let documentID = String(decoding: idBytes, as: UTF8.self),
       let bytes = try txn.get(
-        database.schema.docs, key: KeyBuilder().uint32(id).bytes + Array(idBytes))
+        database.schema.docs, key: DocumentKey(collection: id, id: documentID))
     else { return nil }
-    return (
-      String(decoding: idBytes, as: UTF8.self),
-      try DocumentRecord(bytes: bytes, path: database.path)
-    )
+    return (documentID, try DocumentRecord(bytes: bytes, path: database.path))
   }
 
   /// The rows that match `filter`: from the metadata and text indexes where they can
@@ -376,9 +374,7 @@ extension Collection {
       }
     }
     var rows: [UInt32] = []
-    let prefix = KeyBuilder().uint32(id)
-    try txn.forEach(in: database.schema.docs, from: prefix) { key, value in
-      guard key.starts(with: prefix.bytes) else { return false }
+    try txn.forEach(in: database.schema.docs, under: .collection(id)) { _, value in
       let document = try DocumentRecord(bytes: value, path: database.path)
       if filter.matches(try document.metadata(), text: document.text) { rows.append(document.row) }
       return true

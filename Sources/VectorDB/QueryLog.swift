@@ -137,12 +137,12 @@ struct QueryLogStore {
 
   /// Takes `count` consecutive unused log ids.
   func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
-    try txn.advanceCounter("nextLogID", in: meta, by: count)
+    try txn.advanceCounter(MetaKey.nextLogID, in: meta, by: count)
   }
 
   /// Returns `ids` (reserved, never used) when they are the last reserved.
   func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
-    try txn.rewindCounter("nextLogID", in: meta, from: ids)
+    try txn.rewindCounter(MetaKey.nextLogID, in: meta, from: ids)
   }
 
   /// Stores `entry` under `id` (without its feedback, which has its own table).
@@ -152,7 +152,7 @@ struct QueryLogStore {
 
   /// The retention stored in `meta` (default: the last 1,000,000 entries).
   func retention(in txn: Transaction) throws -> LogRetention {
-    try txn.get(meta, key: "logRetention").map {
+    try txn.get(meta, key: MetaKey.logRetention).map {
       try JSONDecoder().decode(LogRetention.self, from: Data($0))
     } ?? LogRetention()
   }
@@ -166,9 +166,7 @@ struct QueryLogStore {
 
   func feedback(for id: UInt64, in txn: Transaction) throws -> [Feedback] {
     var result: [Feedback] = []
-    let prefix = KeyBuilder().uint64(id)
-    try txn.forEach(in: feedback, from: prefix) { key, value in
-      guard key.starts(with: prefix.bytes) else { return false }
+    try txn.forEach(in: feedback, under: FeedbackKey.entry(id)) { _, value in
       result.append(try QueryLogStore.decoder.decode(Feedback.self, from: Data(value)))
       return true
     }
@@ -177,7 +175,7 @@ struct QueryLogStore {
 
   func record(_ item: Feedback, for id: UInt64, in txn: WriteTransaction) throws {
     try txn.put(
-      feedback, key: KeyBuilder().uint64(id).string(item.documentID),
+      feedback, key: FeedbackKey(log: id, document: item.documentID),
       value: try QueryLogStore.encoder.encode(item))
   }
 
@@ -185,7 +183,7 @@ struct QueryLogStore {
   func deleteEntries(collection: String, in txn: WriteTransaction) throws {
     for id in try entryIDs(collection: collection, in: txn) {
       try txn.delete(entries, key: id)
-      try txn.deleteRange(feedback, from: KeyBuilder().uint64(id), to: KeyBuilder().uint64(id + 1))
+      try txn.deleteRange(feedback, FeedbackKey.entry(id))
     }
   }
 
@@ -207,7 +205,7 @@ struct QueryLogStore {
     var ids: [UInt64] = []
     try txn.forEach(in: entries) { key, value in
       if try QueryLogStore.decoder.decode(Owner.self, from: Data(value)).collection == collection {
-        ids.append(UInt64(keyBytes: key)!)
+        ids.append(LogKey(keyBytes: key)!)
       }
       return true
     }
@@ -221,7 +219,7 @@ struct QueryLogStore {
     guard excess > 0 || cutoff != nil else { return }
     var doomed: [UInt64] = []
     try txn.forEach(in: entries) { key, value in
-      let id = UInt64(keyBytes: key)!
+      let id = LogKey(keyBytes: key)!
       if excess > 0 {
         excess -= 1
         doomed.append(id)
@@ -235,7 +233,7 @@ struct QueryLogStore {
     }
     for id in doomed {
       try txn.delete(entries, key: id)
-      try txn.deleteRange(feedback, from: KeyBuilder().uint64(id), to: KeyBuilder().uint64(id + 1))
+      try txn.deleteRange(feedback, FeedbackKey.entry(id))
     }
   }
 }
@@ -266,7 +264,7 @@ extension GroupCommitLog where Prepared == Entry {
 extension WriteTransaction {
   /// Moves the counter stored at `key` in `table` (a little-endian `UInt64`, 1 when absent)
   /// on by `count` and returns the values passed over: ids no one else will take.
-  func advanceCounter(_ key: String, in table: Table, by count: Int) throws -> Range<UInt64> {
+  func advanceCounter(_ key: MetaKey, in table: Table, by count: Int) throws -> Range<UInt64> {
     let first = try get(table, key: key).map { $0.loadUnaligned(as: UInt64.self).littleEndian } ?? 1
     let end = first + UInt64(count)
     try put(table, key: key, value: withUnsafeBytes(of: end.littleEndian) { Array($0) })
@@ -275,7 +273,7 @@ extension WriteTransaction {
 
   /// Moves the counter back to `ids.lowerBound` when it still stands at `ids.upperBound`
   /// (nobody took ids after them).
-  func rewindCounter(_ key: String, in table: Table, from ids: Range<UInt64>) throws {
+  func rewindCounter(_ key: MetaKey, in table: Table, from ids: Range<UInt64>) throws {
     let next = try get(table, key: key).map { $0.loadUnaligned(as: UInt64.self).littleEndian }
     guard next == ids.upperBound else { return }
     try put(table, key: key, value: withUnsafeBytes(of: ids.lowerBound.littleEndian) { Array($0) })

@@ -99,12 +99,14 @@ extension Database {
     for info in versions where info.hasWeights {
       _ = checking("model version \(info.version)") {
         try environment.read { txn in
-          let parts = info.kind == .encoder ? ["settings", "vocab", "weights"] : ["adapter"]
+          let parts: [ModelBlobKey.Part] =
+            info.kind == .encoder ? [.settings, .vocab, .weights] : [.adapter]
           for part in parts where try store.blob(info.version, part, in: txn) == nil {
-            throw VectorDBError.damaged(path: path, detail: "its \"\(part)\" part is missing")
+            throw VectorDBError.damaged(
+              path: path, detail: "its \"\(part.rawValue)\" part is missing")
           }
           let weights = try store.blob(
-            info.version, info.kind == .encoder ? "weights" : "adapter", in: txn)!
+            info.version, info.kind == .encoder ? .weights : .adapter, in: txn)!
           try store.checkWeights(info.version, weights, path: path, in: txn)
         }
       }
@@ -142,12 +144,11 @@ extension Database {
     let path = self.path
     try storage {
       try environment.read { txn in
-        let prefix = KeyBuilder().uint32(record.id)
+        let keys = KeyRange.collection(record.id)
         var documents = 0
-        try txn.forEach(in: schema.docs, from: prefix) { key, value in
-          guard key.starts(with: prefix.bytes) else { return false }
+        try txn.forEach(in: schema.docs, under: keys) { key, value in
           documents += 1
-          let id = String(decoding: key.dropFirst(4), as: UTF8.self)
+          let id = DocumentKey.id(of: key)
           let document: DocumentRecord
           do {
             document = try DocumentRecord(bytes: value, path: path)
@@ -156,7 +157,7 @@ extension Database {
             return true
           }
           let back = try txn.get(
-            schema.rows, key: Schema.rowKey(collection: record.id, row: document.row))
+            schema.rows, key: RowKey(collection: record.id, row: document.row))
           if back.map({ String(decoding: $0, as: UTF8.self) }) != id {
             problem("collection \"\(record.name)\": document \"\(id)\" has no row \(document.row)")
           }
@@ -170,16 +171,15 @@ extension Database {
           return true
         }
         var rows = 0
-        try txn.forEach(in: schema.rows, from: prefix) { key, value in
-          guard key.starts(with: prefix.bytes) else { return false }
+        try txn.forEach(in: schema.rows, under: keys) { key, value in
           rows += 1
           if try txn.get(
             schema.docs,
-            key: Schema.docKey(collection: record.id, id: String(decoding: value, as: UTF8.self)))
+            key: DocumentKey(collection: record.id, id: String(decoding: value, as: UTF8.self)))
             == nil
           {
             problem(
-              "collection \"\(record.name)\": row \(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self).bigEndian) names a missing document"
+              "collection \"\(record.name)\": row \(RowKey.row(of: key).map(String.init) ?? "?") names a missing document"
             )
           }
           return true
@@ -198,12 +198,10 @@ extension Database {
   private func checkGenerations(of record: CollectionRecord, problem: (String) -> Void) throws {
     guard let settings = record.vectors else { return }
     let schema = self.schema
-    let prefix = KeyBuilder().uint32(record.id)
     let generations = try storage {
       try environment.read { txn in
         var generations: [GenerationRecord] = []
-        try txn.forEach(in: schema.generations, from: prefix) { key, value in
-          guard key.starts(with: prefix.bytes) else { return false }
+        try txn.forEach(in: schema.generations, under: .collection(record.id)) { _, value in
           guard let generation = try? JSONDecoder().decode(GenerationRecord.self, from: Data(value))
           else {
             problem("collection \"\(record.name)\": a generation record is unreadable")
@@ -231,12 +229,13 @@ extension Database {
       // An index is created with its first vectors: a generation of a collection that has
       // none yet (created with `--vectors D`, nothing added) has no table.
       if !tables.contains(name) {
-        let prefix = KeyBuilder().uint32(record.id).uint32(generation.id)
         let sources = try storage {
           try environment.read { txn in
             var any = false
-            try txn.forEach(in: schema.sources, from: prefix) { key, _ in
-              any = key.starts(with: prefix.bytes)
+            try txn.forEach(
+              in: schema.sources, under: SourceKey.generation(generation.id, of: record.id)
+            ) { _, _ in
+              any = true
               return false
             }
             return any
@@ -261,11 +260,13 @@ extension Database {
           let integrity = try index.checkIntegrity(in: txn)
           for line in integrity.problems.prefix(20) { problem("\(place): \(line)") }
           var sources = 0
-          let sourcePrefix = KeyBuilder().uint32(record.id).uint32(generation.id)
-          try txn.forEach(in: schema.sources, from: sourcePrefix) { key, _ in
-            guard key.starts(with: sourcePrefix.bytes) else { return false }
+          let keys = SourceKey.generation(generation.id, of: record.id)
+          try txn.forEach(in: schema.sources, under: keys) { key, _ in
             sources += 1
-            let row = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            guard let row = SourceKey.row(of: key) else {
+              problem("\(place): a source key is \(key.count) bytes, not 12")
+              return true
+            }
             guard let vector = try? index.vector(of: row, in: txn) else {
               problem("\(place): row \(row) has a source but no readable vector")
               return true

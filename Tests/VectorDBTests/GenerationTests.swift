@@ -53,7 +53,7 @@ final class GenerationTests: XCTestCase {
       let row = try docs.read { txn in
         DocumentRecord.row(
           of: try txn.get(
-            docs.database.schema.docs, key: Schema.docKey(collection: docs.id, id: document.id))!)
+            docs.database.schema.docs, key: DocumentKey(collection: docs.id, id: document.id))!)
       }
       result[document.id] = try docs.read { try plan.index.vector(of: row, in: $0) }
     }
@@ -149,7 +149,7 @@ final class GenerationTests: XCTestCase {
     try docs.database.environment.write { txn in
       try txn.delete(
         docs.database.schema.sources,
-        key: Schema.sourceKey(collection: docs.id, generation: plan.generation.id, row: 3))
+        key: SourceKey(collection: docs.id, generation: plan.generation.id, row: 3))
     }
     let report = try docs.reembed()
     XCTAssertEqual(report.embedded, 1)
@@ -223,7 +223,7 @@ final class GenerationTests: XCTestCase {
     for (index, text) in texts.enumerated() {
       let row = try docs.read { txn in
         DocumentRecord.row(
-          of: try txn.get(db.schema.docs, key: Schema.docKey(collection: docs.id, id: "d\(index)"))!
+          of: try txn.get(db.schema.docs, key: DocumentKey(collection: docs.id, id: "d\(index)"))!
         )
       }
       let stored = try XCTUnwrap(try docs.read { try plan.index.vector(of: row, in: $0) })

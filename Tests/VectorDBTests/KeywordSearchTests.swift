@@ -145,7 +145,7 @@ final class KeywordSearchTests: XCTestCase {
     let byRow = try churned.read { txn in
       try final.map { document -> (UInt32, Document) in
         let bytes = try txn.get(
-          churned.schema.docs, key: Schema.docKey(collection: churned.id, id: document.id))!
+          churned.schema.docs, key: DocumentKey(collection: churned.id, id: document.id))!
         return (DocumentRecord.row(of: bytes), document)
       }
     }.sorted { $0.0 < $1.0 }

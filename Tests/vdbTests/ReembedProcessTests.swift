@@ -89,7 +89,7 @@ final class ReembedProcessTests: XCTestCase {
       let row = try collection.read { txn in
         DocumentRecord.row(
           of: try txn.get(
-            database.schema.docs, key: Schema.docKey(collection: collection.id, id: document.id))!)
+            database.schema.docs, key: DocumentKey(collection: collection.id, id: document.id))!)
       }
       let stored = try XCTUnwrap(try collection.read { try plan.index.vector(of: row, in: $0) })
       let dot = zip(stored, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }

@@ -330,11 +330,12 @@ extension Database {
           throw fail("a router with this name exists")
         }
         let id =
-          try txn.get(meta, key: "nextRouter").map {
+          try txn.get(meta, key: MetaKey.nextRouter).map {
             $0.loadUnaligned(as: UInt32.self).littleEndian
           } ?? 1
         try txn.put(
-          meta, key: "nextRouter", value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
+          meta, key: MetaKey.nextRouter,
+          value: withUnsafeBytes(of: (id + 1).littleEndian) { Array($0) })
         let record = RouterRecord(
           id: id, name: name, paths: paths, escalation: escalation, created: Date())
         try store.put(record, in: txn)

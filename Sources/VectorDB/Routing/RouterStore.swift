@@ -113,12 +113,12 @@ struct RouterStore {
     self.meta = meta
   }
 
-  static func versionKey(router: UInt32, version: Int) -> KeyBuilder {
-    KeyBuilder().uint32(router).uint32(UInt32(version))
+  static func versionKey(router: UInt32, version: Int) -> RouterVersionKey {
+    RouterVersionKey(router: router, version: UInt32(version))
   }
 
-  static func logKey(router: UInt32, id: UInt64) -> KeyBuilder {
-    KeyBuilder().uint32(router).uint64(id)
+  static func logKey(router: UInt32, id: UInt64) -> RouteLogKey {
+    RouteLogKey(router: router, log: id)
   }
 
   func record(_ name: String, in txn: Transaction) throws -> RouterRecord? {
@@ -193,9 +193,7 @@ struct RouterStore {
   func forEachEntry(router: UInt32, in txn: Transaction, _ body: (RouteLogEntry) throws -> Void)
     throws
   {
-    let prefix = KeyBuilder().uint32(router)
-    try txn.forEach(in: log, from: prefix) { key, value in
-      guard key.starts(with: prefix.bytes) else { return false }
+    try txn.forEach(in: log, under: RouteLogKey.router(router)) { _, value in
       try body(try QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value)))
       return true
     }
@@ -207,11 +205,11 @@ extension RouterStore: GroupCommitLog {
   typealias Entry = (router: UInt32, entry: RouteLogEntry)
 
   func reserveIDs(_ count: Int, in txn: WriteTransaction) throws -> Range<UInt64> {
-    try txn.advanceCounter("nextRouteLogID", in: meta, by: count)
+    try txn.advanceCounter(MetaKey.nextRouteLogID, in: meta, by: count)
   }
 
   func giveBack(_ ids: Range<UInt64>, in txn: WriteTransaction) throws {
-    try txn.rewindCounter("nextRouteLogID", in: meta, from: ids)
+    try txn.rewindCounter(MetaKey.nextRouteLogID, in: meta, from: ids)
   }
 
   func put(_ item: Entry, id: UInt64, in txn: WriteTransaction) throws {

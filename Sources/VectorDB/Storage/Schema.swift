@@ -2,21 +2,23 @@ import Foundation
 import HNSW
 import LMDB
 
-/// The tables of a vdb database and the layout of their keys and values.
-/// docs/storage-format.md describes the same thing for people; keep them in step.
+/// The tables of a vdb database and the layout of their keys and values; each table's
+/// key type is in `Keys.swift`. docs/storage-format.md describes the same thing for
+/// people (`StorageFormatDocTests` checks that it lists exactly these tables).
 struct Schema {
   /// The format this code writes. Bump it on any incompatible layout change.
   static let formatVersion: UInt32 = 1
   /// Written once at creation, checked at every open: tells our files from others'.
   static let magic = "vdb database"
 
-  /// `"format"` → UInt32 LE, `"magic"` → UTF-8, `"created"` → ISO 8601 UTF-8.
+  /// `MetaKey` (a UTF-8 name) → the value it names: the format record, counters, settings,
+  /// and per-collection records (training runs, fusion versions).
   let meta: Table
   /// Collection name (UTF-8) → JSON `CollectionRecord`.
   let collections: Table
-  /// collection id (UInt32 BE) ++ document id (UTF-8) → `DocumentRecord` bytes.
+  /// `DocumentKey` → `DocumentRecord` bytes.
   let docs: Table
-  /// collection id (UInt32 BE) ++ row id (UInt32 BE) → document id (UTF-8).
+  /// `RowKey` → document id (UTF-8).
   let rows: Table
 
   /// The query log and its feedback.
@@ -24,12 +26,11 @@ struct Schema {
 
   /// Model versions and their parts.
   let models: ModelStore
-  /// collection id (UInt32 BE) ++ generation id (UInt32 BE) → JSON `GenerationRecord`.
+  /// `GenerationKey` → JSON `GenerationRecord`.
   let generations: Table
-  /// collection id ++ field path (length-prefixed) ++ encoded value ++ row id → empty:
-  /// the metadata index that makes selective filters cheap (see `MetadataIndex`).
+  /// `MetadataIndexKey` → empty: the metadata index that makes selective filters cheap (see `MetadataIndex`).
   let metadataIndex: Table
-  /// collection id ++ generation id ++ row id (UInt32 BE each) → the SHA-256 of the text
+  /// `SourceKey` → the SHA-256 of the text
   /// the row's vector in that generation was made from: how a generation tells which
   /// of its vectors are stale (text changed) or orphaned (document deleted).
   let sources: Table
@@ -46,17 +47,30 @@ struct Schema {
     "metaindex", "sources", "text",
   ]).union(RouterStore.tableNames)
 
+  /// Each fixed table's key (its type is in `Keys.swift`), in docs/storage-format.md's
+  /// words: a test holds the document to them. Not here: `meta` (`MetaKey`,
+  /// `CollectionMetaKey`), `text` (the text index's own) and `index.*` (`GraphLayout`).
+  static let keyLayouts: [String: String] = [
+    "collections": "collection name (UTF-8)",
+    "docs": "collection id (UInt32 BE) ++ document id (UTF-8)",
+    "rows": "collection id (UInt32 BE) ++ row id (UInt32 BE)",
+    "metaindex":
+      "collection id ++ field path (UInt16 BE length ++ UTF-8) ++ encoded value ++ row id",
+    "querylog": "log id (UInt64 BE)",
+    "feedback": "log id (UInt64 BE) ++ document id (UTF-8)",
+    "models": "model version (UInt32 BE)",
+    "modelblobs": "model version (UInt32 BE) ++ part (UTF-8)",
+    "generations": "collection id (UInt32 BE) ++ generation id (UInt32 BE)",
+    "sources": "collection id ++ generation id ++ row id (UInt32 BE each)",
+    "routers": "router name (UTF-8)",
+    "routerversions": "router id (UInt32 BE) ++ version (UInt32 BE)",
+    "routerweights": "router id (UInt32 BE) ++ version (UInt32 BE)",
+    "routelog": "router id (UInt32 BE) ++ log id (UInt64 BE)",
+  ]
+
   /// Whether `name` is one of ours (a database holding others is not ours).
   static func isOurs(_ name: String) -> Bool {
     tableNames.contains(name) || name.hasPrefix("index.")
-  }
-
-  static func sourceKey(collection: UInt32, generation: UInt32, row: UInt32) -> KeyBuilder {
-    KeyBuilder().uint32(collection).uint32(generation).uint32(row)
-  }
-
-  static func generationKey(collection: UInt32, generation: UInt32) -> KeyBuilder {
-    KeyBuilder().uint32(collection).uint32(generation)
   }
 
   init(environment: Environment) throws {
@@ -71,14 +85,6 @@ struct Schema {
     sources = try environment.table("sources")
     routing = try RouterStore(environment: environment, meta: meta)
     text = try environment.table("text")
-  }
-
-  static func docKey(collection: UInt32, id: String) -> KeyBuilder {
-    KeyBuilder().uint32(collection).string(id)
-  }
-
-  static func rowKey(collection: UInt32, row: UInt32) -> KeyBuilder {
-    KeyBuilder().uint32(collection).uint32(row)
   }
 }
 

@@ -197,7 +197,7 @@ extension Collection {
 
   // MARK: Versions
 
-  private var fusionKey: String { Collection.blobPrefix(id) + "fusion" }
+  private var fusionKey: CollectionMetaKey { CollectionMetaKey(collection: id, record: .fusion) }
 
   /// The collection's fusion versions and which serves.
   ///
@@ -207,7 +207,7 @@ extension Collection {
     return try read { txn in try fusionHistory(in: txn, key: key) }
   }
 
-  private func fusionHistory(in txn: Transaction, key: String) throws -> FusionHistory {
+  private func fusionHistory(in txn: Transaction, key: CollectionMetaKey) throws -> FusionHistory {
     guard let bytes = try txn.get(schema.meta, key: key) else { return FusionHistory() }
     do {
       return try QueryLogStore.decoder.decode(FusionHistory.self, from: Data(bytes))

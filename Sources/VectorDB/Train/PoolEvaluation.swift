@@ -73,7 +73,7 @@ extension Collection {
       // Rows of deleted documents are gaps: draw a few times the count at most.
       for _ in 0..<(count * 4) where found.count < min(count, record.count) {
         let row = UInt32(random.next() % UInt64(record.nextRow))
-        if let id = try txn.get(schema.rows, key: Schema.rowKey(collection: self.id, row: row)) {
+        if let id = try txn.get(schema.rows, key: RowKey(collection: self.id, row: row)) {
           found.insert(String(decoding: id, as: UTF8.self))
         }
       }

@@ -163,8 +163,8 @@ extension Collection {
     configuration.seed = options.seed
     configuration.miniBatchSize = options.miniBatchSize
     let checkpoint =
-      try loadBlob("train.fit") == Data("\(fitIndex)".utf8) ? loadBlob("train.checkpoint") : nil
-    try saveBlob("train.fit", Data("\(fitIndex)".utf8))
+      try loadBlob(.trainFit) == Data("\(fitIndex)".utf8) ? loadBlob(.trainCheckpoint) : nil
+    try saveBlob(.trainFit, Data("\(fitIndex)".utf8))
 
     func loop<T: RankingTrainer>(_ trainer: T) throws -> [Double] {
       while !trainer.isFinished {
@@ -172,7 +172,7 @@ extension Collection {
         trainer.run(steps: 1) { last = $0 }
         if let last { try progress(.training(last, fold: fitIndex + 1, folds: fits)) }
         if trainer.step % options.checkpointEvery == 0 && !trainer.isFinished {
-          try saveBlob("train.checkpoint", try trainer.checkpoint())
+          try saveBlob(.trainCheckpoint, try trainer.checkpoint())
         }
       }
       return trainer.lossHistory
@@ -356,7 +356,7 @@ extension Collection {
     let models = database.models
     let options = run.options
     let name = "fine-tune of v\(run.baseModel) on \(self.name)"
-    let runKeys = ["train.checkpoint", "train.run", "train.fit"].map(blobKey)
+    let runKeys = [CollectionMetaKey.Record.trainCheckpoint, .trainRun, .trainFit].map(blobKey)
     let schema = self.schema
     switch candidate?.model {
     case .adapter(let adapter):
@@ -412,7 +412,7 @@ extension Collection {
 
   /// Refuses when another live process trains this collection; else records this one.
   func claimTraining() throws {
-    let key = blobKey("train.owner")
+    let key = blobKey(.trainOwner)
     let me = RunningProcess.current
     try write { txn, _ in
       if let bytes = try txn.get(schema.meta, key: key),
@@ -434,7 +434,7 @@ extension Collection {
 
   func releaseTraining() throws {
     _ = Self.lock.withLock { Self.training.remove("\(database.path)\u{0}\(name)") }
-    let key = blobKey("train.owner")
+    let key = blobKey(.trainOwner)
     try write { txn, _ in try txn.delete(schema.meta, key: key) }
   }
 
@@ -443,7 +443,7 @@ extension Collection {
   private static let lock = NSLock()
 
   private func dropRunRecords() throws {
-    try writeRunRecord(nil, dropping: ["train.checkpoint", "train.run", "train.fit"])
+    try writeRunRecord(nil, dropping: [.trainCheckpoint, .trainRun, .trainFit])
   }
 
   /// Saves the run record; with `droppingCheckpoint`, drops the finished fit's checkpoint
@@ -451,13 +451,15 @@ extension Collection {
   private func saveRun(_ run: TrainingRun, droppingCheckpoint: Bool = false) throws {
     try writeRunRecord(
       try JSONEncoder().encode(run),
-      dropping: droppingCheckpoint ? ["train.checkpoint", "train.fit"] : [])
+      dropping: droppingCheckpoint ? [.trainCheckpoint, .trainFit] : [])
   }
 
   /// One write transaction: `run` (if any) saved as the run record, the `dropping` records
   /// deleted.
-  private func writeRunRecord(_ run: Data?, dropping names: [String]) throws {
-    let (runKey, keys) = (blobKey("train.run"), names.map(blobKey))
+  private func writeRunRecord(
+    _ run: Data?, dropping names: [CollectionMetaKey.Record]
+  ) throws {
+    let (runKey, keys) = (blobKey(.trainRun), names.map(blobKey))
     let schema = self.schema
     try storage {
       try database.environment.write { txn in
@@ -473,7 +475,7 @@ extension Collection {
     try read { txn in
       var vectors: [String: [Float]] = [:]
       for id in ids {
-        if let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: self.id, id: id)),
+        if let bytes = try txn.get(schema.docs, key: DocumentKey(collection: self.id, id: id)),
           let vector = try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
         {
           vectors[id] = vector
@@ -488,7 +490,7 @@ extension Collection {
     try read { txn in
       var texts: [String: String] = [:]
       for id in ids {
-        if let bytes = try txn.get(schema.docs, key: Schema.docKey(collection: self.id, id: id)) {
+        if let bytes = try txn.get(schema.docs, key: DocumentKey(collection: self.id, id: id)) {
           texts[id] = try DocumentRecord(bytes: bytes, path: database.path).text
         }
       }
@@ -496,14 +498,16 @@ extension Collection {
     }
   }
 
-  private func blobKey(_ name: String) -> String { Collection.blobPrefix(id) + name }
+  private func blobKey(_ record: CollectionMetaKey.Record) -> CollectionMetaKey {
+    CollectionMetaKey(collection: id, record: record)
+  }
 
-  func loadBlob(_ name: String) throws -> Data? {
+  func loadBlob(_ name: CollectionMetaKey.Record) throws -> Data? {
     let key = blobKey(name)
     return try read { txn in try txn.get(schema.meta, key: key).map { Data($0) } }
   }
 
-  private func saveBlob(_ name: String, _ data: Data) throws {
+  private func saveBlob(_ name: CollectionMetaKey.Record, _ data: Data) throws {
     let key = blobKey(name)
     try storage {
       try database.environment.write { txn in try txn.put(schema.meta, key: key, value: data) }

@@ -95,7 +95,7 @@ extension Collection {
     throws -> TrainingRun
   {
     if options.resume {
-      guard let saved = try loadBlob("train.run") else {
+      guard let saved = try loadBlob(.trainRun) else {
         throw VectorDBError.nothingToResume(collection: name)
       }
       // The recipe is the saved one; what to do with the result may be said anew.
