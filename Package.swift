@@ -86,7 +86,7 @@ let package = Package(
     .executableTarget(
       name: "vdb",
       dependencies: [
-        "VectorDB", "VDBServer", "VDBSync", "LMDB", "CEditLine",
+        "VectorDB", "VDBServer", "VDBSync", "CEditLine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).

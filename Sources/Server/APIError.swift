@@ -81,7 +81,9 @@ struct APIError: Error {
     case .invalidVector: (status, code) = (.badRequest, "invalid_vector")
     case .invalidInput: (status, code) = (.badRequest, "invalid_input")
     case .invalidModel: (status, code) = (.badRequest, "invalid_model")
-    case .unsupported: (status, code) = (.badRequest, "unsupported")
+    case .unsupported, .notAvailable, .modelUnsuitable:
+      (status, code) = (.badRequest, "unsupported")
+    case .concurrentChange: (status, code) = (.conflict, "concurrent_change")
     case .notEnoughJudgements: (status, code) = (.badRequest, "not_enough_judgements")
     case .nothingToResume: (status, code) = (.badRequest, "nothing_to_resume")
     case .databaseNotFound: (status, code) = (.internalServerError, "database_not_found")

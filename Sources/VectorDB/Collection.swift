@@ -34,6 +34,8 @@ public final class Collection: @unchecked Sendable {
   // MARK: Writing
 
   /// Inserts `document`, or replaces the document with the same id.
+  ///
+  /// - Throws: as `upsert(_:vectors:)`.
   public func upsert(_ document: Document) throws {
     try upsert([document])
   }
@@ -85,8 +87,8 @@ public final class Collection: @unchecked Sendable {
           )
         }
       } else if vectors != nil {
-        throw VectorDBError.unsupported(
-          "collection \"\(name)\" has no vectors (it was created without a model)")
+        throw VectorDBError.notAvailable(
+          collection: name, reason: "has no vectors (it was created without a model)")
       }
       let done = try write { txn, collection -> Bool in
         // A re-embed switched generations meanwhile: embed again with the new model.
@@ -135,6 +137,9 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// Deletes the document `id`; returns whether it existed.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   @discardableResult
   public func delete(_ id: String) throws -> Bool {
     try delete([id]) == 1
@@ -142,6 +147,9 @@ public final class Collection: @unchecked Sendable {
 
   /// Deletes the documents (and their vectors) in one transaction; returns how many
   /// existed.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   @discardableResult
   public func delete(_ ids: [String]) throws -> Int {
     let plan = try indexPlan()
@@ -257,7 +265,7 @@ public final class Collection: @unchecked Sendable {
   func write<R>(_ body: (WriteTransaction, inout CollectionRecord) throws -> R) throws -> R {
     let schema = self.schema
     let name = self.name
-    return try storage {
+    return try mappingErrors(path: database.path) {
       try environment.write { txn in
         guard var record = try Database.collectionRecord(name, in: txn, schema: schema),
           record.id == id
@@ -277,12 +285,18 @@ public final class Collection: @unchecked Sendable {
   // MARK: Reading
 
   /// The document `id`, or `nil`.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged` (an unreadable record).
   public func get(_ id: String) throws -> Document? {
     try get([id])[0]
   }
 
   /// The documents with these ids, in the same order (`nil` where missing), read
   /// from one snapshot.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged` (an unreadable record).
   public func get(_ ids: [String]) throws -> [Document?] {
     try read { txn in
       try ids.map { documentID in
@@ -308,12 +322,18 @@ public final class Collection: @unchecked Sendable {
   }
 
   /// The number of documents whose metadata matches `filter`.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   public func count(matching filter: Filter) throws -> Int {
     try read { try rows(matching: filter, in: $0).count }
   }
 
   /// Up to `limit` documents whose metadata matches `filter`, in id order, after the
   /// id `after` (exclusive) when given: page with the last id of a page.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   public func documents(matching filter: Filter, after: String? = nil, limit: Int = 100) throws
     -> [Document]
   {
@@ -331,10 +351,10 @@ public final class Collection: @unchecked Sendable {
   /// The stored vectors of these documents in the active generation, in the same
   /// order (`nil` where a document is missing or has no vector yet); one snapshot.
   ///
-  /// - Throws: `VectorDBError.unsupported` for a collection without vectors.
+  /// - Throws: `VectorDBError.notAvailable` for a collection without vectors.
   public func vectors(_ ids: [String]) throws -> [[Float]?] {
     guard let plan = try indexPlan() else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     return try read { txn in
       try ids.map { documentID in
@@ -358,12 +378,18 @@ public final class Collection: @unchecked Sendable {
   /// Up to `limit` documents in id order, starting after the id `after` (exclusive)
   /// or at the first. Page through a collection by passing the last id of a page as
   /// the next page's `after`.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   public func documents(after: String? = nil, limit: Int = 100) throws -> [Document] {
     try scan(
       from: after.map { DocumentKey(collection: id, id: $0).successor }, skip: 0, limit: limit)
   }
 
   /// Up to `limit` documents in id order after skipping `offset` of them.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   public func documents(offset: Int, limit: Int) throws -> [Document] {
     try scan(from: nil, skip: offset, limit: limit)
   }
@@ -394,6 +420,6 @@ public final class Collection: @unchecked Sendable {
   }
 
   func read<R>(_ body: (Transaction) throws -> R) throws -> R {
-    try storage { try environment.read(body) }
+    try mappingErrors(path: database.path) { try environment.read(body) }
   }
 }

@@ -19,6 +19,16 @@ import Training
 /// never blocked). Every public write is one transaction: after a crash it is either
 /// all there or not at all.
 public final class Database: @unchecked Sendable {
+  /// Called with the failed check's text when the storage engine finds its pages
+  /// inconsistent, just before it aborts the process: a host that owns its process (the
+  /// `vdb` shell) can report it and exit instead. Set it before opening databases.
+  public static var storageAssertionHandler:
+    (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void)?
+  {
+    get { Environment.assertionHandler }
+    set { Environment.assertionHandler = newValue }
+  }
+
   /// How to open a database.
   public struct Options: Sendable {
     /// Create the database when `path` does not exist or is an empty directory.
@@ -353,6 +363,8 @@ public final class Database: @unchecked Sendable {
   }
 
   /// The names of all collections, sorted.
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable record.
   public func collectionNames() throws -> [String] {
     try storage {
       try environment.read { txn in
@@ -520,6 +532,8 @@ public final class Database: @unchecked Sendable {
   // MARK: Status
 
   /// What `vdb status` shows: format, size on disk, collections and their counts.
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable record.
   public func status() throws -> DatabaseStatus {
     DatabaseStatus(
       path: path, formatVersion: Schema.formatVersion, bytesOnDisk: environment.fileSize(),

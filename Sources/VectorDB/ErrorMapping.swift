@@ -4,6 +4,19 @@ import HNSW
 import LMDB
 import Training
 
+/// Runs `body`, turning the errors of lower modules into the `VectorDBError` cases they
+/// stand for (an `HNSWError` for a bad vector is `.invalidVector`, a damaged graph
+/// `.damaged` naming the database at `path`), so that none escapes a public function.
+func mappingErrors<R>(path: String, _ body: () throws -> R) throws -> R {
+  do {
+    return try body()
+  } catch let error as VectorDBError {
+    throw error
+  } catch {
+    throw VectorDBError(wrapping: error, path: path) ?? error
+  }
+}
+
 extension VectorDBError {
   /// `error`, thrown by a lower module (storage, index, training, encoder, Foundation),
   /// as the case it stands for, naming the database at `path` where it is the place.

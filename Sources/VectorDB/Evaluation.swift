@@ -65,6 +65,9 @@ extension Collection {
   ///   - exact: compare with every document instead of the index.
   ///   - perQuery: keep each query's metrics in the report.
   ///   - mode, fusion: how the queries search (nil: the collection's default mode).
+  ///
+  /// - Throws: `VectorDBError.notAvailable` (or `.unsupported`) for a mode the collection
+  ///   cannot serve; the errors of `query`; what `progress` throws.
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,
     perQuery: Bool = false, mode: SearchMode? = nil, fusion: Fusion? = nil,
@@ -113,6 +116,8 @@ extension Collection {
 
   /// The logged queries with relevant feedback, as evaluation input: query id
   /// "log:ID" → text, and the judged documents as qrels.
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` for an unreadable log entry.
   public func loggedJudgements() throws -> (
     queries: [String: String], qrels: [String: [String: Int]]
   ) {
@@ -132,6 +137,8 @@ extension Collection {
   /// were never shown, in what the collection returns now for the top `k`); and, for a
   /// collection with vectors and a text index, which of dense and keyword search finds a
   /// relevant document in its top `k` now (`Diagnosis.paths`).
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged`; errors of `query`.
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
     var relevantByEntry: [UInt64: Set<String>] = [:]

@@ -24,7 +24,7 @@ extension Collection {
   /// order, from one snapshot — writers go on meanwhile — and returns how many. With
   /// `includeVectors`, each comes with its vector in the active generation.
   ///
-  /// - Throws: `VectorDBError.collectionNotFound`; `.unsupported` when vectors are
+  /// - Throws: `VectorDBError.collectionNotFound`; `.notAvailable` when vectors are
   ///   asked of a collection without them; whatever `body` throws (it stops the export).
   @discardableResult
   public func export(
@@ -33,7 +33,7 @@ extension Collection {
   ) throws -> Int {
     let plan = includeVectors ? try indexPlan() : nil
     if includeVectors && plan == nil {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors to export")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors to export")
     }
     let path = database.path
     return try read { txn in

@@ -54,6 +54,9 @@ extension Collection {
   }
 
   /// Logs many judgements in one transaction (all or none); returns their log ids.
+  ///
+  /// - Throws: `VectorDBError.documentNotFound` for a judged document the collection does
+  ///   not hold (nothing is logged); `.storage`.
   @discardableResult
   public func judge(_ judgements: [Judgement]) throws -> [UInt64] {
     let log = database.schema.log
@@ -148,6 +151,8 @@ public struct Judgement: Sendable, Equatable {
 extension Database {
   /// Log entries with their feedback, oldest first: those after log id `after`
   /// and not older than `since`, of `collection` if given, at most `limit`.
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable entry.
   public func logEntries(
     collection: String? = nil, since: Date? = nil, after: UInt64 = 0, limit: Int = 100
   ) throws -> [LogEntry] {
@@ -183,6 +188,8 @@ extension Database {
   }
 
   /// The log entry `id` with its feedback, or `nil` (never logged, or pruned).
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable entry.
   public func logEntry(_ id: UInt64) throws -> LogEntry? {
     try flushLog()
     let log = schema.log
@@ -190,6 +197,8 @@ extension Database {
   }
 
   /// How long the query log keeps entries (default: the last 1,000,000).
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable setting.
   public func logRetention() throws -> LogRetention {
     let log = schema.log
     return try storage { try environment.read { try log.retention(in: $0) } }
@@ -209,6 +218,8 @@ extension Database {
   }
 
   /// Changes the retention and prunes what falls outside it, in one transaction.
+  ///
+  /// - Throws: `VectorDBError.storage`.
   public func setLogRetention(_ retention: LogRetention) throws {
     try flushLog()
     let meta = schema.meta

@@ -50,6 +50,8 @@ public indirect enum Filter: Equatable, Sendable {
   }
 
   /// Builds a filter from a parsed JSON value.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the operator or field at fault.
   public init(value: JSONValue) throws {
     guard case .object(let object) = value else {
       throw Filter.error("a filter is a JSON object, like {\"field\": \"value\"}")

@@ -40,6 +40,9 @@ public struct ReembedReport: Codable, Sendable {
 
 extension Collection {
   /// The collection's generations, oldest first.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
   public func generations() throws -> [GenerationInfo] {
     let schema = database.schema
     let records = try read { txn in
@@ -79,6 +82,11 @@ extension Collection {
   /// vectors (text changed since they were made) are re-embedded, in place.
   ///
   /// `progress` is called after each batch; throwing from it stops the job (resumable).
+  ///
+  /// - Throws: `VectorDBError.notAvailable` for a collection without vectors or model;
+  ///   `.modelNotFound`, `.modelWithoutWeights`; `.collectionBusy` when a re-embed to another model
+  ///   is in progress; `.concurrentChange` when its generation is dropped meanwhile; `.storage`;
+  ///   what `progress` throws (the job stays resumable).
   @discardableResult
   public func reembed(
     to version: Int? = nil, all: Bool = false, batchSize: Int = 256,
@@ -87,13 +95,13 @@ extension Collection {
     let start = Date()
     var (record, active) = try state()
     guard let settings = record.vectors, let active else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors to re-embed")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors to re-embed")
     }
     let target =
       version ?? record.building.flatMap { try? generationRecord($0)?.model } ?? active.model
     guard let model = target else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" holds given vectors: there is no model to re-embed with")
+      throw VectorDBError.notAvailable(
+        collection: name, reason: "holds given vectors: there is no model to re-embed with")
     }
     _ = try database.encoder(version: model)  // fails early for an unknown version
     if record.building == nil && model == active.model && !all {
@@ -108,8 +116,10 @@ extension Collection {
     if let building = record.building, let existing = try generationRecord(building),
       existing.model != model
     {
-      throw VectorDBError.unsupported(
-        "a re-embed of \"\(name)\" to model \(existing.model ?? 0) is in progress: resume it first (`vdb reembed`)"
+      throw VectorDBError.collectionBusy(
+        name: name,
+        job:
+          "a re-embed to model \(existing.model ?? 0) is in progress: resume it first (`vdb reembed`)"
       )
     }
     if record.building == nil {
@@ -135,7 +145,7 @@ extension Collection {
   ///   up first. Without a retained generation of that model, re-embeds into a new one.
   ///   The active generation's own model: its query adapter, if any, is switched off.
   ///
-  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` for an adapter over another
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` for an adapter over another
   ///   model than the active generation's.
   @discardableResult
   public func activate(model version: Int, progress: ((OperationProgress) throws -> Void)? = nil)
@@ -145,7 +155,7 @@ extension Collection {
     let start = Date()
     let (record, active) = try state()
     guard let settings = record.vectors, let active else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     let model = try database.model(version: version)
     if model.kind == .adapter || active.model == version {
@@ -167,7 +177,7 @@ extension Collection {
   /// if there is one (instant), else back to the most recent retained generation
   /// (whatever its model).
   ///
-  /// - Throws: `VectorDBError.unsupported` when there is nothing to roll back to.
+  /// - Throws: `VectorDBError.notAvailable` when there is nothing to roll back to.
   @discardableResult
   public func rollback(progress: ((OperationProgress) throws -> Void)? = nil) throws
     -> ReembedReport
@@ -188,8 +198,8 @@ extension Collection {
     guard let settings = record.vectors,
       let previous = try generations().last(where: { $0.state == .retained })
     else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" has no retained generation to roll back to")
+      throw VectorDBError.notAvailable(
+        collection: name, reason: "has no retained generation to roll back to")
     }
     return try activate(
       generation: UInt32(previous.id), settings: settings, start: Date(), progress: progress)
@@ -206,11 +216,12 @@ extension Collection {
     throws
   {
     guard let id = collection.active, var active = try generationRecord(id, in: txn) else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     if let adapter, adapter.parent != active.model {
-      throw VectorDBError.unsupported(
-        "adapter v\(adapter.version) maps queries for model v\(adapter.parent ?? 0), but "
+      throw VectorDBError.modelUnsuitable(
+        version: adapter.version,
+        reason: "is an adapter that maps queries for model v\(adapter.parent ?? 0), but "
           + "\"\(name)\" holds vectors of model v\(active.model ?? 0): activate v\(adapter.parent ?? 0) first"
       )
     }
@@ -225,7 +236,7 @@ extension Collection {
     progress: ((OperationProgress) throws -> Void)?
   ) throws -> ReembedReport {
     guard let generation = try generationRecord(id) else {
-      throw VectorDBError.unsupported("generation \(id) of \"\(name)\" is gone")
+      throw VectorDBError.concurrentChange(collection: name, detail: "generation \(id) is gone")
     }
     let embedded = try catchUp(
       generation: generation, settings: settings, batchSize: 256, progress: progress)
@@ -245,7 +256,7 @@ extension Collection {
   {
     var (record, _) = try state()
     guard let settings = record.vectors else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     if let building = record.building, try generationRecord(building)?.model != version {
       try abandon(building)
@@ -315,9 +326,9 @@ extension Collection {
       if let building = collection.building {
         // Another process started a job since we looked: join it, never orphan it.
         guard try generationRecord(building, in: txn)?.model == model else {
-          throw VectorDBError.unsupported(
-            "a re-embed of \"\(name)\" to another model started meanwhile: resume it first (`vdb reembed`)"
-          )
+          throw VectorDBError.collectionBusy(
+            name: name,
+            job: "a re-embed to another model started meanwhile: resume it first (`vdb reembed`)")
         }
         return collection
       }
@@ -390,8 +401,8 @@ extension Collection {
       let vectors = batch.isEmpty ? [] : encoder.embedMatrix(batch.map(\.1.text)).values
       let advanced = try write { txn, collection -> Bool in
         guard try generationRecord(generation.id, in: txn) != nil else {
-          throw VectorDBError.unsupported(
-            "generation \(generation.id) of \"\(name)\" was dropped during the job")
+          throw VectorDBError.concurrentChange(
+            collection: name, detail: "generation \(generation.id) was dropped during the job")
         }
         embedded += try store(
           batch, vectors: vectors, orphans: orphans, generation: generation.id,

@@ -119,6 +119,8 @@ extension Collection {
   }
 
   /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).
+  ///
+  /// - Throws: as `importJSONL`.
   @discardableResult
   public func importBEIR(
     directory: String, options: ImportOptions = ImportOptions(),
@@ -175,6 +177,10 @@ extension Collection {
   ///
   /// The collection must hold given vectors of the file's dimension (create it with
   /// `CollectionOptions.vectors(dimension:metric:)`).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file (and the row, for one of the
+  ///   wrong dimension or with NaN) before anything is written; `.notAvailable` for a
+  ///   collection whose vectors a model makes; `.storage`; what `progress` throws.
   @discardableResult
   public func importVectors(
     path: String, batchSize: Int = 10_000, progress: ((OperationProgress) throws -> Void)? = nil
@@ -183,8 +189,10 @@ extension Collection {
     let (rows, _) = try VectorFile.read(path)
     if let settings = try indexPlan()?.settings {
       if let model = settings.model {
-        throw VectorDBError.unsupported(
-          "collection \"\(name)\" embeds text with model \(model): vectors from a file would not compare with its own; import them into a collection of given vectors"
+        throw VectorDBError.notAvailable(
+          collection: name,
+          reason:
+            "embeds text with model \(model): vectors from a file would not compare with its own; import them into a collection of given vectors"
         )
       }
       for (row, vector) in rows.enumerated() {

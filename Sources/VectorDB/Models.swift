@@ -326,7 +326,7 @@ extension Database {
   /// The files are written into a directory beside `directory` and renamed into place
   /// when all are complete: a failed export leaves nothing behind.
   ///
-  /// - Throws: `VectorDBError.modelNotFound`, `.modelWithoutWeights`; `.unsupported` for
+  /// - Throws: `VectorDBError.modelNotFound`, `.modelWithoutWeights`; `.modelUnsuitable` for
   ///   a query adapter (it maps queries only; its parent is the encoder);
   ///   `.invalidInput` naming `directory` when it exists and is not an empty directory,
   ///   or a file that cannot be written (permissions, disk full).
@@ -334,15 +334,16 @@ extension Database {
   public func exportModel(version: Int, to directory: String) throws -> [String] {
     let info = try model(version: version)
     guard info.kind == .encoder else {
-      throw VectorDBError.unsupported(
-        "model version \(version) is a query adapter: it maps queries only, so it has no"
-          + " model directory; export its encoder, version \(info.parent ?? 0)")
+      throw VectorDBError.modelUnsuitable(
+        version: version,
+        reason: "is a query adapter: it maps queries only, so it has no model directory;"
+          + " export its encoder, version \(info.parent ?? 0)")
     }
     let files: [String: [UInt8]]
     do {
       files = try encoder(version: version).modelDirectoryFiles()
     } catch let error as EmbeddingError {
-      throw VectorDBError.unsupported("model version \(version) cannot be exported: \(error)")
+      throw VectorDBError.modelUnsuitable(version: version, reason: "cannot be exported: \(error)")
     }
     let manager = FileManager.default
     let target = URL(fileURLWithPath: directory)
@@ -383,15 +384,15 @@ extension Database {
   /// Collections move to it like to any new version: `reembed` builds a new generation,
   /// so no generation ever mixes vectors of two precisions.
   ///
-  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` for a query adapter or when
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` for a query adapter or when
   ///   `version` already computes at `precision`; `.modelWithoutWeights`, `.damaged` as
   ///   ``encoder(version:)``.
   @discardableResult
   public func convertModel(version: Int, precision: Precision) throws -> ModelInfo {
     let source = try encoder(version: version)
     guard source.precision != precision else {
-      throw VectorDBError.unsupported(
-        "model version \(version) already computes in \(precision.rawValue)")
+      throw VectorDBError.modelUnsuitable(
+        version: version, reason: "already computes in \(precision.rawValue)")
     }
     let converted: SentenceEncoder
     var settings = source.settings
@@ -419,6 +420,8 @@ extension Database {
   }
 
   /// Every model version, oldest first.
+  ///
+  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable record.
   public func modelVersions() throws -> [ModelInfo] {
     let store = models
     return try storage { try environment.read { try store.all(in: $0) } }
@@ -440,6 +443,8 @@ extension Database {
   }
 
   /// The model version new text collections use (the first imported), if any.
+  ///
+  /// - Throws: `VectorDBError.storage`.
   public func defaultModelVersion() throws -> Int? {
     let meta = schema.meta
     return try storage {
@@ -449,6 +454,14 @@ extension Database {
         }
       }
     }
+  }
+
+  /// The embedding function of model `version`: texts in, one vector per text out.
+  ///
+  /// - Throws: as `encoder(version:)`.
+  public func embedder(version: Int) throws -> ([String]) -> [[Float]] {
+    let encoder = try encoder(version: version)
+    return { encoder.embed($0) }
   }
 
   /// The encoder of model `version`, loaded from the database once and cached.
@@ -465,9 +478,9 @@ extension Database {
           throw VectorDBError.modelNotFound(version)
         }
         guard info.kind == .encoder else {
-          throw VectorDBError.unsupported(
-            "model version \(version) is a query adapter over version \(info.parent ?? 0), not an encoder"
-          )
+          throw VectorDBError.modelUnsuitable(
+            version: version,
+            reason: "is a query adapter over version \(info.parent ?? 0), not an encoder")
         }
         guard info.hasWeights else { throw VectorDBError.modelWithoutWeights(version) }
         do {
@@ -485,7 +498,7 @@ extension Database {
 
   /// The query adapter of model `version`, loaded once and cached.
   ///
-  /// - Throws: `VectorDBError.modelNotFound`; `.unsupported` when it is an encoder.
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` when it is an encoder.
   func queryAdapter(version: Int) throws -> QueryAdapter<Float> {
     if let cached = adapterCache.value(version) { return cached }
     let store = models
@@ -496,7 +509,8 @@ extension Database {
           throw VectorDBError.modelNotFound(version)
         }
         guard info.kind == .adapter else {
-          throw VectorDBError.unsupported("model version \(version) is an encoder, not an adapter")
+          throw VectorDBError.modelUnsuitable(
+            version: version, reason: "is an encoder, not an adapter")
         }
         return try store.adapter(version, path: path, in: txn)
       }
@@ -522,6 +536,19 @@ final class VersionCache<Value>: @unchecked Sendable {
 /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
 public enum DefaultModel {
   public static var directory: String { SentenceEncoder.defaultModelDirectory.path }
+
+  /// Loads the model in `directory` (no database needed: `vdb embed --model DIR`) and
+  /// returns its embedding function: texts in, one vector per text out.
+  ///
+  /// - Throws: `VectorDBError.invalidModel` naming `directory` when it cannot be loaded.
+  public static func embedder(directory: String) throws -> ([String]) -> [[Float]] {
+    do {
+      let encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
+      return { encoder.embed($0) }
+    } catch {
+      throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
+    }
+  }
 
   /// Whether the model files are there.
   public static var isFetched: Bool {

@@ -114,9 +114,9 @@ extension Collection {
   ///     for hit in result.hits { print(hit.score, hit.id, hit.text.prefix(60)) }
   ///     try docs.feedback(logID: result.logID!, documentID: result.hits[0].id)
   ///
-  /// - Throws: `VectorDBError.unsupported` for a mode the collection cannot serve
-  ///   (dense without a model, keyword without a text index); `.invalidInput` for an
-  ///   empty text in keyword mode.
+  /// - Throws: `VectorDBError.notAvailable` for a mode the collection cannot serve
+  ///   (dense without a model), `.unsupported` for keyword without a text index;
+  ///   `.invalidInput` for an empty text in keyword mode.
   public func query(
     text: String, k: Int = 10, filter: Filter? = nil, ef: Int = 64, exact: Bool = false,
     log: Bool = true, mode: SearchMode? = nil
@@ -139,12 +139,17 @@ extension Collection {
   }
 
   /// Many text queries: embedded in one batch, logged in one transaction.
+  ///
+  /// - Throws: as `query(text:mode:k:ef:filter:exact:log:)`.
   public func query(texts: [String], options: QueryOptions = QueryOptions()) throws -> [QueryResult]
   {
     try search(texts: texts, vectors: nil, options: options)
   }
 
   /// Many vector queries, logged in one transaction.
+  ///
+  /// - Throws: `VectorDBError.invalidVector` for a vector the collection cannot hold;
+  ///   `.notAvailable` for a collection without vectors; `.invalidInput` for bad options.
   public func query(vectors: [[Float]], options: QueryOptions = QueryOptions()) throws
     -> [QueryResult]
   {
@@ -210,14 +215,14 @@ extension Collection {
   /// (hybrid for texts embedded by a model, keyword for documents without vectors,
   /// dense for given vectors and for queries by vector).
   ///
-  /// - Throws: `VectorDBError.unsupported` for a mode the collection cannot serve,
+  /// - Throws: `VectorDBError.notAvailable` for a mode the collection cannot serve,
   ///   `.invalidInput` for keyword or hybrid with a query vector.
   func searchMode(_ requested: SearchMode?, record: CollectionRecord, byVector: Bool) throws
     -> SearchMode
   {
     guard record.vectors != nil || record.hasText else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" has neither vectors nor a text index: it cannot be searched")
+      throw VectorDBError.notAvailable(
+        collection: name, reason: "has neither vectors nor a text index: it cannot be searched")
     }
     let mode =
       requested
@@ -231,9 +236,9 @@ extension Collection {
       }
     }
     if mode != .keyword, record.vectors == nil {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" has no vectors to search (it was created without a model): use --mode keyword"
-      )
+      throw VectorDBError.notAvailable(
+        collection: name,
+        reason: "has no vectors to search (it was created without a model): use --mode keyword")
     }
     return mode
   }
@@ -253,8 +258,8 @@ extension Collection {
       return vectors
     }
     guard let model = plan.generation.model else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" holds given vectors: query it with a vector")
+      throw VectorDBError.notAvailable(
+        collection: name, reason: "holds given vectors: query it with a vector")
     }
     let embedded = try database.encoder(version: model).embed(texts ?? [])
     let adapter: QueryAdapter<Float>?

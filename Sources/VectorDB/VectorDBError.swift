@@ -33,7 +33,16 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case invalidModel(directory: String, reason: String)
   /// A vector of the wrong length, NaN, or a collection that needs vectors or text.
   case invalidVector(reason: String)
-  /// The collection cannot do this (e.g. a text query on a collection without a model).
+  /// The collection lacks what the operation needs (vectors, a model, a text index, an
+  /// earlier version to roll back to): `reason` says which, after the collection's name.
+  case notAvailable(collection: String, reason: String)
+  /// Model `version` is not the kind the operation needs (an adapter where an encoder is
+  /// needed, an encoder already in the asked precision, …): `reason` says why.
+  case modelUnsuitable(version: Int, reason: String)
+  /// Another writer changed the collection while a long operation ran (a generation
+  /// dropped or replaced under a re-embed job): `detail` says what; run it again.
+  case concurrentChange(collection: String, detail: String)
+  /// What no other case says (the router's refusals). New code should add a case.
   case unsupported(String)
   /// Bad input data: `source` is a file name or "argument", `line` is 1-based.
   case invalidInput(source: String, line: Int?, reason: String)
@@ -74,6 +83,12 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "cannot load the model in \(directory): \(reason)"
     case .invalidVector(let reason):
       return "invalid vector: \(reason)"
+    case .notAvailable(let collection, let reason):
+      return "collection \"\(collection)\" \(reason)"
+    case .modelUnsuitable(let version, let reason):
+      return "model version \(version) \(reason)"
+    case .concurrentChange(let collection, let detail):
+      return "collection \"\(collection)\" changed during the operation: \(detail)"
     case .unsupported(let reason):
       return reason
     case .invalidDocument(let id, let reason):
@@ -109,6 +124,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
     case .modelWithoutWeights:
       return "train again with --keep-rejected to keep a rejected candidate's weights"
     case .modelInUse: return "`vdb models` shows where each version is used"
+    case .modelUnsuitable: return "`vdb models` lists each version's kind and precision"
+    case .concurrentChange: return "run the command again"
     case .invalidModel:
       return "fetch the default model with tools/fetch-model.sh, or check the directory"
     case .notEnoughJudgements:

@@ -1,5 +1,5 @@
 import Foundation
-import LMDB
+import VectorDB
 
 #if canImport(Glibc)
   import Glibc
@@ -58,7 +58,7 @@ enum Fault {
     free(old.end)
     guard !armed else { return }
     // LMDB calls this before it prints the failed check and aborts.
-    Environment.assertionHandler = { _, check in Fault.assertionFailed(check) }
+    Database.storageAssertionHandler = { _, check in Fault.assertionFailed(check) }
     armed = true
     // An alternate stack, so that a fault from an exhausted stack can be reported too.
     let size = 64 * 1024

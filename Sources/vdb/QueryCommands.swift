@@ -1,5 +1,4 @@
 import ArgumentParser
-import Embedding
 import Foundation
 import VectorDB
 
@@ -178,19 +177,11 @@ struct Embed: ParsableCommand {
       inputs += try readLines(file)
     }
     guard !inputs.isEmpty else { throw ValidationError("give texts or --file FILE") }
-    let encoder: SentenceEncoder
-    if let modelVersion {
-      encoder = try database.open(readOnly: true).encoder(version: modelVersion)
-    } else {
-      let directory = model ?? DefaultModel.directory
-      do {
-        encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
-      } catch {
-        throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
-      }
-    }
+    let embed =
+      try modelVersion.map { try database.open(readOnly: true).embedder(version: $0) }
+      ?? DefaultModel.embedder(directory: model ?? DefaultModel.directory)
     let start = Date()
-    let vectors = encoder.embed(inputs)
+    let vectors = embed(inputs)
     let seconds = Date().timeIntervalSince(start)
     for (text, vector) in zip(inputs, vectors) {
       if output.isJSON {

@@ -75,7 +75,8 @@ final class DocumentOperationTests: XCTestCase {
     XCTAssertEqual(vectors[2], [10, 0, 0, 1])
     let plain = try docs.database.collection("plain", options: CollectionOptions(vectors: .none))
     XCTAssertThrowsError(try plain.vectors(["x"])) {
-      guard case .unsupported = $0 as? VectorDBError else { return XCTFail("\($0)") }
+      XCTAssertEqual(
+        $0 as? VectorDBError, .notAvailable(collection: "plain", reason: "has no vectors"))
     }
   }
 }

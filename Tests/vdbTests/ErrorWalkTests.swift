@@ -42,6 +42,14 @@ final class ErrorWalkTests: XCTestCase {
     ),
     (.invalidVector(reason: "row 3 holds NaN"), ["row 3"], .user),
     (.unsupported("a text query on collection \"v\""), ["\"v\""], .user),
+    (.notAvailable(collection: "v", reason: "has no vectors"), ["\"v\"", "no vectors"], .user),
+    (
+      .modelUnsuitable(version: 4, reason: "is an encoder, not an adapter"), ["4", "encoder"], .user
+    ),
+    (
+      .concurrentChange(collection: "v", detail: "generation 2 was dropped during the job"),
+      ["\"v\"", "generation 2"], .user
+    ),
     (.invalidInput(source: "docs.jsonl", line: 12, reason: "bad JSON"), ["docs.jsonl:12"], .user),
     (.invalidInput(source: "--meta", line: nil, reason: "not an object"), ["--meta"], .user),
     (
@@ -80,6 +88,9 @@ final class ErrorWalkTests: XCTestCase {
     case .invalidModel: return "invalidModel"
     case .invalidVector: return "invalidVector"
     case .unsupported: return "unsupported"
+    case .notAvailable: return "notAvailable"
+    case .modelUnsuitable: return "modelUnsuitable"
+    case .concurrentChange: return "concurrentChange"
     case .invalidInput: return "invalidInput"
     case .storage: return "storage"
     case .notEnoughJudgements: return "notEnoughJudgements"
@@ -98,7 +109,7 @@ final class ErrorWalkTests: XCTestCase {
   }
 
   func testEveryVectorDBErrorNamesWhatAndWhereWithItsExitCode() {
-    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 20, "a sample per case")
+    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 23, "a sample per case")
     for (error, names, code) in samples {
       let message = error.description
       assertOneLine(message, Self.caseName(error))

@@ -47,7 +47,7 @@ extension Collection {
   /// of the nDCG@10 change against the serving fusion must lie above zero. The published
   /// alpha is then fitted on every judged query. Seconds; nothing is embedded but the queries.
   ///
-  /// - Throws: `VectorDBError.notEnoughJudgements`; `.unsupported` for a collection
+  /// - Throws: `VectorDBError.notEnoughJudgements`; `.notAvailable` for a collection
   ///   without both a model and a text index; `.collectionBusy` while another run trains it;
   ///   `.storage` when LMDB fails. Nothing is changed then.
   func trainFusion(options: TrainingOptions, progress: ((TrainingStage) throws -> Void)?)
@@ -58,8 +58,8 @@ extension Collection {
     guard let record = try database.collectionRecord(name), record.hasText,
       record.vectors?.model != nil
     else {
-      throw VectorDBError.unsupported(
-        "collection \"\(name)\" needs both a model and a text index to fit a hybrid fusion")
+      throw VectorDBError.notAvailable(
+        collection: name, reason: "needs both a model and a text index to fit a hybrid fusion")
     }
     try claimTraining()
     defer { try? releaseTraining() }
@@ -244,15 +244,16 @@ extension Collection {
   /// try docs.rollbackFusion()      // `vdb models rollback -c docs --fusion`
   /// ```
   ///
-  /// - Throws: `VectorDBError.unsupported` when no fusion version serves; `.storage`.
+  /// - Throws: `VectorDBError.notAvailable` when no fusion version serves; `.storage`.
   @discardableResult
   public func rollbackFusion() throws -> FusionVersion? {
     let key = fusionKey
     return try write { txn, collection in
       var history = try fusionHistory(in: txn, key: key)
       guard !history.active.isEmpty else {
-        throw VectorDBError.unsupported(
-          "collection \"\(name)\" serves the default fusion: there is no fitted one to roll back")
+        throw VectorDBError.notAvailable(
+          collection: name,
+          reason: "serves the default fusion: there is no fitted one to roll back")
       }
       history.active.removeLast()
       collection.text?.alpha = history.serving?.alpha

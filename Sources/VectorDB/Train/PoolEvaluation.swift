@@ -22,7 +22,7 @@ extension Collection {
   /// let report = try docs.evaluate(queries: queries, qrels: qrels, model: 3, pool: 100)
   /// ```
   ///
-  /// - Throws: `VectorDBError.modelNotFound`, `.modelWithoutWeights`; `.unsupported` for a
+  /// - Throws: `VectorDBError.modelNotFound`, `.modelWithoutWeights`; `.notAvailable` for a
   ///   collection without vectors or a query adapter version.
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], model version: Int, pool: Int,
@@ -89,7 +89,7 @@ extension Collection {
     queryTexts: [String: String]? = nil, progress: ((OperationProgress) throws -> Void)?
   ) throws -> (results: [String: [ScoredHit]], embedded: Int) {
     guard let metric = try indexPlan()?.settings.metric else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     let texts = try documentTexts(Set(pools.flatMap(\.ids)))
     let present = texts.keys.sorted()

@@ -50,7 +50,7 @@ extension Collection {
   ///
   /// - Throws: `VectorDBError.notEnoughJudgements` (with how many are needed),
   ///   `.collectionBusy` (another process trains this collection), `.nothingToResume`,
-  ///   `.invalidInput` for an option out of range, `.unsupported` for a collection without
+  ///   `.invalidInput` for an option out of range, `.notAvailable` for a collection without
   ///   a model, `.storage` when LMDB fails. Nothing the active model uses is changed then.
   public func train(
     options: TrainingOptions = TrainingOptions(), progress: ((TrainingStage) throws -> Void)? = nil
@@ -199,10 +199,12 @@ extension Collection {
         let losses = try loop(trainer)
         return Candidate(model: .adapter(trainer.adapter), losses: losses)
       case .fusion:
-        throw VectorDBError.unsupported("the fusion tier fits a weight, not a model")
+        throw VectorDBError.invalidInput(
+          source: "tier", line: nil, reason: "the fusion tier fits a weight, not a model")
       }
     } catch let error as TrainingError {
-      throw VectorDBError.unsupported("cannot train: \(error)")
+      throw VectorDBError.invalidInput(
+        source: "training", line: nil, reason: "cannot train: \(error)")
     }
   }
 
@@ -233,7 +235,7 @@ extension Collection {
     let queries = Array(Set(pairs.map(\.query))).sorted()
     let queryVectors = Dictionary(uniqueKeysWithValues: zip(queries, encoder.embed(queries)))
     guard let plan = try indexPlan(generation: run.generation) else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no vectors")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }
     let documents = Set(pairs.flatMap { [$0.positive] + $0.negatives })
     let vectors = try storedVectors(documents, plan: plan)

@@ -90,7 +90,7 @@ extension Collection {
   /// Judgements → folds → mined pairs (or the saved run when resuming).
   ///
   /// - Throws: `VectorDBError.nothingToResume` when resuming without a saved run;
-  ///   `.unsupported` without a model; option errors from `TrainingOptions.validate`.
+  ///   `.notAvailable` without a model; option errors from `TrainingOptions.validate`.
   func prepareRun(options: TrainingOptions, progress: ((TrainingStage) throws -> Void)?)
     throws -> TrainingRun
   {
@@ -108,7 +108,7 @@ extension Collection {
       return run
     }
     guard let plan = try indexPlan(), let baseModel = plan.generation.model else {
-      throw VectorDBError.unsupported("collection \"\(name)\" has no model to train")
+      throw VectorDBError.notAvailable(collection: name, reason: "has no model to train")
     }
     let encoder = try database.encoder(version: baseModel)
     try options.validate(modelMaxSequenceLength: encoder.config.maxPositions)
