@@ -44,7 +44,8 @@ extension Array: LMDBKey where Element == UInt8 {
   }
 }
 
-/// Builds a composite key whose byte order is the order of its parts.
+/// Builds a composite key whose byte order is the order of its parts (for the package's
+/// own tables: `package`, not part of any product's API).
 ///
 ///     // documents of collection 7, ordered by document id
 ///     let key = KeyBuilder().uint32(7).string("doc-42").bytes
@@ -52,38 +53,38 @@ extension Array: LMDBKey where Element == UInt8 {
 /// Integers are big-endian. A string that is the *last* part is written raw, so
 /// prefixes sort first ("a" < "ab" < "b"); a string followed by more parts must be
 /// written with `lengthPrefixed` so the parts cannot run into each other.
-public struct KeyBuilder: LMDBKey, Sendable {
-  public private(set) var bytes: [UInt8] = []
+package struct KeyBuilder: LMDBKey, Sendable {
+  package private(set) var bytes: [UInt8] = []
 
-  public init() {}
+  package init() {}
 
-  public func uint8(_ value: UInt8) -> KeyBuilder {
+  package func uint8(_ value: UInt8) -> KeyBuilder {
     var copy = self
     copy.bytes.append(value)
     return copy
   }
 
-  public func uint32(_ value: UInt32) -> KeyBuilder {
+  package func uint32(_ value: UInt32) -> KeyBuilder {
     var copy = self
     withUnsafeBytes(of: value.bigEndian) { copy.bytes.append(contentsOf: $0) }
     return copy
   }
 
-  public func uint64(_ value: UInt64) -> KeyBuilder {
+  package func uint64(_ value: UInt64) -> KeyBuilder {
     var copy = self
     withUnsafeBytes(of: value.bigEndian) { copy.bytes.append(contentsOf: $0) }
     return copy
   }
 
   /// Appends the string's UTF-8 bytes as they are (use for the last part).
-  public func string(_ value: String) -> KeyBuilder {
+  package func string(_ value: String) -> KeyBuilder {
     var copy = self
     copy.bytes.append(contentsOf: value.utf8)
     return copy
   }
 
   /// Appends a 2-byte big-endian length, then the UTF-8 bytes.
-  public func lengthPrefixed(_ value: String) -> KeyBuilder {
+  package func lengthPrefixed(_ value: String) -> KeyBuilder {
     let utf8 = Array(value.utf8)
     return uint8(UInt8(truncatingIfNeeded: utf8.count >> 8))
       .uint8(UInt8(truncatingIfNeeded: utf8.count))
@@ -96,7 +97,7 @@ public struct KeyBuilder: LMDBKey, Sendable {
     return copy
   }
 
-  public func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+  package func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
     try bytes.withUnsafeBytes(body)
   }
 }
@@ -107,24 +108,24 @@ public struct KeyBuilder: LMDBKey, Sendable {
 ///     let collection = reader.uint32(), id = reader.rest()
 ///
 /// Each read returns nil (and reads nothing) when too few bytes are left.
-public struct KeyReader {
+package struct KeyReader {
   private let bytes: UnsafeRawBufferPointer
   private var offset = 0
 
-  public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+  package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
   /// Whether every byte has been read.
-  public var isAtEnd: Bool { offset == bytes.count }
+  package var isAtEnd: Bool { offset == bytes.count }
 
-  public mutating func uint8() -> UInt8? {
+  package mutating func uint8() -> UInt8? {
     guard offset < bytes.count else { return nil }
     defer { offset += 1 }
     return bytes[offset]
   }
 
-  public mutating func uint32() -> UInt32? { integer() }
+  package mutating func uint32() -> UInt32? { integer() }
 
-  public mutating func uint64() -> UInt64? { integer() }
+  package mutating func uint64() -> UInt64? { integer() }
 
   private mutating func integer<T: FixedWidthInteger>() -> T? {
     let size = MemoryLayout<T>.size
@@ -134,7 +135,7 @@ public struct KeyReader {
   }
 
   /// The bytes of a string written with `KeyBuilder.lengthPrefixed`, as UTF-8.
-  public mutating func lengthPrefixed() -> String? {
+  package mutating func lengthPrefixed() -> String? {
     guard bytes.count - offset >= 2 else { return nil }
     let count = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
     guard bytes.count - offset - 2 >= count else { return nil }
@@ -143,14 +144,14 @@ public struct KeyReader {
   }
 
   /// The `count` bytes after the read ones, or nil when fewer are left.
-  public mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer.SubSequence? {
+  package mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer.SubSequence? {
     guard bytes.count - offset >= count else { return nil }
     defer { offset += count }
     return bytes[offset..<(offset + count)]
   }
 
   /// Every byte not read yet, as UTF-8 (a string written last, with `KeyBuilder.string`).
-  public mutating func rest() -> String {
+  package mutating func rest() -> String {
     defer { offset = bytes.count }
     return String(decoding: bytes[offset...], as: UTF8.self)
   }

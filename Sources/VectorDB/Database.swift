@@ -22,7 +22,7 @@ public final class Database: @unchecked Sendable {
   /// Called with the failed check's text when the storage engine finds its pages
   /// inconsistent, just before it aborts the process: a host that owns its process (the
   /// `vdb` shell) can report it and exit instead. Set it before opening databases.
-  public static var storageAssertionHandler:
+  package static var storageAssertionHandler:
     (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void)?
   {
     get { Environment.assertionHandler }

@@ -48,14 +48,25 @@ extension WriteTransaction {
   }
 }
 
+/// A key made of fields: `builder` writes them in order, and that is the key.
+protocol CompositeKey: LMDBKey {
+  var builder: KeyBuilder { get }
+}
+
+extension CompositeKey {
+  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    try builder.withKeyBytes(body)
+  }
+}
+
 /// `docs`: a document by id.
-struct DocumentKey: LMDBKey {
+struct DocumentKey: CompositeKey {
   /// Collection id, UInt32 BE.
   var collection: UInt32
   /// Document id, UTF-8 as it is: the last part, so documents sort by the bytes of their id.
   var id: String
 
-  private var builder: KeyBuilder { KeyBuilder().uint32(collection).string(id) }
+  var builder: KeyBuilder { KeyBuilder().uint32(collection).string(id) }
 
   /// The key just after this one: where a scan that resumes after this document starts.
   var successor: [UInt8] { builder.bytes + [0] }
@@ -66,14 +77,10 @@ struct DocumentKey: LMDBKey {
     _ = reader.uint32()
     return reader.rest()
   }
-
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try builder.withKeyBytes(body)
-  }
 }
 
 /// `rows`: a row id, mapped to its document id.
-struct RowKey: LMDBKey {
+struct RowKey: CompositeKey {
   /// Collection id, UInt32 BE.
   var collection: UInt32
   /// Row id, UInt32 BE (dense per collection, never reused).
@@ -87,25 +94,21 @@ struct RowKey: LMDBKey {
     return row
   }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(collection).uint32(row).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(collection).uint32(row) }
 }
 
 /// `generations`: a generation's record.
-struct GenerationKey: LMDBKey {
+struct GenerationKey: CompositeKey {
   /// Collection id, UInt32 BE.
   var collection: UInt32
   /// Generation id, UInt32 BE (dense per collection from `nextGeneration`).
   var generation: UInt32
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(collection).uint32(generation).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(collection).uint32(generation) }
 }
 
 /// `sources`: the hash of the text a row's vector in a generation was made from.
-struct SourceKey: LMDBKey {
+struct SourceKey: CompositeKey {
   /// Collection id, UInt32 BE.
   var collection: UInt32
   /// Generation id, UInt32 BE.
@@ -126,9 +129,7 @@ struct SourceKey: LMDBKey {
     return row
   }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(collection).uint32(generation).uint32(row).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(collection).uint32(generation).uint32(row) }
 }
 
 /// `metaindex`: one scalar leaf of one document's metadata; the value is empty.
@@ -168,7 +169,7 @@ struct MetadataIndexKey: LMDBKey {
 typealias LogKey = UInt64
 
 /// `feedback`: one judgement of one document for one logged query.
-struct FeedbackKey: LMDBKey {
+struct FeedbackKey: CompositeKey {
   /// Log id, UInt64 BE.
   var log: UInt64
   /// Document id, UTF-8 as it is (last).
@@ -177,9 +178,7 @@ struct FeedbackKey: LMDBKey {
   /// The feedback on one log entry.
   static func entry(_ log: UInt64) -> KeyRange { KeyRange(prefix: KeyBuilder().uint64(log)) }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint64(log).string(document).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint64(log).string(document) }
 }
 
 /// `models`: a model version's record by version (UInt32 BE); decoded with
@@ -187,7 +186,7 @@ struct FeedbackKey: LMDBKey {
 typealias ModelKey = UInt32
 
 /// `modelblobs`: one stored part of a model version.
-struct ModelBlobKey: LMDBKey {
+struct ModelBlobKey: CompositeKey {
   /// The parts a version can have; the raw value is the key's UTF-8 name.
   enum Part: String, CaseIterable {
     /// JSON `EncoderSettings`.
@@ -212,25 +211,21 @@ struct ModelBlobKey: LMDBKey {
     KeyRange(prefix: KeyBuilder().uint32(version))
   }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(version).string(part.rawValue).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(version).string(part.rawValue) }
 }
 
 /// `routerversions` and `routerweights`: one version of one router.
-struct RouterVersionKey: LMDBKey {
+struct RouterVersionKey: CompositeKey {
   /// Router id, UInt32 BE.
   var router: UInt32
   /// Version, UInt32 BE (dense from 1 per router).
   var version: UInt32
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(router).uint32(version).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(router).uint32(version) }
 }
 
 /// `routelog`: one entry of one router's log.
-struct RouteLogKey: LMDBKey {
+struct RouteLogKey: CompositeKey {
   /// Router id, UInt32 BE.
   var router: UInt32
   /// Route log id, UInt64 BE (from `meta.nextRouteLogID`, shared by all routers).
@@ -241,9 +236,7 @@ struct RouteLogKey: LMDBKey {
     KeyRange(prefix: KeyBuilder().uint32(router))
   }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try KeyBuilder().uint32(router).uint64(log).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().uint32(router).uint64(log) }
 }
 
 /// The database-wide keys of the `meta` table: UTF-8 names (a collection's are
@@ -275,7 +268,7 @@ enum MetaKey: String, CaseIterable, LMDBKey {
 
 /// A record of one collection in the `meta` table: `collection.ID.` ++ the record's name,
 /// UTF-8 (so dropping the collection deletes one key range).
-struct CollectionMetaKey: LMDBKey {
+struct CollectionMetaKey: CompositeKey {
   /// The records a collection keeps in `meta`.
   enum Record: String, CaseIterable {
     /// JSON `TrainingRun`: mined pairs, folds, finished scores (deleted when the run ends).
@@ -301,7 +294,5 @@ struct CollectionMetaKey: LMDBKey {
 
   private static func prefix(of id: UInt32) -> String { "collection.\(id)." }
 
-  func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try (Self.prefix(of: collection) + record.rawValue).withKeyBytes(body)
-  }
+  var builder: KeyBuilder { KeyBuilder().string(Self.prefix(of: collection) + record.rawValue) }
 }
