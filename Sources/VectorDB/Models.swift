@@ -468,7 +468,7 @@ extension Database {
   ///
   /// - Throws: `VectorDBError.modelNotFound`; `.modelWithoutWeights` for a rejected
   ///   candidate whose weights were not kept; `.damaged` when its stored parts are.
-  public func encoder(version: Int) throws -> SentenceEncoder {
+  package func encoder(version: Int) throws -> SentenceEncoder {
     if let cached = encoderCache.value(version) { return cached }
     let store = models
     let path = self.path
