@@ -10,7 +10,9 @@ import LMDB
 ///     0x00 ++ node   node record: vector (dimension × Float32), then the layer-0 list:
 ///                    count UInt16, level UInt8, flags UInt8 (bit 0: deleted),
 ///                    Mmax0 × UInt32 ids (the first `count` are used); from layout
-///                    version 2, then the CRC-32C of all that (UInt32)
+///                    version 3, then the vector rounded to bfloat16 (dimension ×
+///                    UInt16, the copy searches walk with); from version 2, then
+///                    the CRC-32C of all that (UInt32)
 ///     0x01 ++ node   upper layers, only for level ≥ 1: for each layer 1...level,
 ///                    count UInt32 then M × UInt32 ids; from version 2, then the
 ///                    CRC-32C of all that
@@ -19,7 +21,9 @@ import LMDB
 ///     0x03 "state"   `GraphState` (entry point, counts), rewritten by every change
 ///
 /// One lookup of a node record gives both the vector and its layer-0 neighbours (like
-/// hnswlib's level-0 block), which is all a layer-0 search step needs.
+/// hnswlib's level-0 block), which is all a layer-0 search step needs; from version 3
+/// the list and the bfloat16 copy a search reads are adjacent, after the float32
+/// vector that only the final rescoring and inserts read.
 struct GraphLayout {
   static let nodeTag: UInt8 = 0
   static let upperTag: UInt8 = 1
@@ -32,20 +36,25 @@ struct GraphLayout {
   /// Records end with their CRC-32C (layout version 2 on): written with every record,
   /// checked by `verify` (too costly for every read of a search).
   let isChecksummed: Bool
+  /// Node records carry a bfloat16 copy of the vector (layout version 3 on).
+  let hasWalkVectors: Bool
 
   init(dimension: Int, parameters: HNSWParameters, version: Int = IndexSettings.currentFormat) {
     self.dimension = dimension
     m = parameters.m
     mMax0 = parameters.mMax0
     isChecksummed = version >= 2
+    hasWalkVectors = version >= 3
   }
 
   var countOffset: Int { dimension * 4 }
   var levelOffset: Int { countOffset + 2 }
   var flagsOffset: Int { countOffset + 3 }
   var idsOffset: Int { countOffset + 4 }
+  /// Where a node record's bfloat16 copy starts (version 3 on).
+  var walkOffset: Int { idsOffset + mMax0 * 4 }
   /// Where a node record's checksum starts (its bytes before it are checksummed).
-  var checksumOffset: Int { idsOffset + mMax0 * 4 }
+  var checksumOffset: Int { walkOffset + (hasWalkVectors ? dimension * 2 : 0) }
   var checksumSize: Int { isChecksummed ? 4 : 0 }
   var nodeRecordSize: Int { checksumOffset + checksumSize }
   /// Bytes of one upper layer in the upper record.
@@ -58,6 +67,31 @@ struct GraphLayout {
     let body = record.count - 4
     record.storeBytes(
       of: vdb_crc32c(0, record.baseAddress, body).littleEndian, toByteOffset: body, as: UInt32.self)
+  }
+
+  /// Writes the bfloat16 copy of the float32 vector at `vector` into `record` (nothing
+  /// before version 3).
+  func storeWalkVector(of vector: UnsafeRawPointer, in record: UnsafeMutableRawPointer) {
+    guard hasWalkVectors else { return }
+    vdb_bf16_round(
+      vector.assumingMemoryBound(to: Float.self),
+      (record + walkOffset).assumingMemoryBound(to: UInt16.self), Int32(dimension))
+  }
+
+  /// Whether a node record's bfloat16 copy is the rounding of its vector (always,
+  /// before version 3).
+  func hasConsistentWalkVector(_ record: UnsafeRawBufferPointer) -> Bool {
+    guard hasWalkVectors else { return true }
+    guard record.count == nodeRecordSize else { return false }
+    var rounded = [UInt16](repeating: 0, count: dimension)
+    rounded.withUnsafeMutableBufferPointer {
+      vdb_bf16_round(
+        record.baseAddress!.assumingMemoryBound(to: Float.self), $0.baseAddress!,
+        Int32(dimension))
+    }
+    return rounded.indices.allSatisfy {
+      rounded[$0] == record.loadUnaligned(fromByteOffset: walkOffset + 2 * $0, as: UInt16.self)
+    }
   }
 
   /// Whether `record` matches its stored checksum (always, before version 2).
@@ -432,6 +466,13 @@ struct LMDBGraphStorage: HNSWStorage {
     try storedRecord(node)
   }
 
+  var hasWalkVectors: Bool { layout.hasWalkVectors }
+
+  @inline(__always)
+  func walkVector(of node: UInt32) throws -> UnsafeRawPointer {
+    try storedRecord(node) + layout.walkOffset
+  }
+
   @inline(__always)
   func neighbors(of node: UInt32, level: Int) throws -> NeighborList {
     if level == 0 {
@@ -548,6 +589,7 @@ struct LMDBGraphStorage: HNSWStorage {
       raw.initializeMemory(as: UInt8.self, repeating: 0)
       raw.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
       raw[layout.levelOffset] = UInt8(level)
+      layout.storeWalkVector(of: UnsafeRawPointer(raw.baseAddress!), in: raw.baseAddress!)
     }
     if level > 0 {
       _ = pendingUpper?.add(node, size: layout.upperRecordSize(levels: level)) {
@@ -560,7 +602,9 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   mutating func setVector(of node: UInt32, to vector: UnsafeRawPointer) throws {
-    try changeableRecord(node).copyMemory(from: vector, byteCount: layout.dimension * 4)
+    let record = try changeableRecord(node)
+    record.copyMemory(from: vector, byteCount: layout.dimension * 4)
+    layout.storeWalkVector(of: UnsafeRawPointer(record), in: record)
   }
 
   mutating func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {

@@ -14,9 +14,11 @@ public struct IndexSettings: Codable, Equatable, Sendable {
   public var formatVersion: Int
 
   /// The layout version this code writes (and the newest it reads). Version 2 added
-  /// a CRC-32C to every node and upper record; version-1 indexes are read and written
-  /// as they are, without checksums.
-  public static let currentFormat = 2
+  /// a CRC-32C to every node and upper record; version 3 a bfloat16 copy of each vector
+  /// in its node record, which searches walk the graph with. Older indexes are read
+  /// and written as they are (version 1 without checksums, both without the copies,
+  /// so their searches use float32 throughout).
+  public static let currentFormat = 3
 
   public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
     self.dimension = dimension
@@ -336,20 +338,23 @@ public final class VectorIndex: @unchecked Sendable {
     }
   }
 
-  /// Node and upper records whose CRC-32C does not match, one line each (none for an
-  /// index of layout version 1, which has no checksums); reads every record.
-  public func checksumFailures(in txn: Transaction) throws -> [String] {
+  /// Node and upper records whose CRC-32C does not match, and node records whose
+  /// bfloat16 copy is not the rounding of their vector, one line each (an index of
+  /// layout version 1 has neither; version 2 no copies); reads every record.
+  public func recordFailures(in txn: Transaction) throws -> [String] {
     guard layout.isChecksummed else { return [] }
     var failures: [String] = []
     try txn.forEach(in: table, from: GraphLayout.nodeKey(0)) { key, value in
       // Node records (tag 0), then upper records (tag 1); the metadata comes after.
       guard key[0] <= GraphLayout.upperTag else { return false }
       guard key.count == 5 else { return true }
+      let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
       if !layout.isSound(value) {
-        let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
         failures.append(
           "node \(node): its \(key[0] == GraphLayout.nodeTag ? "vector and layer-0 links" : "upper-layer links") fail their checksum"
         )
+      } else if key[0] == GraphLayout.nodeTag && !layout.hasConsistentWalkVector(value) {
+        failures.append("node \(node): its bfloat16 copy is not the rounding of its vector")
       }
       return true
     }
