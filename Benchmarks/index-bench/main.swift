@@ -30,6 +30,8 @@ struct Options {
   var churn = false
   var storage = "memory"
   var workDir = ""
+  /// An index directory from an earlier `--storage lmdb --work-dir` run, queried as it is.
+  var open = ""
   var peerPython: String?
   var peerScript = "../shared/bench/peer_ann.py"
   var growth: [Int] = []
@@ -47,6 +49,9 @@ struct Options {
       --churn                   also: delete 30%, re-insert half, compare with a fresh build
       --storage memory|lmdb     where the graph lives (lmdb: under --work-dir)
       --batch 10000             vectors per write transaction (lmdb)
+      --open DIR                query the index an earlier lmdb run left in DIR (under
+                                --work-dir) instead of building one: the same graph can be
+                                measured again, e.g. alternating with hnswlib's queries
       --peer PYTHON             then run hnswlib on the same data (--peer-script, default
                                 ../shared/bench/peer_ann.py) and print the ratios
     or: index-bench --growth 10000,100000 --work-dir DIR [--dimension 384] [--threads T]
@@ -95,6 +100,9 @@ struct Options {
       case "--churn": options.churn = true
       case "--storage": options.storage = try value(flag)
       case "--work-dir": options.workDir = try value(flag)
+      case "--open":
+        options.open = try value(flag)
+        options.storage = "lmdb"
       case "--peer": options.peerPython = try value(flag)
       case "--peer-script": options.peerScript = try value(flag)
       case "--growth": options.growth = try ints(flag)
@@ -108,6 +116,9 @@ struct Options {
     }
     guard !options.growth.isEmpty || (!options.base.isEmpty && !options.query.isEmpty) else {
       throw UsageError("--base and --query are required")
+    }
+    if !options.open.isEmpty && (options.threads.count != 1 || options.peerPython != nil) {
+      throw UsageError("--open queries one existing index: one --threads value, no --peer")
     }
     try options.parameters.validate()
     return options
@@ -381,12 +392,16 @@ func run() throws {
     var commitSeconds = 0.0
     if options.storage == "lmdb" {
       let directory =
-        (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
-        + "index-bench-\(threads)-\(UUID().uuidString)"
+        !options.open.isEmpty
+        ? options.open
+        : (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
+          + "index-bench-\(threads)-\(UUID().uuidString)"
       defer {
-        if options.workDir.isEmpty { try? FileManager.default.removeItem(atPath: directory) }
+        if options.workDir.isEmpty && options.open.isEmpty {
+          try? FileManager.default.removeItem(atPath: directory)
+        }
       }
-      do {
+      if options.open.isEmpty {
         let environment = try Environment.open(path: directory)
         let stored = try VectorIndex.create(
           "bench", in: environment, dimension: base.dimension, metric: options.metric,

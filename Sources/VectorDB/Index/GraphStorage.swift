@@ -7,28 +7,32 @@ import LMDB
 /// range in node order. Values are little-endian and fixed-size, so rewriting a list
 /// never changes a record's size.
 ///
-///     0x00 ++ node   node record: vector (dimension × Float32), then the layer-0 list:
-///                    count UInt16, level UInt8, flags UInt8 (bit 0: deleted),
-///                    Mmax0 × UInt32 ids (the first `count` are used); from layout
-///                    version 3, then the vector rounded to bfloat16 (dimension ×
-///                    UInt16, the copy searches walk with); from version 2, then
-///                    the CRC-32C of all that (UInt32)
+///     0x00 ++ node   node record: the vector a search walks with — from layout
+///                    version 3 rounded to bfloat16 (dimension × UInt16), before
+///                    that the vector itself (dimension × Float32) — then the
+///                    layer-0 list: count UInt16, level UInt8, flags UInt8 (bit 0:
+///                    deleted), Mmax0 × UInt32 ids (the first `count` are used);
+///                    from version 2, then the CRC-32C of all that (UInt32)
 ///     0x01 ++ node   upper layers, only for level ≥ 1: for each layer 1...level,
 ///                    count UInt32 then M × UInt32 ids; from version 2, then the
 ///                    CRC-32C of all that
 ///     0x02 ++ node   empty value: the node is deleted and awaits consolidation
 ///     0x03 "params"  JSON `IndexSettings` (written once)
 ///     0x03 "state"   `GraphState` (entry point, counts), rewritten by every change
+///     0x04 ++ node   from version 3: the vector (dimension × Float32), then its
+///                    CRC-32C
 ///
 /// One lookup of a node record gives both the vector and its layer-0 neighbours (like
-/// hnswlib's level-0 block), which is all a layer-0 search step needs; from version 3
-/// the list and the bfloat16 copy a search reads are adjacent, after the float32
-/// vector that only the final rescoring and inserts read.
+/// hnswlib's level-0 block), which is all a layer-0 search step needs. From version 3
+/// that is the bfloat16 copy: a record of 904 bytes for 384-d and M = 16, four to a
+/// page, where the float32 vector made 1,672 (two to a page). The float32 vectors,
+/// which only inserts and the final rescoring of a search read, have their own range.
 struct GraphLayout {
   static let nodeTag: UInt8 = 0
   static let upperTag: UInt8 = 1
   static let deletedTag: UInt8 = 2
   static let metaTag: UInt8 = 3
+  static let vectorTag: UInt8 = 4
 
   let dimension: Int
   let m: Int
@@ -47,19 +51,21 @@ struct GraphLayout {
     hasWalkVectors = version >= 3
   }
 
-  var countOffset: Int { dimension * 4 }
+  /// Bytes of the vector at the head of a node record.
+  var walkVectorSize: Int { dimension * (hasWalkVectors ? 2 : 4) }
+  var countOffset: Int { walkVectorSize }
   var levelOffset: Int { countOffset + 2 }
   var flagsOffset: Int { countOffset + 3 }
   var idsOffset: Int { countOffset + 4 }
-  /// Where a node record's bfloat16 copy starts (version 3 on).
-  var walkOffset: Int { idsOffset + mMax0 * 4 }
   /// Where a node record's checksum starts (its bytes before it are checksummed).
-  var checksumOffset: Int { walkOffset + (hasWalkVectors ? dimension * 2 : 0) }
+  var checksumOffset: Int { idsOffset + mMax0 * 4 }
   var checksumSize: Int { isChecksummed ? 4 : 0 }
   var nodeRecordSize: Int { checksumOffset + checksumSize }
   /// Bytes of one upper layer in the upper record.
   var upperLayerSize: Int { 4 + m * 4 }
   func upperRecordSize(levels: Int) -> Int { levels * upperLayerSize + checksumSize }
+  /// Bytes of a vector record (version 3 on).
+  var vectorRecordSize: Int { dimension * 4 + checksumSize }
 
   /// Stores the checksum of `record` (a node or upper record) in its last 4 bytes.
   func seal(_ record: UnsafeMutableRawBufferPointer) {
@@ -69,28 +75,26 @@ struct GraphLayout {
       of: vdb_crc32c(0, record.baseAddress, body).littleEndian, toByteOffset: body, as: UInt32.self)
   }
 
-  /// Writes the bfloat16 copy of the float32 vector at `vector` into `record` (nothing
-  /// before version 3).
-  func storeWalkVector(of vector: UnsafeRawPointer, in record: UnsafeMutableRawPointer) {
-    guard hasWalkVectors else { return }
+  /// Writes the head of a node record: the float32 `vector`, rounded to bfloat16 from
+  /// version 3.
+  func storeWalkVector(_ vector: UnsafeRawPointer, in record: UnsafeMutableRawPointer) {
+    guard hasWalkVectors else {
+      record.copyMemory(from: vector, byteCount: dimension * 4)
+      return
+    }
     vdb_bf16_round(
-      vector.assumingMemoryBound(to: Float.self),
-      (record + walkOffset).assumingMemoryBound(to: UInt16.self), Int32(dimension))
+      vector.assumingMemoryBound(to: Float.self), record.assumingMemoryBound(to: UInt16.self),
+      Int32(dimension))
   }
 
-  /// Whether a node record's bfloat16 copy is the rounding of its vector (always,
-  /// before version 3).
-  func hasConsistentWalkVector(_ record: UnsafeRawBufferPointer) -> Bool {
-    guard hasWalkVectors else { return true }
-    guard record.count == nodeRecordSize else { return false }
+  /// Whether the head of a node record is the bfloat16 rounding of the float32 `vector`.
+  func isRounding(of vector: UnsafeRawPointer, _ record: UnsafeRawPointer) -> Bool {
     var rounded = [UInt16](repeating: 0, count: dimension)
     rounded.withUnsafeMutableBufferPointer {
-      vdb_bf16_round(
-        record.baseAddress!.assumingMemoryBound(to: Float.self), $0.baseAddress!,
-        Int32(dimension))
+      vdb_bf16_round(vector.assumingMemoryBound(to: Float.self), $0.baseAddress!, Int32(dimension))
     }
     return rounded.indices.allSatisfy {
-      rounded[$0] == record.loadUnaligned(fromByteOffset: walkOffset + 2 * $0, as: UInt16.self)
+      rounded[$0] == record.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)
     }
   }
 
@@ -106,6 +110,7 @@ struct GraphLayout {
   static func nodeKey(_ node: UInt32) -> NodeKey { NodeKey(tag: nodeTag, node: node) }
   static func upperKey(_ node: UInt32) -> NodeKey { NodeKey(tag: upperTag, node: node) }
   static func deletedKey(_ node: UInt32) -> NodeKey { NodeKey(tag: deletedTag, node: node) }
+  static func vectorKey(_ node: UInt32) -> NodeKey { NodeKey(tag: vectorTag, node: node) }
   static let paramsKey: [UInt8] = [metaTag] + Array("params".utf8)
   static let stateKey: [UInt8] = [metaTag] + Array("state".utf8)
 }
@@ -224,10 +229,11 @@ final class PointerCache {
   }
 }
 
-/// The caches of one reader: node records and upper-layer records.
+/// The caches of one reader: node, upper-layer and vector records.
 final class ReaderCache {
   let nodes = PointerCache()
   let upper = PointerCache()
+  let vectors = PointerCache()
   /// The snapshot the pointers belong to: transaction id and map size (a grown map
   /// may sit at another address, and it never shrinks back to an earlier size).
   var snapshot: (transaction: Int, mapSize: Int)?
@@ -235,6 +241,7 @@ final class ReaderCache {
   func invalidate() {
     nodes.invalidate()
     upper.invalidate()
+    vectors.invalidate()
   }
 
   /// Keeps the pointers if they were taken in the same snapshot, else drops them.
@@ -350,6 +357,7 @@ struct LMDBGraphStorage: HNSWStorage {
   /// Changed records not yet written (writers only; shared by the concurrent readers).
   let pending: PendingRecords?
   let pendingUpper: PendingRecords?
+  let pendingVectors: PendingRecords?
   var state: GraphState
   var stateChanged = false
 
@@ -369,6 +377,7 @@ struct LMDBGraphStorage: HNSWStorage {
     self.workerCaches = workerCaches
     pending = writer == nil ? nil : PendingRecords()
     pendingUpper = writer == nil ? nil : PendingRecords()
+    pendingVectors = writer == nil ? nil : PendingRecords()
     if let bytes = try transaction.get(table, key: GraphLayout.stateKey) {
       state = try GraphState(bytes: bytes)
     } else {
@@ -415,6 +424,7 @@ struct LMDBGraphStorage: HNSWStorage {
     workerCaches = []
     pending = other.pending
     pendingUpper = other.pendingUpper
+    pendingVectors = other.pendingVectors
     pendingLimit = other.pendingLimit
     state = other.state
   }
@@ -461,16 +471,29 @@ struct LMDBGraphStorage: HNSWStorage {
     try record(node).map { Int($0.load(fromByteOffset: layout.levelOffset, as: UInt8.self)) }
   }
 
+  /// The float32 vector: its own record from version 3, else the node record's head.
   @inline(__always)
   func vector(of node: UInt32) throws -> UnsafeRawPointer {
-    try storedRecord(node)
+    guard layout.hasWalkVectors else { return try storedRecord(node) }
+    if let pointer = pendingVectors?.record(node) { return UnsafeRawPointer(pointer) }
+    if let pointer = cache.vectors.pointer(node) { return pointer }
+    guard let value = try transaction.get(table, key: GraphLayout.vectorKey(node)) else {
+      throw VectorIndexError.corrupt("node \(node) has no vector record")
+    }
+    guard value.count == layout.vectorRecordSize else {
+      throw VectorIndexError.corrupt(
+        "node \(node): vector record is \(value.count) bytes, expected \(layout.vectorRecordSize)")
+    }
+    cache.vectors.store(value.baseAddress!, for: node)
+    return value.baseAddress!
   }
 
   var hasWalkVectors: Bool { layout.hasWalkVectors }
 
+  /// The node record's head: the bfloat16 copy (version 3 on).
   @inline(__always)
   func walkVector(of node: UInt32) throws -> UnsafeRawPointer {
-    try storedRecord(node) + layout.walkOffset
+    try storedRecord(node)
   }
 
   @inline(__always)
@@ -549,19 +572,24 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   private func flushIfLarge() throws {
-    let held = (pending?.byteCount ?? 0) + (pendingUpper?.byteCount ?? 0)
+    let held = [pending, pendingUpper, pendingVectors].reduce(0) { $0 + ($1?.byteCount ?? 0) }
     if held >= pendingLimit { try flush() }
   }
 
   /// Writes every pending record to LMDB (sealed with its checksum), each once and in
   /// key order, and empties the overlay. Call it before the transaction commits.
   func flush() throws {
-    guard let pending, let pendingUpper, !(pending.isEmpty && pendingUpper.isEmpty) else {
+    guard let pending, let pendingUpper, let pendingVectors,
+      !(pending.isEmpty && pendingUpper.isEmpty && pendingVectors.isEmpty)
+    else {
       return
     }
     let writer = try requireWriter()
     invalidateCaches()
-    for (records, key) in [(pending, GraphLayout.nodeKey), (pendingUpper, GraphLayout.upperKey)] {
+    for (records, key) in [
+      (pending, GraphLayout.nodeKey), (pendingUpper, GraphLayout.upperKey),
+      (pendingVectors, GraphLayout.vectorKey),
+    ] {
       try records.forEachRecord { node, record in
         layout.seal(record)
         try writer.put(table, key: key(node), value: UnsafeRawBufferPointer(record))
@@ -587,9 +615,13 @@ struct LMDBGraphStorage: HNSWStorage {
     let layout = self.layout
     _ = pending.add(node, size: layout.nodeRecordSize) { raw in
       raw.initializeMemory(as: UInt8.self, repeating: 0)
-      raw.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      layout.storeWalkVector(vector, in: raw.baseAddress!)
       raw[layout.levelOffset] = UInt8(level)
-      layout.storeWalkVector(of: UnsafeRawPointer(raw.baseAddress!), in: raw.baseAddress!)
+    }
+    if layout.hasWalkVectors {
+      _ = pendingVectors?.add(node, size: layout.vectorRecordSize) {
+        $0.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      }
     }
     if level > 0 {
       _ = pendingUpper?.add(node, size: layout.upperRecordSize(levels: level)) {
@@ -602,9 +634,16 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   mutating func setVector(of node: UInt32, to vector: UnsafeRawPointer) throws {
-    let record = try changeableRecord(node)
-    record.copyMemory(from: vector, byteCount: layout.dimension * 4)
-    layout.storeWalkVector(of: UnsafeRawPointer(record), in: record)
+    layout.storeWalkVector(vector, in: try changeableRecord(node))
+    guard layout.hasWalkVectors, let pendingVectors else { return }
+    if let record = pendingVectors.record(node) {
+      record.copyMemory(from: vector, byteCount: layout.dimension * 4)
+    } else {
+      try flushIfLarge()
+      _ = pendingVectors.add(node, size: layout.vectorRecordSize) {
+        $0.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      }
+    }
   }
 
   mutating func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {
@@ -655,9 +694,11 @@ struct LMDBGraphStorage: HNSWStorage {
     let wasDeleted = try isDeleted(node)
     pending?.remove(node)
     pendingUpper?.remove(node)
+    pendingVectors?.remove(node)
     invalidateCaches()
     try writer.delete(table, key: GraphLayout.nodeKey(node))
     try writer.delete(table, key: GraphLayout.upperKey(node))
+    try writer.delete(table, key: GraphLayout.vectorKey(node))
     try writer.delete(table, key: GraphLayout.deletedKey(node))
     if wasDeleted { state.deletedCount -= 1 }
     state.nodeCount -= 1
