@@ -196,6 +196,9 @@ struct QueryRow {
   var ef: Int
   var recall: Double
   var qps: [Double]
+  /// Queries per second of the querying thread's CPU time: what a busy machine's
+  /// preemptions do not change (they do change the caches).
+  var cpuQPS: [Double]
   var p50: Double
   var p99: Double
 }
@@ -297,11 +300,13 @@ func measureQueries(
   for ef in options.efs {
     var found = [[UInt32]](repeating: [], count: queries.rows)
     var qps: [Double] = []
+    var cpuQPS: [Double] = []
     var latencies: [Double] = []
     for pass in 0...options.reps {
       var passLatencies: [Double] = []
       passLatencies.reserveCapacity(queries.rows)
       let passStart = clock.now
+      let cpuStart = threadCPUSeconds()
       for q in 0..<queries.rows {
         let start = clock.now
         let hits = try index.search(prepared[q], k: options.k, ef: ef)
@@ -310,16 +315,24 @@ func measureQueries(
       }
       if pass > 0 {
         qps.append(Double(queries.rows) / seconds(clock.now - passStart))
+        cpuQPS.append(Double(queries.rows) / (threadCPUSeconds() - cpuStart))
         latencies += passLatencies
       }
     }
     latencies.sort()
     rows.append(
       QueryRow(
-        ef: ef, recall: recall(found, truth, k: options.k), qps: qps,
+        ef: ef, recall: recall(found, truth, k: options.k), qps: qps, cpuQPS: cpuQPS,
         p50: percentile(latencies, 0.5) * 1000, p99: percentile(latencies, 0.99) * 1000))
   }
   return rows
+}
+
+/// CPU seconds the calling thread has run.
+func threadCPUSeconds() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 /// q/s at a recall target, interpolated linearly between the neighbouring ef values
@@ -345,15 +358,18 @@ func qpsAtRecall(_ rows: [QueryRow], target: Double) -> String {
 }
 
 func printQueries(_ rows: [QueryRow], title: String) {
-  print("queries (\(title), 1 thread; q/s median [min-max]):")
-  print("  ef    recall@10  q/s                      p50 ms  p99 ms")
+  print("queries (\(title), 1 thread; q/s median [min-max]; CPU q/s: per CPU second):")
+  print("  ef    recall@10  q/s                      CPU q/s                  p50 ms  p99 ms")
   for row in rows {
     print(
       String(
-        format: "  %-5d %.4f     %-24@ %.3f   %.3f", row.ef, row.recall,
-        formatRange(row.qps) as NSString, row.p50, row.p99))
+        format: "  %-5d %.4f     %-24@ %-24@ %.3f   %.3f", row.ef, row.recall,
+        formatRange(row.qps) as NSString, formatRange(row.cpuQPS) as NSString, row.p50, row.p99))
   }
   print("  q/s at recall@10 = 0.95: \(qpsAtRecall(rows, target: 0.95))")
+  var cpuRows = rows
+  for i in cpuRows.indices { cpuRows[i].qps = cpuRows[i].cpuQPS }
+  print("  CPU q/s at recall@10 = 0.95: \(qpsAtRecall(cpuRows, target: 0.95))")
 }
 
 func loadAverage() -> String {

@@ -119,7 +119,9 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       }
     }
     guard walk else { return scratch.takeResults(k: k) }
-    return try scratch.takeResults(k: k) { try storage.vector(of: $0) } distance: {
+    return try scratch.takeResults(k: k) {
+      try storage.vector(of: $0)
+    } distance: {
       distance(query, $0)
     }
   }

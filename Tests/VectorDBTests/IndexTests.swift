@@ -246,13 +246,15 @@ final class IndexTests: XCTestCase {
       XCTAssertEqual(record.count, dimension * 4 + 4 + 32 * 4 + 4)
       XCTAssertNil(try txn.get(reopened.table, key: GraphLayout.vectorKey(0)))
       XCTAssertEqual(try reopened.search(query, k: 1, in: txn).first?.id, 0)
-      XCTAssertEqual(try reopened.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
+      XCTAssertEqual(
+        try reopened.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
       // Version 3: the node record holds the bfloat16 copy, the vector its own record.
       let walk = try XCTUnwrap(try txn.get(index.table, key: GraphLayout.nodeKey(0)))
       XCTAssertEqual(walk.count, dimension * 2 + 4 + 32 * 4 + 4)
       let vector = try XCTUnwrap(try txn.get(index.table, key: GraphLayout.vectorKey(0)))
       XCTAssertEqual(vector.count, dimension * 4 + 4)
-      XCTAssertEqual(try index.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
+      XCTAssertEqual(
+        try index.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
     }
   }
 

@@ -139,6 +139,7 @@ public final class VectorIndex: @unchecked Sendable {
       }
       try txn.put(table, key: GraphLayout.paramsKey, value: json)
       try txn.put(table, key: GraphLayout.stateKey, value: GraphState().bytes)
+      try txn.put(table, key: GraphLayout.endKey, value: [UInt8]())
     }
     return VectorIndex(name: name, settings: settings, environment: environment, table: table)
   }
