@@ -50,47 +50,48 @@ __attribute__((target("avx2,fma"))) static float sum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+// The AVX2+FMA and plain-C kernels of one element type: `LOAD8(p)` reads 8 elements at
+// p as floats, `ONE(p, i)` element i (LMDB values are only 2-byte aligned).
+#define AVX2_AND_PLAIN(prefix, type, LOAD8, ONE)                                             \
+  __attribute__((target("avx2,fma"))) static float prefix##dot_avx2(const type *a,         \
+                                                                    const type *b, int n) { \
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                              \
+    int i = 0;                                                                              \
+    for (; i + 16 <= n; i += 16) {                                                          \
+      s0 = _mm256_fmadd_ps(LOAD8(a + i), LOAD8(b + i), s0);                                 \
+      s1 = _mm256_fmadd_ps(LOAD8(a + i + 8), LOAD8(b + i + 8), s1);                         \
+    }                                                                                       \
+    float s = sum8(_mm256_add_ps(s0, s1));                                                  \
+    for (; i < n; i++) s += ONE(a, i) * ONE(b, i);                                          \
+    return s;                                                                               \
+  }                                                                                         \
+  __attribute__((target("avx2,fma"))) static float prefix##l2_avx2(const type *a,          \
+                                                                   const type *b, int n) {  \
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                              \
+    int i = 0;                                                                              \
+    for (; i + 16 <= n; i += 16) {                                                          \
+      const __m256 d0 = _mm256_sub_ps(LOAD8(a + i), LOAD8(b + i));                          \
+      const __m256 d1 = _mm256_sub_ps(LOAD8(a + i + 8), LOAD8(b + i + 8));                  \
+      s0 = _mm256_fmadd_ps(d0, d0, s0);                                                     \
+      s1 = _mm256_fmadd_ps(d1, d1, s1);                                                     \
+    }                                                                                       \
+    float s = sum8(_mm256_add_ps(s0, s1));                                                  \
+    for (; i < n; i++) s += (ONE(a, i) - ONE(b, i)) * (ONE(a, i) - ONE(b, i));              \
+    return s;                                                                               \
+  }                                                                                         \
+  static float prefix##dot_plain(const type *a, const type *b, int n) {                     \
+    float s = 0;                                                                            \
+    for (int i = 0; i < n; i++) s += ONE(a, i) * ONE(b, i);                                 \
+    return s;                                                                               \
+  }                                                                                         \
+  static float prefix##l2_plain(const type *a, const type *b, int n) {                      \
+    float s = 0;                                                                            \
+    for (int i = 0; i < n; i++) s += (ONE(a, i) - ONE(b, i)) * (ONE(a, i) - ONE(b, i));     \
+    return s;                                                                               \
   }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_float *ua = a, *ub = b;
-  for (; i < n; i++) s += ua[i] * ub[i];
-  return s;
-}
 
-__attribute__((target("avx2,fma"))) static float l2_avx2(const float *a, const float *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-    const __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-    s1 = _mm256_fmadd_ps(d1, d1, s1);
-  }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_float *ua = a, *ub = b;
-  for (; i < n; i++) s += (ua[i] - ub[i]) * (ua[i] - ub[i]);
-  return s;
-}
-
-static float dot_plain(const float *a, const float *b, int n) {
-  const unaligned_float *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) s += ua[i] * ub[i];
-  return s;
-}
-
-static float l2_plain(const float *a, const float *b, int n) {
-  const unaligned_float *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) s += (ua[i] - ub[i]) * (ua[i] - ub[i]);
-  return s;
-}
+#define FLOAT_ONE(p, i) (((const unaligned_float *)(p))[i])
+AVX2_AND_PLAIN(, float, _mm256_loadu_ps, FLOAT_ONE)
 
 typedef float (*distance_fn)(const float *, const float *, int);
 
@@ -141,61 +142,14 @@ static inline float widen(uint16_t h) {
   return f;
 }
 
-static float bf16_dot_plain(const uint16_t *a, const uint16_t *b, int n) {
-  const unaligned_u16 *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) s += widen(ua[i]) * widen(ub[i]);
-  return s;
-}
-
-static float bf16_l2_plain(const uint16_t *a, const uint16_t *b, int n) {
-  const unaligned_u16 *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) {
-    const float d = widen(ua[i]) - widen(ub[i]);
-    s += d * d;
-  }
-  return s;
-}
-
 // 8 bf16 at p as float32.
 __attribute__((target("avx2,fma"))) static inline __m256 widen8(const uint16_t *p) {
   const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-__attribute__((target("avx2,fma"))) static float bf16_dot_avx2(const uint16_t *a,
-                                                               const uint16_t *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(widen8(a + i), widen8(b + i), s0);
-    s1 = _mm256_fmadd_ps(widen8(a + i + 8), widen8(b + i + 8), s1);
-  }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_u16 *ua = a, *ub = b;
-  for (; i < n; i++) s += widen(ua[i]) * widen(ub[i]);
-  return s;
-}
-
-__attribute__((target("avx2,fma"))) static float bf16_l2_avx2(const uint16_t *a,
-                                                              const uint16_t *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 d0 = _mm256_sub_ps(widen8(a + i), widen8(b + i));
-    const __m256 d1 = _mm256_sub_ps(widen8(a + i + 8), widen8(b + i + 8));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-    s1 = _mm256_fmadd_ps(d1, d1, s1);
-  }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_u16 *ua = a, *ub = b;
-  for (; i < n; i++) {
-    const float d = widen(ua[i]) - widen(ub[i]);
-    s += d * d;
-  }
-  return s;
-}
+#define BF16_ONE(p, i) widen(((const unaligned_u16 *)(p))[i])
+AVX2_AND_PLAIN(bf16_, uint16_t, widen8, BF16_ONE)
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,fma")))
 
