@@ -199,6 +199,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     candidates.removeAll()
     results.removeAll()
 
+    let walkBytes = storage.dimension &* 2
     _ = visited.insert(entry.id)
     candidates.push(entry)
     if try accept(entry.id) { results.push(entry) }
@@ -215,8 +216,20 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       for i in 0..<neighbors.count {
         let id = neighbors[i]
         if visited.insert(id) {
-          let vector = walk ? try storage.walkVector(of: id) : try storage.vector(of: id)
-          Distance.prefetch(vector)
+          let vector: UnsafeRawPointer
+          if walk {
+            // A bfloat16 vector is a few cache lines (12 for 384-d): ask for all of
+            // them, so that the loads of the whole list overlap.
+            vector = try storage.walkVector(of: id)
+            var line = 0
+            while line < walkBytes {
+              Distance.prefetch(vector + line)
+              line &+= 128
+            }
+          } else {
+            vector = try storage.vector(of: id)
+            Distance.prefetch(vector)
+          }
           fresh[count] = Neighbor(id: id, distance: 0)
           vectors[count] = vector
           count &+= 1
