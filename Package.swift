@@ -52,7 +52,7 @@ let package = Package(
     .target(name: "CKernels"),
     .target(name: "Tensor", dependencies: ["CBLAS", "CKernels", "CPrefetch"]),
     .target(name: "Embedding", dependencies: ["Tensor"]),
-    .target(name: "HNSW", dependencies: ["Tensor"]),
+    .target(name: "HNSW", dependencies: ["Tensor", "CKernels"]),
     .target(name: "TextSearch", dependencies: ["CStemmer"]),
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
     .target(

@@ -30,6 +30,8 @@ struct Options {
   var churn = false
   var storage = "memory"
   var workDir = ""
+  /// An index directory from an earlier `--storage lmdb --work-dir` run, queried as it is.
+  var open = ""
   var peerPython: String?
   var peerScript = "../shared/bench/peer_ann.py"
   var growth: [Int] = []
@@ -47,6 +49,9 @@ struct Options {
       --churn                   also: delete 30%, re-insert half, compare with a fresh build
       --storage memory|lmdb     where the graph lives (lmdb: under --work-dir)
       --batch 10000             vectors per write transaction (lmdb)
+      --open DIR                query the index an earlier lmdb run left in DIR (under
+                                --work-dir) instead of building one: the same graph can be
+                                measured again, e.g. alternating with hnswlib's queries
       --peer PYTHON             then run hnswlib on the same data (--peer-script, default
                                 ../shared/bench/peer_ann.py) and print the ratios
     or: index-bench --growth 10000,100000 --work-dir DIR [--dimension 384] [--threads T]
@@ -95,6 +100,9 @@ struct Options {
       case "--churn": options.churn = true
       case "--storage": options.storage = try value(flag)
       case "--work-dir": options.workDir = try value(flag)
+      case "--open":
+        options.open = try value(flag)
+        options.storage = "lmdb"
       case "--peer": options.peerPython = try value(flag)
       case "--peer-script": options.peerScript = try value(flag)
       case "--growth": options.growth = try ints(flag)
@@ -108,6 +116,9 @@ struct Options {
     }
     guard !options.growth.isEmpty || (!options.base.isEmpty && !options.query.isEmpty) else {
       throw UsageError("--base and --query are required")
+    }
+    if !options.open.isEmpty && (options.threads.count != 1 || options.peerPython != nil) {
+      throw UsageError("--open queries one existing index: one --threads value, no --peer")
     }
     try options.parameters.validate()
     return options
@@ -185,6 +196,9 @@ struct QueryRow {
   var ef: Int
   var recall: Double
   var qps: [Double]
+  /// Queries per second of the querying thread's CPU time: what a busy machine's
+  /// preemptions do not change (they do change the caches).
+  var cpuQPS: [Double]
   var p50: Double
   var p99: Double
 }
@@ -286,11 +300,13 @@ func measureQueries(
   for ef in options.efs {
     var found = [[UInt32]](repeating: [], count: queries.rows)
     var qps: [Double] = []
+    var cpuQPS: [Double] = []
     var latencies: [Double] = []
     for pass in 0...options.reps {
       var passLatencies: [Double] = []
       passLatencies.reserveCapacity(queries.rows)
       let passStart = clock.now
+      let cpuStart = threadCPUSeconds()
       for q in 0..<queries.rows {
         let start = clock.now
         let hits = try index.search(prepared[q], k: options.k, ef: ef)
@@ -299,16 +315,24 @@ func measureQueries(
       }
       if pass > 0 {
         qps.append(Double(queries.rows) / seconds(clock.now - passStart))
+        cpuQPS.append(Double(queries.rows) / (threadCPUSeconds() - cpuStart))
         latencies += passLatencies
       }
     }
     latencies.sort()
     rows.append(
       QueryRow(
-        ef: ef, recall: recall(found, truth, k: options.k), qps: qps,
+        ef: ef, recall: recall(found, truth, k: options.k), qps: qps, cpuQPS: cpuQPS,
         p50: percentile(latencies, 0.5) * 1000, p99: percentile(latencies, 0.99) * 1000))
   }
   return rows
+}
+
+/// CPU seconds the calling thread has run.
+func threadCPUSeconds() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 /// q/s at a recall target, interpolated linearly between the neighbouring ef values
@@ -334,15 +358,18 @@ func qpsAtRecall(_ rows: [QueryRow], target: Double) -> String {
 }
 
 func printQueries(_ rows: [QueryRow], title: String) {
-  print("queries (\(title), 1 thread; q/s median [min-max]):")
-  print("  ef    recall@10  q/s                      p50 ms  p99 ms")
+  print("queries (\(title), 1 thread; q/s median [min-max]; CPU q/s: per CPU second):")
+  print("  ef    recall@10  q/s                      CPU q/s                  p50 ms  p99 ms")
   for row in rows {
     print(
       String(
-        format: "  %-5d %.4f     %-24@ %.3f   %.3f", row.ef, row.recall,
-        formatRange(row.qps) as NSString, row.p50, row.p99))
+        format: "  %-5d %.4f     %-24@ %-24@ %.3f   %.3f", row.ef, row.recall,
+        formatRange(row.qps) as NSString, formatRange(row.cpuQPS) as NSString, row.p50, row.p99))
   }
   print("  q/s at recall@10 = 0.95: \(qpsAtRecall(rows, target: 0.95))")
+  var cpuRows = rows
+  for i in cpuRows.indices { cpuRows[i].qps = cpuRows[i].cpuQPS }
+  print("  CPU q/s at recall@10 = 0.95: \(qpsAtRecall(cpuRows, target: 0.95))")
 }
 
 func loadAverage() -> String {
@@ -381,12 +408,16 @@ func run() throws {
     var commitSeconds = 0.0
     if options.storage == "lmdb" {
       let directory =
-        (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
-        + "index-bench-\(threads)-\(UUID().uuidString)"
+        !options.open.isEmpty
+        ? options.open
+        : (options.workDir.isEmpty ? NSTemporaryDirectory() : options.workDir + "/")
+          + "index-bench-\(threads)-\(UUID().uuidString)"
       defer {
-        if options.workDir.isEmpty { try? FileManager.default.removeItem(atPath: directory) }
+        if options.workDir.isEmpty && options.open.isEmpty {
+          try? FileManager.default.removeItem(atPath: directory)
+        }
       }
-      do {
+      if options.open.isEmpty {
         let environment = try Environment.open(path: directory)
         let stored = try VectorIndex.create(
           "bench", in: environment, dimension: base.dimension, metric: options.metric,

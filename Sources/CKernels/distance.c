@@ -1,4 +1,5 @@
 #include <immintrin.h>
+#include <string.h>
 
 #include "ckernels.h"
 
@@ -49,47 +50,48 @@ __attribute__((target("avx2,fma"))) static float sum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+// The AVX2+FMA and plain-C kernels of one element type: `LOAD8(p)` reads 8 elements at
+// p as floats, `ONE(p, i)` element i (LMDB values are only 2-byte aligned).
+#define AVX2_AND_PLAIN(prefix, type, LOAD8, ONE)                                             \
+  __attribute__((target("avx2,fma"))) static float prefix##dot_avx2(const type *a,         \
+                                                                    const type *b, int n) { \
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                              \
+    int i = 0;                                                                              \
+    for (; i + 16 <= n; i += 16) {                                                          \
+      s0 = _mm256_fmadd_ps(LOAD8(a + i), LOAD8(b + i), s0);                                 \
+      s1 = _mm256_fmadd_ps(LOAD8(a + i + 8), LOAD8(b + i + 8), s1);                         \
+    }                                                                                       \
+    float s = sum8(_mm256_add_ps(s0, s1));                                                  \
+    for (; i < n; i++) s += ONE(a, i) * ONE(b, i);                                          \
+    return s;                                                                               \
+  }                                                                                         \
+  __attribute__((target("avx2,fma"))) static float prefix##l2_avx2(const type *a,          \
+                                                                   const type *b, int n) {  \
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                              \
+    int i = 0;                                                                              \
+    for (; i + 16 <= n; i += 16) {                                                          \
+      const __m256 d0 = _mm256_sub_ps(LOAD8(a + i), LOAD8(b + i));                          \
+      const __m256 d1 = _mm256_sub_ps(LOAD8(a + i + 8), LOAD8(b + i + 8));                  \
+      s0 = _mm256_fmadd_ps(d0, d0, s0);                                                     \
+      s1 = _mm256_fmadd_ps(d1, d1, s1);                                                     \
+    }                                                                                       \
+    float s = sum8(_mm256_add_ps(s0, s1));                                                  \
+    for (; i < n; i++) s += (ONE(a, i) - ONE(b, i)) * (ONE(a, i) - ONE(b, i));              \
+    return s;                                                                               \
+  }                                                                                         \
+  static float prefix##dot_plain(const type *a, const type *b, int n) {                     \
+    float s = 0;                                                                            \
+    for (int i = 0; i < n; i++) s += ONE(a, i) * ONE(b, i);                                 \
+    return s;                                                                               \
+  }                                                                                         \
+  static float prefix##l2_plain(const type *a, const type *b, int n) {                      \
+    float s = 0;                                                                            \
+    for (int i = 0; i < n; i++) s += (ONE(a, i) - ONE(b, i)) * (ONE(a, i) - ONE(b, i));     \
+    return s;                                                                               \
   }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_float *ua = a, *ub = b;
-  for (; i < n; i++) s += ua[i] * ub[i];
-  return s;
-}
 
-__attribute__((target("avx2,fma"))) static float l2_avx2(const float *a, const float *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-    const __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-    s1 = _mm256_fmadd_ps(d1, d1, s1);
-  }
-  float s = sum8(_mm256_add_ps(s0, s1));
-  const unaligned_float *ua = a, *ub = b;
-  for (; i < n; i++) s += (ua[i] - ub[i]) * (ua[i] - ub[i]);
-  return s;
-}
-
-static float dot_plain(const float *a, const float *b, int n) {
-  const unaligned_float *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) s += ua[i] * ub[i];
-  return s;
-}
-
-static float l2_plain(const float *a, const float *b, int n) {
-  const unaligned_float *ua = a, *ub = b;
-  float s = 0;
-  for (int i = 0; i < n; i++) s += (ua[i] - ub[i]) * (ua[i] - ub[i]);
-  return s;
-}
+#define FLOAT_ONE(p, i) (((const unaligned_float *)(p))[i])
+AVX2_AND_PLAIN(, float, _mm256_loadu_ps, FLOAT_ONE)
 
 typedef float (*distance_fn)(const float *, const float *, int);
 
@@ -110,3 +112,103 @@ static float (*resolve_l2(void))(const float *, const float *, int) {
 float vdb_dot(const float *a, const float *b, int n) __attribute__((ifunc("resolve_dot")));
 float vdb_squared_euclidean(const float *a, const float *b, int n)
     __attribute__((ifunc("resolve_l2")));
+
+// ------------------------------------------------- bfloat16 copies for the graph walk
+//
+// A search walks the graph with bf16 copies of the vectors (half the bytes to bring in
+// from memory per distance) and rescores its final candidates in float32. A bf16 value
+// is the top half of a float32, so widening is a shift; AVX-512 BF16's `vdpbf16ps`
+// multiplies 32 pairs a step and sums them in float32. Which path runs follows
+// `vdb_bf16_level()` (VDB_BF16_KERNEL forces a fallback), as for the bf16 linear layers.
+
+typedef uint16_t unaligned_u16 __attribute__((aligned(1)));
+
+void vdb_bf16_round(const float *x, uint16_t *out, int n) {
+  const unaligned_float *ux = x;
+  for (int i = 0; i < n; i++) {
+    const float f = ux[i];
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    // Round to nearest even; NaN stays a (quiet) NaN.
+    out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u)
+                                              : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+static inline float widen(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// 8 bf16 at p as float32.
+__attribute__((target("avx2,fma"))) static inline __m256 widen8(const uint16_t *p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+#define BF16_ONE(p, i) widen(((const unaligned_u16 *)(p))[i])
+AVX2_AND_PLAIN(bf16_, uint16_t, widen8, BF16_ONE)
+
+#define AVX512BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,fma")))
+
+// The first `left` (≤ 32) lanes of a 32 × 16-bit load.
+AVX512BF16 static inline __mmask32 first32(int left) {
+  return left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1);
+}
+
+AVX512BF16 static float bf16_dot_avx512bf16(const uint16_t *a, const uint16_t *b, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(a + i),
+                          (__m512bh)_mm512_loadu_si512(b + i));
+    s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_loadu_si512(a + i + 32),
+                          (__m512bh)_mm512_loadu_si512(b + i + 32));
+  }
+  for (; i < n; i += 32) {  // at most 63 left: a full or masked step, then a masked one
+    const __mmask32 m = first32(n - i);
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_maskz_loadu_epi16(m, a + i),
+                          (__m512bh)_mm512_maskz_loadu_epi16(m, b + i));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+// 16 bf16 at p (the first `left` of them, the rest 0) as float32.
+AVX512BF16 static inline __m512 widen16(const uint16_t *p, int left) {
+  const __m256i h = _mm256_maskz_loadu_epi16((__mmask16)first32(left), p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AVX512BF16 static float bf16_l2_avx512(const uint16_t *a, const uint16_t *b, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 d0 = _mm512_sub_ps(widen16(a + i, 16), widen16(b + i, 16));
+    const __m512 d1 = _mm512_sub_ps(widen16(a + i + 16, 16), widen16(b + i + 16, 16));
+    s0 = _mm512_fmadd_ps(d0, d0, s0);
+    s1 = _mm512_fmadd_ps(d1, d1, s1);
+  }
+  for (; i < n; i += 16) {
+    const __m512 d = _mm512_sub_ps(widen16(a + i, n - i), widen16(b + i, n - i));
+    s0 = _mm512_fmadd_ps(d, d, s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n) {
+  switch (vdb_bf16_level()) {
+  case VDB_BF16_AVX512BF16: return bf16_dot_avx512bf16(a, b, n);
+  case VDB_BF16_AVX2: return bf16_dot_avx2(a, b, n);
+  default: return bf16_dot_plain(a, b, n);
+  }
+}
+
+float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n) {
+  switch (vdb_bf16_level()) {
+  case VDB_BF16_AVX512BF16: return bf16_l2_avx512(a, b, n);
+  case VDB_BF16_AVX2: return bf16_l2_avx2(a, b, n);
+  default: return bf16_l2_plain(a, b, n);
+  }
+}

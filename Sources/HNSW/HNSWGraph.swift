@@ -94,24 +94,36 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     filter: ((UInt32) -> Bool)? = nil
   ) throws -> [Neighbor] {
     guard k > 0, let entry = try storage.entryPoint else { return [] }
-    var nearest = Neighbor(id: entry.node, distance: try distance(query, entry.node))
+    // With bfloat16 copies, walk with them and a bfloat16 query, then rescore the ef
+    // nodes found in float32: the walk brings in half the bytes, the order is exact.
+    let walk = storage.hasWalkVectors
+    let walkQuery = walk ? scratch.walkQuery(rounding: query, dimension: dimension) : query
+    var nearest = Neighbor(
+      id: entry.node, distance: try distance(walkQuery, entry.node, walk: walk))
     for level in stride(from: entry.level, to: 0, by: -1) {
-      nearest = try greedyClosest(to: query, from: nearest, level: level)
+      nearest = try greedyClosest(to: walkQuery, from: nearest, level: level, walk: walk)
     }
     let ef = max(ef, k)
     let storage = self.storage
     if let filter {
-      try searchLayer(query, from: nearest, ef: ef, level: 0, scratch: scratch) { id in
-        try filter(id) && !storage.isDeleted(id)
+      try searchLayer(walkQuery, from: nearest, ef: ef, level: 0, scratch: scratch, walk: walk) {
+        id in try filter(id) && !storage.isDeleted(id)
       }
     } else if try storage.deletedCount == 0 {
-      try searchLayer(query, from: nearest, ef: ef, level: 0, scratch: scratch) { _ in true }
+      try searchLayer(walkQuery, from: nearest, ef: ef, level: 0, scratch: scratch, walk: walk) {
+        _ in true
+      }
     } else {
-      try searchLayer(query, from: nearest, ef: ef, level: 0, scratch: scratch) { id in
-        try !storage.isDeleted(id)
+      try searchLayer(walkQuery, from: nearest, ef: ef, level: 0, scratch: scratch, walk: walk) {
+        id in try !storage.isDeleted(id)
       }
     }
-    return scratch.takeResults(k: k)
+    guard walk else { return scratch.takeResults(k: k) }
+    return try scratch.takeResults(k: k) {
+      try storage.vector(of: $0)
+    } distance: {
+      distance(query, $0)
+    }
   }
 
   // MARK: Exact search
@@ -171,7 +183,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   @inlinable
   func searchLayer(
     _ query: UnsafeRawPointer, from entry: Neighbor, ef: Int, level: Int,
-    scratch: SearchScratch, accept: (UInt32) throws -> Bool
+    scratch: SearchScratch, walk: Bool = false, accept: (UInt32) throws -> Bool
   ) throws {
     // Work on local copies: stored properties of a class would pay a dynamic
     // exclusivity check on every access.
@@ -187,6 +199,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     candidates.removeAll()
     results.removeAll()
 
+    let walkBytes = storage.dimension &* 2
     _ = visited.insert(entry.id)
     candidates.push(entry)
     if try accept(entry.id) { results.push(entry) }
@@ -203,14 +216,30 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       for i in 0..<neighbors.count {
         let id = neighbors[i]
         if visited.insert(id) {
-          let vector = try storage.vector(of: id)
-          Distance.prefetch(vector)
+          let vector: UnsafeRawPointer
+          if walk {
+            // A bfloat16 vector is a few cache lines (12 for 384-d): ask for all of
+            // them, so that the loads of the whole list overlap.
+            vector = try storage.walkVector(of: id)
+            var line = 0
+            while line < walkBytes {
+              Distance.prefetch(vector + line)
+              line &+= 128
+            }
+          } else {
+            vector = try storage.vector(of: id)
+            Distance.prefetch(vector)
+          }
           fresh[count] = Neighbor(id: id, distance: 0)
           vectors[count] = vector
           count &+= 1
         }
       }
-      for j in 0..<count { fresh[j].distance = distance(query, vectors[j]) }
+      if walk {
+        for j in 0..<count { fresh[j].distance = walkDistance(query, vectors[j]) }
+      } else {
+        for j in 0..<count { fresh[j].distance = distance(query, vectors[j]) }
+      }
       for j in 0..<count {
         let neighbor = fresh[j]
         if results.count < ef || neighbor.distance < results.top.distance {
@@ -228,7 +257,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   /// nearest neighbour while it is nearer than the current node.
   @inlinable
   func greedyClosest(
-    to query: UnsafeRawPointer, from start: Neighbor, level: Int
+    to query: UnsafeRawPointer, from start: Neighbor, level: Int, walk: Bool = false
   ) throws -> Neighbor {
     var best = start
     var moved = true
@@ -237,7 +266,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       let neighbors = try storage.neighbors(of: best.id, level: level)
       for i in 0..<neighbors.count {
         let id = neighbors[i]
-        let d = try distance(query, id)
+        let d = try distance(query, id, walk: walk)
         if d < best.distance {
           best = Neighbor(id: id, distance: d)
           moved = true
@@ -287,6 +316,19 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   @inlinable @inline(__always)
   func distance(_ query: UnsafeRawPointer, _ node: UInt32) throws -> Float {
     metric.distance(query, try storage.vector(of: node), dimension: storage.dimension)
+  }
+
+  /// The distance from `query` to a node: float32, or with `walk` between the bfloat16
+  /// query and the node's bfloat16 copy.
+  @inlinable @inline(__always)
+  func distance(_ query: UnsafeRawPointer, _ node: UInt32, walk: Bool) throws -> Float {
+    guard walk else { return try distance(query, node) }
+    return walkDistance(query, try storage.walkVector(of: node))
+  }
+
+  @inlinable @inline(__always)
+  func walkDistance(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> Float {
+    metric.walkDistance(a, b, dimension: storage.dimension)
   }
 
   /// `ids` with their distances to `base`, nearest first.

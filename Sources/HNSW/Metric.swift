@@ -1,3 +1,4 @@
+import CKernels
 import Tensor
 
 /// How the index measures the distance between two vectors. Smaller is closer.
@@ -22,6 +23,18 @@ public enum Metric: String, Codable, Sendable, CaseIterable {
     switch self {
     case .cosine, .dot: return 1 - Distance.dot(a, b, count: dimension)
     case .l2: return Distance.squaredEuclidean(a, b, count: dimension)
+    }
+  }
+
+  /// The distance between two bfloat16 vectors of `dimension` components (the copies a
+  /// search walks with, see ``HNSWStorage/walkVector(of:)``), summed in float32.
+  @inlinable @inline(__always)
+  public func walkDistance(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, dimension: Int) -> Float {
+    let a = a.assumingMemoryBound(to: UInt16.self)
+    let b = b.assumingMemoryBound(to: UInt16.self)
+    switch self {
+    case .cosine, .dot: return 1 - vdb_bf16_dot(a, b, Int32(dimension))
+    case .l2: return vdb_bf16_squared_euclidean(a, b, Int32(dimension))
     }
   }
 

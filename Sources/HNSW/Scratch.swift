@@ -1,3 +1,6 @@
+import CKernels
+import Tensor
+
 /// The working memory of one search: a visited set and the two heaps of SEARCH-LAYER.
 /// Reused from search to search, so a search allocates nothing per visited node.
 ///
@@ -20,6 +23,9 @@ public final class SearchScratch {
   @usableFromInline var freshVectors = UnsafeMutablePointer<UnsafeRawPointer>.allocate(
     capacity: 0)
   @usableFromInline var freshCapacity = 0
+  /// The query rounded to bfloat16, for storages with walk vectors.
+  @usableFromInline var walkQueryBuffer = UnsafeMutablePointer<UInt16>.allocate(capacity: 0)
+  @usableFromInline var walkQueryCapacity = 0
 
   public init() {}
 
@@ -29,6 +35,19 @@ public final class SearchScratch {
     results.deallocate()
     freshNeighbors.deallocate()
     freshVectors.deallocate()
+    walkQueryBuffer.deallocate()
+  }
+
+  /// `query` (`dimension` floats) rounded to bfloat16, valid until the next call.
+  @inlinable
+  func walkQuery(rounding query: UnsafeRawPointer, dimension: Int) -> UnsafeRawPointer {
+    if walkQueryCapacity < dimension {
+      walkQueryBuffer.deallocate()
+      walkQueryBuffer = .allocate(capacity: dimension)
+      walkQueryCapacity = dimension
+    }
+    vdb_bf16_round(query.assumingMemoryBound(to: Float.self), walkQueryBuffer, Int32(dimension))
+    return UnsafeRawPointer(walkQueryBuffer)
   }
 
   /// A buffer for at least `capacity` neighbours, valid until the next call.
@@ -53,6 +72,30 @@ public final class SearchScratch {
       i -= 1
       sorted[i] = results.pop()
     }
+    if sorted.count > k { sorted.removeLast(sorted.count - k) }
+    return sorted
+  }
+}
+
+extension SearchScratch {
+  /// Empties `results` into an array of the `k` nearest by exact distances: `distance`
+  /// of each node's `vector` (whose memory loads are started together first).
+  @inlinable
+  func takeResults(
+    k: Int, vector: (UInt32) throws -> UnsafeRawPointer,
+    distance: (UnsafeRawPointer) -> Float
+  ) throws -> [Neighbor] {
+    let count = results.count
+    let found = fresh(capacity: count)
+    let vectors = freshVectors
+    for i in 0..<count {
+      found[i] = results.pop()
+      vectors[i] = try vector(found[i].id)
+      Distance.prefetch(vectors[i])
+    }
+    var sorted = [Neighbor](repeating: Neighbor(id: 0, distance: 0), count: count)
+    for i in 0..<count { sorted[i] = Neighbor(id: found[i].id, distance: distance(vectors[i])) }
+    sorted.sort(by: Neighbor.nearerFirst)
     if sorted.count > k { sorted.removeLast(sorted.count - k) }
     return sorted
   }

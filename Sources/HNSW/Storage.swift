@@ -73,6 +73,14 @@ public protocol HNSWStorage {
   func level(of node: UInt32) throws -> Int?
   /// The vector of a stored node: `dimension` floats at any alignment.
   func vector(of node: UInt32) throws -> UnsafeRawPointer
+  /// Whether the storage keeps a bfloat16 copy of every vector (``walkVector(of:)``).
+  /// Searches then walk the graph with the copies — half the bytes per distance — and
+  /// rescore their final candidates with ``vector(of:)``; inserts always use the latter.
+  var hasWalkVectors: Bool { get }
+  /// The bfloat16 copy of a stored node's vector: `dimension` `UInt16`s at any 2-byte
+  /// alignment, each the float32 component rounded to nearest even. Only called when
+  /// ``hasWalkVectors`` is true.
+  func walkVector(of node: UInt32) throws -> UnsafeRawPointer
   /// The neighbours of a stored node on one of its layers.
   func neighbors(of node: UInt32, level: Int) throws -> NeighborList
   /// Whether a stored node is marked deleted.
@@ -108,6 +116,12 @@ public protocol HNSWStorage {
 
 extension HNSWStorage {
   public var linkChunkLimit: Int { 64 }
+
+  public var hasWalkVectors: Bool { false }
+
+  public func walkVector(of node: UInt32) throws -> UnsafeRawPointer {
+    try vector(of: node)
+  }
 
   public func concurrentReaders(_ count: Int) -> [Self] {
     Array(repeating: self, count: count)

@@ -254,7 +254,7 @@ extension Database {
       }
       try storage {
         try environment.read { txn in
-          for line in try index.checksumFailures(in: txn).prefix(20) {
+          for line in try index.recordFailures(in: txn).prefix(20) {
             problem("\(place): \(line)")
           }
           let integrity = try index.checkIntegrity(in: txn)

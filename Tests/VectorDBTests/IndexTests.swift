@@ -188,6 +188,76 @@ final class IndexTests: XCTestCase {
     }
   }
 
+  /// Layout version 3 keeps a bfloat16 copy of each vector for the walk: the copy is
+  /// the rounding of the vector, follows a replaced vector, and a copy that does not
+  /// match is reported by `recordFailures` even when its checksum was resealed. A
+  /// version-2 index (no copies) is still searched, with float32 throughout.
+  func testWalkCopiesFollowTheVectorsAndAMismatchIsReported() throws {
+    let (count, dimension) = (300, 24)
+    let vectors = Self.vectors(count, dimension: dimension, seed: 5)
+    let ids = (0..<UInt32(count)).map { $0 }
+    let env = try Environment.open(path: path)
+    let index = try VectorIndex.create("w", in: env, dimension: dimension, metric: .l2)
+    XCTAssertEqual(index.settings.formatVersion, 3)
+    XCTAssertTrue(index.layout.hasWalkVectors)
+    try env.write { txn in
+      try index.insert(ids: ids, vectors: vectors, in: txn)
+      // Replacing a vector replaces its copy.
+      try index.insert(7, vector: Array(vectors[0..<dimension]), in: txn)
+    }
+    let query = Array(vectors[0..<dimension])
+    try env.read { txn in
+      XCTAssertEqual(try index.recordFailures(in: txn), [])
+      let hits = try index.search(query, k: 2, in: txn)
+      XCTAssertEqual(Set(hits.map(\.id)), [0, 7])
+      XCTAssertEqual(hits.map(\.distance), [0, 0])  // rescored in float32: exact
+    }
+
+    // Change one component of node 3's copy and reseal the record: only the copy
+    // check can see it.
+    try env.write { txn in
+      let key = GraphLayout.nodeKey(3)
+      var record = Array(try XCTUnwrap(try txn.get(index.table, key: key)))
+      record.withUnsafeMutableBytes { raw in
+        raw[0] ^= 0x01
+        index.layout.seal(raw)
+      }
+      try txn.put(index.table, key: key, value: record)
+    }
+    try env.read { txn in
+      XCTAssertEqual(
+        try index.recordFailures(in: txn),
+        ["node 3: its bfloat16 copy is not the rounding of its vector"])
+    }
+
+    // A version-2 index: settings say 2, records have no copies, searches use float32.
+    let old = try VectorIndex.create("old", in: env, dimension: dimension, metric: .l2)
+    var settings = old.settings
+    settings.formatVersion = 2
+    try env.write { txn in
+      try txn.put(old.table, key: GraphLayout.paramsKey, value: try JSONEncoder().encode(settings))
+    }
+    let reopened = try VectorIndex.open("old", in: env)
+    XCTAssertFalse(reopened.layout.hasWalkVectors)
+    try env.write { txn in try reopened.insert(ids: ids, vectors: vectors, in: txn) }
+    try env.read { txn in
+      XCTAssertEqual(try reopened.recordFailures(in: txn), [])
+      let record = try XCTUnwrap(try txn.get(reopened.table, key: GraphLayout.nodeKey(0)))
+      XCTAssertEqual(record.count, dimension * 4 + 4 + 32 * 4 + 4)
+      XCTAssertNil(try txn.get(reopened.table, key: GraphLayout.vectorKey(0)))
+      XCTAssertEqual(try reopened.search(query, k: 1, in: txn).first?.id, 0)
+      XCTAssertEqual(
+        try reopened.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
+      // Version 3: the node record holds the bfloat16 copy, the vector its own record.
+      let walk = try XCTUnwrap(try txn.get(index.table, key: GraphLayout.nodeKey(0)))
+      XCTAssertEqual(walk.count, dimension * 2 + 4 + 32 * 4 + 4)
+      let vector = try XCTUnwrap(try txn.get(index.table, key: GraphLayout.vectorKey(0)))
+      XCTAssertEqual(vector.count, dimension * 4 + 4)
+      XCTAssertEqual(
+        try index.vector(of: 5, in: txn), Array(vectors[5 * dimension..<6 * dimension]))
+    }
+  }
+
   func testErrorsNameTheIndexAndNothingIsWrittenOnBadInput() throws {
     let env = try Environment.open(path: path)
     XCTAssertThrowsError(try VectorIndex.open("missing", in: env)) {

@@ -54,6 +54,19 @@ int vdb_bf16_level(void);
 /// and returns the level now in effect. For tests and benchmarks; not thread-safe.
 int vdb_bf16_set_level(int level);
 
+/// Rounds `n` floats to bfloat16 (to nearest even; NaN stays NaN): the copies of the
+/// vectors a search walks the graph with. `x` needs no alignment. Never fails.
+void vdb_bf16_round(const float *x, uint16_t *out, int n);
+
+/// Σ aᵢ·bᵢ over `n` bfloat16 values, each product and the sum in float32 (the order of
+/// the additions differs between paths). 2-byte alignment is enough. Uses the level
+/// `vdb_bf16_level()` reports: AVX-512 BF16 `vdpbf16ps`, AVX2 + FMA, or plain C.
+float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n);
+
+/// Σ (aᵢ − bᵢ)² over `n` bfloat16 values, in float32; as `vdb_bf16_dot` (the widest
+/// path is AVX-512F, which every AVX-512 BF16 CPU has).
+float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n);
+
 /// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
 /// start): vdb_crc32c(vdb_crc32c(0, a, n), b, m) is the CRC of a then b. Uses the
 /// SSE4.2 crc32 instruction when the CPU has it (chosen once at load), else a table.

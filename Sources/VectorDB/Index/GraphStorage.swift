@@ -7,24 +7,34 @@ import LMDB
 /// range in node order. Values are little-endian and fixed-size, so rewriting a list
 /// never changes a record's size.
 ///
-///     0x00 ++ node   node record: vector (dimension × Float32), then the layer-0 list:
-///                    count UInt16, level UInt8, flags UInt8 (bit 0: deleted),
-///                    Mmax0 × UInt32 ids (the first `count` are used); from layout
-///                    version 2, then the CRC-32C of all that (UInt32)
+///     0x00 ++ node   node record: the vector a search walks with — from layout
+///                    version 3 rounded to bfloat16 (dimension × UInt16), before
+///                    that the vector itself (dimension × Float32) — then the
+///                    layer-0 list: count UInt16, level UInt8, flags UInt8 (bit 0:
+///                    deleted), Mmax0 × UInt32 ids (the first `count` are used);
+///                    from version 2, then the CRC-32C of all that (UInt32)
 ///     0x01 ++ node   upper layers, only for level ≥ 1: for each layer 1...level,
 ///                    count UInt32 then M × UInt32 ids; from version 2, then the
 ///                    CRC-32C of all that
 ///     0x02 ++ node   empty value: the node is deleted and awaits consolidation
 ///     0x03 "params"  JSON `IndexSettings` (written once)
 ///     0x03 "state"   `GraphState` (entry point, counts), rewritten by every change
+///     0x04 ++ node   from version 3: the vector (dimension × Float32), then its
+///                    CRC-32C
+///     0x05           from version 3: empty, written once, so that the vector records
+///                    are never the table's last keys (see `endKey`)
 ///
 /// One lookup of a node record gives both the vector and its layer-0 neighbours (like
-/// hnswlib's level-0 block), which is all a layer-0 search step needs.
+/// hnswlib's level-0 block), which is all a layer-0 search step needs. From version 3
+/// that is the bfloat16 copy: a record of 904 bytes for 384-d and M = 16, four to a
+/// page, where the float32 vector made 1,672 (two to a page). The float32 vectors,
+/// which only inserts and the final rescoring of a search read, have their own range.
 struct GraphLayout {
   static let nodeTag: UInt8 = 0
   static let upperTag: UInt8 = 1
   static let deletedTag: UInt8 = 2
   static let metaTag: UInt8 = 3
+  static let vectorTag: UInt8 = 4
 
   let dimension: Int
   let m: Int
@@ -32,15 +42,20 @@ struct GraphLayout {
   /// Records end with their CRC-32C (layout version 2 on): written with every record,
   /// checked by `verify` (too costly for every read of a search).
   let isChecksummed: Bool
+  /// Node records carry a bfloat16 copy of the vector (layout version 3 on).
+  let hasWalkVectors: Bool
 
   init(dimension: Int, parameters: HNSWParameters, version: Int = IndexSettings.currentFormat) {
     self.dimension = dimension
     m = parameters.m
     mMax0 = parameters.mMax0
     isChecksummed = version >= 2
+    hasWalkVectors = version >= 3
   }
 
-  var countOffset: Int { dimension * 4 }
+  /// Bytes of the vector at the head of a node record.
+  var walkVectorSize: Int { dimension * (hasWalkVectors ? 2 : 4) }
+  var countOffset: Int { walkVectorSize }
   var levelOffset: Int { countOffset + 2 }
   var flagsOffset: Int { countOffset + 3 }
   var idsOffset: Int { countOffset + 4 }
@@ -51,6 +66,8 @@ struct GraphLayout {
   /// Bytes of one upper layer in the upper record.
   var upperLayerSize: Int { 4 + m * 4 }
   func upperRecordSize(levels: Int) -> Int { levels * upperLayerSize + checksumSize }
+  /// Bytes of a vector record (version 3 on).
+  var vectorRecordSize: Int { dimension * 4 + checksumSize }
 
   /// Stores the checksum of `record` (a node or upper record) in its last 4 bytes.
   func seal(_ record: UnsafeMutableRawBufferPointer) {
@@ -58,6 +75,29 @@ struct GraphLayout {
     let body = record.count - 4
     record.storeBytes(
       of: vdb_crc32c(0, record.baseAddress, body).littleEndian, toByteOffset: body, as: UInt32.self)
+  }
+
+  /// Writes the head of a node record: the float32 `vector`, rounded to bfloat16 from
+  /// version 3.
+  func storeWalkVector(_ vector: UnsafeRawPointer, in record: UnsafeMutableRawPointer) {
+    guard hasWalkVectors else {
+      record.copyMemory(from: vector, byteCount: dimension * 4)
+      return
+    }
+    vdb_bf16_round(
+      vector.assumingMemoryBound(to: Float.self), record.assumingMemoryBound(to: UInt16.self),
+      Int32(dimension))
+  }
+
+  /// Whether the head of a node record is the bfloat16 rounding of the float32 `vector`.
+  func isRounding(of vector: UnsafeRawPointer, _ record: UnsafeRawPointer) -> Bool {
+    var rounded = [UInt16](repeating: 0, count: dimension)
+    rounded.withUnsafeMutableBufferPointer {
+      vdb_bf16_round(vector.assumingMemoryBound(to: Float.self), $0.baseAddress!, Int32(dimension))
+    }
+    return rounded.indices.allSatisfy {
+      rounded[$0] == record.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)
+    }
   }
 
   /// Whether `record` matches its stored checksum (always, before version 2).
@@ -72,6 +112,12 @@ struct GraphLayout {
   static func nodeKey(_ node: UInt32) -> NodeKey { NodeKey(tag: nodeTag, node: node) }
   static func upperKey(_ node: UInt32) -> NodeKey { NodeKey(tag: upperTag, node: node) }
   static func deletedKey(_ node: UInt32) -> NodeKey { NodeKey(tag: deletedTag, node: node) }
+  static func vectorKey(_ node: UInt32) -> NodeKey { NodeKey(tag: vectorTag, node: node) }
+  /// Why: LMDB splits a full page that gains a key at its end by moving the page's last
+  /// record to the new page, so records appended at the end of a table, two of which
+  /// fill a page (a 384-d vector record), would sit one to a page: 4,189 bytes a vector
+  /// instead of 2,048 (measured on 50,000). A key after them makes the splits normal.
+  static let endKey: [UInt8] = [5]
   static let paramsKey: [UInt8] = [metaTag] + Array("params".utf8)
   static let stateKey: [UInt8] = [metaTag] + Array("state".utf8)
 }
@@ -190,10 +236,11 @@ final class PointerCache {
   }
 }
 
-/// The caches of one reader: node records and upper-layer records.
+/// The caches of one reader: node, upper-layer and vector records.
 final class ReaderCache {
   let nodes = PointerCache()
   let upper = PointerCache()
+  let vectors = PointerCache()
   /// The snapshot the pointers belong to: transaction id and map size (a grown map
   /// may sit at another address, and it never shrinks back to an earlier size).
   var snapshot: (transaction: Int, mapSize: Int)?
@@ -201,6 +248,7 @@ final class ReaderCache {
   func invalidate() {
     nodes.invalidate()
     upper.invalidate()
+    vectors.invalidate()
   }
 
   /// Keeps the pointers if they were taken in the same snapshot, else drops them.
@@ -316,6 +364,7 @@ struct LMDBGraphStorage: HNSWStorage {
   /// Changed records not yet written (writers only; shared by the concurrent readers).
   let pending: PendingRecords?
   let pendingUpper: PendingRecords?
+  let pendingVectors: PendingRecords?
   var state: GraphState
   var stateChanged = false
 
@@ -335,6 +384,7 @@ struct LMDBGraphStorage: HNSWStorage {
     self.workerCaches = workerCaches
     pending = writer == nil ? nil : PendingRecords()
     pendingUpper = writer == nil ? nil : PendingRecords()
+    pendingVectors = writer == nil ? nil : PendingRecords()
     if let bytes = try transaction.get(table, key: GraphLayout.stateKey) {
       state = try GraphState(bytes: bytes)
     } else {
@@ -381,6 +431,7 @@ struct LMDBGraphStorage: HNSWStorage {
     workerCaches = []
     pending = other.pending
     pendingUpper = other.pendingUpper
+    pendingVectors = other.pendingVectors
     pendingLimit = other.pendingLimit
     state = other.state
   }
@@ -427,8 +478,28 @@ struct LMDBGraphStorage: HNSWStorage {
     try record(node).map { Int($0.load(fromByteOffset: layout.levelOffset, as: UInt8.self)) }
   }
 
+  /// The float32 vector: its own record from version 3, else the node record's head.
   @inline(__always)
   func vector(of node: UInt32) throws -> UnsafeRawPointer {
+    guard layout.hasWalkVectors else { return try storedRecord(node) }
+    if let pointer = pendingVectors?.record(node) { return UnsafeRawPointer(pointer) }
+    if let pointer = cache.vectors.pointer(node) { return pointer }
+    guard let value = try transaction.get(table, key: GraphLayout.vectorKey(node)) else {
+      throw VectorIndexError.corrupt("node \(node) has no vector record")
+    }
+    guard value.count == layout.vectorRecordSize else {
+      throw VectorIndexError.corrupt(
+        "node \(node): vector record is \(value.count) bytes, expected \(layout.vectorRecordSize)")
+    }
+    cache.vectors.store(value.baseAddress!, for: node)
+    return value.baseAddress!
+  }
+
+  var hasWalkVectors: Bool { layout.hasWalkVectors }
+
+  /// The node record's head: the bfloat16 copy (version 3 on).
+  @inline(__always)
+  func walkVector(of node: UInt32) throws -> UnsafeRawPointer {
     try storedRecord(node)
   }
 
@@ -508,19 +579,24 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   private func flushIfLarge() throws {
-    let held = (pending?.byteCount ?? 0) + (pendingUpper?.byteCount ?? 0)
+    let held = [pending, pendingUpper, pendingVectors].reduce(0) { $0 + ($1?.byteCount ?? 0) }
     if held >= pendingLimit { try flush() }
   }
 
   /// Writes every pending record to LMDB (sealed with its checksum), each once and in
   /// key order, and empties the overlay. Call it before the transaction commits.
   func flush() throws {
-    guard let pending, let pendingUpper, !(pending.isEmpty && pendingUpper.isEmpty) else {
+    guard let pending, let pendingUpper, let pendingVectors,
+      !(pending.isEmpty && pendingUpper.isEmpty && pendingVectors.isEmpty)
+    else {
       return
     }
     let writer = try requireWriter()
     invalidateCaches()
-    for (records, key) in [(pending, GraphLayout.nodeKey), (pendingUpper, GraphLayout.upperKey)] {
+    for (records, key) in [
+      (pending, GraphLayout.nodeKey), (pendingUpper, GraphLayout.upperKey),
+      (pendingVectors, GraphLayout.vectorKey),
+    ] {
       try records.forEachRecord { node, record in
         layout.seal(record)
         try writer.put(table, key: key(node), value: UnsafeRawBufferPointer(record))
@@ -546,8 +622,13 @@ struct LMDBGraphStorage: HNSWStorage {
     let layout = self.layout
     _ = pending.add(node, size: layout.nodeRecordSize) { raw in
       raw.initializeMemory(as: UInt8.self, repeating: 0)
-      raw.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      layout.storeWalkVector(vector, in: raw.baseAddress!)
       raw[layout.levelOffset] = UInt8(level)
+    }
+    if layout.hasWalkVectors {
+      _ = pendingVectors?.add(node, size: layout.vectorRecordSize) {
+        $0.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      }
     }
     if level > 0 {
       _ = pendingUpper?.add(node, size: layout.upperRecordSize(levels: level)) {
@@ -560,7 +641,16 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   mutating func setVector(of node: UInt32, to vector: UnsafeRawPointer) throws {
-    try changeableRecord(node).copyMemory(from: vector, byteCount: layout.dimension * 4)
+    layout.storeWalkVector(vector, in: try changeableRecord(node))
+    guard layout.hasWalkVectors, let pendingVectors else { return }
+    if let record = pendingVectors.record(node) {
+      record.copyMemory(from: vector, byteCount: layout.dimension * 4)
+    } else {
+      try flushIfLarge()
+      _ = pendingVectors.add(node, size: layout.vectorRecordSize) {
+        $0.baseAddress!.copyMemory(from: vector, byteCount: layout.dimension * 4)
+      }
+    }
   }
 
   mutating func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {
@@ -611,9 +701,11 @@ struct LMDBGraphStorage: HNSWStorage {
     let wasDeleted = try isDeleted(node)
     pending?.remove(node)
     pendingUpper?.remove(node)
+    pendingVectors?.remove(node)
     invalidateCaches()
     try writer.delete(table, key: GraphLayout.nodeKey(node))
     try writer.delete(table, key: GraphLayout.upperKey(node))
+    try writer.delete(table, key: GraphLayout.vectorKey(node))
     try writer.delete(table, key: GraphLayout.deletedKey(node))
     if wasDeleted { state.deletedCount -= 1 }
     state.nodeCount -= 1

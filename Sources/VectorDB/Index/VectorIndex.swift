@@ -14,9 +14,11 @@ public struct IndexSettings: Codable, Equatable, Sendable {
   public var formatVersion: Int
 
   /// The layout version this code writes (and the newest it reads). Version 2 added
-  /// a CRC-32C to every node and upper record; version-1 indexes are read and written
-  /// as they are, without checksums.
-  public static let currentFormat = 2
+  /// a CRC-32C to every node and upper record; version 3 a bfloat16 copy of each vector
+  /// in its node record, which searches walk the graph with. Older indexes are read
+  /// and written as they are (version 1 without checksums, both without the copies,
+  /// so their searches use float32 throughout).
+  public static let currentFormat = 3
 
   public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
     self.dimension = dimension
@@ -137,6 +139,7 @@ public final class VectorIndex: @unchecked Sendable {
       }
       try txn.put(table, key: GraphLayout.paramsKey, value: json)
       try txn.put(table, key: GraphLayout.stateKey, value: GraphState().bytes)
+      try txn.put(table, key: GraphLayout.endKey, value: [UInt8]())
     }
     return VectorIndex(name: name, settings: settings, environment: environment, table: table)
   }
@@ -326,8 +329,8 @@ public final class VectorIndex: @unchecked Sendable {
     try withReader(txn) { graph, _ in
       guard try graph.storage.level(of: id) != nil else { return nil }
       let pointer = try graph.storage.vector(of: id)
-      guard layout.isSound(UnsafeRawBufferPointer(start: pointer, count: layout.nodeRecordSize))
-      else {
+      let size = layout.hasWalkVectors ? layout.vectorRecordSize : layout.nodeRecordSize
+      guard layout.isSound(UnsafeRawBufferPointer(start: pointer, count: size)) else {
         throw VectorIndexError.corrupt("index \"\(name)\": node \(id) fails its checksum")
       }
       return (0..<settings.dimension).map {
@@ -336,20 +339,39 @@ public final class VectorIndex: @unchecked Sendable {
     }
   }
 
-  /// Node and upper records whose CRC-32C does not match, one line each (none for an
-  /// index of layout version 1, which has no checksums); reads every record.
-  public func checksumFailures(in txn: Transaction) throws -> [String] {
+  /// Node, upper and vector records whose CRC-32C does not match, and (layout version
+  /// 3 on) node records without a vector record, or whose bfloat16 copy is not the
+  /// rounding of it, one line each (none for version 1, which has no checksums);
+  /// reads every record.
+  public func recordFailures(in txn: Transaction) throws -> [String] {
     guard layout.isChecksummed else { return [] }
+    let kinds: [UInt8: String] = [
+      GraphLayout.nodeTag: "node record (walk vector and layer-0 links)",
+      GraphLayout.upperTag: "upper-layer links", GraphLayout.vectorTag: "vector record",
+    ]
     var failures: [String] = []
     try txn.forEach(in: table, from: GraphLayout.nodeKey(0)) { key, value in
-      // Node records (tag 0), then upper records (tag 1); the metadata comes after.
-      guard key[0] <= GraphLayout.upperTag else { return false }
-      guard key.count == 5 else { return true }
+      guard key.count == 5, let kind = kinds[key[0]] else { return true }
+      let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
       if !layout.isSound(value) {
-        let node = UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
-        failures.append(
-          "node \(node): its \(key[0] == GraphLayout.nodeTag ? "vector and layer-0 links" : "upper-layer links") fail their checksum"
-        )
+        failures.append("node \(node): its \(kind) fails its checksum")
+        return true
+      }
+      guard layout.hasWalkVectors else { return true }
+      if key[0] == GraphLayout.nodeTag {
+        guard let vector = try txn.get(table, key: GraphLayout.vectorKey(node)) else {
+          failures.append("node \(node): no vector record")
+          return true
+        }
+        if vector.count == layout.vectorRecordSize,
+          !layout.isRounding(of: vector.baseAddress!, value.baseAddress!)
+        {
+          failures.append("node \(node): its bfloat16 copy is not the rounding of its vector")
+        }
+      } else if key[0] == GraphLayout.vectorTag,
+        try txn.get(table, key: GraphLayout.nodeKey(node)) == nil
+      {
+        failures.append("node \(node): a vector record without a node record")
       }
       return true
     }
