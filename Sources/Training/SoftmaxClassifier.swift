@@ -107,6 +107,16 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   public func loss(inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil) -> (
     loss: Scalar, gradient: [Scalar]
   ) {
+    let result = backward(inputs: inputs, labels: labels, classWeights: classWeights)
+    return (result.loss, result.gradient)
+  }
+
+  /// As ``loss(inputs:labels:classWeights:)``, with the gradient with respect to the inputs
+  /// too, `∂L/∂X = Δ W` (`n×dimension`): what the encoder under the head backpropagates when
+  /// it is trained with it.
+  public func backward(inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil) -> (
+    loss: Scalar, gradient: [Scalar], inputGradient: [Scalar]
+  ) {
     let n = labels.count
     precondition(inputs.count == n * dimension, "one label per input")
     let probabilities = Self.softmax(logits(inputs), classes: classes)
@@ -122,7 +132,12 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
       delta[i * classes + y] -= 1
       for c in 0..<classes { delta[i * classes + c] *= w }
     }
-    guard weightSum > 0 else { return (0, [Scalar](repeating: 0, count: parameters.count)) }
+    guard weightSum > 0 else {
+      return (
+        0, [Scalar](repeating: 0, count: parameters.count),
+        [Scalar](repeating: 0, count: inputs.count)
+      )
+    }
     for i in delta.indices { delta[i] /= weightSum }
     var gradient = [Scalar](repeating: 0, count: parameters.count)
     // ∂L/∂W = Δᵀ X (classes×dimension); ∂L/∂b = column sums of Δ.
@@ -140,7 +155,18 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
     for i in 0..<n {
       for c in 0..<classes { gradient[biasStart + c] += delta[i * classes + c] }
     }
-    return (total / weightSum, gradient)
+    var inputGradient = [Scalar](repeating: 0, count: inputs.count)
+    delta.withUnsafeBufferPointer { d in
+      parameters.withUnsafeBufferPointer { w in
+        inputGradient.withUnsafeMutableBufferPointer { g in
+          Scalar.gemm(
+            transposeA: false, transposeB: false, m: n, n: dimension, k: classes, alpha: 1,
+            a: d.baseAddress!, lda: classes, b: w.baseAddress!, ldb: dimension, beta: 0,
+            c: g.baseAddress!, ldc: dimension)
+        }
+      }
+    }
+    return (total / weightSum, gradient, inputGradient)
   }
 
   /// How ``fit(inputs:labels:classWeights:options:progress:)`` trains.
