@@ -70,7 +70,8 @@ public final class EncoderClassifierTrainer {
         "the head reads \(head.dimension) values, the encoder gives \(base.config.hiddenSize)")
     }
     if let bad = labels.firstIndex(where: { !(0..<head.classes).contains($0) }) {
-      throw .badInput("label \(labels[bad]) of example \(bad) is not one of \(head.classes) classes")
+      throw .badInput(
+        "label \(labels[bad]) of example \(bad) is not one of \(head.classes) classes")
     }
     // TokenBatch checks every sequence against the model once, here.
     _ = try TokenBatch(
@@ -81,7 +82,8 @@ public final class EncoderClassifierTrainer {
     self.sequences = sequences
     self.labels = labels
     self.classWeights = classWeights
-    adapters = try LoRAAdapters(config: base.config, configuration: options.lora, seed: options.seed)
+    adapters = try LoRAAdapters(
+      config: base.config, configuration: options.lora, seed: options.seed)
     encoder = TrainableEncoder(parameters: base, dropout: options.dropout)
     headOptimizer = AdamW(
       count: head.parameters.count, decays: options.weightDecay > 0,

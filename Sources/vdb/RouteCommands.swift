@@ -208,9 +208,14 @@ struct RouteTrain: ParsableCommand {
   @Option(help: "Send at least this share of requests to a good path (0-1).")
   var minQuality: Double?
   @Flag(help: "Activate even if the gate says no.") var force = false
-  @Option(help: "head: a softmax head on the frozen embeddings; lora: then the head with LoRA adapters on the encoder.")
+  @Option(
+    help:
+      "head: a softmax head on the frozen embeddings; lora: then the head with LoRA adapters on the encoder."
+  )
   var tier = RouterTier.head
-  @Option(help: "Most epochs of the lora tier's joint training, 1-100 (fewer when cross-validation says so).")
+  @Option(
+    help:
+      "Most epochs of the lora tier's joint training, 1-100 (fewer when cross-validation says so).")
   var loraEpochs = 3
   @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
   @Option(help: "Learning rate of the lora tier's adapters (AdamW).") var loraLr = 1e-4

@@ -512,7 +512,8 @@ extension Router {
       } ?? options.loraEpochs
 
     var lineage: [String: JSONValue] = [
-      "lora_epochs": .number(Double(epochs)), "lora_max_epochs": .number(Double(options.loraEpochs)),
+      "lora_epochs": .number(Double(epochs)),
+      "lora_max_epochs": .number(Double(options.loraEpochs)),
       "lora_rank": .number(Double(options.loraRank)),
       "lora_learning_rate": .number(options.loraLearningRate),
     ]
