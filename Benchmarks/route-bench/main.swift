@@ -129,22 +129,28 @@ if loraTier {
   try heldOut(tuned, label: "docs set, held-out split", tier: .lora)
   candidates.append(("route lora, not logged", { _ = try tuned.route([request], log: false) }))
 }
-var times = [[Double]](repeating: [], count: candidates.count)
-for round in 0..<(repeats + 20) {
+/// Times `candidates` in turn within each round; prints p50, mean and the p50 of the
+/// per-round difference from the first (the encoder alone).
+func latency(_ candidates: [(String, () throws -> Void)]) throws {
+  var times = [[Double]](repeating: [], count: candidates.count)
+  for round in 0..<(repeats + 20) {
+    for (index, candidate) in candidates.enumerated() {
+      let start = nanoseconds()
+      try candidate.1()
+      if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
+    }
+  }
+  func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+  print(
+    "\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
   for (index, candidate) in candidates.enumerated() {
-    let start = nanoseconds()
-    try candidate.1()
-    if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
+    let overhead = median(zip(times[index], times[0]).map { $0 - $1 })
+    print(
+      "  " + candidate.0.padding(toLength: 26, withPad: " ", startingAt: 0)
+        + String(format: "%.3f  %.3f  %+.3f", median(times[index]), mean(times[index]), overhead))
   }
 }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-print("\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
-for (index, candidate) in candidates.enumerated() {
-  let overhead = median(zip(times[index], times[0]).map { $0 - $1 })
-  print(
-    "  " + candidate.0.padding(toLength: 26, withPad: " ", startingAt: 0)
-      + String(format: "%.3f  %.3f  %+.3f", median(times[index]), mean(times[index]), overhead))
-}
+try latency(candidates)
 
 // (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
@@ -208,4 +214,15 @@ try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
 print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
 let sciLabel = "SciFact set (sentence search enough, or escalate), held-out split"
 try heldOut(sci, label: sciLabel)
-if loraTier { try heldOut(sci, label: sciLabel, tier: .lora) }
+if loraTier {
+  // The last seed's LoRA-tier version serves (with its adapters merged, if it kept any).
+  let last = try heldOut(sci, label: sciLabel, tier: .lora)
+  let claim = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
+  try latency([
+    ("encoder alone", { _ = encoder.embed(claim) }),
+    (
+      "route lora (\(Int(last.metrics["lora_epochs"] ?? 0)) epochs)",
+      { _ = try sci.route([claim], log: false) }
+    ),
+  ])
+}
