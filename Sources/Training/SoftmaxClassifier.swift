@@ -140,33 +140,33 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
     }
     for i in delta.indices { delta[i] /= weightSum }
     var gradient = [Scalar](repeating: 0, count: parameters.count)
-    // ∂L/∂W = Δᵀ X (classes×dimension); ∂L/∂b = column sums of Δ.
-    delta.withUnsafeBufferPointer { d in
-      inputs.withUnsafeBufferPointer { x in
-        gradient.withUnsafeMutableBufferPointer { g in
-          Scalar.gemm(
-            transposeA: true, transposeB: false, m: classes, n: dimension, k: n, alpha: 1,
-            a: d.baseAddress!, lda: classes, b: x.baseAddress!, ldb: dimension, beta: 0,
-            c: g.baseAddress!, ldc: dimension)
-        }
-      }
-    }
+    // ∂L/∂W = Δᵀ X (classes×dimension); ∂L/∂b = column sums of Δ; ∂L/∂X = Δ W.
+    multiply(delta, transposed: true, by: inputs, rows: n, into: &gradient)
     let biasStart = classes * dimension
     for i in 0..<n {
       for c in 0..<classes { gradient[biasStart + c] += delta[i * classes + c] }
     }
     var inputGradient = [Scalar](repeating: 0, count: inputs.count)
+    multiply(delta, transposed: false, by: parameters, rows: n, into: &inputGradient)
+    return (total / weightSum, gradient, inputGradient)
+  }
+
+  /// `Δᵀ·M` (`transposed`: classes×dimension, `M` n×dimension) or `Δ·M` (n×dimension, `M`
+  /// classes×dimension) for the `n×classes` matrix `Δ`, written at the start of `result`.
+  private func multiply(
+    _ delta: [Scalar], transposed: Bool, by matrix: [Scalar], rows n: Int,
+    into result: inout [Scalar]
+  ) {
     delta.withUnsafeBufferPointer { d in
-      parameters.withUnsafeBufferPointer { w in
-        inputGradient.withUnsafeMutableBufferPointer { g in
+      matrix.withUnsafeBufferPointer { m in
+        result.withUnsafeMutableBufferPointer { c in
           Scalar.gemm(
-            transposeA: false, transposeB: false, m: n, n: dimension, k: classes, alpha: 1,
-            a: d.baseAddress!, lda: classes, b: w.baseAddress!, ldb: dimension, beta: 0,
-            c: g.baseAddress!, ldc: dimension)
+            transposeA: transposed, transposeB: false, m: transposed ? classes : n, n: dimension,
+            k: transposed ? n : classes, alpha: 1, a: d.baseAddress!, lda: classes,
+            b: m.baseAddress!, ldb: dimension, beta: 0, c: c.baseAddress!, ldc: dimension)
         }
       }
     }
-    return (total / weightSum, gradient, inputGradient)
   }
 
   /// How ``fit(inputs:labels:classWeights:options:progress:)`` trains.
