@@ -1,7 +1,8 @@
 // Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
-// batch-1 routing latency against the encoder's batch-1 latency.
+// batch-1 routing latency against the encoder's batch-1 latency; each for the head tier and
+// the LoRA tier (the head trained with LoRA adapters on the encoder).
 //
-//   swift run -c release route-bench [--seeds N] [--repeats R] [--no-scifact]
+//   swift run -c release route-bench [--seeds N] [--repeats R] [--no-scifact] [--no-lora]
 //
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
 // split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
@@ -15,15 +16,17 @@ import VectorDB
 var seeds = 5
 var repeats = 300
 var scifactSet = true
+var loraTier = true
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
   switch argument {
   case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
   case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
   case "--no-scifact": scifactSet = false
+  case "--no-lora": loraTier = false
   default:
     FileHandle.standardError.write(
-      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact]\n".utf8))
+      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact] [--no-lora]\n".utf8))
     exit(2)
   }
 }
@@ -41,11 +44,15 @@ let encoder = try db.encoder(version: 1)
 func nanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
 
-/// Trains `router` once per seed; prints and returns the held-out figures.
-func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
+/// Trains `router` of `tier` once per seed; prints and returns the held-out figures.
+@discardableResult
+func heldOut(_ router: Router, label: String, tier: RouterTier = .head) throws
+  -> RouterTrainingReport
+{
   var reports: [RouterTrainingReport] = []
   for seed in 1...seeds {
     var options = RouterTrainingOptions()
+    options.tier = tier
     options.seed = UInt64(seed)
     options.force = true  // each seed's version is measured, whatever the gate says
     if router.escalation != nil { options.maxEscalation = 0.3 }
@@ -59,11 +66,11 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
     return String(format: "%.3f ± %.3f", m, sd)
   }
   print(
-    "\n\(label): \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
+    "\n\(label), \(tier) tier: \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
   )
   for key in [
     "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs",
-    "ece_before",
+    "lora_epochs", "stored_bytes", "ece_before",
     "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
     "never_escalate_quality",
   ] where reports[0].metrics[key] != nil {
@@ -75,12 +82,16 @@ func heldOut(_ router: Router, label: String) throws -> RouterTrainingReport {
 }
 
 // (1) The docs set.
-let docs = try db.createRouter(
-  "docs",
-  paths: ["storage", "search", "training", "shell"].map { RoutePath(name: $0, cost: 1) }
-    + [RoutePath(name: "general", cost: 4)], escalation: "general")
-try docs.importJSONL(path: tools + "/route-examples.jsonl")
-_ = try heldOut(docs, label: "docs set, held-out split")
+func docsRouter(_ name: String) throws -> Router {
+  let router = try db.createRouter(
+    name,
+    paths: ["storage", "search", "training", "shell"].map { RoutePath(name: $0, cost: 1) }
+      + [RoutePath(name: "general", cost: 4)], escalation: "general")
+  try router.importJSONL(path: tools + "/route-examples.jsonl")
+  return router
+}
+let docs = try docsRouter("docs")
+try heldOut(docs, label: "docs set, held-out split")
 // The test file: the last trained version against nearest centroid on all training inputs.
 let test = try docs.evaluate(path: tools + "/route-test.jsonl")
 let trainingExamples = try docs.examples().filter { $0.best != nil }
@@ -107,27 +118,39 @@ print(
 // they see the same load (the machine is shared); the median of the paired differences is
 // the routing overhead.
 let request = "how do I delete a document by its id"
-let candidates: [(String, () throws -> Void)] = [
+var candidates: [(String, () throws -> Void)] = [
   ("encoder alone", { _ = encoder.embed(request) }),
   ("route, not logged", { _ = try docs.route([request], log: false) }),
   ("route, logged", { _ = try docs.route([request]) }),
 ]
-var times = [[Double]](repeating: [], count: candidates.count)
-for round in 0..<(repeats + 20) {
+// The LoRA tier's last version serves with its adapters merged into the encoder.
+if loraTier {
+  let tuned = try docsRouter("docs-lora")
+  try heldOut(tuned, label: "docs set, held-out split", tier: .lora)
+  candidates.append(("route lora, not logged", { _ = try tuned.route([request], log: false) }))
+}
+/// Times `candidates` in turn within each round; prints p50, mean and the p50 of the
+/// per-round difference from the first (the encoder alone).
+func latency(_ candidates: [(String, () throws -> Void)]) throws {
+  var times = [[Double]](repeating: [], count: candidates.count)
+  for round in 0..<(repeats + 20) {
+    for (index, candidate) in candidates.enumerated() {
+      let start = nanoseconds()
+      try candidate.1()
+      if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
+    }
+  }
+  func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+  print(
+    "\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
   for (index, candidate) in candidates.enumerated() {
-    let start = nanoseconds()
-    try candidate.1()
-    if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
+    let overhead = median(zip(times[index], times[0]).map { $0 - $1 })
+    print(
+      "  " + candidate.0.padding(toLength: 26, withPad: " ", startingAt: 0)
+        + String(format: "%.3f  %.3f  %+.3f", median(times[index]), mean(times[index]), overhead))
   }
 }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-print("\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
-for (index, candidate) in candidates.enumerated() {
-  let overhead = median(zip(times[index], times[0]).map { $0 - $1 })
-  print(
-    "  " + candidate.0.padding(toLength: 26, withPad: " ", startingAt: 0)
-      + String(format: "%.3f  %.3f  %+.3f", median(times[index]), mean(times[index]), overhead))
-}
+try latency(candidates)
 
 // (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
@@ -189,4 +212,17 @@ let sci = try db.createRouter(
   escalation: "reranker")
 try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
 print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
-_ = try heldOut(sci, label: "SciFact set (sentence search enough, or escalate), held-out split")
+let sciLabel = "SciFact set (sentence search enough, or escalate), held-out split"
+try heldOut(sci, label: sciLabel)
+if loraTier {
+  // The last seed's LoRA-tier version serves (with its adapters merged, if it kept any).
+  let last = try heldOut(sci, label: sciLabel, tier: .lora)
+  let claim = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
+  try latency([
+    ("encoder alone", { _ = encoder.embed(claim) }),
+    (
+      "route lora (\(Int(last.metrics["lora_epochs"] ?? 0)) epochs)",
+      { _ = try sci.route([claim], log: false) }
+    ),
+  ])
+}

@@ -181,10 +181,12 @@ extension Routes {
 
   /// The `vdb route train` options a request may set, as its command-line arguments.
   private func routerTrainArguments(_ body: RequestBody) throws -> [String] {
-    let fractions = ["lr", "held_out", "max_escalation", "min_quality"]
-    try body.check(Set(fractions + ["epochs", "batch_size", "seed", "force"]))
+    let fractions = ["lr", "held_out", "max_escalation", "min_quality", "lora_lr"]
+    let counts = ["epochs", "batch_size", "lora_epochs", "lora_rank"]
+    try body.check(Set(fractions + counts + ["seed", "force", "tier"]))
     var arguments: [String] = []
-    for key in ["epochs", "batch_size"] {
+    if let tier = try body.string("tier") { arguments += ["--tier", tier] }
+    for key in counts {
       if let value = try body.count(key, command: "route train") {
         arguments += [commandOption(key), String(value)]
       }

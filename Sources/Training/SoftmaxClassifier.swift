@@ -107,6 +107,16 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   public func loss(inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil) -> (
     loss: Scalar, gradient: [Scalar]
   ) {
+    let result = backward(inputs: inputs, labels: labels, classWeights: classWeights)
+    return (result.loss, result.gradient)
+  }
+
+  /// As ``loss(inputs:labels:classWeights:)``, with the gradient with respect to the inputs
+  /// too, `∂L/∂X = Δ W` (`n×dimension`): what the encoder under the head backpropagates when
+  /// it is trained with it.
+  public func backward(inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil) -> (
+    loss: Scalar, gradient: [Scalar], inputGradient: [Scalar]
+  ) {
     let n = labels.count
     precondition(inputs.count == n * dimension, "one label per input")
     let probabilities = Self.softmax(logits(inputs), classes: classes)
@@ -122,25 +132,41 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
       delta[i * classes + y] -= 1
       for c in 0..<classes { delta[i * classes + c] *= w }
     }
-    guard weightSum > 0 else { return (0, [Scalar](repeating: 0, count: parameters.count)) }
+    guard weightSum > 0 else {
+      return (
+        0, [Scalar](repeating: 0, count: parameters.count),
+        [Scalar](repeating: 0, count: inputs.count)
+      )
+    }
     for i in delta.indices { delta[i] /= weightSum }
     var gradient = [Scalar](repeating: 0, count: parameters.count)
-    // ∂L/∂W = Δᵀ X (classes×dimension); ∂L/∂b = column sums of Δ.
-    delta.withUnsafeBufferPointer { d in
-      inputs.withUnsafeBufferPointer { x in
-        gradient.withUnsafeMutableBufferPointer { g in
-          Scalar.gemm(
-            transposeA: true, transposeB: false, m: classes, n: dimension, k: n, alpha: 1,
-            a: d.baseAddress!, lda: classes, b: x.baseAddress!, ldb: dimension, beta: 0,
-            c: g.baseAddress!, ldc: dimension)
-        }
-      }
-    }
+    // ∂L/∂W = Δᵀ X (classes×dimension); ∂L/∂b = column sums of Δ; ∂L/∂X = Δ W.
+    multiply(delta, transposed: true, by: inputs, rows: n, into: &gradient)
     let biasStart = classes * dimension
     for i in 0..<n {
       for c in 0..<classes { gradient[biasStart + c] += delta[i * classes + c] }
     }
-    return (total / weightSum, gradient)
+    var inputGradient = [Scalar](repeating: 0, count: inputs.count)
+    multiply(delta, transposed: false, by: parameters, rows: n, into: &inputGradient)
+    return (total / weightSum, gradient, inputGradient)
+  }
+
+  /// `Δᵀ·M` (`transposed`: classes×dimension, `M` n×dimension) or `Δ·M` (n×dimension, `M`
+  /// classes×dimension) for the `n×classes` matrix `Δ`, written at the start of `result`.
+  private func multiply(
+    _ delta: [Scalar], transposed: Bool, by matrix: [Scalar], rows n: Int,
+    into result: inout [Scalar]
+  ) {
+    delta.withUnsafeBufferPointer { d in
+      matrix.withUnsafeBufferPointer { m in
+        result.withUnsafeMutableBufferPointer { c in
+          Scalar.gemm(
+            transposeA: transposed, transposeB: false, m: transposed ? classes : n, n: dimension,
+            k: transposed ? n : classes, alpha: 1, a: d.baseAddress!, lda: classes,
+            b: m.baseAddress!, ldb: dimension, beta: 0, c: c.baseAddress!, ldc: dimension)
+        }
+      }
+    }
   }
 
   /// How ``fit(inputs:labels:classWeights:options:progress:)`` trains.

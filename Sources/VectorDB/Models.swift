@@ -144,7 +144,7 @@ struct ModelStore {
   private static let adapterTensor = "adapter.weight"
 
   /// The stored form of LoRA adapters: their tensors, the configuration as JSON metadata.
-  private static func loraBytes(_ lora: LoRAAdapters<Float>) throws -> [UInt8] {
+  static func loraBytes(_ lora: LoRAAdapters<Float>) throws -> [UInt8] {
     let configuration = try JSONEncoder().encode(lora.configuration)
     return SafeTensors.serialize(
       lora.tensors(), metadata: ["lora": String(decoding: configuration, as: UTF8.self)])

@@ -3,6 +3,7 @@ import Foundation
 import VectorDB
 
 extension RouteOutcome: ExpressibleByArgument {}
+extension RouterTier: ExpressibleByArgument {}
 
 /// `vdb route`: routers trained from the log (docs/routing.md).
 struct Route: ParsableCommand {
@@ -186,6 +187,8 @@ struct RouteTrain: ParsableCommand {
     abstract: "Train a new router version from the log; activate it only if it is better.",
     discussion: """
       A softmax head on the frozen sentence embeddings, balanced class weights, AdamW.
+      --tier lora then trains the head with LoRA adapters on the encoder (minutes; the
+      version stores the adapters, a few MB, and serves with them merged).
       --held-out of each path's inputs are held out: the gate (paired bootstrap of
       macro-F1 against the active version), the temperature and the threshold come from
       them. With an escalation path, --max-escalation or --min-quality picks the threshold.
@@ -205,11 +208,25 @@ struct RouteTrain: ParsableCommand {
   @Option(help: "Send at least this share of requests to a good path (0-1).")
   var minQuality: Double?
   @Flag(help: "Activate even if the gate says no.") var force = false
+  @Option(
+    help:
+      "head: a softmax head on the frozen embeddings; lora: then the head with LoRA adapters on the encoder."
+  )
+  var tier = RouterTier.head
+  @Option(
+    help:
+      "Most epochs of the lora tier's joint training, 1-100 (fewer when cross-validation says so).")
+  var loraEpochs = 3
+  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
+  @Option(help: "Learning rate of the lora tier's adapters (AdamW).") var loraLr = 1e-4
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
     try Counts.check("route train", ["--epochs": epochs, "--batch-size": batchSize])
     if !(lr > 0) { throw ValidationError("--lr must be positive") }
+    if !(loraLr > 0) { throw ValidationError("--lora-lr must be positive") }
+    if !(1...100).contains(loraEpochs) { throw ValidationError("--lora-epochs must be 1-100") }
+    if !(1...256).contains(loraRank) { throw ValidationError("--lora-rank must be 1-256") }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
     }
@@ -234,25 +251,39 @@ struct RouteTrain: ParsableCommand {
     options.maxEscalation = maxEscalation
     options.minQuality = minQuality
     options.force = force
+    options.tier = tier
+    options.loraEpochs = loraEpochs
+    options.loraRank = loraRank
+    options.loraLearningRate = loraLr
     let embedding = ProgressLine(label: "embed", unit: "inputs")
     let training = ProgressLine(label: "train", unit: "epochs")
+    let crossValidation = ProgressLine(label: "cross-validate lora", unit: "epochs")
+    let tuning = ProgressLine(label: "tune lora", unit: "epochs")
     let report = try router.train(options: options) { stage in
       switch stage {
       case .embedding(let progress): try embedding.update(progress)
       case .training(let epoch, let epochs, let loss):
         try training.update(
           OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
+      case .crossValidation(let progress): try crossValidation.update(progress)
+      case .tuning(let epoch, let epochs, let loss):
+        try tuning.update(
+          OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
       }
     }
     embedding.finish()
     training.finish()
+    crossValidation.finish()
+    tuning.finish()
     if output.isJSON { return try Terminal.printJSON(report) }
     let m = report.metrics
     func f(_ key: String) -> String { m[key].map { String(format: "%.3f", $0) } ?? "-" }
     print(
       "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
         + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds));"
-        + " \(Int(m["epochs"] ?? 0)) epochs from the centroids, chosen on the training split")
+        + " \(Int(m["epochs"] ?? 0)) epochs from the centroids"
+        + (m["lora_epochs"].map { ", then \(Int($0)) with LoRA adapters" } ?? "")
+        + ", chosen on the training split")
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
       rows: [

@@ -207,6 +207,74 @@ final class RouterTests: XCTestCase {
     XCTAssertGreaterThan(evaluation.macroF1, 0.5)
   }
 
+  /// The LoRA tier stores its adapters with the version, serves with them merged (from a
+  /// fresh process state too), is deterministic given the seed, and a rejected LoRA version
+  /// keeps its lineage only, so it cannot be activated.
+  func testLoRATierStoresServesAndGates() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    var options = RouterTrainingOptions()
+    options.tier = .lora
+    options.loraEpochs = 1
+    options.chooseLoRAEpochs = false
+    options.loraRank = 4
+    options.force = true
+    var stages: [String] = []
+    let report = try router.train(options: options) { stage in
+      if case .tuning(let epoch, let epochs, let loss) = stage {
+        XCTAssert(loss.isFinite)
+        stages.append("\(epoch)/\(epochs)")
+      }
+    }
+    XCTAssertEqual(stages, ["1/1"])
+    XCTAssertTrue(report.activated)
+    XCTAssertEqual(report.metrics["lora_epochs"], 1)
+    let (versions, _) = try router.versions()
+    XCTAssertEqual(versions[0].lineage["tier"], .string("lora"))
+    XCTAssertEqual(versions[0].lineage["lora_rank"], .number(4))
+    // rank 4 × (384 in + 384 out) × 4 targets × 6 layers, Float32, plus the safetensors header.
+    let adapterFloats = 4 * 768 * 4 * 6
+    XCTAssertGreaterThan(report.metrics["stored_bytes"]!, Double(4 * adapterFloats))
+    XCTAssertLessThan(report.metrics["stored_bytes"]!, Double(4 * adapterFloats + 40_000))
+
+    // A fresh database object (no cache) serves the stored adapters: its encoder is not the
+    // base one, and its held-out accuracy is the one training measured.
+    let path = db.path
+    db = nil
+    db = try Database(path: path)
+    let reopened = try db.router("docs")
+    let served = try XCTUnwrap(try reopened.loadVersion(1))
+    let text = "how do I back up a database"
+    XCTAssertNotEqual(served.encoder.embed(text), try db.encoder(version: 1).embed(text))
+    let labelOf = Dictionary(
+      try reopened.examples().compactMap { e in e.best.map { (e.input, $0) } },
+      uniquingKeysWith: { a, _ in a })
+    let probabilities = served.probabilities(report.heldOutInputs)
+    let correct = zip(report.heldOutInputs, probabilities).filter { input, p in
+      served.info.paths[Router.argmax(p)] == labelOf[input]
+    }.count
+    XCTAssertEqual(
+      Double(correct) / Double(report.heldOutInputs.count), report.metrics["accuracy"]!,
+      accuracy: 1e-9)
+    XCTAssertEqual(try reopened.route([text], log: false).count, 1)
+
+    // The same seed gives the same version: no gain, rejected, its weights not kept.
+    options.force = false
+    let again = try reopened.train(options: options)
+    XCTAssertFalse(again.activated, again.reason)
+    XCTAssertEqual(again.metrics["macro_f1"], report.metrics["macro_f1"])
+    XCTAssertEqual(again.metrics["temperature"], report.metrics["temperature"])
+    XCTAssertEqual(again.metrics["stored_bytes"], 0)
+    XCTAssertEqual(try reopened.versions().versions.map(\.state), [.ready, .rejected])
+    XCTAssertThrowsError(try reopened.activate(version: 2)) { error in
+      guard case VectorDBError.unsupported(let reason) = error else {
+        return XCTFail("\(error)")
+      }
+      XCTAssert(reason.contains("weights were not kept"), reason)
+    }
+    XCTAssertEqual(try reopened.versions().active, 1)
+  }
+
   func testUnreachableTargetNamesTheClosestAndWritesNothing() throws {
     // The generalist fails every family question: escalating stops being a safe default,
     // and no threshold reaches a quality of 0.99.

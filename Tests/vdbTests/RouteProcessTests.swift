@@ -96,17 +96,28 @@ final class RouteProcessTests: XCTestCase {
   }
 
   func testKilledTrainingLeavesTheActiveVersionServing() throws {
+    try killTraining("--epochs 1000000", whenLogShows: "train ")
+  }
+
+  /// The LoRA tier, killed while it trains the encoder.
+  func testKilledLoRATrainingLeavesTheActiveVersionServing() throws {
+    try killTraining("--tier lora --lora-epochs 100", whenLogShows: "cross-validate lora ")
+  }
+
+  /// Trains and activates a first version, starts `vdb route train ARGUMENTS`, kills it with
+  /// SIGKILL once its progress shows `marker`, and checks the first version still serves.
+  private func killTraining(_ arguments: String, whenLogShows marker: String) throws {
     try createAndImport()
     try vdb(["route", "train", "-r", "docs"])
     let question = ["route", "-r", "docs", "--no-log", "--json", "how are row ids assigned"]
     let before = try vdb(question).stdout
     let log = directory + "/train.log"
     let run = try Shell.startGroup(
-      "'\(Shell.binary)' route train -r docs --epochs 1000000 --seed 3 --db '\(db)' 2> '\(log)'")
+      "'\(Shell.binary)' route train -r docs \(arguments) --seed 3 --db '\(db)' 2> '\(log)'")
     // Wait until the run is in its training loop, then kill it.
     let deadline = Date().addingTimeInterval(300)
     while Date() < deadline {
-      if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains("train ") {
+      if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains(marker) {
         break
       }
       usleep(100_000)

@@ -71,7 +71,7 @@ extension Router {
         "\(file): no input has a best path (a label or a good outcome)")
     }
     let served = try activeVersion()
-    let probabilities = try served.probabilities(examples.map(\.input), database: database)
+    let probabilities = served.probabilities(examples.map(\.input))
     let scored = try zip(examples, probabilities).map { example, row in
       ScoredExample(
         label: try example.best.map { try pathIndex($0, source: file) } ?? -1,

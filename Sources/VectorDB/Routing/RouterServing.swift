@@ -1,3 +1,4 @@
+import Embedding
 import Foundation
 import LMDB
 import Training
@@ -26,14 +27,16 @@ public struct RouteDecision: Codable, Equatable, Sendable {
   }
 }
 
-/// A stored version with its head, ready to classify.
+/// A stored version with its head and encoder, ready to classify.
 struct ServedVersion {
   var info: RouterVersion
   var head: SoftmaxClassifier<Float>
+  /// The database's model version `info.model`, with a LoRA-tier version's adapters merged
+  /// into its weights (so it runs exactly as fast as the encoder alone).
+  var encoder: SentenceEncoder
 
-  /// Calibrated class probabilities of each input (embedded by the version's encoder).
-  func probabilities(_ inputs: [String], database: Database) throws -> [[Double]] {
-    let encoder = try database.encoder(version: info.model)
+  /// Calibrated class probabilities of each input.
+  func probabilities(_ inputs: [String]) -> [[Double]] {
     let logits = head.logits(encoder.embed(inputs).flatMap { $0 }).map(Double.init)
     let classes = head.classes
     return stride(from: 0, to: logits.count, by: classes).map {
@@ -44,13 +47,13 @@ struct ServedVersion {
 }
 
 extension Router {
-  /// Stored version `version` and its head (nil when there is no such version).
+  /// Stored version `version`, its head and its encoder (nil when there is no such version).
   func loadVersion(_ version: Int) throws -> ServedVersion? {
     let store = self.store
     let id = self.id
     let path = database.path
-    return try storage {
-      try database.environment.read { txn -> ServedVersion? in
+    let stored = try storage {
+      try database.environment.read { txn -> (RouterVersion, SoftmaxClassifier<Float>)? in
         guard let info = try store.version(router: id, version, in: txn) else { return nil }
         let classes = info.paths.count
         guard let parameters = try store.parameters(router: id, version: version, in: txn),
@@ -61,9 +64,20 @@ extension Router {
           throw VectorDBError.damaged(
             path: path, detail: "router \"\(name)\" version \(version) has no valid head")
         }
-        return ServedVersion(info: info, head: head)
+        return (info, head)
       }
     }
+    guard let (info, head) = stored else { return nil }
+    let base = try database.encoder(version: info.model)
+    let adapters = try storage {
+      try database.environment.read {
+        try store.adapters(router: id, version: version, config: base.config, path: path, in: $0)
+      }
+    }
+    guard let adapters else { return ServedVersion(info: info, head: head, encoder: base) }
+    let merged = try SentenceEncoder(
+      trained: adapters.merged(into: try EncoderParameters(base)), like: base)
+    return ServedVersion(info: info, head: head, encoder: merged)
   }
 
   /// The version that serves now.
@@ -99,7 +113,7 @@ extension Router {
     }
     guard !inputs.isEmpty else { return [] }
     let served = try activeVersion()
-    let probabilities = try served.probabilities(inputs, database: database)
+    let probabilities = served.probabilities(inputs)
     var decisions = probabilities.map { row -> RouteDecision in
       let (path, confidence, escalated) = decide(row, threshold: served.info.threshold)
       return RouteDecision(
@@ -141,12 +155,18 @@ extension Router {
 
   /// Makes `version` serve (a rejected one too: the admin overrides the gate).
   ///
-  /// - Throws: `VectorDBError.invalidInput` for an unknown version.
+  /// - Throws: `VectorDBError.invalidInput` for an unknown version; `.unsupported` for a
+  ///   rejected LoRA-tier version, whose weights were not kept.
   public func activate(version: Int) throws {
     try changeHistory { record, store, txn in
       guard var info = try store.version(router: record.id, version, in: txn) else {
         throw VectorDBError.invalidInput(
           source: "router \"\(name)\"", line: nil, reason: "no version \(version)")
+      }
+      guard try store.parameters(router: record.id, version: version, in: txn) != nil else {
+        throw VectorDBError.unsupported(
+          "router \"\(name)\" version \(version) was rejected and its weights were not kept (a LoRA-tier version keeps its lineage only); train again with --force to serve such a version"
+        )
       }
       info.state = .ready
       try store.put(info, router: record.id, in: txn)

@@ -1,5 +1,7 @@
+import Embedding
 import Foundation
 import LMDB
+import Training
 
 /// One path a router can send a request to.
 public struct RoutePath: Codable, Equatable, Sendable {
@@ -94,7 +96,8 @@ public struct RouteLogEntry: Codable, Equatable, Sendable {
 
 /// The router tables: `routers` (name → JSON `RouterRecord`), `routerversions` (router id
 /// UInt32 BE ++ version UInt32 BE → JSON `RouterVersion`), `routerweights` (same key →
-/// the head's parameters, Float32 LE) and `routelog` (router id UInt32 BE ++ log id
+/// the head's parameters, Float32 LE; the same key ++ "lora" → a LoRA-tier version's adapters,
+/// safetensors) and `routelog` (router id UInt32 BE ++ log id
 /// UInt64 BE → JSON `RouteLogEntry`). Log ids come from the meta key `nextRouteLogID`.
 struct RouterStore {
   let routers: Table
@@ -178,6 +181,39 @@ struct RouterStore {
       withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
     try txn.put(weights, key: Self.versionKey(router: router, version: version), value: bytes)
+  }
+
+  /// The LoRA adapters a version of the LoRA tier serves with (nil: the head tier's frozen
+  /// encoder), stored as the retriever's LoRA versions are (see `ModelStore.loraBytes`).
+  ///
+  /// - Throws: `VectorDBError.damaged` when the stored adapters do not fit `config`.
+  func adapters(
+    router: UInt32, version: Int, config: BertConfig, path: String, in txn: Transaction
+  ) throws -> LoRAAdapters<Float>? {
+    guard let bytes = try txn.get(weights, key: Self.adapterKey(router: router, version: version))
+    else { return nil }
+    let source = "the LoRA adapters of router version \(version) in \(path)"
+    do {
+      let (metadata, tensors) = try SafeTensors.withBytes(bytes, source: source) {
+        ($0.metadata, try $0.floatTensors())
+      }
+      let configuration = try JSONDecoder().decode(
+        LoRAConfiguration.self, from: Data((metadata["lora"] ?? "").utf8))
+      return try LoRAAdapters(config: config, configuration: configuration, tensors: tensors)
+    } catch {
+      throw VectorDBError.damaged(path: path, detail: "\(source): \(error)")
+    }
+  }
+
+  /// Stores the adapters of a LoRA-tier version (`ModelStore.loraBytes`).
+  func putAdapters(_ bytes: [UInt8], router: UInt32, version: Int, in txn: WriteTransaction)
+    throws
+  {
+    try txn.put(weights, key: Self.adapterKey(router: router, version: version), value: bytes)
+  }
+
+  static func adapterKey(router: UInt32, version: Int) -> KeyBuilder {
+    versionKey(router: router, version: version).string("lora")
   }
 
   /// Appends `entries` with fresh ids (returned).

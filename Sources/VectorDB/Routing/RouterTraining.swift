@@ -3,8 +3,18 @@ import Foundation
 import LMDB
 import Training
 
+/// What `Router.train` trains.
+public enum RouterTier: String, Codable, Sendable, CaseIterable {
+  /// A softmax head on the encoder's frozen sentence embeddings (seconds).
+  case head
+  /// The head, then the head and LoRA adapters on the encoder trained together (minutes);
+  /// the version stores the adapters and serves with them merged into the encoder.
+  case lora
+}
+
 /// How `Router.train` trains, calibrates and picks the threshold.
 public struct RouterTrainingOptions: Sendable, Codable {
+  public var tier = RouterTier.head
   /// Passes over the training examples.
   public var epochs = 100
   public var batchSize = 32
@@ -22,6 +32,14 @@ public struct RouterTrainingOptions: Sendable, Codable {
   public var minQuality: Double?
   /// Activate the candidate even when the gate says no.
   public var force = false
+  /// LoRA tier: most passes of the joint training (fewer when cross-validation says so).
+  public var loraEpochs = 3
+  /// LoRA tier: the adapters' rank (alpha is twice the rank, as for the retriever).
+  public var loraRank = 16
+  /// LoRA tier: AdamW's rate for the adapters (the head keeps `learningRate`).
+  public var loraLearningRate = 1e-4
+  /// LoRA tier: false trains exactly `loraEpochs` (tests), without the cross-validation.
+  var chooseLoRAEpochs = true
   public init() {}
 }
 
@@ -30,6 +48,10 @@ public enum RouterTrainingStage: Sendable {
   case embedding(OperationProgress)
   /// After each epoch: the epoch (1-based), the epochs in all, the epoch's mean loss.
   case training(epoch: Int, epochs: Int, loss: Double)
+  /// LoRA tier: epochs of the cross-validation that chooses how long to tune, done and in all.
+  case crossValidation(OperationProgress)
+  /// LoRA tier: after each epoch of the joint training on the whole training split.
+  case tuning(epoch: Int, epochs: Int, loss: Double)
 }
 
 /// One threshold on the cost/quality curve, measured on the held-out split.
@@ -175,9 +197,26 @@ extension Router {
       try progress?(.training(epoch: epoch, epochs: hyper.epochs, loss: loss))
     }
 
+    var served = encoder
+    var adapters: LoRAAdapters<Float>?
+    var tuning: [String: JSONValue] = [:]
+    if options.tier == .lora {
+      let tuned = try tuneEncoder(
+        texts: train.map { labelled[$0].input }, labels: trainLabels,
+        vectors: train.map { vectors[$0] }, head: head, headOptions: hyper, encoder: encoder,
+        options: options, progress: progress)
+      head = tuned.head
+      adapters = tuned.adapters
+      served = tuned.encoder
+      tuning = tuned.lineage
+    }
+
     // Held-out predictions of the candidate, the baselines and the active version.
     let heldLabels = heldOut.map { labels[$0] }
-    let logits = head.logits(matrix(heldOut)).map(Double.init)
+    let heldVectors =
+      adapters == nil
+      ? matrix(heldOut) : served.embed(heldOut.map { labelled[$0].input }).flatMap { $0 }
+    let logits = head.logits(heldVectors).map(Double.init)
     let rows = stride(from: 0, to: logits.count, by: paths.count).map {
       Array(logits[$0..<($0 + paths.count)])
     }
@@ -193,14 +232,12 @@ extension Router {
       Double(zip(candidate, heldLabels).filter { $0 == $1 }.count) / Double(heldOut.count)
     metrics["nearest_centroid_macro_f1"] = macroF1(centroid)
     metrics["epochs"] = Double(hyper.epochs)
+    if case .number(let epochs)? = tuning["lora_epochs"] { metrics["lora_epochs"] = epochs }
     let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     let current: [Int]
     let currentName: String
-    if let active = record.active, let served = try loadVersion(active) {
-      current = try served.probabilities(heldOut.map { labelled[$0].input }, database: database).map
-      {
-        Self.argmax($0)
-      }
+    if let active = record.active, let activeVersion = try loadVersion(active) {
+      current = activeVersion.probabilities(heldOut.map { labelled[$0].input }).map(Self.argmax)
       currentName = "active v\(active)"
       metrics["active_macro_f1"] = macroF1(current)
     } else {
@@ -282,9 +319,16 @@ extension Router {
       "heldout_fraction": .number(options.heldOutFraction),
       "losses": .array(losses.map { .number($0) }),
     ]
+    lineage["tier"] = .string(options.tier.rawValue)
+    lineage.merge(tuning) { $1 }
     if let target = options.maxEscalation { lineage["max_escalation"] = .number(target) }
     if let target = options.minQuality { lineage["min_quality"] = .number(target) }
 
+    // A rejected LoRA-tier version keeps its lineage only: its adapters are megabytes.
+    let keepsWeights = activated || adapters == nil
+    let adapterBytes = try keepsWeights ? adapters.map(ModelStore.loraBytes) : nil
+    metrics["stored_bytes"] =
+      keepsWeights ? Double(4 * head.parameters.count + (adapterBytes?.count ?? 0)) : 0
     let store = self.store
     let id = self.id
     let parameters = head.parameters
@@ -296,7 +340,12 @@ extension Router {
           created: Date(), model: model, paths: paths.map(\.name), temperature: temperature,
           threshold: threshold, reason: reason, metrics: metrics, lineage: lineage)
         try store.put(info, router: id, in: txn)
-        try store.putParameters(parameters, router: id, version: info.version, in: txn)
+        if keepsWeights {
+          try store.putParameters(parameters, router: id, version: info.version, in: txn)
+        }
+        if let adapterBytes, keepsWeights {
+          try store.putAdapters(adapterBytes, router: id, version: info.version, in: txn)
+        }
         record.nextVersion += 1
         if activated { record.history.append(info.version) }
         try store.put(record, in: txn)
@@ -317,19 +366,48 @@ extension Router {
   /// losses, 1/0.05): soft enough that the first epochs still have gradient to follow.
   static let centroidScale: Float = 20
 
-  /// How many epochs to train the head for, chosen by 5-fold cross-validation on the training
+  /// How many epochs to train the head for, chosen by cross-validation on the training
   /// split alone (the held-out split stays unseen until the gate). The head starts as the
   /// nearest-centroid classifier, so 0 epochs is that baseline; the candidates are 0 and a
-  /// tenth, a third and all of `options.epochs`. By the one-standard-error rule, the fewest
-  /// epochs whose mean macro-F1 over the folds is within one standard error of the best win:
-  /// small or noisy logs keep close to the centroids, and training moves away from them only
-  /// where the folds say it clearly pays.
+  /// tenth, a third and all of `options.epochs`.
   static func chooseEpochs(
     inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
   ) -> Int {
-    let folds = 5
     let candidates = Array(Set([0, options.epochs / 10, options.epochs / 3, options.epochs]))
       .sorted()
+    return crossValidate(labels: labels, classes: classes, candidates: candidates) {
+      fit, check in
+      let fitLabels = fit.map { labels[$0] }
+      let weights = SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes)
+      let start = SoftmaxClassifier<Float>(
+        centroids: NearestCentroid(
+          inputs: fit.map { inputs[$0] }, labels: fitLabels, classes: classes),
+        scale: centroidScale)
+      return candidates.map { epochs in
+        var head = start
+        var hyper = options
+        hyper.epochs = epochs
+        _ = try? head.fit(
+          inputs: fit.flatMap { inputs[$0] }, labels: fitLabels, classWeights: weights,
+          options: hyper)
+        return macroF1(
+          logits: head.logits(check.flatMap { inputs[$0] }), labels: check.map { labels[$0] },
+          classes: classes)
+      }
+    } ?? options.epochs
+  }
+
+  /// Chooses among `candidates` (increasing: epochs) by 5-fold stratified cross-validation:
+  /// `score` gets a fold's fitting and checking indices and returns each candidate's macro-F1
+  /// on the checking part. By the one-standard-error rule, the first candidate whose mean
+  /// over the folds is within one standard error of the best wins: small or noisy training
+  /// splits keep close to the start, and training moves away from it only where the folds
+  /// say it clearly pays. Nil when fewer than two folds had every class to fit on.
+  static func crossValidate(
+    labels: [Int], classes: Int, candidates: [Int],
+    score: (_ fit: [Int], _ check: [Int]) throws -> [Double]
+  ) rethrows -> Int? {
+    let folds = 5
     // Stratified folds: the k-th example of each class goes to fold k mod 5.
     var seen = [Int](repeating: 0, count: classes)
     let fold = labels.map { y -> Int in
@@ -340,33 +418,11 @@ extension Router {
     for k in 0..<folds {
       let fit = labels.indices.filter { fold[$0] != k }
       let check = labels.indices.filter { fold[$0] == k }
-      let fitLabels = fit.map { labels[$0] }
       // A fold whose fitting part lacks a class says nothing fair about it.
-      guard !check.isEmpty, Set(fitLabels).count == classes else { continue }
-      let checkInputs = check.flatMap { inputs[$0] }
-      let fitInputs = fit.flatMap { inputs[$0] }
-      let weights = SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes)
-      let start = SoftmaxClassifier<Float>(
-        centroids: NearestCentroid(
-          inputs: fit.map { inputs[$0] }, labels: fitLabels, classes: classes),
-        scale: centroidScale)
-      for (c, epochs) in candidates.enumerated() {
-        var head = start
-        var hyper = options
-        hyper.epochs = epochs
-        _ = try? head.fit(
-          inputs: fitInputs, labels: fitLabels, classWeights: weights, options: hyper)
-        let logits = head.logits(checkInputs)
-        let predictions = check.indices.map { i in
-          (0..<classes).max { logits[i * classes + $0] < logits[i * classes + $1] }!
-        }
-        scores[c].append(
-          ClassificationMetrics(
-            labels: check.map { labels[$0] }, predictions: predictions, classes: classes
-          ).macroF1)
-      }
+      guard !check.isEmpty, Set(fit.map { labels[$0] }).count == classes else { continue }
+      for (c, value) in try score(fit, check).enumerated() { scores[c].append(value) }
     }
-    guard scores[0].count >= 2 else { return options.epochs }
+    guard scores[0].count >= 2 else { return nil }
     let n = Double(scores[0].count)
     let means = scores.map { $0.reduce(0, +) / n }
     let best = means.indices.max { means[$0] < means[$1] }!
@@ -374,6 +430,104 @@ extension Router {
       scores[best].map { ($0 - means[best]) * ($0 - means[best]) }.reduce(0, +) / (n - 1)
     let bar = means[best] - (variance / n).squareRoot()
     return candidates[means.indices.first { means[$0] >= bar }!]
+  }
+
+  /// Macro-F1 of the argmax of `n×classes` logits.
+  static func macroF1(logits: [Float], labels: [Int], classes: Int) -> Double {
+    let predictions = labels.indices.map { i in
+      (0..<classes).max { logits[i * classes + $0] < logits[i * classes + $1] }!
+    }
+    return ClassificationMetrics(labels: labels, predictions: predictions, classes: classes)
+      .macroF1
+  }
+
+  /// The LoRA tier: from the trained head on the frozen encoder, the head and LoRA adapters
+  /// on the encoder trained together (`EncoderClassifierTrainer`) for a number of epochs
+  /// chosen by `crossValidate` on the training split (0 to `loraEpochs`; 0 keeps the head on
+  /// the frozen encoder, and then no adapters). Returns the head, the adapters, the encoder
+  /// that serves them (merged) and the run's lineage.
+  private func tuneEncoder(
+    texts: [String], labels: [Int], vectors: [[Float]], head: SoftmaxClassifier<Float>,
+    headOptions: SoftmaxClassifier<Float>.Options, encoder: SentenceEncoder,
+    options: RouterTrainingOptions, progress: ((RouterTrainingStage) throws -> Void)?
+  ) throws -> (
+    head: SoftmaxClassifier<Float>, adapters: LoRAAdapters<Float>?, encoder: SentenceEncoder,
+    lineage: [String: JSONValue]
+  ) {
+    let classes = head.classes
+    let base = try EncoderParameters(encoder)
+    let sequences = texts.map { encoder.tokenize($0).map(Int32.init) }
+    var tuning = EncoderClassifierTrainer.Options(seed: options.seed)
+    tuning.batchSize = options.batchSize
+    tuning.headLearningRate = options.learningRate
+    tuning.learningRate = options.loraLearningRate
+    tuning.weightDecay = options.weightDecay
+    tuning.lora = LoRAConfiguration(rank: options.loraRank, alpha: 2 * Double(options.loraRank))
+    func trainer(_ indices: [Int], from head: SoftmaxClassifier<Float>) throws
+      -> EncoderClassifierTrainer
+    {
+      let fitLabels = indices.map { labels[$0] }
+      return try EncoderClassifierTrainer(
+        base: base, head: head, sequences: indices.map { sequences[$0] }, labels: fitLabels,
+        classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes),
+        options: tuning)
+    }
+
+    // Each fold: the head tier on the fitting part, then the joint training, scored on the
+    // checking part before the first epoch and after each.
+    let total = 5 * options.loraEpochs
+    var done = 0
+    let epochs =
+      try !options.chooseLoRAEpochs
+      ? options.loraEpochs
+      : Self.crossValidate(
+        labels: labels, classes: classes, candidates: Array(0...options.loraEpochs)
+      ) { fit, check in
+        let fitLabels = fit.map { labels[$0] }
+        var start = SoftmaxClassifier<Float>(
+          centroids: NearestCentroid(
+            inputs: fit.map { vectors[$0] }, labels: fitLabels, classes: classes),
+          scale: Self.centroidScale)
+        try start.fit(
+          inputs: fit.flatMap { vectors[$0] }, labels: fitLabels,
+          classWeights: SoftmaxClassifier<Float>.balancedWeights(
+            labels: fitLabels, classes: classes),
+          options: headOptions)
+        let run = try trainer(fit, from: start)
+        let checkSequences = check.map { sequences[$0] }
+        let checkLabels = check.map { labels[$0] }
+        var scores = [
+          Self.macroF1(
+            logits: try run.logits(checkSequences), labels: checkLabels, classes: classes)
+        ]
+        for _ in 0..<options.loraEpochs {
+          run.trainEpoch()
+          done += 1
+          try progress?(.crossValidation(OperationProgress(done: done, total: total)))
+          scores.append(
+            Self.macroF1(
+              logits: try run.logits(checkSequences), labels: checkLabels, classes: classes))
+        }
+        return scores
+      } ?? options.loraEpochs
+
+    var lineage: [String: JSONValue] = [
+      "lora_epochs": .number(Double(epochs)),
+      "lora_max_epochs": .number(Double(options.loraEpochs)),
+      "lora_rank": .number(Double(options.loraRank)),
+      "lora_learning_rate": .number(options.loraLearningRate),
+    ]
+    guard epochs > 0 else { return (head, nil, encoder, lineage) }
+    let run = try trainer(Array(labels.indices), from: head)
+    for epoch in 1...epochs {
+      let loss = run.trainEpoch()
+      try progress?(.tuning(epoch: epoch, epochs: epochs, loss: loss))
+    }
+    lineage["lora_losses"] = .array(run.losses.map { .number($0) })
+    return (
+      run.head, run.adapters,
+      try SentenceEncoder(trained: run.mergedParameters, like: encoder), lineage
+    )
   }
 
   /// Embeds `texts` in chunks, reporting progress.
