@@ -212,8 +212,8 @@ struct RouterStore {
     try txn.put(weights, key: Self.adapterKey(router: router, version: version), value: bytes)
   }
 
-  static func adapterKey(router: UInt32, version: Int) -> KeyBuilder {
-    versionKey(router: router, version: version).string("lora")
+  static func adapterKey(router: UInt32, version: Int) -> RouterAdapterKey {
+    RouterAdapterKey(router: router, version: UInt32(version))
   }
 
   /// Appends `entries` with fresh ids (returned).

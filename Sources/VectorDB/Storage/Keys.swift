@@ -224,6 +224,18 @@ struct RouterVersionKey: CompositeKey {
   var builder: KeyBuilder { KeyBuilder().uint32(router).uint32(version) }
 }
 
+/// `routerweights`: the LoRA adapters of a LoRA-tier router version, beside the head's
+/// parameters under the version's own key.
+struct RouterAdapterKey: CompositeKey {
+  /// Router id, UInt32 BE.
+  var router: UInt32
+  /// Version, UInt32 BE.
+  var version: UInt32
+
+  /// The version's key ++ `"lora"` (UTF-8): a key no head ever has (those are 8 bytes).
+  var builder: KeyBuilder { KeyBuilder().uint32(router).uint32(version).string("lora") }
+}
+
 /// `routelog`: one entry of one router's log.
 struct RouteLogKey: CompositeKey {
   /// Router id, UInt32 BE.

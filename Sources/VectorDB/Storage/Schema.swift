@@ -64,7 +64,7 @@ struct Schema {
     "sources": "collection id ++ generation id ++ row id (UInt32 BE each)",
     "routers": "router name (UTF-8)",
     "routerversions": "router id (UInt32 BE) ++ version (UInt32 BE)",
-    "routerweights": "router id (UInt32 BE) ++ version (UInt32 BE)",
+    "routerweights": "router id (UInt32 BE) ++ version (UInt32 BE) (++ \"lora\": adapters)",
     "routelog": "router id (UInt32 BE) ++ log id (UInt64 BE)",
   ]
 
