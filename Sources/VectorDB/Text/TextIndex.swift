@@ -59,10 +59,9 @@ struct TextIndexRecord: Codable, Equatable {
 /// transaction's documents hold the term.
 final class TextChanges {
   struct Term {
-    /// Rows indexed in this transaction → (tf, document length).
-    var added: [UInt32: (frequency: UInt32, length: UInt32)] = [:]
-    /// Rows whose stored posting this transaction removes.
-    var removed: Set<UInt32> = []
+    /// The term's postings added, and removals (tf 0: an indexed document never has
+    /// tf 0), in the order made.
+    var postings: [Posting] = []
     /// The change of the term's document frequency, and the largest tf added.
     var documents = 0
     var maxFrequency: UInt32 = 0
@@ -71,25 +70,19 @@ final class TextChanges {
   var terms: [String: Term] = [:]
 
   func add(_ term: String, row: UInt32, count: UInt32, length: UInt32) {
-    terms[term, default: Term()].add(row: row, count: count, length: length)
+    terms[term, default: Term()].add(Posting(document: row, frequency: count, length: length))
   }
 
   func remove(_ term: String, row: UInt32) {
-    terms[term, default: Term()].remove(row: row)
+    terms[term, default: Term()].add(Posting(document: row, frequency: 0, length: 0))
   }
 }
 
 extension TextChanges.Term {
-  mutating func add(row: UInt32, count: UInt32, length: UInt32) {
-    added[row] = (count, length)
-    documents += 1
-    maxFrequency = max(maxFrequency, count)
-  }
-
-  /// A row added in this transaction is only forgotten; any other is stored.
-  mutating func remove(row: UInt32) {
-    if added.removeValue(forKey: row) == nil { removed.insert(row) }
-    documents -= 1
+  mutating func add(_ posting: Posting) {
+    postings.append(posting)
+    documents += posting.frequency == 0 ? -1 : 1
+    maxFrequency = max(maxFrequency, posting.frequency)
   }
 }
 
@@ -152,48 +145,40 @@ struct TextIndex {
           table, key: stats,
           value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
       }
-      var blocks: [UInt32: (added: [Posting], removed: Set<UInt32>)] = [:]
-      for (row, counts) in change.added {
-        blocks[PostingsBlock.number(of: row), default: ([], [])].added.append(
-          Posting(document: row, frequency: counts.frequency, length: counts.length))
+      var blocks: [UInt32: [Posting]] = [:]
+      for posting in change.postings {
+        blocks[PostingsBlock.number(of: posting.document), default: []].append(posting)
       }
-      for row in change.removed {
-        blocks[PostingsBlock.number(of: row), default: ([], [])].removed.insert(row)
-      }
-      for (block, change) in blocks {
-        try flush(block, of: term, adding: change.added, removing: change.removed, in: txn)
+      for (block, changes) in blocks {
+        try flush(block, of: term, changes: changes, in: txn)
       }
     }
     record.pending.terms.removeAll()
   }
 
-  /// Rewrites one postings block of `term`: `removed` (rows of the block, each stored)
-  /// out, `added` (postings of the block, none stored) in.
+  /// Rewrites one postings block of `term` with `changes` (postings of the block, and
+  /// removals: tf 0) applied in order.
   private func flush(
-    _ block: UInt32, of term: String, adding added: [Posting], removing removed: Set<UInt32>,
-    in txn: WriteTransaction
+    _ block: UInt32, of term: String, changes: [Posting], in txn: WriteTransaction
   ) throws {
     let key = TextKey.block(block, of: term, collection: collection)
     var postings: [Posting] = []
-    var dropped = 0
     if let bytes = try txn.get(table, key: key) {
-      try PostingsBlock.decode(bytes, block: block, path: path) { posting in
-        if removed.contains(posting.document) {
-          dropped += 1
-        } else {
-          postings.append(posting)
-        }
+      try PostingsBlock.decode(bytes, block: block, path: path) { postings.append($0) }
+    }
+    var added = false
+    for change in changes {
+      if change.frequency > 0 {
+        postings.append(change)
+        added = true
+      } else if let index = postings.lastIndex(where: { $0.document == change.document }) {
+        postings.remove(at: index)
+      } else {
+        throw VectorDBError.damaged(
+          path: path, detail: "the text index lacks term \"\(term)\" of row \(change.document)")
       }
     }
-    guard dropped == removed.count else {
-      throw VectorDBError.damaged(
-        path: path,
-        detail: "the text index lacks term \"\(term)\" of a row among \(removed.sorted())")
-    }
-    if !added.isEmpty {
-      postings += added
-      postings.sort { $0.document < $1.document }
-    }
+    if added { postings.sort { $0.document < $1.document } }
     if postings.isEmpty {
       _ = try txn.delete(table, key: key)
     } else {
