@@ -65,32 +65,29 @@ public struct Analyzer: Sendable, Equatable {
   /// Each term's count in `text` and the number of terms: what indexing a document
   /// needs, the same as counting `terms(text)`. ASCII text is counted on its bytes
   /// (`WordCounts`): a string, a stop-word check and a stem per distinct word only.
-  public func termCounts(_ text: String) -> (counts: [String: UInt32], length: Int) {
+  ///
+  /// - Parameter stems: stems of earlier calls to reuse (one per thread); nil: a new one.
+  public func termCounts(_ text: String, stems: Stems? = nil) -> (
+    counts: [String: UInt32], length: Int
+  ) {
+    let stems = stems ?? Stems()
     var text = text
     if let counts = text.withUTF8({ bytes in
-      Analyzer.isASCII(bytes) ? asciiTermCounts(bytes) : nil
+      Analyzer.isASCII(bytes) ? asciiTermCounts(bytes, stems: stems) : nil
     }) {
       return counts
     }
-    let stemmer = Stemmer()
-    var stems: [String: String] = [:]  // word → stem: words repeat
     var counts: [String: UInt32] = [:]
     var length = 0
     forEachWord(text, asciiFastPath: false) { lower in
       length += 1
-      if let stem = stems[lower] {
-        counts[stem, default: 0] += 1
-      } else {
-        let stem = stemmer.stem(Analyzer.dropPossessive(lower))
-        stems[lower] = stem
-        counts[stem, default: 0] += 1
-      }
+      counts[stems.stem(lower), default: 0] += 1
     }
     return (counts, length)
   }
 
   /// `termCounts` of ASCII text.
-  private func asciiTermCounts(_ bytes: UnsafeBufferPointer<UInt8>) -> (
+  private func asciiTermCounts(_ bytes: UnsafeBufferPointer<UInt8>, stems: Stems) -> (
     counts: [String: UInt32], length: Int
   ) {
     // Lower case first, so that equal words are equal bytes (the word rules see
@@ -105,14 +102,13 @@ public struct Analyzer: Sendable, Equatable {
     return lower.withUnsafeBufferPointer { lower in
       var words = WordCounts()
       Analyzer.asciiWords(lower) { words.add($0) }
-      let stemmer = Stemmer()
       var counts: [String: UInt32] = [:]
       var length = 0
       for (word, count) in zip(words.words, words.counts) {
         let word = String(decoding: word, as: UTF8.self)
         if word.utf8.count <= longestStopWord, stopWords.contains(word) { continue }
         length += Int(count)
-        counts[stemmer.stem(Analyzer.dropPossessive(word)), default: 0] += count
+        counts[stems.stem(word), default: 0] += count
       }
       return (counts, length)
     }
@@ -221,7 +217,7 @@ public struct Analyzer: Sendable, Equatable {
   }
 
   /// "ada's" → "ada" (Lucene's English possessive filter).
-  private static func dropPossessive(_ word: String) -> String {
+  fileprivate static func dropPossessive(_ word: String) -> String {
     for suffix in ["'s", "\u{2019}s"] where word.hasSuffix(suffix) && word.count > 2 {
       return String(word.dropLast(2))
     }
@@ -316,6 +312,24 @@ public struct Analyzer: Sendable, Equatable {
 extension Unicode.GeneralCategory {
   fileprivate var isMark: Bool {
     self == .nonspacingMark || self == .spacingMark || self == .enclosingMark
+  }
+}
+
+/// Lower-cased words' terms (possessive dropped, stemmed), remembered: documents of one
+/// write share most of their words. Not thread-safe (nor is the C stemmer): one per
+/// thread of work, such as a write transaction.
+public final class Stems {
+  private let stemmer = Stemmer()
+  private var stems: [String: String] = [:]
+
+  public init() {}
+
+  func stem(_ word: String) -> String {
+    if let stem = stems[word] { return stem }
+    if stems.count >= 1 << 16 { stems.removeAll(keepingCapacity: true) }  // bounded
+    let stem = stemmer.stem(Analyzer.dropPossessive(word))
+    stems[word] = stem
+    return stem
   }
 }
 

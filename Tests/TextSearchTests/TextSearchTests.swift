@@ -286,6 +286,7 @@ struct SplitMix {
 /// The byte-level ASCII path of the analyzer gives exactly the Unicode path's terms.
 final class AnalyzerFastPathTests: XCTestCase {
   let analyzer = Analyzer.english
+  let stems = Stems()
 
   func testASCIIFastPathEqualsTheUnicodePathOnRandomText() {
     // The characters the word rules treat specially, and runs longer than a word may be.
@@ -315,6 +316,8 @@ final class AnalyzerFastPathTests: XCTestCase {
     let (counts, length) = analyzer.termCounts(text)
     XCTAssertEqual(length, terms.count, text)
     XCTAssertEqual(counts, terms.reduce(into: [:]) { $0[$1, default: 0] += 1 }, text)
+    // Stems remembered from all the texts before give the same counts.
+    XCTAssertEqual(analyzer.termCounts(text, stems: stems).counts, counts, text)
   }
 
   func testASCIIFastPathEqualsTheUnicodePathOnRealText() throws {

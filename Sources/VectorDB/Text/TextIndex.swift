@@ -68,6 +68,8 @@ final class TextChanges {
   }
 
   var terms: [String: Term] = [:]
+  /// The transaction's documents share most of their words: each is stemmed once.
+  private(set) lazy var stems = Stems()
 
   func add(_ term: String, row: UInt32, count: UInt32, length: UInt32) {
     terms[term, default: Term()].add(Posting(document: row, frequency: count, length: length))
@@ -107,7 +109,7 @@ struct TextIndex {
 
   /// Indexes `text` as the document `row` (which must not be indexed yet).
   func add(row: UInt32, text: String, to record: inout TextIndexRecord) {
-    let (counts, length) = TextIndex.counts(text)
+    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
     guard length > 0 else { return }
     for (term, count) in counts {
       record.pending.add(term, row: row, count: count, length: length)
@@ -119,7 +121,7 @@ struct TextIndex {
 
   /// Removes the document `row`, indexed from `text` (checked by `flush`).
   func remove(row: UInt32, text: String, from record: inout TextIndexRecord) {
-    let (counts, length) = TextIndex.counts(text)
+    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
     guard length > 0 else { return }
     for term in counts.keys { record.pending.remove(term, row: row) }
     record.documents -= 1
@@ -278,8 +280,8 @@ struct TextIndex {
   private static func fits(_ term: String) -> Bool { term.utf8.count <= 400 }
 
   /// Each term's count in `text`, and the number of terms.
-  static func counts(_ text: String) -> (counts: [String: UInt32], length: UInt32) {
-    let (counts, length) = analyzer.termCounts(text)
+  static func counts(_ text: String, stems: Stems) -> (counts: [String: UInt32], length: UInt32) {
+    let (counts, length) = analyzer.termCounts(text, stems: stems)
     return (counts, UInt32(length))
   }
 
