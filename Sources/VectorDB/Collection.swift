@@ -66,7 +66,6 @@ public final class Collection: @unchecked Sendable {
     keep.reverse()
     let unique = keep.map { documents[$0] }
     let records = try unique.map { try DocumentRecord(row: 0, document: $0) }
-    let terms = try analyzedTexts(unique)
     while true {
       let plan = try indexPlan()
       var matrix: [Float] = []
@@ -97,7 +96,7 @@ public final class Collection: @unchecked Sendable {
         let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
         var text = try preparedText(&collection, in: txn)
         var rows: [UInt32] = []
-        for (index, (document, var record)) in zip(unique, records).enumerated() {
+        for (document, var record) in zip(unique, records) {
           let key = Schema.docKey(collection: id, id: document.id)
           var old: DocumentRecord?
           if let existing = try txn.get(schema.docs, key: key) {
@@ -116,8 +115,7 @@ public final class Collection: @unchecked Sendable {
           }
           try metadataIndex.update(
             row: record.row, metadata: document.metadata, remove: false, in: txn)
-          try updateText(
-            row: record.row, old: old, new: record, terms: terms?[index], record: &text, in: txn)
+          try updateText(row: record.row, old: old, new: record, record: &text, in: txn)
           try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
           rows.append(record.row)
         }

@@ -118,32 +118,17 @@ extension Collection {
     )
   }
 
-  /// The terms of each of `documents`' texts, analyzed on all cores, for a write to
-  /// take before its transaction (`updateText`'s `terms`); nil when the collection
-  /// keeps no text index.
-  ///
-  /// - Throws: `VectorDBError.collectionNotFound`, storage errors.
-  func analyzedTexts(_ documents: [Document]) throws -> [TextIndex.Terms]? {
-    guard
-      try read({ txn in
-        try Database.collectionRecord(name, in: txn, schema: schema)?.hasText ?? false
-      })
-    else { return nil }
-    return TextIndex.analyze(documents.map(\.text))
-  }
-
   /// Keeps the text index in step with one document's change, in the write's
   /// transaction: `old` is the replaced text (nil for a new document), `new` the
-  /// new text (nil for a delete), `terms` the new text's terms if already analyzed
-  /// (`analyzedTexts`). Unchanged text costs nothing. The change is kept in `record`
-  /// and stored by `flushText`, which the transaction must call before it ends.
+  /// new text (nil for a delete). Unchanged text costs nothing. The change is kept in
+  /// `record` and stored by `flushText`, which the transaction must call before it ends.
   func updateText(
-    row: UInt32, old: DocumentRecord?, new: DocumentRecord?, terms: TextIndex.Terms? = nil,
-    record: inout TextIndexRecord?, in txn: WriteTransaction
+    row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?,
+    in txn: WriteTransaction
   ) throws {
     guard var text = record, old?.hash != new?.hash else { return }
     if let old { textIndex.remove(row: row, text: old.text, from: &text) }
-    if let new { textIndex.add(row: row, text: new.text, terms: terms, to: &text) }
+    if let new { textIndex.add(row: row, text: new.text, to: &text) }
     record = text
   }
 }

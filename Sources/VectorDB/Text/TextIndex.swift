@@ -1,6 +1,5 @@
 import Foundation
 import LMDB
-import Tensor
 import TextSearch
 
 /// A collection's full-text index: what its record says about it. The counts change
@@ -108,13 +107,9 @@ struct TextIndex {
   /// Decoded postings of earlier queries (nil: read every query's from LMDB).
   var cache: PostingsCache? = nil
 
-  /// A document's terms: each term's count, and the number of terms.
-  typealias Terms = (counts: [String: UInt32], length: UInt32)
-
-  /// Indexes `text` as the document `row` (which must not be indexed yet); `terms`:
-  /// its terms if already analyzed (`TextIndex.analyze`).
-  func add(row: UInt32, text: String, terms: Terms? = nil, to record: inout TextIndexRecord) {
-    let (counts, length) = terms ?? TextIndex.counts(text, stems: record.pending.stems)
+  /// Indexes `text` as the document `row` (which must not be indexed yet).
+  func add(row: UInt32, text: String, to record: inout TextIndexRecord) {
+    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
     guard length > 0 else { return }
     for (term, count) in counts {
       record.pending.add(term, row: row, count: count, length: length)
@@ -285,25 +280,9 @@ struct TextIndex {
   private static func fits(_ term: String) -> Bool { term.utf8.count <= 400 }
 
   /// Each term's count in `text`, and the number of terms.
-  static func counts(_ text: String, stems: Stems) -> Terms {
+  static func counts(_ text: String, stems: Stems) -> (counts: [String: UInt32], length: UInt32) {
     let (counts, length) = analyzer.termCounts(text, stems: stems)
     return (counts, UInt32(length))
-  }
-
-  /// The terms of each of `texts`, analyzed on all cores (one `Stems` per core): a
-  /// write analyzes its batch before it takes the writer, which then only merges
-  /// postings.
-  static func analyze(_ texts: [String]) -> [Terms] {
-    [Terms](unsafeUninitializedCapacity: texts.count) { buffer, count in
-      let start = buffer.baseAddress
-      Parallel.forEachChunk(texts.count, minimumPerChunk: 16) { range in
-        let stems = Stems()
-        for index in range {
-          (start! + index).initialize(to: counts(texts[index], stems: stems))
-        }
-      }
-      count = texts.count
-    }
   }
 
   static func pair(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32) {
