@@ -286,6 +286,7 @@ struct SplitMix {
 /// The byte-level ASCII path of the analyzer gives exactly the Unicode path's terms.
 final class AnalyzerFastPathTests: XCTestCase {
   let analyzer = Analyzer.english
+  let stems = Stems()
 
   func testASCIIFastPathEqualsTheUnicodePathOnRandomText() {
     // The characters the word rules treat specially, and runs longer than a word may be.
@@ -308,12 +309,15 @@ final class AnalyzerFastPathTests: XCTestCase {
     }
   }
 
-  /// `termCounts` is `terms` counted.
+  /// `termCounts` (which counts ASCII text on its bytes) is the Unicode path's `terms`
+  /// counted.
   func assertCountsMatchTerms(_ text: String) {
-    let terms = analyzer.terms(text)
+    let terms = analyzer.terms(text, asciiFastPath: false)
     let (counts, length) = analyzer.termCounts(text)
     XCTAssertEqual(length, terms.count, text)
     XCTAssertEqual(counts, terms.reduce(into: [:]) { $0[$1, default: 0] += 1 }, text)
+    // Stems remembered from all the texts before give the same counts.
+    XCTAssertEqual(analyzer.termCounts(text, stems: stems).counts, counts, text)
   }
 
   func testASCIIFastPathEqualsTheUnicodePathOnRealText() throws {

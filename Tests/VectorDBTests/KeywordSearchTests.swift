@@ -115,7 +115,7 @@ final class KeywordSearchTests: XCTestCase {
       try txn.forEach(in: schema.text, from: prefix) { key, value in
         guard key.starts(with: prefix) else { return false }
         let rest = Array(key.dropFirst(4))
-        if rest[0] == TextIndex.termKind {
+        if rest[0] == TextKey.Kind.term.rawValue {
           terms[rest] = TextIndex.pair(value).0  // df (max tf may be stale-high: a bound)
         } else {
           postings[rest] = Array(value)
@@ -166,6 +166,37 @@ final class KeywordSearchTests: XCTestCase {
     XCTAssertEqual(a.record?.documents, 5)
   }
 
+  /// Many blocks of 128 rows, written by batches that add, replace and delete across
+  /// them, then rebuilt from the documents: the same keys and bytes.
+  func testIndexAcrossBlocksAfterChurnEqualsItsRebuild() throws {
+    let collection = try Database(path: path).collection("blocks")
+    var state: UInt64 = 7
+    func text() -> String {
+      (0..<(3 + Int(state % 20))).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return "w\((state >> 33) % 40)"
+      }.joined(separator: " ")
+    }
+    for first in stride(from: 0, to: 600, by: 150) {
+      try collection.upsert((first..<first + 150).map { Document(id: "d\($0)", text: text()) })
+    }
+    // Replacements in every block, together with new documents.
+    try collection.upsert(
+      stride(from: 0, to: 700, by: 7).map { Document(id: "d\($0)", text: text()) })
+    try collection.delete(stride(from: 0, to: 700, by: 5).map { "d\($0)" })
+    try collection.upsert([Document(id: "d5", text: text())])
+    let churned = try textIndexState(collection)
+    try collection.write { _, record in record.text = nil }
+    try collection.buildTextIndex()
+    let rebuilt = try textIndexState(collection)
+    XCTAssertEqual(churned.postings, rebuilt.postings)
+    XCTAssertEqual(churned.terms, rebuilt.terms)
+    XCTAssertEqual(churned.record?.documents, rebuilt.record?.documents)
+    XCTAssertEqual(churned.record?.terms, rebuilt.record?.terms)
+    // 40 terms over rows 0..<700: up to 6 blocks each.
+    XCTAssertGreaterThan(churned.postings.count, 4 * 40)
+  }
+
   func testAnExistingCollectionWithoutAnIndexGetsOneOnFirstUse() throws {
     let collection = try notes()
     // As a database from before text search: no index keys, no record.
@@ -176,6 +207,26 @@ final class KeywordSearchTests: XCTestCase {
     XCTAssertEqual(try textIndexState(collection).postings.count, 0)
     XCTAssertEqual(try keyword(collection, "cake"), ["cake"])
     XCTAssertEqual(try textIndexState(collection).record?.documents, 5)
+  }
+
+  func testAnIndexInTheOldLayoutIsRebuiltNotMisread() throws {
+    let collection = try notes()
+    // As a database of format 1: one key per posting (kind 0x02) and a record without
+    // "format". Read as blocks, "cake" would have no postings.
+    try collection.write { txn, record in
+      let text = collection.schema.text
+      try collection.textIndex.clear(in: txn)
+      let posting = KeyBuilder().uint32(collection.id).uint8(0x02).lengthPrefixed("cake")
+      try txn.put(text, key: posting.uint32(0), value: TextIndex.bytes(1, 8))
+      try txn.put(
+        text, key: TextKey.term("cake", collection: collection.id), value: TextIndex.bytes(1, 1))
+      record.text?.format = nil
+    }
+    XCTAssertEqual(try keyword(collection, "cake"), ["cake"])
+    let state = try textIndexState(collection)
+    XCTAssertEqual(state.record?.format, TextIndex.format)
+    XCTAssertFalse(state.postings.keys.contains { $0[0] == 0x02 })
+    XCTAssertEqual(state.record?.documents, 5)
   }
 
   func testTextFilterCombinesWithMetadata() throws {

@@ -36,8 +36,8 @@ struct Schema {
   let sources: Table
   /// Routers, their versions and their logs (see `RouterStore`).
   let routing: RouterStore
-  /// The full-text index: collection id ++ kind ++ term ++ (row id) → counts
-  /// (see `TextIndex`).
+  /// The full-text index: collection id ++ kind ++ term ++ (block) → counts or postings
+  /// (see `TextKey`).
   let text: Table
 
   /// Every fixed table name of this format; index tables are named `index.*`.

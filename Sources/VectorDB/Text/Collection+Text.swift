@@ -45,22 +45,30 @@ extension Collection {
         analyzer: TextIndex.analyzer, bm25: collection.text?.bm25 ?? .defaults)
       record.alpha = collection.text?.alpha
       let prefix = KeyBuilder().uint32(id)
+      var pending = 0
       try txn.forEach(in: schema.docs, from: prefix) { key, value in
         guard key.starts(with: prefix.bytes) else { return false }
         let document = try DocumentRecord(bytes: value, path: database.path)
-        try index.add(row: document.row, text: document.text, to: &record, in: txn)
+        index.add(row: document.row, text: document.text, to: &record)
+        // Bounds the postings held in memory; rows come in id order, not row order,
+        // so a block may be written more than once.
+        pending += 1
+        if pending == 10_000 {
+          try index.flush(record, in: txn)
+          pending = 0
+        }
         return true
       }
       try index.flush(record, in: txn)
       collection.text = record
     }
     // This transaction's own changes (a record read earlier may hold a failed one's).
-    collection.text?.pending = TermStatsChanges()
+    collection.text?.pending = TextChanges()
     return collection.text
   }
 
-  /// Stores what `updateText` changed of the term statistics: call it once, after the
-  /// transaction's last `updateText`.
+  /// Stores what `updateText` changed (postings and term statistics): call it once,
+  /// after the transaction's last `updateText`.
   func flushText(_ record: TextIndexRecord?, in txn: WriteTransaction) throws {
     if let record { try textIndex.flush(record, in: txn) }
   }
@@ -112,15 +120,15 @@ extension Collection {
 
   /// Keeps the text index in step with one document's change, in the write's
   /// transaction: `old` is the replaced text (nil for a new document), `new` the
-  /// new text (nil for a delete). Unchanged text costs nothing. The term statistics are
-  /// stored by `flushText`, once per transaction.
+  /// new text (nil for a delete). Unchanged text costs nothing. The change is kept in
+  /// `record` and stored by `flushText`, which the transaction must call before it ends.
   func updateText(
     row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?,
     in txn: WriteTransaction
   ) throws {
     guard var text = record, old?.hash != new?.hash else { return }
-    if let old { try textIndex.remove(row: row, text: old.text, from: &text, in: txn) }
-    if let new { try textIndex.add(row: row, text: new.text, to: &text, in: txn) }
+    if let old { textIndex.remove(row: row, text: old.text, from: &text) }
+    if let new { textIndex.add(row: row, text: new.text, to: &text) }
     record = text
   }
 }

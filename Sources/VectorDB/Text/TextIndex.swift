@@ -8,6 +8,8 @@ struct TextIndexRecord: Codable, Equatable {
   /// The analyzer that made the terms; another name or version means a rebuild.
   var analyzer: String
   var version: Int
+  /// The layout of the index's keys (`TextIndex.format`); another (nil: 1) means a rebuild.
+  var format: Int?
   var bm25: BM25
   /// Documents with at least one term (BM25's N), and their terms in all (for avgdl).
   var documents: Int
@@ -18,66 +20,85 @@ struct TextIndexRecord: Codable, Equatable {
   /// Drawn anew at every change of the postings (nil before the first since it
   /// existed): what `PostingsCache` keys on.
   var stamp: Int?
-  /// The term statistics this write transaction changed, not stored yet
+  /// The postings and term statistics this write transaction changed, not stored yet
   /// (`TextIndex.flush`); never stored itself.
-  var pending = TermStatsChanges()
+  var pending = TextChanges()
 
   enum CodingKeys: String, CodingKey {
-    case analyzer, version, bm25, documents, terms, alpha, stamp
+    case analyzer, version, format, bm25, documents, terms, alpha, stamp
   }
 
   static func == (a: TextIndexRecord, b: TextIndexRecord) -> Bool {
-    (a.analyzer, a.version, a.bm25, a.documents, a.terms) == (
-      b.analyzer, b.version, b.bm25, b.documents, b.terms
+    (a.analyzer, a.version, a.format, a.bm25, a.documents, a.terms) == (
+      b.analyzer, b.version, b.format, b.bm25, b.documents, b.terms
     ) && (a.alpha, a.stamp) == (b.alpha, b.stamp)
   }
 
   init(analyzer: Analyzer, bm25: BM25 = .defaults) {
     self.analyzer = analyzer.name
     version = analyzer.version
+    format = TextIndex.format
     self.bm25 = bm25
     documents = 0
     terms = 0
   }
 
+  /// Whether the index was made by `analyzer` in today's layout.
   func isMade(by analyzer: Analyzer) -> Bool {
     self.analyzer == analyzer.name && version == analyzer.version
+      && (format ?? 1) == TextIndex.format
   }
 
   var averageLength: Double { documents == 0 ? 0 : Double(terms) / Double(documents) }
 }
 
-/// Per term, the change of its document frequency and the largest count added, over
-/// one write transaction's documents (a reference: every copy of the record shares it).
-final class TermStatsChanges {
-  var changes: [String: (documents: Int, maxFrequency: UInt32)] = [:]
-
-  func add(_ term: String, count: UInt32) {
-    let change = changes[term] ?? (0, 0)
-    changes[term] = (change.documents + 1, max(change.maxFrequency, count))
+/// What one write transaction changed in the text index, per term: the documents
+/// added and removed and the change of its statistics (a reference: every copy of the
+/// record shares it). `TextIndex.flush` stores it, so each touched postings block and
+/// term record is read and written once per transaction, however many of the
+/// transaction's documents hold the term.
+final class TextChanges {
+  struct Term {
+    /// The term's postings added, and removals (tf 0: an indexed document never has
+    /// tf 0), in the order made.
+    var postings: [Posting] = []
+    /// The change of the term's document frequency, and the largest tf added.
+    var documents = 0
+    var maxFrequency: UInt32 = 0
   }
 
-  func remove(_ term: String) {
-    let change = changes[term] ?? (0, 0)
-    changes[term] = (change.documents - 1, change.maxFrequency)
+  var terms: [String: Term] = [:]
+  /// The transaction's documents share most of their words: each is stemmed once.
+  private(set) lazy var stems = Stems()
+
+  func add(_ term: String, row: UInt32, count: UInt32, length: UInt32) {
+    terms[term, default: Term()].add(Posting(document: row, frequency: count, length: length))
+  }
+
+  func remove(_ term: String, row: UInt32) {
+    terms[term, default: Term()].add(Posting(document: row, frequency: 0, length: 0))
   }
 }
 
-/// The postings of one collection in the `text` table (docs/storage-format.md):
-///
-///     collection id (UInt32 BE) ++ 0x01 ++ term (UInt16 BE length ++ UTF-8)
-///         → df (UInt32 LE) ++ max tf (UInt32 LE)
-///     collection id (UInt32 BE) ++ 0x02 ++ term (UInt16 BE length ++ UTF-8) ++ row id (UInt32 BE)
-///         → tf (UInt32 LE) ++ document length in terms (UInt32 LE)
-///
-/// One key per posting, so a document's update touches only its own terms' keys,
-/// and a term's postings are one key range in row order (what MaxScore walks).
-/// "max tf" only grows (a delete leaves it): it stays an upper bound, which is all
-/// the search needs of it.
+extension TextChanges.Term {
+  mutating func add(_ posting: Posting) {
+    postings.append(posting)
+    documents += posting.frequency == 0 ? -1 : 1
+    maxFrequency = max(maxFrequency, posting.frequency)
+  }
+}
+
+/// The postings of one collection in the `text` table, keyed by `TextKey`
+/// (docs/storage-format.md): per term, its statistics (df, max tf) and its postings
+/// in blocks of 128 rows (`PostingsBlock`). Documents are added and removed in memory
+/// (`TextChanges`) and stored by `flush` before the transaction commits. "max tf" only
+/// grows (a delete leaves it): it stays an upper bound, which is all the search needs
+/// of it.
 struct TextIndex {
   static let analyzer = Analyzer.english
-  static let termKind: UInt8 = 0x01
-  static let postingKind: UInt8 = 0x02
+  /// The layout of the keys and values (`TextKey`, `PostingsBlock`). 2: postings in
+  /// blocks of 128 rows (1: one key per posting).
+  static let format = 2
 
   let table: Table
   let collection: UInt32
@@ -87,44 +108,36 @@ struct TextIndex {
   var cache: PostingsCache? = nil
 
   /// Indexes `text` as the document `row` (which must not be indexed yet).
-  func add(row: UInt32, text: String, to record: inout TextIndexRecord, in txn: WriteTransaction)
-    throws
-  {
-    let (counts, length) = TextIndex.counts(text)
+  func add(row: UInt32, text: String, to record: inout TextIndexRecord) {
+    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
     guard length > 0 else { return }
     for (term, count) in counts {
-      record.pending.add(term, count: count)
-      try txn.put(table, key: postingKey(term, row: row), value: TextIndex.bytes(count, length))
+      record.pending.add(term, row: row, count: count, length: length)
     }
     record.documents += 1
     record.terms += Int(length)
     record.stamp = Int.random(in: 0..<(1 << 53))
   }
 
-  /// Removes the document `row`, indexed from `text`.
-  func remove(
-    row: UInt32, text: String, from record: inout TextIndexRecord, in txn: WriteTransaction
-  ) throws {
-    let (counts, length) = TextIndex.counts(text)
+  /// Removes the document `row`, indexed from `text` (checked by `flush`).
+  func remove(row: UInt32, text: String, from record: inout TextIndexRecord) {
+    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
     guard length > 0 else { return }
-    for term in counts.keys {
-      guard try txn.delete(table, key: postingKey(term, row: row)) else {
-        throw VectorDBError.damaged(
-          path: path, detail: "the text index lacks term \"\(term)\" of row \(row)")
-      }
-      record.pending.remove(term)
-    }
+    for term in counts.keys { record.pending.remove(term, row: row) }
     record.documents -= 1
     record.terms -= Int(length)
     record.stamp = Int.random(in: 0..<(1 << 53))
   }
 
-  /// Stores the term statistics `record`'s writes changed: one read and one write per
-  /// term, however many documents of the transaction hold it. Must run before the
+  /// Stores what `record`'s writes changed: per term, one read and one write of its
+  /// statistics and of each postings block holding a changed row. Must run before the
   /// transaction that changed them commits.
+  ///
+  /// - Throws: `VectorDBError.damaged` when a removed document's posting is missing or
+  ///   a block cannot be read; storage errors.
   func flush(_ record: TextIndexRecord, in txn: WriteTransaction) throws {
-    for (term, change) in record.pending.changes {
-      let stats = termKey(term)
+    for (term, change) in record.pending.terms {
+      let stats = TextKey.term(term, collection: collection)
       let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
       let documents = Int(frequency) + change.documents
       if documents <= 0 {
@@ -134,8 +147,45 @@ struct TextIndex {
           table, key: stats,
           value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
       }
+      var blocks: [UInt32: [Posting]] = [:]
+      for posting in change.postings {
+        blocks[PostingsBlock.number(of: posting.document), default: []].append(posting)
+      }
+      for (block, changes) in blocks {
+        try flush(block, of: term, changes: changes, in: txn)
+      }
     }
-    record.pending.changes.removeAll()
+    record.pending.terms.removeAll()
+  }
+
+  /// Rewrites one postings block of `term` with `changes` (postings of the block, and
+  /// removals: tf 0) applied in order.
+  private func flush(
+    _ block: UInt32, of term: String, changes: [Posting], in txn: WriteTransaction
+  ) throws {
+    let key = TextKey.block(block, of: term, collection: collection)
+    var postings: [Posting] = []
+    if let bytes = try txn.get(table, key: key) {
+      try PostingsBlock.decode(bytes, block: block, path: path) { postings.append($0) }
+    }
+    var added = false
+    for change in changes {
+      if change.frequency > 0 {
+        postings.append(change)
+        added = true
+      } else if let index = postings.lastIndex(where: { $0.document == change.document }) {
+        postings.remove(at: index)
+      } else {
+        throw VectorDBError.damaged(
+          path: path, detail: "the text index lacks term \"\(term)\" of row \(change.document)")
+      }
+    }
+    if added { postings.sort { $0.document < $1.document } }
+    if postings.isEmpty {
+      _ = try txn.delete(table, key: key)
+    } else {
+      try txn.put(table, key: key, value: PostingsBlock.encode(postings, block: block))
+    }
   }
 
   /// Deletes every key of the collection's index.
@@ -160,35 +210,29 @@ struct TextIndex {
     var found: [(term: String, count: Int, frequency: UInt32, maxFrequency: UInt32)] = []
     for term in counts.keys.sorted() {
       guard TextIndex.fits(term),
-        let (frequency, maxFrequency) = try txn.get(table, key: termKey(term)).map(TextIndex.pair)
+        let (frequency, maxFrequency) = try txn.get(
+          table, key: TextKey.term(term, collection: collection)
+        ).map(TextIndex.pair)
       else { continue }
       found.append((term, counts[term]!, frequency, maxFrequency))
     }
     guard !found.isEmpty else { return [] }
-    if let cache, let stamp = record.stamp {
-      let terms = try found.map { entry in
-        let list = try cache.list(collection: collection, stamp: stamp, term: entry.term) {
-          try postings(entry.term, in: txn)
-        }
-        return ScoringTerm(
-          cursor: ListCursor(list), count: entry.count, frequency: Int(entry.frequency),
-          maxFrequency: entry.maxFrequency, documents: record.documents, bm25: record.bm25)
-      }
-      return try TopK.search(
-        terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
-        exhaustive: exhaustive)
+    let terms = try found.map { entry in
+      // The stamp names this snapshot's postings (nil: an index not written since
+      // stamps exist, read uncached).
+      let list =
+        try record.stamp.flatMap { stamp in
+          try cache?.list(collection: collection, stamp: stamp, term: entry.term) {
+            try postings(entry.term, in: txn)
+          }
+        } ?? postings(entry.term, in: txn)
+      return ScoringTerm(
+        cursor: ListCursor(list), count: entry.count, frequency: Int(entry.frequency),
+        maxFrequency: entry.maxFrequency, documents: record.documents, bm25: record.bm25)
     }
-    return try txn.withCursors(table, count: found.count) { cursors in
-      let terms = try zip(found, cursors).map { entry, cursor in
-        ScoringTerm(
-          cursor: try PostingsReader(cursor: cursor, prefix: termPrefix(entry.term)),
-          count: entry.count, frequency: Int(entry.frequency), maxFrequency: entry.maxFrequency,
-          documents: record.documents, bm25: record.bm25)
-      }
-      return try TopK.search(
-        terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
-        exhaustive: exhaustive)
-    }
+    return try TopK.search(
+      terms, k: k, bm25: record.bm25, averageLength: record.averageLength, accept: accept,
+      exhaustive: exhaustive)
   }
 
   /// Every posting of `term`, decoded.
@@ -196,19 +240,24 @@ struct TextIndex {
     var documents: [UInt32] = []
     var frequencies: [UInt32] = []
     var lengths: [UInt32] = []
-    let prefix = termPrefix(term).bytes
-    try txn.forEach(in: table, from: prefix) { key, value in
-      guard key.count == prefix.count + 4,
-        prefix.withUnsafeBytes({ memcmp($0.baseAddress!, key.baseAddress!, prefix.count) == 0 })
-      else { return false }
-      let (frequency, length) = TextIndex.pair(value)
-      documents.append(
-        UInt32(bigEndian: key.loadUnaligned(fromByteOffset: prefix.count, as: UInt32.self)))
-      frequencies.append(frequency)
-      lengths.append(length)
-      return true
+    try forEachPosting(of: term, in: txn) { posting in
+      documents.append(posting.document)
+      frequencies.append(posting.frequency)
+      lengths.append(posting.length)
     }
     return PostingsList(documents: documents, frequencies: frequencies, lengths: lengths)
+  }
+
+  /// Calls `body` with each posting of `term`, in row order.
+  private func forEachPosting(
+    of term: String, in txn: Transaction, _ body: (Posting) -> Void
+  ) throws {
+    let prefix = TextKey.blocksPrefix(of: term, collection: collection)
+    try txn.forEach(in: table, from: prefix) { key, value in
+      guard let block = TextKey.block(of: key, prefix: prefix) else { return false }
+      try PostingsBlock.decode(value, block: block, path: path, body)
+      return true
+    }
   }
 
   /// The rows holding every term of `text` (empty when a term is in no document).
@@ -217,40 +266,22 @@ struct TextIndex {
     for term in Set(TextIndex.analyzer.terms(text)).sorted() {
       var rows = Set<UInt32>()
       guard TextIndex.fits(term) else { return [] }
-      let prefix = termPrefix(term).bytes
-      try txn.forEach(in: table, from: prefix) { key, _ in
-        guard key.starts(with: prefix) else { return false }
-        rows.insert(
-          UInt32(bigEndian: key.loadUnaligned(fromByteOffset: key.count - 4, as: UInt32.self)))
-        return true
-      }
+      try forEachPosting(of: term, in: txn) { rows.insert($0.document) }
       result = result.map { $0.intersection(rows) } ?? rows
       if result!.isEmpty { break }
     }
     return result ?? []
   }
 
-  // MARK: Keys and values
-
-  private func termKey(_ term: String) -> KeyBuilder {
-    KeyBuilder().uint32(collection).uint8(TextIndex.termKind).lengthPrefixed(term)
-  }
-
-  private func termPrefix(_ term: String) -> KeyBuilder {
-    KeyBuilder().uint32(collection).uint8(TextIndex.postingKind).lengthPrefixed(term)
-  }
-
-  private func postingKey(_ term: String, row: UInt32) -> KeyBuilder {
-    termPrefix(term).uint32(row)
-  }
+  // MARK: Values
 
   /// Terms are at most 64 characters (the analyzer cuts words), so at most 256 bytes:
   /// always a valid key. A query term that is longer cannot be in the index.
   private static func fits(_ term: String) -> Bool { term.utf8.count <= 400 }
 
   /// Each term's count in `text`, and the number of terms.
-  static func counts(_ text: String) -> (counts: [String: UInt32], length: UInt32) {
-    let (counts, length) = analyzer.termCounts(text)
+  static func counts(_ text: String, stems: Stems) -> (counts: [String: UInt32], length: UInt32) {
+    let (counts, length) = analyzer.termCounts(text, stems: stems)
     return (counts, UInt32(length))
   }
 
@@ -264,48 +295,5 @@ struct TextIndex {
   static func bytes(_ first: UInt32, _ second: UInt32) -> [UInt8] {
     withUnsafeBytes(of: first.littleEndian) { Array($0) }
       + withUnsafeBytes(of: second.littleEndian) { Array($0) }
-  }
-}
-
-/// One term's postings read through an LMDB cursor.
-final class PostingsReader: PostingsCursor {
-  private let cursor: Cursor
-  /// The term's posting key prefix, followed by room for a row id (what `advance` seeks).
-  private var key: [UInt8]
-  private let prefixCount: Int
-  private(set) var current: Posting?
-
-  init(cursor: Cursor, prefix: KeyBuilder) throws {
-    self.cursor = cursor
-    key = prefix.bytes + [0, 0, 0, 0]
-    prefixCount = prefix.bytes.count
-    current = try read(cursor.seek(atLeast: prefix))
-  }
-
-  func next() throws {
-    current = try read(cursor.next())
-  }
-
-  func advance(to target: UInt32) throws {
-    guard let posting = current, posting.document < target else { return }
-    withUnsafeBytes(of: target.bigEndian) { row in
-      key.withUnsafeMutableBytes {
-        $0.baseAddress!.advanced(by: prefixCount).copyMemory(from: row.baseAddress!, byteCount: 4)
-      }
-    }
-    current = try read(cursor.seek(atLeast: key))
-  }
-
-  private func read(_ entry: Cursor.Entry?) -> Posting? {
-    guard let (found, value) = entry, found.count == prefixCount + 4,
-      key.withUnsafeBytes({ memcmp($0.baseAddress!, found.baseAddress!, prefixCount) == 0 })
-    else {
-      return nil
-    }
-    let (frequency, length) = TextIndex.pair(value)
-    return Posting(
-      document: UInt32(
-        bigEndian: found.loadUnaligned(fromByteOffset: prefixCount, as: UInt32.self)),
-      frequency: frequency, length: length)
   }
 }
