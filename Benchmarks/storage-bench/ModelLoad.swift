@@ -5,7 +5,8 @@ import VectorDB
 /// stored model (all-MiniLM-L6-v2, read from LMDB), embed and answer one query. Each
 /// run is a fresh child process (`--model-load-child DIR`), as every shell command is;
 /// the page cache is warm after the first. Prints the medians and the child's resident
-/// memory after the query: anonymous (its own copies) and file-backed (mapped pages).
+/// memory after the query: anonymous (its own copies) and file-backed (mapped pages),
+/// and the most it was resident at any moment (the kernel's high-water mark).
 func modelLoadBenchmark(runs: Int) throws {
   guard DefaultModel.isFetched else {
     throw VectorDBError.invalidModel(
@@ -37,7 +38,7 @@ func modelLoadBenchmark(runs: Int) throws {
     let fields = String(decoding: data, as: UTF8.self).split(separator: " ").compactMap {
       Double($0.trimmingCharacters(in: .whitespacesAndNewlines))
     }
-    guard child.terminationStatus == 0, fields.count == 7 else {
+    guard child.terminationStatus == 0, fields.count == 8 else {
       throw VectorDBError.invalidInput(
         source: "model-load child", line: nil, reason: String(decoding: data, as: UTF8.self))
     }
@@ -54,13 +55,14 @@ func modelLoadBenchmark(runs: Int) throws {
       median(0), median(1), median(6), median(2), median(0) + median(1) + median(2)))
   print(
     String(
-      format: "  resident after the query: %.0f MiB (%.0f MiB anonymous, %.0f MiB file-backed)",
-      median(3), median(4), median(5)))
+      format: "  resident after the query: %.0f MiB (%.0f MiB anonymous, %.0f MiB file-backed);"
+        + " peak %.0f MiB",
+      median(3), median(4), median(5), median(7)))
 }
 
 /// One run in this process: prints open, load and query milliseconds, resident,
-/// anonymous and file-backed MiB, and the load's CPU milliseconds (on a shared machine
-/// the wall time also measures the neighbours).
+/// anonymous and file-backed MiB, the load's CPU milliseconds (on a shared machine the
+/// wall time also measures the neighbours) and the peak resident MiB.
 func modelLoadChild(directory: String) throws {
   func milliseconds(since start: UInt64) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
@@ -89,5 +91,5 @@ func modelLoadChild(directory: String) throws {
   }
   print(
     open, load, query, mebibytes("VmRSS"), mebibytes("RssAnon"), mebibytes("RssFile"), loadCPU,
-    separator: " ")
+    mebibytes("VmHWM"), separator: " ")
 }

@@ -74,6 +74,8 @@ public struct SafeTensors: Sendable {
   public let metadata: [String: String]
 
   private let bytes: Bytes
+  /// Whether a tensor's pages are dropped from resident memory once read (`withBytes`).
+  private var releasesPages = false
   private let dataStart: Int
 
   /// The tensor names, sorted.
@@ -98,14 +100,19 @@ public struct SafeTensors: Sendable {
   /// Validates safetensors bytes where they are, without copying them, and calls
   /// `body` with the file: for bytes valid only for a while, such as a model read from
   /// a database's memory map inside its transaction. The file must not outlive `body`
-  /// (copy its tensors out: ``floatTensors()`` does).
+  /// (copy its tensors out: ``floatTensors()`` does). With `releasingPages`, for bytes
+  /// of a read-only memory map only, each tensor's pages leave this process's resident
+  /// memory once it has been read, so a model is not resident twice while it is copied.
   ///
   /// - Throws: ``EmbeddingError/invalidSafeTensors(source:tensor:reason:)`` when the
   ///   bytes are malformed; whatever `body` throws.
   public static func withBytes<R>(
-    _ bytes: UnsafeRawBufferPointer, source: String, _ body: (SafeTensors) throws -> R
+    _ bytes: UnsafeRawBufferPointer, source: String, releasingPages: Bool = false,
+    _ body: (SafeTensors) throws -> R
   ) throws -> R {
-    try body(SafeTensors(bytes: BorrowedBytes(buffer: bytes), source: source))
+    var file = try SafeTensors(bytes: BorrowedBytes(buffer: bytes), source: source)
+    file.releasesPages = releasingPages
+    return try body(file)
   }
 
   private init(bytes: Bytes, source: String) throws {
@@ -417,6 +424,7 @@ extension SafeTensors: WeightSource {
     guard let entry = entries[name], entry.dtype == .f32 else { return nil }
     let start = dataStart + entry.dataRange.lowerBound
     let raw = UnsafeRawBufferPointer(rebasing: bytes.buffer[start..<start + entry.dataRange.count])
+    defer { if releasesPages { MappedPages.release(raw) } }
     #if _endian(little)
       if let base = raw.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
         return try body(

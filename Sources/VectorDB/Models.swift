@@ -199,8 +199,9 @@ struct ModelStore {
   /// copied once into the encoder, which keeps no pointer into the map: the map moves
   /// when it grows (a write in any process can make this one remap), and the pages of a
   /// deleted version (`models delete`, `prune`) are reused once no reader holds them.
-  /// After the copy, the map's pages of the weights leave this process's resident memory
-  /// (they stay in the page cache), so a loaded model costs its size once, not twice.
+  /// As they are checked and copied, the map's pages of the weights leave this process's
+  /// resident memory (they stay in the page cache), so a model costs its size about once,
+  /// not twice, even while it loads.
   func encoder(_ version: Int, path: String, in txn: Transaction) throws -> SentenceEncoder {
     if let lora = try blob(version, .lora, in: txn) {
       return try loraEncoder(version, bytes: lora, path: path, in: txn)
@@ -216,28 +217,20 @@ struct ModelStore {
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
-    // One call maps the weights' pages, instead of a page fault per 64 KiB.
-    Self.advise(weightBytes, MADV_POPULATE_READ)
+    // The checksum and then each tensor's copy drop the map's pages they have read, so
+    // the weights are resident about once, not twice, even while they load.
     try checkWeights(version, weightBytes, path: path, in: txn)
-    let encoder = try SafeTensors.withBytes(weightBytes, source: source) {
+    // Then the whole value once more: what was read beside the tensors (the header, the
+    // pages read ahead around each tensor) leaves too.
+    defer { MappedPages.release(weightBytes) }
+    return try SafeTensors.withBytes(weightBytes, source: source, releasingPages: true) {
       try SentenceEncoder(settings: settings, vocabulary: vocabulary, weights: $0, source: source)
     }
-    Self.advise(weightBytes, MADV_DONTNEED)
-    return encoder
-  }
-
-  /// Gives the kernel `advice` about the whole pages inside `bytes` (a hint: an older
-  /// kernel may ignore it).
-  private static func advise(_ bytes: UnsafeRawBufferPointer, _ advice: Int32) {
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    guard let base = bytes.baseAddress else { return }
-    let start = (Int(bitPattern: base) + page - 1) / page * page
-    let end = (Int(bitPattern: base) + bytes.count) / page * page
-    guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
-    _ = madvise(address, end - start, advice)
   }
 
   /// Checks the stored weights of `version` against the checksum recorded with them.
+  /// Reads them in chunks, each mapped in with one call and dropped from this process
+  /// once checked, so a large model is never resident twice (map and copy).
   ///
   /// - Throws: `VectorDBError.damaged` naming the version when they differ.
   func checkWeights(
@@ -246,7 +239,15 @@ struct ModelStore {
     guard let info = try info(version, in: txn) else { return }
     let sound: Bool
     if let checksum = info.weightsChecksum {
-      sound = CRC32C.checksum(bytes) == checksum
+      var crc: UInt32 = 0
+      let chunk = 8 << 20
+      for start in stride(from: 0, to: bytes.count, by: chunk) {
+        let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + chunk, bytes.count)])
+        MappedPages.populate(piece)
+        crc = CRC32C.checksum(piece, continuing: crc)
+        MappedPages.release(piece)
+      }
+      sound = crc == checksum
     } else {
       sound =
         SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() == info.weightsHash

@@ -8,8 +8,10 @@ enum CRC32C {
   /// Whether the hardware instruction is in use.
   static var isAccelerated: Bool { vdb_crc32c_is_accelerated() != 0 }
 
-  static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    vdb_crc32c(0, bytes.baseAddress, bytes.count)
+  /// The CRC of `bytes`, or of the bytes checked before them and then `bytes` when
+  /// `crc` is the checksum of those.
+  static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    vdb_crc32c(crc, bytes.baseAddress, bytes.count)
   }
 
   static func checksum(_ bytes: some ContiguousBytes) -> UInt32 {
