@@ -96,7 +96,9 @@ final class RouteProcessTests: XCTestCase {
   }
 
   func testKilledTrainingLeavesTheActiveVersionServing() throws {
-    try killTraining("--epochs 1000000", whenLogShows: "train ")
+    // The epoch choice (cross-validation, no progress line) runs first: kill it there, once
+    // the inputs are embedded.
+    try killTraining("--epochs 1000000", whenLogShows: "embed 100%")
   }
 
   /// The LoRA tier, killed while it trains the encoder.
@@ -116,12 +118,12 @@ final class RouteProcessTests: XCTestCase {
       "'\(Shell.binary)' route train -r docs \(arguments) --seed 3 --db '\(db)' 2> '\(log)'")
     // Wait until the run is in its training loop, then kill it.
     let deadline = Date().addingTimeInterval(300)
-    while Date() < deadline {
-      if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains(marker) {
-        break
-      }
-      usleep(100_000)
+    var reached = false
+    while !reached && Date() < deadline {
+      reached = (try? String(contentsOfFile: log, encoding: .utf8))?.contains(marker) ?? false
+      if !reached { usleep(100_000) }
     }
+    XCTAssertTrue(reached, "the run's progress should show \"\(marker)\" before it is killed")
     XCTAssertTrue(Shell.killGroup(run).killed, "the run should still be training")
     let database = try Database(path: db)
     try database.verify()
