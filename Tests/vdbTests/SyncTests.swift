@@ -8,6 +8,8 @@ import XCTest
 /// binaries), one server for the whole class.
 final class SyncTests: ShellTestCase {
   nonisolated(unsafe) private static var server: PostgresServer!
+  /// Why the server did not start (each test then fails with it instead of trapping).
+  nonisolated(unsafe) private static var startError: Error?
   private var server: PostgresServer { Self.server }
 
   override class func setUp() {
@@ -15,7 +17,15 @@ final class SyncTests: ShellTestCase {
     do {
       server = try PostgresServer()
     } catch {
-      XCTFail("cannot start PostgreSQL: \(error)")
+      startError = error
+    }
+  }
+
+  override func setUpWithError() throws {
+    try super.setUpWithError()
+    if let error = Self.startError {
+      XCTFail("cannot start PostgreSQL (tools/setup.sh installs it into .venv-pg): \(error)")
+      throw error
     }
   }
 
