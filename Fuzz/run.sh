@@ -29,7 +29,9 @@ bin=.build-tests/x86_64-unknown-linux-gnu/release
 vectordb=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
 vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
 embedding=(EmbeddingError BertConfig SafeTensors WeightSource WordPieceTokenizer)
-embedding=("${embedding[@]/#/Sources/Embedding/}")
+# MappedPages is `package` in Tensor, which a module outside the package cannot see: the
+# fuzz target compiles its own copy (with a package name, so `package` means something).
+embedding=("${embedding[@]/#/Sources/Embedding/}" Sources/Tensor/MappedPages)
 # Modules the sources import, and the objects that implement them.
 flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
   -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap
@@ -55,6 +57,7 @@ for target in "${targets[@]}"; do
   esac
   # shellcheck disable=SC2086
   swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "Fuzz_$target" \
+    -package-name vdb_fuzz \
     "${flags[@]}" "${sources[@]}" "Fuzz/targets/$target.swift" $objects \
     -llmdb -lstemmer -lopenblas \
     -o "$work/$target" 2> >(grep -v 'Cannot export local symbol' >&2)
