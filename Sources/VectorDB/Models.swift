@@ -150,24 +150,35 @@ struct ModelStore {
       lora.tensors(), metadata: ["lora": String(decoding: configuration, as: UTF8.self)])
   }
 
+  /// Reads adapters written by `loraBytes` for an encoder of `config`.
+  ///
+  /// - Throws: `VectorDBError.damaged` naming `source` when the bytes are not such adapters.
+  static func loraAdapters(
+    _ bytes: UnsafeRawBufferPointer, config: BertConfig, source: String, path: String
+  ) throws -> LoRAAdapters<Float> {
+    do {
+      let (metadata, tensors) = try SafeTensors.withBytes(bytes, source: source) {
+        ($0.metadata, try $0.floatTensors())
+      }
+      let configuration = try JSONDecoder().decode(
+        LoRAConfiguration.self, from: Data((metadata["lora"] ?? "").utf8))
+      return try LoRAAdapters(config: config, configuration: configuration, tensors: tensors)
+    } catch {
+      throw VectorDBError.damaged(path: path, detail: "\(source): \(error)")
+    }
+  }
+
   /// A LoRA version's encoder: its parent's, with the stored adapters merged into the weights.
   private func loraEncoder(
     _ version: Int, bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
   ) throws -> SentenceEncoder {
-    let source = "model version \(version) in \(path)"
-    let (metadata, tensors) = try SafeTensors.withBytes(bytes, source: source) {
-      ($0.metadata, try $0.floatTensors())
-    }
-    guard let parent = try info(version, in: txn)?.parent,
-      let json = metadata["lora"],
-      let configuration = try? JSONDecoder().decode(LoRAConfiguration.self, from: Data(json.utf8))
-    else {
+    guard let parent = try info(version, in: txn)?.parent else {
       throw VectorDBError.damaged(
-        path: path, detail: "LoRA model version \(version) lacks its parent or configuration")
+        path: path, detail: "LoRA model version \(version) lacks its parent")
     }
     let base = try encoder(parent, path: path, in: txn)
-    let adapters = try LoRAAdapters<Float>(
-      config: base.config, configuration: configuration, tensors: tensors)
+    let adapters = try Self.loraAdapters(
+      bytes, config: base.config, source: "model version \(version) in \(path)", path: path)
     return try SentenceEncoder(
       trained: adapters.merged(into: try EncoderParameters(base)), like: base)
   }

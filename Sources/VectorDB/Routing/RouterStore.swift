@@ -184,7 +184,7 @@ struct RouterStore {
   }
 
   /// The LoRA adapters a version of the LoRA tier serves with (nil: the head tier's frozen
-  /// encoder), stored as the retriever's LoRA versions are (see `ModelStore.loraBytes`).
+  /// encoder), stored as the retriever's LoRA versions are (`ModelStore.loraBytes`).
   ///
   /// - Throws: `VectorDBError.damaged` when the stored adapters do not fit `config`.
   func adapters(
@@ -192,17 +192,9 @@ struct RouterStore {
   ) throws -> LoRAAdapters<Float>? {
     guard let bytes = try txn.get(weights, key: Self.adapterKey(router: router, version: version))
     else { return nil }
-    let source = "the LoRA adapters of router version \(version) in \(path)"
-    do {
-      let (metadata, tensors) = try SafeTensors.withBytes(bytes, source: source) {
-        ($0.metadata, try $0.floatTensors())
-      }
-      let configuration = try JSONDecoder().decode(
-        LoRAConfiguration.self, from: Data((metadata["lora"] ?? "").utf8))
-      return try LoRAAdapters(config: config, configuration: configuration, tensors: tensors)
-    } catch {
-      throw VectorDBError.damaged(path: path, detail: "\(source): \(error)")
-    }
+    return try ModelStore.loraAdapters(
+      bytes, config: config,
+      source: "the LoRA adapters of router version \(version) in \(path)", path: path)
   }
 
   /// Stores the adapters of a LoRA-tier version (`ModelStore.loraBytes`).
