@@ -115,7 +115,7 @@ public final class Collection: @unchecked Sendable {
           }
           try metadataIndex.update(
             row: record.row, metadata: document.metadata, remove: false, in: txn)
-          try updateText(row: record.row, old: old, new: record, record: &text, in: txn)
+          updateText(row: record.row, old: old, new: record, record: &text)
           try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
           rows.append(record.row)
         }
@@ -188,7 +188,7 @@ public final class Collection: @unchecked Sendable {
       guard let existing = try txn.get(schema.docs, key: key) else { continue }
       let old = try DocumentRecord(bytes: existing, path: database.path)
       try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
-      try updateText(row: old.row, old: old, new: nil, record: &text, in: txn)
+      updateText(row: old.row, old: old, new: nil, record: &text)
       try txn.delete(schema.rows, key: RowKey(collection: id, row: old.row))
       try txn.delete(schema.docs, key: key)
       collection.count -= 1

@@ -123,9 +123,8 @@ extension Collection {
   /// new text (nil for a delete). Unchanged text costs nothing. The change is kept in
   /// `record` and stored by `flushText`, which the transaction must call before it ends.
   func updateText(
-    row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?,
-    in txn: WriteTransaction
-  ) throws {
+    row: UInt32, old: DocumentRecord?, new: DocumentRecord?, record: inout TextIndexRecord?
+  ) {
     guard var text = record, old?.hash != new?.hash else { return }
     if let old { textIndex.remove(row: row, text: old.text, from: &text) }
     if let new { textIndex.add(row: row, text: new.text, to: &text) }
