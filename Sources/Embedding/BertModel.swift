@@ -196,8 +196,25 @@ final class BertModel: Sendable {
   }
 
   /// Copies `values` to `destination`; false when one of them is NaN or infinite.
-  /// One branch-free pass (it vectorises): loading a model is mostly this copy.
+  /// One branch-free pass (it vectorises): loading a model is mostly this copy, and the
+  /// kernel zeroing each fresh page it writes, so a large tensor is copied on every core.
   private static func copyFinite(
+    _ values: UnsafeBufferPointer<Float>, to destination: UnsafeMutablePointer<Float>
+  ) -> Bool {
+    guard values.count >= 1 << 19 else { return copyFiniteChunk(values, to: destination) }
+    let ranges = Parallel.split(values.count, into: Parallel.coreCount, multipleOf: 1 << 12)
+    var finite = [Bool](repeating: false, count: ranges.count)
+    finite.withUnsafeMutableBufferPointer { finite in
+      Parallel.forEach(ranges.count) { part in
+        let range = ranges[part]
+        finite[part] = copyFiniteChunk(
+          UnsafeBufferPointer(rebasing: values[range]), to: destination + range.lowerBound)
+      }
+    }
+    return !finite.contains(false)
+  }
+
+  private static func copyFiniteChunk(
     _ values: UnsafeBufferPointer<Float>, to destination: UnsafeMutablePointer<Float>
   ) -> Bool {
     let exponent: UInt32 = 0x7f80_0000

@@ -93,23 +93,29 @@ public final class SentenceEncoder: Sendable {
     precision: Precision = .float32, source: String = "<memory>"
   ) throws {
     try self.init(
-      config: config, tokenizer: tokenizer, weightSource: weights,
+      config: config, tokenizer: { tokenizer }, weightSource: weights,
       maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
       precision: precision, source: source)
   }
 
   /// The one place an encoder is built: from weights wherever they lie, each tensor
-  /// copied once into the model (see the public initialisers for the errors).
+  /// copied once into the model (see the public initialisers for the errors). The
+  /// tokenizer is built on another core while the weights are copied: loading a model is
+  /// those two independent pieces of work.
   private init(
-    config: BertConfig, tokenizer: WordPieceTokenizer, weightSource weights: some WeightSource,
-    maxSequenceLength: Int, pooling: Pooling, normalizesOutput: Bool, precision: Precision,
-    source: String
+    config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
+    weightSource weights: some WeightSource, maxSequenceLength: Int, pooling: Pooling,
+    normalizesOutput: Bool, precision: Precision, source: String
   ) throws {
     guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
       throw EmbeddingError.invalidConfiguration(
         source: source,
         reason: "max sequence length \(maxSequenceLength) is outside 2...\(config.maxPositions)"
           + " (max_position_embeddings)")
+    }
+    BLAS.prepare()  // before the load's threads: it stops OpenBLAS's spinning idle workers
+    let (tokenizer, model) = try Parallel.both(makeTokenizer) {
+      try BertModel(config: config, weights: weights, precision: precision, source: source)
     }
     guard tokenizer.vocabulary.count <= config.vocabularySize else {
       throw EmbeddingError.invalidConfiguration(
@@ -122,7 +128,7 @@ public final class SentenceEncoder: Sendable {
     self.maxSequenceLength = maxSequenceLength
     self.pooling = pooling
     self.normalizesOutput = normalizesOutput
-    model = try BertModel(config: config, weights: weights, precision: precision, source: source)
+    self.model = model
   }
 
   /// Loads a sentence-transformers model directory.
@@ -137,11 +143,13 @@ public final class SentenceEncoder: Sendable {
   public convenience init(directory: URL, precision: Precision = .float32) throws {
     let config = try BertConfig(contentsOf: directory.appendingPathComponent("config.json"))
     let settings = try DirectorySettings(directory: directory, config: config)
-    let tokenizer = try WordPieceTokenizer(
-      contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
     let weightsURL = directory.appendingPathComponent("model.safetensors")
     try self.init(
-      config: config, tokenizer: tokenizer, weightSource: try SafeTensors(contentsOf: weightsURL),
+      config: config,
+      tokenizer: {
+        try WordPieceTokenizer(
+          contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
+      }, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
       normalizesOutput: settings.normalizesOutput, precision: precision, source: weightsURL.path)
   }
@@ -209,10 +217,12 @@ public final class SentenceEncoder: Sendable {
   ) throws {
     try self.init(
       config: settings.config,
-      tokenizer: try WordPieceTokenizer(
-        vocabulary: vocabulary, options: settings.tokenizer, source: source),
-      weights: weights, maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
-      normalizesOutput: settings.normalizesOutput, precision: settings.precision, source: source)
+      tokenizer: {
+        try WordPieceTokenizer(vocabulary: vocabulary, options: settings.tokenizer, source: source)
+      },
+      weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
+      pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
+      precision: settings.precision, source: source)
   }
 
   /// Rebuilds an encoder from its ``settings``, vocabulary and the safetensors file of
@@ -227,8 +237,9 @@ public final class SentenceEncoder: Sendable {
   ) throws {
     try self.init(
       config: settings.config,
-      tokenizer: try WordPieceTokenizer(
-        vocabulary: vocabulary, options: settings.tokenizer, source: source),
+      tokenizer: {
+        try WordPieceTokenizer(vocabulary: vocabulary, options: settings.tokenizer, source: source)
+      },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
       precision: settings.precision, source: source)

@@ -168,8 +168,20 @@ public enum BLAS {
       _ = switchKernels(to: .skylakeX)
     }
     openblas_set_num_threads(1)
+    stopIdleWorkers()
     return true
   }()
+
+  /// OpenBLAS starts its worker threads as the library loads, and each spins for about
+  /// 2^28 cycles (~0.1 s) before it sleeps: on a two-core machine, a core taken from the
+  /// process's own threads for the first tenth of a second of every process — the time a
+  /// model loads in. With one thread per call they never get work, so they are stopped
+  /// (OpenBLAS starts them again by itself if its thread count is raised).
+  private static func stopIdleWorkers() {
+    typealias Shutdown = @convention(c) () -> Int32
+    guard let symbol = lookUp("blas_thread_shutdown_") else { return }
+    _ = unsafeBitCast(symbol, to: Shutdown.self)()
+  }
 
   /// OpenBLAS kernel sets worth choosing on x86-64.
   public enum KernelSet: String, Sendable, CaseIterable {

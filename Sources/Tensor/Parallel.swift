@@ -83,6 +83,20 @@ public enum Parallel {
     }
   }
 
+  /// Runs two independent pieces of work at once (one on another core where there is one)
+  /// and returns both results; when both fail, `first`'s error is the one thrown.
+  public static func both<First, Second>(
+    _ first: () throws -> First, _ second: () throws -> Second
+  ) throws -> (First, Second) {
+    var firstResult: Result<First, any Error>?
+    var secondResult: Result<Second, any Error>?
+    forEach(coreCount > 1 ? 2 : 1) { part in
+      if part == 0 { firstResult = Result(catching: first) }
+      if part == 1 || coreCount == 1 { secondResult = Result(catching: second) }
+    }
+    return (try firstResult!.get(), try secondResult!.get())
+  }
+
   /// Runs `body(index, worker)` for every index in `0..<count` on up to `threads` threads,
   /// and rethrows the first error. With one thread it is a plain loop on the caller's
   /// thread.

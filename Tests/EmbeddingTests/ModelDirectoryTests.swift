@@ -101,30 +101,33 @@ final class ModelDirectoryTests: XCTestCase {
     }
   }
 
-  /// Weights with a NaN or an infinity are refused, naming the tensor.
+  /// Weights with a NaN or an infinity are refused, naming the tensor — in a small tensor,
+  /// and in the last piece of the word embeddings (large enough to be copied on every core).
   func testNonFiniteWeightsAreRefused() throws {
     let encoder = try Fixtures.encoder.get()
+    let words = encoder.weights["embeddings.word_embeddings.weight"]!.values.count
+    let cases = [
+      ("encoder.layer.2.attention.self.key.weight", 17),
+      ("embeddings.word_embeddings.weight", words - 3),
+    ]
     for bad in [Float.nan, .infinity, -.infinity] {
-      var weights = encoder.weights
-      let name = "encoder.layer.2.attention.self.key.weight"
-      var values = weights[name]!.values
-      values[17] = bad
-      weights[name] = Tensor(shape: weights[name]!.shape, values: values)
-      XCTAssertThrowsError(
-        try SentenceEncoder(
-          config: encoder.config, tokenizer: encoder.tokenizer, weights: weights, source: "stored")
-      ) {
-        XCTAssertEqual(
-          "\($0)", "stored: tensor '\(name)' holds a NaN or infinite value (at index 17)")
-      }
-      // The same, read in place from safetensors bytes (as a stored model is).
-      XCTAssertThrowsError(
-        try SentenceEncoder(
-          settings: encoder.settings, vocabulary: encoder.tokenizer.vocabulary,
-          weights: SafeTensors(bytes: SafeTensors.serialize(weights)), source: "stored")
-      ) {
-        XCTAssertEqual(
-          "\($0)", "stored: tensor '\(name)' holds a NaN or infinite value (at index 17)")
+      for (name, index) in cases {
+        var weights = encoder.weights
+        var values = weights[name]!.values
+        values[index] = bad
+        weights[name] = Tensor(shape: weights[name]!.shape, values: values)
+        let message = "stored: tensor '\(name)' holds a NaN or infinite value (at index \(index))"
+        XCTAssertThrowsError(
+          try SentenceEncoder(
+            config: encoder.config, tokenizer: encoder.tokenizer, weights: weights, source: "stored"
+          )
+        ) { XCTAssertEqual("\($0)", message) }
+        // The same, read in place from safetensors bytes (as a stored model is).
+        XCTAssertThrowsError(
+          try SentenceEncoder(
+            settings: encoder.settings, vocabulary: encoder.tokenizer.vocabulary,
+            weights: SafeTensors(bytes: SafeTensors.serialize(weights)), source: "stored")
+        ) { XCTAssertEqual("\($0)", message) }
       }
     }
   }

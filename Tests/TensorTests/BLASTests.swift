@@ -109,6 +109,30 @@ final class BLASTests: XCTestCase {
     XCTAssertEqual(BLAS.openBLASThreads, 1)
     XCTAssertFalse(BLAS.coreName.isEmpty)
   }
+
+  /// `prepare` stops OpenBLAS's idle workers; raising its thread count afterwards starts
+  /// them again, and a product large enough to be split among them still comes out right.
+  func testOpenBLASThreadsCanBeRaisedAfterPrepare() {
+    BLAS.prepare()
+    defer { BLAS.openBLASThreads = 1 }
+    let (m, n, k) = (256, 256, 256)
+    let a = matrix(m, k, seed: 11)
+    let b = matrix(k, n, seed: 12)
+    func product() -> [Float] {
+      var c = [Float](repeating: 0, count: m * n)
+      BLAS.gemm(.none, .none, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n)
+      return c
+    }
+    let alone = product()
+    BLAS.openBLASThreads = 2
+    XCTAssertEqual(BLAS.openBLASThreads, 2)
+    let shared = product()
+    let expected = reference(a, b, m: m, n: n, k: k, transposeA: false, transposeB: false)
+    for (index, value) in expected.enumerated() {
+      XCTAssertEqual(Double(alone[index]), value, accuracy: 1e-4 * max(1, abs(value)))
+      XCTAssertEqual(Double(shared[index]), value, accuracy: 1e-4 * max(1, abs(value)))
+    }
+  }
 }
 
 final class TensorTests: XCTestCase {

@@ -118,4 +118,20 @@ final class KernelsTests: XCTestCase {
     }
     XCTAssertEqual(seen, [Int](repeating: 1, count: 100))
   }
+
+  /// `both` returns both results, and the first closure's error when both fail.
+  func testBothRunsTwoPiecesOfWorkAndKeepsTheFirstError() throws {
+    struct Failure: Error, Equatable { let name: String }
+    let (sum, text) = try Parallel.both({ (1...100).reduce(0, +) }, { "done" })
+    XCTAssertEqual(sum, 5050)
+    XCTAssertEqual(text, "done")
+    XCTAssertThrowsError(
+      try Parallel.both({ () throws -> Int in throw Failure(name: "first") }) {
+        () throws -> Int in throw Failure(name: "second")
+      }
+    ) { XCTAssertEqual($0 as? Failure, Failure(name: "first")) }
+    XCTAssertThrowsError(
+      try Parallel.both({ 1 }) { () throws -> Int in throw Failure(name: "second") }
+    ) { XCTAssertEqual($0 as? Failure, Failure(name: "second")) }
+  }
 }
