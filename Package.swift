@@ -13,6 +13,11 @@ import PackageDescription
 //   VDBServer            JSON over HTTP (Hummingbird) for `vdb serve`; the library stays free of it
 //   VDBSync              copies a collection into PostgreSQL + pgvector (postgres-nio) for `vdb sync`
 //   vdb                  the shell
+//   BenchmarkSupport     what every benchmark under Benchmarks/ shares
+
+let argumentParser = Target.Dependency.product(
+  name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
   name: "vdb",
   platforms: [.macOS(.v13)],
@@ -87,31 +92,36 @@ let package = Package(
       name: "vdb",
       dependencies: [
         "VectorDB", "VDBServer", "VDBSync", "CEditLine",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        argumentParser,
       ]),
-    // Benchmarks: release-build executables, one per area (see Benchmarks/README.md).
+    // Benchmarks: release-build executables, one per area (see Benchmarks/README.md), on
+    // one support library (statistics, the machine's facts, clocks) and ArgumentParser.
+    .target(name: "BenchmarkSupport", path: "Benchmarks/Support"),
     .executableTarget(
       name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels"],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
-      name: "log-bench", dependencies: ["VectorDB"], path: "Benchmarks/log-bench"),
+      name: "log-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
+      path: "Benchmarks/log-bench"),
     .executableTarget(
       name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
-      name: "reembed-bench", dependencies: ["VectorDB"],
+      name: "reembed-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/reembed-bench"),
     .executableTarget(
-      name: "index-bench", dependencies: ["VectorDB", "HNSW", "Tensor"],
+      name: "index-bench",
+      dependencies: ["VectorDB", "HNSW", "Tensor", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/index-bench"),
     .executableTarget(
       name: "gate-bench",
       dependencies: [
-        "VectorDB", "Tensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "VectorDB", "Tensor", argumentParser,
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(
-      name: "serve-bench", dependencies: ["VectorDB"], path: "Benchmarks/serve-bench"),
+      name: "serve-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
+      path: "Benchmarks/serve-bench"),
     .executableTarget(
       name: "search-bench", dependencies: ["VectorDB"], path: "Benchmarks/search-bench"),
     .executableTarget(

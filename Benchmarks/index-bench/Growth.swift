@@ -1,3 +1,5 @@
+import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import HNSW
 import LMDB
@@ -64,20 +66,10 @@ func writeTexmex<T>(_ rows: [[T]], to path: String) throws {
   try data.write(to: URL(fileURLWithPath: path))
 }
 
-/// Kilobytes of one field of /proc/self/status (`RssAnon`, `RssFile`), in MiB.
-func residentMiB(_ field: String) -> Double {
-  let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-  for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
-    let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
-    return (kilobytes ?? .nan) / 1024
-  }
-  return .nan
-}
-
 func runGrowth(_ options: Options) throws {
   let sizes = options.growth.sorted()
   guard let largest = sizes.last, !options.workDir.isEmpty else {
-    throw UsageError("--growth needs sizes and --work-dir")
+    throw ValidationError("--growth needs sizes and --work-dir")
   }
   let dimension = options.dimension
   let threads = options.threads.first ?? 1
@@ -112,7 +104,7 @@ func runGrowth(_ options: Options) throws {
         threads: threads, batch: options.batch)
     }
     let buildSeconds = seconds(clock.now - start)
-    let (anonymous, mapped) = (residentMiB("RssAnon"), residentMiB("RssFile"))
+    let (anonymous, mapped) = (statusMiB("RssAnon"), statusMiB("RssFile"))
     let openStart = clock.now
     let environment = try Environment.open(path: directory)
     let index = try VectorIndex.open("growth", in: environment)
@@ -128,7 +120,7 @@ func runGrowth(_ options: Options) throws {
       count: count, buildSeconds: buildSeconds,
       tableBytes: Double(try environment.read { try index.byteSize(in: $0) }),
       fileBytes: Double(environment.fileSize()), openMilliseconds: openMilliseconds,
-      anonymousMiB: residentMiB("RssAnon") - anonymous, mappedMiB: residentMiB("RssFile") - mapped,
+      anonymousMiB: statusMiB("RssAnon") - anonymous, mappedMiB: statusMiB("RssFile") - mapped,
       qps: interpolatedQPS(rows, target: 0.95), p99: reaching.p99)
     print(
       String(

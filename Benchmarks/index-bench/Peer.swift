@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import HNSW
 
@@ -13,13 +14,13 @@ struct PeerFigures {
 
 /// Runs `peer_ann.py --libs hnswlib --json` with `python` and reads its report.
 ///
-/// - Throws: ``UsageError`` when the script cannot run or its output is not the JSON
+/// - Throws: ``ValidationError`` when the script cannot run or its output is not the JSON
 ///   it documents.
 func runPeer(
   python: String, script: String, base: String, query: String, groundTruth: String,
   options: Options
 ) throws -> PeerFigures {
-  guard !groundTruth.isEmpty else { throw UsageError("--peer needs --gt (peer_ann.py does)") }
+  guard !groundTruth.isEmpty else { throw ValidationError("--peer needs --gt (peer_ann.py does)") }
   let metric: String
   switch options.metric {
   case .cosine: metric = "cos"
@@ -43,7 +44,7 @@ func runPeer(
   do {
     try process.run()
   } catch {
-    throw UsageError("--peer: cannot run \(python) \(script): \(error)")
+    throw ValidationError("--peer: cannot run \(python) \(script): \(error)")
   }
   let data = output.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
@@ -51,7 +52,7 @@ func runPeer(
     let report = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
     let runs = report["runs"] as? [[String: Any]]
   else {
-    throw UsageError(
+    throw ValidationError(
       "--peer: \(script) exited with status \(process.terminationStatus) without its JSON report")
   }
   let versions = report["versions"] as? [String: Any]

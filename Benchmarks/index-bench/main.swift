@@ -8,6 +8,8 @@
 //     --query ../shared/datasets/scifact-minilm/queries.fvecs \
 //     --gt ../shared/datasets/scifact-minilm/gt.ivecs --peer /work/peer-venv/bin/python
 
+import ArgumentParser
+import BenchmarkSupport
 import Dispatch
 import Foundation
 import HNSW
@@ -15,132 +17,101 @@ import LMDB
 import Tensor
 import VectorDB
 
-struct Options {
-  var base = ""
-  var query = ""
-  var groundTruth = ""
-  var metric = Metric.cosine
-  var efs = [16, 32, 64, 128, 256]
-  var threads = [1, 2]
-  var reps = 3
-  var baseLimit = Int.max
-  var queryLimit = Int.max
-  var k = 10
-  var parameters = HNSWParameters()
-  var churn = false
-  var storage = "memory"
-  var workDir = ""
-  /// An index directory from an earlier `--storage lmdb --work-dir` run, queried as it is.
-  var open = ""
-  var peerPython: String?
-  var peerScript = "../shared/bench/peer_ann.py"
-  var growth: [Int] = []
-  var dimension = 384
-  var batch = 10_000
-
-  static let usage = """
-    usage: index-bench --base B.fvecs --query Q.fvecs [--gt GT.ivecs] [options]
-      --metric cosine|dot|l2    (default cosine; use l2 for SIFT)
-      --efs 16,32,64,128,256    query-time ef values
-      --threads 1,2             build thread counts (one build each)
-      --reps 3                  timed query passes per ef (after one warm-up)
-      --n-base N --n-queries N  use the first N rows (ground truth recomputed for --n-base)
-      --k 10 --M 16 --ef-construction 200
-      --churn                   also: delete 30%, re-insert half, compare with a fresh build
-      --storage memory|lmdb     where the graph lives (lmdb: under --work-dir)
-      --batch 10000             vectors per write transaction (lmdb)
-      --open DIR                query the index an earlier lmdb run left in DIR (under
-                                --work-dir) instead of building one: the same graph can be
-                                measured again, e.g. alternating with hnswlib's queries
-      --peer PYTHON             then run hnswlib on the same data (--peer-script, default
-                                ../shared/bench/peer_ann.py) and print the ratios
-    or: index-bench --growth 10000,100000 --work-dir DIR [--dimension 384] [--threads T]
-          [--n-queries 200] [--efs …] [--peer PYTHON]
-                                clustered synthetic vectors: every cost per size, growth
-                                exponents, and hnswlib at the largest size
-    """
-
-  static func parse(_ arguments: [String]) throws -> Options {
-    var options = Options()
-    var rest = arguments[...]
-    func value(_ name: String) throws -> String {
-      guard let v = rest.popFirst() else { throw UsageError("\(name) needs a value") }
-      return v
-    }
-    func ints(_ name: String) throws -> [Int] {
-      let text = try value(name)
-      let parsed = text.split(separator: ",").compactMap { Int($0) }
-      guard !parsed.isEmpty else {
-        throw UsageError("\(name): '\(text)' is not a list of integers")
-      }
-      return parsed
-    }
-    func int(_ name: String) throws -> Int { try ints(name)[0] }
-    while let flag = rest.popFirst() {
-      switch flag {
-      case "--base": options.base = try value(flag)
-      case "--query": options.query = try value(flag)
-      case "--gt": options.groundTruth = try value(flag)
-      case "--metric":
-        let name = try value(flag)
-        guard let metric = Metric(rawValue: name == "ip" ? "dot" : name) else {
-          throw UsageError("--metric: unknown metric '\(name)'")
-        }
-        options.metric = metric
-      case "--efs": options.efs = try ints(flag)
-      case "--threads": options.threads = try ints(flag)
-      case "--reps": options.reps = try int(flag)
-      case "--n-base": options.baseLimit = try int(flag)
-      case "--n-queries": options.queryLimit = try int(flag)
-      case "--k": options.k = try int(flag)
-      case "--M":
-        options.parameters.m = try int(flag)
-        options.parameters.mMax0 = 2 * options.parameters.m
-      case "--ef-construction": options.parameters.efConstruction = try int(flag)
-      case "--churn": options.churn = true
-      case "--storage": options.storage = try value(flag)
-      case "--work-dir": options.workDir = try value(flag)
-      case "--open":
-        options.open = try value(flag)
-        options.storage = "lmdb"
-      case "--peer": options.peerPython = try value(flag)
-      case "--peer-script": options.peerScript = try value(flag)
-      case "--growth": options.growth = try ints(flag)
-      case "--dimension": options.dimension = try int(flag)
-      case "--batch": options.batch = try int(flag)
-      case "-h", "--help":
-        print(usage)
-        exit(0)
-      default: throw UsageError("unknown option '\(flag)'")
-      }
-    }
-    guard !options.growth.isEmpty || (!options.base.isEmpty && !options.query.isEmpty) else {
-      throw UsageError("--base and --query are required")
-    }
-    if !options.open.isEmpty && (options.threads.count != 1 || options.peerPython != nil) {
-      throw UsageError("--open queries one existing index: one --threads value, no --peer")
-    }
-    try options.parameters.validate()
-    return options
+/// A comma-separated list of integers, as `--efs 16,32,64`.
+struct IntegerList: ExpressibleByArgument, CustomStringConvertible {
+  var values: [Int]
+  init(_ values: [Int]) { self.values = values }
+  init?(argument: String) {
+    let parsed = argument.split(separator: ",").map { Int($0) }
+    guard !parsed.isEmpty, !parsed.contains(nil) else { return nil }
+    values = parsed.compactMap { $0 }
   }
+  var description: String { values.map(String.init).joined(separator: ",") }
 }
 
-struct UsageError: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
+extension Metric: ExpressibleByArgument {
+  public init?(argument: String) { self.init(rawValue: argument == "ip" ? "dot" : argument) }
+}
+
+struct Options: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "index-bench",
+    discussion: """
+      Either --base and --query (with --gt, or the ground truth is computed), or \
+      --growth 10000,100000 --work-dir DIR [--dimension 384] [--threads T] [--n-queries 200] \
+      [--efs …] [--peer PYTHON]: clustered synthetic vectors, every cost per size, growth \
+      exponents, and hnswlib at the largest size.
+      """)
+
+  @Option(help: "Base vectors (.fvecs).") var base = ""
+  @Option(help: "Query vectors (.fvecs).") var query = ""
+  @Option(name: .customLong("gt"), help: "Ground truth (.ivecs); computed when absent.")
+  var groundTruth = ""
+  @Option(help: "cosine, dot or l2 (l2 for SIFT).") var metric = Metric.cosine
+  @Option(name: .customLong("efs"), help: "Query-time ef values.")
+  var efList = IntegerList([16, 32, 64, 128, 256])
+  @Option(name: .customLong("threads"), help: "Build thread counts (one build each).")
+  var threadList = IntegerList([1, 2])
+  @Option(help: "Timed query passes per ef (after one warm-up).") var reps = 3
+  @Option(name: .customLong("n-base"), help: "Use the first N base rows (ground truth recomputed).")
+  var baseRows: Int?
+  @Option(name: .customLong("n-queries"), help: "Use the first N queries.") var queryRows: Int?
+  @Option(help: "Neighbours per query.") var k = 10
+  @Option(name: .customLong("M"), help: "Links per node (layer 0: twice as many).") var m = 16
+  @Option(help: "Candidates while building.") var efConstruction = 200
+  @Flag(help: "Also delete 30%, re-insert half, and compare with a fresh build.")
+  var churn = false
+  @Option(help: "memory or lmdb (lmdb: under --work-dir).") var storage = "memory"
+  @Option(help: "Directory for LMDB indexes and growth files.") var workDir = ""
+  @Option(
+    help: """
+      Query the index an earlier lmdb run left in DIR (under --work-dir) instead of \
+      building one: the same graph measured again, e.g. alternating with hnswlib's queries.
+      """)
+  var open = ""
+  @Option(name: .customLong("peer"), help: "Then run hnswlib (--peer-script) with this Python.")
+  var peerPython: String?
+  @Option(help: "The peer's script.") var peerScript = "../shared/bench/peer_ann.py"
+  @Option(name: .customLong("growth"), help: "Sizes for the growth run.")
+  var growthList = IntegerList([])
+  @Option(help: "Dimension of the growth run's vectors.") var dimension = 384
+  @Option(help: "Vectors per write transaction (lmdb).") var batch = 10_000
+
+  var efs: [Int] {
+    get { efList.values }
+    set { efList.values = newValue }
+  }
+  var threads: [Int] {
+    get { threadList.values }
+    set { threadList.values = newValue }
+  }
+  var growth: [Int] { growthList.values }
+  var baseLimit: Int { baseRows ?? .max }
+  var queryLimit: Int { queryRows ?? .max }
+  var parameters: HNSWParameters {
+    var parameters = HNSWParameters()
+    parameters.m = m
+    parameters.mMax0 = 2 * m
+    parameters.efConstruction = efConstruction
+    return parameters
+  }
+
+  mutating func validate() throws {
+    guard !growth.isEmpty || (!base.isEmpty && !query.isEmpty) else {
+      throw ValidationError("--base and --query are required")
+    }
+    if !open.isEmpty {
+      guard threads.count == 1, peerPython == nil else {
+        throw ValidationError("--open queries one existing index: one --threads value, no --peer")
+      }
+      storage = "lmdb"
+    }
+    try parameters.validate()
+  }
 }
 
 func seconds(_ duration: Duration) -> Double {
   Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
-}
-
-func median(_ values: [Double]) -> Double {
-  let sorted = values.sorted()
-  return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
 }
 
 func formatRange(_ values: [Double], _ digits: Int = 0) -> String {
@@ -328,13 +299,6 @@ func measureQueries(
   return rows
 }
 
-/// CPU seconds the calling thread has run.
-func threadCPUSeconds() -> Double {
-  var time = timespec()
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
-
 /// q/s at a recall target, interpolated linearly between the neighbouring ef values
 /// whose recalls bracket it (as peer_ann.py does); nil when no pair brackets it.
 func interpolatedQPS(_ rows: [QueryRow], target: Double) -> Double? {
@@ -372,13 +336,8 @@ func printQueries(_ rows: [QueryRow], title: String) {
   print("  CPU q/s at recall@10 = 0.95: \(qpsAtRecall(cpuRows, target: 0.95))")
 }
 
-func loadAverage() -> String {
-  (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
-    .split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
-}
-
 func run() throws {
-  let options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+  let options = Options.parseOrExit()
   if !options.growth.isEmpty { return try runGrowth(options) }
   let clock = ContinuousClock()
   let base = try Texmex.readFloats(path: options.base, limit: options.baseLimit)
@@ -529,6 +488,6 @@ func run() throws {
 do {
   try run()
 } catch {
-  FileHandle.standardError.write("index-bench: \(error)\n".data(using: .utf8)!)
+  log("index-bench: \(error)")
   exit(1)
 }

@@ -10,30 +10,24 @@
 //   on     logged queries (entries queued, committed in groups in the background)
 //   sync   logged queries, each followed by `flushLog()`: a durable log write per
 //          query that waits for the writer lock, as every query did before the queue
+import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import VectorDB
 
-let dimension = 64
-var seconds = 3.0
-var rounds = 3
-var documents = 10_000
-var directory = NSTemporaryDirectory() + "vdb-log-bench-\(getpid())"
-var importer = false
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--seconds": seconds = Double(arguments.next() ?? "") ?? seconds
-  case "--rounds": rounds = Int(arguments.next() ?? "") ?? rounds
-  case "--documents": documents = Int(arguments.next() ?? "") ?? documents
-  case "--dir": directory = arguments.next() ?? directory
-  case "--importer": importer = true
-  default:
-    FileHandle.standardError.write(
-      Data(
-        "usage: log-bench [--seconds S] [--rounds R] [--documents N] [--dir PATH]\n".utf8))
-    exit(2)
-  }
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "log-bench")
+  @Option(help: "Seconds per mode and round.") var seconds = 3.0
+  @Option(help: "Rounds (each runs every mode).") var rounds = 3
+  @Option(help: "Vectors in the queried collection.") var documents = 10_000
+  @Option(help: "Database directory (default: a fresh temporary one).")
+  var dir = NSTemporaryDirectory() + "vdb-log-bench-\(getpid())"
+  @Flag(help: .private) var importer = false
 }
+let arguments = Arguments.parseOrExit()
+let (seconds, rounds, documents, directory) =
+  (arguments.seconds, arguments.rounds, arguments.documents, arguments.dir)
+let dimension = 64
 
 var generator = SystemRandomNumberGenerator()
 func randomVectors(_ count: Int) -> [[Float]] {
@@ -54,7 +48,7 @@ func runImporter() throws -> Never {
   }
 }
 
-if importer { try runImporter() }
+if arguments.importer { try runImporter() }
 
 try? FileManager.default.removeItem(atPath: directory)
 defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -87,11 +81,6 @@ var batchesDuring: [Mode: Int] = [:]
 /// importer is another process). On a loaded machine throughput also measures the
 /// neighbours; CPU per query is what logging costs.
 var cpu: [Mode: Double] = [:]
-func cpuSeconds() -> Double {
-  var time = timespec()
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
 let queries = randomVectors(1000)
 for _ in 0..<rounds {
   for mode in Mode.allCases {
@@ -117,26 +106,17 @@ for _ in 0..<rounds {
   }
 }
 
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-}
-let flags =
-  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-  .split(separator: "\n").first { $0.hasPrefix("flags") }
-  .map { line in
-    line.split(separator: " ").filter { $0.hasPrefix("avx") || $0 == "fma" }.joined(separator: " ")
-  } ?? "?"
 print(
   "log-bench: \(documents) vectors of \(dimension)-d queried (k 10, ef 64) while another process"
     + " upserts 1,000-vector batches; \(rounds) rounds of \(seconds) s per mode")
-print("cpu flags: \(flags)")
+print("cpu flags: \(cpuFlags()); load average \(loadAverage())")
 print("mode  queries   q/s      p50 µs   p99 µs   max ms  CPU µs/query  import batches")
-var summary: [Mode: (p50: Double, p99: Double, rate: Double, cpu: Double)] = [:]
+var figures: [Mode: (p50: Double, p99: Double, rate: Double, cpu: Double)] = [:]
 for mode in Mode.allCases {
   let sorted = (latencies[mode] ?? []).sorted()
   let rate = Double(sorted.count) / (elapsed[mode] ?? 1)
   let cpuPerQuery = (cpu[mode] ?? 0) * 1e6 / Double(max(1, sorted.count))
-  summary[mode] = (percentile(sorted, 0.5), percentile(sorted, 0.99), rate, cpuPerQuery)
+  figures[mode] = (percentile(sorted, 0.5), percentile(sorted, 0.99), rate, cpuPerQuery)
   print(
     mode.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
       + String(
@@ -144,7 +124,7 @@ for mode in Mode.allCases {
         percentile(sorted, 0.5), percentile(sorted, 0.99), (sorted.last ?? 0) / 1e3,
         cpuPerQuery, batchesDuring[mode] ?? 0))
 }
-if let on = summary[.on], let off = summary[.off], let sync = summary[.sync] {
+if let on = figures[.on], let off = figures[.off], let sync = figures[.sync] {
   print(
     String(
       format:

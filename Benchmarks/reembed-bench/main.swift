@@ -6,23 +6,19 @@
 // database, then (1) embeds the same texts with the encoder only, (2) re-embeds the
 // collection into a new generation (`reembed(all: true)`), and (3) measures query
 // latency idle and while a re-embed runs on another thread.
+import ArgumentParser
+import BenchmarkSupport
 import Dispatch
 import Foundation
 import VectorDB
 
-var documents = 1000
-var queryCount = 300
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--documents": documents = Int(arguments.next() ?? "") ?? documents
-  case "--queries": queryCount = Int(arguments.next() ?? "") ?? queryCount
-  default:
-    FileHandle.standardError.write(
-      Data("usage: reembed-bench [--documents N] [--queries Q]\n".utf8))
-    exit(2)
-  }
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "reembed-bench")
+  @Option(help: "SciFact abstracts to import.") var documents = 1000
+  @Option(help: "Query texts timed per pass.") var queries = 300
 }
+let arguments = Arguments.parseOrExit()
+let (documents, queryCount) = (arguments.documents, arguments.queries)
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   .appendingPathComponent("../../../shared/datasets/scifact").standardized.path
 let directory = NSTemporaryDirectory() + "vdb-reembed-bench-\(getpid())"
@@ -43,20 +39,10 @@ let collection = try db.collection("scifact")
 try collection.importJSONL(path: directory + "/corpus.jsonl")
 let texts = try collection.documents(limit: documents).map(\.text)
 
-func seconds(_ body: () throws -> Void) rethrows -> Double {
-  let start = DispatchTime.now().uptimeNanoseconds
-  try body()
-  return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-}
-
 func latencies() throws -> [Double] {
   try queries.map { text in
     try seconds { _ = try collection.query(text: text, k: 10, log: false) } * 1000
-  }.sorted()
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+  }
 }
 
 let encoder = try db.encoder(version: 1)
@@ -73,9 +59,9 @@ DispatchQueue.global().async(group: group) {
 var busy: [Double] = []
 while !done.value { busy += try latencies() }
 group.wait()
-busy.sort()
 
 print("reembed-bench: \(documents) SciFact documents, \(queries.count) queries, k 10")
+print("cpu flags: \(cpuFlags()); load average \(loadAverage())")
 print(
   String(
     format: "  encoder only   %.1f docs/s\n  re-embed       %.1f docs/s (%.2f× the encoder alone)",

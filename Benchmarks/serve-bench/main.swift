@@ -11,43 +11,29 @@
 // are the split's texts, cycled, k = 10, unlogged on both sides (logging costs the same
 // in both). Then a mixed run: the dense queries at 8 connections alone and beside one
 // connection upserting 10-document batches. wrk comes from Debian (`apt-get install wrk`).
+import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import VectorDB
 
-var beir: String?
-var vdb: String?
-var directory = NSTemporaryDirectory() + "vdb-serve-bench"
-var seconds = 10
-var connections = [1, 8, 64]
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--beir": beir = arguments.next()
-  case "--vdb": vdb = arguments.next()
-  case "--dir": directory = arguments.next() ?? directory
-  case "--seconds": seconds = Int(arguments.next() ?? "") ?? seconds
-  case "--connections":
-    connections = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }
-  default:
-    FileHandle.standardError.write(
-      Data(
-        "usage: serve-bench --beir DIR --vdb BINARY [--dir PATH] [--seconds S] [--connections 1,8,64]\n"
-          .utf8))
-    exit(2)
-  }
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "serve-bench")
+  @Option(help: "A BEIR directory (SciFact).") var beir: String
+  @Option(help: "The vdb binary to serve with.") var vdb: String
+  @Option(help: "The database directory (built once, kept).")
+  var dir = NSTemporaryDirectory() + "vdb-serve-bench"
+  @Option(help: "Seconds per cell.") var seconds = 10
+  @Option(help: "wrk connection counts, comma-separated.") var connections = "1,8,64"
 }
-guard let beir, let vdb else {
-  FileHandle.standardError.write(
-    Data("serve-bench: --beir DIR and --vdb BINARY are required\n".utf8))
-  exit(2)
-}
+let arguments = Arguments.parseOrExit()
+let (beir, vdb, directory, seconds) =
+  (arguments.beir, arguments.vdb, arguments.dir, arguments.seconds)
+let connections = arguments.connections.split(separator: ",").compactMap { Int($0) }
 guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
   FileHandle.standardError.write(
     Data("serve-bench: needs wrk: apt-get install wrk (Debian's package)\n".utf8))
   exit(1)
 }
-
-func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
 // MARK: The database, built once.
 
@@ -101,10 +87,10 @@ func inProcess(mode: SearchMode, threads: Int) throws -> Figure {
   }
   group.wait()
   let elapsed = Date().timeIntervalSince(start)
-  let sorted = counter.all.sorted()
+  let latencies = counter.all
   return Figure(
-    perSecond: Double(sorted.count) / elapsed, p50: sorted[sorted.count / 2],
-    p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+    perSecond: Double(latencies.count) / elapsed, p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99))
 }
 
 // MARK: Over HTTP: `vdb serve` (another process on the same database) and wrk.
@@ -290,15 +276,9 @@ try database.dropCollection("writes-vectors")
 server.terminate()
 server.waitUntilExit()
 
-let flags =
-  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
-  .first { $0.hasPrefix("flags") }.map { line in
-    line.split(separator: " ").filter { $0 == "avx2" || $0.hasPrefix("avx512") || $0 == "fma" }
-      .joined(separator: " ")
-  } ?? "?"
 print(
   "serve-bench: \(texts.count) SciFact test queries, k 10, unlogged, \(seconds) s per cell; "
-    + "\(ProcessInfo.processInfo.activeProcessorCount) cores; CPU flags: \(flags)")
+    + "\(ProcessInfo.processInfo.activeProcessorCount) cores; CPU flags: \(cpuFlags())")
 print(
   "| mode | connections | HTTP q/s | HTTP p50 / p99 ms | in-process threads | in-process q/s | in-process p50 / p99 ms | ratio |"
 )

@@ -3,24 +3,24 @@ import HNSW
 import LMDB
 
 /// What an index holds and how it was built; fixed when the index is created.
-public struct IndexSettings: Codable, Equatable, Sendable {
+package struct IndexSettings: Codable, Equatable, Sendable {
   /// The number of components of every vector.
-  public var dimension: Int
+  package var dimension: Int
   /// How distances are measured.
-  public var metric: Metric
+  package var metric: Metric
   /// M, Mmax0, efConstruction, level seed, consolidation threshold.
-  public var parameters: HNSWParameters
+  package var parameters: HNSWParameters
   /// The layout version; see ``GraphLayout``.
-  public var formatVersion: Int
+  package var formatVersion: Int
 
   /// The layout version this code writes (and the newest it reads). Version 2 added
   /// a CRC-32C to every node and upper record; version 3 a bfloat16 copy of each vector
   /// in its node record, which searches walk the graph with. Older indexes are read
   /// and written as they are (version 1 without checksums, both without the copies,
   /// so their searches use float32 throughout).
-  public static let currentFormat = 3
+  package static let currentFormat = 3
 
-  public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
+  package init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
     self.dimension = dimension
     self.metric = metric
     self.parameters = parameters
@@ -29,7 +29,7 @@ public struct IndexSettings: Codable, Equatable, Sendable {
 }
 
 /// What went wrong with an index, naming the index or node.
-public enum VectorIndexError: Error, Equatable, CustomStringConvertible {
+package enum VectorIndexError: Error, Equatable, CustomStringConvertible {
   /// No index is stored under this name.
   case notFound(name: String)
   /// An index already exists under this name.
@@ -43,7 +43,7 @@ public enum VectorIndexError: Error, Equatable, CustomStringConvertible {
   /// A write was attempted through a read transaction.
   case readOnly
 
-  public var description: String {
+  package var description: String {
     switch self {
     case .notFound(let name): return "no vector index named \"\(name)\""
     case .alreadyExists(let name): return "a vector index named \"\(name)\" already exists"
@@ -80,11 +80,11 @@ public enum VectorIndexError: Error, Equatable, CustomStringConvertible {
 ///
 /// Thread safety: any number of threads may search at once, each in its own read
 /// transaction; writes are serialised by LMDB's single writer.
-public final class VectorIndex: @unchecked Sendable {
+package final class VectorIndex: @unchecked Sendable {
   /// The table name.
-  public let name: String
+  package let name: String
   /// Dimension, metric and construction parameters.
-  public let settings: IndexSettings
+  package let settings: IndexSettings
   let environment: Environment
   let table: Table
   let layout: GraphLayout
@@ -117,7 +117,7 @@ public final class VectorIndex: @unchecked Sendable {
   ///
   /// - Throws: ``VectorIndexError/alreadyExists(name:)``,
   ///   ``VectorIndexError/invalidSettings(name:reason:)``, or an `LMDBError`.
-  public static func create(
+  package static func create(
     _ name: String, in environment: Environment, dimension: Int, metric: Metric,
     parameters: HNSWParameters = HNSWParameters()
   ) throws -> VectorIndex {
@@ -151,7 +151,7 @@ public final class VectorIndex: @unchecked Sendable {
   /// - Throws: ``VectorIndexError/notFound(name:)``,
   ///   ``VectorIndexError/newerFormat(name:found:supported:)``,
   ///   ``VectorIndexError/corrupt(_:)`` for unreadable settings, or an `LMDBError`.
-  public static func open(_ name: String, in environment: Environment) throws -> VectorIndex {
+  package static func open(_ name: String, in environment: Environment) throws -> VectorIndex {
     let table = try environment.table(name)
     let settings = try environment.read { txn -> IndexSettings in
       guard let bytes = try txn.get(table, key: GraphLayout.paramsKey) else {
@@ -173,7 +173,7 @@ public final class VectorIndex: @unchecked Sendable {
   // MARK: Writes (in the caller's write transaction)
 
   /// Inserts (or replaces) one vector; see ``insert(ids:vectors:threads:in:)``.
-  public func insert(_ id: UInt32, vector: [Float], in txn: WriteTransaction) throws {
+  package func insert(_ id: UInt32, vector: [Float], in txn: WriteTransaction) throws {
     try insert(ids: [id], vectors: vector, threads: 1, in: txn)
   }
 
@@ -183,7 +183,7 @@ public final class VectorIndex: @unchecked Sendable {
   ///
   /// - Throws: `HNSWError` for a bad vector (wrong length, NaN, zero vector for cosine)
   ///   or a duplicate id, before anything is written; `LMDBError` from the writes.
-  public func insert(
+  package func insert(
     ids: [UInt32], vectors: [Float], threads: Int = 1, in txn: WriteTransaction
   ) throws {
     try withWriter(txn) { graph in
@@ -193,7 +193,7 @@ public final class VectorIndex: @unchecked Sendable {
 
   /// Deletes one node; returns false if it was not stored (or already deleted).
   @discardableResult
-  public func delete(_ id: UInt32, in txn: WriteTransaction) throws -> Bool {
+  package func delete(_ id: UInt32, in txn: WriteTransaction) throws -> Bool {
     try delete(ids: [id], in: txn) == 1
   }
 
@@ -201,17 +201,17 @@ public final class VectorIndex: @unchecked Sendable {
   /// results at once; when they reach the consolidation threshold, the graph is
   /// repaired around them and they are removed (in this transaction).
   @discardableResult
-  public func delete(ids: [UInt32], threads: Int = 1, in txn: WriteTransaction) throws -> Int {
+  package func delete(ids: [UInt32], threads: Int = 1, in txn: WriteTransaction) throws -> Int {
     try withWriter(txn) { graph in try graph.delete(ids: ids, threads: threads) }
   }
 
   /// Repairs the graph around every deleted node and removes them now.
-  public func consolidate(threads: Int = 1, in txn: WriteTransaction) throws {
+  package func consolidate(threads: Int = 1, in txn: WriteTransaction) throws {
     try withWriter(txn) { graph in try graph.consolidate(threads: threads) }
   }
 
   /// Removes every node and the settings: the table is left empty.
-  public func drop(in txn: WriteTransaction) throws {
+  package func drop(in txn: WriteTransaction) throws {
     writerCache.invalidate()
     try txn.clear(table)
   }
@@ -254,7 +254,7 @@ public final class VectorIndex: @unchecked Sendable {
   ///   - filter: only nodes it accepts are returned (others are walked through).
   ///     For a selective filter, pass the matching ids to
   ///     ``search(_:k:ef:candidates:in:)`` instead.
-  public func search(
+  package func search(
     _ query: [Float], k: Int, ef: Int = 64, filter: ((UInt32) -> Bool)? = nil,
     in txn: Transaction
   ) throws -> [Neighbor] {
@@ -267,7 +267,7 @@ public final class VectorIndex: @unchecked Sendable {
   /// scan when there are few (``prefersExactScan(candidates:ef:in:)``), otherwise a
   /// graph search that returns only candidates. Recall is 1 in the first case and
   /// close to that of an unfiltered search in the second.
-  public func search(
+  package func search(
     _ query: [Float], k: Int, ef: Int = 64, candidates: [UInt32], in txn: Transaction
   ) throws -> [Neighbor] {
     if try prefersExactScan(candidates: candidates.count, ef: ef, in: txn) {
@@ -290,7 +290,7 @@ public final class VectorIndex: @unchecked Sendable {
   /// the n nodes, computing about Mmax0/2 distances each; the scan computes s·n. They
   /// cost the same at s·n = √(ef · Mmax0 · n / 2): about 7,000 candidates for 50,000
   /// nodes at ef 64, 32,000 for a million.
-  public func prefersExactScan(candidates: Int, ef: Int, in txn: Transaction) throws -> Bool {
+  package func prefersExactScan(candidates: Int, ef: Int, in txn: Transaction) throws -> Bool {
     let n = Double(try count(in: txn))
     let breakEven = (Double(ef) * Double(settings.parameters.mMax0) * n / 2).squareRoot()
     return Double(candidates) <= max(breakEven, 1_000)
@@ -298,7 +298,7 @@ public final class VectorIndex: @unchecked Sendable {
 
   /// The `k` nearest live nodes by computing every distance: over `candidates`, or
   /// over all nodes when `candidates` is nil. Ground truth, and `exact: true` queries.
-  public func exactSearch(
+  package func exactSearch(
     _ query: [Float], k: Int, candidates: [UInt32]? = nil, in txn: Transaction
   ) throws -> [Neighbor] {
     try withReader(txn) { graph, _ in
@@ -308,14 +308,14 @@ public final class VectorIndex: @unchecked Sendable {
   }
 
   /// The number of live (not deleted) nodes.
-  public func count(in txn: Transaction) throws -> Int {
+  package func count(in txn: Transaction) throws -> Int {
     let storage = try LMDBGraphStorage(
       transaction: txn, table: table, layout: layout, cache: ReaderCache())
     return storage.nodeCount - storage.deletedCount
   }
 
   /// Whether `id` is stored and not deleted.
-  public func contains(_ id: UInt32, in txn: Transaction) throws -> Bool {
+  package func contains(_ id: UInt32, in txn: Transaction) throws -> Bool {
     try withReader(txn) { graph, _ in
       try graph.storage.level(of: id) != nil && !graph.storage.isDeleted(id)
     }
@@ -325,7 +325,7 @@ public final class VectorIndex: @unchecked Sendable {
   ///
   /// - Throws: ``VectorIndexError/corrupt(_:)`` when its record fails its checksum
   ///   (checked here, where one record is read, not in searches).
-  public func vector(of id: UInt32, in txn: Transaction) throws -> [Float]? {
+  package func vector(of id: UInt32, in txn: Transaction) throws -> [Float]? {
     try withReader(txn) { graph, _ in
       guard try graph.storage.level(of: id) != nil else { return nil }
       let pointer = try graph.storage.vector(of: id)
@@ -343,7 +343,7 @@ public final class VectorIndex: @unchecked Sendable {
   /// 3 on) node records without a vector record, or whose bfloat16 copy is not the
   /// rounding of it, one line each (none for version 1, which has no checksums);
   /// reads every record.
-  public func recordFailures(in txn: Transaction) throws -> [String] {
+  package func recordFailures(in txn: Transaction) throws -> [String] {
     guard layout.isChecksummed else { return [] }
     let kinds: [UInt8: String] = [
       GraphLayout.nodeTag: "node record (walk vector and layer-0 links)",
@@ -380,12 +380,12 @@ public final class VectorIndex: @unchecked Sendable {
 
   /// Checks the stored graph (dangling links, capacities, entry point, reachability);
   /// reads every node.
-  public func checkIntegrity(in txn: Transaction) throws -> IntegrityReport {
+  package func checkIntegrity(in txn: Transaction) throws -> IntegrityReport {
     try withReader(txn) { graph, _ in try graph.checkIntegrity() }
   }
 
   /// Bytes of LMDB pages the index's table occupies.
-  public func byteSize(in txn: Transaction) throws -> Int {
+  package func byteSize(in txn: Transaction) throws -> Int {
     try txn.byteSize(table)
   }
 
