@@ -281,8 +281,8 @@ struct RouteTrain: ParsableCommand {
     print(
       "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
         + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds));"
-        + " \(Int(m["epochs"] ?? 0)) epochs from the centroids"
-        + (m["lora_epochs"].map { ", then \(Int($0)) with LoRA adapters" } ?? "")
+        + " \(classifier(report))"
+        + (m["lora_epochs"].map { ", then \(Int($0)) epochs with LoRA adapters" } ?? "")
         + ", chosen on the training split")
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
@@ -311,6 +311,16 @@ struct RouteTrain: ParsableCommand {
         })
     }
     print(report.reason)
+  }
+
+  /// The classifier chosen, in words.
+  private func classifier(_ report: RouterTrainingReport) -> String {
+    switch report.classifier {
+    case "shrunk_lda":
+      String(format: "shrunk LDA (shrinkage %.3f)", report.metrics["shrinkage"] ?? 0)
+    case "softmax": "softmax head, \(Int(report.metrics["epochs"] ?? 0)) epochs from the centroids"
+    default: "nearest centroid"
+    }
   }
 }
 

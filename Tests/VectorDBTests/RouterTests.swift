@@ -43,9 +43,10 @@ final class RouterTests: XCTestCase {
       escalation: "general")
   }
 
-  /// The epochs are chosen on the training split: labels that carry no signal keep the
-  /// centroid classifier (0 epochs); a boundary the centroids misplace makes training pay.
-  func testEpochsAreChosenByCrossValidation() throws {
+  /// The classifier is chosen on the training split: labels that carry no signal keep the
+  /// centroid classifier; a boundary the centroids misplace makes another pay; noise that
+  /// the classes share is what the discriminant's covariance models.
+  func testClassifierIsChosenByCrossValidation() throws {
     var random = Xoshiro256(seed: 5)
     func unit(_ v: [Float]) -> [Float] {
       let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
@@ -56,7 +57,8 @@ final class RouterTests: XCTestCase {
     let noisy = (0..<60).map { _ in unit((0..<8).map { _ in noise() }) }
     let noiseLabels = (0..<60).map { $0 % 3 }
     XCTAssertEqual(
-      Router.chooseEpochs(inputs: noisy, labels: noiseLabels, classes: 3, options: options), 0)
+      Router.chooseClassifier(inputs: noisy, labels: noiseLabels, classes: 3, options: options),
+      .nearestCentroid)
     // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
     // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
     // the wrong side; a linear head with a bias moves the boundary next to the tight class.
@@ -69,8 +71,24 @@ final class RouterTests: XCTestCase {
       inputs.append([cos(angle), sin(angle)])
       labels.append(y)
     }
-    XCTAssertGreaterThan(
-      Router.chooseEpochs(inputs: inputs, labels: labels, classes: 2, options: options), 0)
+    XCTAssertNotEqual(
+      Router.chooseClassifier(inputs: inputs, labels: labels, classes: 2, options: options),
+      .nearestCentroid)
+    // Two classes 0.4 apart along y, both spread ± 1 along (0, 1, 1)/√2: the centroids'
+    // boundary (y = 0) cuts through that shared spread; the discriminant's, along
+    // Σ⁻¹(m₀ − m₁) ∝ (0, 1, −1), does not.
+    var shared: [[Float]] = []
+    var sharedLabels: [Int] = []
+    for i in 0..<80 {
+      let y = i % 2
+      let t = noise() / Float(2).squareRoot()
+      shared.append([1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()])
+      sharedLabels.append(y)
+    }
+    XCTAssertEqual(
+      Router.chooseClassifier(
+        inputs: shared, labels: sharedLabels, classes: 2, options: options),
+      .discriminant)
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {
