@@ -30,7 +30,8 @@ enum RouterClassifier: Equatable {
 
 /// What `Router.train` trains.
 public enum RouterTier: String, Codable, Sendable, CaseIterable {
-  /// A softmax head on the encoder's frozen sentence embeddings (seconds).
+  /// A linear classifier on the encoder's frozen sentence embeddings, chosen on the training
+  /// split among nearest centroid, shrunk LDA and a trained softmax head (seconds).
   case head
   /// The head, then the head and LoRA adapters on the encoder trained together (minutes);
   /// the version stores the adapters and serves with them merged into the encoder.
