@@ -212,6 +212,11 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(active, 1)
     XCTAssertEqual(versions[1].reason, again.reason)
     XCTAssertEqual(versions[1].parent, 1)
+    // The lineage records the classifier the training split chose, as the report does.
+    XCTAssertEqual(versions[0].lineage["classifier"], .string(report.classifier))
+    XCTAssertTrue(
+      ["nearest_centroid", "shrunk_lda", "softmax"].contains(report.classifier), report.classifier)
+    XCTAssertEqual(m["shrinkage"] != nil, report.classifier == "shrunk_lda")
     try router.activate(version: 2)
     XCTAssertEqual(try router.versions().active, 2)
     XCTAssertEqual(try router.rollback(), 1)
