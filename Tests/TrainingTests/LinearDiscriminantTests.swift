@@ -75,11 +75,8 @@ final class LinearDiscriminantTests: XCTestCase {
     let mirrored = try LinearDiscriminant(inputs: inputs, labels: labels, classes: 2, shrinkage: 1)
     let centroids = NearestCentroid(inputs: inputs, labels: labels, classes: 2)
     let probes = (0..<200).map { _ in [noise(), noise(), noise()] }
-    XCTAssertEqual(
-      probes.map { p in
-        mirrored.scores(p).indices.max { mirrored.scores(p)[$0] < mirrored.scores(p)[$1] }!
-      },
-      centroids.predict(probes))
+    let decided = probes.map(mirrored.scores).map { s in s.indices.max { s[$0] < s[$1] }! }
+    XCTAssertEqual(decided, centroids.predict(probes))
   }
 
   /// The estimate follows the data: many examples in few dimensions need little shrinkage,

@@ -53,42 +53,30 @@ final class RouterTests: XCTestCase {
       return v.map { $0 / norm }
     }
     func noise() -> Float { random.nextUnitFloat() * 2 - 1 }
-    let options = Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3)
-    let noisy = (0..<60).map { _ in unit((0..<8).map { _ in noise() }) }
-    let noiseLabels = (0..<60).map { $0 % 3 }
+    func chosen(classes: Int, count: Int, _ point: (_ label: Int) -> [Float]) -> RouterClassifier {
+      let labels = (0..<count).map { $0 % classes }
+      return Router.chooseClassifier(
+        inputs: labels.map(point), labels: labels, classes: classes,
+        options: Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3))
+    }
     XCTAssertEqual(
-      Router.chooseClassifier(inputs: noisy, labels: noiseLabels, classes: 3, options: options),
-      .nearestCentroid)
+      chosen(classes: 3, count: 60) { _ in unit((0..<8).map { _ in noise() }) }, .nearestCentroid)
     // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
     // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
     // the wrong side; a linear head with a bias moves the boundary next to the tight class.
-    var inputs: [[Float]] = []
-    var labels: [Int] = []
-    for i in 0..<80 {
-      let y = i % 2
+    let angled = chosen(classes: 2, count: 80) { y in
       let degrees: Float = y == 0 ? 4 * noise() : 40 + 35 * noise()
-      let angle = degrees * .pi / 180
-      inputs.append([cos(angle), sin(angle)])
-      labels.append(y)
+      return [cos(degrees * .pi / 180), sin(degrees * .pi / 180)]
     }
-    XCTAssertNotEqual(
-      Router.chooseClassifier(inputs: inputs, labels: labels, classes: 2, options: options),
-      .nearestCentroid)
+    XCTAssertNotEqual(angled, .nearestCentroid)
     // Two classes 0.4 apart along y, both spread ± 1 along (0, 1, 1)/√2: the centroids'
     // boundary (y = 0) cuts through that shared spread; the discriminant's, along
     // Σ⁻¹(m₀ − m₁) ∝ (0, 1, −1), does not.
-    var shared: [[Float]] = []
-    var sharedLabels: [Int] = []
-    for i in 0..<80 {
-      let y = i % 2
+    let shared = chosen(classes: 2, count: 80) { y in
       let t = noise() / Float(2).squareRoot()
-      shared.append([1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()])
-      sharedLabels.append(y)
+      return [1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()]
     }
-    XCTAssertEqual(
-      Router.chooseClassifier(
-        inputs: shared, labels: sharedLabels, classes: 2, options: options),
-      .discriminant)
+    XCTAssertEqual(shared, .discriminant)
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {
