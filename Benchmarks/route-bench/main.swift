@@ -69,13 +69,17 @@ func heldOut(_ router: Router, label: String, tier: RouterTier = .head) throws
     "\n\(label), \(tier) tier: \(reports[0].trainExamples) train / \(reports[0].heldOutExamples) held out, \(seeds) seeds (mean ± sd)"
   )
   for key in [
-    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs",
+    "macro_f1", "nearest_centroid_macro_f1", "majority_macro_f1", "accuracy", "epochs", "shrinkage",
     "lora_epochs", "stored_bytes", "ece_before",
     "ece_after", "temperature", "escalation", "quality", "always_escalate_quality",
     "never_escalate_quality",
   ] where reports[0].metrics[key] != nil {
     print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(figure(key))")
   }
+  let chosen = Dictionary(grouping: reports.map(\.classifier)) { $0 }.mapValues(\.count)
+  print(
+    "  classifier chosen          "
+      + chosen.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
   print(
     String(format: "  training %.2f s per run (embedding included)", mean(reports.map(\.seconds))))
   return reports.last!

@@ -12,7 +12,7 @@ struct Route: ParsableCommand {
     discussion: """
       A router chooses among paths (a cheap specialist, an expensive generalist, one
       collection or another). It learns from logged outcomes and labelled examples: a
-      softmax head on the sentence embeddings of the database's encoder, calibrated, and
+      linear classifier on the sentence embeddings of the database's encoder, calibrated, and
       activated only when held-out macro-F1 beats the active version beyond noise.
 
       Examples:
@@ -186,7 +186,9 @@ struct RouteTrain: ParsableCommand {
     commandName: "train",
     abstract: "Train a new router version from the log; activate it only if it is better.",
     discussion: """
-      A softmax head on the frozen sentence embeddings, balanced class weights, AdamW.
+      On the frozen sentence embeddings, cross-validation on the training split chooses
+      nearest centroid, shrunk LDA, or a softmax head trained from the centroids (balanced
+      class weights, AdamW) for a share of --epochs.
       --tier lora then trains the head with LoRA adapters on the encoder (minutes; the
       version stores the adapters, a few MB, and serves with them merged).
       --held-out of each path's inputs are held out: the gate (paired bootstrap of
@@ -210,7 +212,7 @@ struct RouteTrain: ParsableCommand {
   @Flag(help: "Activate even if the gate says no.") var force = false
   @Option(
     help:
-      "head: a softmax head on the frozen embeddings; lora: then the head with LoRA adapters on the encoder."
+      "head: a classifier on the frozen embeddings; lora: then the head with LoRA adapters on the encoder."
   )
   var tier = RouterTier.head
   @Option(
@@ -281,8 +283,8 @@ struct RouteTrain: ParsableCommand {
     print(
       "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
         + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds));"
-        + " \(Int(m["epochs"] ?? 0)) epochs from the centroids"
-        + (m["lora_epochs"].map { ", then \(Int($0)) with LoRA adapters" } ?? "")
+        + " \(classifier(report))"
+        + (m["lora_epochs"].map { ", then \(Int($0)) epochs with LoRA adapters" } ?? "")
         + ", chosen on the training split")
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
@@ -311,6 +313,16 @@ struct RouteTrain: ParsableCommand {
         })
     }
     print(report.reason)
+  }
+
+  /// The classifier chosen, in words.
+  private func classifier(_ report: RouterTrainingReport) -> String {
+    switch report.classifier {
+    case "shrunk_lda":
+      String(format: "shrunk LDA (shrinkage %.3f)", report.metrics["shrinkage"] ?? 0)
+    case "softmax": "softmax head, \(Int(report.metrics["epochs"] ?? 0)) epochs from the centroids"
+    default: "nearest centroid"
+    }
   }
 }
 

@@ -43,34 +43,40 @@ final class RouterTests: XCTestCase {
       escalation: "general")
   }
 
-  /// The epochs are chosen on the training split: labels that carry no signal keep the
-  /// centroid classifier (0 epochs); a boundary the centroids misplace makes training pay.
-  func testEpochsAreChosenByCrossValidation() throws {
+  /// The classifier is chosen on the training split: labels that carry no signal keep the
+  /// centroid classifier; a boundary the centroids misplace makes another pay; noise that
+  /// the classes share is what the discriminant's covariance models.
+  func testClassifierIsChosenByCrossValidation() throws {
     var random = Xoshiro256(seed: 5)
     func unit(_ v: [Float]) -> [Float] {
       let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
       return v.map { $0 / norm }
     }
     func noise() -> Float { random.nextUnitFloat() * 2 - 1 }
-    let options = Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3)
-    let noisy = (0..<60).map { _ in unit((0..<8).map { _ in noise() }) }
-    let noiseLabels = (0..<60).map { $0 % 3 }
+    func chosen(classes: Int, count: Int, _ point: (_ label: Int) -> [Float]) -> RouterClassifier {
+      let labels = (0..<count).map { $0 % classes }
+      return Router.chooseClassifier(
+        inputs: labels.map(point), labels: labels, classes: classes,
+        options: Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3))
+    }
     XCTAssertEqual(
-      Router.chooseEpochs(inputs: noisy, labels: noiseLabels, classes: 3, options: options), 0)
+      chosen(classes: 3, count: 60) { _ in unit((0..<8).map { _ in noise() }) }, .nearestCentroid)
     // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
     // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
     // the wrong side; a linear head with a bias moves the boundary next to the tight class.
-    var inputs: [[Float]] = []
-    var labels: [Int] = []
-    for i in 0..<80 {
-      let y = i % 2
+    let angled = chosen(classes: 2, count: 80) { y in
       let degrees: Float = y == 0 ? 4 * noise() : 40 + 35 * noise()
-      let angle = degrees * .pi / 180
-      inputs.append([cos(angle), sin(angle)])
-      labels.append(y)
+      return [cos(degrees * .pi / 180), sin(degrees * .pi / 180)]
     }
-    XCTAssertGreaterThan(
-      Router.chooseEpochs(inputs: inputs, labels: labels, classes: 2, options: options), 0)
+    XCTAssertNotEqual(angled, .nearestCentroid)
+    // Two classes 0.4 apart along y, both spread ± 1 along (0, 1, 1)/√2: the centroids'
+    // boundary (y = 0) cuts through that shared spread; the discriminant's, along
+    // Σ⁻¹(m₀ − m₁) ∝ (0, 1, −1), does not.
+    let shared = chosen(classes: 2, count: 80) { y in
+      let t = noise() / Float(2).squareRoot()
+      return [1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()]
+    }
+    XCTAssertEqual(shared, .discriminant)
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {
@@ -194,6 +200,11 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(active, 1)
     XCTAssertEqual(versions[1].reason, again.reason)
     XCTAssertEqual(versions[1].parent, 1)
+    // The lineage records the classifier the training split chose, as the report does.
+    XCTAssertEqual(versions[0].lineage["classifier"], .string(report.classifier))
+    XCTAssertTrue(
+      ["nearest_centroid", "shrunk_lda", "softmax"].contains(report.classifier), report.classifier)
+    XCTAssertEqual(m["shrinkage"] != nil, report.classifier == "shrunk_lda")
     try router.activate(version: 2)
     XCTAssertEqual(try router.versions().active, 2)
     XCTAssertEqual(try router.rollback(), 1)

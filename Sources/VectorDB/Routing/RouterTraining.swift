@@ -3,9 +3,35 @@ import Foundation
 import LMDB
 import Training
 
+/// The classifiers `Router.train` chooses among on the training split, simplest first.
+enum RouterClassifier: Equatable {
+  /// The head as nearest centroid (cosine), untrained.
+  case nearestCentroid
+  /// Shrunk linear discriminant analysis (`LinearDiscriminant`): the centroids with a shared
+  /// covariance estimated from the data.
+  case discriminant
+  /// The head from the centroids, trained for this many epochs.
+  case trained(Int)
+
+  /// The name in reports and lineage.
+  var name: String {
+    switch self {
+    case .nearestCentroid: "nearest_centroid"
+    case .discriminant: "shrunk_lda"
+    case .trained: "softmax"
+    }
+  }
+
+  var epochs: Int {
+    if case .trained(let epochs) = self { return epochs }
+    return 0
+  }
+}
+
 /// What `Router.train` trains.
 public enum RouterTier: String, Codable, Sendable, CaseIterable {
-  /// A softmax head on the encoder's frozen sentence embeddings (seconds).
+  /// A linear classifier on the encoder's frozen sentence embeddings, chosen on the training
+  /// split among nearest centroid, shrunk LDA and a trained softmax head (seconds).
   case head
   /// The head, then the head and LoRA adapters on the encoder trained together (minutes);
   /// the version stores the adapters and serves with them merged into the encoder.
@@ -71,6 +97,9 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var activated: Bool
   /// The gate's verdict.
   public var reason: String
+  /// The classifier chosen on the training split: `nearest_centroid`, `shrunk_lda` or
+  /// `softmax` (the head trained from the centroids for `metrics["epochs"]` epochs).
+  public var classifier: String
   /// Inputs with a best path, per path; inputs whose log says nothing about the best path.
   public var examples: [String: Int]
   public var unlabelled: Int
@@ -87,7 +116,7 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var seconds: Double
 
   enum CodingKeys: String, CodingKey {
-    case version, activated, reason, examples, unlabelled
+    case version, activated, reason, classifier, examples, unlabelled
     case trainExamples = "train_examples"
     case heldOutExamples = "heldout_examples"
     case heldOutInputs = "heldout_inputs"
@@ -108,10 +137,10 @@ extension Router {
   ///
   /// 1. Inputs with a best path (see `examples()`) are split per path, by a hash of the text,
   ///    into training and held-out parts.
-  /// 2. The inputs are embedded by the database's default encoder (frozen); a softmax head
-  ///    starts as the nearest-centroid classifier and is trained on them with balanced class
-  ///    weights and AdamW, for a number of epochs chosen on the training split
-  ///    (`chooseEpochs`).
+  /// 2. The inputs are embedded by the database's default encoder (frozen). The classifier is
+  ///    chosen by cross-validation on the training split (`chooseClassifier`): nearest
+  ///    centroid, shrunk linear discriminant analysis, or a softmax head started as the
+  ///    centroids and trained with balanced class weights and AdamW for some epochs.
   /// 3. Gate: a paired bootstrap of held-out macro-F1 against the active version (or,
   ///    without one, always the most common path); the candidate is activated only when the
   ///    95% interval of the gain is above zero (or `force`). Otherwise it is stored as
@@ -181,21 +210,20 @@ extension Router {
     let trainLabels = train.map { labels[$0] }
     let centroids = NearestCentroid(
       inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count)
-    var hyper = SoftmaxClassifier<Float>.Options(
+    let hyper = SoftmaxClassifier<Float>.Options(
       epochs: options.epochs, batchSize: options.batchSize, learningRate: options.learningRate,
       weightDecay: options.weightDecay, seed: options.seed)
-    hyper.epochs = Self.chooseEpochs(
+    let classifier = Self.chooseClassifier(
       inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count,
       options: hyper)
-    var head = SoftmaxClassifier<Float>(centroids: centroids, scale: Self.centroidScale)
-    let losses = try head.fit(
-      inputs: matrix(train), labels: trainLabels,
-      classWeights: SoftmaxClassifier<Float>.balancedWeights(
-        labels: trainLabels, classes: paths.count),
+    let fitted = try Self.fit(
+      classifier, inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count,
       options: hyper
     ) { epoch, loss in
-      try progress?(.training(epoch: epoch, epochs: hyper.epochs, loss: loss))
+      try progress?(.training(epoch: epoch, epochs: classifier.epochs, loss: loss))
     }
+    var head = fitted.head
+    let (losses, shrinkage) = (fitted.losses, fitted.shrinkage)
 
     var served = encoder
     var adapters: LoRAAdapters<Float>?
@@ -203,7 +231,8 @@ extension Router {
     if options.tier == .lora {
       let tuned = try tuneEncoder(
         texts: train.map { labelled[$0].input }, labels: trainLabels,
-        vectors: train.map { vectors[$0] }, head: head, headOptions: hyper, encoder: encoder,
+        vectors: train.map { vectors[$0] }, head: head, classifier: classifier,
+        headOptions: hyper, encoder: encoder,
         options: options, progress: progress)
       head = tuned.head
       adapters = tuned.adapters
@@ -231,7 +260,8 @@ extension Router {
     metrics["accuracy"] =
       Double(zip(candidate, heldLabels).filter { $0 == $1 }.count) / Double(heldOut.count)
     metrics["nearest_centroid_macro_f1"] = macroF1(centroid)
-    metrics["epochs"] = Double(hyper.epochs)
+    metrics["epochs"] = Double(classifier.epochs)
+    if let shrinkage { metrics["shrinkage"] = shrinkage }
     if case .number(let epochs)? = tuning["lora_epochs"] { metrics["lora_epochs"] = epochs }
     let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     let current: [Int]
@@ -312,7 +342,8 @@ extension Router {
     var lineage: [String: JSONValue] = [
       "train_examples": .number(Double(train.count)),
       "heldout_examples": .number(Double(heldOut.count)),
-      "epochs": .number(Double(hyper.epochs)), "max_epochs": .number(Double(options.epochs)),
+      "classifier": .string(classifier.name),
+      "epochs": .number(Double(classifier.epochs)), "max_epochs": .number(Double(options.epochs)),
       "batch_size": .number(Double(options.batchSize)),
       "learning_rate": .number(options.learningRate),
       "weight_decay": .number(options.weightDecay), "seed": .number(Double(options.seed)),
@@ -320,6 +351,7 @@ extension Router {
       "losses": .array(losses.map { .number($0) }),
     ]
     lineage["tier"] = .string(options.tier.rawValue)
+    if let shrinkage { lineage["shrinkage"] = .number(shrinkage) }
     lineage.merge(tuning) { $1 }
     if let target = options.maxEscalation { lineage["max_escalation"] = .number(target) }
     if let target = options.minQuality { lineage["min_quality"] = .number(target) }
@@ -353,7 +385,7 @@ extension Router {
       }
     }
     return RouterTrainingReport(
-      version: version, activated: activated, reason: reason,
+      version: version, activated: activated, reason: reason, classifier: classifier.name,
       examples: Dictionary(
         uniqueKeysWithValues: paths.indices.map { (paths[$0].name, counts[$0]) }),
       unlabelled: all.count - labelled.count, trainExamples: train.count,
@@ -366,47 +398,68 @@ extension Router {
   /// losses, 1/0.05): soft enough that the first epochs still have gradient to follow.
   static let centroidScale: Float = 20
 
-  /// How many epochs to train the head for, chosen by cross-validation on the training
-  /// split alone (the held-out split stays unseen until the gate). The head starts as the
-  /// nearest-centroid classifier, so 0 epochs is that baseline; the candidates are 0 and a
-  /// tenth, a third and all of `options.epochs`.
-  static func chooseEpochs(
+  /// The classifier, chosen by cross-validation on the training split alone (the held-out
+  /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
+  /// discriminant, then the head trained from the centroids for a tenth, a third and all of
+  /// `options.epochs`.
+  static func chooseClassifier(
     inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
-  ) -> Int {
-    let candidates = Array(Set([0, options.epochs / 10, options.epochs / 3, options.epochs]))
-      .sorted()
+  ) -> RouterClassifier {
+    let epochs = Set([options.epochs / 10, options.epochs / 3, options.epochs]).filter { $0 > 0 }
+    let candidates =
+      [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
     return crossValidate(labels: labels, classes: classes, candidates: candidates) {
       fit, check in
-      let fitLabels = fit.map { labels[$0] }
-      let weights = SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes)
-      let start = SoftmaxClassifier<Float>(
-        centroids: NearestCentroid(
-          inputs: fit.map { inputs[$0] }, labels: fitLabels, classes: classes),
-        scale: centroidScale)
-      return candidates.map { epochs in
-        var head = start
-        var hyper = options
-        hyper.epochs = epochs
-        _ = try? head.fit(
-          inputs: fit.flatMap { inputs[$0] }, labels: fitLabels, classWeights: weights,
-          options: hyper)
+      candidates.map { classifier in
+        // A discriminant whose covariance is singular on a fold scores nothing there.
+        guard
+          let head = try? Self.fit(
+            classifier, inputs: fit.map { inputs[$0] }, labels: fit.map { labels[$0] },
+            classes: classes, options: options
+          ).head
+        else { return 0 }
         return macroF1(
           logits: head.logits(check.flatMap { inputs[$0] }), labels: check.map { labels[$0] },
           classes: classes)
       }
-    } ?? options.epochs
+    } ?? .trained(options.epochs)
   }
 
-  /// Chooses among `candidates` (increasing: epochs) by 5-fold stratified cross-validation:
+  /// `classifier` fitted to `inputs` as a head, with the epochs' losses (none but for a
+  /// trained head) and the discriminant's shrinkage. `progress` gets each epoch and its loss.
+  ///
+  /// - Throws: `TrainingError.badInput` when a discriminant cannot be fitted (a class without
+  ///   inputs, a singular covariance); what `progress` throws.
+  static func fit(
+    _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
+    options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
+  ) throws -> (head: SoftmaxClassifier<Float>, losses: [Double], shrinkage: Double?) {
+    if classifier == .discriminant {
+      let discriminant = try LinearDiscriminant(inputs: inputs, labels: labels, classes: classes)
+      return (discriminant.head, [], discriminant.shrinkage)
+    }
+    var head = SoftmaxClassifier<Float>(
+      centroids: NearestCentroid(inputs: inputs, labels: labels, classes: classes),
+      scale: centroidScale)
+    var hyper = options
+    hyper.epochs = classifier.epochs
+    let losses = try head.fit(
+      inputs: inputs.flatMap { $0 }, labels: labels,
+      classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: labels, classes: classes),
+      options: hyper, progress: progress)
+    return (head, losses, nil)
+  }
+
+  /// Chooses among `candidates` (simplest first) by 5-fold stratified cross-validation:
   /// `score` gets a fold's fitting and checking indices and returns each candidate's macro-F1
   /// on the checking part. By the one-standard-error rule, the first candidate whose mean
   /// over the folds is within one standard error of the best wins: small or noisy training
   /// splits keep close to the start, and training moves away from it only where the folds
   /// say it clearly pays. Nil when fewer than two folds had every class to fit on.
-  static func crossValidate(
-    labels: [Int], classes: Int, candidates: [Int],
+  static func crossValidate<Candidate>(
+    labels: [Int], classes: Int, candidates: [Candidate],
     score: (_ fit: [Int], _ check: [Int]) throws -> [Double]
-  ) rethrows -> Int? {
+  ) rethrows -> Candidate? {
     let folds = 5
     // Stratified folds: the k-th example of each class goes to fold k mod 5.
     var seen = [Int](repeating: 0, count: classes)
@@ -441,14 +494,15 @@ extension Router {
       .macroF1
   }
 
-  /// The LoRA tier: from the trained head on the frozen encoder, the head and LoRA adapters
+  /// The LoRA tier: from the chosen head on the frozen encoder, the head and LoRA adapters
   /// on the encoder trained together (`EncoderClassifierTrainer`) for a number of epochs
   /// chosen by `crossValidate` on the training split (0 to `loraEpochs`; 0 keeps the head on
   /// the frozen encoder, and then no adapters). Returns the head, the adapters, the encoder
   /// that serves them (merged) and the run's lineage.
   private func tuneEncoder(
     texts: [String], labels: [Int], vectors: [[Float]], head: SoftmaxClassifier<Float>,
-    headOptions: SoftmaxClassifier<Float>.Options, encoder: SentenceEncoder,
+    classifier: RouterClassifier, headOptions: SoftmaxClassifier<Float>.Options,
+    encoder: SentenceEncoder,
     options: RouterTrainingOptions, progress: ((RouterTrainingStage) throws -> Void)?
   ) throws -> (
     head: SoftmaxClassifier<Float>, adapters: LoRAAdapters<Float>?, encoder: SentenceEncoder,
@@ -483,17 +537,10 @@ extension Router {
       : Self.crossValidate(
         labels: labels, classes: classes, candidates: Array(0...options.loraEpochs)
       ) { fit, check in
-        let fitLabels = fit.map { labels[$0] }
-        var start = SoftmaxClassifier<Float>(
-          centroids: NearestCentroid(
-            inputs: fit.map { vectors[$0] }, labels: fitLabels, classes: classes),
-          scale: Self.centroidScale)
-        try start.fit(
-          inputs: fit.flatMap { vectors[$0] }, labels: fitLabels,
-          classWeights: SoftmaxClassifier<Float>.balancedWeights(
-            labels: fitLabels, classes: classes),
-          options: headOptions)
-        let run = try trainer(fit, from: start)
+        let start = try Self.fit(
+          classifier, inputs: fit.map { vectors[$0] }, labels: fit.map { labels[$0] },
+          classes: classes, options: headOptions)
+        let run = try trainer(fit, from: start.head)
         let checkSequences = check.map { sequences[$0] }
         let checkLabels = check.map { labels[$0] }
         var scores = [
