@@ -77,15 +77,8 @@ public struct Analyzer: Sendable, Equatable {
       asciiFastPath
       && text.withUTF8 { bytes in
         guard Analyzer.isASCII(bytes) else { return false }
-        Analyzer.asciiWords(bytes) { bytes in
-          word(
-            String(unsafeUninitializedCapacity: bytes.count) { lower in
-              for (offset, byte) in bytes.enumerated() {
-                lower[offset] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
-              }
-              return bytes.count
-            })
-        }
+        var words = ASCIIWords()
+        words.forEach(in: bytes) { word(String(decoding: $0, as: UTF8.self)) }
         return true
       }
     if !done {
@@ -107,58 +100,6 @@ public struct Analyzer: Sendable, Equatable {
       index += 1
     }
     return high & 0x8080_8080_8080_8080 == 0
-  }
-
-  /// `words` for ASCII text, on bytes: the same rules (no ideographs, no marks, one
-  /// byte per character), each word passed to `body` as it is found.
-  static func asciiWords(
-    _ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void
-  ) {
-    var start = -1
-    var count = 0
-    func close(at end: Int) {
-      if start >= 0 { body(UnsafeBufferPointer(rebasing: bytes[start..<end])) }
-      start = -1
-      count = 0
-    }
-    for index in 0..<bytes.count {
-      let byte = bytes[index]
-      if isWordPart(byte) {
-        if start < 0 || count == maxWordCharacters {
-          close(at: index)
-          start = index
-        }
-        count += 1
-      } else if start >= 0, index + 1 < bytes.count,
-        joins(byte, bytes[index + 1], after: bytes[index - 1])
-      {
-        // A mid-word apostrophe or period, or a digit separator: part of the word.
-      } else {
-        close(at: index)
-      }
-    }
-    close(at: bytes.count)
-  }
-
-  private static func isWordPart(_ byte: UInt8) -> Bool {
-    isLetter(byte) || isDigit(byte) || byte == UInt8(ascii: "_")
-  }
-
-  private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) &- 0x61 < 26 }
-
-  private static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
-
-  /// `joins` for ASCII bytes.
-  private static func joins(_ middle: UInt8, _ after: UInt8, after before: UInt8) -> Bool {
-    switch middle {
-    case UInt8(ascii: "'"), UInt8(ascii: "."):
-      if isLetter(before) && isLetter(after) { return true }
-      return middle == UInt8(ascii: ".") && isDigit(before) && isDigit(after)
-    case UInt8(ascii: ","):
-      return isDigit(before) && isDigit(after)
-    default:
-      return false
-    }
   }
 
   /// Unicode lower case, with a fast path for ASCII words (most of English text).

@@ -77,9 +77,9 @@ private struct Table {
   /// it has, in order of first occurrence.
   private var counts: [UInt32] = []
   private var touched: [Int] = []
-  /// The lower-cased copy of an ASCII text, reused, with 8 bytes to spare at the end
-  /// (`Table.key` loads 8 bytes at a time).
-  private var lower: [UInt8] = []
+  /// The scanner of ASCII texts (its buffers are reused): each word it gives is
+  /// followed by 8 readable bytes, as `Table.key(_:padded: true)` needs.
+  private var scanner = ASCIIWords()
 
   init(analyzer: Analyzer) { self.analyzer = analyzer }
 
@@ -112,25 +112,16 @@ private struct Table {
 
   /// Counts the words of ASCII `text` into `counts`; returns the number of terms.
   private mutating func countASCII(_ text: UnsafeBufferPointer<UInt8>) -> Int {
-    // Lower case first, so that equal words are equal bytes (the word rules see
-    // letters the same in either case).
-    var lower: [UInt8] = []
-    swap(&lower, &self.lower)  // out of self while the loop below mutates self
-    defer { swap(&lower, &self.lower) }
-    if lower.count < text.count + 8 { lower = [UInt8](repeating: 0, count: text.count + 8) }
-    return lower.withUnsafeMutableBufferPointer { lower in
-      for index in 0..<text.count {
-        let byte = text[index]
-        lower[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-      }
-      var length = 0
-      Analyzer.asciiWords(UnsafeBufferPointer(rebasing: lower[0..<text.count])) { word in
-        let term = term(of: word, key: Table.key(word, padded: true))
-        add(term)
-        if term >= 0 { length += 1 }
-      }
-      return length
+    var scanner = ASCIIWords()
+    swap(&scanner, &self.scanner)  // out of self while the loop below mutates self
+    defer { swap(&scanner, &self.scanner) }
+    var length = 0
+    scanner.forEach(in: text) { word in
+      let term = term(of: word, key: Table.key(word, padded: true))
+      add(term)
+      if term >= 0 { length += 1 }
     }
+    return length
   }
 
   /// Counts one occurrence of the term `term` (−1: a stop word, not counted).

@@ -368,6 +368,21 @@ final class AnalyzerFastPathTests: XCTestCase {
     XCTAssertGreaterThan(ascii, 1_000)
   }
 
+  /// The ASCII scan classifies 64 bytes at a time: words and joining marks on either
+  /// side of a 64-byte boundary, and a text ending on one, give the same terms.
+  func testWordsAcrossThe64ByteBoundaries() {
+    let words = "U.S. don't 3.14 1,000 x'y a.b. 7.x snake_case THE End's"
+    for offset in 40..<140 {
+      let text = String(repeating: "-", count: offset) + words
+      XCTAssertEqual(
+        analyzer.terms(text, asciiFastPath: true), analyzer.terms(text, asciiFastPath: false),
+        text)
+      assertCountsMatchTerms(text)
+      assertCountsMatchTerms(String(text.prefix(64)))
+      assertCountsMatchTerms(String(text.prefix(128)))
+    }
+  }
+
   func testNonASCIITextFallsBackToTheUnicodePath() {
     XCTAssertEqual(analyzer.terms("Café CAFÉ naïve"), ["café", "café", "naïv"])
     XCTAssertEqual(analyzer.terms("Tokyo 東京"), ["tokyo", "東", "京"])
