@@ -16,12 +16,13 @@ struct ASCIIWords {
   private var words: [UInt64] = []
   private var marks: [UInt64] = []
 
-  /// Calls `body` with each word of the ASCII `text`, lower-cased, in order; at least
-  /// 8 bytes may be read past each word's end (see `lower`).
+  /// Calls `body` with each word of `text`, lower-cased, in order, and returns true;
+  /// returns false without calling it when `text` is not all ASCII. At least 8 bytes
+  /// may be read past each word's end (see `lower`).
   mutating func forEach(
     in text: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void
-  ) {
-    guard let source = text.baseAddress else { return }
+  ) -> Bool {
+    guard let source = text.baseAddress else { return true }
     let count = text.count
     let chunks = (count + 63) / 64
     if lower.count < chunks * 64 + 8 { lower = [UInt8](repeating: 0, count: chunks * 64 + 8) }
@@ -29,10 +30,11 @@ struct ASCIIWords {
       words = [UInt64](repeating: 0, count: chunks)
       marks = words
     }
-    lower.withUnsafeMutableBufferPointer { lower in
+    return lower.withUnsafeMutableBufferPointer { lower in
       words.withUnsafeMutableBufferPointer { words in
         marks.withUnsafeMutableBufferPointer { marks in
           let destination = UnsafeMutableRawPointer(lower.baseAddress!)
+          var high: UInt64 = 0  // any byte's high bit: not ASCII
           for chunk in 0..<chunks {
             var parts: UInt64 = 0
             var joins: UInt64 = 0
@@ -48,6 +50,7 @@ struct ASCIIWords {
                   bytes |= UInt64(source[index]) << UInt64((index - offset) * 8)
                 }
               }
+              high |= bytes
               bytes |= ASCIIWords.inRange(bytes, 0x41, 0x5A) >> 2  // 'A'...'Z' → 'a'...'z'
               destination.storeBytes(
                 of: bytes.littleEndian, toByteOffset: offset, as: UInt64.self)
@@ -64,6 +67,7 @@ struct ASCIIWords {
             words[chunk] = parts
             marks[chunk] = joins
           }
+          guard high & 0x8080_8080_8080_8080 == 0 else { return false }
           // A mark between two word parts (rare: most periods and commas end a clause)
           // joins them if the bytes say so: it becomes part of the word. Bit i of a mask
           // is byte i, so the byte before has bit i − 1 (0 past either end).
@@ -123,6 +127,7 @@ struct ASCIIWords {
             }
             start = next(true, from: end)
           }
+          return true
         }
       }
     }

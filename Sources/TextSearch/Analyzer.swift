@@ -76,30 +76,12 @@ public struct Analyzer: Sendable, Equatable {
     let done =
       asciiFastPath
       && text.withUTF8 { bytes in
-        guard Analyzer.isASCII(bytes) else { return false }
         var words = ASCIIWords()
-        words.forEach(in: bytes) { word(String(decoding: $0, as: UTF8.self)) }
-        return true
+        return words.forEach(in: bytes) { word(String(decoding: $0, as: UTF8.self)) }
       }
     if !done {
       for each in Analyzer.words(text) { word(Analyzer.lowercased(each)) }
     }
-  }
-
-  /// Whether every byte is ASCII, eight at a time.
-  static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard let base = bytes.baseAddress else { return true }
-    var index = 0
-    var high: UInt64 = 0
-    while index + 8 <= bytes.count {
-      high |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-      index += 8
-    }
-    while index < bytes.count {
-      high |= UInt64(base[index])
-      index += 1
-    }
-    return high & 0x8080_8080_8080_8080 == 0
   }
 
   /// Unicode lower case, with a fast path for ASCII words (most of English text).

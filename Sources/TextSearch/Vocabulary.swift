@@ -88,12 +88,9 @@ private struct Table {
   mutating func count(_ text: String) -> (counts: [Vocabulary.TermCount], length: Int) {
     var text = text
     var length = 0
-    let ascii = text.withUTF8 { text -> Bool in
-      guard Analyzer.isASCII(text) else { return false }
-      length = countASCII(text)
-      return true
-    }
-    if !ascii {
+    if let ascii = text.withUTF8({ countASCII($0) }) {
+      length = ascii
+    } else {
       analyzer.forEachWord(text, asciiFastPath: false) { word in
         var word = word
         word.withUTF8 { add(term(of: $0, key: Table.key($0, padded: false))) }
@@ -110,18 +107,19 @@ private struct Table {
     return (result, length)
   }
 
-  /// Counts the words of ASCII `text` into `counts`; returns the number of terms.
-  private mutating func countASCII(_ text: UnsafeBufferPointer<UInt8>) -> Int {
+  /// Counts the words of `text` into `counts` and returns the number of terms; nil
+  /// (nothing counted) when `text` is not all ASCII.
+  private mutating func countASCII(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
     var scanner = ASCIIWords()
     swap(&scanner, &self.scanner)  // out of self while the loop below mutates self
     defer { swap(&scanner, &self.scanner) }
     var length = 0
-    scanner.forEach(in: text) { word in
+    let ascii = scanner.forEach(in: text) { word in
       let term = term(of: word, key: Table.key(word, padded: true))
       add(term)
       if term >= 0 { length += 1 }
     }
-    return length
+    return ascii ? length : nil
   }
 
   /// Counts one occurrence of the term `term` (−1: a stop word, not counted).
