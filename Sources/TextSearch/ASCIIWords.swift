@@ -1,20 +1,20 @@
 /// The words of ASCII text by the rules of `Analyzer.words` (one byte per character,
 /// no ideographs, no marks), lower-cased, found without a branch per byte: the text is
-/// classified 8 bytes at a time into two bit masks (one bit per byte: word parts, and
-/// the marks that may join two of them), and the words are the runs of set bits of the
-/// word parts with the joining marks that do join. A branch per byte mispredicted at
-/// every word's end, which made the byte loop this replaces most of the cost of
-/// indexing a document.
+/// classified 8 bytes at a time into a bit mask of its word parts (one bit per byte),
+/// the single bytes between two word parts are checked for a joining mark, and the
+/// words are the runs of set bits of the word parts with the marks that join. A branch
+/// per byte mispredicted at every word's end, which made the byte loop this replaces
+/// most of the cost of indexing a document.
 ///
 /// Reusable: its buffers grow to the longest text seen.
 struct ASCIIWords {
   /// The text lower-cased, zero from its end to a multiple of 64 bytes, and 8 bytes to
   /// spare: a word's bytes are always followed by 8 readable ones.
   private var lower: [UInt8] = []
-  /// Per 64 bytes of text, bit i for byte i: word parts (letters, digits, '_'), then
-  /// (after the first pass) the words' bytes; and the candidate joining marks.
+  /// Per 64 bytes of text, bit i for byte i: word parts (letters, digits, '_'), and
+  /// the words' bytes (the parts and the marks that join them).
+  private var parts: [UInt64] = []
   private var words: [UInt64] = []
-  private var marks: [UInt64] = []
 
   /// Calls `body` with each word of `text`, lower-cased, in order, and returns true;
   /// returns false without calling it when `text` is not all ASCII. At least 8 bytes
@@ -26,18 +26,17 @@ struct ASCIIWords {
     let count = text.count
     let chunks = (count + 63) / 64
     if lower.count < chunks * 64 + 8 { lower = [UInt8](repeating: 0, count: chunks * 64 + 8) }
-    if words.count < chunks {
-      words = [UInt64](repeating: 0, count: chunks)
-      marks = words
+    if parts.count < chunks {
+      parts = [UInt64](repeating: 0, count: chunks)
+      words = parts
     }
     return lower.withUnsafeMutableBufferPointer { lower in
-      words.withUnsafeMutableBufferPointer { words in
-        marks.withUnsafeMutableBufferPointer { marks in
+      parts.withUnsafeMutableBufferPointer { parts in
+        words.withUnsafeMutableBufferPointer { words in
           let destination = UnsafeMutableRawPointer(lower.baseAddress!)
           var high: UInt64 = 0  // any byte's high bit: not ASCII
           for chunk in 0..<chunks {
-            var parts: UInt64 = 0
-            var joins: UInt64 = 0
+            var found: UInt64 = 0
             for lane in 0..<8 {
               let offset = chunk * 64 + lane * 8
               var bytes: UInt64 = 0
@@ -51,30 +50,27 @@ struct ASCIIWords {
                 }
               }
               high |= bytes
-              bytes |= ASCIIWords.inRange(bytes, 0x41, 0x5A) >> 2  // 'A'...'Z' → 'a'...'z'
+              // With 0x20 set in every byte, letters of either case are 'a'...'z' and no
+              // other byte is: the letters, and the text lower-cased.
+              let letters = ASCIIWords.inRange(bytes | 0x2020_2020_2020_2020, 0x61, 0x7A)
+              bytes |= letters >> 2
               destination.storeBytes(
                 of: bytes.littleEndian, toByteOffset: offset, as: UInt64.self)
               let part =
-                ASCIIWords.inRange(bytes, 0x61, 0x7A) | ASCIIWords.inRange(bytes, 0x30, 0x39)
+                letters | ASCIIWords.inRange(bytes, 0x30, 0x39)
                 | ASCIIWords.inRange(bytes, 0x5F, 0x5F)
-              let mark =
-                ASCIIWords.inRange(bytes, 0x27, 0x27) | ASCIIWords.inRange(bytes, 0x2C, 0x2C)
-                | ASCIIWords.inRange(bytes, 0x2E, 0x2E)
-              let shift = UInt64(lane * 8)
-              parts |= ASCIIWords.bits(part) << shift
-              joins |= ASCIIWords.bits(mark) << shift
+              found |= ASCIIWords.bits(part) << UInt64(lane * 8)
             }
-            words[chunk] = parts
-            marks[chunk] = joins
+            parts[chunk] = found
           }
           guard high & 0x8080_8080_8080_8080 == 0 else { return false }
-          // A mark between two word parts (rare: most periods and commas end a clause)
-          // joins them if the bytes say so: it becomes part of the word. Bit i of a mask
+          // A single byte between two word parts (mostly a space) joins them if it is a
+          // mark the rules say joins them: it becomes part of the word. Bit i of a mask
           // is byte i, so the byte before has bit i − 1 (0 past either end).
           for chunk in 0..<chunks {
-            let before = words[chunk] << 1 | (chunk > 0 ? words[chunk - 1] >> 63 : 0)
-            let after = words[chunk] >> 1 | (chunk + 1 < chunks ? words[chunk + 1] << 63 : 0)
-            var candidates = marks[chunk] & before & after
+            let before = parts[chunk] << 1 | (chunk > 0 ? parts[chunk - 1] >> 63 : 0)
+            let after = parts[chunk] >> 1 | (chunk + 1 < chunks ? parts[chunk + 1] << 63 : 0)
+            var candidates = ~parts[chunk] & before & after
             var joining: UInt64 = 0
             while candidates != 0 {
               let bit = candidates.trailingZeroBitCount
@@ -84,11 +80,9 @@ struct ASCIIWords {
                 joining |= 1 << UInt64(bit)
               }
             }
-            marks[chunk] = joining
+            words[chunk] = parts[chunk] | joining
           }
-          // The words: runs of word parts and joining marks.
-          for chunk in 0..<chunks { marks[chunk] |= words[chunk] }
-          let runs = marks
+          let runs = words
           /// The first byte from `start` on whose bit in `runs` is `set`; `count` if none.
           func next(_ set: Bool, from start: Int) -> Int {
             var chunk = start >> 6
@@ -101,7 +95,7 @@ struct ASCIIWords {
             }
             return min(count, chunk << 6 | bits.trailingZeroBitCount)
           }
-          func isPart(_ index: Int) -> Bool { words[index >> 6] >> UInt64(index & 63) & 1 != 0 }
+          func isPart(_ index: Int) -> Bool { parts[index >> 6] >> UInt64(index & 63) & 1 != 0 }
           func word(_ start: Int, _ end: Int) {
             body(UnsafeBufferPointer(rebasing: UnsafeBufferPointer(lower)[start..<end]))
           }
