@@ -186,7 +186,7 @@ private struct Table {
     guard let base = word.baseAddress else { return Key(hash: 0, prefix: 0) }
     let count = word.count
     // Up to 8 bytes from `offset`, zero past the end.
-    func load(_ offset: Int) -> UInt64 {
+    @inline(__always) func load(_ offset: Int) -> UInt64 {
       let bytes = min(8, count - offset)
       if padded {
         let value = UInt64(
