@@ -59,9 +59,9 @@ struct TextIndexRecord: Codable, Equatable {
 /// transaction's documents hold the term.
 final class TextChanges {
   struct Term {
-    /// The term's postings added, and removals (tf 0: an indexed document never has
-    /// tf 0), in the order made.
-    var postings: [Posting] = []
+    /// The term's first and last change in `postings` (−1: none), linked by `next`.
+    var first: Int32 = -1
+    var last: Int32 = -1
     /// The change of the term's document frequency, and the largest tf added.
     var documents = 0
     var maxFrequency: UInt32 = 0
@@ -73,6 +73,11 @@ final class TextChanges {
   /// The changes per term id of `vocabulary`, and the ids changed, in order.
   private(set) var terms: [Term] = []
   private(set) var changed: [Int] = []
+  /// Every term's postings added, and removals (tf 0: an indexed document never has
+  /// tf 0), in the order made, in one array (not one per term: most terms of a write
+  /// change in a few documents); per change, the index of its term's next one (−1: none).
+  private var postings: [Posting] = []
+  private var next: [Int32] = []
   /// Whether the record's stamp was drawn since the last flush: once per flush is
   /// enough (a stamp names a stored state of the postings), and drawing one costs a
   /// system call.
@@ -82,8 +87,27 @@ final class TextChanges {
     if term >= terms.count {
       terms.append(contentsOf: repeatElement(Term(), count: term + 1 - terms.count))
     }
-    if terms[term].postings.isEmpty { changed.append(term) }
-    terms[term].add(posting)
+    let index = Int32(postings.count)
+    postings.append(posting)
+    next.append(-1)
+    if terms[term].first < 0 {
+      terms[term].first = index
+      changed.append(term)
+    } else {
+      next[Int(terms[term].last)] = index
+    }
+    terms[term].last = index
+    terms[term].documents += posting.frequency == 0 ? -1 : 1
+    terms[term].maxFrequency = max(terms[term].maxFrequency, posting.frequency)
+  }
+
+  /// Calls `body` with each change of the term `term`, in the order made.
+  func forEachPosting(of term: Int, _ body: (Posting) throws -> Void) rethrows {
+    var index = terms[term].first
+    while index >= 0 {
+      try body(postings[Int(index)])
+      index = next[Int(index)]
+    }
   }
 
   /// Forgets the changes (stored by `flush`); the vocabulary too when it has grown
@@ -91,19 +115,13 @@ final class TextChanges {
   func removeAll() {
     for term in changed { terms[term] = Term() }
     changed.removeAll(keepingCapacity: true)
+    postings.removeAll(keepingCapacity: true)
+    next.removeAll(keepingCapacity: true)
     stamped = false
     if vocabulary.wordCount > 1 << 18 {
       vocabulary.removeAll()
       terms.removeAll()
     }
-  }
-}
-
-extension TextChanges.Term {
-  mutating func add(_ posting: Posting) {
-    postings.append(posting)
-    documents += posting.frequency == 0 ? -1 : 1
-    maxFrequency = max(maxFrequency, posting.frequency)
   }
 }
 
@@ -168,6 +186,7 @@ struct TextIndex {
   ///   a block cannot be read; storage errors.
   func flush(_ record: TextIndexRecord, in txn: WriteTransaction) throws {
     let changes = record.pending
+    var run: [Posting] = []
     for id in changes.changed {
       let term = changes.vocabulary.terms[id]
       let change = changes.terms[id]
@@ -181,12 +200,21 @@ struct TextIndex {
           table, key: stats,
           value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
       }
-      var blocks: [UInt32: [Posting]] = [:]
-      for posting in change.postings {
-        blocks[PostingsBlock.number(of: posting.document), default: []].append(posting)
+      // Each run of changes in one block is applied at once (an import's rows come
+      // in order: one run per block); a block met again later is read back as the
+      // run before left it.
+      run.removeAll(keepingCapacity: true)
+      try changes.forEachPosting(of: id) { posting in
+        if let first = run.first,
+          PostingsBlock.number(of: first.document) != PostingsBlock.number(of: posting.document)
+        {
+          try flush(PostingsBlock.number(of: first.document), of: term, changes: run, in: txn)
+          run.removeAll(keepingCapacity: true)
+        }
+        run.append(posting)
       }
-      for (block, changes) in blocks {
-        try flush(block, of: term, changes: changes, in: txn)
+      if let first = run.first {
+        try flush(PostingsBlock.number(of: first.document), of: term, changes: run, in: txn)
       }
     }
     changes.removeAll()
