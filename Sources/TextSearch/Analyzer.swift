@@ -62,150 +62,25 @@ public struct Analyzer: Sendable, Equatable {
     return terms
   }
 
-  /// Each term's count in `text` and the number of terms: what indexing a document
-  /// needs, the same as counting `terms(text)`. ASCII text is counted on its bytes
-  /// (`WordCounts`): a string, a stop-word check and a stem per distinct word only.
-  ///
-  /// - Parameter stems: stems of earlier calls to reuse (one per thread); nil: a new one.
-  public func termCounts(_ text: String, stems: Stems? = nil) -> (
-    counts: [String: UInt32], length: Int
-  ) {
-    let stems = stems ?? Stems()
-    var text = text
-    if let counts = text.withUTF8({ bytes in
-      Analyzer.isASCII(bytes) ? asciiTermCounts(bytes, stems: stems) : nil
-    }) {
-      return counts
-    }
-    var counts: [String: UInt32] = [:]
-    var length = 0
-    forEachWord(text, asciiFastPath: false) { lower in
-      length += 1
-      counts[stems.stem(lower), default: 0] += 1
-    }
-    return (counts, length)
-  }
-
-  /// `termCounts` of ASCII text.
-  private func asciiTermCounts(_ bytes: UnsafeBufferPointer<UInt8>, stems: Stems) -> (
-    counts: [String: UInt32], length: Int
-  ) {
-    // Lower case first, so that equal words are equal bytes (the word rules see
-    // letters the same in either case).
-    let lower = [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
-      for index in 0..<bytes.count {
-        let byte = bytes[index]
-        buffer[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-      }
-      count = bytes.count
-    }
-    return lower.withUnsafeBufferPointer { lower in
-      var words = WordCounts()
-      Analyzer.asciiWords(lower) { words.add($0) }
-      var counts: [String: UInt32] = [:]
-      var length = 0
-      for (word, count) in zip(words.words, words.counts) {
-        let word = String(decoding: word, as: UTF8.self)
-        if word.utf8.count <= longestStopWord, stopWords.contains(word) { continue }
-        length += Int(count)
-        counts[stems.stem(word), default: 0] += count
-      }
-      return (counts, length)
-    }
+  /// Whether the lower-cased `word` is a stop word.
+  func isStopWord(_ word: String) -> Bool {
+    word.utf8.count <= longestStopWord && stopWords.contains(word)
   }
 
   /// Calls `body` with each word of `text` lower-cased, stop words left out.
-  private func forEachWord(_ text: String, asciiFastPath: Bool, _ body: (String) -> Void) {
+  func forEachWord(_ text: String, asciiFastPath: Bool, _ body: (String) -> Void) {
     func word(_ lower: String) {
-      if lower.utf8.count <= longestStopWord, stopWords.contains(lower) { return }
-      body(lower)
+      if !isStopWord(lower) { body(lower) }
     }
     var text = text
     let done =
       asciiFastPath
       && text.withUTF8 { bytes in
-        guard Analyzer.isASCII(bytes) else { return false }
-        Analyzer.asciiWords(bytes) { bytes in
-          word(
-            String(unsafeUninitializedCapacity: bytes.count) { lower in
-              for (offset, byte) in bytes.enumerated() {
-                lower[offset] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
-              }
-              return bytes.count
-            })
-        }
-        return true
+        var words = ASCIIWords()
+        return words.forEach(in: bytes) { word(String(decoding: $0, as: UTF8.self)) }
       }
     if !done {
       for each in Analyzer.words(text) { word(Analyzer.lowercased(each)) }
-    }
-  }
-
-  /// Whether every byte is ASCII, eight at a time.
-  private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard let base = bytes.baseAddress else { return true }
-    var index = 0
-    var high: UInt64 = 0
-    while index + 8 <= bytes.count {
-      high |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-      index += 8
-    }
-    while index < bytes.count {
-      high |= UInt64(base[index])
-      index += 1
-    }
-    return high & 0x8080_8080_8080_8080 == 0
-  }
-
-  /// `words` for ASCII text, on bytes: the same rules (no ideographs, no marks, one
-  /// byte per character), each word passed to `body` as it is found.
-  private static func asciiWords(
-    _ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void
-  ) {
-    var start = -1
-    var count = 0
-    func close(at end: Int) {
-      if start >= 0 { body(UnsafeBufferPointer(rebasing: bytes[start..<end])) }
-      start = -1
-      count = 0
-    }
-    for index in 0..<bytes.count {
-      let byte = bytes[index]
-      if isWordPart(byte) {
-        if start < 0 || count == maxWordCharacters {
-          close(at: index)
-          start = index
-        }
-        count += 1
-      } else if start >= 0, index + 1 < bytes.count,
-        joins(byte, bytes[index + 1], after: bytes[index - 1])
-      {
-        // A mid-word apostrophe or period, or a digit separator: part of the word.
-      } else {
-        close(at: index)
-      }
-    }
-    close(at: bytes.count)
-  }
-
-  private static func isWordPart(_ byte: UInt8) -> Bool {
-    isLetter(byte) || isDigit(byte) || byte == UInt8(ascii: "_")
-  }
-
-  private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) &- 0x61 < 26 }
-
-  private static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
-
-  /// `joins` for ASCII bytes.
-  private static func joins(_ middle: UInt8, _ after: UInt8, after before: UInt8) -> Bool {
-    switch middle {
-    case UInt8(ascii: "'"), UInt8(ascii: "."):
-      if isLetter(before) && isLetter(after) { return true }
-      return middle == UInt8(ascii: ".") && isDigit(before) && isDigit(after)
-    case UInt8(ascii: ","):
-      return isDigit(before) && isDigit(after)
-    default:
-      return false
     }
   }
 
@@ -217,7 +92,7 @@ public struct Analyzer: Sendable, Equatable {
   }
 
   /// "ada's" → "ada" (Lucene's English possessive filter).
-  fileprivate static func dropPossessive(_ word: String) -> String {
+  static func dropPossessive(_ word: String) -> String {
     for suffix in ["'s", "\u{2019}s"] where word.hasSuffix(suffix) && word.count > 2 {
       return String(word.dropLast(2))
     }
@@ -315,26 +190,8 @@ extension Unicode.GeneralCategory {
   }
 }
 
-/// Lower-cased words' terms (possessive dropped, stemmed), remembered: documents of one
-/// write share most of their words. Not thread-safe (nor is the C stemmer): one per
-/// thread of work, such as a write transaction.
-public final class Stems {
-  private let stemmer = Stemmer()
-  private var stems: [String: String] = [:]
-
-  public init() {}
-
-  func stem(_ word: String) -> String {
-    if let stem = stems[word] { return stem }
-    if stems.count >= 1 << 16 { stems.removeAll(keepingCapacity: true) }  // bounded
-    let stem = stemmer.stem(Analyzer.dropPossessive(word))
-    stems[word] = stem
-    return stem
-  }
-}
-
 /// One Snowball English stemmer (the C stemmer is not thread-safe: one per use).
-private final class Stemmer {
+final class Stemmer {
   private let handle: OpaquePointer
 
   init() {
@@ -353,55 +210,5 @@ private final class Stemmer {
       let length = Int(sb_stemmer_length(handle))
       return String(decoding: UnsafeBufferPointer(start: stemmed, count: length), as: UTF8.self)
     }
-  }
-}
-
-/// How often each distinct word occurs, words being byte ranges of one text: an
-/// open-addressing hash table on the bytes (FNV-1a), so that a repeated word costs a
-/// hash and a comparison, no string.
-private struct WordCounts {
-  /// The distinct words in order of first occurrence, and their counts.
-  private(set) var words: [UnsafeBufferPointer<UInt8>] = []
-  private(set) var counts: [UInt32] = []
-  /// Index into `words` per slot; -1: empty. A power of two, at most half full.
-  private var slots = [Int32](repeating: -1, count: 64)
-
-  mutating func add(_ word: UnsafeBufferPointer<UInt8>) {
-    let mask = slots.count - 1
-    var slot = WordCounts.hash(word) & mask
-    while slots[slot] >= 0 {
-      let index = Int(slots[slot])
-      if WordCounts.equal(words[index], word) {
-        counts[index] += 1
-        return
-      }
-      slot = (slot + 1) & mask
-    }
-    slots[slot] = Int32(words.count)
-    words.append(word)
-    counts.append(1)
-    if words.count * 2 > slots.count { grow() }
-  }
-
-  private mutating func grow() {
-    slots = [Int32](repeating: -1, count: slots.count * 2)
-    let mask = slots.count - 1
-    for (index, word) in words.enumerated() {
-      var slot = WordCounts.hash(word) & mask
-      while slots[slot] >= 0 { slot = (slot + 1) & mask }
-      slots[slot] = Int32(index)
-    }
-  }
-
-  private static func hash(_ word: UnsafeBufferPointer<UInt8>) -> Int {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in word { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-    return Int(truncatingIfNeeded: hash ^ (hash >> 32))
-  }
-
-  private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>)
-    -> Bool
-  {
-    a.count == b.count && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
   }
 }

@@ -286,7 +286,8 @@ struct SplitMix {
 /// The byte-level ASCII path of the analyzer gives exactly the Unicode path's terms.
 final class AnalyzerFastPathTests: XCTestCase {
   let analyzer = Analyzer.english
-  let stems = Stems()
+  /// Shared by every text of a test, as by every document of a write transaction.
+  let vocabulary = Vocabulary(analyzer: .english)
 
   func testASCIIFastPathEqualsTheUnicodePathOnRandomText() {
     // The characters the word rules treat specially, and runs longer than a word may be.
@@ -309,15 +310,39 @@ final class AnalyzerFastPathTests: XCTestCase {
     }
   }
 
-  /// `termCounts` (which counts ASCII text on its bytes) is the Unicode path's `terms`
-  /// counted.
-  func assertCountsMatchTerms(_ text: String) {
+  /// `Vocabulary.count` (which counts ASCII text on its bytes) is the Unicode path's
+  /// `terms` counted, with a new vocabulary and with one that saw the texts before.
+  func assertCountsMatchTerms(
+    _ text: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
     let terms = analyzer.terms(text, asciiFastPath: false)
-    let (counts, length) = analyzer.termCounts(text)
-    XCTAssertEqual(length, terms.count, text)
-    XCTAssertEqual(counts, terms.reduce(into: [:]) { $0[$1, default: 0] += 1 }, text)
-    // Stems remembered from all the texts before give the same counts.
-    XCTAssertEqual(analyzer.termCounts(text, stems: stems).counts, counts, text)
+    let expected = terms.reduce(into: [String: UInt32]()) { $0[$1, default: 0] += 1 }
+    for vocabulary in [Vocabulary(analyzer: analyzer), vocabulary] {
+      let (counts, length) = vocabulary.count(text)
+      XCTAssertEqual(length, terms.count, text, file: file, line: line)
+      XCTAssertEqual(Set(counts.map(\.term)).count, counts.count, text, file: file, line: line)
+      XCTAssertEqual(
+        Dictionary(uniqueKeysWithValues: counts.map { (vocabulary.terms[$0.term], $0.count) }),
+        expected, text, file: file, line: line)
+    }
+  }
+
+  func testVocabularyNumbersTermsAndForgetsOnRequest() {
+    let vocabulary = Vocabulary(analyzer: analyzer)
+    let (counts, length) = vocabulary.count("The cats, the CAT; cat's running")
+    XCTAssertEqual(length, 4)
+    XCTAssertEqual(counts.map { vocabulary.terms[$0.term] }, ["cat", "run"])
+    XCTAssertEqual(counts.map(\.count), [3, 1])
+    // Past its first table size (many distinct words), and a word seen before keeps its id.
+    let many = (0..<5_000).map { "w\($0)x" }.joined(separator: " ")
+    XCTAssertEqual(vocabulary.count(many + " cat").counts.count, 5_001)
+    XCTAssertEqual(vocabulary.count("cat").counts, [Vocabulary.TermCount(term: 0, count: 1)])
+    XCTAssertGreaterThan(vocabulary.wordCount, 5_000)
+    vocabulary.removeAll()
+    XCTAssertEqual(vocabulary.wordCount, 0)
+    XCTAssertEqual(
+      vocabulary.count("running cat").counts.map { vocabulary.terms[$0.term] }, ["run", "cat"])
+    assertCountsMatchTerms(many)
   }
 
   func testASCIIFastPathEqualsTheUnicodePathOnRealText() throws {
@@ -341,6 +366,21 @@ final class AnalyzerFastPathTests: XCTestCase {
       }
     }
     XCTAssertGreaterThan(ascii, 1_000)
+  }
+
+  /// The ASCII scan classifies 64 bytes at a time: words and joining marks on either
+  /// side of a 64-byte boundary, and a text ending on one, give the same terms.
+  func testWordsAcrossThe64ByteBoundaries() {
+    let words = "U.S. don't 3.14 1,000 x'y a.b. 7.x snake_case THE End's"
+    for offset in 40..<140 {
+      let text = String(repeating: "-", count: offset) + words
+      XCTAssertEqual(
+        analyzer.terms(text, asciiFastPath: true), analyzer.terms(text, asciiFastPath: false),
+        text)
+      assertCountsMatchTerms(text)
+      assertCountsMatchTerms(String(text.prefix(64)))
+      assertCountsMatchTerms(String(text.prefix(128)))
+    }
   }
 
   func testNonASCIITextFallsBackToTheUnicodePath() {

@@ -59,32 +59,69 @@ struct TextIndexRecord: Codable, Equatable {
 /// transaction's documents hold the term.
 final class TextChanges {
   struct Term {
-    /// The term's postings added, and removals (tf 0: an indexed document never has
-    /// tf 0), in the order made.
-    var postings: [Posting] = []
+    /// The term's first and last change in `postings` (−1: none), linked by `next`.
+    var first: Int32 = -1
+    var last: Int32 = -1
     /// The change of the term's document frequency, and the largest tf added.
     var documents = 0
     var maxFrequency: UInt32 = 0
   }
 
-  var terms: [String: Term] = [:]
-  /// The transaction's documents share most of their words: each is stemmed once.
-  private(set) lazy var stems = Stems()
+  /// The transaction's documents share most of their words: each is analyzed once,
+  /// and its term numbered, so the changes are kept per term id, not per string.
+  private(set) lazy var vocabulary = Vocabulary(analyzer: TextIndex.analyzer)
+  /// The changes per term id of `vocabulary`, and the ids changed, in order.
+  private(set) var terms: [Term] = []
+  private(set) var changed: [Int] = []
+  /// Every term's postings added, and removals (tf 0: an indexed document never has
+  /// tf 0), in the order made, in one array (not one per term: most terms of a write
+  /// change in a few documents); per change, the index of its term's next one (−1: none).
+  private var postings: [Posting] = []
+  private var next: [Int32] = []
+  /// Whether the record's stamp was drawn since the last flush: once per flush is
+  /// enough (a stamp names a stored state of the postings), and drawing one costs a
+  /// system call.
+  var stamped = false
 
-  func add(_ term: String, row: UInt32, count: UInt32, length: UInt32) {
-    terms[term, default: Term()].add(Posting(document: row, frequency: count, length: length))
-  }
-
-  func remove(_ term: String, row: UInt32) {
-    terms[term, default: Term()].add(Posting(document: row, frequency: 0, length: 0))
-  }
-}
-
-extension TextChanges.Term {
-  mutating func add(_ posting: Posting) {
+  func add(_ term: Int, _ posting: Posting) {
+    if term >= terms.count {
+      terms.append(contentsOf: repeatElement(Term(), count: term + 1 - terms.count))
+    }
+    let index = Int32(postings.count)
     postings.append(posting)
-    documents += posting.frequency == 0 ? -1 : 1
-    maxFrequency = max(maxFrequency, posting.frequency)
+    next.append(-1)
+    if terms[term].first < 0 {
+      terms[term].first = index
+      changed.append(term)
+    } else {
+      next[Int(terms[term].last)] = index
+    }
+    terms[term].last = index
+    terms[term].documents += posting.frequency == 0 ? -1 : 1
+    terms[term].maxFrequency = max(terms[term].maxFrequency, posting.frequency)
+  }
+
+  /// Calls `body` with each change of the term `term`, in the order made.
+  func forEachPosting(of term: Int, _ body: (Posting) throws -> Void) rethrows {
+    var index = terms[term].first
+    while index >= 0 {
+      try body(postings[Int(index)])
+      index = next[Int(index)]
+    }
+  }
+
+  /// Forgets the changes (stored by `flush`); the vocabulary too when it has grown
+  /// large (a rebuild of a big collection meets many words).
+  func removeAll() {
+    for term in changed { terms[term] = Term() }
+    changed.removeAll(keepingCapacity: true)
+    postings.removeAll(keepingCapacity: true)
+    next.removeAll(keepingCapacity: true)
+    stamped = false
+    if vocabulary.wordCount > 1 << 18 {
+      vocabulary.removeAll()
+      terms.removeAll()
+    }
   }
 }
 
@@ -109,24 +146,36 @@ struct TextIndex {
 
   /// Indexes `text` as the document `row` (which must not be indexed yet).
   func add(row: UInt32, text: String, to record: inout TextIndexRecord) {
-    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
+    let changes = record.pending
+    let (counts, length) = changes.vocabulary.count(text)
     guard length > 0 else { return }
-    for (term, count) in counts {
-      record.pending.add(term, row: row, count: count, length: length)
+    for each in counts {
+      changes.add(
+        each.term, Posting(document: row, frequency: each.count, length: UInt32(length)))
     }
     record.documents += 1
-    record.terms += Int(length)
-    record.stamp = Int.random(in: 0..<(1 << 53))
+    record.terms += length
+    TextIndex.stamp(&record)
   }
 
   /// Removes the document `row`, indexed from `text` (checked by `flush`).
   func remove(row: UInt32, text: String, from record: inout TextIndexRecord) {
-    let (counts, length) = TextIndex.counts(text, stems: record.pending.stems)
+    let changes = record.pending
+    let (counts, length) = changes.vocabulary.count(text)
     guard length > 0 else { return }
-    for term in counts.keys { record.pending.remove(term, row: row) }
+    for each in counts {
+      changes.add(each.term, Posting(document: row, frequency: 0, length: 0))
+    }
     record.documents -= 1
-    record.terms -= Int(length)
+    record.terms -= length
+    TextIndex.stamp(&record)
+  }
+
+  /// A new stamp for the postings `record.pending` changes, once per flush.
+  private static func stamp(_ record: inout TextIndexRecord) {
+    guard !record.pending.stamped else { return }
     record.stamp = Int.random(in: 0..<(1 << 53))
+    record.pending.stamped = true
   }
 
   /// Stores what `record`'s writes changed: per term, one read and one write of its
@@ -136,7 +185,11 @@ struct TextIndex {
   /// - Throws: `VectorDBError.damaged` when a removed document's posting is missing or
   ///   a block cannot be read; storage errors.
   func flush(_ record: TextIndexRecord, in txn: WriteTransaction) throws {
-    for (term, change) in record.pending.terms {
+    let changes = record.pending
+    var run: [Posting] = []
+    for id in changes.changed {
+      let term = changes.vocabulary.terms[id]
+      let change = changes.terms[id]
       let stats = TextKey.term(term, collection: collection)
       let (frequency, maxFrequency) = try txn.get(table, key: stats).map(TextIndex.pair) ?? (0, 0)
       let documents = Int(frequency) + change.documents
@@ -147,15 +200,24 @@ struct TextIndex {
           table, key: stats,
           value: TextIndex.bytes(UInt32(documents), max(maxFrequency, change.maxFrequency)))
       }
-      var blocks: [UInt32: [Posting]] = [:]
-      for posting in change.postings {
-        blocks[PostingsBlock.number(of: posting.document), default: []].append(posting)
+      // Each run of changes in one block is applied at once (an import's rows come
+      // in order: one run per block); a block met again later is read back as the
+      // run before left it.
+      run.removeAll(keepingCapacity: true)
+      try changes.forEachPosting(of: id) { posting in
+        if let first = run.first,
+          PostingsBlock.number(of: first.document) != PostingsBlock.number(of: posting.document)
+        {
+          try flush(PostingsBlock.number(of: first.document), of: term, changes: run, in: txn)
+          run.removeAll(keepingCapacity: true)
+        }
+        run.append(posting)
       }
-      for (block, changes) in blocks {
-        try flush(block, of: term, changes: changes, in: txn)
+      if let first = run.first {
+        try flush(PostingsBlock.number(of: first.document), of: term, changes: run, in: txn)
       }
     }
-    record.pending.terms.removeAll()
+    changes.removeAll()
   }
 
   /// Rewrites one postings block of `term` with `changes` (postings of the block, and
@@ -278,12 +340,6 @@ struct TextIndex {
   /// Terms are at most 64 characters (the analyzer cuts words), so at most 256 bytes:
   /// always a valid key. A query term that is longer cannot be in the index.
   private static func fits(_ term: String) -> Bool { term.utf8.count <= 400 }
-
-  /// Each term's count in `text`, and the number of terms.
-  static func counts(_ text: String, stems: Stems) -> (counts: [String: UInt32], length: UInt32) {
-    let (counts, length) = analyzer.termCounts(text, stems: stems)
-    return (counts, UInt32(length))
-  }
 
   static func pair(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32) {
     (

@@ -42,13 +42,28 @@ struct TextKey: LMDBKey, Equatable {
     KeyBuilder().uint32(collection).uint8(Kind.block.rawValue).lengthPrefixed(term).bytes
   }
 
-  var bytes: [UInt8] {
-    let key = KeyBuilder().uint32(collection).uint8(kind.rawValue).lengthPrefixed(term)
-    return (block.map { key.uint32($0) } ?? key).bytes
-  }
+  var bytes: [UInt8] { withKeyBytes { Array($0) } }
 
+  /// The key's bytes, written into a buffer on the stack: a write transaction makes
+  /// two keys for each term it changed, and arrays built field by field cost more
+  /// than the LMDB calls.
   func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-    try bytes.withUnsafeBytes(body)
+    var term = term
+    return try term.withUTF8 { utf8 in
+      let count = 7 + utf8.count + (block == nil ? 0 : 4)
+      return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { key in
+        key.storeBytes(of: collection.bigEndian, toByteOffset: 0, as: UInt32.self)
+        key[4] = kind.rawValue
+        key[5] = UInt8(truncatingIfNeeded: utf8.count >> 8)
+        key[6] = UInt8(truncatingIfNeeded: utf8.count)
+        UnsafeMutableRawBufferPointer(rebasing: key[7..<(7 + utf8.count)])
+          .copyMemory(from: UnsafeRawBufferPointer(utf8))
+        if let block {
+          key.storeBytes(of: block.bigEndian, toByteOffset: 7 + utf8.count, as: UInt32.self)
+        }
+        return try body(UnsafeRawBufferPointer(key))
+      }
+    }
   }
 
   /// The block number of a key that is `prefix` (from `blocksPrefix`) plus a block
