@@ -128,7 +128,8 @@ final class TrainerTests: XCTestCase {
       total += activations
       XCTAssertLessThanOrEqual(
         encoder.activationMemoryBytes, 2 * activations,
-        "length \(length): \(encoder.activationMemoryBytes) bytes held for a pass of \(activations)")
+        "length \(length): \(encoder.activationMemoryBytes) bytes held for a pass of \(activations)"
+      )
     }
     XCTAssertLessThan(encoder.activationMemoryBytes, total / 4)
     // The same length again reuses what the pool holds: nothing new is mapped.
