@@ -150,7 +150,8 @@ package final class Arena: @unchecked Sendable {
 /// that fits it with at most a quarter to spare, else maps a new one rounded up to a size
 /// class (8 per power of two). Batches differ in length, so a pool that only kept blocks
 /// would come to hold a set for every length seen: its owner calls ``trim()`` once per
-/// step, which unmaps the free blocks no one took since the call before.
+/// step, which unmaps the free blocks no one took since the call before, and a request
+/// that finds no block unmaps the largest such block smaller than itself.
 package final class BufferPool: @unchecked Sendable {
   private struct Block {
     var memory: UnsafeMutableRawPointer
@@ -186,6 +187,12 @@ package final class BufferPool: @unchecked Sendable {
     {
       block = free.remove(at: i)
     } else {
+      // The largest free block smaller than the request that no one took since the last
+      // trim: most likely this very buffer of a shorter batch. It goes now, not at the end
+      // of the step, so a longer batch does not hold both sets at once.
+      if let stale = free.lastIndex(where: { $0.bytes < bytes && $0.period < period }) {
+        unmap(free.remove(at: stale))
+      }
       let size = Self.sizeClass(bytes)
       guard
         let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
