@@ -181,7 +181,7 @@ package final class BufferPool: @unchecked Sendable {
   package func take(bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     lock.lock()
     defer { lock.unlock() }
-    var block: Block
+    let block: Block
     if let i = free.firstIndex(where: { $0.bytes >= bytes }),
       free[i].bytes <= max(Self.pageSize, bytes + bytes / 4)
     {
