@@ -141,48 +141,111 @@ package final class Arena: @unchecked Sendable {
   deinit { munmap(base, size) }
 }
 
-/// Blocks of memory kept between training steps, grouped in size classes that grow by at most
-/// 1/8, so a batch a few tokens longer than the last still finds its blocks.
+/// Blocks of memory kept between training steps, so a step reuses the pages of the last one
+/// instead of faulting in fresh ones (the kernel clears each 4 KiB page on first touch).
+///
+/// Blocks are mapped directly (`mmap`), not taken from `malloc`: unmapping one returns its
+/// pages to the system at once, whatever the allocator's thresholds and arenas, so what a
+/// finished run held does not stay in the process. A request takes the smallest free block
+/// that fits it with at most a quarter to spare, else maps a new one rounded up to a size
+/// class (8 per power of two). Batches differ in length, so a pool that only kept blocks
+/// would come to hold a set for every length seen: its owner calls ``trim()`` once per
+/// step, which unmaps the free blocks no one took since the call before, and a request
+/// that finds no block unmaps the largest such block smaller than itself.
 package final class BufferPool: @unchecked Sendable {
-  private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+  private struct Block {
+    var memory: UnsafeMutableRawPointer
+    var bytes: Int
+    /// The ``trim()`` period in which it was last taken.
+    var period: Int
+  }
+  /// Free blocks, smallest first.
+  private var free: [Block] = []
+  /// The period in which each block in use was taken.
+  private var taken: [UnsafeMutableRawPointer: Int] = [:]
+  private var period = 0
+  private var mapped = 0
   private let lock = NSLock()
-  private static let alignment = 64
 
-  /// The size class of a request: the smallest `m·2ᵉ ≥ bytes` with `8 ≤ m < 16`.
+  /// The size class of a request: the smallest `m·2ᵉ ≥ bytes` with `8 ≤ m < 16`, at least
+  /// a page.
   package static func sizeClass(_ bytes: Int) -> Int {
-    if bytes <= 16 { return 16 }
+    if bytes <= pageSize { return pageSize }
     let exponent = (Int.bitWidth - (bytes - 1).leadingZeroBitCount) - 4
     let unit = 1 << exponent
     return (bytes + unit - 1) / unit * unit
   }
 
+  private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
   package func take(bytes: Int) -> (UnsafeMutableRawPointer, Int) {
-    let size = Self.sizeClass(bytes)
     lock.lock()
-    let reused = free[size]?.popLast()
-    lock.unlock()
-    return (reused ?? .allocate(byteCount: size, alignment: Self.alignment), size)
+    defer { lock.unlock() }
+    let block: Block
+    if let i = free.firstIndex(where: { $0.bytes >= bytes }),
+      free[i].bytes <= max(Self.pageSize, bytes + bytes / 4)
+    {
+      block = free.remove(at: i)
+    } else {
+      // The largest free block smaller than the request that no one took since the last
+      // trim: most likely this very buffer of a shorter batch. It goes now, not at the end
+      // of the step, so a longer batch does not hold both sets at once.
+      if let stale = free.lastIndex(where: { $0.bytes < bytes && $0.period < period }) {
+        unmap(free.remove(at: stale))
+      }
+      let size = Self.sizeClass(bytes)
+      guard
+        let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        memory != MAP_FAILED
+      else { fatalError("out of memory: cannot map \(size) bytes") }
+      mapped += size
+      block = Block(memory: memory, bytes: size, period: period)
+    }
+    taken[block.memory] = period
+    return (block.memory, block.bytes)
   }
 
   package func give(_ memory: UnsafeMutableRawPointer, bytes: Int) {
     lock.lock()
-    free[bytes, default: []].append(memory)
-    lock.unlock()
+    defer { lock.unlock() }
+    let block = Block(memory: memory, bytes: bytes, period: taken.removeValue(forKey: memory)!)
+    free.insert(block, at: free.firstIndex { $0.bytes >= bytes } ?? free.endIndex)
+  }
+
+  /// Unmaps the free blocks that were not taken since the last call.
+  package func trim() {
+    lock.lock()
+    defer { lock.unlock() }
+    for block in free where block.period < period { unmap(block) }
+    free.removeAll { $0.period < period }
+    period += 1
   }
 
   /// Bytes held for reuse.
   package var cachedBytes: Int {
     lock.lock()
     defer { lock.unlock() }
-    return free.reduce(0) { $0 + $1.key * $1.value.count }
+    return free.reduce(0) { $0 + $1.bytes }
   }
 
-  /// Frees every cached block.
+  /// Bytes mapped in all: the blocks held for reuse and those in use.
+  package var mappedBytes: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return mapped
+  }
+
+  /// Unmaps every free block.
   package func drain() {
     lock.lock()
     defer { lock.unlock() }
-    for blocks in free.values { for block in blocks { block.deallocate() } }
+    for block in free { unmap(block) }
     free.removeAll()
+  }
+
+  private func unmap(_ block: Block) {
+    munmap(block.memory, block.bytes)
+    mapped -= block.bytes
   }
 
   package init() {}

@@ -33,6 +33,8 @@ struct CheckpointFile<Header: Codable> {
       header: header, arrays: arrays.map { ArrayEntry(name: $0.name, count: $0.values.count) })
     let json = try JSONEncoder().encode(envelope)
     var data = Data(Self.magic)
+    // Sized once: growing by doubling would hold up to twice the weights and moments.
+    data.reserveCapacity(16 + json.count + arrays.reduce(0) { $0 + $1.values.count * 4 })
     withUnsafeBytes(of: Self.version.littleEndian) { data.append(contentsOf: $0) }
     withUnsafeBytes(of: UInt32(json.count).littleEndian) { data.append(contentsOf: $0) }
     data.append(json)

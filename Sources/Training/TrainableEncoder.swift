@@ -28,7 +28,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
   /// Word-embedding rows with a (possibly) non-zero gradient, in order of first touch.
   public private(set) var touchedWordRows: [Int32] = []
   private var wordRowTouched: [Bool]
-  /// Activation memory reused from pass to pass.
+  /// Activation memory reused from pass to pass; trimmed after every backward pass.
   let pool = BufferPool()
   /// Drop probability used when a forward pass is given dropout seeds.
   public var dropout: Double
@@ -39,6 +39,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
 
   /// Bytes of activation memory kept for reuse by later passes.
   public var cachedActivationBytes: Int { pool.cachedBytes }
+
+  /// Bytes of activation memory held in all: in use by passes and kept for reuse.
+  public var activationMemoryBytes: Int { pool.mappedBytes }
 
   /// Returns the activation memory kept for reuse to the system.
   public func releaseCachedMemory() { pool.drain() }
@@ -392,6 +395,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         }
       }
     }
+    // A step ends with a backward pass: memory no pass took during it goes back to the
+    // system, so a run holds about one step's activations, not one set per batch length.
+    pool.trim()
     return inputGradient
   }
 

@@ -106,6 +106,42 @@ final class TrainerTests: XCTestCase {
     XCTAssertLessThan(after, before * 0.7, "loss \(before) → \(after)")
   }
 
+  /// Batches differ in length from step to step; the activation memory must stay about one
+  /// step's, not grow with every length seen (it did: 10 GB on a 158-query run).
+  func testActivationMemoryStaysOneStepsWorthAcrossBatchLengths() throws {
+    let config = BertConfig(
+      hiddenSize: 32, layerCount: 2, headCount: 4, intermediateSize: 64, vocabularySize: 100,
+      maxPositions: 128)
+    let encoder = TrainableEncoder(
+      parameters: try EncoderParameters<Float>(randomFor: config, seed: 4), dropout: 0.1)
+    func step(length: Int) -> Int {
+      let sequences = (0..<6).map { s in (0..<length).map { Int32(1 + ($0 + s) % 90) } }
+      let batch = try! TokenBatch(sequences, vocabulary: 100, maximumLength: 128)
+      let pass = encoder.forward(batch, dropoutSeeds: (0..<6).map { UInt64($0) })
+      encoder.backward(pass, embeddingGradient: [Float](repeating: 0.01, count: 6 * 32))
+      return pass.activationBytes
+    }
+    // Growing lengths: each step needs larger blocks than any the pool holds.
+    var total = 0
+    for length in stride(from: 8, through: 128, by: 8) {
+      let activations = step(length: length)
+      total += activations
+      XCTAssertLessThanOrEqual(
+        encoder.activationMemoryBytes, 3 * activations / 2,
+        "length \(length): \(encoder.activationMemoryBytes) bytes held for a pass of \(activations)"
+      )
+    }
+    XCTAssertLessThan(encoder.activationMemoryBytes, total / 4)
+    // The same length again reuses what the pool holds: nothing new is mapped.
+    _ = step(length: 128)
+    let held = encoder.activationMemoryBytes
+    _ = step(length: 120)
+    _ = step(length: 128)
+    XCTAssertEqual(encoder.activationMemoryBytes, held)
+    encoder.releaseCachedMemory()
+    XCTAssertEqual(encoder.activationMemoryBytes, 0)
+  }
+
   func testSameSeedSameRunAndCheckpointResumesExactly() throws {
     let parameters = try EncoderParameters<Float>(randomFor: Self.tiny, seed: 3)
     let examples = Self.examples()
