@@ -62,6 +62,13 @@ struct Options {
       guard let n = Int(text), n >= 0 else { fail("\(flag): '\(text)' is not a count") }
       return n
     }
+    /// The case of `Level` that the next argument names (any letter case).
+    func named<Level: CaseIterable>(_: Level.Type, _ flag: String) -> Level {
+      let name = value(flag)
+      guard let level = Level.allCases.first(where: { "\($0)".lowercased() == name.lowercased() })
+      else { fail("\(flag): '\(name)' is not one of \(Level.allCases.map { "\($0)" })") }
+      return level
+    }
     while let argument = rest.popFirst() {
       switch argument {
       case "--model": model = value(argument)
@@ -87,21 +94,9 @@ struct Options {
           return precision
         }
       case "--bf16-kernel":
-        let name = value(argument)
-        guard
-          let level = BFloat16Weights.KernelLevel.allCases.first(where: {
-            "\($0)".lowercased() == name.lowercased()
-          })
-        else { fail("--bf16-kernel: '\(name)' is not one of avx512BF16, avx2, plain") }
-        BFloat16Weights.KernelLevel.use(level)
+        BFloat16Weights.KernelLevel.use(named(BFloat16Weights.KernelLevel.self, argument))
       case "--int8-kernel":
-        let name = value(argument)
-        guard
-          let level = Int8Weights.KernelLevel.allCases.first(where: {
-            "\($0)".lowercased() == name.lowercased()
-          })
-        else { fail("--int8-kernel: '\(name)' is not one of avx512VNNI, avx2, plain") }
-        Int8Weights.KernelLevel.use(level)
+        Int8Weights.KernelLevel.use(named(Int8Weights.KernelLevel.self, argument))
       case "--rounds": rounds = max(1, number(argument))
       case "--kernels":
         let name = value(argument)
