@@ -115,8 +115,7 @@ static inline int32_t load_pair(const int16_t *p) {
 // `nr` rows (a constant after inlining) × one panel: `vpdpwssd` adds 2 products per lane.
 VNNI static inline __attribute__((always_inline)) void tile_vnni(
     const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
-    const float *scale, const float *bias, float *y, int ldy,
-    unsigned mask) {
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
   const size_t ldx = (size_t)kb * BLOCK;
   __m512 sum[8];
   for (int i = 0; i < nr; i++) sum[i] = _mm512_setzero_ps();
@@ -157,7 +156,7 @@ VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs
       float *yr = y + (size_t)r * ldy + panel * PANEL;
 #define TILE(n)                                                                             \
   case n:                                                                                   \
-    tile_vnni(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask); \
+    tile_vnni(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
     break;
       switch (rows - r < 8 ? rows - r : 8) {
         TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
@@ -175,8 +174,7 @@ VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs
 // to int16 once, then per row `vpmaddwd` (two products per int32 lane) and `vpaddd`.
 AVX2 static inline __attribute__((always_inline)) void tile_avx2(
     const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
-    const float *scale, const float *bias, float *y, int ldy,
-    unsigned mask) {
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
   const size_t ldx = (size_t)kb * BLOCK;
   __m256 sum[4][2];
   for (int i = 0; i < nr; i++) sum[i][0] = sum[i][1] = _mm256_setzero_ps();
@@ -221,7 +219,7 @@ AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs
       float *yr = y + (size_t)r * ldy + panel * PANEL;
 #define TILE(n)                                                                             \
   case n:                                                                                   \
-    tile_avx2(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask); \
+    tile_avx2(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
     break;
       switch (rows - r < 4 ? rows - r : 4) {
         TILE(1) TILE(2) TILE(3) default : TILE(4)
