@@ -7,7 +7,7 @@
 //   - sentences/s for each text file at --batch (1 warm-up + --reps timed passes),
 //     the GFLOP/s that implies and its fraction of the sgemm peak,
 //   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
-// Each measurement runs for every --precision (float32 and bfloat16 by default), with
+// Each measurement runs for every --precision (float32, bfloat16, int8 by default), with
 // the lower precision's vectors compared to float32's (min and mean cosine).
 // With --peer PYTHON, each measurement is preceded by the peers' on the same texts and
 // settings (batch, reps, threads): sentence-transformers (PyTorch) and ONNX Runtime
@@ -20,7 +20,8 @@
 //   swift build -c release --product encoder-bench
 //   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
 //       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
-//       [--small-linear-rows N] [--precision float32,bfloat16] [--bf16-kernel avx2|plain]
+//       [--small-linear-rows N] [--precision float32,bfloat16,int8]
+//       [--bf16-kernel avx2|plain] [--int8-kernel avx2|plain]
 //       [--peer .peer-venv/bin/python] [--no-onnx] [--onnx-script Benchmarks/peers/peer_onnx.py]
 //       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
 //       peer-results/passages.txt peer-results/short.txt
@@ -46,7 +47,7 @@ struct Options {
   var peerPython: String? = nil
   var peerScript = "../shared/bench/peer_embed.py"
   var onnxScript: String? = "Benchmarks/peers/peer_onnx.py"
-  var precisions: [SentenceEncoder.Precision] = [.float32, .bfloat16]
+  var precisions = SentenceEncoder.Precision.allCases
   var rounds = 1
   var files: [String] = []
 
@@ -60,6 +61,13 @@ struct Options {
       let text = value(flag)
       guard let n = Int(text), n >= 0 else { fail("\(flag): '\(text)' is not a count") }
       return n
+    }
+    /// The case of `Level` that the next argument names (any letter case).
+    func named<Level: CaseIterable>(_: Level.Type, _ flag: String) -> Level {
+      let name = value(flag)
+      guard let level = Level.allCases.first(where: { "\($0)".lowercased() == name.lowercased() })
+      else { fail("\(flag): '\(name)' is not one of \(Level.allCases.map { "\($0)" })") }
+      return level
     }
     while let argument = rest.popFirst() {
       switch argument {
@@ -81,18 +89,14 @@ struct Options {
         let names = value(argument).split(separator: ",")
         precisions = names.map { name in
           guard let precision = SentenceEncoder.Precision(rawValue: String(name)) else {
-            fail("--precision: '\(name)' is not float32 or bfloat16")
+            fail("--precision: '\(name)' is not float32, bfloat16 or int8")
           }
           return precision
         }
       case "--bf16-kernel":
-        let name = value(argument)
-        guard
-          let level = BFloat16Weights.KernelLevel.allCases.first(where: {
-            "\($0)".lowercased() == name.lowercased()
-          })
-        else { fail("--bf16-kernel: '\(name)' is not one of avx512BF16, avx2, plain") }
-        BFloat16Weights.KernelLevel.use(level)
+        BFloat16Weights.KernelLevel.use(named(BFloat16Weights.KernelLevel.self, argument))
+      case "--int8-kernel":
+        Int8Weights.KernelLevel.use(named(Int8Weights.KernelLevel.self, argument))
       case "--rounds": rounds = max(1, number(argument))
       case "--kernels":
         let name = value(argument)
@@ -357,10 +361,12 @@ var report: [String: Any] = [
   "model": options.model, "batch": options.batch, "reps": options.reps,
   "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
   "cpu_flags": cpuFlags(), "bf16_kernel": "\(BFloat16Weights.KernelLevel.current)",
+  "int8_kernel": "\(Int8Weights.KernelLevel.current)",
 ]
 var lines: [String] = [
   "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
-    + " bfloat16 kernel \(BFloat16Weights.KernelLevel.current.name);"
+    + " bfloat16 kernel \(BFloat16Weights.KernelLevel.current.name),"
+    + " int8 kernel \(Int8Weights.KernelLevel.current.name);"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
   "CPU flags: \(cpuFlags())",
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",

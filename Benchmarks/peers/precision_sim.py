@@ -9,13 +9,19 @@ golden texts (../shared/reference) and on the first 300 SciFact passages:
 - int8 weights, symmetric per output channel, activations float32 / int16 / int8
   (symmetric per token row, or asymmetric u8 per row as for `vpmaddubsw`/VNNI),
 - int8 with the FFN down-projection kept in float32,
-- bfloat16 weights and activations (round to nearest even), float32 sums.
+- bfloat16 weights and activations (round to nearest even), float32 sums,
+- int8 weights with one scale per block of 32 (or 16) inputs, activations float32 or
+  symmetric integers of 7, 8 or 16 bits per block (llama.cpp's Q8_0 layout): the last,
+  int16 activations per block of 32, is vdb's `int8` precision (Sources/CKernels/int8.c).
+
+`--only TEXT` runs only the configurations whose label contains TEXT.
 
     /work/peer-venv/bin/python Benchmarks/peers/precision_sim.py
 """
 import itertools
 import json
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,6 +33,7 @@ CORPUS = "../shared/datasets/scifact/corpus.jsonl"
 
 
 def main():
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     torch.set_num_threads(1)
     golden = [item["text"] for item in json.load(open(REFERENCE))["items"]]
     with open(CORPUS) as f:
@@ -56,10 +63,24 @@ def main():
         zero = torch.round(-low / scale)
         return ((torch.round(x / scale) + zero).clamp(0, 255) - zero) * scale
 
+    def blocks(bits, size):
+        """Symmetric integers of `bits` bits per block of `size` along the input dimension
+        (the last one), one float32 scale per block: llama.cpp's Q8_0 layout."""
+        top = 2 ** (bits - 1) - 1
+
+        def quantize(x):
+            shape = x.shape
+            b = x.reshape(*shape[:-1], shape[-1] // size, size)
+            scale = b.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
+            return (torch.round(b / scale).clamp(-top, top) * scale).reshape(shape)
+        return quantize
+
     def bfloat16(x):
         return x.to(torch.bfloat16).to(torch.float32)
 
     def run(label, weights, activations, keep_float32=()):
+        if only and only not in label:
+            return
         hooks = []
         for name, m in linears:
             m.weight.data = original[m].clone()
@@ -83,6 +104,11 @@ def main():
     run("int8 weights, u8 activations (per row)", int8_weights, asymmetric_u8_rows)
     run("int8, FFN down-projection in float32", int8_weights, symmetric_rows(8), ("output.dense",))
     run("bfloat16 weights and activations", bfloat16, bfloat16)
+    run("int8 weights per block of 32, float32 activations", blocks(8, 32), None)
+    run("int8 blocks of 32, int7 activations (blocks of 32)", blocks(8, 32), blocks(7, 32))
+    run("int8 blocks of 32, int8 activations (blocks of 32)", blocks(8, 32), blocks(8, 32))
+    run("int8 blocks of 16, int8 activations (blocks of 16)", blocks(8, 16), blocks(8, 16))
+    run("int8 blocks of 32, int16 activations (blocks of 32)", blocks(8, 32), blocks(16, 32))
 
 
 if __name__ == "__main__":

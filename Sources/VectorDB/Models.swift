@@ -5,7 +5,7 @@ import LMDB
 import Tensor
 import Training
 
-/// The number format an encoder computes in (`float32`, `bfloat16`; see docs/encoder.md).
+/// The number format an encoder computes in (`float32`, `bfloat16`, `int8`; see docs/encoder.md).
 public typealias Precision = SentenceEncoder.Precision
 
 /// A version of the encoder stored in the database, with where it came from.

@@ -5,13 +5,49 @@ import XCTest
 @testable import Embedding
 
 final class PrecisionTests: XCTestCase {
-  /// The float32 encoder's weights at bfloat16 precision.
-  private static let bfloat16: Result<SentenceEncoder, Error> = Result {
-    let encoder = try Fixtures.encoder.get()
-    var settings = encoder.settings
-    settings.precision = .bfloat16
-    return try SentenceEncoder(
-      settings: settings, vocabulary: encoder.tokenizer.vocabulary, weights: encoder.weights)
+  /// The float32 encoder's weights at `precision`.
+  private static func converted(to precision: SentenceEncoder.Precision) -> Result<
+    SentenceEncoder, Error
+  > {
+    Result {
+      let encoder = try Fixtures.encoder.get()
+      var settings = encoder.settings
+      settings.precision = precision
+      return try SentenceEncoder(
+        settings: settings, vocabulary: encoder.tokenizer.vocabulary, weights: encoder.weights)
+    }
+  }
+  private static let bfloat16 = converted(to: .bfloat16)
+  private static let int8 = converted(to: .int8)
+
+  /// Every golden text at cosine ≥ `minimum` against float32's reference vectors, with the
+  /// kernel at each of `levels` the CPU has (`use` switches it and returns the level in use).
+  private func assertGoldenCosines<Level: Equatable>(
+    _ encoder: SentenceEncoder, minimum: Double, levels: [Level], name: (Level) -> String,
+    use: (Level?) -> Level
+  ) throws {
+    let items = try Fixtures.golden("minilm_reference_embeddings.json")
+    defer { _ = use(nil) }
+    for level in levels {
+      guard use(level) == level else { continue }
+      let vectors = encoder.embed(items.map(\.text))
+      for (item, vector) in zip(items, vectors) {
+        let similarity = cosine(vector, item.embedding ?? [])
+        XCTAssertGreaterThanOrEqual(
+          similarity, minimum, "\(name(level)) item \(item.id): \(item.text.prefix(40))")
+      }
+    }
+  }
+
+  /// A single input splits each layer over the cores by columns; batches run whole on one
+  /// core: both give the same vectors.
+  private func assertBatchedEqualsSingle(_ encoder: SentenceEncoder) {
+    let texts = ["short", "", String(repeating: "many words here ", count: 40)]
+    for (text, vector) in zip(texts, encoder.embed(texts, batchSize: 2)) {
+      let single = encoder.embed(text)
+      let largest = zip(vector, single).map { abs($0 - $1) }.max() ?? 0
+      XCTAssertLessThan(largest, 1e-5, "\(encoder.precision) '\(text.prefix(20))'")
+    }
   }
 
   /// The quality bar: every golden text at cosine ≥ 0.999 against float32's
@@ -20,29 +56,27 @@ final class PrecisionTests: XCTestCase {
   func testBFloat16GoldenCosines() throws {
     let encoder = try Self.bfloat16.get()
     XCTAssertEqual(encoder.precision, .bfloat16)
-    let items = try Fixtures.golden("minilm_reference_embeddings.json")
-    defer { BFloat16Weights.KernelLevel.use(nil) }
-    for level in [BFloat16Weights.KernelLevel.avx512BF16, .avx2] {
-      guard BFloat16Weights.KernelLevel.use(level) == level else { continue }
-      let vectors = encoder.embed(items.map(\.text))
-      for (item, vector) in zip(items, vectors) {
-        let similarity = cosine(vector, item.embedding ?? [])
-        XCTAssertGreaterThanOrEqual(
-          similarity, 0.9999, "\(level.name) item \(item.id): \(item.text.prefix(40))")
-      }
-    }
+    try assertGoldenCosines(
+      encoder, minimum: 0.9999, levels: [BFloat16Weights.KernelLevel.avx512BF16, .avx2],
+      name: \.name, use: { BFloat16Weights.KernelLevel.use($0) })
   }
 
-  /// A single input splits each layer over the cores by columns; batches run whole on one
-  /// core: both give the same bfloat16 vectors.
+  /// int8 (blocks of 32, 7-bit activations) keeps every golden text at cosine ≥ 0.999,
+  /// on AVX-512 VNNI and on the AVX2 path where the CPU has them.
+  func testInt8GoldenCosines() throws {
+    let encoder = try Self.int8.get()
+    XCTAssertEqual(encoder.precision, .int8)
+    try assertGoldenCosines(
+      encoder, minimum: 0.999, levels: [Int8Weights.KernelLevel.avx512VNNI, .avx2],
+      name: \.name, use: { Int8Weights.KernelLevel.use($0) })
+  }
+
   func testBFloat16BatchedEqualsSingle() throws {
-    let encoder = try Self.bfloat16.get()
-    let texts = ["short", "", String(repeating: "many words here ", count: 40)]
-    for (text, vector) in zip(texts, encoder.embed(texts, batchSize: 2)) {
-      let single = encoder.embed(text)
-      let largest = zip(vector, single).map { abs($0 - $1) }.max() ?? 0
-      XCTAssertLessThan(largest, 1e-5, "'\(text.prefix(20))'")
-    }
+    assertBatchedEqualsSingle(try Self.bfloat16.get())
+  }
+
+  func testInt8BatchedEqualsSingle() throws {
+    assertBatchedEqualsSingle(try Self.int8.get())
   }
 
   /// Precision is part of the stored settings; settings stored before it existed are

@@ -67,6 +67,38 @@ float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n);
 /// path is AVX-512F, which every AVX-512 BF16 CPU has).
 float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n);
 
+/// int8 linear layers (see int8.c): W in int8 and x in int16, one float32 scale per block
+/// of 32 inputs, exact integer sums in int32.
+enum {
+  VDB_INT8_PLAIN = 0,      ///< portable C
+  VDB_INT8_AVX2 = 1,       ///< AVX2: `vpmaddwd`, 16 products per instruction
+  VDB_INT8_AVX512VNNI = 2  ///< AVX-512 VNNI: `vpdpwssd`, 32 products and the sum in one
+};
+
+/// How many bytes `vdb_int8_pack` writes for a [columns, k] matrix.
+size_t vdb_int8_packed_size(int k, int columns);
+
+/// Quantizes W (row-major [columns, k], float32) to int8 per block of 32 inputs into
+/// `packed` (`vdb_int8_packed_size(k, columns)` bytes, 4-byte aligned). Never fails.
+void vdb_int8_pack(int k, int columns, const float *w, void *packed);
+
+/// y[r * ldy + c] = bias[c] + Σ_blocks sx·sw·Σ qx·qw for rows r < `rows` and columns
+/// `column_begin` ≤ c < `column_end`: y = x · Wᵀ + b with W from `vdb_int8_pack` (of a
+/// [columns, k] matrix) and each row of x quantized to int16 per block of 32 as it is
+/// read. `y` and `bias` (or NULL) address column 0. Uses the level `vdb_int8_level()`
+/// reports; every level computes the same integer sums. Never fails; the caller guarantees
+/// the pointers cover the ranges.
+void vdb_int8_linear(int rows, int k, int columns, const void *packed, int column_begin,
+                     int column_end, const float *x, const float *bias, float *y, int ldy);
+
+/// The instruction set `vdb_int8_linear` uses: the widest the CPU has, chosen on first
+/// use, unless the environment variable VDB_INT8_KERNEL is "avx2" or "plain".
+int vdb_int8_level(void);
+
+/// Makes `vdb_int8_linear` use `level` (at most what the CPU has; negative: the widest)
+/// and returns the level now in use. For tests and benchmarks.
+int vdb_int8_set_level(int level);
+
 /// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
 /// start): vdb_crc32c(vdb_crc32c(0, a, n), b, m) is the CRC of a then b. Uses the
 /// SSE4.2 crc32 instruction when the CPU has it (chosen once at load), else a table.

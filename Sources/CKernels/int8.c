@@ -1,0 +1,308 @@
+#include "ckernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A linear layer y = x · Wᵀ + b in integers, scaled per block of 32 inputs:
+//
+//   y[r][c] = b[c] + Σ_g sx[r][g] · sw[c][g] · Σ_{i in block g} qx[r][i] · qw[c][i]
+//
+// qw = round(w / sw) in [-127, 127], sw = max|w| / 127 over the block (once, when packed);
+// qx = round(x / sx) in [-32767, 32767], sx = max|x| / 32767 over the block (on every
+// call). Why these: on all-MiniLM-L6-v2, int8 weights with one scale per 32 values keep
+// the sentence vectors at cosine 0.9996 of float32's, where one scale per output channel
+// reaches only 0.9965; 8-bit (0.998) or 7-bit (0.996) activations lose more than the
+// 0.999 allowed, 16-bit ones nothing measurable (Benchmarks/peers/precision_sim.py).
+// `vpmaddwd` multiplies int16 pairs into int32 at twice the products per instruction of
+// a float32 FMA, and the sums are exact: a pair adds at most 2 · 32767 · 127 < 2²³, a
+// block's 16 pairs less than 2²⁷, and each block's sum becomes float32 on its own.
+//
+// W is packed once into panels of 16 output columns: for each block g and each pair p
+// of inputs (2p, 2p + 1) in it, 16 × 2 bytes — column c's pair — widened to int16 on
+// load into one 512-bit register or two 256-bit ones (a column's pair in one 32-bit
+// lane, the operand `vpmaddwd` and `vpdpwssd` multiply with a broadcast pair of x);
+// then the scales sw, 16 per block.
+
+enum { PANEL = 16, BLOCK = 32, PAIRS = BLOCK / 2, ROW_BLOCK = 64, X_MAX = 32767 };
+
+static int blocks_of(int k) { return (k + BLOCK - 1) / BLOCK; }
+static int panels_of(int columns) { return (columns + PANEL - 1) / PANEL; }
+
+// Per panel and block: 512 weight bytes, then (elsewhere) 16 scales.
+size_t vdb_int8_packed_size(int k, int columns) {
+  return (size_t)panels_of(columns) * blocks_of(k) * (PANEL * BLOCK + PANEL * sizeof(float));
+}
+
+typedef struct {
+  const int8_t *w;     // [panel][block][pair][16 columns][2]
+  const float *scale;  // [panel][block][16]
+} packed_t;
+
+static packed_t layout(int k, int columns, const void *packed) {
+  const int8_t *w = packed;
+  const size_t units = (size_t)panels_of(columns) * blocks_of(k);
+  return (packed_t){w, (const float *)(w + units * PANEL * BLOCK)};
+}
+
+void vdb_int8_pack(int k, int columns, const float *w, void *packed) {
+  const int kb = blocks_of(k);
+  memset(packed, 0, vdb_int8_packed_size(k, columns));  // padding columns and inputs
+  const packed_t p = layout(k, columns, packed);
+  int8_t *qw = (int8_t *)p.w;
+  float *scale = (float *)p.scale;
+  for (int c = 0; c < columns; c++) {
+    const float *row = w + (size_t)c * k;
+    for (int g = 0; g < kb; g++) {
+      const int begin = g * BLOCK, end = begin + BLOCK < k ? begin + BLOCK : k;
+      float top = 0;
+      for (int i = begin; i < end; i++) top = fmaxf(top, fabsf(row[i]));
+      const size_t unit = (size_t)(c / PANEL) * kb + g;
+      const float s = top / 127;
+      for (int i = begin; i < end && top > 0; i++) {
+        const float q = fminf(fmaxf(nearbyintf(row[i] / s), -127), 127);
+        qw[(unit * PAIRS + (i - begin) / 2) * PANEL * 2 + (c % PANEL) * 2 + i % 2] = (int8_t)q;
+      }
+      scale[unit * PANEL + c % PANEL] = s;
+    }
+  }
+}
+
+// Rows of x as int16 (row stride kb · 32, padding inputs 0) and one scale per row and
+// block. Shared by every level, so all of them see the same integers.
+static void quantize_rows(int rows, int k, const float *x, int16_t *xq, float *xs) {
+  const int kb = blocks_of(k);
+  for (int r = 0; r < rows; r++) {
+    const float *row = x + (size_t)r * k;
+    int16_t *out = xq + (size_t)r * kb * BLOCK;
+    for (int g = 0; g < kb; g++) {
+      const int begin = g * BLOCK, n = begin + BLOCK < k ? BLOCK : k - begin;
+      float top = 0;
+      for (int i = 0; i < n; i++) top = fmaxf(top, fabsf(row[begin + i]));
+      const float inverse = top > 0 ? X_MAX / top : 0;
+      // |x · 32767 / top| ≤ 32767 up to rounding: the clamp only guards against that.
+      for (int i = 0; i < n; i++)
+        out[begin + i] = (int16_t)fminf(fmaxf(nearbyintf(row[begin + i] * inverse), -X_MAX), X_MAX);
+      for (int i = n; i < BLOCK; i++) out[begin + i] = 0;
+      xs[(size_t)r * kb + g] = top / X_MAX;
+    }
+  }
+}
+
+// Columns [lo, hi) of panel `panel` as a lane mask (as in bf16.c).
+static inline unsigned lanes(int panel, int lo, int hi) {
+  const int first = lo > panel * PANEL ? lo - panel * PANEL : 0;
+  const int end = hi < (panel + 1) * PANEL ? hi - panel * PANEL : PANEL;
+  return end <= first ? 0u : ((1u << end) - 1u) & ~((1u << first) - 1u);
+}
+
+static inline void store(const float *sums, const float *bias, unsigned mask, float *y) {
+  for (int j = 0; j < PANEL; j++)
+    if (mask >> j & 1) y[j] = sums[j] + (bias ? bias[j] : 0.0f);
+}
+
+static inline int32_t load_pair(const int16_t *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// ---------------------------------------------------------------- AVX-512 VNNI
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+// `nr` rows (a constant after inlining) × one panel: `vpdpwssd` adds 2 products per lane.
+VNNI static inline __attribute__((always_inline)) void tile_vnni(
+    const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
+  const size_t ldx = (size_t)kb * BLOCK;
+  __m512 sum[8];
+  for (int i = 0; i < nr; i++) sum[i] = _mm512_setzero_ps();
+  for (int g = 0; g < kb; g++) {
+    __m512i acc[8];
+    for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();
+    for (int q = 0; q < PAIRS; q++) {
+      const __m512i wq = _mm512_cvtepi8_epi16(
+          _mm256_loadu_si256((const __m256i *)(w + ((size_t)g * PAIRS + q) * PANEL * 2)));
+      for (int i = 0; i < nr; i++) {
+        const __m512i xv = _mm512_set1_epi32(load_pair(xq + i * ldx + g * BLOCK + q * 2));
+        acc[i] = _mm512_dpwssd_epi32(acc[i], xv, wq);
+      }
+    }
+    const __m512 sw = _mm512_loadu_ps(scale + g * PANEL);
+    for (int i = 0; i < nr; i++) {
+      const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(xs[(size_t)i * kb + g]));
+      sum[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), s, sum[i]);
+    }
+  }
+  for (int i = 0; i < nr; i++) {
+    float out[PANEL];
+    _mm512_storeu_ps(out, sum[i]);
+    store(out, bias, mask, y + (size_t)i * ldy);
+  }
+}
+
+VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
+                            int lo, int hi, const float *bias, float *y, int ldy) {
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
+    const unsigned mask = lanes(panel, lo, hi);
+    const size_t unit = (size_t)panel * kb;
+    const int8_t *w = p.w + unit * PANEL * BLOCK;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += 8) {
+      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
+      const float *sr = xs + (size_t)r * kb;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+#define TILE(n)                                                                             \
+  case n:                                                                                   \
+    tile_vnni(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
+    break;
+      switch (rows - r < 8 ? rows - r : 8) {
+        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
+      }
+#undef TILE
+    }
+  }
+}
+
+// ---------------------------------------------------------------- AVX2
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+// `nr` rows × one panel (two halves of 8 columns). Per pair of inputs: the weights widened
+// to int16 once, then per row `vpmaddwd` (two products per int32 lane) and `vpaddd`.
+AVX2 static inline __attribute__((always_inline)) void tile_avx2(
+    const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
+  const size_t ldx = (size_t)kb * BLOCK;
+  __m256 sum[4][2];
+  for (int i = 0; i < nr; i++) sum[i][0] = sum[i][1] = _mm256_setzero_ps();
+  for (int g = 0; g < kb; g++) {
+    __m256i acc[4][2];
+    for (int i = 0; i < nr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (int q = 0; q < PAIRS; q++) {
+      const int8_t *wq = w + ((size_t)g * PAIRS + q) * PANEL * 2;
+      const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wq));
+      const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wq + 16)));
+      for (int i = 0; i < nr; i++) {
+        const __m256i xv = _mm256_set1_epi32(load_pair(xq + i * ldx + g * BLOCK + q * 2));
+        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(xv, a));
+        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, b));
+      }
+    }
+    const __m256 s0 = _mm256_loadu_ps(scale + g * PANEL), s1 = _mm256_loadu_ps(scale + g * PANEL + 8);
+    for (int i = 0; i < nr; i++) {
+      const __m256 sx = _mm256_set1_ps(xs[(size_t)i * kb + g]);
+      sum[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][0]), _mm256_mul_ps(s0, sx), sum[i][0]);
+      sum[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][1]), _mm256_mul_ps(s1, sx), sum[i][1]);
+    }
+  }
+  for (int i = 0; i < nr; i++) {
+    float out[PANEL];
+    _mm256_storeu_ps(out, sum[i][0]);
+    _mm256_storeu_ps(out + 8, sum[i][1]);
+    store(out, bias, mask, y + (size_t)i * ldy);
+  }
+}
+
+AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
+                            int lo, int hi, const float *bias, float *y, int ldy) {
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
+    const unsigned mask = lanes(panel, lo, hi);
+    const size_t unit = (size_t)panel * kb;
+    const int8_t *w = p.w + unit * PANEL * BLOCK;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += 4) {
+      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
+      const float *sr = xs + (size_t)r * kb;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+#define TILE(n)                                                                             \
+  case n:                                                                                   \
+    tile_avx2(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
+    break;
+      switch (rows - r < 4 ? rows - r : 4) {
+        TILE(1) TILE(2) TILE(3) default : TILE(4)
+      }
+#undef TILE
+    }
+  }
+}
+
+// ---------------------------------------------------------------- plain C
+
+static void block_plain(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
+                        int lo, int hi, const float *bias, float *y, int ldy) {
+  for (int c = lo; c < hi; c++) {
+    const size_t unit = (size_t)(c / PANEL) * kb;
+    const int8_t *w = p.w + unit * PANEL * BLOCK + (c % PANEL) * 2;
+    for (int r = 0; r < rows; r++) {
+      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
+      float s = 0;
+      for (int g = 0; g < kb; g++) {
+        int32_t acc = 0;
+        for (int i = 0; i < BLOCK; i++)
+          acc += xr[g * BLOCK + i] * w[((size_t)g * PAIRS + i / 2) * PANEL * 2 + i % 2];
+        s += (float)acc * (p.scale[(unit + g) * PANEL + c % PANEL] * xs[(size_t)r * kb + g]);
+      }
+      y[(size_t)r * ldy + c] = s + (bias ? bias[c] : 0.0f);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+static int best_level(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return VDB_INT8_AVX512VNNI;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VDB_INT8_AVX2;
+  return VDB_INT8_PLAIN;
+}
+
+static int chosen_level = -1;  // racy but idempotent, like vdb_bf16_level's
+
+int vdb_int8_level(void) {
+  if (chosen_level < 0) {
+    const char *forced = getenv("VDB_INT8_KERNEL");  // "plain" or "avx2": the fallbacks
+    const int best = best_level();
+    chosen_level = best;
+    if (forced && strcmp(forced, "plain") == 0) chosen_level = VDB_INT8_PLAIN;
+    if (forced && strcmp(forced, "avx2") == 0 && best >= VDB_INT8_AVX2) chosen_level = VDB_INT8_AVX2;
+  }
+  return chosen_level;
+}
+
+int vdb_int8_set_level(int level) {
+  const int best = best_level();
+  chosen_level = level < 0 ? best : level > best ? best : level;
+  return chosen_level;
+}
+
+void vdb_int8_linear(int rows, int k, int columns, const void *packed, int column_begin,
+                     int column_end, const float *x, const float *bias, float *y, int ldy) {
+  if (rows <= 0 || column_end <= column_begin) return;
+  const int level = vdb_int8_level();
+  const int kb = blocks_of(k);
+  const packed_t p = layout(k, columns, packed);
+  const int block = rows < ROW_BLOCK ? rows : ROW_BLOCK;
+  // Scratch for a block of x: the int16 values, then one scale per row and block.
+  const size_t bytes = (size_t)block * kb * (BLOCK * sizeof(int16_t) + sizeof(float));
+  _Alignas(64) int16_t stack[24 * 1024];  // a batch-1 query's rows fit; larger go to the heap
+  int16_t *xq = bytes <= sizeof stack ? stack : aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!xq) abort();  // a few hundred KiB
+  float *xs = (float *)(xq + (size_t)block * kb * BLOCK);
+  for (int r = 0; r < rows; r += ROW_BLOCK) {
+    const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
+    quantize_rows(n, k, x + (size_t)r * k, xq, xs);
+    float *yr = y + (size_t)r * ldy;
+    if (level == VDB_INT8_AVX512VNNI)
+      block_vnni(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
+    else if (level == VDB_INT8_AVX2)
+      block_avx2(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
+    else
+      block_plain(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
+  }
+  if (xq != stack) free(xq);
+}
