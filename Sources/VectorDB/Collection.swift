@@ -114,7 +114,7 @@ public final class Collection: @unchecked Sendable {
     let plan = try indexPlan()
     return try write { txn, collection in
       let ids = try ids(matching: filter, in: txn)
-      try delete(Set(ids), plan: plan, in: txn, collection: &collection)
+      _ = try delete(Set(ids), plan: plan, in: txn, collection: &collection)
       return ids
     }
   }
