@@ -28,53 +28,25 @@ extension Collection {
     guard let text = String(data: data, encoding: .utf8) else {
       throw fail(nil, "the file is not UTF-8 text")
     }
-    let reader: CSVReader
+    guard let reader = try? CSVReader(string: text, hasHeaderRow: true),
+      let header = reader.headerRow, !header.isEmpty
+    else {
+      throw fail(nil, "no header row")
+    }
+    let columns: CSVColumns
     do {
-      reader = try CSVReader(string: text, hasHeaderRow: true)
-    } catch {
-      throw fail(nil, "no header row")
-    }
-    guard let header = reader.headerRow, !header.isEmpty else {
-      throw fail(nil, "no header row")
-    }
-    guard let textIndex = header.firstIndex(of: textColumn) else {
-      throw fail(
-        nil, "no column \"\(textColumn)\" for the text (columns: \(header.joined(separator: ", ")))"
-      )
-    }
-    let idName = idColumn ?? ["id", "_id"].first(where: header.contains)
-    let idIndex = try idName.map { name in
-      guard let index = header.firstIndex(of: name) else {
-        throw fail(
-          nil, "no column \"\(name)\" for the ids (columns: \(header.joined(separator: ", ")))")
-      }
-      return index
+      columns = try CSVColumns(header: header, text: textColumn, id: idColumn)
+    } catch let bad as CSVColumns.Bad {
+      throw fail(nil, bad.reason)
     }
     var documents: [Document] = []
     var skipped: [ImportReport.SkippedLine] = []
     var record = 0
-    struct Bad: Error { var reason: String }
     while let fields = reader.next() {
       record += 1
       do {
-        guard fields.count == header.count else {
-          throw Bad(reason: "\(fields.count) fields; the header has \(header.count)")
-        }
-        var metadata: [String: JSONValue] = [:]
-        for (index, name) in header.enumerated()
-        where index != textIndex && index != idIndex && !fields[index].isEmpty {
-          metadata[name] = .string(fields[index])
-        }
-        let document = Document(
-          id: idIndex.map { fields[$0] } ?? String(record), text: fields[textIndex],
-          metadata: metadata)
-        do {
-          try document.validate()
-        } catch VectorDBError.invalidDocument(_, let reason) {
-          throw Bad(reason: reason)
-        }
-        documents.append(document)
-      } catch let bad as Bad {
+        documents.append(try columns.document(fields, record: record))
+      } catch let bad as CSVColumns.Bad {
         guard options.skipBadLines else { throw fail(record, bad.reason) }
         skipped.append(.init(line: record, reason: bad.reason))
       }
@@ -86,5 +58,57 @@ extension Collection {
     try writer.finish()
     return ImportReport(
       imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+  }
+}
+
+/// Which columns of a CSV header make a document: the text, the id (nil: the record
+/// number), and the rest as metadata.
+private struct CSVColumns {
+  /// What is wrong with the header or a record, in words.
+  struct Bad: Error { var reason: String }
+
+  let header: [String]
+  let text: Int
+  let id: Int?
+
+  /// - Throws: `Bad` when `text` or `id` is not a column (the id column defaults to
+  ///   one named `id` or `_id`, if any).
+  init(header: [String], text textColumn: String, id idColumn: String?) throws {
+    func index(of name: String, for purpose: String) throws -> Int {
+      guard let index = header.firstIndex(of: name) else {
+        throw Bad(
+          reason:
+            "no column \"\(name)\" for the \(purpose) (columns: \(header.joined(separator: ", ")))")
+      }
+      return index
+    }
+    self.header = header
+    text = try index(of: textColumn, for: "text")
+    id = try (idColumn ?? ["id", "_id"].first(where: header.contains)).map {
+      try index(of: $0, for: "ids")
+    }
+  }
+
+  /// The document of record number `record` (from 1, after the header).
+  ///
+  /// - Throws: `Bad` for a record with more or fewer fields than the header, or an
+  ///   empty or over-long id.
+  func document(_ fields: [String], record: Int) throws -> Document {
+    guard fields.count == header.count else {
+      throw Bad(reason: "\(fields.count) fields; the header has \(header.count)")
+    }
+    var metadata: [String: JSONValue] = [:]
+    for (index, name) in header.enumerated()
+    where index != text && index != id && !fields[index].isEmpty {
+      metadata[name] = .string(fields[index])
+    }
+    let document = Document(
+      id: id.map { fields[$0] } ?? String(record), text: fields[text], metadata: metadata)
+    do {
+      try document.validate()
+    } catch VectorDBError.invalidDocument(_, let reason) {
+      throw Bad(reason: reason)
+    }
+    return document
   }
 }

@@ -3,19 +3,33 @@ import HNSW
 import LMDB
 import Tensor
 
-/// A named set of documents in a `Database`.
+/// A named set of documents in a `Database`, searchable by meaning and by words.
 ///
-///     let docs = try db.collection("docs")
+///     let db = try Database(path: "notes.vdb")
+///     let docs = try db.collection("docs")          // text embedded by the default model
 ///     try docs.upsert([
-///       Document(id: "a", text: "first"),
-///       Document(id: "b", text: "second", metadata: ["tag": "x"]),
-///     ])                                   // one transaction: both or neither
-///     let b = try docs.get("b")            // Document?
+///       Document(id: "a", text: "Sugar intake and the risk of diabetes"),
+///       Document(id: "b", text: "Sleep and memory", metadata: ["year": 2024]),
+///     ])                                             // one transaction: both or neither
+///     let result = try docs.query(text: "does sugar cause diabetes?", k: 5)
+///     for hit in result.hits { print(hit.score, hit.id) }
+///     try docs.feedback(logID: result.logID!, documentID: "a")   // what training learns from
+///     let b = try docs.get("b")                      // Document?
 ///     try docs.delete("a")
-///     for doc in try docs.documents(after: nil, limit: 100) { print(doc.id) }
 ///
 /// A `Collection` is a handle: cheap, thread-safe, and always reading the latest
-/// committed state, including other processes' writes.
+/// committed state, including other processes' writes. Every method that writes is
+/// one transaction. What it offers, and where each part lives:
+///
+/// - Documents: `upsert`, `delete`, `update(id:metadata:)`, `get`, `count`,
+///   `documents` (this file; the write path in `DocumentWriter.swift`).
+/// - Search: `query(text:…)`, `query(vector:…)` (`Query.swift`), full-text settings
+///   (`Text/`), `evaluate`, `diagnose` (`Evaluation.swift`).
+/// - Feedback and judgements: `feedback`, `judge` (`Feedback.swift`).
+/// - Generations: `generations()`, `reembed`, `activate(model:)`, `rollback`
+///   (`Generations/`: the `Generations` type and its `ReembedJob`).
+/// - Training: `train` and its stages (`Train/`); routers (`Routing/`).
+/// - Import and export: `importJSONL`, `importCSV`, `importVectors`, `export`.
 public final class Collection: @unchecked Sendable {
   public let name: String
   let id: UInt32
@@ -50,89 +64,18 @@ public final class Collection: @unchecked Sendable {
   ///
   /// - Throws: `VectorDBError.invalidDocument` (empty or over-long id) and
   ///   `.invalidVector` (wrong count, dimension, NaN) before anything is written;
-  ///   `.collectionNotFound` if the collection was dropped meanwhile.
+  ///   `.notAvailable` for vectors given to a collection without any;
+  ///   `.collectionNotFound` if the collection was dropped meanwhile; `.storage`.
   public func upsert(_ documents: [Document], vectors: [[Float]]? = nil) throws {
-    for document in documents { try document.validate() }
-    if let vectors, vectors.count != documents.count {
-      throw VectorDBError.invalidVector(
-        reason: "\(vectors.count) vectors for \(documents.count) documents")
-    }
-    // Last one wins: keep the last occurrence of each id, in order.
-    var seen = Set<String>()
-    var keep: [Int] = []
-    for index in documents.indices.reversed() where seen.insert(documents[index].id).inserted {
-      keep.append(index)
-    }
-    keep.reverse()
-    let unique = keep.map { documents[$0] }
-    let records = try unique.map { try DocumentRecord(row: 0, document: $0) }
+    let batch = try UpsertBatch(documents, vectors: vectors)
+    // A re-embed may switch generations between embedding and writing: then the
+    // vectors are of the old model, and the batch is embedded again with the new one.
     while true {
       let plan = try indexPlan()
-      var matrix: [Float] = []
-      if let settings = plan?.settings {
-        if let vectors {
-          for index in keep {
-            if let problem = settings.problem(with: vectors[index]) {
-              throw VectorDBError.invalidVector(
-                reason: "document \"\(documents[index].id)\": \(problem) (collection \"\(name)\")")
-            }
-          }
-          matrix = keep.flatMap { vectors[$0] }
-        } else if let model = plan?.generation.model {
-          matrix = try database.encoder(version: model).embedMatrix(unique.map(\.text)).values
-        } else {
-          throw VectorDBError.invalidVector(
-            reason:
-              "collection \"\(name)\" stores given vectors (\(settings.dimension) floats each): pass one per document"
-          )
-        }
-      } else if vectors != nil {
-        throw VectorDBError.notAvailable(
-          collection: name, reason: "has no vectors (it was created without a model)")
+      let matrix = try embeddings(for: batch, plan: plan)
+      if try write({ try put(batch, vectors: matrix, plan: plan, in: $0, collection: &$1) }) {
+        return
       }
-      let done = try write { txn, collection -> Bool in
-        // A re-embed switched generations meanwhile: embed again with the new model.
-        guard collection.active == plan?.generation.id else { return false }
-        let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
-        var text = try preparedText(&collection, in: txn)
-        var rows: [UInt32] = []
-        for (document, var record) in zip(unique, records) {
-          let key = DocumentKey(collection: id, id: document.id)
-          var old: DocumentRecord?
-          if let existing = try txn.get(schema.docs, key: key) {
-            let replaced = try DocumentRecord(bytes: existing, path: database.path)
-            old = replaced
-            record.row = replaced.row
-            try metadataIndex.update(
-              row: replaced.row, metadata: try replaced.metadata(), remove: true, in: txn)
-          } else {
-            record.row = collection.nextRow
-            collection.nextRow += 1
-            collection.count += 1
-            try txn.put(
-              schema.rows, key: RowKey(collection: id, row: record.row),
-              value: Array(document.id.utf8))
-          }
-          try metadataIndex.update(
-            row: record.row, metadata: document.metadata, remove: false, in: txn)
-          updateText(row: record.row, old: old, new: record, record: &text)
-          try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
-          rows.append(record.row)
-        }
-        try flushText(text, in: txn)
-        collection.text = text
-        if let plan, !rows.isEmpty {
-          try plan.index.insert(ids: rows, vectors: matrix, threads: Parallel.coreCount, in: txn)
-          for (row, record) in zip(rows, records) {
-            try txn.put(
-              schema.sources,
-              key: SourceKey(collection: id, generation: plan.generation.id, row: row),
-              value: record.hash.bytes)
-          }
-        }
-        return true
-      }
-      if done { return }
     }
   }
 
@@ -171,40 +114,9 @@ public final class Collection: @unchecked Sendable {
     let plan = try indexPlan()
     return try write { txn, collection in
       let ids = try ids(matching: filter, in: txn)
-      try delete(Set(ids), plan: plan, in: txn, collection: &collection)
+      _ = try delete(Set(ids), plan: plan, in: txn, collection: &collection)
       return ids
     }
-  }
-
-  private func delete(
-    _ ids: Set<String>, plan: IndexPlan?, in txn: WriteTransaction,
-    collection: inout CollectionRecord
-  ) throws -> Int {
-    let metadataIndex = MetadataIndex(table: schema.metadataIndex, collection: id)
-    var text = try preparedText(&collection, in: txn)
-    var rows: [UInt32] = []
-    for documentID in ids {
-      let key = DocumentKey(collection: id, id: documentID)
-      guard let existing = try txn.get(schema.docs, key: key) else { continue }
-      let old = try DocumentRecord(bytes: existing, path: database.path)
-      try metadataIndex.update(row: old.row, metadata: try old.metadata(), remove: true, in: txn)
-      updateText(row: old.row, old: old, new: nil, record: &text)
-      try txn.delete(schema.rows, key: RowKey(collection: id, row: old.row))
-      try txn.delete(schema.docs, key: key)
-      collection.count -= 1
-      rows.append(old.row)
-    }
-    try flushText(text, in: txn)
-    collection.text = text
-    if let plan, collection.active == plan.generation.id, !rows.isEmpty {
-      try plan.index.delete(ids: rows, in: txn)
-      for row in rows {
-        try txn.delete(
-          schema.sources,
-          key: SourceKey(collection: id, generation: plan.generation.id, row: row))
-      }
-    }
-    return rows.count
   }
 
   /// Replaces the metadata of document `id`, keeping its text and vector (nothing is
@@ -224,41 +136,6 @@ public final class Collection: @unchecked Sendable {
       record.metadataJSON = metadata.isEmpty ? Data() : try JSONEncoder.sorted.encode(metadata)
       try txn.reserve(schema.docs, key: key, count: record.byteCount) { record.write(into: $0) }
     }
-  }
-
-  /// The active generation and its index, opened outside any write transaction (LMDB
-  /// forbids opening tables inside one). Callers re-check the generation in their
-  /// transaction.
-  struct IndexPlan {
-    var settings: VectorSettings
-    var generation: GenerationRecord
-    var index: VectorIndex
-  }
-
-  /// The plan of the active generation, or of `generation` when given.
-  func indexPlan(generation chosen: UInt32? = nil) throws -> IndexPlan? {
-    let schema = self.schema
-    let name = self.name
-    let found = try read { txn -> (VectorSettings, GenerationRecord)? in
-      guard let record = try Database.collectionRecord(name, in: txn, schema: schema) else {
-        throw VectorDBError.collectionNotFound(name)
-      }
-      guard let settings = record.vectors, let active = chosen ?? record.active else { return nil }
-      let key = GenerationKey(collection: record.id, generation: active)
-      guard let bytes = try txn.get(schema.generations, key: key) else {
-        throw VectorDBError.damaged(
-          path: database.path, detail: "generation \(active) of \"\(name)\" is missing")
-      }
-      return (settings, try JSONDecoder().decode(GenerationRecord.self, from: Data(bytes)))
-    }
-    guard let (settings, generation) = found else { return nil }
-    let index = try storage {
-      try database.indexCache.open(
-        GenerationRecord.indexName(collection: id, generation: generation.id),
-        environment: environment,
-        create: settings)
-    }
-    return IndexPlan(settings: settings, generation: generation, index: index)
   }
 
   /// Runs `body` in a write transaction with the collection's record, saved after.

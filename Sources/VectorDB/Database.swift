@@ -291,29 +291,21 @@ public final class Database: @unchecked Sendable {
   ) throws -> Collection {
     try Database.validateCollectionName(name)
     if let record = try collectionRecord(name) {
-      if case .given(let dimension, let metric) = options?.vectors {
-        let found = record.vectors
-        guard let found, found.model == nil, found.dimension == dimension, found.metric == metric
-        else {
-          let holds =
-            found.map {
-              $0.model == nil
-                ? "given vectors of \($0.dimension) dimensions (\($0.metric.rawValue))"
-                : "text embedded by model \($0.model!)"
-            } ?? "no vectors"
-          throw VectorDBError.invalidInput(
-            source: "collection \"\(name)\"", line: nil,
-            reason:
-              "it exists and holds \(holds), not given vectors of \(dimension) dimensions (\(metric.rawValue))"
-          )
-        }
-      }
+      try record.check(options)
       return Collection(database: self, record: record)
     }
     guard create else { throw VectorDBError.collectionNotFound(name) }
+    return Collection(database: self, record: try createRecord(name, options: options))
+  }
+
+  /// Stores the record of a new collection `name` (with its first generation when it
+  /// has vectors), or returns the record another process stored meanwhile.
+  private func createRecord(_ name: String, options: CollectionOptions?) throws
+    -> CollectionRecord
+  {
     let vectors = try vectorSettings(for: options ?? CollectionOptions())
     let schema = self.schema
-    let record = try storage {
+    return try storage {
       try environment.write { txn -> CollectionRecord in
         if let existing = try txn.get(schema.collections, key: name) {
           return try JSONDecoder().decode(CollectionRecord.self, from: Data(existing))
@@ -342,7 +334,6 @@ public final class Database: @unchecked Sendable {
         return record
       }
     }
-    return Collection(database: self, record: record)
   }
 
   private func vectorSettings(for options: CollectionOptions) throws -> VectorSettings? {
@@ -476,12 +467,10 @@ public final class Database: @unchecked Sendable {
     return try storage {
       try environment.read { txn -> String? in
         if let building = record.building {
-          let model = try txn.get(
-            schema.generations,
-            key: GenerationKey(collection: record.id, generation: building)
-          ).map { try JSONDecoder().decode(GenerationRecord.self, from: Data($0)).model }
+          let model = try Generations.record(building, of: record.id, in: txn, schema: schema)?
+            .model
           return "a re-embed job building generation \(building)"
-            + (model.flatMap { $0 }.map { " with model v\($0)" } ?? "")
+            + (model.map { " with model v\($0)" } ?? "")
             + " (running, or interrupted and resumable with `vdb reembed`)"
         }
         if try txn.get(
@@ -552,13 +541,7 @@ public final class Database: @unchecked Sendable {
         try txn.forEach(in: schema.collections) { _, value in
           let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
           func generation(_ id: UInt32?) throws -> GenerationRecord? {
-            try id.flatMap { id in
-              try txn.get(
-                schema.generations, key: GenerationKey(collection: record.id, generation: id)
-              ).map {
-                try JSONDecoder().decode(GenerationRecord.self, from: Data($0))
-              }
-            }
+            try id.flatMap { try Generations.record($0, of: record.id, in: txn, schema: schema) }
           }
           let active = try generation(record.active)
           let building = try generation(record.building)
@@ -576,6 +559,32 @@ public final class Database: @unchecked Sendable {
         return result
       }
     }
+  }
+}
+
+extension CollectionRecord {
+  /// Checks that an existing collection can be opened with `options`: asking for given
+  /// vectors of another dimension or metric, or of a collection that embeds text, is an
+  /// error (anything else opens it as it is).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the collection and what it holds.
+  func check(_ options: CollectionOptions?) throws {
+    guard case .given(let dimension, let metric) = options?.vectors else { return }
+    if let found = vectors, found.model == nil, found.dimension == dimension,
+      found.metric == metric
+    {
+      return
+    }
+    let holds =
+      vectors.map {
+        $0.model.map { "text embedded by model \($0)" }
+          ?? "given vectors of \($0.dimension) dimensions (\($0.metric.rawValue))"
+      } ?? "no vectors"
+    throw VectorDBError.invalidInput(
+      source: "collection \"\(name)\"", line: nil,
+      reason:
+        "it exists and holds \(holds), not given vectors of \(dimension) dimensions (\(metric.rawValue))"
+    )
   }
 }
 

@@ -305,26 +305,33 @@ extension Collection {
           options.fusion ?? record.text?.alpha.map { .convex(alpha: $0) } ?? .defaultHybrid
         ranked = Array(fusion.fuse(dense: dense, keyword: keyword).prefix(options.k))
       }
-      let denseRanks = Dictionary(
-        uniqueKeysWithValues: dense.enumerated().map { ($1.document, $0) })
-      let keywordRanks = Dictionary(
-        uniqueKeysWithValues: keyword.enumerated().map { ($1.document, $0) })
-      return try ranked.map { hit in
-        guard let (documentID, document) = try document(row: hit.document, in: txn) else {
-          throw VectorDBError.damaged(
-            path: database.path, detail: "index entry \(hit.document) has no document")
-        }
-        return SearchHit(
-          id: documentID, score: Float(hit.score), text: document.text,
-          metadata: try document.metadata(),
-          sources: HitSources(
-            dense: denseRanks[hit.document].map {
-              HitSource(rank: $0 + 1, score: Float(dense[$0].score))
-            },
-            keyword: keywordRanks[hit.document].map {
-              HitSource(rank: $0 + 1, score: Float(keyword[$0].score))
-            }))
+      return try hits(ranked, dense: dense, keyword: keyword, in: txn)
+    }
+  }
+
+  /// The hits of `ranked`, each with its document and its place in the `dense` and
+  /// `keyword` lists it was made from.
+  private func hits(
+    _ ranked: [ScoredDocument], dense: [ScoredDocument], keyword: [ScoredDocument],
+    in txn: Transaction
+  ) throws -> [SearchHit] {
+    func source(in list: [ScoredDocument]) -> (UInt32) -> HitSource? {
+      let ranks = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.document, $0) })
+      return { row in
+        ranks[row].map { HitSource(rank: $0 + 1, score: Float(list[$0].score)) }
       }
+    }
+    let (denseSource, keywordSource) = (source(in: dense), source(in: keyword))
+    return try ranked.map { hit in
+      guard let (documentID, document) = try document(row: hit.document, in: txn) else {
+        throw VectorDBError.damaged(
+          path: database.path, detail: "index entry \(hit.document) has no document")
+      }
+      return SearchHit(
+        id: documentID, score: Float(hit.score), text: document.text,
+        metadata: try document.metadata(),
+        sources: HitSources(
+          dense: denseSource(hit.document), keyword: keywordSource(hit.document)))
     }
   }
 

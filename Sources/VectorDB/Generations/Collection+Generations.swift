@@ -1,0 +1,120 @@
+import Foundation
+import LMDB
+
+/// A generation as users see it: one model's vectors and graph for a collection.
+public struct GenerationInfo: Codable, Sendable, Equatable {
+  public enum State: String, Codable, Sendable {
+    /// Being built by a re-embed job (resumable).
+    case building
+    /// The one queries read.
+    case active
+    /// A previous active generation, kept for rollback.
+    case retained
+  }
+  public var id: Int
+  public var model: Int?
+  /// The query adapter (a model version over `model`) that maps queries, if any.
+  public var adapter: Int?
+  public var state: State
+  public var created: Date
+  public var completed: Date?
+  /// Vectors stored.
+  public var vectors: Int
+  /// How far a building generation's job got (the last document id embedded).
+  public var cursor: String?
+}
+
+/// What a re-embed did.
+public struct ReembedReport: Codable, Sendable {
+  public var generation: Int
+  public var model: Int?
+  /// Documents embedded by this call.
+  public var embedded: Int
+  /// Whether it continued a job that an earlier process started.
+  public var resumed: Bool
+  /// Whether the new generation became active.
+  public var switched: Bool
+  public var seconds: Double
+}
+
+extension Collection {
+  /// The collection's generations, oldest first.
+  ///
+  /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,
+  ///   `.damaged`.
+  public func generations() throws -> [GenerationInfo] {
+    try Generations(of: self).list()
+  }
+
+  /// Re-embeds the collection with model `version` (default: the collection's current
+  /// model) into a new generation, then makes it active in one transaction.
+  ///
+  /// The job works in batches of `batchSize` documents in id order; each batch is one
+  /// write transaction that also records the job's cursor, so a job killed at any
+  /// moment resumes where it stopped on the next call (a building generation is always
+  /// resumed first). Queries keep reading the active generation throughout. Documents
+  /// upserted or deleted meanwhile are caught up before the switch: every vector
+  /// records the hash of the text it was made from, so changed and deleted documents
+  /// are found by comparison. The previous generation is retained for rollback.
+  ///
+  /// When `version` is the active generation's model and `all` is false, only stale
+  /// vectors (text changed since they were made) are re-embedded, in place.
+  ///
+  /// `progress` is called after each batch; throwing from it stops the job (resumable).
+  ///
+  /// - Throws: `VectorDBError.notAvailable` for a collection without vectors or model;
+  ///   `.modelNotFound`, `.modelWithoutWeights`; `.collectionBusy` when a re-embed to another model
+  ///   is in progress; `.concurrentChange` when its generation is dropped meanwhile; `.storage`;
+  ///   what `progress` throws (the job stays resumable).
+  @discardableResult
+  public func reembed(
+    to version: Int? = nil, all: Bool = false, batchSize: Int = 256,
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ReembedReport {
+    try Generations(of: self).reembed(
+      to: version, all: all, batchSize: batchSize, progress: progress)
+  }
+
+  /// Makes model `version` the one that answers queries.
+  ///
+  /// - A query adapter (instant): it maps the queries of the active generation, which
+  ///   must hold its parent encoder's vectors.
+  /// - An encoder: the retained generation of that model becomes active again (instant),
+  ///   keeping the current one retained; documents changed since it was active are caught
+  ///   up first. Without a retained generation of that model, re-embeds into a new one.
+  ///   The active generation's own model: its query adapter, if any, is switched off.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` for an adapter over another
+  ///   model than the active generation's.
+  @discardableResult
+  public func activate(model version: Int, progress: ((OperationProgress) throws -> Void)? = nil)
+    throws
+    -> ReembedReport
+  {
+    try Generations(of: self).activate(model: version, progress: progress)
+  }
+
+  /// Undoes the last switch: the last query adapter activation on the active generation
+  /// if there is one (instant), else back to the most recent retained generation
+  /// (whatever its model).
+  ///
+  /// - Throws: `VectorDBError.notAvailable` when there is nothing to roll back to.
+  @discardableResult
+  public func rollback(progress: ((OperationProgress) throws -> Void)? = nil) throws
+    -> ReembedReport
+  {
+    try Generations(of: self).rollback(progress: progress)
+  }
+
+  /// Starts a building generation of `model`; see `Generations.startBuilding(model:)`.
+  func startGeneration(model: Int) throws -> CollectionRecord {
+    try Generations(of: self).startBuilding(model: model)
+  }
+
+  /// See `Generations.setAdapter(_:in:collection:)`.
+  func setAdapter(_ adapter: ModelInfo?, in txn: WriteTransaction, collection: CollectionRecord)
+    throws
+  {
+    try Generations(of: self).setAdapter(adapter, in: txn, collection: collection)
+  }
+}
