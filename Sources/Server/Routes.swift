@@ -231,7 +231,7 @@ struct Routes: Sendable {
 
   /// The collection named in the path, opened on the thread pool (a function, so the
   /// lookup's storage errors surface there too).
-  private func collection(_ context: Context) throws -> @Sendable () throws -> Collection {
+  private func collection(_ context: Context) throws -> @Sendable () throws -> DocumentCollection {
     let name = try context.parameters.require("collection")
     return { try database.collection(name, create: false) }
   }
@@ -262,7 +262,7 @@ struct Routes: Sendable {
     return JSONResponse.make(info, status: .created)
   }
 
-  private func upsert(_ body: RequestBody, into collection: Collection) throws -> Response {
+  private func upsert(_ body: RequestBody, into collection: DocumentCollection) throws -> Response {
     try body.check(["documents"])
     guard case .array(let items)? = body.value("documents") else {
       throw APIError.badRequest("request body: field \"documents\" must be an array of documents")
@@ -297,7 +297,7 @@ struct Routes: Sendable {
     return JSONResponse.make(["upserted": documents.count])
   }
 
-  private func query(_ body: RequestBody, in collection: Collection) throws -> Response {
+  private func query(_ body: RequestBody, in collection: DocumentCollection) throws -> Response {
     try body.check([
       "text", "vector", "k", "ef", "filter", "mode", "fusion", "alpha", "exact", "log",
     ])
@@ -343,7 +343,7 @@ struct Routes: Sendable {
     return JSONResponse.make(["log_id": Int(id)])
   }
 
-  private func evaluate(_ body: RequestBody, in collection: Collection) throws -> Response {
+  private func evaluate(_ body: RequestBody, in collection: DocumentCollection) throws -> Response {
     try body.check(["queries", "qrels", "from_log", "exact", "ef", "mode", "fusion", "alpha"])
     let input: (queries: [String: String], qrels: [String: [String: Int]])
     if try body.bool("from_log") == true {
@@ -443,7 +443,8 @@ struct Routes: Sendable {
     return response
   }
 
-  private func rows(_ documents: [Document], from collection: Collection, withVectors: Bool) throws
+  private func rows(_ documents: [Document], from collection: DocumentCollection, withVectors: Bool)
+    throws
     -> Response
   {
     let vectors = withVectors ? try collection.vectors(documents.map(\.id)) : nil

@@ -52,7 +52,7 @@ public struct PostgresSync {
   static let batchSize = 500
 
   let database: Database
-  let collection: Collection
+  let collection: DocumentCollection
   public let table: String
   let url: PostgresURL
   private let logger = Logger(label: "vdb.sync") { _ in SwiftLogNoOpLogHandler() }

@@ -1,7 +1,7 @@
 import CSV
 import Foundation
 
-extension Collection {
+extension DocumentCollection {
   /// Imports CSV (RFC 4180, UTF-8, a header row): one document per record, its text
   /// from the column `textColumn`, its id from `idColumn` (default: a column named
   /// `id` or `_id`, else the record number, 1 for the first after the header), and

@@ -288,14 +288,14 @@ public final class Database: @unchecked Sendable {
   ///   of another dimension or metric; `.modelNotFound` for an unknown model version.
   public func collection(
     _ name: String, create: Bool = true, options: CollectionOptions? = nil
-  ) throws -> Collection {
+  ) throws -> DocumentCollection {
     try Database.validateCollectionName(name)
     if let record = try collectionRecord(name) {
       try record.check(options)
-      return Collection(database: self, record: record)
+      return DocumentCollection(database: self, record: record)
     }
     guard create else { throw VectorDBError.collectionNotFound(name) }
-    return Collection(database: self, record: try createRecord(name, options: options))
+    return DocumentCollection(database: self, record: try createRecord(name, options: options))
   }
 
   /// Stores the record of a new collection `name` (with its first generation when it
@@ -375,7 +375,7 @@ public final class Database: @unchecked Sendable {
   ///   `.modelNotFound` for an unknown model version.
   @discardableResult
   public func createCollection(_ name: String, options: CollectionOptions? = nil) throws
-    -> Collection
+    -> DocumentCollection
   {
     try Database.validateCollectionName(name)
     if try collectionRecord(name) != nil { throw VectorDBError.collectionExists(name) }

@@ -10,7 +10,7 @@ import LMDB
 ///     let row = try writer.put(document, record: documentRecord)
 ///     record = try writer.finish()   // stores the text index's changes
 struct DocumentWriter {
-  private let collection: Collection
+  private let collection: DocumentCollection
   private let txn: WriteTransaction
   private let metadataIndex: MetadataIndex
   private var record: CollectionRecord
@@ -18,7 +18,8 @@ struct DocumentWriter {
 
   /// Starts the changes to `collection`, whose stored record is `record`; builds the
   /// text index first if it is missing or stale (see `preparedText`).
-  init(_ collection: Collection, record: CollectionRecord, in txn: WriteTransaction) throws {
+  init(_ collection: DocumentCollection, record: CollectionRecord, in txn: WriteTransaction) throws
+  {
     self.collection = collection
     self.txn = txn
     self.record = record
@@ -104,7 +105,7 @@ struct UpsertBatch {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The vectors to index with `batch` under `plan` (all rows in one matrix): the
   /// given ones, checked against the collection's settings, or the texts embedded by
   /// the generation's model. Empty for a collection without vectors.

@@ -57,7 +57,7 @@ public struct Diagnosis: Codable, Sendable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// Runs `queries` (id → text; none logged) and scores the hits against `qrels`
   /// (query id → document id → grade).
   ///

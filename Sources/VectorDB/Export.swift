@@ -19,7 +19,7 @@ public struct ExportedDocument: Codable, Equatable, Sendable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// Calls `body` with every document (those matching `filter`, if given) in id
   /// order, from one snapshot — writers go on meanwhile — and returns how many. With
   /// `includeVectors`, each comes with its vector in the active generation.

@@ -1,7 +1,7 @@
 import Foundation
 import LMDB
 
-extension Collection {
+extension DocumentCollection {
   /// Records feedback on document `documentID` for the logged query `logID`.
   ///
   /// - `relevant: true` on a returned hit is a click; on a document that was not

@@ -1,6 +1,6 @@
 import Foundation
 
-/// How `Collection.importJSONL` treats its input.
+/// How `DocumentCollection.importJSONL` treats its input.
 public struct ImportOptions: Sendable {
   /// Report and skip bad lines instead of stopping at the first one.
   public var skipBadLines = false
@@ -33,7 +33,7 @@ public struct OperationProgress: Sendable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// Imports a JSON Lines file of documents.
   ///
   /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
@@ -132,7 +132,7 @@ extension Collection {
 
 /// Writes documents in transactions of `batchSize`, reporting progress after each.
 struct BatchWriter {
-  let collection: Collection
+  let collection: DocumentCollection
   let batchSize: Int
   let total: Int
   let progress: ((OperationProgress) throws -> Void)?
@@ -141,7 +141,7 @@ struct BatchWriter {
   private(set) var imported = 0
 
   init(
-    collection: Collection, batchSize: Int, total: Int,
+    collection: DocumentCollection, batchSize: Int, total: Int,
     progress: ((OperationProgress) throws -> Void)?
   ) {
     self.collection = collection
@@ -171,7 +171,7 @@ struct BatchWriter {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// Imports the rows of a `.fvecs` or `.npy` file as documents "0", "1", … with no
   /// text, in transactions of `batchSize` rows.
   ///

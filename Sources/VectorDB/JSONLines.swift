@@ -39,7 +39,7 @@ enum JSONLines {
   /// The top-level fields of a documents line that are not metadata.
   static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata", "vector"]
 
-  /// Parses one line of a documents file (see `Collection.importJSONL`).
+  /// Parses one line of a documents file (see `DocumentCollection.importJSONL`).
   static func document(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
     -> Document
   {

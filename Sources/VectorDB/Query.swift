@@ -70,7 +70,7 @@ public struct QueryOptions: Sendable {
   public var exact = false
   /// Record the query in the query log (its id comes back in the result).
   public var log = true
-  /// Dense, keyword or hybrid; nil: the collection's default (`Collection.searchMode`).
+  /// Dense, keyword or hybrid; nil: the collection's default (`DocumentCollection.searchMode`).
   public var mode: SearchMode?
   /// How hybrid merges its two lists; nil: convex with the alpha of the collection's
   /// serving fusion version (`vdb train --tier fusion`), else `Fusion.defaultHybrid`
@@ -106,7 +106,7 @@ public struct QueryOptions: Sendable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The `k` best documents for `text`, searched by `mode` (nil: the collection's
   /// default, see `SearchMode`); dense search embeds it with the active generation's model.
   ///

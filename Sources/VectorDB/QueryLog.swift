@@ -9,7 +9,7 @@ import LMDB
 /// `kind == .judgement` and no hits.
 public struct LogEntry: Codable, Equatable, Sendable {
   public enum Kind: String, Codable, Sendable {
-    /// A query run through `Collection.query`.
+    /// A query run through `DocumentCollection.query`.
     case query
     /// Relevance judgements imported by an admin (`vdb feedback --query`, qrels).
     case judgement

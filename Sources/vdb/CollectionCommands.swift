@@ -136,7 +136,7 @@ extension Database {
   /// collection it created holds no document, the collection is dropped again: a
   /// failed first import leaves nothing behind.
   func writing<R>(
-    into name: String, options: CollectionOptions? = nil, _ body: (Collection) throws -> R
+    into name: String, options: CollectionOptions? = nil, _ body: (DocumentCollection) throws -> R
   ) throws -> R {
     let created = try !collectionNames().contains(name)
     let collection = try collection(name, options: options)

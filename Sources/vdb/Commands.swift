@@ -234,7 +234,7 @@ struct Get: ParsableCommand {
     }
   }
 
-  private func show(_ documents: [Document], from collection: VectorDB.Collection) throws {
+  private func show(_ documents: [Document], from collection: DocumentCollection) throws {
     if documents.isEmpty { return }
     let vectors: [[Float]?]? =
       include.contains(.vector) ? try collection.vectors(documents.map(\.id)) : nil

@@ -34,7 +34,7 @@ struct FusionList: ParsableCommand {
   }
 
   /// `vdb models rollback --fusion`.
-  static func rollback(_ collection: Collection, json: Bool) throws {
+  static func rollback(_ collection: DocumentCollection, json: Bool) throws {
     let serving = try collection.rollbackFusion()
     if json { return try Terminal.printJSON(serving) }
     print(

@@ -14,7 +14,7 @@ final class CSVImportTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: path)
   }
 
-  private func collection() throws -> VectorDB.Collection {
+  private func collection() throws -> DocumentCollection {
     try Database(path: path).collection("c", options: CollectionOptions(vectors: .none))
   }
 

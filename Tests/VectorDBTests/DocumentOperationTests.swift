@@ -16,7 +16,7 @@ final class DocumentOperationTests: XCTestCase {
   }
 
   /// 50 documents with 4-d vectors; metadata {"n": i, "even": i % 2 == 0}.
-  private func collection() throws -> VectorDB.Collection {
+  private func collection() throws -> DocumentCollection {
     let docs = try Database(path: path).collection(
       "c", options: .vectors(dimension: 4, metric: .l2))
     try docs.upsert(

@@ -43,7 +43,7 @@ final class FusionTrainingTests: XCTestCase {
 
   static func code(_ i: Int) -> String { "qk\(String(i * 7919, radix: 36))z" }
 
-  private func collection() throws -> VectorDB.Collection {
+  private func collection() throws -> DocumentCollection {
     XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
     let db = try Database(path: path)
     try db.importModel(directory: DefaultModel.directory)
@@ -53,7 +53,7 @@ final class FusionTrainingTests: XCTestCase {
   }
 
   /// Logs `queries` (hybrid) and marks `judged(query number)` relevant for each.
-  private func log(_ collection: VectorDB.Collection, _ queries: [String], judged: (Int) -> String)
+  private func log(_ collection: DocumentCollection, _ queries: [String], judged: (Int) -> String)
     throws
   {
     for (number, text) in queries.enumerated() {

@@ -23,7 +23,7 @@ final class GenerationTests: XCTestCase {
 
   /// A database with the default model (v1), a perturbed copy of it (v2), and a
   /// collection of 120 short documents embedded with v1.
-  private func setUp() throws -> (Database, VectorDB.Collection) {
+  private func setUp() throws -> (Database, DocumentCollection) {
     let db = try Database(path: path)
     try db.importModel(directory: DefaultModel.directory)
     let base = try db.encoder(version: 1)
@@ -46,7 +46,7 @@ final class GenerationTests: XCTestCase {
     return (db, docs)
   }
 
-  private func storedVectors(_ docs: VectorDB.Collection) throws -> [String: [Float]] {
+  private func storedVectors(_ docs: DocumentCollection) throws -> [String: [Float]] {
     let plan = try XCTUnwrap(try docs.indexPlan())
     var result: [String: [Float]] = [:]
     for document in try docs.documents(limit: 10_000) {

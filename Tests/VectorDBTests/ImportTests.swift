@@ -22,7 +22,7 @@ final class ImportTests: XCTestCase {
     return path
   }
 
-  private func collection() throws -> VectorDB.Collection {
+  private func collection() throws -> DocumentCollection {
     try Database(path: directory + "/db").collection("c")
   }
 

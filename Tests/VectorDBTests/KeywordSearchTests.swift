@@ -36,14 +36,14 @@ final class KeywordSearchTests: XCTestCase {
   }
 
   /// A database without a model: its text collections are documents only.
-  private func notes(_ name: String = "notes") throws -> VectorDB.Collection {
+  private func notes(_ name: String = "notes") throws -> DocumentCollection {
     let collection = try Database(path: path).collection(name)
     try collection.upsert(Self.notes)
     return collection
   }
 
   private func keyword(
-    _ collection: VectorDB.Collection, _ text: String, k: Int = 10,
+    _ collection: DocumentCollection, _ text: String, k: Int = 10,
     filter: Filter? = nil, exact: Bool = false
   ) throws -> [String] {
     try collection.query(
@@ -104,7 +104,7 @@ final class KeywordSearchTests: XCTestCase {
 
   /// Every key of the collection's text index with the collection id cut off, and the
   /// counts in its record: what an index built fresh must equal.
-  private func textIndexState(_ collection: VectorDB.Collection) throws -> (
+  private func textIndexState(_ collection: DocumentCollection) throws -> (
     postings: [[UInt8]: [UInt8]], terms: [[UInt8]: UInt32], record: TextIndexRecord?
   ) {
     let schema = collection.schema

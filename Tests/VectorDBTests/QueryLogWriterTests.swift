@@ -16,7 +16,7 @@ final class QueryLogWriterTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: path)
   }
 
-  private func collection(_ db: Database) throws -> VectorDB.Collection {
+  private func collection(_ db: Database) throws -> DocumentCollection {
     let docs = try db.collection("c", options: .vectors(dimension: 2, metric: .l2))
     try docs.upsert(
       (0..<20).map { Document(id: "d\($0)", text: "") }, vectors: (0..<20).map { [Float($0), 1] })

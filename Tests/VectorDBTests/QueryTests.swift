@@ -27,7 +27,7 @@ final class VectorQueryTests: XCTestCase {
     return (0..<count).map { i in centers[i % 20].map { $0 + 0.4 * next() } }
   }
 
-  private func makeCollection(count: Int = 3000) throws -> (VectorDB.Collection, [[Float]]) {
+  private func makeCollection(count: Int = 3000) throws -> (DocumentCollection, [[Float]]) {
     let collection = try Database(path: path).collection(
       "v", options: .vectors(dimension: 32, metric: .cosine))
     let vectors = Self.vectors(count, dimension: 32, seed: 7)

@@ -10,7 +10,7 @@ enum SciFactSlice {
   static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../../../shared/datasets/scifact").standardized.path
 
-  static func make(database path: String, shuffled: Bool = false) throws -> VectorDB.Collection {
+  static func make(database path: String, shuffled: Bool = false) throws -> DocumentCollection {
     let database = try Database(path: path)
     try database.importModel(directory: DefaultModel.directory)
     let collection = try database.collection("s")

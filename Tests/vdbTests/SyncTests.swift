@@ -38,7 +38,7 @@ final class SyncTests: ShellTestCase {
   /// metadata, in collection `name` of a database at `db`.
   private func vectorCollection(
     _ name: String, count: Int, dimension: Int, seed: UInt64 = 1
-  ) throws -> VectorDB.Collection {
+  ) throws -> DocumentCollection {
     let database = try Database(path: db)
     let collection = try database.collection(
       name, options: .vectors(dimension: dimension, metric: .cosine))

@@ -31,14 +31,14 @@ final class TrainGateTests: ShellTestCase {
 
   func testFoldsCoverEveryQueryOnceAndDependOnlyOnTextAndSeed() {
     let texts = (0..<103).map { "query \($0)" }
-    let folds = VectorDB.Collection.folds(of: texts, count: 5, heldOutFraction: 0.2, seed: 7)
+    let folds = DocumentCollection.folds(of: texts, count: 5, heldOutFraction: 0.2, seed: 7)
     XCTAssertEqual(folds.count, 5)
     XCTAssertEqual(folds.flatMap { $0 }.sorted(), texts.sorted())
     XCTAssertEqual(Set(folds.map(\.count)), [20, 21])
     XCTAssertEqual(
-      VectorDB.Collection.folds(of: texts.reversed(), count: 5, heldOutFraction: 0.2, seed: 7)
+      DocumentCollection.folds(of: texts.reversed(), count: 5, heldOutFraction: 0.2, seed: 7)
         .map { $0.sorted() }, folds.map { $0.sorted() })
-    let split = VectorDB.Collection.folds(of: texts, count: 1, heldOutFraction: 0.2, seed: 7)
+    let split = DocumentCollection.folds(of: texts, count: 1, heldOutFraction: 0.2, seed: 7)
     XCTAssertEqual(split.count, 1)
     XCTAssertTrue((10...32).contains(split[0].count), "about a fifth held out")
     XCTAssertEqual(TrainingOptions().foldCount(judged: 113), 3)

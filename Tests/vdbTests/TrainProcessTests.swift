@@ -19,7 +19,7 @@ final class TrainProcessTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: directory)
   }
 
-  private func prepare(shuffled: Bool) throws -> VectorDB.Collection {
+  private func prepare(shuffled: Bool) throws -> DocumentCollection {
     try SciFactSlice.make(database: db, shuffled: shuffled)
   }
 

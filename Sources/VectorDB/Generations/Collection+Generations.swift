@@ -37,7 +37,7 @@ public struct ReembedReport: Codable, Sendable {
   public var seconds: Double
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The collection's generations, oldest first.
   ///
   /// - Throws: `VectorDBError.collectionNotFound` when the collection was dropped; `.storage`,

@@ -7,11 +7,11 @@ import LMDB
 /// A generation is one model's vectors and graph. The collection's record names the
 /// active one (queries read it) and the building one (a `ReembedJob` fills it); the
 /// others are retained for rollback, the newest `CollectionRecord.retain` of them.
-/// `Collection`'s generation methods are this type's facade.
+/// `DocumentCollection`'s generation methods are this type's facade.
 struct Generations {
-  let collection: Collection
+  let collection: DocumentCollection
 
-  init(of collection: Collection) {
+  init(of collection: DocumentCollection) {
     self.collection = collection
   }
 
@@ -21,7 +21,7 @@ struct Generations {
 
   // MARK: Moves
 
-  /// See `Collection.reembed(to:all:batchSize:progress:)`.
+  /// See `DocumentCollection.reembed(to:all:batchSize:progress:)`.
   func reembed(
     to version: Int?, all: Bool, batchSize: Int, progress: ((OperationProgress) throws -> Void)?
   ) throws -> ReembedReport {
@@ -68,7 +68,7 @@ struct Generations {
       since: start)
   }
 
-  /// See `Collection.activate(model:progress:)`.
+  /// See `DocumentCollection.activate(model:progress:)`.
   func activate(model version: Int, progress: ((OperationProgress) throws -> Void)?) throws
     -> ReembedReport
   {
@@ -93,7 +93,7 @@ struct Generations {
       generation: UInt32(retained.id), settings: settings, start: start, progress: progress)
   }
 
-  /// See `Collection.rollback(progress:)`.
+  /// See `DocumentCollection.rollback(progress:)`.
   func rollback(progress: ((OperationProgress) throws -> Void)?) throws -> ReembedReport {
     let start = Date()
     let (record, active) = try state()

@@ -48,7 +48,7 @@ struct IndexPlan {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The plan of the active generation, or of `generation` when given; nil for a
   /// collection without vectors.
   ///

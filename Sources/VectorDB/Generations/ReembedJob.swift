@@ -16,7 +16,7 @@ struct ReembedJob {
   /// A document whose vector needs to be made, as read.
   typealias StaleDocument = (id: String, record: DocumentRecord)
 
-  private let collection: Collection
+  private let collection: DocumentCollection
   private let plan: IndexPlan
   /// Nil for a generation of given vectors: there is nothing to embed with.
   private let encoder: SentenceEncoder?
@@ -25,7 +25,7 @@ struct ReembedJob {
   /// - Throws: `VectorDBError.invalidInput` for a batch size below 1;
   ///   `.modelNotFound`, `.modelWithoutWeights` for the generation's model; `.storage`.
   init(
-    _ collection: Collection, generation: GenerationRecord, settings: VectorSettings,
+    _ collection: DocumentCollection, generation: GenerationRecord, settings: VectorSettings,
     batchSize: Int
   ) throws {
     guard batchSize >= 1 else {

@@ -194,8 +194,8 @@ extension Router {
     var train: [Int] = []
     for path in paths.indices {
       let members = labels.indices.filter { labels[$0] == path }.sorted {
-        Collection.stableHash(labelled[$0].input, seed: options.seed)
-          < Collection.stableHash(labelled[$1].input, seed: options.seed)
+        DocumentCollection.stableHash(labelled[$0].input, seed: options.seed)
+          < DocumentCollection.stableHash(labelled[$1].input, seed: options.seed)
       }
       let held = max(1, Int((options.heldOutFraction * Double(members.count)).rounded()))
       heldOut += members.prefix(held)

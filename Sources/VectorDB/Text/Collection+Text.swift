@@ -25,7 +25,7 @@ extension CollectionRecord {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   var textIndex: TextIndex {
     TextIndex(
       table: schema.text, collection: id, path: database.path, cache: database.postingsCache)

@@ -15,7 +15,7 @@ struct TextIndexRecord: Codable, Equatable {
   var documents: Int
   var terms: Int
   /// The serving fusion version's alpha (nil: `Fusion.defaultHybrid`), kept here so that
-  /// a hybrid query reads it with the rest (`Collection.trainFusion`).
+  /// a hybrid query reads it with the rest (`DocumentCollection.trainFusion`).
   var alpha: Double?
   /// Drawn anew at every change of the postings (nil before the first since it
   /// existed): what `PostingsCache` keys on.

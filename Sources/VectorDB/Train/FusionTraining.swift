@@ -32,7 +32,7 @@ public struct FusionHistory: Codable, Sendable, Equatable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The weights the fit tries: 0 (keyword only) to 1 (dense only) in steps of 0.05.
   static let alphaGrid = (0...20).map { Double($0) / 20 }
 

@@ -14,7 +14,7 @@ import Training
 /// shared sample is there to catch a candidate that ranks unrelated documents high. When
 /// the pool is the whole corpus it equals the full evaluation. docs/training.md gives how
 /// closely it tracks on SciFact.
-extension Collection {
+extension DocumentCollection {
   /// Evaluates encoder model `version` on `queries` by re-scoring each query's pool of
   /// `pool` current top documents plus its judged ones (`vdb eval --model V --pool N`).
   ///

@@ -4,7 +4,7 @@ import LMDB
 import Tensor
 import Training
 
-extension Collection {
+extension DocumentCollection {
   /// The training data the log yields now, without training or writing anything
   /// (`vdb train --dry-run`): judged queries, pairs, negatives, the gate's folds and how
   /// many judged queries a gain of +0.02 needs to be told from noise.

@@ -1,7 +1,7 @@
 import Foundation
 import Training
 
-/// How `Collection.train` fine-tunes. The defaults are the recipe docs/training.md
+/// How `DocumentCollection.train` fine-tunes. The defaults are the recipe docs/training.md
 /// justifies by measurement; every field has a shell flag of the same name.
 ///
 /// ```swift
@@ -21,7 +21,7 @@ public struct TrainingOptions: Sendable, Codable {
     /// Low-rank adapters (LoRA) on the encoder's attention projections, trained like the
     /// full tier; stored as the adapters over their parent, merged into the weights at load.
     case lora
-    /// The hybrid fusion weight alpha (`Collection.trainFusion`): seconds, nothing embedded
+    /// The hybrid fusion weight alpha (`DocumentCollection.trainFusion`): seconds, nothing embedded
     /// but the judged queries; stored as a fusion version of the collection.
     case fusion
   }
@@ -205,7 +205,7 @@ public struct GateVerdict: Codable, Sendable, Equatable {
   }
 }
 
-/// The outcome of `Collection.train`.
+/// The outcome of `DocumentCollection.train`.
 public struct TrainingReport: Codable, Sendable {
   public var tier: TrainingOptions.Tier
   /// The recipe the run used (a resumed run's is the one it started with).
@@ -268,7 +268,7 @@ public struct QueryChange: Codable, Sendable, Equatable {
   }
 }
 
-/// A stage of `Collection.train`, for progress reports.
+/// A stage of `DocumentCollection.train`, for progress reports.
 public enum TrainingStage: Sendable {
   case mining(OperationProgress)
   case evaluating(OperationProgress)

@@ -15,9 +15,9 @@ struct MinedPair: Codable {
 /// A training run's data and progress, saved in the collection's meta record so that a
 /// killed run resumes on the same data (`resume`).
 ///
-/// Stages: judgements → folds → mining (`Collection.prepareRun`); then, per fold, fit →
+/// Stages: judgements → folds → mining (`DocumentCollection.prepareRun`); then, per fold, fit →
 /// score the fold's queries; then the verdict and, if promoted, the published fit
-/// (`Collection.train`).
+/// (`DocumentCollection.train`).
 struct TrainingRun: Codable {
   var baseModel: Int
   /// The generation whose vectors the run mined with (and an adapter trains against).
@@ -52,7 +52,7 @@ struct TrainingRun: Codable {
   }
 }
 
-extension Collection {
+extension DocumentCollection {
   /// The judgements of the log, grouped by query text: relevant documents with their
   /// grade, and those marked not relevant.
   func judgements() throws -> (relevant: [String: [String: Int]], notRelevant: [String: [String]]) {

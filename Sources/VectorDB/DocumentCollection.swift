@@ -17,7 +17,7 @@ import Tensor
 ///     let b = try docs.get("b")                      // Document?
 ///     try docs.delete("a")
 ///
-/// A `Collection` is a handle: cheap, thread-safe, and always reading the latest
+/// A `DocumentCollection` is a handle: cheap, thread-safe, and always reading the latest
 /// committed state, including other processes' writes. Every method that writes is
 /// one transaction. What it offers, and where each part lives:
 ///
@@ -30,7 +30,7 @@ import Tensor
 ///   (`Generations/`: the `Generations` type and its `ReembedJob`).
 /// - Training: `train` and its stages (`Train/`); routers (`Routing/`).
 /// - Import and export: `importJSONL`, `importCSV`, `importVectors`, `export`.
-public final class Collection: @unchecked Sendable {
+public final class DocumentCollection: @unchecked Sendable {
   public let name: String
   let id: UInt32
   let database: Database
