@@ -23,7 +23,7 @@ final class ShellTests: ShellTestCase {
   /// `init --precision` and `models convert` record the precision on the version; an
   /// unknown precision is a usage error, converting to the version's own one a user error.
   func testInitAndConvertRecordThePrecision() throws {
-    XCTAssertEqual(try Shell.vdb(["init", "--precision", "int8", "--db", db]).status, 2)
+    XCTAssertEqual(try Shell.vdb(["init", "--precision", "int4", "--db", db]).status, 2)
     XCTAssertEqual(try Shell.vdb(["init", "--precision", "bfloat16", "--db", db]).status, 0)
     let listed = try Shell.vdb(["models", "--json", "--db", db])
     let row = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any]
