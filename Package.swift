@@ -98,13 +98,13 @@ let package = Package(
     // one support library (statistics, the machine's facts, clocks) and ArgumentParser.
     .target(name: "BenchmarkSupport", path: "Benchmarks/Support"),
     .executableTarget(
-      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels"],
+      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels", "BenchmarkSupport"],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
       name: "log-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/log-bench"),
     .executableTarget(
-      name: "encoder-bench", dependencies: ["Embedding", "Tensor"],
+      name: "encoder-bench", dependencies: ["Embedding", "Tensor", "BenchmarkSupport"],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
       name: "reembed-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
@@ -123,12 +123,13 @@ let package = Package(
       name: "serve-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/serve-bench"),
     .executableTarget(
-      name: "search-bench", dependencies: ["VectorDB"], path: "Benchmarks/search-bench"),
+      name: "search-bench", dependencies: ["VectorDB", "BenchmarkSupport"],
+      path: "Benchmarks/search-bench"),
     .executableTarget(
-      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor"],
+      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor", "BenchmarkSupport"],
       path: "Benchmarks/train-bench"),
     .executableTarget(
-      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW"],
+      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW", "BenchmarkSupport"],
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

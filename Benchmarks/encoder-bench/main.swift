@@ -29,6 +29,7 @@
 // --small-linear-rows N: layers over at most N token rows skip BLAS (default 32; 0: never).
 // --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
 
+import BenchmarkSupport
 import Embedding
 import Foundation
 import Tensor
@@ -124,27 +125,6 @@ func fail(_ message: String) -> Never {
   exit(1)
 }
 
-func now() -> Double {
-  var time = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &time)
-  return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
-}
-
-func median(_ values: [Double]) -> Double {
-  let sorted = values.sorted()
-  return sorted.count % 2 == 1
-    ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-}
-
-func percentile(_ values: [Double], _ p: Double) -> Double {
-  let sorted = values.sorted()
-  return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-}
-
-func summary(_ values: [Double], _ format: String = "%.1f") -> String {
-  String(format: "\(format) [\(format)-\(format)]", median(values), values.min()!, values.max()!)
-}
-
 /// GFLOP/s of y = x·Wᵀ with x [m, k], W [n, k], split over all cores as the encoder does.
 func sgemmRate(m: Int, n: Int, k: Int) -> Double {
   let x = [Float](repeating: 0.01, count: m * k)
@@ -233,15 +213,6 @@ func runPeer(
     p95: median("latency_ms_p95"))
 }
 
-/// Processor seconds (user + system, all threads) used so far by this process, or by
-/// its finished children.
-func cpuSeconds(children: Bool = false) -> Double {
-  var usage = rusage()
-  getrusage(__rusage_who_t((children ? RUSAGE_CHILDREN : RUSAGE_SELF).rawValue), &usage)
-  func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) * 1e-6 }
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
 /// The peer's processor seconds per pass over `file`: two runs without warm-up, of
 /// 1 and 1 + `options.reps` passes; the difference cancels start-up and model loading.
 func peerCPUSecondsPerPass(file: String) -> Double {
@@ -298,17 +269,6 @@ func readTexts(_ file: String) -> [String] {
   }
   guard !texts.isEmpty else { fail("\(file) holds no texts") }
   return texts
-}
-
-/// The CPU's vector instruction sets, as /proc/cpuinfo lists them (every figure's context).
-func cpuFlags() -> String {
-  guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-    let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
-  else { return "unknown" }
-  let wanted = line.split(separator: " ").filter {
-    $0 == "avx2" || $0 == "fma" || $0.hasPrefix("avx512")
-  }
-  return wanted.sorted().joined(separator: " ")
 }
 
 /// Min and mean cosine between the rows of two `[n, d]` matrices.
@@ -444,7 +404,7 @@ for file in options.files {
       "  \(candidate.precision)",
       "    sentences/s   " + summary(sentences),
       "    tokens/s      " + String(format: "%.0f", median(sentences) * meanTokens),
-      "    GFLOP/s       " + summary(gflops, "%.0f")
+      "    GFLOP/s       " + summary(gflops, digits: 0)
         + (peak.isNaN
           ? "" : String(format: "  (%.0f%% of sgemm peak)", 100 * median(gflops) / peak)),
     ]
@@ -458,7 +418,7 @@ for file in options.files {
     }
     if options.cpuTime {
       lines.append(
-        "    CPU-s/pass    " + summary(processor, "%.2f")
+        "    CPU-s/pass    " + summary(processor, digits: 2)
           + String(
             format: "  (%.1f sentences per CPU-second)", Double(texts.count) / median(processor)))
     }
@@ -477,7 +437,7 @@ for file in options.files {
   }
   if !peerProcessor.isEmpty {
     entry["peer_cpu_seconds_per_pass"] = median(peerProcessor)
-    lines.append("  sentence-transformers CPU-s/pass " + summary(peerProcessor, "%.2f"))
+    lines.append("  sentence-transformers CPU-s/pass " + summary(peerProcessor, digits: 2))
   }
   for (index, peer) in peers.enumerated() {
     entry["\(peer.name)_sentences_per_s"] = median(peerSentences[index])

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 // Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
 // batch-1 routing latency against the encoder's batch-1 latency; each for the head tier and
 // the LoRA tier (the head trained with LoRA adapters on the encoder).
@@ -42,7 +43,6 @@ try db.importModel(directory: DefaultModel.directory)
 let encoder = try db.encoder(version: 1)
 
 func nanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
 
 /// Trains `router` of `tier` once per seed; prints and returns the held-out figures.
 @discardableResult
@@ -144,7 +144,6 @@ func latency(_ candidates: [(String, () throws -> Void)]) throws {
       if round >= 20 { times[index].append(Double(nanoseconds() - start) / 1e6) }
     }
   }
-  func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
   print(
     "\nbatch-1 latency over \(repeats) rounds (ms): p50, mean, p50 of (this − encoder) per round")
   for (index, candidate) in candidates.enumerated() {

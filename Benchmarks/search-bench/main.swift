@@ -8,6 +8,7 @@
 // once without a text index and once with it, so the index's own build cost is the
 // difference. Queries run one at a time on one thread, unlogged, k = 10 (the peer
 // does the same), repeated for at least --seconds.
+import BenchmarkSupport
 import Foundation
 import VectorDB
 
@@ -38,8 +39,6 @@ guard let beir else {
 try? FileManager.default.removeItem(atPath: directory)
 defer { try? FileManager.default.removeItem(atPath: directory) }
 
-func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
-
 let database = try Database(path: directory)
 log("importing \(beir)/corpus.jsonl without, then with the text index …")
 let plain = try database.collection("plain", options: CollectionOptions(textIndex: false))
@@ -62,13 +61,7 @@ repeat {
 } while Date().timeIntervalSince(start) < minimumSeconds
 let seconds = Date().timeIntervalSince(start)
 
-let cpu =
-  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-  .split(separator: "\n").first { $0.hasPrefix("flags") }
-  .map { line in
-    line.split(separator: " ").filter { $0.hasPrefix("avx") || $0 == "fma" || $0 == "sse4_2" }
-      .joined(separator: " ")
-  } ?? "unknown"
+let cpu = cpuFlags()
 
 let results: [String: Double] = [
   "documents": Double(withIndex.imported),

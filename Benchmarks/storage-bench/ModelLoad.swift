@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 import VectorDB
 
@@ -44,10 +45,7 @@ func modelLoadBenchmark(runs: Int) throws {
     }
     rows.append(fields)
   }
-  func median(_ column: Int) -> Double {
-    let values = rows.map { $0[column] }.sorted()
-    return values[values.count / 2]
-  }
+  func median(_ column: Int) -> Double { BenchmarkSupport.median(rows.map { $0[column] }) }
   print(
     String(
       format: "  open %.1f ms, load model %.1f ms (%.1f ms CPU), first query %.1f ms:"
@@ -71,25 +69,15 @@ func modelLoadChild(directory: String) throws {
   let db = try Database(path: directory)
   let notes = try db.collection("notes", create: false)
   let open = milliseconds(since: start)
-  func cpuMilliseconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-    return Double(time.tv_sec) * 1000 + Double(time.tv_nsec) / 1e6
-  }
   start = DispatchTime.now().uptimeNanoseconds
-  let cpuStart = cpuMilliseconds()
+  let cpuStart = cpuSeconds()
   _ = try db.encoder(version: try db.defaultModelVersion() ?? 1)
   let load = milliseconds(since: start)
-  let loadCPU = cpuMilliseconds() - cpuStart
+  let loadCPU = (cpuSeconds() - cpuStart) * 1000
   start = DispatchTime.now().uptimeNanoseconds
   _ = try notes.query(text: "graph index", k: 1, log: false)
   let query = milliseconds(since: start)
-  let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-  func mebibytes(_ field: String) -> Double {
-    let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
-    return (Double(line.split(separator: " ").dropFirst().first ?? "") ?? 0) / 1024
-  }
   print(
-    open, load, query, mebibytes("VmRSS"), mebibytes("RssAnon"), mebibytes("RssFile"), loadCPU,
-    mebibytes("VmHWM"), separator: " ")
+    open, load, query, statusMiB("VmRSS"), statusMiB("RssAnon"), statusMiB("RssFile"), loadCPU,
+    statusMiB("VmHWM"), separator: " ")
 }

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 // Durable upsert throughput and get latency of the document store, and the cost of
 // the weights checksum checked at every model load.
 //
@@ -55,13 +56,6 @@ func text(_ i: Int) -> String {
 }
 
 let ids = (0..<documents).map { String(format: "doc-%08d", $0) }
-
-/// The process's CPU time in seconds (all threads).
-func cpuSeconds() -> Double {
-  var time = timespec()
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
 
 /// Writes every document in batches; returns the seconds taken, wall clock and CPU
 /// (on a shared machine the CPU time is the steadier figure; the wall clock also

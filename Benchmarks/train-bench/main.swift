@@ -1,3 +1,4 @@
+import BenchmarkSupport
 // train-bench: fine-tunes all-MiniLM-L6-v2 on a BEIR dataset's training qrels with the
 // recipe of ../shared/bench/peer_finetune.py, and reports seconds per step and per epoch
 // (and, with --evaluate, test metrics before and after). See Benchmarks/README.md.
@@ -75,17 +76,6 @@ struct Options {
 func fail(_ message: String) -> Never {
   FileHandle.standardError.write(Data("train-bench: \(message)\n".utf8))
   exit(2)
-}
-
-func log(_ message: String) {
-  FileHandle.standardError.write(Data("\(message)\n".utf8))
-}
-
-func cpuSeconds() -> Double {
-  var usage = rusage()
-  getrusage(RUSAGE_SELF.rawValue, &usage)
-  return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-    + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 // MARK: - BEIR data
