@@ -99,6 +99,13 @@ final class BertModel: Sendable {
   let embeddingNormGamma, embeddingNormBeta: Buffer<Float>
   let layers: [Layer]
 
+  /// The arena the weights live in: filled by this model, or mapped from a model image.
+  let arena: Arena
+  /// A fingerprint of where each weight lies in ``arena`` (name, offset, count): a model
+  /// image records it, so an image laid out by another version of this code is refused
+  /// instead of misread.
+  let layout: UInt64
+
   /// Takes the weights named as in ``BertConfig/parameterShapes()``; a `bert.` prefix
   /// on the names is accepted. Extra tensors (pooler, `position_ids`) are ignored.
   /// Each tensor is read where it lies and copied once, into this model's layout.
@@ -108,14 +115,12 @@ final class BertModel: Sendable {
   ///   ``EmbeddingError/missingTensor(source:tensor:)``,
   ///   ``EmbeddingError/wrongShape(source:tensor:shape:expected:)`` and
   ///   ``EmbeddingError/nonFiniteWeight(source:tensor:index:)`` for unusable weights.
-  init(
+  convenience init(
     config: BertConfig, weights: some WeightSource, precision: SentenceEncoder.Precision,
     source: String
   ) throws {
     try config.validate(source: source)
     try Self.checkLayerCount(config, names: weights.tensorNames, source: source)
-    self.config = config
-    self.precision = precision
     // Bounded now: every size is checked against a tensor the weights really hold.
     let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
     /// Calls `body` with the values of tensor `name` once its shape is checked; `body`
@@ -136,41 +141,94 @@ final class BertModel: Sendable {
       else { throw EmbeddingError.missingTensor(source: source, tensor: name) }
     }
     // Every tensor's presence and shape first: only then is memory sized by the
-    // configuration allocated, in one arena.
+    // configuration allocated.
     for (name, _) in config.parameterShapes() { try withChecked(name) { _ in true } }
-    let arena = Arena(
-      bytes: Arena.bytes(
-        forBuffersOf: config.parameterShapes().map { Tensor.elementCount(of: $0.shape) },
-        stride: MemoryLayout<Float>.stride))
+    try self.init(
+      config: config, arena: Arena(bytes: Self.arenaBytes(config)), precision: precision,
+      fill: withChecked)
+  }
+
+  /// The model whose weights are already in `image`, an arena laid out as this code lays
+  /// out `config`'s (see ``ModelImage``).
+  ///
+  /// - Throws: ``EmbeddingError/invalidConfiguration(source:reason:)`` for an impossible
+  ///   configuration, ``EmbeddingError/invalidImage(path:reason:)`` when the image's size
+  ///   or layout is not this configuration's.
+  convenience init(
+    config: BertConfig, image: Arena, layout: UInt64, precision: SentenceEncoder.Precision,
+    source: String
+  ) throws {
+    try config.validate(source: source)
+    guard image.size == Self.arenaBytes(config) else {
+      throw EmbeddingError.invalidImage(
+        path: source,
+        reason: "\(image.size) bytes of weights; the configuration needs \(Self.arenaBytes(config))"
+      )
+    }
+    try self.init(config: config, arena: image, precision: precision, fill: nil)
+    guard self.layout == layout else {
+      throw EmbeddingError.invalidImage(
+        path: source, reason: "laid out by another version of vdb")
+    }
+  }
+
+  /// Mixed into ``layout``. **Raise it when the order of a tensor's values inside its
+  /// buffer changes** (e.g. how query, key and value rows interleave): the fingerprint
+  /// sees names, offsets and sizes, not that order, and model images written before would
+  /// be misread.
+  private static let layoutRevision: UInt64 = 1
+
+  /// The bytes of the arena that holds the weights of `config`.
+  static func arenaBytes(_ config: BertConfig) -> Int {
+    Arena.bytes(
+      forBuffersOf: config.parameterShapes().map { Tensor.elementCount(of: $0.shape) },
+      stride: MemoryLayout<Float>.stride)
+  }
+
+  /// Carves every weight from `arena` in one fixed order; `fill`, when given, reads a
+  /// tensor by name and copies it through the function it is passed, which lays it out
+  /// (and returns false on a value that is not finite). Without `fill` the arena already
+  /// holds the weights.
+  private init(
+    config: BertConfig, arena: Arena, precision: SentenceEncoder.Precision,
+    fill: ((String, (UnsafeBufferPointer<Float>) -> Bool) throws -> Void)?
+  ) throws {
+    self.config = config
+    self.precision = precision
+    self.arena = arena
+    let shapes = Dictionary(uniqueKeysWithValues: config.parameterShapes())
+    var layout = FNV1a(seed: Self.layoutRevision)
+    let origin = arena.bytes.baseAddress!
+    func carve(_ names: [String]) -> Buffer<Float> {
+      let counts = names.map { Tensor.elementCount(of: shapes[$0]!) }
+      let buffer = Buffer<Float>(uninitializedCount: counts.reduce(0, +), arena: arena)
+      for name in names { layout.mix(bytes: name.utf8) }
+      layout.mix(UInt64(UnsafeRawPointer(buffer.base) - origin))
+      layout.mix(UInt64(buffer.count))
+      return buffer
+    }
     func buffer(_ name: String) throws -> Buffer<Float> {
-      var result: Buffer<Float>?
-      try withChecked(name) { values in
-        let buffer = Buffer<Float>(uninitializedCount: values.count, arena: arena)
-        result = buffer
-        return Self.copyFinite(values, to: buffer.base)
-      }
-      return result!
+      let buffer = carve([name])
+      try fill?(name) { Self.copyFinite($0, to: buffer.base) }
+      return buffer
     }
     /// Query, key and value parameters interleaved head by head, `width` floats per row:
     /// head h's rows of part p go to block 3h + p.
     func stackedByHead(_ names: [String], width: Int) throws -> Buffer<Float> {
       let block = config.headSize * width
-      var stacked: Buffer<Float>?
+      let stacked = carve(names)
       for (part, name) in names.enumerated() {
-        try withChecked(name) { values in
-          let target =
-            stacked ?? Buffer<Float>(uninitializedCount: names.count * values.count, arena: arena)
-          stacked = target
+        try fill?(name) { values in
           var finite = true
           for head in 0..<config.headCount {
             let slice = UnsafeBufferPointer(rebasing: values[head * block..<(head + 1) * block])
             let offset = (names.count * head + part) * block
-            finite = Self.copyFinite(slice, to: target.base + offset) && finite
+            finite = Self.copyFinite(slice, to: stacked.base + offset) && finite
           }
           return finite
         }
       }
-      return stacked!
+      return stacked
     }
 
     wordEmbeddings = try buffer("embeddings.word_embeddings.weight")
@@ -199,6 +257,7 @@ final class BertModel: Sendable {
         outputNormGamma: try buffer(prefix + "output.LayerNorm.weight"),
         outputNormBeta: try buffer(prefix + "output.LayerNorm.bias"))
     }
+    self.layout = layout.value
   }
 
   /// Copies `values` to `destination`; false when one of them is NaN or infinite.

@@ -31,6 +31,9 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
   case invalidVocabulary(source: String, reason: String)
   /// Token ids passed to the encoder directly are out of range or too many.
   case invalidTokenIDs(sequence: Int, reason: String)
+  /// A model image (the weights in the encoder's own layout, see ``ModelImage``) is
+  /// unusable: truncated, damaged, of other weights, or laid out by another version.
+  case invalidImage(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -58,6 +61,8 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
       return "\(source): invalid vocabulary: \(reason)"
     case .invalidTokenIDs(let sequence, let reason):
       return "token sequence \(sequence): \(reason)"
+    case .invalidImage(let path, let reason):
+      return "\(path): unusable model image: \(reason)"
     }
   }
 }

@@ -103,14 +103,67 @@ public final class SentenceEncoder: Sendable {
       precision: precision, source: source)
   }
 
-  /// The one place an encoder is built: from weights wherever they lie, each tensor
-  /// copied once into the model (see the public initialisers for the errors). The
-  /// tokenizer is built on another core while the weights are copied: loading a model is
-  /// those two independent pieces of work.
-  private init(
+  /// An encoder from weights wherever they lie, each tensor copied once into the model
+  /// (see the public initialisers for the errors).
+  private convenience init(
     config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
     weightSource weights: some WeightSource, maxSequenceLength: Int, pooling: Pooling,
     normalizesOutput: Bool, precision: Precision, source: String
+  ) throws {
+    try self.init(
+      config: config, tokenizer: makeTokenizer,
+      model: {
+        try BertModel(config: config, weights: weights, precision: precision, source: source)
+      },
+      maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
+      source: source)
+  }
+
+  /// An encoder whose weights are mapped from the model image at `path` (written by
+  /// ``writeImage(to:identity:)`` for weights of that `identity`) instead of copied: the
+  /// pages are the file's in the page cache, so a process loads the model without
+  /// zeroing or copying 86 MB, and processes that load it share one copy.
+  ///
+  /// - Throws: ``EmbeddingError/invalidImage(path:reason:)`` when the image is missing,
+  ///   truncated, damaged, of other weights or laid out by another version of vdb (the
+  ///   caller then builds the encoder from its stored weights); as
+  ///   ``init(settings:vocabulary:weights:source:)`` for the settings and vocabulary.
+  package convenience init(
+    settings: Settings, vocabulary: [String], image path: String, identity: UInt64,
+    source: String
+  ) throws {
+    try self.init(
+      config: settings.config,
+      tokenizer: {
+        try WordPieceTokenizer(vocabulary: vocabulary, options: settings.tokenizer, source: source)
+      },
+      model: {
+        let (arena, layout) = try ModelImage.map(path, identity: identity)
+        return try BertModel(
+          config: settings.config, image: arena, layout: layout, precision: settings.precision,
+          source: path)
+      },
+      maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
+      normalizesOutput: settings.normalizesOutput, source: source)
+  }
+
+  /// Writes the weights, in this encoder's own layout, as a model image at `path` for
+  /// ``init(settings:vocabulary:image:identity:source:)``: a temporary file beside it,
+  /// renamed over it when complete, so a reader sees the old image or the new one.
+  ///
+  /// - Throws: ``EmbeddingError/invalidImage(path:reason:)`` when the file cannot be
+  ///   written (nothing is left behind then).
+  package func writeImage(to path: String, identity: UInt64) throws {
+    try ModelImage.write(model.arena.bytes, layout: model.layout, identity: identity, to: path)
+  }
+
+  /// The one place an encoder is built. The tokenizer is built on another core while
+  /// the model's weights are copied or mapped: loading a model is those two independent
+  /// pieces of work.
+  private init(
+    config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
+    model makeModel: () throws -> BertModel, maxSequenceLength: Int, pooling: Pooling,
+    normalizesOutput: Bool, source: String
   ) throws {
     guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
       throw EmbeddingError.invalidConfiguration(
@@ -119,9 +172,7 @@ public final class SentenceEncoder: Sendable {
           + " (max_position_embeddings)")
     }
     BLAS.prepare()  // before the load's threads: it stops OpenBLAS's spinning idle workers
-    let (tokenizer, model) = try Parallel.both(makeTokenizer) {
-      try BertModel(config: config, weights: weights, precision: precision, source: source)
-    }
+    let (tokenizer, model) = try Parallel.both(makeTokenizer, makeModel)
     guard tokenizer.vocabulary.count <= config.vocabularySize else {
       throw EmbeddingError.invalidConfiguration(
         source: source,

@@ -99,13 +99,15 @@ extension Buffer where Element: TensorScalar {
   package convenience init(count: Int) { self.init(count: count, repeating: 0) }
 }
 
-/// One anonymous mapping that buffers living as long as each other are carved from: a
-/// model's weights. The kernel may back it with 2 MiB pages (`MADV_HUGEPAGE`), so
-/// filling 86 MB takes some 40 page faults instead of 22,000 — most of a model's load
-/// time otherwise. Unmapped when the last buffer carved from it goes.
+/// One mapping that buffers living as long as each other are carved from: a model's
+/// weights. Either anonymous memory to be filled — the kernel may back it with 2 MiB pages
+/// (`MADV_HUGEPAGE`), so filling 86 MB takes some 40 page faults instead of 22,000 — or
+/// a file that already holds the buffers (a model image), carved again in the same order.
+/// Unmapped when the last buffer carved from it goes.
 package final class Arena: @unchecked Sendable {
   private let base: UnsafeMutableRawPointer
-  private let size: Int
+  /// Its bytes in all, taken or not.
+  package let size: Int
   private var used = 0
   private let lock = NSLock()
   private static let alignment = 64
@@ -122,6 +124,21 @@ package final class Arena: @unchecked Sendable {
       madvise(base, size, Int32(MADV_HUGEPAGE))
     #endif
   }
+
+  /// An arena over `bytes` of the open file `descriptor` from `offset` (a multiple of the
+  /// page size), mapped privately: its pages are the file's in the page cache, shared by
+  /// every process that maps it, so nothing is zeroed or copied. A write would stay in
+  /// this process (copy on write); the file never changes. Nil when the map fails.
+  package init?(mapping descriptor: Int32, offset: Int, bytes: Int) {
+    size = max(1, bytes)
+    let address = mmap(
+      nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, off_t(offset))
+    guard let address, address != MAP_FAILED else { return nil }
+    base = address
+  }
+
+  /// All its bytes, taken or not (what a model image stores).
+  package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
   /// The next `bytes` of the arena, 64-byte aligned; traps past its end.
   package func take(bytes: Int) -> UnsafeMutableRawPointer {

@@ -1,3 +1,21 @@
+import CKernels
+
+/// CRC-32C (Castagnoli), the checksum of stored bytes whose silent damage would change
+/// answers (model weights, in the database and in a model image). Computed by the CPU's
+/// crc32 instruction when it has SSE4.2, else by a table; the choice is made once at load.
+package enum CRC32C {
+  /// Whether the hardware instruction is in use.
+  package static var isAccelerated: Bool { vdb_crc32c_is_accelerated() != 0 }
+
+  /// The CRC of `bytes`, or of the bytes checked before them and then `bytes` when
+  /// `crc` is the checksum of those.
+  package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0)
+    -> UInt32
+  {
+    vdb_crc32c(crc, bytes.baseAddress, bytes.count)
+  }
+}
+
 /// FNV-1a, 64-bit (Fowler, Noll, Vo): a fast, stable, non-cryptographic hash. The same
 /// bytes give the same value on every run and machine, so it can fingerprint training
 /// data and draw a seeded split.

@@ -56,6 +56,7 @@ public final class Database: @unchecked Sendable {
   let logWriter: LogWriter<QueryLogStore>
   let routeLogWriter: LogWriter<RouterStore>
   var models: ModelStore { schema.models }
+  var modelImages: ModelImages { ModelImages(database: path, writable: !isReadOnly) }
 
   /// Opens the database at `path`, creating it when allowed and missing.
   ///

@@ -101,7 +101,8 @@ extension Database {
     }
   }
 
-  /// Deletes model version `version` and all its parts.
+  /// Deletes model version `version` and all its parts (its model image too, unless
+  /// another version has the same weights).
   ///
   /// ```swift
   /// try db.deleteModel(version: 4)     // a rejected candidate nobody uses
@@ -124,10 +125,12 @@ extension Database {
       }
     }
     encoderCache.remove(version)
+    try sweepModelImages()
   }
 
   /// Deletes every model version nothing needs (see `modelUsers`), in one transaction,
-  /// and returns the versions deleted. With `dryRun`, deletes nothing.
+  /// and the model images no remaining version has, and returns the versions deleted.
+  /// With `dryRun`, deletes nothing.
   ///
   /// - Throws: `.storage` when LMDB fails (nothing is deleted then).
   @discardableResult
@@ -135,16 +138,24 @@ extension Database {
     let users = try modelUsers()
     let store = models
     let unused = try modelVersions().map(\.version).filter { users[$0] == nil }
-    guard !dryRun, !unused.isEmpty else { return unused }
-    try storage {
-      try environment.write { txn in
-        for version in unused {
-          try txn.delete(store.models, key: UInt32(version))
-          try store.removeParts(version, in: txn)
+    guard !dryRun else { return unused }
+    if !unused.isEmpty {
+      try storage {
+        try environment.write { txn in
+          for version in unused {
+            try txn.delete(store.models, key: UInt32(version))
+            try store.removeParts(version, in: txn)
+          }
         }
       }
     }
     for version in unused { encoderCache.remove(version) }
+    try sweepModelImages()
     return unused
+  }
+
+  /// Removes the model images (see `ModelImages`) of weights no stored version has.
+  private func sweepModelImages() throws {
+    modelImages.sweep(keeping: Set(try modelVersions().map(\.weightsHash)))
   }
 }

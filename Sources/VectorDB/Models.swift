@@ -170,13 +170,14 @@ struct ModelStore {
 
   /// A LoRA version's encoder: its parent's, with the stored adapters merged into the weights.
   private func loraEncoder(
-    _ version: Int, bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
+    _ version: Int, bytes: UnsafeRawBufferPointer, path: String, images: ModelImages?,
+    in txn: Transaction
   ) throws -> SentenceEncoder {
     guard let parent = try info(version, in: txn)?.parent else {
       throw VectorDBError.damaged(
         path: path, detail: "LoRA model version \(version) lacks its parent")
     }
-    let base = try encoder(parent, path: path, in: txn)
+    let base = try encoder(parent, path: path, images: images, in: txn)
     let adapters = try Self.loraAdapters(
       bytes, config: base.config, source: "model version \(version) in \(path)", path: path)
     return try SentenceEncoder(
@@ -194,7 +195,8 @@ struct ModelStore {
       version: Int(last) + 1, name: name, kind: kind, state: state, parent: parent,
       created: Date(), dimension: dimension, maxSequenceLength: maxSequenceLength,
       weightsHash: SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined(),
-      weightsChecksum: CRC32C.checksum(weights), weightsBytes: weights.count, lineage: lineage,
+      weightsChecksum: weights.withUnsafeBytes { CRC32C.checksum($0) }, weightsBytes: weights.count,
+      lineage: lineage,
       precision: precision)
     try update(info, in: txn)
     return info
@@ -213,9 +215,14 @@ struct ModelStore {
   /// As they are checked and copied, the map's pages of the weights leave this process's
   /// resident memory (they stay in the page cache), so a model costs its size about once,
   /// not twice, even while it loads.
-  func encoder(_ version: Int, path: String, in txn: Transaction) throws -> SentenceEncoder {
+  ///
+  /// With `images`, the weights are mapped from the model's image instead when it has a
+  /// sound one, and an image is written after a load without one.
+  func encoder(_ version: Int, path: String, images: ModelImages?, in txn: Transaction) throws
+    -> SentenceEncoder
+  {
     if let lora = try blob(version, .lora, in: txn) {
-      return try loraEncoder(version, bytes: lora, path: path, in: txn)
+      return try loraEncoder(version, bytes: lora, path: path, images: images, in: txn)
     }
     guard let settingsBytes = try blob(version, .settings, in: txn),
       let vocabBytes = try blob(version, .vocab, in: txn),
@@ -228,15 +235,25 @@ struct ModelStore {
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
+    let hash = try info(version, in: txn)?.weightsHash ?? ""
+    if let image = images?.image(forWeightsHash: hash),
+      let encoder = try? SentenceEncoder(
+        settings: settings, vocabulary: vocabulary, image: image.path, identity: image.identity,
+        source: source)
+    {
+      return encoder
+    }
     // The checksum and then each tensor's copy drop the map's pages they have read, so
     // the weights are resident about once, not twice, even while they load.
     try checkWeights(version, weightBytes, path: path, in: txn)
     // Then the whole value once more: what was read beside the tensors (the header, the
     // pages read ahead around each tensor) leaves too.
     defer { MappedPages.release(weightBytes) }
-    return try SafeTensors.withBytes(weightBytes, source: source, releasingPages: true) {
+    let encoder = try SafeTensors.withBytes(weightBytes, source: source, releasingPages: true) {
       try SentenceEncoder(settings: settings, vocabulary: vocabulary, weights: $0, source: source)
     }
+    images?.write(encoder, weightsHash: hash)
+    return encoder
   }
 
   /// Checks the stored weights of `version` against the checksum recorded with them.
@@ -484,6 +501,7 @@ extension Database {
     if let cached = encoderCache.value(version) { return cached }
     let store = models
     let path = self.path
+    let images = modelImages
     let encoder = try storage {
       try environment.read { txn -> SentenceEncoder in
         guard let info = try store.info(version, in: txn) else {
@@ -496,7 +514,7 @@ extension Database {
         }
         guard info.hasWeights else { throw VectorDBError.modelWithoutWeights(version) }
         do {
-          return try store.encoder(version, path: path, in: txn)
+          return try store.encoder(version, path: path, images: images, in: txn)
         } catch let error as VectorDBError {
           throw error
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import LMDB
+import Tensor
 
 /// What `Database.verifyReport()` found: every table it walked, and each problem.
 public struct VerifyReport: Codable, Sendable {
