@@ -59,7 +59,7 @@ package enum ModelImage {
     for (index, crc) in chunks.enumerated() { put(crc, at: 40 + 4 * index) }
 
     let temporary = path + ".\(getpid()).tmp"
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
     guard descriptor >= 0 else { throw failure(path, "cannot create \(temporary)") }
     var written = false
     defer {

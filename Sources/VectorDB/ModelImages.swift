@@ -34,7 +34,7 @@ struct ModelImages {
   /// (read-only media, a full disk) is not an error; the next load tries again.
   func write(_ encoder: SentenceEncoder, weightsHash hash: String) {
     guard writable, let image = image(forWeightsHash: hash) else { return }
-    if mkdir(directory, 0o755) != 0 && errno != EEXIST { return }
+    if mkdir(directory, 0o700) != 0 && errno != EEXIST { return }
     var status = stat()
     guard lstat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else { return }
     try? encoder.writeImage(to: image.path, identity: image.identity)
