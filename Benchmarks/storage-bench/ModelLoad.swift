@@ -3,7 +3,8 @@ import Foundation
 import VectorDB
 
 /// What a new process pays before its first text query: open the database, load the
-/// stored model (all-MiniLM-L6-v2, read from LMDB), embed and answer one query. Each
+/// stored model (all-MiniLM-L6-v2: mapped from its model image, or, the first time,
+/// read from LMDB and written as the image), embed and answer one query. Each
 /// run is a fresh child process (`--model-load-child DIR`), as every shell command is;
 /// the page cache is warm after the first. Prints the medians and the child's resident
 /// memory after the query: anonymous (its own copies) and file-backed (mapped pages),
@@ -26,8 +27,21 @@ func modelLoadBenchmark(runs: Int) throws {
     print(
       "model load: \(model.name), \(model.weightsBytes >> 20) MiB of weights, \(runs) processes")
   }
+  // The import loaded the model once, so its image exists: these children map it. Then
+  // as many again with no image: each copies the weights out of LMDB and writes it.
+  print("  with the model image (every load after the first):")
+  try summarize(children(runs, directory: directory))
+  print("  without (a first load: copies the weights, writes the image):")
+  try summarize(children(runs, directory: directory, removingImages: true))
+}
+
+/// The figures of `runs` children, one row each (see `modelLoadChild`).
+private func children(_ runs: Int, directory: String, removingImages: Bool = false) throws
+  -> [[Double]]
+{
   var rows: [[Double]] = []
   for _ in 0..<runs {
+    if removingImages { try FileManager.default.removeItem(atPath: directory + "/images") }
     let child = Process()
     child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
     child.arguments = ["--model-load-child", directory]
@@ -45,15 +59,19 @@ func modelLoadBenchmark(runs: Int) throws {
     }
     rows.append(fields)
   }
+  return rows
+}
+
+private func summarize(_ rows: [[Double]]) {
   func median(_ column: Int) -> Double { BenchmarkSupport.median(rows.map { $0[column] }) }
   print(
     String(
-      format: "  open %.1f ms, load model %.1f ms (%.1f ms CPU), first query %.1f ms:"
+      format: "    open %.1f ms, load model %.1f ms (%.1f ms CPU), first query %.1f ms:"
         + " %.1f ms in all (medians)",
       median(0), median(1), median(6), median(2), median(0) + median(1) + median(2)))
   print(
     String(
-      format: "  resident after the query: %.0f MiB (%.0f MiB anonymous, %.0f MiB file-backed);"
+      format: "    resident after the query: %.0f MiB (%.0f MiB anonymous, %.0f MiB file-backed);"
         + " peak %.0f MiB",
       median(3), median(4), median(5), median(7)))
 }
