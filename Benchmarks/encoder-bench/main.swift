@@ -95,9 +95,10 @@ struct Options {
           return precision
         }
       case "--bf16-kernel":
-        BFloat16Weights.KernelLevel.use(named(BFloat16Weights.KernelLevel.self, argument))
+        PackedWeights.KernelLevel.use(
+          named(PackedWeights.KernelLevel.self, argument), for: .bfloat16)
       case "--int8-kernel":
-        Int8Weights.KernelLevel.use(named(Int8Weights.KernelLevel.self, argument))
+        PackedWeights.KernelLevel.use(named(PackedWeights.KernelLevel.self, argument), for: .int8)
       case "--rounds": rounds = max(1, number(argument))
       case "--kernels":
         let name = value(argument)
@@ -320,13 +321,13 @@ let peers: [(name: String, script: String)] =
 var report: [String: Any] = [
   "model": options.model, "batch": options.batch, "reps": options.reps,
   "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
-  "cpu_flags": cpuFlags(), "bf16_kernel": "\(BFloat16Weights.KernelLevel.current)",
-  "int8_kernel": "\(Int8Weights.KernelLevel.current)",
+  "cpu_flags": cpuFlags(), "bf16_kernel": "\(PackedWeights.KernelLevel.current(.bfloat16))",
+  "int8_kernel": "\(PackedWeights.KernelLevel.current(.int8))",
 ]
 var lines: [String] = [
   "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
-    + " bfloat16 kernel \(BFloat16Weights.KernelLevel.current.name),"
-    + " int8 kernel \(Int8Weights.KernelLevel.current.name);"
+    + " bfloat16 kernel \(PackedWeights.KernelLevel.current(.bfloat16).name(.bfloat16)),"
+    + " int8 kernel \(PackedWeights.KernelLevel.current(.int8).name(.int8));"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
   "CPU flags: \(cpuFlags())",
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",

@@ -48,22 +48,18 @@ extension BertConfig {
 /// Immutable after initialisation: `forward` may run on several threads at once.
 final class BertModel: Sendable {
   /// A fully connected layer: W `[out, in]` and b `[out]` in float32 (the weights as
-  /// given), and W in bfloat16 or int8 when the model runs at that precision.
+  /// given), and W packed in bfloat16 or int8 when the model runs at that precision.
   struct Linear {
     let weight, bias: Buffer<Float>
-    let bfloat16: BFloat16Weights?
-    let int8: Int8Weights?
+    let packed: PackedWeights?
 
     init(weight: Buffer<Float>, bias: Buffer<Float>, precision: SentenceEncoder.Precision) {
       self.weight = weight
       self.bias = bias
-      let (outFeatures, inFeatures) = (bias.count, weight.count / bias.count)
-      bfloat16 =
-        precision == .bfloat16
-        ? BFloat16Weights(weight.base, outFeatures: outFeatures, inFeatures: inFeatures) : nil
-      int8 =
-        precision == .int8
-        ? Int8Weights(weight.base, outFeatures: outFeatures, inFeatures: inFeatures) : nil
+      packed = precision.packedFormat.map {
+        PackedWeights(
+          weight.base, outFeatures: bias.count, inFeatures: weight.count / bias.count, format: $0)
+      }
     }
 
     /// Output columns `columns` of y = x · Wᵀ + b over `rows` rows.
@@ -71,10 +67,8 @@ final class BertModel: Sendable {
       _ rows: Int, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
       columns: Range<Int>
     ) {
-      if let bfloat16 {
-        bfloat16.linear(rows: rows, input: x, bias: bias.base, output: y, columns: columns)
-      } else if let int8 {
-        int8.linear(rows: rows, input: x, bias: bias.base, output: y, columns: columns)
+      if let packed {
+        packed.linear(rows: rows, input: x, bias: bias.base, output: y, columns: columns)
       } else {
         BLAS.linear(
           rows: rows, inFeatures: weight.count / bias.count, outFeatures: bias.count, input: x,

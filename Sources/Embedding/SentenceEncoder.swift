@@ -54,6 +54,15 @@ public final class SentenceEncoder: Sendable {
     /// AVX2 alone (`vpmaddwd`); vectors stay at cosine ≥ 0.999 of float32's on
     /// all-MiniLM-L6-v2 (docs/encoder.md).
     case int8
+
+    /// The packed weights' format of the linear layers; nil for float32 (sgemm).
+    var packedFormat: PackedWeights.Format? {
+      switch self {
+      case .float32: return nil
+      case .bfloat16: return .bfloat16
+      case .int8: return .int8
+      }
+    }
   }
 
   public let config: BertConfig

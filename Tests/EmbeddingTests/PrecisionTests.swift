@@ -20,21 +20,20 @@ final class PrecisionTests: XCTestCase {
   private static let bfloat16 = converted(to: .bfloat16)
   private static let int8 = converted(to: .int8)
 
-  /// Every golden text at cosine ≥ `minimum` against float32's reference vectors, with the
-  /// kernel at each of `levels` the CPU has (`use` switches it and returns the level in use).
-  private func assertGoldenCosines<Level: Equatable>(
-    _ encoder: SentenceEncoder, minimum: Double, levels: [Level], name: (Level) -> String,
-    use: (Level?) -> Level
+  /// Every golden text at cosine ≥ `minimum` against float32's reference vectors, with
+  /// `format`'s kernel at AVX-512 and at AVX2, where the CPU has them.
+  private func assertGoldenCosines(
+    _ encoder: SentenceEncoder, minimum: Double, format: PackedWeights.Format
   ) throws {
     let items = try Fixtures.golden("minilm_reference_embeddings.json")
-    defer { _ = use(nil) }
-    for level in levels {
-      guard use(level) == level else { continue }
+    defer { PackedWeights.KernelLevel.use(nil, for: format) }
+    for level in [PackedWeights.KernelLevel.avx512, .avx2] {
+      guard PackedWeights.KernelLevel.use(level, for: format) == level else { continue }
       let vectors = encoder.embed(items.map(\.text))
       for (item, vector) in zip(items, vectors) {
         let similarity = cosine(vector, item.embedding ?? [])
         XCTAssertGreaterThanOrEqual(
-          similarity, minimum, "\(name(level)) item \(item.id): \(item.text.prefix(40))")
+          similarity, minimum, "\(level.name(format)) item \(item.id): \(item.text.prefix(40))")
       }
     }
   }
@@ -56,19 +55,15 @@ final class PrecisionTests: XCTestCase {
   func testBFloat16GoldenCosines() throws {
     let encoder = try Self.bfloat16.get()
     XCTAssertEqual(encoder.precision, .bfloat16)
-    try assertGoldenCosines(
-      encoder, minimum: 0.9999, levels: [BFloat16Weights.KernelLevel.avx512BF16, .avx2],
-      name: \.name, use: { BFloat16Weights.KernelLevel.use($0) })
+    try assertGoldenCosines(encoder, minimum: 0.9999, format: .bfloat16)
   }
 
-  /// int8 (blocks of 32, 7-bit activations) keeps every golden text at cosine ≥ 0.999,
+  /// int8 (blocks of 32, int16 activations) keeps every golden text at cosine ≥ 0.999,
   /// on AVX-512 VNNI and on the AVX2 path where the CPU has them.
   func testInt8GoldenCosines() throws {
     let encoder = try Self.int8.get()
     XCTAssertEqual(encoder.precision, .int8)
-    try assertGoldenCosines(
-      encoder, minimum: 0.999, levels: [Int8Weights.KernelLevel.avx512VNNI, .avx2],
-      name: \.name, use: { Int8Weights.KernelLevel.use($0) })
+    try assertGoldenCosines(encoder, minimum: 0.999, format: .int8)
   }
 
   func testBFloat16BatchedEqualsSingle() throws {

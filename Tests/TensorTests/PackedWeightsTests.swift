@@ -1,0 +1,160 @@
+import XCTest
+
+@testable import Tensor
+
+/// The bfloat16 and int8 kernels at every instruction set the CPU has, against the
+/// definition of each format computed in Double.
+final class PackedWeightsTests: XCTestCase {
+  /// `value` rounded to the nearest bfloat16 (ties to even), as a float.
+  private func bfloat16(_ value: Float) -> Double {
+    let bits = value.bitPattern
+    let rounded = (bits &+ 0x7fff &+ ((bits >> 16) & 1)) & 0xffff_0000
+    return Double(Float(bitPattern: rounded))
+  }
+
+  /// `values` cut into blocks of 32 (the last one shorter), each as symmetric integers of
+  /// at most `top` in magnitude (127 for weights, 32767 for activations) and the block's
+  /// scale: the definition int8.c implements, in the same float32 operations (so the
+  /// integers are the kernel's).
+  private func quantize(_ values: ArraySlice<Float>, top: Float) -> [(q: [Double], scale: Double)] {
+    stride(from: values.startIndex, to: values.endIndex, by: 32).map { start in
+      let block = values[start..<min(start + 32, values.endIndex)]
+      let largest = block.map(abs).max() ?? 0
+      guard largest > 0 else { return (block.map { _ in 0 }, 0) }
+      if top == 127 {  // weights: w / (max / 127)
+        let scale = largest / 127
+        return (
+          block.map { Double(min(max(($0 / scale).rounded(.toNearestOrEven), -127), 127)) },
+          Double(scale)
+        )
+      }
+      let inverse = top / largest  // activations: x · (32767 / max)
+      return (
+        block.map { Double(min(max(($0 * inverse).rounded(.toNearestOrEven), -top), top)) },
+        Double(largest / top)
+      )
+    }
+  }
+
+  /// The format's product of one row of x and one row of W by its definition, and the
+  /// sum of the magnitudes of its terms (what the tolerance scales with).
+  private func reference(_ format: PackedWeights.Format, x: ArraySlice<Float>, w: ArraySlice<Float>)
+    -> (value: Double, magnitude: Double)
+  {
+    switch format {
+    case .bfloat16:
+      let terms = zip(x, w).map { bfloat16($0) * bfloat16($1) }
+      return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
+    case .int8:
+      let terms = zip(quantize(x, top: 32767), quantize(w, top: 127)).map { xb, wb in
+        xb.scale * wb.scale * zip(xb.q, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
+      }
+      return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
+    }
+  }
+
+  /// Every level of every format equals the definition on shapes with every kind of
+  /// tail — k below, at and past a block or vector width, columns not a multiple of a
+  /// panel — for column slices with ragged edges, and leaves the columns outside the
+  /// slice untouched. Activations have outliers (one value in 50 is 20× larger), as real
+  /// ones do.
+  func testEveryKernelMatchesItsDefinitionOnRaggedShapes() {
+    let shapes = [
+      (1, 1, 1), (3, 5, 17), (13, 384, 100), (70, 33, 40), (9, 1537, 48), (65, 7, 31),
+      (4, 32, 16), (5, 64, 33), (66, 95, 15),
+    ]
+    for format in PackedWeights.Format.allCases {
+      var random = SplitMix64(seed: 18)
+      let levels = PackedWeights.KernelLevel.available(format)
+      XCTAssertTrue(levels.contains(.plain))
+      for level in levels {
+        PackedWeights.KernelLevel.use(level, for: format)
+        let name = "\(format) \(level.name(format))"
+        for (rows, k, out) in shapes {
+          let x = (0..<rows * k).map { i in
+            Float(Double.random(in: -2..<2, using: &random) * (i % 50 == 7 ? 20 : 1))
+          }
+          let w = (0..<out * k).map { _ in Float(Double.random(in: -0.5..<0.5, using: &random)) }
+          let b = (0..<out).map { Float($0) / 8 }
+          let packed = PackedWeights(w, outFeatures: out, inFeatures: k, format: format)
+          let slices = out > 20 ? [0..<3, 3..<out - 2, out - 2..<out] : [0..<out]
+          for columns in slices {
+            var y = [Float](repeating: -7, count: rows * out)
+            packed.linear(rows: rows, input: x, bias: b, output: &y, columns: columns)
+            for r in 0..<rows {
+              for c in 0..<out {
+                let got = y[r * out + c]
+                guard columns.contains(c) else {
+                  XCTAssertEqual(got, -7, "\(name) \(rows)×\(k)→\(out): column \(c) written")
+                  continue
+                }
+                let exact = reference(
+                  format, x: x[r * k..<(r + 1) * k], w: w[c * k..<(c + 1) * k])
+                // bfloat16 sums in float32 in the kernel's order; int8's are exact
+                // integers, scaled in float32.
+                let tolerance =
+                  format == .bfloat16
+                  ? 1e-5 * Double(k) : 1e-6 * max(exact.magnitude + abs(Double(b[c])), 1)
+                XCTAssertEqual(
+                  Double(got), Double(b[c]) + exact.value, accuracy: tolerance,
+                  "\(name) \(rows)×\(k)→\(out) [\(r), \(c)]")
+              }
+            }
+          }
+        }
+      }
+      PackedWeights.KernelLevel.use(nil, for: format)
+    }
+  }
+
+  func testBFloat16RoundsToNearestEven() {
+    // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even mantissa (1).
+    XCTAssertEqual(bfloat16(1 + 0x1p-8), 1)
+    XCTAssertEqual(bfloat16(1 + 0x1p-8 + 0x1p-20), 1 + 0x1p-7)
+    XCTAssertEqual(bfloat16(1 + 3 * 0x1p-8), 1 + 2 * 0x1p-7)
+    // The kernel rounds the same way: x = 1 + 2⁻⁸ times w = 1 gives exactly 1.
+    let w = PackedWeights([Float(1)], outFeatures: 1, inFeatures: 1, format: .bfloat16)
+    var y: Float = 0
+    for level in PackedWeights.KernelLevel.available(.bfloat16) {
+      PackedWeights.KernelLevel.use(level, for: .bfloat16)
+      w.linear(rows: 1, input: [Float(1 + 0x1p-8)], bias: nil, output: &y, columns: 0..<1)
+      XCTAssertEqual(y, 1, level.name(.bfloat16))
+    }
+    PackedWeights.KernelLevel.use(nil, for: .bfloat16)
+  }
+
+  /// The int8 quantization error itself is small: within 1 % of Σ|x·w| of the float32
+  /// product on random data, and zero for integers that need no scaling.
+  func testInt8ProductIsCloseToFloat32() {
+    var random = SplitMix64(seed: 7)
+    let (rows, k, out) = (6, 384, 40)
+    let x = (0..<rows * k).map { _ in Float(Double.random(in: -1..<1, using: &random)) }
+    let w = (0..<out * k).map { _ in Float(Double.random(in: -1..<1, using: &random)) }
+    var y = [Float](repeating: 0, count: rows * out)
+    PackedWeights(w, outFeatures: out, inFeatures: k, format: .int8).linear(
+      rows: rows, input: x, bias: nil, output: &y, columns: 0..<out)
+    for r in 0..<rows {
+      for c in 0..<out {
+        let products = (0..<k).map { Double(x[r * k + $0]) * Double(w[c * k + $0]) }
+        let total = products.map(abs).reduce(0, +)
+        XCTAssertEqual(Double(y[r * out + c]), products.reduce(0, +), accuracy: 0.01 * total)
+      }
+    }
+    // x with a 32767 in every block and w with a −127: scales 1 (that x meets a 0 weight,
+    // so the sum stays exactly representable in float32).
+    let xi: [Float] = (0..<64).map { (i: Int) -> Float in i % 32 == 0 ? 32767 : Float(i % 127 - 63)
+    }
+    let wi: [Float] = (0..<64).map { (i: Int) -> Float in
+      i % 32 == 0 ? 0 : i % 32 == 5 ? -127 : Float(i * 7 % 255 - 127)
+    }
+    let expected: Float = zip(xi, wi).reduce(0) { $0 + $1.0 * $1.1 }
+    var yi: Float = 0
+    for level in PackedWeights.KernelLevel.available(.int8) {
+      PackedWeights.KernelLevel.use(level, for: .int8)
+      PackedWeights(wi, outFeatures: 1, inFeatures: 64, format: .int8).linear(
+        rows: 1, input: xi, bias: nil, output: &yi, columns: 0..<1)
+      XCTAssertEqual(yi, expected, level.name(.int8))
+    }
+    PackedWeights.KernelLevel.use(nil, for: .int8)
+  }
+}
