@@ -98,13 +98,15 @@ let package = Package(
     // one support library (statistics, the machine's facts, clocks) and ArgumentParser.
     .target(name: "BenchmarkSupport", path: "Benchmarks/Support"),
     .executableTarget(
-      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels", "BenchmarkSupport"],
+      name: "storage-bench",
+      dependencies: ["VectorDB", "CKernels", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
       name: "log-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/log-bench"),
     .executableTarget(
-      name: "encoder-bench", dependencies: ["Embedding", "Tensor", "BenchmarkSupport"],
+      name: "encoder-bench",
+      dependencies: ["Embedding", "Tensor", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
       name: "reembed-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
@@ -123,13 +125,15 @@ let package = Package(
       name: "serve-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/serve-bench"),
     .executableTarget(
-      name: "search-bench", dependencies: ["VectorDB", "BenchmarkSupport"],
+      name: "search-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/search-bench"),
     .executableTarget(
-      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor", "BenchmarkSupport"],
+      name: "train-bench",
+      dependencies: ["Training", "Embedding", "Tensor", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/train-bench"),
     .executableTarget(
-      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW", "BenchmarkSupport"],
+      name: "route-bench",
+      dependencies: ["VectorDB", "Training", "HNSW", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

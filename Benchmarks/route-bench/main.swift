@@ -1,4 +1,3 @@
-import BenchmarkSupport
 // Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
 // batch-1 routing latency against the encoder's batch-1 latency; each for the head tier and
 // the LoRA tier (the head trained with LoRA adapters on the encoder).
@@ -8,29 +7,30 @@ import BenchmarkSupport
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
 // split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
 // dense sentence search enough, or must the request escalate (built below).
+import ArgumentParser
+import BenchmarkSupport
 import Dispatch
 import Foundation
 import HNSW
 import Training
 import VectorDB
 
-var seeds = 5
-var repeats = 300
-var scifactSet = true
-var loraTier = true
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
-  case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
-  case "--no-scifact": scifactSet = false
-  case "--no-lora": loraTier = false
-  default:
-    FileHandle.standardError.write(
-      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact] [--no-lora]\n".utf8))
-    exit(2)
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "route-bench")
+  @Option(help: "Train/held-out splits (seeds) per set.") var seeds = 5
+  @Option(help: "Batch-1 calls timed per latency figure.") var repeats = 300
+  @Flag(name: .customLong("no-scifact"), help: "Only the docs set.") var skipSciFact = false
+  @Flag(name: .customLong("no-lora"), help: "Only the head tier.") var skipLoRA = false
+
+  func validate() throws {
+    guard seeds >= 1, repeats >= 1 else {
+      throw ValidationError("--seeds and --repeats must be at least 1")
+    }
   }
 }
+let arguments = Arguments.parseOrExit()
+let (seeds, repeats, scifactSet, loraTier) =
+  (arguments.seeds, arguments.repeats, !arguments.skipSciFact, !arguments.skipLoRA)
 let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let tools = here.appendingPathComponent("../../tools").standardized.path
 let scifact = here.appendingPathComponent("../../../shared/datasets/scifact").standardized.path
