@@ -133,12 +133,13 @@ let package = Package(
       path: "Benchmarks/train-bench"),
     .executableTarget(
       name: "route-bench",
-      dependencies: ["VectorDB", "Training", "HNSW", "BenchmarkSupport", argumentParser],
+      dependencies: ["VectorDB", "Training", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
-    .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
+    // VectorDB only for its vector-file reader (the data sets are .fvecs/.ivecs files).
+    .testTarget(name: "HNSWTests", dependencies: ["HNSW", "VectorDB"]),
     .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),

@@ -62,9 +62,9 @@ struct Options: ParsableCommand {
   @Option(help: "Timed passes per file (after one warm-up).") var reps = 5
   @Option(help: "Batch-1 latency on the first N texts of the last file (0: skip).")
   var batch1 = 200
-  @Option(help: "Threads for batch-1 calls (default: every core).")
+  @Option(help: "Threads for batch-1 calls.")
   var batch1Threads = Parallel.coreCount
-  @Option(help: "Threads for batched calls (default: every core).") var threads = Parallel.coreCount
+  @Option(help: "Threads for batched calls.") var threads = Parallel.coreCount
   @Flag(name: .customLong("no-peak"), help: "Skip the sgemm peak.") var skipPeak = false
   @Option(help: "OpenBLAS kernel set (default: OPENBLAS_CORETYPE if set, else the best).")
   var kernels: CaseName<BLAS.KernelSet>?
@@ -79,7 +79,9 @@ struct Options: ParsableCommand {
   @Flag(help: "Also report processor seconds per pass (all threads), vdb and the peer.")
   var cpuTime = false
   @Flag(help: "Print the figures as JSON.") var json = false
-  @Option(name: .customLong("peer"), help: "Run the peers with this Python, back to back.")
+  @Option(
+    name: .customLong("peer"),
+    help: ArgumentHelp("Run the peers with this Python, back to back.", valueName: "python"))
   var peerPython: String?
   @Option(help: "The sentence-transformers peer's script.")
   var peerScript = "../shared/bench/peer_embed.py"

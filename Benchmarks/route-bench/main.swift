@@ -11,7 +11,6 @@ import ArgumentParser
 import BenchmarkSupport
 import Dispatch
 import Foundation
-import HNSW
 import Training
 import VectorDB
 
@@ -161,7 +160,7 @@ try latency(candidates)
 // path ("reranker", the escalation) is taken to be good.
 guard scifactSet else { exit(0) }
 let minilm = scifact + "-minilm"
-let nearest = try Texmex.readInts(path: minilm + "/gt.ivecs")
+let nearest = try VectorFile.readIntegers(minilm + "/gt.ivecs").rows
 let gunzip = Process()
 gunzip.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
 gunzip.arguments = ["-dc", minilm + "/base_texts.jsonl.gz"]
@@ -199,7 +198,7 @@ for line in try String(contentsOfFile: minilm + "/queries.jsonl", encoding: .utf
 {
   let query = try JSONDecoder().decode(QueryRow.self, from: Data(line.utf8))
   guard let documents = relevant[query.query] else { continue }
-  let good = documents.contains(rowDocument[Int(nearest.row(query.row)[0])])
+  let good = documents.contains(rowDocument[Int(nearest[query.row][0])])
   cheapGood += good ? 1 : 0
   var outcomes = [("sentences", good ? "good" : "bad")]
   if !good { outcomes.append(("reranker", "good")) }

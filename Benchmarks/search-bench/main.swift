@@ -17,7 +17,7 @@ struct Arguments: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "search-bench")
   @Option(help: "A BEIR directory (corpus.jsonl, queries.jsonl, qrels/).") var beir: String
   @Option(help: "The qrels split whose queries run.") var split = "test"
-  @Option(help: "Database directory (default: a fresh temporary one).")
+  @Option(help: "Database directory (removed afterwards).")
   var dir = NSTemporaryDirectory() + "vdb-search-bench-\(getpid())"
   @Option(help: "Repeat the queries for at least S seconds.") var seconds = 5.0
   @Flag(help: "Print the figures as JSON.") var json = false

@@ -17,10 +17,10 @@ import VectorDB
 struct Arguments: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "storage-bench",
-    discussion: "--model-load [RUNS] measures the model load instead (ModelLoad.swift).")
+    abstract: "Durable upserts, gets, open time and size; with --model-load, the model load.")
   @Option(help: "Documents written.") var documents = 100_000
   @Option(help: "Documents per durable write transaction.") var batch = 1000
-  @Option(help: "Database directory (default: a fresh temporary one).")
+  @Option(help: "Database directory (removed afterwards).")
   var dir = NSTemporaryDirectory() + "vdb-storage-bench-\(getpid())"
   @Flag(name: .customLong("no-text-index"), help: "Write without the full-text index.")
   var skipTextIndex = false
