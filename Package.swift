@@ -96,7 +96,7 @@ let package = Package(
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md), on
     // one support library (statistics, the machine's facts, clocks) and ArgumentParser.
-    .target(name: "BenchmarkSupport", path: "Benchmarks/Support"),
+    .target(name: "BenchmarkSupport", dependencies: [argumentParser], path: "Benchmarks/Support"),
     .executableTarget(
       name: "storage-bench",
       dependencies: ["VectorDB", "CKernels", "BenchmarkSupport", argumentParser],
@@ -118,7 +118,7 @@ let package = Package(
     .executableTarget(
       name: "gate-bench",
       dependencies: [
-        "VectorDB", "Tensor", argumentParser,
+        "VectorDB", "Tensor", "BenchmarkSupport", argumentParser,
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(

@@ -41,19 +41,7 @@ struct CaseName<Value: CaseIterable>: ExpressibleByArgument {
   static var allValueStrings: [String] { Value.allCases.map { "\($0)" } }
 }
 
-/// Precisions, comma-separated: `--precision float32,int8`.
-struct PrecisionList: ExpressibleByArgument {
-  var values: [SentenceEncoder.Precision]
-  init(_ values: [SentenceEncoder.Precision]) { self.values = values }
-  init?(argument: String) {
-    let parsed = argument.split(separator: ",").map {
-      SentenceEncoder.Precision(rawValue: String($0))
-    }
-    guard !parsed.isEmpty, !parsed.contains(nil) else { return nil }
-    values = parsed.compactMap { $0 }
-  }
-  var defaultValueDescription: String { values.map(\.rawValue).joined(separator: ",") }
-}
+extension SentenceEncoder.Precision: ExpressibleByArgument {}
 
 struct Options: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "encoder-bench")
@@ -71,7 +59,7 @@ struct Options: ParsableCommand {
   @Option(help: "Layers over at most N token rows skip BLAS (0: never).")
   var smallLinearRows = BLAS.smallLinearRows
   @Option(help: "Precisions, comma-separated.")
-  var precision = PrecisionList(SentenceEncoder.Precision.allCases)
+  var precision = CommaSeparated(SentenceEncoder.Precision.allCases)
   @Option(help: "bfloat16 kernel (default: the widest the CPU has).")
   var bf16Kernel: CaseName<BFloat16Weights.KernelLevel>?
   @Option(help: "int8 kernel (default: the widest the CPU has).")

@@ -17,18 +17,6 @@ import LMDB
 import Tensor
 import VectorDB
 
-/// A comma-separated list of integers, as `--efs 16,32,64`.
-struct IntegerList: ExpressibleByArgument, CustomStringConvertible {
-  var values: [Int]
-  init(_ values: [Int]) { self.values = values }
-  init?(argument: String) {
-    let parsed = argument.split(separator: ",").map { Int($0) }
-    guard !parsed.isEmpty, !parsed.contains(nil) else { return nil }
-    values = parsed.compactMap { $0 }
-  }
-  var description: String { values.map(String.init).joined(separator: ",") }
-}
-
 extension Metric: ExpressibleByArgument {
   public init?(argument: String) { self.init(rawValue: argument == "ip" ? "dot" : argument) }
 }
@@ -49,9 +37,9 @@ struct Options: ParsableCommand {
   var groundTruth = ""
   @Option(help: "cosine, dot or l2 (l2 for SIFT).") var metric = Metric.cosine
   @Option(name: .customLong("efs"), help: "Query-time ef values.")
-  var efList = IntegerList([16, 32, 64, 128, 256])
+  var efList = CommaSeparated([16, 32, 64, 128, 256])
   @Option(name: .customLong("threads"), help: "Build thread counts (one build each).")
-  var threadList = IntegerList([1, 2])
+  var threadList = CommaSeparated([1, 2])
   @Option(help: "Timed query passes per ef (after one warm-up).") var reps = 3
   @Option(name: .customLong("n-base"), help: "Use the first N base rows (ground truth recomputed).")
   var baseRows: Int?
@@ -73,7 +61,7 @@ struct Options: ParsableCommand {
   var peerPython: String?
   @Option(help: "The peer's script.") var peerScript = "../shared/bench/peer_ann.py"
   @Option(name: .customLong("growth"), help: "Sizes for the growth run.")
-  var growthList = IntegerList([])
+  var growthList: CommaSeparated<Int>?
   @Option(help: "Dimension of the growth run's vectors.") var dimension = 384
   @Option(help: "Vectors per write transaction (lmdb).") var batch = 10_000
 
@@ -85,7 +73,7 @@ struct Options: ParsableCommand {
     get { threadList.values }
     set { threadList.values = newValue }
   }
-  var growth: [Int] { growthList.values }
+  var growth: [Int] { growthList?.values ?? [] }
   var baseLimit: Int { baseRows ?? .max }
   var queryLimit: Int { queryRows ?? .max }
   var parameters: HNSWParameters {
