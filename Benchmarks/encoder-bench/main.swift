@@ -166,21 +166,12 @@ func runPeer(
   ]
   if passes != nil { arguments += ["--warmup", "0"] }
   if let limit = batch1Limit { arguments += ["--batch1", "--limit", String(limit)] }
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: python)
-  process.arguments = arguments
-  process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
+  let json: [String: Any]
   do {
-    try process.run()
+    json = try peerReport(python: python, arguments: arguments, reportFile: output.path)
   } catch {
-    fail("cannot run the peer \(python): \(error)")
+    fail("the peer failed on \(file): \(error)")
   }
-  process.waitUntilExit()
-  guard process.terminationStatus == 0,
-    let data = FileManager.default.contents(atPath: output.path),
-    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-  else { fail("the peer failed on \(file): \(python) \(arguments.joined(separator: " "))") }
   func median(_ key: String) -> Double? {
     (json[key] as? [String: Any])?["median"] as? Double
   }
