@@ -464,19 +464,8 @@ if options.batch1 > 0 {
   report["batch1"] = entry
 }
 
-/// `value` with NaN numbers (figures not measured) replaced by JSON null.
-func jsonSafe(_ value: Any) -> Any {
-  switch value {
-  case let number as Double where number.isNaN: return NSNull()
-  case let dictionary as [String: Any]: return dictionary.mapValues(jsonSafe)
-  default: return value
-  }
-}
-
 if options.json {
-  let data = try JSONSerialization.data(
-    withJSONObject: jsonSafe(report), options: [.sortedKeys, .prettyPrinted])
-  print(String(decoding: data, as: UTF8.self))
+  try printJSON(report)
 } else {
   print(lines.joined(separator: "\n"))
 }

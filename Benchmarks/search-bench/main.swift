@@ -64,8 +64,7 @@ let results: [String: Double] = [
   "queries_per_second": Double(ran) / seconds,
 ]
 if json {
-  let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
-  print(String(decoding: data, as: UTF8.self))
+  try printJSON(results)
 } else {
   print("search-bench: BM25 on \(beir) (\(split)), CPU flags: \(cpu)")
   print(
