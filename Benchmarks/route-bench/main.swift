@@ -34,7 +34,9 @@ let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let tools = here.appendingPathComponent("../../tools").standardized.path
 let scifact = here.appendingPathComponent("../../../shared/datasets/scifact").standardized.path
 let directory = NSTemporaryDirectory() + "vdb-route-bench-\(getpid())"
-defer { try? FileManager.default.removeItem(atPath: directory) }
+// Removed at the end, and before an early exit (which skips top-level `defer`s).
+func removeDirectory() { try? FileManager.default.removeItem(atPath: directory) }
+defer { removeDirectory() }
 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
 let db = try Database(path: directory + "/db")
@@ -158,7 +160,10 @@ try latency(candidates)
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
 // the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
 // path ("reranker", the escalation) is taken to be good.
-guard scifactSet else { exit(0) }
+guard scifactSet else {
+  removeDirectory()
+  exit(0)
+}
 let minilm = scifact + "-minilm"
 let nearest = try VectorFile.readIntegers(minilm + "/gt.ivecs").rows
 let gunzip = Process()
