@@ -96,15 +96,17 @@ let package = Package(
       ]),
     // Benchmarks: release-build executables, one per area (see Benchmarks/README.md), on
     // one support library (statistics, the machine's facts, clocks) and ArgumentParser.
-    .target(name: "BenchmarkSupport", path: "Benchmarks/Support"),
+    .target(name: "BenchmarkSupport", dependencies: [argumentParser], path: "Benchmarks/Support"),
     .executableTarget(
-      name: "storage-bench", dependencies: ["VectorDB", "LMDB", "CKernels", "BenchmarkSupport"],
+      name: "storage-bench",
+      dependencies: ["VectorDB", "CKernels", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/storage-bench"),
     .executableTarget(
       name: "log-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/log-bench"),
     .executableTarget(
-      name: "encoder-bench", dependencies: ["Embedding", "Tensor", "BenchmarkSupport"],
+      name: "encoder-bench",
+      dependencies: ["Embedding", "Tensor", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/encoder-bench"),
     .executableTarget(
       name: "reembed-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
@@ -116,25 +118,28 @@ let package = Package(
     .executableTarget(
       name: "gate-bench",
       dependencies: [
-        "VectorDB", "Tensor", argumentParser,
+        "VectorDB", "Tensor", "BenchmarkSupport", argumentParser,
       ],
       path: "Benchmarks/gate-bench"),
     .executableTarget(
       name: "serve-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/serve-bench"),
     .executableTarget(
-      name: "search-bench", dependencies: ["VectorDB", "BenchmarkSupport"],
+      name: "search-bench", dependencies: ["VectorDB", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/search-bench"),
     .executableTarget(
-      name: "train-bench", dependencies: ["Training", "Embedding", "Tensor", "BenchmarkSupport"],
+      name: "train-bench",
+      dependencies: ["Training", "Embedding", "Tensor", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/train-bench"),
     .executableTarget(
-      name: "route-bench", dependencies: ["VectorDB", "Training", "HNSW", "BenchmarkSupport"],
+      name: "route-bench",
+      dependencies: ["VectorDB", "Training", "BenchmarkSupport", argumentParser],
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
-    .testTarget(name: "HNSWTests", dependencies: ["HNSW"]),
+    // VectorDB only for its vector-file reader (the data sets are .fvecs/.ivecs files).
+    .testTarget(name: "HNSWTests", dependencies: ["HNSW", "VectorDB"]),
     .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),

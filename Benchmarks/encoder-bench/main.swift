@@ -16,108 +16,83 @@
 // (all threads), for vdb and the peer (from two peer runs of different length, so that
 // start-up cancels out): a figure that a busy machine disturbs far less than wall time.
 //
-// Usage (release build, from the project root):
+// Usage (release build, from the project root; --help lists the options):
 //   swift build -c release --product encoder-bench
-//   .build/release/encoder-bench [--model DIR] [--batch 32] [--reps 5] [--batch1 200]
-//       [--threads N] [--batch1-threads N] [--no-peak] [--kernels SkylakeX|Haswell]
-//       [--small-linear-rows N] [--precision float32,bfloat16,int8]
-//       [--bf16-kernel avx2|plain] [--int8-kernel avx2|plain]
-//       [--peer .peer-venv/bin/python] [--no-onnx] [--onnx-script Benchmarks/peers/peer_onnx.py]
-//       [--peer-script ../shared/bench/peer_embed.py] [--rounds 1] [--json]
+//   .build/release/encoder-bench [--peer .peer-venv/bin/python] [OPTIONS]
 //       peer-results/passages.txt peer-results/short.txt
 // Texts: one per line, as written by `peer_embed.py ... --dump-texts FILE`.
-// --small-linear-rows N: layers over at most N token rows skip BLAS (default 32; 0: never).
-// --kernels picks OpenBLAS's kernel set (default: OPENBLAS_CORETYPE if set, else the best).
 
+import ArgumentParser
 import BenchmarkSupport
 import Embedding
 import Foundation
 import Tensor
 
-struct Options {
-  var model = SentenceEncoder.defaultModelDirectory.path
-  var batch = 32
-  var reps = 5
-  var batch1 = 200
-  var batch1Threads = Parallel.coreCount
-  var threads = Parallel.coreCount
-  var measurePeak = true
-  var cpuTime = false
-  var json = false
-  var kernels: BLAS.KernelSet? = nil
-  var peerPython: String? = nil
-  var peerScript = "../shared/bench/peer_embed.py"
-  var onnxScript: String? = "Benchmarks/peers/peer_onnx.py"
-  var precisions = SentenceEncoder.Precision.allCases
-  var rounds = 1
-  var files: [String] = []
+/// A case of `Value` named by its Swift name in any letter case (`--int8-kernel avx2`,
+/// `--kernels skylakex`).
+struct CaseName<Value: CaseIterable>: ExpressibleByArgument {
+  var value: Value
+  init?(argument: String) {
+    guard
+      let value = Value.allCases.first(where: { "\($0)".lowercased() == argument.lowercased() })
+    else { return nil }
+    self.value = value
+  }
+  static var allValueStrings: [String] { Value.allCases.map { "\($0)" } }
+}
 
-  init(arguments: [String]) {
-    var rest = arguments.dropFirst()
-    func value(_ flag: String) -> String {
-      guard let next = rest.popFirst() else { fail("\(flag) needs a value") }
-      return next
+extension SentenceEncoder.Precision: ExpressibleByArgument {}
+
+struct Options: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "encoder-bench")
+  @Option(help: "The model directory.") var model = SentenceEncoder.defaultModelDirectory.path
+  @Option(help: "Texts per batch.") var batch = 32
+  @Option(help: "Timed passes per file (after one warm-up).") var reps = 5
+  @Option(help: "Batch-1 latency on the first N texts of the last file (0: skip).")
+  var batch1 = 200
+  @Option(help: "Threads for batch-1 calls.")
+  var batch1Threads = Parallel.coreCount
+  @Option(help: "Threads for batched calls.") var threads = Parallel.coreCount
+  @Flag(name: .customLong("no-peak"), help: "Skip the sgemm peak.") var skipPeak = false
+  @Option(help: "OpenBLAS kernel set (default: OPENBLAS_CORETYPE if set, else the best).")
+  var kernels: CaseName<BLAS.KernelSet>?
+  @Option(help: "Layers over at most N token rows skip BLAS (0: never).")
+  var smallLinearRows = BLAS.smallLinearRows
+  @Option(help: "Precisions, comma-separated.")
+  var precision = CommaSeparated(SentenceEncoder.Precision.allCases)
+  @Option(help: "bfloat16 kernel (default: the widest the CPU has).")
+  var bf16Kernel: CaseName<PackedWeights.KernelLevel>?
+  @Option(help: "int8 kernel (default: the widest the CPU has).")
+  var int8Kernel: CaseName<PackedWeights.KernelLevel>?
+  @Flag(help: "Also report processor seconds per pass (all threads), vdb and the peer.")
+  var cpuTime = false
+  @Flag(help: "Print the figures as JSON.") var json = false
+  @Option(
+    name: .customLong("peer"),
+    help: ArgumentHelp("Run the peers with this Python, back to back.", valueName: "python"))
+  var peerPython: String?
+  @Option(help: "The sentence-transformers peer's script.")
+  var peerScript = "../shared/bench/peer_embed.py"
+  @Option(name: .customLong("onnx-script"), help: "The ONNX Runtime peer's script.")
+  var onnxScriptPath = "Benchmarks/peers/peer_onnx.py"
+  @Flag(name: .customLong("no-onnx"), help: "Skip the ONNX Runtime peer.") var skipONNX = false
+  @Option(help: "Alternations of vdb and the peers.") var rounds = 1
+  @Argument(help: "Text files, one text per line.") var files: [String]
+
+  var measurePeak: Bool { !skipPeak }
+  var onnxScript: String? { skipONNX ? nil : onnxScriptPath }
+  var precisions: [SentenceEncoder.Precision] { precision.values }
+
+  func validate() throws {
+    for (name, value) in [
+      ("--batch", batch), ("--reps", reps), ("--batch1-threads", batch1Threads),
+      ("--threads", threads), ("--rounds", rounds),
+    ] where value < 1 {
+      throw ValidationError("\(name) must be at least 1; it is \(value)")
     }
-    func number(_ flag: String) -> Int {
-      let text = value(flag)
-      guard let n = Int(text), n >= 0 else { fail("\(flag): '\(text)' is not a count") }
-      return n
+    guard batch1 >= 0, smallLinearRows >= 0 else {
+      throw ValidationError("--batch1 and --small-linear-rows are counts (≥ 0)")
     }
-    /// The case of `Level` that the next argument names (any letter case).
-    func named<Level: CaseIterable>(_: Level.Type, _ flag: String) -> Level {
-      let name = value(flag)
-      guard let level = Level.allCases.first(where: { "\($0)".lowercased() == name.lowercased() })
-      else { fail("\(flag): '\(name)' is not one of \(Level.allCases.map { "\($0)" })") }
-      return level
-    }
-    while let argument = rest.popFirst() {
-      switch argument {
-      case "--model": model = value(argument)
-      case "--batch": batch = max(1, number(argument))
-      case "--reps": reps = max(1, number(argument))
-      case "--batch1": batch1 = number(argument)
-      case "--batch1-threads": batch1Threads = max(1, number(argument))
-      case "--threads": threads = max(1, number(argument))
-      case "--no-peak": measurePeak = false
-      case "--small-linear-rows": BLAS.smallLinearRows = number(argument)
-      case "--cpu-time": cpuTime = true
-      case "--json": json = true
-      case "--peer": peerPython = value(argument)
-      case "--peer-script": peerScript = value(argument)
-      case "--onnx-script": onnxScript = value(argument)
-      case "--no-onnx": onnxScript = nil
-      case "--precision":
-        let names = value(argument).split(separator: ",")
-        precisions = names.map { name in
-          guard let precision = SentenceEncoder.Precision(rawValue: String(name)) else {
-            fail("--precision: '\(name)' is not float32, bfloat16 or int8")
-          }
-          return precision
-        }
-      case "--bf16-kernel":
-        PackedWeights.KernelLevel.use(
-          named(PackedWeights.KernelLevel.self, argument), for: .bfloat16)
-      case "--int8-kernel":
-        PackedWeights.KernelLevel.use(named(PackedWeights.KernelLevel.self, argument), for: .int8)
-      case "--rounds": rounds = max(1, number(argument))
-      case "--kernels":
-        let name = value(argument)
-        guard
-          let set = BLAS.KernelSet.allCases.first(where: {
-            $0.rawValue.lowercased() == name.lowercased()
-          })
-        else { fail("--kernels: '\(name)' is not one of SkylakeX, Haswell") }
-        kernels = set
-      case "-h", "--help":
-        print(
-          "usage: encoder-bench [--model DIR] [--batch N] [--reps N] [--batch1 N] [--json] FILE...")
-        exit(0)
-      default:
-        if argument.hasPrefix("-") { fail("unknown option \(argument)") }
-        files.append(argument)
-      }
-    }
-    if files.isEmpty { fail("give at least one text file (one text per line)") }
   }
 }
 
@@ -191,21 +166,12 @@ func runPeer(
   ]
   if passes != nil { arguments += ["--warmup", "0"] }
   if let limit = batch1Limit { arguments += ["--batch1", "--limit", String(limit)] }
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: python)
-  process.arguments = arguments
-  process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
+  let json: [String: Any]
   do {
-    try process.run()
+    json = try peerReport(python: python, arguments: arguments, reportFile: output.path)
   } catch {
-    fail("cannot run the peer \(python): \(error)")
+    fail("the peer failed on \(file): \(error)")
   }
-  process.waitUntilExit()
-  guard process.terminationStatus == 0,
-    let data = FileManager.default.contents(atPath: output.path),
-    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-  else { fail("the peer failed on \(file): \(python) \(arguments.joined(separator: " "))") }
   func median(_ key: String) -> Double? {
     (json[key] as? [String: Any])?["median"] as? Double
   }
@@ -291,8 +257,11 @@ func agreement(_ a: Tensor, _ b: Tensor) -> (min: Double, mean: Double) {
   return (cosines.min()!, cosines.reduce(0, +) / Double(n))
 }
 
-let options = Options(arguments: CommandLine.arguments)
-if let kernels = options.kernels, !BLAS.use(kernels) {
+let options = Options.parseOrExit()
+BLAS.smallLinearRows = options.smallLinearRows
+if let level = options.bf16Kernel { PackedWeights.KernelLevel.use(level.value, for: .bfloat16) }
+if let level = options.int8Kernel { PackedWeights.KernelLevel.use(level.value, for: .int8) }
+if let kernels = options.kernels?.value, !BLAS.use(kernels) {
   fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
 }
 let loadStart = now()
@@ -495,19 +464,8 @@ if options.batch1 > 0 {
   report["batch1"] = entry
 }
 
-/// `value` with NaN numbers (figures not measured) replaced by JSON null.
-func jsonSafe(_ value: Any) -> Any {
-  switch value {
-  case let number as Double where number.isNaN: return NSNull()
-  case let dictionary as [String: Any]: return dictionary.mapValues(jsonSafe)
-  default: return value
-  }
-}
-
 if options.json {
-  let data = try JSONSerialization.data(
-    withJSONObject: jsonSafe(report), options: [.sortedKeys, .prettyPrinted])
-  print(String(decoding: data, as: UTF8.self))
+  try printJSON(report)
 } else {
   print(lines.joined(separator: "\n"))
 }

@@ -12,6 +12,7 @@
 // 0.005, "hurts" when it falls short by more than 0.005. Reported per size: promotions
 // of helping and of hurting candidates.
 import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import Tensor
 import VectorDB
@@ -21,7 +22,8 @@ struct GateBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Promotion rates of the training gate on SciFact subsamples.")
 
-  @Option(help: "Judged training queries per trial, comma-separated.") var sizes = "50,100,200,400"
+  @Option(help: "Judged training queries per trial, comma-separated.")
+  var sizes = CommaSeparated([50, 100, 200, 400])
   @Option(help: "Trials (seeds) per size.") var seeds = 5
   @Option(help: "full or adapter.") var tier = "adapter"
   @Option(help: "The SciFact directory.") var data = URL(fileURLWithPath: #filePath)
@@ -32,7 +34,7 @@ struct GateBench: ParsableCommand {
     guard let tier = TrainingOptions.Tier(rawValue: tier) else {
       throw ValidationError("--tier must be full or adapter")
     }
-    let sizes = sizes.split(separator: ",").compactMap { Int($0) }
+    let sizes = sizes.values
     let directory = NSTemporaryDirectory() + "vdb-gate-bench-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let db = try Database(path: directory)

@@ -56,16 +56,6 @@ func clusteredVectors(count: Int, dimension: Int, seed: UInt64) -> [Float] {
   return out
 }
 
-/// Writes rows as a TEXMEX file (`.fvecs` for Float, `.ivecs` for Int32).
-func writeTexmex<T>(_ rows: [[T]], to path: String) throws {
-  var data = Data()
-  for row in rows {
-    withUnsafeBytes(of: Int32(row.count).littleEndian) { data.append(contentsOf: $0) }
-    row.withUnsafeBytes { data.append(contentsOf: $0) }
-  }
-  try data.write(to: URL(fileURLWithPath: path))
-}
-
 func runGrowth(_ options: Options) throws {
   let sizes = options.growth.sorted()
   guard let largest = sizes.last, !options.workDir.isEmpty else {
@@ -81,15 +71,16 @@ func runGrowth(_ options: Options) throws {
       + "\(options.parameters.efConstruction), build threads \(threads), load average "
       + "\(loadAverage())")
   let all = clusteredVectors(count: largest, dimension: dimension, seed: 1)
-  let queries = Texmex.Matrix(
-    rows: queryCount, dimension: dimension,
-    elements: clusteredVectors(count: queryCount, dimension: dimension, seed: 2))
+  let queryElements = clusteredVectors(count: queryCount, dimension: dimension, seed: 2)
+  let queries = (0..<queryCount).map {
+    Array(queryElements[$0 * dimension..<($0 + 1) * dimension])
+  }
   var points: [GrowthPoint] = []
   var largestBuildSeconds = 0.0
   for count in sizes {
-    let base = Texmex.Matrix(
-      rows: count, dimension: dimension, elements: Array(all[0..<count * dimension]))
-    let truth = try exactTopK(base: base, queries: queries, k: options.k, metric: .cosine)
+    let truth = try exactTopK(
+      base: Array(all[0..<count * dimension]), dimension: dimension, queries: queries,
+      k: options.k, metric: .cosine)
     let directory = options.workDir + "/growth-\(count)-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let start = clock.now
@@ -109,7 +100,7 @@ func runGrowth(_ options: Options) throws {
     let environment = try Environment.open(path: directory)
     let index = try VectorIndex.open("growth", in: environment)
     _ = try environment.read { txn in
-      try index.search(queries.row(0), k: options.k, ef: 64, in: txn)
+      try index.search(queries[0], k: options.k, ef: 64, in: txn)
     }
     let openMilliseconds = seconds(clock.now - openStart) * 1000
     let rows = try measureQueries(
@@ -137,12 +128,13 @@ func runGrowth(_ options: Options) throws {
     if count == largest {
       largestBuildSeconds = buildSeconds
       if options.peerPython != nil {
-        try writeTexmex(
-          (0..<count).map { base.row($0) }, to: options.workDir + "/growth-base.fvecs")
-        try writeTexmex(
-          (0..<queries.rows).map { queries.row($0) }, to: options.workDir + "/growth-queries.fvecs")
-        try writeTexmex(
-          truth.map { $0.map { Int32($0) } }, to: options.workDir + "/growth-gt.ivecs")
+        let baseRows = (0..<count).map { Array(all[$0 * dimension..<($0 + 1) * dimension]) }
+        try VectorFile.fvecsBytes(baseRows).write(
+          to: URL(fileURLWithPath: options.workDir + "/growth-base.fvecs"))
+        try VectorFile.fvecsBytes(queries).write(
+          to: URL(fileURLWithPath: options.workDir + "/growth-queries.fvecs"))
+        try VectorFile.ivecsBytes(truth.map { $0.map { Int32($0) } }).write(
+          to: URL(fileURLWithPath: options.workDir + "/growth-gt.ivecs"))
       }
     }
   }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import HNSW
 
@@ -14,8 +15,8 @@ struct PeerFigures {
 
 /// Runs `peer_ann.py --libs hnswlib --json` with `python` and reads its report.
 ///
-/// - Throws: ``ValidationError`` when the script cannot run or its output is not the JSON
-///   it documents.
+/// - Throws: ``ValidationError`` without `--gt`; ``PeerError`` when the script cannot run
+///   or its output is not the JSON it documents.
 func runPeer(
   python: String, script: String, base: String, query: String, groundTruth: String,
   options: Options
@@ -36,24 +37,9 @@ func runPeer(
   ]
   if options.baseLimit != .max { arguments += ["--n-base", "\(options.baseLimit)"] }
   if options.queryLimit != .max { arguments += ["--n-queries", "\(options.queryLimit)"] }
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: python)
-  process.arguments = arguments
-  let output = Pipe()
-  process.standardOutput = output
-  do {
-    try process.run()
-  } catch {
-    throw ValidationError("--peer: cannot run \(python) \(script): \(error)")
-  }
-  let data = output.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  guard process.terminationStatus == 0,
-    let report = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-    let runs = report["runs"] as? [[String: Any]]
-  else {
-    throw ValidationError(
-      "--peer: \(script) exited with status \(process.terminationStatus) without its JSON report")
+  let report = try peerReport(python: python, arguments: arguments)
+  guard let runs = report["runs"] as? [[String: Any]] else {
+    throw PeerError(command: "\(python) \(script)", problem: "no runs in its report")
   }
   let versions = report["versions"] as? [String: Any]
   var figures = PeerFigures(version: "hnswlib \(versions?["hnswlib"] ?? "?")")

@@ -17,18 +17,6 @@ import LMDB
 import Tensor
 import VectorDB
 
-/// A comma-separated list of integers, as `--efs 16,32,64`.
-struct IntegerList: ExpressibleByArgument, CustomStringConvertible {
-  var values: [Int]
-  init(_ values: [Int]) { self.values = values }
-  init?(argument: String) {
-    let parsed = argument.split(separator: ",").map { Int($0) }
-    guard !parsed.isEmpty, !parsed.contains(nil) else { return nil }
-    values = parsed.compactMap { $0 }
-  }
-  var description: String { values.map(String.init).joined(separator: ",") }
-}
-
 extension Metric: ExpressibleByArgument {
   public init?(argument: String) { self.init(rawValue: argument == "ip" ? "dot" : argument) }
 }
@@ -49,9 +37,9 @@ struct Options: ParsableCommand {
   var groundTruth = ""
   @Option(help: "cosine, dot or l2 (l2 for SIFT).") var metric = Metric.cosine
   @Option(name: .customLong("efs"), help: "Query-time ef values.")
-  var efList = IntegerList([16, 32, 64, 128, 256])
+  var efList = CommaSeparated([16, 32, 64, 128, 256])
   @Option(name: .customLong("threads"), help: "Build thread counts (one build each).")
-  var threadList = IntegerList([1, 2])
+  var threadList = CommaSeparated([1, 2])
   @Option(help: "Timed query passes per ef (after one warm-up).") var reps = 3
   @Option(name: .customLong("n-base"), help: "Use the first N base rows (ground truth recomputed).")
   var baseRows: Int?
@@ -73,7 +61,7 @@ struct Options: ParsableCommand {
   var peerPython: String?
   @Option(help: "The peer's script.") var peerScript = "../shared/bench/peer_ann.py"
   @Option(name: .customLong("growth"), help: "Sizes for the growth run.")
-  var growthList = IntegerList([])
+  var growthList: CommaSeparated<Int>?
   @Option(help: "Dimension of the growth run's vectors.") var dimension = 384
   @Option(help: "Vectors per write transaction (lmdb).") var batch = 10_000
 
@@ -85,7 +73,7 @@ struct Options: ParsableCommand {
     get { threadList.values }
     set { threadList.values = newValue }
   }
-  var growth: [Int] { growthList.values }
+  var growth: [Int] { growthList?.values ?? [] }
   var baseLimit: Int { baseRows ?? .max }
   var queryLimit: Int { queryRows ?? .max }
   var parameters: HNSWParameters {
@@ -120,33 +108,35 @@ func formatRange(_ values: [Double], _ digits: Int = 0) -> String {
     + "\(String(format: f, values.max() ?? .nan))]"
 }
 
-/// Exact top-k rows of `base` for every query row (ids), by brute force on 2 threads.
+/// Exact top-k rows of `base` (row-major, `dimension` floats a row) for every query
+/// (ids), by brute force on 2 threads.
 func exactTopK(
-  base: Texmex.Matrix<Float>, queries: Texmex.Matrix<Float>, k: Int, metric: Metric,
+  base: [Float], dimension: Int, queries: [[Float]], k: Int, metric: Metric,
   live: [Bool]? = nil
 ) throws -> [[UInt32]] {
-  let storage = MemoryStorage(dimension: base.dimension, parameters: HNSWParameters())
+  let storage = MemoryStorage(dimension: dimension, parameters: HNSWParameters())
   let graph = HNSWGraph(storage: storage, metric: metric)
+  let count = base.count / dimension
   // Only the vectors are needed: store them without linking.
-  var prepared = base.elements
+  var prepared = base
   if metric == .cosine {
-    for row in 0..<base.rows {
-      var v = base.row(row)
+    for row in 0..<count {
+      var v = Array(base[row * dimension..<(row + 1) * dimension])
       Distance.normalize(&v)
-      prepared.replaceSubrange(row * base.dimension..<(row + 1) * base.dimension, with: v)
+      prepared.replaceSubrange(row * dimension..<(row + 1) * dimension, with: v)
     }
   }
   try prepared.withUnsafeBytes { rows in
-    for row in 0..<base.rows where live?[row] ?? true {
+    for row in 0..<count where live?[row] ?? true {
       try graph.storage.addNode(
-        UInt32(row), level: 0, vector: rows.baseAddress! + row * base.dimension * 4)
+        UInt32(row), level: 0, vector: rows.baseAddress! + row * dimension * 4)
     }
   }
-  var result = [[UInt32]](repeating: [], count: queries.rows)
+  var result = [[UInt32]](repeating: [], count: queries.count)
   let lock = NSLock()
   DispatchQueue.concurrentPerform(iterations: 2) { worker in
-    for q in stride(from: worker, to: queries.rows, by: 2) {
-      let hits = (try? graph.exactSearch(queries.row(q), k: k)) ?? []
+    for q in stride(from: worker, to: queries.count, by: 2) {
+      let hits = (try? graph.exactSearch(queries[q], k: k)) ?? []
       lock.lock()
       result[q] = hits.map(\.id)
       lock.unlock()
@@ -258,35 +248,34 @@ func buildStored(
 
 /// Runs every query `reps + 1` times per ef (the first pass is a warm-up) on one thread.
 func measureQueries(
-  _ index: BenchIndex, queries: Texmex.Matrix<Float>, truth: [[UInt32]], options: Options
+  _ index: BenchIndex, queries: [[Float]], truth: [[UInt32]], options: Options
 ) throws -> [QueryRow] {
   let clock = ContinuousClock()
-  var prepared: [[Float]] = []
-  for q in 0..<queries.rows {
-    var query = queries.row(q)
+  let prepared = queries.map { query in
+    var query = query
     if options.metric == .cosine { Distance.normalize(&query) }
-    prepared.append(query)
+    return query
   }
   var rows: [QueryRow] = []
   for ef in options.efs {
-    var found = [[UInt32]](repeating: [], count: queries.rows)
+    var found = [[UInt32]](repeating: [], count: queries.count)
     var qps: [Double] = []
     var cpuQPS: [Double] = []
     var latencies: [Double] = []
     for pass in 0...options.reps {
       var passLatencies: [Double] = []
-      passLatencies.reserveCapacity(queries.rows)
+      passLatencies.reserveCapacity(queries.count)
       let passStart = clock.now
       let cpuStart = threadCPUSeconds()
-      for q in 0..<queries.rows {
+      for q in prepared.indices {
         let start = clock.now
         let hits = try index.search(prepared[q], k: options.k, ef: ef)
         passLatencies.append(seconds(clock.now - start))
         if pass == 0 { found[q] = hits.map(\.id) }
       }
       if pass > 0 {
-        qps.append(Double(queries.rows) / seconds(clock.now - passStart))
-        cpuQPS.append(Double(queries.rows) / (threadCPUSeconds() - cpuStart))
+        qps.append(Double(queries.count) / seconds(clock.now - passStart))
+        cpuQPS.append(Double(queries.count) / (threadCPUSeconds() - cpuStart))
         latencies += passLatencies
       }
     }
@@ -340,19 +329,23 @@ func run() throws {
   let options = Options.parseOrExit()
   if !options.growth.isEmpty { return try runGrowth(options) }
   let clock = ContinuousClock()
-  let base = try Texmex.readFloats(path: options.base, limit: options.baseLimit)
-  let queries = try Texmex.readFloats(path: options.query, limit: options.queryLimit)
+  let (base, dimension) = try VectorFile.read(options.base, limit: options.baseLimit)
+  let queries = try VectorFile.read(options.query, limit: options.queryLimit).rows
+  let elements = Array(base.joined())
   var truth: [[UInt32]]
   if options.groundTruth.isEmpty || options.baseLimit != .max {
     FileHandle.standardError.write("computing exact ground truth...\n".data(using: .utf8)!)
-    truth = try exactTopK(base: base, queries: queries, k: options.k, metric: options.metric)
+    truth = try exactTopK(
+      base: elements, dimension: dimension, queries: queries, k: options.k,
+      metric: options.metric)
   } else {
-    let gt = try Texmex.readInts(path: options.groundTruth, limit: options.queryLimit)
-    truth = (0..<gt.rows).map { gt.row($0).map { UInt32($0) } }
+    truth = try VectorFile.readIntegers(options.groundTruth, limit: options.queryLimit).rows.map {
+      $0.map { UInt32($0) }
+    }
   }
-  let ids = (0..<UInt32(base.rows)).map { $0 }
+  let ids = (0..<UInt32(base.count)).map { $0 }
   print(
-    "index-bench: \(base.rows) × \(base.dimension) base, \(queries.rows) queries, "
+    "index-bench: \(base.count) × \(dimension) base, \(queries.count) queries, "
       + "metric \(options.metric), k \(options.k), M \(options.parameters.m), "
       + "efConstruction \(options.parameters.efConstruction), storage \(options.storage)")
   print("load average at start: \(loadAverage())")
@@ -379,11 +372,11 @@ func run() throws {
       if options.open.isEmpty {
         let environment = try Environment.open(path: directory)
         let stored = try VectorIndex.create(
-          "bench", in: environment, dimension: base.dimension, metric: options.metric,
+          "bench", in: environment, dimension: dimension, metric: options.metric,
           parameters: options.parameters)
         commitSeconds = try buildStored(
-          stored, in: environment, vectors: base.elements, dimension: base.dimension,
-          count: base.rows, threads: threads, batch: options.batch)
+          stored, in: environment, vectors: elements, dimension: dimension,
+          count: base.count, threads: threads, batch: options.batch)
       }
       let buildTime = seconds(clock.now - start)
       buildSeconds[threads] = buildTime
@@ -392,7 +385,7 @@ func run() throws {
       let environment = try Environment.open(path: directory)
       let stored = try VectorIndex.open("bench", in: environment)
       let first = try environment.read { txn in
-        try stored.search(queries.row(0), k: options.k, ef: 64, in: txn)
+        try stored.search(queries[0], k: options.k, ef: 64, in: txn)
       }
       let openTime = seconds(clock.now - openStart)
       _ = first
@@ -403,19 +396,19 @@ func run() throws {
         format:
           "; commits %.2f s of it; LMDB table %.1f MiB = %.0f bytes/vector (raw vector %d), data.mdb %.1f MiB; "
           + "reopen + first query %.1f ms",
-        commitSeconds, Double(tableBytes) / 1_048_576, Double(tableBytes) / Double(base.rows),
-        base.dimension * 4,
+        commitSeconds, Double(tableBytes) / 1_048_576, Double(tableBytes) / Double(base.count),
+        dimension * 4,
         Double(fileBytes) / 1_048_576, openTime * 1000)
       index = StoredIndex(environment: environment, index: stored)
       print(
         String(
           format: "build, %d thread(s): %.2f s (%.0f inserts/s)", threads, buildTime,
-          Double(base.rows) / buildTime), terminator: "")
+          Double(base.count) / buildTime), terminator: "")
     } else {
       var graph = HNSWGraph(
-        storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
+        storage: MemoryStorage(dimension: dimension, parameters: options.parameters),
         metric: options.metric, parameters: options.parameters)
-      try graph.insert(ids: ids, vectors: base.elements, threads: threads)
+      try graph.insert(ids: ids, vectors: elements, threads: threads)
       let elapsed = seconds(clock.now - start)
       buildSeconds[threads] = elapsed
       report = try graph.checkIntegrity()
@@ -423,7 +416,7 @@ func run() throws {
       print(
         String(
           format: "build, %d thread(s): %.2f s (%.0f inserts/s)", threads, elapsed,
-          Double(base.rows) / elapsed), terminator: "")
+          Double(base.count) / elapsed), terminator: "")
     }
     print(
       "; max level \(report.maxLevel), \(report.unreachable.count) unreachable, "
@@ -446,26 +439,27 @@ func run() throws {
 
   if options.churn, let index = builds.first?.index {
     var rng = SplitMix64(seed: 42)
-    let deleted = ids.shuffled(using: &rng).prefix(base.rows * 3 / 10)
+    let deleted = ids.shuffled(using: &rng).prefix(base.count * 3 / 10)
     let reinserted = Array(deleted.prefix(deleted.count / 2))
     var start = clock.now
     try index.delete(ids: Array(deleted))
     let deleteTime = seconds(clock.now - start)
     start = clock.now
-    let reinsertVectors = reinserted.flatMap { base.row(Int($0)) }
+    let reinsertVectors = reinserted.flatMap { base[Int($0)] }
     try index.insert(ids: reinserted, vectors: reinsertVectors)
     let reinsertTime = seconds(clock.now - start)
-    var live = [Bool](repeating: true, count: base.rows)
+    var live = [Bool](repeating: true, count: base.count)
     for id in deleted { live[Int(id)] = false }
     for id in reinserted { live[Int(id)] = true }
     let liveTruth = try exactTopK(
-      base: base, queries: queries, k: options.k, metric: options.metric, live: live)
+      base: elements, dimension: dimension, queries: queries, k: options.k,
+      metric: options.metric, live: live)
     var fresh = HNSWGraph(
-      storage: MemoryStorage(dimension: base.dimension, parameters: options.parameters),
+      storage: MemoryStorage(dimension: dimension, parameters: options.parameters),
       metric: options.metric, parameters: options.parameters)
     let liveIDs = ids.filter { live[Int($0)] }
     try fresh.insert(
-      ids: liveIDs, vectors: liveIDs.flatMap { base.row(Int($0)) }, threads: 2)
+      ids: liveIDs, vectors: liveIDs.flatMap { base[Int($0)] }, threads: 2)
     var churnOptions = options
     churnOptions.efs = [64]
     churnOptions.reps = 1

@@ -1,4 +1,3 @@
-import BenchmarkSupport
 // Routers: held-out macro-F1 against nearest centroid, calibration error before/after, and
 // batch-1 routing latency against the encoder's batch-1 latency; each for the head tier and
 // the LoRA tier (the head trained with LoRA adapters on the encoder).
@@ -8,34 +7,36 @@ import BenchmarkSupport
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
 // split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
 // dense sentence search enough, or must the request escalate (built below).
+import ArgumentParser
+import BenchmarkSupport
 import Dispatch
 import Foundation
-import HNSW
 import Training
 import VectorDB
 
-var seeds = 5
-var repeats = 300
-var scifactSet = true
-var loraTier = true
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--seeds": seeds = Int(arguments.next() ?? "") ?? seeds
-  case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
-  case "--no-scifact": scifactSet = false
-  case "--no-lora": loraTier = false
-  default:
-    FileHandle.standardError.write(
-      Data("usage: route-bench [--seeds N] [--repeats R] [--no-scifact] [--no-lora]\n".utf8))
-    exit(2)
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "route-bench")
+  @Option(help: "Train/held-out splits (seeds) per set.") var seeds = 5
+  @Option(help: "Batch-1 calls timed per latency figure.") var repeats = 300
+  @Flag(name: .customLong("no-scifact"), help: "Only the docs set.") var skipSciFact = false
+  @Flag(name: .customLong("no-lora"), help: "Only the head tier.") var skipLoRA = false
+
+  func validate() throws {
+    guard seeds >= 1, repeats >= 1 else {
+      throw ValidationError("--seeds and --repeats must be at least 1")
+    }
   }
 }
+let arguments = Arguments.parseOrExit()
+let (seeds, repeats, scifactSet, loraTier) =
+  (arguments.seeds, arguments.repeats, !arguments.skipSciFact, !arguments.skipLoRA)
 let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let tools = here.appendingPathComponent("../../tools").standardized.path
 let scifact = here.appendingPathComponent("../../../shared/datasets/scifact").standardized.path
 let directory = NSTemporaryDirectory() + "vdb-route-bench-\(getpid())"
-defer { try? FileManager.default.removeItem(atPath: directory) }
+// Removed at the end, and before an early exit (which skips top-level `defer`s).
+func removeDirectory() { try? FileManager.default.removeItem(atPath: directory) }
+defer { removeDirectory() }
 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
 let db = try Database(path: directory + "/db")
@@ -159,9 +160,12 @@ try latency(candidates)
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
 // the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
 // path ("reranker", the escalation) is taken to be good.
-guard scifactSet else { exit(0) }
+guard scifactSet else {
+  removeDirectory()
+  exit(0)
+}
 let minilm = scifact + "-minilm"
-let nearest = try Texmex.readInts(path: minilm + "/gt.ivecs")
+let nearest = try VectorFile.readIntegers(minilm + "/gt.ivecs").rows
 let gunzip = Process()
 gunzip.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
 gunzip.arguments = ["-dc", minilm + "/base_texts.jsonl.gz"]
@@ -199,7 +203,7 @@ for line in try String(contentsOfFile: minilm + "/queries.jsonl", encoding: .utf
 {
   let query = try JSONDecoder().decode(QueryRow.self, from: Data(line.utf8))
   guard let documents = relevant[query.query] else { continue }
-  let good = documents.contains(rowDocument[Int(nearest.row(query.row)[0])])
+  let good = documents.contains(rowDocument[Int(nearest[query.row][0])])
   cheapGood += good ? 1 : 0
   var outcomes = [("sentences", good ? "good" : "bad")]
   if !good { outcomes.append(("reranker", "good")) }

@@ -8,34 +8,23 @@
 // once without a text index and once with it, so the index's own build cost is the
 // difference. Queries run one at a time on one thread, unlogged, k = 10 (the peer
 // does the same), repeated for at least --seconds.
+import ArgumentParser
 import BenchmarkSupport
 import Foundation
 import VectorDB
 
-var beir: String?
-var split = "test"
-var directory = NSTemporaryDirectory() + "vdb-search-bench-\(getpid())"
-var minimumSeconds = 5.0
-var json = false
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--beir": beir = arguments.next()
-  case "--split": split = arguments.next() ?? split
-  case "--dir": directory = arguments.next() ?? directory
-  case "--seconds": minimumSeconds = Double(arguments.next() ?? "") ?? minimumSeconds
-  case "--json": json = true
-  default:
-    FileHandle.standardError.write(
-      Data(
-        "usage: search-bench --beir DIR [--split test] [--dir PATH] [--seconds S] [--json]\n".utf8))
-    exit(2)
-  }
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "search-bench")
+  @Option(help: "A BEIR directory (corpus.jsonl, queries.jsonl, qrels/).") var beir: String
+  @Option(help: "The qrels split whose queries run.") var split = "test"
+  @Option(help: "Database directory (removed afterwards).")
+  var dir = NSTemporaryDirectory() + "vdb-search-bench-\(getpid())"
+  @Option(help: "Repeat the queries for at least S seconds.") var seconds = 5.0
+  @Flag(help: "Print the figures as JSON.") var json = false
 }
-guard let beir else {
-  FileHandle.standardError.write(Data("search-bench: --beir DIR is required\n".utf8))
-  exit(2)
-}
+let arguments = Arguments.parseOrExit()
+let (beir, split, directory, minimumSeconds, json) =
+  (arguments.beir, arguments.split, arguments.dir, arguments.seconds, arguments.json)
 try? FileManager.default.removeItem(atPath: directory)
 defer { try? FileManager.default.removeItem(atPath: directory) }
 
@@ -75,8 +64,7 @@ let results: [String: Double] = [
   "queries_per_second": Double(ran) / seconds,
 ]
 if json {
-  let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
-  print(String(decoding: data, as: UTF8.self))
+  try printJSON(results)
 } else {
   print("search-bench: BM25 on \(beir) (\(split)), CPU flags: \(cpu)")
   print(

@@ -23,12 +23,13 @@ struct Arguments: ParsableCommand {
   @Option(help: "The database directory (built once, kept).")
   var dir = NSTemporaryDirectory() + "vdb-serve-bench"
   @Option(help: "Seconds per cell.") var seconds = 10
-  @Option(help: "wrk connection counts, comma-separated.") var connections = "1,8,64"
+  @Option(help: "wrk connection counts, comma-separated.")
+  var connections = CommaSeparated([1, 8, 64])
 }
 let arguments = Arguments.parseOrExit()
 let (beir, vdb, directory, seconds) =
   (arguments.beir, arguments.vdb, arguments.dir, arguments.seconds)
-let connections = arguments.connections.split(separator: ",").compactMap { Int($0) }
+let connections = arguments.connections.values
 guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
   FileHandle.standardError.write(
     Data("serve-bench: needs wrk: apt-get install wrk (Debian's package)\n".utf8))

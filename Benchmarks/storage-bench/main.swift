@@ -1,42 +1,55 @@
-import BenchmarkSupport
 // Durable upsert throughput and get latency of the document store, and the cost of
 // the weights checksum checked at every model load.
 //
 //   swift run -c release storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]
 //   swift run -c release storage-bench --model-load [RUNS]   (see ModelLoad.swift)
+//   storage-bench --model-load-child DIR                     (one child of --model-load)
 //
 // Documents are ~1 KB of text with a small metadata object; every batch is one
 // durable (fsync'ed) write transaction, as users get by default. The full-text index
 // is kept in the same transactions unless --no-text-index.
+import ArgumentParser
+import BenchmarkSupport
 import CKernels
 import Foundation
 import VectorDB
 
-var documents = 100_000
-var batch = 1000
-var directory = NSTemporaryDirectory() + "vdb-storage-bench-\(getpid())"
-var textIndex = true
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-  switch argument {
-  case "--documents": documents = Int(arguments.next() ?? "") ?? documents
-  case "--batch": batch = Int(arguments.next() ?? "") ?? batch
-  case "--dir": directory = arguments.next() ?? directory
-  case "--no-text-index": textIndex = false
-  case "--model-load":
-    try modelLoadBenchmark(runs: Int(arguments.next() ?? "") ?? 7)
-    exit(0)
-  case "--model-load-child":
-    try modelLoadChild(directory: arguments.next() ?? "")
-    exit(0)
-  default:
-    FileHandle.standardError.write(
-      Data(
-        ("usage: storage-bench [--documents N] [--batch B] [--dir PATH] [--no-text-index]"
-          + " | --model-load [RUNS]\n").utf8))
-    exit(2)
+struct Arguments: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "storage-bench",
+    abstract: "Durable upserts, gets, open time and size; with --model-load, the model load.")
+  @Option(help: "Documents written.") var documents = 100_000
+  @Option(help: "Documents per durable write transaction.") var batch = 1000
+  @Option(help: "Database directory (removed afterwards).")
+  var dir = NSTemporaryDirectory() + "vdb-storage-bench-\(getpid())"
+  @Flag(name: .customLong("no-text-index"), help: "Write without the full-text index.")
+  var skipTextIndex = false
+  @Flag(help: "Measure the model load in fresh child processes instead.") var modelLoad = false
+  @Argument(help: "With --model-load: the child processes to run (default: 7).") var runs: Int?
+  @Option(
+    help: ArgumentHelp(
+      "One model-load run in this process on the database in DIR (what --model-load's children run).",
+      valueName: "DIR"))
+  var modelLoadChild: String?
+
+  func validate() throws {
+    guard documents >= 1, batch >= 1, (runs ?? 1) >= 1 else {
+      throw ValidationError("--documents, --batch and RUNS must be at least 1")
+    }
+    guard runs == nil || modelLoad else { throw ValidationError("RUNS goes with --model-load") }
   }
 }
+let arguments = Arguments.parseOrExit()
+if let child = arguments.modelLoadChild {
+  try modelLoadChild(directory: child)
+  exit(0)
+}
+if arguments.modelLoad {
+  try modelLoadBenchmark(runs: arguments.runs ?? 7)
+  exit(0)
+}
+let (documents, batch, directory, textIndex) =
+  (arguments.documents, arguments.batch, arguments.dir, !arguments.skipTextIndex)
 try? FileManager.default.removeItem(atPath: directory)
 defer { try? FileManager.default.removeItem(atPath: directory) }
 

@@ -1,4 +1,3 @@
-import BenchmarkSupport
 // train-bench: fine-tunes all-MiniLM-L6-v2 on a BEIR dataset's training qrels with the
 // recipe of ../shared/bench/peer_finetune.py, and reports seconds per step and per epoch
 // (and, with --evaluate, test metrics before and after). See Benchmarks/README.md.
@@ -16,59 +15,45 @@ import BenchmarkSupport
 //             (--no-eval-before: after only). --seed S: the run's seed (default 42).
 // --tier adapter  train the query-side adapter over the starting model's corpus vectors
 //             instead of the encoder (lr 1e-3, 10 epochs unless --epochs).
+import ArgumentParser
+import BenchmarkSupport
 import Embedding
 import Foundation
 import Tensor
 import Training
 
-struct Options {
+/// What train-bench trains: the encoder, or the query-side adapter.
+enum Tier: String, ExpressibleByArgument, CaseIterable { case full, adapter }
+
+struct Options: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "train-bench")
+  @Option(help: "A BEIR directory with qrels/train.tsv and qrels/test.tsv.")
   var dataset = "../shared/datasets/scifact"
+  @Option(help: "The starting model (tools/fetch-model.sh).")
   var model = SentenceEncoder.defaultModelDirectory.path
-  var batch = 32
-  var negatives = 0
-  var steps: Int?
-  var epochs: Int?
-  var adapter = false
-  var miniBatch: Int?
-  var evaluate = false
-  var evaluateBefore = true
-  var seed: UInt64 = 42
+  @Option(help: "Pairs per batch.") var batch = 32
+  @Option(help: "Mined hard negatives per pair.") var negatives = 0
+  @Option(help: "Time N steps (after two untimed ones) and extrapolate an epoch.") var steps: Int?
+  @Option(help: "Epochs (default: 1; 10 for the adapter tier).") var epochs: Int?
+  @Option(help: "full (the encoder) or adapter (the query-side adapter).") var tier = Tier.full
+  @Option(help: "GradCache mini-batch size (default: off).") var miniBatch: Int?
+  @Flag(help: "Exact-search test metrics before and after.") var evaluate = false
+  @Flag(name: .customLong("no-eval-before"), help: "With --evaluate: after training only.")
+  var skipEvaluationBefore = false
+  @Option(help: "The run's seed.") var seed: UInt64 = 42
+  @Option(name: .customLong("max-seq-length"), help: "Tokens per text.")
   var maxSequenceLength = 128
 
-  init(_ arguments: [String]) {
-    var i = 1
-    func value() -> String {
-      i += 1
-      guard i < arguments.count else { fail("\(arguments[i - 1]) needs a value") }
-      return arguments[i]
-    }
-    func number() -> Int {
-      let text = value()
-      guard let n = Int(text), n >= 0 else { fail("\(arguments[i - 1]): '\(text)' is not a count") }
-      return n
-    }
-    while i < arguments.count {
-      switch arguments[i] {
-      case "--dataset": dataset = value()
-      case "--model": model = value()
-      case "--batch": batch = number()
-      case "--negatives": negatives = number()
-      case "--steps": steps = number()
-      case "--epochs": epochs = number()
-      case "--mini-batch": miniBatch = number()
-      case "--max-seq-length": maxSequenceLength = number()
-      case "--evaluate": evaluate = true
-      case "--no-eval-before": evaluateBefore = false
-      case "--seed": seed = UInt64(number())
-      case "--tier":
-        switch value() {
-        case "full": adapter = false
-        case "adapter": adapter = true
-        case let other: fail("--tier: '\(other)' is not full or adapter")
-        }
-      default: fail("unknown option \(arguments[i])")
-      }
-      i += 1
+  var adapter: Bool { tier == .adapter }
+  var evaluateBefore: Bool { !skipEvaluationBefore }
+
+  func validate() throws {
+    for (name, value) in [
+      ("--batch", batch), ("--negatives", negatives), ("--steps", steps ?? 0),
+      ("--epochs", epochs ?? 0), ("--mini-batch", miniBatch ?? 0),
+      ("--max-seq-length", maxSequenceLength),
+    ] where value < 0 {
+      throw ValidationError("\(name): \(value) is not a count")
     }
   }
 }
@@ -117,7 +102,7 @@ func qrels(_ path: String) -> [String: [String: Int]] {
 
 // MARK: - Setup
 
-let options = Options(CommandLine.arguments)
+let options = Options.parseOrExit()
 let model: SentenceEncoder
 do {
   model = try SentenceEncoder(directory: URL(fileURLWithPath: options.model))

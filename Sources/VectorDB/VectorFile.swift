@@ -2,25 +2,50 @@ import Foundation
 
 /// Reads a matrix of float32 rows from a `.fvecs` (TEXMEX: per row an Int32 dimension,
 /// then the floats, little-endian) or a `.npy` file (NumPy format 1.0–3.0, dtype
-/// `<f4`, C order, 2-D).
+/// `<f4`, C order, 2-D); and, for the project's benchmarks and tests, the `.ivecs`
+/// ground truth of ANN data sets (the same records holding Int32s).
+///
+/// ```swift
+/// let (rows, dimension) = try VectorFile.read("siftsmall_base.fvecs")   // 10,000 × 128
+/// ```
 public enum VectorFile {
-  /// The rows of the file at `path`, and their dimension.
+  /// The rows of the file at `path` (the first `limit` of them), and their dimension.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and the problem (unknown
-  ///   extension, truncated record, changing dimension, unsupported npy dtype or order).
-  public static func read(_ path: String) throws -> (rows: [[Float]], dimension: Int) {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-    }
+  ///   extension, truncated record, changing dimension, unsupported npy dtype or order);
+  ///   a record's problem names the record's number as the line.
+  public static func read(_ path: String, limit: Int = .max) throws -> (
+    rows: [[Float]], dimension: Int
+  ) {
+    let data = try contents(path)
     switch URL(fileURLWithPath: path).pathExtension.lowercased() {
-    case "fvecs": return try fvecs(data, path: path)
-    case "npy": return try npy(data, path: path)
+    case "fvecs": return try records(data, path: path, limit: limit) { Float(bitPattern: $0) }
+    case "npy": return try npy(data, path: path, limit: limit)
     default:
       throw VectorDBError.invalidInput(
         source: path, line: nil, reason: "expected a .fvecs or .npy file")
+    }
+  }
+
+  /// The rows of the `.ivecs` file at `path` (the first `limit` of them), and their
+  /// dimension: in ANN data sets, each query's nearest neighbours by row number.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and the problem (not an
+  ///   `.ivecs` file, truncated record, changing dimension).
+  package static func readIntegers(_ path: String, limit: Int = .max) throws -> (
+    rows: [[Int32]], dimension: Int
+  ) {
+    guard URL(fileURLWithPath: path).pathExtension.lowercased() == "ivecs" else {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "expected an .ivecs file")
+    }
+    return try records(try contents(path), path: path, limit: limit) { Int32(bitPattern: $0) }
+  }
+
+  static func contents(_ path: String) throws -> Data {
+    do {
+      return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
     }
   }
 
@@ -45,12 +70,38 @@ public enum VectorFile {
     return data
   }
 
-  static func fvecs(_ data: Data, path: String) throws -> (rows: [[Float]], dimension: Int) {
+  /// The bytes of an `.fvecs` file holding `rows`: what `read` reads back.
+  package static func fvecsBytes(_ rows: [[Float]]) -> Data {
+    recordBytes(rows) { $0.bitPattern }
+  }
+
+  /// The bytes of an `.ivecs` file holding `rows`: what `readIntegers` reads back.
+  package static func ivecsBytes(_ rows: [[Int32]]) -> Data {
+    recordBytes(rows) { UInt32(bitPattern: $0) }
+  }
+
+  static func recordBytes<Element>(_ rows: [[Element]], _ word: (Element) -> UInt32) -> Data {
+    var data = Data()
+    data.reserveCapacity(rows.reduce(0) { $0 + 4 + 4 * $1.count })
+    for row in rows {
+      withUnsafeBytes(of: Int32(row.count).littleEndian) { data.append(contentsOf: $0) }
+      for value in row {
+        withUnsafeBytes(of: word(value).littleEndian) { data.append(contentsOf: $0) }
+      }
+    }
+    return data
+  }
+
+  /// TEXMEX records (`.fvecs`, `.ivecs`): per row a little-endian Int32 dimension, then
+  /// that many 32-bit words, each made an element by `element`.
+  static func records<Element>(
+    _ data: Data, path: String, limit: Int, _ element: (UInt32) -> Element
+  ) throws -> (rows: [[Element]], dimension: Int) {
     try data.withUnsafeBytes { bytes in
-      var rows: [[Float]] = []
+      var rows: [[Element]] = []
       var offset = 0
       var dimension = -1
-      while offset < bytes.count {
+      while offset < bytes.count && rows.count < limit {
         guard offset + 4 <= bytes.count else {
           throw VectorDBError.invalidInput(
             source: path, line: rows.count + 1, reason: "truncated record")
@@ -73,8 +124,8 @@ public enum VectorFile {
         }
         rows.append(
           (0..<d).map {
-            Float(
-              bitPattern: UInt32(
+            element(
+              UInt32(
                 littleEndian: bytes.loadUnaligned(
                   fromByteOffset: offset + 4 + 4 * $0, as: UInt32.self)))
           })
@@ -84,7 +135,9 @@ public enum VectorFile {
     }
   }
 
-  static func npy(_ data: Data, path: String) throws -> (rows: [[Float]], dimension: Int) {
+  static func npy(_ data: Data, path: String, limit: Int) throws -> (
+    rows: [[Float]], dimension: Int
+  ) {
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: path, line: nil, reason: reason)
     }
@@ -139,7 +192,7 @@ public enum VectorFile {
       )
     }
     return data.withUnsafeBytes { bytes in
-      let rows = (0..<count).map { row in
+      let rows = (0..<min(count, limit)).map { row in
         (0..<dimension).map {
           Float(
             bitPattern: UInt32(

@@ -11,25 +11,24 @@ final class ChurnTests: XCTestCase {
     let queries = try TestData.floats("scifact-minilm/queries.fvecs", limit: 100)
     var graph = try buildGraph(all, metric: .cosine)
     var rng = SplitMix64(seed: 11)
-    let deleted = (0..<UInt32(all.rows)).shuffled(using: &rng).prefix(all.rows * 3 / 10)
+    let deleted = (0..<UInt32(all.count)).shuffled(using: &rng).prefix(all.count * 3 / 10)
     let back = Array(deleted.prefix(deleted.count / 2))
     XCTAssertEqual(try graph.delete(ids: deleted), deleted.count)
     XCTAssertEqual(try graph.storage.deletedCount, 0, "30% is past the threshold: repaired")
-    try graph.insert(ids: back, vectors: back.flatMap { all.row(Int($0)) }, threads: 2)
+    try graph.insert(ids: back, vectors: back.flatMap { all[Int($0)] }, threads: 2)
 
     let gone = Set(deleted).subtracting(back)
-    let live = (0..<UInt32(all.rows)).filter { !gone.contains($0) }
+    let live = (0..<UInt32(all.count)).filter { !gone.contains($0) }
     var fresh = HNSWGraph(
-      storage: MemoryStorage(dimension: all.dimension, parameters: testParameters),
+      storage: MemoryStorage(dimension: all[0].count, parameters: testParameters),
       metric: .cosine, parameters: testParameters)
-    try fresh.insert(ids: live, vectors: live.flatMap { all.row(Int($0)) }, threads: 2)
+    try fresh.insert(ids: live, vectors: live.flatMap { all[Int($0)] }, threads: 2)
 
     let scratch = SearchScratch()
     var churned: [[UInt32]] = []
     var rebuilt: [[UInt32]] = []
     var truth: [[UInt32]] = []
-    for q in 0..<queries.rows {
-      let query = queries.row(q)
+    for query in queries {
       churned.append(try graph.search(query, k: 10, ef: 64, scratch: scratch).map(\.id))
       rebuilt.append(try fresh.search(query, k: 10, ef: 64, scratch: scratch).map(\.id))
       truth.append(try fresh.exactSearch(query, k: 10).map(\.id))
@@ -46,14 +45,13 @@ final class ChurnTests: XCTestCase {
   /// After consolidation no list names a removed node, and every live node is still
   /// reachable; the entry point moves when it is deleted.
   func testDeleteRepairLeavesNoDanglingLinks() throws {
-    let base = Texmex.Matrix(
-      rows: 800, dimension: 16, elements: randomVectors(800, dimension: 16, seed: 5))
+    let base = randomVectors(800, dimension: 16, seed: 5)
     var parameters = testParameters
     parameters.consolidationThreshold = 1  // repair only when asked
     var graph = try buildGraph(base, metric: .l2, parameters: parameters)
     let entry = try XCTUnwrap(graph.storage.entryPoint)
     var rng = SplitMix64(seed: 9)
-    var victims = Set((0..<UInt32(base.rows)).shuffled(using: &rng).prefix(250))
+    var victims = Set((0..<UInt32(base.count)).shuffled(using: &rng).prefix(250))
     victims.insert(entry.node)
     try graph.delete(ids: victims)
     XCTAssertEqual(try graph.storage.deletedCount, victims.count)
@@ -61,7 +59,7 @@ final class ChurnTests: XCTestCase {
     // Tombstones are walked through but never returned.
     let scratch = SearchScratch()
     for q in 0..<20 {
-      let hits = try graph.search(base.row(q * 7), k: 10, scratch: scratch)
+      let hits = try graph.search(base[q * 7], k: 10, scratch: scratch)
       XCTAssertTrue(hits.allSatisfy { !victims.contains($0.id) })
     }
 
@@ -71,8 +69,8 @@ final class ChurnTests: XCTestCase {
     let report = try graph.checkIntegrity()
     XCTAssertEqual(report.problems, [])
     XCTAssertEqual(report.unreachable, [])
-    XCTAssertEqual(report.nodeCount, base.rows - victims.count)
-    for node in 0..<UInt32(base.rows) where !victims.contains(node) {
+    XCTAssertEqual(report.nodeCount, base.count - victims.count)
+    for node in 0..<UInt32(base.count) where !victims.contains(node) {
       for neighbor in graph.storage.neighbors(of: node, level: 0) {
         XCTAssertFalse(victims.contains(neighbor), "node \(node) still links to \(neighbor)")
       }
@@ -95,8 +93,7 @@ final class ChurnTests: XCTestCase {
   }
 
   func testUpdateMovesANodeAndRevivesATombstone() throws {
-    let base = Texmex.Matrix(
-      rows: 500, dimension: 8, elements: randomVectors(500, dimension: 8, seed: 1))
+    let base = randomVectors(500, dimension: 8, seed: 1)
     var parameters = testParameters
     parameters.consolidationThreshold = 1
     var graph = try buildGraph(base, metric: .l2, parameters: parameters)
@@ -107,9 +104,9 @@ final class ChurnTests: XCTestCase {
     XCTAssertEqual(try graph.storage.nodeCount, 500)
 
     try graph.delete(7)
-    XCTAssertNotEqual(try graph.search(base.row(7), k: 1, scratch: scratch).first?.id, 7)
-    try graph.insert(7, vector: base.row(7))
-    XCTAssertEqual(try graph.search(base.row(7), k: 1, scratch: scratch).first?.id, 7)
+    XCTAssertNotEqual(try graph.search(base[7], k: 1, scratch: scratch).first?.id, 7)
+    try graph.insert(7, vector: base[7])
+    XCTAssertEqual(try graph.search(base[7], k: 1, scratch: scratch).first?.id, 7)
     XCTAssertEqual(try graph.storage.deletedCount, 0)
     XCTAssertEqual(try graph.checkIntegrity().problems, [])
   }

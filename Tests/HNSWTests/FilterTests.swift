@@ -14,8 +14,7 @@ final class FilterTests: XCTestCase {
     var walked: [[UInt32]] = []
     var scanned: [[UInt32]] = []
     var truth: [[UInt32]] = []
-    for q in 0..<queries.rows {
-      let query = queries.row(q)
+    for query in queries {
       truth.append(try graph.exactSearch(query, k: 10) { allowedSet.contains($0) }.map(\.id))
       scanned.append(try graph.exactSearch(query, k: 10, candidates: allowed).map(\.id))
       walked.append(

@@ -8,19 +8,17 @@ final class RecallTests: XCTestCase {
   func testSiftSmallRecallAtEf64() throws {
     let base = try TestData.floats("siftsmall/siftsmall_base.fvecs")
     let queries = try TestData.floats("siftsmall/siftsmall_query.fvecs")
-    let truth = try Texmex.readInts(
-      path: try TestData.path("siftsmall/siftsmall_groundtruth.ivecs"))
+    let truth = try TestData.neighbours("siftsmall/siftsmall_groundtruth.ivecs")
     let graph = try buildGraph(base, metric: .l2)
     let scratch = SearchScratch()
-    let found = try (0..<queries.rows).map {
-      try graph.search(queries.row($0), k: 10, ef: 64, scratch: scratch).map(\.id)
+    let found = try queries.map {
+      try graph.search($0, k: 10, ef: 64, scratch: scratch).map(\.id)
     }
-    let expected = (0..<truth.rows).map { truth.row($0).map { UInt32($0) } }
-    let r = recall(found, expected, k: 10)
+    let r = recall(found, truth, k: 10)
     XCTAssertGreaterThanOrEqual(r, 0.95, "siftsmall recall@10 at ef 64")
     let report = try graph.checkIntegrity()
     XCTAssertEqual(report.problems, [])
-    XCTAssertEqual(report.nodeCount, base.rows)
+    XCTAssertEqual(report.nodeCount, base.count)
   }
 
   /// MiniLM embeddings of SciFact (384-d, cosine), the distribution vdb holds.
@@ -30,20 +28,19 @@ final class RecallTests: XCTestCase {
     let scratch = SearchScratch()
     var found: [[UInt32]] = []
     var truth: [[UInt32]] = []
-    for q in 0..<queries.rows {
-      found.append(try graph.search(queries.row(q), k: 10, ef: 64, scratch: scratch).map(\.id))
-      truth.append(try graph.exactSearch(queries.row(q), k: 10).map(\.id))
+    for query in queries {
+      found.append(try graph.search(query, k: 10, ef: 64, scratch: scratch).map(\.id))
+      truth.append(try graph.exactSearch(query, k: 10).map(\.id))
     }
     XCTAssertGreaterThanOrEqual(recall(found, truth, k: 10), 0.95)
   }
 
   func testParallelBuildIsTheSameGraphAsSequential() throws {
-    let base = Texmex.Matrix(
-      rows: 600, dimension: 24, elements: randomVectors(600, dimension: 24, seed: 3))
+    let base = randomVectors(600, dimension: 24, seed: 3)
     let one = try buildGraph(base, metric: .l2, threads: 1)
     let two = try buildGraph(base, metric: .l2, threads: 2)
     XCTAssertEqual(try one.storage.entryPoint, try two.storage.entryPoint)
-    for node in 0..<UInt32(base.rows) {
+    for node in 0..<UInt32(base.count) {
       let level = try XCTUnwrap(one.storage.level(of: node))
       for l in 0...level {
         XCTAssertEqual(

@@ -2,6 +2,8 @@ import HNSW
 import Tensor
 import XCTest
 
+import enum VectorDB.VectorFile
+
 /// The shared data sets, found from this file's path: the checkout sits beside
 /// `shared/`.
 enum TestData {
@@ -17,8 +19,14 @@ enum TestData {
     return path
   }
 
-  static func floats(_ relative: String, limit: Int = .max) throws -> Texmex.Matrix<Float> {
-    try Texmex.readFloats(path: try path(relative), limit: limit)
+  /// The rows of a `.fvecs` file (the first `limit`).
+  static func floats(_ relative: String, limit: Int = .max) throws -> [[Float]] {
+    try VectorFile.read(try path(relative), limit: limit).rows
+  }
+
+  /// The rows of an `.ivecs` file (ground truth: row numbers of the nearest neighbours).
+  static func neighbours(_ relative: String) throws -> [[UInt32]] {
+    try VectorFile.readIntegers(try path(relative)).rows.map { $0.map { UInt32($0) } }
   }
 }
 
@@ -38,23 +46,25 @@ var testParameters: HNSWParameters {
   return parameters
 }
 
-/// Builds an in-memory graph of the rows of `base` (ids 0, 1, …).
+/// Builds an in-memory graph of the rows of `base` (ids 0, 1, …; at least one row).
 func buildGraph(
-  _ base: Texmex.Matrix<Float>, metric: Metric, parameters: HNSWParameters = testParameters,
+  _ base: [[Float]], metric: Metric, parameters: HNSWParameters = testParameters,
   threads: Int = 2
 ) throws -> HNSWGraph<MemoryStorage> {
   var graph = HNSWGraph(
-    storage: MemoryStorage(dimension: base.dimension, parameters: parameters), metric: metric,
+    storage: MemoryStorage(dimension: base[0].count, parameters: parameters), metric: metric,
     parameters: parameters)
   try graph.insert(
-    ids: (0..<UInt32(base.rows)).map { $0 }, vectors: base.elements, threads: threads)
+    ids: (0..<UInt32(base.count)).map { $0 }, vectors: Array(base.joined()), threads: threads)
   return graph
 }
 
 /// `count` random vectors of `dimension` components in [-1, 1).
-func randomVectors(_ count: Int, dimension: Int, seed: UInt64) -> [Float] {
+func randomVectors(_ count: Int, dimension: Int, seed: UInt64) -> [[Float]] {
   var rng = SplitMix64(seed: seed)
-  return (0..<count * dimension).map { _ in Float.random(in: -1..<1, using: &rng) }
+  return (0..<count).map { _ in
+    (0..<dimension).map { _ in Float.random(in: -1..<1, using: &rng) }
+  }
 }
 
 /// Graphs several tests read, built once per test run.

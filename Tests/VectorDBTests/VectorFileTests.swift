@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+
+@testable import VectorDB
+
+/// The vector-file reader the shell, the tests and the benchmarks share: prefixes, the
+/// `.ivecs` ground truth of ANN data sets, and what a bad record reports.
+final class VectorFileTests: XCTestCase {
+  var directory: String!
+  let siftsmall = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../../shared/datasets/siftsmall").standardized.path
+
+  override func setUpWithError() throws {
+    directory = NSTemporaryDirectory() + "vdb-vector-file-tests-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  func testLimitReadsThePrefixOfEitherFormat() throws {
+    let (rows, dimension) = try VectorFile.read(siftsmall + "/siftsmall_query.fvecs")
+    XCTAssertEqual(rows.count, 100)
+    XCTAssertEqual(dimension, 128)
+    let prefix = try VectorFile.read(siftsmall + "/siftsmall_query.fvecs", limit: 7)
+    XCTAssertEqual(prefix.rows, Array(rows.prefix(7)))
+    XCTAssertEqual(prefix.dimension, 128)
+    XCTAssertEqual(try VectorFile.read(siftsmall + "/siftsmall_query.fvecs", limit: 0).rows, [])
+
+    let npy = directory + "/rows.npy"
+    try VectorFile.npyBytes(rows, dimension: dimension).write(to: URL(fileURLWithPath: npy))
+    XCTAssertEqual(try VectorFile.read(npy, limit: 7).rows, Array(rows.prefix(7)))
+    XCTAssertEqual(try VectorFile.read(npy, limit: 1_000).rows, rows)
+  }
+
+  /// siftsmall's ground truth names, for each query, the base rows nearest to it: the
+  /// first is the exact L2 nearest, found here by brute force.
+  func testGroundTruthNamesTheNearestBaseRows() throws {
+    let base = try VectorFile.read(siftsmall + "/siftsmall_base.fvecs").rows
+    let queries = try VectorFile.read(siftsmall + "/siftsmall_query.fvecs", limit: 5).rows
+    let (truth, dimension) = try VectorFile.readIntegers(
+      siftsmall + "/siftsmall_groundtruth.ivecs", limit: 5)
+    XCTAssertEqual(truth.count, 5)
+    XCTAssertEqual(dimension, 100)
+    for (query, neighbours) in zip(queries, truth) {
+      func distance(_ row: [Float]) -> Float {
+        zip(row, query).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+      }
+      let nearest = base.indices.min { distance(base[$0]) < distance(base[$1]) }!
+      XCTAssertEqual(distance(base[Int(neighbours[0])]), distance(base[nearest]))
+    }
+  }
+
+  func testIntegersRoundTripAndBadRecordsAreNamed() throws {
+    let ivecs = directory + "/gt.ivecs"
+    let rows: [[Int32]] = [[3, 1, 2], [0, -1, Int32.max]]
+    try VectorFile.ivecsBytes(rows).write(to: URL(fileURLWithPath: ivecs))
+    XCTAssertEqual(try VectorFile.readIntegers(ivecs).rows, rows)
+
+    // The second record cut short: its number is the line of the error.
+    var bytes = VectorFile.ivecsBytes(rows)
+    bytes.removeLast(4)
+    try bytes.write(to: URL(fileURLWithPath: ivecs))
+    XCTAssertThrowsError(try VectorFile.readIntegers(ivecs)) {
+      guard case .invalidInput(let source, let line, let reason) = $0 as? VectorDBError else {
+        return XCTFail("\($0)")
+      }
+      XCTAssertEqual(source, ivecs)
+      XCTAssertEqual(line, 2)
+      XCTAssertEqual(reason, "truncated record")
+    }
+    // A prefix that stops before the bad record is read.
+    XCTAssertEqual(try VectorFile.readIntegers(ivecs, limit: 1).rows, [rows[0]])
+
+    // Float vectors are not ground truth, and ground truth is not float vectors.
+    let fvecs = directory + "/v.fvecs"
+    try VectorFile.fvecsBytes([[1, 2, 3]]).write(to: URL(fileURLWithPath: fvecs))
+    XCTAssertEqual(try VectorFile.read(fvecs).rows, [[1, 2, 3]])
+    XCTAssertThrowsError(try VectorFile.readIntegers(fvecs))
+    XCTAssertThrowsError(try VectorFile.read(ivecs))
+  }
+}
