@@ -18,17 +18,11 @@ final class IndexCrashTests: XCTestCase {
     var generator = SystemRandomNumberGenerator()
     var script = "set -e\n"
     for batch in 0..<30 {
-      var bytes: [UInt8] = []
-      for _ in 0..<rows {
-        withUnsafeBytes(of: Int32(dimension).littleEndian) { bytes += $0 }
-        for _ in 0..<dimension {
-          withUnsafeBytes(of: Float.random(in: -1..<1, using: &generator).bitPattern.littleEndian) {
-            bytes += $0
-          }
-        }
+      let vectors = (0..<rows).map { _ in
+        (0..<dimension).map { _ in Float.random(in: -1..<1, using: &generator) }
       }
       let file = "\(directory)/b\(batch).fvecs"
-      try Data(bytes).write(to: URL(fileURLWithPath: file))
+      try VectorFile.fvecsBytes(vectors).write(to: URL(fileURLWithPath: file))
       script +=
         "'\(Shell.binary)' import --vectors '\(file)' -c v --metric l2 --batch-size \(rows) --db '\(db)' >/dev/null\n"
       script += "echo committed \(batch)\n"
