@@ -99,15 +99,20 @@ package enum ModelImage {
     guard field(UInt64.self, at: 8) == identity else {
       throw EmbeddingError.invalidImage(path: path, reason: "holds other weights")
     }
-    let payload = Int(clamping: field(UInt64.self, at: 24))
-    let chunk = Int(field(UInt32.self, at: 32))
-    let chunks = Int(field(UInt32.self, at: 36))
-    guard payload > 0, chunk == chunkSize(payload), chunks == (payload + chunk - 1) / chunk,
-      Int(status.st_size) == headerBytes + payload
-    else {
+    // The file's size bounds every count before any arithmetic on them: a hostile header
+    // must not overflow them.
+    let payload = Int(status.st_size) - headerBytes
+    guard payload > 0, field(UInt64.self, at: 24) == UInt64(payload) else {
       throw EmbeddingError.invalidImage(
         path: path,
-        reason: "\(status.st_size) bytes, not the \(headerBytes + payload) its header says")
+        reason:
+          "\(status.st_size) bytes, not the \(field(UInt64.self, at: 24)) + \(headerBytes) its header says"
+      )
+    }
+    let chunk = Int(field(UInt32.self, at: 32))
+    let chunks = Int(field(UInt32.self, at: 36))
+    guard chunk == chunkSize(payload), chunks == (payload + chunk - 1) / chunk else {
+      throw EmbeddingError.invalidImage(path: path, reason: "its chunk table does not fit its size")
     }
     guard let arena = Arena(mapping: descriptor, offset: headerBytes, bytes: payload) else {
       throw failure(path, "cannot map")

@@ -64,9 +64,16 @@ final class ModelImageTests: XCTestCase {
     var flipped = sound
     flipped[ModelImage.headerBytes + 9 << 20] ^= 0x40  // a bit of a weight in chunk 1
     try assertRefused(flipped, "chunk 1 of 11 fails its checksum")
-    try assertRefused(sound.prefix(sound.count - 4096), "bytes, not the")
-    try assertRefused(sound + Data(count: 1), "bytes, not the")
+    try assertRefused(sound.prefix(sound.count - 4096), "its header says")
+    try assertRefused(sound + Data(count: 1), "its header says")
     try assertRefused(sound, identity: 8, "holds other weights")
+    // Sizes and counts no file could have must not overflow anything.
+    var huge = sound
+    huge.replaceSubrange(24..<32, with: [UInt8](repeating: 0xff, count: 7) + [0x7f])
+    try assertRefused(huge, "its header says")
+    var chunked = sound
+    chunked.replaceSubrange(32..<40, with: [UInt8](repeating: 0xff, count: 8))
+    try assertRefused(chunked, "chunk table")
     var relaid = sound
     relaid[16] ^= 1  // the layout fingerprint
     try assertRefused(relaid, "laid out by another version")
