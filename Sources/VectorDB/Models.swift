@@ -14,12 +14,14 @@ public typealias Precision = SentenceEncoder.Precision
 /// `parent` is the model they started from. A database directory therefore holds
 /// every model that produced its vectors.
 public struct ModelInfo: Codable, Equatable, Sendable {
+  /// Whether documents or only queries go through the version (JSON `kind`).
   public enum Kind: String, Codable, Sendable {
     /// A full encoder: documents must be embedded with it (a new generation).
     case encoder
     /// A query-side adapter over its parent encoder: document vectors stay.
     case adapter
   }
+  /// Whether collections may use the version (JSON `state`).
   public enum State: String, Codable, Sendable {
     /// Imported or promoted: usable by collections.
     case ready
@@ -27,14 +29,22 @@ public struct ModelInfo: Codable, Equatable, Sendable {
     case rejected
   }
 
+  /// The version number, from 1, never reused (JSON `version`).
   public var version: Int
   /// Where the model came from: a directory path, or "fine-tune of v1".
   public var name: String
+  /// Encoder or query adapter (JSON `kind`).
   public var kind: Kind
+  /// Ready or rejected (JSON `state`).
   public var state: State
+  /// The version it was trained or converted from (JSON `parent`; nil: imported).
   public var parent: Int?
+  /// When it was stored (JSON `created`, ISO 8601).
   public var created: Date
+  /// Length of its output vectors (JSON `dimension`).
   public var dimension: Int
+  /// Inputs are cut to this many tokens, `[CLS]` and `[SEP]` included (JSON
+  /// `max_sequence_length`).
   public var maxSequenceLength: Int
   /// SHA-256 of the stored weights (hex): identifies the weights (an import of the
   /// same model finds its version).
@@ -565,6 +575,7 @@ final class VersionCache<Value>: @unchecked Sendable {
 /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
 /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
 public enum DefaultModel {
+  /// The default model's directory (`$VDB_MODEL_DIR`, else the cache path above).
   public static var directory: String { SentenceEncoder.defaultModelDirectory.path }
 
   /// Loads the model in `directory` (no database needed: `vdb embed --model DIR`) and
