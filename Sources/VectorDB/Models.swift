@@ -5,9 +5,6 @@ import LMDB
 import Tensor
 import Training
 
-/// The number format an encoder computes in (`float32`, `bfloat16`, `int8`; see docs/encoder.md).
-public typealias Precision = SentenceEncoder.Precision
-
 /// A version of the encoder stored in the database, with where it came from.
 ///
 /// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
@@ -114,7 +111,7 @@ struct ModelStore {
     let info = try newVersion(
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
       maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage,
-      precision: encoder.precision, in: txn)
+      precision: Precision(encoder.precision), in: txn)
     let version = UInt32(info.version)
     func key(_ part: ModelBlobKey.Part) -> ModelBlobKey {
       ModelBlobKey(version: version, part: part)
@@ -330,7 +327,7 @@ extension Database {
     let encoder: SentenceEncoder
     do {
       encoder = try SentenceEncoder(
-        directory: URL(fileURLWithPath: directory), precision: precision)
+        directory: URL(fileURLWithPath: directory), precision: precision.encoderPrecision)
     } catch {
       throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
     }
@@ -429,13 +426,13 @@ extension Database {
   @discardableResult
   public func convertModel(version: Int, precision: Precision) throws -> ModelInfo {
     let source = try encoder(version: version)
-    guard source.precision != precision else {
+    guard Precision(source.precision) != precision else {
       throw VectorDBError.modelUnsuitable(
         version: version, reason: "already computes in \(precision.rawValue)")
     }
     let converted: SentenceEncoder
     var settings = source.settings
-    settings.precision = precision
+    settings.precision = precision.encoderPrecision
     converted = try SentenceEncoder(
       settings: settings, vocabulary: source.tokenizer.vocabulary, weights: source.weights,
       source: "model version \(version) in \(path)")

@@ -170,7 +170,7 @@ extension DocumentCollection {
       while !trainer.isFinished {
         var last: TrainingProgress?
         trainer.run(steps: 1) { last = $0 }
-        if let last { try progress(.training(last, fold: fitIndex + 1, folds: fits)) }
+        if let last { try progress(.training(FitProgress(last), fold: fitIndex + 1, folds: fits)) }
         if trainer.step % options.checkpointEvery == 0 && !trainer.isFinished {
           try saveBlob(.trainCheckpoint, try trainer.checkpoint())
         }

@@ -308,10 +308,15 @@ public struct QueryChange: Codable, Sendable, Equatable {
 
 /// A stage of `DocumentCollection.train`, for progress reports.
 public enum TrainingStage: Sendable {
+  /// Mining hard negatives: judged queries done of all.
   case mining(OperationProgress)
+  /// Ranking the gate's queries with the current retriever (or an adapter candidate):
+  /// queries done of all.
   case evaluating(OperationProgress)
   /// Fitting a candidate: `fold` of `folds` (the last is the published one when
   /// cross-fitting).
-  case training(TrainingProgress, fold: Int, folds: Int)
+  case training(FitProgress, fold: Int, folds: Int)
+  /// Embedding documents with a full-tier candidate: its gate pools, or the promoted
+  /// candidate's re-embed into a new generation. Documents done of all.
   case embedding(OperationProgress)
 }
