@@ -21,9 +21,6 @@ public struct FitProgress: Sendable, Equatable {
   public var learningRate: Double
   /// Speed of the latest step, in steps per second.
   public var stepsPerSecond: Double
-
-  /// Seconds to finish at the current rate.
-  public var secondsRemaining: Double { Double(totalSteps - step) / max(stepsPerSecond, 1e-9) }
 }
 
 extension FitProgress {
