@@ -594,7 +594,7 @@ extension CollectionRecord {
 public struct DatabaseStatus: Codable, Sendable {
   /// The database directory, as given (JSON `path`).
   public var path: String
-  /// The on-disk format's version (`Schema.formatVersion`; JSON `format_version`).
+  /// The storage format's version, as `Database.formatVersion` (JSON `format_version`).
   public var formatVersion: UInt32
   /// Size of the LMDB data file (`data.mdb`) in bytes (JSON `bytes_on_disk`).
   public var bytesOnDisk: Int
