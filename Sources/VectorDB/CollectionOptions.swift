@@ -9,6 +9,7 @@ import LMDB
 ///     CollectionOptions.vectors(dimension: 128, metric: .l2)       // vectors given by you
 ///     CollectionOptions(vectors: .none)                            // documents only
 public struct CollectionOptions: Sendable {
+  /// Where a collection's vectors come from.
   public enum Vectors: Sendable {
     /// Text is embedded by this model version (nil: the database's default model;
     /// documents only when the database has no model).
@@ -19,6 +20,7 @@ public struct CollectionOptions: Sendable {
     case none
   }
 
+  /// Where the vectors come from (default: the database's default model).
   public var vectors: Vectors
   /// The similarity of text embeddings (they are unit length: cosine = dot).
   public var metric: Metric
@@ -28,6 +30,8 @@ public struct CollectionOptions: Sendable {
   /// vectors never have one.
   public var textIndex = true
 
+  /// Options for a new collection; the defaults embed text with the database's default model,
+  /// compare by cosine, and keep a full-text index.
   public init(
     vectors: Vectors = .model(version: nil), metric: Metric = .cosine,
     index: HNSWParameters = HNSWParameters(), textIndex: Bool = true
@@ -49,6 +53,8 @@ public struct CollectionOptions: Sendable {
 
 /// The distance of a collection's vectors (from the index module).
 public typealias Metric = HNSW.Metric
+/// HNSW construction parameters: `m` links per node and `efConstruction`, the search width
+/// while inserting (from the index module; docs/index.md).
 public typealias HNSWParameters = HNSW.HNSWParameters
 
 /// Open `VectorIndex` handles by table name (they keep reader caches worth keeping).

@@ -2,9 +2,9 @@
 /// count may make an operation loop forever, allocate without bound, or silently do
 /// nothing. The shell checks its options against it (exit 2), `vdb serve` its request
 /// fields (400); docs/shell.md lists the same ranges.
-public enum CountLimits {
+package enum CountLimits {
   /// By option, or by "command option" where a command needs its own range.
-  public static let ranges: [String: ClosedRange<Int>] = [
+  package static let ranges: [String: ClosedRange<Int>] = [
     "--batch-size": 1...1_000_000,
     "train --batch-size": 2...4096,  // in-batch negatives need a second pair
     "-k": 1...10_000,
@@ -33,7 +33,7 @@ public enum CountLimits {
 
   /// The range of `option` ("-k", "--ef", …), or of "command option" where a command
   /// has its own.
-  public static func range(_ option: String, command: String? = nil) -> ClosedRange<Int>? {
+  package static func range(_ option: String, command: String? = nil) -> ClosedRange<Int>? {
     command.flatMap { ranges["\($0) \(option)"] } ?? ranges[option]
   }
 }

@@ -40,6 +40,7 @@ public final class Database: @unchecked Sendable {
     /// and writes fail. A database the process may not write (read-only media,
     /// another owner) is opened this way even when not asked.
     public var readOnly = false
+    /// The defaults: create when missing, fsync every commit, read and write.
     public init() {}
   }
 
@@ -591,30 +592,45 @@ extension CollectionRecord {
 
 /// A summary of a database, as `vdb status` prints it.
 public struct DatabaseStatus: Codable, Sendable {
+  /// The database directory, as given (JSON `path`).
   public var path: String
+  /// The storage format's version, as `Database.formatVersion` (JSON `format_version`).
   public var formatVersion: UInt32
+  /// Size of the LMDB data file (`data.mdb`) in bytes (JSON `bytes_on_disk`).
   public var bytesOnDisk: Int
+  /// Every collection, sorted by name (JSON `collections`).
   public var collections: [CollectionInfo]
 }
 
 /// A collection as `vdb collections` lists it.
 public struct CollectionInfo: Codable, Sendable {
+  /// The collection's name (JSON `name`).
   public var name: String
+  /// Documents it holds (JSON `documents`).
   public var documents: Int
+  /// When it was created (JSON `created`, ISO 8601).
   public var created: Date
   /// The active generation's model version (nil: given vectors or none).
   public var model: Int?
   /// The query adapter mapping its queries, if any.
   public var adapter: Int?
+  /// The active generation's id (JSON `generation`; nil: the collection has no vectors).
   public var generation: Int?
+  /// Vector dimension (JSON `dimension`; nil: no vectors, searched by its words alone).
   public var dimension: Int?
+  /// The distance metric, `"cosine"`, `"dot"` or `"l2"` (JSON `metric`; nil: no vectors).
   public var metric: String?
   /// A re-embed job in progress (resumable), if any.
   public var job: Job?
+  /// A re-embed job: the generation it is building (`vdb reembed` resumes it).
   public struct Job: Codable, Sendable {
+    /// The generation being built (JSON `generation`).
     public var generation: Int
+    /// The model version it embeds with (JSON `model`; nil: given vectors).
     public var model: Int?
+    /// Vectors stored in it so far (JSON `vectors`).
     public var vectors: Int
+    /// The last document id embedded, where the job resumes (JSON `cursor`; nil: not started).
     public var cursor: String?
   }
 }

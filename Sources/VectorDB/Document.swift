@@ -15,10 +15,14 @@ public struct Document: Equatable, Sendable, Codable {
   /// The longest id, in UTF-8 bytes (LMDB keys are at most 511 bytes).
   public static let maxIDBytes = 400
 
+  /// The document's id, unique in its collection (JSON `id`).
   public var id: String
+  /// The text that is embedded and indexed for keyword search (JSON `text`; may be empty).
   public var text: String
+  /// Any JSON object; filters match on its keys (JSON `metadata`; `{}` when none).
   public var metadata: [String: JSONValue]
 
+  /// A document with `id`, `text` and `metadata` (checked when it is written, not here).
   public init(id: String, text: String, metadata: [String: JSONValue] = [:]) {
     self.id = id
     self.text = text
@@ -58,8 +62,10 @@ public struct Document: Equatable, Sendable, Codable {
 
 /// The SHA-256 digest of a document's text.
 public struct ContentHash: Hashable, Sendable, CustomStringConvertible {
+  /// The 32 bytes of the digest.
   public let bytes: [UInt8]
 
+  /// The digest of `text`'s UTF-8 bytes.
   public init(text: String) {
     bytes = Array(SHA256.hash(data: Data(text.utf8)))
   }
@@ -75,15 +81,20 @@ public struct ContentHash: Hashable, Sendable, CustomStringConvertible {
 /// A document as `get` returns it (shell `--json`, HTTP): its fields, plus `vector`
 /// when asked for (`null` when it has none).
 public struct DocumentRow: Encodable, Sendable {
+  /// The document's `id`, `text` and `metadata` (JSON: the same keys, at the top level).
   public var document: Document
   /// nil: not asked for (no `vector` key); `.some(nil)`: asked for, none stored.
   public var vector: [Float]??
 
+  /// A row for `document`, with `vector` as the property describes.
   public init(document: Document, vector: [Float]?? = nil) {
     self.document = document
     self.vector = vector
   }
 
+  /// Encodes the document's keys and, when asked for, `vector` (`null` when none stored).
+  ///
+  /// - Throws: `EncodingError.invalidValue` from the encoder (a NaN in the vector).
   public func encode(to encoder: Encoder) throws {
     try document.encode(to: encoder)
     if let vector {
@@ -97,11 +108,14 @@ public struct DocumentRow: Encodable, Sendable {
 /// What a delete did: documents deleted and matched (they differ on a dry run), and
 /// with a filter the matching ids.
 public struct DeleteReport: Codable, Sendable {
+  /// Documents deleted (JSON `deleted`; 0 on a dry run).
   public var deleted: Int
+  /// Documents that matched the ids or the filter (JSON `matched`).
   public var matched: Int
   /// With a filter: the matching ids (else nil).
   public var ids: [String]?
 
+  /// A report of `deleted` of `matched` documents, with the matching `ids` for a filter.
   public init(deleted: Int, matched: Int, ids: [String]?) {
     self.deleted = deleted
     self.matched = matched

@@ -31,6 +31,7 @@ import Tensor
 /// - Training: `train` and its stages (`Train/`); routers (`Routing/`).
 /// - Import and export: `importJSONL`, `importCSV`, `importVectors`, `export`.
 public final class DocumentCollection: @unchecked Sendable {
+  /// The collection's name, as the database knows it (`Database.collection(_:)`).
   public let name: String
   let id: UInt32
   let database: Database

@@ -11,6 +11,7 @@ public struct EvaluationReport: Codable, Sendable {
   public var queries: Int
   /// Per query id: its metrics (only when asked for).
   public var perQuery: [String: [String: Double]]?
+  /// Wall-clock seconds the evaluation took (JSON `seconds`).
   public var seconds: Double
   /// How the queries searched.
   public var mode: SearchMode
@@ -20,11 +21,15 @@ public struct EvaluationReport: Codable, Sendable {
 /// relevant document missing from the results (train the retriever), present but
 /// ranked low (ranking), or first?
 public struct Diagnosis: Codable, Sendable {
+  /// One judged query: its log id, text, and where its best relevant document ranked.
   public struct Case: Codable, Sendable {
+    /// The query's log id (JSON `log_id`).
     public var logID: UInt64
+    /// The query text (JSON `query`).
     public var query: String
     /// The relevant document ranked best, and its rank (nil: not returned at all).
     public var document: String
+    /// Its rank, from 1 (JSON `rank`; nil: not returned).
     public var rank: Int?
   }
   /// Queries with at least one relevant document judged.
@@ -35,6 +40,7 @@ public struct Diagnosis: Codable, Sendable {
   public var rankedLow: Double
   /// Share with a relevant document first.
   public var first: Double
+  /// The cut-off: "found" means in the top `k` (JSON `k`).
   public var k: Int
   /// The worst cases: not found first, then by rank.
   public var worst: [Case]
@@ -47,9 +53,13 @@ public struct Diagnosis: Codable, Sendable {
   /// the retriever (or hybrid search) should help; a high `denseOnly` is what the dense
   /// path adds over words.
   public struct PathComparison: Codable, Sendable {
+    /// Share found by both paths (JSON `both`).
     public var both: Double
+    /// Share found by the dense path only (JSON `dense_only`).
     public var denseOnly: Double
+    /// Share found by the keyword path only (JSON `keyword_only`).
     public var keywordOnly: Double
+    /// Share found by neither (JSON `neither`).
     public var neither: Double
     /// Queries the keyword path answers and the dense path misses (`rank` is the keyword
     /// path's), the first few by log id.

@@ -3,8 +3,11 @@ import LMDB
 
 /// A document as `vdb export` writes it: one JSON line that `importJSONL` reads back.
 public struct ExportedDocument: Codable, Equatable, Sendable {
+  /// The document's id (JSON `id`).
   public var id: String
+  /// Its text (JSON `text`).
   public var text: String
+  /// Its metadata (JSON `metadata`; `{}` when none).
   public var metadata: [String: JSONValue]
   /// The stored vector, when asked for (nil: not asked for, or none yet).
   public var vector: [Float]?

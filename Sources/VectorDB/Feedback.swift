@@ -12,7 +12,7 @@ extension DocumentCollection {
   /// Giving feedback again for the same pair replaces it.
   ///
   ///     let result = try docs.query(text: "sugar and diabetes", k: 10)
-  ///     try docs.feedback(logID: result.logID, documentID: result.hits[2].id)
+  ///     try docs.feedback(logID: result.logID!, documentID: result.hits[2].id)
   ///
   /// - Returns: the kind recorded.
   /// - Throws: `VectorDBError.logEntryNotFound`, `.documentNotFound` (no such document
@@ -94,9 +94,11 @@ extension DocumentCollection {
 
 /// Relevance judgements for one query, as an admin imports them (qrels, triples).
 public struct Judgement: Sendable, Equatable {
+  /// The query text, logged as a `.judgement` entry.
   public var query: String
   /// Document id → grade (1 = relevant; 0 = judged not relevant, e.g. a hard negative).
   public var relevant: [String: Int]
+  /// Judgements of `relevant`'s documents (id → grade) for `query`.
   public init(query: String, relevant: [String: Int]) {
     self.query = query
     self.relevant = relevant

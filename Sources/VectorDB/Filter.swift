@@ -220,5 +220,6 @@ extension Filter: CustomStringConvertible {
     }
   }
 
+  /// The filter as compact JSON text, in the form `Filter(json:)` reads.
   public var description: String { jsonValue.jsonString }
 }

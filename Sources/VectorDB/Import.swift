@@ -6,6 +6,7 @@ public struct ImportOptions: Sendable {
   public var skipBadLines = false
   /// Documents per write transaction.
   public var batchSize = 1000
+  /// The defaults: stop at the first bad line, 1,000 documents per transaction.
   public init() {}
 }
 
@@ -13,20 +14,28 @@ public struct ImportOptions: Sendable {
 public struct ImportReport: Codable, Sendable {
   /// A line that was skipped, and why.
   public struct SkippedLine: Codable, Sendable, CustomStringConvertible {
+    /// The line's number in the input, from 1 (JSON `line`).
     public var line: Int
+    /// Why it was skipped (JSON `reason`).
     public var reason: String
+    /// `line N: reason`, as the shell prints it.
     public var description: String { "line \(line): \(reason)" }
   }
   /// Documents written (a repeated id counts each time; the last one wins).
   public var imported: Int
+  /// The lines skipped, in order (JSON `skipped`; empty unless `skipBadLines`).
   public var skipped: [SkippedLine]
+  /// Wall-clock seconds the import took (JSON `seconds`).
   public var seconds: Double
 }
 
-/// OperationProgress of a long operation: `done` out of `total` units.
+/// Progress of a long operation: `done` out of `total` units.
 public struct OperationProgress: Sendable {
+  /// Units done so far.
   public var done: Int
+  /// Units in all.
   public var total: Int
+  /// `done` out of `total` units.
   public init(done: Int, total: Int) {
     self.done = done
     self.total = total

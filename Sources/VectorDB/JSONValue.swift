@@ -57,6 +57,9 @@ public enum JSONValue: Equatable, Hashable, Sendable {
 }
 
 extension JSONValue: Codable {
+  /// Decodes any JSON value (numbers as `Double`).
+  ///
+  /// - Throws: `DecodingError.dataCorrupted` when the input is not JSON.
   public init(from decoder: Decoder) throws {
     let container = try decoder.singleValueContainer()
     if container.decodeNil() {
@@ -74,6 +77,9 @@ extension JSONValue: Codable {
     }
   }
 
+  /// Encodes the value as the JSON it stands for.
+  ///
+  /// - Throws: `EncodingError.invalidValue` for a NaN or infinite number.
   public func encode(to encoder: Encoder) throws {
     var container = encoder.singleValueContainer()
     switch self {
@@ -96,14 +102,21 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
   ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral,
   ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
+  /// `.string(value)`.
   public init(stringLiteral value: String) { self = .string(value) }
+  /// `.number(Double(value))`.
   public init(integerLiteral value: Int) { self = .number(Double(value)) }
+  /// `.number(value)`.
   public init(floatLiteral value: Double) { self = .number(value) }
+  /// `.bool(value)`.
   public init(booleanLiteral value: Bool) { self = .bool(value) }
+  /// `.array(elements)`.
   public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+  /// `.object` of the pairs; a repeated key keeps its last value.
   public init(dictionaryLiteral elements: (String, JSONValue)...) {
     self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
   }
+  /// `.null`.
   public init(nilLiteral: ()) { self = .null }
 }
 

@@ -22,7 +22,10 @@ extension ModelStore {
 /// A model version and, per collection, the generations that embed with it or map
 /// their queries through it: a row of `vdb models --json` and `GET /models`.
 public struct ModelListing: Encodable, Sendable {
+  /// The model version (its fields at the top level of the JSON row).
   public var model: ModelInfo
+  /// Collection name → the generations that embed with the version or map queries through it
+  /// (JSON `collections`; `{}`: unused, so `pruneModels` may delete it).
   public var collections: [String: [GenerationInfo]]
 }
 

@@ -5,21 +5,20 @@ import LMDB
 import Tensor
 import Training
 
-/// The number format an encoder computes in (`float32`, `bfloat16`, `int8`; see docs/encoder.md).
-public typealias Precision = SentenceEncoder.Precision
-
 /// A version of the encoder stored in the database, with where it came from.
 ///
 /// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
 /// `parent` is the model they started from. A database directory therefore holds
 /// every model that produced its vectors.
 public struct ModelInfo: Codable, Equatable, Sendable {
+  /// Whether documents or only queries go through the version (JSON `kind`).
   public enum Kind: String, Codable, Sendable {
     /// A full encoder: documents must be embedded with it (a new generation).
     case encoder
     /// A query-side adapter over its parent encoder: document vectors stay.
     case adapter
   }
+  /// Whether collections may use the version (JSON `state`).
   public enum State: String, Codable, Sendable {
     /// Imported or promoted: usable by collections.
     case ready
@@ -27,14 +26,22 @@ public struct ModelInfo: Codable, Equatable, Sendable {
     case rejected
   }
 
+  /// The version number, from 1, never reused (JSON `version`).
   public var version: Int
   /// Where the model came from: a directory path, or "fine-tune of v1".
   public var name: String
+  /// Encoder or query adapter (JSON `kind`).
   public var kind: Kind
+  /// Ready or rejected (JSON `state`).
   public var state: State
+  /// The version it was trained or converted from (JSON `parent`; nil: imported).
   public var parent: Int?
+  /// When it was stored (JSON `created`, ISO 8601).
   public var created: Date
+  /// Length of its output vectors (JSON `dimension`).
   public var dimension: Int
+  /// Inputs are cut to this many tokens, `[CLS]` and `[SEP]` included (JSON
+  /// `max_sequence_length`).
   public var maxSequenceLength: Int
   /// SHA-256 of the stored weights (hex): identifies the weights (an import of the
   /// same model finds its version).
@@ -104,7 +111,7 @@ struct ModelStore {
     let info = try newVersion(
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
       maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage,
-      precision: encoder.precision, in: txn)
+      precision: Precision(encoder.precision), in: txn)
     let version = UInt32(info.version)
     func key(_ part: ModelBlobKey.Part) -> ModelBlobKey {
       ModelBlobKey(version: version, part: part)
@@ -320,7 +327,7 @@ extension Database {
     let encoder: SentenceEncoder
     do {
       encoder = try SentenceEncoder(
-        directory: URL(fileURLWithPath: directory), precision: precision)
+        directory: URL(fileURLWithPath: directory), precision: precision.encoderPrecision)
     } catch {
       throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
     }
@@ -419,13 +426,13 @@ extension Database {
   @discardableResult
   public func convertModel(version: Int, precision: Precision) throws -> ModelInfo {
     let source = try encoder(version: version)
-    guard source.precision != precision else {
+    guard Precision(source.precision) != precision else {
       throw VectorDBError.modelUnsuitable(
         version: version, reason: "already computes in \(precision.rawValue)")
     }
     let converted: SentenceEncoder
     var settings = source.settings
-    settings.precision = precision
+    settings.precision = precision.encoderPrecision
     converted = try SentenceEncoder(
       settings: settings, vocabulary: source.tokenizer.vocabulary, weights: source.weights,
       source: "model version \(version) in \(path)")
@@ -565,6 +572,7 @@ final class VersionCache<Value>: @unchecked Sendable {
 /// Where `tools/fetch-model.sh` puts the default model, all-MiniLM-L6-v2:
 /// `$VDB_MODEL_DIR`, else `~/.cache/vdb/models/all-MiniLM-L6-v2`.
 public enum DefaultModel {
+  /// The default model's directory (`$VDB_MODEL_DIR`, else the cache path above).
   public static var directory: String { SentenceEncoder.defaultModelDirectory.path }
 
   /// Loads the model in `directory` (no database needed: `vdb embed --model DIR`) and

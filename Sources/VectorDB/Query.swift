@@ -6,11 +6,14 @@ import Training
 
 /// One document returned by a query.
 public struct SearchHit: Codable, Equatable, Sendable {
+  /// The document's id (JSON `id`).
   public var id: String
   /// Larger is closer: the cosine similarity (`cosine`), the inner product (`dot`), or
   /// the negated Euclidean distance (`l2`).
   public var score: Float
+  /// The document's text (JSON `text`).
   public var text: String
+  /// The document's metadata (JSON `metadata`; `{}` when none).
   public var metadata: [String: JSONValue]
   /// Which searches found the document, with its rank and score in each.
   public var sources: HitSources? = nil
@@ -19,9 +22,14 @@ public struct SearchHit: Codable, Equatable, Sendable {
 /// Where a hit came from: its place in the dense and in the keyword list (null where
 /// that search did not return it, or did not run).
 public struct HitSources: Codable, Equatable, Sendable {
+  /// Its rank and score in the dense list (JSON `dense`; null: not in it).
   public var dense: HitSource?
+  /// Its rank and score in the keyword list (JSON `keyword`; null: not in it).
   public var keyword: HitSource?
 
+  /// Encodes both keys, writing `null` for a list that did not return the hit.
+  ///
+  /// - Throws: `EncodingError.invalidValue` from the encoder (a NaN score).
   public func encode(to encoder: Encoder) throws {
     var container = encoder.container(keyedBy: CodingKeys.self)
     try container.encode(dense, forKey: .dense)
@@ -31,6 +39,7 @@ public struct HitSources: Codable, Equatable, Sendable {
 
 /// A hit's rank (from 1) and score in one search's list.
 public struct HitSource: Codable, Equatable, Sendable {
+  /// Its place in the list, from 1 (JSON `rank`).
   public var rank: Int
   /// The similarity (dense) or the BM25 score (keyword).
   public var score: Float
@@ -50,6 +59,7 @@ public enum SearchMode: String, Codable, Sendable, CaseIterable {
 public struct QueryResult: Codable, Equatable, Sendable {
   /// The query's entry in the query log; nil when not logged.
   public var logID: UInt64?
+  /// The hits, best first, at most `k` (JSON `hits`).
   public var hits: [SearchHit]
 
   enum CodingKeys: String, CodingKey {
@@ -79,6 +89,7 @@ public struct QueryOptions: Sendable {
   /// How many hits hybrid takes from each list before fusing (at least k).
   public var hybridDepth = 100
 
+  /// Options for a query; every argument defaults to the property's default.
   public init(
     k: Int = 10, ef: Int = 64, filter: Filter? = nil, exact: Bool = false, log: Bool = true,
     mode: SearchMode? = nil, fusion: Fusion? = nil

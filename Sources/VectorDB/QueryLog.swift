@@ -7,7 +7,19 @@ import LMDB
 /// with the results so that feedback can name the query later. Admin judgements
 /// (relevance given for a query that was never run) are logged too, with
 /// `kind == .judgement` and no hits.
+///
+///     let result = try docs.query(text: "does sugar cause diabetes?", k: 5)
+///     try docs.feedback(logID: result.logID!, documentID: "a")
+///     for entry in try db.logEntries(collection: "docs", limit: 20) {
+///       let relevant = entry.feedback.filter(\.isRelevant).map(\.documentID)
+///       print(entry.id, entry.text ?? "(vector)", entry.hits.count, relevant)
+///     }
+///
+/// The log is the database's (`Database.logEntries`, `logEntry`, `setLogRetention`);
+/// `DocumentCollection.feedback` and `judge` write to it; `train`, `trainingData` and
+/// `diagnose` read it.
 public struct LogEntry: Codable, Equatable, Sendable {
+  /// What produced the entry (JSON `kind`: `"query"` or `"judgement"`).
   public enum Kind: String, Codable, Sendable {
     /// A query run through `DocumentCollection.query`.
     case query
@@ -16,8 +28,12 @@ public struct LogEntry: Codable, Equatable, Sendable {
   }
   /// A returned document and its score.
   public struct Hit: Codable, Equatable, Sendable {
+    /// The document's id (JSON `id`).
     public var id: String
+    /// Its score: the similarity for dense search (higher is closer), the BM25 or fused
+    /// score otherwise (JSON `score`).
     public var score: Float
+    /// A hit for document `id` with `score`.
     public init(id: String, score: Float) {
       self.id = id
       self.score = score
@@ -27,17 +43,24 @@ public struct LogEntry: Codable, Equatable, Sendable {
   /// Unique, never reused (even after pruning). Within one process it increases with
   /// every entry; processes take ids in blocks, so two processes' entries interleave.
   public var id: UInt64
+  /// When the entry was logged (JSON `time`, ISO 8601).
   public var time: Date
+  /// The collection the query ran on (JSON `collection`).
   public var collection: String
+  /// A query or an admin judgement (JSON `kind`).
   public var kind: Kind
   /// The query text; `nil` for a query by vector.
   public var text: String?
-  /// The model version and index generation that answered (0 when none).
+  /// The model version that answered (JSON `model`; 0 when none, as for a query by
+  /// vector or by keywords alone).
   public var model: Int
+  /// The index generation that answered (JSON `generation`; 0 when none).
   public var generation: Int
+  /// Results asked for (JSON `k`).
   public var k: Int
   /// The filter as JSON text, if any.
   public var filter: String?
+  /// What the query returned, best first (JSON `hits`; empty for a judgement).
   public var hits: [Hit]
   /// The query adapter version that mapped the query, if one was active.
   public var adapter: Int?
@@ -54,6 +77,7 @@ public struct LogEntry: Codable, Equatable, Sendable {
 
 /// A judgement of one document for one logged query.
 public struct Feedback: Codable, Equatable, Sendable {
+  /// How the feedback was given (JSON `kind`).
   public enum Kind: String, Codable, Sendable {
     /// A returned hit the user found relevant.
     case click
@@ -64,12 +88,16 @@ public struct Feedback: Codable, Equatable, Sendable {
     /// Relevance given by an admin judgement.
     case judgement
   }
+  /// The judged document's id (JSON `doc`). It may since have been deleted.
   public var documentID: String
+  /// Click, not relevant, correction or judgement (JSON `kind`).
   public var kind: Kind
   /// Graded relevance; 0 means not relevant.
   public var relevance: Int
+  /// When the feedback was given (JSON `time`, ISO 8601).
   public var time: Date
 
+  /// Whether the document counts as relevant: `relevance > 0`.
   public var isRelevant: Bool { relevance > 0 }
 
   enum CodingKeys: String, CodingKey {
@@ -84,6 +112,8 @@ public struct LogRetention: Codable, Equatable, Sendable {
   public var maxEntries: Int?
   /// The oldest entry kept, in seconds of age (nil: no limit).
   public var maxAge: Double?
+  /// Keeps at most `maxEntries` entries (nil: no limit) and none older than `maxAge`
+  /// seconds (nil: no limit).
   public init(maxEntries: Int? = 1_000_000, maxAge: Double? = nil) {
     self.maxEntries = maxEntries
     self.maxAge = maxAge

@@ -53,6 +53,7 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   /// `resume` asked for, but the collection has no interrupted training run.
   case nothingToResume(collection: String)
 
+  /// The message the shell prints after `error:`, naming the input and the place.
   public var description: String {
     switch self {
     case .notADatabase(let path, let reason):

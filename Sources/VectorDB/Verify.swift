@@ -4,18 +4,24 @@ import Tensor
 
 /// What `Database.verifyReport()` found: every table it walked, and each problem.
 public struct VerifyReport: Codable, Sendable {
+  /// One table walked: its name and size.
   public struct TableReport: Codable, Sendable {
+    /// The table's name, as docs/storage-format.md lists it (JSON `name`).
     public var name: String
+    /// Entries read (JSON `entries`).
     public var entries: Int
     /// Bytes of keys and values.
     public var bytes: Int
   }
+  /// The database directory (JSON `path`).
   public var path: String
+  /// Every table walked, by name (JSON `tables`).
   public var tables: [TableReport]
   /// What was checked beyond reading every entry, one line each.
   public var checks: [String]
   /// One line per finding, naming the table, collection, document, row or model.
   public var problems: [String]
+  /// Whether no problem was found.
   public var isSound: Bool { problems.isEmpty }
 }
 

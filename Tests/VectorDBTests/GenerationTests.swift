@@ -204,6 +204,18 @@ final class GenerationTests: XCTestCase {
     XCTAssertEqual(try reopened.encoder(version: 1).precision, .float32)
   }
 
+  /// VectorDB's `Precision` maps one to one onto the encoder's, by the same names: model
+  /// records stored with the encoder's names (before VectorDB had its own type) decode.
+  func testPrecisionMapsOntoTheEncodersByName() throws {
+    XCTAssertEqual(Precision.allCases.count, SentenceEncoder.Precision.allCases.count)
+    for precision in SentenceEncoder.Precision.allCases {
+      XCTAssertEqual(Precision(precision).rawValue, precision.rawValue)
+      XCTAssertEqual(Precision(precision).encoderPrecision, precision)
+      let stored = try JSONEncoder().encode(precision)
+      XCTAssertEqual(try JSONDecoder().decode(Precision.self, from: stored), Precision(precision))
+    }
+  }
+
   /// A generation holds vectors of one precision: re-embedding into a converted version
   /// replaces every vector.
   func testReembedIntoTheConvertedVersionReplacesEveryVector() throws {

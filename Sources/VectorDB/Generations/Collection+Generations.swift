@@ -3,6 +3,7 @@ import LMDB
 
 /// A generation as users see it: one model's vectors and graph for a collection.
 public struct GenerationInfo: Codable, Sendable, Equatable {
+  /// Where a generation is in its life (JSON `state`).
   public enum State: String, Codable, Sendable {
     /// Being built by a re-embed job (resumable).
     case building
@@ -11,12 +12,17 @@ public struct GenerationInfo: Codable, Sendable, Equatable {
     /// A previous active generation, kept for rollback.
     case retained
   }
+  /// The generation's id, unique in its collection and never reused (JSON `id`).
   public var id: Int
+  /// The encoder version that made its vectors (JSON `model`; nil: given vectors).
   public var model: Int?
   /// The query adapter (a model version over `model`) that maps queries, if any.
   public var adapter: Int?
+  /// Building, active or retained (JSON `state`).
   public var state: State
+  /// When it was created (JSON `created`, ISO 8601).
   public var created: Date
+  /// When its re-embed job finished (JSON `completed`; nil: still building).
   public var completed: Date?
   /// Vectors stored.
   public var vectors: Int
@@ -26,7 +32,9 @@ public struct GenerationInfo: Codable, Sendable, Equatable {
 
 /// What a re-embed did.
 public struct ReembedReport: Codable, Sendable {
+  /// The generation embedded into (JSON `generation`).
   public var generation: Int
+  /// The model version it embedded with (JSON `model`; nil: given vectors).
   public var model: Int?
   /// Documents embedded by this call.
   public var embedded: Int
@@ -34,6 +42,7 @@ public struct ReembedReport: Codable, Sendable {
   public var resumed: Bool
   /// Whether the new generation became active.
   public var switched: Bool
+  /// Wall-clock seconds the call took (JSON `seconds`).
   public var seconds: Double
 }
 

@@ -15,7 +15,9 @@ import LMDB
 /// Data comes from its log: routing decisions (logged by `route` unless asked not to),
 /// outcomes recorded for them or for any input, and labelled examples imported in bulk.
 public final class Router: @unchecked Sendable {
+  /// The database the router lives in.
   public let database: Database
+  /// The router's name, unique in its database.
   public let name: String
   /// The paths, in the order of the classifier's classes.
   public let paths: [RoutePath]
@@ -119,9 +121,13 @@ public final class Router: @unchecked Sendable {
   /// request: `path` is the input's best path, or — with an outcome — a path that did
   /// well or badly for it.
   public struct LabelledExample: Codable, Equatable, Sendable {
+    /// The request's text (JSON `input`).
     public var input: String
+    /// Its best path or, with `outcome`, the path that served it (JSON `path`).
     public var path: String
+    /// How `path` served the input (JSON `outcome`; null: `path` is the best path).
     public var outcome: RouteOutcome?
+    /// An example of `input` for `path`, labelled best or with an `outcome`.
     public init(input: String, path: String, outcome: RouteOutcome? = nil) {
       self.input = input
       self.path = path
@@ -219,8 +225,11 @@ public final class Router: @unchecked Sendable {
 
   /// A router as `vdb route list` and `GET /routers` show it.
   public struct Summary: Encodable, Sendable {
+    /// The router's name (JSON `name`).
     public var name: String
+    /// Its paths, in the classifier's class order (JSON `paths`).
     public var paths: [RoutePath]
+    /// The path that takes uncertain requests (JSON `escalation`; null: none).
     public var escalation: String?
     /// The version that serves (nil: none trained yet).
     public var active: Int?
@@ -228,13 +237,15 @@ public final class Router: @unchecked Sendable {
 
   /// The router's name, paths, escalation path and active version.
   ///
-  /// - Throws: storage errors.
+  /// - Throws: `VectorDBError.unsupported` when the router was deleted; `.storage`,
+  ///   `.damaged`.
   public func summary() throws -> Summary {
     Summary(name: name, paths: paths, escalation: escalation, active: try versions().active)
   }
 
   /// One input and what its log entries say about it.
   public struct Example: Codable, Equatable, Sendable {
+    /// The request's text, the key examples are merged by.
     public var input: String
     /// The best path: the label given last, else the cheapest path with a good outcome
     /// (nil: nothing says which path serves it).
@@ -244,6 +255,8 @@ public final class Router: @unchecked Sendable {
   }
 
   /// The router's data: its log entries merged by input text (see `merge`).
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` (an unreadable entry).
   public func examples() throws -> [Example] {
     try database.flushLog()
     let store = self.store
@@ -360,6 +373,8 @@ extension Database {
   }
 
   /// The names of all routers, sorted.
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged`.
   public func routerNames() throws -> [String] {
     let routers = schema.routing.routers
     return try storage {

@@ -3,19 +3,27 @@ import Training
 
 /// How the active version does on a labelled file (`vdb route eval`).
 public struct RouterEvaluation: Codable, Sendable {
+  /// One path's figures on the file.
   public struct PathMetrics: Codable, Sendable {
+    /// The path's name (JSON `path`).
     public var path: String
+    /// Of the inputs routed to the path, the share whose best path it is (JSON `precision`).
     public var precision: Double
+    /// Of the inputs whose best path it is, the share routed to it (JSON `recall`).
     public var recall: Double
     /// Inputs whose best path this is.
     public var support: Int
   }
+  /// The version evaluated: the active one (JSON `version`).
   public var version: Int
   /// Inputs with a best path (the classifier's figures are over these).
   public var examples: Int
   /// Of the classifier's most probable path against the best path.
   public var accuracy: Double
+  /// The unweighted mean over paths of F1, the harmonic mean of precision and recall
+  /// (JSON `macro_f1`).
   public var macroF1: Double
+  /// Each path's figures, in class order (JSON `per_path`).
   public var perPath: [PathMetrics]
   /// The class order of `confusion`.
   public var paths: [String]
@@ -24,7 +32,9 @@ public struct RouterEvaluation: Codable, Sendable {
   /// At the version's threshold, over all inputs of the file: the share escalated and
   /// the share whose chosen path is good.
   public var threshold: Double
+  /// Share of the file's inputs sent to the escalation path (JSON `escalation`).
   public var escalation: Double
+  /// Share of the file's inputs whose chosen path is good (JSON `quality`).
   public var quality: Double
 
   enum CodingKeys: String, CodingKey {
@@ -39,7 +49,9 @@ public struct RouterEvaluation: Codable, Sendable {
 public struct RouterDiagnosis: Codable, Sendable {
   /// Logged decisions, and those with at least one outcome attached.
   public var decisions: Int
+  /// Logged decisions with at least one outcome attached (JSON `judged`).
   public var judged: Int
+  /// Logged decisions sent to the escalation path (JSON `escalated`).
   public var escalated: Int
   /// Escalated decisions where a path other than the escalation path was good: the cheap
   /// path would have done (share of judged decisions).
@@ -100,6 +112,8 @@ extension Router {
 
   /// Over-escalation and under-escalation in the log: the logged decisions that have
   /// outcomes attached, as shares of those.
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` (an unreadable entry).
   public func diagnose() throws -> RouterDiagnosis {
     try database.flushLog()
     let store = self.store

@@ -139,6 +139,9 @@ extension Router {
   // MARK: Versions
 
   /// Every version, oldest first, and which one serves.
+  ///
+  /// - Throws: `VectorDBError.unsupported` when the router was deleted; `.storage`,
+  ///   `.damaged` (an unreadable version).
   public func versions() throws -> (versions: [RouterVersion], active: Int?) {
     let store = self.store
     let id = self.id

@@ -5,9 +5,11 @@ import Training
 
 /// One path a router can send a request to.
 public struct RoutePath: Codable, Equatable, Sendable {
+  /// The path's name, unique in its router (JSON `name`).
   public var name: String
   /// What a request on this path costs, in the admin's unit (nil: not given).
   public var cost: Double?
+  /// A path called `name`, costing `cost` per request (nil: not given).
   public init(name: String, cost: Double? = nil) {
     self.name = name
     self.cost = cost
@@ -36,16 +38,20 @@ struct RouterRecord: Codable, Equatable {
 
 /// One version of a router's classifier: its head, calibration, threshold and lineage.
 public struct RouterVersion: Codable, Equatable, Sendable {
+  /// Whether a version may serve (JSON `state`).
   public enum State: String, Codable, Sendable {
     /// Serving, or served before (rollback can return to it).
     case ready
     /// Not better than the active version on the held-out split; kept with the reason.
     case rejected
   }
+  /// The version number, from 1 (JSON `version`).
   public var version: Int
+  /// Ready or rejected (JSON `state`).
   public var state: RouterVersion.State
   /// The version that was active when this one was trained.
   public var parent: Int?
+  /// When it was trained (JSON `created`, ISO 8601).
   public var created: Date
   /// The encoder (model version) whose sentence embeddings the head reads.
   public var model: Int
@@ -74,18 +80,28 @@ public struct RouterVersion: Codable, Equatable, Sendable {
 public struct RouteLogEntry: Codable, Equatable, Sendable {
   /// What the router decided, when the entry is a logged decision.
   public struct Decision: Codable, Equatable, Sendable {
+    /// The path the request went to: the chosen one, or the escalation path (JSON `path`).
     public var path: String
+    /// The calibrated probability the threshold was compared with, 0–1 (JSON
+    /// `confidence`; see `RouteDecision.confidence`).
     public var confidence: Double
+    /// Whether the confidence was below the version's threshold, so the request went to the
+    /// escalation path (JSON `escalated`).
     public var escalated: Bool
+    /// The router version that decided (JSON `version`).
     public var version: Int
   }
+  /// The entry's id in the router's log, as `route` returns it (JSON `log_id`).
   public var logID: UInt64
+  /// When it was logged (JSON `time`, ISO 8601).
   public var time: Date
+  /// The request's text (JSON `input`).
   public var input: String
   /// The best path, when an admin gave it (an import line without an outcome).
   public var label: String?
   /// Outcomes recorded for this input, by path.
   public var outcomes: [String: RouteOutcome]
+  /// The decision, when the entry is a logged decision (JSON `decision`; null otherwise).
   public var decision: Decision?
 
   enum CodingKeys: String, CodingKey {

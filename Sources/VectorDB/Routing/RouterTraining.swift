@@ -40,11 +40,15 @@ public enum RouterTier: String, Codable, Sendable, CaseIterable {
 
 /// How `Router.train` trains, calibrates and picks the threshold.
 public struct RouterTrainingOptions: Sendable, Codable {
+  /// What to train: the head alone (default) or the head with LoRA adapters.
   public var tier = RouterTier.head
   /// Passes over the training examples.
   public var epochs = 100
+  /// Examples per step.
   public var batchSize = 32
+  /// AdamW's learning rate for the head.
   public var learningRate = 0.01
+  /// AdamW's decoupled weight decay for the head.
   public var weightDecay = 0.01
   /// Orders the batches and draws the held-out split and the bootstrap.
   public var seed: UInt64 = 42
@@ -66,6 +70,7 @@ public struct RouterTrainingOptions: Sendable, Codable {
   public var loraLearningRate = 1e-4
   /// LoRA tier: false trains exactly `loraEpochs` (tests), without the cross-validation.
   var chooseLoRAEpochs = true
+  /// The defaults: the head tier with the values above.
   public init() {}
 }
 
@@ -82,6 +87,7 @@ public enum RouterTrainingStage: Sendable {
 
 /// One threshold on the cost/quality curve, measured on the held-out split.
 public struct CostQualityPoint: Codable, Equatable, Sendable {
+  /// The confidence below which a request escalates.
   public var threshold: Double
   /// Share of requests sent to the escalation path.
   public var escalation: Double
@@ -93,7 +99,9 @@ public struct CostQualityPoint: Codable, Equatable, Sendable {
 
 /// The outcome of `Router.train`.
 public struct RouterTrainingReport: Codable, Sendable {
+  /// The candidate's version number (JSON `version`).
   public var version: Int
+  /// Whether the gate (or `force`) made it serve (JSON `activated`).
   public var activated: Bool
   /// The gate's verdict.
   public var reason: String
@@ -102,8 +110,12 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var classifier: String
   /// Inputs with a best path, per path; inputs whose log says nothing about the best path.
   public var examples: [String: Int]
+  /// Inputs the log says nothing about the best path of (JSON `unlabelled`).
   public var unlabelled: Int
+  /// Labelled inputs the classifier trained on (JSON `train_examples`).
   public var trainExamples: Int
+  /// Labelled inputs held out for the gate, calibration and threshold (JSON
+  /// `heldout_examples`).
   public var heldOutExamples: Int
   /// The held-out inputs (the gate, the calibration and the threshold are measured on them).
   public var heldOutInputs: [String]
@@ -111,8 +123,11 @@ public struct RouterTrainingReport: Codable, Sendable {
   /// active_macro_f1 or majority_macro_f1), ece_before, ece_after, temperature, threshold,
   /// escalation, quality, always_escalate_quality, never_escalate_quality.
   public var metrics: [String: Double]
+  /// The cost/quality curve on the held-out split, one point per threshold (JSON `curve`).
   public var curve: [CostQualityPoint]
+  /// Mean loss of each epoch, in order (JSON `losses`; empty for the closed-form classifiers).
   public var losses: [Double]
+  /// Wall-clock seconds the run took (JSON `seconds`).
   public var seconds: Double
 
   enum CodingKeys: String, CodingKey {

@@ -118,9 +118,13 @@ struct CollectionRecord: Codable, Equatable {
 /// A collection's vector space: dimension, metric, index parameters, and the model
 /// that embeds text (nil when the caller gives vectors).
 public struct VectorSettings: Codable, Equatable, Sendable {
+  /// Length of every vector (JSON `dimension`).
   public var dimension: Int
+  /// How vectors are compared: `cosine`, `dot` or `l2` (JSON `metric`).
   public var metric: Metric
+  /// The model version that embeds text (JSON `model`; nil: the caller gives vectors).
   public var model: Int?
+  /// The HNSW graph's construction parameters (JSON `index`).
   public var index: HNSWParameters
 
   /// Why `vector` cannot be stored in or searched with these settings, or nil: a wrong

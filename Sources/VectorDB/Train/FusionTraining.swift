@@ -8,11 +8,14 @@ import Training
 public struct FusionVersion: Codable, Sendable, Equatable {
   /// 1, 2, … per collection.
   public var version: Int
+  /// The weight of the dense scores in the convex fusion, 0 (keyword only) to 1 (dense only)
+  /// (JSON `alpha`).
   public var alpha: Double
   /// `ready` when the gate promoted it (or `force`), `rejected` otherwise.
   public var state: ModelInfo.State
   /// The version that served when it was fitted (nil: the default, α 0.5).
   public var parent: Int?
+  /// When it was fitted (JSON `created`, ISO 8601).
   public var created: Date
   /// How it was made: the data, the grid, the gate's verdict and the metrics.
   public var lineage: [String: JSONValue]
@@ -23,7 +26,10 @@ public struct FusionVersion: Codable, Sendable, Equatable {
 /// `collection.<id>.fusion`; the serving alpha is also in the text index's record, so
 /// a query reads no more than before.
 public struct FusionHistory: Codable, Sendable, Equatable {
+  /// Every version fitted, oldest first (JSON `versions`).
   public var versions: [FusionVersion] = []
+  /// The versions that served, in order of activation; the last serves, rollback drops it
+  /// (JSON `active`; empty: the default alpha serves).
   public var active: [Int] = []
 
   /// The serving version, nil for the default.

@@ -25,14 +25,19 @@ public struct TrainingOptions: Sendable, Codable {
     /// but the judged queries; stored as a fusion version of the collection.
     case fusion
   }
+  /// What the run trains (JSON `tier`; default `.full`).
   public var tier = Tier.full
   /// Passes over the pairs; nil: the tier's default (`defaultEpochs`).
   public var epochs: Int?
+  /// (Query, positive) pairs per step, each batch's other positives its in-batch negatives
+  /// (JSON `batch_size`; at least 2).
   public var batchSize = 32
   /// Peak learning rate; nil: the tier's default (2e-5 full, 1e-4 lora, 1e-3 adapter).
   public var learningRate: Double?
   /// Tokens per training sequence, 2 up to the model's maximum.
   public var maxSequenceLength = 128
+  /// Seeds the batch order, the gate's folds, its corpus sample and the bootstrap: the same
+  /// seed and data give the same run (JSON `seed`).
   public var seed: UInt64 = 42
   /// Mined hard negatives per (query, positive) pair (0–10).
   public var hardNegatives = 1
@@ -69,6 +74,7 @@ public struct TrainingOptions: Sendable, Codable {
   /// Rank of the LoRA tier's adapters (1–256); nil: 16 (alpha is twice the rank).
   public var loraRank: Int?
 
+  /// The defaults (docs/training.md says why each).
   public init() {}
 
   enum CodingKeys: String, CodingKey {
@@ -153,6 +159,7 @@ public struct TrainingData: Codable, Sendable {
   public var judgedQueries: Int
   /// Judged queries the final candidate trains on, and their (query, positive) pairs.
   public var trainQueries: Int
+  /// (Query, positive) pairs of those queries (JSON `train_pairs`).
   public var trainPairs: Int
   /// Hard negatives mined in all.
   public var negatives: Int
@@ -185,13 +192,19 @@ public struct TrainingData: Codable, Sendable {
 /// The gate's verdict: the mean change of nDCG@10 over the judged queries and its 95%
 /// paired-bootstrap interval.
 public struct GateVerdict: Codable, Sendable, Equatable {
+  /// Mean change of nDCG@10, candidate minus current, over the gate's queries (JSON `delta`).
   public var delta: Double
+  /// Lower end of the 95% paired-bootstrap interval of `delta` (JSON `ci_low`).
   public var ciLow: Double
+  /// Upper end of that interval (JSON `ci_high`).
   public var ciHigh: Double
+  /// The gate's queries: held out, or every judged query when cross-fitting (JSON `queries`).
   public var queries: Int
+  /// Whether the candidate was promoted: `ciLow` above zero, or `force` (JSON `promoted`).
   public var promoted: Bool
   /// "split" (a held-out share) or "cross_fit" (every judged query, out of fold).
   public var method: String
+  /// Folds: 1 for a split, k ≥ 2 when cross-fitting (JSON `folds`).
   public var folds: Int
   /// Full tier: documents the candidate embedded to judge (the pools), not the corpus.
   public var documentsEmbedded: Int
@@ -205,22 +218,37 @@ public struct GateVerdict: Codable, Sendable, Equatable {
   }
 }
 
-/// The outcome of `DocumentCollection.train`.
+/// The outcome of `DocumentCollection.train`: the candidate's version, the gate's verdict
+/// and why, the data it had, and the changes on the gate's queries.
+///
+/// ```swift
+/// let report = try docs.train()
+/// print(report.reason)   // "not promoted: nDCG@10 …" or "nDCG@10 improved: …"
+/// if report.promoted {
+///   print("v\(report.modelVersion) serves, generation \(report.generation ?? 0)")
+/// }
+/// for change in report.changes { print(change.ndcgBefore, "→", change.ndcgAfter, change.query) }
+/// ```
 public struct TrainingReport: Codable, Sendable {
+  /// The tier trained (JSON `tier`).
   public var tier: TrainingOptions.Tier
   /// The recipe the run used (a resumed run's is the one it started with).
   public var options: TrainingOptions
   /// The candidate's model version: an encoder, or a query adapter over the collection's
   /// encoder. A rejected full-tier candidate keeps only its lineage unless `keepRejected`.
   public var modelVersion: Int
+  /// Whether the candidate now serves: the gate said yes, or `force` (JSON `promoted`).
   public var promoted: Bool
   /// Why it was (not) promoted, in words.
   public var reason: String
+  /// The gate's verdict (JSON `gate`).
   public var gate: GateVerdict
   /// Gate-query metrics of the current and the candidate retriever (out of fold when
   /// cross-fitting).
   public var heldOutBefore: [String: Double]
+  /// Gate-query metrics of the candidate (JSON `heldout_after`; same keys as `heldout_before`).
   public var heldOutAfter: [String: Double]
+  /// What the log yielded: judged queries, pairs, negatives, folds (JSON `data`).
   public var data: TrainingData
   /// (query, positive) pairs the published candidate trained on.
   public var trainPairs: Int
@@ -230,8 +258,12 @@ public struct TrainingReport: Codable, Sendable {
   public var changes: [QueryChange]
   /// Full tier, promoted: the generation being built (`reembedded` says if it is active).
   public var generation: Int?
+  /// Full tier: whether the new generation was built and became active before `train` returned
+  /// (JSON `reembedded`; false with `waitForReembed` off, or when not promoted).
   public var reembedded: Bool
+  /// Seconds spent fitting candidates (JSON `training_seconds`).
   public var trainingSeconds: Double
+  /// Wall-clock seconds of the whole run: mining, fits, gate, publish (JSON `seconds`).
   public var seconds: Double
   /// Fusion tier: the fitted version (its alpha and lineage).
   public var fusion: FusionVersion?
@@ -253,10 +285,16 @@ public struct TrainingReport: Codable, Sendable {
 /// One gate query, before and after: its nDCG@10 and the rank of its best relevant
 /// document (nil: not in the top 100).
 public struct QueryChange: Codable, Sendable, Equatable {
+  /// The query text (JSON `query`).
   public var query: String
+  /// Its nDCG@10 with the current retriever (JSON `ndcg_before`).
   public var ndcgBefore: Double
+  /// Its nDCG@10 with the candidate (JSON `ndcg_after`).
   public var ndcgAfter: Double
+  /// Rank of its best relevant document before, from 1 (JSON `rank_before`; null: not in the
+  /// top 100).
   public var rankBefore: Int?
+  /// The same rank with the candidate (JSON `rank_after`; null: not in the top 100).
   public var rankAfter: Int?
 
   enum CodingKeys: String, CodingKey {
@@ -270,10 +308,15 @@ public struct QueryChange: Codable, Sendable, Equatable {
 
 /// A stage of `DocumentCollection.train`, for progress reports.
 public enum TrainingStage: Sendable {
+  /// Mining hard negatives: judged queries done of all.
   case mining(OperationProgress)
+  /// Ranking the gate's queries with the current retriever (or an adapter candidate):
+  /// queries done of all.
   case evaluating(OperationProgress)
   /// Fitting a candidate: `fold` of `folds` (the last is the published one when
   /// cross-fitting).
-  case training(TrainingProgress, fold: Int, folds: Int)
+  case training(FitProgress, fold: Int, folds: Int)
+  /// Embedding documents with a full-tier candidate: its gate pools, or the promoted
+  /// candidate's re-embed into a new generation. Documents done of all.
   case embedding(OperationProgress)
 }

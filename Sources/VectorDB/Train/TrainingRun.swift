@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 import Tensor
 import Training
 
@@ -15,9 +16,10 @@ struct MinedPair: Codable {
 /// A training run's data and progress, saved in the collection's meta record so that a
 /// killed run resumes on the same data (`resume`).
 ///
-/// Stages: judgements → folds → mining (`DocumentCollection.prepareRun`); then, per fold, fit →
-/// score the fold's queries; then the verdict and, if promoted, the published fit
-/// (`DocumentCollection.train`).
+/// Stages (`DocumentCollection.train`): judgements → folds → mining make the run
+/// (`prepareRun`, this file); then per fold a fit scored on the fold's queries
+/// (`fitFolds`, Train.swift); the verdict (`GateDecision`, Gate.swift); the published fit
+/// and its version (`publishedCandidate`, `publish`, Publish.swift).
 struct TrainingRun: Codable {
   var baseModel: Int
   /// The generation whose vectors the run mined with (and an adapter trains against).
@@ -202,5 +204,166 @@ extension DocumentCollection {
     var hash = FNV1a(seed: seed)
     hash.mix(bytes: text.utf8)
     return hash.value
+  }
+}
+
+// MARK: Run records
+
+extension DocumentCollection {
+  /// Refuses when another live process trains this collection; else records this one.
+  func claimTraining() throws {
+    let key = blobKey(.trainOwner)
+    let me = RunningProcess.current
+    try write { txn, _ in
+      if let bytes = try txn.get(schema.meta, key: key),
+        let owner = RunningProcess(String(decoding: bytes, as: UTF8.self)), owner != me,
+        owner.isAlive
+      {
+        throw VectorDBError.collectionBusy(
+          name: name, job: "a training run in process \(owner.pid)")
+      }
+      try txn.put(schema.meta, key: key, value: Array(me.description.utf8))
+    }
+    let inserted = Self.lock.withLock {
+      Self.training.insert("\(database.path)\u{0}\(name)").inserted
+    }
+    if !inserted {
+      throw VectorDBError.collectionBusy(name: name, job: "a training run in this process")
+    }
+  }
+
+  func releaseTraining() throws {
+    _ = Self.lock.withLock { Self.training.remove("\(database.path)\u{0}\(name)") }
+    let key = blobKey(.trainOwner)
+    try write { txn, _ in try txn.delete(schema.meta, key: key) }
+  }
+
+  /// Collections training in this process (a second `train` on one is refused).
+  nonisolated(unsafe) private static var training = Set<String>()
+  private static let lock = NSLock()
+
+  func dropRunRecords() throws {
+    try writeRunRecord(nil, dropping: [.trainCheckpoint, .trainRun, .trainFit])
+  }
+
+  /// Saves the run record; with `droppingCheckpoint`, drops the finished fit's checkpoint
+  /// in the same transaction.
+  func saveRun(_ run: TrainingRun, droppingCheckpoint: Bool = false) throws {
+    try writeRunRecord(
+      try JSONEncoder().encode(run),
+      dropping: droppingCheckpoint ? [.trainCheckpoint, .trainFit] : [])
+  }
+
+  /// One write transaction: `run` (if any) saved as the run record, the `dropping` records
+  /// deleted.
+  private func writeRunRecord(
+    _ run: Data?, dropping names: [CollectionMetaKey.Record]
+  ) throws {
+    let (runKey, keys) = (blobKey(.trainRun), names.map(blobKey))
+    let schema = self.schema
+    try storage {
+      try database.environment.write { txn in
+        for key in keys { try txn.delete(schema.meta, key: key) }
+        if let run { try txn.put(schema.meta, key: runKey, value: run) }
+      }
+    }
+  }
+
+  /// The vectors `plan`'s generation stores for documents `ids`, in one snapshot; ids
+  /// without a document or a vector are left out.
+  func storedVectors(_ ids: Set<String>, plan: IndexPlan) throws -> [String: [Float]] {
+    try read { txn in
+      var vectors: [String: [Float]] = [:]
+      for id in ids {
+        if let bytes = try txn.get(schema.docs, key: DocumentKey(collection: self.id, id: id)),
+          let vector = try plan.index.vector(of: DocumentRecord.row(of: bytes), in: txn)
+        {
+          vectors[id] = vector
+        }
+      }
+      return vectors
+    }
+  }
+
+  /// The texts of the documents `ids` that exist.
+  func documentTexts(_ ids: Set<String>) throws -> [String: String] {
+    try read { txn in
+      var texts: [String: String] = [:]
+      for id in ids {
+        if let bytes = try txn.get(schema.docs, key: DocumentKey(collection: self.id, id: id)) {
+          texts[id] = try DocumentRecord(bytes: bytes, path: database.path).text
+        }
+      }
+      return texts
+    }
+  }
+
+  func blobKey(_ record: CollectionMetaKey.Record) -> CollectionMetaKey {
+    CollectionMetaKey(collection: id, record: record)
+  }
+
+  func loadBlob(_ name: CollectionMetaKey.Record) throws -> Data? {
+    let key = blobKey(name)
+    return try read { txn in try txn.get(schema.meta, key: key).map { Data($0) } }
+  }
+
+  func saveBlob(_ name: CollectionMetaKey.Record, _ data: Data) throws {
+    let key = blobKey(name)
+    try storage {
+      try database.environment.write { txn in try txn.put(schema.meta, key: key, value: data) }
+    }
+  }
+}
+
+/// A process by id and start time, so that a recycled id or a zombie left by a killed
+/// run is not taken for the run itself.
+struct RunningProcess: Equatable, CustomStringConvertible {
+  var pid: Int32
+  /// Clock ticks after boot at which it started (`/proc/PID/stat` field 22; 0 elsewhere).
+  var started: UInt64
+
+  static var current: RunningProcess {
+    let pid = getpid()
+    return RunningProcess(pid: pid, started: startTime(pid) ?? 0)
+  }
+
+  /// "PID:START", as stored.
+  init?(_ text: String) {
+    let parts = text.split(separator: ":")
+    guard let pid = parts.first.flatMap({ Int32($0) }) else { return nil }
+    self.pid = pid
+    self.started = parts.count > 1 ? UInt64(parts[1]) ?? 0 : 0
+  }
+
+  init(pid: Int32, started: UInt64) {
+    self.pid = pid
+    self.started = started
+  }
+
+  var description: String { "\(pid):\(started)" }
+
+  /// Whether the process still runs (a zombie does not).
+  var isAlive: Bool {
+    #if os(Linux)
+      guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let fields = Self.fields(stat), fields.count > 19
+      else { return false }
+      return fields[0] != "Z" && fields[0] != "X" && UInt64(fields[19]) == started
+    #else
+      return kill(pid, 0) == 0 || errno == EPERM
+    #endif
+  }
+
+  private static func startTime(_ pid: Int32) -> UInt64? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let fields = fields(stat), fields.count > 19
+    else { return nil }
+    return UInt64(fields[19])
+  }
+
+  /// The fields after the command name (which may hold spaces and parentheses).
+  private static func fields(_ stat: String) -> [Substring]? {
+    guard let end = stat.lastIndex(of: ")") else { return nil }
+    return stat[stat.index(after: end)...].split(separator: " ")
   }
 }
