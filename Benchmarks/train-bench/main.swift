@@ -4,7 +4,7 @@
 //
 //   swift run -c release train-bench [--steps N] [--negatives 0|1|2|3] [--batch 32]
 //       [--epochs 1] [--mini-batch N] [--evaluate] [--dataset DIR] [--model DIR]
-//       [--tier full|adapter]
+//       [--tier full|adapter] [--max-seq-length 128] [--lr 2e-5]
 //
 // --steps N   time N steps (after two untimed ones) and extrapolate an epoch; without it,
 //             train every epoch and time each.
@@ -43,6 +43,8 @@ struct Options: ParsableCommand {
   @Option(help: "The run's seed.") var seed: UInt64 = 42
   @Option(name: .customLong("max-seq-length"), help: "Tokens per text.")
   var maxSequenceLength = 128
+  @Option(name: .customLong("lr"), help: "Peak learning rate of the encoder.")
+  var learningRate = 2e-5
 
   var adapter: Bool { tier == .adapter }
   var evaluateBefore: Bool { !skipEvaluationBefore }
@@ -55,6 +57,7 @@ struct Options: ParsableCommand {
     ] where value < 0 {
       throw ValidationError("\(name): \(value) is not a count")
     }
+    guard learningRate > 0 else { throw ValidationError("--lr must be positive") }
   }
 }
 
@@ -305,6 +308,7 @@ var configuration = TrainingConfiguration()
 configuration.batchSize = options.batch
 configuration.epochs = options.epochs ?? 1
 configuration.miniBatchSize = options.miniBatch
+configuration.learningRate = options.learningRate
 configuration.seed = options.seed
 let trainer = try EncoderTrainer(
   parameters: try EncoderParameters(model), examples: examples, configuration: configuration)
