@@ -44,11 +44,14 @@ struct Train: ParsableCommand {
       "losses": […], "generation", "reembedded", "seconds", …}
       """)
 
+  /// The library's recipe: the flags' defaults are its fields, so they live in one place.
+  private static let defaults = TrainingOptions()
+
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Option(help: "Passes over the training pairs (default: 3 full and lora, 10 adapter).")
   var epochs: Int?
-  @Option(help: "Pairs per step (in-batch negatives).") var batchSize = 32
+  @Option(help: "Pairs per step (in-batch negatives).") var batchSize = defaults.batchSize
   @Option(
     help: "GradCache mini-batch: embed a step's batch in chunks of N (same result, less memory).")
   var miniBatch: Int?
@@ -61,22 +64,22 @@ struct Train: ParsableCommand {
   var tier = TrainingOptions.Tier.full
   @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
-  var maxSeqLength = 128
-  @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = 1
+  var maxSeqLength = defaults.maxSequenceLength
+  @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = defaults.hardNegatives
   @Option(help: "Ranked candidates looked at per query when mining negatives.")
-  var miningDepth = 200
+  var miningDepth = defaults.miningDepth
   @Option(help: "Gate folds: 1 a held-out split, 2+ cross-fitting (default: automatic).")
   var folds: Int?
   @Option(help: "With a held-out split: the share of judged queries held out.")
-  var heldOut = 0.2
+  var heldOut = defaults.heldOutFraction
   @Option(help: "Documents per gate query a full-tier candidate re-scores (its pool).")
-  var gatePool = 100
+  var gatePool = defaults.gatePool
   @Option(help: "Random documents of the corpus added to every pool (catches wild rankings).")
-  var gateSample = 200
+  var gateSample = defaults.gateSample
   @Option(help: "Documents per transaction when a promoted candidate re-embeds the corpus.")
-  var reembedBatchSize = 256
-  @Option(help: "Random seed (batches, dropout, folds).") var seed: UInt64 = 42
-  @Option(help: "Save a checkpoint every N steps.") var checkpointEvery = 20
+  var reembedBatchSize = defaults.reembedBatchSize
+  @Option(help: "Random seed (batches, dropout, folds).") var seed = defaults.seed
+  @Option(help: "Save a checkpoint every N steps.") var checkpointEvery = defaults.checkpointEvery
   @Flag(help: "Continue the last interrupted run.") var resume = false
   @Flag(help: "Show the mined data and what the gate can tell; train nothing.") var dryRun = false
   @Flag(help: "Promote even if the gate says no.") var force = false
