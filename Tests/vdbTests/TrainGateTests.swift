@@ -29,6 +29,20 @@ final class TrainGateTests: ShellTestCase {
     XCTAssertEqual(small.metrics["ndcg@10"]!, full.metrics["ndcg@10"]!, accuracy: 1e-6)
   }
 
+  /// `vdb train` with no flags trains on the library's recipe: the dry run mines what
+  /// `TrainingOptions()` mines, several hard negatives per pair.
+  func testTheShellsDefaultsAreTheLibrarysRecipe() throws {
+    let collection = try SciFactSlice.make(database: db)
+    let library = try collection.trainingData(options: TrainingOptions())
+    let dryRun = try Shell.vdb(["train", "-c", "s", "--dry-run", "--json", "--db", db])
+    XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+    let shell = try JSONDecoder().decode(TrainingData.self, from: Data(dryRun.stdout.utf8))
+    XCTAssertEqual(shell.trainPairs, library.trainPairs)
+    XCTAssertEqual(shell.negatives, library.negatives)
+    XCTAssertGreaterThan(
+      shell.negatives, shell.trainPairs, "more than one mined negative per pair on average")
+  }
+
   func testFoldsCoverEveryQueryOnceAndDependOnlyOnTextAndSeed() {
     let texts = (0..<103).map { "query \($0)" }
     let folds = DocumentCollection.folds(of: texts, count: 5, heldOutFraction: 0.2, seed: 7)
