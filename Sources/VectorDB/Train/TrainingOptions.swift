@@ -40,7 +40,7 @@ public struct TrainingOptions: Sendable, Codable {
   /// seed and data give the same run (JSON `seed`).
   public var seed: UInt64 = 42
   /// Mined hard negatives per (query, positive) pair (0–10).
-  public var hardNegatives = 3
+  public var hardNegatives = 1
   /// Share of judged queries held out for the gate when it uses a plain split.
   public var heldOutFraction = 0.2
   /// Gate folds: 1 is a plain split (`heldOutFraction`); k ≥ 2 cross-fits (every judged
