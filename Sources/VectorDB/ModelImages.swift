@@ -29,11 +29,12 @@ struct ModelImages {
     return ((directory as NSString).appendingPathComponent(hash + ".image"), identity)
   }
 
-  /// Writes `encoder`'s image when the directory exists or can be made (never through a
-  /// symbolic link). Best effort: an image is an optimisation, so failing to write one
-  /// (read-only media, a full disk) is not an error; the next load tries again.
-  func write(_ encoder: SentenceEncoder, weightsHash hash: String) {
-    guard writable, let image = image(forWeightsHash: hash) else { return }
+  /// Writes `encoder`'s weights as `image` (from ``image(forWeightsHash:)``) when the
+  /// directory exists or can be made (never through a symbolic link). Best effort: an
+  /// image is an optimisation, so failing to write one (read-only media, a full disk) is
+  /// not an error; the next load tries again.
+  func write(_ encoder: SentenceEncoder, as image: (path: String, identity: UInt64)) {
+    guard writable else { return }
     if mkdir(directory, 0o700) != 0 && errno != EEXIST { return }
     var status = stat()
     guard lstat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else { return }

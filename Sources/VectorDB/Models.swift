@@ -242,8 +242,9 @@ struct ModelStore {
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
-    let hash = try info(version, in: txn)?.weightsHash ?? ""
-    if let image = images?.image(forWeightsHash: hash),
+    let stored = try info(version, in: txn)
+    let image = stored.flatMap { images?.image(forWeightsHash: $0.weightsHash) }
+    if let image,
       let encoder = try? SentenceEncoder(
         settings: settings, vocabulary: vocabulary, image: image.path, identity: image.identity,
         source: source)
@@ -252,26 +253,24 @@ struct ModelStore {
     }
     // The checksum and then each tensor's copy drop the map's pages they have read, so
     // the weights are resident about once, not twice, even while they load.
-    try checkWeights(version, weightBytes, path: path, in: txn)
+    if let stored { try checkWeights(stored, weightBytes, path: path) }
     // Then the whole value once more: what was read beside the tensors (the header, the
     // pages read ahead around each tensor) leaves too.
     defer { MappedPages.release(weightBytes) }
     let encoder = try SafeTensors.withBytes(weightBytes, source: source, releasingPages: true) {
       try SentenceEncoder(settings: settings, vocabulary: vocabulary, weights: $0, source: source)
     }
-    images?.write(encoder, weightsHash: hash)
+    if let image { images?.write(encoder, as: image) }
     return encoder
   }
 
-  /// Checks the stored weights of `version` against the checksum recorded with them.
+  /// Checks the stored weights of the version `info` describes against the checksum
+  /// recorded with them.
   /// Reads them in chunks, each mapped in with one call and dropped from this process
   /// once checked, so a large model is never resident twice (map and copy).
   ///
   /// - Throws: `VectorDBError.damaged` naming the version when they differ.
-  func checkWeights(
-    _ version: Int, _ bytes: UnsafeRawBufferPointer, path: String, in txn: Transaction
-  ) throws {
-    guard let info = try info(version, in: txn) else { return }
+  func checkWeights(_ info: ModelInfo, _ bytes: UnsafeRawBufferPointer, path: String) throws {
     let sound: Bool
     if let checksum = info.weightsChecksum {
       var crc: UInt32 = 0
@@ -290,7 +289,8 @@ struct ModelStore {
     guard sound, bytes.count == info.weightsBytes else {
       throw VectorDBError.damaged(
         path: path,
-        detail: "the weights of model version \(version) fail their checksum (\(bytes.count) bytes)"
+        detail:
+          "the weights of model version \(info.version) fail their checksum (\(bytes.count) bytes)"
       )
     }
   }
@@ -302,7 +302,7 @@ struct ModelStore {
       throw VectorDBError.damaged(
         path: path, detail: "model version \(version) has no adapter matrix")
     }
-    try checkWeights(version, bytes, path: path, in: txn)
+    if let stored = try info(version, in: txn) { try checkWeights(stored, bytes, path: path) }
     guard
       let tensor = try SafeTensors.withBytes(bytes, source: source, { try $0.floatTensors() })[
         Self.adapterTensor],

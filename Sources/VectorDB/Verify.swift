@@ -114,7 +114,7 @@ extension Database {
           }
           let weights = try store.blob(
             info.version, info.kind == .encoder ? .weights : .adapter, in: txn)!
-          try store.checkWeights(info.version, weights, path: path, in: txn)
+          try store.checkWeights(info, weights, path: path)
         }
       }
     }
