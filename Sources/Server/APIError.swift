@@ -81,10 +81,13 @@ struct APIError: Error {
     case .invalidVector: (status, code) = (.badRequest, "invalid_vector")
     case .invalidInput: (status, code) = (.badRequest, "invalid_input")
     case .invalidModel: (status, code) = (.badRequest, "invalid_model")
-    case .unsupported, .notAvailable, .modelUnsuitable:
+    case .routerNotFound: (status, code) = (.notFound, "router_not_found")
+    case .notAvailable, .modelUnsuitable, .routerNotAvailable:
       (status, code) = (.badRequest, "unsupported")
+    case .routerVersionWithoutWeights: (status, code) = (.conflict, "version_without_weights")
     case .concurrentChange: (status, code) = (.conflict, "concurrent_change")
     case .notEnoughJudgements: (status, code) = (.badRequest, "not_enough_judgements")
+    case .notEnoughExamples: (status, code) = (.badRequest, "not_enough_examples")
     case .nothingToResume: (status, code) = (.badRequest, "nothing_to_resume")
     case .databaseNotFound: (status, code) = (.internalServerError, "database_not_found")
     case .notADatabase: (status, code) = (.internalServerError, "not_a_database")

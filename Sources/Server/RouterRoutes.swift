@@ -83,7 +83,7 @@ extension Routes {
       let name = try context.parameters.require("router")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       let arguments = try routerTrainArguments(body)
-      _ = try await blocking { try openRouter(name) }
+      _ = try await blocking { try database.router(name) }
       return try await startJob(
         "route-train", .router(name), ["route", "train", "-r", name] + arguments)
     }
@@ -119,20 +119,11 @@ extension Routes {
     }
   }
 
-  /// The router named in the path, opened on the thread pool.
+  /// The router named in the path, opened on the thread pool (404 `router_not_found` for a
+  /// name no router has).
   private func routerNamed(_ context: Context) throws -> @Sendable () throws -> VectorDB.Router {
     let name = try context.parameters.require("router")
-    return { try openRouter(name) }
-  }
-
-  /// - Throws: 404 `router_not_found` for a name no router has.
-  private func openRouter(_ name: String) throws -> VectorDB.Router {
-    guard try database.routerNames().contains(name) else {
-      throw APIError(
-        status: .notFound, code: "router_not_found",
-        message: "no router named \"\(name)\" (GET /routers lists them)")
-    }
-    return try database.router(name)
+    return { try database.router(name) }
   }
 
   /// `"paths"`: `[{"name": "faq", "cost": 1}, …]` (cost optional).

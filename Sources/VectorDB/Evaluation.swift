@@ -76,7 +76,7 @@ extension DocumentCollection {
   ///   - perQuery: keep each query's metrics in the report.
   ///   - mode, fusion: how the queries search (nil: the collection's default mode).
   ///
-  /// - Throws: `VectorDBError.notAvailable` (or `.unsupported`) for a mode the collection
+  /// - Throws: `VectorDBError.notAvailable` for a mode the collection
   ///   cannot serve; the errors of `query`; what `progress` throws.
   public func evaluate(
     queries: [String: String], qrels: [String: [String: Int]], exact: Bool = false, ef: Int = 64,

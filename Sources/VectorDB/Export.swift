@@ -13,6 +13,8 @@ public struct ExportedDocument: Codable, Equatable, Sendable {
   public var vector: [Float]?
 
   /// Leaves `vector` out when nil, in any encoder: a line reads back as it was.
+  ///
+  /// - Throws: what `encoder` throws (`EncodingError` for a value it cannot encode).
   public func encode(to encoder: Encoder) throws {
     var container = encoder.container(keyedBy: CodingKeys.self)
     try container.encode(id, forKey: .id)

@@ -126,7 +126,7 @@ extension DocumentCollection {
   ///     try docs.feedback(logID: result.logID!, documentID: result.hits[0].id)
   ///
   /// - Throws: `VectorDBError.notAvailable` for a mode the collection cannot serve
-  ///   (dense without a model), `.unsupported` for keyword without a text index;
+  ///   (dense without a model, keyword without a text index);
   ///   `.invalidInput` for an empty text in keyword mode.
   public func query(
     text: String, k: Int = 10, filter: Filter? = nil, ef: Int = 64, exact: Bool = false,

@@ -42,8 +42,17 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   /// Another writer changed the collection while a long operation ran (a generation
   /// dropped or replaced under a re-embed job): `detail` says what; run it again.
   case concurrentChange(collection: String, detail: String)
-  /// What no other case says (the router's refusals). New code should add a case.
-  case unsupported(String)
+  /// No router named `name` (none was created, or it was deleted meanwhile).
+  case routerNotFound(String)
+  /// The router lacks what the operation needs (an active version, an earlier version to
+  /// roll back to, an escalation path, an encoder to train with): `reason` says which,
+  /// after the router's name.
+  case routerNotAvailable(router: String, reason: String)
+  /// A router version rejected by the gate whose weights were not kept (a LoRA-tier one).
+  case routerVersionWithoutWeights(router: String, version: Int)
+  /// Training a router needs `needed` inputs whose best path is known on every path;
+  /// `short` holds the paths that have fewer, with how many they have.
+  case notEnoughExamples(router: String, short: [String: Int], needed: Int)
   /// Bad input data: `source` is a file name or "argument", `line` is 1-based.
   case invalidInput(source: String, line: Int?, reason: String)
   /// The storage engine failed (disk full, permissions, …).
@@ -90,8 +99,20 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "model version \(version) \(reason)"
     case .concurrentChange(let collection, let detail):
       return "collection \"\(collection)\" changed during the operation: \(detail)"
-    case .unsupported(let reason):
-      return reason
+    case .routerNotFound(let name):
+      return "no router named \"\(name)\""
+    case .routerNotAvailable(let router, let reason):
+      return "router \"\(router)\" \(reason)"
+    case .routerVersionWithoutWeights(let router, let version):
+      return "router \"\(router)\" version \(version) was rejected and its weights were not kept"
+        + " (a LoRA-tier version keeps its lineage only)"
+    case .notEnoughExamples(let router, let short, let needed):
+      let paths = short.sorted { $0.key < $1.key }.map { path, count in
+        "path \"\(path)\" has \(count) (\(needed - count) more needed)"
+      }
+      return "too few examples to train router \"\(router)\": "
+        + paths.joined(separator: ", ")
+        + "; training needs at least \(needed) inputs per path whose best path is known"
     case .invalidDocument(let id, let reason):
       return "document \"\(id)\": \(reason)"
     case .invalidInput(let source, let line, let reason):
@@ -133,6 +154,11 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "log queries and say which document was right: `vdb feedback LOG_ID DOC_ID`,"
         + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
     case .nothingToResume: return "start a new run without --resume"
+    case .routerNotFound: return "`vdb route list` lists the routers"
+    case .routerVersionWithoutWeights:
+      return "train again with --force to serve such a version"
+    case .notEnoughExamples:
+      return "label inputs with `vdb route import`, or record outcomes with `vdb route log`"
     case .storage(let error) where error.code == EACCES || error.code == EROFS:
       return
         "the database is read-only here (permissions or read-only media): it can be read, not written"

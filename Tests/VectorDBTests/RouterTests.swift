@@ -151,6 +151,9 @@ final class RouterTests: XCTestCase {
       }
     }
     XCTAssertThrowsError(try router.train()) { error in
+      guard case VectorDBError.notEnoughExamples(router.name, _, 5) = error else {
+        return XCTFail("\(error)")
+      }
       let text = "\(error)"
       XCTAssertTrue(text.contains(#"path "storage" has 3 (2 more needed)"#), text)
       XCTAssertTrue(text.contains(#"path "general" has 0 (5 more needed)"#), text)
@@ -210,7 +213,12 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(try router.rollback(), 1)
     (versions, active) = try router.versions()
     XCTAssertEqual(active, 1)
-    XCTAssertThrowsError(try router.rollback())
+    XCTAssertThrowsError(try router.rollback()) { error in
+      guard case VectorDBError.routerNotAvailable(router.name, let reason) = error else {
+        return XCTFail("\(error)")
+      }
+      XCTAssertTrue(reason.contains("no earlier version"), reason)
+    }
 
     let evaluation = try router.evaluate(path: Self.tools + "/route-test.jsonl")
     XCTAssertEqual(evaluation.examples, 36)
@@ -278,10 +286,10 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(again.metrics["stored_bytes"], 0)
     XCTAssertEqual(try reopened.versions().versions.map(\.state), [.ready, .rejected])
     XCTAssertThrowsError(try reopened.activate(version: 2)) { error in
-      guard case VectorDBError.unsupported(let reason) = error else {
-        return XCTFail("\(error)")
-      }
-      XCTAssert(reason.contains("weights were not kept"), reason)
+      XCTAssertEqual(
+        error as? VectorDBError,
+        .routerVersionWithoutWeights(router: reopened.name, version: 2))
+      XCTAssert("\(error)".contains("weights were not kept"), "\(error)")
     }
     XCTAssertEqual(try reopened.versions().active, 1)
   }

@@ -41,7 +41,16 @@ final class ErrorWalkTests: XCTestCase {
       .user
     ),
     (.invalidVector(reason: "row 3 holds NaN"), ["row 3"], .user),
-    (.unsupported("a text query on collection \"v\""), ["\"v\""], .user),
+    (.routerNotFound("support"), ["\"support\""], .user),
+    (
+      .routerNotAvailable(router: "support", reason: "has no earlier version to roll back to"),
+      ["\"support\"", "earlier version"], .user
+    ),
+    (.routerVersionWithoutWeights(router: "support", version: 3), ["\"support\"", "3"], .user),
+    (
+      .notEnoughExamples(router: "support", short: ["faq": 3, "agent": 0], needed: 8),
+      ["\"support\"", "\"faq\" has 3 (5 more needed)", "\"agent\" has 0 (8 more needed)"], .user
+    ),
     (.notAvailable(collection: "v", reason: "has no vectors"), ["\"v\"", "no vectors"], .user),
     (
       .modelUnsuitable(version: 4, reason: "is an encoder, not an adapter"), ["4", "encoder"], .user
@@ -87,7 +96,10 @@ final class ErrorWalkTests: XCTestCase {
     case .modelInUse: return "modelInUse"
     case .invalidModel: return "invalidModel"
     case .invalidVector: return "invalidVector"
-    case .unsupported: return "unsupported"
+    case .routerNotFound: return "routerNotFound"
+    case .routerNotAvailable: return "routerNotAvailable"
+    case .routerVersionWithoutWeights: return "routerVersionWithoutWeights"
+    case .notEnoughExamples: return "notEnoughExamples"
     case .notAvailable: return "notAvailable"
     case .modelUnsuitable: return "modelUnsuitable"
     case .concurrentChange: return "concurrentChange"
@@ -109,7 +121,7 @@ final class ErrorWalkTests: XCTestCase {
   }
 
   func testEveryVectorDBErrorNamesWhatAndWhereWithItsExitCode() {
-    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 23, "a sample per case")
+    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 26, "a sample per case")
     for (error, names, code) in samples {
       let message = error.description
       assertOneLine(message, Self.caseName(error))

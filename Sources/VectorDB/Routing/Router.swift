@@ -39,7 +39,7 @@ public final class Router: @unchecked Sendable {
   /// Reads the router's record as stored now.
   func storedRecord(in txn: Transaction) throws -> RouterRecord {
     guard let record = try store.record(name, in: txn) else {
-      throw VectorDBError.unsupported("router \"\(name)\" was deleted")
+      throw VectorDBError.routerNotFound(name)
     }
     return record
   }
@@ -237,7 +237,7 @@ public final class Router: @unchecked Sendable {
 
   /// The router's name, paths, escalation path and active version.
   ///
-  /// - Throws: `VectorDBError.unsupported` when the router was deleted; `.storage`,
+  /// - Throws: `VectorDBError.routerNotFound` when the router was deleted; `.storage`,
   ///   `.damaged`.
   public func summary() throws -> Summary {
     Summary(name: name, paths: paths, escalation: escalation, active: try versions().active)
@@ -360,14 +360,12 @@ extension Database {
 
   /// The router named `name`.
   ///
-  /// - Throws: `VectorDBError.invalidInput` when there is none.
+  /// - Throws: `VectorDBError.routerNotFound` when there is none; `.storage`.
   public func router(_ name: String) throws -> Router {
     let store = schema.routing
     guard let record = try storage({ try environment.read { try store.record(name, in: $0) } })
     else {
-      throw VectorDBError.invalidInput(
-        source: "router", line: nil,
-        reason: "no router named \"\(name)\" (`vdb route list` lists them)")
+      throw VectorDBError.routerNotFound(name)
     }
     return Router(database: self, record: record)
   }

@@ -74,13 +74,14 @@ extension Router {
   /// Evaluates the active version on a file in the import format (lines with the best path,
   /// or outcomes; merged by input as the log is). Nothing is logged.
   ///
-  /// - Throws: what `importJSONL` throws for a bad file; `.unsupported` without an active
-  ///   version or when no input of the file has a best path.
+  /// - Throws: what `importJSONL` throws for a bad file, and `.invalidInput` when no input
+  ///   of the file has a best path; `.routerNotAvailable` without an active version;
+  ///   `.routerNotFound` when the router was deleted.
   public func evaluate(path file: String) throws -> RouterEvaluation {
     let examples = merge(try entries(fromJSONL: file))
     guard examples.contains(where: { $0.best != nil }) else {
-      throw VectorDBError.unsupported(
-        "\(file): no input has a best path (a label or a good outcome)")
+      throw VectorDBError.invalidInput(
+        source: file, line: nil, reason: "no input has a best path (a label or a good outcome)")
     }
     let served = try activeVersion()
     let probabilities = served.probabilities(examples.map(\.input))

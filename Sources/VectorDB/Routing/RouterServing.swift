@@ -82,12 +82,13 @@ extension Router {
 
   /// The version that serves now.
   ///
-  /// - Throws: `VectorDBError.unsupported` when none has been trained and activated.
+  /// - Throws: `VectorDBError.routerNotAvailable` when none has been trained and activated.
   func activeVersion() throws -> ServedVersion {
     let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     guard let active = record.active else {
-      throw VectorDBError.unsupported(
-        "router \"\(name)\" has no active version yet: train one with `vdb route train -r \(name)`")
+      throw VectorDBError.routerNotAvailable(
+        router: name,
+        reason: "has no active version yet: train one with `vdb route train -r \(name)`")
     }
     if let cached = versionCache.value(active) { return cached }
     guard let version = try loadVersion(active) else {
@@ -103,8 +104,9 @@ extension Router {
   /// `log_id`; the entries are committed in the background (see `LogWriter`), so routing
   /// never waits for the writer lock nor pays an fsync.
   ///
-  /// - Throws: `VectorDBError.unsupported` when the router has no active version;
-  ///   `.invalidInput` for an empty input (nothing is logged then).
+  /// - Throws: `VectorDBError.routerNotAvailable` when the router has no active version;
+  ///   `.invalidInput` for an empty input (nothing is logged then); `.routerNotFound` when
+  ///   the router was deleted.
   public func route(_ inputs: [String], log: Bool = true) throws -> [RouteDecision] {
     for (index, input) in inputs.enumerated()
     where input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
@@ -140,7 +142,7 @@ extension Router {
 
   /// Every version, oldest first, and which one serves.
   ///
-  /// - Throws: `VectorDBError.unsupported` when the router was deleted; `.storage`,
+  /// - Throws: `VectorDBError.routerNotFound` when the router was deleted; `.storage`,
   ///   `.damaged` (an unreadable version).
   public func versions() throws -> (versions: [RouterVersion], active: Int?) {
     let store = self.store
@@ -158,8 +160,9 @@ extension Router {
 
   /// Makes `version` serve (a rejected one too: the admin overrides the gate).
   ///
-  /// - Throws: `VectorDBError.invalidInput` for an unknown version; `.unsupported` for a
-  ///   rejected LoRA-tier version, whose weights were not kept.
+  /// - Throws: `VectorDBError.invalidInput` for an unknown version;
+  ///   `.routerVersionWithoutWeights` for a rejected LoRA-tier version, whose weights were
+  ///   not kept; `.routerNotFound` when the router was deleted.
   public func activate(version: Int) throws {
     try changeHistory { record, store, txn in
       guard var info = try store.version(router: record.id, version, in: txn) else {
@@ -167,9 +170,7 @@ extension Router {
           source: "router \"\(name)\"", line: nil, reason: "no version \(version)")
       }
       guard try store.parameters(router: record.id, version: version, in: txn) != nil else {
-        throw VectorDBError.unsupported(
-          "router \"\(name)\" version \(version) was rejected and its weights were not kept (a LoRA-tier version keeps its lineage only); train again with --force to serve such a version"
-        )
+        throw VectorDBError.routerVersionWithoutWeights(router: name, version: version)
       }
       info.state = .ready
       try store.put(info, router: record.id, in: txn)
@@ -179,13 +180,14 @@ extension Router {
 
   /// Undoes the last activation: the version that served before serves again. Returns it.
   ///
-  /// - Throws: `VectorDBError.unsupported` when fewer than two versions were activated.
+  /// - Throws: `VectorDBError.routerNotAvailable` when fewer than two versions were
+  ///   activated; `.routerNotFound` when the router was deleted.
   @discardableResult
   public func rollback() throws -> Int {
     try changeHistory { record, _, _ in
       guard record.history.count >= 2 else {
-        throw VectorDBError.unsupported(
-          "router \"\(name)\" has no earlier version to roll back to")
+        throw VectorDBError.routerNotAvailable(
+          router: name, reason: "has no earlier version to roll back to")
       }
       record.history.removeLast()
     }

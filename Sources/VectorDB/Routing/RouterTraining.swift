@@ -167,19 +167,20 @@ extension Router {
   /// Nothing is written until the end, in one transaction: a run that is killed leaves the
   /// active version serving.
   ///
-  /// - Throws: `VectorDBError.unsupported` when a path has fewer than `minimumPerPath`
-  ///   examples (saying how many more are needed), when there is no encoder, or when a target
-  ///   is given without an escalation path; `.invalidInput` when the target cannot be met on
-  ///   the held-out split (naming the closest it can reach). Nothing is written then.
+  /// - Throws: `VectorDBError.notEnoughExamples` when a path has fewer than `minimumPerPath`
+  ///   examples (saying how many more are needed); `.routerNotAvailable` when there is no
+  ///   encoder, or when a target is given without an escalation path; `.invalidInput` when
+  ///   the target cannot be met on the held-out split (naming the closest it can reach);
+  ///   `.routerNotFound` when the router was deleted. Nothing is written then.
   public func train(
     options: RouterTrainingOptions = RouterTrainingOptions(),
     progress: ((RouterTrainingStage) throws -> Void)? = nil
   ) throws -> RouterTrainingReport {
     let start = Date()
     if options.maxEscalation != nil || options.minQuality != nil, escalation == nil {
-      throw VectorDBError.unsupported(
-        "router \"\(name)\" has no escalation path, so a threshold target cannot be met; create it with one"
-      )
+      throw VectorDBError.routerNotAvailable(
+        router: name,
+        reason: "has no escalation path, so a threshold target cannot be met; create it with one")
     }
     let all = try examples()
     let labelled = all.filter { $0.best != nil }
@@ -192,16 +193,15 @@ extension Router {
     }
     let short = paths.indices.filter { counts[$0] < options.minimumPerPath }
     if !short.isEmpty {
-      throw VectorDBError.unsupported(
-        "too few examples to train router \"\(name)\": "
-          + short.map {
-            "path \"\(paths[$0].name)\" has \(counts[$0]) (\(options.minimumPerPath - counts[$0]) more needed)"
-          }.joined(separator: ", ")
-          + "; training needs at least \(options.minimumPerPath) inputs per path whose best path is known"
-      )
+      throw VectorDBError.notEnoughExamples(
+        router: name,
+        short: Dictionary(uniqueKeysWithValues: short.map { (paths[$0].name, counts[$0]) }),
+        needed: options.minimumPerPath)
     }
     guard let model = try database.defaultModelVersion() else {
-      throw VectorDBError.unsupported("the database has no encoder: run `vdb init` first")
+      throw VectorDBError.routerNotAvailable(
+        router: name, reason: "cannot be trained: the database has no encoder; run `vdb init` first"
+      )
     }
 
     // Stratified split: per path, the inputs whose hash comes first are held out.

@@ -89,7 +89,7 @@ extension DocumentCollection {
   /// holds raw counts, so nothing is rebuilt).
   ///
   /// - Throws: `VectorDBError.invalidInput` for k1 < 0 or b outside [0, 1];
-  ///   `.unsupported` for a collection of given vectors (it has no text index).
+  ///   `.notAvailable` for a collection of given vectors (it has no text index).
   public func setBM25(_ bm25: BM25) throws {
     guard bm25.isValid else {
       throw VectorDBError.invalidInput(
@@ -113,8 +113,10 @@ extension DocumentCollection {
   }
 
   var noTextIndex: VectorDBError {
-    .unsupported(
-      "collection \"\(name)\" has no text index (given vectors only, or created without one): search it with --mode dense"
+    .notAvailable(
+      collection: name,
+      reason:
+        "has no text index (given vectors only, or created without one): search it with --mode dense"
     )
   }
 
