@@ -108,6 +108,38 @@ static inline int32_t load_pair(const int16_t *p) {
   return v;
 }
 
+// One tile: `nr` rows × one panel, `nr` ≤ the ISA's tile height.
+typedef void tile_t(const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+                    const float *scale, const float *bias, float *y, int ldy, unsigned mask);
+
+// What every ISA's block does around its tile: each panel of columns [lo, hi), `tall` ≤ 8
+// rows at a time. Inlined into each ISA's block with `tile` and `tall` constants, so each
+// case inlines the tile with its row count a constant (its sums stay in registers), and
+// the cases past `tall` fold away.
+static inline __attribute__((always_inline)) void over_panels(
+    tile_t tile, const int tall, int rows, int kb, const int16_t *xq, const float *xs,
+    packed_t p, int lo, int hi, const float *bias, float *y, int ldy) {
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
+    const unsigned mask = lanes(panel, lo, hi);
+    const size_t unit = (size_t)panel * kb;
+    const int8_t *w = p.w + unit * PANEL * BLOCK;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += tall) {
+      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
+      const float *sr = xs + (size_t)r * kb;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+#define TILE(n)                                                                             \
+  case n:                                                                                   \
+    if (n <= tall) tile(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);       \
+    break;
+      switch (rows - r < tall ? rows - r : tall) {
+        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
+      }
+#undef TILE
+    }
+  }
+}
+
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -145,25 +177,7 @@ VNNI static inline __attribute__((always_inline)) void tile_vnni(
 
 VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
                             int lo, int hi, const float *bias, float *y, int ldy) {
-  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
-    const unsigned mask = lanes(panel, lo, hi);
-    const size_t unit = (size_t)panel * kb;
-    const int8_t *w = p.w + unit * PANEL * BLOCK;
-    const float *b = bias ? bias + panel * PANEL : NULL;
-    for (int r = 0; r < rows; r += 8) {
-      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
-      const float *sr = xs + (size_t)r * kb;
-      float *yr = y + (size_t)r * ldy + panel * PANEL;
-#define TILE(n)                                                                             \
-  case n:                                                                                   \
-    tile_vnni(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
-    break;
-      switch (rows - r < 8 ? rows - r : 8) {
-        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
-      }
-#undef TILE
-    }
-  }
+  over_panels(tile_vnni, 8, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
 // ---------------------------------------------------------------- AVX2
@@ -208,25 +222,7 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
 
 AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
                             int lo, int hi, const float *bias, float *y, int ldy) {
-  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
-    const unsigned mask = lanes(panel, lo, hi);
-    const size_t unit = (size_t)panel * kb;
-    const int8_t *w = p.w + unit * PANEL * BLOCK;
-    const float *b = bias ? bias + panel * PANEL : NULL;
-    for (int r = 0; r < rows; r += 4) {
-      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
-      const float *sr = xs + (size_t)r * kb;
-      float *yr = y + (size_t)r * ldy + panel * PANEL;
-#define TILE(n)                                                                             \
-  case n:                                                                                   \
-    tile_avx2(n, kb, xr, sr, w, p.scale + unit * PANEL, b, yr, ldy, mask);                 \
-    break;
-      switch (rows - r < 4 ? rows - r : 4) {
-        TILE(1) TILE(2) TILE(3) default : TILE(4)
-      }
-#undef TILE
-    }
-  }
+  over_panels(tile_avx2, 4, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
 // ---------------------------------------------------------------- plain C

@@ -392,6 +392,18 @@ final class BertModel: Sendable {
     let threads = workspace.scores.count
     let x = workspace.hidden.base
     let epsilon = config.layerNormEpsilon
+    /// x ← LayerNorm(x + `linear`(`input`)) · γ + β: a sublayer's projection back to the
+    /// hidden width, added to its input and normalized.
+    func addProjection(
+      _ linear: Linear, of input: UnsafeMutablePointer<Float>, _ gamma: Buffer<Float>,
+      _ beta: Buffer<Float>
+    ) {
+      splitColumns(h, threads) { columns in
+        linear(tokenCount, input: input, output: workspace.projection.base, columns: columns)
+      }
+      normalizeRows(
+        tokenCount, workspace.projection.base, residual: x, gamma, beta, epsilon, threads)
+    }
 
     // Embeddings: word + position + token type 0, then LayerNorm.
     for (s, sequence) in sequences.enumerated() {
@@ -417,14 +429,9 @@ final class BertModel: Sendable {
           heads: heads, qkv: workspace.qkv.base, context: workspace.context.base,
           sequences: sequences, offsets: offsets, scores: workspace.scores[part].base)
       }
-      splitColumns(h, threads) { columns in
-        layer.attentionOutput(
-          tokenCount, input: workspace.context.base, output: workspace.projection.base,
-          columns: columns)
-      }
-      normalizeRows(
-        tokenCount, workspace.projection.base, residual: x, layer.attentionNormGamma,
-        layer.attentionNormBeta, epsilon, threads)
+      addProjection(
+        layer.attentionOutput, of: workspace.context.base, layer.attentionNormGamma,
+        layer.attentionNormBeta)
       splitColumns(intermediate, threads) { columns in
         layer.intermediate(
           tokenCount, input: x, output: workspace.expanded.base, columns: columns)
@@ -434,14 +441,8 @@ final class BertModel: Sendable {
             workspace.expanded.base + row * intermediate + columns.lowerBound)
         }
       }
-      splitColumns(h, threads) { columns in
-        layer.output(
-          tokenCount, input: workspace.expanded.base, output: workspace.projection.base,
-          columns: columns)
-      }
-      normalizeRows(
-        tokenCount, workspace.projection.base, residual: x, layer.outputNormGamma,
-        layer.outputNormBeta, epsilon, threads)
+      addProjection(
+        layer.output, of: workspace.expanded.base, layer.outputNormGamma, layer.outputNormBeta)
     }
 
     // Pooling: mean over each sequence's tokens (there is no padding to mask), or the

@@ -27,7 +27,7 @@ public enum BLAS {
     var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
   }
 
-  /// C ← alpha · op(A) · op(B) + beta · C, all row-major.
+  /// C ← alpha · op(A) · op(B) + beta · C, all row-major, in float32 or float64.
   ///
   /// op(A) is `m × k`, op(B) is `k × n`, C is `m × n`; `lda`, `ldb`, `ldc` are the
   /// distances between consecutive rows *as stored*, so a sub-matrix (e.g. one attention
@@ -36,14 +36,14 @@ public enum BLAS {
   ///
   /// Traps on dimensions that cannot describe the operands (negative sizes, a leading
   /// dimension shorter than a stored row); a bad pointer is undefined behaviour.
-  public static func gemm(
+  public static func gemm<T: TensorScalar>(
     _ transposeA: Transpose, _ transposeB: Transpose,
     m: Int, n: Int, k: Int,
-    alpha: Float = 1,
-    a: UnsafePointer<Float>, lda: Int,
-    b: UnsafePointer<Float>, ldb: Int,
-    beta: Float = 0,
-    c: UnsafeMutablePointer<Float>, ldc: Int
+    alpha: T = 1,
+    a: UnsafePointer<T>, lda: Int,
+    b: UnsafePointer<T>, ldb: Int,
+    beta: T = 0,
+    c: UnsafeMutablePointer<T>, ldc: Int
   ) {
     precondition(m >= 0 && n >= 0 && k >= 0, "gemm: negative size m=\(m) n=\(n) k=\(k)")
     precondition(lda >= (transposeA == .none ? k : m) && lda > 0, "gemm: lda \(lda) too small")
@@ -51,7 +51,7 @@ public enum BLAS {
     precondition(ldc >= n && ldc > 0, "gemm: ldc \(ldc) too small")
     if m == 0 || n == 0 { return }
     prepare()
-    cblas_sgemm(
+    T.cblasGemm(
       CblasRowMajor, transposeA.cblas, transposeB.cblas,
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }

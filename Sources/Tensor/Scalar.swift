@@ -18,12 +18,9 @@ import Foundation
 /// ```
 public protocol TensorScalar: BinaryFloatingPoint, Sendable, Codable
 where RawSignificand: FixedWidthInteger {
-  /// Row-major `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`, where `op` transposes
-  /// when asked. `lda`, `ldb`, `ldc` are the row strides of the matrices as stored.
-  static func gemm(
-    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
-    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
-    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+  /// OpenBLAS's matrix product in this precision (`cblas_sgemm`, `cblas_dgemm`), which
+  /// ``BLAS/gemm(_:_:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` calls.
+  static var cblasGemm: CBLASGemm<Self> { get }
   static func exp(_ x: Self) -> Self
   static func log(_ x: Self) -> Self
   /// `g[i] = u[i]·Φ(u[i])`, `Φ(u) = ½(1 + erf(u/√2))` (exact GELU); `g` may be `u`.
@@ -35,17 +32,29 @@ where RawSignificand: FixedWidthInteger {
   static func softmaxRows(_ s: UnsafeMutablePointer<Self>, rows: Int, width: Int)
 }
 
-extension Float: TensorScalar {
+/// The signature `cblas_sgemm` and `cblas_dgemm` share.
+public typealias CBLASGemm<T> = (
+  CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, Int32, Int32, Int32, T, UnsafePointer<T>?,
+  Int32, UnsafePointer<T>?, Int32, T, UnsafeMutablePointer<T>?, Int32
+) -> Void
+
+extension TensorScalar {
+  /// Row-major `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C`, where `op` transposes
+  /// when asked: ``BLAS/gemm(_:_:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` with flags.
   @inline(__always)
   public static func gemm(
-    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int
   ) {
     BLAS.gemm(
       transposeA ? .transposed : .none, transposeB ? .transposed : .none, m: m, n: n, k: k,
       alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
   }
+}
+
+extension Float: TensorScalar {
+  public static var cblasGemm: CBLASGemm<Float> { cblas_sgemm }
   @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
   @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
 
@@ -67,17 +76,7 @@ extension Float: TensorScalar {
 }
 
 extension Double: TensorScalar {
-  @inline(__always)
-  public static func gemm(
-    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double,
-    a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-    beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
-  ) {
-    BLAS.prepare()
-    cblas_dgemm(
-      CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-      Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-  }
+  public static var cblasGemm: CBLASGemm<Double> { cblas_dgemm }
   @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
   @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
 

@@ -31,12 +31,11 @@ public final class AdapterTrainer: RankingTrainer {
   public let configuration: TrainingConfiguration
   public private(set) var adapter: QueryAdapter<Float>
   public private(set) var optimizer: AdamW<Float>
-  public let schedule: LinearWarmupSchedule
   public let loss: MultipleNegativesRankingLoss
   public private(set) var step = 0
   public private(set) var lossHistory: [Double] = []
   private let examples: [AdapterExample]
-  private let plan: TrainingPlan
+  public let plan: TrainingPlan
 
   public init(
     dimension: Int, examples: [AdapterExample],
@@ -57,19 +56,9 @@ public final class AdapterTrainer: RankingTrainer {
     optimizer = AdamW(
       count: dimension * dimension, decays: configuration.weightDecay > 0,
       weightDecay: configuration.weightDecay)
-    plan = TrainingPlan(
-      keys: examples.map(\.keys), batchSize: configuration.batchSize, epochs: configuration.epochs,
-      seed: configuration.seed)
-    schedule = LinearWarmupSchedule(
-      peak: configuration.learningRate, totalSteps: plan.totalSteps,
-      warmupRatio: configuration.warmupRatio)
+    plan = TrainingPlan(keys: examples.map(\.keys), configuration: configuration)
     loss = MultipleNegativesRankingLoss(scale: configuration.scale)
   }
-
-  public var totalSteps: Int { plan.totalSteps }
-
-  public func epoch(atStep step: Int) -> Int { plan.batch(atStep: step).epoch }
-  public func learningRate(atStep step: Int) -> Double { schedule.learningRate(atStep: step) }
 
   /// One optimiser step on the next planned batch; returns its loss.
   @discardableResult
@@ -86,7 +75,7 @@ public final class AdapterTrainer: RankingTrainer {
     GradientClipping.clip(&gradient, maxNorm: configuration.maxGradientNorm)
     optimizer.step(
       parameters: &adapter.matrix, gradients: gradient,
-      learningRate: schedule.learningRate(atStep: step))
+      learningRate: learningRate(atStep: step))
     step += 1
     lossHistory.append(Double(result.loss))
     return Double(result.loss)

@@ -19,7 +19,6 @@ public final class EncoderTrainer: RankingTrainer {
   public let configuration: TrainingConfiguration
   public let encoder: TrainableEncoder<Float>
   public private(set) var optimizer: AdamW<Float>
-  public let schedule: LinearWarmupSchedule
   public let loss: MultipleNegativesRankingLoss
   /// Steps taken so far.
   public private(set) var step = 0
@@ -28,7 +27,7 @@ public final class EncoderTrainer: RankingTrainer {
   /// Peak bytes of activations one forward pass kept (largest so far).
   public private(set) var peakActivationBytes = 0
   private let examples: [TrainingExample]
-  private let plan: TrainingPlan
+  public let plan: TrainingPlan
   /// Source of the per-sequence dropout seeds.
   private var random: Xoshiro256
   /// The low-rank adapters a LoRA run trains (nil: the run trains every weight). The
@@ -80,21 +79,10 @@ public final class EncoderTrainer: RankingTrainer {
     } else {
       optimizer = AdamW(layout: parameters.layout, weightDecay: configuration.weightDecay)
     }
-    plan = TrainingPlan(
-      keys: examples.map(\.keys), batchSize: configuration.batchSize, epochs: configuration.epochs,
-      seed: configuration.seed)
-    schedule = LinearWarmupSchedule(
-      peak: configuration.learningRate, totalSteps: plan.totalSteps,
-      warmupRatio: configuration.warmupRatio)
+    plan = TrainingPlan(keys: examples.map(\.keys), configuration: configuration)
     loss = MultipleNegativesRankingLoss(scale: configuration.scale)
     random = Xoshiro256(seed: configuration.seed ^ 0x5EED_D50F_0000_0001)
   }
-
-  /// Steps in the whole run.
-  public var totalSteps: Int { plan.totalSteps }
-
-  public func epoch(atStep step: Int) -> Int { plan.batch(atStep: step).epoch }
-  public func learningRate(atStep step: Int) -> Double { schedule.learningRate(atStep: step) }
 
   /// One optimiser step on the next planned batch; returns its loss.
   @discardableResult
@@ -104,7 +92,7 @@ public final class EncoderTrainer: RankingTrainer {
     let batch = indices.map { examples[$0] }
     encoder.zeroGradients()
     let batchLoss = accumulateGradients(batch)
-    let rate = schedule.learningRate(atStep: step)
+    let rate = learningRate(atStep: step)
     if var adapters = lora, let base {
       // The adapters' gradient from the merged weights' (see LoRAAdapters), clipped, then
       // the update, and the encoder re-merged for the next step.

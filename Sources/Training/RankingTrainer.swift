@@ -8,16 +8,12 @@ import Foundation
 /// trainer.run { print("step \($0.step)/\($0.totalSteps) loss \($0.loss)") }
 /// ```
 public protocol RankingTrainer: AnyObject {
+  /// The batches and learning rate of every step.
+  var plan: TrainingPlan { get }
   /// Steps taken so far.
   var step: Int { get }
-  /// Steps in the whole run.
-  var totalSteps: Int { get }
   /// Loss of every step taken, in order.
   var lossHistory: [Double] { get }
-  /// The 0-based epoch of the 0-based `step`.
-  func epoch(atStep step: Int) -> Int
-  /// The learning rate of the 0-based `step`.
-  func learningRate(atStep step: Int) -> Double
   /// One optimiser step on the next planned batch; returns its loss.
   @discardableResult func takeStep() -> Double
   /// The complete state of the run as bytes, to resume from.
@@ -25,6 +21,15 @@ public protocol RankingTrainer: AnyObject {
 }
 
 extension RankingTrainer {
+  /// Steps in the whole run.
+  public var totalSteps: Int { plan.totalSteps }
+
+  /// The 0-based epoch of the 0-based `step`.
+  public func epoch(atStep step: Int) -> Int { plan.batch(atStep: step).epoch }
+
+  /// The learning rate of the 0-based `step`.
+  public func learningRate(atStep step: Int) -> Double { plan.schedule.learningRate(atStep: step) }
+
   /// Whether every planned step has been taken.
   public var isFinished: Bool { step >= totalSteps }
 

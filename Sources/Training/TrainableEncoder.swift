@@ -170,9 +170,23 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
     let tokenSegments = (0..<batch.count).map { s in
       (start: batch.offsets[s] * h, count: batch.rows(of: s).count * h)
     }
-    func tokenMask() -> Buffer<UInt8> {
-      Kernels.dropoutMask(
+    /// Dropout on `x` in place; its mask, kept for the backward pass (nil without dropout).
+    func dropout(_ x: Buffer<Scalar>) -> Buffer<UInt8>? {
+      guard p > 0 else { return nil }
+      let mask = Kernels.dropoutMask(
         count: tokens * h, segments: tokenSegments, streams: &streams, probability: p)
+      Kernels.applyDropout(x.base, mask: mask.base, count: tokens * h, probability: p)
+      return mask
+    }
+    /// `norm` ← LayerNorm(`x` + `residual`) with the gain and bias at those offsets.
+    func layerNorm(
+      _ x: Buffer<Scalar>, residual: Buffer<Scalar>?, gain: Int, bias: Int,
+      into norm: NormalizedActivation<Scalar>
+    ) {
+      Kernels.layerNorm(
+        x.base, residual: residual?.base, rows: tokens, width: h, gain: w + gain,
+        bias: w + bias, epsilon: epsilon, output: norm.output.base,
+        normalized: norm.normalized.base, inverseDeviation: norm.inverseDeviation.base)
     }
 
     // Embeddings: word + position + token type, LayerNorm, dropout.
@@ -194,16 +208,10 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       for i in 0..<(tokens * h) { summed[i] += inputPerturbation[i] }
     }
     let embedded = NormalizedActivation<Scalar>(rows: tokens, width: h, allocate: scratch)
-    Kernels.layerNorm(
-      summed.base, residual: nil, rows: tokens, width: h, gain: w + layout.embeddingNormGain,
-      bias: w + layout.embeddingNormBias, epsilon: epsilon, output: embedded.output.base,
-      normalized: embedded.normalized.base, inverseDeviation: embedded.inverseDeviation.base)
-    if p > 0 {
-      embedded.dropoutMask = tokenMask()
-      Kernels.applyDropout(
-        embedded.output.base, mask: embedded.dropoutMask!.base, count: tokens * h,
-        probability: p)
-    }
+    layerNorm(
+      summed, residual: nil, gain: layout.embeddingNormGain, bias: layout.embeddingNormBias,
+      into: embedded)
+    embedded.dropoutMask = dropout(embedded.output)
     if keep { pass.embeddingLayer = embedded }
 
     var hidden = embedded.output
@@ -229,19 +237,10 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       Kernels.linear(
         cache.context.base, rows: tokens, inputs: h, weight: w + offsets.attentionOutput,
         bias: w + offsets.attentionOutputBias, outputs: h, into: attended.base)
-      if p > 0 {
-        cache.attentionOutputMask = tokenMask()
-        Kernels.applyDropout(
-          attended.base, mask: cache.attentionOutputMask!.base, count: tokens * h,
-          probability: p)
-      }
-      Kernels.layerNorm(
-        attended.base, residual: hidden.base, rows: tokens, width: h,
-        gain: w + offsets.attentionNormGain,
-        bias: w + offsets.attentionNormBias, epsilon: epsilon,
-        output: cache.attentionNorm.output.base,
-        normalized: cache.attentionNorm.normalized.base,
-        inverseDeviation: cache.attentionNorm.inverseDeviation.base)
+      cache.attentionOutputMask = dropout(attended)
+      layerNorm(
+        attended, residual: hidden, gain: offsets.attentionNormGain,
+        bias: offsets.attentionNormBias, into: cache.attentionNorm)
 
       // Feed-forward: dense, GELU, dense, dropout, residual, LayerNorm.
       let h1 = cache.attentionNorm.output
@@ -253,16 +252,10 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       Kernels.linear(
         cache.activation.base, rows: tokens, inputs: inter, weight: w + offsets.output,
         bias: w + offsets.outputBias, outputs: h, into: ffnOut.base)
-      if p > 0 {
-        cache.outputMask = tokenMask()
-        Kernels.applyDropout(
-          ffnOut.base, mask: cache.outputMask!.base, count: tokens * h, probability: p)
-      }
-      Kernels.layerNorm(
-        ffnOut.base, residual: h1.base, rows: tokens, width: h, gain: w + offsets.outputNormGain,
-        bias: w + offsets.outputNormBias, epsilon: epsilon, output: cache.outputNorm.output.base,
-        normalized: cache.outputNorm.normalized.base,
-        inverseDeviation: cache.outputNorm.inverseDeviation.base)
+      cache.outputMask = dropout(ffnOut)
+      layerNorm(
+        ffnOut, residual: h1, gain: offsets.outputNormGain, bias: offsets.outputNormBias,
+        into: cache.outputNorm)
       hidden = cache.outputNorm.output
       if keep { pass.layers.append(cache) }
     }

@@ -26,22 +26,29 @@ public struct TrainingExample: Sendable, Equatable, Codable {
   }
 }
 
-/// The steps of a run: which examples each step trains on, epoch after epoch.
-/// Pure function of the examples' keys, the batch size and the seed, so a resumed run
-/// recomputes exactly the batches of the original.
-struct TrainingPlan: Sendable {
+/// The steps of a run: which examples each step trains on, epoch after epoch, and at
+/// which learning rate. Pure function of the examples' keys and the configuration, so a
+/// resumed run recomputes exactly the batches of the original.
+public struct TrainingPlan: Sendable {
   /// `batches[epoch][i]` lists example indices.
-  let batches: [[[Int]]]
-  let totalSteps: Int
+  public let batches: [[[Int]]]
+  /// Steps in the whole run.
+  public let totalSteps: Int
+  /// The learning rate of each step.
+  public let schedule: LinearWarmupSchedule
 
-  init(keys: [[String]], batchSize: Int, epochs: Int, seed: UInt64) {
-    let sampler = NoDuplicatesBatchSampler(batchSize: batchSize, seed: seed)
-    batches = (0..<epochs).map { sampler.batches(keys: keys, epoch: $0) }
+  init(keys: [[String]], configuration: TrainingConfiguration) {
+    let sampler = NoDuplicatesBatchSampler(
+      batchSize: configuration.batchSize, seed: configuration.seed)
+    batches = (0..<configuration.epochs).map { sampler.batches(keys: keys, epoch: $0) }
     totalSteps = batches.reduce(0) { $0 + $1.count }
+    schedule = LinearWarmupSchedule(
+      peak: configuration.learningRate, totalSteps: totalSteps,
+      warmupRatio: configuration.warmupRatio)
   }
 
   /// (epoch, examples) of the 0-based global `step`.
-  func batch(atStep step: Int) -> (epoch: Int, examples: [Int]) {
+  public func batch(atStep step: Int) -> (epoch: Int, examples: [Int]) {
     var remaining = step
     for (epoch, epochBatches) in batches.enumerated() {
       if remaining < epochBatches.count { return (epoch, epochBatches[remaining]) }
