@@ -93,7 +93,10 @@ final class RouterTests: XCTestCase {
     try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")])
     XCTAssertThrowsError(
       try db.createRouter("r", paths: [RoutePath(name: "a"), RoutePath(name: "b")]))
-    XCTAssertThrowsError(try db.router("nope")) { XCTAssertTrue("\($0)".contains("no router")) }
+    XCTAssertThrowsError(try db.router("nope")) {
+      XCTAssertEqual($0 as? VectorDBError, .routerNotFound("nope"))
+      XCTAssertTrue("\($0)".contains("no router named \"nope\""))
+    }
   }
 
   func testBadImportsNameFileAndLineAndImportNothing() throws {

@@ -298,7 +298,10 @@ final class ServerTests: XCTestCase {
     reply = try server.request(
       "POST", "/routers", #"{"name": "one", "paths": [{"name": "only"}]}"#)
     XCTAssertEqual(reply.status, 400, reply.text)
-    XCTAssertEqual(try server.request("GET", "/routers/nope/versions").status, 404)
+    reply = try server.request("GET", "/routers/nope/versions")
+    XCTAssertEqual(reply.status, 404, reply.text)
+    XCTAssertEqual(
+      (reply.json["error"] as? [String: Any])?["code"] as? String, "router_not_found", reply.text)
 
     // The project's labelled examples, as the request's "examples"; a bad one names its
     // index and nothing is imported.
