@@ -24,7 +24,7 @@ public enum BLAS {
     case none
     case transposed
 
-    var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+    @usableFromInline var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
   }
 
   /// C ← alpha · op(A) · op(B) + beta · C, all row-major, in float32 or float64.
@@ -36,6 +36,9 @@ public enum BLAS {
   ///
   /// Traps on dimensions that cannot describe the operands (negative sizes, a leading
   /// dimension shorter than a stored row); a bad pointer is undefined behaviour.
+  /// Inlinable so that a caller in another module calls the product of its precision
+  /// directly, not through the generic.
+  @inlinable
   public static func gemm<T: TensorScalar>(
     _ transposeA: Transpose, _ transposeB: Transpose,
     m: Int, n: Int, k: Int,

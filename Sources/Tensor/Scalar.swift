@@ -54,7 +54,7 @@ extension TensorScalar {
 }
 
 extension Float: TensorScalar {
-  public static var cblasGemm: CBLASGemm<Float> { cblas_sgemm }
+  @inlinable public static var cblasGemm: CBLASGemm<Float> { cblas_sgemm }
   @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
   @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
 
@@ -76,7 +76,7 @@ extension Float: TensorScalar {
 }
 
 extension Double: TensorScalar {
-  public static var cblasGemm: CBLASGemm<Double> { cblas_dgemm }
+  @inlinable public static var cblasGemm: CBLASGemm<Double> { cblas_dgemm }
   @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
   @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
 
