@@ -12,7 +12,21 @@ struct Routes: Sendable {
 
   typealias Context = BasicRequestContext
 
+  /// Registers every endpoint on `router`, grouped by resource.
   func add(to router: Hummingbird.Router<Context>) {
+    addService(to: router)
+    addCollections(to: router)
+    addDocuments(to: router)
+    addSearch(to: router)
+    addModels(to: router)
+    addRouters(to: router)
+    addJobs(to: router)
+  }
+
+  // MARK: Routes by resource
+
+  /// The API's description and the database's status.
+  private func addService(to router: Hummingbird.Router<Context>) {
     router.get("/openapi.json") { _, _ in
       Response(
         status: .ok, headers: [.contentType: "application/json"],
@@ -21,8 +35,10 @@ struct Routes: Sendable {
     router.get("/status") { _, _ in
       try await blocking { JSONResponse.make(try database.status()) }
     }
+  }
 
-    // Collections.
+  /// Collections: list, create, drop, rename.
+  private func addCollections(to router: Hummingbird.Router<Context>) {
     router.get("/collections") { _, _ in
       try await blocking { JSONResponse.make(try database.collections()) }
     }
@@ -49,8 +65,10 @@ struct Routes: Sendable {
         return JSONResponse.make(["renamed": name, "name": newName])
       }
     }
+  }
 
-    // Documents.
+  /// A collection's documents: upsert, list, get, delete, count.
+  private func addDocuments(to router: Hummingbird.Router<Context>) {
     router.post("/collections/{collection}/documents") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -141,8 +159,10 @@ struct Routes: Sendable {
         return JSONResponse.make(["count": count])
       }
     }
+  }
 
-    // Search, feedback, evaluation.
+  /// Search, feedback, the query log and evaluation.
+  private func addSearch(to router: Hummingbird.Router<Context>) {
     router.post("/collections/{collection}/query") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -167,8 +187,11 @@ struct Routes: Sendable {
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       return try await blocking { try evaluate(body, in: collection()) }
     }
+  }
 
-    // Models.
+  /// Models: the list, activation and rollback, and the jobs that make them (training,
+  /// re-embedding).
+  private func addModels(to router: Hummingbird.Router<Context>) {
     router.get("/models") { _, _ in
       try await blocking { JSONResponse.make(["models": try database.modelListing()]) }
     }
@@ -184,8 +207,6 @@ struct Routes: Sendable {
       let name = try context.parameters.require("collection")
       return try await startJob("rollback", name, ["models", "rollback", "-c", name])
     }
-
-    // Jobs on collections.
     router.post("/collections/{collection}/train") { request, context in
       let name = try context.parameters.require("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -205,9 +226,10 @@ struct Routes: Sendable {
       }
       return try await startJob("reembed", name, arguments)
     }
-    addRouters(to: router)
+  }
 
-    // Jobs.
+  /// Jobs: the list, one job (with long polling), cancel.
+  private func addJobs(to router: Hummingbird.Router<Context>) {
     router.get("/jobs") { _, _ in JSONResponse.make(["jobs": await jobs.list()]) }
     router.get("/jobs/{id}") { request, context in
       let id = try context.parameters.require("id", as: Int.self)

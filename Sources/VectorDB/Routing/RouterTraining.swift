@@ -3,31 +3,6 @@ import Foundation
 import LMDB
 import Training
 
-/// The classifiers `Router.train` chooses among on the training split, simplest first.
-enum RouterClassifier: Equatable {
-  /// The head as nearest centroid (cosine), untrained.
-  case nearestCentroid
-  /// Shrunk linear discriminant analysis (`LinearDiscriminant`): the centroids with a shared
-  /// covariance estimated from the data.
-  case discriminant
-  /// The head from the centroids, trained for this many epochs.
-  case trained(Int)
-
-  /// The name in reports and lineage.
-  var name: String {
-    switch self {
-    case .nearestCentroid: "nearest_centroid"
-    case .discriminant: "shrunk_lda"
-    case .trained: "softmax"
-    }
-  }
-
-  var epochs: Int {
-    if case .trained(let epochs) = self { return epochs }
-    return 0
-  }
-}
-
 /// What `Router.train` trains.
 public enum RouterTier: String, Codable, Sendable, CaseIterable {
   /// A linear classifier on the encoder's frozen sentence embeddings, chosen on the training
@@ -139,11 +114,75 @@ public struct RouterTrainingReport: Codable, Sendable {
   }
 }
 
-/// A held-out example with what the threshold search needs.
-struct ScoredExample {
-  var label: Int
-  var outcomes: [Int: RouteOutcome]
-  var probabilities: [Double]
+/// A run of `Router.train`: the labelled examples and their split, and the held-out figures
+/// the stages measure (as the retriever's `TrainingRun`, though a router's run is short and
+/// is not saved). Stages: examples and split (`prepareRun`) → embed → fit (`fitClassifier`,
+/// `tuneEncoder` on the LoRA tier, RouterFit.swift) → held-out predictions → gate →
+/// calibrate → threshold → publish.
+struct RouterTrainingRun {
+  var options: RouterTrainingOptions
+  /// The encoder version that embeds the inputs.
+  var model: Int
+  /// The log's inputs, with a best path or not.
+  var logged: Int
+  /// Inputs with a best path, in log order, and that path's index.
+  var labelled: [Router.Example]
+  var labels: [Int]
+  /// Labelled inputs per path.
+  var counts: [Int]
+  /// Indices into `labelled`, each in order: the classifier's split, and the held-out one
+  /// (the gate's, the calibration's and the threshold's).
+  var train: [Int] = []
+  var heldOut: [Int] = []
+  /// Held-out figures, as the stages measure them (the report's and the version's).
+  var metrics: [String: Double] = [:]
+
+  /// Stratified split: per path, the inputs whose hash comes first are held out.
+  init(
+    options: RouterTrainingOptions, model: Int, logged: Int, labelled: [Router.Example],
+    labels: [Int], counts: [Int]
+  ) {
+    self.options = options
+    self.model = model
+    self.logged = logged
+    self.labelled = labelled
+    self.labels = labels
+    self.counts = counts
+    for path in counts.indices {
+      let members = labels.indices.filter { labels[$0] == path }.sorted {
+        DocumentCollection.stableHash(labelled[$0].input, seed: options.seed)
+          < DocumentCollection.stableHash(labelled[$1].input, seed: options.seed)
+      }
+      let held = max(1, Int((options.heldOutFraction * Double(members.count)).rounded()))
+      heldOut += members.prefix(held)
+      train += members.dropFirst(held)
+    }
+    heldOut.sort()
+    train.sort()
+  }
+
+  var trainLabels: [Int] { train.map { labels[$0] } }
+  var heldOutLabels: [Int] { heldOut.map { labels[$0] } }
+  var heldOutInputs: [String] { heldOut.map { labelled[$0].input } }
+
+  /// Macro-F1 of `predictions` of the held-out inputs.
+  func heldOutMacroF1(_ predictions: [Int]) -> Double {
+    ClassificationMetrics(labels: heldOutLabels, predictions: predictions, classes: counts.count)
+      .macroF1
+  }
+}
+
+/// The candidate's held-out logits (one row per held-out input) and most probable paths.
+struct HeldOutPredictions {
+  var logits: [Double]
+  var rows: [[Double]]
+  var predictions: [Int]
+}
+
+/// The gate's verdict on the candidate.
+struct RouterGate {
+  var activated: Bool
+  var reason: String
 }
 
 extension Router {
@@ -177,6 +216,44 @@ extension Router {
     progress: ((RouterTrainingStage) throws -> Void)? = nil
   ) throws -> RouterTrainingReport {
     let start = Date()
+    // Examples → split: refused here when a path has too few examples or there is no encoder.
+    var run = try prepareRun(options: options)
+    let encoder = try database.encoder(version: run.model)
+    let vectors = try embed(run.labelled.map(\.input), encoder: encoder, progress: progress)
+    // Fit: the classifier chosen on the training split; the LoRA tier tunes the encoder too.
+    var fit = try fitClassifier(run, vectors: vectors, encoder: encoder, progress: progress)
+    if options.tier == .lora {
+      fit = try tuneEncoder(
+        fit, texts: run.train.map { run.labelled[$0].input }, labels: run.trainLabels,
+        vectors: run.train.map { vectors[$0] }, options: options, progress: progress)
+    }
+    let held = predictHeldOut(&run, fit: fit, vectors: vectors)
+    let gate = try gate(&run, candidate: held.predictions)
+    let temperature = calibrate(&run, held)
+    let (threshold, curve) = try placeThreshold(&run, held: held, temperature: temperature)
+    // Nothing is written before this: one transaction stores the version.
+    let version = try publish(
+      &run, fit: fit, gate: gate, temperature: temperature, threshold: threshold)
+    return RouterTrainingReport(
+      version: version, activated: gate.activated, reason: gate.reason,
+      classifier: fit.classifier.name,
+      examples: Dictionary(
+        uniqueKeysWithValues: paths.indices.map { (paths[$0].name, run.counts[$0]) }),
+      unlabelled: run.logged - run.labelled.count, trainExamples: run.train.count,
+      heldOutExamples: run.heldOut.count, heldOutInputs: run.heldOutInputs,
+      metrics: run.metrics, curve: curve, losses: fit.losses,
+      seconds: Date().timeIntervalSince(start))
+  }
+
+  // MARK: Examples
+
+  /// The inputs of the log with a best path, and that path, split into training and
+  /// held-out parts.
+  ///
+  /// - Throws: as `train` before it embeds anything: `.routerNotAvailable` (a target without
+  ///   an escalation path, no encoder), `.notEnoughExamples`, what `examples()` and
+  ///   `pathIndex` throw.
+  private func prepareRun(options: RouterTrainingOptions) throws -> RouterTrainingRun {
     if options.maxEscalation != nil || options.minQuality != nil, escalation == nil {
       throw VectorDBError.routerNotAvailable(
         router: name,
@@ -203,183 +280,181 @@ extension Router {
         router: name, reason: "cannot be trained: the database has no encoder; run `vdb init` first"
       )
     }
+    return RouterTrainingRun(
+      options: options, model: model, logged: all.count, labelled: labelled, labels: labels,
+      counts: counts)
+  }
 
-    // Stratified split: per path, the inputs whose hash comes first are held out.
-    var heldOut: [Int] = []
-    var train: [Int] = []
-    for path in paths.indices {
-      let members = labels.indices.filter { labels[$0] == path }.sorted {
-        DocumentCollection.stableHash(labelled[$0].input, seed: options.seed)
-          < DocumentCollection.stableHash(labelled[$1].input, seed: options.seed)
-      }
-      let held = max(1, Int((options.heldOutFraction * Double(members.count)).rounded()))
-      heldOut += members.prefix(held)
-      train += members.dropFirst(held)
+  /// Embeds `texts` in chunks, reporting progress.
+  private func embed(
+    _ texts: [String], encoder: SentenceEncoder, progress: ((RouterTrainingStage) throws -> Void)?
+  ) throws -> [[Float]] {
+    var vectors: [[Float]] = []
+    vectors.reserveCapacity(texts.count)
+    for first in stride(from: 0, to: texts.count, by: 64) {
+      vectors += encoder.embed(Array(texts[first..<min(first + 64, texts.count)]))
+      try progress?(.embedding(OperationProgress(done: vectors.count, total: texts.count)))
     }
-    heldOut.sort()
-    train.sort()
+    return vectors
+  }
 
-    let encoder = try database.encoder(version: model)
-    let vectors = try embed(labelled.map(\.input), encoder: encoder, progress: progress)
-    func matrix(_ indices: [Int]) -> [Float] { indices.flatMap { vectors[$0] } }
-    let trainLabels = train.map { labels[$0] }
-    let centroids = NearestCentroid(
-      inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count)
-    let hyper = SoftmaxClassifier<Float>.Options(
-      epochs: options.epochs, batchSize: options.batchSize, learningRate: options.learningRate,
-      weightDecay: options.weightDecay, seed: options.seed)
-    let classifier = Self.chooseClassifier(
-      inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count,
-      options: hyper)
-    let fitted = try Self.fit(
-      classifier, inputs: train.map { vectors[$0] }, labels: trainLabels, classes: paths.count,
-      options: hyper
-    ) { epoch, loss in
-      try progress?(.training(epoch: epoch, epochs: classifier.epochs, loss: loss))
-    }
-    var head = fitted.head
-    let (losses, shrinkage) = (fitted.losses, fitted.shrinkage)
+  // MARK: Held-out predictions and gate
 
-    var served = encoder
-    var adapters: LoRAAdapters<Float>?
-    var tuning: [String: JSONValue] = [:]
-    if options.tier == .lora {
-      let tuned = try tuneEncoder(
-        texts: train.map { labelled[$0].input }, labels: trainLabels,
-        vectors: train.map { vectors[$0] }, head: head, classifier: classifier,
-        headOptions: hyper, encoder: encoder,
-        options: options, progress: progress)
-      head = tuned.head
-      adapters = tuned.adapters
-      served = tuned.encoder
-      tuning = tuned.lineage
-    }
-
-    // Held-out predictions of the candidate, the baselines and the active version.
-    let heldLabels = heldOut.map { labels[$0] }
+  /// The candidate's logits on the held-out inputs (embedded again by a tuned encoder), and
+  /// its figures there beside nearest centroid's.
+  private func predictHeldOut(
+    _ run: inout RouterTrainingRun, fit: RouterFit, vectors: [[Float]]
+  ) -> HeldOutPredictions {
     let heldVectors =
-      adapters == nil
-      ? matrix(heldOut) : served.embed(heldOut.map { labelled[$0].input }).flatMap { $0 }
-    let logits = head.logits(heldVectors).map(Double.init)
+      fit.adapters == nil
+      ? run.heldOut.flatMap { vectors[$0] } : fit.encoder.embed(run.heldOutInputs).flatMap { $0 }
+    let logits = fit.head.logits(heldVectors).map(Double.init)
     let rows = stride(from: 0, to: logits.count, by: paths.count).map {
       Array(logits[$0..<($0 + paths.count)])
     }
     let candidate = rows.map(Self.argmax)
-    let centroid = centroids.predict(heldOut.map { vectors[$0] })
-    var metrics: [String: Double] = [:]
-    func macroF1(_ predictions: [Int]) -> Double {
-      ClassificationMetrics(labels: heldLabels, predictions: predictions, classes: paths.count)
-        .macroF1
-    }
-    metrics["macro_f1"] = macroF1(candidate)
-    metrics["accuracy"] =
-      Double(zip(candidate, heldLabels).filter { $0 == $1 }.count) / Double(heldOut.count)
-    metrics["nearest_centroid_macro_f1"] = macroF1(centroid)
-    metrics["epochs"] = Double(classifier.epochs)
-    if let shrinkage { metrics["shrinkage"] = shrinkage }
-    if case .number(let epochs)? = tuning["lora_epochs"] { metrics["lora_epochs"] = epochs }
+    let centroids = NearestCentroid(
+      inputs: run.train.map { vectors[$0] }, labels: run.trainLabels, classes: paths.count)
+    let centroid = centroids.predict(run.heldOut.map { vectors[$0] })
+    run.metrics["macro_f1"] = run.heldOutMacroF1(candidate)
+    run.metrics["accuracy"] =
+      Double(zip(candidate, run.heldOutLabels).filter { $0 == $1 }.count)
+      / Double(run.heldOut.count)
+    run.metrics["nearest_centroid_macro_f1"] = run.heldOutMacroF1(centroid)
+    run.metrics["epochs"] = Double(fit.classifier.epochs)
+    if let shrinkage = fit.shrinkage { run.metrics["shrinkage"] = shrinkage }
+    if case .number(let epochs)? = fit.tuning["lora_epochs"] { run.metrics["lora_epochs"] = epochs }
+    return HeldOutPredictions(logits: logits, rows: rows, predictions: candidate)
+  }
+
+  /// The gate: a paired bootstrap of held-out macro-F1 of `candidate` against the active
+  /// version (or, without one, always the most common path).
+  ///
+  /// - Throws: `.routerNotFound` when the router was deleted; what loading the active
+  ///   version throws.
+  private func gate(_ run: inout RouterTrainingRun, candidate: [Int]) throws -> RouterGate {
     let record = try storage { try database.environment.read { try self.storedRecord(in: $0) } }
     let current: [Int]
     let currentName: String
     if let active = record.active, let activeVersion = try loadVersion(active) {
-      current = activeVersion.probabilities(heldOut.map { labelled[$0].input }).map(Self.argmax)
+      current = activeVersion.probabilities(run.heldOutInputs).map(Self.argmax)
       currentName = "active v\(active)"
-      metrics["active_macro_f1"] = macroF1(current)
+      run.metrics["active_macro_f1"] = run.heldOutMacroF1(current)
     } else {
-      let majority = counts.indices.max { counts[$0] < counts[$1] }!
-      current = [Int](repeating: majority, count: heldOut.count)
+      let majority = run.counts.indices.max { run.counts[$0] < run.counts[$1] }!
+      current = [Int](repeating: majority, count: run.heldOut.count)
       currentName = "always \"\(paths[majority].name)\""
-      metrics["majority_macro_f1"] = macroF1(current)
+      run.metrics["majority_macro_f1"] = run.heldOutMacroF1(current)
     }
     let verdict = ClassificationMetrics.bootstrapMacroF1(
-      labels: heldLabels, current: current, candidate: candidate, classes: paths.count,
-      seed: options.seed)
-    let activated = verdict.improves || options.force
-    func signed(_ x: Double) -> String { (x >= 0 ? "+" : "") + String(format: "%.4f", x) }
+      labels: run.heldOutLabels, current: current, candidate: candidate, classes: paths.count,
+      seed: run.options.seed)
+    let force = run.options.force
+    let signed = Self.signed
     let reason =
       (verdict.improves
         ? "activated: held-out macro-F1 improved"
-        : options.force
+        : force
           ? "activated by force; held-out macro-F1"
           : "not activated: held-out macro-F1 did not improve beyond noise")
-      + String(format: " (%.4f vs %.4f", metrics["macro_f1"]!, macroF1(current))
+      + String(format: " (%.4f vs %.4f", run.metrics["macro_f1"]!, run.heldOutMacroF1(current))
       + " for \(currentName))"
-      + ": mean delta \(signed(verdict.meanDelta)), 95% interval [\(signed(verdict.lower)), \(signed(verdict.upper))] over \(heldOut.count) examples"
+      + ": mean delta \(signed(verdict.meanDelta)), 95% interval [\(signed(verdict.lower)), \(signed(verdict.upper))] over \(run.heldOut.count) examples"
+    return RouterGate(activated: verdict.improves || force, reason: reason)
+  }
 
-    // Calibration: ECE after is measured on the half the temperature was not fitted on.
-    let temperature = TemperatureScaling.fit(
-      logits: logits, labels: heldLabels, classes: paths.count)
-    var crossFitted = [[Double]](repeating: [], count: heldOut.count)
+  /// `x` with its sign and four decimals, for the gate's reason.
+  private static func signed(_ x: Double) -> String {
+    (x >= 0 ? "+" : "") + String(format: "%.4f", x)
+  }
+
+  // MARK: Calibration and threshold
+
+  /// One temperature fitted on the held-out logits. ECE is reported before and after, the
+  /// latter measured on the half the temperature was not fitted on.
+  private func calibrate(_ run: inout RouterTrainingRun, _ held: HeldOutPredictions) -> Double {
+    let (labels, classes) = (run.heldOutLabels, paths.count)
+    let temperature = TemperatureScaling.fit(logits: held.logits, labels: labels, classes: classes)
+    var crossFitted = [[Double]](repeating: [], count: labels.count)
     for half in 0..<2 {
-      let fitOn = heldOut.indices.filter { $0 % 2 == half }
+      let fitOn = labels.indices.filter { $0 % 2 == half }
       let t = TemperatureScaling.fit(
-        logits: fitOn.flatMap { rows[$0] }, labels: fitOn.map { heldLabels[$0] },
-        classes: paths.count)
-      for i in heldOut.indices where i % 2 != half {
+        logits: fitOn.flatMap { held.rows[$0] }, labels: fitOn.map { labels[$0] },
+        classes: classes)
+      for i in labels.indices where i % 2 != half {
         crossFitted[i] = SoftmaxClassifier<Double>.softmax(
-          rows[i], classes: paths.count, temperature: t)
+          held.rows[i], classes: classes, temperature: t)
       }
     }
-    func ece(_ probabilities: [[Double]]) -> Double {
-      expectedCalibrationError(
-        confidences: probabilities.map { $0.max()! },
-        correct: zip(probabilities, heldLabels).map { Self.argmax($0) == $1 })
-    }
-    metrics["ece_before"] = ece(
-      rows.map { SoftmaxClassifier<Double>.softmax($0, classes: paths.count) })
-    metrics["ece_after"] = ece(crossFitted)
-    metrics["temperature"] = temperature
+    run.metrics["ece_before"] = Self.calibrationError(
+      held.rows.map { SoftmaxClassifier<Double>.softmax($0, classes: classes) }, labels: labels)
+    run.metrics["ece_after"] = Self.calibrationError(crossFitted, labels: labels)
+    run.metrics["temperature"] = temperature
+    return temperature
+  }
 
-    let scored = heldOut.indices.map { i in
+  /// Expected calibration error of the most probable class of each row against `labels`.
+  private static func calibrationError(_ probabilities: [[Double]], labels: [Int]) -> Double {
+    expectedCalibrationError(
+      confidences: probabilities.map { $0.max()! },
+      correct: zip(probabilities, labels).map { argmax($0) == $1 })
+  }
+
+  /// The threshold for the options' target (`chooseThreshold`) on the held-out inputs at
+  /// `temperature`, its figures, and the cost/quality curve (with an escalation path).
+  ///
+  /// - Throws: `.invalidInput` when the target cannot be met.
+  private func placeThreshold(
+    _ run: inout RouterTrainingRun, held: HeldOutPredictions, temperature: Double
+  ) throws -> (threshold: Double, curve: [CostQualityPoint]) {
+    let labels = run.heldOutLabels
+    let scored = run.heldOut.indices.map { i in
       ScoredExample(
-        label: heldLabels[i],
+        label: labels[i],
         outcomes: Dictionary(
-          uniqueKeysWithValues: labelled[heldOut[i]].outcomes.compactMap { key, value in
+          uniqueKeysWithValues: run.labelled[run.heldOut[i]].outcomes.compactMap { key, value in
             paths.firstIndex { $0.name == key }.map { ($0, value) }
           }),
         probabilities: SoftmaxClassifier<Double>.softmax(
-          rows[i], classes: paths.count, temperature: temperature))
+          held.rows[i], classes: paths.count, temperature: temperature))
     }
-    let threshold = try chooseThreshold(scored, options: options)
+    let threshold = try chooseThreshold(scored, options: run.options)
     let chosen = point(scored, threshold: threshold)
-    metrics["threshold"] = threshold
-    metrics["escalation"] = chosen.escalation
-    metrics["quality"] = chosen.quality
+    run.metrics["threshold"] = threshold
+    run.metrics["escalation"] = chosen.escalation
+    run.metrics["quality"] = chosen.quality
     if let escalation = escalation.flatMap({ e in paths.firstIndex { $0.name == e } }) {
-      metrics["always_escalate_quality"] =
+      run.metrics["always_escalate_quality"] =
         Double(scored.filter { isGood(escalation, for: $0) }.count) / Double(scored.count)
     }
-    metrics["never_escalate_quality"] = point(scored, threshold: 0).quality
+    run.metrics["never_escalate_quality"] = point(scored, threshold: 0).quality
     let curve =
       (escalation == nil
         ? [] : stride(from: 0.0, through: 1.0, by: 0.1).map { point(scored, threshold: $0) })
+    return (threshold, curve)
+  }
 
-    var lineage: [String: JSONValue] = [
-      "train_examples": .number(Double(train.count)),
-      "heldout_examples": .number(Double(heldOut.count)),
-      "classifier": .string(classifier.name),
-      "epochs": .number(Double(classifier.epochs)), "max_epochs": .number(Double(options.epochs)),
-      "batch_size": .number(Double(options.batchSize)),
-      "learning_rate": .number(options.learningRate),
-      "weight_decay": .number(options.weightDecay), "seed": .number(Double(options.seed)),
-      "heldout_fraction": .number(options.heldOutFraction),
-      "losses": .array(losses.map { .number($0) }),
-    ]
-    lineage["tier"] = .string(options.tier.rawValue)
-    if let shrinkage { lineage["shrinkage"] = .number(shrinkage) }
-    lineage.merge(tuning) { $1 }
-    if let target = options.maxEscalation { lineage["max_escalation"] = .number(target) }
-    if let target = options.minQuality { lineage["min_quality"] = .number(target) }
+  // MARK: Publish
 
+  /// Stores the candidate as the next version, in one transaction: activated when the gate
+  /// (or `force`) says so, else rejected with the reason. Returns its number.
+  ///
+  /// - Throws: `.routerNotFound` when the router was deleted; `.storage`.
+  private func publish(
+    _ run: inout RouterTrainingRun, fit: RouterFit, gate: RouterGate, temperature: Double,
+    threshold: Double
+  ) throws -> Int {
+    let lineage = self.lineage(run, fit: fit)
     // A rejected LoRA-tier version keeps its lineage only: its adapters are megabytes.
-    let keepsWeights = activated || adapters == nil
-    let adapterBytes = try keepsWeights ? adapters.map(ModelStore.loraBytes) : nil
-    metrics["stored_bytes"] =
-      keepsWeights ? Double(4 * head.parameters.count + (adapterBytes?.count ?? 0)) : 0
+    let keepsWeights = gate.activated || fit.adapters == nil
+    let adapterBytes = try keepsWeights ? fit.adapters.map(ModelStore.loraBytes) : nil
+    run.metrics["stored_bytes"] =
+      keepsWeights ? Double(4 * fit.head.parameters.count + (adapterBytes?.count ?? 0)) : 0
     let store = self.store
     let id = self.id
-    let parameters = head.parameters
-    let version = try storage {
+    let parameters = fit.head.parameters
+    let (model, metrics, activated, reason) = (run.model, run.metrics, gate.activated, gate.reason)
+    return try storage {
       try database.environment.write { txn -> Int in
         var record = try self.storedRecord(in: txn)
         let info = RouterVersion(
@@ -399,312 +474,29 @@ extension Router {
         return info.version
       }
     }
-    return RouterTrainingReport(
-      version: version, activated: activated, reason: reason, classifier: classifier.name,
-      examples: Dictionary(
-        uniqueKeysWithValues: paths.indices.map { (paths[$0].name, counts[$0]) }),
-      unlabelled: all.count - labelled.count, trainExamples: train.count,
-      heldOutExamples: heldOut.count, heldOutInputs: heldOut.map { labelled[$0].input },
-      metrics: metrics, curve: curve, losses: losses,
-      seconds: Date().timeIntervalSince(start))
   }
 
-  /// The head's starting inverse temperature over cosine similarities (as in contrastive
-  /// losses, 1/0.05): soft enough that the first epochs still have gradient to follow.
-  static let centroidScale: Float = 20
-
-  /// The classifier, chosen by cross-validation on the training split alone (the held-out
-  /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
-  /// discriminant, then the head trained from the centroids for a tenth, a third and all of
-  /// `options.epochs`.
-  static func chooseClassifier(
-    inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
-  ) -> RouterClassifier {
-    let epochs = Set([options.epochs / 10, options.epochs / 3, options.epochs]).filter { $0 > 0 }
-    let candidates =
-      [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
-    return crossValidate(labels: labels, classes: classes, candidates: candidates) {
-      fit, check in
-      candidates.map { classifier in
-        // A discriminant whose covariance is singular on a fold scores nothing there.
-        guard
-          let head = try? Self.fit(
-            classifier, inputs: fit.map { inputs[$0] }, labels: fit.map { labels[$0] },
-            classes: classes, options: options
-          ).head
-        else { return 0 }
-        return macroF1(
-          logits: head.logits(check.flatMap { inputs[$0] }), labels: check.map { labels[$0] },
-          classes: classes)
-      }
-    } ?? .trained(options.epochs)
-  }
-
-  /// `classifier` fitted to `inputs` as a head, with the epochs' losses (none but for a
-  /// trained head) and the discriminant's shrinkage. `progress` gets each epoch and its loss.
-  ///
-  /// - Throws: `TrainingError.badInput` when a discriminant cannot be fitted (a class without
-  ///   inputs, a singular covariance); what `progress` throws.
-  static func fit(
-    _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
-    options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
-  ) throws -> (head: SoftmaxClassifier<Float>, losses: [Double], shrinkage: Double?) {
-    if classifier == .discriminant {
-      let discriminant = try LinearDiscriminant(inputs: inputs, labels: labels, classes: classes)
-      return (discriminant.head, [], discriminant.shrinkage)
-    }
-    var head = SoftmaxClassifier<Float>(
-      centroids: NearestCentroid(inputs: inputs, labels: labels, classes: classes),
-      scale: centroidScale)
-    var hyper = options
-    hyper.epochs = classifier.epochs
-    let losses = try head.fit(
-      inputs: inputs.flatMap { $0 }, labels: labels,
-      classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: labels, classes: classes),
-      options: hyper, progress: progress)
-    return (head, losses, nil)
-  }
-
-  /// Chooses among `candidates` (simplest first) by 5-fold stratified cross-validation:
-  /// `score` gets a fold's fitting and checking indices and returns each candidate's macro-F1
-  /// on the checking part. By the one-standard-error rule, the first candidate whose mean
-  /// over the folds is within one standard error of the best wins: small or noisy training
-  /// splits keep close to the start, and training moves away from it only where the folds
-  /// say it clearly pays. Nil when fewer than two folds had every class to fit on.
-  static func crossValidate<Candidate>(
-    labels: [Int], classes: Int, candidates: [Candidate],
-    score: (_ fit: [Int], _ check: [Int]) throws -> [Double]
-  ) rethrows -> Candidate? {
-    let folds = 5
-    // Stratified folds: the k-th example of each class goes to fold k mod 5.
-    var seen = [Int](repeating: 0, count: classes)
-    let fold = labels.map { y -> Int in
-      defer { seen[y] += 1 }
-      return seen[y] % folds
-    }
-    var scores = [[Double]](repeating: [], count: candidates.count)
-    for k in 0..<folds {
-      let fit = labels.indices.filter { fold[$0] != k }
-      let check = labels.indices.filter { fold[$0] == k }
-      // A fold whose fitting part lacks a class says nothing fair about it.
-      guard !check.isEmpty, Set(fit.map { labels[$0] }).count == classes else { continue }
-      for (c, value) in try score(fit, check).enumerated() { scores[c].append(value) }
-    }
-    guard scores[0].count >= 2 else { return nil }
-    let n = Double(scores[0].count)
-    let means = scores.map { $0.reduce(0, +) / n }
-    let best = means.indices.max { means[$0] < means[$1] }!
-    let variance =
-      scores[best].map { ($0 - means[best]) * ($0 - means[best]) }.reduce(0, +) / (n - 1)
-    let bar = means[best] - (variance / n).squareRoot()
-    return candidates[means.indices.first { means[$0] >= bar }!]
-  }
-
-  /// Macro-F1 of the argmax of `n×classes` logits.
-  static func macroF1(logits: [Float], labels: [Int], classes: Int) -> Double {
-    let predictions = labels.indices.map { i in
-      (0..<classes).max { logits[i * classes + $0] < logits[i * classes + $1] }!
-    }
-    return ClassificationMetrics(labels: labels, predictions: predictions, classes: classes)
-      .macroF1
-  }
-
-  /// The LoRA tier: from the chosen head on the frozen encoder, the head and LoRA adapters
-  /// on the encoder trained together (`EncoderClassifierTrainer`) for a number of epochs
-  /// chosen by `crossValidate` on the training split (0 to `loraEpochs`; 0 keeps the head on
-  /// the frozen encoder, and then no adapters). Returns the head, the adapters, the encoder
-  /// that serves them (merged) and the run's lineage.
-  private func tuneEncoder(
-    texts: [String], labels: [Int], vectors: [[Float]], head: SoftmaxClassifier<Float>,
-    classifier: RouterClassifier, headOptions: SoftmaxClassifier<Float>.Options,
-    encoder: SentenceEncoder,
-    options: RouterTrainingOptions, progress: ((RouterTrainingStage) throws -> Void)?
-  ) throws -> (
-    head: SoftmaxClassifier<Float>, adapters: LoRAAdapters<Float>?, encoder: SentenceEncoder,
-    lineage: [String: JSONValue]
-  ) {
-    let classes = head.classes
-    let base = try EncoderParameters(encoder)
-    let sequences = texts.map { encoder.tokenize($0).map(Int32.init) }
-    var tuning = EncoderClassifierTrainer.Options(seed: options.seed)
-    tuning.batchSize = options.batchSize
-    tuning.headLearningRate = options.learningRate
-    tuning.learningRate = options.loraLearningRate
-    tuning.weightDecay = options.weightDecay
-    tuning.lora = LoRAConfiguration(rank: options.loraRank, alpha: 2 * Double(options.loraRank))
-    func trainer(_ indices: [Int], from head: SoftmaxClassifier<Float>) throws
-      -> EncoderClassifierTrainer
-    {
-      let fitLabels = indices.map { labels[$0] }
-      return try EncoderClassifierTrainer(
-        base: base, head: head, sequences: indices.map { sequences[$0] }, labels: fitLabels,
-        classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes),
-        options: tuning)
-    }
-
-    // Each fold: the head tier on the fitting part, then the joint training, scored on the
-    // checking part before the first epoch and after each.
-    let total = 5 * options.loraEpochs
-    var done = 0
-    let epochs =
-      try !options.chooseLoRAEpochs
-      ? options.loraEpochs
-      : Self.crossValidate(
-        labels: labels, classes: classes, candidates: Array(0...options.loraEpochs)
-      ) { fit, check in
-        let start = try Self.fit(
-          classifier, inputs: fit.map { vectors[$0] }, labels: fit.map { labels[$0] },
-          classes: classes, options: headOptions)
-        let run = try trainer(fit, from: start.head)
-        let checkSequences = check.map { sequences[$0] }
-        let checkLabels = check.map { labels[$0] }
-        var scores = [
-          Self.macroF1(
-            logits: try run.logits(checkSequences), labels: checkLabels, classes: classes)
-        ]
-        for _ in 0..<options.loraEpochs {
-          run.trainEpoch()
-          done += 1
-          try progress?(.crossValidation(OperationProgress(done: done, total: total)))
-          scores.append(
-            Self.macroF1(
-              logits: try run.logits(checkSequences), labels: checkLabels, classes: classes))
-        }
-        return scores
-      } ?? options.loraEpochs
-
+  /// How the version was trained: the split, the classifier and its options, the losses,
+  /// the LoRA tier's tuning and the target.
+  private func lineage(_ run: RouterTrainingRun, fit: RouterFit) -> [String: JSONValue] {
+    let options = run.options
     var lineage: [String: JSONValue] = [
-      "lora_epochs": .number(Double(epochs)),
-      "lora_max_epochs": .number(Double(options.loraEpochs)),
-      "lora_rank": .number(Double(options.loraRank)),
-      "lora_learning_rate": .number(options.loraLearningRate),
+      "train_examples": .number(Double(run.train.count)),
+      "heldout_examples": .number(Double(run.heldOut.count)),
+      "classifier": .string(fit.classifier.name),
+      "epochs": .number(Double(fit.classifier.epochs)),
+      "max_epochs": .number(Double(options.epochs)),
+      "batch_size": .number(Double(options.batchSize)),
+      "learning_rate": .number(options.learningRate),
+      "weight_decay": .number(options.weightDecay), "seed": .number(Double(options.seed)),
+      "heldout_fraction": .number(options.heldOutFraction),
+      "losses": .array(fit.losses.map { .number($0) }),
     ]
-    guard epochs > 0 else { return (head, nil, encoder, lineage) }
-    let run = try trainer(Array(labels.indices), from: head)
-    for epoch in 1...epochs {
-      let loss = run.trainEpoch()
-      try progress?(.tuning(epoch: epoch, epochs: epochs, loss: loss))
-    }
-    lineage["lora_losses"] = .array(run.losses.map { .number($0) })
-    return (
-      run.head, run.adapters,
-      try SentenceEncoder(trained: run.mergedParameters, like: encoder), lineage
-    )
-  }
-
-  /// Embeds `texts` in chunks, reporting progress.
-  private func embed(
-    _ texts: [String], encoder: SentenceEncoder, progress: ((RouterTrainingStage) throws -> Void)?
-  ) throws -> [[Float]] {
-    var vectors: [[Float]] = []
-    vectors.reserveCapacity(texts.count)
-    for first in stride(from: 0, to: texts.count, by: 64) {
-      vectors += encoder.embed(Array(texts[first..<min(first + 64, texts.count)]))
-      try progress?(.embedding(OperationProgress(done: vectors.count, total: texts.count)))
-    }
-    return vectors
-  }
-
-  static func argmax(_ values: [Double]) -> Int {
-    values.indices.max { values[$0] < values[$1] }!
-  }
-
-  /// Whether path `index` serves `example` well: it is the best path, an outcome says it is
-  /// good, or it is the escalation path and no outcome says it is bad.
-  func isGood(_ index: Int, for example: ScoredExample) -> Bool {
-    if index == example.label { return true }
-    if let outcome = example.outcomes[index] { return outcome == .good }
-    return paths[index].name == escalation
-  }
-
-  /// The path a request takes. Without an escalation path: the most probable one. With one:
-  /// the most probable of the other paths when its probability (the confidence) reaches
-  /// `threshold`, else the escalation path. Threshold 0 never escalates, above 1 always.
-  func decide(_ probabilities: [Double], threshold: Double) -> (
-    path: Int, confidence: Double, escalated: Bool
-  ) {
-    guard let escalation = paths.firstIndex(where: { $0.name == escalation }) else {
-      let top = Self.argmax(probabilities)
-      return (top, probabilities[top], false)
-    }
-    let best = probabilities.indices.filter { $0 != escalation }.max {
-      probabilities[$0] < probabilities[$1]
-    }!
-    let confidence = probabilities[best]
-    return confidence < threshold
-      ? (escalation, confidence, true) : (best, confidence, false)
-  }
-
-  /// Escalation share, quality and mean cost of `threshold` on `examples`.
-  func point(_ examples: [ScoredExample], threshold: Double) -> CostQualityPoint {
-    var escalated = 0
-    var good = 0
-    var cost = 0.0
-    for example in examples {
-      let decision = decide(example.probabilities, threshold: threshold)
-      if decision.escalated { escalated += 1 }
-      if isGood(decision.path, for: example) { good += 1 }
-      cost += paths[decision.path].cost ?? .nan
-    }
-    let n = Double(max(1, examples.count))
-    return CostQualityPoint(
-      threshold: threshold, escalation: Double(escalated) / n, quality: Double(good) / n,
-      cost: cost.isNaN ? nil : cost / n)
-  }
-
-  /// The threshold meeting the options' target on `examples`: for `maxEscalation`, the one
-  /// with the best quality (then the highest) among those escalating at most that share; for
-  /// `minQuality`, the
-  /// one escalating least among those reaching that quality; without a target, 0.5 (with an
-  /// escalation path: escalate when no other path is more likely right than not).
-  func chooseThreshold(_ examples: [ScoredExample], options: RouterTrainingOptions) throws
-    -> Double
-  {
-    guard options.maxEscalation != nil || options.minQuality != nil else {
-      return escalation == nil ? 0 : 0.5
-    }
-    // One threshold per distinct set of decisions: 0 (never escalate), the midpoints between
-    // consecutive confidences (robust to the noise of a small split), and just above 1.
-    let confidences = Set(examples.map { decide($0.probabilities, threshold: 0).confidence })
-      .sorted()
-    let candidates =
-      [0.0] + zip(confidences, confidences.dropFirst()).map { ($0 + $1) / 2 } + [Double(1).nextUp]
-    let points = candidates.map { point(examples, threshold: $0) }
-    func describe(_ p: CostQualityPoint) -> String {
-      String(
-        format: "escalation %.3f, quality %.3f at threshold %.3f", p.escalation, p.quality,
-        p.threshold)
-    }
-    if let target = options.maxEscalation {
-      let feasible = points.filter { $0.escalation <= target }
-      // Equal quality: the higher threshold, which uses the escalation budget.
-      guard
-        let best = feasible.max(by: {
-          ($0.quality, $0.threshold) < ($1.quality, $1.threshold)
-        })
-      else {
-        let closest = points.min { $0.escalation < $1.escalation }!
-        throw VectorDBError.invalidInput(
-          source: "--max-escalation", line: nil,
-          reason:
-            "no threshold escalates at most \(target) of the held-out inputs; the closest is \(describe(closest))"
-        )
-      }
-      return best.threshold
-    }
-    let target = options.minQuality!
-    guard
-      let best = points.filter({ $0.quality >= target }).min(by: {
-        ($0.escalation, $0.threshold) < ($1.escalation, $1.threshold)
-      })
-    else {
-      let closest = points.max { ($0.quality, -$0.escalation) < ($1.quality, -$1.escalation) }!
-      throw VectorDBError.invalidInput(
-        source: "--min-quality", line: nil,
-        reason:
-          "no threshold reaches quality \(target) on the held-out inputs; the closest is \(describe(closest))"
-      )
-    }
-    return best.threshold
+    lineage["tier"] = .string(options.tier.rawValue)
+    if let shrinkage = fit.shrinkage { lineage["shrinkage"] = .number(shrinkage) }
+    lineage.merge(fit.tuning) { $1 }
+    if let target = options.maxEscalation { lineage["max_escalation"] = .number(target) }
+    if let target = options.minQuality { lineage["min_quality"] = .number(target) }
+    return lineage
   }
 }

@@ -1,0 +1,264 @@
+import Embedding
+import Foundation
+import Training
+
+/// The classifiers `Router.train` chooses among on the training split, simplest first.
+enum RouterClassifier: Equatable {
+  /// The head as nearest centroid (cosine), untrained.
+  case nearestCentroid
+  /// Shrunk linear discriminant analysis (`LinearDiscriminant`): the centroids with a shared
+  /// covariance estimated from the data.
+  case discriminant
+  /// The head from the centroids, trained for this many epochs.
+  case trained(Int)
+
+  /// The name in reports and lineage.
+  var name: String {
+    switch self {
+    case .nearestCentroid: "nearest_centroid"
+    case .discriminant: "shrunk_lda"
+    case .trained: "softmax"
+    }
+  }
+
+  var epochs: Int {
+    if case .trained(let epochs) = self { return epochs }
+    return 0
+  }
+}
+
+/// The fit stage's outcome: the chosen classifier's head, and on the LoRA tier the head
+/// tuned together with adapters on the encoder.
+struct RouterFit {
+  var classifier: RouterClassifier
+  var head: SoftmaxClassifier<Float>
+  /// Mean loss of each epoch of a trained head (empty for the closed-form classifiers).
+  var losses: [Double]
+  /// The discriminant's shrinkage.
+  var shrinkage: Double?
+  /// The encoder that serves the head: the frozen one, or the LoRA tier's with the
+  /// adapters merged.
+  var encoder: SentenceEncoder
+  /// LoRA tier: the adapters (nil: none, the frozen encoder serves) and the tuning's lineage.
+  var adapters: LoRAAdapters<Float>? = nil
+  var tuning: [String: JSONValue] = [:]
+}
+
+extension RouterTrainingOptions {
+  /// The options of the softmax head (the classifier choice's and the fit's).
+  var headOptions: SoftmaxClassifier<Float>.Options {
+    SoftmaxClassifier<Float>.Options(
+      epochs: epochs, batchSize: batchSize, learningRate: learningRate,
+      weightDecay: weightDecay, seed: seed)
+  }
+}
+
+/// The fit stage of `Router.train`: the classifier chosen by cross-validation on the
+/// training split and fitted on all of it; on the LoRA tier, the head and adapters on the
+/// encoder trained together.
+extension Router {
+  /// The fit stage: the classifier chosen on `run`'s training split (`chooseClassifier`),
+  /// then fitted on all of it; `progress` gets each epoch of a trained head.
+  ///
+  /// - Throws: what `fit` and `progress` throw.
+  func fitClassifier(
+    _ run: RouterTrainingRun, vectors: [[Float]], encoder: SentenceEncoder,
+    progress: ((RouterTrainingStage) throws -> Void)?
+  ) throws -> RouterFit {
+    let inputs = run.train.map { vectors[$0] }
+    let labels = run.trainLabels
+    let options = run.options.headOptions
+    let classifier = Self.chooseClassifier(
+      inputs: inputs, labels: labels, classes: paths.count, options: options)
+    let fitted = try Self.fit(
+      classifier, inputs: inputs, labels: labels, classes: paths.count, options: options
+    ) { epoch, loss in
+      try progress?(.training(epoch: epoch, epochs: classifier.epochs, loss: loss))
+    }
+    return RouterFit(
+      classifier: classifier, head: fitted.head, losses: fitted.losses,
+      shrinkage: fitted.shrinkage, encoder: encoder)
+  }
+
+  /// The head's starting inverse temperature over cosine similarities (as in contrastive
+  /// losses, 1/0.05): soft enough that the first epochs still have gradient to follow.
+  static let centroidScale: Float = 20
+
+  /// The classifier, chosen by cross-validation on the training split alone (the held-out
+  /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
+  /// discriminant, then the head trained from the centroids for a tenth, a third and all of
+  /// `options.epochs`.
+  static func chooseClassifier(
+    inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
+  ) -> RouterClassifier {
+    let epochs = Set([options.epochs / 10, options.epochs / 3, options.epochs]).filter { $0 > 0 }
+    let candidates =
+      [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
+    return crossValidate(labels: labels, classes: classes, candidates: candidates) {
+      fit, check in
+      candidates.map { classifier in
+        // A discriminant whose covariance is singular on a fold scores nothing there.
+        guard
+          let head = try? Self.fit(
+            classifier, inputs: fit.map { inputs[$0] }, labels: fit.map { labels[$0] },
+            classes: classes, options: options
+          ).head
+        else { return 0 }
+        return macroF1(
+          logits: head.logits(check.flatMap { inputs[$0] }), labels: check.map { labels[$0] },
+          classes: classes)
+      }
+    } ?? .trained(options.epochs)
+  }
+
+  /// `classifier` fitted to `inputs` as a head, with the epochs' losses (none but for a
+  /// trained head) and the discriminant's shrinkage. `progress` gets each epoch and its loss.
+  ///
+  /// - Throws: `TrainingError.badInput` when a discriminant cannot be fitted (a class without
+  ///   inputs, a singular covariance); what `progress` throws.
+  static func fit(
+    _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
+    options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
+  ) throws -> (head: SoftmaxClassifier<Float>, losses: [Double], shrinkage: Double?) {
+    if classifier == .discriminant {
+      let discriminant = try LinearDiscriminant(inputs: inputs, labels: labels, classes: classes)
+      return (discriminant.head, [], discriminant.shrinkage)
+    }
+    var head = SoftmaxClassifier<Float>(
+      centroids: NearestCentroid(inputs: inputs, labels: labels, classes: classes),
+      scale: centroidScale)
+    var hyper = options
+    hyper.epochs = classifier.epochs
+    let losses = try head.fit(
+      inputs: inputs.flatMap { $0 }, labels: labels,
+      classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: labels, classes: classes),
+      options: hyper, progress: progress)
+    return (head, losses, nil)
+  }
+
+  /// Chooses among `candidates` (simplest first) by 5-fold stratified cross-validation:
+  /// `score` gets a fold's fitting and checking indices and returns each candidate's macro-F1
+  /// on the checking part. By the one-standard-error rule, the first candidate whose mean
+  /// over the folds is within one standard error of the best wins: small or noisy training
+  /// splits keep close to the start, and training moves away from it only where the folds
+  /// say it clearly pays. Nil when fewer than two folds had every class to fit on.
+  static func crossValidate<Candidate>(
+    labels: [Int], classes: Int, candidates: [Candidate],
+    score: (_ fit: [Int], _ check: [Int]) throws -> [Double]
+  ) rethrows -> Candidate? {
+    let folds = 5
+    // Stratified folds: the k-th example of each class goes to fold k mod 5.
+    var seen = [Int](repeating: 0, count: classes)
+    let fold = labels.map { y -> Int in
+      defer { seen[y] += 1 }
+      return seen[y] % folds
+    }
+    var scores = [[Double]](repeating: [], count: candidates.count)
+    for k in 0..<folds {
+      let fit = labels.indices.filter { fold[$0] != k }
+      let check = labels.indices.filter { fold[$0] == k }
+      // A fold whose fitting part lacks a class says nothing fair about it.
+      guard !check.isEmpty, Set(fit.map { labels[$0] }).count == classes else { continue }
+      for (c, value) in try score(fit, check).enumerated() { scores[c].append(value) }
+    }
+    guard scores[0].count >= 2 else { return nil }
+    let n = Double(scores[0].count)
+    let means = scores.map { $0.reduce(0, +) / n }
+    let best = means.indices.max { means[$0] < means[$1] }!
+    let variance =
+      scores[best].map { ($0 - means[best]) * ($0 - means[best]) }.reduce(0, +) / (n - 1)
+    let bar = means[best] - (variance / n).squareRoot()
+    return candidates[means.indices.first { means[$0] >= bar }!]
+  }
+
+  /// Macro-F1 of the argmax of `n×classes` logits.
+  static func macroF1(logits: [Float], labels: [Int], classes: Int) -> Double {
+    let predictions = labels.indices.map { i in
+      (0..<classes).max { logits[i * classes + $0] < logits[i * classes + $1] }!
+    }
+    return ClassificationMetrics(labels: labels, predictions: predictions, classes: classes)
+      .macroF1
+  }
+
+  /// The LoRA tier: from the chosen head on the frozen encoder, the head and LoRA adapters
+  /// on the encoder trained together (`EncoderClassifierTrainer`) for a number of epochs
+  /// chosen by `crossValidate` on the training split (0 to `loraEpochs`; 0 keeps the head on
+  /// the frozen encoder, and then no adapters). Returns `chosen` with the tuned head, the
+  /// adapters, the encoder that serves them (merged) and the run's lineage.
+  func tuneEncoder(
+    _ chosen: RouterFit, texts: [String], labels: [Int], vectors: [[Float]],
+    options: RouterTrainingOptions, progress: ((RouterTrainingStage) throws -> Void)?
+  ) throws -> RouterFit {
+    let (head, classifier, encoder) = (chosen.head, chosen.classifier, chosen.encoder)
+    let headOptions = options.headOptions
+    let classes = head.classes
+    let base = try EncoderParameters(encoder)
+    let sequences = texts.map { encoder.tokenize($0).map(Int32.init) }
+    var tuning = EncoderClassifierTrainer.Options(seed: options.seed)
+    tuning.batchSize = options.batchSize
+    tuning.headLearningRate = options.learningRate
+    tuning.learningRate = options.loraLearningRate
+    tuning.weightDecay = options.weightDecay
+    tuning.lora = LoRAConfiguration(rank: options.loraRank, alpha: 2 * Double(options.loraRank))
+    func trainer(_ indices: [Int], from head: SoftmaxClassifier<Float>) throws
+      -> EncoderClassifierTrainer
+    {
+      let fitLabels = indices.map { labels[$0] }
+      return try EncoderClassifierTrainer(
+        base: base, head: head, sequences: indices.map { sequences[$0] }, labels: fitLabels,
+        classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: fitLabels, classes: classes),
+        options: tuning)
+    }
+
+    // Each fold: the head tier on the fitting part, then the joint training, scored on the
+    // checking part before the first epoch and after each.
+    let total = 5 * options.loraEpochs
+    var done = 0
+    let epochs =
+      try !options.chooseLoRAEpochs
+      ? options.loraEpochs
+      : Self.crossValidate(
+        labels: labels, classes: classes, candidates: Array(0...options.loraEpochs)
+      ) { fit, check in
+        let start = try Self.fit(
+          classifier, inputs: fit.map { vectors[$0] }, labels: fit.map { labels[$0] },
+          classes: classes, options: headOptions)
+        let run = try trainer(fit, from: start.head)
+        let checkSequences = check.map { sequences[$0] }
+        let checkLabels = check.map { labels[$0] }
+        var scores = [
+          Self.macroF1(
+            logits: try run.logits(checkSequences), labels: checkLabels, classes: classes)
+        ]
+        for _ in 0..<options.loraEpochs {
+          run.trainEpoch()
+          done += 1
+          try progress?(.crossValidation(OperationProgress(done: done, total: total)))
+          scores.append(
+            Self.macroF1(
+              logits: try run.logits(checkSequences), labels: checkLabels, classes: classes))
+        }
+        return scores
+      } ?? options.loraEpochs
+
+    let lineage: [String: JSONValue] = [
+      "lora_epochs": .number(Double(epochs)),
+      "lora_max_epochs": .number(Double(options.loraEpochs)),
+      "lora_rank": .number(Double(options.loraRank)),
+      "lora_learning_rate": .number(options.loraLearningRate),
+    ]
+    var tuned = chosen
+    tuned.tuning = lineage
+    guard epochs > 0 else { return tuned }
+    let run = try trainer(Array(labels.indices), from: head)
+    for epoch in 1...epochs {
+      let loss = run.trainEpoch()
+      try progress?(.tuning(epoch: epoch, epochs: epochs, loss: loss))
+    }
+    tuned.tuning["lora_losses"] = .array(run.losses.map { .number($0) })
+    tuned.head = run.head
+    tuned.adapters = run.adapters
+    tuned.encoder = try SentenceEncoder(trained: run.mergedParameters, like: encoder)
+    return tuned
+  }
+}
