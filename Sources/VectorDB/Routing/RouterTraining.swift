@@ -189,19 +189,23 @@ extension Router {
   /// Trains a new version of the router from its log and activates it only when the held-out
   /// split says it is better.
   ///
-  /// 1. Inputs with a best path (see `examples()`) are split per path, by a hash of the text,
-  ///    into training and held-out parts.
-  /// 2. The inputs are embedded by the database's default encoder (frozen). The classifier is
-  ///    chosen by cross-validation on the training split (`chooseClassifier`): nearest
-  ///    centroid, shrunk linear discriminant analysis, or a softmax head started as the
-  ///    centroids and trained with balanced class weights and AdamW for some epochs.
-  /// 3. Gate: a paired bootstrap of held-out macro-F1 against the active version (or,
-  ///    without one, always the most common path); the candidate is activated only when the
-  ///    95% interval of the gain is above zero (or `force`). Otherwise it is stored as
-  ///    rejected with the reason.
-  /// 4. Calibration: one temperature fitted on the held-out logits (ECE reported before and
-  ///    after, the latter cross-fitted on halves); the threshold chosen on the held-out split
-  ///    for `maxEscalation` or `minQuality` (0, never escalate, without a target).
+  /// 1. **Examples and split** (`prepareRun`). Inputs with a best path (see `examples()`)
+  ///    are split per path, by a hash of the text, into training and held-out parts.
+  /// 2. **Fit** (`embed`, `fitClassifier`, then `tuneEncoder` on the LoRA tier). The inputs
+  ///    are embedded by the database's default encoder (frozen). The classifier is chosen by
+  ///    cross-validation on the training split (`chooseClassifier`): nearest centroid, shrunk
+  ///    linear discriminant analysis, or a softmax head started as the centroids and trained
+  ///    with balanced class weights and AdamW for some epochs.
+  /// 3. **Gate** (`predictHeldOut`, `gate`). A paired bootstrap of held-out macro-F1 against
+  ///    the active version (or, without one, always the most common path); the candidate is
+  ///    activated only when the 95% interval of the gain is above zero (or `force`).
+  ///    Otherwise it is stored as rejected with the reason.
+  /// 4. **Calibration and threshold** (`calibrate`, `placeThreshold`). One temperature fitted
+  ///    on the held-out logits (ECE reported before and after, the latter cross-fitted on
+  ///    halves); the threshold chosen on the held-out split for `maxEscalation` or
+  ///    `minQuality` (0, never escalate, without a target).
+  /// 5. **Publish** (`publish`). The version, its metrics and lineage, and its weights
+  ///    (a rejected LoRA-tier version's are dropped).
   ///
   /// Nothing is written until the end, in one transaction: a run that is killed leaves the
   /// active version serving.
@@ -350,7 +354,6 @@ extension Router {
       labels: run.heldOutLabels, current: current, candidate: candidate, classes: paths.count,
       seed: run.options.seed)
     let force = run.options.force
-    let signed = Self.signed
     let reason =
       (verdict.improves
         ? "activated: held-out macro-F1 improved"
@@ -361,11 +364,6 @@ extension Router {
       + " for \(currentName))"
       + ": mean delta \(signed(verdict.meanDelta)), 95% interval [\(signed(verdict.lower)), \(signed(verdict.upper))] over \(run.heldOut.count) examples"
     return RouterGate(activated: verdict.improves || force, reason: reason)
-  }
-
-  /// `x` with its sign and four decimals, for the gate's reason.
-  private static func signed(_ x: Double) -> String {
-    (x >= 0 ? "+" : "") + String(format: "%.4f", x)
   }
 
   // MARK: Calibration and threshold
@@ -499,4 +497,9 @@ extension Router {
     if let target = options.minQuality { lineage["min_quality"] = .number(target) }
     return lineage
   }
+}
+
+/// `x` with its sign and four decimals, for the gate's reason.
+private func signed(_ x: Double) -> String {
+  (x >= 0 ? "+" : "") + String(format: "%.4f", x)
 }
