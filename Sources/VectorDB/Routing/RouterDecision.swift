@@ -11,6 +11,7 @@ struct ScoredExample {
 /// stage of `train`): the decision at a threshold, its escalation, quality and cost, and
 /// the threshold that meets a target.
 extension Router {
+  /// The index of the largest of `values` (the most probable path of a row).
   static func argmax(_ values: [Double]) -> Int {
     values.indices.max { values[$0] < values[$1] }!
   }
