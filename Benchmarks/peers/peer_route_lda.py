@@ -40,10 +40,9 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
 
-def docs_set(model):
-    """The docs set's inputs and best paths: the path whose outcome is good."""
-    from sentence_transformers import SentenceTransformer
-
+def docs_examples():
+    """The docs set's inputs and best paths (the path whose outcome is good), as texts and
+    label indices."""
     best = {}
     with open("tools/route-examples.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -52,9 +51,17 @@ def docs_set(model):
                 best[row["input"]] = row["path"]
     texts = list(best)
     paths = sorted(set(best.values()))
+    return texts, np.array([paths.index(best[t]) for t in texts])
+
+
+def docs_set(model):
+    """The docs set embedded by sentence-transformers from vdb's model directory."""
+    from sentence_transformers import SentenceTransformer
+
+    texts, labels = docs_examples()
     encoder = SentenceTransformer(model, device="cpu")
     vectors = encoder.encode(texts, normalize_embeddings=True)
-    return vectors.astype(np.float64), np.array([paths.index(best[t]) for t in texts])
+    return vectors.astype(np.float64), labels
 
 
 def read_vectors(path, dtype):
@@ -62,11 +69,11 @@ def read_vectors(path, dtype):
     return raw.reshape(-1, raw[0] + 1)[:, 1:].view(dtype)
 
 
-def scifact_set(datasets):
+def scifact_examples(datasets):
     """Claims labelled 0 when the top sentence of dense search is in a relevant abstract
-    (the cheap path is good), else 1 (escalate), as route-bench builds them."""
+    (the cheap path is good), else 1 (escalate), as route-bench builds them: the claims'
+    texts, their rows in ../shared/datasets/scifact-minilm's queries, and the labels."""
     minilm = os.path.join(datasets, "scifact-minilm")
-    claims = read_vectors(os.path.join(minilm, "queries.fvecs"), np.float32)
     nearest = read_vectors(os.path.join(minilm, "gt.ivecs"), np.int32)
     with gzip.open(os.path.join(minilm, "base_texts.jsonl.gz"), "rt", encoding="utf-8") as f:
         row_document = [json.loads(line)["doc_id"] for line in f]
@@ -77,17 +84,25 @@ def scifact_set(datasets):
             for row in csv.DictReader(f, delimiter="\t"):
                 if int(row["score"]) > 0:
                     relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    vectors, labels = [], []
+    texts, rows, labels = [], [], []
     with open(os.path.join(minilm, "queries.jsonl"), encoding="utf-8") as f:
         for line in f:
             query = json.loads(line)
             if query["query_id"] not in relevant:
                 continue
-            vectors.append(claims[query["row"]])
+            texts.append(query["text"])
+            rows.append(query["row"])
             good = row_document[nearest[query["row"]][0]] in relevant[query["query_id"]]
             labels.append(0 if good else 1)
-    vectors = np.array(vectors, dtype=np.float64)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.array(labels)
+    return texts, np.array(rows), np.array(labels)
+
+
+def scifact_set(datasets):
+    """The SciFact set with the claims' stored vectors (unit length)."""
+    _, rows, labels = scifact_examples(datasets)
+    claims = read_vectors(os.path.join(datasets, "scifact-minilm", "queries.fvecs"), np.float32)
+    vectors = claims[rows].astype(np.float64)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), labels
 
 
 def class_means(x, y, classes):
