@@ -17,7 +17,7 @@ struct Train: ParsableCommand {
       else it holds out 20% (--held-out). A candidate is promoted only when the 95% \
       interval of the nDCG@10 change lies above zero (paired bootstrap).
 
-      Tiers: `full` trains the whole encoder (lr 2e-5, 3 epochs, 1 hard negative). \
+      Tiers: `full` trains the whole encoder (lr 5e-5, 3 epochs, 1 hard negative). \
       The gate re-scores a pool per query (the current top 100 plus the judged \
       documents), so a rejected candidate embeds no corpus; a promoted one is stored \
       and re-embeds the corpus into a new generation (a resumable job; queries keep \
@@ -55,7 +55,7 @@ struct Train: ParsableCommand {
   @Option(
     help: "GradCache mini-batch: embed a step's batch in chunks of N (same result, less memory).")
   var miniBatch: Int?
-  @Option(help: "Peak learning rate (default: 2e-5 full, 1e-4 lora, 1e-3 adapter).")
+  @Option(help: "Peak learning rate (default: 5e-5 full, 1e-4 lora, 1e-3 adapter).")
   var lr: Double?
   @Option(
     help:

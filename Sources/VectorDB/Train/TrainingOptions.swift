@@ -32,7 +32,7 @@ public struct TrainingOptions: Sendable, Codable {
   /// (Query, positive) pairs per step, each batch's other positives its in-batch negatives
   /// (JSON `batch_size`; at least 2).
   public var batchSize = 32
-  /// Peak learning rate; nil: the tier's default (2e-5 full, 1e-4 lora, 1e-3 adapter).
+  /// Peak learning rate; nil: the tier's default (5e-5 full, 1e-4 lora, 1e-3 adapter).
   public var learningRate: Double?
   /// Tokens per training sequence, 2 up to the model's maximum.
   public var maxSequenceLength = 128
@@ -104,7 +104,7 @@ public struct TrainingOptions: Sendable, Codable {
   public var peakLearningRate: Double {
     if let learningRate { return learningRate }
     switch tier {
-    case .full: return 2e-5
+    case .full: return 5e-5
     case .lora: return 1e-4
     case .adapter, .fusion: return 1e-3
     }
