@@ -292,11 +292,13 @@ var report: [String: Any] = [
   "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
   "cpu_flags": cpuFlags(), "bf16_kernel": "\(PackedWeights.KernelLevel.current(.bfloat16))",
   "int8_kernel": "\(PackedWeights.KernelLevel.current(.int8))",
+  "vector_kernel": Kernels.vectorLevel,
 ]
 var lines: [String] = [
   "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
     + " bfloat16 kernel \(PackedWeights.KernelLevel.current(.bfloat16).name(.bfloat16)),"
-    + " int8 kernel \(PackedWeights.KernelLevel.current(.int8).name(.int8));"
+    + " int8 kernel \(PackedWeights.KernelLevel.current(.int8).name(.int8)),"
+    + " GELU and softmax \(Kernels.vectorLevel);"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
   "CPU flags: \(cpuFlags())",
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",

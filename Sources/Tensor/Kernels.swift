@@ -1,3 +1,5 @@
+import CKernels
+
 /// Fused element-wise kernels over row-major float buffers.
 ///
 /// Each kernel makes as few passes over memory as it can and allocates nothing. They
@@ -99,11 +101,12 @@ public enum Kernels {
     gelu(count: count, x, into: x)
   }
 
-  /// y = GELU(x) (`y` may be `x`).
+  /// y = GELU(x) (`y` may be `x`), on the widest vectors the CPU has (`vdb_gelu` in
+  /// Sources/CKernels/activation.c; erf as in ``erf(_:)``).
   public static func gelu(
     count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
   ) {
-    forEachLane(count, x, y) { v in v * 0.5 * (1 + erf(v * 0.707_106_77)) }
+    vdb_gelu(Int32(count), x, y)
   }
 
   /// d ← d · GELU′(u), GELU′(u) = Φ(u) + u · e^(−u²/2) / √(2π): the backward of ``gelu(count:_:into:)``.
@@ -122,25 +125,11 @@ public enum Kernels {
     for j in vectorEnd..<count { d[j] *= derivative(SIMD8(repeating: u[j]))[0] }
   }
 
-  /// y[i] = f(x[i]) eight lanes at a time; the tail through a broadcast vector.
-  @inline(__always)
-  private static func forEachLane(
-    _ count: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-    _ f: (SIMD8<Float>) -> SIMD8<Float>
-  ) {
-    let vectorEnd = count & ~7
-    var i = 0
-    while i < vectorEnd {
-      store8(f(load8(x + i)), y + i)
-      i += 8
-    }
-    for j in vectorEnd..<count { y[j] = f(SIMD8(repeating: x[j]))[0] }
-  }
-
   /// Softmax of each row over its first `validWidth` entries; the rest of the row
   /// (masked positions, such as padding) is set to 0. Rows are `stride` apart.
   ///
-  /// softmax(x)ᵢ = exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x).
+  /// softmax(x)ᵢ = exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x), on the widest vectors the CPU
+  /// has (`vdb_softmax_rows` in Sources/CKernels/activation.c; exp as in ``exp(_:)``).
   public static func softmax(
     rows: Int, width: Int, validWidth: Int? = nil, stride: Int? = nil,
     _ x: UnsafeMutablePointer<Float>
@@ -148,41 +137,24 @@ public enum Kernels {
     let valid = validWidth ?? width
     let stride = stride ?? width
     precondition(valid >= 1 && valid <= width && stride >= width, "softmax: bad widths")
-    let vectorEnd = valid & ~7
-    for row in 0..<rows {
-      let p = x + row * stride
-      var maximum8 = SIMD8<Float>(repeating: -.infinity)
-      var i = 0
-      while i < vectorEnd {
-        let v = load8(p + i)
-        maximum8 = maximum8.replacing(with: v, where: v .> maximum8)
-        i += 8
-      }
-      var maximum = maximum8.max()
-      for j in vectorEnd..<valid { maximum = max(maximum, p[j]) }
-      var sum8 = SIMD8<Float>()
-      i = 0
-      while i < vectorEnd {
-        let e = exp(load8(p + i) - maximum)
-        store8(e, p + i)
-        sum8 += e
-        i += 8
-      }
-      var sum = sum8.sum()
-      for j in vectorEnd..<valid {
-        p[j] = exp(SIMD8(repeating: p[j] - maximum))[0]
-        sum += p[j]
-      }
-      let inverse = 1 / sum
-      i = 0
-      while i < vectorEnd {
-        store8(load8(p + i) * inverse, p + i)
-        i += 8
-      }
-      for j in vectorEnd..<valid { p[j] *= inverse }
-      for j in valid..<width { p[j] = 0 }
+    vdb_softmax_rows(Int32(rows), Int32(width), Int32(valid), Int32(stride), x)
+  }
+
+  /// Runs `body` once at each instruction set ``gelu(count:_:into:)`` and
+  /// ``softmax(rows:width:validWidth:stride:_:)`` can use on this CPU, narrowest first,
+  /// with that set in use and its name passed in; then returns to the widest. For tests.
+  package static func forEachVectorLevel(_ body: (String) throws -> Void) rethrows {
+    defer { vdb_vector_set_level(-1) }
+    for level in 0..<Int32(vectorLevelNames.count) where vdb_vector_set_level(level) == level {
+      try body(vectorLevelNames[Int(level)])
     }
   }
+
+  /// The instruction set those two functions use now: the widest the CPU has, unless
+  /// `VDB_VECTOR_KERNEL` (`avx2`, `plain`) asks for a fallback.
+  package static var vectorLevel: String { vectorLevelNames[Int(vdb_vector_level())] }
+
+  private static let vectorLevelNames = ["plain C", "AVX2+FMA", "AVX-512"]
 
   /// Scales each row to unit Euclidean length; an all-zero row stays zero.
   public static func l2Normalize(rows: Int, width: Int, _ x: UnsafeMutablePointer<Float>) {

@@ -43,13 +43,15 @@ final class KernelsTests: XCTestCase {
     XCTAssertLessThan(worst, 1e-6)
   }
 
-  func testGELUIsTheExactErfForm() {
-    var x = values(1003, seed: 1, scale: 6)  // odd length: exercises the scalar tail
-    let input = x
-    x.withUnsafeMutableBufferPointer { Kernels.gelu(count: $0.count, $0.baseAddress!) }
-    for (value, result) in zip(input, x) {
-      let expected = Double(value) * 0.5 * (1 + Foundation.erf(Double(value) / 2.0.squareRoot()))
-      XCTAssertEqual(Double(result), expected, accuracy: 2e-6)
+  func testGELUIsTheExactErfForm() throws {
+    let input = values(1003, seed: 1, scale: 6)  // odd length: exercises the ragged tail
+    Kernels.forEachVectorLevel { level in
+      var x = input
+      x.withUnsafeMutableBufferPointer { Kernels.gelu(count: $0.count, $0.baseAddress!) }
+      for (value, result) in zip(input, x) {
+        let expected = Double(value) * 0.5 * (1 + Foundation.erf(Double(value) / 2.0.squareRoot()))
+        XCTAssertEqual(Double(result), expected, accuracy: 2e-6, level)
+      }
     }
   }
 
@@ -79,21 +81,28 @@ final class KernelsTests: XCTestCase {
   }
 
   func testSoftmaxRowsSumToOneAndMaskedEntriesAreZero() {
-    var x = values(2 * 13, seed: 6, scale: 20)
-    let input = x
-    x.withUnsafeMutableBufferPointer {
-      Kernels.softmax(rows: 2, width: 13, validWidth: 11, $0.baseAddress!)
-    }
-    for row in 0..<2 {
-      let logits = (0..<11).map { Double(input[row * 13 + $0]) }
-      let largest = logits.max()!
-      let total = logits.map { Foundation.exp($0 - largest) }.reduce(0, +)
-      for j in 0..<11 {
-        XCTAssertEqual(
-          Double(x[row * 13 + j]), Foundation.exp(logits[j] - largest) / total, accuracy: 1e-6)
+    // (rows, width, valid, stride): below, at and past a vector of 16, rows apart.
+    for (rows, width, valid, stride) in [(2, 13, 11, 13), (3, 40, 37, 41), (2, 32, 32, 32)] {
+      let input = values(rows * stride, seed: 6, scale: 20)
+      Kernels.forEachVectorLevel { level in
+        var x = input
+        x.withUnsafeMutableBufferPointer {
+          Kernels.softmax(
+            rows: rows, width: width, validWidth: valid, stride: stride, $0.baseAddress!)
+        }
+        for row in 0..<rows {
+          let logits = (0..<valid).map { Double(input[row * stride + $0]) }
+          let largest = logits.max()!
+          let total = logits.map { Foundation.exp($0 - largest) }.reduce(0, +)
+          for j in 0..<valid {
+            XCTAssertEqual(
+              Double(x[row * stride + j]), Foundation.exp(logits[j] - largest) / total,
+              accuracy: 1e-6, "\(level) \(rows)×\(width)")
+          }
+          for j in valid..<width { XCTAssertEqual(x[row * stride + j], 0, level) }
+          for j in width..<stride { XCTAssertEqual(x[row * stride + j], input[row * stride + j]) }
+        }
       }
-      XCTAssertEqual(x[row * 13 + 11], 0)
-      XCTAssertEqual(x[row * 13 + 12], 0)
     }
   }
 

@@ -108,4 +108,29 @@ uint32_t vdb_crc32c(uint32_t crc, const void *data, size_t count);
 /// 1 when `vdb_crc32c` runs on the CPU's crc32 instruction, else 0.
 int vdb_crc32c_is_accelerated(void);
 
+/// Elementwise functions of the encoder (see activation.c), on AVX-512, AVX2 + FMA or
+/// plain C vectors, chosen once at run time.
+enum {
+  VDB_VECTOR_PLAIN = 0,  ///< the compiler's baseline (SSE2 on x86-64)
+  VDB_VECTOR_AVX2 = 1,   ///< AVX2 + FMA, 8 lanes
+  VDB_VECTOR_AVX512 = 2  ///< AVX-512F, 16 lanes
+};
+
+/// y = GELU(x) = x · ½ · (1 + erf(x / √2)) over `count` floats (`y` may be `x`); erf with
+/// absolute error below 10⁻⁶. Never fails; the caller guarantees the pointers.
+void vdb_gelu(int count, const float *x, float *y);
+
+/// In place, for `rows` rows `stride` floats apart: the softmax of each row's first
+/// `valid` entries (eˣ with relative error below 2·10⁻⁷), and 0 in entries `valid` up to
+/// `width`. Never fails; the caller guarantees 1 ≤ `valid` ≤ `width` ≤ `stride`.
+void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
+
+/// The level `vdb_gelu` and `vdb_softmax_rows` use: the widest the CPU has, chosen on
+/// first use, unless the environment variable VDB_VECTOR_KERNEL is "avx2" or "plain".
+int vdb_vector_level(void);
+
+/// Makes them use `level` (at most what the CPU has; negative: the widest) and returns
+/// the level now in effect. For tests and benchmarks; not thread-safe.
+int vdb_vector_set_level(int level);
+
 #endif
