@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "levels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -151,19 +152,12 @@ static int best_level(void) {
 static int chosen_level = -1;  // racy but idempotent, like vdb_int8_level's
 
 int vdb_vector_level(void) {
-  if (chosen_level < 0) {
-    const char *forced = getenv("VDB_VECTOR_KERNEL");  // "plain" or "avx2": the fallbacks
-    const int best = best_level();
-    chosen_level = best;
-    if (forced && strcmp(forced, "plain") == 0) chosen_level = VDB_VECTOR_PLAIN;
-    if (forced && strcmp(forced, "avx2") == 0 && best >= VDB_VECTOR_AVX2) chosen_level = VDB_VECTOR_AVX2;
-  }
+  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_VECTOR_KERNEL", best_level());
   return chosen_level;
 }
 
 int vdb_vector_set_level(int level) {
-  const int best = best_level();
-  chosen_level = level < 0 ? best : level > best ? best : level;
+  chosen_level = kernel_level_within(level, best_level());
   return chosen_level;
 }
 

@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "levels.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -239,19 +240,12 @@ static int best_level(void) {
 static int chosen_level = -1;  // racy but idempotent, like vdb_linear_rows's
 
 int vdb_bf16_level(void) {
-  if (chosen_level < 0) {
-    const char *forced = getenv("VDB_BF16_KERNEL");  // "plain" or "avx2": the fallbacks
-    const int best = best_level();
-    chosen_level = best;
-    if (forced && strcmp(forced, "plain") == 0) chosen_level = VDB_BF16_PLAIN;
-    if (forced && strcmp(forced, "avx2") == 0 && best >= VDB_BF16_AVX2) chosen_level = VDB_BF16_AVX2;
-  }
+  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_BF16_KERNEL", best_level());
   return chosen_level;
 }
 
 int vdb_bf16_set_level(int level) {
-  const int best = best_level();
-  chosen_level = level < 0 ? best : level > best ? best : level;
+  chosen_level = kernel_level_within(level, best_level());
   return chosen_level;
 }
 

@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "levels.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -304,19 +305,12 @@ static int best_level(void) {
 static int chosen_level = -1;  // racy but idempotent, like vdb_bf16_level's
 
 int vdb_int8_level(void) {
-  if (chosen_level < 0) {
-    const char *forced = getenv("VDB_INT8_KERNEL");  // "plain" or "avx2": the fallbacks
-    const int best = best_level();
-    chosen_level = best;
-    if (forced && strcmp(forced, "plain") == 0) chosen_level = VDB_INT8_PLAIN;
-    if (forced && strcmp(forced, "avx2") == 0 && best >= VDB_INT8_AVX2) chosen_level = VDB_INT8_AVX2;
-  }
+  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_INT8_KERNEL", best_level());
   return chosen_level;
 }
 
 int vdb_int8_set_level(int level) {
-  const int best = best_level();
-  chosen_level = level < 0 ? best : level > best ? best : level;
+  chosen_level = kernel_level_within(level, best_level());
   return chosen_level;
 }
 
