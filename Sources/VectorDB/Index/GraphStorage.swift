@@ -523,7 +523,10 @@ struct LMDBGraphStorage: HNSWStorage {
   }
 
   func isDeleted(_ node: UInt32) throws -> Bool {
-    try storedRecord(node).load(fromByteOffset: layout.flagsOffset, as: UInt8.self) & 1 != 0
+    // The flag lives in the node's own record, a cache miss per candidate a walk checks
+    // (16% of a 300,000-vector build); the count says when no flag can be set.
+    guard state.deletedCount > 0 else { return false }
+    return try storedRecord(node).load(fromByteOffset: layout.flagsOffset, as: UInt8.self) & 1 != 0
   }
 
   func forEachNode(_ body: (UInt32) throws -> Void) throws {
