@@ -164,19 +164,27 @@ extension HNSWGraph {
     var graphTop = -1
     if let entry {
       graphTop = entry.level
-      var nearest = Neighbor(id: entry.node, distance: try distance(query, entry.node))
+      // As a search does: walk with the bfloat16 copies (one record a visited node,
+      // half the bytes a distance), then rescore what was found in float32, so that
+      // the neighbour selection sees exact distances.
+      let walk = storage.hasWalkVectors
+      let walkQuery = walk ? scratch.walkQuery(rounding: query, dimension: dimension) : query
+      var nearest = Neighbor(
+        id: entry.node, distance: try distance(walkQuery, entry.node, walk: walk))
       for level in stride(from: entry.level, to: node.level, by: -1) {
-        nearest = try greedyClosest(to: query, from: nearest, level: level)
+        nearest = try greedyClosest(to: walkQuery, from: nearest, level: level, walk: walk)
       }
       let storage = self.storage
       for level in stride(from: min(node.level, entry.level), through: 0, by: -1) {
         try searchLayer(
-          query, from: nearest, ef: parameters.efConstruction, level: level, scratch: scratch
+          walkQuery, from: nearest, ef: parameters.efConstruction, level: level,
+          scratch: scratch, walk: walk
         ) { id in
           try id != node.id && !storage.isDeleted(id)
         }
-        let found = scratch.takeResults(k: .max)
+        var found = scratch.takeResults(k: .max)
         if let closest = found.first { nearest = closest }
+        if walk { found = try sortedByDistance(found.lazy.map(\.id), to: query) }
         layers[level] = try selectNeighbors(
           candidates(on: level, plus: found), count: parameters.m)
       }

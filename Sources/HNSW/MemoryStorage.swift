@@ -1,9 +1,13 @@
+import CKernels
+
 /// An ``HNSWStorage`` in process memory, for tests, benchmarks and temporary indexes.
 ///
 /// Each node has one fixed-size block, `[count, id₀ … id_{Mmax0−1}, vector]` (hnswlib's
 /// level-0 layout): the layer-0 list sits next to the vector, so a node whose distance
 /// was just computed usually has its list in cache when it is expanded. Upper layers
-/// are allocated only for the nodes that have them.
+/// are allocated only for the nodes that have them. With `walkVectors` the block ends
+/// with the vector's bfloat16 copy, which searches and inserts walk with (as in an
+/// LMDB index of layout version 3, so the two build the same graph).
 ///
 /// ```swift
 /// let storage = MemoryStorage(dimension: 384, parameters: HNSWParameters())
@@ -17,7 +21,8 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   @usableFromInline let m: Int
   @usableFromInline let mMax0: Int
   @usableFromInline var capacity = 0
-  /// `capacity` blocks of `blockWords` words: a count, Mmax0 ids, the vector.
+  /// `capacity` blocks of `blockWords` words: a count, Mmax0 ids, the vector, and with
+  /// walk vectors its bfloat16 copy (`⌈dimension / 2⌉` words).
   @usableFromInline var blocks: UnsafeMutablePointer<UInt32>
   @usableFromInline let blockWords: Int
   /// Per node, `level × (1 + M)` words for layers 1...level (nil below level 1).
@@ -29,13 +34,17 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   @usableFromInline var storedCount = 0
   @usableFromInline var entry: EntryPoint?
   public private(set) var nodeIDBound = 0
+  public let hasWalkVectors: Bool
 
-  /// An empty storage for vectors of `dimension` floats and lists sized by `parameters`.
-  public init(dimension: Int, parameters: HNSWParameters) {
+  /// An empty storage for vectors of `dimension` floats and lists sized by `parameters`;
+  /// with `walkVectors`, each vector also kept rounded to bfloat16 (see
+  /// ``HNSWStorage/hasWalkVectors``).
+  public init(dimension: Int, parameters: HNSWParameters, walkVectors: Bool = false) {
     self.dimension = dimension
     self.m = parameters.m
     self.mMax0 = parameters.mMax0
-    blockWords = 1 + parameters.mMax0 + dimension
+    hasWalkVectors = walkVectors
+    blockWords = 1 + parameters.mMax0 + dimension + (walkVectors ? (dimension + 1) / 2 : 0)
     blocks = .allocate(capacity: 0)
   }
 
@@ -60,6 +69,11 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   public func vector(of node: UInt32) -> UnsafeRawPointer {
     let offset: Int = Int(node) &* blockWords &+ 1 &+ mMax0
     return UnsafeRawPointer(blocks + offset)
+  }
+
+  @inlinable @inline(__always)
+  public func walkVector(of node: UInt32) -> UnsafeRawPointer {
+    vector(of: node) + dimension &* 4
   }
 
   @inlinable @inline(__always)
@@ -97,8 +111,12 @@ public final class MemoryStorage: HNSWStorage, @unchecked Sendable {
   }
 
   public func setVector(of node: UInt32, to vector: UnsafeRawPointer) {
-    UnsafeMutableRawPointer(blocks + Int(node) * blockWords + 1 + mMax0)
-      .copyMemory(from: vector, byteCount: dimension * 4)
+    let stored = UnsafeMutableRawPointer(blocks + Int(node) * blockWords + 1 + mMax0)
+    stored.copyMemory(from: vector, byteCount: dimension * 4)
+    guard hasWalkVectors else { return }
+    vdb_bf16_round(
+      stored.assumingMemoryBound(to: Float.self),
+      (stored + dimension * 4).assumingMemoryBound(to: UInt16.self), Int32(dimension))
   }
 
   public func setNeighbors(of node: UInt32, level: Int, to neighbors: [UInt32]) throws {

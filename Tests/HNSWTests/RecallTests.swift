@@ -35,6 +35,26 @@ final class RecallTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(recall(found, truth, k: 10), 0.95)
   }
 
+  /// A build that walks with bfloat16 copies (and selects links by float32 distances)
+  /// finds as well as one that walks in float32: the 2,000 SciFact rows, 100 queries.
+  func testBuildWalkingBFloat16CopiesKeepsRecall() throws {
+    let base = try TestData.floats("scifact-minilm/base.fvecs", limit: 2_000)
+    let queries = try TestData.floats("scifact-minilm/queries.fvecs", limit: 100)
+    let float32 = try SharedGraphs.sciFact.get()
+    let walked = try buildGraph(base, metric: .cosine, walkVectors: true)
+    XCTAssertEqual(try walked.checkIntegrity().problems, [])
+    let scratch = SearchScratch()
+    var found: (float32: [[UInt32]], walked: [[UInt32]]) = ([], [])
+    var truth: [[UInt32]] = []
+    for query in queries {
+      found.float32.append(try float32.search(query, k: 10, ef: 32, scratch: scratch).map(\.id))
+      found.walked.append(try walked.search(query, k: 10, ef: 32, scratch: scratch).map(\.id))
+      truth.append(try float32.exactSearch(query, k: 10).map(\.id))
+    }
+    let (before, after) = (recall(found.float32, truth, k: 10), recall(found.walked, truth, k: 10))
+    XCTAssertGreaterThanOrEqual(after, before - 0.01, "recall@10 at ef 32, float32 \(before)")
+  }
+
   func testParallelBuildIsTheSameGraphAsSequential() throws {
     let base = randomVectors(600, dimension: 24, seed: 3)
     let one = try buildGraph(base, metric: .l2, threads: 1)

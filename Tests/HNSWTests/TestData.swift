@@ -46,14 +46,16 @@ var testParameters: HNSWParameters {
   return parameters
 }
 
-/// Builds an in-memory graph of the rows of `base` (ids 0, 1, …; at least one row).
+/// Builds an in-memory graph of the rows of `base` (ids 0, 1, …; at least one row), with
+/// bfloat16 walk vectors if asked.
 func buildGraph(
   _ base: [[Float]], metric: Metric, parameters: HNSWParameters = testParameters,
-  threads: Int = 2
+  threads: Int = 2, walkVectors: Bool = false
 ) throws -> HNSWGraph<MemoryStorage> {
   var graph = HNSWGraph(
-    storage: MemoryStorage(dimension: base[0].count, parameters: parameters), metric: metric,
-    parameters: parameters)
+    storage: MemoryStorage(
+      dimension: base[0].count, parameters: parameters, walkVectors: walkVectors),
+    metric: metric, parameters: parameters)
   try graph.insert(
     ids: (0..<UInt32(base.count)).map { $0 }, vectors: Array(base.joined()), threads: threads)
   return graph

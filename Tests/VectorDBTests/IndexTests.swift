@@ -32,9 +32,10 @@ final class IndexTests: XCTestCase {
     let ids = (0..<UInt32(count)).map { $0 }
     var parameters = HNSWParameters()
     parameters.efConstruction = 64
+    // With bfloat16 copies, as the LMDB table keeps them (layout version 3).
     var memory = HNSWGraph(
-      storage: MemoryStorage(dimension: dimension, parameters: parameters), metric: .l2,
-      parameters: parameters)
+      storage: MemoryStorage(dimension: dimension, parameters: parameters, walkVectors: true),
+      metric: .l2, parameters: parameters)
     try memory.insert(ids: ids, vectors: vectors, threads: 2)
 
     let env = try Environment.open(path: path)
