@@ -282,9 +282,12 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   /// kept pruned connections). Walks `candidates` (distances to the base node, sorted
   /// nearest first) and keeps a candidate only if it is nearer to the base than to
   /// every candidate already kept, so that the links point in diverse directions.
-  /// Stops at `count` kept. Fewer than `count` candidates are all kept.
+  /// Stops at `count` kept. Fewer than `count` candidates are all kept. With `walk` the
+  /// candidates' distances are between bfloat16 copies, and so are the comparisons.
   @inlinable
-  func selectNeighbors(_ candidates: [Neighbor], count: Int) throws -> [UInt32] {
+  func selectNeighbors(
+    _ candidates: [Neighbor], count: Int, walk: Bool = false
+  ) throws -> [UInt32] {
     if candidates.count < count { return candidates.map(\.id) }
     var selected: [UInt32] = []
     var selectedVectors: [UnsafeRawPointer] = []
@@ -292,9 +295,11 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     selectedVectors.reserveCapacity(count)
     for candidate in candidates {
       if selected.count >= count { break }
-      let vector = try storage.vector(of: candidate.id)
+      let vector =
+        try walk ? storage.walkVector(of: candidate.id) : storage.vector(of: candidate.id)
       var keep = true
-      for other in selectedVectors where distance(vector, other) < candidate.distance {
+      for other in selectedVectors
+      where (walk ? walkDistance(vector, other) : distance(vector, other)) < candidate.distance {
         keep = false
         break
       }
@@ -331,12 +336,12 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     metric.walkDistance(a, b, dimension: storage.dimension)
   }
 
-  /// `ids` with their distances to `base`, nearest first.
+  /// `ids` with their distances to `base` (a bfloat16 copy with `walk`), nearest first.
   @inlinable
   func sortedByDistance(
-    _ ids: some Sequence<UInt32>, to base: UnsafeRawPointer
+    _ ids: some Sequence<UInt32>, to base: UnsafeRawPointer, walk: Bool = false
   ) throws -> [Neighbor] {
-    var neighbors = try ids.map { Neighbor(id: $0, distance: try distance(base, $0)) }
+    var neighbors = try ids.map { Neighbor(id: $0, distance: try distance(base, $0, walk: walk)) }
     neighbors.sort(by: Neighbor.nearerFirst)
     return neighbors
   }

@@ -74,8 +74,8 @@ public protocol HNSWStorage {
   /// The vector of a stored node: `dimension` floats at any alignment.
   func vector(of node: UInt32) throws -> UnsafeRawPointer
   /// Whether the storage keeps a bfloat16 copy of every vector (``walkVector(of:)``).
-  /// Searches (and the searches of inserts) then walk the graph with the copies — half
-  /// the bytes per distance — and rescore their final candidates with ``vector(of:)``.
+  /// Searches then walk the graph with the copies — half the bytes per distance — and
+  /// rescore their final candidates with ``vector(of:)``; inserts use only the copies.
   var hasWalkVectors: Bool { get }
   /// The bfloat16 copy of a stored node's vector: `dimension` `UInt16`s at any 2-byte
   /// alignment, each the float32 component rounded to nearest even. Only called when

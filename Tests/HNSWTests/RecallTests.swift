@@ -35,9 +35,9 @@ final class RecallTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(recall(found, truth, k: 10), 0.95)
   }
 
-  /// A build that walks with bfloat16 copies (and selects links by float32 distances)
-  /// finds as well as one that walks in float32: the 2,000 SciFact rows, 100 queries.
-  func testBuildWalkingBFloat16CopiesKeepsRecall() throws {
+  /// A build on bfloat16 copies (its searches, link selection and re-pruning) finds as
+  /// well as a float32 one: the 2,000 SciFact rows, 100 queries.
+  func testBuildOnBFloat16CopiesKeepsRecall() throws {
     let base = try TestData.floats("scifact-minilm/base.fvecs", limit: 2_000)
     let queries = try TestData.floats("scifact-minilm/queries.fvecs", limit: 100)
     let float32 = try SharedGraphs.sciFact.get()
