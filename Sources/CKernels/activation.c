@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-// The encoder's elementwise functions — GELU and the attention's row softmax — on the
-// widest vectors the CPU has. Written once with the compiler's vector types (16 floats)
+// The encoder's elementwise functions — GELU, its derivative (for training) and the
+// attention's row softmax — on the widest vectors the CPU has. Written once with the compiler's vector types (16 floats)
 // and compiled three times: for AVX-512, for AVX2 with FMA, and for the baseline x86-64
 // (SSE2) or any other CPU. Why in C: Swift's SIMD types compile to the baseline
 // instruction set unless the whole application is built for a newer CPU, and at that
@@ -38,7 +38,7 @@ static inline __attribute__((always_inline)) f16v blend(i16v mask, f16v yes, f16
 // eˣ, relative error below 2·10⁻⁷; 0 below −87.33, +∞ above 88.72. eˣ = 2ⁿ · eʳ with
 // n = round(x / ln 2), r = x − n · ln 2 ∈ [−ln 2 / 2, ln 2 / 2]; eʳ by a degree-6
 // polynomial (interpolating at the Chebyshev nodes), 2ⁿ written into the exponent bits.
-// The same constants as `Kernels.exp` in Swift.
+// Only ever called with x ≤ 0 here (a softmax's x − max, −x², −u²/2).
 static inline __attribute__((always_inline)) f16v exp16(f16v input) {
   const i16v underflows = input < splat(-87.33f);
   f16v x = blend(underflows, splat(-87.33f), input);
@@ -106,6 +106,25 @@ static inline __attribute__((always_inline)) float maximum_of(const float *x, in
   return result;
 }
 
+// d ← d · GELU′(u), GELU′(u) = Φ(u) + u · φ(u) = ½ · (1 + erf(u / √2)) + u · e^(−u²/2) / √(2π):
+// the backward of GELU, for training.
+static inline __attribute__((always_inline)) f16v gelu_derivative16(f16v u) {
+  return 0.5f * (1.0f + erf16(u * 0.70710677f)) + u * exp16(-0.5f * u * u) * 0.39894228f;
+}
+
+static inline __attribute__((always_inline)) void gelu_backward_any(int count, const float *u,
+                                                                    float *d) {
+  int i = 0;
+  for (; i + LANES <= count; i += LANES) put(load(d + i) * gelu_derivative16(load(u + i)), d + i);
+  if (i < count) {
+    float tail_u[LANES] = {0}, tail_d[LANES] = {0};
+    memcpy(tail_u, u + i, (size_t)(count - i) * sizeof(float));
+    memcpy(tail_d, d + i, (size_t)(count - i) * sizeof(float));
+    put(load(tail_d) * gelu_derivative16(load(tail_u)), tail_d);
+    memcpy(d + i, tail_d, (size_t)(count - i) * sizeof(float));
+  }
+}
+
 // Per row: p = exp(x − max x) / Σ exp(x − max x) over the first `valid` entries; the
 // rest of the row becomes 0.
 static inline __attribute__((always_inline)) void softmax_any(int rows, int width, int valid,
@@ -145,6 +164,16 @@ AVX512 static void gelu_avx512(int count, const float *x, float *y) { gelu_any(c
 AVX2 static void gelu_avx2(int count, const float *x, float *y) { gelu_any(count, x, y); }
 static void gelu_plain(int count, const float *x, float *y) { gelu_any(count, x, y); }
 
+AVX512 static void gelu_backward_avx512(int count, const float *u, float *d) {
+  gelu_backward_any(count, u, d);
+}
+AVX2 static void gelu_backward_avx2(int count, const float *u, float *d) {
+  gelu_backward_any(count, u, d);
+}
+static void gelu_backward_plain(int count, const float *u, float *d) {
+  gelu_backward_any(count, u, d);
+}
+
 AVX512 static void softmax_avx512(int rows, int width, int valid, int stride, float *x) {
   softmax_any(rows, width, valid, stride, x);
 }
@@ -181,6 +210,15 @@ void vdb_gelu(int count, const float *x, float *y) {
     case VDB_VECTOR_AVX512: gelu_avx512(count, x, y); break;
     case VDB_VECTOR_AVX2: gelu_avx2(count, x, y); break;
     default: gelu_plain(count, x, y);
+  }
+}
+
+void vdb_gelu_backward(int count, const float *u, float *d) {
+  if (count <= 0) return;
+  switch (vdb_vector_level()) {
+    case VDB_VECTOR_AVX512: gelu_backward_avx512(count, u, d); break;
+    case VDB_VECTOR_AVX2: gelu_backward_avx2(count, u, d); break;
+    default: gelu_backward_plain(count, u, d);
   }
 }
 

@@ -102,34 +102,26 @@ public enum Kernels {
   }
 
   /// y = GELU(x) (`y` may be `x`), on the widest vectors the CPU has (`vdb_gelu` in
-  /// Sources/CKernels/activation.c; erf as in ``erf(_:)``).
+  /// Sources/CKernels/activation.c; erf within 10⁻⁶).
   public static func gelu(
     count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
   ) {
     vdb_gelu(Int32(count), x, y)
   }
 
-  /// d ← d · GELU′(u), GELU′(u) = Φ(u) + u · e^(−u²/2) / √(2π): the backward of ``gelu(count:_:into:)``.
+  /// d ← d · GELU′(u), GELU′(u) = Φ(u) + u · e^(−u²/2) / √(2π): the backward of
+  /// ``gelu(count:_:into:)``, on the same vectors (`vdb_gelu_backward`).
   public static func geluBackward(
     count: Int, _ u: UnsafePointer<Float>, gradient d: UnsafeMutablePointer<Float>
   ) {
-    let vectorEnd = count & ~7
-    @inline(__always) func derivative(_ v: SIMD8<Float>) -> SIMD8<Float> {
-      0.5 * (1 + erf(v * 0.707_106_77)) + v * exp(-0.5 * v * v) * 0.398_942_28
-    }
-    var i = 0
-    while i < vectorEnd {
-      store8(load8(d + i) * derivative(load8(u + i)), d + i)
-      i += 8
-    }
-    for j in vectorEnd..<count { d[j] *= derivative(SIMD8(repeating: u[j]))[0] }
+    vdb_gelu_backward(Int32(count), u, d)
   }
 
   /// Softmax of each row over its first `validWidth` entries; the rest of the row
   /// (masked positions, such as padding) is set to 0. Rows are `stride` apart.
   ///
   /// softmax(x)ᵢ = exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x), on the widest vectors the CPU
-  /// has (`vdb_softmax_rows` in Sources/CKernels/activation.c; exp as in ``exp(_:)``).
+  /// has (`vdb_softmax_rows` in Sources/CKernels/activation.c; exp within 2·10⁻⁷).
   public static func softmax(
     rows: Int, width: Int, validWidth: Int? = nil, stride: Int? = nil,
     _ x: UnsafeMutablePointer<Float>
@@ -179,58 +171,6 @@ public enum Kernels {
       i += 8
     }
     for j in vectorEnd..<count { y[j] += a * x[j] }
-  }
-
-  // MARK: Vector math
-
-  /// eˣ for each lane, relative error below 2·10⁻⁷; 0 below −87.3, +∞ above 88.7.
-  ///
-  /// eˣ = 2ⁿ · eʳ with n = round(x / ln 2) and r = x − n · ln 2 ∈ [−ln 2 / 2, ln 2 / 2];
-  /// eʳ by a degree-6 polynomial (interpolating eʳ at the Chebyshev nodes of that
-  /// interval: relative error 10⁻⁷), 2ⁿ by writing n into the exponent bits.
-  @inline(__always)
-  public static func exp(_ input: SIMD8<Float>) -> SIMD8<Float> {
-    // Clamped with compare-and-select: the stdlib's `clamped` is not inlined here.
-    let low = SIMD8<Float>(repeating: -87.33)
-    let high = SIMD8<Float>(repeating: 88.72)
-    let underflows = input .< low
-    var x = input.replacing(with: low, where: underflows)
-    x.replace(with: high, where: x .> high)
-    // Adding 1.5 · 2²³ rounds to an integer held in the low mantissa bits.
-    let shifter = SIMD8<Float>(repeating: 12_582_912)
-    let shifted = x * 1.442_695_04 + shifter
-    let n = shifted - shifter
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6  // ln 2 split in two for precision
-    var p = SIMD8<Float>(repeating: 0.001_394_110_85)
-    p = p * r + 0.008_375_125_94
-    p = p * r + 0.041_666_351_3
-    p = p * r + 0.166_664_153
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
-    let scale = unsafeBitCast((integer &+ 127) &<< 23, to: SIMD8<Float>.self)
-    return (p * scale).replacing(with: 0, where: underflows)
-  }
-
-  /// erf(x) for each lane, absolute error below 10⁻⁶ (the 1.5·10⁻⁷ of Abramowitz & Stegun
-  /// 7.1.26, plus float rounding):
-  /// erf(x) = 1 − (a₁t + a₂t² + a₃t³ + a₄t⁴ + a₅t⁵) · e^(−x²), t = 1 / (1 + p·x), x ≥ 0,
-  /// and erf(−x) = −erf(x).
-  @inline(__always)
-  public static func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
-    let sign = bits & 0x8000_0000
-    let magnitude = unsafeBitCast(bits ^ sign, to: SIMD8<Float>.self)
-    let t = 1 / (1 + 0.327_591_1 * magnitude)
-    var poly = SIMD8<Float>(repeating: 1.061_405_429)
-    poly = poly * t - 1.453_152_027
-    poly = poly * t + 1.421_413_741
-    poly = poly * t - 0.284_496_736
-    poly = poly * t + 0.254_829_592
-    poly = poly * t
-    let value = 1 - poly * exp(-(magnitude * magnitude))
-    return unsafeBitCast(unsafeBitCast(value, to: SIMD8<UInt32>.self) | sign, to: SIMD8<Float>.self)
   }
 }
 

@@ -12,35 +12,40 @@ final class KernelsTests: XCTestCase {
     }
   }
 
-  func testExpMatchesFoundationAcrossItsRange() {
-    var worst: Float = 0
-    var x: Float = -87
-    while x < 88 {
-      let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.013 })
-      let result = Kernels.exp(lanes)
-      for lane in 0..<8 {
-        let expected = Foundation.exp(Double(lanes[lane]))
-        worst = max(worst, Float(abs(Double(result[lane]) - expected) / expected))
+  /// The exponential over the whole range a softmax feeds it (x − max ≤ 0, down to the
+  /// clamp): the first entry of softmax([x, 0]) is eˣ / (eˣ + 1).
+  func testSoftmaxExpMatchesFoundationAcrossItsRange() {
+    Kernels.forEachVectorLevel { level in
+      var worst = 0.0
+      var x: Float = -87
+      while x < 0 {
+        var row: [Float] = [x, 0]
+        row.withUnsafeMutableBufferPointer { Kernels.softmax(rows: 1, width: 2, $0.baseAddress!) }
+        let e = Foundation.exp(Double(x))
+        worst = max(worst, abs(Double(row[0]) - e / (e + 1)) / (e / (e + 1)))
+        x += 0.037
       }
-      x += 0.37
+      XCTAssertLessThan(worst, 5e-7, level)
     }
-    XCTAssertLessThan(worst, 3e-7)
-    XCTAssertEqual(Kernels.exp(SIMD8(repeating: -1000))[0], 0)
-    XCTAssertEqual(Kernels.exp(SIMD8(repeating: 0))[0], 1)
   }
 
-  func testErfMatchesFoundation() {
-    var worst = 0.0
-    var x: Float = -6
-    while x < 6 {
-      let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.001 })
-      let result = Kernels.erf(lanes)
-      for lane in 0..<8 {
-        worst = max(worst, abs(Double(result[lane]) - Foundation.erf(Double(lanes[lane]))))
+  /// GELU′(u) = Φ(u) + u · φ(u), with erf and exp inside, at every level and length.
+  func testGELUBackwardIsTheDerivative() {
+    let u = values(1003, seed: 7, scale: 6)
+    let gradient = values(1003, seed: 8)
+    Kernels.forEachVectorLevel { level in
+      var d = gradient
+      d.withUnsafeMutableBufferPointer {
+        Kernels.geluBackward(count: 1003, u, gradient: $0.baseAddress!)
       }
-      x += 0.011
+      for i in 0..<u.count {
+        let x = Double(u[i])
+        let derivative =
+          0.5 * (1 + Foundation.erf(x / 2.0.squareRoot()))
+          + x * Foundation.exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
+        XCTAssertEqual(Double(d[i]), Double(gradient[i]) * derivative, accuracy: 2e-6, level)
+      }
     }
-    XCTAssertLessThan(worst, 1e-6)
   }
 
   func testGELUIsTheExactErfForm() throws {

@@ -120,12 +120,16 @@ enum {
 /// absolute error below 10⁻⁶. Never fails; the caller guarantees the pointers.
 void vdb_gelu(int count, const float *x, float *y);
 
+/// d ← d · GELU′(u) over `count` floats, GELU′(u) = ½ · (1 + erf(u / √2)) + u · e^(−u²/2) /
+/// √(2π): the backward of `vdb_gelu`. Never fails; the caller guarantees the pointers.
+void vdb_gelu_backward(int count, const float *u, float *d);
+
 /// In place, for `rows` rows `stride` floats apart: the softmax of each row's first
 /// `valid` entries (eˣ with relative error below 2·10⁻⁷), and 0 in entries `valid` up to
 /// `width`. Never fails; the caller guarantees 1 ≤ `valid` ≤ `width` ≤ `stride`.
 void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 
-/// The level `vdb_gelu` and `vdb_softmax_rows` use: the widest the CPU has, chosen on
+/// The level `vdb_gelu`, `vdb_gelu_backward` and `vdb_softmax_rows` use: the widest the CPU has, chosen on
 /// first use, unless the environment variable VDB_VECTOR_KERNEL is "avx2" or "plain".
 int vdb_vector_level(void);
 
