@@ -295,11 +295,9 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     selectedVectors.reserveCapacity(count)
     for candidate in candidates {
       if selected.count >= count { break }
-      let vector =
-        try walk ? storage.walkVector(of: candidate.id) : storage.vector(of: candidate.id)
+      let vector = try self.vector(of: candidate.id, walk: walk)
       var keep = true
-      for other in selectedVectors
-      where (walk ? walkDistance(vector, other) : distance(vector, other)) < candidate.distance {
+      for other in selectedVectors where distance(vector, other, walk: walk) < candidate.distance {
         keep = false
         break
       }
@@ -334,6 +332,18 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   @inlinable @inline(__always)
   func walkDistance(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> Float {
     metric.walkDistance(a, b, dimension: storage.dimension)
+  }
+
+  /// The distance between two stored vectors: float32, or with `walk` bfloat16 copies.
+  @inlinable @inline(__always)
+  func distance(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, walk: Bool) -> Float {
+    walk ? walkDistance(a, b) : distance(a, b)
+  }
+
+  /// A node's float32 vector, or with `walk` its bfloat16 copy.
+  @inlinable @inline(__always)
+  func vector(of node: UInt32, walk: Bool) throws -> UnsafeRawPointer {
+    try walk ? storage.walkVector(of: node) : storage.vector(of: node)
   }
 
   /// `ids` with their distances to `base` (a bfloat16 copy with `walk`), nearest first.

@@ -147,7 +147,7 @@ extension HNSWGraph {
     // record a visited node and half the bytes a distance (the float32 vectors, on
     // pages of their own, are never read), and, measured, the same recall.
     let walk = storage.hasWalkVectors
-    let query = try walk ? storage.walkVector(of: node.id) : storage.vector(of: node.id)
+    let query = try vector(of: node.id, walk: walk)
     // Other chunk members are not linked yet, so no search can find them: compare.
     var mates: [(neighbor: Neighbor, level: Int)] = []
     for other in chunk where other.id != node.id {
@@ -209,7 +209,7 @@ extension HNSWGraph {
     let capacity = parameters.maxNeighbors(level: level)
     if merged.count <= capacity { return merged }
     let walk = storage.hasWalkVectors
-    let base = try walk ? storage.walkVector(of: target) : storage.vector(of: target)
+    let base = try vector(of: target, walk: walk)
     return try selectNeighbors(
       sortedByDistance(merged, to: base, walk: walk), count: capacity, walk: walk)
   }
