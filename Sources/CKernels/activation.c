@@ -5,11 +5,12 @@
 #include <string.h>
 
 // The encoder's elementwise functions — GELU, its derivative (for training) and the
-// attention's row softmax — on the widest vectors the CPU has. Written once with the compiler's vector types (16 floats)
-// and compiled three times: for AVX-512, for AVX2 with FMA, and for the baseline x86-64
-// (SSE2) or any other CPU. Why in C: Swift's SIMD types compile to the baseline
-// instruction set unless the whole application is built for a newer CPU, and at that
-// width these two functions took 15% of an int8 encoder's time on 256-token passages.
+// attention's row softmax — on the widest vectors the CPU has. Written once with the
+// compiler's vector types (16 floats) and compiled three times: for AVX-512, for AVX2
+// with FMA, and for the baseline x86-64 (SSE2) or any other CPU. Why in C: Swift's SIMD
+// types compile to the baseline instruction set unless the whole application is built
+// for a newer CPU, and at that width GELU and softmax took 15% of an int8 encoder's time
+// on 256-token passages.
 
 // The helpers below take and return 64-byte vectors; they are always inlined, so no call
 // passes one across a function boundary and the baseline build's ABI warning is moot.

@@ -325,8 +325,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   /// query and the node's bfloat16 copy.
   @inlinable @inline(__always)
   func distance(_ query: UnsafeRawPointer, _ node: UInt32, walk: Bool) throws -> Float {
-    guard walk else { return try distance(query, node) }
-    return walkDistance(query, try storage.walkVector(of: node))
+    distance(query, try vector(of: node, walk: walk), walk: walk)
   }
 
   @inlinable @inline(__always)

@@ -129,8 +129,9 @@ void vdb_gelu_backward(int count, const float *u, float *d);
 /// `width`. Never fails; the caller guarantees 1 ≤ `valid` ≤ `width` ≤ `stride`.
 void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 
-/// The level `vdb_gelu`, `vdb_gelu_backward` and `vdb_softmax_rows` use: the widest the CPU has, chosen on
-/// first use, unless the environment variable VDB_VECTOR_KERNEL is "avx2" or "plain".
+/// The level `vdb_gelu`, `vdb_gelu_backward` and `vdb_softmax_rows` use: the widest the
+/// CPU has, chosen on first use, unless the environment variable VDB_VECTOR_KERNEL is
+/// "avx2" or "plain".
 int vdb_vector_level(void);
 
 /// Makes them use `level` (at most what the CPU has; negative: the widest) and returns
