@@ -28,7 +28,10 @@ final class IndexCrashTests: XCTestCase {
       script += "echo committed \(batch)\n"
     }
     var lastCommitted = -1
-    let kills = try killRepeatedly(script, rounds: 12, delay: 100_000...900_000) { committed in
+    let kills = try killRepeatedly(rounds: 12, delay: 100_000...900_000) {
+      script
+    } check: {
+      committed in
       lastCommitted = committed.max() ?? -1
       guard FileManager.default.fileExists(atPath: db + "/data.mdb") else { return }
       let database = try Database(path: db)
@@ -53,7 +56,10 @@ final class IndexCrashTests: XCTestCase {
 
   /// SIGKILL while `vdb import` builds the graph from new documents, 2,000 a batch (one
   /// write transaction each, records flushed at its end): after every kill the index
-  /// holds whole batches only, and the graph is whole.
+  /// holds whole batches only, and the graph is whole. Each round imports the next four
+  /// batches not yet committed (a batch imported again unchanged is skipped, no build),
+  /// and is killed after 0.5 to 3.5 times the first batch's import time, so the kills land
+  /// in builds however fast the machine is.
   func testKillNineDuringGrowingBatchBuildsLeavesWholeBatches() throws {
     let directory = try Shell.temporaryDirectory("index-build-crash")
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -62,33 +68,41 @@ final class IndexCrashTests: XCTestCase {
     XCTAssertEqual(
       try Shell.vdb(["collections", "create", "g", "--vectors", "24", "--metric", "l2", "--db", db])
         .status, 0)
-    let (rows, batches, dimension) = (2000, 12, 24)
+    let (rows, dimension) = (2000, 24)
     var generator = SystemRandomNumberGenerator()
-    var script = "set -e\n"
-    for batch in 0..<batches {
-      var lines = ""
-      for row in 0..<rows {
-        let vector = (0..<dimension).map { _ in
-          String(format: "%.4f", Float.random(in: -1..<1, using: &generator))
-        }
-        lines +=
-          "{\"_id\": \"b\(batch)-\(row)\", \"text\": \"row \(row)\", "
-          + "\"vector\": [\(vector.joined(separator: ","))]}\n"
-      }
+    /// `vdb import` of batch `batch`'s file, written on first use.
+    func importArguments(_ batch: Int) throws -> [String] {
       let file = "\(directory)/b\(batch).jsonl"
-      try lines.write(toFile: file, atomically: true, encoding: .utf8)
-      let arguments = ["import", file, "-c", "g", "--batch-size", "\(rows)", "--db", db]
-      if batch == 0 {
-        // The index table comes with the first vectors (`verify` wants it from then on).
-        XCTAssertEqual(try Shell.vdb(arguments).status, 0)
-        continue
+      if !FileManager.default.fileExists(atPath: file) {
+        var lines = ""
+        for row in 0..<rows {
+          let vector = (0..<dimension).map { _ in
+            String(format: "%.4f", Float.random(in: -1..<1, using: &generator))
+          }
+          lines +=
+            "{\"_id\": \"b\(batch)-\(row)\", \"text\": \"row \(row)\", "
+            + "\"vector\": [\(vector.joined(separator: ","))]}\n"
+        }
+        try lines.write(toFile: file, atomically: true, encoding: .utf8)
       }
-      let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
-      script += "'\(Shell.binary)' \(quoted) >/dev/null\n"
-      script += "echo committed \(batch)\n"
+      return ["import", file, "-c", "g", "--batch-size", "\(rows)", "--db", db]
     }
+    // The index table comes with the first vectors (`verify` wants it from then on).
+    let arguments = try importArguments(0)
+    let started = Date()
+    XCTAssertEqual(try Shell.vdb(arguments).status, 0)
+    let oneBatch = UInt32(Date().timeIntervalSince(started) * 1_000_000)
     var committed: Set = [0]
-    let kills = try killRepeatedly(script, rounds: 10, delay: 100_000...1_500_000) { reported in
+    let kills = try killRepeatedly(rounds: 10, delay: oneBatch / 2...oneBatch * 7 / 2) {
+      var script = "set -e\n"
+      let next = committed.max()! + 1
+      for batch in next..<next + 4 {
+        let quoted = try importArguments(batch).map { "'\($0)'" }.joined(separator: " ")
+        script += "'\(Shell.binary)' \(quoted) >/dev/null\n"
+        script += "echo committed \(batch)\n"
+      }
+      return script
+    } check: { reported in
       committed.formUnion(reported)
       let database = try Database(path: db)
       try database.verify()
@@ -106,16 +120,18 @@ final class IndexCrashTests: XCTestCase {
     XCTAssertGreaterThan(committed.count, 1, "some batches committed before the kills")
   }
 
-  /// Runs `script` `rounds` times, each killed with SIGKILL after a random number of
-  /// microseconds in `delay`; after each kill calls `check` with the batches the
-  /// script reported committed so far (its `echo committed N` lines). Returns the kills.
+  /// Runs the shell script `script()` gives `rounds` times, each killed with SIGKILL
+  /// after a random number of microseconds in `delay`; after each kill calls `check`
+  /// with the batches the scripts reported committed so far (their `echo committed N`
+  /// lines). Returns the kills.
   private func killRepeatedly(
-    _ script: String, rounds: Int, delay: ClosedRange<UInt32>, check: (Set<Int>) throws -> Void
+    rounds: Int, delay: ClosedRange<UInt32>, script: () throws -> String,
+    check: (Set<Int>) throws -> Void
   ) throws -> Int {
     var kills = 0
     var committed = Set<Int>()
     for _ in 0..<rounds {
-      let child = try Shell.startGroup(script)
+      let child = try Shell.startGroup(try script())
       usleep(UInt32.random(in: delay))
       let (output, killed) = Shell.killGroup(child)
       if killed { kills += 1 }
