@@ -4,17 +4,24 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 // A linear layer y = x · Wᵀ + b with W and x rounded to bfloat16 and every product summed
 // in float32. W is packed once into panels of 16 output columns: for each pair of inputs
 // p (k = 2p, 2p + 1) a panel holds 16 × (w[c][2p], w[c][2p + 1]) — 32 bf16, one 512-bit
 // register, exactly the operand `vdpbf16ps` multiplies with a broadcast pair of x. Each
 // 32-bit lane holds one column's pair, so without BF16 instructions the two halves become
-// float32 by a shift and a mask, and the same layout serves AVX2 and plain C.
+// float32 by a shift and a mask, and the same layout serves AVX2 and plain C. Sixteen
+// consecutive pairs of a panel are also exactly the "VNNI" layout of an AMX tile that
+// `tdpbf16ps` multiplies, so the inputs are zero padded to a multiple of 16 pairs (32
+// inputs; the model's 384 and 1536 need none).
 
-enum { PANEL = 16, ROW_BLOCK = 64 };
+enum { PANEL = 16, ROW_BLOCK = 64, TILE_PAIRS = 16 };
 
-static int pairs_of(int k) { return (k + 1) / 2; }
+static int pairs_of(int k) { return (k + 2 * TILE_PAIRS - 1) / (2 * TILE_PAIRS) * TILE_PAIRS; }
 
 size_t vdb_bf16_packed_count(int k, int columns) {
   return (size_t)((columns + PANEL - 1) / PANEL) * (size_t)pairs_of(k) * 2 * PANEL;
@@ -32,7 +39,7 @@ static inline uint16_t to_bf16(float f) {
 void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed) {
   const int kp = pairs_of(k);
   const size_t count = vdb_bf16_packed_count(k, columns);
-  memset(packed, 0, count * sizeof *packed);  // padding columns and an odd k's last input
+  memset(packed, 0, count * sizeof *packed);  // padding columns and inputs
   for (int c = 0; c < columns; c++) {
     uint16_t *panel = packed + (size_t)(c / PANEL) * kp * 2 * PANEL + (c % PANEL) * 2;
     for (int i = 0; i < k; i++) panel[(size_t)(i / 2) * 2 * PANEL + i % 2] = to_bf16(w[(size_t)c * k + i]);
@@ -45,7 +52,7 @@ static void convert_rows(int rows, int k, const float *x, uint32_t *xb) {
   for (int r = 0; r < rows; r++) {
     uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
     for (int i = 0; i < k; i++) out[i] = to_bf16(x[(size_t)r * k + i]);
-    if (k % 2) out[k] = 0;
+    memset(out + k, 0, (size_t)(2 * kp - k) * sizeof *out);
   }
 }
 
@@ -57,7 +64,7 @@ __attribute__((target("avx2"))) static void round_rows_avx2(
   for (int r = 0; r < rows; r++) {
     uint32_t *out = (uint32_t *)(xf + (size_t)r * width);
     for (int i = 0; i < k; i++) out[i] = (uint32_t)to_bf16(x[(size_t)r * k + i]) << 16;
-    if (k % 2) out[k] = 0;
+    memset(out + k, 0, (size_t)(width - k) * sizeof *out);
   }
 }
 
@@ -72,6 +79,25 @@ static inline unsigned lanes(int panel, int lo, int hi) {
 // ---------------------------------------------------------------- AVX-512 BF16
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
+
+// The first `n` of 16 lanes (all for n ≥ 16, none for n ≤ 0).
+static inline __mmask16 first_lanes(int n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
+}
+
+// `convert_rows` with `vcvtne2ps2bf16`, 32 inputs a step and the padding read as zeros.
+// It rounds as `to_bf16` does (to nearest even) but takes denormal inputs as zero.
+AVX512BF16 static void convert_rows_avx512bf16(int rows, int k, const float *x, uint32_t *xb) {
+  const int kp = pairs_of(k);
+  for (int r = 0; r < rows; r++) {
+    const float *in = x + (size_t)r * k;
+    for (int i = 0; i < 2 * kp; i += 2 * PANEL) {
+      const __m512 low = _mm512_maskz_loadu_ps(first_lanes(k - i), in + i);
+      const __m512 high = _mm512_maskz_loadu_ps(first_lanes(k - i - PANEL), in + i + PANEL);
+      _mm512_storeu_si512(xb + (size_t)r * kp + i / 2, (__m512i)_mm512_cvtne2ps_pbh(high, low));
+    }
+  }
+}
 
 // `nr` rows (a constant after inlining) × `np` panels (1 or 2).
 AVX512BF16 static inline __attribute__((always_inline)) void tile_avx512bf16(
@@ -122,6 +148,86 @@ AVX512BF16 static void block_avx512bf16(int rows, int kp, const uint32_t *xb,
         TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
       }
 #undef TILE
+    }
+  }
+}
+
+// ---------------------------------------------------------------- AMX BF16
+
+// Intel AMX multiplies whole tiles: `tdpbf16ps` adds a 16 × 32 bf16 block of x times a
+// 32 × 16 block of W (16 pairs of one panel, as packed) into 16 × 16 float32 sums, 8,192
+// products in one instruction. Tiles 0–3 hold the sums of two row tiles × two panels
+// (tile 2·t + j), tiles 4–5 the rows of x, 6–7 the panels' pairs.
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl")))
+
+// LDTILECFG's 64-byte operand (palette 1): bytes per row and rows of each tile. All
+// eight are 16 rows of 64 bytes.
+struct tile_config {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t bytes_per_row[16];
+  uint8_t rows[16];
+};
+
+AMX static void tiles_begin(void) {
+  struct tile_config config = {.palette = 1};
+  for (int t = 0; t < 8; t++) config.bytes_per_row[t] = 64, config.rows[t] = 16;
+  _tile_loadconfig(&config);
+}
+
+AMX static void tiles_end(void) { _tile_release(); }
+
+// `nt` row tiles (1 or 2; constant after inlining) × `np` panels of sums over all pairs,
+// stored to `sums` (tile 2·t + j at sums[2·t + j]).
+AMX static inline __attribute__((always_inline)) void tiles_amx(
+    const int nt, const int np, int kp, const uint32_t *xb, const uint16_t *w0,
+    const uint16_t *w1, float sums[4][PANEL * PANEL]) {
+  const size_t stride = (size_t)kp * sizeof *xb;  // bytes from one row of x to the next
+  _tile_zero(0);
+  if (np > 1) _tile_zero(1);
+  if (nt > 1) _tile_zero(2);
+  if (nt > 1 && np > 1) _tile_zero(3);
+  for (int p = 0; p < kp; p += TILE_PAIRS) {
+    _tile_loadd(4, xb + p, stride);
+    if (nt > 1) _tile_loadd(5, xb + (size_t)PANEL * kp + p, stride);
+    _tile_loadd(6, w0 + (size_t)p * 2 * PANEL, 2 * PANEL * sizeof *w0);
+    if (np > 1) _tile_loadd(7, w1 + (size_t)p * 2 * PANEL, 2 * PANEL * sizeof *w1);
+    _tile_dpbf16ps(0, 4, 6);
+    if (np > 1) _tile_dpbf16ps(1, 4, 7);
+    if (nt > 1) _tile_dpbf16ps(2, 5, 6);
+    if (nt > 1 && np > 1) _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, sums[0], PANEL * sizeof **sums);
+  if (np > 1) _tile_stored(1, sums[1], PANEL * sizeof **sums);
+  if (nt > 1) _tile_stored(2, sums[2], PANEL * sizeof **sums);
+  if (nt > 1 && np > 1) _tile_stored(3, sums[3], PANEL * sizeof **sums);
+}
+
+// `rows` rows of x (bf16 pairs, zero rows after them up to a multiple of 16) through the
+// panels of columns [lo, hi). The tile configuration is loaded (`tiles_begin`).
+AMX static void block_amx(int rows, int kp, const uint32_t *xb, const uint16_t *packed, int lo,
+                          int hi, const float *bias, float *y, int ldy) {
+  const size_t panel_size = (size_t)kp * 2 * PANEL;
+  float sums[4][PANEL * PANEL];
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel += 2) {
+    const int np = (panel + 1) * PANEL < hi ? 2 : 1;
+    const uint16_t *w0 = packed + panel * panel_size, *w1 = w0 + panel_size;
+    for (int r = 0; r < rows; r += 2 * PANEL) {
+      const int nt = rows - r > PANEL ? 2 : 1;
+      const uint32_t *xr = xb + (size_t)r * kp;
+      if (nt == 2 && np == 2) tiles_amx(2, 2, kp, xr, w0, w1, sums);
+      else if (nt == 2) tiles_amx(2, 1, kp, xr, w0, w1, sums);
+      else if (np == 2) tiles_amx(1, 2, kp, xr, w0, w1, sums);
+      else tiles_amx(1, 1, kp, xr, w0, w1, sums);
+      for (int j = 0; j < np; j++) {
+        const int first = (panel + j) * PANEL;
+        const __mmask16 mask = (__mmask16)lanes(panel + j, lo, hi);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + first) : _mm512_setzero_ps();
+        for (int i = 0; i < 2 * PANEL && r + i < rows; i++) {
+          const __m512 s = _mm512_loadu_ps(sums[2 * (i / PANEL) + j] + (i % PANEL) * PANEL);
+          _mm512_mask_storeu_ps(y + (size_t)(r + i) * ldy + first, mask, _mm512_add_ps(s, b));
+        }
+      }
     }
   }
 }
@@ -228,13 +334,32 @@ static void block_plain(int rows, int kp, const uint32_t *xb, const uint16_t *pa
 
 // ---------------------------------------------------------------- dispatch
 
+// Linux hands out AMX's 8 KiB of tile registers only to a process that asks
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA); a tile instruction without it faults.
+static int amx_permitted(void) {
+#if defined(__linux__)
+  enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+  return 0;
+#endif
+}
+
 static int best_level(void) {
+  static int best = -1;  // racy but idempotent: every thread finds the same
+  if (best >= 0) return best;
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl"))
-    return VDB_BF16_AVX512BF16;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VDB_BF16_AVX2;
-  return VDB_BF16_PLAIN;
+    best = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+                   amx_permitted()
+               ? VDB_BF16_AMX
+               : VDB_BF16_AVX512BF16;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    best = VDB_BF16_AVX2;
+  else
+    best = VDB_BF16_PLAIN;
+  return best;
 }
 
 static int chosen_level = -1;  // racy but idempotent, like vdb_linear_rows's
@@ -254,18 +379,26 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
   if (rows <= 0 || column_end <= column_begin) return;
   const int level = vdb_bf16_level();
   const int kp = pairs_of(k);
-  const int block = rows < ROW_BLOCK ? rows : ROW_BLOCK;
-  // Scratch for a block of x: bf16 pairs (one word per pair) or, for AVX2, float32 (two).
+  // Scratch for a block of x: bf16 pairs (one word per pair) or, for AVX2, float32 (two);
+  // AMX reads whole tiles of 16 rows, the rows past the block's zero.
+  const int block = level == VDB_BF16_AMX ? (rows < ROW_BLOCK ? (rows + PANEL - 1) / PANEL * PANEL : ROW_BLOCK)
+                                          : (rows < ROW_BLOCK ? rows : ROW_BLOCK);
   const size_t words = (size_t)block * kp * (level == VDB_BF16_AVX2 ? 2 : 1);
   uint32_t stack[8 * 1024];  // a batch-1 query's rows fit; larger blocks go to the heap
   uint32_t *xb = words <= sizeof stack / sizeof *stack ? stack : malloc(words * sizeof *xb);
   if (!xb) abort();  // a few hundred KiB
+  if (level == VDB_BF16_AMX) tiles_begin();
   for (int r = 0; r < rows; r += ROW_BLOCK) {
     const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
     const float *xr = x + (size_t)r * k;
     float *yr = y + (size_t)r * ldy;
-    if (level == VDB_BF16_AVX512BF16) {
-      convert_rows(n, k, xr, xb);
+    if (level == VDB_BF16_AMX) {
+      convert_rows_avx512bf16(n, k, xr, xb);
+      const int padded = (n + PANEL - 1) / PANEL * PANEL;
+      memset(xb + (size_t)n * kp, 0, (size_t)(padded - n) * kp * sizeof *xb);
+      block_amx(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
+    } else if (level == VDB_BF16_AVX512BF16) {
+      convert_rows_avx512bf16(n, k, xr, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
       round_rows_avx2(n, k, xr, (float *)xb);
@@ -275,5 +408,6 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     }
   }
+  if (level == VDB_BF16_AMX) tiles_end();
   if (xb != stack) free(xb);
 }

@@ -199,6 +199,7 @@ AVX512BF16 static float bf16_l2_avx512(const uint16_t *a, const uint16_t *b, int
 
 float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n) {
   switch (vdb_bf16_level()) {
+  case VDB_BF16_AMX:  // tiles do not pay for one vector pair
   case VDB_BF16_AVX512BF16: return bf16_dot_avx512bf16(a, b, n);
   case VDB_BF16_AVX2: return bf16_dot_avx2(a, b, n);
   default: return bf16_dot_plain(a, b, n);
@@ -207,6 +208,7 @@ float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n) {
 
 float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n) {
   switch (vdb_bf16_level()) {
+  case VDB_BF16_AMX:
   case VDB_BF16_AVX512BF16: return bf16_l2_avx512(a, b, n);
   case VDB_BF16_AVX2: return bf16_l2_avx2(a, b, n);
   default: return bf16_l2_plain(a, b, n);

@@ -80,13 +80,15 @@ package final class PackedWeights: @unchecked Sendable {
   }
 
   /// The instruction sets a format's kernel can run on, narrowest first. The widest the
-  /// CPU has is chosen at first use; `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`avx2`,
-  /// `plain`) ask for a fallback.
+  /// CPU has is chosen at first use; `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`avx512`,
+  /// `avx2`, `plain`) ask for a fallback.
   package enum KernelLevel: Int32, CaseIterable, Sendable {
     case plain = 0
     case avx2 = 1
     /// AVX-512 BF16 (`vdpbf16ps`) for bfloat16, AVX-512 VNNI (`vpdpwssd`) for int8.
     case avx512 = 2
+    /// AMX tiles (`tdpbf16ps`), for bfloat16 only.
+    case amx = 3
 
     /// The level `format`'s kernel uses.
     package static func current(_ format: Format) -> KernelLevel {
@@ -119,6 +121,8 @@ package final class PackedWeights: @unchecked Sendable {
       case (.avx2, .int8): return "AVX2"
       case (.avx512, .bfloat16): return "AVX-512 BF16"
       case (.avx512, .int8): return "AVX-512 VNNI"
+      case (.amx, .bfloat16): return "AMX BF16"
+      case (.amx, .int8): return "AMX (no int8 kernel)"
       }
     }
   }

@@ -27,7 +27,8 @@ float vdb_squared_euclidean(const float *a, const float *b, int n);
 enum {
   VDB_BF16_PLAIN = 0,      ///< portable C
   VDB_BF16_AVX2 = 1,       ///< AVX2 + FMA: bf16 widened to float32 in registers
-  VDB_BF16_AVX512BF16 = 2  ///< AVX-512 BF16: `vdpbf16ps`, two products per lane and step
+  VDB_BF16_AVX512BF16 = 2, ///< AVX-512 BF16: `vdpbf16ps`, two products per lane and step
+  VDB_BF16_AMX = 3         ///< AMX BF16: `tdpbf16ps`, 16 × 16 × 32 products per step
 };
 
 /// How many bf16 values `vdb_bf16_pack` writes for a [columns, k] matrix (panels of 16
