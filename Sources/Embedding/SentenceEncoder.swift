@@ -45,7 +45,7 @@ public final class SentenceEncoder: Sendable {
     /// Every product in float32 (OpenBLAS sgemm).
     case float32
     /// Weights and layer inputs rounded to bfloat16, products summed in float32: on
-    /// CPUs with AVX-512 BF16, the layers run about twice as fast; vectors stay at
+    /// CPUs with AMX or AVX-512 BF16, the layers run about twice as fast; vectors stay at
     /// cosine ≥ 0.9999 of float32's on all-MiniLM-L6-v2 (docs/encoder.md). Elsewhere it
     /// runs on AVX2 or plain C, correct but slower than float32.
     case bfloat16

@@ -13,7 +13,7 @@ public enum Precision: String, Codable, Sendable, CaseIterable {
   /// Every product in float32: the reference the others are measured against.
   case float32
   /// Weights and layer inputs rounded to bfloat16, products summed in float32: about
-  /// twice as fast on CPUs with AVX-512 BF16, vectors at cosine ≥ 0.9999 of float32's on
+  /// twice as fast on CPUs with AMX or AVX-512 BF16, vectors at cosine ≥ 0.9999 of float32's on
   /// all-MiniLM-L6-v2; elsewhere correct but slower than float32.
   case bfloat16
   /// Weights in int8 (one float32 scale per block of 32 values), layer inputs in int16,
