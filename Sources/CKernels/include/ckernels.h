@@ -48,7 +48,7 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
                      const float *x, const float *bias, float *y, int ldy);
 
 /// The instruction set `vdb_bf16_linear` uses: the widest the CPU has, chosen on first
-/// use, unless the environment variable VDB_BF16_KERNEL is "avx2" or "plain".
+/// use, unless the environment variable VDB_BF16_KERNEL is "avx512", "avx2" or "plain".
 int vdb_bf16_level(void);
 
 /// Makes `vdb_bf16_linear` use `level` (at most what the CPU has; negative: the widest)
@@ -93,7 +93,7 @@ void vdb_int8_linear(int rows, int k, int columns, const void *packed, int colum
                      int column_end, const float *x, const float *bias, float *y, int ldy);
 
 /// The instruction set `vdb_int8_linear` uses: the widest the CPU has, chosen on first
-/// use, unless the environment variable VDB_INT8_KERNEL is "avx2" or "plain".
+/// use, unless the environment variable VDB_INT8_KERNEL is "avx512", "avx2" or "plain".
 int vdb_int8_level(void);
 
 /// Makes `vdb_int8_linear` use `level` (at most what the CPU has; negative: the widest)
@@ -132,7 +132,7 @@ void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 
 /// The level `vdb_gelu`, `vdb_gelu_backward` and `vdb_softmax_rows` use: the widest the
 /// CPU has, chosen on first use, unless the environment variable VDB_VECTOR_KERNEL is
-/// "avx2" or "plain".
+/// "avx512", "avx2" or "plain".
 int vdb_vector_level(void);
 
 /// Makes them use `level` (at most what the CPU has; negative: the widest) and returns
