@@ -2,6 +2,7 @@
 #include "levels.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
@@ -36,22 +37,31 @@ static inline uint16_t to_bf16(float f) {
   return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)rounded;
 }
 
-void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed) {
+// Packs scale · W, where W[c][i] is w[c · column_stride + i · input_stride].
+static void pack(int k, int columns, const float *w, size_t column_stride, size_t input_stride,
+                 float scale, uint16_t *packed) {
   const int kp = pairs_of(k);
   const size_t count = vdb_bf16_packed_count(k, columns);
   memset(packed, 0, count * sizeof *packed);  // padding columns and inputs
   for (int c = 0; c < columns; c++) {
     uint16_t *panel = packed + (size_t)(c / PANEL) * kp * 2 * PANEL + (c % PANEL) * 2;
-    for (int i = 0; i < k; i++) panel[(size_t)(i / 2) * 2 * PANEL + i % 2] = to_bf16(w[(size_t)c * k + i]);
+    for (int i = 0; i < k; i++)
+      panel[(size_t)(i / 2) * 2 * PANEL + i % 2] =
+          to_bf16(scale * w[(size_t)c * column_stride + (size_t)i * input_stride]);
   }
 }
 
-// Rows of x as bf16 pairs: xb[r * kp + p] holds (x[r][2p], x[r][2p + 1]) in one 32-bit word.
-static void convert_rows(int rows, int k, const float *x, uint32_t *xb) {
+void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed) {
+  pack(k, columns, w, (size_t)k, 1, 1.0f, packed);
+}
+
+// Rows of x (`ldx` floats apart) as bf16 pairs: xb[r * kp + p] holds (x[r][2p], x[r][2p + 1])
+// in one 32-bit word.
+static void convert_rows(int rows, int k, const float *x, size_t ldx, uint32_t *xb) {
   const int kp = pairs_of(k);
   for (int r = 0; r < rows; r++) {
     uint16_t *out = (uint16_t *)(xb + (size_t)r * kp);
-    for (int i = 0; i < k; i++) out[i] = to_bf16(x[(size_t)r * k + i]);
+    for (int i = 0; i < k; i++) out[i] = to_bf16(x[r * ldx + i]);
     memset(out + k, 0, (size_t)(2 * kp - k) * sizeof *out);
   }
 }
@@ -59,11 +69,11 @@ static void convert_rows(int rows, int k, const float *x, uint32_t *xb) {
 // Rows of x rounded to bf16 but kept as float32 (2·kp per row): what the AVX2 kernel
 // broadcasts straight from memory.
 __attribute__((target("avx2"))) static void round_rows_avx2(
-    int rows, int k, const float *x, float *xf) {
+    int rows, int k, const float *x, size_t ldx, float *xf) {
   const int width = 2 * pairs_of(k);
   for (int r = 0; r < rows; r++) {
     uint32_t *out = (uint32_t *)(xf + (size_t)r * width);
-    for (int i = 0; i < k; i++) out[i] = (uint32_t)to_bf16(x[(size_t)r * k + i]) << 16;
+    for (int i = 0; i < k; i++) out[i] = (uint32_t)to_bf16(x[r * ldx + i]) << 16;
     memset(out + k, 0, (size_t)(width - k) * sizeof *out);
   }
 }
@@ -87,10 +97,11 @@ static inline __mmask16 first_lanes(int n) {
 
 // `convert_rows` with `vcvtne2ps2bf16`, 32 inputs a step and the padding read as zeros.
 // It rounds as `to_bf16` does (to nearest even) but takes denormal inputs as zero.
-AVX512BF16 static void convert_rows_avx512bf16(int rows, int k, const float *x, uint32_t *xb) {
+AVX512BF16 static void convert_rows_avx512bf16(int rows, int k, const float *x, size_t ldx,
+                                                uint32_t *xb) {
   const int kp = pairs_of(k);
   for (int r = 0; r < rows; r++) {
-    const float *in = x + (size_t)r * k;
+    const float *in = x + r * ldx;
     for (int i = 0; i < 2 * kp; i += 2 * PANEL) {
       const __m512 low = _mm512_maskz_loadu_ps(first_lanes(k - i), in + i);
       const __m512 high = _mm512_maskz_loadu_ps(first_lanes(k - i - PANEL), in + i + PANEL);
@@ -374,10 +385,11 @@ int vdb_bf16_set_level(int level) {
   return chosen_level;
 }
 
-void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
-                     const float *x, const float *bias, float *y, int ldy) {
+// `vdb_bf16_linear` at `level`, with the rows of x `ldx` floats apart.
+static void linear(int level, int rows, int k, const uint16_t *packed, int column_begin,
+                   int column_end, const float *x, size_t ldx, const float *bias, float *y,
+                   int ldy) {
   if (rows <= 0 || column_end <= column_begin) return;
-  const int level = vdb_bf16_level();
   const int kp = pairs_of(k);
   // Scratch for a block of x: bf16 pairs (one word per pair) or, for AVX2, float32 (two);
   // AMX reads whole tiles of 16 rows, the rows past the block's zero.
@@ -390,24 +402,110 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
   if (level == VDB_BF16_AMX) tiles_begin();
   for (int r = 0; r < rows; r += ROW_BLOCK) {
     const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
-    const float *xr = x + (size_t)r * k;
+    const float *xr = x + r * ldx;
     float *yr = y + (size_t)r * ldy;
     if (level == VDB_BF16_AMX) {
-      convert_rows_avx512bf16(n, k, xr, xb);
+      convert_rows_avx512bf16(n, k, xr, ldx, xb);
       const int padded = (n + PANEL - 1) / PANEL * PANEL;
       memset(xb + (size_t)n * kp, 0, (size_t)(padded - n) * kp * sizeof *xb);
       block_amx(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX512BF16) {
-      convert_rows_avx512bf16(n, k, xr, xb);
+      convert_rows_avx512bf16(n, k, xr, ldx, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
-      round_rows_avx2(n, k, xr, (float *)xb);
+      round_rows_avx2(n, k, xr, ldx, (float *)xb);
       block_avx2(n, kp, (const float *)xb, packed, column_begin, column_end, bias, yr, ldy);
     } else {
-      convert_rows(n, k, xr, xb);
+      convert_rows(n, k, xr, ldx, xb);
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     }
   }
   if (level == VDB_BF16_AMX) tiles_end();
   if (xb != stack) free(xb);
+}
+
+void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
+                     const float *x, const float *bias, float *y, int ldy) {
+  linear(vdb_bf16_level(), rows, k, packed, column_begin, column_end, x, (size_t)k, bias, y, ldy);
+}
+
+// ---------------------------------------------------------------- attention
+
+// Attention's two products are linear layers over the sequence's own rows: S = Q · Kᵀ is
+// "x = Q through W = K" (T columns of d inputs) and P · V is "x = P through W = Vᵀ" (d
+// columns of T inputs). K and Vᵀ are packed per call: element by element (`pack`) that
+// costs as much as the tile products, so with AVX-512 BF16 they are packed 32 values at a
+// time.
+
+static size_t in_floats(size_t halves) { return (halves + 1) / 2; }
+
+// `pack(d, length, k, ld, 1, scale, packed)`: each token's row converted at once, its 16
+// pairs a step scattered down its lane of the panel (one pair row every 16 words).
+AVX512BF16 static void pack_keys_avx512bf16(int d, int length, const float *k, size_t ld,
+                                            float scale, uint16_t *packed) {
+  const int kp = pairs_of(d);
+  memset(packed, 0, vdb_bf16_packed_count(d, length) * sizeof *packed);  // padding tokens
+  const __m512i down_the_lane = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(PANEL));
+  const __m512 factor = _mm512_set1_ps(scale);
+  for (int t = 0; t < length; t++) {
+    uint32_t *lane = (uint32_t *)(packed + (size_t)(t / PANEL) * kp * 2 * PANEL) + t % PANEL;
+    const float *row = k + t * ld;
+    for (int i = 0; i < 2 * kp; i += 2 * PANEL) {
+      const __m512 low = _mm512_mul_ps(factor, _mm512_maskz_loadu_ps(first_lanes(d - i), row + i));
+      const __m512 high =
+          _mm512_mul_ps(factor, _mm512_maskz_loadu_ps(first_lanes(d - i - PANEL), row + i + PANEL));
+      _mm512_i32scatter_epi32(lane + (size_t)(i / 2) * PANEL, down_the_lane,
+                              (__m512i)_mm512_cvtne2ps_pbh(high, low), 4);
+    }
+  }
+}
+
+// `pack(length, d, v, 1, ld, 1, packed)`: for each panel of 16 columns and each pair of
+// tokens, the two rows converted at once and their halves interleaved.
+AVX512BF16 static void pack_values_avx512bf16(int length, int d, const float *v, size_t ld,
+                                              uint16_t *packed) {
+  const int kp = pairs_of(length);
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                              23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int panel = 0; panel * PANEL < d; panel++) {
+    const __mmask16 columns = first_lanes(d - panel * PANEL);
+    uint16_t *out = packed + (size_t)panel * kp * 2 * PANEL;
+    for (int p = 0; p < kp; p++) {
+      const int t = 2 * p;
+      const __m512 even = t < length ? _mm512_maskz_loadu_ps(columns, v + t * ld + panel * PANEL)
+                                     : _mm512_setzero_ps();
+      const __m512 odd = t + 1 < length
+                             ? _mm512_maskz_loadu_ps(columns, v + (t + 1) * ld + panel * PANEL)
+                             : _mm512_setzero_ps();
+      const __m512i halves = (__m512i)_mm512_cvtne2ps_pbh(odd, even);
+      _mm512_storeu_si512(out + (size_t)p * 2 * PANEL, _mm512_permutexvar_epi16(interleave, halves));
+    }
+  }
+}
+
+size_t vdb_bf16_attention_scratch(int length, int d) {
+  return (size_t)length * length + in_floats(vdb_bf16_packed_count(d, length)) +
+         in_floats(vdb_bf16_packed_count(length, d));
+}
+
+void vdb_bf16_attention(int length, int d, const float *q, const float *k, const float *v,
+                        int ld, float *context, int ldc, float *scratch) {
+  if (length <= 0) return;
+  const int level = vdb_bf16_level();
+  float *scores = scratch;
+  uint16_t *keys = (uint16_t *)(scores + (size_t)length * length);
+  uint16_t *values = keys + 2 * in_floats(vdb_bf16_packed_count(d, length));
+  // 1/√d goes into the packed keys, so the scores come out scaled.
+  const float scale = 1 / sqrtf((float)d);
+  if (level >= VDB_BF16_AVX512BF16) {
+    pack_keys_avx512bf16(d, length, k, (size_t)ld, scale, keys);
+    pack_values_avx512bf16(length, d, v, (size_t)ld, values);
+  } else {
+    pack(d, length, k, (size_t)ld, 1, scale, keys);
+    pack(length, d, v, 1, (size_t)ld, 1.0f, values);
+  }
+  linear(level, length, d, keys, 0, length, q, (size_t)ld, NULL, scores, length);
+  vdb_softmax_rows(length, length, length, length, scores);
+  linear(level, length, length, values, 0, d, scores, (size_t)length, NULL, context, ldc);
 }

@@ -354,7 +354,8 @@ final class BertModel: Sendable {
     let tokens: Int
     let longest: Int
     let hidden, qkv, context, projection, expanded: Buffer<Float>
-    /// One T × T score matrix per thread.
+    /// One T × T score matrix per thread, with room for bfloat16 attention's packed keys
+    /// and values.
     let scores: [Buffer<Float>]
 
     init(config: BertConfig, tokens: Int, longest: Int, threads: Int) {
@@ -366,7 +367,9 @@ final class BertModel: Sendable {
       context = Buffer<Float>(uninitializedCount: tokens * h)
       projection = Buffer<Float>(uninitializedCount: tokens * h)
       expanded = Buffer<Float>(uninitializedCount: tokens * config.intermediateSize)
-      scores = (0..<threads).map { _ in Buffer<Float>(uninitializedCount: longest * longest) }
+      let perThread = PackedWeights.attentionScratchCount(
+        length: longest, headSize: config.headSize)
+      scores = (0..<threads).map { _ in Buffer<Float>(uninitializedCount: perThread) }
     }
   }
 
@@ -492,7 +495,9 @@ final class BertModel: Sendable {
   ///
   /// For head h of a sequence of T tokens: S = Q·Kᵀ / √d (T × T), P = softmax(S) row
   /// by row, context[:, head h] = P·V. No mask is needed: every sequence attends to
-  /// exactly its own tokens.
+  /// exactly its own tokens. At bfloat16 on a CPU with AMX both products are AMX tiles
+  /// too (`vdb_bf16_attention`); elsewhere they are sgemm (AVX-512 BF16 is not faster
+  /// than sgemm on every CPU that has it, docs/encoder.md).
   private func attention(
     heads: Range<Int>, qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
     sequences: [[Int]], offsets: [Int], scores: UnsafeMutablePointer<Float>
@@ -500,10 +505,18 @@ final class BertModel: Sendable {
     let h = config.hiddenSize
     let d = config.headSize
     let scale = 1 / Float(d).squareRoot()
+    let tiles =
+      precision == .bfloat16 && PackedWeights.KernelLevel.current(.bfloat16) == .amx
     for (s, sequence) in sequences.enumerated() {
       let length = sequence.count
       for head in heads {
         let q = qkv + offsets[s] * 3 * h + head * 3 * d
+        if tiles {
+          PackedWeights.attention(
+            length: length, headSize: d, q: q, k: q + d, v: q + 2 * d, stride: 3 * h,
+            context: context + offsets[s] * h + head * d, contextStride: h, scratch: scores)
+          continue
+        }
         BLAS.gemm(
           .none, .transposed, m: length, n: length, k: d, alpha: scale,
           a: q, lda: 3 * h, b: q + d, ldb: 3 * h, c: scores, ldc: length)

@@ -79,6 +79,27 @@ package final class PackedWeights: @unchecked Sendable {
     }
   }
 
+  /// One head of scaled dot-product attention over one sequence with bfloat16 products:
+  /// context = softmax(q · kᵀ / √d) · v, where q, k and v are `length × headSize` with
+  /// rows `stride` floats apart and context's rows are `contextStride` apart. Keys and
+  /// values are packed as weights per call (S = Q · Kᵀ is Q through "weights" K, P · V is
+  /// P through Vᵀ). `scratch` holds ``attentionScratchCount(length:headSize:)`` floats.
+  package static func attention(
+    length: Int, headSize: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+    v: UnsafePointer<Float>, stride: Int, context: UnsafeMutablePointer<Float>,
+    contextStride: Int, scratch: UnsafeMutablePointer<Float>
+  ) {
+    vdb_bf16_attention(
+      Int32(length), Int32(headSize), q, k, v, Int32(stride), context, Int32(contextStride),
+      scratch)
+  }
+
+  /// Floats of scratch ``attention(length:headSize:q:k:v:stride:context:contextStride:scratch:)``
+  /// needs: the T × T scores and the packed keys and values.
+  package static func attentionScratchCount(length: Int, headSize: Int) -> Int {
+    vdb_bf16_attention_scratch(Int32(length), Int32(headSize))
+  }
+
   /// The instruction sets a format's kernel can run on, narrowest first. The widest the
   /// CPU has is chosen at first use; `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`avx512`,
   /// `avx2`, `plain`) ask for a fallback.

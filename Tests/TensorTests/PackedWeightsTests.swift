@@ -157,4 +157,55 @@ final class PackedWeightsTests: XCTestCase {
     }
     PackedWeights.KernelLevel.use(nil, for: .int8)
   }
+
+  /// bfloat16 attention at every level against its definition — q, k / √d, the softmax's
+  /// P and v rounded to bfloat16, sums and softmax in Double — for 1 to 70 tokens, head
+  /// sizes below, at and past a tile's 32 inputs, rows strided as in the packed qkv rows,
+  /// and the context's columns past the head untouched. (The tolerance covers P landing
+  /// on the other side of a bfloat16 rounding boundary in float32 than in Double.)
+  func testBFloat16AttentionMatchesItsDefinition() {
+    var random = SplitMix64(seed: 29)
+    for level in PackedWeights.KernelLevel.available(.bfloat16) {
+      PackedWeights.KernelLevel.use(level, for: .bfloat16)
+      for (length, d) in [(1, 32), (5, 8), (17, 32), (40, 33), (70, 64)] {
+        let stride = 3 * d + 5
+        let qkv = (0..<length * stride).map { _ in
+          Float(Double.random(in: -2..<2, using: &random))
+        }
+        let contextStride = d + 3
+        var context = [Float](repeating: -7, count: length * contextStride)
+        var scratch = [Float](
+          repeating: .nan, count: PackedWeights.attentionScratchCount(length: length, headSize: d))
+        qkv.withUnsafeBufferPointer { rows in
+          let q = rows.baseAddress!
+          PackedWeights.attention(
+            length: length, headSize: d, q: q, k: q + d, v: q + 2 * d, stride: stride,
+            context: &context, contextStride: contextStride, scratch: &scratch)
+        }
+        let scale = 1 / Float(d).squareRoot()
+        let name = "\(level.name(.bfloat16)) \(length) tokens, d \(d)"
+        for i in 0..<length {
+          let scores = (0..<length).map { t in
+            (0..<d).reduce(0.0) {
+              $0 + bfloat16(qkv[i * stride + $1]) * bfloat16(scale * qkv[t * stride + d + $1])
+            }
+          }
+          let exponentials = scores.map { exp($0 - scores.max()!) }
+          let p = exponentials.map { $0 / exponentials.reduce(0, +) }
+          for j in 0..<contextStride {
+            let got = context[i * contextStride + j]
+            guard j < d else {
+              XCTAssertEqual(got, -7, "\(name): context column \(j) written")
+              continue
+            }
+            let expected = (0..<length).reduce(0.0) {
+              $0 + bfloat16(Float(p[$1])) * bfloat16(qkv[$1 * stride + 2 * d + j])
+            }
+            XCTAssertEqual(Double(got), expected, accuracy: 5e-3, "\(name) [\(i), \(j)]")
+          }
+        }
+      }
+    }
+    PackedWeights.KernelLevel.use(nil, for: .bfloat16)
+  }
 }

@@ -55,6 +55,17 @@ int vdb_bf16_level(void);
 /// and returns the level now in effect. For tests and benchmarks; not thread-safe.
 int vdb_bf16_set_level(int level);
 
+/// Floats of scratch `vdb_bf16_attention` needs for `length` tokens and heads of `d`.
+size_t vdb_bf16_attention_scratch(int length, int d);
+
+/// One head of scaled dot-product attention over one sequence, with bfloat16 products
+/// summed in float32: context = softmax(q · kᵀ / √d) · v, where q, k and v are
+/// `length × d` with rows `ld` floats apart and context's rows are `ldc` apart. `scratch`
+/// holds `vdb_bf16_attention_scratch(length, d)` floats. Uses the level
+/// `vdb_bf16_level()` reports. Never fails; the caller guarantees the pointers.
+void vdb_bf16_attention(int length, int d, const float *q, const float *k, const float *v,
+                        int ld, float *context, int ldc, float *scratch);
+
 /// Rounds `n` floats to bfloat16 (to nearest even; NaN stays NaN): the copies of the
 /// vectors a search walks the graph with. `x` needs no alignment. Never fails.
 void vdb_bf16_round(const float *x, uint16_t *out, int n);
