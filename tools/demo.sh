@@ -76,3 +76,14 @@ step route train -r docs --max-escalation 0.3 --seed 7
 step route -r docs "how do I delete a collection" "which key does a routing version use" \
   "what does the gate compare" "is vdb a good fit for my project"
 step route eval -r docs tools/route-test.jsonl
+
+echo
+echo "== 8. A faster encoder: the docs' model computing in bfloat16 (AMX or AVX-512 BF16 where"
+echo "      the CPU has them; docs/encoder.md), scored against it over the same pools first"
+model=$("$vdb" status --json | python3 -c \
+  'import json, sys; print(next(c["model"] for c in json.load(sys.stdin)["collections"] if c["name"] == "docs"))')
+step models convert "$model" --precision bfloat16
+converted=$("$vdb" models convert "$model" --precision bfloat16 --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+step eval -c docs --from-log --model "$model" --pool 20
+step eval -c docs --from-log --model "$converted" --pool 20
