@@ -12,7 +12,10 @@ golden texts (../shared/reference) and on the first 300 SciFact passages:
 - bfloat16 weights and activations (round to nearest even), float32 sums,
 - int8 weights with one scale per block of 32 (or 16) inputs, activations float32 or
   symmetric integers of 7, 8 or 16 bits per block (llama.cpp's Q8_0 layout): the last,
-  int16 activations per block of 32, is vdb's `int8` precision (Sources/CKernels/int8.c).
+  int16 activations per block of 32, is vdb's `int8` precision (Sources/CKernels/int8.c);
+- the same weights with unsigned (asymmetric) 8- or 7-bit activations per block, in every
+  layer or only in the FFN (and attention output) with int16 elsewhere: what AVX2's
+  `vpmaddubsw` could multiply.
 
 `--only TEXT` runs only the configurations whose label contains TEXT.
 
@@ -63,14 +66,22 @@ def main():
         zero = torch.round(-low / scale)
         return ((torch.round(x / scale) + zero).clamp(0, 255) - zero) * scale
 
-    def blocks(bits, size):
-        """Symmetric integers of `bits` bits per block of `size` along the input dimension
-        (the last one), one float32 scale per block: llama.cpp's Q8_0 layout."""
+    def blocks(bits, size, asymmetric=False):
+        """Integers of `bits` bits per block of `size` along the input dimension (the last
+        one), one float32 scale per block: llama.cpp's Q8_0 layout. Symmetric, or
+        asymmetric (0 … 2^bits − 1 from the block's minimum to its maximum, with a zero
+        point), as unsigned inputs to `vpmaddubsw` would be."""
         top = 2 ** (bits - 1) - 1
 
         def quantize(x):
             shape = x.shape
             b = x.reshape(*shape[:-1], shape[-1] // size, size)
+            if asymmetric:
+                low, high = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
+                scale = ((high - low) / (2**bits - 1)).clamp_min(1e-12)
+                zero = torch.round(-low / scale)
+                q = (torch.round(b / scale) + zero).clamp(0, 2**bits - 1) - zero
+                return (q * scale).reshape(shape)
             scale = b.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
             return (torch.round(b / scale).clamp(-top, top) * scale).reshape(shape)
         return quantize
@@ -78,7 +89,12 @@ def main():
     def bfloat16(x):
         return x.to(torch.bfloat16).to(torch.float32)
 
-    def run(label, weights, activations, keep_float32=()):
+    def ffn_down(name):
+        return name.endswith("output.dense") and "attention" not in name
+
+    def run(label, weights, activations, keep_float32=(), where=None, elsewhere=None):
+        """`activations` quantizes the inputs of every linear layer, or, given `where` (a
+        test of the layer's name), of those layers only and `elsewhere` of the rest."""
         if only and only not in label:
             return
         hooks = []
@@ -87,8 +103,9 @@ def main():
             if any(part in name for part in keep_float32):
                 continue
             m.weight.data = weights(original[m])
-            if activations:
-                hooks.append(m.register_forward_pre_hook(lambda _, args: (activations(args[0]),)))
+            quantize = activations if where is None or where(name) else elsewhere
+            if quantize:
+                hooks.append(m.register_forward_pre_hook(lambda _, args, q=quantize: (q(args[0]),)))
         vectors = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
         for hook in hooks:
             hook.remove()
@@ -109,6 +126,18 @@ def main():
     run("int8 blocks of 32, int8 activations (blocks of 32)", blocks(8, 32), blocks(8, 32))
     run("int8 blocks of 16, int8 activations (blocks of 16)", blocks(8, 16), blocks(8, 16))
     run("int8 blocks of 32, int16 activations (blocks of 32)", blocks(8, 32), blocks(16, 32))
+    # What AVX2's `vpmaddubsw` (u8 × s8, pairs summed to int16) could take: unsigned
+    # activations per block, in some layers only (int16 elsewhere). 8 bits can saturate the
+    # pair sums (2 · 255 · 127 > 32767); 7 bits cannot.
+    q16 = blocks(16, 32)
+    run("int8 blocks of 32, u8 activations (blocks of 32)", blocks(8, 32), blocks(8, 32, True))
+    run("int8 blocks of 32, u8 activations, FFN and attn out", blocks(8, 32), blocks(8, 32, True),
+        where=lambda name: "attention.self" not in name, elsewhere=q16)
+    run("int8 blocks of 32, u7 activations (blocks of 32)", blocks(8, 32), blocks(7, 32, True))
+    run("int8 blocks of 32, u7 activations, FFN", blocks(8, 32), blocks(7, 32, True),
+        where=lambda name: "intermediate" in name or ffn_down(name), elsewhere=q16)
+    run("int8 blocks of 32, u7 activations, FFN down", blocks(8, 32), blocks(7, 32, True),
+        where=ffn_down, elsewhere=q16)
 
 
 if __name__ == "__main__":
