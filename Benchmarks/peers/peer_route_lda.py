@@ -119,12 +119,18 @@ def nearest_centroid(x, y, held, classes):
     return (held @ means.T).argmax(axis=1), None
 
 
+def lda_predict(means, covariance, held):
+    """The most probable class of a Gaussian model with these means, one shared covariance
+    and equal priors."""
+    weights = np.linalg.solve(covariance, means.T).T
+    biases = -0.5 * (weights * means).sum(axis=1)
+    return (held @ weights.T + biases).argmax(axis=1)
+
+
 def pooled_ledoit_wolf(x, y, held, classes, estimator=ledoit_wolf):
     means = class_means(x, y, classes)
     covariance, shrinkage = estimator(x - means[y], assume_centered=True)
-    weights = np.linalg.solve(covariance, means.T).T
-    biases = -0.5 * (weights * means).sum(axis=1)
-    return (held @ weights.T + biases).argmax(axis=1), shrinkage
+    return lda_predict(means, covariance, held), shrinkage
 
 
 def pooled_oas(x, y, held, classes):
@@ -160,8 +166,7 @@ def shrunk_lda(x, y, held, classes, shrinkage):
     within = residuals.T @ residuals / len(x)
     mu = np.trace(within) / len(within)
     covariance = (1 - shrinkage) * within + shrinkage * mu * np.eye(len(within))
-    weights = np.linalg.solve(covariance, means.T).T
-    return (held @ weights.T - 0.5 * (weights * means).sum(axis=1)).argmax(axis=1)
+    return lda_predict(means, covariance, held)
 
 
 def lda_shrinkage_by_cv(x, y, held, classes, grid=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)):

@@ -35,55 +35,53 @@ REFERENCE = "../shared/reference/minilm_reference_embeddings.json"
 CORPUS = "../shared/datasets/scifact/corpus.jsonl"
 
 
+def quantize_blocks(x, bits, size=None, asymmetric=False):
+    """Integers of `bits` bits per block of `size` along the last dimension (None: the
+    whole row), one float32 scale per block (llama.cpp's Q8_0 layout), as
+    `(integers, scales, zero points)` shaped `[..., blocks, size]`. Symmetric (zero
+    point 0, −(2^(bits−1) − 1) … 2^(bits−1) − 1), or asymmetric (0 … 2^bits − 1 from the
+    block's minimum to its maximum), as unsigned inputs to `vpmaddubsw` would be."""
+    size = size or x.shape[-1]
+    b = x.reshape(*x.shape[:-1], x.shape[-1] // size, size)
+    if asymmetric:
+        low, high = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
+        scale = ((high - low) / (2**bits - 1)).clamp_min(1e-12)
+        zero = torch.round(-low / scale)
+        return (torch.round(b / scale) + zero).clamp(0, 2**bits - 1), scale, zero
+    top = 2 ** (bits - 1) - 1
+    scale = b.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
+    return torch.round(b / scale).clamp(-top, top), scale, torch.zeros_like(scale)
+
+
+def reference_texts(passages=300):
+    """The 22 golden texts and the first `passages` SciFact passages (title and text)."""
+    golden = [item["text"] for item in json.load(open(REFERENCE))["items"]]
+    with open(CORPUS) as f:
+        scifact = [(d.get("title", "") + " " + d["text"]).strip()
+                   for d in map(json.loads, itertools.islice(f, passages))]
+    return golden, scifact
+
+
+def load_model():
+    model_dir = os.environ.get("VDB_MODEL_DIR") or os.path.expanduser("~/.cache/vdb/models/all-MiniLM-L6-v2")
+    return SentenceTransformer(model_dir, device="cpu")
+
+
 def main():
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     torch.set_num_threads(1)
-    golden = [item["text"] for item in json.load(open(REFERENCE))["items"]]
-    with open(CORPUS) as f:
-        passages = [(d.get("title", "") + " " + d["text"]).strip()
-                    for d in map(json.loads, itertools.islice(f, 300))]
-    model_dir = os.environ.get("VDB_MODEL_DIR") or os.path.expanduser("~/.cache/vdb/models/all-MiniLM-L6-v2")
-    model = SentenceTransformer(model_dir, device="cpu")
+    golden, passages = reference_texts()
+    model = load_model()
     base = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     original = {m: m.weight.data.clone() for _, m in linears}
 
-    def int8_weights(w):
-        scale = w.abs().amax(1, keepdim=True) / 127
-        return torch.round(w / scale).clamp(-127, 127) * scale
-
-    def symmetric_rows(bits):
-        top = 2 ** (bits - 1) - 1
-
+    def blocks(bits, size=None, asymmetric=False):
+        """Quantize to `quantize_blocks`' integers and back: what a kernel computing with
+        them sees."""
         def quantize(x):
-            scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
-            return torch.round(x / scale).clamp(-top, top) * scale
-        return quantize
-
-    def asymmetric_u8_rows(x):
-        low, high = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
-        scale = ((high - low) / 255).clamp_min(1e-12)
-        zero = torch.round(-low / scale)
-        return ((torch.round(x / scale) + zero).clamp(0, 255) - zero) * scale
-
-    def blocks(bits, size, asymmetric=False):
-        """Integers of `bits` bits per block of `size` along the input dimension (the last
-        one), one float32 scale per block: llama.cpp's Q8_0 layout. Symmetric, or
-        asymmetric (0 … 2^bits − 1 from the block's minimum to its maximum, with a zero
-        point), as unsigned inputs to `vpmaddubsw` would be."""
-        top = 2 ** (bits - 1) - 1
-
-        def quantize(x):
-            shape = x.shape
-            b = x.reshape(*shape[:-1], shape[-1] // size, size)
-            if asymmetric:
-                low, high = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
-                scale = ((high - low) / (2**bits - 1)).clamp_min(1e-12)
-                zero = torch.round(-low / scale)
-                q = (torch.round(b / scale) + zero).clamp(0, 2**bits - 1) - zero
-                return (q * scale).reshape(shape)
-            scale = b.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
-            return (torch.round(b / scale).clamp(-top, top) * scale).reshape(shape)
+            q, scale, zero = quantize_blocks(x, bits, size, asymmetric)
+            return ((q - zero) * scale).reshape(x.shape)
         return quantize
 
     def bfloat16(x):
@@ -115,11 +113,12 @@ def main():
         print(f"{label:44s} golden min {cosines[0].min():.5f} mean {cosines[0].mean():.5f}"
               f"   SciFact min {cosines[1].min():.5f} mean {cosines[1].mean():.5f}", flush=True)
 
+    int8_weights = blocks(8)  # one scale per output channel
     run("int8 weights, float32 activations", int8_weights, None)
-    run("int8 weights, int16 activations (per row)", int8_weights, symmetric_rows(16))
-    run("int8 weights, int8 activations (per row)", int8_weights, symmetric_rows(8))
-    run("int8 weights, u8 activations (per row)", int8_weights, asymmetric_u8_rows)
-    run("int8, FFN down-projection in float32", int8_weights, symmetric_rows(8), ("output.dense",))
+    run("int8 weights, int16 activations (per row)", int8_weights, blocks(16))
+    run("int8 weights, int8 activations (per row)", int8_weights, blocks(8))
+    run("int8 weights, u8 activations (per row)", int8_weights, blocks(8, asymmetric=True))
+    run("int8, FFN down-projection in float32", int8_weights, blocks(8), ("output.dense",))
     run("bfloat16 weights and activations", bfloat16, bfloat16)
     run("int8 weights per block of 32, float32 activations", blocks(8, 32), None)
     run("int8 blocks of 32, int7 activations (blocks of 32)", blocks(8, 32), blocks(7, 32))

@@ -13,52 +13,34 @@ control (the same code without the clamp). Slow (minutes): the pairs are materia
 
     /work/peer-venv/bin/python Benchmarks/peers/saturation_sim.py [--no-clamp]
 """
-import itertools
-import json
 import os
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
-
-
-def quantize_blocks(x, bits, asymmetric):
-    """Integers per block of 32 along the last dimension, their scales and zero points."""
-    b = x.reshape(*x.shape[:-1], x.shape[-1] // 32, 32)
-    if asymmetric:
-        low, high = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
-        scale = ((high - low) / (2**bits - 1)).clamp_min(1e-12)
-        zero = torch.round(-low / scale)
-        return (torch.round(b / scale) + zero).clamp(0, 2**bits - 1), scale, zero
-    top = 2 ** (bits - 1) - 1
-    scale = b.abs().amax(-1, keepdim=True).clamp_min(1e-12) / top
-    return torch.round(b / scale).clamp(-top, top), scale, torch.zeros_like(scale)
+from precision_sim import load_model, quantize_blocks, reference_texts  # noqa: E402
 
 
 def main():
     clamp = "--no-clamp" not in sys.argv
     torch.set_num_threads(1)
-    golden = [item["text"] for item in json.load(open("../shared/reference/minilm_reference_embeddings.json"))["items"]]
-    with open("../shared/datasets/scifact/corpus.jsonl") as f:
-        passages = [(d.get("title", "") + " " + d["text"]).strip() for d in map(json.loads, itertools.islice(f, 12))]
-    model_dir = os.environ.get("VDB_MODEL_DIR") or os.path.expanduser("~/.cache/vdb/models/all-MiniLM-L6-v2")
-    model = SentenceTransformer(model_dir, device="cpu")
+    golden, passages = reference_texts(passages=12)
+    model = load_model()
     base = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
     counts = {"pairs": 0, "saturated": 0}
 
     def integer_forward(layer, name):
-        qw, sw, _ = quantize_blocks(layer.weight.data.double(), 8, False)  # columns × blocks × 32
+        qw, sw, _ = quantize_blocks(layer.weight.data.double(), 8, 32)  # columns × blocks × 32
         unsigned = "attention.self" not in name
 
         def forward(x):
             rows = x.reshape(-1, x.shape[-1]).double()
             if not unsigned:
-                qx, sx, _ = quantize_blocks(rows, 16, False)
+                qx, sx, _ = quantize_blocks(rows, 16, 32)
                 y = torch.einsum("tgi,cgi,tg,cg->tc", qx, qw, sx[..., 0], sw[..., 0])
             else:
-                u, sx, zero = quantize_blocks(rows, 8, True)  # rows × blocks × 32
+                u, sx, zero = quantize_blocks(rows, 8, 32, asymmetric=True)  # rows × blocks × 32
                 pairs = torch.einsum("tgpi,cgpi->tcgp", u.reshape(*u.shape[:2], 16, 2),
                                      qw.reshape(*qw.shape[:2], 16, 2))
                 counts["pairs"] += pairs.numel()
