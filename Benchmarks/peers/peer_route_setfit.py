@@ -126,7 +126,7 @@ def evaluate(name, texts, y, seeds, args):
     frozen = embed(SentenceTransformer(args.model, device="cpu"), texts)
     scores = {f"{kind}_{head}": [] for kind in ("frozen", "tuned") for head in HEADS}
     seconds, first_losses, last_losses = [], [], []
-    for seed in range(1, seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + seeds):
         split = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=seed)
         train, held = next(split.split(frozen, y))
         began = time.time()
@@ -155,6 +155,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="splits of the docs set (0 skips it)")
     parser.add_argument("--scifact-seeds", type=int, default=3, help="splits of the SciFact set (0 skips it)")
+    parser.add_argument("--first-seed", type=int, default=1, help="the first split's seed (the splits are first…first+N−1)")
     parser.add_argument("--iterations", type=int, default=20, help="pair-iterations per training input")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--batch", type=int, default=16)

@@ -101,13 +101,16 @@ public struct WordPieceTokenizer: Sendable {
       lowercase: options.lowercase, stripAccents: options.stripAccents ?? options.lowercase)
   }
 
-  /// Reads a `vocab.txt` (one token per line, line *i* is id *i*).
+  /// Reads a `vocab.txt` (one token per line, line *i* is id *i*; LF or CRLF line ends).
   public init(contentsOf url: URL, options: Options = Options()) throws {
     let data = try readFile(url)
     guard let text = String(data: data, encoding: .utf8) else {
       throw EmbeddingError.invalidVocabulary(source: url.path, reason: "not UTF-8 text")
     }
-    var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    // A String's "\r\n" is one Character, so splitting at "\n" alone would not split it.
+    var lines = text.split(
+      omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }
+    ).map(String.init)
     if lines.last == "" { lines.removeLast() }
     try self.init(vocabulary: lines, options: options, source: url.path)
   }

@@ -50,9 +50,7 @@ public enum BEIR {
   static func qrels(_ data: Data, source path: String) throws -> [String: [String: Int]] {
     var qrels: [String: [String: Int]] = [:]
     try JSONLines.forEach(in: data) { line, bytes in
-      guard let text = String(validating: bytes, as: UTF8.self) else {
-        throw VectorDBError.invalidInput(source: path, line: line, reason: "invalid UTF-8")
-      }
+      let text = try JSONLines.text(of: bytes, source: path, line: line)
       let fields = text.split(separator: "\t", omittingEmptySubsequences: false).map {
         $0.trimmingCharacters(in: .whitespaces)
       }

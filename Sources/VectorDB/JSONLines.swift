@@ -3,10 +3,11 @@ import Foundation
 /// Reading JSON Lines: line splitting, UTF-8 and field validation with positions.
 enum JSONLines {
   /// Calls `body` with each non-blank line (1-based number, bytes without the line
-  /// end; CRLF tolerated).
+  /// end; CRLF tolerated). A UTF-8 byte order mark at the start is skipped: Windows
+  /// editors write one, and RFC 8259 lets a parser ignore it.
   static func forEach(in data: Data, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
     try data.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
-      var lineStart = 0
+      var lineStart = all.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
       var lineNumber = 0
       while lineStart < all.count {
         lineNumber += 1
@@ -23,13 +24,24 @@ enum JSONLines {
     }
   }
 
+  static let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+
+  /// The text of one line, or an error naming it ("invalid UTF-8"; on the first line of
+  /// a UTF-16 file, saying so).
+  static func text(of bytes: UnsafeRawBufferPointer, source: String, line: Int) throws -> String {
+    if let text = String(validating: bytes, as: UTF8.self) { return text }
+    let utf16 =
+      line == 1 && (bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]))
+    throw VectorDBError.invalidInput(
+      source: source, line: line,
+      reason: utf16 ? "invalid UTF-8: the file is UTF-16 (save it as UTF-8)" : "invalid UTF-8")
+  }
+
   /// Parses one line into a JSON object.
   static func object(from bytes: UnsafeRawBufferPointer, source: String, line: Int) throws
     -> [String: JSONValue]
   {
-    guard let text = String(validating: bytes, as: UTF8.self) else {
-      throw VectorDBError.invalidInput(source: source, line: line, reason: "invalid UTF-8")
-    }
+    let text = try text(of: bytes, source: source, line: line)
     guard case .object(let object) = try JSONValue(parsing: text, source: source, line: line) else {
       throw VectorDBError.invalidInput(source: source, line: line, reason: "expected a JSON object")
     }

@@ -200,13 +200,16 @@ struct Embed: ParsableCommand {
   }
 }
 
-/// The non-blank lines of a UTF-8 text file (`-`: standard input), trimmed.
+/// The non-blank lines of a UTF-8 text file (`-`: standard input), trimmed; LF or CRLF
+/// line ends, a leading byte order mark skipped.
 func readLines(_ path: String) throws -> [String] {
-  guard let contents = String(data: try readInput(path), encoding: .utf8) else {
+  guard var contents = String(data: try readInput(path), encoding: .utf8) else {
     throw VectorDBError.invalidInput(
       source: inputName(path), line: nil, reason: "cannot read the file as UTF-8 text")
   }
-  return contents.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-    !$0.isEmpty
-  }
+  if contents.unicodeScalars.first == "\u{FEFF}" { contents.unicodeScalars.removeFirst() }
+  // A String's "\r\n" is one Character, so splitting at "\n" alone would not split it.
+  return contents.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map {
+    $0.trimmingCharacters(in: .whitespaces)
+  }.filter { !$0.isEmpty }
 }

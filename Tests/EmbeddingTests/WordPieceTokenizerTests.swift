@@ -79,6 +79,21 @@ final class WordPieceTokenizerTests: XCTestCase {
     XCTAssertEqual(pieces.count, encoder.tokenizer.wordPieceIDs(sentence).count * repetitions)
   }
 
+  func testVocabularyFileWithCRLFLineEndsReadsAsWithLF() throws {
+    let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##aff", "##able"]
+    let directory = FileManager.default.temporaryDirectory.appending(path: UUID().uuidString)
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    for (name, end) in [("lf.txt", "\n"), ("crlf.txt", "\r\n")] {
+      let file = directory.appending(path: name)
+      try Data((tokens.joined(separator: end) + end).utf8).write(to: file)
+      let tokenizer = try WordPieceTokenizer(contentsOf: file)
+      XCTAssertEqual(tokenizer.vocabulary, tokens, name)
+      XCTAssertEqual(
+        tokenizer.tokens(tokenizer.wordPieceIDs("unaffable")), ["un", "##aff", "##able"])
+    }
+  }
+
   func testVocabularyWithoutSpecialTokensIsRejected() {
     XCTAssertThrowsError(try WordPieceTokenizer(vocabulary: ["a", "b"], source: "v.txt")) {
       XCTAssertEqual(

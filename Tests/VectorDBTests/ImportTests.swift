@@ -97,6 +97,27 @@ final class ImportTests: XCTestCase {
     }
   }
 
+  func testAByteOrderMarkAndCRLFLineEndsAreAccepted() throws {
+    let path = directory + "/windows.jsonl"
+    let lines =
+      #"{"_id": "1", "text": "first"}"# + "\r\n" + #"{"_id": "2", "text": "second"}"# + "\r\n"
+    try Data([0xEF, 0xBB, 0xBF] + Array(lines.utf8)).write(to: URL(fileURLWithPath: path))
+    let notes = try collection()
+    XCTAssertEqual(try notes.importJSONL(path: path).imported, 2)
+    XCTAssertEqual(try notes.get("1")?.text, "first")
+    XCTAssertEqual(try notes.get("2")?.text, "second")
+  }
+
+  func testAUTF16FileIsNamedAsSuch() throws {
+    let path = directory + "/utf16.jsonl"
+    let text = #"{"_id": "1", "text": "ok"}"# + "\n"
+    try ([0xFF, 0xFE] + Data(text.utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))
+      .write(to: URL(fileURLWithPath: path))
+    XCTAssertThrowsError(try collection().importJSONL(path: path)) { error in
+      XCTAssertEqual("\(error)", "\(path):1: invalid UTF-8: the file is UTF-16 (save it as UTF-8)")
+    }
+  }
+
   func testSkipBadReportsAndImportsTheRest() throws {
     let path = try file(
       "mixed.jsonl",

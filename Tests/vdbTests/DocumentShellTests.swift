@@ -84,13 +84,18 @@ final class DocumentShellTests: XCTestCase {
     }
     let result = try Shell.vdb(
       ["query", "-c", "c", "--db", withModel, "--file", "-", "-k", "1", "--json"],
-      input: "a kitten\n\nmotor oil\n")
+      input: "\u{FEFF}a kitten\r\n\r\nmotor oil\r\n")  // as a Windows editor saves it
     XCTAssertEqual(result.status, 0, result.stderr)
     let hits = result.stdout.split(separator: "\n").map {
       ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["hits"]
         as? [[String: Any]])?.first?["id"] as? String
     }
     XCTAssertEqual(hits, ["cat", "car"])
+    let log = try Shell.vdb(["log", "-c", "c", "--db", withModel, "--json"])
+    let logged = log.stdout.split(separator: "\n").map {
+      (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["text"] as? String
+    }
+    XCTAssertEqual(logged, ["a kitten", "motor oil"], "no byte order mark, no carriage return")
   }
 
   /// export → import equal (documents and vectors), and a backup that opens.
