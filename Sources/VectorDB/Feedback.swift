@@ -219,17 +219,20 @@ extension Database {
     }
   }
 
-  /// Changes the retention and prunes what falls outside it, in one transaction.
+  /// Changes the retention and prunes what falls outside it, in the query log and in
+  /// the routers' log, in one transaction.
   ///
   /// - Throws: `VectorDBError.storage`.
   public func setLogRetention(_ retention: LogRetention) throws {
     try flushLog()
     let meta = schema.meta
     let log = schema.log
+    let routes = schema.routing
     try storage {
       try environment.write { txn in
         try txn.put(meta, key: MetaKey.logRetention, value: try JSONEncoder().encode(retention))
         try log.prune(retention, now: Date(), in: txn)
+        try routes.prune(retention, now: Date(), in: txn)
       }
     }
   }

@@ -106,7 +106,8 @@ public struct Feedback: Codable, Equatable, Sendable {
   }
 }
 
-/// How long the query log keeps entries; the oldest go first.
+/// How long the query log keeps entries, the oldest first, and the routers' log its
+/// routing decisions that never got an outcome (labelled examples and outcomes stay).
 public struct LogRetention: Codable, Equatable, Sendable {
   /// The most entries kept (nil: no limit).
   public var maxEntries: Int?
@@ -117,6 +118,13 @@ public struct LogRetention: Codable, Equatable, Sendable {
   public init(maxEntries: Int? = 1_000_000, maxAge: Double? = nil) {
     self.maxEntries = maxEntries
     self.maxAge = maxAge
+  }
+
+  /// The retention stored in `meta` (default: the last 1,000,000 entries).
+  static func stored(in txn: Transaction, meta: Table) throws -> LogRetention {
+    try txn.get(meta, key: MetaKey.logRetention).map {
+      try JSONDecoder().decode(LogRetention.self, from: Data($0))
+    } ?? LogRetention()
   }
 }
 
@@ -182,9 +190,7 @@ struct QueryLogStore {
 
   /// The retention stored in `meta` (default: the last 1,000,000 entries).
   func retention(in txn: Transaction) throws -> LogRetention {
-    try txn.get(meta, key: MetaKey.logRetention).map {
-      try JSONDecoder().decode(LogRetention.self, from: Data($0))
-    } ?? LogRetention()
+    try LogRetention.stored(in: txn, meta: meta)
   }
 
   func entry(_ id: UInt64, in txn: Transaction) throws -> LogEntry? {

@@ -346,4 +346,44 @@ final class RouterTests: XCTestCase {
     let example = try router.examples().first { $0.input == inputs[1] }
     XCTAssertEqual(example?.best, second.path)
   }
+
+  /// Bare decisions are pruned by the log's retention, oldest first, by the log writer as
+  /// they come and at once when the retention is set; labelled examples and a decision
+  /// with an outcome stay, whatever their age.
+  func testRetentionPrunesOnlyDecisionsWithoutOutcomes() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    XCTAssertTrue(try router.train().activated)
+    let labelled = try router.examples().count
+    let judged = try router.route(["how do I delete a document"])[0]
+    try router.record(outcome: .good, path: judged.path, for: judged.logID!)
+    func entries() throws -> Int {
+      try db.flushLog()
+      return try db.environment.read { try $0.count(db.schema.routing.log) }
+    }
+    let kept = try entries()
+    let limit = kept + 10
+    try db.setLogRetention(LogRetention(maxEntries: limit))
+    XCTAssertEqual(try entries(), kept, "nothing beyond the limit yet")
+
+    var bare: [RouteDecision] = []
+    for round in 0..<4 {
+      bare += try router.route((0..<50).map { "question \(round) \($0) about the index" })
+      // The writer prunes as it commits: never more than a tenth (plus 64) past the limit.
+      XCTAssertLessThanOrEqual(try entries(), limit + limit / 10 + 64, "round \(round)")
+    }
+    XCTAssertLessThan(try entries(), kept + bare.count, "the writer pruned")
+    try db.setLogRetention(LogRetention(maxEntries: limit))
+    XCTAssertEqual(try entries(), limit)
+    // The newest bare decisions are the ones kept.
+    XCTAssertThrowsError(try router.record(outcome: .bad, path: "shell", for: bare[0].logID!)) {
+      XCTAssertEqual($0 as? VectorDBError, .logEntryNotFound(bare[0].logID!))
+    }
+    try router.record(outcome: .bad, path: "shell", for: bare.last!.logID!)
+
+    try db.setLogRetention(LogRetention(maxEntries: nil, maxAge: 0))
+    XCTAssertEqual(try entries(), kept + 1, "every bare decision is older than 0 s")
+    XCTAssertEqual(try router.examples().count, labelled + 2)
+    XCTAssertEqual(try router.diagnose().judged, 2)
+  }
 }

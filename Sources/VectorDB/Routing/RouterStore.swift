@@ -262,6 +262,59 @@ extension RouterStore: GroupCommitLog {
     try put(entry, router: item.router, in: txn)
   }
 
-  /// The routers' log keeps every entry (a router's drop removes its own).
-  func upkeep(in txn: WriteTransaction) throws {}
+  /// Prunes decisions that never got an outcome once the log has outgrown its retention
+  /// (`prune`). A pass reads the whole log, so one runs only when the log has grown a
+  /// tenth past the larger of `maxEntries` and its size after the last pass (kept in
+  /// `meta`): a log that is mostly training data is not read on every commit.
+  func upkeep(in txn: WriteTransaction) throws {
+    let retention = try LogRetention.stored(in: txn, meta: meta)
+    let floor = max(
+      retention.maxEntries ?? (retention.maxAge == nil ? Int.max / 2 : 0),
+      try sizeAfterPrune(in: txn))
+    guard try txn.count(log) > floor + floor / 10 + 64 else { return }
+    try prune(retention, now: Date(), in: txn)
+  }
+
+  /// Deletes the routing decisions without an outcome beyond `retention`: the oldest
+  /// first while the routers' log (all routers together) holds more than `maxEntries`
+  /// entries, and every one older than `maxAge`. Labelled examples and entries with an
+  /// outcome are training data and stay; an outcome can no longer be attached to a pruned
+  /// decision by its id.
+  func prune(_ retention: LogRetention, now: Date, in txn: WriteTransaction) throws {
+    /// The fields that tell a bare decision from training data.
+    struct Kind: Decodable {
+      var time: Date
+      var label: String?
+      var outcomes: [String: RouteOutcome]
+    }
+    var bare: [(id: UInt64, key: [UInt8], time: Date)] = []
+    try txn.forEach(in: log) { key, value in
+      let kind = try QueryLogStore.decoder.decode(Kind.self, from: Data(value))
+      if kind.label == nil && kind.outcomes.isEmpty {
+        let id = key.loadUnaligned(fromByteOffset: 4, as: UInt64.self).bigEndian
+        bare.append((id, Array(key), kind.time))
+      }
+      return true
+    }
+    bare.sort { $0.id < $1.id }  // log ids are shared by all routers: oldest first
+    let count = try txn.count(log)
+    let excess = min(bare.count, max(0, count - (retention.maxEntries ?? Int.max)))
+    let cutoff = retention.maxAge.map { now.addingTimeInterval(-$0) }
+    var deleted = 0
+    for (index, entry) in bare.enumerated()
+    where index < excess || cutoff.map({ entry.time < $0 }) == true {
+      _ = try txn.delete(log, key: entry.key)
+      deleted += 1
+    }
+    let size = UInt64(count - deleted)
+    try txn.put(
+      meta, key: MetaKey.routeLogSizeAfterPrune,
+      value: withUnsafeBytes(of: size.littleEndian) { Array($0) })
+  }
+
+  private func sizeAfterPrune(in txn: Transaction) throws -> Int {
+    try txn.get(meta, key: MetaKey.routeLogSizeAfterPrune).map {
+      Int($0.loadUnaligned(as: UInt64.self).littleEndian)
+    } ?? 0
+  }
 }

@@ -272,6 +272,9 @@ enum MetaKey: String, CaseIterable, LMDBKey {
   case nextRouter
   /// The next route log id, UInt64 LE.
   case nextRouteLogID
+  /// How many entries the routers' log held after its last prune, UInt64 LE (the next
+  /// prune waits for it to grow; see `RouterStore.upkeep`).
+  case routeLogSizeAfterPrune
 
   func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
     try rawValue.withKeyBytes(body)
