@@ -82,6 +82,7 @@ struct APIError: Error {
     case .invalidInput: (status, code) = (.badRequest, "invalid_input")
     case .invalidModel: (status, code) = (.badRequest, "invalid_model")
     case .routerNotFound: (status, code) = (.notFound, "router_not_found")
+    case .routeLogEntryNotFound: (status, code) = (.notFound, "log_entry_not_found")
     case .notAvailable, .modelUnsuitable, .routerNotAvailable:
       (status, code) = (.badRequest, "unsupported")
     case .routerVersionWithoutWeights: (status, code) = (.conflict, "version_without_weights")

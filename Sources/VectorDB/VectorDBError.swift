@@ -44,6 +44,9 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case concurrentChange(collection: String, detail: String)
   /// No router named `name` (none was created, or it was deleted meanwhile).
   case routerNotFound(String)
+  /// No entry `id` in the router's log (never logged, or a decision pruned by the log
+  /// retention before it got an outcome).
+  case routeLogEntryNotFound(router: String, id: UInt64)
   /// The router lacks what the operation needs (an active version, an earlier version to
   /// roll back to, an escalation path, an encoder to train with): `reason` says which,
   /// after the router's name.
@@ -101,6 +104,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "collection \"\(collection)\" changed during the operation: \(detail)"
     case .routerNotFound(let name):
       return "no router named \"\(name)\""
+    case .routeLogEntryNotFound(let router, let id):
+      return "router \"\(router)\" has no log entry \(id)"
     case .routerNotAvailable(let router, let reason):
       return "router \"\(router)\" \(reason)"
     case .routerVersionWithoutWeights(let router, let version):
@@ -155,6 +160,9 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
         + " or import judgements: `vdb feedback --qrels FILE --queries FILE`"
     case .nothingToResume: return "start a new run without --resume"
     case .routerNotFound: return "`vdb route list` lists the routers"
+    case .routeLogEntryNotFound:
+      return "`vdb route` prints each decision's log id; decisions without an outcome are"
+        + " pruned by the log retention"
     case .routerVersionWithoutWeights:
       return "train again with --force to serve such a version"
     case .notEnoughExamples:

@@ -335,7 +335,7 @@ final class RouterTests: XCTestCase {
     try router.record(outcome: .bad, path: first.path, for: first.logID!)
     try router.record(outcome: .good, path: second.path, for: second.logID!)
     XCTAssertThrowsError(try router.record(outcome: .good, path: "shell", for: 999_999)) {
-      XCTAssertEqual($0 as? VectorDBError, .logEntryNotFound(999_999))
+      XCTAssertEqual($0 as? VectorDBError, .routeLogEntryNotFound(router: "docs", id: 999_999))
     }
     let diagnosis = try router.diagnose()
     XCTAssertEqual(diagnosis.decisions, 3)
@@ -377,7 +377,8 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(try entries(), limit)
     // The newest bare decisions are the ones kept.
     XCTAssertThrowsError(try router.record(outcome: .bad, path: "shell", for: bare[0].logID!)) {
-      XCTAssertEqual($0 as? VectorDBError, .logEntryNotFound(bare[0].logID!))
+      XCTAssertEqual(
+        $0 as? VectorDBError, .routeLogEntryNotFound(router: "docs", id: bare[0].logID!))
     }
     try router.record(outcome: .bad, path: "shell", for: bare.last!.logID!)
 

@@ -42,6 +42,7 @@ final class ErrorWalkTests: XCTestCase {
     ),
     (.invalidVector(reason: "row 3 holds NaN"), ["row 3"], .user),
     (.routerNotFound("support"), ["\"support\""], .user),
+    (.routeLogEntryNotFound(router: "support", id: 42), ["\"support\"", "42"], .user),
     (
       .routerNotAvailable(router: "support", reason: "has no earlier version to roll back to"),
       ["\"support\"", "earlier version"], .user
@@ -97,6 +98,7 @@ final class ErrorWalkTests: XCTestCase {
     case .invalidModel: return "invalidModel"
     case .invalidVector: return "invalidVector"
     case .routerNotFound: return "routerNotFound"
+    case .routeLogEntryNotFound: return "routeLogEntryNotFound"
     case .routerNotAvailable: return "routerNotAvailable"
     case .routerVersionWithoutWeights: return "routerVersionWithoutWeights"
     case .notEnoughExamples: return "notEnoughExamples"
@@ -121,7 +123,7 @@ final class ErrorWalkTests: XCTestCase {
   }
 
   func testEveryVectorDBErrorNamesWhatAndWhereWithItsExitCode() {
-    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 26, "a sample per case")
+    XCTAssertEqual(Set(samples.map { Self.caseName($0.error) }).count, 27, "a sample per case")
     for (error, names, code) in samples {
       let message = error.description
       assertOneLine(message, Self.caseName(error))

@@ -71,8 +71,8 @@ public final class Router: @unchecked Sendable {
 
   /// Logs an outcome for an earlier logged decision (by the `log_id` `route` returned).
   ///
-  /// - Throws: `VectorDBError.logEntryNotFound` for an unknown id; `.invalidInput` for an
-  ///   unknown path.
+  /// - Throws: `VectorDBError.routeLogEntryNotFound` for an unknown id (or a decision the
+  ///   log retention pruned); `.invalidInput` for an unknown path.
   public func record(outcome: RouteOutcome, path: String, for logID: UInt64) throws {
     _ = try pathIndex(path, source: "argument")
     try database.flushLog()  // the decision may have been logged a moment ago
@@ -81,7 +81,7 @@ public final class Router: @unchecked Sendable {
     try storage {
       try database.environment.write { txn in
         guard var entry = try store.entry(router: id, id: logID, in: txn) else {
-          throw VectorDBError.logEntryNotFound(logID)
+          throw VectorDBError.routeLogEntryNotFound(router: name, id: logID)
         }
         entry.outcomes[path] = outcome
         try store.put(entry, router: id, in: txn)
