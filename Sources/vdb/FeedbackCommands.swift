@@ -10,7 +10,17 @@ struct Log: ParsableCommand {
         vdb log --limit 20                 the 20 oldest entries kept
         vdb log -c scifact --since 1h      the last hour of one collection
         vdb log --after 120 --json         entries after log id 120, as JSON Lines
+        vdb log retention --max-age 90d    how long the logs keep entries
+      """,
+    subcommands: [LogList.self, LogRetentionCommand.self],
+    defaultSubcommand: LogList.self)
+}
 
+struct LogList: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "list",
+    abstract: "List logged queries with their feedback, oldest first (the default).",
+    discussion: """
       JSON Lines: {"id", "time", "collection", "kind": "query"|"judgement", "text",
       "model", "generation", "k", "filter", "hits": [{"id", "score"}],
       "feedback": [{"doc", "kind": "click"|"not_relevant"|"correction"|"judgement",
@@ -51,14 +61,82 @@ struct Log: ParsableCommand {
   }
 }
 
-/// "90s", "30m", "12h", "7d" → seconds.
+/// "90s", "30m", "12h", "7d" → seconds (finite, ≥ 0).
 func parseDuration(_ text: String) throws -> Double {
   let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-  guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()) else {
+  guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()),
+    value >= 0, (value * unit).isFinite
+  else {
     throw CLIError(
       message: "cannot read the duration \"\(text)\"", hint: "use a number and s, m, h or d: 30m")
   }
   return value * unit
+}
+
+struct LogRetentionCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "retention",
+    abstract: "Show or set how long the logs keep entries.",
+    discussion: """
+      The query log keeps its newest entries (default: 1,000,000, no age limit). The
+      routers' log drops, by the same setting, the routing decisions that never got an
+      outcome (labelled examples and outcomes stay). Setting it prunes at once.
+        vdb log retention                             show it
+        vdb log retention --max-entries 200000        keep the newest 200,000
+        vdb log retention --max-age 90d --max-entries none
+      JSON: {"max_entries", "max_age_seconds"} (null: no limit).
+      """)
+
+  @OptionGroup var database: DatabaseOptions
+  @Option(help: "Keep at most this many entries, or \"none\".") var maxEntries: String?
+  @Option(help: "Keep no entry older than this (90s, 30m, 12h, 7d), or \"none\".")
+  var maxAge: String?
+  @OptionGroup var output: OutputOptions
+
+  /// What `--json` prints (the stored `LogRetention` keeps its own field names).
+  struct Shown: Encodable {
+    var maxEntries: Int?
+    var maxAgeSeconds: Double?
+    enum CodingKeys: String, CodingKey {
+      case maxEntries = "max_entries"
+      case maxAgeSeconds = "max_age_seconds"
+    }
+    func encode(to encoder: Encoder) throws {
+      var container = encoder.container(keyedBy: CodingKeys.self)
+      try container.encode(maxEntries, forKey: .maxEntries)  // null when unlimited
+      try container.encode(maxAgeSeconds, forKey: .maxAgeSeconds)
+    }
+  }
+
+  func run() throws {
+    var retention: LogRetention
+    if maxEntries == nil && maxAge == nil {
+      retention = try database.open(readOnly: true).logRetention()
+    } else {
+      let db = try database.open()
+      retention = try db.logRetention()
+      if let maxEntries {
+        guard maxEntries == "none" || (Int(maxEntries).map { $0 >= 1 } ?? false) else {
+          throw ValidationError("--max-entries must be a count ≥ 1 or \"none\"")
+        }
+        retention.maxEntries = Int(maxEntries)
+      }
+      if let maxAge { retention.maxAge = maxAge == "none" ? nil : try parseDuration(maxAge) }
+      try db.setLogRetention(retention)
+    }
+    if output.isJSON {
+      try Terminal.printJSONLine(
+        Shown(maxEntries: retention.maxEntries, maxAgeSeconds: retention.maxAge))
+      return
+    }
+    switch (retention.maxEntries, retention.maxAge.map { Int($0) }) {
+    case (nil, nil): print("the logs keep every entry")
+    case (let count?, nil): print("the logs keep the newest \(count) entries")
+    case (nil, let age?): print("the logs keep the entries of the last \(age) s")
+    case (let count?, let age?):
+      print("the logs keep the newest \(count) entries, none older than \(age) s")
+    }
+  }
 }
 
 struct FeedbackCommand: ParsableCommand {

@@ -98,6 +98,53 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(logged, ["a kitten", "motor oil"], "no byte order mark, no carriage return")
   }
 
+  func testLogRetentionShowsSetsAndPrunesAtOnce() throws {
+    try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
+    try Shell.vdb([
+      "upsert", "-c", "v", "--db", db, "--id", "a", "--text", "", "--vector", "[1, 0]",
+    ])
+    // Five queries, one .fvecs row each (the dimension as int32, then the floats).
+    var rows = Data()
+    for _ in 0..<5 {
+      withUnsafeBytes(of: Int32(2).littleEndian) { rows.append(contentsOf: $0) }
+      for value: Float in [1, 0] {
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { rows.append(contentsOf: $0) }
+      }
+    }
+    let queries = directory + "/q.fvecs"
+    try rows.write(to: URL(fileURLWithPath: queries))
+    let asked = try Shell.vdb(["query", "-c", "v", "--db", db, "--vectors", queries, "--json"])
+    XCTAssertEqual(asked.status, 0, asked.stderr)
+    func logged() throws -> Int {
+      try Shell.vdb(["log", "-c", "v", "--db", db, "--json"]).stdout.split(separator: "\n").count
+    }
+    XCTAssertEqual(try logged(), 5)
+    XCTAssertEqual(
+      try Shell.vdb(["log", "retention", "--db", db]).stdout,
+      "the logs keep the newest 1000000 entries\n")
+    let set = try json(Shell.vdb(["log", "retention", "--max-entries", "2", "--db", db, "--json"]))
+    XCTAssertEqual(set["max_entries"] as? Int, 2)
+    XCTAssertTrue(set["max_age_seconds"] is NSNull, "null: no age limit")
+    XCTAssertEqual(try logged(), 2, "pruned at once")
+    let unlimited = try json(
+      Shell.vdb([
+        "log", "retention", "--max-entries", "none", "--max-age", "7d", "--db", db, "--json",
+      ]))
+    XCTAssertTrue(unlimited["max_entries"] is NSNull)
+    XCTAssertEqual(unlimited["max_age_seconds"] as? Double, 7 * 86_400)
+    for bad in [
+      ["--max-entries", "0"], ["--max-entries", "many"], ["--max-age", "-5d"],
+      ["--max-age", "nand"],
+    ] {
+      let result = try Shell.vdb(["log", "retention", "--db", db] + bad)
+      XCTAssertNotEqual(result.status, 0, "\(bad)")
+      XCTAssertTrue(result.stderr.hasPrefix("error: "), result.stderr)
+    }
+    XCTAssertEqual(
+      try Shell.vdb(["log", "retention", "--db", db]).stdout,
+      "the logs keep the entries of the last 604800 s\n")
+  }
+
   /// export → import equal (documents and vectors), and a backup that opens.
   func testExportImportRoundTripAndBackup() throws {
     try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
