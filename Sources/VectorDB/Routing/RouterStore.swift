@@ -289,7 +289,11 @@ extension RouterStore: GroupCommitLog {
     }
     var bare: [(id: UInt64, key: [UInt8], time: Date)] = []
     try txn.forEach(in: log) { key, value in
-      let kind = try QueryLogStore.decoder.decode(Kind.self, from: Data(value))
+      // An entry that does not decode is left alone: a prune must not fail the group
+      // commit of the decisions it runs in.
+      guard let kind = try? QueryLogStore.decoder.decode(Kind.self, from: Data(value)) else {
+        return true
+      }
       if kind.label == nil && kind.outcomes.isEmpty {
         let id = key.loadUnaligned(fromByteOffset: 4, as: UInt64.self).bigEndian
         bare.append((id, Array(key), kind.time))
