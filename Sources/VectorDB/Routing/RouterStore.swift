@@ -287,26 +287,37 @@ extension RouterStore: GroupCommitLog {
       var label: String?
       var outcomes: [String: RouteOutcome]
     }
-    var bare: [(id: UInt64, key: [UInt8], time: Date)] = []
-    try txn.forEach(in: log) { key, value in
-      // An entry that does not decode is left alone: a prune must not fail the group
-      // commit of the decisions it runs in.
-      guard let kind = try? QueryLogStore.decoder.decode(Kind.self, from: Data(value)) else {
-        return true
-      }
-      if kind.label == nil && kind.outcomes.isEmpty {
-        let id = key.loadUnaligned(fromByteOffset: 4, as: UInt64.self).bigEndian
-        bare.append((id, Array(key), kind.time))
-      }
+    let count = try txn.count(log)
+    let excess = max(0, count - (retention.maxEntries ?? Int.max))
+    let cutoff = retention.maxAge.map { now.addingTimeInterval(-$0) }
+    // The `excess` oldest bare decisions of all routers are among each router's first
+    // `excess`, so each router's log is read (oldest first) only until it has given that
+    // many and the rest are younger than the cutoff.
+    var bare: [(id: UInt64, key: [UInt8], old: Bool)] = []
+    var routerIDs: [UInt32] = []
+    try txn.forEach(in: routers) { _, value in
+      routerIDs.append(try QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value)).id)
       return true
     }
+    for router in routerIDs {
+      var found = 0
+      try txn.forEach(in: log, under: RouteLogKey.router(router)) { key, value in
+        // An entry that does not decode is left alone: a prune must not fail the group
+        // commit of the decisions it runs in.
+        guard let kind = try? QueryLogStore.decoder.decode(Kind.self, from: Data(value)),
+          kind.label == nil && kind.outcomes.isEmpty
+        else { return true }
+        let old = cutoff.map { kind.time < $0 } ?? false
+        guard found < excess || old else { return false }
+        found += 1
+        let id = key.loadUnaligned(fromByteOffset: 4, as: UInt64.self).bigEndian
+        bare.append((id, Array(key), old))
+        return true
+      }
+    }
     bare.sort { $0.id < $1.id }  // log ids are shared by all routers: oldest first
-    let count = try txn.count(log)
-    let excess = min(bare.count, max(0, count - (retention.maxEntries ?? Int.max)))
-    let cutoff = retention.maxAge.map { now.addingTimeInterval(-$0) }
     var deleted = 0
-    for (index, entry) in bare.enumerated()
-    where index < excess || cutoff.map({ entry.time < $0 }) == true {
+    for (index, entry) in bare.enumerated() where index < excess || entry.old {
       _ = try txn.delete(log, key: entry.key)
       deleted += 1
     }
