@@ -11,6 +11,7 @@ struct Log: ParsableCommand {
         vdb log -c scifact --since 1h      the last hour of one collection
         vdb log --after 120 --json         entries after log id 120, as JSON Lines
         vdb log retention --max-age 90d    how long the logs keep entries
+      The listing's options: vdb log list --help.
       """,
     subcommands: [LogList.self, LogRetentionCommand.self],
     defaultSubcommand: LogList.self)
