@@ -39,7 +39,7 @@ final class StorageKeyTests: XCTestCase {
       MetaKey.allCases.map(\.rawValue),
       [
         "magic", "format", "created", "nextCollection", "defaultModel", "nextLogID",
-        "logRetention", "nextRouter", "nextRouteLogID",
+        "logRetention", "nextRouter", "nextRouteLogID", "routeLogSizeAfterPrune",
       ])
     XCTAssertEqual(
       bytes(CollectionMetaKey(collection: 12, record: .trainCheckpoint)),
