@@ -231,8 +231,9 @@ extension Database {
     try storage {
       try environment.write { txn in
         try txn.put(meta, key: MetaKey.logRetention, value: try JSONEncoder().encode(retention))
-        try log.prune(retention, now: Date(), in: txn)
-        try routes.prune(retention, now: Date(), in: txn)
+        let now = Date()
+        try log.prune(retention, now: now, in: txn)
+        try routes.prune(retention, now: now, in: txn)
       }
     }
   }

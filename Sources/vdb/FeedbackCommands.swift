@@ -94,19 +94,17 @@ struct LogRetentionCommand: ParsableCommand {
   var maxAge: String?
   @OptionGroup var output: OutputOptions
 
-  /// What `--json` prints (the stored `LogRetention` keeps its own field names).
+  /// What `--json` prints: `LogRetention` with the age's unit in its name.
   struct Shown: Encodable {
     var maxEntries: Int?
     var maxAgeSeconds: Double?
-    enum CodingKeys: String, CodingKey {
-      case maxEntries = "max_entries"
-      case maxAgeSeconds = "max_age_seconds"
+  }
+
+  func validate() throws {
+    if let maxEntries, maxEntries != "none", Int(maxEntries).map { $0 < 1 } ?? true {
+      throw ValidationError("--max-entries must be a count ≥ 1 or \"none\"")
     }
-    func encode(to encoder: Encoder) throws {
-      var container = encoder.container(keyedBy: CodingKeys.self)
-      try container.encode(maxEntries, forKey: .maxEntries)  // null when unlimited
-      try container.encode(maxAgeSeconds, forKey: .maxAgeSeconds)
-    }
+    if let maxAge, maxAge != "none" { _ = try parseDuration(maxAge) }
   }
 
   func run() throws {
@@ -116,12 +114,7 @@ struct LogRetentionCommand: ParsableCommand {
     } else {
       let db = try database.open()
       retention = try db.logRetention()
-      if let maxEntries {
-        guard maxEntries == "none" || (Int(maxEntries).map { $0 >= 1 } ?? false) else {
-          throw ValidationError("--max-entries must be a count ≥ 1 or \"none\"")
-        }
-        retention.maxEntries = Int(maxEntries)
-      }
+      if let maxEntries { retention.maxEntries = Int(maxEntries) }  // nil for "none"
       if let maxAge { retention.maxAge = maxAge == "none" ? nil : try parseDuration(maxAge) }
       try db.setLogRetention(retention)
     }

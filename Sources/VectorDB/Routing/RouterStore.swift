@@ -263,9 +263,10 @@ extension RouterStore: GroupCommitLog {
   }
 
   /// Prunes decisions that never got an outcome once the log has outgrown its retention
-  /// (`prune`). A pass reads the whole log, so one runs only when the log has grown a
-  /// tenth past the larger of `maxEntries` and its size after the last pass (kept in
-  /// `meta`): a log that is mostly training data is not read on every commit.
+  /// (`prune`). A pass reads each router's log from its oldest entry, so one runs only
+  /// when the log has grown a tenth past the larger of `maxEntries` and its size after
+  /// the last pass (kept in `meta`): a log that is mostly training data is not read on
+  /// every commit.
   func upkeep(in txn: WriteTransaction) throws {
     let retention = try LogRetention.stored(in: txn, meta: meta)
     let floor = max(
