@@ -11,8 +11,9 @@ golden texts (../shared/reference) and on the first 300 SciFact passages:
 - int8 with the FFN down-projection kept in float32,
 - bfloat16 weights and activations (round to nearest even), float32 sums,
 - int8 weights with one scale per block of 32 (or 16) inputs, activations float32 or
-  symmetric integers of 7, 8 or 16 bits per block (llama.cpp's Q8_0 layout): the last,
-  int16 activations per block of 32, is vdb's `int8` precision (Sources/CKernels/int8.c);
+  symmetric integers of 7, 8 or 16 bits per block (llama.cpp's Q8_0 layout) or int16 per
+  row: the last, int16 activations per row, is vdb's `int8` precision
+  (Sources/CKernels/int8.c); weights per block of 64 with them;
 - the same weights with unsigned (asymmetric) 8- or 7-bit activations per block, in every
   layer or only in the FFN (and attention output) with int16 elsewhere: what AVX2's
   `vpmaddubsw` could multiply.
@@ -125,6 +126,8 @@ def main():
     run("int8 blocks of 32, int8 activations (blocks of 32)", blocks(8, 32), blocks(8, 32))
     run("int8 blocks of 16, int8 activations (blocks of 16)", blocks(8, 16), blocks(8, 16))
     run("int8 blocks of 32, int16 activations (blocks of 32)", blocks(8, 32), blocks(16, 32))
+    run("int8 blocks of 32, int16 activations (per row)", blocks(8, 32), blocks(16))
+    run("int8 blocks of 64, int16 activations (per row)", blocks(8, 64), blocks(16))
     # What AVX2's `vpmaddubsw` (u8 × s8, pairs summed to int16) could take: unsigned
     # activations per block, in some layers only (int16 elsewhere). 8 bits can saturate the
     # pair sums (2 · 255 · 127 > 32767); 7 bits cannot.

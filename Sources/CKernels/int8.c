@@ -6,19 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A linear layer y = x · Wᵀ + b in integers, scaled per block of 32 inputs:
+// A linear layer y = x · Wᵀ + b in integers, weights scaled per block of 32 inputs and
+// activations per row:
 //
-//   y[r][c] = b[c] + Σ_g sx[r][g] · sw[c][g] · Σ_{i in block g} qx[r][i] · qw[c][i]
+//   y[r][c] = b[c] + sx[r] · Σ_g sw[c][g] · Σ_{i in block g} qx[r][i] · qw[c][i]
 //
 // qw = round(w / sw) in [-127, 127], sw = max|w| / 127 over the block (once, when packed);
-// qx = round(x / sx) in [-32767, 32767], sx = max|x| / 32767 over the block (on every
-// call). Why these: on all-MiniLM-L6-v2, int8 weights with one scale per 32 values keep
-// the sentence vectors at cosine 0.9996 of float32's, where one scale per output channel
+// qx = round(x / sx) in [-32767, 32767], sx = max|x| / 32767 over the row (on every call).
+// Why these: on all-MiniLM-L6-v2, int8 weights with one scale per 32 values keep the
+// sentence vectors at cosine 0.9996 of float32's, where one scale per output channel
 // reaches only 0.9965; 8-bit (0.998) or 7-bit (0.996) activations lose more than the
-// 0.999 allowed, 16-bit ones nothing measurable (Benchmarks/peers/precision_sim.py).
-// `vpmaddwd` multiplies int16 pairs into int32 at twice the products per instruction of
-// a float32 FMA, and the sums are exact: a pair adds at most 2 · 32767 · 127 < 2²³, a
-// block's 16 pairs less than 2²⁷, and each block's sum becomes float32 on its own.
+// 0.999 allowed, 16-bit ones nothing measurable, per block or per row alike
+// (Benchmarks/peers/precision_sim.py). One activation scale per row leaves each block's
+// sum one conversion and one FMA by the weights' scales, sx applied once at the end: 7%
+// faster than a scale per block on AVX2. `vpmaddwd` multiplies int16 pairs into int32 at
+// twice the products per instruction of a float32 FMA, and the sums are exact: a pair
+// adds at most 2 · 32767 · 127 < 2²³, a block's 16 pairs less than 2²⁷, and each block's
+// sum becomes float32 on its own.
 //
 // W is packed once into panels of 16 output columns: for each block g and each pair p
 // of inputs (2p, 2p + 1) in it, 16 × 2 bytes — column c's pair — widened to int16 on
@@ -70,29 +74,28 @@ void vdb_int8_pack(int k, int columns, const float *w, void *packed) {
   }
 }
 
-// Rows of x as int16 (row stride kb · 32, padding inputs 0) and one scale per row and
-// block. Every level gets the same integers: the vector code below does the same float
-// operations (an exact maximum, one multiply, round to nearest even, clamp) on whole
-// blocks and leaves a ragged last block to this one.
-static void quantize_block(const float *x, int n, int16_t *out, float *scale) {
-  float top = 0;
-  for (int i = 0; i < n; i++) top = fmaxf(top, fabsf(x[i]));
-  const float inverse = top > 0 ? X_MAX / top : 0;
+// Rows of x as int16 (row stride kb · 32, padding inputs 0) and one scale per row. Every
+// level gets the same integers: the vector code below does the same float operations (an
+// exact maximum, one multiply, round to nearest even, clamp).
+static inline float row_scale_inverse(float top) { return top > 0 ? X_MAX / top : 0; }
+
+static inline int16_t quantized(float x, float inverse) {
   // |x · 32767 / top| ≤ 32767 up to rounding: the clamp only guards against that.
-  for (int i = 0; i < n; i++)
-    out[i] = (int16_t)fminf(fmaxf(nearbyintf(x[i] * inverse), -X_MAX), X_MAX);
-  for (int i = n; i < BLOCK; i++) out[i] = 0;
-  *scale = top / X_MAX;
+  return (int16_t)fminf(fmaxf(nearbyintf(x * inverse), -X_MAX), X_MAX);
 }
 
 static void quantize_rows_plain(int rows, int k, const float *x, int16_t *xq, float *xs) {
-  const int kb = blocks_of(k);
-  for (int r = 0; r < rows; r++)
-    for (int g = 0; g < kb; g++) {
-      const int n = g * BLOCK + BLOCK < k ? BLOCK : k - g * BLOCK;
-      quantize_block(x + (size_t)r * k + g * BLOCK, n, xq + ((size_t)r * kb + g) * BLOCK,
-                     xs + (size_t)r * kb + g);
-    }
+  const int padded = blocks_of(k) * BLOCK;
+  for (int r = 0; r < rows; r++) {
+    const float *in = x + (size_t)r * k;
+    int16_t *out = xq + (size_t)r * padded;
+    float top = 0;
+    for (int i = 0; i < k; i++) top = fmaxf(top, fabsf(in[i]));
+    const float inverse = row_scale_inverse(top);
+    for (int i = 0; i < k; i++) out[i] = quantized(in[i], inverse);
+    for (int i = k; i < padded; i++) out[i] = 0;
+    xs[r] = top / X_MAX;
+  }
 }
 
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -101,40 +104,38 @@ static void quantize_rows_plain(int rows, int k, const float *x, int16_t *xq, fl
 // 384 → 1536 layer's time over 240 rows and 38% of a 1536 → 384 one's; 8 values at a
 // time it takes 2% and 7%.
 AVX2 static void quantize_rows_avx2(int rows, int k, const float *x, int16_t *xq, float *xs) {
-  const int kb = blocks_of(k);
+  const int padded = blocks_of(k) * BLOCK, whole = k / 16 * 16;
   const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256 low = _mm256_set1_ps(-X_MAX), high = _mm256_set1_ps(X_MAX);
-  for (int r = 0; r < rows; r++)
-    for (int g = 0; g < kb; g++) {
-      const float *in = x + (size_t)r * k + g * BLOCK;
-      int16_t *out = xq + ((size_t)r * kb + g) * BLOCK;
-      if (g * BLOCK + BLOCK > k) {
-        quantize_block(in, k - g * BLOCK, out, xs + (size_t)r * kb + g);
-        continue;
-      }
-      __m256 v[4], top = _mm256_setzero_ps();
-      for (int j = 0; j < 4; j++) {
-        v[j] = _mm256_loadu_ps(in + 8 * j);
-        top = _mm256_max_ps(_mm256_and_ps(v[j], magnitude), top);  // a NaN is skipped, as by fmaxf
-      }
-      __m128 t = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
-      t = _mm_max_ps(t, _mm_movehl_ps(t, t));
-      t = _mm_max_ss(t, _mm_movehdup_ps(t));
-      const float m = _mm_cvtss_f32(t);
-      const __m256 inverse = _mm256_set1_ps(m > 0 ? X_MAX / m : 0);
-      __m256i q[4];
-      for (int j = 0; j < 4; j++) {
-        const __m256 rounded = _mm256_round_ps(_mm256_mul_ps(v[j], inverse),
-                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  for (int r = 0; r < rows; r++) {
+    const float *in = x + (size_t)r * k;
+    int16_t *out = xq + (size_t)r * padded;
+    __m256 top8 = _mm256_setzero_ps();
+    for (int i = 0; i < whole; i += 8)  // a NaN is skipped, as by fmaxf
+      top8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(in + i), magnitude), top8);
+    __m128 t = _mm_max_ps(_mm256_castps256_ps128(top8), _mm256_extractf128_ps(top8, 1));
+    t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_max_ss(t, _mm_movehdup_ps(t));
+    float top = _mm_cvtss_f32(t);
+    for (int i = whole; i < k; i++) top = fmaxf(top, fabsf(in[i]));
+    const float inverse = row_scale_inverse(top);
+    const __m256 inverse8 = _mm256_set1_ps(inverse);
+    for (int i = 0; i < whole; i += 16) {
+      __m256i q[2];
+      for (int j = 0; j < 2; j++) {
+        const __m256 rounded =
+            _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(in + i + 8 * j), inverse8),
+                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         q[j] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(rounded, low), high));
       }
       // packs works within 128-bit lanes: the permute puts the 16 values back in order.
-      _mm256_storeu_si256((__m256i *)out,
+      _mm256_storeu_si256((__m256i *)(out + i),
                           _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
-      _mm256_storeu_si256((__m256i *)(out + 16),
-                          _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
-      xs[(size_t)r * kb + g] = m / X_MAX;
     }
+    for (int i = whole; i < k; i++) out[i] = quantized(in[i], inverse);
+    for (int i = k; i < padded; i++) out[i] = 0;
+    xs[r] = top / X_MAX;
+  }
 }
 
 // Columns [lo, hi) of panel `panel` as a lane mask (as in bf16.c).
@@ -173,7 +174,7 @@ static inline __attribute__((always_inline)) void over_panels(
     const float *b = bias ? bias + panel * PANEL : NULL;
     for (int r = 0; r < rows; r += tall) {
       const int16_t *xr = xq + (size_t)r * kb * BLOCK;
-      const float *sr = xs + (size_t)r * kb;
+      const float *sr = xs + r;
       float *yr = y + (size_t)r * ldy + panel * PANEL;
 #define TILE(n)                                                                             \
   case n:                                                                                   \
@@ -210,14 +211,11 @@ VNNI static inline __attribute__((always_inline)) void tile_vnni(
       }
     }
     const __m512 sw = _mm512_loadu_ps(scale + g * PANEL);
-    for (int i = 0; i < nr; i++) {
-      const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(xs[(size_t)i * kb + g]));
-      sum[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), s, sum[i]);
-    }
+    for (int i = 0; i < nr; i++) sum[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), sw, sum[i]);
   }
   for (int i = 0; i < nr; i++) {
     float out[PANEL];
-    _mm512_storeu_ps(out, sum[i]);
+    _mm512_storeu_ps(out, _mm512_mul_ps(sum[i], _mm512_set1_ps(xs[i])));
     store(out, bias, mask, y + (size_t)i * ldy);
   }
 }
@@ -252,15 +250,15 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
     }
     const __m256 s0 = _mm256_loadu_ps(scale + g * PANEL), s1 = _mm256_loadu_ps(scale + g * PANEL + 8);
     for (int i = 0; i < nr; i++) {
-      const __m256 sx = _mm256_set1_ps(xs[(size_t)i * kb + g]);
-      sum[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][0]), _mm256_mul_ps(s0, sx), sum[i][0]);
-      sum[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][1]), _mm256_mul_ps(s1, sx), sum[i][1]);
+      sum[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][0]), s0, sum[i][0]);
+      sum[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][1]), s1, sum[i][1]);
     }
   }
   for (int i = 0; i < nr; i++) {
     float out[PANEL];
-    _mm256_storeu_ps(out, sum[i][0]);
-    _mm256_storeu_ps(out + 8, sum[i][1]);
+    const __m256 sx = _mm256_set1_ps(xs[i]);
+    _mm256_storeu_ps(out, _mm256_mul_ps(sum[i][0], sx));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(sum[i][1], sx));
     store(out, bias, mask, y + (size_t)i * ldy);
   }
 }
@@ -284,9 +282,9 @@ static void block_plain(int rows, int kb, const int16_t *xq, const float *xs, pa
         int32_t acc = 0;
         for (int i = 0; i < BLOCK; i++)
           acc += xr[g * BLOCK + i] * w[((size_t)g * PAIRS + i / 2) * PANEL * 2 + i % 2];
-        s += (float)acc * (p.scale[(unit + g) * PANEL + c % PANEL] * xs[(size_t)r * kb + g]);
+        s += (float)acc * p.scale[(unit + g) * PANEL + c % PANEL];
       }
-      y[(size_t)r * ldy + c] = s + (bias ? bias[c] : 0.0f);
+      y[(size_t)r * ldy + c] = s * xs[r] + (bias ? bias[c] : 0.0f);
     }
   }
 }
@@ -321,8 +319,8 @@ void vdb_int8_linear(int rows, int k, int columns, const void *packed, int colum
   const int kb = blocks_of(k);
   const packed_t p = layout(k, columns, packed);
   const int block = rows < ROW_BLOCK ? rows : ROW_BLOCK;
-  // Scratch for a block of x: the int16 values, then one scale per row and block.
-  const size_t bytes = (size_t)block * kb * (BLOCK * sizeof(int16_t) + sizeof(float));
+  // Scratch for a block of x: the int16 values, then one scale per row.
+  const size_t bytes = (size_t)block * (kb * BLOCK * sizeof(int16_t) + sizeof(float));
   _Alignas(64) int16_t stack[24 * 1024];  // a batch-1 query's rows fit; larger go to the heap
   int16_t *xq = bytes <= sizeof stack ? stack : aligned_alloc(64, (bytes + 63) / 64 * 64);
   if (!xq) abort();  // a few hundred KiB

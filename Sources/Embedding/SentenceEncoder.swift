@@ -49,8 +49,8 @@ public final class SentenceEncoder: Sendable {
     /// cosine ≥ 0.9999 of float32's on all-MiniLM-L6-v2 (docs/encoder.md). Elsewhere it
     /// runs on AVX2 or plain C, correct but slower than float32.
     case bfloat16
-    /// Weights in int8 and layer inputs in int16, one float32 scale per block of 32
-    /// values, exact int32 sums: about 1.5× float32 with AVX-512 VNNI, only ~1.1–1.2× on
+    /// Weights in int8 (one float32 scale per block of 32 values) and layer inputs in
+    /// int16 (one per row), exact int32 sums: about 1.5× float32 with AVX-512 VNNI, only ~1.1–1.2× on
     /// AVX2 alone (`vpmaddwd`); vectors stay at cosine ≥ 0.999 of float32's on
     /// all-MiniLM-L6-v2 (docs/encoder.md).
     case int8

@@ -9,10 +9,10 @@ import CKernels
 ///   AVX-512 BF16 (`vdpbf16ps`) a product step does twice the work of a float32 FMA;
 ///   elsewhere the values are widened in registers, which halves the weight memory but
 ///   not the arithmetic.
-/// - ``Format/int8`` (`int8.c`): W quantized to int8 and x to int16, each per block of 32
-///   inputs, the products summed exactly in int32 and scaled per block in float32. One
-///   scale per 32 values (not per output channel) keeps the sentence vectors at cosine
-///   ≥ 0.999 of float32's, where 8-bit activations do not.
+/// - ``Format/int8`` (`int8.c`): W quantized to int8 per block of 32 inputs and x to
+///   int16 per row, the products summed exactly in int32 and scaled per block in float32.
+///   One weight scale per 32 values (not per output channel) keeps the sentence vectors at
+///   cosine ≥ 0.999 of float32's, where 8-bit activations do not.
 ///
 /// Each kernel runs on the widest instruction set the CPU has (``KernelLevel``), and
 /// every level gives the same sums.

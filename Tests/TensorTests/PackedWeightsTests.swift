@@ -12,13 +12,15 @@ final class PackedWeightsTests: XCTestCase {
     return Double(Float(bitPattern: rounded))
   }
 
-  /// `values` cut into blocks of 32 (the last one shorter), each as symmetric integers of
-  /// at most `top` in magnitude (127 for weights, 32767 for activations) and the block's
-  /// scale: the definition int8.c implements, in the same float32 operations (so the
-  /// integers are the kernel's).
-  private func quantize(_ values: ArraySlice<Float>, top: Float) -> [(q: [Double], scale: Double)] {
-    stride(from: values.startIndex, to: values.endIndex, by: 32).map { start in
-      let block = values[start..<min(start + 32, values.endIndex)]
+  private typealias Quantized = (q: [Double], scale: Double)
+
+  /// `values` cut into blocks of `size` (the last one shorter), each as symmetric integers
+  /// of at most `top` in magnitude (127 for weights, per block of 32; 32767 for
+  /// activations, per row) and the block's scale: the definition int8.c implements, in
+  /// the same float32 operations (so the integers are the kernel's).
+  private func quantize(_ values: ArraySlice<Float>, top: Float, size: Int) -> [Quantized] {
+    stride(from: values.startIndex, to: values.endIndex, by: size).map { start in
+      let block = values[start..<min(start + size, values.endIndex)]
       let largest = block.map(abs).max() ?? 0
       guard largest > 0 else { return (block.map { _ in 0 }, 0) }
       if top == 127 {  // weights: w / (max / 127)
@@ -46,8 +48,10 @@ final class PackedWeightsTests: XCTestCase {
       let terms = zip(x, w).map { bfloat16($0) * bfloat16($1) }
       return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
     case .int8:
-      let terms = zip(quantize(x, top: 32767), quantize(w, top: 127)).map { xb, wb in
-        xb.scale * wb.scale * zip(xb.q, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
+      let row = quantize(x, top: 32767, size: x.count)[0]
+      let qx = stride(from: 0, to: x.count, by: 32).map { row.q[$0..<min($0 + 32, x.count)] }
+      let terms = zip(qx, quantize(w, top: 127, size: 32)).map { xb, wb in
+        row.scale * wb.scale * zip(xb, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
       }
       return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
     }
@@ -140,7 +144,7 @@ final class PackedWeightsTests: XCTestCase {
         XCTAssertEqual(Double(y[r * out + c]), products.reduce(0, +), accuracy: 0.01 * total)
       }
     }
-    // x with a 32767 in every block and w with a −127: scales 1 (that x meets a 0 weight,
+    // x with a 32767 (its row's scale 1) and w with a −127 in every block: scales 1 (that x meets a 0 weight,
     // so the sum stays exactly representable in float32).
     let xi: [Float] = (0..<64).map { (i: Int) -> Float in i % 32 == 0 ? 32767 : Float(i % 127 - 63)
     }

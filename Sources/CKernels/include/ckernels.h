@@ -79,8 +79,8 @@ float vdb_bf16_dot(const uint16_t *a, const uint16_t *b, int n);
 /// path is AVX-512F, which every AVX-512 BF16 CPU has).
 float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n);
 
-/// int8 linear layers (see int8.c): W in int8 and x in int16, one float32 scale per block
-/// of 32 inputs, exact integer sums in int32.
+/// int8 linear layers (see int8.c): W in int8 with one float32 scale per block of 32
+/// inputs, x in int16 with one per row, exact integer sums in int32.
 enum {
   VDB_INT8_PLAIN = 0,      ///< portable C
   VDB_INT8_AVX2 = 1,       ///< AVX2: `vpmaddwd`, 16 products per instruction
@@ -94,9 +94,9 @@ size_t vdb_int8_packed_size(int k, int columns);
 /// `packed` (`vdb_int8_packed_size(k, columns)` bytes, 4-byte aligned). Never fails.
 void vdb_int8_pack(int k, int columns, const float *w, void *packed);
 
-/// y[r * ldy + c] = bias[c] + Σ_blocks sx·sw·Σ qx·qw for rows r < `rows` and columns
+/// y[r * ldy + c] = bias[c] + sx·Σ_blocks sw·Σ qx·qw for rows r < `rows` and columns
 /// `column_begin` ≤ c < `column_end`: y = x · Wᵀ + b with W from `vdb_int8_pack` (of a
-/// [columns, k] matrix) and each row of x quantized to int16 per block of 32 as it is
+/// [columns, k] matrix) and each row of x quantized to int16 (one scale per row) as it is
 /// read. `y` and `bias` (or NULL) address column 0. Uses the level `vdb_int8_level()`
 /// reports; every level computes the same integer sums. Never fails; the caller guarantees
 /// the pointers cover the ranges.
