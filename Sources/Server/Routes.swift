@@ -182,6 +182,26 @@ struct Routes: Sendable {
         return JSONResponse.make(["entries": entries])
       }
     }
+    router.get("/log/retention") { _, _ in
+      try await blocking { JSONResponse.make(try database.logRetention()) }
+    }
+    router.put("/log/retention") { request, _ in
+      let body = try await RequestBody.read(request, limit: maxBodyBytes)
+      try body.check(["max_entries", "max_age"])
+      let maxEntries = try body.count("max_entries")
+      let maxAge = try body.double("max_age")
+      if let maxAge, maxAge < 0 {
+        throw APIError.badRequest("request body: field \"max_age\" must be seconds ≥ 0")
+      }
+      return try await blocking {
+        // A field left out keeps its value; `null` lifts the limit.
+        var retention = try database.logRetention()
+        if body.fields["max_entries"] != nil { retention.maxEntries = maxEntries }
+        if body.fields["max_age"] != nil { retention.maxAge = maxAge }
+        try database.setLogRetention(retention)
+        return JSONResponse.make(retention)
+      }
+    }
     router.post("/collections/{collection}/eval") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)

@@ -29,6 +29,7 @@ package enum CountLimits {
     "--port": 0...65_535,
     "--max-body-mib": 1...4096,
     "--idle-timeout": 1...86_400,
+    "--max-entries": 1...1_000_000_000_000,  // log retention: a cap, not an allocation
   ]
 
   /// The range of `option` ("-k", "--ef", …), or of "command option" where a command

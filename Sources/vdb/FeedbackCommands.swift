@@ -85,7 +85,7 @@ struct LogRetentionCommand: ParsableCommand {
         vdb log retention                             show it
         vdb log retention --max-entries 200000        keep the newest 200,000
         vdb log retention --max-age 90d --max-entries none
-      JSON: {"max_entries", "max_age_seconds"} (null: no limit).
+      JSON: {"max_entries", "max_age"} (max_age in seconds; null: no limit).
       """)
 
   @OptionGroup var database: DatabaseOptions
@@ -94,15 +94,12 @@ struct LogRetentionCommand: ParsableCommand {
   var maxAge: String?
   @OptionGroup var output: OutputOptions
 
-  /// What `--json` prints: `LogRetention` with the age's unit in its name.
-  struct Shown: Encodable {
-    var maxEntries: Int?
-    var maxAgeSeconds: Double?
-  }
-
   func validate() throws {
-    if let maxEntries, maxEntries != "none", Int(maxEntries).map { $0 < 1 } ?? true {
-      throw ValidationError("--max-entries must be a count ≥ 1 or \"none\"")
+    if let maxEntries, maxEntries != "none" {
+      guard let count = Int(maxEntries) else {
+        throw ValidationError("--max-entries must be a count or \"none\"; it is \(maxEntries)")
+      }
+      try Counts.check("log retention", ["--max-entries": count])
     }
     if let maxAge, maxAge != "none" { _ = try parseDuration(maxAge) }
   }
@@ -119,8 +116,7 @@ struct LogRetentionCommand: ParsableCommand {
       try db.setLogRetention(retention)
     }
     if output.isJSON {
-      try Terminal.printJSONLine(
-        Shown(maxEntries: retention.maxEntries, maxAgeSeconds: retention.maxAge))
+      try Terminal.printJSONLine(retention)
       return
     }
     switch (retention.maxEntries, retention.maxAge.map { Int($0) }) {

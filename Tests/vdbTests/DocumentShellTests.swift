@@ -124,14 +124,14 @@ final class DocumentShellTests: XCTestCase {
       "the logs keep the newest 1000000 entries\n")
     let set = try json(Shell.vdb(["log", "retention", "--max-entries", "2", "--db", db, "--json"]))
     XCTAssertEqual(set["max_entries"] as? Int, 2)
-    XCTAssertTrue(set["max_age_seconds"] is NSNull, "null: no age limit")
+    XCTAssertTrue(set["max_age"] is NSNull, "null: no age limit")
     XCTAssertEqual(try logged(), 2, "pruned at once")
     let unlimited = try json(
       Shell.vdb([
         "log", "retention", "--max-entries", "none", "--max-age", "7d", "--db", db, "--json",
       ]))
     XCTAssertTrue(unlimited["max_entries"] is NSNull)
-    XCTAssertEqual(unlimited["max_age_seconds"] as? Double, 7 * 86_400)
+    XCTAssertEqual(unlimited["max_age"] as? Double, 7 * 86_400)
     for bad in [
       ["--max-entries", "0"], ["--max-entries", "many"], ["--max-age", "-5d"],
       ["--max-age", "nand"],

@@ -94,6 +94,27 @@ final class ServerTests: XCTestCase {
     reply = try server.request("POST", "/collections/notes/eval", #"{"from_log": true}"#)
     XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
 
+    // Log retention: shown, set (pruning at once), a field left out kept, null lifting it.
+    reply = try server.request("GET", "/log/retention")
+    XCTAssertEqual(reply.json["max_entries"] as? Int, 1_000_000, reply.text)
+    XCTAssertTrue(reply.json["max_age"] is NSNull, reply.text)
+    reply = try server.request("PUT", "/log/retention", #"{"max_entries": 2, "max_age": 86400}"#)
+    XCTAssertEqual(reply.json["max_entries"] as? Int, 2, reply.text)
+    reply = try server.request("GET", "/log?collection=notes")
+    XCTAssertEqual((reply.json["entries"] as? [[String: Any]])?.count, 2, reply.text)
+    reply = try server.request("PUT", "/log/retention", #"{"max_entries": null}"#)
+    XCTAssertTrue(reply.json["max_entries"] is NSNull, reply.text)
+    XCTAssertEqual(reply.json["max_age"] as? Double, 86_400, reply.text)
+    for bad in [
+      #"{"max_entries": 0}"#, #"{"max_age": -1}"#, #"{"max_age": "7d"}"#, #"{"days": 7}"#,
+    ] {
+      reply = try server.request("PUT", "/log/retention", bad)
+      XCTAssertEqual(reply.status, 400, "\(bad): \(reply.text)")
+    }
+    XCTAssertEqual(
+      try server.request("GET", "/log/retention").json["max_age"] as? Double, 86_400,
+      "a refused request changes nothing")
+
     reply = try server.request("GET", "/models")
     let models = try XCTUnwrap(reply.json["models"] as? [[String: Any]])
     XCTAssertEqual((models.first?["model"] as? [String: Any])?["version"] as? Int, 1)
@@ -129,7 +150,7 @@ final class ServerTests: XCTestCase {
     for path in [
       "/collections", "/collections/{collection}/query", "/feedback", "/jobs/{id}",
       "/collections/{collection}/train", "/models", "/routers", "/routers/{router}/route",
-      "/routers/{router}/train",
+      "/routers/{router}/train", "/log/retention",
     ] {
       XCTAssertNotNil(paths[path], path)
     }
