@@ -222,8 +222,17 @@ extension Database {
   /// Changes the retention and prunes what falls outside it, in the query log and in
   /// the routers' log, in one transaction.
   ///
-  /// - Throws: `VectorDBError.storage`.
+  /// - Throws: `VectorDBError.invalidInput` for `maxEntries` below 1 or a `maxAge` that is
+  ///   negative or not finite (nothing changes); `.storage`.
   public func setLogRetention(_ retention: LogRetention) throws {
+    if let count = retention.maxEntries, count < 1 {
+      throw VectorDBError.invalidInput(
+        source: "log retention", line: nil, reason: "max_entries must be at least 1 (got \(count))")
+    }
+    if let age = retention.maxAge, !(age.isFinite && age >= 0) {
+      throw VectorDBError.invalidInput(
+        source: "log retention", line: nil, reason: "max_age must be seconds ≥ 0 (got \(age))")
+    }
     try flushLog()
     let meta = schema.meta
     let log = schema.log

@@ -127,5 +127,17 @@ final class TextTests: XCTestCase {
     _ = try notes.query(text: "one more", k: 1)
     XCTAssertEqual(try db.logEntries().count, 3, "appending prunes the oldest")
     XCTAssertGreaterThan(try db.logEntries().last!.id, ids[1], "ids keep increasing")
+    for bad in [
+      LogRetention(maxEntries: 0), LogRetention(maxAge: -1), LogRetention(maxAge: .nan),
+      LogRetention(maxAge: .infinity),
+    ] {
+      XCTAssertThrowsError(try db.setLogRetention(bad)) { error in
+        guard case VectorDBError.invalidInput(source: "log retention", _, _) = error else {
+          return XCTFail("\(bad): \(error)")
+        }
+      }
+    }
+    XCTAssertEqual(try db.logRetention(), LogRetention(maxEntries: 3), "refused: unchanged")
+    XCTAssertEqual(try db.logEntries().count, 3)
   }
 }
