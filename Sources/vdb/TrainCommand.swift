@@ -258,7 +258,7 @@ struct Train: ParsableCommand {
     }
     process.arguments = ["reembed", "-c", collection, "--db", database.path]
     let log = database.path + "/reembed.log"
-    FileManager.default.createFile(atPath: log, contents: nil)
+    _ = FileManager.default.createFile(atPath: log, contents: nil)  // else the next line throws
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
     process.standardOutput = handle
     process.standardError = handle

@@ -116,13 +116,15 @@ final class HostileInputTests: ShellTestCase {
     try fm.createDirectory(atPath: outside, withIntermediateDirectories: false)
     try fm.copyItem(atPath: db + "/data.mdb", toPath: outside + "/data.mdb")
     let layouts = [
-      try layout("empty") { fm.createFile(atPath: $0 + "/data.mdb", contents: Data()) },
+      try layout("empty") {
+        XCTAssertTrue(fm.createFile(atPath: $0 + "/data.mdb", contents: Data()))
+      },
       try layout("dangling") {
         try fm.createSymbolicLink(
           atPath: $0 + "/data.mdb", withDestinationPath: outside + "/gone.mdb")
       },
       try layout("lock-only") {
-        fm.createFile(atPath: $0 + "/lock.mdb", contents: Data(count: 8192))
+        XCTAssertTrue(fm.createFile(atPath: $0 + "/lock.mdb", contents: Data(count: 8192)))
       },
       try layout("directory") {
         try fm.createDirectory(atPath: $0 + "/data.mdb", withIntermediateDirectories: false)

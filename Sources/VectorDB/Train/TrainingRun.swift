@@ -235,7 +235,7 @@ extension DocumentCollection {
   func releaseTraining() throws {
     _ = Self.lock.withLock { Self.training.remove("\(database.path)\u{0}\(name)") }
     let key = blobKey(.trainOwner)
-    try write { txn, _ in try txn.delete(schema.meta, key: key) }
+    _ = try write { txn, _ in try txn.delete(schema.meta, key: key) }
   }
 
   /// Collections training in this process (a second `train` on one is refused).
