@@ -86,8 +86,9 @@ actor JobRunner: Service {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments + ["--db", databasePath, "--json"]
-    FileManager.default.createFile(atPath: outputPath(id, "out"), contents: nil)
-    FileManager.default.createFile(atPath: outputPath(id, "err"), contents: nil)
+    // A file that cannot be created makes the FileHandle below throw.
+    _ = FileManager.default.createFile(atPath: outputPath(id, "out"), contents: nil)
+    _ = FileManager.default.createFile(atPath: outputPath(id, "err"), contents: nil)
     process.standardOutput = try FileHandle(
       forWritingTo: URL(fileURLWithPath: outputPath(id, "out")))
     process.standardError = try FileHandle(

@@ -14,7 +14,7 @@ final class ChurnTests: XCTestCase {
     let deleted = (0..<UInt32(all.count)).shuffled(using: &rng).prefix(all.count * 3 / 10)
     let back = Array(deleted.prefix(deleted.count / 2))
     XCTAssertEqual(try graph.delete(ids: deleted), deleted.count)
-    XCTAssertEqual(try graph.storage.deletedCount, 0, "30% is past the threshold: repaired")
+    XCTAssertEqual(graph.storage.deletedCount, 0, "30% is past the threshold: repaired")
     try graph.insert(ids: back, vectors: back.flatMap { all[Int($0)] }, threads: 2)
 
     let gone = Set(deleted).subtracting(back)
@@ -54,7 +54,7 @@ final class ChurnTests: XCTestCase {
     var victims = Set((0..<UInt32(base.count)).shuffled(using: &rng).prefix(250))
     victims.insert(entry.node)
     try graph.delete(ids: victims)
-    XCTAssertEqual(try graph.storage.deletedCount, victims.count)
+    XCTAssertEqual(graph.storage.deletedCount, victims.count)
 
     // Tombstones are walked through but never returned.
     let scratch = SearchScratch()
@@ -64,8 +64,8 @@ final class ChurnTests: XCTestCase {
     }
 
     try graph.consolidate(threads: 2)
-    XCTAssertEqual(try graph.storage.deletedCount, 0)
-    XCTAssertNotEqual(try graph.storage.entryPoint?.node, entry.node)
+    XCTAssertEqual(graph.storage.deletedCount, 0)
+    XCTAssertNotEqual(graph.storage.entryPoint?.node, entry.node)
     let report = try graph.checkIntegrity()
     XCTAssertEqual(report.problems, [])
     XCTAssertEqual(report.unreachable, [])
@@ -85,8 +85,8 @@ final class ChurnTests: XCTestCase {
     XCTAssertFalse(try graph.delete(1))
     XCTAssertFalse(try graph.delete(42))
     try graph.delete(ids: [0, 2])
-    XCTAssertNil(try graph.storage.entryPoint)
-    XCTAssertEqual(try graph.storage.nodeCount, 0)
+    XCTAssertNil(graph.storage.entryPoint)
+    XCTAssertEqual(graph.storage.nodeCount, 0)
     XCTAssertEqual(try graph.search([0, 0], k: 3, scratch: SearchScratch()), [])
     try graph.insert(5, vector: [3, 3])
     XCTAssertEqual(try graph.search([0, 0], k: 3, scratch: SearchScratch()).map(\.id), [5])
@@ -101,13 +101,13 @@ final class ChurnTests: XCTestCase {
     try graph.insert(42, vector: far)
     let scratch = SearchScratch()
     XCTAssertEqual(try graph.search(far, k: 1, scratch: scratch).first?.id, 42)
-    XCTAssertEqual(try graph.storage.nodeCount, 500)
+    XCTAssertEqual(graph.storage.nodeCount, 500)
 
     try graph.delete(7)
     XCTAssertNotEqual(try graph.search(base[7], k: 1, scratch: scratch).first?.id, 7)
     try graph.insert(7, vector: base[7])
     XCTAssertEqual(try graph.search(base[7], k: 1, scratch: scratch).first?.id, 7)
-    XCTAssertEqual(try graph.storage.deletedCount, 0)
+    XCTAssertEqual(graph.storage.deletedCount, 0)
     XCTAssertEqual(try graph.checkIntegrity().problems, [])
   }
 }

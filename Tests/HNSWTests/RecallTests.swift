@@ -59,7 +59,7 @@ final class RecallTests: XCTestCase {
     let base = randomVectors(600, dimension: 24, seed: 3)
     let one = try buildGraph(base, metric: .l2, threads: 1)
     let two = try buildGraph(base, metric: .l2, threads: 2)
-    XCTAssertEqual(try one.storage.entryPoint, try two.storage.entryPoint)
+    XCTAssertEqual(one.storage.entryPoint, two.storage.entryPoint)
     for node in 0..<UInt32(base.count) {
       let level = try XCTUnwrap(one.storage.level(of: node))
       for l in 0...level {
@@ -98,7 +98,7 @@ final class RecallTests: XCTestCase {
     XCTAssertThrowsError(try graph.insert(ids: [4, 4], vectors: [1, 0, 0, 0, 1, 0])) {
       XCTAssertEqual($0 as? HNSWError, .duplicateNode(4))
     }
-    XCTAssertEqual(try graph.storage.nodeCount, 0)
+    XCTAssertEqual(graph.storage.nodeCount, 0)
     XCTAssertThrowsError(try graph.search([1, 0], k: 1, scratch: SearchScratch())) {
       XCTAssertEqual("\($0)", "vector has 2 components; the index holds 3-dimensional vectors")
     }

@@ -127,7 +127,7 @@ final class EnvironmentTests: XCTestCase {
   }
 
   func testPathThatIsAFileIsRejected() throws {
-    FileManager.default.createFile(atPath: directory, contents: Data("x".utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: directory, contents: Data("x".utf8)))
     XCTAssertThrowsError(try Environment.open(path: directory)) { error in
       XCTAssertTrue("\(error)".contains(directory), "\(error)")
     }

@@ -146,13 +146,14 @@ final class OpenTests: XCTestCase {
   }
 
   func testPathThatIsAFile() {
-    FileManager.default.createFile(atPath: path, contents: Data("hello".utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("hello".utf8)))
     XCTAssertEqual(openError(), .notADatabase(path: path, reason: "it is a file, not a directory"))
   }
 
   func testDirectoryOfAnotherProgram() throws {
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: path + "/notes.txt", contents: Data("x".utf8))
+    XCTAssertTrue(
+      FileManager.default.createFile(atPath: path + "/notes.txt", contents: Data("x".utf8)))
     guard case .notADatabase(_, let reason) = openError() else {
       return XCTFail("expected notADatabase")
     }

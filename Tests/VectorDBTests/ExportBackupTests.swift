@@ -105,7 +105,7 @@ final class ExportBackupTests: XCTestCase {
         "\(error)", "\(destination): a database is already there: back up to a new directory")
     }
     let file = directory + "/file"
-    FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
     XCTAssertThrowsError(try db.backup(to: file))
     XCTAssertEqual(
       try FileManager.default.contentsOfDirectory(atPath: directory).filter {

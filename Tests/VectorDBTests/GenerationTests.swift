@@ -146,7 +146,7 @@ final class GenerationTests: XCTestCase {
     XCTAssertEqual(try docs.reembed().embedded, 0)
     // Give a text document a foreign vector: its source hash no longer matches.
     let plan = try XCTUnwrap(try docs.indexPlan())
-    try docs.database.environment.write { txn in
+    _ = try docs.database.environment.write { txn in
       try txn.delete(
         docs.database.schema.sources,
         key: SourceKey(collection: docs.id, generation: plan.generation.id, row: 3))
