@@ -50,9 +50,9 @@ public final class SentenceEncoder: Sendable {
     /// runs on AVX2 or plain C, correct but slower than float32.
     case bfloat16
     /// Weights in int8 (one float32 scale per block of 32 values) and layer inputs in
-    /// int16 (one per row), exact int32 sums: about 1.5× float32 with AVX-512 VNNI, only ~1.1–1.2× on
-    /// AVX2 alone (`vpmaddwd`); vectors stay at cosine ≥ 0.999 of float32's on
-    /// all-MiniLM-L6-v2 (docs/encoder.md).
+    /// int16 (one per row), exact int32 sums: about 1.5× float32 with AVX-512 VNNI, only
+    /// ~1.1–1.2× on AVX2 alone (`vpmaddwd`); vectors stay at cosine ≥ 0.999 of float32's
+    /// on all-MiniLM-L6-v2 (docs/encoder.md).
     case int8
 
     /// The packed weights' format of the linear layers; nil for float32 (sgemm).

@@ -17,8 +17,8 @@ public enum Precision: String, Codable, Sendable, CaseIterable {
   /// all-MiniLM-L6-v2; elsewhere correct but slower than float32.
   case bfloat16
   /// Weights in int8 (one float32 scale per block of 32 values), layer inputs in int16
-  /// (one per row), exact int32 sums: about 1.5× float32 with AVX-512 VNNI, 1.1–1.2× with AVX2 alone;
-  /// vectors at cosine ≥ 0.999 of float32's on all-MiniLM-L6-v2.
+  /// (one per row), exact int32 sums: about 1.5× float32 with AVX-512 VNNI, 1.1–1.2× with
+  /// AVX2 alone; vectors at cosine ≥ 0.999 of float32's on all-MiniLM-L6-v2.
   case int8
 }
 
