@@ -185,23 +185,27 @@ static void softmax_plain(int rows, int width, int valid, int stride, float *x) 
   softmax_any(rows, width, valid, stride, x);
 }
 
-static int best_level(void) {
+// The levels this CPU has, as levels.h's mask.
+static unsigned available_levels(void) {
   __builtin_cpu_init();
+  unsigned levels = 1u << VDB_VECTOR_PLAIN;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    levels |= 1u << VDB_VECTOR_AVX2;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
-    return VDB_VECTOR_AVX512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VDB_VECTOR_AVX2;
-  return VDB_VECTOR_PLAIN;
+    levels |= 1u << VDB_VECTOR_AVX512;
+  return levels;
 }
 
 static int chosen_level = -1;  // racy but idempotent, like vdb_int8_level's
 
 int vdb_vector_level(void) {
-  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_VECTOR_KERNEL", best_level());
+  if (chosen_level < 0)
+    chosen_level = kernel_level_from_environment("VDB_VECTOR_KERNEL", available_levels());
   return chosen_level;
 }
 
 int vdb_vector_set_level(int level) {
-  chosen_level = kernel_level_within(level, best_level());
+  chosen_level = kernel_level_within(level, available_levels());
   return chosen_level;
 }
 

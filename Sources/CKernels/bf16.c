@@ -356,32 +356,35 @@ static int amx_permitted(void) {
 #endif
 }
 
-static int best_level(void) {
-  static int best = -1;  // racy but idempotent: every thread finds the same
-  if (best >= 0) return best;
+// The levels this CPU has, as levels.h's mask.
+static unsigned available_levels(void) {
+  static int found = -1;  // racy but idempotent: every thread finds the same
+  if (found >= 0) return (unsigned)found;
   __builtin_cpu_init();
+  unsigned levels = 1u << VDB_BF16_PLAIN;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    levels |= 1u << VDB_BF16_AVX2;
   if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    best = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
-                   amx_permitted()
-               ? VDB_BF16_AMX
-               : VDB_BF16_AVX512BF16;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    best = VDB_BF16_AVX2;
-  else
-    best = VDB_BF16_PLAIN;
-  return best;
+      __builtin_cpu_supports("avx512vl")) {
+    levels |= 1u << VDB_BF16_AVX512BF16;
+    if (__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+        amx_permitted())
+      levels |= 1u << VDB_BF16_AMX;
+  }
+  found = (int)levels;
+  return levels;
 }
 
 static int chosen_level = -1;  // racy but idempotent, like vdb_linear_rows's
 
 int vdb_bf16_level(void) {
-  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_BF16_KERNEL", best_level());
+  if (chosen_level < 0)
+    chosen_level = kernel_level_from_environment("VDB_BF16_KERNEL", available_levels());
   return chosen_level;
 }
 
 int vdb_bf16_set_level(int level) {
-  chosen_level = kernel_level_within(level, best_level());
+  chosen_level = kernel_level_within(level, available_levels());
   return chosen_level;
 }
 

@@ -225,12 +225,29 @@ VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs
   over_panels(tile_vnni, 8, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
-// ---------------------------------------------------------------- AVX2
+// ---------------------------------------------------------------- AVX2 and AVX-VNNI
+
+// acc + the sums of adjacent int16 products of x and w in each int32 lane.
+typedef __m256i madd_t(__m256i acc, __m256i x, __m256i w);
+
+// AVX2: `vpmaddwd`, then `vpaddd`.
+AVX2 static inline __attribute__((always_inline)) __m256i madd_avx2(__m256i acc, __m256i x,
+                                                                    __m256i w) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
+}
+
+// AVX-VNNI (Intel since Alder Lake, AMD since Zen 5): the same in one `vpdpwssd`, which
+// frees a port for the other half of the tile.
+#define AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
+AVXVNNI static inline __attribute__((always_inline)) __m256i madd_avxvnni(__m256i acc, __m256i x,
+                                                                          __m256i w) {
+  return _mm256_dpwssd_avx_epi32(acc, x, w);
+}
 
 // `nr` rows × one panel (two halves of 8 columns). Per pair of inputs: the weights widened
-// to int16 once, then per row `vpmaddwd` (two products per int32 lane) and `vpaddd`.
-AVX2 static inline __attribute__((always_inline)) void tile_avx2(
-    const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+// to int16 once, then per row two `madd`s of the broadcast pair of x.
+AVX2 static inline __attribute__((always_inline)) void tile_256(
+    madd_t madd, const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
     const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
   const size_t ldx = (size_t)kb * BLOCK;
   __m256 sum[4][2];
@@ -244,8 +261,8 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
       const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wq + 16)));
       for (int i = 0; i < nr; i++) {
         const __m256i xv = _mm256_set1_epi32(load_pair(xq + i * ldx + g * BLOCK + q * 2));
-        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(xv, a));
-        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, b));
+        acc[i][0] = madd(acc[i][0], xv, a);
+        acc[i][1] = madd(acc[i][1], xv, b);
       }
     }
     const __m256 s0 = _mm256_loadu_ps(scale + g * PANEL), s1 = _mm256_loadu_ps(scale + g * PANEL + 8);
@@ -263,9 +280,27 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
   }
 }
 
+AVX2 static inline __attribute__((always_inline)) void tile_avx2(
+    const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
+  tile_256(madd_avx2, nr, kb, xq, xs, w, scale, bias, y, ldy, mask);
+}
+
+AVXVNNI static inline __attribute__((always_inline)) void tile_avxvnni(
+    const int nr, int kb, const int16_t *xq, const float *xs, const int8_t *w,
+    const float *scale, const float *bias, float *y, int ldy, unsigned mask) {
+  tile_256(madd_avxvnni, nr, kb, xq, xs, w, scale, bias, y, ldy, mask);
+}
+
 AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
                             int lo, int hi, const float *bias, float *y, int ldy) {
   over_panels(tile_avx2, 4, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
+}
+
+AVXVNNI static void block_avxvnni(int rows, int kb, const int16_t *xq, const float *xs,
+                                  packed_t p, int lo, int hi, const float *bias, float *y,
+                                  int ldy) {
+  over_panels(tile_avxvnni, 4, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
 // ---------------------------------------------------------------- plain C
@@ -291,24 +326,30 @@ static void block_plain(int rows, int kb, const int16_t *xq, const float *xs, pa
 
 // ---------------------------------------------------------------- dispatch
 
-static int best_level(void) {
+// The levels this CPU has, as levels.h's mask.
+static unsigned available_levels(void) {
   __builtin_cpu_init();
+  unsigned levels = 1u << VDB_INT8_PLAIN;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    levels |= 1u << VDB_INT8_AVX2;
+    if (__builtin_cpu_supports("avxvnni")) levels |= 1u << VDB_INT8_AVXVNNI;
+  }
   if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl"))
-    return VDB_INT8_AVX512VNNI;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VDB_INT8_AVX2;
-  return VDB_INT8_PLAIN;
+    levels |= 1u << VDB_INT8_AVX512VNNI;
+  return levels;
 }
 
 static int chosen_level = -1;  // racy but idempotent, like vdb_bf16_level's
 
 int vdb_int8_level(void) {
-  if (chosen_level < 0) chosen_level = kernel_level_from_environment("VDB_INT8_KERNEL", best_level());
+  if (chosen_level < 0)
+    chosen_level = kernel_level_from_environment("VDB_INT8_KERNEL", available_levels());
   return chosen_level;
 }
 
 int vdb_int8_set_level(int level) {
-  chosen_level = kernel_level_within(level, best_level());
+  chosen_level = kernel_level_within(level, available_levels());
   return chosen_level;
 }
 
@@ -334,6 +375,8 @@ void vdb_int8_linear(int rows, int k, int columns, const void *packed, int colum
     float *yr = y + (size_t)r * ldy;
     if (level == VDB_INT8_AVX512VNNI)
       block_vnni(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
+    else if (level == VDB_INT8_AVXVNNI)
+      block_avxvnni(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
     else if (level == VDB_INT8_AVX2)
       block_avx2(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
     else

@@ -4,23 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-// How each kernel family (bf16.c, int8.c, activation.c) settles its instruction set. Every
-// family numbers its levels alike: 0 plain C, 1 AVX2 with FMA, 2 the family's AVX-512,
-// and bf16.c has a 3, AMX (each family's `best_level` says which the CPU has).
+// How each kernel family (bf16.c, int8.c, activation.c) settles its instruction set. The
+// families share one numbering, narrowest first (ckernels.h's VDB_*_ constants): 0 plain
+// C, 1 AVX2 with FMA, 2 AVX-VNNI, 3 AVX-512, 4 AMX. A family has some of them and says
+// which the CPU lets it use as a mask, bit n for level n (bit 0, plain C, always set).
 
-// `best`, unless the environment variable `variable` asks for a fallback: "plain", or
-// "avx2" or "avx512" where the CPU has it.
-static inline int kernel_level_from_environment(const char *variable, int best) {
-  const char *forced = getenv(variable);
-  if (forced && strcmp(forced, "plain") == 0) return 0;
-  if (forced && strcmp(forced, "avx2") == 0 && best >= 1) return 1;
-  if (forced && strcmp(forced, "avx512") == 0 && best >= 2) return 2;
-  return best;
+enum { KERNEL_LEVELS = 5 };
+
+// The widest level in `available` that is not wider than `level`; a negative `level`
+// means the widest of all.
+static inline int kernel_level_within(int level, unsigned available) {
+  if (level < 0 || level >= KERNEL_LEVELS) level = KERNEL_LEVELS - 1;
+  while (level > 0 && !(available >> level & 1u)) level--;
+  return level;
 }
 
-// `level` capped at `best`; a negative `level` means `best`.
-static inline int kernel_level_within(int level, int best) {
-  return level < 0 || level > best ? best : level;
+// The widest level in `available`, unless the environment variable `variable` asks for a
+// narrower one by name: "plain", "avx2", "avxvnni", "avx512" or "amx".
+static inline int kernel_level_from_environment(const char *variable, unsigned available) {
+  static const char *const names[KERNEL_LEVELS] = {"plain", "avx2", "avxvnni", "avx512", "amx"};
+  const char *forced = getenv(variable);
+  for (int level = 0; forced && level < KERNEL_LEVELS; level++)
+    if (strcmp(forced, names[level]) == 0) return kernel_level_within(level, available);
+  return kernel_level_within(-1, available);
 }
 
 #endif

@@ -137,16 +137,22 @@ public enum Kernels {
   /// with that set in use and its name passed in; then returns to the widest. For tests.
   package static func forEachVectorLevel(_ body: (String) throws -> Void) rethrows {
     defer { vdb_vector_set_level(-1) }
-    for level in 0..<Int32(vectorLevelNames.count) where vdb_vector_set_level(level) == level {
-      try body(vectorLevelNames[Int(level)])
+    for (level, name) in vectorLevelNames.sorted(by: { $0.key < $1.key })
+    where vdb_vector_set_level(level) == level {
+      try body(name)
     }
   }
 
   /// The instruction set those two functions use now: the widest the CPU has, unless
   /// `VDB_VECTOR_KERNEL` (`avx2`, `plain`) asks for a fallback.
-  package static var vectorLevel: String { vectorLevelNames[Int(vdb_vector_level())] }
+  package static var vectorLevel: String {
+    vectorLevelNames[vdb_vector_level()] ?? "level \(vdb_vector_level())"
+  }
 
-  private static let vectorLevelNames = ["plain C", "AVX2+FMA", "AVX-512"]
+  private static let vectorLevelNames: [Int32: String] = [
+    Int32(VDB_VECTOR_PLAIN): "plain C", Int32(VDB_VECTOR_AVX2): "AVX2+FMA",
+    Int32(VDB_VECTOR_AVX512): "AVX-512",
+  ]
 
   /// Scales each row to unit Euclidean length; an all-zero row stays zero.
   public static func l2Normalize(rows: Int, width: Int, _ x: UnsafeMutablePointer<Float>) {

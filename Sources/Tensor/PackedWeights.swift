@@ -100,16 +100,19 @@ package final class PackedWeights: @unchecked Sendable {
     vdb_bf16_attention_scratch(Int32(length), Int32(headSize))
   }
 
-  /// The instruction sets a format's kernel can run on, narrowest first. The widest the
-  /// CPU has is chosen at first use; `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`avx512`,
-  /// `avx2`, `plain`) ask for a fallback.
+  /// The instruction sets a format's kernel can run on, narrowest first (the numbering
+  /// CKernels' families share). The widest the CPU has is chosen at first use;
+  /// `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`amx`, `avx512`, `avxvnni`, `avx2`, `plain`)
+  /// ask for a narrower one.
   package enum KernelLevel: Int32, CaseIterable, Sendable {
     case plain = 0
     case avx2 = 1
+    /// AVX-VNNI (`vpdpwssd` on 256 bits), for int8 only: Intel since Alder Lake.
+    case avxVNNI = 2
     /// AVX-512 BF16 (`vdpbf16ps`) for bfloat16, AVX-512 VNNI (`vpdpwssd`) for int8.
-    case avx512 = 2
+    case avx512 = 3
     /// AMX tiles (`tdpbf16ps`), for bfloat16 only.
-    case amx = 3
+    case amx = 4
 
     /// The level `format`'s kernel uses.
     package static func current(_ format: Format) -> KernelLevel {
@@ -140,6 +143,8 @@ package final class PackedWeights: @unchecked Sendable {
       case (.plain, _): return "plain C"
       case (.avx2, .bfloat16): return "AVX2+FMA"
       case (.avx2, .int8): return "AVX2"
+      case (.avxVNNI, .bfloat16): return "AVX-VNNI (no bfloat16 kernel)"
+      case (.avxVNNI, .int8): return "AVX-VNNI"
       case (.avx512, .bfloat16): return "AVX-512 BF16"
       case (.avx512, .int8): return "AVX-512 VNNI"
       case (.amx, .bfloat16): return "AMX BF16"

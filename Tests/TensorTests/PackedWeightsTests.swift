@@ -111,6 +111,27 @@ final class PackedWeightsTests: XCTestCase {
     }
   }
 
+  /// Asking for a level a format's kernel does not have gives the widest it has below
+  /// that one, never a wider one: bfloat16 has no AVX-VNNI level, int8 no AMX one.
+  func testALevelAFormatLacksFallsToTheWidestBelowIt() {
+    defer {
+      PackedWeights.KernelLevel.use(nil, for: .bfloat16)
+      PackedWeights.KernelLevel.use(nil, for: .int8)
+    }
+    XCTAssertFalse(PackedWeights.KernelLevel.available(.bfloat16).contains(.avxVNNI))
+    XCTAssertFalse(PackedWeights.KernelLevel.available(.int8).contains(.amx))
+    for (format, asked) in [
+      (PackedWeights.Format.bfloat16, PackedWeights.KernelLevel.avxVNNI),
+      (.int8, .amx),
+    ] {
+      let widestBelow = PackedWeights.KernelLevel.available(format).last {
+        $0.rawValue < asked.rawValue
+      }
+      XCTAssertEqual(PackedWeights.KernelLevel.use(asked, for: format), widestBelow, "\(format)")
+    }
+    XCTAssertEqual(PackedWeights.KernelLevel.use(.plain, for: .int8), .plain)
+  }
+
   func testBFloat16RoundsToNearestEven() {
     // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even mantissa (1).
     XCTAssertEqual(bfloat16(1 + 0x1p-8), 1)

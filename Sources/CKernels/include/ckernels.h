@@ -24,11 +24,13 @@ float vdb_squared_euclidean(const float *a, const float *b, int n);
 #include <stdint.h>
 
 /// bfloat16 linear layers (see bf16.c): W packed once, x rounded per call, float32 sums.
+/// The kernel families' instruction sets share one numbering, narrowest first: 0 plain C,
+/// 1 AVX2, 2 AVX-VNNI, 3 AVX-512, 4 AMX; each family has some of them.
 enum {
   VDB_BF16_PLAIN = 0,      ///< portable C
   VDB_BF16_AVX2 = 1,       ///< AVX2 + FMA: bf16 widened to float32 in registers
-  VDB_BF16_AVX512BF16 = 2, ///< AVX-512 BF16: `vdpbf16ps`, two products per lane and step
-  VDB_BF16_AMX = 3         ///< AMX BF16: `tdpbf16ps`, 16 × 16 × 32 products per step
+  VDB_BF16_AVX512BF16 = 3, ///< AVX-512 BF16: `vdpbf16ps`, two products per lane and step
+  VDB_BF16_AMX = 4         ///< AMX BF16: `tdpbf16ps`, 16 × 16 × 32 products per step
 };
 
 /// How many bf16 values `vdb_bf16_pack` writes for a [columns, k] matrix (panels of 16
@@ -51,8 +53,9 @@ void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, 
 /// use, unless the environment variable VDB_BF16_KERNEL is "avx512", "avx2" or "plain".
 int vdb_bf16_level(void);
 
-/// Makes `vdb_bf16_linear` use `level` (at most what the CPU has; negative: the widest)
-/// and returns the level now in effect. For tests and benchmarks; not thread-safe.
+/// Makes `vdb_bf16_linear` use `level`, or the widest below it the CPU has (negative: the
+/// widest of all), and returns the level now in effect. For tests and benchmarks; not
+/// thread-safe.
 int vdb_bf16_set_level(int level);
 
 /// Floats of scratch `vdb_bf16_attention` needs for `length` tokens and heads of `d`.
@@ -83,8 +86,9 @@ float vdb_bf16_squared_euclidean(const uint16_t *a, const uint16_t *b, int n);
 /// inputs, x in int16 with one per row, exact integer sums in int32.
 enum {
   VDB_INT8_PLAIN = 0,      ///< portable C
-  VDB_INT8_AVX2 = 1,       ///< AVX2: `vpmaddwd`, 16 products per instruction
-  VDB_INT8_AVX512VNNI = 2  ///< AVX-512 VNNI: `vpdpwssd`, 32 products and the sum in one
+  VDB_INT8_AVX2 = 1,       ///< AVX2: `vpmaddwd`, 16 products per instruction, then `vpaddd`
+  VDB_INT8_AVXVNNI = 2,    ///< AVX-VNNI: `vpdpwssd` on 256 bits, 16 products and the sum
+  VDB_INT8_AVX512VNNI = 3  ///< AVX-512 VNNI: `vpdpwssd` on 512 bits, 32 products and the sum
 };
 
 /// How many bytes `vdb_int8_pack` writes for a [columns, k] matrix.
@@ -104,11 +108,12 @@ void vdb_int8_linear(int rows, int k, int columns, const void *packed, int colum
                      int column_end, const float *x, const float *bias, float *y, int ldy);
 
 /// The instruction set `vdb_int8_linear` uses: the widest the CPU has, chosen on first
-/// use, unless the environment variable VDB_INT8_KERNEL is "avx512", "avx2" or "plain".
+/// use, unless the environment variable VDB_INT8_KERNEL is "avx512", "avxvnni", "avx2" or
+/// "plain" (then the widest the CPU has up to that one).
 int vdb_int8_level(void);
 
-/// Makes `vdb_int8_linear` use `level` (at most what the CPU has; negative: the widest)
-/// and returns the level now in use. For tests and benchmarks.
+/// Makes `vdb_int8_linear` use `level`, or the widest below it the CPU has (negative: the
+/// widest of all), and returns the level now in use. For tests and benchmarks.
 int vdb_int8_set_level(int level);
 
 /// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
@@ -125,7 +130,7 @@ int vdb_crc32c_is_accelerated(void);
 enum {
   VDB_VECTOR_PLAIN = 0,  ///< the compiler's baseline (SSE2 on x86-64)
   VDB_VECTOR_AVX2 = 1,   ///< AVX2 + FMA, 8 lanes
-  VDB_VECTOR_AVX512 = 2  ///< AVX-512F, 16 lanes
+  VDB_VECTOR_AVX512 = 3  ///< AVX-512F, 16 lanes (the levels' shared numbering)
 };
 
 /// y = GELU(x) = x · ½ · (1 + erf(x / √2)) over `count` floats (`y` may be `x`); erf with
@@ -146,8 +151,8 @@ void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 /// "avx512", "avx2" or "plain".
 int vdb_vector_level(void);
 
-/// Makes them use `level` (at most what the CPU has; negative: the widest) and returns
-/// the level now in effect. For tests and benchmarks; not thread-safe.
+/// Makes them use `level`, or the widest below it the CPU has (negative: the widest of
+/// all), and returns the level now in effect. For tests and benchmarks; not thread-safe.
 int vdb_vector_set_level(int level);
 
 #endif
