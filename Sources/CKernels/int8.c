@@ -236,8 +236,8 @@ AVX2 static inline __attribute__((always_inline)) __m256i madd_avx2(__m256i acc,
   return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
 }
 
-// AVX-VNNI (Intel since Alder Lake, AMD since Zen 5): the same in one `vpdpwssd`, which
-// frees a port for the other half of the tile.
+// AVX-VNNI (Intel Core since Alder Lake, which has no AVX-512): the same in one
+// `vpdpwssd`, so the adds no longer take the ports the multiplies need.
 #define AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 AVXVNNI static inline __attribute__((always_inline)) __m256i madd_avxvnni(__m256i acc, __m256i x,
                                                                           __m256i w) {
