@@ -4,13 +4,18 @@ import Foundation
 ///
 /// The pipeline, one pass over the text's Unicode scalars:
 /// 0. **Special tokens** written out in the text (`[UNK]`, `[MASK]`, …) stay whole.
-/// 1. **Clean**: drop NUL, U+FFFD and control/format characters (Unicode C*, except
-///    tab, newline and carriage return); every whitespace character separates words.
+/// 1. **Clean**: drop NUL, U+FFFD and control, format, private-use and surrogate
+///    characters (except tab, newline and carriage return); unassigned code points stay.
+///    Every whitespace character separates words.
 /// 2. **CJK**: each CJK ideograph becomes a word of its own.
 /// 3. **Normalise**: strip accents (canonical decomposition, then drop nonspacing
 ///    marks) and lowercase, for uncased models.
 /// 4. **Split punctuation**: every ASCII punctuation character and every Unicode P*
 ///    character is a word of its own.
+///
+/// Steps 1, 3 and 4 classify characters as Hugging Face's tokenizer does, by the
+/// categories of an older Unicode version than Swift's (`BertUnicode`, generated from it):
+/// a mark or punctuation character added since stays inside its word there.
 /// 5. **WordPiece**: each word becomes its longest vocabulary prefix, then the longest
 ///    `##`-continuation, and so on; a word longer than 100 characters, or with a part
 ///    no piece matches, becomes `[UNK]`.
@@ -334,16 +339,9 @@ private enum ScalarClass {
   case dropped, space, cjk, other
 
   init(_ scalar: Unicode.Scalar) {
-    let properties = scalar.properties
-    switch properties.generalCategory {
-    case .control, .format, .surrogate, .privateUse, .unassigned:
+    if BertUnicode.contains(BertUnicode.dropped, scalar.value) {
       self = .dropped
-      return
-    default: break
-    }
-    if scalar.value == 0xFFFD {
-      self = .dropped
-    } else if properties.isWhitespace {
+    } else if scalar.properties.isWhitespace {
       self = .space
     } else if isCJKIdeograph(scalar.value) {
       self = .cjk
@@ -370,13 +368,7 @@ private func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
     if case .punctuation = classify(UInt8(scalar.value), lowercase: false) { return true }
     return false
   }
-  switch scalar.properties.generalCategory {
-  case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-    .initialPunctuation, .finalPunctuation, .otherPunctuation:
-    return true
-  default:
-    return false
-  }
+  return BertUnicode.contains(BertUnicode.punctuation, scalar.value)
 }
 
 // MARK: - Normalisation
@@ -460,7 +452,7 @@ private final class ScalarNormalizer: Sendable {
   ) -> [Unicode.Scalar] {
     var scalars = scalars
     if stripAccents {
-      scalars = scalars.filter { $0.properties.generalCategory != .nonspacingMark }
+      scalars = scalars.filter { !BertUnicode.contains(BertUnicode.nonspacingMarks, $0.value) }
     }
     if lowercase {
       scalars = scalars.flatMap { $0.properties.lowercaseMapping.unicodeScalars }

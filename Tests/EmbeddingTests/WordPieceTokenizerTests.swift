@@ -23,6 +23,31 @@ final class WordPieceTokenizerTests: XCTestCase {
     }
   }
 
+  /// Characters whose class differs between the Unicode version Hugging Face's tokenizer
+  /// uses and Swift's, each against the ids `BertTokenizerFast` gives (tokenizers 0.23.3):
+  /// an unassigned code point stays in its word (and an unassigned one in the CJK
+  /// compatibility block is a word of its own), and so do a format character (U+0890), a
+  /// punctuation character (U+2E43) and a nonspacing mark (U+07FD) that Unicode added
+  /// later; U+166D, punctuation then and a symbol now, splits; a tag character is dropped.
+  func testUnicodeClassesAreHuggingFaces() throws {
+    let encoder = try Fixtures.encoder.get()
+    let cases: [(String, [Int])] = [
+      ("vector\u{0378}search", [101, 100, 102]),
+      ("vector\u{2E43}search", [101, 100, 102]),
+      ("café e\u{07FD}", [101, 7668, 100, 102]),
+      ("vector\u{0890}search", [101, 100, 102]),
+      ("go \u{FAEA} go", [101, 2175, 100, 2175, 102]),
+      ("vector\u{166D}search", [101, 9207, 100, 3945, 102]),
+      ("vector\u{E0012}search", [101, 100, 102]),
+      ("vector\u{E0041}search", [101, 19019, 14644, 2818, 102]),
+    ]
+    for (text, ids) in cases {
+      XCTAssertEqual(
+        encoder.tokenize(text), ids,
+        text.unicodeScalars.map { "\($0.value)" }.joined(separator: " "))
+    }
+  }
+
   func testGreedyLongestMatchWithContinuationPieces() throws {
     let tokenizer = try tinyTokenizer()
     XCTAssertEqual(

@@ -104,9 +104,11 @@ enum Shell {
   }
 
   /// SIGKILLs the group and returns what it printed; `killed` tells whether the signal
-  /// found it still running.
+  /// found it still running. (Whether it runs is asked before the signal: after it, the
+  /// group may already be dead and reaped.)
   static func killGroup(_ group: Group) -> (output: String, killed: Bool) {
-    let killed = kill(-group.id, SIGKILL) == 0 && group.process.isRunning
+    let running = group.process.isRunning
+    let killed = kill(-group.id, SIGKILL) == 0 && running
     group.process.waitUntilExit()
     return (String(decoding: group.output.readDataToEndOfFile(), as: UTF8.self), killed)
   }
