@@ -28,7 +28,7 @@ bin=.build-tests/x86_64-unknown-linux-gnu/release
 # builds a model), by the module the target tests.
 vectordb=(VectorDBError JSONValue Document JSONLines VectorFile Filter BEIR)
 vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
-embedding=(EmbeddingError BertConfig SafeTensors WeightSource WordPieceTokenizer)
+embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPieceTokenizer)
 # MappedPages is `package` in Tensor, which a module outside the package cannot see: the
 # fuzz target compiles its own copy (with a package name, so `package` means something).
 embedding=("${embedding[@]/#/Sources/Embedding/}" Sources/Tensor/MappedPages)
