@@ -12,15 +12,15 @@ import Foundation
 ///    marks) and lowercase, for uncased models.
 /// 4. **Split punctuation**: every ASCII punctuation character and every Unicode P*
 ///    character is a word of its own.
-///
-/// Steps 1, 3 and 4 classify characters as Hugging Face's tokenizer does, by the
-/// categories of an older Unicode version than Swift's (`BertUnicode`, generated from it):
-/// a mark or punctuation character added since stays inside its word there.
 /// 5. **WordPiece**: each word becomes its longest vocabulary prefix, then the longest
 ///    `##`-continuation, and so on; a word longer than 100 characters, or with a part
 ///    no piece matches, becomes `[UNK]`.
 /// 6. `[CLS]` … `[SEP]` around the pieces, truncated to the maximum length (which
 ///    counts both).
+///
+/// Steps 1, 3 and 4 classify characters as Hugging Face's tokenizer does, by the
+/// categories of an older Unicode version than Swift's (`BertUnicode`, generated from it):
+/// a mark or punctuation character added since stays inside its word there.
 ///
 /// ```swift
 /// let tokenizer = try WordPieceTokenizer(contentsOf: directory.appending(path: "vocab.txt"))
