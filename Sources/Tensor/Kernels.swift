@@ -137,8 +137,7 @@ public enum Kernels {
   /// with that set in use and its name passed in; then returns to the widest. For tests.
   package static func forEachVectorLevel(_ body: (String) throws -> Void) rethrows {
     defer { vdb_vector_set_level(-1) }
-    for (level, name) in vectorLevelNames.sorted(by: { $0.key < $1.key })
-    where vdb_vector_set_level(level) == level {
+    for (level, name) in vectorLevels where vdb_vector_set_level(level) == level {
       try body(name)
     }
   }
@@ -146,12 +145,14 @@ public enum Kernels {
   /// The instruction set those two functions use now: the widest the CPU has, unless
   /// `VDB_VECTOR_KERNEL` (`avx2`, `plain`) asks for a fallback.
   package static var vectorLevel: String {
-    vectorLevelNames[vdb_vector_level()] ?? "level \(vdb_vector_level())"
+    let level = vdb_vector_level()
+    return vectorLevels.first { $0.level == level }?.name ?? "level \(level)"
   }
 
-  private static let vectorLevelNames: [Int32: String] = [
-    Int32(VDB_VECTOR_PLAIN): "plain C", Int32(VDB_VECTOR_AVX2): "AVX2+FMA",
-    Int32(VDB_VECTOR_AVX512): "AVX-512",
+  /// The vector family's levels (CKernels' shared numbering), narrowest first.
+  private static let vectorLevels: [(level: Int32, name: String)] = [
+    (Int32(VDB_VECTOR_PLAIN), "plain C"), (Int32(VDB_VECTOR_AVX2), "AVX2+FMA"),
+    (Int32(VDB_VECTOR_AVX512), "AVX-512"),
   ]
 
   /// Scales each row to unit Euclidean length; an all-zero row stays zero.
