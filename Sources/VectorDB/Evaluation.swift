@@ -134,7 +134,8 @@ extension DocumentCollection {
     var queries: [String: String] = [:]
     var qrels: [String: [String: Int]] = [:]
     try database.forEachLogEntry(collection: name) { entry in
-      guard let text = entry.text, entry.feedback.contains(where: \.isRelevant) else { return }
+      guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant)
+      else { return }  // blank: logged before such queries were refused
       let id = "log:\(entry.id)"
       queries[id] = text
       for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
@@ -154,7 +155,7 @@ extension DocumentCollection {
     var relevantByEntry: [UInt64: Set<String>] = [:]
     try database.forEachLogEntry(collection: name) { entry in
       let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
-      guard let text = entry.text, !relevant.isEmpty else { return }
+      guard let text = entry.text, !text.isBlank, !relevant.isEmpty else { return }
       relevantByEntry[entry.id] = relevant
       let shown =
         entry.kind == .query

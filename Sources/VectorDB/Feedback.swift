@@ -46,8 +46,8 @@ extension DocumentCollection {
   /// Logs an admin judgement: for `query` (never run), these documents are relevant
   /// with the given grades (1 = relevant; higher = more relevant). Returns its log id.
   ///
-  /// - Throws: `VectorDBError.documentNotFound` for an unknown document (nothing is
-  ///   written).
+  /// - Throws: `VectorDBError.invalidInput` for an empty query text,
+  ///   `.documentNotFound` for an unknown document (nothing is written either way).
   @discardableResult
   public func judge(query: String, relevant: [String: Int]) throws -> UInt64 {
     try judge([Judgement(query: query, relevant: relevant)])[0]
@@ -55,13 +55,24 @@ extension DocumentCollection {
 
   /// Logs many judgements in one transaction (all or none); returns their log ids.
   ///
-  /// - Throws: `VectorDBError.documentNotFound` for a judged document the collection does
-  ///   not hold (nothing is logged); `.storage`.
+  /// - Throws: `VectorDBError.invalidInput` for an empty query text,
+  ///   `.documentNotFound` for a judged document the collection does not hold (nothing
+  ///   is logged either way); `.storage`.
   @discardableResult
   public func judge(_ judgements: [Judgement]) throws -> [UInt64] {
     let log = database.schema.log
     let retention = try database.logRetention()
     let name = self.name
+    if let blank = judgements.firstIndex(where: \.query.isBlank) {
+      throw VectorDBError.invalidInput(
+        source: "judgement", line: judgements.count > 1 ? blank + 1 : nil,
+        reason: "the query text is empty")
+    }
+    if let blank = judgements.firstIndex(where: \.query.isBlank) {
+      throw VectorDBError.invalidInput(
+        source: "judgement", line: judgements.count > 1 ? blank + 1 : nil,
+        reason: "the query text is empty")
+    }
     return try writeLog { txn in
       try judgements.map { judgement in
         for documentID in judgement.relevant.keys { try requireDocument(documentID, in: txn) }
@@ -122,7 +133,7 @@ public struct Judgement: Sendable, Equatable {
       func fail(_ reason: String) -> VectorDBError {
         .invalidInput(source: path, line: line, reason: reason)
       }
-      guard case .string(let query) = object["query"], !query.isEmpty else {
+      guard case .string(let query) = object["query"], !query.isBlank else {
         throw fail("missing field \"query\" (a non-empty string)")
       }
       func strings(_ key: String) throws -> [String] {

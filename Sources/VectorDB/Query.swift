@@ -127,7 +127,7 @@ extension DocumentCollection {
   ///
   /// - Throws: `VectorDBError.notAvailable` for a mode the collection cannot serve
   ///   (dense without a model, keyword without a text index);
-  ///   `.invalidInput` for an empty text in keyword mode.
+  ///   `.invalidInput` for an empty (or only white space) text.
   public func query(
     text: String, k: Int = 10, filter: Filter? = nil, ef: Int = 64, exact: Bool = false,
     log: Bool = true, mode: SearchMode? = nil
@@ -189,10 +189,11 @@ extension DocumentCollection {
     }
     let mode = try searchMode(options.mode, record: record, byVector: vectors != nil)
     if options.filter?.hasText ?? false, !record.hasText { throw noTextIndex }
-    if mode == .keyword, let empty = texts?.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
+    // A blank query is a mistake (an unset shell variable, an empty form field), not a
+    // search: it would answer with arbitrary documents and log them as if asked.
+    if let texts, let blank = texts.firstIndex(where: \.isBlank) {
       throw VectorDBError.invalidInput(
-        source: "query", line: texts!.count > 1 ? empty + 1 : nil,
-        reason: "the query text is empty (keyword search needs words)")
+        source: "query", line: texts.count > 1 ? blank + 1 : nil, reason: "the query text is empty")
     }
     if mode != .dense || options.filter?.hasText ?? false, record.textIndexIsStale {
       try buildTextIndex()
@@ -422,4 +423,9 @@ extension DocumentCollection {
     }
     return try storage { try database.logWriter.append(entries) }
   }
+}
+
+extension String {
+  /// Empty or only white space: no query, no judgement.
+  var isBlank: Bool { allSatisfy(\.isWhitespace) }
 }

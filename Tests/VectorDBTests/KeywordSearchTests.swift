@@ -255,7 +255,7 @@ final class KeywordSearchTests: XCTestCase {
 
   // MARK: Bad input, each a defined behaviour
 
-  func testEmptyQueryInKeywordModeIsAnError() throws {
+  func testBlankQueryInKeywordModeIsAnError() throws {
     let collection = try notes()
     XCTAssertThrowsError(try keyword(collection, "  ")) { error in
       XCTAssertTrue("\(error)".contains("query text is empty"), "\(error)")
@@ -366,5 +366,27 @@ final class KeywordSearchTests: XCTestCase {
     XCTAssertTrue(json.contains("\"keyword\":{") && json.contains("\"dense\":{"), json)
     let entry = try XCTUnwrap(try db.logEntry(try collection.query(text: "cake").logID!))
     XCTAssertEqual(entry.mode, .hybrid)
+  }
+
+  func testABlankQueryIsAnErrorInEveryModeAndNothingIsLogged() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    let collection = try db.collection("notes")
+    try collection.upsert(Self.notes)
+    for mode in [nil, SearchMode.dense, .hybrid, .keyword] {
+      XCTAssertThrowsError(try collection.query(text: "", mode: mode)) { error in
+        XCTAssertEqual("\(error)", "query: the query text is empty", "\(mode as Any)")
+      }
+    }
+    XCTAssertThrowsError(
+      try collection.query(texts: ["graphs", " \t\n"], options: QueryOptions(mode: .dense))
+    ) { error in
+      XCTAssertEqual("\(error)", "query:2: the query text is empty")
+    }
+    XCTAssertThrowsError(try collection.judge(query: " ", relevant: ["hnsw": 1])) { error in
+      XCTAssertEqual("\(error)", "judgement: the query text is empty")
+    }
+    XCTAssertEqual(try db.logEntries(collection: "notes").count, 0)
   }
 }

@@ -61,7 +61,7 @@ extension DocumentCollection {
     var relevant: [String: [String: Int]] = [:]
     var notRelevant: [String: [String]] = [:]
     try database.forEachLogEntry(collection: name) { entry in
-      guard let text = entry.text else { return }
+      guard let text = entry.text, !text.isBlank else { return }
       for item in entry.feedback {
         if item.isRelevant {
           relevant[text, default: [:]][item.documentID] = max(
