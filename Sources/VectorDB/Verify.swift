@@ -42,7 +42,8 @@ extension Database {
   /// the records agree: the format record; every collection record, every document
   /// record and its content hash, rows ↔ documents, the counts; every generation's
   /// record, index graph (links, levels, entry point), vector count and finite
-  /// vectors; every model's parts and weights checksum.
+  /// vectors; every model's parts and weights checksum; the query log, its feedback and
+  /// the routers with their versions, weights and logs (`checkLogs`).
   ///
   /// `stage` is called with what is about to be read (a table or collection name), so
   /// that a caller able to survive a fault can say where it happened: a damaged page
@@ -121,7 +122,183 @@ extension Database {
     report.checks.append(
       "checked the weights of \(versions.count) models (CRC-32C\(CRC32C.isAccelerated ? ", SSE4.2" : ""))"
     )
+    let logs = checking("logs") {
+      try checkLogs(
+        collections: Set(collections.map(\.name)), models: Set(versions.map(\.version)),
+        problem: problem)
+    }
+    if let logs { report.checks.append(logs) }
     return report
+  }
+
+  /// Every query log entry and feedback record reads and belongs where it says (an entry
+  /// to a collection there is, feedback to an entry there is); every router's record,
+  /// versions, weights and log entries read and belong to a router there is; and no log
+  /// id is at or past its counter (the next one handed out would overwrite it). Returns
+  /// what was checked, for the report.
+  private func checkLogs(collections: Set<String>, models: Set<Int>, problem: (String) -> Void)
+    throws -> String
+  {
+    try flushLog()  // this process's queries logged a moment ago
+    let schema = self.schema
+    return try storage {
+      try environment.read { txn in
+        func counter(_ key: MetaKey) throws -> UInt64? {
+          guard let bytes = try txn.get(schema.meta, key: key) else { return 1 }
+          guard bytes.count == 8 else {
+            problem("meta \"\(key.rawValue)\" is \(bytes.count) bytes, not 8")
+            return nil
+          }
+          return bytes.loadUnaligned(as: UInt64.self).littleEndian
+        }
+        let log = schema.log
+        let nextLogID = try counter(.nextLogID)
+        var entries = Set<UInt64>()
+        try txn.forEach(in: log.entries) { key, value in
+          guard let id = LogKey(keyBytes: key) else {
+            problem("query log: a key is \(key.count) bytes, not 8")
+            return true
+          }
+          entries.insert(id)
+          guard
+            let entry = try? QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(value))
+          else {
+            problem("query log: entry \(id) is unreadable")
+            return true
+          }
+          if entry.id != id { problem("query log: entry \(id) says it is entry \(entry.id)") }
+          if let nextLogID, id >= nextLogID {
+            problem("query log: entry \(id) is past the counter of log ids (\(nextLogID))")
+          }
+          if !collections.contains(entry.collection) {
+            problem(
+              "query log: entry \(id) belongs to a missing collection \"\(entry.collection)\"")
+          }
+          return true
+        }
+        var feedback = 0
+        try txn.forEach(in: log.feedback) { key, value in
+          feedback += 1
+          guard let key = FeedbackKey.decode(key) else {
+            problem("feedback: a key is \(key.count) bytes, shorter than a log id")
+            return true
+          }
+          let item = try? QueryLogStore.decoder.decode(Feedback.self, from: Data(value))
+          if item?.documentID != key.document {
+            problem(
+              "feedback: the record for \"\(key.document)\" on entry \(key.log) is unreadable")
+          }
+          if !entries.contains(key.log) {
+            problem("feedback: for \"\(key.document)\" on entry \(key.log), which the log lacks")
+          }
+          return true
+        }
+        let routing = schema.routing
+        var routers: [UInt32: RouterRecord] = [:]
+        try txn.forEach(in: routing.routers) { key, value in
+          let name = String(decoding: key, as: UTF8.self)
+          guard
+            let record = try? QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value)),
+            record.name == name
+          else {
+            problem("router \"\(name)\": its record is unreadable")
+            return true
+          }
+          routers[record.id] = record
+          return true
+        }
+        var versions: [UInt32: Set<UInt32>] = [:]
+        try txn.forEach(in: routing.versions) { key, value in
+          guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
+            problem("router versions: a key is \(key.count) bytes, not 8")
+            return true
+          }
+          guard let router = routers[key.router] else {
+            problem("router versions: version \(key.version) of a missing router \(key.router)")
+            return true
+          }
+          let place = "router \"\(router.name)\" version \(key.version)"
+          guard
+            let version = try? QueryLogStore.decoder.decode(RouterVersion.self, from: Data(value)),
+            version.version == key.version
+          else {
+            problem("\(place): its record is unreadable")
+            return true
+          }
+          versions[key.router, default: []].insert(key.version)
+          if version.state == .ready, !models.contains(version.model) {
+            problem("\(place): its encoder, model \(version.model), is missing")
+          }
+          return true
+        }
+        for router in routers.values {
+          for version in router.history
+          where !(versions[router.id] ?? []).contains(UInt32(truncatingIfNeeded: version)) {
+            problem("router \"\(router.name)\": active version \(version) has no record")
+          }
+        }
+        try txn.forEach(in: routing.weights) { key, value in
+          guard let (key, isAdapters) = RouterVersionKey.decode(key) else {
+            problem("router weights: a key of \(key.count) bytes is not a version's")
+            return true
+          }
+          guard let router = routers[key.router],
+            versions[key.router]?.contains(key.version) == true
+          else {
+            problem(
+              "router weights: of version \(key.version) of router \(key.router), which is missing")
+            return true
+          }
+          let floats = value.count / 4
+          if !isAdapters,
+            value.count % 4 != 0 || floats % router.paths.count != 0
+              || !(0..<floats).allSatisfy({
+                Float(bitPattern: value.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
+                  .isFinite
+              })
+          {
+            problem(
+              "router \"\(router.name)\" version \(key.version): its head is not \(router.paths.count) rows of finite numbers"
+            )
+          }
+          return true
+        }
+        let nextRouteLogID = try counter(.nextRouteLogID)
+        var routeEntries = 0
+        try txn.forEach(in: routing.log) { key, value in
+          routeEntries += 1
+          guard let key = RouteLogKey.decode(key) else {
+            problem("route log: a key is \(key.count) bytes, not 12")
+            return true
+          }
+          guard let router = routers[key.router] else {
+            problem("route log: entry \(key.log) of a missing router \(key.router)")
+            return true
+          }
+          let place = "route log of \"\(router.name)\": entry \(key.log)"
+          guard
+            let entry = try? QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value))
+          else {
+            problem("\(place) is unreadable")
+            return true
+          }
+          if entry.logID != key.log { problem("\(place) says it is entry \(entry.logID)") }
+          if let nextRouteLogID, key.log >= nextRouteLogID {
+            problem("\(place) is past the counter of route log ids (\(nextRouteLogID))")
+          }
+          let paths = Set(router.paths.map(\.name))
+          if let unknown = (Array(entry.outcomes.keys) + [entry.label].compactMap { $0 })
+            .first(where: { !paths.contains($0) })
+          {
+            problem("\(place) names a path the router lacks, \"\(unknown)\"")
+          }
+          return true
+        }
+        return
+          "checked the logs: \(entries.count) query log entries, \(feedback) feedback records, "
+          + "\(routers.count) routers, \(routeEntries) routing log entries"
+      }
+    }
   }
 
   private func collectionRecords() throws -> [CollectionRecord] {

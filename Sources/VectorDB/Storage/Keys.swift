@@ -179,6 +179,13 @@ struct FeedbackKey: CompositeKey {
   static func entry(_ log: UInt64) -> KeyRange { KeyRange(prefix: KeyBuilder().uint64(log)) }
 
   var builder: KeyBuilder { KeyBuilder().uint64(log).string(document) }
+
+  /// The parts of a `feedback` key; nil for one shorter than a log id.
+  static func decode(_ key: UnsafeRawBufferPointer) -> Self? {
+    var reader = KeyReader(key)
+    guard let log = reader.uint64() else { return nil }
+    return Self(log: log, document: reader.rest())
+  }
 }
 
 /// `models`: a model version's record by version (UInt32 BE); decoded with
@@ -222,6 +229,16 @@ struct RouterVersionKey: CompositeKey {
   var version: UInt32
 
   var builder: KeyBuilder { KeyBuilder().uint32(router).uint32(version) }
+
+  /// The parts of a `routerversions` key, or of a `routerweights` key with or without
+  /// its `"lora"` suffix (`isAdapters`); nil for any other bytes.
+  static func decode(_ key: UnsafeRawBufferPointer) -> (key: Self, isAdapters: Bool)? {
+    var reader = KeyReader(key)
+    guard let router = reader.uint32(), let version = reader.uint32() else { return nil }
+    let rest = reader.rest()
+    guard rest.isEmpty || rest == "lora" else { return nil }
+    return (Self(router: router, version: version), !rest.isEmpty)
+  }
 }
 
 /// `routerweights`: the LoRA adapters of a LoRA-tier router version, beside the head's
@@ -249,6 +266,15 @@ struct RouteLogKey: CompositeKey {
   }
 
   var builder: KeyBuilder { KeyBuilder().uint32(router).uint64(log) }
+
+  /// The parts of a `routelog` key; nil for one of another length.
+  static func decode(_ key: UnsafeRawBufferPointer) -> Self? {
+    var reader = KeyReader(key)
+    guard let router = reader.uint32(), let log = reader.uint64(), reader.isAtEnd else {
+      return nil
+    }
+    return Self(router: router, log: log)
+  }
 }
 
 /// The database-wide keys of the `meta` table: UTF-8 names (a collection's are
