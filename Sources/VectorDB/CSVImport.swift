@@ -13,7 +13,8 @@ extension DocumentCollection {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming `source` and the record: no such
   ///   column, a record with more or fewer fields than the header, an empty or
-  ///   over-long id, input that is not UTF-8 CSV.
+  ///   over-long id, input that is not UTF-8 CSV; naming the line, a quoted field never
+  ///   closed (which would otherwise swallow the rest of the file into one field).
   @discardableResult
   public func importCSV(
     data: Data, source: String, textColumn: String, idColumn: String? = nil,
@@ -27,6 +28,11 @@ extension DocumentCollection {
     }
     guard let text = String(data: data, encoding: .utf8) else {
       throw fail(nil, "the file is not UTF-8 text")
+    }
+    if let line = unclosedQuoteLine(text) {
+      throw VectorDBError.invalidInput(
+        source: source, line: line,
+        reason: "the quoted field that opens on this line is never closed")
     }
     guard let reader = try? CSVReader(string: text, hasHeaderRow: true),
       let header = reader.headerRow, !header.isEmpty
@@ -111,4 +117,35 @@ private struct CSVColumns {
     }
     return document
   }
+}
+
+/// The line (from 1) where a quoted field opens that the input never closes; nil when
+/// every quoted field is closed. RFC 4180: a field is quoted when its first character is
+/// `"`, and inside it `""` is one quote. A quote elsewhere in an unquoted field (`12" pizza`)
+/// is text, as the parser reads it.
+private func unclosedQuoteLine(_ text: String) -> Int? {
+  enum State { case fieldStart, unquoted, quoted, afterQuote }
+  var state = State.fieldStart
+  var line = 1
+  var opened = 0
+  var previous: UInt8 = 0
+  for byte in text.utf8 {
+    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again).
+    if byte == UInt8(ascii: "\r") || (byte == UInt8(ascii: "\n") && previous != UInt8(ascii: "\r"))
+    {
+      line += 1
+    }
+    previous = byte
+    switch (state, byte) {
+    case (.quoted, UInt8(ascii: "\"")): state = .afterQuote
+    case (.quoted, _): break
+    case (.fieldStart, UInt8(ascii: "\"")), (.afterQuote, UInt8(ascii: "\"")):
+      if state == .fieldStart { opened = line }
+      state = .quoted
+    case (_, UInt8(ascii: ",")), (_, UInt8(ascii: "\n")), (_, UInt8(ascii: "\r")):
+      state = .fieldStart
+    default: state = .unquoted
+    }
+  }
+  return state == .quoted ? opened : nil
 }

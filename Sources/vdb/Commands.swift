@@ -137,13 +137,22 @@ struct Import: ParsableCommand {
     let path = file ?? beir! + "/corpus.jsonl"
     let data = try readInput(path)
     let bar = ProgressLine(label: "import", unit: "docs")
-    let (collection, report) = try database.open().writing(into: try target.name()) {
-      (
-        $0,
-        try $0.importJSONL(data: data, source: inputName(path), options: options) {
-          try bar.update($0)
-        }
-      )
+    let (collection, report): (DocumentCollection, ImportReport)
+    do {
+      (collection, report) = try database.open().writing(into: try target.name()) {
+        (
+          $0,
+          try $0.importJSONL(data: data, source: inputName(path), options: options) {
+            try bar.update($0)
+          }
+        )
+      }
+    } catch VectorDBError.invalidInput(_, 1, let reason)
+      where [".csv", ".tsv"].contains { path.lowercased().hasSuffix($0) }
+    {
+      throw CLIError(
+        message: "\(inputName(path)):1: \(reason)",
+        hint: "FILE is read as JSON Lines; for CSV, use --csv \(path)")
     }
     bar.finish()
     try show(report, into: collection.name, records: "lines") { "\(inputName(path)):\($0)" }

@@ -62,4 +62,19 @@ final class CSVImportTests: XCTestCase {
     XCTAssertEqual(report.skipped.map(\.line), [2])
     XCTAssertEqual(try docs.documents().map(\.id), ["a", "c"])
   }
+
+  func testAnUnclosedQuoteIsNamedByItsLineNotSwallowed() throws {
+    let docs = try collection()
+    let unclosed = Data("id,text\r\na,\"two\nlines\"\r\nb,\"never closed\nc,more\n".utf8)
+    XCTAssertThrowsError(try docs.importCSV(data: unclosed, source: "in.csv", textColumn: "text")) {
+      XCTAssertEqual(
+        "\($0)", "in.csv:4: the quoted field that opens on this line is never closed")
+    }
+    XCTAssertEqual(try docs.count(), 0)
+    // A quote inside an unquoted field is text, and a doubled quote inside a quoted one.
+    let inches = Data("id,text\na,12\" pizza\nb,\"say \"\"hi\"\"\"\n".utf8)
+    try docs.importCSV(data: inches, source: "in.csv", textColumn: "text")
+    XCTAssertEqual(try docs.get("a")?.text, "12\" pizza")
+    XCTAssertEqual(try docs.get("b")?.text, "say \"hi\"")
+  }
 }

@@ -194,5 +194,13 @@ final class DocumentShellTests: XCTestCase {
       ["import", "--csv", "-", "--text-column", "text", "-c", "d", "--db", db], input: csv)
     XCTAssertEqual(bad.status, 1)
     XCTAssertTrue(bad.stderr.hasPrefix(#"error: <stdin>: no column "text""#), bad.stderr)
+    let file = directory + "/notes.csv"
+    try csv.write(toFile: file, atomically: true, encoding: .utf8)
+    let asJSONLines = try Shell.vdb(["import", file, "-c", "e", "--db", db])
+    XCTAssertEqual(asJSONLines.status, 1)
+    XCTAssertEqual(
+      asJSONLines.stderr,
+      "error: \(file):1: invalid JSON at byte 0: unexpected character\n"
+        + "hint: FILE is read as JSON Lines; for CSV, use --csv \(file)\n")
   }
 }
