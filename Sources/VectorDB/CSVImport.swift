@@ -6,7 +6,8 @@ extension DocumentCollection {
   /// from the column `textColumn`, its id from `idColumn` (default: a column named
   /// `id` or `_id`, else the record number, 1 for the first after the header), and
   /// every other column as metadata (strings, as CSV has no types; empty fields are
-  /// left out).
+  /// left out). `delimiter` separates fields: `,` (CSV) by default, `\t` for TSV; it must
+  /// be one ASCII character other than a quote or a line break.
   ///
   /// The whole input is checked before anything is written; with
   /// `options.skipBadLines`, bad records are reported (by record number) and skipped.
@@ -18,7 +19,7 @@ extension DocumentCollection {
   @discardableResult
   public func importCSV(
     data: Data, source: String, textColumn: String, idColumn: String? = nil,
-    options: ImportOptions = ImportOptions(),
+    delimiter: Unicode.Scalar = ",", options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
@@ -26,15 +27,18 @@ extension DocumentCollection {
       .invalidInput(
         source: source, line: nil, reason: (record.map { "record \($0): " } ?? "") + reason)
     }
+    guard delimiter.isASCII, !"\"\r\n".unicodeScalars.contains(delimiter) else {
+      throw fail(nil, "the delimiter must be one ASCII character, not a quote or a line break")
+    }
     guard let text = String(data: data, encoding: .utf8) else {
       throw fail(nil, "the file is not UTF-8 text")
     }
-    if let line = unclosedQuoteLine(text) {
+    if let line = unclosedQuoteLine(text, delimiter: UInt8(delimiter.value)) {
       throw VectorDBError.invalidInput(
         source: source, line: line,
         reason: "the quoted field that opens on this line is never closed")
     }
-    guard let reader = try? CSVReader(string: text, hasHeaderRow: true),
+    guard let reader = try? CSVReader(string: text, hasHeaderRow: true, delimiter: delimiter),
       let header = reader.headerRow, !header.isEmpty
     else {
       throw fail(nil, "no header row")
@@ -123,7 +127,7 @@ private struct CSVColumns {
 /// every quoted field is closed. RFC 4180: a field is quoted when its first character is
 /// `"`, and inside it `""` is one quote. A quote elsewhere in an unquoted field (`12" pizza`)
 /// is text, as the parser reads it.
-private func unclosedQuoteLine(_ text: String) -> Int? {
+private func unclosedQuoteLine(_ text: String, delimiter: UInt8) -> Int? {
   enum State { case fieldStart, unquoted, quoted, afterQuote }
   var state = State.fieldStart
   var line = 1
@@ -142,7 +146,7 @@ private func unclosedQuoteLine(_ text: String) -> Int? {
     case (.fieldStart, UInt8(ascii: "\"")), (.afterQuote, UInt8(ascii: "\"")):
       if state == .fieldStart { opened = line }
       state = .quoted
-    case (_, UInt8(ascii: ",")), (_, UInt8(ascii: "\n")), (_, UInt8(ascii: "\r")):
+    case (_, delimiter), (_, UInt8(ascii: "\n")), (_, UInt8(ascii: "\r")):
       state = .fieldStart
     default: state = .unquoted
     }

@@ -112,6 +112,8 @@ struct Import: ParsableCommand {
   @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
   var csv: String?
   @Option(help: "With --csv: the column holding the text.") var textColumn = "text"
+  @Option(help: "With --csv: the field separator, one character (`tab` for TSV).")
+  var delimiter = ","
   @Option(
     help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
   var idColumn: String?
@@ -150,9 +152,11 @@ struct Import: ParsableCommand {
     } catch VectorDBError.invalidInput(_, 1, let reason)
       where [".csv", ".tsv"].contains { path.lowercased().hasSuffix($0) }
     {
+      let tsv = path.lowercased().hasSuffix(".tsv")
       throw CLIError(
         message: "\(inputName(path)):1: \(reason)",
-        hint: "FILE is read as JSON Lines; for CSV, use --csv \(path)")
+        hint: "FILE is read as JSON Lines; for \(tsv ? "TSV" : "CSV"), use --csv \(path)"
+          + (tsv ? " --delimiter tab" : ""))
     }
     bar.finish()
     try show(report, into: collection.name, records: "lines") { "\(inputName(path)):\($0)" }
@@ -172,6 +176,16 @@ struct Import: ParsableCommand {
         + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)"))
   }
 
+  /// `--delimiter` as one Unicode scalar (`tab` and `\t` name the tab).
+  private func separator() throws -> Unicode.Scalar {
+    let scalars = ["tab": "\t", "\\t": "\t"][delimiter, default: delimiter].unicodeScalars
+    guard scalars.count == 1 else {
+      throw CLIError(
+        message: "--delimiter must be one character (got \"\(delimiter)\")", usage: true)
+    }
+    return scalars.first!
+  }
+
   private func importCSV(_ path: String) throws {
     var options = ImportOptions()
     options.skipBadLines = skipBad
@@ -183,7 +197,7 @@ struct Import: ParsableCommand {
         $0,
         try $0.importCSV(
           data: data, source: inputName(path), textColumn: textColumn, idColumn: idColumn,
-          options: options
+          delimiter: try separator(), options: options
         ) { try bar.update($0) }
       )
     }

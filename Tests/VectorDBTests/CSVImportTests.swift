@@ -77,4 +77,19 @@ final class CSVImportTests: XCTestCase {
     XCTAssertEqual(try docs.get("a")?.text, "12\" pizza")
     XCTAssertEqual(try docs.get("b")?.text, "say \"hi\"")
   }
+
+  func testTabSeparatedValues() throws {
+    let docs = try collection()
+    let tsv = Data("id\ttext\tlang\na\thello, world\ten\nb\t\"a\ttab\"\tfr\n".utf8)
+    try docs.importCSV(data: tsv, source: "in.tsv", textColumn: "text", delimiter: "\t")
+    XCTAssertEqual(
+      try docs.get("a"), Document(id: "a", text: "hello, world", metadata: ["lang": "en"]))
+    XCTAssertEqual(try docs.get("b")?.text, "a\ttab")
+    XCTAssertThrowsError(
+      try docs.importCSV(data: tsv, source: "in.tsv", textColumn: "text", delimiter: "\"")
+    ) {
+      XCTAssertEqual(
+        "\($0)", "in.tsv: the delimiter must be one ASCII character, not a quote or a line break")
+    }
+  }
 }

@@ -202,5 +202,13 @@ final class DocumentShellTests: XCTestCase {
       asJSONLines.stderr,
       "error: \(file):1: invalid JSON at byte 0: unexpected character\n"
         + "hint: FILE is read as JSON Lines; for CSV, use --csv \(file)\n")
+    let tsv = try Shell.vdb(
+      ["import", "--csv", "-", "--delimiter", "tab", "-c", "t", "--db", db, "--json"],
+      input: "id\ttext\nt1\tone, two\n")
+    XCTAssertEqual(try json(tsv)["imported"] as? Int, 1)
+    let two = try Shell.vdb(
+      ["import", "--csv", "-", "--delimiter", "ab", "-c", "t", "--db", db], input: "")
+    XCTAssertEqual(two.status, 2)
+    XCTAssertEqual(two.stderr, "error: --delimiter must be one character (got \"ab\")\n")
   }
 }
