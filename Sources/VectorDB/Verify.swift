@@ -131,174 +131,197 @@ extension Database {
     return report
   }
 
-  /// Every query log entry and feedback record reads and belongs where it says (an entry
-  /// to a collection there is, feedback to an entry there is); every router's record,
-  /// versions, weights and log entries read and belong to a router there is; and no log
-  /// id is at or past its counter (the next one handed out would overwrite it). Returns
-  /// what was checked, for the report.
+  /// The query log and the routers (`checkQueryLog`, `checkRouters`), in one snapshot.
+  /// Returns what was checked, for the report.
   private func checkLogs(collections: Set<String>, models: Set<Int>, problem: (String) -> Void)
     throws -> String
   {
     try flushLog()  // this process's queries logged a moment ago
-    let schema = self.schema
     return try storage {
       try environment.read { txn in
-        func counter(_ key: MetaKey) throws -> UInt64? {
-          guard let bytes = try txn.get(schema.meta, key: key) else { return 1 }
-          guard bytes.count == 8 else {
-            problem("meta \"\(key.rawValue)\" is \(bytes.count) bytes, not 8")
-            return nil
-          }
-          return bytes.loadUnaligned(as: UInt64.self).littleEndian
-        }
-        let log = schema.log
-        let nextLogID = try counter(.nextLogID)
-        var entries = Set<UInt64>()
-        try txn.forEach(in: log.entries) { key, value in
-          guard let id = LogKey(keyBytes: key) else {
-            problem("query log: a key is \(key.count) bytes, not 8")
-            return true
-          }
-          entries.insert(id)
-          guard
-            let entry = try? QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(value))
-          else {
-            problem("query log: entry \(id) is unreadable")
-            return true
-          }
-          if entry.id != id { problem("query log: entry \(id) says it is entry \(entry.id)") }
-          if let nextLogID, id >= nextLogID {
-            problem("query log: entry \(id) is past the counter of log ids (\(nextLogID))")
-          }
-          if !collections.contains(entry.collection) {
-            problem(
-              "query log: entry \(id) belongs to a missing collection \"\(entry.collection)\"")
-          }
-          return true
-        }
-        var feedback = 0
-        try txn.forEach(in: log.feedback) { key, value in
-          feedback += 1
-          guard let key = FeedbackKey.decode(key) else {
-            problem("feedback: a key is \(key.count) bytes, shorter than a log id")
-            return true
-          }
-          let item = try? QueryLogStore.decoder.decode(Feedback.self, from: Data(value))
-          if item?.documentID != key.document {
-            problem(
-              "feedback: the record for \"\(key.document)\" on entry \(key.log) is unreadable")
-          }
-          if !entries.contains(key.log) {
-            problem("feedback: for \"\(key.document)\" on entry \(key.log), which the log lacks")
-          }
-          return true
-        }
-        let routing = schema.routing
-        var routers: [UInt32: RouterRecord] = [:]
-        try txn.forEach(in: routing.routers) { key, value in
-          let name = String(decoding: key, as: UTF8.self)
-          guard
-            let record = try? QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value)),
-            record.name == name
-          else {
-            problem("router \"\(name)\": its record is unreadable")
-            return true
-          }
-          routers[record.id] = record
-          return true
-        }
-        var versions: [UInt32: Set<UInt32>] = [:]
-        try txn.forEach(in: routing.versions) { key, value in
-          guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
-            problem("router versions: a key is \(key.count) bytes, not 8")
-            return true
-          }
-          guard let router = routers[key.router] else {
-            problem("router versions: version \(key.version) of a missing router \(key.router)")
-            return true
-          }
-          let place = "router \"\(router.name)\" version \(key.version)"
-          guard
-            let version = try? QueryLogStore.decoder.decode(RouterVersion.self, from: Data(value)),
-            version.version == key.version
-          else {
-            problem("\(place): its record is unreadable")
-            return true
-          }
-          versions[key.router, default: []].insert(key.version)
-          if version.state == .ready, !models.contains(version.model) {
-            problem("\(place): its encoder, model \(version.model), is missing")
-          }
-          return true
-        }
-        for router in routers.values {
-          for version in router.history
-          where !(versions[router.id] ?? []).contains(UInt32(truncatingIfNeeded: version)) {
-            problem("router \"\(router.name)\": active version \(version) has no record")
-          }
-        }
-        try txn.forEach(in: routing.weights) { key, value in
-          guard let (key, isAdapters) = RouterVersionKey.decode(key) else {
-            problem("router weights: a key of \(key.count) bytes is not a version's")
-            return true
-          }
-          guard let router = routers[key.router],
-            versions[key.router]?.contains(key.version) == true
-          else {
-            problem(
-              "router weights: of version \(key.version) of router \(key.router), which is missing")
-            return true
-          }
-          let floats = value.count / 4
-          if !isAdapters,
-            value.count % 4 != 0 || floats % router.paths.count != 0
-              || !(0..<floats).allSatisfy({
-                Float(bitPattern: value.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
-                  .isFinite
-              })
-          {
-            problem(
-              "router \"\(router.name)\" version \(key.version): its head is not \(router.paths.count) rows of finite numbers"
-            )
-          }
-          return true
-        }
-        let nextRouteLogID = try counter(.nextRouteLogID)
-        var routeEntries = 0
-        try txn.forEach(in: routing.log) { key, value in
-          routeEntries += 1
-          guard let key = RouteLogKey.decode(key) else {
-            problem("route log: a key is \(key.count) bytes, not 12")
-            return true
-          }
-          guard let router = routers[key.router] else {
-            problem("route log: entry \(key.log) of a missing router \(key.router)")
-            return true
-          }
-          let place = "route log of \"\(router.name)\": entry \(key.log)"
-          guard
-            let entry = try? QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value))
-          else {
-            problem("\(place) is unreadable")
-            return true
-          }
-          if entry.logID != key.log { problem("\(place) says it is entry \(entry.logID)") }
-          if let nextRouteLogID, key.log >= nextRouteLogID {
-            problem("\(place) is past the counter of route log ids (\(nextRouteLogID))")
-          }
-          let paths = Set(router.paths.map(\.name))
-          if let unknown = (Array(entry.outcomes.keys) + [entry.label].compactMap { $0 })
-            .first(where: { !paths.contains($0) })
-          {
-            problem("\(place) names a path the router lacks, \"\(unknown)\"")
-          }
-          return true
-        }
+        let (entries, feedback) = try checkQueryLog(
+          collections: collections, in: txn, problem: problem)
+        let (routers, routeEntries) = try checkRouters(models: models, in: txn, problem: problem)
         return
-          "checked the logs: \(entries.count) query log entries, \(feedback) feedback records, "
-          + "\(routers.count) routers, \(routeEntries) routing log entries"
+          "checked the logs: \(entries) query log entries, \(feedback) feedback records, "
+          + "\(routers) routers, \(routeEntries) routing log entries"
       }
     }
+  }
+
+  /// A log's id counter in `meta` (1 when absent: nothing logged yet); nil, reported,
+  /// when its value is not 8 bytes.
+  private func counter(_ key: MetaKey, in txn: Transaction, problem: (String) -> Void) throws
+    -> UInt64?
+  {
+    guard let bytes = try txn.get(schema.meta, key: key) else { return 1 }
+    guard bytes.count == 8 else {
+      problem("meta \"\(key.rawValue)\" is \(bytes.count) bytes, not 8")
+      return nil
+    }
+    return bytes.loadUnaligned(as: UInt64.self).littleEndian
+  }
+
+  /// Every query log entry reads, is stored under its own id, below the counter (the next
+  /// id handed out would overwrite it), and belongs to a collection there is; every
+  /// feedback record reads and belongs to an entry there is. Returns the counts read.
+  private func checkQueryLog(
+    collections: Set<String>, in txn: Transaction, problem: (String) -> Void
+  ) throws -> (entries: Int, feedback: Int) {
+    let log = schema.log
+    let nextLogID = try counter(.nextLogID, in: txn, problem: problem)
+    var entries = Set<UInt64>()
+    try txn.forEach(in: log.entries) { key, value in
+      guard let id = LogKey(keyBytes: key) else {
+        problem("query log: a key is \(key.count) bytes, not 8")
+        return true
+      }
+      entries.insert(id)
+      guard
+        let entry = try? QueryLogStore.entryDecoder.decode(LogEntry.self, from: Data(value))
+      else {
+        problem("query log: entry \(id) is unreadable")
+        return true
+      }
+      if entry.id != id { problem("query log: entry \(id) says it is entry \(entry.id)") }
+      if let nextLogID, id >= nextLogID {
+        problem("query log: entry \(id) is past the counter of log ids (\(nextLogID))")
+      }
+      if !collections.contains(entry.collection) {
+        problem(
+          "query log: entry \(id) belongs to a missing collection \"\(entry.collection)\"")
+      }
+      return true
+    }
+    var feedback = 0
+    try txn.forEach(in: log.feedback) { key, value in
+      feedback += 1
+      guard let key = FeedbackKey.decode(key) else {
+        problem("feedback: a key is \(key.count) bytes, shorter than a log id")
+        return true
+      }
+      let item = try? QueryLogStore.decoder.decode(Feedback.self, from: Data(value))
+      if item?.documentID != key.document {
+        problem(
+          "feedback: the record for \"\(key.document)\" on entry \(key.log) is unreadable")
+      }
+      if !entries.contains(key.log) {
+        problem("feedback: for \"\(key.document)\" on entry \(key.log), which the log lacks")
+      }
+      return true
+    }
+    return (entries.count, feedback)
+  }
+
+  /// Every router's record, versions, weights and log entries read and belong to a router
+  /// (and version) there is; a ready version's encoder exists; a log entry is stored under
+  /// its own id, below the counter, and names only its router's paths. Returns the counts
+  /// read.
+  private func checkRouters(models: Set<Int>, in txn: Transaction, problem: (String) -> Void)
+    throws -> (routers: Int, entries: Int)
+  {
+    let routing = schema.routing
+    var routers: [UInt32: RouterRecord] = [:]
+    try txn.forEach(in: routing.routers) { key, value in
+      let name = String(decoding: key, as: UTF8.self)
+      guard
+        let record = try? QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value)),
+        record.name == name
+      else {
+        problem("router \"\(name)\": its record is unreadable")
+        return true
+      }
+      routers[record.id] = record
+      return true
+    }
+    var versions: [UInt32: Set<UInt32>] = [:]
+    try txn.forEach(in: routing.versions) { key, value in
+      guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
+        problem("router versions: a key is \(key.count) bytes, not 8")
+        return true
+      }
+      guard let router = routers[key.router] else {
+        problem("router versions: version \(key.version) of a missing router \(key.router)")
+        return true
+      }
+      let place = "router \"\(router.name)\" version \(key.version)"
+      guard
+        let version = try? QueryLogStore.decoder.decode(RouterVersion.self, from: Data(value)),
+        version.version == key.version
+      else {
+        problem("\(place): its record is unreadable")
+        return true
+      }
+      versions[key.router, default: []].insert(key.version)
+      if version.state == .ready, !models.contains(version.model) {
+        problem("\(place): its encoder, model \(version.model), is missing")
+      }
+      return true
+    }
+    for router in routers.values {
+      for version in router.history
+      where !(versions[router.id] ?? []).contains(UInt32(truncatingIfNeeded: version)) {
+        problem("router \"\(router.name)\": active version \(version) has no record")
+      }
+    }
+    try txn.forEach(in: routing.weights) { key, value in
+      guard let (key, isAdapters) = RouterVersionKey.decode(key) else {
+        problem("router weights: a key of \(key.count) bytes is not a version's")
+        return true
+      }
+      guard let router = routers[key.router],
+        versions[key.router]?.contains(key.version) == true
+      else {
+        problem(
+          "router weights: of version \(key.version) of router \(key.router), which is missing")
+        return true
+      }
+      let floats = value.count / 4
+      if !isAdapters,
+        value.count % 4 != 0 || floats % router.paths.count != 0
+          || !(0..<floats).allSatisfy({
+            Float(bitPattern: value.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
+              .isFinite
+          })
+      {
+        problem(
+          "router \"\(router.name)\" version \(key.version): its head is not \(router.paths.count) rows of finite numbers"
+        )
+      }
+      return true
+    }
+    let nextRouteLogID = try counter(.nextRouteLogID, in: txn, problem: problem)
+    var routeEntries = 0
+    try txn.forEach(in: routing.log) { key, value in
+      routeEntries += 1
+      guard let key = RouteLogKey.decode(key) else {
+        problem("route log: a key is \(key.count) bytes, not 12")
+        return true
+      }
+      guard let router = routers[key.router] else {
+        problem("route log: entry \(key.log) of a missing router \(key.router)")
+        return true
+      }
+      let place = "route log of \"\(router.name)\": entry \(key.log)"
+      guard
+        let entry = try? QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value))
+      else {
+        problem("\(place) is unreadable")
+        return true
+      }
+      if entry.logID != key.log { problem("\(place) says it is entry \(entry.logID)") }
+      if let nextRouteLogID, key.log >= nextRouteLogID {
+        problem("\(place) is past the counter of route log ids (\(nextRouteLogID))")
+      }
+      let paths = Set(router.paths.map(\.name))
+      if let unknown = (Array(entry.outcomes.keys) + [entry.label].compactMap { $0 })
+        .first(where: { !paths.contains($0) })
+      {
+        problem("\(place) names a path the router lacks, \"\(unknown)\"")
+      }
+      return true
+    }
+    return (routers.count, routeEntries)
   }
 
   private func collectionRecords() throws -> [CollectionRecord] {
