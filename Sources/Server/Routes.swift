@@ -419,8 +419,10 @@ struct Routes: Sendable {
     return try object.mapValues { value in
       guard case .object(let grades) = value else { throw wrong }
       return try grades.mapValues { grade in
-        guard case .number(let number) = grade, number.rounded() == number else { throw wrong }
-        return Int(number)
+        guard case .number(let number) = grade, let integer = Int(exactly: number) else {
+          throw wrong
+        }
+        return integer
       }
     }
   }

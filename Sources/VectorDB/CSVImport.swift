@@ -15,7 +15,7 @@ extension DocumentCollection {
   /// - Throws: `VectorDBError.invalidInput` naming `source` and the record: no such
   ///   column, a record with more or fewer fields than the header, an empty or
   ///   over-long id, input that is not UTF-8 CSV; naming the line, a quoted field never
-  ///   closed (which would otherwise swallow the rest of the file into one field).
+  ///   closed or text after a closing quote (which the parser would read silently wrong).
   @discardableResult
   public func importCSV(
     data: Data, source: String, textColumn: String, idColumn: String? = nil,
@@ -33,10 +33,8 @@ extension DocumentCollection {
     guard let text = String(data: data, encoding: .utf8) else {
       throw fail(nil, "the file is not UTF-8 text")
     }
-    if let line = unclosedQuoteLine(text, delimiter: UInt8(delimiter.value)) {
-      throw VectorDBError.invalidInput(
-        source: source, line: line,
-        reason: "the quoted field that opens on this line is never closed")
+    if let problem = quotingProblem(text, delimiter: UInt8(delimiter.value)) {
+      throw VectorDBError.invalidInput(source: source, line: problem.line, reason: problem.reason)
     }
     guard let reader = try? CSVReader(string: text, hasHeaderRow: true, delimiter: delimiter),
       let header = reader.headerRow, !header.isEmpty
@@ -123,33 +121,39 @@ private struct CSVColumns {
   }
 }
 
-/// The line (from 1) where a quoted field opens that the input never closes; nil when
-/// every quoted field is closed. RFC 4180: a field is quoted when its first character is
-/// `"`, and inside it `""` is one quote. A quote elsewhere in an unquoted field (`12" pizza`)
-/// is text, as the parser reads it.
-private func unclosedQuoteLine(_ text: String, delimiter: UInt8) -> Int? {
+/// Where `text`'s quoting breaks RFC 4180 in a way the parser would read silently wrong:
+/// a quoted field the input never closes (it would swallow the rest of the file), or text
+/// after a field's closing quote (`"ab"c`, `"ab" `: the parser runs on into the next
+/// record). Returns the line (from 1) and what is wrong; nil when the quoting is sound. A
+/// field is quoted when its first character is `"`, and inside it `""` is one quote; a
+/// quote elsewhere in an unquoted field (`12" pizza`) is text, as the parser reads it.
+private func quotingProblem(_ text: String, delimiter: UInt8) -> (line: Int, reason: String)? {
   enum State { case fieldStart, unquoted, quoted, afterQuote }
+  let (quote, lf, cr) = (UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r"))
   var state = State.fieldStart
   var line = 1
   var opened = 0
   var previous: UInt8 = 0
   for byte in text.utf8 {
-    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again).
-    if byte == UInt8(ascii: "\r") || (byte == UInt8(ascii: "\n") && previous != UInt8(ascii: "\r"))
-    {
-      line += 1
+    if state == .afterQuote && byte != quote && byte != delimiter && byte != lf && byte != cr {
+      return (
+        line,
+        "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
+      )
     }
+    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again).
+    if byte == cr || (byte == lf && previous != cr) { line += 1 }
     previous = byte
     switch (state, byte) {
-    case (.quoted, UInt8(ascii: "\"")): state = .afterQuote
+    case (.quoted, quote): state = .afterQuote
     case (.quoted, _): break
-    case (.fieldStart, UInt8(ascii: "\"")), (.afterQuote, UInt8(ascii: "\"")):
+    case (.fieldStart, quote), (.afterQuote, quote):
       if state == .fieldStart { opened = line }
       state = .quoted
-    case (_, delimiter), (_, UInt8(ascii: "\n")), (_, UInt8(ascii: "\r")):
-      state = .fieldStart
+    case (_, delimiter), (_, lf), (_, cr): state = .fieldStart
     default: state = .unquoted
     }
   }
-  return state == .quoted ? opened : nil
+  return state == .quoted
+    ? (opened, "the quoted field that opens on this line is never closed") : nil
 }

@@ -233,16 +233,20 @@ extension Database {
   /// Changes the retention and prunes what falls outside it, in the query log and in
   /// the routers' log, in one transaction.
   ///
-  /// - Throws: `VectorDBError.invalidInput` for `maxEntries` below 1 or a `maxAge` that is
-  ///   negative or not finite (nothing changes); `.storage`.
+  /// - Throws: `VectorDBError.invalidInput` for `maxEntries` below 1 or a `maxAge` not
+  ///   above 0 or above 3.2e10 s (nothing changes); `.storage`.
   public func setLogRetention(_ retention: LogRetention) throws {
     if let count = retention.maxEntries, count < 1 {
       throw VectorDBError.invalidInput(
         source: "log retention", line: nil, reason: "max_entries must be at least 1 (got \(count))")
     }
-    if let age = retention.maxAge, !(age.isFinite && age >= 0) {
+    // Zero would empty both logs at once, as max_entries 0 would; past a thousand years
+    // an age limit is no limit.
+    if let age = retention.maxAge, !(age > 0 && age <= 3.2e10) {
       throw VectorDBError.invalidInput(
-        source: "log retention", line: nil, reason: "max_age must be seconds ≥ 0 (got \(age))")
+        source: "log retention", line: nil,
+        reason: "max_age must be seconds above 0 and at most 3.2e10, a thousand years (got \(age))"
+      )
     }
     try flushLog()
     let meta = schema.meta

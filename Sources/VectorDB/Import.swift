@@ -66,7 +66,8 @@ extension DocumentCollection {
   /// upserts).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (invalid UTF-8,
-  ///   invalid JSON, a missing or mistyped field); `.storage` for I/O errors.
+  ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold);
+  ///   `.storage` for I/O errors.
   @discardableResult
   public func importJSONL(
     path: String, options: ImportOptions = ImportOptions(),
@@ -93,11 +94,18 @@ extension DocumentCollection {
     let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
     var total = 0
-    // Lines carry vectors all or none, of one length: the first good line decides.
+    // Lines carry vectors all or none, of one length: the first good line decides. Each
+    // vector is checked against the collection here, before anything is written.
     var first: (line: Int, vectorLength: Int?)?
+    let settings = try database.collectionRecord(name)?.vectors
     try JSONLines.forEach(in: data) { line, bytes in
       do {
-        let (_, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+        let (document, vector) = try JSONLines.documentAndVector(
+          from: bytes, source: path, line: line)
+        if let vector, let problem = settings?.problem(with: vector) {
+          throw VectorDBError.invalidInput(
+            source: path, line: line, reason: "document \"\(document.id)\": \(problem)")
+        }
         if let first, first.vectorLength != vector?.count {
           throw VectorDBError.invalidInput(
             source: path, line: line,

@@ -28,12 +28,30 @@ struct Init: ParsableCommand {
 
   func run() throws {
     Fault.arm(path: database.path)
+    let files = FileManager.default
+    let existed = (
+      directory: files.fileExists(atPath: database.path),
+      database: files.fileExists(atPath: database.path + "/data.mdb")
+    )
     let db = try Database(path: database.path)
     var imported: ModelInfo?
     if !noModel {
       let directory = model ?? DefaultModel.directory
       if model != nil || DefaultModel.isFetched {
-        imported = try db.importModel(directory: directory, precision: precision)
+        do {
+          imported = try db.importModel(directory: directory, precision: precision)
+        } catch {
+          // A database this command created stays only with its model: without one, its
+          // collections would silently hold documents without vectors.
+          if !existed.database {
+            let created =
+              existed.directory
+              ? ["data.mdb", "lock.mdb", "images"].map { database.path + "/" + $0 }
+              : [database.path]
+            for path in created { try? files.removeItem(atPath: path) }
+          }
+          throw error
+        }
       } else if try db.defaultModelVersion() == nil {
         Terminal.warn("no model at \(directory): collections will hold documents only")
         FileHandle.standardError.write(
@@ -179,11 +197,15 @@ struct Import: ParsableCommand {
   /// `--delimiter` as one Unicode scalar (`tab` and `\t` name the tab).
   private func separator() throws -> Unicode.Scalar {
     let scalars = ["tab": "\t", "\\t": "\t"][delimiter, default: delimiter].unicodeScalars
-    guard scalars.count == 1 else {
+    guard let scalar = scalars.first, scalars.count == 1, scalar.isASCII,
+      !"\"\r\n".unicodeScalars.contains(scalar)
+    else {
       throw CLIError(
-        message: "--delimiter must be one character (got \"\(delimiter)\")", usage: true)
+        message:
+          "--delimiter must be one ASCII character, not a quote or a line break (got \"\(delimiter)\")",
+        usage: true)
     }
-    return scalars.first!
+    return scalar
   }
 
   private func importCSV(_ path: String) throws {

@@ -101,7 +101,13 @@ struct LogRetentionCommand: ParsableCommand {
       }
       try Counts.check("log retention", ["--max-entries": count])
     }
-    if let maxAge, maxAge != "none" { _ = try parseDuration(maxAge) }
+    if let maxAge, maxAge != "none" {
+      do {
+        _ = try parseDuration(maxAge)
+      } catch let error as CLIError {
+        throw ValidationError("--max-age: \(error.message) (\(error.hint ?? ""))")
+      }
+    }
   }
 
   func run() throws {
@@ -119,7 +125,7 @@ struct LogRetentionCommand: ParsableCommand {
       try Terminal.printJSONLine(retention)
       return
     }
-    switch (retention.maxEntries, retention.maxAge.map { Int($0) }) {
+    switch (retention.maxEntries, retention.maxAge.map { String(format: "%.0f", $0) }) {
     case (nil, nil): print("the logs keep every entry")
     case (let count?, nil): print("the logs keep the newest \(count) entries")
     case (nil, let age?): print("the logs keep the entries of the last \(age) s")

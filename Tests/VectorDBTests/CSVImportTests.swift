@@ -71,6 +71,14 @@ final class CSVImportTests: XCTestCase {
         "\($0)", "in.csv:4: the quoted field that opens on this line is never closed")
     }
     XCTAssertEqual(try docs.count(), 0)
+    for trailing in ["a,\"ab\" \nb,x\n", "a,\"ab\"c\nb,\"q\"\n"] {
+      XCTAssertThrowsError(
+        try docs.importCSV(
+          data: Data(("id,text\n" + trailing).utf8), source: "in.csv", textColumn: "text")
+      ) {
+        XCTAssertTrue("\($0)".hasPrefix("in.csv:2: text after the closing quote"), "\($0)")
+      }
+    }
     // A quote inside an unquoted field is text, and a doubled quote inside a quoted one.
     let inches = Data("id,text\na,12\" pizza\nb,\"say \"\"hi\"\"\"\n".utf8)
     try docs.importCSV(data: inches, source: "in.csv", textColumn: "text")

@@ -69,6 +69,25 @@ final class ImportTests: XCTestCase {
     XCTAssertEqual(try docs.count(), 0)
   }
 
+  func testAVectorTheCollectionCannotHoldOnALateLineWritesNothing() throws {
+    let good = (1...5).map { #"{"_id": "\#($0)", "text": "t", "vector": [1, 0]}"# }
+    let docs = try Database(path: directory + "/db").collection(
+      "v", options: CollectionOptions(vectors: .given(dimension: 2, metric: .cosine)))
+    for (late, problem) in [
+      ("[0, 0]", "the vector is all zeros, which has no cosine similarity"),
+      ("[1e39, 0]", "the vector holds inf at position 0"),
+    ] {
+      let path = try file(
+        "late.jsonl", good + [#"{"_id": "6", "text": "t", "vector": \#(late)}"#])
+      var options = ImportOptions()
+      options.batchSize = 2
+      XCTAssertThrowsError(try docs.importJSONL(path: path, options: options)) { error in
+        XCTAssertEqual("\(error)", "\(path):6: document \"6\": \(problem)")
+      }
+      XCTAssertEqual(try docs.count(), 0)
+    }
+  }
+
   func testEachKindOfBadLineIsNamed() throws {
     let cases: [(String, String)] = [
       (#"{"text": "no id"}"#, "missing field \"_id\" (or \"id\")"),

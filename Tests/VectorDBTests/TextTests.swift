@@ -129,7 +129,7 @@ final class TextTests: XCTestCase {
     XCTAssertGreaterThan(try db.logEntries().last!.id, ids[1], "ids keep increasing")
     for bad in [
       LogRetention(maxEntries: 0), LogRetention(maxAge: -1), LogRetention(maxAge: .nan),
-      LogRetention(maxAge: .infinity),
+      LogRetention(maxAge: .infinity), LogRetention(maxAge: 0), LogRetention(maxAge: 1e19),
     ] {
       XCTAssertThrowsError(try db.setLogRetention(bad)) { error in
         guard case VectorDBError.invalidInput(source: "log retention", _, _) = error else {

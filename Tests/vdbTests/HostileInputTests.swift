@@ -244,6 +244,22 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(verify.stdout.contains("model version 1"), verify.stdout)
   }
 
+  func testAnInitWhoseModelFailsLeavesNoDatabase() throws {
+    let model = directory + "/model"
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    try Data(#"{"hidden_size": 384}"#.utf8).write(to: URL(fileURLWithPath: model + "/config.json"))
+    try Data().write(to: URL(fileURLWithPath: model + "/vocab.txt"))
+    let empty = directory + "/empty"
+    try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+    for target in [db, empty] {
+      let result = try Shell.vdb(["init", "--db", target, "--model", model])
+      XCTAssertEqual(result.status, 1, result.stderr)
+      XCTAssertTrue(result.stderr.hasPrefix("error: cannot load the model"), result.stderr)
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: db), "the directory it created")
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: empty), [])
+  }
+
   func testCountOptionsOutOfRangeAreUsageErrors() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let file = directory + "/d.jsonl"

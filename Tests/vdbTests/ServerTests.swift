@@ -91,6 +91,12 @@ final class ServerTests: XCTestCase {
       #"{"queries": {"q1": "graph index"}, "qrels": {"q1": {"n2": 1}}, "mode": "dense"}"#)
     XCTAssertEqual(reply.json["ndcg@10"] as? Double, 1, reply.text)
     XCTAssertEqual(reply.json["queries"] as? Double, 1)
+    for grade in ["1e19", "1e300", "1.5"] {  // 1e19 is past Int: it stopped the server
+      reply = try server.request(
+        "POST", "/collections/notes/eval",
+        #"{"queries": {"q1": "graph"}, "qrels": {"q1": {"n2": \#(grade)}}}"#)
+      XCTAssertEqual(reply.status, 400, "\(grade): \(reply.text)")
+    }
     reply = try server.request("POST", "/collections/notes/eval", #"{"from_log": true}"#)
     XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
 
@@ -106,7 +112,8 @@ final class ServerTests: XCTestCase {
     XCTAssertTrue(reply.json["max_entries"] is NSNull, reply.text)
     XCTAssertEqual(reply.json["max_age"] as? Double, 86_400, reply.text)
     for bad in [
-      #"{"max_entries": 0}"#, #"{"max_age": -1}"#, #"{"max_age": "7d"}"#, #"{"days": 7}"#,
+      #"{"max_entries": 0}"#, #"{"max_age": -1}"#, #"{"max_age": 0}"#, #"{"max_age": 1e19}"#,
+      #"{"max_age": "7d"}"#, #"{"days": 7}"#,
     ] {
       reply = try server.request("PUT", "/log/retention", bad)
       XCTAssertEqual(reply.status, 400, "\(bad): \(reply.text)")
