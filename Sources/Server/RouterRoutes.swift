@@ -80,7 +80,7 @@ extension Routes {
       }
     }
     router.post("/routers/{router}/train") { request, context in
-      let name = try context.parameters.require("router")
+      let name = try context.pathParameter("router")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       let arguments = try routerTrainArguments(body)
       _ = try await blocking { try database.router(name) }
@@ -122,7 +122,7 @@ extension Routes {
   /// The router named in the path, opened on the thread pool (404 `router_not_found` for a
   /// name no router has).
   private func routerNamed(_ context: Context) throws -> @Sendable () throws -> VectorDB.Router {
-    let name = try context.parameters.require("router")
+    let name = try context.pathParameter("router")
     return { try database.router(name) }
   }
 

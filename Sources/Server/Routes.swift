@@ -47,7 +47,7 @@ struct Routes: Sendable {
       return try await blocking { try createCollection(body) }
     }
     router.delete("/collections/{collection}") { request, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       let keepLog = try request.flag("keep_log")
       let force = try request.flag("force")
       return try await blocking {
@@ -56,7 +56,7 @@ struct Routes: Sendable {
       }
     }
     router.post("/collections/{collection}/rename") { request, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["name"])
       let newName = try body.required("name", body.string)
@@ -106,7 +106,7 @@ struct Routes: Sendable {
     }
     router.get("/collections/{collection}/documents/{id}") { request, context in
       let collection = try collection(context)
-      let id = try context.parameters.require("id")
+      let id = try context.pathParameter("id")
       let withVectors = try includesVector(request.parameter("include"))
       return try await blocking {
         let collection = try collection()
@@ -120,7 +120,7 @@ struct Routes: Sendable {
     }
     router.delete("/collections/{collection}/documents/{id}") { _, context in
       let collection = try collection(context)
-      let id = try context.parameters.require("id")
+      let id = try context.pathParameter("id")
       return try await blocking {
         let deleted = try collection().delete([id])
         return JSONResponse.make(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
@@ -213,7 +213,7 @@ struct Routes: Sendable {
       try await blocking { JSONResponse.make(["models": try database.modelListing()]) }
     }
     router.post("/collections/{collection}/models/activate") { request, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["version"])
       let version = try body.required("version", body.int)
@@ -221,16 +221,16 @@ struct Routes: Sendable {
         "activate", name, ["models", "activate", String(version), "-c", name])
     }
     router.post("/collections/{collection}/models/rollback") { _, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       return try await startJob("rollback", name, ["models", "rollback", "-c", name])
     }
     router.post("/collections/{collection}/train") { request, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       return try await startJob("train", name, ["train", "-c", name] + trainArguments(body))
     }
     router.post("/collections/{collection}/reembed") { request, context in
-      let name = try context.parameters.require("collection")
+      let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["model", "all", "batch_size"])
       var arguments = ["reembed", "-c", name]
@@ -271,7 +271,7 @@ struct Routes: Sendable {
   /// The collection named in the path, opened on the thread pool (a function, so the
   /// lookup's storage errors surface there too).
   private func collection(_ context: Context) throws -> @Sendable () throws -> DocumentCollection {
-    let name = try context.parameters.require("collection")
+    let name = try context.pathParameter("collection")
     return { try database.collection(name, create: false) }
   }
 
@@ -524,4 +524,18 @@ func commandOption(_ key: String) -> String { "--" + key.replacingOccurrences(of
 /// `{"documents": [...]}`: `null` for an id asked for and not found.
 struct DocumentList<Row: Encodable>: Encodable {
   var documents: [Row]
+}
+
+extension BasicRequestContext {
+  /// The path parameter `name`, percent-decoded (`a%20b` is `a b`, `a%2Fb` is `a/b`): a
+  /// document id or a collection name may hold any character a URL cannot.
+  ///
+  /// - Throws: `APIError` 400 for a malformed percent-encoding.
+  func pathParameter(_ name: String) throws -> String {
+    let raw = try parameters.require(name)
+    guard let decoded = raw.removingPercentEncoding else {
+      throw APIError.badRequest("path: \"\(raw)\" is not valid percent-encoding")
+    }
+    return decoded
+  }
 }

@@ -47,6 +47,17 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(
       reply.json["text"] as? String, "HNSW is a graph index for approximate nearest neighbours")
     XCTAssertEqual((reply.json["vector"] as? [Double])?.count, 384)
+    // Ids in the path are percent-decoded: any character an id may hold can be reached.
+    reply = try server.request(
+      "POST", "/collections/notes/documents",
+      #"{"documents": [{"id": "a/b c é?%", "text": "an id a URL must escape"}]}"#)
+    XCTAssertEqual(reply.status, 200, reply.text)
+    let escaped = "/collections/notes/documents/a%2Fb%20c%20%C3%A9%3F%25"
+    reply = try server.request("GET", escaped)
+    XCTAssertEqual(reply.json["id"] as? String, "a/b c é?%", reply.text)
+    XCTAssertEqual(try server.request("GET", "/collections/notes/documents/%zz").status, 400)
+    reply = try server.request("DELETE", escaped)
+    XCTAssertEqual(reply.json["deleted"] as? Int, 1, reply.text)
     reply = try server.request(
       "POST", "/collections/notes/documents/get", #"{"ids": ["n1", "zz"]}"#)
     let found = try XCTUnwrap(reply.json["documents"] as? [Any])
