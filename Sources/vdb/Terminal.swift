@@ -8,12 +8,20 @@ import VectorDB
 /// Printing for people (aligned tables, one-line errors) and for scripts (JSON).
 enum Terminal {
   static func error(_ message: String, hint: String?) {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
+    FileHandle.standardError.write(Data("error: \(shown(message))\n".utf8))
+    if let hint { FileHandle.standardError.write(Data("hint: \(shown(hint))\n".utf8)) }
   }
 
   static func warn(_ message: String) {
-    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("warning: \(shown(message))\n".utf8))
+  }
+
+  /// A message's lines with their control characters escaped: errors repeat ids and
+  /// texts as given, and the terminal must show them, not obey them.
+  private static func shown(_ message: String) -> String {
+    message.split(separator: "\n", omittingEmptySubsequences: false).map {
+      escaped(String($0))
+    }.joined(separator: "\n")
   }
 
   /// `value` in the one JSON convention of every `--json` output (`JSONOutput`):

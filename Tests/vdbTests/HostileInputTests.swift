@@ -307,6 +307,10 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(meta.stderr.contains("64 levels"), meta.stderr)
     let filter = try Shell.vdb(["get", "--db", db, "-c", "", "x"])
     XCTAssertEqual(filter.status, 1, "an empty collection name is a user error: \(filter.stderr)")
+    let echoed = try Shell.vdb(["get", "--db", db, "-c", "c", "a\u{1B}[31mred"])
+    XCTAssertEqual(echoed.status, 1, echoed.stderr)
+    XCTAssertFalse(echoed.stderr.contains("\u{1B}"), "an error shows an id, never obeys it")
+    XCTAssertTrue(echoed.stderr.contains("a\\u{1B}[31mred"), echoed.stderr)
   }
 
   func testInitTightensAWorldWritableDirectory() throws {
