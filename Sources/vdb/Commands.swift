@@ -31,7 +31,8 @@ struct Init: ParsableCommand {
     let files = FileManager.default
     let existed = (
       directory: files.fileExists(atPath: database.path),
-      database: files.fileExists(atPath: database.path + "/data.mdb")
+      database: files.fileExists(atPath: database.path + "/data.mdb"),
+      images: files.fileExists(atPath: database.path + "/images")
     )
     let db = try Database(path: database.path)
     var imported: ModelInfo?
@@ -46,7 +47,9 @@ struct Init: ParsableCommand {
           if !existed.database {
             let created =
               existed.directory
-              ? ["data.mdb", "lock.mdb", "images"].map { database.path + "/" + $0 }
+              ? (["data.mdb", "lock.mdb"] + (existed.images ? [] : ["images"])).map {
+                database.path + "/" + $0
+              }
               : [database.path]
             for path in created { try? files.removeItem(atPath: path) }
           }
