@@ -459,8 +459,8 @@ struct Routes: Sendable {
       }
       arguments += ["--seed", String(seed)]
     }
-    for key in numbers {
-      if let value = try body.double(key) { arguments += [commandOption(key), String(value)] }
+    for key in numbers {  // `--lr=-1`: a negative value would read as an option
+      if let value = try body.double(key) { arguments.append("\(commandOption(key))=\(value)") }
     }
     for key in flags where try body.bool(key) == true { arguments.append(commandOption(key)) }
     return arguments

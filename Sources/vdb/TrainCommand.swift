@@ -92,7 +92,7 @@ struct Train: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
+    if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
     try Counts.check(
       "train",
       [

@@ -274,6 +274,9 @@ final class HostileInputTests: ShellTestCase {
       ["train", "-c", "c", "--epochs", "0"],
       ["train", "-c", "c", "--batch-size", "1"],
       ["eval", "-c", "c", "--from-log", "--ef", "0"],
+      ["train", "-c", "c", "--lr", "inf"],
+      ["route", "train", "-r", "r", "--lr", "inf"],
+      ["route", "train", "-r", "r", "--lora-lr=-1"],
     ] {
       let result = try Shell.vdb(command + ["--db", db])
       XCTAssertEqual(result.status, 2, "\(command): \(result.stderr)")
