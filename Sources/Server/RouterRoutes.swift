@@ -188,10 +188,9 @@ extension Routes {
       }
       arguments += ["--seed", String(seed)]
     }
-    // Ranges are checked by the command, whose error becomes the job's (`--lr=-1`: a
-    // negative value would read as an option).
+    // Ranges are checked by the command, whose error becomes the job's.
     for key in fractions {
-      if let value = try body.double(key) { arguments.append("\(commandOption(key))=\(value)") }
+      if let value = try body.double(key) { arguments.append(commandOption(key, value)) }
     }
     if try body.bool("force") == true { arguments.append("--force") }
     return arguments

@@ -459,8 +459,8 @@ struct Routes: Sendable {
       }
       arguments += ["--seed", String(seed)]
     }
-    for key in numbers {  // `--lr=-1`: a negative value would read as an option
-      if let value = try body.double(key) { arguments.append("\(commandOption(key))=\(value)") }
+    for key in numbers {
+      if let value = try body.double(key) { arguments.append(commandOption(key, value)) }
     }
     for key in flags where try body.bool(key) == true { arguments.append(commandOption(key)) }
     return arguments
@@ -520,6 +520,10 @@ struct Routes: Sendable {
 
 /// The command-line option of request field `key` (`batch_size` is `--batch-size`).
 func commandOption(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
+
+/// Request field `key` with its number as one argument, `--lr=-1`: apart, a negative
+/// value would read as an option and never reach the command's range check.
+func commandOption(_ key: String, _ value: Double) -> String { "\(commandOption(key))=\(value)" }
 
 /// `{"documents": [...]}`: `null` for an id asked for and not found.
 struct DocumentList<Row: Encodable>: Encodable {

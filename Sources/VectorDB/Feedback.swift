@@ -60,19 +60,14 @@ extension DocumentCollection {
   ///   is logged either way); `.storage`.
   @discardableResult
   public func judge(_ judgements: [Judgement]) throws -> [UInt64] {
+    if let blank = judgements.firstIndex(where: \.query.isBlank) {
+      throw VectorDBError.invalidInput(
+        source: "judgement", line: judgements.count > 1 ? blank + 1 : nil,
+        reason: "the query text is empty")
+    }
     let log = database.schema.log
     let retention = try database.logRetention()
     let name = self.name
-    if let blank = judgements.firstIndex(where: \.query.isBlank) {
-      throw VectorDBError.invalidInput(
-        source: "judgement", line: judgements.count > 1 ? blank + 1 : nil,
-        reason: "the query text is empty")
-    }
-    if let blank = judgements.firstIndex(where: \.query.isBlank) {
-      throw VectorDBError.invalidInput(
-        source: "judgement", line: judgements.count > 1 ? blank + 1 : nil,
-        reason: "the query text is empty")
-    }
     return try writeLog { txn in
       try judgements.map { judgement in
         for documentID in judgement.relevant.keys { try requireDocument(documentID, in: txn) }

@@ -222,6 +222,7 @@ extension Database {
   {
     let routing = schema.routing
     var routers: [UInt32: RouterRecord] = [:]
+    var paths: [UInt32: Set<String>] = [:]
     try txn.forEach(in: routing.routers) { key, value in
       let name = String(decoding: key, as: UTF8.self)
       guard
@@ -232,6 +233,7 @@ extension Database {
         return true
       }
       routers[record.id] = record
+      paths[record.id] = Set(record.paths.map(\.name))
       return true
     }
     var versions: [UInt32: Set<UInt32>] = [:]
@@ -276,13 +278,9 @@ extension Database {
           "router weights: of version \(key.version) of router \(key.router), which is missing")
         return true
       }
-      let floats = value.count / 4
       if !isAdapters,
-        value.count % 4 != 0 || floats % router.paths.count != 0
-          || !(0..<floats).allSatisfy({
-            Float(bitPattern: value.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
-              .isFinite
-          })
+        value.count % 4 != 0 || value.count / 4 % router.paths.count != 0
+          || !RouterStore.floats(value).allSatisfy(\.isFinite)
       {
         problem(
           "router \"\(router.name)\" version \(key.version): its head is not \(router.paths.count) rows of finite numbers"
@@ -313,9 +311,8 @@ extension Database {
       if let nextRouteLogID, key.log >= nextRouteLogID {
         problem("\(place) is past the counter of route log ids (\(nextRouteLogID))")
       }
-      let paths = Set(router.paths.map(\.name))
       if let unknown = (Array(entry.outcomes.keys) + [entry.label].compactMap { $0 })
-        .first(where: { !paths.contains($0) })
+        .first(where: { paths[key.router]?.contains($0) != true })
       {
         problem("\(place) names a path the router lacks, \"\(unknown)\"")
       }

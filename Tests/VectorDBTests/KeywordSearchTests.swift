@@ -344,12 +344,18 @@ final class KeywordSearchTests: XCTestCase {
 
   // MARK: Hybrid, with the real model
 
-  func testHybridFusesBothListsAndSaysWhichFoundEachHit() throws {
+  /// The notes in a database holding the default model: embedded and text-indexed.
+  private func embeddedNotes() throws -> (Database, DocumentCollection) {
     XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
     let db = try Database(path: path)
     try db.importModel(directory: DefaultModel.directory)
     let collection = try db.collection("notes")
     try collection.upsert(Self.notes)
+    return (db, collection)
+  }
+
+  func testHybridFusesBothListsAndSaysWhichFoundEachHit() throws {
+    let (db, collection) = try embeddedNotes()
     for fusion in [Fusion.reciprocalRank, .convex(alpha: 0.5)] {
       let hits = try collection.query(
         texts: ["error 0x80070005"], options: QueryOptions(k: 3, log: false, fusion: fusion))[0]
@@ -369,11 +375,7 @@ final class KeywordSearchTests: XCTestCase {
   }
 
   func testABlankQueryIsAnErrorInEveryModeAndNothingIsLogged() throws {
-    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
-    let db = try Database(path: path)
-    try db.importModel(directory: DefaultModel.directory)
-    let collection = try db.collection("notes")
-    try collection.upsert(Self.notes)
+    let (db, collection) = try embeddedNotes()
     for mode in [nil, SearchMode.dense, .hybrid, .keyword] {
       XCTAssertThrowsError(try collection.query(text: "", mode: mode)) { error in
         XCTAssertEqual("\(error)", "query: the query text is empty", "\(mode as Any)")

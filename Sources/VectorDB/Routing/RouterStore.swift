@@ -181,10 +181,13 @@ struct RouterStore {
   }
 
   func parameters(router: UInt32, version: Int, in txn: Transaction) throws -> [Float]? {
-    try txn.get(weights, key: Self.versionKey(router: router, version: version)).map { bytes in
-      (0..<(bytes.count / 4)).map {
-        Float(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self).littleEndian)
-      }
+    try txn.get(weights, key: Self.versionKey(router: router, version: version)).map(Self.floats)
+  }
+
+  /// A head's stored bytes as Float32 LE values (a ragged tail byte is not read).
+  static func floats(_ bytes: UnsafeRawBufferPointer) -> [Float] {
+    (0..<(bytes.count / 4)).map {
+      Float(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self).littleEndian)
     }
   }
 
