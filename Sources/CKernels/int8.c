@@ -213,11 +213,10 @@ VNNI static inline __attribute__((always_inline)) void tile_vnni(
     const __m512 sw = _mm512_loadu_ps(scale + g * PANEL);
     for (int i = 0; i < nr; i++) sum[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), sw, sum[i]);
   }
-  for (int i = 0; i < nr; i++) {
-    float out[PANEL];
-    _mm512_storeu_ps(out, _mm512_mul_ps(sum[i], _mm512_set1_ps(xs[i])));
-    store(out, bias, mask, y + (size_t)i * ldy);
-  }
+  const __m512 b = bias ? _mm512_maskz_loadu_ps((__mmask16)mask, bias) : _mm512_setzero_ps();
+  for (int i = 0; i < nr; i++)
+    _mm512_mask_storeu_ps(y + (size_t)i * ldy, (__mmask16)mask,
+                          _mm512_add_ps(_mm512_mul_ps(sum[i], _mm512_set1_ps(xs[i])), b));
 }
 
 VNNI static void block_vnni(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
@@ -271,12 +270,24 @@ AVX2 static inline __attribute__((always_inline)) void tile_256(
       sum[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][1]), s1, sum[i][1]);
     }
   }
+  // A whole panel (all but a last one narrower than 16 columns) is stored as two vectors,
+  // a partial one value by value: storing every panel value by value took 5–15% of a
+  // layer's time on AVX2.
+  const int whole = mask == (1u << PANEL) - 1;
+  const __m256 b0 = whole && bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  const __m256 b1 = whole && bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
   for (int i = 0; i < nr; i++) {
-    float out[PANEL];
     const __m256 sx = _mm256_set1_ps(xs[i]);
+    float *yi = y + (size_t)i * ldy;
+    if (whole) {
+      _mm256_storeu_ps(yi, _mm256_add_ps(_mm256_mul_ps(sum[i][0], sx), b0));
+      _mm256_storeu_ps(yi + 8, _mm256_add_ps(_mm256_mul_ps(sum[i][1], sx), b1));
+      continue;
+    }
+    float out[PANEL];
     _mm256_storeu_ps(out, _mm256_mul_ps(sum[i][0], sx));
     _mm256_storeu_ps(out + 8, _mm256_mul_ps(sum[i][1], sx));
-    store(out, bias, mask, y + (size_t)i * ldy);
+    store(out, bias, mask, yi);
   }
 }
 
