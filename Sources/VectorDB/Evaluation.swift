@@ -100,7 +100,7 @@ extension DocumentCollection {
     let mode = try searchMode(requested, record: record, byVector: false)
     let start = Date()
     let cutoffs = MetricCutoffs()
-    let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
+    let ids = try Self.judgedQueryIDs(queries: queries, qrels: qrels)
     var results: [String: [ScoredHit]] = [:]
     let chunk = 64
     for first in stride(from: 0, to: ids.count, by: chunk) {
@@ -122,6 +122,24 @@ extension DocumentCollection {
       metrics: evaluation.means, queries: evaluation.queries,
       perQuery: perQuery ? evaluation.perQuery : nil,
       seconds: Date().timeIntervalSince(start), mode: mode)
+  }
+
+  /// The ids of `queries` with a relevant document in `qrels`, sorted: the queries an
+  /// evaluation scores.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` when there are none (metrics over no queries
+  ///   would read as a score of 0).
+  static func judgedQueryIDs(queries: [String: String], qrels: [String: [String: Int]]) throws
+    -> [String]
+  {
+    let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
+    guard ids.isEmpty else { return ids }
+    throw VectorDBError.invalidInput(
+      source: "evaluation", line: nil,
+      reason: queries.isEmpty
+        ? "there are no queries to evaluate"
+        : "none of the \(queries.count) queries has a relevant document in the qrels "
+          + "(\(qrels.count) query ids there): do the query ids match?")
   }
 
   /// The logged queries with relevant feedback, as evaluation input: query id

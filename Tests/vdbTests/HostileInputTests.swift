@@ -284,6 +284,29 @@ final class HostileInputTests: ShellTestCase {
     }
   }
 
+  /// Qrels whose query ids match none of the queries (a wrong split, another data set)
+  /// used to print every metric as 0 over "0 queries" and exit 0.
+  func testAnEvaluationOfNoJudgedQueryIsAnError() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let file = directory + "/d.jsonl"
+    try Shell.writeBatch(file, prefix: "d", count: 3)
+    XCTAssertEqual(try Shell.vdb(["import", file, "-c", "c", "--db", db]).status, 0)
+    let queries = directory + "/queries.jsonl"
+    let qrels = directory + "/qrels.tsv"
+    try Data(#"{"_id": "q1", "text": "document lorem"}"#.utf8).write(
+      to: URL(fileURLWithPath: queries))
+    try Data("query-id\tcorpus-id\tscore\n1\td-0\t1\n".utf8).write(to: URL(fileURLWithPath: qrels))
+    let evaluate = ["eval", "-c", "c", "--mode", "keyword", "--db", db]
+    var result = try Shell.vdb(evaluate + ["--queries", queries, "--qrels", qrels])
+    XCTAssertEqual(result.status, 1, result.stderr)
+    XCTAssertTrue(
+      result.stderr.contains("none of the 1 queries has a relevant document in the qrels"),
+      result.stderr)
+    result = try Shell.vdb(evaluate + ["--from-log"])
+    XCTAssertEqual(result.status, 1, result.stderr)
+    XCTAssertTrue(result.stderr.contains("there are no queries to evaluate"), result.stderr)
+  }
+
   func testIdsWithControlCharactersAndDeepMetadataAreRefusedAtTheirLine() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let file = directory + "/d.jsonl"

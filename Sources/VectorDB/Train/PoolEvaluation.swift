@@ -31,7 +31,7 @@ extension DocumentCollection {
   ) throws -> EvaluationReport {
     let start = Date()
     let encoder = try database.encoder(version: version)
-    let ids = queries.keys.filter { qrels[$0]?.values.contains { $0 > 0 } ?? false }.sorted()
+    let ids = try Self.judgedQueryIDs(queries: queries, qrels: qrels)
     let texts = ids.map { queries[$0]! }
     let current = try search(
       texts: texts, vectors: nil,
