@@ -114,7 +114,8 @@ public struct Judgement: Sendable, Equatable {
   /// `{"query": "…", "positive": "DOC-ID", "hard_negatives": ["DOC-ID", …]}` (also
   /// `"positives": [...]`). Positives get grade 1, hard negatives grade 0.
   ///
-  /// - Throws: `VectorDBError.invalidInput` naming the file and line.
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line (a missing, mistyped
+  ///   or unknown field).
   public static func triples(path: String) throws -> [Judgement] {
     let data: Data
     do {
@@ -125,6 +126,9 @@ public struct Judgement: Sendable, Equatable {
     var judgements: [Judgement] = []
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: path, line: line)
+      try JSONLines.checkFields(
+        object, known: ["query", "positive", "positives", "hard_negatives"], source: path,
+        line: line)
       func fail(_ reason: String) -> VectorDBError {
         .invalidInput(source: path, line: line, reason: reason)
       }

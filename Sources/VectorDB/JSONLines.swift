@@ -48,6 +48,21 @@ enum JSONLines {
     return object
   }
 
+  /// Refuses a field of `object` that is not one of `known`: in a file whose lines have a
+  /// fixed set of fields, a misspelt one (`"outcom"`, `"negatives"`) would otherwise be
+  /// dropped without a word.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the field, `source` and `line`.
+  static func checkFields(
+    _ object: [String: JSONValue], known: [String], source: String, line: Int
+  ) throws {
+    guard let unknown = object.keys.sorted().first(where: { !known.contains($0) }) else { return }
+    throw VectorDBError.invalidInput(
+      source: source, line: line,
+      reason: "unknown field \"\(unknown)\" (the fields are "
+        + known.map { "\"\($0)\"" }.joined(separator: ", ") + ")")
+  }
+
   /// The top-level fields of a documents line that are not metadata.
   static let documentFields: Set<String> = ["_id", "id", "text", "title", "metadata", "vector"]
 
@@ -77,6 +92,9 @@ enum JSONLines {
         return Float(number)
       }
     default: throw fail("field \"vector\" must be an array of numbers")
+    }
+    if object["_id"] != nil, object["id"] != nil {
+      throw fail("fields \"_id\" and \"id\" are both given: the id is one of them")
     }
     let id: String
     switch object["_id"] ?? object["id"] {

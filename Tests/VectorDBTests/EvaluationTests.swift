@@ -60,6 +60,13 @@ final class BEIRFileTests: XCTestCase {
     XCTAssertThrowsError(try Judgement.triples(path: bad)) { error in
       XCTAssertEqual("\(error)", "\(bad):1: missing field \"positive\"")
     }
+    let misspelt = try write("n.jsonl", #"{"query": "q", "positive": "d1", "negatives": ["d2"]}"#)
+    XCTAssertThrowsError(try Judgement.triples(path: misspelt)) { error in
+      XCTAssertEqual(
+        "\(error)",
+        "\(misspelt):1: unknown field \"negatives\" (the fields are \"query\", \"positive\", "
+          + "\"positives\", \"hard_negatives\")")
+    }
   }
 }
 

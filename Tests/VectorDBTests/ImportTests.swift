@@ -97,6 +97,10 @@ final class ImportTests: XCTestCase {
       (#"{"_id": "", "text": "t"}"#, "the id is empty"),
       (#"{"_id": "1", "text": "unterminated"#, "invalid JSON at byte 34: a string is not closed"),
       (#"["not", "an", "object"]"#, "expected a JSON object"),
+      (
+        #"{"_id": "1", "id": "2", "text": "t"}"#,
+        "fields \"_id\" and \"id\" are both given: the id is one of them"
+      ),
     ]
     for (line, reason) in cases {
       let path = try file("case.jsonl", [#"{"_id": "ok", "text": "fine"}"#, line])

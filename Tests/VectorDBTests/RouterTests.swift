@@ -109,6 +109,7 @@ final class RouterTests: XCTestCase {
       ([#"{"input": "a", "path": "shell"}"#, "", #"{"path": "shell"}"#], #":3: missing "input""#),
       ([#"{"input": "  ", "path": "shell"}"#], ":1: the input is empty"),
       ([#"{"input": "a", "path": "shell", "outcome": "great"}"#], #":1: "outcome" must be"#),
+      ([#"{"input": "a", "path": "shell", "outcom": "bad"}"#], #":1: unknown field "outcom""#),
       ([#"{"input": "a", "path": "shell""#], ":1: invalid JSON"),
       (["", "  "], "the file has no examples"),
     ]

@@ -148,7 +148,7 @@ public final class Router: @unchecked Sendable {
   /// `{"input": "…", "path": "P", "outcome": "good"|"bad"}` (how P did).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (unreadable file,
-  ///   invalid JSON, a missing or mistyped field, empty input, an unknown path, an outcome
+  ///   invalid JSON, a missing, mistyped or unknown field, empty input, an unknown path, an outcome
   ///   other than good/bad) or an empty file; nothing is written then.
   @discardableResult
   public func importJSONL(path file: String) throws -> ImportReport {
@@ -196,6 +196,8 @@ public final class Router: @unchecked Sendable {
     var entries: [RouteLogEntry] = []
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: file, line: line)
+      try JSONLines.checkFields(
+        object, known: ["input", "path", "outcome"], source: file, line: line)
       func string(_ key: String) throws -> String {
         guard case .string(let value) = object[key] else {
           throw VectorDBError.invalidInput(
