@@ -16,8 +16,9 @@ struct RequestBody {
   static func read(_ request: Request, limit: Int) async throws -> RequestBody {
     let buffer = try await request.body.collect(upTo: limit)
     guard buffer.readableBytes > 0 else { return RequestBody(fields: [:]) }
-    guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes)
-    else {
+    // Checked, not repaired: NIO's getString would replace bad bytes with U+FFFD and store
+    // text the client never sent.
+    guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
       throw APIError.badRequest("the request body is not UTF-8 text", code: "invalid_json")
     }
     // Parsed on the thread pool: a body of many megabytes takes a while.

@@ -80,8 +80,15 @@ private struct CSVColumns {
   let id: Int?
 
   /// - Throws: `Bad` when `text` or `id` is not a column (the id column defaults to
-  ///   one named `id` or `_id`, if any).
+  ///   one named `id` or `_id`, if any), or a name is in the header twice (one of the two
+  ///   columns would be lost).
   init(header: [String], text textColumn: String, id idColumn: String?) throws {
+    for (index, name) in header.enumerated() {
+      if let first = header[..<index].firstIndex(of: name) {
+        throw Bad(
+          reason: "the header names column \"\(name)\" twice (columns \(first + 1) and \(index + 1))")
+      }
+    }
     func index(of name: String, for purpose: String) throws -> Int {
       guard let index = header.firstIndex(of: name) else {
         throw Bad(

@@ -169,7 +169,8 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return "label inputs with `vdb route import`, or record outcomes with `vdb route log`"
     case .storage(let error) where error.code == EACCES || error.code == EROFS:
       return
-        "the database is read-only here (permissions or read-only media): it can be read, not written"
+        "the database is read-only here (permissions or read-only media): it can be read, not"
+        + " written (a query writes the query log: `--no-log`, `log: false` in Swift, reads only)"
     case .storage(let error) where error.code == 28:
       return "the disk is full: free space and retry (nothing was half-written)"
     default: return nil

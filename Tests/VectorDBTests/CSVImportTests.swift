@@ -49,6 +49,12 @@ final class CSVImportTests: XCTestCase {
     ) {
       XCTAssertEqual("\($0)", #"in.csv: no column "text" for the text (columns: id, body)"#)
     }
+    XCTAssertThrowsError(
+      try docs.importCSV(
+        data: Data("id,text,tag,n,tag\na,x,1,2,3\n".utf8), source: "in.csv", textColumn: "text")
+    ) {
+      XCTAssertEqual("\($0)", #"in.csv: the header names column "tag" twice (columns 3 and 5)"#)
+    }
     let short = Data("id,text,n\na,x,1\nb,y\nc,z,3\n".utf8)
     XCTAssertThrowsError(try docs.importCSV(data: short, source: "in.csv", textColumn: "text")) {
       XCTAssertEqual("\($0)", "in.csv: record 2: 2 fields; the header has 3")

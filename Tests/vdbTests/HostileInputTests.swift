@@ -416,6 +416,7 @@ final class HostileInputTests: ShellTestCase {
     let reads: [[String]] = [
       ["status"], ["collections"], ["get", "-c", "c", "a"], ["get", "-c", "c"],
       ["count", "-c", "c"], ["export", "-c", "c"], ["log"], ["models"], ["verify"],
+      ["query", "-c", "c", "alpha", "--mode", "keyword", "--no-log"],
     ]
     for command in reads {
       let result = try Shell.vdb(command + ["--db", db], launcher: nobody)
@@ -431,7 +432,7 @@ final class HostileInputTests: ShellTestCase {
       ["upsert", "-c", "c", "--id", "x", "--text", "new"], ["delete", "-c", "c", "a"],
       ["update", "-c", "c", "a", "--meta", "{}"], ["collections", "create", "d"],
       ["collections", "drop", "c"], ["collections", "rename", "c", "e"],
-      ["import", "-", "-c", "c"],
+      ["import", "-", "-c", "c"], ["query", "-c", "c", "alpha", "--mode", "keyword"],
     ]
     for command in writes {
       let result = try Shell.vdb(
@@ -441,6 +442,9 @@ final class HostileInputTests: ShellTestCase {
       XCTAssertTrue(result.stderr.contains("read-only"), "\(command): \(result.stderr)")
       XCTAssertFalse(result.stderr.contains("Backtrace"), result.stderr)
     }
+    let query = try Shell.vdb(
+      ["query", "-c", "c", "alpha", "--mode", "keyword", "--db", db], launcher: nobody)
+    XCTAssertTrue(query.stderr.contains("`--no-log`"), "a query is told how to read: \(query.stderr)")
     XCTAssertEqual(try snapshot(), before, "nothing in the directory changed")
     XCTAssertEqual(
       try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n", "and its owner reads it")

@@ -197,6 +197,11 @@ final class ServerTests: XCTestCase {
     let query = "/collections/notes/query"
     try expect("POST", query, #"{"text": "x", "k": }"#, 400, "invalid_json")
     try expect("POST", query, #"["text"]"#, 400, "invalid_json", mentioning: ["JSON object"])
+    // "café" in Latin-1: the é is the lone byte 0xE9.
+    let latin1 = try server.request(
+      "POST", query, bytes: Data(#"{"text": "caf"#.utf8) + [0xE9] + Data(#""}"#.utf8))
+    XCTAssertEqual(latin1.status, 400, latin1.text)
+    XCTAssertTrue(latin1.text.contains("not UTF-8"), latin1.text)
     try expect(
       "POST", query, #"{"text": "x", "k": "ten"}"#, 400, "invalid_input", mentioning: ["\"k\""])
     try expect(
@@ -474,6 +479,13 @@ final class ServerProcess {
   func request(_ method: String, _ path: String, _ body: String? = nil, token: String?? = .none)
     throws -> Reply
   {
+    try request(method, path, bytes: body.map { Data($0.utf8) }, token: token)
+  }
+
+  /// `METHOD base+path` with a body of any bytes.
+  func request(_ method: String, _ path: String, bytes body: Data?, token: String?? = .none)
+    throws -> Reply
+  {
     let curl = Process()
     curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
     var arguments = ["-s", "-X", method, "-w", "\n%{http_code}", base + path]
@@ -489,7 +501,7 @@ final class ServerProcess {
     try curl.run()
     if let body {
       DispatchQueue.global().async {
-        input.fileHandleForWriting.write(Data(body.utf8))
+        input.fileHandleForWriting.write(body)
         try? input.fileHandleForWriting.close()
       }
     }
