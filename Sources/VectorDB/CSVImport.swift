@@ -86,7 +86,8 @@ private struct CSVColumns {
     for (index, name) in header.enumerated() {
       if let first = header[..<index].firstIndex(of: name) {
         throw Bad(
-          reason: "the header names column \"\(name)\" twice (columns \(first + 1) and \(index + 1))")
+          reason:
+            "the header names column \"\(name)\" twice (columns \(first + 1) and \(index + 1))")
       }
     }
     func index(of name: String, for purpose: String) throws -> Int {

@@ -444,7 +444,8 @@ final class HostileInputTests: ShellTestCase {
     }
     let query = try Shell.vdb(
       ["query", "-c", "c", "alpha", "--mode", "keyword", "--db", db], launcher: nobody)
-    XCTAssertTrue(query.stderr.contains("`--no-log`"), "a query is told how to read: \(query.stderr)")
+    XCTAssertTrue(
+      query.stderr.contains("`--no-log`"), "a query is told how to read: \(query.stderr)")
     XCTAssertEqual(try snapshot(), before, "nothing in the directory changed")
     XCTAssertEqual(
       try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n", "and its owner reads it")
