@@ -271,8 +271,8 @@ AVX2 static inline __attribute__((always_inline)) void tile_256(
     }
   }
   // A whole panel (all but a last one narrower than 16 columns) is stored as two vectors,
-  // a partial one value by value: storing every panel value by value took 5–15% of a
-  // layer's time on AVX2.
+  // a partial one value by value: storing every panel value by value cost 7–10% of a
+  // layer's time (docs/encoder.md).
   const int whole = mask == (1u << PANEL) - 1;
   const __m256 b0 = whole && bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
   const __m256 b1 = whole && bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
