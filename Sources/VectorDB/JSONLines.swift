@@ -56,7 +56,9 @@ enum JSONLines {
   static func checkFields(
     _ object: [String: JSONValue], known: [String], source: String, line: Int
   ) throws {
-    guard let unknown = object.keys.sorted().first(where: { !known.contains($0) }) else { return }
+    // The smallest unknown key, so the message does not depend on hash order; a line with
+    // none (every good line) sorts nothing.
+    guard let unknown = object.keys.filter({ !known.contains($0) }).min() else { return }
     throw VectorDBError.invalidInput(
       source: source, line: line,
       reason: "unknown field \"\(unknown)\" (the fields are "
