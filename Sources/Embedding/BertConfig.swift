@@ -81,12 +81,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
 
   /// Reads, decodes and validates a `config.json`.
   public init(contentsOf url: URL) throws {
-    let data = try readFile(url)
-    do {
-      self = try JSONDecoder().decode(BertConfig.self, from: data)
-    } catch let error as DecodingError {
-      throw EmbeddingError.invalidConfiguration(source: url.path, reason: describe(error))
-    }
+    self = try decodeJSON(BertConfig.self, from: readFile(url), source: url.path)
     try validate(source: url.path)
   }
 
@@ -142,8 +137,21 @@ func readFile(_ url: URL) throws -> Data {
   }
 }
 
+/// `data` decoded as `type`, or ``EmbeddingError/invalidConfiguration(source:reason:)``
+/// naming the field and what is wrong with it.
+func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, source: String) throws -> T {
+  do {
+    return try JSONDecoder().decode(type, from: data)
+  } catch let error as DecodingError {
+    throw EmbeddingError.invalidConfiguration(
+      source: source, reason: describe(error, decoding: type, from: data))
+  }
+}
+
 /// A one-line account of a JSON decoding error: which field, what went wrong.
-func describe(_ error: DecodingError) -> String {
+func describe<T: Decodable>(_ error: DecodingError, decoding type: T.Type, from data: Data)
+  -> String
+{
   func field(_ path: [CodingKey]) -> String {
     path.map(\.stringValue).joined(separator: ".")
   }
@@ -155,10 +163,75 @@ func describe(_ error: DecodingError) -> String {
     return "field '\(field(context.codingPath))' is not a \(type)"
   case .valueNotFound(let type, let context):
     return "field '\(field(context.codingPath))' is null, expected a \(type)"
-  case .dataCorrupted(let context):
-    return context.codingPath.isEmpty
-      ? "not valid JSON" : "field '\(field(context.codingPath))': \(context.debugDescription)"
+  case .dataCorrupted(let context) where !context.codingPath.isEmpty:
+    return "field '\(field(context.codingPath))': \(context.debugDescription)"
+  case .dataCorrupted:
+    return describeUnplacedError(decoding: type, from: data)
   @unknown default:
     return "malformed JSON"
   }
+}
+
+/// Foundation's decoder reports a number that does not fit its field (`1e30` or `3.5`
+/// for an integer, `1e300` for a Float) as "not valid JSON", with no field. Valid JSON is
+/// told apart from invalid here, and the field found by putting 0 in each number in turn
+/// until the document decodes (or fails elsewhere).
+private func describeUnplacedError<T: Decodable>(decoding type: T.Type, from data: Data)
+  -> String
+{
+  let document: Any
+  do {
+    document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+  } catch {
+    let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+    return "not valid JSON" + (detail.map { " (\($0))" } ?? "")
+  }
+  func numbers(in value: Any, at path: [String]) -> [(path: [String], value: NSNumber)] {
+    if let object = value as? [String: Any] {
+      return object.keys.sorted().flatMap { numbers(in: object[$0]!, at: path + [$0]) }
+    }
+    if let array = value as? [Any] {
+      return array.indices.flatMap { numbers(in: array[$0], at: path + ["\($0)"]) }
+    }
+    if let number = value as? NSNumber {
+      return [(path, number)]
+    }
+    return []
+  }
+  func replacing(_ path: ArraySlice<String>, in value: Any) -> Any {
+    guard let key = path.first else { return 0 }
+    if var object = value as? [String: Any], let child = object[key] {
+      object[key] = replacing(path.dropFirst(), in: child)
+      return object
+    }
+    if var array = value as? [Any], let index = Int(key) {
+      array[index] = replacing(path.dropFirst(), in: array[index])
+      return array
+    }
+    return value
+  }
+  for (path, number) in numbers(in: document, at: []) {
+    let repaired = replacing(path[...], in: document)
+    guard
+      let bytes = try? JSONSerialization.data(
+        withJSONObject: repaired, options: [.fragmentsAllowed])
+    else { continue }
+    do {
+      _ = try JSONDecoder().decode(type, from: bytes)
+    } catch let error as DecodingError {
+      // Still unplaced, or 0 does not suit this field (a boolean): not the culprit.
+      let context: DecodingError.Context? =
+        switch error {
+        case .dataCorrupted(let context), .typeMismatch(_, let context),
+          .valueNotFound(_, let context):
+          context
+        case .keyNotFound(_, let context): context
+        @unknown default: nil
+        }
+      let at = context?.codingPath.map(\.stringValue) ?? []
+      if at.isEmpty || at == path { continue }
+    } catch {}
+    return "field '\(path.joined(separator: "."))': \(number) is out of range or not a whole number"
+  }
+  return "a value does not fit its field"
 }

@@ -520,10 +520,6 @@ private struct DirectorySettings {
 
   private static func decodeIfPresent<T: Decodable>(_ type: T.Type, _ url: URL) throws -> T? {
     guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-    do {
-      return try JSONDecoder().decode(type, from: try readFile(url))
-    } catch let error as DecodingError {
-      throw EmbeddingError.invalidConfiguration(source: url.path, reason: describe(error))
-    }
+    return try decodeJSON(type, from: readFile(url), source: url.path)
   }
 }

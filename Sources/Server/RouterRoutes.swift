@@ -175,8 +175,16 @@ extension Routes {
     let fractions = ["lr", "held_out", "max_escalation", "min_quality", "lora_lr"]
     let counts = ["epochs", "batch_size", "lora_epochs", "lora_rank"]
     try body.check(Set(fractions + counts + ["seed", "force", "tier"]))
+    // Checked here, so that a request out of range is a 400, not a job that fails.
+    var options = RouterTrainingOptions()
     var arguments: [String] = []
-    if let tier = try body.string("tier") { arguments += ["--tier", tier] }
+    if let tier = try body.string("tier") {
+      guard let known = RouterTier(rawValue: tier) else {
+        throw APIError.badRequest("request body: field \"tier\" must be \"head\" or \"lora\"")
+      }
+      options.tier = known
+      arguments += ["--tier", tier]
+    }
     for key in counts {
       if let value = try body.count(key, command: "route train") {
         arguments += [commandOption(key), String(value)]
@@ -188,10 +196,18 @@ extension Routes {
       }
       arguments += ["--seed", String(seed)]
     }
-    // Ranges are checked by the command, whose error becomes the job's.
     for key in fractions {
-      if let value = try body.double(key) { arguments.append(commandOption(key, value)) }
+      guard let value = try body.double(key) else { continue }
+      switch key {
+      case "lr": options.learningRate = value
+      case "held_out": options.heldOutFraction = value
+      case "max_escalation": options.maxEscalation = value
+      case "min_quality": options.minQuality = value
+      default: options.loraLearningRate = value
+      }
+      arguments.append(commandOption(key, value))
     }
+    try options.validate()
     if try body.bool("force") == true { arguments.append("--force") }
     return arguments
   }

@@ -449,8 +449,11 @@ struct Routes: Sendable {
         arguments += [commandOption(key), String(value)]
       }
     }
-    // Checked by the job against the model (sequence length) or free (seed).
+    // Ranges checked here, so that a request out of range is a 400, not a job that fails;
+    // the sequence length against the model's own maximum by the job.
+    var options = TrainingOptions()
     if let length = try body.int("max_seq_length") {
+      options.maxSequenceLength = length
       arguments += ["--max-seq-length", String(length)]
     }
     if let seed = try body.int("seed") {
@@ -460,8 +463,11 @@ struct Routes: Sendable {
       arguments += ["--seed", String(seed)]
     }
     for key in numbers {
-      if let value = try body.double(key) { arguments.append(commandOption(key, value)) }
+      guard let value = try body.double(key) else { continue }
+      if key == "lr" { options.learningRate = value } else { options.heldOutFraction = value }
+      arguments.append(commandOption(key, value))
     }
+    try options.validate()
     for key in flags where try body.bool(key) == true { arguments.append(commandOption(key)) }
     return arguments
   }

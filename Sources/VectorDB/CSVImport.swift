@@ -30,9 +30,7 @@ extension DocumentCollection {
     guard delimiter.isASCII, !"\"\r\n".unicodeScalars.contains(delimiter) else {
       throw fail(nil, "the delimiter must be one ASCII character, not a quote or a line break")
     }
-    guard let text = String(data: data, encoding: .utf8) else {
-      throw fail(nil, "the file is not UTF-8 text")
-    }
+    let text = try TextFile.utf8(data, source: source)
     if let problem = quotingProblem(text, delimiter: UInt8(delimiter.value)) {
       throw VectorDBError.invalidInput(source: source, line: problem.line, reason: problem.reason)
     }

@@ -71,6 +71,40 @@ final class ModelDirectoryTests: XCTestCase {
     assertLoadFails("\(path("config.json")): missing field 'hidden_size'")
   }
 
+  /// Foundation's decoder calls a number that does not fit its field "not valid JSON";
+  /// the message names the field instead, and keeps "not valid JSON" for text that is not.
+  func testANumberThatDoesNotFitNamesItsField() throws {
+    let config = directory.appendingPathComponent("config.json")
+    let original = try String(contentsOf: config, encoding: .utf8)
+    for value in ["1e30", "3.5", "99999999999999999999"] {
+      try original.replacingOccurrences(
+        of: "\"hidden_size\": 384", with: "\"hidden_size\": \(value)"
+      )
+      .write(to: config, atomically: true, encoding: .utf8)
+      XCTAssertThrowsError(try SentenceEncoder(directory: directory)) {
+        XCTAssertTrue("\($0)".hasPrefix("\(config.path): field 'hidden_size': "), "\($0)")
+        XCTAssertTrue("\($0)".hasSuffix(" is out of range or not a whole number"), "\($0)")
+      }
+    }
+    try original.replacingOccurrences(
+      of: "\"layer_norm_eps\": 1e-12", with: "\"layer_norm_eps\": 1e300"
+    )
+    .write(to: config, atomically: true, encoding: .utf8)
+    assertLoadFails(
+      "\(path("config.json")): field 'layer_norm_eps': 1e+300 is out of range or not a whole number"
+    )
+    try "{\"hidden_size\": }".write(to: config, atomically: true, encoding: .utf8)
+    XCTAssertThrowsError(try SentenceEncoder(directory: directory)) {
+      XCTAssertTrue("\($0)".hasPrefix("\(config.path): not valid JSON"), "\($0)")
+    }
+    try original.write(to: config, atomically: true, encoding: .utf8)
+    let sentence = directory.appendingPathComponent("sentence_bert_config.json")
+    try "{\"max_seq_length\": 256.5, \"do_lower_case\": false}"
+      .write(to: sentence, atomically: true, encoding: .utf8)
+    assertLoadFails(
+      "\(sentence.path): field 'max_seq_length': 256.5 is out of range or not a whole number")
+  }
+
   func testWrongShapeIsNamed() throws {
     try editConfig { $0["intermediate_size"] = 1024 }
     assertLoadFails(

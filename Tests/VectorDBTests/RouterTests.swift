@@ -316,7 +316,14 @@ final class RouterTests: XCTestCase {
     }
     XCTAssertEqual(try router.versions().versions, [])
     let plain = try db.createRouter("plain", paths: [RoutePath(name: "a"), RoutePath(name: "b")])
+    XCTAssertThrowsError(try plain.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("no escalation path"), "\(error)")
+    }
     options.maxEscalation = 0.3
+    XCTAssertThrowsError(try plain.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("not both"), "\(error)")
+    }
+    options.minQuality = nil
     XCTAssertThrowsError(try plain.train(options: options)) { error in
       XCTAssertTrue("\(error)".contains("no escalation path"), "\(error)")
     }

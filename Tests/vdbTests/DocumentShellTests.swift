@@ -215,4 +215,30 @@ final class DocumentShellTests: XCTestCase {
       "error: --delimiter must be one ASCII character, not a quote or a line break (got \"ab\")\n"
     )
   }
+
+  /// A query file or a CSV that is not UTF-8 is refused at the line of its first bad byte;
+  /// a UTF-16 file is called that.
+  func testTextFilesThatAreNotUTF8AreRefusedWhereTheyAre() throws {
+    try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--db", db])
+    let latin1 = directory + "/latin1.txt"
+    // "café" in Latin-1 on the second line: the é is the lone byte 0xE9.
+    try (Data("a kitten\nmotor caf".utf8) + [0xE9] + Data("\n".utf8)).write(
+      to: URL(fileURLWithPath: latin1))
+    let utf16 = directory + "/utf16.txt"
+    try "a kitten\n".data(using: .utf16)!.write(to: URL(fileURLWithPath: utf16))
+    for (file, message) in [
+      (latin1, "error: \(latin1):2: invalid UTF-8 at character 10\n"),
+      (utf16, "error: \(utf16): the file is UTF-16 text (save it as UTF-8)\n"),
+    ] {
+      let query = try Shell.vdb(["query", "-c", "v", "--db", db, "--file", file])
+      XCTAssertEqual(query.status, 1)
+      XCTAssertEqual(query.stderr, message)
+    }
+    let csv = directory + "/latin1.csv"
+    try (Data("id,text\nk1,caf".utf8) + [0xE9] + Data("\n".utf8)).write(
+      to: URL(fileURLWithPath: csv))
+    let imported = try Shell.vdb(["import", "--csv", csv, "-c", "c", "--db", db])
+    XCTAssertEqual(imported.status, 1)
+    XCTAssertEqual(imported.stderr, "error: \(csv):2: invalid UTF-8 at character 7\n")
+  }
 }

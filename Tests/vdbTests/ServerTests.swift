@@ -285,6 +285,28 @@ final class ServerTests: XCTestCase {
     XCTAssertTrue((reply.json["error"] as? String ?? "").contains("judged queries"), reply.text)
     XCTAssertEqual(
       try server.request("POST", "/collections/docs/train", #"{"tier": "big"}"#).status, 400)
+    // Ranges are checked before a job starts: a 400 naming the option, no job.
+    let jobsBefore = (try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count
+    for (body, message) in [
+      (#"{"lr": -1}"#, "the learning rate must be positive"),
+      (#"{"held_out": 1.5}"#, "held-out share must be in (0, 1)"),
+      (#"{"max_seq_length": 1}"#, "max sequence length must be 2"),
+    ] {
+      reply = try server.request("POST", "/collections/docs/train", body)
+      XCTAssertEqual(reply.status, 400, body)
+      XCTAssertTrue(reply.text.contains(message), reply.text)
+    }
+    for (body, message) in [
+      (#"{"held_out": 0}"#, "held-out share must be in (0, 1)"),
+      (#"{"max_escalation": 2}"#, "the maximum escalation must be in [0, 1]"),
+      (#"{"max_escalation": 0.3, "min_quality": 0.9}"#, "not both"),
+      (#"{"tier": "big"}"#, #"must be \"head\" or \"lora\""#),
+    ] {
+      reply = try server.request("POST", "/routers/nobody/train", body)
+      XCTAssertEqual(reply.status, 400, body)
+      XCTAssertTrue(reply.text.contains(message), reply.text)
+    }
+    XCTAssertEqual((try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count, jobsBefore)
 
     /// Starts a re-embed of one document per (fsync'ed) transaction, slow enough to be
     /// caught running, and waits for its first committed batch.

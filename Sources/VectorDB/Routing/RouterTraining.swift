@@ -47,6 +47,31 @@ public struct RouterTrainingOptions: Sendable, Codable {
   var chooseLoRAEpochs = true
   /// The defaults: the head tier with the values above.
   public init() {}
+
+  /// Checks the counts and ranges, naming the option; `Router.train` calls it first.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` (source "option") naming the option and range.
+  public func validate() throws {
+    func check(_ ok: Bool, _ reason: String) throws {
+      if !ok { throw VectorDBError.invalidInput(source: "option", line: nil, reason: reason) }
+    }
+    func positive(_ value: Double) -> Bool { value > 0 && value.isFinite }
+    try check(epochs >= 1, "epochs must be at least 1")
+    try check(batchSize >= 1, "batch size must be at least 1")
+    try check(positive(learningRate), "the learning rate must be a positive number")
+    try check(weightDecay >= 0 && weightDecay.isFinite, "weight decay cannot be negative")
+    try check(heldOutFraction > 0 && heldOutFraction < 1, "held-out share must be in (0, 1)")
+    try check(minimumPerPath >= 2, "the minimum per path must be at least 2")
+    try check(
+      maxEscalation == nil || minQuality == nil,
+      "give a maximum escalation or a minimum quality, not both")
+    for (name, target) in [("maximum escalation", maxEscalation), ("minimum quality", minQuality)] {
+      try check(target.map { (0...1).contains($0) } ?? true, "the \(name) must be in [0, 1]")
+    }
+    try check((1...100).contains(loraEpochs), "LoRA epochs must be 1…100")
+    try check((1...256).contains(loraRank), "LoRA rank must be 1…256")
+    try check(positive(loraLearningRate), "the LoRA learning rate must be a positive number")
+  }
 }
 
 /// A stage of `Router.train`, for progress reports.
@@ -219,6 +244,7 @@ extension Router {
     options: RouterTrainingOptions = RouterTrainingOptions(),
     progress: ((RouterTrainingStage) throws -> Void)? = nil
   ) throws -> RouterTrainingReport {
+    try options.validate()
     let start = Date()
     // Examples → split: refused here when a path has too few examples or there is no encoder.
     var run = try prepareRun(options: options)
