@@ -42,11 +42,9 @@ struct Serve: ParsableCommand {
     options.maxBodyBytes = maxBodyMib << 20
     options.idleTimeoutSeconds = Int64(idleTimeout)
     if let tokenFile {
-      let text = String(decoding: try readInput(tokenFile), as: UTF8.self)
-      options.token =
-        text.split(separator: "\n").first.map {
-          $0.trimmingCharacters(in: .whitespaces)
-        } ?? ""
+      // Its first line, trimmed: a file saved with CRLF or a byte order mark holds the
+      // same token.
+      options.token = try readLines(tokenFile).first ?? ""
     }
     let db = try database.open()
     let server = try Server(database: db, options: options)

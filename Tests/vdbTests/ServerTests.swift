@@ -240,7 +240,8 @@ final class ServerTests: XCTestCase {
     XCTAssertTrue(refused.stderr.contains("--token-file"), refused.stderr)
 
     let tokenFile = directory + "/token"
-    try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+    // Saved as a Windows editor would: a byte order mark, CRLF; the token is the same.
+    try "\u{FEFF}s3cret-token\r\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
     let server = try ServerProcess(database: db, extra: ["--token-file", tokenFile])
     defer { server.stop() }
     var reply = try server.request("GET", "/collections", token: .some(nil))
