@@ -6,6 +6,8 @@ public enum HNSWError: Error, Equatable, CustomStringConvertible {
   case nonFiniteComponent(index: Int)
   /// A zero vector cannot be normalised for the cosine metric.
   case zeroVector
+  /// A dot or l2 vector so long (its length is the value) that scores would overflow.
+  case normTooLarge(Double)
   /// A parameter is out of range.
   case invalidParameter(name: String, value: String, reason: String)
   /// The same node id appears twice in one batch.
@@ -22,6 +24,9 @@ public enum HNSWError: Error, Equatable, CustomStringConvertible {
       return "vector component \(index) is NaN or infinite"
     case .zeroVector:
       return "a zero vector has no direction; the cosine metric needs a non-zero vector"
+    case .normTooLarge(let norm):
+      return
+        "the vector's length \(norm) is too large: scores would overflow (at most \(Metric.maxNorm))"
     case .invalidParameter(let name, let value, let reason):
       return "invalid \(name) = \(value): \(reason)"
     case .duplicateNode(let id):

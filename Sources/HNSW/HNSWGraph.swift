@@ -48,7 +48,8 @@ public struct HNSWGraph<Storage: HNSWStorage> {
   /// it: normalised to unit length for ``Metric/cosine``, unchanged otherwise.
   ///
   /// - Throws: ``HNSWError/dimensionMismatch(expected:got:)``,
-  ///   ``HNSWError/nonFiniteComponent(index:)``, or ``HNSWError/zeroVector`` (cosine).
+  ///   ``HNSWError/nonFiniteComponent(index:)``, ``HNSWError/zeroVector`` (cosine), or
+  ///   ``HNSWError/normTooLarge(_:)`` (dot and l2).
   public func prepare(_ vector: [Float]) throws -> [Float] {
     guard vector.count == dimension else {
       throw HNSWError.dimensionMismatch(expected: dimension, got: vector.count)
@@ -56,11 +57,24 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     if let bad = vector.firstIndex(where: { !$0.isFinite }) {
       throw HNSWError.nonFiniteComponent(index: bad)
     }
-    guard metric == .cosine else { return vector }
+    guard metric == .cosine else {
+      let norm = Self.norm(vector)
+      guard norm <= Metric.maxNorm else { throw HNSWError.normTooLarge(norm) }
+      return vector
+    }
     var unit = vector
     let length = Distance.normalize(&unit)
-    guard length > 0 else { throw HNSWError.zeroVector }
-    return unit
+    // Float's squares overflow above ~1.8e19 and underflow below ~1e-19: there the
+    // direction is found in Double.
+    if length.isFinite && length > 1e-18 { return unit }
+    let norm = Self.norm(vector)
+    guard norm > 0 else { throw HNSWError.zeroVector }
+    return vector.map { Float(Double($0) / norm) }
+  }
+
+  /// The Euclidean length of `vector`, summed in Double (no overflow, no underflow).
+  static func norm(_ vector: [Float]) -> Double {
+    vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
   }
 
   // MARK: K-NN-SEARCH

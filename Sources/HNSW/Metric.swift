@@ -49,3 +49,10 @@ public enum Metric: String, Codable, Sendable, CaseIterable {
     }
   }
 }
+
+extension Metric {
+  /// The largest length a dot or l2 vector may have: with two such vectors a dot
+  /// product (at most the product of the lengths) and a squared l2 distance (at most
+  /// twice the sum of the squared lengths) stay finite in Float.
+  public static let maxNorm = (Double(Float.greatestFiniteMagnitude) / 4).squareRoot()
+}

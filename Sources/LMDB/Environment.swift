@@ -258,6 +258,7 @@ public final class Environment: @unchecked Sendable {
           let code = mdb_txn_commit(handle)
           if code == MDB_MAP_FULL { txn.sawMapFull = true }
           try check(code, "commit write transaction")
+          extendToUsedPages()
           return result
         }
       } catch  where mapFull {
@@ -285,6 +286,19 @@ public final class Environment: @unchecked Sendable {
       try check(code, "begin \(kind) transaction")
       return try body(handle!)
     }
+  }
+
+  /// A transaction that allocates pages at the end and frees them again (a large value
+  /// written and deleted in it) commits a page count that includes pages it never wrote:
+  /// the file would then look truncated to the next open (``usedBytes()``). It is
+  /// extended to the pages counted; `posix_fallocate` never shrinks it, so a writer that
+  /// has grown it since loses nothing. A failure (a full disk) leaves it as LMDB made it.
+  private func extendToUsedPages() {
+    let used = usedBytes()
+    guard fileSize() < used else { return }
+    var descriptor: mdb_filehandle_t = -1
+    guard mdb_env_get_fd(handle, &descriptor) == 0 else { return }
+    _ = posix_fallocate(descriptor, 0, off_t(used))
   }
 
   /// The current map size in bytes.

@@ -95,7 +95,11 @@ actor JobRunner: Service {
       forWritingTo: URL(fileURLWithPath: outputPath(id, "err")))
     process.standardInput = FileHandle.nullDevice
     process.terminationHandler = { [weak self] process in
-      let status = process.terminationStatus
+      // A process killed by a signal reports the signal's number: shown as the shell
+      // does, 128 + N, so it cannot pass for an exit class (4 is not "input").
+      let status =
+        process.terminationReason == .uncaughtSignal
+        ? 128 + process.terminationStatus : process.terminationStatus
       Task { await self?.finished(id, status: status) }
     }
     try JobRunner.launch(process)
@@ -163,7 +167,9 @@ actor JobRunner: Service {
         errors.split(separator: "\n").last { $0.hasPrefix("error: ") }
         .map { String($0.dropFirst(7)) }
         ?? (status == 130 || interrupted.contains(id)
-          ? "interrupted; work committed so far is kept" : "exited with status \(status)")
+          ? "interrupted; work committed so far is kept"
+          : status > 128
+            ? "killed by signal \(status - 128)" : "exited with status \(status)")
     }
     try? FileManager.default.removeItem(atPath: outputPath(id, "out"))
     try? FileManager.default.removeItem(atPath: outputPath(id, "err"))

@@ -153,7 +153,10 @@ struct RequestBody {
     guard let value = try int(key) else { return nil }
     let option = key.count == 1 ? "-" + key : "--" + key.replacingOccurrences(of: "_", with: "-")
     guard let range = CountLimits.range(option, command: command) else {
-      preconditionFailure("no range for \(option)")
+      // A field without a range is this server's mistake: a 500 for the request, never a
+      // trap of the server.
+      throw APIError(
+        status: .internalServerError, code: "internal", message: "no range for \(option)")
     }
     guard range.contains(value) else {
       throw APIError.badRequest(

@@ -316,12 +316,15 @@ struct Routes: Sendable {
       let document = RequestBody(fields: fields)
       do {
         try document.check(["id", "text", "metadata", "vector"])
+        let id = try document.required("id", document.string)
+        let vector = try document.vector("vector")
+        // An upsert replaces the whole document: without a vector, a missing text would
+        // replace the stored one with "" and embed that.
+        let text =
+          try vector == nil ? document.required("text", document.string) : document.string("text")
         documents.append(
-          Document(
-            id: try document.required("id", document.string),
-            text: try document.string("text") ?? "",
-            metadata: try document.object("metadata") ?? [:]))
-        if let vector = try document.vector("vector") { vectors.append(vector) }
+          Document(id: id, text: text ?? "", metadata: try document.object("metadata") ?? [:]))
+        if let vector { vectors.append(vector) }
       } catch let error as APIError {
         throw APIError.badRequest(
           error.message.replacingOccurrences(of: "request body:", with: "\(place):"))

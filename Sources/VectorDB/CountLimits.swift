@@ -19,6 +19,7 @@ package enum CountLimits {
     "--gate-pool": 10...100_000,
     "--gate-sample": 0...100_000,
     "--lora-rank": 1...256,
+    "--lora-epochs": 1...100,
     "--reembed-batch-size": 1...1_000_000,
     "--checkpoint-every": 1...1_000_000,
     "--model": 1...1_000_000_000,

@@ -37,7 +37,7 @@ extension VectorDBError {
       }
     case let error as HNSWError:
       switch error {
-      case .dimensionMismatch, .nonFiniteComponent, .zeroVector:
+      case .dimensionMismatch, .nonFiniteComponent, .zeroVector, .normTooLarge:
         self = .invalidVector(reason: error.description)
       case .invalidParameter(let name, _, _):
         self = .invalidInput(source: name, line: nil, reason: error.description)

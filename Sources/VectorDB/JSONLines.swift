@@ -104,7 +104,7 @@ enum JSONLines {
     case .number(let number) where number.rounded() == number && abs(number) <= 0x20_0000_0000_0000:
       id = String(Int64(number))
     case nil: throw fail("missing field \"_id\" (or \"id\")")
-    default: throw fail("field \"_id\" must be a string")
+    default: throw fail("field \"\(object["_id"] != nil ? "_id" : "id")\" must be a string")
     }
     guard case .string(let body) = object["text"] ?? .null else {
       throw fail(

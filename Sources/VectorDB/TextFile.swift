@@ -3,12 +3,16 @@ import Foundation
 /// Whole input files read as UTF-8 text (queries, CSV), with an error that says where
 /// they are not.
 public enum TextFile {
-  /// `data` as a String; a leading byte order mark is kept.
+  /// `data` as a String, without a leading byte order mark (Windows editors write one;
+  /// left in, it would be part of the first line's first field).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming `source` and the line of the first byte
   ///   that is not UTF-8, or saying that the file is UTF-16 (a byte order mark of UTF-16).
   public static func utf8(_ data: Data, source: String) throws -> String {
-    if let text = String(validating: data, as: UTF8.self) { return text }
+    if var text = String(validating: data, as: UTF8.self) {
+      if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
+      return text
+    }
     if data.starts(with: [0xFF, 0xFE]) || data.starts(with: [0xFE, 0xFF]) {
       throw VectorDBError.invalidInput(
         source: source, line: nil, reason: "the file is UTF-16 text (save it as UTF-8)")

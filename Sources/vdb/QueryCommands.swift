@@ -203,8 +203,7 @@ struct Embed: ParsableCommand {
 /// The non-blank lines of a UTF-8 text file (`-`: standard input), trimmed; LF or CRLF
 /// line ends, a leading byte order mark skipped.
 func readLines(_ path: String) throws -> [String] {
-  var contents = try TextFile.utf8(readInput(path), source: inputName(path))
-  if contents.unicodeScalars.first == "\u{FEFF}" { contents.unicodeScalars.removeFirst() }
+  let contents = try TextFile.utf8(readInput(path), source: inputName(path))
   // A String's "\r\n" is one Character, so splitting at "\n" alone would not split it.
   return contents.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map {
     $0.trimmingCharacters(in: .whitespaces)

@@ -224,13 +224,16 @@ struct RouteTrain: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    try Counts.check("route train", ["--epochs": epochs, "--batch-size": batchSize])
+    try Counts.check(
+      "route train",
+      [
+        "--epochs": epochs, "--batch-size": batchSize, "--lora-epochs": loraEpochs,
+        "--lora-rank": loraRank,
+      ])
     if !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
     if !(loraLr > 0 && loraLr.isFinite) {
       throw ValidationError("--lora-lr must be a positive number")
     }
-    if !(1...100).contains(loraEpochs) { throw ValidationError("--lora-epochs must be 1-100") }
-    if !(1...256).contains(loraRank) { throw ValidationError("--lora-rank must be 1-256") }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
     }

@@ -104,6 +104,26 @@ final class RecallTests: XCTestCase {
     }
   }
 
+  /// Lengths beyond Float's squares: a cosine vector keeps its direction (not zeros, not
+  /// "a zero vector"); a dot or l2 vector whose scores would overflow is refused.
+  func testExtremeLengthsKeepTheirDirectionOrAreRefused() throws {
+    let graph = HNSWGraph(
+      storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: .cosine)
+    for scale: Float in [1e30, 1e20, 1e-20, 1e-40] {
+      let unit = try graph.prepare([3 * scale, 4 * scale])
+      XCTAssertEqual(unit[0], 0.6, accuracy: 1e-6, "\(scale)")
+      XCTAssertEqual(unit[1], 0.8, accuracy: 1e-6, "\(scale)")
+    }
+    for metric in [Metric.dot, .l2] {
+      let other = HNSWGraph(
+        storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: metric)
+      XCTAssertEqual(try other.prepare([1e18, 1e18]), [1e18, 1e18])
+      XCTAssertThrowsError(try other.prepare([3e38, 3e38])) {
+        guard case .normTooLarge? = $0 as? HNSWError else { return XCTFail("\($0)") }
+      }
+    }
+  }
+
   func testCosineVectorsAreNormalisedAndScoredAsCosine() throws {
     var graph = HNSWGraph(
       storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: .cosine)

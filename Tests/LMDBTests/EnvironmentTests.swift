@@ -36,6 +36,21 @@ final class EnvironmentTests: XCTestCase {
     XCTAssertFalse(try env.write { txn in try txn.delete(table, key: "alpha") })
   }
 
+  /// A large value written and deleted in one transaction: LMDB counts the pages it
+  /// took at the end but never writes them, so the file was shorter than its pages and
+  /// every later open called it truncated. The file now spans them.
+  func testPagesTakenAndFreedInOneTransactionStayInTheFile() throws {
+    let env = try Environment.open(path: directory)
+    let table = try env.table("log")
+    try env.write { txn in try txn.put(table, key: "small", value: Array("x".utf8)) }
+    try env.write { txn in
+      try txn.put(table, key: "big", value: [UInt8](repeating: 7, count: 8 << 20))
+      XCTAssertTrue(try txn.delete(table, key: "big"))
+    }
+    XCTAssertGreaterThan(env.usedBytes(), 8 << 20, "the pages were counted")
+    XCTAssertGreaterThanOrEqual(env.fileSize(), env.usedBytes())
+  }
+
   func testThrowingWriteLeavesNothingBehind() throws {
     struct Boom: Error {}
     let env = try Environment.open(path: directory)

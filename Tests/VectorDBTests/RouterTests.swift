@@ -323,6 +323,11 @@ final class RouterTests: XCTestCase {
     XCTAssertThrowsError(try plain.train(options: options)) { error in
       XCTAssertTrue("\(error)".contains("not both"), "\(error)")
     }
+    var greedy = RouterTrainingOptions()
+    greedy.heldOutFraction = 0.99
+    XCTAssertThrowsError(try router.train(options: greedy)) { error in
+      XCTAssertTrue("\(error)".contains("to train on; at least 2 are needed"), "\(error)")
+    }
     options.minQuality = nil
     XCTAssertThrowsError(try plain.train(options: options)) { error in
       XCTAssertTrue("\(error)".contains("no escalation path"), "\(error)")

@@ -203,6 +203,13 @@ final class DocumentShellTests: XCTestCase {
       asJSONLines.stderr,
       "error: \(file):1: invalid JSON at byte 0: unexpected character\n"
         + "hint: FILE is read as JSON Lines; for CSV, use --csv \(file)\n")
+    // Saved by a Windows editor: the byte order mark is not part of the first column's name.
+    let bom = try Shell.vdb(
+      ["import", "--csv", "-", "-c", "b", "--db", db], input: "\u{FEFF}id,text\nk1,hello\n")
+    XCTAssertEqual(bom.status, 0, bom.stderr)
+    XCTAssertEqual(
+      try json(Shell.vdb(["get", "-c", "b", "--db", db, "k1", "--json"]))["text"] as? String,
+      "hello")
     let tsv = try Shell.vdb(
       ["import", "--csv", "-", "--delimiter", "tab", "-c", "t", "--db", db, "--json"],
       input: "id\ttext\nt1\tone, two\n")

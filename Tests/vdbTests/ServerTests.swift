@@ -221,6 +221,12 @@ final class ServerTests: XCTestCase {
     try expect(
       "POST", "/collections/notes/documents", #"{"documents": [{"id": 7}]}"#, 400, "invalid_input",
       mentioning: ["documents[0]", "\"id\""])
+    // Without a vector, a document's text is what is embedded: not replaced by "".
+    for fields in [#""metadata": {"reviewed": true}"#, #""text": null"#] {
+      try expect(
+        "POST", "/collections/notes/documents", #"{"documents": [{"id": "n1", \#(fields)}]}"#,
+        400, "invalid_input", mentioning: ["documents[0]", "\"text\" is required"])
+    }
     try expect("POST", "/feedback", #"{"log_id": 999, "doc": "x"}"#, 404, "log_entry_not_found")
     try expect("GET", "/jobs/41", nil, 404, "job_not_found")
     try expect("GET", "/no/such/route", nil, 404, "not_found")
@@ -302,6 +308,7 @@ final class ServerTests: XCTestCase {
       (#"{"max_escalation": 2}"#, "the maximum escalation must be in [0, 1]"),
       (#"{"max_escalation": 0.3, "min_quality": 0.9}"#, "not both"),
       (#"{"tier": "big"}"#, #"must be \"head\" or \"lora\""#),
+      (#"{"lora_epochs": 500}"#, "lora_epochs"),  // had no range: a trap of the server
     ] {
       reply = try server.request("POST", "/routers/nobody/train", body)
       XCTAssertEqual(reply.status, 400, body)

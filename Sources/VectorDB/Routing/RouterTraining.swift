@@ -178,13 +178,22 @@ struct RouterTrainingRun {
         DocumentCollection.stableHash(labelled[$0].input, seed: options.seed)
           < DocumentCollection.stableHash(labelled[$1].input, seed: options.seed)
       }
-      let held = max(1, Int((options.heldOutFraction * Double(members.count)).rounded()))
+      let held = Self.heldOutCount(of: members.count, fraction: options.heldOutFraction)
       heldOut += members.prefix(held)
       train += members.dropFirst(held)
     }
     heldOut.sort()
     train.sort()
   }
+
+  /// How many of a path's `count` inputs the split holds out: at least one.
+  static func heldOutCount(of count: Int, fraction: Double) -> Int {
+    max(1, Int((fraction * Double(count)).rounded()))
+  }
+
+  /// The fewest training inputs a path may keep after the split: a classifier needs some
+  /// of every path to fit.
+  static let minimumTrainingPerPath = 2
 
   var trainLabels: [Int] { train.map { labels[$0] } }
   var heldOutLabels: [Int] { heldOut.map { labels[$0] } }
@@ -304,6 +313,18 @@ extension Router {
         router: name,
         short: Dictionary(uniqueKeysWithValues: short.map { (paths[$0].name, counts[$0]) }),
         needed: options.minimumPerPath)
+    }
+    for (path, count) in zip(paths, counts) {
+      let kept =
+        count - RouterTrainingRun.heldOutCount(of: count, fraction: options.heldOutFraction)
+      if kept < RouterTrainingRun.minimumTrainingPerPath {
+        throw VectorDBError.invalidInput(
+          source: "option", line: nil,
+          reason:
+            "a held-out share of \(options.heldOutFraction) leaves path \"\(path.name)\" \(kept) of its"
+            + " \(count) inputs to train on; at least \(RouterTrainingRun.minimumTrainingPerPath)"
+            + " are needed: hold out less, or add inputs")
+      }
     }
     guard let model = try database.defaultModelVersion() else {
       throw VectorDBError.routerNotAvailable(
