@@ -301,16 +301,20 @@ public final class Database: @unchecked Sendable {
   }
 
   /// Stores the record of a new collection `name` (with its first generation when it
-  /// has vectors), or returns the record another process stored meanwhile.
-  private func createRecord(_ name: String, options: CollectionOptions?) throws
-    -> CollectionRecord
+  /// has vectors), or returns the record another process stored meanwhile — checked
+  /// against `options`, or refused when `mustBeNew`: of two racing creators, one creates.
+  private func createRecord(_ name: String, options: CollectionOptions?, mustBeNew: Bool = false)
+    throws -> CollectionRecord
   {
     let vectors = try vectorSettings(for: options ?? CollectionOptions())
     let schema = self.schema
     return try storage {
       try environment.write { txn -> CollectionRecord in
         if let existing = try txn.get(schema.collections, key: name) {
-          return try JSONDecoder().decode(CollectionRecord.self, from: Data(existing))
+          if mustBeNew { throw VectorDBError.collectionExists(name) }
+          let record = try JSONDecoder().decode(CollectionRecord.self, from: Data(existing))
+          try record.check(options)
+          return record
         }
         let next =
           try txn.get(schema.meta, key: MetaKey.nextCollection).map {
@@ -381,7 +385,8 @@ public final class Database: @unchecked Sendable {
   {
     try Database.validateCollectionName(name)
     if try collectionRecord(name) != nil { throw VectorDBError.collectionExists(name) }
-    return try collection(name, options: options)
+    return DocumentCollection(
+      database: self, record: try createRecord(name, options: options, mustBeNew: true))
   }
 
   /// Deletes a collection and everything it owns, in one transaction: documents, rows,

@@ -35,6 +35,29 @@ final class CollectionAdminTests: XCTestCase {
     return result
   }
 
+  /// Racing creators of one collection, each asking for other vectors: exactly one is
+  /// told it created it, and the collection is the one it asked for.
+  func testOfRacingCreatorsExactlyOneCreates() throws {
+    let db = try Database(path: path)
+    for round in 0..<20 {
+      let name = "race\(round)"
+      let lock = NSLock()
+      nonisolated(unsafe) var winners: [Int] = []
+      DispatchQueue.concurrentPerform(iterations: 4) { creator in
+        do {
+          _ = try db.createCollection(name, options: .vectors(dimension: creator + 2, metric: .l2))
+          lock.withLock { winners.append(creator) }
+        } catch VectorDBError.collectionExists {
+        } catch {
+          XCTFail("\(error)")
+        }
+      }
+      XCTAssertEqual(winners.count, 1, "round \(round): \(winners)")
+      let info = try XCTUnwrap(try db.collections().first { $0.name == name })
+      XCTAssertEqual(info.dimension, winners.first.map { $0 + 2 })
+    }
+  }
+
   /// A collection with two generations (one retained), an interrupted-free state, log
   /// entries with feedback and a metadata index, dropped: the database holds exactly
   /// what it held before the collection was created (but for the id counters).
