@@ -52,6 +52,10 @@ public struct ModelInfo: Codable, Equatable, Sendable {
   public var weightsChecksum: UInt32?
   /// Bytes of the stored weights.
   public var weightsBytes: Int
+  /// CRC-32C of the stored settings and then the vocabulary (encoders), checked at every
+  /// load like the weights: a changed byte there changes every vector just as surely.
+  /// Absent in versions stored before it existed (not checked).
+  public var partsChecksum: UInt32? = nil
   /// Free-form record of how it was made (training run, data, metrics).
   public var lineage: [String: JSONValue]
   /// The number format an encoder version computes in (`nil` for query adapters, and
@@ -108,7 +112,7 @@ struct ModelStore {
     state: ModelInfo.State, parent: Int?, lineage: [String: JSONValue], in txn: WriteTransaction
   ) throws -> ModelInfo {
     let weights = try lora.map(Self.loraBytes) ?? SafeTensors.serialize(encoder.weights)
-    let info = try newVersion(
+    var info = try newVersion(
       name: name, kind: .encoder, state: state, parent: parent, dimension: encoder.dimension,
       maxSequenceLength: encoder.maxSequenceLength, weights: weights, lineage: lineage,
       precision: Precision(encoder.precision), in: txn)
@@ -116,18 +120,46 @@ struct ModelStore {
     func key(_ part: ModelBlobKey.Part) -> ModelBlobKey {
       ModelBlobKey(version: version, part: part)
     }
-    try txn.put(blobs, key: key(.settings), value: try JSONEncoder().encode(encoder.settings))
+    let settings = [UInt8](try JSONEncoder().encode(encoder.settings))
+    let vocabulary =
+      lora == nil ? Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8) : []
+    info.partsChecksum = Self.partsChecksum(settings, vocabulary)
+    try update(info, in: txn)
+    try txn.put(blobs, key: key(.settings), value: settings)
     if lora != nil {
       try txn.put(blobs, key: key(.lora), value: weights)
       return info
     }
-    try txn.put(
-      blobs, key: key(.vocab),
-      value: Array(encoder.tokenizer.vocabulary.joined(separator: "\n").utf8))
+    try txn.put(blobs, key: key(.vocab), value: vocabulary)
     try txn.reserve(blobs, key: key(.weights), count: weights.count) { buffer in
       weights.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
     return info
+  }
+
+  /// `ModelInfo.partsChecksum` of the stored settings and vocabulary (empty for LoRA).
+  static func partsChecksum(
+    _ settings: some ContiguousBytes, _ vocabulary: some ContiguousBytes
+  ) -> UInt32 {
+    let crc = settings.withUnsafeBytes { CRC32C.checksum($0) }
+    return vocabulary.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) }
+  }
+
+  /// Checks the stored settings and vocabulary of the encoder version `info` describes
+  /// against `partsChecksum`, when it has one.
+  ///
+  /// - Throws: `VectorDBError.damaged` naming the version when they differ.
+  func checkParts(_ info: ModelInfo, path: String, in txn: Transaction) throws {
+    guard let checksum = info.partsChecksum, info.kind == .encoder else { return }
+    let settings =
+      try blob(info.version, .settings, in: txn) ?? UnsafeRawBufferPointer(start: nil, count: 0)
+    let vocabulary =
+      try blob(info.version, .vocab, in: txn) ?? UnsafeRawBufferPointer(start: nil, count: 0)
+    guard Self.partsChecksum(settings, vocabulary) == checksum else {
+      throw VectorDBError.damaged(
+        path: path,
+        detail: "the settings or vocabulary of model version \(info.version) fail their checksum")
+    }
   }
 
   /// Stores a query adapter over encoder version `parent` as a new version: only its
@@ -237,12 +269,13 @@ struct ModelStore {
     else {
       throw VectorDBError.damaged(path: path, detail: "model version \(version) is missing parts")
     }
+    let stored = try info(version, in: txn)
+    if let stored { try checkParts(stored, path: path, in: txn) }
     let settings = try JSONDecoder().decode(
       SentenceEncoder.Settings.self, from: Data(settingsBytes))
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
-    let stored = try info(version, in: txn)
     let image = stored.flatMap { images?.image(forWeightsHash: $0.weightsHash) }
     if let image,
       let encoder = try? SentenceEncoder(

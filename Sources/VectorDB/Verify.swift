@@ -116,6 +116,7 @@ extension Database {
           let weights = try store.blob(
             info.version, info.kind == .encoder ? .weights : .adapter, in: txn)!
           try store.checkWeights(info, weights, path: path)
+          try store.checkParts(info, path: path, in: txn)
         }
       }
     }

@@ -244,6 +244,32 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(verify.stdout.contains("model version 1"), verify.stdout)
   }
 
+  /// The settings and the vocabulary change every vector as surely as the weights: a
+  /// changed byte in either is refused at load and found by verify.
+  func testChangedModelSettingsOrVocabularyAreRefusedNotUsed() throws {
+    XCTAssertTrue(DefaultModel.isFetched, "run tools/fetch-model.sh first (README command 2 does)")
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db]).status, 0)
+    let pristine = try Data(contentsOf: URL(fileURLWithPath: db + "/data.mdb"))
+    // A word limit of 10 characters instead of 100 (still valid JSON), a vocabulary token.
+    for (from, to) in [
+      (#""maxCharactersPerWord":100"#, #""maxCharactersPerWord":10 "#),
+      ("[unused17]", "[unused71]"),
+    ] {
+      var bytes = pristine
+      let at = try XCTUnwrap(bytes.range(of: Data(from.utf8)), from)
+      bytes.replaceSubrange(at, with: Data(to.utf8))
+      try bytes.write(to: URL(fileURLWithPath: db + "/data.mdb"))
+      let upsert = try Shell.vdb(["upsert", "--db", db, "-c", "t", "--id", "a", "--text", "hello"])
+      XCTAssertEqual(upsert.status, 3, upsert.stderr)
+      XCTAssertTrue(
+        upsert.stderr.contains("settings or vocabulary of model version 1 fail their checksum"),
+        upsert.stderr)
+      let verify = try Shell.vdb(["verify", "--db", db])
+      XCTAssertEqual(verify.status, 3, from)
+      XCTAssertTrue(verify.stdout.contains("model version 1"), verify.stdout)
+    }
+  }
+
   func testAnInitWhoseModelFailsLeavesNoDatabase() throws {
     let model = directory + "/model"
     try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
