@@ -28,7 +28,7 @@ struct APIError: Error {
       self.init(
         status: .contentTooLarge, code: "body_too_large",
         message:
-          "the request body is larger than the server's limit of \(error.maxBytes.map { "\($0 >> 20) MiB" } ?? "its limit")",
+          "the request body is larger than the server's limit of \(error.maxBytes.map { String(format: "%.0f MiB", Double($0) / 1_048_576) } ?? "its limit")",
         hint: "send fewer documents per request, or start the server with a larger --max-body-mib")
     case let error as VectorDBError:
       self.init(database: error)

@@ -191,6 +191,13 @@ public enum VectorFile {
         "truncated data: the shape (\(count), \(dimension)) needs more than the \(data.count - start) bytes after the header"
       )
     }
+    // More bytes than the shape holds: another shape was meant, or two arrays were
+    // joined; either way rows would be lost without a word.
+    guard values * 4 == data.count - start else {
+      throw fail(
+        "the shape (\(count), \(dimension)) holds \(values * 4) bytes but \(data.count - start) follow the header"
+      )
+    }
     return data.withUnsafeBytes { bytes in
       let rows = (0..<min(count, limit)).map { row in
         (0..<dimension).map {

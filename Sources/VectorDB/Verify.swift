@@ -67,6 +67,8 @@ extension Database {
         } else {
           problem("\(what): \(error)")
         }
+      } catch is DecodingError {
+        problem("\(what): a stored record cannot be decoded")
       } catch {
         problem("\(what): \(error)")
       }

@@ -32,6 +32,13 @@ final class VectorFileTests: XCTestCase {
     try VectorFile.npyBytes(rows, dimension: dimension).write(to: URL(fileURLWithPath: npy))
     XCTAssertEqual(try VectorFile.read(npy, limit: 7).rows, Array(rows.prefix(7)))
     XCTAssertEqual(try VectorFile.read(npy, limit: 1_000).rows, rows)
+    // Bytes beyond the shape: refused, not dropped.
+    let longer = directory + "/longer.npy"
+    try (VectorFile.npyBytes(rows, dimension: dimension) + Data(count: 4)).write(
+      to: URL(fileURLWithPath: longer))
+    XCTAssertThrowsError(try VectorFile.read(longer)) {
+      XCTAssertTrue("\($0)".contains("holds 51200 bytes but 51204 follow the header"), "\($0)")
+    }
   }
 
   /// siftsmall's ground truth names, for each query, the base rows nearest to it: the

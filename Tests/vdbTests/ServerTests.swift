@@ -234,7 +234,9 @@ final class ServerTests: XCTestCase {
     let big =
       #"{"documents": [{"id": "big", "text": ""# + String(repeating: "a", count: 2 << 20)
       + #""}]}"#
-    try expect("POST", "/collections/notes/documents", big, 413, "body_too_large")
+    try expect(
+      "POST", "/collections/notes/documents", big, 413, "body_too_large",
+      mentioning: ["limit of 1 MiB"])
     XCTAssertEqual(try server.request("GET", "/collections/notes/count").json["count"] as? Int, 0)
   }
 
