@@ -132,9 +132,9 @@ struct Import: ParsableCommand {
   var vectors: String?
   @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
   var csv: String?
-  @Option(help: "With --csv: the column holding the text.") var textColumn = "text"
-  @Option(help: "With --csv: the field separator, one character (`tab` for TSV).")
-  var delimiter = ","
+  @Option(help: "With --csv: the column holding the text (default: text).") var textColumn: String?
+  @Option(help: "With --csv: the field separator, one character (`tab` for TSV; default: ,).")
+  var delimiter: String?
   @Option(
     help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
   var idColumn: String?
@@ -148,6 +148,9 @@ struct Import: ParsableCommand {
     try Counts.check("import", ["--batch-size": batchSize])
     if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
+    }
+    if csv == nil, textColumn != nil || delimiter != nil || idColumn != nil {
+      throw ValidationError("--text-column, --id-column and --delimiter go with --csv")
     }
   }
 
@@ -199,6 +202,7 @@ struct Import: ParsableCommand {
 
   /// `--delimiter` as one Unicode scalar (`tab` and `\t` name the tab).
   private func separator() throws -> Unicode.Scalar {
+    let delimiter = self.delimiter ?? ","
     let scalars = ["tab": "\t", "\\t": "\t"][delimiter, default: delimiter].unicodeScalars
     guard let scalar = scalars.first, scalars.count == 1, scalar.isASCII,
       !"\"\r\n".unicodeScalars.contains(scalar)
@@ -221,7 +225,7 @@ struct Import: ParsableCommand {
       (
         $0,
         try $0.importCSV(
-          data: data, source: inputName(path), textColumn: textColumn, idColumn: idColumn,
+          data: data, source: inputName(path), textColumn: textColumn ?? "text", idColumn: idColumn,
           delimiter: try separator(), options: options
         ) { try bar.update($0) }
       )

@@ -112,8 +112,10 @@ struct SearchModeOptions: ParsableArguments {
 
   @Option(help: "dense, keyword or hybrid (default: the collection's, see docs/search.md).")
   var mode: SearchMode?
-  @Option(help: "How hybrid fuses its lists: convex (normalised scores) or rrf (reciprocal rank).")
-  var fusion: FusionName = .convex
+  @Option(
+    help:
+      "How hybrid fuses its lists: convex (normalised scores; default) or rrf (reciprocal rank).")
+  var fusion: FusionName?
   @Option(
     help:
       "Convex fusion's weight of the dense scores, within [0, 1] (default: the fitted one, see `vdb train --tier fusion`, else 0.5)."
@@ -125,9 +127,12 @@ struct SearchModeOptions: ParsableArguments {
       guard (0...1).contains(alpha) else {
         throw ValidationError("--alpha must be within [0, 1] (got \(alpha))")
       }
-      guard fusion == .convex else {
+      guard fusion != .rrf else {
         throw ValidationError("--alpha goes with --fusion convex, not rrf")
       }
+    }
+    if let mode, mode != .hybrid, fusion != nil || alpha != nil {
+      throw ValidationError("--fusion and --alpha go with --mode hybrid, not \(mode.rawValue)")
     }
   }
 

@@ -210,6 +210,15 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(
       try json(Shell.vdb(["get", "-c", "b", "--db", db, "k1", "--json"]))["text"] as? String,
       "hello")
+    // Options that would do nothing are refused, not ignored.
+    for arguments in [
+      ["import", file, "--text-column", "body", "-c", "e", "--db", db],
+      ["query", "-c", "c", "--mode", "keyword", "--fusion", "rrf", "hello", "--db", db],
+    ] {
+      let ignored = try Shell.vdb(arguments)
+      XCTAssertEqual(ignored.status, 2, ignored.stderr)
+      XCTAssertTrue(ignored.stderr.contains(" go with --"), ignored.stderr)
+    }
     let tsv = try Shell.vdb(
       ["import", "--csv", "-", "--delimiter", "tab", "-c", "t", "--db", db, "--json"],
       input: "id\ttext\nt1\tone, two\n")
