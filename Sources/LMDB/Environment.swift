@@ -295,10 +295,11 @@ public final class Environment: @unchecked Sendable {
   /// has grown it since loses nothing. A failure (a full disk) leaves it as LMDB made it.
   private func extendToUsedPages() {
     let used = usedBytes()
-    guard fileSize() < used else { return }
+    let size = fileSize()
+    guard size < used else { return }
     var descriptor: mdb_filehandle_t = -1
     guard mdb_env_get_fd(handle, &descriptor) == 0 else { return }
-    _ = posix_fallocate(descriptor, 0, off_t(used))
+    _ = posix_fallocate(descriptor, off_t(size), off_t(used - size))
   }
 
   /// The current map size in bytes.

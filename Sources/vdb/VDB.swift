@@ -51,10 +51,11 @@ struct VDB: ParsableCommand {
   static func main() {
     Interrupt.install()
     do {
-      if let first = CommandLine.arguments.dropFirst().first,
-        let unknown = unknownCommand(first, shell: false)
-      {
-        throw unknown
+      // `vdb help WORD` names no command either when WORD is none (ArgumentParser would
+      // print the general help and exit 0).
+      let words = CommandLine.arguments.dropFirst()
+      for word in words.first == "help" ? words.prefix(2) : words.prefix(1) {
+        if let unknown = unknownCommand(word, shell: false) { throw unknown }
       }
       var command = try parseAsRoot()
       try command.run()

@@ -95,6 +95,10 @@ final class JSONValueTests: XCTestCase {
     XCTAssertTrue(reason("9007199254740993")?.contains("beyond ±2^53") ?? false)
     XCTAssertTrue(reason("-99999999999999999999")?.contains("beyond ±2^53") ?? false)
     XCTAssertTrue(reason("1e400")?.contains("beyond the range") ?? false)
+    XCTAssertTrue(reason("1.5e-400")?.contains("too small for a double") ?? false)
+    for zero in ["0", "-0.0", "0e-400", "0.000e5"] {
+      XCTAssertNil(reason(zero), zero)
+    }
     let tooDeep = String(repeating: "[", count: JSONValue.maxDepth + 1)
     XCTAssertTrue(reason(tooDeep)?.contains("deeper than 64") ?? false)
     XCTAssertTrue(reason("[1,]")?.contains("t: invalid JSON at byte 3") ?? false)

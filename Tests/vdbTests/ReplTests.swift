@@ -121,6 +121,10 @@ final class ReplTests: XCTestCase {
     XCTAssertEqual(typo.status, 2)
     XCTAssertEqual(
       typo.stderr, "error: unknown command \"stauts\"\nhint: did you mean `status`?\n")
+    let help = try Shell.vdb(["help", "stauts"])
+    XCTAssertEqual(help.status, 2)
+    XCTAssertEqual(help.stderr, typo.stderr)
+    XCTAssertEqual(try Shell.vdb(["help", "route", "train"]).status, 0)
     let shell = try Shell.vdb(["--db", db], input: ".colections\n")
     XCTAssertEqual(shell.status, 2)
     XCTAssertTrue(shell.stderr.contains("did you mean `.collections`?"), shell.stderr)
