@@ -30,11 +30,9 @@ enum JSONLines {
   /// a UTF-16 file, saying so).
   static func text(of bytes: UnsafeRawBufferPointer, source: String, line: Int) throws -> String {
     if let text = String(validating: bytes, as: UTF8.self) { return text }
-    let utf16 =
-      line == 1 && (bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]))
+    let utf16 = line == 1 ? TextFile.utf16Problem(bytes) : nil
     throw VectorDBError.invalidInput(
-      source: source, line: line,
-      reason: utf16 ? "invalid UTF-8: the file is UTF-16 (save it as UTF-8)" : "invalid UTF-8")
+      source: source, line: line, reason: "invalid UTF-8" + (utf16.map { ": " + $0 } ?? ""))
   }
 
   /// Parses one line into a JSON object.

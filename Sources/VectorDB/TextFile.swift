@@ -13,9 +13,8 @@ public enum TextFile {
       if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
       return text
     }
-    if data.starts(with: [0xFF, 0xFE]) || data.starts(with: [0xFE, 0xFF]) {
-      throw VectorDBError.invalidInput(
-        source: source, line: nil, reason: "the file is UTF-16 text (save it as UTF-8)")
+    if let problem = utf16Problem(data) {
+      throw VectorDBError.invalidInput(source: source, line: nil, reason: problem)
     }
     var bytes = data.makeIterator()
     var parser = Unicode.UTF8.ForwardParser()
@@ -31,5 +30,12 @@ public enum TextFile {
     }
     throw VectorDBError.invalidInput(
       source: source, line: line, reason: "invalid UTF-8 at character \(column)")
+  }
+
+  /// What to say of bytes that begin with a UTF-16 byte order mark; nil for others.
+  static func utf16Problem(_ bytes: some Sequence<UInt8>) -> String? {
+    let start = Array(bytes.prefix(2))
+    return start == [0xFF, 0xFE] || start == [0xFE, 0xFF]
+      ? "the file is UTF-16 (save it as UTF-8)" : nil
   }
 }

@@ -244,7 +244,7 @@ final class DocumentShellTests: XCTestCase {
     try "a kitten\n".data(using: .utf16)!.write(to: URL(fileURLWithPath: utf16))
     for (file, message) in [
       (latin1, "error: \(latin1):2: invalid UTF-8 at character 10\n"),
-      (utf16, "error: \(utf16): the file is UTF-16 text (save it as UTF-8)\n"),
+      (utf16, "error: \(utf16): the file is UTF-16 (save it as UTF-8)\n"),
     ] {
       let query = try Shell.vdb(["query", "-c", "v", "--db", db, "--file", file])
       XCTAssertEqual(query.status, 1)
