@@ -388,7 +388,7 @@ private struct JSONParser {
     }
     // 1.5e-400 reads as 0: a value the writer did not mean.
     if value == 0,
-      text.prefix { $0 != "e" && $0 != "E" }.contains(where: { ("1"..."9").contains($0) })
+      text.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) })
     {
       throw Failure(reason: "the number \(text) is too small for a double (it would read as 0)")
     }
