@@ -174,7 +174,7 @@ extension Routes {
   private func routerTrainArguments(_ body: RequestBody) throws -> [String] {
     let fractions = ["lr", "held_out", "max_escalation", "min_quality", "lora_lr"]
     let counts = ["epochs", "batch_size", "lora_epochs", "lora_rank"]
-    try body.check(Set(fractions + counts + ["seed", "force", "tier"]))
+    try body.check(Set(fractions + counts + ["seed", "force", "tier", "classifier"]))
     // Checked here, so that a request out of range is a 400, not a job that fails.
     var options = RouterTrainingOptions()
     var arguments: [String] = []
@@ -184,6 +184,14 @@ extension Routes {
       }
       options.tier = known
       arguments += ["--tier", tier]
+    }
+    if let classifier = try body.string("classifier") {
+      guard RouterClassifierKind(rawValue: classifier) != nil else {
+        let names = RouterClassifierKind.allCases.map { "\"\($0.rawValue)\"" }
+        throw APIError.badRequest(
+          "request body: field \"classifier\" must be one of \(names.joined(separator: ", "))")
+      }
+      arguments += ["--classifier", classifier]
     }
     for key in counts {
       if let value = try body.count(key, command: "route train") {

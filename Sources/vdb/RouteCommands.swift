@@ -4,6 +4,7 @@ import VectorDB
 
 extension RouteOutcome: ExpressibleByArgument {}
 extension RouterTier: ExpressibleByArgument {}
+extension RouterClassifierKind: ExpressibleByArgument {}
 
 /// `vdb route`: routers trained from the log (docs/routing.md).
 struct Route: ParsableCommand {
@@ -216,6 +217,11 @@ struct RouteTrain: ParsableCommand {
   )
   var tier = RouterTier.head
   @Option(
+    help: ArgumentHelp(
+      "The classifier to fit, instead of the one cross-validation chooses.",
+      valueName: RouterClassifierKind.allCases.map(\.rawValue).joined(separator: "|")))
+  var classifier: RouterClassifierKind?
+  @Option(
     help:
       "Most epochs of the lora tier's joint training, 1-100 (fewer when cross-validation says so).")
   var loraEpochs = 3
@@ -259,6 +265,7 @@ struct RouteTrain: ParsableCommand {
     options.minQuality = minQuality
     options.force = force
     options.tier = tier
+    options.classifier = classifier
     options.loraEpochs = loraEpochs
     options.loraRank = loraRank
     options.loraLearningRate = loraLr
@@ -288,9 +295,9 @@ struct RouteTrain: ParsableCommand {
     print(
       "trained router \"\(router.name)\" v\(report.version) on \(report.trainExamples) inputs"
         + " (\(report.heldOutExamples) held out) in \(Terminal.seconds(report.seconds));"
-        + " \(classifier(report))"
+        + " \(describe(report))"
         + (m["lora_epochs"].map { ", then \(Int($0)) epochs with LoRA adapters" } ?? "")
-        + ", chosen on the training split")
+        + (classifier == nil ? ", chosen on the training split" : ""))
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
       rows: [
@@ -321,11 +328,12 @@ struct RouteTrain: ParsableCommand {
   }
 
   /// The classifier chosen, in words.
-  private func classifier(_ report: RouterTrainingReport) -> String {
+  private func describe(_ report: RouterTrainingReport) -> String {
     switch report.classifier {
     case "shrunk_lda":
       String(format: "shrunk LDA (shrinkage %.3f)", report.metrics["shrinkage"] ?? 0)
     case "softmax": "softmax head, \(Int(report.metrics["epochs"] ?? 0)) epochs from the centroids"
+    case "nearest_examples": "nearest examples (each path's 3 most similar inputs)"
     default: "nearest centroid"
     }
   }

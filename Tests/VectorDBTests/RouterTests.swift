@@ -77,6 +77,49 @@ final class RouterTests: XCTestCase {
       return [1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()]
     }
     XCTAssertEqual(shared, .discriminant)
+    // Two classes on the circle as XOR: one around 0° and 180°, the other around 90° and
+    // 270°. Their centroids are near zero and no line separates them; their examples do.
+    let crossed = chosen(classes: 2, count: 80) { y in
+      let side: Float = random.nextUnitFloat() < 0.5 ? 180 : 0
+      let degrees = Float(y == 0 ? 0 : 90) + side + 15 * noise()
+      return [cos(degrees * .pi / 180), sin(degrees * .pi / 180)]
+    }
+    XCTAssertEqual(crossed, .nearestExamples)
+  }
+
+  /// Nearest examples, asked for by name: the version keeps the training inputs' vectors,
+  /// serves them (from a reopened database too) and reports what it stores; the LoRA tier
+  /// has no head to tune with them and keeps them as they are.
+  func testNearestExamplesAreStoredAndServed() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    var options = RouterTrainingOptions()
+    options.classifier = .nearestExamples
+    let report = try router.train(options: options)
+    XCTAssertEqual(report.classifier, "nearest_examples")
+    XCTAssertTrue(report.activated, report.reason)
+    XCTAssertGreaterThan(report.metrics["macro_f1"]!, report.metrics["majority_macro_f1"]! + 0.3)
+    // The training inputs' vectors and labels and a 4-value header, in Float32.
+    XCTAssertEqual(
+      report.metrics["stored_bytes"], Double(4 * (4 + report.trainExamples * (384 + 1))))
+    XCTAssertEqual(
+      try router.versions().versions[0].lineage["classifier"], .string("nearest_examples"))
+
+    let texts = Array(report.heldOutInputs.prefix(6)) + ["how do I back up a database"]
+    let decisions = try router.route(texts, log: false)
+    let path = db.path
+    db = nil
+    db = try Database(path: path)
+    let reopened = try db.router("docs")
+    XCTAssertEqual(try reopened.route(texts, log: false), decisions)
+
+    options.tier = .lora
+    options.force = true
+    let lora = try reopened.train(options: options)
+    XCTAssertEqual(lora.classifier, "nearest_examples")
+    XCTAssertEqual(lora.metrics["lora_epochs"], 0)
+    XCTAssertEqual(lora.metrics["stored_bytes"], report.metrics["stored_bytes"])
+    XCTAssertEqual(try reopened.route(texts, log: false).map(\.path), decisions.map(\.path))
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {
@@ -210,7 +253,8 @@ final class RouterTests: XCTestCase {
     // The lineage records the classifier the training split chose, as the report does.
     XCTAssertEqual(versions[0].lineage["classifier"], .string(report.classifier))
     XCTAssertTrue(
-      ["nearest_centroid", "shrunk_lda", "softmax"].contains(report.classifier), report.classifier)
+      ["nearest_centroid", "shrunk_lda", "softmax", "nearest_examples"].contains(report.classifier),
+      report.classifier)
     XCTAssertEqual(m["shrinkage"] != nil, report.classifier == "shrunk_lda")
     try router.activate(version: 2)
     XCTAssertEqual(try router.versions().active, 2)

@@ -61,6 +61,8 @@ final class RouteProcessTests: XCTestCase {
     result = try vdb(["route", "-r", "docs", "how do I delete a document"], status: 1)
     XCTAssertTrue(result.stderr.contains("vdb route train -r docs"), result.stderr)
     try vdb(["route", "train", "-r", "docs", "--max-escalation", "2"], status: 2)
+    result = try vdb(["route", "train", "-r", "docs", "--classifier", "knn"], status: 2)
+    XCTAssertTrue(result.stderr.contains("nearest_examples"), result.stderr)
 
     result = try vdb(["route", "train", "-r", "docs", "--max-escalation", "0.3", "--json"])
     let report = try JSONDecoder().decode(RouterTrainingReport.self, from: Data(result.stdout.utf8))
@@ -93,6 +95,12 @@ final class RouteProcessTests: XCTestCase {
     result = try vdb(["route", "eval", "-r", "docs", Self.tools + "/route-test.jsonl", "--json"])
     XCTAssertTrue(result.stdout.contains(#""macro_f1""#), result.stdout)
     try vdb(["route", "eval", "-r", "nope", Self.tools + "/route-test.jsonl"], status: 1)
+
+    // A classifier asked for by name is the one trained (and the report does not say it
+    // was chosen).
+    result = try vdb(["route", "train", "-r", "docs", "--classifier", "nearest_examples"])
+    XCTAssertTrue(result.stdout.contains("nearest examples"), result.stdout)
+    XCTAssertFalse(result.stdout.contains("chosen on the training split"), result.stdout)
   }
 
   func testKilledTrainingLeavesTheActiveVersionServing() throws {

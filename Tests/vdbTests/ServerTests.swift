@@ -311,6 +311,7 @@ final class ServerTests: XCTestCase {
       (#"{"max_escalation": 0.3, "min_quality": 0.9}"#, "not both"),
       (#"{"tier": "big"}"#, #"must be \"head\" or \"lora\""#),
       (#"{"lora_epochs": 500}"#, "lora_epochs"),  // had no range: a trap of the server
+      (#"{"classifier": "knn"}"#, "must be one of"),
     ] {
       reply = try server.request("POST", "/routers/nobody/train", body)
       XCTAssertEqual(reply.status, 400, body)
@@ -396,7 +397,8 @@ final class ServerTests: XCTestCase {
       (reply.json["labelled"] as? Int ?? 0) + (reply.json["outcomes"] as? Int ?? 0), lines.count)
 
     // Training runs as a job; the version it made serves.
-    reply = try server.request("POST", "/routers/docs/train", #"{"seed": 7}"#)
+    reply = try server.request(
+      "POST", "/routers/docs/train", #"{"seed": 7, "classifier": "nearest_examples"}"#)
     XCTAssertEqual(reply.status, 202, reply.text)
     XCTAssertEqual(reply.json["router"] as? String, "docs")
     XCTAssertTrue(reply.json["collection"] is NSNull, reply.text)
@@ -404,6 +406,7 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
     let result = try XCTUnwrap(reply.json["result"] as? [String: Any])
     XCTAssertEqual(result["activated"] as? Bool, true, reply.text)
+    XCTAssertEqual(result["classifier"] as? String, "nearest_examples", reply.text)
     reply = try server.request("GET", "/routers/docs/versions")
     XCTAssertEqual(reply.json["active"] as? Int, 1, reply.text)
 

@@ -11,15 +11,30 @@ enum RouterClassifier: Equatable {
   case discriminant
   /// The head from the centroids, trained for this many epochs.
   case trained(Int)
+  /// The training inputs kept, each path scored by its nearest ones (`NearestExamples`).
+  case nearestExamples
 
-  /// The name in reports and lineage.
-  var name: String {
-    switch self {
-    case .nearestCentroid: "nearest_centroid"
-    case .discriminant: "shrunk_lda"
-    case .trained: "softmax"
+  /// The classifier of `kind`; a trained head for `epochs`.
+  init(_ kind: RouterClassifierKind, epochs: Int) {
+    switch kind {
+    case .nearestCentroid: self = .nearestCentroid
+    case .shrunkLDA: self = .discriminant
+    case .softmax: self = .trained(epochs)
+    case .nearestExamples: self = .nearestExamples
     }
   }
+
+  var kind: RouterClassifierKind {
+    switch self {
+    case .nearestCentroid: .nearestCentroid
+    case .discriminant: .shrunkLDA
+    case .trained: .softmax
+    case .nearestExamples: .nearestExamples
+    }
+  }
+
+  /// The name in reports and lineage.
+  var name: String { kind.rawValue }
 
   var epochs: Int {
     if case .trained(let epochs) = self { return epochs }
@@ -31,7 +46,7 @@ enum RouterClassifier: Equatable {
 /// tuned together with adapters on the encoder.
 struct RouterFit {
   var classifier: RouterClassifier
-  var head: SoftmaxClassifier<Float>
+  var head: RouterHead
   /// Mean loss of each epoch of a trained head (empty for the closed-form classifiers).
   var losses: [Double]
   /// The discriminant's shrinkage.
@@ -57,8 +72,8 @@ extension RouterTrainingOptions {
 /// training split and fitted on all of it; on the LoRA tier, the head and adapters on the
 /// encoder trained together.
 extension Router {
-  /// The fit stage: the classifier chosen on `run`'s training split (`chooseClassifier`),
-  /// then fitted on all of it; `progress` gets each epoch of a trained head.
+  /// The fit stage: the classifier the options name, or the one chosen on `run`'s training
+  /// split (`chooseClassifier`), then fitted on all of it; `progress` gets each epoch of a trained head.
   ///
   /// - Throws: what `fit` and `progress` throw.
   func fitClassifier(
@@ -68,8 +83,10 @@ extension Router {
     let inputs = run.train.map { vectors[$0] }
     let labels = run.trainLabels
     let options = run.options.headOptions
-    let classifier = Self.chooseClassifier(
-      inputs: inputs, labels: labels, classes: paths.count, options: options)
+    let classifier =
+      run.options.classifier.map { RouterClassifier($0, epochs: options.epochs) }
+      ?? Self.chooseClassifier(
+        inputs: inputs, labels: labels, classes: paths.count, options: options)
     let fitted = try Self.fit(
       classifier, inputs: inputs, labels: labels, classes: paths.count, options: options
     ) { epoch, loss in
@@ -84,16 +101,22 @@ extension Router {
   /// losses, 1/0.05): soft enough that the first epochs still have gradient to follow.
   static let centroidScale: Float = 20
 
+  /// Nearest examples is a candidate up to this many training inputs: a version keeps them
+  /// all (~1.5 KB each at 384 dimensions, 31 MB here) and a request is scored against each
+  /// (~0.1 ms here). Logs larger than this give the linear heads plenty to learn from.
+  static let nearestExamplesLimit = 20_000
+
   /// The classifier, chosen by cross-validation on the training split alone (the held-out
   /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
-  /// discriminant, then the head trained from the centroids for a tenth, a third and all of
-  /// `options.epochs`.
+  /// discriminant, the head trained from the centroids for a tenth, a third and all of
+  /// `options.epochs`, then nearest examples (up to `nearestExamplesLimit` inputs).
   static func chooseClassifier(
     inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
   ) -> RouterClassifier {
     let epochs = Set([options.epochs / 10, options.epochs / 3, options.epochs]).filter { $0 > 0 }
     let candidates =
       [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
+      + (inputs.count <= nearestExamplesLimit ? [.nearestExamples] : [])
     return crossValidate(labels: labels, classes: classes, candidates: candidates) {
       fit, check in
       candidates.map { classifier in
@@ -119,10 +142,16 @@ extension Router {
   static func fit(
     _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
     options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
-  ) throws -> (head: SoftmaxClassifier<Float>, losses: [Double], shrinkage: Double?) {
-    if classifier == .discriminant {
+  ) throws -> (head: RouterHead, losses: [Double], shrinkage: Double?) {
+    switch classifier {
+    case .discriminant:
       let discriminant = try LinearDiscriminant(inputs: inputs, labels: labels, classes: classes)
-      return (discriminant.head, [], discriminant.shrinkage)
+      return (.linear(discriminant.head), [], discriminant.shrinkage)
+    case .nearestExamples:
+      let head = NearestExamples(
+        inputs: inputs, labels: labels, classes: classes, scale: centroidScale)
+      return (.nearestExamples(head), [], nil)
+    case .nearestCentroid, .trained: break
     }
     var head = SoftmaxClassifier<Float>(
       centroids: NearestCentroid(inputs: inputs, labels: labels, classes: classes),
@@ -133,7 +162,7 @@ extension Router {
       inputs: inputs.flatMap { $0 }, labels: labels,
       classWeights: SoftmaxClassifier<Float>.balancedWeights(labels: labels, classes: classes),
       options: hyper, progress: progress)
-    return (head, losses, nil)
+    return (.linear(head), losses, nil)
   }
 
   /// Chooses among `candidates` (simplest first) by 5-fold stratified cross-validation:
@@ -184,12 +213,20 @@ extension Router {
   /// on the encoder trained together (`EncoderClassifierTrainer`) for a number of epochs
   /// chosen by `crossValidate` on the training split (0 to `loraEpochs`; 0 keeps the head on
   /// the frozen encoder, and then no adapters). Returns `chosen` with the tuned head, the
-  /// adapters, the encoder that serves them (merged) and the run's lineage.
+  /// adapters, the encoder that serves them (merged) and the run's lineage. Nearest examples
+  /// has no head to train with the adapters: it is kept as chosen, with 0 epochs.
   func tuneEncoder(
     _ chosen: RouterFit, texts: [String], labels: [Int], vectors: [[Float]],
     options: RouterTrainingOptions, progress: ((RouterTrainingStage) throws -> Void)?
   ) throws -> RouterFit {
-    let (head, classifier, encoder) = (chosen.head, chosen.classifier, chosen.encoder)
+    var tuned = chosen
+    tuned.tuning = [
+      "lora_epochs": .number(0), "lora_max_epochs": .number(Double(options.loraEpochs)),
+      "lora_rank": .number(Double(options.loraRank)),
+      "lora_learning_rate": .number(options.loraLearningRate),
+    ]
+    guard case .linear(let head) = chosen.head else { return tuned }
+    let (classifier, encoder) = (chosen.classifier, chosen.encoder)
     let headOptions = options.headOptions
     let classes = head.classes
     let base = try EncoderParameters(encoder)
@@ -223,7 +260,8 @@ extension Router {
         let start = try Self.fit(
           classifier, inputs: fit.map { vectors[$0] }, labels: fit.map { labels[$0] },
           classes: classes, options: headOptions)
-        let run = try trainer(fit, from: start.head)
+        guard case .linear(let startHead) = start.head else { return [] }  // as `head` is
+        let run = try trainer(fit, from: startHead)
         let checkSequences = check.map { sequences[$0] }
         let checkLabels = check.map { labels[$0] }
         var scores = [
@@ -241,14 +279,7 @@ extension Router {
         return scores
       } ?? options.loraEpochs
 
-    let lineage: [String: JSONValue] = [
-      "lora_epochs": .number(Double(epochs)),
-      "lora_max_epochs": .number(Double(options.loraEpochs)),
-      "lora_rank": .number(Double(options.loraRank)),
-      "lora_learning_rate": .number(options.loraLearningRate),
-    ]
-    var tuned = chosen
-    tuned.tuning = lineage
+    tuned.tuning["lora_epochs"] = .number(Double(epochs))
     guard epochs > 0 else { return tuned }
     let run = try trainer(Array(labels.indices), from: head)
     for epoch in 1...epochs {
@@ -256,7 +287,7 @@ extension Router {
       try progress?(.tuning(epoch: epoch, epochs: epochs, loss: loss))
     }
     tuned.tuning["lora_losses"] = .array(run.losses.map { .number($0) })
-    tuned.head = run.head
+    tuned.head = .linear(run.head)
     tuned.adapters = run.adapters
     tuned.encoder = try SentenceEncoder(trained: run.mergedParameters, like: encoder)
     return tuned

@@ -30,7 +30,7 @@ public struct RouteDecision: Codable, Equatable, Sendable {
 /// A stored version with its head and encoder, ready to classify.
 struct ServedVersion {
   var info: RouterVersion
-  var head: SoftmaxClassifier<Float>
+  var head: RouterHead
   /// The database's model version `info.model`, with a LoRA-tier version's adapters merged
   /// into its weights (so it runs exactly as fast as the encoder alone).
   var encoder: SentenceEncoder
@@ -53,13 +53,13 @@ extension Router {
     let id = self.id
     let path = database.path
     let stored = try storage {
-      try database.environment.read { txn -> (RouterVersion, SoftmaxClassifier<Float>)? in
+      try database.environment.read { txn -> (RouterVersion, RouterHead)? in
         guard let info = try store.version(router: id, version, in: txn) else { return nil }
-        let classes = info.paths.count
+        var classifier: String?
+        if case .string(let name)? = info.lineage["classifier"] { classifier = name }
         guard let parameters = try store.parameters(router: id, version: version, in: txn),
-          let head = try? SoftmaxClassifier<Float>(
-            classes: classes, dimension: (parameters.count - classes) / max(1, classes),
-            parameters: parameters)
+          let head = try? RouterHead(
+            classifier: classifier, classes: info.paths.count, parameters: parameters)
         else {
           throw VectorDBError.damaged(
             path: path, detail: "router \"\(name)\" version \(version) has no valid head")

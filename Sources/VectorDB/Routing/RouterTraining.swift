@@ -5,18 +5,35 @@ import Training
 
 /// What `Router.train` trains.
 public enum RouterTier: String, Codable, Sendable, CaseIterable {
-  /// A linear classifier on the encoder's frozen sentence embeddings, chosen on the training
-  /// split among nearest centroid, shrunk LDA and a trained softmax head (seconds).
+  /// A classifier on the encoder's frozen sentence embeddings, chosen on the training split
+  /// among nearest centroid, shrunk LDA, a trained softmax head and nearest examples
+  /// (seconds).
   case head
   /// The head, then the head and LoRA adapters on the encoder trained together (minutes);
   /// the version stores the adapters and serves with them merged into the encoder.
   case lora
 }
 
+/// A classifier `Router.train` can be asked for, instead of the one cross-validation on the
+/// training split chooses (JSON and `--classifier`: the raw values).
+public enum RouterClassifierKind: String, Codable, Sendable, CaseIterable {
+  /// Each path's unit mean; cosine to it (what semantic-router does).
+  case nearestCentroid = "nearest_centroid"
+  /// Shrunk linear discriminant analysis.
+  case shrunkLDA = "shrunk_lda"
+  /// The head from the centroids trained with class-weighted cross-entropy for `epochs`.
+  case softmax
+  /// The training inputs kept; each path scored by its 3 most similar ones.
+  case nearestExamples = "nearest_examples"
+}
+
 /// How `Router.train` trains, calibrates and picks the threshold.
 public struct RouterTrainingOptions: Sendable, Codable {
   /// What to train: the head alone (default) or the head with LoRA adapters.
   public var tier = RouterTier.head
+  /// The classifier to fit; nil (default): the one cross-validation on the training split
+  /// chooses.
+  public var classifier: RouterClassifierKind?
   /// Passes over the training examples.
   public var epochs = 100
   /// Examples per step.
@@ -105,8 +122,9 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var activated: Bool
   /// The gate's verdict.
   public var reason: String
-  /// The classifier chosen on the training split: `nearest_centroid`, `shrunk_lda` or
-  /// `softmax` (the head trained from the centroids for `metrics["epochs"]` epochs).
+  /// The classifier chosen on the training split: `nearest_centroid`, `shrunk_lda`,
+  /// `softmax` (the head trained from the centroids for `metrics["epochs"]` epochs) or
+  /// `nearest_examples`.
   public var classifier: String
   /// Inputs with a best path, per path; inputs whose log says nothing about the best path.
   public var examples: [String: Int]
@@ -228,8 +246,8 @@ extension Router {
   /// 2. **Fit** (`embed`, `fitClassifier`, then `tuneEncoder` on the LoRA tier). The inputs
   ///    are embedded by the database's default encoder (frozen). The classifier is chosen by
   ///    cross-validation on the training split (`chooseClassifier`): nearest centroid, shrunk
-  ///    linear discriminant analysis, or a softmax head started as the centroids and trained
-  ///    with balanced class weights and AdamW for some epochs.
+  ///    linear discriminant analysis, a softmax head started as the centroids and trained
+  ///    with balanced class weights and AdamW for some epochs, or nearest examples.
   /// 3. **Gate** (`predictHeldOut`, `gate`). A paired bootstrap of held-out macro-F1 against
   ///    the active version (or, without one, always the most common path); the candidate is
   ///    activated only when the 95% interval of the gain is above zero (or `force`).
