@@ -23,7 +23,9 @@ held-out macro-F1 of:
 - pooled LDA with its shrinkage chosen by 5-fold cross-validation on the training split
   (0.3 … 0.98; at 1 it is the nearest mean in Euclidean distance);
 - cosine centroids in the whitened space: the inputs mapped by `Σ̂^(−1/2)` (pooled
-  Ledoit-Wolf) and normalised, then nearest centroid there.
+  Ledoit-Wolf) and normalised, then nearest centroid there;
+- nearest examples: each class scored by the mean cosine of its 3 most similar training
+  inputs (vdb's `NearestExamples`, Sources/Training/NearestExamples.swift).
 
 Run from the project root:
 
@@ -190,6 +192,12 @@ def whitened_centroids(x, y, held, classes):
     return nearest_centroid(unit(x @ whiten), y, unit(held @ whiten), classes)
 
 
+def nearest_examples(x, y, held, classes, k=3):
+    cosines = held @ x.T
+    scores = [np.sort(cosines[:, y == c], axis=1)[:, ::-1][:, :k].mean(axis=1) for c in range(classes)]
+    return np.stack(scores, axis=1).argmax(axis=1), None
+
+
 def sklearn_lda(x, y, held, classes):
     lda = LinearDiscriminantAnalysis(
         solver="lsqr", shrinkage="auto", priors=np.full(classes, 1 / classes))
@@ -204,6 +212,7 @@ METHODS = {
     "head_anchored_at_centroids": anchored_head,
     "lda_shrinkage_by_cv": lda_shrinkage_by_cv,
     "whitened_centroids": whitened_centroids,
+    "nearest_examples": nearest_examples,
 }
 
 

@@ -156,6 +156,26 @@ func latency(_ candidates: [(String, () throws -> Void)]) throws {
 }
 try latency(candidates)
 
+// Nearest examples' cost per request grows with the inputs it keeps: one request scored
+// against 1,000, 5,000, `Router.nearestExamplesLimit` and twice that many (random unit
+// vectors; the cost does not depend on what they are).
+let limit = Router.nearestExamplesLimit
+for kept in [1_000, 5_000, limit, 2 * limit] {
+  let examples = (0..<kept).map { _ in (0..<384).map { _ in Float.random(in: -1...1) } }
+  let head = NearestExamples(inputs: examples, labels: (0..<kept).map { $0 % 2 }, classes: 2)
+  let query = (0..<384).map { _ in Float.random(in: -1...1) }
+  var times: [Double] = []
+  for _ in 0..<(repeats + 20) {
+    let start = nanoseconds()
+    _ = head.logits(query)
+    times.append(Double(nanoseconds() - start) / 1e6)
+  }
+  print(
+    String(
+      format: "nearest examples, one request against %d kept inputs: p50 %.3f ms", kept,
+      median(Array(times.dropFirst(20)))))
+}
+
 // (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
 // titles, ../shared/datasets/scifact-minilm) enough for a claim? Its outcome is good when
 // the top row belongs to a relevant abstract (qrels train + test); otherwise the expensive
@@ -220,11 +240,16 @@ let sci = try db.createRouter(
 try sci.importJSONL(path: directory + "/scifact-routing.jsonl")
 print("\nSciFact claims: the cheap path is good for \(cheapGood) of \(relevant.count)")
 let sciLabel = "SciFact set (sentence search enough, or escalate), held-out split"
-try heldOut(sci, label: sciLabel)
+let sciHead = try heldOut(sci, label: sciLabel)
+// The last seed's head-tier version serves: the classifier chosen on this set.
+let claim = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
+try latency([
+  ("encoder alone", { _ = encoder.embed(claim) }),
+  ("route \(sciHead.classifier)", { _ = try sci.route([claim], log: false) }),
+])
 if loraTier {
   // The last seed's LoRA-tier version serves (with its adapters merged, if it kept any).
   let last = try heldOut(sci, label: sciLabel, tier: .lora)
-  let claim = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
   try latency([
     ("encoder alone", { _ = encoder.embed(claim) }),
     (

@@ -64,10 +64,21 @@ public struct NearestExamples: Sendable {
       inputs.withUnsafeBufferPointer { x in
         examples.withUnsafeBufferPointer { e in
           cosines.withUnsafeMutableBufferPointer { c in
-            Float.gemm(
-              transposeA: false, transposeB: true, m: rows, n: count, k: dimension, alpha: 1,
-              a: x.baseAddress! + first * dimension, lda: dimension, b: e.baseAddress!,
-              ldb: dimension, beta: 0, c: c.baseAddress!, ldc: count)
+            let (x, e, c) = (x.baseAddress! + first * dimension, e.baseAddress!, c.baseAddress!)
+            // A few rows: one pass over the examples with the dot kernel (sgemm packs them
+            // first, which costs more than the products); many: sgemm.
+            if rows < 8 {
+              for r in 0..<rows {
+                for j in 0..<count {
+                  c[r * count + j] = Distance.dot(
+                    x + r * dimension, e + j * dimension, count: dimension)
+                }
+              }
+            } else {
+              Float.gemm(
+                transposeA: false, transposeB: true, m: rows, n: count, k: dimension, alpha: 1,
+                a: x, lda: dimension, b: e, ldb: dimension, beta: 0, c: c, ldc: count)
+            }
           }
         }
       }

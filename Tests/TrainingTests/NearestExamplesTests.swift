@@ -7,7 +7,8 @@ import XCTest
 final class NearestExamplesTests: XCTestCase {
   /// Each class's logit is `s ·` the mean of its `k` largest cosines (all, when it has fewer
   /// than `k`; `-s` when it has none), computed here one cosine at a time in Double, for
-  /// several `k`, inputs of any length, and more inputs than one product chunk holds.
+  /// several `k` and inputs of any length, in one batch (sgemm) and one at a time (the dot
+  /// kernel).
   func testLogitsAreTheMeanOfEachClassesNearestCosines() {
     var random = Xoshiro256(seed: 11)
     let (classes, dimension) = (4, 7)
@@ -25,13 +26,15 @@ final class NearestExamplesTests: XCTestCase {
     for k in [1, 3, 5] {
       let head = NearestExamples(
         inputs: examples, labels: labels, classes: classes, neighbours: k, scale: 20)
-      let logits = head.logits(inputs.flatMap { $0 })
+      let batch = head.logits(inputs.flatMap { $0 })
+      let single = inputs.flatMap { head.logits($0) }
       for (i, x) in inputs.enumerated() {
         for c in 0..<classes {
           let nearest = zip(examples, labels).filter { $0.1 == c }.map { cosine(x, $0.0) }
             .sorted(by: >).prefix(k)
           let expected = nearest.isEmpty ? -20 : 20 * nearest.reduce(0, +) / Double(nearest.count)
-          XCTAssertEqual(Double(logits[i * classes + c]), expected, accuracy: 1e-4, "k \(k)")
+          XCTAssertEqual(Double(batch[i * classes + c]), expected, accuracy: 1e-4, "k \(k)")
+          XCTAssertEqual(Double(single[i * classes + c]), expected, accuracy: 1e-4, "k \(k)")
         }
       }
     }

@@ -102,9 +102,10 @@ extension Router {
   static let centroidScale: Float = 20
 
   /// Nearest examples is a candidate up to this many training inputs: a version keeps them
-  /// all (~1.5 KB each at 384 dimensions, 31 MB here) and a request is scored against each
-  /// (~0.1 ms here). Logs larger than this give the linear heads plenty to learn from.
-  static let nearestExamplesLimit = 20_000
+  /// all (~1.5 KB each at 384 dimensions, 15 MB here) and a request reads every one (0.4 ms
+  /// here, 1.2 ms at twice as many, once they no longer fit the cache: route-bench). Logs
+  /// larger than this give the linear heads plenty to learn from.
+  public static let nearestExamplesLimit = 10_000
 
   /// The classifier, chosen by cross-validation on the training split alone (the held-out
   /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
