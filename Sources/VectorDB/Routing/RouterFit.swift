@@ -73,7 +73,8 @@ extension RouterTrainingOptions {
 /// encoder trained together.
 extension Router {
   /// The fit stage: the classifier the options name, or the one chosen on `run`'s training
-  /// split (`chooseClassifier`), then fitted on all of it; `progress` gets each epoch of a trained head.
+  /// split (`chooseClassifier`), then fitted on all of it; `progress` gets each epoch of a
+  /// trained head.
   ///
   /// - Throws: what `fit` and `progress` throw.
   func fitClassifier(
@@ -102,7 +103,7 @@ extension Router {
   static let centroidScale: Float = 20
 
   /// Nearest examples is a candidate up to this many training inputs: a version keeps them
-  /// all (~1.5 KB each at 384 dimensions, 15 MB here) and a request reads every one (0.4 ms
+  /// all (~1.5 KB each at 384 dimensions, 15 MB here) and a request reads every one (0.3 ms
   /// here, 1.2 ms at twice as many, once they no longer fit the cache: route-bench). Logs
   /// larger than this give the linear heads plenty to learn from.
   public static let nearestExamplesLimit = 10_000
