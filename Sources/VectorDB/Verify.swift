@@ -127,7 +127,8 @@ extension Database {
     )
     let logs = checking("logs") {
       try checkLogs(
-        collections: Set(collections.map(\.name)), models: Set(versions.map(\.version)),
+        collections: Set(collections.map(\.name)),
+        models: Dictionary(versions.map { ($0.version, $0.dimension) }) { a, _ in a },
         problem: problem)
     }
     if let logs { report.checks.append(logs) }
@@ -136,7 +137,9 @@ extension Database {
 
   /// The query log and the routers (`checkQueryLog`, `checkRouters`), in one snapshot.
   /// Returns what was checked, for the report.
-  private func checkLogs(collections: Set<String>, models: Set<Int>, problem: (String) -> Void)
+  private func checkLogs(
+    collections: Set<String>, models: [Int: Int], problem: (String) -> Void
+  )
     throws -> String
   {
     try flushLog()  // this process's queries logged a moment ago
@@ -220,7 +223,9 @@ extension Database {
   /// (and version) there is; a ready version's encoder exists; a log entry is stored under
   /// its own id, below the counter, and names only its router's paths. Returns the counts
   /// read.
-  private func checkRouters(models: Set<Int>, in txn: Transaction, problem: (String) -> Void)
+  private func checkRouters(
+    models: [Int: Int], in txn: Transaction, problem: (String) -> Void
+  )
     throws -> (routers: Int, entries: Int)
   {
     let routing = schema.routing
@@ -240,6 +245,8 @@ extension Database {
       return true
     }
     var versions: [UInt32: Set<UInt32>] = [:]
+    // What each version's weights hold, and the model whose embeddings they read.
+    var heads: [UInt32: [UInt32: (classifier: String?, model: Int)]] = [:]
     try txn.forEach(in: routing.versions) { key, value in
       guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
         problem("router versions: a key is \(key.count) bytes, not 8")
@@ -258,7 +265,10 @@ extension Database {
         return true
       }
       versions[key.router, default: []].insert(key.version)
-      if version.state == .ready, !models.contains(version.model) {
+      var classifier: String?
+      if case .string(let name)? = version.lineage["classifier"] { classifier = name }
+      heads[key.router, default: [:]][key.version] = (classifier, version.model)
+      if version.state == .ready, models[version.model] == nil {
         problem("\(place): its encoder, model \(version.model), is missing")
       }
       return true
@@ -281,13 +291,23 @@ extension Database {
           "router weights: of version \(key.version) of router \(key.router), which is missing")
         return true
       }
-      if !isAdapters,
-        value.count % 4 != 0 || value.count / 4 % router.paths.count != 0
-          || !RouterStore.floats(value).allSatisfy(\.isFinite)
-      {
+      guard !isAdapters else { return true }
+      let (classifier, model) = heads[key.router]![key.version]!
+      let place = "router \"\(router.name)\" version \(key.version)"
+      let floats = RouterStore.floats(value)
+      guard value.count % 4 == 0, floats.allSatisfy(\.isFinite),
+        let head = try? RouterHead(
+          classifier: classifier, classes: router.paths.count, parameters: floats)
+      else {
         problem(
-          "router \"\(router.name)\" version \(key.version): its head is not \(router.paths.count) rows of finite numbers"
-        )
+          "\(place): its head is not a \(classifier ?? "linear") head of"
+            + " \(router.paths.count) paths in finite numbers")
+        return true
+      }
+      if let dimension = models[model], head.dimension != dimension {
+        problem(
+          "\(place): its head reads \(head.dimension)-dimensional embeddings; model v\(model)"
+            + " makes \(dimension)")
       }
       return true
     }

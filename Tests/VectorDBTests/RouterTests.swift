@@ -120,6 +120,28 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(lora.metrics["lora_epochs"], 0)
     XCTAssertEqual(lora.metrics["stored_bytes"], report.metrics["stored_bytes"])
     XCTAssertEqual(try reopened.route(texts, log: false).map(\.path), decisions.map(\.path))
+
+    XCTAssertEqual(try db.verifyReport().problems, [])
+    // Stored heads that do not fit are refused as damage, never read past their end: one
+    // over 3-dimensional embeddings (the model makes 384), one that is not the layout.
+    let other = NearestExamples(inputs: [[1, 0, 0], [0, 1, 0]], labels: [0, 1], classes: 5)
+    for (parameters, detail) in [
+      (other.parameters, "reads 3-dimensional embeddings; its model v1 makes 384"),
+      (Array(other.parameters.dropLast()), "has no valid head"),
+    ] {
+      let current = try db.router("docs")
+      let active = try XCTUnwrap(try current.versions().active)
+      try db.environment.write { txn in
+        try current.store.putParameters(parameters, router: current.id, version: active, in: txn)
+      }
+      db = nil
+      db = try Database(path: path)
+      XCTAssertEqual(try db.verifyReport().problems.count, 1)
+      XCTAssertThrowsError(try db.router("docs").route(texts, log: false)) { error in
+        guard case VectorDBError.damaged(_, let message) = error else { return XCTFail("\(error)") }
+        XCTAssertTrue(message.contains(detail), message)
+      }
+    }
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {

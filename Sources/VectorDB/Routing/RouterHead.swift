@@ -14,6 +14,14 @@ enum RouterHead {
     }
   }
 
+  /// The length of the embeddings it reads.
+  var dimension: Int {
+    switch self {
+    case .linear(let head): head.dimension
+    case .nearestExamples(let head): head.dimension
+    }
+  }
+
   /// The `n×classes` logits of `n` embeddings laid end to end.
   func logits(_ inputs: [Float]) -> [Float] {
     switch self {

@@ -69,6 +69,13 @@ extension Router {
     }
     guard let (info, head) = stored else { return nil }
     let base = try database.encoder(version: info.model)
+    guard head.dimension == base.dimension else {
+      throw VectorDBError.damaged(
+        path: path,
+        detail:
+          "router \"\(name)\" version \(version) reads \(head.dimension)-dimensional embeddings;"
+          + " its model v\(info.model) makes \(base.dimension)")
+    }
     let adapters = try storage {
       try database.environment.read {
         try store.adapters(router: id, version: version, config: base.config, path: path, in: $0)
