@@ -128,26 +128,26 @@ extension Database {
     let logs = checking("logs") {
       try checkLogs(
         collections: Set(collections.map(\.name)),
-        models: Dictionary(versions.map { ($0.version, $0.dimension) }) { a, _ in a },
+        dimensions: Dictionary(versions.map { ($0.version, $0.dimension) }) { a, _ in a },
         problem: problem)
     }
     if let logs { report.checks.append(logs) }
     return report
   }
 
-  /// The query log and the routers (`checkQueryLog`, `checkRouters`), in one snapshot.
-  /// Returns what was checked, for the report.
+  /// The query log and the routers (`checkQueryLog`, `checkRouters`), in one snapshot;
+  /// `dimensions`: each model version's embedding length. Returns what was checked, for the
+  /// report.
   private func checkLogs(
-    collections: Set<String>, models: [Int: Int], problem: (String) -> Void
-  )
-    throws -> String
-  {
+    collections: Set<String>, dimensions: [Int: Int], problem: (String) -> Void
+  ) throws -> String {
     try flushLog()  // this process's queries logged a moment ago
     return try storage {
       try environment.read { txn in
         let (entries, feedback) = try checkQueryLog(
           collections: collections, in: txn, problem: problem)
-        let (routers, routeEntries) = try checkRouters(models: models, in: txn, problem: problem)
+        let (routers, routeEntries) = try checkRouters(
+          dimensions: dimensions, in: txn, problem: problem)
         return
           "checked the logs: \(entries) query log entries, \(feedback) feedback records, "
           + "\(routers) routers, \(routeEntries) routing log entries"
@@ -224,10 +224,8 @@ extension Database {
   /// its own id, below the counter, and names only its router's paths. Returns the counts
   /// read.
   private func checkRouters(
-    models: [Int: Int], in txn: Transaction, problem: (String) -> Void
-  )
-    throws -> (routers: Int, entries: Int)
-  {
+    dimensions: [Int: Int], in txn: Transaction, problem: (String) -> Void
+  ) throws -> (routers: Int, entries: Int) {
     let routing = schema.routing
     var routers: [UInt32: RouterRecord] = [:]
     var paths: [UInt32: Set<String>] = [:]
@@ -265,10 +263,8 @@ extension Database {
         return true
       }
       versions[key.router, default: []].insert(key.version)
-      var classifier: String?
-      if case .string(let name)? = version.lineage["classifier"] { classifier = name }
-      heads[key.router, default: [:]][key.version] = (classifier, version.model)
-      if version.state == .ready, models[version.model] == nil {
+      heads[key.router, default: [:]][key.version] = (version.classifier, version.model)
+      if version.state == .ready, dimensions[version.model] == nil {
         problem("\(place): its encoder, model \(version.model), is missing")
       }
       return true
@@ -291,8 +287,9 @@ extension Database {
           "router weights: of version \(key.version) of router \(key.router), which is missing")
         return true
       }
-      guard !isAdapters else { return true }
-      let (classifier, model) = heads[key.router]![key.version]!
+      guard !isAdapters, let (classifier, model) = heads[key.router]?[key.version] else {
+        return true
+      }
       let place = "router \"\(router.name)\" version \(key.version)"
       let floats = RouterStore.floats(value)
       guard value.count % 4 == 0, floats.allSatisfy(\.isFinite),
@@ -304,7 +301,7 @@ extension Database {
             + " \(router.paths.count) paths in finite numbers")
         return true
       }
-      if let dimension = models[model], head.dimension != dimension {
+      if let dimension = dimensions[model], head.dimension != dimension {
         problem(
           "\(place): its head reads \(head.dimension)-dimensional embeddings; model v\(model)"
             + " makes \(dimension)")

@@ -55,3 +55,12 @@ enum RouterHead {
     }
   }
 }
+
+extension RouterVersion {
+  /// The classifier its lineage names (`RouterClassifierKind`'s raw values; nil if none):
+  /// which layout its stored head has.
+  var classifier: String? {
+    if case .string(let name)? = lineage["classifier"] { return name }
+    return nil
+  }
+}

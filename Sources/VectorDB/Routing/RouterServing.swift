@@ -55,11 +55,9 @@ extension Router {
     let stored = try storage {
       try database.environment.read { txn -> (RouterVersion, RouterHead)? in
         guard let info = try store.version(router: id, version, in: txn) else { return nil }
-        var classifier: String?
-        if case .string(let name)? = info.lineage["classifier"] { classifier = name }
         guard let parameters = try store.parameters(router: id, version: version, in: txn),
           let head = try? RouterHead(
-            classifier: classifier, classes: info.paths.count, parameters: parameters)
+            classifier: info.classifier, classes: info.paths.count, parameters: parameters)
         else {
           throw VectorDBError.damaged(
             path: path, detail: "router \"\(name)\" version \(version) has no valid head")
