@@ -42,8 +42,9 @@ public struct NearestExamples: Sendable {
     self.scale = scale
     self.labels = labels
     examples = inputs.flatMap { x in
-      let norm = x.reduce(0) { $0 + $1 * $1 }.squareRoot()
-      return norm > 0 ? x.map { $0 / norm } : x
+      var unit = x
+      Distance.normalize(&unit)
+      return unit
     }
   }
 

@@ -242,9 +242,9 @@ extension Database {
       paths[record.id] = Set(record.paths.map(\.name))
       return true
     }
-    var versions: [UInt32: Set<UInt32>] = [:]
-    // What each version's weights hold, and the model whose embeddings they read.
-    var heads: [UInt32: [UInt32: (classifier: String?, model: Int)]] = [:]
+    // Each router's readable versions: what their weights hold, and the model whose
+    // embeddings they read.
+    var versions: [UInt32: [UInt32: (classifier: String?, model: Int)]] = [:]
     try txn.forEach(in: routing.versions) { key, value in
       guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
         problem("router versions: a key is \(key.count) bytes, not 8")
@@ -262,8 +262,7 @@ extension Database {
         problem("\(place): its record is unreadable")
         return true
       }
-      versions[key.router, default: []].insert(key.version)
-      heads[key.router, default: [:]][key.version] = (version.classifier, version.model)
+      versions[key.router, default: [:]][key.version] = (version.classifier, version.model)
       if version.state == .ready, dimensions[version.model] == nil {
         problem("\(place): its encoder, model \(version.model), is missing")
       }
@@ -271,7 +270,7 @@ extension Database {
     }
     for router in routers.values {
       for version in router.history
-      where !(versions[router.id] ?? []).contains(UInt32(truncatingIfNeeded: version)) {
+      where versions[router.id]?[UInt32(truncatingIfNeeded: version)] == nil {
         problem("router \"\(router.name)\": active version \(version) has no record")
       }
     }
@@ -280,16 +279,14 @@ extension Database {
         problem("router weights: a key of \(key.count) bytes is not a version's")
         return true
       }
-      guard let router = routers[key.router],
-        versions[key.router]?.contains(key.version) == true
+      guard let router = routers[key.router], let version = versions[key.router]?[key.version]
       else {
         problem(
           "router weights: of version \(key.version) of router \(key.router), which is missing")
         return true
       }
-      guard !isAdapters, let (classifier, model) = heads[key.router]?[key.version] else {
-        return true
-      }
+      guard !isAdapters else { return true }
+      let (classifier, model) = version
       let place = "router \"\(router.name)\" version \(key.version)"
       let floats = RouterStore.floats(value)
       guard value.count % 4 == 0, floats.allSatisfy(\.isFinite),

@@ -2,44 +2,25 @@ import Embedding
 import Foundation
 import Training
 
-/// The classifiers `Router.train` chooses among on the training split, simplest first.
-enum RouterClassifier: Equatable {
+/// A classifier `Router.train` fits: its kind, and for a trained head its epochs. The
+/// candidates the training split chooses among are the statics below, simplest first.
+struct RouterClassifier: Equatable {
+  var kind: RouterClassifierKind
+  /// Epochs of a trained head (`softmax`); 0 for the others.
+  var epochs = 0
+
   /// The head as nearest centroid (cosine), untrained.
-  case nearestCentroid
+  static let nearestCentroid = Self(kind: .nearestCentroid)
   /// Shrunk linear discriminant analysis (`LinearDiscriminant`): the centroids with a shared
   /// covariance estimated from the data.
-  case discriminant
-  /// The head from the centroids, trained for this many epochs.
-  case trained(Int)
+  static let discriminant = Self(kind: .shrunkLDA)
+  /// The head from the centroids, trained for `epochs` epochs.
+  static func trained(_ epochs: Int) -> Self { Self(kind: .softmax, epochs: epochs) }
   /// The training inputs kept, each path scored by its nearest ones (`NearestExamples`).
-  case nearestExamples
-
-  /// The classifier of `kind`; a trained head for `epochs`.
-  init(_ kind: RouterClassifierKind, epochs: Int) {
-    switch kind {
-    case .nearestCentroid: self = .nearestCentroid
-    case .shrunkLDA: self = .discriminant
-    case .softmax: self = .trained(epochs)
-    case .nearestExamples: self = .nearestExamples
-    }
-  }
-
-  var kind: RouterClassifierKind {
-    switch self {
-    case .nearestCentroid: .nearestCentroid
-    case .discriminant: .shrunkLDA
-    case .trained: .softmax
-    case .nearestExamples: .nearestExamples
-    }
-  }
+  static let nearestExamples = Self(kind: .nearestExamples)
 
   /// The name in reports and lineage.
   var name: String { kind.rawValue }
-
-  var epochs: Int {
-    if case .trained(let epochs) = self { return epochs }
-    return 0
-  }
 }
 
 /// The fit stage's outcome: the chosen classifier's head, and on the LoRA tier the head
@@ -85,7 +66,9 @@ extension Router {
     let labels = run.trainLabels
     let options = run.options.headOptions
     let classifier =
-      run.options.classifier.map { RouterClassifier($0, epochs: options.epochs) }
+      run.options.classifier.map {
+        RouterClassifier(kind: $0, epochs: $0 == .softmax ? options.epochs : 0)
+      }
       ?? Self.chooseClassifier(
         inputs: inputs, labels: labels, classes: paths.count, options: options)
     let fitted = try Self.fit(
@@ -145,15 +128,15 @@ extension Router {
     _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
     options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
   ) throws -> (head: RouterHead, losses: [Double], shrinkage: Double?) {
-    switch classifier {
-    case .discriminant:
+    switch classifier.kind {
+    case .shrunkLDA:
       let discriminant = try LinearDiscriminant(inputs: inputs, labels: labels, classes: classes)
       return (.linear(discriminant.head), [], discriminant.shrinkage)
     case .nearestExamples:
       let head = NearestExamples(
         inputs: inputs, labels: labels, classes: classes, scale: centroidScale)
       return (.nearestExamples(head), [], nil)
-    case .nearestCentroid, .trained: break
+    case .nearestCentroid, .softmax: break
     }
     var head = SoftmaxClassifier<Float>(
       centroids: NearestCentroid(inputs: inputs, labels: labels, classes: classes),

@@ -45,7 +45,7 @@ enum RouterHead {
   ///
   /// - Throws: `TrainingError.badInput` when `parameters` is not that head's layout.
   init(classifier: String?, classes: Int, parameters: [Float]) throws {
-    if classifier == RouterClassifier.nearestExamples.name {
+    if classifier == RouterClassifierKind.nearestExamples.rawValue {
       self = .nearestExamples(try NearestExamples(classes: classes, parameters: parameters))
     } else {
       self = .linear(
