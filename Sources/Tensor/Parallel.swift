@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Foundation
 
@@ -21,11 +22,33 @@ public enum Parallel {
 
   /// Calls `body(i)` for every `i` in `0..<count`, spread over the cores, and returns
   /// when all calls have finished. One iteration runs inline, without a thread hop.
+  ///
+  /// The calling thread takes iterations too, beside worker threads that stay awake for
+  /// a moment after each call (CKernels' workers.c): the steps of one query's encoder
+  /// pass are each too short to pay for waking a sleeping thread. While another thread's
+  /// call holds those workers (or from inside `body`), libdispatch runs the iterations.
   public static func forEach(_ count: Int, _ body: (Int) -> Void) {
     switch count {
     case ..<1: return
     case 1: body(0)
-    default: DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    default:
+      if coreCount > 1, count <= Int(Int32.max), onWorkers(count, body) { return }
+      DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    }
+  }
+
+  /// Runs `forEach`'s iterations on the calling thread and the awake workers; false
+  /// (nothing run) when they are busy with another call.
+  private static func onWorkers(_ count: Int, _ body: (Int) -> Void) -> Bool {
+    withoutActuallyEscaping(body) { body in
+      var body = body
+      return withUnsafeMutablePointer(to: &body) { pointer in
+        vdb_workers_run(
+          Int32(count), Int32(coreCount - 1),
+          { context, index in
+            context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+          }, pointer) != 0
+      }
     }
   }
 

@@ -155,4 +155,13 @@ int vdb_vector_level(void);
 /// all), and returns the level now in effect. For tests and benchmarks; not thread-safe.
 int vdb_vector_set_level(int level);
 
+/// Runs `body(context, i)` for every i in [0, `count`) on the calling thread and a pool of
+/// worker threads that stay awake for a moment between calls (see workers.c), and returns
+/// 1 when every call has finished. The pool starts `workers` threads on first use (later
+/// calls keep that number). Returns 0, having called nothing, when the pool is running
+/// another caller's job (also when `body` itself calls this) or no thread could be
+/// started: the caller then runs the work some other way. `body` must not fail.
+int vdb_workers_run(int count, int workers, void (*body)(void *context, int index),
+                    void *context);
+
 #endif
