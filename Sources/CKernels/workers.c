@@ -12,7 +12,8 @@
 // each to a sleeping thread (libdispatch's `concurrentPerform`) costs a futex wake-up of
 // about that much on a VM, so a second core gained nothing one query at a time. Here a
 // worker that has just finished a step spins for a while (SPIN_NS) watching for the next
-// one before it sleeps, and the caller takes indices too, from the same counter: when no
+// one before it sleeps, yielding its core every few pauses to any other thread that
+// wants it (the encoder passes of other requests, in a server), and the caller takes indices too, from the same counter: when no
 // worker is awake the caller runs every index itself, never waiting for a wake-up.
 //
 // One job at a time: `run` claims the pool with a flag, and a caller that finds it taken
@@ -25,7 +26,7 @@
 // fields between two reads of an open ticket of the same number, as a seqlock's reader
 // does, so it never runs one job's body with another's count or context.
 
-enum { SPIN_NS = 200 * 1000, MAX_WORKERS = 255 };
+enum { SPIN_NS = 100 * 1000, MAX_WORKERS = 255 };
 static const uint32_t CLOSED = UINT32_MAX;  // a ticket's index while its job is written
 
 typedef void body_t(void *context, int index);
@@ -100,7 +101,9 @@ static void *worker_main(void *unused) {
     const uint64_t until = now_ns() + SPIN_NS;
     for (int i = 0; !new_job(seen, &job); i++) {
       pause_briefly();
-      if ((i & 63) == 63 && now_ns() > until) {
+      if ((i & 63) != 63) continue;
+      sched_yield();  // a thread waiting for this core (another request's) runs first
+      if (now_ns() > until) {
         pthread_mutex_lock(&pool.lock);
         atomic_fetch_add(&pool.sleepers, 1);
         while (!new_job(seen, &job)) pthread_cond_wait(&pool.wake, &pool.lock);
