@@ -12,9 +12,10 @@
 // each to a sleeping thread (libdispatch's `concurrentPerform`) costs a futex wake-up of
 // about that much on a VM, so a second core gained nothing one query at a time. Here a
 // worker that has just finished a step spins for a while (SPIN_NS) watching for the next
-// one before it sleeps, yielding its core every few pauses to any other thread that
-// wants it (the encoder passes of other requests, in a server), and the caller takes indices too, from the same counter: when no
-// worker is awake the caller runs every index itself, never waiting for a wake-up.
+// one before it sleeps, yielding its core every few pauses to any other thread that wants
+// it (in a server, the next request's pass). The caller takes indices too, from the same
+// counter: when no worker is awake it runs every index itself, never waiting for a
+// wake-up.
 //
 // One job at a time: `run` claims the pool with a flag, and a caller that finds it taken
 // (another thread's job, or a job started from inside a job) is told so and runs its
