@@ -1,7 +1,6 @@
 import Dispatch
+import Tensor
 import XCTest
-
-@testable import Tensor
 
 final class ParallelTests: XCTestCase {
   /// Thousands of calls back to back, of every size, each index run exactly once: the

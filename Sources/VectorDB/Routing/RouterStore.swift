@@ -114,7 +114,8 @@ public struct RouteLogEntry: Codable, Equatable, Sendable {
 /// UInt32 BE ++ version UInt32 BE → JSON `RouterVersion`), `routerweights` (same key →
 /// `RouterHead.parameters`, Float32 LE, whose layout the version's `classifier` says; the
 /// same key ++ "lora" → a LoRA-tier version's adapters, safetensors) and `routelog` (router
-/// id UInt32 BE ++ log id UInt64 BE → JSON `RouteLogEntry`). Log ids come from the meta key `nextRouteLogID`.
+/// id UInt32 BE ++ log id UInt64 BE → JSON `RouteLogEntry`). Log ids come from the meta key
+/// `nextRouteLogID`.
 struct RouterStore {
   let routers: Table
   let versions: Table
