@@ -58,7 +58,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       throw HNSWError.nonFiniteComponent(index: bad)
     }
     guard metric == .cosine else {
-      let norm = Self.norm(vector)
+      let norm = Metric.length(of: vector)
       guard norm <= Metric.maxNorm else { throw HNSWError.normTooLarge(norm) }
       return vector
     }
@@ -67,14 +67,9 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     // Float's squares overflow above ~1.8e19 and underflow below ~1e-19: there the
     // direction is found in Double.
     if length.isFinite && length > 1e-18 { return unit }
-    let norm = Self.norm(vector)
+    let norm = Metric.length(of: vector)
     guard norm > 0 else { throw HNSWError.zeroVector }
     return vector.map { Float(Double($0) / norm) }
-  }
-
-  /// The Euclidean length of `vector`, summed in Double (no overflow, no underflow).
-  static func norm(_ vector: [Float]) -> Double {
-    vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
   }
 
   // MARK: K-NN-SEARCH

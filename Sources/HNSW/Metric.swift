@@ -55,4 +55,9 @@ extension Metric {
   /// product (at most the product of the lengths) and a squared l2 distance (at most
   /// twice the sum of the squared lengths) stay finite in Float.
   public static let maxNorm = (Double(Float.greatestFiniteMagnitude) / 4).squareRoot()
+
+  /// The Euclidean length of `vector`, summed in Double (no overflow, no underflow).
+  public static func length(of vector: [Float]) -> Double {
+    vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+  }
 }

@@ -11,7 +11,9 @@ import Foundation
 /// the word ("don't", "u.s", "3.14"), as in Unicode's word-boundary rules (UAX #29).
 /// Han ideographs and kana have no spaces between words, so each such character is a
 /// word of its own (as Lucene's StandardTokenizer does): CJK text is searchable, never
-/// dropped. A word longer than `maxWordCharacters` is cut into pieces of that length.
+/// dropped. A word longer than `maxWordCharacters` is cut into pieces of that length,
+/// and one longer than `maxWordBytes` (combining marks do not count as characters) into
+/// pieces of at most that many bytes.
 ///
 /// The name and version identify what the analyzer does; a database stores them with
 /// each text index and rebuilds the index when they change.
@@ -40,6 +42,12 @@ public struct Analyzer: Sendable, Equatable {
 
   /// The longest word kept whole, in characters (Lucene's StandardTokenizer: 255).
   public static let maxWordCharacters = 64
+
+  /// The longest word kept whole, in UTF-8 bytes once lower-cased: a letter under
+  /// hundreds of combining marks is one character. Every term fits a database key
+  /// (vdb's text keys: LMDB's 511 bytes, 11 of them other fields); stems are never
+  /// longer than their words.
+  public static let maxWordBytes = 500
 
   /// The terms of `text`, in order, repeated as often as they occur.
   public func terms(_ text: String) -> [String] { terms(text, asciiFastPath: true) }
@@ -70,7 +78,11 @@ public struct Analyzer: Sendable, Equatable {
   /// Calls `body` with each word of `text` lower-cased, stop words left out.
   func forEachWord(_ text: String, asciiFastPath: Bool, _ body: (String) -> Void) {
     func word(_ lower: String) {
-      if !isStopWord(lower) { body(lower) }
+      if lower.utf8.count > Analyzer.maxWordBytes {
+        Analyzer.forEachPiece(of: lower, body)  // none is a stop word: they are long
+      } else if !isStopWord(lower) {
+        body(lower)
+      }
     }
     var text = text
     let done =
@@ -82,6 +94,24 @@ public struct Analyzer: Sendable, Equatable {
     if !done {
       for each in Analyzer.words(text) { word(Analyzer.lowercased(each)) }
     }
+  }
+
+  /// Calls `body` with the pieces of `word`, cut between scalars, of at most
+  /// `maxWordBytes` bytes each.
+  private static func forEachPiece(of word: String, _ body: (String) -> Void) {
+    var piece = String.UnicodeScalarView()
+    var bytes = 0
+    for scalar in word.unicodeScalars {
+      let width = UTF8.width(scalar)
+      if bytes + width > maxWordBytes {
+        body(String(piece))
+        piece = String.UnicodeScalarView()
+        bytes = 0
+      }
+      piece.append(scalar)
+      bytes += width
+    }
+    if !piece.isEmpty { body(String(piece)) }
   }
 
   /// Unicode lower case, with a fast path for ASCII words (most of English text).

@@ -14,6 +14,13 @@ import LMDB
 /// where value is `0x01` false, `0x02` true, `0x03` + 8 bytes of an order-preserving
 /// encoding of a number, or `0x04` + UInt16 BE length + UTF-8 of a string. Numbers
 /// sort numerically, so a range is one key range.
+///
+/// A key holds at most 511 bytes (LMDB's limit), so a string is indexed by its first
+/// `maxStringBytes` bytes, fewer under a long path (what is left of the key): a match
+/// on a cut string is checked against the documents. A path so long that not even a
+/// number fits after it is not indexed; filters on it read the documents.
+///
+/// ⚠ The cut lengths are part of the format: a change makes old keys unfindable.
 struct MetadataIndex {
   let table: Table
   let collection: UInt32
@@ -23,8 +30,9 @@ struct MetadataIndex {
     throws
   {
     for (path, value) in MetadataIndex.leaves(metadata) {
-      guard let encoded = MetadataIndex.encode(value) else { continue }
-      let key = MetadataIndexKey(collection: collection, field: path, value: encoded, row: row)
+      guard let encoded = MetadataIndex.encode(value, at: path) else { continue }
+      let key = MetadataIndexKey(
+        collection: collection, field: path, value: encoded.bytes, row: row)
       if remove {
         try txn.delete(table, key: key)
       } else {
@@ -44,23 +52,27 @@ struct MetadataIndex {
       let field = path.joined(separator: ".")
       switch condition {
       case .equal(let value):
-        guard let encoded = MetadataIndex.encode(value) else { return nil }
-        return (try scan(field, from: encoded, through: encoded, in: txn), true)
+        guard let encoded = MetadataIndex.encode(value, at: field) else { return nil }
+        return (
+          try scan(field, from: encoded.bytes, through: encoded.bytes, in: txn), encoded.whole
+        )
       case .oneOf(let values):
         var rows = Set<UInt32>()
+        var exact = true
         for value in values {
-          guard let encoded = MetadataIndex.encode(value) else { return nil }
-          rows.formUnion(try scan(field, from: encoded, through: encoded, in: txn))
+          guard let encoded = MetadataIndex.encode(value, at: field) else { return nil }
+          rows.formUnion(try scan(field, from: encoded.bytes, through: encoded.bytes, in: txn))
+          exact = exact && encoded.whole
         }
-        return (rows, true)
+        return (rows, exact)
       case .greater(.number(let bound), let orEqual):
-        let low = MetadataIndex.encode(.number(bound))!
+        guard let low = MetadataIndex.encode(.number(bound), at: field)?.bytes else { return nil }
         var rows = try scan(
           field, from: low, through: [0x03] + [UInt8](repeating: 0xFF, count: 8), in: txn)
         if !orEqual { rows.subtract(try scan(field, from: low, through: low, in: txn)) }
         return (rows, true)
       case .less(.number(let bound), let orEqual):
-        let high = MetadataIndex.encode(.number(bound))!
+        guard let high = MetadataIndex.encode(.number(bound), at: field)?.bytes else { return nil }
         var rows = try scan(field, from: [0x03], through: high, in: txn)
         if !orEqual { rows.subtract(try scan(field, from: high, through: high, in: txn)) }
         return (rows, true)
@@ -125,18 +137,30 @@ struct MetadataIndex {
     return result
   }
 
-  /// The order-preserving bytes of a scalar; nil for null, arrays and objects.
-  static func encode(_ value: JSONValue) -> [UInt8]? {
+  /// The longest string prefix a key holds.
+  static let maxStringBytes = 400
+  /// The longest key LMDB stores.
+  static let maxKeyBytes = 511
+
+  /// The order-preserving bytes of a scalar at `field`, and whether they are all of it
+  /// (false: a string cut to what the key holds); nil for null, arrays and objects, and
+  /// for any value when the path leaves no room for a number.
+  static func encode(_ value: JSONValue, at field: String) -> (bytes: [UInt8], whole: Bool)? {
+    // Collection id, the path's length and the row id, besides the path and the value.
+    let room = maxKeyBytes - 10 - field.utf8.count
+    guard room >= 9 else { return nil }
     switch value {
-    case .bool(let flag): return [flag ? 0x02 : 0x01]
+    case .bool(let flag): return ([flag ? 0x02 : 0x01], true)
     case .number(let number):
       // Flip the sign bit of positives and every bit of negatives: byte order = numeric order.
       let bits = (number == 0 ? 0 : number).bitPattern
       let ordered = bits & (1 << 63) != 0 ? ~bits : bits | (1 << 63)
-      return [0x03] + withUnsafeBytes(of: ordered.bigEndian) { Array($0) }
+      return ([0x03] + withUnsafeBytes(of: ordered.bigEndian) { Array($0) }, true)
     case .string(let string):
-      let utf8 = Array(string.utf8.prefix(400))
-      return [0x04, UInt8(utf8.count >> 8), UInt8(utf8.count & 0xFF)] + utf8
+      let cut = min(maxStringBytes, room - 3)
+      let utf8 = Array(string.utf8.prefix(cut))
+      let whole = utf8.count == string.utf8.count
+      return ([0x04, UInt8(utf8.count >> 8), UInt8(utf8.count & 0xFF)] + utf8, whole)
     default: return nil
     }
   }

@@ -127,6 +127,14 @@ final class AnalyzerTests: XCTestCase {
     XCTAssertEqual(words.map(\.count), [64, 64, 22])
   }
 
+  func testAWordOfManyBytesIsCutBetweenScalars() {
+    let word = "A" + String(repeating: "\u{301}", count: 300)  // one character, 601 bytes
+    let terms = analyzer.terms(word)
+    XCTAssertEqual(terms.map(\.utf8.count), [499, 102])
+    XCTAssertEqual(terms.joined(), word.lowercased())
+    XCTAssertTrue(terms.allSatisfy { $0.utf8.count <= Analyzer.maxWordBytes })
+  }
+
   func testMarksStayWithTheirLetter() {
     // "é" as e + combining acute: one word, not two.
     XCTAssertEqual(Analyzer.words("cafe\u{301} noir"), ["cafe\u{301}", "noir"])
@@ -388,5 +396,6 @@ final class AnalyzerFastPathTests: XCTestCase {
     XCTAssertEqual(analyzer.terms("Tokyo 東京"), ["tokyo", "東", "京"])
     XCTAssertEqual(analyzer.terms("RUNNING cats, don't"), ["run", "cat", "don't"])
     assertCountsMatchTerms("Café café CAFÉ 東京 東 cats cat")
+    assertCountsMatchTerms("cat e" + String(repeating: "\u{301}", count: 700) + " cat")
   }
 }

@@ -52,6 +52,54 @@ final class DocumentOperationTests: XCTestCase {
     try docs.database.verify()
   }
 
+  /// LMDB keys hold at most 511 bytes: a string longer than an index key holds is
+  /// matched on all of it, a path too long for any key is matched without the index,
+  /// and both are stored, found and deleted like any other.
+  func testLongStringsAndPathsAreStoredAndMatchedExactly() throws {
+    let docs = try collection()
+    let shared = String(repeating: "a", count: 600)
+    let long = String(repeating: "k", count: 600)
+    let inner = String(repeating: "c", count: 300)
+    try docs.upsert(
+      [
+        Document(id: "x", text: "", metadata: ["s": .string(shared + "x"), long: 1]),
+        Document(
+          id: "y", text: "",
+          metadata: ["s": .string(shared + "y"), "b": .object([inner: .object([inner: "v"])])]),
+      ], vectors: [[1, 1, 0, 0], [1, 1, 0, 1]])
+    func ids(_ json: String) throws -> [String] {
+      let filter = try Filter(json: json)
+      let found = try docs.documents(matching: filter).map(\.id)
+      XCTAssertEqual(try docs.count(matching: filter), found.count, json)
+      let hits = try docs.query(vector: [1, 1, 0, 0], k: 5, filter: filter).hits.map(\.id)
+      XCTAssertEqual(hits.sorted(), found, json)
+      return found
+    }
+    XCTAssertEqual(try ids(#"{"s": "\#(shared)x"}"#), ["x"])
+    XCTAssertEqual(try ids(#"{"s": {"$in": ["\#(shared)y", "z"]}}"#), ["y"])
+    XCTAssertEqual(try ids(#"{"s": "\#(shared)"}"#), [])
+    XCTAssertEqual(try ids(#"{"\#(long)": 1}"#), ["x"])
+    XCTAssertEqual(try ids(#"{"\#(long)": {"$gte": 0}}"#), ["x"])
+    XCTAssertEqual(try ids(#"{"b.\#(inner).\#(inner)": "v"}"#), ["y"])
+    try docs.update(id: "x", metadata: ["s": "short"])
+    XCTAssertEqual(try ids(#"{"\#(long)": 1}"#), [])
+    XCTAssertEqual(try ids(#"{"s": "short"}"#), ["x"])
+    XCTAssertEqual(try docs.delete(["y"]), 1)
+    XCTAssertEqual(try ids(#"{"b.\#(inner).\#(inner)": "v"}"#), [])
+    try docs.database.verify()
+  }
+
+  /// A dot or l2 vector whose length would overflow scores is refused by name.
+  func testAVectorTooLongForScoresIsRefused() throws {
+    let docs = try collection()
+    XCTAssertThrowsError(
+      try docs.upsert([Document(id: "big", text: "")], vectors: [[3e38, 3e38, 3e38, 3e38]])
+    ) { error in
+      XCTAssertTrue("\(error)".contains("too large: scores would overflow"), "\(error)")
+    }
+    XCTAssertNil(try docs.get("big"))
+  }
+
   func testMetadataUpdateKeepsTextAndVector() throws {
     let docs = try collection()
     let before = try docs.vectors(["d07"])[0]

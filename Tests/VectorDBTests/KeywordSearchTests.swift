@@ -275,6 +275,15 @@ final class KeywordSearchTests: XCTestCase {
     XCTAssertEqual(try keyword(collection, big), ["cake"])
   }
 
+  /// One "character" can be longer than a key: a letter under 300 combining marks.
+  func testAWordLongerThanAKeyIsIndexedAndFound() throws {
+    let collection = try notes()
+    let word = "a" + String(repeating: "\u{301}", count: 300)
+    try collection.upsert(Document(id: "marks", text: "accents " + word))
+    XCTAssertEqual(try keyword(collection, word), ["marks"])
+    try collection.database.verify()
+  }
+
   func testCJKIsSearchable() throws {
     let collection = try notes()
     XCTAssertEqual(try keyword(collection, "東京"), ["tokyo"])

@@ -102,6 +102,26 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(infinite.stderr.contains("document \"x\""), infinite.stderr)
   }
 
+  /// A JSON Lines import is checked whole before it writes: a vector whose length would
+  /// overflow l2 scores, past the first batch, writes nothing and names its line.
+  func testAVectorTooLongForScoresFailsTheImportAtItsLine() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let create = ["collections", "create", "v", "--vectors", "4", "--metric", "l2", "--db", db]
+    XCTAssertEqual(try Shell.vdb(create).status, 0)
+    let file = directory + "/big.jsonl"
+    var lines = (0..<300).map { #"{"id": "g\#($0)", "text": "", "vector": [1, 2, 3, 4]}"# }
+    lines.append(#"{"id": "bad", "text": "", "vector": [3e38, 3e38, 3e38, 3e38]}"#)
+    try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: file))
+    let result = try Shell.vdb(["import", file, "-c", "v", "--db", db])
+    XCTAssertEqual(result.status, 1, result.stderr)
+    XCTAssertTrue(result.stderr.contains("\(file):301:"), result.stderr)
+    XCTAssertTrue(result.stderr.contains("scores would overflow"), result.stderr)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "0\n")
+    let skipping = try Shell.vdb(["import", file, "-c", "v", "--db", db, "--skip-bad"])
+    XCTAssertEqual(skipping.status, 0, skipping.stderr)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "300\n")
+  }
+
   /// Layouts LMDB would silently take for a new database, or follow outside.
   func testDamagedLayoutsAreRefusedAndNothingIsWritten() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)

@@ -128,8 +128,10 @@ public struct VectorSettings: Codable, Equatable, Sendable {
   public var index: HNSWParameters
 
   /// Why `vector` cannot be stored in or searched with these settings, or nil: a wrong
-  /// length, NaN or infinity (they poison every distance), or, under cosine
-  /// similarity, all zeros (no direction).
+  /// length, NaN or infinity (they poison every distance), under cosine similarity all
+  /// zeros (no direction), under dot or l2 a length past `Metric.maxNorm` (scores would
+  /// overflow). The index checks the same when it stores the vector; checking here
+  /// first is what lets an import refuse a file before it writes any of it.
   func problem(with vector: [Float]) -> String? {
     if vector.count != dimension {
       return "a vector of \(vector.count) floats; the collection holds \(dimension)"
@@ -139,6 +141,9 @@ public struct VectorSettings: Codable, Equatable, Sendable {
     }
     if metric == .cosine && vector.allSatisfy({ $0 == 0 }) {
       return "the vector is all zeros, which has no cosine similarity"
+    }
+    if metric != .cosine, case let length = Metric.length(of: vector), length > Metric.maxNorm {
+      return HNSWError.normTooLarge(length).description
     }
     return nil
   }
