@@ -444,18 +444,26 @@ public final class Database: @unchecked Sendable {
   public func renameCollection(_ name: String, to newName: String) throws {
     try Database.validateCollectionName(name)
     try Database.validateCollectionName(newName)
-    guard var record = try collectionRecord(name) else {
+    guard let checked = try collectionRecord(name) else {
       throw VectorDBError.collectionNotFound(name)
     }
-    if let job = try job(of: record) {
+    if let job = try job(of: checked) {
       throw VectorDBError.collectionBusy(name: name, job: job)
     }
     try flushLog()  // our queued entries carry the old name
     let schema = self.schema
     try storage {
       try environment.write { txn in
-        guard try Database.collectionRecord(name, in: txn, schema: schema)?.id == record.id else {
+        // The record as of this transaction: writes committed since the check above
+        // changed its counts, and writing the checked copy back would undo them.
+        guard var record = try Database.collectionRecord(name, in: txn, schema: schema),
+          record.id == checked.id
+        else {
           throw VectorDBError.collectionNotFound(name)
+        }
+        if let building = record.building {
+          throw VectorDBError.collectionBusy(
+            name: name, job: "a re-embed job building generation \(building)")
         }
         guard try txn.get(schema.collections, key: newName) == nil else {
           throw VectorDBError.collectionExists(newName)

@@ -168,4 +168,41 @@ final class CollectionAdminTests: XCTestCase {
     XCTAssertEqual(try renamed.feedback(logID: XCTUnwrap(result.logID), documentID: "a"), .click)
     try db.verify()
   }
+
+  /// Renames racing writes: every write committed before a rename stays counted (the
+  /// rename saves the record as of its own transaction, not as it read it earlier).
+  func testRenamesRacingWritesLoseNothing() throws {
+    let db = try Database(path: path)
+    _ = try db.collection("a", options: .vectors(dimension: 2, metric: .l2))
+    let names = ["a", "b"]
+    let written = Counter()
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) {
+      for i in 0..<400 {
+        for name in names {
+          guard let docs = try? db.collection(name, create: false),
+            (try? docs.upsert([Document(id: "d\(i)", text: "")], vectors: [[Float(i), 1]])) != nil
+          else { continue }
+          written.add()
+          break
+        }
+      }
+    }
+    for round in 0..<300 {
+      try db.renameCollection(names[round % 2], to: names[(round + 1) % 2])
+    }
+    group.wait()
+    let docs = try db.collection("a", create: false)
+    XCTAssertEqual(try docs.count(), written.value)
+    XCTAssertEqual(try docs.documents(matching: Filter.all([]), limit: 1_000).count, written.value)
+    try db.verify()
+  }
+}
+
+/// A count shared between threads.
+private final class Counter: @unchecked Sendable {
+  private let lock = NSLock()
+  private var count = 0
+  func add() { lock.withLock { count += 1 } }
+  var value: Int { lock.withLock { count } }
 }
