@@ -90,8 +90,13 @@ extension Database {
       + ".partial-\(getpid())"
     try? FileManager.default.removeItem(atPath: temporary)
     do {
-      try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+      // Owner only, as a new database is: the copy holds everything the database does.
+      try FileManager.default.createDirectory(
+        atPath: temporary, withIntermediateDirectories: false,
+        attributes: [.posixPermissions: 0o700])
       try storage { try environment.copy(to: temporary, compact: true) }
+      try FileManager.default.setAttributes(
+        [.posixPermissions: 0o600], ofItemAtPath: temporary + "/data.mdb")
       if FileManager.default.fileExists(atPath: destination) {
         try FileManager.default.removeItem(atPath: destination)  // the empty directory
       }

@@ -29,6 +29,9 @@ struct Export: ParsableCommand {
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     let filter = try filter.map { try Filter(json: $0) }
+    for path in [output, npy].compactMap({ $0 }) {
+      try checkWritable(path, database: database.path)
+    }
     let lines = try OutputFile(output)
     let npyFile = try npy.map { try OutputFile($0) }
     var vectors: [[Float]] = []

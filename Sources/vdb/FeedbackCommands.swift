@@ -287,7 +287,7 @@ struct Eval: ParsableCommand {
   }
 
   func run() throws {
-    if let perQuery { try checkWritable(perQuery) }
+    if let perQuery { try checkWritable(perQuery, database: database.path) }
     let collection = try database.open().collection(try target.name(), create: false)
     if diagnose { return try showDiagnosis(try collection.diagnose()) }
     let input: (queries: [String: String], qrels: [String: [String: Int]])
@@ -374,10 +374,27 @@ struct Eval: ParsableCommand {
 }
 
 /// Fails early, before a long run, when `path` cannot be written (the file is written
-/// at the end).
+/// at the end), or when it is in the database directory `database` (one of its files,
+/// or beside them, also through a symbolic link): a mistyped output path must never
+/// replace `data.mdb`.
 ///
 /// - Throws: `VectorDBError.invalidInput` naming the file.
-func checkWritable(_ path: String) throws {
+func checkWritable(_ path: String, database: String) throws {
+  func resolved(_ path: String) -> String? {
+    guard let real = realpath(path, nil) else { return nil }
+    defer { free(real) }
+    return String(cString: real)
+  }
+  let url = URL(fileURLWithPath: path)
+  if let directory = resolved(database),
+    let target = resolved(path)
+      ?? resolved(url.deletingLastPathComponent().path).map { $0 + "/" + url.lastPathComponent },
+    target == directory || target.hasPrefix(directory + "/")
+  {
+    throw VectorDBError.invalidInput(
+      source: path, line: nil,
+      reason: "it is in the database directory \(database): write it elsewhere")
+  }
   let exists = FileManager.default.fileExists(atPath: path)
   let directory = (path as NSString).deletingLastPathComponent
   let writable =

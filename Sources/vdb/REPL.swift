@@ -205,6 +205,11 @@ final class REPL {
       dup2(terminalOutput, STDOUT_FILENO)
       return 0
     }
+    do {
+      try checkWritable(path, database: state.databasePath)
+    } catch {
+      return VDB.report(error)
+    }
     let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard file >= 0 else {
       let reason = String(cString: strerror(errno))

@@ -133,6 +133,7 @@ struct Train: ParsableCommand {
   }
 
   func run() throws {
+    if let report { try checkWritable(report, database: database.path) }
     let collection = try database.open().collection(try target.name(), create: false)
     if dryRun {
       let data = try collection.trainingData(options: options)

@@ -94,6 +94,11 @@ final class ExportBackupTests: XCTestCase {
     options.create = false
     let copy = try Database(path: destination, options: options)
     try copy.verify()
+    func mode(_ path: String) throws -> Int {
+      try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+    }
+    XCTAssertEqual(try mode(destination), 0o700, "the copy is its owner's only, as a database is")
+    XCTAssertEqual(try mode(destination + "/data.mdb"), 0o600)
     let copied = try copy.collection("c", create: false)
     let count = try copied.count()
     XCTAssertEqual(count % 100, 0)

@@ -122,6 +122,34 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "300\n")
   }
 
+  /// A mistyped output path never replaces the database's own files: every option that
+  /// writes a file refuses one in the database directory, also through a symbolic link.
+  func testOutputPathsInTheDatabaseDirectoryAreRefused() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let upsert = ["upsert", "-c", "c", "--id", "a", "--text", "kept", "--db", db]
+    XCTAssertEqual(try Shell.vdb(upsert).status, 0)
+    let dataFile = db + "/data.mdb"
+    let before = try Data(contentsOf: URL(fileURLWithPath: dataFile))
+    let link = directory + "/link"
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dataFile)
+    for arguments in [
+      ["export", "-c", "c", "-o", dataFile], ["export", "-c", "c", "-o", link],
+      ["export", "-c", "c", "-o", db + "/new.jsonl"], ["export", "-c", "c", "--npy", dataFile],
+      ["eval", "-c", "c", "--from-log", "--per-query", dataFile],
+      ["train", "-c", "c", "--report", db + "/lock.mdb"],
+    ] {
+      let result = try Shell.vdb(arguments + ["--db", db])
+      XCTAssertEqual(result.status, 1, "\(arguments): \(result.stderr)")
+      XCTAssertTrue(
+        result.stderr.contains("is in the database directory"), "\(arguments): \(result.stderr)")
+    }
+    let shell = try Shell.vdb(["--db", db], input: ".output \(dataFile)\ncount -c c\n")
+    XCTAssertTrue(shell.stderr.contains("is in the database directory"), shell.stderr)
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dataFile)), before)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: db + "/new.jsonl"))
+    XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
+  }
+
   /// Layouts LMDB would silently take for a new database, or follow outside.
   func testDamagedLayoutsAreRefusedAndNothingIsWritten() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
