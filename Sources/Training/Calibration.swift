@@ -58,7 +58,8 @@ public func expectedCalibrationError(confidences: [Double], correct: [Bool], bin
   var confidence = [Double](repeating: 0, count: bins)
   var hits = [Double](repeating: 0, count: bins)
   for (p, ok) in zip(confidences, correct) {
-    let bin = min(bins - 1, max(0, Int(p * Double(bins))))
+    // Clamped before the conversion, which traps on NaN and on numbers past Int's range.
+    let bin = p.isNaN ? 0 : min(bins - 1, Int(min(1, max(0, p)) * Double(bins)))
     count[bin] += 1
     confidence[bin] += p
     hits[bin] += ok ? 1 : 0

@@ -116,6 +116,12 @@ final class SoftmaxClassifierTests: XCTestCase {
     XCTAssertEqual(
       expectedCalibrationError(confidences: [0.9, 0.9], correct: [false, false]), 0.9,
       accuracy: 1e-12)
+    // What a diverged head gives binned without a trap (NaN stays in the sum).
+    XCTAssertTrue(
+      expectedCalibrationError(
+        confidences: [.nan, 1e300, -.infinity], correct: [true, true, false]
+      )
+      .isNaN)
   }
 
   func testMetricsAndConfusion() {

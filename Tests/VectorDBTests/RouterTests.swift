@@ -364,6 +364,20 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(try reopened.versions().active, 1)
   }
 
+  /// A learning rate far too large makes the head's scores infinite: a clear error, no
+  /// version, never a trap in what comes after (calibration, the threshold).
+  func testADivergingHeadIsRefusedAndWritesNothing() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    var options = RouterTrainingOptions()
+    options.classifier = .softmax
+    options.learningRate = 1e10
+    XCTAssertThrowsError(try router.train(options: options)) { error in
+      XCTAssertTrue("\(error)".contains("the training diverged"), "\(error)")
+    }
+    XCTAssertEqual(try router.versions().versions, [])
+  }
+
   func testUnreachableTargetNamesTheClosestAndWritesNothing() throws {
     // The generalist fails every family question: escalating stops being a safe default,
     // and no threshold reaches a quality of 0.99.

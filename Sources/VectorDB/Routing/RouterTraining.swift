@@ -285,6 +285,12 @@ extension Router {
         vectors: run.train.map { vectors[$0] }, options: options, progress: progress)
     }
     let held = predictHeldOut(&run, fit: fit, vectors: vectors)
+    guard held.logits.allSatisfy(\.isFinite) else {
+      throw VectorDBError.invalidInput(
+        source: "option", line: nil,
+        reason: "the training diverged (the head's scores are not finite numbers) at learning"
+          + " rate \(options.learningRate): give a smaller one")
+    }
     let gate = try gate(&run, candidate: held.predictions)
     let temperature = calibrate(&run, held)
     let (threshold, curve) = try placeThreshold(&run, held: held, temperature: temperature)
