@@ -99,7 +99,7 @@ public final class DocumentCollection: @unchecked Sendable {
     let plan = try indexPlan()
     return try write { txn, collection in
       try delete(
-        Set(ids).filter { !$0.isEmpty && $0.utf8.count <= Document.maxIDBytes }, plan: plan,
+        ids.filter { !$0.isEmpty && $0.utf8.count <= Document.maxIDBytes }, plan: plan,
         in: txn, collection: &collection)
     }
   }
@@ -115,7 +115,7 @@ public final class DocumentCollection: @unchecked Sendable {
     let plan = try indexPlan()
     return try write { txn, collection in
       let ids = try ids(matching: filter, in: txn)
-      _ = try delete(Set(ids), plan: plan, in: txn, collection: &collection)
+      _ = try delete(ids, plan: plan, in: txn, collection: &collection)
       return ids
     }
   }

@@ -95,9 +95,11 @@ struct UpsertBatch {
       throw VectorDBError.invalidVector(
         reason: "\(vectors.count) vectors for \(documents.count) documents")
     }
-    // Last one wins: keep the last occurrence of each id, in order.
-    var seen = Set<String>()
-    let keep = documents.indices.reversed().filter { seen.insert(documents[$0].id).inserted }
+    // Last one wins: keep the last occurrence of each id, in order. Ids are compared as
+    // bytes, as their keys are: Swift's `==` takes "é" and "e\u{301}" for one string.
+    var seen = Set<[UInt8]>()
+    let keep = documents.indices.reversed()
+      .filter { seen.insert(Array(documents[$0].id.utf8)).inserted }
       .reversed()
     self.documents = keep.map { documents[$0] }
     self.vectors = vectors.map { vectors in keep.map { vectors[$0] } }
@@ -155,9 +157,10 @@ extension DocumentCollection {
   }
 
   /// Deletes the documents `ids` (and their vectors in `plan`'s generation, if it is
-  /// still the active one) in the caller's transaction; returns how many existed.
+  /// still the active one) in the caller's transaction; returns how many existed (an id
+  /// given twice is removed and counted once).
   func delete(
-    _ ids: Set<String>, plan: IndexPlan?, in txn: WriteTransaction,
+    _ ids: [String], plan: IndexPlan?, in txn: WriteTransaction,
     collection: inout CollectionRecord
   ) throws -> Int {
     var writer = try DocumentWriter(self, record: collection, in: txn)

@@ -188,7 +188,6 @@ extension DocumentCollection {
       throw VectorDBError.collectionNotFound(name)
     }
     let mode = try searchMode(options.mode, record: record, byVector: vectors != nil)
-    if options.filter?.hasText ?? false, !record.hasText { throw noTextIndex }
     // A blank query is a mistake (an unset shell variable, an empty form field), not a
     // search: it would answer with arbitrary documents and log them as if asked.
     if let texts, let blank = texts.firstIndex(where: \.isBlank) {
@@ -386,7 +385,11 @@ extension DocumentCollection {
     let index = MetadataIndex(table: database.schema.metadataIndex, collection: id)
     var found = try index.rows(matching: filter, in: txn)
     if found != nil, filter.hasText { found!.exact = false }
-    if let words = filter.requiredText {
+    // Without a text index (or with one of another analyzer) `$text` reads the documents.
+    if let words = filter.requiredText,
+      let record = try Database.collectionRecord(name, in: txn, schema: database.schema),
+      record.hasText, !record.textIndexIsStale
+    {
       let rows = try textIndex.rows(containingAll: words, in: txn)
       found = found.map { ($0.rows.intersection(rows), false) } ?? (rows, false)
     }

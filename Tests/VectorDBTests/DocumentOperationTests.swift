@@ -89,6 +89,21 @@ final class DocumentOperationTests: XCTestCase {
     try docs.database.verify()
   }
 
+  /// Ids are bytes: "é" composed and "e" + a combining accent are two documents, in one
+  /// batch as in two (Swift's `==` takes them for one string).
+  func testIdsEqualOnlyAsUnicodeTextAreTwoDocuments() throws {
+    let docs = try collection()
+    let (composed, decomposed) = ("\u{E9}", "e\u{301}")
+    try docs.upsert(
+      [Document(id: composed, text: ""), Document(id: decomposed, text: "")],
+      vectors: [[1, 0, 0, 0], [0, 1, 0, 0]])
+    XCTAssertEqual(try docs.count(), 52)
+    XCTAssertEqual(try docs.vectors([composed, decomposed]), [[1, 0, 0, 0], [0, 1, 0, 0]])
+    XCTAssertEqual(try docs.delete([composed, decomposed, composed]), 2)
+    XCTAssertEqual(try docs.count(), 50)
+    try docs.database.verify()
+  }
+
   /// A dot or l2 vector whose length would overflow scores is refused by name.
   func testAVectorTooLongForScoresIsRefused() throws {
     let docs = try collection()

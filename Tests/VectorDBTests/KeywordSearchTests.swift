@@ -302,6 +302,23 @@ final class KeywordSearchTests: XCTestCase {
       try collection.query(vectors: [[0, 1]], options: QueryOptions(mode: .hybrid)))
   }
 
+  /// Without a text index a `$text` condition reads the documents: the same answer from
+  /// a query, a count, a listing and a delete, and its negation holds for the rest.
+  func testTextFilterWithoutAnIndexChecksTheDocuments() throws {
+    let collection = try Database(path: path).collection(
+      "vectors", options: .vectors(dimension: 2, metric: .l2))
+    try collection.upsert(
+      [Document(id: "a", text: "Hello world"), Document(id: "b", text: "goodbye")],
+      vectors: [[0, 1], [1, 0]])
+    let hello = try Filter(json: #"{"$text": {"$contains": "hello"}}"#)
+    let notHello = try Filter(json: #"{"$not": {"$text": {"$contains": "hello"}}}"#)
+    XCTAssertEqual(
+      try collection.query(vector: [1, 0], filter: hello, log: false).hits.map(\.id), ["a"])
+    XCTAssertEqual(try collection.count(matching: hello), 1)
+    XCTAssertEqual(try collection.documents(matching: notHello).map(\.id), ["b"])
+    XCTAssertEqual(try collection.delete(matching: hello, dryRun: true), ["a"])
+  }
+
   func testDenseOnDocumentsOnlyIsAClearError() throws {
     let collection = try notes()
     XCTAssertThrowsError(
