@@ -12,6 +12,8 @@ struct APIError: Error {
   var code: String
   var message: String
   var hint: String? = nil
+  /// Headers the answer needs (`WWW-Authenticate` with a 401, `Allow` with a 405).
+  var headers: HTTPFields = [:]
 
   static func badRequest(_ message: String, code: String = "invalid_input") -> APIError {
     APIError(status: .badRequest, code: code, message: message)
@@ -41,11 +43,15 @@ struct APIError: Error {
     }
   }
 
-  init(status: HTTPResponse.Status, code: String, message: String, hint: String? = nil) {
+  init(
+    status: HTTPResponse.Status, code: String, message: String, hint: String? = nil,
+    headers: HTTPFields = [:]
+  ) {
     self.status = status
     self.code = code
     self.message = message
     self.hint = hint
+    self.headers = headers
   }
 
   /// Hummingbird's own errors: unknown routes, bodies over the limit.
@@ -56,7 +62,7 @@ struct APIError: Error {
     case .methodNotAllowed: code = "method_not_allowed"
     case .contentTooLarge: code = "body_too_large"
     case .unauthorized: code = "unauthorized"
-    default: code = error.status.code < 500 ? "bad_request" : "internal"
+    default: code = error.status.code < 500 ? "invalid_request" : "internal"
     }
     let message =
       error.body
@@ -118,7 +124,7 @@ struct APIError: Error {
   var response: Response {
     var response = JSONResponse.make(
       Body(error: Body.Detail(code: code, message: message, hint: hint)), status: status)
-    if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+    response.headers.append(contentsOf: headers)
     return response
   }
 }
@@ -157,7 +163,8 @@ struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
         status: .unauthorized, code: "unauthorized",
         message: header.isEmpty
           ? "the request has no Authorization header" : "the bearer token is not valid",
-        hint: "send `Authorization: Bearer TOKEN` with the token of --token-file")
+        hint: "send `Authorization: Bearer TOKEN` with the token of --token-file",
+        headers: [.wwwAuthenticate: "Bearer"])
     }
     return try await next(request, context)
   }

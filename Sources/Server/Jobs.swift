@@ -62,6 +62,15 @@ actor JobRunner: Service {
   enum Target: Equatable {
     case collection(String)
     case router(String)
+
+    /// By bytes, as storage compares names: Swift's == would take "e\u{301}" for "é".
+    static func == (a: Target, b: Target) -> Bool {
+      switch (a, b) {
+      case (.collection(let a), .collection(let b)), (.router(let a), .router(let b)):
+        return a.utf8.elementsEqual(b.utf8)
+      default: return false
+      }
+    }
   }
 
   /// Starts `vdb ARGUMENTS --db PATH --json` for `target`.
@@ -85,7 +94,8 @@ actor JobRunner: Service {
     nextID += 1
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments + ["--db", databasePath, "--json"]
+    // "--db=PATH", one argument: a path starting with "-" is not read as an option.
+    process.arguments = arguments + ["--db=\(databasePath)", "--json"]
     // A file that cannot be created makes the FileHandle below throw.
     _ = FileManager.default.createFile(atPath: outputPath(id, "out"), contents: nil)
     _ = FileManager.default.createFile(atPath: outputPath(id, "err"), contents: nil)
@@ -133,10 +143,13 @@ actor JobRunner: Service {
   }
 
   func job(_ id: Int) throws -> JobInfo {
-    guard let job = jobs[id] else {
-      throw APIError(status: .notFound, code: "job_not_found", message: "no job \(id)")
-    }
+    guard let job = jobs[id] else { throw JobRunner.notFound(String(id)) }
     return job
+  }
+
+  /// 404 `job_not_found` for job `id` as the request gave it.
+  static func notFound(_ id: String) -> APIError {
+    APIError(status: .notFound, code: "job_not_found", message: "no job \(id)")
   }
 
   func list() -> [JobInfo] { jobs.values.sorted { $0.id < $1.id } }

@@ -12,9 +12,23 @@ struct RequestBody {
   /// Reads the body (at most `limit` bytes) and parses it as a JSON object; an empty
   /// body is an empty object.
   ///
-  /// - Throws: `APIError` 413 over the limit, 400 for text that is not a JSON object.
+  /// - Throws: `APIError` 413 over the limit, 400 for a body the HTTP framing cannot
+  ///   deliver (shorter than its Content-Length, bad chunks) or text that is not a JSON
+  ///   object.
   static func read(_ request: Request, limit: Int) async throws -> RequestBody {
-    let buffer = try await request.body.collect(upTo: limit)
+    let buffer: ByteBuffer
+    do {
+      buffer = try await request.body.collect(upTo: limit)
+    } catch let error where error is NIOTooManyBytesError || error is CancellationError {
+      throw error
+    } catch {
+      // Anything else comes from NIO's HTTP parser reading the body: the client's
+      // framing, not the server, is at fault.
+      throw APIError.badRequest(
+        "the request body is malformed: it ends before its Content-Length, or its chunked"
+          + " encoding or Transfer-Encoding is invalid",
+        code: "invalid_request")
+    }
     guard buffer.readableBytes > 0 else { return RequestBody(fields: [:]) }
     // Checked, not repaired: NIO's getString would replace bad bytes with U+FFFD and store
     // text the client never sent.
@@ -38,9 +52,8 @@ struct RequestBody {
   /// - Throws: 400 naming the first field not in `known`.
   func check(_ known: Set<String>) throws {
     if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
-      throw APIError.badRequest(
-        "request body: unknown field \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))"
-      )
+      let fields = known.isEmpty ? "none" : known.sorted().joined(separator: ", ")
+      throw APIError.badRequest("request body: unknown field \"\(unknown)\" (known: \(fields))")
     }
   }
 
@@ -68,11 +81,18 @@ struct RequestBody {
   }
 
   func int(_ key: String) throws -> Int? {
+    guard let number = try integer(key) else { return nil }
+    guard abs(number) < 1e15 else { throw wrong(key, "within ±10^15 (got \(number))") }
+    return Int(number)
+  }
+
+  /// The field as a whole number, not yet range-checked (`1e300` is one).
+  private func integer(_ key: String) throws -> Double? {
     guard let value = value(key) else { return nil }
-    guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {
+    guard case .number(let number) = value, number.rounded() == number, number.isFinite else {
       throw wrong(key, "an integer")
     }
-    return Int(number)
+    return number
   }
 
   func double(_ key: String) throws -> Double? {
@@ -148,22 +168,26 @@ struct RequestBody {
   }
 
   /// A count (k, ef, epochs, …) within the range `CountLimits` gives the shell's
-  /// option of the same name (`k` is `-k`, `batch_size` is `--batch-size`).
-  func count(_ key: String, command: String? = nil) throws -> Int? {
-    guard let value = try int(key) else { return nil }
-    let option = key.count == 1 ? "-" + key : "--" + key.replacingOccurrences(of: "_", with: "-")
+  /// option of the same name (`k` is `-k`, `batch_size` is `--batch-size`), or gives
+  /// `option` for a field named otherwise.
+  func count(_ key: String, command: String? = nil, option: String? = nil) throws -> Int? {
+    let option =
+      option ?? (key.count == 1 ? "-" + key : "--" + key.replacingOccurrences(of: "_", with: "-"))
     guard let range = CountLimits.range(option, command: command) else {
       // A field without a range is this server's mistake: a 500 for the request, never a
       // trap of the server.
       throw APIError(
         status: .internalServerError, code: "internal", message: "no range for \(option)")
     }
-    guard range.contains(value) else {
+    guard let number = try integer(key) else { return nil }
+    // Compared as a Double: a number past Int's range is out of range, not a trap.
+    guard Double(range.lowerBound) <= number, number <= Double(range.upperBound) else {
+      let given = Int(exactly: number).map(String.init) ?? "\(number)"
       throw APIError.badRequest(
-        "request body: field \"\(key)\" must be within \(range.lowerBound)...\(range.upperBound) (got \(value))"
+        "request body: field \"\(key)\" must be within \(range.lowerBound)...\(range.upperBound) (got \(given))"
       )
     }
-    return value
+    return Int(number)
   }
 }
 

@@ -6,7 +6,7 @@ import VectorDB
 /// Routing, outcomes, imports and version switches answer in the request; training
 /// embeds every example and runs as a job (a child `vdb route train`).
 extension Routes {
-  func addRouters(to router: Hummingbird.Router<Context>) {
+  func addRouters(to router: Endpoints) {
     router.get("/routers") { _, _ in
       try await blocking {
         let summaries = try database.routerNames().map { try database.router($0).summary() }
@@ -20,6 +20,14 @@ extension Routes {
       let paths = try routePaths(body)
       let escalation = try body.string("escalation")
       return try await blocking {
+        // 409 as for a collection; the library's own check (a 400) stays for a router
+        // created between this look and the write.
+        if (try? database.router(name)) != nil {
+          throw APIError(
+            status: .conflict, code: "router_exists",
+            message: "a router named \"\(name)\" already exists",
+            hint: "choose another name")
+        }
         let created = try database.createRouter(name, paths: paths, escalation: escalation)
         return JSONResponse.make(try created.summary(), status: .created)
       }
@@ -61,6 +69,16 @@ extension Routes {
       }
       return try await blocking {
         let router = try open()
+        // Checked here to name the request's fields; the library's errors say "argument".
+        if let input, input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+          throw APIError.badRequest("request body: field \"input\" is empty")
+        }
+        guard router.paths.contains(where: { $0.name.utf8.elementsEqual(path.utf8) }) else {
+          let names = router.paths.map { "\"\($0.name)\"" }.joined(separator: ", ")
+          throw APIError.badRequest(
+            "request body: field \"path\": router \"\(router.name)\" has no path \"\(path)\" (its paths: \(names))"
+          )
+        }
         if let logID {
           try router.record(outcome: parsed, path: path, for: UInt64(logID))
           return JSONResponse.make(["log_id": logID])
@@ -85,7 +103,8 @@ extension Routes {
       let arguments = try routerTrainArguments(body)
       _ = try await blocking { try database.router(name) }
       return try await startJob(
-        "route-train", .router(name), ["route", "train", "-r", name] + arguments)
+        "route-train", .router(name),
+        ["route", "train", commandOption("router", name)] + arguments)
     }
     router.get("/routers/{router}/versions") { _, context in
       let open = try routerNamed(context)
@@ -105,8 +124,9 @@ extension Routes {
         return JSONResponse.make(try router.summary())
       }
     }
-    router.post("/routers/{router}/rollback") { _, context in
+    router.post("/routers/{router}/rollback") { request, context in
       let open = try routerNamed(context)
+      try await RequestBody.read(request, limit: maxBodyBytes).check([])
       return try await blocking {
         let router = try open()
         _ = try router.rollback()
@@ -183,7 +203,7 @@ extension Routes {
         throw APIError.badRequest("request body: field \"tier\" must be \"head\" or \"lora\"")
       }
       options.tier = known
-      arguments += ["--tier", tier]
+      arguments.append(commandOption("tier", tier))
     }
     if let classifier = try body.string("classifier") {
       guard RouterClassifierKind(rawValue: classifier) != nil else {
@@ -191,18 +211,18 @@ extension Routes {
         throw APIError.badRequest(
           "request body: field \"classifier\" must be one of \(names.joined(separator: ", "))")
       }
-      arguments += ["--classifier", classifier]
+      arguments.append(commandOption("classifier", classifier))
     }
     for key in counts {
       if let value = try body.count(key, command: "route train") {
-        arguments += [commandOption(key), String(value)]
+        arguments.append(commandOption(key, value))
       }
     }
     if let seed = try body.int("seed") {
       guard seed >= 0 else {
         throw APIError.badRequest("request body: \"seed\" must be at least 0")
       }
-      arguments += ["--seed", String(seed)]
+      arguments.append(commandOption("seed", seed))
     }
     for key in fractions {
       guard let value = try body.double(key) else { continue }
@@ -213,9 +233,11 @@ extension Routes {
       case "min_quality": options.minQuality = value
       default: options.loraLearningRate = value
       }
+      // After each field, so that the error names it (both max_escalation and min_quality:
+      // the second).
+      try checkField(key) { try options.validate() }
       arguments.append(commandOption(key, value))
     }
-    try options.validate()
     if try body.bool("force") == true { arguments.append("--force") }
     return arguments
   }

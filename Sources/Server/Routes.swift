@@ -10,23 +10,26 @@ struct Routes: Sendable {
   let jobs: JobRunner
   let maxBodyBytes: Int
 
-  typealias Context = BasicRequestContext
+  typealias Context = ServerContext
 
-  /// Registers every endpoint on `router`, grouped by resource.
+  /// Registers every endpoint on `router`, grouped by resource, and 405 for the methods
+  /// each path does not answer.
   func add(to router: Hummingbird.Router<Context>) {
-    addService(to: router)
-    addCollections(to: router)
-    addDocuments(to: router)
-    addSearch(to: router)
-    addModels(to: router)
-    addRouters(to: router)
-    addJobs(to: router)
+    let endpoints = Endpoints(router)
+    addService(to: endpoints)
+    addCollections(to: endpoints)
+    addDocuments(to: endpoints)
+    addSearch(to: endpoints)
+    addModels(to: endpoints)
+    addRouters(to: endpoints)
+    addJobs(to: endpoints)
+    endpoints.refuseOtherMethods()
   }
 
   // MARK: Routes by resource
 
   /// The API's description and the database's status.
-  private func addService(to router: Hummingbird.Router<Context>) {
+  private func addService(to router: Endpoints) {
     router.get("/openapi.json") { _, _ in
       Response(
         status: .ok, headers: [.contentType: "application/json"],
@@ -38,7 +41,7 @@ struct Routes: Sendable {
   }
 
   /// Collections: list, create, drop, rename.
-  private func addCollections(to router: Hummingbird.Router<Context>) {
+  private func addCollections(to router: Endpoints) {
     router.get("/collections") { _, _ in
       try await blocking { JSONResponse.make(try database.collections()) }
     }
@@ -68,7 +71,7 @@ struct Routes: Sendable {
   }
 
   /// A collection's documents: upsert, list, get, delete, count.
-  private func addDocuments(to router: Hummingbird.Router<Context>) {
+  private func addDocuments(to router: Endpoints) {
     router.post("/collections/{collection}/documents") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -162,7 +165,7 @@ struct Routes: Sendable {
   }
 
   /// Search, feedback, the query log and evaluation.
-  private func addSearch(to router: Hummingbird.Router<Context>) {
+  private func addSearch(to router: Endpoints) {
     router.post("/collections/{collection}/query") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
@@ -208,7 +211,7 @@ struct Routes: Sendable {
 
   /// Models: the list, activation and rollback, and the jobs that make them (training,
   /// re-embedding).
-  private func addModels(to router: Hummingbird.Router<Context>) {
+  private func addModels(to router: Endpoints) {
     router.get("/models") { _, _ in
       try await blocking { JSONResponse.make(["models": try database.modelListing()]) }
     }
@@ -216,40 +219,42 @@ struct Routes: Sendable {
       let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["version"])
-      let version = try body.required("version", body.int)
+      // A model version's range (from 1): 0 or -1 is a 400 here, not a job that fails.
+      let version = try body.required("version") { try body.count($0, option: "--model") }
       return try await startJob(
-        "activate", name, ["models", "activate", String(version), "-c", name])
+        "activate", name,
+        ["models", "activate", String(version), commandOption("collection", name)])
     }
-    router.post("/collections/{collection}/models/rollback") { _, context in
+    router.post("/collections/{collection}/models/rollback") { request, context in
       let name = try context.pathParameter("collection")
-      return try await startJob("rollback", name, ["models", "rollback", "-c", name])
+      try await RequestBody.read(request, limit: maxBodyBytes).check([])
+      return try await startJob(
+        "rollback", name, ["models", "rollback", commandOption("collection", name)])
     }
     router.post("/collections/{collection}/train") { request, context in
       let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
-      return try await startJob("train", name, ["train", "-c", name] + trainArguments(body))
+      return try await startJob(
+        "train", name, ["train", commandOption("collection", name)] + trainArguments(body))
     }
     router.post("/collections/{collection}/reembed") { request, context in
       let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["model", "all", "batch_size"])
-      var arguments = ["reembed", "-c", name]
-      if let model = try body.count("model") {
-        arguments += ["--model", String(model)]
+      var arguments = ["reembed", commandOption("collection", name)]
+      for key in ["model", "batch_size"] {
+        if let value = try body.count(key) { arguments.append(commandOption(key, value)) }
       }
       if try body.bool("all") == true { arguments.append("--all") }
-      if let size = try body.count("batch_size") {
-        arguments += ["--batch-size", String(size)]
-      }
       return try await startJob("reembed", name, arguments)
     }
   }
 
   /// Jobs: the list, one job (with long polling), cancel.
-  private func addJobs(to router: Hummingbird.Router<Context>) {
+  private func addJobs(to router: Endpoints) {
     router.get("/jobs") { _, _ in JSONResponse.make(["jobs": await jobs.list()]) }
     router.get("/jobs/{id}") { request, context in
-      let id = try context.parameters.require("id", as: Int.self)
+      let id = try jobID(context)
       // ?wait=SECONDS: answer when the job ends or the time is up (long polling).
       let wait = try request.parameter("wait").map { try count($0, "wait", from: 0) } ?? 0
       let deadline = Date().addingTimeInterval(Double(min(wait, 600)))
@@ -261,12 +266,25 @@ struct Routes: Sendable {
       return JSONResponse.make(job)
     }
     router.post("/jobs/{id}/cancel") { _, context in
-      let id = try context.parameters.require("id", as: Int.self)
+      let id = try jobID(context)
       return JSONResponse.make(try await jobs.cancel(id))
     }
   }
 
   // MARK: Handlers
+
+  /// The job id in the path: 400 for what is not a number, 404 for one no job has
+  /// (beyond Int's range included).
+  private func jobID(_ context: Context) throws -> Int {
+    let raw = try context.parameters.require("id")
+    guard !raw.isEmpty,
+      raw.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+    else {
+      throw APIError.badRequest("path: a job id is a positive integer (got \"\(raw.prefix(40))\")")
+    }
+    guard let id = Int(raw) else { throw JobRunner.notFound(raw) }
+    return id
+  }
 
   /// The collection named in the path, opened on the thread pool (a function, so the
   /// lookup's storage errors surface there too).
@@ -297,7 +315,8 @@ struct Routes: Sendable {
       ?? CollectionOptions(
         vectors: noVectors ? .none : .model(version: model), metric: metric ?? .cosine)
     let collection = try database.createCollection(name, options: options)
-    let info = try database.collections().first { $0.name == collection.name }
+    // By bytes, as storage compares names: Swift's == would take "e\u{301}" for "é".
+    let info = try database.collections().first { $0.name.utf8.elementsEqual(collection.name.utf8) }
     return JSONResponse.make(info, status: .created)
   }
 
@@ -335,7 +354,10 @@ struct Routes: Sendable {
         "request body: give a \"vector\" with every document or with none (\(vectors.count) of \(documents.count) have one)"
       )
     }
-    try collection.upsert(documents, vectors: vectors.isEmpty ? nil : vectors)
+    // An empty batch writes nothing, whether the collection takes texts or vectors.
+    if !documents.isEmpty {
+      try collection.upsert(documents, vectors: vectors.isEmpty ? nil : vectors)
+    }
     return JSONResponse.make(["upserted": documents.count])
   }
 
@@ -349,6 +371,7 @@ struct Routes: Sendable {
       throw APIError.badRequest("request body: give \"text\" or \"vector\", not both nor neither")
     }
     let search = try body.searchMode()
+    try checkTextIndex(for: search.mode, in: collection)
     let options = QueryOptions(
       k: try body.count("k") ?? 10, ef: try body.count("ef") ?? 64,
       filter: try body.filter(), exact: try body.bool("exact") ?? false,
@@ -399,6 +422,7 @@ struct Routes: Sendable {
       input = (try textMap(queries), try gradeMap(qrels))
     }
     let search = try body.searchMode()
+    try checkTextIndex(for: search.mode, in: collection)
     let report = try collection.evaluate(
       queries: input.queries, qrels: input.qrels, exact: try body.bool("exact") ?? false,
       ef: try body.count("ef") ?? 64, mode: search.mode, fusion: search.fusion)
@@ -445,11 +469,11 @@ struct Routes: Sendable {
         throw APIError.badRequest(
           "request body: field \"tier\" must be \"full\", \"lora\" or \"adapter\"")
       }
-      arguments += ["--tier", tier]
+      arguments.append(commandOption("tier", tier))
     }
     for key in counts {
       if let value = try body.count(key, command: "train") {
-        arguments += [commandOption(key), String(value)]
+        arguments.append(commandOption(key, value))
       }
     }
     // Ranges checked here, so that a request out of range is a 400, not a job that fails;
@@ -457,20 +481,21 @@ struct Routes: Sendable {
     var options = TrainingOptions()
     if let length = try body.int("max_seq_length") {
       options.maxSequenceLength = length
-      arguments += ["--max-seq-length", String(length)]
+      try checkField("max_seq_length") { try options.validate() }
+      arguments.append(commandOption("max_seq_length", length))
     }
     if let seed = try body.int("seed") {
       guard seed >= 0 else {
         throw APIError.badRequest("request body: \"seed\" must be at least 0")
       }
-      arguments += ["--seed", String(seed)]
+      arguments.append(commandOption("seed", seed))
     }
     for key in numbers {
       guard let value = try body.double(key) else { continue }
       if key == "lr" { options.learningRate = value } else { options.heldOutFraction = value }
+      try checkField(key) { try options.validate() }
       arguments.append(commandOption(key, value))
     }
-    try options.validate()
     for key in flags where try body.bool(key) == true { arguments.append(commandOption(key)) }
     return arguments
   }
@@ -513,6 +538,17 @@ struct Routes: Sendable {
     return true
   }
 
+  /// Refuses a keyword or hybrid search of a collection without a text index, naming the
+  /// request's field `mode` (the library's message names the shell's `--mode`).
+  private func checkTextIndex(for mode: SearchMode?, in collection: DocumentCollection) throws {
+    guard let mode, mode != .dense, try collection.bm25() == nil else { return }
+    throw VectorDBError.notAvailable(
+      collection: collection.name,
+      reason:
+        "has no text index (given vectors only, or created without one): search it with \"mode\": \"dense\""
+    )
+  }
+
   /// A count given as query parameter `name`: at least `lowest`, and within the shell's
   /// range for `--name` where it has one (`CountLimits`).
   private func count(_ text: String, _ name: String, from lowest: Int = 1) throws -> Int {
@@ -530,16 +566,84 @@ struct Routes: Sendable {
 /// The command-line option of request field `key` (`batch_size` is `--batch-size`).
 func commandOption(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
 
-/// Request field `key` with its number as one argument, `--lr=-1`: apart, a negative
-/// value would read as an option and never reach the command's range check.
-func commandOption(_ key: String, _ value: Double) -> String { "\(commandOption(key))=\(value)" }
+/// Request field `key` with its value as one argument, `--lr=-1`, `--collection=-x`: apart,
+/// a value starting with "-" would read as an option (a job on collection "--help" would
+/// fail, a negative number never reach the command's range check).
+func commandOption(_ key: String, _ value: some LosslessStringConvertible) -> String {
+  "\(commandOption(key))=\(value)"
+}
+
+/// Runs `validate`, naming request field `key` in its error rather than the shell's
+/// "option:" (`request body: field "lr": the learning rate must be positive`).
+func checkField(_ key: String, _ validate: () throws -> Void) throws {
+  do {
+    try validate()
+  } catch VectorDBError.invalidInput(source: "option", line: _, let reason) {
+    throw APIError.badRequest("request body: field \"\(key)\": \(reason)")
+  }
+}
+
+/// The router, remembering the methods each path answers, so that a path asked with
+/// another method gets 405 `method_not_allowed` with `Allow` rather than a 404 saying
+/// that the path does not exist.
+final class Endpoints: RouterMethods {
+  typealias Context = ServerContext
+
+  private let router: Hummingbird.Router<Context>
+  /// By path pattern (`/collections/{collection}`), in the order registered.
+  private var answered: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
+
+  init(_ router: Hummingbird.Router<Context>) { self.router = router }
+
+  @discardableResult
+  func on<Responder: HTTPResponder>(
+    _ path: RouterPath, method: HTTPRequest.Method, responder: Responder
+  ) -> Self where Responder.Context == Context {
+    router.on(path, method: method, responder: responder)
+    if let index = answered.firstIndex(where: { $0.path.description == path.description }) {
+      answered[index].methods.append(method)
+    } else {
+      answered.append((path, [method]))
+    }
+    return self
+  }
+
+  @discardableResult
+  func add(middleware: any MiddlewareProtocol<Request, Response, Context>) -> Self {
+    router.add(middleware: middleware)
+    return self
+  }
+
+  /// Registers 405 for every standard method a path does not answer (HEAD is answered
+  /// wherever GET is). Other methods stay 404.
+  func refuseOtherMethods() {
+    let standard: [HTTPRequest.Method] = [
+      .get, .head, .post, .put, .delete, .patch, .options, .trace, .connect,
+    ]
+    for (path, methods) in answered {
+      let allowed = methods.contains(.get) ? methods + [.head] : methods
+      let allow = allowed.map(\.rawValue).joined(separator: ", ")
+      for method in standard where !allowed.contains(method) {
+        router.on(path, method: method) { request, context -> Response in
+          // NIO's parser reads nothing after a CONNECT, and its answer has no body:
+          // the connection is closed after it rather than left to hang.
+          if request.method == .connect { context.channel.close(mode: .input, promise: nil) }
+          throw APIError(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "\(request.method) is not allowed on \(request.uri.path): it answers \(allow)",
+            headers: [.allow: allow])
+        }
+      }
+    }
+  }
+}
 
 /// `{"documents": [...]}`: `null` for an id asked for and not found.
 struct DocumentList<Row: Encodable>: Encodable {
   var documents: [Row]
 }
 
-extension BasicRequestContext {
+extension ServerContext {
   /// The path parameter `name`, percent-decoded (`a%20b` is `a b`, `a%2Fb` is `a/b`): a
   /// document id or a collection name may hold any character a URL cannot.
   ///

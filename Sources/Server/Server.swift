@@ -64,7 +64,9 @@ public struct Server: Sendable {
       ProcessInfo.processInfo.environment["VDB_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
       ?? .notice
     let jobs = try JobRunner(executable: options.executable, databasePath: database.path)
-    let router = Hummingbird.Router()
+    // HEAD is answered as GET without the body.
+    let router = Hummingbird.Router(
+      context: ServerContext.self, options: .autoGenerateHeadEndpoints)
     router.middlewares.add(ErrorMiddleware(databasePath: database.path))
     if let token = options.token {
       router.middlewares.add(TokenMiddleware(token: Array(token.utf8)))
@@ -84,6 +86,18 @@ public struct Server: Sendable {
         services: [jobs, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
     try database.flushLog()
+  }
+}
+
+/// A request's context: Hummingbird's, and the connection it came on (a CONNECT's
+/// connection is closed: NIO's parser reads nothing after one).
+struct ServerContext: RequestContext {
+  var coreContext: CoreRequestContextStorage
+  let channel: any Channel
+
+  init(source: ApplicationRequestContextSource) {
+    coreContext = .init(source: source)
+    channel = source.channel
   }
 }
 
