@@ -460,6 +460,164 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(try server.request("GET", "/collections").status, 200)
   }
 
+  /// Malformed framing, a wrong method, a bad job id and CONNECT get documented
+  /// answers in the error shape, not 500s or hangs (red-team findings 4 and 7).
+  func testProtocolErrorsGetDocumentedAnswers() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db)
+    defer { server.stop() }
+    let port = try XCTUnwrap(server.base.split(separator: ":").last.flatMap { UInt16($0) })
+    XCTAssertEqual(
+      try server.request("POST", "/collections", #"{"name": "v", "vectors": 4}"#).status, 201)
+
+    // Bodies the HTTP framing cannot deliver: 400 invalid_request, nothing of the parser.
+    let body = #"{"vector":[1,2,3,4],"k":1}"#
+    let head = "POST /collections/v/query HTTP/1.1\r\nHost: x\r\n"
+    for request in [
+      head + "Content-Length: 100\r\n\r\n" + body,
+      head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n" + body + "\r\n0\r\n\r\n",
+      head + "Transfer-Encoding: chunked\r\n\r\n5\r\n" + body + "\r\n0\r\n\r\n",
+      head + "Transfer-Encoding: chunked\r\n\r\n1a\r\n" + body + "\r\n",
+      head + "Transfer-Encoding: gzip\r\n\r\n" + body,
+    ] {
+      let connection = try RawConnection(port: port, send: request)
+      connection.finishSending()
+      let answer = connection.received(seconds: 10)
+      XCTAssertTrue(answer.hasPrefix("HTTP/1.1 400"), "\(request): \(answer)")
+      XCTAssertTrue(answer.contains(#""code":"invalid_request""#), answer)
+    }
+    XCTAssertFalse(server.errors.contains("error"), server.errors)
+
+    // A path asked with a method it does not answer: 405 with Allow; HEAD is GET's.
+    var reply = try server.request("DELETE", "/status")
+    XCTAssertEqual(reply.status, 405, reply.text)
+    XCTAssertEqual(
+      (reply.json["error"] as? [String: Any])?["code"] as? String, "method_not_allowed")
+    XCTAssertEqual(try server.request("GET", "/collections/v/query").status, 405)
+    XCTAssertEqual(try server.request("GET", "/no/such/route").status, 404)
+    var answer = try RawConnection(
+      port: port, send: "PUT /collections HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ).received(seconds: 10)
+    XCTAssertTrue(answer.lowercased().contains("allow: get, post, head"), answer)
+    answer = try RawConnection(
+      port: port, send: "HEAD /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ).received(seconds: 10)
+    XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+    XCTAssertTrue(answer.hasSuffix("\r\n\r\n"), "no body: \(answer)")
+
+    // Job ids: a word is a 400 naming the id, a number past Int's range no job.
+    reply = try server.request("GET", "/jobs/abc")
+    XCTAssertEqual(reply.status, 400, reply.text)
+    XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "invalid_input")
+    XCTAssertTrue(reply.text.contains("job id"), reply.text)
+    reply = try server.request("POST", "/jobs/99999999999999999999/cancel")
+    XCTAssertEqual(reply.status, 404, reply.text)
+    XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "job_not_found")
+
+    // CONNECT: answered and closed at once, not left open until the idle timeout (60 s).
+    let started = Date()
+    answer = try RawConnection(port: port, send: "CONNECT /status HTTP/1.1\r\nHost: x\r\n\r\n")
+      .received(seconds: 20)
+    XCTAssertTrue(answer.hasPrefix("HTTP/1.1 405"), answer)
+    XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+  }
+
+  /// Names that look like options reach jobs intact; out-of-range versions and unknown
+  /// fields are 400s before any job starts (red-team finding 5).
+  func testJobsTakeAnyNameAndCheckTheirRequests() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db)
+    defer { server.stop() }
+
+    for name in ["-x", "--help"] {
+      XCTAssertEqual(
+        try server.request("POST", "/collections", #"{"name": "\#(name)"}"#).status, 201)
+      var reply = try server.request(
+        "POST", "/collections/\(name)/documents",
+        #"{"documents": [{"id": "a", "text": "a name like an option"}]}"#)
+      XCTAssertEqual(reply.status, 200, reply.text)
+      reply = try server.request("POST", "/collections/\(name)/reembed", #"{"all": true}"#)
+      XCTAssertEqual(reply.status, 202, reply.text)
+      reply = try server.request("GET", "/jobs/\(try XCTUnwrap(reply.json["id"] as? Int))?wait=120")
+      XCTAssertEqual(reply.json["state"] as? String, "succeeded", "\(name): \(reply.text)")
+    }
+    let paths = #"[{"name": "a"}, {"name": "b"}]"#
+    XCTAssertEqual(
+      try server.request("POST", "/routers", #"{"name": "-r", "paths": \#(paths)}"#).status, 201)
+    var reply = try server.request("POST", "/routers/-r/train", "{}")
+    reply = try server.request("GET", "/jobs/\(try XCTUnwrap(reply.json["id"] as? Int))?wait=120")
+    XCTAssertEqual(reply.json["state"] as? String, "failed", reply.text)
+    XCTAssertTrue((reply.json["error"] as? String ?? "").contains("too few examples"), reply.text)
+
+    let jobsBefore = (try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count
+    for (path, body) in [
+      ("/collections/-x/models/activate", #"{"version": 0}"#),
+      ("/collections/-x/models/activate", #"{"version": -1}"#),
+      ("/collections/-x/models/rollback", #"{"bogus": 1}"#),
+      ("/routers/-r/rollback", #"{"bogus": 1}"#),
+    ] {
+      reply = try server.request("POST", path, body)
+      XCTAssertEqual(reply.status, 400, "\(path) \(body): \(reply.text)")
+    }
+    XCTAssertEqual((try server.request("GET", "/jobs").json["jobs"] as? [Any])?.count, jobsBefore)
+    reply = try server.request("POST", "/collections/-x/models/rollback", "{}")
+    XCTAssertEqual(reply.status, 202, reply.text)
+  }
+
+  /// Messages name the request's fields, a taken router name is a 409, an empty batch
+  /// is fine for every collection, and names are compared by bytes (red-team findings 3
+  /// and 9).
+  func testAnswersSpeakInTheRequestsTerms() throws {
+    let (directory, db) = try notesDatabase()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try ServerProcess(database: db)
+    defer { server.stop() }
+    XCTAssertEqual(
+      try server.request("POST", "/collections", #"{"name": "v", "vectors": 4}"#).status, 201)
+    XCTAssertEqual(
+      try server.request("POST", "/collections", #"{"name": "t", "no_vectors": true}"#).status,
+      201)
+
+    func expect(
+      _ path: String, _ body: String, _ status: Int, _ words: [String], line: UInt = #line
+    ) throws {
+      let reply = try server.request("POST", path, body)
+      XCTAssertEqual(reply.status, status, reply.text, line: line)
+      for word in words {
+        XCTAssertTrue(reply.text.contains(word), "\(word): \(reply.text)", line: line)
+      }
+    }
+    for collection in ["v", "t"] {
+      try expect("/collections/\(collection)/documents", #"{"documents": []}"#, 200, ["0"])
+    }
+    try expect(
+      "/collections/v/query", #"{"vector": [1, 2, 3, 4], "k": 1e15}"#, 400, ["1...10000"])
+    try expect(
+      "/collections/v/query", #"{"vector": [1, 2, 3, 4], "mode": "hybrid"}"#, 400,
+      [#"\"mode\": \"dense\""#])
+    let router = #"{"name": "r", "paths": [{"name": "a"}, {"name": "b"}]}"#
+    try expect("/routers", router, 201, [])
+    try expect("/routers", router, 409, ["router_exists"])
+    try expect(
+      "/routers/r/outcomes", #"{"input": "x", "path": "nopath", "outcome": "good"}"#, 400,
+      [#"field \"path\""#, "nopath"])
+    try expect(
+      "/routers/r/outcomes", #"{"input": " ", "path": "a", "outcome": "good"}"#, 400,
+      [#"field \"input\""#])
+    try expect("/routers/r/train", #"{"lr": -1}"#, 400, [#"field \"lr\""#])
+    try expect("/routers/r/train", #"{"held_out": 1.5}"#, 400, [#"field \"held_out\""#])
+
+    // "é" composed and decomposed: two names, and each answer describes its own.
+    for name in ["e\u{301}", "\u{e9}"] {
+      let reply = try server.request("POST", "/collections", #"{"name": "\#(name)"}"#)
+      XCTAssertEqual(reply.status, 201, reply.text)
+      XCTAssertEqual(
+        (reply.json["name"] as? String).map { Array($0.utf8) }, Array(name.utf8), reply.text)
+    }
+  }
+
   private func percent(_ text: String) -> String {
     text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
   }
@@ -582,6 +740,22 @@ final class RawConnection {
     }
     guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
     _ = Array(text.utf8).withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, 0) }
+  }
+
+  /// Ends the sending side (the server reads end of file).
+  func finishSending() { shutdown(socket, Int32(SHUT_WR)) }
+
+  /// What the server sends until it closes the connection or `seconds` pass.
+  func received(seconds: Int) -> String {
+    var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var data: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let count = recv(socket, &buffer, buffer.count, 0)
+      if count <= 0 { return String(decoding: data, as: UTF8.self) }
+      data += buffer[..<count]
+    }
   }
 
   /// Whether the server closes the connection (or answers and closes) within `seconds`.
