@@ -54,7 +54,7 @@ public struct Document: Equatable, Sendable, Codable {
     }
     if id.utf8.count > Document.maxIDBytes {
       throw VectorDBError.invalidDocument(
-        id: String(id.prefix(40)) + "…",
+        id: id.excerpt(40),
         reason: "the id is \(id.utf8.count) bytes long; the limit is \(Document.maxIDBytes)")
     }
   }

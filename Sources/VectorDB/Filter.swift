@@ -75,7 +75,7 @@ public indirect enum Filter: Equatable, Sendable {
           throw Filter.error("$text takes {\"$contains\": \"words\"}")
         }
         guard !Analyzer.english.terms(phrase).isEmpty else {
-          throw Filter.error("$text $contains \"\(phrase.prefix(40))\" has no searchable words")
+          throw Filter.error("$text $contains \"\(phrase.excerpt(40))\" has no searchable words")
         }
         parts.append(.text(contains: phrase))
       case let op where op.hasPrefix("$"):

@@ -231,7 +231,7 @@ private struct JSONParser {
       }
       index += 1
       guard members.updateValue(try value(), forKey: key) == nil else {
-        throw Failure(reason: "the key \"\(key)\" appears twice in one object")
+        throw Failure(reason: "the key \"\(key.excerpt())\" appears twice in one object")
       }
       skipWhiteSpace()
       guard index < bytes.count else { throw syntax("an object is not closed") }
@@ -384,13 +384,14 @@ private struct JSONParser {
       return Double(exact)
     }
     guard let value = Double(text), value.isFinite else {
-      throw Failure(reason: "the number \(text) is beyond the range of a double")
+      throw Failure(reason: "the number \(text.excerpt()) is beyond the range of a double")
     }
     // 1.5e-400 reads as 0: a value the writer did not mean.
     if value == 0,
       text.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) })
     {
-      throw Failure(reason: "the number \(text) is too small for a double (it would read as 0)")
+      throw Failure(
+        reason: "the number \(text.excerpt()) is too small for a double (it would read as 0)")
     }
     return value
   }

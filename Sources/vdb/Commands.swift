@@ -23,8 +23,14 @@ struct Init: ParsableCommand {
   var model: String?
   @Flag(help: "Create the database without a model.") var noModel = false
   @Option(help: "The number format the model computes in: float32, bfloat16 or int8.")
-  var precision: Precision = .float32
+  var precision: Precision?
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if noModel, let given = model.map({ _ in "--model" }) ?? precision.map({ _ in "--precision" }) {
+      throw ValidationError("\(given) applies to the model; --no-model creates none")
+    }
+  }
 
   func run() throws {
     Fault.arm(path: database.path)
@@ -40,7 +46,7 @@ struct Init: ParsableCommand {
       let directory = model ?? DefaultModel.directory
       if model != nil || DefaultModel.isFetched {
         do {
-          imported = try db.importModel(directory: directory, precision: precision)
+          imported = try db.importModel(directory: directory, precision: precision ?? .float32)
         } catch {
           // A database this command created stays only with its model: without one, its
           // collections would silently hold documents without vectors.
@@ -70,7 +76,7 @@ struct Init: ParsableCommand {
       )
       if let imported {
         print(
-          "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)), \(precision.rawValue))"
+          "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)), \((precision ?? .float32).rawValue))"
         )
       }
     }

@@ -34,7 +34,7 @@ struct Query: ParsableCommand {
   @Option(name: .shortAndLong, help: "How many hits.") var k = 10
   @Option(help: "Only documents whose metadata matches this JSON filter (see docs/shell.md).")
   var filter: String?
-  @Option(help: "HNSW search width: larger is more exact and slower.") var ef = 64
+  @Option(help: "HNSW search width: larger is more exact and slower (default 64).") var ef: Int?
   @Flag(help: "Compare with every document (exact, slow): ground truth.") var exact = false
   @Flag(help: "Do not record the query in the query log.") var noLog = false
   @Option(help: "A file of query texts, one per line (`-`: standard input).") var file: String?
@@ -47,12 +47,16 @@ struct Query: ParsableCommand {
     if [text, file, vectors].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of TEXT, --file FILE, --vectors FILE")
     }
+    if exact && ef != nil {
+      throw ValidationError("--ef applies to the index; --exact compares with every document")
+    }
   }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
     let options = QueryOptions(
-      k: k, ef: ef, filter: try filter.map { try Filter(json: $0) }, exact: exact, log: !noLog,
+      k: k, ef: ef ?? QueryOptions().ef, filter: try filter.map { try Filter(json: $0) },
+      exact: exact, log: !noLog,
       mode: search.mode, fusion: search.fusionMethod)
     if let text {
       let result = try collection.query(texts: [text], options: options)[0]

@@ -108,7 +108,8 @@ final class REPL {
       }
       fflush(stdout)  // a command's output is whole when the next is read, pipes too
       if code != 0 && !interactive {
-        FileHandle.standardError.write(Data("error at line \(lineNumber): \(trimmed)\n".utf8))
+        let line = Terminal.escaped(trimmed.excerpt())
+        FileHandle.standardError.write(Data("error at line \(lineNumber): \(line)\n".utf8))
         throw ExitCode(code)
       }
     }

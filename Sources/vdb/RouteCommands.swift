@@ -223,10 +223,13 @@ struct RouteTrain: ParsableCommand {
   var classifier: RouterClassifierKind?
   @Option(
     help:
-      "Most epochs of the lora tier's joint training, 1-100 (fewer when cross-validation says so).")
-  var loraEpochs = 3
-  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
-  @Option(help: "Learning rate of the lora tier's adapters (AdamW).") var loraLr = 1e-4
+      "Most epochs of the lora tier's joint training, 1-100 (default 3; fewer when cross-validation says so)."
+  )
+  var loraEpochs: Int?
+  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank; default 16).")
+  var loraRank: Int?
+  @Option(help: "Learning rate of the lora tier's adapters (AdamW; default 1e-4).")
+  var loraLr: Double?
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -237,8 +240,12 @@ struct RouteTrain: ParsableCommand {
         "--lora-rank": loraRank,
       ])
     if !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
-    if !(loraLr > 0 && loraLr.isFinite) {
+    if let loraLr, !(loraLr > 0 && loraLr.isFinite) {
       throw ValidationError("--lora-lr must be a positive number")
+    }
+    if tier != .lora, loraEpochs != nil || loraRank != nil || loraLr != nil {
+      throw ValidationError(
+        "each of --lora-epochs, --lora-rank and --lora-lr applies to --tier lora")
     }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
@@ -266,9 +273,9 @@ struct RouteTrain: ParsableCommand {
     options.force = force
     options.tier = tier
     options.classifier = classifier
-    options.loraEpochs = loraEpochs
-    options.loraRank = loraRank
-    options.loraLearningRate = loraLr
+    options.loraEpochs = loraEpochs ?? options.loraEpochs
+    options.loraRank = loraRank ?? options.loraRank
+    options.loraLearningRate = loraLr ?? options.loraLearningRate
     let embedding = ProgressLine(label: "embed", unit: "inputs")
     let training = ProgressLine(label: "train", unit: "epochs")
     let crossValidation = ProgressLine(label: "cross-validate lora", unit: "epochs")

@@ -65,6 +65,7 @@ enum Terminal {
     let state = Session.state
     let mode = state?.mode ?? .table
     let showHeaders = state?.headers ?? true
+    let rows = mode == .csv ? rows : rows.map { $0.map { $0.excerpt(maxCellCharacters) } }
     switch mode {
     case .csv:
       for row in (showHeaders ? [headers] : []) + rows {
@@ -113,6 +114,11 @@ enum Terminal {
       print(joined)
     }
   }
+
+  /// The most characters a cell shows in a table for reading (every mode but csv): a
+  /// 50 MB text is not read on a screen, and measuring it took seconds. `--json` and
+  /// csv give whole values.
+  static let maxCellCharacters = 1_000
 
   /// `text` cut to `width` terminal cells, ending in … when cut.
   static func truncated(_ text: String, to width: Int) -> String {

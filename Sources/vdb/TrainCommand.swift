@@ -62,7 +62,8 @@ struct Train: ParsableCommand {
       "full (the whole encoder), lora (low-rank adapters on it), adapter (query side only) or fusion (hybrid's alpha)."
   )
   var tier = TrainingOptions.Tier.full
-  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank).") var loraRank = 16
+  @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank; default 16).")
+  var loraRank: Int?
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
   var maxSeqLength = defaults.maxSequenceLength
   @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = defaults.hardNegatives
@@ -105,12 +106,15 @@ struct Train: ParsableCommand {
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
     }
+    if loraRank != nil && tier != .lora {
+      throw ValidationError("--lora-rank applies to --tier lora")
+    }
   }
 
   var options: TrainingOptions {
     var options = TrainingOptions()
     options.tier = tier
-    options.loraRank = loraRank
+    options.loraRank = loraRank ?? options.loraRank
     options.epochs = epochs
     options.batchSize = batchSize
     options.miniBatchSize = miniBatch
@@ -257,7 +261,8 @@ struct Train: ParsableCommand {
     if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
       process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     }
-    process.arguments = ["reembed", "-c", collection, "--db", database.path]
+    // One argument each: a name that starts with "-" is never read as an option.
+    process.arguments = ["reembed", "--collection=\(collection)", "--db=\(database.path)"]
     let log = database.path + "/reembed.log"
     _ = FileManager.default.createFile(atPath: log, contents: nil)  // else the next line throws
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

@@ -116,9 +116,11 @@ struct CLIError: Error {
 }
 
 extension VectorDBError {
-  /// 1 for the user's input, 3 for the database itself.
+  /// 1 for the user's input, 2 for an option out of its range (as the parser's own
+  /// range checks), 3 for the database itself.
   var exitCode: Int32 {
     switch self {
+    case .invalidInput(source: "option", _, _): return 2
     case .storage, .damaged, .newerFormat, .notADatabase: return 3
     default: return 1
     }

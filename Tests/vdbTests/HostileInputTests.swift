@@ -356,6 +356,40 @@ final class HostileInputTests: ShellTestCase {
       XCTAssertEqual(result.status, 2, "\(command): \(result.stderr)")
       XCTAssertTrue(result.stderr.contains("must be"), result.stderr)
     }
+    // Options that would do nothing are refused, not ignored.
+    for command in [
+      ["init", "--no-model", "--model", "/tmp"],
+      ["init", "--no-model", "--precision", "int8"],
+      ["query", "-c", "c", "x", "--exact", "--ef", "500"],
+      ["train", "-c", "c", "--lora-rank", "4"],
+      ["route", "train", "-r", "r", "--lora-epochs", "2"],
+    ] {
+      let result = try Shell.vdb(command + ["--db", db])
+      XCTAssertEqual(result.status, 2, "\(command): \(result.stderr)")
+      XCTAssertTrue(result.stderr.contains("applies to"), "\(command): \(result.stderr)")
+    }
+  }
+
+  /// A table is for reading: a 50 MB text shows its first 1,000 characters (at once,
+  /// not after seconds of measuring), and a failing shell line is echoed escaped and cut.
+  func testHugeValuesAndLinesAreCutWhereTheyAreShown() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let big = String(repeating: "x", count: 20_000_000)
+    let file = directory + "/big.jsonl"
+    try Data(#"{"id": "big", "text": "\#(big)"}"#.utf8).write(to: URL(fileURLWithPath: file))
+    XCTAssertEqual(try Shell.vdb(["import", file, "-c", "c", "--db", db]).status, 0)
+    let table = try Shell.vdb(["get", "-c", "c", "big", "--db", db])
+    XCTAssertEqual(table.status, 0, table.stderr)
+    XCTAssertLessThan(table.stdout.utf8.count, 3_000)
+    XCTAssertTrue(table.stdout.contains(String(repeating: "x", count: 1_000) + "…"))
+    let json = try Shell.vdb(["get", "-c", "c", "big", "--json", "--db", db])
+    XCTAssertGreaterThan(json.stdout.utf8.count, 20_000_000, "--json gives whole values")
+    // Under a pipe's 64 KB: the harness writes the input before the shell reads it.
+    let line = "nope \u{1B}]0;title\u{07}" + String(repeating: "y", count: 50_000)
+    let shell = try Shell.vdb(["--db", db], input: line + "\n")
+    XCTAssertNotEqual(shell.status, 0)
+    XCTAssertFalse(shell.stderr.contains("\u{1B}"), "the echo is escaped")
+    XCTAssertLessThan(shell.stderr.utf8.count, 2_000, shell.stderr)
   }
 
   /// Qrels whose query ids match none of the queries (a wrong split, another data set)

@@ -61,7 +61,8 @@ final class ReplTests: XCTestCase {
     XCTAssertFalse(result.stdout.contains("first"), result.stdout)
     XCTAssertEqual(result.stdout, "upserted a into notes\n1\n", "nothing between the .outputs")
     XCTAssertTrue(
-      result.stderr.contains("error: /nonexistent/dir/out.txt: cannot write it: "), result.stderr)
+      result.stderr.contains("error: /nonexistent/dir/out.txt: its directory does not exist"),
+      result.stderr)
   }
 
   func testModesHeadersAndEscapes() throws {
