@@ -109,14 +109,16 @@ extension Database {
     for info in versions where info.hasWeights {
       _ = checking("model version \(info.version)") {
         try environment.read { txn in
+          // A LoRA version stores its adapters and settings; the rest is its parent's.
+          let lora = try store.blob(info.version, .lora, in: txn) != nil
           let parts: [ModelBlobKey.Part] =
-            info.kind == .encoder ? [.settings, .vocab, .weights] : [.adapter]
+            info.kind != .encoder
+            ? [.adapter] : lora ? [.lora, .settings] : [.weights, .settings, .vocab]
           for part in parts where try store.blob(info.version, part, in: txn) == nil {
             throw VectorDBError.damaged(
               path: path, detail: "its \"\(part.rawValue)\" part is missing")
           }
-          let weights = try store.blob(
-            info.version, info.kind == .encoder ? .weights : .adapter, in: txn)!
+          let weights = try store.blob(info.version, parts[0], in: txn)!
           try store.checkWeights(info, weights, path: path)
           try store.checkParts(info, path: path, in: txn)
         }

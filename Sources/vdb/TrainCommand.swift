@@ -93,7 +93,9 @@ struct Train: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+    if let lr, !(lr > 0 && lr <= 1) {
+      throw ValidationError("--lr must be a positive number, at most 1")
+    }
     try Counts.check(
       "train",
       [

@@ -60,6 +60,20 @@ final class GenerationTests: XCTestCase {
     return result
   }
 
+  /// Training an encoder while a re-embed job is unfinished is refused before it trains:
+  /// its candidate could not get a generation of its own.
+  func testTrainingWaitsForAnUnfinishedReembed() throws {
+    let (_, docs) = try setUp()
+    _ = try docs.startGeneration(model: 2)
+    for tier in [TrainingOptions.Tier.full, .lora] {
+      var options = TrainingOptions()
+      options.tier = tier
+      XCTAssertThrowsError(try docs.train(options: options)) { error in
+        XCTAssertTrue("\(error)".contains("a re-embed to model 2 is in progress"), "\(error)")
+      }
+    }
+  }
+
   func testReembedSwitchesAndEqualsACleanBuild() throws {
     let (db, docs) = try setUp()
     let report = try docs.reembed(to: 2, batchSize: 50)

@@ -349,6 +349,7 @@ final class HostileInputTests: ShellTestCase {
       ["train", "-c", "c", "--batch-size", "1"],
       ["eval", "-c", "c", "--from-log", "--ef", "0"],
       ["train", "-c", "c", "--lr", "inf"],
+      ["train", "-c", "c", "--lr", "1e30"],
       ["route", "train", "-r", "r", "--lr", "inf"],
       ["route", "train", "-r", "r", "--lora-lr=-1"],
     ] {

@@ -91,6 +91,7 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertEqual(
       try reopened.query(text: query, k: 5, log: false, mode: .dense).hits.map(\.id),
       try reopened.query(vector: encoder.embed(query), k: 5, log: false).hits.map(\.id))
+    try database.verify()  // a LoRA version's parts are its adapters and settings
   }
 
   /// The adapter tier from the shell: trained over the stored vectors (no new

@@ -61,6 +61,17 @@ extension DocumentCollection {
     let start = Date()
     try claimTraining()
     defer { try? releaseTraining() }
+    // A promoted encoder re-embeds into a new generation: with one being built already, it
+    // could not, so refuse now rather than after the training (the version would be left
+    // unused).
+    if options.tier != .adapter,
+      let building = try database.collectionRecord(name)?.building,
+      let model = try Generations(of: self).record(building)?.model
+    {
+      throw VectorDBError.collectionBusy(
+        name: name,
+        job: "a re-embed to model \(model) is in progress: resume it first (`vdb reembed`)")
+    }
     if !options.resume { try dropRunRecords() }  // a fresh run leaves no stale checkpoint
     // Judgements → folds → mining, or the saved run when resuming.
     var run = try prepareRun(options: options, progress: progress)

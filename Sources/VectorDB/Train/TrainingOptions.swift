@@ -136,7 +136,10 @@ public struct TrainingOptions: Sendable, Codable {
     }
     try check((epochs ?? 1) >= 1, "epochs must be at least 1")
     try check(batchSize >= 2, "batch size must be at least 2 (in-batch negatives)")
-    try check((learningRate ?? 1) > 0, "the learning rate must be positive")
+    // 1 is 1,000 times the largest default; far above it the weights overflow.
+    try check(
+      (learningRate ?? 1) > 0 && (learningRate ?? 1) <= 1,
+      "the learning rate must be positive and at most 1")
     try check(
       (2...modelMaxSequenceLength).contains(maxSequenceLength),
       "max sequence length must be 2…\(modelMaxSequenceLength) (the model's maximum)")
