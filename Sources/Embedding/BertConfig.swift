@@ -125,113 +125,373 @@ public struct BertConfig: Codable, Equatable, Sendable {
   }
 }
 
-/// The contents of `url`, with a clear error when it is missing or unreadable.
+/// The contents of `url`, with a clear error when it is missing, a directory or
+/// unreadable (the system's reason, not Foundation's "NSCocoaErrorDomain error 256").
 func readFile(_ url: URL) throws -> Data {
-  guard FileManager.default.fileExists(atPath: url.path) else {
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
     throw EmbeddingError.missingFile(path: url.path)
+  }
+  guard !isDirectory.boolValue else {
+    throw EmbeddingError.unreadableFile(path: url.path, reason: "it is a directory, not a file")
   }
   do {
     return try Data(contentsOf: url)
   } catch {
-    throw EmbeddingError.unreadableFile(path: url.path, reason: error.localizedDescription)
+    let cause = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+    let reason =
+      cause?.domain == NSPOSIXErrorDomain
+      ? String(cString: strerror(Int32(cause!.code))) : "the file could not be read"
+    throw EmbeddingError.unreadableFile(path: url.path, reason: reason)
   }
 }
 
 /// `data` decoded as `type`, or ``EmbeddingError/invalidConfiguration(source:reason:)``
-/// naming the field and what is wrong with it.
+/// naming the field and what is wrong with it in JSON's words (``JSONProblem``).
 func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, source: String) throws -> T {
   do {
     return try JSONDecoder().decode(type, from: data)
   } catch let error as DecodingError {
     throw EmbeddingError.invalidConfiguration(
-      source: source, reason: describe(error, decoding: type, from: data))
+      source: source, reason: JSONProblem(error, decoding: type, from: data).message)
   }
 }
 
-/// A one-line account of a JSON decoding error: which field, what went wrong.
-func describe<T: Decodable>(_ error: DecodingError, decoding type: T.Type, from data: Data)
-  -> String
-{
-  func field(_ path: [CodingKey]) -> String {
-    path.map(\.stringValue).joined(separator: ".")
-  }
-  switch error {
-  case .keyNotFound(let key, let context):
-    let parent = field(context.codingPath)
-    return "missing field '\(parent.isEmpty ? "" : parent + ".")\(key.stringValue)'"
-  case .typeMismatch(let type, let context):
-    return "field '\(field(context.codingPath))' is not a \(type)"
-  case .valueNotFound(let type, let context):
-    return "field '\(field(context.codingPath))' is null, expected a \(type)"
-  case .dataCorrupted(let context) where !context.codingPath.isEmpty:
-    return "field '\(field(context.codingPath))': \(context.debugDescription)"
-  case .dataCorrupted:
-    return describeUnplacedError(decoding: type, from: data)
-  @unknown default:
-    return "malformed JSON"
-  }
-}
+/// What is wrong with a JSON document that did not decode, in the words of JSON: which
+/// field, and which JSON type it must be. Foundation's own texts name Swift types
+/// ("Expected to decode Int but found a string instead", "Dictionary<String, Any>") or
+/// give no place ("The given data was not valid JSON").
+///
+/// ```swift
+/// JSONProblem(error, decoding: BertConfig.self, from: data).message
+/// // field 'hidden_size' must be an integer
+/// ```
+struct JSONProblem: Equatable {
+  /// The field: keys and array indices from the top; empty for the whole document.
+  var path: [String]
+  var kind: Kind
 
-/// Foundation's decoder reports a number that does not fit its field (`1e30` or `3.5`
-/// for an integer, `1e300` for a Float) as "not valid JSON", with no field. Valid JSON is
-/// told apart from invalid here, and the field found by putting 0 in each number in turn
-/// until the document decodes (or fails elsewhere).
-private func describeUnplacedError<T: Decodable>(decoding type: T.Type, from data: Data)
-  -> String
-{
-  let document: Any
-  do {
-    document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-  } catch {
-    let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
-    return "not valid JSON" + (detail.map { " (\($0))" } ?? "")
+  enum Kind: Equatable {
+    /// The field is absent.
+    case missing
+    /// The field holds another JSON type than `expected` ("an integer", "an object").
+    case wrongType(expected: String)
+    /// The field is null where a value of `expected` type is needed.
+    case null(expected: String)
+    /// The number `value` does not fit the field (`1e30` or `3.5` for an integer).
+    case unfit(value: String)
+    /// The text is not JSON: `detail` says where and why, when it can be placed.
+    case invalid(detail: String?)
+    /// A value does not fit its field, and which one could not be found.
+    case unplaced
   }
-  func numbers(in value: Any, at path: [String]) -> [(path: [String], value: NSNumber)] {
-    if let object = value as? [String: Any] {
-      return object.keys.sorted().flatMap { numbers(in: object[$0]!, at: path + [$0]) }
+
+  /// The problem of `error`, thrown when decoding `type` from `data`.
+  init<T: Decodable>(_ error: DecodingError, decoding type: T.Type, from data: Data) {
+    let keys = jsonPath
+    switch error {
+    case .keyNotFound(let key, let context):
+      self.init(path: keys(context.codingPath) + [key.stringValue], kind: .missing)
+    case .typeMismatch(let type, let context):
+      self.init(path: keys(context.codingPath), kind: .wrongType(expected: jsonType(type)))
+    case .valueNotFound(let type, let context):
+      self.init(path: keys(context.codingPath), kind: .null(expected: jsonType(type)))
+    case .dataCorrupted(let context) where !context.codingPath.isEmpty:
+      // Thrown by a type's own decoder for a value it refuses; its text is ours.
+      self.init(path: keys(context.codingPath), kind: .invalid(detail: context.debugDescription))
+    case .dataCorrupted:
+      self = Self.unplaced(decoding: type, from: data)
+    @unknown default:
+      self.init(path: [], kind: .invalid(detail: nil))
     }
-    if let array = value as? [Any] {
-      return array.indices.flatMap { numbers(in: array[$0], at: path + ["\($0)"]) }
-    }
-    if let number = value as? NSNumber {
-      return [(path, number)]
-    }
-    return []
   }
-  func replacing(_ path: ArraySlice<String>, in value: Any) -> Any {
-    guard let key = path.first else { return 0 }
-    if var object = value as? [String: Any], let child = object[key] {
-      object[key] = replacing(path.dropFirst(), in: child)
-      return object
-    }
-    if var array = value as? [Any], let index = Int(key) {
-      array[index] = replacing(path.dropFirst(), in: array[index])
-      return array
-    }
-    return value
+
+  init(path: [String], kind: Kind) {
+    self.path = path
+    self.kind = kind
   }
-  for (path, number) in numbers(in: document, at: []) {
-    let repaired = replacing(path[...], in: document)
-    guard
-      let bytes = try? JSONSerialization.data(
-        withJSONObject: repaired, options: [.fragmentsAllowed])
-    else { continue }
+
+  /// One line for a configuration file: `field 'a.b' must be an integer`,
+  /// `not valid JSON at line 3, column 7: …`.
+  var message: String {
+    let field = path.joined(separator: ".")
+    switch kind {
+    case .missing: return "missing field '\(field)'"
+    case .wrongType(let expected) where path.isEmpty:
+      return "the top-level value must be \(expected)"
+    case .wrongType(let expected): return "field '\(field)' must be \(expected)"
+    case .null(let expected): return "field '\(field)' is null; it must be \(expected)"
+    case .unfit(let value):
+      return "field '\(field)': \(value) is out of range or not a whole number"
+    case .invalid(let detail) where path.isEmpty:
+      return "not valid JSON" + (detail.map { " at \($0)" } ?? "")
+    case .invalid(let detail): return "field '\(field)': \(detail ?? "invalid value")"
+    case .unplaced: return "a value does not fit its field"
+    }
+  }
+
+  /// Foundation's decoder reports a number that does not fit its field (`1e30` or `3.5`
+  /// for an integer, `1e300` for a Float) as "not valid JSON", with no field. Valid JSON
+  /// is told apart from invalid here, and the field found by putting 0 in each number in
+  /// turn until the document decodes (or fails elsewhere).
+  private static func unplaced<T: Decodable>(decoding type: T.Type, from data: Data) -> Self {
+    let document: Any
     do {
-      _ = try JSONDecoder().decode(type, from: bytes)
-    } catch let error as DecodingError {
-      // Still unplaced, or 0 does not suit this field (a boolean): not the culprit.
-      let context: DecodingError.Context? =
-        switch error {
-        case .dataCorrupted(let context), .typeMismatch(_, let context),
-          .valueNotFound(_, let context):
-          context
-        case .keyNotFound(_, let context): context
-        @unknown default: nil
-        }
-      let at = context?.codingPath.map(\.stringValue) ?? []
-      if at.isEmpty || at == path { continue }
-    } catch {}
-    return "field '\(path.joined(separator: "."))': \(number) is out of range or not a whole number"
+      document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    } catch {
+      // Foundation's text gives no place, or "around character N": say where ourselves.
+      return Self(path: [], kind: .invalid(detail: JSONSyntax.firstError(in: data)?.description))
+    }
+    func numbers(in value: Any, at path: [String]) -> [(path: [String], value: NSNumber)] {
+      if let object = value as? [String: Any] {
+        return object.keys.sorted().flatMap { numbers(in: object[$0]!, at: path + [$0]) }
+      }
+      if let array = value as? [Any] {
+        return array.indices.flatMap { numbers(in: array[$0], at: path + ["\($0)"]) }
+      }
+      if let number = value as? NSNumber {
+        return [(path, number)]
+      }
+      return []
+    }
+    func replacing(_ path: ArraySlice<String>, in value: Any) -> Any {
+      guard let key = path.first else { return 0 }
+      if var object = value as? [String: Any], let child = object[key] {
+        object[key] = replacing(path.dropFirst(), in: child)
+        return object
+      }
+      if var array = value as? [Any], let index = Int(key) {
+        array[index] = replacing(path.dropFirst(), in: array[index])
+        return array
+      }
+      return value
+    }
+    for (path, number) in numbers(in: document, at: []) {
+      let repaired = replacing(path[...], in: document)
+      guard
+        let bytes = try? JSONSerialization.data(
+          withJSONObject: repaired, options: [.fragmentsAllowed])
+      else { continue }
+      do {
+        _ = try JSONDecoder().decode(type, from: bytes)
+      } catch let error as DecodingError {
+        // Still unplaced, or 0 does not suit this field (a boolean): not the culprit.
+        let context: DecodingError.Context? =
+          switch error {
+          case .dataCorrupted(let context), .typeMismatch(_, let context),
+            .valueNotFound(_, let context):
+            context
+          case .keyNotFound(_, let context): context
+          @unknown default: nil
+          }
+        let at = context.map { jsonPath($0.codingPath) } ?? []
+        if at.isEmpty || at == path { continue }
+      } catch {}
+      return Self(path: path, kind: .unfit(value: "\(number)"))
+    }
+    return Self(path: [], kind: .unplaced)
   }
-  return "a value does not fit its field"
+}
+
+/// A coding path as the keys and array indices of a JSON document: an index by its
+/// number ("shape.0"), not as "Index 0".
+private func jsonPath(_ codingPath: [CodingKey]) -> [String] {
+  codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
+}
+
+/// Marks the Swift types a decoder asks for when it wants a JSON object or array.
+private protocol JSONObjectType {}
+private protocol JSONArrayType {}
+extension Dictionary: JSONObjectType {}
+extension Array: JSONArrayType {}
+
+/// The JSON type a decoder wanted when it asked for Swift type `type`, as a JSON
+/// document's author knows it: "an integer", not "Int"; "an object", not
+/// "Dictionary<String, Any>".
+func jsonType(_ type: Any.Type) -> String {
+  switch type {
+  case is any FixedWidthInteger.Type: return "an integer"
+  case is any BinaryFloatingPoint.Type, is Decimal.Type: return "a number"
+  case is String.Type, is Character.Type: return "a string"
+  case is Bool.Type: return "true or false"
+  case is JSONObjectType.Type: return "an object"
+  case is JSONArrayType.Type: return "an array"
+  default: return "another type"
+  }
+}
+
+/// A place in JSON text where it stops being JSON, found by reading it against the
+/// grammar (RFC 8259): Foundation's parsers do not say where in words of ours.
+struct JSONSyntaxError: Equatable, CustomStringConvertible {
+  /// 1-based line, and column in bytes from the start of that line.
+  var line: Int
+  var column: Int
+  var problem: String
+
+  var description: String { "line \(line), column \(column): \(problem)" }
+}
+
+enum JSONSyntax {
+  /// Containers deeper than this are refused, as Foundation's parser refuses them.
+  static let maxDepth = 512
+
+  /// The first place `data` breaks the JSON grammar, or nil when it is JSON. A number
+  /// too large for a Double (`1e400`) counts as a break: no reader can hold it.
+  static func firstError(in data: Data) -> JSONSyntaxError? {
+    let bytes = [UInt8](data)
+    var i = 0
+    var line = 1
+    var lineStart = 0
+    func fail(_ problem: String, at position: Int) -> JSONSyntaxError {
+      JSONSyntaxError(line: line, column: position - lineStart + 1, problem: problem)
+    }
+    func shown(_ position: Int) -> String {
+      guard position < bytes.count else { return "the end of the text" }
+      let byte = bytes[position]
+      return (0x21...0x7e).contains(byte)
+        ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
+    }
+    func isDigit(_ position: Int) -> Bool {
+      position < bytes.count && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position])
+    }
+    /// Reads the string starting at `i` (a quote); nil when it is well formed.
+    func string() -> JSONSyntaxError? {
+      let start = i
+      i += 1
+      while i < bytes.count {
+        switch bytes[i] {
+        case UInt8(ascii: "\""):
+          i += 1
+          let content = bytes[(start + 1)..<(i - 1)]
+          return String(validating: content, as: UTF8.self) == nil
+            ? fail("a string that is not UTF-8 text", at: start) : nil
+        case UInt8(ascii: "\\"):
+          guard i + 1 < bytes.count else { return fail("an unterminated string", at: start) }
+          let escape = bytes[i + 1]
+          if escape == UInt8(ascii: "u") {
+            let digits = bytes[min(i + 2, bytes.count)..<min(i + 6, bytes.count)]
+            guard digits.count == 4, digits.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit })
+            else { return fail("\\u is not followed by 4 hex digits", at: i) }
+            i += 6
+          } else {
+            guard "\"\\/bfnrt".utf8.contains(escape) else {
+              return fail("an unknown escape \\\(Character(Unicode.Scalar(escape)))", at: i)
+            }
+            i += 2
+          }
+        case 0..<0x20:
+          return fail("a control character in a string (escape it)", at: i)
+        default:
+          i += 1
+        }
+      }
+      return fail("an unterminated string", at: start)
+    }
+    /// Reads the number starting at `i`; nil when it is well formed and fits a Double.
+    func number() -> JSONSyntaxError? {
+      let start = i
+      if bytes[i] == UInt8(ascii: "-") { i += 1 }
+      guard isDigit(i) else { return fail("a '-' without digits", at: start) }
+      if bytes[i] == UInt8(ascii: "0") { i += 1 } else { while isDigit(i) { i += 1 } }
+      if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+        i += 1
+        guard isDigit(i) else { return fail("a number without digits after '.'", at: start) }
+        while isDigit(i) { i += 1 }
+      }
+      if i < bytes.count, bytes[i] | 0x20 == UInt8(ascii: "e") {
+        i += 1
+        if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
+          i += 1
+        }
+        guard isDigit(i) else { return fail("a number without digits in its exponent", at: start) }
+        while isDigit(i) { i += 1 }
+      }
+      let text = String(decoding: bytes[start..<i], as: UTF8.self)
+      guard let value = Double(text), value.isFinite else {
+        return fail("the number \(text.prefix(40)) is too large", at: start)
+      }
+      return nil
+    }
+
+    enum Expect { case value, valueOrEnd, key, keyOrEnd, colon, commaOrEnd }
+    var expect = Expect.value
+    var open: [UInt8] = []  // the brackets of the containers being read
+    while true {
+      while i < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[i]) {
+        if bytes[i] == 0x0a {
+          line += 1
+          lineStart = i + 1
+        }
+        i += 1
+      }
+      guard i < bytes.count else {
+        return open.isEmpty && expect == .commaOrEnd ? nil : fail("unexpected end of text", at: i)
+      }
+      let byte = bytes[i]
+      switch expect {
+      case .value, .valueOrEnd:
+        if expect == .valueOrEnd, byte == UInt8(ascii: "]") {
+          open.removeLast()
+          i += 1
+          expect = .commaOrEnd
+          continue
+        }
+        switch byte {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+          guard open.count < maxDepth else {
+            return fail("containers nested deeper than \(maxDepth) levels", at: i)
+          }
+          open.append(byte)
+          i += 1
+          expect = byte == UInt8(ascii: "{") ? .keyOrEnd : .valueOrEnd
+          continue
+        case UInt8(ascii: "\""):
+          if let error = string() { return error }
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+          if let error = number() { return error }
+        default:
+          guard
+            let word = ["true", "false", "null"].first(where: {
+              bytes[i...].starts(with: $0.utf8)
+            })
+          else { return fail("unexpected \(shown(i)) where a value should be", at: i) }
+          i += word.utf8.count
+        }
+        expect = .commaOrEnd
+      case .key, .keyOrEnd:
+        if expect == .keyOrEnd, byte == UInt8(ascii: "}") {
+          open.removeLast()
+          i += 1
+          expect = .commaOrEnd
+          continue
+        }
+        guard byte == UInt8(ascii: "\"") else {
+          return fail("unexpected \(shown(i)) where a key (a string) should be", at: i)
+        }
+        if let error = string() { return error }
+        expect = .colon
+      case .colon:
+        guard byte == UInt8(ascii: ":") else {
+          return fail("unexpected \(shown(i)) where ':' should be", at: i)
+        }
+        i += 1
+        expect = .value
+      case .commaOrEnd:
+        guard let container = open.last else {
+          return fail("unexpected \(shown(i)) after the end of the value", at: i)
+        }
+        let close = container == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+        if byte == UInt8(ascii: ",") {
+          expect = container == UInt8(ascii: "{") ? .key : .value
+        } else if byte == close {
+          open.removeLast()
+        } else {
+          return fail(
+            "unexpected \(shown(i)) where ',' or '\(Character(Unicode.Scalar(close)))' should be",
+            at: i)
+        }
+        i += 1
+      }
+    }
+  }
 }

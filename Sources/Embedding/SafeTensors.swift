@@ -137,10 +137,9 @@ public struct SafeTensors: Sendable {
     let header: Header
     do {
       header = try JSONDecoder().decode(Header.self, from: Data(buffer[8..<dataStart]))
-    } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
-      throw invalid("header is not valid JSON")
     } catch let error as DecodingError {
-      throw invalid(Header.explain(error), tensor: Header.tensorName(error))
+      let problem = JSONProblem(error, decoding: Header.self, from: Data(buffer[8..<dataStart]))
+      throw invalid(Header.explain(problem), tensor: Header.tensorName(problem))
     }
 
     var entries: [String: Entry] = [:]
@@ -346,32 +345,31 @@ private struct Header: Decodable {
     }
   }
 
-  /// The tensor a decoding error is about, from the error's coding path.
-  static func tensorName(_ error: DecodingError) -> String? {
-    let path: [CodingKey]
-    switch error {
-    case .typeMismatch(_, let context), .valueNotFound(_, let context),
-      .keyNotFound(_, let context), .dataCorrupted(let context):
-      path = context.codingPath
-    @unknown default: return nil
-    }
-    return path.first.map(\.stringValue).flatMap { $0 == "__metadata__" ? nil : $0 }
+  /// The tensor a header problem is about: the first key of its path, unless that is
+  /// `__metadata__`.
+  static func tensorName(_ problem: JSONProblem) -> String? {
+    problem.path.first.flatMap { $0 == "__metadata__" ? nil : $0 }
   }
 
-  /// A one-line reason for a decoding error.
-  static func explain(_ error: DecodingError) -> String {
-    switch error {
-    case .keyNotFound(let key, _):
-      return "missing field '\(key.stringValue)'"
-    case .typeMismatch(_, let context), .valueNotFound(_, let context),
-      .dataCorrupted(let context):
-      let field = context.codingPath.dropFirst().map(\.stringValue).joined(separator: ".")
-      let place =
-        context.codingPath.first?.stringValue == "__metadata__"
-        ? "__metadata__" : (field.isEmpty ? "entry" : "field '\(field)'")
-      return "\(place) has the wrong type (\(context.debugDescription))"
-    @unknown default:
-      return "malformed header"
+  /// A one-line reason for a header problem, naming the field below the tensor (or
+  /// below `__metadata__`) and the JSON type it must be.
+  static func explain(_ problem: JSONProblem) -> String {
+    let inTensor = tensorName(problem) != nil
+    let field = problem.path.dropFirst(inTensor ? 1 : 0).joined(separator: ".")
+    // The whole entry of a tensor, or the whole header.
+    let whole = inTensor ? "entry" : "header"
+    switch problem.kind {
+    case .missing: return "missing field '\(field)'"
+    case .wrongType(let expected) where field.isEmpty: return "\(whole) must be \(expected)"
+    case .wrongType(let expected): return "field '\(field)' must be \(expected)"
+    case .null(let expected) where field.isEmpty: return "\(whole) is null; it must be \(expected)"
+    case .null(let expected): return "field '\(field)' is null; it must be \(expected)"
+    case .unfit(let value):
+      return "field '\(field)': \(value) is out of range or not a whole number"
+    case .invalid(let detail) where problem.path.isEmpty:
+      return "header is not valid JSON" + (detail.map { " at \($0)" } ?? "")
+    case .invalid(let detail): return "field '\(field)': \(detail ?? "invalid value")"
+    case .unplaced: return "a value in the header does not fit its field"
     }
   }
 }
@@ -391,6 +389,10 @@ private final class MappedFile: Bytes, @unchecked Sendable {
     var status = stat()
     guard fstat(descriptor, &status) == 0 else {
       throw EmbeddingError.unreadableFile(path: path, reason: String(cString: strerror(errno)))
+    }
+    // A directory opens, but cannot be mapped ("No such device" would not say why).
+    guard status.st_mode & S_IFMT != S_IFDIR else {
+      throw EmbeddingError.unreadableFile(path: path, reason: "it is a directory, not a file")
     }
     let size = Int(status.st_size)
     if size == 0 {

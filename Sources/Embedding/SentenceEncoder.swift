@@ -496,6 +496,13 @@ private struct DirectorySettings {
     if let sentence = try Self.decodeIfPresent(SentenceBertConfig.self, sentenceURL),
       let length = sentence.maxSeqLength
     {
+      // Checked here, so that the error names this file rather than the weights.
+      guard (2...config.maxPositions).contains(length) else {
+        throw EmbeddingError.invalidConfiguration(
+          source: sentenceURL.path,
+          reason: "max_seq_length \(length) is outside 2...\(config.maxPositions)"
+            + " (max_position_embeddings in config.json)")
+      }
       maxSequenceLength = length
     }
     let poolingURL = directory.appendingPathComponent("1_Pooling/config.json")

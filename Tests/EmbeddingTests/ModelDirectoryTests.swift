@@ -105,6 +105,94 @@ final class ModelDirectoryTests: XCTestCase {
       "\(sentence.path): field 'max_seq_length': 256.5 is out of range or not a whole number")
   }
 
+  /// A field of the wrong type is named with the JSON type it must be ("an integer"),
+  /// not Swift's ("Int", "Dictionary<String, Any>").
+  func testWrongFieldTypesAreNamedInJSONWords() throws {
+    let config = path("config.json")
+    let cases: [(field: String, value: Any, message: String)] = [
+      ("hidden_size", "384", "field 'hidden_size' must be an integer"),
+      ("hidden_size", true, "field 'hidden_size' must be an integer"),
+      ("layer_norm_eps", "1e-12", "field 'layer_norm_eps' must be a number"),
+      ("hidden_act", 5, "field 'hidden_act' must be a string"),
+      ("hidden_size", NSNull(), "field 'hidden_size' is null; it must be an integer"),
+      ("num_hidden_layers", [6], "field 'num_hidden_layers' must be an integer"),
+    ]
+    let original = try Data(contentsOf: URL(fileURLWithPath: config))
+    for (field, value, message) in cases {
+      try original.write(to: URL(fileURLWithPath: config))
+      try editConfig { $0[field] = value }
+      assertLoadFails("\(config): \(message)")
+    }
+    try "[1,2]".write(toFile: config, atomically: true, encoding: .utf8)
+    assertLoadFails("\(config): the top-level value must be an object")
+    try original.write(to: URL(fileURLWithPath: config))
+    let modules = path("modules.json")
+    try #"{"type": "x"}"#.write(toFile: modules, atomically: true, encoding: .utf8)
+    assertLoadFails("\(modules): the top-level value must be an array")
+    try #"[{"type": 5}]"#.write(toFile: modules, atomically: true, encoding: .utf8)
+    assertLoadFails("\(modules): field '0.type' must be a string")
+  }
+
+  /// Text that is not JSON is placed by line and column, in words of ours; a number too
+  /// large for any reader (1e400) is such a place.
+  func testInvalidJSONIsPlacedByLineAndColumn() throws {
+    let config = directory.appendingPathComponent("config.json")
+    let original = try String(contentsOf: config, encoding: .utf8)
+    let edited = original.replacingOccurrences(
+      of: "\"layer_norm_eps\": 1e-12", with: "\"layer_norm_eps\": 1e400")
+    XCTAssertNotEqual(edited, original)
+    try edited.write(to: config, atomically: true, encoding: .utf8)
+    let lines = edited.split(separator: "\n", omittingEmptySubsequences: false)
+    let line = lines.firstIndex { $0.contains("1e400") }!
+    let column = String(lines[line]).components(separatedBy: "1e400")[0].utf8.count
+    assertLoadFails(
+      "\(config.path): not valid JSON at line \(line + 1), column \(column + 1): the number"
+        + " 1e400 is too large")
+    for (text, message) in [
+      ("{\"hidden_size\": }", "line 1, column 17: unexpected '}' where a value should be"),
+      (
+        "{\n  \"a\": 1,\n  \"b\": tru\n}",
+        "line 3, column 8: unexpected 't' where a value should be"
+      ),
+      ("{\"a\": 1", "line 1, column 8: unexpected end of text"),
+      ("{\"a\": \"x\\u12\"}", "line 1, column 9: \\u is not followed by 4 hex digits"),
+      ("{\"a\": 1} x", "line 1, column 10: unexpected 'x' after the end of the value"),
+      ("{\"a\": [1 2]}", "line 1, column 10: unexpected '2' where ',' or ']' should be"),
+      (
+        String(repeating: "[", count: 600),
+        "line 1, column 513: containers nested deeper than 512 levels"
+      ),
+    ] {
+      try text.write(to: config, atomically: true, encoding: .utf8)
+      assertLoadFails("\(config.path): not valid JSON at \(message)")
+    }
+  }
+
+  /// A directory where a file should be is said to be one, not "NSCocoaErrorDomain
+  /// error 256" (or "No such device" for the mapped weights).
+  func testADirectoryInPlaceOfAFileIsNamed() throws {
+    for name in ["config.json", "vocab.txt", "model.safetensors", "sentence_bert_config.json"] {
+      try setUpWithError()
+      try FileManager.default.removeItem(atPath: path(name))
+      try FileManager.default.createDirectory(
+        atPath: path(name), withIntermediateDirectories: false)
+      assertLoadFails("\(path(name)): cannot read: it is a directory, not a file")
+    }
+  }
+
+  /// A max_seq_length the position table cannot hold is blamed on the file that sets
+  /// it, not on model.safetensors.
+  func testMaxSequenceLengthNamesSentenceBertConfig() throws {
+    let sentence = path("sentence_bert_config.json")
+    for length in [0, -5, 1_000_000] {
+      try "{\"max_seq_length\": \(length)}".write(
+        toFile: sentence, atomically: true, encoding: .utf8)
+      assertLoadFails(
+        "\(sentence): max_seq_length \(length) is outside 2...512 (max_position_embeddings in"
+          + " config.json)")
+    }
+  }
+
   func testWrongShapeIsNamed() throws {
     try editConfig { $0["intermediate_size"] = 1024 }
     assertLoadFails(

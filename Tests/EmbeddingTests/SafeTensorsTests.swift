@@ -81,7 +81,8 @@ final class SafeTensorsTests: XCTestCase {
   func testMalformedHeadersAreRejected() {
     assertInvalid(
       file(header: "{not json", dataSize: 0),
-      "m.safetensors: invalid safetensors: header is not valid JSON")
+      "m.safetensors: invalid safetensors: header is not valid JSON at line 1, column 2:"
+        + " unexpected 'n' where a key (a string) should be")
     assertInvalid(
       file(header: #"{"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, dataSize: 4),
       "m.safetensors: tensor 'w': unknown dtype 'F33'")
@@ -99,6 +100,35 @@ final class SafeTensorsTests: XCTestCase {
     assertInvalid(
       file(header: #"{"w":{"dtype":"F32","shape":[1]}}"#, dataSize: 4),
       "m.safetensors: tensor 'w': missing field 'data_offsets'")
+  }
+
+  /// A header field of the wrong type is named with the JSON type it must be, not in
+  /// Swift's words ("Expected to decode String but found number instead").
+  func testWrongHeaderTypesAreNamedInJSONWords() {
+    assertInvalid(
+      file(header: #"{"__metadata__":{"format":5}}"#, dataSize: 0),
+      "m.safetensors: invalid safetensors: field '__metadata__.format' must be a string")
+    assertInvalid(
+      file(header: #"{"__metadata__":[1]}"#, dataSize: 0),
+      "m.safetensors: invalid safetensors: field '__metadata__' must be an object")
+    assertInvalid(
+      file(header: "[1,2,3]", dataSize: 0),
+      "m.safetensors: invalid safetensors: header must be an object")
+    assertInvalid(
+      file(header: #"{"w":[1]}"#, dataSize: 4), "m.safetensors: tensor 'w': entry must be an object"
+    )
+    assertInvalid(
+      file(header: #"{"w":{"dtype":5,"shape":[1],"data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': field 'dtype' must be a string")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': field 'shape' must be an array")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,null]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': field 'data_offsets.1' is null; it must be an integer")
+    assertInvalid(
+      file(header: #"{"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, dataSize: 4),
+      "m.safetensors: tensor 'w': field 'shape.0': 1.5 is out of range or not a whole number")
   }
 
   /// Sizes that would trap or allocate without bound are errors, before any allocation.
