@@ -9,11 +9,16 @@ import Foundation
 /// let (rows, dimension) = try VectorFile.read("siftsmall_base.fvecs")   // 10,000 × 128
 /// ```
 public enum VectorFile {
+  /// The widest vector a collection holds (`Database` refuses wider ones): a wider file
+  /// is refused here, where its name and record are known.
+  static let maxDimension = 65_536
+
   /// The rows of the file at `path` (the first `limit` of them), and their dimension.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and the problem (unknown
-  ///   extension, truncated record, changing dimension, unsupported npy dtype or order);
-  ///   a record's problem names the record's number as the line.
+  ///   extension, no vectors, truncated record, changing dimension or one outside
+  ///   1...65536, unsupported npy dtype or order); a record's problem names the record's
+  ///   number as the line.
   public static func read(_ path: String, limit: Int = .max) throws -> (
     rows: [[Float]], dimension: Int
   ) {
@@ -97,7 +102,11 @@ public enum VectorFile {
   static func records<Element>(
     _ data: Data, path: String, limit: Int, _ element: (UInt32) -> Element
   ) throws -> (rows: [[Element]], dimension: Int) {
-    try data.withUnsafeBytes { bytes in
+    // Not "dimension 0" later on: a file without records has no dimension.
+    guard !data.isEmpty else {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "the file holds no vectors")
+    }
+    return try data.withUnsafeBytes { bytes in
       var rows: [[Element]] = []
       var offset = 0
       var dimension = -1
@@ -108,9 +117,10 @@ public enum VectorFile {
         }
         let d = Int(
           Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
-        guard d > 0 else {
+        guard (1...maxDimension).contains(d) else {
           throw VectorDBError.invalidInput(
-            source: path, line: rows.count + 1, reason: "record of dimension \(d); it must be ≥ 1")
+            source: path, line: rows.count + 1,
+            reason: "record of dimension \(d); it must be in 1...\(maxDimension)")
         }
         if dimension < 0 { dimension = d }
         guard d == dimension else {
@@ -179,8 +189,13 @@ public enum VectorFile {
     guard let count = Int(fields[0]), count >= 0 else {
       throw fail("the row count in the shape must be a whole number ≥ 0; it is \(fields[0])")
     }
-    guard let dimension = Int(fields[1]), dimension >= 1 else {
-      throw fail("the dimension in the shape must be a whole number ≥ 1; it is \(fields[1])")
+    guard let dimension = Int(fields[1]), (1...maxDimension).contains(dimension) else {
+      throw fail(
+        "the dimension in the shape must be a whole number in 1...\(maxDimension); it is \(fields[1])"
+      )
+    }
+    guard count > 0 else {
+      throw fail("the file holds no vectors (its shape is (0, \(dimension)))")
     }
     // Sizes are checked against the file before anything is allocated: a header must
     // not make the reader promise more memory than the file holds.

@@ -59,6 +59,42 @@ final class VectorFileTests: XCTestCase {
     }
   }
 
+  /// A file with no vectors, or wider ones than a collection holds, is named: not
+  /// "invalid vector: dimension 0 is not in 1...65536" from the collection.
+  func testEmptyAndTooWideFilesAreNamed() throws {
+    func assertRefused(
+      _ path: String, line: Int?, _ reason: String, file: StaticString = #filePath,
+      _ assertLine: UInt = #line
+    ) {
+      XCTAssertThrowsError(try VectorFile.read(path), file: file, line: assertLine) {
+        XCTAssertEqual(
+          $0 as? VectorDBError, .invalidInput(source: path, line: line, reason: reason),
+          file: file, line: assertLine)
+      }
+    }
+    let empty = directory + "/empty.fvecs"
+    try Data().write(to: URL(fileURLWithPath: empty))
+    assertRefused(empty, line: nil, "the file holds no vectors")
+    let noRows = directory + "/empty.npy"
+    try VectorFile.npyBytes([], dimension: 3).write(to: URL(fileURLWithPath: noRows))
+    assertRefused(noRows, line: nil, "the file holds no vectors (its shape is (0, 3))")
+
+    let wide = [[Float](repeating: 0.5, count: 70_000)]
+    let wideFvecs = directory + "/wide.fvecs"
+    try VectorFile.fvecsBytes(wide).write(to: URL(fileURLWithPath: wideFvecs))
+    assertRefused(wideFvecs, line: 1, "record of dimension 70000; it must be in 1...65536")
+    let wideNpy = directory + "/wide.npy"
+    try VectorFile.npyBytes(wide, dimension: 70_000).write(to: URL(fileURLWithPath: wideNpy))
+    assertRefused(
+      wideNpy, line: nil,
+      "the dimension in the shape must be a whole number in 1...65536; it is 70000")
+    // The widest a collection holds is read.
+    let widest = directory + "/widest.fvecs"
+    try VectorFile.fvecsBytes([[Float](repeating: 1, count: 65_536)])
+      .write(to: URL(fileURLWithPath: widest))
+    XCTAssertEqual(try VectorFile.read(widest).dimension, 65_536)
+  }
+
   func testIntegersRoundTripAndBadRecordsAreNamed() throws {
     let ivecs = directory + "/gt.ivecs"
     let rows: [[Int32]] = [[3, 1, 2], [0, -1, Int32.max]]
