@@ -4,14 +4,10 @@ import Foundation
 public enum BEIR {
   /// Reads `queries.jsonl`: `{"_id": "…", "text": "…"}` per line → id → text.
   ///
-  /// - Throws: `VectorDBError.invalidInput` naming the file and line.
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line (a missing field,
+  ///   a query text that is empty or only white space).
   public static func queries(path: String) throws -> [String: String] {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-    }
+    let data = try contents(path)
     var queries: [String: String] = [:]
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: path, line: line)
@@ -27,6 +23,12 @@ public enum BEIR {
       guard case .string(let text) = object["text"] else {
         throw VectorDBError.invalidInput(source: path, line: line, reason: "missing field \"text\"")
       }
+      // Refused here, where the line is known: a search would refuse it (as `vdb query`
+      // does) without saying which line of which file.
+      guard !text.isBlank else {
+        throw VectorDBError.invalidInput(
+          source: path, line: line, reason: "the query text is empty")
+      }
       queries[id] = text
     }
     return queries
@@ -37,18 +39,24 @@ public enum BEIR {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line of a malformed row.
   public static func qrels(path: String) throws -> [String: [String: Int]] {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-    }
-    return try qrels(data, source: path)
+    try qrels(contents(path), source: path)
   }
 
   /// Parses the bytes of a qrels TSV; `source` names it in errors.
   static func qrels(_ data: Data, source path: String) throws -> [String: [String: Int]] {
     var qrels: [String: [String: Int]] = [:]
+    try forEachRow(of: data, source: path) { _, query, document, grade in
+      qrels[query, default: [:]][document] = grade
+    }
+    return qrels
+  }
+
+  /// Calls `body` with each judgement row of a qrels TSV and its line; `source` names
+  /// the file in errors.
+  static func forEachRow(
+    of data: Data, source path: String,
+    _ body: (_ line: Int, _ query: String, _ document: String, _ grade: Int) throws -> Void
+  ) throws {
     try JSONLines.forEach(in: data) { line, bytes in
       let text = try JSONLines.text(of: bytes, source: path, line: line)
       let fields = text.split(separator: "\t", omittingEmptySubsequences: false).map {
@@ -64,8 +72,16 @@ public enum BEIR {
         throw VectorDBError.invalidInput(
           source: path, line: line, reason: "score \"\(fields[2])\" is not an integer")
       }
-      qrels[fields[0], default: [:]][fields[1]] = grade
+      try body(line, fields[0], fields[1], grade)
     }
-    return qrels
+  }
+
+  /// The bytes of the file at `path`, mapped.
+  static func contents(_ path: String) throws -> Data {
+    do {
+      return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    }
   }
 }

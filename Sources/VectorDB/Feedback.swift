@@ -56,8 +56,9 @@ extension DocumentCollection {
   /// Logs many judgements in one transaction (all or none); returns their log ids.
   ///
   /// - Throws: `VectorDBError.invalidInput` for an empty query text,
-  ///   `.documentNotFound` for a judged document the collection does not hold (nothing
-  ///   is logged either way); `.storage`.
+  ///   `.documentNotFound` for a judged document the collection does not hold (for a
+  ///   judgement read from a file, `.invalidInput` naming the file and line); nothing is
+  ///   logged either way; `.storage`.
   @discardableResult
   public func judge(_ judgements: [Judgement]) throws -> [UInt64] {
     if let blank = judgements.firstIndex(where: \.query.isBlank) {
@@ -70,7 +71,20 @@ extension DocumentCollection {
     let name = self.name
     return try writeLog { txn in
       try judgements.map { judgement in
-        for documentID in judgement.relevant.keys { try requireDocument(documentID, in: txn) }
+        // In input order, so that the first unknown document of a file is reported.
+        let documents = judgement.relevant.keys.sorted {
+          (judgement.lines[$0] ?? 0, $0) < (judgement.lines[$1] ?? 0, $1)
+        }
+        for documentID in documents {
+          do {
+            try requireDocument(documentID, in: txn)
+          } catch let error as VectorDBError where judgement.source != nil {
+            guard case .documentNotFound = error else { throw error }
+            throw VectorDBError.invalidInput(
+              source: judgement.source!, line: judgement.lines[documentID],
+              reason: error.description)
+          }
+        }
         let now = Date()
         let entry = LogEntry(
           id: 0, time: now, collection: name, kind: .judgement, text: judgement.query, model: 0,
@@ -104,10 +118,19 @@ public struct Judgement: Sendable, Equatable {
   public var query: String
   /// Document id → grade (1 = relevant; 0 = judged not relevant, e.g. a hard negative).
   public var relevant: [String: Int]
-  /// Judgements of `relevant`'s documents (id → grade) for `query`.
-  public init(query: String, relevant: [String: Int]) {
+  /// The file the judgement was read from (nil: not from a file), named in errors.
+  public var source: String?
+  /// Document id → the line of `source` that judged it, named in errors.
+  public var lines: [String: Int]
+  /// Judgements of `relevant`'s documents (id → grade) for `query`; `source` and
+  /// `lines` say where they were read, if from a file.
+  public init(
+    query: String, relevant: [String: Int], source: String? = nil, lines: [String: Int] = [:]
+  ) {
     self.query = query
     self.relevant = relevant
+    self.source = source
+    self.lines = lines
   }
 
   /// Reads training triples in JSON Lines:
@@ -117,12 +140,7 @@ public struct Judgement: Sendable, Equatable {
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (a missing, mistyped
   ///   or unknown field).
   public static func triples(path: String) throws -> [Judgement] {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-    }
+    let data = try BEIR.contents(path)
     var judgements: [Judgement] = []
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: path, line: line)
@@ -154,9 +172,38 @@ public struct Judgement: Sendable, Equatable {
       var relevant: [String: Int] = [:]
       for id in try strings("hard_negatives") { relevant[id] = 0 }
       for id in positives { relevant[id] = 1 }
-      judgements.append(Judgement(query: query, relevant: relevant))
+      judgements.append(
+        Judgement(
+          query: query, relevant: relevant, source: path,
+          lines: relevant.mapValues { _ in line }))
     }
     return judgements
+  }
+
+  /// The judgements a qrels TSV (BEIR) makes of the queries of a `queries.jsonl`, as
+  /// `vdb feedback --qrels --queries` logs them: per query (in id order) its relevant
+  /// documents (grade > 0); a query with none is left out. Each keeps the line of each
+  /// document, so that an unknown document is reported at its line.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line: a malformed row
+  ///   or query, a qrels row whose query the queries file lacks.
+  public static func qrels(path: String, queries queriesPath: String) throws -> [Judgement] {
+    let texts = try BEIR.queries(path: queriesPath)
+    var judged: [String: [String: (grade: Int, line: Int)]] = [:]
+    try BEIR.forEachRow(of: BEIR.contents(path), source: path) { line, query, document, grade in
+      guard texts[query] != nil else {
+        throw VectorDBError.invalidInput(
+          source: path, line: line, reason: "query \"\(query)\" is not in \(queriesPath)")
+      }
+      judged[query, default: [:]][document] = (grade, line)
+    }
+    return judged.keys.sorted().compactMap { query in
+      let relevant = judged[query]!.filter { $0.value.grade > 0 }
+      guard !relevant.isEmpty else { return nil }
+      return Judgement(
+        query: texts[query]!, relevant: relevant.mapValues(\.grade), source: path,
+        lines: relevant.mapValues(\.line))
+    }
   }
 }
 

@@ -209,17 +209,7 @@ struct FeedbackCommand: ParsableCommand {
       try report(["judgements": ids.count], "logged \(ids.count) judged queries from \(triples)")
       return
     }
-    let texts = try BEIR.queries(path: queries!)
-    let judged = try BEIR.qrels(path: qrels!)
-    var judgements: [Judgement] = []
-    for (queryID, relevant) in judged.sorted(by: { $0.key < $1.key }) {
-      guard let text = texts[queryID] else {
-        throw VectorDBError.invalidInput(
-          source: qrels!, line: nil, reason: "query \"\(queryID)\" is not in \(queries!)")
-      }
-      judgements.append(Judgement(query: text, relevant: relevant.filter { $0.value > 0 }))
-    }
-    let ids = try target.judge(judgements.filter { !$0.relevant.isEmpty })
+    let ids = try target.judge(try Judgement.qrels(path: qrels!, queries: queries!))
     try report(["judgements": ids.count], "logged \(ids.count) judged queries")
   }
 

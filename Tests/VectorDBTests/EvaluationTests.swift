@@ -53,8 +53,10 @@ final class BEIRFileTests: XCTestCase {
     XCTAssertEqual(
       try Judgement.triples(path: triples),
       [
-        Judgement(query: "q", relevant: ["d1": 1, "d2": 0, "d3": 0]),
-        Judgement(query: "r", relevant: ["d4": 1]),
+        Judgement(
+          query: "q", relevant: ["d1": 1, "d2": 0, "d3": 0], source: triples,
+          lines: ["d1": 1, "d2": 1, "d3": 1]),
+        Judgement(query: "r", relevant: ["d4": 1], source: triples, lines: ["d4": 2]),
       ])
     let bad = try write("u.jsonl", #"{"query": "q", "hard_negatives": ["d2"]}"#)
     XCTAssertThrowsError(try Judgement.triples(path: bad)) { error in
@@ -66,6 +68,68 @@ final class BEIRFileTests: XCTestCase {
         "\(error)",
         "\(misspelt):1: unknown field \"negatives\" (the fields are \"query\", \"positive\", "
           + "\"positives\", \"hard_negatives\")")
+    }
+  }
+}
+
+extension BEIRFileTests {
+  /// An empty or blank query text is refused at its file and line: a search would
+  /// refuse it as "query:N" (N its place among the judged queries), or, blank, not at all.
+  func testABlankQueryTextNamesItsFileAndLine() throws {
+    for text in ["", #" \t\u00a0"#] {
+      let queries = try write(
+        "q.jsonl", #"{"_id": "q1", "text": "hello"}"# + "\n" + #"{"_id": "q2", "text": "\#(text)"}"#
+      )
+      XCTAssertThrowsError(try BEIR.queries(path: queries)) { error in
+        XCTAssertEqual("\(error)", "\(queries):2: the query text is empty")
+      }
+    }
+  }
+
+  /// feedback --qrels --queries: relevant documents by query, each with its qrels line;
+  /// a query the queries file lacks is named at its qrels line.
+  func testJudgementsFromQrelsKeepTheirLines() throws {
+    let queries = try write(
+      "q.jsonl", #"{"_id": "q1", "text": "one"}"# + "\n" + #"{"_id": "q2", "text": "two"}"#)
+    let qrels = try write(
+      "a.tsv", "query-id\tcorpus-id\tscore\nq2\td3\t1\nq1\td1\t2\nq1\td2\t0\nq2\td4\t1\n")
+    XCTAssertEqual(
+      try Judgement.qrels(path: qrels, queries: queries),
+      [
+        Judgement(query: "one", relevant: ["d1": 2], source: qrels, lines: ["d1": 3]),
+        Judgement(
+          query: "two", relevant: ["d3": 1, "d4": 1], source: qrels, lines: ["d3": 2, "d4": 5]),
+      ])
+    let unknown = try write("b.tsv", "q1\td1\t1\nq9\td2\t1\n")
+    XCTAssertThrowsError(try Judgement.qrels(path: unknown, queries: queries)) { error in
+      XCTAssertEqual("\(error)", "\(unknown):2: query \"q9\" is not in \(queries)")
+    }
+  }
+
+  /// A judged document the collection does not hold is named at the file and line that
+  /// judged it (the first such line), and nothing is logged.
+  func testAnUnknownDocumentNamesItsFileAndLine() throws {
+    let db = try Database(path: directory + "/db")
+    let collection = try db.collection("b", options: CollectionOptions(vectors: .none))
+    try collection.upsert([Document(id: "d1", text: "hello"), Document(id: "d2", text: "graphs")])
+    let triples = try write(
+      "t.jsonl",
+      #"{"query": "hi", "positive": "d1"}"# + "\n" + #"{"query": "hi 2", "positive": "zzz"}"#
+        + "\n" + #"{"query": "hi 3", "positive": "d2", "hard_negatives": ["yyy"]}"#)
+    XCTAssertThrowsError(try collection.judge(try Judgement.triples(path: triples))) { error in
+      XCTAssertEqual("\(error)", "\(triples):2: no document \"zzz\" in collection \"b\"")
+    }
+    let queries = try write("q.jsonl", #"{"_id": "q1", "text": "one"}"#)
+    let qrels = try write("a.tsv", "q1\td1\t1\nq1\tzzz\t1\nq1\taaa\t1\n")
+    XCTAssertThrowsError(
+      try collection.judge(try Judgement.qrels(path: qrels, queries: queries))
+    ) { error in
+      XCTAssertEqual("\(error)", "\(qrels):2: no document \"zzz\" in collection \"b\"")
+    }
+    XCTAssertEqual(try db.logEntries(collection: "b").count, 0)
+    // Given directly, not from a file: the error is the collection's own.
+    XCTAssertThrowsError(try collection.judge(query: "q", relevant: ["zzz": 1])) { error in
+      XCTAssertEqual(error as? VectorDBError, .documentNotFound(id: "zzz", collection: "b"))
     }
   }
 }
