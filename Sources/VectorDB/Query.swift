@@ -427,8 +427,3 @@ extension DocumentCollection {
     return try storage { try database.logWriter.append(entries) }
   }
 }
-
-extension String {
-  /// Empty or only white space: no query, no judgement.
-  var isBlank: Bool { allSatisfy(\.isWhitespace) }
-}

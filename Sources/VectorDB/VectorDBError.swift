@@ -188,6 +188,9 @@ func storage<R>(_ body: () throws -> R) throws -> R {
 }
 
 extension String {
+  /// Empty or only white space: no query, no judgement.
+  var isBlank: Bool { allSatisfy(\.isWhitespace) }
+
   /// The text as an error message quotes it: at most `limit` characters, then "…" (a
   /// 5 MB number or line is not repeated whole).
   package func excerpt(_ limit: Int = 80) -> String {
