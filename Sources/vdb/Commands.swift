@@ -180,7 +180,7 @@ struct Import: ParsableCommand {
         )
       }
     } catch VectorDBError.invalidInput(_, 1, let reason)
-      where [".csv", ".tsv"].contains { path.lowercased().hasSuffix($0) }
+      where [".csv", ".tsv"].contains(where: { path.lowercased().hasSuffix($0) })
     {
       let tsv = path.lowercased().hasSuffix(".tsv")
       throw CLIError(

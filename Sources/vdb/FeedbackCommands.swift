@@ -378,7 +378,7 @@ func checkWritable(_ path: String, database: String) throws {
   let url = URL(fileURLWithPath: path)
   if let directory = resolved(database),
     let target = resolved(path)
-      ?? resolved(url.deletingLastPathComponent().path).map { $0 + "/" + url.lastPathComponent },
+      ?? resolved(url.deletingLastPathComponent().path).map({ $0 + "/" + url.lastPathComponent }),
     target == directory || target.hasPrefix(directory + "/")
   {
     throw VectorDBError.invalidInput(
