@@ -347,8 +347,9 @@ public final class Database: @unchecked Sendable {
     case .none:
       return nil
     case .given(let dimension, let metric):
-      guard (1...65_536).contains(dimension) else {
-        throw VectorDBError.invalidVector(reason: "dimension \(dimension) is not in 1...65536")
+      guard (1...VectorFile.maxDimension).contains(dimension) else {
+        throw VectorDBError.invalidVector(
+          reason: "dimension \(dimension) is not in 1...\(VectorFile.maxDimension)")
       }
       return VectorSettings(dimension: dimension, metric: metric, model: nil, index: options.index)
     case .model(let version):

@@ -9,8 +9,9 @@ import Foundation
 /// let (rows, dimension) = try VectorFile.read("siftsmall_base.fvecs")   // 10,000 × 128
 /// ```
 public enum VectorFile {
-  /// The widest vector a collection holds (`Database` refuses wider ones): a wider file
-  /// is refused here, where its name and record are known.
+  /// The widest vector a collection and its index hold (`Database` and `VectorIndex`
+  /// refuse wider ones): a wider file is refused here, where its name and record are
+  /// known. Kept in this file, which the fuzz targets compile on its own.
   static let maxDimension = 65_536
 
   /// The rows of the file at `path` (the first `limit` of them), and their dimension.

@@ -122,9 +122,9 @@ package final class VectorIndex: @unchecked Sendable {
     parameters: HNSWParameters = HNSWParameters()
   ) throws -> VectorIndex {
     let settings = IndexSettings(dimension: dimension, metric: metric, parameters: parameters)
-    guard (1...65_536).contains(dimension) else {
+    guard (1...VectorFile.maxDimension).contains(dimension) else {
       throw VectorIndexError.invalidSettings(
-        name: name, reason: "dimension \(dimension) is not in 1...65536")
+        name: name, reason: "dimension \(dimension) is not in 1...\(VectorFile.maxDimension)")
     }
     do {
       try parameters.validate()
