@@ -56,14 +56,15 @@ let package = Package(
     // Small linear layers with CPU-specific SIMD chosen at run time (one query's tokens).
     .target(name: "CKernels"),
     .target(name: "Tensor", dependencies: ["CBLAS", "CKernels", "CPrefetch"]),
-    .target(name: "Embedding", dependencies: ["Tensor"]),
+    .target(name: "JSON"),
+    .target(name: "Embedding", dependencies: ["JSON", "Tensor"]),
     .target(name: "HNSW", dependencies: ["Tensor", "CKernels"]),
     .target(name: "TextSearch", dependencies: ["CStemmer"]),
     .target(name: "Training", dependencies: ["Embedding", "Tensor", "CBLAS"]),
     .target(
       name: "VectorDB",
       dependencies: [
-        "LMDB", "Tensor", "Embedding", "HNSW", "TextSearch", "Training", "CKernels",
+        "LMDB", "JSON", "Tensor", "Embedding", "HNSW", "TextSearch", "Training", "CKernels",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CSV", package: "CSV.swift"),
       ]),

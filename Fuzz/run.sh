@@ -5,11 +5,11 @@
 #
 # Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
 # (coverage-guided, memory errors and traps are crashes) and links the modules they
-# import (LMDB, TextSearch, Crypto, Tensor) from the release test build (`tools/test.sh`
-# makes it). Targets: the VectorDB readers (jsonl filter npy fvecs qrels) and the model
-# files the Embedding module reads (safetensors config tokenizer). Seeds
-# are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not the repository.
-# A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
+# import (LMDB, TextSearch, Crypto, Tensor; JSON is compiled with them) from the release
+# test build (`tools/test.sh` makes it). Targets: the VectorDB readers (jsonl filter npy
+# fvecs qrels) and the model files the Embedding module reads (safetensors config
+# tokenizer). Seeds are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not
+# the repository. A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
 #
 # A nightly-style run: Fuzz/run.sh 3600.
 set -euo pipefail
@@ -32,8 +32,15 @@ embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPi
 # MappedPages is `package` in Tensor, which a module outside the package cannot see: the
 # fuzz target compiles its own copy (with a package name, so `package` means something).
 embedding=("${embedding[@]/#/Sources/Embedding/}" Sources/Tensor/MappedPages)
+work=Fuzz/.build
+mkdir -p "$work/modules" Fuzz/crashes
+# JSON, the one JSON reader both modules' sources import, is compiled here with the same
+# instrumentation as they are (and found before the release build's copy).
+swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -module-name JSON \
+  -package-name vdb_fuzz -emit-module -emit-module-path "$work/modules/JSON.swiftmodule" \
+  -c Sources/JSON/*.swift -o "$work/JSON.o"
 # Modules the sources import, and the objects that implement them.
-flags=(-I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
+flags=(-I "$work/modules" -I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
   -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap
   -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap)
 for map in $(find "$bin" -maxdepth 2 -name module.modulemap \( -path '*CCrypto*' -o -path '*CKernels*' -o -path '*CPrefetch*' \)); do
@@ -45,9 +52,7 @@ for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -t
 done
 objects=$(find "$bin"/{LMDB,TextSearch,Tensor,CKernels,CPrefetch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
   -name '*.o' 2>/dev/null)
-
-work=Fuzz/.build
-mkdir -p "$work" Fuzz/crashes
+objects+=" $work/JSON.o"
 status=0
 for target in "${targets[@]}"; do
   echo "== fuzz $target (${seconds} s)" >&2

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The shape of a BERT-family encoder, decoded from a Hugging Face `config.json`.
 ///
@@ -240,7 +241,10 @@ struct JSONProblem: Equatable {
       document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
     } catch {
       // Foundation's text gives no place, or "around character N": say where ourselves.
-      return Self(path: [], kind: .invalid(detail: JSONSyntax.firstError(in: data)?.description))
+      // 512 levels: as deep as Foundation's own parser reads.
+      var place: JSONParseError?
+      do { _ = try JSONValue(utf8: data, maxDepth: 512) } catch { place = error }
+      return Self(path: [], kind: .invalid(detail: place?.description))
     }
     func numbers(in value: Any, at path: [String]) -> [(path: [String], value: NSNumber)] {
       if let object = value as? [String: Any] {
@@ -317,181 +321,5 @@ func jsonType(_ type: Any.Type) -> String {
   case is JSONObjectType.Type: return "an object"
   case is JSONArrayType.Type: return "an array"
   default: return "another type"
-  }
-}
-
-/// A place in JSON text where it stops being JSON, found by reading it against the
-/// grammar (RFC 8259): Foundation's parsers do not say where in words of ours.
-struct JSONSyntaxError: Equatable, CustomStringConvertible {
-  /// 1-based line, and column in bytes from the start of that line.
-  var line: Int
-  var column: Int
-  var problem: String
-
-  var description: String { "line \(line), column \(column): \(problem)" }
-}
-
-enum JSONSyntax {
-  /// Containers deeper than this are refused, as Foundation's parser refuses them.
-  static let maxDepth = 512
-
-  /// The first place `data` breaks the JSON grammar, or nil when it is JSON. A number
-  /// too large for a Double (`1e400`) counts as a break: no reader can hold it.
-  static func firstError(in data: Data) -> JSONSyntaxError? {
-    let bytes = [UInt8](data)
-    var i = 0
-    var line = 1
-    var lineStart = 0
-    func fail(_ problem: String, at position: Int) -> JSONSyntaxError {
-      JSONSyntaxError(line: line, column: position - lineStart + 1, problem: problem)
-    }
-    func shown(_ position: Int) -> String {
-      guard position < bytes.count else { return "the end of the text" }
-      let byte = bytes[position]
-      return (0x21...0x7e).contains(byte)
-        ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
-    }
-    func isDigit(_ position: Int) -> Bool {
-      position < bytes.count && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position])
-    }
-    /// Reads the string starting at `i` (a quote); nil when it is well formed.
-    func string() -> JSONSyntaxError? {
-      let start = i
-      i += 1
-      while i < bytes.count {
-        switch bytes[i] {
-        case UInt8(ascii: "\""):
-          i += 1
-          let content = bytes[(start + 1)..<(i - 1)]
-          return String(validating: content, as: UTF8.self) == nil
-            ? fail("a string that is not UTF-8 text", at: start) : nil
-        case UInt8(ascii: "\\"):
-          guard i + 1 < bytes.count else { return fail("an unterminated string", at: start) }
-          let escape = bytes[i + 1]
-          if escape == UInt8(ascii: "u") {
-            let digits = bytes[min(i + 2, bytes.count)..<min(i + 6, bytes.count)]
-            guard digits.count == 4, digits.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit })
-            else { return fail("\\u is not followed by 4 hex digits", at: i) }
-            i += 6
-          } else {
-            guard "\"\\/bfnrt".utf8.contains(escape) else {
-              return fail("an unknown escape \\\(Character(Unicode.Scalar(escape)))", at: i)
-            }
-            i += 2
-          }
-        case 0..<0x20:
-          return fail("a control character in a string (escape it)", at: i)
-        default:
-          i += 1
-        }
-      }
-      return fail("an unterminated string", at: start)
-    }
-    /// Reads the number starting at `i`; nil when it is well formed and fits a Double.
-    func number() -> JSONSyntaxError? {
-      let start = i
-      if bytes[i] == UInt8(ascii: "-") { i += 1 }
-      guard isDigit(i) else { return fail("a '-' without digits", at: start) }
-      if bytes[i] == UInt8(ascii: "0") { i += 1 } else { while isDigit(i) { i += 1 } }
-      if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
-        i += 1
-        guard isDigit(i) else { return fail("a number without digits after '.'", at: start) }
-        while isDigit(i) { i += 1 }
-      }
-      if i < bytes.count, bytes[i] | 0x20 == UInt8(ascii: "e") {
-        i += 1
-        if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
-          i += 1
-        }
-        guard isDigit(i) else { return fail("a number without digits in its exponent", at: start) }
-        while isDigit(i) { i += 1 }
-      }
-      let text = String(decoding: bytes[start..<i], as: UTF8.self)
-      guard let value = Double(text), value.isFinite else {
-        return fail("the number \(text.prefix(40)) is too large", at: start)
-      }
-      return nil
-    }
-
-    enum Expect { case value, valueOrEnd, key, keyOrEnd, colon, commaOrEnd }
-    var expect = Expect.value
-    var open: [UInt8] = []  // the brackets of the containers being read
-    while true {
-      while i < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[i]) {
-        if bytes[i] == 0x0a {
-          line += 1
-          lineStart = i + 1
-        }
-        i += 1
-      }
-      guard i < bytes.count else {
-        return open.isEmpty && expect == .commaOrEnd ? nil : fail("unexpected end of text", at: i)
-      }
-      let byte = bytes[i]
-      switch expect {
-      case .value, .valueOrEnd:
-        if expect == .valueOrEnd, byte == UInt8(ascii: "]") {
-          open.removeLast()
-          i += 1
-          expect = .commaOrEnd
-          continue
-        }
-        switch byte {
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-          guard open.count < maxDepth else {
-            return fail("containers nested deeper than \(maxDepth) levels", at: i)
-          }
-          open.append(byte)
-          i += 1
-          expect = byte == UInt8(ascii: "{") ? .keyOrEnd : .valueOrEnd
-          continue
-        case UInt8(ascii: "\""):
-          if let error = string() { return error }
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-          if let error = number() { return error }
-        default:
-          guard
-            let word = ["true", "false", "null"].first(where: {
-              bytes[i...].starts(with: $0.utf8)
-            })
-          else { return fail("unexpected \(shown(i)) where a value should be", at: i) }
-          i += word.utf8.count
-        }
-        expect = .commaOrEnd
-      case .key, .keyOrEnd:
-        if expect == .keyOrEnd, byte == UInt8(ascii: "}") {
-          open.removeLast()
-          i += 1
-          expect = .commaOrEnd
-          continue
-        }
-        guard byte == UInt8(ascii: "\"") else {
-          return fail("unexpected \(shown(i)) where a key (a string) should be", at: i)
-        }
-        if let error = string() { return error }
-        expect = .colon
-      case .colon:
-        guard byte == UInt8(ascii: ":") else {
-          return fail("unexpected \(shown(i)) where ':' should be", at: i)
-        }
-        i += 1
-        expect = .value
-      case .commaOrEnd:
-        guard let container = open.last else {
-          return fail("unexpected \(shown(i)) after the end of the value", at: i)
-        }
-        let close = container == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
-        if byte == UInt8(ascii: ",") {
-          expect = container == UInt8(ascii: "{") ? .key : .value
-        } else if byte == close {
-          open.removeLast()
-        } else {
-          return fail(
-            "unexpected \(shown(i)) where ',' or '\(Character(Unicode.Scalar(close)))' should be",
-            at: i)
-        }
-        i += 1
-      }
-    }
   }
 }

@@ -30,15 +30,11 @@ struct RequestBody {
         code: "invalid_request")
     }
     guard buffer.readableBytes > 0 else { return RequestBody(fields: [:]) }
-    // Checked, not repaired: NIO's getString would replace bad bytes with U+FFFD and store
-    // text the client never sent.
-    guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
-      throw APIError.badRequest("the request body is not UTF-8 text", code: "invalid_json")
-    }
-    // Parsed on the thread pool: a body of many megabytes takes a while.
+    // Parsed from the bytes (no String copy of a large body) on the thread pool: a body
+    // of many megabytes takes a while. Strings that are not UTF-8 are refused, not repaired.
     let value = try await blocking {
       do {
-        return try JSONValue(parsing: text, source: "request body")
+        return try JSONValue(parsing: buffer.readableBytesView, source: "request body")
       } catch let error as VectorDBError {
         throw APIError.badRequest(error.description, code: "invalid_json")
       }

@@ -190,11 +190,4 @@ func storage<R>(_ body: () throws -> R) throws -> R {
 extension String {
   /// Empty or only white space: no query, no judgement.
   var isBlank: Bool { allSatisfy(\.isWhitespace) }
-
-  /// The text as an error message quotes it: at most `limit` characters, then "…" (a
-  /// 5 MB number or line is not repeated whole).
-  package func excerpt(_ limit: Int = 80) -> String {
-    let head = prefix(limit + 1)
-    return head.count > limit ? head.dropLast() + "…" : self
-  }
 }

@@ -147,7 +147,7 @@ final class ModelDirectoryTests: XCTestCase {
     let column = String(lines[line]).components(separatedBy: "1e400")[0].utf8.count
     assertLoadFails(
       "\(config.path): not valid JSON at line \(line + 1), column \(column + 1): the number"
-        + " 1e400 is too large")
+        + " 1e400 is beyond the range of a double")
     for (text, message) in [
       ("{\"hidden_size\": }", "line 1, column 17: unexpected '}' where a value should be"),
       (
@@ -160,7 +160,7 @@ final class ModelDirectoryTests: XCTestCase {
       ("{\"a\": [1 2]}", "line 1, column 10: unexpected '2' where ',' or ']' should be"),
       (
         String(repeating: "[", count: 600),
-        "line 1, column 513: containers nested deeper than 512 levels"
+        "line 1, column 513: containers nest deeper than 512 levels"
       ),
     ] {
       try text.write(to: config, atomically: true, encoding: .utf8)

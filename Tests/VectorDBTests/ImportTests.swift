@@ -95,7 +95,7 @@ final class ImportTests: XCTestCase {
       (#"{"_id": "1", "text": "t", "metadata": [1]}"#, "field \"metadata\" must be a JSON object"),
       (#"{"_id": "1", "text": "t", "title": 5}"#, "field \"title\" must be a string"),
       (#"{"_id": "", "text": "t"}"#, "the id is empty"),
-      (#"{"_id": "1", "text": "unterminated"#, "invalid JSON at byte 34: a string is not closed"),
+      (#"{"_id": "1", "text": "unterminated"#, "invalid JSON at byte 21: a string is not closed"),
       (#"["not", "an", "object"]"#, "expected a JSON object"),
       (
         #"{"_id": "1", "id": "2", "text": "t"}"#,

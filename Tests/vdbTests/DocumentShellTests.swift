@@ -201,7 +201,7 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(asJSONLines.status, 1)
     XCTAssertEqual(
       asJSONLines.stderr,
-      "error: \(file):1: invalid JSON at byte 0: unexpected character\n"
+      "error: \(file):1: invalid JSON at byte 0: unexpected 'k' where a value should be\n"
         + "hint: FILE is read as JSON Lines; for CSV, use --csv \(file)\n")
     // Saved by a Windows editor: the byte order mark is not part of the first column's name.
     let bom = try Shell.vdb(

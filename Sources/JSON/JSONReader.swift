@@ -1,0 +1,349 @@
+import Foundation
+
+/// Where and why a text is not JSON, or holds a value a `Double` cannot keep.
+///
+/// ```swift
+/// do { _ = try JSONValue(utf8: Array("{\"a\": [1 2]}".utf8)) } catch {
+///   print(error)  // line 1, column 10: unexpected '2' where ',' or ']' should be
+/// }
+/// ```
+public struct JSONParseError: Error, Equatable, CustomStringConvertible {
+  /// The byte the problem starts at, from 0.
+  public var offset: Int
+  /// The same place as a line (from 1) and a column in bytes from the line's start (from 1).
+  public var line: Int
+  public var column: Int
+  /// What is wrong, in JSON's words.
+  public var problem: String
+
+  public var description: String { "line \(line), column \(column): \(problem)" }
+}
+
+extension JSONValue {
+  /// Reads one JSON value (RFC 8259) from UTF-8 bytes: white space around it is allowed,
+  /// anything else after it is not.
+  ///
+  /// Stricter than a plain decoder where a plain decoder would lose data silently or fail
+  /// obscurely later: nesting deeper than `maxDepth`, a key repeated in one object (one
+  /// would be dropped), bytes that are not UTF-8 in a string, an integer beyond ±2^53 (a
+  /// `Double` would round it), a number beyond `Double`'s range and one so small it would
+  /// read as 0 are refused.
+  ///
+  /// - Throws: `JSONParseError` at the first place the text breaks the grammar or holds
+  ///   such a value.
+  public init(utf8 bytes: some Collection<UInt8>, maxDepth: Int = JSONValue.maxDepth)
+    throws(JSONParseError)
+  {
+    func read(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
+      var reader = JSONReader(bytes: bytes, maxDepth: maxDepth)
+      return Result { () throws(JSONParseError) in try reader.document() }
+    }
+    let result =
+      bytes.withContiguousStorageIfAvailable(read) ?? Array(bytes).withUnsafeBufferPointer(read)
+    self = try result.get()
+  }
+}
+
+/// A recursive-descent JSON reader over UTF-8 bytes, one pass, no intermediate tree.
+/// Each failure is thrown at the byte it is found at (a string's problems at its opening
+/// quote), with the problem in words a JSON author knows.
+private struct JSONReader {
+  let bytes: UnsafeBufferPointer<UInt8>
+  let maxDepth: Int
+  var index = 0
+  var depth = 0
+
+  init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    self.bytes = bytes
+    self.maxDepth = maxDepth
+  }
+
+  /// One value and nothing after it but white space.
+  mutating func document() throws(JSONParseError) -> JSONValue {
+    let value = try self.value()
+    skipWhiteSpace()
+    if index < bytes.count { throw failure("unexpected \(shown()) after the end of the value") }
+    return value
+  }
+
+  /// `problem` at byte `offset` (by default the current one), placed by line and column.
+  private func failure(_ problem: String, at offset: Int? = nil) -> JSONParseError {
+    let offset = offset ?? index
+    let before = UnsafeBufferPointer(rebasing: bytes[..<min(offset, bytes.count)])
+    let lineStart = (before.lastIndex(of: 0x0A) ?? -1) + 1
+    return JSONParseError(
+      offset: offset, line: before.count(where: { $0 == 0x0A }) + 1,
+      column: offset - lineStart + 1, problem: problem)
+  }
+
+  /// The byte at `index` as a reader sees it: `'x'`, `byte 0x1f`, or the end of the text.
+  private func shown() -> String {
+    guard index < bytes.count else { return "end of text" }
+    let byte = bytes[index]
+    return (0x21...0x7E).contains(byte)
+      ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
+  }
+
+  private mutating func skipWhiteSpace() {
+    while index < bytes.count {
+      switch bytes[index] {
+      case 0x20, 0x09, 0x0A, 0x0D: index += 1
+      default: return
+      }
+    }
+  }
+
+  private mutating func value() throws(JSONParseError) -> JSONValue {
+    skipWhiteSpace()
+    guard index < bytes.count else { throw failure("unexpected end of text") }
+    switch bytes[index] {
+    case UInt8(ascii: "{"):
+      return .object(try container { (reader) throws(JSONParseError) in try reader.members() })
+    case UInt8(ascii: "["):
+      return .array(try container { (reader) throws(JSONParseError) in try reader.elements() })
+    case UInt8(ascii: "\""): return .string(try string())
+    case UInt8(ascii: "t"): return try literal("true", .bool(true))
+    case UInt8(ascii: "f"): return try literal("false", .bool(false))
+    case UInt8(ascii: "n"): return try literal("null", .null)
+    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+    default: throw failure("unexpected \(shown()) where a value should be")
+    }
+  }
+
+  /// Reads an array or object one level deeper, refusing more than `maxDepth` levels.
+  private mutating func container<T>(_ body: (inout JSONReader) throws(JSONParseError) -> T)
+    throws(JSONParseError) -> T
+  {
+    guard depth < maxDepth else {
+      throw failure("containers nest deeper than \(maxDepth) levels")
+    }
+    depth += 1
+    index += 1  // the opening bracket
+    let value = try body(&self)
+    depth -= 1
+    return value
+  }
+
+  /// After an element or member: true at a comma, false at the container's `close`.
+  private mutating func separator(close: UInt8) throws(JSONParseError) -> Bool {
+    skipWhiteSpace()
+    guard index < bytes.count else { throw failure("unexpected end of text") }
+    switch bytes[index] {
+    case UInt8(ascii: ","):
+      index += 1
+      return true
+    case close:
+      index += 1
+      return false
+    default:
+      throw failure(
+        "unexpected \(shown()) where ',' or '\(Character(Unicode.Scalar(close)))' should be")
+    }
+  }
+
+  private mutating func elements() throws(JSONParseError) -> [JSONValue] {
+    var elements: [JSONValue] = []
+    skipWhiteSpace()
+    if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+      index += 1
+      return elements
+    }
+    repeat {
+      elements.append(try value())
+    } while try separator(close: UInt8(ascii: "]"))
+    return elements
+  }
+
+  private mutating func members() throws(JSONParseError) -> [String: JSONValue] {
+    var members: [String: JSONValue] = [:]
+    skipWhiteSpace()
+    if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+      index += 1
+      return members
+    }
+    repeat {
+      skipWhiteSpace()
+      guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+        throw failure("unexpected \(shown()) where a key (a string) should be")
+      }
+      let keyStart = index
+      let key = try string()
+      skipWhiteSpace()
+      guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+        throw failure("unexpected \(shown()) where ':' should be")
+      }
+      index += 1
+      guard members.updateValue(try value(), forKey: key) == nil else {
+        throw failure("the key \"\(key.excerpt())\" appears twice in one object", at: keyStart)
+      }
+    } while try separator(close: UInt8(ascii: "}"))
+    return members
+  }
+
+  private mutating func literal(_ word: StaticString, _ value: JSONValue) throws(JSONParseError)
+    -> JSONValue
+  {
+    let count = word.utf8CodeUnitCount
+    guard index + count <= bytes.count,
+      memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0
+    else { throw failure("unexpected \(shown()) where a value should be") }
+    index += count
+    return value
+  }
+
+  /// A string, its escapes decoded; `index` is at the opening quote.
+  private mutating func string() throws(JSONParseError) -> String {
+    let quote = index
+    index += 1
+    // The common case: no escape, so the bytes between the quotes are the string.
+    while index < bytes.count {
+      switch bytes[index] {
+      case UInt8(ascii: "\""):
+        defer { index += 1 }
+        return try utf8(bytes[(quote + 1)..<index], quote: quote)
+      case UInt8(ascii: "\\"):
+        return try escapedString(quote: quote)
+      case 0..<0x20: throw failure("a control character in a string (escape it)")
+      default: index += 1
+      }
+    }
+    throw failure("a string is not closed", at: quote)
+  }
+
+  /// `content` as text, checked rather than repaired: a reader would otherwise store
+  /// U+FFFD where the writer had other bytes.
+  private func utf8(_ content: some Collection<UInt8>, quote: Int) throws(JSONParseError) -> String
+  {
+    guard let text = String(validating: content, as: UTF8.self) else {
+      throw failure("a string that is not UTF-8 text", at: quote)
+    }
+    return text
+  }
+
+  private mutating func escapedString(quote: Int) throws(JSONParseError) -> String {
+    var utf8: [UInt8] = Array(bytes[(quote + 1)..<index])
+    while index < bytes.count {
+      let byte = bytes[index]
+      switch byte {
+      case UInt8(ascii: "\""):
+        index += 1
+        return try self.utf8(utf8, quote: quote)
+      case 0..<0x20:
+        throw failure("a control character in a string (escape it)")
+      case UInt8(ascii: "\\"):
+        guard index + 1 < bytes.count else { break }
+        let escape = bytes[index + 1]
+        switch escape {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+        case UInt8(ascii: "b"): utf8.append(0x08)
+        case UInt8(ascii: "f"): utf8.append(0x0C)
+        case UInt8(ascii: "n"): utf8.append(0x0A)
+        case UInt8(ascii: "r"): utf8.append(0x0D)
+        case UInt8(ascii: "t"): utf8.append(0x09)
+        case UInt8(ascii: "u"):
+          utf8.append(contentsOf: String(try escapedScalar()).utf8)
+          continue
+        default:
+          throw failure("an unknown escape \\\(Character(Unicode.Scalar(escape)))")
+        }
+        index += 2
+        continue
+      default: utf8.append(byte)
+      }
+      index += 1
+    }
+    throw failure("a string is not closed", at: quote)
+  }
+
+  /// The scalar of a `\u` escape at `index` (a surrogate pair takes two), past it.
+  private mutating func escapedScalar() throws(JSONParseError) -> Unicode.Scalar {
+    let start = index
+    let high = try hex4()
+    if (0xDC00..<0xE000).contains(high) {
+      throw failure("a \\u escape of a lone surrogate", at: start)
+    }
+    guard (0xD800..<0xDC00).contains(high) else { return Unicode.Scalar(high)! }
+    // A high surrogate must be followed by an escaped low one.
+    guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+      bytes[index + 1] == UInt8(ascii: "u"), case let low = try hex4(),
+      (0xDC00..<0xE000).contains(low)
+    else { throw failure("a \\u escape of a lone surrogate", at: start) }
+    return Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))!
+  }
+
+  /// The four hex digits after the `\u` at `index`, past them.
+  private mutating func hex4() throws(JSONParseError) -> UInt32 {
+    let digits = bytes[min(index + 2, bytes.count)..<min(index + 6, bytes.count)]
+    guard digits.count == 4, let value = UInt32(String(decoding: digits, as: UTF8.self), radix: 16),
+      digits.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit })
+    else { throw failure("\\u is not followed by 4 hex digits") }
+    index += 6
+    return value
+  }
+
+  /// A number by RFC 8259's grammar. Integers beyond ±2^53 and values beyond `Double`'s
+  /// range are refused rather than rounded.
+  private mutating func number() throws(JSONParseError) -> Double {
+    let start = index
+    var integer = true
+    func digits() -> Int {
+      let first = index
+      while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+        index += 1
+      }
+      return index - first
+    }
+    if bytes[index] == UInt8(ascii: "-") { index += 1 }
+    let leading = index
+    guard digits() > 0 else { throw failure("a '-' without digits", at: start) }
+    if bytes[leading] == UInt8(ascii: "0") && index - leading > 1 {
+      throw failure("a number cannot start with 0", at: start)
+    }
+    if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+      integer = false
+      index += 1
+      guard digits() > 0 else { throw failure("a number without digits after '.'", at: start) }
+    }
+    if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
+      integer = false
+      index += 1
+      if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-")
+      {
+        index += 1
+      }
+      guard digits() > 0 else {
+        throw failure("a number without digits in its exponent", at: start)
+      }
+    }
+    let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    // Up to 15 digits an integer is below 2^53; longer ones are checked exactly.
+    if integer && index - leading > 15 {
+      guard let exact = Int64(text), exact.magnitude <= 1 << 53 else {
+        throw failure(
+          "the integer \(text.excerpt()) is beyond ±2^53 and cannot be kept exactly; write it"
+            + " as a string", at: start)
+      }
+      return Double(exact)
+    }
+    guard let value = Double(text), value.isFinite else {
+      throw failure("the number \(text.excerpt()) is beyond the range of a double", at: start)
+    }
+    // 1.5e-400 reads as 0: a value the writer did not mean.
+    if value == 0,
+      text.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) })
+    {
+      throw failure(
+        "the number \(text.excerpt()) is too small for a double (it would read as 0)", at: start)
+    }
+    return value
+  }
+}
+
+extension String {
+  /// The text as an error message quotes it: at most `limit` characters, then "…" (a
+  /// 5 MB number or line is not repeated whole).
+  package func excerpt(_ limit: Int = 80) -> String {
+    let head = prefix(limit + 1)
+    return head.count > limit ? head.dropLast() + "…" : self
+  }
+}
