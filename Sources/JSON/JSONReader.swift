@@ -200,7 +200,7 @@ private struct JSONReader {
       switch bytes[index] {
       case UInt8(ascii: "\""):
         defer { index += 1 }
-        return try utf8(bytes[(quote + 1)..<index], quote: quote)
+        return try utf8(UnsafeBufferPointer(rebasing: bytes[(quote + 1)..<index]), quote: quote)
       case UInt8(ascii: "\\"):
         return try escapedString(quote: quote)
       case 0..<0x20: throw failure("a control character in a string (escape it)")
@@ -211,12 +211,17 @@ private struct JSONReader {
   }
 
   /// `content` as text, checked rather than repaired: a reader would otherwise store
-  /// U+FFFD where the writer had other bytes.
-  private func utf8(_ content: some Collection<UInt8>, quote: Int) throws(JSONParseError) -> String
+  /// U+FFFD where the writer had other bytes. Decoding is the fast path and repairs; the
+  /// bytes were UTF-8 exactly when the text reads back as the same bytes.
+  private func utf8(_ content: UnsafeBufferPointer<UInt8>, quote: Int) throws(JSONParseError)
+    -> String
   {
-    guard let text = String(validating: content, as: UTF8.self) else {
-      throw failure("a string that is not UTF-8 text", at: quote)
+    var text = String(decoding: content, as: UTF8.self)
+    let repaired = text.withUTF8 {
+      $0.count != content.count
+        || ($0.count > 0 && memcmp($0.baseAddress!, content.baseAddress!, $0.count) != 0)
     }
+    if repaired { throw failure("a string that is not UTF-8 text", at: quote) }
     return text
   }
 
@@ -227,7 +232,9 @@ private struct JSONReader {
       switch byte {
       case UInt8(ascii: "\""):
         index += 1
-        return try self.utf8(utf8, quote: quote)
+        return try utf8.withUnsafeBufferPointer { (utf8) throws(JSONParseError) in
+          try self.utf8(utf8, quote: quote)
+        }
       case 0..<0x20:
         throw failure("a control character in a string (escape it)")
       case UInt8(ascii: "\\"):
@@ -273,10 +280,18 @@ private struct JSONReader {
 
   /// The four hex digits after the `\u` at `index`, past them.
   private mutating func hex4() throws(JSONParseError) -> UInt32 {
-    let digits = bytes[min(index + 2, bytes.count)..<min(index + 6, bytes.count)]
-    guard digits.count == 4, let value = UInt32(String(decoding: digits, as: UTF8.self), radix: 16),
-      digits.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit })
-    else { throw failure("\\u is not followed by 4 hex digits") }
+    guard index + 6 <= bytes.count else { throw failure("\\u is not followed by 4 hex digits") }
+    var value: UInt32 = 0
+    for byte in bytes[(index + 2)..<(index + 6)] {
+      let digit: UInt8
+      switch byte {
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+      case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+      case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+      default: throw failure("\\u is not followed by 4 hex digits")
+      }
+      value = value << 4 | UInt32(digit)
+    }
     index += 6
     return value
   }

@@ -103,4 +103,25 @@ final class JSONValueTests: XCTestCase {
     XCTAssertTrue(reason(tooDeep)?.contains("deeper than 64") ?? false)
     XCTAssertTrue(reason("[1,]")?.contains("t: invalid JSON at byte 3") ?? false)
   }
+
+  /// Bytes (a request body) are read as they are: a string that is not UTF-8 is refused
+  /// at its opening quote, with or without escapes in it, not stored with U+FFFD in it.
+  func testStringsThatAreNotUTF8AreRefusedNotRepaired() throws {
+    func reason(_ bytes: [UInt8]) -> String? {
+      do {
+        _ = try JSONValue(parsing: bytes, source: "b")
+        return nil
+      } catch {
+        return "\(error)"
+      }
+    }
+    let cafe = Array(#"{"a": "caf"#.utf8) + [0xE9] + Array(#""}"#.utf8)
+    XCTAssertEqual(reason(cafe), "b: invalid JSON at byte 6: a string that is not UTF-8 text")
+    let escaped = Array(#"["x", "\n"#.utf8) + [0xF0, 0x9F, 0x98] + Array(#"!"]"#.utf8)
+    XCTAssertEqual(reason(escaped), "b: invalid JSON at byte 6: a string that is not UTF-8 text")
+    // U+FFFD written by the client is text like any other.
+    XCTAssertEqual(
+      try JSONValue(parsing: Array(#"["\#u{FFFD}\u00e9"]"#.utf8), source: "b"), ["\u{FFFD}é"])
+    XCTAssertEqual(try JSONValue(parsing: Array(#""東京""#.utf8), source: "b"), "東京")
+  }
 }
