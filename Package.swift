@@ -138,6 +138,7 @@ let package = Package(
       path: "Benchmarks/route-bench"),
     .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "JSONTests", dependencies: ["JSON", "Tensor"]),
     .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
     // VectorDB only for its vector-file reader (the data sets are .fvecs/.ivecs files).
     .testTarget(name: "HNSWTests", dependencies: ["HNSW", "VectorDB"]),
