@@ -11,8 +11,7 @@ public enum JSONOutput {
   ///
   /// - Throws: `EncodingError.invalidValue` for a NaN or infinite number.
   public static func data(_ value: some Encodable, pretty: Bool = false) throws -> Data {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let encoder = JSONEncoder.sorted
     if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
     return try encoder.encode(tree(value))
   }
