@@ -98,9 +98,9 @@ private struct JSONReader {
     guard index < bytes.count else { throw failure("unexpected end of text") }
     switch bytes[index] {
     case UInt8(ascii: "{"):
-      return .object(try container { (reader) throws(JSONParseError) in try reader.members() })
+      return .object(try members())
     case UInt8(ascii: "["):
-      return .array(try container { (reader) throws(JSONParseError) in try reader.elements() })
+      return .array(try elements())
     case UInt8(ascii: "\""): return .string(try string())
     case UInt8(ascii: "t"): return try literal("true", .bool(true))
     case UInt8(ascii: "f"): return try literal("false", .bool(false))
@@ -110,21 +110,25 @@ private struct JSONReader {
     }
   }
 
-  /// Reads an array or object one level deeper, refusing more than `maxDepth` levels.
-  private mutating func container<T>(_ body: (inout JSONReader) throws(JSONParseError) -> T)
-    throws(JSONParseError) -> T
-  {
+  /// Steps into the array or object whose opening bracket is at `index`, one level deeper
+  /// (refusing more than `maxDepth` levels); true when `close` follows at once (`[]`,
+  /// `{}`): then it is stepped out of too.
+  private mutating func enter(closedBy close: UInt8) throws(JSONParseError) -> Bool {
     guard depth < maxDepth else {
       throw failure("containers nest deeper than \(maxDepth) levels")
     }
-    depth += 1
-    index += 1  // the opening bracket
-    let value = try body(&self)
-    depth -= 1
-    return value
+    index += 1
+    skipWhiteSpace()
+    guard index < bytes.count, bytes[index] == close else {
+      depth += 1
+      return false
+    }
+    index += 1
+    return true
   }
 
-  /// After an element or member: true at a comma, false at the container's `close`.
+  /// After an element or member: true at a comma, false at the container's `close` (then
+  /// stepped out of).
   private mutating func separator(close: UInt8) throws(JSONParseError) -> Bool {
     skipWhiteSpace()
     guard index < bytes.count else { throw failure("unexpected end of text") }
@@ -134,6 +138,7 @@ private struct JSONReader {
       return true
     case close:
       index += 1
+      depth -= 1
       return false
     default:
       throw failure(
@@ -143,11 +148,7 @@ private struct JSONReader {
 
   private mutating func elements() throws(JSONParseError) -> [JSONValue] {
     var elements: [JSONValue] = []
-    skipWhiteSpace()
-    if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-      index += 1
-      return elements
-    }
+    if try enter(closedBy: UInt8(ascii: "]")) { return elements }
     repeat {
       elements.append(try value())
     } while try separator(close: UInt8(ascii: "]"))
@@ -156,11 +157,7 @@ private struct JSONReader {
 
   private mutating func members() throws(JSONParseError) -> [String: JSONValue] {
     var members: [String: JSONValue] = [:]
-    skipWhiteSpace()
-    if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-      index += 1
-      return members
-    }
+    if try enter(closedBy: UInt8(ascii: "}")) { return members }
     repeat {
       skipWhiteSpace()
       guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
