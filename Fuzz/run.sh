@@ -5,9 +5,9 @@
 #
 # Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
 # (coverage-guided, memory errors and traps are crashes) and links the modules they
-# import (LMDB, TextSearch, Crypto, Tensor; JSON is compiled with them) from the release
-# test build (`tools/test.sh` makes it). Targets: the VectorDB readers (jsonl filter npy
-# fvecs qrels) and the model files the Embedding module reads (safetensors config
+# import (LMDB, TextSearch, Crypto, Tensor; JSON and CSV.swift's parser are compiled
+# with them) from the release test build (`tools/test.sh` makes it). Targets: the
+# VectorDB readers (jsonl csv filter npy fvecs qrels) and the model files the Embedding module reads (safetensors config
 # tokenizer). Seeds are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not
 # the repository. A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
 #
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jsonl filter npy fvecs qrels safetensors config tokenizer)
+[ ${#targets[@]} -gt 0 ] || targets=(jsonl csv filter npy fvecs qrels safetensors config tokenizer)
 
 bin=.build-tests/x86_64-unknown-linux-gnu/release
 [ -d "$bin/LMDB.build" ] || {
@@ -26,7 +26,7 @@ bin=.build-tests/x86_64-unknown-linux-gnu/release
 }
 # The parsers and what they need from their module (nothing that opens a database or
 # builds a model), by the module the target tests.
-vectordb=(VectorDBError JSONValue Document JSONLines TextFile VectorFile Filter BEIR)
+vectordb=(VectorDBError JSONValue Document JSONLines CSVDocuments TextFile VectorFile Filter BEIR)
 vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
 embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPieceTokenizer)
 # MappedPages is `package` in Tensor, which a module outside the package cannot see: the
@@ -34,11 +34,15 @@ embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPi
 embedding=("${embedding[@]/#/Sources/Embedding/}" Sources/Tensor/MappedPages)
 work=Fuzz/.build
 mkdir -p "$work/modules" Fuzz/crashes
-# JSON, the one JSON reader both modules' sources import, is compiled here with the same
-# instrumentation as they are (and found before the release build's copy).
+# JSON, the one JSON reader both modules' sources import, and CSV.swift's parser are
+# compiled here with the same instrumentation as they are (and found before the release
+# build's copies).
 swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -module-name JSON \
   -package-name vdb_fuzz -emit-module -emit-module-path "$work/modules/JSON.swiftmodule" \
   -c Sources/JSON/*.swift -o "$work/JSON.o"
+swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -module-name CSV \
+  -emit-module -emit-module-path "$work/modules/CSV.swiftmodule" \
+  -c .build-tests/checkouts/CSV.swift/Sources/CSV/*.swift -o "$work/CSV.o"
 # Modules the sources import, and the objects that implement them.
 flags=(-I "$work/modules" -I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
   -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap
@@ -52,7 +56,7 @@ for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -t
 done
 objects=$(find "$bin"/{LMDB,TextSearch,Tensor,CKernels,CPrefetch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
   -name '*.o' 2>/dev/null)
-objects+=" $work/JSON.o"
+objects+=" $work/JSON.o $work/CSV.o"
 status=0
 for target in "${targets[@]}"; do
   echo "== fuzz $target (${seconds} s)" >&2

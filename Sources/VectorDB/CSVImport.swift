@@ -1,4 +1,3 @@
-import CSV
 import Foundation
 
 extension DocumentCollection {
@@ -23,41 +22,10 @@ extension DocumentCollection {
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
-    func fail(_ record: Int?, _ reason: String) -> VectorDBError {
-      .invalidInput(
-        source: source, line: nil, reason: (record.map { "record \($0): " } ?? "") + reason)
-    }
-    guard delimiter.isASCII, !"\"\r\n".unicodeScalars.contains(delimiter) else {
-      throw fail(nil, "the delimiter must be one ASCII character, not a quote or a line break")
-    }
-    let text = try TextFile.utf8(data, source: source)
-    if let problem = quotingProblem(text, delimiter: UInt8(delimiter.value)) {
-      throw VectorDBError.invalidInput(source: source, line: problem.line, reason: problem.reason)
-    }
-    guard let reader = try? CSVReader(string: text, hasHeaderRow: true, delimiter: delimiter),
-      let header = reader.headerRow, !header.isEmpty
-    else {
-      throw fail(nil, "no header row")
-    }
-    let columns: CSVColumns
-    do {
-      columns = try CSVColumns(header: header, text: textColumn, id: idColumn)
-    } catch let bad as CSVColumns.Bad {
-      throw fail(nil, bad.reason)
-    }
-    var documents: [Document] = []
-    var skipped: [ImportReport.SkippedLine] = []
-    var record = 0
-    while let fields = reader.next() {
-      record += 1
-      do {
-        documents.append(try columns.document(fields, record: record))
-      } catch let bad as CSVColumns.Bad {
-        guard options.skipBadLines else { throw fail(record, bad.reason) }
-        skipped.append(.init(line: record, reason: bad.reason))
-      }
-    }
-    if let error = reader.error { throw fail(record + 1, "cannot read the record (\(error))") }
+    let (documents, bad) = try CSVDocuments.read(
+      data, source: source, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter,
+      skipBadRecords: options.skipBadLines)
+    let skipped = bad.map { ImportReport.SkippedLine(line: $0.record, reason: $0.reason) }
     var writer = BatchWriter(
       collection: self, batchSize: options.batchSize, total: documents.count, progress: progress)
     for document in documents { try writer.add(document) }
@@ -65,101 +33,4 @@ extension DocumentCollection {
     return ImportReport(
       imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
   }
-}
-
-/// Which columns of a CSV header make a document: the text, the id (nil: the record
-/// number), and the rest as metadata.
-private struct CSVColumns {
-  /// What is wrong with the header or a record, in words.
-  struct Bad: Error { var reason: String }
-
-  let header: [String]
-  let text: Int
-  let id: Int?
-
-  /// - Throws: `Bad` when `text` or `id` is not a column (the id column defaults to
-  ///   one named `id` or `_id`, if any), or a name is in the header twice (one of the two
-  ///   columns would be lost).
-  init(header: [String], text textColumn: String, id idColumn: String?) throws {
-    for (index, name) in header.enumerated() {
-      if let first = header[..<index].firstIndex(of: name) {
-        throw Bad(
-          reason:
-            "the header names column \"\(name)\" twice (columns \(first + 1) and \(index + 1))")
-      }
-    }
-    func index(of name: String, for purpose: String) throws -> Int {
-      guard let index = header.firstIndex(of: name) else {
-        throw Bad(
-          reason:
-            "no column \"\(name)\" for the \(purpose) (columns: \(header.joined(separator: ", ")))")
-      }
-      return index
-    }
-    self.header = header
-    text = try index(of: textColumn, for: "text")
-    id = try (idColumn ?? ["id", "_id"].first(where: header.contains)).map {
-      try index(of: $0, for: "ids")
-    }
-  }
-
-  /// The document of record number `record` (from 1, after the header).
-  ///
-  /// - Throws: `Bad` for a record with more or fewer fields than the header, or an
-  ///   empty or over-long id.
-  func document(_ fields: [String], record: Int) throws -> Document {
-    guard fields.count == header.count else {
-      throw Bad(reason: "\(fields.count) fields; the header has \(header.count)")
-    }
-    var metadata: [String: JSONValue] = [:]
-    for (index, name) in header.enumerated()
-    where index != text && index != id && !fields[index].isEmpty {
-      metadata[name] = .string(fields[index])
-    }
-    let document = Document(
-      id: id.map { fields[$0] } ?? String(record), text: fields[text], metadata: metadata)
-    do {
-      try document.validate()
-    } catch VectorDBError.invalidDocument(_, let reason) {
-      throw Bad(reason: reason)
-    }
-    return document
-  }
-}
-
-/// Where `text`'s quoting breaks RFC 4180 in a way the parser would read silently wrong:
-/// a quoted field the input never closes (it would swallow the rest of the file), or text
-/// after a field's closing quote (`"ab"c`, `"ab" `: the parser runs on into the next
-/// record). Returns the line (from 1) and what is wrong; nil when the quoting is sound. A
-/// field is quoted when its first character is `"`, and inside it `""` is one quote; a
-/// quote elsewhere in an unquoted field (`12" pizza`) is text, as the parser reads it.
-private func quotingProblem(_ text: String, delimiter: UInt8) -> (line: Int, reason: String)? {
-  enum State { case fieldStart, unquoted, quoted, afterQuote }
-  let (quote, lf, cr) = (UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r"))
-  var state = State.fieldStart
-  var line = 1
-  var opened = 0
-  var previous: UInt8 = 0
-  for byte in text.utf8 {
-    if state == .afterQuote && byte != quote && byte != delimiter && byte != lf && byte != cr {
-      return (
-        line,
-        "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
-      )
-    }
-    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again).
-    if byte == cr || (byte == lf && previous != cr) { line += 1 }
-    previous = byte
-    switch (state, byte) {
-    case (.quoted, quote): state = .afterQuote
-    case (.quoted, _): break
-    case (.fieldStart, quote), (.afterQuote, quote):
-      if state == .fieldStart { opened = line }
-      state = .quoted
-    case (_, delimiter), (_, lf), (_, cr): state = .fieldStart
-    default: state = .unquoted
-    }
-  }
-  return state == .quoted
-    ? (opened, "the quoted field that opens on this line is never closed") : nil
 }
