@@ -71,7 +71,7 @@ let package = Package(
     .target(
       name: "VDBServer",
       dependencies: [
-        "VectorDB",
+        "JSON", "VectorDB",
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -34,36 +34,119 @@ extension JSONValue {
   public init(utf8 bytes: some Collection<UInt8>, maxDepth: Int = JSONValue.maxDepth)
     throws(JSONParseError)
   {
-    func read(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
-      var reader = JSONReader(bytes: bytes, maxDepth: maxDepth)
-      return Result { () throws(JSONParseError) in try reader.document() }
+    self = try JSONReader.read(utf8: bytes, maxDepth: maxDepth) { (reader) throws(JSONParseError) in
+      try reader.value()
     }
-    let result =
-      bytes.withContiguousStorageIfAvailable(read) ?? Array(bytes).withUnsafeBufferPointer(read)
-    self = try result.get()
   }
 }
 
 /// A recursive-descent JSON reader over UTF-8 bytes, one pass, no intermediate tree.
 /// Each failure is thrown at the byte it is found at (a string's problems at its opening
 /// quote), with the problem in words a JSON author knows.
-private struct JSONReader {
+///
+/// Within the package it also reads a text piece by piece, for a caller that knows the
+/// shape it expects and wants part of it in another form than `JSONValue` — the server
+/// reads an upsert's vectors straight into `Float`s (4 bytes a number, not a 24-byte
+/// `JSONValue`):
+///
+/// ```swift
+/// var vectors: [[Float]] = []
+/// try JSONReader.read(utf8: body) { (reader) throws(JSONParseError) in
+///   _ = try reader.elements { (reader) throws(JSONParseError) in
+///     if let vector = try reader.floats() { vectors.append(vector) } else { _ = try reader.value() }
+///   }
+/// }
+/// ```
+package struct JSONReader {
   let bytes: UnsafeBufferPointer<UInt8>
   let maxDepth: Int
   var index = 0
   var depth = 0
 
-  init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+  private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
     self.bytes = bytes
     self.maxDepth = maxDepth
   }
 
-  /// One value and nothing after it but white space.
-  mutating func document() throws(JSONParseError) -> JSONValue {
-    let value = try self.value()
+  /// Reads one JSON value from UTF-8 bytes with `body`, which must read exactly one value
+  /// (with `value`, `members`, `elements` or `floats`); white space may follow it, nothing
+  /// else. The checks are those of `JSONValue(utf8:maxDepth:)`.
+  ///
+  /// - Throws: `JSONParseError` at the first place the text breaks the grammar or holds
+  ///   a value a `Double` cannot keep.
+  package static func read<Result>(
+    utf8 bytes: some Collection<UInt8>, maxDepth: Int = JSONValue.maxDepth,
+    _ body: (inout JSONReader) throws(JSONParseError) -> Result
+  ) throws(JSONParseError) -> Result {
+    func read(_ bytes: UnsafeBufferPointer<UInt8>) -> Swift.Result<Result, JSONParseError> {
+      var reader = JSONReader(bytes: bytes, maxDepth: maxDepth)
+      return Swift.Result { () throws(JSONParseError) in
+        let result = try body(&reader)
+        reader.skipWhiteSpace()
+        if reader.index < bytes.count {
+          throw reader.failure("unexpected \(reader.shown()) after the end of the value")
+        }
+        return result
+      }
+    }
+    return try
+      (bytes.withContiguousStorageIfAvailable(read)
+      ?? Array(bytes).withUnsafeBufferPointer(read)).get()
+  }
+
+  /// When the next value is an object, calls `member` with each key in turn (each call
+  /// must read the member's value) and returns true; otherwise reads nothing and returns
+  /// false. A key repeated in the object is refused, as by `value()`.
+  package mutating func members(
+    _ member: (inout JSONReader, String) throws(JSONParseError) -> Void
+  ) throws(JSONParseError) -> Bool {
     skipWhiteSpace()
-    if index < bytes.count { throw failure("unexpected \(shown()) after the end of the value") }
-    return value
+    guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+    if try enter(closedBy: UInt8(ascii: "}")) { return true }
+    var keys: Set<String> = []
+    repeat {
+      let (key, keyStart) = try memberKey()
+      guard keys.insert(key).inserted else { throw repeated(key, at: keyStart) }
+      try member(&self, key)
+    } while try separator(close: UInt8(ascii: "}"))
+    return true
+  }
+
+  /// When the next value is an array, calls `element` for each element in turn (each
+  /// call must read one value) and returns true; otherwise reads nothing and returns false.
+  package mutating func elements(_ element: (inout JSONReader) throws(JSONParseError) -> Void)
+    throws(JSONParseError) -> Bool
+  {
+    skipWhiteSpace()
+    guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return false }
+    if try enter(closedBy: UInt8(ascii: "]")) { return true }
+    repeat {
+      try element(&self)
+    } while try separator(close: UInt8(ascii: "]"))
+    return true
+  }
+
+  /// When the next value is an array of numbers only, reads it as `Float`s (each number
+  /// read as a `Double` first, with its checks, then rounded); otherwise reads nothing and
+  /// returns nil.
+  package mutating func floats() throws(JSONParseError) -> [Float]? {
+    let (start, startDepth) = (index, depth)
+    skipWhiteSpace()
+    guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return nil }
+    var floats: [Float] = []
+    if try enter(closedBy: UInt8(ascii: "]")) { return floats }
+    repeat {
+      skipWhiteSpace()
+      guard index < bytes.count,
+        bytes[index] == UInt8(ascii: "-")
+          || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index])
+      else {
+        (index, depth) = (start, startDepth)
+        return nil
+      }
+      floats.append(Float(try number()))
+    } while try separator(close: UInt8(ascii: "]"))
+    return floats
   }
 
   /// `problem` at byte `offset` (by default the current one), placed by line and column.
@@ -93,14 +176,15 @@ private struct JSONReader {
     }
   }
 
-  private mutating func value() throws(JSONParseError) -> JSONValue {
+  /// The next value, whole.
+  package mutating func value() throws(JSONParseError) -> JSONValue {
     skipWhiteSpace()
     guard index < bytes.count else { throw failure("unexpected end of text") }
     switch bytes[index] {
     case UInt8(ascii: "{"):
-      return .object(try members())
+      return .object(try object())
     case UInt8(ascii: "["):
-      return .array(try elements())
+      return .array(try array())
     case UInt8(ascii: "\""): return .string(try string())
     case UInt8(ascii: "t"): return try literal("true", .bool(true))
     case UInt8(ascii: "f"): return try literal("false", .bool(false))
@@ -146,7 +230,7 @@ private struct JSONReader {
     }
   }
 
-  private mutating func elements() throws(JSONParseError) -> [JSONValue] {
+  private mutating func array() throws(JSONParseError) -> [JSONValue] {
     var elements: [JSONValue] = []
     if try enter(closedBy: UInt8(ascii: "]")) { return elements }
     repeat {
@@ -155,26 +239,36 @@ private struct JSONReader {
     return elements
   }
 
-  private mutating func members() throws(JSONParseError) -> [String: JSONValue] {
+  private mutating func object() throws(JSONParseError) -> [String: JSONValue] {
     var members: [String: JSONValue] = [:]
     if try enter(closedBy: UInt8(ascii: "}")) { return members }
     repeat {
-      skipWhiteSpace()
-      guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-        throw failure("unexpected \(shown()) where a key (a string) should be")
-      }
-      let keyStart = index
-      let key = try string()
-      skipWhiteSpace()
-      guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
-        throw failure("unexpected \(shown()) where ':' should be")
-      }
-      index += 1
+      let (key, keyStart) = try memberKey()
       guard members.updateValue(try value(), forKey: key) == nil else {
-        throw failure("the key \"\(key.excerpt())\" appears twice in one object", at: keyStart)
+        throw repeated(key, at: keyStart)
       }
     } while try separator(close: UInt8(ascii: "}"))
     return members
+  }
+
+  /// A member's key and the `:` after it; returns the key and where it starts.
+  private mutating func memberKey() throws(JSONParseError) -> (key: String, start: Int) {
+    skipWhiteSpace()
+    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+      throw failure("unexpected \(shown()) where a key (a string) should be")
+    }
+    let start = index
+    let key = try string()
+    skipWhiteSpace()
+    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+      throw failure("unexpected \(shown()) where ':' should be")
+    }
+    index += 1
+    return (key, start)
+  }
+
+  private func repeated(_ key: String, at start: Int) -> JSONParseError {
+    failure("the key \"\(key.excerpt())\" appears twice in one object", at: start)
   }
 
   private mutating func literal(_ word: StaticString, _ value: JSONValue) throws(JSONParseError)

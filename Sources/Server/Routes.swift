@@ -74,12 +74,12 @@ struct Routes: Sendable {
   private func addDocuments(to router: Endpoints) {
     router.post("/collections/{collection}/documents") { request, context in
       let collection = try collection(context)
-      // The body's JSON tree (24 bytes a number) is let go once the documents are read
-      // from it, before the write: it is most of a large upsert's memory.
+      // The body's vectors are read as floats, and its other JSON values let go once the
+      // documents are made from them, before the write.
       let batch: (documents: [Document], vectors: [[Float]]?)
       do {
-        let body = try await RequestBody.read(request, limit: maxBodyBytes)
-        batch = try await blocking { try documents(in: body) }
+        let (body, vectors) = try await RequestBody.readDocuments(request, limit: maxBodyBytes)
+        batch = try await blocking { try documents(in: body, vectors: vectors) }
       }
       // An empty batch writes nothing, whether the collection takes texts or vectors.
       if !batch.documents.isEmpty {
@@ -330,8 +330,9 @@ struct Routes: Sendable {
     return JSONResponse.make(info, status: .created)
   }
 
-  /// The documents of an upsert body, with their vectors when every one has a vector.
-  private func documents(in body: RequestBody) throws -> (
+  /// The documents of an upsert body, with their vectors when every one has a vector
+  /// (`vectors`: those `RequestBody.readDocuments` read as floats, by document).
+  private func documents(in body: RequestBody, vectors floats: [Int: [Float]]) throws -> (
     documents: [Document], vectors: [[Float]]?
   ) {
     try body.check(["documents"])
@@ -349,7 +350,7 @@ struct Routes: Sendable {
       do {
         try document.check(["id", "text", "metadata", "vector"])
         let id = try document.required("id", document.string)
-        let vector = try document.vector("vector")
+        let vector = try floats[index] ?? document.vector("vector")
         // An upsert replaces the whole document: without a vector, a missing text would
         // replace the stored one with "" and embed that.
         let text =

@@ -27,9 +27,17 @@ extension JSONValue {
     do {
       self = try JSONValue(utf8: bytes)
     } catch {
-      throw VectorDBError.invalidInput(
-        source: source, line: line, reason: "invalid JSON at byte \(error.offset): \(error.problem)"
-      )
+      throw VectorDBError.invalidJSON(error, source: source, line: line)
     }
+  }
+}
+
+extension VectorDBError {
+  /// A JSON text's problem as vdb reports it: `SOURCE:LINE: invalid JSON at byte N: …`.
+  package static func invalidJSON(_ error: JSONParseError, source: String, line: Int? = nil)
+    -> VectorDBError
+  {
+    .invalidInput(
+      source: source, line: line, reason: "invalid JSON at byte \(error.offset): \(error.problem)")
   }
 }

@@ -592,6 +592,28 @@ final class ServerTests: XCTestCase {
     for collection in ["v", "t"] {
       try expect("/collections/\(collection)/documents", #"{"documents": []}"#, 200, ["0"])
     }
+    // An upsert's vectors are read straight into floats; anything else about them is
+    // read and refused as any other field is. (The metadata's "vector" is metadata.)
+    let upsert = "/collections/v/documents"
+    try expect(
+      upsert,
+      #"{"documents": [{"id": "a", "vector": [1, 2e0, -3, 0.25]}, "#
+        + #"{"vector": [0, 1, 0, 0], "id": "b", "metadata": {"vector": [9]}}]}"#, 200, ["2"])
+    let stored = try server.request("GET", "/collections/v/documents/b?include=vector").json
+    XCTAssertEqual(stored["vector"] as? [Double], [0, 1, 0, 0])
+    XCTAssertEqual((stored["metadata"] as? [String: Any])?["vector"] as? [Int], [9])
+    for (documents, words) in [
+      (#"[{"id": "c", "vector": [1, "2", 3, 4]}]"#, ["documents[0]", "array of numbers"]),
+      (#"[{"id": "c", "vector": [1, 2, 3, 4], "vector": [1]}]"#, ["byte 51", "twice"]),
+      (#"[{"id": "c", "vector": [1, 2 3, 4]}]"#, ["byte 43", "where ',' or ']'"]),
+      (#"[{"id": "c", "vector": [1, 2, 3, 4]}, {"id": "d", "text": "t"}]"#, ["1 of 2"]),
+      (#"[{"id": "c", "vector": []}]"#, ["a vector of 0 floats"]),
+      (#"[7]"#, ["documents[0] must be a JSON object"]),
+      (#"{"id": "c"}"#, ["must be an array of documents"]),
+    ] {
+      try expect(upsert, #"{"documents": \#(documents)}"#, 400, words)
+    }
+    XCTAssertEqual(try server.request("GET", "/collections/v/count").json["count"] as? Int, 2)
     try expect(
       "/collections/v/query", #"{"vector": [1, 2, 3, 4], "k": 1e15}"#, 400, ["1...10000"])
     try expect(
