@@ -389,37 +389,69 @@ package struct JSONReader {
 
   /// A number by RFC 8259's grammar. Integers beyond ±2^53 and values beyond `Double`'s
   /// range are refused rather than rounded.
+  ///
+  /// Most numbers take Clinger's fast path: when the digits before the exponent make an
+  /// integer m ≤ 2^53 and the number is m · 10^k with |k| ≤ 22, both m and 10^|k| are
+  /// exact doubles, so one multiplication or division rounds correctly — the value
+  /// `Double(String)` gives, without making the string. The rest go through it.
   private mutating func number() throws(JSONParseError) -> Double {
     let start = index
     var integer = true
-    func digits() -> Int {
+    // The digits so far as an integer, while it stays exact (below 2^53).
+    var significand: UInt64 = 0
+    var exact = true
+    func digits(significant: Bool = true) -> Int {
       let first = index
-      while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+      while index < bytes.count, case let digit = bytes[index] &- UInt8(ascii: "0"), digit < 10 {
+        if significant {
+          if significand < (1 << 53) / 10 {
+            significand = significand * 10 + UInt64(digit)
+          } else {
+            exact = false
+          }
+        }
         index += 1
       }
       return index - first
     }
-    if bytes[index] == UInt8(ascii: "-") { index += 1 }
+    let negative = bytes[index] == UInt8(ascii: "-")
+    if negative { index += 1 }
     let leading = index
     guard digits() > 0 else { throw failure("a '-' without digits", at: start) }
     if bytes[leading] == UInt8(ascii: "0") && index - leading > 1 {
       throw failure("a number cannot start with 0", at: start)
     }
+    var power = 0
     if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
       integer = false
       index += 1
-      guard digits() > 0 else { throw failure("a number without digits after '.'", at: start) }
+      let fraction = digits()
+      guard fraction > 0 else { throw failure("a number without digits after '.'", at: start) }
+      power = -fraction
     }
     if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
       integer = false
       index += 1
-      if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-")
-      {
-        index += 1
-      }
-      guard digits() > 0 else {
+      let sign = index < bytes.count ? bytes[index] : 0
+      if sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { index += 1 }
+      let digitsStart = index
+      guard digits(significant: false) > 0 else {
         throw failure("a number without digits in its exponent", at: start)
       }
+      // More than 4 digits is far outside ±22: the exact path below decides.
+      if index - digitsStart > 4 {
+        exact = false
+      } else {
+        var exponent = 0
+        for digit in bytes[digitsStart..<index] { exponent = exponent * 10 + Int(digit &- 48) }
+        power += sign == UInt8(ascii: "-") ? -exponent : exponent
+      }
+    }
+    if exact, (-22...22).contains(power) {
+      let magnitude =
+        power >= 0
+        ? Double(significand) * powersOfTen[power] : Double(significand) / powersOfTen[-power]
+      return negative ? -magnitude : magnitude
     }
     let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
     // Up to 15 digits an integer is below 2^53; longer ones are checked exactly.
@@ -443,6 +475,11 @@ package struct JSONReader {
     }
     return value
   }
+}
+
+/// 10^0 … 10^22, the powers of ten a `Double` holds exactly.
+private let powersOfTen: [Double] = (0...22).map { (power: Int) -> Double in
+  (0..<power).reduce(1) { (product, _) in product * 10 }
 }
 
 extension String {

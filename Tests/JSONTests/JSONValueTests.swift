@@ -75,6 +75,30 @@ final class JSONValueTests: XCTestCase {
     XCTAssertEqual(try parse(deepest).depth, JSONValue.maxDepth)
   }
 
+  /// Numbers read on the fast path (digits below 2^53, a power of ten within ±22) and
+  /// off it are the doubles Swift's own parser gives, to the bit (the sign of 0 too).
+  func testNumbersReadAsSwiftsParserReadsThem() throws {
+    var random = SplitMix64(seed: 5)
+    func digits(_ count: UInt64) -> String {
+      String((0..<count).map { _ in Character(String(random.next() % 10)) })
+    }
+    var texts = ["0", "-0", "-0.0", "0e-5", "1e22", "1e23", "1e-22", "1e-23", "9.007199254740993"]
+    texts += ["900719925474099.3", "0.30000000000000004", "5e-324", "1.7976931348623157e308"]
+    for _ in 0..<20_000 {
+      var text = random.next() % 3 == 0 ? "-" : ""
+      text += String(random.next() % 1000)
+      if random.next() % 4 != 0 { text += "." + digits(1 + random.next() % 19) }
+      if random.next() % 3 == 0 {
+        text += ["e", "E", "e-", "e+"][Int(random.next() % 4)] + String(random.next() % 40)
+      }
+      texts.append(text)
+    }
+    for text in texts {
+      guard case .number(let read) = try parse(text) else { return XCTFail(text) }
+      XCTAssertEqual(read.bitPattern, Double(text)!.bitPattern, text)
+    }
+  }
+
   func testWhatIsNotJSONOrWouldLoseDataIsRefusedWithAReason() {
     let syntax = [
       "", "   ", "[", "[1,]", "[1 2]", "{\"a\":1,}", "{\"a\" 1}", "{a: 1}", "{\"a\":}", "01", "1.",
