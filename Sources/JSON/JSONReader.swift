@@ -106,8 +106,9 @@ package struct JSONReader {
     var keys: Set<String> = []
     repeat {
       let (key, keyStart) = try memberKey()
-      guard keys.insert(key).inserted else { throw repeated(key, at: keyStart) }
+      // After the value, as `value()` finds it: a problem in the value comes first.
       try member(&self, key)
+      guard keys.insert(key).inserted else { throw repeated(key, at: keyStart) }
     } while try separator(close: UInt8(ascii: "}"))
     return true
   }

@@ -55,6 +55,7 @@ final class JSONReaderTests: XCTestCase {
     let texts = [
       #"{"v": [1, 2 3]}"#, #"{"v": [1, 2,]}"#, #"{"v": [1, 01]}"#, #"{"v": [1, 1e400]}"#,
       #"{"v": [1, 9007199254740993]}"#, #"{"v": [1, "x]}"#, #"{"v": [1], "v": [2]}"#,
+      #"{"v": [1, "a"], "v": [2 x]}"#,
       #"{"a": 1, "a": [2]}"#, #"{"v": [1]} x"#, #"{"v": [1"#, #"{"v" [1]}"#, "[", "",
       String(repeating: "[", count: 65) + String(repeating: "]", count: 65),
       #"{"v": "# + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}",
