@@ -398,27 +398,29 @@ package struct JSONReader {
   private mutating func number() throws(JSONParseError) -> Double {
     let start = index
     var integer = true
-    // The digits so far as an integer, while it stays exact (below 2^53).
-    var significand: UInt64 = 0
-    var exact = true
-    func digits(significant: Bool = true) -> Int {
+    /// Reads digits into `value` while it stays below 2^53 (past that, `exact` turns
+    /// false and the rest are only skipped); returns how many there were.
+    func digits(into value: inout UInt64, exact: inout Bool) -> Int {
       let first = index
       while index < bytes.count, case let digit = bytes[index] &- UInt8(ascii: "0"), digit < 10 {
-        if significant {
-          if significand < (1 << 53) / 10 {
-            significand = significand * 10 + UInt64(digit)
-          } else {
-            exact = false
-          }
+        if exact && value < (1 << 53) / 10 {
+          value = value * 10 + UInt64(digit)
+        } else {
+          exact = false
         }
         index += 1
       }
       return index - first
     }
+    // The significand's digits (before the exponent) as an integer, while it is exact.
+    var significand: UInt64 = 0
+    var exact = true
     let negative = bytes[index] == UInt8(ascii: "-")
     if negative { index += 1 }
     let leading = index
-    guard digits() > 0 else { throw failure("a '-' without digits", at: start) }
+    guard digits(into: &significand, exact: &exact) > 0 else {
+      throw failure("a '-' without digits", at: start)
+    }
     if bytes[leading] == UInt8(ascii: "0") && index - leading > 1 {
       throw failure("a number cannot start with 0", at: start)
     }
@@ -426,7 +428,7 @@ package struct JSONReader {
     if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
       integer = false
       index += 1
-      let fraction = digits()
+      let fraction = digits(into: &significand, exact: &exact)
       guard fraction > 0 else { throw failure("a number without digits after '.'", at: start) }
       power = -fraction
     }
@@ -435,17 +437,16 @@ package struct JSONReader {
       index += 1
       let sign = index < bytes.count ? bytes[index] : 0
       if sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { index += 1 }
-      let digitsStart = index
-      guard digits(significant: false) > 0 else {
+      var exponent: UInt64 = 0
+      var exponentExact = true
+      guard digits(into: &exponent, exact: &exponentExact) > 0 else {
         throw failure("a number without digits in its exponent", at: start)
       }
-      // More than 4 digits is far outside ±22: the exact path below decides.
-      if index - digitsStart > 4 {
-        exact = false
+      // An exponent past 2^53 is far outside ±22: the exact path below decides.
+      if exponentExact {
+        power += sign == UInt8(ascii: "-") ? -Int(exponent) : Int(exponent)
       } else {
-        var exponent = 0
-        for digit in bytes[digitsStart..<index] { exponent = exponent * 10 + Int(digit &- 48) }
-        power += sign == UInt8(ascii: "-") ? -exponent : exponent
+        exact = false
       }
     }
     if exact, (-22...22).contains(power) {
@@ -457,12 +458,12 @@ package struct JSONReader {
     let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
     // Up to 15 digits an integer is below 2^53; longer ones are checked exactly.
     if integer && index - leading > 15 {
-      guard let exact = Int64(text), exact.magnitude <= 1 << 53 else {
+      guard let whole = Int64(text), whole.magnitude <= 1 << 53 else {
         throw failure(
           "the integer \(text.excerpt()) is beyond ±2^53 and cannot be kept exactly; write it"
             + " as a string", at: start)
       }
-      return Double(exact)
+      return Double(whole)
     }
     guard let value = Double(text), value.isFinite else {
       throw failure("the number \(text.excerpt()) is beyond the range of a double", at: start)

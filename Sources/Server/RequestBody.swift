@@ -31,10 +31,9 @@ struct RequestBody {
   /// - Returns: the body, without the vectors read into floats, and those vectors by the
   ///   index of their document.
   static func readDocuments(_ request: Request, limit: Int) async throws -> (
-    body: RequestBody, vectors: [Int: [Float]]
+    RequestBody, [Int: [Float]]
   ) {
-    let (body, vectors) = try await parse(request, limit: limit, empty: [:], readDocuments)
-    return (body, vectors)
+    try await parse(request, limit: limit, empty: [:], readDocuments)
   }
 
   /// `readDocuments`'s reading of a body.
