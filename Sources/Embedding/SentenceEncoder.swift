@@ -364,7 +364,7 @@ public final class SentenceEncoder: Sendable {
     guard !sequences.isEmpty else { return result }
     let threads = max(1, threads)
     let batches = Self.batches(
-      lengths: sequences.map(\.count), batchSize: max(1, batchSize), minimumCount: threads)
+      lengths: sequences.map(\.count), batchSize: max(1, batchSize), threads: threads)
     // Enough batches for every thread: run them side by side, one thread each.
     // Otherwise (a single input), split each step of the one batch over the threads.
     let workers = min(threads, batches.count)
@@ -401,11 +401,19 @@ public final class SentenceEncoder: Sendable {
   }
 
   /// Groups input indices into batches of similar length: sorted longest first, cut
-  /// into batches of at most `batchSize`, at least `minimumCount` of them when there
-  /// are that many inputs, with cuts placed so that batches carry similar work.
-  static func batches(lengths: [Int], batchSize: Int, minimumCount: Int) -> [[Int]] {
+  /// into batches of at most `batchSize`, with cuts placed so that batches carry similar
+  /// work. When they would be fewer than four a thread, there are more of them, a
+  /// multiple of `threads`, with room to spare: full batches of unequal lengths carry
+  /// unequal work, and with few batches the threads finish apart (the first 64 SciFact
+  /// passages in two full batches of 32: one has a fifth more work than the other).
+  static func batches(lengths: [Int], batchSize: Int, threads: Int) -> [[Int]] {
     let order = lengths.indices.sorted { lengths[$0] > lengths[$1] }
-    let count = max((order.count + batchSize - 1) / batchSize, min(order.count, minimumCount))
+    var count = (order.count + batchSize - 1) / batchSize
+    if threads > 1, count < 4 * threads {
+      // Three quarters of `batchSize` on average, rounded to a multiple of `threads`.
+      let loose = (4 * order.count + 3 * batchSize - 1) / (3 * batchSize)
+      count = min(order.count, (loose + threads - 1) / threads * threads)
+    }
     // Work per input: its tokens through the linear layers plus attention's T² term
     // (weighted as for a 384-wide model; only the balance matters).
     let costs = order.map { index -> Double in

@@ -72,7 +72,7 @@ final class BatchingTests: XCTestCase {
     let lengths = (0..<100).map { 2 + ($0 * 37) % 255 }
     for (batchSize, minimum) in [(32, 2), (7, 2), (1, 2), (200, 2), (200, 1)] {
       let batches = SentenceEncoder.batches(
-        lengths: lengths, batchSize: batchSize, minimumCount: minimum)
+        lengths: lengths, batchSize: batchSize, threads: minimum)
       XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(0..<100))
       XCTAssertTrue(batches.allSatisfy { !$0.isEmpty && $0.count <= batchSize })
       XCTAssertGreaterThanOrEqual(batches.count, max(minimum, (100 + batchSize - 1) / batchSize))
@@ -82,8 +82,34 @@ final class BatchingTests: XCTestCase {
           earlier.map { lengths[$0] }.min()!, later.map { lengths[$0] }.max()!)
       }
     }
-    XCTAssertEqual(SentenceEncoder.batches(lengths: [5], batchSize: 32, minimumCount: 2), [[0]])
+    XCTAssertEqual(SentenceEncoder.batches(lengths: [5], batchSize: 32, threads: 2), [[0]])
     XCTAssertEqual(
-      SentenceEncoder.batches(lengths: [5, 9], batchSize: 32, minimumCount: 2), [[1], [0]])
+      SentenceEncoder.batches(lengths: [5, 9], batchSize: 32, threads: 2), [[1], [0]])
+  }
+
+  /// 64 inputs of 101 to 256 tokens, as the first SciFact passages are, in batches of 32
+  /// on two threads: two full batches would give one thread 20% more work than the
+  /// other; the batches made instead split it evenly between the threads.
+  func testFewBatchesShareTheWorkEvenlyBetweenThreads() {
+    let lengths = (0..<64).map { $0 < 20 ? 256 : 101 + ($0 * 53) % 155 }
+    let work = { (batch: [Int]) in
+      batch.reduce(0.0) { sum, i in
+        let t = Double(lengths[i])
+        return sum + t * 4_608 + t * t * 4
+      }
+    }
+    let batches = SentenceEncoder.batches(lengths: lengths, batchSize: 32, threads: 2)
+    XCTAssertEqual(batches.count % 2, 0)
+    XCTAssertGreaterThan(batches.count, 2)
+    // What each thread gets when they take the batches in turn, longest first.
+    var threads = [0.0, 0.0]
+    for batch in batches {
+      let idle = threads[0] <= threads[1] ? 0 : 1
+      threads[idle] += work(batch)
+    }
+    XCTAssertLessThan(threads.max()! / threads.min()!, 1.05, "\(threads)")
+    let longestFirst = lengths.indices.sorted { lengths[$0] > lengths[$1] }
+    let full = [Array(longestFirst[..<32]), Array(longestFirst[32...])].map(work)
+    XCTAssertGreaterThan(full.max()! / full.min()!, 1.15, "the case this test is about")
   }
 }
