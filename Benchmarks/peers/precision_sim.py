@@ -122,12 +122,15 @@ def main():
             m.weight.data = original[m].clone()
             if any(part in name for part in keep_float32):
                 continue
-            r = rotation(m.in_features) if rotated else torch.eye(m.in_features)
-            m.weight.data = weights(original[m] @ r.T) @ r
             quantize = activations if where is None or where(name) else elsewhere
+            if rotated:
+                r = rotation(m.in_features)
+                m.weight.data = weights(original[m] @ r.T) @ r
+                quantize = quantize and (lambda x, q=quantize, r=r: q(x @ r.T) @ r)
+            else:
+                m.weight.data = weights(original[m])
             if quantize:
-                hooks.append(m.register_forward_pre_hook(
-                    lambda _, args, q=quantize, r=r: (q(args[0] @ r.T) @ r,)))
+                hooks.append(m.register_forward_pre_hook(lambda _, args, q=quantize: (q(args[0]),)))
         vectors = [model.encode(texts, normalize_embeddings=True) for texts in (golden, passages)]
         for hook in hooks:
             hook.remove()
