@@ -8,8 +8,9 @@
 # import (LMDB, TextSearch, Crypto, Tensor; JSON and CSV.swift's parser are compiled
 # with them) from the release test build (`tools/test.sh` makes it). Targets: the
 # VectorDB readers (jsonl csv filter npy fvecs qrels) and the model files the Embedding
-# module reads (safetensors config tokenizer). Seeds are Fuzz/corpus/TARGET/; new inputs found go to a scratch copy, not
-# the repository. A crash leaves its input as Fuzz/crashes/TARGET-crash-*; make it a regression test.
+# module reads (safetensors config tokenizer). Seeds are Fuzz/corpus/TARGET/; new inputs
+# found go to a scratch copy, not the repository. A crash leaves its input as
+# Fuzz/crashes/TARGET-crash-*; make it a regression test.
 #
 # A nightly-style run: Fuzz/run.sh 3600.
 set -euo pipefail

@@ -400,6 +400,14 @@ public final class SentenceEncoder: Sendable {
     return result
   }
 
+  /// The work of one input of `tokens` tokens, as `batches` balances it: its tokens
+  /// through the linear layers plus attention's T² term (weighted as for a 384-wide
+  /// model; only the balance matters).
+  static func work(tokens: Int) -> Double {
+    let t = Double(tokens)
+    return t * 4_608 + t * t * 4
+  }
+
   /// Groups input indices into batches of similar length: sorted longest first, cut
   /// into batches of at most `batchSize`, with cuts placed so that batches carry similar
   /// work. When they would be fewer than four a thread, there are more of them, a
@@ -414,12 +422,7 @@ public final class SentenceEncoder: Sendable {
       let loose = (4 * order.count + 3 * batchSize - 1) / (3 * batchSize)
       count = min(order.count, (loose + threads - 1) / threads * threads)
     }
-    // Work per input: its tokens through the linear layers plus attention's T² term
-    // (weighted as for a 384-wide model; only the balance matters).
-    let costs = order.map { index -> Double in
-      let t = Double(lengths[index])
-      return t * 4_608 + t * t * 4
-    }
+    let costs = order.map { work(tokens: lengths[$0]) }
     let total = costs.reduce(0, +)
     var batches: [[Int]] = []
     var current: [Int] = []

@@ -93,10 +93,7 @@ final class BatchingTests: XCTestCase {
   func testFewBatchesShareTheWorkEvenlyBetweenThreads() {
     let lengths = (0..<64).map { $0 < 20 ? 256 : 101 + ($0 * 53) % 155 }
     let work = { (batch: [Int]) in
-      batch.reduce(0.0) { sum, i in
-        let t = Double(lengths[i])
-        return sum + t * 4_608 + t * t * 4
-      }
+      batch.reduce(0.0) { $0 + SentenceEncoder.work(tokens: lengths[$1]) }
     }
     let batches = SentenceEncoder.batches(lengths: lengths, batchSize: 32, threads: 2)
     XCTAssertEqual(batches.count % 2, 0)
