@@ -298,7 +298,7 @@ var lines: [String] = [
   "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
     + " bfloat16 kernel \(PackedWeights.KernelLevel.current(.bfloat16).name(.bfloat16)),"
     + " int8 kernel \(PackedWeights.KernelLevel.current(.int8).name(.int8)),"
-    + " GELU and softmax \(Kernels.vectorLevel);"
+    + " GELU, softmax and attention \(Kernels.vectorLevel);"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
   "CPU flags: \(cpuFlags())",
   "batch \(options.batch), 1 warm-up + \(options.reps) timed passes, median [min-max]",

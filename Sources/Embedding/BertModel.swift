@@ -354,9 +354,9 @@ final class BertModel: Sendable {
     let tokens: Int
     let longest: Int
     let hidden, qkv, context, projection, expanded: Buffer<Float>
-    /// One T × T score matrix per thread, with room for bfloat16 attention's packed keys
-    /// and values.
-    let scores: [Buffer<Float>]
+    /// Attention's scratch per thread: the packed keys and values and the scores (T × T
+    /// for bfloat16 on AMX, a block of rows for float32).
+    let attention: [Buffer<Float>]
 
     init(config: BertConfig, tokens: Int, longest: Int, threads: Int) {
       self.tokens = tokens
@@ -367,9 +367,10 @@ final class BertModel: Sendable {
       context = Buffer<Float>(uninitializedCount: tokens * h)
       projection = Buffer<Float>(uninitializedCount: tokens * h)
       expanded = Buffer<Float>(uninitializedCount: tokens * config.intermediateSize)
-      let perThread = PackedWeights.attentionScratchCount(
-        length: longest, headSize: config.headSize)
-      scores = (0..<threads).map { _ in Buffer<Float>(uninitializedCount: perThread) }
+      let perThread = max(
+        PackedWeights.attentionScratchCount(length: longest, headSize: config.headSize),
+        Kernels.attentionScratchCount(length: longest, headSize: config.headSize))
+      attention = (0..<threads).map { _ in Buffer<Float>(uninitializedCount: perThread) }
     }
   }
 
@@ -378,7 +379,7 @@ final class BertModel: Sendable {
   ///
   /// The sequences are packed end to end with no padding: every linear layer is one
   /// gemm over all their tokens, and attention runs per sequence and head on exactly
-  /// its own tokens. With `workspace.scores.count > 1` threads, each step is split
+  /// its own tokens. With `workspace.attention.count > 1` threads, each step is split
   /// over them (by output columns, and by heads for attention); with one, everything
   /// runs on the calling thread.
   func forward(
@@ -392,7 +393,7 @@ final class BertModel: Sendable {
     guard tokenCount > 0 else { return }
     precondition(tokenCount <= workspace.tokens, "forward: workspace too small")
     precondition(sequences.allSatisfy { $0.count <= workspace.longest }, "forward: too long")
-    let threads = workspace.scores.count
+    let threads = workspace.attention.count
     let x = workspace.hidden.base
     let epsilon = config.layerNormEpsilon
     /// x ← LayerNorm(x + `linear`(`input`)) · γ + β: a sublayer's projection back to the
@@ -430,7 +431,7 @@ final class BertModel: Sendable {
         layer.qkv(tokenCount, input: x, output: workspace.qkv.base, columns: columns)
         attention(
           heads: heads, qkv: workspace.qkv.base, context: workspace.context.base,
-          sequences: sequences, offsets: offsets, scores: workspace.scores[part].base)
+          sequences: sequences, offsets: offsets, scratch: workspace.attention[part].base)
       }
       addProjection(
         layer.attentionOutput, of: workspace.context.base, layer.attentionNormGamma,
@@ -496,35 +497,31 @@ final class BertModel: Sendable {
   /// For head h of a sequence of T tokens: S = Q·Kᵀ / √d (T × T), P = softmax(S) row
   /// by row, context[:, head h] = P·V. No mask is needed: every sequence attends to
   /// exactly its own tokens. At bfloat16 on a CPU with AMX both products are AMX tiles
-  /// too (`vdb_bf16_attention`); elsewhere they are sgemm (AVX-512 BF16 is not faster
-  /// than sgemm on every CPU that has it, docs/encoder.md).
+  /// too (`vdb_bf16_attention`); elsewhere they are float32, fused per block of query
+  /// rows (`Kernels.attention`; AVX-512 BF16 is not faster than float32 on every CPU that
+  /// has it, docs/encoder.md).
   private func attention(
     heads: Range<Int>, qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
-    sequences: [[Int]], offsets: [Int], scores: UnsafeMutablePointer<Float>
+    sequences: [[Int]], offsets: [Int], scratch: UnsafeMutablePointer<Float>
   ) {
     let h = config.hiddenSize
     let d = config.headSize
-    let scale = 1 / Float(d).squareRoot()
     let tiles =
       precision == .bfloat16 && PackedWeights.KernelLevel.current(.bfloat16) == .amx
     for (s, sequence) in sequences.enumerated() {
       let length = sequence.count
       for head in heads {
         let q = qkv + offsets[s] * 3 * h + head * 3 * d
+        let context = context + offsets[s] * h + head * d
         if tiles {
           PackedWeights.attention(
             length: length, headSize: d, q: q, k: q + d, v: q + 2 * d, stride: 3 * h,
-            context: context + offsets[s] * h + head * d, contextStride: h, scratch: scores)
-          continue
+            context: context, contextStride: h, scratch: scratch)
+        } else {
+          Kernels.attention(
+            length: length, headSize: d, q: q, k: q + d, v: q + 2 * d, stride: 3 * h,
+            context: context, contextStride: h, scratch: scratch)
         }
-        BLAS.gemm(
-          .none, .transposed, m: length, n: length, k: d, alpha: scale,
-          a: q, lda: 3 * h, b: q + d, ldb: 3 * h, c: scores, ldc: length)
-        Kernels.softmax(rows: length, width: length, scores)
-        BLAS.gemm(
-          .none, .none, m: length, n: d, k: length,
-          a: scores, lda: length, b: q + 2 * d, ldb: 3 * h,
-          c: context + offsets[s] * h + head * d, ldc: h)
       }
     }
   }

@@ -132,8 +132,32 @@ public enum Kernels {
     vdb_softmax_rows(Int32(rows), Int32(width), Int32(valid), Int32(stride), x)
   }
 
-  /// Runs `body` once at each instruction set ``gelu(count:_:into:)`` and
-  /// ``softmax(rows:width:validWidth:stride:_:)`` can use on this CPU, narrowest first,
+  /// One head of scaled dot-product attention over one sequence, in float32: context =
+  /// softmax(q·kᵀ/√d)·v, where q, k and v are `length × headSize` with rows `stride`
+  /// floats apart and context's rows are `contextStride` apart. Fused per block of query
+  /// rows on the widest vectors the CPU has (`vdb_attention` in
+  /// Sources/CKernels/attention.c); `scratch` holds
+  /// ``attentionScratchCount(length:headSize:)`` floats.
+  public static func attention(
+    length: Int, headSize: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+    v: UnsafePointer<Float>, stride: Int, context: UnsafeMutablePointer<Float>,
+    contextStride: Int, scratch: UnsafeMutablePointer<Float>
+  ) {
+    vdb_attention(
+      Int32(length), Int32(headSize), q, k, v, Int32(stride), context, Int32(contextStride),
+      scratch)
+  }
+
+  /// Floats of scratch ``attention(length:headSize:q:k:v:stride:context:contextStride:scratch:)``
+  /// needs: the packed keys and values and one block of rows' scores.
+  public static func attentionScratchCount(length: Int, headSize: Int) -> Int {
+    vdb_attention_scratch(Int32(length), Int32(headSize))
+  }
+
+  /// Runs `body` once at each instruction set ``gelu(count:_:into:)``,
+  /// ``softmax(rows:width:validWidth:stride:_:)`` and
+  /// ``attention(length:headSize:q:k:v:stride:context:contextStride:scratch:)`` can use on
+  /// this CPU, narrowest first,
   /// with that set in use and its name passed in; then returns to the widest. For tests.
   package static func forEachVectorLevel(_ body: (String) throws -> Void) rethrows {
     defer { vdb_vector_set_level(-1) }
@@ -142,7 +166,7 @@ public enum Kernels {
     }
   }
 
-  /// The instruction set those two functions use now: the widest the CPU has, unless
+  /// The instruction set those functions use now: the widest the CPU has, unless
   /// `VDB_VECTOR_KERNEL` (`avx2`, `plain`) asks for a fallback.
   package static var vectorLevel: String {
     let level = vdb_vector_level()

@@ -111,6 +111,50 @@ final class KernelsTests: XCTestCase {
     }
   }
 
+  /// context = softmax(q·kᵀ/√d)·v, against the definition in Double, at every level: one
+  /// token, lengths below, at and past a block of 6 rows and a panel of 16 keys, a head
+  /// size with a ragged 16-float tail, and rows with gaps on both sides (Q|K|V rows, and
+  /// context rows wider than a head), which must stay untouched.
+  func testAttentionIsTheDefinition() {
+    for (length, d) in [(1, 32), (6, 32), (7, 20), (17, 32), (40, 64), (235, 32)] {
+      let stride = 3 * d + 5
+      let contextStride = d + 3
+      let qkv = values(length * stride, seed: UInt64(length * d), scale: 3)
+      let untouched: Float = 42
+      Kernels.forEachVectorLevel { level in
+        var context = [Float](repeating: untouched, count: length * contextStride)
+        var scratch = [Float](
+          repeating: .nan, count: Kernels.attentionScratchCount(length: length, headSize: d))
+        qkv.withUnsafeBufferPointer { qkv in
+          let q = qkv.baseAddress!
+          Kernels.attention(
+            length: length, headSize: d, q: q, k: q + d, v: q + 2 * d, stride: stride,
+            context: &context, contextStride: contextStride, scratch: &scratch)
+        }
+        var worst = 0.0
+        for i in 0..<length {
+          let scores = (0..<length).map { j in
+            (0..<d).reduce(0.0) {
+              $0 + Double(qkv[i * stride + $1]) * Double(qkv[j * stride + d + $1])
+            }
+              / Double(d).squareRoot()
+          }
+          let largest = scores.max()!
+          let e = scores.map { Foundation.exp($0 - largest) }
+          let total = e.reduce(0, +)
+          for c in 0..<d {
+            let expected = (0..<length).reduce(0.0) {
+              $0 + e[$1] * Double(qkv[$1 * stride + 2 * d + c])
+            }
+            worst = max(worst, abs(Double(context[i * contextStride + c]) - expected / total))
+          }
+          for c in d..<contextStride { XCTAssertEqual(context[i * contextStride + c], untouched) }
+        }
+        XCTAssertLessThan(worst, 2e-5, "\(level) length \(length), d \(d)")
+      }
+    }
+  }
+
   func testL2NormalizeMakesUnitRowsAndLeavesZeroRowsAlone() {
     var x: [Float] = [3, 4, 0, 0]
     x.withUnsafeMutableBufferPointer { Kernels.l2Normalize(rows: 2, width: 2, $0.baseAddress!) }

@@ -146,9 +146,20 @@ void vdb_gelu_backward(int count, const float *u, float *d);
 /// `width`. Never fails; the caller guarantees 1 ≤ `valid` ≤ `width` ≤ `stride`.
 void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 
-/// The level `vdb_gelu`, `vdb_gelu_backward` and `vdb_softmax_rows` use: the widest the
-/// CPU has, chosen on first use, unless the environment variable VDB_VECTOR_KERNEL is
-/// "avx512", "avx2" or "plain".
+/// Floats of scratch `vdb_attention` needs for `length` tokens and heads of `d`.
+size_t vdb_attention_scratch(int length, int d);
+
+/// One head of scaled dot-product attention over one sequence, in float32: context =
+/// softmax(q · kᵀ / √d) · v, where q, k and v are `length × d` with rows `ld` floats apart
+/// and context's rows are `ldc` apart (eˣ as in `vdb_softmax_rows`). `scratch` holds
+/// `vdb_attention_scratch(length, d)` floats. Never fails; the caller guarantees the
+/// pointers.
+void vdb_attention(int length, int d, const float *q, const float *k, const float *v, int ld,
+                   float *context, int ldc, float *scratch);
+
+/// The level `vdb_gelu`, `vdb_gelu_backward`, `vdb_softmax_rows` and `vdb_attention` use:
+/// the widest the CPU has, chosen on first use, unless the environment variable
+/// VDB_VECTOR_KERNEL is "avx512", "avx2" or "plain".
 int vdb_vector_level(void);
 
 /// Makes them use `level`, or the widest below it the CPU has (negative: the widest of
