@@ -157,8 +157,8 @@ public enum Kernels {
   /// Runs `body` once at each instruction set ``gelu(count:_:into:)``,
   /// ``softmax(rows:width:validWidth:stride:_:)`` and
   /// ``attention(length:headSize:q:k:v:stride:context:contextStride:scratch:)`` can use on
-  /// this CPU, narrowest first,
-  /// with that set in use and its name passed in; then returns to the widest. For tests.
+  /// this CPU, narrowest first, with that set in use and its name passed in; then returns
+  /// to the widest. For tests.
   package static func forEachVectorLevel(_ body: (String) throws -> Void) rethrows {
     defer { vdb_vector_set_level(-1) }
     for (level, name) in vectorLevels where vdb_vector_set_level(level) == level {
