@@ -72,14 +72,7 @@ static inline __attribute__((always_inline)) void softmax_any(int rows, int widt
     float *p = x + (size_t)row * stride;
     const int end = valid / LANES * LANES;
     const float maximum = maximum_of(p, valid);
-    f16v sum = splat(0);
-    for (int i = 0; i < end; i += LANES) {
-      const f16v e = exp16(load(p + i) - maximum);
-      put(e, p + i);
-      sum += e;
-    }
-    float total = 0;
-    for (int j = 0; j < LANES; j++) total += sum[j];
+    float total = exp_shifted_sum(p, end, maximum);
     if (end < valid) {
       float tail[LANES];
       for (int j = 0; j < LANES; j++) tail[j] = end + j < valid ? p[end + j] - maximum : -100.0f;

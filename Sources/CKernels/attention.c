@@ -83,21 +83,12 @@ static inline __attribute__((always_inline)) void attention_any(int length, int 
     }
 
     // e = exp(S − max S) in place, and 1 / Σ e per row; the division waits for P·V's
-    // 16-wide rows rather than running over the T-wide ones.
+    // d-wide results rather than running over the T-wide rows.
     float inverse[MAX_BLOCK];
     for (int r = 0; r < block; r++) {
       float maximum = -__builtin_inff();
       for (int c = 0; c < LANES; c++) maximum = most[r][c] > maximum ? most[r][c] : maximum;
-      float *e = scores + r * width;
-      f16v sum = splat(0);
-      for (int p = 0; p < width; p += LANES) {
-        const f16v x = exp16(load(e + p) - maximum);
-        put(x, e + p);
-        sum += x;
-      }
-      float total = 0;
-      for (int c = 0; c < LANES; c++) total += sum[c];
-      inverse[r] = 1 / total;
+      inverse[r] = 1 / exp_shifted_sum(scores + r * width, width, maximum);
     }
 
     // context = (e · V) / Σ e, 16 dimensions at a time.

@@ -72,4 +72,20 @@ static inline __attribute__((always_inline)) float maximum_of(const float *x, in
   return result;
 }
 
+
+// p[i] ← e^(p[i] − maximum) over the first `count` floats (a multiple of 16), returning
+// their sum: a softmax's numerators and denominator.
+static inline __attribute__((always_inline)) float exp_shifted_sum(float *p, int count,
+                                                                   float maximum) {
+  f16v sum = splat(0);
+  for (int i = 0; i < count; i += LANES) {
+    const f16v e = exp16(load(p + i) - maximum);
+    put(e, p + i);
+    sum += e;
+  }
+  float total = 0;
+  for (int j = 0; j < LANES; j++) total += sum[j];
+  return total;
+}
+
 #endif
