@@ -63,9 +63,7 @@ static inline __attribute__((always_inline)) void attention_any(int length, int 
       for (int i = 0; i < d; i++) queries[r * d + i] = q[(size_t)(row + r) * ld + i] * scale;
     memset(queries + rows * d, 0, (size_t)(block - rows) * d * sizeof(float));
 
-    // S = Q·Kᵀ/√d, 16 keys at a time, keeping each row's maximum (padding keys at −∞).
-    f16v most[MAX_BLOCK];
-    for (int r = 0; r < block; r++) most[r] = splat(-__builtin_inff());
+    // S = Q·Kᵀ/√d, 16 keys at a time (padding keys at −∞, so their e is 0).
     for (int p = 0; p < width; p += LANES) {
       f16v s[MAX_BLOCK];
       for (int r = 0; r < block; r++) s[r] = splat(0);
@@ -76,19 +74,15 @@ static inline __attribute__((always_inline)) void attention_any(int length, int 
       }
       if (p + LANES > length)
         for (int r = 0; r < block; r++) s[r] = blend(last_panel, s[r], splat(-__builtin_inff()));
-      for (int r = 0; r < block; r++) {
-        most[r] = blend(s[r] > most[r], s[r], most[r]);
-        put(s[r], scores + r * width + p);
-      }
+      for (int r = 0; r < block; r++) put(s[r], scores + r * width + p);
     }
 
     // e = exp(S − max S) in place, and 1 / Σ e per row; the division waits for P·V's
     // d-wide results rather than running over the T-wide rows.
     float inverse[MAX_BLOCK];
     for (int r = 0; r < block; r++) {
-      float maximum = -__builtin_inff();
-      for (int c = 0; c < LANES; c++) maximum = most[r][c] > maximum ? most[r][c] : maximum;
-      inverse[r] = 1 / exp_shifted_sum(scores + r * width, width, maximum);
+      float *e = scores + r * width;
+      inverse[r] = 1 / exp_shifted_sum(e, width, maximum_of(e, length));
     }
 
     // context = (e · V) / Σ e, 16 dimensions at a time.
