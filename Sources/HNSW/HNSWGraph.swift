@@ -128,7 +128,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       }
     }
     guard walk else { return scratch.takeResults(k: k) }
-    return try scratch.takeResults(k: k) {
+    return try scratch.takeResults(k: k, vectorBytes: storage.dimension &* 4) {
       try storage.vector(of: $0)
     } distance: {
       distance(query, $0)
@@ -208,7 +208,7 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     candidates.removeAll()
     results.removeAll()
 
-    let walkBytes = storage.dimension &* 2
+    let vectorBytes = storage.dimension &* (walk ? 2 : 4)
     _ = visited.insert(entry.id)
     candidates.push(entry)
     if try accept(entry.id) { results.push(entry) }
@@ -225,20 +225,10 @@ public struct HNSWGraph<Storage: HNSWStorage> {
       for i in 0..<neighbors.count {
         let id = neighbors[i]
         if visited.insert(id) {
-          let vector: UnsafeRawPointer
-          if walk {
-            // A bfloat16 vector is a few cache lines (12 for 384-d): ask for all of
-            // them, so that the loads of the whole list overlap.
-            vector = try storage.walkVector(of: id)
-            var line = 0
-            while line < walkBytes {
-              Distance.prefetch(vector + line)
-              line &+= 128
-            }
-          } else {
-            vector = try storage.vector(of: id)
-            Distance.prefetch(vector)
-          }
+          // All of the vector's cache lines (12 or 13 for a 384-d bfloat16 copy), so that
+          // the loads of the whole list overlap.
+          let vector = try walk ? storage.walkVector(of: id) : storage.vector(of: id)
+          Distance.prefetch(vector, bytes: vectorBytes)
           fresh[count] = Neighbor(id: id, distance: 0)
           vectors[count] = vector
           count &+= 1

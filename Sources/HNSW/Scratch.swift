@@ -79,10 +79,11 @@ public final class SearchScratch {
 
 extension SearchScratch {
   /// Empties `results` into an array of the `k` nearest by exact distances: `distance`
-  /// of each node's `vector` (whose memory loads are started together first).
+  /// of each node's `vector` of `vectorBytes` (whose memory loads are started together
+  /// first).
   @inlinable
   func takeResults(
-    k: Int, vector: (UInt32) throws -> UnsafeRawPointer,
+    k: Int, vectorBytes: Int, vector: (UInt32) throws -> UnsafeRawPointer,
     distance: (UnsafeRawPointer) -> Float
   ) throws -> [Neighbor] {
     let count = results.count
@@ -91,7 +92,7 @@ extension SearchScratch {
     for i in 0..<count {
       found[i] = results.pop()
       vectors[i] = try vector(found[i].id)
-      Distance.prefetch(vectors[i])
+      Distance.prefetch(vectors[i], bytes: vectorBytes)
     }
     var sorted = [Neighbor](repeating: Neighbor(id: 0, distance: 0), count: count)
     for i in 0..<count { sorted[i] = Neighbor(id: found[i].id, distance: distance(vectors[i])) }
