@@ -178,33 +178,35 @@ __attribute__((target("avx2,fma"))) static inline void add_squares16(const uint1
   *even = _mm256_fmadd_ps(de, de, *even), *odd = _mm256_fmadd_ps(dd, dd, *odd);
 }
 
-// Four sums, 32 elements a turn, so that consecutive FMAs do not wait on each other.
-__attribute__((target("avx2,fma"))) static float bf16_dot_avx2(const uint16_t *a,
-                                                               const uint16_t *b, int n) {
+// Sums `step` over the whole steps of 16 elements in `n`, setting `*done` to the elements
+// covered: four sums, 32 elements a turn, so that consecutive FMAs do not wait on each
+// other. Inlined with its `step`, like int8.c's tiles.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) float over16(
+    void step(const uint16_t *, const uint16_t *, __m256 *, __m256 *), const uint16_t *a,
+    const uint16_t *b, int n, int *done) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   int i = 0;
   for (; i + 32 <= n; i += 32) {
-    add_products16(a + i, b + i, &s0, &s1);
-    add_products16(a + i + 16, b + i + 16, &s2, &s3);
+    step(a + i, b + i, &s0, &s1);
+    step(a + i + 16, b + i + 16, &s2, &s3);
   }
-  if (i + 16 <= n) add_products16(a + i, b + i, &s0, &s1), i += 16;
-  float sum = sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) sum += BF16_ONE(a, i) * BF16_ONE(b, i);
-  return sum;
+  if (i + 16 <= n) step(a + i, b + i, &s0, &s1), i += 16;
+  *done = i;
+  return sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+__attribute__((target("avx2,fma"))) static float bf16_dot_avx2(const uint16_t *a,
+                                                               const uint16_t *b, int n) {
+  int i;
+  const float sum = over16(add_products16, a, b, n, &i);
+  return sum + bf16_dot_plain(a + i, b + i, n - i);
 }
 
 __attribute__((target("avx2,fma"))) static float bf16_l2_avx2(const uint16_t *a,
                                                               const uint16_t *b, int n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int i = 0;
-  for (; i + 32 <= n; i += 32) {
-    add_squares16(a + i, b + i, &s0, &s1);
-    add_squares16(a + i + 16, b + i + 16, &s2, &s3);
-  }
-  if (i + 16 <= n) add_squares16(a + i, b + i, &s0, &s1), i += 16;
-  float sum = sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) sum += (BF16_ONE(a, i) - BF16_ONE(b, i)) * (BF16_ONE(a, i) - BF16_ONE(b, i));
-  return sum;
+  int i;
+  const float sum = over16(add_squares16, a, b, n, &i);
+  return sum + bf16_l2_plain(a + i, b + i, n - i);
 }
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,fma")))
