@@ -72,7 +72,6 @@ static inline __attribute__((always_inline)) float maximum_of(const float *x, in
   return result;
 }
 
-
 // p[i] ← e^(p[i] − maximum) over the first `count` floats (a multiple of 16), returning
 // their sum: a softmax's numerators and denominator.
 static inline __attribute__((always_inline)) float exp_shifted_sum(float *p, int count,
