@@ -12,23 +12,23 @@ struct VDB: ParsableCommand {
     discussion: """
       The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
 
-      Getting started:
-        vdb init                                   create the database (stores the model)
-        vdb import docs.jsonl -c notes             import JSON Lines documents (embeds them)
-        vdb query -c notes "how do I …" -k 5       search; prints a log id
-        vdb feedback LOG_ID DOC_ID                 that document was the right one
-        vdb eval -c notes --from-log               how good is retrieval?
-        vdb train -c notes                         fine-tune the encoder from the log
-        vdb train -c notes --tier adapter          or only a query adapter (no re-embed)
-        vdb reembed -c notes --model 2             re-embed with a model, switch at once
-        vdb models rollback -c notes               undo the last switch (adapter or generation)
-        vdb collections                            list (create, drop, rename) collections
-        vdb status                                 collections, models, jobs, size
-        vdb route -r support "where is my invoice" which path handles it (docs/routing.md)
-        vdb verify                                 check every table, index and model
-        vdb serve                                  the database over HTTP (docs/server.md)
-        vdb sync -c notes --postgres URL           copy into PostgreSQL + pgvector (docs/scale-out.md)
-        vdb                                        the interactive shell
+      Getting started (docs/ has a page on each):
+        vdb init                              create the database (stores the model)
+        vdb import docs.jsonl -c notes        import JSON Lines (embeds them)
+        vdb query -c notes "how do I …" -k 5  search; prints a log id
+        vdb feedback LOG_ID DOC_ID            that document was the right one
+        vdb eval -c notes --from-log          how good is retrieval?
+        vdb train -c notes                    fine-tune the encoder from the log
+        vdb train -c notes --tier adapter     or a query adapter (no re-embed)
+        vdb reembed -c notes --model 2        re-embed with a model, then switch
+        vdb models rollback -c notes          undo the last switch
+        vdb collections                       list, create, drop, rename
+        vdb status                            collections, models, jobs, size
+        vdb route -r support "my invoice?"    which path handles it
+        vdb verify                            check every table, index and model
+        vdb serve                             the database over HTTP
+        vdb sync -c notes --postgres URL      copy into PostgreSQL + pgvector
+        vdb                                   the interactive shell
 
       Exit codes: 0 ok, 1 user error (bad input, unknown id), 2 usage error,
       3 database error (damaged, newer format, I/O).
