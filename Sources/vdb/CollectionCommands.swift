@@ -8,11 +8,11 @@ struct Collections: ParsableCommand {
     abstract: "List, create, drop or rename collections.",
     discussion: """
       Examples:
-        vdb collections                                  list them with counts and models
-        vdb collections create notes                     text, embedded by the default model
+        vdb collections                        list them with counts and models
+        vdb collections create notes           text, embedded by the default model
         vdb collections create sift --vectors 128 --metric l2
         vdb collections rename notes journal
-        vdb collections drop journal                     everything it owns, in one commit
+        vdb collections drop journal           everything it owns, in one commit
       """,
     subcommands: [List.self, Create.self, Drop.self, Rename.self],
     defaultSubcommand: List.self)

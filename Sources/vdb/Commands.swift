@@ -127,7 +127,8 @@ struct Import: ParsableCommand {
         vdb import docs.jsonl -c notes
         jq -c '…' dump.json | vdb import - -c notes     from standard input
         vdb import --beir ../datasets/scifact -c scifact
-        vdb import --csv notes.csv --text-column body -c notes   other columns: metadata
+        vdb import --csv notes.csv --text-column body -c notes
+                                                        other columns: metadata
       """)
 
   @OptionGroup var database: DatabaseOptions

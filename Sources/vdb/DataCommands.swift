@@ -12,8 +12,10 @@ struct Export: ParsableCommand {
       Examples:
         vdb export -c notes > notes.jsonl
         vdb export -c notes --filter '{"topic": "storage"}' -o storage.jsonl
-        vdb export -c notes --include vector -o notes.jsonl   re-import without re-embedding
-        vdb export -c notes --npy vectors.npy -o ids.jsonl    vectors as a float32 matrix
+        vdb export -c notes --include vector -o notes.jsonl
+                                  to re-import without re-embedding
+        vdb export -c notes --npy vectors.npy -o ids.jsonl
+                                  the vectors as a float32 matrix
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -79,9 +79,10 @@ struct LogRetentionCommand: ParsableCommand {
     commandName: "retention",
     abstract: "Show or set how long the logs keep entries.",
     discussion: """
-      The query log keeps its newest entries (default: 1,000,000, no age limit). The
-      routers' log drops, by the same setting, the routing decisions that never got an
-      outcome (labelled examples and outcomes stay). Setting it prunes at once.
+      The query log keeps its newest entries (default: 1,000,000, no age limit).
+      The routers' log drops, by the same setting, the routing decisions that never
+      got an outcome (labelled examples and outcomes stay). Setting it prunes at
+      once.
         vdb log retention                             show it
         vdb log retention --max-entries 200000        keep the newest 200,000
         vdb log retention --max-age 90d --max-entries none
@@ -235,14 +236,16 @@ struct Eval: ParsableCommand {
       Examples:
         vdb eval -c scifact --beir ../datasets/scifact --split test
         vdb eval -c scifact --beir ../datasets/scifact --mode keyword
-        vdb eval -c scifact --beir ../datasets/scifact --mode hybrid --fusion convex --alpha 0.6
+        vdb eval -c scifact --beir ../datasets/scifact --mode hybrid \\
+          --fusion convex --alpha 0.6
         vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
         vdb eval -c scifact --from-log           logged queries with feedback
         vdb eval -c scifact --diagnose           where the retriever fails
         vdb eval -c scifact --beir DIR --model 3 --pool 100
-                                                 a model with no generation, as the gate does
+                                  a model with no generation, as the gate does
 
-      JSON: {"ndcg@10": …, "mrr@10": …, "recall@10": …, "map@100": …, "queries": 300, …}
+      JSON: {"ndcg@10": …, "mrr@10": …, "recall@10": …, "map@100": …,
+      "queries": 300, …}
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -57,7 +57,7 @@ struct Models: ParsableCommand {
         vdb models rollback -c scifact      undo the last switch, at once
         vdb models fusion -c scifact        the fitted hybrid fusion versions
         vdb models rollback -c scifact --fusion   undo the last promoted fusion
-        vdb models convert 1 --precision bfloat16   v1's weights computing in bfloat16
+        vdb models convert 1 --precision bfloat16   v1's weights, run in bfloat16
         vdb models delete 4                 remove a version nothing uses
         vdb models prune --dry-run          what prune would remove
         vdb models export 2 ./my-model      a sentence-transformers directory
@@ -225,10 +225,11 @@ struct ModelExport: ParsableCommand {
     abstract: "Write model VERSION as a sentence-transformers model directory.",
     discussion: """
       DIR (new, or an empty directory) receives config.json, model.safetensors,
-      vocab.txt, the tokenizer files, modules.json and 1_Pooling/: `vdb init --model
-      DIR`, `vdb embed --model DIR` and Python's SentenceTransformer(DIR) load it and
-      embed as vdb does. A LoRA version is written with its adapters merged. The files
-      are written beside DIR and renamed into place when complete.
+      vocab.txt, the tokenizer files, modules.json and 1_Pooling/: `vdb init
+      --model DIR`, `vdb embed --model DIR` and Python's SentenceTransformer(DIR)
+      load it and embed as vdb does. A LoRA version is written with its adapters
+      merged. The files are written beside DIR and renamed into place when
+      complete.
 
       JSON: {"version": V, "directory": DIR, "files": [NAME, …]}
       """)

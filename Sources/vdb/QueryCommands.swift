@@ -11,21 +11,21 @@ struct Query: ParsableCommand {
 
       Examples:
         vdb query -c scifact "sugar consumption and diabetes risk" -k 5
-        vdb query -c notes "graphs" --filter '{"topic": {"$in": ["index", "storage"]}}'
-        vdb query -c notes --file questions.txt --json      one text per line → JSON Lines
+        vdb query -c notes "graphs" --filter '{"topic": {"$in": ["index", "lmdb"]}}'
+        vdb query -c notes --file questions.txt --json    a line a text → JSON Lines
         vdb query -c sift --vectors queries.fvecs --json --no-log
         vdb query -c scifact --mode keyword "BRCA1 mutation"
-        vdb query -c scifact --mode hybrid --fusion convex --alpha 0.6 "statins and memory"
+        vdb query -c scifact --mode hybrid --fusion convex --alpha 0.6 "statins"
         vdb query -c notes "graphs" --filter '{"$text": {"$contains": "lmdb"}}'
 
-      Modes (docs/search.md): dense (embeddings), keyword (BM25), hybrid (both, fused);
-      the default is hybrid for text collections with a model, keyword for documents
-      without vectors, dense for given vectors.
+      Modes (docs/search.md): dense (embeddings), keyword (BM25), hybrid (both,
+      fused); the default is hybrid for text collections with a model, keyword for
+      documents without vectors, dense for given vectors.
 
-      JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…", "metadata": {…},
-      "sources": {"dense": {"rank": 1, "score": 0.71}, "keyword": null}}]}
-      (for --file and --vectors: one such line per query, in input order, and a \
-      summary on stderr).
+      JSON: {"log_id": 12, "hits": [{"id": "…", "score": 0.71, "text": "…",
+      "metadata": {…}, "sources": {"dense": {"rank": 1, "score": 0.71},
+      "keyword": null}}]} (for --file and --vectors: one such line per query, in
+      input order, and a summary on stderr).
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -10,19 +10,19 @@ struct ShellCommand: ParsableCommand {
     discussion: """
       Every subcommand works in the shell with the same arguments, without the `vdb`.
       Shell-only commands:
-        use COLLECTION                          later commands default to -c COLLECTION
-        .collections (.tables)                  list the collections
-        .mode table|json|csv|markdown|line      output format of later commands
-        .headers on|off                         column names in table, csv, markdown
-        .timing on|off                          print each command's wall time
-        .output FILE                            later output goes to FILE (errors stay)
-        .output                                 output back to the terminal
-        help [COMMAND]                          list commands, or one command's options
-        .quit                                   leave (or Ctrl-D; Ctrl-C clears the line)
-      Lines pasted with a leading `vdb ` run as they are. The database (and the models
-      it loads) stay open for the whole session. Piped input (`vdb < script.vdb`) runs
-      the commands without prompts and stops with a non-zero exit at the first error.
-      Lines starting with # are comments.
+        use COLLECTION                      later commands default to -c COLLECTION
+        .collections (.tables)              list the collections
+        .mode table|json|csv|markdown|line  output format of later commands
+        .headers on|off                     column names in table, csv, markdown
+        .timing on|off                      print each command's wall time
+        .output FILE                        later output goes to FILE (errors stay)
+        .output                             output back to the terminal
+        help [COMMAND]                      list commands, or one command's options
+        .quit                               leave (or Ctrl-D; Ctrl-C clears the line)
+      Lines pasted with a leading `vdb ` run as they are. The database (and the
+      models it loads) stay open for the whole session. Piped input
+      (`vdb < script.vdb`) runs the commands without prompts and stops with a
+      non-zero exit at the first error. Lines starting with # are comments.
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -13,15 +13,16 @@ struct Route: ParsableCommand {
     discussion: """
       A router chooses among paths (a cheap specialist, an expensive generalist, one
       collection or another). It learns from logged outcomes and labelled examples: a
-      linear classifier on the sentence embeddings of the database's encoder, calibrated, and
-      activated only when held-out macro-F1 beats the active version beyond noise.
+      classifier on the sentence embeddings of the database's encoder, calibrated,
+      and activated only when held-out macro-F1 beats the active version beyond
+      noise (docs/routing.md).
 
       Examples:
         vdb route create support faq=1 agent=20 --escalation agent
-        vdb route import -r support examples.jsonl     lines {"input", "path"[, "outcome"]}
-        vdb route log -r support --input "reset my password" --path faq --outcome good
+        vdb route import -r support examples.jsonl   {"input", "path"[, "outcome"]}
+        vdb route log -r support --input "reset password" --path faq --outcome good
         vdb route train -r support --max-escalation 0.3
-        vdb route -r support "where is my invoice"     route (logged; prints log ids)
+        vdb route -r support "where is my invoice"   route (logged; prints log ids)
         vdb route log -r support --id 42 --path faq --outcome bad
         vdb route eval -r support test.jsonl
         vdb route diagnose -r support
@@ -166,9 +167,9 @@ struct RouteImport: ParsableCommand {
     commandName: "import",
     abstract: "Import labelled examples: JSON Lines {\"input\", \"path\"[, \"outcome\"]}.",
     discussion: """
-      A line without "outcome" says PATH is the input's best path; with "outcome": "good"
-      or "bad", how PATH did. The whole file is checked first: a bad line is reported with
-      its number and nothing is imported.
+      A line without "outcome" says PATH is the input's best path; with "outcome":
+      "good" or "bad", how PATH did. The whole file is checked first: a bad line is
+      reported with its number and nothing is imported.
       """)
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
@@ -187,17 +188,20 @@ struct RouteTrain: ParsableCommand {
     commandName: "train",
     abstract: "Train a new router version from the log; activate it only if it is better.",
     discussion: """
-      On the frozen sentence embeddings, cross-validation on the training split chooses
-      nearest centroid, shrunk LDA, or a softmax head trained from the centroids (balanced
-      class weights, AdamW) for a share of --epochs.
-      --tier lora then trains the head with LoRA adapters on the encoder (minutes; the
-      version stores the adapters, a few MB, and serves with them merged).
+      On the frozen sentence embeddings, cross-validation on the training split
+      chooses nearest centroid, shrunk LDA, a softmax head trained from the centroids
+      (balanced class weights, AdamW) for a share of --epochs, or nearest examples
+      (--classifier picks one instead). --tier lora then trains the head with LoRA
+      adapters on the encoder (minutes; the version stores the adapters, a few MB,
+      and serves with them merged).
       --held-out of each path's inputs are held out: the gate (paired bootstrap of
-      macro-F1 against the active version), the temperature and the threshold come from
-      them. With an escalation path, --max-escalation or --min-quality picks the threshold.
+      macro-F1 against the active version), the temperature and the threshold come
+      from them. With an escalation path, --max-escalation or --min-quality picks
+      the threshold.
 
       JSON: {"version", "activated", "reason", "examples", "metrics": {"macro_f1",
-      "nearest_centroid_macro_f1", "ece_before", "ece_after", "threshold", …}, "curve", …}
+      "nearest_centroid_macro_f1", "ece_before", "ece_after", "threshold", …},
+      "curve", …}
       """)
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption

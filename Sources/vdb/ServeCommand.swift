@@ -17,7 +17,7 @@ struct Serve: ParsableCommand {
         vdb serve                                      http://127.0.0.1:8080
         vdb serve --port 0                             any free port (printed)
         vdb serve --host 0.0.0.0 --token-file token    reachable from other machines
-        curl -s localhost:8080/collections/notes/query -d '{"text": "graphs", "k": 3}'
+        curl -s localhost:8080/collections/notes/query -d '{"text": "lmdb", "k": 3}'
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -15,8 +15,10 @@ struct Sync: ParsableCommand {
 
       Examples:
         vdb sync -c notes --postgres postgres://me@db.example/vectors
-        PGPASSWORD=… vdb sync -c notes --postgres postgres://me@10.0.0.5/vectors --table notes_v2
-        vdb sync -c notes --postgres 'postgres://postgres@/postgres?host=/run/postgresql'
+        PGPASSWORD=… vdb sync -c notes --postgres postgres://me@10.0.0.5/vectors \\
+          --table notes_v2
+        vdb sync -c notes \\
+          --postgres 'postgres://postgres@/postgres?host=/run/postgresql'
       """)
 
   @OptionGroup var database: DatabaseOptions

@@ -38,10 +38,11 @@ struct Train: ParsableCommand {
         vdb train -c scifact --resume                    continue an interrupted run
         vdb train -c scifact --report train.html         also write an HTML report
 
-      JSON: {"tier", "model_version", "promoted", "reason", "gate": {"delta", "ci_low",
-      "ci_high", "queries", "promoted", "method", "folds", "documents_embedded"},
-      "heldout_before": {…}, "heldout_after": {…}, "changes": […], "data": {…},
-      "losses": […], "generation", "reembedded", "seconds", …}
+      JSON: {"tier", "model_version", "promoted", "reason", "gate": {"delta",
+      "ci_low", "ci_high", "queries", "promoted", "method", "folds",
+      "documents_embedded"}, "heldout_before": {…}, "heldout_after": {…},
+      "changes": […], "data": {…}, "losses": […], "generation", "reembedded",
+      "seconds", …}
       """)
 
   /// The library's recipe: the flags' defaults are its fields, so they live in one place.
