@@ -1,8 +1,9 @@
 import Foundation
 
 /// Reads a matrix of float32 rows from a `.fvecs` (TEXMEX: per row an Int32 dimension,
-/// then the floats, little-endian) or a `.npy` file (NumPy format 1.0–3.0, dtype
-/// `<f4`, C order, 2-D); and, for the project's benchmarks and tests, the `.ivecs`
+/// then the floats, little-endian) or a `.npy` file (NumPy format 1.0–3.0, 2-D, dtype
+/// `<f4` or `<f8`, C or Fortran order: what `numpy.save` writes for a float matrix, a
+/// float64 one rounded to float32); and, for the project's benchmarks and tests, the `.ivecs`
 /// ground truth of ANN data sets (the same records holding Int32s).
 ///
 /// ```swift
@@ -18,7 +19,7 @@ public enum VectorFile {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and the problem (unknown
   ///   extension, no vectors, truncated record, changing dimension or one outside
-  ///   1...65536, unsupported npy dtype or order); a record's problem names the record's
+  ///   1...65536, unsupported npy dtype); a record's problem names the record's
   ///   number as the line.
   public static func read(_ path: String, limit: Int = .max) throws -> (
     rows: [[Float]], dimension: Int
@@ -171,10 +172,25 @@ public enum VectorFile {
       decoding: data[
         (data.startIndex + headerStart)..<(data.startIndex + headerStart + headerLength)],
       as: UTF8.self)
-    guard header.contains("'descr': '<f4'") else {
-      throw fail("dtype must be float32 ('<f4'); header: \(header.prefix(120))")
+    // The element: float32 as stored, or float64 rounded to float32 (NumPy's default
+    // float, what `numpy.save` writes for most computed matrices).
+    let width: Int
+    if header.contains("'descr': '<f4'") {
+      width = 4
+    } else if header.contains("'descr': '<f8'") {
+      width = 8
+    } else {
+      let descr = header.range(of: "'descr': ").map {
+        header[$0.upperBound...].prefix { $0 != "," }
+      }
+      throw fail(
+        "dtype must be little-endian float32 ('<f4') or float64 ('<f8'); it is \(descr ?? "not given")"
+      )
     }
-    guard header.contains("'fortran_order': False") else { throw fail("arrays must be in C order") }
+    let fortran = header.contains("'fortran_order': True")
+    guard fortran || header.contains("'fortran_order': False") else {
+      throw fail("no fortran_order in header")
+    }
     guard let open = header.range(of: "'shape': ("),
       let close = header[open.upperBound...].firstIndex(of: ")")
     else {
@@ -202,27 +218,31 @@ public enum VectorFile {
     // not make the reader promise more memory than the file holds.
     let start = headerStart + headerLength
     let (values, overflow) = count.multipliedReportingOverflow(by: dimension)
-    guard !overflow, values <= (data.count - start) / 4 else {
+    guard !overflow, values <= (data.count - start) / width else {
       throw fail(
         "truncated data: the shape (\(count), \(dimension)) needs more than the \(data.count - start) bytes after the header"
       )
     }
     // More bytes than the shape holds: another shape was meant, or two arrays were
     // joined; either way rows would be lost without a word.
-    guard values * 4 == data.count - start else {
+    guard values * width == data.count - start else {
       throw fail(
-        "the shape (\(count), \(dimension)) holds \(values * 4) bytes but \(data.count - start) follow the header"
+        "the shape (\(count), \(dimension)) holds \(values * width) bytes but \(data.count - start) follow the header"
       )
     }
     return data.withUnsafeBytes { bytes in
-      let rows = (0..<min(count, limit)).map { row in
-        (0..<dimension).map {
-          Float(
+      func value(_ row: Int, _ column: Int) -> Float {
+        let offset = start + width * (fortran ? column * count + row : row * dimension + column)
+        return width == 4
+          ? Float(
             bitPattern: UInt32(
-              littleEndian: bytes.loadUnaligned(
-                fromByteOffset: start + 4 * (row * dimension + $0), as: UInt32.self)))
-        }
+              littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+          : Float(
+            Double(
+              bitPattern: UInt64(
+                littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))))
       }
+      let rows = (0..<min(count, limit)).map { row in (0..<dimension).map { value(row, $0) } }
       return (rows, dimension)
     }
   }

@@ -203,7 +203,7 @@ struct Import: ParsableCommand {
     }
     let rate = Double(report.imported) / max(report.seconds, 1e-9)
     print(
-      "imported \(report.imported) documents into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+      "imported \(Terminal.count(report.imported, "document")) into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
         + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)"))
   }
 
@@ -351,8 +351,8 @@ struct Delete: ParsableCommand {
       if dryRun { for id in deleted { print(id) } }
       print(
         dryRun
-          ? "would delete \(deleted.count) documents (dry run: nothing deleted)"
-          : "deleted \(deleted.count) documents")
+          ? "would delete \(Terminal.count(deleted.count, "document")) (dry run: nothing deleted)"
+          : "deleted \(Terminal.count(deleted.count, "document"))")
       return
     }
     let deleted = try collection.delete(ids)
@@ -455,7 +455,7 @@ extension Import {
       try Terminal.printJSON(report)
     } else {
       print(
-        "imported \(report.imported) vectors into \(collection.name) in \(Terminal.seconds(report.seconds))"
+        "imported \(Terminal.count(report.imported, "vector")) into \(collection.name) in \(Terminal.seconds(report.seconds))"
           + " (\(Int(Double(report.imported) / max(report.seconds, 1e-9))) vectors/s)")
     }
   }

@@ -58,7 +58,7 @@ struct Export: ParsableCommand {
       try npyFile.commit()
     }
     try lines.commit()
-    FileHandle.standardError.write(Data("exported \(count) documents\n".utf8))
+    FileHandle.standardError.write(Data("exported \(Terminal.count(count, "document"))\n".utf8))
   }
 }
 

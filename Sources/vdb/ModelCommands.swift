@@ -41,7 +41,7 @@ struct Reembed: ParsableCommand {
       ? "switched to generation \(report.generation)"
       : "generation \(report.generation) is up to date"
     print(
-      "\(report.resumed ? "resumed; " : "")embedded \(report.embedded) documents with model v\(report.model ?? 0)"
+      "\(report.resumed ? "resumed; " : "")embedded \(Terminal.count(report.embedded, "document")) with model v\(report.model ?? 0)"
         + " in \(Terminal.seconds(report.seconds)); \(action)")
   }
 }

@@ -179,7 +179,9 @@ struct RouteImport: ParsableCommand {
   func run() throws {
     let report = try target.open(database).importJSONL(path: file)
     if output.isJSON { return try Terminal.printJSON(report) }
-    print("imported \(report.labelled) labelled examples and \(report.outcomes) outcomes")
+    print(
+      "imported \(Terminal.count(report.labelled, "labelled example")) and "
+        + Terminal.count(report.outcomes, "outcome"))
   }
 }
 

@@ -39,7 +39,7 @@ struct Sync: ParsableCommand {
     bar.finish()
     if output.isJSON { return try Terminal.printJSON(report) }
     print(
-      "synced \(report.documents) documents into \(report.table) in \(Terminal.seconds(report.seconds))"
+      "synced \(Terminal.count(report.documents, "document")) into \(report.table) in \(Terminal.seconds(report.seconds))"
         + " (generation \(report.generation)\(report.modelVersion.map { ", model v\($0)" } ?? ""))"
         + ": \(report.inserted) inserted, \(report.updated) updated, \(report.deleted) deleted"
         + (report.swapped ? "; new table \(report.physicalTable) swapped in" : ""))

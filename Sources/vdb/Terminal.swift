@@ -209,6 +209,11 @@ enum Terminal {
     return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
   }
 
+  /// "1 document", "2 documents": `count` and the noun, plural unless it is one.
+  static func count(_ count: Int, _ noun: String) -> String {
+    "\(count) \(noun)\(count == 1 ? "" : "s")"
+  }
+
   static func seconds(_ value: Double) -> String {
     value < 60
       ? String(format: "%.1f s", value)

@@ -41,6 +41,47 @@ final class VectorFileTests: XCTestCase {
     }
   }
 
+  /// What `numpy.save` writes for a float matrix: float64 (NumPy's default float) is read
+  /// rounded to float32, Fortran order (a transposed array) in row order; other dtypes are
+  /// refused by name.
+  func testNumPyFloat64AndFortranOrder() throws {
+    let rows: [[Double]] = [[1, 2.5, -3], [0.1, 1e-3, 7]]
+    func npy(_ descr: String, fortran: Bool, _ bytes: Data) throws -> String {
+      var header =
+        "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': (2, 3), }"
+      header += String(repeating: " ", count: 63 - (10 + header.utf8.count) % 64) + "\n"
+      var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+      data += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+      let path = directory + "/\(descr.dropFirst())-\(fortran).npy"
+      try (data + Data(header.utf8) + bytes).write(to: URL(fileURLWithPath: path))
+      return path
+    }
+    func bytes<T>(_ order: [Double], _ convert: (Double) -> T) -> Data {
+      order.map(convert).withUnsafeBytes { Data($0) }
+    }
+    let cOrder = rows.flatMap { $0 }
+    let fortranOrder = (0..<3).flatMap { column in rows.map { $0[column] } }
+    let expected = rows.map { $0.map(Float.init) }
+    for (path, name) in [
+      (try npy("<f8", fortran: false, bytes(cOrder) { $0 }), "float64"),
+      (try npy("<f8", fortran: true, bytes(fortranOrder) { $0 }), "float64, Fortran order"),
+      (try npy("<f4", fortran: true, bytes(fortranOrder) { Float($0) }), "float32, Fortran order"),
+    ] {
+      let read = try VectorFile.read(path)
+      XCTAssertEqual(read.rows, expected, name)
+      XCTAssertEqual(read.dimension, 3, name)
+    }
+    // A float64 file's length is checked in its own element size.
+    let short = try npy("<f8", fortran: false, bytes(Array(cOrder.dropLast())) { $0 })
+    XCTAssertThrowsError(try VectorFile.read(short)) {
+      XCTAssertTrue("\($0)".contains("truncated data"), "\($0)")
+    }
+    let bigEndian = try npy(">f4", fortran: false, bytes(cOrder) { Float($0) })
+    XCTAssertThrowsError(try VectorFile.read(bigEndian)) {
+      XCTAssertTrue("\($0)".contains("it is '>f4'"), "\($0)")
+    }
+  }
+
   /// siftsmall's ground truth names, for each query, the base rows nearest to it: the
   /// first is the exact L2 nearest, found here by brute force.
   func testGroundTruthNamesTheNearestBaseRows() throws {
