@@ -149,13 +149,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
   }
 }
 
-/// Bearer-token authentication: every request must carry `Authorization: Bearer TOKEN`.
+/// Bearer-token authentication: every request but the liveness check (`GET /health`,
+/// which tells nothing about the data) must carry `Authorization: Bearer TOKEN`.
 struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
   let token: [UInt8]
 
   func handle(
     _ request: Request, context: Context, next: (Request, Context) async throws -> Response
   ) async throws -> Response {
+    if request.uri.path == Routes.healthPath { return try await next(request, context) }
     let header = request.headers[.authorization] ?? ""
     guard header.hasPrefix("Bearer "), constantTimeEqual(Array(header.utf8.dropFirst(7)), token)
     else {

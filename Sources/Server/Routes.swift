@@ -12,6 +12,9 @@ struct Routes: Sendable {
 
   typealias Context = ServerContext
 
+  /// The liveness check's path: the one request that needs no token.
+  static let healthPath = "/health"
+
   /// Registers every endpoint on `router`, grouped by resource, and 405 for the methods
   /// each path does not answer.
   func add(to router: Hummingbird.Router<Context>) {
@@ -28,8 +31,11 @@ struct Routes: Sendable {
 
   // MARK: Routes by resource
 
-  /// The API's description and the database's status.
+  /// The API's description, a liveness check and the database's status.
   private func addService(to router: Endpoints) {
+    // For load balancers and orchestrators: answers while the server runs, without a
+    // token (TokenMiddleware) and without reading the database.
+    router.get(RouterPath(Routes.healthPath)) { _, _ in JSONResponse.make(["status": "ok"]) }
     router.get("/openapi.json") { _, _ in
       Response(
         status: .ok, headers: [.contentType: "application/json"],

@@ -135,7 +135,7 @@ struct Import: ParsableCommand {
   @OptionGroup var target: CollectionOption
   @Argument(help: "A JSON Lines file of documents (`-`: standard input).") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
-  @Option(help: "A .fvecs or .npy (float32 or float64) file: rows become documents \"0\", \"1\", … (no text).")
+  @Option(help: "A .fvecs or .npy (float32 or float64): rows become documents \"0\", \"1\", ….")
   var vectors: String?
   @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
   var csv: String?

@@ -168,7 +168,7 @@ final class ServerTests: XCTestCase {
     for path in [
       "/collections", "/collections/{collection}/query", "/feedback", "/jobs/{id}",
       "/collections/{collection}/train", "/models", "/routers", "/routers/{router}/route",
-      "/routers/{router}/train", "/log/retention",
+      "/routers/{router}/train", "/log/retention", "/health",
     ] {
       XCTAssertNotNil(paths[path], path)
     }
@@ -261,6 +261,11 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(reply.status, 401)
     reply = try server.request("GET", "/collections", token: "s3cret-token")
     XCTAssertEqual(reply.status, 200, reply.text)
+    // The liveness check alone needs no token, and tells nothing about the data.
+    reply = try server.request("GET", "/health", token: .some(nil))
+    XCTAssertEqual(reply.status, 200, reply.text)
+    XCTAssertEqual(reply.json as? [String: String], ["status": "ok"])
+    XCTAssertEqual(try server.request("GET", "/status", token: .some(nil)).status, 401)
   }
 
   func testJobsRunToCompletionCancelAndSIGTERMInterruptsThemResumably() throws {
