@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-// The encoder's elementwise functions — GELU, its derivative (for training) and the
-// attention's row softmax — on the widest vectors the CPU has. Written once with the
+// The encoder's elementwise functions — GELU, its derivative (for training), the
+// attention's row softmax and AdamW's update (for training) — on the widest vectors the
+// CPU has. Written once with the
 // compiler's vector types (16 floats) and compiled three times: for AVX-512, for AVX2
 // with FMA, and for the baseline x86-64 (SSE2) or any other CPU. Why in C: Swift's SIMD
 // types compile to the baseline instruction set unless the whole application is built
@@ -89,6 +90,38 @@ static inline __attribute__((always_inline)) void softmax_any(int rows, int widt
   }
 }
 
+// AdamW's update of `count` parameters (Sources/Training/AdamW.swift has the formula):
+//   θ ← θ·decay;  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;  θ ← θ − step·m / (√v·c₂ + ε)
+// Contraction into FMAs is off, so every level rounds as Swift's Float loop did and a
+// router trains to the same head on every CPU.
+typedef struct {
+  float beta1, beta2, step_size, inverse_correction2, epsilon, decay;
+} adamw_t;
+
+static inline __attribute__((always_inline)) void adamw_any(long count, float *theta,
+                                                            const float *g, float *m, float *v,
+                                                            adamw_t a) {
+#pragma clang fp contract(off)
+  const float keep1 = 1 - a.beta1, keep2 = 1 - a.beta2;
+  long i = 0;
+  for (; i + LANES <= count; i += LANES) {
+    const f16v gi = load(g + i);
+    const f16v mi = a.beta1 * load(m + i) + keep1 * gi;
+    const f16v vi = a.beta2 * load(v + i) + keep2 * gi * gi;
+    const f16v denominator = __builtin_elementwise_sqrt(vi) * a.inverse_correction2 + a.epsilon;
+    put(load(theta + i) * a.decay - a.step_size * mi / denominator, theta + i);
+    put(mi, m + i);
+    put(vi, v + i);
+  }
+  for (; i < count; i++) {
+    const float mi = a.beta1 * m[i] + keep1 * g[i];
+    const float vi = a.beta2 * v[i] + keep2 * g[i] * g[i];
+    theta[i] = theta[i] * a.decay - a.step_size * mi / (__builtin_sqrtf(vi) * a.inverse_correction2 + a.epsilon);
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
 #define AVX512 __attribute__((target("avx512f,avx512dq,fma")))
 #define AVX2 __attribute__((target("avx2,fma")))
 
@@ -114,6 +147,18 @@ AVX2 static void softmax_avx2(int rows, int width, int valid, int stride, float 
 }
 static void softmax_plain(int rows, int width, int valid, int stride, float *x) {
   softmax_any(rows, width, valid, stride, x);
+}
+
+AVX512 static void adamw_avx512(long count, float *theta, const float *g, float *m, float *v,
+                                adamw_t a) {
+  adamw_any(count, theta, g, m, v, a);
+}
+AVX2 static void adamw_avx2(long count, float *theta, const float *g, float *m, float *v,
+                            adamw_t a) {
+  adamw_any(count, theta, g, m, v, a);
+}
+static void adamw_plain(long count, float *theta, const float *g, float *m, float *v, adamw_t a) {
+  adamw_any(count, theta, g, m, v, a);
 }
 
 // The levels this CPU has, as levels.h's mask.
@@ -164,5 +209,17 @@ void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x) {
     case VDB_VECTOR_AVX512: softmax_avx512(rows, width, valid, stride, x); break;
     case VDB_VECTOR_AVX2: softmax_avx2(rows, width, valid, stride, x); break;
     default: softmax_plain(rows, width, valid, stride, x);
+  }
+}
+
+void vdb_adamw_update(long count, float *theta, const float *g, float *m, float *v, float beta1,
+                      float beta2, float step_size, float inverse_correction2, float epsilon,
+                      float decay) {
+  if (count <= 0) return;
+  const adamw_t a = {beta1, beta2, step_size, inverse_correction2, epsilon, decay};
+  switch (vdb_vector_level()) {
+    case VDB_VECTOR_AVX512: adamw_avx512(count, theta, g, m, v, a); break;
+    case VDB_VECTOR_AVX2: adamw_avx2(count, theta, g, m, v, a); break;
+    default: adamw_plain(count, theta, g, m, v, a);
   }
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// The floating-point types the layer math runs in: `Float` for inference and training,
@@ -30,6 +31,28 @@ where RawSignificand: FixedWidthInteger {
     _ u: UnsafePointer<Self>, gradient d: UnsafeMutablePointer<Self>, count: Int)
   /// Row-wise softmax in place: `p_j = exp(s_j − max s) / Σ exp(s_k − max s)`.
   static func softmaxRows(_ s: UnsafeMutablePointer<Self>, rows: Int, width: Int)
+  /// One AdamW update of `count` parameters θ in place, with gradients g and moments m, v:
+  /// `θ ← θ·decay`, `m ← β₁m + (1 − β₁)g`, `v ← β₂v + (1 − β₂)g²`,
+  /// `θ ← θ − stepSize·m / (√v·inverseCorrection2 + ε)` (Sources/Training/AdamW.swift).
+  static func adamWUpdate(
+    count: Int, parameters: UnsafeMutablePointer<Self>, gradients: UnsafePointer<Self>,
+    firstMoment: UnsafeMutablePointer<Self>, secondMoment: UnsafeMutablePointer<Self>,
+    _ step: AdamWStep<Self>)
+}
+
+/// The coefficients of one AdamW step (``TensorScalar/adamWUpdate(count:parameters:gradients:firstMoment:secondMoment:_:)``).
+public struct AdamWStep<Scalar: TensorScalar>: Sendable {
+  public var beta1, beta2, stepSize, inverseCorrection2, epsilon: Scalar
+  /// What θ is multiplied by first: 1 − η·λ where the parameters decay, else 1.
+  public var decay: Scalar
+
+  public init(
+    beta1: Scalar, beta2: Scalar, stepSize: Scalar, inverseCorrection2: Scalar, epsilon: Scalar,
+    decay: Scalar
+  ) {
+    (self.beta1, self.beta2, self.stepSize) = (beta1, beta2, stepSize)
+    (self.inverseCorrection2, self.epsilon, self.decay) = (inverseCorrection2, epsilon, decay)
+  }
 }
 
 /// The signature `cblas_sgemm` and `cblas_dgemm` share.
@@ -73,6 +96,18 @@ extension Float: TensorScalar {
   public static func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
     Kernels.softmax(rows: rows, width: width, s)
   }
+
+  /// The vector kernel (`vdb_adamw_update`): Swift's loop compiles to scalar square roots
+  /// and divisions, which made AdamW most of a router head's training time.
+  public static func adamWUpdate(
+    count: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    firstMoment: UnsafeMutablePointer<Float>, secondMoment: UnsafeMutablePointer<Float>,
+    _ step: AdamWStep<Float>
+  ) {
+    vdb_adamw_update(
+      count, parameters, gradients, firstMoment, secondMoment, step.beta1, step.beta2,
+      step.stepSize, step.inverseCorrection2, step.epsilon, step.decay)
+  }
 }
 
 extension Double: TensorScalar {
@@ -110,6 +145,20 @@ extension Double: TensorScalar {
         sum += si[j]
       }
       for j in 0..<width { si[j] /= sum }
+    }
+  }
+
+  public static func adamWUpdate(
+    count: Int, parameters theta: UnsafeMutablePointer<Double>, gradients g: UnsafePointer<Double>,
+    firstMoment m: UnsafeMutablePointer<Double>, secondMoment v: UnsafeMutablePointer<Double>,
+    _ step: AdamWStep<Double>
+  ) {
+    for i in 0..<count {
+      m[i] = step.beta1 * m[i] + (1 - step.beta1) * g[i]
+      v[i] = step.beta2 * v[i] + (1 - step.beta2) * g[i] * g[i]
+      theta[i] =
+        theta[i] * step.decay
+        - step.stepSize * m[i] / (v[i].squareRoot() * step.inverseCorrection2 + step.epsilon)
     }
   }
 }

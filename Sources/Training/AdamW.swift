@@ -54,29 +54,26 @@ public struct AdamW<Scalar: TensorScalar>: Sendable {
   ) {
     precondition(parameters.count == firstMoment.count && gradients.count == firstMoment.count)
     step += 1
-    let b1 = Scalar(beta1)
-    let b2 = Scalar(beta2)
-    let lr = Scalar(learningRate)
-    let stepSize = Scalar(learningRate / (1 - Foundation.pow(beta1, Double(step))))
-    let inverseCorrection2 = Scalar(1 / (1 - Foundation.pow(beta2, Double(step))).squareRoot())
-    let eps = Scalar(epsilon)
-    let decayFactor = 1 - lr * Scalar(weightDecay)
+    let coefficients = AdamWStep(
+      beta1: Scalar(beta1), beta2: Scalar(beta2),
+      stepSize: Scalar(learningRate / (1 - Foundation.pow(beta1, Double(step)))),
+      inverseCorrection2: Scalar(1 / (1 - Foundation.pow(beta2, Double(step))).squareRoot()),
+      epsilon: Scalar(epsilon), decay: 1)
+    let decayFactor = 1 - Scalar(learningRate) * Scalar(weightDecay)
     let ranges = decayRanges
     parameters.withUnsafeMutableBufferPointer { theta in
       gradients.withUnsafeBufferPointer { g in
         firstMoment.withUnsafeMutableBufferPointer { m in
           secondMoment.withUnsafeMutableBufferPointer { v in
             for (range, decays) in ranges {
+              var part = coefficients
+              if decays { part.decay = decayFactor }
               Parallel.forEachChunk(range.count, minimumPerChunk: 1 << 15) { chunk in
-                for i
-                  in (range.lowerBound + chunk.lowerBound)..<(range.lowerBound + chunk.upperBound)
-                {
-                  if decays { theta[i] *= decayFactor }
-                  let gi = g[i]
-                  m[i] = b1 * m[i] + (1 - b1) * gi
-                  v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                  theta[i] -= stepSize * m[i] / (v[i].squareRoot() * inverseCorrection2 + eps)
-                }
+                let i = range.lowerBound + chunk.lowerBound
+                Scalar.adamWUpdate(
+                  count: chunk.count, parameters: theta.baseAddress! + i,
+                  gradients: g.baseAddress! + i, firstMoment: m.baseAddress! + i,
+                  secondMoment: v.baseAddress! + i, part)
               }
             }
           }

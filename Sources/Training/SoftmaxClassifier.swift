@@ -54,6 +54,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   }
 
   /// The `n×classes` logits of `n` inputs laid end to end.
+  @_specialize(exported:true,where Scalar == Float)
   public func logits(_ inputs: [Scalar]) -> [Scalar] {
     precondition(inputs.count % dimension == 0, "inputs must be whole vectors")
     let n = inputs.count / dimension
@@ -77,6 +78,8 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   }
 
   /// Row-wise softmax of `n×classes` logits divided by `temperature`.
+  @_specialize(exported:true,where Scalar == Float)
+  @_specialize(exported:true,where Scalar == Double)
   public static func softmax(_ logits: [Scalar], classes: Int, temperature: Scalar = 1) -> [Scalar]
   {
     var out = logits
@@ -94,6 +97,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   }
 
   /// The class probabilities of one input.
+  @_specialize(exported:true,where Scalar == Float)
   public func probabilities(for input: [Scalar], temperature: Scalar = 1) -> [Scalar] {
     Self.softmax(logits(input), classes: classes, temperature: temperature)
   }
@@ -193,7 +197,12 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   /// Trains with AdamW on shuffled mini-batches (the same seed gives the same parameters) and
   /// returns the mean loss of each epoch (none for 0 epochs). `progress` gets (epoch, its loss) after each one;
   /// if it throws, training stops with that error.
+  ///
+  /// Specialised for Float here, where the module's generic code can be: routers call it
+  /// from another module, where the generic version ran ~40× slower (every arithmetic
+  /// operation through a witness table).
   @discardableResult
+  @_specialize(exported:true,where Scalar == Float)
   public mutating func fit(
     inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil, options: Options,
     progress: ((Int, Double) throws -> Void)? = nil

@@ -48,6 +48,48 @@ final class KernelsTests: XCTestCase {
     }
   }
 
+  /// AdamW's update: at every level the same floats as the formula written out in Float
+  /// (no fused multiply-adds), and those within rounding of the Double update.
+  func testAdamWUpdateIsTheFormulaAtEveryLevel() {
+    let count = 1003  // odd: the ragged tail
+    let g = values(count, seed: 11, scale: 3)
+    let m0 = values(count, seed: 12, scale: 0.1)
+    let v0 = values(count, seed: 13).map { $0 * $0 }
+    let theta0 = values(count, seed: 14)
+    let step = AdamWStep<Float>(
+      beta1: 0.9, beta2: 0.999, stepSize: 0.01 / (1 - 0.9 * 0.9),
+      inverseCorrection2: 1 / (1 - 0.999 * 0.999).squareRoot(), epsilon: 1e-8,
+      decay: 1 - 0.01 * 0.01)
+    var expected = theta0
+    for i in 0..<count {
+      let mi = step.beta1 * m0[i] + (1 - step.beta1) * g[i]
+      let vi = step.beta2 * v0[i] + (1 - step.beta2) * g[i] * g[i]
+      let scaled = theta0[i] * step.decay
+      expected[i] =
+        scaled - step.stepSize * mi / (vi.squareRoot() * step.inverseCorrection2 + step.epsilon)
+    }
+    var thetaD = theta0.map(Double.init)
+    var mD = m0.map(Double.init)
+    var vD = v0.map(Double.init)
+    let stepD = AdamWStep<Double>(
+      beta1: Double(step.beta1), beta2: Double(step.beta2), stepSize: Double(step.stepSize),
+      inverseCorrection2: Double(step.inverseCorrection2), epsilon: Double(step.epsilon),
+      decay: Double(step.decay))
+    Double.adamWUpdate(
+      count: count, parameters: &thetaD, gradients: g.map(Double.init), firstMoment: &mD,
+      secondMoment: &vD, stepD)
+    Kernels.forEachVectorLevel { level in
+      var (theta, m, v) = (theta0, m0, v0)
+      Float.adamWUpdate(
+        count: count, parameters: &theta, gradients: g, firstMoment: &m, secondMoment: &v, step)
+      XCTAssertEqual(theta, expected, level)
+      for i in 0..<count {
+        XCTAssertEqual(Double(theta[i]), thetaD[i], accuracy: 1e-5, level)
+        XCTAssertEqual(Double(m[i]), mD[i], accuracy: 1e-6, level)
+      }
+    }
+  }
+
   func testGELUIsTheExactErfForm() throws {
     let input = values(1003, seed: 1, scale: 6)  // odd length: exercises the ragged tail
     Kernels.forEachVectorLevel { level in

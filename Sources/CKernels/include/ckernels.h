@@ -146,6 +146,14 @@ void vdb_gelu_backward(int count, const float *u, float *d);
 /// `width`. Never fails; the caller guarantees 1 ≤ `valid` ≤ `width` ≤ `stride`.
 void vdb_softmax_rows(int rows, int width, int valid, int stride, float *x);
 
+/// One AdamW update of `count` parameters in place: θ ← θ·decay (1: no decay), m ← β₁m +
+/// (1 − β₁)g, v ← β₂v + (1 − β₂)g², θ ← θ − step_size·m / (√v·inverse_correction2 + ε),
+/// rounded as written (no fused multiply-adds) on every level. Never fails; the caller
+/// guarantees the pointers.
+void vdb_adamw_update(long count, float *theta, const float *g, float *m, float *v, float beta1,
+                      float beta2, float step_size, float inverse_correction2, float epsilon,
+                      float decay);
+
 /// Floats of scratch `vdb_attention` needs for `length` tokens and heads of `d`.
 size_t vdb_attention_scratch(int length, int d);
 
@@ -157,7 +165,8 @@ size_t vdb_attention_scratch(int length, int d);
 void vdb_attention(int length, int d, const float *q, const float *k, const float *v, int ld,
                    float *context, int ldc, float *scratch);
 
-/// The level `vdb_gelu`, `vdb_gelu_backward`, `vdb_softmax_rows` and `vdb_attention` use:
+/// The level `vdb_gelu`, `vdb_gelu_backward`, `vdb_softmax_rows`, `vdb_attention` and
+/// `vdb_adamw_update` use:
 /// the widest the CPU has, chosen on first use, unless the environment variable
 /// VDB_VECTOR_KERNEL is "avx512", "avx2" or "plain".
 int vdb_vector_level(void);
