@@ -195,8 +195,10 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   }
 
   /// Trains with AdamW on shuffled mini-batches (the same seed gives the same parameters) and
-  /// returns the mean loss of each epoch (none for 0 epochs). `progress` gets (epoch, its loss) after each one;
-  /// if it throws, training stops with that error.
+  /// returns the mean loss of each epoch (none for 0 epochs). `progress` gets each epoch's
+  /// number, its loss and the classifier as it stands after it; if it throws, training stops
+  /// with that error. The rate is constant, so the first `e` epochs of a longer run are a run
+  /// of `e` epochs: one run can be scored after several.
   ///
   /// Specialised for Float here, where the module's generic code can be: routers call it
   /// from another module, where the generic version ran ~40× slower (every arithmetic
@@ -205,7 +207,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
   @_specialize(exported:true,where Scalar == Float)
   public mutating func fit(
     inputs: [Scalar], labels: [Int], classWeights: [Scalar]? = nil, options: Options,
-    progress: ((Int, Double) throws -> Void)? = nil
+    progress: ((_ epoch: Int, _ loss: Double, _ head: Self) throws -> Void)? = nil
   ) throws -> [Double] {
     let n = labels.count
     precondition(inputs.count == n * dimension && n > 0, "one label per input")
@@ -230,7 +232,7 @@ public struct SoftmaxClassifier<Scalar: TensorScalar>: Sendable {
         epochLoss += Double(loss) * Double(batch.count)
       }
       history.append(epochLoss / Double(n))
-      try progress?(epoch, history.last!)
+      try progress?(epoch, history.last!, self)
     }
     return history
   }

@@ -283,12 +283,14 @@ struct RouteTrain: ParsableCommand {
     options.loraRank = loraRank ?? options.loraRank
     options.loraLearningRate = loraLr ?? options.loraLearningRate
     let embedding = ProgressLine(label: "embed", unit: "inputs")
+    let choosing = ProgressLine(label: "choose classifier", unit: "folds")
     let training = ProgressLine(label: "train", unit: "epochs")
     let crossValidation = ProgressLine(label: "cross-validate lora", unit: "epochs")
     let tuning = ProgressLine(label: "tune lora", unit: "epochs")
     let report = try router.train(options: options) { stage in
       switch stage {
       case .embedding(let progress): try embedding.update(progress)
+      case .choosingClassifier(let progress): try choosing.update(progress)
       case .training(let epoch, let epochs, let loss):
         try training.update(
           OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
@@ -299,6 +301,7 @@ struct RouteTrain: ParsableCommand {
       }
     }
     embedding.finish()
+    choosing.finish()
     training.finish()
     crossValidation.finish()
     tuning.finish()

@@ -67,6 +67,24 @@ final class SoftmaxClassifierTests: XCTestCase {
     XCTAssertNotEqual(first.parameters, third.parameters, "the seed orders the batches")
   }
 
+  /// The cross-validation scores one run after several epoch counts: the head `progress`
+  /// shows after epoch e is the head a run of e epochs ends with.
+  func testProgressAfterAnEpochIsTheShorterRun() throws {
+    let (inputs, labels) = Self.clusters(
+      classes: 3, perClass: 10, dimension: 6, spread: 0.8, seed: 4)
+    let floats = inputs.map(Float.init)
+    var long = SoftmaxClassifier<Float>(classes: 3, dimension: 6)
+    var afterFive: [Float] = []
+    try long.fit(inputs: floats, labels: labels, options: .init(epochs: 12, batchSize: 8)) {
+      epoch, _, head in
+      if epoch == 5 { afterFive = head.parameters }
+    }
+    var short = SoftmaxClassifier<Float>(classes: 3, dimension: 6)
+    try short.fit(inputs: floats, labels: labels, options: .init(epochs: 5, batchSize: 8))
+    XCTAssertEqual(afterFive, short.parameters)
+    XCTAssertNotEqual(long.parameters, short.parameters)
+  }
+
   func testBalancedWeights() {
     XCTAssertEqual(
       SoftmaxClassifier<Double>.balancedWeights(labels: [0, 0, 0, 1], classes: 3),

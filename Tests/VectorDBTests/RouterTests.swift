@@ -53,18 +53,24 @@ final class RouterTests: XCTestCase {
       return v.map { $0 / norm }
     }
     func noise() -> Float { random.nextUnitFloat() * 2 - 1 }
-    func chosen(classes: Int, count: Int, _ point: (_ label: Int) -> [Float]) -> RouterClassifier {
+    func chosen(classes: Int, count: Int, _ point: (_ label: Int) -> [Float]) throws
+      -> RouterClassifier
+    {
       let labels = (0..<count).map { $0 % classes }
-      return Router.chooseClassifier(
+      var folds: [Int] = []
+      defer { XCTAssertEqual(folds, [1, 2, 3, 4, 5], "progress after each fold") }
+      return try Router.chooseClassifier(
         inputs: labels.map(point), labels: labels, classes: classes,
-        options: Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3))
+        options: Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3)
+      ) { folds.append($0.done) }
     }
     XCTAssertEqual(
-      chosen(classes: 3, count: 60) { _ in unit((0..<8).map { _ in noise() }) }, .nearestCentroid)
+      try chosen(classes: 3, count: 60) { _ in unit((0..<8).map { _ in noise() }) },
+      .nearestCentroid)
     // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
     // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
     // the wrong side; a linear head with a bias moves the boundary next to the tight class.
-    let angled = chosen(classes: 2, count: 80) { y in
+    let angled = try chosen(classes: 2, count: 80) { y in
       let degrees: Float = y == 0 ? 4 * noise() : 40 + 35 * noise()
       return [cos(degrees * .pi / 180), sin(degrees * .pi / 180)]
     }
@@ -72,14 +78,14 @@ final class RouterTests: XCTestCase {
     // Two classes 0.4 apart along y, both spread ± 1 along (0, 1, 1)/√2: the centroids'
     // boundary (y = 0) cuts through that shared spread; the discriminant's, along
     // Σ⁻¹(m₀ − m₁) ∝ (0, 1, −1), does not.
-    let shared = chosen(classes: 2, count: 80) { y in
+    let shared = try chosen(classes: 2, count: 80) { y in
       let t = noise() / Float(2).squareRoot()
       return [1 + 0.05 * noise(), (y == 0 ? 0.2 : -0.2) + t, t + 0.05 * noise()]
     }
     XCTAssertEqual(shared, .discriminant)
     // Two classes on the circle as XOR: one around 0° and 180°, the other around 90° and
     // 270°. Their centroids are near zero and no line separates them; their examples do.
-    let crossed = chosen(classes: 2, count: 80) { y in
+    let crossed = try chosen(classes: 2, count: 80) { y in
       let side: Float = random.nextUnitFloat() < 0.5 ? 180 : 0
       let degrees = Float(y == 0 ? 0 : 90) + side + 15 * noise()
       return [cos(degrees * .pi / 180), sin(degrees * .pi / 180)]

@@ -66,14 +66,15 @@ extension Router {
     let labels = run.trainLabels
     let options = run.options.headOptions
     let classifier =
-      run.options.classifier.map {
+      try run.options.classifier.map {
         RouterClassifier(kind: $0, epochs: $0 == .softmax ? options.epochs : 0)
       }
       ?? Self.chooseClassifier(
-        inputs: inputs, labels: labels, classes: paths.count, options: options)
+        inputs: inputs, labels: labels, classes: paths.count, options: options
+      ) { try progress?(.choosingClassifier($0)) }
     let fitted = try Self.fit(
       classifier, inputs: inputs, labels: labels, classes: paths.count, options: options
-    ) { epoch, loss in
+    ) { epoch, loss, _ in
       try progress?(.training(epoch: epoch, epochs: classifier.epochs, loss: loss))
     }
     return RouterFit(
@@ -95,38 +96,59 @@ extension Router {
   /// split stays unseen until the gate), simplest first: nearest centroid, the shrunk
   /// discriminant, the head trained from the centroids for a tenth, a third and all of
   /// `options.epochs`, then nearest examples (up to `nearestExamplesLimit` inputs).
+  ///
+  /// - Throws: what `progress` (folds done and in all) throws.
   static func chooseClassifier(
-    inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options
-  ) -> RouterClassifier {
+    inputs: [[Float]], labels: [Int], classes: Int, options: SoftmaxClassifier<Float>.Options,
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> RouterClassifier {
     let epochs = Set([options.epochs / 10, options.epochs / 3, options.epochs]).filter { $0 > 0 }
     let candidates =
       [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
       + (inputs.count <= nearestExamplesLimit ? [.nearestExamples] : [])
-    return crossValidate(labels: labels, classes: classes, candidates: candidates) {
+    var folds = 0
+    return try crossValidate(labels: labels, classes: classes, candidates: candidates) {
       fit, check in
-      candidates.map { classifier in
+      let (fitInputs, fitLabels) = (fit.map { inputs[$0] }, fit.map { labels[$0] })
+      let checkInputs = check.flatMap { inputs[$0] }
+      func score(_ head: RouterHead) -> Double {
+        macroF1(
+          logits: head.logits(checkInputs), labels: check.map { labels[$0] }, classes: classes)
+      }
+      // The trained heads: one run to the most epochs, scored after each candidate's.
+      var trained: [Int: Double] = [:]
+      if let most = epochs.max() {
+        _ = try? Self.fit(
+          .trained(most), inputs: fitInputs, labels: fitLabels, classes: classes, options: options
+        ) { epoch, _, head in
+          if epochs.contains(epoch) { trained[epoch] = score(.linear(head)) }
+        }
+      }
+      let scores = candidates.map { classifier in
+        if classifier.kind == .softmax { return trained[classifier.epochs] ?? 0 }
         // A discriminant whose covariance is singular on a fold scores nothing there.
         guard
           let head = try? Self.fit(
-            classifier, inputs: fit.map { inputs[$0] }, labels: fit.map { labels[$0] },
-            classes: classes, options: options
+            classifier, inputs: fitInputs, labels: fitLabels, classes: classes, options: options
           ).head
         else { return 0 }
-        return macroF1(
-          logits: head.logits(check.flatMap { inputs[$0] }), labels: check.map { labels[$0] },
-          classes: classes)
+        return score(head)
       }
+      folds += 1
+      try progress?(OperationProgress(done: folds, total: crossValidationFolds))
+      return scores
     } ?? .trained(options.epochs)
   }
 
   /// `classifier` fitted to `inputs` as a head, with the epochs' losses (none but for a
-  /// trained head) and the discriminant's shrinkage. `progress` gets each epoch and its loss.
+  /// trained head) and the discriminant's shrinkage. `progress` gets each epoch, its loss and the head.
   ///
   /// - Throws: `TrainingError.badInput` when a discriminant cannot be fitted (a class without
   ///   inputs, a singular covariance); what `progress` throws.
   static func fit(
     _ classifier: RouterClassifier, inputs: [[Float]], labels: [Int], classes: Int,
-    options: SoftmaxClassifier<Float>.Options, progress: ((Int, Double) throws -> Void)? = nil
+    options: SoftmaxClassifier<Float>.Options,
+    progress: ((Int, Double, SoftmaxClassifier<Float>) throws -> Void)? = nil
   ) throws -> (head: RouterHead, losses: [Double], shrinkage: Double?) {
     switch classifier.kind {
     case .shrunkLDA:
@@ -150,6 +172,9 @@ extension Router {
     return (.linear(head), losses, nil)
   }
 
+  /// The folds of `crossValidate`.
+  static let crossValidationFolds = 5
+
   /// Chooses among `candidates` (simplest first) by 5-fold stratified cross-validation:
   /// `score` gets a fold's fitting and checking indices and returns each candidate's macro-F1
   /// on the checking part. By the one-standard-error rule, the first candidate whose mean
@@ -160,7 +185,7 @@ extension Router {
     labels: [Int], classes: Int, candidates: [Candidate],
     score: (_ fit: [Int], _ check: [Int]) throws -> [Double]
   ) rethrows -> Candidate? {
-    let folds = 5
+    let folds = crossValidationFolds
     // Stratified folds: the k-th example of each class goes to fold k mod 5.
     var seen = [Int](repeating: 0, count: classes)
     let fold = labels.map { y -> Int in

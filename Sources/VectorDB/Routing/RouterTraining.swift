@@ -94,6 +94,9 @@ public struct RouterTrainingOptions: Sendable, Codable {
 /// A stage of `Router.train`, for progress reports.
 public enum RouterTrainingStage: Sendable {
   case embedding(OperationProgress)
+  /// The cross-validation that chooses the classifier on the training split: folds done
+  /// and in all.
+  case choosingClassifier(OperationProgress)
   /// After each epoch: the epoch (1-based), the epochs in all, the epoch's mean loss.
   case training(epoch: Int, epochs: Int, loss: Double)
   /// LoRA tier: epochs of the cross-validation that chooses how long to tune, done and in all.
