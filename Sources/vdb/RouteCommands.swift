@@ -282,29 +282,33 @@ struct RouteTrain: ParsableCommand {
     options.loraEpochs = loraEpochs ?? options.loraEpochs
     options.loraRank = loraRank ?? options.loraRank
     options.loraLearningRate = loraLr ?? options.loraLearningRate
-    let embedding = ProgressLine(label: "embed", unit: "inputs")
-    let choosing = ProgressLine(label: "choose classifier", unit: "folds")
-    let training = ProgressLine(label: "train", unit: "epochs")
-    let crossValidation = ProgressLine(label: "cross-validate lora", unit: "epochs")
-    let tuning = ProgressLine(label: "tune lora", unit: "epochs")
+    // One line per stage, made when the stage first reports, so that its clock starts then.
+    var lines: [(label: String, line: ProgressLine)] = []
+    func show(_ label: String, _ unit: String, _ progress: OperationProgress, extra: String = "")
+      throws
+    {
+      if lines.last?.label != label {
+        lines.last?.line.finish()
+        lines.append((label, ProgressLine(label: label, unit: unit)))
+      }
+      try lines.last!.line.update(progress, extra: extra)
+    }
     let report = try router.train(options: options) { stage in
       switch stage {
-      case .embedding(let progress): try embedding.update(progress)
-      case .choosingClassifier(let progress): try choosing.update(progress)
+      case .embedding(let progress): try show("embed", "inputs", progress)
+      case .choosingClassifier(let progress): try show("choose classifier", "folds", progress)
       case .training(let epoch, let epochs, let loss):
-        try training.update(
-          OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
-      case .crossValidation(let progress): try crossValidation.update(progress)
+        try show(
+          "train", "epochs", OperationProgress(done: epoch, total: epochs),
+          extra: String(format: ", loss %.4f", loss))
+      case .crossValidation(let progress): try show("cross-validate lora", "epochs", progress)
       case .tuning(let epoch, let epochs, let loss):
-        try tuning.update(
-          OperationProgress(done: epoch, total: epochs), extra: String(format: ", loss %.4f", loss))
+        try show(
+          "tune lora", "epochs", OperationProgress(done: epoch, total: epochs),
+          extra: String(format: ", loss %.4f", loss))
       }
     }
-    embedding.finish()
-    choosing.finish()
-    training.finish()
-    crossValidation.finish()
-    tuning.finish()
+    lines.last?.line.finish()
     if output.isJSON { return try Terminal.printJSON(report) }
     let m = report.metrics
     func f(_ key: String) -> String { m[key].map { String(format: "%.3f", $0) } ?? "-" }

@@ -58,7 +58,7 @@ final class RouterTests: XCTestCase {
     {
       let labels = (0..<count).map { $0 % classes }
       var folds: [Int] = []
-      defer { XCTAssertEqual(folds, [1, 2, 3, 4, 5], "progress after each fold") }
+      defer { XCTAssertEqual(folds, [0, 1, 2, 3, 4, 5], "progress at the start, after each fold") }
       return try Router.chooseClassifier(
         inputs: labels.map(point), labels: labels, classes: classes,
         options: Training.SoftmaxClassifier<Float>.Options(epochs: 100, seed: 3)

@@ -107,6 +107,7 @@ extension Router {
       [RouterClassifier.nearestCentroid, .discriminant] + epochs.sorted().map { .trained($0) }
       + (inputs.count <= nearestExamplesLimit ? [.nearestExamples] : [])
     var folds = 0
+    try progress?(OperationProgress(done: 0, total: crossValidationFolds))
     return try crossValidate(labels: labels, classes: classes, candidates: candidates) {
       fit, check in
       let (fitInputs, fitLabels) = (fit.map { inputs[$0] }, fit.map { labels[$0] })
