@@ -34,10 +34,18 @@ struct ServedVersion {
   /// The database's model version `info.model`, with a LoRA-tier version's adapters merged
   /// into its weights (so it runs exactly as fast as the encoder alone).
   var encoder: SentenceEncoder
+  /// Whether `encoder` has a LoRA-tier version's adapters merged in; if not, it embeds as
+  /// model `info.model` does.
+  var tuned: Bool
 
   /// Calibrated class probabilities of each input.
   func probabilities(_ inputs: [String]) -> [[Double]] {
-    let logits = head.logits(encoder.embed(inputs).flatMap { $0 }).map(Double.init)
+    probabilities(embedded: encoder.embed(inputs))
+  }
+
+  /// Calibrated class probabilities of inputs already embedded by `encoder`.
+  func probabilities(embedded vectors: [[Float]]) -> [[Double]] {
+    let logits = head.logits(vectors.flatMap { $0 }).map(Double.init)
     let classes = head.classes
     return stride(from: 0, to: logits.count, by: classes).map {
       SoftmaxClassifier<Double>.softmax(
@@ -79,10 +87,12 @@ extension Router {
         try store.adapters(router: id, version: version, config: base.config, path: path, in: $0)
       }
     }
-    guard let adapters else { return ServedVersion(info: info, head: head, encoder: base) }
+    guard let adapters else {
+      return ServedVersion(info: info, head: head, encoder: base, tuned: false)
+    }
     let merged = try SentenceEncoder(
       trained: adapters.merged(into: try EncoderParameters(base)), like: base)
-    return ServedVersion(info: info, head: head, encoder: merged)
+    return ServedVersion(info: info, head: head, encoder: merged, tuned: true)
   }
 
   /// The version that serves now.
