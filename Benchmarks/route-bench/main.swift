@@ -3,6 +3,7 @@
 // the LoRA tier (the head trained with LoRA adapters on the encoder).
 //
 //   swift run -c release route-bench [--seeds N] [--repeats R] [--no-scifact] [--no-lora]
+//     [--many-paths P]
 //
 // Sets: (1) the project's docs set, tools/route-examples.jsonl (train, with a held-out
 // split per seed) and tools/route-test.jsonl (never trained on); (2) SciFact claims: is
@@ -20,10 +21,15 @@ struct Arguments: ParsableCommand {
   @Option(help: "Batch-1 calls timed per latency figure.") var repeats = 300
   @Flag(name: .customLong("no-scifact"), help: "Only the docs set.") var skipSciFact = false
   @Flag(name: .customLong("no-lora"), help: "Only the head tier.") var skipLoRA = false
+  @Option(help: "Also time one training of a router with this many paths (0: not).")
+  var manyPaths = 0
 
   func validate() throws {
     guard seeds >= 1, repeats >= 1 else {
       throw ValidationError("--seeds and --repeats must be at least 1")
+    }
+    guard manyPaths == 0 || manyPaths >= 2 else {
+      throw ValidationError("--many-paths must be 0 or at least 2")
     }
   }
 }
@@ -174,6 +180,60 @@ for kept in [1_000, 5_000, limit, 2 * limit] {
     String(
       format: "nearest examples, one request against %d kept inputs: p50 %.3f ms", kept,
       median(Array(times.dropFirst(20)))))
+}
+
+// The cost of a router with many paths (an intent set's size): SciFact's titles and first
+// sentences, 10,355 inputs, each given one of `--many-paths` paths by its position. There
+// is nothing to learn in such labels: this times the training's stages, not its quality.
+if arguments.manyPaths > 0 {
+  struct Document: Decodable { var title, text: String }
+  var inputs: [String] = []
+  for line in try String(contentsOfFile: scifact + "/corpus.jsonl", encoding: .utf8).split(
+    separator: "\n")
+  {
+    let document = try JSONDecoder().decode(Document.self, from: Data(line.utf8))
+    inputs.append(document.title)
+    inputs.append(String(document.text.prefix { $0 != "." }.prefix(300)))
+  }
+  let paths = (0..<arguments.manyPaths).map { RoutePath(name: "p\($0)") }
+  let many = try db.createRouter("many", paths: paths)
+  let lines = inputs.enumerated().filter { !$0.element.isEmpty }.map { index, input in
+    let object = ["input": input, "path": paths[index % paths.count].name]
+    return String(decoding: try! JSONEncoder().encode(object), as: UTF8.self)
+  }
+  try lines.joined(separator: "\n").write(
+    toFile: directory + "/many.jsonl", atomically: false, encoding: .utf8)
+  try many.importJSONL(path: directory + "/many.jsonl")
+  // Each stage from its first report to its last; the rest (splitting, the final fit, the
+  // gate, calibration) is what lies between.
+  var stages: [(name: String, first: UInt64, last: UInt64)] = []
+  let start = nanoseconds()
+  let report = try many.train { stage in
+    let name =
+      switch stage {
+      case .embedding: "embedding"
+      case .choosingClassifier: "choosing the classifier"
+      case .training: "training the chosen head"
+      case .crossValidation, .tuning: "lora"
+      }
+    let now = nanoseconds()
+    if stages.last?.name == name {
+      stages[stages.count - 1].last = now
+    } else {
+      stages.append((name, now, now))
+    }
+  }
+  let total = Double(nanoseconds() - start) / 1e9
+  print(
+    "\n\(arguments.manyPaths) paths, \(report.trainExamples) train / \(report.heldOutExamples)"
+      + String(format: " held out: train %.1f s, chose %@", total, report.classifier))
+  var staged = 0.0
+  for stage in stages {
+    let seconds = Double(stage.last - stage.first) / 1e9
+    staged += seconds
+    print(String(format: "  %@ %.1f s", stage.name, seconds))
+  }
+  print(String(format: "  the rest (split, final fit, gate, calibration) %.1f s", total - staged))
 }
 
 // (2) SciFact, RouteLLM-style: is the cheap path (dense search over abstract sentences and
