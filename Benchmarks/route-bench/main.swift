@@ -197,9 +197,9 @@ if arguments.manyPaths > 0 {
   }
   let paths = (0..<arguments.manyPaths).map { RoutePath(name: "p\($0)") }
   let many = try db.createRouter("many", paths: paths)
-  let lines = inputs.enumerated().filter { !$0.element.isEmpty }.map { index, input in
+  let lines = try inputs.enumerated().filter { !$0.element.isEmpty }.map { index, input in
     let object = ["input": input, "path": paths[index % paths.count].name]
-    return String(decoding: try! JSONEncoder().encode(object), as: UTF8.self)
+    return String(decoding: try JSONEncoder().encode(object), as: UTF8.self)
   }
   try lines.joined(separator: "\n").write(
     toFile: directory + "/many.jsonl", atomically: false, encoding: .utf8)

@@ -80,9 +80,9 @@ struct LogRetentionCommand: ParsableCommand {
     abstract: "Show or set how long the logs keep entries.",
     discussion: """
       The query log keeps its newest entries (default: 1,000,000, no age limit).
-      The routers' log drops, by the same setting, the routing decisions that never
-      got an outcome (labelled examples and outcomes stay). Setting it prunes at
-      once.
+      The routers' log drops, by the same setting, the routing decisions that
+      never got an outcome (labelled examples and outcomes stay). Setting it
+      prunes at once.
         vdb log retention                             show it
         vdb log retention --max-entries 200000        keep the newest 200,000
         vdb log retention --max-age 90d --max-entries none

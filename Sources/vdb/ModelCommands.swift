@@ -227,9 +227,9 @@ struct ModelExport: ParsableCommand {
       DIR (new, or an empty directory) receives config.json, model.safetensors,
       vocab.txt, the tokenizer files, modules.json and 1_Pooling/: `vdb init
       --model DIR`, `vdb embed --model DIR` and Python's SentenceTransformer(DIR)
-      load it and embed as vdb does. A LoRA version is written with its adapters
-      merged. The files are written beside DIR and renamed into place when
-      complete.
+      load it and embed as vdb does. A LoRA version is written with its
+      adapters merged. The files are written beside DIR and renamed into place
+      when complete.
 
       JSON: {"version": V, "directory": DIR, "files": [NAME, …]}
       """)

@@ -283,15 +283,15 @@ struct RouteTrain: ParsableCommand {
     options.loraRank = loraRank ?? options.loraRank
     options.loraLearningRate = loraLr ?? options.loraLearningRate
     // One line per stage, made when the stage first reports, so that its clock starts then.
-    var lines: [(label: String, line: ProgressLine)] = []
+    var current: (label: String, line: ProgressLine)?
     func show(_ label: String, _ unit: String, _ progress: OperationProgress, extra: String = "")
       throws
     {
-      if lines.last?.label != label {
-        lines.last?.line.finish()
-        lines.append((label, ProgressLine(label: label, unit: unit)))
+      if current?.label != label {
+        current?.line.finish()
+        current = (label, ProgressLine(label: label, unit: unit))
       }
-      try lines.last!.line.update(progress, extra: extra)
+      try current!.line.update(progress, extra: extra)
     }
     let report = try router.train(options: options) { stage in
       switch stage {
@@ -308,7 +308,7 @@ struct RouteTrain: ParsableCommand {
           extra: String(format: ", loss %.4f", loss))
       }
     }
-    lines.last?.line.finish()
+    current?.line.finish()
     if output.isJSON { return try Terminal.printJSON(report) }
     let m = report.metrics
     func f(_ key: String) -> String { m[key].map { String(format: "%.3f", $0) } ?? "-" }

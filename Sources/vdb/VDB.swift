@@ -12,7 +12,7 @@ struct VDB: ParsableCommand {
     discussion: """
       The database is a directory: --db PATH, else $VDB_PATH, else ./vdb.db.
 
-      Getting started (docs/ has a page on each):
+      Getting started (docs/shell.md has every command):
         vdb init                              create the database (stores the model)
         vdb import docs.jsonl -c notes        import JSON Lines (embeds them)
         vdb query -c notes "how do I …" -k 5  search; prints a log id
