@@ -26,11 +26,17 @@ extension DocumentCollection {
       data, source: source, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter,
       skipBadRecords: options.skipBadLines)
     let skipped = bad.map { ImportReport.SkippedLine(line: $0.record, reason: $0.reason) }
+    // A repeated id: the last record wins, the ones it replaces are not written.
+    var lastIndex: [String: Int] = [:]
+    for (index, document) in documents.enumerated() { lastIndex[document.id] = index }
     var writer = BatchWriter(
-      collection: self, batchSize: options.batchSize, total: documents.count, progress: progress)
-    for document in documents { try writer.add(document) }
+      collection: self, batchSize: options.batchSize, total: lastIndex.count, progress: progress)
+    for (index, document) in documents.enumerated() where lastIndex[document.id] == index {
+      try writer.add(document)
+    }
     try writer.finish()
     return ImportReport(
-      imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+      imported: writer.imported, superseded: documents.count - lastIndex.count, skipped: skipped,
+      seconds: Date().timeIntervalSince(start))
   }
 }

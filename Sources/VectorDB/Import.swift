@@ -21,8 +21,12 @@ public struct ImportReport: Codable, Sendable {
     /// `line N: reason`, as the shell prints it.
     public var description: String { "line \(line): \(reason)" }
   }
-  /// Documents written (a repeated id counts each time; the last one wins).
+  /// Documents written: one per distinct id (JSON `imported`).
   public var imported: Int
+  /// Lines not written because a later line of the input has the same id, which
+  /// replaces them (JSON `superseded`): the input's last line for an id wins, as if
+  /// each line were upserted in turn, without embedding the ones it replaces.
+  public var superseded: Int
   /// The lines skipped, in order (JSON `skipped`; empty unless `skipBadLines`).
   public var skipped: [SkippedLine]
   /// Wall-clock seconds the import took (JSON `seconds`).
@@ -54,6 +58,9 @@ extension DocumentCollection {
   /// `{"year": 2024}`); a field both there and in `metadata` is an error.
   ///
   ///     {"_id": "4983", "title": "Microstructural development…", "text": "Alterations of…"}
+  ///
+  /// An id on several lines is written once, from its last good line, as if the lines
+  /// were upserted in turn; the lines it replaces are not embedded (`superseded`).
   ///
   /// `progress` is called after each committed batch; if it throws (to cancel), the
   /// import stops with that error and the batches committed so far stay.
@@ -93,10 +100,11 @@ extension DocumentCollection {
   ) throws -> ImportReport {
     let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
-    var total = 0
     // Lines carry vectors all or none, of one length: the first good line decides. Each
     // vector is checked against the collection here, before anything is written.
     var first: (line: Int, vectorLength: Int?)?
+    // Each id's last good line: only that one is written.
+    var lastLine: [String: Int] = [:]
     let settings = try database.collectionRecord(name)?.vectors
     try JSONLines.forEach(in: data) { line, bytes in
       do {
@@ -114,25 +122,32 @@ extension DocumentCollection {
               + (first.vectorLength.map { "a vector of \($0) floats" } ?? "none"))
         }
         first = first ?? (line, vector?.count)
-        total += 1
+        lastLine[document.id] = line
       } catch let error as VectorDBError where options.skipBadLines {
         if case .invalidInput(_, _, let reason) = error {
           skipped.append(.init(line: line, reason: reason))
         }
       }
     }
+    let written = Set(lastLine.values)
     var writer = BatchWriter(
-      collection: self, batchSize: options.batchSize, total: total, progress: progress)
+      collection: self, batchSize: options.batchSize, total: written.count, progress: progress)
     let skippedLines = Set(skipped.map(\.line))
+    var superseded = 0
     try JSONLines.forEach(in: data) { line, bytes in
       guard !skippedLines.contains(line) else { return }
+      guard written.contains(line) else {
+        superseded += 1
+        return
+      }
       let (document, vector) = try JSONLines.documentAndVector(
         from: bytes, source: path, line: line)
       try writer.add(document, vector: vector)
     }
     try writer.finish()
     return ImportReport(
-      imported: writer.imported, skipped: skipped, seconds: Date().timeIntervalSince(start))
+      imported: writer.imported, superseded: superseded, skipped: skipped,
+      seconds: Date().timeIntervalSince(start))
   }
 
   /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).
@@ -227,6 +242,7 @@ extension DocumentCollection {
       done = end
       try progress?(OperationProgress(done: done, total: rows.count))
     }
-    return ImportReport(imported: rows.count, skipped: [], seconds: Date().timeIntervalSince(start))
+    return ImportReport(
+      imported: rows.count, superseded: 0, skipped: [], seconds: Date().timeIntervalSince(start))
   }
 }

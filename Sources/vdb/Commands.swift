@@ -204,7 +204,11 @@ struct Import: ParsableCommand {
     let rate = Double(report.imported) / max(report.seconds, 1e-9)
     print(
       "imported \(Terminal.count(report.imported, "document")) into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
-        + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)"))
+        + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)")
+        + (report.superseded == 0
+          ? ""
+          : "; \(Terminal.count(report.superseded, String(records.dropLast()))) replaced by a later one with the same id")
+    )
   }
 
   /// `--delimiter` as one Unicode scalar (`tab` and `\t` name the tab).

@@ -36,6 +36,15 @@ final class CSVImportTests: XCTestCase {
       Document(id: "b", text: "two\nlines and \"quotes\"", metadata: ["tag": "y"]))
   }
 
+  func testARepeatedIdIsWrittenOnceFromItsLastRecord() throws {
+    let docs = try collection()
+    let report = try docs.importCSV(
+      data: Data("id,text\na,old\nb,bee\na,new\n".utf8), source: "in.csv", textColumn: "text")
+    XCTAssertEqual(report.imported, 2)
+    XCTAssertEqual(report.superseded, 1)
+    XCTAssertEqual(try docs.get("a")?.text, "new")
+  }
+
   func testRecordNumbersWithoutAnIdColumn() throws {
     let docs = try collection()
     try docs.importCSV(data: Data("text\nalpha\nbeta\n".utf8), source: "in.csv", textColumn: "text")

@@ -156,11 +156,27 @@ final class ImportTests: XCTestCase {
 
   func testDuplicateIdsInAFileLastWins() throws {
     let path = try file(
-      "dup.jsonl", [#"{"_id": "1", "text": "old"}"#, #"{"_id": "1", "text": "new"}"#])
+      "dup.jsonl",
+      [
+        #"{"_id": "1", "text": "old"}"#, #"{"id": 2, "text": "two"}"#,
+        #"{"_id": "1", "text": "new"}"#, #"{"_id": "1", "text": "bad", "metadata": 5}"#,
+        #"{"_id": "2", "text": "second two"}"#,
+      ])
+    var options = ImportOptions()
+    options.skipBadLines = true
+    options.batchSize = 1
     let docs = try collection()
-    try docs.importJSONL(path: path)
-    XCTAssertEqual(try docs.count(), 1)
-    XCTAssertEqual(try docs.get("1")?.text, "new")
+    var progress: [Int] = []
+    let report = try docs.importJSONL(path: path, options: options) {
+      progress.append($0.total)
+    }
+    XCTAssertEqual(report.imported, 2, "one document per id")
+    XCTAssertEqual(report.superseded, 2, "lines 1 and 2 are replaced; the bad line 4 is not")
+    XCTAssertEqual(report.skipped.map(\.line), [4])
+    XCTAssertEqual(progress, [2, 2], "progress counts documents, not lines")
+    XCTAssertEqual(try docs.count(), 2)
+    XCTAssertEqual(try docs.get("1")?.text, "new", "a bad last line does not replace a good one")
+    XCTAssertEqual(try docs.get("2")?.text, "second two", "the integer id 2 is the id \"2\"")
   }
 
   func testSciFactCorpus() throws {

@@ -21,6 +21,27 @@ final class DocumentShellTests: XCTestCase {
       JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
   }
 
+  func testAnImportSaysHowManyLinesALaterOneReplaced() throws {
+    let lines = [
+      #"{"id": "a", "text": "old"}"#, #"{"id": "b", "text": "bee"}"#,
+      #"{"id": "a", "text": "new"}"#,
+    ]
+    let imported = try Shell.vdb(
+      ["import", "-", "-c", "c", "--db", db], input: lines.joined(separator: "\n"))
+    XCTAssertEqual(imported.status, 0, imported.stderr)
+    XCTAssertTrue(
+      imported.stdout.hasPrefix("imported 2 documents into c in "), imported.stdout)
+    XCTAssertTrue(
+      imported.stdout.hasSuffix("; 1 line replaced by a later one with the same id\n"),
+      imported.stdout)
+    let csv = try Shell.vdb(
+      ["import", "--csv", "-", "-c", "c", "--db", db, "--json"], input: "id,text\na,x\na,y\n")
+    XCTAssertEqual(try json(csv)["imported"] as? Int, 1)
+    XCTAssertEqual(try json(csv)["superseded"] as? Int, 1)
+    XCTAssertEqual(
+      try json(Shell.vdb(["get", "-c", "c", "--db", db, "a", "--json"]))["text"] as? String, "y")
+  }
+
   func testStdinImportFiltersCountUpdate() throws {
     let lines = (0..<10).map { #"{"id": "d\#($0)", "text": "text \#($0)", "n": \#($0)}"# }
     let imported = try Shell.vdb(
