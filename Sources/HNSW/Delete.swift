@@ -46,10 +46,19 @@ extension HNSWGraph {
   public mutating func consolidate(threads: Int = 1) throws {
     let deletedIDs = try storage.deletedNodes
     guard !deletedIDs.isEmpty else { return }
-    var isDeleted = [Bool](repeating: false, count: storage.nodeIDBound)
-    for id in deletedIDs { isDeleted[Int(id)] = true }
+    let bound = storage.nodeIDBound
+    var isDeleted = [Bool](repeating: false, count: bound)
+    for id in deletedIDs {
+      guard Int(id) < bound else {
+        throw HNSWError.corrupt("node \(id) is past the id bound \(bound)")
+      }
+      isDeleted[Int(id)] = true
+    }
     var live: [(id: UInt32, level: Int)] = []
     try storage.forEachNode { id in
+      guard Int(id) < bound else {
+        throw HNSWError.corrupt("node \(id) is past the id bound \(bound)")
+      }
       if !isDeleted[Int(id)], let level = try storage.level(of: id) { live.append((id, level)) }
     }
 
@@ -85,6 +94,11 @@ extension HNSWGraph {
   @inlinable
   func repairedNeighbors(of node: UInt32, level: Int, isDeleted: [Bool]) throws -> [UInt32]? {
     let current = try storage.neighbors(of: node, level: level)
+    // A link past the id bound is damage, not a node (a stored graph is read as it is).
+    if let stray = current.first(where: { Int($0) >= isDeleted.count }) {
+      throw HNSWError.corrupt(
+        "node \(node) links to \(stray), past the id bound \(isDeleted.count)")
+    }
     guard current.contains(where: { isDeleted[Int($0)] }) else { return nil }
     var candidates = Set<UInt32>()
     for neighbor in current {
@@ -93,7 +107,7 @@ extension HNSWGraph {
         continue
       }
       for next in try storage.neighbors(of: neighbor, level: level)
-      where next != node && !isDeleted[Int(next)] {
+      where next != node && Int(next) < isDeleted.count && !isDeleted[Int(next)] {
         candidates.insert(next)
       }
     }

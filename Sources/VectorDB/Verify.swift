@@ -99,13 +99,29 @@ extension Database {
       _ = checking("collection \"\(record.name)\"") {
         try checkDocuments(of: record, problem: problem)
       }
+      _ = checking("collection \"\(record.name)\" search indexes") {
+        try checkSearchIndexes(of: record, problem: problem)
+      }
       _ = checking("collection \"\(record.name)\" generations") {
         try checkGenerations(of: record, problem: problem)
       }
     }
-    report.checks.append("checked \(collections.count) collections: documents, rows, generations")
+    report.checks.append(
+      "checked \(collections.count) collections: documents, rows, metadata and text indexes,"
+        + " generations")
     let store = models
     let versions = checking("models") { try environment.read { try store.all(in: $0) } } ?? []
+    _ = checking("models") {
+      try environment.read { txn in
+        try txn.forEach(in: store.models) { key, value in
+          let info = try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(value))
+          if UInt32(keyBytes: key).map(Int.init) != info.version {
+            problem("models: the record of version \(info.version) is stored under another key")
+          }
+          return true
+        }
+      }
+    }
     for info in versions where info.hasWeights {
       _ = checking("model version \(info.version)") {
         try environment.read { txn in
@@ -247,6 +263,11 @@ extension Database {
     // Each router's readable versions: what their weights hold, and the model whose
     // embeddings they read.
     var versions: [UInt32: [UInt32: (classifier: String?, model: Int)]] = [:]
+    // The parts each ready version (one that can serve) needs and has not shown yet, by
+    // router id << 32 | version: its head and, for the LoRA tier, its adapters.
+    var missingHeads: Set<UInt64> = []
+    var missingAdapters: Set<UInt64> = []
+    func both(_ key: RouterVersionKey) -> UInt64 { UInt64(key.router) << 32 | UInt64(key.version) }
     try txn.forEach(in: routing.versions) { key, value in
       guard let (key, isAdapters) = RouterVersionKey.decode(key), !isAdapters else {
         problem("router versions: a key is \(key.count) bytes, not 8")
@@ -265,6 +286,12 @@ extension Database {
         return true
       }
       versions[key.router, default: [:]][key.version] = (version.classifier, version.model)
+      if version.state == .ready {
+        missingHeads.insert(both(key))
+        // The LoRA tier stores adapters when it tuned for some epochs (0 keeps the head on
+        // the frozen encoder).
+        if (version.metrics["lora_epochs"] ?? 0) > 0 { missingAdapters.insert(both(key)) }
+      }
       if version.state == .ready, dimensions[version.model] == nil {
         problem("\(place): its encoder, model \(version.model), is missing")
       }
@@ -287,7 +314,11 @@ extension Database {
           "router weights: of version \(key.version) of router \(key.router), which is missing")
         return true
       }
-      guard !isAdapters else { return true }
+      guard !isAdapters else {
+        missingAdapters.remove(both(key))
+        return true
+      }
+      missingHeads.remove(both(key))
       let (classifier, model) = version
       let place = "router \"\(router.name)\" version \(key.version)"
       let floats = RouterStore.floats(value)
@@ -306,6 +337,14 @@ extension Database {
             + " makes \(dimension)")
       }
       return true
+    }
+    // A ready version without its head cannot serve; a LoRA-tier one without its adapters
+    // would serve the base encoder's embeddings to a head not trained on them.
+    for (missing, part) in [(missingHeads, "head is"), (missingAdapters, "LoRA adapters are")] {
+      for key in missing.sorted() {
+        let name = routers[UInt32(key >> 32)]?.name ?? "?"
+        problem("router \"\(name)\" version \(key & 0xFFFF_FFFF): its \(part) missing")
+      }
     }
     let nextRouteLogID = try counter(.nextRouteLogID, in: txn, problem: problem)
     var routeEntries = 0
@@ -347,12 +386,24 @@ extension Database {
         var records: [CollectionRecord] = []
         try txn.forEach(in: schema.collections) { key, value in
           let name = String(decoding: key, as: UTF8.self)
+          let record: CollectionRecord
           do {
-            records.append(try JSONDecoder().decode(CollectionRecord.self, from: Data(value)))
+            record = try JSONDecoder().decode(CollectionRecord.self, from: Data(value))
           } catch {
             throw VectorDBError.damaged(
               path: path, detail: "the record of collection \"\(name)\" is unreadable")
           }
+          guard record.name == name else {
+            throw VectorDBError.damaged(
+              path: path,
+              detail: "the record stored as collection \"\(name)\" names \"\(record.name)\"")
+          }
+          if let other = records.first(where: { $0.id == record.id }) {
+            throw VectorDBError.damaged(
+              path: path,
+              detail: "collections \"\(other.name)\" and \"\(name)\" have the same id \(record.id)")
+          }
+          records.append(record)
           return true
         }
         return records
@@ -424,10 +475,17 @@ extension Database {
     let generations = try storage {
       try environment.read { txn in
         var generations: [GenerationRecord] = []
-        try txn.forEach(in: schema.generations, under: .collection(record.id)) { _, value in
+        try txn.forEach(in: schema.generations, under: .collection(record.id)) { key, value in
           guard let generation = try? JSONDecoder().decode(GenerationRecord.self, from: Data(value))
           else {
             problem("collection \"\(record.name)\": a generation record is unreadable")
+            return true
+          }
+          let expected = GenerationKey(collection: record.id, generation: generation.id)
+          guard expected.withKeyBytes({ $0.elementsEqual(key) }) else {
+            problem(
+              "collection \"\(record.name)\": the record of generation \(generation.id) is stored"
+                + " under another key")
             return true
           }
           generations.append(generation)
@@ -484,11 +542,14 @@ extension Database {
           for line in integrity.problems.prefix(20) { problem("\(place): \(line)") }
           var sources = 0
           let keys = SourceKey.generation(generation.id, of: record.id)
-          try txn.forEach(in: schema.sources, under: keys) { key, _ in
+          try txn.forEach(in: schema.sources, under: keys) { key, value in
             sources += 1
             guard let row = SourceKey.row(of: key) else {
               problem("\(place): a source key is \(key.count) bytes, not 12")
               return true
+            }
+            if value.count != 32 {
+              problem("\(place): the source of row \(row) is \(value.count) bytes, not a SHA-256")
             }
             guard let vector = try? index.vector(of: row, in: txn) else {
               problem("\(place): row \(row) has a source but no readable vector")

@@ -77,6 +77,22 @@ final class ChurnTests: XCTestCase {
     }
   }
 
+  /// A stored link past the id bound (a damaged record) is an error of the repair, not a
+  /// trap of the process that runs it.
+  func testALinkPastTheIdBoundIsReportedByTheRepair() throws {
+    let base = randomVectors(50, dimension: 8, seed: 3)
+    var parameters = testParameters
+    parameters.consolidationThreshold = 1
+    var graph = try buildGraph(base, metric: .l2, parameters: parameters)
+    let neighbors = Array(graph.storage.neighbors(of: 1, level: 0))
+    try graph.storage.setNeighbors(of: 1, level: 0, to: neighbors.dropLast() + [7_000])
+    try graph.delete(ids: [neighbors[0]])
+    XCTAssertThrowsError(try graph.consolidate()) { error in
+      XCTAssertEqual(
+        error as? HNSWError, .corrupt("node 1 links to 7000, past the id bound 50"))
+    }
+  }
+
   func testDeletingEveryNodeEmptiesTheGraph() throws {
     var graph = HNSWGraph(
       storage: MemoryStorage(dimension: 2, parameters: HNSWParameters()), metric: .l2)

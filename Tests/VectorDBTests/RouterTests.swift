@@ -148,6 +148,15 @@ final class RouterTests: XCTestCase {
         XCTAssertTrue(message.contains(detail), message)
       }
     }
+    // A ready version's head lost: verify names it (routing it fails as above).
+    let current = try db.router("docs")
+    let active = try XCTUnwrap(try current.versions().active)
+    try db.environment.write { txn in
+      try txn.delete(
+        current.store.weights, key: RouterVersionKey(router: current.id, version: UInt32(active)))
+    }
+    XCTAssertEqual(
+      try db.verifyReport().problems, ["router \"docs\" version \(active): its head is missing"])
   }
 
   func testBadRoutersAreRefusedAndNothingIsWritten() throws {

@@ -116,7 +116,9 @@ package final class VectorIndex: @unchecked Sendable {
   /// one writer; a nested one would wait for ever).
   ///
   /// - Throws: ``VectorIndexError/alreadyExists(name:)``,
-  ///   ``VectorIndexError/invalidSettings(name:reason:)``, or an `LMDBError`.
+  ///   ``VectorIndexError/invalidSettings(name:reason:)``,
+  ///   ``VectorIndexError/corrupt(_:)`` when the table holds a graph without settings, or
+  ///   an `LMDBError`.
   package static func create(
     _ name: String, in environment: Environment, dimension: Int, metric: Metric,
     parameters: HNSWParameters = HNSWParameters()
@@ -136,6 +138,11 @@ package final class VectorIndex: @unchecked Sendable {
     try environment.write { txn in
       guard try txn.get(table, key: GraphLayout.paramsKey) == nil else {
         throw VectorIndexError.alreadyExists(name: name)
+      }
+      // Settings are written with the state, in one transaction: a state without them is
+      // damage, and a fresh state over the graph would lose its nodes.
+      guard try txn.get(table, key: GraphLayout.stateKey) == nil else {
+        throw VectorIndexError.corrupt("index \"\(name)\": its settings record is missing")
       }
       try txn.put(table, key: GraphLayout.paramsKey, value: json)
       try txn.put(table, key: GraphLayout.stateKey, value: GraphState().bytes)
