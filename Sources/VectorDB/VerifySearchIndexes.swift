@@ -65,6 +65,8 @@ extension Database {
             .withKeyBytes { metadata.add(row: document.row, RowFingerprints.hash($0)) }
           }
           guard text != nil else { return true }
+          // Term ids are only used within one text: bound the memory as the indexer does.
+          if vocabulary.wordCount > 1 << 18 { vocabulary.removeAll() }
           let (counts, length) = vocabulary.count(document.text)
           guard length > 0 else { return true }
           documents += 1
@@ -125,7 +127,7 @@ extension Database {
           case .block:
             var seen = (postings: UInt32(0), maxFrequency: UInt32(0))
             do {
-              try PostingsBlock.decode(value, block: block!, path: path) { posting in
+              try PostingsBlock.decode(value, block: block, path: path) { posting in
                 seen.postings += 1
                 seen.maxFrequency = max(seen.maxFrequency, posting.frequency)
                 stored.add(
@@ -134,10 +136,10 @@ extension Database {
                 )
               }
             } catch {
-              problem("collection \"\(name)\": block \(block!) of term \"\(term)\" is unreadable")
+              problem("collection \"\(name)\": block \(block) of term \"\(term)\" is unreadable")
             }
             if seen.postings == 0 {
-              problem("collection \"\(name)\": block \(block!) of term \"\(term)\" is empty")
+              problem("collection \"\(name)\": block \(block) of term \"\(term)\" is empty")
             }
             let before = blocks[term] ?? (0, 0)
             blocks[term] = (
@@ -182,8 +184,9 @@ extension Database {
     return hash.value
   }
 
-  /// The kind, term and block number of a `text` key (see `TextKey`), or nil.
-  private static func textKey(_ key: UnsafeRawBufferPointer) -> (TextKey.Kind, String, UInt32?)? {
+  /// The kind, term and block number (0 for a term's statistics) of a `text` key (see
+  /// `TextKey`), or nil.
+  private static func textKey(_ key: UnsafeRawBufferPointer) -> (TextKey.Kind, String, UInt32)? {
     guard key.count >= 7, let kind = TextKey.Kind(rawValue: key[4]) else { return nil }
     let length = Int(key[5]) << 8 | Int(key[6])
     let blockBytes = kind == .block ? 4 : 0
@@ -192,7 +195,7 @@ extension Database {
     else { return nil }
     let block =
       kind == .block
-      ? UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 7 + length, as: UInt32.self)) : nil
+      ? UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 7 + length, as: UInt32.self)) : 0
     return (kind, term, block)
   }
 }

@@ -186,6 +186,7 @@ final class KeywordSearchTests: XCTestCase {
     try collection.delete(stride(from: 0, to: 700, by: 5).map { "d\($0)" })
     try collection.upsert([Document(id: "d5", text: text())])
     let churned = try textIndexState(collection)
+    XCTAssertEqual(try collection.database.verifyReport().problems, [], "verify agrees")
     try collection.write { _, record in record.text = nil }
     try collection.buildTextIndex()
     let rebuilt = try textIndexState(collection)
