@@ -14,6 +14,7 @@ struct Query: ParsableCommand {
         vdb query -c notes "graphs" --filter '{"topic": {"$in": ["index", "lmdb"]}}'
         vdb query -c notes --file questions.txt --json    a line a text → JSON Lines
         vdb query -c sift --vectors queries.fvecs --json --no-log
+        vdb query -c points --vector '[0.5, 1, -2]' -k 3
         vdb query -c scifact --mode keyword "BRCA1 mutation"
         vdb query -c scifact --mode hybrid --fusion convex --alpha 0.6 "statins"
         vdb query -c notes "graphs" --filter '{"$text": {"$contains": "lmdb"}}'
@@ -39,13 +40,14 @@ struct Query: ParsableCommand {
   @Flag(help: "Do not record the query in the query log.") var noLog = false
   @Option(help: "A file of query texts, one per line (`-`: standard input).") var file: String?
   @Option(help: "A .fvecs or float32 .npy file of query vectors.") var vectors: String?
+  @Option(help: "One query vector as a JSON array.") var vector: String?
   @OptionGroup var search: SearchModeOptions
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
     try Counts.check("query", ["-k": k, "--ef": ef])
-    if [text, file, vectors].compactMap({ $0 }).count != 1 {
-      throw ValidationError("give one of TEXT, --file FILE, --vectors FILE")
+    if [text, file, vectors, vector].compactMap({ $0 }).count != 1 {
+      throw ValidationError("give one of TEXT, --file FILE, --vectors FILE, --vector JSON")
     }
     if exact && ef != nil {
       throw ValidationError("--ef applies to the index; --exact compares with every document")
@@ -59,9 +61,11 @@ struct Query: ParsableCommand {
       exact: exact, log: !noLog,
       mode: search.mode, fusion: search.fusionMethod)
     if let text {
-      let result = try collection.query(texts: [text], options: options)[0]
-      try show(result)
-      return
+      return try show(try collection.query(texts: [text], options: options)[0])
+    }
+    if let vector {
+      let query = try parseVector(vector, source: "--vector")
+      return try show(try collection.query(vectors: [query], options: options)[0])
     }
     let start = Date()
     let results: [QueryResult]

@@ -119,6 +119,30 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(logged, ["a kitten", "motor oil"], "no byte order mark, no carriage return")
   }
 
+  func testQueryByOneVectorGivenAsJSON() throws {
+    try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
+    for (id, vector) in [("a", "[1, 0]"), ("b", "[0, 1]"), ("c", "[5, 5]")] {
+      try Shell.vdb(["upsert", "-c", "v", "--db", db, "--id", id, "--text", "", "--vector", vector])
+    }
+    let hits = try json(
+      Shell.vdb(["query", "-c", "v", "--vector", "[0.1, 0.9]", "-k", "2", "--db", db, "--json"]))
+    XCTAssertEqual(
+      (hits["hits"] as? [[String: Any]])?.compactMap { $0["id"] as? String }, ["b", "a"])
+    XCTAssertNotNil(hits["log_id"] as? Int, "logged as a vector query")
+    for (vector, message) in [
+      ("[1, 2, 3]", "3"), ("[1, \"x\"]", "--vector must be a JSON array of numbers"),
+      ("{}", "--vector must be a JSON array of numbers"),
+    ] {
+      let bad = try Shell.vdb(["query", "-c", "v", "--vector", vector, "--db", db])
+      XCTAssertEqual(bad.status, 1, bad.stderr)
+      XCTAssertTrue(
+        bad.stderr.hasPrefix("error: ") && bad.stderr.contains(message), bad.stderr)
+    }
+    let both = try Shell.vdb(["query", "-c", "v", "--vector", "[1, 0]", "text", "--db", db])
+    XCTAssertEqual(both.status, 2)
+    XCTAssertTrue(both.stderr.contains("give one of TEXT"), both.stderr)
+  }
+
   func testLogRetentionShowsSetsAndPrunesAtOnce() throws {
     try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
     try Shell.vdb([
