@@ -263,6 +263,8 @@ extension Database {
     // Each router's readable versions: what their weights hold, and the model whose
     // embeddings they read.
     var versions: [UInt32: [UInt32: (classifier: String?, model: Int)]] = [:]
+    // Each version's checksum, by router and version.
+    var checksums: [UInt32: [UInt32: UInt32]] = [:]
     // The parts each ready version (one that can serve) needs and has not shown yet, by
     // router id << 32 | version: its head and, for the LoRA tier, its adapters.
     var missingHeads: Set<UInt64> = []
@@ -286,6 +288,9 @@ extension Database {
         return true
       }
       versions[key.router, default: [:]][key.version] = (version.classifier, version.model)
+      if let checksum = version.checksum {
+        checksums[key.router, default: [:]][key.version] = checksum
+      }
       if version.state == .ready {
         missingHeads.insert(both(key))
         // The LoRA tier stores adapters when it tuned for some epochs (0 keeps the head on
@@ -337,6 +342,18 @@ extension Database {
             + " makes \(dimension)")
       }
       return true
+    }
+    // What is stored for a version is what was: its head and adapters pass its checksum.
+    for (router, byVersion) in checksums.sorted(by: { $0.key < $1.key }) {
+      for (version, expected) in byVersion.sorted(by: { $0.key < $1.key }) {
+        if let stored = try routing.storedChecksum(router: router, version: Int(version), in: txn),
+          stored != expected
+        {
+          problem(
+            "router \"\(routers[router]?.name ?? "?")\" version \(version): its head or adapters"
+              + " fail its checksum")
+        }
+      }
     }
     // A ready version without its head cannot serve; a LoRA-tier one without its adapters
     // would serve the base encoder's embeddings to a head not trained on them.

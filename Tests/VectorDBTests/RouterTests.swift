@@ -128,17 +128,39 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(try reopened.route(texts, log: false).map(\.path), decisions.map(\.path))
 
     XCTAssertEqual(try db.verifyReport().problems, [])
-    // Stored heads that do not fit are refused as damage, never read past their end: one
-    // over 3-dimensional embeddings (the model makes 384), one that is not the layout.
+    // A bit of the stored head flipped: refused by the version's checksum, by verify and
+    // at load, instead of silently changing decisions.
+    let served = try db.router("docs")
+    let active = try XCTUnwrap(try served.versions().active)
+    let key = RouterVersionKey(router: served.id, version: UInt32(active))
+    var head = try db.environment.read {
+      Array(try XCTUnwrap(try $0.get(served.store.weights, key: key)))
+    }
+    head[head.count - 3] ^= 0x10  // a mantissa bit of the last stored vector
+    try db.environment.write { try $0.put(served.store.weights, key: key, value: head) }
+    db = nil
+    db = try Database(path: path)
+    XCTAssertEqual(
+      try db.verifyReport().problems,
+      ["router \"docs\" version \(active): its head or adapters fail its checksum"])
+    XCTAssertThrowsError(try db.router("docs").route(texts, log: false)) { error in
+      XCTAssertEqual(
+        "\(error)", "\(path) is damaged: router \"docs\" version \(active) fails its checksum")
+    }
+    // Stored heads that do not fit (with a checksum that matches them, as a bug would store
+    // them) are refused as damage, never read past their end: one over 3-dimensional
+    // embeddings (the model makes 384), one that is not the layout.
     let other = NearestExamples(inputs: [[1, 0, 0], [0, 1, 0]], labels: [0, 1], classes: 5)
     for (parameters, detail) in [
       (other.parameters, "reads 3-dimensional embeddings; its model v1 makes 384"),
       (Array(other.parameters.dropLast()), "has no valid head"),
     ] {
       let current = try db.router("docs")
-      let active = try XCTUnwrap(try current.versions().active)
       try db.environment.write { txn in
         try current.store.putParameters(parameters, router: current.id, version: active, in: txn)
+        var info = try XCTUnwrap(try current.store.version(router: current.id, active, in: txn))
+        info.checksum = RouterStore.checksum(head: RouterStore.bytes(parameters), adapters: nil)
+        try current.store.put(info, router: current.id, in: txn)
       }
       db = nil
       db = try Database(path: path)
@@ -150,7 +172,6 @@ final class RouterTests: XCTestCase {
     }
     // A ready version's head lost: verify names it (routing it fails as above).
     let current = try db.router("docs")
-    let active = try XCTUnwrap(try current.versions().active)
     try db.environment.write { txn in
       try txn.delete(
         current.store.weights, key: RouterVersionKey(router: current.id, version: UInt32(active)))

@@ -63,6 +63,13 @@ extension Router {
     let stored = try storage {
       try database.environment.read { txn -> (RouterVersion, RouterHead)? in
         guard let info = try store.version(router: id, version, in: txn) else { return nil }
+        if let expected = info.checksum,
+          let stored = try store.storedChecksum(router: id, version: version, in: txn),
+          stored != expected
+        {
+          throw VectorDBError.damaged(
+            path: path, detail: "router \"\(name)\" version \(version) fails its checksum")
+        }
         guard let parameters = try store.parameters(router: id, version: version, in: txn),
           let head = try? RouterHead(
             classifier: info.classifier, classes: info.paths.count, parameters: parameters)

@@ -1,6 +1,7 @@
 import Embedding
 import Foundation
 import LMDB
+import Tensor
 import Training
 
 /// One path a router can send a request to.
@@ -67,10 +68,15 @@ public struct RouterVersion: Codable, Equatable, Sendable {
   public var metrics: [String: Double]
   /// How it was made: data counts, hyperparameters, target, losses.
   public var lineage: [String: JSONValue]
+  /// CRC-32C of the stored head, then of the LoRA adapters when there are any (JSON
+  /// `checksum`; nil for a version stored without weights, or before versions had one).
+  /// Checked at every load, so that a flipped byte is refused as damage instead of
+  /// silently changing decisions.
+  public var checksum: UInt32?
 
   enum CodingKeys: String, CodingKey {
     case version, state, parent, created, model, paths, temperature, threshold, reason, metrics,
-      lineage
+      lineage, checksum
   }
 }
 
@@ -195,12 +201,41 @@ struct RouterStore {
   func putParameters(
     _ parameters: [Float], router: UInt32, version: Int, in txn: WriteTransaction
   ) throws {
+    try txn.put(
+      weights, key: Self.versionKey(router: router, version: version),
+      value: Self.bytes(parameters))
+  }
+
+  /// A head's parameters as stored: Float32 LE.
+  static func bytes(_ parameters: [Float]) -> [UInt8] {
     var bytes: [UInt8] = []
     bytes.reserveCapacity(parameters.count * 4)
     for value in parameters {
       withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
-    try txn.put(weights, key: Self.versionKey(router: router, version: version), value: bytes)
+    return bytes
+  }
+
+  /// `RouterVersion.checksum` of a head's bytes and its adapters' (nil: none).
+  static func checksum(head: UnsafeRawBufferPointer, adapters: UnsafeRawBufferPointer?) -> UInt32 {
+    let crc = CRC32C.checksum(head)
+    return adapters.map { CRC32C.checksum($0, continuing: crc) } ?? crc
+  }
+
+  static func checksum(head: [UInt8], adapters: [UInt8]?) -> UInt32 {
+    head.withUnsafeBytes { head in
+      guard let adapters else { return checksum(head: head, adapters: nil) }
+      return adapters.withUnsafeBytes { checksum(head: head, adapters: $0) }
+    }
+  }
+
+  /// The checksum of what is stored for `version` (its head, and adapters), or nil when it
+  /// has no head.
+  func storedChecksum(router: UInt32, version: Int, in txn: Transaction) throws -> UInt32? {
+    guard let head = try txn.get(weights, key: Self.versionKey(router: router, version: version))
+    else { return nil }
+    let adapters = try txn.get(weights, key: Self.adapterKey(router: router, version: version))
+    return Self.checksum(head: head, adapters: adapters)
   }
 
   /// The LoRA adapters a version of the LoRA tier serves with (nil: the head tier's frozen

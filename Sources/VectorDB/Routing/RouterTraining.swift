@@ -534,7 +534,8 @@ extension Router {
       keepsWeights ? Double(4 * fit.head.parameters.count + (adapterBytes?.count ?? 0)) : 0
     let store = self.store
     let id = self.id
-    let parameters = fit.head.parameters
+    let head = RouterStore.bytes(fit.head.parameters)
+    let checksum = keepsWeights ? RouterStore.checksum(head: head, adapters: adapterBytes) : nil
     let (model, metrics, activated, reason) = (run.model, run.metrics, gate.activated, gate.reason)
     return try storage {
       try database.environment.write { txn -> Int in
@@ -542,10 +543,13 @@ extension Router {
         let info = RouterVersion(
           version: record.nextVersion, state: activated ? .ready : .rejected, parent: record.active,
           created: Date(), model: model, paths: paths.map(\.name), temperature: temperature,
-          threshold: threshold, reason: reason, metrics: metrics, lineage: lineage)
+          threshold: threshold, reason: reason, metrics: metrics, lineage: lineage,
+          checksum: checksum)
         try store.put(info, router: id, in: txn)
         if keepsWeights {
-          try store.putParameters(parameters, router: id, version: info.version, in: txn)
+          try txn.put(
+            store.weights, key: RouterStore.versionKey(router: id, version: info.version),
+            value: head)
         }
         if let adapterBytes, keepsWeights {
           try store.putAdapters(adapterBytes, router: id, version: info.version, in: txn)
