@@ -157,7 +157,8 @@ final class RouterTests: XCTestCase {
     ] {
       let current = try db.router("docs")
       try db.environment.write { txn in
-        try current.store.putParameters(parameters, router: current.id, version: active, in: txn)
+        try current.store.putHead(
+          RouterStore.bytes(parameters), router: current.id, version: active, in: txn)
         var info = try XCTUnwrap(try current.store.version(router: current.id, active, in: txn))
         info.checksum = RouterStore.checksum(head: RouterStore.bytes(parameters), adapters: nil)
         try current.store.put(info, router: current.id, in: txn)

@@ -198,12 +198,9 @@ struct RouterStore {
     }
   }
 
-  func putParameters(
-    _ parameters: [Float], router: UInt32, version: Int, in txn: WriteTransaction
-  ) throws {
-    try txn.put(
-      weights, key: Self.versionKey(router: router, version: version),
-      value: Self.bytes(parameters))
+  /// Stores the head of a version, as `bytes(_:)` makes it.
+  func putHead(_ bytes: [UInt8], router: UInt32, version: Int, in txn: WriteTransaction) throws {
+    try txn.put(weights, key: Self.versionKey(router: router, version: version), value: bytes)
   }
 
   /// A head's parameters as stored: Float32 LE.

@@ -547,9 +547,7 @@ extension Router {
           checksum: checksum)
         try store.put(info, router: id, in: txn)
         if keepsWeights {
-          try txn.put(
-            store.weights, key: RouterStore.versionKey(router: id, version: info.version),
-            value: head)
+          try store.putHead(head, router: id, version: info.version, in: txn)
         }
         if let adapterBytes, keepsWeights {
           try store.putAdapters(adapterBytes, router: id, version: info.version, in: txn)
