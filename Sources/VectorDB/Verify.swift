@@ -110,18 +110,22 @@ extension Database {
       "checked \(collections.count) collections: documents, rows, metadata and text indexes,"
         + " generations")
     let store = models
-    let versions = checking("models") { try environment.read { try store.all(in: $0) } } ?? []
-    _ = checking("models") {
-      try environment.read { txn in
-        try txn.forEach(in: store.models) { key, value in
-          let info = try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(value))
-          if UInt32(keyBytes: key).map(Int.init) != info.version {
-            problem("models: the record of version \(info.version) is stored under another key")
+    // One pass reads each model record and checks it is stored under its own version.
+    let versions: [ModelInfo] =
+      checking("models") {
+        try environment.read { txn -> [ModelInfo] in
+          var versions: [ModelInfo] = []
+          try txn.forEach(in: store.models) { key, value in
+            let info = try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(value))
+            if UInt32(keyBytes: key).map(Int.init) != info.version {
+              problem("models: the record of version \(info.version) is stored under another key")
+            }
+            versions.append(info)
+            return true
           }
-          return true
+          return versions
         }
-      }
-    }
+      } ?? []
     for info in versions where info.hasWeights {
       _ = checking("model version \(info.version)") {
         try environment.read { txn in
