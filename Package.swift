@@ -145,7 +145,8 @@ let package = Package(
     .testTarget(name: "TextSearchTests", dependencies: ["TextSearch"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Embedding"]),
     .testTarget(name: "VectorDBTests", dependencies: ["VectorDB"]),
-    .testTarget(name: "vdbTests", dependencies: ["VectorDB", "Embedding", "Tensor", "vdb"]),
+    .testTarget(
+      name: "vdbTests", dependencies: ["VectorDB", "Embedding", "LMDB", "Tensor", "vdb"]),
   ],
   swiftLanguageModes: [.v5]
 )

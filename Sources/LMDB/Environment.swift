@@ -139,6 +139,19 @@ public final class Environment: @unchecked Sendable {
     tableLock.deallocate()
   }
 
+  /// Opens the named table as `table(_:)` does, or returns nil when the environment is
+  /// read-only and has no such table (a table added to the format after the file was
+  /// written, on media this process cannot write).
+  ///
+  /// - Throws: as `table(_:)`, except `MDB_NOTFOUND`.
+  public func tableIfPresent(_ name: String) throws -> Table? {
+    do {
+      return try table(name)
+    } catch let error as LMDBError where isReadOnly && error.code == MDB_NOTFOUND {
+      return nil
+    }
+  }
+
   /// Opens the named table, creating it when missing (unless read-only). Handles are
   /// cached: later calls cost a dictionary lookup.
   ///

@@ -91,6 +91,9 @@ package struct KeyBuilder: LMDBKey, Sendable {
       .appending(utf8)
   }
 
+  /// Appends `raw` as it is: a fixed-width part such as a digest.
+  package func raw(_ raw: [UInt8]) -> KeyBuilder { appending(raw) }
+
   private func appending(_ raw: [UInt8]) -> KeyBuilder {
     var copy = self
     copy.bytes.append(contentsOf: raw)

@@ -118,6 +118,7 @@ extension Database {
       throw VectorDBError.modelInUse(version: version, by: user)
     }
     let store = models
+    let vectors = schema.routing.vectors
     try storage {
       try environment.write { txn in
         guard try store.info(version, in: txn) != nil else {
@@ -125,6 +126,7 @@ extension Database {
         }
         try txn.delete(store.models, key: UInt32(version))
         try store.removeParts(version, in: txn)
+        try vectors.forget(model: version, in: txn)
       }
     }
     encoderCache.remove(version)
@@ -140,6 +142,7 @@ extension Database {
   public func pruneModels(dryRun: Bool = false) throws -> [Int] {
     let users = try modelUsers()
     let store = models
+    let vectors = schema.routing.vectors
     let unused = try modelVersions().map(\.version).filter { users[$0] == nil }
     guard !dryRun else { return unused }
     if !unused.isEmpty {
@@ -148,6 +151,7 @@ extension Database {
           for version in unused {
             try txn.delete(store.models, key: UInt32(version))
             try store.removeParts(version, in: txn)
+            try vectors.forget(model: version, in: txn)
           }
         }
       }

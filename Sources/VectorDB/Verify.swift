@@ -241,10 +241,10 @@ extension Database {
     return (entries.count, feedback)
   }
 
-  /// Every router's record, versions, weights and log entries read and belong to a router
-  /// (and version) there is; a ready version's encoder exists; a log entry is stored under
-  /// its own id, below the counter, and names only its router's paths. Returns the counts
-  /// read.
+  /// Every router's record, versions, weights, stored input vectors and log entries read and
+  /// belong to a router (and version, model) there is; a ready version's encoder exists; a
+  /// log entry is stored under its own id, below the counter, and names only its router's
+  /// paths. Returns the counts read.
   private func checkRouters(
     dimensions: [Int: Int], in txn: Transaction, problem: (String) -> Void
   ) throws -> (routers: Int, entries: Int) {
@@ -367,6 +367,11 @@ extension Database {
         problem("router \"\(name)\" version \(key & 0xFFFF_FFFF): its \(part) missing")
       }
     }
+    // A stored input vector belongs to a router and a model there are, and reads whole.
+    if let table = routing.vectors.table {
+      try checkRouterVectors(
+        table, routers: routers, dimensions: dimensions, in: txn, problem: problem)
+    }
     let nextRouteLogID = try counter(.nextRouteLogID, in: txn, problem: problem)
     var routeEntries = 0
     try txn.forEach(in: routing.log) { key, value in
@@ -398,6 +403,32 @@ extension Database {
       return true
     }
     return (routers.count, routeEntries)
+  }
+
+  /// Each stored router input vector belongs to a router and a model version there are,
+  /// and reads whole (see `RouterVectorCache`).
+  private func checkRouterVectors(
+    _ table: Table, routers: [UInt32: RouterRecord], dimensions: [Int: Int], in txn: Transaction,
+    problem: (String) -> Void
+  ) throws {
+    try txn.forEach(in: table) { key, value in
+      guard let key = RouterVectorKey.decode(key) else {
+        problem("router vectors: a key is \(key.count) bytes, not \(RouterVectorKey.byteCount)")
+        return true
+      }
+      guard let router = routers[key.router], let dimension = dimensions[Int(key.model)] else {
+        problem(
+          "router vectors: an input's vector of router \(key.router) by model v\(key.model),"
+            + " one of which is missing")
+        return true
+      }
+      if RouterVectorCache.vector(value, dimension: dimension) == nil {
+        problem(
+          "router \"\(router.name)\": the stored vector of input \(key.input) by model"
+            + " v\(key.model) fails its checksum or is not \(dimension) finite numbers")
+      }
+      return true
+    }
   }
 
   private func collectionRecords() throws -> [CollectionRecord] {

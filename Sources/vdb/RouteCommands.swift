@@ -318,6 +318,12 @@ struct RouteTrain: ParsableCommand {
         + " \(describe(report))"
         + (m["lora_epochs"].map { ", then \(Int($0)) epochs with LoRA adapters" } ?? "")
         + (classifier == nil ? ", chosen on the training split" : ""))
+    let inputs = report.trainExamples + report.heldOutExamples
+    if report.embeddedInputs < inputs {
+      print(
+        "embedded \(report.embeddedInputs) of \(inputs) inputs; the other vectors were stored"
+          + " by an earlier run with the same encoder")
+    }
     Terminal.printTable(
       headers: ["held-out", "macro-F1", "accuracy"],
       rows: [

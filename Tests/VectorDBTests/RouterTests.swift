@@ -333,6 +333,77 @@ final class RouterTests: XCTestCase {
     XCTAssertGreaterThan(evaluation.macroF1, 0.5)
   }
 
+  /// A retrain embeds only the inputs no earlier run embedded with the same encoder; the
+  /// store keeps exactly the labelled inputs' vectors; a damaged one is named by verify and
+  /// made again; deleting a model version deletes its vectors.
+  func testRetrainingEmbedsOnlyNewInputs() throws {
+    let router = try docsRouter()
+    try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+    let cache = router.store.vectors
+    let table = try XCTUnwrap(cache.table)
+    func stored() throws -> [RouterVectorKey: [Float]] {
+      try db.environment.read { txn in
+        var entries: [RouterVectorKey: [Float]] = [:]
+        try txn.forEach(in: table) { key, value in
+          let key = try XCTUnwrap(RouterVectorKey.decode(key))
+          entries[key] = RouterVectorCache.vector(value, dimension: 384)
+          return true
+        }
+        return entries
+      }
+    }
+    let first = try router.train()
+    XCTAssertEqual(first.embeddedInputs, 110)
+    let vectors = try stored()
+    XCTAssertEqual(vectors.count, 110)
+    XCTAssertEqual(Set(vectors.keys.map(\.model)), [1])
+    // What is stored is what the encoder makes of the input.
+    let input = first.heldOutInputs[0]
+    let fresh = try db.encoder(version: 1).embed([input])[0]
+    let kept = try XCTUnwrap(
+      vectors[RouterVectorKey(model: 1, router: router.id, input: ContentHash(text: input))])
+    XCTAssertGreaterThan(zip(fresh, kept).map { $0 * $1 }.reduce(0, +), 0.9999)
+
+    // Nothing new: nothing embedded, and the same vectors give the same version.
+    let second = try router.train()
+    XCTAssertEqual(second.embeddedInputs, 0)
+    XCTAssertEqual(second.metrics["macro_f1"], first.metrics["macro_f1"])
+    XCTAssertEqual(second.classifier, first.classifier)
+
+    // One new input: one embedded, and one more stored.
+    try router.record(input: "how do I list the collections", path: "shell", outcome: .good)
+    XCTAssertEqual(try router.train().embeddedInputs, 1)
+    XCTAssertEqual(try stored().count, 111)
+
+    // A damaged vector is named by verify and made again by the next run.
+    let key = RouterVectorKey(model: 1, router: router.id, input: ContentHash(text: input))
+    var value = try db.environment.read { Array(try XCTUnwrap(try $0.get(table, key: key))) }
+    value[5] ^= 0x40
+    try db.environment.write { try $0.put(table, key: key, value: value) }
+    XCTAssertEqual(
+      try db.verifyReport().problems,
+      [
+        "router \"docs\": the stored vector of input \(key.input) by model v1 fails its"
+          + " checksum or is not 384 finite numbers"
+      ])
+    XCTAssertEqual(try router.train().embeddedInputs, 1)
+    let remade = try XCTUnwrap(try stored()[key])
+    XCTAssertGreaterThan(zip(remade, kept).map { $0 * $1 }.reduce(0, +), 0.9999)
+    XCTAssertEqual(try db.verifyReport().problems, [])
+
+    // A version's vectors go with it (its number may be given again).
+    let other = try db.convertModel(version: 1, precision: .bfloat16)
+    var otherKey = key
+    otherKey.model = UInt32(other.version)
+    try db.environment.write {
+      try $0.put(table, key: otherKey, value: RouterVectorCache.value(kept))
+    }
+    XCTAssertEqual(Set(try stored().keys.map(\.model)), [1, UInt32(other.version)])
+    try db.deleteModel(version: other.version)
+    XCTAssertEqual(Set(try stored().keys.map(\.model)), [1])
+    XCTAssertEqual(try stored().count, 111)
+  }
+
   /// The LoRA tier stores its adapters with the version, serves with them merged (from a
   /// fresh process state too), is deterministic given the seed, and a rejected LoRA version
   /// keeps its lineage only, so it cannot be activated.

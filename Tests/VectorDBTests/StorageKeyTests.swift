@@ -35,6 +35,12 @@ final class StorageKeyTests: XCTestCase {
     XCTAssertEqual(bytes(RouterVersionKey(router: 1, version: 2)), [0, 0, 0, 1, 0, 0, 0, 2])
     XCTAssertEqual(
       bytes(RouteLogKey(router: 1, log: 2)), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2])
+    let input = ContentHash(text: "x")
+    XCTAssertEqual(
+      bytes(RouterVectorKey(model: 2, router: 1, input: input)),
+      [0, 0, 0, 2, 0, 0, 0, 1] + input.bytes)
+    XCTAssertEqual(
+      bytes(RouterVectorKey(model: 2, router: 1, input: input)).count, RouterVectorKey.byteCount)
     XCTAssertEqual(
       MetaKey.allCases.map(\.rawValue),
       [
@@ -56,6 +62,9 @@ final class StorageKeyTests: XCTestCase {
     XCTAssertEqual(decode(DocumentKey(collection: 1, id: "doc-ü"), DocumentKey.id(of:)), "doc-ü")
     XCTAssertEqual(decode(DocumentKey(collection: 1, id: ""), DocumentKey.id(of:)), "")
     XCTAssertEqual(decode(RowKey(collection: 1, row: 77), RowKey.row(of:)), 77)
+    let vectorKey = RouterVectorKey(model: 3, router: 9, input: ContentHash(text: "é"))
+    XCTAssertEqual(decode(vectorKey, RouterVectorKey.decode), vectorKey)
+    XCTAssertNil(decode([UInt8](repeating: 0, count: 39), RouterVectorKey.decode))
     XCTAssertNil(decode([UInt8](repeating: 0, count: 5), RowKey.row(of:)))
     XCTAssertEqual(
       decode(SourceKey(collection: 1, generation: 2, row: 0xFFFF_FFFF), SourceKey.row(of:)),
@@ -81,6 +90,11 @@ final class StorageKeyTests: XCTestCase {
     XCTAssertFalse(decodeContains(records, MetaKey.nextCollection))
     XCTAssertTrue(decodeContains(FeedbackKey.entry(3), FeedbackKey(log: 3, document: "a")))
     XCTAssertFalse(decodeContains(FeedbackKey.entry(3), FeedbackKey(log: 4, document: "")))
+    let input = ContentHash(text: "x")
+    XCTAssertTrue(
+      decodeContains(RouterVectorKey.model(2), RouterVectorKey(model: 2, router: 7, input: input)))
+    XCTAssertFalse(
+      decodeContains(RouterVectorKey.model(2), RouterVectorKey(model: 3, router: 0, input: input)))
   }
 
   private func decodeContains(_ range: KeyRange, _ key: some LMDBKey) -> Bool {

@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 import Tensor
 import VectorDB
 import XCTest
@@ -501,12 +502,19 @@ final class HostileInputTests: ShellTestCase {
 
   /// Another user's database (tests run as root; `nobody` may read the files, not
   /// write them), through the real binary: reads answer, writes fail with a clear
-  /// error and exit 3, and not a byte of the directory changes.
+  /// error and exit 3, and not a byte of the directory changes. It was written before
+  /// the `routervectors` table existed, which a read-only open cannot create.
   func testAnotherUsersDatabaseServesReadsAndRefusesWrites() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     for (id, text) in [("a", "alpha"), ("b", "beta")] {
       let upsert = try Shell.vdb(["upsert", "--db", db, "-c", "c", "--id", id, "--text", text])
       XCTAssertEqual(upsert.status, 0, upsert.stderr)
+    }
+    do {
+      let environment = try Environment.open(path: db)
+      let table = try environment.table("routervectors")
+      try environment.write { try $0.deleteTable(table) }
+      XCTAssertFalse(try environment.tableNames().contains("routervectors"))
     }
     // Readable by everyone, writable by its owner only.
     for path in [directory!, db] { XCTAssertEqual(chmod(path, 0o755), 0) }

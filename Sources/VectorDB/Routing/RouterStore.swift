@@ -121,21 +121,25 @@ public struct RouteLogEntry: Codable, Equatable, Sendable {
 /// `RouterHead.parameters`, Float32 LE, whose layout the version's `classifier` says; the
 /// same key ++ "lora" → a LoRA-tier version's adapters, safetensors) and `routelog` (router
 /// id UInt32 BE ++ log id UInt64 BE → JSON `RouteLogEntry`). Log ids come from the meta key
-/// `nextRouteLogID`.
+/// `nextRouteLogID`. `routervectors` caches the inputs' vectors (`RouterVectorCache`).
 struct RouterStore {
   let routers: Table
   let versions: Table
   let weights: Table
   let log: Table
+  let vectors: RouterVectorCache
   let meta: Table
 
-  static let tableNames: Set<String> = ["routers", "routerversions", "routerweights", "routelog"]
+  static let tableNames: Set<String> = [
+    "routers", "routerversions", "routerweights", "routelog", RouterVectorCache.tableName,
+  ]
 
   init(environment: Environment, meta: Table) throws {
     routers = try environment.table("routers")
     versions = try environment.table("routerversions")
     weights = try environment.table("routerweights")
     log = try environment.table("routelog")
+    vectors = RouterVectorCache(table: try environment.tableIfPresent(RouterVectorCache.tableName))
     self.meta = meta
   }
 

@@ -148,6 +148,9 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var curve: [CostQualityPoint]
   /// Mean loss of each epoch, in order (JSON `losses`; empty for the closed-form classifiers).
   public var losses: [Double]
+  /// Labelled inputs the run embedded (JSON `embedded_inputs`); the others' vectors were
+  /// stored by an earlier run with the same encoder (see `RouterVectorCache`).
+  public var embeddedInputs: Int
   /// Wall-clock seconds the run took (JSON `seconds`).
   public var seconds: Double
 
@@ -156,6 +159,7 @@ public struct RouterTrainingReport: Codable, Sendable {
     case trainExamples = "train_examples"
     case heldOutExamples = "heldout_examples"
     case heldOutInputs = "heldout_inputs"
+    case embeddedInputs = "embedded_inputs"
     case metrics, curve, losses, seconds
   }
 }
@@ -247,7 +251,8 @@ extension Router {
   /// 1. **Examples and split** (`prepareRun`). Inputs with a best path (see `examples()`)
   ///    are split per path, by a hash of the text, into training and held-out parts.
   /// 2. **Fit** (`embed`, `fitClassifier`, then `tuneEncoder` on the LoRA tier). The inputs
-  ///    are embedded by the database's default encoder (frozen). The classifier is chosen by
+  ///    are embedded by the database's default encoder (frozen), except those whose vectors
+  ///    an earlier run stored (`RouterVectorCache`). The classifier is chosen by
   ///    cross-validation on the training split (`chooseClassifier`): nearest centroid, shrunk
   ///    linear discriminant analysis, a softmax head started as the centroids and trained
   ///    with balanced class weights and AdamW for some epochs, or nearest examples.
@@ -279,7 +284,8 @@ extension Router {
     // Examples → split: refused here when a path has too few examples or there is no encoder.
     var run = try prepareRun(options: options)
     let encoder = try database.encoder(version: run.model)
-    let vectors = try embed(run.labelled.map(\.input), encoder: encoder, progress: progress)
+    let (vectors, embedded) = try embed(
+      run.labelled.map(\.input), model: run.model, encoder: encoder, progress: progress)
     // Fit: the classifier chosen on the training split; the LoRA tier tunes the encoder too.
     var fit = try fitClassifier(run, vectors: vectors, encoder: encoder, progress: progress)
     if options.tier == .lora {
@@ -308,7 +314,7 @@ extension Router {
         uniqueKeysWithValues: paths.indices.map { (paths[$0].name, run.counts[$0]) }),
       unlabelled: run.logged - run.labelled.count, trainExamples: run.train.count,
       heldOutExamples: run.heldOut.count, heldOutInputs: run.heldOutInputs,
-      metrics: run.metrics, curve: curve, losses: fit.losses,
+      metrics: run.metrics, curve: curve, losses: fit.losses, embeddedInputs: embedded,
       seconds: Date().timeIntervalSince(start))
   }
 
@@ -364,17 +370,45 @@ extension Router {
       counts: counts)
   }
 
-  /// Embeds `texts` in chunks, reporting progress.
+  /// The vectors of `texts` by `encoder` (model version `model`), and how many were
+  /// embedded: those stored by an earlier run are read, the rest embedded in chunks
+  /// (reporting progress). The store then holds exactly these texts' vectors for this
+  /// router (`RouterVectorCache.keep`), in a transaction of its own: a run stopped later
+  /// keeps them for the next.
+  ///
+  /// - Throws: `.storage` when LMDB fails; what `progress` throws (nothing is stored then).
   private func embed(
-    _ texts: [String], encoder: SentenceEncoder, progress: ((RouterTrainingStage) throws -> Void)?
-  ) throws -> [[Float]] {
-    var vectors: [[Float]] = []
-    vectors.reserveCapacity(texts.count)
-    for first in stride(from: 0, to: texts.count, by: 64) {
-      vectors += encoder.embed(Array(texts[first..<min(first + 64, texts.count)]))
-      try progress?(.embedding(OperationProgress(done: vectors.count, total: texts.count)))
+    _ texts: [String], model: Int, encoder: SentenceEncoder,
+    progress: ((RouterTrainingStage) throws -> Void)?
+  ) throws -> (vectors: [[Float]], embedded: Int) {
+    let inputs = texts.map { ContentHash(text: $0) }
+    let cache = store.vectors
+    let router = id
+    var vectors = try storage {
+      try database.environment.read {
+        try cache.vectors(
+          of: inputs, model: model, router: router, dimension: encoder.dimension, in: $0)
+      }
     }
-    return vectors
+    let missing = vectors.indices.filter { vectors[$0] == nil }
+    var made: [ContentHash: [Float]] = [:]
+    for first in stride(from: 0, to: missing.count, by: 64) {
+      let chunk = missing[first..<min(first + 64, missing.count)]
+      for (index, vector) in zip(chunk, encoder.embed(chunk.map { texts[$0] })) {
+        vectors[index] = vector
+        made[inputs[index]] = vector
+      }
+      try progress?(
+        .embedding(
+          OperationProgress(
+            done: texts.count - missing.count + first + chunk.count, total: texts.count)))
+    }
+    try storage {
+      try database.environment.write {
+        try cache.keep(Set(inputs), adding: made, model: model, router: router, in: $0)
+      }
+    }
+    return (vectors.compactMap { $0 }, missing.count)
   }
 
   // MARK: Held-out predictions and gate

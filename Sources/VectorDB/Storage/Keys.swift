@@ -277,6 +277,33 @@ struct RouteLogKey: CompositeKey {
   }
 }
 
+/// `routervectors`: one router input's sentence vector as one model version embedded it
+/// (see `RouterVectorCache`).
+struct RouterVectorKey: CompositeKey, Hashable {
+  /// Model version, UInt32 BE: first, so that deleting a version deletes one range.
+  var model: UInt32
+  /// Router id, UInt32 BE.
+  var router: UInt32
+  /// SHA-256 of the input's UTF-8 text, 32 bytes.
+  var input: ContentHash
+
+  static let byteCount = 4 + 4 + 32
+
+  /// The vectors one model version made, of every router.
+  static func model(_ model: UInt32) -> KeyRange { KeyRange(prefix: KeyBuilder().uint32(model)) }
+
+  var builder: KeyBuilder { KeyBuilder().uint32(model).uint32(router).raw(input.bytes) }
+
+  /// The parts of a `routervectors` key; nil for one of another length.
+  static func decode(_ key: UnsafeRawBufferPointer) -> Self? {
+    var reader = KeyReader(key)
+    guard let model = reader.uint32(), let router = reader.uint32(),
+      let input = reader.bytes(32), reader.isAtEnd
+    else { return nil }
+    return Self(model: model, router: router, input: ContentHash(bytes: Array(input)))
+  }
+}
+
 /// The database-wide keys of the `meta` table: UTF-8 names (a collection's are
 /// `CollectionMetaKey`s).
 enum MetaKey: String, CaseIterable, LMDBKey {

@@ -66,6 +66,7 @@ struct Schema {
     "routerversions": "router id (UInt32 BE) ++ version (UInt32 BE)",
     "routerweights": "router id (UInt32 BE) ++ version (UInt32 BE) (++ \"lora\": adapters)",
     "routelog": "router id (UInt32 BE) ++ log id (UInt64 BE)",
+    "routervectors": "model version (UInt32 BE) ++ router id (UInt32 BE) ++ SHA-256 of the input",
   ]
 
   /// Whether `name` is one of ours (a database holding others is not ours).
