@@ -36,6 +36,13 @@ extension Routes {
       let open = try routerNamed(context)
       return try await blocking { JSONResponse.make(try open().summary()) }
     }
+    router.delete("/routers/{router}") { _, context in
+      let name = try context.pathParameter("router")
+      return try await blocking {
+        try database.dropRouter(name)
+        return JSONResponse.make(["dropped": name])
+      }
+    }
     router.post("/routers/{router}/route") { request, context in
       let open = try routerNamed(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)

@@ -28,10 +28,12 @@ struct Route: ParsableCommand {
         vdb route diagnose -r support
         vdb route versions -r support
         vdb route rollback -r support
+        vdb route drop support                       delete it, its versions and its log
       """,
     subcommands: [
       RouteRequest.self, RouteCreate.self, RouteList.self, RouteLog.self, RouteImport.self,
       RouteTrain.self, RouteEval.self, RouteDiagnose.self, RouteVersions.self, RouteRollback.self,
+      RouteDrop.self,
     ],
     defaultSubcommand: RouteRequest.self)
 }
@@ -129,6 +131,25 @@ struct RouteList: ParsableCommand {
             .joined(separator: " "),
         ]
       })
+  }
+}
+
+struct RouteDrop: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "drop",
+    abstract: "Delete a router and everything it owns (one transaction).",
+    discussion: """
+      Removes its versions and their weights, its log (decisions, outcomes and labelled \
+      examples) and its inputs' stored vectors. Model versions stay.
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @Argument(help: "The router to drop.") var name: String
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    try database.open().dropRouter(name)
+    if output.isJSON { return try Terminal.printJSON(["dropped": name]) }
+    print("dropped router \"\(name)\"")
   }
 }
 

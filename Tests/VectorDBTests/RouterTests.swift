@@ -34,9 +34,9 @@ final class RouterTests: XCTestCase {
   }
 
   /// The docs router: one path per docs family (cost 1) and "general" (cost 4) for the rest.
-  private func docsRouter() throws -> Router {
+  private func docsRouter(_ name: String = "docs") throws -> Router {
     try db.createRouter(
-      "docs",
+      name,
       paths: Self.families.map { RoutePath(name: $0, cost: 1) } + [
         RoutePath(name: "general", cost: 4)
       ],
@@ -402,6 +402,63 @@ final class RouterTests: XCTestCase {
     try db.deleteModel(version: other.version)
     XCTAssertEqual(Set(try stored().keys.map(\.model)), [1])
     XCTAssertEqual(try stored().count, 111)
+  }
+
+  /// Dropping a router deletes every entry it owns in every table and nothing of another
+  /// router's; a handle to it then writes nothing, even once a router of the same name
+  /// exists again.
+  func testDropDeletesWhatTheRouterOwnsAndNothingElse() throws {
+    let dropped = try docsRouter()
+    let kept = try docsRouter("other")
+    for router in [dropped, kept] {
+      try router.importJSONL(path: Self.tools + "/route-examples.jsonl")
+      _ = try router.train()
+    }
+    _ = try dropped.route(["how do I list collections"])
+    let store = dropped.store
+    let tables = [store.versions, store.weights, store.log, try XCTUnwrap(store.vectors.table)]
+    /// Entries per router id, over the tables keyed by router (the vectors' key has the
+    /// model version first).
+    func owners() throws -> [UInt32: Int] {
+      try db.environment.read { txn in
+        var counts: [UInt32: Int] = [:]
+        for table in tables {
+          try txn.forEach(in: table) { key, _ in
+            let owner =
+              table == store.vectors.table
+              ? RouterVectorKey.decode(key)?.router
+              : key.loadUnaligned(as: UInt32.self).bigEndian
+            counts[owner ?? 0, default: 0] += 1
+            return true
+          }
+        }
+        return counts
+      }
+    }
+    try db.flushLog()
+    let before = try owners()
+    XCTAssertGreaterThan(before[dropped.id] ?? 0, 220)  // log 111, vectors 110, head, version
+    XCTAssertEqual(before.keys.sorted(), [dropped.id, kept.id])
+
+    try db.dropRouter("docs")
+    XCTAssertEqual(try owners(), [kept.id: before[kept.id]!])
+    XCTAssertEqual(try db.routerNames(), ["other"])
+    XCTAssertThrowsError(try db.dropRouter("docs")) {
+      XCTAssertEqual("\($0)", "\(VectorDBError.routerNotFound("docs"))")
+    }
+    // The same name again is a new router; the old handle does not reach it.
+    let again = try docsRouter()
+    XCTAssertNotEqual(again.id, dropped.id)
+    for attempt in [
+      { _ = try dropped.record(input: "x", path: "shell", outcome: .good) },
+      { _ = try dropped.route(["x"]) }, { _ = try dropped.versions() },
+    ] {
+      XCTAssertThrowsError(try attempt()) {
+        guard case VectorDBError.routerNotFound("docs") = $0 else { return XCTFail("\($0)") }
+      }
+    }
+    XCTAssertEqual(try owners(), [kept.id: before[kept.id]!])
+    XCTAssertEqual(try db.verifyReport().problems, [])
   }
 
   /// The LoRA tier stores its adapters with the version, serves with them merged (from a

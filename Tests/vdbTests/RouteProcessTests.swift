@@ -101,6 +101,18 @@ final class RouteProcessTests: XCTestCase {
     result = try vdb(["route", "train", "-r", "docs", "--classifier", "nearest_examples"])
     XCTAssertTrue(result.stdout.contains("nearest examples"), result.stdout)
     XCTAssertFalse(result.stdout.contains("chosen on the training split"), result.stdout)
+    // The inputs' vectors were stored by the first run: this one embedded only the input
+    // of the decision with an outcome.
+    XCTAssertTrue(result.stdout.contains("embedded 1 of 111 inputs"), result.stdout)
+
+    // Dropped: gone from the list, a second drop and routing are "no router" (exit 1).
+    XCTAssertEqual(
+      try vdb(["route", "drop", "docs", "--json"]).stdout, #"{"dropped":"docs"}"# + "\n")
+    XCTAssertEqual(try vdb(["route", "list", "--json"]).stdout, "")
+    result = try vdb(["route", "drop", "docs"], status: 1)
+    XCTAssertTrue(result.stderr.contains(#""docs""#), result.stderr)
+    try vdb(["route", "-r", "docs", "how do I delete a document"], status: 1)
+    XCTAssertEqual(try vdb(["verify"]).status, 0)
   }
 
   func testKilledTrainingLeavesTheActiveVersionServing() throws {

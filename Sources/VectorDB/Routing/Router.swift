@@ -37,8 +37,11 @@ public final class Router: @unchecked Sendable {
   }
 
   /// Reads the router's record as stored now.
+  ///
+  /// - Throws: `VectorDBError.routerNotFound` when the router was dropped, even if another
+  ///   of the same name was created since (this handle's versions and log are not its).
   func storedRecord(in txn: Transaction) throws -> RouterRecord {
-    guard let record = try store.record(name, in: txn) else {
+    guard let record = try store.record(name, in: txn), record.id == id else {
       throw VectorDBError.routerNotFound(name)
     }
     return record
@@ -100,7 +103,10 @@ public final class Router: @unchecked Sendable {
     let store = self.store
     let id = self.id
     return try storage {
-      try database.environment.write { txn in try store.append(entries, router: id, in: txn) }
+      try database.environment.write { txn in
+        _ = try self.storedRecord(in: txn)  // not into the log of a dropped router
+        return try store.append(entries, router: id, in: txn)
+      }
     }
   }
 
@@ -179,7 +185,10 @@ public final class Router: @unchecked Sendable {
     let store = self.store
     let id = self.id
     try storage {
-      try database.environment.write { txn in _ = try store.append(entries, router: id, in: txn) }
+      try database.environment.write { txn in
+        _ = try self.storedRecord(in: txn)  // not into the log of a dropped router
+        _ = try store.append(entries, router: id, in: txn)
+      }
     }
     let labelled = entries.filter { $0.label != nil }.count
     return ImportReport(labelled: labelled, outcomes: entries.count - labelled)
@@ -370,6 +379,34 @@ extension Database {
       throw VectorDBError.routerNotFound(name)
     }
     return Router(database: self, record: record)
+  }
+
+  /// Deletes the router `name` and everything it owns, in one transaction: its versions and
+  /// their weights, its log (decisions, outcomes, labelled examples) and its inputs' stored
+  /// vectors. Handles to it fail with `routerNotFound` afterwards, and so does a training
+  /// run of it when it would store its version. A router created later under the same name
+  /// is a new one.
+  ///
+  /// ```swift
+  /// try db.dropRouter("support")
+  /// ```
+  ///
+  /// - Throws: `VectorDBError.routerNotFound`; `.storage` (nothing is deleted then).
+  public func dropRouter(_ name: String) throws {
+    try flushLog()  // no decision of ours may land after the drop
+    let store = schema.routing
+    try storage {
+      try environment.write { txn in
+        guard let record = try store.record(name, in: txn) else {
+          throw VectorDBError.routerNotFound(name)
+        }
+        for table in [store.versions, store.weights, store.log] {
+          try txn.deleteRange(table, .router(record.id))
+        }
+        try store.vectors.forget(router: record.id, in: txn)
+        _ = try txn.delete(store.routers, key: name)
+      }
+    }
   }
 
   /// The names of all routers, sorted.

@@ -277,7 +277,7 @@ struct RouterStore {
   func forEachEntry(router: UInt32, in txn: Transaction, _ body: (RouteLogEntry) throws -> Void)
     throws
   {
-    try txn.forEach(in: log, under: RouteLogKey.router(router)) { _, value in
+    try txn.forEach(in: log, under: KeyRange.router(router)) { _, value in
       try body(try QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value)))
       return true
     }
@@ -342,7 +342,7 @@ extension RouterStore: GroupCommitLog {
     }
     for router in routerIDs {
       var found = 0
-      try txn.forEach(in: log, under: RouteLogKey.router(router)) { key, value in
+      try txn.forEach(in: log, under: KeyRange.router(router)) { key, value in
         // An entry that does not decode is left alone: a prune must not fail the group
         // commit of the decisions it runs in.
         guard let kind = try? QueryLogStore.decoder.decode(Kind.self, from: Data(value)),

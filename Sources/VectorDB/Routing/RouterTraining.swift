@@ -376,7 +376,8 @@ extension Router {
   /// router (`RouterVectorCache.keep`), in a transaction of its own: a run stopped later
   /// keeps them for the next.
   ///
-  /// - Throws: `.storage` when LMDB fails; what `progress` throws (nothing is stored then).
+  /// - Throws: `.storage` when LMDB fails; `.routerNotFound` when the router was dropped;
+  ///   what `progress` throws (nothing is stored then).
   private func embed(
     _ texts: [String], model: Int, encoder: SentenceEncoder,
     progress: ((RouterTrainingStage) throws -> Void)?
@@ -404,8 +405,9 @@ extension Router {
             done: texts.count - missing.count + first + chunk.count, total: texts.count)))
     }
     try storage {
-      try database.environment.write {
-        try cache.keep(Set(inputs), adding: made, model: model, router: router, in: $0)
+      try database.environment.write { txn in
+        _ = try self.storedRecord(in: txn)  // a dropped router keeps no vectors
+        try cache.keep(Set(inputs), adding: made, model: model, router: router, in: txn)
       }
     }
     return (vectors.compactMap { $0 }, missing.count)

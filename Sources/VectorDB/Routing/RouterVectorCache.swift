@@ -61,6 +61,17 @@ struct RouterVectorCache {
     }
   }
 
+  /// Deletes every vector of router `router`.
+  func forget(router: UInt32, in txn: WriteTransaction) throws {
+    guard let table else { return }
+    var keys: [[UInt8]] = []
+    try txn.forEach(in: table) { key, _ in
+      if RouterVectorKey.decode(key)?.router == router { keys.append(Array(key)) }
+      return true
+    }
+    for key in keys { _ = try txn.delete(table, key: key) }
+  }
+
   /// Deletes every vector model version `model` made.
   func forget(model: Int, in txn: WriteTransaction) throws {
     guard let table else { return }

@@ -16,6 +16,10 @@ struct KeyRange: LMDBKey {
   /// `metaindex`, `sources`, `text`): a collection is one key range in each.
   static func collection(_ id: UInt32) -> KeyRange { KeyRange(prefix: KeyBuilder().uint32(id)) }
 
+  /// Every key of router `id` in the tables it prefixes (`routerversions`, `routerweights`,
+  /// `routelog`).
+  static func router(_ id: UInt32) -> KeyRange { KeyRange(prefix: KeyBuilder().uint32(id)) }
+
   func contains(_ key: UnsafeRawBufferPointer) -> Bool { key.starts(with: prefix.bytes) }
 
   func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
@@ -259,11 +263,6 @@ struct RouteLogKey: CompositeKey {
   var router: UInt32
   /// Route log id, UInt64 BE (from `meta.nextRouteLogID`, shared by all routers).
   var log: UInt64
-
-  /// The log of one router.
-  static func router(_ router: UInt32) -> KeyRange {
-    KeyRange(prefix: KeyBuilder().uint32(router))
-  }
 
   var builder: KeyBuilder { KeyBuilder().uint32(router).uint64(log) }
 
