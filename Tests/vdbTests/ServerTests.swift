@@ -440,6 +440,14 @@ final class ServerTests: XCTestCase {
     reply = try server.request("GET", "/routers")
     XCTAssertEqual(
       (reply.json["routers"] as? [[String: Any]])?.first?["active"] as? Int, 1, reply.text)
+
+    reply = try server.request("DELETE", "/routers/docs")
+    XCTAssertEqual(reply.json["dropped"] as? String, "docs", reply.text)
+    XCTAssertEqual((try server.request("GET", "/routers").json["routers"] as? [Any])?.count, 0)
+    reply = try server.request("DELETE", "/routers/docs")
+    XCTAssertEqual(reply.status, 404, reply.text)
+    reply = try server.request("POST", "/routers/docs/route", #"{"inputs": ["x"]}"#)
+    XCTAssertEqual(reply.status, 404, reply.text)
   }
 
   /// A client that opens a connection and stops sending is cut off after the idle
