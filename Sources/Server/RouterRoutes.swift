@@ -43,6 +43,17 @@ extension Routes {
         return JSONResponse.make(["dropped": name])
       }
     }
+    router.get("/routers/{router}/log") { request, context in
+      let open = try routerNamed(context)
+      let after = try request.parameter("after").map { try count($0, "after", from: 0) } ?? 0
+      let limit = try request.parameter("limit").map { try count($0, "limit") } ?? 50
+      let pending = try request.flag("pending")
+      return try await blocking {
+        JSONResponse.make([
+          "entries": try open().logEntries(after: UInt64(after), pending: pending, limit: limit)
+        ])
+      }
+    }
     router.post("/routers/{router}/route") { request, context in
       let open = try routerNamed(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)

@@ -567,7 +567,7 @@ struct Routes: Sendable {
 
   /// A count given as query parameter `name`: at least `lowest`, and within the shell's
   /// range for `--name` where it has one (`CountLimits`).
-  private func count(_ text: String, _ name: String, from lowest: Int = 1) throws -> Int {
+  func count(_ text: String, _ name: String, from lowest: Int = 1) throws -> Int {
     let range = CountLimits.range("--" + name) ?? lowest...Int.max
     guard let value = Int(text), value >= lowest, range.contains(value) else {
       throw APIError.badRequest(

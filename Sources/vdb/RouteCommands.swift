@@ -24,16 +24,17 @@ struct Route: ParsableCommand {
         vdb route train -r support --max-escalation 0.3
         vdb route -r support "where is my invoice"   route (logged; prints log ids)
         vdb route log -r support --id 42 --path faq --outcome bad
+        vdb route entries -r support --pending       decisions without an outcome yet
         vdb route eval -r support test.jsonl
         vdb route diagnose -r support
         vdb route versions -r support
         vdb route rollback -r support
-        vdb route drop support                       delete it, its versions and its log
+        vdb route drop support                       delete it, its versions, its log
       """,
     subcommands: [
       RouteRequest.self, RouteCreate.self, RouteList.self, RouteLog.self, RouteImport.self,
       RouteTrain.self, RouteEval.self, RouteDiagnose.self, RouteVersions.self, RouteRollback.self,
-      RouteDrop.self,
+      RouteDrop.self, RouteEntries.self,
     ],
     defaultSubcommand: RouteRequest.self)
 }
@@ -180,6 +181,52 @@ struct RouteLog: ParsableCommand {
       if output.isJSON { return try Terminal.printJSON(["log_id": logID]) }
       print("recorded as log id \(logID): \(path) was \(outcome.rawValue)")
     }
+  }
+}
+
+struct RouteEntries: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "entries",
+    abstract: "List a router's log: decisions, outcomes and labelled examples, oldest first.",
+    discussion: """
+      JSON Lines: {"log_id", "time", "input", "label",
+      "outcomes": {path: "good"|"bad"},
+      "decision": {"path", "confidence", "escalated", "version"}} (null when absent).
+      """)
+  @OptionGroup var database: DatabaseOptions
+  @OptionGroup var target: RouterOption
+  @Option(help: "Only entries younger than this: 90s, 30m, 12h, 7d.") var since: String?
+  @Option(help: "Only entries after this log id.") var after: UInt64 = 0
+  @Flag(help: "Only routing decisions without an outcome yet.") var pending = false
+  @Option(help: "At most this many entries.") var limit = 50
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    try Counts.check("route entries", ["--limit": limit])
+  }
+
+  func run() throws {
+    let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
+    let entries = try database.open(readOnly: true).router(target.router).logEntries(
+      since: cutoff, after: after, pending: pending, limit: limit)
+    if output.isJSON {
+      for entry in entries { try Terminal.printJSONLine(entry) }
+      return
+    }
+    let formatter = ISO8601DateFormatter()
+    Terminal.printTable(
+      headers: ["log id", "time", "kind", "path", "outcomes", "input"],
+      rows: entries.map { entry in
+        let kind = entry.decision != nil ? "decision" : entry.label != nil ? "label" : "outcome"
+        return [
+          String(entry.logID), formatter.string(from: entry.time), kind,
+          entry.decision.map { $0.path + ($0.escalated ? " (escalated)" : "") } ?? entry.label
+            ?? "-",
+          entry.outcomes.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.rawValue)" }
+            .joined(separator: " "),
+          entry.input,
+        ]
+      }, flexibleColumn: 5)
   }
 }
 

@@ -603,6 +603,26 @@ final class RouterTests: XCTestCase {
     // The outcome joins the router's data for the next training.
     let example = try router.examples().first { $0.input == inputs[1] }
     XCTAssertEqual(example?.best, second.path)
+
+    // The log as stored: the file's lines, then the three decisions with their outcomes.
+    let lines = try String(
+      contentsOfFile: Self.tools + "/route-examples.jsonl", encoding: .utf8
+    ).split(separator: "\n").count
+    let all = try router.logEntries(limit: 1000)
+    XCTAssertEqual(all.count, lines + 3)
+    XCTAssertEqual(all.map(\.logID), all.map(\.logID).sorted())
+    XCTAssertEqual(all.suffix(3).map(\.input), inputs)
+    XCTAssertEqual(all.suffix(3).compactMap(\.decision?.path), decisions.map(\.path))
+    XCTAssertEqual(all[all.count - 2].outcomes, [second.path: .good])
+    // Waiting for an outcome: the third decision only.
+    let pending = try router.logEntries(pending: true)
+    XCTAssertEqual(pending.map(\.logID), [decisions[2].logID!])
+    // Paged by log id; `since` in the future keeps nothing.
+    let page = try router.logEntries(after: all[9].logID, limit: 5)
+    XCTAssertEqual(page.map(\.logID), all[10..<15].map(\.logID))
+    XCTAssertEqual(try router.logEntries(since: Date().addingTimeInterval(60)), [])
+    XCTAssertEqual(try router.logEntries(after: .max), [])
+    XCTAssertEqual(try router.logEntries(limit: 0), [])
   }
 
   /// Bare decisions are pruned by the log's retention, oldest first, by the log writer as

@@ -90,6 +90,21 @@ final class RouteProcessTests: XCTestCase {
     try vdb(
       ["route", "log", "-r", "docs", "--input", "x", "--path", "shell", "--outcome", "fine"],
       status: 2)
+    // The log: the decision with its outcome, then the second one, still pending.
+    result = try vdb(["route", "entries", "-r", "docs", "--after", String(decision.logID! - 1), "--json"])
+    let entries = try result.stdout.split(separator: "\n").map {
+      try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+    }
+    XCTAssertEqual(
+      entries.map { $0["input"] as? String },
+      ["how do I delete a document", "which tables does the database have"])
+    XCTAssertEqual(entries[0]["outcomes"] as? [String: String], [decision.path: "good"])
+    XCTAssertTrue(entries[0]["label"] is NSNull, result.stdout)
+    result = try vdb(["route", "entries", "-r", "docs", "--pending"])
+    XCTAssertTrue(result.stdout.contains("which tables does the database have"), result.stdout)
+    XCTAssertFalse(result.stdout.contains("how do I delete a document"), result.stdout)
+    try vdb(["route", "entries", "-r", "docs", "--limit", "0"], status: 2)
+    try vdb(["route", "entries", "-r", "nope"], status: 1)
     result = try vdb(["route", "diagnose", "-r", "docs", "--json"])
     XCTAssertTrue(result.stdout.contains(#""judged":1"#), result.stdout)
     result = try vdb(["route", "eval", "-r", "docs", Self.tools + "/route-test.jsonl", "--json"])

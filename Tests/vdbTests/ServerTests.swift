@@ -435,6 +435,10 @@ final class ServerTests: XCTestCase {
       reply = try server.request("POST", "/routers/docs/activate", #"{"version": \#(version)}"#)
       XCTAssertEqual(reply.status, 400, "version \(version): \(reply.text)")
     }
+    reply = try server.request("GET", "/routers/docs/log?pending=true")
+    let pending = try XCTUnwrap(reply.json["entries"] as? [[String: Any]], reply.text)
+    XCTAssertEqual(pending.map { $0["input"] as? String }, ["fine-tune the encoder from feedback"])
+    XCTAssertEqual(try server.request("GET", "/routers/docs/log?limit=0").status, 400)
     reply = try server.request("GET", "/routers/docs/diagnose")
     XCTAssertEqual(reply.json["judged"] as? Int, 1, reply.text)
     reply = try server.request("GET", "/routers")

@@ -265,6 +265,44 @@ public final class Router: @unchecked Sendable {
     public var outcomes: [String: RouteOutcome]
   }
 
+  /// The router's log, oldest first: routing decisions (with the outcomes attached to
+  /// them), recorded outcomes and labelled examples, as stored (`examples()` merges them).
+  ///
+  /// ```swift
+  /// // Decisions still waiting for an outcome, to attach one by `log_id`.
+  /// let open = try router.logEntries(pending: true, limit: 20)
+  /// ```
+  ///
+  /// - Parameters:
+  ///   - since: only entries logged at or after this time.
+  ///   - after: only entries with a larger log id (the last one read, to page on).
+  ///   - pending: only routing decisions without an outcome.
+  ///   - limit: at most this many entries.
+  /// - Throws: `VectorDBError.routerNotFound`; `.storage`, `.damaged` (an unreadable entry).
+  public func logEntries(
+    since: Date? = nil, after: UInt64 = 0, pending: Bool = false, limit: Int = 50
+  ) throws -> [RouteLogEntry] {
+    try database.flushLog()  // decisions of a moment ago
+    let table = store.log
+    return try storage {
+      try database.environment.read { txn in
+        _ = try self.storedRecord(in: txn)
+        var entries: [RouteLogEntry] = []
+        guard limit > 0, after < UInt64.max else { return entries }
+        let range = KeyRange.router(id)
+        try txn.forEach(in: table, from: RouteLogKey(router: id, log: after + 1)) { key, value in
+          guard range.contains(key) else { return false }
+          let entry = try QueryLogStore.decoder.decode(RouteLogEntry.self, from: Data(value))
+          if let since, entry.time < since { return true }
+          if pending && (entry.decision == nil || !entry.outcomes.isEmpty) { return true }
+          entries.append(entry)
+          return entries.count < limit
+        }
+        return entries
+      }
+    }
+  }
+
   /// The router's data: its log entries merged by input text (see `merge`).
   ///
   /// - Throws: `VectorDBError.storage`, `.damaged` (an unreadable entry).
