@@ -91,7 +91,9 @@ final class RouteProcessTests: XCTestCase {
       ["route", "log", "-r", "docs", "--input", "x", "--path", "shell", "--outcome", "fine"],
       status: 2)
     // The log: the decision with its outcome, then the second one, still pending.
-    result = try vdb(["route", "entries", "-r", "docs", "--after", String(decision.logID! - 1), "--json"])
+    result = try vdb([
+      "route", "entries", "-r", "docs", "--after", String(decision.logID! - 1), "--json",
+    ])
     let entries = try result.stdout.split(separator: "\n").map {
       try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
     }
