@@ -156,19 +156,22 @@ public enum BLAS {
   ///
   /// Called by every `gemm`; call it yourself before using CBLAS directly.
   ///
-  /// Kernels: OpenBLAS 0.3.21 (Debian 12) predates AMD Zen 4/5 detection and picks its
-  /// AVX2 "Haswell" kernels on those AVX-512 CPUs, at half the speed of its "SkylakeX"
-  /// AVX-512 kernels. Unless `OPENBLAS_CORETYPE` is set (an explicit choice, which is
-  /// respected), such a CPU is switched to SkylakeX with ``use(_:)``.
+  /// Kernels: OpenBLAS 0.3.21 (Debian 12) knows no CPU newer than itself. It picks its
+  /// AVX2 "Haswell" kernels on AMD Zen 4/5 (AVX-512), at half the speed of its "SkylakeX"
+  /// AVX-512 kernels, and its SSE3 "Prescott" kernels on Intel models it has not heard of
+  /// (Xeon 5th generation, model 207: a quarter of SkylakeX's speed). Unless
+  /// `OPENBLAS_CORETYPE` is set (an explicit choice, which is respected), the widest
+  /// ``KernelSet`` whose instructions the CPU has is used when OpenBLAS picked narrower
+  /// ones.
   public static func prepare() {
     _ = configured
   }
 
   private static let configured: Bool = {
     if getenv("OPENBLAS_CORETYPE") == nil, let core = openBLASCoreName(),
-      core == "Haswell" || core == "Zen"
+      let widest = KernelSet.widestOfThisCPU, !widest.isMatched(byCore: core)
     {
-      _ = switchKernels(to: .skylakeX)
+      _ = switchKernels(to: widest)
     }
     openblas_set_num_threads(1)
     stopIdleWorkers()
@@ -197,6 +200,21 @@ public enum BLAS {
       switch self {
       case .skylakeX: return ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "fma"]
       case .haswell: return ["avx2", "fma"]
+      }
+    }
+
+    /// The widest set whose instructions this CPU has (nil: neither).
+    public static var widestOfThisCPU: KernelSet? {
+      allCases.first { cpuHas($0.requiredCPUFlags) }
+    }
+
+    /// Whether OpenBLAS's kernels named `core` are these or wider ones (its later
+    /// releases' names for AVX-512 cores included).
+    public func isMatched(byCore core: String) -> Bool {
+      let avx512 = ["SkylakeX", "Cooperlake", "SapphireRapids"]
+      switch self {
+      case .skylakeX: return avx512.contains(core)
+      case .haswell: return (avx512 + ["Haswell", "Zen"]).contains(core)
       }
     }
   }

@@ -110,6 +110,19 @@ final class BLASTests: XCTestCase {
     XCTAssertFalse(BLAS.coreName.isEmpty)
   }
 
+  /// Without `OPENBLAS_CORETYPE`, the kernels are the widest this CPU has, whatever
+  /// OpenBLAS picked for a CPU newer than itself (SSE3 "Prescott" on an Intel Xeon of
+  /// model 207); with it, they are the ones it names.
+  func testPrepareUsesTheWidestKernelsTheCPUHas() throws {
+    BLAS.prepare()
+    if let chosen = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0) }) {
+      XCTAssertEqual(BLAS.coreName.lowercased(), chosen.lowercased())
+    } else {
+      let widest = try XCTUnwrap(BLAS.KernelSet.widestOfThisCPU, "an x86-64 CPU without AVX2")
+      XCTAssertTrue(widest.isMatched(byCore: BLAS.coreName), "\(BLAS.coreName) for \(widest)")
+    }
+  }
+
   /// `prepare` stops OpenBLAS's idle workers; raising its thread count afterwards starts
   /// them again, and a product large enough to be split among them still comes out right.
   func testOpenBLASThreadsCanBeRaisedAfterPrepare() {
