@@ -267,8 +267,8 @@ extension Router {
   /// 5. **Publish** (`publish`). The version, its metrics and lineage, and its weights
   ///    (a rejected LoRA-tier version's are dropped).
   ///
-  /// Nothing is written until the end, in one transaction: a run that is killed leaves the
-  /// active version serving.
+  /// The version is written at the end, in one transaction: a run that is killed leaves the
+  /// active version serving. (The inputs' vectors are stored after step 2, for the next run.)
   ///
   /// - Throws: `VectorDBError.notEnoughExamples` when a path has fewer than `minimumPerPath`
   ///   examples (saying how many more are needed); `.routerNotAvailable` when there is no
