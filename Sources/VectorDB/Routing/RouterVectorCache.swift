@@ -44,17 +44,10 @@ struct RouterVectorCache {
     router: UInt32, in txn: WriteTransaction
   ) throws {
     guard let table else { return }  // read-only: the write has failed before this
-    var stale: [[UInt8]] = []
-    try txn.forEach(in: table) { key, _ in
-      // A key of another shape is verify's to report; it is no router's.
-      if let entry = RouterVectorKey.decode(key), entry.router == router,
-        entry.model != UInt32(truncatingIfNeeded: model) || !inputs.contains(entry.input)
-      {
-        stale.append(Array(key))
-      }
-      return true
+    for key in try keys(of: router, in: txn)
+    where key.model != UInt32(truncatingIfNeeded: model) || !inputs.contains(key.input) {
+      _ = try txn.delete(table, key: key)
     }
-    for key in stale { _ = try txn.delete(table, key: key) }
     for (input, vector) in vectors {
       try txn.put(
         table, key: key(model: model, router: router, input: input), value: Self.value(vector))
@@ -64,12 +57,35 @@ struct RouterVectorCache {
   /// Deletes every vector of router `router`.
   func forget(router: UInt32, in txn: WriteTransaction) throws {
     guard let table else { return }
-    var keys: [[UInt8]] = []
-    try txn.forEach(in: table) { key, _ in
-      if RouterVectorKey.decode(key)?.router == router { keys.append(Array(key)) }
-      return true
+    for key in try keys(of: router, in: txn) { _ = try txn.delete(table, key: key) }
+  }
+
+  /// The keys of router `router`'s vectors under every model version: one seek per model
+  /// version, not a read of other routers' vectors. (A key of another shape is verify's to
+  /// report; it is no router's.)
+  private func keys(of router: UInt32, in txn: Transaction) throws -> [RouterVectorKey] {
+    guard let table else { return [] }
+    var keys: [RouterVectorKey] = []
+    try txn.withCursor(table) { cursor in
+      var entry = try cursor.first()
+      while let (bytes, _) = entry {
+        guard let key = RouterVectorKey.decode(bytes) else {
+          entry = try cursor.next()
+          continue
+        }
+        if key.router == router {
+          keys.append(key)
+          entry = try cursor.next()
+        } else if key.router < router {
+          entry = try cursor.seek(atLeast: KeyBuilder().uint32(key.model).uint32(router))
+        } else if key.model < .max {
+          entry = try cursor.seek(atLeast: KeyBuilder().uint32(key.model + 1))
+        } else {
+          entry = nil
+        }
+      }
     }
-    for key in keys { _ = try txn.delete(table, key: key) }
+    return keys
   }
 
   /// Deletes every vector model version `model` made.
