@@ -8,10 +8,7 @@ import VectorDB
 extension Routes {
   func addRouters(to router: Endpoints) {
     router.get("/routers") { _, _ in
-      try await blocking {
-        let summaries = try database.routerNames().map { try database.router($0).summary() }
-        return JSONResponse.make(["routers": summaries])
-      }
+      try await blocking { JSONResponse.make(["routers": try database.routerSummaries()]) }
     }
     router.post("/routers") { request, _ in
       let body = try await RequestBody.read(request, limit: maxBodyBytes)

@@ -542,7 +542,8 @@ public final class Database: @unchecked Sendable {
   public func status() throws -> DatabaseStatus {
     DatabaseStatus(
       path: path, formatVersion: Schema.formatVersion, bytesOnDisk: environment.fileSize(),
-      collections: try collections())
+      collections: try collections(), defaultModel: try defaultModelVersion(),
+      modelVersions: try modelVersions().count, routers: try routerSummaries())
   }
 
   /// Every collection, sorted by name, with its count, vector settings, active model
@@ -614,6 +615,13 @@ public struct DatabaseStatus: Codable, Sendable {
   public var bytesOnDisk: Int
   /// Every collection, sorted by name (JSON `collections`).
   public var collections: [CollectionInfo]
+  /// The model version new collections embed with (JSON `default_model`; nil: none, as
+  /// after `vdb init --no-model`).
+  public var defaultModel: Int?
+  /// How many model versions are stored (JSON `model_versions`; `vdb models` lists them).
+  public var modelVersions: Int
+  /// Every router, sorted by name (JSON `routers`).
+  public var routers: [Router.Summary]
 }
 
 /// A collection as `vdb collections` lists it.

@@ -421,7 +421,7 @@ func parseMetadata(_ text: String) throws -> [String: JSONValue] {
 
 struct Status: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Show the database: format, size on disk, collections and counts.",
+    abstract: "Show the database: format, size on disk, models, collections, routers.",
     discussion: "Example: vdb status --json")
 
   @OptionGroup var database: DatabaseOptions
@@ -436,8 +436,15 @@ struct Status: ParsableCommand {
     print("database  \(status.path)")
     print("format    \(status.formatVersion)")
     print("size      \(Terminal.bytes(status.bytesOnDisk))")
+    print(
+      "models    " + (status.defaultModel.map { "v\($0) by default" } ?? "none by default")
+        + ", \(Terminal.count(status.modelVersions, "version")) stored (vdb models)")
     print("")
     printCollections(status.collections)
+    if !status.routers.isEmpty {
+      print("")
+      printRouters(status.routers)
+    }
   }
 }
 

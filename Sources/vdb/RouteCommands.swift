@@ -117,22 +117,26 @@ struct RouteList: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let db = try database.open()
-    let summaries = try db.routerNames().map { try db.router($0).summary() }
+    let summaries = try database.open(readOnly: true).routerSummaries()
     if output.isJSON {
       for summary in summaries { try Terminal.printJSONLine(summary) }
       return
     }
-    Terminal.printTable(
-      headers: ["router", "active", "escalation", "paths"],
-      rows: summaries.map { summary in
-        [
-          summary.name, summary.active.map { "v\($0)" } ?? "-", summary.escalation ?? "-",
-          summary.paths.map { path in path.cost.map { "\(path.name)=\($0)" } ?? path.name }
-            .joined(separator: " "),
-        ]
-      })
+    printRouters(summaries)
   }
+}
+
+/// The routers as `vdb route list` and `vdb status` show them.
+func printRouters(_ summaries: [Router.Summary]) {
+  Terminal.printTable(
+    headers: ["router", "active", "escalation", "paths"],
+    rows: summaries.map { summary in
+      [
+        summary.name, summary.active.map { "v\($0)" } ?? "-", summary.escalation ?? "-",
+        summary.paths.map { path in path.cost.map { "\(path.name)=\($0)" } ?? path.name }
+          .joined(separator: " "),
+      ]
+    })
 }
 
 struct RouteDrop: ParsableCommand {

@@ -90,6 +90,18 @@ final class JSONConventionTests: XCTestCase {
     for entry in log { XCTAssertNotNil((entry as? [String: Any])?["log_id"], "\(entry)") }
     _ = try json(["eval", "-c", "notes", "--diagnose"])
     _ = try json(["status"])
+    _ = try json(["route", "create", "helpdesk", "faq=1", "agent=5", "--escalation", "agent"])
+    _ = try json([
+      "route", "log", "-r", "helpdesk", "--input", "refund", "--path", "faq", "--outcome", "good",
+    ])
+    _ = try json(["route", "entries", "-r", "helpdesk"])
+    _ = try json(["route", "list"])
+    let status = try XCTUnwrap(try json(["status"]).first as? [String: Any])
+    XCTAssertEqual(status["default_model"] as? Int, 1)
+    XCTAssertEqual(status["model_versions"] as? Int, 1)
+    let router = try XCTUnwrap((status["routers"] as? [[String: Any]])?.first)
+    XCTAssertTrue(router["active"] is NSNull, "\(router)")
+    _ = try json(["route", "drop", "helpdesk"])
     _ = try json(["collections"])
     _ = try json(["models"])
     _ = try json(["delete", "-c", "notes", "--filter", #"{"kindOf": "cars"}"#, "--dry-run"])

@@ -235,7 +235,7 @@ public final class Router: @unchecked Sendable {
   }
 
   /// A router as `vdb route list` and `GET /routers` show it.
-  public struct Summary: Encodable, Sendable {
+  public struct Summary: Codable, Sendable {
     /// The router's name (JSON `name`).
     public var name: String
     /// Its paths, in the classifier's class order (JSON `paths`).
@@ -443,6 +443,27 @@ extension Database {
         }
         try store.vectors.forget(router: record.id, in: txn)
         _ = try txn.delete(store.routers, key: name)
+      }
+    }
+  }
+
+  /// Every router's summary, sorted by name, read in one transaction.
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` (an unreadable record).
+  public func routerSummaries() throws -> [Router.Summary] {
+    let routers = schema.routing.routers
+    return try storage {
+      try environment.read { txn in
+        var summaries: [Router.Summary] = []
+        try txn.forEach(in: routers) { _, value in
+          let record = try QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value))
+          summaries.append(
+            Router.Summary(
+              name: record.name, paths: record.paths, escalation: record.escalation,
+              active: record.active))
+          return true
+        }
+        return summaries
       }
     }
   }
