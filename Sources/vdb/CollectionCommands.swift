@@ -113,6 +113,9 @@ struct Collections: ParsableCommand {
 
 /// The collections table of `vdb collections` and `vdb status`.
 func printCollections(_ collections: [CollectionInfo]) {
+  guard !collections.isEmpty else {
+    return print("no collections yet: `vdb import FILE -c NAME` or `vdb collections create NAME`")
+  }
   Terminal.printTable(
     headers: ["collection", "documents", "vectors", "model", "generation", "re-embed job"],
     rows: collections.map { collection in

@@ -133,8 +133,9 @@ func printRouters(_ summaries: [Router.Summary]) {
     rows: summaries.map { summary in
       [
         summary.name, summary.active.map { "v\($0)" } ?? "-", summary.escalation ?? "-",
-        summary.paths.map { path in path.cost.map { "\(path.name)=\($0)" } ?? path.name }
-          .joined(separator: " "),
+        summary.paths.map { path in
+          path.cost.map { "\(path.name)=" + String(format: "%g", $0) } ?? path.name
+        }.joined(separator: " "),
       ]
     })
 }
