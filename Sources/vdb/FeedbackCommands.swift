@@ -30,19 +30,12 @@ struct LogList: ParsableCommand {
 
   @OptionGroup var database: DatabaseOptions
   @Option(name: [.customShort("c"), .long], help: "Only this collection.") var collection: String?
-  @Option(help: "Only entries younger than this: 90s, 30m, 12h, 7d.") var since: String?
-  @Option(help: "Only entries after this log id.") var after: UInt64 = 0
-  @Option(help: "At most this many entries.") var limit = 50
+  @OptionGroup var page: LogPage
   @OptionGroup var output: OutputOptions
 
-  func validate() throws {
-    try Counts.check("log", ["--limit": limit])
-  }
-
   func run() throws {
-    let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
     let entries = try database.open(readOnly: true).logEntries(
-      collection: collection, since: cutoff, after: after, limit: limit)
+      collection: collection, since: try page.cutoff(), after: page.after, limit: page.limit)
     if output.isJSON {
       for entry in entries { try Terminal.printJSONLine(entry) }
       return
@@ -59,6 +52,22 @@ struct LogList: ParsableCommand {
           entry.text ?? "(vector)",
         ]
       }, flexibleColumn: 6)
+  }
+}
+
+/// Which entries of a log to list: `vdb log` and `vdb route entries`.
+struct LogPage: ParsableArguments {
+  @Option(help: "Only entries younger than this: 90s, 30m, 12h, 7d.") var since: String?
+  @Option(help: "Only entries after this log id.") var after: UInt64 = 0
+  @Option(help: "At most this many entries.") var limit = 50
+
+  func validate() throws {
+    try Counts.check("log", ["--limit": limit])
+  }
+
+  /// The oldest time `--since` keeps (nil: any).
+  func cutoff() throws -> Date? {
+    try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
   }
 }
 

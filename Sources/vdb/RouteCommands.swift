@@ -200,20 +200,13 @@ struct RouteEntries: ParsableCommand {
       """)
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
-  @Option(help: "Only entries younger than this: 90s, 30m, 12h, 7d.") var since: String?
-  @Option(help: "Only entries after this log id.") var after: UInt64 = 0
+  @OptionGroup var page: LogPage
   @Flag(help: "Only routing decisions without an outcome yet.") var pending = false
-  @Option(help: "At most this many entries.") var limit = 50
   @OptionGroup var output: OutputOptions
 
-  func validate() throws {
-    try Counts.check("route entries", ["--limit": limit])
-  }
-
   func run() throws {
-    let cutoff = try since.map { Date().addingTimeInterval(-(try parseDuration($0))) }
     let entries = try database.open(readOnly: true).router(target.router).logEntries(
-      since: cutoff, after: after, pending: pending, limit: limit)
+      since: try page.cutoff(), after: page.after, pending: pending, limit: page.limit)
     if output.isJSON {
       for entry in entries { try Terminal.printJSONLine(entry) }
       return
