@@ -76,6 +76,13 @@ step route train -r docs --max-escalation 0.3 --seed 7
 step route -r docs "how do I delete a collection" "which key does a routing version use" \
   "what does the gate compare" "is vdb a good fit for my project"
 step route eval -r docs tools/route-test.jsonl
+echo "-- the log: the decisions still waiting for an outcome; one gets it, and the retrain"
+echo "   embeds only the new input (the others' vectors are stored)"
+step route entries -r docs --pending
+decision=$("$vdb" route entries -r docs --pending --limit 1 --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["log_id"])')
+step route log -r docs --id "$decision" --path shell --outcome good
+step route train -r docs --max-escalation 0.3 --seed 7
 
 echo
 echo "== 8. A faster encoder: the docs' model computing in bfloat16 (AMX or AVX-512 BF16 where"
