@@ -392,6 +392,10 @@ extension Router {
       }
     }
     let missing = vectors.indices.filter { vectors[$0] == nil }
+    if missing.count < texts.count {  // the stored ones are done at once (all: 100%)
+      try progress?(
+        .embedding(OperationProgress(done: texts.count - missing.count, total: texts.count)))
+    }
     var made: [ContentHash: [Float]] = [:]
     for first in stride(from: 0, to: missing.count, by: 64) {
       let chunk = missing[first..<min(first + 64, missing.count)]
