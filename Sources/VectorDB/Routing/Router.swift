@@ -244,6 +244,13 @@ public final class Router: @unchecked Sendable {
     public var escalation: String?
     /// The version that serves (nil: none trained yet).
     public var active: Int?
+
+    init(_ record: RouterRecord) {
+      name = record.name
+      paths = record.paths
+      escalation = record.escalation
+      active = record.active
+    }
   }
 
   /// The router's name, paths, escalation path and active version.
@@ -251,7 +258,7 @@ public final class Router: @unchecked Sendable {
   /// - Throws: `VectorDBError.routerNotFound` when the router was deleted; `.storage`,
   ///   `.damaged`.
   public func summary() throws -> Summary {
-    Summary(name: name, paths: paths, escalation: escalation, active: try versions().active)
+    Summary(try storage { try database.environment.read { try self.storedRecord(in: $0) } })
   }
 
   /// One input and what its log entries say about it.
@@ -456,11 +463,8 @@ extension Database {
       try environment.read { txn in
         var summaries: [Router.Summary] = []
         try txn.forEach(in: routers) { _, value in
-          let record = try QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value))
           summaries.append(
-            Router.Summary(
-              name: record.name, paths: record.paths, escalation: record.escalation,
-              active: record.active))
+            Router.Summary(try QueryLogStore.decoder.decode(RouterRecord.self, from: Data(value))))
           return true
         }
         return summaries
