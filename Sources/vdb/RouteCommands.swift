@@ -257,9 +257,9 @@ struct RouteTrain: ParsableCommand {
     abstract: "Train a new router version from the log; activate it only if it is better.",
     discussion: """
       On the frozen sentence embeddings, cross-validation on the training split
-      chooses nearest centroid, shrunk LDA, a softmax head trained from the centroids
-      (balanced class weights, AdamW) for a share of --epochs, or nearest examples
-      (--classifier picks one instead). --tier lora then trains the head with LoRA
+      keeps shrunk LDA unless nearest centroid, a softmax head trained from the
+      centroids (balanced class weights, AdamW) for a share of --epochs, or nearest
+      examples clearly does better (--classifier picks one instead). --tier lora then trains the head with LoRA
       adapters on the encoder (minutes; the version stores the adapters, a few MB,
       and serves with them merged).
       --held-out of each path's inputs are held out: the gate (paired bootstrap of

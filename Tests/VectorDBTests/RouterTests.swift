@@ -44,8 +44,8 @@ final class RouterTests: XCTestCase {
   }
 
   /// The classifier is chosen on the training split: labels that carry no signal keep the
-  /// centroid classifier; a boundary the centroids misplace makes another pay; noise that
-  /// the classes share is what the discriminant's covariance models.
+  /// default, the discriminant; inputs whose length says nothing make the centroids (cosine)
+  /// pay; a boundary the centroids misplace makes another pay.
   func testClassifierIsChosenByCrossValidation() throws {
     var random = Xoshiro256(seed: 5)
     func unit(_ v: [Float]) -> [Float] {
@@ -66,7 +66,17 @@ final class RouterTests: XCTestCase {
     }
     XCTAssertEqual(
       try chosen(classes: 3, count: 60) { _ in unit((0..<8).map { _ in noise() }) },
-      .nearestCentroid)
+      .discriminant)
+    // Two classes by direction, 0° and 30° ± 8°, their lengths spread over 0.1…3 and
+    // 0.1…1. The cosine to each unit centroid ignores the length and separates them; the
+    // discriminant's boundary misses the origin (its means differ in length), so the short
+    // inputs of one class fall on the other's side.
+    let lengths = try chosen(classes: 2, count: 80) { y in
+      let degrees: Float = (y == 0 ? 0 : 30) + 8 * noise()
+      let length: Float = y == 0 ? 1.55 + 1.45 * noise() : 0.55 + 0.45 * noise()
+      return [length * cos(degrees * .pi / 180), length * sin(degrees * .pi / 180)]
+    }
+    XCTAssertEqual(lengths, .nearestCentroid)
     // Two classes by angle in a plane: one tight around 0°, one spread over 40° ± 35°. The
     // centroids' boundary is the bisector near 20°, which puts a fifth of the wide class on
     // the wrong side; a linear head with a bias moves the boundary next to the tight class.

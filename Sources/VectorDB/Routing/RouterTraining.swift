@@ -6,8 +6,8 @@ import Training
 /// What `Router.train` trains.
 public enum RouterTier: String, Codable, Sendable, CaseIterable {
   /// A classifier on the encoder's frozen sentence embeddings, chosen on the training split
-  /// among nearest centroid, shrunk LDA, a trained softmax head and nearest examples
-  /// (seconds).
+  /// among shrunk LDA (the default), nearest centroid, a trained softmax head and nearest
+  /// examples (seconds).
   case head
   /// The head, then the head and LoRA adapters on the encoder trained together (minutes);
   /// the version stores the adapters and serves with them merged into the encoder.
@@ -253,9 +253,10 @@ extension Router {
   /// 2. **Fit** (`embed`, `fitClassifier`, then `tuneEncoder` on the LoRA tier). The inputs
   ///    are embedded by the database's default encoder (frozen), except those whose vectors
   ///    an earlier run stored (`RouterVectorCache`). The classifier is chosen by
-  ///    cross-validation on the training split (`chooseClassifier`): nearest centroid, shrunk
-  ///    linear discriminant analysis, a softmax head started as the centroids and trained
-  ///    with balanced class weights and AdamW for some epochs, or nearest examples.
+  ///    cross-validation on the training split (`chooseClassifier`): shrunk linear
+  ///    discriminant analysis (the default), nearest centroid, a softmax head started as the
+  ///    centroids and trained with balanced class weights and AdamW for some epochs, or
+  ///    nearest examples.
   /// 3. **Gate** (`predictHeldOut`, `gate`). A paired bootstrap of held-out macro-F1 against
   ///    the active version (or, without one, always the most common path); the candidate is
   ///    activated only when the 95% interval of the gain is above zero (or `force`).
