@@ -259,9 +259,9 @@ struct RouteTrain: ParsableCommand {
       On the frozen sentence embeddings, cross-validation on the training split
       keeps shrunk LDA unless nearest centroid, a softmax head trained from the
       centroids (balanced class weights, AdamW) for a share of --epochs, or nearest
-      examples clearly does better (--classifier picks one instead). --tier lora then trains the head with LoRA
-      adapters on the encoder (minutes; the version stores the adapters, a few MB,
-      and serves with them merged).
+      examples clearly does better (--classifier picks one instead). --tier lora
+      then trains the head with LoRA adapters on the encoder (minutes; the version
+      stores the adapters, a few MB, and serves with them merged).
       --held-out of each path's inputs are held out: the gate (paired bootstrap of
       macro-F1 against the active version), the temperature and the threshold come
       from them. With an escalation path, --max-escalation or --min-quality picks
