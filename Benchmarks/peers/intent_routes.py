@@ -41,11 +41,6 @@ import sys
 OUT_OF_SCOPE = "out_of_scope"
 
 
-def read_clinc(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def domain_of(clinc_path):
     with open(os.path.join(os.path.dirname(clinc_path), "domains.json"), encoding="utf-8") as f:
         domains = json.load(f)
@@ -54,7 +49,8 @@ def domain_of(clinc_path):
 
 def clinc_rows(args):
     """CLINC150's training and test rows as (text, intent, path)."""
-    data = read_clinc(args.clinc)
+    with open(args.clinc, encoding="utf-8") as f:
+        data = json.load(f)
     domains = domain_of(args.clinc)
 
     def path_of(intent):
@@ -110,9 +106,11 @@ def read_rows(path):
 def peer(args):
     import numpy as np
     from sentence_transformers import SentenceTransformer
-    from sklearn.covariance import ledoit_wolf
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
+
+    # vdb's classifiers written in NumPy, shared with route-bench's reference.
+    from peer_route_lda import nearest_centroid, nearest_examples, pooled_ledoit_wolf
 
     train_texts, train_paths = read_rows(args.train)
     test_texts, test_paths = read_rows(args.test)
@@ -120,26 +118,15 @@ def peer(args):
     y = np.array([classes.index(p) for p in train_paths])
     yt = np.array([classes.index(p) for p in test_paths])
     model = SentenceTransformer(args.model, device="cpu")
-    x = model.encode(train_texts, batch_size=64, normalize_embeddings=True)
-    xt = model.encode(test_texts, batch_size=64, normalize_embeddings=True)
-
-    def unit(v):
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    means = np.stack([x[y == c].mean(0) for c in range(len(classes))])
-    residuals = x - means[y]
-    covariance, shrinkage = ledoit_wolf(residuals, assume_centered=True)
-    w = np.linalg.solve(covariance, means.T)
-    b = -0.5 * np.sum(means.T * w, axis=0)
-    similarity = xt @ x.T
-    nearest = np.stack(
-        [np.sort(similarity[:, y == c], axis=1)[:, -3:].mean(1) for c in range(len(classes))], 1)
+    x, xt = (model.encode(texts, batch_size=64, normalize_embeddings=True).astype(np.float64)
+             for texts in (train_texts, test_texts))
+    lda, shrinkage = pooled_ledoit_wolf(x, y, xt, len(classes))
     logistic = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x, y)
     predictions = {
-        "nearest_centroid": np.argmax(xt @ unit(means).T, 1),
+        "nearest_centroid": nearest_centroid(x, y, xt, len(classes))[0],
         "logistic_regression": logistic.predict(xt),
-        "shrunk_lda": np.argmax(xt @ w + b, 1),
-        "nearest_examples": np.argmax(nearest, 1),
+        "shrunk_lda": lda,
+        "nearest_examples": nearest_examples(x, y, xt, len(classes))[0],
     }
     report = {"train": len(y), "test": len(yt), "paths": len(classes),
               "ledoit_wolf_shrinkage": float(shrinkage)}
