@@ -46,7 +46,14 @@ public indirect enum Filter: Equatable, Sendable {
   /// - Throws: `VectorDBError.invalidInput` with source "filter" naming the operator
   ///   or field at fault.
   public init(json: String) throws {
-    try self.init(value: try JSONValue(parsing: json, source: "filter"))
+    let value: JSONValue
+    do {
+      value = try JSONValue(parsing: json, source: "filter")
+    } catch VectorDBError.invalidInput(_, _, let reason) {
+      // `lang = "en"` is the usual slip: say what a filter looks like.
+      throw Filter.error("\(reason); a filter is a JSON object, like {\"lang\": \"en\"}")
+    }
+    try self.init(value: value)
   }
 
   /// Builds a filter from a parsed JSON value.

@@ -94,7 +94,8 @@ struct Upsert: ParsableCommand {
   @OptionGroup var target: CollectionOption
   @Option(help: "Document id.") var id: String
   @Option(help: "Document text.") var text: String
-  @Option(help: "Metadata: a JSON object.") var meta: String?
+  @Option(name: [.customLong("meta"), .customLong("metadata")], help: "Metadata: a JSON object.")
+  var meta: String?
   @Option(help: "The document's vector as a JSON array (default: embed the text).") var vector:
     String?
   @OptionGroup var output: OutputOptions
@@ -398,7 +399,10 @@ struct Update: ParsableCommand {
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "The document id.") var id: String
-  @Option(help: "The new metadata: a JSON object (replaces the old one).") var meta: String
+  @Option(
+    name: [.customLong("meta"), .customLong("metadata")],
+    help: "The new metadata: a JSON object (replaces the old one).")
+  var meta: String
   @OptionGroup var output: OutputOptions
 
   func run() throws {

@@ -633,6 +633,11 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(try router.logEntries(since: Date().addingTimeInterval(60)), [])
     XCTAssertEqual(try router.logEntries(after: .max), [])
     XCTAssertEqual(try router.logEntries(limit: 0), [])
+    // An id that is not a decision is most likely mistyped: refused, nothing written.
+    XCTAssertThrowsError(try router.record(outcome: .bad, path: first.path, for: all[0].logID)) {
+      XCTAssertTrue("\($0)".contains("is a recorded outcome, not a routing decision"), "\($0)")
+    }
+    XCTAssertEqual(try router.logEntries(limit: 1)[0].outcomes, all[0].outcomes)
   }
 
   /// Bare decisions are pruned by the log's retention, oldest first, by the log writer as

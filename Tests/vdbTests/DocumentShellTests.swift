@@ -78,6 +78,11 @@ final class DocumentShellTests: XCTestCase {
     let updated = try json(Shell.vdb(["get", "-c", "c", "--db", db, "d1", "--json"]))
     XCTAssertEqual(updated["text"] as? String, "text 1")
     XCTAssertEqual(updated["metadata"] as? [String: String], ["tag": "x"])
+    XCTAssertEqual(
+      try Shell.vdb(["update", "-c", "c", "--db", db, "d1", "--metadata", #"{"tag": "y"}"#]).status,
+      0, "--metadata: the JSON field's name works as the option's too")
+    let renamed = try json(Shell.vdb(["get", "-c", "c", "--db", db, "d1", "--json"]))
+    XCTAssertEqual(renamed["metadata"] as? [String: String], ["tag": "y"])
     let missing = try Shell.vdb(["update", "-c", "c", "--db", db, "zz", "--meta", "{}"])
     XCTAssertEqual(missing.status, 1)
     XCTAssertTrue(missing.stderr.hasPrefix(#"error: no document "zz""#), missing.stderr)

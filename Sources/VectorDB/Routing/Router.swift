@@ -75,7 +75,8 @@ public final class Router: @unchecked Sendable {
   /// Logs an outcome for an earlier logged decision (by the `log_id` `route` returned).
   ///
   /// - Throws: `VectorDBError.routeLogEntryNotFound` for an unknown id (or a decision the
-  ///   log retention pruned); `.invalidInput` for an unknown path.
+  ///   log retention pruned); `.invalidInput` for an unknown path, or an id that is not a
+  ///   decision (a labelled example or an outcome: most likely a mistyped id).
   public func record(outcome: RouteOutcome, path: String, for logID: UInt64) throws {
     _ = try pathIndex(path, source: "argument")
     try database.flushLog()  // the decision may have been logged a moment ago
@@ -85,6 +86,13 @@ public final class Router: @unchecked Sendable {
       try database.environment.write { txn in
         guard var entry = try store.entry(router: id, id: logID, in: txn) else {
           throw VectorDBError.routeLogEntryNotFound(router: name, id: logID)
+        }
+        guard entry.decision != nil else {
+          throw VectorDBError.invalidInput(
+            source: "argument", line: nil,
+            reason: "log id \(logID) of router \"\(name)\" is "
+              + (entry.label != nil ? "a labelled example" : "a recorded outcome")
+              + ", not a routing decision; record an outcome for a text with its input")
         }
         entry.outcomes[path] = outcome
         try store.put(entry, router: id, in: txn)
