@@ -49,7 +49,10 @@ final class FilterTests: XCTestCase {
       (#"{"$or": []}"#, "$or takes a non-empty array"),
       (#"{"year": {"$gt": true}}"#, "$gt on \"year\" takes a number or a string"),
       (#"{"year": "#, "invalid JSON"),
-      (#"lang = "en""#, #"unexpected 'l' where a value should be; a filter is a JSON object, like {"lang": "en"}"#),
+      (
+        #"lang = "en""#,
+        #"unexpected 'l' where a value should be; a filter is a JSON object, like {"lang": "en"}"#
+      ),
     ]
     for (json, expected) in cases {
       XCTAssertThrowsError(try Filter(json: json), json) { error in
