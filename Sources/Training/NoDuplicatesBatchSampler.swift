@@ -7,7 +7,13 @@ import Tensor
 /// Each epoch shuffles the examples (seeded with `seed + epoch`) and makes passes over the ones
 /// not yet used: an example joins the batch being filled unless one of its values (its query
 /// and document keys) is already in it, in which case it waits for a later batch. A batch is
-/// emitted when full; the last of each pass may be short (the sampler never drops examples).
+/// emitted when full.
+///
+/// An epoch is ⌈examples / batch size⌉ batches, the number sentence-transformers' trainer
+/// takes from its sampler. When many examples share a value (a query with many relevant
+/// documents), the passes end in short batches — a query's last few pairs, one by one — that
+/// would add steps with almost no in-batch negatives; the examples past that count sit this
+/// epoch out (the next one shuffles anew).
 ///
 /// ```swift
 /// let sampler = NoDuplicatesBatchSampler(batchSize: 32, seed: 42)
@@ -29,7 +35,8 @@ public struct NoDuplicatesBatchSampler: Sendable, Equatable, Codable {
     var remaining = Array(keys.indices)
     remaining.shuffle(using: &random)
     var batches: [[Int]] = []
-    while !remaining.isEmpty {
+    let count = (keys.count + batchSize - 1) / batchSize
+    while !remaining.isEmpty && batches.count < count {
       var batch: [Int] = []
       var seen = Set<Key>()
       var deferred: [Int] = []
