@@ -83,6 +83,11 @@ struct Init: ParsableCommand {
   }
 }
 
+extension NameSpecification {
+  /// `--meta`, and `--metadata`, the JSON field's name, for the commands that set metadata.
+  static let metadata: NameSpecification = [.customLong("meta"), .customLong("metadata")]
+}
+
 struct Upsert: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Add a document, or replace the one with the same id.",
@@ -94,8 +99,7 @@ struct Upsert: ParsableCommand {
   @OptionGroup var target: CollectionOption
   @Option(help: "Document id.") var id: String
   @Option(help: "Document text.") var text: String
-  @Option(name: [.customLong("meta"), .customLong("metadata")], help: "Metadata: a JSON object.")
-  var meta: String?
+  @Option(name: .metadata, help: "Metadata: a JSON object.") var meta: String?
   @Option(help: "The document's vector as a JSON array (default: embed the text).") var vector:
     String?
   @OptionGroup var output: OutputOptions
@@ -399,9 +403,7 @@ struct Update: ParsableCommand {
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "The document id.") var id: String
-  @Option(
-    name: [.customLong("meta"), .customLong("metadata")],
-    help: "The new metadata: a JSON object (replaces the old one).")
+  @Option(name: .metadata, help: "The new metadata: a JSON object (replaces the old one).")
   var meta: String
   @OptionGroup var output: OutputOptions
 
