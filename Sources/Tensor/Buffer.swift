@@ -12,16 +12,20 @@ import Foundation
 /// BLAS.gemm(.none, .transposed, m: rows, n: out, k: width, a: x, lda: width,
 ///           b: weights.base, ldb: width, c: scratch.base, ldc: out)
 /// ```
+///
+/// The small members are `@inlinable`: other modules then compile them for their concrete
+/// element type, where a generic body would copy every element through a function call
+/// (a fill of a million bytes was a million calls, a tenth of a training step).
 package final class Buffer<Element>: @unchecked Sendable {
   package let count: Int
   package let base: UnsafeMutablePointer<Element>
-  private let pool: BufferPool?
+  @usableFromInline let pool: BufferPool?
   /// The arena the memory was carved from (kept alive by the buffer; nothing to free).
-  private let arena: Arena?
-  private let capacityBytes: Int
+  @usableFromInline let arena: Arena?
+  @usableFromInline let capacityBytes: Int
 
   /// A buffer with every element set to `value`.
-  package init(count: Int, repeating value: Element) {
+  @inlinable package init(count: Int, repeating value: Element) {
     self.count = count
     pool = nil
     arena = nil
@@ -64,7 +68,7 @@ package final class Buffer<Element>: @unchecked Sendable {
   }
 
   /// A copy of `values`.
-  package init(_ values: [Element]) {
+  @inlinable package init(_ values: [Element]) {
     count = values.count
     pool = nil
     arena = nil
@@ -83,12 +87,12 @@ package final class Buffer<Element>: @unchecked Sendable {
     base = .allocate(capacity: max(1, count))
   }
 
-  package var byteCount: Int { count * MemoryLayout<Element>.stride }
+  @inlinable package var byteCount: Int { count * MemoryLayout<Element>.stride }
 
   /// The elements as an array (a copy).
-  package var array: [Element] { Array(UnsafeBufferPointer(start: base, count: count)) }
+  @inlinable package var array: [Element] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
-  package subscript(i: Int) -> Element {
+  @inlinable package subscript(i: Int) -> Element {
     get { base[i] }
     set { base[i] = newValue }
   }

@@ -38,7 +38,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Codable, Equatable {
       (s0, s1, s2, s3) = (newValue[0], newValue[1], newValue[2], newValue[3])
     }
   }
-  private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+  // Internal, not private, so that `next()` can be inlined into other modules' loops.
+  @usableFromInline var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
 
   /// Seeds the four state words from `seed` with SplitMix64, as the xoshiro authors advise.
   public init(seed: UInt64) {
@@ -55,7 +56,7 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Codable, Equatable {
     self.state = state
   }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   public mutating func next() -> UInt64 {
     let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
     let t = s1 << 17
@@ -69,7 +70,7 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Codable, Equatable {
   }
 
   /// A uniform value in [0, 1) with 24 random bits.
-  @inline(__always)
+  @inlinable @inline(__always)
   public mutating func nextUnitFloat() -> Float {
     Float(next() >> 40) * 0x1p-24
   }

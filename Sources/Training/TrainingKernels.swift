@@ -1,3 +1,5 @@
+import Tensor
+
 /// The building blocks of the trainable encoder's forward and backward passes, generic over
 /// Float and Double, over row-major matrices given as raw pointers. Each forward kernel sits
 /// next to its derivative; the Float forward math is the inference kernels' (LayerNorm, GELU,
