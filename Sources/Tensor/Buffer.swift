@@ -15,7 +15,7 @@ import Foundation
 ///
 /// The small members are `@inlinable`: other modules then compile them for their concrete
 /// element type, where a generic body would copy every element through a function call
-/// (a fill of a million bytes was a million calls, a tenth of a training step).
+/// (a fill of a million bytes was a million calls).
 package final class Buffer<Element>: @unchecked Sendable {
   package let count: Int
   package let base: UnsafeMutablePointer<Element>
