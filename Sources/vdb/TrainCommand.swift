@@ -201,18 +201,28 @@ struct Train: ParsableCommand {
       )
     }
     let what = report.tier == .adapter ? "query adapter" : "model"
+    let gate = report.gate
     if report.fusion == nil {
+      // A cross-fitted run fits on all pairs only once the gate says yes: a rejected one
+      // trained its fold candidates alone, and its version records the run.
+      let foldsOnly = report.losses.isEmpty && gate.method == "cross_fit"
       lines.append(
-        "trained \(what) v\(report.modelVersion) on \(report.data.trainPairs) pairs"
+        "trained "
+          + (foldsOnly ? "\(gate.folds) fold candidates" : "\(what) v\(report.modelVersion)")
+          + " on \(report.data.trainPairs) pairs"
           + " (\(report.data.negatives) hard negatives) in \(Terminal.seconds(report.trainingSeconds));"
           + " total \(Terminal.seconds(report.seconds))")
+      if foldsOnly {
+        lines.append(
+          "none was fitted on all pairs, as the gate said no; \(what) v\(report.modelVersion)"
+            + " records the run")
+      }
     }
     if !report.losses.isEmpty {
       lines.append(
         "loss \(Terminal.sparkline(report.losses, width: 40))"
           + String(format: " %.3f → %.3f", report.losses.first!, report.losses.last!))
     }
-    let gate = report.gate
     let judged =
       gate.method == "cross_fit"
       ? "\(gate.queries) judged queries, out of fold (\(gate.folds) folds)"

@@ -49,6 +49,21 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertTrue(report.reason.contains("not promoted"), report.reason)
   }
 
+  func testARejectedCrossFitSaysItFittedOnlyItsFolds() throws {
+    _ = try prepare(shuffled: true)
+    let result = try Shell.vdb([
+      "train", "-c", "s", "--folds", "2", "--epochs", "1", "--batch-size", "8", "--lr", "1e-4",
+      "--db", db,
+    ])
+    XCTAssertEqual(result.status, 0, result.stderr)
+    XCTAssertTrue(result.stdout.contains("trained 2 fold candidates on "), result.stdout)
+    XCTAssertTrue(
+      result.stdout.contains("none was fitted on all pairs, as the gate said no; model v2"),
+      result.stdout)
+    XCTAssertFalse(result.stdout.contains("trained model v"), result.stdout)
+    XCTAssertTrue(result.stdout.contains("\nnot promoted: nDCG@10"), result.stdout)
+  }
+
   func testGateRejectsAnAdapterTrainedOnWrongLabels() throws {
     let collection = try prepare(shuffled: true)
     var options = TrainingOptions()
