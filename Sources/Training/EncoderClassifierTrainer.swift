@@ -85,6 +85,7 @@ public final class EncoderClassifierTrainer {
     adapters = try LoRAAdapters(
       config: base.config, configuration: options.lora, seed: options.seed)
     encoder = TrainableEncoder(parameters: base, dropout: options.dropout)
+    encoder.weightGradientsComputed = Set(adapters.entries.map(\.weight))
     headOptimizer = AdamW(
       count: head.parameters.count, decays: options.weightDecay > 0,
       weightDecay: options.weightDecay)

@@ -73,6 +73,7 @@ public final class EncoderTrainer: RankingTrainer {
       let adapters = try LoRAAdapters<Float>(
         config: parameters.config, configuration: lora, seed: configuration.seed)
       self.lora = adapters
+      encoder.weightGradientsComputed = Set(adapters.entries.map(\.weight))
       optimizer = AdamW(
         count: adapters.values.count, decays: configuration.weightDecay > 0,
         weightDecay: configuration.weightDecay)

@@ -32,6 +32,26 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
   let pool = BufferPool()
   /// Drop probability used when a forward pass is given dropout seeds.
   public var dropout: Double
+  /// The linear layers' weight matrices whose gradient ``backward(_:embeddingGradient:)``
+  /// computes, named as in ``BertConfig/parameterShapes()``; nil (the default): all of them.
+  /// A LoRA run reads only its adapted weights' gradients, so it names those: each frozen
+  /// layer then skips `dW += dyᵀ·x`, a third of its backward products. The gradients of the
+  /// skipped weights stay zero.
+  public var weightGradientsComputed: Set<String>? {
+    didSet {
+      computedWeightOffsets = weightGradientsComputed.map { names in
+        Set(
+          names.map { name in
+            guard let entry = layout.entry(named: name) else {
+              preconditionFailure("no parameter named \(name)")
+            }
+            return entry.offset
+          })
+      }
+    }
+  }
+  /// ``weightGradientsComputed`` as offsets into ``gradients``.
+  private var computedWeightOffsets: Set<Int>?
 
   public var config: BertConfig { parameters.config }
   public var pooling: SentenceEncoder.Pooling { parameters.pooling }
@@ -404,6 +424,11 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
     let inter = config.intermediateSize
     let p = pass.dropout
     let ones = Buffer<Scalar>(count: tokens, repeating: 1)
+    let computed = computedWeightOffsets
+    /// Where the gradient of the weight at `offset` goes; nil when it is not computed.
+    func weightGradient(_ offset: Int) -> UnsafeMutablePointer<Scalar>? {
+      computed?.contains(offset) == false ? nil : g + offset
+    }
 
     // Normalisation and pooling: dp = (de − e·(e·de)) / ‖p‖; each of the n pooled tokens
     // gets dp / n, the others (all but [CLS] under CLS pooling) nothing.
@@ -446,7 +471,8 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         outputGradient: dBranch.base, input: cache.activation.base, rows: tokens, inputs: inter,
         outputs: h, weight: w + offsets.output, ones: ones.base,
         inputGradient: dIntermediate.base, accumulate: false,
-        weightGradient: g + offsets.output, biasGradient: g + offsets.outputBias)
+        weightGradient: weightGradient(offsets.output),
+        biasGradient: g + offsets.outputBias)
       Kernels.geluBackward(
         cache.preActivation.base, count: tokens * inter, gradient: dIntermediate.base)
       // dh1 = residual part + intermediate-dense part.
@@ -454,7 +480,8 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         outputGradient: dIntermediate.base, input: cache.attentionNorm.output.base,
         rows: tokens, inputs: h, outputs: inter, weight: w + offsets.intermediate,
         ones: ones.base, inputGradient: dResidual.base, accumulate: true,
-        weightGradient: g + offsets.intermediate, biasGradient: g + offsets.intermediateBias)
+        weightGradient: weightGradient(offsets.intermediate),
+        biasGradient: g + offsets.intermediateBias)
       let dH1 = dResidual
 
       // Attention LayerNorm, residual and output projection.
@@ -475,7 +502,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         outputGradient: dAttended.base, input: cache.context.base, rows: tokens, inputs: h,
         outputs: h, weight: w + offsets.attentionOutput, ones: ones.base,
         inputGradient: dContext.base, accumulate: false,
-        weightGradient: g + offsets.attentionOutput,
+        weightGradient: weightGradient(offsets.attentionOutput),
         biasGradient: g + offsets.attentionOutputBias)
 
       // Attention core, then the Q/K/V projections into the layer input's gradient, which
@@ -493,7 +520,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         Kernels.linearBackward(
           outputGradient: dProjection.base, input: cache.input.base, rows: tokens, inputs: h,
           outputs: h, weight: w + weight, ones: ones.base, inputGradient: dH1.base,
-          accumulate: true, weightGradient: g + weight, biasGradient: g + bias)
+          accumulate: true, weightGradient: weightGradient(weight), biasGradient: g + bias)
       }
       dHidden = dH1
     }

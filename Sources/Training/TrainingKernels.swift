@@ -20,22 +20,25 @@ extension Kernels {
       a: x, lda: inputs, b: weight, ldb: inputs, beta: 1, c: y, ldc: outputs)
   }
 
-  /// Backward of ``linear``: `dx = dy·W` (added to `dx` when `accumulate`), `dW += dyᵀ·x`,
-  /// `db += Σ_rows dy`. `ones` holds at least `rows` ones (the bias sum is a matrix product).
+  /// Backward of ``linear``: `dx = dy·W` (added to `dx` when `accumulate`), `dW += dyᵀ·x`
+  /// (unless `dW` is nil: a frozen weight), `db += Σ_rows dy`. `ones` holds at least `rows`
+  /// ones (the bias sum is a matrix product).
   package static func linearBackward<S: TensorScalar>(
     outputGradient dy: UnsafePointer<S>, input x: UnsafePointer<S>, rows: Int, inputs: Int,
     outputs: Int, weight: UnsafePointer<S>, ones: UnsafePointer<S>,
     inputGradient dx: UnsafeMutablePointer<S>?, accumulate: Bool,
-    weightGradient dW: UnsafeMutablePointer<S>, biasGradient db: UnsafeMutablePointer<S>
+    weightGradient dW: UnsafeMutablePointer<S>?, biasGradient db: UnsafeMutablePointer<S>
   ) {
     if let dx {
       BLAS.parallelGemm(
         transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1,
         a: dy, lda: outputs, b: weight, ldb: inputs, beta: accumulate ? 1 : 0, c: dx, ldc: inputs)
     }
-    BLAS.parallelGemm(
-      transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
-      a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
+    if let dW {
+      BLAS.parallelGemm(
+        transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
+        a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
+    }
     BLAS.parallelGemm(
       transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
       a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)

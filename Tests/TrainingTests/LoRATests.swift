@@ -55,6 +55,38 @@ final class LoRATests: XCTestCase {
     XCTAssertGreaterThan(nonZero, adapters.entries.count * 6 * 3 / 4)
   }
 
+  /// Naming only the adapted weights (as the LoRA trainers do) leaves their gradients and so
+  /// the adapters' gradient exactly as a full backward pass gives them, and the other linear
+  /// weights' gradients zero.
+  func testOnlyTheAdaptedWeightsGradientsAreComputedAndTheyAreUnchanged() throws {
+    let setup = try GradientCheckTests.Setup(dropout: 0.1)
+    let base = setup.encoder.parameters
+    let adapters: LoRAAdapters<Double> = try Self.adapters([.query, .value])
+    setup.encoder.parameters = adapters.merged(into: base)
+    let (full, _) = setup.analytic()
+    let adapted = Set(adapters.entries.map(\.weight))
+    setup.encoder.weightGradientsComputed = adapted
+    let (restricted, _) = setup.analytic()
+    setup.encoder.weightGradientsComputed = nil
+    XCTAssertEqual(
+      adapters.gradients(weightGradients: restricted, layout: base.layout),
+      adapters.gradients(weightGradients: full, layout: base.layout))
+    var frozen = 0
+    for entry in base.layout.entries where entry.name.hasSuffix("dense.weight") {
+      let values = Array(restricted[entry.offset..<(entry.offset + entry.count)])
+      XCTAssertTrue(values.allSatisfy { $0 == 0 }, entry.name)
+      XCTAssertTrue(full[entry.offset..<(entry.offset + entry.count)].contains { $0 != 0 })
+      frozen += 1
+    }
+    XCTAssertEqual(frozen, 3 * GradientCheckTests.tiny.layerCount, "three dense weights a layer")
+    for name in adapted {
+      let entry = base.layout.entry(named: name)!
+      XCTAssertEqual(
+        restricted[entry.offset..<(entry.offset + entry.count)],
+        full[entry.offset..<(entry.offset + entry.count)], name)
+    }
+  }
+
   /// A linear layer with merged weights equals the base layer plus the low-rank path:
   /// `x·(W + s·B·A)ᵀ + b = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ`.
   func testMergedWeightsEqualTheUnmergedLowRankPath() throws {
