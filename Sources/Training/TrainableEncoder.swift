@@ -35,7 +35,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
   /// The linear layers' weight matrices whose gradient ``backward(_:embeddingGradient:)``
   /// computes, named as in ``BertConfig/parameterShapes()``; nil (the default): all of them.
   /// A LoRA run reads only its adapted weights' gradients, so it names those: each frozen
-  /// layer then skips `dW += dyᵀ·x`, a third of its backward products. The gradients of the
+  /// layer then skips `dW += dyᵀ·x`, half of its backward products. The gradients of the
   /// skipped weights stay zero.
   public var weightGradientsComputed: Set<String>? {
     didSet {
