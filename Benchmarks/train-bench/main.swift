@@ -4,7 +4,7 @@
 //
 //   swift run -c release train-bench [--steps N] [--negatives 0|1|2|3] [--batch 32]
 //       [--epochs 1] [--mini-batch N] [--evaluate] [--dataset DIR] [--model DIR]
-//       [--tier full|adapter] [--max-seq-length 128] [--lr 2e-5]
+//       [--tier full|lora|adapter] [--max-seq-length 128] [--lr 2e-5]
 //
 // --steps N   time N steps (after two untimed ones) and extrapolate an epoch; without it,
 //             train every epoch and time each.
@@ -15,6 +15,8 @@
 //             (--no-eval-before: after only). --seed S: the run's seed (default 42).
 // --tier adapter  train the query-side adapter over the starting model's corpus vectors
 //             instead of the encoder (lr 1e-3, 10 epochs unless --epochs).
+// --tier lora train low-rank adapters on the encoder (LoRAConfiguration's defaults; the
+//             encoder's options as given, so set --lr 1e-4 for vdb's LoRA rate).
 import ArgumentParser
 import BenchmarkSupport
 import Embedding
@@ -22,8 +24,8 @@ import Foundation
 import Tensor
 import Training
 
-/// What train-bench trains: the encoder, or the query-side adapter.
-enum Tier: String, ExpressibleByArgument, CaseIterable { case full, adapter }
+/// What train-bench trains: the encoder, low-rank adapters on it, or the query-side adapter.
+enum Tier: String, ExpressibleByArgument, CaseIterable { case full, lora, adapter }
 
 struct Options: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "train-bench")
@@ -35,7 +37,8 @@ struct Options: ParsableCommand {
   @Option(help: "Mined hard negatives per pair.") var negatives = 0
   @Option(help: "Time N steps (after two untimed ones) and extrapolate an epoch.") var steps: Int?
   @Option(help: "Epochs (default: 1; 10 for the adapter tier).") var epochs: Int?
-  @Option(help: "full (the encoder) or adapter (the query-side adapter).") var tier = Tier.full
+  @Option(help: "full (the encoder), lora (low-rank adapters on it) or adapter (query side).")
+  var tier = Tier.full
   @Option(help: "GradCache mini-batch size (default: off).") var miniBatch: Int?
   @Flag(help: "Exact-search test metrics before and after.") var evaluate = false
   @Flag(name: .customLong("no-eval-before"), help: "With --evaluate: after training only.")
@@ -311,13 +314,14 @@ configuration.miniBatchSize = options.miniBatch
 configuration.learningRate = options.learningRate
 configuration.seed = options.seed
 let trainer = try EncoderTrainer(
-  parameters: try EncoderParameters(model), examples: examples, configuration: configuration)
+  parameters: try EncoderParameters(model), examples: examples, configuration: configuration,
+  lora: options.tier == .lora ? LoRAConfiguration() : nil)
 let load =
   (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
   .split(separator: " ").first ?? "?"
 print(
-  "train-bench: \(examples.count) examples, batch \(options.batch), \(options.negatives) "
-    + "negative(s), max length \(options.maxSequenceLength), mini-batch "
+  "train-bench: \(options.tier) tier, \(examples.count) examples, batch \(options.batch), "
+    + "\(options.negatives) negative(s), max length \(options.maxSequenceLength), mini-batch "
     + "\(options.miniBatch.map(String.init) ?? "off"), \(trainer.totalSteps) steps, "
     + "kernels \(BLAS.coreName), load \(load)")
 
