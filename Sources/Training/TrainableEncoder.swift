@@ -37,21 +37,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
   /// A LoRA run reads only its adapted weights' gradients, so it names those: each frozen
   /// layer then skips `dW += dyᵀ·x`, half of its backward products. The gradients of the
   /// skipped weights stay zero.
-  public var weightGradientsComputed: Set<String>? {
-    didSet {
-      computedWeightOffsets = weightGradientsComputed.map { names in
-        Set(
-          names.map { name in
-            guard let entry = layout.entry(named: name) else {
-              preconditionFailure("no parameter named \(name)")
-            }
-            return entry.offset
-          })
-      }
-    }
-  }
-  /// ``weightGradientsComputed`` as offsets into ``gradients``.
-  private var computedWeightOffsets: Set<Int>?
+  public var weightGradientsComputed: Set<String>?
 
   public var config: BertConfig { parameters.config }
   public var pooling: SentenceEncoder.Pooling { parameters.pooling }
@@ -424,7 +410,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
     let inter = config.intermediateSize
     let p = pass.dropout
     let ones = Buffer<Scalar>(count: tokens, repeating: 1)
-    let computed = computedWeightOffsets
+    let computed = weightGradientsComputed.map { names in
+      Set(names.map { layout.entry(named: $0)!.offset })
+    }
     /// Where the gradient of the weight at `offset` goes; nil when it is not computed.
     func weightGradient(_ offset: Int) -> UnsafeMutablePointer<Scalar>? {
       computed?.contains(offset) == false ? nil : g + offset

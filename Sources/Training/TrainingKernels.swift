@@ -4,6 +4,10 @@ import Tensor
 /// Float and Double, over row-major matrices given as raw pointers. Each forward kernel sits
 /// next to its derivative; the Float forward math is the inference kernels' (LayerNorm, GELU,
 /// softmax), so training and serving compute one function.
+///
+/// They live in Training, not Tensor, because they are generic: called from another module a
+/// generic function runs unspecialised, every operation a witness-table call (in Tensor they
+/// took over half of a training step); here they are compiled for Float with their caller.
 extension Kernels {
   // MARK: Linear layer  y = x·Wᵀ + b   (W stored [out, in], as PyTorch does)
 
