@@ -111,7 +111,7 @@ extension HNSWGraph {
         candidates.insert(next)
       }
     }
-    var sorted = try sortedByDistance(candidates, to: try storage.vector(of: node))
+    var sorted = try sortedByDistance(candidates, to: try storage.vector(of: node), of: node)
     if sorted.count > parameters.efConstruction {
       sorted.removeLast(sorted.count - parameters.efConstruction)
     }

@@ -344,13 +344,15 @@ public struct HNSWGraph<Storage: HNSWStorage> {
     try walk ? storage.walkVector(of: node) : storage.vector(of: node)
   }
 
-  /// `ids` with their distances to `base` (a bfloat16 copy with `walk`), nearest first.
+  /// `ids` with their distances to `base`, the vector of node `baseID` (a bfloat16 copy
+  /// with `walk`), ranked for the neighbour selection of that node
+  /// (``Neighbor/nearerFirst(toward:)``).
   @inlinable
   func sortedByDistance(
-    _ ids: some Sequence<UInt32>, to base: UnsafeRawPointer, walk: Bool = false
+    _ ids: some Sequence<UInt32>, to base: UnsafeRawPointer, of baseID: UInt32, walk: Bool = false
   ) throws -> [Neighbor] {
     var neighbors = try ids.map { Neighbor(id: $0, distance: try distance(base, $0, walk: walk)) }
-    neighbors.sort(by: Neighbor.nearerFirst)
+    neighbors.sort(by: Neighbor.nearerFirst(toward: baseID))
     return neighbors
   }
 }

@@ -157,7 +157,7 @@ extension HNSWGraph {
     func candidates(on level: Int, plus found: [Neighbor]) -> [Neighbor] {
       var all = found
       for mate in mates where mate.level >= level { all.append(mate.neighbor) }
-      all.sort(by: Neighbor.nearerFirst)
+      all.sort(by: Neighbor.nearerFirst(toward: node.id))
       // An updated node can be both found and a mate; equal ids sort next to each other.
       var unique: [Neighbor] = []
       unique.reserveCapacity(all.count)
@@ -211,6 +211,6 @@ extension HNSWGraph {
     let walk = storage.hasWalkVectors
     let base = try vector(of: target, walk: walk)
     return try selectNeighbors(
-      sortedByDistance(merged, to: base, walk: walk), count: capacity, walk: walk)
+      sortedByDistance(merged, to: base, of: target, walk: walk), count: capacity, walk: walk)
   }
 }
