@@ -26,6 +26,7 @@ import Training
 
 /// What train-bench trains: the encoder, low-rank adapters on it, or the query-side adapter.
 enum Tier: String, ExpressibleByArgument, CaseIterable { case full, lora, adapter }
+extension MatmulPrecision: ExpressibleByArgument {}
 
 struct Options: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "train-bench")
@@ -48,6 +49,8 @@ struct Options: ParsableCommand {
   var maxSequenceLength = 128
   @Option(name: .customLong("lr"), help: "Peak learning rate of the encoder.")
   var learningRate = 2e-5
+  @Option(help: "How the encoder's layers multiply: float32 or bfloat16.")
+  var matmulPrecision = MatmulPrecision.float32
 
   var adapter: Bool { tier == .adapter }
   var evaluateBefore: Bool { !skipEvaluationBefore }
@@ -316,6 +319,7 @@ configuration.seed = options.seed
 let trainer = try EncoderTrainer(
   parameters: try EncoderParameters(model), examples: examples, configuration: configuration,
   lora: options.tier == .lora ? LoRAConfiguration() : nil)
+trainer.encoder.matmulPrecision = options.matmulPrecision
 let load =
   (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
   .split(separator: " ").first ?? "?"
@@ -323,7 +327,7 @@ print(
   "train-bench: \(options.tier) tier, \(examples.count) examples, batch \(options.batch), "
     + "\(options.negatives) negative(s), max length \(options.maxSequenceLength), mini-batch "
     + "\(options.miniBatch.map(String.init) ?? "off"), \(trainer.totalSteps) steps, "
-    + "kernels \(BLAS.coreName), load \(load)")
+    + "kernels \(BLAS.coreName), products \(options.matmulPrecision), load \(load)")
 
 // MARK: - Training
 

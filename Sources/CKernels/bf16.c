@@ -388,10 +388,14 @@ int vdb_bf16_set_level(int level) {
   return chosen_level;
 }
 
-// `vdb_bf16_linear` at `level`, with the rows of x `ldx` floats apart.
+static void convert_strided(int level, int rows, int k, const float *x, size_t ldx, size_t step,
+                            uint32_t *xb);
+
+// `vdb_bf16_linear` at `level`, with the rows of x `ldx` floats apart and its inputs `step`
+// apart.
 static void linear(int level, int rows, int k, const uint16_t *packed, int column_begin,
-                   int column_end, const float *x, size_t ldx, const float *bias, float *y,
-                   int ldy) {
+                   int column_end, const float *x, size_t ldx, size_t step, const float *bias,
+                   float *y, int ldy) {
   if (rows <= 0 || column_end <= column_begin) return;
   const int kp = pairs_of(k);
   // Scratch for a block of x: bf16 pairs (one word per pair) or, for AVX2, float32 (two);
@@ -407,19 +411,20 @@ static void linear(int level, int rows, int k, const uint16_t *packed, int colum
     const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
     const float *xr = x + r * ldx;
     float *yr = y + (size_t)r * ldy;
+    if (step != 1) convert_strided(level, n, k, xr, ldx, step, xb);
     if (level == VDB_BF16_AMX) {
-      convert_rows_avx512bf16(n, k, xr, ldx, xb);
+      if (step == 1) convert_rows_avx512bf16(n, k, xr, ldx, xb);
       const int padded = (n + PANEL - 1) / PANEL * PANEL;
       memset(xb + (size_t)n * kp, 0, (size_t)(padded - n) * kp * sizeof *xb);
       block_amx(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX512BF16) {
-      convert_rows_avx512bf16(n, k, xr, ldx, xb);
+      if (step == 1) convert_rows_avx512bf16(n, k, xr, ldx, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
-      round_rows_avx2(n, k, xr, ldx, (float *)xb);
+      if (step == 1) round_rows_avx2(n, k, xr, ldx, (float *)xb);
       block_avx2(n, kp, (const float *)xb, packed, column_begin, column_end, bias, yr, ldy);
     } else {
-      convert_rows(n, k, xr, ldx, xb);
+      if (step == 1) convert_rows(n, k, xr, ldx, xb);
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     }
   }
@@ -429,7 +434,8 @@ static void linear(int level, int rows, int k, const uint16_t *packed, int colum
 
 void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
                      const float *x, const float *bias, float *y, int ldy) {
-  linear(vdb_bf16_level(), rows, k, packed, column_begin, column_end, x, (size_t)k, bias, y, ldy);
+  linear(vdb_bf16_level(), rows, k, packed, column_begin, column_end, x, (size_t)k, 1, bias, y,
+         ldy);
 }
 
 // ---------------------------------------------------------------- attention
@@ -508,7 +514,77 @@ void vdb_bf16_attention(int length, int d, const float *q, const float *k, const
     pack(d, length, k, (size_t)ld, 1, scale, keys);
     pack(length, d, v, 1, (size_t)ld, 1.0f, values);
   }
-  linear(level, length, d, keys, 0, length, q, (size_t)ld, NULL, scores, length);
+  linear(level, length, d, keys, 0, length, q, (size_t)ld, 1, NULL, scores, length);
   vdb_softmax_rows(length, length, length, length, scores);
-  linear(level, length, length, values, 0, d, scores, (size_t)length, NULL, context, ldc);
+  linear(level, length, length, values, 0, d, scores, (size_t)length, 1, NULL, context, ldc);
+}
+
+// ---------------------------------------------------------------- transposed operands
+
+// Training's backward products, dx = dy · W and dW = dyᵀ · x, multiply matrices stored
+// the other way round from a linear layer's: W's inputs are its rows, and dW sums over
+// the tokens, which are the rows of both dy and x. So one operand is packed from its
+// transpose and the other read down its columns.
+
+void vdb_bf16_pack_transposed(int k, int columns, const float *w, int ld, uint16_t *packed) {
+  if (vdb_bf16_level() >= VDB_BF16_AVX512BF16)
+    pack_values_avx512bf16(k, columns, w, (size_t)ld, packed);
+  else
+    pack(k, columns, w, 1, (size_t)ld, 1.0f, packed);
+}
+
+// Rows of x whose inputs lie `step` floats apart, converted as `convert_rows` (or, at the
+// AVX2 level, as `round_rows_avx2`) would convert them were they contiguous.
+static void convert_strided_plain(int level, int rows, int k, const float *x, size_t ldx,
+                                  size_t step, uint32_t *xb) {
+  const int kp = pairs_of(k);
+  const int floats = level == VDB_BF16_AVX2;
+  const int width = floats ? 2 * kp : kp;
+  for (int r = 0; r < rows; r++) {
+    uint32_t *out = xb + (size_t)r * width;
+    memset(out, 0, (size_t)width * sizeof *out);
+    for (int i = 0; i < k; i++) {
+      const uint16_t h = to_bf16(x[r * ldx + i * step]);
+      if (floats) out[i] = (uint32_t)h << 16;
+      else ((uint16_t *)out)[i] = h;
+    }
+  }
+}
+
+// Rows of x stored as columns (ldx = 1: row r's input i at x[r + i · step]), 16 rows at a
+// time: two inputs of 16 rows converted at once, their halves interleaved into pairs and
+// each pair scattered to its row.
+AVX512BF16 static void convert_columns_avx512bf16(int rows, int k, const float *x, size_t step,
+                                                  uint32_t *xb) {
+  const int kp = pairs_of(k);
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                              23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i row_offsets = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(kp));
+  for (int r = 0; r < rows; r += PANEL) {
+    const __mmask16 live = first_lanes(rows - r);
+    for (int p = 0; p < kp; p++) {
+      const int i = 2 * p;
+      const __m512 even = i < k ? _mm512_maskz_loadu_ps(live, x + r + i * step) : _mm512_setzero_ps();
+      const __m512 odd =
+          i + 1 < k ? _mm512_maskz_loadu_ps(live, x + r + (i + 1) * step) : _mm512_setzero_ps();
+      const __m512i pairs =
+          _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
+      _mm512_mask_i32scatter_epi32(xb + (size_t)r * kp + p, live, row_offsets, pairs, 4);
+    }
+  }
+}
+
+static void convert_strided(int level, int rows, int k, const float *x, size_t ldx, size_t step,
+                            uint32_t *xb) {
+  if (level >= VDB_BF16_AVX512BF16 && ldx == 1)
+    convert_columns_avx512bf16(rows, k, x, step, xb);
+  else
+    convert_strided_plain(level, rows, k, x, ldx, step, xb);
+}
+
+void vdb_bf16_linear_strided(int rows, int k, const uint16_t *packed, int column_begin,
+                             int column_end, const float *x, size_t ldx, size_t step,
+                             const float *bias, float *y, int ldy) {
+  linear(vdb_bf16_level(), rows, k, packed, column_begin, column_end, x, ldx, step, bias, y, ldy);
 }

@@ -133,6 +133,15 @@ struct RequestBody {
     return string
   }
 
+  /// The training field `matmul_precision`: "float32" or "bfloat16".
+  func matmulPrecision() throws -> MatmulPrecision? {
+    guard let name = try string("matmul_precision") else { return nil }
+    guard let precision = MatmulPrecision(rawValue: name) else {
+      throw wrong("matmul_precision", "\"float32\" or \"bfloat16\"")
+    }
+    return precision
+  }
+
   func int(_ key: String) throws -> Int? {
     guard let number = try integer(key) else { return nil }
     guard abs(number) < 1e15 else { throw wrong(key, "within ±10^15 (got \(number))") }

@@ -209,7 +209,8 @@ extension Routes {
   private func routerTrainArguments(_ body: RequestBody) throws -> [String] {
     let fractions = ["lr", "held_out", "max_escalation", "min_quality", "lora_lr"]
     let counts = ["epochs", "batch_size", "lora_epochs", "lora_rank"]
-    try body.check(Set(fractions + counts + ["seed", "force", "tier", "classifier"]))
+    try body.check(
+      Set(fractions + counts + ["seed", "force", "tier", "classifier", "matmul_precision"]))
     // Checked here, so that a request out of range is a 400, not a job that fails.
     var options = RouterTrainingOptions()
     var arguments: [String] = []
@@ -227,6 +228,12 @@ extension Routes {
           "request body: field \"classifier\" must be one of \(names.joined(separator: ", "))")
       }
       arguments.append(commandOption("classifier", classifier))
+    }
+    if let precision = try body.matmulPrecision() {
+      guard options.tier == .lora else {
+        throw APIError.badRequest("request body: \"matmul_precision\" applies to tier \"lora\"")
+      }
+      arguments.append(commandOption("matmul_precision", precision.rawValue))
     }
     for key in counts {
       if let value = try body.count(key, command: "route train") {

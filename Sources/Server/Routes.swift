@@ -478,14 +478,23 @@ struct Routes: Sendable {
     ]
     let numbers = ["lr", "held_out"]
     let flags = ["force", "resume", "keep_rejected"]
-    try body.check(Set(counts + numbers + flags + ["tier", "max_seq_length", "seed"]))
+    try body.check(
+      Set(counts + numbers + flags + ["tier", "max_seq_length", "seed", "matmul_precision"]))
     var arguments: [String] = []
-    if let tier = try body.string("tier") {
+    let tier = try body.string("tier")
+    if let tier {
       guard ["full", "lora", "adapter"].contains(tier) else {
         throw APIError.badRequest(
           "request body: field \"tier\" must be \"full\", \"lora\" or \"adapter\"")
       }
       arguments.append(commandOption("tier", tier))
+    }
+    if let precision = try body.matmulPrecision() {
+      guard tier != "adapter" else {
+        throw APIError.badRequest(
+          "request body: \"matmul_precision\" applies to tiers \"full\" and \"lora\"")
+      }
+      arguments.append(commandOption("matmul_precision", precision.rawValue))
     }
     for key in counts {
       if let value = try body.count(key, command: "train") {

@@ -54,6 +54,25 @@ package final class PackedWeights: @unchecked Sendable {
     }
   }
 
+  /// Packs W in bfloat16 from its transpose: `transposed` is `inFeatures × outFeatures`, rows
+  /// `rowStride` floats apart (W[c][i] = transposed[i · rowStride + c]). Training packs a
+  /// layer's W this way for `dx = dy · W`, and the layer's input for `dW = dyᵀ · x`.
+  package init(
+    bfloat16Transposed transposed: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int,
+    rowStride: Int
+  ) {
+    precondition(outFeatures > 0 && inFeatures > 0, "PackedWeights: empty matrix")
+    precondition(rowStride >= outFeatures, "PackedWeights: rows overlap")
+    format = .bfloat16
+    self.outFeatures = outFeatures
+    self.inFeatures = inFeatures
+    let (k, columns) = (Int32(inFeatures), Int32(outFeatures))
+    packed = Buffer<UInt8>(uninitializedCount: 2 * vdb_bf16_packed_count(k, columns))
+    packed.base.withMemoryRebound(to: UInt16.self, capacity: packed.count / 2) {
+      vdb_bf16_pack_transposed(k, columns, transposed, Int32(rowStride), $0)
+    }
+  }
+
   /// Bytes the packed weights (and their scales) take.
   package var byteCount: Int { packed.byteCount }
 
@@ -76,6 +95,24 @@ package final class PackedWeights: @unchecked Sendable {
       }
     case .int8:
       vdb_int8_linear(Int32(rows), k, n, packed.base, begin, end, x, b, y, n)
+    }
+  }
+
+  /// As ``linear(rows:input:bias:output:columns:)``, with row r's input i at
+  /// `x[r · rowStride + i · inputStride]`: `inputStride` 1 reads rows `rowStride` apart,
+  /// `rowStride` 1 reads x from its transpose (as `dW = dyᵀ · x` reads dy). bfloat16 only.
+  package func linear(
+    rows: Int, input x: UnsafePointer<Float>, rowStride: Int, inputStride: Int,
+    bias b: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>, columns: Range<Int>
+  ) {
+    precondition(format == .bfloat16, "linear: strided input is bfloat16's")
+    precondition(
+      columns.lowerBound >= 0 && columns.upperBound <= outFeatures,
+      "linear: columns \(columns) outside 0..<\(outFeatures)")
+    packed.base.withMemoryRebound(to: UInt16.self, capacity: packed.count / 2) {
+      vdb_bf16_linear_strided(
+        Int32(rows), Int32(inFeatures), $0, Int32(columns.lowerBound), Int32(columns.upperBound),
+        x, rowStride, inputStride, b, y, Int32(outFeatures))
     }
   }
 

@@ -34,6 +34,8 @@ public final class EncoderClassifierTrainer {
     public var lora = LoRAConfiguration()
     /// Orders the examples and draws the adapters' start and the dropout masks.
     public var seed: UInt64 = 42
+    /// How the encoder's linear layers multiply.
+    public var matmulPrecision = MatmulPrecision.float32
 
     public init(seed: UInt64 = 42) { self.seed = seed }
   }
@@ -86,6 +88,7 @@ public final class EncoderClassifierTrainer {
       config: base.config, configuration: options.lora, seed: options.seed)
     encoder = TrainableEncoder(parameters: base, dropout: options.dropout)
     encoder.weightGradientsComputed = Set(adapters.entries.map(\.weight))
+    encoder.matmulPrecision = options.matmulPrecision
     headOptimizer = AdamW(
       count: head.parameters.count, decays: options.weightDecay > 0,
       weightDecay: options.weightDecay)

@@ -38,6 +38,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
   /// layer then skips `dW += dyᵀ·x`, half of its backward products. The gradients of the
   /// skipped weights stay zero.
   public var weightGradientsComputed: Set<String>?
+  /// How the linear layers multiply, forward and backward (attention's products and
+  /// everything else stay float32).
+  public var matmulPrecision = MatmulPrecision.float32
 
   public var config: BertConfig { parameters.config }
   public var pooling: SentenceEncoder.Pooling { parameters.pooling }
@@ -234,7 +237,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       ] {
         Kernels.linear(
           hidden.base, rows: tokens, inputs: h, weight: w + weight, bias: w + bias, outputs: h,
-          into: out.base)
+          into: out.base, precision: matmulPrecision)
       }
       attentionForward(cache, pass: pass, streams: &streams)
 
@@ -242,7 +245,8 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       let attended = scratch(tokens * h)
       Kernels.linear(
         cache.context.base, rows: tokens, inputs: h, weight: w + offsets.attentionOutput,
-        bias: w + offsets.attentionOutputBias, outputs: h, into: attended.base)
+        bias: w + offsets.attentionOutputBias, outputs: h, into: attended.base,
+        precision: matmulPrecision)
       cache.attentionOutputMask = dropout(attended)
       layerNorm(
         attended, residual: hidden, gain: offsets.attentionNormGain,
@@ -252,12 +256,13 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
       let h1 = cache.attentionNorm.output
       Kernels.linear(
         h1.base, rows: tokens, inputs: h, weight: w + offsets.intermediate,
-        bias: w + offsets.intermediateBias, outputs: inter, into: cache.preActivation.base)
+        bias: w + offsets.intermediateBias, outputs: inter, into: cache.preActivation.base,
+        precision: matmulPrecision)
       Kernels.gelu(cache.preActivation.base, count: tokens * inter, into: cache.activation.base)
       let ffnOut = attended  // reuse: the attention residual sum is no longer needed
       Kernels.linear(
         cache.activation.base, rows: tokens, inputs: inter, weight: w + offsets.output,
-        bias: w + offsets.outputBias, outputs: h, into: ffnOut.base)
+        bias: w + offsets.outputBias, outputs: h, into: ffnOut.base, precision: matmulPrecision)
       cache.outputMask = dropout(ffnOut)
       layerNorm(
         ffnOut, residual: h1, gain: offsets.outputNormGain, bias: offsets.outputNormBias,
@@ -460,7 +465,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         outputs: h, weight: w + offsets.output, ones: ones.base,
         inputGradient: dIntermediate.base, accumulate: false,
         weightGradient: weightGradient(offsets.output),
-        biasGradient: g + offsets.outputBias)
+        biasGradient: g + offsets.outputBias, precision: matmulPrecision)
       Kernels.geluBackward(
         cache.preActivation.base, count: tokens * inter, gradient: dIntermediate.base)
       // dh1 = residual part + intermediate-dense part.
@@ -469,7 +474,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         rows: tokens, inputs: h, outputs: inter, weight: w + offsets.intermediate,
         ones: ones.base, inputGradient: dResidual.base, accumulate: true,
         weightGradient: weightGradient(offsets.intermediate),
-        biasGradient: g + offsets.intermediateBias)
+        biasGradient: g + offsets.intermediateBias, precision: matmulPrecision)
       let dH1 = dResidual
 
       // Attention LayerNorm, residual and output projection.
@@ -491,7 +496,7 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         outputs: h, weight: w + offsets.attentionOutput, ones: ones.base,
         inputGradient: dContext.base, accumulate: false,
         weightGradient: weightGradient(offsets.attentionOutput),
-        biasGradient: g + offsets.attentionOutputBias)
+        biasGradient: g + offsets.attentionOutputBias, precision: matmulPrecision)
 
       // Attention core, then the Q/K/V projections into the layer input's gradient, which
       // already holds the residual part (dH1).
@@ -508,7 +513,8 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         Kernels.linearBackward(
           outputGradient: dProjection.base, input: cache.input.base, rows: tokens, inputs: h,
           outputs: h, weight: w + weight, ones: ones.base, inputGradient: dH1.base,
-          accumulate: true, weightGradient: weightGradient(weight), biasGradient: g + bias)
+          accumulate: true, weightGradient: weightGradient(weight), biasGradient: g + bias,
+          precision: matmulPrecision)
       }
       dHidden = dH1
     }

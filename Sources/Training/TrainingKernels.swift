@@ -11,11 +11,24 @@ import Tensor
 extension Kernels {
   // MARK: Linear layer  y = x·Wᵀ + b   (W stored [out, in], as PyTorch does)
 
-  /// `y[rows×out] = x[rows×in] · Wᵀ + b`.
+  /// `y[rows×out] = x[rows×in] · Wᵀ + b`, the product at `precision` (Float only; Double
+  /// multiplies in Double).
   package static func linear<S: TensorScalar>(
     _ x: UnsafePointer<S>, rows: Int, inputs: Int, weight: UnsafePointer<S>,
-    bias: UnsafePointer<S>, outputs: Int, into y: UnsafeMutablePointer<S>
+    bias: UnsafePointer<S>, outputs: Int, into y: UnsafeMutablePointer<S>,
+    precision: MatmulPrecision = .float32
   ) {
+    if precision == .bfloat16, S.self == Float.self {
+      let packed = PackedWeights(
+        float(weight), outFeatures: outputs, inFeatures: inputs, format: .bfloat16)
+      Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+        let r = range.lowerBound
+        packed.linear(
+          rows: range.count, input: float(x) + r * inputs, bias: float(bias),
+          output: float(y) + r * outputs, columns: 0..<outputs)
+      }
+      return
+    }
     Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
       for r in range { (y + r * outputs).update(from: bias, count: outputs) }
     }
@@ -26,12 +39,33 @@ extension Kernels {
 
   /// Backward of ``linear``: `dx = dy·W` (added to `dx` when `accumulate`), `dW += dyᵀ·x`
   /// (unless `dW` is nil: a frozen weight), `db += Σ_rows dy`. `ones` holds at least `rows`
-  /// ones (the bias sum is a matrix product).
+  /// ones (the bias sum is a matrix product). The products of `dx` and `dW` at `precision`
+  /// (Float only).
   package static func linearBackward<S: TensorScalar>(
     outputGradient dy: UnsafePointer<S>, input x: UnsafePointer<S>, rows: Int, inputs: Int,
     outputs: Int, weight: UnsafePointer<S>, ones: UnsafePointer<S>,
     inputGradient dx: UnsafeMutablePointer<S>?, accumulate: Bool,
-    weightGradient dW: UnsafeMutablePointer<S>?, biasGradient db: UnsafeMutablePointer<S>
+    weightGradient dW: UnsafeMutablePointer<S>?, biasGradient db: UnsafeMutablePointer<S>,
+    precision: MatmulPrecision = .float32
+  ) {
+    if precision == .bfloat16, S.self == Float.self {
+      bfloat16Backward(
+        dy: float(dy), x: float(x), rows: rows, inputs: inputs, outputs: outputs,
+        weight: float(weight), dx: dx.map(float), accumulate: accumulate, dW: dW.map(float))
+    } else {
+      float32Backward(
+        dy: dy, x: x, rows: rows, inputs: inputs, outputs: outputs, weight: weight, dx: dx,
+        accumulate: accumulate, dW: dW)
+    }
+    BLAS.parallelGemm(
+      transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
+      a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)
+  }
+
+  private static func float32Backward<S: TensorScalar>(
+    dy: UnsafePointer<S>, x: UnsafePointer<S>, rows: Int, inputs: Int, outputs: Int,
+    weight: UnsafePointer<S>, dx: UnsafeMutablePointer<S>?, accumulate: Bool,
+    dW: UnsafeMutablePointer<S>?
   ) {
     if let dx {
       BLAS.parallelGemm(
@@ -43,9 +77,49 @@ extension Kernels {
         transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1,
         a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: dW, ldc: inputs)
     }
-    BLAS.parallelGemm(
-      transposeA: true, transposeB: false, m: outputs, n: 1, k: rows, alpha: 1,
-      a: dy, lda: outputs, b: ones, ldb: 1, beta: 1, c: db, ldc: 1)
+  }
+
+  /// The backward products through the bfloat16 kernel: `dx = dy · W` with W packed from its
+  /// transpose, and `dW += dyᵀ · x` as "dyᵀ through the weights xᵀ": x packed from its
+  /// transpose, dy read down its columns. Threads split the rows of each product.
+  private static func bfloat16Backward(
+    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, inputs: Int, outputs: Int,
+    weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
+    dW: UnsafeMutablePointer<Float>?
+  ) {
+    if let dx {
+      let packed = PackedWeights(
+        bfloat16Transposed: weight, outFeatures: inputs, inFeatures: outputs, rowStride: inputs)
+      Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+        let r = range.lowerBound
+        let product = accumulate ? Buffer<Float>(uninitializedCount: range.count * inputs) : nil
+        packed.linear(
+          rows: range.count, input: dy + r * outputs, bias: nil,
+          output: product?.base ?? dx + r * inputs, columns: 0..<inputs)
+        if let product { (dx + r * inputs).add(product.base, count: range.count * inputs) }
+      }
+    }
+    if let dW {
+      let packed = PackedWeights(
+        bfloat16Transposed: x, outFeatures: inputs, inFeatures: rows, rowStride: inputs)
+      Parallel.forEachChunk(outputs, minimumPerChunk: 16) { range in
+        let o = range.lowerBound
+        let product = Buffer<Float>(uninitializedCount: range.count * inputs)
+        packed.linear(
+          rows: range.count, input: dy + o, rowStride: 1, inputStride: outputs, bias: nil,
+          output: product.base, columns: 0..<inputs)
+        (dW + o * inputs).add(product.base, count: range.count * inputs)
+      }
+    }
+  }
+
+  /// The same memory seen as Float, where S is Float.
+  fileprivate static func float<S>(_ p: UnsafePointer<S>) -> UnsafePointer<Float> {
+    UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+  }
+
+  fileprivate static func float<S>(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
   }
 
   // MARK: LayerNorm  y = γ·x̂ + β,  x̂ = (x − μ)·r,  r = 1/√(σ² + ε)
@@ -62,13 +136,6 @@ extension Kernels {
     Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
       let o = range.lowerBound * width
       if S.self == Float.self {
-        // The same memory seen as Float: S is Float here.
-        func float(_ p: UnsafePointer<S>) -> UnsafePointer<Float> {
-          UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
-        }
-        func float(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
-          UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
-        }
         addLayerNorm(
           rows: range.count, width: width, float(x + o), residual: residual.map { float($0 + o) },
           gamma: float(gain), beta: float(bias), epsilon: Float(epsilon), output: float(y + o),
@@ -236,5 +303,29 @@ extension Kernels {
     Parallel.forEachChunk(count, minimumPerChunk: 8192) { range in
       for i in range { y[i] += x[i] }
     }
+  }
+}
+
+extension UnsafeMutablePointer<Float> {
+  /// `self[i] += x[i]` for i < `count`, on the calling thread.
+  fileprivate func add(_ x: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { self[i] += x[i] }
+  }
+}
+
+/// How a training pass multiplies its linear layers' matrices: forward, `dx` and `dW`.
+public enum MatmulPrecision: String, Sendable, Codable, CaseIterable {
+  /// float32 operands and sums (OpenBLAS sgemm). The default.
+  case float32
+  /// Operands rounded to bfloat16 and products summed in float32 (the encoder's bfloat16
+  /// kernel), as PyTorch's bfloat16 autocast multiplies: the weights, their gradients and
+  /// the optimiser stay float32, and so do attention's products. Fast where the CPU has AMX
+  /// or AVX-512 BF16; elsewhere the values are widened in registers and it is no faster.
+  case bfloat16
+
+  /// bfloat16 where the CPU multiplies it natively (AMX or AVX-512 BF16), else float32.
+  public static var automatic: MatmulPrecision {
+    let level = PackedWeights.KernelLevel.current(.bfloat16)
+    return level.rawValue >= PackedWeights.KernelLevel.avx512.rawValue ? .bfloat16 : .float32
   }
 }

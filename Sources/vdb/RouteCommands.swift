@@ -302,6 +302,11 @@ struct RouteTrain: ParsableCommand {
   var loraRank: Int?
   @Option(help: "Learning rate of the lora tier's adapters (AdamW; default 1e-4).")
   var loraLr: Double?
+  @Option(
+    help:
+      "Products of the lora tier's encoder: float32, or bfloat16 summed in float32 (default: bfloat16 where the CPU has AMX or AVX-512 BF16)."
+  )
+  var matmulPrecision: MatmulPrecision?
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
@@ -315,9 +320,12 @@ struct RouteTrain: ParsableCommand {
     if let loraLr, !(loraLr > 0 && loraLr.isFinite) {
       throw ValidationError("--lora-lr must be a positive number")
     }
-    if tier != .lora, loraEpochs != nil || loraRank != nil || loraLr != nil {
+    if tier != .lora,
+      loraEpochs != nil || loraRank != nil || loraLr != nil || matmulPrecision != nil
+    {
       throw ValidationError(
-        "each of --lora-epochs, --lora-rank and --lora-lr applies to --tier lora")
+        "each of --lora-epochs, --lora-rank, --lora-lr and --matmul-precision applies to --tier lora"
+      )
     }
     guard heldOut > 0 && heldOut < 1 else {
       throw ValidationError("--held-out must be between 0 and 1 (exclusive)")
@@ -348,6 +356,7 @@ struct RouteTrain: ParsableCommand {
     options.loraEpochs = loraEpochs ?? options.loraEpochs
     options.loraRank = loraRank ?? options.loraRank
     options.loraLearningRate = loraLr ?? options.loraLearningRate
+    options.matmulPrecision = matmulPrecision
     // One line per stage, made when the stage first reports, so that its clock starts then.
     var current: (label: String, line: ProgressLine)?
     func show(_ label: String, _ unit: String, _ progress: OperationProgress, extra: String = "")

@@ -3,6 +3,7 @@ import Foundation
 import VectorDB
 
 extension TrainingOptions.Tier: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -65,6 +66,11 @@ struct Train: ParsableCommand {
   var tier = TrainingOptions.Tier.full
   @Option(help: "Rank of the lora tier's adapters, 1-256 (alpha = 2 x rank; default 16).")
   var loraRank: Int?
+  @Option(
+    help:
+      "Products of the encoder's layers: float32, or bfloat16 summed in float32 (default: bfloat16 where the CPU has AMX or AVX-512 BF16)."
+  )
+  var matmulPrecision: MatmulPrecision?
   @Option(help: "Tokens per training sequence (2 up to the model's maximum).")
   var maxSeqLength = defaults.maxSequenceLength
   @Option(help: "Mined hard negatives per pair (0-10).") var hardNegatives = defaults.hardNegatives
@@ -112,12 +118,16 @@ struct Train: ParsableCommand {
     if loraRank != nil && tier != .lora {
       throw ValidationError("--lora-rank applies to --tier lora")
     }
+    if matmulPrecision != nil && tier != .full && tier != .lora {
+      throw ValidationError("--matmul-precision applies to --tier full and lora")
+    }
   }
 
   var options: TrainingOptions {
     var options = TrainingOptions()
     options.tier = tier
     options.loraRank = loraRank ?? options.loraRank
+    options.matmulPrecision = matmulPrecision
     options.epochs = epochs
     options.batchSize = batchSize
     options.miniBatchSize = miniBatch

@@ -111,6 +111,57 @@ final class PackedWeightsTests: XCTestCase {
     }
   }
 
+  /// The operands training's backward products use (`dx = dy · W`, `dW = dyᵀ · x`): W packed
+  /// from its transpose, and x read with strides — rows apart as usual, or from x's
+  /// transpose — equal the definition at every bfloat16 level, with padding between rows
+  /// and every kind of tail.
+  func testBFloat16TransposedOperandsMatchTheDefinition() {
+    let shapes = [(1, 1, 1), (3, 5, 17), (70, 33, 40), (17, 130, 16), (65, 7, 31), (40, 96, 50)]
+    var random = SplitMix64(seed: 35)
+    for level in PackedWeights.KernelLevel.available(.bfloat16) {
+      PackedWeights.KernelLevel.use(level, for: .bfloat16)
+      for (rows, k, out) in shapes {
+        let name = "\(level.name(.bfloat16)) \(rows)×\(k)→\(out)"
+        func values(_ count: Int) -> [Float] {
+          (0..<count).map { _ in Float(Double.random(in: -2..<2, using: &random)) }
+        }
+        // Wᵀ as k rows of `out` values, 3 floats of padding after each.
+        let wStride = out + 3
+        let wT = values(k * wStride)
+        let packed = PackedWeights(
+          bfloat16Transposed: wT, outFeatures: out, inFeatures: k, rowStride: wStride)
+        // x stored both ways: rows `k + 2` apart, and transposed, rows `rows + 1` apart.
+        let x = values(rows * k)
+        let (rowStride, columnStride) = (k + 2, rows + 1)
+        var byRows = [Float](repeating: .nan, count: rows * rowStride)
+        var byColumns = [Float](repeating: .nan, count: k * columnStride)
+        for r in 0..<rows {
+          for i in 0..<k {
+            byRows[r * rowStride + i] = x[r * k + i]
+            byColumns[i * columnStride + r] = x[r * k + i]
+          }
+        }
+        for (input, strides) in [(byRows, (rowStride, 1)), (byColumns, (1, columnStride))] {
+          var y = [Float](repeating: -7, count: rows * out)
+          packed.linear(
+            rows: rows, input: input, rowStride: strides.0, inputStride: strides.1, bias: nil,
+            output: &y, columns: 0..<out)
+          for r in 0..<rows {
+            for c in 0..<out {
+              let exact = (0..<k).reduce(0.0) {
+                $0 + bfloat16(x[r * k + $1]) * bfloat16(wT[$1 * wStride + c])
+              }
+              XCTAssertEqual(
+                Double(y[r * out + c]), exact, accuracy: 1e-5 * Double(k),
+                "\(name) strides \(strides) [\(r), \(c)]")
+            }
+          }
+        }
+      }
+    }
+    PackedWeights.KernelLevel.use(nil, for: .bfloat16)
+  }
+
   /// Asking for a level a format's kernel does not have gives the widest it has below
   /// that one, never a wider one: bfloat16 has no AVX-VNNI level, int8 no AMX one.
   func testALevelAFormatLacksFallsToTheWidestBelowIt() {

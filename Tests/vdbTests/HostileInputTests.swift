@@ -364,7 +364,9 @@ final class HostileInputTests: ShellTestCase {
       ["init", "--no-model", "--precision", "int8"],
       ["query", "-c", "c", "x", "--exact", "--ef", "500"],
       ["train", "-c", "c", "--lora-rank", "4"],
+      ["train", "-c", "c", "--tier", "adapter", "--matmul-precision", "bfloat16"],
       ["route", "train", "-r", "r", "--lora-epochs", "2"],
+      ["route", "train", "-r", "r", "--matmul-precision", "float32"],
     ] {
       let result = try Shell.vdb(command + ["--db", db])
       XCTAssertEqual(result.status, 2, "\(command): \(result.stderr)")

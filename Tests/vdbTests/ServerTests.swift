@@ -305,6 +305,8 @@ final class ServerTests: XCTestCase {
       (#"{"lr": -1}"#, "the learning rate must be positive"),
       (#"{"held_out": 1.5}"#, "held-out share must be in (0, 1)"),
       (#"{"max_seq_length": 1}"#, "max sequence length must be 2"),
+      (#"{"matmul_precision": "int8"}"#, #"must be \"float32\" or \"bfloat16\""#),
+      (#"{"tier": "adapter", "matmul_precision": "bfloat16"}"#, "applies to tiers"),
     ] {
       reply = try server.request("POST", "/collections/docs/train", body)
       XCTAssertEqual(reply.status, 400, body)
@@ -317,6 +319,7 @@ final class ServerTests: XCTestCase {
       (#"{"tier": "big"}"#, #"must be \"head\" or \"lora\""#),
       (#"{"lora_epochs": 500}"#, "lora_epochs"),  // had no range: a trap of the server
       (#"{"classifier": "knn"}"#, "must be one of"),
+      (#"{"matmul_precision": "bfloat16"}"#, #"applies to tier \"lora\""#),
     ] {
       reply = try server.request("POST", "/routers/nobody/train", body)
       XCTAssertEqual(reply.status, 400, body)

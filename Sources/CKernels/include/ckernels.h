@@ -49,6 +49,17 @@ void vdb_bf16_pack(int k, int columns, const float *w, uint16_t *packed);
 void vdb_bf16_linear(int rows, int k, const uint16_t *packed, int column_begin, int column_end,
                      const float *x, const float *bias, float *y, int ldy);
 
+/// As `vdb_bf16_pack`, for W given as its transpose: W[c][i] = w[i * ld + c], a row-major
+/// [k, columns] matrix with rows `ld` floats apart. Never fails.
+void vdb_bf16_pack_transposed(int k, int columns, const float *w, int ld, uint16_t *packed);
+
+/// As `vdb_bf16_linear`, with x's input i of row r at x[r * ldx + i * step]: `step` 1 reads
+/// rows `ldx` apart, `ldx` 1 reads x from its transpose (a [k, rows] matrix, rows `step`
+/// apart). Never fails; the caller guarantees the pointers cover the ranges.
+void vdb_bf16_linear_strided(int rows, int k, const uint16_t *packed, int column_begin,
+                             int column_end, const float *x, size_t ldx, size_t step,
+                             const float *bias, float *y, int ldy);
+
 /// The instruction set `vdb_bf16_linear` uses: the widest the CPU has, chosen on first
 /// use, unless the environment variable VDB_BF16_KERNEL is "avx512", "avx2" or "plain".
 int vdb_bf16_level(void);

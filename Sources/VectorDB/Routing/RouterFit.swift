@@ -238,6 +238,7 @@ extension Router {
       "lora_epochs": .number(0), "lora_max_epochs": .number(Double(options.loraEpochs)),
       "lora_rank": .number(Double(options.loraRank)),
       "lora_learning_rate": .number(options.loraLearningRate),
+      "matmul_precision": .string((options.matmulPrecision ?? .automatic).rawValue),
     ]
     guard case .linear(let head) = chosen.head else { return tuned }
     let (classifier, encoder) = (chosen.classifier, chosen.encoder)
@@ -251,6 +252,7 @@ extension Router {
     tuning.learningRate = options.loraLearningRate
     tuning.weightDecay = options.weightDecay
     tuning.lora = LoRAConfiguration(rank: options.loraRank, alpha: 2 * Double(options.loraRank))
+    tuning.matmulPrecision = options.matmulPrecision ?? .automatic
     func trainer(_ indices: [Int], from head: SoftmaxClassifier<Float>) throws
       -> EncoderClassifierTrainer
     {

@@ -60,6 +60,9 @@ public struct RouterTrainingOptions: Sendable, Codable {
   public var loraRank = 16
   /// LoRA tier: AdamW's rate for the adapters (the head keeps `learningRate`).
   public var loraLearningRate = 1e-4
+  /// LoRA tier: how the encoder's linear layers multiply; nil: ``MatmulPrecision/automatic``
+  /// (bfloat16 where the CPU multiplies it natively, else float32).
+  public var matmulPrecision: MatmulPrecision?
   /// LoRA tier: false trains exactly `loraEpochs` (tests), without the cross-validation.
   var chooseLoRAEpochs = true
   /// The defaults: the head tier with the values above.

@@ -202,6 +202,7 @@ extension DocumentCollection {
           ?? EncoderTrainer(
             parameters: try EncoderParameters(base), examples: examples,
             configuration: configuration, lora: options.loraConfiguration)
+        trainer.encoder.matmulPrecision = options.matmulPrecision ?? .automatic
         let losses = try loop(trainer)
         // Served as trained: the trainer's configuration and pooling, the base's tokenizer.
         let encoder = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)

@@ -1,6 +1,10 @@
 import Foundation
 import Training
 
+/// How a training pass multiplies the encoder's linear layers: float32, or bfloat16 products
+/// summed in float32 (Training's `MatmulPrecision`).
+public typealias MatmulPrecision = Training.MatmulPrecision
+
 /// How `DocumentCollection.train` fine-tunes. The defaults are the recipe docs/training.md
 /// justifies by measurement; every field has a shell flag of the same name.
 ///
@@ -73,6 +77,10 @@ public struct TrainingOptions: Sendable, Codable {
   public var reembedBatchSize = 256
   /// Rank of the LoRA tier's adapters (1–256); nil: 16 (alpha is twice the rank).
   public var loraRank: Int?
+  /// How the encoder tiers (full, LoRA) multiply the encoder's linear layers (JSON
+  /// `matmul_precision`); nil: ``MatmulPrecision/automatic`` — bfloat16 where the CPU
+  /// multiplies it natively (AMX or AVX-512 BF16), else float32.
+  public var matmulPrecision: MatmulPrecision?
 
   /// The defaults (docs/training.md says why each).
   public init() {}
@@ -92,6 +100,8 @@ public struct TrainingOptions: Sendable, Codable {
     case keepRejected = "keep_rejected"
     case waitForReembed = "wait_for_reembed"
     case reembedBatchSize = "reembed_batch_size"
+    case loraRank = "lora_rank"
+    case matmulPrecision = "matmul_precision"
   }
 
   /// Below this many judged queries the automatic gate cross-fits.

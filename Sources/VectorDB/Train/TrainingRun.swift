@@ -166,8 +166,12 @@ extension DocumentCollection {
     let negativeIDs = try documentTexts(Set(pairs.flatMap(\.negatives)))
     for index in pairs.indices { pairs[index].negatives.removeAll { negativeIDs[$0] == nil } }
 
+    var recipe = options
+    if recipe.tier == .full || recipe.tier == .lora {
+      recipe.matmulPrecision = recipe.matmulPrecision ?? .automatic  // the run's record says which
+    }
     var run = TrainingRun(
-      baseModel: baseModel, generation: plan.generation.id, options: options, pairs: pairs,
+      baseModel: baseModel, generation: plan.generation.id, options: recipe, pairs: pairs,
       judged: judged, folds: folds,
       data: TrainingData(
         judgedQueries: judged.count, trainQueries: 0, trainPairs: 0, negatives: 0,
