@@ -7,7 +7,7 @@ public enum BEIR {
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (a missing field,
   ///   a query text that is empty or only white space).
   public static func queries(path: String) throws -> [String: String] {
-    let data = try contents(path)
+    let data = try TextFile.contents(path)
     var queries: [String: String] = [:]
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: path, line: line)
@@ -39,7 +39,7 @@ public enum BEIR {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line of a malformed row.
   public static func qrels(path: String) throws -> [String: [String: Int]] {
-    try qrels(contents(path), source: path)
+    try qrels(TextFile.contents(path), source: path)
   }
 
   /// Parses the bytes of a qrels TSV; `source` names it in errors.
@@ -73,15 +73,6 @@ public enum BEIR {
           source: path, line: line, reason: "score \"\(fields[2])\" is not an integer")
       }
       try body(line, fields[0], fields[1], grade)
-    }
-  }
-
-  /// The bytes of the file at `path`, mapped.
-  static func contents(_ path: String) throws -> Data {
-    do {
-      return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
     }
   }
 }

@@ -75,8 +75,9 @@ private struct CSVColumns {
   ///   one named `id` or `_id`, if any), or a name is in the header twice (one of the two
   ///   columns would be lost).
   init(header: [String], text textColumn: String, id idColumn: String?) throws {
+    var seen: [String: Int] = [:]
     for (index, name) in header.enumerated() {
-      if let first = header[..<index].firstIndex(of: name) {
+      if let first = seen.updateValue(index, forKey: name) {
         throw Bad(
           reason:
             "the header names column \"\(name)\" twice (columns \(first + 1) and \(index + 1))")
@@ -86,7 +87,8 @@ private struct CSVColumns {
       guard let index = header.firstIndex(of: name) else {
         throw Bad(
           reason:
-            "no column \"\(name)\" for the \(purpose) (columns: \(header.joined(separator: ", ")))")
+            "no column \"\(name)\" for the \(purpose) (columns: "
+            + header.prefix(20).joined(separator: ", ") + (header.count > 20 ? ", …)" : ")"))
       }
       return index
     }

@@ -140,7 +140,7 @@ public struct Judgement: Sendable, Equatable {
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (a missing, mistyped
   ///   or unknown field).
   public static func triples(path: String) throws -> [Judgement] {
-    let data = try BEIR.contents(path)
+    let data = try TextFile.contents(path)
     var judgements: [Judgement] = []
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: path, line: line)
@@ -190,7 +190,7 @@ public struct Judgement: Sendable, Equatable {
   public static func qrels(path: String, queries queriesPath: String) throws -> [Judgement] {
     let texts = try BEIR.queries(path: queriesPath)
     var judged: [String: [String: (grade: Int, line: Int)]] = [:]
-    try BEIR.forEachRow(of: BEIR.contents(path), source: path) { line, query, document, grade in
+    try BEIR.forEachRow(of: TextFile.contents(path), source: path) { line, query, document, grade in
       guard texts[query] != nil else {
         throw VectorDBError.invalidInput(
           source: path, line: line, reason: "query \"\(query)\" is not in \(queriesPath)")

@@ -80,13 +80,8 @@ extension DocumentCollection {
     path: String, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-    }
-    return try importJSONL(data: data, source: path, options: options, progress: progress)
+    try importJSONL(
+      data: TextFile.contents(path), source: path, options: options, progress: progress)
   }
 
   /// Imports JSON Lines documents from `data` (standard input, a download…) as

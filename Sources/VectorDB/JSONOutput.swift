@@ -49,51 +49,53 @@ public enum JSONOutput {
 /// A value being built: a scalar, or an array or object whose members are built in
 /// turn (containers hand out child nodes and fill them later).
 private final class Node {
-  private enum Content {
-    case scalar(JSONValue)
-    case array([Node])
-    case object([String: Node])
+  private enum Kind {
+    case scalar, array, object
   }
-  private var content = Content.scalar(.null)
+  // Kept apart, not as an enum's payloads: a payload taken out to be changed is a second
+  // reference, so each new member copied the whole object (quadratic in its keys).
+  private var kind = Kind.scalar
+  private var scalar = JSONValue.null
+  private var elements: [Node] = []
+  private var members: [String: Node] = [:]
 
   var json: JSONValue {
-    switch content {
-    case .scalar(let value): return value
-    case .array(let nodes): return .array(nodes.map(\.json))
-    case .object(let nodes): return .object(nodes.mapValues(\.json))
+    switch kind {
+    case .scalar: return scalar
+    case .array: return .array(elements.map(\.json))
+    case .object: return .object(members.mapValues(\.json))
     }
   }
 
-  func setScalar(_ value: JSONValue) { content = .scalar(value) }
+  func setScalar(_ value: JSONValue) {
+    (kind, scalar, elements, members) = (.scalar, value, [], [:])
+  }
 
   /// The child at `key`, created (with this node made an object) when missing.
   func child(_ key: String) -> Node {
-    var members: [String: Node] = [:]
-    if case .object(let existing) = content { members = existing }
+    makeObject()
     if let node = members[key] { return node }
     let node = Node()
     members[key] = node
-    content = .object(members)
     return node
   }
 
   /// A new last element (this node made an array when it is not one).
   func append() -> Node {
-    var elements: [Node] = []
-    if case .array(let existing) = content { elements = existing }
+    makeArray()
     let node = Node()
     elements.append(node)
-    content = .array(elements)
     return node
   }
 
-  var count: Int {
-    if case .array(let elements) = content { return elements.count }
-    return 0
-  }
+  var count: Int { kind == .array ? elements.count : 0 }
 
-  func makeObject() { if case .object = content {} else { content = .object([:]) } }
-  func makeArray() { if case .array = content {} else { content = .array([]) } }
+  func makeObject() {
+    if kind != .object { (kind, scalar, elements, members) = (.object, .null, [], [:]) }
+  }
+  func makeArray() {
+    if kind != .array { (kind, scalar, elements, members) = (.array, .null, [], [:]) }
+  }
 
   /// Encodes `value` here: the types `JSONEncoder` treats specially first.
   func set(_ value: any Encodable, codingPath: [CodingKey]) throws {

@@ -3,6 +3,28 @@ import Foundation
 /// Whole input files read as UTF-8 text (queries, CSV), with an error that says where
 /// they are not.
 public enum TextFile {
+  /// The bytes of the file at `path`, read into memory. Not mapped: a file cut short
+  /// while mapped would kill the process (SIGBUS) at the first read past its new end.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and why it cannot be read.
+  public static func contents(_ path: String) throws -> Data {
+    func refuse(_ reason: String) -> VectorDBError {
+      .invalidInput(source: path, line: nil, reason: "cannot read: " + reason)
+    }
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw refuse(String(cString: strerror(errno)).lowercased()) }
+    let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    var status = stat()
+    if fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFDIR {
+      throw refuse("it is a directory, not a file")
+    }
+    do {
+      return try file.readToEnd() ?? Data()
+    } catch {
+      throw refuse("\(error)")
+    }
+  }
+
   /// `data` as a String, without a leading byte order mark (Windows editors write one;
   /// left in, it would be part of the first line's first field).
   ///

@@ -24,7 +24,7 @@ public enum VectorFile {
   public static func read(_ path: String, limit: Int = .max) throws -> (
     rows: [[Float]], dimension: Int
   ) {
-    let data = try contents(path)
+    let data = try TextFile.contents(path)
     switch URL(fileURLWithPath: path).pathExtension.lowercased() {
     case "fvecs": return try records(data, path: path, limit: limit) { Float(bitPattern: $0) }
     case "npy": return try npy(data, path: path, limit: limit)
@@ -45,14 +45,8 @@ public enum VectorFile {
     guard URL(fileURLWithPath: path).pathExtension.lowercased() == "ivecs" else {
       throw VectorDBError.invalidInput(source: path, line: nil, reason: "expected an .ivecs file")
     }
-    return try records(try contents(path), path: path, limit: limit) { Int32(bitPattern: $0) }
-  }
-
-  static func contents(_ path: String) throws -> Data {
-    do {
-      return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
+    return try records(try TextFile.contents(path), path: path, limit: limit) {
+      Int32(bitPattern: $0)
     }
   }
 

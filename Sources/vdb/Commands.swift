@@ -499,12 +499,7 @@ func parseVector(_ text: String, source: String) throws -> [Float] {
 ///
 /// - Throws: `VectorDBError.invalidInput` naming the file when it cannot be read.
 func readInput(_ path: String) throws -> Data {
-  if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
-  do {
-    return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-  } catch {
-    throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot read the file")
-  }
+  path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try TextFile.contents(path)
 }
 
 /// How errors name an input: the path, or `<stdin>` for `-`.

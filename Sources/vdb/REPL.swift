@@ -284,7 +284,10 @@ extension VDB {
   static func unknownCommand(_ word: String, shell: Bool) -> CLIError? {
     let names = subcommandNames + ["help"] + (shell ? shellCommands : [])
     guard !word.hasPrefix("-"), !names.contains(word) else { return nil }
-    let closest = names.map { ($0, editDistance(word, $0)) }.min { $0.1 < $1.1 }
+    // A word far longer than every name is close to none (and its distances cost
+    // time in its length).
+    let closest =
+      word.count > 40 ? nil : names.map { ($0, editDistance(word, $0)) }.min { $0.1 < $1.1 }
     return CLIError(
       message: "unknown command \"\(word)\"",
       hint: closest.flatMap { $0.1 <= max(1, word.count / 3) ? "did you mean `\($0.0)`?" : nil }

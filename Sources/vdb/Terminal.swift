@@ -17,10 +17,14 @@ enum Terminal {
   }
 
   /// A message's lines with their control characters escaped: errors repeat ids and
-  /// texts as given, and the terminal must show them, not obey them.
+  /// texts as given, and the terminal must show them, not obey them. A line is cut after
+  /// 1,000 characters: a 5 MB word repeated in full would bury the message.
   private static func shown(_ message: String) -> String {
-    message.split(separator: "\n", omittingEmptySubsequences: false).map {
-      escaped(String($0))
+    let longest = 1_000
+    return message.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+      guard line.count > longest else { return escaped(String(line)) }
+      return escaped(String(line.prefix(longest)))
+        + "… (\(line.count - longest) more characters)"
     }.joined(separator: "\n")
   }
 

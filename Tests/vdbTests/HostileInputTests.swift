@@ -394,6 +394,11 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertNotEqual(shell.status, 0)
     XCTAssertFalse(shell.stderr.contains("\u{1B}"), "the echo is escaped")
     XCTAssertLessThan(shell.stderr.utf8.count, 2_000, shell.stderr)
+    // One long unknown word: named cut short, with no "did you mean" worked out for it.
+    let word = try Shell.vdb(["--db", db], input: String(repeating: "z", count: 50_000) + "\n")
+    XCTAssertTrue(word.stderr.contains("unknown command"), word.stderr)
+    XCTAssertTrue(word.stderr.contains("more characters"), word.stderr)
+    XCTAssertLessThan(word.stderr.utf8.count, 2_000, word.stderr)
   }
 
   /// Qrels whose query ids match none of the queries (a wrong split, another data set)

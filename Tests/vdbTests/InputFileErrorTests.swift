@@ -44,6 +44,25 @@ final class InputFileErrorTests: ShellTestCase {
       "\(wide):1: record of dimension 70000; it must be in 1...65536")
   }
 
+  /// A file that cannot be read says why; a pipe is read like a file (input files are read,
+  /// not mapped: a mapped file cut short mid-import killed the process with SIGBUS).
+  func testUnreadableInputSaysWhyAndPipesAreRead() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--db", db]).status, 0)
+    let missing = directory + "/missing.jsonl"
+    try assertRefused(
+      ["import", missing, "-c", "v"], "\(missing): cannot read: no such file or directory")
+    try assertRefused(
+      ["import", directory, "-c", "v"],
+      "\(directory!): cannot read: it is a directory, not a file")
+    let piped = try Shell.vdb(
+      ["import", "/dev/stdin", "-c", "v", "--db", db],
+      input: #"{"id": "a", "text": "x", "vector": [1, 2]}"# + "\n")
+    XCTAssertEqual(piped.status, 0, piped.stderr)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "1\n")
+  }
+
   /// A BEIR directory whose queries.jsonl has an empty or blank query text: eval and
   /// feedback name queries.jsonl and its line (were "query:2", "judgement:2", or for a
   /// blank text nothing at all).

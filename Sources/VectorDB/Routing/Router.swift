@@ -204,12 +204,7 @@ public final class Router: @unchecked Sendable {
 
   /// The lines of a routing examples file as log entries (see `importJSONL`).
   func entries(fromJSONL file: String) throws -> [RouteLogEntry] {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: file))
-    } catch {
-      throw VectorDBError.invalidInput(source: file, line: nil, reason: "cannot read the file")
-    }
+    let data = try TextFile.contents(file)
     var entries: [RouteLogEntry] = []
     try JSONLines.forEach(in: data) { line, bytes in
       let object = try JSONLines.object(from: bytes, source: file, line: line)
