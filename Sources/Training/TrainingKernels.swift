@@ -315,7 +315,8 @@ extension UnsafeMutablePointer<Float> {
 
 /// How a training pass multiplies its linear layers' matrices: forward, `dx` and `dW`.
 public enum MatmulPrecision: String, Sendable, Codable, CaseIterable {
-  /// float32 operands and sums (OpenBLAS sgemm). The default.
+  /// float32 operands and sums (OpenBLAS sgemm): a `TrainableEncoder`'s default (the
+  /// database's default is ``automatic``).
   case float32
   /// Operands rounded to bfloat16 and products summed in float32 (the encoder's bfloat16
   /// kernel), as PyTorch's bfloat16 autocast multiplies: the weights, their gradients and

@@ -220,7 +220,9 @@ struct Train: ParsableCommand {
         "trained "
           + (foldsOnly ? "\(gate.folds) fold candidates" : "\(what) v\(report.modelVersion)")
           + " on \(report.data.trainPairs) pairs"
-          + " (\(report.data.negatives) hard negatives) in \(Terminal.seconds(report.trainingSeconds));"
+          + " (\(report.data.negatives) hard negatives"
+          + (report.options.matmulPrecision.map { ", \($0.rawValue) products" } ?? "")
+          + ") in \(Terminal.seconds(report.trainingSeconds));"
           + " total \(Terminal.seconds(report.seconds))")
       if foldsOnly {
         lines.append(

@@ -129,8 +129,11 @@ extension TrainingReport {
       ("training time", String(format: "%.1f s", trainingSeconds)),
       ("total time", String(format: "%.1f s", seconds)),
     ]
+    // The encoder tiers' runs record their products' precision.
+    let precision = options.matmulPrecision.map { [("matrix products", $0.rawValue)] } ?? []
     return "<table id=\"recipe\">"
-      + rows.map { "<tr><td>\($0.0)</td><td>\(escape($0.1))</td></tr>" }.joined() + "</table>"
+      + (rows + precision).map { "<tr><td>\($0.0)</td><td>\(escape($0.1))</td></tr>" }.joined()
+      + "</table>"
   }
 
   private func escape(_ text: String) -> String {
