@@ -78,15 +78,6 @@ public final class Database: @unchecked Sendable {
     }
     let environment = try Database.openEnvironment(path, options: options, readOnly: readOnly)
     isReadOnly = readOnly
-    // The committed meta page first, the file's size after: a writer writes its pages
-    // before it commits the meta that counts them, so a whole file is never smaller than
-    // what was read first — unless it is truncated.
-    let used = environment.usedBytes()
-    let size = environment.fileSize()
-    if size < used {
-      throw VectorDBError.damaged(
-        path: path, detail: "data.mdb is \(size) bytes but its pages need \(used) (truncated)")
-    }
     let names = try storage { try environment.tableNames() }
     if !isNew && !names.isEmpty && !names.contains("meta")
       && !Set(names).isSubset(of: Schema.tableNames)
@@ -122,7 +113,18 @@ public final class Database: @unchecked Sendable {
     environmentOptions.noLock =
       access(lock, F_OK) == 0 ? access(lock, W_OK) != 0 : access(path, W_OK) != 0
     do {
-      return try Environment.open(path: path, options: environmentOptions)
+      let environment = try Environment.open(path: path, options: environmentOptions)
+      // Before any read: a page past the end of a truncated file is a SIGBUS. The committed
+      // meta page first, the file's size after: a writer writes its pages before it commits
+      // the meta that counts them, so a whole file is never smaller than what was read
+      // first — unless it is truncated.
+      let used = environment.usedBytes()
+      let size = environment.fileSize()
+      if size < used {
+        throw VectorDBError.damaged(
+          path: path, detail: "data.mdb is \(size) bytes but its pages need \(used) (truncated)")
+      }
+      return environment
     } catch let error as LMDBError where error.isInvalidFile {
       throw VectorDBError.damaged(path: path, detail: "data.mdb is not a valid LMDB file")
     } catch let error as LMDBError {
