@@ -95,7 +95,9 @@ struct RouteCreate: ParsableCommand {
     let parsed = try paths.map { text -> RoutePath in
       let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
       guard parts.count == 2 else { return RoutePath(name: text) }
-      guard let cost = Double(parts[1]) else {
+      // Decimal only: Double("0x10") would read hexadecimal.
+      let decimal = parts[1].allSatisfy { "0123456789.eE+-".contains($0) }
+      guard decimal, let cost = Double(parts[1]) else {
         throw CLIError(
           message: "path \"\(text)\": the cost \"\(parts[1])\" is not a number",
           hint: "write a path as NAME or NAME=COST, e.g. faq=1")

@@ -42,6 +42,8 @@ final class RouteProcessTests: XCTestCase {
     XCTAssertTrue(result.stderr.contains("at least two paths"), result.stderr)
     try vdb(["route", "create", "two", "a", "b", "--escalation", "c"], status: 1)
     try vdb(["route", "create", "bad", "a=cheap", "b"], status: 1)
+    result = try vdb(["route", "create", "hex", "a=0x10", "b"], status: 1)
+    XCTAssertTrue(result.stderr.contains("is not a number"), result.stderr)
     XCTAssertEqual(try vdb(["route", "list", "--json"]).stdout, "")
 
     try createAndImport()
