@@ -62,10 +62,14 @@ public enum BEIR {
       let fields = text.split(separator: "\t", omittingEmptySubsequences: false).map {
         $0.trimmingCharacters(in: .whitespaces)
       }
-      guard fields.count == 3, !fields[0].isEmpty, !fields[1].isEmpty else {
+      guard fields.count == 3 else {
         throw VectorDBError.invalidInput(
           source: path, line: line,
-          reason: "expected 3 tab-separated fields (query-id, corpus-id, score)")
+          reason:
+            "expected 3 tab-separated fields (query-id, corpus-id, score), found \(fields.count)")
+      }
+      for (index, name) in [(0, "query-id"), (1, "corpus-id")] where fields[index].isEmpty {
+        throw VectorDBError.invalidInput(source: path, line: line, reason: "the \(name) is empty")
       }
       guard let grade = Int(fields[2]) else {
         if line == 1 { return }  // the header

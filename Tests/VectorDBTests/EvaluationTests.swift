@@ -34,7 +34,12 @@ final class BEIRFileTests: XCTestCase {
     let twoFields = try write("c.tsv", "q1\td1\t1\nq2 d2 1\n")
     XCTAssertThrowsError(try BEIR.qrels(path: twoFields)) { error in
       XCTAssertEqual(
-        "\(error)", "\(twoFields):2: expected 3 tab-separated fields (query-id, corpus-id, score)")
+        "\(error)",
+        "\(twoFields):2: expected 3 tab-separated fields (query-id, corpus-id, score), found 1")
+    }
+    let noQuery = try write("e.tsv", "q1\td1\t1\n\td2\t1\n")
+    XCTAssertThrowsError(try BEIR.qrels(path: noQuery)) { error in
+      XCTAssertEqual("\(error)", "\(noQuery):2: the query-id is empty")
     }
     let badScore = try write("d.tsv", "q1\td1\t1\nq2\td2\thigh\n")
     XCTAssertThrowsError(try BEIR.qrels(path: badScore)) { error in
