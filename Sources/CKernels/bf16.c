@@ -411,20 +411,23 @@ static void linear(int level, int rows, int k, const uint16_t *packed, int colum
     const int n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
     const float *xr = x + r * ldx;
     float *yr = y + (size_t)r * ldy;
-    if (step != 1) convert_strided(level, n, k, xr, ldx, step, xb);
+    if (step != 1)
+      convert_strided(level, n, k, xr, ldx, step, xb);
+    else if (level >= VDB_BF16_AVX512BF16)
+      convert_rows_avx512bf16(n, k, xr, ldx, xb);
+    else if (level == VDB_BF16_AVX2)
+      round_rows_avx2(n, k, xr, ldx, (float *)xb);
+    else
+      convert_rows(n, k, xr, ldx, xb);
     if (level == VDB_BF16_AMX) {
-      if (step == 1) convert_rows_avx512bf16(n, k, xr, ldx, xb);
       const int padded = (n + PANEL - 1) / PANEL * PANEL;
       memset(xb + (size_t)n * kp, 0, (size_t)(padded - n) * kp * sizeof *xb);
       block_amx(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX512BF16) {
-      if (step == 1) convert_rows_avx512bf16(n, k, xr, ldx, xb);
       block_avx512bf16(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_BF16_AVX2) {
-      if (step == 1) round_rows_avx2(n, k, xr, ldx, (float *)xb);
       block_avx2(n, kp, (const float *)xb, packed, column_begin, column_end, bias, yr, ldy);
     } else {
-      if (step == 1) convert_rows(n, k, xr, ldx, xb);
       block_plain(n, kp, xb, packed, column_begin, column_end, bias, yr, ldy);
     }
   }
