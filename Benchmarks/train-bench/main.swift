@@ -5,6 +5,7 @@
 //   swift run -c release train-bench [--steps N] [--negatives 0|1|2|3] [--batch 32]
 //       [--epochs 1] [--mini-batch N] [--evaluate] [--dataset DIR] [--model DIR]
 //       [--tier full|lora|adapter] [--max-seq-length 128] [--lr 2e-5]
+//       [--matmul-precision float32|bfloat16]
 //
 // --steps N   time N steps (after two untimed ones) and extrapolate an epoch; without it,
 //             train every epoch and time each.
