@@ -510,13 +510,11 @@ void vdb_bf16_attention(int length, int d, const float *q, const float *k, const
   uint16_t *values = keys + 2 * in_floats(vdb_bf16_packed_count(d, length));
   // 1/√d goes into the packed keys, so the scores come out scaled.
   const float scale = 1 / sqrtf((float)d);
-  if (level >= VDB_BF16_AVX512BF16) {
+  if (level >= VDB_BF16_AVX512BF16)
     pack_keys_avx512bf16(d, length, k, (size_t)ld, scale, keys);
-    pack_values_avx512bf16(length, d, v, (size_t)ld, values);
-  } else {
+  else
     pack(d, length, k, (size_t)ld, 1, scale, keys);
-    pack(length, d, v, 1, (size_t)ld, 1.0f, values);
-  }
+  vdb_bf16_pack_transposed(length, d, v, ld, values);  // Vᵀ: the tokens are its inputs
   linear(level, length, d, keys, 0, length, q, (size_t)ld, 1, NULL, scores, length);
   vdb_softmax_rows(length, length, length, length, scores);
   linear(level, length, length, values, 0, d, scores, (size_t)length, 1, NULL, context, ldc);
