@@ -25,6 +25,9 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
   /// A weight holds NaN or an infinity (at flat position `index`): every vector it
   /// touched would be NaN.
   case nonFiniteWeight(source: String, tensor: String, index: Int)
+  /// Every weight is finite, yet the model's vector of `text` is not: its products or
+  /// LayerNorms overflow float32, so it would make NaN vectors of real texts too.
+  case nonFiniteOutput(source: String, text: String)
   /// A weight is stored in a type this encoder cannot use (only F32 is supported).
   case unsupportedDType(source: String, tensor: String, dtype: String)
   /// A vocabulary is unusable (empty, duplicate tokens, a required special token missing).
@@ -55,6 +58,9 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
       return "\(source): tensor '\(tensor)' has shape \(shape), expected \(expected)"
     case .nonFiniteWeight(let source, let tensor, let index):
       return "\(source): tensor '\(tensor)' holds a NaN or infinite value (at index \(index))"
+    case .nonFiniteOutput(let source, let text):
+      return
+        "\(source): the model's vector of the text \"\(text)\" holds NaN or infinite values (its arithmetic overflows float32)"
     case .unsupportedDType(let source, let tensor, let dtype):
       return "\(source): tensor '\(tensor)' has dtype \(dtype); only F32 weights are supported"
     case .invalidVocabulary(let source, let reason):

@@ -205,6 +205,9 @@ public final class SentenceEncoder: Sendable {
   /// `1_Pooling/config.json` (mean or CLS pooling; default mean), and `modules.json`
   /// (a `Normalize` module turns on L2 normalisation; default on). `precision` is the
   /// number format the linear layers compute in.
+  ///
+  /// Throws an ``EmbeddingError`` naming the file and the problem; a model whose vectors
+  /// of two probe texts are not finite is refused (``EmbeddingError/nonFiniteOutput(source:text:)``).
   public convenience init(directory: URL, precision: Precision = .float32) throws {
     let config = try BertConfig(contentsOf: directory.appendingPathComponent("config.json"))
     let settings = try DirectorySettings(directory: directory, config: config)
@@ -217,6 +220,19 @@ public final class SentenceEncoder: Sendable {
       }, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
       normalizesOutput: settings.normalizesOutput, precision: precision, source: weightsURL.path)
+    try checkFiniteOutput(source: weightsURL.path)
+  }
+
+  /// Fails unless the vectors of two probe texts are finite. Finite weights can still
+  /// overflow in the forward pass (weights of 1e20 do); a model from outside is probed
+  /// once, when it is read, rather than failing later at every text it embeds.
+  ///
+  /// - Throws: ``EmbeddingError/nonFiniteOutput(source:text:)``.
+  private func checkFiniteOutput(source: String) throws {
+    for text in ["", "A model's vectors must be finite."]
+    where !embed(text).allSatisfy(\.isFinite) {
+      throw EmbeddingError.nonFiniteOutput(source: source, text: text)
+    }
   }
 
   /// The weights under their safetensors names, as copies (for training, or to store

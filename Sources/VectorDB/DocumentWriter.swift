@@ -114,7 +114,8 @@ extension DocumentCollection {
   ///
   /// - Throws: `VectorDBError.invalidVector` for a given vector the collection cannot
   ///   hold, or none given to a collection of given vectors; `.notAvailable` for
-  ///   vectors given to a collection without any.
+  ///   vectors given to a collection without any; `.modelUnsuitable` naming the document
+  ///   whose text the model turned into a vector the collection cannot hold (NaN).
   func embeddings(for batch: UpsertBatch, plan: IndexPlan?) throws -> [Float] {
     guard let settings = plan?.settings else {
       if batch.vectors != nil {
@@ -138,7 +139,18 @@ extension DocumentCollection {
           "collection \"\(name)\" stores given vectors (\(settings.dimension) floats each): pass one per document"
       )
     }
-    return try database.encoder(version: model).embedMatrix(batch.documents.map(\.text)).values
+    let vectors = try database.encoder(version: model).embedMatrix(batch.documents.map(\.text))
+    for (row, document) in batch.documents.enumerated() {
+      let vector = Array(vectors.values[row * settings.dimension..<(row + 1) * settings.dimension])
+      if let problem = settings.problem(with: vector) {
+        throw VectorDBError.modelUnsuitable(
+          version: model,
+          reason:
+            "made an unusable vector of document \"\(document.id)\": \(problem) (collection \"\(name)\")"
+        )
+      }
+    }
+    return vectors.values
   }
 
   /// Writes `batch` and its `vectors` (made for `plan`) in the caller's transaction.

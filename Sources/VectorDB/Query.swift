@@ -273,6 +273,13 @@ extension DocumentCollection {
         collection: name, reason: "holds given vectors: query it with a vector")
     }
     let embedded = try database.encoder(version: model).embed(texts ?? [])
+    for (number, vector) in embedded.enumerated() {
+      if let problem = plan.settings.problem(with: vector) {
+        throw VectorDBError.modelUnsuitable(
+          version: model,
+          reason: "made an unusable vector of query \(number + 1) of \(embedded.count): \(problem)")
+      }
+    }
     let adapter: QueryAdapter<Float>?
     switch choice {
     case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)

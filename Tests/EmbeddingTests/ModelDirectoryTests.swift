@@ -254,6 +254,22 @@ final class ModelDirectoryTests: XCTestCase {
     }
   }
 
+  /// Finite weights whose products overflow float32 (as in a model damaged by scaling)
+  /// are refused when the directory is read, naming the weights file and the probe text.
+  func testWeightsThatOverflowAreRefused() throws {
+    var weights = try Fixtures.encoder.get().weights
+    let name = "encoder.layer.0.attention.self.query.weight"
+    let query = weights[name]!
+    weights[name] = Tensor(
+      shape: query.shape, values: [Float](repeating: 3e38, count: query.values.count))
+    let url = directory.appendingPathComponent("model.safetensors")
+    try FileManager.default.removeItem(at: url)
+    try Data(SafeTensors.serialize(weights)).write(to: url)
+    assertLoadFails(
+      "\(url.path): the model's vector of the text \"\" holds NaN or infinite values"
+        + " (its arithmetic overflows float32)")
+  }
+
   /// An encoder built from safetensors bytes where they lie — 4-byte aligned, read in
   /// place, or not, copied first — computes exactly what the one built from tensors does.
   func testEncoderFromBytesInPlaceOrMisalignedEqualsFromTensors() throws {

@@ -1,5 +1,6 @@
 import Embedding
 import Foundation
+import Tensor
 import XCTest
 
 @testable import VectorDB
@@ -50,6 +51,54 @@ final class TextTests: XCTestCase {
     let texts =
       Self.notes.map(\.text) + ["", "a much longer text " + String(repeating: "word ", count: 300)]
     XCTAssertEqual(stored.embed(texts), direct.embed(texts))
+  }
+
+  /// A model that passes the load's probe but overflows on one word (its embedding row
+  /// near Float's largest value) names the document, or the query, whose text did it,
+  /// and the document is not written.
+  func testAVectorTheModelCannotMakeNamesItsText() throws {
+    let model = path + "-model"
+    defer { try? FileManager.default.removeItem(atPath: model) }
+    let source = URL(fileURLWithPath: DefaultModel.directory)
+    let encoder = try SentenceEncoder(directory: source)
+    try FileManager.default.createDirectory(
+      atPath: model + "/1_Pooling", withIntermediateDirectories: true)
+    for name in [
+      "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
+      "1_Pooling/config.json", "modules.json",
+    ] {
+      try FileManager.default.copyItem(
+        atPath: source.appendingPathComponent(name).path, toPath: model + "/" + name)
+    }
+    var weights = encoder.weights
+    let table = "embeddings.word_embeddings.weight"
+    var rows = weights[table]!.values
+    let zebra = encoder.tokenize("zebra")[1]
+    let h = encoder.dimension
+    for i in zebra * h..<(zebra + 1) * h { rows[i] = Float.greatestFiniteMagnitude / 2 }
+    weights[table] = Tensor(shape: weights[table]!.shape, values: rows)
+    try Data(SafeTensors.serialize(weights)).write(
+      to: URL(fileURLWithPath: model + "/model.safetensors"))
+
+    let db = try Database(path: path)
+    XCTAssertEqual(try db.importModel(directory: model).version, 1)
+    let notes = try db.collection("notes")
+    XCTAssertThrowsError(
+      try notes.upsert([Document(id: "ok", text: "a horse"), Document(id: "z", text: "a zebra")])
+    ) {
+      XCTAssertEqual(
+        "\($0)",
+        #"model version 1 made an unusable vector of document "z": the vector holds NaN at position 0 (collection "notes")"#
+      )
+    }
+    XCTAssertEqual(try notes.count(), 0, "nothing of the batch is written")
+    try notes.upsert([Document(id: "ok", text: "a horse")])
+    XCTAssertThrowsError(try notes.query(texts: ["horse", "zebra"])) {
+      XCTAssertEqual(
+        "\($0)",
+        "model version 1 made an unusable vector of query 2 of 2: the vector holds NaN at position 0"
+      )
+    }
   }
 
   func testTextQueriesFindTheRightDocument() throws {

@@ -138,7 +138,8 @@ public struct VectorSettings: Codable, Equatable, Sendable {
       return "a vector of \(vector.count) floats; the collection holds \(dimension)"
     }
     if let position = vector.firstIndex(where: { !$0.isFinite }) {
-      return "the vector holds \(vector[position]) at position \(position)"
+      let value = vector[position]
+      return "the vector holds \(value.isNaN ? "NaN" : "\(value)") at position \(position)"
     }
     if metric == .cosine && vector.allSatisfy({ $0 == 0 }) {
       return "the vector is all zeros, which has no cosine similarity"
