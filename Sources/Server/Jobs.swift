@@ -73,23 +73,31 @@ actor JobRunner: Service {
     }
   }
 
+  /// Fails when a job of this server works on `target`. The library sees a job only
+  /// once its process has written its state, so a drop or rename sent right after the
+  /// job was started would pass its check; this one closes that gap.
+  ///
+  /// - Throws: `VectorDBError.collectionBusy` (or 409 `job_running` for a router).
+  func checkIdle(_ target: Target) throws {
+    guard let running = jobs.values.first(where: { $0.target == target && $0.state == .running })
+    else { return }
+    let job = "server job \(running.id) (\(running.kind), process \(running.pid))"
+    switch target {
+    case .collection(let collection):
+      throw VectorDBError.collectionBusy(name: collection, job: job)
+    case .router(let router):
+      throw APIError(
+        status: .conflict, code: "job_running",
+        message: "router \"\(router)\" is being trained by \(job)")
+    }
+  }
+
   /// Starts `vdb ARGUMENTS --db PATH --json` for `target`.
   ///
-  /// - Throws: `VectorDBError.collectionBusy` (or 409 `job_running` for a router) when
-  ///   a job of this server already works on the target; `.storage`-class errors when
-  ///   the process cannot start.
+  /// - Throws: as ``checkIdle(_:)`` when a job of this server already works on the
+  ///   target; `.storage`-class errors when the process cannot start.
   func start(kind: String, target: Target, arguments: [String]) throws -> JobInfo {
-    if let running = jobs.values.first(where: { $0.target == target && $0.state == .running }) {
-      let job = "server job \(running.id) (\(running.kind), process \(running.pid))"
-      switch target {
-      case .collection(let collection):
-        throw VectorDBError.collectionBusy(name: collection, job: job)
-      case .router(let router):
-        throw APIError(
-          status: .conflict, code: "job_running",
-          message: "router \"\(router)\" is being trained by \(job)")
-      }
-    }
+    try checkIdle(target)
     let id = nextID
     nextID += 1
     let process = Process()

@@ -59,6 +59,7 @@ struct Routes: Sendable {
       let name = try context.pathParameter("collection")
       let keepLog = try request.flag("keep_log")
       let force = try request.flag("force")
+      if !force { try await jobs.checkIdle(.collection(name)) }
       return try await blocking {
         try database.dropCollection(name, keepLog: keepLog, force: force)
         return JSONResponse.make(["dropped": name])
@@ -69,6 +70,7 @@ struct Routes: Sendable {
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
       try body.check(["name"])
       let newName = try body.required("name", body.string)
+      try await jobs.checkIdle(.collection(name))
       return try await blocking {
         try database.renameCollection(name, to: newName)
         return JSONResponse.make(["renamed": name, "name": newName])

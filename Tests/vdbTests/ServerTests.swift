@@ -284,6 +284,13 @@ final class ServerTests: XCTestCase {
     XCTAssertEqual(
       try server.request("POST", "/collections/docs/reembed", "{}").status, 409,
       "a second job on the collection is refused")
+    // So are a drop and a rename sent at once, before the job's process has written
+    // its state (the library alone would not see the job yet).
+    reply = try server.request("DELETE", "/collections/docs")
+    XCTAssertEqual(reply.status, 409, reply.text)
+    XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "collection_busy")
+    XCTAssertEqual(
+      try server.request("POST", "/collections/docs/rename", #"{"name": "d2"}"#).status, 409)
     reply = try server.request("GET", "/jobs/\(id)?wait=120")
     XCTAssertEqual(reply.json["state"] as? String, "succeeded", reply.text)
     let result = try XCTUnwrap(reply.json["result"] as? [String: Any])
