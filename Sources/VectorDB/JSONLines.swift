@@ -26,13 +26,17 @@ enum JSONLines {
 
   static let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
-  /// The text of one line, or an error naming it ("invalid UTF-8"; on the first line of
-  /// a UTF-16 file, saying so).
+  /// The text of one line, or an error naming it and the character ("invalid UTF-8 at
+  /// character 10"; on the first line of a UTF-16 file, saying so).
   static func text(of bytes: UnsafeRawBufferPointer, source: String, line: Int) throws -> String {
     if let text = String(validating: bytes, as: UTF8.self) { return text }
-    let utf16 = line == 1 ? TextFile.utf16Problem(bytes) : nil
+    if line == 1, let utf16 = TextFile.utf16Problem(bytes) {
+      throw VectorDBError.invalidInput(
+        source: source, line: line, reason: "invalid UTF-8: " + utf16)
+    }
     throw VectorDBError.invalidInput(
-      source: source, line: line, reason: "invalid UTF-8" + (utf16.map { ": " + $0 } ?? ""))
+      source: source, line: line,
+      reason: "invalid UTF-8 at character \(TextFile.firstInvalidUTF8(bytes).column)")
   }
 
   /// Parses one line into a JSON object.

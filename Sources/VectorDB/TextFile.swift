@@ -38,7 +38,15 @@ public enum TextFile {
     if let problem = utf16Problem(data) {
       throw VectorDBError.invalidInput(source: source, line: nil, reason: problem)
     }
-    var bytes = data.makeIterator()
+    let (line, column) = firstInvalidUTF8(data)
+    throw VectorDBError.invalidInput(
+      source: source, line: line, reason: "invalid UTF-8 at character \(column)")
+  }
+
+  /// Where the first byte that is not UTF-8 lies: its line and its character in the line
+  /// (both from 1).
+  static func firstInvalidUTF8(_ bytes: some Sequence<UInt8>) -> (line: Int, column: Int) {
+    var bytes = bytes.makeIterator()
     var parser = Unicode.UTF8.ForwardParser()
     var line = 1
     var column = 1
@@ -50,8 +58,7 @@ public enum TextFile {
         column += 1
       }
     }
-    throw VectorDBError.invalidInput(
-      source: source, line: line, reason: "invalid UTF-8 at character \(column)")
+    return (line, column)
   }
 
   /// What to say of bytes that begin with a UTF-16 byte order mark; nil for others.

@@ -129,7 +129,12 @@ struct LogRetentionCommand: ParsableCommand {
       retention = try db.logRetention()
       if let maxEntries { retention.maxEntries = Int(maxEntries) }  // nil for "none"
       if let maxAge { retention.maxAge = maxAge == "none" ? nil : try parseDuration(maxAge) }
-      try db.setLogRetention(retention)
+      do {
+        try db.setLogRetention(retention)
+      } catch VectorDBError.invalidInput(source: "log retention", _, let reason) {
+        // The options' values out of the library's range: a usage error, as the parser's.
+        throw CLIError(message: "log retention: \(reason)", usage: true)
+      }
     }
     if output.isJSON {
       try Terminal.printJSONLine(retention)

@@ -499,7 +499,8 @@ struct RouteDiagnose: ParsableCommand {
 
 struct RouteVersions: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "versions", abstract: "List a router's versions; --activate N to switch.")
+    commandName: "versions", abstract: "List a router's versions; --activate N to switch.",
+    discussion: "JSON: one line per version, its record and `active` (true for the one serving).")
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
   @Option(help: "Make this version serve (a rejected one too).") var activate: Int?
@@ -513,10 +514,7 @@ struct RouteVersions: ParsableCommand {
     let router = try target.open(database)
     if let activate { try router.activate(version: activate) }
     let (versions, active) = try router.versions()
-    if output.isJSON {
-      for version in versions { try Terminal.printJSONLine(version) }
-      return
-    }
+    if output.isJSON { return try VersionLine.print(versions, active: active) }
     Terminal.printTable(
       headers: ["version", "state", "parent", "macro-F1", "threshold", "reason"],
       rows: versions.map { v in
@@ -531,12 +529,41 @@ struct RouteVersions: ParsableCommand {
 
 struct RouteRollback: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "rollback", abstract: "Undo the last activation of a router's version.")
+    commandName: "rollback", abstract: "Undo the last activation of a router's version.",
+    discussion: "JSON: the versions afterwards, one line each, as `route versions` prints them.")
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
+  @OptionGroup var output: OutputOptions
 
   func run() throws {
     let router = try target.open(database)
-    print("router \"\(router.name)\" is served by v\(try router.rollback()) again")
+    let version = try router.rollback()
+    guard output.isJSON else {
+      return print("router \"\(router.name)\" is served by v\(version) again")
+    }
+    let (versions, active) = try router.versions()
+    try VersionLine.print(versions, active: active)
+  }
+}
+
+/// A router version as `route versions --json` prints it: its record and `active`,
+/// whether it is the one serving.
+struct VersionLine: Encodable {
+  var version: RouterVersion
+  var active: Bool
+
+  private enum Key: String, CodingKey { case active }
+
+  func encode(to encoder: any Encoder) throws {
+    try version.encode(to: encoder)
+    var container = encoder.container(keyedBy: Key.self)
+    try container.encode(active, forKey: .active)
+  }
+
+  /// Prints `versions`, one line each.
+  static func print(_ versions: [RouterVersion], active: Int?) throws {
+    for version in versions {
+      try Terminal.printJSONLine(VersionLine(version: version, active: version.version == active))
+    }
   }
 }

@@ -110,13 +110,13 @@ final class ImportTests: XCTestCase {
     }
   }
 
-  func testInvalidUTF8IsReportedWithItsLine() throws {
+  func testInvalidUTF8IsReportedWithItsLineAndCharacter() throws {
     let path = directory + "/latin1.jsonl"
     var bytes = Array(#"{"_id": "1", "text": "ok"}"#.utf8) + [10]
     bytes += Array(#"{"_id": "2", "text": "caf"#.utf8) + [0xE9] + Array(#""}"#.utf8)
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try collection().importJSONL(path: path)) { error in
-      XCTAssertEqual("\(error)", "\(path):2: invalid UTF-8")
+      XCTAssertEqual("\(error)", "\(path):2: invalid UTF-8 at character 26")
     }
   }
 

@@ -326,6 +326,7 @@ final class RouterTests: XCTestCase {
       report.classifier)
     XCTAssertEqual(m["shrinkage"] != nil, report.classifier == "shrunk_lda")
     try router.activate(version: 2)
+    try router.activate(version: 2)  // already serving: the history is unchanged
     XCTAssertEqual(try router.versions().active, 2)
     XCTAssertEqual(try router.rollback(), 1)
     (versions, active) = try router.versions()

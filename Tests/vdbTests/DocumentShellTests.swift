@@ -187,7 +187,7 @@ final class DocumentShellTests: XCTestCase {
       ["--max-age", "nand"], ["--max-age", "0s"], ["--max-age", "1e19s"],
     ] {
       let result = try Shell.vdb(["log", "retention", "--db", db] + bad)
-      XCTAssertTrue([1, 2].contains(result.status), "\(bad): \(result.status)")
+      XCTAssertEqual(result.status, 2, "\(bad): a usage error, whoever finds it")
       XCTAssertTrue(result.stderr.hasPrefix("error: "), result.stderr)
       XCTAssertFalse(result.stderr.contains("CLIError"), result.stderr)
     }

@@ -124,6 +124,19 @@ final class RouteProcessTests: XCTestCase {
     // of the decision with an outcome.
     XCTAssertTrue(result.stdout.contains("embedded 1 of 111 inputs"), result.stdout)
 
+    // Switching by hand and back; the JSON lines say which version serves.
+    func active(_ result: Shell.Result) throws -> [Bool?] {
+      try result.stdout.split(separator: "\n").map {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])[
+          "active"] as? Bool
+      }
+    }
+    try vdb(["route", "versions", "-r", "docs", "--activate", "1"])
+    result = try vdb(["route", "versions", "-r", "docs", "--activate", "2", "--json"])
+    XCTAssertEqual(try active(result), [false, true], result.stdout)
+    result = try vdb(["route", "rollback", "-r", "docs", "--json"])
+    XCTAssertEqual(try active(result), [true, false], result.stdout)
+
     // Dropped: gone from the list, a second drop and routing are "no router" (exit 1).
     XCTAssertEqual(
       try vdb(["route", "drop", "docs", "--json"]).stdout, #"{"dropped":"docs"}"# + "\n")

@@ -180,7 +180,8 @@ extension Router {
     }
   }
 
-  /// Makes `version` serve (a rejected one too: the admin overrides the gate).
+  /// Makes `version` serve (a rejected one too: the admin overrides the gate). The
+  /// version already serving stays as it is (a rollback then goes to the one before).
   ///
   /// - Throws: `VectorDBError.invalidInput` for an unknown version;
   ///   `.routerVersionWithoutWeights` for a rejected LoRA-tier version, whose weights were
@@ -196,7 +197,7 @@ extension Router {
       }
       info.state = .ready
       try store.put(info, router: record.id, in: txn)
-      record.history.append(version)
+      if record.history.last != version { record.history.append(version) }
     }
   }
 
