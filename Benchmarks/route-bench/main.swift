@@ -61,6 +61,7 @@ func heldOut(_ router: Router, label: String, tier: RouterTier = .head) throws
     var options = RouterTrainingOptions()
     options.tier = tier
     options.seed = UInt64(seed)
+    options.splitKey = UInt64(seed)  // a split per seed, as before splits were fixed
     options.force = true  // each seed's version is measured, whatever the gate says
     if router.escalation != nil { options.maxEscalation = 0.3 }
     reports.append(try router.train(options: options))

@@ -280,7 +280,8 @@ struct RouteTrain: ParsableCommand {
   @Option(help: "Examples per step.") var batchSize = 32
   @Option(help: "Learning rate (AdamW).") var lr = 0.01
   @Option(help: "Share of each path's inputs held out.") var heldOut = 0.25
-  @Option(help: "Random seed (batches, split, bootstrap).") var seed: UInt64 = 42
+  @Option(help: "Random seed (batches, bootstrap; the held-out split is fixed).")
+  var seed: UInt64 = 42
   @Option(help: "Escalate at most this share of requests (0-1).") var maxEscalation: Double?
   @Option(help: "Send at least this share of requests to a good path (0-1).")
   var minQuality: Double?

@@ -342,6 +342,11 @@ final class RouterTests: XCTestCase {
     XCTAssertEqual(evaluation.examples, 36)
     XCTAssertEqual(evaluation.confusion.flatMap { $0 }.reduce(0, +), 36)
     XCTAssertGreaterThan(evaluation.macroF1, 0.5)
+
+    // Another seed splits the same way: the inputs that judge a candidate never trained
+    // the version it is judged against.
+    options.seed = 7
+    XCTAssertEqual(try router.train(options: options).heldOutInputs, report.heldOutInputs)
   }
 
   /// A retrain embeds only the inputs no earlier run embedded with the same encoder; the

@@ -42,8 +42,14 @@ public struct RouterTrainingOptions: Sendable, Codable {
   public var learningRate = 0.01
   /// AdamW's decoupled weight decay for the head.
   public var weightDecay = 0.01
-  /// Orders the batches and draws the held-out split and the bootstrap.
+  /// Orders the batches and draws the bootstrap (and, on the LoRA tier, the adapters'
+  /// start and the dropout masks). Not the held-out split: see `splitKey`.
   public var seed: UInt64 = 42
+  /// The key of the hash that splits each path's inputs; nil: the fixed one. A run with
+  /// another seed splits the same way, so the active version was never trained on the
+  /// inputs that judge its successor (it would be flattered, and a better candidate
+  /// rejected). Benchmarks set it to measure over several splits.
+  package var splitKey: UInt64?
   /// Share of each path's examples held out for the gate, calibration and threshold.
   public var heldOutFraction = 0.25
   /// Fewer labelled examples than this on any path: training refuses.
@@ -201,10 +207,11 @@ struct RouterTrainingRun {
     self.labelled = labelled
     self.labels = labels
     self.counts = counts
+    let splitKey = options.splitKey ?? 42  // the seed's default, so earlier splits hold
     for path in counts.indices {
       let members = labels.indices.filter { labels[$0] == path }.sorted {
-        DocumentCollection.stableHash(labelled[$0].input, seed: options.seed)
-          < DocumentCollection.stableHash(labelled[$1].input, seed: options.seed)
+        DocumentCollection.stableHash(labelled[$0].input, seed: splitKey)
+          < DocumentCollection.stableHash(labelled[$1].input, seed: splitKey)
       }
       let held = Self.heldOutCount(of: members.count, fraction: options.heldOutFraction)
       heldOut += members.prefix(held)
