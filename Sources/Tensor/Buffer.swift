@@ -15,10 +15,13 @@ import Foundation
 ///
 /// The small members are `@inlinable`: other modules then compile them for their concrete
 /// element type, where a generic body would copy every element through a function call
-/// (a fill of a million bytes was a million calls).
-package final class Buffer<Element>: @unchecked Sendable {
-  package let count: Int
-  package let base: UnsafeMutablePointer<Element>
+/// (a fill of a million bytes was a million calls). The class is `public` for that alone
+/// (its members stay `package`): Swift 6.3 inlines no member of a `package` generic class
+/// into another module, `@inlinable` or not, and element access from Training then cost a
+/// fifth of a training step in calls through value witnesses.
+public final class Buffer<Element>: @unchecked Sendable {
+  @usableFromInline package let count: Int
+  @usableFromInline package let base: UnsafeMutablePointer<Element>
   @usableFromInline let pool: BufferPool?
   /// The arena the memory was carved from (kept alive by the buffer; nothing to free).
   @usableFromInline let arena: Arena?
@@ -100,7 +103,7 @@ package final class Buffer<Element>: @unchecked Sendable {
 
 extension Buffer where Element: TensorScalar {
   /// A buffer of zeros.
-  package convenience init(count: Int) { self.init(count: count, repeating: 0) }
+  @inlinable package convenience init(count: Int) { self.init(count: count, repeating: 0) }
 }
 
 /// One mapping that buffers living as long as each other are carved from: a model's
@@ -108,7 +111,7 @@ extension Buffer where Element: TensorScalar {
 /// (`MADV_HUGEPAGE`), so filling 86 MB takes some 40 page faults instead of 22,000 — or
 /// a file that already holds the buffers (a model image), carved again in the same order.
 /// Unmapped when the last buffer carved from it goes.
-package final class Arena: @unchecked Sendable {
+@usableFromInline package final class Arena: @unchecked Sendable {
   private let base: UnsafeMutableRawPointer
   /// Its bytes in all, taken or not.
   package let size: Int
@@ -173,7 +176,7 @@ package final class Arena: @unchecked Sendable {
 /// would come to hold a set for every length seen: its owner calls ``trim()`` once per
 /// step, which unmaps the free blocks no one took since the call before, and a request
 /// that finds no block unmaps the largest such block smaller than itself.
-package final class BufferPool: @unchecked Sendable {
+@usableFromInline package final class BufferPool: @unchecked Sendable {
   private struct Block {
     var memory: UnsafeMutableRawPointer
     var bytes: Int
