@@ -311,9 +311,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         Scalar.softmaxRows(probabilities, rows: n, width: n)
         var used = UnsafePointer(probabilities)
         if let mask = cache.probabilityMask {
-          let m = mask.base + pass.attentionOffsets[s] + head * n * n
-          let keepScale = 1 / Scalar(1 - p)
-          for i in 0..<(n * n) { scratch[i] = m[i] == 0 ? 0 : probabilities[i] * keepScale }
+          Kernels.dropout(
+            probabilities, mask: mask.base + pass.attentionOffsets[s] + head * n * n,
+            count: n * n, probability: p, into: scratch.base)
           used = UnsafePointer(scratch.base)
         }
         Scalar.gemm(
@@ -564,7 +564,6 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
     let d = config.headSize
     let scale = 1 / Scalar(d).squareRoot()
     let p = pass.dropout
-    let keepScale = 1 / Scalar(1 - p)
     forEachSequence(batch) { s in
       let rows = batch.rows(of: s)
       let n = rows.count
@@ -576,8 +575,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
         let probabilities = UnsafePointer(cache.probabilities.base + entry)
         var used = probabilities
         if let mask = cache.probabilityMask {
-          let m = mask.base + entry
-          for i in 0..<(n * n) { dropped[i] = m[i] == 0 ? 0 : probabilities[i] * keepScale }
+          Kernels.dropout(
+            probabilities, mask: mask.base + entry, count: n * n, probability: p,
+            into: dropped.base)
           used = UnsafePointer(dropped.base)
         }
         Scalar.gemm(
@@ -588,8 +588,9 @@ public final class TrainableEncoder<Scalar: TensorScalar> {
           a: dContext.base + column, lda: h, b: cache.value.base + column, ldb: h, beta: 0,
           c: dScores.base, ldc: n)
         if let mask = cache.probabilityMask {
-          let m = mask.base + entry
-          for i in 0..<(n * n) { dScores[i] = m[i] == 0 ? 0 : dScores[i] * keepScale }
+          Kernels.dropout(
+            dScores.base, mask: mask.base + entry, count: n * n, probability: p,
+            into: dScores.base)
         }
         Kernels.softmaxRowsBackward(
           probabilities: probabilities, gradient: dScores.base, rows: n, width: n)

@@ -254,15 +254,18 @@ extension Kernels {
   // MARK: Dropout  y = x·m/(1 − p),  m ~ Bernoulli(1 − p)
 
   /// Draws a keep-mask (1 keep, 0 drop) with drop probability `p`, made of `segments`
-  /// (start, count), segment `i` drawn from `streams[i]`. One stream per sequence makes the
-  /// masks a sequence gets independent of how sequences are grouped into batches.
+  /// (start, count), which cover `0..<count`; segment `i` is drawn from `streams[i]`. One
+  /// stream per sequence makes the masks a sequence gets independent of how sequences are
+  /// grouped into batches.
   package static func dropoutMask(
     count: Int, segments: [(start: Int, count: Int)], streams: inout [Xoshiro256],
     probability p: Double
   ) -> Buffer<UInt8> {
-    let mask = Buffer<UInt8>(count: count, repeating: 1)
+    precondition(segments.reduce(0) { $0 + $1.count } == count, "segments must cover the mask")
+    let mask = Buffer<UInt8>(uninitializedCount: count)
     // Each 64-bit draw decides four entries: 16 random bits against p·2¹⁶ (p = 0.1 becomes
-    // 0.100006), a quarter of the generator calls of one draw per entry.
+    // 0.100006), a quarter of the generator calls of one draw per entry. Every entry is
+    // written, without a branch: drops are random, so a branch would be mispredicted.
     let threshold = UInt64((p * 65_536).rounded())
     streams.withUnsafeMutableBufferPointer { streams in
       Parallel.forEachChunk(segments.count, minimumPerChunk: 4) { range in
@@ -271,12 +274,10 @@ extension Kernels {
           var j = start
           let end = start + length
           while j < end {
-            var bits = streams[i].next()
-            for _ in 0..<min(4, end - j) {
-              if bits & 0xffff < threshold { mask[j] = 0 }
-              bits >>= 16
-              j += 1
-            }
+            let bits = streams[i].next()
+            let n = min(4, end - j)
+            for k in 0..<n { mask[j + k] = (bits >> UInt64(16 * k)) & 0xffff < threshold ? 0 : 1 }
+            j += n
           }
         }
       }
@@ -284,13 +285,25 @@ extension Kernels {
     return mask
   }
 
-  /// `x ← x · m / (1 − p)`; also the backward, since the map is linear and diagonal.
+  /// `y ← x · m / (1 − p)` on one thread (`y` may be `x`). Multiplying by the mask rather
+  /// than choosing by it lets the loop run on vectors; a dropped entry becomes ±0.
+  package static func dropout<S: TensorScalar>(
+    _ x: UnsafePointer<S>, mask: UnsafePointer<UInt8>, count: Int, probability p: Double,
+    into y: UnsafeMutablePointer<S>
+  ) {
+    let keepScale = 1 / S(1 - p)
+    for i in 0..<count { y[i] = x[i] * (S(mask[i]) * keepScale) }
+  }
+
+  /// `x ← x · m / (1 − p)` on every core; also the backward, since the map is linear and
+  /// diagonal.
   package static func applyDropout<S: TensorScalar>(
     _ x: UnsafeMutablePointer<S>, mask: UnsafePointer<UInt8>, count: Int, probability p: Double
   ) {
-    let keepScale = 1 / S(1 - p)
     Parallel.forEachChunk(count, minimumPerChunk: 4096) { range in
-      for i in range { x[i] = mask[i] == 0 ? 0 : x[i] * keepScale }
+      dropout(
+        x + range.lowerBound, mask: mask + range.lowerBound, count: range.count, probability: p,
+        into: x + range.lowerBound)
     }
   }
 

@@ -75,6 +75,39 @@ final class TrainerTests: XCTestCase {
     XCTAssertNotEqual(last.embeddings, inference)
   }
 
+  /// A mask is its segments' streams read 16 bits an entry (low bits first, four a draw)
+  /// against p·2¹⁶, so a run's masks never change with the code that draws them; it drops
+  /// its share, and dropout scales what it keeps by 1/(1 − p).
+  func testDropoutMasksFollowTheirStreamsAndScaleWhatTheyKeep() {
+    let segments = [(start: 0, count: 50_001), (start: 50_001, count: 30_002)]
+    var streams = [Xoshiro256(seed: 11), Xoshiro256(seed: 12)]
+    var reference = [UInt8]()
+    for (stream, segment) in zip(streams, segments) {
+      var generator = stream
+      while reference.count < segment.start + segment.count {
+        var bits = generator.next()
+        for _ in 0..<min(4, segment.start + segment.count - reference.count) {
+          reference.append(bits & 0xffff < 6_554 ? 0 : 1)
+          bits >>= 16
+        }
+      }
+      let dropped = reference[segment.start...].filter { $0 == 0 }.count
+      XCTAssertEqual(Double(dropped) / Double(segment.count), 0.1, accuracy: 0.006)
+    }
+    let mask = Kernels.dropoutMask(
+      count: 80_003, segments: segments, streams: &streams, probability: 0.1)
+    XCTAssertEqual(mask.array, reference)
+
+    let x = Buffer<Float>((0..<80_003).map { Float($0 % 97) - 48.5 })
+    let y = Buffer<Float>(count: x.count)
+    Kernels.dropout(x.base, mask: mask.base, count: x.count, probability: 0.1, into: y.base)
+    for i in 0..<x.count {
+      XCTAssertEqual(y[i], reference[i] == 0 ? 0 : x[i] * (1 / Float(0.9)), "entry \(i)")
+    }
+    Kernels.applyDropout(x.base, mask: mask.base, count: x.count, probability: 0.1)
+    XCTAssertEqual(x.array, y.array, "in place, on every core, the same")
+  }
+
   func testEmbeddingsAreUnitLengthAndPaddingFree() throws {
     let parameters = try EncoderParameters<Float>(randomFor: Self.tiny, seed: 8)
     let encoder = TrainableEncoder(parameters: parameters)
