@@ -552,26 +552,56 @@ static void convert_strided_plain(int level, int rows, int k, const float *x, si
   }
 }
 
-// Rows of x stored as columns (ldx = 1: row r's input i at x[r + i · step]), 16 rows at a
-// time: two inputs of 16 rows converted at once, their halves interleaved into pairs and
-// each pair scattered to its row.
+// 16 × 16 words transposed in registers: v[i] becomes the i-th word of every v. Pairs of
+// rows interleave by words, then by pairs of words, then two rounds of 128-bit lanes.
+AVX512BF16 static inline __attribute__((always_inline)) void transpose_words(__m512i v[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 4) {
+    const __m512i a = _mm512_unpacklo_epi32(v[i], v[i + 1]), b = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    const __m512i c = _mm512_unpacklo_epi32(v[i + 2], v[i + 3]), d = _mm512_unpackhi_epi32(v[i + 2], v[i + 3]);
+    t[i] = _mm512_unpacklo_epi64(a, c);  // word 4L of rows i..i+3, in lane L
+    t[i + 1] = _mm512_unpackhi_epi64(a, c);
+    t[i + 2] = _mm512_unpacklo_epi64(b, d);
+    t[i + 3] = _mm512_unpackhi_epi64(b, d);
+  }
+  __m512i u[16];
+  for (int j = 0; j < 4; j++) {
+    u[j] = _mm512_shuffle_i32x4(t[j], t[4 + j], 0x88);
+    u[4 + j] = _mm512_shuffle_i32x4(t[j], t[4 + j], 0xdd);
+    u[8 + j] = _mm512_shuffle_i32x4(t[8 + j], t[12 + j], 0x88);
+    u[12 + j] = _mm512_shuffle_i32x4(t[8 + j], t[12 + j], 0xdd);
+  }
+  for (int j = 0; j < 4; j++) {
+    v[j] = _mm512_shuffle_i32x4(u[j], u[8 + j], 0x88);
+    v[8 + j] = _mm512_shuffle_i32x4(u[j], u[8 + j], 0xdd);
+    v[4 + j] = _mm512_shuffle_i32x4(u[4 + j], u[12 + j], 0x88);
+    v[12 + j] = _mm512_shuffle_i32x4(u[4 + j], u[12 + j], 0xdd);
+  }
+}
+
+// Rows of x stored as columns (ldx = 1: row r's input i at x[r + i · step]), 16 rows × 16
+// pairs at a time: each pair of inputs of the 16 rows converted at once and its halves
+// interleaved into pairs, then the 16 × 16 pairs transposed so that each row's 16 pairs
+// are one store (a scatter of each pair to its row took three times as long).
 AVX512BF16 static void convert_columns_avx512bf16(int rows, int k, const float *x, size_t step,
                                                   uint32_t *xb) {
-  const int kp = pairs_of(k);
+  const int kp = pairs_of(k);  // a multiple of 16
   const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                               23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i row_offsets = _mm512_mullo_epi32(
-      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(kp));
   for (int r = 0; r < rows; r += PANEL) {
-    const __mmask16 live = first_lanes(rows - r);
-    for (int p = 0; p < kp; p++) {
-      const int i = 2 * p;
-      const __m512 even = i < k ? _mm512_maskz_loadu_ps(live, x + r + i * step) : _mm512_setzero_ps();
-      const __m512 odd =
-          i + 1 < k ? _mm512_maskz_loadu_ps(live, x + r + (i + 1) * step) : _mm512_setzero_ps();
-      const __m512i pairs =
-          _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
-      _mm512_mask_i32scatter_epi32(xb + (size_t)r * kp + p, live, row_offsets, pairs, 4);
+    const int n = rows - r < PANEL ? rows - r : PANEL;
+    const __mmask16 live = first_lanes(n);
+    for (int p0 = 0; p0 < kp; p0 += 16) {
+      __m512i pairs[16];
+      for (int q = 0; q < 16; q++) {
+        const int i = 2 * (p0 + q);
+        const __m512 even = i < k ? _mm512_maskz_loadu_ps(live, x + r + i * step) : _mm512_setzero_ps();
+        const __m512 odd =
+            i + 1 < k ? _mm512_maskz_loadu_ps(live, x + r + (i + 1) * step) : _mm512_setzero_ps();
+        pairs[q] = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
+      }
+      transpose_words(pairs);
+      for (int l = 0; l < n; l++) _mm512_storeu_si512(xb + (size_t)(r + l) * kp + p0, pairs[l]);
     }
   }
 }
