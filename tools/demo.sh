@@ -72,7 +72,7 @@ echo "      (tools/route-examples.jsonl: outcomes of earlier requests, see docs/
 step route create docs storage=1 search=1 training=1 shell=1 general=4 --escalation general
 step route log -r docs --input "how do I list the collections" --path shell --outcome good
 step route import -r docs tools/route-examples.jsonl
-step route train -r docs --max-escalation 0.3 --seed 7
+step route train -r docs --max-escalation 0.3
 step route -r docs "how do I delete a collection" "which key does a routing version use" \
   "what does the gate compare" "is vdb a good fit for my project"
 step route eval -r docs tools/route-test.jsonl
@@ -82,7 +82,7 @@ step route entries -r docs --pending
 decision=$("$vdb" route entries -r docs --pending --limit 1 --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["log_id"])')
 step route log -r docs --id "$decision" --path shell --outcome good
-step route train -r docs --max-escalation 0.3 --seed 7
+step route train -r docs --max-escalation 0.3
 
 echo
 echo "== 8. A faster encoder: the docs' model computing in bfloat16 (AMX or AVX-512 BF16 where"
