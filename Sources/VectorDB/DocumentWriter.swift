@@ -124,33 +124,27 @@ extension DocumentCollection {
       }
       return []
     }
+    // The model that makes the vectors; nil when they are given.
+    let model = batch.vectors == nil ? plan?.generation.model : nil
+    let vectors: [[Float]]
     if let given = batch.vectors {
-      for (document, vector) in zip(batch.documents, given) {
-        if let problem = settings.problem(with: vector) {
-          throw VectorDBError.invalidVector(
-            reason: "document \"\(document.id)\": \(problem) (collection \"\(name)\")")
-        }
-      }
-      return given.flatMap { $0 }
-    }
-    guard let model = plan?.generation.model else {
+      vectors = given
+    } else if let model {
+      vectors = try database.encoder(version: model).embed(batch.documents.map(\.text))
+    } else {
       throw VectorDBError.invalidVector(
         reason:
           "collection \"\(name)\" stores given vectors (\(settings.dimension) floats each): pass one per document"
       )
     }
-    let vectors = try database.encoder(version: model).embedMatrix(batch.documents.map(\.text))
-    for (row, document) in batch.documents.enumerated() {
-      let vector = Array(vectors.values[row * settings.dimension..<(row + 1) * settings.dimension])
-      if let problem = settings.problem(with: vector) {
-        throw VectorDBError.modelUnsuitable(
-          version: model,
-          reason:
-            "made an unusable vector of document \"\(document.id)\": \(problem) (collection \"\(name)\")"
-        )
-      }
+    for (document, vector) in zip(batch.documents, vectors) {
+      guard let problem = settings.problem(with: vector) else { continue }
+      let reason = "document \"\(document.id)\": \(problem) (collection \"\(name)\")"
+      guard let model else { throw VectorDBError.invalidVector(reason: reason) }
+      throw VectorDBError.modelUnsuitable(
+        version: model, reason: "made an unusable vector of " + reason)
     }
-    return vectors.values
+    return vectors.flatMap { $0 }
   }
 
   /// Writes `batch` and its `vectors` (made for `plan`) in the caller's transaction.

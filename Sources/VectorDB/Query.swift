@@ -259,33 +259,33 @@ extension DocumentCollection {
   private func queryVectors(
     texts: [String]?, vectors: [[Float]]?, plan: IndexPlan, adapter choice: AdapterChoice
   ) throws -> [[Float]] {
+    // The model that makes the vectors; nil when they are given.
+    let model = vectors == nil ? plan.generation.model : nil
+    let checked: [[Float]]
     if let vectors {
-      for (number, vector) in vectors.enumerated() {
-        if let problem = plan.settings.problem(with: vector) {
-          throw VectorDBError.invalidVector(
-            reason: "query \(number + 1) of \(vectors.count): \(problem) (collection \"\(name)\")")
-        }
-      }
-      return vectors
-    }
-    guard let model = plan.generation.model else {
+      checked = vectors
+    } else if let model {
+      checked = try database.encoder(version: model).embed(texts ?? [])
+    } else {
       throw VectorDBError.notAvailable(
         collection: name, reason: "holds given vectors: query it with a vector")
     }
-    let embedded = try database.encoder(version: model).embed(texts ?? [])
-    for (number, vector) in embedded.enumerated() {
-      if let problem = plan.settings.problem(with: vector) {
-        throw VectorDBError.modelUnsuitable(
-          version: model,
-          reason: "made an unusable vector of query \(number + 1) of \(embedded.count): \(problem)")
+    for (number, vector) in checked.enumerated() {
+      guard let problem = plan.settings.problem(with: vector) else { continue }
+      let query = "query \(number + 1) of \(checked.count): \(problem)"
+      guard let model else {
+        throw VectorDBError.invalidVector(reason: query + " (collection \"\(name)\")")
       }
+      throw VectorDBError.modelUnsuitable(
+        version: model, reason: "made an unusable vector of " + query)
     }
+    guard vectors == nil else { return checked }  // given vectors are not adapted
     let adapter: QueryAdapter<Float>?
     switch choice {
     case .generation: adapter = try plan.generation.adapter.map(database.queryAdapter)
     case .candidate(let candidate): adapter = candidate
     }
-    return adapter.map { $0.apply(to: embedded) } ?? embedded
+    return adapter.map { $0.apply(to: checked) } ?? checked
   }
 
   /// Searches in one snapshot; nil when the active generation is no longer `plan`'s.

@@ -50,6 +50,9 @@ public struct RouterTrainingOptions: Sendable, Codable {
   /// inputs that judge its successor (it would be flattered, and a better candidate
   /// rejected). Benchmarks set it to measure over several splits.
   package var splitKey: UInt64?
+  /// The key when `splitKey` is nil: the default seed's, so the splits of routers trained
+  /// with the default seed stayed as they were when the split stopped following the seed.
+  static let fixedSplitKey: UInt64 = 42
   /// Share of each path's examples held out for the gate, calibration and threshold.
   public var heldOutFraction = 0.25
   /// Fewer labelled examples than this on any path: training refuses.
@@ -207,7 +210,7 @@ struct RouterTrainingRun {
     self.labelled = labelled
     self.labels = labels
     self.counts = counts
-    let splitKey = options.splitKey ?? 42  // the seed's default, so earlier splits hold
+    let splitKey = options.splitKey ?? RouterTrainingOptions.fixedSplitKey
     for path in counts.indices {
       let members = labels.indices.filter { labels[$0] == path }.sorted {
         DocumentCollection.stableHash(labelled[$0].input, seed: splitKey)
