@@ -12,7 +12,9 @@ rm -rf "$VDB_PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 tools/docs_corpus.py docs > "$work/corpus.jsonl"
-cut -f1 tools/demo-queries.tsv > "$work/questions.txt"
+# Three quarters of the questions are asked first; the rest later, after the first training.
+awk 'NR % 4 != 0' tools/demo-queries.tsv > "$work/asked-first.tsv"
+awk 'NR % 4 == 0' tools/demo-queries.tsv > "$work/asked-later.tsv"
 
 step() {
   printf '\n\033[1m$ vdb %s\033[0m\n' "$*"
@@ -34,15 +36,19 @@ step query -c docs "MaxScore postings" -k 3 --mode keyword
 echo
 echo "== 3. Users ask more; every query is logged. They click the right section, or"
 echo "      name it when it was not shown (a correction: the retriever failed)."
-"$vdb" query -c docs --file "$work/questions.txt" -k 3 --json > "$work/results.jsonl"
-python3 - "$work/results.jsonl" tools/demo-queries.tsv > "$work/feedback.txt" <<'PY'
+ask_and_judge() {  # FILE.tsv: question TAB the section that answers it
+  cut -f1 "$1" > "$work/questions.txt"
+  "$vdb" query -c docs --file "$work/questions.txt" -k 3 --json > "$work/results.jsonl"
+  python3 - "$work/results.jsonl" "$1" > "$work/feedback.txt" <<'PY'
 import json, sys
 results = [json.loads(line) for line in open(sys.argv[1])]
 truth = [line.rstrip("\n").split("\t")[1] for line in open(sys.argv[2])]
 for result, relevant in zip(results, truth):
     print(result["log_id"], relevant)
 PY
-while read -r log doc; do "$vdb" feedback "$log" "$doc"; done < "$work/feedback.txt"
+  while read -r log doc; do "$vdb" feedback "$log" "$doc"; done < "$work/feedback.txt"
+}
+ask_and_judge "$work/asked-first.tsv"
 step log --limit 5
 
 echo
@@ -54,7 +60,11 @@ echo
 echo "== 5. Fine-tune the encoder on the log; the gate decides on questions each"
 echo "      candidate never trained on (cross-fitted: every judged question votes)"
 step train -c docs
-echo "-- the adapter tier: a map of the query vectors, seconds to train, no re-embedding"
+echo "-- more questions are asked and judged; the adapter tier (a map of the query vectors,"
+echo "   seconds to train, no re-embedding) is judged on those alone: the questions the"
+echo "   current model trained on train the candidate but do not vote"
+ask_and_judge "$work/asked-later.tsv"
+step train -c docs --tier adapter --dry-run
 step train -c docs --tier adapter
 step models
 

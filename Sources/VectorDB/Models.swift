@@ -104,6 +104,45 @@ struct ModelStore {
     return try txn.get(blobs, key: ModelBlobKey(version: version, part: part))
   }
 
+  /// Records the query texts (`DocumentCollection.queryHash`) version `version` was fitted
+  /// on, as its `trained_queries` part.
+  func setTrainedQueries(_ hashes: Set<UInt64>, version: Int, in txn: WriteTransaction) throws {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(hashes.count * 8)
+    for hash in hashes.sorted() { withUnsafeBytes(of: hash.littleEndian) { bytes += $0 } }
+    try txn.put(
+      blobs, key: ModelBlobKey(version: UInt32(version), part: .trainedQueries), value: bytes)
+  }
+
+  /// The query texts `versions` and their ancestors were fitted on: the union of their
+  /// `trained_queries` parts (a version without one, such as an imported model, adds none).
+  ///
+  /// - Throws: `VectorDBError.damaged` naming the version when a part is not whole hashes.
+  func trainedQueries(lineageOf versions: [Int], path: String, in txn: Transaction) throws
+    -> Set<UInt64>
+  {
+    var hashes = Set<UInt64>()
+    var visited = Set<Int>()
+    var pending = versions
+    while let version = pending.popLast() {
+      guard visited.insert(version).inserted else { continue }
+      if let bytes = try blob(version, .trainedQueries, in: txn) {
+        guard bytes.count % 8 == 0 else {
+          throw VectorDBError.damaged(
+            path: path,
+            detail: "the trained_queries part of model version \(version) is \(bytes.count)"
+              + " bytes, not whole 8-byte hashes")
+        }
+        for offset in stride(from: 0, to: bytes.count, by: 8) {
+          hashes.insert(
+            UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+        }
+      }
+      if let parent = try info(version, in: txn)?.parent { pending.append(parent) }
+    }
+    return hashes
+  }
+
   /// Stores a new encoder version (numbered after the last) and returns its info. With
   /// `lora`, `encoder` is `parent` with those adapters merged, and only the adapters are
   /// stored ("lora": safetensors with the configuration in its metadata).

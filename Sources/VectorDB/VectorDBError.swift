@@ -60,8 +60,9 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
   case invalidInput(source: String, line: Int?, reason: String)
   /// The storage engine failed (disk full, permissions, …).
   case storage(LMDBError)
-  /// Training needs more judged queries than the log holds.
-  case notEnoughJudgements(collection: String, judged: Int, needed: Int)
+  /// Training needs more judged queries than the log holds: `judged` in all, of which the
+  /// current retriever trained on `trained` (those train a candidate but cannot judge it).
+  case notEnoughJudgements(collection: String, judged: Int, needed: Int, trained: Int = 0)
   /// `resume` asked for, but the collection has no interrupted training run.
   case nothingToResume(collection: String)
 
@@ -124,7 +125,12 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return line.map { "\(source):\($0): \(reason)" } ?? "\(source): \(reason)"
     case .storage(let error):
       return "storage: \(error)"
-    case .notEnoughJudgements(let collection, let judged, let needed):
+    case .notEnoughJudgements(let collection, let judged, let needed, let trained) where trained > 0:
+      return "collection \"\(collection)\" has \(judged) judged queries, and its current"
+        + " retriever trained on \(trained) of them: a candidate must be judged on at least 2"
+        + " it has not seen (the gate needs about \(needed) to tell a gain of +0.02 nDCG@10"
+        + " from noise)"
+    case .notEnoughJudgements(let collection, let judged, let needed, _):
       return "collection \"\(collection)\" has \(judged) judged queries: too few to train and"
         + " judge a candidate (the gate needs about \(needed) to tell a gain of +0.02 nDCG@10"
         + " from noise)"

@@ -141,6 +141,7 @@ extension Database {
           let weights = try store.blob(info.version, parts[0], in: txn)!
           try store.checkWeights(info, weights, path: path)
           try store.checkParts(info, path: path, in: txn)
+          _ = try store.trainedQueries(lineageOf: [info.version], path: path, in: txn)
         }
       }
     }

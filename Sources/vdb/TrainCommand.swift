@@ -158,10 +158,16 @@ struct Train: ParsableCommand {
       print(
         "\(data.judgedQueries) judged queries; \(data.trainPairs) training pairs from"
           + " \(data.trainQueries) queries, \(data.negatives) hard negatives")
+      let voters = data.alreadyTrained > 0 ? "" : "all "
       print(
         data.folds > 1
-          ? "the gate cross-fits \(data.folds) folds: all \(data.heldOutQueries) judged queries vote"
+          ? "the gate cross-fits \(data.folds) folds: \(voters)\(data.heldOutQueries) judged queries vote"
           : "\(data.heldOutQueries) queries held out for the gate")
+      if data.alreadyTrained > 0 {
+        print(
+          "\(data.alreadyTrained) judged queries trained the current retriever: they train,"
+            + " but do not vote (the current model would be scored on them in-sample)")
+      }
       if data.heldOutQueries < data.queriesNeeded {
         print(
           "note: about \(data.queriesNeeded) voting queries are needed for a gain of +0.02"

@@ -31,7 +31,7 @@ final class StorageKeyTests: XCTestCase {
       bytes(ModelBlobKey(version: 2, part: .weights)), [0, 0, 0, 2] + Array("weights".utf8))
     XCTAssertEqual(
       ModelBlobKey.Part.allCases.map(\.rawValue),
-      ["settings", "vocab", "weights", "lora", "adapter"])
+      ["settings", "vocab", "weights", "lora", "adapter", "trained_queries"])
     XCTAssertEqual(bytes(RouterVersionKey(router: 1, version: 2)), [0, 0, 0, 1, 0, 0, 0, 2])
     XCTAssertEqual(
       bytes(RouteLogKey(router: 1, log: 2)), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2])

@@ -64,6 +64,79 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertTrue(result.stdout.contains("\nnot promoted: nDCG@10"), result.stdout)
   }
 
+  /// A second run does not let the queries the serving retriever trained on vote: the
+  /// current model would be scored on them in-sample. Only queries judged since do, and
+  /// with fewer than two of them the run is refused, naming why.
+  func testQueriesTheCurrentRetrieverTrainedOnDoNotVote() throws {
+    let collection = try prepare(shuffled: false)
+    var options = TrainingOptions()
+    options.tier = .adapter
+    options.batchSize = 8
+    options.force = true
+    let first = try collection.train(options: options)
+    XCTAssertEqual(first.data.alreadyTrained, 0)
+    XCTAssertEqual(first.gate.queries, 40, "every judged query votes in the first round")
+
+    let again = try Shell.vdb(["train", "-c", "s", "--tier", "adapter", "--db", db])
+    XCTAssertEqual(again.status, 1, again.stderr)
+    XCTAssertTrue(
+      again.stderr.contains(
+        "has 40 judged queries, and its current retriever trained on 40 of them"),
+      again.stderr)
+    XCTAssertTrue(again.stderr.contains("vdb feedback LOG_ID DOC_ID"), again.stderr)
+
+    // Queries judged since vote; the earlier ones still train.
+    let judged = try collection.judgements().relevant
+    let asked = judged.keys.sorted().prefix(6)
+    try collection.judge(asked.map { Judgement(query: "in short: " + $0, relevant: judged[$0]!) })
+    let dryRun = try Shell.vdb(["train", "-c", "s", "--tier", "adapter", "--dry-run", "--db", db])
+    XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+    XCTAssertTrue(
+      dryRun.stdout.contains("the gate cross-fits 3 folds: 6 judged queries vote"), dryRun.stdout)
+    XCTAssertTrue(
+      dryRun.stdout.contains("40 judged queries trained the current retriever"), dryRun.stdout)
+    let second = try collection.train(options: options)
+    XCTAssertEqual(second.data.judgedQueries, 46)
+    XCTAssertEqual(second.data.trainQueries, 46)
+    XCTAssertEqual(second.data.alreadyTrained, 40)
+    XCTAssertEqual(second.gate.queries, 6)
+    XCTAssertEqual(
+      Set(second.changes.map(\.query)).subtracting(asked.map { "in short: " + $0 }), [],
+      "only the new queries were judged")
+
+    // What counts is what serves: without the adapters, every query votes again.
+    try collection.activate(model: 1)
+    XCTAssertEqual(try collection.trainingData(options: options).alreadyTrained, 0)
+    XCTAssertEqual(try collection.trainingData(options: options).heldOutQueries, 46)
+
+    // A version counts what its ancestors were fitted on (the adapter's parent is v1).
+    let database = collection.database
+    let store = database.models
+    let earlier = Set(["an earlier fine-tune's query"].map(DocumentCollection.queryHash))
+    try database.environment.write { txn in
+      try store.setTrainedQueries(earlier, version: 1, in: txn)
+    }
+    let lineage = try database.environment.read { txn in
+      try store.trainedQueries(lineageOf: [second.modelVersion], path: db, in: txn)
+    }
+    XCTAssertEqual(
+      lineage,
+      earlier.union(
+        (Array(judged.keys) + asked.map { "in short: " + $0 }).map(DocumentCollection.queryHash)))
+    // A part that is not whole hashes is damage, named by verify and by training.
+    try database.environment.write { txn in
+      try txn.put(
+        store.blobs, key: ModelBlobKey(version: 1, part: .trainedQueries),
+        value: [UInt8](repeating: 1, count: 7))
+    }
+    XCTAssertThrowsError(try collection.trainingData(options: options)) {
+      XCTAssertTrue("\($0)".contains("trained_queries part of model version 1"), "\($0)")
+    }
+    XCTAssertTrue(
+      try database.verifyReport().problems.contains { $0.contains("trained_queries") },
+      "verify names the part")
+  }
+
   func testGateRejectsAnAdapterTrainedOnWrongLabels() throws {
     let collection = try prepare(shuffled: true)
     var options = TrainingOptions()

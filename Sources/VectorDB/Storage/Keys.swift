@@ -210,6 +210,10 @@ struct ModelBlobKey: CompositeKey {
     case lora
     /// A query adapter's matrix, safetensors.
     case adapter
+    /// The query texts a fine-tune trained on, as `DocumentCollection.queryHash` values:
+    /// UInt64 LE, ascending. The gate of a later run lets none of them vote (the version
+    /// would be scored in-sample). Changing the hash makes stored sets name other texts.
+    case trainedQueries = "trained_queries"
   }
 
   /// Model version, UInt32 BE.

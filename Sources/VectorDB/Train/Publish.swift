@@ -18,6 +18,8 @@ extension DocumentCollection {
     let name = "fine-tune of v\(run.baseModel) on \(self.name)"
     let runKeys = [CollectionMetaKey.Record.trainCheckpoint, .trainRun, .trainFit].map(blobKey)
     let schema = self.schema
+    // A later run's gate lets none of these vote while the version serves.
+    let trainedOn = Set((candidate?.queries ?? []).map(Self.queryHash))
     switch candidate?.model {
     case .adapter(let adapter):
       let parent = try database.model(version: run.baseModel)
@@ -25,6 +27,7 @@ extension DocumentCollection {
         let info = try models.add(
           adapter: adapter, name: "query adapter over v\(run.baseModel) on \(self.name)",
           state: promoted ? .ready : .rejected, parent: parent, lineage: lineage, in: txn)
+        try models.setTrainedQueries(trainedOn, version: info.version, in: txn)
         if promoted { try setAdapter(info, in: txn, collection: collection) }
         for key in runKeys { try txn.delete(schema.meta, key: key) }
         return info
@@ -39,6 +42,7 @@ extension DocumentCollection {
             name: lora == nil ? name : "LoRA of v\(run.baseModel) on \(self.name)",
             state: promoted ? .ready : .rejected,
             parent: run.baseModel, lineage: lineage, in: txn)
+          try models.setTrainedQueries(trainedOn, version: info.version, in: txn)
           for key in runKeys { try txn.delete(schema.meta, key: key) }
           return info
         }

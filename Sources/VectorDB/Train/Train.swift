@@ -23,6 +23,8 @@ extension DocumentCollection {
   ///    cross-fits: the queries are dealt into k folds, and each fold is judged by a
   ///    candidate trained on the other folds, so every judged query votes and none is
   ///    judged by a model that trained on it. With many, a plain held-out split (`folds`).
+  ///    Queries the current retriever was fitted on train but do not vote (it would be
+  ///    scored on them in-sample): a second round is judged on queries judged since.
   /// 3. **Mining.** Hard negatives from the current retriever's top `miningDepth`: never a
   ///    judged-relevant document, at most 0.95 × the positive's score; documents marked not
   ///    relevant first. Stages 1–3 make the `TrainingRun` (`prepareRun`), saved so that a
@@ -50,7 +52,8 @@ extension DocumentCollection {
   /// print(report.promoted, report.gate.delta, report.gate.ciLow, report.gate.ciHigh)
   /// ```
   ///
-  /// - Throws: `VectorDBError.notEnoughJudgements` (with how many are needed),
+  /// - Throws: `VectorDBError.notEnoughJudgements` (with how many are needed, and how many
+  ///   the current retriever trained on),
   ///   `.collectionBusy` (another process trains this collection), `.nothingToResume`,
   ///   `.invalidInput` for an option out of range, `.notAvailable` for a collection without
   ///   a model, `.storage` when LMDB fails. Nothing the active model uses is changed then.
@@ -75,9 +78,13 @@ extension DocumentCollection {
     if !options.resume { try dropRunRecords() }  // a fresh run leaves no stale checkpoint
     // Judgements → folds → mining, or the saved run when resuming.
     var run = try prepareRun(options: options, progress: progress)
-    guard run.data.judgedQueries >= 2, run.data.trainPairs > 0, run.data.heldOutQueries > 0 else {
+    let voters = run.data.judgedQueries - run.data.alreadyTrained
+    guard run.data.judgedQueries >= 2, voters >= 2, run.data.trainPairs > 0,
+      run.data.heldOutQueries > 0
+    else {
       throw VectorDBError.notEnoughJudgements(
-        collection: name, judged: run.data.judgedQueries, needed: run.data.queriesNeeded)
+        collection: name, judged: run.data.judgedQueries, needed: run.data.queriesNeeded,
+        trained: run.data.alreadyTrained)
     }
     try saveRun(run)
     let base = try database.encoder(version: run.baseModel)
@@ -115,6 +122,8 @@ extension DocumentCollection {
     }
     var model: Model
     var losses: [Double]
+    /// The judged query texts it was fitted on.
+    var queries: Set<String>
   }
 
   /// What the fold fits leave: a plain split's candidate (published when the gate
@@ -206,7 +215,8 @@ extension DocumentCollection {
         let losses = try loop(trainer)
         // Served as trained: the trainer's configuration and pooling, the base's tokenizer.
         let encoder = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)
-        return Candidate(model: .encoder(encoder, lora: trainer.lora), losses: losses)
+        return Candidate(
+          model: .encoder(encoder, lora: trainer.lora), losses: losses, queries: queries)
       case .adapter:
         let examples = try adapterExamples(pairs, run: run, encoder: base)
         let trainer =
@@ -214,7 +224,7 @@ extension DocumentCollection {
           ?? AdapterTrainer(
             dimension: base.dimension, examples: examples, configuration: configuration)
         let losses = try loop(trainer)
-        return Candidate(model: .adapter(trainer.adapter), losses: losses)
+        return Candidate(model: .adapter(trainer.adapter), losses: losses, queries: queries)
       case .fusion:
         throw VectorDBError.invalidInput(
           source: "tier", line: nil, reason: "the fusion tier fits a weight, not a model")

@@ -176,8 +176,13 @@ public struct TrainingData: Codable, Sendable {
   public var trainPairs: Int
   /// Hard negatives mined in all.
   public var negatives: Int
-  /// Judged queries the gate judges candidates on (all of them when cross-fitting).
+  /// Judged queries the gate judges candidates on: when cross-fitting, all of them but
+  /// those `alreadyTrained`.
   public var heldOutQueries: Int
+  /// Judged queries the current retriever (or a model it descends from) was fitted on:
+  /// they train candidates but do not vote, as the current model would be scored on them
+  /// in-sample (JSON `already_trained`).
+  public var alreadyTrained = 0
   /// Gate folds: 1 a plain split, k ≥ 2 cross-fitting.
   public var folds: Int
   /// Roughly how many judged queries the gate needs to tell a gain of +0.02 nDCG@10 from
@@ -190,6 +195,7 @@ public struct TrainingData: Codable, Sendable {
     case trainPairs = "train_pairs"
     case negatives
     case heldOutQueries = "heldout_queries"
+    case alreadyTrained = "already_trained"
     case folds
     case queriesNeeded = "queries_needed"
   }
@@ -199,6 +205,21 @@ public struct TrainingData: Codable, Sendable {
   /// queries is ±1.96·σ/√n; it excludes zero for a gain δ when n ≥ (1.96·σ/δ)².
   public static func queriesNeeded(gain: Double = 0.02, spread: Double = 0.16) -> Int {
     Int(((1.96 * spread / gain) * (1.96 * spread / gain)).rounded(.up))
+  }
+}
+
+extension TrainingData {
+  /// Decodes a run saved by a version of vdb that had no `already_trained` (as 0).
+  public init(from decoder: any Decoder) throws {
+    let values = try decoder.container(keyedBy: CodingKeys.self)
+    judgedQueries = try values.decode(Int.self, forKey: .judgedQueries)
+    trainQueries = try values.decode(Int.self, forKey: .trainQueries)
+    trainPairs = try values.decode(Int.self, forKey: .trainPairs)
+    negatives = try values.decode(Int.self, forKey: .negatives)
+    heldOutQueries = try values.decode(Int.self, forKey: .heldOutQueries)
+    alreadyTrained = try values.decodeIfPresent(Int.self, forKey: .alreadyTrained) ?? 0
+    folds = try values.decode(Int.self, forKey: .folds)
+    queriesNeeded = try values.decode(Int.self, forKey: .queriesNeeded)
   }
 }
 

@@ -115,8 +115,12 @@ extension DocumentCollection {
     let encoder = try database.encoder(version: baseModel)
     try options.validate(modelMaxSequenceLength: encoder.config.maxPositions)
     let (judged, notRelevant) = try judgedQueries()
+    // Queries the current retriever was fitted on train candidates but do not vote: on them
+    // the current model would be scored in-sample, and the gate would favour keeping it.
+    let trained = try queriesTrained(by: plan.generation)
+    let voters = judged.keys.filter { !trained.contains(Self.queryHash($0)) }.sorted()
     let folds = Self.folds(
-      of: judged.keys.sorted(), count: options.foldCount(judged: judged.count),
+      of: voters, count: options.foldCount(judged: voters.count),
       heldOutFraction: options.heldOutFraction, seed: options.seed)
 
     // Pairs and mined negatives for every judged query (a query's negatives depend only
@@ -175,7 +179,8 @@ extension DocumentCollection {
       judged: judged, folds: folds,
       data: TrainingData(
         judgedQueries: judged.count, trainQueries: 0, trainPairs: 0, negatives: 0,
-        heldOutQueries: 0, folds: folds.count, queriesNeeded: TrainingData.queriesNeeded()),
+        heldOutQueries: 0, alreadyTrained: judged.count - voters.count, folds: folds.count,
+        queriesNeeded: TrainingData.queriesNeeded()),
       pid: getpid())
     let published = run.trainingQueries(excluding: nil)
     let publishedPairs = pairs.filter { published.contains($0.query) }
@@ -208,6 +213,19 @@ extension DocumentCollection {
     var hash = FNV1a(seed: seed)
     hash.mix(bytes: text.utf8)
     return hash.value
+  }
+
+  /// A query text as a model version's `trained_queries` part records it.
+  ///
+  /// - Warning: stored; another hash would make every recorded set name other texts.
+  static func queryHash(_ text: String) -> UInt64 { stableHash(text, seed: 0) }
+
+  /// The query texts (`queryHash`) that `generation`'s encoder and query adapter, or the
+  /// versions they descend from, were fitted on.
+  func queriesTrained(by generation: GenerationRecord) throws -> Set<UInt64> {
+    let versions = [generation.model, generation.adapter].compactMap { $0 }
+    let (models, path) = (database.models, database.path)
+    return try read { txn in try models.trainedQueries(lineageOf: versions, path: path, in: txn) }
   }
 }
 
