@@ -427,10 +427,15 @@ struct Routes: Sendable {
   }
 
   private func evaluate(_ body: RequestBody, in collection: DocumentCollection) throws -> Response {
-    try body.check(["queries", "qrels", "from_log", "exact", "ef", "mode", "fusion", "alpha"])
+    try body.check([
+      "queries", "qrels", "from_log", "unseen", "exact", "ef", "mode", "fusion", "alpha",
+    ])
     let input: (queries: [String: String], qrels: [String: [String: Int]])
+    let unseen = try body.bool("unseen") ?? false
     if try body.bool("from_log") == true {
-      input = try collection.loggedJudgements()
+      input = try collection.loggedJudgements(unseen: unseen)
+    } else if unseen {
+      throw APIError.badRequest("request body: \"unseen\" goes with \"from_log\": true")
     } else {
       guard let queries = try body.object("queries"), let qrels = try body.object("qrels") else {
         throw APIError.badRequest(

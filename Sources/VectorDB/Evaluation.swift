@@ -145,14 +145,29 @@ extension DocumentCollection {
   /// The logged queries with relevant feedback, as evaluation input: query id
   /// "log:ID" → text, and the judged documents as qrels.
   ///
-  /// - Throws: `VectorDBError.storage`, `.damaged` for an unreadable log entry.
-  public func loggedJudgements() throws -> (
+  /// With `unseen`, without the queries that the model evaluated — model version `model`
+  /// when given, else the serving encoder and its query adapter — or a version it descends
+  /// from was fitted on: on those a fine-tune is scored in-sample.
+  ///
+  /// ```swift
+  /// let (queries, qrels) = try docs.loggedJudgements(unseen: true)
+  /// let report = try docs.evaluate(queries: queries, qrels: qrels)
+  /// ```
+  ///
+  /// - Throws: `VectorDBError.storage`, `.damaged` for an unreadable log entry or model
+  ///   record.
+  public func loggedJudgements(unseen: Bool = false, model: Int? = nil) throws -> (
     queries: [String: String], qrels: [String: [String: Int]]
   ) {
+    let trained =
+      unseen
+      ? try queriesTrained(by: model.map { [$0] } ?? indexPlan()?.generation.serving ?? [])
+      : []
     var queries: [String: String] = [:]
     var qrels: [String: [String: Int]] = [:]
     try database.forEachLogEntry(collection: name) { entry in
-      guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant)
+      guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant),
+        !trained.contains(Self.queryHash(text))
       else { return }  // blank: logged before such queries were refused
       let id = "log:\(entry.id)"
       queries[id] = text

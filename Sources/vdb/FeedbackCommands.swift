@@ -254,6 +254,7 @@ struct Eval: ParsableCommand {
           --fusion convex --alpha 0.6
         vdb eval -c scifact --queries queries.jsonl --qrels qrels/test.tsv --exact
         vdb eval -c scifact --from-log           logged queries with feedback
+        vdb eval -c scifact --from-log --unseen  … but none the model was fitted on
         vdb eval -c scifact --diagnose           where the retriever fails
         vdb eval -c scifact --beir DIR --model 3 --pool 100
                                   a model with no generation, as the gate does
@@ -269,6 +270,9 @@ struct Eval: ParsableCommand {
   @Option(help: "A queries.jsonl file.") var queries: String?
   @Option(help: "A qrels TSV file.") var qrels: String?
   @Flag(help: "Evaluate on the logged queries with feedback.") var fromLog = false
+  @Flag(
+    help: "With --from-log: leave out the queries the model (or --model V) was fitted on.")
+  var unseen = false
   @Flag(help: "Diagnose retrieval failures over the logged queries with feedback.") var diagnose =
     false
   @Flag(help: "Exact search instead of the index.") var exact = false
@@ -291,6 +295,7 @@ struct Eval: ParsableCommand {
     if (queries == nil) != (qrels == nil) {
       throw ValidationError("--queries and --qrels go together")
     }
+    if unseen && !fromLog { throw ValidationError("--unseen goes with --from-log") }
   }
 
   func run() throws {
@@ -306,7 +311,21 @@ struct Eval: ParsableCommand {
     } else if let queries, let qrels {
       input = (try BEIR.queries(path: queries), try BEIR.qrels(path: qrels))
     } else {
-      input = try collection.loggedJudgements()
+      input = try collection.loggedJudgements(unseen: unseen, model: model)
+    }
+    // Logged queries the model was fitted on score it in-sample: say how many.
+    let inSample =
+      fromLog && !unseen
+      ? input.queries.count
+        - (try collection.loggedJudgements(unseen: true, model: model)).queries.count
+      : 0
+    if unseen && input.queries.isEmpty {
+      let all = try collection.loggedJudgements().queries.count
+      if all > 0 {
+        throw CLIError(
+          message: "the model was fitted on every one of the \(all) logged queries with feedback",
+          hint: "judge queries asked since (`vdb feedback LOG_ID DOC_ID`), or leave out --unseen")
+      }
     }
     let bar = ProgressLine(label: "eval", unit: model == nil ? "queries" : "docs")
     let report =
@@ -342,6 +361,11 @@ struct Eval: ParsableCommand {
       model.map { "model v\($0) over pools of the current top \(pool)" }
       ?? "\(report.mode.rawValue), " + (exact ? "exact search" : "index (ef \(max(ef, 100)))")
     print("\(report.queries) queries, \(method), \(Terminal.seconds(report.seconds))")
+    if inSample > 0 {
+      print(
+        "note: the model was fitted on \(inSample) of these queries (scored in-sample);"
+          + " --unseen leaves them out")
+    }
   }
 
   private func showDiagnosis(_ diagnosis: Diagnosis) throws {

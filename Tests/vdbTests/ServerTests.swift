@@ -110,6 +110,14 @@ final class ServerTests: XCTestCase {
     }
     reply = try server.request("POST", "/collections/notes/eval", #"{"from_log": true}"#)
     XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
+    // No fine-tune serves: every logged query is unseen.
+    reply = try server.request(
+      "POST", "/collections/notes/eval", #"{"from_log": true, "unseen": true}"#)
+    XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
+    reply = try server.request(
+      "POST", "/collections/notes/eval",
+      #"{"unseen": true, "queries": {"q1": "graph"}, "qrels": {"q1": {"n2": 1}}}"#)
+    XCTAssertEqual(reply.status, 400, reply.text)
 
     // Log retention: shown, set (pruning at once), a field left out kept, null lifting it.
     reply = try server.request("GET", "/log/retention")

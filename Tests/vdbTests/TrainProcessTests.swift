@@ -84,6 +84,13 @@ final class TrainProcessTests: XCTestCase {
         "has 40 judged queries, and its current retriever trained on 40 of them"),
       again.stderr)
     XCTAssertTrue(again.stderr.contains("vdb feedback LOG_ID DOC_ID"), again.stderr)
+    let evaluated = try Shell.vdb(["eval", "-c", "s", "--from-log", "--db", db])
+    XCTAssertTrue(
+      evaluated.stdout.contains("note: the model was fitted on 40 of these queries"),
+      evaluated.stdout)
+    let unseen = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--db", db])
+    XCTAssertEqual(unseen.status, 1, unseen.stderr)
+    XCTAssertTrue(unseen.stderr.contains("every one of the 40 logged queries"), unseen.stderr)
 
     // Queries judged since vote; the earlier ones still train.
     let judged = try collection.judgements().relevant
@@ -95,6 +102,9 @@ final class TrainProcessTests: XCTestCase {
       dryRun.stdout.contains("the gate cross-fits 3 folds: 6 judged queries vote"), dryRun.stdout)
     XCTAssertTrue(
       dryRun.stdout.contains("40 judged queries trained the current retriever"), dryRun.stdout)
+    let fresh = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--json", "--db", db])
+    XCTAssertEqual(fresh.status, 0, fresh.stderr)
+    XCTAssertTrue(fresh.stdout.contains("\"queries\":6"), fresh.stdout)
     let second = try collection.train(options: options)
     XCTAssertEqual(second.data.judgedQueries, 46)
     XCTAssertEqual(second.data.trainQueries, 46)

@@ -171,6 +171,8 @@ struct GenerationRecord: Codable, Equatable {
 
   /// The query adapter in use, if any.
   var adapter: Int? { adapters?.last.flatMap { $0 == 0 ? nil : $0 } }
+  /// The model versions that answer its queries: its encoder and its query adapter, if any.
+  var serving: [Int] { [model, adapter].compactMap { $0 } }
 
   static func indexName(collection: UInt32, generation: UInt32) -> String {
     "index.\(collection).\(generation)"

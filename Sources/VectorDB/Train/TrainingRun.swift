@@ -117,7 +117,7 @@ extension DocumentCollection {
     let (judged, notRelevant) = try judgedQueries()
     // Queries the current retriever was fitted on train candidates but do not vote: on them
     // the current model would be scored in-sample, and the gate would favour keeping it.
-    let trained = try queriesTrained(by: plan.generation)
+    let trained = try queriesTrained(by: plan.generation.serving)
     let voters = judged.keys.filter { !trained.contains(Self.queryHash($0)) }.sorted()
     let folds = Self.folds(
       of: voters, count: options.foldCount(judged: voters.count),
@@ -220,10 +220,9 @@ extension DocumentCollection {
   /// - Warning: stored; another hash would make every recorded set name other texts.
   static func queryHash(_ text: String) -> UInt64 { stableHash(text, seed: 0) }
 
-  /// The query texts (`queryHash`) that `generation`'s encoder and query adapter, or the
-  /// versions they descend from, were fitted on.
-  func queriesTrained(by generation: GenerationRecord) throws -> Set<UInt64> {
-    let versions = [generation.model, generation.adapter].compactMap { $0 }
+  /// The query texts (`queryHash`) that `versions`, or the versions they descend from, were
+  /// fitted on.
+  func queriesTrained(by versions: [Int]) throws -> Set<UInt64> {
     let (models, path) = (database.models, database.path)
     return try read { txn in try models.trainedQueries(lineageOf: versions, path: path, in: txn) }
   }
