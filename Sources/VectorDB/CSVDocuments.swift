@@ -6,8 +6,8 @@ import Foundation
 enum CSVDocuments {
   /// A record that was left out, and why.
   struct BadRecord {
-    /// The record's number, from 1 for the first after the header.
-    var record: Int
+    /// The line the record starts on, from 1 (the header's).
+    var line: Int
     var reason: String
   }
 
@@ -15,48 +15,62 @@ enum CSVDocuments {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming `source`: a delimiter that is not one
   ///   ASCII character other than a quote or a line break, input that is not UTF-8, broken
-  ///   quoting (naming the line), no header row, a missing or repeated column, a record
-  ///   the parser cannot read; and, unless `skipBadRecords`, the first bad record (named
-  ///   by number; with it, such records are returned as `BadRecord`s instead).
+  ///   quoting, no header row, a missing or repeated column, a record the parser cannot
+  ///   read; and, unless `skipBadRecords`, the first bad record (with it, such records are
+  ///   returned as `BadRecord`s instead). A record is named by the line it starts on.
+  ///   Blank lines are not records: they are skipped, and do not count for the ids of
+  ///   an input without an id column.
   static func read(
     _ data: Data, source: String, textColumn: String, idColumn: String?,
     delimiter: Unicode.Scalar, skipBadRecords: Bool
   ) throws -> (documents: [Document], bad: [BadRecord]) {
-    func fail(_ record: Int?, _ reason: String) -> VectorDBError {
-      .invalidInput(
-        source: source, line: nil, reason: (record.map { "record \($0): " } ?? "") + reason)
+    func fail(_ reason: String) -> VectorDBError {
+      .invalidInput(source: source, line: nil, reason: reason)
     }
     guard delimiter.isASCII, !"\"\r\n".unicodeScalars.contains(delimiter) else {
-      throw fail(nil, "the delimiter must be one ASCII character, not a quote or a line break")
+      throw fail("the delimiter must be one ASCII character, not a quote or a line break")
     }
     let text = try TextFile.utf8(data, source: source)
-    if let problem = quotingProblem(text, delimiter: UInt8(delimiter.value)) {
+    let scan = scanRecords(text, delimiter: UInt8(delimiter.value))
+    if let problem = scan.problem {
       throw VectorDBError.invalidInput(source: source, line: problem.line, reason: problem.reason)
     }
     guard let reader = try? CSVReader(string: text, hasHeaderRow: true, delimiter: delimiter),
       let header = reader.headerRow, !header.isEmpty
     else {
-      throw fail(nil, "no header row")
+      throw fail("no header row")
     }
     let columns: CSVColumns
     do {
       columns = try CSVColumns(header: header, text: textColumn, id: idColumn)
     } catch let bad as CSVColumns.Bad {
-      throw fail(nil, bad.reason)
+      throw fail(bad.reason)
     }
     var documents: [Document] = []
     var skipped: [BadRecord] = []
-    var record = 0
+    var (record, parsed) = (0, 0)  // records with fields; all records, blank lines too
+    // The line a record starts on (the header is record 0), as `scanRecords` counts them.
+    func line(_ parsed: Int) -> Int? { parsed < scan.starts.count ? scan.starts[parsed] : nil }
     while let fields = reader.next() {
+      parsed += 1
+      if fields == [""] { continue }  // a blank line
       record += 1
       do {
         documents.append(try columns.document(fields, record: record))
       } catch let bad as CSVColumns.Bad {
-        guard skipBadRecords else { throw fail(record, bad.reason) }
-        skipped.append(BadRecord(record: record, reason: bad.reason))
+        let line = line(parsed)
+        guard skipBadRecords else {
+          throw VectorDBError.invalidInput(
+            source: source, line: line,
+            reason: (line == nil ? "record \(record): " : "") + bad.reason)
+        }
+        skipped.append(BadRecord(line: line ?? parsed + 1, reason: bad.reason))
       }
     }
-    if let error = reader.error { throw fail(record + 1, "cannot read the record (\(error))") }
+    if let error = reader.error {
+      throw VectorDBError.invalidInput(
+        source: source, line: line(parsed + 1), reason: "cannot read the record (\(error))")
+    }
     return (documents, skipped)
   }
 }
@@ -123,28 +137,39 @@ private struct CSVColumns {
   }
 }
 
-/// Where `text`'s quoting breaks RFC 4180 in a way the parser would read silently wrong:
-/// a quoted field the input never closes (it would swallow the rest of the file), or text
-/// after a field's closing quote (`"ab"c`, `"ab" `: the parser runs on into the next
-/// record). Returns the line (from 1) and what is wrong; nil when the quoting is sound. A
-/// field is quoted when its first character is `"`, and inside it `""` is one quote; a
-/// quote elsewhere in an unquoted field (`12" pizza`) is text, as the parser reads it.
-private func quotingProblem(_ text: String, delimiter: UInt8) -> (line: Int, reason: String)? {
+/// The line each record of `text` starts on (`starts[0]` the header's, 1), and where its
+/// quoting breaks RFC 4180 in a way the parser would read silently wrong: a quoted field
+/// the input never closes (it would swallow the rest of the file), or text after a field's
+/// closing quote (`"ab"c`, `"ab" `: the parser runs on into the next record) — the line and
+/// what is wrong; nil when the quoting is sound. A field is quoted when its first
+/// character is `"`, and inside it `""` is one quote; a quote elsewhere in an unquoted
+/// field (`12" pizza`) is text, as the parser reads it.
+private func scanRecords(_ text: String, delimiter: UInt8) -> (
+  starts: [Int], problem: (line: Int, reason: String)?
+) {
   enum State { case fieldStart, unquoted, quoted, afterQuote }
   let (quote, lf, cr) = (UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r"))
   var state = State.fieldStart
   var line = 1
+  var starts = [1]
   var opened = 0
   var previous: UInt8 = 0
   for byte in text.utf8 {
     if state == .afterQuote && byte != quote && byte != delimiter && byte != lf && byte != cr {
       return (
-        line,
-        "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
+        starts,
+        (
+          line,
+          "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
+        )
       )
     }
-    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again).
-    if byte == cr || (byte == lf && previous != cr) { line += 1 }
+    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again); outside a
+    // quoted field, so does the record.
+    if byte == cr || (byte == lf && previous != cr) {
+      line += 1
+      if state != .quoted { starts.append(line) }
+    }
     previous = byte
     switch (state, byte) {
     case (.quoted, quote): state = .afterQuote
@@ -156,6 +181,8 @@ private func quotingProblem(_ text: String, delimiter: UInt8) -> (line: Int, rea
     default: state = .unquoted
     }
   }
-  return state == .quoted
-    ? (opened, "the quoted field that opens on this line is never closed") : nil
+  return (
+    starts,
+    state == .quoted ? (opened, "the quoted field that opens on this line is never closed") : nil
+  )
 }

@@ -9,12 +9,13 @@ extension DocumentCollection {
   /// be one ASCII character other than a quote or a line break.
   ///
   /// The whole input is checked before anything is written; with
-  /// `options.skipBadLines`, bad records are reported (by record number) and skipped.
+  /// `options.skipBadLines`, bad records are reported (by the line they start on) and
+  /// skipped. Blank lines are skipped (they are no record, and count for no id).
   ///
-  /// - Throws: `VectorDBError.invalidInput` naming `source` and the record: no such
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and the line: no such
   ///   column, a record with more or fewer fields than the header, an empty or
-  ///   over-long id, input that is not UTF-8 CSV; naming the line, a quoted field never
-  ///   closed or text after a closing quote (which the parser would read silently wrong).
+  ///   over-long id, input that is not UTF-8 CSV, a quoted field never closed or text
+  ///   after a closing quote (which the parser would read silently wrong).
   @discardableResult
   public func importCSV(
     data: Data, source: String, textColumn: String, idColumn: String? = nil,
@@ -25,7 +26,7 @@ extension DocumentCollection {
     let (documents, bad) = try CSVDocuments.read(
       data, source: source, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter,
       skipBadRecords: options.skipBadLines)
-    let skipped = bad.map { ImportReport.SkippedLine(line: $0.record, reason: $0.reason) }
+    let skipped = bad.map { ImportReport.SkippedLine(line: $0.line, reason: $0.reason) }
     // A repeated id: the last record wins, the ones it replaces are not written.
     var lastIndex: [String: Int] = [:]
     for (index, document) in documents.enumerated() { lastIndex[document.id] = index }

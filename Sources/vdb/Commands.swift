@@ -248,7 +248,7 @@ struct Import: ParsableCommand {
     }
     bar.finish()
     try show(report, into: collection.name, records: "records") {
-      "\(inputName(path)): record \($0)"
+      "\(inputName(path)):\($0)"
     }
   }
 }

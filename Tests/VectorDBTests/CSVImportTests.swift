@@ -66,7 +66,7 @@ final class CSVImportTests: XCTestCase {
     }
     let short = Data("id,text,n\na,x,1\nb,y\nc,z,3\n".utf8)
     XCTAssertThrowsError(try docs.importCSV(data: short, source: "in.csv", textColumn: "text")) {
-      XCTAssertEqual("\($0)", "in.csv: record 2: 2 fields; the header has 3")
+      XCTAssertEqual("\($0)", "in.csv:3: 2 fields; the header has 3")
     }
     XCTAssertEqual(try docs.count(), 0)
     var options = ImportOptions()
@@ -74,8 +74,25 @@ final class CSVImportTests: XCTestCase {
     let report = try docs.importCSV(
       data: short, source: "in.csv", textColumn: "text", options: options)
     XCTAssertEqual(report.imported, 2)
-    XCTAssertEqual(report.skipped.map(\.line), [2])
+    XCTAssertEqual(report.skipped.map(\.line), [3])
     XCTAssertEqual(try docs.documents().map(\.id), ["a", "c"])
+  }
+
+  /// Blank lines are no records (a trailing one failed the import), and a record is named
+  /// by the line it starts on, after blank lines and fields that span lines.
+  func testBlankLinesAreSkippedAndRecordsAreNamedByTheirLine() throws {
+    let docs = try collection()
+    try docs.importCSV(
+      data: Data("id,text\r\na,x\r\n\r\nb,y\r\n\r\n".utf8), source: "in.csv", textColumn: "text")
+    XCTAssertEqual(try docs.documents().map(\.id), ["a", "b"])
+    try docs.importCSV(
+      data: Data("text\nalpha\n\nbeta\n\n".utf8), source: "ids.csv", textColumn: "text")
+    XCTAssertEqual(try docs.get("2")?.text, "beta", "blank lines count for no id")
+    XCTAssertNil(try docs.get("3"))
+    let bad = Data("id,text\na,\"two\nlines\"\n\nb,y,extra\n".utf8)
+    XCTAssertThrowsError(try docs.importCSV(data: bad, source: "in.csv", textColumn: "text")) {
+      XCTAssertEqual("\($0)", "in.csv:5: 3 fields; the header has 2")
+    }
   }
 
   func testAnUnclosedQuoteIsNamedByItsLineNotSwallowed() throws {
