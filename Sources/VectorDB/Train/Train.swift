@@ -78,10 +78,9 @@ extension DocumentCollection {
     if !options.resume { try dropRunRecords() }  // a fresh run leaves no stale checkpoint
     // Judgements → folds → mining, or the saved run when resuming.
     var run = try prepareRun(options: options, progress: progress)
+    // Two judged queries at least that the current retriever was not fitted on.
     let voters = run.data.judgedQueries - run.data.alreadyTrained
-    guard run.data.judgedQueries >= 2, voters >= 2, run.data.trainPairs > 0,
-      run.data.heldOutQueries > 0
-    else {
+    guard voters >= 2, run.data.trainPairs > 0, run.data.heldOutQueries > 0 else {
       throw VectorDBError.notEnoughJudgements(
         collection: name, judged: run.data.judgedQueries, needed: run.data.queriesNeeded,
         trained: run.data.alreadyTrained)
