@@ -92,23 +92,28 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertEqual(unseen.status, 1, unseen.stderr)
     XCTAssertTrue(unseen.stderr.contains("every one of the 40 logged queries"), unseen.stderr)
 
-    // Queries judged since vote; the earlier ones still train.
+    // Queries judged since vote; the earlier ones still train. A trained text asked again
+    // in other case and spacing is the same text to the encoder: it does not vote either.
     let judged = try collection.judgements().relevant
     let asked = judged.keys.sorted().prefix(6)
     try collection.judge(asked.map { Judgement(query: "in short: " + $0, relevant: judged[$0]!) })
+    let repeated = judged.keys.sorted()[10]
+    try collection.judge([
+      Judgement(query: "  " + repeated.uppercased() + " ", relevant: judged[repeated]!)
+    ])
     let dryRun = try Shell.vdb(["train", "-c", "s", "--tier", "adapter", "--dry-run", "--db", db])
     XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
     XCTAssertTrue(
       dryRun.stdout.contains("the gate cross-fits 3 folds: 6 judged queries vote"), dryRun.stdout)
     XCTAssertTrue(
-      dryRun.stdout.contains("40 judged queries trained the current retriever"), dryRun.stdout)
+      dryRun.stdout.contains("41 judged queries trained the current retriever"), dryRun.stdout)
     let fresh = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--json", "--db", db])
     XCTAssertEqual(fresh.status, 0, fresh.stderr)
     XCTAssertTrue(fresh.stdout.contains("\"queries\":6"), fresh.stdout)
     let second = try collection.train(options: options)
-    XCTAssertEqual(second.data.judgedQueries, 46)
-    XCTAssertEqual(second.data.trainQueries, 46)
-    XCTAssertEqual(second.data.alreadyTrained, 40)
+    XCTAssertEqual(second.data.judgedQueries, 47)
+    XCTAssertEqual(second.data.trainQueries, 47)
+    XCTAssertEqual(second.data.alreadyTrained, 41)
     XCTAssertEqual(second.gate.queries, 6)
     XCTAssertEqual(
       Set(second.changes.map(\.query)).subtracting(asked.map { "in short: " + $0 }), [],
@@ -117,7 +122,7 @@ final class TrainProcessTests: XCTestCase {
     // What counts is what serves: without the adapters, every query votes again.
     try collection.activate(model: 1)
     XCTAssertEqual(try collection.trainingData(options: options).alreadyTrained, 0)
-    XCTAssertEqual(try collection.trainingData(options: options).heldOutQueries, 46)
+    XCTAssertEqual(try collection.trainingData(options: options).heldOutQueries, 47)
 
     // A version counts what its ancestors were fitted on (the adapter's parent is v1).
     let database = collection.database

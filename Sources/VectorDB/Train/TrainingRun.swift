@@ -215,10 +215,15 @@ extension DocumentCollection {
     return hash.value
   }
 
-  /// A query text as a model version's `trained_queries` part records it.
+  /// A query text as a model version's `trained_queries` part records it: FNV-1a of the
+  /// text lowercased, its words joined by single spaces — texts that differ only there
+  /// are one text to an uncased encoder, so one trained on either cannot judge the other.
   ///
   /// - Warning: stored; another hash would make every recorded set name other texts.
-  static func queryHash(_ text: String) -> UInt64 { stableHash(text, seed: 0) }
+  static func queryHash(_ text: String) -> UInt64 {
+    stableHash(
+      text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " "), seed: 0)
+  }
 
   /// The query texts (`queryHash`) that `versions`, or the versions they descend from, were
   /// fitted on.
