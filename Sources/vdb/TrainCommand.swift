@@ -245,7 +245,11 @@ struct Train: ParsableCommand {
       gate.method == "cross_fit"
       ? "\(gate.queries) judged queries, out of fold (\(gate.folds) folds)"
       : "\(gate.queries) held-out queries"
-    lines.append("gate: \(judged)")
+    lines.append(
+      "gate: \(judged)"
+        + (report.data.alreadyTrained > 0
+          ? "; \(report.data.alreadyTrained) more trained the current retriever and do not vote"
+          : ""))
     print(lines.joined(separator: "\n"))
     lines = []
     let keys = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]

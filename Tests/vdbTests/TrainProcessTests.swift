@@ -110,6 +110,14 @@ final class TrainProcessTests: XCTestCase {
     let fresh = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--json", "--db", db])
     XCTAssertEqual(fresh.status, 0, fresh.stderr)
     XCTAssertTrue(fresh.stdout.contains("\"queries\":6"), fresh.stdout)
+    let trained = try Shell.vdb([
+      "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--force", "--db", db,
+    ])
+    XCTAssertTrue(
+      trained.stdout.contains(
+        "gate: 6 judged queries, out of fold (3 folds); 41 more trained the current retriever"),
+      trained.stdout)
+    try collection.rollback()  // the adapter it promoted: the next run starts where this one did
     let second = try collection.train(options: options)
     XCTAssertEqual(second.data.judgedQueries, 47)
     XCTAssertEqual(second.data.trainQueries, 47)
