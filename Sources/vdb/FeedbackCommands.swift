@@ -301,7 +301,16 @@ struct Eval: ParsableCommand {
   func run() throws {
     if let perQuery { try checkWritable(perQuery, database: database.path) }
     let collection = try database.open().collection(try target.name(), create: false)
-    if diagnose { return try showDiagnosis(try collection.diagnose()) }
+    if diagnose {
+      try showDiagnosis(try collection.diagnose())
+      let inSample =
+        try collection.loggedJudgements().queries.count
+        - collection.loggedJudgements(unseen: true).queries.count
+      if inSample > 0 && !output.isJSON {
+        print("\nnote: the model was fitted on \(inSample) of these queries (in-sample)")
+      }
+      return
+    }
     let input: (queries: [String: String], qrels: [String: [String: Int]])
     if let beir {
       input = (

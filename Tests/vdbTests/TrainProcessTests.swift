@@ -88,6 +88,10 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertTrue(
       evaluated.stdout.contains("note: the model was fitted on 40 of these queries"),
       evaluated.stdout)
+    let diagnosis = try Shell.vdb(["eval", "-c", "s", "--diagnose", "--db", db])
+    XCTAssertTrue(
+      diagnosis.stdout.contains("note: the model was fitted on 40 of these queries"),
+      diagnosis.stdout)
     let unseen = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--db", db])
     XCTAssertEqual(unseen.status, 1, unseen.stderr)
     XCTAssertTrue(unseen.stderr.contains("every one of the 40 logged queries"), unseen.stderr)
