@@ -432,8 +432,11 @@ struct Routes: Sendable {
     ])
     let input: (queries: [String: String], qrels: [String: [String: Int]])
     let unseen = try body.bool("unseen") ?? false
+    var inSample: Int?  // from the log: the queries the model was fitted on
     if try body.bool("from_log") == true {
-      input = try collection.loggedJudgements(unseen: unseen)
+      let logged = try collection.loggedJudgements(unseen: unseen)
+      input = (logged.queries, logged.qrels)
+      inSample = unseen ? 0 : logged.inSample
     } else if unseen {
       throw APIError.badRequest("request body: \"unseen\" goes with \"from_log\": true")
     } else {
@@ -451,6 +454,7 @@ struct Routes: Sendable {
       ef: try body.count("ef") ?? 64, mode: search.mode, fusion: search.fusion)
     var object = report.metrics
     object["queries"] = Double(report.queries)
+    object["in_sample"] = inSample.map(Double.init)
     return JSONResponse.make(object)
   }
 

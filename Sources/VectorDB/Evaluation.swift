@@ -17,6 +17,18 @@ public struct EvaluationReport: Codable, Sendable {
   public var mode: SearchMode
 }
 
+/// The logged queries with relevant feedback, as evaluation input
+/// (`DocumentCollection.loggedJudgements(unseen:model:)`).
+public struct LoggedJudgements: Sendable {
+  /// Query id "log:ID" → its text.
+  public var queries: [String: String]
+  /// Query id → judged document id → grade.
+  public var qrels: [String: [String: Int]]
+  /// How many of the logged queries with relevant feedback the model was fitted on:
+  /// scored in-sample when included, left out with `unseen`.
+  public var inSample: Int
+}
+
 /// Where the retriever fails, over logged queries with feedback (DESIGN.md §6): is the
 /// relevant document missing from the results (train the retriever), present but
 /// ranked low (ranking), or first?
@@ -47,6 +59,9 @@ public struct Diagnosis: Codable, Sendable {
   /// Dense against keyword search on the same queries (nil: the collection lacks one of
   /// them).
   public var paths: PathComparison?
+  /// How many of `queries` the serving encoder or its query adapter (or a version they
+  /// descend from) was fitted on (JSON `in_sample`): what it finds of those says little.
+  public var inSample: Int
 
   /// Which search path finds a relevant document in its top k, as shares of the judged
   /// queries. A high `keywordOnly` says the encoder misses what the words say: training
@@ -143,37 +158,40 @@ extension DocumentCollection {
   }
 
   /// The logged queries with relevant feedback, as evaluation input: query id
-  /// "log:ID" → text, and the judged documents as qrels.
+  /// "log:ID" → text, and the judged documents as qrels, read in one pass over the log.
   ///
   /// With `unseen`, without the queries that the model evaluated — model version `model`
   /// when given, else the serving encoder and its query adapter — or a version it descends
-  /// from was fitted on: on those a fine-tune is scored in-sample.
+  /// from was fitted on: on those a fine-tune is scored in-sample. Either way
+  /// `LoggedJudgements.inSample` counts them.
   ///
   /// ```swift
-  /// let (queries, qrels) = try docs.loggedJudgements(unseen: true)
-  /// let report = try docs.evaluate(queries: queries, qrels: qrels)
+  /// let logged = try docs.loggedJudgements(unseen: true)
+  /// let report = try docs.evaluate(queries: logged.queries, qrels: logged.qrels)
   /// ```
   ///
   /// - Throws: `VectorDBError.storage`, `.damaged` for an unreadable log entry or model
   ///   record.
-  public func loggedJudgements(unseen: Bool = false, model: Int? = nil) throws -> (
-    queries: [String: String], qrels: [String: [String: Int]]
-  ) {
-    let trained =
-      unseen
-      ? try queriesTrained(by: model.map { [$0] } ?? indexPlan()?.generation.serving ?? [])
-      : []
-    var queries: [String: String] = [:]
-    var qrels: [String: [String: Int]] = [:]
+  public func loggedJudgements(unseen: Bool = false, model: Int? = nil) throws
+    -> LoggedJudgements
+  {
+    let trained = try queriesTrained(
+      by: model.map { [$0] } ?? indexPlan()?.generation.serving ?? [])
+    var logged = LoggedJudgements(queries: [:], qrels: [:], inSample: 0)
     try database.forEachLogEntry(collection: name) { entry in
-      guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant),
-        !trained.contains(Self.queryHash(text))
+      guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant)
       else { return }  // blank: logged before such queries were refused
+      if trained.contains(Self.queryHash(text)) {
+        logged.inSample += 1
+        if unseen { return }
+      }
       let id = "log:\(entry.id)"
-      queries[id] = text
-      for item in entry.feedback { qrels[id, default: [:]][item.documentID] = item.relevance }
+      logged.queries[id] = text
+      for item in entry.feedback {
+        logged.qrels[id, default: [:]][item.documentID] = item.relevance
+      }
     }
-    return (queries, qrels)
+    return logged
   }
 
   /// Diagnoses retrieval over logged queries with relevant feedback: where the best
@@ -186,10 +204,13 @@ extension DocumentCollection {
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
     var relevantByEntry: [UInt64: Set<String>] = [:]
+    let trained = try queriesTrained(by: indexPlan()?.generation.serving ?? [])
+    var inSample = 0
     try database.forEachLogEntry(collection: name) { entry in
       let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))
       guard let text = entry.text, !text.isBlank, !relevant.isEmpty else { return }
       relevantByEntry[entry.id] = relevant
+      if trained.contains(Self.queryHash(text)) { inSample += 1 }
       let shown =
         entry.kind == .query
         ? entry.hits.map(\.id) : try query(text: text, k: k, log: false).hits.map(\.id)
@@ -211,7 +232,8 @@ extension DocumentCollection {
       queries: cases.count, notFound: Double(notFound.count) / total,
       rankedLow: Double(cases.count - notFound.count - first.count) / total,
       first: Double(first.count) / total, k: k,
-      worst: Array(worstCases.filter { $0.rank != 1 }.prefix(worst)), paths: paths)
+      worst: Array(worstCases.filter { $0.rank != 1 }.prefix(worst)), paths: paths,
+      inSample: inSample)
   }
 
   /// Runs each case's query dense and keyword (top `k`, not logged) and counts which path

@@ -301,17 +301,9 @@ struct Eval: ParsableCommand {
   func run() throws {
     if let perQuery { try checkWritable(perQuery, database: database.path) }
     let collection = try database.open().collection(try target.name(), create: false)
-    if diagnose {
-      try showDiagnosis(try collection.diagnose())
-      let inSample =
-        try collection.loggedJudgements().queries.count
-        - collection.loggedJudgements(unseen: true).queries.count
-      if inSample > 0 && !output.isJSON {
-        print("\nnote: the model was fitted on \(inSample) of these queries (in-sample)")
-      }
-      return
-    }
+    if diagnose { return try showDiagnosis(try collection.diagnose()) }
     let input: (queries: [String: String], qrels: [String: [String: Int]])
+    var inSample = 0  // logged queries the model was fitted on, scored in-sample
     if let beir {
       input = (
         try BEIR.queries(path: beir + "/queries.jsonl"),
@@ -320,21 +312,15 @@ struct Eval: ParsableCommand {
     } else if let queries, let qrels {
       input = (try BEIR.queries(path: queries), try BEIR.qrels(path: qrels))
     } else {
-      input = try collection.loggedJudgements(unseen: unseen, model: model)
-    }
-    // Logged queries the model was fitted on score it in-sample: say how many.
-    let inSample =
-      fromLog && !unseen
-      ? input.queries.count
-        - (try collection.loggedJudgements(unseen: true, model: model)).queries.count
-      : 0
-    if unseen && input.queries.isEmpty {
-      let all = try collection.loggedJudgements().queries.count
-      if all > 0 {
+      let logged = try collection.loggedJudgements(unseen: unseen, model: model)
+      if unseen && logged.queries.isEmpty && logged.inSample > 0 {
         throw CLIError(
-          message: "the model was fitted on every one of the \(all) logged queries with feedback",
+          message:
+            "the model was fitted on every one of the \(logged.inSample) logged queries with feedback",
           hint: "judge queries asked since (`vdb feedback LOG_ID DOC_ID`), or leave out --unseen")
       }
+      input = (logged.queries, logged.qrels)
+      inSample = unseen ? 0 : logged.inSample
     }
     let bar = ProgressLine(label: "eval", unit: model == nil ? "queries" : "docs")
     let report =
@@ -355,6 +341,7 @@ struct Eval: ParsableCommand {
     if output.isJSON {
       var object: [String: Double] = report.metrics
       object["queries"] = Double(report.queries)
+      if fromLog { object["in_sample"] = Double(inSample) }
       try Terminal.printJSON(object)
       return
     }
@@ -399,6 +386,9 @@ struct Eval: ParsableCommand {
         paths.keywordOnlyCases, title: "found by keyword search only", rank: "keyword rank")
     }
     printCases(diagnosis.worst, title: "worst queries", rank: "rank")
+    if diagnosis.inSample > 0 {
+      print("\nnote: the model was fitted on \(diagnosis.inSample) of these queries (in-sample)")
+    }
   }
 
   private func printCases(_ cases: [Diagnosis.Case], title: String, rank: String) {

@@ -110,6 +110,7 @@ final class ServerTests: XCTestCase {
     }
     reply = try server.request("POST", "/collections/notes/eval", #"{"from_log": true}"#)
     XCTAssertEqual(reply.json["queries"] as? Double, 2, reply.text)
+    XCTAssertEqual(reply.json["in_sample"] as? Double, 0, reply.text)
     // No fine-tune serves: every logged query is unseen.
     reply = try server.request(
       "POST", "/collections/notes/eval", #"{"from_log": true, "unseen": true}"#)

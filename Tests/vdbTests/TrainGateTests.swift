@@ -15,7 +15,8 @@ final class TrainGateTests: ShellTestCase {
   /// close to it when the pool is the current top 20 of 200 documents.
   func testPoolEvaluationEqualsFullEvaluationWhenThePoolIsTheCorpus() throws {
     let collection = try SciFactSlice.make(database: db)
-    let (queries, qrels) = try collection.loggedJudgements()
+    let logged = try collection.loggedJudgements()
+    let (queries, qrels) = (logged.queries, logged.qrels)
     let full = try collection.evaluate(
       queries: queries, qrels: qrels, exact: true, perQuery: true, mode: .dense)
     let pooled = try collection.evaluate(queries: queries, qrels: qrels, model: 1, pool: 1_000)

@@ -92,6 +92,12 @@ final class TrainProcessTests: XCTestCase {
     XCTAssertTrue(
       diagnosis.stdout.contains("note: the model was fitted on 40 of these queries"),
       diagnosis.stdout)
+    for args in [["--from-log"], ["--diagnose"]] {
+      let json = try Shell.vdb(["eval", "-c", "s", "--json", "--db", db] + args)
+      XCTAssertTrue(json.stdout.contains("\"in_sample\":40"), json.stdout)
+    }
+    XCTAssertEqual(try collection.loggedJudgements().inSample, 40)
+    XCTAssertEqual(try collection.loggedJudgements(unseen: true).queries.count, 0)
     let unseen = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--db", db])
     XCTAssertEqual(unseen.status, 1, unseen.stderr)
     XCTAssertTrue(unseen.stderr.contains("every one of the 40 logged queries"), unseen.stderr)
@@ -114,6 +120,7 @@ final class TrainProcessTests: XCTestCase {
     let fresh = try Shell.vdb(["eval", "-c", "s", "--from-log", "--unseen", "--json", "--db", db])
     XCTAssertEqual(fresh.status, 0, fresh.stderr)
     XCTAssertTrue(fresh.stdout.contains("\"queries\":6"), fresh.stdout)
+    XCTAssertTrue(fresh.stdout.contains("\"in_sample\":0"), fresh.stdout)
     let trained = try Shell.vdb([
       "train", "-c", "s", "--tier", "adapter", "--batch-size", "8", "--force", "--db", db,
     ])
