@@ -301,7 +301,11 @@ struct Eval: ParsableCommand {
   func run() throws {
     if let perQuery { try checkWritable(perQuery, database: database.path) }
     let collection = try database.open().collection(try target.name(), create: false)
-    if diagnose { return try showDiagnosis(try collection.diagnose()) }
+    if diagnose {
+      let diagnosis = try collection.diagnose()
+      if diagnosis.queries == 0 { throw noJudgedQueries(collection.name) }
+      return try showDiagnosis(diagnosis)
+    }
     let input: (queries: [String: String], qrels: [String: [String: Int]])
     var inSample = 0  // logged queries the model was fitted on, scored in-sample
     if let beir {
@@ -313,12 +317,13 @@ struct Eval: ParsableCommand {
       input = (try BEIR.queries(path: queries), try BEIR.qrels(path: qrels))
     } else {
       let logged = try collection.loggedJudgements(unseen: unseen, model: model)
-      if unseen && logged.queries.isEmpty && logged.inSample > 0 {
+      if logged.queries.isEmpty && logged.inSample > 0 {
         throw CLIError(
           message:
             "the model was fitted on every one of the \(logged.inSample) logged queries with feedback",
           hint: "judge queries asked since (`vdb feedback LOG_ID DOC_ID`), or leave out --unseen")
       }
+      if logged.queries.isEmpty { throw noJudgedQueries(collection.name) }
       input = (logged.queries, logged.qrels)
       inSample = unseen ? 0 : logged.inSample
     }
@@ -362,6 +367,16 @@ struct Eval: ParsableCommand {
         "note: the model was fitted on \(inSample) of these queries (scored in-sample);"
           + " --unseen leaves them out")
     }
+  }
+
+  /// Evaluating or diagnosing from a log without relevant feedback: metrics over no
+  /// queries would read as a score of 0.
+  private func noJudgedQueries(_ collection: String) -> CLIError {
+    CLIError(
+      message: "no logged query of collection \"\(collection)\" has feedback naming a relevant"
+        + " document",
+      hint: "say which document answered a logged query: `vdb feedback LOG_ID DOC_ID`"
+        + " (`vdb log` lists them), or `vdb feedback -c C --query TEXT --doc ID`")
   }
 
   private func showDiagnosis(_ diagnosis: Diagnosis) throws {

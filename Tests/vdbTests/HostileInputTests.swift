@@ -419,9 +419,15 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(
       result.stderr.contains("none of the 1 queries has a relevant document in the qrels"),
       result.stderr)
-    result = try Shell.vdb(evaluate + ["--from-log"])
-    XCTAssertEqual(result.status, 1, result.stderr)
-    XCTAssertTrue(result.stderr.contains("there are no queries to evaluate"), result.stderr)
+    for source in ["--from-log", "--diagnose"] {
+      result = try Shell.vdb(evaluate + [source])
+      XCTAssertEqual(result.status, 1, result.stderr)
+      XCTAssertTrue(
+        result.stderr.contains(
+          #"no logged query of collection "c" has feedback naming a relevant document"#),
+        result.stderr)
+      XCTAssertTrue(result.stderr.contains("vdb feedback LOG_ID DOC_ID"), result.stderr)
+    }
   }
 
   func testIdsWithControlCharactersAndDeepMetadataAreRefusedAtTheirLine() throws {
