@@ -81,7 +81,8 @@ struct VDB: ParsableCommand {
       return code.rawValue
     case is CancellationError:
       Terminal.error(
-        "interrupted; work committed so far is kept", hint: "run the same command again to finish")
+        "interrupted" + (Interrupt.reached.map { " after \($0)" } ?? "")
+          + "; work committed so far is kept", hint: "run the same command again to finish")
       return 130
     default:
       // Errors of lower modules (index, storage, training, files) as the case they are.

@@ -72,6 +72,41 @@ final class ShellTests: ShellTestCase {
       skipping.stderr.contains("\(file):2: missing field \"text\" (skipped)"), skipping.stderr)
   }
 
+  /// Ctrl-C (SIGINT to the real process) stops an import after a committed batch, exit
+  /// 130; the message says how far it got, and that many documents are there.
+  func testInterruptedImportSaysHowManyDocumentsItCommitted() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    try Shell.vdb(["collections", "create", "v", "--vectors", "4", "--db", db])
+    let file = directory + "/vectors.jsonl"
+    let lines = (0..<60_000).map { #"{"id": "d\#($0)", "text": "t", "vector": [1, 0.5, \#($0 % 7), 2]}"# }
+    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: file))
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Shell.binary)
+    process.arguments = ["import", file, "-c", "v", "--batch-size", "500", "--db", db]
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    var stderr = ""
+    while !stderr.contains("docs") {  // the first progress line: a batch is committed
+      let chunk = errors.fileHandleForReading.availableData
+      if chunk.isEmpty { break }
+      stderr += String(decoding: chunk, as: UTF8.self)
+    }
+    kill(process.processIdentifier, SIGINT)
+    stderr += String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, 130, stderr)
+    let reached = try XCTUnwrap(
+      stderr.firstMatch(of: #/interrupted after (\d+) of 60000 docs; work committed so far is kept/#),
+      stderr)
+    let committed = try XCTUnwrap(Int(reached.1))
+    XCTAssertLessThan(committed, 60_000)
+    XCTAssertEqual(committed % 500, 0, "whole batches")
+    let count = try Shell.vdb(["count", "-c", "v", "--db", db])
+    XCTAssertEqual(count.stdout.trimmingCharacters(in: .whitespacesAndNewlines), String(committed))
+  }
+
   func testPipedScriptStopsAtFirstError() throws {
     try Shell.vdb(["init", "--no-model", "--db", db])
     let script = """
