@@ -78,7 +78,9 @@ final class ShellTests: ShellTestCase {
     try Shell.vdb(["init", "--no-model", "--db", db])
     try Shell.vdb(["collections", "create", "v", "--vectors", "4", "--db", db])
     let file = directory + "/vectors.jsonl"
-    let lines = (0..<60_000).map { #"{"id": "d\#($0)", "text": "t", "vector": [1, 0.5, \#($0 % 7), 2]}"# }
+    let lines = (0..<60_000).map {
+      #"{"id": "d\#($0)", "text": "t", "vector": [1, 0.5, \#($0 % 7), 2]}"#
+    }
     try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: file))
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Shell.binary)
@@ -97,9 +99,8 @@ final class ShellTests: ShellTestCase {
     stderr += String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     XCTAssertEqual(process.terminationStatus, 130, stderr)
-    let reached = try XCTUnwrap(
-      stderr.firstMatch(of: #/interrupted after (\d+) of 60000 docs; work committed so far is kept/#),
-      stderr)
+    let message = #/interrupted after (\d+) of 60000 docs; work committed so far is kept/#
+    let reached = try XCTUnwrap(stderr.firstMatch(of: message), stderr)
     let committed = try XCTUnwrap(Int(reached.1))
     XCTAssertLessThan(committed, 60_000)
     XCTAssertEqual(committed % 500, 0, "whole batches")
