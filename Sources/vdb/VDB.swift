@@ -50,6 +50,9 @@ struct VDB: ParsableCommand {
 
   static func main() {
     Interrupt.install()
+    // Output piped into `head` must not kill the process before the query log (written
+    // in the background) is committed: writes to a closed pipe fail quietly instead.
+    signal(SIGPIPE, SIG_IGN)
     do {
       // `vdb help WORD` names no command either when WORD is none (ArgumentParser would
       // print the general help and exit 0).

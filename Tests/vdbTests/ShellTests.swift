@@ -108,6 +108,23 @@ final class ShellTests: ShellTestCase {
     XCTAssertEqual(count.stdout.trimmingCharacters(in: .whitespacesAndNewlines), String(committed))
   }
 
+  /// Output cut short by a reader that stops early (`| head`) used to kill vdb with
+  /// SIGPIPE before the query log was committed: the query was lost, its printed log id
+  /// dangling.
+  func testAQueryPipedIntoHeadIsStillLogged() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    let text = "zebra " + String(repeating: "lorem ipsum ", count: 100_000)
+    let file = directory + "/big.jsonl"
+    try Data(#"{"id": "big", "text": "\#(text)"}"#.utf8).write(to: URL(fileURLWithPath: file))
+    try Shell.vdb(["import", file, "-c", "lt", "--db", db])
+    let piped = try Shell.run(
+      "/bin/bash",
+      ["-c", "'\(Shell.binary)' query -c lt zebra --json --db '\(db)' | head -c 100"])
+    XCTAssertTrue(piped.stdout.hasPrefix(#"{"hits":[{"id":"big""#), piped.stdout)
+    let log = try Shell.vdb(["log", "-c", "lt", "--json", "--db", db])
+    XCTAssertTrue(log.stdout.contains(#""text":"zebra""#), log.stdout)
+  }
+
   func testPipedScriptStopsAtFirstError() throws {
     try Shell.vdb(["init", "--no-model", "--db", db])
     let script = """
