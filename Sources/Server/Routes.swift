@@ -93,7 +93,11 @@ struct Routes: Sendable {
       if !batch.documents.isEmpty {
         try await blocking { try collection().upsert(batch.documents, vectors: batch.vectors) }
       }
-      return JSONResponse.make(["upserted": batch.documents.count])
+      // An id sent twice is written once, from its last entry (as `vdb import` does).
+      let distinct = Set(batch.documents.map(\.id)).count
+      return JSONResponse.make([
+        "upserted": distinct, "superseded": batch.documents.count - distinct,
+      ])
     }
     router.get("/collections/{collection}/documents") { request, context in
       let collection = try collection(context)

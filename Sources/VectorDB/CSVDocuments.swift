@@ -119,7 +119,8 @@ private struct CSVColumns {
   ///   empty or over-long id.
   func document(_ fields: [String], record: Int) throws -> Document {
     guard fields.count == header.count else {
-      throw Bad(reason: "\(fields.count) fields; the header has \(header.count)")
+      let count = fields.count == 1 ? "1 field" : "\(fields.count) fields"
+      throw Bad(reason: "\(count); the header has \(header.count)")
     }
     var metadata: [String: JSONValue] = [:]
     for (index, name) in header.enumerated()

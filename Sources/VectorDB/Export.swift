@@ -85,6 +85,11 @@ extension Database {
       }
     }
     let parent = URL(fileURLWithPath: destination).deletingLastPathComponent().path
+    guard access(parent, W_OK | X_OK) == 0 else {
+      throw VectorDBError.invalidInput(
+        source: destination, line: nil,
+        reason: "its directory \(parent) does not exist or is not writable")
+    }
     let temporary =
       parent + "/." + URL(fileURLWithPath: destination).lastPathComponent
       + ".partial-\(getpid())"

@@ -186,7 +186,9 @@ public struct Judgement: Sendable, Equatable {
   /// document, so that an unknown document is reported at its line.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line: a malformed row
-  ///   or query, a qrels row whose query the queries file lacks.
+  ///   or query, a qrels row whose query the queries file lacks; naming the file when no
+  ///   row judges a document relevant (an empty file, or one whose only line was taken
+  ///   for the header).
   public static func qrels(path: String, queries queriesPath: String) throws -> [Judgement] {
     let texts = try BEIR.queries(path: queriesPath)
     var judged: [String: [String: (grade: Int, line: Int)]] = [:]
@@ -197,13 +199,20 @@ public struct Judgement: Sendable, Equatable {
       }
       judged[query, default: [:]][document] = (grade, line)
     }
-    return judged.keys.sorted().compactMap { query in
+    let judgements = judged.keys.sorted().compactMap { query -> Judgement? in
       let relevant = judged[query]!.filter { $0.value.grade > 0 }
       guard !relevant.isEmpty else { return nil }
       return Judgement(
         query: texts[query]!, relevant: relevant.mapValues(\.grade), source: path,
         lines: relevant.mapValues(\.line))
     }
+    guard judgements.isEmpty else { return judgements }
+    throw VectorDBError.invalidInput(
+      source: path, line: nil,
+      reason: judged.isEmpty
+        ? "no judgement rows (query-id, corpus-id, score); a first line whose score is not an"
+          + " integer is read as the header"
+        : "no row has a score above 0: no document is judged relevant")
   }
 }
 
@@ -211,12 +220,14 @@ extension Database {
   /// Log entries with their feedback, oldest first: those after log id `after`
   /// and not older than `since`, of `collection` if given, at most `limit`.
   ///
-  /// - Throws: `VectorDBError.storage`; `.damaged` for an unreadable entry.
+  /// - Throws: `VectorDBError.collectionNotFound` for a `collection` that does not exist
+  ///   and has no entries (a dropped collection's kept log still lists); `.storage`;
+  ///   `.damaged` for an unreadable entry.
   public func logEntries(
     collection: String? = nil, since: Date? = nil, after: UInt64 = 0, limit: Int = 100
   ) throws -> [LogEntry] {
     try flushLog()
-    let log = schema.log
+    let (log, schema) = (schema.log, schema)
     return try storage {
       try environment.read { txn in
         var result: [LogEntry] = []
@@ -228,6 +239,11 @@ extension Database {
           entry.feedback = try log.feedback(for: entry.id, in: txn)
           result.append(entry)
           return result.count < limit
+        }
+        if result.isEmpty, let collection,
+          try Database.collectionRecord(collection, in: txn, schema: schema) == nil
+        {
+          throw VectorDBError.collectionNotFound(collection)
         }
         return result
       }

@@ -135,16 +135,18 @@ func printCollections(_ collections: [CollectionInfo]) {
 
 extension Database {
   /// Runs `body` on the collection `name`, creating it with `options` when missing
-  /// (`import` and `upsert` create on first write). When `body` fails and the
-  /// collection it created holds no document, the collection is dropped again: a
-  /// failed first import leaves nothing behind.
+  /// (`import` and `upsert` create on first write). When the collection it created
+  /// holds no document after `body` — which failed, or had nothing to write — it is
+  /// dropped again: a failed or empty first import leaves nothing behind.
   func writing<R>(
     into name: String, options: CollectionOptions? = nil, _ body: (DocumentCollection) throws -> R
   ) throws -> R {
     let created = try !collectionNames().contains(name)
     let collection = try collection(name, options: options)
     do {
-      return try body(collection)
+      let result = try body(collection)
+      if created, try collection.count() == 0 { try dropCollection(name, force: true) }
+      return result
     } catch {
       if created, (try? collection.count()) == 0 {
         try? dropCollection(name, force: true)

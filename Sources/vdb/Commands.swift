@@ -191,7 +191,8 @@ struct Import: ParsableCommand {
       let tsv = path.lowercased().hasSuffix(".tsv")
       throw CLIError(
         message: "\(inputName(path)):1: \(reason)",
-        hint: "FILE is read as JSON Lines; for \(tsv ? "TSV" : "CSV"), use --csv \(path)"
+        hint: "\(inputName(path)) is read as JSON Lines; for \(tsv ? "TSV" : "CSV"),"
+          + " use --csv \(path)"
           + (tsv ? " --delimiter tab" : ""))
     }
     bar.finish()
@@ -208,7 +209,9 @@ struct Import: ParsableCommand {
     }
     let rate = Double(report.imported) / max(report.seconds, 1e-9)
     print(
-      "imported \(Terminal.count(report.imported, "document")) into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)"
+      (report.imported == 0
+        ? "imported no documents"  // into no collection, when it would have created one
+        : "imported \(Terminal.count(report.imported, "document")) into \(name) in \(Terminal.seconds(report.seconds)) (\(Int(rate)) docs/s)")
         + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad \(records)")
         + (report.superseded == 0
           ? ""
@@ -270,7 +273,7 @@ struct Get: ParsableCommand {
   @Argument(help: "Document ids (none: list the collection).") var ids: [String] = []
   @Option(help: "With no ids: only documents whose metadata matches this JSON filter.")
   var filter: String?
-  @Option(help: "With no ids: how many documents to list.") var limit = 20
+  @Option(help: "With no ids: how many documents to list (default 20).") var limit: Int?
   @Option(help: "With no ids: list documents after this id.") var after: String?
   @Option(help: "Also return `vector` (the stored vector of the active generation).")
   var include: [Include] = []
@@ -280,14 +283,15 @@ struct Get: ParsableCommand {
 
   func validate() throws {
     try Counts.check("get", ["--limit": limit])
-    if !ids.isEmpty && (filter != nil || after != nil) {
-      throw ValidationError("give ids, or --filter/--after, not both")
+    if !ids.isEmpty && (filter != nil || after != nil || limit != nil) {
+      throw ValidationError("give ids, or --filter/--after/--limit, not both")
     }
   }
 
   func run() throws {
     let collection = try database.open(readOnly: true).collection(try target.name(), create: false)
     if ids.isEmpty {
+      let limit = self.limit ?? 20
       let documents =
         try filter.map {
           try collection.documents(matching: Filter(json: $0), after: after, limit: limit)
@@ -345,7 +349,9 @@ struct Delete: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if ids.isEmpty == (filter == nil) { throw ValidationError("give ids or --filter JSON") }
+    if ids.isEmpty == (filter == nil) {
+      throw ValidationError("give ids or --filter JSON" + (ids.isEmpty ? "" : ", not both"))
+    }
     if dryRun && filter == nil { throw ValidationError("--dry-run goes with --filter") }
   }
 

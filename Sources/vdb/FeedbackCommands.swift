@@ -211,7 +211,7 @@ struct FeedbackCommand: ParsableCommand {
     let name =
       try collection
       ?? CollectionOption.defaultName
-      .orThrow(CLIError(message: "no collection given", hint: "pass -c NAME"))
+      .orThrow(CollectionOption.missing)
     let target = try db.collection(name, create: false)
     if let query {
       let id = try target.judge(

@@ -185,9 +185,13 @@ struct CollectionOption: ParsableArguments {
   /// The collection named by -c, else by `use` in the shell, else by $VDB_COLLECTION.
   func name() throws -> String {
     if let name = collection ?? CollectionOption.defaultName { return name }
-    throw CLIError(
-      message: "no collection given", hint: "pass -c NAME (or `use NAME` in the shell)")
+    throw CollectionOption.missing
   }
+
+  /// No -c, no `use`, no $VDB_COLLECTION: a missing argument (exit 2).
+  static let missing = CLIError(
+    message: "no collection given",
+    hint: "pass -c NAME, set $VDB_COLLECTION, or `use NAME` in the shell", usage: true)
 
   /// The collection of `use` in the shell, else $VDB_COLLECTION.
   static var defaultName: String? {

@@ -252,7 +252,7 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(
       asJSONLines.stderr,
       "error: \(file):1: invalid JSON at byte 0: unexpected 'k' where a value should be\n"
-        + "hint: FILE is read as JSON Lines; for CSV, use --csv \(file)\n")
+        + "hint: \(file) is read as JSON Lines; for CSV, use --csv \(file)\n")
     // Saved by a Windows editor: the byte order mark is not part of the first column's name.
     let bom = try Shell.vdb(
       ["import", "--csv", "-", "-c", "b", "--db", db], input: "\u{FEFF}id,text\nk1,hello\n")

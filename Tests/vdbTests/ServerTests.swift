@@ -38,6 +38,7 @@ final class ServerTests: XCTestCase {
       """)
     XCTAssertEqual(reply.status, 200, reply.text)
     XCTAssertEqual(reply.json["upserted"] as? Int, 3)
+    XCTAssertEqual(reply.json["superseded"] as? Int, 0)
 
     reply = try server.request("GET", "/collections")
     let collections = try XCTUnwrap(reply.array)
@@ -628,6 +629,14 @@ final class ServerTests: XCTestCase {
     for collection in ["v", "t"] {
       try expect("/collections/\(collection)/documents", #"{"documents": []}"#, 200, ["0"])
     }
+    // An id sent twice is one document, its last entry.
+    let twice = try server.request(
+      "POST", "/collections/t/documents",
+      #"{"documents": [{"id": "d", "text": "first"}, {"id": "d", "text": "last"}]}"#)
+    XCTAssertEqual(twice.json["upserted"] as? Int, 1, twice.text)
+    XCTAssertEqual(twice.json["superseded"] as? Int, 1, twice.text)
+    let last = try server.request("GET", "/collections/t/documents/d").json
+    XCTAssertEqual(last["text"] as? String, "last")
     // An upsert's vectors are read straight into floats; anything else about them is
     // read and refused as any other field is. (The metadata's "vector" is metadata.)
     let upsert = "/collections/v/documents"

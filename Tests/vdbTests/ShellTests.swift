@@ -125,6 +125,49 @@ final class ShellTests: ShellTestCase {
     XCTAssertTrue(log.stdout.contains(#""text":"zebra""#), log.stdout)
   }
 
+  /// Everyday mistakes get an error that names the mistake, the documented exit code, and
+  /// leave nothing behind.
+  func testEverydayMistakesAreNamedAndLeaveNothingBehind() throws {
+    try Shell.vdb(["init", "--no-model", "--db", db])
+    try Shell.vdb(["upsert", "-c", "notes", "--id", "n1", "--text", "graphs", "--db", db])
+    func expect(_ arguments: [String], _ status: Int32, _ words: String, line: UInt = #line) throws
+    {
+      let result = try Shell.vdb(arguments + ["--db", db])
+      XCTAssertEqual(result.status, status, result.stderr, line: line)
+      XCTAssertTrue(result.stderr.contains(words), result.stderr, line: line)
+    }
+    try expect(["log", "-c", "nope"], 1, #"no collection named "nope""#)
+    try expect(["get", "-c", "notes", "n1", "--limit", "2"], 2, "not both")
+    try expect(["delete", "-c", "notes", "n1", "--filter", "{}"], 2, "not both")
+    try expect(["count"], 2, "$VDB_COLLECTION")
+    try expect(["backup", directory + "/missing/copy"], 1, "does not exist or is not writable")
+
+    // An empty import, or one whose every line was bad, creates no collection.
+    let empty = directory + "/empty.jsonl"
+    try Data().write(to: URL(fileURLWithPath: empty))
+    let imported = try Shell.vdb(["import", empty, "-c", "typo", "--db", db])
+    XCTAssertEqual(imported.status, 0, imported.stderr)
+    XCTAssertEqual(imported.stdout, "imported no documents\n")
+    let bad = directory + "/bad.jsonl"
+    try Data(#"{"id": "x"}"#.utf8).write(to: URL(fileURLWithPath: bad))
+    try Shell.vdb(["import", bad, "-c", "typo2", "--skip-bad", "--db", db])
+    let names = try Shell.vdb(["collections", "--json", "--db", db]).stdout
+    XCTAssertFalse(names.contains("typo"), names)
+
+    // A qrels file whose only line was read as its header judges nothing: an error.
+    let queries = directory + "/queries.jsonl"
+    try Data(#"{"_id": "q1", "text": "graphs"}"#.utf8).write(to: URL(fileURLWithPath: queries))
+    let qrels = directory + "/qrels.tsv"
+    try Data("q1\tn1\tx\n".utf8).write(to: URL(fileURLWithPath: qrels))
+    try expect(
+      ["feedback", "-c", "notes", "--qrels", qrels, "--queries", queries], 1,
+      "qrels.tsv: no judgement rows")
+    try Data("q1\tn1\t0\n".utf8).write(to: URL(fileURLWithPath: qrels))
+    try expect(
+      ["feedback", "-c", "notes", "--qrels", qrels, "--queries", queries], 1,
+      "no row has a score above 0")
+  }
+
   func testPipedScriptStopsAtFirstError() throws {
     try Shell.vdb(["init", "--no-model", "--db", db])
     let script = """
