@@ -31,6 +31,7 @@ package enum CountLimits {
     "--max-body-mib": 1...4096,
     "--idle-timeout": 1...86_400,
     "--max-entries": 1...1_000_000_000_000,  // log retention: a cap, not an allocation
+    "--first-id": 0...1_000_000_000_000_000,  // vector rows' ids: far from Int's end
   ]
 
   /// The range of `option` ("-k", "--ef", …), or of "command option" where a command

@@ -199,8 +199,10 @@ struct BatchWriter {
 }
 
 extension DocumentCollection {
-  /// Imports the rows of a `.fvecs` or `.npy` file as documents "0", "1", … with no
-  /// text, in transactions of `batchSize` rows.
+  /// Imports the rows of a `.fvecs` or `.npy` file as documents "`firstID`",
+  /// "`firstID` + 1", … with no text, in transactions of `batchSize` rows. A document
+  /// with such an id is replaced (upserted): a second file into the same collection
+  /// needs a `firstID` past the first's rows.
   ///
   /// The collection must hold given vectors of the file's dimension (create it with
   /// `CollectionOptions.vectors(dimension:metric:)`).
@@ -210,7 +212,8 @@ extension DocumentCollection {
   ///   collection whose vectors a model makes; `.storage`; what `progress` throws.
   @discardableResult
   public func importVectors(
-    path: String, batchSize: Int = 10_000, progress: ((OperationProgress) throws -> Void)? = nil
+    path: String, batchSize: Int = 10_000, firstID: Int = 0,
+    progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
     let (rows, _) = try VectorFile.read(path)
@@ -233,7 +236,8 @@ extension DocumentCollection {
     while done < rows.count {
       let end = min(done + max(1, batchSize), rows.count)
       try upsert(
-        (done..<end).map { Document(id: String($0), text: "") }, vectors: Array(rows[done..<end]))
+        (done..<end).map { Document(id: String(firstID + $0), text: "") },
+        vectors: Array(rows[done..<end]))
       done = end
       try progress?(OperationProgress(done: done, total: rows.count))
     }

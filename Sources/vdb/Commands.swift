@@ -140,8 +140,12 @@ struct Import: ParsableCommand {
   @OptionGroup var target: CollectionOption
   @Argument(help: "A JSON Lines file of documents (`-`: standard input).") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
-  @Option(help: "A .fvecs or .npy (float32 or float64): rows become documents \"0\", \"1\", ….")
+  @Option(
+    help: "A .fvecs or .npy (float32 or float64): rows become documents \"0\", \"1\", ….")
   var vectors: String?
+  @Option(
+    help: "With --vectors: the first row's id (default 0); documents with these ids are replaced.")
+  var firstId: Int?
   @Option(help: "A CSV file with a header row (`-`: standard input); see --text-column.")
   var csv: String?
   @Option(help: "With --csv: the column holding the text (default: text).") var textColumn: String?
@@ -157,7 +161,8 @@ struct Import: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    try Counts.check("import", ["--batch-size": batchSize])
+    try Counts.check("import", ["--batch-size": batchSize, "--first-id": firstId])
+    if firstId != nil && vectors == nil { throw ValidationError("--first-id goes with --vectors") }
     if [file, beir, vectors, csv].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of FILE, --beir DIR, --vectors FILE, --csv FILE")
     }
@@ -471,7 +476,12 @@ extension Import {
       ? nil : .vectors(dimension: dimension, metric: metric ?? .cosine)
     let bar = ProgressLine(label: "import", unit: "vectors")
     let (collection, report) = try db.writing(into: name, options: options) {
-      ($0, try $0.importVectors(path: path, batchSize: batchSize) { try bar.update($0) })
+      (
+        $0,
+        try $0.importVectors(path: path, batchSize: batchSize, firstID: firstId ?? 0) {
+          try bar.update($0)
+        }
+      )
     }
     bar.finish()
     if output.isJSON {

@@ -221,6 +221,13 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(
       try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
     XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: npy)).count, 128 + 5 * 2 * 4)
+    // Rows become documents "0"…"4"; a second file appended from --first-id 5.
+    for first in [[], ["--first-id", "5"]] {
+      let rows = try Shell.vdb(["import", "--vectors", npy, "-c", "rows", "--db", db] + first)
+      XCTAssertEqual(rows.status, 0, rows.stderr)
+    }
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "rows", "--db", db]).stdout, "10\n")
+    XCTAssertEqual(try Shell.vdb(["get", "-c", "rows", "9", "--db", db]).status, 0)
 
     let backup = directory + "/backup"
     XCTAssertEqual(try Shell.vdb(["backup", backup, "--db", db]).status, 0)
