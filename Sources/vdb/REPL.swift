@@ -155,6 +155,12 @@ final class REPL {
     case "use":
       guard words.count == 2 else { return usage("use COLLECTION") }
       state.collection = words[1]
+      // A typo would surface only at the next command, or become a new collection.
+      if let names = try? DatabaseOptions.parse([]).open().collectionNames(),
+        !names.contains(words[1])
+      {
+        Terminal.warn("no collection named \"\(words[1])\" yet: import or upsert creates it")
+      }
       return 0
     case ".timing", ".headers":
       guard let value = setting(["on", "off"]) else { return usage("\(command) on|off") }

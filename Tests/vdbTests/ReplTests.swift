@@ -34,6 +34,9 @@ final class ReplTests: XCTestCase {
     XCTAssertEqual(
       result.stderr.components(separatedBy: "trace: open database").count - 1, 1, result.stderr)
     XCTAssertTrue(result.stdout.contains("2\n2\n"), result.stdout)
+    // `use` of a name that is not there yet says so (the upsert then created it).
+    XCTAssertTrue(
+      result.stderr.contains(#"warning: no collection named "notes" yet"#), result.stderr)
     XCTAssertTrue(result.stdout.contains("notes       2"), result.stdout)
     XCTAssertTrue(result.stdout.hasSuffix(#"{"id":"b","metadata":{},"text":"second"}"# + "\n"))
   }
