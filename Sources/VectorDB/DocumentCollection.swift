@@ -6,7 +6,8 @@ import Tensor
 /// A named set of documents in a `Database`, searchable by meaning and by words.
 ///
 ///     let db = try Database(path: "notes.vdb")
-///     let docs = try db.collection("docs")          // text embedded by the default model
+///     try db.importModel(directory: DefaultModel.directory)   // once: the default model
+///     let docs = try db.collection("docs")          // text embedded by it (no model: words only)
 ///     try docs.upsert([
 ///       Document(id: "a", text: "Sugar intake and the risk of diabetes"),
 ///       Document(id: "b", text: "Sleep and memory", metadata: ["year": 2024]),

@@ -97,6 +97,8 @@ final class ServerTests: XCTestCase {
     let entries = try XCTUnwrap(reply.json["entries"] as? [[String: Any]])
     XCTAssertEqual(entries.count, 4)
     XCTAssertEqual((entries[2]["feedback"] as? [[String: Any]])?.first?["doc"] as? String, "n2")
+    reply = try server.request("GET", "/log?collection=nope")
+    XCTAssertEqual(reply.status, 404, reply.text)
 
     reply = try server.request(
       "POST", "/collections/notes/eval",

@@ -8,7 +8,9 @@ import LMDB
 ///       "support", paths: [RoutePath(name: "faq", cost: 1), RoutePath(name: "agent", cost: 20)],
 ///       escalation: "agent")
 ///     try router.record(input: "reset my password", path: "faq", outcome: .good)
+///     // … at least 5 inputs whose best path is known on each path, then:
 ///     let report = try router.train()                       // gated like the retriever
+///     guard report.activated else { return }                // report.reason says why not
 ///     let decision = try router.route(["where is my invoice"])[0]
 ///     print(decision.path, decision.confidence, decision.escalated)
 ///

@@ -5,8 +5,9 @@ import Training
 
 /// Where one request goes, as `Router.route` decides it.
 public struct RouteDecision: Codable, Equatable, Sendable {
-  /// The path chosen: the most probable one, or the escalation path when the router is
-  /// less confident than its threshold.
+  /// The path chosen: without an escalation path, the most probable one; with one, the
+  /// most probable of the other paths when its probability (`confidence`) reaches the
+  /// threshold, else the escalation path (docs/routing.md, "Thresholds").
   public var path: String
   /// The calibrated probability of the most probable path other than the escalation path
   /// (the one the threshold is compared with); of the most probable path without one.
