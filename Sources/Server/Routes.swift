@@ -440,7 +440,7 @@ struct Routes: Sendable {
     if try body.bool("from_log") == true {
       let logged = try collection.loggedJudgements(unseen: unseen)
       input = (logged.queries, logged.qrels)
-      inSample = unseen ? 0 : logged.inSample
+      inSample = logged.inSample
     } else if unseen {
       throw APIError.badRequest("request body: \"unseen\" goes with \"from_log\": true")
     } else {

@@ -24,9 +24,10 @@ public struct LoggedJudgements: Sendable {
   public var queries: [String: String]
   /// Query id → judged document id → grade.
   public var qrels: [String: [String: Int]]
-  /// How many of the logged queries with relevant feedback the model was fitted on:
-  /// scored in-sample when included, left out with `unseen`.
+  /// How many of `queries` the model was fitted on (scored in-sample; 0 with `unseen`).
   public var inSample: Int
+  /// How many `unseen` left out because the model was fitted on them (0 without it).
+  public var leftOut: Int
 }
 
 /// Where the retriever fails, over logged queries with feedback (DESIGN.md §6): is the
@@ -162,8 +163,8 @@ extension DocumentCollection {
   ///
   /// With `unseen`, without the queries that the model evaluated — model version `model`
   /// when given, else the serving encoder and its query adapter — or a version it descends
-  /// from was fitted on: on those a fine-tune is scored in-sample. Either way
-  /// `LoggedJudgements.inSample` counts them.
+  /// from was fitted on: on those a fine-tune is scored in-sample
+  /// (`LoggedJudgements.inSample` counts them, or `leftOut` with `unseen`).
   ///
   /// ```swift
   /// let logged = try docs.loggedJudgements(unseen: true)
@@ -175,15 +176,17 @@ extension DocumentCollection {
   public func loggedJudgements(unseen: Bool = false, model: Int? = nil) throws
     -> LoggedJudgements
   {
-    let trained = try queriesTrained(
-      by: model.map { [$0] } ?? indexPlan()?.generation.serving ?? [])
-    var logged = LoggedJudgements(queries: [:], qrels: [:], inSample: 0)
+    let trained = try queriesTrained(byModel: model)
+    var logged = LoggedJudgements(queries: [:], qrels: [:], inSample: 0, leftOut: 0)
     try database.forEachLogEntry(collection: name) { entry in
       guard let text = entry.text, !text.isBlank, entry.feedback.contains(where: \.isRelevant)
       else { return }  // blank: logged before such queries were refused
       if trained.contains(Self.queryHash(text)) {
+        if unseen {
+          logged.leftOut += 1
+          return
+        }
         logged.inSample += 1
-        if unseen { return }
       }
       let id = "log:\(entry.id)"
       logged.queries[id] = text
@@ -204,7 +207,7 @@ extension DocumentCollection {
   public func diagnose(k: Int = 10, worst: Int = 10) throws -> Diagnosis {
     var cases: [Diagnosis.Case] = []
     var relevantByEntry: [UInt64: Set<String>] = [:]
-    let trained = try queriesTrained(by: indexPlan()?.generation.serving ?? [])
+    let trained = try queriesTrained(byModel: nil)
     var inSample = 0
     try database.forEachLogEntry(collection: name) { entry in
       let relevant = Set(entry.feedback.filter(\.isRelevant).map(\.documentID))

@@ -143,15 +143,9 @@ extension Database {
   ) throws -> R {
     let created = try !collectionNames().contains(name)
     let collection = try collection(name, options: options)
-    do {
-      let result = try body(collection)
-      if created, try collection.count() == 0 { try dropCollection(name, force: true) }
-      return result
-    } catch {
-      if created, (try? collection.count()) == 0 {
-        try? dropCollection(name, force: true)
-      }
-      throw error
+    defer {
+      if created, (try? collection.count()) == 0 { try? dropCollection(name, force: true) }
     }
+    return try body(collection)
   }
 }

@@ -208,10 +208,7 @@ struct FeedbackCommand: ParsableCommand {
       )
       return
     }
-    let name =
-      try collection
-      ?? CollectionOption.defaultName
-      .orThrow(CollectionOption.missing)
+    let name = try CollectionOption.name(collection)
     let target = try db.collection(name, create: false)
     if let query {
       let id = try target.judge(
@@ -317,15 +314,15 @@ struct Eval: ParsableCommand {
       input = (try BEIR.queries(path: queries), try BEIR.qrels(path: qrels))
     } else {
       let logged = try collection.loggedJudgements(unseen: unseen, model: model)
-      if logged.queries.isEmpty && logged.inSample > 0 {
+      if logged.queries.isEmpty && logged.leftOut > 0 {
         throw CLIError(
           message:
-            "the model was fitted on every one of the \(logged.inSample) logged queries with feedback",
+            "the model was fitted on every one of the \(logged.leftOut) logged queries with feedback",
           hint: "judge queries asked since (`vdb feedback LOG_ID DOC_ID`), or leave out --unseen")
       }
       if logged.queries.isEmpty { throw noJudgedQueries(collection.name) }
       input = (logged.queries, logged.qrels)
-      inSample = unseen ? 0 : logged.inSample
+      inSample = logged.inSample
     }
     let bar = ProgressLine(label: "eval", unit: model == nil ? "queries" : "docs")
     let report =

@@ -183,15 +183,15 @@ struct CollectionOption: ParsableArguments {
   var collection: String?
 
   /// The collection named by -c, else by `use` in the shell, else by $VDB_COLLECTION.
-  func name() throws -> String {
-    if let name = collection ?? CollectionOption.defaultName { return name }
-    throw CollectionOption.missing
-  }
+  func name() throws -> String { try Self.name(collection) }
 
-  /// No -c, no `use`, no $VDB_COLLECTION: a missing argument (exit 2).
-  static let missing = CLIError(
-    message: "no collection given",
-    hint: "pass -c NAME, set $VDB_COLLECTION, or `use NAME` in the shell", usage: true)
+  /// `given`, else the default; none is a missing argument (exit 2).
+  static func name(_ given: String?) throws -> String {
+    if let name = given ?? defaultName { return name }
+    throw CLIError(
+      message: "no collection given",
+      hint: "pass -c NAME, set $VDB_COLLECTION, or `use NAME` in the shell", usage: true)
+  }
 
   /// The collection of `use` in the shell, else $VDB_COLLECTION.
   static var defaultName: String? {

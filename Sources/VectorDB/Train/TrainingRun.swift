@@ -231,6 +231,12 @@ extension DocumentCollection {
     let (models, path) = (database.models, database.path)
     return try read { txn in try models.trainedQueries(lineageOf: versions, path: path, in: txn) }
   }
+
+  /// Those that model version `model` was fitted on, else (nil) the serving encoder and
+  /// its query adapter: what evaluating that model scores in-sample.
+  func queriesTrained(byModel model: Int?) throws -> Set<UInt64> {
+    try queriesTrained(by: model.map { [$0] } ?? indexPlan()?.generation.serving ?? [])
+  }
 }
 
 // MARK: Run records
