@@ -271,7 +271,9 @@ struct RouteTrain: ParsableCommand {
 
       JSON: {"version", "activated", "reason", "examples", "metrics": {"macro_f1",
       "nearest_centroid_macro_f1", "ece_before", "ece_after", "threshold", …},
-      "curve", …}
+      "curve", "warnings", …}; a warning (also printed on stderr without --json)
+      when the threshold sends to another path held-out inputs the classifier gives
+      to the escalation path with probability ≥ 0.9.
       """)
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: RouterOption
@@ -428,6 +430,7 @@ struct RouteTrain: ParsableCommand {
           ]
         })
     }
+    for warning in report.warnings { Terminal.warn(warning) }
     print(report.reason)
   }
 

@@ -292,6 +292,8 @@ final class RouterTests: XCTestCase {
     XCTAssertGreaterThan(m["macro_f1"]!, m["majority_macro_f1"]! + 0.3)
     XCTAssertNotNil(m["nearest_centroid_macro_f1"])
     XCTAssertEqual(report.curve.count, 11)
+    // Escalating 0.3 leaves room for every input the classifier is sure needs "general".
+    XCTAssertEqual(report.warnings, [])
 
     // Serving applies the threshold chosen on the held-out split: the target holds there.
     let decisions = try router.route(report.heldOutInputs, log: false)
@@ -312,6 +314,7 @@ final class RouterTests: XCTestCase {
 
     // The same data and seed give the same head: no gain, so the gate rejects it.
     let again = try router.train()
+    XCTAssertEqual(again.warnings, [], "without a target the threshold is 0.5: no warning")
     XCTAssertFalse(again.activated)
     XCTAssertTrue(again.reason.hasPrefix("not activated"), again.reason)
     var (versions, active) = try router.versions()
@@ -593,6 +596,47 @@ final class RouterTests: XCTestCase {
     XCTAssertThrowsError(try plain.train(options: options)) { error in
       XCTAssertTrue("\(error)".contains("no escalation path"), "\(error)")
     }
+  }
+
+  /// A low escalation target on a router whose escalation path is often the best one: the
+  /// threshold sends inputs the classifier is sure need "general" elsewhere, and the report
+  /// says how many, as serving them shows.
+  func testSureEscalationsSentElsewhereAreWarnedOf() throws {
+    let router = try db.createRouter(
+      "common",
+      paths: [
+        RoutePath(name: "search", cost: 1), RoutePath(name: "training", cost: 1),
+        RoutePath(name: "general", cost: 4),
+      ],
+      escalation: "general")
+    let lines = try String(contentsOfFile: Self.tools + "/route-examples.jsonl", encoding: .utf8)
+    try router.importJSONL(
+      path: try write(
+        "common.jsonl",
+        [lines.replacing(#/"path": "(storage|shell)"/#, with: #""path": "general""#)]))
+    var options = RouterTrainingOptions()
+    options.maxEscalation = 0.1
+    let report = try router.train(options: options)
+    let threshold = report.metrics["threshold"]!
+    XCTAssertLessThan(threshold, 0.1)
+
+    let decisions = try router.route(report.heldOutInputs, log: false)
+    let sure = decisions.filter { $0.probabilities["general"]! >= 0.9 }
+    let sentElsewhere = sure.filter { !$0.escalated }.count
+    XCTAssertGreaterThan(sentElsewhere, 0, "the setup should make the warning appear")
+    XCTAssertEqual(report.warnings.count, 1, "\(report.warnings)")
+    let warning = try XCTUnwrap(report.warnings.first)
+    XCTAssertTrue(
+      warning.hasPrefix(
+        String(
+          format: "at threshold %.3f (chosen for --max-escalation 0.1) the router sends", threshold)
+          + " \(sentElsewhere) of the \(sure.count) held-out inputs it gives to \"general\""
+          + " with probability ≥ 0.9 to another path; escalating them all takes a threshold above"),
+      warning)
+
+    // A target with room for them all: no warning.
+    options.maxEscalation = 1
+    XCTAssertEqual(try router.train(options: options).warnings, [])
   }
 
   func testDecisionsAreLoggedAndOutcomesAttachedLaterFeedDiagnosis() throws {

@@ -70,6 +70,8 @@ final class RouteProcessTests: XCTestCase {
     let report = try JSONDecoder().decode(RouterTrainingReport.self, from: Data(result.stdout.utf8))
     XCTAssertTrue(report.activated, report.reason)
     XCTAssertEqual(report.examples.count, 5)
+    XCTAssertEqual(report.warnings, [])
+    XCTAssertTrue(result.stdout.contains(#""warnings":[]"#), result.stdout)
 
     result = try vdb([
       "route", "-r", "docs", "--json", "how do I delete a document",
@@ -120,6 +122,7 @@ final class RouteProcessTests: XCTestCase {
     result = try vdb(["route", "train", "-r", "docs", "--classifier", "nearest_examples"])
     XCTAssertTrue(result.stdout.contains("nearest examples"), result.stdout)
     XCTAssertFalse(result.stdout.contains("chosen on the training split"), result.stdout)
+    XCTAssertFalse(result.stderr.contains("warning:"), result.stderr)
     // The inputs' vectors were stored by the first run: this one embedded only the input
     // of the decision with an outcome.
     XCTAssertTrue(result.stdout.contains("embedded 1 of 111 inputs"), result.stdout)
@@ -145,6 +148,33 @@ final class RouteProcessTests: XCTestCase {
     XCTAssertTrue(result.stderr.contains(#""docs""#), result.stderr)
     try vdb(["route", "-r", "docs", "how do I delete a document"], status: 1)
     XCTAssertEqual(try vdb(["verify"]).status, 0)
+  }
+
+  /// A router whose escalation path is often the best one, trained with a low
+  /// --max-escalation: the threshold sends inputs the classifier is sure need "general"
+  /// elsewhere, and `route train` warns (stderr; `warnings` with --json).
+  func testLowEscalationTargetWarnsOfSureEscalationsSentElsewhere() throws {
+    try vdb([
+      "route", "create", "common", "search=1", "training=1", "general=4", "--escalation",
+      "general",
+    ])
+    let lines = try String(contentsOfFile: Self.tools + "/route-examples.jsonl", encoding: .utf8)
+    let file = directory + "/common.jsonl"
+    try Data(lines.replacing(#/"path": "(storage|shell)"/#, with: #""path": "general""#).utf8)
+      .write(to: URL(fileURLWithPath: file))
+    try vdb(["route", "import", "-r", "common", file])
+    let warning =
+      #/warning: at threshold 0\.0\d\d \(chosen for --max-escalation 0\.1\) the router sends [1-9]\d* of the \d+ held-out inputs it gives to "general" with probability ≥ 0\.9 to another path; escalating them all takes a threshold above 0\.\d+, which escalates 0\.\d+ of the held-out inputs at quality [01]\.\d+\n/#
+    var result = try vdb(["route", "train", "-r", "common", "--max-escalation", "0.1"])
+    XCTAssertNotNil(result.stderr.firstMatch(of: warning), result.stderr)
+    XCTAssertFalse(result.stdout.contains("warning"), result.stdout)
+
+    result = try vdb(["route", "train", "-r", "common", "--max-escalation", "0.1", "--json"])
+    let report = try JSONDecoder().decode(RouterTrainingReport.self, from: Data(result.stdout.utf8))
+    XCTAssertEqual(report.warnings.count, 1, result.stdout)
+    let reported = try XCTUnwrap(report.warnings.first, result.stdout)
+    XCTAssertNotNil(("warning: " + reported + "\n").wholeMatch(of: warning), reported)
+    XCTAssertFalse(result.stderr.contains("warning:"), "--json: the report carries it")
   }
 
   func testKilledTrainingLeavesTheActiveVersionServing() throws {

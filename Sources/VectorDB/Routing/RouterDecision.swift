@@ -59,6 +59,42 @@ extension Router {
       cost: cost.isNaN ? nil : cost / n)
   }
 
+  /// From this probability of the escalation path the classifier is taken to be sure a
+  /// request needs it (`overriddenEscalationWarning`).
+  static let sureEscalation = 0.9
+
+  /// A warning when `threshold`, chosen for the options' target, sends to another path
+  /// held-out inputs the classifier gives to the escalation path with probability at least
+  /// `sureEscalation`; nil when it sends none. That is the rule (a low `maxEscalation` can
+  /// leave a threshold near 0), but the report's figures alone do not tell the admin. Without
+  /// a target there is nothing to warn of: such an input's confidence is at most 0.1, below
+  /// the threshold 0.5, so it escalates.
+  func overriddenEscalationWarning(
+    _ examples: [ScoredExample], threshold: Double, options: RouterTrainingOptions
+  ) -> String? {
+    guard let escalation = paths.firstIndex(where: { $0.name == escalation }) else { return nil }
+    let target: String
+    if let maxEscalation = options.maxEscalation {
+      target = "--max-escalation \(maxEscalation)"
+    } else if let minQuality = options.minQuality {
+      target = "--min-quality \(minQuality)"
+    } else {
+      return nil
+    }
+    let sure = examples.filter { $0.probabilities[escalation] >= Self.sureEscalation }
+    let overridden = sure.map { decide($0.probabilities, threshold: threshold) }
+      .filter { !$0.escalated }
+    guard let highest = overridden.map(\.confidence).max() else { return nil }
+    // The lowest threshold that escalates them all: what the admin's target would have to allow.
+    let all = point(examples, threshold: highest.nextUp)
+    func f(_ x: Double) -> String { String(format: "%.3f", x) }
+    return "at threshold \(f(threshold)) (chosen for \(target)) the router sends"
+      + " \(overridden.count) of the \(sure.count) held-out inputs it gives to"
+      + " \"\(paths[escalation].name)\" with probability ≥ \(Self.sureEscalation) to another path;"
+      + " escalating them all takes a threshold above \(f(highest)), which escalates"
+      + " \(f(all.escalation)) of the held-out inputs at quality \(f(all.quality))"
+  }
+
   /// The threshold meeting the options' target on `examples`: for `maxEscalation`, the one
   /// with the best quality (then the highest) among those escalating at most that share; for
   /// `minQuality`, the

@@ -165,9 +165,13 @@ public struct RouterTrainingReport: Codable, Sendable {
   public var embeddedInputs: Int
   /// Wall-clock seconds the run took (JSON `seconds`).
   public var seconds: Double
+  /// What the figures do not say plainly, one sentence each (JSON `warnings`; empty when
+  /// none): held-out inputs the classifier gives to the escalation path with probability
+  /// ≥ 0.9 that the threshold chosen for the target sends to another path.
+  public var warnings: [String]
 
   enum CodingKeys: String, CodingKey {
-    case version, activated, reason, classifier, examples, unlabelled
+    case version, activated, reason, classifier, examples, unlabelled, warnings
     case trainExamples = "train_examples"
     case heldOutExamples = "heldout_examples"
     case heldOutInputs = "heldout_inputs"
@@ -198,6 +202,8 @@ struct RouterTrainingRun {
   var heldOut: [Int] = []
   /// Held-out figures, as the stages measure them (the report's and the version's).
   var metrics: [String: Double] = [:]
+  /// The report's warnings.
+  var warnings: [String] = []
 
   /// Stratified split: per path, the inputs whose hash comes first are held out.
   init(
@@ -277,7 +283,8 @@ extension Router {
   /// 4. **Calibration and threshold** (`calibrate`, `placeThreshold`). One temperature fitted
   ///    on the held-out logits (ECE reported before and after, the latter cross-fitted on
   ///    halves); the threshold chosen on the held-out split for `maxEscalation` or
-  ///    `minQuality` (0, never escalate, without a target).
+  ///    `minQuality` (without a target: 0.5 with an escalation path, else 0), with a warning
+  ///    when it sends inputs the classifier is sure need escalation to another path.
   /// 5. **Publish** (`publish`). The version, its metrics and lineage, and its weights
   ///    (a rejected LoRA-tier version's are dropped).
   ///
@@ -329,7 +336,7 @@ extension Router {
       unlabelled: run.logged - run.labelled.count, trainExamples: run.train.count,
       heldOutExamples: run.heldOut.count, heldOutInputs: run.heldOutInputs,
       metrics: run.metrics, curve: curve, losses: fit.losses, embeddedInputs: embedded,
-      seconds: Date().timeIntervalSince(start))
+      seconds: Date().timeIntervalSince(start), warnings: run.warnings)
   }
 
   // MARK: Examples
@@ -537,7 +544,8 @@ extension Router {
   }
 
   /// The threshold for the options' target (`chooseThreshold`) on the held-out inputs at
-  /// `temperature`, its figures, and the cost/quality curve (with an escalation path).
+  /// `temperature`, its figures (and a warning when it sends sure escalations elsewhere), and
+  /// the cost/quality curve (with an escalation path).
   ///
   /// - Throws: `.invalidInput` when the target cannot be met.
   private func placeThreshold(
@@ -564,6 +572,10 @@ extension Router {
         Double(scored.filter { isGood(escalation, for: $0) }.count) / Double(scored.count)
     }
     run.metrics["never_escalate_quality"] = point(scored, threshold: 0).quality
+    if let warning = overriddenEscalationWarning(scored, threshold: threshold, options: run.options)
+    {
+      run.warnings.append(warning)
+    }
     let curve =
       (escalation == nil
         ? [] : stride(from: 0.0, through: 1.0, by: 0.1).map { point(scored, threshold: $0) })
