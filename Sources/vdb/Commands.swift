@@ -271,11 +271,14 @@ struct Get: ParsableCommand {
         vdb get -c notes --after n20                the next page
         vdb get -c notes --filter '{"topic": "storage"}' --limit 100
         vdb get -c notes n1 --include vector --json with the stored vector
+        vdb get -c notes --ids-from ids.txt --json  ids one per line (`-`: stdin)
       """)
 
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "Document ids (none: list the collection).") var ids: [String] = []
+  @Option(help: "Read the ids from this file, one per line (`-`: standard input).")
+  var idsFrom: String?
   @Option(help: "With no ids: only documents whose metadata matches this JSON filter.")
   var filter: String?
   @Option(help: "With no ids: how many documents to list (default 20).") var limit: Int?
@@ -288,13 +291,15 @@ struct Get: ParsableCommand {
 
   func validate() throws {
     try Counts.check("get", ["--limit": limit])
-    if !ids.isEmpty && (filter != nil || after != nil || limit != nil) {
+    try checkIDSources(ids, idsFrom)
+    if (!ids.isEmpty || idsFrom != nil) && (filter != nil || after != nil || limit != nil) {
       throw ValidationError("give ids, or --filter/--after/--limit, not both")
     }
   }
 
   func run() throws {
     let collection = try database.open(readOnly: true).collection(try target.name(), create: false)
+    let ids = try documentIDs(ids, from: idsFrom)
     if ids.isEmpty {
       let limit = self.limit ?? 20
       let documents =
@@ -341,6 +346,7 @@ struct Delete: ParsableCommand {
     discussion: """
       Examples:
         vdb delete -c notes n1 n2
+        vdb delete -c notes --ids-from ids.txt                     ids one per line
         vdb delete -c notes --filter '{"draft": true}' --dry-run   what would go
         vdb delete -c notes --filter '{"draft": true}'
       """)
@@ -348,14 +354,18 @@ struct Delete: ParsableCommand {
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Argument(help: "Document ids.") var ids: [String] = []
+  @Option(help: "Read the ids from this file, one per line (`-`: standard input).")
+  var idsFrom: String?
   @Option(help: "Delete the documents whose metadata matches this JSON filter.")
   var filter: String?
   @Flag(help: "With --filter: list what would be deleted, delete nothing.") var dryRun = false
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if ids.isEmpty == (filter == nil) {
-      throw ValidationError("give ids or --filter JSON" + (ids.isEmpty ? "" : ", not both"))
+    try checkIDSources(ids, idsFrom)
+    let named = !ids.isEmpty || idsFrom != nil
+    if named == (filter != nil) {
+      throw ValidationError("give ids or --filter JSON" + (named ? ", not both" : ""))
     }
     if dryRun && filter == nil { throw ValidationError("--dry-run goes with --filter") }
   }
@@ -375,6 +385,7 @@ struct Delete: ParsableCommand {
           : "deleted \(Terminal.count(deleted.count, "document"))")
       return
     }
+    let ids = try documentIDs(ids, from: idsFrom)
     let deleted = try collection.delete(ids)
     if output.isJSON {
       try Terminal.printJSON(DeleteReport(deleted: deleted, matched: deleted, ids: nil))
@@ -520,3 +531,20 @@ func readInput(_ path: String) throws -> Data {
 
 /// How errors name an input: the path, or `<stdin>` for `-`.
 func inputName(_ path: String) -> String { path == "-" ? "<stdin>" : path }
+
+/// Ids come from the command line or from `--ids-from`, not both.
+func checkIDSources(_ ids: [String], _ file: String?) throws {
+  if !ids.isEmpty && file != nil { throw ValidationError("give ids or --ids-from FILE, not both") }
+}
+
+/// The ids named on the command line, or those of `file` (`--ids-from`): one per line,
+/// trimmed, blank lines skipped. A file takes any number of ids, where the argument parser
+/// slows quadratically past a few thousand arguments.
+func documentIDs(_ arguments: [String], from file: String?) throws -> [String] {
+  guard let file else { return arguments }
+  let ids = try readLines(file)
+  if ids.isEmpty {
+    throw CLIError(message: "\(inputName(file)) holds no ids", hint: "one document id per line")
+  }
+  return ids
+}

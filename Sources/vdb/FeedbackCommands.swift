@@ -273,12 +273,13 @@ struct Eval: ParsableCommand {
   @Flag(help: "Diagnose retrieval failures over the logged queries with feedback.") var diagnose =
     false
   @Flag(help: "Exact search instead of the index.") var exact = false
-  @Option(help: "HNSW search width (at least 100, the deepest cut-off).") var ef = 64
+  @Option(help: "HNSW search width (at least 100, the deepest cut-off; default 64).") var ef: Int?
   @Option(help: "Write each query's metrics to this JSON file.") var perQuery: String?
   @Option(
     help: "Evaluate model version V, which needs no generation, by re-scoring a pool (--pool).")
   var model: Int?
-  @Option(help: "With --model: the current top N documents per query to re-score.") var pool = 100
+  @Option(help: "With --model: the current top N documents per query to re-score (default 100).")
+  var pool: Int?
   @OptionGroup var search: SearchModeOptions
   @OptionGroup var output: OutputOptions
 
@@ -293,6 +294,22 @@ struct Eval: ParsableCommand {
       throw ValidationError("--queries and --qrels go together")
     }
     if unseen && !fromLog { throw ValidationError("--unseen goes with --from-log") }
+    // Each way of evaluating reads its own options; one it ignores would change nothing.
+    let given = [
+      ("--model", model != nil), ("--pool", pool != nil), ("--exact", exact), ("--ef", ef != nil),
+      ("--per-query", perQuery != nil), ("--mode", search.mode != nil),
+      ("--fusion", search.fusion != nil), ("--alpha", search.alpha != nil),
+    ].filter(\.1).map(\.0)
+    if diagnose, let option = given.first {
+      throw ValidationError("\(option) does not apply to --diagnose")
+    }
+    let withModel: Set = ["--model", "--pool", "--per-query"]
+    if model != nil, let option = given.first(where: { !withModel.contains($0) }) {
+      throw ValidationError(
+        "\(option) does not apply with --model, which ranks pools of the current top documents"
+          + " by the model's dense scores")
+    }
+    if model == nil && pool != nil { throw ValidationError("--pool goes with --model") }
   }
 
   func run() throws {
@@ -328,11 +345,12 @@ struct Eval: ParsableCommand {
     let report =
       try model.map {
         try collection.evaluate(
-          queries: input.queries, qrels: input.qrels, model: $0, pool: pool
+          queries: input.queries, qrels: input.qrels, model: $0, pool: pool ?? 100
         ) { try bar.update($0) }
       }
       ?? collection.evaluate(
-        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef, perQuery: perQuery != nil,
+        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef ?? 64,
+        perQuery: perQuery != nil,
         mode: search.mode, fusion: search.fusionMethod
       ) { try bar.update($0) }
     bar.finish()
@@ -356,8 +374,9 @@ struct Eval: ParsableCommand {
       rows: order.compactMap { key in report.metrics[key].map { [key, String(format: "%.4f", $0)] }
       })
     let method =
-      model.map { "model v\($0) over pools of the current top \(pool)" }
-      ?? "\(report.mode.rawValue), " + (exact ? "exact search" : "index (ef \(max(ef, 100)))")
+      model.map { "model v\($0) over pools of the current top \(pool ?? 100)" }
+      ?? "\(report.mode.rawValue), "
+      + (exact ? "exact search" : "index (ef \(max(ef ?? 64, 100)))")
     print("\(report.queries) queries, \(method), \(Terminal.seconds(report.seconds))")
     if inSample > 0 {
       print(

@@ -90,6 +90,45 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(notObject.status, 1)
   }
 
+  /// Ids from a file or stdin, one per line: as many as a command line would slow on.
+  func testIdsFromAFileOrStdin() throws {
+    let lines = (1...5000).map { #"{"id": "d\#($0)", "text": "note \#($0)"}"# }
+    try Data(lines.joined(separator: "\n").utf8).write(
+      to: URL(fileURLWithPath: directory + "/docs.jsonl"))
+    try Shell.vdb(["import", directory + "/docs.jsonl", "-c", "c", "--db", db])
+    let file = directory + "/ids.txt"
+    try Data("d2\r\n\n  d7  \nd9\n".utf8).write(to: URL(fileURLWithPath: file))
+    let got = try Shell.vdb(["get", "-c", "c", "--ids-from", file, "--json", "--db", db])
+    XCTAssertEqual(got.status, 0, got.stderr)
+    XCTAssertEqual(
+      got.stdout.split(separator: "\n").map { $0.contains(#""id":"d"#) }, [true, true, true])
+    XCTAssertTrue(got.stdout.contains(#""text":"note 7""#), got.stdout)
+
+    let many = (1...4000).map { "d\($0)" }.joined(separator: "\n")
+    try Data(many.utf8).write(to: URL(fileURLWithPath: file))
+    let deleted = try Shell.vdb(
+      ["delete", "-c", "c", "--ids-from", "-", "--db", db], input: "d4001\nd5\n")
+    XCTAssertEqual(deleted.stdout, "deleted 2 of 2 documents\n", deleted.stderr)
+    let all = try Shell.vdb(["delete", "-c", "c", "--ids-from", file, "--db", db])
+    XCTAssertEqual(all.stdout, "deleted 3999 of 4000 documents\n", all.stderr)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "999\n")
+
+    for (arguments, status, words) in [
+      (["get", "-c", "c", "d1", "--ids-from", file], Int32(2), "not both"),
+      (["get", "-c", "c", "--ids-from", file, "--limit", "2"], 2, "not both"),
+      (["delete", "-c", "c", "--ids-from", file, "--filter", "{}"], 2, "not both"),
+      (["delete", "-c", "c", "--ids-from", directory + "/missing.txt"], 1, "missing.txt"),
+    ] {
+      let result = try Shell.vdb(arguments + ["--db", db])
+      XCTAssertEqual(result.status, status, result.stderr)
+      XCTAssertTrue(result.stderr.contains(words), result.stderr)
+    }
+    let blank = try Shell.vdb(["delete", "-c", "c", "--ids-from", "-", "--db", db], input: "\n \n")
+    XCTAssertEqual(blank.status, 1)
+    XCTAssertTrue(blank.stderr.contains("<stdin> holds no ids"), blank.stderr)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "999\n")
+  }
+
   func testIncludeVector() throws {
     try Shell.vdb(
       ["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])

@@ -141,6 +141,13 @@ final class ShellTests: ShellTestCase {
     try expect(["delete", "-c", "notes", "n1", "--filter", "{}"], 2, "not both")
     try expect(["count"], 2, "$VDB_COLLECTION")
     try expect(["backup", directory + "/missing/copy"], 1, "does not exist or is not writable")
+    // An option the chosen way of evaluating would ignore.
+    try expect(
+      ["eval", "-c", "notes", "--from-log", "--model", "1", "--mode", "keyword"], 2,
+      "--mode does not apply with --model")
+    try expect(
+      ["eval", "-c", "notes", "--from-log", "--pool", "20"], 2, "--pool goes with --model")
+    try expect(["eval", "-c", "notes", "--diagnose", "--exact"], 2, "--exact does not apply to")
 
     // An empty import, or one whose every line was bad, creates no collection.
     let empty = directory + "/empty.jsonl"
