@@ -297,7 +297,9 @@ struct Eval: ParsableCommand {
     // Each way of evaluating reads its own options; one it ignores would change nothing.
     let given = [
       ("--model", model != nil), ("--pool", pool != nil), ("--exact", exact), ("--ef", ef != nil),
-      ("--per-query", perQuery != nil), ("--mode", search.mode != nil),
+      ("--per-query", perQuery != nil),
+      // --model ranks by dense scores, so it takes --mode dense.
+      ("--mode", search.mode != nil && (model == nil || search.mode != .dense)),
       ("--fusion", search.fusion != nil), ("--alpha", search.alpha != nil),
     ].filter(\.1).map(\.0)
     if diagnose, let option = given.first {

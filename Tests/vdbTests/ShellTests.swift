@@ -148,6 +148,9 @@ final class ShellTests: ShellTestCase {
     try expect(
       ["eval", "-c", "notes", "--from-log", "--pool", "20"], 2, "--pool goes with --model")
     try expect(["eval", "-c", "notes", "--diagnose", "--exact"], 2, "--exact does not apply to")
+    try expect(  // what --model does anyway: past the options, to the empty log
+      ["eval", "-c", "notes", "--from-log", "--model", "1", "--mode", "dense"], 1,
+      "no logged query")
 
     // An empty import, or one whose every line was bad, creates no collection.
     let empty = directory + "/empty.jsonl"
