@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ckernels.h"
+#include "ifunc.h"
 
 static uint32_t table[256];
 
@@ -43,7 +44,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
   return ~c32;
 }
 
-static uint32_t (*resolve_crc32c(void))(uint32_t, const void *, size_t) {
+VDB_IFUNC_RESOLVER static uint32_t (*resolve_crc32c(void))(uint32_t, const void *, size_t) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("sse4.2") ? crc32c_sse42 : crc32c_plain;
 }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "ckernels.h"
+#include "ifunc.h"
 
 // Three versions of each function (AVX-512, AVX2+FMA, plain C); the loader picks the
 // one the CPU runs (an ifunc), so a default build searches at full width.
@@ -96,17 +97,18 @@ PLAIN(, float, FLOAT_ONE)
 
 typedef float (*distance_fn)(const float *, const float *, int);
 
-static distance_fn pick(distance_fn avx512, distance_fn avx2, distance_fn plain) {
+VDB_IFUNC_RESOLVER static distance_fn pick(distance_fn avx512, distance_fn avx2,
+                                          distance_fn plain) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return avx2;
   return plain;
 }
 
-static float (*resolve_dot(void))(const float *, const float *, int) {
+VDB_IFUNC_RESOLVER static float (*resolve_dot(void))(const float *, const float *, int) {
   return pick(dot_avx512, dot_avx2, dot_plain);
 }
-static float (*resolve_l2(void))(const float *, const float *, int) {
+VDB_IFUNC_RESOLVER static float (*resolve_l2(void))(const float *, const float *, int) {
   return pick(l2_avx512, l2_avx2, l2_plain);
 }
 
