@@ -2,6 +2,7 @@
 #include "levels.h"
 #include "vector16.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,17 +173,25 @@ static unsigned available_levels(void) {
   return levels;
 }
 
-static int chosen_level = -1;  // racy but idempotent, like vdb_int8_level's
+// Set once on first use (every thread finds the same value) or by vdb_vector_set_level, and
+// read by every kernel call on any thread: an atomic (relaxed: no other memory hangs on
+// it), since a plain int written and read by several threads is a data race in C11 (and
+// ThreadSanitizer reports it), however idempotent the value.
+static _Atomic int chosen_level = -1;
 
 int vdb_vector_level(void) {
-  if (chosen_level < 0)
-    chosen_level = kernel_level_from_environment("VDB_VECTOR_KERNEL", available_levels());
-  return chosen_level;
+  int level = atomic_load_explicit(&chosen_level, memory_order_relaxed);
+  if (level < 0) {
+    level = kernel_level_from_environment("VDB_VECTOR_KERNEL", available_levels());
+    atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
+  }
+  return level;
 }
 
 int vdb_vector_set_level(int level) {
-  chosen_level = kernel_level_within(level, available_levels());
-  return chosen_level;
+  level = kernel_level_within(level, available_levels());
+  atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
+  return level;
 }
 
 void vdb_gelu(int count, const float *x, float *y) {

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
@@ -358,8 +359,11 @@ static int amx_permitted(void) {
 
 // The levels this CPU has, as levels.h's mask.
 static unsigned available_levels(void) {
-  static int found = -1;  // racy but idempotent: every thread finds the same
-  if (found >= 0) return (unsigned)found;
+  // Found once, by whichever thread first asks (all find the same): atomic, as
+  // `chosen_level` below.
+  static _Atomic int found = -1;
+  const int known = atomic_load_explicit(&found, memory_order_relaxed);
+  if (known >= 0) return (unsigned)known;
   __builtin_cpu_init();
   unsigned levels = 1u << VDB_BF16_PLAIN;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -371,21 +375,29 @@ static unsigned available_levels(void) {
         amx_permitted())
       levels |= 1u << VDB_BF16_AMX;
   }
-  found = (int)levels;
+  atomic_store_explicit(&found, (int)levels, memory_order_relaxed);
   return levels;
 }
 
-static int chosen_level = -1;  // racy but idempotent, like vdb_linear_rows's
+// Set once on first use (every thread finds the same value) or by vdb_bf16_set_level, and
+// read by every kernel call on any thread: an atomic (relaxed: no other memory hangs on
+// it), since a plain int written and read by several threads is a data race in C11 (and
+// ThreadSanitizer reports it), however idempotent the value.
+static _Atomic int chosen_level = -1;
 
 int vdb_bf16_level(void) {
-  if (chosen_level < 0)
-    chosen_level = kernel_level_from_environment("VDB_BF16_KERNEL", available_levels());
-  return chosen_level;
+  int level = atomic_load_explicit(&chosen_level, memory_order_relaxed);
+  if (level < 0) {
+    level = kernel_level_from_environment("VDB_BF16_KERNEL", available_levels());
+    atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
+  }
+  return level;
 }
 
 int vdb_bf16_set_level(int level) {
-  chosen_level = kernel_level_within(level, available_levels());
-  return chosen_level;
+  level = kernel_level_within(level, available_levels());
+  atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
+  return level;
 }
 
 static void convert_strided(int level, int rows, int k, const float *x, size_t ldx, size_t step,

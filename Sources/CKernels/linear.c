@@ -1,6 +1,7 @@
 #include "ckernels.h"
 
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 // Blocks of COLS output columns × ROWS input rows, dot products along k in SIMD lanes,
@@ -116,12 +117,17 @@ static void linear_plain(int rows, int k, int columns, const float *x, const flo
 
 void vdb_linear_rows(int rows, int k, int columns, const float *x, const float *w,
                      const float *bias, float *y, int ldy) {
-  static int level = -1;  // racy but idempotent: every thread computes the same value
+  // Found by whichever thread first calls (all find the same), read by every call on any
+  // thread: atomic (relaxed), since a plain int written and read by several threads is a
+  // data race in C11, which ThreadSanitizer reports, however idempotent the value.
+  static _Atomic int found = -1;
+  int level = atomic_load_explicit(&found, memory_order_relaxed);
   if (level < 0) {
     __builtin_cpu_init();
     level = __builtin_cpu_supports("avx512f") ? 2
             : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1
                                                                                  : 0;
+    atomic_store_explicit(&found, level, memory_order_relaxed);
   }
   if (level == 2)
     linear_avx512(rows, k, columns, x, w, bias, y, ldy);
