@@ -419,8 +419,8 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(
       result.stderr.contains("none of the 1 queries has a relevant document in the qrels"),
       result.stderr)
-    for source in ["--from-log", "--diagnose"] {
-      result = try Shell.vdb(evaluate + [source])
+    for source in [["--from-log", "--mode", "keyword"], ["--diagnose"]] {
+      result = try Shell.vdb(["eval", "-c", "c", "--db", db] + source)
       XCTAssertEqual(result.status, 1, result.stderr)
       XCTAssertTrue(
         result.stderr.contains(
