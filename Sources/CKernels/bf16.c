@@ -359,8 +359,8 @@ static int amx_permitted(void) {
 
 // The levels this CPU has, as levels.h's mask.
 static unsigned available_levels(void) {
-  // Found once, by whichever thread first asks (all find the same): atomic, as
-  // `chosen_level` below.
+  // Found by whichever thread first asks (all find the same): atomic, as levels.h's
+  // kernel_level_chosen says why.
   static _Atomic int found = -1;
   const int known = atomic_load_explicit(&found, memory_order_relaxed);
   if (known >= 0) return (unsigned)known;
@@ -379,25 +379,14 @@ static unsigned available_levels(void) {
   return levels;
 }
 
-// Set once on first use (every thread finds the same value) or by vdb_bf16_set_level, and
-// read by every kernel call on any thread: an atomic (relaxed: no other memory hangs on
-// it), since a plain int written and read by several threads is a data race in C11 (and
-// ThreadSanitizer reports it), however idempotent the value.
-static _Atomic int chosen_level = -1;
+static _Atomic int chosen_level = -1;  // levels.h's kernel_level_chosen
 
 int vdb_bf16_level(void) {
-  int level = atomic_load_explicit(&chosen_level, memory_order_relaxed);
-  if (level < 0) {
-    level = kernel_level_from_environment("VDB_BF16_KERNEL", available_levels());
-    atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
-  }
-  return level;
+  return kernel_level_chosen(&chosen_level, "VDB_BF16_KERNEL", available_levels);
 }
 
 int vdb_bf16_set_level(int level) {
-  level = kernel_level_within(level, available_levels());
-  atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
-  return level;
+  return kernel_level_choose(&chosen_level, level, available_levels());
 }
 
 static void convert_strided(int level, int rows, int k, const float *x, size_t ldx, size_t step,

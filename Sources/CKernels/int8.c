@@ -3,7 +3,6 @@
 
 #include <immintrin.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -352,25 +351,14 @@ static unsigned available_levels(void) {
   return levels;
 }
 
-// Set once on first use (every thread finds the same value) or by vdb_int8_set_level, and
-// read by every kernel call on any thread: an atomic (relaxed: no other memory hangs on
-// it), since a plain int written and read by several threads is a data race in C11 (and
-// ThreadSanitizer reports it), however idempotent the value.
-static _Atomic int chosen_level = -1;
+static _Atomic int chosen_level = -1;  // levels.h's kernel_level_chosen
 
 int vdb_int8_level(void) {
-  int level = atomic_load_explicit(&chosen_level, memory_order_relaxed);
-  if (level < 0) {
-    level = kernel_level_from_environment("VDB_INT8_KERNEL", available_levels());
-    atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
-  }
-  return level;
+  return kernel_level_chosen(&chosen_level, "VDB_INT8_KERNEL", available_levels);
 }
 
 int vdb_int8_set_level(int level) {
-  level = kernel_level_within(level, available_levels());
-  atomic_store_explicit(&chosen_level, level, memory_order_relaxed);
-  return level;
+  return kernel_level_choose(&chosen_level, level, available_levels());
 }
 
 void vdb_int8_linear(int rows, int k, int columns, const void *packed, int column_begin,

@@ -1,6 +1,7 @@
 #ifndef VDB_CKERNELS_LEVELS_H
 #define VDB_CKERNELS_LEVELS_H
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,28 @@ static inline int kernel_level_from_environment(const char *variable, unsigned a
   for (int level = 0; forced && level < KERNEL_LEVELS; level++)
     if (strcmp(forced, names[level]) == 0) return kernel_level_within(level, available);
   return kernel_level_within(-1, available);
+}
+
+// A family's chosen level, `*chosen` (-1 until settled): on first use the widest of
+// `available()` or the one `variable` names. Any thread may settle it and every kernel call
+// reads it, hence an atomic (relaxed: nothing else hangs on it): a plain int written and
+// read by several threads is a data race in C11, which ThreadSanitizer reports, however
+// idempotent the value.
+static inline int kernel_level_chosen(_Atomic int *chosen, const char *variable,
+                                      unsigned (*available)(void)) {
+  int level = atomic_load_explicit(chosen, memory_order_relaxed);
+  if (level < 0) {
+    level = kernel_level_from_environment(variable, available());
+    atomic_store_explicit(chosen, level, memory_order_relaxed);
+  }
+  return level;
+}
+
+// Sets `*chosen` to the widest available level not wider than `level`; returns it.
+static inline int kernel_level_choose(_Atomic int *chosen, int level, unsigned available) {
+  level = kernel_level_within(level, available);
+  atomic_store_explicit(chosen, level, memory_order_relaxed);
+  return level;
 }
 
 #endif

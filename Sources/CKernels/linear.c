@@ -117,9 +117,8 @@ static void linear_plain(int rows, int k, int columns, const float *x, const flo
 
 void vdb_linear_rows(int rows, int k, int columns, const float *x, const float *w,
                      const float *bias, float *y, int ldy) {
-  // Found by whichever thread first calls (all find the same), read by every call on any
-  // thread: atomic (relaxed), since a plain int written and read by several threads is a
-  // data race in C11, which ThreadSanitizer reports, however idempotent the value.
+  // Found by whichever thread first calls (all find the same): atomic, as levels.h's
+  // kernel_level_chosen says why.
   static _Atomic int found = -1;
   int level = atomic_load_explicit(&found, memory_order_relaxed);
   if (level < 0) {
