@@ -312,6 +312,9 @@ struct Eval: ParsableCommand {
           + " by the model's dense scores")
     }
     if model == nil && pool != nil { throw ValidationError("--pool goes with --model") }
+    if exact && ef != nil {  // as `vdb query` says it
+      throw ValidationError("--ef applies to the index; --exact compares with every document")
+    }
   }
 
   func run() throws {

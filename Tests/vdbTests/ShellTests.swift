@@ -148,6 +148,9 @@ final class ShellTests: ShellTestCase {
     try expect(
       ["eval", "-c", "notes", "--from-log", "--pool", "20"], 2, "--pool goes with --model")
     try expect(["eval", "-c", "notes", "--diagnose", "--exact"], 2, "--exact does not apply to")
+    try expect(
+      ["eval", "-c", "notes", "--from-log", "--exact", "--ef", "200"], 2,
+      "--ef applies to the index")
     try expect(  // what --model does anyway: past the options, to the empty log
       ["eval", "-c", "notes", "--from-log", "--model", "1", "--mode", "dense"], 1,
       "no logged query")
