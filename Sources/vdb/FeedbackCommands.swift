@@ -283,6 +283,11 @@ struct Eval: ParsableCommand {
   @OptionGroup var search: SearchModeOptions
   @OptionGroup var output: OutputOptions
 
+  /// `--ef` and `--pool` with their defaults (optional, so that validate() knows whether
+  /// they were given).
+  private var searchWidth: Int { ef ?? 64 }
+  private var poolDepth: Int { pool ?? 100 }
+
   func validate() throws {
     try Counts.check("eval", ["--ef": ef, "--model": model, "--pool": pool])
     let sources = [beir != nil, queries != nil || qrels != nil, fromLog, diagnose].filter { $0 }
@@ -350,11 +355,11 @@ struct Eval: ParsableCommand {
     let report =
       try model.map {
         try collection.evaluate(
-          queries: input.queries, qrels: input.qrels, model: $0, pool: pool ?? 100
+          queries: input.queries, qrels: input.qrels, model: $0, pool: poolDepth
         ) { try bar.update($0) }
       }
       ?? collection.evaluate(
-        queries: input.queries, qrels: input.qrels, exact: exact, ef: ef ?? 64,
+        queries: input.queries, qrels: input.qrels, exact: exact, ef: searchWidth,
         perQuery: perQuery != nil,
         mode: search.mode, fusion: search.fusionMethod
       ) { try bar.update($0) }
@@ -379,9 +384,9 @@ struct Eval: ParsableCommand {
       rows: order.compactMap { key in report.metrics[key].map { [key, String(format: "%.4f", $0)] }
       })
     let method =
-      model.map { "model v\($0) over pools of the current top \(pool ?? 100)" }
+      model.map { "model v\($0) over pools of the current top \(poolDepth)" }
       ?? "\(report.mode.rawValue), "
-      + (exact ? "exact search" : "index (ef \(max(ef ?? 64, 100)))")
+      + (exact ? "exact search" : "index (ef \(max(searchWidth, 100)))")
     print("\(report.queries) queries, \(method), \(Terminal.seconds(report.seconds))")
     if inSample > 0 {
       print(

@@ -24,13 +24,16 @@ extension Router {
     return paths[index].name == escalation
   }
 
+  /// The escalation path's position in `paths`; nil without one.
+  var escalationIndex: Int? { escalation.flatMap { name in paths.firstIndex { $0.name == name } } }
+
   /// The path a request takes. Without an escalation path: the most probable one. With one:
   /// the most probable of the other paths when its probability (the confidence) reaches
   /// `threshold`, else the escalation path. Threshold 0 never escalates, above 1 always.
   func decide(_ probabilities: [Double], threshold: Double) -> (
     path: Int, confidence: Double, escalated: Bool
   ) {
-    guard let escalation = paths.firstIndex(where: { $0.name == escalation }) else {
+    guard let escalation = escalationIndex else {
       let top = Self.argmax(probabilities)
       return (top, probabilities[top], false)
     }
@@ -72,7 +75,7 @@ extension Router {
   func overriddenEscalationWarning(
     _ examples: [ScoredExample], threshold: Double, options: RouterTrainingOptions
   ) -> String? {
-    guard let escalation = paths.firstIndex(where: { $0.name == escalation }) else { return nil }
+    guard let escalation = escalationIndex else { return nil }
     let target: String
     if let maxEscalation = options.maxEscalation {
       target = "--max-escalation \(maxEscalation)"

@@ -567,7 +567,7 @@ extension Router {
     run.metrics["threshold"] = threshold
     run.metrics["escalation"] = chosen.escalation
     run.metrics["quality"] = chosen.quality
-    if let escalation = escalation.flatMap({ e in paths.firstIndex { $0.name == e } }) {
+    if let escalation = escalationIndex {
       run.metrics["always_escalate_quality"] =
         Double(scored.filter { isGood(escalation, for: $0) }.count) / Double(scored.count)
     }
