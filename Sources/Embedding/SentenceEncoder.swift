@@ -75,6 +75,11 @@ public final class SentenceEncoder: Sendable {
   /// The number format of the linear layers.
   public var precision: Precision { model.precision }
   private let model: BertModel
+  /// Where concurrent ``embedCoalesced(_:)`` calls wait to share a pass. As many passes
+  /// as cores run at once, as that many concurrent calls did before: up to that many
+  /// callers never wait.
+  private let coalescer = Parallel.Coalescer<String, [Float]>(
+    concurrentPasses: Parallel.coreCount)
 
   /// The length of every output vector.
   public var dimension: Int { config.hiddenSize }
@@ -340,6 +345,15 @@ public final class SentenceEncoder: Sendable {
   public func embed(_ texts: [String], batchSize: Int = 32) -> [[Float]] {
     let matrix = embedMatrix(texts, batchSize: batchSize)
     return (0..<texts.count).map { Array(matrix.values[$0 * dimension..<($0 + 1) * dimension]) }
+  }
+
+  /// The vectors of `texts`, computed in one pass together with the texts of other
+  /// threads' concurrent calls (``Parallel/Coalescer``): what queries and routing
+  /// decisions use. Alone, a call runs at once; many at a time share passes, and one pass
+  /// over many short texts costs much less than as many passes of one. The vectors equal
+  /// ``embed(_:batchSize:)``'s but for float rounding.
+  public func embedCoalesced(_ texts: [String]) -> [[Float]] {
+    coalescer.run(texts) { embed($0) }
   }
 
   /// The vectors of `texts` as the rows of a `[texts.count, dimension]` tensor.

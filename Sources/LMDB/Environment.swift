@@ -253,13 +253,13 @@ public final class Environment: @unchecked Sendable {
   ///   when the disk is full: the transaction is then rolled back as a whole).
   public func write<R>(_ body: (WriteTransaction) throws -> R) throws -> R {
     while true {
-      var mapFull = false
+      var fullAt: Int?  // the map size a write found full
       do {
         return try withTransaction(flags: 0) { handle in
           let txn = WriteTransaction(handle: handle, environment: self)
           defer {
             txn.isOpen = false
-            mapFull = txn.sawMapFull
+            if txn.sawMapFull { fullAt = mapSize }
           }
           let result: R
           do {
@@ -274,8 +274,8 @@ public final class Environment: @unchecked Sendable {
           extendToUsedPages()
           return result
         }
-      } catch  where mapFull {
-        try growMap()
+      } catch  where fullAt != nil {
+        try growMap(from: fullAt!)
       }
     }
   }
@@ -322,8 +322,13 @@ public final class Environment: @unchecked Sendable {
     return info.me_mapsize
   }
 
-  private func growMap() throws {
-    try resizeMap(to: mapSize * 2)
+  /// Doubles a map found full at `size`, unless another thread has grown it since (two
+  /// writers that each found it full grow it once, not fourfold).
+  private func growMap(from size: Int) throws {
+    pthread_rwlock_wrlock(resizeLock)
+    defer { pthread_rwlock_unlock(resizeLock) }
+    guard mapSize <= size else { return }
+    try check(mdb_env_set_mapsize(handle, size * 2), "resize map to \(size * 2) bytes")
   }
 
   /// Sets the map size with no transaction of this process active (0 = adopt the size

@@ -189,3 +189,78 @@ final class WorkCounter: @unchecked Sendable {
     pthread_mutex_unlock(lock)
   }
 }
+
+extension Parallel {
+  /// Runs the items of concurrent calls in shared passes: up to `concurrentPasses` passes
+  /// run at once, and a call made while that many run waits, then goes into the next pass
+  /// together with every call that arrived meanwhile. A call never waits for company:
+  /// with no more callers at a time than `concurrentPasses`, each runs at once, alone, as
+  /// if there were no coalescer; more see fewer, larger passes. What it is for: an
+  /// encoder's pass over several short texts costs less than as many passes of one
+  /// (docs/server.md, "Queries share encoder passes").
+  ///
+  /// ```swift
+  /// let coalescer = Parallel.Coalescer<String, [Float]>(concurrentPasses: 2)
+  /// // on any thread; `pass` gets this call's texts and those of the calls waiting with it
+  /// let vectors = coalescer.run(texts) { all in encoder.embed(all) }
+  /// ```
+  public final class Coalescer<Item, Result>: @unchecked Sendable {
+    private final class Call {
+      let items: [Item]
+      var results: [Result]?
+      init(_ items: [Item]) { self.items = items }
+    }
+
+    /// How many passes may run at once.
+    public let concurrentPasses: Int
+    private let condition = NSCondition()
+    private var waiting: [Call] = []
+    private var running = 0
+    private var passCount = 0
+
+    public init(concurrentPasses: Int = 1) {
+      self.concurrentPasses = max(1, concurrentPasses)
+    }
+
+    /// How many passes have run (one per call when no call ever waited).
+    public var passes: Int { condition.withLock { passCount } }
+
+    /// How many calls are waiting for a pass.
+    public var waitingCalls: Int { condition.withLock { waiting.count } }
+
+    /// One result per item of `items`, in order, computed by one call of `pass` over the
+    /// items of this call and of the calls waiting with it, in their order.
+    ///
+    /// Whichever waiting call finds a pass free runs the next one with its own `pass`, so
+    /// every call of one coalescer must give the same function. `pass` must return one
+    /// result per item, in order (a precondition).
+    public func run(_ items: [Item], pass: ([Item]) -> [Result]) -> [Result] {
+      let call = Call(items)
+      condition.lock()
+      defer { condition.unlock() }
+      waiting.append(call)
+      while call.results == nil {
+        guard running < concurrentPasses, !waiting.isEmpty else {
+          condition.wait()
+          continue
+        }
+        running += 1
+        passCount += 1
+        let calls = waiting
+        waiting.removeAll()
+        condition.unlock()
+        let results = pass(calls.flatMap(\.items))
+        condition.lock()
+        precondition(results.count == calls.reduce(0) { $0 + $1.items.count })
+        var offset = 0
+        for member in calls {
+          member.results = Array(results[offset..<offset + member.items.count])
+          offset += member.items.count
+        }
+        running -= 1
+        condition.broadcast()
+      }
+      return call.results!
+    }
+  }
+}

@@ -80,8 +80,13 @@ final class IndexCache: @unchecked Sendable {
         index = try VectorIndex.open(name, in: environment)
       }
     }
-    lock.withLock { indexes[name] = index }
-    return index
+    // Two threads that opened the index at once keep the first handle, so that every
+    // caller shares one.
+    return lock.withLock {
+      if let first = indexes[name] { return first }
+      indexes[name] = index
+      return index
+    }
   }
 
   func forget(_ name: String) {

@@ -265,7 +265,7 @@ extension DocumentCollection {
     if let vectors {
       checked = vectors
     } else if let model {
-      checked = try database.encoder(version: model).embed(texts ?? [])
+      checked = try database.encoder(version: model).embedCoalesced(texts ?? [])
     } else {
       throw VectorDBError.notAvailable(
         collection: name, reason: "holds given vectors: query it with a vector")

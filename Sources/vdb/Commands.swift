@@ -478,8 +478,8 @@ struct Status: ParsableCommand {
 
 extension Import {
   private func importVectors(_ path: String) throws {
+    let db = try database.open()  // before the file: a missing database is named at once
     let (_, dimension) = try VectorFile.read(path)
-    let db = try database.open()
     let name = try target.name()
     // An existing collection keeps its metric unless --metric asks for another (an error).
     let options: CollectionOptions? =

@@ -35,6 +35,26 @@ final class SentenceEncoderTests: XCTestCase {
     XCTAssertEqual(encoder.embed([]).count, 0)
   }
 
+  /// Queries from many threads at once share passes, and each gets its own texts'
+  /// vectors (as embedded alone, but for float rounding).
+  func testConcurrentCoalescedCallsGetTheirOwnVectors() throws {
+    let encoder = try Fixtures.encoder.get()
+    let texts = (0..<48).map { "query \($0) about " + String(repeating: "graphs ", count: $0 % 7) }
+    let alone = encoder.embed(texts, batchSize: 1)
+    let shared = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: texts.count)
+    defer { shared.deallocate() }
+    DispatchQueue.concurrentPerform(iterations: 8) { thread in
+      for index in stride(from: thread, to: texts.count, by: 8) {
+        (shared.baseAddress! + index).initialize(to: encoder.embedCoalesced([texts[index]])[0])
+      }
+    }
+    for index in texts.indices {
+      let largest = zip(shared[index], alone[index]).map { abs($0 - $1) }.max() ?? 1
+      XCTAssertLessThan(largest, 1e-5, texts[index])
+    }
+    XCTAssertEqual(encoder.embedCoalesced([]), [])
+  }
+
   func testEmptyStringEmbedsClassifierAndSeparator() throws {
     let encoder = try Fixtures.encoder.get()
     XCTAssertEqual(encoder.tokenize(""), [101, 102])

@@ -40,4 +40,112 @@ final class ParallelTests: XCTestCase {
     }
     XCTAssertEqual(Array(runs), [Int](repeating: rounds, count: cells))
   }
+
+  /// Calls made while a pass runs wait for it, then share the next one: one call of
+  /// `pass` over all their items, each call getting its own results back in order.
+  func testCallsThatWaitedShareTheNextPass() {
+    let coalescer = Parallel.Coalescer<Int, Int>()
+    let record = Record()
+    let leaderInPass = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    let pass: ([Int]) -> [Int] = { items in
+      record.passes.withLock { $0.append(items) }
+      if items == [0] {
+        leaderInPass.signal()
+        release.wait()
+      }
+      return items.map { $0 * 10 }
+    }
+    let done = DispatchGroup()
+    func call(_ items: [Int], index: Int) {
+      done.enter()
+      Thread {
+        let results = coalescer.run(items, pass: pass)
+        record.results.withLock { $0[index] = results }
+        done.leave()
+      }.start()
+    }
+    call([0], index: 0)
+    leaderInPass.wait()  // the first call's pass is running
+    for index in 1...7 { call(Array(repeating: index, count: index), index: index) }
+    let deadline = Date().addingTimeInterval(30)
+    while coalescer.waitingCalls < 7 && Date() < deadline { usleep(1000) }
+    XCTAssertEqual(coalescer.waitingCalls, 7)
+    release.signal()
+    XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+    let passes = record.passes.withLock { $0 }
+    XCTAssertEqual(passes.count, 2)
+    XCTAssertEqual(coalescer.passes, 2)
+    XCTAssertEqual(passes.first, [0])
+    XCTAssertEqual(passes.last?.sorted(), (1...7).flatMap { Array(repeating: $0, count: $0) })
+    let results = record.results.withLock { $0 }
+    for index in 0...7 {
+      XCTAssertEqual(
+        results[index], Array(repeating: index * 10, count: max(index, 1)), "call \(index)")
+    }
+  }
+
+  /// With two passes allowed at once, a second call runs beside a pass under way
+  /// instead of waiting for it.
+  func testACallRunsBesideAPassWhenMoreThanOneMayRun() {
+    let coalescer = Parallel.Coalescer<Int, Int>(concurrentPasses: 2)
+    let firstInPass = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    let firstDone = DispatchSemaphore(value: 0)
+    Thread {
+      let results = coalescer.run([0]) { items in
+        firstInPass.signal()
+        release.wait()
+        return items
+      }
+      XCTAssertEqual(results, [0])
+      firstDone.signal()
+    }.start()
+    firstInPass.wait()
+    XCTAssertEqual(coalescer.run([1, 2]) { $0.map { $0 + 1 } }, [2, 3])  // the first still runs
+    XCTAssertEqual(coalescer.passes, 2)
+    release.signal()
+    XCTAssertEqual(firstDone.wait(timeout: .now() + 30), .success)
+  }
+
+  /// Calls that never overlap each run alone, at once; many threads at a time all get
+  /// their own results.
+  func testLoneCallsRunAloneAndManyThreadsGetTheirOwnResults() {
+    let coalescer = Parallel.Coalescer<Int, Int>()
+    for call in 0..<5 {
+      XCTAssertEqual(coalescer.run([call, call + 1]) { $0.map { -$0 } }, [-call, -call - 1])
+      XCTAssertEqual(coalescer.passes, call + 1)
+    }
+    XCTAssertEqual(coalescer.run([]) { $0 }, [])
+    let wrong = Record()
+    DispatchQueue.concurrentPerform(iterations: 8) { thread in
+      for call in 0..<200 {
+        let items = (0..<(call % 4)).map { thread * 1000 + call * 4 + $0 }
+        let results = coalescer.run(items) { all in
+          usleep(50)
+          return all.map { $0 * 2 }
+        }
+        if results != items.map({ $0 * 2 }) { wrong.passes.withLock { $0.append(items) } }
+      }
+    }
+    XCTAssertEqual(wrong.passes.withLock { $0 }, [])
+    XCTAssertLessThan(coalescer.passes, 5 + 8 * 200)
+  }
+}
+
+/// What the coalescer tests record from several threads.
+private final class Record: @unchecked Sendable {
+  let passes = Locked<[[Int]]>([])
+  let results = Locked<[Int: [Int]]>([:])
+}
+
+private final class Locked<Value>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: Value
+  init(_ value: Value) { self.value = value }
+  func withLock<R>(_ body: (inout Value) -> R) -> R {
+    lock.lock()
+    defer { lock.unlock() }
+    return body(&value)
+  }
 }

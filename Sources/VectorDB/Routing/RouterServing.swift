@@ -41,7 +41,7 @@ struct ServedVersion {
 
   /// Calibrated class probabilities of each input.
   func probabilities(_ inputs: [String]) -> [[Double]] {
-    probabilities(embedded: encoder.embed(inputs))
+    probabilities(embedded: encoder.embedCoalesced(inputs))
   }
 
   /// Calibrated class probabilities of inputs already embedded by `encoder`.
