@@ -60,7 +60,7 @@ extension Routes {
         throw APIError.badRequest("request body: \"inputs\" needs at least one text")
       }
       let log = try body.bool("log") ?? true
-      return try await blocking(on: queryPool) {
+      return try await database.run { _ in
         JSONResponse.make(["decisions": try open().route(inputs, log: log)])
       }
     }

@@ -191,7 +191,7 @@ struct Routes: Sendable {
     router.post("/collections/{collection}/query") { request, context in
       let collection = try collection(context)
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
-      return try await blocking(on: queryPool) { try query(body, in: collection()) }
+      return try await database.run { _ in try query(body, in: collection()) }
     }
     router.post("/feedback") { request, _ in
       let body = try await RequestBody.read(request, limit: maxBodyBytes)

@@ -101,20 +101,10 @@ struct ServerContext: RequestContext {
   }
 }
 
-/// Runs `body` on a thread pool (NIO's, by default): database calls block (disk, CPU)
-/// and must not hold the threads that run Swift's tasks and the event loops.
-func blocking<T: Sendable>(
-  on pool: NIOThreadPool = .singleton, _ body: @escaping @Sendable () throws -> T
-) async throws -> T {
-  try await pool.runIfActive(body)
+/// Runs `body` on NIO's thread pool: database calls block (disk, CPU) and must not
+/// hold the threads that run Swift's tasks and the event loops. (Queries and routing
+/// decisions go to `Database.run`'s wider pool instead, where more of them can wait to
+/// share an encoder pass.)
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await NIOThreadPool.singleton.runIfActive(body)
 }
-
-/// The pool for queries and routing decisions. Their texts wait in the encoder's
-/// coalescer to share a pass (`SentenceEncoder.embedCoalesced`), so more of them at a
-/// time make the passes larger and cheaper per text; on NIO's pool, one thread a core,
-/// no more than the cores' count could wait together. The extra threads mostly wait.
-let queryPool: NIOThreadPool = {
-  let pool = NIOThreadPool(numberOfThreads: max(16, 4 * System.coreCount))
-  pool.start()
-  return pool
-}()

@@ -264,3 +264,63 @@ extension Parallel {
     }
   }
 }
+
+extension Parallel {
+  /// Threads for calls that block (a disk read, a commit's fsync, a lock, an encoder
+  /// pass), taking closures in order, up to `threads` at a time: where async code sends
+  /// its blocking calls, off Swift's cooperative pool (one thread a core, which a blocked
+  /// call would hold). Not libdispatch: on Linux it adds a thread for blocked work about
+  /// once a second, so sixteen calls that wait for one another (as queries waiting to
+  /// share an encoder pass do) would take sixteen seconds to all be running. Threads
+  /// start when first needed and then stay.
+  ///
+  /// ```swift
+  /// Parallel.BlockingPool.shared.run { continuation.resume(returning: readWholeFile(path)) }
+  /// ```
+  public final class BlockingPool: @unchecked Sendable {
+    /// The pool `Database.run` uses: 16 threads, or 4 a core on larger machines.
+    public static let shared = BlockingPool(threads: max(16, 4 * coreCount))
+
+    /// The most threads the pool runs.
+    public let threads: Int
+    private let condition = NSCondition()
+    private var queue: [() -> Void] = []
+    private var started = 0
+    private var idle = 0
+
+    public init(threads: Int) {
+      self.threads = max(1, threads)
+    }
+
+    /// Runs `work` on one of the pool's threads, at once if one is idle or may start,
+    /// else when one is free.
+    public func run(_ work: @escaping () -> Void) {
+      condition.lock()
+      defer { condition.unlock() }
+      queue.append(work)
+      if queue.count > idle && started < threads {
+        started += 1
+        let thread = Thread { [unowned self] in self.serve() }
+        thread.name = "vdb-blocking"
+        thread.start()
+      } else {
+        condition.signal()
+      }
+    }
+
+    private func serve() {
+      condition.lock()
+      while true {
+        while queue.isEmpty {
+          idle += 1
+          condition.wait()
+          idle -= 1
+        }
+        let work = queue.removeFirst()
+        condition.unlock()
+        work()
+        condition.lock()
+      }
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import Embedding
 import Foundation
 import LMDB
+import Tensor
 import Training
 
 #if canImport(Glibc)
@@ -17,7 +18,8 @@ import Training
 /// Open one `Database` per path and process and share it: it is thread-safe, and any
 /// number of processes may open the same directory (one writer at a time, readers
 /// never blocked). Every public write is one transaction: after a crash it is either
-/// all there or not at all.
+/// all there or not at all. Its calls block (disk, an encoder pass); from async code,
+/// make them inside ``run(_:)``.
 public final class Database: @unchecked Sendable {
   /// Called with the failed check's text when the storage engine finds its pages
   /// inconsistent, just before it aborts the process: a host that owns its process (the
@@ -276,6 +278,29 @@ public final class Database: @unchecked Sendable {
 
   /// The format version this library reads and writes.
   public static var currentFormatVersion: UInt32 { Schema.formatVersion }
+
+  /// Runs `body` on a thread outside Swift's cooperative pool (one of
+  /// `Parallel.BlockingPool.shared`'s) and returns what it returns: how async code calls
+  /// the database. Every call blocks its thread (a disk
+  /// read, a commit's fsync, an encoder pass of milliseconds), and a blocked thread of
+  /// the cooperative pool, which has one per core, holds up every task waiting for it.
+  /// Concurrent queries made this way share encoder passes as queries from any threads
+  /// do (docs/architecture.md, "Concurrency").
+  ///
+  ///     let hits = try await db.run { db in
+  ///       try db.collection("notes", create: false).query(text: "milk", k: 3).hits
+  ///     }
+  ///
+  /// `body` runs to its end even when the calling task is cancelled.
+  ///
+  /// - Throws: what `body` throws.
+  public func run<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws
+    -> T
+  {
+    try await withCheckedThrowingContinuation { continuation in
+      Parallel.BlockingPool.shared.run { continuation.resume(with: Result { try body(self) }) }
+    }
+  }
 
   // MARK: Collections
 

@@ -133,6 +133,34 @@ final class ParallelTests: XCTestCase {
   }
 }
 
+extension ParallelTests {
+  /// Calls that block until all of them run: as many as the pool's threads all run at
+  /// once (libdispatch on Linux would start one more a second), and one more waits
+  /// for a free thread.
+  func testBlockingPoolRunsAsManyBlockedCallsAsItHasThreads() {
+    let pool = Parallel.BlockingPool(threads: 12)
+    let inside = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    let finished = DispatchGroup()
+    for _ in 0..<13 {
+      finished.enter()
+      pool.run {
+        inside.signal()
+        release.wait()
+        finished.leave()
+      }
+    }
+    for call in 1...12 {
+      XCTAssertEqual(inside.wait(timeout: .now() + 5), .success, "call \(call) never ran")
+    }
+    XCTAssertEqual(inside.wait(timeout: .now() + 0.2), .timedOut, "a 13th thread ran")
+    release.signal()  // one call ends; the 13th gets its thread
+    XCTAssertEqual(inside.wait(timeout: .now() + 5), .success)
+    for _ in 0..<12 { release.signal() }
+    XCTAssertEqual(finished.wait(timeout: .now() + 5), .success)
+  }
+}
+
 /// What the coalescer tests record from several threads.
 private final class Record: @unchecked Sendable {
   let passes = Locked<[[Int]]>([])

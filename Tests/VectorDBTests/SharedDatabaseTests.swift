@@ -61,6 +61,42 @@ final class SharedDatabaseTests: XCTestCase {
     try checkLog(try Database(path: path), done)
   }
 
+  /// Async tasks calling through `Database.run`: sixteen queries at once (more than the
+  /// cooperative pool's threads, which `run` keeps free) get the results the same
+  /// queries get one at a time, and an error thrown inside reaches the caller.
+  func testAsyncCallsThroughRunGetWhatBlockingCallsGet() async throws {
+    let db = try Database(path: path)
+    try db.importModel(directory: DefaultModel.directory)
+    let notes = try db.collection("notes")
+    try notes.upsert(Self.seeds.enumerated().map { Document(id: "seed\($0)", text: $1) })
+    let questions = (0..<16).map { ["a key-value store", "graph search", "cake", "tea"][$0 % 4] }
+    let expected = try questions.map {
+      try notes.query(text: $0, k: 2, log: false).hits.map(\.id)
+    }
+    let answers = try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
+      for (index, question) in questions.enumerated() {
+        group.addTask {
+          let ids = try await db.run { db in
+            try db.collection("notes", create: false).query(text: question, k: 2, log: false)
+              .hits.map(\.id)
+          }
+          return (index, ids)
+        }
+      }
+      var answers = [[String]](repeating: [], count: questions.count)
+      for try await (index, ids) in group { answers[index] = ids }
+      return answers
+    }
+    XCTAssertEqual(answers, expected)
+    XCTAssertEqual(answers[0].first, "seed0")
+    do {
+      _ = try await db.run { try $0.collection("missing", create: false) }
+      XCTFail("a missing collection was found")
+    } catch VectorDBError.collectionNotFound(let name) {
+      XCTAssertEqual(name, "missing")
+    }
+  }
+
   private let threads = 4
   private let rounds = 12
 
