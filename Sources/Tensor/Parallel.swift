@@ -272,7 +272,8 @@ extension Parallel {
   /// call would hold). Not libdispatch: on Linux it adds a thread for blocked work about
   /// once a second, so sixteen calls that wait for one another (as queries waiting to
   /// share an encoder pass do) would take sixteen seconds to all be running. Threads
-  /// start when first needed and then stay.
+  /// start when first needed and then stay, and keep their pool alive: a pool lives as
+  /// long as the process once it has run something.
   ///
   /// ```swift
   /// Parallel.BlockingPool.shared.run { continuation.resume(returning: readWholeFile(path)) }
@@ -300,7 +301,7 @@ extension Parallel {
       queue.append(work)
       if queue.count > idle && started < threads {
         started += 1
-        let thread = Thread { [unowned self] in self.serve() }
+        let thread = Thread { self.serve() }
         thread.name = "vdb-blocking"
         thread.start()
       } else {

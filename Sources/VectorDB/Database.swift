@@ -281,11 +281,11 @@ public final class Database: @unchecked Sendable {
 
   /// Runs `body` on a thread outside Swift's cooperative pool (one of
   /// `Parallel.BlockingPool.shared`'s) and returns what it returns: how async code calls
-  /// the database. Every call blocks its thread (a disk
-  /// read, a commit's fsync, an encoder pass of milliseconds), and a blocked thread of
-  /// the cooperative pool, which has one per core, holds up every task waiting for it.
-  /// Concurrent queries made this way share encoder passes as queries from any threads
-  /// do (docs/architecture.md, "Concurrency").
+  /// the database. Every call blocks its thread (a disk read, a commit's fsync, an
+  /// encoder pass of milliseconds), and a blocked thread of the cooperative pool, which
+  /// has one per core, holds up every task waiting for it. Concurrent queries made this
+  /// way share encoder passes as queries from any threads do (docs/architecture.md,
+  /// "Concurrency").
   ///
   ///     let hits = try await db.run { db in
   ///       try db.collection("notes", create: false).query(text: "milk", k: 3).hits
