@@ -275,7 +275,9 @@ public final class Environment: @unchecked Sendable {
           return result
         }
       } catch  where fullAt != nil {
-        try growMap(from: fullAt!)
+        // Doubled unless another thread has grown it since: two writers that each found
+        // it full grow it once, not fourfold.
+        try resizeMap(to: fullAt! * 2, unlessPast: fullAt!)
       }
     }
   }
@@ -322,20 +324,12 @@ public final class Environment: @unchecked Sendable {
     return info.me_mapsize
   }
 
-  /// Doubles a map found full at `size`, unless another thread has grown it since (two
-  /// writers that each found it full grow it once, not fourfold).
-  private func growMap(from size: Int) throws {
-    pthread_rwlock_wrlock(resizeLock)
-    defer { pthread_rwlock_unlock(resizeLock) }
-    guard mapSize <= size else { return }
-    try check(mdb_env_set_mapsize(handle, size * 2), "resize map to \(size * 2) bytes")
-  }
-
   /// Sets the map size with no transaction of this process active (0 = adopt the size
-  /// recorded in the file by another process).
-  private func resizeMap(to size: Int) throws {
+  /// recorded in the file by another process); not when it is already past `current`.
+  private func resizeMap(to size: Int, unlessPast current: Int = .max) throws {
     pthread_rwlock_wrlock(resizeLock)
     defer { pthread_rwlock_unlock(resizeLock) }
+    guard mapSize <= current else { return }
     try check(mdb_env_set_mapsize(handle, size), "resize map to \(size) bytes")
   }
 

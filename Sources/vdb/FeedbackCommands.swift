@@ -285,7 +285,7 @@ struct Eval: ParsableCommand {
 
   /// `--ef` and `--pool` with their defaults (optional, so that validate() knows whether
   /// they were given).
-  private var searchWidth: Int { ef ?? 64 }
+  private var searchWidth: Int { ef ?? QueryOptions().ef }
   private var poolDepth: Int { pool ?? 100 }
 
   func validate() throws {
@@ -317,9 +317,7 @@ struct Eval: ParsableCommand {
           + " by the model's dense scores")
     }
     if model == nil && pool != nil { throw ValidationError("--pool goes with --model") }
-    if exact && ef != nil {  // as `vdb query` says it
-      throw ValidationError("--ef applies to the index; --exact compares with every document")
-    }
+    try SearchModeOptions.checkWidth(exact: exact, ef: ef)
   }
 
   func run() throws {

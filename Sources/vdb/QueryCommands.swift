@@ -49,9 +49,7 @@ struct Query: ParsableCommand {
     if [text, file, vectors, vector].compactMap({ $0 }).count != 1 {
       throw ValidationError("give one of TEXT, --file FILE, --vectors FILE, --vector JSON")
     }
-    if exact && ef != nil {
-      throw ValidationError("--ef applies to the index; --exact compares with every document")
-    }
+    try SearchModeOptions.checkWidth(exact: exact, ef: ef)
   }
 
   func run() throws {
@@ -129,6 +127,14 @@ struct SearchModeOptions: ParsableArguments {
       "Convex fusion's weight of the dense scores, within [0, 1] (default: the fitted one, see `vdb train --tier fusion`, else 0.5)."
   )
   var alpha: Double?
+
+  /// `--ef` (the index's search width) and `--exact` (no index) do not go together (query
+  /// and eval).
+  static func checkWidth(exact: Bool, ef: Int?) throws {
+    if exact && ef != nil {
+      throw ValidationError("--ef applies to the index; --exact compares with every document")
+    }
+  }
 
   func validate() throws {
     if let alpha {

@@ -45,11 +45,12 @@ final class ParallelTests: XCTestCase {
   /// `pass` over all their items, each call getting its own results back in order.
   func testCallsThatWaitedShareTheNextPass() {
     let coalescer = Parallel.Coalescer<Int, Int>()
-    let record = Record()
+    let passes = Locked<[[Int]]>([])
+    let results = Locked<[Int: [Int]]>([:])
     let leaderInPass = DispatchSemaphore(value: 0)
     let release = DispatchSemaphore(value: 0)
     let pass: ([Int]) -> [Int] = { items in
-      record.passes.withLock { $0.append(items) }
+      passes.withLock { $0.append(items) }
       if items == [0] {
         leaderInPass.signal()
         release.wait()
@@ -60,8 +61,8 @@ final class ParallelTests: XCTestCase {
     func call(_ items: [Int], index: Int) {
       done.enter()
       Thread {
-        let results = coalescer.run(items, pass: pass)
-        record.results.withLock { $0[index] = results }
+        let got = coalescer.run(items, pass: pass)
+        results.withLock { $0[index] = got }
         done.leave()
       }.start()
     }
@@ -73,15 +74,15 @@ final class ParallelTests: XCTestCase {
     XCTAssertEqual(coalescer.waitingCalls, 7)
     release.signal()
     XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
-    let passes = record.passes.withLock { $0 }
-    XCTAssertEqual(passes.count, 2)
+    let ran = passes.withLock { $0 }
+    XCTAssertEqual(ran.count, 2)
     XCTAssertEqual(coalescer.passes, 2)
-    XCTAssertEqual(passes.first, [0])
-    XCTAssertEqual(passes.last?.sorted(), (1...7).flatMap { Array(repeating: $0, count: $0) })
-    let results = record.results.withLock { $0 }
+    XCTAssertEqual(ran.first, [0])
+    XCTAssertEqual(ran.last?.sorted(), (1...7).flatMap { Array(repeating: $0, count: $0) })
+    let got = results.withLock { $0 }
     for index in 0...7 {
       XCTAssertEqual(
-        results[index], Array(repeating: index * 10, count: max(index, 1)), "call \(index)")
+        got[index], Array(repeating: index * 10, count: max(index, 1)), "call \(index)")
     }
   }
 
@@ -117,7 +118,7 @@ final class ParallelTests: XCTestCase {
       XCTAssertEqual(coalescer.passes, call + 1)
     }
     XCTAssertEqual(coalescer.run([]) { $0 }, [])
-    let wrong = Record()
+    let wrong = Locked<[[Int]]>([])
     DispatchQueue.concurrentPerform(iterations: 8) { thread in
       for call in 0..<200 {
         let items = (0..<(call % 4)).map { thread * 1000 + call * 4 + $0 }
@@ -125,10 +126,10 @@ final class ParallelTests: XCTestCase {
           usleep(50)
           return all.map { $0 * 2 }
         }
-        if results != items.map({ $0 * 2 }) { wrong.passes.withLock { $0.append(items) } }
+        if results != items.map({ $0 * 2 }) { wrong.withLock { $0.append(items) } }
       }
     }
-    XCTAssertEqual(wrong.passes.withLock { $0 }, [])
+    XCTAssertEqual(wrong.withLock { $0 }, [])
     XCTAssertLessThan(coalescer.passes, 5 + 8 * 200)
   }
 }
@@ -161,12 +162,7 @@ extension ParallelTests {
   }
 }
 
-/// What the coalescer tests record from several threads.
-private final class Record: @unchecked Sendable {
-  let passes = Locked<[[Int]]>([])
-  let results = Locked<[Int: [Int]]>([:])
-}
-
+/// A value the coalescer tests' threads share.
 private final class Locked<Value>: @unchecked Sendable {
   private let lock = NSLock()
   private var value: Value
