@@ -7,7 +7,7 @@
 //   - sentences/s for each text file at --batch (1 warm-up + --reps timed passes),
 //     the GFLOP/s that implies and its fraction of the sgemm peak,
 //   - batch-1 latency p50/p95 on the first --batch1 texts of the last file.
-// Each measurement runs for every --precision (float32, bfloat16, int8 by default), with
+// Each measurement runs for every --precision (float32, bfloat16, int8, w8a8 by default), with
 // the lower precision's vectors compared to float32's (min and mean cosine).
 // With --peer PYTHON, each measurement is preceded by the peers' on the same texts and
 // settings (batch, reps, threads): sentence-transformers (PyTorch) and ONNX Runtime
@@ -62,7 +62,7 @@ struct Options: ParsableCommand {
   var precision = CommaSeparated(SentenceEncoder.Precision.allCases)
   @Option(help: "bfloat16 kernel (default: the widest the CPU has).")
   var bf16Kernel: CaseName<PackedWeights.KernelLevel>?
-  @Option(help: "int8 kernel (default: the widest the CPU has).")
+  @Option(help: "int8 and w8a8 kernel (default: the widest the CPU has).")
   var int8Kernel: CaseName<PackedWeights.KernelLevel>?
   @Flag(help: "Also report processor seconds per pass (all threads), vdb and the peer.")
   var cpuTime = false
@@ -260,7 +260,10 @@ func agreement(_ a: Tensor, _ b: Tensor) -> (min: Double, mean: Double) {
 let options = Options.parseOrExit()
 BLAS.smallLinearRows = options.smallLinearRows
 if let level = options.bf16Kernel { PackedWeights.KernelLevel.use(level.value, for: .bfloat16) }
-if let level = options.int8Kernel { PackedWeights.KernelLevel.use(level.value, for: .int8) }
+if let level = options.int8Kernel {
+  PackedWeights.KernelLevel.use(level.value, for: .int8)
+  PackedWeights.KernelLevel.use(level.value, for: .w8a8)
+}
 if let kernels = options.kernels?.value, !BLAS.use(kernels) {
   fail("OpenBLAS cannot use the \(kernels.rawValue) kernels on this machine")
 }
@@ -292,12 +295,14 @@ var report: [String: Any] = [
   "cores": Parallel.coreCount, "blas_core": BLAS.coreName, "load_seconds": loadSeconds,
   "cpu_flags": cpuFlags(), "bf16_kernel": "\(PackedWeights.KernelLevel.current(.bfloat16))",
   "int8_kernel": "\(PackedWeights.KernelLevel.current(.int8))",
+  "w8a8_kernel": "\(PackedWeights.KernelLevel.current(.w8a8))",
   "vector_kernel": Kernels.vectorLevel,
 ]
 var lines: [String] = [
   "vdb encoder: \(Parallel.coreCount) cores, OpenBLAS kernels \(BLAS.coreName),"
     + " bfloat16 kernel \(PackedWeights.KernelLevel.current(.bfloat16).name(.bfloat16)),"
     + " int8 kernel \(PackedWeights.KernelLevel.current(.int8).name(.int8)),"
+    + " w8a8 kernel \(PackedWeights.KernelLevel.current(.w8a8).name(.w8a8)),"
     + " GELU, softmax and attention \(Kernels.vectorLevel);"
     + " model loaded in \(String(format: "%.2f", loadSeconds)) s",
   "CPU flags: \(cpuFlags())",

@@ -48,7 +48,7 @@ extension BertConfig {
 /// Immutable after initialisation: `forward` may run on several threads at once.
 final class BertModel: Sendable {
   /// A fully connected layer: W `[out, in]` and b `[out]` in float32 (the weights as
-  /// given), and W packed in bfloat16 or int8 when the model runs at that precision.
+  /// given), and W packed in bfloat16, int8 or w8a8 when the model runs at that precision.
   struct Linear {
     let weight, bias: Buffer<Float>
     let packed: PackedWeights?

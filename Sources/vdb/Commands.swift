@@ -22,7 +22,7 @@ struct Init: ParsableCommand {
   @Option(help: "A sentence-transformers model directory (default: the fetched all-MiniLM-L6-v2).")
   var model: String?
   @Flag(help: "Create the database without a model.") var noModel = false
-  @Option(help: "The number format the model computes in: float32, bfloat16 or int8.")
+  @Option(help: "The number format the model computes in: float32, bfloat16, int8 or w8a8.")
   var precision: Precision?
   @OptionGroup var output: OutputOptions
 

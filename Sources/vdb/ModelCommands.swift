@@ -158,7 +158,7 @@ struct ModelConvert: ParsableCommand {
       """)
   @OptionGroup var database: DatabaseOptions
   @Argument(help: "The model version to convert.") var version: Int
-  @Option(help: "float32, bfloat16 or int8.") var precision: Precision
+  @Option(help: "float32, bfloat16, int8 or w8a8.") var precision: Precision
   @OptionGroup var output: OutputOptions
 
   func run() throws {

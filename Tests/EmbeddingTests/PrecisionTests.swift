@@ -19,6 +19,7 @@ final class PrecisionTests: XCTestCase {
   }
   private static let bfloat16 = converted(to: .bfloat16)
   private static let int8 = converted(to: .int8)
+  private static let w8a8 = converted(to: .w8a8)
 
   /// Every golden text at cosine ≥ `minimum` against float32's reference vectors, with
   /// `format`'s kernel at every level the CPU has above plain C (AMX, AVX-512, AVX-VNNI,
@@ -65,6 +66,18 @@ final class PrecisionTests: XCTestCase {
     let encoder = try Self.int8.get()
     XCTAssertEqual(encoder.precision, .int8)
     try assertGoldenCosines(encoder, minimum: 0.999, format: .int8)
+  }
+
+  /// w8a8 (rotated, 8-bit weights and activations per block of 32) keeps every golden
+  /// text at cosine ≥ 0.999, on AVX-512 VNNI and on the AVX2 path where the CPU has them.
+  func testW8A8GoldenCosines() throws {
+    let encoder = try Self.w8a8.get()
+    XCTAssertEqual(encoder.precision, .w8a8)
+    try assertGoldenCosines(encoder, minimum: 0.999, format: .w8a8)
+  }
+
+  func testW8A8BatchedEqualsSingle() throws {
+    assertBatchedEqualsSingle(try Self.w8a8.get())
   }
 
   func testBFloat16BatchedEqualsSingle() throws {

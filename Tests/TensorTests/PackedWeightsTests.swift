@@ -18,12 +18,14 @@ final class PackedWeightsTests: XCTestCase {
   /// of at most `top` in magnitude (127 for weights, per block of 32; 32767 for
   /// activations, per row) and the block's scale: the definition int8.c implements, in
   /// the same float32 operations (so the integers are the kernel's).
-  private func quantize(_ values: ArraySlice<Float>, top: Float, size: Int) -> [Quantized] {
+  private func quantize(
+    _ values: ArraySlice<Float>, top: Float, size: Int, weights: Bool? = nil
+  ) -> [Quantized] {
     stride(from: values.startIndex, to: values.endIndex, by: size).map { start in
       let block = values[start..<min(start + size, values.endIndex)]
       let largest = block.map(abs).max() ?? 0
       guard largest > 0 else { return (block.map { _ in 0 }, 0) }
-      if top == 127 {  // weights: w / (max / 127)
+      if weights ?? (top == 127) {  // weights: w / (max / 127)
         let scale = largest / 127
         return (
           block.map { Double(min(max(($0 / scale).rounded(.toNearestOrEven), -127), 127)) },
@@ -54,7 +56,43 @@ final class PackedWeightsTests: XCTestCase {
         row.scale * wb.scale * zip(xb, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
       }
       return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
+    case .w8a8:
+      let span = rotationSpan(x.count)
+      let rx = rotated(Array(x))
+      let rw = rotated(Array(w)).map { $0 / Float(span) }
+      let qx = quantize(rx[...], top: 127, size: 32, weights: false)
+      let terms = zip(qx, quantize(rw[...], top: 127, size: 32, weights: true)).map { xb, wb in
+        xb.scale * wb.scale * zip(xb.q, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
+      }
+      return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
     }
+  }
+
+  /// w8a8's Walsh–Hadamard span for k inputs: the largest power of two ≤ 128 dividing k.
+  private func rotationSpan(_ k: Int) -> Int {
+    var span = 1
+    while span < 128 && k % (span * 2) == 0 { span *= 2 }
+    return span
+  }
+
+  /// `values` times w8a8's rotation as w8a8.c defines it: input i's sign flipped where
+  /// the top bit of (i + 1) · 0x9E3779B97F4A7C15 is set, then unnormalized Walsh–Hadamard
+  /// transforms over each span (a butterfly: a + b and a − b, the same floats in any order).
+  private func rotated(_ values: [Float]) -> [Float] {
+    var t = values.indices.map { i in
+      (UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15) >> 63 == 1 ? -values[i] : values[i]
+    }
+    let span = rotationSpan(t.count)
+    var h = 1
+    while h < span {
+      for block in stride(from: 0, to: t.count, by: 2 * h) {
+        for i in block..<block + h {
+          (t[i], t[i + h]) = (t[i] + t[i + h], t[i] - t[i + h])
+        }
+      }
+      h *= 2
+    }
+    return t
   }
 
   /// Every level of every format equals the definition on shapes with every kind of
@@ -65,7 +103,7 @@ final class PackedWeightsTests: XCTestCase {
   func testEveryKernelMatchesItsDefinitionOnRaggedShapes() {
     let shapes = [
       (1, 1, 1), (3, 5, 17), (13, 384, 100), (70, 33, 40), (9, 1537, 48), (65, 7, 31),
-      (4, 32, 16), (5, 64, 33), (66, 95, 15),
+      (4, 32, 16), (5, 64, 33), (66, 95, 15), (3, 40, 18), (2, 1536, 20),
     ]
     for format in PackedWeights.Format.allCases {
       var random = SplitMix64(seed: 18)
@@ -163,17 +201,21 @@ final class PackedWeightsTests: XCTestCase {
   }
 
   /// Asking for a level a format's kernel does not have gives the widest it has below
-  /// that one, never a wider one: bfloat16 has no AVX-VNNI level, int8 no AMX one.
+  /// that one, never a wider one: bfloat16 has no AVX-VNNI level, int8 no AMX one, w8a8
+  /// neither.
   func testALevelAFormatLacksFallsToTheWidestBelowIt() {
     defer {
-      PackedWeights.KernelLevel.use(nil, for: .bfloat16)
-      PackedWeights.KernelLevel.use(nil, for: .int8)
+      for format in PackedWeights.Format.allCases {
+        PackedWeights.KernelLevel.use(nil, for: format)
+      }
     }
     XCTAssertFalse(PackedWeights.KernelLevel.available(.bfloat16).contains(.avxVNNI))
     XCTAssertFalse(PackedWeights.KernelLevel.available(.int8).contains(.amx))
+    XCTAssertFalse(PackedWeights.KernelLevel.available(.w8a8).contains(.avxVNNI))
+    XCTAssertFalse(PackedWeights.KernelLevel.available(.w8a8).contains(.amx))
     for (format, asked) in [
       (PackedWeights.Format.bfloat16, PackedWeights.KernelLevel.avxVNNI),
-      (.int8, .amx),
+      (.int8, .amx), (.w8a8, .avxVNNI), (.w8a8, .amx),
     ] {
       let widestBelow = PackedWeights.KernelLevel.available(format).last {
         $0.rawValue < asked.rawValue
@@ -181,6 +223,7 @@ final class PackedWeightsTests: XCTestCase {
       XCTAssertEqual(PackedWeights.KernelLevel.use(asked, for: format), widestBelow, "\(format)")
     }
     XCTAssertEqual(PackedWeights.KernelLevel.use(.plain, for: .int8), .plain)
+    XCTAssertEqual(PackedWeights.KernelLevel.use(.plain, for: .w8a8), .plain)
   }
 
   func testBFloat16RoundsToNearestEven() {
@@ -199,21 +242,24 @@ final class PackedWeightsTests: XCTestCase {
     PackedWeights.KernelLevel.use(nil, for: .bfloat16)
   }
 
-  /// The int8 quantization error itself is small: within 1 % of Σ|x·w| of the float32
-  /// product on random data, and zero for integers that need no scaling.
+  /// The int8 and w8a8 quantization errors themselves are small: within 1 % of Σ|x·w| of
+  /// the float32 product on random data, and zero for integers that need no scaling.
   func testInt8ProductIsCloseToFloat32() {
     var random = SplitMix64(seed: 7)
     let (rows, k, out) = (6, 384, 40)
     let x = (0..<rows * k).map { _ in Float(Double.random(in: -1..<1, using: &random)) }
     let w = (0..<out * k).map { _ in Float(Double.random(in: -1..<1, using: &random)) }
-    var y = [Float](repeating: 0, count: rows * out)
-    PackedWeights(w, outFeatures: out, inFeatures: k, format: .int8).linear(
-      rows: rows, input: x, bias: nil, output: &y, columns: 0..<out)
-    for r in 0..<rows {
-      for c in 0..<out {
-        let products = (0..<k).map { Double(x[r * k + $0]) * Double(w[c * k + $0]) }
-        let total = products.map(abs).reduce(0, +)
-        XCTAssertEqual(Double(y[r * out + c]), products.reduce(0, +), accuracy: 0.01 * total)
+    for format in [PackedWeights.Format.int8, .w8a8] {
+      var y = [Float](repeating: 0, count: rows * out)
+      PackedWeights(w, outFeatures: out, inFeatures: k, format: format).linear(
+        rows: rows, input: x, bias: nil, output: &y, columns: 0..<out)
+      for r in 0..<rows {
+        for c in 0..<out {
+          let products = (0..<k).map { Double(x[r * k + $0]) * Double(w[c * k + $0]) }
+          let total = products.map(abs).reduce(0, +)
+          XCTAssertEqual(
+            Double(y[r * out + c]), products.reduce(0, +), accuracy: 0.01 * total, "\(format)")
+        }
       }
     }
     // x with a 32767 (its row's scale 1) and w with a −127 in every block: scales 1 (that x meets a 0 weight,

@@ -39,6 +39,32 @@ final class ShellTests: ShellTestCase {
     XCTAssertEqual(info?["precision"] as? String, "float32")
     XCTAssertEqual(info?["parent"] as? Int, 1)
     XCTAssertEqual(info?["version"] as? Int, 2)
+    // w8a8 (8-bit activations after a rotation): a version that embeds at cosine ≥ 0.999
+    // of the float32 version's.
+    let w8a8 = try Shell.vdb([
+      "models", "convert", "2", "--precision", "w8a8", "--json", "--db", db,
+    ])
+    XCTAssertEqual(w8a8.status, 0, w8a8.stderr)
+    let w8a8Info = try JSONSerialization.jsonObject(with: Data(w8a8.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual(w8a8Info?["precision"] as? String, "w8a8")
+    let text = "LMDB keeps the index's pages in one memory-mapped file"
+    let vectors = try ["2", "3"].map { version -> [Double] in
+      let embedded = try Shell.vdb([
+        "embed", "--model-version", version, text, "--json", "--db", db,
+      ])
+      XCTAssertEqual(embedded.status, 0, embedded.stderr)
+      let line =
+        try JSONSerialization.jsonObject(with: Data(embedded.stdout.utf8)) as? [String: Any]
+      return line?["vector"] as? [Double] ?? []
+    }
+    XCTAssertEqual(vectors[0].count, 384)
+    XCTAssertGreaterThan(cosine(vectors[0], vectors[1]), 0.999)
+    XCTAssertLessThan(cosine(vectors[0], vectors[1]), 1, "w8a8 computes in other numbers")
+  }
+
+  private func cosine(_ a: [Double], _ b: [Double]) -> Double {
+    let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+    return dot / (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot()
   }
 
   func testJSONOutputParses() throws {

@@ -127,6 +127,41 @@ int vdb_int8_level(void);
 /// widest of all), and returns the level now in use. For tests and benchmarks.
 int vdb_int8_set_level(int level);
 
+/// w8a8 linear layers (see w8a8.c): W and each row of x multiplied by one orthogonal
+/// rotation (random signs, Walsh–Hadamard spans of up to 128 inputs), then both in int8
+/// with one float32 scale per block of 32 inputs, exact integer sums in int32.
+enum {
+  VDB_W8A8_PLAIN = 0,      ///< portable C
+  VDB_W8A8_AVX2 = 1,       ///< AVX2: activations widened to int16, `vpmaddwd`
+  VDB_W8A8_AVX512VNNI = 3  ///< AVX-512 VNNI: `vpdpbusd`, 64 byte products per instruction
+};
+
+/// How many bytes `vdb_w8a8_pack` writes for a [columns, k] matrix.
+size_t vdb_w8a8_packed_size(int k, int columns);
+
+/// Rotates W (row-major [columns, k], float32) and quantizes it to int8 per block of 32
+/// inputs into `packed` (`vdb_w8a8_packed_size(k, columns)` bytes, 4-byte aligned).
+/// Never fails (aborts if a row's scratch cannot be allocated).
+void vdb_w8a8_pack(int k, int columns, const float *w, void *packed);
+
+/// y[r * ldy + c] = bias[c] + Σ_blocks sw·sx·Σ qx·qw for rows r < `rows` and columns
+/// `column_begin` ≤ c < `column_end`: y = x · Wᵀ + b with W from `vdb_w8a8_pack` (of a
+/// [columns, k] matrix), each row of x rotated and quantized to int8 per block of 32 as it
+/// is read. `y` and `bias` (or NULL) address column 0. Uses the level `vdb_w8a8_level()`
+/// reports; every level computes the same floats. Never fails; the caller guarantees the
+/// pointers cover the ranges.
+void vdb_w8a8_linear(int rows, int k, int columns, const void *packed, int column_begin,
+                     int column_end, const float *x, const float *bias, float *y, int ldy);
+
+/// The instruction set `vdb_w8a8_linear` uses: the widest the CPU has, chosen on first
+/// use, unless the environment variable VDB_INT8_KERNEL (shared with int8's kernel) is
+/// "avx2" or "plain" (then the widest the CPU has up to that one).
+int vdb_w8a8_level(void);
+
+/// Makes `vdb_w8a8_linear` use `level`, or the widest below it the CPU has (negative: the
+/// widest of all), and returns the level now in use. For tests and benchmarks.
+int vdb_w8a8_set_level(int level);
+
 /// The CRC-32C (Castagnoli) of `count` bytes at `data`, continuing from `crc` (0 to
 /// start): vdb_crc32c(vdb_crc32c(0, a, n), b, m) is the CRC of a then b. Uses the
 /// SSE4.2 crc32 instruction when the CPU has it (chosen once at load), else a table.
