@@ -96,7 +96,8 @@ step route train -r docs --max-escalation 0.3
 
 echo
 echo "== 8. A faster encoder: the docs' model computing in bfloat16 (AMX or AVX-512 BF16 where"
-echo "      the CPU has them; docs/encoder.md), scored against it over the same pools first"
+echo "      the CPU has them) and in w8a8 (8-bit activations, AVX-512 VNNI; docs/encoder.md),"
+echo "      each scored against it over the same pools first"
 model=$("$vdb" status --json | python3 -c \
   'import json, sys; print(next(c["model"] for c in json.load(sys.stdin)["collections"] if c["name"] == "docs"))')
 step models convert "$model" --precision bfloat16
@@ -104,3 +105,7 @@ converted=$("$vdb" models convert "$model" --precision bfloat16 --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 step eval -c docs --from-log --model "$model" --pool 20
 step eval -c docs --from-log --model "$converted" --pool 20
+step models convert "$model" --precision w8a8
+w8a8=$("$vdb" models convert "$model" --precision w8a8 --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+step eval -c docs --from-log --model "$w8a8" --pool 20

@@ -52,32 +52,49 @@ static int span_of(int k) {
 // Whether input i's sign is flipped (D): a bit of a fixed hash of i.
 static inline int flipped(int i) { return (int)(((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 63); }
 
-// Per panel and block: 512 weight bytes, then (elsewhere) 16 corrections and 16 scales.
+// Per panel and block: 512 weight bytes, then (elsewhere) 16 corrections and 16 scales;
+// then one sign mask per input.
 size_t vdb_w8a8_packed_size(int k, int columns) {
-  return (size_t)panels_of(columns) * blocks_of(k) * (PANEL * BLOCK + PANEL * 8);
+  return (size_t)panels_of(columns) * blocks_of(k) * (PANEL * BLOCK + PANEL * 8) +
+         (size_t)k * sizeof(uint32_t);
 }
 
 typedef struct {
   const int8_t *w;         // [panel][block][quad][16 columns][4]
   const int32_t *offset;   // [panel][block][16]: −128 · Σ qw
   const float *scale;      // [panel][block][16]
+  const uint32_t *sign;    // [k]: D as float sign bits, 0x80000000 where `flipped`
 } packed_t;
 
 static packed_t layout(int k, int columns, const void *packed) {
   const int8_t *w = packed;
   const size_t units = (size_t)panels_of(columns) * blocks_of(k);
   const int32_t *offset = (const int32_t *)(w + units * PANEL * BLOCK);
-  return (packed_t){w, offset, (const float *)(offset + units * PANEL)};
+  const float *scale = (const float *)(offset + units * PANEL);
+  return (packed_t){w, offset, scale, (const uint32_t *)(scale + units * PANEL)};
 }
 
 // ---------------------------------------------------------------- the rotation
 
-// t ← t · D · H over k values, H unnormalized per span. Every level runs this same code
-// (compiled for its instruction set), and every butterfly is one float addition and one
-// subtraction, so every level rotates to the same floats.
-static inline __attribute__((always_inline)) void rotate_any(int k, float *t) {
-  for (int i = 0; i < k; i++)
-    if (flipped(i)) t[i] = -t[i];
+// t ← x · D · H over k values (D as `sign`, flipping sign bits), H unnormalized per span.
+// Every level runs this same code (compiled for its instruction set), and every butterfly
+// is one float addition and one subtraction, so every level rotates to the same floats.
+static inline __attribute__((always_inline)) void rotate_any(int k, const uint32_t *sign,
+                                                             const float *x, float *t) {
+  int i = 0;
+  for (; i + LANES <= k; i += LANES) {
+    i16v v, d;
+    memcpy(&v, x + i, sizeof v);
+    memcpy(&d, sign + i, sizeof d);
+    v ^= d;
+    memcpy(t + i, &v, sizeof v);
+  }
+  for (; i < k; i++) {
+    uint32_t bits;
+    memcpy(&bits, x + i, sizeof bits);
+    bits ^= sign[i];
+    memcpy(t + i, &bits, sizeof bits);
+  }
   const int span = span_of(k);
   if (span < LANES) {  // a width the model's layers never have: the plain butterflies
     for (int h = 1; h < span; h *= 2)
@@ -129,11 +146,12 @@ void vdb_w8a8_pack(int k, int columns, const float *w, void *packed) {
   int8_t *qw = (int8_t *)p.w;
   int32_t *offset = (int32_t *)p.offset;
   float *scale = (float *)p.scale;
+  uint32_t *sign = (uint32_t *)p.sign;
+  for (int i = 0; i < k; i++) sign[i] = flipped(i) ? 0x80000000u : 0;
   float *t = malloc((size_t)k * sizeof(float));
   if (!t) abort();  // a row of one layer
   for (int c = 0; c < columns; c++) {
-    memcpy(t, w + (size_t)c * k, (size_t)k * sizeof(float));
-    rotate_any(k, t);
+    rotate_any(k, sign, w + (size_t)c * k, t);
     for (int i = 0; i < k; i++) t[i] /= (float)span;  // a power of two: exact
     for (int g = 0; g < kb; g++) {
       const int begin = g * BLOCK, end = begin + BLOCK < k ? begin + BLOCK : k;
@@ -163,14 +181,14 @@ typedef uint8_t u8x16 __attribute__((vector_size(16)));
 // quantized: its kb scales into xs, its values into out as int16 (`bytes` 2) or as
 // unsigned bytes qx + 128 (`bytes` 1, VNNI's operand). The same code at every level, no
 // multiply-add contracted, so every level gets the same integers.
-static inline __attribute__((always_inline)) void quantize_row_any(int k, const float *x,
-                                                                   float *t, int bytes,
-                                                                   void *out, float *xs) {
+static inline __attribute__((always_inline)) void quantize_row_any(int k, const uint32_t *sign,
+                                                                   const float *x, float *t,
+                                                                   int bytes, void *out,
+                                                                   float *xs) {
 #pragma clang fp contract(off)
   const int kb = blocks_of(k);
-  memcpy(t, x, (size_t)k * sizeof(float));
   memset(t + k, 0, (size_t)(kb * BLOCK - k) * sizeof(float));
-  rotate_any(k, t);
+  rotate_any(k, sign, x, t);
   const f16v shifter = splat(12582912.0f);  // 1.5 · 2²³: adding it rounds to an integer
   for (int g = 0; g < kb; g++) {
     const f16v a = load(t + g * BLOCK), b = load(t + g * BLOCK + LANES);
@@ -179,9 +197,18 @@ static inline __attribute__((always_inline)) void quantize_row_any(int k, const 
                             0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
                             0x7fffffff};
     const f16v ma = (f16v)((i16v)a & magnitude), mb = (f16v)((i16v)b & magnitude);
-    const f16v most = blend(ma > mb, ma, mb);
-    float top = 0;
-    for (int j = 0; j < LANES; j++) top = most[j] > top ? most[j] : top;  // NaN skipped
+    // The block's largest magnitude, halving the vector four times (a scalar loop over
+    // the 16 lanes cost as much as the rotation).
+    f16v most = blend(ma > mb, ma, mb), other;
+    other = __builtin_shufflevector(most, most, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    most = blend(other > most, other, most);
+    other = __builtin_shufflevector(most, most, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    most = blend(other > most, other, most);
+    other = __builtin_shufflevector(most, most, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    most = blend(other > most, other, most);
+    other = __builtin_shufflevector(most, most, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    most = blend(other > most, other, most);
+    const float top = most[0] > 0 ? most[0] : 0;
     const float inverse = top > 0 ? X_MAX / top : 0;
     xs[g] = top / X_MAX;
     for (int half = 0; half < 2; half++) {
@@ -207,11 +234,11 @@ static inline __attribute__((always_inline)) void quantize_row_any(int k, const 
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 
-VNNI static void quantize_rows_vnni(int rows, int k, const float *x, float *t, uint8_t *xq,
-                                    float *xs) {
+VNNI static void quantize_rows_vnni(int rows, int k, const uint32_t *sign, const float *x,
+                                    float *t, uint8_t *xq, float *xs) {
   const int kb = blocks_of(k);
   for (int r = 0; r < rows; r++)
-    quantize_row_any(k, x + (size_t)r * k, t, 1, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+    quantize_row_any(k, sign, x + (size_t)r * k, t, 1, xq + (size_t)r * kb * BLOCK, xs + r * kb);
 }
 
 // Columns [lo, hi) of panel `panel` as a lane mask.
@@ -278,11 +305,11 @@ VNNI static void block_vnni(int rows, int kb, const uint8_t *xq, const float *xs
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-AVX2 static void quantize_rows_avx2(int rows, int k, const float *x, float *t, int16_t *xq,
-                                    float *xs) {
+AVX2 static void quantize_rows_avx2(int rows, int k, const uint32_t *sign, const float *x,
+                                    float *t, int16_t *xq, float *xs) {
   const int kb = blocks_of(k);
   for (int r = 0; r < rows; r++)
-    quantize_row_any(k, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+    quantize_row_any(k, sign, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
 }
 
 // `nr` ≤ 2 rows × one panel (the 16 sums of two rows fill AVX2's 16 registers), in int16: a quad's 16 × 4 weight bytes widened into four
@@ -364,11 +391,11 @@ AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs
 
 // ---------------------------------------------------------------- plain C
 
-static void quantize_rows_plain(int rows, int k, const float *x, float *t, int16_t *xq,
-                                float *xs) {
+static void quantize_rows_plain(int rows, int k, const uint32_t *sign, const float *x,
+                                float *t, int16_t *xq, float *xs) {
   const int kb = blocks_of(k);
   for (int r = 0; r < rows; r++)
-    quantize_row_any(k, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+    quantize_row_any(k, sign, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
 }
 
 static void block_plain(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
@@ -435,13 +462,13 @@ void vdb_w8a8_linear(int rows, int k, int columns, const void *packed, int colum
     const float *xr = x + (size_t)r * k;
     float *yr = y + (size_t)r * ldy;
     if (level == VDB_W8A8_AVX512VNNI) {
-      quantize_rows_vnni(n, k, xr, t, xq, xs);
+      quantize_rows_vnni(n, k, p.sign, xr, t, xq, xs);
       block_vnni(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
     } else if (level == VDB_W8A8_AVX2) {
-      quantize_rows_avx2(n, k, xr, t, xq, xs);
+      quantize_rows_avx2(n, k, p.sign, xr, t, xq, xs);
       block_avx2(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
     } else {
-      quantize_rows_plain(n, k, xr, t, xq, xs);
+      quantize_rows_plain(n, k, p.sign, xr, t, xq, xs);
       block_plain(n, kb, xq, xs, p, column_begin, column_end, bias, yr, ldy);
     }
   }
