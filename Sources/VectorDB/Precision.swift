@@ -21,9 +21,9 @@ public enum Precision: String, Codable, Sendable, CaseIterable {
   /// AVX2 alone; vectors at cosine ≥ 0.999 of float32's on all-MiniLM-L6-v2.
   case int8
   /// Weights and layer inputs both in int8 after one orthogonal rotation that spreads the
-  /// inputs' outliers: with AVX-512 VNNI about 1.3× int8's speed (the fastest precision
-  /// on such CPUs without bfloat16 instructions), elsewhere slower than int8; vectors at
-  /// cosine ≥ 0.999 of float32's on all-MiniLM-L6-v2.
+  /// inputs' outliers: with AVX-512 VNNI about 1.5× int8's speed (the fastest precision
+  /// on such CPUs without AMX, 1.2× bfloat16 on AMD Zen 4), elsewhere slower than int8;
+  /// vectors at cosine ≥ 0.999 of float32's on all-MiniLM-L6-v2.
   case w8a8
 }
 
