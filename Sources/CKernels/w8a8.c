@@ -27,8 +27,9 @@
 // adds them to an int32 lane, 64 products per instruction, twice `vpdpwssd`'s on int16;
 // activations go in as qx + 128 (1..255), and each block's sum starts from
 // −128 · Σ qw, so the sums are exactly Σ qx · qw (|Σ| < 32 · 127 · 127 < 2¹⁹).
-// Without VNNI the same integers come from `vpmaddwd` on int16 (no faster than int8's
-// kernel: an 8-bit `vpmaddubsw` saturates on these sums, see docs/encoder.md).
+// Without VNNI the same integers come from `vpmaddwd` on int16, slower than int8's kernel
+// (an 8-bit `vpmaddubsw` needs its sums widened by a second multiply: no gain on AVX2,
+// docs/encoder.md); there int8 is the precision to use.
 //
 // W is packed into panels of 16 output columns: for each block g and each quad q of
 // inputs (4q .. 4q + 3), 16 × 4 bytes — column c's quad in one 32-bit lane, the operand
@@ -96,7 +97,7 @@ static inline __attribute__((always_inline)) void rotate_any(int k, const uint32
     memcpy(t + i, &bits, sizeof bits);
   }
   const int span = span_of(k);
-  if (span < LANES) {  // a width the model's layers never have: the plain butterflies
+  if (span < LANES) {  // k not a multiple of 16 (no common BERT width): plain butterflies
     for (int h = 1; h < span; h *= 2)
       for (int b = 0; b < k; b += 2 * h)
         for (int i = b; i < b + h; i++) {
@@ -312,7 +313,8 @@ AVX2 static void quantize_rows_avx2(int rows, int k, const uint32_t *sign, const
     quantize_row_any(k, sign, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
 }
 
-// `nr` ≤ 2 rows × one panel (the 16 sums of two rows fill AVX2's 16 registers), in int16: a quad's 16 × 4 weight bytes widened into four
+// `nr` ≤ 2 rows × one panel, in int16 (4 rows, 16 sums beside the 4 weight registers, spill
+// AVX2's 16 and measured no faster): a quad's 16 × 4 weight bytes widened into four
 // registers (columns 4j .. 4j + 3, each column's quad in two lanes), multiplied by the
 // row's quad broadcast as four int16 (`vpmaddwd`); after each block the two lanes of a
 // column are added (`vphaddd`) and put back in column order.
