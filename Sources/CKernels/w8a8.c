@@ -231,6 +231,47 @@ static inline __attribute__((always_inline)) void quantize_row_any(int k, const 
   }
 }
 
+// ---------------------------------------------------------------- tiles
+
+// Columns [lo, hi) of panel `panel` as a lane mask.
+static inline unsigned lanes(int panel, int lo, int hi) {
+  const int first = lo > panel * PANEL ? lo - panel * PANEL : 0;
+  const int end = hi < (panel + 1) * PANEL ? hi - panel * PANEL : PANEL;
+  return end <= first ? 0u : ((1u << end) - 1u) & ~((1u << first) - 1u);
+}
+
+// One tile: `nr` rows × one panel, `nr` ≤ the level's tile height; `rows` are the
+// quantized rows (bytes or int16, as the level's quantizer wrote them).
+typedef void tile_t(const int nr, int kb, const void *rows, const float *xs, packed_t p,
+                    size_t unit0, const float *bias, float *y, int ldy, unsigned mask);
+
+// What every level's block does around its tile: each panel of columns [lo, hi), `tall` ≤ 8
+// rows at a time, rows of kb · 32 values of `bytes` each. Inlined into each level's block
+// with `tile` and `tall` constants, so each case inlines the tile with its row count a
+// constant (its sums stay in registers), and the cases past `tall` fold away.
+static inline __attribute__((always_inline)) void over_panels(
+    tile_t tile, const int tall, const int bytes, int rows, int kb, const void *xq,
+    const float *xs, packed_t p, int lo, int hi, const float *bias, float *y, int ldy) {
+  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
+    const unsigned mask = lanes(panel, lo, hi);
+    const size_t unit = (size_t)panel * kb;
+    const float *b = bias ? bias + panel * PANEL : NULL;
+    for (int r = 0; r < rows; r += tall) {
+      const void *xr = (const char *)xq + (size_t)r * kb * BLOCK * bytes;
+      const float *sr = xs + (size_t)r * kb;
+      float *yr = y + (size_t)r * ldy + panel * PANEL;
+#define TILE(n)                                                              \
+  case n:                                                                    \
+    if (n <= tall) tile(n, kb, xr, sr, p, unit, b, yr, ldy, mask);          \
+    break;
+      switch (rows - r < tall ? rows - r : tall) {
+        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
+      }
+#undef TILE
+    }
+  }
+}
+
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
@@ -242,18 +283,12 @@ VNNI static void quantize_rows_vnni(int rows, int k, const uint32_t *sign, const
     quantize_row_any(k, sign, x + (size_t)r * k, t, 1, xq + (size_t)r * kb * BLOCK, xs + r * kb);
 }
 
-// Columns [lo, hi) of panel `panel` as a lane mask.
-static inline unsigned lanes(int panel, int lo, int hi) {
-  const int first = lo > panel * PANEL ? lo - panel * PANEL : 0;
-  const int end = hi < (panel + 1) * PANEL ? hi - panel * PANEL : PANEL;
-  return end <= first ? 0u : ((1u << end) - 1u) & ~((1u << first) - 1u);
-}
-
 // `nr` rows (a constant after inlining) × one panel: per quad of inputs one `vpdpbusd` a
 // row, the weights loaded once for all rows.
 VNNI static inline __attribute__((always_inline)) void tile_vnni(
-    const int nr, int kb, const uint8_t *xq, const float *xs, packed_t p, size_t unit0,
+    const int nr, int kb, const void *rows, const float *xs, packed_t p, size_t unit0,
     const float *bias, float *y, int ldy, unsigned mask) {
+  const uint8_t *xq = rows;
   const size_t ldx = (size_t)kb * BLOCK;
   __m512 sum[8];
   for (int i = 0; i < nr; i++) sum[i] = _mm512_setzero_ps();
@@ -280,26 +315,9 @@ VNNI static inline __attribute__((always_inline)) void tile_vnni(
     _mm512_mask_storeu_ps(y + (size_t)i * ldy, (__mmask16)mask, _mm512_add_ps(sum[i], b));
 }
 
-VNNI static void block_vnni(int rows, int kb, const uint8_t *xq, const float *xs, packed_t p,
+VNNI static void block_vnni(int rows, int kb, const void *xq, const float *xs, packed_t p,
                             int lo, int hi, const float *bias, float *y, int ldy) {
-  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
-    const unsigned mask = lanes(panel, lo, hi);
-    const size_t unit = (size_t)panel * kb;
-    const float *b = bias ? bias + panel * PANEL : NULL;
-    for (int r = 0; r < rows; r += 8) {
-      const uint8_t *xr = xq + (size_t)r * kb * BLOCK;
-      const float *sr = xs + (size_t)r * kb;
-      float *yr = y + (size_t)r * ldy + panel * PANEL;
-#define TILE(n)                                              \
-  case n:                                                    \
-    tile_vnni(n, kb, xr, sr, p, unit, b, yr, ldy, mask);     \
-    break;
-      switch (rows - r < 8 ? rows - r : 8) {
-        TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) default : TILE(8)
-      }
-#undef TILE
-    }
-  }
+  over_panels(tile_vnni, 8, 1, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
 // ---------------------------------------------------------------- AVX2
@@ -319,8 +337,9 @@ AVX2 static void quantize_rows_avx2(int rows, int k, const uint32_t *sign, const
 // row's quad broadcast as four int16 (`vpmaddwd`); after each block the two lanes of a
 // column are added (`vphaddd`) and put back in column order.
 AVX2 static inline __attribute__((always_inline)) void tile_avx2(
-    const int nr, int kb, const int16_t *xq, const float *xs, packed_t p, size_t unit0,
+    const int nr, int kb, const void *rows, const float *xs, packed_t p, size_t unit0,
     const float *bias, float *y, int ldy, unsigned mask) {
+  const int16_t *xq = rows;
   const size_t ldx = (size_t)kb * BLOCK;
   __m256 sum[2][2];
   for (int i = 0; i < nr; i++) sum[i][0] = sum[i][1] = _mm256_setzero_ps();
@@ -373,22 +392,9 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(
   }
 }
 
-AVX2 static void block_avx2(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
+AVX2 static void block_avx2(int rows, int kb, const void *xq, const float *xs, packed_t p,
                             int lo, int hi, const float *bias, float *y, int ldy) {
-  for (int panel = lo / PANEL; panel * PANEL < hi; panel++) {
-    const unsigned mask = lanes(panel, lo, hi);
-    const size_t unit = (size_t)panel * kb;
-    const float *b = bias ? bias + panel * PANEL : NULL;
-    for (int r = 0; r < rows; r += 2) {
-      const int16_t *xr = xq + (size_t)r * kb * BLOCK;
-      const float *sr = xs + (size_t)r * kb;
-      float *yr = y + (size_t)r * ldy + panel * PANEL;
-      if (rows - r == 1)
-        tile_avx2(1, kb, xr, sr, p, unit, b, yr, ldy, mask);
-      else
-        tile_avx2(2, kb, xr, sr, p, unit, b, yr, ldy, mask);
-    }
-  }
+  over_panels(tile_avx2, 2, 2, rows, kb, xq, xs, p, lo, hi, bias, y, ldy);
 }
 
 // ---------------------------------------------------------------- plain C
