@@ -231,6 +231,19 @@ static inline __attribute__((always_inline)) void quantize_row_any(int k, const 
   }
 }
 
+// Rows of x, `rows` of them, as `quantize_row_any`: row r's values at r · kb · 32 in
+// `out`, its scales at r · kb in `xs`. Each level wraps this in its own target.
+static inline __attribute__((always_inline)) void quantize_rows_any(int rows, int k,
+                                                                    const uint32_t *sign,
+                                                                    const float *x, float *t,
+                                                                    int bytes, void *out,
+                                                                    float *xs) {
+  const int kb = blocks_of(k);
+  for (int r = 0; r < rows; r++)
+    quantize_row_any(k, sign, x + (size_t)r * k, t, bytes,
+                     (char *)out + (size_t)r * kb * BLOCK * bytes, xs + (size_t)r * kb);
+}
+
 // ---------------------------------------------------------------- tiles
 
 // Columns [lo, hi) of panel `panel` as a lane mask.
@@ -277,10 +290,8 @@ static inline __attribute__((always_inline)) void over_panels(
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 
 VNNI static void quantize_rows_vnni(int rows, int k, const uint32_t *sign, const float *x,
-                                    float *t, uint8_t *xq, float *xs) {
-  const int kb = blocks_of(k);
-  for (int r = 0; r < rows; r++)
-    quantize_row_any(k, sign, x + (size_t)r * k, t, 1, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+                                    float *t, void *xq, float *xs) {
+  quantize_rows_any(rows, k, sign, x, t, 1, xq, xs);
 }
 
 // `nr` rows (a constant after inlining) × one panel: per quad of inputs one `vpdpbusd` a
@@ -325,10 +336,8 @@ VNNI static void block_vnni(int rows, int kb, const void *xq, const float *xs, p
 #define AVX2 __attribute__((target("avx2,fma")))
 
 AVX2 static void quantize_rows_avx2(int rows, int k, const uint32_t *sign, const float *x,
-                                    float *t, int16_t *xq, float *xs) {
-  const int kb = blocks_of(k);
-  for (int r = 0; r < rows; r++)
-    quantize_row_any(k, sign, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+                                    float *t, void *xq, float *xs) {
+  quantize_rows_any(rows, k, sign, x, t, 2, xq, xs);
 }
 
 // `nr` ≤ 2 rows × one panel, in int16 (4 rows, 16 sums beside the 4 weight registers, spill
@@ -400,10 +409,8 @@ AVX2 static void block_avx2(int rows, int kb, const void *xq, const float *xs, p
 // ---------------------------------------------------------------- plain C
 
 static void quantize_rows_plain(int rows, int k, const uint32_t *sign, const float *x,
-                                float *t, int16_t *xq, float *xs) {
-  const int kb = blocks_of(k);
-  for (int r = 0; r < rows; r++)
-    quantize_row_any(k, sign, x + (size_t)r * k, t, 2, xq + (size_t)r * kb * BLOCK, xs + r * kb);
+                                float *t, void *xq, float *xs) {
+  quantize_rows_any(rows, k, sign, x, t, 2, xq, xs);
 }
 
 static void block_plain(int rows, int kb, const int16_t *xq, const float *xs, packed_t p,
