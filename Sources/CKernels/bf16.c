@@ -3,7 +3,6 @@
 
 #include <immintrin.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
@@ -358,12 +357,7 @@ static int amx_permitted(void) {
 }
 
 // The levels this CPU has, as levels.h's mask.
-static unsigned available_levels(void) {
-  // Found by whichever thread first asks (all find the same): atomic, as levels.h's
-  // kernel_level_chosen says why.
-  static _Atomic int found = -1;
-  const int known = atomic_load_explicit(&found, memory_order_relaxed);
-  if (known >= 0) return (unsigned)known;
+static int find_levels(void) {
   __builtin_cpu_init();
   unsigned levels = 1u << VDB_BF16_PLAIN;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -375,8 +369,12 @@ static unsigned available_levels(void) {
         amx_permitted())
       levels |= 1u << VDB_BF16_AMX;
   }
-  atomic_store_explicit(&found, (int)levels, memory_order_relaxed);
-  return levels;
+  return (int)levels;
+}
+
+static unsigned available_levels(void) {
+  static _Atomic int found = -1;  // amx_permitted asks the kernel: once
+  return (unsigned)found_once(&found, find_levels);
 }
 
 static _Atomic int chosen_level = -1;  // levels.h's kernel_level_chosen

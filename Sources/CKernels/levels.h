@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-// How each kernel family (bf16.c, int8.c, activation.c) settles its instruction set. The
-// families share one numbering, narrowest first (ckernels.h's VDB_*_ constants): 0 plain
-// C, 1 AVX2 with FMA, 2 AVX-VNNI, 3 AVX-512, 4 AMX. A family has some of them and says
-// which the CPU lets it use as a mask, bit n for level n (bit 0, plain C, always set).
+// How each kernel family (bf16.c, int8.c, w8a8.c, activation.c) settles its instruction
+// set. The families share one numbering, narrowest first (ckernels.h's VDB_*_ constants):
+// 0 plain C, 1 AVX2 with FMA, 2 AVX-VNNI, 3 AVX-512, 4 AMX. A family has some of them and
+// says which the CPU lets it use as a mask, bit n for level n (bit 0, plain C, always set).
 
 enum { KERNEL_LEVELS = 5 };
 
@@ -43,6 +43,17 @@ static inline int kernel_level_chosen(_Atomic int *chosen, const char *variable,
     atomic_store_explicit(chosen, level, memory_order_relaxed);
   }
   return level;
+}
+
+// `*cache` (-1 until known): `find()`'s value (≥ 0), found by whichever thread first asks
+// (all find the same) and atomic for the reason kernel_level_chosen gives.
+static inline int found_once(_Atomic int *cache, int (*find)(void)) {
+  int value = atomic_load_explicit(cache, memory_order_relaxed);
+  if (value < 0) {
+    value = find();
+    atomic_store_explicit(cache, value, memory_order_relaxed);
+  }
+  return value;
 }
 
 // Sets `*chosen` to the widest available level not wider than `level`; returns it.

@@ -1,7 +1,7 @@
 #include "ckernels.h"
+#include "levels.h"
 
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <stddef.h>
 
 // Blocks of COLS output columns × ROWS input rows, dot products along k in SIMD lanes,
@@ -115,19 +115,16 @@ static void linear_plain(int rows, int k, int columns, const float *x, const flo
     }
 }
 
+static int find_level(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 2;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+}
+
 void vdb_linear_rows(int rows, int k, int columns, const float *x, const float *w,
                      const float *bias, float *y, int ldy) {
-  // Found by whichever thread first calls (all find the same): atomic, as levels.h's
-  // kernel_level_chosen says why.
   static _Atomic int found = -1;
-  int level = atomic_load_explicit(&found, memory_order_relaxed);
-  if (level < 0) {
-    __builtin_cpu_init();
-    level = __builtin_cpu_supports("avx512f") ? 2
-            : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1
-                                                                                 : 0;
-    atomic_store_explicit(&found, level, memory_order_relaxed);
-  }
+  const int level = found_once(&found, find_level);
   if (level == 2)
     linear_avx512(rows, k, columns, x, w, bias, y, ldy);
   else if (level == 1)
