@@ -61,6 +61,28 @@ public final class SentenceEncoder: Sendable {
     /// ≥ 0.999 of float32's on all-MiniLM-L6-v2 (docs/encoder.md).
     case w8a8
 
+    /// Why this precision is a poor choice on this machine, or nil: its kernel needs
+    /// instructions the CPU lacks (or that `VDB_BF16_KERNEL` / `VDB_INT8_KERNEL` turned
+    /// off), so it runs slower than a more precise one (docs/encoder.md, "Which precision
+    /// for which CPU"). The vectors are the same on every CPU; only the speed differs.
+    ///
+    ///     if let warning = SentenceEncoder.Precision.w8a8.cpuWarning { print(warning) }
+    public var cpuWarning: String? {
+      guard let format = packedFormat else { return nil }
+      let level = PackedWeights.KernelLevel.current(format)
+      let (slowerThan, needs): (String, String)
+      switch self {
+      case .bfloat16 where level < .avx512: (slowerThan, needs) = ("float32", "AVX-512 BF16 or AMX")
+      case .int8 where level < .avx2: (slowerThan, needs) = ("float32", "AVX2")
+      case .w8a8 where level < .avx512:
+        (slowerThan, needs) = ("int8 and no faster than float32", "AVX-512 VNNI")
+      default: return nil
+      }
+      return "\(rawValue) runs its \(level.name(format)) kernel on this machine, slower than "
+        + "\(slowerThan); its fast kernel needs \(needs) (docs/encoder.md, \"Which precision "
+        + "for which CPU\")"
+    }
+
     /// The packed weights' format of the linear layers; nil for float32 (sgemm).
     var packedFormat: PackedWeights.Format? {
       switch self {

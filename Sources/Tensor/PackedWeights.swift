@@ -152,7 +152,7 @@ package final class PackedWeights: @unchecked Sendable {
   /// CKernels' families share). The widest the CPU has is chosen at first use;
   /// `VDB_BF16_KERNEL` or `VDB_INT8_KERNEL` (`amx`, `avx512`, `avxvnni`, `avx2`, `plain`;
   /// the latter for int8 and w8a8 alike) ask for a narrower one.
-  package enum KernelLevel: Int32, CaseIterable, Sendable {
+  package enum KernelLevel: Int32, CaseIterable, Comparable, Sendable {
     case plain = 0
     case avx2 = 1
     /// AVX-VNNI (`vpdpwssd` on 256 bits), for int8 only: Intel since Alder Lake.
@@ -162,6 +162,9 @@ package final class PackedWeights: @unchecked Sendable {
     case avx512 = 3
     /// AMX tiles (`tdpbf16ps`), for bfloat16 only.
     case amx = 4
+
+    /// Narrower than `b`: fewer or older instructions.
+    package static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
 
     /// The level `format`'s kernel uses.
     package static func current(_ format: Format) -> KernelLevel {

@@ -28,6 +28,13 @@ public enum Precision: String, Codable, Sendable, CaseIterable {
 }
 
 extension Precision {
+  /// Why this precision is a poor choice on this machine, or nil: its kernel needs
+  /// instructions the CPU lacks, so it runs slower than a more precise one (w8a8 without
+  /// AVX-512 VNNI, bfloat16 without AVX-512 BF16 or AMX, int8 without AVX2; docs/encoder.md).
+  /// The vectors are the same on every CPU; only the speed differs. `vdb init` and
+  /// `vdb models convert` print it as a warning.
+  public var cpuWarning: String? { encoderPrecision.cpuWarning }
+
   /// The precision of an encoder as the encoder module names it.
   init(_ precision: SentenceEncoder.Precision) {
     switch precision {

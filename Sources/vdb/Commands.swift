@@ -67,6 +67,9 @@ struct Init: ParsableCommand {
           Data("hint: run tools/fetch-model.sh, then `vdb init` again\n".utf8))
       }
     }
+    if imported != nil, let warning = (precision ?? .float32).cpuWarning {
+      Terminal.warn(warning)
+    }
     let status = try db.status()
     if output.isJSON {
       try Terminal.printJSON(status)

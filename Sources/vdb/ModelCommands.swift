@@ -163,6 +163,7 @@ struct ModelConvert: ParsableCommand {
 
   func run() throws {
     let info = try database.open().convertModel(version: version, precision: precision)
+    if let warning = precision.cpuWarning { Terminal.warn(warning) }
     if output.isJSON { return try Terminal.printJSON(info) }
     print("model v\(info.version): v\(version) computing in \(precision.rawValue)")
   }

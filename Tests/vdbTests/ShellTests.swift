@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import XCTest
 
 /// The shell as users meet it: subcommands, exit codes, JSON, piped scripts, and the
@@ -60,6 +61,42 @@ final class ShellTests: ShellTestCase {
     XCTAssertEqual(vectors[0].count, 384)
     XCTAssertGreaterThan(cosine(vectors[0], vectors[1]), 0.999)
     XCTAssertLessThan(cosine(vectors[0], vectors[1]), 1, "w8a8 computes in other numbers")
+  }
+
+  /// A precision whose fast kernel this machine lacks is warned of where it is chosen;
+  /// `VDB_INT8_KERNEL` / `VDB_BF16_KERNEL` stand in for a CPU without the instructions.
+  func testAPrecisionSlowOnThisMachineIsWarnedOf() throws {
+    let w8a8OnAVX2 = try Shell.vdb(
+      ["init", "--precision", "w8a8", "--db", db], environment: ["VDB_INT8_KERNEL": "avx2"])
+    XCTAssertEqual(w8a8OnAVX2.status, 0, w8a8OnAVX2.stderr)
+    XCTAssertTrue(
+      w8a8OnAVX2.stderr.contains(
+        "warning: w8a8 runs its AVX2 kernel on this machine, slower than int8 and no faster than float32; its fast kernel needs AVX-512 VNNI (docs/encoder.md"
+      ), w8a8OnAVX2.stderr)
+    let bfloat16OnAVX2 = try Shell.vdb(
+      ["models", "convert", "1", "--precision", "bfloat16", "--json", "--db", db],
+      environment: ["VDB_BF16_KERNEL": "avx2"])
+    XCTAssertEqual(bfloat16OnAVX2.status, 0, bfloat16OnAVX2.stderr)
+    XCTAssertTrue(
+      bfloat16OnAVX2.stderr.contains(
+        "warning: bfloat16 runs its AVX2+FMA kernel on this machine, slower than float32"),
+      bfloat16OnAVX2.stderr)
+    XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(bfloat16OnAVX2.stdout.utf8)))
+    let int8Plain = try Shell.vdb(
+      ["models", "convert", "1", "--precision", "int8", "--db", db],
+      environment: ["VDB_INT8_KERNEL": "plain"])
+    XCTAssertEqual(int8Plain.status, 0, int8Plain.stderr)
+    XCTAssertTrue(
+      int8Plain.stderr.contains("warning: int8 runs its plain C kernel on this machine"),
+      int8Plain.stderr)
+    let float32 = try Shell.vdb(["models", "convert", "1", "--precision", "float32", "--db", db])
+    XCTAssertEqual(float32.status, 0, float32.stderr)
+    XCTAssertFalse(float32.stderr.contains("warning:"), float32.stderr)
+    // Unforced, the warning follows the widest kernel this CPU has.
+    let native = try Shell.vdb(["models", "convert", "4", "--precision", "w8a8", "--db", db])
+    XCTAssertEqual(native.status, 0, native.stderr)
+    let fast = PackedWeights.KernelLevel.available(.w8a8).contains(.avx512)
+    XCTAssertEqual(native.stderr.contains("warning: w8a8 runs its"), !fast, native.stderr)
   }
 
   private func cosine(_ a: [Double], _ b: [Double]) -> Double {
