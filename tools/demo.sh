@@ -100,12 +100,10 @@ echo "      the CPU has them) and in w8a8 (8-bit activations, AVX-512 VNNI; docs
 echo "      each scored against it over the same pools first"
 model=$("$vdb" status --json | python3 -c \
   'import json, sys; print(next(c["model"] for c in json.load(sys.stdin)["collections"] if c["name"] == "docs"))')
-step models convert "$model" --precision bfloat16
-converted=$("$vdb" models convert "$model" --precision bfloat16 --json |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 step eval -c docs --from-log --model "$model" --pool 20
-step eval -c docs --from-log --model "$converted" --pool 20
-step models convert "$model" --precision w8a8
-w8a8=$("$vdb" models convert "$model" --precision w8a8 --json |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
-step eval -c docs --from-log --model "$w8a8" --pool 20
+for precision in bfloat16 w8a8; do
+  step models convert "$model" --precision "$precision"
+  converted=$("$vdb" models convert "$model" --precision "$precision" --json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+  step eval -c docs --from-log --model "$converted" --pool 20
+done

@@ -15,24 +15,25 @@ final class PackedWeightsTests: XCTestCase {
   private typealias Quantized = (q: [Double], scale: Double)
 
   /// `values` cut into blocks of `size` (the last one shorter), each as symmetric integers
-  /// of at most `top` in magnitude (127 for weights, per block of 32; 32767 for
-  /// activations, per row) and the block's scale: the definition int8.c implements, in
-  /// the same float32 operations (so the integers are the kernel's).
-  private func quantize(
-    _ values: ArraySlice<Float>, top: Float, size: Int, weights: Bool? = nil
-  ) -> [Quantized] {
+  /// of at most `top` in magnitude and the block's scale: weights as w / (max / 127),
+  /// activations as x · (top / max) (int8: 32767 per row; w8a8: 127 per block of 32). The
+  /// definitions int8.c and w8a8.c implement, in the same float32 operations (so the
+  /// integers are the kernels').
+  private func quantize(_ values: ArraySlice<Float>, top: Float, size: Int, weights: Bool)
+    -> [Quantized]
+  {
     stride(from: values.startIndex, to: values.endIndex, by: size).map { start in
       let block = values[start..<min(start + size, values.endIndex)]
       let largest = block.map(abs).max() ?? 0
       guard largest > 0 else { return (block.map { _ in 0 }, 0) }
-      if weights ?? (top == 127) {  // weights: w / (max / 127)
-        let scale = largest / 127
+      if weights {
+        let scale = largest / top
         return (
-          block.map { Double(min(max(($0 / scale).rounded(.toNearestOrEven), -127), 127)) },
+          block.map { Double(min(max(($0 / scale).rounded(.toNearestOrEven), -top), top)) },
           Double(scale)
         )
       }
-      let inverse = top / largest  // activations: x · (32767 / max)
+      let inverse = top / largest
       return (
         block.map { Double(min(max(($0 * inverse).rounded(.toNearestOrEven), -top), top)) },
         Double(largest / top)
@@ -50,9 +51,9 @@ final class PackedWeightsTests: XCTestCase {
       let terms = zip(x, w).map { bfloat16($0) * bfloat16($1) }
       return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
     case .int8:
-      let row = quantize(x, top: 32767, size: x.count)[0]
+      let row = quantize(x, top: 32767, size: x.count, weights: false)[0]
       let qx = stride(from: 0, to: x.count, by: 32).map { row.q[$0..<min($0 + 32, x.count)] }
-      let terms = zip(qx, quantize(w, top: 127, size: 32)).map { xb, wb in
+      let terms = zip(qx, quantize(w, top: 127, size: 32, weights: true)).map { xb, wb in
         row.scale * wb.scale * zip(xb, wb.q).reduce(0) { $0 + $1.0 * $1.1 }
       }
       return (terms.reduce(0, +), terms.map(abs).reduce(0, +))
