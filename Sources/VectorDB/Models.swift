@@ -502,21 +502,24 @@ extension Database {
       throw VectorDBError.modelUnsuitable(
         version: version, reason: "already computes in \(precision.rawValue)")
     }
-    let converted: SentenceEncoder
+    let store = models
+    func conversion(in txn: Transaction) throws -> ModelInfo? {
+      try store.all(in: txn).first {
+        $0.parent == version && $0.kind == .encoder && $0.precision == precision
+          && $0.lineage["converted_from"] == .number(Double(version))
+      }
+    }
+    // Converted before: return it without packing the weights again.
+    if let existing = try storage({ try environment.read(conversion) }) { return existing }
     var settings = source.settings
     settings.precision = precision.encoderPrecision
-    converted = try SentenceEncoder(
+    let converted = try SentenceEncoder(
       settings: settings, vocabulary: source.tokenizer.vocabulary, weights: source.weights,
       source: "model version \(version) in \(path)")
-    let store = models
     return try storage {
       try environment.write { txn in
-        if let existing = try store.all(in: txn).first(where: {
-          $0.parent == version && $0.kind == .encoder && $0.precision == precision
-            && $0.lineage["converted_from"] == .number(Double(version))
-        }) {
-          return existing
-        }
+        // Another process may have converted it meanwhile.
+        if let existing = try conversion(in: txn) { return existing }
         return try store.add(
           encoder: converted, name: "v\(version) in \(precision.rawValue)", state: .ready,
           parent: version,
