@@ -327,6 +327,10 @@ func printQueries(_ rows: [QueryRow], title: String) {
 
 func run() throws {
   let options = Options.parseOrExit()
+  if !options.workDir.isEmpty {
+    try FileManager.default.createDirectory(
+      atPath: options.workDir, withIntermediateDirectories: true)
+  }
   if !options.growth.isEmpty { return try runGrowth(options) }
   let clock = ContinuousClock()
   let (base, dimension) = try VectorFile.read(options.base, limit: options.baseLimit)

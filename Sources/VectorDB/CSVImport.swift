@@ -31,7 +31,8 @@ extension DocumentCollection {
     var lastIndex: [String: Int] = [:]
     for (index, document) in documents.enumerated() { lastIndex[document.id] = index }
     var writer = BatchWriter(
-      collection: self, batchSize: options.batchSize, total: lastIndex.count, progress: progress)
+      collection: self, batchSize: options.batchSize ?? ImportOptions.embeddedBatchSize,
+      total: lastIndex.count, progress: progress)
     for (index, document) in documents.enumerated() where lastIndex[document.id] == index {
       try writer.add(document)
     }

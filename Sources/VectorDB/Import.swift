@@ -4,10 +4,22 @@ import Foundation
 public struct ImportOptions: Sendable {
   /// Report and skip bad lines instead of stopping at the first one.
   public var skipBadLines = false
-  /// Documents per write transaction.
-  public var batchSize = 1000
-  /// The defaults: stop at the first bad line, 1,000 documents per transaction.
+  /// Documents per write transaction; `nil` (the default) picks by what the import
+  /// does: ``embeddedBatchSize`` when the texts are embedded, ``givenVectorsBatchSize``
+  /// when the documents bring their vectors.
+  public var batchSize: Int?
+  /// The defaults: stop at the first bad line, batches by what the import does.
   public init() {}
+
+  /// Documents a transaction when the import embeds their texts: the encoder's work
+  /// (seconds a batch) dwarfs a commit's.
+  public static let embeddedBatchSize = 1_000
+  /// Documents a transaction when they bring their vectors. Why so many: each commit
+  /// writes every index page the batch's links touched (a copy of most of the index
+  /// once it is large), so without an encoder the commits dominate in small batches —
+  /// 200,000 vectors took 164 s in batches of 256, 105 s of 1,000, 66 s of 10,000
+  /// (docs/index.md, "Import batches").
+  public static let givenVectorsBatchSize = 10_000
 }
 
 /// What an import did.
@@ -125,8 +137,12 @@ extension DocumentCollection {
       }
     }
     let written = Set(lastLine.values)
+    let hasVectors = first?.vectorLength != nil
     var writer = BatchWriter(
-      collection: self, batchSize: options.batchSize, total: written.count, progress: progress)
+      collection: self,
+      batchSize: options.batchSize
+        ?? (hasVectors ? ImportOptions.givenVectorsBatchSize : ImportOptions.embeddedBatchSize),
+      total: written.count, progress: progress)
     let skippedLines = Set(skipped.map(\.line))
     var superseded = 0
     try JSONLines.forEach(in: data) { line, bytes in
@@ -200,7 +216,8 @@ struct BatchWriter {
 
 extension DocumentCollection {
   /// Imports the rows of a `.fvecs` or `.npy` file as documents "`firstID`",
-  /// "`firstID` + 1", … with no text, in transactions of `batchSize` rows. A document
+  /// "`firstID` + 1", … with no text, in transactions of `batchSize` rows
+  /// (``ImportOptions/givenVectorsBatchSize`` by default). A document
   /// with such an id is replaced (upserted): a second file into the same collection
   /// needs a `firstID` past the first's rows.
   ///
@@ -212,7 +229,7 @@ extension DocumentCollection {
   ///   collection whose vectors a model makes; `.storage`; what `progress` throws.
   @discardableResult
   public func importVectors(
-    path: String, batchSize: Int = 10_000, firstID: Int = 0,
+    path: String, batchSize: Int? = nil, firstID: Int = 0,
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
@@ -232,9 +249,10 @@ extension DocumentCollection {
         }
       }
     }
+    let batchSize = max(1, batchSize ?? ImportOptions.givenVectorsBatchSize)
     var done = 0
     while done < rows.count {
-      let end = min(done + max(1, batchSize), rows.count)
+      let end = min(done + batchSize, rows.count)
       try upsert(
         (done..<end).map { Document(id: String(firstID + $0), text: "") },
         vectors: Array(rows[done..<end]))

@@ -179,6 +179,37 @@ final class ImportTests: XCTestCase {
     XCTAssertEqual(try docs.get("2")?.text, "second two", "the integer id 2 is the id \"2\"")
   }
 
+  func testTransactionsHoldMoreDocumentsWhenTheyBringTheirVectors() throws {
+    let database = try Database(path: directory + "/db")
+    var done: [Int] = []
+    let record = { (progress: OperationProgress) in done.append(progress.done) }
+    let texts = try file("texts.jsonl", (0...1_000).map { #"{"id": \#($0), "text": "t"}"# })
+    try database.collection("texts").importJSONL(path: texts, progress: record)
+    XCTAssertEqual(done, [1_000, 1_001], "texts: ImportOptions.embeddedBatchSize a transaction")
+    let given = try file(
+      "given.jsonl", (0...10_000).map { #"{"id": \#($0), "text": "", "vector": [\#($0), 1]}"# })
+    let vectors = try database.collection("given", options: .vectors(dimension: 2, metric: .l2))
+    done = []
+    try vectors.importJSONL(path: given, progress: record)
+    XCTAssertEqual(done, [10_000, 10_001], "vectors: ImportOptions.givenVectorsBatchSize")
+    var fvecs = Data()
+    for row in 0...10_000 {
+      for value in [Float(bitPattern: 2), Float(row), 1] {
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { fvecs.append(contentsOf: $0) }
+      }
+    }
+    let path = directory + "/rows.fvecs"
+    try fvecs.write(to: URL(fileURLWithPath: path))
+    done = []
+    try vectors.importVectors(path: path, firstID: 20_000, progress: record)
+    XCTAssertEqual(done, [10_000, 10_001])
+    var options = ImportOptions()
+    options.batchSize = 4_000
+    done = []
+    try vectors.importJSONL(path: given, options: options, progress: record)
+    XCTAssertEqual(done, [4_000, 8_000, 10_001], "a batch size given is kept")
+  }
+
   func testSciFactCorpus() throws {
     let scifact = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
       .appendingPathComponent("../../../shared/datasets/scifact").standardized.path
