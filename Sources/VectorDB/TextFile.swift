@@ -8,20 +8,56 @@ public enum TextFile {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and why it cannot be read.
   public static func contents(_ path: String) throws -> Data {
-    func refuse(_ reason: String) -> VectorDBError {
-      .invalidInput(source: path, line: nil, reason: "cannot read: " + reason)
-    }
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { throw refuse(String(cString: strerror(errno)).lowercased()) }
-    let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-    var status = stat()
-    if fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFDIR {
-      throw refuse("it is a directory, not a file")
+    guard descriptor >= 0 else {
+      throw refusal(path, String(cString: strerror(errno)).lowercased())
     }
-    do {
-      return try file.readToEnd() ?? Data()
-    } catch {
-      throw refuse("\(error)")
+    defer { close(descriptor) }
+    return try contents(of: descriptor, source: path)
+  }
+
+  /// The bytes of standard input, to its end.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `<stdin>` when it cannot be read (closed,
+  ///   a directory).
+  public static func standardInput() throws -> Data {
+    try contents(of: STDIN_FILENO, source: "<stdin>")
+  }
+
+  private static func refusal(_ source: String, _ reason: String) -> VectorDBError {
+    .invalidInput(source: source, line: nil, reason: "cannot read: " + reason)
+  }
+
+  /// Everything `descriptor` gives until its end.
+  private static func contents(of descriptor: Int32, source: String) throws -> Data {
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+      throw refusal(source, String(cString: strerror(errno)).lowercased())
+    }
+    switch status.st_mode & S_IFMT {
+    case S_IFDIR: throw refusal(source, "it is a directory, not a file")
+    case S_IFREG:
+      // Refused before reading: past the machine's memory the read would end the
+      // process (allocation failure or the kernel's OOM killer), not fail.
+      let memory = ProcessInfo.processInfo.physicalMemory
+      guard UInt64(status.st_size) < memory else {
+        throw refusal(
+          source,
+          "the file is \(status.st_size) bytes, more than this machine's memory (\(memory) bytes); split it"
+        )
+      }
+    default: break
+    }
+    var data = Data(capacity: status.st_mode & S_IFMT == S_IFREG ? Int(status.st_size) : 0)
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+      if count == 0 { return data }
+      if count < 0 {
+        if errno == EINTR { continue }
+        throw refusal(source, String(cString: strerror(errno)).lowercased())
+      }
+      data.append(contentsOf: chunk[0..<count])
     }
   }
 

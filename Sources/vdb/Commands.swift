@@ -63,8 +63,7 @@ struct Init: ParsableCommand {
         }
       } else if try db.defaultModelVersion() == nil {
         Terminal.warn("no model at \(directory): collections will hold documents only")
-        FileHandle.standardError.write(
-          Data("hint: run tools/fetch-model.sh, then `vdb init` again\n".utf8))
+        Terminal.standardError("hint: run tools/fetch-model.sh, then `vdb init` again\n")
       }
     }
     if imported != nil, let warning = (precision ?? .float32).cpuWarning {
@@ -533,7 +532,7 @@ func parseVector(_ text: String, source: String) throws -> [Float] {
 ///
 /// - Throws: `VectorDBError.invalidInput` naming the file when it cannot be read.
 func readInput(_ path: String) throws -> Data {
-  path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try TextFile.contents(path)
+  try path == "-" ? TextFile.standardInput() : TextFile.contents(path)
 }
 
 /// How errors name an input: the path, or `<stdin>` for `-`.

@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import VectorDB
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 struct Export: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Write a collection's documents as JSON Lines (what `import` reads back).",
@@ -58,7 +62,7 @@ struct Export: ParsableCommand {
       try npyFile.commit()
     }
     try lines.commit()
-    FileHandle.standardError.write(Data("exported \(Terminal.count(count, "document"))\n".utf8))
+    Terminal.standardError("exported \(Terminal.count(count, "document"))\n")
   }
 }
 
@@ -67,59 +71,72 @@ struct Export: ParsableCommand {
 final class OutputFile {
   private let path: String?
   private let temporary: String?
-  private let handle: FileHandle
+  private var descriptor: Int32
 
   init(_ path: String?) throws {
     self.path = path
     guard let path else {
       temporary = nil
-      handle = FileHandle.standardOutput
+      descriptor = STDOUT_FILENO
       return
     }
     let url = URL(fileURLWithPath: path)
     let temporary =
       url.deletingLastPathComponent().path + "/." + url.lastPathComponent
       + ".partial-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: nil),
-      let handle = FileHandle(forWritingAtPath: temporary)
-    else {
-      throw VectorDBError.invalidInput(source: path, line: nil, reason: "cannot create the file")
+    descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw VectorDBError.invalidInput(
+        source: path, line: nil, reason: "cannot create the file (\(Self.lastError))")
     }
     self.temporary = temporary
-    self.handle = handle
   }
 
   deinit {
-    if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
+    if let temporary {
+      if descriptor >= 0 { close(descriptor) }
+      unlink(temporary)
+    }
   }
 
-  /// - Throws: `VectorDBError.invalidInput` naming the file (e.g. the disk is full).
+  private static var lastError: String { String(cString: strerror(errno)).lowercased() }
+
+  /// - Throws: `VectorDBError.invalidInput` naming the file (e.g. the disk is full);
+  ///   `OutputClosed` when standard output's reader went away.
   func write(_ data: Data) throws {
-    do {
-      try handle.write(contentsOf: data)
-    } catch {
-      throw VectorDBError.invalidInput(
-        source: path ?? "standard output", line: nil,
-        reason: "cannot write (\(error.localizedDescription))")
+    try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+      var offset = 0
+      while offset < bytes.count {
+        let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        if written >= 0 {
+          offset += written
+        } else if errno == EPIPE && path == nil {
+          throw OutputClosed()
+        } else if errno != EINTR {
+          throw VectorDBError.invalidInput(
+            source: path ?? "standard output", line: nil, reason: "cannot write (\(Self.lastError))"
+          )
+        }
+      }
     }
   }
 
   /// Flushes the file to disk and gives it its name.
   func commit() throws {
     guard let path, let temporary else { return }
-    do {
-      try handle.synchronize()
-      try handle.close()
-      if FileManager.default.fileExists(atPath: path) {
-        try FileManager.default.removeItem(atPath: path)
-      }
-      try FileManager.default.moveItem(atPath: temporary, toPath: path)
-    } catch {
+    let synced = fsync(descriptor) == 0
+    let closed = close(descriptor) == 0
+    descriptor = -1
+    guard synced, closed, rename(temporary, path) == 0 else {
       throw VectorDBError.invalidInput(
-        source: path, line: nil, reason: "cannot write (\(error.localizedDescription))")
+        source: path, line: nil, reason: "cannot write (\(Self.lastError))")
     }
   }
 }
+
+/// Standard output's reader went away (`vdb export | head`): the command stops, quietly
+/// and with exit 0, as `get` and `query` do (writes to a closed pipe fail without a word).
+struct OutputClosed: Error {}
 
 struct Backup: ParsableCommand {
   static let configuration = CommandConfiguration(

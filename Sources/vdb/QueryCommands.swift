@@ -81,12 +81,10 @@ struct Query: ParsableCommand {
         print("")
       }
     }
-    FileHandle.standardError.write(
-      Data(
-        String(
-          format: "%d queries in %.3f s (%.0f queries/s)\n", results.count, seconds,
-          Double(results.count) / max(seconds, 1e-9)
-        ).utf8))
+    Terminal.standardError(
+      String(
+        format: "%d queries in %.3f s (%.0f queries/s)\n", results.count, seconds,
+        Double(results.count) / max(seconds, 1e-9)))
   }
 
   private func show(_ result: QueryResult) throws {
@@ -210,12 +208,10 @@ struct Embed: ParsableCommand {
         print("\(text.prefix(50))\t[\(head), … \(vector.count) floats]")
       }
     }
-    FileHandle.standardError.write(
-      Data(
-        String(
-          format: "%d texts in %.3f s (%.0f/s)\n", inputs.count, seconds,
-          Double(inputs.count) / max(seconds, 1e-9)
-        ).utf8))
+    Terminal.standardError(
+      String(
+        format: "%d texts in %.3f s (%.0f/s)\n", inputs.count, seconds,
+        Double(inputs.count) / max(seconds, 1e-9)))
   }
 }
 

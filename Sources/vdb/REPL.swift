@@ -109,7 +109,7 @@ final class REPL {
       fflush(stdout)  // a command's output is whole when the next is read, pipes too
       if code != 0 && !interactive {
         let line = Terminal.escaped(trimmed.excerpt())
-        FileHandle.standardError.write(Data("error at line \(lineNumber): \(line)\n".utf8))
+        Terminal.standardError("error at line \(lineNumber): \(line)\n")
         throw ExitCode(code)
       }
     }

@@ -8,12 +8,32 @@ import VectorDB
 /// Printing for people (aligned tables, one-line errors) and for scripts (JSON).
 enum Terminal {
   static func error(_ message: String, hint: String?) {
-    FileHandle.standardError.write(Data("error: \(shown(message))\n".utf8))
-    if let hint { FileHandle.standardError.write(Data("hint: \(shown(hint))\n".utf8)) }
+    Terminal.standardError("error: \(shown(message))\n")
+    if let hint { Terminal.standardError("hint: \(shown(hint))\n") }
+  }
+
+  /// Writes `text` to standard error, unbuffered. A failure (a closed descriptor) is
+  /// ignored: there is nowhere left to report it, and FileHandle's `write` would end the
+  /// process instead.
+  static func standardError(_ text: String) {
+    fputs(text, stderr)
+  }
+
+  /// Whatever standard output still buffers, written; a failure to write there (a full
+  /// disk, a closed descriptor) is an error rather than exit 0 with output lost. A reader
+  /// that went away (`vdb get … | head`) is not: the command was done with it.
+  static func flushStandardOutput() throws {
+    errno = 0
+    guard fflush(stdout) != 0 || ferror(stdout) != 0 else { return }
+    let code = errno
+    guard code != EPIPE else { return }
+    throw CLIError(
+      message: "standard output: cannot write"
+        + (code == 0 ? "" : " (\(String(cString: strerror(code)).lowercased()))"))
   }
 
   static func warn(_ message: String) {
-    FileHandle.standardError.write(Data("warning: \(shown(message))\n".utf8))
+    Terminal.standardError("warning: \(shown(message))\n")
   }
 
   /// A message's lines with their control characters escaped: errors repeat ids and
@@ -287,13 +307,13 @@ final class ProgressLine {
     text =
       "\(label) \(String(format: "%3.0f%%", percent)) \(progress.done)/\(progress.total) \(unit), "
       + "\(speed), \(eta)\(extra)"
-    FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[2K" + text : text + "\n").utf8))
+    Terminal.standardError((isTerminal ? "\r\u{1B}[2K" + text : text + "\n"))
   }
 
   /// Ends the line on a terminal, leaving its last state on screen.
   func finish() {
     if isTerminal && lastPrint != .distantPast {
-      FileHandle.standardError.write(Data("\n".utf8))
+      Terminal.standardError("\n")
       lastPrint = .distantPast
     }
   }

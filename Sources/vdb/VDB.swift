@@ -62,6 +62,7 @@ struct VDB: ParsableCommand {
       }
       var command = try parseAsRoot()
       try command.run()
+      try Terminal.flushStandardOutput()
     } catch {
       Foundation.exit(report(error))
     }
@@ -82,6 +83,8 @@ struct VDB: ParsableCommand {
       return error.usage ? 2 : 1
     case let code as ExitCode:
       return code.rawValue
+    case is OutputClosed:
+      return 0
     case is CancellationError:
       Terminal.error(
         "interrupted" + (Interrupt.reached.map { " after \($0)" } ?? "")
@@ -150,7 +153,7 @@ struct DatabaseOptions: ParsableArguments {
     Fault.arm(path: path)
     func open(readOnly: Bool) throws -> Database {
       if ProcessInfo.processInfo.environment["VDB_TRACE"] != nil {
-        FileHandle.standardError.write(Data("trace: open database \(path)\n".utf8))
+        Terminal.standardError("trace: open database \(path)\n")
       }
       var options = Database.Options()
       options.create = false

@@ -580,4 +580,42 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertEqual(
       try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n", "and its owner reads it")
   }
+
+  func testStandardStreamsThatCannotBeUsedAreErrorsNotCrashes() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "-c", "c", "--id", "a", "--text", "t", "--db", db]).status, 0)
+    let vdb = "'\(Shell.binary)' --db '\(db)'"
+    let cases: [(script: String, status: Int32, stderr: String)] = [
+      (
+        "\(vdb) import - -c c < /", 1,
+        "error: <stdin>: cannot read: it is a directory, not a file\n"
+      ),
+      ("\(vdb) import - -c c <&-", 1, "error: <stdin>: cannot read: bad file descriptor\n"),
+      ("\(vdb) query -c c --file - < /", 1, "error: <stdin>: cannot read: it is a directory"),
+      (
+        "\(vdb) get -c c a > /dev/full", 1,
+        "error: standard output: cannot write (no space left on device)\n"
+      ),
+      (
+        "\(vdb) export -c c > /dev/full", 1,
+        "error: standard output: cannot write (no space left on device)\n"
+      ),
+      ("\(vdb) get -c c a >&-", 1, "error: standard output: cannot write (bad file descriptor)\n"),
+      // Nowhere to say it: the exit code does.
+      ("\(vdb) get -c missing a 2>&-", 1, ""),
+    ]
+    for (script, status, stderr) in cases {
+      let result = try Shell.run("/bin/bash", ["-c", script])
+      XCTAssertEqual(result.status, status, "\(script): \(result.stderr)")
+      XCTAssertTrue(
+        stderr.isEmpty ? result.stderr.isEmpty : result.stderr.hasPrefix(stderr),
+        "\(script): \(result.stderr)")
+    }
+    // A reader that went away is no error. Whether it left before the write (the export
+    // stops quietly) or after (the export ends as usual) is a race; both exit 0.
+    let gone = try Shell.run("/bin/bash", ["-c", "set -o pipefail; \(vdb) export -c c | true"])
+    XCTAssertEqual(gone.status, 0, gone.stderr)
+    XCTAssertTrue(["", "exported 1 document\n"].contains(gone.stderr), gone.stderr)
+  }
 }
