@@ -120,7 +120,11 @@ extension DocumentCollection {
     guard let settings = plan?.settings else {
       if batch.vectors != nil {
         throw VectorDBError.notAvailable(
-          collection: name, reason: "has no vectors (it was created without a model)")
+          collection: name,
+          reason:
+            "has no vectors (it was created without a model) to hold the ones given;"
+            + " given vectors go into a collection created for them"
+            + " (`vdb collections create \(name) --vectors DIMENSION --metric cosine|dot|l2`)")
       }
       return []
     }

@@ -618,4 +618,21 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertEqual(gone.status, 0, gone.stderr)
     XCTAssertTrue(["", "exported 1 document\n"].contains(gone.stderr), gone.stderr)
   }
+
+  func testGivenVectorsForACollectionWithoutVectorsNameTheWayOut() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let file = directory + "/vectors.jsonl"
+    try Data(#"{"id": "a", "text": "t", "vector": [1, 2, 3]}"#.utf8).write(
+      to: URL(fileURLWithPath: file))
+    let refused = try Shell.vdb(["import", file, "-c", "s", "--db", db])
+    assertNoCrash(refused, "import")
+    XCTAssertEqual(refused.status, 1, refused.stderr)
+    XCTAssertTrue(
+      refused.stderr.contains("`vdb collections create s --vectors DIMENSION --metric"),
+      refused.stderr)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "s", "--vectors", "3", "--db", db]).status, 0)
+    let imported = try Shell.vdb(["import", file, "-c", "s", "--db", db])
+    XCTAssertEqual(imported.status, 0, imported.stderr)
+  }
 }
