@@ -100,9 +100,27 @@ public final class Environment: @unchecked Sendable {
       }
       return live
     }
+    occupyStandardDescriptors()
     let environment = try Environment(path: path, options: options)
     registry[key] = WeakEnvironment(environment: environment)
     return environment
+  }
+
+  /// Puts `/dev/null` on standard input, output or error where the process has them
+  /// closed. Why: files open at the lowest free descriptor, so a process started with
+  /// `>&-` (a daemon launcher, a careless script) would get `lock.mdb` or `data.mdb` as
+  /// descriptor 1, and its next `print` would write into the database (SQLite guards the
+  /// same way). Output goes to a read-only and input to a write-only `/dev/null`, so
+  /// that the process's own writes and reads there still fail (`EBADF`) as on a closed
+  /// descriptor.
+  private static func occupyStandardDescriptors() {
+    for descriptor: Int32 in 0...2 where fcntl(descriptor, F_GETFD) == -1 && errno == EBADF {
+      let null = openNull(descriptor == 0 ? O_WRONLY : O_RDONLY)
+      if null >= 0 && null != descriptor {
+        dup2(null, descriptor)
+        close(null)
+      }
+    }
   }
 
   private init(path: String, options: Options) throws {
@@ -374,3 +392,6 @@ public struct Table: Sendable, Hashable {
   public let name: String
   let dbi: MDB_dbi
 }
+
+/// `/dev/null` opened with `flags` (at file scope, where `open` is the system call).
+private func openNull(_ flags: Int32) -> Int32 { open("/dev/null", flags) }

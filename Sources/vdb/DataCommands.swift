@@ -2,10 +2,6 @@ import ArgumentParser
 import Foundation
 import VectorDB
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 struct Export: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Write a collection's documents as JSON Lines (what `import` reads back).",
@@ -107,7 +103,7 @@ final class OutputFile {
     try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
       var offset = 0
       while offset < bytes.count {
-        let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        let written = systemWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
         if written >= 0 {
           offset += written
         } else if errno == EPIPE && path == nil {
@@ -132,6 +128,11 @@ final class OutputFile {
         source: path, line: nil, reason: "cannot write (\(Self.lastError))")
     }
   }
+}
+
+/// The system call `write` (inside `OutputFile`, the name is its method's).
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+  write(descriptor, bytes, count)
 }
 
 /// Standard output's reader went away (`vdb export | head`): the command stops, quietly

@@ -612,6 +612,18 @@ final class HostileInputTests: ShellTestCase {
         stderr.isEmpty ? result.stderr.isEmpty : result.stderr.hasPrefix(stderr),
         "\(script): \(result.stderr)")
     }
+    // With standard output closed, the database's files must not become descriptor 1:
+    // the count printed would land in lock.mdb (it did, through the shell's script mode).
+    let closed = try Shell.run("/bin/bash", ["-c", "echo 'count -c c' | \(vdb) >&-"])
+    XCTAssertEqual(closed.status, 1, closed.stderr)
+    let lock = try Data(contentsOf: URL(fileURLWithPath: db + "/lock.mdb"))
+    XCTAssertEqual(Array(lock.prefix(4)), [0xDE, 0xC0, 0xEF, 0xBE], "LMDB's lock file magic")
+    // Written, but its report could not be: exit 1.
+    XCTAssertEqual(
+      try Shell.run("/bin/bash", ["-c", "\(vdb) upsert -c c --id b --text u <&- >&- 2>&-"]).status,
+      1)
+    XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n")
     // A reader that went away is no error. Whether it left before the write (the export
     // stops quietly) or after (the export ends as usual) is a race; both exit 0.
     let gone = try Shell.run("/bin/bash", ["-c", "set -o pipefail; \(vdb) export -c c | true"])
