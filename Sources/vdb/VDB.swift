@@ -139,6 +139,10 @@ struct DatabaseOptions: ParsableArguments {
   @Option(name: .long, help: "Database directory (default: $VDB_PATH, else ./vdb.db).")
   var db: String?
 
+  func validate() throws {
+    if db?.isEmpty == true { throw ValidationError("--db is empty: give the database directory") }
+  }
+
   var path: String {
     db ?? Session.state?.databasePath
       ?? ProcessInfo.processInfo.environment["VDB_PATH"].flatMap { $0.isEmpty ? nil : $0 }

@@ -624,6 +624,9 @@ final class HostileInputTests: ShellTestCase {
       1)
     XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
     XCTAssertEqual(try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n")
+    let empty = try Shell.vdb(["status", "--db", ""])
+    XCTAssertEqual(empty.status, 2, empty.stderr)
+    XCTAssertTrue(empty.stderr.hasPrefix("error: --db is empty"), empty.stderr)
     // A reader that went away is no error. Whether it left before the write (the export
     // stops quietly) or after (the export ends as usual) is a race; both exit 0.
     let gone = try Shell.run("/bin/bash", ["-c", "set -o pipefail; \(vdb) export -c c | true"])
