@@ -9,9 +9,7 @@ public enum TextFile {
   /// - Throws: `VectorDBError.invalidInput` naming the file and why it cannot be read.
   public static func contents(_ path: String) throws -> Data {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else {
-      throw refusal(path, String(cString: strerror(errno)).lowercased())
-    }
+    guard descriptor >= 0 else { throw refusal(path) }
     defer { close(descriptor) }
     return try contents(of: descriptor, source: path)
   }
@@ -24,16 +22,18 @@ public enum TextFile {
     try contents(of: STDIN_FILENO, source: "<stdin>")
   }
 
-  private static func refusal(_ source: String, _ reason: String) -> VectorDBError {
+  /// "cannot read: `reason`", by default the system call's (`errno`) in words.
+  private static func refusal(
+    _ source: String, _ reason: String = String(cString: strerror(errno)).lowercased()
+  ) -> VectorDBError {
     .invalidInput(source: source, line: nil, reason: "cannot read: " + reason)
   }
 
   /// Everything `descriptor` gives until its end.
   private static func contents(of descriptor: Int32, source: String) throws -> Data {
     var status = stat()
-    guard fstat(descriptor, &status) == 0 else {
-      throw refusal(source, String(cString: strerror(errno)).lowercased())
-    }
+    guard fstat(descriptor, &status) == 0 else { throw refusal(source) }
+    let isRegular = status.st_mode & S_IFMT == S_IFREG
     switch status.st_mode & S_IFMT {
     case S_IFDIR: throw refusal(source, "it is a directory, not a file")
     case S_IFREG:
@@ -48,14 +48,14 @@ public enum TextFile {
       }
     default: break
     }
-    var data = Data(capacity: status.st_mode & S_IFMT == S_IFREG ? Int(status.st_size) : 0)
+    var data = Data(capacity: isRegular ? Int(status.st_size) : 0)
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
     while true {
       let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
       if count == 0 { return data }
       if count < 0 {
         if errno == EINTR { continue }
-        throw refusal(source, String(cString: strerror(errno)).lowercased())
+        throw refusal(source)
       }
       data.append(contentsOf: chunk[0..<count])
     }

@@ -307,7 +307,7 @@ final class ProgressLine {
     text =
       "\(label) \(String(format: "%3.0f%%", percent)) \(progress.done)/\(progress.total) \(unit), "
       + "\(speed), \(eta)\(extra)"
-    Terminal.standardError((isTerminal ? "\r\u{1B}[2K" + text : text + "\n"))
+    Terminal.standardError(isTerminal ? "\r\u{1B}[2K" + text : text + "\n")
   }
 
   /// Ends the line on a terminal, leaving its last state on screen.
