@@ -27,7 +27,7 @@ bin=.build-tests/x86_64-unknown-linux-gnu/release
 }
 # The parsers and what they need from their module (nothing that opens a database or
 # builds a model), by the module the target tests.
-vectordb=(VectorDBError JSONValue Document JSONLines CSVDocuments TextFile VectorFile Filter BEIR)
+vectordb=(VectorDBError JSONValue Document JSONLines CSVDocuments TextFile InputFile VectorFile Filter BEIR)
 vectordb=("${vectordb[@]/#/Sources/VectorDB/}")
 embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPieceTokenizer)
 # MappedPages is `package` in Tensor, which a module outside the package cannot see: the

@@ -82,18 +82,18 @@ extension DocumentCollection {
   /// `skipBadLines`, bad lines are reported in the result and the rest imported. The
   /// documents are then written in transactions of `batchSize`; if the process dies
   /// meanwhile, the batches written so far stay (re-running the import is safe: it
-  /// upserts).
+  /// upserts). A regular file is read twice, a chunk at a time, never whole (memory
+  /// does not grow with the file); another kind (a pipe) is read into memory.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (invalid UTF-8,
-  ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold);
-  ///   `.storage` for I/O errors.
+  ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold;
+  ///   the file changed while it was read); `.storage` for I/O errors.
   @discardableResult
   public func importJSONL(
     path: String, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
-    try importJSONL(
-      data: TextFile.contents(path), source: path, options: options, progress: progress)
+    try importJSONL(file: InputFile(path), options: options, progress: progress)
   }
 
   /// Imports JSON Lines documents from `data` (standard input, a download…) as
@@ -105,6 +105,15 @@ extension DocumentCollection {
     data: Data, source path: String, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
+    try importJSONL(file: InputFile(data, source: path), options: options, progress: progress)
+  }
+
+  /// The import itself: checks every line of `file`, then reads them again to write
+  /// them; the file must not change meanwhile.
+  func importJSONL(
+    file: InputFile, options: ImportOptions, progress: ((OperationProgress) throws -> Void)?
+  ) throws -> ImportReport {
+    let path = file.source
     let start = Date()
     var skipped: [ImportReport.SkippedLine] = []
     // Lines carry vectors all or none, of one length: the first good line decides. Each
@@ -113,7 +122,7 @@ extension DocumentCollection {
     // Each id's last good line: only that one is written.
     var lastLine: [String: Int] = [:]
     let settings = try database.collectionRecord(name)?.vectors
-    try JSONLines.forEach(in: data) { line, bytes in
+    try JSONLines.forEach(in: file) { line, bytes in
       do {
         let (document, vector) = try JSONLines.documentAndVector(
           from: bytes, source: path, line: line)
@@ -145,17 +154,24 @@ extension DocumentCollection {
       total: written.count, progress: progress)
     let skippedLines = Set(skipped.map(\.line))
     var superseded = 0
-    try JSONLines.forEach(in: data) { line, bytes in
+    try file.checkUnchanged()
+    try JSONLines.forEach(in: file) { line, bytes in
       guard !skippedLines.contains(line) else { return }
       guard written.contains(line) else {
         superseded += 1
         return
       }
-      let (document, vector) = try JSONLines.documentAndVector(
-        from: bytes, source: path, line: line)
+      let document: Document
+      let vector: [Float]?
+      do {
+        (document, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
+      } catch is VectorDBError {
+        throw file.changed(line: line)  // the line was good when it was checked
+      }
       try writer.add(document, vector: vector)
     }
     try writer.finish()
+    try file.checkUnchanged()
     return ImportReport(
       imported: writer.imported, superseded: superseded, skipped: skipped,
       seconds: Date().timeIntervalSince(start))
@@ -222,10 +238,12 @@ extension DocumentCollection {
   /// needs a `firstID` past the first's rows.
   ///
   /// The collection must hold given vectors of the file's dimension (create it with
-  /// `CollectionOptions.vectors(dimension:metric:)`).
+  /// `CollectionOptions.vectors(dimension:metric:)`). The file is read twice, a batch at
+  /// a time, never whole: every row is checked before the first is written.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file (and the row, for one of the
-  ///   wrong dimension or with NaN) before anything is written; `.notAvailable` for a
+  ///   wrong dimension or with NaN) before anything is written, or saying that the file
+  ///   changed while it was read; `.notAvailable` for a
   ///   collection whose vectors a model makes; `.storage`; what `progress` throws.
   @discardableResult
   public func importVectors(
@@ -233,33 +251,37 @@ extension DocumentCollection {
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
-    let (rows, _) = try VectorFile.read(path)
-    if let settings = try indexPlan()?.settings {
-      if let model = settings.model {
-        throw VectorDBError.notAvailable(
-          collection: name,
-          reason:
-            "embeds text with model \(model): vectors from a file would not compare with its own; import them into a collection of given vectors"
-        )
-      }
-      for (row, vector) in rows.enumerated() {
-        if let problem = settings.problem(with: vector) {
+    let file = try VectorFile.open(path)
+    let settings = try indexPlan()?.settings
+    if let model = settings?.model {
+      throw VectorDBError.notAvailable(
+        collection: name,
+        reason:
+          "embeds text with model \(model): vectors from a file would not compare with its own; import them into a collection of given vectors"
+      )
+    }
+    let batchSize = max(1, batchSize ?? ImportOptions.givenVectorsBatchSize)
+    // Every record is read and checked before the first is written, a batch at a time.
+    try file.forEachBatch(of: batchSize) { first, rows in
+      for (offset, vector) in rows.enumerated() {
+        if let problem = settings?.problem(with: vector) {
           throw VectorDBError.invalidInput(
-            source: path, line: row + 1, reason: "row \(row): \(problem)")
+            source: path, line: first + offset + 1, reason: "row \(first + offset): \(problem)")
         }
       }
     }
-    let batchSize = max(1, batchSize ?? ImportOptions.givenVectorsBatchSize)
+    try file.checkUnchanged()
     var done = 0
-    while done < rows.count {
-      let end = min(done + batchSize, rows.count)
+    while done < file.count {
+      let end = min(done + batchSize, file.count)
       try upsert(
         (done..<end).map { Document(id: String(firstID + $0), text: "") },
-        vectors: Array(rows[done..<end]))
+        vectors: try file.rows(done..<end))
       done = end
-      try progress?(OperationProgress(done: done, total: rows.count))
+      try progress?(OperationProgress(done: done, total: file.count))
     }
+    try file.checkUnchanged()
     return ImportReport(
-      imported: rows.count, superseded: 0, skipped: [], seconds: Date().timeIntervalSince(start))
+      imported: file.count, superseded: 0, skipped: [], seconds: Date().timeIntervalSince(start))
   }
 }

@@ -7,20 +7,57 @@ enum JSONLines {
   /// editors write one, and RFC 8259 lets a parser ignore it.
   static func forEach(in data: Data, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
     try data.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
-      var lineStart = all.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
       var lineNumber = 0
-      while lineStart < all.count {
-        lineNumber += 1
-        var lineEnd = lineStart
-        while lineEnd < all.count && all[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-        var contentEnd = lineEnd
-        if contentEnd > lineStart && all[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
-        let line = UnsafeRawBufferPointer(rebasing: all[lineStart..<contentEnd])
-        if line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) {
-          try body(lineNumber, line)
-        }
-        lineStart = lineEnd + 1
+      try forEachLine(in: all, atStart: true, numberedAfter: &lineNumber, body)
+    }
+  }
+
+  /// Calls `body` with each non-blank line of `file`, as `forEach(in: Data)` does, reading
+  /// a chunk at a time: memory holds a chunk and the line it cuts, not the file.
+  ///
+  /// - Throws: what `InputFile.forEachChunk` and `body` throw.
+  static func forEach(in file: InputFile, _ body: (Int, UnsafeRawBufferPointer) throws -> Void)
+    throws
+  {
+    var pending: [UInt8] = []  // the lines read but not yet passed on: up to a line end
+    var atStart = true
+    var lineNumber = 0
+    func passOn() throws {
+      try pending.withUnsafeBytes {
+        try forEachLine(in: $0, atStart: atStart, numberedAfter: &lineNumber, body)
       }
+      atStart = false
+      pending.removeAll(keepingCapacity: true)
+    }
+    try file.forEachChunk { chunk in
+      guard let lastEnd = chunk.lastIndex(of: UInt8(ascii: "\n")) else {
+        return pending.append(contentsOf: chunk)
+      }
+      pending.append(contentsOf: chunk[...lastEnd])
+      try passOn()
+      pending.append(contentsOf: chunk[(lastEnd + 1)...])
+    }
+    try passOn()
+  }
+
+  /// Calls `body` with each non-blank line of `bytes`, numbering them from `lineNumber` + 1
+  /// (and leaving it at the last line's number); a byte order mark is skipped `atStart`.
+  private static func forEachLine(
+    in bytes: UnsafeRawBufferPointer, atStart: Bool, numberedAfter lineNumber: inout Int,
+    _ body: (Int, UnsafeRawBufferPointer) throws -> Void
+  ) throws {
+    var lineStart = atStart && bytes.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
+    while lineStart < bytes.count {
+      lineNumber += 1
+      var lineEnd = lineStart
+      while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+      var contentEnd = lineEnd
+      if contentEnd > lineStart && bytes[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
+      let line = UnsafeRawBufferPointer(rebasing: bytes[lineStart..<contentEnd])
+      if line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) {
+        try body(lineNumber, line)
+      }
+      lineStart = lineEnd + 1
     }
   }
 

@@ -23,14 +23,14 @@ public enum TextFile {
   }
 
   /// "cannot read: `reason`", by default the system call's (`errno`) in words.
-  private static func refusal(
+  static func refusal(
     _ source: String, _ reason: String = String(cString: strerror(errno)).lowercased()
   ) -> VectorDBError {
     .invalidInput(source: source, line: nil, reason: "cannot read: " + reason)
   }
 
   /// Everything `descriptor` gives until its end.
-  private static func contents(of descriptor: Int32, source: String) throws -> Data {
+  static func contents(of descriptor: Int32, source: String) throws -> Data {
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw refusal(source) }
     let isRegular = status.st_mode & S_IFMT == S_IFREG

@@ -24,10 +24,25 @@ public enum VectorFile {
   public static func read(_ path: String, limit: Int = .max) throws -> (
     rows: [[Float]], dimension: Int
   ) {
-    let data = try TextFile.contents(path)
+    let file = try open(path)
+    return (try file.all(limit: limit), file.dimension)
+  }
+
+  /// The `.fvecs` or `.npy` file at `path`, its shape read, its rows left to read a
+  /// range at a time: memory holds the rows asked for, not the file.
+  ///
+  /// ```swift
+  /// let file = try VectorFile.open("base.fvecs")
+  /// let first = try file.rows(0..<min(1_000, file.count))
+  /// ```
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the file and the problem its header
+  ///   or first record shows (see `read`); the rest of the file is checked as it is read.
+  public static func open(_ path: String) throws -> Rows<Float> {
+    let file = try InputFile(path)
     switch URL(fileURLWithPath: path).pathExtension.lowercased() {
-    case "fvecs": return try records(data, path: path, limit: limit) { Float(bitPattern: $0) }
-    case "npy": return try npy(data, path: path, limit: limit)
+    case "fvecs": return try records(file) { Float(bitPattern: $0) }
+    case "npy": return try npy(file)
     default:
       throw VectorDBError.invalidInput(
         source: path, line: nil, reason: "expected a .fvecs or .npy file")
@@ -45,9 +60,60 @@ public enum VectorFile {
     guard URL(fileURLWithPath: path).pathExtension.lowercased() == "ivecs" else {
       throw VectorDBError.invalidInput(source: path, line: nil, reason: "expected an .ivecs file")
     }
-    return try records(try TextFile.contents(path), path: path, limit: limit) {
-      Int32(bitPattern: $0)
+    let file = try records(InputFile(path)) { Int32(bitPattern: $0) }
+    return (try file.all(limit: limit), file.dimension)
+  }
+
+  /// The rows of a vector file, read a range at a time (from ``VectorFile/open(_:)``).
+  public struct Rows<Element> {
+    /// Rows in the file.
+    public let count: Int
+    /// Elements in a row.
+    public let dimension: Int
+    fileprivate let file: InputFile
+    /// What is wrong past the last whole row (a truncated record), found once all rows
+    /// were read.
+    fileprivate let trailing: VectorDBError?
+    fileprivate let read: (Range<Int>) throws -> [[Element]]
+
+    /// The rows in `range` (within `0..<count`), read now.
+    ///
+    /// - Throws: `VectorDBError.invalidInput` naming the file and the first bad record
+    ///   in `range` (a changing dimension), or saying the file changed since it was opened.
+    public func rows(_ range: Range<Int>) throws -> [[Element]] {
+      precondition(range.lowerBound >= 0 && range.upperBound <= count, "rows out of range")
+      do {
+        return try read(range)
+      } catch {
+        try file.checkUnchanged()  // a change explains a bad record better than the record
+        throw error
+      }
     }
+
+    /// Calls `body` with each batch of up to `size` rows in turn and the number of its
+    /// first row; then throws what is wrong past the last whole row, if anything.
+    public func forEachBatch(of size: Int, _ body: (Int, [[Element]]) throws -> Void) throws {
+      var done = 0
+      while done < count {
+        let end = min(done + max(1, size), count)
+        try body(done, try rows(done..<end))
+        done = end
+      }
+      if let trailing { throw trailing }
+    }
+
+    /// The first `limit` rows (all by default), checked as `forEachBatch` checks them;
+    /// what lies past them is not read.
+    func all(limit: Int = .max) throws -> [[Element]] {
+      guard limit > count else { return try rows(0..<max(limit, 0)) }
+      var rows: [[Element]] = []
+      rows.reserveCapacity(count)
+      try forEachBatch(of: 10_000) { rows += $1 }
+      return rows
+    }
+
+    /// - Throws: `VectorDBError.invalidInput` if the file changed since it was opened.
+    public func checkUnchanged() throws { try file.checkUnchanged() }
   }
 
   /// The bytes of a `.npy` file (format 1.0, `<f4`, C order) holding `rows`, each of
@@ -94,78 +160,98 @@ public enum VectorFile {
   }
 
   /// TEXMEX records (`.fvecs`, `.ivecs`): per row a little-endian Int32 dimension, then
-  /// that many 32-bit words, each made an element by `element`.
+  /// that many 32-bit words, each made an element by `element`. Every record has the
+  /// first one's dimension, so row `i` starts at `i` × (4 + 4 × dimension).
   static func records<Element>(
-    _ data: Data, path: String, limit: Int, _ element: (UInt32) -> Element
-  ) throws -> (rows: [[Element]], dimension: Int) {
+    _ file: InputFile, _ element: @escaping (UInt32) -> Element
+  ) throws -> Rows<Element> {
+    let path = file.source
+    func fail(_ record: Int, _ reason: String) -> VectorDBError {
+      .invalidInput(source: path, line: record, reason: reason)
+    }
     // Not "dimension 0" later on: a file without records has no dimension.
-    guard !data.isEmpty else {
+    guard file.size > 0 else {
       throw VectorDBError.invalidInput(source: path, line: nil, reason: "the file holds no vectors")
     }
-    return try data.withUnsafeBytes { bytes in
-      var rows: [[Element]] = []
-      var offset = 0
-      var dimension = -1
-      while offset < bytes.count && rows.count < limit {
-        guard offset + 4 <= bytes.count else {
-          throw VectorDBError.invalidInput(
-            source: path, line: rows.count + 1, reason: "truncated record")
-        }
-        let d = Int(
-          Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
-        guard (1...maxDimension).contains(d) else {
-          throw VectorDBError.invalidInput(
-            source: path, line: rows.count + 1,
-            reason: "record of dimension \(d); it must be in 1...\(maxDimension)")
-        }
-        if dimension < 0 { dimension = d }
-        guard d == dimension else {
-          throw VectorDBError.invalidInput(
-            source: path, line: rows.count + 1,
-            reason: "record of dimension \(d); earlier records have \(dimension)")
-        }
-        guard offset + 4 + 4 * d <= bytes.count else {
-          throw VectorDBError.invalidInput(
-            source: path, line: rows.count + 1, reason: "truncated record")
-        }
-        rows.append(
-          (0..<d).map {
+    /// The problem with record `number` (from 1) of dimension `d`, if it has one.
+    func problem(_ d: Int, record number: Int, expected dimension: Int?) -> VectorDBError? {
+      guard (1...maxDimension).contains(d) else {
+        return fail(number, "record of dimension \(d); it must be in 1...\(maxDimension)")
+      }
+      guard let dimension, d != dimension else { return nil }
+      return fail(number, "record of dimension \(d); earlier records have \(dimension)")
+    }
+    func recordDimension(at offset: Int) throws -> Int {
+      Int(
+        Int32(
+          littleEndian: try file.bytes(at: offset, count: 4).withUnsafeBytes {
+            $0.loadUnaligned(as: Int32.self)
+          }))
+    }
+    guard file.size >= 4 else { throw fail(1, "truncated record") }
+    let dimension = try recordDimension(at: 0)
+    if let problem = problem(dimension, record: 1, expected: nil) { throw problem }
+    let stride = 4 + 4 * dimension
+    let count = file.size / stride
+    // Past the last whole record: another dimension's record, or a truncated one.
+    let rest = file.size - count * stride
+    let trailing =
+      rest == 0
+      ? nil
+      : (rest >= 4
+        ? problem(try recordDimension(at: count * stride), record: count + 1, expected: dimension)
+        : nil) ?? fail(count + 1, "truncated record")
+    return Rows(count: count, dimension: dimension, file: file, trailing: trailing) { range in
+      try file.bytes(at: range.lowerBound * stride, count: range.count * stride).withUnsafeBytes {
+        raw in
+        try (0..<range.count).map { row in
+          let d = Int(
+            Int32(littleEndian: raw.loadUnaligned(fromByteOffset: row * stride, as: Int32.self)))
+          if let problem = problem(d, record: range.lowerBound + row + 1, expected: dimension) {
+            throw problem
+          }
+          return (0..<dimension).map {
             element(
               UInt32(
-                littleEndian: bytes.loadUnaligned(
-                  fromByteOffset: offset + 4 + 4 * $0, as: UInt32.self)))
-          })
-        offset += 4 + 4 * d
+                littleEndian: raw.loadUnaligned(
+                  fromByteOffset: row * stride + 4 + 4 * $0, as: UInt32.self)))
+          }
+        }
       }
-      return (rows, max(dimension, 0))
     }
   }
 
-  static func npy(_ data: Data, path: String, limit: Int) throws -> (
-    rows: [[Float]], dimension: Int
-  ) {
+  /// The longest `.npy` header read. NumPy's own reader refuses headers past 10,000 bytes;
+  /// without a bound a hostile header length would have the reader allocate it.
+  static let maxNpyHeader = 1 << 20
+
+  /// A `.npy` file's rows (see `read`).
+  static func npy(_ file: InputFile) throws -> Rows<Float> {
+    let path = file.source
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: path, line: nil, reason: reason)
     }
     let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
-    guard data.count >= 10, Array(data.prefix(6)) == magic else { throw fail("not a .npy file") }
-    let major = data[data.startIndex + 6]
+    let prefix = try file.bytes(at: 0, count: min(file.size, 12))
+    guard prefix.count >= 10, prefix.starts(with: magic) else { throw fail("not a .npy file") }
+    let major = prefix[6]
     let headerLength: Int
     let headerStart: Int
     guard (1...3).contains(major) else { throw fail("unsupported .npy version \(major)") }
     if major == 1 {
-      headerLength = Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
+      headerLength = Int(prefix[8]) | Int(prefix[9]) << 8
       headerStart = 10
     } else {
-      guard data.count >= 12 else { throw fail("truncated header") }
-      headerLength = (0..<4).reduce(0) { $0 | Int(data[data.startIndex + 8 + $1]) << (8 * $1) }
+      guard prefix.count >= 12 else { throw fail("truncated header") }
+      headerLength = (0..<4).reduce(0) { $0 | Int(prefix[8 + $1]) << (8 * $1) }
       headerStart = 12
     }
-    guard headerStart + headerLength <= data.count else { throw fail("truncated header") }
+    guard headerStart + headerLength <= file.size else { throw fail("truncated header") }
+    guard headerLength <= maxNpyHeader else {
+      throw fail("a header of \(headerLength) bytes; at most \(maxNpyHeader) are read")
+    }
     let header = String(
-      decoding: data[
-        (data.startIndex + headerStart)..<(data.startIndex + headerStart + headerLength)],
-      as: UTF8.self)
+      decoding: try file.bytes(at: headerStart, count: headerLength), as: UTF8.self)
     // The element: float32 as stored, or float64 rounded to float32 (NumPy's default
     // float, what `numpy.save` writes for most computed matrices).
     let width: Int
@@ -212,32 +298,47 @@ public enum VectorFile {
     // not make the reader promise more memory than the file holds.
     let start = headerStart + headerLength
     let (values, overflow) = count.multipliedReportingOverflow(by: dimension)
-    guard !overflow, values <= (data.count - start) / width else {
+    guard !overflow, values <= (file.size - start) / width else {
       throw fail(
-        "truncated data: the shape (\(count), \(dimension)) needs more than the \(data.count - start) bytes after the header"
+        "truncated data: the shape (\(count), \(dimension)) needs more than the \(file.size - start) bytes after the header"
       )
     }
     // More bytes than the shape holds: another shape was meant, or two arrays were
     // joined; either way rows would be lost without a word.
-    guard values * width == data.count - start else {
+    guard values * width == file.size - start else {
       throw fail(
-        "the shape (\(count), \(dimension)) holds \(values * width) bytes but \(data.count - start) follow the header"
+        "the shape (\(count), \(dimension)) holds \(values * width) bytes but \(file.size - start) follow the header"
       )
     }
-    return data.withUnsafeBytes { bytes in
-      func value(_ row: Int, _ column: Int) -> Float {
-        let offset = start + width * (fortran ? column * count + row : row * dimension + column)
-        return width == 4
-          ? Float(
-            bitPattern: UInt32(
-              littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-          : Float(
-            Double(
-              bitPattern: UInt64(
-                littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))))
+    func value(_ raw: UnsafeRawBufferPointer, _ index: Int) -> Float {
+      width == 4
+        ? Float(
+          bitPattern: UInt32(
+            littleEndian: raw.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)))
+        : Float(
+          Double(
+            bitPattern: UInt64(
+              littleEndian: raw.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self))))
+    }
+    return Rows(count: count, dimension: dimension, file: file, trailing: nil) { range in
+      guard fortran else {
+        return try file.bytes(
+          at: start + width * range.lowerBound * dimension, count: width * range.count * dimension
+        ).withUnsafeBytes { raw in
+          (0..<range.count).map { row in (0..<dimension).map { value(raw, row * dimension + $0) } }
+        }
       }
-      let rows = (0..<min(count, limit)).map { row in (0..<dimension).map { value(row, $0) } }
-      return (rows, dimension)
+      // Column-major: each column's part of the range lies in one piece.
+      var rows = [[Float]](
+        repeating: [Float](repeating: 0, count: dimension), count: range.count)
+      for column in 0..<dimension {
+        try file.bytes(
+          at: start + width * (column * count + range.lowerBound), count: width * range.count
+        ).withUnsafeBytes { raw in
+          for row in 0..<range.count { rows[row][column] = value(raw, row) }
+        }
+      }
+      return rows
     }
   }
 }

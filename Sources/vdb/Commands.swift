@@ -184,17 +184,21 @@ struct Import: ParsableCommand {
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
-    let data = try readInput(path)
+    // Standard input is read whole; a file a chunk at a time, twice.
+    let data = path == "-" ? try TextFile.standardInput() : nil
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report): (DocumentCollection, ImportReport)
     do {
-      (collection, report) = try database.open().writing(into: try target.name()) {
-        (
-          $0,
-          try $0.importJSONL(data: data, source: inputName(path), options: options) {
-            try bar.update($0)
+      (collection, report) = try database.open().writing(into: try target.name()) { collection in
+        let report =
+          if let data {
+            try collection.importJSONL(data: data, source: inputName(path), options: options) {
+              try bar.update($0)
+            }
+          } else {
+            try collection.importJSONL(path: path, options: options) { try bar.update($0) }
           }
-        )
+        return (collection, report)
       }
     } catch VectorDBError.invalidInput(_, 1, let reason)
       where [".csv", ".tsv"].contains(where: { path.lowercased().hasSuffix($0) })
@@ -485,7 +489,7 @@ struct Status: ParsableCommand {
 extension Import {
   private func importVectors(_ path: String) throws {
     let db = try database.open()  // before the file: a missing database is named at once
-    let (_, dimension) = try VectorFile.read(path)
+    let dimension = try VectorFile.open(path).dimension
     let name = try target.name()
     // An existing collection keeps its metric unless --metric asks for another (an error).
     let options: CollectionOptions? =

@@ -210,6 +210,92 @@ final class ImportTests: XCTestCase {
     XCTAssertEqual(done, [4_000, 8_000, 10_001], "a batch size given is kept")
   }
 
+  /// A file is read a chunk at a time, twice, never whole: lines cut by a chunk's end
+  /// (a byte order mark, CRLF, blank lines, a line longer than a chunk) come out as from
+  /// the file in memory, and a pipe, which cannot be read twice, is read whole.
+  func testAFileIsReadAChunkAtATime() throws {
+    let lines = [
+      "", #"{"_id": "1", "text": "first"}"#, "  ",
+      #"{"_id": "2", "text": "\#(String(repeating: "é", count: 40))"}"#,
+      "", #"{"_id": "3", "text": "last, without a line end"}"#,
+    ]
+    let path = directory + "/chunks.jsonl"
+    let data = Data([0xEF, 0xBB, 0xBF] + Array(lines.joined(separator: "\r\n").utf8))
+    try data.write(to: URL(fileURLWithPath: path))
+    var whole: [String] = []
+    try JSONLines.forEach(in: data) {
+      whole.append("\($0): " + String(decoding: $1, as: UTF8.self))
+    }
+    XCTAssertEqual(whole.map { $0.prefix(2) }, ["2:", "4:", "6:"])
+    for chunkSize in [1, 2, 3, 7, 64, 1 << 20] {
+      let file = try InputFile(path, chunkSize: chunkSize)
+      var read: [String] = []
+      try JSONLines.forEach(in: file) {
+        read.append("\($0): " + String(decoding: $1, as: UTF8.self))
+      }
+      XCTAssertEqual(read, whole, "chunks of \(chunkSize) bytes")
+      let database = try Database(path: directory + "/db\(chunkSize)")
+      let report = try database.collection("c").importJSONL(
+        file: file, options: ImportOptions(), progress: nil)
+      XCTAssertEqual(report.imported, 3)
+      XCTAssertEqual(try database.collection("c").get("3")?.text, "last, without a line end")
+    }
+
+    let fifo = directory + "/fifo.jsonl"
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    let writer = Thread {
+      // Opening blocks until the import opens the pipe to read it.
+      if let handle = FileHandle(forWritingAtPath: fifo) {
+        handle.write(data)
+        try? handle.close()
+      }
+    }
+    writer.start()
+    let docs = try collection()
+    XCTAssertEqual(try docs.importJSONL(path: fifo).imported, 3, "a pipe is read whole")
+    XCTAssertEqual(try docs.get("2")?.text, String(repeating: "é", count: 40))
+  }
+
+  /// Another process writing the file between or during the two reads stops the import
+  /// with an error saying so, never a mix of two versions, nor "bad line" for a good one.
+  func testAFileThatChangesDuringTheImportIsAnError() throws {
+    let path = try file("changing.jsonl", (1...3).map { #"{"_id": "\#($0)", "text": "t"}"# })
+    var options = ImportOptions()
+    options.batchSize = 1
+    let docs = try collection()
+    // Read 16 bytes at a time, the import meets the change on its next read; read whole
+    // (a chunk of 4 MiB), when it looks again at the end.
+    for (chunkSize, written) in [(16, 1), (4 << 20, 3)] {
+      let original = try Data(contentsOf: URL(fileURLWithPath: path))
+      try docs.delete(["1", "2", "3"])
+      XCTAssertThrowsError(
+        try docs.importJSONL(file: InputFile(path, chunkSize: chunkSize), options: options) {
+          if $0.done == 1 { try Data("not json\n".utf8).write(to: URL(fileURLWithPath: path)) }
+        }
+      ) { error in
+        XCTAssertEqual(
+          "\(error)",
+          "\(path): the file changed while it was read (another process wrote it); run again")
+      }
+      XCTAssertEqual(try docs.count(), written, "the batches read before the change stay")
+      try original.write(to: URL(fileURLWithPath: path))
+    }
+
+    let vectors = try Database(path: directory + "/db").collection(
+      "v", options: .vectors(dimension: 2, metric: .l2))
+    let fvecs = directory + "/rows.fvecs"
+    try VectorFile.fvecsBytes((0..<3).map { [Float($0), 1] }).write(to: URL(fileURLWithPath: fvecs))
+    XCTAssertThrowsError(
+      try vectors.importVectors(path: fvecs, batchSize: 1) { progress in
+        if progress.done == 1 {
+          try VectorFile.fvecsBytes([[9, 9]]).write(to: URL(fileURLWithPath: fvecs))
+        }
+      }
+    ) { error in
+      XCTAssertTrue("\(error)".contains("the file changed while it was read"), "\(error)")
+    }
+  }
+
   func testSciFactCorpus() throws {
     let scifact = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
       .appendingPathComponent("../../../shared/datasets/scifact").standardized.path

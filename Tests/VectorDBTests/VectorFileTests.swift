@@ -44,6 +44,46 @@ final class VectorFileTests: XCTestCase {
   /// What `numpy.save` writes for a float matrix: float64 (NumPy's default float) is read
   /// rounded to float32, Fortran order (a transposed array) in row order; other dtypes are
   /// refused by name.
+  /// A file opened is read a range of rows at a time, from disk: the ranges put together
+  /// are the whole file, in either format; a file cut short since it was opened says so.
+  func testRowsAreReadARangeAtATime() throws {
+    let path = siftsmall + "/siftsmall_base.fvecs"
+    let (rows, dimension) = try VectorFile.read(path)
+    let npy = directory + "/base.npy"
+    try VectorFile.npyBytes(rows, dimension: dimension).write(to: URL(fileURLWithPath: npy))
+    for path in [path, npy] {
+      let file = try VectorFile.open(path)
+      XCTAssertEqual(file.count, 10_000)
+      XCTAssertEqual(file.dimension, 128)
+      XCTAssertEqual(try file.rows(0..<3_333) + file.rows(3_333..<10_000), rows, path)
+      XCTAssertEqual(try file.rows(9_999..<10_000), [rows[9_999]], path)
+      var batches: [Int] = []
+      var read: [[Float]] = []
+      try file.forEachBatch(of: 4_000) {
+        batches.append($0)
+        read += $1
+      }
+      XCTAssertEqual(batches, [0, 4_000, 8_000], path)
+      XCTAssertEqual(read, rows, path)
+    }
+
+    // A record of another dimension after the last whole record is named as such.
+    let mixed = directory + "/mixed.fvecs"
+    try VectorFile.fvecsBytes([[1, 2, 3, 4], [5, 6]]).write(to: URL(fileURLWithPath: mixed))
+    XCTAssertThrowsError(try VectorFile.read(mixed)) {
+      XCTAssertEqual("\($0)", "\(mixed):2: record of dimension 2; earlier records have 4")
+    }
+
+    let cut = directory + "/cut.fvecs"
+    try VectorFile.fvecsBytes(rows).write(to: URL(fileURLWithPath: cut))
+    let file = try VectorFile.open(cut)
+    XCTAssertEqual(truncate(cut, 1_000), 0)
+    XCTAssertThrowsError(try file.rows(0..<10)) {
+      XCTAssertEqual(
+        "\($0)", "\(cut): the file changed while it was read (another process wrote it); run again")
+    }
+  }
+
   func testNumPyFloat64AndFortranOrder() throws {
     let rows: [[Double]] = [[1, 2.5, -3], [0.1, 1e-3, 7]]
     func npy(_ descr: String, fortran: Bool, _ bytes: Data) throws -> String {
@@ -70,6 +110,7 @@ final class VectorFileTests: XCTestCase {
       let read = try VectorFile.read(path)
       XCTAssertEqual(read.rows, expected, name)
       XCTAssertEqual(read.dimension, 3, name)
+      XCTAssertEqual(try VectorFile.open(path).rows(1..<2), [expected[1]], name)
     }
     // A float64 file's length is checked in its own element size.
     let short = try npy("<f8", fortran: false, bytes(Array(cOrder.dropLast())) { $0 })
