@@ -170,6 +170,14 @@ final class VectorFileTests: XCTestCase {
     assertRefused(
       wideNpy, line: nil,
       "the dimension in the shape must be a whole number in 1...65536; it is 70000")
+    // A header longer than any NumPy writes is not read into memory.
+    let longHeader = directory + "/long-header.npy"
+    let length = VectorFile.maxNpyHeader + 1
+    try
+      (Data([0x93] + Array("NUMPY".utf8) + [2, 0])
+      + Data((0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) })
+      + Data(count: length)).write(to: URL(fileURLWithPath: longHeader))
+    assertRefused(longHeader, line: nil, "a header of 1048577 bytes; at most 1048576 are read")
     // The widest a collection holds is read.
     let widest = directory + "/widest.fvecs"
     try VectorFile.fvecsBytes([[Float](repeating: 1, count: 65_536)])
