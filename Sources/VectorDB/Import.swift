@@ -86,8 +86,9 @@ extension DocumentCollection {
   /// does not grow with the file); another kind (a pipe) is read into memory.
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (invalid UTF-8,
-  ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold;
-  ///   the file changed while it was read); `.storage` for I/O errors.
+  ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold,
+  ///   a line longer than 256 MiB; the file changed while it was read); `.storage` for
+  ///   I/O errors.
   @discardableResult
   public func importJSONL(
     path: String, options: ImportOptions = ImportOptions(),

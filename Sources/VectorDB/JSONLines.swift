@@ -12,10 +12,17 @@ enum JSONLines {
     }
   }
 
+  /// The longest line read from a file a chunk at a time (256 MiB). Without a bound, a
+  /// file with no line end (a disk image, a sparse file) would be gathered as one line
+  /// until memory runs out; a document's text is embedded from its first few hundred
+  /// tokens, and a vector of 65,536 floats is a few MiB of JSON.
+  static let maxLineLength = 256 << 20
+
   /// Calls `body` with each non-blank line of `file`, as `forEach(in: Data)` does, reading
   /// a chunk at a time: memory holds a chunk and the line it cuts, not the file.
   ///
-  /// - Throws: what `InputFile.forEachChunk` and `body` throw.
+  /// - Throws: `VectorDBError.invalidInput` naming the file and line for a line longer
+  ///   than ``maxLineLength``; what `InputFile.forEachChunk` and `body` throw.
   static func forEach(in file: InputFile, _ body: (Int, UnsafeRawBufferPointer) throws -> Void)
     throws
   {
@@ -31,7 +38,13 @@ enum JSONLines {
     }
     try file.forEachChunk { chunk in
       guard let lastEnd = chunk.lastIndex(of: UInt8(ascii: "\n")) else {
-        return pending.append(contentsOf: chunk)
+        pending.append(contentsOf: chunk)
+        guard pending.count <= maxLineLength else {
+          throw VectorDBError.invalidInput(
+            source: file.source, line: lineNumber + 1,
+            reason: "a line longer than \(maxLineLength >> 20) MiB: is this JSON Lines?")
+        }
+        return
       }
       pending.append(contentsOf: chunk[...lastEnd])
       try passOn()

@@ -256,6 +256,17 @@ final class ImportTests: XCTestCase {
     XCTAssertEqual(try docs.get("2")?.text, String(repeating: "é", count: 40))
   }
 
+  /// A file without line ends (a sparse file here, a disk image) is refused at the
+  /// longest line read, not gathered until memory runs out.
+  func testAFileWithoutLineEndsIsRefusedNotGathered() throws {
+    let path = directory + "/image.jsonl"
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
+    XCTAssertEqual(truncate(path, off_t(JSONLines.maxLineLength + (8 << 20))), 0)
+    XCTAssertThrowsError(try collection().importJSONL(path: path)) { error in
+      XCTAssertEqual("\(error)", "\(path):1: a line longer than 256 MiB: is this JSON Lines?")
+    }
+  }
+
   /// Another process writing the file between or during the two reads stops the import
   /// with an error saying so, never a mix of two versions, nor "bad line" for a good one.
   func testAFileThatChangesDuringTheImportIsAnError() throws {
