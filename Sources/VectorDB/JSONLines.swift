@@ -26,18 +26,16 @@ enum JSONLines {
   static func forEach(in file: InputFile, _ body: (Int, UnsafeRawBufferPointer) throws -> Void)
     throws
   {
-    var pending: [UInt8] = []  // the lines read but not yet passed on: up to a line end
+    var pending: [UInt8] = []  // the start of a line a chunk's end cut
     var atStart = true
     var lineNumber = 0
-    func passOn() throws {
-      try pending.withUnsafeBytes {
-        try forEachLine(in: $0, atStart: atStart, numberedAfter: &lineNumber, body)
-      }
+    func passOn(_ lines: UnsafeRawBufferPointer) throws {
+      try forEachLine(in: lines, atStart: atStart, numberedAfter: &lineNumber, body)
       atStart = false
-      pending.removeAll(keepingCapacity: true)
     }
+    let lineEnd = UInt8(ascii: "\n")
     try file.forEachChunk { chunk in
-      guard let lastEnd = chunk.lastIndex(of: UInt8(ascii: "\n")) else {
+      guard let lastEnd = chunk.lastIndex(of: lineEnd) else {
         pending.append(contentsOf: chunk)
         guard pending.count <= maxLineLength else {
           throw VectorDBError.invalidInput(
@@ -46,11 +44,18 @@ enum JSONLines {
         }
         return
       }
-      pending.append(contentsOf: chunk[...lastEnd])
-      try passOn()
+      // The chunk's whole lines are passed on where they lie; only a cut line is copied.
+      var whole = 0..<(lastEnd + 1)
+      if !pending.isEmpty, let firstEnd = chunk.firstIndex(of: lineEnd) {
+        pending.append(contentsOf: chunk[...firstEnd])
+        try pending.withUnsafeBytes { try passOn($0) }
+        pending.removeAll(keepingCapacity: true)
+        whole = (firstEnd + 1)..<(lastEnd + 1)
+      }
+      try passOn(UnsafeRawBufferPointer(rebasing: chunk[whole]))
       pending.append(contentsOf: chunk[(lastEnd + 1)...])
     }
-    try passOn()
+    try pending.withUnsafeBytes { try passOn($0) }
   }
 
   /// Calls `body` with each non-blank line of `bytes`, numbering them from `lineNumber` + 1
