@@ -162,13 +162,11 @@ extension DocumentCollection {
         superseded += 1
         return
       }
-      let document: Document
-      let vector: [Float]?
-      do {
-        (document, vector) = try JSONLines.documentAndVector(from: bytes, source: path, line: line)
-      } catch is VectorDBError {
-        throw file.changed(line: line)  // the line was good when it was checked
-      }
+      // The line was good when it was checked.
+      guard
+        let (document, vector) = try? JSONLines.documentAndVector(
+          from: bytes, source: path, line: line)
+      else { throw file.changed(line: line) }
       try writer.add(document, vector: vector)
     }
     try writer.finish()
@@ -244,8 +242,8 @@ extension DocumentCollection {
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file (and the row, for one of the
   ///   wrong dimension or with NaN) before anything is written, or saying that the file
-  ///   changed while it was read; `.notAvailable` for a
-  ///   collection whose vectors a model makes; `.storage`; what `progress` throws.
+  ///   changed while it was read; `.notAvailable` for a collection whose vectors a model
+  ///   makes; `.storage`; what `progress` throws.
   @discardableResult
   public func importVectors(
     path: String, batchSize: Int? = nil, firstID: Int = 0,
