@@ -119,20 +119,32 @@ public enum VectorFile {
   /// The bytes of a `.npy` file (format 1.0, `<f4`, C order) holding `rows`, each of
   /// `dimension` floats: what NumPy's `np.load` reads.
   public static func npyBytes(_ rows: [[Float]], dimension: Int) -> Data {
-    var header =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(dimension)), }"
-    // Magic (6) + version (2) + length (2) + header + "\n" is a multiple of 64.
-    header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
-    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-    data.append(contentsOf: [UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)])
-    data.append(contentsOf: Array(header.utf8))
+    var data = npyHeader(rows: rows.count, dimension: dimension)
     data.reserveCapacity(data.count + rows.count * dimension * 4)
-    for row in rows {
-      row.withUnsafeBufferPointer { floats in
-        for value in floats {
-          withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
-        }
-      }
+    for row in rows { data.append(littleEndianBytes(row)) }
+    return data
+  }
+
+  /// Bytes in the header ``npyHeader(rows:dimension:)`` writes, whatever the shape.
+  public static let npyHeaderLength = 128
+
+  /// The header of a `.npy` file (format 1.0, `<f4`, C order) of `rows` rows of `dimension`
+  /// floats, always ``npyHeaderLength`` bytes: room for any shape, so a writer that does
+  /// not know the number of rows yet writes it first and again at the end.
+  public static func npyHeader(rows: Int, dimension: Int) -> Data {
+    let prefix = [0x93] + Array("NUMPY".utf8) + [1, 0]  // magic, version 1.0
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(dimension)), }"
+    // Spaces and a line end pad the header to its length, as NumPy pads to 64 bytes.
+    let room = npyHeaderLength - prefix.count - 2
+    header += String(repeating: " ", count: room - header.utf8.count - 1) + "\n"
+    return Data(prefix + [UInt8(room & 0xff), UInt8(room >> 8)] + Array(header.utf8))
+  }
+
+  /// `row` as `.npy` and `.fvecs` files store floats: little-endian float32s.
+  public static func littleEndianBytes(_ row: [Float]) -> Data {
+    var data = Data(capacity: 4 * row.count)
+    for value in row {
+      withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
     }
     return data
   }

@@ -35,26 +35,35 @@ struct Export: ParsableCommand {
       try checkWritable(path, database: database.path)
     }
     let lines = try OutputFile(output)
+    // The vectors go out as they come, a MiB at a time, after a header written again at
+    // the end, when their number is known.
     let npyFile = try npy.map { try OutputFile($0) }
-    var vectors: [[Float]] = []
+    try npyFile?.write(VectorFile.npyHeader(rows: 0, dimension: 0))
+    var rows = Data()
+    var (rowCount, dimension) = (0, 0)
     let count = try collection.export(
       filter: filter, includeVectors: include.contains(.vector) || npy != nil
     ) { document in
       var line = document
-      if npy != nil {
-        vectors.append(document.vector ?? [])
+      if let npyFile {
+        guard let vector = document.vector, rowCount == 0 || vector.count == dimension else {
+          throw CLIError(
+            message: "document \(rowCount + 1) of the export has no vector yet",
+            hint: "finish the re-embed job (`vdb reembed`), then export again")
+        }
+        (rowCount, dimension) = (rowCount + 1, vector.count)
+        rows.append(VectorFile.littleEndianBytes(vector))
+        if rows.count >= 1 << 20 {
+          try npyFile.write(rows)
+          rows.removeAll(keepingCapacity: true)
+        }
         if !include.contains(.vector) { line.vector = nil }
       }
       try lines.write(Terminal.json(line) + Data("\n".utf8))
     }
     if let npyFile {
-      let dimension = vectors.first?.count ?? 0
-      if let missing = vectors.firstIndex(where: { $0.count != dimension }) {
-        throw CLIError(
-          message: "document \(missing + 1) of the export has no vector yet",
-          hint: "finish the re-embed job (`vdb reembed`), then export again")
-      }
-      try npyFile.write(VectorFile.npyBytes(vectors, dimension: dimension))
+      try npyFile.write(rows)
+      try npyFile.write(VectorFile.npyHeader(rows: rowCount, dimension: dimension), at: 0)
       try npyFile.commit()
     }
     try lines.commit()
@@ -97,13 +106,20 @@ final class OutputFile {
 
   private static var lastError: String { String(cString: strerror(errno)).lowercased() }
 
+  /// Writes `data` at the end, or over the bytes at `position` (of a file, not standard
+  /// output).
+  ///
   /// - Throws: `VectorDBError.invalidInput` naming the file (e.g. the disk is full);
   ///   `OutputClosed` when standard output's reader went away.
-  func write(_ data: Data) throws {
+  func write(_ data: Data, at position: Int? = nil) throws {
+    precondition(position == nil || path != nil, "standard output is written in order")
     try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
       var offset = 0
       while offset < bytes.count {
-        let written = systemWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        let start = bytes.baseAddress! + offset
+        let written =
+          position.map { pwrite(descriptor, start, bytes.count - offset, off_t($0 + offset)) }
+          ?? systemWrite(descriptor, start, bytes.count - offset)
         if written >= 0 {
           offset += written
         } else if errno == EPIPE && path == nil {

@@ -1,4 +1,5 @@
 import Foundation
+import VectorDB
 import XCTest
 
 /// Documents through the real binary: stdin import, filters, count, update, vectors.
@@ -260,6 +261,26 @@ final class DocumentShellTests: XCTestCase {
     XCTAssertEqual(
       try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count, 5)
     XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: npy)).count, 128 + 5 * 2 * 4)
+    XCTAssertEqual(try VectorFile.read(npy).rows, (0..<5).map { [Float($0), 0.25] })
+    // More rows than one write holds (a MiB) come back whole and in order.
+    let wide = (0..<700).map { row in (0..<384).map { Float(row * 384 + $0) / 1_000 } }
+    let wideLines = wide.enumerated().map { #"{"id": "w\#($0)", "text": "", "vector": \#($1)}"# }
+    try Shell.vdb([
+      "collections", "create", "wide", "--vectors", "384", "--metric", "l2", "--db", db,
+    ])
+    let wideFile = directory + "/wide.jsonl"
+    try wideLines.joined(separator: "\n").write(
+      toFile: wideFile, atomically: false, encoding: .utf8)
+    XCTAssertEqual(try Shell.vdb(["import", wideFile, "-c", "wide", "--db", db]).status, 0)
+    let wideNpy = directory + "/wide.npy"
+    XCTAssertEqual(try Shell.vdb(["export", "-c", "wide", "--db", db, "--npy", wideNpy]).status, 0)
+    // The rows are in the lines' order (id order: "w0", "w1", "w10", …).
+    let rowOfLine = try Shell.vdb(["export", "-c", "wide", "--db", db]).stdout
+      .split(separator: "\n").map { line in
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        return try XCTUnwrap(Int(try XCTUnwrap(object?["id"] as? String).dropFirst()))
+      }
+    XCTAssertEqual(try VectorFile.read(wideNpy).rows, rowOfLine.map { wide[$0] })
     // Rows become documents "0"…"4"; a second file appended from --first-id 5.
     for first in [[], ["--first-id", "5"]] {
       let rows = try Shell.vdb(["import", "--vectors", npy, "-c", "rows", "--db", db] + first)
