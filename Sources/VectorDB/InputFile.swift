@@ -6,7 +6,8 @@ import Foundation
 ///
 /// A regular file stays on disk: memory holds a chunk (and the longest line or the rows
 /// asked for), not the file. A pipe, a terminal or a device can be read only once, so it
-/// is read into memory when opened, as are bytes given (standard input, a download).
+/// is read into memory when opened, as are bytes given (standard input, a download) and
+/// a file that says it is empty.
 ///
 /// Read with `pread`, not mapped: a file cut short while mapped would kill the process
 /// (SIGBUS). A file that changes between two reads is an error (``checkUnchanged()``),
@@ -41,7 +42,9 @@ final class InputFile {
     }
     source = path
     self.chunkSize = max(1, chunkSize)
-    if status.st_mode & S_IFMT == S_IFREG {
+    // A regular file of size 0 may still have bytes to give (`/proc`, some FUSE file
+    // systems): it is read to its end like a pipe.
+    if status.st_mode & S_IFMT == S_IFREG && status.st_size > 0 {
       storage = .disk(descriptor: descriptor, opened: status)
       size = Int(status.st_size)
     } else {

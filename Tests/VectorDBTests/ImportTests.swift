@@ -241,6 +241,9 @@ final class ImportTests: XCTestCase {
       XCTAssertEqual(try database.collection("c").get("3")?.text, "last, without a line end")
     }
 
+    // A regular file that says it is empty but is not (`/proc`) is read to its end.
+    XCTAssertGreaterThan(try InputFile("/proc/self/status").size, 0)
+
     let fifo = directory + "/fifo.jsonl"
     XCTAssertEqual(mkfifo(fifo, 0o600), 0)
     let writer = Thread {
