@@ -270,14 +270,11 @@ extension DocumentCollection {
       }
     }
     try file.checkUnchanged()
-    var done = 0
-    while done < file.count {
-      let end = min(done + batchSize, file.count)
+    try file.forEachBatch(of: batchSize) { first, rows in
       try upsert(
-        (done..<end).map { Document(id: String(firstID + $0), text: "") },
-        vectors: try file.rows(done..<end))
-      done = end
-      try progress?(OperationProgress(done: done, total: file.count))
+        (first..<(first + rows.count)).map { Document(id: String(firstID + $0), text: "") },
+        vectors: rows)
+      try progress?(OperationProgress(done: first + rows.count, total: file.count))
     }
     try file.checkUnchanged()
     return ImportReport(

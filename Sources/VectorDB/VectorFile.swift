@@ -142,9 +142,14 @@ public enum VectorFile {
 
   /// `row` as `.npy` and `.fvecs` files store floats: little-endian float32s.
   public static func littleEndianBytes(_ row: [Float]) -> Data {
-    var data = Data(capacity: 4 * row.count)
-    for value in row {
-      withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+    littleEndianBytes(words: row.lazy.map(\.bitPattern))
+  }
+
+  /// 32-bit `words` as the vector files store them: little-endian.
+  static func littleEndianBytes(words: some Collection<UInt32>) -> Data {
+    var data = Data(capacity: 4 * words.count)
+    for word in words {
+      withUnsafeBytes(of: word.littleEndian) { data.append(contentsOf: $0) }
     }
     return data
   }
@@ -163,10 +168,7 @@ public enum VectorFile {
     var data = Data()
     data.reserveCapacity(rows.reduce(0) { $0 + 4 + 4 * $1.count })
     for row in rows {
-      withUnsafeBytes(of: Int32(row.count).littleEndian) { data.append(contentsOf: $0) }
-      for value in row {
-        withUnsafeBytes(of: word(value).littleEndian) { data.append(contentsOf: $0) }
-      }
+      data.append(littleEndianBytes(words: [UInt32(row.count)] + row.map(word)))
     }
     return data
   }
