@@ -82,8 +82,8 @@ extension DocumentCollection {
   /// `skipBadLines`, bad lines are reported in the result and the rest imported. The
   /// documents are then written in transactions of `batchSize`; if the process dies
   /// meanwhile, the batches written so far stay (re-running the import is safe: it
-  /// upserts). A regular file is read twice, a chunk at a time, never whole (memory
-  /// does not grow with the file); another kind (a pipe) is read into memory.
+  /// upserts). The input is read twice, a chunk at a time, never whole: memory does not
+  /// grow with it (see ``InputFile`` for pipes and standard input).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file and line (invalid UTF-8,
   ///   invalid JSON, a missing or mistyped field, a vector the collection cannot hold,
@@ -91,28 +91,8 @@ extension DocumentCollection {
   ///   I/O errors.
   @discardableResult
   public func importJSONL(
-    path: String, options: ImportOptions = ImportOptions(),
+    _ file: InputFile, options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
-  ) throws -> ImportReport {
-    try importJSONL(file: InputFile(path), options: options, progress: progress)
-  }
-
-  /// Imports JSON Lines documents from `data` (standard input, a download…) as
-  /// `importJSONL(path:)` does; errors name `source` and the line.
-  ///
-  /// - Throws: `VectorDBError.invalidInput` naming `source` and the line.
-  @discardableResult
-  public func importJSONL(
-    data: Data, source path: String, options: ImportOptions = ImportOptions(),
-    progress: ((OperationProgress) throws -> Void)? = nil
-  ) throws -> ImportReport {
-    try importJSONL(file: InputFile(data, source: path), options: options, progress: progress)
-  }
-
-  /// The import itself: checks every line of `file`, then reads them again to write
-  /// them; the file must not change meanwhile.
-  func importJSONL(
-    file: InputFile, options: ImportOptions, progress: ((OperationProgress) throws -> Void)?
   ) throws -> ImportReport {
     let path = file.source
     let start = Date()
@@ -174,6 +154,17 @@ extension DocumentCollection {
     return ImportReport(
       imported: writer.imported, superseded: superseded, skipped: skipped,
       seconds: Date().timeIntervalSince(start))
+  }
+
+  /// Imports the JSON Lines file at `path`: `importJSONL(InputFile(path))`.
+  ///
+  /// - Throws: as `importJSONL(_:)`, and when the file cannot be read.
+  @discardableResult
+  public func importJSONL(
+    path: String, options: ImportOptions = ImportOptions(),
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
+    try importJSONL(InputFile(path), options: options, progress: progress)
   }
 
   /// Imports `DIR/corpus.jsonl` of a BEIR data set (see `importJSONL`).

@@ -1,70 +1,121 @@
 import Foundation
 
-/// An input read from its start in chunks, or a range at a time, as often as needed: an
-/// import checks a whole file before it writes anything, then reads it again to write
-/// it.
+/// An input to import, read from its start in chunks, or a range at a time, as often as
+/// needed: an import checks the whole input before it writes anything, then reads it
+/// again to write it.
 ///
 /// A regular file stays on disk: memory holds a chunk (and the longest line or the rows
-/// asked for), not the file. A pipe, a terminal or a device can be read only once, so it
-/// is read into memory when opened, as are bytes given (standard input, a download) and
-/// a file that says it is empty.
+/// asked for), not the file. A pipe, a terminal or a device can be read only once: its
+/// first 64 MiB are held in memory, and a longer one is copied on into an unnamed
+/// temporary file (in `$TMPDIR`, else `/var/tmp`, which unlike `/tmp` is on disk on
+/// systems that keep `/tmp` in memory), which is then read like a regular file and goes
+/// away with the `InputFile`. So memory does not grow with the input either way.
 ///
 /// Read with `pread`, not mapped: a file cut short while mapped would kill the process
 /// (SIGBUS). A file that changes between two reads is an error (``checkUnchanged()``),
 /// not a mix of two versions.
-final class InputFile {
-  /// How errors name the input: its path, or what the caller called it.
-  let source: String
+///
+///     // zcat docs.jsonl.gz | my-tool
+///     let input = try InputFile.standardInput()  // before anything else reads it
+///     try database.collection("docs").importJSONL(input)
+public final class InputFile {
+  /// How errors name the input: its path, `<stdin>`, or what the caller called it.
+  public let source: String
   /// Bytes in the input (in a regular file when it was opened).
-  let size: Int
+  public let size: Int
   /// Bytes read at a time from disk. Tests make it small, to cut lines and records.
   let chunkSize: Int
   private let storage: Storage
 
-  private enum Storage {
-    /// A regular file, open, and its status when it was opened.
-    case disk(descriptor: Int32, opened: stat)
+  fileprivate enum Storage {
+    /// A regular file (or the temporary file a pipe was copied into), open; its status
+    /// when it was opened; the offset the input starts at (standard input may have been
+    /// read part way by whoever passed it on).
+    case disk(descriptor: Int32, opened: stat, start: Int)
     case memory(Data)
   }
 
-  /// The input at `path`: a regular file, open for reading; another kind, read whole.
+  /// Bytes of a pipe held in memory; past them, it is copied into a temporary file.
+  static let memoryLimit = 64 << 20
+
+  /// The input at `path`: a regular file, open for reading; a pipe or a device, read to
+  /// its end (into memory, or a temporary file past 64 MiB).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file when it cannot be opened or
-  ///   read (missing, unreadable), or is a directory.
-  init(_ path: String, chunkSize: Int = 4 << 20) throws {
+  ///   read (missing, unreadable), or is a directory; or a pipe cannot be copied into a
+  ///   temporary file (a full disk: the message names the directory).
+  public convenience init(_ path: String) throws {
+    try self.init(path, chunkSize: 4 << 20)
+  }
+
+  /// The input at `path`, read `chunkSize` bytes at a time; a pipe is held in memory up
+  /// to `memoryLimit` bytes.
+  convenience init(_ path: String, chunkSize: Int, memoryLimit: Int = InputFile.memoryLimit)
+    throws
+  {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { throw TextFile.refusal(path) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else {
-      let error = TextFile.refusal(path)
-      close(descriptor)
-      throw error
-    }
-    source = path
-    self.chunkSize = max(1, chunkSize)
-    // A regular file of size 0 may still have bytes to give (`/proc`, some FUSE file
-    // systems): it is read to its end like a pipe.
-    if status.st_mode & S_IFMT == S_IFREG && status.st_size > 0 {
-      storage = .disk(descriptor: descriptor, opened: status)
-      size = Int(status.st_size)
-    } else {
-      defer { close(descriptor) }
-      let data = try TextFile.contents(of: descriptor, source: path)
-      storage = .memory(data)
-      size = data.count
-    }
+    try self.init(
+      descriptor: descriptor, source: path, chunkSize: chunkSize, memoryLimit: memoryLimit)
+  }
+
+  /// Standard input, named `<stdin>` in errors: a file redirected to it (`< docs.jsonl`)
+  /// is read from where it stands, on disk; a pipe as ``init(_:)`` reads one. Take it
+  /// before opening a database: a closed standard input is an error here, where the
+  /// database would put `/dev/null` in its place.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `<stdin>` when it cannot be read
+  ///   (closed, a directory), or as ``init(_:)``.
+  public static func standardInput() throws -> InputFile {
+    // A descriptor of its own, closed with the InputFile; standard input stays open.
+    let descriptor = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
+    guard descriptor >= 0 else { throw TextFile.refusal("<stdin>") }
+    return try InputFile(
+      descriptor: descriptor, source: "<stdin>", chunkSize: 4 << 20, memoryLimit: memoryLimit)
   }
 
   /// `data`, named `source` in errors.
-  init(_ data: Data, source: String) {
+  public init(_ data: Data, source: String) {
     self.source = source
     storage = .memory(data)
     size = data.count
     chunkSize = max(1, data.count)
   }
 
+  /// Takes over `descriptor` (it is closed here or with the InputFile).
+  init(descriptor: Int32, source: String, chunkSize: Int, memoryLimit: Int) throws {
+    self.source = source
+    self.chunkSize = max(1, chunkSize)
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+      let error = TextFile.refusal(source)
+      close(descriptor)
+      throw error
+    }
+    switch status.st_mode & S_IFMT {
+    case S_IFDIR:
+      close(descriptor)
+      throw TextFile.refusal(source, "it is a directory, not a file")
+    // A regular file of size 0 may still have bytes to give (`/proc`, some FUSE file
+    // systems): it is read to its end like a pipe.
+    case S_IFREG where status.st_size > 0:
+      let start = min(max(0, Int(lseek(descriptor, 0, SEEK_CUR))), Int(status.st_size))
+      storage = .disk(descriptor: descriptor, opened: status, start: start)
+      size = Int(status.st_size) - start
+    default:
+      defer { close(descriptor) }
+      (storage, size) = try drain(descriptor, source: source, memoryLimit: memoryLimit)
+    }
+  }
+
   deinit {
-    if case .disk(let descriptor, _) = storage { close(descriptor) }
+    if case .disk(let descriptor, _, _) = storage { close(descriptor) }
+  }
+
+  /// Whether the input is read from a file (a regular one, or a pipe's temporary copy).
+  var isOnDisk: Bool {
+    if case .disk = storage { return true }
+    return false
   }
 
   /// Calls `body` with the input's bytes in order, a chunk at a time; each chunk's bytes
@@ -103,11 +154,11 @@ final class InputFile {
           to: $0.bindMemory(to: UInt8.self),
           from: (data.startIndex + offset)..<(data.startIndex + offset + count))
       }
-    case .disk(let descriptor, _):
+    case .disk(let descriptor, _, let start):
       var done = 0
       while done < count {
         let result = buffer.withUnsafeMutableBytes {
-          pread(descriptor, $0.baseAddress! + done, count - done, off_t(offset + done))
+          pread(descriptor, $0.baseAddress! + done, count - done, off_t(start + offset + done))
         }
         if result < 0 && errno == EINTR { continue }
         guard result >= 0 else { throw TextFile.refusal(source) }
@@ -120,7 +171,7 @@ final class InputFile {
   /// - Throws: `VectorDBError.invalidInput` naming the file if its size or modification
   ///   time differ from when it was opened: another process wrote it meanwhile.
   func checkUnchanged() throws {
-    guard case .disk(let descriptor, let opened) = storage else { return }
+    guard case .disk(let descriptor, let opened, _) = storage else { return }
     var now = stat()
     guard fstat(descriptor, &now) == 0 else { throw TextFile.refusal(source) }
     guard now.st_size == opened.st_size, now.st_mtim.tv_sec == opened.st_mtim.tv_sec,
@@ -133,5 +184,90 @@ final class InputFile {
     .invalidInput(
       source: source, line: line,
       reason: "the file changed while it was read (another process wrote it); run again")
+  }
+}
+
+/// Reads `descriptor` to its end: into memory up to `memoryLimit` bytes, then with them
+/// into an unnamed temporary file.
+private func drain(_ descriptor: Int32, source: String, memoryLimit: Int) throws -> (
+  InputFile.Storage, Int
+) {
+  var held = Data()
+  var spool: TemporaryFile?
+  var chunk = [UInt8](repeating: 0, count: 1 << 20)
+  while true {
+    let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+    if count == 0 { break }
+    if count < 0 {
+      if errno == EINTR { continue }
+      throw TextFile.refusal(source)
+    }
+    if spool == nil && held.count + count > memoryLimit {
+      spool = try TemporaryFile(for: source)
+      try held.withUnsafeBytes { try spool!.append($0) }
+      held = Data()
+    }
+    if let spool {
+      try chunk.withUnsafeBytes { try spool.append(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+    } else {
+      held.append(contentsOf: chunk[..<count])
+    }
+  }
+  guard let spool else { return (.memory(held), held.count) }
+  var status = stat()
+  guard fstat(spool.descriptor, &status) == 0 else { throw spool.failure() }
+  return (.disk(descriptor: spool.take(), opened: status, start: 0), Int(status.st_size))
+}
+
+/// An unnamed temporary file a pipe is copied into: created in `$TMPDIR` (else
+/// `/var/tmp`, the place for large temporary files, see file-hierarchy(7)) and unlinked
+/// at once, so that it goes away when its descriptor is closed, even if the process is
+/// killed.
+private final class TemporaryFile {
+  let directory: String
+  private(set) var descriptor: Int32
+  private let source: String
+
+  /// - Throws: `VectorDBError.invalidInput` naming `source` and the directory.
+  init(for source: String) throws {
+    let variable = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+    directory = variable.isEmpty ? "/var/tmp" : variable
+    self.source = source
+    var template = Array((directory + "/vdb-input-XXXXXX").utf8CString)
+    descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    guard descriptor >= 0 else { throw failure() }
+    unlink(template)
+    _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+  }
+
+  deinit {
+    if descriptor >= 0 { close(descriptor) }
+  }
+
+  /// Writes `bytes` at the end.
+  func append(_ bytes: UnsafeRawBufferPointer) throws {
+    var done = 0
+    while done < bytes.count {
+      let result = write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+      if result < 0 && errno == EINTR { continue }
+      guard result > 0 else { throw failure() }
+      done += result
+    }
+  }
+
+  /// The descriptor, which the caller now closes.
+  func take() -> Int32 {
+    defer { descriptor = -1 }
+    return descriptor
+  }
+
+  /// The error for a temporary file that cannot be made or written (`errno` says why).
+  func failure() -> VectorDBError {
+    let reason = String(cString: strerror(errno)).lowercased()
+    return .invalidInput(
+      source: source, line: nil,
+      reason:
+        "cannot copy the input into a temporary file in \(directory) (\(reason));"
+        + " set TMPDIR to a directory with room")
   }
 }

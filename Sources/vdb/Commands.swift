@@ -184,21 +184,18 @@ struct Import: ParsableCommand {
     options.skipBadLines = skipBad
     options.batchSize = batchSize
     let path = file ?? beir! + "/corpus.jsonl"
-    // Standard input is read whole; a file a chunk at a time, twice.
-    let data = path == "-" ? try TextFile.standardInput() : nil
+    // Standard input is taken before the database opens (which would fill a closed one).
+    let standardInput = path == "-" ? try InputFile.standardInput() : nil
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report): (DocumentCollection, ImportReport)
     do {
-      (collection, report) = try database.open().writing(into: try target.name()) { collection in
-        let report =
-          if let data {
-            try collection.importJSONL(data: data, source: inputName(path), options: options) {
-              try bar.update($0)
-            }
-          } else {
-            try collection.importJSONL(path: path, options: options) { try bar.update($0) }
+      (collection, report) = try database.open().writing(into: try target.name()) {
+        (
+          $0,
+          try $0.importJSONL(standardInput ?? InputFile(path), options: options) {
+            try bar.update($0)
           }
-        return (collection, report)
+        )
       }
     } catch VectorDBError.invalidInput(_, 1, let reason)
       where [".csv", ".tsv"].contains(where: { path.lowercased().hasSuffix($0) })

@@ -33,7 +33,7 @@ final class ExportBackupTests: XCTestCase {
     }
     XCTAssertEqual(count, 30)
     let copy = try db.createCollection("copy", options: .vectors(dimension: 3, metric: .dot))
-    XCTAssertEqual(try copy.importJSONL(data: lines, source: "export").imported, 30)
+    XCTAssertEqual(try copy.importJSONL(InputFile(lines, source: "export")).imported, 30)
     let ids = documents.map(\.id)
     XCTAssertEqual(try copy.get(ids), try source.get(ids))
     XCTAssertEqual(try copy.vectors(ids), try source.vectors(ids))
@@ -58,7 +58,7 @@ final class ExportBackupTests: XCTestCase {
     let c = try db.createCollection("c", options: .vectors(dimension: 2, metric: .l2))
     let data = Data(
       (#"{"id": "a", "text": "", "vector": [1, 2]}"# + "\n" + #"{"id": "b", "text": ""}"#).utf8)
-    XCTAssertThrowsError(try c.importJSONL(data: data, source: "in.jsonl")) {
+    XCTAssertThrowsError(try c.importJSONL(InputFile(data, source: "in.jsonl"))) {
       XCTAssertEqual("\($0)", #"in.jsonl:2: no "vector"; line 1 has a vector of 2 floats"#)
     }
     XCTAssertEqual(try c.count(), 0)

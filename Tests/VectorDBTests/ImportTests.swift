@@ -235,8 +235,7 @@ final class ImportTests: XCTestCase {
       }
       XCTAssertEqual(read, whole, "chunks of \(chunkSize) bytes")
       let database = try Database(path: directory + "/db\(chunkSize)")
-      let report = try database.collection("c").importJSONL(
-        file: file, options: ImportOptions(), progress: nil)
+      let report = try database.collection("c").importJSONL(file)
       XCTAssertEqual(report.imported, 3)
       XCTAssertEqual(try database.collection("c").get("3")?.text, "last, without a line end")
     }
@@ -257,6 +256,58 @@ final class ImportTests: XCTestCase {
     let docs = try collection()
     XCTAssertEqual(try docs.importJSONL(path: fifo).imported, 3, "a pipe is read whole")
     XCTAssertEqual(try docs.get("2")?.text, String(repeating: "é", count: 40))
+  }
+
+  /// A pipe is held in memory up to a limit, then copied on into a temporary file that
+  /// is read like a regular file; a temporary directory without room is named.
+  func testALongPipeIsCopiedIntoATemporaryFile() throws {
+    // Less than a pipe holds (64 KiB), so that the writer is done before the reader
+    // stops early.
+    let lines = (1...1_000).map { #"{"_id": "\#($0)", "text": "line \#($0)"}"# }
+    let data = Data(lines.joined(separator: "\n").utf8)
+    /// `data` through a pipe, held in memory up to `limit` bytes.
+    func piped(limit: Int) throws -> InputFile {
+      var descriptors: [Int32] = [0, 0]
+      XCTAssertEqual(pipe(&descriptors), 0)
+      let ends = descriptors
+      let writer = Thread {
+        data.withUnsafeBytes { bytes in
+          var done = 0
+          while done < bytes.count {
+            let count = write(ends[1], bytes.baseAddress! + done, bytes.count - done)
+            guard count > 0 else { break }
+            done += count
+          }
+        }
+        close(ends[1])
+      }
+      writer.start()
+      return try InputFile(descriptor: ends[0], source: "pipe", chunkSize: 4096, memoryLimit: limit)
+    }
+    for limit in [data.count, data.count - 1, 1_000, 0] {
+      let input = try piped(limit: limit)
+      XCTAssertEqual(input.size, data.count)
+      XCTAssertEqual(input.isOnDisk, limit < data.count, "limit \(limit)")
+      var read = Data()
+      try input.forEachChunk { read.append(contentsOf: $0) }
+      XCTAssertEqual(read, data, "limit \(limit)")
+      let docs = try Database(path: directory + "/db\(limit)").collection("c")
+      XCTAssertEqual(try docs.importJSONL(input).imported, 1_000)
+      XCTAssertEqual(try docs.get("1000")?.text, "line 1000")
+    }
+
+    let saved = ProcessInfo.processInfo.environment["TMPDIR"]
+    defer {
+      if let saved { setenv("TMPDIR", saved, 1) } else { unsetenv("TMPDIR") }
+    }
+    setenv("TMPDIR", directory + "/missing", 1)
+    XCTAssertThrowsError(try piped(limit: 1_000)) { error in
+      XCTAssertEqual(
+        "\(error)",
+        "pipe: cannot copy the input into a temporary file in \(directory!)/missing (no such file"
+          + " or directory); set TMPDIR to a directory with room")
+    }
+    XCTAssertNoThrow(try piped(limit: data.count), "what fits in memory needs no file")
   }
 
   /// A file without line ends (a sparse file here, a disk image) is refused at the
@@ -283,7 +334,7 @@ final class ImportTests: XCTestCase {
       let original = try Data(contentsOf: URL(fileURLWithPath: path))
       try docs.delete(["1", "2", "3"])
       XCTAssertThrowsError(
-        try docs.importJSONL(file: InputFile(path, chunkSize: chunkSize), options: options) {
+        try docs.importJSONL(InputFile(path, chunkSize: chunkSize), options: options) {
           if $0.done == 1 { try Data("not json\n".utf8).write(to: URL(fileURLWithPath: path)) }
         }
       ) { error in

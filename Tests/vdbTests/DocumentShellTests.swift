@@ -43,6 +43,44 @@ final class DocumentShellTests: XCTestCase {
       try json(Shell.vdb(["get", "-c", "c", "--db", db, "a", "--json"]))["text"] as? String, "y")
   }
 
+  /// Standard input is read from where it stands (a file redirected to it, part read by
+  /// the shell before), and a pipe longer than 64 MiB goes through a temporary file
+  /// (`$TMPDIR`), not memory: a directory that cannot take it is named.
+  func testStandardInputIsReadFromWhereItStandsAndALongPipeFromATemporaryFile() throws {
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "4", "--db", db]).status, 0)
+    let path = directory + "/long.jsonl"
+    let text = String(repeating: "lorem ipsum dolor sit amet ", count: 40_000)
+    let lines = (1...70).map {
+      #"{"id": "\#($0)", "text": "\#(text)", "vector": [\#($0), 2, 3, 4]}"#
+    }
+    try Data(("not JSON\n" + lines.joined(separator: "\n")).utf8).write(
+      to: URL(fileURLWithPath: path))
+    let vdb = "'\(Shell.binary)' --db '\(db)'"
+    let redirected = try Shell.run(
+      "/bin/bash", ["-c", "{ read -r skipped; \(vdb) import - -c v --json; } < '\(path)'"])
+    XCTAssertEqual(try json(redirected)["imported"] as? Int, 70, "the line read before is not")
+
+    let missing = directory + "/missing"
+    let refused = try Shell.run(
+      "/bin/bash", ["-c", "tail -n +2 '\(path)' | TMPDIR='\(missing)' \(vdb) import - -c w"])
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertEqual(
+      refused.stderr,
+      "error: <stdin>: cannot copy the input into a temporary file in \(missing) (no such file"
+        + " or directory); set TMPDIR to a directory with room\n")
+    let piped = try Shell.run(
+      "/bin/bash",
+      ["-c", "tail -n +2 '\(path)' | TMPDIR='\(directory!)' \(vdb) import - -c v --json"])
+    XCTAssertEqual(try json(piped)["superseded"] as? Int, 0)
+    XCTAssertEqual(try json(piped)["imported"] as? Int, 70)
+    let last = try json(Shell.vdb(["get", "-c", "v", "--db", db, "70", "--json"]))
+    XCTAssertEqual(last["text"] as? String, text)
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: directory).sorted(),
+      ["db", "long.jsonl"], "the temporary file is gone")
+  }
+
   func testStdinImportFiltersCountUpdate() throws {
     let lines = (0..<10).map { #"{"id": "d\#($0)", "text": "text \#($0)", "n": \#($0)}"# }
     let imported = try Shell.vdb(
