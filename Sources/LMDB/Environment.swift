@@ -268,7 +268,8 @@ public final class Environment: @unchecked Sendable {
   /// back, the map grows, and `body` runs again. Keep side effects inside the transaction.
   ///
   /// - Throws: whatever `body` throws; `LMDBError` from the commit (e.g. `ENOSPC`
-  ///   when the disk is full: the transaction is then rolled back as a whole).
+  ///   when the disk is full, `EFBIG` past the process's file size limit: the
+  ///   transaction is then rolled back as a whole).
   public func write<R>(_ body: (WriteTransaction) throws -> R) throws -> R {
     while true {
       var fullAt: Int?  // the map size a write found full
@@ -286,8 +287,9 @@ public final class Environment: @unchecked Sendable {
             mdb_txn_abort(handle)
             throw error
           }
-          let code = mdb_txn_commit(handle)
+          var code = mdb_txn_commit(handle)
           if code == MDB_MAP_FULL { txn.sawMapFull = true }
+          if code == EIO { code = shortWriteCause() ?? code }
           try check(code, "commit write transaction")
           extendToUsedPages()
           return result
@@ -333,6 +335,25 @@ public final class Environment: @unchecked Sendable {
     var descriptor: mdb_filehandle_t = -1
     guard mdb_env_get_fd(handle, &descriptor) == 0 else { return }
     _ = posix_fallocate(descriptor, off_t(size), off_t(used - size))
+  }
+
+  /// LMDB reports a commit's write that fell short as `EIO`, which reads as a failing
+  /// disk. A write to a local file falls short when the file system is full or the file
+  /// reached the process's size limit (`ulimit -f`): `ENOSPC` or `EFBIG` when one of
+  /// them holds now, else nil. Both are read, not probed: nothing is written.
+  private func shortWriteCause() -> Int32? {
+    let slack = 1 << 20  // more than one write of a commit (LMDB writes 64 pages at most)
+    var limit = rlimit()
+    if getrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max,
+      UInt64(fileSize() + slack) > UInt64(limit.rlim_cur)
+    {
+      return EFBIG
+    }
+    var volume = statvfs()
+    guard statvfs(path, &volume) == 0 else { return nil }
+    // Root may write into the blocks the file system reserves for it.
+    let blocks = geteuid() == 0 ? volume.f_bfree : volume.f_bavail
+    return blocks * volume.f_frsize < UInt64(slack) ? ENOSPC : nil
   }
 
   /// The current map size in bytes.

@@ -103,7 +103,7 @@ struct APIError: Error {
     case .storage(let storage):
       // A full disk is the server's state, not a bug: the client may retry later.
       (status, code) = (
-        storage.code == 28
+        [ENOSPC, EFBIG].contains(storage.code)
           ? HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
           : .internalServerError, "storage"
       )

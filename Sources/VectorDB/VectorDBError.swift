@@ -177,8 +177,11 @@ public enum VectorDBError: Error, CustomStringConvertible, Equatable, Sendable {
       return
         "the database is read-only here (permissions or read-only media): it can be read, not"
         + " written (a query writes the query log: `--no-log`, `log: false` in Swift, reads only)"
-    case .storage(let error) where error.code == 28:
+    case .storage(let error) where error.code == ENOSPC:
       return "the disk is full: free space and retry (nothing was half-written)"
+    case .storage(let error) where error.code == EFBIG:
+      return "the database file reached this process's file size limit (`ulimit -f`): raise"
+        + " it and retry (nothing was half-written)"
     default: return nil
     }
   }

@@ -53,6 +53,9 @@ struct VDB: ParsableCommand {
     // Output piped into `head` must not kill the process before the query log (written
     // in the background) is committed: writes to a closed pipe fail quietly instead.
     signal(SIGPIPE, SIG_IGN)
+    // A write past the file size limit (`ulimit -f`) fails with EFBIG, which is reported,
+    // instead of ending the process with a core dump.
+    signal(SIGXFSZ, SIG_IGN)
     do {
       // `vdb help WORD` names no command either when WORD is none (ArgumentParser would
       // print the general help and exit 0).

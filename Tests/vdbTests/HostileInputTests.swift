@@ -581,6 +581,35 @@ final class HostileInputTests: ShellTestCase {
       try Shell.vdb(["count", "-c", "c", "--db", db]).stdout, "2\n", "and its owner reads it")
   }
 
+  /// A commit whose write falls short is reported by LMDB as an I/O error; past the file
+  /// size limit (`ulimit -f`) it is named as such, the transaction rolled back whole, and
+  /// the process neither dies of SIGXFSZ nor leaves the database unsound. (A full disk is
+  /// told the same way from the file system's free blocks; docs/reliability.md.)
+  func testAFileSizeLimitIsNamedAndNothingIsHalfWritten() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "4", "--db", db]).status, 0)
+    let text = String(repeating: "lorem ipsum dolor sit amet ", count: 40_000)
+    let path = directory + "/long.jsonl"
+    let lines = (1...30).map {
+      #"{"id": "\#($0)", "text": "\#(text)", "vector": [\#($0), 2, 3, 4]}"#
+    }
+    try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: path))
+    let vdb = "'\(Shell.binary)' --db '\(db)'"
+    let limited = try Shell.run(
+      "/bin/bash", ["-c", "ulimit -f 10000 && \(vdb) import '\(path)' -c v"])
+    XCTAssertEqual(limited.status, 3, limited.stderr)
+    XCTAssertEqual(
+      limited.stderr,
+      "error: storage: commit write transaction: File too large\nhint: the database file reached"
+        + " this process's file size limit (`ulimit -f`): raise it and retry (nothing was"
+        + " half-written)\n")
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "0\n")
+    XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["import", path, "-c", "v", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "30\n")
+  }
+
   func testStandardStreamsThatCannotBeUsedAreErrorsNotCrashes() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
