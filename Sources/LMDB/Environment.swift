@@ -143,10 +143,36 @@ public final class Environment: @unchecked Sendable {
     if options.noSync { flags |= UInt32(MDB_NOSYNC) }
     if options.readOnly { flags |= UInt32(MDB_RDONLY) }
     if options.readOnly && options.noLock { flags |= UInt32(MDB_NOLOCK) }
+    if !options.readOnly { try Environment.allocateLockFile(in: path, readers: options.maxReaders) }
     try check(mdb_env_open(handle, path, flags, 0o600), "open environment at \(path)")
     // Free reader slots left by processes that died inside a read transaction.
     var dead: Int32 = 0
     mdb_reader_check(handle, &dead)
+  }
+
+  /// LMDB makes its lock file by extending it (a file with holes) and then writes it
+  /// through a memory map; on a full file system the first write to a page without a
+  /// block behind it ends the process with SIGBUS, where a full disk should be an error.
+  /// So the file's blocks are allocated first (for an existing file, its holes only: what
+  /// it holds is not touched).
+  ///
+  /// - Throws: `LMDBError` (`ENOSPC`, `EFBIG`) when the file system cannot hold a new lock
+  ///   file, which is then removed. Any other trouble is left for LMDB to name.
+  private static func allocateLockFile(in directory: String, readers: Int) throws {
+    let path = directory + "/lock.mdb"
+    let descriptor = openOrCreate(path)
+    guard descriptor >= 0 else { return }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return }
+    // The size LMDB gives a new lock file: a 192-byte header, then a 64-byte slot for each
+    // reader after the first (mdb.c, `mdb_env_setup_locks`).
+    let size = max(Int(status.st_size), 192 + (readers - 1) * 64)
+    let code = posix_fallocate(descriptor, 0, off_t(size))
+    // An existing file is opened as before: a full disk must not stop reads.
+    guard status.st_size == 0, code == ENOSPC || code == EFBIG else { return }
+    unlink(path)
+    throw LMDBError(code: code, operation: "create lock file \(path)")
   }
 
   deinit {
@@ -416,3 +442,8 @@ public struct Table: Sendable, Hashable {
 
 /// `/dev/null` opened with `flags` (at file scope, where `open` is the system call).
 private func openNull(_ flags: Int32) -> Int32 { open("/dev/null", flags) }
+
+/// `path` open for writing, made (mode 0600) if missing; never through a symbolic link.
+private func openOrCreate(_ path: String) -> Int32 {
+  open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+}

@@ -182,7 +182,7 @@ public final class Database: @unchecked Sendable {
           throw VectorDBError.damaged(
             path: path, detail: "\(name) is a symbolic link to a missing file")
         }
-        guard (target as NSString).deletingLastPathComponent == directory else {
+        guard URL(fileURLWithPath: target).deletingLastPathComponent().path == directory else {
           throw VectorDBError.damaged(
             path: path, detail: "\(name) is a symbolic link out of the directory (to \(target))")
         }

@@ -35,36 +35,40 @@ struct Init: ParsableCommand {
   func run() throws {
     Fault.arm(path: database.path)
     let files = FileManager.default
-    let existed = (
-      directory: files.fileExists(atPath: database.path),
-      database: files.fileExists(atPath: database.path + "/data.mdb"),
-      images: files.fileExists(atPath: database.path + "/images")
-    )
-    let db = try Database(path: database.path)
-    var imported: ModelInfo?
-    if !noModel {
-      let directory = model ?? DefaultModel.directory
-      if model != nil || DefaultModel.isFetched {
-        do {
-          imported = try db.importModel(directory: directory, precision: precision ?? .float32)
-        } catch {
-          // A database this command created stays only with its model: without one, its
-          // collections would silently hold documents without vectors.
-          if !existed.database {
-            let created =
-              existed.directory
-              ? (["data.mdb", "lock.mdb"] + (existed.images ? [] : ["images"])).map {
-                database.path + "/" + $0
-              }
-              : [database.path]
-            for path in created { try? files.removeItem(atPath: path) }
-          }
-          throw error
-        }
-      } else if try db.defaultModelVersion() == nil {
-        Terminal.warn("no model at \(directory): collections will hold documents only")
-        Terminal.standardError("hint: run tools/fetch-model.sh, then `vdb init` again\n")
+    // What this command makes, and removes if it fails (a dangling link counts as
+    // there: it is not ours).
+    func isPresent(_ path: String) -> Bool {
+      var status = stat()
+      return lstat(path, &status) == 0
+    }
+    let createsDatabase = !isPresent(database.path + "/data.mdb")
+    let made =
+      isPresent(database.path)
+      ? ["data.mdb", "lock.mdb", "images"].map { database.path + "/" + $0 }.filter {
+        !isPresent($0)
       }
+      : [database.path]
+    let db: Database
+    var imported: ModelInfo?
+    do {
+      db = try Database(path: database.path)
+      if !noModel {
+        let directory = model ?? DefaultModel.directory
+        if model != nil || DefaultModel.isFetched {
+          imported = try db.importModel(directory: directory, precision: precision ?? .float32)
+        } else if try db.defaultModelVersion() == nil {
+          Terminal.warn("no model at \(directory): collections will hold documents only")
+          Terminal.standardError("hint: run tools/fetch-model.sh, then `vdb init` again\n")
+        }
+      }
+    } catch {
+      // A database this command created stays only whole: without its model, its
+      // collections would silently hold documents without vectors; a database the disk
+      // had no room for is no database.
+      if createsDatabase {
+        for path in made { try? files.removeItem(atPath: path) }
+      }
+      throw error
     }
     if imported != nil, let warning = (precision ?? .float32).cpuWarning {
       Terminal.warn(warning)

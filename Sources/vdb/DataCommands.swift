@@ -38,6 +38,12 @@ struct Export: ParsableCommand {
     // The vectors go out as they come, a MiB at a time, after a header written again at
     // the end, when their number is known.
     let npyFile = try npy.map { try OutputFile($0) }
+    if let npy, npyFile?.isSeekable == false {
+      throw CLIError(
+        message:
+          "\(npy): --npy needs a regular file (the .npy header, written last, says how many rows)",
+        usage: true)
+    }
     try npyFile?.write(VectorFile.npyHeader(rows: 0, dimension: 0))
     var rows = Data()
     var (rowCount, dimension) = (0, 0)
@@ -72,47 +78,64 @@ struct Export: ParsableCommand {
 }
 
 /// A file written under a temporary name and renamed when complete (nothing
-/// half-written is left on error), or standard output.
+/// half-written is left on error), or standard output. A path that names a device or a
+/// pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written as it is: a file renamed over it
+/// would replace it (as root, `/dev/null` itself). A path that is a symbolic link keeps
+/// it: the file it points to is replaced.
 final class OutputFile {
   private let path: String?
-  private let temporary: String?
+  /// The file written, and the one it will replace (`path`, or the file it links to).
+  private let temporary: (path: String, target: String)?
   private var descriptor: Int32
+  /// Whether bytes already written can be written over (`write(_:at:)`): a regular file.
+  let isSeekable: Bool
 
   init(_ path: String?) throws {
     self.path = path
     guard let path else {
-      temporary = nil
-      descriptor = STDOUT_FILENO
+      (temporary, descriptor, isSeekable) = (nil, STDOUT_FILENO, false)
       return
     }
-    let url = URL(fileURLWithPath: path)
+    var status = stat()
+    if stat(path, &status) == 0 && status.st_mode & S_IFMT != S_IFREG {
+      guard status.st_mode & S_IFMT != S_IFDIR else {
+        throw VectorDBError.invalidInput(
+          source: path, line: nil, reason: "it is a directory: give a file name")
+      }
+      (temporary, isSeekable) = (nil, false)
+      descriptor = open(path, O_WRONLY | O_CLOEXEC)
+      guard descriptor >= 0 else {
+        throw VectorDBError.invalidInput(
+          source: path, line: nil, reason: "cannot open it (\(Self.lastError))")
+      }
+      return
+    }
+    let target = URL(fileURLWithPath: path).resolvingSymlinksInPath()
     let temporary =
-      url.deletingLastPathComponent().path + "/." + url.lastPathComponent
+      target.deletingLastPathComponent().path + "/." + target.lastPathComponent
       + ".partial-\(getpid())"
     descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else {
       throw VectorDBError.invalidInput(
         source: path, line: nil, reason: "cannot create the file (\(Self.lastError))")
     }
-    self.temporary = temporary
+    self.temporary = (temporary, target.path)
+    isSeekable = true
   }
 
   deinit {
-    if let temporary {
-      if descriptor >= 0 { close(descriptor) }
-      unlink(temporary)
-    }
+    if path != nil && descriptor >= 0 { close(descriptor) }
+    if let temporary { unlink(temporary.path) }
   }
 
   private static var lastError: String { String(cString: strerror(errno)).lowercased() }
 
-  /// Writes `data` at the end, or over the bytes at `position` (of a file, not standard
-  /// output).
+  /// Writes `data` at the end, or over the bytes at `position` (of a regular file only).
   ///
   /// - Throws: `VectorDBError.invalidInput` naming the file (e.g. the disk is full);
   ///   `OutputClosed` when standard output's reader went away.
   func write(_ data: Data, at position: Int? = nil) throws {
-    precondition(position == nil || path != nil, "standard output is written in order")
+    precondition(position == nil || isSeekable, "a device or a pipe is written in order")
     try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
       var offset = 0
       while offset < bytes.count {
@@ -133,13 +156,22 @@ final class OutputFile {
     }
   }
 
-  /// Flushes the file to disk and gives it its name.
+  /// Flushes the file to disk and gives it its name (a device or a pipe: closes it).
   func commit() throws {
-    guard let path, let temporary else { return }
+    guard let path else { return }
+    guard let temporary else {
+      let closed = close(descriptor) == 0
+      descriptor = -1
+      guard closed else {
+        throw VectorDBError.invalidInput(
+          source: path, line: nil, reason: "cannot write (\(Self.lastError))")
+      }
+      return
+    }
     let synced = fsync(descriptor) == 0
     let closed = close(descriptor) == 0
     descriptor = -1
-    guard synced, closed, rename(temporary, path) == 0 else {
+    guard synced, closed, rename(temporary.path, temporary.target) == 0 else {
       throw VectorDBError.invalidInput(
         source: path, line: nil, reason: "cannot write (\(Self.lastError))")
     }

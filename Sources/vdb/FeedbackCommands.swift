@@ -363,8 +363,9 @@ struct Eval: ParsableCommand {
       ) { try bar.update($0) }
     bar.finish()
     if let perQuery {
-      let data = try Terminal.json(report.perQuery ?? [:])
-      try data.write(to: URL(fileURLWithPath: perQuery))
+      let file = try OutputFile(perQuery)
+      try file.write(Terminal.json(report.perQuery ?? [:]))
+      try file.commit()
     }
     if output.isJSON {
       var object: [String: Double] = report.metrics
@@ -465,11 +466,11 @@ func checkWritable(_ path: String, database: String) throws {
       reason: "it is in the database directory \(database): write it elsewhere")
   }
   let exists = FileManager.default.fileExists(atPath: path)
-  let directory = (path as NSString).deletingLastPathComponent
+  // Not `NSString.deletingLastPathComponent`: it traps on a one-character path (`-o x`).
   let writable =
     exists
     ? FileManager.default.isWritableFile(atPath: path)
-    : FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+    : FileManager.default.isWritableFile(atPath: url.deletingLastPathComponent().path)
   guard writable else {
     throw VectorDBError.invalidInput(
       source: path, line: nil,

@@ -192,11 +192,12 @@ struct Train: ParsableCommand {
     stages.finish()
     if let page = self.report {
       do {
-        try report.htmlPage(collection: collection.name).write(
-          toFile: page, atomically: true, encoding: .utf8)
+        let file = try OutputFile(page)
+        try file.write(Data(report.htmlPage(collection: collection.name).utf8))
+        try file.commit()
       } catch {
         throw CLIError(
-          message: "cannot write the report to \(page): \(error.localizedDescription)",
+          message: "cannot write the report: \(error)",
           hint: "the training itself finished: `vdb models` shows model v\(report.modelVersion)")
       }
     }

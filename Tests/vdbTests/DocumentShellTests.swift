@@ -274,6 +274,58 @@ final class DocumentShellTests: XCTestCase {
       "the logs keep the entries of the last 604800 s\n")
   }
 
+  /// An output path naming a device, a pipe or a symbolic link is written through, never
+  /// replaced by a file renamed over it (as root, that replaced `/dev/null` itself).
+  func testOutputToADeviceAPipeOrALinkIsWrittenThrough() throws {
+    let lines = (1...3).map { #"{"id": "d\#($0)", "text": "t", "vector": [\#($0), 1]}"# }
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["import", "-", "-c", "v", "--db", db], input: lines.joined(separator: "\n"))
+        .status, 0)
+    let fifo = directory + "/out.fifo"
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    let vdb = "'\(Shell.binary)' --db '\(db)'"
+    let piped = try Shell.run(
+      "/bin/bash",
+      [
+        "-c",
+        "timeout 60 cat '\(fifo)' > '\(directory!)/copy' & \(vdb) export -c v -o '\(fifo)'; wait",
+      ])
+    XCTAssertEqual(piped.status, 0, piped.stderr)
+    let copy = try String(contentsOfFile: directory + "/copy", encoding: .utf8)
+    XCTAssertEqual(copy.split(separator: "\n").count, 3, copy)
+    func kind(_ path: String) -> mode_t {
+      var status = stat()
+      XCTAssertEqual(lstat(path, &status), 0, path)
+      return status.st_mode & S_IFMT
+    }
+    XCTAssertEqual(kind(fifo), S_IFIFO)
+
+    let null = try Shell.vdb(["export", "-c", "v", "--db", db, "-o", "/dev/null"])
+    XCTAssertEqual(null.status, 0, null.stderr)
+    XCTAssertEqual(kind("/dev/null"), S_IFCHR)
+    let npy = try Shell.vdb(["export", "-c", "v", "--db", db, "--npy", "/dev/null"])
+    XCTAssertEqual(npy.status, 2)
+    XCTAssertTrue(npy.stderr.hasPrefix("error: /dev/null: --npy needs a regular file"), npy.stderr)
+    let folder = try Shell.vdb(["export", "-c", "v", "--db", db, "-o", directory])
+    XCTAssertEqual(folder.status, 1)
+    XCTAssertEqual(folder.stderr, "error: \(directory!): it is a directory: give a file name\n")
+
+    let real = directory + "/real.jsonl"
+    let link = directory + "/link.jsonl"
+    try Data("old\n".utf8).write(to: URL(fileURLWithPath: real))
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
+    XCTAssertEqual(try Shell.vdb(["export", "-c", "v", "--db", db, "-o", link]).status, 0)
+    XCTAssertEqual(kind(link), S_IFLNK)
+    XCTAssertEqual(try String(contentsOfFile: real, encoding: .utf8), copy)
+
+    // A one-character relative path (Foundation's `deletingLastPathComponent` traps on it).
+    let short = try Shell.run("/bin/bash", ["-c", "cd '\(directory!)' && \(vdb) export -c v -o z"])
+    XCTAssertEqual(short.status, 0, short.stderr)
+    XCTAssertEqual(try String(contentsOfFile: directory + "/z", encoding: .utf8), copy)
+  }
+
   /// export → import equal (documents and vectors), and a backup that opens.
   func testExportImportRoundTripAndBackup() throws {
     try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])

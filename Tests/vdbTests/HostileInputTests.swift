@@ -586,6 +586,17 @@ final class HostileInputTests: ShellTestCase {
   /// the process neither dies of SIGXFSZ nor leaves the database unsound. (A full disk is
   /// told the same way from the file system's free blocks; docs/reliability.md.)
   func testAFileSizeLimitIsNamedAndNothingIsHalfWritten() throws {
+    // Its lock file is made whole first (LMDB's, with holes, written through a map, would
+    // end the process with SIGBUS on a full disk); a database that cannot be made is
+    // not left behind.
+    let tooSmall = try Shell.run(
+      "/bin/bash", ["-c", "ulimit -f 16 && '\(Shell.binary)' init --no-model --db '\(db)'"])
+    XCTAssertEqual(tooSmall.status, 3, tooSmall.stderr)
+    XCTAssertTrue(
+      tooSmall.stderr.hasPrefix(
+        "error: storage: create lock file \(db)/lock.mdb: File too large\n"),
+      tooSmall.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: db))
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
       try Shell.vdb(["collections", "create", "v", "--vectors", "4", "--db", db]).status, 0)
