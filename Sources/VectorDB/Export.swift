@@ -70,9 +70,14 @@ extension Database {
   /// `MDB_CP_COMPACT`, which also leaves free pages out). The copy is written under a
   /// temporary name and renamed when complete, so a failed backup leaves nothing.
   ///
-  /// - Throws: `VectorDBError.invalidInput` when `destination` holds a database or other
+  /// - Throws: `VectorDBError.invalidInput` when `destination` is empty or holds a database or other
   ///   files; `.storage` for I/O errors (a full disk, permissions).
   public func backup(to destination: String) throws {
+    guard !destination.isEmpty else {
+      // Foundation reads "" as the current directory.
+      throw VectorDBError.invalidInput(
+        source: "backup", line: nil, reason: "the destination is an empty path")
+    }
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) {
       let entries = (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? []

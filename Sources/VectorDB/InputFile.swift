@@ -53,6 +53,9 @@ public final class InputFile {
   convenience init(_ path: String, chunkSize: Int, memoryLimit: Int = InputFile.memoryLimit)
     throws
   {
+    guard !path.isEmpty else {
+      throw VectorDBError.invalidInput(source: "input", line: nil, reason: "the path is empty")
+    }
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { throw TextFile.refusal(path) }
     try self.init(

@@ -455,6 +455,9 @@ func checkWritable(_ path: String, database: String) throws {
     defer { free(real) }
     return String(cString: real)
   }
+  guard !path.isEmpty else {
+    throw CLIError(message: "an output path is empty: give a file name", usage: true)
+  }
   let url = URL(fileURLWithPath: path)
   if let directory = resolved(database),
     let target = resolved(path)

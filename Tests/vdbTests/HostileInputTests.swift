@@ -621,6 +621,27 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "30\n")
   }
 
+  /// An empty path is named as such: Foundation reads "" as the current directory (a
+  /// backup then tried to replace it; an export said "is a directory").
+  func testEmptyPathsAreNamed() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "-c", "c", "--id", "a", "--text", "t", "--db", db]).status, 0)
+    let cases: [([String], Int32, String)] = [
+      (["export", "-c", "c", "-o", ""], 2, "error: an output path is empty: give a file name\n"),
+      (
+        ["export", "-c", "c", "--npy", ""], 2, "error: an output path is empty: give a file name\n"
+      ),
+      (["backup", ""], 1, "error: backup: the destination is an empty path\n"),
+      (["import", "", "-c", "c"], 1, "error: input: the path is empty\n"),
+    ]
+    for (arguments, status, stderr) in cases {
+      let result = try Shell.vdb(arguments + ["--db", db])
+      XCTAssertEqual(result.status, status, "\(arguments): \(result.stderr)")
+      XCTAssertEqual(result.stderr, stderr, "\(arguments)")
+    }
+  }
+
   func testStandardStreamsThatCannotBeUsedAreErrorsNotCrashes() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
