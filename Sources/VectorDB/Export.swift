@@ -99,25 +99,25 @@ extension Database {
       parent + "/." + URL(fileURLWithPath: destination).lastPathComponent
       + ".partial-\(getpid())"
     try? FileManager.default.removeItem(atPath: temporary)
+    // System calls, not FileManager: a failure then reads as the system's reason.
+    func fail() -> VectorDBError {
+      .invalidInput(
+        source: destination, line: nil,
+        reason: "cannot write the backup (\(String(cString: strerror(errno)).lowercased()))")
+    }
     do {
       // Owner only, as a new database is: the copy holds everything the database does.
-      try FileManager.default.createDirectory(
-        atPath: temporary, withIntermediateDirectories: false,
-        attributes: [.posixPermissions: 0o700])
+      guard mkdir(temporary, 0o700) == 0 else { throw fail() }
       try storage { try environment.copy(to: temporary, compact: true) }
-      try FileManager.default.setAttributes(
-        [.posixPermissions: 0o600], ofItemAtPath: temporary + "/data.mdb")
-      if FileManager.default.fileExists(atPath: destination) {
-        try FileManager.default.removeItem(atPath: destination)  // the empty directory
+      guard chmod(temporary + "/data.mdb", 0o600) == 0 else { throw fail() }
+      // The destination is absent or an empty directory here.
+      if FileManager.default.fileExists(atPath: destination), rmdir(destination) != 0 {
+        throw fail()
       }
-      try FileManager.default.moveItem(atPath: temporary, toPath: destination)
-    } catch let error as VectorDBError {
-      try? FileManager.default.removeItem(atPath: temporary)
-      throw error
+      guard rename(temporary, destination) == 0 else { throw fail() }
     } catch {
       try? FileManager.default.removeItem(atPath: temporary)
-      throw VectorDBError.invalidInput(
-        source: destination, line: nil, reason: "cannot write the backup (\(error))")
+      throw error
     }
   }
 }

@@ -107,7 +107,11 @@ public final class InputFile {
       size = Int(status.st_size) - start
     default:
       defer { close(descriptor) }
-      (storage, size) = try drain(descriptor, source: source, memoryLimit: memoryLimit)
+      // A device other than a terminal (`/dev/zero`, `/dev/urandom`) may give bytes
+      // without end: it is held in memory up to the limit, never copied to disk.
+      let isDevice = status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
+      (storage, size) = try drain(
+        descriptor, source: source, memoryLimit: memoryLimit, canSpool: !isDevice)
     }
   }
 
@@ -191,10 +195,12 @@ public final class InputFile {
 }
 
 /// Reads `descriptor` to its end: into memory up to `memoryLimit` bytes, then with them
-/// into an unnamed temporary file.
-private func drain(_ descriptor: Int32, source: String, memoryLimit: Int) throws -> (
-  InputFile.Storage, Int
-) {
+/// into an unnamed temporary file, or, unless `canSpool`, not at all (an error).
+private func drain(_ descriptor: Int32, source: String, memoryLimit: Int, canSpool: Bool) throws
+  -> (
+    InputFile.Storage, Int
+  )
+{
   var held = Data()
   var spool: TemporaryFile?
   var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -206,6 +212,12 @@ private func drain(_ descriptor: Int32, source: String, memoryLimit: Int) throws
       throw TextFile.refusal(source)
     }
     if spool == nil && held.count + count > memoryLimit {
+      guard canSpool else {
+        throw TextFile.refusal(
+          source,
+          "a device that gives more than \(memoryLimit >> 20) MiB (such as /dev/zero) is not"
+            + " read; give a file or a pipe")
+      }
       spool = try TemporaryFile(for: source)
       try held.withUnsafeBytes { try spool!.append($0) }
       held = Data()

@@ -458,6 +458,11 @@ func checkWritable(_ path: String, database: String) throws {
   guard !path.isEmpty else {
     throw CLIError(message: "an output path is empty: give a file name", usage: true)
   }
+  guard !path.hasSuffix("/") else {
+    // Else the file would be written under the directory's name.
+    throw VectorDBError.invalidInput(
+      source: path, line: nil, reason: "it ends in / as a directory does: give a file name")
+  }
   let url = URL(fileURLWithPath: path)
   if let directory = resolved(database),
     let target = resolved(path)

@@ -308,6 +308,16 @@ final class ImportTests: XCTestCase {
           + " or directory); set TMPDIR to a directory with room")
     }
     XCTAssertNoThrow(try piped(limit: data.count), "what fits in memory needs no file")
+
+    // A device is never copied to disk: one that gives bytes without end is refused at
+    // the memory limit, not read until the disk is full.
+    XCTAssertThrowsError(try InputFile("/dev/zero")) { error in
+      XCTAssertEqual(
+        "\(error)",
+        "/dev/zero: cannot read: a device that gives more than 64 MiB (such as /dev/zero) is not"
+          + " read; give a file or a pipe")
+    }
+    XCTAssertEqual(try InputFile("/dev/null").size, 0)
   }
 
   /// A file without line ends (a sparse file here, a disk image) is refused at the

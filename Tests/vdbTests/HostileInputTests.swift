@@ -633,6 +633,10 @@ final class HostileInputTests: ShellTestCase {
         ["export", "-c", "c", "--npy", ""], 2, "error: an output path is empty: give a file name\n"
       ),
       (["backup", ""], 1, "error: backup: the destination is an empty path\n"),
+      (
+        ["export", "-c", "c", "-o", directory + "/new/"], 1,
+        "error: \(directory!)/new/: it ends in / as a directory does: give a file name\n"
+      ),
       (["import", "", "-c", "c"], 1, "error: input: the path is empty\n"),
     ]
     for (arguments, status, stderr) in cases {
