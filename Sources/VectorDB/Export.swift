@@ -103,7 +103,7 @@ extension Database {
     func fail() -> VectorDBError {
       .invalidInput(
         source: destination, line: nil,
-        reason: "cannot write the backup (\(String(cString: strerror(errno)).lowercased()))")
+        reason: "cannot write the backup (\(TextFile.systemReason))")
     }
     do {
       // Owner only, as a new database is: the copy holds everything the database does.
@@ -111,9 +111,7 @@ extension Database {
       try storage { try environment.copy(to: temporary, compact: true) }
       guard chmod(temporary + "/data.mdb", 0o600) == 0 else { throw fail() }
       // The destination is absent or an empty directory here.
-      if FileManager.default.fileExists(atPath: destination), rmdir(destination) != 0 {
-        throw fail()
-      }
+      if rmdir(destination) != 0 && errno != ENOENT { throw fail() }
       guard rename(temporary, destination) == 0 else { throw fail() }
     } catch {
       try? FileManager.default.removeItem(atPath: temporary)

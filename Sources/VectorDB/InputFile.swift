@@ -21,8 +21,6 @@ import Foundation
 public final class InputFile {
   /// How errors name the input: its path, `<stdin>`, or what the caller called it.
   public let source: String
-  /// Bytes in the input (in a regular file when it was opened).
-  public let size: Int
   /// Bytes read at a time from disk. Tests make it small, to cut lines and records.
   let chunkSize: Int
   private let storage: Storage
@@ -37,6 +35,16 @@ public final class InputFile {
 
   /// Bytes of a pipe held in memory; past them, it is copied into a temporary file.
   static let memoryLimit = 64 << 20
+  /// Bytes read at a time from disk, unless a test asks for fewer.
+  static let defaultChunkSize = 4 << 20
+
+  /// Bytes in the input (in a regular file when it was opened).
+  public var size: Int {
+    switch storage {
+    case .memory(let data): data.count
+    case .disk(_, let opened, let start): Int(opened.st_size) - start
+    }
+  }
 
   /// The input at `path`: a regular file, open for reading; a pipe or a device, read to
   /// its end (into memory, or a temporary file past 64 MiB).
@@ -45,7 +53,7 @@ public final class InputFile {
   ///   read (missing, unreadable), or is a directory; or a pipe cannot be copied into a
   ///   temporary file (a full disk: the message names the directory).
   public convenience init(_ path: String) throws {
-    try self.init(path, chunkSize: 4 << 20)
+    try self.init(path, chunkSize: InputFile.defaultChunkSize)
   }
 
   /// The input at `path`, read `chunkSize` bytes at a time; a pipe is held in memory up
@@ -74,14 +82,14 @@ public final class InputFile {
     let descriptor = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
     guard descriptor >= 0 else { throw TextFile.refusal("<stdin>") }
     return try InputFile(
-      descriptor: descriptor, source: "<stdin>", chunkSize: 4 << 20, memoryLimit: memoryLimit)
+      descriptor: descriptor, source: "<stdin>", chunkSize: defaultChunkSize,
+      memoryLimit: memoryLimit)
   }
 
   /// `data`, named `source` in errors.
   public init(_ data: Data, source: String) {
     self.source = source
     storage = .memory(data)
-    size = data.count
     chunkSize = max(1, data.count)
   }
 
@@ -104,13 +112,12 @@ public final class InputFile {
     case S_IFREG where status.st_size > 0:
       let start = min(max(0, Int(lseek(descriptor, 0, SEEK_CUR))), Int(status.st_size))
       storage = .disk(descriptor: descriptor, opened: status, start: start)
-      size = Int(status.st_size) - start
     default:
       defer { close(descriptor) }
       // A device other than a terminal (`/dev/zero`, `/dev/urandom`) may give bytes
       // without end: it is held in memory up to the limit, never copied to disk.
       let isDevice = status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
-      (storage, size) = try drain(
+      storage = try drain(
         descriptor, source: source, memoryLimit: memoryLimit, canSpool: !isDevice)
     }
   }
@@ -197,9 +204,7 @@ public final class InputFile {
 /// Reads `descriptor` to its end: into memory up to `memoryLimit` bytes, then with them
 /// into an unnamed temporary file, or, unless `canSpool`, not at all (an error).
 private func drain(_ descriptor: Int32, source: String, memoryLimit: Int, canSpool: Bool) throws
-  -> (
-    InputFile.Storage, Int
-  )
+  -> InputFile.Storage
 {
   var held = Data()
   var spool: TemporaryFile?
@@ -228,10 +233,10 @@ private func drain(_ descriptor: Int32, source: String, memoryLimit: Int, canSpo
       held.append(contentsOf: chunk[..<count])
     }
   }
-  guard let spool else { return (.memory(held), held.count) }
+  guard let spool else { return .memory(held) }
   var status = stat()
   guard fstat(spool.descriptor, &status) == 0 else { throw spool.failure() }
-  return (.disk(descriptor: spool.take(), opened: status, start: 0), Int(status.st_size))
+  return .disk(descriptor: spool.take(), opened: status, start: 0)
 }
 
 /// An unnamed temporary file a pipe is copied into: created in `$TMPDIR` (else
@@ -278,11 +283,10 @@ private final class TemporaryFile {
 
   /// The error for a temporary file that cannot be made or written (`errno` says why).
   func failure() -> VectorDBError {
-    let reason = String(cString: strerror(errno)).lowercased()
-    return .invalidInput(
+    .invalidInput(
       source: source, line: nil,
       reason:
-        "cannot copy the input into a temporary file in \(directory) (\(reason));"
+        "cannot copy the input into a temporary file in \(directory) (\(TextFile.systemReason));"
         + " set TMPDIR to a directory with room")
   }
 }

@@ -22,10 +22,11 @@ public enum TextFile {
     try contents(of: STDIN_FILENO, source: "<stdin>")
   }
 
+  /// The last system call's error (`errno`) in words: "no such file or directory".
+  static var systemReason: String { String(cString: strerror(errno)).lowercased() }
+
   /// "cannot read: `reason`", by default the system call's (`errno`) in words.
-  static func refusal(
-    _ source: String, _ reason: String = String(cString: strerror(errno)).lowercased()
-  ) -> VectorDBError {
+  static func refusal(_ source: String, _ reason: String = systemReason) -> VectorDBError {
     .invalidInput(source: source, line: nil, reason: "cannot read: " + reason)
   }
 

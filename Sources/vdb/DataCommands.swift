@@ -88,12 +88,12 @@ final class OutputFile {
   private let temporary: (path: String, target: String)?
   private var descriptor: Int32
   /// Whether bytes already written can be written over (`write(_:at:)`): a regular file.
-  let isSeekable: Bool
+  var isSeekable: Bool { temporary != nil }
 
   init(_ path: String?) throws {
     self.path = path
     guard let path else {
-      (temporary, descriptor, isSeekable) = (nil, STDOUT_FILENO, false)
+      (temporary, descriptor) = (nil, STDOUT_FILENO)
       return
     }
     var status = stat()
@@ -102,7 +102,7 @@ final class OutputFile {
         throw VectorDBError.invalidInput(
           source: path, line: nil, reason: "it is a directory: give a file name")
       }
-      (temporary, isSeekable) = (nil, false)
+      temporary = nil
       descriptor = open(path, O_WRONLY | O_CLOEXEC)
       guard descriptor >= 0 else {
         throw VectorDBError.invalidInput(
@@ -120,7 +120,6 @@ final class OutputFile {
         source: path, line: nil, reason: "cannot create the file (\(Self.lastError))")
     }
     self.temporary = (temporary, target.path)
-    isSeekable = true
   }
 
   deinit {
@@ -159,19 +158,10 @@ final class OutputFile {
   /// Flushes the file to disk and gives it its name (a device or a pipe: closes it).
   func commit() throws {
     guard let path else { return }
-    guard let temporary else {
-      let closed = close(descriptor) == 0
-      descriptor = -1
-      guard closed else {
-        throw VectorDBError.invalidInput(
-          source: path, line: nil, reason: "cannot write (\(Self.lastError))")
-      }
-      return
-    }
-    let synced = fsync(descriptor) == 0
+    let synced = temporary == nil || fsync(descriptor) == 0
     let closed = close(descriptor) == 0
     descriptor = -1
-    guard synced, closed, rename(temporary.path, temporary.target) == 0 else {
+    guard synced, closed, temporary.map({ rename($0.path, $0.target) == 0 }) ?? true else {
       throw VectorDBError.invalidInput(
         source: path, line: nil, reason: "cannot write (\(Self.lastError))")
     }
