@@ -62,7 +62,8 @@ extension DocumentCollection {
   /// Imports a JSON Lines file of documents.
   ///
   /// Each non-blank line is an object with `_id` or `id` (a string, or an integer),
-  /// `text` (a string), optionally `title` (a string, prepended to the text with a
+  /// `text` (a string; a line with a `vector` may leave it out, for an empty text),
+  /// optionally `title` (a string, prepended to the text with a
   /// space, as BEIR does), `metadata` (an object) and `vector` (an array of numbers, on
   /// every line or none: what `vdb export --include vector` writes; without it the text
   /// is embedded). Other top-level fields are kept

@@ -163,9 +163,14 @@ enum JSONLines {
     case nil: throw fail("missing field \"_id\" (or \"id\")")
     default: throw fail("field \"\(object["_id"] != nil ? "_id" : "id")\" must be a string")
     }
-    guard case .string(let body) = object["text"] ?? .null else {
-      throw fail(
-        object["text"] == nil ? "missing field \"text\"" : "field \"text\" must be a string")
+    // A line with its vector may leave the text out (as `import --vectors` and the
+    // server do); without one, the text is what gets embedded.
+    let body: String
+    switch object["text"] {
+    case .string(let string): body = string
+    case nil where vector != nil, .null where vector != nil: body = ""
+    case nil: throw fail("missing field \"text\"")
+    default: throw fail("field \"text\" must be a string")
     }
     var title = ""
     switch object["title"] {

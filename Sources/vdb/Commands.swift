@@ -104,18 +104,27 @@ struct Upsert: ParsableCommand {
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var target: CollectionOption
   @Option(help: "Document id.") var id: String
-  @Option(help: "Document text.") var text: String
+  @Option(help: "Document text (may be left out with --vector: the text is then empty).")
+  var text: String?
   @Option(name: .metadata, help: "Metadata: a JSON object.") var meta: String?
   @Option(help: "The document's vector as a JSON array (default: embed the text).") var vector:
     String?
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    // An upsert replaces the whole document: without a vector, a missing text would
+    // replace the stored one with "" and embed that.
+    if text == nil && vector == nil {
+      throw ValidationError("give --text, or --vector for a document without text")
+    }
+  }
 
   func run() throws {
     let metadata = try meta.map(parseMetadata) ?? [:]
     let given = try vector.map { try parseVector($0, source: "--vector") }
     let collection = try database.open().writing(into: try target.name()) { collection in
       try collection.upsert(
-        [Document(id: id, text: text, metadata: metadata)], vectors: given.map { [$0] })
+        [Document(id: id, text: text ?? "", metadata: metadata)], vectors: given.map { [$0] })
       return collection
     }
     if output.isJSON {
@@ -131,8 +140,9 @@ struct Import: ParsableCommand {
     abstract: "Import documents from a JSON Lines file or a BEIR directory.",
     discussion: """
       Each line: {"_id" or "id": "…", "text": "…", "title": "…" (optional, \
-      prepended), "metadata": {…} (optional)}. A bad line stops the import and \
-      nothing from the file is written, unless --skip-bad is given.
+      prepended), "metadata": {…} (optional), "vector": […] (optional, on every \
+      line or none; with it, "text" may be left out)}. A bad line stops the import \
+      and nothing from the file is written, unless --skip-bad is given.
 
       Examples:
         vdb import docs.jsonl -c notes

@@ -88,6 +88,32 @@ final class ImportTests: XCTestCase {
     }
   }
 
+  func testALineWithItsVectorMayLeaveTheTextOut() throws {
+    let path = try file(
+      "points.jsonl",
+      [
+        #"{"id": 1, "vector": [1, 0], "payload": "a"}"#,
+        #"{"id": 2, "vector": [0, 1], "text": null}"#,
+        #"{"id": 3, "vector": [1, 1], "text": "said"}"#,
+      ])
+    let docs = try Database(path: directory + "/db").collection(
+      "v", options: CollectionOptions(vectors: .given(dimension: 2, metric: .cosine)))
+    XCTAssertEqual(try docs.importJSONL(path: path).imported, 3)
+    XCTAssertEqual(try docs.get("1"), Document(id: "1", text: "", metadata: ["payload": "a"]))
+    XCTAssertEqual(try docs.get("2")?.text, "")
+    XCTAssertEqual(try docs.get("3")?.text, "said")
+    // Without a vector the text is what would be embedded: its absence is named.
+    for (line, reason) in [
+      (#"{"id": 4, "text": null}"#, "field \"text\" must be a string"),
+      (#"{"id": 4, "vector": null}"#, "missing field \"text\""),
+    ] {
+      let bad = try file("bad.jsonl", [line])
+      XCTAssertThrowsError(try collection().importJSONL(path: bad), line) { error in
+        XCTAssertEqual("\(error)", "\(bad):1: \(reason)")
+      }
+    }
+  }
+
   func testEachKindOfBadLineIsNamed() throws {
     let cases: [(String, String)] = [
       (#"{"text": "no id"}"#, "missing field \"_id\" (or \"id\")"),

@@ -171,8 +171,12 @@ final class DocumentShellTests: XCTestCase {
   func testIncludeVector() throws {
     try Shell.vdb(
       ["collections", "create", "v", "--vectors", "2", "--metric", "l2", "--db", db])
-    try Shell.vdb(
-      ["upsert", "-c", "v", "--db", db, "--id", "a", "--text", "", "--vector", "[0.5, 2]"])
+    try Shell.vdb(["upsert", "-c", "v", "--db", db, "--id", "a", "--vector", "[0.5, 2]"])
+    let textless = try Shell.vdb(["upsert", "-c", "v", "--db", db, "--id", "b"])
+    XCTAssertEqual(textless.status, 2)
+    XCTAssertTrue(
+      textless.stderr.hasPrefix("error: give --text, or --vector for a document without text"),
+      textless.stderr)
     let row = try json(
       Shell.vdb(["get", "-c", "v", "--db", db, "a", "--include", "vector", "--json"]))
     XCTAssertEqual(row["vector"] as? [Double], [0.5, 2])
