@@ -62,7 +62,8 @@ public enum EmbeddingError: Error, Equatable, Sendable, CustomStringConvertible 
       return
         "\(source): the model's vector of the text \"\(text)\" holds NaN or infinite values (its arithmetic overflows float32)"
     case .unsupportedDType(let source, let tensor, let dtype):
-      return "\(source): tensor '\(tensor)' has dtype \(dtype); only F32 weights are supported"
+      return
+        "\(source): tensor '\(tensor)' has dtype \(dtype); weights are read from F32, F16 or BF16"
     case .invalidVocabulary(let source, let reason):
       return "\(source): invalid vocabulary: \(reason)"
     case .invalidTokenIDs(let sequence, let reason):

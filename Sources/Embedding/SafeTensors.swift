@@ -46,6 +46,15 @@ public struct SafeTensors: Sendable {
     case i64 = "I64"
     case u64 = "U64"
 
+    /// Whether ``SafeTensors/tensor(_:)`` reads it as float32: F32 as it is, F16 and
+    /// BF16 widened (exactly: every value of theirs is a float32 value).
+    public var isReadAsFloat32: Bool { self == .f32 || self == .f16 || self == .bf16 }
+
+    /// Whether the elements are floating-point numbers (weights, not ids or masks).
+    var isFloatingPoint: Bool {
+      isReadAsFloat32 || self == .f64 || self == .f8e5m2 || self == .f8e4m3
+    }
+
     /// Bytes per element.
     public var byteSize: Int {
       switch self {
@@ -188,41 +197,53 @@ public struct SafeTensors: Sendable {
     self.metadata = header.metadata
   }
 
-  /// The F32 tensor called `name`, copied out of the file.
+  /// The tensor called `name` as float32, copied out of the file (F16 and BF16 widened:
+  /// models are often published in them).
   ///
-  /// Throws ``EmbeddingError/missingTensor(source:tensor:)`` or
-  /// ``EmbeddingError/unsupportedDType(source:tensor:dtype:)``.
+  /// Throws ``EmbeddingError/missingTensor(source:tensor:)`` or, for a dtype other than
+  /// F32, F16 and BF16, ``EmbeddingError/unsupportedDType(source:tensor:dtype:)``.
   public func tensor(_ name: String) throws -> Tensor {
     guard let entry = entries[name] else {
       throw EmbeddingError.missingTensor(source: source, tensor: name)
     }
-    guard entry.dtype == .f32 else {
+    guard entry.dtype.isReadAsFloat32 else {
       throw EmbeddingError.unsupportedDType(
         source: source, tensor: name, dtype: entry.dtype.rawValue)
     }
-    let count = entry.dataRange.count / 4
+    let count = entry.dataRange.count / entry.dtype.byteSize
     let start = dataStart + entry.dataRange.lowerBound
+    let raw = UnsafeRawBufferPointer(rebasing: bytes.buffer[start..<start + entry.dataRange.count])
     let values = [Float](unsafeUninitializedCapacity: count) { destination, initialized in
-      let raw = UnsafeRawBufferPointer(rebasing: bytes.buffer[start..<start + count * 4])
-      #if _endian(little)
-        UnsafeMutableRawBufferPointer(destination).copyMemory(from: raw)
-      #else
-        for i in 0..<count {
-          destination[i] = Float(
-            bitPattern: UInt32(
-              littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-        }
-      #endif
+      func half(_ i: Int) -> UInt16 {
+        UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+      }
+      switch entry.dtype {
+      case .f16:
+        for i in 0..<count { destination[i] = Float(Float16(bitPattern: half(i))) }
+      case .bf16:
+        // bfloat16 is the high half of a float32.
+        for i in 0..<count { destination[i] = Float(bitPattern: UInt32(half(i)) << 16) }
+      default:
+        #if _endian(little)
+          UnsafeMutableRawBufferPointer(destination).copyMemory(from: raw)
+        #else
+          for i in 0..<count {
+            destination[i] = Float(
+              bitPattern: UInt32(
+                littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+          }
+        #endif
+      }
       initialized = count
     }
     return Tensor(shape: entry.shape, values: values)
   }
 
-  /// Every F32 tensor, by name; tensors of other dtypes (such as BERT's integer
-  /// `embeddings.position_ids`) are skipped.
+  /// Every tensor read as float32 (F32, F16, BF16), by name; tensors of other dtypes
+  /// (such as BERT's integer `embeddings.position_ids`) are skipped.
   public func floatTensors() throws -> [String: Tensor] {
     var result: [String: Tensor] = [:]
-    for entry in entries.values where entry.dtype == .f32 {
+    for entry in entries.values where entry.dtype.isReadAsFloat32 {
       result[entry.name] = try tensor(entry.name)
     }
     return result
@@ -415,15 +436,22 @@ private final class MappedFile: Bytes, @unchecked Sendable {
 }
 
 extension SafeTensors: WeightSource {
-  var tensorNames: [String] { entries.values.filter { $0.dtype == .f32 }.map(\.name) }
+  /// The floating-point tensors (an F64 one among them is refused when it is read, rather
+  /// than seen as missing).
+  var tensorNames: [String] { entries.values.filter { $0.dtype.isFloatingPoint }.map(\.name) }
 
-  /// Calls `body` with the shape and values of F32 tensor `name` where they lie in the
-  /// bytes (copied first only when they are not 4-byte aligned, or on a big-endian
-  /// machine); nil when there is no F32 tensor `name`.
+  /// Calls `body` with the shape and values of tensor `name` where they lie in the bytes
+  /// (F32; copied first when they are not 4-byte aligned, or on a big-endian machine; F16
+  /// and BF16 widened into a copy); nil when there is no floating-point tensor `name`.
+  ///
+  /// - Throws: ``EmbeddingError/unsupportedDType(source:tensor:dtype:)`` for F64 and F8.
   func withTensor<R>(
     _ name: String, _ body: (_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws -> R
   ) throws -> R? {
-    guard let entry = entries[name], entry.dtype == .f32 else { return nil }
+    guard let entry = entries[name], entry.dtype.isFloatingPoint else { return nil }
+    guard entry.dtype == .f32 else {
+      return try tensor(name).values.withUnsafeBufferPointer { try body(entry.shape, $0) }
+    }
     let start = dataStart + entry.dataRange.lowerBound
     let raw = UnsafeRawBufferPointer(rebasing: bytes.buffer[start..<start + entry.dataRange.count])
     defer { if releasesPages { MappedPages.release(raw) } }

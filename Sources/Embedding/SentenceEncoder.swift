@@ -514,9 +514,9 @@ private struct DirectorySettings {
     var doLowerCase: Bool?
     var stripAccents: Bool?
     var tokenizeChineseChars: Bool?
-    var unkToken: String?
-    var clsToken: String?
-    var sepToken: String?
+    var unkToken: SpecialToken?
+    var clsToken: SpecialToken?
+    var sepToken: SpecialToken?
 
     enum CodingKeys: String, CodingKey {
       case doLowerCase = "do_lower_case"
@@ -526,6 +526,22 @@ private struct DirectorySettings {
       case clsToken = "cls_token"
       case sepToken = "sep_token"
     }
+  }
+
+  /// A special token as `tokenizer_config.json` names it: a string, or the object older
+  /// `transformers` releases wrote (`{"__type": "AddedToken", "content": "[UNK]", …}`).
+  private struct SpecialToken: Decodable {
+    var text: String
+
+    init(from decoder: Decoder) throws {
+      if let object = try? decoder.container(keyedBy: CodingKeys.self) {
+        text = try object.decode(String.self, forKey: .content)
+      } else {
+        text = try decoder.singleValueContainer().decode(String.self)
+      }
+    }
+
+    enum CodingKeys: String, CodingKey { case content }
   }
 
   private struct SentenceBertConfig: Decodable {
@@ -558,9 +574,9 @@ private struct DirectorySettings {
       tokenizer.lowercase = tokenizerConfig.doLowerCase ?? true
       tokenizer.stripAccents = tokenizerConfig.stripAccents
       tokenizer.splitCJKCharacters = tokenizerConfig.tokenizeChineseChars ?? true
-      tokenizerConfig.unkToken.map { tokenizer.unknownToken = $0 }
-      tokenizerConfig.clsToken.map { tokenizer.classifierToken = $0 }
-      tokenizerConfig.sepToken.map { tokenizer.separatorToken = $0 }
+      tokenizerConfig.unkToken.map { tokenizer.unknownToken = $0.text }
+      tokenizerConfig.clsToken.map { tokenizer.classifierToken = $0.text }
+      tokenizerConfig.sepToken.map { tokenizer.separatorToken = $0.text }
     }
     let sentenceURL = directory.appendingPathComponent("sentence_bert_config.json")
     if let sentence = try Self.decodeIfPresent(SentenceBertConfig.self, sentenceURL),

@@ -5,9 +5,9 @@ import Tensor
 /// safetensors file, a model stored in a database): ``BertModel`` copies each once into
 /// its own layout.
 protocol WeightSource {
-  /// The names of the float32 tensors.
+  /// The names of the weight (floating-point) tensors.
   var tensorNames: [String] { get }
-  /// Calls `body` with the shape and values of float32 tensor `name` (valid while it
+  /// Calls `body` with the shape and values of tensor `name` as float32 (valid while it
   /// runs); nil when there is no such tensor.
   func withTensor<R>(
     _ name: String, _ body: (_ shape: [Int], _ values: UnsafeBufferPointer<Float>) throws -> R

@@ -105,6 +105,59 @@ final class ModelDirectoryTests: XCTestCase {
       "\(sentence.path): field 'max_seq_length': 256.5 is out of range or not a whole number")
   }
 
+  /// Older `transformers` releases wrote special tokens as `AddedToken` objects; the
+  /// token is their `content`.
+  func testSpecialTokensAsAddedTokenObjectsAreRead() throws {
+    let config = path("tokenizer_config.json")
+    let plain = try SentenceEncoder(directory: directory).tokenize("Special tokens.")
+    func token(_ text: String) -> String {
+      #"{"__type": "AddedToken", "content": "\#(text)", "lstrip": false, "rstrip": false}"#
+    }
+    let tokens = [("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")]
+    try ("{" + tokens.map { #""\#($0)": \#(token($1))"# }.joined(separator: ", ") + "}")
+      .write(toFile: config, atomically: true, encoding: .utf8)
+    XCTAssertEqual(try SentenceEncoder(directory: directory).tokenize("Special tokens."), plain)
+    try #"{"cls_token": \#(token("[NOPE]"))}"#.write(
+      toFile: config, atomically: true, encoding: .utf8)
+    assertLoadFails("\(path("vocab.txt")): invalid vocabulary: special token '[NOPE]' is missing")
+    for (value, message) in [
+      (#"{"__type": "AddedToken"}"#, "missing field 'cls_token.content'"),
+      ("5", "field 'cls_token' must be a string"),
+    ] {
+      try #"{"cls_token": \#(value)}"#.write(toFile: config, atomically: true, encoding: .utf8)
+      assertLoadFails("\(config): \(message)")
+    }
+  }
+
+  /// A checkpoint published in float16 (as many are) loads, its weights widened: its
+  /// vectors are the float32 model's to within float16's rounding of the weights.
+  func testAFloat16CheckpointLoads() throws {
+    let weights = try SafeTensors(
+      contentsOf: Fixtures.modelDirectory.appendingPathComponent("model.safetensors")
+    ).floatTensors()
+    var header: [String] = []
+    var data: [UInt8] = []
+    for (name, tensor) in weights.sorted(by: { $0.key < $1.key }) {
+      header.append(
+        #""\#(name)":{"dtype":"F16","shape":\#(tensor.shape),"#
+          + #""data_offsets":[\#(data.count),\#(data.count + 2 * tensor.values.count)]}"#)
+      for value in tensor.values {
+        let bits = Float16(value).bitPattern
+        data += [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+      }
+    }
+    let json = Array(("{" + header.joined(separator: ",") + "}").utf8)
+    var length = UInt64(json.count).littleEndian
+    let bytes = withUnsafeBytes(of: &length) { Array($0) } + json + data
+    let file = directory.appendingPathComponent("model.safetensors")
+    try FileManager.default.removeItem(at: file)
+    try Data(bytes).write(to: file)
+    let texts = try Fixtures.golden("minilm_reference_embeddings.json").prefix(8).map(\.text)
+    let half = try SentenceEncoder(directory: directory).embed(texts)
+    let full = try Fixtures.encoder.get().embed(texts)
+    for (a, b) in zip(half, full) { XCTAssertGreaterThan(cosine(a, b), 0.999) }
+  }
+
   /// A field of the wrong type is named with the JSON type it must be ("an integer"),
   /// not Swift's ("Int", "Dictionary<String, Any>").
   func testWrongFieldTypesAreNamedInJSONWords() throws {

@@ -164,15 +164,36 @@ final class SafeTensorsTests: XCTestCase {
         + " bytes that follow it (truncated?)")
   }
 
-  func testOnlyFloat32TensorsAreReadAsFloats() throws {
-    let bytes = file(
-      header: #"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#, dataSize: 16)
+  /// F16 and BF16 (how many models are published) widen to float32 exactly; integer and
+  /// F64 tensors are not weights this reads, and are named when asked for.
+  func testHalfPrecisionTensorsWidenToFloat32AndOtherDTypesAreNamed() throws {
+    // 1, −2.5, 65504 (F16's largest), 2⁻²⁴ (its smallest subnormal), −0, +inf as F16;
+    // 1, −2.5, 3.3895e38 (BF16's largest) as BF16.
+    let f16: [UInt16] = [0x3C00, 0xC100, 0x7BFF, 0x0001, 0x8000, 0x7C00]
+    let bf16: [UInt16] = [0x3F80, 0xC020, 0x7F7F]
+    let header =
+      #"{"h":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"#
+      + #""b":{"dtype":"BF16","shape":[3],"data_offsets":[12,18]},"#
+      + #""ids":{"dtype":"I64","shape":[2],"data_offsets":[18,34]},"#
+      + #""d":{"dtype":"F64","shape":[1],"data_offsets":[34,42]}}"#
+    var bytes = file(header: header, dataSize: 0)
+    for half in f16 + bf16 { bytes += [UInt8(half & 0xFF), UInt8(half >> 8)] }
+    bytes += [UInt8](repeating: 0, count: 24)
     let file = try SafeTensors(bytes: bytes, source: "m.safetensors")
+    let h = try file.tensor("h")
+    XCTAssertEqual(h.shape, [2, 3])
+    XCTAssertEqual(h.values, [1, -2.5, 65504, 0x1p-24, -0.0, .infinity])
+    XCTAssertEqual(h.values[4].sign, .minus)
+    XCTAssertEqual(try file.tensor("b").values, [1, -2.5, Float(bitPattern: 0x7F7F_0000)])
+    XCTAssertEqual(Set(try file.floatTensors().keys), ["h", "b"])
     XCTAssertEqual(file.entries["ids"]?.dtype, .i64)
-    XCTAssertThrowsError(try file.tensor("ids")) {
-      XCTAssertEqual(
-        "\($0)", "m.safetensors: tensor 'ids' has dtype I64; only F32 weights are supported")
+    for (name, dtype) in [("ids", "I64"), ("d", "F64")] {
+      XCTAssertThrowsError(try file.tensor(name)) {
+        XCTAssertEqual(
+          "\($0)",
+          "m.safetensors: tensor '\(name)' has dtype \(dtype); weights are read from F32, F16 or BF16"
+        )
+      }
     }
-    XCTAssertEqual(try file.floatTensors(), [:])
   }
 }
