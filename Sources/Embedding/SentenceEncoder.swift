@@ -549,16 +549,30 @@ private struct DirectorySettings {
     enum CodingKeys: String, CodingKey { case maxSeqLength = "max_seq_length" }
   }
 
+  /// `1_Pooling/config.json`: one flag a mode (sentence-transformers concatenates the
+  /// vectors of every mode set).
   private struct PoolingConfig: Decodable {
-    var meanTokens: Bool?
-    var clsToken: Bool?
-    var maxTokens: Bool?
-    var meanSqrtLengthTokens: Bool?
-    enum CodingKeys: String, CodingKey {
-      case meanTokens = "pooling_mode_mean_tokens"
-      case clsToken = "pooling_mode_cls_token"
-      case maxTokens = "pooling_mode_max_tokens"
-      case meanSqrtLengthTokens = "pooling_mode_mean_sqrt_len_tokens"
+    var modes: [String: Bool?]
+
+    init(from decoder: Decoder) throws {
+      let object = try decoder.container(keyedBy: AnyKey.self)
+      modes = [:]
+      for key in object.allKeys where key.stringValue.hasPrefix("pooling_mode_") {
+        modes[key.stringValue] = try object.decodeIfPresent(Bool.self, forKey: key)
+      }
+    }
+
+    /// The modes set, by their names without the prefix (`mean_tokens`, `cls_token`, …).
+    var set: [String] {
+      modes.filter { $0.value == true }.keys.map { String($0.dropFirst("pooling_mode_".count)) }
+        .sorted()
+    }
+
+    private struct AnyKey: CodingKey {
+      var stringValue: String
+      var intValue: Int? { nil }
+      init(stringValue: String) { self.stringValue = stringValue }
+      init?(intValue: Int) { nil }
     }
   }
 
@@ -593,20 +607,28 @@ private struct DirectorySettings {
     }
     let poolingURL = directory.appendingPathComponent("1_Pooling/config.json")
     if let poolingConfig = try Self.decodeIfPresent(PoolingConfig.self, poolingURL) {
-      if poolingConfig.maxTokens == true || poolingConfig.meanSqrtLengthTokens == true {
+      switch poolingConfig.set {
+      case ["mean_tokens"]: pooling = .mean
+      case ["cls_token"]: pooling = .cls
+      case let modes:
         throw EmbeddingError.unsupported(
-          source: poolingURL.path, feature: "max or mean-sqrt-length pooling")
-      }
-      switch (poolingConfig.meanTokens ?? false, poolingConfig.clsToken ?? false) {
-      case (true, false): pooling = .mean
-      case (false, true): pooling = .cls
-      default:
-        throw EmbeddingError.unsupported(
-          source: poolingURL.path, feature: "pooling other than exactly one of mean or CLS")
+          source: poolingURL.path,
+          feature: modes.isEmpty
+            ? "no pooling mode set (vdb pools by mean or by CLS token)"
+            : "pooling by \(modes.joined(separator: " + ")) (vdb pools by mean or by CLS token)")
       }
     }
     let modulesURL = directory.appendingPathComponent("modules.json")
     if let modules = try Self.decodeIfPresent([Module].self, modulesURL) {
+      // A module this does not run (a Dense projection, say) would change every vector:
+      // refused, never skipped.
+      let runs = [".Transformer", ".Pooling", ".Normalize", ".Dropout"]
+      if let other = modules.first(where: { module in !runs.contains { module.type.hasSuffix($0) } }
+      ) {
+        throw EmbeddingError.unsupported(
+          source: modulesURL.path,
+          feature: "module \(other.type) (vdb runs Transformer, Pooling and Normalize)")
+      }
       normalizesOutput = modules.contains { $0.type.hasSuffix(".Normalize") }
     }
   }

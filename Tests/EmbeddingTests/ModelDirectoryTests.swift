@@ -158,6 +158,43 @@ final class ModelDirectoryTests: XCTestCase {
     for (a, b) in zip(half, full) { XCTAssertGreaterThan(cosine(a, b), 0.999) }
   }
 
+  /// Pooling modes and modules vdb does not run would change every vector: each is refused
+  /// by name, never skipped.
+  func testPoolingAndModulesThatWouldChangeTheVectorsAreRefused() throws {
+    let pooling = path("1_Pooling/config.json")
+    func setPooling(_ modes: [String: Bool]) throws {
+      let fields = modes.map { #""pooling_mode_\#($0)": \#($1)"# }.joined(separator: ", ")
+      try #"{"word_embedding_dimension": 384, \#(fields)}"#.write(
+        toFile: pooling, atomically: true, encoding: .utf8)
+    }
+    let mean = try SentenceEncoder(directory: directory).embed("Pooling.")
+    try setPooling(["cls_token": true, "mean_tokens": false, "lasttoken": false])
+    let cls = try SentenceEncoder(directory: directory).embed("Pooling.")
+    XCTAssertLessThan(cosine(mean, cls), 0.99, "the CLS token's vector, not the mean")
+    for (modes, feature) in [
+      (["mean_tokens": true, "lasttoken": true], "pooling by lasttoken + mean_tokens"),
+      (["mean_tokens": false, "weightedmean_tokens": true], "pooling by weightedmean_tokens"),
+      (["mean_tokens": false, "cls_token": false], "no pooling mode set"),
+    ] {
+      try setPooling(modes)
+      assertLoadFails("\(pooling): unsupported: \(feature) (vdb pools by mean or by CLS token)")
+    }
+    try setPooling(["mean_tokens": true])
+    let modules = path("modules.json")
+    let module = { (type: String) in #"{"type": "sentence_transformers.models.\#(type)"}"# }
+    try
+      "[\(module("Transformer")), \(module("Pooling")), \(module("Dense")), \(module("Normalize"))]"
+      .write(toFile: modules, atomically: true, encoding: .utf8)
+    assertLoadFails(
+      "\(modules): unsupported: module sentence_transformers.models.Dense (vdb runs"
+        + " Transformer, Pooling and Normalize)")
+    try "[\(module("Transformer")), \(module("Pooling"))]".write(
+      toFile: modules, atomically: true, encoding: .utf8)
+    let raw = try SentenceEncoder(directory: directory).embed("Pooling.")
+    XCTAssertGreaterThan(cosine(raw, mean), 0.9999)
+    XCTAssertGreaterThan(abs(raw.reduce(0) { $0 + $1 * $1 } - 1), 0.01, "not normalised")
+  }
+
   /// A field of the wrong type is named with the JSON type it must be ("an integer"),
   /// not Swift's ("Int", "Dictionary<String, Any>").
   func testWrongFieldTypesAreNamedInJSONWords() throws {
