@@ -246,6 +246,16 @@ public final class SentenceEncoder: Sendable {
     let config = try BertConfig(contentsOf: directory.appendingPathComponent("config.json"))
     let settings = try DirectorySettings(directory: directory, config: config)
     let weightsURL = directory.appendingPathComponent("model.safetensors")
+    let pickle = directory.appendingPathComponent("pytorch_model.bin")
+    if !FileManager.default.fileExists(atPath: weightsURL.path),
+      FileManager.default.fileExists(atPath: pickle.path)
+    {
+      // A pickle can run code when it is loaded; this reads safetensors only.
+      throw EmbeddingError.unsupported(
+        source: pickle.path,
+        feature: "PyTorch pickle weights without model.safetensors (sentence-transformers"
+          + " writes one: SentenceTransformer(DIR).save(NEW_DIR))")
+    }
     try self.init(
       config: config,
       tokenizer: {

@@ -54,6 +54,12 @@ final class ModelDirectoryTests: XCTestCase {
       try FileManager.default.removeItem(atPath: path(name))
       assertLoadFails("\(path(name)): file not found")
     }
+    // The loop left the directory without model.safetensors.
+    FileManager.default.createFile(atPath: path("pytorch_model.bin"), contents: Data())
+    assertLoadFails(
+      "\(path("pytorch_model.bin")): unsupported: PyTorch pickle weights without"
+        + " model.safetensors (sentence-transformers writes one:"
+        + " SentenceTransformer(DIR).save(NEW_DIR))")
   }
 
   func testUnknownActivationIsRejected() throws {
