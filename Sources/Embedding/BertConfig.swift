@@ -81,9 +81,26 @@ public struct BertConfig: Codable, Equatable, Sendable {
   }
 
   /// Reads, decodes and validates a `config.json`.
+  ///
+  /// Throws as ``validate(source:)``, and ``EmbeddingError/unsupported(source:feature:)``
+  /// for a `model_type` other than `"bert"`: RoBERTa's family, say, keeps BERT's tensor
+  /// names but offsets its positions, and would run wrongly rather than fail.
   public init(contentsOf url: URL) throws {
-    self = try decodeJSON(BertConfig.self, from: readFile(url), source: url.path)
+    let data = try readFile(url)
+    self = try decodeJSON(BertConfig.self, from: data, source: url.path)
+    if let kind = try decodeJSON(ModelKind.self, from: data, source: url.path).modelType,
+      kind != "bert"
+    {
+      throw EmbeddingError.unsupported(
+        source: url.path, feature: "model_type '\(kind)' (vdb runs BERT encoders)")
+    }
     try validate(source: url.path)
+  }
+
+  /// `model_type` of a `config.json` (absent in some early BERT ones).
+  private struct ModelKind: Decodable {
+    var modelType: String?
+    enum CodingKeys: String, CodingKey { case modelType = "model_type" }
   }
 
   /// The width of one attention head.

@@ -62,6 +62,14 @@ final class ModelDirectoryTests: XCTestCase {
         + " SentenceTransformer(DIR).save(NEW_DIR))")
   }
 
+  func testAnotherModelTypeIsRejected() throws {
+    try editConfig { $0["model_type"] = "roberta" }
+    assertLoadFails(
+      "\(path("config.json")): unsupported: model_type 'roberta' (vdb runs BERT encoders)")
+    try editConfig { $0.removeValue(forKey: "model_type") }
+    XCTAssertNoThrow(try SentenceEncoder(directory: directory), "early BERT configs have none")
+  }
+
   func testUnknownActivationIsRejected() throws {
     try editConfig { $0["hidden_act"] = "gelu_new" }
     assertLoadFails(
