@@ -235,7 +235,8 @@ public final class SentenceEncoder: Sendable {
   /// Required: `config.json`, `vocab.txt`, `model.safetensors`. Read when present:
   /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`,
   /// `tokenize_chinese_chars`, special tokens; defaults: uncased BERT),
-  /// `sentence_bert_config.json` (`max_seq_length`; default 512 or the position table),
+  /// `sentence_bert_config.json` (`max_seq_length`; default the smaller of the position
+  /// table and `tokenizer_config.json`'s `model_max_length`, as sentence-transformers),
   /// `1_Pooling/config.json` (mean or CLS pooling; default mean), and `modules.json`
   /// (a `Normalize` module turns on L2 normalisation; default on). `precision` is the
   /// number format the linear layers compute in.
@@ -527,6 +528,8 @@ private struct DirectorySettings {
     var unkToken: SpecialToken?
     var clsToken: SpecialToken?
     var sepToken: SpecialToken?
+    /// A number, often one far past any model (`transformers` writes 1e30 for "no limit").
+    var modelMaxLength: Double?
 
     enum CodingKeys: String, CodingKey {
       case doLowerCase = "do_lower_case"
@@ -535,6 +538,7 @@ private struct DirectorySettings {
       case unkToken = "unk_token"
       case clsToken = "cls_token"
       case sepToken = "sep_token"
+      case modelMaxLength = "model_max_length"
     }
   }
 
@@ -601,6 +605,11 @@ private struct DirectorySettings {
       tokenizerConfig.unkToken.map { tokenizer.unknownToken = $0.text }
       tokenizerConfig.clsToken.map { tokenizer.classifierToken = $0.text }
       tokenizerConfig.sepToken.map { tokenizer.separatorToken = $0.text }
+      // Without a max_seq_length below, sentence-transformers truncates at the smaller of
+      // the position table and the tokenizer's limit.
+      if let limit = tokenizerConfig.modelMaxLength, limit >= 2, limit < Double(maxSequenceLength) {
+        maxSequenceLength = Int(limit)
+      }
     }
     let sentenceURL = directory.appendingPathComponent("sentence_bert_config.json")
     if let sentence = try Self.decodeIfPresent(SentenceBertConfig.self, sentenceURL),

@@ -62,6 +62,20 @@ final class ModelDirectoryTests: XCTestCase {
         + " SentenceTransformer(DIR).save(NEW_DIR))")
   }
 
+  /// Without `max_seq_length`, texts are cut where sentence-transformers cuts them: at the
+  /// smaller of the position table and the tokenizer's `model_max_length`.
+  func testTheSequenceLengthFollowsTheTokenizerWithoutMaxSeqLength() throws {
+    try FileManager.default.removeItem(atPath: path("sentence_bert_config.json"))
+    let config = path("tokenizer_config.json")
+    for (limit, length) in [("128", 128), ("1e30", 512), ("null", 512)] {
+      try #"{"do_lower_case": true, "model_max_length": \#(limit)}"#.write(
+        toFile: config, atomically: true, encoding: .utf8)
+      let encoder = try SentenceEncoder(directory: directory)
+      XCTAssertEqual(encoder.settings.maxSequenceLength, length, limit)
+      XCTAssertEqual(encoder.tokenize(String(repeating: "word ", count: 1000)).count, length)
+    }
+  }
+
   func testAnotherModelTypeIsRejected() throws {
     try editConfig { $0["model_type"] = "roberta" }
     assertLoadFails(
