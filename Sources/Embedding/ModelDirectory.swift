@@ -4,7 +4,8 @@ extension SentenceEncoder {
   /// The files of a sentence-transformers model directory holding this encoder, by
   /// relative path: `config.json`, `model.safetensors`, `vocab.txt`,
   /// `tokenizer_config.json`, `special_tokens_map.json`, `sentence_bert_config.json`,
-  /// `modules.json` and `1_Pooling/config.json`.
+  /// `modules.json`, `1_Pooling/config.json`, and `config_sentence_transformers.json`
+  /// for a model with prompts.
   ///
   /// `SentenceEncoder(directory:)` and Python's `SentenceTransformer(directory)` both
   /// load the directory back and embed as this encoder does.
@@ -72,7 +73,14 @@ extension SentenceEncoder {
       ],
     ]
     var result: [String: [UInt8]] = [:]
-    for (name, value) in files {
+    var withPrompts = files
+    if !prompts.isEmpty {
+      withPrompts["config_sentence_transformers.json"] = [
+        "prompts": ["query": prompts.query, "document": prompts.document],
+        "default_prompt_name": NSNull(),
+      ]
+    }
+    for (name, value) in withPrompts {
       // Sorted keys: an export is byte-for-byte repeatable.
       let json = try JSONSerialization.data(
         withJSONObject: value, options: [.prettyPrinted, .sortedKeys])

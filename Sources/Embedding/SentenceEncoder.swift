@@ -38,6 +38,28 @@ public final class SentenceEncoder: Sendable {
     case cls
   }
 
+  /// Texts put before a query's or a document's own text, as the model was trained to
+  /// see them: `config_sentence_transformers.json`'s `prompts` (e5's `"query: "` and
+  /// `"passage: "`; arctic-embed's query instruction). Empty for models without any, such
+  /// as all-MiniLM-L6-v2.
+  public struct Prompts: Codable, Equatable, Sendable {
+    public var query: String
+    public var document: String
+
+    public init(query: String = "", document: String = "") {
+      self.query = query
+      self.document = document
+    }
+
+    public var isEmpty: Bool { query.isEmpty && document.isEmpty }
+  }
+
+  /// What a text is to the retriever: its prompt follows from it.
+  public enum Role: Sendable {
+    case query
+    case document
+  }
+
   /// The number format the linear layers compute in. The weights are kept as given
   /// (float32); a lower precision is derived from them when the encoder is built.
   /// Attention scores, softmax, LayerNorm and GELU always run in float32.
@@ -101,6 +123,8 @@ public final class SentenceEncoder: Sendable {
   public let pooling: Pooling
   /// Whether output vectors are scaled to unit length.
   public let normalizesOutput: Bool
+  /// What goes before queries' and documents' texts: see ``prompted(_:as:)``.
+  public let prompts: Prompts
   /// The number format of the linear layers.
   public var precision: Precision { model.precision }
   private let model: BertModel
@@ -138,12 +162,12 @@ public final class SentenceEncoder: Sendable {
   public convenience init(
     config: BertConfig, tokenizer: WordPieceTokenizer, weights: [String: Tensor],
     maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
-    precision: Precision = .float32, source: String = "<memory>"
+    prompts: Prompts = Prompts(), precision: Precision = .float32, source: String = "<memory>"
   ) throws {
     try self.init(
       config: config, tokenizer: { tokenizer }, weightSource: weights,
       maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
-      precision: precision, source: source)
+      prompts: prompts, precision: precision, source: source)
   }
 
   /// An encoder from weights wherever they lie, each tensor copied once into the model
@@ -151,7 +175,7 @@ public final class SentenceEncoder: Sendable {
   private convenience init(
     config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
     weightSource weights: some WeightSource, maxSequenceLength: Int, pooling: Pooling,
-    normalizesOutput: Bool, precision: Precision, source: String
+    normalizesOutput: Bool, prompts: Prompts, precision: Precision, source: String
   ) throws {
     try self.init(
       config: config, tokenizer: makeTokenizer,
@@ -159,7 +183,7 @@ public final class SentenceEncoder: Sendable {
         try BertModel(config: config, weights: weights, precision: precision, source: source)
       },
       maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
-      source: source)
+      prompts: prompts, source: source)
   }
 
   /// An encoder whose weights are mapped from the model image at `path` (written by
@@ -187,7 +211,8 @@ public final class SentenceEncoder: Sendable {
           source: path)
       },
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
-      normalizesOutput: settings.normalizesOutput, source: source)
+      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts ?? Prompts(),
+      source: source)
   }
 
   /// Writes the weights, in this encoder's own layout, as a model image at `path` for
@@ -206,7 +231,7 @@ public final class SentenceEncoder: Sendable {
   private init(
     config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
     model makeModel: () throws -> BertModel, maxSequenceLength: Int, pooling: Pooling,
-    normalizesOutput: Bool, source: String
+    normalizesOutput: Bool, prompts: Prompts, source: String
   ) throws {
     guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
       throw EmbeddingError.invalidConfiguration(
@@ -227,6 +252,7 @@ public final class SentenceEncoder: Sendable {
     self.maxSequenceLength = maxSequenceLength
     self.pooling = pooling
     self.normalizesOutput = normalizesOutput
+    self.prompts = prompts
     self.model = model
   }
 
@@ -264,7 +290,8 @@ public final class SentenceEncoder: Sendable {
           contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
       }, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
-      normalizesOutput: settings.normalizesOutput, precision: precision, source: weightsURL.path)
+      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts,
+      precision: precision, source: weightsURL.path)
     try checkFiniteOutput(source: weightsURL.path)
   }
 
@@ -280,6 +307,16 @@ public final class SentenceEncoder: Sendable {
     }
   }
 
+  /// `texts` as the model is to see them in `role`: each after its prompt (``prompts``).
+  /// Every text a retriever embeds goes through this first; for a model without prompts
+  /// it is `texts`.
+  ///
+  ///     let vectors = encoder.embed(encoder.prompted(["what causes scurvy"], as: .query))
+  public func prompted(_ texts: [String], as role: Role) -> [String] {
+    let prompt = role == .query ? prompts.query : prompts.document
+    return prompt.isEmpty ? texts : texts.map { prompt + $0 }
+  }
+
   /// The weights under their safetensors names, as copies (for training, or to store
   /// the model with ``SafeTensors/serialize(_:metadata:)``).
   public var weights: [String: Tensor] { model.namedWeights }
@@ -288,7 +325,8 @@ public final class SentenceEncoder: Sendable {
   public var settings: Settings {
     Settings(
       config: config, tokenizer: tokenizer.options, maxSequenceLength: maxSequenceLength,
-      pooling: pooling, normalizesOutput: normalizesOutput, precision: precision)
+      pooling: pooling, normalizesOutput: normalizesOutput,
+      prompts: prompts.isEmpty ? nil : prompts, precision: precision)
   }
 
   /// An encoder's definition apart from its vocabulary and weights, as one `Codable`
@@ -311,17 +349,20 @@ public final class SentenceEncoder: Sendable {
     /// Part of a model version's identity: its vectors differ (slightly) from the same
     /// weights' at another precision. Settings stored before it existed read as float32.
     public var precision: Precision
+    /// Nil for a model without prompts (and in settings stored before they were read).
+    public var prompts: Prompts?
 
     public init(
       config: BertConfig, tokenizer: WordPieceTokenizer.Options = .init(),
       maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
-      precision: Precision = .float32
+      prompts: Prompts? = nil, precision: Precision = .float32
     ) {
       self.config = config
       self.tokenizer = tokenizer
       self.maxSequenceLength = maxSequenceLength
       self.pooling = pooling
       self.normalizesOutput = normalizesOutput
+      self.prompts = prompts
       self.precision = precision
     }
 
@@ -333,6 +374,7 @@ public final class SentenceEncoder: Sendable {
       pooling = try container.decode(Pooling.self, forKey: .pooling)
       normalizesOutput = try container.decode(Bool.self, forKey: .normalizesOutput)
       precision = try container.decodeIfPresent(Precision.self, forKey: .precision) ?? .float32
+      prompts = try container.decodeIfPresent(Prompts.self, forKey: .prompts)
     }
   }
 
@@ -348,7 +390,7 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      precision: settings.precision, source: source)
+      prompts: settings.prompts ?? Prompts(), precision: settings.precision, source: source)
   }
 
   /// Rebuilds an encoder from its ``settings``, vocabulary and the safetensors file of
@@ -368,7 +410,7 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      precision: settings.precision, source: source)
+      prompts: settings.prompts ?? Prompts(), precision: settings.precision, source: source)
   }
 
   /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.
@@ -520,6 +562,12 @@ private struct DirectorySettings {
   var maxSequenceLength: Int
   var pooling = SentenceEncoder.Pooling.mean
   var normalizesOutput = true
+  var prompts = SentenceEncoder.Prompts()
+
+  /// `config_sentence_transformers.json`: the prompts, by name.
+  private struct SentenceTransformersConfig: Decodable {
+    var prompts: [String: String?]?
+  }
 
   private struct TokenizerConfig: Decodable {
     var doLowerCase: Bool?
@@ -636,6 +684,15 @@ private struct DirectorySettings {
             ? "no pooling mode set (vdb pools by mean or by CLS token)"
             : "pooling by \(modes.joined(separator: " + ")) (vdb pools by mean or by CLS token)")
       }
+    }
+    let promptsURL = directory.appendingPathComponent("config_sentence_transformers.json")
+    if let named = try Self.decodeIfPresent(SentenceTransformersConfig.self, promptsURL)?.prompts {
+      // sentence-transformers' encode_query and encode_document take these names.
+      func prompt(_ names: String...) -> String {
+        names.lazy.compactMap { named[$0] ?? nil }.first ?? ""
+      }
+      prompts = SentenceEncoder.Prompts(
+        query: prompt("query"), document: prompt("document", "passage", "corpus"))
     }
     let modulesURL = directory.appendingPathComponent("modules.json")
     if let modules = try Self.decodeIfPresent([Module].self, modulesURL) {

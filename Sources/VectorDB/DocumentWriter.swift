@@ -134,7 +134,8 @@ extension DocumentCollection {
     if let given = batch.vectors {
       vectors = given
     } else if let model {
-      vectors = try database.encoder(version: model).embed(batch.documents.map(\.text))
+      let encoder = try database.encoder(version: model)
+      vectors = encoder.embed(encoder.prompted(batch.documents.map(\.text), as: .document))
     } else {
       throw VectorDBError.invalidVector(
         reason:

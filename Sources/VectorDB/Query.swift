@@ -265,7 +265,8 @@ extension DocumentCollection {
     if let vectors {
       checked = vectors
     } else if let model {
-      checked = try database.encoder(version: model).embedCoalesced(texts ?? [])
+      let encoder = try database.encoder(version: model)
+      checked = encoder.embedCoalesced(encoder.prompted(texts ?? [], as: .query))
     } else {
       throw VectorDBError.notAvailable(
         collection: name, reason: "holds given vectors: query it with a vector")

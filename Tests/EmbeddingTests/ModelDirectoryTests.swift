@@ -76,6 +76,34 @@ final class ModelDirectoryTests: XCTestCase {
     }
   }
 
+  /// `config_sentence_transformers.json`'s prompts, under the names sentence-transformers'
+  /// `encode_query` and `encode_document` use; stored settings keep them.
+  func testPromptsAreReadByTheirNames() throws {
+    let file = path("config_sentence_transformers.json")
+    let cases: [(String, SentenceEncoder.Prompts)] = [
+      (
+        #"{"prompts": {"query": "q: ", "document": "d: ", "passage": "p: "}}"#,
+        .init(query: "q: ", document: "d: ")
+      ),
+      (#"{"prompts": {"query": "q: ", "passage": "p: "}}"#, .init(query: "q: ", document: "p: ")),
+      (#"{"prompts": {"corpus": "c: ", "query": null}}"#, .init(document: "c: ")),
+      (#"{"prompts": {}, "default_prompt_name": null}"#, .init()),
+      (#"{"__version__": {"sentence_transformers": "2.0.0"}}"#, .init()),
+    ]
+    for (json, prompts) in cases {
+      try json.write(toFile: file, atomically: true, encoding: .utf8)
+      let encoder = try SentenceEncoder(directory: directory)
+      XCTAssertEqual(encoder.prompts, prompts, json)
+      XCTAssertEqual(encoder.prompted(["a"], as: .query), [prompts.query + "a"])
+      XCTAssertEqual(encoder.prompted(["a"], as: .document), [prompts.document + "a"])
+      let stored = try JSONDecoder().decode(
+        SentenceEncoder.Settings.self, from: JSONEncoder().encode(encoder.settings))
+      XCTAssertEqual(stored.prompts ?? .init(), prompts)
+    }
+    try #"{"prompts": ["query: "]}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    assertLoadFails("\(file): field 'prompts' must be an object")
+  }
+
   func testAnotherModelTypeIsRejected() throws {
     try editConfig { $0["model_type"] = "roberta" }
     assertLoadFails(

@@ -101,6 +101,50 @@ final class TextTests: XCTestCase {
     }
   }
 
+  /// A model that names prompts (e5's "query: " and "passage: ") sees each text after its
+  /// prompt wherever it embeds one: documents at import, queries at search; its versions
+  /// keep them, and an export writes them back.
+  func testPromptsGoBeforeQueriesAndDocuments() throws {
+    let model = path + "-prompted"
+    defer { try? FileManager.default.removeItem(atPath: model) }
+    let source = DefaultModel.directory
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    for name in [
+      "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
+      "1_Pooling", "modules.json", "model.safetensors",
+    ] {
+      try FileManager.default.createSymbolicLink(
+        atPath: model + "/" + name, withDestinationPath: source + "/" + name)
+    }
+    try #"{"prompts": {"query": "query: ", "passage": "passage: ", "classification": "c: "}}"#
+      .write(
+        toFile: model + "/config_sentence_transformers.json", atomically: true, encoding: .utf8)
+
+    let db = try Database(path: path)
+    XCTAssertEqual(try db.importModel(directory: model).version, 1)
+    let prompts = SentenceEncoder.Prompts(query: "query: ", document: "passage: ")
+    XCTAssertEqual(try db.encoder(version: 1).prompts, prompts)
+    let notes = try db.collection("notes")
+    try notes.upsert(Self.notes)
+    let plain = try SentenceEncoder(directory: URL(fileURLWithPath: source))
+    try notes.export(includeVectors: true) { document in
+      let expected = plain.embed("passage: " + document.text)
+      XCTAssertGreaterThan(cosine(document.vector!, expected), 0.99999, document.id)
+    }
+    let question = "which database uses memory mapping?"
+    let hit = try XCTUnwrap(notes.query(text: question, k: 1, log: false, mode: .dense).hits.first)
+    XCTAssertEqual(hit.id, "lmdb")
+    let lmdb = Self.notes.first { $0.id == "lmdb" }!.text
+    XCTAssertEqual(
+      hit.score, cosine(plain.embed("query: " + question), plain.embed("passage: " + lmdb)),
+      accuracy: 1e-4)
+
+    let exported = path + "-exported"
+    defer { try? FileManager.default.removeItem(atPath: exported) }
+    _ = try db.exportModel(version: 1, to: exported)
+    XCTAssertEqual(try SentenceEncoder(directory: URL(fileURLWithPath: exported)).prompts, prompts)
+  }
+
   func testTextQueriesFindTheRightDocument() throws {
     let notes = try database().collection("notes")
     try notes.upsert(Self.notes)

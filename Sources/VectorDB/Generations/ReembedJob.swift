@@ -53,7 +53,7 @@ struct ReembedJob {
     var cursor = plan.generation.cursor
     while true {
       let (stale, orphans, last) = try nextBatch(after: cursor)
-      let vectors = stale.isEmpty ? [] : encoder.embedMatrix(stale.map(\.record.text)).values
+      let vectors = stale.isEmpty ? [] : embed(stale, with: encoder)
       embedded += try commit(stale, vectors: vectors, orphans: orphans, cursor: last)
       cursor = last
       try progress?(OperationProgress(done: min(embedded, total), total: total))
@@ -71,9 +71,13 @@ struct ReembedJob {
   /// has no model to embed with.
   func embed(_ stale: [StaleDocument], in txn: WriteTransaction) throws -> Bool {
     guard let encoder else { return false }
-    let vectors = encoder.embedMatrix(stale.map(\.record.text)).values
-    _ = try store(stale, vectors: vectors, orphans: [], in: txn)
+    _ = try store(stale, vectors: embed(stale, with: encoder), orphans: [], in: txn)
     return true
+  }
+
+  /// The vectors of `stale` documents, in one matrix's values, row after row.
+  private func embed(_ stale: [StaleDocument], with encoder: SentenceEncoder) -> [Float] {
+    encoder.embedMatrix(encoder.prompted(stale.map(\.record.text), as: .document)).values
   }
 
   // MARK: Steps

@@ -96,13 +96,16 @@ extension DocumentCollection {
     var vectors: [String: [Float]] = [:]
     for first in stride(from: 0, to: present.count, by: 256) {
       let part = Array(present[first..<min(first + 256, present.count)])
-      for (id, vector) in zip(part, encoder.embed(part.map { texts[$0]! })) {
+      let documents = encoder.prompted(part.map { texts[$0]! }, as: .document)
+      for (id, vector) in zip(part, encoder.embed(documents)) {
         vectors[id] = Self.prepared(vector, metric: metric)
       }
       try progress?(OperationProgress(done: vectors.count, total: present.count))
     }
-    let queryVectors = encoder.embed(pools.map { queryTexts?[$0.query] ?? $0.query })
-      .map { Self.prepared($0, metric: metric) }
+    let queryVectors = encoder.embed(
+      encoder.prompted(pools.map { queryTexts?[$0.query] ?? $0.query }, as: .query)
+    )
+    .map { Self.prepared($0, metric: metric) }
     var results: [String: [ScoredHit]] = [:]
     for (pool, query) in zip(pools, queryVectors) {
       results[pool.query] = pool.ids.compactMap { id in

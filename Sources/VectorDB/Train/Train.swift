@@ -204,7 +204,7 @@ extension DocumentCollection {
     do {
       switch options.tier {
       case .full, .lora:
-        let examples = try encoderExamples(pairs, run: run, tokenizer: base.tokenizer)
+        let examples = try encoderExamples(pairs, run: run, encoder: base)
         let trainer =
           try checkpoint.map { try EncoderTrainer(resuming: $0, examples: examples) }
           ?? EncoderTrainer(
@@ -236,7 +236,7 @@ extension DocumentCollection {
 
   /// The pairs as token ids for the encoder tier.
   private func encoderExamples(
-    _ pairs: [MinedPair], run: TrainingRun, tokenizer: WordPieceTokenizer
+    _ pairs: [MinedPair], run: TrainingRun, encoder: SentenceEncoder
   ) throws -> [TrainingExample] {
     let texts = try documentTexts(Set(pairs.flatMap { [$0.positive] + $0.negatives }))
     return try pairs.map { pair in
@@ -244,11 +244,11 @@ extension DocumentCollection {
         guard let text = texts[id] else {
           throw VectorDBError.documentNotFound(id: id, collection: name)
         }
-        return (id, text)
+        return (id, encoder.prompted([text], as: .document)[0])
       }
       return TrainingExample(
-        query: pair.query, positive: try document(pair.positive),
-        negatives: try pair.negatives.map(document), tokenizer: tokenizer,
+        query: encoder.prompted([pair.query], as: .query)[0], positive: try document(pair.positive),
+        negatives: try pair.negatives.map(document), tokenizer: encoder.tokenizer,
         maxLength: run.options.maxSequenceLength)
     }
   }
@@ -259,7 +259,8 @@ extension DocumentCollection {
     throws -> [AdapterExample]
   {
     let queries = Array(Set(pairs.map(\.query))).sorted()
-    let queryVectors = Dictionary(uniqueKeysWithValues: zip(queries, encoder.embed(queries)))
+    let queryVectors = Dictionary(
+      uniqueKeysWithValues: zip(queries, encoder.embed(encoder.prompted(queries, as: .query))))
     guard let plan = try indexPlan(generation: run.generation) else {
       throw VectorDBError.notAvailable(collection: name, reason: "has no vectors")
     }

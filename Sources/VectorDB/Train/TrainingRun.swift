@@ -137,7 +137,7 @@ extension DocumentCollection {
       var ranked: [QueryResult] = []
       var positiveVectors: [String: [Float]] = [:]
       if mining != nil {
-        let embedded = encoder.embed(part)
+        let embedded = encoder.embed(encoder.prompted(part, as: .query))
         queryVectors =
           try plan.generation.adapter.map { try database.queryAdapter(version: $0) }?
           .apply(to: embedded) ?? embedded
