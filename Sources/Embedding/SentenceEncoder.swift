@@ -615,6 +615,8 @@ private struct DirectorySettings {
   /// vectors of every mode set).
   private struct PoolingConfig: Decodable {
     var modes: [String: Bool?]
+    /// False: the prompt's tokens are left out of the pooling.
+    var includesPrompt: Bool
 
     init(from decoder: Decoder) throws {
       let object = try decoder.container(keyedBy: AnyKey.self)
@@ -622,6 +624,8 @@ private struct DirectorySettings {
       for key in object.allKeys where key.stringValue.hasPrefix("pooling_mode_") {
         modes[key.stringValue] = try object.decodeIfPresent(Bool.self, forKey: key)
       }
+      includesPrompt =
+        try object.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "include_prompt")) ?? true
     }
 
     /// The modes set, by their names without the prefix (`mean_tokens`, `cls_token`, …).
@@ -673,7 +677,8 @@ private struct DirectorySettings {
       maxSequenceLength = length
     }
     let poolingURL = directory.appendingPathComponent("1_Pooling/config.json")
-    if let poolingConfig = try Self.decodeIfPresent(PoolingConfig.self, poolingURL) {
+    let poolingConfig = try Self.decodeIfPresent(PoolingConfig.self, poolingURL)
+    if let poolingConfig {
       switch poolingConfig.set {
       case ["mean_tokens"]: pooling = .mean
       case ["cls_token"]: pooling = .cls
@@ -693,6 +698,11 @@ private struct DirectorySettings {
       }
       prompts = SentenceEncoder.Prompts(
         query: prompt("query"), document: prompt("document", "passage", "corpus"))
+    }
+    if poolingConfig?.includesPrompt == false, !prompts.isEmpty {
+      throw EmbeddingError.unsupported(
+        source: poolingURL.path,
+        feature: "include_prompt false (pooling that leaves the prompt's tokens out)")
     }
     let modulesURL = directory.appendingPathComponent("modules.json")
     if let modules = try Self.decodeIfPresent([Module].self, modulesURL) {

@@ -102,6 +102,15 @@ final class ModelDirectoryTests: XCTestCase {
     }
     try #"{"prompts": ["query: "]}"#.write(toFile: file, atomically: true, encoding: .utf8)
     assertLoadFails("\(file): field 'prompts' must be an object")
+    // Pooling that leaves the prompt out is not what vdb computes.
+    try #"{"prompts": {"query": "q: "}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    let pooling = path("1_Pooling/config.json")
+    try #"{"pooling_mode_mean_tokens": true, "include_prompt": false}"#.write(
+      toFile: pooling, atomically: true, encoding: .utf8)
+    assertLoadFails(
+      "\(pooling): unsupported: include_prompt false (pooling that leaves the prompt's tokens out)")
+    try #"{"prompts": {}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    XCTAssertNoThrow(try SentenceEncoder(directory: directory), "no prompt to leave out")
   }
 
   func testAnotherModelTypeIsRejected() throws {
