@@ -176,6 +176,11 @@ struct ModelStore {
     return info
   }
 
+  /// The settings of an encoder version as stored (its "settings" part).
+  static func settings(_ bytes: UnsafeRawBufferPointer) throws -> SentenceEncoder.Settings {
+    try JSONDecoder().decode(SentenceEncoder.Settings.self, from: Data(bytes))
+  }
+
   /// `ModelInfo.partsChecksum` of the stored settings and vocabulary (empty for LoRA).
   static func partsChecksum(
     _ settings: some ContiguousBytes, _ vocabulary: some ContiguousBytes
@@ -310,8 +315,7 @@ struct ModelStore {
     }
     let stored = try info(version, in: txn)
     if let stored { try checkParts(stored, path: path, in: txn) }
-    let settings = try JSONDecoder().decode(
-      SentenceEncoder.Settings.self, from: Data(settingsBytes))
+    let settings = try Self.settings(settingsBytes)
     let vocabulary = String(decoding: vocabBytes, as: UTF8.self)
       .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let source = "model version \(version) in \(path)"
@@ -408,8 +412,14 @@ extension Database {
     let hash = SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined()
     return try storage {
       try environment.write { txn in
+        // The same model is the same weights and settings: the same weights with other
+        // prompts, pooling or sequence length make other vectors.
         if let existing = try store.all(in: txn).first(where: {
-          $0.weightsHash == hash && $0.kind == .encoder && ($0.precision ?? .float32) == precision
+          guard $0.weightsHash == hash, $0.kind == .encoder,
+            ($0.precision ?? .float32) == precision,
+            let stored = try store.blob($0.version, .settings, in: txn)
+          else { return false }
+          return try ModelStore.settings(stored) == encoder.settings
         }) {
           return existing
         }

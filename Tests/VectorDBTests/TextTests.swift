@@ -121,10 +121,15 @@ final class TextTests: XCTestCase {
         toFile: model + "/config_sentence_transformers.json", atomically: true, encoding: .utf8)
 
     let db = try Database(path: path)
-    XCTAssertEqual(try db.importModel(directory: model).version, 1)
+    XCTAssertEqual(try db.importModel(directory: source).version, 1)
+    // The same weights with prompts are another model: they make other vectors.
+    XCTAssertEqual(try db.importModel(directory: model).version, 2)
+    XCTAssertEqual(try db.importModel(directory: model).version, 2, "found again")
     let prompts = SentenceEncoder.Prompts(query: "query: ", document: "passage: ")
-    XCTAssertEqual(try db.encoder(version: 1).prompts, prompts)
-    let notes = try db.collection("notes")
+    XCTAssertEqual(try db.encoder(version: 2).prompts, prompts)
+    XCTAssertEqual(try db.encoder(version: 1).prompts, SentenceEncoder.Prompts())
+    let notes = try db.collection(
+      "notes", options: CollectionOptions(vectors: .model(version: 2)))
     try notes.upsert(Self.notes)
     let plain = try SentenceEncoder(directory: URL(fileURLWithPath: source))
     try notes.export(includeVectors: true) { document in
@@ -141,7 +146,7 @@ final class TextTests: XCTestCase {
 
     let exported = path + "-exported"
     defer { try? FileManager.default.removeItem(atPath: exported) }
-    _ = try db.exportModel(version: 1, to: exported)
+    _ = try db.exportModel(version: 2, to: exported)
     XCTAssertEqual(try SentenceEncoder(directory: URL(fileURLWithPath: exported)).prompts, prompts)
   }
 
