@@ -55,7 +55,7 @@ public final class SentenceEncoder: Sendable {
   }
 
   /// What a text is to the retriever: its prompt follows from it.
-  public enum Role: Sendable {
+  public enum Role: String, Sendable, CaseIterable {
     case query
     case document
   }

@@ -5,6 +5,10 @@ import LMDB
 import Tensor
 import Training
 
+/// A query or a document: which of a model's prompts goes before a text (docs/encoder.md,
+/// "Prompts").
+public typealias TextRole = SentenceEncoder.Role
+
 /// A version of the encoder stored in the database, with where it came from.
 ///
 /// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
@@ -577,12 +581,14 @@ extension Database {
     }
   }
 
-  /// The embedding function of model `version`: texts in, one vector per text out.
+  /// The embedding function of model `version`: texts in, one vector per text out; with
+  /// `role`, each text after the model's prompt for that role, as the retriever embeds it
+  /// (see `SentenceEncoder.prompted(_:as:)`).
   ///
   /// - Throws: as `encoder(version:)`.
-  public func embedder(version: Int) throws -> ([String]) -> [[Float]] {
+  public func embedder(version: Int, as role: TextRole? = nil) throws -> ([String]) -> [[Float]] {
     let encoder = try encoder(version: version)
-    return { encoder.embed($0) }
+    return { texts in encoder.embed(role.map { encoder.prompted(texts, as: $0) } ?? texts) }
   }
 
   /// The encoder of model `version`, loaded from the database once and cached.
@@ -664,10 +670,12 @@ public enum DefaultModel {
   /// returns its embedding function: texts in, one vector per text out.
   ///
   /// - Throws: `VectorDBError.invalidModel` naming `directory` when it cannot be loaded.
-  public static func embedder(directory: String) throws -> ([String]) -> [[Float]] {
+  public static func embedder(directory: String, as role: TextRole? = nil) throws
+    -> ([String]) -> [[Float]]
+  {
     do {
       let encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
-      return { encoder.embed($0) }
+      return { texts in encoder.embed(role.map { encoder.prompted(texts, as: $0) } ?? texts) }
     } catch {
       throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
     }

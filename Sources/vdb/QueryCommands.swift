@@ -155,6 +155,7 @@ struct SearchModeOptions: ParsableArguments {
 }
 
 extension SearchMode: ExpressibleByArgument {}
+extension TextRole: ExpressibleByArgument {}
 
 struct Embed: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -173,6 +174,10 @@ struct Embed: ParsableCommand {
   @Option(help: "A file of texts, one per line.") var file: String?
   @Option(help: "A model directory (default: the fetched all-MiniLM-L6-v2).") var model: String?
   @Option(help: "A model version stored in the database (--db).") var modelVersion: Int?
+  @Option(
+    name: .customLong("as"),
+    help: "query or document: each text after the model's prompt for it (default: as given).")
+  var role: TextRole?
   @OptionGroup var database: DatabaseOptions
   @OptionGroup var output: OutputOptions
 
@@ -195,8 +200,8 @@ struct Embed: ParsableCommand {
     }
     guard !inputs.isEmpty else { throw ValidationError("give texts or --file FILE") }
     let embed =
-      try modelVersion.map { try database.open(readOnly: true).embedder(version: $0) }
-      ?? DefaultModel.embedder(directory: model ?? DefaultModel.directory)
+      try modelVersion.map { try database.open(readOnly: true).embedder(version: $0, as: role) }
+      ?? DefaultModel.embedder(directory: model ?? DefaultModel.directory, as: role)
     let start = Date()
     let vectors = embed(inputs)
     let seconds = Date().timeIntervalSince(start)

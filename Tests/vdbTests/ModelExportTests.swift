@@ -60,4 +60,32 @@ final class ModelExportTests: ShellTestCase {
     let both = try Shell.vdb(["embed", "x", "--model", exported, "--model-version", "1"])
     XCTAssertEqual(both.status, 2, both.stderr)
   }
+
+  /// `vdb embed --as query|document` puts the model's prompt before each text, as the
+  /// retriever does; without it the texts are embedded as given.
+  func testEmbedAsAQueryOrADocumentAddsTheModelsPrompt() throws {
+    let model = directory + "/prompted"
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    for name in [
+      "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
+      "1_Pooling", "modules.json", "model.safetensors",
+    ] {
+      try FileManager.default.createSymbolicLink(
+        atPath: model + "/" + name, withDestinationPath: DefaultModel.directory + "/" + name)
+    }
+    try #"{"prompts": {"query": "query: ", "passage": "passage: "}}"#.write(
+      toFile: model + "/config_sentence_transformers.json", atomically: true, encoding: .utf8)
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", model]).status, 0)
+    let text = "What is HNSW?"
+    let asQuery = try vectors(["query: " + text, "--model", model])
+    let asDocument = try vectors(["passage: " + text, "--model", model])
+    XCTAssertNotEqual(asQuery, asDocument)
+    XCTAssertEqual(try vectors([text, "--model", model, "--as", "query"]), asQuery)
+    XCTAssertEqual(try vectors([text, "--model", model, "--as", "document"]), asDocument)
+    XCTAssertEqual(
+      try vectors([text, "--model-version", "1", "--db", db, "--as", "query"]), asQuery)
+    XCTAssertEqual(try vectors([text, "--model", model]), try vectors([text]), "as given")
+    let other = try Shell.vdb(["embed", text, "--as", "passage"])
+    XCTAssertEqual(other.status, 2, other.stderr)
+  }
 }
