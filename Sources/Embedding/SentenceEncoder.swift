@@ -211,8 +211,7 @@ public final class SentenceEncoder: Sendable {
           source: path)
       },
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
-      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts ?? Prompts(),
-      source: source)
+      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts, source: source)
   }
 
   /// Writes the weights, in this encoder's own layout, as a model image at `path` for
@@ -325,8 +324,8 @@ public final class SentenceEncoder: Sendable {
   public var settings: Settings {
     Settings(
       config: config, tokenizer: tokenizer.options, maxSequenceLength: maxSequenceLength,
-      pooling: pooling, normalizesOutput: normalizesOutput,
-      prompts: prompts.isEmpty ? nil : prompts, precision: precision)
+      pooling: pooling, normalizesOutput: normalizesOutput, prompts: prompts,
+      precision: precision)
   }
 
   /// An encoder's definition apart from its vocabulary and weights, as one `Codable`
@@ -349,13 +348,14 @@ public final class SentenceEncoder: Sendable {
     /// Part of a model version's identity: its vectors differ (slightly) from the same
     /// weights' at another precision. Settings stored before it existed read as float32.
     public var precision: Precision
-    /// Nil for a model without prompts (and in settings stored before they were read).
-    public var prompts: Prompts?
+    /// Empty for a model without prompts, and then not stored: such a model's settings
+    /// are stored as before prompts were read (which read back as empty).
+    public var prompts: Prompts
 
     public init(
       config: BertConfig, tokenizer: WordPieceTokenizer.Options = .init(),
       maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
-      prompts: Prompts? = nil, precision: Precision = .float32
+      prompts: Prompts = Prompts(), precision: Precision = .float32
     ) {
       self.config = config
       self.tokenizer = tokenizer
@@ -374,7 +374,22 @@ public final class SentenceEncoder: Sendable {
       pooling = try container.decode(Pooling.self, forKey: .pooling)
       normalizesOutput = try container.decode(Bool.self, forKey: .normalizesOutput)
       precision = try container.decodeIfPresent(Precision.self, forKey: .precision) ?? .float32
-      prompts = try container.decodeIfPresent(Prompts.self, forKey: .prompts)
+      prompts = try container.decodeIfPresent(Prompts.self, forKey: .prompts) ?? Prompts()
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var container = encoder.container(keyedBy: CodingKeys.self)
+      try container.encode(config, forKey: .config)
+      try container.encode(tokenizer, forKey: .tokenizer)
+      try container.encode(maxSequenceLength, forKey: .maxSequenceLength)
+      try container.encode(pooling, forKey: .pooling)
+      try container.encode(normalizesOutput, forKey: .normalizesOutput)
+      try container.encode(precision, forKey: .precision)
+      if !prompts.isEmpty { try container.encode(prompts, forKey: .prompts) }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+      case config, tokenizer, maxSequenceLength, pooling, normalizesOutput, precision, prompts
     }
   }
 
@@ -390,7 +405,7 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      prompts: settings.prompts ?? Prompts(), precision: settings.precision, source: source)
+      prompts: settings.prompts, precision: settings.precision, source: source)
   }
 
   /// Rebuilds an encoder from its ``settings``, vocabulary and the safetensors file of
@@ -410,7 +425,7 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      prompts: settings.prompts ?? Prompts(), precision: settings.precision, source: source)
+      prompts: settings.prompts, precision: settings.precision, source: source)
   }
 
   /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.

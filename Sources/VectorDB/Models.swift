@@ -9,6 +9,13 @@ import Training
 /// "Prompts").
 public typealias TextRole = SentenceEncoder.Role
 
+extension SentenceEncoder {
+  /// Texts in, one vector per text out: each text as given, or after the prompt of `role`.
+  fileprivate func embedder(as role: TextRole?) -> ([String]) -> [[Float]] {
+    { texts in self.embed(role.map { self.prompted(texts, as: $0) } ?? texts) }
+  }
+}
+
 /// A version of the encoder stored in the database, with where it came from.
 ///
 /// `vdb init` imports the default model as version 1; fine-tuning adds versions whose
@@ -587,8 +594,7 @@ extension Database {
   ///
   /// - Throws: as `encoder(version:)`.
   public func embedder(version: Int, as role: TextRole? = nil) throws -> ([String]) -> [[Float]] {
-    let encoder = try encoder(version: version)
-    return { texts in encoder.embed(role.map { encoder.prompted(texts, as: $0) } ?? texts) }
+    try encoder(version: version).embedder(as: role)
   }
 
   /// The encoder of model `version`, loaded from the database once and cached.
@@ -674,8 +680,7 @@ public enum DefaultModel {
     -> ([String]) -> [[Float]]
   {
     do {
-      let encoder = try SentenceEncoder(directory: URL(fileURLWithPath: directory))
-      return { texts in encoder.embed(role.map { encoder.prompted(texts, as: $0) } ?? texts) }
+      return try SentenceEncoder(directory: URL(fileURLWithPath: directory)).embedder(as: role)
     } catch {
       throw VectorDBError.invalidModel(directory: directory, reason: "\(error)")
     }

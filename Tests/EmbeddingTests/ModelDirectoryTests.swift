@@ -98,7 +98,7 @@ final class ModelDirectoryTests: XCTestCase {
       XCTAssertEqual(encoder.prompted(["a"], as: .document), [prompts.document + "a"])
       let stored = try JSONDecoder().decode(
         SentenceEncoder.Settings.self, from: JSONEncoder().encode(encoder.settings))
-      XCTAssertEqual(stored.prompts ?? .init(), prompts)
+      XCTAssertEqual(stored.prompts, prompts)
     }
     try #"{"prompts": ["query: "]}"#.write(toFile: file, atomically: true, encoding: .utf8)
     assertLoadFails("\(file): field 'prompts' must be an object")
