@@ -5,7 +5,7 @@ extension SentenceEncoder {
   /// relative path: `config.json`, `model.safetensors`, `vocab.txt`,
   /// `tokenizer_config.json`, `special_tokens_map.json`, `sentence_bert_config.json`,
   /// `modules.json`, `1_Pooling/config.json`, and `config_sentence_transformers.json`
-  /// for a model with prompts.
+  /// for a model with prompts or a similarity other than cosine.
   ///
   /// `SentenceEncoder(directory:)` and Python's `SentenceTransformer(directory)` both
   /// load the directory back and embed as this encoder does.
@@ -73,14 +73,16 @@ extension SentenceEncoder {
       ],
     ]
     var result: [String: [UInt8]] = [:]
-    var withPrompts = files
-    if !prompts.isEmpty {
-      withPrompts["config_sentence_transformers.json"] = [
-        "prompts": ["query": prompts.query, "document": prompts.document],
-        "default_prompt_name": NSNull(),
-      ]
+    var allFiles = files
+    if !prompts.isEmpty || similarity != .cosine {
+      var sentenceTransformers: [String: Any] = ["similarity_fn_name": similarity.rawValue]
+      if !prompts.isEmpty {
+        sentenceTransformers["prompts"] = ["query": prompts.query, "document": prompts.document]
+        sentenceTransformers["default_prompt_name"] = NSNull()
+      }
+      allFiles["config_sentence_transformers.json"] = sentenceTransformers
     }
-    for (name, value) in withPrompts {
+    for (name, value) in allFiles {
       // Sorted keys: an export is byte-for-byte repeatable.
       let json = try JSONSerialization.data(
         withJSONObject: value, options: [.prettyPrinted, .sortedKeys])

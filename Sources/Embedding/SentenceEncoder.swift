@@ -54,6 +54,17 @@ public final class SentenceEncoder: Sendable {
     public var isEmpty: Bool { query.isEmpty && document.isEmpty }
   }
 
+  /// How the model's vectors are to be compared, as `config_sentence_transformers.json`
+  /// names it (`similarity_fn_name`; cosine when absent, as in sentence-transformers). A
+  /// collection of the model's vectors compares by it unless told otherwise.
+  public enum Similarity: String, Codable, Sendable, CaseIterable {
+    case cosine
+    /// The dot product, for models trained for it (their vectors are not unit length).
+    case dot
+    /// The (negative) Euclidean distance.
+    case euclidean
+  }
+
   /// What a text is to the retriever: its prompt follows from it.
   public enum Role: String, Sendable, CaseIterable {
     case query
@@ -125,6 +136,8 @@ public final class SentenceEncoder: Sendable {
   public let normalizesOutput: Bool
   /// What goes before queries' and documents' texts: see ``prompted(_:as:)``.
   public let prompts: Prompts
+  /// How the vectors are to be compared.
+  public let similarity: Similarity
   /// The number format of the linear layers.
   public var precision: Precision { model.precision }
   private let model: BertModel
@@ -162,12 +175,13 @@ public final class SentenceEncoder: Sendable {
   public convenience init(
     config: BertConfig, tokenizer: WordPieceTokenizer, weights: [String: Tensor],
     maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
-    prompts: Prompts = Prompts(), precision: Precision = .float32, source: String = "<memory>"
+    prompts: Prompts = Prompts(), similarity: Similarity = .cosine,
+    precision: Precision = .float32, source: String = "<memory>"
   ) throws {
     try self.init(
       config: config, tokenizer: { tokenizer }, weightSource: weights,
       maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
-      prompts: prompts, precision: precision, source: source)
+      prompts: prompts, similarity: similarity, precision: precision, source: source)
   }
 
   /// An encoder from weights wherever they lie, each tensor copied once into the model
@@ -175,7 +189,8 @@ public final class SentenceEncoder: Sendable {
   private convenience init(
     config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
     weightSource weights: some WeightSource, maxSequenceLength: Int, pooling: Pooling,
-    normalizesOutput: Bool, prompts: Prompts, precision: Precision, source: String
+    normalizesOutput: Bool, prompts: Prompts, similarity: Similarity, precision: Precision,
+    source: String
   ) throws {
     try self.init(
       config: config, tokenizer: makeTokenizer,
@@ -183,7 +198,7 @@ public final class SentenceEncoder: Sendable {
         try BertModel(config: config, weights: weights, precision: precision, source: source)
       },
       maxSequenceLength: maxSequenceLength, pooling: pooling, normalizesOutput: normalizesOutput,
-      prompts: prompts, source: source)
+      prompts: prompts, similarity: similarity, source: source)
   }
 
   /// An encoder whose weights are mapped from the model image at `path` (written by
@@ -211,7 +226,8 @@ public final class SentenceEncoder: Sendable {
           source: path)
       },
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
-      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts, source: source)
+      normalizesOutput: settings.normalizesOutput, prompts: settings.prompts,
+      similarity: settings.similarity, source: source)
   }
 
   /// Writes the weights, in this encoder's own layout, as a model image at `path` for
@@ -230,7 +246,7 @@ public final class SentenceEncoder: Sendable {
   private init(
     config: BertConfig, tokenizer makeTokenizer: () throws -> WordPieceTokenizer,
     model makeModel: () throws -> BertModel, maxSequenceLength: Int, pooling: Pooling,
-    normalizesOutput: Bool, prompts: Prompts, source: String
+    normalizesOutput: Bool, prompts: Prompts, similarity: Similarity, source: String
   ) throws {
     guard maxSequenceLength >= 2, maxSequenceLength <= config.maxPositions else {
       throw EmbeddingError.invalidConfiguration(
@@ -252,6 +268,7 @@ public final class SentenceEncoder: Sendable {
     self.pooling = pooling
     self.normalizesOutput = normalizesOutput
     self.prompts = prompts
+    self.similarity = similarity
     self.model = model
   }
 
@@ -290,7 +307,7 @@ public final class SentenceEncoder: Sendable {
       }, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
       normalizesOutput: settings.normalizesOutput, prompts: settings.prompts,
-      precision: precision, source: weightsURL.path)
+      similarity: settings.similarity, precision: precision, source: weightsURL.path)
     try checkFiniteOutput(source: weightsURL.path)
   }
 
@@ -325,7 +342,7 @@ public final class SentenceEncoder: Sendable {
     Settings(
       config: config, tokenizer: tokenizer.options, maxSequenceLength: maxSequenceLength,
       pooling: pooling, normalizesOutput: normalizesOutput, prompts: prompts,
-      precision: precision)
+      similarity: similarity, precision: precision)
   }
 
   /// An encoder's definition apart from its vocabulary and weights, as one `Codable`
@@ -351,11 +368,14 @@ public final class SentenceEncoder: Sendable {
     /// Empty for a model without prompts, and then not stored: such a model's settings
     /// are stored as before prompts were read (which read back as empty).
     public var prompts: Prompts
+    /// Cosine, and then not stored, as for prompts.
+    public var similarity: Similarity
 
     public init(
       config: BertConfig, tokenizer: WordPieceTokenizer.Options = .init(),
       maxSequenceLength: Int = 256, pooling: Pooling = .mean, normalizesOutput: Bool = true,
-      prompts: Prompts = Prompts(), precision: Precision = .float32
+      prompts: Prompts = Prompts(), similarity: Similarity = .cosine,
+      precision: Precision = .float32
     ) {
       self.config = config
       self.tokenizer = tokenizer
@@ -363,6 +383,7 @@ public final class SentenceEncoder: Sendable {
       self.pooling = pooling
       self.normalizesOutput = normalizesOutput
       self.prompts = prompts
+      self.similarity = similarity
       self.precision = precision
     }
 
@@ -375,6 +396,7 @@ public final class SentenceEncoder: Sendable {
       normalizesOutput = try container.decode(Bool.self, forKey: .normalizesOutput)
       precision = try container.decodeIfPresent(Precision.self, forKey: .precision) ?? .float32
       prompts = try container.decodeIfPresent(Prompts.self, forKey: .prompts) ?? Prompts()
+      similarity = try container.decodeIfPresent(Similarity.self, forKey: .similarity) ?? .cosine
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -386,10 +408,12 @@ public final class SentenceEncoder: Sendable {
       try container.encode(normalizesOutput, forKey: .normalizesOutput)
       try container.encode(precision, forKey: .precision)
       if !prompts.isEmpty { try container.encode(prompts, forKey: .prompts) }
+      if similarity != .cosine { try container.encode(similarity, forKey: .similarity) }
     }
 
     private enum CodingKeys: String, CodingKey {
       case config, tokenizer, maxSequenceLength, pooling, normalizesOutput, precision, prompts
+      case similarity
     }
   }
 
@@ -405,7 +429,8 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      prompts: settings.prompts, precision: settings.precision, source: source)
+      prompts: settings.prompts, similarity: settings.similarity, precision: settings.precision,
+      source: source)
   }
 
   /// Rebuilds an encoder from its ``settings``, vocabulary and the safetensors file of
@@ -425,7 +450,8 @@ public final class SentenceEncoder: Sendable {
       },
       weightSource: weights, maxSequenceLength: settings.maxSequenceLength,
       pooling: settings.pooling, normalizesOutput: settings.normalizesOutput,
-      prompts: settings.prompts, precision: settings.precision, source: source)
+      prompts: settings.prompts, similarity: settings.similarity, precision: settings.precision,
+      source: source)
   }
 
   /// The token ids the encoder sees for `text`: `[CLS] … [SEP]`, truncated.
@@ -578,10 +604,17 @@ private struct DirectorySettings {
   var pooling = SentenceEncoder.Pooling.mean
   var normalizesOutput = true
   var prompts = SentenceEncoder.Prompts()
+  var similarity = SentenceEncoder.Similarity.cosine
 
-  /// `config_sentence_transformers.json`: the prompts, by name.
+  /// `config_sentence_transformers.json`: the prompts, by name, and how vectors compare.
   private struct SentenceTransformersConfig: Decodable {
     var prompts: [String: String?]?
+    var similarityFunction: String?
+
+    enum CodingKeys: String, CodingKey {
+      case prompts
+      case similarityFunction = "similarity_fn_name"
+    }
   }
 
   private struct TokenizerConfig: Decodable {
@@ -705,14 +738,25 @@ private struct DirectorySettings {
             : "pooling by \(modes.joined(separator: " + ")) (vdb pools by mean or by CLS token)")
       }
     }
-    let promptsURL = directory.appendingPathComponent("config_sentence_transformers.json")
-    if let named = try Self.decodeIfPresent(SentenceTransformersConfig.self, promptsURL)?.prompts {
+    let sentenceTransformersURL = directory.appendingPathComponent(
+      "config_sentence_transformers.json")
+    let sentenceTransformers = try Self.decodeIfPresent(
+      SentenceTransformersConfig.self, sentenceTransformersURL)
+    if let named = sentenceTransformers?.prompts {
       // sentence-transformers' encode_query and encode_document take these names.
       func prompt(_ names: String...) -> String {
         names.lazy.compactMap { named[$0] ?? nil }.first ?? ""
       }
       prompts = SentenceEncoder.Prompts(
         query: prompt("query"), document: prompt("document", "passage", "corpus"))
+    }
+    if let name = sentenceTransformers?.similarityFunction {
+      guard let known = SentenceEncoder.Similarity(rawValue: name) else {
+        throw EmbeddingError.unsupported(
+          source: sentenceTransformersURL.path,
+          feature: "similarity_fn_name '\(name)' (vdb compares by cosine, dot or euclidean)")
+      }
+      similarity = known
     }
     if poolingConfig?.includesPrompt == false, !prompts.isEmpty {
       throw EmbeddingError.unsupported(

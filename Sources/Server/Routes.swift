@@ -335,7 +335,7 @@ struct Routes: Sendable {
     let options =
       dimension.map { CollectionOptions.vectors(dimension: $0, metric: metric ?? .cosine) }
       ?? CollectionOptions(
-        vectors: noVectors ? .none : .model(version: model), metric: metric ?? .cosine)
+        vectors: noVectors ? .none : .model(version: model), metric: metric)
     let collection = try database.createCollection(name, options: options)
     // By bytes, as storage compares names: Swift's == would take "e\u{301}" for "é".
     let info = try database.collections().first { $0.name.utf8.elementsEqual(collection.name.utf8) }

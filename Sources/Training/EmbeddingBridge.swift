@@ -30,7 +30,7 @@ extension EncoderParameters where Scalar == Float {
 extension SentenceEncoder {
   /// The encoder that serves `parameters` as training computed them (same configuration,
   /// pooling and weights), with `base`'s tokenizer, sequence length, output scaling,
-  /// prompts and precision (a fine-tune of a bfloat16 version computes in bfloat16 too).
+  /// prompts, similarity and precision (a fine-tune of a bfloat16 version computes in bfloat16 too).
   ///
   /// ```swift
   /// let candidate = try SentenceEncoder(trained: trainer.encoder.parameters, like: base)
@@ -43,7 +43,8 @@ extension SentenceEncoder {
     try self.init(
       config: parameters.config, tokenizer: base.tokenizer, weights: parameters.namedTensors(),
       maxSequenceLength: base.maxSequenceLength, pooling: parameters.pooling,
-      normalizesOutput: base.normalizesOutput, prompts: base.prompts, precision: base.precision)
+      normalizesOutput: base.normalizesOutput, prompts: base.prompts, similarity: base.similarity,
+      precision: base.precision)
   }
 }
 

@@ -1,3 +1,4 @@
+import Embedding
 import Foundation
 import HNSW
 import LMDB
@@ -22,8 +23,10 @@ public struct CollectionOptions: Sendable {
 
   /// Where the vectors come from (default: the database's default model).
   public var vectors: Vectors
-  /// The similarity of text embeddings (they are unit length: cosine = dot).
-  public var metric: Metric
+  /// How text embeddings are compared; nil: as the model says (its `similarity_fn_name`;
+  /// cosine for all-MiniLM-L6-v2 and any model that names none). Given vectors carry
+  /// their own metric in ``Vectors/given(dimension:metric:)``.
+  public var metric: Metric?
   /// HNSW construction parameters (M, efConstruction; see docs/index.md).
   public var index: HNSWParameters
   /// Keep a full-text index for keyword search (docs/search.md). Collections of given
@@ -31,9 +34,9 @@ public struct CollectionOptions: Sendable {
   public var textIndex = true
 
   /// Options for a new collection; the defaults embed text with the database's default model,
-  /// compare by cosine, and keep a full-text index.
+  /// compare as the model says (cosine unless it names another), and keep a full-text index.
   public init(
-    vectors: Vectors = .model(version: nil), metric: Metric = .cosine,
+    vectors: Vectors = .model(version: nil), metric: Metric? = nil,
     index: HNSWParameters = HNSWParameters(), textIndex: Bool = true
   ) {
     self.vectors = vectors
@@ -53,6 +56,18 @@ public struct CollectionOptions: Sendable {
 
 /// The distance of a collection's vectors (from the index module).
 public typealias Metric = HNSW.Metric
+
+extension Metric {
+  /// The metric that ranks as a model's similarity does (Euclidean distance by its
+  /// square).
+  init(_ similarity: SentenceEncoder.Similarity) {
+    switch similarity {
+    case .cosine: self = .cosine
+    case .dot: self = .dot
+    case .euclidean: self = .l2
+    }
+  }
+}
 /// HNSW construction parameters: `m` links per node and `efConstruction`, the search width
 /// while inserting (from the index module; docs/index.md).
 public typealias HNSWParameters = HNSW.HNSWParameters

@@ -383,7 +383,8 @@ public final class Database: @unchecked Sendable {
       guard let version = try version ?? defaultModelVersion() else { return nil }
       let encoder = try encoder(version: version)
       return VectorSettings(
-        dimension: encoder.dimension, metric: options.metric, model: version, index: options.index)
+        dimension: encoder.dimension, metric: options.metric ?? Metric(encoder.similarity),
+        model: version, index: options.index)
     }
   }
 

@@ -42,7 +42,9 @@ struct Collections: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @Argument(help: "The new collection's name.") var name: String
     @Option(help: "Given vectors of this dimension (no model).") var vectors: Int?
-    @Option(help: "The metric: cosine, dot or l2.") var metric: Metric = .cosine
+    @Option(
+      help: "The metric: cosine, dot or l2 (default: cosine, or what the model names).")
+    var metric: Metric?
     @Option(help: "Embed text with this stored model version.") var model: Int?
     @Flag(help: "Documents only: no vectors, no index.") var noVectors = false
     @OptionGroup var output: OutputOptions
@@ -57,7 +59,7 @@ struct Collections: ParsableCommand {
     func run() throws {
       let options: CollectionOptions
       if let vectors {
-        options = .vectors(dimension: vectors, metric: metric)
+        options = .vectors(dimension: vectors, metric: metric ?? .cosine)
       } else {
         options = CollectionOptions(
           vectors: noVectors ? .none : .model(version: model), metric: metric)

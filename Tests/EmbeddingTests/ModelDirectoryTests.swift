@@ -113,6 +113,35 @@ final class ModelDirectoryTests: XCTestCase {
     XCTAssertNoThrow(try SentenceEncoder(directory: directory), "no prompt to leave out")
   }
 
+  func testSimilarityIsReadByItsName() throws {
+    let file = path("config_sentence_transformers.json")
+    let cases: [(String, SentenceEncoder.Similarity)] = [
+      (#"{"similarity_fn_name": "dot"}"#, .dot),
+      (#"{"similarity_fn_name": "euclidean", "prompts": {}}"#, .euclidean),
+      (#"{"similarity_fn_name": "cosine"}"#, .cosine),
+      (#"{"similarity_fn_name": null}"#, .cosine),
+      (#"{"prompts": {"query": "q: "}}"#, .cosine),
+    ]
+    for (json, similarity) in cases {
+      try json.write(toFile: file, atomically: true, encoding: .utf8)
+      let encoder = try SentenceEncoder(directory: directory)
+      XCTAssertEqual(encoder.similarity, similarity, json)
+      let encoded = try JSONEncoder().encode(encoder.settings)
+      XCTAssertEqual(
+        try JSONDecoder().decode(SentenceEncoder.Settings.self, from: encoded).similarity,
+        similarity)
+      // Cosine is not stored: settings stored before similarity was read are the same.
+      XCTAssertEqual(
+        String(decoding: encoded, as: UTF8.self).contains("similarity"), similarity != .cosine)
+    }
+    try #"{"similarity_fn_name": "manhattan"}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    assertLoadFails(
+      "\(file): unsupported: similarity_fn_name 'manhattan' (vdb compares by cosine, dot or"
+        + " euclidean)")
+    try #"{"similarity_fn_name": 1}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    assertLoadFails("\(file): field 'similarity_fn_name' must be a string")
+  }
+
   func testAnotherModelTypeIsRejected() throws {
     try editConfig { $0["model_type"] = "roberta" }
     assertLoadFails(

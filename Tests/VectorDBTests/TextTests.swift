@@ -104,21 +104,33 @@ final class TextTests: XCTestCase {
   /// A model that names prompts (e5's "query: " and "passage: ") sees each text after its
   /// prompt wherever it embeds one: documents at import, queries at search; its versions
   /// keep them, and an export writes them back.
-  func testPromptsGoBeforeQueriesAndDocuments() throws {
-    let model = path + "-prompted"
-    defer { try? FileManager.default.removeItem(atPath: model) }
+  /// A model directory at `model` of the default model's files (linked) but those in
+  /// `files`, written from their texts.
+  private func makeModelDirectory(_ model: String, files: [String: String]) throws {
     let source = DefaultModel.directory
     try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
     for name in [
       "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
       "1_Pooling", "modules.json", "model.safetensors",
-    ] {
+    ] where files[name] == nil {
       try FileManager.default.createSymbolicLink(
         atPath: model + "/" + name, withDestinationPath: source + "/" + name)
     }
-    try #"{"prompts": {"query": "query: ", "passage": "passage: ", "classification": "c: "}}"#
-      .write(
-        toFile: model + "/config_sentence_transformers.json", atomically: true, encoding: .utf8)
+    for (name, text) in files {
+      try text.write(toFile: model + "/" + name, atomically: true, encoding: .utf8)
+    }
+  }
+
+  func testPromptsGoBeforeQueriesAndDocuments() throws {
+    let model = path + "-prompted"
+    defer { try? FileManager.default.removeItem(atPath: model) }
+    let source = DefaultModel.directory
+    try makeModelDirectory(
+      model,
+      files: [
+        "config_sentence_transformers.json":
+          #"{"prompts": {"query": "query: ", "passage": "passage: ", "classification": "c: "}}"#
+      ])
 
     let db = try Database(path: path)
     XCTAssertEqual(try db.importModel(directory: source).version, 1)
@@ -148,6 +160,52 @@ final class TextTests: XCTestCase {
     defer { try? FileManager.default.removeItem(atPath: exported) }
     _ = try db.exportModel(version: 2, to: exported)
     XCTAssertEqual(try SentenceEncoder(directory: URL(fileURLWithPath: exported)).prompts, prompts)
+  }
+
+  /// A model made for dot products (unnormalised vectors, `similarity_fn_name` "dot")
+  /// gets collections that rank by the dot product unless told otherwise.
+  func testACollectionComparesAsItsModelSays() throws {
+    let model = path + "-dot"
+    defer { try? FileManager.default.removeItem(atPath: model) }
+    try makeModelDirectory(
+      model,
+      files: [
+        "config_sentence_transformers.json": #"{"similarity_fn_name": "dot"}"#,
+        "modules.json": #"""
+          [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+           {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+          """#,
+      ])
+    let db = try Database(path: path)
+    XCTAssertEqual(try db.importModel(directory: DefaultModel.directory).version, 1)
+    XCTAssertEqual(try db.importModel(directory: model).version, 2)
+    XCTAssertEqual(try db.encoder(version: 2).similarity, .dot)
+    let byDot = try db.collection("dot", options: CollectionOptions(vectors: .model(version: 2)))
+    let byCosine = try db.collection(
+      "cosine", options: CollectionOptions(vectors: .model(version: 2), metric: .cosine))
+    let plain = try db.collection("plain")
+    let metrics = Dictionary(uniqueKeysWithValues: try db.collections().map { ($0.name, $0.metric) })
+    XCTAssertEqual(metrics, ["dot": "dot", "cosine": "cosine", "plain": "cosine"])
+
+    let encoder = try db.encoder(version: 2)
+    let question = "which database uses memory mapping?"
+    let q = encoder.embed(question)
+    XCTAssertGreaterThan(abs(sqrt(q.reduce(0) { $0 + $1 * $1 }) - 1), 0.1, "not unit length")
+    for collection in [byDot, byCosine] {
+      try collection.upsert(Self.notes)
+      let hits = try collection.query(text: question, k: 5, log: false, mode: .dense).hits
+      for hit in hits {
+        let d = encoder.embed(Self.notes.first { $0.id == hit.id }!.text)
+        let expected =
+          collection === byDot ? zip(q, d).reduce(0) { $0 + $1.0 * $1.1 } : cosine(q, d)
+        XCTAssertEqual(hit.score, expected, accuracy: 1e-3 * max(1, abs(expected)), hit.id)
+      }
+    }
+
+    let exported = path + "-exported"
+    defer { try? FileManager.default.removeItem(atPath: exported) }
+    _ = try db.exportModel(version: 2, to: exported)
+    XCTAssertEqual(try SentenceEncoder(directory: URL(fileURLWithPath: exported)).similarity, .dot)
   }
 
   func testTextQueriesFindTheRightDocument() throws {

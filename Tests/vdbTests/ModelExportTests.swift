@@ -63,8 +63,10 @@ final class ModelExportTests: ShellTestCase {
 
   /// `vdb embed --as query|document` puts the model's prompt before each text, as the
   /// retriever does; without it the texts are embedded as given.
-  func testEmbedAsAQueryOrADocumentAddsTheModelsPrompt() throws {
-    let model = directory + "/prompted"
+  /// A model directory `name` of the default model's files (linked) but for
+  /// `config_sentence_transformers.json`, which holds `settings`.
+  private func modelDirectory(_ name: String, settings: String) throws -> String {
+    let model = directory + "/" + name
     try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
     for name in [
       "config.json", "vocab.txt", "tokenizer_config.json", "sentence_bert_config.json",
@@ -73,8 +75,14 @@ final class ModelExportTests: ShellTestCase {
       try FileManager.default.createSymbolicLink(
         atPath: model + "/" + name, withDestinationPath: DefaultModel.directory + "/" + name)
     }
-    try #"{"prompts": {"query": "query: ", "passage": "passage: "}}"#.write(
+    try settings.write(
       toFile: model + "/config_sentence_transformers.json", atomically: true, encoding: .utf8)
+    return model
+  }
+
+  func testEmbedAsAQueryOrADocumentAddsTheModelsPrompt() throws {
+    let model = try modelDirectory(
+      "prompted", settings: #"{"prompts": {"query": "query: ", "passage": "passage: "}}"#)
     XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", model]).status, 0)
     let text = "What is HNSW?"
     let asQuery = try vectors(["query: " + text, "--model", model])
@@ -87,5 +95,18 @@ final class ModelExportTests: ShellTestCase {
     XCTAssertEqual(try vectors([text, "--model", model]), try vectors([text]), "as given")
     let other = try Shell.vdb(["embed", text, "--as", "passage"])
     XCTAssertEqual(other.status, 2, other.stderr)
+  }
+
+  func testCollectionsOfTheModelCompareAsItSays() throws {
+    let model = try modelDirectory("dot", settings: #"{"similarity_fn_name": "dot"}"#)
+    XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", model]).status, 0)
+    for arguments in [["t"], ["c", "--metric", "cosine"], ["v", "--vectors", "4"]] {
+      let created = try Shell.vdb(["collections", "create", "--db", db] + arguments)
+      XCTAssertEqual(created.status, 0, created.stderr)
+    }
+    let listed = try Shell.vdb(["collections", "--db", db, "--json"])
+    let array = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+    let metrics = (array ?? []).map { "\($0["name"] ?? "")=\($0["metric"] ?? "")" }
+    XCTAssertEqual(metrics, ["c=cosine", "t=dot", "v=cosine"])
   }
 }
