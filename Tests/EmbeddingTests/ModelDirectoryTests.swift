@@ -134,7 +134,8 @@ final class ModelDirectoryTests: XCTestCase {
       XCTAssertEqual(
         String(decoding: encoded, as: UTF8.self).contains("similarity"), similarity != .cosine)
     }
-    try #"{"similarity_fn_name": "manhattan"}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    try #"{"similarity_fn_name": "manhattan"}"#.write(
+      toFile: file, atomically: true, encoding: .utf8)
     assertLoadFails(
       "\(file): unsupported: similarity_fn_name 'manhattan' (vdb compares by cosine, dot or"
         + " euclidean)")

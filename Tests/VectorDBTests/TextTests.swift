@@ -172,9 +172,9 @@ final class TextTests: XCTestCase {
       files: [
         "config_sentence_transformers.json": #"{"similarity_fn_name": "dot"}"#,
         "modules.json": #"""
-          [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-           {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-          """#,
+        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        """#,
       ])
     let db = try Database(path: path)
     XCTAssertEqual(try db.importModel(directory: DefaultModel.directory).version, 1)
@@ -183,8 +183,9 @@ final class TextTests: XCTestCase {
     let byDot = try db.collection("dot", options: CollectionOptions(vectors: .model(version: 2)))
     let byCosine = try db.collection(
       "cosine", options: CollectionOptions(vectors: .model(version: 2), metric: .cosine))
-    let plain = try db.collection("plain")
-    let metrics = Dictionary(uniqueKeysWithValues: try db.collections().map { ($0.name, $0.metric) })
+    _ = try db.collection("plain")
+    let metrics = Dictionary(
+      uniqueKeysWithValues: try db.collections().map { ($0.name, $0.metric) })
     XCTAssertEqual(metrics, ["dot": "dot", "cosine": "cosine", "plain": "cosine"])
 
     let encoder = try db.encoder(version: 2)
