@@ -53,26 +53,39 @@ struct Query: ParsableCommand {
   }
 
   func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+    let db = try database.open()
+    let collection = try db.collection(try target.name(), create: false)
     let options = QueryOptions(
       k: k, ef: ef ?? QueryOptions().ef, filter: try filter.map { try Filter(json: $0) },
       exact: exact, log: !noLog,
       mode: search.mode, fusion: search.fusionMethod)
+    /// The results, with log ids only when their entries were committed.
+    func logged(_ results: [QueryResult]) -> [QueryResult] {
+      guard !noLog, !logCommitted(db, what: results.count == 1 ? "query" : "queries") else {
+        return results
+      }
+      return results.map {
+        var result = $0
+        result.logID = nil
+        return result
+      }
+    }
     if let text {
-      return try show(try collection.query(texts: [text], options: options)[0])
+      return try show(logged(try collection.query(texts: [text], options: options))[0])
     }
     if let vector {
       let query = try parseVector(vector, source: "--vector")
-      return try show(try collection.query(vectors: [query], options: options)[0])
+      return try show(logged(try collection.query(vectors: [query], options: options))[0])
     }
     let start = Date()
-    let results: [QueryResult]
+    var results: [QueryResult]
     if let file {
       results = try collection.query(texts: try readLines(file), options: options)
     } else {
       results = try collection.query(vectors: try VectorFile.read(vectors!).rows, options: options)
     }
     let seconds = Date().timeIntervalSince(start)
+    results = logged(results)
     for result in results {
       if output.isJSON {
         try Terminal.printJSONLine(result)
@@ -105,6 +118,22 @@ struct Query: ParsableCommand {
           + (hybrid ? [source(hit.sources?.dense), source(hit.sources?.keyword)] : []) + [hit.text]
       }, flexibleColumn: hybrid ? 5 : 3)
     if let logID = result.logID { print("log id \(logID) (vdb feedback \(logID) DOC_ID)") }
+  }
+}
+
+/// Commits the log entries of what the command just did, before their ids are shown: a
+/// one-shot process would otherwise print the ids of entries that a failed commit (a
+/// full disk) loses as it exits. One command's entries are one group commit (one
+/// `append`), so they are kept or lost together. False, after a warning, when lost: the
+/// answers stand, without log ids.
+func logCommitted(_ db: Database, what: String) -> Bool {
+  do {
+    try db.flushLog()
+    return true
+  } catch {
+    let reason = (error as? VectorDBError)?.description ?? "\(error)"
+    Terminal.warn("the \(what) could not be logged, so no log id is given: \(reason)")
+    return false
   }
 }
 

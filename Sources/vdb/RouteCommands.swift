@@ -66,7 +66,11 @@ struct RouteRequest: ParsableCommand {
   }
 
   func run() throws {
-    let decisions = try target.open(database).route(texts, log: !noLog)
+    let db = try database.open()
+    var decisions = try db.router(target.router).route(texts, log: !noLog)
+    if !noLog, !logCommitted(db, what: texts.count == 1 ? "decision" : "decisions") {
+      for index in decisions.indices { decisions[index].logID = nil }
+    }
     if output.isJSON {
       for decision in decisions { try Terminal.printJSONLine(decision) }
       return

@@ -621,6 +621,52 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertEqual(try Shell.vdb(["count", "-c", "v", "--db", db]).stdout, "30\n")
   }
 
+  /// Queries answer when their log cannot be written (a full disk, here the file size
+  /// limit): the shell commits the entries before it prints their ids, so a lost entry
+  /// is never shown with an id, and says so.
+  func testQueriesWhoseLogCannotBeWrittenAnswerWithoutLogIDs() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--db", db]).status, 0)
+    for (id, vector) in [("a", "[1, 0]"), ("b", "[0, 1]")] {
+      XCTAssertEqual(
+        try Shell.vdb(["upsert", "-c", "v", "--id", id, "--vector", vector, "--db", db]).status, 0)
+    }
+    // 20,000 entries need more pages than the file has free.
+    var file = Data()
+    for index in 0..<20_000 {
+      // .fvecs: the dimension, then the values, little-endian.
+      for word in [UInt32(2), Float(1).bitPattern, Float(index).bitPattern] {
+        withUnsafeBytes(of: word.littleEndian) { file.append(contentsOf: $0) }
+      }
+    }
+    let queries = directory + "/queries.fvecs"
+    try file.write(to: URL(fileURLWithPath: queries))
+    let size = try XCTUnwrap(
+      FileManager.default.attributesOfItem(atPath: db + "/data.mdb")[.size] as? Int)
+    let limited = try Shell.run(
+      "/bin/bash",
+      [
+        "-c",
+        "ulimit -f \((size + 1023) / 1024) && '\(Shell.binary)' query -c v --vectors"
+          + " '\(queries)' -k 1 --json --db '\(db)'",
+      ])
+    XCTAssertEqual(limited.status, 0, limited.stderr)
+    XCTAssertTrue(
+      limited.stderr.hasPrefix(
+        "warning: the queries could not be logged, so no log id is given: storage: commit write"
+          + " transaction: File too large"), limited.stderr)
+    let lines = limited.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 20_000)
+    XCTAssertTrue(lines.allSatisfy { $0.hasSuffix(#""log_id":null}"#) }, String(lines[0]))
+    XCTAssertEqual(try Shell.vdb(["log", "--json", "--db", db]).stdout, "")
+    XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
+    let logged = try Shell.vdb(["query", "-c", "v", "--vector", "[1, 0]", "--json", "--db", db])
+    XCTAssertFalse(logged.stdout.contains(#""log_id":null"#), logged.stdout)
+    XCTAssertEqual(
+      try Shell.vdb(["log", "--json", "--db", db]).stdout.split(separator: "\n").count, 1)
+  }
+
   /// An empty path is named as such: Foundation reads "" as the current directory (a
   /// backup then tried to replace it; an export said "is a directory").
   func testEmptyPathsAreNamed() throws {
