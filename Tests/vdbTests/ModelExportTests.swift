@@ -83,7 +83,11 @@ final class ModelExportTests: ShellTestCase {
   func testEmbedAsAQueryOrADocumentAddsTheModelsPrompt() throws {
     let model = try modelDirectory(
       "prompted", settings: #"{"prompts": {"query": "query: ", "passage": "passage: "}}"#)
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", model]).status, 0)
+    let initialised = try Shell.vdb(["init", "--db", db, "--model", model])
+    XCTAssertEqual(initialised.status, 0, initialised.stderr)
+    XCTAssertTrue(
+      initialised.stdout.hasSuffix("\n  prompts: query \"query: \", document \"passage: \"\n"),
+      initialised.stdout)
     let text = "What is HNSW?"
     let asQuery = try vectors(["query: " + text, "--model", model])
     let asDocument = try vectors(["passage: " + text, "--model", model])
@@ -99,7 +103,12 @@ final class ModelExportTests: ShellTestCase {
 
   func testCollectionsOfTheModelCompareAsItSays() throws {
     let model = try modelDirectory("dot", settings: #"{"similarity_fn_name": "dot"}"#)
-    XCTAssertEqual(try Shell.vdb(["init", "--db", db, "--model", model]).status, 0)
+    let initialised = try Shell.vdb(["init", "--db", db, "--model", model])
+    XCTAssertEqual(initialised.status, 0, initialised.stderr)
+    XCTAssertTrue(
+      initialised.stdout.hasSuffix(
+        "\n  similarity dot: its collections compare by it unless created with --metric\n"),
+      initialised.stdout)
     for arguments in [["t"], ["c", "--metric", "cosine"], ["v", "--vectors", "4"]] {
       let created = try Shell.vdb(["collections", "create", "--db", db] + arguments)
       XCTAssertEqual(created.status, 0, created.stderr)
