@@ -57,7 +57,8 @@ public enum SearchMode: String, Codable, Sendable, CaseIterable {
 
 /// The hits of one query, best first, and the log id to send feedback to.
 public struct QueryResult: Codable, Equatable, Sendable {
-  /// The query's entry in the query log; nil when not logged.
+  /// The query's entry in the query log; nil when not logged (`log` false, or a log that
+  /// cannot be written, as on a full disk: `Database.flushLog()` then throws why).
   public var logID: UInt64?
   /// The hits, best first, at most `k` (JSON `hits`).
   public var hits: [SearchHit]
@@ -214,8 +215,9 @@ extension DocumentCollection {
         continue  // the active generation changed under us: search the new one
       }
       var results = hits.map { QueryResult(logID: nil, hits: $0) }
-      if options.log {
-        let ids = try appendLog(results, texts: texts, plan: plan, mode: mode, options: options)
+      if options.log,
+        let ids = appendLog(results, texts: texts, plan: plan, mode: mode, options: options)
+      {
         for index in results.indices { results[index].logID = ids[index] }
       }
       return results
@@ -417,11 +419,12 @@ extension DocumentCollection {
     return rows
   }
 
-  /// Queues the log entries (committed in the background; see `LogWriter`).
+  /// Queues the log entries (committed in the background; see `LogWriter`); nil when
+  /// the log cannot be written (`flushLog` then says why).
   private func appendLog(
     _ results: [QueryResult], texts: [String]?, plan: IndexPlan?, mode: SearchMode,
     options: QueryOptions
-  ) throws -> [UInt64] {
+  ) -> [UInt64]? {
     let filterJSON = options.filter?.description
     let now = Date()
     let entries = results.enumerated().map { index, result in
@@ -432,6 +435,6 @@ extension DocumentCollection {
         hits: result.hits.map { LogEntry.Hit(id: $0.id, score: $0.score) },
         adapter: texts == nil ? nil : plan?.generation.adapter, mode: mode)
     }
-    return try storage { try database.logWriter.append(entries) }
+    return database.logWriter.append(entries)
   }
 }

@@ -393,10 +393,11 @@ final class LogWriter<Log: GroupCommitLog>: @unchecked Sendable {
     }
   }
 
-  /// Queues `entries` and returns their log ids; they are committed shortly after.
-  ///
-  /// - Throws: `LMDBError` only when it must reserve ids itself and that write fails.
-  func append(_ entries: [Log.Entry]) throws -> [UInt64] {
+  /// Queues `entries` and returns their log ids; they are committed shortly after. Nil
+  /// when it had to reserve ids itself and that write failed (a full disk, read-only
+  /// media): the entries are not logged, and the next `flush` throws the error, as for a
+  /// failed group commit. A log that cannot be written never fails the query it logs.
+  func append(_ entries: [Log.Entry]) -> [UInt64]? {
     condition.lock()
     defer { condition.unlock() }
     while pending.count >= Self.maxPending { condition.wait() }
@@ -421,7 +422,12 @@ final class LogWriter<Log: GroupCommitLog>: @unchecked Sendable {
       condition.lock()
       reserving = false
       condition.broadcast()
-      addFree(try block.get())
+      switch block {
+      case .success(let block): addFree(block)
+      case .failure(let error):
+        failure = failure ?? error
+        return nil
+      }
     }
     var ids: [UInt64] = []
     for entry in entries {

@@ -622,8 +622,9 @@ final class HostileInputTests: ShellTestCase {
   }
 
   /// Queries answer when their log cannot be written (a full disk, here the file size
-  /// limit): the shell commits the entries before it prints their ids, so a lost entry
-  /// is never shown with an id, and says so.
+  /// limit), whether the entries' commit fails or the reservation of their ids: the
+  /// shell commits the entries before it prints their ids, so a lost entry is never
+  /// shown with an id, and says so.
   func testQueriesWhoseLogCannotBeWrittenAnswerWithoutLogIDs() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     XCTAssertEqual(
@@ -659,6 +660,20 @@ final class HostileInputTests: ShellTestCase {
     let lines = limited.stdout.split(separator: "\n")
     XCTAssertEqual(lines.count, 20_000)
     XCTAssertTrue(lines.allSatisfy { $0.hasSuffix(#""log_id":null}"#) }, String(lines[0]))
+    XCTAssertEqual(try Shell.vdb(["log", "--json", "--db", db]).stdout, "")
+    // Below the file's size no page can be written: the log ids cannot even be reserved.
+    let reserving = try Shell.run(
+      "/bin/bash",
+      [
+        "-c",
+        "ulimit -f 8 && '\(Shell.binary)' query -c v --vector '[1, 0]' --json --db '\(db)'",
+      ])
+    XCTAssertEqual(reserving.status, 0, reserving.stderr)
+    XCTAssertEqual(
+      reserving.stderr,
+      "warning: the query could not be logged, so no log id is given: storage: commit write"
+        + " transaction: File too large\n")
+    XCTAssertTrue(reserving.stdout.hasSuffix(#""log_id":null}"# + "\n"), reserving.stdout)
     XCTAssertEqual(try Shell.vdb(["log", "--json", "--db", db]).stdout, "")
     XCTAssertEqual(try Shell.vdb(["verify", "--db", db]).status, 0)
     let logged = try Shell.vdb(["query", "-c", "v", "--vector", "[1, 0]", "--json", "--db", db])

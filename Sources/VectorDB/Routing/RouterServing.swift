@@ -125,7 +125,8 @@ extension Router {
   /// Decides the path of each input, in one batch through the encoder. Each decision is
   /// logged unless `log` is false, so an outcome can be attached to it later by its
   /// `log_id`; the entries are committed in the background (see `LogWriter`), so routing
-  /// never waits for the writer lock nor pays an fsync.
+  /// never waits for the writer lock nor pays an fsync. A log that cannot be written (a
+  /// full disk) leaves the ids nil and `Database.flushLog()` throws why.
   ///
   /// - Throws: `VectorDBError.routerNotAvailable` when the router has no active version;
   ///   `.invalidInput` for an empty input (nothing is logged then); `.routerNotFound` when
@@ -156,8 +157,9 @@ extension Router {
           version: decision.version))
     }
     let id = self.id
-    let ids = try storage { try database.routeLogWriter.append(entries.map { (id, $0) }) }
-    for index in decisions.indices { decisions[index].logID = ids[index] }
+    if let ids = database.routeLogWriter.append(entries.map { (id, $0) }) {
+      for index in decisions.indices { decisions[index].logID = ids[index] }
+    }
     return decisions
   }
 
