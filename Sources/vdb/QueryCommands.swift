@@ -131,8 +131,11 @@ func logCommitted(_ db: Database, what: String) -> Bool {
     try db.flushLog()
     return true
   } catch {
-    let reason = (error as? VectorDBError)?.description ?? "\(error)"
-    Terminal.warn("the \(what) could not be logged, so no log id is given: \(reason)")
+    let failure = error as? VectorDBError
+    Terminal.warn(
+      "the \(what) could not be logged, so no log id is given: "
+        + (failure?.description ?? "\(error)"))
+    if let hint = failure?.hint { Terminal.standardError("hint: \(hint)\n") }
     return false
   }
 }
