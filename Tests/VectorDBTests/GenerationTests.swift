@@ -133,6 +133,40 @@ final class GenerationTests: XCTestCase {
     XCTAssertEqual(try docs.generations().last?.state, .active)
   }
 
+  /// A model of another dimension cannot fill a collection's index: a re-embed or an
+  /// activation with it is refused before anything is written (the job sliced its
+  /// vectors by the collection's dimension: a smaller model ended the process, a larger
+  /// one stored pieces of vectors).
+  func testAModelOfAnotherDimensionIsRefused() throws {
+    let (db, docs) = try setUp()
+    let base = try db.encoder(version: 1)
+    let config = BertConfig(
+      hiddenSize: 32, layerCount: 1, headCount: 2, intermediateSize: 64,
+      vocabularySize: base.config.vocabularySize)
+    let weights = Dictionary(
+      uniqueKeysWithValues: config.parameterShapes().map { name, shape in
+        let count = shape.reduce(1, *)
+        return (name, Tensor(shape: shape, values: (0..<count).map { Float(sin(Double($0))) / 50 }))
+      })
+    let small = try SentenceEncoder(config: config, tokenizer: base.tokenizer, weights: weights)
+    try db.environment.write { txn in
+      _ = try db.models.add(
+        encoder: small, name: "small", state: .ready, parent: nil, lineage: [:], in: txn)
+    }
+    let before = try storedVectors(docs)
+    let message =
+      "model version 3 makes vectors of 32 dimensions; collection \"docs\" holds 384 (a"
+      + " collection's dimension is fixed: create another collection with --model 3)"
+    XCTAssertThrowsError(try docs.reembed(to: 3)) { XCTAssertEqual("\($0)", message) }
+    XCTAssertThrowsError(try docs.activate(model: 3)) { XCTAssertEqual("\($0)", message) }
+    XCTAssertEqual(try docs.generations().map(\.id), [1], "no generation was started")
+    XCTAssertEqual(try storedVectors(docs), before)
+    // Its own collection takes it.
+    let own = try db.collection("small", options: CollectionOptions(vectors: .model(version: 3)))
+    try own.upsert([Document(id: "a", text: "note number 1")])
+    XCTAssertEqual(try own.query(text: "note", k: 1, log: false).hits.map(\.id), ["a"])
+  }
+
   func testRollbackIsInstantAndReturnsTheOldResults() throws {
     let (_, docs) = try setUp()
     let before = try docs.query(text: "topic 3", k: 5, log: false)

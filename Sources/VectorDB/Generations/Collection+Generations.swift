@@ -72,7 +72,8 @@ extension DocumentCollection {
   /// `progress` is called after each batch; throwing from it stops the job (resumable).
   ///
   /// - Throws: `VectorDBError.notAvailable` for a collection without vectors or model;
-  ///   `.modelNotFound`, `.modelWithoutWeights`; `.collectionBusy` when a re-embed to another model
+  ///   `.modelNotFound`, `.modelWithoutWeights`; `.modelUnsuitable` for a model whose
+  ///   vectors are of another dimension than the collection's; `.collectionBusy` when a re-embed to another model
   ///   is in progress; `.concurrentChange` when its generation is dropped meanwhile; `.storage`;
   ///   what `progress` throws (the job stays resumable).
   @discardableResult

@@ -35,7 +35,16 @@ struct Generations {
       throw VectorDBError.notAvailable(
         collection: name, reason: "holds given vectors: there is no model to re-embed with")
     }
-    _ = try database.encoder(version: model)  // fails early for an unknown version
+    // Fails early for an unknown version, and for one whose vectors the collection's
+    // index cannot hold (its dimension is fixed when the collection is made).
+    let dimension = try database.encoder(version: model).dimension
+    guard dimension == settings.dimension else {
+      throw VectorDBError.modelUnsuitable(
+        version: model,
+        reason: "makes vectors of \(dimension) dimensions; collection \"\(name)\" holds"
+          + " \(settings.dimension) (a collection's dimension is fixed: create another"
+          + " collection with --model \(model))")
+    }
     if record.building == nil && model == active.model && !all {
       // Only the stale vectors, in place.
       let job = try ReembedJob(
