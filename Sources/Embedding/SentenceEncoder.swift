@@ -274,14 +274,16 @@ public final class SentenceEncoder: Sendable {
 
   /// Loads a sentence-transformers model directory.
   ///
-  /// Required: `config.json`, `vocab.txt`, `model.safetensors`. Read when present:
+  /// Required: `config.json`, `vocab.txt` (or `tokenizer.json` of a BERT WordPiece
+  /// tokenizer, as `transformers` 5 saves one), `model.safetensors`. Read when present:
   /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`,
   /// `tokenize_chinese_chars`, special tokens; defaults: uncased BERT),
   /// `sentence_bert_config.json` (`max_seq_length`; default the smaller of the position
   /// table and `tokenizer_config.json`'s `model_max_length`, as sentence-transformers),
-  /// `1_Pooling/config.json` (mean or CLS pooling; default mean), and `modules.json`
-  /// (a `Normalize` module turns on L2 normalisation; default on). `precision` is the
-  /// number format the linear layers compute in.
+  /// `1_Pooling/config.json` (mean or CLS pooling; default mean), `modules.json`
+  /// (a `Normalize` module turns on L2 normalisation; default on), and
+  /// `config_sentence_transformers.json` (prompts, `similarity_fn_name`). `precision` is
+  /// the number format the linear layers compute in.
   ///
   /// Throws an ``EmbeddingError`` naming the file and the problem; a model whose vectors
   /// of two probe texts are not finite is refused (``EmbeddingError/nonFiniteOutput(source:text:)``).
@@ -302,7 +304,12 @@ public final class SentenceEncoder: Sendable {
     try self.init(
       config: config,
       tokenizer: {
-        try WordPieceTokenizer(
+        if let vocabulary = settings.vocabulary {
+          return try WordPieceTokenizer(
+            vocabulary: vocabulary, options: settings.tokenizer,
+            source: directory.appendingPathComponent("tokenizer.json").path)
+        }
+        return try WordPieceTokenizer(
           contentsOf: directory.appendingPathComponent("vocab.txt"), options: settings.tokenizer)
       }, weightSource: try SafeTensors(contentsOf: weightsURL),
       maxSequenceLength: settings.maxSequenceLength, pooling: settings.pooling,
@@ -605,6 +612,9 @@ private struct DirectorySettings {
   var normalizesOutput = true
   var prompts = SentenceEncoder.Prompts()
   var similarity = SentenceEncoder.Similarity.cosine
+  /// The vocabulary of `tokenizer.json`, read when the directory has no `vocab.txt` (as
+  /// `transformers` 5 saves a BERT tokenizer); nil: `vocab.txt`'s.
+  var vocabulary: [String]?
 
   /// `config_sentence_transformers.json`: the prompts, by name, and how vectors compare.
   private struct SentenceTransformersConfig: Decodable {
@@ -654,32 +664,172 @@ private struct DirectorySettings {
     enum CodingKeys: String, CodingKey { case content }
   }
 
+  /// What `tokenizer.json` (Hugging Face's `tokenizers`) says of a BERT tokenizer: the
+  /// WordPiece vocabulary and its options, the normalizer's, and the special tokens the
+  /// post-processor puts around a text. Anything that would tokenize otherwise than
+  /// vdb's WordPiece tokenizer is refused by name.
+  private struct TokenizerJSON: Decodable {
+    struct Model: Decodable {
+      var type: String?
+      var vocab: [String: Int]
+      var unkToken: String?
+      var continuingSubwordPrefix: String?
+      var maxInputCharsPerWord: Int?
+
+      enum CodingKeys: String, CodingKey {
+        case type, vocab
+        case unkToken = "unk_token"
+        case continuingSubwordPrefix = "continuing_subword_prefix"
+        case maxInputCharsPerWord = "max_input_chars_per_word"
+      }
+    }
+
+    struct Normalizer: Decodable {
+      var type: String
+      var cleanText: Bool?
+      var handleChineseChars: Bool?
+      var stripAccents: Bool?
+      var lowercase: Bool?
+
+      enum CodingKeys: String, CodingKey {
+        case type, lowercase
+        case cleanText = "clean_text"
+        case handleChineseChars = "handle_chinese_chars"
+        case stripAccents = "strip_accents"
+      }
+    }
+
+    struct Typed: Decodable { var type: String }
+
+    /// `TemplateProcessing` (`single`: `[CLS]` $A `[SEP]`) or `BertProcessing` (`cls`,
+    /// `sep`: a token and its id).
+    struct PostProcessor: Decodable {
+      var type: String
+      var single: [[String: Piece]]?
+      var cls: TokenAndID?
+      var sep: TokenAndID?
+
+      struct Piece: Decodable { var id: String }
+      struct TokenAndID: Decodable {
+        var token: String
+        init(from decoder: Decoder) throws {
+          var pair = try decoder.unkeyedContainer()
+          token = try pair.decode(String.self)
+        }
+      }
+
+      /// The tokens put before and after a single text, or nil for another template.
+      var around: (first: String, last: String)? {
+        if type == "BertProcessing", let cls, let sep { return (cls.token, sep.token) }
+        guard type == "TemplateProcessing", let single, single.count == 3,
+          let first = single[0]["SpecialToken"], single[1]["Sequence"]?.id == "A",
+          let last = single[2]["SpecialToken"]
+        else { return nil }
+        return (first.id, last.id)
+      }
+    }
+
+    struct AddedToken: Decodable { var content: String }
+
+    var model: Model
+    var normalizer: Normalizer?
+    var preTokenizer: Typed?
+    var postProcessor: PostProcessor?
+    var addedTokens: [AddedToken]?
+
+    enum CodingKeys: String, CodingKey {
+      case model, normalizer
+      case preTokenizer = "pre_tokenizer"
+      case postProcessor = "post_processor"
+      case addedTokens = "added_tokens"
+    }
+  }
+
+  /// Reads the vocabulary and the tokenizer's options from `tokenizer.json` at `url`.
+  private mutating func readTokenizerJSON(_ url: URL) throws {
+    let json = try Self.decodeIfPresent(TokenizerJSON.self, url)!
+    func refuse(_ feature: String) -> EmbeddingError {
+      .unsupported(source: url.path, feature: feature + " (vdb runs BERT's WordPiece tokenizer)")
+    }
+    guard json.model.type ?? "WordPiece" == "WordPiece" else {
+      throw refuse("model type '\(json.model.type ?? "")'")
+    }
+    guard let normalizer = json.normalizer, normalizer.type == "BertNormalizer" else {
+      throw refuse("normalizer \(json.normalizer.map { "'\($0.type)'" } ?? "none")")
+    }
+    guard normalizer.cleanText ?? true else { throw refuse("clean_text false") }
+    guard let preTokenizer = json.preTokenizer, preTokenizer.type == "BertPreTokenizer" else {
+      throw refuse("pre_tokenizer \(json.preTokenizer.map { "'\($0.type)'" } ?? "none")")
+    }
+    guard let around = json.postProcessor?.around else {
+      throw refuse(
+        "post_processor \(json.postProcessor.map { "'\($0.type)'" } ?? "none") other than"
+          + " [CLS] text [SEP]")
+    }
+    // Ids must number the tokens from 0 without a gap: the vocabulary is an array.
+    var tokens = [String?](repeating: nil, count: json.model.vocab.count)
+    for (token, id) in json.model.vocab {
+      guard tokens.indices.contains(id), tokens[id] == nil else {
+        throw EmbeddingError.invalidVocabulary(
+          source: url.path,
+          reason: "token \(String(reflecting: token)) has id \(id): the \(tokens.count) ids"
+            + " must be 0…\(tokens.count - 1), each once")
+      }
+      tokens[id] = token
+    }
+    vocabulary = tokens.map { $0! }
+    tokenizer.lowercase = normalizer.lowercase ?? true
+    tokenizer.stripAccents = normalizer.stripAccents
+    tokenizer.splitCJKCharacters = normalizer.handleChineseChars ?? true
+    json.model.unkToken.map { tokenizer.unknownToken = $0 }
+    json.model.continuingSubwordPrefix.map { tokenizer.continuationPrefix = $0 }
+    json.model.maxInputCharsPerWord.map { tokenizer.maxCharactersPerWord = $0 }
+    (tokenizer.classifierToken, tokenizer.separatorToken) = around
+    if let added = json.addedTokens { tokenizer.specialTokens = added.map(\.content) }
+  }
+
   private struct SentenceBertConfig: Decodable {
     var maxSeqLength: Int?
     enum CodingKeys: String, CodingKey { case maxSeqLength = "max_seq_length" }
   }
 
-  /// `1_Pooling/config.json`: one flag a mode (sentence-transformers concatenates the
-  /// vectors of every mode set).
+  /// `1_Pooling/config.json`: the modes, as sentence-transformers 5.3 and later write
+  /// them (`"pooling_mode": "mean"`, or a list), else one flag a mode as earlier releases
+  /// did (`"pooling_mode_mean_tokens": true`); sentence-transformers concatenates the
+  /// vectors of every mode set.
   private struct PoolingConfig: Decodable {
-    var modes: [String: Bool?]
+    /// The modes set, sorted, by their names in the `pooling_mode` form (`mean`, `cls`,
+    /// `max`, `lasttoken`, …).
+    var set: [String]
     /// False: the prompt's tokens are left out of the pooling.
     var includesPrompt: Bool
 
+    /// The flags' names in the `pooling_mode` form.
+    private static let flags = [
+      "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+      "pooling_mode_mean_tokens": "mean",
+      "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+      "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken",
+    ]
+
     init(from decoder: Decoder) throws {
       let object = try decoder.container(keyedBy: AnyKey.self)
-      modes = [:]
-      for key in object.allKeys where key.stringValue.hasPrefix("pooling_mode_") {
-        modes[key.stringValue] = try object.decodeIfPresent(Bool.self, forKey: key)
+      let modeKey = AnyKey(stringValue: "pooling_mode")
+      if let mode = try? object.decode(String.self, forKey: modeKey) {
+        set = [mode]
+      } else if object.contains(modeKey), try !object.decodeNil(forKey: modeKey) {
+        // Anything but a string or a list of strings is named by the decoding error.
+        set = try object.decode([String].self, forKey: modeKey).sorted()
+      } else {
+        set = try object.allKeys.filter { $0.stringValue.hasPrefix("pooling_mode_") }
+          .filter { try object.decodeIfPresent(Bool.self, forKey: $0) == true }
+          .map {
+            Self.flags[$0.stringValue] ?? String($0.stringValue.dropFirst("pooling_mode_".count))
+          }
+          .sorted()
       }
       includesPrompt =
         try object.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "include_prompt")) ?? true
-    }
-
-    /// The modes set, by their names without the prefix (`mean_tokens`, `cls_token`, …).
-    var set: [String] {
-      modes.filter { $0.value == true }.keys.map { String($0.dropFirst("pooling_mode_".count)) }
-        .sorted()
     }
 
     private struct AnyKey: CodingKey {
@@ -711,6 +861,12 @@ private struct DirectorySettings {
         maxSequenceLength = Int(limit)
       }
     }
+    let tokenizerJSON = directory.appendingPathComponent("tokenizer.json")
+    if !FileManager.default.fileExists(atPath: directory.appendingPathComponent("vocab.txt").path),
+      FileManager.default.fileExists(atPath: tokenizerJSON.path)
+    {
+      try readTokenizerJSON(tokenizerJSON)
+    }
     let sentenceURL = directory.appendingPathComponent("sentence_bert_config.json")
     if let sentence = try Self.decodeIfPresent(SentenceBertConfig.self, sentenceURL),
       let length = sentence.maxSeqLength
@@ -728,8 +884,8 @@ private struct DirectorySettings {
     let poolingConfig = try Self.decodeIfPresent(PoolingConfig.self, poolingURL)
     if let poolingConfig {
       switch poolingConfig.set {
-      case ["mean_tokens"]: pooling = .mean
-      case ["cls_token"]: pooling = .cls
+      case ["mean"]: pooling = .mean
+      case ["cls"]: pooling = .cls
       case let modes:
         throw EmbeddingError.unsupported(
           source: poolingURL.path,

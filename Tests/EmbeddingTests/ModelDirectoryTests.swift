@@ -143,6 +143,91 @@ final class ModelDirectoryTests: XCTestCase {
     assertLoadFails("\(file): field 'similarity_fn_name' must be a string")
   }
 
+  /// A directory as `transformers` 5 saves it: no `vocab.txt`, the vocabulary and the
+  /// tokenizer's options in `tokenizer.json` (what the fast tokenizer reads). It
+  /// tokenizes and embeds as the same model with `vocab.txt` does.
+  func testTokenizerJSONStandsInForVocabTxt() throws {
+    let texts = [
+      "Hello World, naïve café 東京!", "[MASK] unaffable tokenizers'", "", "a\u{0}b\tc  d",
+      String(repeating: "x", count: 150),
+    ]
+    let reference = try SentenceEncoder(directory: directory)
+    try FileManager.default.removeItem(atPath: path("vocab.txt"))
+    try FileManager.default.copyItem(
+      at: Fixtures.modelDirectory.appendingPathComponent("tokenizer.json"),
+      to: directory.appendingPathComponent("tokenizer.json"))
+    let encoder = try SentenceEncoder(directory: directory)
+    XCTAssertEqual(encoder.tokenizer.vocabulary, reference.tokenizer.vocabulary)
+    XCTAssertEqual(encoder.settings.tokenizer, reference.settings.tokenizer)
+    for text in texts {
+      XCTAssertEqual(encoder.tokenize(text), reference.tokenize(text), text)
+    }
+    XCTAssertEqual(encoder.embed(texts), reference.embed(texts))
+  }
+
+  /// A `tokenizer.json` that would tokenize otherwise than BERT's WordPiece is refused
+  /// by name, as is a vocabulary whose ids are not 0…n−1 (they index an array).
+  func testTokenizerJSONThatIsNotBertsIsRefused() throws {
+    try FileManager.default.removeItem(atPath: path("vocab.txt"))
+    let file = path("tokenizer.json")
+    let original =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: Fixtures.modelDirectory.appendingPathComponent("tokenizer.json")))
+      as! [String: Any]
+    func write(_ edit: (inout [String: Any]) -> Void) throws {
+      var object = original
+      edit(&object)
+      try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: file))
+    }
+    let suffix = " (vdb runs BERT's WordPiece tokenizer)"
+    let cases: [(String, (inout [String: Any]) -> Void)] = [
+      ("unsupported: model type 'BPE'" + suffix, { $0["model"] = ["type": "BPE", "vocab": [:]] }),
+      ("unsupported: normalizer none" + suffix, { $0["normalizer"] = NSNull() }),
+      (
+        "unsupported: normalizer 'NFKC'" + suffix,
+        { $0["normalizer"] = ["type": "NFKC"] }
+      ),
+      (
+        "unsupported: pre_tokenizer 'Whitespace'" + suffix,
+        { $0["pre_tokenizer"] = ["type": "Whitespace"] }
+      ),
+      (
+        "unsupported: post_processor none other than [CLS] text [SEP]" + suffix,
+        { $0["post_processor"] = NSNull() }
+      ),
+      (
+        "missing field 'model.vocab'", { $0["model"] = ["type": "WordPiece"] }
+      ),
+      (
+        #"token "b" has id 5: the 2 ids must be 0…1, each once"#,
+        { $0["model"] = ["type": "WordPiece", "vocab": ["a": 0, "b": 5]] }
+      ),
+      (
+        #"token "b" has id -1: the 2 ids must be 0…1, each once"#,
+        { $0["model"] = ["type": "WordPiece", "vocab": ["a": 0, "b": -1]] }
+      ),
+    ]
+    for (message, edit) in cases {
+      try write(edit)
+      XCTAssertThrowsError(try SentenceEncoder(directory: directory), message) {
+        XCTAssertTrue("\($0)".hasPrefix(file + ": "), "\($0)")
+        XCTAssertTrue("\($0)".contains(message), "\($0) does not say \(message)")
+      }
+    }
+    // Two tokens with one id (JSON objects have no order, so either may be named).
+    try write { $0["model"] = ["type": "WordPiece", "vocab": ["a": 0, "b": 0]] }
+    XCTAssertThrowsError(try SentenceEncoder(directory: directory)) {
+      XCTAssertTrue("\($0)".contains("has id 0: the 2 ids must be 0…1, each once"), "\($0)")
+    }
+    // A BertProcessing post-processor names the tokens around a text.
+    try write {
+      $0["post_processor"] = [
+        "type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101],
+      ]
+    }
+    XCTAssertEqual(try SentenceEncoder(directory: directory).tokenize("hi").first, 101)
+  }
+
   func testAnotherModelTypeIsRejected() throws {
     try editConfig { $0["model_type"] = "roberta" }
     assertLoadFails(
@@ -267,12 +352,32 @@ final class ModelDirectoryTests: XCTestCase {
     let cls = try SentenceEncoder(directory: directory).embed("Pooling.")
     XCTAssertLessThan(cosine(mean, cls), 0.99, "the CLS token's vector, not the mean")
     for (modes, feature) in [
-      (["mean_tokens": true, "lasttoken": true], "pooling by lasttoken + mean_tokens"),
-      (["mean_tokens": false, "weightedmean_tokens": true], "pooling by weightedmean_tokens"),
+      (["mean_tokens": true, "lasttoken": true], "pooling by lasttoken + mean"),
+      (["mean_tokens": false, "weightedmean_tokens": true], "pooling by weightedmean"),
       (["mean_tokens": false, "cls_token": false], "no pooling mode set"),
     ] {
       try setPooling(modes)
       assertLoadFails("\(pooling): unsupported: \(feature) (vdb pools by mean or by CLS token)")
+    }
+    // As sentence-transformers 5.3 and later write it: one `pooling_mode`, a name or a list
+    // (it wins over the older flags).
+    for (mode, expected) in [
+      (#""cls""#, cls), (#"["mean"]"#, mean), (#""mean", "pooling_mode_cls_token": true"#, mean),
+    ] {
+      try #"{"embedding_dimension": 384, "pooling_mode": \#(mode), "include_prompt": true}"#.write(
+        toFile: pooling, atomically: true, encoding: .utf8)
+      XCTAssertEqual(try SentenceEncoder(directory: directory).embed("Pooling."), expected, mode)
+    }
+    for (mode, message) in [
+      (
+        #"["mean", "max"]"#,
+        "unsupported: pooling by max + mean (vdb pools by mean or by CLS token)"
+      ),
+      (#""lasttoken""#, "unsupported: pooling by lasttoken (vdb pools by mean or by CLS token)"),
+      ("5", "field 'pooling_mode' must be an array"),
+    ] {
+      try #"{"pooling_mode": \#(mode)}"#.write(toFile: pooling, atomically: true, encoding: .utf8)
+      assertLoadFails("\(pooling): \(message)")
     }
     try setPooling(["mean_tokens": true])
     let modules = path("modules.json")
