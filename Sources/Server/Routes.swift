@@ -262,12 +262,13 @@ struct Routes: Sendable {
     router.post("/collections/{collection}/reembed") { request, context in
       let name = try context.pathParameter("collection")
       let body = try await RequestBody.read(request, limit: maxBodyBytes)
-      try body.check(["model", "all", "batch_size"])
+      try body.check(["model", "all", "batch_size", "cancel"])
       var arguments = ["reembed", commandOption("collection", name)]
       for key in ["model", "batch_size"] {
         if let value = try body.count(key) { arguments.append(commandOption(key, value)) }
       }
       if try body.bool("all") == true { arguments.append("--all") }
+      if try body.bool("cancel") == true { arguments.append("--cancel") }
       return try await startJob("reembed", name, arguments)
     }
   }

@@ -15,6 +15,7 @@ struct Reembed: ParsableCommand {
         vdb reembed -c scifact --model 2      embed with model version 2, then switch
         vdb reembed -c scifact                resume a job, or refresh stale vectors
         vdb reembed -c scifact --all          rebuild the whole generation
+        vdb reembed -c scifact --cancel       drop the generation a job was building
       """)
 
   @OptionGroup var database: DatabaseOptions
@@ -22,14 +23,27 @@ struct Reembed: ParsableCommand {
   @Option(help: "The model version (default: the collection's current model).") var model: Int?
   @Flag(help: "Build a full new generation even when the model is unchanged.") var all = false
   @Option(help: "Documents per transaction.") var batchSize = 256
+  @Flag(
+    help: "Drop the generation a stopped (or running) job was building, with its vectors.")
+  var cancel = false
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
     try Counts.check("reembed", ["--model": model, "--batch-size": batchSize])
+    if cancel && (model != nil || all) {
+      throw ValidationError("--cancel takes no --model or --all")
+    }
   }
 
   func run() throws {
     let collection = try database.open().collection(try target.name(), create: false)
+    if cancel {
+      let dropped = try collection.cancelReembed()
+      if output.isJSON { return try Terminal.printJSON(dropped) }
+      return print(
+        "cancelled the re-embed with model v\(dropped.model ?? 0): dropped generation"
+          + " \(dropped.id) and its \(Terminal.count(dropped.vectors, "vector"))")
+    }
     let bar = ProgressLine(label: "reembed", unit: "docs")
     let report = try collection.reembed(to: model, all: all, batchSize: batchSize) {
       try bar.update($0)

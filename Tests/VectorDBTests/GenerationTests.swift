@@ -133,6 +133,32 @@ final class GenerationTests: XCTestCase {
     XCTAssertEqual(try docs.generations().last?.state, .active)
   }
 
+  /// A re-embed started with the wrong model need not be finished: cancelling drops its
+  /// generation and vectors, the active one answers as before, and another model may
+  /// then be chosen.
+  func testAReembedCanBeCancelled() throws {
+    let (db, docs) = try setUp()
+    XCTAssertThrowsError(try docs.cancelReembed()) {
+      XCTAssertEqual("\($0)", "collection \"docs\" has no re-embed in progress to cancel")
+    }
+    let before = try docs.query(text: "note number 3", k: 3, log: false).hits.map(\.id)
+    XCTAssertThrowsError(try docs.reembed(to: 2, batchSize: 40) { _ in throw Stop() })
+    XCTAssertThrowsError(try docs.reembed(to: 1, all: true)) {
+      XCTAssertTrue("\($0)".contains("or drop it (`vdb reembed --cancel`)"), "\($0)")
+    }
+    let dropped = try docs.cancelReembed()
+    XCTAssertEqual([dropped.id, dropped.model, dropped.vectors], [2, 2, 40])
+    XCTAssertEqual(try docs.generations().map(\.id), [1])
+    XCTAssertEqual(try docs.query(text: "note number 3", k: 3, log: false).hits.map(\.id), before)
+    let table = GenerationRecord.indexName(collection: docs.id, generation: 2)
+    XCTAssertEqual(
+      try db.environment.read { txn in try txn.count(try db.environment.table(table)) }, 0,
+      "its index's pages are freed")
+    XCTAssertTrue(try docs.reembed(to: 1, all: true).switched, "another model may be chosen")
+    XCTAssertEqual(try docs.generations().map(\.id), [1, 3])
+    XCTAssertNoThrow(try db.verify())
+  }
+
   /// A model of another dimension cannot fill a collection's index: a re-embed or an
   /// activation with it is refused before anything is written (the job sliced its
   /// vectors by the collection's dimension: a smaller model ended the process, a larger

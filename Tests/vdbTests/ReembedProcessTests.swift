@@ -108,6 +108,44 @@ final class ReembedProcessTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(Double(found.reduce(0, +)) / 500, 0.95)
   }
 
+  /// A job killed part-way is cancelled from the shell: its generation goes, the active
+  /// one stays, and a job with another model may start.
+  func testAKilledJobIsCancelledFromTheShell() throws {
+    try prepare(documents: 600)
+    let nothing = try Shell.vdb(["reembed", "-c", "c", "--cancel", "--db", db])
+    XCTAssertEqual(nothing.status, 1)
+    XCTAssertTrue(
+      nothing.stderr.hasPrefix(#"error: collection "c" has no re-embed in progress to cancel"#),
+      nothing.stderr)
+    XCTAssertEqual(
+      try Shell.vdb(["reembed", "-c", "c", "--cancel", "--model", "2", "--db", db]).status, 2)
+    let job = try Shell.startGroup(
+      "'\(Shell.binary)' reembed -c c --model 2 --batch-size 10 --db '\(db)'")
+    // Until its first batch is committed.
+    var waits = 0
+    while try Shell.vdb(["status", "--db", db, "--json"]).stdout.contains(#""job":null"#),
+      waits < 200
+    {
+      usleep(20_000)
+      waits += 1
+    }
+    XCTAssertTrue(Shell.killGroup(job).killed, "killed before it finished")
+    let cancelled = try Shell.vdb(["reembed", "-c", "c", "--cancel", "--json", "--db", db])
+    XCTAssertEqual(cancelled.status, 0, cancelled.stderr)
+    let dropped = try XCTUnwrap(
+      try JSONSerialization.jsonObject(with: Data(cancelled.stdout.utf8)) as? [String: Any])
+    XCTAssertEqual(dropped["id"] as? Int, 2)
+    XCTAssertEqual(dropped["model"] as? Int, 2)
+    XCTAssertGreaterThan(dropped["vectors"] as? Int ?? 0, 0)
+    let database = try Database(path: db)
+    try database.verify()
+    let generations = try database.collection("c").generations()
+    XCTAssertEqual(generations.map(\.id), [1])
+    XCTAssertEqual(generations.first?.vectors, 600)
+    let again = try Shell.vdb(["reembed", "-c", "c", "--model", "1", "--all", "--db", db])
+    XCTAssertEqual(again.status, 0, again.stderr)
+  }
+
   func testQueriesFromAnotherProcessSucceedThroughoutTheJob() throws {
     try prepare(documents: 400)
     let job = try Shell.startGroup(

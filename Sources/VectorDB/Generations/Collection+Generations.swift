@@ -85,6 +85,24 @@ extension DocumentCollection {
       to: version, all: all, batchSize: batchSize, progress: progress)
   }
 
+  /// Drops the generation a re-embed is building, with the vectors it has made, so that
+  /// a job started with the wrong model need not be finished (a stopped job otherwise
+  /// blocks a re-embed to any other model). The active generation is untouched; a job
+  /// still running in another process stops at its next batch
+  /// (`VectorDBError.concurrentChange`). Returns the dropped generation.
+  ///
+  ///     try docs.reembed(to: 5) { _ in throw CancellationError() }   // stopped at once
+  ///     try docs.cancelReembed()                                     // generation gone
+  ///
+  /// - Throws: `VectorDBError.notAvailable` when no re-embed is in progress; `.storage`.
+  @discardableResult
+  public func cancelReembed() throws -> GenerationInfo {
+    let dropped = try Generations(of: self).cancelBuilding()
+    return GenerationInfo(
+      id: Int(dropped.id), model: dropped.model, adapter: dropped.adapter, state: .building,
+      created: dropped.created, completed: nil, vectors: dropped.count, cursor: dropped.cursor)
+  }
+
   /// Makes model `version` the one that answers queries.
   ///
   /// - A query adapter (instant): it maps the queries of the active generation, which

@@ -60,7 +60,7 @@ struct Generations {
       throw VectorDBError.collectionBusy(
         name: name,
         job:
-          "a re-embed to model \(existing.model ?? 0) is in progress: resume it first (`vdb reembed`)"
+          "a re-embed to model \(existing.model ?? 0) is in progress: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
       )
     }
     if !resumed { record = try startBuilding(model: model) }
@@ -162,7 +162,9 @@ struct Generations {
         guard try record(building, in: txn)?.model == model else {
           throw VectorDBError.collectionBusy(
             name: name,
-            job: "a re-embed to another model started meanwhile: resume it first (`vdb reembed`)")
+            job:
+              "a re-embed to another model started meanwhile: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
+          )
         }
         return collection
       }
@@ -178,6 +180,24 @@ struct Generations {
       try put(generation, in: txn)
       return collection
     }
+  }
+
+  /// See `DocumentCollection.cancelReembed()`.
+  func cancelBuilding() throws -> GenerationRecord {
+    let dropped = try collection.write { txn, owner -> GenerationRecord in
+      guard let building = owner.building, let generation = try record(building, in: txn) else {
+        throw VectorDBError.notAvailable(
+          collection: name, reason: "has no re-embed in progress to cancel")
+      }
+      owner.building = nil
+      _ = try txn.delete(
+        schema.generations, key: GenerationKey(collection: collection.id, generation: building))
+      try txn.deleteRange(schema.sources, SourceKey.generation(building, of: collection.id))
+      return generation
+    }
+    // A job still running elsewhere finds its generation gone at its next commit.
+    try dropIndex(dropped.id)
+    return dropped
   }
 
   /// Catches a retained generation up with the documents, then switches to it.

@@ -73,7 +73,9 @@ extension DocumentCollection {
     {
       throw VectorDBError.collectionBusy(
         name: name,
-        job: "a re-embed to model \(model) is in progress: resume it first (`vdb reembed`)")
+        job:
+          "a re-embed to model \(model) is in progress: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
+      )
     }
     if !options.resume { try dropRunRecords() }  // a fresh run leaves no stale checkpoint
     // Judgements → folds → mining, or the saved run when resuming.
