@@ -597,6 +597,45 @@ extension Database {
     try encoder(version: version).embedder(as: role)
   }
 
+  /// What encoder `version` was stored with beside its weights: configuration, tokenizer
+  /// options, pooling, prompts, similarity, precision. Its weights are not read.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` for a query adapter;
+  ///   `.damaged` when the settings are.
+  public func modelSettings(version: Int) throws -> SentenceEncoder.Settings {
+    let store = models
+    let path = self.path
+    return try storage {
+      try environment.read { txn in
+        var current = version
+        // A LoRA version keeps only its adapters: its settings are its parent's.
+        while true {
+          guard let info = try store.info(current, in: txn) else {
+            throw VectorDBError.modelNotFound(current)
+          }
+          guard info.kind == .encoder else {
+            throw VectorDBError.modelUnsuitable(
+              version: current,
+              reason: "is a query adapter over version \(info.parent ?? 0), not an encoder")
+          }
+          if let bytes = try store.blob(current, .settings, in: txn) {
+            do {
+              return try ModelStore.settings(bytes)
+            } catch {
+              throw VectorDBError.damaged(
+                path: path, detail: "model version \(current): settings: \(error)")
+            }
+          }
+          guard let parent = info.parent else {
+            throw VectorDBError.damaged(
+              path: path, detail: "model version \(current) is missing its settings")
+          }
+          current = parent
+        }
+      }
+    }
+  }
+
   /// The encoder of model `version`, loaded from the database once and cached.
   ///
   /// - Throws: `VectorDBError.modelNotFound`; `.modelWithoutWeights` for a rejected

@@ -85,19 +85,19 @@ struct Init: ParsableCommand {
           "model v\(imported.version): \(imported.name) (\(imported.dimension) dimensions, \(Terminal.bytes(imported.weightsBytes)), \((precision ?? .float32).rawValue))"
         )
         // What the model's own files say beyond its weights, when not the defaults.
-        let encoder = try db.encoder(version: imported.version)
+        let settings = try db.modelSettings(version: imported.version)
         func quoted(_ text: String) throws -> String {
           String(decoding: try Terminal.json(text), as: UTF8.self)
         }
-        if encoder.similarity != .cosine {
+        if settings.similarity != .cosine {
           print(
-            "  similarity \(encoder.similarity.rawValue): its collections compare by it unless"
+            "  similarity \(settings.similarity.rawValue): its collections compare by it unless"
               + " created with --metric")
         }
-        if !encoder.prompts.isEmpty {
+        if !settings.prompts.isEmpty {
           print(
-            "  prompts: query \(try quoted(encoder.prompts.query)), document"
-              + " \(try quoted(encoder.prompts.document))")
+            "  prompts: query \(try quoted(settings.prompts.query)), document"
+              + " \(try quoted(settings.prompts.document))")
         }
       }
     }

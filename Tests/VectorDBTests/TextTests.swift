@@ -180,6 +180,10 @@ final class TextTests: XCTestCase {
     XCTAssertEqual(try db.importModel(directory: DefaultModel.directory).version, 1)
     XCTAssertEqual(try db.importModel(directory: model).version, 2)
     XCTAssertEqual(try db.encoder(version: 2).similarity, .dot)
+    XCTAssertEqual(try db.modelSettings(version: 2), try db.encoder(version: 2).settings)
+    XCTAssertThrowsError(try db.modelSettings(version: 9)) {
+      XCTAssertEqual("\($0)", "no model version 9")
+    }
     let byDot = try db.collection("dot", options: CollectionOptions(vectors: .model(version: 2)))
     let byCosine = try db.collection(
       "cosine", options: CollectionOptions(vectors: .model(version: 2), metric: .cosine))
