@@ -99,6 +99,19 @@ struct ModelStore {
     return try QueryLogStore.decoder.decode(ModelInfo.self, from: Data(bytes))
   }
 
+  /// The record of encoder `version`.
+  ///
+  /// - Throws: `VectorDBError.modelNotFound`; `.modelUnsuitable` for a query adapter.
+  func encoderInfo(_ version: Int, in txn: Transaction) throws -> ModelInfo {
+    guard let info = try info(version, in: txn) else { throw VectorDBError.modelNotFound(version) }
+    guard info.kind == .encoder else {
+      throw VectorDBError.modelUnsuitable(
+        version: version,
+        reason: "is a query adapter over version \(info.parent ?? 0), not an encoder")
+    }
+    return info
+  }
+
   func all(in txn: Transaction) throws -> [ModelInfo] {
     var result: [ModelInfo] = []
     try txn.forEach(in: models) { _, value in
@@ -610,14 +623,7 @@ extension Database {
         var current = version
         // A LoRA version keeps only its adapters: its settings are its parent's.
         while true {
-          guard let info = try store.info(current, in: txn) else {
-            throw VectorDBError.modelNotFound(current)
-          }
-          guard info.kind == .encoder else {
-            throw VectorDBError.modelUnsuitable(
-              version: current,
-              reason: "is a query adapter over version \(info.parent ?? 0), not an encoder")
-          }
+          let info = try store.encoderInfo(current, in: txn)
           if let bytes = try store.blob(current, .settings, in: txn) {
             do {
               return try ModelStore.settings(bytes)
@@ -647,14 +653,7 @@ extension Database {
     let images = modelImages
     let encoder = try storage {
       try environment.read { txn -> SentenceEncoder in
-        guard let info = try store.info(version, in: txn) else {
-          throw VectorDBError.modelNotFound(version)
-        }
-        guard info.kind == .encoder else {
-          throw VectorDBError.modelUnsuitable(
-            version: version,
-            reason: "is a query adapter over version \(info.parent ?? 0), not an encoder")
-        }
+        let info = try store.encoderInfo(version, in: txn)
         guard info.hasWeights else { throw VectorDBError.modelWithoutWeights(version) }
         do {
           return try store.encoder(version, path: path, images: images, in: txn)
