@@ -60,7 +60,7 @@ public typealias Metric = HNSW.Metric
 extension Metric {
   /// The metric that ranks as a model's similarity does (Euclidean distance by its
   /// square).
-  init(_ similarity: SentenceEncoder.Similarity) {
+  public init(_ similarity: SentenceEncoder.Similarity) {
     switch similarity {
     case .cosine: self = .cosine
     case .dot: self = .dot

@@ -36,7 +36,8 @@ struct Reembed: ParsableCommand {
   }
 
   func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+    let db = try database.open()
+    let collection = try db.collection(try target.name(), create: false)
     if cancel {
       let dropped = try collection.cancelReembed()
       if output.isJSON { return try Terminal.printJSON(dropped) }
@@ -44,6 +45,7 @@ struct Reembed: ParsableCommand {
         "cancelled the re-embed with model v\(dropped.model ?? 0): dropped generation"
           + " \(dropped.id) and its \(Terminal.count(dropped.vectors, "vector"))")
     }
+    if let model { warnIfTheMetricDiffers(db, collection: collection.name, model: model) }
     let bar = ProgressLine(label: "reembed", unit: "docs")
     let report = try collection.reembed(to: model, all: all, batchSize: batchSize) {
       try bar.update($0)
@@ -124,7 +126,9 @@ struct ModelActivate: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let collection = try database.open().collection(try target.name(), create: false)
+    let db = try database.open()
+    let collection = try db.collection(try target.name(), create: false)
+    warnIfTheMetricDiffers(db, collection: collection.name, model: version)
     let bar = ProgressLine(label: "activate", unit: "docs")
     let report = try collection.activate(model: version) { try bar.update($0) }
     bar.finish()
@@ -266,4 +270,16 @@ struct ModelExport: ParsableCommand {
     }
     print("exported model v\(version) to \(directory) (\(files.count) files)")
   }
+}
+
+/// Warns when encoder `version` compares its vectors otherwise than the collection does:
+/// a collection's metric is fixed when it is made, so a re-embed keeps it.
+private func warnIfTheMetricDiffers(_ db: Database, collection name: String, model version: Int) {
+  guard let similarity = try? db.modelSettings(version: version).similarity,
+    let metric = try? db.collections().first(where: { $0.name == name })?.metric,
+    Metric(similarity).rawValue != metric
+  else { return }
+  Terminal.warn(
+    "model v\(version) compares its vectors by \(similarity.rawValue); collection \"\(name)\""
+      + " keeps its metric, \(metric) (fixed when the collection was made)")
 }

@@ -117,5 +117,14 @@ final class ModelExportTests: ShellTestCase {
     let array = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
     let metrics = (array ?? []).map { "\($0["name"] ?? "")=\($0["metric"] ?? "")" }
     XCTAssertEqual(metrics, ["c=cosine", "t=dot", "v=cosine"])
+    // A re-embed keeps the collection's metric, and says so when the model's differs.
+    XCTAssertEqual(
+      try Shell.vdb(["upsert", "-c", "c", "--id", "a", "--text", "a note", "--db", db]).status, 0)
+    let reembed = try Shell.vdb(["reembed", "-c", "c", "--model", "1", "--all", "--db", db])
+    XCTAssertEqual(reembed.status, 0, reembed.stderr)
+    XCTAssertTrue(
+      reembed.stderr.hasPrefix(
+        "warning: model v1 compares its vectors by dot; collection \"c\" keeps its metric,"
+          + " cosine (fixed when the collection was made)\n"), reembed.stderr)
   }
 }
