@@ -121,11 +121,15 @@ final class ReembedProcessTests: XCTestCase {
       try Shell.vdb(["reembed", "-c", "c", "--cancel", "--model", "2", "--db", db]).status, 2)
     let job = try Shell.startGroup(
       "'\(Shell.binary)' reembed -c c --model 2 --batch-size 10 --db '\(db)'")
-    // Until its first batch is committed.
+    // Until its first batch is committed (the job shows before that, with no vector).
+    func vectorsBuilt() throws -> Int {
+      let status = try Shell.vdb(["status", "--db", db, "--json"]).stdout
+      let object = try? JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any]
+      let collections = object?["collections"] as? [[String: Any]]
+      return (collections?.first?["job"] as? [String: Any])?["vectors"] as? Int ?? 0
+    }
     var waits = 0
-    while try Shell.vdb(["status", "--db", db, "--json"]).stdout.contains(#""job":null"#),
-      waits < 200
-    {
+    while try vectorsBuilt() == 0, waits < 300 {
       usleep(20_000)
       waits += 1
     }
