@@ -30,6 +30,16 @@ public struct GenerationInfo: Codable, Sendable, Equatable {
   public var cursor: String?
 }
 
+extension GenerationInfo {
+  /// A generation's record as users see it, with `vectors` counted by the caller.
+  init(_ record: GenerationRecord, state: State, vectors: Int) {
+    self.init(
+      id: Int(record.id), model: record.model, adapter: record.adapter, state: state,
+      created: record.created, completed: record.completed, vectors: vectors,
+      cursor: record.cursor)
+  }
+}
+
 /// What a re-embed did.
 public struct ReembedReport: Codable, Sendable {
   /// The generation embedded into (JSON `generation`).
@@ -98,9 +108,7 @@ extension DocumentCollection {
   @discardableResult
   public func cancelReembed() throws -> GenerationInfo {
     let dropped = try Generations(of: self).cancelBuilding()
-    return GenerationInfo(
-      id: Int(dropped.id), model: dropped.model, adapter: dropped.adapter, state: .building,
-      created: dropped.created, completed: nil, vectors: dropped.count, cursor: dropped.cursor)
+    return GenerationInfo(dropped, state: .building, vectors: dropped.count)
   }
 
   /// Makes model `version` the one that answers queries.

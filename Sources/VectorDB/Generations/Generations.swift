@@ -59,9 +59,7 @@ struct Generations {
     {
       throw VectorDBError.collectionBusy(
         name: name,
-        job:
-          "a re-embed to model \(existing.model ?? 0) is in progress: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
-      )
+        job: "a re-embed to model \(existing.model ?? 0) is in progress: \(Self.resumeOrCancel)")
     }
     if !resumed { record = try startBuilding(model: model) }
     guard let building = record.building, let generation = try self.record(building) else {
@@ -162,9 +160,7 @@ struct Generations {
         guard try record(building, in: txn)?.model == model else {
           throw VectorDBError.collectionBusy(
             name: name,
-            job:
-              "a re-embed to another model started meanwhile: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
-          )
+            job: "a re-embed to another model started meanwhile: \(Self.resumeOrCancel)")
         }
         return collection
       }
@@ -181,6 +177,9 @@ struct Generations {
       return collection
     }
   }
+
+  /// What to do about a re-embed in progress that blocks another (`collectionBusy`).
+  static let resumeOrCancel = "resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
 
   /// See `DocumentCollection.cancelReembed()`.
   func cancelBuilding() throws -> GenerationRecord {
@@ -319,10 +318,7 @@ struct Generations {
         name, environment: database.environment, create: nil)
       let vectors =
         try index.map { index in try collection.read { try index.count(in: $0) } } ?? record.count
-      return GenerationInfo(
-        id: Int(record.id), model: record.model, adapter: record.adapter, state: state,
-        created: record.created, completed: record.completed, vectors: vectors,
-        cursor: record.cursor)
+      return GenerationInfo(record, state: state, vectors: vectors)
     }
   }
 

@@ -73,9 +73,7 @@ extension DocumentCollection {
     {
       throw VectorDBError.collectionBusy(
         name: name,
-        job:
-          "a re-embed to model \(model) is in progress: resume it (`vdb reembed`) or drop it (`vdb reembed --cancel`)"
-      )
+        job: "a re-embed to model \(model) is in progress: \(Generations.resumeOrCancel)")
     }
     if !options.resume { try dropRunRecords() }  // a fresh run leaves no stale checkpoint
     // Judgements → folds → mining, or the saved run when resuming.
