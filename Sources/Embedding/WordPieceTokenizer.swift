@@ -53,7 +53,7 @@ public struct WordPieceTokenizer: Sendable {
     public var continuationPrefix: String = "##"
     /// Tokens recognised verbatim (case and all) in the input, before normalisation,
     /// as Hugging Face does for added special tokens: "a [MASK] b" has the `[MASK]` id.
-    /// Those missing from the vocabulary are ignored.
+    /// Those missing from the vocabulary, and the empty one, are ignored.
     public var specialTokens: [String] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
     public init() {}
@@ -96,7 +96,8 @@ public struct WordPieceTokenizer: Sendable {
     unknownID = try special(options.unknownToken)
     classifierID = try special(options.classifierToken)
     separatorID = try special(options.separatorToken)
-    specialTokens = options.specialTokens.compactMap { token in
+    // An empty token would match everywhere, taking no byte: the scan would not advance.
+    specialTokens = options.specialTokens.filter { !$0.isEmpty }.compactMap { token in
       trie.id(of: Array(token.utf8)).map { (Array(token.utf8), $0) }
     }.sorted { $0.bytes.count > $1.bytes.count }
     specialTokenLeads = (0..<256).map { byte in

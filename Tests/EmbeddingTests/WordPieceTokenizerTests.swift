@@ -119,6 +119,18 @@ final class WordPieceTokenizerTests: XCTestCase {
     }
   }
 
+  /// A `tokenizer.json` may list an empty added token, and a vocabulary may hold the empty
+  /// string: matched verbatim, it would take no byte and the scan would never end.
+  func testAnEmptySpecialTokenIsIgnored() throws {
+    var options = WordPieceTokenizer.Options()
+    options.specialTokens = ["", "[UNK]", "[CLS]"]
+    let tokenizer = try WordPieceTokenizer(
+      vocabulary: ["", "[UNK]", "[CLS]", "[SEP]", "a", "["], options: options)
+    XCTAssertEqual(
+      tokenizer.tokens(tokenizer.wordPieceIDs("a [x [CLS]")), ["a", "[", "[UNK]", "[CLS]"])
+    XCTAssertEqual(tokenizer.encode("[", maxLength: 8).count, 3)
+  }
+
   func testVocabularyWithoutSpecialTokensIsRejected() {
     XCTAssertThrowsError(try WordPieceTokenizer(vocabulary: ["a", "b"], source: "v.txt")) {
       XCTAssertEqual(
