@@ -28,7 +28,6 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
-    .package(url: "https://github.com/yaslab/CSV.swift", exact: "2.5.2"),
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     // Already in Hummingbird's graph: named for the modules VDBServer imports directly.
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
@@ -66,7 +65,6 @@ let package = Package(
       dependencies: [
         "LMDB", "JSON", "Tensor", "Embedding", "HNSW", "TextSearch", "Training", "CKernels",
         .product(name: "Crypto", package: "swift-crypto"),
-        .product(name: "CSV", package: "CSV.swift"),
       ]),
     .target(
       name: "VDBServer",

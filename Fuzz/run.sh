@@ -5,8 +5,7 @@
 #
 # Each target compiles the parser's own sources with `swiftc -sanitize=fuzzer,address`
 # (coverage-guided, memory errors and traps are crashes) and links the modules they
-# import (LMDB, TextSearch, Crypto, Tensor; JSON and CSV.swift's parser are compiled
-# with them) from the release test build (`tools/test.sh` makes it). Targets: the
+# import (LMDB, TextSearch, Crypto, Tensor; JSON is compiled with them) from the release test build (`tools/test.sh` makes it). Targets: the
 # VectorDB readers (jsonl csv filter npy fvecs qrels) and the model files the Embedding
 # module reads (safetensors config tokenizer). Seeds are Fuzz/corpus/TARGET/; new inputs
 # found go to a scratch copy, not the repository. A crash leaves its input as
@@ -35,15 +34,11 @@ embedding=(EmbeddingError BertConfig SafeTensors WeightSource BertUnicode WordPi
 embedding=("${embedding[@]/#/Sources/Embedding/}" Sources/Tensor/MappedPages)
 work=Fuzz/.build
 mkdir -p "$work/modules" Fuzz/crashes
-# JSON, the one JSON reader both modules' sources import, and CSV.swift's parser are
-# compiled here with the same instrumentation as they are (and found before the release
-# build's copies).
+# JSON, the one JSON reader both modules' sources import, is compiled here with the same
+# instrumentation as they are (and found before the release build's copy).
 swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -module-name JSON \
   -package-name vdb_fuzz -emit-module -emit-module-path "$work/modules/JSON.swiftmodule" \
   -c Sources/JSON/*.swift -o "$work/JSON.o"
-swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -module-name CSV \
-  -emit-module -emit-module-path "$work/modules/CSV.swiftmodule" \
-  -c .build-tests/checkouts/CSV.swift/Sources/CSV/*.swift -o "$work/CSV.o"
 # Modules the sources import, and the objects that implement them.
 flags=(-I "$work/modules" -I "$bin/Modules" -Xcc -fmodule-map-file=Sources/CLMDB/module.modulemap
   -Xcc -fmodule-map-file=Sources/CStemmer/module.modulemap
@@ -57,7 +52,7 @@ for include in $(find .build-tests/checkouts/swift-crypto/Sources -maxdepth 2 -t
 done
 objects=$(find "$bin"/{LMDB,TextSearch,Tensor,CKernels,CPrefetch,Crypto,CryptoBoringWrapper,CCryptoBoringSSL,CCryptoBoringSSLShims}.build \
   -name '*.o' 2>/dev/null)
-objects+=" $work/JSON.o $work/CSV.o"
+objects+=" $work/JSON.o"
 status=0
 for target in "${targets[@]}"; do
   echo "== fuzz $target (${seconds} s)" >&2

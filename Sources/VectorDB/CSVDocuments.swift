@@ -1,77 +1,226 @@
-import CSV
 import Foundation
 
-/// The documents a CSV input holds, read without writing anything: the part of
-/// `importCSV` that sees the input (and that Fuzz/targets/csv.swift runs).
+/// The documents a CSV input holds, read a chunk at a time without writing anything: the
+/// part of `importCSV` that sees the input (and that Fuzz/targets/csv.swift runs).
 enum CSVDocuments {
-  /// A record that was left out, and why.
-  struct BadRecord {
+  /// A record that cannot be a document, and why.
+  struct BadRecord: Error {
     /// The line the record starts on, from 1 (the header's).
     var line: Int
     var reason: String
   }
 
-  /// Reads every record of `data` as `importCSV` documents it.
+  /// Calls `body` with each record after the header: the line it starts on, and its
+  /// document or why it cannot be one (a record with more or fewer fields than the header,
+  /// an empty or over-long id). Blank lines are not records: they are skipped, and count
+  /// for no id.
   ///
-  /// - Throws: `VectorDBError.invalidInput` naming `source`: a delimiter that is not one
-  ///   ASCII character other than a quote or a line break, input that is not UTF-8, broken
-  ///   quoting, no header row, a missing or repeated column, a record the parser cannot
-  ///   read; and, unless `skipBadRecords`, the first bad record (with it, such records are
-  ///   returned as `BadRecord`s instead). A record is named by the line it starts on.
-  ///   Blank lines are not records: they are skipped, and do not count for the ids of
-  ///   an input without an id column.
-  static func read(
-    _ data: Data, source: String, textColumn: String, idColumn: String?,
-    delimiter: Unicode.Scalar, skipBadRecords: Bool
-  ) throws -> (documents: [Document], bad: [BadRecord]) {
+  /// - Throws: `VectorDBError.invalidInput` naming `file` (and the line, where there is
+  ///   one): a delimiter that is not one ASCII character other than a quote or a line
+  ///   break, no header row, a missing or repeated column, and what ``CSVRecords`` throws;
+  ///   what `body` throws.
+  static func forEach(
+    in file: InputFile, textColumn: String, idColumn: String?, delimiter: Unicode.Scalar,
+    _ body: (_ line: Int, _ document: Result<Document, BadRecord>) throws -> Void
+  ) throws {
     func fail(_ reason: String) -> VectorDBError {
-      .invalidInput(source: source, line: nil, reason: reason)
+      .invalidInput(source: file.source, line: nil, reason: reason)
     }
     guard delimiter.isASCII, !"\"\r\n".unicodeScalars.contains(delimiter) else {
       throw fail("the delimiter must be one ASCII character, not a quote or a line break")
     }
-    let text = try TextFile.utf8(data, source: source)
-    let scan = scanRecords(text, delimiter: UInt8(delimiter.value))
-    if let problem = scan.problem {
-      throw VectorDBError.invalidInput(source: source, line: problem.line, reason: problem.reason)
-    }
-    guard let reader = try? CSVReader(string: text, hasHeaderRow: true, delimiter: delimiter),
-      let header = reader.headerRow, !header.isEmpty
-    else {
-      throw fail("no header row")
-    }
-    let columns: CSVColumns
-    do {
-      columns = try CSVColumns(header: header, text: textColumn, id: idColumn)
-    } catch let bad as CSVColumns.Bad {
-      throw fail(bad.reason)
-    }
-    var documents: [Document] = []
-    var skipped: [BadRecord] = []
-    var (record, parsed) = (0, 0)  // records with fields; all records, blank lines too
-    // The line a record starts on (the header is record 0), as `scanRecords` counts them.
-    func line(_ parsed: Int) -> Int? { parsed < scan.starts.count ? scan.starts[parsed] : nil }
-    while let fields = reader.next() {
-      parsed += 1
-      if fields == [""] { continue }  // a blank line
+    var columns: CSVColumns?
+    var record = 0  // records after the header, bad ones too: an id without an id column
+    try CSVRecords.forEach(in: file, delimiter: UInt8(delimiter.value)) { line, fields in
+      guard let columns else {
+        do {
+          columns = try CSVColumns(header: fields, text: textColumn, id: idColumn)
+        } catch let bad as CSVColumns.Bad {
+          throw fail(bad.reason)
+        }
+        return
+      }
       record += 1
+      let document: Result<Document, BadRecord>
       do {
-        documents.append(try columns.document(fields, record: record))
+        document = .success(try columns.document(fields, record: record))
       } catch let bad as CSVColumns.Bad {
-        let line = line(parsed)
-        guard skipBadRecords else {
+        document = .failure(BadRecord(line: line, reason: bad.reason))
+      }
+      try body(line, document)
+    }
+    guard columns != nil else { throw fail("no header row") }
+  }
+}
+
+/// The records of an RFC 4180 input (UTF-8, fields split by one ASCII delimiter, records
+/// by LF, CRLF or CR), read a chunk at a time: memory holds a chunk and one record.
+///
+/// A field is quoted when its first character is `"`; inside it `""` is one quote, and the
+/// delimiter and line breaks are text. A quote elsewhere in an unquoted field (`12" pizza`)
+/// is text. Quoting that other readers would take silently otherwise is an error: a quoted
+/// field never closed (it would swallow the rest of the file), text after a field's closing
+/// quote (`"ab"c`, `"ab" `).
+enum CSVRecords {
+  /// The longest record: without a bound, a quoted field never closed would be gathered
+  /// until memory runs out before its end could say so.
+  static let maxRecordLength = 256 << 20
+  /// The most fields a record may have (a spreadsheet has at most 16,384 columns): each
+  /// costs memory though it holds no byte.
+  static let maxFields = 1 << 16
+
+  /// Calls `body` with each record that is not a blank line: the line it starts on (from
+  /// 1) and its fields. A UTF-8 byte order mark at the start is skipped.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming `file` and the line: a quoted field
+  ///   never closed, text after a closing quote, a field that is not UTF-8, a record longer
+  ///   than ``maxRecordLength`` or of more than ``maxFields`` fields, a file in UTF-16;
+  ///   what `InputFile.forEachChunk` and `body` throw.
+  static func forEach(
+    in file: InputFile, delimiter: UInt8, maxRecordLength: Int = maxRecordLength,
+    _ body: (_ line: Int, _ fields: [String]) throws -> Void
+  ) throws {
+    let start = try file.bytes(at: 0, count: min(3, file.size))
+    if let problem = TextFile.utf16Problem(start) {
+      throw VectorDBError.invalidInput(source: file.source, line: nil, reason: problem)
+    }
+    var reader = Reader(delimiter: delimiter, source: file.source, maxRecordLength: maxRecordLength)
+    var skip = start == TextFile.utf8ByteOrderMark ? start.count : 0
+    try file.forEachChunk { chunk in
+      let skipped = min(skip, chunk.count)
+      skip -= skipped
+      try reader.read(chunk[skipped...], body)
+    }
+    try reader.finish(body)
+  }
+
+  /// The state of a record being read.
+  private struct Reader {
+    enum State { case fieldStart, unquoted, quoted, afterQuote }
+
+    let delimiter: UInt8
+    let source: String
+    let maxRecordLength: Int
+    var state = State.fieldStart
+    /// The record's fields so far, unquoted, one after another; `ends` where each ends.
+    var bytes: [UInt8] = []
+    var ends: [Int] = []
+    /// Whether the record has anything: a blank line is no record.
+    var started = false
+    /// The line the next byte is on, the line the record starts on, and the line its open
+    /// quoted field opened on.
+    var line = 1
+    var recordLine = 1
+    var quoteLine = 1
+    var previous: UInt8 = 0
+
+    init(delimiter: UInt8, source: String, maxRecordLength: Int) {
+      self.delimiter = delimiter
+      self.source = source
+      self.maxRecordLength = maxRecordLength
+    }
+
+    mutating func read(
+      _ chunk: Slice<UnsafeRawBufferPointer>, _ body: (Int, [String]) throws -> Void
+    ) throws {
+      let (quote, lf, cr) = (UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r"))
+      for byte in chunk {
+        defer { previous = byte }
+        // A line ends at LF, CR or CRLF; the LF of a CRLF does not end another.
+        let endsLine = byte == cr || (byte == lf && previous != cr)
+        switch state {
+        case .quoted:
+          if byte == quote {
+            state = .afterQuote
+          } else {
+            bytes.append(byte)
+            if endsLine { line += 1 }
+          }
+          continue
+        case .afterQuote where byte == quote:  // "" in a quoted field: one quote
+          bytes.append(quote)
+          state = .quoted
+          continue
+        case .afterQuote where byte != delimiter && byte != lf && byte != cr:
           throw VectorDBError.invalidInput(
             source: source, line: line,
-            reason: (line == nil ? "record \(record): " : "") + bad.reason)
+            reason:
+              "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
+          )
+        default: break
         }
-        skipped.append(BadRecord(line: line ?? parsed + 1, reason: bad.reason))
+        if byte == delimiter {
+          guard ends.count < CSVRecords.maxFields - 1 else {
+            throw VectorDBError.invalidInput(
+              source: source, line: line,
+              reason: "a record of more than \(CSVRecords.maxFields) fields")
+          }
+          ends.append(bytes.count)
+          started = true
+          state = .fieldStart
+        } else if byte == lf || byte == cr {
+          if endsLine {
+            try endRecord(body)
+            line += 1
+            recordLine = line
+          }
+        } else if state == .fieldStart && byte == quote {
+          started = true
+          quoteLine = line
+          state = .quoted
+        } else {
+          bytes.append(byte)
+          started = true
+          state = .unquoted
+        }
+      }
+      guard bytes.count <= maxRecordLength else {
+        throw VectorDBError.invalidInput(
+          source: source, line: recordLine,
+          reason: "a record longer than "
+            + (maxRecordLength >= 1 << 20
+              ? "\(maxRecordLength >> 20) MiB" : "\(maxRecordLength) bytes")
+            + (state == .quoted
+              ? " (its quoted field that opens on line \(quoteLine) is open)" : ""))
       }
     }
-    if let error = reader.error {
-      throw VectorDBError.invalidInput(
-        source: source, line: line(parsed + 1), reason: "cannot read the record (\(error))")
+
+    /// Passes on the last record, which no line break ends.
+    mutating func finish(_ body: (Int, [String]) throws -> Void) throws {
+      guard state != .quoted else {
+        throw VectorDBError.invalidInput(
+          source: source, line: quoteLine,
+          reason: "the quoted field that opens on this line is never closed")
+      }
+      try endRecord(body)
     }
-    return (documents, skipped)
+
+    private mutating func endRecord(_ body: (Int, [String]) throws -> Void) throws {
+      defer {
+        bytes.removeAll(keepingCapacity: bytes.count < 1 << 20)
+        ends.removeAll(keepingCapacity: true)
+        started = false
+        state = .fieldStart
+      }
+      guard started else { return }
+      ends.append(bytes.count)
+      var fields: [String] = []
+      fields.reserveCapacity(ends.count)
+      var start = 0
+      for end in ends {
+        guard let field = String(validating: bytes[start..<end], as: UTF8.self) else {
+          // The fields before are UTF-8: the first bad byte from the record's start is
+          // this field's. Lines are counted by LF, as a text editor shows them.
+          let lines = TextFile.firstInvalidUTF8(bytes[..<end]).line
+          throw VectorDBError.invalidInput(
+            source: source, line: recordLine + lines - 1,
+            reason: "invalid UTF-8 in field \(fields.count + 1) of the record")
+        }
+        fields.append(field)
+        start = end
+      }
+      try body(recordLine, fields)
+    }
   }
 }
 
@@ -136,54 +285,4 @@ private struct CSVColumns {
     }
     return document
   }
-}
-
-/// The line each record of `text` starts on (`starts[0]` the header's, 1), and where its
-/// quoting breaks RFC 4180 in a way the parser would read silently wrong: a quoted field
-/// the input never closes (it would swallow the rest of the file), or text after a field's
-/// closing quote (`"ab"c`, `"ab" `: the parser runs on into the next record) — the line and
-/// what is wrong; nil when the quoting is sound. A field is quoted when its first
-/// character is `"`, and inside it `""` is one quote; a quote elsewhere in an unquoted
-/// field (`12" pizza`) is text, as the parser reads it.
-private func scanRecords(_ text: String, delimiter: UInt8) -> (
-  starts: [Int], problem: (line: Int, reason: String)?
-) {
-  enum State { case fieldStart, unquoted, quoted, afterQuote }
-  let (quote, lf, cr) = (UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r"))
-  var state = State.fieldStart
-  var line = 1
-  var starts = [1]
-  var opened = 0
-  var previous: UInt8 = 0
-  for byte in text.utf8 {
-    if state == .afterQuote && byte != quote && byte != delimiter && byte != lf && byte != cr {
-      return (
-        starts,
-        (
-          line,
-          "text after the closing quote of a field (a quote inside a quoted field is written twice: \"\")"
-        )
-      )
-    }
-    // A line ends at LF, CR or CRLF (the LF of a CRLF does not count again); outside a
-    // quoted field, so does the record.
-    if byte == cr || (byte == lf && previous != cr) {
-      line += 1
-      if state != .quoted { starts.append(line) }
-    }
-    previous = byte
-    switch (state, byte) {
-    case (.quoted, quote): state = .afterQuote
-    case (.quoted, _): break
-    case (.fieldStart, quote), (.afterQuote, quote):
-      if state == .fieldStart { opened = line }
-      state = .quoted
-    case (_, delimiter), (_, lf), (_, cr): state = .fieldStart
-    default: state = .unquoted
-    }
-  }
-  return (
-    starts,
-    state == .quoted ? (opened, "the quoted field that opens on this line is never closed") : nil
-  )
 }

@@ -8,37 +8,65 @@ extension DocumentCollection {
   /// left out). `delimiter` separates fields: `,` (CSV) by default, `\t` for TSV; it must
   /// be one ASCII character other than a quote or a line break.
   ///
-  /// The whole input is checked before anything is written; with
-  /// `options.skipBadLines`, bad records are reported (by the line they start on) and
-  /// skipped. Blank lines are skipped (they are no record, and count for no id).
+  ///     try notes.importCSV(InputFile("notes.csv"), textColumn: "body")
   ///
-  /// - Throws: `VectorDBError.invalidInput` naming `source` and the line: no such
+  /// As ``importJSONL(_:options:progress:)``: the whole input is checked before anything
+  /// is written (with `options.skipBadLines`, bad records are reported by the line they
+  /// start on, and skipped), then read again and written in batches; an id in several
+  /// records is written once, from its last; memory holds a chunk and a record, not the
+  /// input. Blank lines are skipped (they are no record, and count for no id).
+  ///
+  /// - Throws: `VectorDBError.invalidInput` naming the input and the line: no such
   ///   column, a record with more or fewer fields than the header, an empty or
   ///   over-long id, input that is not UTF-8 CSV, a quoted field never closed or text
-  ///   after a closing quote (which the parser would read silently wrong).
+  ///   after a closing quote (which other readers take silently otherwise), a record
+  ///   longer than 256 MiB; the file changed while it was read. `.storage` for I/O errors.
   @discardableResult
   public func importCSV(
-    data: Data, source: String, textColumn: String, idColumn: String? = nil,
+    _ file: InputFile, textColumn: String, idColumn: String? = nil,
     delimiter: Unicode.Scalar = ",", options: ImportOptions = ImportOptions(),
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
     let start = Date()
-    let (documents, bad) = try CSVDocuments.read(
-      data, source: source, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter,
-      skipBadRecords: options.skipBadLines)
-    let skipped = bad.map { ImportReport.SkippedLine(line: $0.line, reason: $0.reason) }
-    // A repeated id: the last record wins, the ones it replaces are not written.
-    var lastIndex: [String: Int] = [:]
-    for (index, document) in documents.enumerated() { lastIndex[document.id] = index }
+    func forEachDocument(_ body: (Int, Result<Document, CSVDocuments.BadRecord>) throws -> Void)
+      throws
+    {
+      try CSVDocuments.forEach(
+        in: file, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter, body)
+    }
+    var skipped: [ImportReport.SkippedLine] = []
+    // Each id's last good record (counting good records from 0): only that one is written.
+    var lastRecord: [String: Int] = [:]
+    var good = 0
+    try forEachDocument { _, document in
+      switch document {
+      case .success(let document):
+        lastRecord[document.id] = good
+        good += 1
+      case .failure(let bad):
+        guard options.skipBadLines else {
+          throw VectorDBError.invalidInput(source: file.source, line: bad.line, reason: bad.reason)
+        }
+        skipped.append(.init(line: bad.line, reason: bad.reason))
+      }
+    }
     var writer = BatchWriter(
       collection: self, batchSize: options.batchSize ?? ImportOptions.embeddedBatchSize,
-      total: lastIndex.count, progress: progress)
-    for (index, document) in documents.enumerated() where lastIndex[document.id] == index {
-      try writer.add(document)
+      total: lastRecord.count, progress: progress)
+    try file.checkUnchanged()
+    let skippedLines = Set(skipped.map(\.line))
+    var index = 0
+    try forEachDocument { line, document in
+      guard !skippedLines.contains(line) else { return }
+      // The record was good when it was checked.
+      guard case .success(let document) = document else { throw file.changed(line: line) }
+      defer { index += 1 }
+      if lastRecord[document.id] == index { try writer.add(document) }
     }
     try writer.finish()
+    try file.checkUnchanged()
     return ImportReport(
-      imported: writer.imported, superseded: documents.count - lastIndex.count, skipped: skipped,
+      imported: writer.imported, superseded: good - lastRecord.count, skipped: skipped,
       seconds: Date().timeIntervalSince(start))
   }
 }

@@ -87,10 +87,15 @@ public final class InputFile {
   }
 
   /// `data`, named `source` in errors.
-  public init(_ data: Data, source: String) {
+  public convenience init(_ data: Data, source: String) {
+    self.init(data, source: source, chunkSize: data.count)
+  }
+
+  /// `data`, passed on `chunkSize` bytes at a time.
+  init(_ data: Data, source: String, chunkSize: Int) {
     self.source = source
     storage = .memory(data)
-    chunkSize = max(1, data.count)
+    self.chunkSize = max(1, chunkSize)
   }
 
   /// Takes over `descriptor` (it is closed here or with the InputFile).
@@ -138,7 +143,13 @@ public final class InputFile {
   /// - Throws: `VectorDBError.invalidInput` naming the file when a read fails or the file
   ///   is shorter than it was when opened; what `body` throws.
   func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-    if case .memory(let data) = storage { return try data.withUnsafeBytes(body) }
+    if case .memory(let data) = storage {
+      return try data.withUnsafeBytes { all in
+        for start in stride(from: 0, to: all.count, by: chunkSize) {
+          try body(UnsafeRawBufferPointer(rebasing: all[start..<min(start + chunkSize, all.count)]))
+        }
+      }
+    }
     var buffer = [UInt8](repeating: 0, count: min(chunkSize, size))
     var offset = 0
     while offset < size {

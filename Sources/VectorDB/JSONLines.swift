@@ -64,7 +64,8 @@ enum JSONLines {
     in bytes: UnsafeRawBufferPointer, atStart: Bool, numberedAfter lineNumber: inout Int,
     _ body: (Int, UnsafeRawBufferPointer) throws -> Void
   ) throws {
-    var lineStart = atStart && bytes.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
+    let mark = TextFile.utf8ByteOrderMark
+    var lineStart = atStart && bytes.starts(with: mark) ? mark.count : 0
     while lineStart < bytes.count {
       lineNumber += 1
       var lineEnd = lineStart
@@ -78,8 +79,6 @@ enum JSONLines {
       lineStart = lineEnd + 1
     }
   }
-
-  static let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
   /// The text of one line, or an error naming it and the character ("invalid UTF-8 at
   /// character 10"; on the first line of a UTF-16 file, saying so).

@@ -98,6 +98,10 @@ public enum TextFile {
     return (line, column)
   }
 
+  /// The bytes a Windows editor puts before UTF-8 text; skipped, else it would be part of
+  /// the first line's text.
+  static let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+
   /// What to say of bytes that begin with a UTF-16 byte order mark; nil for others.
   static func utf16Problem(_ bytes: some Sequence<UInt8>) -> String? {
     let start = Array(bytes.prefix(2))

@@ -279,13 +279,14 @@ struct Import: ParsableCommand {
     var options = ImportOptions()
     options.skipBadLines = skipBad
     options.batchSize = batchSize
-    let data = try readInput(path)
+    // Standard input is taken before the database opens (which would fill a closed one).
+    let input = try path == "-" ? InputFile.standardInput() : InputFile(path)
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report) = try database.open().writing(into: try target.name()) {
       (
         $0,
         try $0.importCSV(
-          data: data, source: inputName(path), textColumn: textColumn ?? "text", idColumn: idColumn,
+          input, textColumn: textColumn ?? "text", idColumn: idColumn,
           delimiter: try separator(), options: options
         ) { try bar.update($0) }
       )

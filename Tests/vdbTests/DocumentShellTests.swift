@@ -466,6 +466,6 @@ final class DocumentShellTests: XCTestCase {
       to: URL(fileURLWithPath: csv))
     let imported = try Shell.vdb(["import", "--csv", csv, "-c", "c", "--db", db])
     XCTAssertEqual(imported.status, 1)
-    XCTAssertEqual(imported.stderr, "error: \(csv):2: invalid UTF-8 at character 7\n")
+    XCTAssertEqual(imported.stderr, "error: \(csv):2: invalid UTF-8 in field 2 of the record\n")
   }
 }
