@@ -3,8 +3,11 @@ import Foundation
 /// libFuzzer entry: a WordPiece vocabulary and a text. The first byte picks the
 /// options (bits 0-3) and whether the input brings its own vocabulary (bit 7): then up
 /// to the first NUL byte is the vocabulary (one token a line) and the rest the text;
-/// otherwise all of it is text for a small fixed vocabulary. Every id the tokenizer
-/// returns must be in the vocabulary.
+/// otherwise all of it is text for a small fixed vocabulary. With its own vocabulary, the
+/// options a `tokenizer.json` sets may come from it too: the unknown, classifier and
+/// separator tokens and the verbatim ones from its first lines (bit 4), the continuation
+/// prefix from its fourth (bit 5), the word-length limit from the text's first byte, less
+/// 8 (bit 6). Every id the tokenizer returns must be in the vocabulary.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   guard size > 0 else { return 0 }
@@ -18,7 +21,19 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     text = text[(separator + 1)...]
     // Building one costs tens of milliseconds (its normalisation table), so most inputs
     // take the cached tokenizers below.
-    guard let built = try? WordPieceTokenizer(vocabulary: vocabulary, options: options(choice))
+    var options = options(choice)
+    if bytes[0] & 0x10 != 0, vocabulary.count >= 3 {
+      (options.unknownToken, options.classifierToken, options.separatorToken) = (
+        vocabulary[0], vocabulary[1], vocabulary[2]
+      )
+      options.specialTokens = Array(vocabulary.prefix(5))
+    }
+    if bytes[0] & 0x20 != 0, vocabulary.count >= 4 { options.continuationPrefix = vocabulary[3] }
+    if bytes[0] & 0x40 != 0, let first = text.first {
+      options.maxCharactersPerWord = Int(first) - 8
+      text = text.dropFirst()
+    }
+    guard let built = try? WordPieceTokenizer(vocabulary: vocabulary, options: options)
     else { return 0 }
     tokenizer = built
   } else {
