@@ -241,8 +241,24 @@ extension DocumentCollection {
     path: String, batchSize: Int? = nil, firstID: Int = 0,
     progress: ((OperationProgress) throws -> Void)? = nil
   ) throws -> ImportReport {
+    try importVectors(
+      VectorFile.open(path), batchSize: batchSize, firstID: firstID, progress: progress)
+  }
+
+  /// Imports the rows of `file` (from `VectorFile.open`), as ``importVectors(path:batchSize:firstID:progress:)``
+  /// does a path's.
+  ///
+  ///     // numpy.save(sys.stdout.buffer, vectors) | my-tool
+  ///     try collection.importVectors(VectorFile.open(InputFile.standardInput()))
+  ///
+  /// - Throws: as ``importVectors(path:batchSize:firstID:progress:)``.
+  @discardableResult
+  public func importVectors(
+    _ file: VectorFile.Rows<Float>, batchSize: Int? = nil, firstID: Int = 0,
+    progress: ((OperationProgress) throws -> Void)? = nil
+  ) throws -> ImportReport {
     let start = Date()
-    let file = try VectorFile.open(path)
+    let path = file.source
     let settings = try indexPlan()?.settings
     if let model = settings?.model {
       throw VectorDBError.notAvailable(

@@ -80,11 +80,14 @@ public final class InputFile {
   public static func standardInput() throws -> InputFile {
     // A descriptor of its own, closed with the InputFile; standard input stays open.
     let descriptor = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
-    guard descriptor >= 0 else { throw TextFile.refusal("<stdin>") }
+    guard descriptor >= 0 else { throw TextFile.refusal(standardInputName) }
     return try InputFile(
-      descriptor: descriptor, source: "<stdin>", chunkSize: defaultChunkSize,
+      descriptor: descriptor, source: standardInputName, chunkSize: defaultChunkSize,
       memoryLimit: memoryLimit)
   }
+
+  /// How errors name standard input, which has no path.
+  public static let standardInputName = "<stdin>"
 
   /// `data`, named `source` in errors.
   public convenience init(_ data: Data, source: String) {

@@ -39,13 +39,25 @@ public enum VectorFile {
   /// - Throws: `VectorDBError.invalidInput` naming the file and the problem its header
   ///   or first record shows (see `read`); the rest of the file is checked as it is read.
   public static func open(_ path: String) throws -> Rows<Float> {
-    let file = try InputFile(path)
-    switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+    try open(InputFile(path))
+  }
+
+  /// The rows of `file`, as ``open(_:)-swift.type.method`` reads a path's: its format from
+  /// its name's extension; standard input's, which has no name, from its first bytes (the
+  /// `.npy` magic string, else `.fvecs` records), so `… | vdb import --vectors -` works.
+  ///
+  /// - Throws: as ``open(_:)-swift.type.method``.
+  public static func open(_ file: InputFile) throws -> Rows<Float> {
+    var format = URL(fileURLWithPath: file.source).pathExtension.lowercased()
+    if file.source == InputFile.standardInputName {
+      format = try file.bytes(at: 0, count: min(6, file.size)) == npyMagic ? "npy" : "fvecs"
+    }
+    switch format {
     case "fvecs": return try records(file) { Float(bitPattern: $0) }
     case "npy": return try npy(file)
     default:
       throw VectorDBError.invalidInput(
-        source: path, line: nil, reason: "expected a .fvecs or .npy file")
+        source: file.source, line: nil, reason: "expected a .fvecs or .npy file")
     }
   }
 
@@ -111,6 +123,9 @@ public enum VectorFile {
       try forEachBatch(of: 10_000) { rows += $1 }
       return rows
     }
+
+    /// How errors name the file: its path, or `<stdin>`.
+    public var source: String { file.source }
 
     /// - Throws: `VectorDBError.invalidInput` if the file changed since it was opened.
     public func checkUnchanged() throws { try file.checkUnchanged() }
@@ -235,6 +250,9 @@ public enum VectorFile {
     }
   }
 
+  /// The bytes a `.npy` file starts with.
+  static let npyMagic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+
   /// The longest `.npy` header read. NumPy's own reader refuses headers past 10,000 bytes;
   /// without a bound a hostile header length would have the reader allocate it.
   static let maxNpyHeader = 1 << 20
@@ -245,9 +263,8 @@ public enum VectorFile {
     func fail(_ reason: String) -> VectorDBError {
       .invalidInput(source: path, line: nil, reason: reason)
     }
-    let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
     let prefix = try file.bytes(at: 0, count: min(file.size, 12))
-    guard prefix.count >= 10, prefix.starts(with: magic) else { throw fail("not a .npy file") }
+    guard prefix.count >= 10, prefix.starts(with: npyMagic) else { throw fail("not a .npy file") }
     let major = prefix[6]
     let headerLength: Int
     let headerStart: Int

@@ -172,7 +172,9 @@ struct Import: ParsableCommand {
   @Argument(help: "A JSON Lines file of documents (`-`: standard input).") var file: String?
   @Option(help: "A BEIR directory: imports DIR/corpus.jsonl.") var beir: String?
   @Option(
-    help: "A .fvecs or .npy (float32 or float64): rows become documents \"0\", \"1\", ….")
+    help:
+      "A .fvecs or .npy (float32 or float64): rows become documents \"0\", \"1\", … (`-`: standard input, either format)."
+  )
   var vectors: String?
   @Option(
     help: "With --vectors: the first row's id (default 0); documents with these ids are replaced.")
@@ -515,8 +517,12 @@ struct Status: ParsableCommand {
 
 extension Import {
   private func importVectors(_ path: String) throws {
-    let db = try database.open()  // before the file: a missing database is named at once
-    let dimension = try VectorFile.open(path).dimension
+    // Standard input is taken before the database opens (which would fill a closed one); a
+    // file after it, so that a missing database is named at once.
+    let standardInput = path == "-" ? try InputFile.standardInput() : nil
+    let db = try database.open()
+    let file = try VectorFile.open(standardInput ?? InputFile(path))
+    let dimension = file.dimension
     let name = try target.name()
     // An existing collection keeps its metric unless --metric asks for another (an error).
     let options: CollectionOptions? =
@@ -526,7 +532,7 @@ extension Import {
     let (collection, report) = try db.writing(into: name, options: options) {
       (
         $0,
-        try $0.importVectors(path: path, batchSize: batchSize, firstID: firstId ?? 0) {
+        try $0.importVectors(file, batchSize: batchSize, firstID: firstId ?? 0) {
           try bar.update($0)
         }
       )
@@ -567,7 +573,7 @@ func readInput(_ path: String) throws -> Data {
 }
 
 /// How errors name an input: the path, or `<stdin>` for `-`.
-func inputName(_ path: String) -> String { path == "-" ? "<stdin>" : path }
+func inputName(_ path: String) -> String { path == "-" ? InputFile.standardInputName : path }
 
 /// Ids come from the command line or from `--ids-from`, not both.
 func checkIDSources(_ ids: [String], _ file: String?) throws {

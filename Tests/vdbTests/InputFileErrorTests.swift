@@ -44,6 +44,38 @@ final class InputFileErrorTests: ShellTestCase {
       "\(wide):1: record of dimension 70000; it must be in 1...65536")
   }
 
+  /// `--vectors -` reads standard input, `.npy` or `.fvecs` as its first bytes say
+  /// (a pipe has no name to tell); a pipe of neither is named as what it was taken for.
+  func testVectorsFromStandardInputInEitherFormat() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    let rows: [[Float]] = [[1, 0.5], [-2, 3], [0.25, 4]]
+    let npy = directory + "/rows.npy"
+    try VectorFile.npyBytes(rows, dimension: 2).write(to: URL(fileURLWithPath: npy))
+    let fvecs = directory + "/rows.fvecs"
+    try VectorFile.fvecsBytes(rows).write(to: URL(fileURLWithPath: fvecs))
+    for (file, collection) in [(npy, "n"), (fvecs, "f")] {
+      // A pipe, not a redirected file: `cat FILE | vdb …`.
+      let piped = try Shell.vdb(
+        ["import", "--vectors", "-", "-c", collection, "--metric", "l2", "--json", "--db", db],
+        launcher: ["/bin/sh", "-c", "cat '\(file)' | \"$0\" \"$@\""])
+      XCTAssertEqual(piped.status, 0, piped.stderr)
+      let got = try Shell.vdb(
+        ["get", "-c", collection, "0", "1", "2", "--include", "vector", "--json", "--db", db])
+      XCTAssertEqual(
+        got.stdout.split(separator: "\n").map {
+          try? JSONDecoder().decode(Row.self, from: Data($0.utf8)).vector
+        }, rows, collection)
+    }
+    let text = try Shell.vdb(
+      ["import", "--vectors", "-", "-c", "t", "--metric", "l2", "--db", db], input: "hello\n")
+    XCTAssertEqual(text.status, 1)
+    XCTAssertEqual(
+      text.stderr.split(separator: "\n").first,
+      "error: <stdin>:1: record of dimension 1819043176; it must be in 1...65536")
+  }
+
+  private struct Row: Decodable { var vector: [Float] }
+
   /// A file that cannot be read says why; a pipe is read like a file (input files are read,
   /// not mapped: a mapped file cut short mid-import killed the process with SIGBUS).
   func testUnreadableInputSaysWhyAndPipesAreRead() throws {
