@@ -245,8 +245,8 @@ extension DocumentCollection {
       VectorFile.open(path), batchSize: batchSize, firstID: firstID, progress: progress)
   }
 
-  /// Imports the rows of `file` (from `VectorFile.open`), as ``importVectors(path:batchSize:firstID:progress:)``
-  /// does a path's.
+  /// Imports the rows of `file` (from `VectorFile.open`), as
+  /// ``importVectors(path:batchSize:firstID:progress:)`` does a path's.
   ///
   ///     // numpy.save(sys.stdout.buffer, vectors) | my-tool
   ///     try collection.importVectors(VectorFile.open(InputFile.standardInput()))
