@@ -231,12 +231,7 @@ private func drain(_ descriptor: Int32, source: String, memoryLimit: Int, canSpo
       throw TextFile.refusal(source)
     }
     if spool == nil && held.count + count > memoryLimit {
-      guard canSpool else {
-        throw TextFile.refusal(
-          source,
-          "a device that gives more than \(memoryLimit >> 20) MiB (such as /dev/zero) is not"
-            + " read; give a file or a pipe")
-      }
+      guard canSpool else { throw TextFile.deviceRefusal(source, limit: memoryLimit) }
       spool = try TemporaryFile(for: source)
       try held.withUnsafeBytes { try spool!.append($0) }
       held = Data()

@@ -31,24 +31,30 @@ public enum TextFile {
   }
 
   /// Everything `descriptor` gives until its end.
+  ///
+  /// Held whole (and as text, and split, by the caller), an input past a quarter of the
+  /// machine's memory would end the process (an allocation failure, the kernel's OOM
+  /// killer) rather than fail: a regular file that large is refused before it is read, a
+  /// pipe when it has given that much, and a device other than a terminal (`/dev/zero`,
+  /// which gives bytes without end) past 64 MiB, as imports refuse one.
   static func contents(of descriptor: Int32, source: String) throws -> Data {
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw refusal(source) }
-    let isRegular = status.st_mode & S_IFMT == S_IFREG
+    let memory = ProcessInfo.processInfo.physicalMemory
+    let isDevice = status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
+    let limit = isDevice ? InputFile.memoryLimit : Int(clamping: memory / 4)
     switch status.st_mode & S_IFMT {
     case S_IFDIR: throw refusal(source, "it is a directory, not a file")
     case S_IFREG:
-      // Refused before reading: past the machine's memory the read would end the
-      // process (allocation failure or the kernel's OOM killer), not fail.
-      let memory = ProcessInfo.processInfo.physicalMemory
-      guard UInt64(status.st_size) < memory else {
+      guard status.st_size <= limit else {
         throw refusal(
           source,
-          "the file is \(status.st_size) bytes, more than this machine's memory (\(memory) bytes); split it"
-        )
+          "the file is \(status.st_size) bytes, more than a quarter of this machine's memory"
+            + " (\(memory) bytes), which a file read whole may take; split it")
       }
     default: break
     }
+    let isRegular = status.st_mode & S_IFMT == S_IFREG
     var data = Data(capacity: isRegular ? Int(status.st_size) : 0)
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
     while true {
@@ -58,8 +64,25 @@ public enum TextFile {
         if errno == EINTR { continue }
         throw refusal(source)
       }
+      guard data.count + count <= limit else {
+        throw isDevice
+          ? deviceRefusal(source, limit: limit)
+          : refusal(
+            source,
+            "it gives more than \(limit) bytes, a quarter of this machine's memory, which an"
+              + " input read whole may take; split it")
+      }
       data.append(contentsOf: chunk[0..<count])
     }
+  }
+
+  /// The refusal of a device (other than a terminal) that gives more than `limit` bytes:
+  /// it may never end.
+  static func deviceRefusal(_ source: String, limit: Int) -> VectorDBError {
+    refusal(
+      source,
+      "a device that gives more than \(limit >> 20) MiB (such as /dev/zero) is not read; give"
+        + " a file or a pipe")
   }
 
   /// `data` as a String, without a leading byte order mark (Windows editors write one;

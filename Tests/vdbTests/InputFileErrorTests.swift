@@ -76,6 +76,26 @@ final class InputFileErrorTests: ShellTestCase {
 
   private struct Row: Decodable { var vector: [Float] }
 
+  /// Files read whole (query lists, qrels, routing examples, id lists) are bounded too: a
+  /// device that gives bytes without end was read until memory ran out, and the process
+  /// ended (`query --file /dev/zero`, `feedback --qrels /dev/zero`: SIGILL).
+  func testFilesReadWholeRefuseADeviceWithoutEnd() throws {
+    XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "v", "--vectors", "2", "--db", db]).status, 0)
+    XCTAssertEqual(try Shell.vdb(["route", "create", "r", "a", "b", "--db", db]).status, 0)
+    for arguments in [
+      ["query", "-c", "v", "--file", "/dev/zero"],
+      ["feedback", "-c", "v", "--qrels", "/dev/zero", "--queries", "/dev/zero"],
+      ["route", "import", "-r", "r", "/dev/zero"], ["get", "-c", "v", "--ids-from", "/dev/zero"],
+    ] {
+      try assertRefused(
+        arguments,
+        "/dev/zero: cannot read: a device that gives more than 64 MiB (such as /dev/zero) is"
+          + " not read; give a file or a pipe")
+    }
+  }
+
   /// A file that cannot be read says why; a pipe is read like a file (input files are read,
   /// not mapped: a mapped file cut short mid-import killed the process with SIGBUS).
   func testUnreadableInputSaysWhyAndPipesAreRead() throws {
