@@ -289,3 +289,38 @@ extension DocumentCollection {
       imported: file.count, superseded: 0, skipped: [], seconds: Date().timeIntervalSince(start))
   }
 }
+
+extension CollectionOptions {
+  /// The options of a new collection for the JSON Lines documents in `file`, as
+  /// `vdb import` makes one: when the first line brings a vector of *d* floats (as
+  /// `vdb export --include vector` writes), a collection of given vectors of *d*
+  /// dimensions compared by `metric` (cosine by default) — unless `database`'s default
+  /// model makes vectors of *d* dimensions: then its text collection, which takes them
+  /// as they are; otherwise (no vectors, or a first line that does not parse, which the
+  /// import names) the defaults, compared by `metric` when it is given.
+  ///
+  /// - Throws: `VectorDBError.invalidInput` when `file` cannot be read; `.storage`.
+  public static func forJSONLines(
+    _ file: InputFile, in database: Database, metric: Metric? = nil
+  ) throws -> CollectionOptions {
+    struct Found: Error { var vectorLength: Int? }
+    var vectorLength: Int?
+    do {
+      try JSONLines.forEach(in: file) { line, bytes in
+        let vector = try? JSONLines.documentAndVector(
+          from: bytes, source: file.source, line: line
+        ).vector
+        throw Found(vectorLength: vector?.count)
+      }
+    } catch let found as Found {
+      vectorLength = found.vectorLength
+    }
+    guard let dimension = vectorLength else { return CollectionOptions(metric: metric) }
+    if let model = try database.defaultModelVersion(),
+      try database.model(version: model).dimension == dimension
+    {
+      return CollectionOptions(metric: metric)
+    }
+    return .vectors(dimension: dimension, metric: metric ?? .cosine)
+  }
+}

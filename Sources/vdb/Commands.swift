@@ -187,7 +187,10 @@ struct Import: ParsableCommand {
   @Option(
     help: "With --csv: the column holding the ids (default: id or _id, else the record number).")
   var idColumn: String?
-  @Option(help: "With --vectors, for a new collection: cosine (default), dot or l2.")
+  @Option(
+    help:
+      "For a new collection of the vectors given (--vectors, or JSON Lines that bring them): cosine (default), dot or l2."
+  )
   var metric: Metric?
   @Flag(help: "Report and skip bad lines instead of stopping.") var skipBad = false
   @Option(
@@ -206,6 +209,9 @@ struct Import: ParsableCommand {
     if csv == nil, textColumn != nil || delimiter != nil || idColumn != nil {
       throw ValidationError("--text-column, --id-column and --delimiter go with --csv")
     }
+    if metric != nil && csv != nil {
+      throw ValidationError("--metric goes with --vectors or JSON Lines that bring vectors")
+    }
   }
 
   func run() throws {
@@ -220,10 +226,18 @@ struct Import: ParsableCommand {
     let bar = ProgressLine(label: "import", unit: "docs")
     let (collection, report): (DocumentCollection, ImportReport)
     do {
-      (collection, report) = try database.open().writing(into: try target.name()) {
+      let db = try database.open()
+      let input = try standardInput ?? InputFile(path)
+      let name = try target.name()
+      // A new collection is made for what the lines bring: their vectors, or texts to embed.
+      // An existing one keeps its metric unless --metric asks for another (an error).
+      let collectionOptions =
+        try metric == nil && db.collectionNames().contains(name)
+        ? nil : CollectionOptions.forJSONLines(input, in: db, metric: metric)
+      (collection, report) = try db.writing(into: name, options: collectionOptions) {
         (
           $0,
-          try $0.importJSONL(standardInput ?? InputFile(path), options: options) {
+          try $0.importJSONL(input, options: options) {
             try bar.update($0)
           }
         )

@@ -766,20 +766,37 @@ final class HostileInputTests: ShellTestCase {
     XCTAssertTrue(["", "exported 1 document\n"].contains(gone.stderr), gone.stderr)
   }
 
-  func testGivenVectorsForACollectionWithoutVectorsNameTheWayOut() throws {
+  /// JSON Lines that bring vectors (`vdb export --include vector`) make a new collection of
+  /// given vectors of their dimension, compared by `--metric` (cosine by default), as a
+  /// `--vectors` file does; into a collection without vectors they are refused, with the
+  /// way out. (They were refused into a new collection too, and `--metric` was ignored.)
+  func testJSONLinesWithVectorsMakeACollectionOfThemOrNameTheWayOut() throws {
     XCTAssertEqual(try Shell.vdb(["init", "--no-model", "--db", db]).status, 0)
     let file = directory + "/vectors.jsonl"
     try Data(#"{"id": "a", "text": "t", "vector": [1, 2, 3]}"#.utf8).write(
       to: URL(fileURLWithPath: file))
-    let refused = try Shell.vdb(["import", file, "-c", "s", "--db", db])
+    for (name, metric) in [("s", nil), ("l", "l2")] {
+      let imported = try Shell.vdb(
+        ["import", file, "-c", name, "--db", db] + (metric.map { ["--metric", $0] } ?? []))
+      XCTAssertEqual(imported.status, 0, imported.stderr)
+    }
+    let listed = try Shell.vdb(["collections", "--json", "--db", db])
+    let collections = try XCTUnwrap(
+      try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+    XCTAssertEqual(collections.map { $0["name"] as? String }, ["l", "s"])
+    XCTAssertEqual(collections.map { $0["dimension"] as? Int }, [3, 3])
+    XCTAssertEqual(collections.map { $0["metric"] as? String }, ["l2", "cosine"])
+    let otherMetric = try Shell.vdb(["import", file, "-c", "s", "--metric", "dot", "--db", db])
+    XCTAssertEqual(otherMetric.status, 1, otherMetric.stderr)
+    XCTAssertEqual(
+      try Shell.vdb(["collections", "create", "n", "--no-vectors", "--db", db]).status, 0)
+    let refused = try Shell.vdb(["import", file, "-c", "n", "--db", db])
     assertNoCrash(refused, "import")
     XCTAssertEqual(refused.status, 1, refused.stderr)
     XCTAssertTrue(
-      refused.stderr.contains("`vdb collections create s --vectors DIMENSION --metric"),
+      refused.stderr.contains("`vdb collections create n --vectors DIMENSION --metric"),
       refused.stderr)
-    XCTAssertEqual(
-      try Shell.vdb(["collections", "create", "s", "--vectors", "3", "--db", db]).status, 0)
-    let imported = try Shell.vdb(["import", file, "-c", "s", "--db", db])
-    XCTAssertEqual(imported.status, 0, imported.stderr)
+    let csv = try Shell.vdb(["import", "--csv", file, "-c", "c", "--metric", "l2", "--db", db])
+    XCTAssertEqual(csv.status, 2, csv.stderr)
   }
 }
