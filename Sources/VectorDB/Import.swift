@@ -316,6 +316,16 @@ extension CollectionOptions {
       vectorLength = found.vectorLength
     }
     guard let dimension = vectorLength else { return CollectionOptions(metric: metric) }
+    return try forVectors(dimension: dimension, in: database, metric: metric)
+  }
+
+  /// The options of a new collection for documents that bring vectors of `dimension`
+  /// floats (see ``forJSONLines(_:in:metric:)``).
+  ///
+  /// - Throws: `.storage`.
+  public static func forVectors(dimension: Int, in database: Database, metric: Metric? = nil)
+    throws -> CollectionOptions
+  {
     if let model = try database.defaultModelVersion(),
       try database.model(version: model).dimension == dimension
     {

@@ -137,7 +137,14 @@ struct Upsert: ParsableCommand {
   func run() throws {
     let metadata = try meta.map(parseMetadata) ?? [:]
     let given = try vector.map { try parseVector($0, source: "--vector") }
-    let collection = try database.open().writing(into: try target.name()) { collection in
+    let db = try database.open()
+    let name = try target.name()
+    // A new collection for a given vector holds vectors of its length (as an import makes).
+    var options: CollectionOptions?
+    if let given, try !db.collectionNames().contains(name) {
+      options = try CollectionOptions.forVectors(dimension: given.count, in: db)
+    }
+    let collection = try db.writing(into: name, options: options) { collection in
       try collection.upsert(
         [Document(id: id, text: text ?? "", metadata: metadata)], vectors: given.map { [$0] })
       return collection

@@ -798,5 +798,14 @@ final class HostileInputTests: ShellTestCase {
       refused.stderr)
     let csv = try Shell.vdb(["import", "--csv", file, "-c", "c", "--metric", "l2", "--db", db])
     XCTAssertEqual(csv.status, 2, csv.stderr)
+    // One document with its vector makes such a collection too.
+    let upserted = try Shell.vdb([
+      "upsert", "-c", "u", "--id", "a", "--vector", "[1, 2]", "--db", db,
+    ])
+    XCTAssertEqual(upserted.status, 0, upserted.stderr)
+    let status = try Shell.vdb(["collections", "--json", "--db", db]).stdout
+    XCTAssertTrue(status.contains(#""dimension":2"#), status)
+    let empty = try Shell.vdb(["upsert", "-c", "e", "--id", "a", "--vector", "[]", "--db", db])
+    XCTAssertEqual(empty.status, 1, empty.stderr)
   }
 }
