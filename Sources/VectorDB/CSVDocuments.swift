@@ -3,10 +3,8 @@ import Foundation
 /// The documents a CSV input holds, read a chunk at a time without writing anything: the
 /// part of `importCSV` that sees the input (and that Fuzz/targets/csv.swift runs).
 enum CSVDocuments {
-  /// A record that cannot be a document, and why.
+  /// Why a record cannot be a document.
   struct BadRecord: Error {
-    /// The line the record starts on, from 1 (the header's).
-    var line: Int
     var reason: String
   }
 
@@ -45,7 +43,7 @@ enum CSVDocuments {
       do {
         document = .success(try columns.document(fields, record: record))
       } catch let bad as CSVColumns.Bad {
-        document = .failure(BadRecord(line: line, reason: bad.reason))
+        document = .failure(BadRecord(reason: bad.reason))
       }
       try body(line, document)
     }

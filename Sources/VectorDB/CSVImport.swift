@@ -35,38 +35,39 @@ extension DocumentCollection {
         in: file, textColumn: textColumn, idColumn: idColumn, delimiter: delimiter, body)
     }
     var skipped: [ImportReport.SkippedLine] = []
-    // Each id's last good record (counting good records from 0): only that one is written.
-    var lastRecord: [String: Int] = [:]
-    var good = 0
-    try forEachDocument { _, document in
+    // Each id's last good record, by the line it starts on: only that one is written.
+    var lastLine: [String: Int] = [:]
+    try forEachDocument { line, document in
       switch document {
       case .success(let document):
-        lastRecord[document.id] = good
-        good += 1
+        lastLine[document.id] = line
       case .failure(let bad):
         guard options.skipBadLines else {
-          throw VectorDBError.invalidInput(source: file.source, line: bad.line, reason: bad.reason)
+          throw VectorDBError.invalidInput(source: file.source, line: line, reason: bad.reason)
         }
-        skipped.append(.init(line: bad.line, reason: bad.reason))
+        skipped.append(.init(line: line, reason: bad.reason))
       }
     }
     var writer = BatchWriter(
       collection: self, batchSize: options.batchSize ?? ImportOptions.embeddedBatchSize,
-      total: lastRecord.count, progress: progress)
+      total: lastLine.count, progress: progress)
     try file.checkUnchanged()
     let skippedLines = Set(skipped.map(\.line))
-    var index = 0
+    var superseded = 0
     try forEachDocument { line, document in
       guard !skippedLines.contains(line) else { return }
       // The record was good when it was checked.
       guard case .success(let document) = document else { throw file.changed(line: line) }
-      defer { index += 1 }
-      if lastRecord[document.id] == index { try writer.add(document) }
+      guard lastLine[document.id] == line else {
+        superseded += 1
+        return
+      }
+      try writer.add(document)
     }
     try writer.finish()
     try file.checkUnchanged()
     return ImportReport(
-      imported: writer.imported, superseded: good - lastRecord.count, skipped: skipped,
+      imported: writer.imported, superseded: superseded, skipped: skipped,
       seconds: Date().timeIntervalSince(start))
   }
 }

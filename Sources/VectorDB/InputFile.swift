@@ -122,11 +122,11 @@ public final class InputFile {
       storage = .disk(descriptor: descriptor, opened: status, start: start)
     default:
       defer { close(descriptor) }
-      // A device other than a terminal (`/dev/zero`, `/dev/urandom`) may give bytes
-      // without end: it is held in memory up to the limit, never copied to disk.
-      let isDevice = status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
+      // A device that may give bytes without end is held in memory up to the limit,
+      // never copied to disk.
       storage = try drain(
-        descriptor, source: source, memoryLimit: memoryLimit, canSpool: !isDevice)
+        descriptor, source: source, memoryLimit: memoryLimit,
+        canSpool: !TextFile.isEndlessDevice(status, descriptor))
     }
   }
 

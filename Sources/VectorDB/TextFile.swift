@@ -41,7 +41,7 @@ public enum TextFile {
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw refusal(source) }
     let memory = ProcessInfo.processInfo.physicalMemory
-    let isDevice = status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
+    let isDevice = isEndlessDevice(status, descriptor)
     let limit = isDevice ? InputFile.memoryLimit : Int(clamping: memory / 4)
     switch status.st_mode & S_IFMT {
     case S_IFDIR: throw refusal(source, "it is a directory, not a file")
@@ -74,6 +74,12 @@ public enum TextFile {
       }
       data.append(contentsOf: chunk[0..<count])
     }
+  }
+
+  /// Whether `descriptor` (of status `status`) is a device other than a terminal, which
+  /// may give bytes without end (`/dev/zero`, `/dev/urandom`).
+  static func isEndlessDevice(_ status: stat, _ descriptor: Int32) -> Bool {
+    status.st_mode & S_IFMT == S_IFCHR && isatty(descriptor) == 0
   }
 
   /// The refusal of a device (other than a terminal) that gives more than `limit` bytes:
