@@ -107,3 +107,23 @@ for precision in bfloat16 w8a8; do
     python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
   step eval -c docs --from-log --model "$converted" --pool 20
 done
+
+echo
+echo "== 9. Data in and out: the docs with their vectors, as JSON Lines, into a database of"
+echo "      its own without a model (nothing is embedded again); the sections as CSV"
+copy=$work/copy.vdb
+step export -c docs --include vector -o "$work/docs-with-vectors.jsonl"
+step --db "$copy" init --no-model
+step --db "$copy" import "$work/docs-with-vectors.jsonl" -c docs
+python3 - "$work/docs-with-vectors.jsonl" > "$work/sections.csv" <<'PY'
+import csv, json, sys
+out = csv.writer(sys.stdout)
+out.writerow(["id", "file", "text"])
+for line in open(sys.argv[1]):
+    document = json.loads(line)
+    out.writerow([document["id"], document["metadata"].get("file", ""), document["text"]])
+PY
+step --db "$copy" import --csv "$work/sections.csv" -c sections --text-column text
+step --db "$copy" collections
+step --db "$copy" query -c sections "MaxScore postings" -k 2 --mode keyword
+step --db "$copy" verify
